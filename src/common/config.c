@@ -1,0 +1,314 @@
+#define LOG_MODULE "config"
+#include "common/config.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <string.h>
+
+enum key_type {
+	KEY_STR,   /* string of at most size bytes */
+	KEY_ID,	   /* [A-Za-z0-9_-], at most size bytes */
+	KEY_ADDR,  /* host:port */
+	KEY_PATH,  /* non-empty path */
+	KEY_UINT,  /* decimal in [min, max] */
+	KEY_SIZE,  /* size with unit in [min, max] */
+	KEY_ENUM,  /* one of names[] */
+	KEY_LEVEL, /* log level */
+	KEY_LINK,  /* repeatable interconnect link */
+};
+
+struct key_def {
+	const char *section;
+	const char *key;
+	enum key_type type;
+	size_t offset;
+	size_t size;
+	uint64_t min, max;
+	const char *const *names;
+	bool required;
+};
+
+static const char *const io_engine_names[] = {"uring", "threads", NULL};
+static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
+
+#define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
+
+static const struct key_def schema[] = {
+    {"node", "id", KEY_ID, F(node.id), 0, 0, NULL, true},
+    {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
+    {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
+    {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
+    {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
+    {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
+    {"nbd", "conn_buffer", KEY_SIZE, F(nbd.conn_buffer), 1ull << 20, 1ull << 30, NULL, false},
+    {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
+    {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
+    {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
+    {"ic", "provider", KEY_STR, F(ic.provider), 0, 0, NULL, false},
+    {"ic", "cluster_id", KEY_STR, F(ic.cluster_id), 0, 0, NULL, false},
+    {"ic", "secret_file", KEY_PATH, F(ic.secret_file), 0, 0, NULL, false},
+    {"ic", "partner", KEY_ID, F(ic.partner), 0, 0, NULL, false},
+    {"ic", "link", KEY_LINK, 0, 0, 0, 0, NULL, false},
+    {"ic", "instances", KEY_UINT, F(ic.instances), 1, CONFIG_MAX_LINKS, NULL, false},
+    {"ic", "balance", KEY_ENUM, F(ic.balance), 0, 0, balance_names, false},
+    {"ic", "heartbeat_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
+    {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
+    {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
+};
+
+void config_defaults(struct duet_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->node.log_level = LOG_LEVEL_INFO;
+	cfg->nbd.max_payload = 32ull << 20;
+	cfg->nbd.conn_buffer = 64ull << 20;
+	cfg->store.io_engine = IO_ENGINE_URING;
+	cfg->store.io_depth = 256;
+	cfg->store.io_workers = 4;
+	snprintf(cfg->ic.provider, sizeof(cfg->ic.provider), "tcp;ofi_rxm");
+	snprintf(cfg->ic.cluster_id, sizeof(cfg->ic.cluster_id), "duet");
+	cfg->ic.instances = 1;
+	cfg->ic.balance = BALANCE_LEAST_OUTSTANDING;
+	cfg->ic.heartbeat_ms = 20;
+	cfg->ic.link_deadline_ms = 100;
+	cfg->ic.session_deadline_ms = 1000;
+}
+
+struct parse_ctx {
+	struct duet_config *cfg;
+	const char *name;
+	char *err;
+	size_t errlen;
+	int line;
+	bool seen[ARRAY_SIZE(schema)];
+	bool failed;
+};
+
+static int fail(struct parse_ctx *c, const char *section, const char *key, const char *fmt,
+		const char *arg)
+{
+	char what[256];
+
+	snprintf(what, sizeof(what), fmt, arg);
+	snprintf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, key, what);
+	c->failed = true;
+	return 0;
+}
+
+static bool valid_id(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		char ch = *s;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int set_link(struct parse_ctx *c, const struct key_def *d, const char *value)
+{
+	struct config_link *l;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char extra[2];
+	int n;
+
+	if (c->cfg->ic.n_links == CONFIG_MAX_LINKS)
+		return fail(c, d->section, d->key, "more than %s links", "8");
+	l = &c->cfg->ic.links[c->cfg->ic.n_links];
+	n = sscanf(value, "%15s %127s %127s %1s", l->name, l->local, l->peer, extra);
+	if (n != 3 || !valid_id(l->name))
+		return fail(c, d->section, d->key, "'%s': want NAME LOCAL_HOST:PORT PEER_HOST:PORT",
+			    value);
+	if (parse_hostport(l->local, &ss, &len) < 0 || parse_hostport(l->peer, &ss, &len) < 0)
+		return fail(c, d->section, d->key, "'%s': bad host:port", value);
+	for (unsigned i = 0; i < c->cfg->ic.n_links; i++)
+		if (strcmp(c->cfg->ic.links[i].name, l->name) == 0)
+			return fail(c, d->section, d->key, "duplicate link name '%s'", l->name);
+	c->cfg->ic.n_links++;
+	return 1;
+}
+
+static int set_value(struct parse_ctx *c, const struct key_def *d, const char *value)
+{
+	char *field = (char *)c->cfg + d->offset;
+	uint64_t v;
+	int rc;
+
+	switch (d->type) {
+	case KEY_ID:
+		if (!valid_id(value))
+			return fail(c, d->section, d->key, "'%s': use letters, digits, - and _",
+				    value);
+		/* fall through */
+	case KEY_STR:
+	case KEY_PATH:
+		if (!*value)
+			return fail(c, d->section, d->key, "empty value%s", "");
+		if (strlen(value) >= d->size)
+			return fail(c, d->section, d->key, "'%s' is too long", value);
+		strcpy(field, value);
+		return 1;
+	case KEY_ADDR: {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (strlen(value) >= d->size || parse_hostport(value, &ss, &len) < 0)
+			return fail(c, d->section, d->key,
+				    "'%s': want a numeric HOST:PORT, e.g. 127.0.0.1:10809", value);
+		strcpy(field, value);
+		return 1;
+	}
+	case KEY_UINT:
+		rc = parse_uint(value, d->min, d->max, &v);
+		if (rc < 0) {
+			char range[64];
+			snprintf(range, sizeof(range), "want a whole number from %llu to %llu",
+				 (unsigned long long)d->min, (unsigned long long)d->max);
+			return fail(c, d->section, d->key, "%s", range);
+		}
+		*(uint64_t *)(void *)field = v;
+		return 1;
+	case KEY_SIZE:
+		rc = parse_size(value, &v);
+		if (rc < 0 || v < d->min || v > d->max) {
+			char range[96];
+			snprintf(range, sizeof(range), "'%.32s': want a size from %lluM to %lluM",
+				 value, (unsigned long long)(d->min >> 20),
+				 (unsigned long long)(d->max >> 20));
+			return fail(c, d->section, d->key, "%s", range);
+		}
+		*(uint64_t *)(void *)field = v;
+		return 1;
+	case KEY_ENUM:
+		for (int i = 0; d->names[i]; i++) {
+			if (strcmp(value, d->names[i]) == 0) {
+				*(int *)(void *)field = i;
+				return 1;
+			}
+		}
+		return fail(c, d->section, d->key, "'%s' is not one of the allowed values", value);
+	case KEY_LEVEL: {
+		enum log_level lvl;
+		if (log_parse_level(value, &lvl) < 0)
+			return fail(c, d->section, d->key, "'%s': want error, warn, info or debug",
+				    value);
+		*(enum log_level *)(void *)field = lvl;
+		return 1;
+	}
+	case KEY_LINK:
+		return set_link(c, d, value);
+	}
+	return fail(c, d->section, d->key, "internal: unknown key type%s", "");
+}
+
+#if INI_HANDLER_LINENO
+static int handler(void *user, const char *section, const char *name, const char *value, int lineno)
+#else
+static int handler(void *user, const char *section, const char *name, const char *value)
+#endif
+{
+	struct parse_ctx *c = user;
+	bool section_known = false;
+
+#if INI_HANDLER_LINENO
+	c->line = lineno;
+#else
+	c->line++; /* approximate; ini_parse's return value gives the exact line */
+#endif
+	if (c->failed)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(schema); i++) {
+		const struct key_def *d = &schema[i];
+		if (strcmp(d->section, section) != 0)
+			continue;
+		section_known = true;
+		if (strcmp(d->key, name) != 0)
+			continue;
+		if (c->seen[i] && d->type != KEY_LINK)
+			return fail(c, section, name, "given twice%s", "");
+		c->seen[i] = true;
+		return set_value(c, d, value);
+	}
+	if (!section_known)
+		return fail(c, section, name, "unknown section [%s]", section);
+	return fail(c, section, name, "unknown key%s", "");
+}
+
+static int finish(struct parse_ctx *c, int rc)
+{
+	if (rc > 0) {
+		/* inih's line number is exact; rewrite the message with it. */
+		if (c->failed) {
+			char *colon = strchr(c->err + strlen(c->name) + 1, ':');
+			char rest[512];
+			snprintf(rest, sizeof(rest), "%s", colon ? colon + 1 : "");
+			snprintf(c->err, c->errlen, "%s:%d:%s", c->name, rc, rest);
+		} else {
+			snprintf(c->err, c->errlen, "%s:%d: syntax error", c->name, rc);
+		}
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		snprintf(c->err, c->errlen, "%s: cannot read: %s", c->name,
+			 rc == -1 ? strerror(errno) : "out of memory");
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(schema); i++) {
+		if (schema[i].required && !c->seen[i]) {
+			snprintf(c->err, c->errlen, "%s: [%s] %s: required key is missing", c->name,
+				 schema[i].section, schema[i].key);
+			return -EINVAL;
+		}
+	}
+	if (c->cfg->ic.n_links > 0 && c->cfg->ic.instances > c->cfg->ic.n_links) {
+		snprintf(c->err, c->errlen, "%s: [ic] instances: more instances than links",
+			 c->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void ini_setup(void)
+{
+	/* Allow "key = value   # comment" as in the README's examples. */
+	ini_inline_comment_prefixes = ";#";
+	ini_stop_on_first_error = true;
+	ini_allow_multiline = false;
+	ini_max_line = 1024;
+}
+
+int config_load(const char *path, struct duet_config *cfg, char *err, size_t errlen)
+{
+	struct parse_ctx c = {.cfg = cfg, .name = path, .err = err, .errlen = errlen};
+	FILE *f;
+	int rc;
+
+	config_defaults(cfg);
+	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	ini_setup();
+	rc = ini_parse_file(f, handler, &c);
+	fclose(f);
+	return finish(&c, rc);
+}
+
+int config_load_string(const char *name, const char *text, struct duet_config *cfg, char *err,
+		       size_t errlen)
+{
+	struct parse_ctx c = {.cfg = cfg, .name = name, .err = err, .errlen = errlen};
+
+	config_defaults(cfg);
+	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	ini_setup();
+	return finish(&c, ini_parse_string(text, handler, &c));
+}

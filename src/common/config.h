@@ -1,0 +1,88 @@
+/**
+ * @file config.h
+ * The node's INI configuration (libinih): one schema, one struct.
+ *
+ * Every key is declared once in the schema in config.c with its type,
+ * bounds and default; an unknown section or key, a bad value, a missing
+ * required key or a missing file is an error naming the file, line and key.
+ */
+#ifndef DUET_COMMON_CONFIG_H
+#define DUET_COMMON_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+#define CONFIG_ID_MAX	 16
+#define CONFIG_ADDR_MAX	 128
+#define CONFIG_MAX_LINKS 8
+
+/** One interconnect link: "link = NAME LOCAL_HOST:PORT PEER_HOST:PORT". */
+struct config_link {
+	char name[CONFIG_ID_MAX];
+	char local[CONFIG_ADDR_MAX];
+	char peer[CONFIG_ADDR_MAX];
+};
+
+enum config_io_engine {
+	IO_ENGINE_URING = 0,
+	IO_ENGINE_THREADS,
+};
+
+enum config_balance {
+	BALANCE_ROUND_ROBIN = 0,
+	BALANCE_LEAST_OUTSTANDING,
+};
+
+struct duet_config {
+	char path[PATH_MAX];
+	struct {
+		char id[CONFIG_ID_MAX];
+		char shelf[PATH_MAX];
+		char control[PATH_MAX];
+		enum log_level log_level;
+	} node;
+	struct {
+		char listen[CONFIG_ADDR_MAX];
+		char proxy_listen[CONFIG_ADDR_MAX]; /* "" when not set */
+		uint64_t max_payload;		    /* bytes, largest request */
+		uint64_t conn_buffer;		    /* bytes in flight per connection */
+	} nbd;
+	struct {
+		enum config_io_engine io_engine;
+		uint64_t io_depth;   /* io_uring entries */
+		uint64_t io_workers; /* threads of the worker-pool engine */
+	} store;
+	struct {
+		char provider[64];
+		char cluster_id[64];
+		char secret_file[PATH_MAX];
+		char partner[CONFIG_ID_MAX];
+		struct config_link links[CONFIG_MAX_LINKS];
+		unsigned n_links;
+		uint64_t instances;
+		enum config_balance balance;
+		uint64_t heartbeat_ms;
+		uint64_t link_deadline_ms;
+		uint64_t session_deadline_ms;
+	} ic;
+};
+
+/** Fill @p cfg with every default. */
+void config_defaults(struct duet_config *cfg);
+
+/**
+ * Parse @p path into @p cfg (defaults first).
+ * @param err  receives one line "FILE:LINE: [section] key: what is wrong".
+ * @return 0 or -EINVAL / -ENOENT.
+ */
+int config_load(const char *path, struct duet_config *cfg, char *err, size_t errlen);
+
+/** Same, from a string (tests); @p name stands for the file in errors. */
+int config_load_string(const char *name, const char *text, struct duet_config *cfg, char *err,
+		       size_t errlen);
+
+#endif

@@ -1,0 +1,346 @@
+#define LOG_MODULE "loop"
+#include "common/loop.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOOP_MAX_EVENTS 128
+
+struct loop {
+	int epfd;
+	bool stop;
+	struct epoll_event events[LOOP_MAX_EVENTS];
+	int ev_cur; /* index being dispatched */
+	int ev_n;   /* events in the current batch */
+	struct loop_timer **heap;
+	int heap_n;
+	int heap_cap;
+	struct loop_task *tasks_head;
+	struct loop_task *tasks_tail;
+	struct loop_poller *pollers;
+	_Atomic uint64_t last_turn_ns;
+};
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int loop_create(struct loop **out)
+{
+	struct loop *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		int err = -errno;
+		LOG_ERROR("epoll_create1: %s", strerror(errno));
+		free(l);
+		return err;
+	}
+	atomic_store(&l->last_turn_ns, now_ns());
+	*out = l;
+	return 0;
+}
+
+void loop_destroy(struct loop *l)
+{
+	if (!l)
+		return;
+	close(l->epfd);
+	free(l->heap);
+	free(l);
+}
+
+int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_cb cb,
+		void *arg)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+
+	io->fd = fd;
+	io->events = events;
+	io->cb = cb;
+	io->arg = arg;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = -errno;
+		LOG_ERROR("epoll_ctl(ADD, fd %d): %s", fd, strerror(errno));
+		return err;
+	}
+	io->added = true;
+	return 0;
+}
+
+int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+
+	if (io->events == events)
+		return 0;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) {
+		int err = -errno;
+		LOG_ERROR("epoll_ctl(MOD, fd %d): %s", io->fd, strerror(errno));
+		return err;
+	}
+	io->events = events;
+	return 0;
+}
+
+/* Besides removing the fd, forget any event of the current batch that still
+ * points at @p io, so the owner may free it right away. */
+void loop_io_del(struct loop *l, struct loop_io *io)
+{
+	if (!io->added)
+		return;
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	io->added = false;
+	for (int i = l->ev_cur + 1; i < l->ev_n; i++) {
+		if (l->events[i].data.ptr == io)
+			l->events[i].data.ptr = NULL;
+	}
+}
+
+/* ---- timers: a binary min-heap on deadline ---- */
+
+static void heap_swap(struct loop *l, int a, int b)
+{
+	struct loop_timer *t = l->heap[a];
+
+	l->heap[a] = l->heap[b];
+	l->heap[b] = t;
+	l->heap[a]->heap_idx = a;
+	l->heap[b]->heap_idx = b;
+}
+
+static void heap_up(struct loop *l, int i)
+{
+	while (i > 0) {
+		int p = (i - 1) / 2;
+		if (l->heap[p]->deadline_ns <= l->heap[i]->deadline_ns)
+			break;
+		heap_swap(l, i, p);
+		i = p;
+	}
+}
+
+static void heap_down(struct loop *l, int i)
+{
+	for (;;) {
+		int c = 2 * i + 1, m = i;
+		if (c < l->heap_n && l->heap[c]->deadline_ns < l->heap[m]->deadline_ns)
+			m = c;
+		if (c + 1 < l->heap_n && l->heap[c + 1]->deadline_ns < l->heap[m]->deadline_ns)
+			m = c + 1;
+		if (m == i)
+			break;
+		heap_swap(l, i, m);
+		i = m;
+	}
+}
+
+void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg)
+{
+	t->cb = cb;
+	t->arg = arg;
+	t->heap_idx = -1;
+	t->deadline_ns = 0;
+}
+
+void loop_timer_cancel(struct loop *l, struct loop_timer *t)
+{
+	int i = t->heap_idx;
+
+	if (i < 0)
+		return;
+	l->heap_n--;
+	if (i != l->heap_n) {
+		l->heap[i] = l->heap[l->heap_n];
+		l->heap[i]->heap_idx = i;
+		heap_down(l, i);
+		heap_up(l, i);
+	}
+	t->heap_idx = -1;
+}
+
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ns)
+{
+	loop_timer_cancel(l, t);
+	if (l->heap_n == l->heap_cap) {
+		int cap = l->heap_cap ? 2 * l->heap_cap : 64;
+		struct loop_timer **h = realloc(l->heap, (size_t)cap * sizeof(*h));
+		if (!h) {
+			/* Nothing sane to do without memory for a timer slot. */
+			LOG_ERROR("out of memory for timers");
+			abort();
+		}
+		l->heap = h;
+		l->heap_cap = cap;
+	}
+	t->deadline_ns = now_ns() + delay_ns;
+	t->heap_idx = l->heap_n;
+	l->heap[l->heap_n++] = t;
+	heap_up(l, t->heap_idx);
+}
+
+static void run_timers(struct loop *l)
+{
+	uint64_t now = now_ns();
+
+	while (l->heap_n > 0 && l->heap[0]->deadline_ns <= now) {
+		struct loop_timer *t = l->heap[0];
+		loop_timer_cancel(l, t);
+		t->cb(t);
+	}
+}
+
+/* ---- tasks and pollers ---- */
+
+void loop_task_init(struct loop_task *t, loop_task_cb cb, void *arg)
+{
+	t->next = NULL;
+	t->cb = cb;
+	t->arg = arg;
+	t->queued = false;
+}
+
+void loop_post(struct loop *l, struct loop_task *t)
+{
+	if (t->queued)
+		return;
+	t->queued = true;
+	t->next = NULL;
+	if (l->tasks_tail)
+		l->tasks_tail->next = t;
+	else
+		l->tasks_head = t;
+	l->tasks_tail = t;
+}
+
+static bool run_tasks(struct loop *l)
+{
+	/* Only the tasks queued so far: one posted by a task runs next turn. */
+	struct loop_task *t = l->tasks_head;
+	bool ran = t != NULL;
+
+	l->tasks_head = l->tasks_tail = NULL;
+	while (t) {
+		struct loop_task *next = t->next;
+		t->queued = false;
+		t->next = NULL;
+		t->cb(t->arg);
+		t = next;
+	}
+	return ran;
+}
+
+void loop_poller_add(struct loop *l, struct loop_poller *p, loop_poll_cb cb, void *arg)
+{
+	if (p->added)
+		return;
+	p->cb = cb;
+	p->arg = arg;
+	p->next = l->pollers;
+	p->added = true;
+	l->pollers = p;
+}
+
+void loop_poller_del(struct loop *l, struct loop_poller *p)
+{
+	for (struct loop_poller **pp = &l->pollers; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			p->added = false;
+			return;
+		}
+	}
+}
+
+static bool run_pollers(struct loop *l)
+{
+	bool busy = false;
+	struct loop_poller *p = l->pollers;
+
+	while (p) {
+		struct loop_poller *next = p->next;
+		if (p->cb(p->arg) > 0)
+			busy = true;
+		p = next;
+	}
+	return busy;
+}
+
+/* ---- dispatch ---- */
+
+int loop_run_once(struct loop *l, uint64_t timeout_ns)
+{
+	struct timespec ts;
+	uint64_t wait = timeout_ns;
+	int n;
+
+	atomic_store_explicit(&l->last_turn_ns, now_ns(), memory_order_relaxed);
+	if (l->tasks_head)
+		wait = 0;
+	if (l->heap_n > 0 && wait > 0) {
+		uint64_t now = now_ns();
+		uint64_t d = l->heap[0]->deadline_ns;
+		uint64_t until = d > now ? d - now : 0;
+		if (until < wait)
+			wait = until;
+	}
+	ts.tv_sec = (time_t)(wait / 1000000000ull);
+	ts.tv_nsec = (long)(wait % 1000000000ull);
+	n = epoll_pwait2(l->epfd, l->events, LOOP_MAX_EVENTS, &ts, NULL);
+	if (n < 0) {
+		if (errno == EINTR)
+			n = 0;
+		else {
+			int err = -errno;
+			LOG_ERROR("epoll_pwait2: %s", strerror(errno));
+			return err;
+		}
+	}
+	l->ev_n = n;
+	for (l->ev_cur = 0; l->ev_cur < n; l->ev_cur++) {
+		struct loop_io *io = l->events[l->ev_cur].data.ptr;
+		if (io)
+			io->cb(io, l->events[l->ev_cur].events);
+	}
+	l->ev_n = 0;
+	l->ev_cur = 0;
+	run_timers(l);
+	bool busy = run_pollers(l);
+	busy |= run_tasks(l);
+	return busy ? 1 : 0;
+}
+
+int loop_run(struct loop *l)
+{
+	int busy = 0;
+
+	l->stop = false;
+	while (!l->stop) {
+		int rc = loop_run_once(l, busy ? 0 : 1000000000ull);
+		if (rc < 0)
+			return rc;
+		busy = rc;
+	}
+	return 0;
+}
+
+void loop_stop(struct loop *l)
+{
+	l->stop = true;
+}
+
+uint64_t loop_last_turn_ns(const struct loop *l)
+{
+	return atomic_load_explicit(&l->last_turn_ns, memory_order_relaxed);
+}

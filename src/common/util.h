@@ -1,0 +1,42 @@
+/**
+ * @file util.h
+ * Small helpers shared by every module: size and address parsing, byte
+ * order, descriptor flags.
+ */
+#ifndef DUET_COMMON_UTIL_H
+#define DUET_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ARRAY_SIZE(a)			(sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b)			((a) < (b) ? (a) : (b))
+#define MAX(a, b)			((a) > (b) ? (a) : (b))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/** Parse "4096", "512K", "64M", "1G", "2T" (binary units). @return 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+
+/** Parse an unsigned decimal in [min, max]. @return 0, -EINVAL or -ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/** Parse "host:port" or "[v6]:port" with numeric host and port. */
+int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/** Split "host:port" into its parts; @p host must hold 64 bytes. */
+int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+
+/** Format a sockaddr as "host:port" into @p buf. */
+const char *format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
+
+int set_nonblock(int fd, bool on);
+
+/** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
+int tcp_listen(const char *hostport, int backlog);
+
+/** Create a listening UNIX stream socket at @p path, replacing a stale one. */
+int unix_listen(const char *path, int backlog);
+
+#endif

@@ -1,0 +1,127 @@
+/**
+ * @file nbd.h
+ * NBD server: fixed newstyle handshake, options and the transmission phase
+ * (NetworkBlockDevice/nbd doc/proto.md), on the node's reactor.
+ *
+ * The server knows nothing of where a command goes: it asks a backend
+ * (struct nbd_backend_ops) for exports and hands it each command as a
+ * struct nbd_io, which the backend completes with nbd_io_done(), inline or
+ * later, in any order. Replies go out in completion order.
+ */
+#ifndef DUET_NBD_NBD_H
+#define DUET_NBD_NBD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct nbd_server;
+
+/** Command types and flags, as on the wire. */
+enum nbd_cmd_type {
+	NBD_CMD_READ = 0,
+	NBD_CMD_WRITE = 1,
+	NBD_CMD_DISC = 2,
+	NBD_CMD_FLUSH = 3,
+	NBD_CMD_TRIM = 4,
+	NBD_CMD_CACHE = 5,
+	NBD_CMD_WRITE_ZEROES = 6,
+	NBD_CMD_BLOCK_STATUS = 7,
+};
+
+#define NBD_CMD_FLAG_FUA       (1u << 0)
+#define NBD_CMD_FLAG_NO_HOLE   (1u << 1)
+#define NBD_CMD_FLAG_DF	       (1u << 2)
+#define NBD_CMD_FLAG_REQ_ONE   (1u << 3)
+#define NBD_CMD_FLAG_FAST_ZERO (1u << 4)
+
+/** base:allocation extent flags. */
+#define NBD_STATE_HOLE (1u << 0)
+#define NBD_STATE_ZERO (1u << 1)
+
+/** What the backend tells the server about one export. */
+struct nbd_export_info {
+	uint64_t size;
+	bool read_only;
+	bool can_trim;
+	bool can_zero;
+	bool can_fast_zero;
+	bool can_cache;
+	bool can_flush;
+	bool can_fua;
+	bool can_multi_conn; /* only if a FLUSH on one connection covers all */
+	bool can_block_status;
+	uint32_t min_block;  /* 1 or 512 */
+	uint32_t pref_block; /* e.g. 4096 */
+	char description[64];
+};
+
+struct nbd_extent {
+	uint64_t length;
+	uint32_t flags; /* NBD_STATE_* */
+};
+
+/**
+ * One command handed to the backend. The server owns it and its buffer;
+ * the backend fills what the command asks and calls nbd_io_done() once.
+ */
+struct nbd_io {
+	uint16_t type;	/* enum nbd_cmd_type (never DISC) */
+	uint16_t flags; /* NBD_CMD_FLAG_* */
+	uint64_t offset;
+	uint64_t length;
+	void *buf; /* READ: length bytes to fill; WRITE: length bytes of data */
+	void *export_handle;
+	/* BLOCK_STATUS: the backend writes up to max_extents extents from
+	 * offset, covering at most length bytes, and sets n_extents. */
+	struct nbd_extent *extents;
+	uint32_t max_extents;
+	uint32_t n_extents;
+	/* Private to the server. */
+	void *priv;
+	uint64_t cookie;
+};
+
+/**
+ * Backend operations. @c ctx is the pointer given to nbd_server_create().
+ * @c list calls @p emit for every export; @c open returns -ENOENT for an
+ * unknown name; @c submit must eventually call nbd_io_done(io, 0 or -errno).
+ */
+struct nbd_backend_ops {
+	int (*list)(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+		    void *arg);
+	int (*open)(void *ctx, const char *name, void **handle, struct nbd_export_info *info);
+	void (*close)(void *ctx, void *handle);
+	void (*submit)(void *ctx, struct nbd_io *io);
+};
+
+struct nbd_server_opts {
+	const char *listen;   /* "host:port" */
+	const char *name;     /* for logs: "nbd" or "proxy" */
+	uint64_t max_payload; /* largest READ/WRITE, >= 32 MiB */
+	uint64_t conn_buffer; /* bytes of payload in flight per connection */
+	unsigned max_clients; /* connections beyond are refused */
+};
+
+/** Complete @p io with 0 or a negative errno (mapped to an NBD error). */
+void nbd_io_done(struct nbd_io *io, int result);
+
+int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
+		      const struct nbd_backend_ops *ops, void *ctx, struct nbd_server **out);
+/** Close the listener and every connection (their in-flight ios complete
+ * into the void: the backend may still call nbd_io_done on them). */
+void nbd_server_destroy(struct nbd_server *srv);
+
+struct nbd_server_stats {
+	uint64_t connections; /* open now */
+	uint64_t accepted;    /* since start */
+	uint64_t requests;
+	uint64_t errors; /* error replies */
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t protocol_errors; /* connections dropped for bad input */
+};
+void nbd_server_get_stats(const struct nbd_server *srv, struct nbd_server_stats *st);
+
+#endif

@@ -1,0 +1,104 @@
+/**
+ * @file store.h
+ * A shelf (a directory) and its volumes (sparse files plus metadata), with
+ * asynchronous block I/O that never blocks the reactor.
+ *
+ * I/O is submitted as a struct store_io embedded in the caller's request and
+ * completed through io->done on the reactor thread (never inline from
+ * store_submit). Two engines: io_uring (default) and a worker pool.
+ */
+#ifndef DUET_STORE_STORE_H
+#define DUET_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct store;
+struct store_volume;
+
+#define STORE_NAME_MAX 64 /* including the NUL */
+#define STORE_UUID_LEN 37 /* "xxxxxxxx-xxxx-...", with the NUL */
+
+enum store_engine {
+	STORE_ENGINE_URING = 0,
+	STORE_ENGINE_THREADS,
+};
+
+struct store_opts {
+	enum store_engine engine;
+	unsigned depth;	  /* io_uring entries / queue bound */
+	unsigned workers; /* threads of the worker-pool engine */
+};
+
+struct store_volume_info {
+	char name[STORE_NAME_MAX];
+	char uuid[STORE_UUID_LEN];
+	char owner[16];
+	uint64_t size;
+	uint64_t allocated; /* bytes on disk */
+};
+
+enum store_op {
+	STORE_OP_READ = 0,
+	STORE_OP_WRITE,
+	STORE_OP_FLUSH,	       /* fdatasync of the volume */
+	STORE_OP_TRIM,	       /* punch a hole */
+	STORE_OP_WRITE_ZEROES, /* punch (or, with STORE_F_NO_HOLE, allocate) zeros */
+	STORE_OP_CACHE,	       /* read ahead into the page cache */
+};
+
+#define STORE_F_FUA	  (1u << 0) /* WRITE/WRITE_ZEROES durable before done */
+#define STORE_F_NO_HOLE	  (1u << 1) /* WRITE_ZEROES: keep the range allocated */
+#define STORE_F_FAST_ZERO (1u << 2) /* WRITE_ZEROES: -ENOTSUP unless it is fast */
+
+struct store_io;
+typedef void (*store_io_cb)(struct store_io *io, int result);
+
+struct store_io {
+	enum store_op op;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t length;
+	void *buf;
+	store_io_cb done; /* result: 0 or a negative errno */
+	void *arg;
+	/* Private to the store. */
+	struct store_volume *vol;
+	uint64_t done_bytes;
+	struct store_io *next;
+};
+
+/** Open (creating if needed) the shelf directory @p dir on @p loop. */
+int store_open(struct loop *loop, const char *dir, const struct store_opts *opts,
+	       struct store **out);
+/** Close the shelf; every submitted io must have completed. */
+void store_close(struct store *s);
+
+/** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
+int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
+/** Volumes in name order; @p i from 0 to store_volume_count() - 1. */
+unsigned store_volume_count(const struct store *s);
+struct store_volume *store_volume_at(struct store *s, unsigned i);
+struct store_volume *store_volume_find(struct store *s, const char *name);
+void store_volume_get_info(const struct store_volume *v, struct store_volume_info *info);
+
+/** Queue @p io on @p v. Bounds are the caller's to check (see store_check_range). */
+void store_submit(struct store_volume *v, struct store_io *io);
+/** @return 0, or -EINVAL if [offset, offset+length) is not inside the volume. */
+int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length);
+
+/**
+ * Allocation map from @p offset for at most @p length bytes: up to @p max
+ * extents of (length, hole/zero flags), contiguous. Synchronous (lseek
+ * SEEK_DATA/SEEK_HOLE: metadata only). @return number of extents or -errno.
+ */
+struct store_extent {
+	uint64_t length;
+	bool hole; /* reads as zeros and takes no space */
+};
+int store_block_status(struct store_volume *v, uint64_t offset, uint64_t length,
+		       struct store_extent *ext, unsigned max);
+
+#endif
