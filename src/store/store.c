@@ -275,6 +275,9 @@ static int meta_write(struct store *s, const struct store_volume *v)
 {
 	char file[STORE_NAME_MAX + 8];
 	json_object *o = json_object_new_object();
+	const char *text;
+	char *line;
+	size_t len;
 	int rc;
 
 	if (!o)
@@ -285,10 +288,19 @@ static int meta_write(struct store *s, const struct store_volume *v)
 	json_object_object_add(o, "uuid", json_object_new_string(v->uuid));
 	json_object_object_add(o, "owner", json_object_new_string(v->owner));
 	json_object_object_add(o, "created", json_object_new_int64(v->created));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
+	len = strlen(text);
+	line = malloc(len + 2);
+	if (!line) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	memcpy(line, text, len);
+	memcpy(line + len, "\n", 2);
 	snprintf(file, sizeof(file), "%s.meta", v->name);
-	rc = write_atomic(s->voldirfd, file,
-			  json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								JSON_C_TO_STRING_NOSLASHESCAPE));
+	rc = write_atomic(s->voldirfd, file, line);
+	free(line);
 	json_object_put(o);
 	return rc;
 }
@@ -516,9 +528,17 @@ static int load_volumes(struct store *s, unsigned *skipped)
 	return rc;
 }
 
+/* Open (creating if needed) the directory @p path under @p at; a new one is
+ * made durable in its parent. */
 static int open_dir(int at, const char *path, int *out)
 {
-	if (mkdirat(at, path, 0755) < 0 && errno != EEXIST) {
+	if (mkdirat(at, path, 0755) == 0) {
+		if (at != AT_FDCWD && fsync(at) < 0) {
+			int err = -errno;
+			LOG_ERROR("fsync of the parent of %s: %s", path, strerror(errno));
+			return err;
+		}
+	} else if (errno != EEXIST) {
 		int err = -errno;
 		LOG_ERROR("mkdir %s: %s", path, strerror(errno));
 		return err;
