@@ -774,8 +774,14 @@ void nbd_server_kick(struct nbd_server *srv)
 
 	while (c) {
 		struct nbd_conn *next = c->next;
-		if (c->xp)
-			conn_rx(c);
+		if (c->xp) {
+			nbd_conn_get(c);
+			if (c->tx_blocked)
+				conn_flush(c); /* as on EPOLLOUT */
+			if (!c->closed)
+				conn_rx(c);
+			nbd_conn_put(c);
+		}
 		c = next;
 	}
 }
