@@ -137,8 +137,6 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 	v = store_volume_find(n->store, json_object_get_string(name));
 	if (v)
 		json_object_object_add(resp, "volume", volume_json(n, v));
-	LOG_INFO("volume %s created (%lld bytes)", json_object_get_string(name),
-		 (long long)json_object_get_int64(size));
 	return 0;
 }
 

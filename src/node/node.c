@@ -53,12 +53,7 @@ static int open_storage(struct node *n)
 	    .depth = (unsigned)n->cfg.store.io_depth,
 	    .workers = (unsigned)n->cfg.store.io_workers,
 	};
-	int rc = store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
-
-	if (rc < 0)
-		return rc;
-	LOG_INFO("shelf %s open: %u volume(s)", n->cfg.node.shelf, store_volume_count(n->store));
-	return 0;
+	return store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
 }
 
 static int open_listeners(struct node *n)
@@ -74,11 +69,7 @@ static int open_listeners(struct node *n)
 
 	if (rc < 0)
 		return rc;
-	rc = nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
-	if (rc < 0)
-		return rc;
-	LOG_INFO("serving NBD on %s", n->cfg.nbd.listen);
-	return 0;
+	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
 }
 
 /* Boot order follows DESIGN.md: the interconnect would come up first (so
