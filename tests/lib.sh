@@ -195,7 +195,7 @@ stop_node() {
 		fi
 		sleep 0.02
 	done
-	wait "$pid" || rc=$?
+	wait "$pid" 2>/dev/null || rc=$?
 	unset "NODE_PID[$name]"
 	echo "=== $(date +%T) stopped $name with SIG$sig: status $rc" >>"$T/$name.log"
 	if [ "$sig" = TERM ] || [ "$sig" = INT ]; then

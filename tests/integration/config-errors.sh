@@ -39,9 +39,9 @@ expect_bad() {
 # missing file: names the file
 expect_bad missing "$T/missing.conf"
 
-# unknown section at line 7
+# unknown section: reported at its first key, line 8
 { base; printf '[bogus]\nx = 1\n'; } >"$T/section.conf"
-expect_bad section "$T/section.conf:7" bogus
+expect_bad section "$T/section.conf:8" bogus " x"
 
 # unknown key at line 7 of [nbd]
 { base; echo "colour = blue"; } >"$T/key.conf"

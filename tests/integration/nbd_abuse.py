@@ -205,7 +205,7 @@ class Conn:
         With structured replies negotiated, a READ must get structured
         chunks; other commands may get a simple reply."""
         err = 0
-        data = bytearray(read_len)
+        data = None
         while True:
             (magic,) = struct.unpack(">I", self.recv(4))
             if magic == SIMPLE_MAGIC:
@@ -223,6 +223,8 @@ class Conn:
             if ck != cookie:
                 raise Fail("reply for cookie %d, expected %d" % (ck, cookie))
             payload = self.recv(length)
+            if data is None:
+                data = bytearray(min(read_len, 1 << 26))
             if ctype in (CHUNK_ERROR, CHUNK_ERROR_OFFSET):
                 err = struct.unpack(">I", payload[:4])[0]
             elif ctype == CHUNK_OFFSET_DATA:

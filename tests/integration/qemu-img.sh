@@ -27,11 +27,11 @@ jq -e '."virtual-size" == 8388608' <<<"$(qemu-img info --output=json "$(nbd_uri 
 
 step "qemu-img convert -n raw -> nbd"
 qemu-img convert -p -n -f raw -O raw "$T/img.raw" "$URI" >/dev/null || fail "qemu-img convert failed"
-qemu-img compare -f raw -F raw "$T/img.raw" "$URI" || fail "qemu-img compare: images differ"
+qemu-img compare -q -f raw -F raw "$T/img.raw" "$URI" || fail "qemu-img compare: images differ"
 
 step "qemu-img convert with 8 coroutines, out of order"
 qemu-img convert -n -m 8 -W -f raw -O raw "$T/img.raw" "$URI" || fail "qemu-img convert -m 8 -W failed"
-qemu-img compare -f raw -F raw "$T/img.raw" "$URI" || fail "qemu-img compare after -W: images differ"
+qemu-img compare -q -f raw -F raw "$T/img.raw" "$URI" || fail "qemu-img compare after -W: images differ"
 
 step "back out of duetd into a file"
 qemu-img convert -f raw -O raw "$URI" "$T/back.raw" || fail "qemu-img convert nbd -> file failed"
@@ -46,7 +46,7 @@ fi
 step "qcow2 source"
 qemu-img convert -f raw -O qcow2 "$T/img.raw" "$T/img.qcow2"
 qemu-img convert -n -f qcow2 -O raw "$T/img.qcow2" "$URI" || fail "qcow2 -> nbd failed"
-qemu-img compare -f qcow2 -F raw "$T/img.qcow2" "$URI" || fail "qemu-img compare qcow2 vs nbd differs"
+qemu-img compare -q -f qcow2 -F raw "$T/img.qcow2" "$URI" || fail "qemu-img compare qcow2 vs nbd differs"
 
 step "image larger than the volume is refused"
 if qemu-img convert -n -f raw -O raw "$T/img.raw" "$(nbd_uri "$P" small)" 2>/dev/null; then
