@@ -693,6 +693,11 @@ static bool complete_slot(struct fab_link *link, struct slot *s, int status)
 	link->reaped++;
 	op = s->op;
 	stats_done(link, s, status);
+	if (op && op->gen != s->gen) {
+		/* The caller reused an op still in flight: never call it twice. */
+		LOG_ERROR("%s: operation reused while in flight; completion dropped", link->name);
+		op = NULL;
+	}
 	slot_put(link, s);
 	if (op)
 		op->done(op, status);
