@@ -147,13 +147,13 @@ struct raw {
 	size_t len;
 };
 
-#define CHECK(call)                                                                         \
-	do {                                                                                \
-		int rc_ = (int)(call);                                                      \
-		if (rc_) {                                                                  \
-			fprintf(stderr, "fi_raw: %s: %s\n", #call, fi_strerror(-rc_));      \
-			return rc_;                                                         \
-		}                                                                           \
+#define CHECK(call)                                                                    \
+	do {                                                                           \
+		int rc_ = (int)(call);                                                 \
+		if (rc_) {                                                             \
+			fprintf(stderr, "fi_raw: %s: %s\n", #call, fi_strerror(-rc_)); \
+			return rc_;                                                    \
+		}                                                                      \
 	} while (0)
 
 /* The same recipe as FABRIC-NOTES: RDM endpoint bound at a predefined
@@ -466,7 +466,8 @@ static int tcp_target(int ready_fd, int stop_fd)
 static int run_tcp_lat(bool spin)
 {
 	struct child c;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(opt_port + 1))};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)(opt_port + 1))};
 	char buf[MSG_SIZE] = {0};
 	uint64_t *lat = calloc((size_t)opt_iters, sizeof(*lat));
 	int one = 1, fd, rc;
@@ -486,7 +487,8 @@ static int run_tcp_lat(bool spin)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (int i = 0; i < WARMUP + opt_iters; i++) {
 		uint64_t t0 = now_ns();
-		if ((rc = write_full(fd, buf, MSG_SIZE)) < 0 || (rc = read_full(fd, buf, 8, spin)) < 0)
+		if ((rc = write_full(fd, buf, MSG_SIZE)) < 0 ||
+		    (rc = read_full(fd, buf, 8, spin)) < 0)
 			break;
 		if (i >= WARMUP)
 			lat[i - WARMUP] = now_ns() - t0;
@@ -523,8 +525,8 @@ static int link_target(int ready_fd, int stop_fd)
 
 	snprintf(local, sizeof(local), "%s:%d", opt_host, opt_port + 1);
 	snprintf(peer, sizeof(peer), "%s:%d", opt_host, opt_port);
-	struct fab_link_opts o = {.name = "target", .provider = opt_prov, .local = local,
-				  .peer = peer};
+	struct fab_link_opts o = {
+	    .name = "target", .provider = opt_prov, .local = local, .peer = peer};
 	if (!buf || loop_create(&l))
 		return -ENOMEM;
 	rc = fab_link_open(l, &o, NULL, &link);
@@ -561,7 +563,8 @@ static void lat_done(struct fab_op *op, int status);
 static void lat_issue(struct link_bench *b)
 {
 	b->t0 = now_ns();
-	int rc = fab_write(b->link, b->buf, MSG_SIZE, &b->rem, 0, FAB_DELIVERY_COMPLETE, &b->ops[0]);
+	int rc =
+	    fab_write(b->link, b->buf, MSG_SIZE, &b->rem, 0, FAB_DELIVERY_COMPLETE, &b->ops[0]);
 	if (rc) {
 		b->err = rc;
 		loop_stop(b->loop);
@@ -632,8 +635,8 @@ static int run_link(bool bw)
 
 	snprintf(local, sizeof(local), "%s:%d", opt_host, opt_port);
 	snprintf(peer, sizeof(peer), "%s:%d", opt_host, opt_port + 1);
-	struct fab_link_opts o = {.name = "initiator", .provider = opt_prov, .local = local,
-				  .peer = peer};
+	struct fab_link_opts o = {
+	    .name = "initiator", .provider = opt_prov, .local = local, .peer = peer};
 	b.total = WARMUP + opt_iters;
 	b.lat = calloc((size_t)opt_iters, sizeof(*b.lat));
 	b.buf = aligned_alloc(4096, len);
@@ -702,10 +705,10 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-	    {"mode", required_argument, NULL, 'm'},	{"host", required_argument, NULL, 'h'},
-	    {"port", required_argument, NULL, 'p'},	{"provider", required_argument, NULL, 'P'},
-	    {"iters", required_argument, NULL, 'i'},	{"seconds", required_argument, NULL, 's'},
-	    {"help", no_argument, NULL, '?'},		{NULL, 0, NULL, 0}};
+	    {"mode", required_argument, NULL, 'm'},  {"host", required_argument, NULL, 'h'},
+	    {"port", required_argument, NULL, 'p'},  {"provider", required_argument, NULL, 'P'},
+	    {"iters", required_argument, NULL, 'i'}, {"seconds", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, '?'},	     {NULL, 0, NULL, 0}};
 	const char *mode = "all";
 	int c, rc = 0;
 

@@ -643,6 +643,81 @@ static void test_two_pairs(void **state)
 	side_free(&b2);
 }
 
+static bool all_done(void *arg)
+{
+	struct fab_link_stats st;
+
+	fab_link_get_stats(arg, &st);
+	return st.inflight == 0;
+}
+
+static bool got_all_msgs(void *arg)
+{
+	struct fab_link_stats st;
+
+	fab_link_get_stats(arg, &st);
+	return st.msgs_in == 2000;
+}
+
+/* Far more operations than the provider's queues hold: the backlog takes
+ * the overflow and every one completes exactly once. */
+static void test_burst(void **state)
+{
+	enum { N = 6000 };
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	struct req *r = calloc(N, sizeof(*r));
+	uint64_t max_backlog = 0;
+
+	(void)state;
+	assert_non_null(r);
+	pair_open(&a, &b, "127.0.0.1", 21151);
+	assert_int_equal(sync_read(&a, r, 8, &rb, 0), 0); /* connect first */
+	for (int i = 0; i < N; i++) {
+		req_init(&r[i]);
+		if (i % 3 == 0)
+			assert_int_equal(fab_send(a.link, "x", 1, &r[i].op), 0);
+		else
+			assert_int_equal(fab_write(a.link, a.mem + (i % 64) * 512, 512, &rb,
+						   (uint64_t)(i % 128) * 512,
+						   i % 2 ? FAB_DELIVERY_COMPLETE : 0, &r[i].op),
+					 0);
+		fab_link_get_stats(a.link, &st);
+		max_backlog = st.backlog > max_backlog ? st.backlog : max_backlog;
+	}
+	run_until(all_done, a.link);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].status, 0);
+	}
+	fab_link_get_stats(a.link, &st);
+	print_message("burst of %d ops: up to %" PRIu64 " waited in the backlog\n", N, max_backlog);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(st.inflight_bytes, 0);
+	run_until(got_all_msgs, b.link);
+	free(r);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* IPv6 addresses work the same way (FI_SOCKADDR_IN6). */
+static void test_ipv6(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	unsigned char buf[64];
+
+	(void)state;
+	side_open(&a, "a", "[::1]:21141", "[::1]:21142", KEY_A, 0);
+	side_open(&b, "b", "[::1]:21142", "[::1]:21141", KEY_B, 0);
+	b.mem[3] = 6;
+	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+	assert_int_equal(buf[3], 6);
+	side_free(&a);
+	side_free(&b);
+}
+
 /* A provider needing FI_MR_LOCAL (forced here): local buffers must be in a
  * registered region; messages use internal registered buffers. */
 static void test_mr_local(void **state)
@@ -816,6 +891,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_pairs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mr_local, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_poll_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_passive_target, setup, teardown),
