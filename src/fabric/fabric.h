@@ -41,10 +41,19 @@
  * Providers that need FI_MR_LOCAL are served: local buffers must then lie in
  * a region registered with fab_mr_reg (access 0 registers for local use).
  *
- * Process-wide side effects of the first fab_link_open: it sets
- * FI_AV_REMOVE_CLEANUP=1 (needed to re-arm a peer on rxm), FI_TCP_NODELAY=1
- * and IPATH_NO_BACKTRACE=1 in the environment unless already set; libfabric
- * reads them once, so no other libfabric call may come first.
+ * Progress: the completion queue's wait fd sits in the loop (edge
+ * triggered); every wake-up reads the CQ until fi_trywait allows sleeping
+ * again, which is all a target needs to serve the peer's RMA while idle.
+ * When fi_trywait keeps refusing with nothing to read, or the provider has
+ * no wait fd at all, the link polls from a short timer instead.
+ *
+ * Process-wide side effects of the first fab_link_open: unless already set,
+ * it sets in the environment FI_AV_REMOVE_CLEANUP=1 (so that re-arming a
+ * peer on rxm really drops its dead connection), FI_TCP_NODELAY=1,
+ * FI_OFI_RXM_CM_PROGRESS_INTERVAL=0 (rxm otherwise handles connection
+ * events only every 10 ms and refuses fi_trywait meanwhile) and
+ * IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler). libfabric reads them once,
+ * so no other libfabric call may come first in the process.
  *
  * libfabric's descriptors (sockets, epoll and event fds) are NOT
  * close-on-exec and this module does nothing about it: a process that execs

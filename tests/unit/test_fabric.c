@@ -361,6 +361,14 @@ static void test_wrong_key_recovers(void **state)
 	assert_true(sync_write(&a, buf, 64, &bad, 0, FAB_DELIVERY_COMPLETE) < 0);
 	assert_int_equal(sync_write(&a, buf, 64, &rb, 128, FAB_DELIVERY_COMPLETE), 0);
 	assert_int_equal(b.mem[128 + 5], 0x5a);
+	/* The victim's own operations towards the offender recover too (its
+	 * side of the shared connection may have died with it). */
+	assert_true(sync_read(&a, buf, 64, &bad, 0) < 0);
+	struct fab_remote ra = {.key = KEY_A, .size = REGION};
+	int fails = 0;
+	while (sync_read(&b, buf, 64, &ra, 0) != 0)
+		assert_true(++fails < 5);
+	print_message("victim side: %d failed op(s) before recovering\n", fails);
 	side_free(&a);
 	side_free(&b);
 }
@@ -372,6 +380,48 @@ static double cpu_seconds(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* A peer sending messages longer than our buffers: reported, the buffer
+ * is reposted, and later messages still arrive. */
+static void test_oversized_msg(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_link_opts o = {.name = "a",
+				  .provider = TEST_PROV,
+				  .local = "127.0.0.1:21161",
+				  .peer = "127.0.0.1:21162",
+				  .rx_depth = 4,
+				  .max_msg = 32};
+	struct fab_link_events ev = {.on_msg = on_msg, .arg = &a};
+	char big[200];
+	struct req r;
+
+	(void)state;
+	memset(big, 'B', sizeof(big));
+	assert_int_equal(fab_link_open(lp, &o, &ev, &a.link), 0);
+	side_open(&b, "b", "127.0.0.1:21162", "127.0.0.1:21161", KEY_B, 0);
+	for (int i = 0; i < 3; i++) {
+		req_init(&r);
+		assert_int_equal(fab_send(b.link, big, sizeof(big), &r.op), 0);
+		run_until(req_finished, &r);
+	}
+	int fails = 0;
+	for (;;) {
+		req_init(&r);
+		a.msgs = 0;
+		assert_int_equal(fab_send(b.link, "small", 5, &r.op), 0);
+		run_until(req_finished, &r);
+		if (r.status == 0) {
+			run_until(got_msg, &a);
+			if (a.last_len == 5)
+				break;
+		}
+		assert_true(++fails < 10);
+	}
+	assert_memory_equal(a.last_msg, "small", 5);
+	side_free(&a);
+	side_free(&b);
 }
 
 /* Peer absent: ops wait in the backlog without spinning; abort fails them
@@ -884,6 +934,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_roundtrips, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_key_recovers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oversized_msg, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_backlog, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_late_completions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_peer_appears, setup, teardown),
