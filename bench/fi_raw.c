@@ -5,7 +5,16 @@
  * modes run the same traffic through the src/fabric link API so that its
  * overhead shows. The parent is the initiator, a forked child the target.
  *
- * Output: one line per metric, "metric=NAME key=value ...".
+ * Output: one line per metric, "metric=NAME key=value ...":
+ *   fi_write_4k_dc_lat_spin   raw fi_writemsg 4 KiB FI_DELIVERY_COMPLETE, one
+ *                             at a time, both processes spinning on the CQ
+ *   fi_write_4k_dc_lat_sleep  the same, both sleeping on the CQ wait fd
+ *   tcp_4k_lat_spin / _sleep  4 KiB over a TCP_NODELAY socket, 8 B answer
+ *                             (what a delivery-complete write costs)
+ *   fi_write_1m_bw            raw 1 MiB writes, 16 in flight, for --seconds
+ *   link_write_4k_dc_lat      as fi_write_4k_dc_lat_sleep through src/fabric,
+ *                             both sides in a duet loop (epoll)
+ *   link_write_1m_bw          as fi_write_1m_bw through src/fabric
  *
  *   fi_raw [--mode all|fi_lat|fi_lat_wait|tcp_lat|fi_bw|link_lat|link_bw]
  *          [--host 127.0.0.1] [--port 21500] [--provider "tcp;ofi_rxm"]
@@ -357,7 +366,7 @@ static int run_fi_bw(void)
 	uint64_t bytes = 0;
 	int inflight = 0, rc;
 
-	rc = child_start(&c, raw_target_spin);
+	rc = child_start(&c, raw_target_sleep);
 	if (rc)
 		return rc;
 	rc = raw_open(&r, opt_port, opt_port + 1, (size_t)BW_SIZE * BW_DEPTH, false);
@@ -391,7 +400,7 @@ static int run_fi_bw(void)
 		bytes += (uint64_t)n * BW_SIZE;
 	}
 	double secs = (double)(now_ns() - t0) / 1e9;
-	printf("metric=fi_write_1m_bw gbytes_per_s=%.2f depth=%d seconds=%.2f\n",
+	printf("metric=fi_write_1m_bw gbytes_per_s=%.2f depth=%d seconds=%.2f target=sleep\n",
 	       (double)bytes / secs / 1e9, BW_DEPTH, secs);
 	fflush(stdout);
 done:
