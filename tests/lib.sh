@@ -43,6 +43,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/duet-$TEST_NAME.XXXXXX")
+# Clients that drop files in the working directory (fio's verify state) do
+# it in the temp dir, never in the checkout.
+cd "$T"
 
 declare -A NODE_PID=()  # node name -> pid of its duetd
 declare -A NODE_PORT=() # node name -> NBD port
