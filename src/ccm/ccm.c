@@ -200,7 +200,7 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 		l->ccm = ccm;
 		l->idx = i;
 		l->inst = i % ccm->n_inst;
-		snprintf(l->name, sizeof(l->name), "%s", ccm->link_cfg[i].name);
+		ccm_put_str(l->name, cfg->ic.links[i].name, sizeof(l->name));
 		l->last_change_ns = now_ns();
 		in->links[in->n_links++] = i;
 	}
