@@ -125,7 +125,9 @@ struct ccm_link {
 	struct fab_link *fl;
 	struct fab_mr *boot_mr, *slot_mr, *sess_mr;
 	bool up;
-	bool abort_pending;
+	bool abort_pending;  /* fail its operations now (after an error) */
+	bool reset_pending;  /* close and reopen it (after a hang) */
+	bool reopen_pending; /* reopening failed: try again at the next tick */
 	uint64_t last_ok_ns;
 	uint64_t last_change_ns;
 	struct loop_timer deadline;
@@ -136,6 +138,11 @@ struct ccm_link {
 	uint64_t hb_epoch;
 	struct wire_sess hb_buf;
 	uint64_t rtt_ns;
+	/* first read of the handshake, posted on every link at once */
+	struct fab_op hs_op;
+	bool hs_busy;
+	uint64_t hs_epoch;
+	struct wire_boot hs_buf;
 	/* accounting */
 	uint64_t inflight_ops, inflight_bytes;
 	uint64_t ops, bytes, errors;
@@ -260,6 +267,8 @@ struct ccm {
 	uint8_t slot_last[sizeof(struct wire_slot)];
 	enum hs_cond cond;
 	uint64_t hs_t0_ns;
+	uint64_t epoch_start_ns;
+	uint64_t read1_backoff_ns;
 	bool reread;
 
 	/* Session. */
@@ -383,11 +392,15 @@ int lane_open_all(struct ccm *ccm);
 void lane_close_all(struct ccm *ccm);
 struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len);
 void lane_ok(struct ccm_link *l);
-void lane_fail(struct ccm_link *l, const char *why);
+/* Take a lane out: after an error (@p hang false) its operations are
+ * aborted; after a missed deadline (@p hang true) the link is closed and
+ * reopened, so that nothing still held by the provider can land later. */
+void lane_fail(struct ccm_link *l, const char *why, bool hang);
 void lane_session_begin(struct ccm *ccm, unsigned hs_link);
 void lane_session_end(struct ccm *ccm);
 void lane_tick(struct ccm *ccm);
 void lane_do_aborts(struct ccm *ccm);
+void lane_abort_down(struct ccm *ccm);
 unsigned lane_up_count(const struct ccm *ccm);
 bool lane_error_is_link(int status);
 void lane_account(struct ccm_link *l, size_t len, int status);

@@ -206,7 +206,7 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 		}
 		if (rc == -EAGAIN)
 			return false; /* the tick tries again */
-		lane_fail(l, "cannot post a message");
+		lane_fail(l, "cannot post a message", false);
 	}
 	return false;
 }
@@ -253,10 +253,10 @@ static void tx_done(struct fab_op *op, int status)
 		}
 		return;
 	}
-	if (lane_error_is_link(status) && status != -ETIMEDOUT) {
+	if (lane_error_is_link(status) && l->up) {
 		char why[80];
 		snprintf(why, sizeof(why), "message send failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 	}
 	if (s->acked) {
 		s->acked = false;

@@ -202,7 +202,7 @@ void op_issue(struct ccm *ccm, struct ccm_op *op)
 			break; /* the lane is busy: retried on a completion or the tick */
 		char why[80];
 		snprintf(why, sizeof(why), "cannot post an operation (%s)", strerror(-rc));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 	}
 	pending_push(ccm, op);
 }
@@ -278,12 +278,12 @@ static void op_done(struct fab_op *fop, int status)
 		op_finish(op, status);
 		return;
 	}
-	if (status != -ETIMEDOUT) {
-		/* The lane broke under it; our own abort (-ETIMEDOUT) of a lane
-		 * declared dead costs no try. */
+	if (l->up) {
+		/* The lane broke under it. An operation failed by our own abort
+		 * or reset of a lane already declared dead costs no try. */
 		char why[80];
 		snprintf(why, sizeof(why), "operation failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 		if (++op->tries > 2 * ccm->n_links + 2) {
 			op_finish(op, status);
 			return;

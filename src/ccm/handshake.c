@@ -158,6 +158,8 @@ void hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 	ccm->hs_retries = 0;
 	ccm->hs_backoff_ns = 0;
 	ccm->hs_t0_ns = 0;
+	ccm->epoch_start_ns = now_ns();
+	ccm->read1_backoff_ns = 0;
 	ccm->reread = false;
 	ccm->cond = HC_NONE;
 	memset(ccm->slot_last, 0, sizeof(ccm->slot_last));
@@ -188,20 +190,35 @@ static void hs_build_slot(struct ccm *ccm, uint32_t state)
 	s->seq_tail = s->seq_head;
 }
 
+/* The step's operation on hs_link failed: look for the partner on every
+ * link again (the view stays, so this costs two extra operations). */
 static void hs_failed(struct ccm *ccm, int status)
 {
 	const struct ccm_link *l = &ccm->links[ccm->hs_link];
 
-	if (!ccm->view.valid)
-		hs_cond(ccm, HC_NO_ANSWER, LOG_LEVEL_INFO,
-			"waiting for partner%s%s: no answer on %s%s (%s); retrying",
-			ccm->partner_cfg[0] ? " " : "", ccm->partner_cfg, l->name,
-			ccm->n_links > 1 ? " or the other links" : "",
-			status == -EAGAIN ? "not reachable yet" : strerror(-status));
-	else
-		LOG_DEBUG("handshake step %d on %s: %s", ccm->step, l->name, strerror(-status));
-	ccm->hs_link = (ccm->hs_link + 1) % ccm->n_links;
+	LOG_DEBUG("handshake step %d on %s: %s", ccm->step, l->name, strerror(-status));
+	ccm->step = HS_READ1;
 	hs_arm(ccm, hs_backoff(ccm, 1 * MS, 100 * MS));
+}
+
+static void hs_read1_done(struct fab_op *op, int status);
+
+/* Post the first read on every link that has none in flight. They wait in
+ * the fabric's backlog while the partner is away; the first answer wins. */
+static void hs_post_read1(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		if (!l->fl || l->hs_busy)
+			continue;
+		l->hs_op.done = hs_read1_done;
+		l->hs_op.arg = l;
+		if (fab_read(l->fl, &l->hs_buf, sizeof(l->hs_buf), &boot_remote, 0, &l->hs_op) ==
+		    0) {
+			l->hs_busy = true;
+			l->hs_epoch = ccm->epoch;
+		}
+	}
 }
 
 static void hs_run(struct ccm *ccm)
@@ -209,10 +226,16 @@ static void hs_run(struct ccm *ccm)
 	struct ccm_link *l;
 	int rc;
 
-	if (ccm->state != ST_HANDSHAKE || ccm->hs_busy)
+	if (ccm->state != ST_HANDSHAKE)
 		return;
 	hs_slot_check(ccm);
 	if (ccm->state != ST_HANDSHAKE)
+		return;
+	if (ccm->step == HS_READ1) {
+		hs_post_read1(ccm);
+		return;
+	}
+	if (ccm->hs_busy)
 		return;
 	l = &ccm->links[ccm->hs_link];
 	if (!l->fl) {
@@ -220,7 +243,6 @@ static void hs_run(struct ccm *ccm)
 		return;
 	}
 	switch (ccm->step) {
-	case HS_READ1:
 	case HS_READ2:
 	case HS_WAIT:
 		rc = fab_read(l->fl, &ccm->hs_rbuf, sizeof(ccm->hs_rbuf), &boot_remote, 0,
@@ -421,6 +443,7 @@ static void hs_done(struct fab_op *op, int status)
 	}
 	switch (ccm->step) {
 	case HS_READ1:
+		return; /* went back to READ1 meanwhile: the per-link reads do it */
 	case HS_READ2:
 	case HS_WAIT:
 		hs_on_boot_read(ccm);
@@ -449,6 +472,35 @@ static void hs_done(struct fab_op *op, int status)
 			hs_arm(ccm, hs_backoff(ccm, 500 * US, 100 * MS));
 		return;
 	}
+}
+
+static void hs_read1_done(struct fab_op *op, int status)
+{
+	struct ccm_link *l = op->arg;
+	struct ccm *ccm = l->ccm;
+
+	l->hs_busy = false;
+	if (ccm->state != ST_HANDSHAKE)
+		return;
+	if (l->hs_epoch != ccm->epoch) {
+		hs_arm(ccm, 0);
+		return;
+	}
+	if (status < 0) {
+		/* The partner went away under it (or the link is being reset):
+		 * ask again later, slower and slower. */
+		uint64_t b = ccm->read1_backoff_ns ? ccm->read1_backoff_ns : 1 * MS;
+		ccm->read1_backoff_ns = b * 2 > 500 * MS ? 500 * MS : b * 2;
+		if (ccm->step == HS_READ1)
+			hs_arm(ccm, b);
+		return;
+	}
+	ccm->read1_backoff_ns = 0;
+	if (ccm->step != HS_READ1)
+		return; /* another link answered first */
+	ccm->hs_link = l->idx;
+	ccm->hs_rbuf = l->hs_buf;
+	hs_on_boot_read(ccm);
 }
 
 /*
@@ -565,11 +617,8 @@ void hs_probe(struct ccm *ccm)
 			break;
 		}
 	}
-	if (!l) {
-		l = &ccm->links[ccm->probe_link % ccm->n_links];
-		if (!l->fl)
-			return;
-	}
+	if (!l)
+		return; /* no lane: the session deadline decides */
 	ccm->probe_link = (l->idx + 1) % ccm->n_links;
 	if (fab_read(l->fl, &ccm->probe_buf, sizeof(ccm->probe_buf), &boot_remote, 0,
 		     &ccm->probe_op) < 0)
@@ -585,6 +634,18 @@ void hs_tick(struct ccm *ccm)
 	uint64_t now = now_ns();
 
 	hs_slot_check(ccm);
+	if (ccm->state == ST_HANDSHAKE && ccm->step == HS_READ1 && !ccm->view.valid &&
+	    now - ccm->epoch_start_ns > 1000 * MS) {
+		char names[CCM_MAX_LINKS * 17] = "";
+		size_t n = 0;
+		for (unsigned i = 0; i < ccm->n_links; i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "",
+					      ccm->links[i].name);
+		hs_cond(ccm, HC_NO_ANSWER, LOG_LEVEL_INFO,
+			"waiting for partner%s%s: no answer on %s yet; serving without it "
+			"meanwhile",
+			ccm->partner_cfg[0] ? " " : "", ccm->partner_cfg, names);
+	}
 	if (ccm->state == ST_HANDSHAKE && ccm->hs_busy &&
 	    now - ccm->hs_post_ns > ccm->session_deadline_ns) {
 		struct ccm_link *l = &ccm->links[ccm->hs_link];

@@ -39,7 +39,7 @@ static void deadline_cb(struct loop_timer *t)
 		return;
 	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 		 (unsigned long long)(l->ccm->link_deadline_ns / MS));
-	lane_fail(l, why);
+	lane_fail(l, why, true);
 }
 
 static void hb_done(struct fab_op *op, int status);
@@ -54,40 +54,96 @@ void lane_init(struct ccm *ccm)
 	}
 }
 
+/* Open link @p i and register on it everything the partner may access:
+ * the boot region and the slot, and during a session the session region
+ * and every port, under the keys they already have. */
+static int lane_open_one(struct ccm *ccm, unsigned i)
+{
+	struct ccm_link *l = &ccm->links[i];
+	struct fab_link_opts o = {
+	    .name = l->name,
+	    .provider = ccm->provider,
+	    .local = ccm->link_cfg[i].local,
+	    .peer = ccm->link_cfg[i].peer,
+	    .rx_depth = CCM_RX_DEPTH,
+	    .max_msg = CCM_LINK_MAX_MSG,
+	};
+	struct fab_link_events ev = {
+	    .on_msg = lane_on_msg,
+	    .on_doorbell = lane_on_doorbell,
+	    .arg = l,
+	};
+	struct fab_link *fl;
+	int rc;
+
+	rc = fab_link_open(ccm->loop, &o, &ev, &fl);
+	if (rc < 0)
+		return rc;
+	rc = fab_mr_reg(fl, ccm->boot, sizeof(*ccm->boot), CCM_BOOT_KEY, FAB_REMOTE_READ,
+			&l->boot_mr);
+	if (rc == 0)
+		rc = fab_mr_reg(fl, ccm->slot, sizeof(*ccm->slot), CCM_SLOT_KEY, FAB_REMOTE_WRITE,
+				&l->slot_mr);
+	if (rc == 0 && ccm->sess_key && (ccm->state == ST_SETUP || ccm->state == ST_UP))
+		rc = fab_mr_reg(fl, ccm->sess, sizeof(*ccm->sess), ccm->sess_key, FAB_REMOTE_READ,
+				&l->sess_mr);
+	for (unsigned c = 0; rc == 0 && c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead)
+			continue;
+		for (unsigned p = 0; rc == 0 && p < cl->n_ports; p++) {
+			struct ccm_port *pt = &cl->ports[p];
+			if (pt->registered && pt->size)
+				rc = fab_mr_reg(fl, pt->mem, pt->size, pt->key,
+						FAB_REMOTE_READ | FAB_REMOTE_WRITE, &pt->mr[i]);
+		}
+	}
+	l->fl = fl;
+	if (rc < 0) {
+		LOG_ERROR("cannot register the regions of link %s: %s", l->name, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* Close link @p i (its operations complete with -ECANCELED from inside) and
+ * free its regions, which fab_link_close deregistered. */
+static void lane_close_one(struct ccm *ccm, unsigned i)
+{
+	struct ccm_link *l = &ccm->links[i];
+	struct fab_link *fl = l->fl;
+
+	l->fl = NULL;
+	l->hb_busy = false; /* completes with -ECANCELED right now */
+	if (fl)
+		fab_link_close(fl);
+	fab_mr_close(l->sess_mr);
+	fab_mr_close(l->slot_mr);
+	fab_mr_close(l->boot_mr);
+	l->sess_mr = l->slot_mr = l->boot_mr = NULL;
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl)
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++) {
+			fab_mr_close(cl->ports[p].mr[i]);
+			cl->ports[p].mr[i] = NULL;
+		}
+	}
+}
+
 int lane_open_all(struct ccm *ccm)
 {
 	unsigned i;
-	int rc;
+	int rc = 0;
 
 	for (i = 0; i < ccm->n_links; i++) {
-		struct ccm_link *l = &ccm->links[i];
-		struct fab_link_opts o = {
-		    .name = l->name,
-		    .provider = ccm->provider,
-		    .local = ccm->link_cfg[i].local,
-		    .peer = ccm->link_cfg[i].peer,
-		    .rx_depth = CCM_RX_DEPTH,
-		    .max_msg = CCM_LINK_MAX_MSG,
-		};
-		struct fab_link_events ev = {
-		    .on_msg = lane_on_msg,
-		    .on_doorbell = lane_on_doorbell,
-		    .arg = l,
-		};
-		rc = fab_link_open(ccm->loop, &o, &ev, &l->fl);
+		rc = lane_open_one(ccm, i);
 		if (rc < 0)
-			goto fail;
-		rc = fab_mr_reg(l->fl, ccm->boot, sizeof(*ccm->boot), CCM_BOOT_KEY, FAB_REMOTE_READ,
-				&l->boot_mr);
-		if (rc < 0)
-			goto fail;
-		rc = fab_mr_reg(l->fl, ccm->slot, sizeof(*ccm->slot), CCM_SLOT_KEY,
-				FAB_REMOTE_WRITE, &l->slot_mr);
-		if (rc < 0)
-			goto fail;
+			break;
 	}
-	return 0;
-fail:
+	if (rc == 0)
+		return 0;
 	LOG_ERROR("cannot open interconnect link %s (%s -> %s): %s", ccm->link_cfg[i].name,
 		  ccm->link_cfg[i].local, ccm->link_cfg[i].peer, strerror(-rc));
 	lane_close_all(ccm);
@@ -99,16 +155,7 @@ void lane_close_all(struct ccm *ccm)
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		loop_timer_cancel(ccm->loop, &l->deadline);
-		if (l->sess_mr)
-			fab_mr_close(l->sess_mr);
-		if (l->slot_mr)
-			fab_mr_close(l->slot_mr);
-		if (l->boot_mr)
-			fab_mr_close(l->boot_mr);
-		l->sess_mr = l->slot_mr = l->boot_mr = NULL;
-		if (l->fl)
-			fab_link_close(l->fl);
-		l->fl = NULL;
+		lane_close_one(ccm, i);
 		l->up = false;
 	}
 }
@@ -219,7 +266,7 @@ void lane_ok(struct ccm_link *l)
 	ccm_schedule(ccm);
 }
 
-void lane_fail(struct ccm_link *l, const char *why)
+void lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
 	uint64_t now = now_ns();
@@ -229,31 +276,50 @@ void lane_fail(struct ccm_link *l, const char *why)
 	l->up = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
-	l->abort_pending = true;
-	ccm->last_probe_ns = 0; /* look at the partner's boot region soon */
+	if (hang)
+		l->reset_pending = true;
+	else
+		l->abort_pending = true;
 	if (lane_up_count(ccm) == 0) {
 		ccm->all_down_since_ns = now;
 		LOG_WARN("link %s down: %s; no link left, the session ends in %llu ms unless "
 			 "one returns",
 			 l->name, why, (unsigned long long)(ccm->session_deadline_ns / MS));
 	} else {
+		ccm->last_probe_ns = 0; /* has the partner rebooted? look soon */
 		LOG_WARN("link %s down: %s; its traffic moves to the other links", l->name, why);
 	}
 	ccm_schedule(ccm);
 }
 
-/* Abort the lanes marked dead, outside of any fabric callback: their
- * operations fail with -ETIMEDOUT and are re-issued elsewhere. */
+/* Outside of any fabric callback: abort the lanes that failed with an
+ * error, reset (close and reopen) those that hung. Their operations fail
+ * and are re-issued on the other lanes by their owners. */
 void lane_do_aborts(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
-		if (!l->abort_pending)
+		bool reset = l->reset_pending, abort_ = l->abort_pending;
+		if (!reset && !abort_ && !l->reopen_pending)
 			continue;
-		l->abort_pending = false;
-		if (!l->fl)
-			continue;
-		fab_link_abort(l->fl);
+		l->abort_pending = l->reset_pending = false;
+		if (reset || l->reopen_pending) {
+			int rc;
+			if (l->fl)
+				lane_close_one(ccm, i);
+			rc = lane_open_one(ccm, i);
+			if (rc < 0) {
+				if (!l->reopen_pending)
+					LOG_ERROR("cannot reopen link %s: %s; retrying", l->name,
+						  strerror(-rc));
+				lane_close_one(ccm, i);
+				l->reopen_pending = true;
+				continue;
+			}
+			l->reopen_pending = false;
+		} else if (l->fl) {
+			fab_link_abort(l->fl);
+		}
 		if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 			continue;
 		chan_on_link_down(&ccm->ctl, i);
@@ -266,6 +332,17 @@ void lane_do_aborts(struct ccm *ccm)
 		}
 		ccm->kick_pending = true;
 		ccm->drain_pending = true;
+	}
+}
+
+/* At the end of a session: operations left on dead lanes (probes waiting
+ * for a partner that is gone) complete now. */
+void lane_abort_down(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || ccm->probe_busy))
+			fab_link_abort(l->fl);
 	}
 }
 
@@ -324,7 +401,7 @@ static void hb_done(struct fab_op *op, int status)
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;
 		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 		return;
 	}
 	s = l->hb_buf;
@@ -334,7 +411,7 @@ static void hb_done(struct fab_op *op, int status)
 	}
 	if (from_le64(s.generation) != ccm->partner.gen ||
 	    from_le64(s.session_id) != ccm->session_id) {
-		lane_fail(l, "the partner's session region belongs to another session");
+		lane_fail(l, "the partner's session region belongs to another session", false);
 		return;
 	}
 	uint64_t rtt = now_ns() - l->hb_post_ns;
@@ -363,12 +440,8 @@ void lane_start_hb(struct ccm *ccm)
 		int rc;
 		if (!l->fl)
 			continue;
-		if (l->hb_busy) {
-			/* A probe of a dead lane that hangs: clear it. */
-			if (!l->up && now - l->hb_post_ns > ccm->link_deadline_ns)
-				l->abort_pending = true;
-			continue;
-		}
+		if (l->hb_busy)
+			continue; /* on a dead lane it waits for the link to return */
 		rc = fab_read(l->fl, &l->hb_buf, sizeof(l->hb_buf), &ccm->partner_sess, 0,
 			      &l->hb_op);
 		if (rc == 0) {
@@ -378,14 +451,9 @@ void lane_start_hb(struct ccm *ccm)
 		} else if (rc != -EAGAIN && l->up) {
 			char why[96];
 			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
-			lane_fail(l, why);
+			lane_fail(l, why, false);
 		}
 	}
-	for (unsigned i = 0; i < ccm->n_links; i++)
-		if (ccm->links[i].abort_pending) {
-			ccm_schedule(ccm);
-			break;
-		}
 }
 
 void lane_tick(struct ccm *ccm)
@@ -521,7 +589,7 @@ int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_
 	int rc = -ENOKEY;
 
 	/* A random key can collide with one already registered: draw again. */
-	for (unsigned attempt = 0; attempt < 8 && rc == -ENOKEY; attempt++) {
+	for (unsigned attempt = 0; attempt < 8 && (rc == -ENOKEY || rc == -EEXIST); attempt++) {
 		unsigned i;
 		*key = ccm_random_key();
 		rc = 0;

@@ -1,7 +1,8 @@
 /* In-memory fake of src/fabric/fabric.h (see fake_fabric.h).
  *
- * Semantics follow FABRIC-NOTES.md: a post to an address nobody is bound at
- * gives -EAGAIN; a wrong key, access or offset makes the operation fail
+ * Semantics follow src/fabric/fabric.h: a post to an address nobody is bound
+ * at waits (the fabric's backlog) until somebody binds there; a post to a
+ * peer that goes away fails with -ECANCELED; a wrong key, access or offset makes the operation fail
  * with -ECANCELED at the target; a dead link accepts posts that then hang;
  * abort fails the link's operations with -ETIMEDOUT; close fails them with
  * -ECANCELED. Completions and target effects happen in a loop poller. */
@@ -35,6 +36,7 @@ struct fab_link {
 	size_t max_msg;
 	struct fab_mr *mrs;
 	struct fab_link_stats st;
+	uint64_t bind_id;
 	struct fab_link *next;
 };
 
@@ -51,7 +53,8 @@ struct ffop {
 	uint8_t *msg;
 	uint64_t due;
 	bool hang;
-	int force; /* complete with this error, no effect */
+	uint64_t bind_id; /* the target's when posted; 0: it was not there */
+	int force;	  /* complete with this error, no effect */
 	struct ffop *next;
 };
 
@@ -62,6 +65,7 @@ static struct loop *poller_loop;
 static uint64_t delay_ns;
 static bool late_effects, no_doorbells, paused;
 static struct ff_stats stats;
+static uint64_t next_bind_id = 1;
 
 struct fault {
 	char addr[ADDR_MAX];
@@ -207,7 +211,8 @@ static void execute(struct ffop *o)
 	stats.executed++;
 	if (o->force) {
 		status = o->force;
-	} else if (!tgt) {
+	} else if (!tgt || (o->bind_id && tgt->bind_id != o->bind_id)) {
+		/* The peer went away (or restarted) under the connection. */
 		status = -ECANCELED;
 	} else if (o->kind == K_SEND) {
 		stats.msgs++;
@@ -240,6 +245,8 @@ static bool runnable(const struct ffop *o, uint64_t now)
 {
 	if (o->hang || o->due > now)
 		return false;
+	if (!o->bind_id && !find_bound(o->dst))
+		return false; /* waits in the "backlog" until the peer is there */
 	if (addr_dead(o->src->local) || addr_dead(o->dst))
 		return false;
 	return true;
@@ -281,7 +288,9 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	snprintf(l->local, sizeof(l->local), "%s", opts->local);
 	snprintf(l->peer, sizeof(l->peer), "%s", opts->peer);
 	l->loop = loop;
-	l->ev = *ev;
+	l->bind_id = next_bind_id++;
+	if (ev)
+		l->ev = *ev;
 	l->max_msg = opts->max_msg ? opts->max_msg : 4096;
 	l->next = links;
 	links = l;
@@ -345,10 +354,12 @@ void fab_link_close(struct fab_link *l)
 			*pp = l->next;
 			break;
 		}
+	/* As the real one: regions are deregistered, fab_mr_close frees them. */
 	while (l->mrs) {
 		struct fab_mr *m = l->mrs;
 		l->mrs = m->next;
-		free(m);
+		m->link = NULL;
+		m->next = NULL;
 	}
 	if (!links && poller_loop) {
 		loop_poller_del(poller_loop, &poller);
@@ -374,7 +385,7 @@ int fab_mr_reg(struct fab_link *l, void *buf, size_t len, uint64_t key, unsigned
 
 	for (m = l->mrs; m; m = m->next)
 		if (m->key == key)
-			return -ENOKEY;
+			return -EEXIST;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -393,11 +404,12 @@ void fab_mr_close(struct fab_mr *m)
 {
 	if (!m)
 		return;
-	for (struct fab_mr **pp = &m->link->mrs; *pp; pp = &(*pp)->next)
-		if (*pp == m) {
-			*pp = m->next;
-			break;
-		}
+	if (m->link)
+		for (struct fab_mr **pp = &m->link->mrs; *pp; pp = &(*pp)->next)
+			if (*pp == m) {
+				*pp = m->next;
+				break;
+			}
 	free(m);
 }
 
@@ -419,8 +431,6 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 			LOG_ERROR("fab_op %p posted twice", (void *)op);
 			abort();
 		}
-	if (!find_bound(l->peer))
-		return -EAGAIN;
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
@@ -434,6 +444,8 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 	o->off = off;
 	o->imm = imm;
 	o->due = now_ns() + delay_ns;
+	if (find_bound(l->peer))
+		o->bind_id = find_bound(l->peer)->bind_id;
 	if (msg) {
 		o->msg = malloc(len ? len : 1);
 		memcpy(o->msg, msg, len);
