@@ -58,6 +58,10 @@ static const struct key_def schema[] = {
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
+    {"proxy", "timeout_ms", KEY_UINT, F(proxy.timeout_ms), 10, 3600000, NULL, false},
+    {"proxy", "ports", KEY_UINT, F(proxy.ports), 1, 16, NULL, false},
+    {"proxy", "port_mem", KEY_SIZE, F(proxy.port_mem), 1ull << 20, 1ull << 30, NULL, false},
+    {"proxy", "chunk", KEY_SIZE, F(proxy.chunk), 64ull << 10, 64ull << 20, NULL, false},
 };
 
 void config_defaults(struct duet_config *cfg)
@@ -76,6 +80,10 @@ void config_defaults(struct duet_config *cfg)
 	cfg->ic.heartbeat_ms = 20;
 	cfg->ic.link_deadline_ms = 100;
 	cfg->ic.session_deadline_ms = 1000;
+	cfg->proxy.timeout_ms = 30000;
+	cfg->proxy.ports = 4;
+	cfg->proxy.port_mem = 16ull << 20;
+	cfg->proxy.chunk = 1ull << 20;
 }
 
 struct parse_ctx {
@@ -269,6 +277,13 @@ static int finish(struct parse_ctx *c, int rc)
 	}
 	if (c->cfg->ic.n_links > 0 && c->cfg->ic.instances > c->cfg->ic.n_links) {
 		snprintf(c->err, c->errlen, "%s: [ic] instances: more instances than links",
+			 c->name);
+		return -EINVAL;
+	}
+	if (c->cfg->proxy.chunk > c->cfg->proxy.port_mem / 2) {
+		snprintf(c->err, c->errlen,
+			 "%s: [proxy] chunk: more than half of port_mem (each half holds the "
+			 "data in flight one way)",
 			 c->name);
 		return -EINVAL;
 	}

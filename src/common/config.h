@@ -71,6 +71,12 @@ struct duet_config {
 		uint64_t instance_max_load; /* bytes/s past which ports go to another
 					       CCM instance; 0: least-loaded only */
 	} ic;
+	struct {
+		uint64_t timeout_ms; /* a forwarded command fails with EIO after this */
+		uint64_t ports;	     /* CCM ports of the proxy client */
+		uint64_t port_mem;   /* bytes per port: half for data in flight each way */
+		uint64_t chunk;	     /* largest forwarded request; bigger ones are split */
+	} proxy;
 };
 
 /** Fill @p cfg with every default. */

@@ -91,6 +91,11 @@ struct nbd_io {
 	/* Private to the server. */
 	void *priv;
 	uint64_t cookie;
+	/* Completion hook for ios that do not come from an nbd_server (the
+	 * proxy submits its own to a backend): when set, nbd_io_done() calls
+	 * complete(io, result) and nothing else. The server leaves it NULL. */
+	void (*complete)(struct nbd_io *io, int result);
+	void *complete_arg;
 };
 
 /**
@@ -124,7 +129,8 @@ struct nbd_server_opts {
 				 request; 0: 30000 */
 };
 
-/** Complete @p io with 0 or a negative errno (mapped to an NBD error). */
+/** Complete @p io with 0 or a negative errno (mapped to an NBD error), or
+ * hand the result to io->complete when the io has one. */
 void nbd_io_done(struct nbd_io *io, int result);
 
 int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,

@@ -234,9 +234,15 @@ void nbd_xmit_payload_done(struct nbd_conn *c)
 
 void nbd_io_done(struct nbd_io *io, int result)
 {
-	struct nbd_xio *x = container_of(io, struct nbd_xio, io);
-	struct nbd_conn *c = x->conn;
+	struct nbd_xio *x;
+	struct nbd_conn *c;
 
+	if (io->complete) {
+		io->complete(io, result);
+		return;
+	}
+	x = container_of(io, struct nbd_xio, io);
+	c = x->conn;
 	if (x->state != XIO_BACKEND) {
 		LOG_ERROR("nbd_io_done on an io that is not in flight (type %u)", io->type);
 		return;

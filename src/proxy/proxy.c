@@ -1,0 +1,402 @@
+/* The proxy's life cycle, its CCM client callbacks (which dispatch to the
+ * forwarding side, forward.c, and the serving side, serve.c), and status. */
+#define LOG_MODULE "proxy"
+#include "proxy/proxy_priv.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define NS_PER_MS 1000000ull
+
+static struct pxport *port_of(struct proxy *px, struct ccm_port *cp)
+{
+	unsigned i = ccm_port_index(cp);
+
+	return i < px->n_ports ? &px->ports[i] : NULL;
+}
+
+/* Send on a port; a full channel blocks the port until send_ready. */
+int px_send(struct pxport *p, const void *msg, size_t len)
+{
+	int rc;
+
+	if (!p->up || p->blocked)
+		return -EAGAIN;
+	rc = ccm_port_send(p->cp, msg, len);
+	if (rc == -EAGAIN)
+		p->blocked = true;
+	return rc;
+}
+
+/* One log line per second at most for partner messages refused: a broken
+ * or hostile partner must not flood the log. */
+void px_log_bad(struct proxy *px, bool from_server, const char *what, const char *why)
+{
+	uint64_t now = now_ns();
+
+	if (from_server)
+		px->st.bad_replies++;
+	else
+		px->st.bad_requests++;
+	if (px->bad_logged_ns && now - px->bad_logged_ns < 1000 * NS_PER_MS)
+		return;
+	px->bad_logged_ns = now;
+	LOG_WARN("partner %s sent a bad %s (%s): refused", px->partner[0] ? px->partner : "?", what,
+		 why);
+}
+
+/* ---- CCM callbacks ---- */
+
+static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info *pi, void *arg)
+{
+	struct proxy *px = arg;
+
+	(void)c;
+	snprintf(px->partner, sizeof(px->partner), "%s", pi->node);
+	if (!pi->client_present) {
+		LOG_INFO("partner %s has no proxy: its volumes are not reachable here", pi->node);
+		return;
+	}
+	px->session_up = true;
+	fw_partner_ready(px, pi->generation);
+}
+
+static void cb_terminating(struct ccm_client *c, enum ccm_term_reason why, void *arg)
+{
+	struct proxy *px = arg;
+
+	(void)c;
+	(void)why;
+	px->session_up = false;
+}
+
+static void cb_port_up(struct ccm_port *cp, void *arg)
+{
+	struct proxy *px = arg;
+	struct pxport *p = port_of(px, cp);
+
+	if (!p)
+		return;
+	p->up = true;
+	p->blocked = false;
+	srv_port_up(p);
+	fw_port_up(p);
+}
+
+static void cb_port_down(struct ccm_port *cp, void *arg)
+{
+	struct proxy *px = arg;
+	struct pxport *p = port_of(px, cp);
+
+	if (!p)
+		return;
+	p->up = false;
+	p->blocked = false;
+	fw_port_down(p);
+	srv_port_down(p);
+}
+
+static void cb_message(struct ccm_port *cp, const void *msg, size_t len, void *arg)
+{
+	struct proxy *px = arg;
+	struct pxport *p = port_of(px, cp);
+
+	if (!p)
+		return;
+	switch (px_msg_type(msg, len)) {
+	case PX_REQ:
+		srv_on_req(p, msg, len);
+		break;
+	case PX_REP:
+		fw_on_rep(p, msg, len);
+		break;
+	case PX_HELLO:
+		srv_on_hello(p, msg, len);
+		break;
+	case PX_VOLS:
+		fw_on_vols(p, msg, len);
+		break;
+	default:
+		px_log_bad(px, false, "message", "unknown type or magic");
+		break;
+	}
+}
+
+static void cb_send_ready(struct ccm_port *cp, void *arg)
+{
+	struct proxy *px = arg;
+	struct pxport *p = port_of(px, cp);
+
+	if (!p)
+		return;
+	p->blocked = false;
+	srv_flush(p);
+	fw_pump(px);
+}
+
+static const struct ccm_client_ops client_ops = {
+    .partner_ready = cb_partner_ready,
+    .terminating = cb_terminating,
+    .port_up = cb_port_up,
+    .port_down = cb_port_down,
+    .message = cb_message,
+    .send_ready = cb_send_ready,
+};
+
+/* ---- life cycle ---- */
+
+static int check_opts(const struct proxy_opts *o, struct proxy *px)
+{
+	px->n_ports = o->n_ports ? o->n_ports : PROXY_DEFAULT_PORTS;
+	px->port_mem = o->port_mem ? o->port_mem : PROXY_DEFAULT_PORT_MEM;
+	px->chunk = o->chunk ? o->chunk : MIN((uint64_t)PROXY_DEFAULT_CHUNK, px->port_mem / 2);
+	px->timeout_ns = (o->timeout_ms ? o->timeout_ms : PROXY_DEFAULT_TIMEOUT_MS) * NS_PER_MS;
+	px->port_mem &= ~(size_t)(2 * PX_UNIT - 1);
+	if (px->n_ports > CCM_MAX_PORTS || px->port_mem < (1u << 20) || !o->local_ops ||
+	    px->chunk < PX_UNIT || px->chunk > px->port_mem / 2 || px->chunk > PX_CHUNK_MAX) {
+		LOG_ERROR("bad options: 1 to %d ports of at least 1 MiB, a chunk of %u bytes to "
+			  "half the port memory, and a local backend",
+			  CCM_MAX_PORTS, PX_UNIT);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *opts,
+		 struct proxy **out)
+{
+	struct proxy *px = calloc(1, sizeof(*px));
+	struct ccm_client_spec spec;
+	int rc;
+
+	if (!px)
+		return -ENOMEM;
+	px->loop = loop;
+	px->ccm = ccm;
+	snprintf(px->node, sizeof(px->node), "%s", opts->node ? opts->node : "");
+	rc = check_opts(opts, px);
+	if (rc < 0)
+		goto fail;
+	px->lops = opts->local_ops;
+	px->lctx = opts->local_ctx;
+	px->self_ops = &px_forward_ops;
+	fw_init(px);
+	while (px->session == 0)
+		if (getrandom(&px->session, sizeof(px->session), 0) != sizeof(px->session)) {
+			rc = -errno;
+			LOG_ERROR("getrandom: %s", strerror(errno));
+			goto fail;
+		}
+	px->next_seq = px->oldest_seq = 1;
+	px->scratch = malloc(CCM_MSG_MAX);
+	px->ports = calloc(px->n_ports, sizeof(*px->ports));
+	if (!px->scratch || !px->ports) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < px->n_ports; i++) {
+		struct pxport *p = &px->ports[i];
+		p->px = px;
+		p->idx = i;
+		p->half = px->port_mem / 2;
+		if (pmem_init(&p->fmem, p->half) < 0 ||
+		    pmem_init(&p->smem, px->port_mem - p->half) < 0) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	rc = srv_init(px);
+	if (rc < 0)
+		goto fail;
+	spec = (struct ccm_client_spec){
+	    .name = "proxy",
+	    .n_ports = px->n_ports,
+	    .port_mem = px->port_mem,
+	    .flags = CCM_CLIENT_HEAVY,
+	    .ops = &client_ops,
+	    .arg = px,
+	};
+	rc = ccm_client_register(ccm, &spec, &px->client);
+	if (rc < 0) {
+		LOG_ERROR("cannot register with the CCM: %s", strerror(-rc));
+		goto fail;
+	}
+	for (unsigned i = 0; i < px->n_ports; i++) {
+		struct pxport *p = &px->ports[i];
+		p->cp = ccm_client_port(px->client, i);
+		p->mem = ccm_port_mem(p->cp);
+	}
+	LOG_INFO("proxy: %u port%s of %zu MiB, requests up to %llu KiB, timeout %llu ms",
+		 px->n_ports, px->n_ports == 1 ? "" : "s", px->port_mem >> 20,
+		 (unsigned long long)(px->chunk >> 10),
+		 (unsigned long long)(px->timeout_ns / NS_PER_MS));
+	*out = px;
+	return 0;
+fail:
+	srv_free(px);
+	if (px->ports)
+		for (unsigned i = 0; i < px->n_ports; i++) {
+			pmem_fini(&px->ports[i].fmem);
+			pmem_fini(&px->ports[i].smem);
+		}
+	free(px->ports);
+	free(px->scratch);
+	free(px);
+	return rc;
+}
+
+bool proxy_busy(const struct proxy *px)
+{
+	return px && px->st.served_inflight > 0;
+}
+
+void proxy_destroy(struct proxy *px)
+{
+	if (!px)
+		return;
+	fw_fail_all(px, -ESHUTDOWN);
+	if (px->client) {
+		/* Its ports go down without callbacks; served requests in flight
+		 * find the port down and drop their replies. */
+		ccm_client_unregister(px->client);
+		px->client = NULL;
+		for (unsigned i = 0; i < px->n_ports; i++) {
+			px->ports[i].up = false;
+			srv_port_down(&px->ports[i]);
+		}
+	}
+	if (px->st.served_inflight) {
+		/* The local backend still holds requests that point here: keep
+		 * the memory rather than free it under them. */
+		LOG_ERROR("destroyed with %llu partner requests still executing",
+			  (unsigned long long)px->st.served_inflight);
+		px->dead = true;
+		return;
+	}
+	fw_free(px);
+	srv_free(px);
+	for (unsigned i = 0; i < px->n_ports; i++) {
+		pmem_fini(&px->ports[i].fmem);
+		pmem_fini(&px->ports[i].smem);
+	}
+	free(px->ports);
+	free(px->scratch);
+	free(px);
+}
+
+const struct nbd_backend_ops *proxy_backend_ops(void)
+{
+	return &px_forward_ops;
+}
+
+void proxy_local_volumes_changed(struct proxy *px)
+{
+	if (px)
+		srv_refresh_vols(px, NULL);
+}
+
+int proxy_route_local(struct proxy *px, const char *volume, const struct nbd_backend_ops *ops,
+		      void *ctx)
+{
+	return fw_route_local(px, volume, ops, ctx);
+}
+
+int proxy_route_partner(struct proxy *px, const char *volume)
+{
+	return fw_route_partner(px, volume);
+}
+
+/* ---- status ---- */
+
+void proxy_get_stats(const struct proxy *px, struct proxy_stats *st)
+{
+	*st = px->st;
+}
+
+static unsigned ports_ready(const struct proxy *px)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < px->n_ports; i++)
+		n += px->ports[i].fstate == FP_READY;
+	return n;
+}
+
+static void add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+int proxy_status_to_json(const struct proxy *px, struct json_object *root)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *srv = json_object_new_object();
+	unsigned ready = ports_ready(px);
+	const struct proxy_stats *s = &px->st;
+
+	if (!o || !srv) {
+		json_object_put(o);
+		json_object_put(srv);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "state",
+			       json_object_new_string(ready	       ? "up"
+						      : px->session_up ? "connecting"
+								       : "waiting"));
+	json_object_object_add(o, "partner", json_object_new_string(px->partner));
+	add_u64(o, "ports", px->n_ports);
+	add_u64(o, "ports_ready", ready);
+	add_u64(o, "port_mem", px->port_mem);
+	add_u64(o, "chunk", px->chunk);
+	add_u64(o, "timeout_ms", px->timeout_ns / NS_PER_MS);
+	add_u64(o, "commands", s->commands);
+	add_u64(o, "requests", s->requests);
+	add_u64(o, "bytes_read", s->bytes_read);
+	add_u64(o, "bytes_written", s->bytes_written);
+	add_u64(o, "bytes", s->bytes_read + s->bytes_written);
+	add_u64(o, "errors", s->errors);
+	add_u64(o, "retries", s->retries);
+	add_u64(o, "timeouts", s->timeouts);
+	add_u64(o, "local", s->local);
+	add_u64(o, "inflight", s->inflight);
+	add_u64(o, "bad_replies", s->bad_replies);
+	add_u64(srv, "requests", s->served);
+	add_u64(srv, "bytes", s->served_bytes);
+	add_u64(srv, "duplicates", s->duplicates);
+	add_u64(srv, "bad_requests", s->bad_requests);
+	add_u64(srv, "inflight", s->served_inflight);
+	json_object_object_add(o, "served", srv);
+	json_object_object_add(root, "proxy", o);
+	return 0;
+}
+
+int proxy_volumes_to_json(const struct proxy *px, struct json_object *volumes)
+{
+	for (const struct pvol *v = px->vols; v; v = v->next) {
+		struct json_object *o;
+		if (!v->listed && !v->local)
+			continue;
+		o = json_object_new_object();
+		if (!o)
+			return -ENOMEM;
+		json_object_object_add(o, "name", json_object_new_string(v->name));
+		json_object_object_add(o, "owner", json_object_new_string(px->partner));
+		json_object_object_add(o, "served_by",
+				       json_object_new_string(v->local ? px->node : px->partner));
+		json_object_object_add(o, "port", json_object_new_string("proxy"));
+		add_u64(o, "size", v->local ? v->linfo.size : v->info.size);
+		json_object_object_add(o, "state",
+				       json_object_new_string(v->local		? "local"
+							      : ports_ready(px) ? "reachable"
+										: "waiting"));
+		json_object_array_add(volumes, o);
+	}
+	return 0;
+}
