@@ -74,7 +74,7 @@ struct nbd_extent {
  * for commands that write (WRITE, TRIM, WRITE_ZEROES). @c buf is aligned
  * to 4096 bytes (fit for O_DIRECT) and stays valid until nbd_io_done().
  * A zero-length READ, WRITE, TRIM, WRITE_ZEROES or CACHE never reaches
- * the backend.
+ * the backend, nor does CACHE when the export has no can_cache.
  */
 struct nbd_io {
 	uint16_t type;	/* enum nbd_cmd_type (never DISC) */
@@ -129,8 +129,15 @@ struct nbd_server_opts {
 				 request; 0: 30000 */
 };
 
-/** Complete @p io with 0 or a negative errno (mapped to an NBD error), or
- * hand the result to io->complete when the io has one. */
+/**
+ * Complete @p io with 0 or a negative errno (mapped to an NBD error:
+ * -EPERM/-EROFS/-EACCES EPERM, -EIO EIO, -ENOMEM ENOMEM, -EINVAL EINVAL,
+ * -ENOSPC/-EDQUOT/-EFBIG ENOSPC, -EOVERFLOW EOVERFLOW, -ENOTSUP ENOTSUP
+ * (only for WRITE_ZEROES, the fast-zero refusal; EINVAL elsewhere),
+ * -ESHUTDOWN ESHUTDOWN, anything else EIO). Call it on the server's loop
+ * thread, exactly once per io, inline from submit or later. An io with a
+ * completion hook (io->complete) hands the result to it instead.
+ */
 void nbd_io_done(struct nbd_io *io, int result);
 
 int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,

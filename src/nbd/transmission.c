@@ -213,7 +213,13 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 	case NBD_CMD_FLUSH:
 		xio_submit(c, x);
 		return;
-	default: /* TRIM, CACHE, WRITE_ZEROES */
+	case NBD_CMD_CACHE:
+		/* A hint: one the backend did not ask for succeeds at once. */
+		if (r->length == 0 || !c->info.can_cache)
+			break;
+		xio_submit(c, x);
+		return;
+	default: /* TRIM, WRITE_ZEROES */
 		if (r->length == 0)
 			break;
 		xio_submit(c, x);

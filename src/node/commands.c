@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ccm/ccm.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "nbd/nbd.h"
@@ -69,9 +70,20 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	add_str(ha, "reason", "no partner: failover is not configured");
 	json_object_object_add(resp, "ha", ha);
 
-	add_str(session, "state", "down");
-	json_object_object_add(resp, "session", session);
-	json_object_object_add(resp, "links", json_object_new_array());
+	if (n->ccm) {
+		struct ccm_status cs;
+		json_object_put(session);
+		ccm_get_status(n->ccm, &cs);
+		if (ccm_status_to_json(&cs, resp) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	} else {
+		add_str(session, "state", "down");
+		add_str(session, "reason", "no interconnect links configured");
+		json_object_object_add(resp, "session", session);
+		json_object_object_add(resp, "links", json_object_new_array());
+	}
 
 	add_str(mirror, "state", "off");
 	add_u64(mirror, "lag_bytes", 0);
@@ -140,13 +152,58 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 	return 0;
 }
 
+static int cmd_links(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		     size_t errlen)
+{
+	struct ccm_status cs;
+	struct json_object *all;
+
+	(void)req;
+	if (!n->ccm) {
+		json_object_object_add(resp, "links", json_object_new_array());
+		return 0;
+	}
+	/* ccm_status_to_json fills a scratch object; keep only its links. */
+	all = json_object_new_object();
+	ccm_get_status(n->ccm, &cs);
+	if (!all || ccm_status_to_json(&cs, all) < 0) {
+		json_object_put(all);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	struct json_object *links = NULL;
+	json_object_object_get_ex(all, "links", &links);
+	json_object_object_add(resp, "links", json_object_get(links));
+	json_object_put(all);
+	return 0;
+}
+
+static int cmd_ic_reset(struct node *n, struct json_object *req, struct json_object *resp,
+			char *err, size_t errlen)
+{
+	int rc;
+
+	(void)req;
+	if (!n->ccm) {
+		snprintf(err, errlen, "no interconnect links configured");
+		return -ENOTCONN;
+	}
+	rc = ccm_reset(n->ccm);
+	if (rc < 0) {
+		snprintf(err, errlen, "interconnect reset failed: %s", strerror(-rc));
+		return rc;
+	}
+	json_object_object_add(resp, "message",
+			       json_object_new_string("interconnect session reset: handshaking"));
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	node_cmd_fn fn;
 } commands[] = {
-    {"status", cmd_status},
-    {"volume_list", cmd_volume_list},
-    {"volume_create", cmd_volume_create},
+    {"status", cmd_status}, {"volume_list", cmd_volume_list}, {"volume_create", cmd_volume_create},
+    {"links", cmd_links},   {"ic_reset", cmd_ic_reset},
 };
 
 node_cmd_fn commands_find(const char *name)

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "ccm/ccm.h"
 #include "common/log.h"
 #include "nbd/nbd.h"
 #include "store/store.h"
@@ -45,6 +46,22 @@ static int setup_signals(struct node *n)
 	return loop_io_add(n->loop, &n->sig_io, n->sig_fd, EPOLLIN, signal_event, n);
 }
 
+/* The interconnect comes first: the partner can find our boot region and
+ * run its half of the handshake while the rest of this node still loads. */
+static int open_interconnect(struct node *n)
+{
+	int rc;
+
+	if (n->cfg.ic.n_links == 0) {
+		LOG_INFO("no interconnect links configured: running without a partner");
+		return 0;
+	}
+	rc = ccm_create(n->loop, &n->cfg, &n->ccm);
+	if (rc < 0)
+		return rc;
+	return ccm_start(n->ccm);
+}
+
 static int open_storage(struct node *n)
 {
 	struct store_opts so = {
@@ -72,10 +89,9 @@ static int open_listeners(struct node *n)
 	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
 }
 
-/* Boot order follows DESIGN.md: the interconnect would come up first (so
- * the partner can reach us while storage loads), then the shelf, then the
- * listeners; the control socket opens first of all so that an operator can
- * watch the boot. */
+/* Boot order follows DESIGN.md: the interconnect comes up first (so the
+ * partner can reach us while storage loads), then the shelf, then the
+ * listeners and the control socket. */
 int node_create(const struct duet_config *cfg, struct node **out)
 {
 	struct node *n = calloc(1, sizeof(*n));
@@ -90,6 +106,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	rc = setup_signals(n);
+	if (rc < 0)
+		goto err;
+	rc = open_interconnect(n);
 	if (rc < 0)
 		goto err;
 	rc = open_storage(n);
@@ -133,6 +152,8 @@ void node_destroy(struct node *n)
 	else
 		store_close(n->store);
 	backend_destroy(n->backend);
+	if (n->ccm)
+		ccm_destroy(n->ccm);
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);

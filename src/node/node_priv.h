@@ -13,10 +13,12 @@ struct store;
 struct nbd_server;
 struct backend;
 struct control;
+struct ccm;
 
 struct node {
 	struct duet_config cfg;
 	struct loop *loop;
+	struct ccm *ccm; /* NULL without [ic] links */
 	struct store *store;
 	struct backend *backend;
 	struct nbd_server *nbd;

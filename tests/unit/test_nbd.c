@@ -1037,7 +1037,14 @@ static void test_not_advertised(void **state)
 	ramdisk_info(RD, "disk")->can_trim = false;
 	ramdisk_info(RD, "disk")->can_flush = false;
 	ramdisk_info(RD, "disk")->can_zero = false;
+	ramdisk_info(RD, "disk")->can_cache = false;
 	uint16_t f = connect_to("disk", false, false);
+	assert_false(f & NBD_FLAG_SEND_CACHE);
+	send_req(0, NBD_CMD_CACHE, 4, 0, 512); /* a hint: succeeds, backend not asked */
+	assert_int_equal(read_simple(4), 0);
+	struct ramdisk_stats rs;
+	ramdisk_get_stats(RD, &rs);
+	assert_int_equal(rs.ops[NBD_CMD_CACHE], 0);
 	assert_false(f & (NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_WRITE_ZEROES |
 			  NBD_FLAG_SEND_FAST_ZERO));
 	send_req(0, NBD_CMD_TRIM, 1, 0, 512);
