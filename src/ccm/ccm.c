@@ -120,6 +120,9 @@ static void tick_cb(struct loop_timer *t)
 		lane_tick(ccm);
 		sess_tick(ccm);
 	}
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].reopen_pending)
+			ccm_schedule(ccm);
 	inst_update_rates(ccm);
 	if (ccm->tick_count % 50 == 0)
 		inst_rebalance(ccm);

@@ -499,7 +499,7 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 		c->remote_acked = false;
 		client_unregister_mrs(ccm, c);
 	}
-	lane_abort_down(ccm);
+	lane_reset_down(ccm);
 	lane_session_end(ccm);
 	memset(ccm->rclients, 0, sizeof(ccm->rclients));
 	ccm->partner_sess = (struct fab_remote){0, 0};

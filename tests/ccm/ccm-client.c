@@ -70,7 +70,8 @@ struct tc {
 	uint64_t seed;
 	struct loop_io sig_io;
 	int sig_fd;
-	struct loop_timer stats_timer, end_timer;
+	struct loop_timer stats_timer, end_timer, late_timer;
+	uint64_t late_due, late_max_ns; /* how late a 5 ms timer fires: reactor stalls */
 	uint64_t stats_ns;
 	uint64_t t0;
 	/* counters */
@@ -316,6 +317,9 @@ static void print_stats(struct tc *tc)
 					     : 0.0));
 	json_object_object_add(c, "lat_max_us",
 			       json_object_new_double((double)tc->lat_max_ns / 1000.0));
+	json_object_object_add(c, "loop_late_max_ms",
+			       json_object_new_double((double)tc->late_max_ns / 1e6));
+	tc->late_max_ns = 0;
 	json_object_object_add(o, "client", c);
 	emit(tc, "stats %s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
@@ -331,6 +335,17 @@ static void stats_cb(struct loop_timer *t)
 		if (tc->ports[i].up && tc->load)
 			send_msgs(&tc->ports[i]);
 	loop_timer_arm(tc->loop, &tc->stats_timer, tc->stats_ns);
+}
+
+static void late_cb(struct loop_timer *t)
+{
+	struct tc *tc = t->arg;
+	uint64_t now = now_ns();
+
+	if (tc->late_due && now > tc->late_due && now - tc->late_due > tc->late_max_ns)
+		tc->late_max_ns = now - tc->late_due;
+	tc->late_due = now + 5000000ull;
+	loop_timer_arm(tc->loop, &tc->late_timer, 5000000ull);
 }
 
 static void end_cb(struct loop_timer *t)
@@ -485,6 +500,8 @@ int main(int argc, char **argv)
 
 	loop_timer_init(&tc.stats_timer, stats_cb, &tc);
 	loop_timer_arm(tc.loop, &tc.stats_timer, tc.stats_ns);
+	loop_timer_init(&tc.late_timer, late_cb, &tc);
+	late_cb(&tc.late_timer);
 	loop_timer_init(&tc.end_timer, end_cb, &tc);
 	if (duration)
 		loop_timer_arm(tc.loop, &tc.end_timer, duration * 1000000000ull);
@@ -495,6 +512,7 @@ int main(int argc, char **argv)
 	     tc.errors, tc.verify_errors, tc.msg_errors);
 	loop_timer_cancel(tc.loop, &tc.stats_timer);
 	loop_timer_cancel(tc.loop, &tc.end_timer);
+	loop_timer_cancel(tc.loop, &tc.late_timer);
 	ccm_client_unregister(tc.client);
 	ccm_destroy(tc.ccm);
 	loop_io_del(tc.loop, &tc.sig_io);
