@@ -320,6 +320,11 @@ struct ccm {
 	struct ccm_chan *ack_list;
 	bool in_terminate;
 	bool in_work;
+	/* ccm_shutdown */
+	struct loop_timer shutdown_timer;
+	void (*shutdown_cb)(void *arg);
+	void *shutdown_arg;
+	uint64_t shutdown_deadline_ns;
 };
 
 /* Copy a NUL-terminated string into a fixed wire field of @p size bytes,

@@ -506,8 +506,12 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 	ccm_mac_free(ccm);
 	ccm->session_id = 0;
 	ccm->in_terminate = false;
-	if (why != CCM_TERM_SHUTDOWN)
+	if (why != CCM_TERM_SHUTDOWN) {
 		hs_start_epoch(ccm, why == CCM_TERM_LINKS_LOST ? 10 * MS : 1 * MS);
+	} else {
+		ccm->state = ST_IDLE;
+		hs_publish_boot(ccm, BOOT_INIT);
+	}
 }
 
 void sess_tick(struct ccm *ccm)

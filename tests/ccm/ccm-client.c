@@ -371,6 +371,11 @@ static void on_signal(struct loop_io *io, uint32_t events)
 	}
 }
 
+static void stop_loop(void *arg)
+{
+	loop_stop(arg);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: ccm-client --config FILE [--ports N] [--size BYTES] "
@@ -505,6 +510,9 @@ int main(int argc, char **argv)
 	loop_timer_init(&tc.end_timer, end_cb, &tc);
 	if (duration)
 		loop_timer_arm(tc.loop, &tc.end_timer, duration * 1000000000ull);
+	loop_run(tc.loop);
+	/* Orderly: the partner hears the goodbye before the links close. */
+	ccm_shutdown(tc.ccm, stop_loop, tc.loop);
 	loop_run(tc.loop);
 
 	print_stats(&tc);

@@ -13,6 +13,9 @@
 # usage: failover-netns.sh [path/to/ccm-client]
 set -euo pipefail
 
+# Under ASan: libfabric's own leaks are not ours.
+export LSAN_OPTIONS="suppressions=$(dirname "$(readlink -f "$0")")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
 CLIENT=$(readlink -f "${1:-build/tests/ccm/ccm-client}")
 BASE=${CCM_TEST_PORT:-22200}
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }

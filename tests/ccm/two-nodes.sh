@@ -8,6 +8,9 @@
 # usage: two-nodes.sh [path/to/ccm-client]
 set -euo pipefail
 
+# Under ASan: libfabric's own leaks are not ours.
+export LSAN_OPTIONS="suppressions=$(dirname "$(readlink -f "$0")")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
 CLIENT=${1:-build/tests/ccm/ccm-client}
 BASE=${CCM_TEST_PORT:-22100}
 DIR=$(mktemp -d /tmp/ccm-two-nodes.XXXXXX)
