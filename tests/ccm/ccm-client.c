@@ -9,6 +9,7 @@
  *
  *   ccm-client --config FILE [--ports N] [--size BYTES] [--inflight N]
  *              [--duration SEC] [--stats-ms MS] [--no-load] [--quiet]
+ *              [--write-only]   (no read-back: for latency measurements)
  *
  * SIGUSR1 resets the session (ccm_reset), SIGTERM/SIGINT end it cleanly.
  * Exit status: 0 when no operation failed and nothing read back was wrong
@@ -66,7 +67,7 @@ struct tc {
 	struct tport *ports;
 	unsigned n_ports, inflight;
 	size_t size;
-	bool load, quiet;
+	bool load, quiet, write_only;
 	uint64_t seed;
 	struct loop_io sig_io;
 	int sig_fd;
@@ -143,7 +144,9 @@ static void slot_done(struct ccm_op *op, int status)
 		s->round++;
 	} else {
 		tc->writes++;
-		s->reading = true;
+		s->reading = !tc->write_only;
+		if (tc->write_only)
+			s->round++;
 	}
 	if (tp->up && tc->load)
 		post_slot(s);
@@ -379,22 +382,19 @@ static void stop_loop(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ccm-client --config FILE [--ports N] [--size BYTES] "
-			"[--inflight N] [--duration SEC] [--stats-ms MS] [--no-load] [--quiet]\n");
+			"[--inflight N] [--duration SEC] [--stats-ms MS] [--no-load] [--quiet] "
+			"[--write-only]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"ports", required_argument, NULL, 'p'},
-	    {"size", required_argument, NULL, 's'},
-	    {"inflight", required_argument, NULL, 'i'},
-	    {"duration", required_argument, NULL, 'd'},
-	    {"stats-ms", required_argument, NULL, 'm'},
-	    {"no-load", no_argument, NULL, 'n'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},	{"ports", required_argument, NULL, 'p'},
+	    {"size", required_argument, NULL, 's'},	{"inflight", required_argument, NULL, 'i'},
+	    {"duration", required_argument, NULL, 'd'}, {"stats-ms", required_argument, NULL, 'm'},
+	    {"no-load", no_argument, NULL, 'n'},	{"quiet", no_argument, NULL, 'q'},
+	    {"write-only", no_argument, NULL, 'w'},	{NULL, 0, NULL, 0},
 	};
 	struct tc tc = {.n_ports = 1, .inflight = 8, .size = 4096, .load = true};
 	const char *config = NULL;
@@ -404,7 +404,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nqw", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -437,6 +437,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			tc.quiet = true;
+			break;
+		case 'w':
+			tc.write_only = true;
 			break;
 		default:
 			usage();

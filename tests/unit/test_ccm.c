@@ -551,6 +551,21 @@ static void test_wrong_partner_and_self(void **state)
 	ccm_destroy(a.ccm);
 }
 
+/* The [ic] key this module added. */
+static void test_config_key(void **state)
+{
+	struct duet_config cfg;
+	char err[256];
+	const char *text = "[node]\nid = a\nshelf = /s\ncontrol = /c\n[nbd]\nlisten = "
+			   "127.0.0.1:1\n[ic]\ninstance_max_load = 800M\n";
+
+	(void)state;
+	assert_int_equal(config_load_string("t.conf", text, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.ic.instance_max_load, 800ull << 20);
+	config_defaults(&cfg);
+	assert_int_equal(cfg.ic.instance_max_load, 0);
+}
+
 static void test_missing_secret(void **state)
 {
 	struct duet_config cfg;
@@ -1424,6 +1439,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
