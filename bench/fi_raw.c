@@ -240,6 +240,7 @@ static int raw_reap(struct raw *r, bool sleep, int stop_fd)
 {
 	struct fi_cq_data_entry e[BW_DEPTH];
 	struct fid *fids[1] = {&r->cq->fid};
+	unsigned spins = 0;
 
 	for (;;) {
 		ssize_t n = fi_cq_read(r->cq, e, BW_DEPTH);
@@ -253,12 +254,19 @@ static int raw_reap(struct raw *r, bool sleep, int stop_fd)
 		}
 		if (n != -FI_EAGAIN)
 			return (int)n;
-		if (stop_fd >= 0 && stop_requested(stop_fd))
-			return 0;
-		if (sleep && fi_trywait(r->fabric, fids, 1) == 0) {
+		if (!sleep) {
+			/* Look at the stop pipe rarely: a syscall per spin would
+			 * be measured too. */
+			if (stop_fd >= 0 && ++spins % 4096 == 0 && stop_requested(stop_fd))
+				return 0;
+			continue;
+		}
+		if (fi_trywait(r->fabric, fids, 1) == 0) {
 			struct pollfd p[2] = {{.fd = r->wait_fd, .events = POLLIN},
 					      {.fd = stop_fd, .events = POLLIN}};
 			poll(p, stop_fd >= 0 ? 2 : 1, 100);
+			if (stop_fd >= 0 && p[1].revents)
+				return 0;
 		}
 	}
 }
