@@ -11,6 +11,7 @@
 #include "ccm/ccm.h"
 #include "common/log.h"
 #include "nbd/nbd.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 #define NODE_MAX_CLIENTS 1024
@@ -89,6 +90,42 @@ static int open_listeners(struct node *n)
 	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
 }
 
+/* The proxy port: the partner's volumes, forwarded over the interconnect;
+ * and this node's volumes served to the partner's proxy port, through the
+ * same backend as the NBD listener. */
+static int open_proxy(struct node *n)
+{
+	struct proxy_opts po = {
+	    .node = n->cfg.node.id,
+	    .n_ports = (unsigned)n->cfg.proxy.ports,
+	    .port_mem = n->cfg.proxy.port_mem,
+	    .chunk = n->cfg.proxy.chunk,
+	    .timeout_ms = n->cfg.proxy.timeout_ms,
+	    .local_ops = backend_ops(),
+	    .local_ctx = n->backend,
+	};
+	struct nbd_server_opts o = {
+	    .listen = n->cfg.nbd.proxy_listen,
+	    .name = "proxy",
+	    .max_payload = n->cfg.nbd.max_payload,
+	    .conn_buffer = n->cfg.nbd.conn_buffer,
+	    .max_clients = NODE_MAX_CLIENTS,
+	};
+	int rc;
+
+	if (!n->ccm) {
+		if (n->cfg.nbd.proxy_listen[0])
+			LOG_WARN("[nbd] proxy_listen ignored: no interconnect links configured");
+		return 0;
+	}
+	rc = proxy_create(n->loop, n->ccm, &po, &n->proxy);
+	if (rc < 0)
+		return rc;
+	if (!n->cfg.nbd.proxy_listen[0])
+		return 0; /* serve the partner's proxy port, open none here */
+	return nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &n->proxy_nbd);
+}
+
 /* Boot order follows DESIGN.md: the interconnect comes up first (so the
  * partner can reach us while storage loads), then the shelf, then the
  * listeners and the control socket. */
@@ -117,6 +154,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_listeners(n);
 	if (rc < 0)
 		goto err;
+	rc = open_proxy(n);
+	if (rc < 0)
+		goto err;
 	rc = control_create(n, n->cfg.node.control, &n->control);
 	if (rc < 0)
 		goto err;
@@ -143,9 +183,14 @@ void node_destroy(struct node *n)
 	control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
+	if (n->proxy_nbd)
+		nbd_server_destroy(n->proxy_nbd);
+	/* No more requests from the partner either (they share the backend). */
+	proxy_stop(n->proxy);
 	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
-	while (backend_inflight(n->backend) > 0 && now_ns() < deadline)
+	while ((backend_inflight(n->backend) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
+	proxy_destroy(n->proxy);
 	if (backend_inflight(n->backend) > 0)
 		LOG_ERROR("%llu I/O still in flight at exit",
 			  (unsigned long long)backend_inflight(n->backend));

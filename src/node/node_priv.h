@@ -14,6 +14,7 @@ struct nbd_server;
 struct backend;
 struct control;
 struct ccm;
+struct proxy;
 
 struct node {
 	struct duet_config cfg;
@@ -22,6 +23,8 @@ struct node {
 	struct store *store;
 	struct backend *backend;
 	struct nbd_server *nbd;
+	struct proxy *proxy;	      /* NULL without [nbd] proxy_listen or a CCM */
+	struct nbd_server *proxy_nbd; /* the proxy listener */
 	struct control *control;
 	int sig_fd;
 	struct loop_io sig_io;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "common/log.h"
@@ -152,6 +153,20 @@ static const struct ccm_client_ops client_ops = {
 
 /* ---- life cycle ---- */
 
+static void free_all(struct proxy *px)
+{
+	for (unsigned i = 0; px->ports && i < px->n_ports; i++) {
+		pmem_fini(&px->ports[i].fmem);
+		pmem_fini(&px->ports[i].smem);
+		if (px->mem && px->mem[i])
+			munmap(px->mem[i], px->port_mem);
+	}
+	free(px->mem);
+	free(px->ports);
+	free(px->scratch);
+	free(px);
+}
+
 static int check_opts(const struct proxy_opts *o, struct proxy *px)
 {
 	px->n_ports = o->n_ports ? o->n_ports : PROXY_DEFAULT_PORTS;
@@ -197,12 +212,23 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	px->next_seq = px->oldest_seq = 1;
 	px->scratch = malloc(CCM_MSG_MAX);
 	px->ports = calloc(px->n_ports, sizeof(*px->ports));
-	if (!px->scratch || !px->ports) {
+	px->mem = calloc(px->n_ports, sizeof(*px->mem));
+	if (!px->scratch || !px->ports || !px->mem) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
+		/* Pages come on first touch: the memory costs what is in flight. */
+		void *m = mmap(NULL, px->port_mem, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED) {
+			rc = -errno;
+			LOG_ERROR("cannot map %zu bytes of port memory: %s", px->port_mem,
+				  strerror(errno));
+			goto fail;
+		}
+		px->mem[i] = m;
 		p->px = px;
 		p->idx = i;
 		p->half = px->port_mem / 2;
@@ -219,6 +245,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	    .name = "proxy",
 	    .n_ports = px->n_ports,
 	    .port_mem = px->port_mem,
+	    .port_buf = px->mem,
 	    .flags = CCM_CLIENT_HEAVY,
 	    .ops = &client_ops,
 	    .arg = px,
@@ -231,7 +258,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
 		p->cp = ccm_client_port(px->client, i);
-		p->mem = ccm_port_mem(p->cp);
+		p->mem = px->mem[i];
 	}
 	LOG_INFO("proxy: %u port%s of %zu MiB, requests up to %llu KiB, timeout %llu ms",
 		 px->n_ports, px->n_ports == 1 ? "" : "s", px->port_mem >> 20,
@@ -241,14 +268,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	return 0;
 fail:
 	srv_free(px);
-	if (px->ports)
-		for (unsigned i = 0; i < px->n_ports; i++) {
-			pmem_fini(&px->ports[i].fmem);
-			pmem_fini(&px->ports[i].smem);
-		}
-	free(px->ports);
-	free(px->scratch);
-	free(px);
+	free_all(px);
 	return rc;
 }
 
@@ -257,24 +277,36 @@ bool proxy_busy(const struct proxy *px)
 	return px && px->st.served_inflight > 0;
 }
 
-void proxy_destroy(struct proxy *px)
+void proxy_stop(struct proxy *px)
 {
-	if (!px)
+	if (!px || px->stopped)
 		return;
+	px->stopped = true;
 	fw_fail_all(px, -ESHUTDOWN);
 	if (px->client) {
-		/* Its ports go down without callbacks; served requests in flight
-		 * find the port down and drop their replies. */
+		/* Its ports go down without callbacks; its operations in flight
+		 * fail first. Served requests still at the local backend find
+		 * the port down and drop their replies. */
 		ccm_client_unregister(px->client);
 		px->client = NULL;
 		for (unsigned i = 0; i < px->n_ports; i++) {
 			px->ports[i].up = false;
+			px->ports[i].fstate = FP_DOWN;
 			srv_port_down(&px->ports[i]);
 		}
 	}
+	px->session_up = false;
+}
+
+void proxy_destroy(struct proxy *px)
+{
+	if (!px)
+		return;
+	proxy_stop(px);
 	if (px->st.served_inflight) {
-		/* The local backend still holds requests that point here: keep
-		 * the memory rather than free it under them. */
+		/* The local backend still holds requests that point here (and
+		 * into the port memory): keep it all rather than free it under
+		 * them. */
 		LOG_ERROR("destroyed with %llu partner requests still executing",
 			  (unsigned long long)px->st.served_inflight);
 		px->dead = true;
@@ -282,13 +314,7 @@ void proxy_destroy(struct proxy *px)
 	}
 	fw_free(px);
 	srv_free(px);
-	for (unsigned i = 0; i < px->n_ports; i++) {
-		pmem_fini(&px->ports[i].fmem);
-		pmem_fini(&px->ports[i].smem);
-	}
-	free(px->ports);
-	free(px->scratch);
-	free(px);
+	free_all(px);
 }
 
 const struct nbd_backend_ops *proxy_backend_ops(void)

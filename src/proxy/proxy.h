@@ -71,10 +71,17 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 		 struct proxy **out);
 
 /**
- * Fail every waiting forwarded command with -ESHUTDOWN, unregister from the
- * CCM and free. Destroy the proxy listener first; wait (proxy_busy) for the
- * served requests still at the local backend before, or they are leaked
- * rather than freed under the backend.
+ * Leave the CCM: fail every waiting forwarded command with -ESHUTDOWN and
+ * take no more requests from the partner. Requests being served finish at
+ * the local backend (their replies are dropped); wait for them with
+ * proxy_busy() before proxy_destroy(). Destroy the proxy listener first.
+ */
+void proxy_stop(struct proxy *px);
+
+/**
+ * proxy_stop(), then free. Requests still at the local backend point into
+ * the proxy's memory: if there are any, it is kept (leaked) rather than
+ * freed under them.
  */
 void proxy_destroy(struct proxy *px);
 

@@ -193,6 +193,8 @@ struct proxy {
 	struct pxport *ports;
 	unsigned rr;
 	uint8_t *scratch; /* one message being built */
+	void **mem;	  /* the ports' memory, ours (it outlives the CCM client) */
+	bool stopped;	  /* proxy_stop(): off the CCM */
 	bool dead;	  /* destroyed with served requests in flight */
 
 	/* forwarding */

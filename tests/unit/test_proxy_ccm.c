@@ -17,6 +17,7 @@ struct ccm_port {
 	bool up;
 	unsigned in_transit;
 	bool want_ready;
+	bool own_mem;
 };
 
 struct ccm_client {
@@ -345,6 +346,10 @@ int ccm_client_register(struct ccm *ccm, const struct ccm_client_spec *spec,
 		p->client = cl;
 		p->idx = i;
 		p->size = spec->port_mem;
+		if (spec->port_buf) {
+			p->mem = spec->port_buf[i];
+			continue;
+		}
 		if (posix_memalign(&p->mem, 4096, spec->port_mem) != 0) {
 			for (unsigned j = 0; j < i; j++)
 				free(cl->ports[j].mem);
@@ -352,6 +357,7 @@ int ccm_client_register(struct ccm *ccm, const struct ccm_client_spec *spec,
 			return -ENOMEM;
 		}
 		memset(p->mem, 0, spec->port_mem);
+		p->own_mem = true;
 	}
 	ccm->client = cl;
 	*out = cl;
@@ -377,7 +383,8 @@ void ccm_client_unregister(struct ccm_client *c)
 		}
 	}
 	for (unsigned i = 0; i < c->n_ports; i++)
-		free(c->ports[i].mem);
+		if (c->ports[i].own_mem)
+			free(c->ports[i].mem);
 	free(c);
 }
 
