@@ -2,7 +2,8 @@
  * becomes one or more requests (chunks of at most px->chunk bytes); a
  * request gets its port and sequence number when first sent and keeps them
  * until answered, so that a request sent again after a session loss is
- * recognised by the partner. Data above PX_INLINE_MAX lives in the
+ * recognised by the partner. WRITE data above PX_INLINE_MAX, and READ data
+ * above PX_READ_INLINE_MAX (all of it: see wire.h), lives in the
  * request's slot of this node's port memory: the partner RDMA-reads WRITE
  * data from it and RDMA-writes READ data into it. A command whose deadline
  * passes fails with EIO; its requests already sent stay behind, abandoned,
@@ -197,7 +198,8 @@ static void info_from_wire(struct proxy *px, struct nbd_export_info *i, const st
 
 static bool needs_slot(const struct preq *r)
 {
-	return (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) && r->length > PX_INLINE_MAX;
+	return (r->type == NBD_CMD_READ && r->length > PX_READ_INLINE_MAX) ||
+	       (r->type == NBD_CMD_WRITE && r->length > PX_INLINE_MAX);
 }
 
 static int send_hello(struct pxport *p)
@@ -282,7 +284,9 @@ static bool seq_room(struct proxy *px)
 	return px->next_seq - px->oldest_seq < PX_TABLE;
 }
 
-/* A ready port for @p r, round robin; with a slot when it needs one. */
+/* A ready port for @p r, with a slot when it needs one: the port used last
+ * while it takes more (requests of one loop turn share a message), else
+ * the next one. */
 static struct pxport *pick_port(struct proxy *px, const struct preq *r, int64_t *slot)
 {
 	bool slot_needed = needs_slot(r);
@@ -297,7 +301,7 @@ static struct pxport *pick_port(struct proxy *px, const struct preq *r, int64_t 
 			if (*slot < 0)
 				continue;
 		}
-		px->rr = p->idx + 1;
+		px->rr = p->idx;
 		return p;
 	}
 	return NULL;

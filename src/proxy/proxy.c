@@ -23,17 +23,63 @@ static struct pxport *port_of(struct proxy *px, struct ccm_port *cp)
 	return i < px->n_ports ? &px->ports[i] : NULL;
 }
 
-/* Send on a port; a full channel blocks the port until send_ready. */
-int px_send(struct pxport *p, const void *msg, size_t len)
+/* Send what the port has batched: one record alone goes bare. A full
+ * channel keeps the batch and blocks the port until send_ready. */
+static int flush_port(struct pxport *p)
 {
 	int rc;
 
+	if (p->batch_n == 0)
+		return 0;
+	if (!p->up) {
+		rc = -ENOTCONN;
+	} else if (p->batch_n == 1) {
+		rc =
+		    ccm_port_send(p->cp, p->batch + sizeof(struct px_batch) + sizeof(struct px_rec),
+				  p->first_len);
+	} else {
+		px_batch_finish(p->batch, p->batch_n);
+		rc = ccm_port_send(p->cp, p->batch, p->batch_len);
+	}
+	if (rc == -EAGAIN) {
+		p->blocked = true;
+		return rc;
+	}
+	/* Sent, or lost with the session (the records are in doubt, as
+	 * messages in transit would be). */
+	p->batch_n = 0;
+	p->batch_len = sizeof(struct px_batch);
+	return rc;
+}
+
+static void flush_all(struct loop_timer *t)
+{
+	struct proxy *px = t->arg;
+
+	for (unsigned i = 0; i < px->n_ports; i++)
+		if (px->ports[i].batch_n && !px->ports[i].blocked)
+			flush_port(&px->ports[i]);
+}
+
+int px_send(struct pxport *p, const void *msg, size_t len)
+{
 	if (!p->up || p->blocked)
 		return -EAGAIN;
-	rc = ccm_port_send(p->cp, msg, len);
-	if (rc == -EAGAIN)
-		p->blocked = true;
-	return rc;
+	if (p->batch_len + PX_REC_SIZE(len) > PX_MSG_MAX && flush_port(p) == -EAGAIN)
+		return -EAGAIN;
+	if (p->batch_n == 0)
+		p->first_len = len;
+	p->batch_len = px_batch_add(p->batch, p->batch_len, msg, len);
+	p->batch_n++;
+	if (!loop_timer_armed(&p->px->flush_timer))
+		loop_timer_arm(p->px->loop, &p->px->flush_timer, 0);
+	return 0;
+}
+
+static void drop_batch(struct pxport *p)
+{
+	p->batch_n = 0;
+	p->batch_len = sizeof(struct px_batch);
 }
 
 /* One log line per second at most for partner messages refused: a broken
@@ -87,6 +133,7 @@ static void cb_port_up(struct ccm_port *cp, void *arg)
 		return;
 	p->up = true;
 	p->blocked = false;
+	drop_batch(p);
 	srv_port_up(p);
 	fw_port_up(p);
 }
@@ -100,17 +147,23 @@ static void cb_port_down(struct ccm_port *cp, void *arg)
 		return;
 	p->up = false;
 	p->blocked = false;
+	drop_batch(p);
 	fw_port_down(p);
 	srv_port_down(p);
 }
 
-static void cb_message(struct ccm_port *cp, const void *msg, size_t len, void *arg)
-{
-	struct proxy *px = arg;
-	struct pxport *p = port_of(px, cp);
+struct rx_ctx {
+	struct proxy *px;
+	struct pxport *p;
+};
 
-	if (!p)
-		return;
+static void dispatch(void *arg, const void *msg, size_t len)
+{
+	struct rx_ctx *rx = arg;
+	struct pxport *p = rx->p;
+
+	if (!p->up)
+		return; /* the port went down under a batch */
 	switch (px_msg_type(msg, len)) {
 	case PX_REQ:
 		srv_on_req(p, msg, len);
@@ -125,9 +178,25 @@ static void cb_message(struct ccm_port *cp, const void *msg, size_t len, void *a
 		fw_on_vols(p, msg, len);
 		break;
 	default:
-		px_log_bad(px, false, "message", "unknown type or magic");
+		px_log_bad(rx->px, false, "message", "unknown type or magic");
 		break;
 	}
+}
+
+static void cb_message(struct ccm_port *cp, const void *msg, size_t len, void *arg)
+{
+	struct proxy *px = arg;
+	struct rx_ctx rx = {px, port_of(px, cp)};
+	const char *why;
+
+	if (!rx.p)
+		return;
+	if (px_msg_type(msg, len) != PX_BATCH) {
+		dispatch(&rx, msg, len);
+		return;
+	}
+	if (px_batch_walk(msg, len, dispatch, &rx, &why) < 0)
+		px_log_bad(px, false, "batch", why);
 }
 
 static void cb_send_ready(struct ccm_port *cp, void *arg)
@@ -138,6 +207,8 @@ static void cb_send_ready(struct ccm_port *cp, void *arg)
 	if (!p)
 		return;
 	p->blocked = false;
+	if (flush_port(p) == -EAGAIN)
+		return;
 	srv_flush(p);
 	fw_pump(px);
 }
@@ -156,6 +227,7 @@ static const struct ccm_client_ops client_ops = {
 static void free_all(struct proxy *px)
 {
 	for (unsigned i = 0; px->ports && i < px->n_ports; i++) {
+		free(px->ports[i].batch);
 		pmem_fini(&px->ports[i].fmem);
 		pmem_fini(&px->ports[i].smem);
 		if (px->mem && px->mem[i])
@@ -202,6 +274,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	px->lops = opts->local_ops;
 	px->lctx = opts->local_ctx;
 	px->self_ops = &px_forward_ops;
+	loop_timer_init(&px->flush_timer, flush_all, px);
 	fw_init(px);
 	while (px->session == 0)
 		if (getrandom(&px->session, sizeof(px->session), 0) != sizeof(px->session)) {
@@ -229,6 +302,13 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 			goto fail;
 		}
 		px->mem[i] = m;
+		p->batch = malloc(PX_MSG_MAX);
+		if (!p->batch) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		px_batch_init(p->batch);
+		p->batch_len = sizeof(struct px_batch);
 		p->px = px;
 		p->idx = i;
 		p->half = px->port_mem / 2;
@@ -282,18 +362,21 @@ void proxy_stop(struct proxy *px)
 	if (!px || px->stopped)
 		return;
 	px->stopped = true;
+	loop_timer_cancel(px->loop, &px->flush_timer);
 	fw_fail_all(px, -ESHUTDOWN);
 	if (px->client) {
 		/* Its ports go down without callbacks; its operations in flight
 		 * fail first. Served requests still at the local backend find
 		 * the port down and drop their replies. */
-		ccm_client_unregister(px->client);
-		px->client = NULL;
 		for (unsigned i = 0; i < px->n_ports; i++) {
 			px->ports[i].up = false;
 			px->ports[i].fstate = FP_DOWN;
-			srv_port_down(&px->ports[i]);
+			drop_batch(&px->ports[i]);
 		}
+		ccm_client_unregister(px->client);
+		px->client = NULL;
+		for (unsigned i = 0; i < px->n_ports; i++)
+			srv_port_down(&px->ports[i]);
 	}
 	px->session_up = false;
 }

@@ -159,6 +159,11 @@ struct pxport {
 	size_t half; /* [0, half): forwarder data; [half, mem size): serving buffers */
 	bool up;
 	bool blocked; /* the channel said -EAGAIN: wait for send_ready */
+	/* Records of this loop turn, sent as one message at its end. */
+	uint8_t *batch;
+	size_t batch_len;
+	unsigned batch_n;
+	size_t first_len; /* of the first record (sent bare when alone) */
 	/* forwarding */
 	enum { FP_DOWN = 0, FP_HELLO, FP_READY } fstate;
 	bool hello_pending;
@@ -192,10 +197,11 @@ struct proxy {
 	uint64_t timeout_ns;
 	struct pxport *ports;
 	unsigned rr;
-	uint8_t *scratch; /* one message being built */
-	void **mem;	  /* the ports' memory, ours (it outlives the CCM client) */
-	bool stopped;	  /* proxy_stop(): off the CCM */
-	bool dead;	  /* destroyed with served requests in flight */
+	uint8_t *scratch;	       /* one message being built */
+	struct loop_timer flush_timer; /* zero delay: unlike a task, it can be cancelled */
+	void **mem;		       /* the ports' memory, ours (it outlives the CCM client) */
+	bool stopped;		       /* proxy_stop(): off the CCM */
+	bool dead;		       /* destroyed with served requests in flight */
 
 	/* forwarding */
 	const struct nbd_backend_ops *self_ops;
@@ -229,6 +235,8 @@ struct proxy {
 };
 
 /* proxy.c */
+/* Queue a message for the port: it leaves with the others of this loop
+ * turn. @return 0, or -EAGAIN (no room now: send_ready follows). */
 int px_send(struct pxport *p, const void *msg, size_t len);
 void px_log_bad(struct proxy *px, bool from_server, const char *what, const char *why);
 

@@ -58,6 +58,66 @@ unsigned px_msg_type(const void *msg, size_t len)
 	return le16toh(h.type);
 }
 
+/* ---- BATCH ---- */
+
+void px_batch_init(void *buf)
+{
+	memset(buf, 0, sizeof(struct px_batch));
+	put_hdr(buf, PX_BATCH, 0);
+}
+
+size_t px_batch_add(void *buf, size_t off, const void *rec, size_t len)
+{
+	struct px_rec r = {htole32((uint32_t)len), 0};
+	uint8_t *p = (uint8_t *)buf + off;
+	size_t pad = PX_REC_SIZE(len) - sizeof(r) - len;
+
+	memcpy(p, &r, sizeof(r));
+	memcpy(p + sizeof(r), rec, len);
+	memset(p + sizeof(r) + len, 0, pad);
+	return off + PX_REC_SIZE(len);
+}
+
+void px_batch_finish(void *buf, uint32_t count)
+{
+	uint32_t c = htole32(count);
+
+	memcpy((uint8_t *)buf + offsetof(struct px_batch, count), &c, sizeof(c));
+}
+
+int px_batch_walk(const void *msg, size_t len, void (*fn)(void *arg, const void *rec, size_t len),
+		  void *arg, const char **why)
+{
+	const uint8_t *p = msg;
+	struct px_batch b;
+	uint16_t flags;
+	size_t off = sizeof(b);
+	int rc = get_hdr(msg, len, PX_BATCH, 0, sizeof(b), &flags, why);
+
+	if (rc < 0)
+		return rc;
+	memcpy(&b, msg, sizeof(b));
+	if (le32toh(b.count) == 0 || le32toh(b.count) > PX_BATCH_MAX)
+		return bad(why, "batch count out of range");
+	for (uint32_t i = 0; i < le32toh(b.count); i++) {
+		struct px_rec r;
+		size_t rl;
+		if (len - off < sizeof(r))
+			return bad(why, "batch truncated");
+		memcpy(&r, p + off, sizeof(r));
+		rl = le32toh(r.len);
+		if (rl > len - off - sizeof(r) || PX_REC_SIZE(rl) > len - off)
+			return bad(why, "batch record truncated");
+		if (px_msg_type(p + off + sizeof(r), rl) == PX_BATCH)
+			return bad(why, "batch in a batch");
+		fn(arg, p + off + sizeof(r), rl);
+		off += PX_REC_SIZE(rl);
+	}
+	if (off != len)
+		return bad(why, "trailing bytes after the batch");
+	return 0;
+}
+
 bool px_name_ok(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max);

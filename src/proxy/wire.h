@@ -14,8 +14,15 @@
 #define PX_MAGIC   0x31585044u /* "DPX1" */
 #define PX_VERSION 1u
 
-/* Data up to this size rides in the message; bigger goes by RDMA. */
+/* WRITE data up to this size rides in the request message; bigger goes by
+ * RDMA (the server reads it from the forwarder's slot). */
 #define PX_INLINE_MAX 8192u
+/* READ data the forwarder asks to get inline (PX_F_INLINE on the request).
+ * Measured (docs/BENCHMARKS.md): the CCM MACs every message byte (SHA-256,
+ * about 3 us per 4 KiB at each end), which costs more than an RDMA write
+ * into the slot plus a small reply that shares a batch with others; so the
+ * forwarder asks for none. The server still honours the flag. */
+#define PX_READ_INLINE_MAX 0u
 /* Extents of a BLOCK_STATUS reply (one message). */
 #define PX_MAX_EXTENTS 1000u
 /* Volumes in one PX_VOLS message, and in all. */
@@ -30,6 +37,7 @@ enum px_type {
 	PX_VOLS = 2,  /* server -> forwarder: volume list (after HELLO, on change) */
 	PX_REQ = 3,   /* forwarder -> server: one forwarded request */
 	PX_REP = 4,   /* server -> forwarder: its result */
+	PX_BATCH = 5, /* several of the above in one CCM message */
 };
 
 /* Header flags. */
@@ -127,6 +135,38 @@ static_assert(sizeof(struct px_rep) + PX_MAX_EXTENTS * sizeof(struct px_ext) <= 
 static_assert(sizeof(struct px_vols) + PX_VOLS_PER_MSG * sizeof(struct px_vol) <= 16384,
 	      "volume list fits a message");
 
+/* A batch: the records of one loop turn to the same port, each a whole
+ * message of the types above, in order. */
+struct px_batch {
+	struct px_hdr h;
+	uint32_t count;
+	uint32_t rsvd;
+	/* count x (struct px_rec, len bytes, zero padding to 8) */
+};
+static_assert(sizeof(struct px_batch) == 16, "batch layout");
+
+struct px_rec {
+	uint32_t len;
+	uint32_t rsvd;
+};
+static_assert(sizeof(struct px_rec) == 8, "record layout");
+
+#define PX_MSG_MAX	 16384u /* CCM_MSG_MAX */
+#define PX_BATCH_MAX	 2048u	/* records in one batch */
+#define PX_REC_SIZE(len) (sizeof(struct px_rec) + (((size_t)(len) + 7) & ~(size_t)7))
+/* Every record fits a batch on its own. */
+static_assert(sizeof(struct px_batch) +
+		      PX_REC_SIZE(sizeof(struct px_rep) + PX_MAX_EXTENTS * sizeof(struct px_ext)) <=
+		  PX_MSG_MAX,
+	      "a reply fits a batch");
+static_assert(sizeof(struct px_batch) + PX_REC_SIZE(sizeof(struct px_vols) +
+						    PX_VOLS_PER_MSG * sizeof(struct px_vol)) <=
+		  PX_MSG_MAX,
+	      "a volume list fits a batch");
+static_assert(sizeof(struct px_batch) + PX_REC_SIZE(sizeof(struct px_req) + PX_INLINE_MAX) <=
+		  PX_MSG_MAX,
+	      "a request fits a batch");
+
 /* Decoded messages, in host order. */
 struct pxm_hello {
 	uint32_t version;
@@ -161,6 +201,16 @@ struct pxm_vols {
 
 /* Type of a message (0 when not even a header), without checking further. */
 unsigned px_msg_type(const void *msg, size_t len);
+
+/* Walk the records of a batch: call @p fn on each, in order.
+ * @return 0, or -EBADMSG (*why set) at the first malformed one; the records
+ * before it have been handed over. */
+int px_batch_walk(const void *msg, size_t len, void (*fn)(void *arg, const void *rec, size_t len),
+		  void *arg, const char **why);
+/* Batch building: the header, then records appended at @p off. */
+void px_batch_init(void *buf);
+size_t px_batch_add(void *buf, size_t off, const void *rec, size_t len);
+void px_batch_finish(void *buf, uint32_t count);
 
 /* Each returns 0, or -EBADMSG with *why set to a short reason. */
 int px_decode_hello(const void *msg, size_t len, struct pxm_hello *out, const char **why);
