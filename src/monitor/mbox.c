@@ -53,6 +53,7 @@ struct mbox {
 	char own_path[PATH_MAX];
 	char partner_path[PATH_MAX];
 	bool has_partner;
+	bool buffered;
 	uint64_t interval_ns;
 	uint64_t lease_ns;
 	void (*on_cycle)(void *arg);
@@ -105,13 +106,13 @@ uint64_t monitor_boottime_ns(void)
 
 /* O_DIRECT keeps two hosts that share a shelf coherent; a filesystem that
  * refuses it (tmpfs) still gets O_DSYNC writes through the page cache. */
-static int open_mailbox(const char *path, bool create, bool *direct)
+static int open_mailbox(const char *path, bool create, bool buffered, bool *direct)
 {
 	int flags = O_RDWR | O_CLOEXEC | O_DSYNC | (create ? O_CREAT : 0);
-	int fd = open(path, flags | O_DIRECT, 0644);
+	int fd = buffered ? -1 : open(path, flags | O_DIRECT, 0644);
 
 	*direct = fd >= 0;
-	if (fd < 0 && errno == EINVAL)
+	if (fd < 0 && (buffered || errno == EINVAL))
 		fd = open(path, flags, 0644);
 	if (fd < 0)
 		return -errno;
@@ -232,7 +233,7 @@ static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
 
 	if (mb->partner_fd < 0) {
 		bool direct;
-		int fd = open_mailbox(mb->partner_path, false, &direct);
+		int fd = open_mailbox(mb->partner_path, false, mb->buffered, &direct);
 		if (fd < 0) {
 			if (p->rc != fd)
 				LOG_WARN("partner mailbox %s: %s", mb->partner_path, strerror(-fd));
@@ -508,6 +509,7 @@ int mbox_open(const struct mbox_opts *o, struct mbox **out)
 		return -ENAMETOOLONG;
 	}
 	mb->has_partner = o->partner_shelf && *o->partner_shelf;
+	mb->buffered = o->buffered;
 	if (mb->has_partner)
 		snprintf(mb->partner_path, sizeof(mb->partner_path), "%.*s/%s", PATH_MAX - 16,
 			 o->partner_shelf, MONITOR_MBOX_NAME);
@@ -530,7 +532,7 @@ int mbox_open(const struct mbox_opts *o, struct mbox **out)
 		rc = -ENOMEM;
 		goto err;
 	}
-	rc = open_mailbox(mb->own_path, true, &mb->own_direct);
+	rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct);
 	if (rc < 0) {
 		LOG_ERROR("%s: %s", mb->own_path, strerror(-rc));
 		goto err;

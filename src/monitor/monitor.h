@@ -136,6 +136,7 @@ struct mbox_opts {
 	const char *partner_shelf; /**< NULL or "": no partner mailbox */
 	uint32_t interval_ms;	   /**< cycle: write own record, read own mark, read partner */
 	uint32_t lease_ms;	   /**< I/O lease after a clean own read; loop liveness gate */
+	bool buffered;		   /**< never O_DIRECT (one host only; tests) */
 	/** Called on the loop after every cycle whose view changed (may be NULL). */
 	void (*on_cycle)(void *arg);
 	void *arg;
@@ -227,7 +228,10 @@ struct watchdog_opts {
 
 /**
  * Start the watchdog thread. Call on the loop's thread: it also arms a
- * timer that keeps an idle loop turning at least every timeout_ms / 4.
+ * timer that keeps an idle loop turning at least every timeout_ms / 10
+ * (the loop stamps a turn before it sleeps), so a stall of 0.9 x
+ * timeout_ms or more ends the process. It arms itself at the first loop
+ * turn after this call: boot work that blocks before loop_run() is safe.
  */
 int watchdog_start(const struct watchdog_opts *o, struct watchdog **out);
 void watchdog_stop(struct watchdog *w);

@@ -113,18 +113,23 @@ static void jumped(struct loop_io *io, uint32_t events)
 	ms = atomic_exchange(&w->pending_ms, 0);
 	if (!ms)
 		return;
-	LOG_WARN("process was stopped or starved for %llu ms", (unsigned long long)ms);
+	if (ms >= 1000)
+		LOG_WARN("process was stopped or starved for %llu ms", (unsigned long long)ms);
+	else
+		LOG_INFO("process was stopped or starved for %llu ms", (unsigned long long)ms);
 	if (w->on_jump)
 		w->on_jump(w->arg, ms);
 }
 
-/* An idle loop sleeps up to a second in epoll; keep it turning well inside
- * the timeout so that idleness never looks like a hang. */
+/* An idle loop sleeps up to a second in epoll, and the loop stamps a turn
+ * before it sleeps, so the sleep counts as stall time: keep every sleep
+ * within a tenth of the timeout. The watchdog then ends the process after a
+ * stall of at least 0.9 x timeout_ms (at most timeout_ms plus a tick). */
 static void keepalive(struct loop_timer *t)
 {
 	struct watchdog *w = t->arg;
 
-	loop_timer_arm(w->loop, &w->keepalive, w->timeout_ns / 4);
+	loop_timer_arm(w->loop, &w->keepalive, w->timeout_ns / 10);
 }
 
 int watchdog_start(const struct watchdog_opts *o, struct watchdog **out)
@@ -157,7 +162,7 @@ int watchdog_start(const struct watchdog_opts *o, struct watchdog **out)
 		return rc;
 	}
 	loop_timer_init(&w->keepalive, keepalive, w);
-	loop_timer_arm(w->loop, &w->keepalive, w->timeout_ns / 4);
+	loop_timer_arm(w->loop, &w->keepalive, w->timeout_ns / 10);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = -pthread_create(&w->thread, NULL, thread_main, w);
