@@ -352,7 +352,7 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms;
+		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
 		out->wake_ms = h->phase_until_ms;
 		return;
 	}
@@ -585,7 +585,8 @@ void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *i
 		    "lease to run out",
 		    (unsigned long long)h->mark_gen, (unsigned long long)h->cfg.fence_wait_ms);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms;
+		/* +1: times are whole milliseconds, the wait must be full. */
+		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
 		out->wake_ms = h->phase_until_ms;
 		break;
 	case HA_ACT_REPLAY_PARTNER:
