@@ -156,8 +156,14 @@ static void on_tick(struct loop_timer *t)
 	uint64_t now = now_ns();
 
 	if (m->last_tick_ns && now - m->last_tick_ns > m->deadline_ns / 2) {
-		LOG_WARN("heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
-			 (unsigned long long)((now - m->last_tick_ns) / MS));
+		uint64_t late = now - m->last_tick_ns;
+		if (late >= m->deadline_ns)
+			LOG_WARN(
+			    "heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
+			    (unsigned long long)(late / MS));
+		else
+			LOG_DEBUG("heartbeat tick late by %llu ms",
+				  (unsigned long long)(late / MS));
 		for (unsigned i = 0; i < m->n_links; i++)
 			if (m->links[i].have)
 				m->links[i].change_ns = now;
