@@ -27,3 +27,4 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# command: $build/bench/store-bench --dir $dir --size ${SIZE:-1G} --runtime ${RUNTIME:-5} --repeat ${REPEAT:-3} $*"
 "$build/bench/store-bench" --dir "$dir" --size "${SIZE:-1G}" --runtime "${RUNTIME:-5}" \
 	--repeat "${REPEAT:-3}" "$@" | tee "$dir.md"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
