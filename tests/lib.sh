@@ -213,8 +213,10 @@ ctl() {
 	"$DUETCTL" --socket "$T/$name.sock" "$@"
 }
 
-# Register a background process so that the exit trap ends it.
+# Register a background process so that the exit trap ends it; forget them
+# all once the test has reaped them itself.
 track_pid() { EXTRA_PIDS+=("$1"); }
+untrack_pids() { EXTRA_PIDS=(); }
 
 log_mark() {
 	local f=$T/$1.log
@@ -245,7 +247,10 @@ _cleanup() {
 	for pid in "${EXTRA_PIDS[@]}"; do
 		kill -s TERM "$pid" 2>/dev/null
 	done
+	local deadline=$((SECONDS + 10))
 	for pid in "${EXTRA_PIDS[@]}"; do
+		while _alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
+		_alive "$pid" && kill -s KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
 	for name in "${!NODE_PID[@]}"; do

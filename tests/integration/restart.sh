@@ -65,7 +65,7 @@ if command -v fio >/dev/null && fio --enghelp 2>/dev/null | grep -qw nbd; then
 	wait_for bash -c "[ \$($DUETCTL --socket $T/a.sock status --json | jq '.nbd.requests') -gt $((b0 + 1000)) ]"
 	stop_node a TERM
 	wait "$fio_pid" 2>/dev/null || true
-	EXTRA_PIDS=()
+	untrack_pids
 	start_node a "$P"
 	readback data "$T/d2"
 fi
