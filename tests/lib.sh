@@ -22,6 +22,7 @@
 # one line: "PASS name (Ns)" or "FAIL name (Ns)".
 
 TEST_NAME=$(basename "$0" .sh)
+TEST_DIR=$(cd "$(dirname "$0")" && pwd) # the test script's folder
 TEST_START=$SECONDS
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -43,6 +44,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/duet-$TEST_NAME.XXXXXX")
+# Clients that drop files in the working directory (fio's verify state) do
+# it in the temp dir, never in the checkout.
+cd "$T"
 
 declare -A NODE_PID=()  # node name -> pid of its duetd
 declare -A NODE_PORT=() # node name -> NBD port

@@ -57,6 +57,7 @@ static const struct key_def schema[] = {
     {"ic", "heartbeat_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
+    {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
 };
 
 void config_defaults(struct duet_config *cfg)

@@ -68,6 +68,8 @@ struct duet_config {
 		uint64_t heartbeat_ms;
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
+		uint64_t instance_max_load; /* bytes/s past which ports go to another
+					       CCM instance; 0: least-loaded only */
 	} ic;
 };
 

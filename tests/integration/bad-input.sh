@@ -8,7 +8,7 @@ set -euo pipefail
 need python3 nbdinfo
 
 P=$PORT_BASE
-ABUSE=$(dirname "$0")/nbd_abuse.py
+ABUSE=$TEST_DIR/nbd_abuse.py
 
 step "start"
 start_node a "$P"
