@@ -174,6 +174,8 @@ median_run() {
 
 REPEAT=${BENCH_REPEAT:-1}
 rows=()
+missed=() # jobs under the issue's targets
+met=0
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args side <<<"$j"
 	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
@@ -190,6 +192,14 @@ for j in "${JOBS[@]}"; do
 	read -r k_iops k_mibs k_p50 k_p99 <<<"$(metric "$(median_run "$side" "$W/$name"-nbdkit-*.json)" "$side")"
 	ratio=$(awk -v a="$d_iops" -v b="$k_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
 	rows+=("| $name | $d_iops | $k_iops | $d_mibs | $k_mibs | $d_p50 | $k_p50 | $d_p99 | $k_p99 | **$ratio** |")
+	# Targets (issue 2): >= 1.0 on every job, >= 1.2 on 4 KiB random read at iodepth 32.
+	target=1.0
+	[ "$name" = randread-4k-qd32 ] && target=1.2
+	if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r + 0 >= t) }'; then
+		met=$((met + 1))
+	else
+		missed+=("$name $ratio (target $target)")
+	fi
 done
 
 _alive_pid() { kill -0 "$1" 2>/dev/null; }
@@ -230,10 +240,19 @@ section() {
 	echo
 	table
 	echo
+	if [ ${#missed[@]} -eq 0 ]; then
+		echo "Targets (duet/nbdkit >= 1.0 on every job, >= 1.2 on randread-4k-qd32): all $met met in this run."
+	else
+		echo "Targets (duet/nbdkit >= 1.0 on every job, >= 1.2 on randread-4k-qd32): $met met; missed in this run:"
+		printf -- '- %s\n' "${missed[@]}"
+	fi
+	echo
 }
 
 echo
 table
+echo
+if [ ${#missed[@]} -eq 0 ]; then echo "targets: all met"; else printf 'target missed: %s\n' "${missed[@]}"; fi
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md
 	mkdir -p "$(dirname "$doc")"
