@@ -32,6 +32,7 @@ struct key_def {
 
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
+static const char *const onoff_names[] = {"off", "on", NULL};
 
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
@@ -62,6 +63,18 @@ static const struct key_def schema[] = {
     {"proxy", "ports", KEY_UINT, F(proxy.ports), 1, 16, NULL, false},
     {"proxy", "port_mem", KEY_SIZE, F(proxy.port_mem), 1ull << 20, 1ull << 30, NULL, false},
     {"proxy", "chunk", KEY_SIZE, F(proxy.chunk), 64ull << 10, 64ull << 20, NULL, false},
+    {"monitor", "partner_shelf", KEY_PATH, F(monitor.partner_shelf), 0, 0, NULL, false},
+    {"monitor", "heartbeat_ms", KEY_UINT, F(monitor.heartbeat_ms), 1, 10000, NULL, false},
+    {"monitor", "deadline_ms", KEY_UINT, F(monitor.deadline_ms), 5, 600000, NULL, false},
+    {"monitor", "mailbox_ms", KEY_UINT, F(monitor.mailbox_ms), 5, 60000, NULL, false},
+    {"monitor", "mailbox_deadline_ms", KEY_UINT, F(monitor.mailbox_deadline_ms), 10, 600000, NULL,
+     false},
+    {"monitor", "lease_ms", KEY_UINT, F(monitor.lease_ms), 10, 600000, NULL, false},
+    {"monitor", "fence_margin_ms", KEY_UINT, F(monitor.fence_margin_ms), 0, 600000, NULL, false},
+    {"monitor", "watchdog_ms", KEY_UINT, F(monitor.watchdog_ms), 50, 600000, NULL, false},
+    {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
+    {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
+     false},
 };
 
 void config_defaults(struct duet_config *cfg)
@@ -84,6 +97,15 @@ void config_defaults(struct duet_config *cfg)
 	cfg->proxy.ports = 4;
 	cfg->proxy.port_mem = 16ull << 20;
 	cfg->proxy.chunk = 1ull << 20;
+	cfg->monitor.heartbeat_ms = 20;
+	cfg->monitor.deadline_ms = 150;
+	cfg->monitor.mailbox_ms = 50;
+	cfg->monitor.mailbox_deadline_ms = 150;
+	cfg->monitor.lease_ms = 100;
+	cfg->monitor.fence_margin_ms = 50;
+	cfg->monitor.watchdog_ms = 1000;
+	cfg->monitor.auto_giveback = CONFIG_OFF;
+	cfg->monitor.giveback_delay_ms = 5000;
 }
 
 struct parse_ctx {
@@ -249,6 +271,30 @@ static int handler(void *user, const char *section, const char *name, const char
 	return fail(c, section, name, "unknown key%s", "");
 }
 
+/* The failover timings only make sense in a certain order (docs/FAILOVER.md):
+ * refuse a set that would cause false failovers or a flickering I/O gate. */
+static int check_monitor(struct parse_ctx *c)
+{
+	uint64_t hb = c->cfg->monitor.heartbeat_ms, deadline = c->cfg->monitor.deadline_ms;
+	uint64_t mbox = c->cfg->monitor.mailbox_ms,
+		 mbox_deadline = c->cfg->monitor.mailbox_deadline_ms;
+	uint64_t lease = c->cfg->monitor.lease_ms, watchdog = c->cfg->monitor.watchdog_ms;
+	const char *what = NULL;
+
+	if (deadline < 2 * hb)
+		what = "deadline_ms: want at least 2 x heartbeat_ms";
+	else if (mbox_deadline < 2 * mbox)
+		what = "mailbox_deadline_ms: want at least 2 x mailbox_ms";
+	else if (lease < 2 * mbox)
+		what = "lease_ms: want at least 2 x mailbox_ms";
+	else if (watchdog <= lease)
+		what = "watchdog_ms: want more than lease_ms";
+	if (!what)
+		return 0;
+	snprintf(c->err, c->errlen, "%s: [monitor] %s", c->name, what);
+	return -EINVAL;
+}
+
 static int finish(struct parse_ctx *c, int rc)
 {
 	if (rc > 0) {
@@ -287,7 +333,7 @@ static int finish(struct parse_ctx *c, int rc)
 			 c->name);
 		return -EINVAL;
 	}
-	return 0;
+	return check_monitor(c);
 }
 
 static void ini_setup(void)

@@ -37,6 +37,11 @@ enum config_balance {
 	BALANCE_LEAST_OUTSTANDING,
 };
 
+enum config_onoff {
+	CONFIG_OFF = 0,
+	CONFIG_ON,
+};
+
 struct duet_config {
 	char path[PATH_MAX];
 	struct {
@@ -77,6 +82,20 @@ struct duet_config {
 		uint64_t port_mem;   /* bytes per port: half for data in flight each way */
 		uint64_t chunk;	     /* largest forwarded request; bigger ones are split */
 	} proxy;
+	/** Failover monitor (docs/FAILOVER.md explains every figure). */
+	struct {
+		char
+		    partner_shelf[PATH_MAX]; /* where this node sees the partner's shelf; "" none */
+		uint64_t heartbeat_ms;	     /* heartbeat interval on every link */
+		uint64_t deadline_ms;	     /* no heartbeat on any link this long: suspect */
+		uint64_t mailbox_ms;	     /* mailbox write/read cycle */
+		uint64_t mailbox_deadline_ms; /* partner mailbox unchanged this long: silent */
+		uint64_t lease_ms;	  /* I/O allowed this long after a clean own-mark read */
+		uint64_t fence_margin_ms; /* taker waits lease_ms + this after its mark */
+		uint64_t watchdog_ms;	  /* reactor stall that ends the process */
+		enum config_onoff auto_giveback;
+		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
+	} monitor;
 };
 
 /** Fill @p cfg with every default. */
