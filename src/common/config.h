@@ -37,6 +37,18 @@ enum config_balance {
 	BALANCE_LEAST_OUTSTANDING,
 };
 
+/** [mirror] durability: which syncs stand behind an acknowledged write. */
+enum config_durability {
+	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
+	DURABILITY_LOCAL_SYNC, /* also fdatasync of the local log before the ack */
+};
+
+/** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
+enum config_mirror_down {
+	MIRROR_DOWN_DEGRADE = 0, /* go on locally; the status says takeover would lose data */
+	MIRROR_DOWN_SUSPEND,	 /* hold acks until in sync again, EIO after the timeout */
+};
+
 struct duet_config {
 	char path[PATH_MAX];
 	struct {
@@ -44,6 +56,8 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
+		char nvram[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
+		uint64_t nvram_size;  /* bytes, 64M by default */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];
@@ -69,6 +83,14 @@ struct duet_config {
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
 	} ic;
+	struct {
+		bool enabled; /* mirror = on|off */
+		enum config_durability durability;
+		enum config_mirror_down down;
+		uint64_t suspend_timeout_ms;
+		uint64_t cp_interval_ms;
+		char partner_image[PATH_MAX]; /* file backing the partner's image; "" when not set */
+	} mirror;
 };
 
 /** Fill @p cfg with every default. */
