@@ -6,6 +6,17 @@
  * I/O is submitted as a struct store_io embedded in the caller's request and
  * completed through io->done on the reactor thread (never inline from
  * store_submit). Two engines: io_uring (default) and a worker pool.
+ *
+ * On-disk layout of a shelf DIR (see docs/STORE.md):
+ *   DIR/shelf.json            format version and shelf uuid
+ *   DIR/volumes/NAME.img      the volume's data, a sparse file of its size
+ *   DIR/volumes/NAME.meta     JSON: name, size, uuid, owner (atomic rewrite)
+ * Names beginning with a dot are the store's temporary files; other files in
+ * DIR (a future mailbox, say) are left alone.
+ *
+ * Threading: every function is called on the loop's thread. A process may
+ * open several shelves (its own and, on takeover, its partner's), each a
+ * struct store of its own.
  */
 #ifndef DUET_STORE_STORE_H
 #define DUET_STORE_STORE_H
@@ -28,9 +39,18 @@ enum store_engine {
 
 struct store_opts {
 	enum store_engine engine;
-	unsigned depth;	  /* io_uring entries / queue bound */
-	unsigned workers; /* threads of the worker-pool engine */
+	unsigned depth;	  /* io_uring entries / queue bound (0: 256) */
+	unsigned workers; /* threads of the worker-pool engine (0: 4) */
+	/* Largest single read/write system call in bytes (0: 1 GiB). Longer
+	 * requests are issued in pieces like a short transfer; tests set it
+	 * small to exercise that path. */
+	unsigned max_io_bytes;
 };
+
+/** The defaults: io_uring, depth 256, 4 workers. */
+void store_opts_default(struct store_opts *o);
+/** "uring" or "threads". */
+const char *store_engine_name(enum store_engine e);
 
 struct store_volume_info {
 	char name[STORE_NAME_MAX];
@@ -68,6 +88,8 @@ struct store_io {
 	struct store_volume *vol;
 	uint64_t done_bytes;
 	struct store_io *next;
+	int result;    /* of the last step */
+	uint8_t stage; /* where a multi-step op is */
 };
 
 /** Open (creating if needed) the shelf directory @p dir on @p loop. */
@@ -75,6 +97,12 @@ int store_open(struct loop *loop, const char *dir, const struct store_opts *opts
 	       struct store **out);
 /** Close the shelf; every submitted io must have completed. */
 void store_close(struct store *s);
+/** The shelf directory as given to store_open. */
+const char *store_dir(const struct store *s);
+/** The engine in use (io_uring falls back to threads if the kernel refuses it). */
+enum store_engine store_get_engine(const struct store *s);
+/** Ios submitted and not yet completed. */
+unsigned store_inflight(const struct store *s);
 
 /** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
@@ -82,17 +110,34 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 unsigned store_volume_count(const struct store *s);
 struct store_volume *store_volume_at(struct store *s, unsigned i);
 struct store_volume *store_volume_find(struct store *s, const char *name);
+/** Fill @p info; allocated comes from fstat (a system call). */
 void store_volume_get_info(const struct store_volume *v, struct store_volume_info *info);
+/** Cheap accessors for hot paths. */
+const char *store_volume_name(const struct store_volume *v);
+uint64_t store_volume_size(const struct store_volume *v);
+/** @return 0 if @p name is a valid volume name (1-63 bytes of [A-Za-z0-9._-], no leading dot),
+ * else -EINVAL. */
+int store_name_valid(const char *name);
 
-/** Queue @p io on @p v. Bounds are the caller's to check (see store_check_range). */
+/**
+ * Queue @p io on @p v. Bounds are the caller's to check (see
+ * store_check_range); an io out of range still completes with -EINVAL rather
+ * than growing the file. READ/WRITE need buf; FLUSH ignores offset/length.
+ * STORE_F_FUA is honoured on WRITE, WRITE_ZEROES and TRIM. A TRIM the
+ * filesystem cannot do completes with 0 (it is advisory). The io and its buf
+ * belong to the store until done runs.
+ */
 void store_submit(struct store_volume *v, struct store_io *io);
 /** @return 0, or -EINVAL if [offset, offset+length) is not inside the volume. */
 int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length);
 
 /**
  * Allocation map from @p offset for at most @p length bytes: up to @p max
- * extents of (length, hole/zero flags), contiguous. Synchronous (lseek
- * SEEK_DATA/SEEK_HOLE: metadata only). @return number of extents or -errno.
+ * extents of (length, hole/zero flags), contiguous, adjacent ones of a kind
+ * merged. Synchronous (lseek SEEK_DATA/SEEK_HOLE: metadata only). A range
+ * the filesystem keeps allocated but unwritten (FALLOC_FL_ZERO_RANGE on ext4)
+ * may be reported as a hole: it reads as zeros. @return number of extents or
+ * -errno; 0 when @p length is 0.
  */
 struct store_extent {
 	uint64_t length;

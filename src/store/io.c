@@ -1,0 +1,352 @@
+/* The per-io state machine shared by both engines, submission checks, the
+ * synchronous step runner of the worker pool, and block status. */
+#define LOG_MODULE "store"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/store_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	ST_RW = 0,     /* READ/WRITE: one transfer per step until done */
+	ST_FLUSH,      /* fdatasync */
+	ST_PUNCH,      /* TRIM and WRITE_ZEROES without NO_HOLE */
+	ST_ZERO_RANGE, /* WRITE_ZEROES with NO_HOLE */
+	ST_ZERO_WRITE, /* WRITE_ZEROES fallback: write from the zero buffer */
+	ST_SYNC,       /* fdatasync after a FUA trim/zero */
+	ST_CACHE,      /* fadvise WILLNEED, chunk by chunk */
+};
+
+static uint64_t remaining(const struct store_io *io)
+{
+	return io->length - io->done_bytes;
+}
+
+void store_step_get(const struct store_io *io, struct store_step *st)
+{
+	const struct store_volume *v = io->vol;
+	const struct store *s = v->s;
+
+	memset(st, 0, sizeof(*st));
+	st->fd = v->fd;
+	st->slot = v->slot;
+	st->offset = io->offset + io->done_bytes;
+	switch (io->stage) {
+	case ST_RW:
+		st->kind = io->op == STORE_OP_READ ? STEP_READ : STEP_WRITE;
+		st->buf = (char *)io->buf + io->done_bytes;
+		st->len = MIN(remaining(io), s->max_io);
+		st->dsync = io->op == STORE_OP_WRITE && (io->flags & STORE_F_FUA);
+		break;
+	case ST_FLUSH:
+	case ST_SYNC:
+		st->kind = STEP_SYNC;
+		break;
+	case ST_PUNCH:
+		st->kind = STEP_FALLOC;
+		st->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		st->offset = io->offset;
+		st->len = io->length;
+		break;
+	case ST_ZERO_RANGE:
+		st->kind = STEP_FALLOC;
+		st->mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		st->offset = io->offset;
+		st->len = io->length;
+		break;
+	case ST_ZERO_WRITE:
+		st->kind = STEP_WRITE;
+		st->buf = s->zeros;
+		st->len = MIN(MIN(remaining(io), (uint64_t)STORE_ZERO_BYTES), s->max_io);
+		st->dsync = io->flags & STORE_F_FUA;
+		break;
+	case ST_CACHE:
+	default:
+		st->kind = STEP_FADVISE;
+		st->len = MIN(remaining(io), (uint64_t)STORE_CHUNK_MAX);
+		break;
+	}
+}
+
+static void finish(struct store *s, struct store_io *io, int res)
+{
+	s->inflight--;
+	io->done(io, res);
+}
+
+static void requeue(struct store *s, struct store_io *io)
+{
+	s->ops->queue(s, io);
+}
+
+/* A transfer step returned @p res bytes: account them and go on with the
+ * rest (a short transfer simply leads to another step). */
+static void transfer_done(struct store *s, struct store_io *io, int res)
+{
+	if (res < 0) {
+		finish(s, io, res);
+		return;
+	}
+	if (res == 0) {
+		/* The file ends before the volume does: someone truncated it. */
+		LOG_ERROR("%s: unexpected end of file at offset %llu", io->vol->name,
+			  (unsigned long long)(io->offset + io->done_bytes));
+		finish(s, io, -EIO);
+		return;
+	}
+	io->done_bytes += (uint64_t)res;
+	if (io->done_bytes < io->length)
+		requeue(s, io);
+	else
+		finish(s, io, 0);
+}
+
+/* The fallocate of a trim or write-zeroes returned: follow a FUA with a
+ * data sync, and let a filesystem that cannot do it fall back. */
+static void falloc_done(struct store *s, struct store_io *io, int res)
+{
+	if (res == -EOPNOTSUPP) {
+		if (io->op == STORE_OP_TRIM) {
+			finish(s, io, 0); /* advisory */
+			return;
+		}
+		if (io->flags & STORE_F_FAST_ZERO) {
+			finish(s, io, -ENOTSUP);
+			return;
+		}
+		io->stage = ST_ZERO_WRITE;
+		io->done_bytes = 0;
+		requeue(s, io);
+		return;
+	}
+	if (res < 0) {
+		finish(s, io, res);
+		return;
+	}
+	if (io->flags & STORE_F_FUA) {
+		io->stage = ST_SYNC;
+		requeue(s, io);
+		return;
+	}
+	finish(s, io, 0);
+}
+
+void store_step_done(struct store *s, struct store_io *io, int res)
+{
+	if (res == -EINTR || res == -EAGAIN) {
+		requeue(s, io);
+		return;
+	}
+	switch (io->stage) {
+	case ST_RW:
+	case ST_ZERO_WRITE:
+		transfer_done(s, io, res);
+		break;
+	case ST_PUNCH:
+	case ST_ZERO_RANGE:
+		falloc_done(s, io, res);
+		break;
+	case ST_CACHE:
+		if (res < 0) {
+			finish(s, io, res);
+			break;
+		}
+		io->done_bytes += MIN(remaining(io), (uint64_t)STORE_CHUNK_MAX);
+		if (io->done_bytes < io->length)
+			requeue(s, io);
+		else
+			finish(s, io, 0);
+		break;
+	case ST_FLUSH:
+	case ST_SYNC:
+	default:
+		finish(s, io, res < 0 ? res : 0);
+		break;
+	}
+}
+
+int store_step_exec(const struct store_step *st)
+{
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		switch (st->kind) {
+		case STEP_READ:
+			n = pread(st->fd, st->buf, st->len, (off_t)st->offset);
+			break;
+		case STEP_WRITE:
+			if (st->dsync) {
+				struct iovec iov = {.iov_base = st->buf, .iov_len = st->len};
+				n = pwritev2(st->fd, &iov, 1, (off_t)st->offset, RWF_DSYNC);
+			} else {
+				n = pwrite(st->fd, st->buf, st->len, (off_t)st->offset);
+			}
+			break;
+		case STEP_SYNC:
+			n = fdatasync(st->fd);
+			break;
+		case STEP_FALLOC:
+			n = fallocate(st->fd, st->mode, (off_t)st->offset, (off_t)st->len);
+			break;
+		case STEP_FADVISE:
+		default:
+			/* posix_fadvise returns the error instead of setting errno. */
+			rc = posix_fadvise(st->fd, (off_t)st->offset, (off_t)st->len,
+					   POSIX_FADV_WILLNEED);
+			return -rc;
+		}
+		if (n >= 0)
+			return (int)n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static void run_deferred(void *arg)
+{
+	struct store *s = arg;
+	struct io_list l = s->deferred;
+	struct store_io *io;
+
+	s->deferred.head = s->deferred.tail = NULL;
+	while ((io = io_list_pop(&l)))
+		finish(s, io, io->result);
+}
+
+/* Complete @p io with @p res on a later turn of the loop, never inline. */
+static void defer(struct store *s, struct store_io *io, int res)
+{
+	io->result = res;
+	io_list_push(&s->deferred, io);
+	loop_post(s->loop, &s->deferred_task);
+}
+
+void store_io_init_deferred(struct store *s)
+{
+	loop_task_init(&s->deferred_task, run_deferred, s);
+}
+
+int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length)
+{
+	if (offset > v->size || length > v->size - offset)
+		return -EINVAL;
+	return 0;
+}
+
+void store_submit(struct store_volume *v, struct store_io *io)
+{
+	struct store *s = v->s;
+
+	io->vol = v;
+	io->done_bytes = 0;
+	io->next = NULL;
+	io->result = 0;
+	s->inflight++;
+	switch (io->op) {
+	case STORE_OP_READ:
+	case STORE_OP_WRITE:
+		if (!io->buf && io->length) {
+			defer(s, io, -EINVAL);
+			return;
+		}
+		io->stage = ST_RW;
+		break;
+	case STORE_OP_FLUSH:
+		io->stage = ST_FLUSH;
+		s->ops->queue(s, io);
+		return;
+	case STORE_OP_TRIM:
+		io->stage = ST_PUNCH;
+		break;
+	case STORE_OP_WRITE_ZEROES:
+		io->stage = (io->flags & STORE_F_NO_HOLE) ? ST_ZERO_RANGE : ST_PUNCH;
+		break;
+	case STORE_OP_CACHE:
+		io->stage = ST_CACHE;
+		break;
+	default:
+		LOG_DEBUG("%s: unknown op %d", v->name, (int)io->op);
+		defer(s, io, -EINVAL);
+		return;
+	}
+	if (store_check_range(v, io->offset, io->length) < 0) {
+		LOG_DEBUG("%s: io out of range (%llu+%llu)", v->name,
+			  (unsigned long long)io->offset, (unsigned long long)io->length);
+		defer(s, io, -EINVAL);
+		return;
+	}
+	if (io->length == 0) {
+		defer(s, io, 0);
+		return;
+	}
+	s->ops->queue(s, io);
+}
+
+/* Append an extent, merging it into the last one when of the same kind.
+ * @return false when @p ext is full. */
+static bool add_extent(struct store_extent *ext, unsigned *n, unsigned max, uint64_t len, bool hole)
+{
+	if (*n > 0 && ext[*n - 1].hole == hole) {
+		ext[*n - 1].length += len;
+		return true;
+	}
+	if (*n == max)
+		return false;
+	ext[*n].length = len;
+	ext[*n].hole = hole;
+	(*n)++;
+	return true;
+}
+
+int store_block_status(struct store_volume *v, uint64_t offset, uint64_t length,
+		       struct store_extent *ext, unsigned max)
+{
+	uint64_t pos = offset, end;
+	unsigned n = 0;
+
+	if (store_check_range(v, offset, length) < 0)
+		return -EINVAL;
+	if (length == 0)
+		return 0;
+	if (max == 0)
+		return -EINVAL;
+	end = offset + length;
+	while (pos < end) {
+		off_t data = lseek(v->fd, (off_t)pos, SEEK_DATA);
+		uint64_t next;
+		bool hole;
+
+		if (data < 0 && errno != ENXIO) {
+			int err = -errno;
+			LOG_ERROR("%s: lseek(SEEK_DATA, %llu): %s", v->name,
+				  (unsigned long long)pos, strerror(errno));
+			return err;
+		}
+		if (data < 0 || (uint64_t)data > pos) {
+			/* ENXIO: no data after pos, the rest is a hole. */
+			hole = true;
+			next = data < 0 ? end : MIN((uint64_t)data, end);
+		} else {
+			off_t h = lseek(v->fd, (off_t)pos, SEEK_HOLE);
+			if (h < 0) {
+				int err = -errno;
+				LOG_ERROR("%s: lseek(SEEK_HOLE, %llu): %s", v->name,
+					  (unsigned long long)pos, strerror(errno));
+				return err;
+			}
+			hole = false;
+			next = MIN((uint64_t)h, end);
+			if (next <= pos) /* cannot happen; never loop forever */
+				next = end;
+		}
+		if (!add_extent(ext, &n, max, next - pos, hole))
+			break;
+		pos = next;
+	}
+	return (int)n;
+}

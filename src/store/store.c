@@ -1,0 +1,784 @@
+/* The shelf: a directory holding a format marker and one data file plus one
+ * JSON metadata file per volume. Metadata is only ever replaced atomically
+ * (temporary file, fsync, rename, fsync of the directory). */
+#define LOG_MODULE "store"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/store_priv.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHELF_FORMAT   1
+#define VOLUME_FORMAT  1
+#define SHELF_FILE     "shelf.json"
+#define VOLUMES_DIR    "volumes"
+#define META_MAX_BYTES 65536
+#define SIZE_MAX_BYTES (UINT64_C(1) << 62)
+
+void store_opts_default(struct store_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->engine = STORE_ENGINE_URING;
+	o->depth = 256;
+	o->workers = 4;
+}
+
+const char *store_engine_name(enum store_engine e)
+{
+	return e == STORE_ENGINE_THREADS ? "threads" : "uring";
+}
+
+static bool name_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_';
+}
+
+static int ident_valid(const char *name, size_t max)
+{
+	size_t n;
+
+	if (!name || !name[0] || name[0] == '.')
+		return -EINVAL;
+	for (n = 0; name[n]; n++) {
+		if (n + 1 >= max || !name_char_ok(name[n]))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int store_name_valid(const char *name)
+{
+	return ident_valid(name, STORE_NAME_MAX);
+}
+
+static int make_uuid(char out[STORE_UUID_LEN])
+{
+	uint8_t b[16];
+	size_t got = 0;
+
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = -errno;
+			LOG_ERROR("getrandom: %s", strerror(errno));
+			return err;
+		}
+		got += (size_t)n;
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, STORE_UUID_LEN,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
+	return 0;
+}
+
+static bool uuid_valid(const char *u)
+{
+	if (strlen(u) != STORE_UUID_LEN - 1)
+		return false;
+	for (int i = 0; u[i]; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? u[i] != '-'
+			 : !((u[i] >= '0' && u[i] <= '9') || (u[i] >= 'a' && u[i] <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* Replace @p dirfd/@p name with @p text so that a crash leaves either the old
+ * or the new file, never a mix: temporary file, fsync, rename, fsync dir. */
+static int write_atomic(int dirfd, const char *name, const char *text)
+{
+	char tmp[STORE_NAME_MAX + 32];
+	size_t len = strlen(text), off = 0;
+	int fd, rc = 0;
+
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		LOG_ERROR("create %s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			LOG_ERROR("write %s: %s", tmp, strerror(errno));
+			goto err_unlink;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		LOG_ERROR("fsync %s: %s", tmp, strerror(errno));
+		goto err_unlink;
+	}
+	close(fd);
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		rc = -errno;
+		LOG_ERROR("rename %s: %s", tmp, strerror(errno));
+		goto err_unlink;
+	}
+	if (fsync(dirfd) < 0) {
+		rc = -errno;
+		LOG_ERROR("fsync of the directory of %s: %s", name, strerror(errno));
+		return rc;
+	}
+	return 0;
+
+err_unlink:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+/* Read a small JSON file under @p dirfd. @return 0, -ENOENT, or -EINVAL when
+ * it is not a JSON object. */
+static int read_json(int dirfd, const char *name, json_object **out)
+{
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+	int fd, rc = 0;
+	json_tokener *tok;
+	json_object *obj;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(META_MAX_BYTES + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < META_MAX_BYTES && (n = read(fd, buf + len, META_MAX_BYTES - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	tok = json_tokener_new();
+	if (!tok) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	if (!obj || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		rc = -EINVAL;
+	} else {
+		*out = obj;
+	}
+	json_tokener_free(tok);
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static const char *json_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool json_int(json_object *o, const char *key, int64_t *out)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return false;
+	errno = 0;
+	*out = json_object_get_int64(v);
+	return errno == 0;
+}
+
+static int size_valid(uint64_t size)
+{
+	if (size == 0 || size % 512 || size > SIZE_MAX_BYTES)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- the shelf marker ---- */
+
+static int shelf_marker(struct store *s)
+{
+	json_object *o = NULL;
+	int64_t format;
+	const char *uuid;
+	int rc = read_json(s->dirfd, SHELF_FILE, &o);
+
+	if (rc == -ENOENT) {
+		char text[128];
+
+		rc = make_uuid(s->shelf_uuid);
+		if (rc < 0)
+			return rc;
+		snprintf(text, sizeof(text), "{\"format\": %d, \"uuid\": \"%s\"}\n", SHELF_FORMAT,
+			 s->shelf_uuid);
+		return write_atomic(s->dirfd, SHELF_FILE, text);
+	}
+	if (rc < 0) {
+		LOG_ERROR("%s/%s: %s", s->dir, SHELF_FILE,
+			  rc == -EINVAL ? "not a JSON object" : strerror(-rc));
+		return rc;
+	}
+	uuid = json_str(o, "uuid");
+	if (!json_int(o, "format", &format) || !uuid || !uuid_valid(uuid)) {
+		LOG_ERROR("%s/%s: missing or bad format/uuid", s->dir, SHELF_FILE);
+		rc = -EINVAL;
+	} else if (format > SHELF_FORMAT) {
+		LOG_ERROR("%s: shelf format %" PRId64 " is newer than this program (%d)", s->dir,
+			  format, SHELF_FORMAT);
+		rc = -EINVAL;
+	} else {
+		snprintf(s->shelf_uuid, sizeof(s->shelf_uuid), "%s", uuid);
+	}
+	json_object_put(o);
+	return rc;
+}
+
+/* ---- volumes ---- */
+
+static int meta_write(struct store *s, const struct store_volume *v)
+{
+	char file[STORE_NAME_MAX + 8];
+	json_object *o = json_object_new_object();
+	const char *text;
+	char *line;
+	size_t len;
+	int rc;
+
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "format", json_object_new_int(VOLUME_FORMAT));
+	json_object_object_add(o, "name", json_object_new_string(v->name));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)v->size));
+	json_object_object_add(o, "uuid", json_object_new_string(v->uuid));
+	json_object_object_add(o, "owner", json_object_new_string(v->owner));
+	json_object_object_add(o, "created", json_object_new_int64(v->created));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
+	len = strlen(text);
+	line = malloc(len + 2);
+	if (!line) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	memcpy(line, text, len);
+	memcpy(line + len, "\n", 2);
+	snprintf(file, sizeof(file), "%s.meta", v->name);
+	rc = write_atomic(s->voldirfd, file, line);
+	free(line);
+	json_object_put(o);
+	return rc;
+}
+
+/* Parse NAME.meta into @p v. Every problem is logged here. */
+static int meta_read(struct store *s, const char *name, struct store_volume *v)
+{
+	char file[STORE_NAME_MAX + 8];
+	json_object *o = NULL;
+	const char *jname, *uuid, *owner;
+	int64_t format, size, created = 0;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s.meta", name);
+	rc = read_json(s->voldirfd, file, &o);
+	if (rc < 0) {
+		LOG_ERROR("volume %s: %s: %s", name, file,
+			  rc == -EINVAL ? "not a JSON object" : strerror(-rc));
+		return rc;
+	}
+	rc = -EINVAL;
+	jname = json_str(o, "name");
+	uuid = json_str(o, "uuid");
+	owner = json_str(o, "owner");
+	if (!json_int(o, "format", &format) || format > VOLUME_FORMAT) {
+		LOG_ERROR("volume %s: missing or unsupported format", name);
+		goto out;
+	}
+	if (!jname || strcmp(jname, name) != 0) {
+		LOG_ERROR("volume %s: name in %s does not match the file", name, file);
+		goto out;
+	}
+	if (!json_int(o, "size", &size) || size < 0 || size_valid((uint64_t)size) < 0) {
+		LOG_ERROR("volume %s: missing or bad size", name);
+		goto out;
+	}
+	if (!uuid || !uuid_valid(uuid)) {
+		LOG_ERROR("volume %s: missing or bad uuid", name);
+		goto out;
+	}
+	if (!owner || ident_valid(owner, STORE_OWNER_MAX) < 0) {
+		LOG_ERROR("volume %s: missing or bad owner", name);
+		goto out;
+	}
+	json_int(o, "created", &created);
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	snprintf(v->owner, sizeof(v->owner), "%s", owner);
+	v->size = (uint64_t)size;
+	v->created = created;
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* Index of @p name in the sorted array, or where it would go (*found false). */
+static unsigned vol_search(const struct store *s, const char *name, bool *found)
+{
+	unsigned lo = 0, hi = s->n_vols;
+
+	*found = false;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->vols[mid]->name, name);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int vol_insert(struct store *s, struct store_volume *v)
+{
+	bool found;
+	unsigned i;
+
+	if (s->n_vols == s->cap_vols) {
+		unsigned cap = s->cap_vols ? 2 * s->cap_vols : 16;
+		struct store_volume **a = realloc(s->vols, cap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		s->vols = a;
+		s->cap_vols = cap;
+	}
+	i = vol_search(s, v->name, &found);
+	memmove(&s->vols[i + 1], &s->vols[i], (s->n_vols - i) * sizeof(*s->vols));
+	s->vols[i] = v;
+	s->n_vols++;
+	s->ops->add_volume(s, v);
+	return 0;
+}
+
+static void vol_free(struct store *s, struct store_volume *v)
+{
+	s->ops->del_volume(s, v);
+	close(v->fd);
+	free(v);
+}
+
+/* Open the data file of a volume whose metadata was read; repair a file
+ * shorter than the volume (its tail reads as zeros either way). */
+static int vol_open_data(struct store *s, struct store_volume *v)
+{
+	char file[STORE_NAME_MAX + 8];
+	struct stat st;
+
+	snprintf(file, sizeof(file), "%s.img", v->name);
+	v->fd = openat(s->voldirfd, file, O_RDWR | O_CLOEXEC);
+	if (v->fd < 0) {
+		int err = -errno;
+		LOG_ERROR("volume %s: open %s: %s", v->name, file, strerror(errno));
+		return err;
+	}
+	if (fstat(v->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		LOG_ERROR("volume %s: %s is not a regular file", v->name, file);
+		close(v->fd);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size < v->size) {
+		LOG_WARN("volume %s: %s is %lld bytes, shorter than the volume; extending", v->name,
+			 file, (long long)st.st_size);
+		if (ftruncate(v->fd, (off_t)v->size) < 0) {
+			int err = -errno;
+			LOG_ERROR("volume %s: ftruncate: %s", v->name, strerror(errno));
+			close(v->fd);
+			return err;
+		}
+	} else if ((uint64_t)st.st_size > v->size) {
+		LOG_WARN("volume %s: %s is %lld bytes, longer than the volume", v->name, file,
+			 (long long)st.st_size);
+	}
+	return 0;
+}
+
+static bool has_suffix(const char *s, const char *suffix, size_t *stem)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	if (n <= m || strcmp(s + n - m, suffix) != 0)
+		return false;
+	*stem = n - m;
+	return true;
+}
+
+/* Load every volume of the shelf. A broken one is logged and skipped, so one
+ * bad file cannot keep the others from being served. */
+static int load_volumes(struct store *s, unsigned *skipped)
+{
+	int fd = dup(s->voldirfd);
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((e = readdir(d))) {
+		char name[STORE_NAME_MAX];
+		struct store_volume *v;
+		size_t stem;
+
+		if (e->d_name[0] == '.') {
+			/* An interrupted metadata write: the rename never happened. */
+			if (has_suffix(e->d_name, ".tmp", &stem) &&
+			    unlinkat(s->voldirfd, e->d_name, 0) == 0)
+				LOG_INFO("removed stale %s", e->d_name);
+			continue;
+		}
+		if (has_suffix(e->d_name, ".img", &stem)) {
+			char meta[STORE_NAME_MAX + 8];
+			struct stat st;
+			if (stem < STORE_NAME_MAX) {
+				snprintf(meta, sizeof(meta), "%.*s.meta", (int)stem, e->d_name);
+				if (fstatat(s->voldirfd, meta, &st, 0) == 0)
+					continue;
+			}
+			LOG_WARN("volumes/%s has no metadata; ignored", e->d_name);
+			continue;
+		}
+		if (!has_suffix(e->d_name, ".meta", &stem))
+			continue;
+		if (stem >= STORE_NAME_MAX) {
+			LOG_ERROR("volumes/%s: name too long", e->d_name);
+			(*skipped)++;
+			continue;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)stem, e->d_name);
+		if (store_name_valid(name) < 0) {
+			LOG_ERROR("volumes/%s: invalid volume name", e->d_name);
+			(*skipped)++;
+			continue;
+		}
+		v = calloc(1, sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			break;
+		}
+		v->s = s;
+		v->slot = STORE_SLOT_NONE;
+		if (meta_read(s, name, v) < 0 || vol_open_data(s, v) < 0) {
+			(*skipped)++; /* logged where found */
+			free(v);
+			continue;
+		}
+		rc = vol_insert(s, v);
+		if (rc < 0) {
+			close(v->fd);
+			free(v);
+			break;
+		}
+		LOG_INFO("volume %s: %" PRIu64 " bytes, owner %s", v->name, v->size, v->owner);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Open (creating if needed) the directory @p path under @p at; a new one is
+ * made durable in its parent. */
+static int open_dir(int at, const char *path, int *out)
+{
+	if (mkdirat(at, path, 0755) == 0) {
+		if (at != AT_FDCWD && fsync(at) < 0) {
+			int err = -errno;
+			LOG_ERROR("fsync of the parent of %s: %s", path, strerror(errno));
+			return err;
+		}
+	} else if (errno != EEXIST) {
+		int err = -errno;
+		LOG_ERROR("mkdir %s: %s", path, strerror(errno));
+		return err;
+	}
+	*out = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*out < 0) {
+		int err = -errno;
+		LOG_ERROR("open %s: %s", path, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int store_open(struct loop *loop, const char *dir, const struct store_opts *opts,
+	       struct store **out)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	unsigned skipped = 0;
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->dirfd = s->voldirfd = -1;
+	if (opts)
+		s->opts = *opts;
+	else
+		store_opts_default(&s->opts);
+	if (!s->opts.depth)
+		s->opts.depth = 256;
+	if (!s->opts.workers)
+		s->opts.workers = 4;
+	s->max_io = s->opts.max_io_bytes ? s->opts.max_io_bytes : STORE_CHUNK_MAX;
+	store_io_init_deferred(s);
+	s->dir = strdup(dir);
+	if (!s->dir) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	rc = open_dir(AT_FDCWD, dir, &s->dirfd);
+	if (rc < 0)
+		goto err;
+	rc = shelf_marker(s);
+	if (rc < 0)
+		goto err;
+	rc = open_dir(s->dirfd, VOLUMES_DIR, &s->voldirfd);
+	if (rc < 0)
+		goto err;
+	s->zeros = mmap(NULL, STORE_ZERO_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->zeros == MAP_FAILED) {
+		rc = -errno;
+		s->zeros = NULL;
+		LOG_ERROR("mmap: %s", strerror(errno));
+		goto err;
+	}
+	s->ops = s->opts.engine == STORE_ENGINE_THREADS ? &store_threads_ops : &store_uring_ops;
+	rc = s->ops->init(s);
+	if (rc < 0 && s->ops == &store_uring_ops) {
+		LOG_WARN("io_uring unavailable (%s): using the worker pool", strerror(-rc));
+		s->opts.engine = STORE_ENGINE_THREADS;
+		s->ops = &store_threads_ops;
+		rc = s->ops->init(s);
+	}
+	if (rc < 0) {
+		s->ops = NULL;
+		goto err;
+	}
+	rc = load_volumes(s, &skipped);
+	if (rc < 0)
+		goto err;
+	if (skipped)
+		LOG_WARN("shelf %s: %u broken volume(s) skipped", dir, skipped);
+	LOG_INFO("shelf %s: %u volume(s), engine %s, depth %u", dir, s->n_vols,
+		 store_engine_name(s->opts.engine), s->opts.depth);
+	*out = s;
+	return 0;
+err:
+	store_close(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->inflight)
+		LOG_ERROR("shelf %s closed with %u io(s) in flight", s->dir, s->inflight);
+	for (unsigned i = 0; i < s->n_vols; i++)
+		vol_free(s, s->vols[i]);
+	free(s->vols);
+	if (s->ops)
+		s->ops->fini(s);
+	if (s->zeros)
+		munmap(s->zeros, STORE_ZERO_BYTES);
+	if (s->voldirfd >= 0)
+		close(s->voldirfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s->dir);
+	free(s);
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->dir;
+}
+
+enum store_engine store_get_engine(const struct store *s)
+{
+	return s->opts.engine;
+}
+
+unsigned store_inflight(const struct store *s)
+{
+	return s->inflight;
+}
+
+int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner)
+{
+	char file[STORE_NAME_MAX + 8];
+	struct stat st;
+	struct store_volume *v;
+	bool found;
+	int rc;
+
+	if (store_name_valid(name) < 0) {
+		LOG_WARN("volume create: invalid name");
+		return -EINVAL;
+	}
+	if (size_valid(size) < 0) {
+		LOG_WARN("volume %s: invalid size %" PRIu64 " (must be a non-zero multiple of 512)",
+			 name, size);
+		return -EINVAL;
+	}
+	if (ident_valid(owner, STORE_OWNER_MAX) < 0) {
+		LOG_WARN("volume %s: invalid owner", name);
+		return -EINVAL;
+	}
+	vol_search(s, name, &found);
+	if (found)
+		return -EEXIST;
+	snprintf(file, sizeof(file), "%s.meta", name);
+	if (fstatat(s->voldirfd, file, &st, 0) == 0) {
+		LOG_ERROR("volume %s: %s exists but was not loaded; not overwriting", name, file);
+		return -EEXIST;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->s = s;
+	v->slot = STORE_SLOT_NONE;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	snprintf(v->owner, sizeof(v->owner), "%s", owner);
+	v->size = size;
+	v->created = (int64_t)time(NULL);
+	rc = make_uuid(v->uuid);
+	if (rc < 0)
+		goto err_free;
+	snprintf(file, sizeof(file), "%s.img", name);
+	v->fd = openat(s->voldirfd, file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (v->fd < 0) {
+		rc = -errno;
+		if (errno == EEXIST)
+			LOG_ERROR("volume %s: %s exists without metadata; not overwriting", name,
+				  file);
+		else
+			LOG_ERROR("volume %s: create %s: %s", name, file, strerror(errno));
+		goto err_free;
+	}
+	if (ftruncate(v->fd, (off_t)size) < 0 || fsync(v->fd) < 0) {
+		rc = -errno;
+		LOG_ERROR("volume %s: size %s: %s", name, file, strerror(errno));
+		goto err_unlink;
+	}
+	/* The metadata rename is the commit point; its directory fsync also
+	 * makes the data file's name durable. */
+	rc = meta_write(s, v);
+	if (rc < 0)
+		goto err_unlink;
+	rc = vol_insert(s, v);
+	if (rc < 0) {
+		LOG_ERROR("volume %s: out of memory", name);
+		goto err_unlink_meta;
+	}
+	LOG_INFO("volume %s created: %" PRIu64 " bytes, owner %s, uuid %s", name, size, owner,
+		 v->uuid);
+	return 0;
+
+err_unlink_meta:
+	snprintf(file, sizeof(file), "%s.meta", name);
+	unlinkat(s->voldirfd, file, 0);
+	snprintf(file, sizeof(file), "%s.img", name);
+err_unlink:
+	unlinkat(s->voldirfd, file, 0);
+	close(v->fd);
+err_free:
+	free(v);
+	return rc;
+}
+
+unsigned store_volume_count(const struct store *s)
+{
+	return s->n_vols;
+}
+
+struct store_volume *store_volume_at(struct store *s, unsigned i)
+{
+	return i < s->n_vols ? s->vols[i] : NULL;
+}
+
+struct store_volume *store_volume_find(struct store *s, const char *name)
+{
+	bool found;
+	unsigned i;
+
+	if (!name)
+		return NULL;
+	i = vol_search(s, name, &found);
+	return found ? s->vols[i] : NULL;
+}
+
+void store_volume_get_info(const struct store_volume *v, struct store_volume_info *info)
+{
+	struct stat st;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", v->name);
+	snprintf(info->uuid, sizeof(info->uuid), "%s", v->uuid);
+	snprintf(info->owner, sizeof(info->owner), "%s", v->owner);
+	info->size = v->size;
+	if (fstat(v->fd, &st) == 0)
+		info->allocated = (uint64_t)st.st_blocks * 512;
+}
+
+const char *store_volume_name(const struct store_volume *v)
+{
+	return v->name;
+}
+
+uint64_t store_volume_size(const struct store_volume *v)
+{
+	return v->size;
+}

@@ -1,0 +1,691 @@
+/* Unit tests of the store: shelf and volume metadata (create, list, find,
+ * persistence, bad input, corruption), and block I/O through a real loop,
+ * every I/O test run once per engine (io_uring, worker pool). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+#include "store/store.h"
+
+#define KiB	     1024ull
+#define MiB	     (1024ull * 1024ull)
+#define TMPFS_MAGIC_ 0x01021994
+
+static enum store_engine g_engine;
+
+struct ctx {
+	struct loop *l;
+	struct store *s;
+	struct store_opts opts;
+	char dir[256];
+};
+
+/* One test io with its completion recorded. */
+struct tio {
+	struct store_io io;
+	int result;
+	bool done;
+	int *pending;
+};
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void ctx_open_in(struct ctx *c, const char *base)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->dir, sizeof(c->dir), "%s/duet-store-XXXXXX", base);
+	assert_non_null(mkdtemp(c->dir));
+	assert_int_equal(loop_create(&c->l), 0);
+	store_opts_default(&c->opts);
+	c->opts.engine = g_engine;
+	assert_int_equal(store_open(c->l, c->dir, &c->opts, &c->s), 0);
+	assert_int_equal(store_get_engine(c->s), g_engine);
+}
+
+static const char *tmp_base(void)
+{
+	const char *t = getenv("TMPDIR");
+	return t && *t ? t : "/tmp";
+}
+
+static void ctx_open(struct ctx *c)
+{
+	ctx_open_in(c, tmp_base());
+}
+
+static void ctx_reopen(struct ctx *c)
+{
+	store_close(c->s);
+	c->s = NULL;
+	assert_int_equal(store_open(c->l, c->dir, &c->opts, &c->s), 0);
+}
+
+static void ctx_close(struct ctx *c)
+{
+	if (c->s) {
+		assert_int_equal(store_inflight(c->s), 0);
+		store_close(c->s);
+	}
+	loop_destroy(c->l);
+	rm_rf(c->dir);
+}
+
+static void tio_done(struct store_io *io, int result)
+{
+	struct tio *t = (struct tio *)io;
+
+	assert_false(t->done);
+	t->done = true;
+	t->result = result;
+	(*t->pending)--;
+}
+
+static void tio_prep(struct tio *t, int *pending, enum store_op op, uint32_t flags, uint64_t offset,
+		     uint64_t length, void *buf)
+{
+	memset(t, 0, sizeof(*t));
+	t->io.op = op;
+	t->io.flags = flags;
+	t->io.offset = offset;
+	t->io.length = length;
+	t->io.buf = buf;
+	t->io.done = tio_done;
+	t->pending = pending;
+}
+
+/* Run the loop until every io is done; a generous cap only guards against a
+ * hang, no test depends on how long things take. */
+static void run_until_done(struct ctx *c, int *pending)
+{
+	uint64_t start = now_ns();
+
+	while (*pending > 0) {
+		assert_true(loop_run_once(c->l, 100000000ull) >= 0);
+		if (now_ns() - start > 120ull * 1000000000ull)
+			fail_msg("ios still pending after 120 s: %d", *pending);
+	}
+}
+
+/* Submit one io, check it is not completed inline, run it, return its result. */
+static int do_io(struct ctx *c, struct store_volume *v, enum store_op op, uint32_t flags,
+		 uint64_t offset, uint64_t length, void *buf)
+{
+	struct tio t;
+	int pending = 1;
+
+	tio_prep(&t, &pending, op, flags, offset, length, buf);
+	store_submit(v, &t.io);
+	assert_false(t.done);
+	run_until_done(c, &pending);
+	return t.result;
+}
+
+static uint64_t allocated(struct store_volume *v)
+{
+	struct store_volume_info info;
+
+	store_volume_get_info(v, &info);
+	return info.allocated;
+}
+
+static void fill(uint8_t *buf, size_t len, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+}
+
+static bool all_zero(const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i])
+			return false;
+	return true;
+}
+
+/* ---- metadata ---- */
+
+static void test_create_list_find_reopen(void **state)
+{
+	struct ctx c;
+	struct store_volume_info info, info2;
+	const char *order[] = {"a", "b", "c.1_x-y"};
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_count(c.s), 0);
+	assert_int_equal(store_volume_create(c.s, "b", 4 * MiB, "node-b"), 0);
+	assert_int_equal(store_volume_create(c.s, "c.1_x-y", 512, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "a", 1ull << 40, "a"), 0);
+	assert_int_equal(store_volume_count(c.s), 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_string_equal(store_volume_name(store_volume_at(c.s, i)), order[i]);
+	assert_null(store_volume_at(c.s, 3));
+	assert_null(store_volume_find(c.s, "nope"));
+	assert_non_null(store_volume_find(c.s, "b"));
+	store_volume_get_info(store_volume_find(c.s, "a"), &info);
+	assert_string_equal(info.name, "a");
+	assert_string_equal(info.owner, "a");
+	assert_int_equal(info.size, 1ull << 40);
+	assert_int_equal(strlen(info.uuid), 36);
+	assert_true(info.allocated < 1 * MiB); /* sparse */
+	assert_int_equal(store_volume_size(store_volume_find(c.s, "b")), 4 * MiB);
+
+	ctx_reopen(&c);
+	assert_int_equal(store_volume_count(c.s), 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_string_equal(store_volume_name(store_volume_at(c.s, i)), order[i]);
+	store_volume_get_info(store_volume_find(c.s, "a"), &info2);
+	assert_memory_equal(&info, &info2, offsetof(struct store_volume_info, allocated));
+	store_volume_get_info(store_volume_find(c.s, "b"), &info2);
+	assert_string_equal(info2.owner, "node-b");
+	assert_string_not_equal(info2.uuid, info.uuid);
+	ctx_close(&c);
+}
+
+static void test_bad_names_and_sizes(void **state)
+{
+	struct ctx c;
+	char long_name[80];
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "", MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, NULL, MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, ".hidden", MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "a/b", MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "..", MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "sp ace", MiB, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "caf\xc3\xa9", MiB, "a"), -EINVAL);
+	memset(long_name, 'x', 64);
+	long_name[64] = 0;
+	assert_int_equal(store_volume_create(c.s, long_name, MiB, "a"), -EINVAL);
+	long_name[63] = 0; /* 63 bytes: the longest allowed */
+	assert_int_equal(store_volume_create(c.s, long_name, MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "v", 0, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "v", 1000, "a"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, ""), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "much-too-long-owner"), -EINVAL);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "v", 2 * MiB, "b"), -EEXIST);
+	assert_int_equal(store_volume_count(c.s), 2);
+	assert_int_equal(store_name_valid("ok-1.2_3"), 0);
+	assert_int_equal(store_name_valid("-x"), 0);
+	assert_int_equal(store_name_valid(".x"), -EINVAL);
+	ctx_close(&c);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/volumes/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void test_metadata_corruption_tolerated(void **state)
+{
+	struct ctx c;
+	char path[512];
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "good", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "garbage", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "renamed", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "badsize", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "nodata", MiB, "a"), 0);
+	store_close(c.s);
+	c.s = NULL;
+	write_file(c.dir, "garbage.meta", "{\"name\": \"garbage\", ");
+	write_file(c.dir, "renamed.meta",
+		   "{\"format\": 1, \"name\": \"other\", \"size\": 1048576, \"uuid\": "
+		   "\"0f0e0d0c-0b0a-4908-8706-050403020100\", \"owner\": \"a\"}");
+	write_file(c.dir, "badsize.meta",
+		   "{\"format\": 1, \"name\": \"badsize\", \"size\": 1000, \"uuid\": "
+		   "\"0f0e0d0c-0b0a-4908-8706-050403020100\", \"owner\": \"a\"}");
+	snprintf(path, sizeof(path), "%s/volumes/nodata.img", c.dir);
+	assert_int_equal(unlink(path), 0);
+	write_file(c.dir, "orphan.img", "");
+	write_file(c.dir, ".stale.meta.tmp", "{");
+	write_file(c.dir, "README", "not a volume");
+	assert_int_equal(store_open(c.l, c.dir, &c.opts, &c.s), 0);
+	assert_int_equal(store_volume_count(c.s), 1);
+	assert_string_equal(store_volume_name(store_volume_at(c.s, 0)), "good");
+	assert_false(file_exists(c.dir, ".stale.meta.tmp"));
+	/* Broken volumes keep their files; their names stay taken. */
+	assert_int_equal(store_volume_create(c.s, "garbage", MiB, "a"), -EEXIST);
+	assert_int_equal(store_volume_create(c.s, "orphan", MiB, "a"), -EEXIST);
+	assert_true(file_exists(c.dir, "garbage.img"));
+	ctx_close(&c);
+
+	/* A broken shelf marker is an error, not a crash. */
+	ctx_open(&c);
+	store_close(c.s);
+	c.s = NULL;
+	snprintf(path, sizeof(path), "%s/shelf.json", c.dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("[1, 2", f);
+	fclose(f);
+	assert_int_equal(store_open(c.l, c.dir, &c.opts, &c.s), -EINVAL);
+	c.s = NULL;
+	ctx_close(&c);
+}
+
+/* ---- I/O ---- */
+
+#define N_IOS 300
+
+static void test_rw_many_inflight(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	static struct tio t[N_IOS];
+	uint8_t *wbuf, *rbuf;
+	uint64_t off[N_IOS], len[N_IOS], total = 0;
+	int pending = 0;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	ctx_open(&c);
+	/* A small depth so most ios wait in the overflow list. */
+	c.opts.depth = 8;
+	c.opts.workers = 3;
+	ctx_reopen(&c);
+	assert_int_equal(store_volume_create(c.s, "v", 64 * MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	for (int i = 0; i < N_IOS; i++) {
+		len[i] = (uint64_t)(1 + (i * 7919) % 32) * 4 * KiB - (i % 3) * 512;
+		off[i] = total + (uint64_t)(i % 5) * 512; /* some unaligned gaps */
+		total = off[i] + len[i];
+	}
+	assert_true(total <= 64 * MiB);
+	wbuf = malloc(total);
+	rbuf = calloc(1, total);
+	assert_non_null(wbuf);
+	assert_non_null(rbuf);
+	fill(wbuf, total, 42);
+	for (int i = 0; i < N_IOS; i++) {
+		tio_prep(&t[i], &pending, STORE_OP_WRITE, 0, off[i], len[i], wbuf + off[i]);
+		pending++;
+		store_submit(v, &t[i].io);
+	}
+	assert_int_equal(pending, N_IOS); /* nothing completed inline */
+	assert_int_equal(store_inflight(c.s), N_IOS);
+	run_until_done(&c, &pending);
+	for (int i = 0; i < N_IOS; i++)
+		assert_int_equal(t[i].result, 0);
+	ctx_reopen(&c); /* persistence of data, too */
+	v = store_volume_find(c.s, "v");
+	for (int i = N_IOS - 1; i >= 0; i--) {
+		tio_prep(&t[i], &pending, STORE_OP_READ, 0, off[i], len[i], rbuf + off[i]);
+		pending++;
+		store_submit(v, &t[i].io);
+	}
+	run_until_done(&c, &pending);
+	for (int i = 0; i < N_IOS; i++) {
+		assert_int_equal(t[i].result, 0);
+		assert_memory_equal(rbuf + off[i], wbuf + off[i], len[i]);
+	}
+	free(wbuf);
+	free(rbuf);
+	ctx_close(&c);
+}
+
+static void test_short_io(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	size_t n = MiB + 3 * 512;
+	uint8_t *w = malloc(n), *r = calloc(1, n);
+	char path[512];
+
+	(void)state;
+	assert_non_null(w);
+	assert_non_null(r);
+	ctx_open(&c);
+	/* Every transfer system call moves at most 4 KiB: each io goes through
+	 * the continue-after-short-transfer path hundreds of times. */
+	c.opts.max_io_bytes = 4096;
+	ctx_reopen(&c);
+	assert_int_equal(store_volume_create(c.s, "v", 4 * MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	fill(w, n, 7);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 512, n, w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512, n, r), 0);
+	assert_memory_equal(w, r, n);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, 0, 512, 8192, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512, 8192, r), 0);
+	assert_true(all_zero(r, 8192));
+
+	/* A real short read: the data file is cut (by someone else) in the
+	 * middle of a request. The first read returns part, the next hits end
+	 * of file: -EIO, never garbage or a hang. */
+	snprintf(path, sizeof(path), "%s/volumes/v.img", c.dir);
+	assert_int_equal(truncate(path, 2 * MiB + 100), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 2 * MiB, 8192, r), -EIO);
+	c.opts.max_io_bytes = 0;
+	ctx_reopen(&c); /* and reopening repairs the length */
+	v = store_volume_find(c.s, "v");
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 2 * MiB, 8192, r), 0);
+	free(w);
+	free(r);
+	ctx_close(&c);
+}
+
+static void test_fua_and_flush(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t w[8192], r[8192];
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	fill(w, sizeof(w), 3);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 4096, sizeof(w), w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 4096, sizeof(r), r), 0);
+	assert_memory_equal(w, r, sizeof(w));
+	assert_int_equal(do_io(&c, v, STORE_OP_TRIM, STORE_F_FUA, 4096, 4096, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, STORE_F_FUA, 8192, 4096, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 4096, sizeof(r), r), 0);
+	assert_true(all_zero(r, sizeof(r)));
+	ctx_close(&c);
+}
+
+static void test_trim_and_block_status(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	struct store_extent e[8];
+	uint8_t *w = malloc(MiB), *r = malloc(256 * KiB);
+
+	(void)state;
+	assert_non_null(w);
+	assert_non_null(r);
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", 4 * MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	assert_int_equal(store_block_status(v, 0, 4 * MiB, e, 8), 1);
+	assert_true(e[0].hole);
+	assert_int_equal(e[0].length, 4 * MiB);
+	fill(w, MiB, 5);
+	/* Written in 16 pieces, reported as one merged extent. */
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, (uint64_t)i * 64 * KiB, 64 * KiB,
+				       w + i * 64 * KiB),
+				 0);
+	assert_int_equal(store_block_status(v, 0, 2 * MiB, e, 8), 2);
+	assert_false(e[0].hole);
+	assert_int_equal(e[0].length, MiB);
+	assert_true(e[1].hole);
+	assert_int_equal(e[1].length, MiB);
+
+	assert_int_equal(do_io(&c, v, STORE_OP_TRIM, 0, 256 * KiB, 256 * KiB, NULL), 0);
+	assert_int_equal(store_block_status(v, 0, 4 * MiB, e, 8), 4);
+	assert_false(e[0].hole);
+	assert_int_equal(e[0].length, 256 * KiB);
+	assert_true(e[1].hole);
+	assert_int_equal(e[1].length, 256 * KiB);
+	assert_false(e[2].hole);
+	assert_int_equal(e[2].length, 512 * KiB);
+	assert_true(e[3].hole);
+	assert_int_equal(e[3].length, 3 * MiB);
+	/* Bounded by max, and by length from an offset inside an extent. */
+	assert_int_equal(store_block_status(v, 0, 4 * MiB, e, 2), 2);
+	assert_int_equal(e[1].length, 256 * KiB);
+	assert_int_equal(store_block_status(v, 300 * KiB, 300 * KiB, e, 8), 2);
+	assert_true(e[0].hole);
+	assert_int_equal(e[0].length, 212 * KiB);
+	assert_false(e[1].hole);
+	assert_int_equal(e[1].length, 88 * KiB);
+	assert_int_equal(store_block_status(v, 0, 0, e, 8), 0);
+	assert_int_equal(store_block_status(v, 4 * MiB, 1, e, 8), -EINVAL);
+
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 256 * KiB, 256 * KiB, r), 0);
+	assert_true(all_zero(r, 256 * KiB));
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512 * KiB, 256 * KiB, r), 0);
+	assert_memory_equal(r, w + 512 * KiB, 256 * KiB);
+	free(w);
+	free(r);
+	ctx_close(&c);
+}
+
+/* Write zeroes on the filesystem of @p base: a hole by default, an
+ * allocated range with NO_HOLE, -ENOTSUP for FAST_ZERO where the filesystem
+ * cannot zero in place (tmpfs), and zeros read back in every case. */
+static void write_zeroes_on(const char *base)
+{
+	struct ctx c;
+	struct store_volume *v;
+	struct store_extent e[8];
+	struct statfs sf;
+	uint8_t *w = malloc(MiB), *r = malloc(256 * KiB);
+	uint64_t before, after;
+	bool tmpfs;
+	int rc;
+
+	assert_non_null(w);
+	assert_non_null(r);
+	ctx_open_in(&c, base);
+	assert_int_equal(statfs(c.dir, &sf), 0);
+	tmpfs = sf.f_type == TMPFS_MAGIC_;
+	assert_int_equal(store_volume_create(c.s, "v", 2 * MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	fill(w, MiB, 9);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, MiB, w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+
+	/* Default: punched. */
+	before = allocated(v);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, 0, 0, 256 * KiB, NULL), 0);
+	after = allocated(v);
+	assert_true(after <= before - 256 * KiB);
+	assert_int_equal(store_block_status(v, 0, 256 * KiB, e, 8), 1);
+	assert_true(e[0].hole);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, 256 * KiB, r), 0);
+	assert_true(all_zero(r, 256 * KiB));
+
+	/* NO_HOLE: zeros, space stays allocated. */
+	before = allocated(v);
+	assert_int_equal(
+	    do_io(&c, v, STORE_OP_WRITE_ZEROES, STORE_F_NO_HOLE, 256 * KiB, 256 * KiB, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	after = allocated(v);
+	assert_true(after >= before);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 256 * KiB, 256 * KiB, r), 0);
+	assert_true(all_zero(r, 256 * KiB));
+
+	/* NO_HOLE | FAST_ZERO: done in place, or refused where it would mean
+	 * writing zeros (tmpfs has no FALLOC_FL_ZERO_RANGE). */
+	rc = do_io(&c, v, STORE_OP_WRITE_ZEROES, STORE_F_NO_HOLE | STORE_F_FAST_ZERO, 512 * KiB,
+		   256 * KiB, NULL);
+	if (tmpfs) {
+		assert_int_equal(rc, -ENOTSUP);
+		assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512 * KiB, 256 * KiB, r), 0);
+		assert_memory_equal(r, w + 512 * KiB, 256 * KiB); /* untouched */
+	} else {
+		assert_int_equal(rc, 0);
+		assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512 * KiB, 256 * KiB, r), 0);
+		assert_true(all_zero(r, 256 * KiB));
+	}
+	/* FAST_ZERO alone punches, which every filesystem here does fast. */
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, STORE_F_FAST_ZERO | STORE_F_FUA,
+			       768 * KiB, 1000, NULL),
+			 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 768 * KiB, 4096, r), 0);
+	assert_true(all_zero(r, 1000));
+	assert_memory_equal(r + 1000, w + 768 * KiB + 1000, 4096 - 1000);
+	free(w);
+	free(r);
+	ctx_close(&c);
+}
+
+static void test_write_zeroes(void **state)
+{
+	(void)state;
+	write_zeroes_on(tmp_base());
+}
+
+static void test_write_zeroes_tmpfs(void **state)
+{
+	struct statfs sf;
+
+	(void)state;
+	if (statfs("/dev/shm", &sf) != 0 || sf.f_type != TMPFS_MAGIC_ || access("/dev/shm", W_OK))
+		skip();
+	write_zeroes_on("/dev/shm");
+}
+
+static void test_cache(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t w[4096];
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", 8 * MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	fill(w, sizeof(w), 1);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_CACHE, 0, 0, 8 * MiB, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_CACHE, 0, 4096, 512, NULL), 0);
+	ctx_close(&c);
+}
+
+static void test_invalid_ios_complete_later(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t b[512];
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	assert_int_equal(store_check_range(v, 0, MiB), 0);
+	assert_int_equal(store_check_range(v, MiB, 0), 0);
+	assert_int_equal(store_check_range(v, MiB - 512, 1024), -EINVAL);
+	assert_int_equal(store_check_range(v, UINT64_MAX, 2), -EINVAL);
+	/* do_io checks that none of these completes inline. */
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, MiB, 512, b), -EINVAL);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, UINT64_MAX - 10, 512, b), -EINVAL);
+	assert_int_equal(do_io(&c, v, STORE_OP_TRIM, 0, MiB - 512, 1024, NULL), -EINVAL);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, 512, NULL), -EINVAL);
+	assert_int_equal(do_io(&c, v, (enum store_op)99, 0, 0, 512, b), -EINVAL);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, 0, b), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, 0, 512, 0, NULL), 0);
+	ctx_close(&c);
+}
+
+/* Two shelves in one process, as after a takeover: independent. */
+static void test_two_shelves(void **state)
+{
+	struct ctx a, b;
+	struct store_volume *va, *vb;
+	uint8_t w[4096], r[4096];
+
+	(void)state;
+	ctx_open(&a);
+	ctx_open(&b);
+	assert_int_equal(store_volume_create(a.s, "vol", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(b.s, "vol", MiB, "b"), 0);
+	va = store_volume_find(a.s, "vol");
+	vb = store_volume_find(b.s, "vol");
+	fill(w, sizeof(w), 11);
+	assert_int_equal(do_io(&a, va, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
+	assert_int_equal(do_io(&b, vb, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
+	assert_true(all_zero(r, sizeof(r)));
+	assert_int_equal(do_io(&a, va, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
+	assert_memory_equal(w, r, sizeof(w));
+	ctx_close(&b);
+	ctx_close(&a);
+}
+
+static int setup_uring(void **state)
+{
+	(void)state;
+	g_engine = STORE_ENGINE_URING;
+	return 0;
+}
+
+static int setup_threads(void **state)
+{
+	(void)state;
+	g_engine = STORE_ENGINE_THREADS;
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest meta_tests[] = {
+	    cmocka_unit_test(test_create_list_find_reopen),
+	    cmocka_unit_test(test_bad_names_and_sizes),
+	    cmocka_unit_test(test_metadata_corruption_tolerated),
+	};
+	const struct CMUnitTest io_tests[] = {
+	    cmocka_unit_test(test_rw_many_inflight),
+	    cmocka_unit_test(test_short_io),
+	    cmocka_unit_test(test_fua_and_flush),
+	    cmocka_unit_test(test_trim_and_block_status),
+	    cmocka_unit_test(test_write_zeroes),
+	    cmocka_unit_test(test_write_zeroes_tmpfs),
+	    cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_invalid_ios_complete_later),
+	    cmocka_unit_test(test_two_shelves),
+	};
+	int fails = 0;
+
+	log_set_level(LOG_LEVEL_ERROR);
+	g_engine = STORE_ENGINE_URING;
+	fails += cmocka_run_group_tests_name("store metadata", meta_tests, NULL, NULL);
+	fails += cmocka_run_group_tests_name("store io (io_uring)", io_tests, setup_uring, NULL);
+	fails += cmocka_run_group_tests_name("store io (threads)", io_tests, setup_threads, NULL);
+	return fails;
+}
