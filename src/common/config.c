@@ -65,8 +65,8 @@ static const struct key_def schema[] = {
     {"mirror", "mirror", KEY_BOOL, F(mirror.enabled), 0, 0, NULL, false},
     {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
     {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
-    {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100,
-     86400000, NULL, false},
+    {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
+     NULL, false},
     {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
     {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
 };

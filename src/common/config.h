@@ -89,7 +89,8 @@ struct duet_config {
 		enum config_mirror_down down;
 		uint64_t suspend_timeout_ms;
 		uint64_t cp_interval_ms;
-		char partner_image[PATH_MAX]; /* file backing the partner's image; "" when not set */
+		char
+		    partner_image[PATH_MAX]; /* file backing the partner's image; "" when not set */
 	} mirror;
 };
 

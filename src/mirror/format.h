@@ -40,7 +40,7 @@ struct nvr_header {
 	uint64_t cp_seq;    /* records with seq <= cp_seq are in the volume files */
 	uint32_t flags;	    /* NVR_FLAG_* */
 	uint32_t rec_align;
-	char node[16]; /* node id that writes this log, NUL padded */
+	char node[16];	  /* node id that writes this log, NUL padded */
 	uint64_t created; /* unix seconds of the last reset */
 	uint8_t reserved[40];
 };
@@ -94,9 +94,9 @@ unsigned nvr_header_write(void *img, const struct nvr_header *h, unsigned cur_sl
 
 /* Encode a record at @p dst: header, @p data (data_len bytes), zero
  * padding; computes the CRC. @return bytes written (nvr_rec_len). */
-uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id, const struct mirror_vol_id *vol,
-			   uint16_t type, uint16_t flags, uint64_t offset, uint64_t length,
-			   const void *data, uint32_t data_len);
+uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
+			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len);
 
 /* Check the record at @p rec, which has @p room bytes before its half ends.
  * @return MIRROR_STOP_NONE if it is whole and belongs to @p log_id. */

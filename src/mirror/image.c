@@ -49,19 +49,18 @@ const char *mirror_vol_id_format(const struct mirror_vol_id *id, char *buf)
 {
 	const uint8_t *b = id->b;
 
-	snprintf(buf, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 	return buf;
 }
 
 const char *mirror_stop_name(enum mirror_stop s)
 {
 	static const char *const names[] = {
-	    [MIRROR_STOP_NONE] = "none",	   [MIRROR_STOP_END] = "end of half",
-	    [MIRROR_STOP_EMPTY] = "empty",	   [MIRROR_STOP_INVALID] = "invalid header",
-	    [MIRROR_STOP_CRC] = "crc mismatch",	   [MIRROR_STOP_OTHER_LOG] = "older log",
+	    [MIRROR_STOP_NONE] = "none",	  [MIRROR_STOP_END] = "end of half",
+	    [MIRROR_STOP_EMPTY] = "empty",	  [MIRROR_STOP_INVALID] = "invalid header",
+	    [MIRROR_STOP_CRC] = "crc mismatch",	  [MIRROR_STOP_OTHER_LOG] = "older log",
 	    [MIRROR_STOP_SEQ] = "sequence break", [MIRROR_STOP_GAP] = "missing sequence",
 	    [MIRROR_STOP_APPLY] = "apply failed",
 	};
@@ -173,9 +172,9 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 
 /* ---- records ---- */
 
-uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id, const struct mirror_vol_id *vol,
-			   uint16_t type, uint16_t flags, uint64_t offset, uint64_t length,
-			   const void *data, uint32_t data_len)
+uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
+			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len)
 {
 	struct nvr_record *r = dst;
 	uint64_t len = nvr_rec_len(data_len);
@@ -254,8 +253,8 @@ static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned ha
 	memset(scan, 0, sizeof(*scan));
 	for (;;) {
 		const struct nvr_record *r = (const void *)(img + base + p);
-		enum mirror_stop stop = nvr_record_check(r, h->half_size - p, h->log_id,
-							 h->half_size);
+		enum mirror_stop stop =
+		    nvr_record_check(r, h->half_size - p, h->log_id, h->half_size);
 		struct mirror_record rec;
 
 		if (stop == MIRROR_STOP_NONE && scan->records && r->seq != scan->last_seq + 1)
@@ -267,7 +266,8 @@ static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned ha
 		}
 		record_decode(r, half, base + p, &rec);
 		if (fn) {
-			int rc = fn(arg, &rec, rec.data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL);
+			int rc =
+			    fn(arg, &rec, rec.data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL);
 			if (rc < 0) {
 				scan->stop = MIRROR_STOP_APPLY;
 				scan->stop_off = base + p;

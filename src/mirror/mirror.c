@@ -115,8 +115,8 @@ struct mirror {
 	uint64_t next_seq;
 	uint64_t placed_seq; /* last seq placed */
 
-	struct wqueue wait_space;  /* appends waiting for a free half */
-	struct wqueue wait_logged; /* placed, logged callback pending, seq order */
+	struct wqueue wait_space;		/* appends waiting for a free half */
+	struct wqueue wait_logged;		/* placed, logged callback pending, seq order */
 	struct mirror_write *ua_head, *ua_tail; /* not yet applied, seq order */
 
 	/* Durability watermarks. */
@@ -172,8 +172,8 @@ struct mirror {
 	struct work *work;
 	bool closing;
 
-	uint64_t n_records, n_record_bytes, n_xfers, n_xfer_bytes, n_cps, n_switches,
-	    n_space_waits, n_resyncs, n_suspend_timeouts;
+	uint64_t n_records, n_record_bytes, n_xfers, n_xfer_bytes, n_cps, n_switches, n_space_waits,
+	    n_resyncs, n_suspend_timeouts;
 };
 
 static void post(struct mirror *m)
@@ -197,8 +197,7 @@ const char *mirror_state_name(enum mirror_state s)
 	return "?";
 }
 
-void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cfg,
-			     const char *path)
+void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cfg, const char *path)
 {
 	memset(o, 0, sizeof(*o));
 	o->path = path;
@@ -739,16 +738,17 @@ static void xfer_cb(void *arg, int result)
 	post(x->m);
 }
 
-/* Start a transport write. @return false if the window is full or the
- * write was refused (then it completes as failed on the next pass). */
-static bool xfer_issue(struct mirror *m, enum xfer_kind kind, int half, uint64_t off,
-		       uint64_t len, uint64_t last_seq)
+/* Start a transport write. @return 1 if issued, 0 if the window is full
+ * (nothing done), -1 if the transport refused it (it then completes as
+ * failed on the next pass, which drops the partner). */
+static int xfer_issue(struct mirror *m, enum xfer_kind kind, int half, uint64_t off, uint64_t len,
+		      uint64_t last_seq)
 {
 	struct xfer *x;
 	int rc;
 
 	if (m->ring_count == m->ring_n)
-		return false;
+		return 0;
 	x = &m->ring[(m->ring_head + m->ring_count) % m->ring_n];
 	m->ring_count++;
 	*x = (struct xfer){.m = m,
@@ -771,9 +771,9 @@ static bool xfer_issue(struct mirror *m, enum xfer_kind kind, int half, uint64_t
 		x->result = rc;
 		x->done = true;
 		post(m);
-		return false;
+		return -1;
 	}
-	return true;
+	return 1;
 }
 
 /* Pop landed writes in issue order, so what the mirror believes the image
@@ -879,11 +879,10 @@ static void kick_sends(struct mirror *m)
 	if (!m->tup)
 		return;
 	if (m->rs == RS_MARK || image_follows(m)) {
-		if (m->hdr_dirty && !m->hdr_inflight) {
+		if (m->hdr_dirty && !m->hdr_inflight &&
+		    xfer_issue(m, XF_HEADER, -1, (uint64_t)m->hdr_slot * NVR_SLOT_STRIDE,
+			       NVR_SLOT_BYTES, 0) != 0)
 			m->hdr_dirty = false;
-			xfer_issue(m, XF_HEADER, -1, (uint64_t)m->hdr_slot * NVR_SLOT_STRIDE,
-				   NVR_SLOT_BYTES, 0);
-		}
 	}
 	if (!image_follows(m))
 		return;
@@ -899,10 +898,13 @@ static void kick_sends(struct mirror *m)
 		}
 		if (end > m->rs_end[m->rs_cur])
 			end = m->rs_end[m->rs_cur];
-		if (!xfer_issue(m, XF_COPY, hi, m->h[hi].base + m->rs_off, end - m->rs_off, 0))
+		int rc = xfer_issue(m, XF_COPY, hi, m->h[hi].base + m->rs_off, end - m->rs_off, 0);
+		if (rc == 0)
 			return;
 		m->rs_copies++;
 		m->rs_off = end;
+		if (rc < 0)
+			return;
 	}
 	n = halves_in_order(m, order);
 	for (unsigned k = 0; k < n; k++) {
@@ -911,8 +913,12 @@ static void kick_sends(struct mirror *m)
 			uint64_t from = h->sent;
 			uint64_t to = from + m->max_xfer;
 			uint64_t last = last_whole_record(m, order[k], from, &to);
+			int rc =
+			    xfer_issue(m, XF_RECORDS, order[k], h->base + from, to - from, last);
+			if (rc == 0)
+				return; /* window full: sent again from here later */
 			h->sent = to;
-			if (!xfer_issue(m, XF_RECORDS, order[k], h->base + from, to - from, last))
+			if (rc < 0)
 				return;
 		}
 	}
@@ -1016,7 +1022,8 @@ static void sync_done_fn(void *arg)
  * meanwhile (group commit). */
 static void sync_step(struct mirror *m)
 {
-	bool want_records = m->o.durability == DURABILITY_LOCAL_SYNC && m->placed_seq > m->synced_seq;
+	bool want_records =
+	    m->o.durability == DURABILITY_LOCAL_SYNC && m->placed_seq > m->synced_seq;
 	bool want_header = m->written_cp > m->cp_durable;
 
 	if (m->sync_inflight || (!want_records && !want_header))
@@ -1167,10 +1174,18 @@ void mirror_applied(struct mirror *m, struct mirror_write *w)
 
 static void place_waiters(struct mirror *m)
 {
-	while (m->wait_space.head) {
-		if (!place(m, m->wait_space.head))
+	struct mirror_write *w;
+
+	/* Detach first: place() links a placed write into wait_logged. */
+	while ((w = wq_pop(&m->wait_space))) {
+		if (!place(m, w)) {
+			w->q_next = m->wait_space.head;
+			m->wait_space.head = w;
+			if (!m->wait_space.tail)
+				m->wait_space.tail = w;
+			m->wait_space.n++;
 			return;
-		wq_pop(&m->wait_space);
+		}
 	}
 }
 
@@ -1186,8 +1201,16 @@ static bool is_logged(const struct mirror *m, const struct mirror_write *w)
 	case MIRROR_STATE_IN_SYNC:
 		return m->repl_seq >= w->last_seq;
 	case MIRROR_STATE_DEGRADED:
-	case MIRROR_STATE_RESYNCING:
 		return m->o.down == MIRROR_DOWN_DEGRADE && m->out_have;
+	case MIRROR_STATE_RESYNCING:
+		if (m->o.down == MIRROR_DOWN_SUSPEND)
+			return false; /* held until the image is complete again */
+		/* Records after the copy plan stream to the image as in sync:
+		 * acknowledged once there, so the state can turn in_sync the
+		 * moment the valid mark lands without leaving one behind. */
+		if (m->rs >= RS_COPY && w->last_seq > m->rs_seq)
+			return m->repl_seq >= w->last_seq;
+		return m->out_have;
 	}
 	return false;
 }

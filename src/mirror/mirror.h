@@ -91,15 +91,15 @@ uint32_t mirror_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /** Why the scan of a half, or a replay, ended. */
 enum mirror_stop {
-	MIRROR_STOP_NONE = 0,	/**< (not stopped) */
-	MIRROR_STOP_END,	/**< no room for another record before the half ends */
-	MIRROR_STOP_EMPTY,	/**< no record magic: never written, or stale zeros */
-	MIRROR_STOP_INVALID,	/**< impossible header fields */
-	MIRROR_STOP_CRC,	/**< CRC mismatch: torn or corrupt record */
-	MIRROR_STOP_OTHER_LOG,	/**< record of an earlier incarnation of the log */
-	MIRROR_STOP_SEQ,	/**< sequence break: a stale record of an older use */
-	MIRROR_STOP_GAP,	/**< replay: the next sequence number is missing */
-	MIRROR_STOP_APPLY,	/**< replay: the apply callback failed */
+	MIRROR_STOP_NONE = 0,  /**< (not stopped) */
+	MIRROR_STOP_END,       /**< no room for another record before the half ends */
+	MIRROR_STOP_EMPTY,     /**< no record magic: never written, or stale zeros */
+	MIRROR_STOP_INVALID,   /**< impossible header fields */
+	MIRROR_STOP_CRC,       /**< CRC mismatch: torn or corrupt record */
+	MIRROR_STOP_OTHER_LOG, /**< record of an earlier incarnation of the log */
+	MIRROR_STOP_SEQ,       /**< sequence break: a stale record of an older use */
+	MIRROR_STOP_GAP,       /**< replay: the next sequence number is missing */
+	MIRROR_STOP_APPLY,     /**< replay: the apply callback failed */
 };
 const char *mirror_stop_name(enum mirror_stop s);
 
@@ -146,15 +146,15 @@ int mirror_image_scan(const void *img, size_t size, unsigned half, mirror_record
 
 /** What a replay did. */
 struct mirror_replay_stats {
-	uint64_t cp_seq;		/**< of the header */
-	uint64_t first_seq, last_seq;	/**< applied (0, 0 when none) */
-	uint64_t records, bytes;	/**< applied records and data bytes */
-	uint64_t skipped;		/**< store replay: unknown volume or out of range */
-	uint64_t max_seq;		/**< largest valid seq seen anywhere in the image */
-	enum mirror_stop stop;		/**< why it ended: END/EMPTY... = clean end */
-	uint64_t stop_off;		/**< log offset of the stop, if at a record */
-	bool gap_at_start;		/**< first live record was not cp_seq + 1 */
-	bool image_valid;		/**< header flag (see NVRAM.md) */
+	uint64_t cp_seq;	      /**< of the header */
+	uint64_t first_seq, last_seq; /**< applied (0, 0 when none) */
+	uint64_t records, bytes;      /**< applied records and data bytes */
+	uint64_t skipped;	      /**< store replay: unknown volume or out of range */
+	uint64_t max_seq;	      /**< largest valid seq seen anywhere in the image */
+	enum mirror_stop stop;	      /**< why it ended: END/EMPTY... = clean end */
+	uint64_t stop_off;	      /**< log offset of the stop, if at a record */
+	bool gap_at_start;	      /**< first live record was not cp_seq + 1 */
+	bool image_valid;	      /**< header flag (see NVRAM.md) */
 };
 
 #define MIRROR_REPLAY_REQUIRE_VALID (1u << 0) /**< -ESTALE if the image is not marked complete */
@@ -278,17 +278,17 @@ const char *mirror_state_name(enum mirror_state s);
 
 /** Settings; mirror_opts_from_config fills them from the node's config. */
 struct mirror_opts {
-	const char *path;	/**< the log file */
-	uint64_t size;		/**< its size (rounded down to 4 KiB, >= 64 KiB) */
-	const char *node_id;	/**< written in the header, for dumps */
-	bool enabled;		/**< mirror = on */
+	const char *path;    /**< the log file */
+	uint64_t size;	     /**< its size (rounded down to 4 KiB, >= 64 KiB) */
+	const char *node_id; /**< written in the header, for dumps */
+	bool enabled;	     /**< mirror = on */
 	enum config_durability durability;
 	enum config_mirror_down down;
 	uint64_t suspend_timeout_ms;
-	uint64_t cp_interval_ms; /**< 0: no timer checkpoints */
-	uint32_t max_record;	 /**< data bytes per record (0: 1 MiB); larger writes split */
-	uint32_t max_xfer;	 /**< bytes per transport write (0: 4 MiB) */
-	unsigned xfer_window;	 /**< transport writes in flight (0: 16) */
+	uint64_t cp_interval_ms;  /**< 0: no timer checkpoints */
+	uint32_t max_record;	  /**< data bytes per record (0: 1 MiB); larger writes split */
+	uint32_t max_xfer;	  /**< bytes per transport write (0: 4 MiB) */
+	unsigned xfer_window;	  /**< transport writes in flight (0: 16) */
 	uint64_t resync_retry_ms; /**< after a transport error (0: 1000) */
 };
 
@@ -370,11 +370,11 @@ struct mirror_write {
 	uint64_t first_seq, last_seq; /**< a large write becomes several records */
 	uint64_t log_off;	      /**< of the first record in the log */
 	/* Private to the mirror. */
-	struct mirror_write *q_next;		   /* wait-for-space or wait-for-logged queue */
-	struct mirror_write *a_prev, *a_next;	   /* not yet applied, in seq order */
-	uint64_t placed;			   /* data bytes placed so far */
-	uint64_t t_start;			   /* for the suspend deadline */
-	uint8_t st;				   /* private state bits */
+	struct mirror_write *q_next;	      /* wait-for-space or wait-for-logged queue */
+	struct mirror_write *a_prev, *a_next; /* not yet applied, in seq order */
+	uint64_t placed;		      /* data bytes placed so far */
+	uint64_t t_start;		      /* for the suspend deadline */
+	uint8_t st;			      /* private state bits */
 };
 
 /**
@@ -410,11 +410,11 @@ struct mirror_status {
 	int active_half;     /**< -1 while both halves wait for a checkpoint */
 	uint64_t used_bytes; /**< in halves not free */
 	uint64_t last_seq, cp_seq, replicated_seq;
-	uint64_t records, record_bytes;	  /**< appended since open */
-	uint64_t xfers, xfer_bytes;	  /**< transport writes issued */
+	uint64_t records, record_bytes; /**< appended since open */
+	uint64_t xfers, xfer_bytes;	/**< transport writes issued */
 	uint64_t checkpoints, half_switches, space_waits, resyncs, suspend_timeouts;
-	unsigned writes_waiting;	  /**< for space */
-	unsigned writes_unlogged;	  /**< placed, not yet logged */
+	unsigned writes_waiting;  /**< for space */
+	unsigned writes_unlogged; /**< placed, not yet logged */
 };
 void mirror_get_status(const struct mirror *m, struct mirror_status *st);
 

@@ -64,8 +64,7 @@ static void on_event(struct loop_io *io, uint32_t events)
 	s->done(s->arg);
 }
 
-int syncer_start(struct loop *loop, int fd, void (*done)(void *arg), void *arg,
-		 struct syncer **out)
+int syncer_start(struct loop *loop, int fd, void (*done)(void *arg), void *arg, struct syncer **out)
 {
 	struct syncer *s = calloc(1, sizeof(*s));
 	int rc;
