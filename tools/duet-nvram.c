@@ -97,8 +97,11 @@ static int cmd_dump(const char *path, bool summary)
 	       info.version_major, info.version_minor, info.log_size, map.size);
 	printf("header: slot %u, gen %" PRIu64 ", node '%s', log id %016" PRIx64 ", reset %s\n",
 	       info.slot, info.gen, info.node, info.log_id, when);
-	printf("checkpoint: seq %" PRIu64 "; image %s\n", info.cp_seq,
-	       info.image_valid ? "complete (valid)" : "not marked complete");
+	char boot[37];
+	printf("checkpoint: seq %" PRIu64 "; image %s; durability %s; boot %s\n", info.cp_seq,
+	       info.image_valid ? "complete (valid)" : "not marked complete",
+	       info.local_sync ? "local-sync" : "memory",
+	       mirror_vol_id_format(&info.boot_id, boot));
 	c.cp_seq = info.cp_seq;
 	for (unsigned h = 0; h < 2; h++) {
 		struct mirror_half_scan sc;

@@ -15,16 +15,17 @@
 #error "the NVRAM log format is little-endian; add byte swapping for this target"
 #endif
 
-#define NVR_HDR_MAGIC	   0x48564e44u /* "DNVH" */
-#define NVR_REC_MAGIC	   0x52564e44u /* "DNVR" */
-#define NVR_VERSION_MAJOR  1
-#define NVR_VERSION_MINOR  0
-#define NVR_HDR_SIZE	   4096u /* header area; half 0 starts here */
-#define NVR_SLOT_STRIDE	   512u	 /* header slot 0 at 0, slot 1 at 512 */
-#define NVR_SLOT_BYTES	   128u	 /* bytes of a slot covered by its CRC */
-#define NVR_REC_ALIGN	   64u
-#define NVR_REC_HDR	   64u
-#define NVR_FLAG_IMG_VALID 1u /* an image holding this header is complete */
+#define NVR_HDR_MAGIC	    0x48564e44u /* "DNVH" */
+#define NVR_REC_MAGIC	    0x52564e44u /* "DNVR" */
+#define NVR_VERSION_MAJOR   1
+#define NVR_VERSION_MINOR   0
+#define NVR_HDR_SIZE	    4096u /* header area; half 0 starts here */
+#define NVR_SLOT_STRIDE	    512u  /* header slot 0 at 0, slot 1 at 512 */
+#define NVR_SLOT_BYTES	    128u  /* bytes of a slot covered by its CRC */
+#define NVR_REC_ALIGN	    64u
+#define NVR_REC_HDR	    64u
+#define NVR_FLAG_IMG_VALID  1u /* an image holding this header is complete */
+#define NVR_FLAG_LOCAL_SYNC 2u /* written with durability = local-sync */
 
 /* One header slot. The valid slot with the higher gen is the header. */
 struct nvr_header {
@@ -40,9 +41,11 @@ struct nvr_header {
 	uint64_t cp_seq;    /* records with seq <= cp_seq are in the volume files */
 	uint32_t flags;	    /* NVR_FLAG_* */
 	uint32_t rec_align;
-	char node[16];	  /* node id that writes this log, NUL padded */
-	uint64_t created; /* unix seconds of the last reset */
-	uint8_t reserved[40];
+	char node[16];	     /* node id that writes this log, NUL padded */
+	uint64_t created;    /* unix seconds of the last reset */
+	uint8_t boot_id[16]; /* kernel boot id of the writer (memory-mode logs
+				are only trusted within the same boot) */
+	uint8_t reserved[24];
 };
 
 /* Record header; data_len bytes of data follow, then padding to 64. */

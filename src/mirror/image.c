@@ -164,6 +164,8 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 	info->log_id = h.log_id;
 	info->cp_seq = h.cp_seq;
 	info->image_valid = h.flags & NVR_FLAG_IMG_VALID;
+	info->local_sync = h.flags & NVR_FLAG_LOCAL_SYNC;
+	memcpy(info->boot_id.b, h.boot_id, sizeof(h.boot_id));
 	memcpy(info->node, h.node, sizeof(h.node));
 	info->node[16] = '\0';
 	info->created = h.created;
@@ -195,7 +197,7 @@ uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
 	if (len > NVR_REC_HDR + (uint64_t)data_len)
 		memset((uint8_t *)dst + NVR_REC_HDR + data_len, 0, len - NVR_REC_HDR - data_len);
 	crc = mirror_crc32c(0, r, NVR_REC_HDR);
-	crc = mirror_crc32c(crc, (uint8_t *)dst + NVR_REC_HDR, data_len);
+	crc = mirror_crc32c(crc, data, data_len); /* the source: hot in cache */
 	r->crc = crc;
 	return len;
 }

@@ -109,6 +109,8 @@ struct mirror {
 	uint32_t chunk_max;
 	uint32_t max_xfer;
 	bool recovered;
+	bool trusted; /* the log's records may be replayed (see load_log) */
+	uint8_t boot_id[16];
 	uint64_t live_at_open;
 	uint64_t max_seq_at_open;
 
@@ -317,9 +319,18 @@ static void header_update(struct mirror *m)
 		m->hdr.flags |= NVR_FLAG_IMG_VALID;
 	else
 		m->hdr.flags &= ~NVR_FLAG_IMG_VALID;
+	if (m->o.durability == DURABILITY_LOCAL_SYNC)
+		m->hdr.flags |= NVR_FLAG_LOCAL_SYNC;
+	else
+		m->hdr.flags &= ~NVR_FLAG_LOCAL_SYNC;
+	memcpy(m->hdr.boot_id, m->boot_id, sizeof(m->hdr.boot_id));
 	m->hdr_slot = nvr_header_write(m->base, &m->hdr, m->hdr_slot);
 	m->written_cp = m->hdr.cp_seq;
 	m->written_valid = m->hdr_valid;
+	/* durability = memory never trusts the file after a reboot, so the
+	 * header need not reach the disk (see load_log). */
+	if (m->o.durability == DURABILITY_MEMORY && m->written_cp > m->cp_durable)
+		m->cp_durable = m->written_cp;
 	if (m->tup && (image_follows(m) || m->rs == RS_MARK))
 		m->hdr_dirty = true;
 	post(m);
@@ -397,6 +408,25 @@ static int map_fresh(struct mirror *m, uint64_t size)
 	return 0;
 }
 
+/* The kernel's boot id: pages of a file written with durability = memory
+ * are only known to be whole within the boot that wrote them. */
+static void read_boot_id(uint8_t out[16])
+{
+	char buf[64] = "";
+	struct mirror_vol_id id;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	memset(out, 0, 16);
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if (mirror_vol_id_from_uuid(buf, &id) == 0)
+			memcpy(out, id.b, 16);
+	}
+	fclose(f);
+}
+
 /* Map an existing log as it is, or start a fresh one when there is none,
  * it has no valid header, or it is of another size and holds nothing
  * live. A log of another size with live records keeps its size until they
@@ -437,6 +467,15 @@ static int load_log(struct mirror *m)
 	}
 	m->written_cp = m->hdr.cp_seq;
 	m->written_valid = m->hdr.flags & NVR_FLAG_IMG_VALID;
+	/* A log written with local-sync is durable as it stands. One written
+	 * with durability = memory is whole only if the machine did not
+	 * restart since: after a power loss its pages may be any mix of old
+	 * and new, and replaying stale records could undo flushed writes.
+	 * Acknowledged writes were in the volumes' page cache too, so within
+	 * one boot the replay only completes writes that were in flight. */
+	static const uint8_t zero[16];
+	m->trusted = (m->hdr.flags & NVR_FLAG_LOCAL_SYNC) ||
+		     (memcmp(m->hdr.boot_id, m->boot_id, 16) == 0 && memcmp(m->boot_id, zero, 16));
 	mirror_replay(m->base, m->size, 0, NULL, NULL, &st);
 	m->live_at_open = st.records;
 	m->max_seq_at_open = st.max_seq > m->hdr.cp_seq ? st.max_seq : m->hdr.cp_seq;
@@ -492,7 +531,9 @@ static int log_reset(struct mirror *m)
 	geometry(m);
 	m->h[0].state = H_ACTIVE;
 	m->active = 0;
-	m->hdr_valid = false;
+	/* With mirror = off there is no image: the log is all there is, and
+	 * complete. Otherwise the image is complete only after a resync. */
+	m->hdr_valid = !m->o.enabled;
 	header_update(m);
 	if (fdatasync(m->fd) < 0) {
 		rc = -errno;
@@ -549,6 +590,7 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 	loop_timer_init(&m->cp_timer, cp_timer_fn, m);
 	loop_timer_init(&m->retry_timer, wake_timer_fn, m);
 	loop_timer_init(&m->suspend_timer, wake_timer_fn, m);
+	read_boot_id(m->boot_id);
 	m->fd = open(m->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (m->fd < 0) {
 		rc = -errno;
@@ -641,6 +683,14 @@ int mirror_recover(struct mirror *m, mirror_record_fn apply, void *arg,
 		return -EALREADY;
 	if (!st)
 		st = &local;
+	if (m->live_at_open && !m->trusted) {
+		LOG_WARN("%s: not replaying %llu records written with durability = memory before "
+			 "this machine restarted (their pages may be torn); acknowledged writes "
+			 "since the last FLUSH may be lost",
+			 m->path, (unsigned long long)m->live_at_open);
+		memset(st, 0, sizeof(*st));
+		return log_reset(m);
+	}
 	rc = mirror_replay(m->base, m->size, 0, apply, arg, st);
 	if (rc == -ENODATA) {
 		memset(st, 0, sizeof(*st));
@@ -653,7 +703,7 @@ int mirror_recover(struct mirror *m, mirror_record_fn apply, void *arg,
 			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
 			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
 			 mirror_stop_name(st->stop));
-		rc = apply(arg, NULL, NULL);
+		rc = apply ? apply(arg, NULL, NULL) : 0;
 		if (rc < 0)
 			return rc;
 	}

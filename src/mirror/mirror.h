@@ -112,8 +112,10 @@ struct mirror_image_info {
 	uint64_t log_id;
 	uint64_t cp_seq;
 	bool image_valid; /**< an image with this header is complete (see NVRAM.md) */
+	bool local_sync;  /**< written with durability = local-sync */
 	char node[17];
 	uint64_t created;
+	struct mirror_vol_id boot_id; /**< kernel boot id of the writer */
 };
 
 /**

@@ -85,6 +85,19 @@ static void test_crc32c(void **state)
 		}
 	}
 	assert_int_equal(mirror_crc32c(0, buf, 4096), mirror_crc32c_portable(0, buf, 4096));
+	/* The interleaved paths (3 x 256 and 3 x 8192 byte blocks) and their
+	 * edges, from odd offsets. */
+	size_t big_len = 3 * 8192 * 2 + 3 * 256 + 77;
+	uint8_t *big = malloc(big_len + 8);
+	for (size_t i = 0; i < big_len + 8; i++)
+		big[i] = (uint8_t)rnd();
+	static const size_t lens[] = {767, 768, 769, 1535, 2304, 4160, 24575, 24576, 24577, 50000};
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (size_t off = 0; off < 8; off += 3)
+			assert_int_equal(mirror_crc32c(0x1234, big + off, lens[k]),
+					 mirror_crc32c_portable(0x1234, big + off, lens[k]));
+	assert_int_equal(mirror_crc32c(0, big, big_len), mirror_crc32c_portable(0, big, big_len));
+	free(big);
 }
 
 static void test_vol_id(void **state)
