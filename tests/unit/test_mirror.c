@@ -91,7 +91,7 @@ static void test_crc32c(void **state)
 	uint8_t *big = malloc(big_len + 8);
 	for (size_t i = 0; i < big_len + 8; i++)
 		big[i] = (uint8_t)rnd();
-	static const size_t lens[] = {767, 768, 769, 1535, 2304, 4160, 24575, 24576, 24577, 50000};
+	static const size_t lens[] = {767, 768, 769, 1535, 2304, 4160, 24575, 24576, 24577, 49000};
 	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
 		for (size_t off = 0; off < 8; off += 3)
 			assert_int_equal(mirror_crc32c(0x1234, big + off, lens[k]),
