@@ -1407,6 +1407,16 @@ static void cp_step(struct mirror *m)
 	m->host->checkpoint(m->host_ctx, cp_host_done_fn, m);
 }
 
+/* With local-sync every logged record is on disk and a restart replays it,
+ * so a FLUSH only waits for the log sync; with memory it is a consistency
+ * point (the volumes fdatasync'ed). */
+static bool flush_covered(const struct mirror *m, const struct mirror_flush *f)
+{
+	if (m->o.durability == DURABILITY_LOCAL_SYNC && f->target <= m->synced_seq)
+		return true;
+	return f->target <= m->cp_durable;
+}
+
 void mirror_flush(struct mirror *m, struct mirror_flush *f)
 {
 	f->target = m->placed_seq;
@@ -1416,7 +1426,10 @@ void mirror_flush(struct mirror *m, struct mirror_flush *f)
 	else
 		m->flush_head = f;
 	m->flush_tail = f;
-	request_cp(m, f->target);
+	if (m->o.durability == DURABILITY_LOCAL_SYNC)
+		post(m);
+	else
+		request_cp(m, f->target);
 }
 
 static void flush_complete(struct mirror *m)
@@ -1425,11 +1438,11 @@ static void flush_complete(struct mirror *m)
 	struct mirror_flush *f;
 
 	m->cp_error = 0;
-	while ((f = m->flush_head) && (err || f->target <= m->cp_durable)) {
+	while ((f = m->flush_head) && (err || flush_covered(m, f))) {
 		m->flush_head = f->next;
 		if (!m->flush_head)
 			m->flush_tail = NULL;
-		f->done(f, f->target <= m->cp_durable ? 0 : err);
+		f->done(f, flush_covered(m, f) ? 0 : err);
 	}
 }
 
@@ -1502,4 +1515,10 @@ void mirror_get_status(const struct mirror *m, struct mirror_status *st)
 	st->suspend_timeouts = m->n_suspend_timeouts;
 	st->writes_waiting = m->wait_space.n;
 	st->writes_unlogged = m->wait_logged.n;
+	st->xfers_inflight = m->ring_count;
+	st->cp_running = m->cp_running || m->cp_want > m->hdr.cp_seq;
+	st->idle = !st->cp_running && !m->ring_count && !m->hdr_dirty && !m->hdr_pending &&
+		   !m->sync_inflight && !m->wait_space.n && !m->wait_logged.n &&
+		   (!image_follows(m) || m->h[0].state == H_FREE || m->h[0].sent == m->h[0].tail) &&
+		   (!image_follows(m) || m->h[1].state == H_FREE || m->h[1].sent == m->h[1].tail);
 }

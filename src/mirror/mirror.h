@@ -391,7 +391,9 @@ int mirror_append(struct mirror *m, struct mirror_write *w);
  * now cover it. Call it exactly once per accepted append, at any time. */
 void mirror_applied(struct mirror *m, struct mirror_write *w);
 
-/** NBD FLUSH: a consistency point covering every write logged so far. */
+/** NBD FLUSH: every write logged so far becomes durable. With durability =
+ * memory that is a consistency point (volumes fdatasync'ed); with
+ * local-sync the synced log already is (a restart replays it). */
 struct mirror_flush {
 	void (*done)(struct mirror_flush *f, int result);
 	void *arg;
@@ -417,6 +419,11 @@ struct mirror_status {
 	uint64_t checkpoints, half_switches, space_waits, resyncs, suspend_timeouts;
 	unsigned writes_waiting;  /**< for space */
 	unsigned writes_unlogged; /**< placed, not yet logged */
+	unsigned xfers_inflight;  /**< transport writes not yet completed */
+	bool cp_running;	  /**< a consistency point is in progress */
+	/** Nothing in progress: no consistency point, transport write, header
+	 * write or log sync (a clean point to close, or to compare images). */
+	bool idle;
 };
 void mirror_get_status(const struct mirror *m, struct mirror_status *st);
 

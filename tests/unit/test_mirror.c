@@ -595,10 +595,13 @@ static bool flag_set(void *arg)
 	return *(int *)arg != 0;
 }
 
-static bool lb_idle(void *arg)
+static bool mirror_idle(void *arg)
 {
 	struct harness *hs = arg;
-	return mirror_loopback_pending(hs->lb) == 0;
+	struct mirror_status st;
+
+	mirror_get_status(hs->m, &st);
+	return st.idle;
 }
 
 /* A consistency point, then no transfer in flight. */
@@ -611,11 +614,9 @@ static void quiesce(struct harness *hs)
 	mirror_flush(hs->m, &f);
 	run_until(hs, flag_set, &fr);
 	assert_int_equal(fr, 1);
-	if (hs->lb) {
-		run_until(hs, lb_idle, hs);
-		run_turns(hs, 3);
-		run_until(hs, lb_idle, hs);
-	}
+	run_until(hs, mirror_idle, hs);
+	if (hs->lb)
+		assert_int_equal(mirror_loopback_pending(hs->lb), 0);
 }
 
 /* ------------------------------------------------------------------ */
