@@ -20,10 +20,11 @@ ninja -C "$build" bench/store-bench >/dev/null
 rm -rf "$dir"
 trap 'rm -rf "$dir"' EXIT INT TERM
 
-fs=$(stat -f -c %T "$(dirname "$dir")")
+fs=$(findmnt -no FSTYPE --target "$(dirname "$dir")" 2>/dev/null || stat -f -c %T "$(dirname "$dir")")
 echo "# store-bench: $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# shelf $dir on $fs; file I/O is buffered (page cache), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# command: $build/bench/store-bench --dir $dir --size ${SIZE:-1G} --runtime ${RUNTIME:-5} --repeat ${REPEAT:-3} $*"
 "$build/bench/store-bench" --dir "$dir" --size "${SIZE:-1G}" --runtime "${RUNTIME:-5}" \
 	--repeat "${REPEAT:-3}" "$@" | tee "$dir.md"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,7 +17,6 @@ enum key_type {
 	KEY_ENUM,  /* one of names[] */
 	KEY_LEVEL, /* log level */
 	KEY_LINK,  /* repeatable interconnect link */
-	KEY_BOOL,  /* on|off, yes|no, true|false, 1|0 */
 };
 
 struct key_def {
@@ -33,6 +32,7 @@ struct key_def {
 
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
+static const char *const onoff_names[] = {"off", "on", NULL};
 static const char *const durability_names[] = {"memory", "local-sync", NULL};
 static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 
@@ -62,7 +62,20 @@ static const struct key_def schema[] = {
     {"ic", "heartbeat_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
-    {"mirror", "mirror", KEY_BOOL, F(mirror.enabled), 0, 0, NULL, false},
+    {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
+    {"monitor", "partner_shelf", KEY_PATH, F(monitor.partner_shelf), 0, 0, NULL, false},
+    {"monitor", "heartbeat_ms", KEY_UINT, F(monitor.heartbeat_ms), 1, 10000, NULL, false},
+    {"monitor", "deadline_ms", KEY_UINT, F(monitor.deadline_ms), 5, 600000, NULL, false},
+    {"monitor", "mailbox_ms", KEY_UINT, F(monitor.mailbox_ms), 5, 60000, NULL, false},
+    {"monitor", "mailbox_deadline_ms", KEY_UINT, F(monitor.mailbox_deadline_ms), 10, 600000, NULL,
+     false},
+    {"monitor", "lease_ms", KEY_UINT, F(monitor.lease_ms), 10, 600000, NULL, false},
+    {"monitor", "fence_margin_ms", KEY_UINT, F(monitor.fence_margin_ms), 0, 600000, NULL, false},
+    {"monitor", "watchdog_ms", KEY_UINT, F(monitor.watchdog_ms), 50, 600000, NULL, false},
+    {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
+    {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
+     false},
+    {"mirror", "mirror", KEY_ENUM, F(mirror.enabled), 0, 0, onoff_names, false},
     {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
     {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
     {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
@@ -87,8 +100,17 @@ void config_defaults(struct duet_config *cfg)
 	cfg->ic.heartbeat_ms = 20;
 	cfg->ic.link_deadline_ms = 100;
 	cfg->ic.session_deadline_ms = 1000;
+	cfg->monitor.heartbeat_ms = 20;
+	cfg->monitor.deadline_ms = 150;
+	cfg->monitor.mailbox_ms = 50;
+	cfg->monitor.mailbox_deadline_ms = 150;
+	cfg->monitor.lease_ms = 100;
+	cfg->monitor.fence_margin_ms = 50;
+	cfg->monitor.watchdog_ms = 1000;
+	cfg->monitor.auto_giveback = CONFIG_OFF;
+	cfg->monitor.giveback_delay_ms = 5000;
 	cfg->node.nvram_size = 64ull << 20;
-	cfg->mirror.enabled = true;
+	cfg->mirror.enabled = CONFIG_ON;
 	cfg->mirror.durability = DURABILITY_MEMORY;
 	cfg->mirror.down = MIRROR_DOWN_DEGRADE;
 	cfg->mirror.suspend_timeout_ms = 30000;
@@ -221,18 +243,6 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *v
 	}
 	case KEY_LINK:
 		return set_link(c, d, value);
-	case KEY_BOOL:
-		if (!strcmp(value, "on") || !strcmp(value, "yes") || !strcmp(value, "true") ||
-		    !strcmp(value, "1")) {
-			*(bool *)(void *)field = true;
-			return 1;
-		}
-		if (!strcmp(value, "off") || !strcmp(value, "no") || !strcmp(value, "false") ||
-		    !strcmp(value, "0")) {
-			*(bool *)(void *)field = false;
-			return 1;
-		}
-		return fail(c, d->section, d->key, "'%s': want on or off", value);
 	}
 	return fail(c, d->section, d->key, "internal: unknown key type%s", "");
 }
@@ -270,6 +280,30 @@ static int handler(void *user, const char *section, const char *name, const char
 	return fail(c, section, name, "unknown key%s", "");
 }
 
+/* The failover timings only make sense in a certain order (docs/FAILOVER.md):
+ * refuse a set that would cause false failovers or a flickering I/O gate. */
+static int check_monitor(struct parse_ctx *c)
+{
+	uint64_t hb = c->cfg->monitor.heartbeat_ms, deadline = c->cfg->monitor.deadline_ms;
+	uint64_t mbox = c->cfg->monitor.mailbox_ms,
+		 mbox_deadline = c->cfg->monitor.mailbox_deadline_ms;
+	uint64_t lease = c->cfg->monitor.lease_ms, watchdog = c->cfg->monitor.watchdog_ms;
+	const char *what = NULL;
+
+	if (deadline < 2 * hb)
+		what = "deadline_ms: want at least 2 x heartbeat_ms";
+	else if (mbox_deadline < 2 * mbox)
+		what = "mailbox_deadline_ms: want at least 2 x mailbox_ms";
+	else if (lease < 2 * mbox)
+		what = "lease_ms: want at least 2 x mailbox_ms";
+	else if (watchdog <= lease)
+		what = "watchdog_ms: want more than lease_ms";
+	if (!what)
+		return 0;
+	snprintf(c->err, c->errlen, "%s: [monitor] %s", c->name, what);
+	return -EINVAL;
+}
+
 static int finish(struct parse_ctx *c, int rc)
 {
 	if (rc > 0) {
@@ -301,7 +335,7 @@ static int finish(struct parse_ctx *c, int rc)
 			 c->name);
 		return -EINVAL;
 	}
-	return 0;
+	return check_monitor(c);
 }
 
 static void ini_setup(void)

@@ -37,6 +37,11 @@ enum config_balance {
 	BALANCE_LEAST_OUTSTANDING,
 };
 
+enum config_onoff {
+	CONFIG_OFF = 0,
+	CONFIG_ON,
+};
+
 /** [mirror] durability: which syncs stand behind an acknowledged write. */
 enum config_durability {
 	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
@@ -82,15 +87,31 @@ struct duet_config {
 		uint64_t heartbeat_ms;
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
+		uint64_t instance_max_load; /* bytes/s past which ports go to another
+					       CCM instance; 0: least-loaded only */
 	} ic;
+	/** Failover monitor (docs/FAILOVER.md explains every figure). */
 	struct {
-		bool enabled; /* mirror = on|off */
+		char
+		    partner_shelf[PATH_MAX]; /* where this node sees the partner's shelf; "" none */
+		uint64_t heartbeat_ms;	     /* heartbeat interval on every link */
+		uint64_t deadline_ms;	     /* no heartbeat on any link this long: suspect */
+		uint64_t mailbox_ms;	     /* mailbox write/read cycle */
+		uint64_t mailbox_deadline_ms; /* partner mailbox unchanged this long: silent */
+		uint64_t lease_ms;	  /* I/O allowed this long after a clean own-mark read */
+		uint64_t fence_margin_ms; /* taker waits lease_ms + this after its mark */
+		uint64_t watchdog_ms;	  /* reactor stall that ends the process */
+		enum config_onoff auto_giveback;
+		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
+	} monitor;
+	/** NVRAM mirroring (docs/NVRAM.md). */
+	struct {
+		enum config_onoff enabled; /* mirror = on|off */
 		enum config_durability durability;
 		enum config_mirror_down down;
-		uint64_t suspend_timeout_ms;
-		uint64_t cp_interval_ms;
-		char
-		    partner_image[PATH_MAX]; /* file backing the partner's image; "" when not set */
+		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */
+		uint64_t cp_interval_ms;      /* consistency point timer */
+		char partner_image[PATH_MAX]; /* file backing the partner's image; "" not set */
 	} mirror;
 };
 

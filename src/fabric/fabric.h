@@ -11,6 +11,55 @@
  * it is posted, and an operation that fails with the peer's connection
  * broken is reported, after which the link re-arms its address so that a
  * later operation can connect again.
+ *
+ * Operation contract (fab_read, fab_write, fab_writedata, fab_send):
+ * - A call that returns 0 accepted the operation: op->done(op, status) is
+ *   then called exactly once, always later from the loop (or from
+ *   fab_link_abort / fab_link_close), never from inside the call itself.
+ * - A call that returns a negative errno did not accept it and never calls
+ *   op->done: -EINVAL (remote range outside rem->size, NULL arguments, or a
+ *   local buffer outside every registered region on a provider that needs
+ *   FI_MR_LOCAL), -EMSGSIZE (longer than the provider or max_msg allows),
+ *   -EOPNOTSUPP (immediate data wider than the provider carries), -ENOMEM,
+ *   -ESHUTDOWN (the link is closing).
+ * - status is 0 or a negative errno: -ETIMEDOUT (fab_link_abort),
+ *   -ECANCELED (fab_link_close, or the peer's connection broke), or another
+ *   error reported by the provider. Any transport error re-arms the peer's
+ *   address, so a later operation opens a fresh connection.
+ * - An operation the provider cannot take yet (-FI_EAGAIN: send queue full,
+ *   peer not up) is kept in the link's backlog and posted again from the
+ *   loop, with backoff while it keeps failing. Order of posting is kept.
+ * - The local buffer of an operation must stay valid until done is called.
+ *   After fab_link_abort the provider may still hold aborted operations
+ *   (stats.orphans counts them) and may still read or write their local
+ *   buffers until their late completions arrive (ignored) or the link is
+ *   closed. fab_link_close guarantees the provider is done with all of them.
+ *
+ * Remote addresses are offsets into the peer's region, with application
+ * chosen keys: providers that need FI_MR_VIRT_ADDR, FI_MR_PROV_KEY or
+ * FI_MR_RAW are refused at fab_link_open with an error naming the provider.
+ * Providers that need FI_MR_LOCAL are served: local buffers must then lie in
+ * a region registered with fab_mr_reg (access 0 registers for local use).
+ *
+ * Progress: the completion queue's wait fd sits in the loop (edge
+ * triggered); every wake-up reads the CQ until fi_trywait allows sleeping
+ * again, which is all a target needs to serve the peer's RMA while idle.
+ * When fi_trywait keeps refusing with nothing to read, or the provider has
+ * no wait fd at all, the link polls from a short timer instead.
+ *
+ * Process-wide side effects of the first fab_link_open: unless already set,
+ * it sets in the environment FI_AV_REMOVE_CLEANUP=1 (so that re-arming a
+ * peer on rxm really drops its dead connection), FI_TCP_NODELAY=1,
+ * FI_OFI_RXM_CM_PROGRESS_INTERVAL=0 (rxm otherwise handles connection
+ * events only every 10 ms and refuses fi_trywait meanwhile) and
+ * IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler). libfabric reads them once,
+ * so no other libfabric call may come first in the process.
+ *
+ * libfabric's descriptors (sockets, epoll and event fds) are NOT
+ * close-on-exec and this module does nothing about it: a process that execs
+ * must close them in the child (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC)).
+ *
+ * Everything runs on the thread of the link's loop; nothing is thread safe.
  */
 #ifndef DUET_FABRIC_FABRIC_H
 #define DUET_FABRIC_FABRIC_H
@@ -23,13 +72,20 @@ struct loop;
 struct fab_link;
 struct fab_mr;
 
+/** Flags of fab_link_opts.flags (for tests and odd providers). */
+#define FAB_LINK_FORCE_MR_LOCAL (1u << 0) /* act as if the provider needed FI_MR_LOCAL */
+#define FAB_LINK_FORCE_POLL	(1u << 1) /* poll the CQ from timers, no wait fd */
+
 struct fab_link_opts {
-	const char *name;     /* "ic0", for logs */
-	const char *provider; /* "tcp;ofi_rxm" */
+	const char *name;     /* "ic0", for logs; NULL: "fab" */
+	const char *provider; /* "tcp;ofi_rxm"; NULL: that */
 	const char *local;    /* "host:port" this link binds */
 	const char *peer;     /* "host:port" of the partner's link */
-	unsigned rx_depth;    /* receive buffers posted for messages */
-	size_t max_msg;	      /* largest two-sided message */
+	unsigned rx_depth;    /* receive buffers posted for messages; 0: 64 */
+	size_t max_msg;	      /* largest two-sided message; 0: 4096 */
+	/* Extensions (zero means default). */
+	unsigned retry_max_ms; /* backlog retry backoff cap; 0: 20 ms */
+	unsigned flags;	       /* FAB_LINK_* */
 };
 
 /** A region the peer advertised: its key and size (offsets are relative). */
@@ -60,27 +116,48 @@ struct fab_link_events {
 	void *arg;
 };
 
+/**
+ * Open a link bound at opts->local towards opts->peer. The peer need not be
+ * up: operations wait in the backlog until it is. @p ev may be NULL.
+ * @return 0, -EINVAL (bad options), -EADDRNOTAVAIL/-ENODATA (no provider
+ * can bind there or the provider lacks what duet needs: logged), -ENOMEM.
+ */
 int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 		  const struct fab_link_events *ev, struct fab_link **out);
-/** Close the link; in-flight operations complete with -ECANCELED first. */
+/**
+ * Close the link; in-flight operations complete with -ECANCELED first (from
+ * inside this call). Safe to call from any callback of the link. Regions
+ * still registered are deregistered; their fab_mr_close() only frees them.
+ */
 void fab_link_close(struct fab_link *link);
 const char *fab_link_name(const struct fab_link *link);
 
-/** Register @p len bytes at @p buf for remote read and/or write under @p key. */
+/**
+ * Register @p len bytes at @p buf for remote read and/or write under @p key
+ * (application chosen; the peer addresses the region by offset). access 0
+ * registers for local use only (needed on FI_MR_LOCAL providers).
+ * @return 0, -EEXIST (key in use), -EINVAL (key too wide for the provider,
+ * or in the reserved top 256 keys), or another negative errno.
+ */
 #define FAB_REMOTE_READ	 (1u << 0)
 #define FAB_REMOTE_WRITE (1u << 1)
 int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsigned access,
 	       struct fab_mr **out);
+/** Deregister and free; may be called before or after fab_link_close. */
 void fab_mr_close(struct fab_mr *mr);
 
 /** Flags for writes. */
 #define FAB_DELIVERY_COMPLETE (1u << 0) /* done only once in the peer's memory */
 
+/** Read @p len bytes at @p offset of the peer's region into @p local. */
 int fab_read(struct fab_link *link, void *local, size_t len, const struct fab_remote *rem,
 	     uint64_t offset, struct fab_op *op);
+/** Write @p len bytes of @p local at @p offset of the peer's region. Without
+ * FAB_DELIVERY_COMPLETE, done means the local buffer may be reused only. */
 int fab_write(struct fab_link *link, const void *local, size_t len, const struct fab_remote *rem,
 	      uint64_t offset, unsigned flags, struct fab_op *op);
-/** Write with 64 bits of immediate data, raised as on_doorbell at the peer. */
+/** Write with 64 bits of immediate data, raised as on_doorbell at the peer
+ * (len 0 is a pure doorbell; the range is still checked). */
 int fab_writedata(struct fab_link *link, const void *local, size_t len,
 		  const struct fab_remote *rem, uint64_t offset, uint64_t imm, unsigned flags,
 		  struct fab_op *op);
@@ -90,15 +167,22 @@ int fab_send(struct fab_link *link, const void *msg, size_t len, struct fab_op *
 /**
  * Fail every operation in flight on @p link with -ETIMEDOUT now (the caller
  * decided the link is dead); their late completions, if any, are ignored.
+ * The peer is re-armed so that later operations open a fresh connection.
  */
 void fab_link_abort(struct fab_link *link);
 
 struct fab_link_stats {
-	uint64_t ops;
-	uint64_t bytes;
-	uint64_t errors;
-	uint64_t inflight;
-	uint64_t inflight_bytes;
+	uint64_t ops;		 /* operations completed successfully */
+	uint64_t bytes;		 /* their bytes */
+	uint64_t errors;	 /* operations completed with an error (incl. aborted) */
+	uint64_t inflight;	 /* accepted, not completed (posted + backlog) */
+	uint64_t inflight_bytes; /* their bytes */
+	/* Extensions. */
+	uint64_t backlog;      /* of inflight: waiting to be posted */
+	uint64_t orphans;      /* aborted ops the provider still holds */
+	uint64_t rearms;       /* times the peer address was re-armed */
+	uint64_t msgs_in;      /* messages received */
+	uint64_t doorbells_in; /* doorbells received */
 };
 void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st);
 

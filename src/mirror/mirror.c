@@ -205,7 +205,7 @@ void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cf
 	o->path = path;
 	o->size = cfg->node.nvram_size;
 	o->node_id = cfg->node.id;
-	o->enabled = cfg->mirror.enabled;
+	o->enabled = cfg->mirror.enabled == CONFIG_ON;
 	o->durability = cfg->mirror.durability;
 	o->down = cfg->mirror.down;
 	o->suspend_timeout_ms = cfg->mirror.suspend_timeout_ms;

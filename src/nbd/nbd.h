@@ -65,6 +65,16 @@ struct nbd_extent {
 /**
  * One command handed to the backend. The server owns it and its buffer;
  * the backend fills what the command asks and calls nbd_io_done() once.
+ *
+ * The server has already checked the request against the export (bounds,
+ * alignment to min_block, flags the export advertised, read-only), so the
+ * backend sees only valid commands: READ, WRITE, FLUSH, TRIM, CACHE,
+ * WRITE_ZEROES and BLOCK_STATUS (the latter only if can_block_status; the
+ * server answers "all allocated" itself otherwise). FUA is passed on only
+ * for commands that write (WRITE, TRIM, WRITE_ZEROES). @c buf is aligned
+ * to 4096 bytes (fit for O_DIRECT) and stays valid until nbd_io_done().
+ * A zero-length READ, WRITE, TRIM, WRITE_ZEROES or CACHE never reaches
+ * the backend, nor does CACHE when the export has no can_cache.
  */
 struct nbd_io {
 	uint16_t type;	/* enum nbd_cmd_type (never DISC) */
@@ -85,8 +95,16 @@ struct nbd_io {
 
 /**
  * Backend operations. @c ctx is the pointer given to nbd_server_create().
- * @c list calls @p emit for every export; @c open returns -ENOENT for an
- * unknown name; @c submit must eventually call nbd_io_done(io, 0 or -errno).
+ * All are called on the server's loop thread.
+ * @c list calls @p emit for every export (desc may be NULL or "").
+ * @c open returns 0, -ENOENT for an unknown name (NBD_REP_ERR_UNKNOWN),
+ * -EACCES/-EPERM (ERR_POLICY) or -ESHUTDOWN (ERR_SHUTDOWN); the name is
+ * NUL-terminated, may be "" (the default export). NBD_OPT_INFO opens and
+ * closes at once. @c close is called once per successful open, after the
+ * last nbd_io_done() of that handle: it may come from inside nbd_io_done(),
+ * and after nbd_server_destroy() if ios were still in flight then.
+ * @c submit must eventually call nbd_io_done(io, 0 or -errno), inline or
+ * later, in any order.
  */
 struct nbd_backend_ops {
 	int (*list)(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
@@ -97,21 +115,37 @@ struct nbd_backend_ops {
 };
 
 struct nbd_server_opts {
-	const char *listen;   /* "host:port" */
+	const char *listen;   /* "host:port"; NULL: no listener (nbd_server_add_fd) */
 	const char *name;     /* for logs: "nbd" or "proxy" */
-	uint64_t max_payload; /* largest READ/WRITE, >= 32 MiB */
-	uint64_t conn_buffer; /* bytes of payload in flight per connection */
-	unsigned max_clients; /* connections beyond are refused */
+	uint64_t max_payload; /* largest READ/WRITE; 0: 32 MiB; 4 KiB..1 GiB */
+	uint64_t conn_buffer; /* bytes of payload in flight per connection; 0: 64 MiB */
+	unsigned max_clients; /* connections beyond are refused; 0: 1024 */
+	unsigned timeout_ms;  /* handshake deadline, and stall of a half-received
+				 request; 0: 30000 */
 };
 
-/** Complete @p io with 0 or a negative errno (mapped to an NBD error). */
+/**
+ * Complete @p io with 0 or a negative errno (mapped to an NBD error:
+ * -EPERM/-EROFS/-EACCES EPERM, -EIO EIO, -ENOMEM ENOMEM, -EINVAL EINVAL,
+ * -ENOSPC/-EDQUOT/-EFBIG ENOSPC, -EOVERFLOW EOVERFLOW, -ENOTSUP ENOTSUP
+ * (only for WRITE_ZEROES, the fast-zero refusal; EINVAL elsewhere),
+ * -ESHUTDOWN ESHUTDOWN, anything else EIO). Call it on the server's loop
+ * thread, exactly once per io, inline from submit or later.
+ */
 void nbd_io_done(struct nbd_io *io, int result);
 
 int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		      const struct nbd_backend_ops *ops, void *ctx, struct nbd_server **out);
 /** Close the listener and every connection (their in-flight ios complete
- * into the void: the backend may still call nbd_io_done on them). */
+ * into the void: the backend may still call nbd_io_done on them). The
+ * server's memory is released once those ios are done and the loop has
+ * run one more turn (a connection may have a posted task queued). */
 void nbd_server_destroy(struct nbd_server *srv);
+
+/** Serve a client on an already connected stream socket (socketpair,
+ * UNIX socket, socket activation). The server takes @p fd in every case.
+ * @return 0, -EMFILE beyond max_clients, or another negative errno. */
+int nbd_server_add_fd(struct nbd_server *srv, int fd);
 
 struct nbd_server_stats {
 	uint64_t connections; /* open now */

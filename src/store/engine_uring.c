@@ -32,18 +32,21 @@ struct uring {
 	bool slot_used[URING_FIXED_FILES];
 };
 
-/* Turn the current step of @p io into an SQE. There is always room: busy
- * never exceeds slots, and the SQ has at least slots entries. */
+/* Room for one more step: a free slot (bounding what is in flight, so the
+ * CQ cannot overflow) and a free SQE (always there while busy < slots, as
+ * the SQ has at least slots entries; checked anyway). */
+static bool has_room(struct uring *u)
+{
+	return u->busy < u->slots && io_uring_sq_space_left(&u->ring) > 0;
+}
+
+/* Turn the current step of @p io into an SQE; the caller checked has_room. */
 static void prep(struct uring *u, struct store_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	struct store_step st;
 	int fd;
 
-	if (!sqe) {
-		io_list_push(&u->ovf, io);
-		return;
-	}
 	store_step_get(io, &st);
 	fd = st.slot != STORE_SLOT_NONE ? st.slot : st.fd;
 	switch (st.kind) {
@@ -109,7 +112,7 @@ static void submit_task(void *arg)
 	struct uring *u = arg;
 	int rc;
 
-	while (u->ovf.head && u->busy < u->slots)
+	while (u->ovf.head && has_room(u))
 		prep(u, io_list_pop(&u->ovf));
 	if (io_uring_sq_ready(&u->ring) == 0)
 		return;
@@ -136,7 +139,7 @@ static void uring_queue(struct store *s, struct store_io *io)
 {
 	struct uring *u = s->engine;
 
-	if (!u->ovf.head && u->busy < u->slots)
+	if (!u->ovf.head && has_room(u))
 		prep(u, io);
 	else
 		io_list_push(&u->ovf, io);

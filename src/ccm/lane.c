@@ -1,0 +1,618 @@
+/* Links as lanes (docs/CCM.md, "Lanes" and "Instances").
+ *
+ * Each link is a lane. During a session every lane reads the partner's
+ * session region every heartbeat_ms; a lane is up while those reads keep
+ * completing within link_deadline_ms. Traffic goes to the up lanes of the
+ * port's instance (round-robin or least outstanding bytes), or to any up
+ * lane when its instance has none. A lane that dies is aborted: its
+ * operations fail with -ETIMEDOUT and are re-issued by their owners. */
+#define LOG_MODULE "ccm"
+#include "ccm/ccm_priv.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MS 1000000ull
+
+static void lane_on_msg(void *arg, const void *msg, size_t len)
+{
+	struct ccm_link *l = arg;
+
+	sess_on_msg(l->ccm, msg, len);
+}
+
+static void lane_on_doorbell(void *arg, uint64_t imm)
+{
+	struct ccm_link *l = arg;
+
+	hs_on_doorbell(l->ccm, imm);
+}
+
+static void deadline_cb(struct loop_timer *t)
+{
+	struct ccm_link *l = t->arg;
+	char why[64];
+
+	if (l->ccm->state != ST_SETUP && l->ccm->state != ST_UP)
+		return;
+	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
+		 (unsigned long long)(l->ccm->link_deadline_ns / MS));
+	lane_fail(l, why, true);
+}
+
+static void hb_done(struct fab_op *op, int status);
+
+void lane_init(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		loop_timer_init(&l->deadline, deadline_cb, l);
+		l->hb_op.done = hb_done;
+		l->hb_op.arg = l;
+	}
+}
+
+/* Open link @p i and register on it everything the partner may access:
+ * the boot region and the slot, and during a session the session region
+ * and every port, under the keys they already have. */
+static int lane_open_one(struct ccm *ccm, unsigned i)
+{
+	struct ccm_link *l = &ccm->links[i];
+	struct fab_link_opts o = {
+	    .name = l->name,
+	    .provider = ccm->provider,
+	    .local = ccm->link_cfg[i].local,
+	    .peer = ccm->link_cfg[i].peer,
+	    .rx_depth = CCM_RX_DEPTH,
+	    .max_msg = CCM_LINK_MAX_MSG,
+	};
+	struct fab_link_events ev = {
+	    .on_msg = lane_on_msg,
+	    .on_doorbell = lane_on_doorbell,
+	    .arg = l,
+	};
+	struct fab_link *fl;
+	int rc;
+
+	rc = fab_link_open(ccm->loop, &o, &ev, &fl);
+	if (rc < 0)
+		return rc;
+	rc = fab_mr_reg(fl, ccm->boot, sizeof(*ccm->boot), CCM_BOOT_KEY, FAB_REMOTE_READ,
+			&l->boot_mr);
+	if (rc == 0)
+		rc = fab_mr_reg(fl, ccm->slot, sizeof(*ccm->slot), CCM_SLOT_KEY, FAB_REMOTE_WRITE,
+				&l->slot_mr);
+	if (rc == 0 && ccm->sess_key && (ccm->state == ST_SETUP || ccm->state == ST_UP))
+		rc = fab_mr_reg(fl, ccm->sess, sizeof(*ccm->sess), ccm->sess_key, FAB_REMOTE_READ,
+				&l->sess_mr);
+	for (unsigned c = 0; rc == 0 && c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead)
+			continue;
+		for (unsigned p = 0; rc == 0 && p < cl->n_ports; p++) {
+			struct ccm_port *pt = &cl->ports[p];
+			if (pt->registered && pt->size)
+				rc = fab_mr_reg(fl, pt->mem, pt->size, pt->key,
+						FAB_REMOTE_READ | FAB_REMOTE_WRITE, &pt->mr[i]);
+		}
+	}
+	l->fl = fl;
+	if (rc < 0) {
+		LOG_ERROR("cannot register the regions of link %s: %s", l->name, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* Close link @p i (its operations complete with -ECANCELED from inside) and
+ * free its regions, which fab_link_close deregistered. */
+static void lane_close_one(struct ccm *ccm, unsigned i)
+{
+	struct ccm_link *l = &ccm->links[i];
+	struct fab_link *fl = l->fl;
+
+	l->fl = NULL;
+	l->hb_busy = false; /* completes with -ECANCELED right now */
+	if (fl)
+		fab_link_close(fl);
+	fab_mr_close(l->sess_mr);
+	fab_mr_close(l->slot_mr);
+	fab_mr_close(l->boot_mr);
+	l->sess_mr = l->slot_mr = l->boot_mr = NULL;
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl)
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++) {
+			fab_mr_close(cl->ports[p].mr[i]);
+			cl->ports[p].mr[i] = NULL;
+		}
+	}
+}
+
+int lane_open_all(struct ccm *ccm)
+{
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < ccm->n_links; i++) {
+		rc = lane_open_one(ccm, i);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0)
+		return 0;
+	LOG_ERROR("cannot open interconnect link %s (%s -> %s): %s", ccm->link_cfg[i].name,
+		  ccm->link_cfg[i].local, ccm->link_cfg[i].peer, strerror(-rc));
+	lane_close_all(ccm);
+	return rc;
+}
+
+void lane_close_all(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		loop_timer_cancel(ccm->loop, &l->deadline);
+		lane_close_one(ccm, i);
+		l->up = false;
+	}
+}
+
+unsigned lane_up_count(const struct ccm *ccm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		n += ccm->links[i].up;
+	return n;
+}
+
+/* An error that says something about the path, not about the operation. */
+bool lane_error_is_link(int status)
+{
+	switch (-status) {
+	case EINVAL:
+	case ERANGE:
+	case EMSGSIZE:
+	case EFAULT:
+	case EPERM:
+		return false;
+	default:
+		return true;
+	}
+}
+
+void lane_account(struct ccm_link *l, size_t len, int status)
+{
+	struct ccm_inst *in = &l->ccm->inst[l->inst];
+
+	if (l->inflight_ops)
+		l->inflight_ops--;
+	l->inflight_bytes = l->inflight_bytes > len ? l->inflight_bytes - len : 0;
+	if (in->ops_inflight)
+		in->ops_inflight--;
+	in->bytes_inflight = in->bytes_inflight > len ? in->bytes_inflight - len : 0;
+	if (status == 0) {
+		l->ops++;
+		l->bytes += len;
+		in->bytes_total += len;
+	} else {
+		l->errors++;
+	}
+}
+
+static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigned n, unsigned *rr)
+{
+	struct ccm_link *best = NULL;
+
+	if (ccm->balance == BALANCE_ROUND_ROBIN) {
+		for (unsigned k = 0; k < n; k++) {
+			struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
+			if (l->up && l->fl) {
+				*rr = (*rr + k + 1) % n;
+				return l;
+			}
+		}
+		return NULL;
+	}
+	/* Least outstanding bytes; ties go round so that idle lanes share. */
+	for (unsigned k = 0; k < n; k++) {
+		struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
+		if (!l->up || !l->fl)
+			continue;
+		if (!best || l->inflight_bytes < best->inflight_bytes ||
+		    (l->inflight_bytes == best->inflight_bytes &&
+		     l->inflight_ops < best->inflight_ops))
+			best = l;
+	}
+	if (best)
+		*rr = (*rr + 1) % n;
+	return best;
+}
+
+/* A lane for an operation of @p len bytes of a port placed on @p inst. */
+struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+{
+	struct ccm_inst *in = &ccm->inst[inst < ccm->n_inst ? inst : 0];
+	unsigned all[CCM_MAX_LINKS];
+	struct ccm_link *l;
+
+	(void)len;
+	l = pick_among(ccm, in->links, in->n_links, &in->rr);
+	if (l)
+		return l;
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		all[i] = i;
+	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr);
+}
+
+void lane_ok(struct ccm_link *l)
+{
+	struct ccm *ccm = l->ccm;
+	uint64_t now = now_ns();
+
+	l->last_ok_ns = now;
+	loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns);
+	if (l->up)
+		return;
+	l->up = true;
+	l->last_change_ns = now;
+	ccm->all_down_since_ns = 0;
+	LOG_INFO("link %s up (rtt %llu us)", l->name, (unsigned long long)(l->rtt_ns / 1000));
+	ccm->drain_pending = true;
+	ccm->kick_pending = true;
+	ccm_schedule(ccm);
+}
+
+void lane_fail(struct ccm_link *l, const char *why, bool hang)
+{
+	struct ccm *ccm = l->ccm;
+	uint64_t now = now_ns();
+
+	if (!l->up)
+		return;
+	l->up = false;
+	l->last_change_ns = now;
+	loop_timer_cancel(ccm->loop, &l->deadline);
+	if (hang)
+		l->reset_pending = true;
+	else
+		l->abort_pending = true;
+	if (lane_up_count(ccm) == 0) {
+		ccm->all_down_since_ns = now;
+		LOG_WARN("link %s down: %s; no link left, the session ends in %llu ms unless "
+			 "one returns",
+			 l->name, why, (unsigned long long)(ccm->session_deadline_ns / MS));
+	} else {
+		ccm->last_probe_ns = 0; /* has the partner rebooted? look soon */
+		LOG_WARN("link %s down: %s; its traffic moves to the other links", l->name, why);
+	}
+	ccm_schedule(ccm);
+}
+
+/* Outside of any fabric callback: abort the lanes that failed with an
+ * error, reset (close and reopen) those that hung. Their operations fail
+ * and are re-issued on the other lanes by their owners. */
+void lane_do_aborts(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		bool reset = l->reset_pending, abort_ = l->abort_pending;
+		if (!reset && !abort_ && !l->reopen_pending)
+			continue;
+		l->abort_pending = l->reset_pending = false;
+		if (reset || l->reopen_pending) {
+			int rc;
+			if (l->fl)
+				lane_close_one(ccm, i);
+			rc = lane_open_one(ccm, i);
+			if (rc < 0) {
+				if (!l->reopen_pending)
+					LOG_ERROR("cannot reopen link %s: %s; retrying", l->name,
+						  strerror(-rc));
+				lane_close_one(ccm, i);
+				l->reopen_pending = true;
+				continue;
+			}
+			l->reopen_pending = false;
+		} else if (l->fl) {
+			fab_link_abort(l->fl);
+		}
+		if (ccm->state != ST_SETUP && ccm->state != ST_UP)
+			continue;
+		chan_on_link_down(&ccm->ctl, i);
+		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+			struct ccm_client *cl = ccm->clients[c];
+			if (!cl || cl->dead)
+				continue;
+			for (unsigned p = 0; p < cl->n_ports; p++)
+				chan_on_link_down(&cl->ports[p].ch, i);
+		}
+		ccm->kick_pending = true;
+		ccm->drain_pending = true;
+	}
+}
+
+/* At the end of a session: operations left on dead lanes (probes waiting
+ * for a partner that is gone) complete now. */
+void lane_abort_down(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || ccm->probe_busy))
+			fab_link_abort(l->fl);
+	}
+}
+
+void lane_session_begin(struct ccm *ccm, unsigned hs_link)
+{
+	uint64_t now = now_ns();
+
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		l->up = false;
+		l->last_change_ns = now;
+		loop_timer_cancel(ccm->loop, &l->deadline);
+	}
+	ccm->all_down_since_ns = 0;
+	/* The handshake just worked on this one: traffic can start on it. */
+	if (hs_link < ccm->n_links) {
+		struct ccm_link *l = &ccm->links[hs_link];
+		l->up = true;
+		l->last_ok_ns = now;
+		loop_timer_arm(ccm->loop, &l->deadline,
+			       ccm->link_deadline_ns > ccm->session_deadline_ns
+				   ? ccm->link_deadline_ns
+				   : ccm->session_deadline_ns);
+	}
+}
+
+void lane_session_end(struct ccm *ccm)
+{
+	uint64_t now = now_ns();
+
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		loop_timer_cancel(ccm->loop, &l->deadline);
+		if (l->up)
+			l->last_change_ns = now;
+		l->up = false;
+		if (l->sess_mr) {
+			fab_mr_close(l->sess_mr);
+			l->sess_mr = NULL;
+		}
+	}
+	ccm->all_down_since_ns = 0;
+}
+
+static void hb_done(struct fab_op *op, int status)
+{
+	struct ccm_link *l = op->arg;
+	struct ccm *ccm = l->ccm;
+	struct wire_sess s;
+	char why[96];
+
+	l->hb_busy = false;
+	if (l->hb_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
+		return;
+	if (status < 0) {
+		if (status != -EAGAIN && status != -ETIMEDOUT)
+			l->errors++;
+		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
+		lane_fail(l, why, false);
+		return;
+	}
+	s = l->hb_buf;
+	if (s.seq_head != s.seq_tail || from_le64(s.magic) != CCM_SESS_MAGIC) {
+		/* Torn by a concurrent update: neither proof of life nor death. */
+		return;
+	}
+	if (from_le64(s.generation) != ccm->partner.gen ||
+	    from_le64(s.session_id) != ccm->session_id) {
+		lane_fail(l, "the partner's session region belongs to another session", false);
+		return;
+	}
+	uint64_t rtt = now_ns() - l->hb_post_ns;
+	l->rtt_ns = l->rtt_ns ? (l->rtt_ns * 7 + rtt) / 8 : rtt;
+	unsigned n = from_le32(s.n_instances);
+	for (unsigned i = 0; i < ccm->n_inst && i < n && i < 8; i++) {
+		struct wire_inst_load *w = &s.inst[i];
+		ccm->inst[i].partner.bytes_per_sec = from_le64(w->bytes_per_sec);
+		ccm->inst[i].partner.ops_inflight = from_le64(w->ops_inflight);
+		ccm->inst[i].partner.bytes_inflight = from_le64(w->bytes_inflight);
+		ccm->inst[i].partner.ports = from_le32(w->ports);
+		ccm->inst[i].partner.links_up = from_le32(w->links_up);
+	}
+	lane_ok(l);
+}
+
+/* Post a heartbeat read on every lane that has none in flight. */
+void lane_start_hb(struct ccm *ccm)
+{
+	uint64_t now = now_ns();
+
+	if (!ccm->partner_sess.key)
+		return;
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		int rc;
+		if (!l->fl)
+			continue;
+		if (l->hb_busy)
+			continue; /* on a dead lane it waits for the link to return */
+		rc = fab_read(l->fl, &l->hb_buf, sizeof(l->hb_buf), &ccm->partner_sess, 0,
+			      &l->hb_op);
+		if (rc == 0) {
+			l->hb_busy = true;
+			l->hb_post_ns = now;
+			l->hb_epoch = ccm->epoch;
+		} else if (rc != -EAGAIN && l->up) {
+			char why[96];
+			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
+			lane_fail(l, why, false);
+		}
+	}
+}
+
+void lane_tick(struct ccm *ccm)
+{
+	lane_start_hb(ccm);
+}
+
+/* ---- instances ---- */
+
+static uint64_t inst_load(const struct ccm *ccm, unsigned i)
+{
+	const struct ccm_inst *in = &ccm->inst[i];
+
+	return in->rate + in->test_load + in->partner.bytes_per_sec;
+}
+
+void inst_update_rates(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_inst; i++) {
+		struct ccm_inst *in = &ccm->inst[i];
+		uint64_t d = in->bytes_total - in->bytes_prev;
+		uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
+		in->bytes_prev = in->bytes_total;
+		in->rate = (in->rate * 7 + r) / 8;
+	}
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead)
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++) {
+			struct ccm_port *pt = &cl->ports[p];
+			uint64_t d = pt->bytes_total - pt->bytes_prev;
+			uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
+			pt->bytes_prev = pt->bytes_total;
+			pt->rate = (pt->rate * 7 + r) / 8;
+		}
+	}
+}
+
+static unsigned heavy_ports(const struct ccm *ccm, unsigned inst)
+{
+	unsigned n = 0;
+
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		const struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead || !(cl->flags & CCM_CLIENT_HEAVY))
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++)
+			n += cl->ports[p].inst == inst;
+	}
+	return n;
+}
+
+/*
+ * Where a new port goes: the instance with the least load (ours plus what
+ * the partner publishes), skipping instances past ic.instance_max_load
+ * while another is below it; ties go to the one with fewer ports. Heavy
+ * clients first avoid instances that already carry a heavy port.
+ */
+unsigned inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned idx)
+{
+	unsigned best = 0;
+	bool heavy = c && (c->flags & CCM_CLIENT_HEAVY);
+
+	(void)idx;
+	for (unsigned i = 1; i < ccm->n_inst; i++) {
+		uint64_t li = inst_load(ccm, i), lb = inst_load(ccm, best);
+		bool oi = ccm->inst_max_load && li > ccm->inst_max_load;
+		bool ob = ccm->inst_max_load && lb > ccm->inst_max_load;
+		if (heavy) {
+			unsigned hi = heavy_ports(ccm, i), hb = heavy_ports(ccm, best);
+			if (hi != hb) {
+				if (hi < hb)
+					best = i;
+				continue;
+			}
+		}
+		if (oi != ob) {
+			if (!oi)
+				best = i;
+			continue;
+		}
+		if (li < lb || (li == lb && ccm->inst[i].ports < ccm->inst[best].ports))
+			best = i;
+	}
+	return best;
+}
+
+/* Once a second: an instance past the configured load gives its heaviest
+ * port to the least-loaded instance below it. */
+void inst_rebalance(struct ccm *ccm)
+{
+	if (!ccm->inst_max_load || ccm->n_inst < 2 || ccm->state != ST_UP)
+		return;
+	for (unsigned i = 0; i < ccm->n_inst; i++) {
+		struct ccm_port *heaviest = NULL;
+		unsigned to = i;
+		if (inst_load(ccm, i) <= ccm->inst_max_load)
+			continue;
+		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+			struct ccm_client *cl = ccm->clients[c];
+			if (!cl || cl->dead)
+				continue;
+			for (unsigned p = 0; p < cl->n_ports; p++) {
+				struct ccm_port *pt = &cl->ports[p];
+				if (pt->inst == i && (!heaviest || pt->rate > heaviest->rate))
+					heaviest = pt;
+			}
+		}
+		if (!heaviest)
+			continue;
+		for (unsigned j = 0; j < ccm->n_inst; j++)
+			if (j != i && inst_load(ccm, j) < ccm->inst_max_load &&
+			    (to == i || inst_load(ccm, j) < inst_load(ccm, to)))
+				to = j;
+		if (to == i)
+			continue;
+		LOG_INFO("instance %u carries %llu B/s (> %llu): port %s/%u moves to instance %u",
+			 i, (unsigned long long)inst_load(ccm, i),
+			 (unsigned long long)ccm->inst_max_load, heaviest->client->name,
+			 heaviest->idx, to);
+		ccm->inst[i].ports--;
+		ccm->inst[to].ports++;
+		heaviest->inst = to;
+		heaviest->ch.inst = to;
+		return;
+	}
+}
+
+int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_t *key,
+		struct fab_mr **mrs)
+{
+	int rc = -ENOKEY;
+
+	/* A random key can collide with one already registered: draw again. */
+	for (unsigned attempt = 0; attempt < 8 && (rc == -ENOKEY || rc == -EEXIST); attempt++) {
+		unsigned i;
+		*key = ccm_random_key();
+		rc = 0;
+		for (i = 0; i < ccm->n_links; i++) {
+			struct fab_mr **slot = mrs ? &mrs[i] : &ccm->links[i].sess_mr;
+			if (!ccm->links[i].fl) {
+				*slot = NULL;
+				continue;
+			}
+			rc = fab_mr_reg(ccm->links[i].fl, buf, len, *key, access, slot);
+			if (rc < 0)
+				break;
+		}
+		if (rc < 0) {
+			for (unsigned j = 0; j < i; j++) {
+				struct fab_mr **slot = mrs ? &mrs[j] : &ccm->links[j].sess_mr;
+				if (*slot)
+					fab_mr_close(*slot);
+				*slot = NULL;
+			}
+		}
+	}
+	if (rc < 0)
+		LOG_ERROR("cannot register %zu bytes for the partner: %s", len, strerror(-rc));
+	return rc;
+}

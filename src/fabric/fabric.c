@@ -1,0 +1,1421 @@
+/* One interconnect link over libfabric (see fabric.h for the contract).
+ *
+ * Internals in short:
+ * - Every operation gets an internal slot from a per-link pool; the slot,
+ *   not the caller's fab_op, is libfabric's context. A slot is only reused
+ *   after libfabric handed it back, so a late completion of an aborted
+ *   operation finds an orphaned slot (op == NULL) and is dropped.
+ * - Slots live on exactly one list: free, backlog (not posted yet, -FI_EAGAIN),
+ *   posted, failed (post error, completed from the timer) or orphan.
+ * - One timer does all deferred work: drive the CQ after posts (a pre-sleep
+ *   hook so no completion is left behind the wait fd), complete failed
+ *   posts, re-arm the peer, retry the backlog with backoff.
+ * - Re-arm: fi_av_remove + fi_av_insert of the peer (FI_AV_REMOVE_CLEANUP
+ *   makes rxm drop the dead connection). Slots carry the epoch they were
+ *   posted in; only errors of the current epoch trigger a re-arm.
+ */
+#define LOG_MODULE "fabric"
+#include "fabric/fabric.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* util.h first: libfabric defines container_of only when it is missing. */
+#include "common/util.h"
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+
+#define FAB_FI_VERSION	  FI_VERSION(1, 12)
+#define SLOTS_PER_CHUNK	  64
+#define SBUFS_PER_CHUNK	  16
+#define CQ_BATCH	  32
+#define CQ_ROUNDS	  16 /* batches per wake-up before yielding to the loop */
+#define RETRY_MIN_NS	  50000ull
+#define DEFAULT_RETRY_MS  20
+#define POLL_IDLE_NS	  1000000ull
+#define IDLE_POLL_MIN_NS  50000ull
+#define IDLE_POLL_MAX_NS  2000000ull
+#define RESERVED_KEYS	  256
+#define DEFAULT_PROVIDER  "tcp;ofi_rxm"
+#define SUPPORTED_MR_MODE (FI_MR_LOCAL | FI_MR_ALLOCATED | FI_MR_ENDPOINT)
+#define LOG_INTERVAL_NS	  1000000000ull
+
+enum slot_kind { KIND_TX = 1, KIND_RX };
+enum slot_state { ST_FREE, ST_BACKLOG, ST_POSTED, ST_FAILED, ST_ORPHAN };
+enum op_type { OP_READ, OP_WRITE, OP_WRITEDATA, OP_SEND };
+
+/* Common head of everything passed to libfabric as a context. */
+struct ctx_head {
+	struct fi_context2 fictx; /* first: libfabric's op_context points here */
+	uint8_t kind;
+};
+
+struct sbuf {
+	struct sbuf *next;
+	void *desc;
+	unsigned char data[];
+};
+
+struct slot {
+	struct ctx_head h;
+	uint8_t state;
+	uint8_t type;
+	unsigned flags;
+	uint32_t epoch;
+	int status;
+	uint64_t gen;
+	struct fab_op *op;
+	struct slot *prev, *next;
+	/* Parameters, kept for posting from the backlog. */
+	void *local;
+	size_t len;
+	void *desc;
+	uint64_t raddr, key, imm;
+	struct sbuf *sbuf;
+};
+
+struct slot_list {
+	struct slot *head, *tail;
+	size_t n;
+};
+
+struct slot_chunk {
+	struct slot_chunk *next;
+	struct slot slots[SLOTS_PER_CHUNK];
+};
+
+struct sbuf_chunk {
+	struct sbuf_chunk *next;
+	struct fid_mr *mr;
+	unsigned char mem[];
+};
+
+struct rx_slot {
+	struct ctx_head h;
+	bool pending; /* repost failed with -FI_EAGAIN: retry from the timer */
+	unsigned char *buf;
+};
+
+struct fab_mr {
+	struct fab_link *link; /* NULL once the link closed */
+	struct fab_mr *next;
+	struct fid_mr *mr;
+	unsigned char *buf;
+	size_t len;
+	void *desc;
+};
+
+struct ratelimit {
+	uint64_t last_ns;
+	unsigned suppressed;
+};
+
+struct fab_link {
+	struct loop *loop;
+	char name[32];
+	char prov[64];
+	struct fab_link_events ev;
+	unsigned flags;
+
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	int wait_fd; /* -1 in poll mode */
+	struct loop_io io;
+	struct loop_timer timer;
+
+	struct sockaddr_storage peer_sa;
+	socklen_t peer_salen;
+	fi_addr_t peer;
+	bool peer_ok;
+	uint32_t epoch;
+	bool rearm_pending;
+
+	bool mr_local, mr_endpoint;
+	size_t max_rma;
+	size_t cq_data_size;
+	uint64_t key_max; /* largest key the provider accepts */
+	uint64_t next_internal_key;
+	struct fab_mr *mrs;
+
+	/* Operations. */
+	struct slot_chunk *chunks;
+	struct slot_list free, backlog, posted, failed, orphan;
+	uint64_t gen;
+	uint64_t retry_ns, retry_max_ns;
+	uint64_t retry_at;     /* next backlog retry not driven by a completion */
+	uint64_t idle_poll_ns; /* delay of the next poll while fi_trywait refuses */
+	unsigned reaped;       /* transmit completions in the current progress */
+	bool need_progress;
+
+	/* Messages. */
+	size_t max_msg;
+	unsigned rx_depth;
+	struct rx_slot *rx;
+	unsigned char *rx_mem;
+	struct fid_mr *rx_mr;
+	unsigned rx_pending;
+	size_t sbuf_stride;
+	struct sbuf *sbuf_free;
+	struct sbuf_chunk *sbuf_chunks;
+
+	struct fab_link_stats st;
+	struct ratelimit rl_err;
+	unsigned busy; /* callbacks running: free() waits for 0 */
+	bool closing;
+};
+
+/* ---- small helpers ---- */
+
+static bool log_allowed(struct ratelimit *rl)
+{
+	uint64_t now = now_ns();
+
+	if (rl->last_ns && now - rl->last_ns < LOG_INTERVAL_NS) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->last_ns = now;
+	return true;
+}
+
+/* libfabric's own error codes (>= FI_ERRNO_OFFSET) have no errno twin. */
+static int fi_errno(int fi_err)
+{
+	if (fi_err < 0)
+		fi_err = -fi_err;
+	if (fi_err == 0)
+		return -EIO;
+	if (fi_err < FI_ERRNO_OFFSET)
+		return -fi_err;
+	switch (fi_err) {
+	case FI_ETRUNC:
+		return -EMSGSIZE;
+	case FI_ENOKEY:
+		return -EKEYREJECTED;
+	case FI_ETOOSMALL:
+		return -ENOBUFS;
+	default:
+		return -EIO;
+	}
+}
+
+static void list_push(struct slot_list *l, struct slot *s)
+{
+	s->next = NULL;
+	s->prev = l->tail;
+	if (l->tail)
+		l->tail->next = s;
+	else
+		l->head = s;
+	l->tail = s;
+	l->n++;
+}
+
+static void list_del(struct slot_list *l, struct slot *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		l->tail = s->prev;
+	s->prev = s->next = NULL;
+	l->n--;
+}
+
+static struct slot_list *list_of(struct fab_link *link, struct slot *s)
+{
+	switch (s->state) {
+	case ST_FREE:
+		return &link->free;
+	case ST_BACKLOG:
+		return &link->backlog;
+	case ST_POSTED:
+		return &link->posted;
+	case ST_FAILED:
+		return &link->failed;
+	default:
+		return &link->orphan;
+	}
+}
+
+static void slot_move(struct fab_link *link, struct slot *s, enum slot_state to)
+{
+	list_del(list_of(link, s), s);
+	s->state = (uint8_t)to;
+	list_push(list_of(link, s), s);
+}
+
+/* Pools grow in chunks and never shrink: no allocation on the steady path. */
+static int slot_pool_grow(struct fab_link *link)
+{
+	struct slot_chunk *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->next = link->chunks;
+	link->chunks = c;
+	for (int i = 0; i < SLOTS_PER_CHUNK; i++) {
+		c->slots[i].h.kind = KIND_TX;
+		c->slots[i].state = ST_FREE;
+		list_push(&link->free, &c->slots[i]);
+	}
+	return 0;
+}
+
+static struct slot *slot_get(struct fab_link *link)
+{
+	struct slot *s;
+
+	if (!link->free.head && slot_pool_grow(link) < 0)
+		return NULL;
+	s = link->free.head;
+	list_del(&link->free, s);
+	s->gen = ++link->gen;
+	s->status = 0;
+	s->sbuf = NULL;
+	s->desc = NULL;
+	return s;
+}
+
+static void sbuf_put(struct fab_link *link, struct sbuf *b)
+{
+	b->next = link->sbuf_free;
+	link->sbuf_free = b;
+}
+
+static void slot_put(struct fab_link *link, struct slot *s)
+{
+	list_del(list_of(link, s), s);
+	if (s->sbuf) {
+		sbuf_put(link, s->sbuf);
+		s->sbuf = NULL;
+	}
+	s->op = NULL;
+	s->state = ST_FREE;
+	list_push(&link->free, s);
+}
+
+/* Internal regions (receive and send buffers) need registration only on
+ * FI_MR_LOCAL providers; their keys come from the reserved top of the key
+ * space so they never collide with the application's. */
+static int reg_internal(struct fab_link *link, void *buf, size_t len, struct fid_mr **mr)
+{
+	uint64_t access = FI_SEND | FI_RECV | FI_READ | FI_WRITE;
+	int rc;
+
+	*mr = NULL;
+	if (!link->mr_local)
+		return 0;
+	rc = fi_mr_reg(link->domain, buf, len, access, 0, link->next_internal_key--, 0, mr, NULL);
+	if (rc) {
+		LOG_ERROR("%s: registering %zu internal bytes: %s", link->name, len,
+			  fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	if (link->mr_endpoint) {
+		rc = fi_mr_bind(*mr, &link->ep->fid, 0);
+		if (!rc)
+			rc = fi_mr_enable(*mr);
+		if (rc) {
+			LOG_ERROR("%s: binding internal region: %s", link->name, fi_strerror(-rc));
+			fi_close(&(*mr)->fid);
+			*mr = NULL;
+			return fi_errno(rc);
+		}
+	}
+	return 0;
+}
+
+static int sbuf_pool_grow(struct fab_link *link)
+{
+	size_t bytes = link->sbuf_stride * SBUFS_PER_CHUNK;
+	struct sbuf_chunk *c = aligned_alloc(64, (sizeof(*c) + bytes + 63) & ~(size_t)63);
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = reg_internal(link, c->mem, bytes, &c->mr);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	c->next = link->sbuf_chunks;
+	link->sbuf_chunks = c;
+	for (int i = 0; i < SBUFS_PER_CHUNK; i++) {
+		struct sbuf *b = (struct sbuf *)(c->mem + (size_t)i * link->sbuf_stride);
+		b->desc = c->mr ? fi_mr_desc(c->mr) : NULL;
+		sbuf_put(link, b);
+	}
+	return 0;
+}
+
+static void schedule(struct fab_link *link, uint64_t delay_ns)
+{
+	if (link->closing)
+		return;
+	if (loop_timer_armed(&link->timer) && link->timer.deadline_ns <= now_ns() + delay_ns)
+		return;
+	loop_timer_arm(link->loop, &link->timer, delay_ns);
+}
+
+static void link_free(struct fab_link *link)
+{
+	free(link);
+}
+
+/* Leave a callback section; the last one out frees a link closed inside it. */
+static void link_leave(struct fab_link *link)
+{
+	if (--link->busy == 0 && link->closing)
+		link_free(link);
+}
+
+static void stats_done(struct fab_link *link, struct slot *s, int status)
+{
+	link->st.inflight--;
+	link->st.inflight_bytes -= s->len;
+	if (status == 0) {
+		link->st.ops++;
+		link->st.bytes += s->len;
+	} else {
+		link->st.errors++;
+	}
+}
+
+/* ---- re-arming the peer ---- */
+
+static int peer_insert(struct fab_link *link)
+{
+	int rc = fi_av_insert(link->av, &link->peer_sa, 1, &link->peer, 0, NULL);
+
+	if (rc != 1) {
+		if (log_allowed(&link->rl_err))
+			LOG_ERROR("%s: inserting the peer address: %s", link->name,
+				  rc < 0 ? fi_strerror(-rc) : "not inserted");
+		link->peer_ok = false;
+		return rc < 0 ? fi_errno(rc) : -EADDRNOTAVAIL;
+	}
+	link->peer_ok = true;
+	return 0;
+}
+
+/* Forget the peer's (possibly dead) connection and insert it afresh, so
+ * the next post opens a new one. Operations of the old epoch that fail
+ * because of it do not re-arm again. */
+static void rearm(struct fab_link *link)
+{
+	int rc;
+
+	link->rearm_pending = false;
+	if (link->peer_ok) {
+		rc = fi_av_remove(link->av, &link->peer, 1, 0);
+		if (rc)
+			LOG_WARN("%s: removing the peer address: %s", link->name, fi_strerror(-rc));
+		link->peer_ok = false;
+	}
+	link->epoch++;
+	link->st.rearms++;
+	LOG_DEBUG("%s: peer re-armed (epoch %u)", link->name, link->epoch);
+	if (peer_insert(link) < 0)
+		link->rearm_pending = true; /* the timer tries again */
+}
+
+/* ---- posting ---- */
+
+static ssize_t post(struct fab_link *link, struct slot *s)
+{
+	struct iovec iov;
+	struct fi_rma_iov riov;
+	struct fi_msg_rma msg;
+	uint64_t fl;
+
+	s->epoch = link->epoch;
+	switch (s->type) {
+	case OP_READ:
+		return fi_read(link->ep, s->local, s->len, s->desc, link->peer, s->raddr, s->key,
+			       &s->h.fictx);
+	case OP_SEND:
+		return fi_send(link->ep, s->sbuf->data, s->len, s->sbuf->desc, link->peer,
+			       &s->h.fictx);
+	case OP_WRITE:
+		if (!(s->flags & FAB_DELIVERY_COMPLETE))
+			return fi_write(link->ep, s->local, s->len, s->desc, link->peer, s->raddr,
+					s->key, &s->h.fictx);
+		break;
+	default:
+		break;
+	}
+	iov.iov_base = s->local;
+	iov.iov_len = s->len;
+	riov.addr = s->raddr;
+	riov.len = s->len;
+	riov.key = s->key;
+	msg.msg_iov = &iov;
+	msg.desc = &s->desc;
+	msg.iov_count = 1;
+	msg.addr = link->peer;
+	msg.rma_iov = &riov;
+	msg.rma_iov_count = 1;
+	msg.context = &s->h.fictx;
+	msg.data = s->imm;
+	fl = FI_COMPLETION;
+	if (s->flags & FAB_DELIVERY_COMPLETE)
+		fl |= FI_DELIVERY_COMPLETE;
+	if (s->type == OP_WRITEDATA)
+		fl |= FI_REMOTE_CQ_DATA;
+	return fi_writemsg(link->ep, &msg, fl);
+}
+
+static void post_failed(struct fab_link *link, struct slot *s, ssize_t rc)
+{
+	if (log_allowed(&link->rl_err))
+		LOG_WARN("%s: posting an operation: %s", link->name, fi_strerror((int)-rc));
+	s->status = fi_errno((int)rc);
+	slot_move(link, s, ST_FAILED);
+	if (s->epoch == link->epoch)
+		link->rearm_pending = true;
+	schedule(link, 0);
+}
+
+/* Post from the head of the backlog until the provider pushes back.
+ * @return true when the backlog is empty. */
+static bool flush_backlog(struct fab_link *link)
+{
+	while (link->backlog.head && link->peer_ok && !link->closing) {
+		struct slot *s = link->backlog.head;
+		ssize_t rc = post(link, s);
+
+		if (rc == -FI_EAGAIN)
+			return false;
+		link->need_progress = true;
+		if (rc == 0)
+			slot_move(link, s, ST_POSTED);
+		else
+			post_failed(link, s, rc);
+	}
+	return !link->backlog.head;
+}
+
+static void repost_rx(struct fab_link *link, struct rx_slot *r)
+{
+	ssize_t rc;
+
+	if (link->closing)
+		return;
+	rc = fi_recv(link->ep, r->buf, link->max_msg, link->rx_mr ? fi_mr_desc(link->rx_mr) : NULL,
+		     FI_ADDR_UNSPEC, &r->h.fictx);
+	if (rc == 0) {
+		if (r->pending) {
+			r->pending = false;
+			link->rx_pending--;
+		}
+		return;
+	}
+	if (rc != -FI_EAGAIN && log_allowed(&link->rl_err))
+		LOG_ERROR("%s: posting a receive buffer: %s", link->name, fi_strerror((int)-rc));
+	if (!r->pending) {
+		r->pending = true;
+		link->rx_pending++;
+	}
+	schedule(link, link->retry_ns);
+}
+
+/* Accept an operation filled in @p s. It joins the backlog and is posted at
+ * once when it is the head: the backlog keeps the order of posting. */
+static void submit(struct fab_link *link, struct slot *s, struct fab_op *op)
+{
+	s->op = op;
+	op->link = link;
+	op->gen = s->gen;
+	op->next = NULL;
+	link->st.inflight++;
+	link->st.inflight_bytes += s->len;
+	s->state = ST_BACKLOG;
+	list_push(&link->backlog, s);
+	if (s != link->backlog.head || !link->peer_ok)
+		return; /* the timer is already retrying */
+	if (!flush_backlog(link))
+		link->need_progress = true; /* completions may free credits */
+	schedule(link, 0);
+}
+
+/* Common checks of an RMA: the remote range [offset, offset+len) must lie
+ * in rem->size without overflow, and FI_MR_LOCAL needs a local region. */
+static int check_rma(struct fab_link *link, const void *local, size_t len,
+		     const struct fab_remote *rem, uint64_t offset, void **desc)
+{
+	*desc = NULL;
+	if (!link || !rem || (!local && len))
+		return -EINVAL;
+	if (link->closing)
+		return -ESHUTDOWN;
+	if (offset > rem->size || len > rem->size - offset) {
+		LOG_DEBUG("%s: remote range %" PRIu64 "+%zu outside region of %" PRIu64 " bytes",
+			  link->name, offset, len, rem->size);
+		return -EINVAL;
+	}
+	if (len > link->max_rma)
+		return -EMSGSIZE;
+	if (link->mr_local && len) {
+		const unsigned char *p = local;
+		for (struct fab_mr *m = link->mrs; m; m = m->next) {
+			if (p >= m->buf && len <= m->len && (size_t)(p - m->buf) <= m->len - len) {
+				*desc = m->desc;
+				return 0;
+			}
+		}
+		LOG_ERROR("%s: provider %s needs local buffers registered (FI_MR_LOCAL): "
+			  "%p+%zu is in no region",
+			  link->name, link->prov, local, len);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int rma(struct fab_link *link, enum op_type type, void *local, size_t len,
+	       const struct fab_remote *rem, uint64_t offset, uint64_t imm, unsigned flags,
+	       struct fab_op *op)
+{
+	void *desc;
+	struct slot *s;
+	int rc;
+
+	if (!op || !op->done)
+		return -EINVAL;
+	rc = check_rma(link, local, len, rem, offset, &desc);
+	if (rc)
+		return rc;
+	s = slot_get(link);
+	if (!s)
+		return -ENOMEM;
+	s->type = (uint8_t)type;
+	s->flags = flags;
+	s->local = local;
+	s->len = len;
+	s->desc = desc;
+	s->raddr = offset;
+	s->key = rem->key;
+	s->imm = imm;
+	submit(link, s, op);
+	return 0;
+}
+
+int fab_read(struct fab_link *link, void *local, size_t len, const struct fab_remote *rem,
+	     uint64_t offset, struct fab_op *op)
+{
+	return rma(link, OP_READ, local, len, rem, offset, 0, 0, op);
+}
+
+int fab_write(struct fab_link *link, const void *local, size_t len, const struct fab_remote *rem,
+	      uint64_t offset, unsigned flags, struct fab_op *op)
+{
+	return rma(link, OP_WRITE, (void *)local, len, rem, offset, 0, flags, op);
+}
+
+int fab_writedata(struct fab_link *link, const void *local, size_t len,
+		  const struct fab_remote *rem, uint64_t offset, uint64_t imm, unsigned flags,
+		  struct fab_op *op)
+{
+	if (link && link->cq_data_size < 8 && (imm >> (8 * link->cq_data_size)) != 0)
+		return -EOPNOTSUPP;
+	return rma(link, OP_WRITEDATA, (void *)local, len, rem, offset, imm, flags, op);
+}
+
+int fab_send(struct fab_link *link, const void *msg, size_t len, struct fab_op *op)
+{
+	struct slot *s;
+	struct sbuf *b;
+
+	if (!link || !op || !op->done || (!msg && len))
+		return -EINVAL;
+	if (link->closing)
+		return -ESHUTDOWN;
+	if (len > link->max_msg)
+		return -EMSGSIZE;
+	if (!link->sbuf_free && sbuf_pool_grow(link) < 0)
+		return -ENOMEM;
+	s = slot_get(link);
+	if (!s)
+		return -ENOMEM;
+	b = link->sbuf_free;
+	link->sbuf_free = b->next;
+	if (len)
+		memcpy(b->data, msg, len);
+	s->type = OP_SEND;
+	s->flags = 0;
+	s->sbuf = b;
+	s->local = b->data;
+	s->len = len;
+	submit(link, s, op);
+	return 0;
+}
+
+/* ---- completions ---- */
+
+static bool is_conn_error(int err)
+{
+	/* Anything but a local truncation may have broken the connection;
+	 * re-arming costs one reconnect, a dead connection costs the link. */
+	return err != FI_ETRUNC;
+}
+
+/* Hand a finished slot back and call its operation's callback.
+ * @return false when the link was closed by the callback. */
+static bool complete_slot(struct fab_link *link, struct slot *s, int status)
+{
+	struct fab_op *op;
+
+	if (s->state == ST_ORPHAN) {
+		/* A late completion of an aborted operation: drop it. */
+		slot_put(link, s);
+		return true;
+	}
+	link->reaped++;
+	op = s->op;
+	stats_done(link, s, status);
+	if (op && op->gen != s->gen) {
+		/* The caller reused an op still in flight: never call it twice. */
+		LOG_ERROR("%s: operation reused while in flight; completion dropped", link->name);
+		op = NULL;
+	}
+	slot_put(link, s);
+	if (op)
+		op->done(op, status);
+	return !link->closing;
+}
+
+static void handle_rx_done(struct fab_link *link, struct rx_slot *r,
+			   const struct fi_cq_data_entry *e)
+{
+	if ((e->flags & FI_REMOTE_CQ_DATA) && (e->flags & FI_RMA)) {
+		/* A doorbell that consumed a receive (FI_RX_CQ_DATA providers). */
+		link->st.doorbells_in++;
+		if (link->ev.on_doorbell)
+			link->ev.on_doorbell(link->ev.arg, e->data);
+	} else {
+		link->st.msgs_in++;
+		if (link->ev.on_msg)
+			link->ev.on_msg(link->ev.arg, r->buf, e->len);
+	}
+	repost_rx(link, r);
+}
+
+/* @return false when the link was closed by a callback. */
+static bool handle_entry(struct fab_link *link, const struct fi_cq_data_entry *e)
+{
+	struct ctx_head *h = e->op_context;
+
+	if (!h) {
+		if (e->flags & FI_REMOTE_CQ_DATA) {
+			link->st.doorbells_in++;
+			if (link->ev.on_doorbell)
+				link->ev.on_doorbell(link->ev.arg, e->data);
+		}
+		return !link->closing;
+	}
+	if (h->kind == KIND_RX) {
+		handle_rx_done(link, (struct rx_slot *)h, e);
+		return !link->closing;
+	}
+	return complete_slot(link, (struct slot *)h, 0);
+}
+
+static bool handle_error(struct fab_link *link)
+{
+	struct fi_cq_err_entry err;
+	char pbuf[128];
+	ssize_t rc;
+	struct ctx_head *h;
+
+	memset(&err, 0, sizeof(err));
+	rc = fi_cq_readerr(link->cq, &err, 0);
+	if (rc < 0) {
+		if (rc != -FI_EAGAIN && log_allowed(&link->rl_err))
+			LOG_ERROR("%s: fi_cq_readerr: %s", link->name, fi_strerror((int)-rc));
+		return !link->closing;
+	}
+	h = err.op_context;
+	if (!h || h->kind == KIND_RX) {
+		if (log_allowed(&link->rl_err))
+			LOG_WARN("%s: %s error: %s (%s)", link->name, h ? "receive" : "remote",
+				 fi_strerror(err.err),
+				 fi_cq_strerror(link->cq, err.prov_errno, err.err_data, pbuf,
+						sizeof(pbuf)));
+		if (h)
+			repost_rx(link, (struct rx_slot *)h);
+		return !link->closing;
+	}
+	struct slot *s = (struct slot *)h;
+	if (s->state == ST_ORPHAN)
+		return complete_slot(link, s, 0);
+	if (log_allowed(&link->rl_err))
+		LOG_WARN("%s: operation failed: %s (%s)%s", link->name, fi_strerror(err.err),
+			 fi_cq_strerror(link->cq, err.prov_errno, err.err_data, pbuf, sizeof(pbuf)),
+			 s->epoch == link->epoch ? ": re-arming the peer" : "");
+	if (s->epoch == link->epoch && is_conn_error(err.err))
+		link->rearm_pending = true;
+	return complete_slot(link, s, fi_errno(err.err));
+}
+
+/* Read the CQ until it is empty and the wait fd may be slept on again
+ * (fi_trywait). Bounded: a busy CQ yields to the loop and continues from
+ * the timer. fi_trywait may keep refusing with nothing to read (rxm does
+ * until its periodic connection progress consumes an event): then poll
+ * again after a short, growing delay instead of spinning.
+ * @return false when the link was closed by a callback. */
+static bool progress(struct fab_link *link)
+{
+	struct fi_cq_data_entry ents[CQ_BATCH];
+	struct fid *fids[1] = {&link->cq->fid};
+	unsigned got = 0;
+
+	link->need_progress = false;
+	for (int round = 0; round < CQ_ROUNDS; round++) {
+		ssize_t n = fi_cq_read(link->cq, ents, CQ_BATCH);
+
+		if (n > 0) {
+			got += (unsigned)n;
+			for (ssize_t i = 0; i < n; i++)
+				if (!handle_entry(link, &ents[i]))
+					return false;
+			continue;
+		}
+		if (n == -FI_EAVAIL) {
+			got++;
+			if (!handle_error(link))
+				return false;
+			continue;
+		}
+		if (n != -FI_EAGAIN) {
+			if (log_allowed(&link->rl_err))
+				LOG_ERROR("%s: fi_cq_read: %s", link->name, fi_strerror((int)-n));
+			schedule(link, link->retry_max_ns);
+			return true;
+		}
+		if (link->wait_fd < 0)
+			return true;
+		n = fi_trywait(link->fabric, fids, 1);
+		if (n == 0) {
+			link->idle_poll_ns = IDLE_POLL_MIN_NS;
+			return true;
+		}
+		if (n != -FI_EAGAIN) {
+			if (log_allowed(&link->rl_err))
+				LOG_ERROR("%s: fi_trywait: %s", link->name, fi_strerror((int)-n));
+			schedule(link, link->retry_max_ns);
+			return true;
+		}
+		if (!got && round >= 2)
+			break; /* refusing with nothing to read: do not spin */
+	}
+	if (got) {
+		link->need_progress = true;
+		schedule(link, 0);
+	} else {
+		schedule(link, link->idle_poll_ns);
+		link->idle_poll_ns = MIN(link->idle_poll_ns * 2, IDLE_POLL_MAX_NS);
+	}
+	return true;
+}
+
+/* The deferred work after progress: failed posts, re-arm, backlog, receives.
+ * @return false when the link was closed by a callback. */
+static bool after_progress(struct fab_link *link)
+{
+	while (link->failed.head) {
+		struct slot *s = link->failed.head;
+		if (!complete_slot(link, s, s->status))
+			return false;
+	}
+	if (link->rearm_pending) {
+		rearm(link);
+		if (link->rearm_pending)
+			schedule(link, link->retry_max_ns);
+	}
+	/* Retry the backlog when completions freed credits or the backoff
+	 * expired, never merely because the fd woke us: on rxm a refused
+	 * connect signals the fd, and retrying then would connect again at
+	 * once, a busy loop for as long as the peer is absent. */
+	uint64_t now = now_ns();
+	if (link->backlog.head && (link->reaped || now >= link->retry_at)) {
+		if (flush_backlog(link)) {
+			link->retry_ns = RETRY_MIN_NS;
+		} else {
+			link->retry_at = now + link->retry_ns;
+			schedule(link, link->retry_ns);
+			if (!link->reaped)
+				link->retry_ns = MIN(link->retry_ns * 2, link->retry_max_ns);
+		}
+	} else if (link->backlog.head) {
+		schedule(link, link->retry_at - now);
+	}
+	link->reaped = 0;
+	if (link->rx_pending) {
+		for (unsigned i = 0; i < link->rx_depth && !link->closing; i++)
+			if (link->rx[i].pending)
+				repost_rx(link, &link->rx[i]);
+	}
+	if (link->need_progress)
+		schedule(link, 0);
+	return !link->closing;
+}
+
+static void run(struct fab_link *link)
+{
+	link->busy++;
+	if (progress(link) && after_progress(link) && link->wait_fd < 0) {
+		/* Poll mode: keep polling while anything is outstanding. */
+		schedule(link, link->posted.n || link->orphan.n ? 0 : POLL_IDLE_NS);
+	}
+	link_leave(link);
+}
+
+static void on_cq_fd(struct loop_io *io, uint32_t events)
+{
+	(void)events;
+	run(io->arg);
+}
+
+static void on_timer(struct loop_timer *t)
+{
+	run(t->arg);
+}
+
+/* ---- abort and close ---- */
+
+/* Take every accepted operation away from the link: posted ones become
+ * orphans (libfabric still owns their context), the rest are freed.
+ * @return the callers' ops, chained through op->next, in posting order. */
+static struct fab_op *detach_all(struct fab_link *link, bool keep_orphans)
+{
+	struct fab_op *head = NULL, **tail = &head;
+	struct slot_list *lists[] = {&link->posted, &link->failed, &link->backlog};
+
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+		while (lists[i]->head) {
+			struct slot *s = lists[i]->head;
+			struct fab_op *op = s->op;
+
+			link->st.inflight--;
+			link->st.inflight_bytes -= s->len;
+			link->st.errors++;
+			if (op) {
+				op->next = NULL;
+				*tail = op;
+				tail = &op->next;
+			}
+			if (s->state == ST_POSTED && keep_orphans) {
+				s->op = NULL;
+				slot_move(link, s, ST_ORPHAN);
+			} else {
+				slot_put(link, s);
+			}
+		}
+	}
+	return head;
+}
+
+/* Call back detached ops (no longer known to the link: each exactly once,
+ * even when a callback closes the link). */
+static void call_detached(struct fab_op *op, int status)
+{
+	while (op) {
+		struct fab_op *next = op->next;
+		op->next = NULL;
+		op->done(op, status);
+		op = next;
+	}
+}
+
+void fab_link_abort(struct fab_link *link)
+{
+	struct fab_op *ops;
+
+	if (!link || link->closing)
+		return;
+	ops = detach_all(link, true);
+	LOG_INFO("%s: aborted: operations failed with -ETIMEDOUT, %" PRIu64
+		 " still held by the provider",
+		 link->name, (uint64_t)link->orphan.n);
+	/* Make the provider drop the old connection and its operations. */
+	rearm(link);
+	link->retry_ns = RETRY_MIN_NS;
+	link->retry_at = 0;
+	link->busy++;
+	call_detached(ops, -ETIMEDOUT);
+	if (!link->closing)
+		schedule(link, 0);
+	link_leave(link);
+}
+
+static void close_fid(struct fab_link *link, struct fid *fid, const char *what)
+{
+	int rc;
+
+	if (!fid)
+		return;
+	rc = fi_close(fid);
+	if (rc)
+		LOG_WARN("%s: closing the %s: %s", link->name, what, fi_strerror(-rc));
+}
+
+/* Release libfabric resources in reverse order of creation. The endpoint
+ * goes first: after it is closed no buffer of ours is touched any more. */
+static void teardown(struct fab_link *link)
+{
+	if (link->io.added)
+		loop_io_del(link->loop, &link->io);
+	loop_timer_cancel(link->loop, &link->timer);
+	close_fid(link, link->ep ? &link->ep->fid : NULL, "endpoint");
+	link->ep = NULL;
+	for (struct fab_mr *m = link->mrs; m; m = m->next) {
+		close_fid(link, m->mr ? &m->mr->fid : NULL, "region");
+		m->mr = NULL;
+		m->link = NULL;
+	}
+	link->mrs = NULL;
+	close_fid(link, link->rx_mr ? &link->rx_mr->fid : NULL, "receive region");
+	for (struct sbuf_chunk *c = link->sbuf_chunks, *n; c; c = n) {
+		n = c->next;
+		close_fid(link, c->mr ? &c->mr->fid : NULL, "send region");
+		free(c);
+	}
+	link->sbuf_chunks = NULL;
+	link->sbuf_free = NULL;
+	close_fid(link, link->av ? &link->av->fid : NULL, "address vector");
+	close_fid(link, link->cq ? &link->cq->fid : NULL, "completion queue");
+	close_fid(link, link->domain ? &link->domain->fid : NULL, "domain");
+	close_fid(link, link->fabric ? &link->fabric->fid : NULL, "fabric");
+	link->av = NULL;
+	link->cq = NULL;
+	link->domain = NULL;
+	link->fabric = NULL;
+	if (link->info)
+		fi_freeinfo(link->info);
+	link->info = NULL;
+	for (struct slot_chunk *c = link->chunks, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	link->chunks = NULL;
+	memset(&link->free, 0, sizeof(link->free));
+	memset(&link->orphan, 0, sizeof(link->orphan));
+	free(link->rx);
+	link->rx = NULL;
+	free(link->rx_mem);
+	link->rx_mem = NULL;
+}
+
+void fab_link_close(struct fab_link *link)
+{
+	struct fab_op *ops;
+
+	if (!link || link->closing)
+		return;
+	link->closing = true;
+	link->busy++;
+	ops = detach_all(link, false);
+	/* Close the endpoint before calling back, so that the callers may free
+	 * their buffers at once: nothing touches them any more. */
+	teardown(link);
+	call_detached(ops, -ECANCELED);
+	LOG_INFO("%s: closed", link->name);
+	link_leave(link);
+}
+
+const char *fab_link_name(const struct fab_link *link)
+{
+	return link ? link->name : "(none)";
+}
+
+void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
+{
+	*st = link->st;
+	st->backlog = link->backlog.n;
+	st->orphans = link->orphan.n;
+}
+
+/* ---- memory regions ---- */
+
+int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsigned access,
+	       struct fab_mr **out)
+{
+	uint64_t fa = 0;
+	struct fab_mr *m;
+	int rc;
+
+	if (!link || !buf || !len || !out || (access & ~(FAB_REMOTE_READ | FAB_REMOTE_WRITE)))
+		return -EINVAL;
+	if (link->closing)
+		return -ESHUTDOWN;
+	if (key > link->key_max - RESERVED_KEYS) {
+		LOG_ERROR("%s: key %#" PRIx64 " too large for provider %s (max %#" PRIx64 ")",
+			  link->name, key, link->prov, link->key_max - RESERVED_KEYS);
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->buf = buf;
+	m->len = len;
+	if (access & FAB_REMOTE_READ)
+		fa |= FI_REMOTE_READ;
+	if (access & FAB_REMOTE_WRITE)
+		fa |= FI_REMOTE_WRITE;
+	if (link->mr_local)
+		fa |= FI_READ | FI_WRITE | FI_SEND | FI_RECV;
+	if (fa) {
+		rc = fi_mr_reg(link->domain, buf, len, fa, 0, key, 0, &m->mr, NULL);
+		if (rc) {
+			if (rc == -FI_ENOKEY) {
+				LOG_ERROR("%s: key %#" PRIx64 " is already registered", link->name,
+					  key);
+				rc = -EEXIST;
+			} else {
+				LOG_ERROR("%s: registering %zu bytes under key %#" PRIx64 ": %s",
+					  link->name, len, key, fi_strerror(-rc));
+				rc = fi_errno(rc);
+			}
+			free(m);
+			return rc;
+		}
+		if (link->mr_endpoint) {
+			rc = fi_mr_bind(m->mr, &link->ep->fid, 0);
+			if (!rc)
+				rc = fi_mr_enable(m->mr);
+			if (rc) {
+				LOG_ERROR("%s: enabling region %#" PRIx64 ": %s", link->name, key,
+					  fi_strerror(-rc));
+				fi_close(&m->mr->fid);
+				free(m);
+				return fi_errno(rc);
+			}
+		}
+		m->desc = fi_mr_desc(m->mr);
+	}
+	m->link = link;
+	m->next = link->mrs;
+	link->mrs = m;
+	*out = m;
+	return 0;
+}
+
+void fab_mr_close(struct fab_mr *m)
+{
+	if (!m)
+		return;
+	if (m->link) {
+		for (struct fab_mr **pp = &m->link->mrs; *pp; pp = &(*pp)->next) {
+			if (*pp == m) {
+				*pp = m->next;
+				break;
+			}
+		}
+		if (m->mr) {
+			int rc = fi_close(&m->mr->fid);
+			if (rc)
+				LOG_WARN("%s: closing a region: %s", m->link->name,
+					 fi_strerror(-rc));
+		}
+	}
+	free(m);
+}
+
+/* ---- open ---- */
+
+static void set_env_default(const char *name, const char *value)
+{
+	if (!getenv(name))
+		setenv(name, value, 0);
+}
+
+static struct fi_info *make_hints(const char *prov, int addr_format, uint64_t mr_mode)
+{
+	struct fi_info *h = fi_allocinfo();
+
+	if (!h)
+		return NULL;
+	h->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_MSG |
+		  FI_SEND | FI_RECV;
+	h->mode = FI_CONTEXT | FI_CONTEXT2 | FI_RX_CQ_DATA;
+	h->addr_format = (uint32_t)addr_format;
+	h->ep_attr->type = FI_EP_RDM;
+	h->domain_attr->mr_mode = (int)mr_mode;
+	h->domain_attr->threading = FI_THREAD_DOMAIN;
+	h->domain_attr->resource_mgmt = FI_RM_ENABLED;
+	h->fabric_attr->prov_name = strdup(prov);
+	if (!h->fabric_attr->prov_name) {
+		fi_freeinfo(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* fi_getinfo found nothing: ask again with looser hints to tell the user
+ * why (the provider needs an MR mode duet cannot serve, lacks a capability,
+ * or cannot bind the address). */
+static void explain_getinfo_failure(const char *name, const char *prov, const char *host,
+				    const char *port, int addr_format, int rc)
+{
+	struct fi_info *h, *info = NULL;
+	uint64_t all_mr = FI_MR_LOCAL | FI_MR_ALLOCATED | FI_MR_ENDPOINT | FI_MR_VIRT_ADDR |
+			  FI_MR_PROV_KEY | FI_MR_RAW | FI_MR_MMU_NOTIFY | FI_MR_RMA_EVENT;
+
+	h = make_hints(prov, addr_format, all_mr);
+	if (h && fi_getinfo(FAB_FI_VERSION, host, port, FI_SOURCE, h, &info) == 0) {
+		char modes[256];
+		int mm = info->domain_attr->mr_mode & ~(int)SUPPORTED_MR_MODE;
+		fi_tostr_r(modes, sizeof(modes), &mm, FI_TYPE_MR_MODE);
+		LOG_ERROR("%s: provider %s needs memory registration modes [%s] which duet links "
+			  "do not support (regions are addressed by offset under application "
+			  "chosen keys)",
+			  name, prov, modes);
+		goto out;
+	}
+	if (h) {
+		h->caps = 0;
+		h->mode = ~0ull;
+		if (fi_getinfo(FAB_FI_VERSION, host, port, FI_SOURCE, h, &info) == 0) {
+			LOG_ERROR("%s: provider %s at %s:%s lacks what duet needs (FI_EP_RDM with "
+				  "RMA read/write, remote CQ data and messages, or an accepted "
+				  "mode bit)",
+				  name, prov, host, port);
+			goto out;
+		}
+	}
+	LOG_ERROR("%s: no libfabric provider \"%s\" can bind %s:%s: %s", name, prov, host, port,
+		  fi_strerror(-rc));
+out:
+	if (info)
+		fi_freeinfo(info);
+	if (h)
+		fi_freeinfo(h);
+}
+
+static int open_resources(struct fab_link *link, const char *host, const char *port,
+			  int addr_format)
+{
+	struct fi_info *hints;
+	struct fi_cq_attr cq_attr;
+	struct fi_av_attr av_attr;
+	int rc;
+
+	hints = make_hints(link->prov, addr_format, SUPPORTED_MR_MODE);
+	if (!hints)
+		return -ENOMEM;
+	rc = fi_getinfo(FAB_FI_VERSION, host, port, FI_SOURCE, hints, &link->info);
+	fi_freeinfo(hints);
+	if (rc) {
+		explain_getinfo_failure(link->name, link->prov, host, port, addr_format, rc);
+		link->info = NULL;
+		return rc == -FI_ENODATA ? -ENODATA : -EADDRNOTAVAIL;
+	}
+	struct fi_info *info = link->info;
+	uint64_t mr_mode = (uint64_t)info->domain_attr->mr_mode;
+	if (mr_mode & ~(uint64_t)SUPPORTED_MR_MODE) {
+		LOG_ERROR("%s: provider %s returned unsupported mr_mode %#" PRIx64, link->name,
+			  link->prov, mr_mode);
+		return -ENODATA;
+	}
+	link->mr_local = (mr_mode & FI_MR_LOCAL) || (link->flags & FAB_LINK_FORCE_MR_LOCAL);
+	link->mr_endpoint = mr_mode & FI_MR_ENDPOINT;
+	link->max_rma = info->ep_attr->max_msg_size;
+	link->cq_data_size = info->domain_attr->cq_data_size;
+	link->key_max = info->domain_attr->mr_key_size >= 8
+			    ? UINT64_MAX
+			    : (1ull << (8 * info->domain_attr->mr_key_size)) - 1;
+	if (link->key_max <= RESERVED_KEYS) {
+		LOG_ERROR("%s: provider %s has %zu-byte keys: too few", link->name, link->prov,
+			  info->domain_attr->mr_key_size);
+		return -ENODATA;
+	}
+	link->next_internal_key = link->key_max;
+	if (link->max_msg > info->ep_attr->max_msg_size) {
+		LOG_ERROR("%s: max_msg %zu above provider %s's limit %zu", link->name,
+			  link->max_msg, link->prov, info->ep_attr->max_msg_size);
+		return -EINVAL;
+	}
+
+	rc = fi_fabric(info->fabric_attr, &link->fabric, NULL);
+	if (rc) {
+		LOG_ERROR("%s: fi_fabric(%s): %s", link->name, link->prov, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	rc = fi_domain(link->fabric, info, &link->domain, NULL);
+	if (rc) {
+		LOG_ERROR("%s: fi_domain(%s): %s", link->name, link->prov, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	memset(&av_attr, 0, sizeof(av_attr));
+	av_attr.type = FI_AV_TABLE;
+	av_attr.count = 4;
+	rc = fi_av_open(link->domain, &av_attr, &link->av, NULL);
+	if (rc) {
+		LOG_ERROR("%s: fi_av_open: %s", link->name, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	memset(&cq_attr, 0, sizeof(cq_attr));
+	cq_attr.format = FI_CQ_FORMAT_DATA;
+	cq_attr.size = info->tx_attr->size + info->rx_attr->size;
+	cq_attr.wait_obj = (link->flags & FAB_LINK_FORCE_POLL) ? FI_WAIT_NONE : FI_WAIT_FD;
+	rc = fi_cq_open(link->domain, &cq_attr, &link->cq, NULL);
+	if (rc && cq_attr.wait_obj == FI_WAIT_FD) {
+		LOG_WARN("%s: provider %s has no fd to wait on its completion queue (%s): polling",
+			 link->name, link->prov, fi_strerror(-rc));
+		cq_attr.wait_obj = FI_WAIT_NONE;
+		rc = fi_cq_open(link->domain, &cq_attr, &link->cq, NULL);
+	}
+	if (rc) {
+		LOG_ERROR("%s: fi_cq_open: %s", link->name, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	link->wait_fd = -1;
+	if (cq_attr.wait_obj == FI_WAIT_FD) {
+		rc = fi_control(&link->cq->fid, FI_GETWAIT, &link->wait_fd);
+		if (rc) {
+			LOG_WARN("%s: provider %s gives no wait fd (%s): polling", link->name,
+				 link->prov, fi_strerror(-rc));
+			link->wait_fd = -1;
+		}
+	}
+	rc = fi_endpoint(link->domain, info, &link->ep, NULL);
+	if (rc) {
+		LOG_ERROR("%s: fi_endpoint(%s:%s): %s", link->name, host, port, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	rc = fi_ep_bind(link->ep, &link->av->fid, 0);
+	if (!rc)
+		rc = fi_ep_bind(link->ep, &link->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (rc) {
+		LOG_ERROR("%s: fi_ep_bind: %s", link->name, fi_strerror(-rc));
+		return fi_errno(rc);
+	}
+	rc = fi_enable(link->ep);
+	if (rc) {
+		LOG_ERROR("%s: cannot bind %s:%s with %s: %s", link->name, host, port, link->prov,
+			  fi_strerror(-rc));
+		return rc == -FI_EADDRINUSE ? -EADDRINUSE : fi_errno(rc);
+	}
+	return 0;
+}
+
+static int open_rx(struct fab_link *link)
+{
+	int rc;
+
+	link->rx = calloc(link->rx_depth, sizeof(*link->rx));
+	link->rx_mem = aligned_alloc(4096, (link->max_msg * link->rx_depth + 4095) & ~4095ul);
+	if (!link->rx || !link->rx_mem)
+		return -ENOMEM;
+	rc = reg_internal(link, link->rx_mem, link->max_msg * link->rx_depth, &link->rx_mr);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < link->rx_depth; i++) {
+		link->rx[i].h.kind = KIND_RX;
+		link->rx[i].buf = link->rx_mem + (size_t)i * link->max_msg;
+		repost_rx(link, &link->rx[i]);
+	}
+	return 0;
+}
+
+int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
+		  const struct fab_link_events *ev, struct fab_link **out)
+{
+	struct sockaddr_storage local_sa;
+	socklen_t local_len;
+	char host[64], port[16];
+	struct fab_link *link;
+	int rc;
+
+	if (!loop || !opts || !out || !opts->local || !opts->peer)
+		return -EINVAL;
+	const char *name = opts->name ? opts->name : "fab";
+	if (split_hostport(opts->local, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    parse_hostport(opts->local, &local_sa, &local_len) < 0) {
+		LOG_ERROR("%s: bad local address \"%s\" (numeric host:port)", name, opts->local);
+		return -EINVAL;
+	}
+	link = calloc(1, sizeof(*link));
+	if (!link)
+		return -ENOMEM;
+	snprintf(link->name, sizeof(link->name), "%s", name);
+	snprintf(link->prov, sizeof(link->prov), "%s",
+		 opts->provider ? opts->provider : DEFAULT_PROVIDER);
+	if (parse_hostport(opts->peer, &link->peer_sa, &link->peer_salen) < 0 ||
+	    link->peer_sa.ss_family != local_sa.ss_family) {
+		LOG_ERROR("%s: bad peer address \"%s\" (numeric host:port, same family as %s)",
+			  name, opts->peer, opts->local);
+		free(link);
+		return -EINVAL;
+	}
+	if (ev)
+		link->ev = *ev;
+	link->loop = loop;
+	link->flags = opts->flags;
+	link->wait_fd = -1;
+	link->rx_depth = opts->rx_depth ? opts->rx_depth : 64;
+	link->max_msg = opts->max_msg ? opts->max_msg : 4096;
+	link->sbuf_stride = (sizeof(struct sbuf) + link->max_msg + 63) & ~(size_t)63;
+	link->retry_ns = RETRY_MIN_NS;
+	link->idle_poll_ns = IDLE_POLL_MIN_NS;
+	link->retry_max_ns =
+	    (opts->retry_max_ms ? opts->retry_max_ms : DEFAULT_RETRY_MS) * 1000000ull;
+	loop_timer_init(&link->timer, on_timer, link);
+
+	/* Read by libfabric once, at its first call in the process. */
+	set_env_default("FI_AV_REMOVE_CLEANUP", "1");
+	set_env_default("FI_TCP_NODELAY", "1");
+	/* rxm handles connection events only every 10 ms by default, and
+	 * fi_trywait refuses meanwhile: handle them on every CQ read. */
+	set_env_default("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "0");
+	set_env_default("IPATH_NO_BACKTRACE", "1");
+
+	rc = open_resources(link, host, port,
+			    local_sa.ss_family == AF_INET6 ? FI_SOCKADDR_IN6 : FI_SOCKADDR_IN);
+	if (rc)
+		goto fail;
+	rc = open_rx(link);
+	if (rc)
+		goto fail;
+	rc = peer_insert(link);
+	if (rc)
+		goto fail;
+	if (link->wait_fd >= 0) {
+		/* Edge-triggered: wake on every new event behind the wait fd, not
+		 * on readiness the provider leaves standing (a signal byte or a
+		 * listening socket it has not served yet), which would spin. */
+		rc = loop_io_add(loop, &link->io, link->wait_fd, EPOLLIN | EPOLLET, on_cq_fd, link);
+		if (rc)
+			goto fail;
+	}
+	schedule(link, 0);
+	LOG_INFO("%s: link %s -> %s over %s%s%s", link->name, opts->local, opts->peer, link->prov,
+		 link->mr_local ? " (local regions)" : "", link->wait_fd < 0 ? " (polling)" : "");
+	*out = link;
+	return 0;
+fail:
+	link->closing = true;
+	teardown(link);
+	link_free(link);
+	return rc;
+}

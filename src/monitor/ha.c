@@ -1,0 +1,673 @@
+/* The HA state machine: pure logic over sampled inputs, no I/O and no
+ * clock of its own, so every scenario of docs/FAILOVER.md is a unit test.
+ *
+ *   up --(partner dead, mirror in sync | takeover [--force])--> takeover
+ *      takeover: marking -> fence_wait -> replaying -> serving
+ *   takeover/serving --(giveback | partner waiting, auto)--> giving_back
+ *      giving_back: draining -> clearing -> up
+ *   any --(mark in own mailbox)--> taken_over (stop own volumes)
+ *   taken_over --(heartbeats, partner serving us)--> waiting_for_giveback
+ *   taken_over | waiting_for_giveback --(mark cleared)--> starting -> acking -> up
+ *
+ * Given-back volumes start in this order so that a crash anywhere in it is
+ * safe: drop the own log (replayed by the partner), record acked_gen, then
+ * serve. A restart before acked_gen is durable drops the log again, which
+ * is empty; a restart after it never drops a log holding new writes.
+ */
+#define LOG_MODULE "ha"
+#include "monitor/monitor.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+
+static const char *const phase_names[] = {
+    "none",	"marking", "fence_wait", "replaying", "serving", "stopping",
+    "starting", "acking",  "draining",	 "clearing",  "failed",
+};
+
+static const char *const partner_names[] = {
+    "none", "unknown", "alive", "cut_off", "suspect", "dead",
+};
+
+const char *ha_phase_name(enum ha_phase p)
+{
+	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "?";
+}
+
+const char *ha_partner_name(enum ha_partner p)
+{
+	return (unsigned)p < sizeof(partner_names) / sizeof(partner_names[0]) ? partner_names[p]
+									      : "?";
+}
+
+const char *ha_action_name(enum ha_action a)
+{
+	switch (a) {
+	case HA_ACT_WRITE_MARK:
+		return "write_mark";
+	case HA_ACT_REPLAY_PARTNER:
+		return "replay_partner";
+	case HA_ACT_SERVE_PARTNER:
+		return "serve_partner";
+	case HA_ACT_DRAIN_PARTNER:
+		return "drain_partner";
+	case HA_ACT_CLEAR_MARK:
+		return "clear_mark";
+	case HA_ACT_STOP_OWN:
+		return "stop_own";
+	case HA_ACT_START_OWN:
+		return "start_own";
+	case HA_ACT_PERSIST_ACK:
+		return "persist_ack";
+	case HA_ACT_SERVE_OWN:
+		return "serve_own";
+	}
+	return "?";
+}
+
+static void fmt(char *dst, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static void fmt(char *dst, const char *f, ...)
+{
+	va_list ap;
+
+	va_start(ap, f);
+	vsnprintf(dst, HA_REASON_MAX, f, ap);
+	va_end(ap);
+}
+
+static void out_init(const struct ha *h, struct ha_output *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->wake_ms = HA_NEVER;
+	out->mark_gen = h->mark_gen;
+}
+
+/* Every change of state or phase goes through here, with its reason. */
+static void enter(struct ha *h, const struct ha_inputs *in, struct ha_output *out, enum ha_state st,
+		  enum ha_phase ph)
+{
+	h->state = st;
+	h->phase = ph;
+	h->since_ms = in->now_ms;
+	out->changed = true;
+}
+
+static uint64_t hb_age(const struct ha_inputs *in)
+{
+	uint64_t age = HA_NEVER;
+
+	for (unsigned i = 0; i < in->n_links && i < MONITOR_MAX_LINKS; i++)
+		age = MIN(age, in->hb_age_ms[i]);
+	return age;
+}
+
+static bool hb_alive(const struct ha *h, const struct ha_inputs *in)
+{
+	return hb_age(in) < h->cfg.deadline_ms;
+}
+
+static bool serves_own(enum ha_state s)
+{
+	return s == HA_UP || s == HA_TAKEOVER || s == HA_GIVING_BACK;
+}
+
+static const char *age_str(uint64_t ms, char *buf, size_t len)
+{
+	if (ms == HA_NEVER)
+		snprintf(buf, len, "never");
+	else
+		snprintf(buf, len, "%llu ms ago", (unsigned long long)ms);
+	return buf;
+}
+
+/* Classify the partner from heartbeats and mailbox. A partner is dead only
+ * when both channels prove silence; a mailbox that advances long after the
+ * heartbeats stopped is a partner behind a cut interconnect. */
+static void classify(struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t age = hb_age(in);
+	char a[32], b[32];
+
+	if (!h->cfg.has_partner) {
+		h->partner = HA_PARTNER_NONE;
+		fmt(h->partner_why, "no partner configured");
+		return;
+	}
+	if (age < h->cfg.deadline_ms) {
+		h->partner = HA_PARTNER_ALIVE;
+		fmt(h->partner_why, "heartbeat %s", age_str(age, a, sizeof(a)));
+		return;
+	}
+	if (!h->cfg.has_partner_mailbox) {
+		h->partner = age == HA_NEVER ? HA_PARTNER_UNKNOWN : HA_PARTNER_SUSPECT;
+		fmt(h->partner_why, "no heartbeat (last %s) and no partner_shelf to ask",
+		    age_str(age, a, sizeof(a)));
+		return;
+	}
+	if (in->mbox_rc < 0 || !in->mbox_seen) {
+		h->partner = age == HA_NEVER ? HA_PARTNER_UNKNOWN : HA_PARTNER_SUSPECT;
+		fmt(h->partner_why, "no heartbeat (last %s); partner mailbox %s",
+		    age_str(age, a, sizeof(a)),
+		    in->mbox_rc < 0 ? strerror(-in->mbox_rc) : "never written");
+		return;
+	}
+	if (in->mbox_silent_ms >= h->cfg.mailbox_deadline_ms) {
+		h->partner = HA_PARTNER_DEAD;
+		fmt(h->partner_why,
+		    "no heartbeat on any link (last %s), mailbox silent for %llu ms",
+		    age_str(age, a, sizeof(a)), (unsigned long long)in->mbox_silent_ms);
+		return;
+	}
+	if (age != HA_NEVER && age < h->cfg.deadline_ms + h->cfg.mailbox_deadline_ms) {
+		h->partner = HA_PARTNER_SUSPECT;
+		fmt(h->partner_why, "no heartbeat on any link for %llu ms; mailbox still advancing",
+		    (unsigned long long)age);
+		return;
+	}
+	h->partner = HA_PARTNER_CUT_OFF;
+	fmt(h->partner_why,
+	    "alive behind a cut interconnect: no heartbeat on any link (last %s), mailbox "
+	    "advanced %s",
+	    age_str(age, a, sizeof(a)), age_str(in->mbox_change_age_ms, b, sizeof(b)));
+}
+
+/* What the partner last published durably: its mailbox record. A fresher
+ * heartbeat saying "degraded" also counts, never one saying "in sync". */
+static enum ha_mirror partner_mirror(const struct ha_inputs *in)
+{
+	if (in->hb_valid && in->hb.mirror == HA_MIRROR_DEGRADED)
+		return HA_MIRROR_DEGRADED;
+	return in->mbox_seen ? in->mbox.mirror : HA_MIRROR_OFF;
+}
+
+/* Would a takeover lose an acknowledged write? NULL when it would not. */
+static const char *mirror_problem(const struct ha_inputs *in, char *buf, size_t len)
+{
+	if (in->mirror != HA_MIRROR_IN_SYNC) {
+		snprintf(buf, len, "our copy of the partner's log is %s",
+			 ha_mirror_name(in->mirror));
+		return buf;
+	}
+	if (partner_mirror(in) != HA_MIRROR_IN_SYNC) {
+		snprintf(buf, len, "the partner reported its mirror %s",
+			 ha_mirror_name(partner_mirror(in)));
+		return buf;
+	}
+	return NULL;
+}
+
+static uint64_t next_gen(const struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t g = h->mark_gen;
+
+	if (in->partner_mark_valid)
+		g = MAX(g, in->partner_mark_gen);
+	if (in->mbox_seen)
+		g = MAX(g, in->mbox.acked_gen);
+	return g + 1;
+}
+
+/* Can the partner's mailbox take a mark at all (even forced)? */
+static bool mailbox_writable(const struct ha_inputs *in)
+{
+	return in->mbox_rc == 0 || in->mbox_rc == -EBADMSG || in->mbox_rc == -ENODATA ||
+	       in->mbox_rc == -EPROTO || in->mbox_rc == -EINVAL;
+}
+
+static void eval_possible(struct ha *h, const struct ha_inputs *in)
+{
+	char buf[HA_REASON_MAX];
+	const char *p;
+
+	h->takeover_possible = false;
+	switch (h->state) {
+	case HA_UP:
+		break;
+	case HA_TAKEOVER:
+		fmt(h->why, "already taking over the partner (%s)", ha_phase_name(h->phase));
+		return;
+	case HA_GIVING_BACK:
+		fmt(h->why, "giving back the partner's volumes (%s)", ha_phase_name(h->phase));
+		return;
+	case HA_TAKEN_OVER:
+	case HA_WAITING_FOR_GIVEBACK:
+		if (h->partner == HA_PARTNER_DEAD)
+			fmt(h->why, "the partner holds our volumes but is silent (%.140s)",
+			    h->partner_why);
+		else
+			fmt(h->why, "taken over by the partner (gen %llu): waiting for giveback",
+			    (unsigned long long)h->mark_gen);
+		return;
+	default:
+		return;
+	}
+	if (!h->cfg.has_partner) {
+		fmt(h->why, "no partner configured");
+		return;
+	}
+	if (!h->cfg.has_partner_mailbox) {
+		fmt(h->why, "no [monitor] partner_shelf: no mailbox to fence the partner with");
+		return;
+	}
+	if (in->mbox_rc < 0) {
+		fmt(h->why, "partner mailbox unreadable: %s", strerror(-in->mbox_rc));
+		return;
+	}
+	if (in->mbox_seen && !serves_own(in->mbox.state)) {
+		fmt(h->why, "the partner serves nothing (%s)", ha_state_name(in->mbox.state));
+		return;
+	}
+	p = mirror_problem(in, buf, sizeof(buf));
+	if (p) {
+		fmt(h->why, "%.120s: takeover --force would lose acknowledged writes", p);
+		return;
+	}
+	h->takeover_possible = true;
+	switch (h->partner) {
+	case HA_PARTNER_ALIVE:
+		fmt(h->why, "partner alive, mirror in sync: a planned takeover is possible");
+		break;
+	case HA_PARTNER_CUT_OFF:
+		fmt(h->why, "partner %.150s: no automatic takeover", h->partner_why);
+		break;
+	case HA_PARTNER_DEAD:
+		fmt(h->why, "partner dead, mirror in sync");
+		break;
+	default:
+		fmt(h->why, "partner %s: %.150s", ha_partner_name(h->partner), h->partner_why);
+		break;
+	}
+}
+
+void ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
+	     uint64_t mark_gen, uint64_t acked_gen)
+{
+	memset(h, 0, sizeof(*h));
+	h->cfg = *c;
+	if (!h->cfg.retry_ms)
+		h->cfg.retry_ms = 1000;
+	h->state = taken_over ? HA_TAKEN_OVER : HA_UP;
+	h->phase = HA_PH_NONE;
+	h->partner = c->has_partner ? HA_PARTNER_UNKNOWN : HA_PARTNER_NONE;
+	h->since_ms = now_ms;
+	h->mark_gen = mark_gen;
+	h->acked_gen = acked_gen;
+	h->waiting_since_ms = HA_NEVER;
+	if (taken_over)
+		fmt(h->reason, "takeover mark gen %llu found at boot: waiting for giveback",
+		    (unsigned long long)mark_gen);
+	else
+		fmt(h->reason, "started");
+	fmt(h->why, "starting");
+	fmt(h->partner_why, "no evidence yet");
+}
+
+static void start_takeover(struct ha *h, const struct ha_inputs *in, struct ha_output *out,
+			   bool forced)
+{
+	h->mark_gen = next_gen(h, in);
+	h->forced = forced;
+	enter(h, in, out, HA_TAKEOVER, HA_PH_MARKING);
+	out->actions |= HA_ACT_WRITE_MARK;
+	out->mark_gen = h->mark_gen;
+}
+
+/* A mark in our own mailbox: the partner has taken us over. Stop at once. */
+static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	if (h->state == HA_TAKEN_OVER || h->state == HA_WAITING_FOR_GIVEBACK)
+		return false;
+	if (!in->own_mark && !in->own_conflict)
+		return false;
+	if (in->own_conflict)
+		fmt(h->reason, "another writer uses this node's mailbox: stopped serving");
+	else
+		fmt(h->reason, "takeover mark gen %llu found in own mailbox: stopped serving",
+		    (unsigned long long)in->own_mark_gen);
+	h->mark_gen = in->own_mark_gen;
+	enter(h, in, out, HA_TAKEN_OVER, HA_PH_STOPPING);
+	out->actions |= HA_ACT_STOP_OWN;
+	return true;
+}
+
+static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	char buf[HA_REASON_MAX];
+
+	if (h->phase == HA_PH_FAILED && in->now_ms < h->phase_until_ms) {
+		out->wake_ms = h->phase_until_ms;
+		return;
+	}
+	if (in->partner_mark_valid && in->partner_mark_set) {
+		/* Our mark stands in the partner's mailbox (we restarted during a
+		 * takeover, or a write was reported failed yet landed): the
+		 * partner is fenced or will be. Wait out its lease again, then go
+		 * on; replay is idempotent. */
+		h->mark_gen = MAX(h->mark_gen, in->partner_mark_gen);
+		fmt(h->reason,
+		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
+		    (unsigned long long)h->mark_gen);
+		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
+		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		out->wake_ms = h->phase_until_ms;
+		return;
+	}
+	if (h->partner != HA_PARTNER_DEAD || !h->takeover_possible)
+		return;
+	if (mirror_problem(in, buf, sizeof(buf)))
+		return;
+	fmt(h->reason, "automatic takeover: %.180s", h->partner_why);
+	start_takeover(h, in, out, false);
+}
+
+/* After the partner's lease has run out, read its final record: a partner
+ * that published "degraded" before it was fenced acknowledged writes we
+ * lack, so its volumes are not served from our copy unless forced. */
+static void step_fence_wait(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	char buf[HA_REASON_MAX];
+	const char *p;
+
+	if (in->now_ms < h->phase_until_ms) {
+		out->wake_ms = h->phase_until_ms;
+		return;
+	}
+	if (!h->forced && (in->mbox_rc < 0 || in->mbox_read_ms < h->phase_until_ms))
+		return; /* the owner reads the partner's mailbox again, then steps */
+	p = h->forced ? NULL : mirror_problem(in, buf, sizeof(buf));
+	if (p) {
+		fmt(h->reason,
+		    "takeover stopped after fencing: %.100s; giveback returns the partner's "
+		    "volumes, takeover --force serves our copy",
+		    p);
+		enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		return;
+	}
+	fmt(h->reason, "partner fenced (gen %llu): replaying its mirror",
+	    (unsigned long long)h->mark_gen);
+	enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
+	out->actions |= HA_ACT_REPLAY_PARTNER;
+}
+
+static void step_serving(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	bool waiting = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
+
+	if (!waiting) {
+		h->waiting_since_ms = HA_NEVER;
+		return;
+	}
+	if (h->waiting_since_ms == HA_NEVER)
+		h->waiting_since_ms = in->now_ms;
+	if (!h->cfg.auto_giveback)
+		return;
+	if (in->now_ms - h->waiting_since_ms < h->cfg.giveback_delay_ms) {
+		out->wake_ms = h->waiting_since_ms + h->cfg.giveback_delay_ms;
+		return;
+	}
+	fmt(h->reason, "automatic giveback: partner waiting for %llu ms",
+	    (unsigned long long)(in->now_ms - h->waiting_since_ms));
+	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
+	out->actions |= HA_ACT_DRAIN_PARTNER;
+}
+
+static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	if (h->phase == HA_PH_STOPPING || h->phase == HA_PH_STARTING || h->phase == HA_PH_ACKING ||
+	    h->phase == HA_PH_FAILED)
+		return;
+	if (!in->own_mark && !in->own_conflict) {
+		/* The mark is cleared: our log was replayed by the partner at
+		 * this generation, and our volumes are durable on our shelf. */
+		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
+		fmt(h->reason, "takeover mark gen %llu cleared: starting own volumes",
+		    (unsigned long long)h->mark_gen);
+		enter(h, in, out, h->state, HA_PH_STARTING);
+		out->actions |= HA_ACT_START_OWN;
+		out->mark_gen = h->mark_gen;
+		return;
+	}
+	if (in->own_mark)
+		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
+	bool ready = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_TAKEOVER;
+	if (h->state == HA_TAKEN_OVER && ready) {
+		fmt(h->reason, "in touch with the partner, which serves our volumes");
+		enter(h, in, out, HA_WAITING_FOR_GIVEBACK, HA_PH_NONE);
+	} else if (h->state == HA_WAITING_FOR_GIVEBACK && !ready) {
+		fmt(h->reason, "lost touch with the partner (%.150s)", h->partner_why);
+		enter(h, in, out, HA_TAKEN_OVER, HA_PH_NONE);
+	}
+}
+
+void ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	out_init(h, out);
+	classify(h, in);
+	if (!check_fenced(h, in, out)) {
+		switch (h->state) {
+		case HA_UP:
+			eval_possible(h, in);
+			step_up(h, in, out);
+			break;
+		case HA_TAKEOVER:
+			if (h->phase == HA_PH_FENCE_WAIT)
+				step_fence_wait(h, in, out);
+			else if (h->phase == HA_PH_SERVING)
+				step_serving(h, in, out);
+			break;
+		case HA_TAKEN_OVER:
+		case HA_WAITING_FOR_GIVEBACK:
+			step_taken_over(h, in, out);
+			break;
+		default:
+			break;
+		}
+	}
+	eval_possible(h, in);
+}
+
+int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+		char *err, size_t errlen)
+{
+	char buf[HA_REASON_MAX];
+	const char *p;
+
+	out_init(h, out);
+	classify(h, in);
+	if (h->state == HA_TAKEOVER && force &&
+	    (h->phase == HA_PH_FENCE_WAIT || h->phase == HA_PH_FAILED)) {
+		/* The partner is fenced already; serve what our copy has. */
+		h->forced = true;
+		fmt(h->reason, "takeover forced by the operator");
+		if (h->phase == HA_PH_FAILED) {
+			enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
+			out->actions |= HA_ACT_REPLAY_PARTNER;
+		}
+		return 0;
+	}
+	if (h->state != HA_UP) {
+		snprintf(err, errlen, "cannot take over while %s (%s)", ha_state_name(h->state),
+			 ha_phase_name(h->phase));
+		return -EBUSY;
+	}
+	if (!h->cfg.has_partner) {
+		snprintf(err, errlen, "no partner configured");
+		return -ENOTCONN;
+	}
+	if (!h->cfg.has_partner_mailbox) {
+		snprintf(err, errlen,
+			 "no [monitor] partner_shelf: no mailbox to fence the partner");
+		return -ENOTCONN;
+	}
+	if (!mailbox_writable(in)) {
+		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
+		return -EIO;
+	}
+	if (!force) {
+		if (in->mbox_rc < 0) {
+			snprintf(err, errlen, "partner mailbox unreadable (%s): use --force",
+				 strerror(-in->mbox_rc));
+			return -EAGAIN;
+		}
+		if (in->mbox_seen && !serves_own(in->mbox.state)) {
+			snprintf(err, errlen, "the partner serves nothing (%s)",
+				 ha_state_name(in->mbox.state));
+			return -EAGAIN;
+		}
+		p = mirror_problem(in, buf, sizeof(buf));
+		if (p) {
+			snprintf(err, errlen,
+				 "%s: a takeover would lose acknowledged writes; --force does it "
+				 "anyway",
+				 p);
+			return -EAGAIN;
+		}
+	}
+	fmt(h->reason, "%s by the operator (partner %s)",
+	    force ? "takeover forced" : "planned takeover", ha_partner_name(h->partner));
+	start_takeover(h, in, out, force);
+	eval_possible(h, in);
+	return 0;
+}
+
+int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+		char *err, size_t errlen)
+{
+	out_init(h, out);
+	classify(h, in);
+	if (h->state == HA_GIVING_BACK && h->phase == HA_PH_FAILED) {
+		fmt(h->reason, "giveback retried by the operator");
+		enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
+		out->actions |= HA_ACT_DRAIN_PARTNER;
+		return 0;
+	}
+	if (h->state != HA_TAKEOVER || (h->phase != HA_PH_SERVING && h->phase != HA_PH_FAILED &&
+					h->phase != HA_PH_FENCE_WAIT)) {
+		snprintf(err, errlen, "nothing to give back (%s, %s)", ha_state_name(h->state),
+			 ha_phase_name(h->phase));
+		return -EINVAL;
+	}
+	bool ready = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
+	if (!ready && !force && h->phase == HA_PH_SERVING) {
+		snprintf(err, errlen,
+			 "the partner is not waiting for giveback (%s); --force gives back anyway",
+			 h->partner_why);
+		return -EAGAIN;
+	}
+	fmt(h->reason, "giveback by the operator");
+	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
+	out->actions |= HA_ACT_DRAIN_PARTNER;
+	eval_possible(h, in);
+	return 0;
+}
+
+void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
+	     struct ha_output *out)
+{
+	out_init(h, out);
+	switch (act) {
+	case HA_ACT_WRITE_MARK:
+		if (h->state != HA_TAKEOVER || h->phase != HA_PH_MARKING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "cannot write the takeover mark: %s", strerror(-rc));
+			enter(h, in, out, HA_UP, HA_PH_FAILED);
+			h->phase_until_ms = in->now_ms + h->cfg.retry_ms;
+			out->wake_ms = h->phase_until_ms;
+			break;
+		}
+		fmt(h->reason,
+		    "takeover mark gen %llu written: waiting %llu ms for the partner's "
+		    "lease to run out",
+		    (unsigned long long)h->mark_gen, (unsigned long long)h->cfg.fence_wait_ms);
+		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
+		/* +1: times are whole milliseconds, the wait must be full. */
+		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		out->wake_ms = h->phase_until_ms;
+		break;
+	case HA_ACT_REPLAY_PARTNER:
+		if (h->state != HA_TAKEOVER || h->phase != HA_PH_REPLAYING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "replay of the partner's mirror failed: %s", strerror(-rc));
+			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+			break;
+		}
+		fmt(h->reason, "partner's mirror replayed: serving its volumes");
+		enter(h, in, out, HA_TAKEOVER, HA_PH_SERVING);
+		out->actions |= HA_ACT_SERVE_PARTNER;
+		h->waiting_since_ms = HA_NEVER;
+		break;
+	case HA_ACT_SERVE_PARTNER:
+		if (h->state == HA_TAKEOVER && rc < 0) {
+			fmt(h->reason, "cannot serve the partner's volumes: %s", strerror(-rc));
+			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		}
+		break;
+	case HA_ACT_DRAIN_PARTNER:
+		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_DRAINING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "drain of the partner's volumes failed: %s", strerror(-rc));
+			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+			break;
+		}
+		fmt(h->reason, "partner's volumes durable: clearing the mark");
+		enter(h, in, out, HA_GIVING_BACK, HA_PH_CLEARING);
+		out->actions |= HA_ACT_CLEAR_MARK;
+		break;
+	case HA_ACT_CLEAR_MARK:
+		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_CLEARING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "cannot clear the takeover mark: %s", strerror(-rc));
+			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+			break;
+		}
+		fmt(h->reason, "gave back the partner's volumes (gen %llu)",
+		    (unsigned long long)h->mark_gen);
+		enter(h, in, out, HA_UP, HA_PH_NONE);
+		break;
+	case HA_ACT_STOP_OWN:
+		if (h->phase == HA_PH_STOPPING)
+			enter(h, in, out, h->state, HA_PH_NONE);
+		break;
+	case HA_ACT_START_OWN:
+		if (h->phase != HA_PH_STARTING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "cannot start own volumes: %s", strerror(-rc));
+			enter(h, in, out, h->state, HA_PH_FAILED);
+			break;
+		}
+		h->acked_gen = h->mark_gen;
+		enter(h, in, out, h->state, HA_PH_ACKING);
+		out->actions |= HA_ACT_PERSIST_ACK;
+		out->mark_gen = h->mark_gen;
+		break;
+	case HA_ACT_PERSIST_ACK:
+		if (h->phase != HA_PH_ACKING)
+			break;
+		if (rc < 0) {
+			fmt(h->reason, "cannot record the giveback in the own mailbox: %s",
+			    strerror(-rc));
+			enter(h, in, out, h->state, HA_PH_FAILED);
+			break;
+		}
+		fmt(h->reason, "own volumes given back (gen %llu)",
+		    (unsigned long long)h->mark_gen);
+		enter(h, in, out, HA_UP, HA_PH_NONE);
+		out->actions |= HA_ACT_SERVE_OWN;
+		break;
+	case HA_ACT_SERVE_OWN:
+		if (rc < 0)
+			fmt(h->reason, "cannot serve own volumes: %s", strerror(-rc));
+		break;
+	}
+	classify(h, in);
+	eval_possible(h, in);
+}

@@ -1,0 +1,710 @@
+/* The mailbox: SHELF/mailbox, one 4 KiB sector per writer, driven by a
+ * thread with its own timer so that no O_DSYNC write ever blocks the
+ * reactor. Every cycle the thread
+ *   1. writes this node's liveness record (only while the reactor turns:
+ *      a hung reactor must look dead, not alive),
+ *   2. reads its own mailbox: a takeover mark there drops the I/O lease at
+ *      once, a clean read renews it until (read start + lease_ms),
+ *   3. reads the partner's mailbox and keeps the evidence of its silence.
+ * Requests from the loop (sync, check, mark) wake it at once; their answers
+ * and the fresh views go back through an eventfd.
+ */
+#define LOG_MODULE "mbox"
+#include "monitor/monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+enum req_kind {
+	REQ_BOOT,
+	REQ_SYNC,
+	REQ_CHECK,
+	REQ_MARK,
+};
+
+struct req {
+	struct req *next;
+	enum req_kind kind;
+	uint64_t gen;
+	bool set;
+	mbox_done_cb done;
+	mbox_mark_cb mark_cb;
+	void *arg;
+	int rc;
+	struct monitor_mark mark;
+};
+
+struct mbox {
+	struct loop *loop;
+	char node[CONFIG_ID_MAX];
+	char own_path[PATH_MAX];
+	char partner_path[PATH_MAX];
+	bool has_partner;
+	bool buffered;
+	uint64_t interval_ns;
+	uint64_t lease_ns;
+	void (*on_cycle)(void *arg);
+	void *cycle_arg;
+
+	int own_fd;
+	int partner_fd;
+	bool own_direct;
+	bool partner_direct;
+	uint8_t *wbuf; /* one sector, aligned */
+	uint8_t *rbuf; /* two sectors, aligned */
+
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* Under mu. */
+	bool stop;
+	struct req *pending, **pending_tail;
+	struct req *done, **done_tail;
+	enum ha_state state;
+	enum ha_mirror mirror;
+	uint64_t acked_gen;
+	struct mbox_own_view own;
+	struct mbox_partner_view partner;
+
+	/* Thread only. */
+	bool booted;
+	uint64_t boot_gen;
+	uint64_t counter;
+	bool wrote;
+	uint8_t last_written[MONITOR_REC_SIZE];
+	bool partner_have;
+	uint8_t partner_last[MONITOR_REC_SIZE];
+
+	_Atomic uint64_t lease_until; /* boottime ns */
+	_Atomic uint64_t drop_at;     /* boottime ns of the last mbox_lease_drop() */
+
+	int efd;
+	struct loop_io eio;
+};
+
+uint64_t monitor_boottime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* O_DIRECT keeps two hosts that share a shelf coherent; a filesystem that
+ * refuses it (tmpfs) still gets O_DSYNC writes through the page cache. */
+static int open_mailbox(const char *path, bool create, bool buffered, bool *direct)
+{
+	int flags = O_RDWR | O_CLOEXEC | O_DSYNC | (create ? O_CREAT : 0);
+	int fd = buffered ? -1 : open(path, flags | O_DIRECT, 0644);
+
+	*direct = fd >= 0;
+	if (fd < 0 && (buffered || errno == EINVAL))
+		fd = open(path, flags, 0644);
+	if (fd < 0)
+		return -errno;
+	return fd;
+}
+
+/* Read the two first sectors; a short file reads as zeros past its end. */
+static int read_sectors(int fd, uint8_t *buf)
+{
+	size_t len = 2 * MONITOR_SECTOR;
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	memset(buf + n, 0, len - (size_t)n);
+	return 0;
+}
+
+static int write_sector(int fd, const uint8_t *buf, unsigned sector)
+{
+	ssize_t n;
+
+	do
+		n = pwrite(fd, buf, MONITOR_SECTOR, (off_t)sector * MONITOR_SECTOR);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)MONITOR_SECTOR ? 0 : -EIO;
+}
+
+static void post_loop(struct mbox *mb)
+{
+	uint64_t one = 1;
+	ssize_t n = write(mb->efd, &one, sizeof(one));
+
+	(void)n; /* the counter saturating is harmless: one wake-up is enough */
+}
+
+/* ---- the thread ---- */
+
+static bool loop_alive(const struct mbox *mb)
+{
+	uint64_t last = loop_last_turn_ns(mb->loop), now = now_ns();
+
+	return now < last || now - last < mb->lease_ns;
+}
+
+static int cycle_write(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
+		       uint64_t acked_gen)
+{
+	struct monitor_alive a = {
+	    .boot_gen = mb->boot_gen,
+	    .counter = mb->counter + 1,
+	    .acked_gen = acked_gen,
+	    .state = state,
+	    .mirror = mirror,
+	};
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	a.time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	snprintf(a.node, sizeof(a.node), "%s", mb->node);
+	memset(mb->wbuf, 0, MONITOR_SECTOR);
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, mb->wbuf);
+	rc = write_sector(mb->own_fd, mb->wbuf, MONITOR_SECT_ALIVE);
+	if (rc < 0)
+		return rc;
+	mb->counter++;
+	mb->wrote = true;
+	memcpy(mb->last_written, mb->wbuf, MONITOR_REC_SIZE);
+	return 0;
+}
+
+/* Read the own mailbox: renew or drop the lease, note a mark or a second
+ * writer. @p own is filled for publication. */
+static void cycle_read_own(struct mbox *mb, struct mbox_own_view *own)
+{
+	uint64_t t0 = monitor_boottime_ns();
+	struct monitor_alive a;
+	int rc = read_sectors(mb->own_fd, mb->rbuf);
+
+	own->rc = rc;
+	if (rc < 0)
+		return;
+	own->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &own->mark) == 0;
+	if (mb->wrote && memcmp(mb->rbuf, mb->last_written, MONITOR_REC_SIZE) != 0 &&
+	    monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a) == 0 &&
+	    (a.boot_gen != mb->boot_gen || strcmp(a.node, mb->node) != 0)) {
+		if (!own->conflict)
+			LOG_ERROR(
+			    "%s: another writer (node %s, boot %llu) uses this node's mailbox",
+			    mb->own_path, a.node, (unsigned long long)a.boot_gen);
+		own->conflict = true;
+	}
+	if ((own->mark_valid && own->mark.set) || own->conflict) {
+		atomic_store(&mb->lease_until, 0);
+		return;
+	}
+	if (t0 > atomic_load(&mb->drop_at) && loop_alive(mb)) {
+		uint64_t until = t0 + mb->lease_ns;
+		uint64_t cur = atomic_load(&mb->lease_until);
+		while (cur < until && !atomic_compare_exchange_weak(&mb->lease_until, &cur, until))
+			;
+	}
+}
+
+/* Read the partner's mailbox. Its records carry a counter, so the same
+ * bytes read at t1 and t2 prove no write landed in between: that interval
+ * is the evidence of silence. A failed or torn read proves nothing. */
+static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
+{
+	uint64_t t0, t1;
+	int rc;
+
+	if (mb->partner_fd < 0) {
+		bool direct;
+		int fd = open_mailbox(mb->partner_path, false, mb->buffered, &direct);
+		if (fd < 0) {
+			if (p->rc != fd)
+				LOG_WARN("partner mailbox %s: %s", mb->partner_path, strerror(-fd));
+			p->rc = fd;
+			return;
+		}
+		mb->partner_fd = fd;
+		mb->partner_direct = direct;
+		LOG_INFO("partner mailbox %s open%s", mb->partner_path,
+			 direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
+	}
+	t0 = now_ns();
+	rc = read_sectors(mb->partner_fd, mb->rbuf);
+	t1 = now_ns();
+	if (rc == 0) {
+		struct monitor_alive a;
+		rc = monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a);
+		p->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &p->mark) == 0;
+		if (rc == 0) {
+			if (!mb->partner_have ||
+			    memcmp(mb->partner_last, mb->rbuf, MONITOR_REC_SIZE) != 0) {
+				memcpy(mb->partner_last, mb->rbuf, MONITOR_REC_SIZE);
+				mb->partner_have = true;
+				p->last_change_ns = t1;
+			}
+			p->seen = true;
+			p->rec = a;
+			p->last_read_ns = t0;
+			p->silent_ns = t0 > p->last_change_ns ? t0 - p->last_change_ns : 0;
+		}
+	}
+	if (rc < 0 && rc != p->rc)
+		LOG_WARN("partner mailbox %s: %s", mb->partner_path, strerror(-rc));
+	p->rc = rc;
+}
+
+static int mark_write(struct mbox *mb, uint64_t gen, bool set)
+{
+	struct monitor_mark m = {.gen = gen, .set = set};
+	struct timespec ts;
+
+	if (mb->partner_fd < 0)
+		return mb->has_partner ? -ENOENT : -ENOTCONN;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	m.time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	snprintf(m.taker, sizeof(m.taker), "%s", mb->node);
+	/* The owner's id as its own record names it; empty if never seen. */
+	pthread_mutex_lock(&mb->mu);
+	snprintf(m.owner, sizeof(m.owner), "%s", mb->partner.seen ? mb->partner.rec.node : "");
+	pthread_mutex_unlock(&mb->mu);
+	memset(mb->wbuf, 0, MONITOR_SECTOR);
+	monitor_mark_encode(&m, mb->wbuf);
+	return write_sector(mb->partner_fd, mb->wbuf, MONITOR_SECT_MARK);
+}
+
+/* First cycle: learn the boot generation and whether we were taken over,
+ * before anything is written. Until it succeeds nothing is written and no
+ * lease is granted. */
+static void cycle_boot(struct mbox *mb, struct mbox_own_view *own)
+{
+	struct monitor_alive a;
+	int rc = read_sectors(mb->own_fd, mb->rbuf);
+
+	own->rc = rc;
+	if (rc < 0) {
+		LOG_ERROR("%s: boot read: %s", mb->own_path, strerror(-rc));
+		return;
+	}
+	rc = monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a);
+	if (rc == 0) {
+		mb->boot_gen = a.boot_gen + 1;
+		own->boot_acked_gen = a.acked_gen;
+	} else if (rc != -ENODATA) {
+		LOG_WARN("%s: own record unreadable (%s); boot generation restarts", mb->own_path,
+			 strerror(-rc));
+	}
+	if (mb->boot_gen == 0)
+		mb->boot_gen = 1;
+	own->boot_gen = mb->boot_gen;
+	own->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &own->mark) == 0;
+	/* Until the monitor says otherwise, records keep what we found. */
+	pthread_mutex_lock(&mb->mu);
+	mb->acked_gen = MAX(mb->acked_gen, own->boot_acked_gen);
+	if (own->mark_valid && own->mark.set)
+		mb->state = HA_TAKEN_OVER;
+	pthread_mutex_unlock(&mb->mu);
+	mb->booted = true;
+}
+
+static void append(struct req ***tail, struct req *r)
+{
+	r->next = NULL;
+	**tail = r;
+	*tail = &r->next;
+}
+
+static void answer(struct mbox *mb, struct req *reqs, const struct mbox_own_view *own,
+		   const struct mbox_partner_view *partner, int wrc)
+{
+	for (struct req *r = reqs; r; r = r->next) {
+		switch (r->kind) {
+		case REQ_BOOT:
+		case REQ_CHECK:
+			r->rc = own->rc;
+			if (own->rc == 0 && own->mark_valid)
+				r->mark = own->mark;
+			break;
+		case REQ_SYNC:
+			r->rc = mb->booted ? wrc : own->rc;
+			break;
+		case REQ_MARK:
+			if (!mb->booted) {
+				r->rc = own->rc;
+			} else if (r->rc == 0) {
+				/* Read back: the mark must be there as written. */
+				if (partner->rc < 0)
+					r->rc = partner->rc;
+				else if (!partner->mark_valid || partner->mark.gen != r->gen ||
+					 partner->mark.set != r->set)
+					r->rc = -EIO;
+			}
+			break;
+		}
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	struct mbox *mb = arg;
+	uint64_t next = now_ns();
+
+	pthread_mutex_lock(&mb->mu);
+	while (!mb->stop) {
+		struct req *reqs, *r, *next_r;
+		struct mbox_own_view own;
+		struct mbox_partner_view partner;
+		enum ha_state state;
+		enum ha_mirror mirror;
+		uint64_t acked;
+		bool due, sync = false;
+		int wrc = 0;
+
+		if (!mb->pending) {
+			struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull),
+					      .tv_nsec = (long)(next % 1000000000ull)};
+			pthread_cond_timedwait(&mb->cv, &mb->mu, &ts);
+			if (mb->stop)
+				break;
+		}
+		reqs = mb->pending;
+		mb->pending = NULL;
+		mb->pending_tail = &mb->pending;
+		own = mb->own;
+		partner = mb->partner;
+		pthread_mutex_unlock(&mb->mu);
+
+		due = now_ns() >= next;
+		if (due) {
+			next += mb->interval_ns;
+			if (next < now_ns())
+				next = now_ns() + mb->interval_ns; /* we were late: no burst */
+		}
+		if (!mb->booted)
+			cycle_boot(mb, &own);
+		if (mb->booted) {
+			pthread_mutex_lock(&mb->mu);
+			state = mb->state;
+			mirror = mb->mirror;
+			acked = mb->acked_gen;
+			pthread_mutex_unlock(&mb->mu);
+			for (r = reqs; r; r = r->next)
+				sync |= r->kind == REQ_SYNC;
+			if ((due && loop_alive(mb)) || sync) {
+				wrc = cycle_write(mb, state, mirror, acked);
+				if (wrc < 0)
+					LOG_ERROR("%s: write: %s", mb->own_path, strerror(-wrc));
+				else
+					own.last_write_ns = now_ns();
+				own.counter = mb->counter;
+			}
+			cycle_read_own(mb, &own);
+			if (wrc < 0 && own.rc == 0)
+				own.rc = wrc;
+			for (r = reqs; r; r = r->next)
+				if (r->kind == REQ_MARK)
+					r->rc = mark_write(mb, r->gen, r->set);
+			if (mb->has_partner)
+				cycle_read_partner(mb, &partner);
+		}
+		answer(mb, reqs, &own, &partner, wrc);
+
+		pthread_mutex_lock(&mb->mu);
+		mb->own = own;
+		mb->partner = partner;
+		for (r = reqs; r; r = next_r) {
+			next_r = r->next;
+			append(&mb->done_tail, r);
+		}
+		post_loop(mb);
+	}
+	pthread_mutex_unlock(&mb->mu);
+	return NULL;
+}
+
+/* ---- the loop side ---- */
+
+static void deliver(struct loop_io *io, uint32_t events)
+{
+	struct mbox *mb = io->arg;
+	struct req *r, *next;
+	uint64_t v;
+	ssize_t n = read(mb->efd, &v, sizeof(v));
+
+	(void)n;
+	(void)events;
+	pthread_mutex_lock(&mb->mu);
+	r = mb->done;
+	mb->done = NULL;
+	mb->done_tail = &mb->done;
+	pthread_mutex_unlock(&mb->mu);
+	for (; r; r = next) {
+		next = r->next;
+		if (r->kind == REQ_BOOT || r->kind == REQ_CHECK) {
+			if (r->mark_cb)
+				r->mark_cb(r->arg, r->rc, r->mark.gen ? &r->mark : NULL);
+		} else if (r->done) {
+			r->done(r->arg, r->rc);
+		}
+		free(r);
+	}
+	if (mb->on_cycle)
+		mb->on_cycle(mb->cycle_arg);
+}
+
+static int submit(struct mbox *mb, struct req *r)
+{
+	pthread_mutex_lock(&mb->mu);
+	if (mb->stop) {
+		pthread_mutex_unlock(&mb->mu);
+		free(r);
+		return -ESHUTDOWN;
+	}
+	append(&mb->pending_tail, r);
+	pthread_cond_signal(&mb->cv);
+	pthread_mutex_unlock(&mb->mu);
+	return 0;
+}
+
+static struct req *new_req(enum req_kind kind)
+{
+	struct req *r = calloc(1, sizeof(*r));
+
+	if (r)
+		r->kind = kind;
+	return r;
+}
+
+int mbox_open(const struct mbox_opts *o, struct mbox **out)
+{
+	struct mbox *mb = calloc(1, sizeof(*mb));
+	pthread_condattr_t ca;
+	struct stat st;
+	int rc;
+
+	if (!mb)
+		return -ENOMEM;
+	mb->own_fd = mb->partner_fd = mb->efd = -1;
+	mb->loop = o->loop;
+	snprintf(mb->node, sizeof(mb->node), "%s", o->node_id);
+	if ((size_t)snprintf(mb->own_path, sizeof(mb->own_path), "%s/%s", o->shelf,
+			     MONITOR_MBOX_NAME) >= sizeof(mb->own_path)) {
+		free(mb);
+		return -ENAMETOOLONG;
+	}
+	mb->has_partner = o->partner_shelf && *o->partner_shelf;
+	mb->buffered = o->buffered;
+	if (mb->has_partner)
+		snprintf(mb->partner_path, sizeof(mb->partner_path), "%.*s/%s", PATH_MAX - 16,
+			 o->partner_shelf, MONITOR_MBOX_NAME);
+	mb->interval_ns = (uint64_t)(o->interval_ms ? o->interval_ms : 50) * 1000000ull;
+	mb->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : 100) * 1000000ull;
+	mb->on_cycle = o->on_cycle;
+	mb->cycle_arg = o->arg;
+	mb->pending_tail = &mb->pending;
+	mb->done_tail = &mb->done;
+	mb->state = HA_UP;
+	mb->partner.rc = -ENODATA;
+	pthread_mutex_init(&mb->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&mb->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	if (posix_memalign((void **)&mb->wbuf, MONITOR_SECTOR, MONITOR_SECTOR) ||
+	    posix_memalign((void **)&mb->rbuf, MONITOR_SECTOR, 2 * MONITOR_SECTOR)) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct);
+	if (rc < 0) {
+		LOG_ERROR("%s: %s", mb->own_path, strerror(-rc));
+		goto err;
+	}
+	mb->own_fd = rc;
+	if (fstat(mb->own_fd, &st) < 0 || (st.st_size < (off_t)MONITOR_MBOX_SIZE &&
+					   ftruncate(mb->own_fd, MONITOR_MBOX_SIZE) < 0)) {
+		rc = -errno;
+		LOG_ERROR("%s: cannot size the mailbox: %s", mb->own_path, strerror(errno));
+		goto err;
+	}
+	mb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (mb->efd < 0) {
+		rc = -errno;
+		LOG_ERROR("eventfd: %s", strerror(errno));
+		goto err;
+	}
+	rc = loop_io_add(mb->loop, &mb->eio, mb->efd, EPOLLIN, deliver, mb);
+	if (rc < 0)
+		goto err;
+	LOG_INFO("mailbox %s open%s", mb->own_path,
+		 mb->own_direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
+	*out = mb;
+	return 0;
+
+err:
+	mbox_close(mb);
+	return rc;
+}
+
+/* Threads of the monitor take no signals: the node handles them. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -rc;
+}
+
+int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
+{
+	struct req *boot = new_req(REQ_BOOT);
+	int rc;
+
+	if (!boot)
+		return -ENOMEM;
+	boot->mark_cb = boot_cb;
+	boot->arg = arg;
+	append(&mb->pending_tail, boot);
+	rc = start_thread(&mb->thread, thread_main, mb);
+	if (rc < 0) {
+		LOG_ERROR("mailbox thread: %s", strerror(-rc));
+		return rc;
+	}
+	mb->running = true;
+	return 0;
+}
+
+void mbox_close(struct mbox *mb)
+{
+	struct req *r, *next;
+
+	if (!mb)
+		return;
+	if (mb->running) {
+		pthread_mutex_lock(&mb->mu);
+		mb->stop = true;
+		pthread_cond_signal(&mb->cv);
+		pthread_mutex_unlock(&mb->mu);
+		pthread_join(mb->thread, NULL);
+	}
+	/* Requests never answered are dropped with the mailbox. */
+	for (r = mb->pending; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	for (r = mb->done; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	if (mb->efd >= 0) {
+		loop_io_del(mb->loop, &mb->eio);
+		close(mb->efd);
+	}
+	if (mb->own_fd >= 0)
+		close(mb->own_fd);
+	if (mb->partner_fd >= 0)
+		close(mb->partner_fd);
+	free(mb->wbuf);
+	free(mb->rbuf);
+	pthread_cond_destroy(&mb->cv);
+	pthread_mutex_destroy(&mb->mu);
+	free(mb);
+}
+
+void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror, uint64_t acked_gen)
+{
+	pthread_mutex_lock(&mb->mu);
+	mb->state = state;
+	mb->mirror = mirror;
+	mb->acked_gen = acked_gen;
+	pthread_mutex_unlock(&mb->mu);
+}
+
+int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg)
+{
+	struct req *r = new_req(REQ_SYNC);
+
+	if (!r)
+		return -ENOMEM;
+	r->done = cb;
+	r->arg = arg;
+	return submit(mb, r);
+}
+
+int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg)
+{
+	struct req *r = new_req(REQ_CHECK);
+
+	if (!r)
+		return -ENOMEM;
+	r->mark_cb = cb;
+	r->arg = arg;
+	return submit(mb, r);
+}
+
+int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, void *arg)
+{
+	struct req *r;
+
+	if (!mb->has_partner)
+		return -ENOTCONN;
+	r = new_req(REQ_MARK);
+	if (!r)
+		return -ENOMEM;
+	r->gen = gen;
+	r->set = set;
+	r->done = cb;
+	r->arg = arg;
+	return submit(mb, r);
+}
+
+void mbox_own(struct mbox *mb, struct mbox_own_view *v)
+{
+	pthread_mutex_lock(&mb->mu);
+	*v = mb->own;
+	pthread_mutex_unlock(&mb->mu);
+}
+
+void mbox_partner(struct mbox *mb, struct mbox_partner_view *v)
+{
+	pthread_mutex_lock(&mb->mu);
+	*v = mb->partner;
+	pthread_mutex_unlock(&mb->mu);
+}
+
+bool mbox_io_allowed(const struct mbox *mb)
+{
+	return monitor_boottime_ns() < atomic_load_explicit(&mb->lease_until, memory_order_acquire);
+}
+
+void mbox_lease_drop(struct mbox *mb)
+{
+	atomic_store(&mb->drop_at, monitor_boottime_ns());
+	atomic_store(&mb->lease_until, 0);
+}
+
+bool mbox_direct(const struct mbox *mb)
+{
+	return mb->own_direct;
+}

@@ -1,0 +1,646 @@
+/* The monitor on a reactor: a heartbeat tick (send on every link, read
+ * every slot), the mailbox thread, the watchdog, and the HA state machine
+ * fed with what they observe. Actions that touch storage are the node's
+ * (monitor_ops.action); the mailbox actions (mark, clear, acked_gen) are
+ * done here.
+ */
+#define LOG_MODULE "monitor"
+#include "monitor/monitor.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define MS 1000000ull
+
+struct link_obs {
+	bool have;
+	uint8_t last[MONITOR_REC_SIZE];
+	uint64_t change_ns; /* monotonic: tick that first saw the current record */
+};
+
+struct monitor {
+	struct loop *loop;
+	const struct monitor_ops *ops;
+	void *arg;
+	char node[CONFIG_ID_MAX];
+	bool has_partner;
+	bool has_partner_mailbox;
+	uint64_t hb_ns;
+	uint64_t deadline_ns;
+	unsigned n_links;
+	char link_names[MONITOR_MAX_LINKS][CONFIG_ID_MAX];
+	uint32_t watchdog_ms;
+	uint32_t lease_ms;
+	enum watchdog_action watchdog_action;
+	bool no_watchdog;
+	struct ha_config hcfg;
+
+	struct mbox *mb;
+	struct watchdog *wd;
+	struct ha ha;
+	bool booted;
+
+	uint8_t *region; /* n_links slots the partner writes into */
+	struct link_obs links[MONITOR_MAX_LINKS];
+	bool hb_valid;
+	struct monitor_alive hb; /* newest heartbeat seen */
+	uint64_t hb_counter;
+	uint8_t hb_out[MONITOR_REC_SIZE];
+	uint64_t last_tick_ns;
+
+	enum ha_mirror partner_copy;
+	enum ha_mirror own_mirror;
+	bool own_mark;
+	uint64_t own_mark_gen;
+	bool own_conflict;
+	bool io_waiting;
+	bool check_pending;
+	bool fresh_read_asked;
+	uint64_t progress_done;
+	uint64_t progress_total;
+
+	struct loop_timer tick;
+	struct loop_timer wake;
+	struct loop_timer boot_retry;
+};
+
+static void step(struct monitor *m);
+static void exec(struct monitor *m, const struct ha_output *out);
+
+/* ---- inputs ---- */
+
+static void sample(struct monitor *m, struct ha_inputs *in)
+{
+	uint64_t now = now_ns();
+	struct mbox_partner_view pv;
+
+	memset(in, 0, sizeof(*in));
+	in->now_ms = now / MS;
+	in->n_links = m->n_links;
+	for (unsigned i = 0; i < m->n_links; i++)
+		in->hb_age_ms[i] = m->links[i].have ? (now - m->links[i].change_ns) / MS : HA_NEVER;
+	in->hb_valid = m->hb_valid;
+	in->hb = m->hb;
+	mbox_partner(m->mb, &pv);
+	in->mbox_rc = m->has_partner_mailbox ? pv.rc : -ENOTCONN;
+	in->mbox_seen = pv.seen;
+	in->mbox = pv.rec;
+	in->mbox_silent_ms = pv.silent_ns / MS;
+	in->mbox_change_age_ms = pv.seen ? (now - pv.last_change_ns) / MS : HA_NEVER;
+	in->mbox_read_ms = pv.last_read_ns / MS;
+	in->partner_mark_valid = pv.mark_valid;
+	in->partner_mark_set = pv.mark_valid && pv.mark.set;
+	in->partner_mark_gen = pv.mark_valid ? pv.mark.gen : 0;
+	in->mirror = m->partner_copy;
+	in->own_mark = m->own_mark;
+	in->own_mark_gen = m->own_mark_gen;
+	in->own_conflict = m->own_conflict;
+}
+
+/* ---- heartbeats ---- */
+
+/* A heartbeat lands in our memory only while we drive progress, so after a
+ * stall of our own the slots prove nothing: restart every link's clock. */
+static void read_slots(struct monitor *m, uint64_t now)
+{
+	for (unsigned i = 0; i < m->n_links; i++) {
+		struct link_obs *l = &m->links[i];
+		uint8_t rec[MONITOR_REC_SIZE];
+		struct monitor_alive a;
+
+		memcpy(rec, m->region + (size_t)i * MONITOR_REC_SIZE, sizeof(rec));
+		if (monitor_alive_decode(rec, MONITOR_REC_HEARTBEAT, &a) < 0)
+			continue; /* blank, or torn by a write in flight */
+		if (l->have && memcmp(l->last, rec, sizeof(rec)) == 0)
+			continue;
+		memcpy(l->last, rec, sizeof(rec));
+		l->have = true;
+		l->change_ns = now;
+		if (!m->hb_valid || a.boot_gen > m->hb.boot_gen ||
+		    (a.boot_gen == m->hb.boot_gen && a.counter > m->hb.counter)) {
+			m->hb = a;
+			m->hb_valid = true;
+		}
+	}
+}
+
+static void send_heartbeats(struct monitor *m)
+{
+	struct mbox_own_view ov;
+	struct monitor_alive a = {
+	    .counter = ++m->hb_counter,
+	    .acked_gen = m->ha.acked_gen,
+	    .state = m->ha.state,
+	    .mirror = m->own_mirror,
+	};
+
+	if (!m->ops->hb_send || !m->n_links)
+		return;
+	mbox_own(m->mb, &ov);
+	a.boot_gen = ov.boot_gen;
+	snprintf(a.node, sizeof(a.node), "%s", m->node);
+	monitor_alive_encode(&a, MONITOR_REC_HEARTBEAT, m->hb_out);
+	for (unsigned i = 0; i < m->n_links; i++)
+		m->ops->hb_send(m->arg, i, m->hb_out, sizeof(m->hb_out));
+}
+
+static void on_tick(struct loop_timer *t)
+{
+	struct monitor *m = t->arg;
+	uint64_t now = now_ns();
+
+	if (m->last_tick_ns && now - m->last_tick_ns > m->deadline_ns / 2) {
+		uint64_t late = now - m->last_tick_ns;
+		if (late >= m->deadline_ns)
+			LOG_WARN(
+			    "heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
+			    (unsigned long long)(late / MS));
+		else
+			LOG_DEBUG("heartbeat tick late by %llu ms",
+				  (unsigned long long)(late / MS));
+		for (unsigned i = 0; i < m->n_links; i++)
+			if (m->links[i].have)
+				m->links[i].change_ns = now;
+	}
+	m->last_tick_ns = now;
+	read_slots(m, now);
+	send_heartbeats(m);
+	step(m);
+	loop_timer_arm(m->loop, &m->tick, m->hb_ns);
+}
+
+/* ---- the state machine ---- */
+
+static void on_wake(struct loop_timer *t)
+{
+	step(t->arg);
+}
+
+static void step(struct monitor *m)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+
+	if (!m->booted)
+		return;
+	sample(m, &in);
+	ha_step(&m->ha, &in, &out);
+	exec(m, &out);
+	/* The fence wait ends with a read of the partner's mailbox that starts
+	 * after it: ask for one now rather than wait for the next cycle. */
+	if (m->ha.state == HA_TAKEOVER && m->ha.phase == HA_PH_FENCE_WAIT &&
+	    in.now_ms >= m->ha.phase_until_ms && !m->fresh_read_asked) {
+		m->fresh_read_asked = true;
+		mbox_check(m->mb, NULL, NULL);
+	}
+}
+
+static void done_mark(void *arg, int rc)
+{
+	struct monitor *m = arg;
+	struct ha_inputs in;
+	struct ha_output out;
+
+	if (rc < 0)
+		LOG_ERROR("takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
+			  strerror(-rc));
+	sample(m, &in);
+	ha_done(&m->ha, HA_ACT_WRITE_MARK, rc, &in, &out);
+	exec(m, &out);
+}
+
+static void done_clear(void *arg, int rc)
+{
+	struct monitor *m = arg;
+	struct ha_inputs in;
+	struct ha_output out;
+
+	if (rc < 0)
+		LOG_ERROR("clearing takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
+			  strerror(-rc));
+	sample(m, &in);
+	ha_done(&m->ha, HA_ACT_CLEAR_MARK, rc, &in, &out);
+	exec(m, &out);
+}
+
+static void done_persist(void *arg, int rc)
+{
+	struct monitor *m = arg;
+	struct ha_inputs in;
+	struct ha_output out;
+
+	sample(m, &in);
+	ha_done(&m->ha, HA_ACT_PERSIST_ACK, rc, &in, &out);
+	exec(m, &out);
+}
+
+static void publish(struct monitor *m)
+{
+	mbox_set_state(m->mb, m->ha.state, m->own_mirror, m->ha.acked_gen);
+}
+
+static const enum ha_action node_actions[] = {
+    HA_ACT_STOP_OWN,	  HA_ACT_REPLAY_PARTNER, HA_ACT_SERVE_PARTNER,
+    HA_ACT_DRAIN_PARTNER, HA_ACT_START_OWN,	 HA_ACT_SERVE_OWN,
+};
+
+/* Perform what the state machine asked for. The output is a copy: a node
+ * that completes an action inside its callback re-enters safely. */
+static void exec(struct monitor *m, const struct ha_output *outp)
+{
+	struct ha_output out = *outp;
+	int rc;
+
+	if (out.changed) {
+		LOG_INFO("ha: %s/%s: %s", ha_state_name(m->ha.state), ha_phase_name(m->ha.phase),
+			 m->ha.reason);
+		if (m->ha.phase != HA_PH_FENCE_WAIT)
+			m->fresh_read_asked = false;
+		if (m->ha.phase == HA_PH_REPLAYING || m->ha.phase == HA_PH_DRAINING)
+			m->progress_done = m->progress_total = 0;
+		publish(m);
+		if (m->ops->state_changed)
+			m->ops->state_changed(m->arg, &m->ha);
+	}
+	if (out.wake_ms != HA_NEVER) {
+		uint64_t now = now_ns() / MS;
+		loop_timer_arm(m->loop, &m->wake, out.wake_ms > now ? (out.wake_ms - now) * MS : 0);
+	}
+	if (out.actions & HA_ACT_WRITE_MARK) {
+		LOG_WARN("writing takeover mark gen %llu into the partner's mailbox",
+			 (unsigned long long)out.mark_gen);
+		rc = mbox_write_mark(m->mb, out.mark_gen, true, done_mark, m);
+		if (rc < 0)
+			done_mark(m, rc);
+	}
+	if (out.actions & HA_ACT_CLEAR_MARK) {
+		rc = mbox_write_mark(m->mb, out.mark_gen, false, done_clear, m);
+		if (rc < 0)
+			done_clear(m, rc);
+	}
+	if (out.actions & HA_ACT_PERSIST_ACK) {
+		publish(m);
+		rc = mbox_sync(m->mb, done_persist, m);
+		if (rc < 0)
+			done_persist(m, rc);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(node_actions); i++) {
+		if (!(out.actions & node_actions[i]))
+			continue;
+		LOG_INFO("ha action: %s (gen %llu)", ha_action_name(node_actions[i]),
+			 (unsigned long long)out.mark_gen);
+		if (m->ops->action)
+			m->ops->action(m->arg, node_actions[i], out.mark_gen);
+		else
+			monitor_action_done(m, node_actions[i], 0);
+	}
+}
+
+/* ---- mailbox and watchdog events ---- */
+
+static void on_cycle(void *arg)
+{
+	struct monitor *m = arg;
+	struct mbox_own_view ov;
+
+	mbox_own(m->mb, &ov);
+	if (ov.rc == 0) {
+		/* Only a good read changes what we believe about our own mark. */
+		bool mark = ov.mark_valid && ov.mark.set;
+		if (mark && !m->own_mark)
+			LOG_ERROR("takeover mark gen %llu by %s in own mailbox",
+				  (unsigned long long)ov.mark.gen, ov.mark.taker);
+		m->own_mark = mark;
+		if (ov.mark_valid)
+			m->own_mark_gen = ov.mark.gen;
+		m->own_conflict = ov.conflict;
+	}
+	if (m->io_waiting && mbox_io_allowed(m->mb)) {
+		m->io_waiting = false;
+		m->check_pending = false;
+		if (m->ops->io_resume)
+			m->ops->io_resume(m->arg);
+	}
+	step(m);
+}
+
+static void on_jump(void *arg, uint64_t stopped_ms)
+{
+	struct monitor *m = arg;
+
+	mbox_lease_drop(m->mb);
+	m->io_waiting = true;
+	if (m->ops->fence_check)
+		m->ops->fence_check(m->arg, stopped_ms);
+	m->check_pending = true;
+	mbox_check(m->mb, NULL, NULL);
+}
+
+static void boot_checked(void *arg, int rc, const struct monitor_mark *mark);
+
+static void on_boot_retry(struct loop_timer *t)
+{
+	struct monitor *m = t->arg;
+
+	if (mbox_check(m->mb, boot_checked, m) < 0)
+		loop_timer_arm(m->loop, &m->boot_retry, 1000 * MS);
+}
+
+/* The first read of the own mailbox decides how this node starts: a set
+ * mark, or a cleared one newer than our last completed giveback, means our
+ * volumes were taken over and our log replayed: do not serve them. */
+static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
+{
+	struct monitor *m = arg;
+	struct mbox_own_view ov;
+	bool taken;
+	uint64_t acked;
+
+	if (rc < 0) {
+		LOG_ERROR("own mailbox unreadable at boot (%s): not serving; retrying",
+			  strerror(-rc));
+		loop_timer_arm(m->loop, &m->boot_retry, 1000 * MS);
+		return;
+	}
+	mbox_own(m->mb, &ov);
+	acked = ov.boot_acked_gen;
+	taken = mark && (mark->set || mark->gen > acked);
+	m->own_mark = mark && mark->set;
+	m->own_mark_gen = mark ? mark->gen : 0;
+	ha_init(&m->ha, &m->hcfg, now_ns() / MS, taken, mark ? mark->gen : 0, acked);
+	m->booted = true;
+	publish(m);
+	if (taken)
+		LOG_WARN(
+		    "takeover mark gen %llu by %s (%s) in own mailbox: not serving own volumes",
+		    (unsigned long long)mark->gen, mark->taker, mark->set ? "set" : "cleared");
+	else
+		LOG_INFO("boot check: no takeover mark (boot generation %llu)",
+			 (unsigned long long)ov.boot_gen);
+	if (m->ops->boot_checked)
+		m->ops->boot_checked(m->arg, taken, mark);
+	loop_timer_arm(m->loop, &m->tick, 0);
+}
+
+/* ---- public ---- */
+
+int monitor_create(const struct monitor_opts *o, struct monitor **out)
+{
+	const struct duet_config *c = o->cfg;
+	struct monitor *m = calloc(1, sizeof(*m));
+	struct mbox_opts mo;
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	m->loop = o->loop;
+	m->ops = o->ops;
+	m->arg = o->arg;
+	snprintf(m->node, sizeof(m->node), "%s", c->node.id);
+	m->has_partner = c->ic.partner[0] != 0;
+	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
+	m->hb_ns = c->monitor.heartbeat_ms * MS;
+	m->deadline_ns = c->monitor.deadline_ms * MS;
+	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
+	for (unsigned i = 0; i < m->n_links; i++)
+		snprintf(m->link_names[i], CONFIG_ID_MAX, "%s", c->ic.links[i].name);
+	m->watchdog_ms = (uint32_t)c->monitor.watchdog_ms;
+	m->lease_ms = (uint32_t)c->monitor.lease_ms;
+	m->watchdog_action = o->watchdog_action;
+	m->no_watchdog = o->no_watchdog;
+	m->hcfg = (struct ha_config){
+	    .has_partner = m->has_partner,
+	    .has_partner_mailbox = m->has_partner_mailbox,
+	    .deadline_ms = c->monitor.deadline_ms,
+	    .mailbox_deadline_ms = c->monitor.mailbox_deadline_ms,
+	    .fence_wait_ms = c->monitor.lease_ms + c->monitor.fence_margin_ms,
+	    .auto_giveback = c->monitor.auto_giveback == CONFIG_ON,
+	    .giveback_delay_ms = c->monitor.giveback_delay_ms,
+	};
+	m->partner_copy = HA_MIRROR_OFF;
+	m->own_mirror = HA_MIRROR_OFF;
+	loop_timer_init(&m->tick, on_tick, m);
+	loop_timer_init(&m->wake, on_wake, m);
+	loop_timer_init(&m->boot_retry, on_boot_retry, m);
+	if (posix_memalign((void **)&m->region, 64,
+			   MAX(m->n_links, 1u) * (size_t)MONITOR_REC_SIZE)) {
+		free(m);
+		return -ENOMEM;
+	}
+	memset(m->region, 0, MAX(m->n_links, 1u) * (size_t)MONITOR_REC_SIZE);
+	mo = (struct mbox_opts){
+	    .loop = o->loop,
+	    .node_id = c->node.id,
+	    .shelf = c->node.shelf,
+	    .partner_shelf = c->monitor.partner_shelf,
+	    .interval_ms = (uint32_t)c->monitor.mailbox_ms,
+	    .lease_ms = (uint32_t)c->monitor.lease_ms,
+	    .on_cycle = on_cycle,
+	    .arg = m,
+	};
+	rc = mbox_open(&mo, &m->mb);
+	if (rc < 0) {
+		free(m->region);
+		free(m);
+		return rc;
+	}
+	if (m->has_partner && !m->has_partner_mailbox)
+		LOG_WARN("[monitor] partner_shelf not set: no split-brain guard, no takeover");
+	*out = m;
+	return 0;
+}
+
+int monitor_start(struct monitor *m)
+{
+	int rc;
+
+	if (!m->no_watchdog) {
+		struct watchdog_opts wo = {
+		    .loop = m->loop,
+		    .timeout_ms = m->watchdog_ms,
+		    .jump_ms = MAX(m->lease_ms / 2, 10u),
+		    .action = m->watchdog_action,
+		    .on_jump = on_jump,
+		    .arg = m,
+		};
+		rc = watchdog_start(&wo, &m->wd);
+		if (rc < 0)
+			return rc;
+	}
+	return mbox_start(m->mb, boot_checked, m);
+}
+
+void monitor_destroy(struct monitor *m)
+{
+	if (!m)
+		return;
+	watchdog_stop(m->wd);
+	mbox_close(m->mb);
+	loop_timer_cancel(m->loop, &m->tick);
+	loop_timer_cancel(m->loop, &m->wake);
+	loop_timer_cancel(m->loop, &m->boot_retry);
+	free(m->region);
+	free(m);
+}
+
+bool monitor_io_allowed(const struct monitor *m)
+{
+	return mbox_io_allowed(m->mb);
+}
+
+void monitor_io_wait(struct monitor *m)
+{
+	m->io_waiting = true;
+	if (!m->check_pending) {
+		m->check_pending = true;
+		mbox_check(m->mb, NULL, NULL);
+	}
+}
+
+void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy)
+{
+	m->partner_copy = partner_copy;
+}
+
+int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, mbox_done_cb cb, void *arg)
+{
+	m->own_mirror = own;
+	publish(m);
+	return mbox_sync(m->mb, cb, arg);
+}
+
+void monitor_hb_region(struct monitor *m, void **base, size_t *len)
+{
+	*base = m->region;
+	*len = (size_t)m->n_links * MONITOR_REC_SIZE;
+}
+
+void monitor_hb_receive(struct monitor *m, unsigned link, const void *rec, size_t len)
+{
+	if (link >= m->n_links || len != MONITOR_REC_SIZE)
+		return;
+	memcpy(m->region + (size_t)link * MONITOR_REC_SIZE, rec, len);
+}
+
+void monitor_action_done(struct monitor *m, enum ha_action act, int rc)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+
+	if (rc < 0)
+		LOG_ERROR("ha action %s: %s", ha_action_name(act), strerror(-rc));
+	sample(m, &in);
+	ha_done(&m->ha, act, rc, &in, &out);
+	exec(m, &out);
+}
+
+void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes)
+{
+	m->progress_done = done_bytes;
+	m->progress_total = total_bytes;
+}
+
+int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+	int rc;
+
+	if (!m->booted) {
+		snprintf(err, errlen, "the monitor is still booting");
+		return -EAGAIN;
+	}
+	sample(m, &in);
+	rc = ha_takeover(&m->ha, &in, force, &out, err, errlen);
+	if (rc == 0)
+		exec(m, &out);
+	return rc;
+}
+
+int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+	int rc;
+
+	if (!m->booted) {
+		snprintf(err, errlen, "the monitor is still booting");
+		return -EAGAIN;
+	}
+	sample(m, &in);
+	rc = ha_giveback(&m->ha, &in, force, &out, err, errlen);
+	if (rc == 0)
+		exec(m, &out);
+	return rc;
+}
+
+const struct ha *monitor_ha(const struct monitor *m)
+{
+	return &m->ha;
+}
+
+static void add_age(struct json_object *o, const char *key, uint64_t ms)
+{
+	json_object_object_add(o, key, ms == HA_NEVER ? NULL : json_object_new_int64((int64_t)ms));
+}
+
+void monitor_status_json(struct monitor *m, struct json_object *ha)
+{
+	struct ha_inputs in;
+	struct mbox_own_view ov;
+	struct json_object *last = json_object_new_object();
+	struct json_object *partner = json_object_new_object();
+	struct json_object *links = json_object_new_array();
+	struct json_object *mbox = json_object_new_object();
+	struct json_object *progress = json_object_new_object();
+	uint64_t now = now_ns();
+
+	sample(m, &in);
+	mbox_own(m->mb, &ov);
+	json_object_object_add(
+	    ha, "state", json_object_new_string(m->booted ? ha_state_name(m->ha.state) : "up"));
+	json_object_object_add(
+	    ha, "phase",
+	    json_object_new_string(m->booted ? ha_phase_name(m->ha.phase) : "booting"));
+	json_object_object_add(ha, "takeover_possible",
+			       json_object_new_boolean(m->booted && m->ha.takeover_possible));
+	json_object_object_add(
+	    ha, "reason", json_object_new_string(m->booted ? m->ha.why : "checking own mailbox"));
+	json_object_object_add(last, "reason", json_object_new_string(m->ha.reason));
+	add_age(last, "age_ms", m->booted ? in.now_ms - m->ha.since_ms : HA_NEVER);
+	json_object_object_add(ha, "last_change", last);
+	json_object_object_add(partner, "state",
+			       json_object_new_string(ha_partner_name(m->ha.partner)));
+	json_object_object_add(partner, "detail", json_object_new_string(m->ha.partner_why));
+	json_object_object_add(ha, "partner", partner);
+	for (unsigned i = 0; i < m->n_links; i++) {
+		struct json_object *l = json_object_new_object();
+		json_object_object_add(l, "name", json_object_new_string(m->link_names[i]));
+		add_age(l, "hb_age_ms", in.hb_age_ms[i]);
+		json_object_array_add(links, l);
+	}
+	json_object_object_add(ha, "heartbeats", links);
+	add_age(mbox, "own_write_age_ms",
+		ov.last_write_ns ? (now - ov.last_write_ns) / MS : HA_NEVER);
+	json_object_object_add(mbox, "own",
+			       json_object_new_string(ov.rc < 0 ? strerror(-ov.rc) : "ok"));
+	json_object_object_add(mbox, "direct_io", json_object_new_boolean(mbox_direct(m->mb)));
+	json_object_object_add(
+	    mbox, "partner", json_object_new_string(in.mbox_rc < 0 ? strerror(-in.mbox_rc) : "ok"));
+	add_age(mbox, "partner_change_age_ms", in.mbox_change_age_ms);
+	add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER);
+	json_object_object_add(ha, "mailbox", mbox);
+	json_object_object_add(ha, "mark_gen", json_object_new_int64((int64_t)m->ha.mark_gen));
+	json_object_object_add(ha, "io_allowed", json_object_new_boolean(monitor_io_allowed(m)));
+	json_object_object_add(progress, "done_bytes",
+			       json_object_new_int64((int64_t)m->progress_done));
+	json_object_object_add(progress, "total_bytes",
+			       json_object_new_int64((int64_t)m->progress_total));
+	json_object_object_add(ha, "progress", progress);
+}

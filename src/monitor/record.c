@@ -1,0 +1,206 @@
+/* Record formats of the mailbox and of heartbeats: 64 bytes, little
+ * endian, CRC32C over the first 60. Layout (offsets in bytes):
+ *
+ *   0 magic u32   4 version u16   6 kind u16
+ *   alive/heartbeat:  8 node[16]  24 boot_gen  32 counter  40 time_ns
+ *                     48 acked_gen  56 state u8  57 mirror u8  58 flags u16
+ *   mark:             8 taker[16]  24 owner[16]  40 gen  48 time_ns
+ *                     56 set u8  57 pad  58 flags u16
+ *  60 crc32c u32
+ */
+#define LOG_MODULE "monitor"
+#include "monitor/monitor.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define REC_MAGIC  0x4d425544u /* "DUBM" read as little endian bytes */
+#define REC_CRC_AT 60u
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+uint32_t monitor_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	const uint8_t *p = buf;
+
+	pthread_once(&once, crc_init);
+	crc = ~crc;
+	while (len--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void put_id(uint8_t *p, const char *id)
+{
+	size_t n = strnlen(id, CONFIG_ID_MAX - 1);
+
+	memset(p, 0, CONFIG_ID_MAX);
+	memcpy(p, id, n);
+}
+
+/* An id is stored NUL-padded; one that fills all 16 bytes is foreign. */
+static int get_id(const uint8_t *p, char *id)
+{
+	if (memchr(p, 0, CONFIG_ID_MAX) == NULL)
+		return -EINVAL;
+	memcpy(id, p, CONFIG_ID_MAX);
+	return 0;
+}
+
+static void seal(uint8_t *b, uint16_t kind)
+{
+	put32(b, REC_MAGIC);
+	put16(b + 4, MONITOR_REC_VERSION);
+	put16(b + 6, kind);
+	put32(b + REC_CRC_AT, monitor_crc32c(0, b, REC_CRC_AT));
+}
+
+/* Common checks of a record header; the order tells a blank sector from a
+ * torn one from a newer format. */
+static int check(const uint8_t *b, uint16_t kind)
+{
+	static const uint8_t zero[MONITOR_REC_SIZE];
+
+	if (memcmp(b, zero, sizeof(zero)) == 0)
+		return -ENODATA;
+	if (get32(b) != REC_MAGIC)
+		return -EBADMSG;
+	if (get32(b + REC_CRC_AT) != monitor_crc32c(0, b, REC_CRC_AT))
+		return -EBADMSG;
+	if (get16(b + 4) != MONITOR_REC_VERSION)
+		return -EPROTO;
+	if (get16(b + 6) != kind)
+		return -EINVAL;
+	return 0;
+}
+
+void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind kind, void *buf)
+{
+	uint8_t *b = buf;
+
+	memset(b, 0, MONITOR_REC_SIZE);
+	put_id(b + 8, a->node);
+	put64(b + 24, a->boot_gen);
+	put64(b + 32, a->counter);
+	put64(b + 40, a->time_ns);
+	put64(b + 48, a->acked_gen);
+	b[56] = (uint8_t)a->state;
+	b[57] = (uint8_t)a->mirror;
+	seal(b, (uint16_t)kind);
+}
+
+int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct monitor_alive *a)
+{
+	const uint8_t *b = buf;
+	int rc = check(b, (uint16_t)kind);
+
+	if (rc < 0)
+		return rc;
+	if (b[56] >= HA_STATE_COUNT || b[57] >= HA_MIRROR_COUNT)
+		return -EINVAL;
+	if (get_id(b + 8, a->node) < 0)
+		return -EINVAL;
+	a->boot_gen = get64(b + 24);
+	a->counter = get64(b + 32);
+	a->time_ns = get64(b + 40);
+	a->acked_gen = get64(b + 48);
+	a->state = (enum ha_state)b[56];
+	a->mirror = (enum ha_mirror)b[57];
+	return 0;
+}
+
+void monitor_mark_encode(const struct monitor_mark *m, void *buf)
+{
+	uint8_t *b = buf;
+
+	memset(b, 0, MONITOR_REC_SIZE);
+	put_id(b + 8, m->taker);
+	put_id(b + 24, m->owner);
+	put64(b + 40, m->gen);
+	put64(b + 48, m->time_ns);
+	b[56] = m->set ? 1 : 2;
+	seal(b, MONITOR_REC_MARK);
+}
+
+int monitor_mark_decode(const void *buf, struct monitor_mark *m)
+{
+	const uint8_t *b = buf;
+	int rc = check(b, MONITOR_REC_MARK);
+
+	if (rc < 0)
+		return rc;
+	if (b[56] != 1 && b[56] != 2)
+		return -EINVAL;
+	if (get_id(b + 8, m->taker) < 0 || get_id(b + 24, m->owner) < 0)
+		return -EINVAL;
+	m->gen = get64(b + 40);
+	m->time_ns = get64(b + 48);
+	m->set = b[56] == 1;
+	return 0;
+}
+
+static const char *const state_names[HA_STATE_COUNT] = {
+    "up", "takeover", "taken_over", "waiting_for_giveback", "giving_back",
+};
+
+static const char *const mirror_names[HA_MIRROR_COUNT] = {
+    "off",
+    "in_sync",
+    "degraded",
+    "resyncing",
+};
+
+const char *ha_state_name(enum ha_state s)
+{
+	return (unsigned)s < HA_STATE_COUNT ? state_names[s] : "?";
+}
+
+const char *ha_mirror_name(enum ha_mirror m)
+{
+	return (unsigned)m < HA_MIRROR_COUNT ? mirror_names[m] : "?";
+}

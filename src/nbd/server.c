@@ -1,0 +1,867 @@
+/*
+ * NBD server: listener, connections, receive and send paths, buffers and
+ * lifetimes. The protocol itself is in handshake.c and transmission.c.
+ *
+ * Receive: bytes are read in big chunks into a per-connection buffer and
+ * parsed from there; a WRITE payload goes straight from the socket into
+ * its io buffer (readv into [payload, receive buffer]). Send: replies are
+ * queued and written with one sendmsg per batch, at the end of the event
+ * that produced them or from a posted task for completions that arrive
+ * later. Flow control: once the payload bytes (or requests) in flight on
+ * a connection exceed its budget, it stops reading until some complete.
+ *
+ * Lifetime: a connection is reference counted: its open socket, every
+ * request not yet released (including those at the backend), a queued
+ * task and any callback on the stack hold a reference. Closing drops the
+ * socket at once; the memory goes when the last reference does.
+ */
+#define LOG_MODULE "nbd"
+#include "nbd/nbd_int.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define IOV_BATCH	  64
+#define RX_ROUNDS	  8
+#define ACCEPT_BATCH	  64
+#define FREE_XIO_MAX	  64
+#define FREE_BUF_MAX	  (4u << 20)  /* largest buffer kept for reuse */
+#define FREE_BYTES_MAX	  (16u << 20) /* buffer bytes kept per connection */
+#define ACCEPT_BACKOFF_NS 100000000ull
+
+static void conn_rx(struct nbd_conn *c);
+static void conn_flush(struct nbd_conn *c);
+
+/* ---- server lifetime ---- */
+
+static void srv_put(struct nbd_server *srv)
+{
+	if (--srv->refs == 0)
+		free(srv);
+}
+
+/* ---- small helpers ---- */
+
+bool nbd_buf_put(struct nbd_buf *b, const void *p, size_t len)
+{
+	if (len == 0)
+		return true;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		uint8_t *n;
+		while (cap < b->len + len)
+			cap *= 2;
+		n = realloc(b->p, cap);
+		if (!n)
+			return false;
+		b->p = n;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, len);
+	b->len += len;
+	return true;
+}
+
+static ssize_t conn_readv(struct nbd_conn *c, const struct iovec *iov, int n)
+{
+	ssize_t r;
+
+	if (c->xp)
+		return c->xp->readv(c->xp_arg, iov, n);
+	do {
+		r = readv(c->fd, iov, n);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return r;
+}
+
+static ssize_t conn_writev(struct nbd_conn *c, struct iovec *iov, int n, bool more)
+{
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+	ssize_t r;
+
+	if (c->xp)
+		return c->xp->writev(c->xp_arg, iov, n, more);
+	do {
+		r = sendmsg(c->fd, &m, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return r;
+}
+
+/* Level-triggered interest follows the state: read unless paused or done,
+ * write only while the socket is full. */
+static void conn_update_events(struct nbd_conn *c)
+{
+	uint32_t ev = 0;
+
+	if (!c->lio.added)
+		return;
+	if (!c->rx_paused && !c->draining && !c->close_after_tx)
+		ev |= EPOLLIN;
+	if (c->tx_blocked)
+		ev |= EPOLLOUT;
+	loop_io_mod(c->srv->loop, &c->lio, ev);
+}
+
+/* ---- references ---- */
+
+void nbd_conn_get(struct nbd_conn *c)
+{
+	c->refs++;
+}
+
+static void conn_free(struct nbd_conn *c)
+{
+	struct nbd_server *srv = c->srv;
+
+	while (c->free_xio) {
+		struct nbd_xio *x = c->free_xio;
+		c->free_xio = x->next;
+		free(x->mem);
+		free(x);
+	}
+	if (c->handle)
+		srv->ops->close(srv->ctx, c->handle);
+	free(c->meta_export);
+	free(c);
+	srv_put(srv);
+}
+
+void nbd_conn_put(struct nbd_conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+/* ---- requests ---- */
+
+struct nbd_xio *nbd_xio_get(struct nbd_conn *c, size_t need)
+{
+	struct nbd_xio *x = c->free_xio;
+
+	if (x) {
+		c->free_xio = x->next;
+		c->n_free--;
+		c->free_bytes -= x->cap;
+	} else {
+		x = calloc(1, sizeof(*x));
+		if (!x)
+			return NULL;
+	}
+	if (need > x->cap) {
+		size_t cap = (need + 4095) & ~(size_t)4095;
+		void *m;
+		free(x->mem);
+		x->mem = NULL;
+		x->cap = 0;
+		if (posix_memalign(&m, 4096, cap) != 0) {
+			free(x);
+			return NULL;
+		}
+		x->mem = m;
+		x->cap = cap;
+	}
+	memset(&x->io, 0, sizeof(x->io));
+	x->io.priv = c;
+	x->conn = c;
+	x->next = NULL;
+	x->state = XIO_RX;
+	x->error = 0;
+	x->msg = NULL;
+	x->budget = 0;
+	x->hdr_len = 0;
+	x->data = NULL;
+	x->data_len = 0;
+	x->sent = 0;
+	c->n_xio++;
+	nbd_conn_get(c);
+	return x;
+}
+
+static bool conn_over_budget(const struct nbd_conn *c)
+{
+	return c->budget_used >= c->srv->opts.conn_buffer || c->n_xio >= NBD_MAX_XIO;
+}
+
+static void conn_pause(struct nbd_conn *c)
+{
+	c->rx_paused = true;
+	conn_update_events(c);
+}
+
+/* Resume reading once the budget and the handshake output allow it; the
+ * bytes already buffered are parsed from the task. */
+static void conn_maybe_resume(struct nbd_conn *c)
+{
+	if (!c->rx_paused || c->closed)
+		return;
+	if (c->xmit ? conn_over_budget(c) : c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX / 2)
+		return;
+	c->rx_paused = false;
+	c->want_rx = true;
+	conn_update_events(c);
+	nbd_conn_schedule(c);
+}
+
+void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
+{
+	c->budget_used -= x->budget;
+	c->n_xio--;
+	x->state = XIO_FREE;
+	if (c->closed || c->n_free >= FREE_XIO_MAX) {
+		free(x->mem);
+		free(x);
+	} else {
+		if (x->cap > FREE_BUF_MAX || c->free_bytes + x->cap > FREE_BYTES_MAX) {
+			free(x->mem);
+			x->mem = NULL;
+			x->cap = 0;
+		}
+		x->next = c->free_xio;
+		c->free_xio = x;
+		c->n_free++;
+		c->free_bytes += x->cap;
+		conn_maybe_resume(c);
+	}
+	nbd_conn_put(c);
+}
+
+void nbd_xio_queue(struct nbd_conn *c, struct nbd_xio *x)
+{
+	x->state = XIO_TX;
+	x->next = NULL;
+	*c->txq_tail = x;
+	c->txq_tail = &x->next;
+}
+
+/* ---- closing ---- */
+
+void nbd_conn_close(struct nbd_conn *c, const char *why)
+{
+	struct nbd_server *srv = c->srv;
+
+	if (c->closed)
+		return;
+	c->closed = true;
+	if (why)
+		LOG_DEBUG("%s: %s: closed: %s", srv->name, c->peer, why);
+	loop_timer_cancel(srv->loop, &c->timer);
+	if (c->lio.added)
+		loop_io_del(srv->loop, &c->lio);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	srv->st.connections--;
+	if (c->rx_xio) {
+		struct nbd_xio *x = c->rx_xio;
+		c->rx_xio = NULL;
+		nbd_xio_release(c, x);
+	}
+	while (c->txq_head) {
+		struct nbd_xio *x = c->txq_head;
+		c->txq_head = x->next;
+		nbd_xio_release(c, x);
+	}
+	c->txq_tail = &c->txq_head;
+	free(c->rbuf);
+	c->rbuf = NULL;
+	free(c->hs_out.p);
+	memset(&c->hs_out, 0, sizeof(c->hs_out));
+	nbd_conn_put(c); /* the open socket's reference */
+}
+
+void nbd_conn_protocol_error(struct nbd_conn *c, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	LOG_WARN("%s: %s: %s, disconnecting", c->srv->name, c->peer, msg);
+	c->srv->st.protocol_errors++;
+	nbd_conn_close(c, NULL);
+}
+
+/* ---- send path ---- */
+
+/* Account @p w bytes written: handshake output first, then replies. */
+static void tx_consume(struct nbd_conn *c, size_t w)
+{
+	struct nbd_buf *b = &c->hs_out;
+	size_t take = MIN(w, b->len - b->off);
+
+	b->off += take;
+	w -= take;
+	if (b->off == b->len) {
+		b->off = b->len = 0;
+		if (c->xmit && b->p) {
+			free(b->p);
+			memset(b, 0, sizeof(*b));
+		}
+	}
+	while (w > 0) {
+		struct nbd_xio *x = c->txq_head;
+		size_t left = x->hdr_len + x->data_len - x->sent;
+		if (w < left) {
+			x->sent += w;
+			break;
+		}
+		w -= left;
+		c->txq_head = x->next;
+		if (!c->txq_head)
+			c->txq_tail = &c->txq_head;
+		nbd_xio_release(c, x);
+	}
+}
+
+static void conn_flush(struct nbd_conn *c)
+{
+	struct iovec iov[IOV_BATCH];
+
+	while (!c->closed) {
+		struct nbd_buf *b = &c->hs_out;
+		struct nbd_xio *x;
+		size_t total = 0;
+		ssize_t w;
+		int n = 0;
+
+		if (b->off < b->len)
+			iov[n++] = (struct iovec){b->p + b->off, b->len - b->off};
+		for (x = c->txq_head; x && n <= IOV_BATCH - 2; x = x->next) {
+			size_t s = x->sent;
+			if (s < x->hdr_len) {
+				iov[n++] = (struct iovec){x->hdr + s, x->hdr_len - s};
+				s = 0;
+			} else {
+				s -= x->hdr_len;
+			}
+			if (x->data_len > s)
+				iov[n++] = (struct iovec){(uint8_t *)x->data + s, x->data_len - s};
+		}
+		if (n == 0)
+			break;
+		for (int i = 0; i < n; i++)
+			total += iov[i].iov_len;
+		/* More replies beyond this batch: let TCP coalesce them. */
+		w = conn_writev(c, iov, n, x != NULL);
+		if (w == -EAGAIN)
+			w = 0;
+		if (w < 0) {
+			LOG_DEBUG("%s: %s: send: %s", c->srv->name, c->peer, strerror((int)-w));
+			nbd_conn_close(c, "send failed");
+			return;
+		}
+		if (w > 0) {
+			c->last_tx_ns = now_ns();
+			tx_consume(c, (size_t)w);
+		}
+		if ((size_t)w < total) {
+			if (!c->tx_blocked) {
+				c->tx_blocked = true;
+				conn_update_events(c);
+			}
+			return;
+		}
+	}
+	if (c->closed)
+		return;
+	if (c->tx_blocked) {
+		c->tx_blocked = false;
+		conn_update_events(c);
+	}
+	if (c->close_after_tx)
+		nbd_conn_close(c, "closed after error reply");
+	else if (c->draining && c->n_xio == 0)
+		nbd_conn_close(c, "client disconnected");
+	else
+		conn_maybe_resume(c);
+}
+
+static void conn_task(void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	if (!c->closed) {
+		conn_flush(c);
+		if (!c->closed && c->want_rx) {
+			c->want_rx = false;
+			conn_rx(c);
+		}
+	}
+	nbd_conn_put(c); /* the queued task's reference */
+}
+
+void nbd_conn_schedule(struct nbd_conn *c)
+{
+	if (c->task.queued || c->closed)
+		return;
+	nbd_conn_get(c);
+	loop_post(c->srv->loop, &c->task);
+}
+
+/* ---- receive path ---- */
+
+static bool rx_mid_message(const struct nbd_conn *c)
+{
+	return c->rx == RX_PAYLOAD || c->rx == RX_DISCARD || c->rlen > c->rpos;
+}
+
+/* Parse what the receive buffer holds, as far as the state allows. */
+static void conn_rx_process(struct nbd_conn *c)
+{
+	while (!c->closed && !c->rx_paused && !c->draining && !c->close_after_tx) {
+		size_t avail = c->rlen - c->rpos;
+		const uint8_t *p = c->rbuf + c->rpos;
+		uint32_t opt, len;
+		struct nbd_request req;
+		size_t n;
+
+		switch (c->rx) {
+		case RX_CFLAGS:
+			if (avail < 4)
+				return;
+			c->rpos += 4;
+			if (nbd_hs_client_flags(c, get_be32(p)) < 0)
+				return;
+			c->rx = RX_OPT;
+			break;
+		case RX_OPT:
+			if (c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX) {
+				conn_pause(c);
+				return;
+			}
+			if (avail < NBD_OPT_HDR_LEN)
+				return;
+			if (nbd_parse_opt_hdr(p, &opt, &len) < 0) {
+				nbd_conn_protocol_error(c, "bad option magic");
+				return;
+			}
+			if (len > NBD_OPT_DATA_MAX) {
+				if (opt == NBD_OPT_EXPORT_NAME || len > NBD_OPT_SKIP_MAX) {
+					nbd_conn_protocol_error(
+					    c, "option %u with %u bytes of data", opt, len);
+					return;
+				}
+				c->rpos += NBD_OPT_HDR_LEN;
+				c->rx = RX_DISCARD;
+				c->rx_left = len;
+				c->skip_opt = opt;
+				break;
+			}
+			if (avail < NBD_OPT_HDR_LEN + len)
+				return;
+			c->rpos += NBD_OPT_HDR_LEN + len;
+			nbd_hs_option(c, opt, p + NBD_OPT_HDR_LEN, len);
+			break;
+		case RX_REQ:
+			if (conn_over_budget(c)) {
+				conn_pause(c);
+				return;
+			}
+			if (avail < NBD_REQ_LEN)
+				return;
+			if (nbd_parse_request(p, &req) < 0) {
+				nbd_conn_protocol_error(c, "bad request magic 0x%08x", get_be32(p));
+				return;
+			}
+			c->rpos += NBD_REQ_LEN;
+			nbd_xmit_request(c, &req);
+			break;
+		case RX_PAYLOAD:
+			if (avail == 0)
+				return;
+			n = (size_t)MIN((uint64_t)avail, c->rx_left);
+			memcpy(c->rx_dst, p, n);
+			c->rx_dst += n;
+			c->rx_left -= n;
+			c->rpos += n;
+			if (c->rx_left == 0)
+				nbd_xmit_payload_done(c);
+			break;
+		case RX_DISCARD:
+			if (avail == 0)
+				return;
+			n = (size_t)MIN((uint64_t)avail, c->rx_left);
+			c->rx_left -= n;
+			c->rpos += n;
+			if (c->rx_left == 0) {
+				if (c->xmit) {
+					c->rx = RX_REQ;
+				} else {
+					c->rx = RX_OPT;
+					nbd_hs_option_skipped(c, c->skip_opt);
+				}
+			}
+			break;
+		}
+	}
+}
+
+/* One read: a WRITE payload straight into its buffer (and what follows
+ * into the receive buffer), else into the receive buffer.
+ * @return bytes read, 0 at EOF, or -errno; @p full when the read filled
+ * all the space offered (the socket may hold more). */
+static ssize_t conn_read(struct nbd_conn *c, bool *full)
+{
+	struct iovec iov[2];
+	size_t want;
+	ssize_t n;
+
+	if (c->rpos == c->rlen) {
+		c->rpos = c->rlen = 0;
+	} else if (c->rpos > 0 && NBD_RBUF_SIZE - c->rlen < NBD_OPT_DATA_MAX + NBD_OPT_HDR_LEN) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	if (c->rx == RX_PAYLOAD && c->rlen == 0) {
+		iov[0] = (struct iovec){c->rx_dst, c->rx_left};
+		iov[1] = (struct iovec){c->rbuf, NBD_RBUF_SIZE};
+		want = c->rx_left + NBD_RBUF_SIZE;
+		n = conn_readv(c, iov, 2);
+		if (n > 0) {
+			size_t d = (size_t)MIN((uint64_t)n, c->rx_left);
+			c->rx_dst += d;
+			c->rx_left -= d;
+			c->rlen = (size_t)n - d;
+			if (c->rx_left == 0)
+				nbd_xmit_payload_done(c);
+		}
+	} else {
+		want = NBD_RBUF_SIZE - c->rlen;
+		if (want == 0)
+			return -EAGAIN; /* cannot happen: the parser always drains */
+		iov[0] = (struct iovec){c->rbuf + c->rlen, want};
+		n = conn_readv(c, iov, 1);
+		if (n > 0)
+			c->rlen += (size_t)n;
+	}
+	*full = n > 0 && (size_t)n == want;
+	return n;
+}
+
+static void conn_eof(struct nbd_conn *c)
+{
+	if (rx_mid_message(c)) {
+		LOG_INFO("%s: %s: client closed the connection mid-%s", c->srv->name, c->peer,
+			 c->xmit ? "request" : "option");
+		nbd_conn_close(c, NULL);
+	} else if (!c->xmit) {
+		nbd_conn_close(c, "client left during the handshake");
+	} else {
+		/* Like NBD_CMD_DISC: finish what is in flight, then close. */
+		c->draining = true;
+		conn_update_events(c);
+	}
+}
+
+static void conn_rx(struct nbd_conn *c)
+{
+	nbd_conn_get(c);
+	c->in_rx = true;
+	conn_rx_process(c);
+	for (int round = 0; round < RX_ROUNDS; round++) {
+		bool full = false;
+		ssize_t n;
+
+		if (c->closed || c->rx_paused || c->draining || c->close_after_tx)
+			break;
+		n = conn_read(c, &full);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			LOG_DEBUG("%s: %s: receive: %s", c->srv->name, c->peer, strerror((int)-n));
+			nbd_conn_close(c, "receive failed");
+			break;
+		}
+		if (n == 0) {
+			conn_eof(c);
+			break;
+		}
+		c->last_rx_ns = now_ns();
+		conn_rx_process(c);
+		if (!full)
+			break;
+	}
+	c->in_rx = false;
+	if (!c->closed)
+		conn_flush(c);
+	nbd_conn_put(c);
+}
+
+static void conn_on_io(struct loop_io *lio, uint32_t events)
+{
+	struct nbd_conn *c = lio->arg;
+
+	nbd_conn_get(c);
+	if (events & EPOLLERR) {
+		nbd_conn_close(c, "socket error");
+	} else {
+		if (events & EPOLLOUT)
+			conn_flush(c);
+		if (!c->closed && (events & (EPOLLIN | EPOLLHUP)))
+			conn_rx(c);
+		/* Both directions are gone: nothing more can be said. */
+		if (!c->closed && (events & EPOLLHUP))
+			nbd_conn_close(c, "hung up");
+	}
+	nbd_conn_put(c);
+}
+
+/* Handshake deadline; in transmission, a request or a reply stalled for a
+ * whole timeout (the client stopped sending or reading mid-message). */
+static void conn_timer(struct loop_timer *t)
+{
+	struct nbd_conn *c = t->arg;
+	struct nbd_server *srv = c->srv;
+	uint64_t now = now_ns(), to = srv->timeout_ns;
+
+	nbd_conn_get(c);
+	if (!c->xmit) {
+		if (now - c->start_ns >= to) {
+			LOG_WARN("%s: %s: handshake not done after %u ms, disconnecting", srv->name,
+				 c->peer, srv->opts.timeout_ms);
+			srv->st.protocol_errors++;
+			nbd_conn_close(c, NULL);
+		} else {
+			loop_timer_arm(srv->loop, t, c->start_ns + to - now);
+		}
+	} else if (!c->rx_paused && rx_mid_message(c) && now - c->last_rx_ns >= to) {
+		LOG_WARN("%s: %s: request stalled for %u ms, disconnecting", srv->name, c->peer,
+			 srv->opts.timeout_ms);
+		srv->st.protocol_errors++;
+		nbd_conn_close(c, NULL);
+	} else if (c->tx_blocked && now - c->last_tx_ns >= to) {
+		LOG_WARN("%s: %s: client read no reply for %u ms, disconnecting", srv->name,
+			 c->peer, srv->opts.timeout_ms);
+		srv->st.protocol_errors++;
+		nbd_conn_close(c, NULL);
+	} else {
+		loop_timer_arm(srv->loop, t, to);
+	}
+	nbd_conn_put(c);
+}
+
+/* ---- connections ---- */
+
+static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *xp, void *arg)
+{
+	struct nbd_conn *c;
+	int rc;
+
+	if (srv->st.connections >= srv->opts.max_clients) {
+		LOG_WARN("%s: %u clients already, refusing another", srv->name,
+			 srv->opts.max_clients);
+		if (fd >= 0)
+			close(fd);
+		return -EMFILE;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->rbuf = malloc(NBD_RBUF_SIZE))) {
+		LOG_ERROR("%s: out of memory for a connection", srv->name);
+		free(c);
+		if (fd >= 0)
+			close(fd);
+		return -ENOMEM;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->xp = xp;
+	c->xp_arg = arg;
+	c->refs = 1;
+	c->txq_tail = &c->txq_head;
+	c->rx = RX_CFLAGS;
+	c->start_ns = c->last_rx_ns = c->last_tx_ns = now_ns();
+	snprintf(c->peer, sizeof(c->peer), "memory");
+	if (fd >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int one = 1;
+		if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+			format_sockaddr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		rc = set_nonblock(fd, true);
+		if (rc == 0)
+			rc = loop_io_add(srv->loop, &c->lio, fd, EPOLLIN, conn_on_io, c);
+		if (rc < 0) {
+			close(fd);
+			free(c->rbuf);
+			free(c);
+			return rc;
+		}
+	}
+	srv->refs++;
+	loop_timer_init(&c->timer, conn_timer, c);
+	loop_task_init(&c->task, conn_task, c);
+	loop_timer_arm(srv->loop, &c->timer, srv->timeout_ns);
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->st.connections++;
+	srv->st.accepted++;
+	LOG_DEBUG("%s: %s: connected", srv->name, c->peer);
+	nbd_conn_get(c);
+	nbd_hs_greeting(c);
+	conn_flush(c);
+	nbd_conn_put(c);
+	return 0;
+}
+
+static void srv_on_accept(struct loop_io *lio, uint32_t events)
+{
+	struct nbd_server *srv = lio->arg;
+
+	(void)events;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			/* Out of descriptors or memory: pause accepting a while
+			 * rather than spin on a listener that stays readable. */
+			LOG_WARN("%s: accept: %s", srv->name, strerror(errno));
+			loop_io_mod(srv->loop, &srv->lio, 0);
+			loop_timer_arm(srv->loop, &srv->accept_timer, ACCEPT_BACKOFF_NS);
+			return;
+		}
+		conn_create(srv, fd, NULL, NULL);
+	}
+}
+
+static void srv_accept_again(struct loop_timer *t)
+{
+	struct nbd_server *srv = t->arg;
+
+	loop_io_mod(srv->loop, &srv->lio, EPOLLIN);
+}
+
+int nbd_server_add_fd(struct nbd_server *srv, int fd)
+{
+	return conn_create(srv, fd, NULL, NULL);
+}
+
+int nbd_server_add_xport(struct nbd_server *srv, const struct nbd_xport *xp, void *arg)
+{
+	return conn_create(srv, -1, xp, arg);
+}
+
+void nbd_server_kick(struct nbd_server *srv)
+{
+	struct nbd_conn *c = srv->conns;
+
+	while (c) {
+		struct nbd_conn *next = c->next;
+		if (c->xp) {
+			nbd_conn_get(c);
+			if (c->tx_blocked)
+				conn_flush(c); /* as on EPOLLOUT */
+			if (!c->closed)
+				conn_rx(c);
+			nbd_conn_put(c);
+		}
+		c = next;
+	}
+}
+
+/* ---- server ---- */
+
+int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
+		      const struct nbd_backend_ops *ops, void *ctx, struct nbd_server **out)
+{
+	struct nbd_server *srv;
+	int rc;
+
+	if (!ops || !ops->open || !ops->close || !ops->submit) {
+		LOG_ERROR("nbd: backend lacks open, close or submit");
+		return -EINVAL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->loop = loop;
+	srv->opts = *opts;
+	srv->opts.listen = NULL; /* the caller's string: not kept */
+	srv->opts.name = NULL;
+	snprintf(srv->name, sizeof(srv->name), "%s", opts->name ? opts->name : "nbd");
+	if (!srv->opts.max_payload)
+		srv->opts.max_payload = 32u << 20;
+	if (!srv->opts.conn_buffer)
+		srv->opts.conn_buffer = 64u << 20;
+	if (!srv->opts.max_clients)
+		srv->opts.max_clients = 1024;
+	if (!srv->opts.timeout_ms)
+		srv->opts.timeout_ms = 30000;
+	if (srv->opts.max_payload < 4096 || srv->opts.max_payload > (1u << 30)) {
+		LOG_ERROR("%s: max_payload %llu out of range (4 KiB..1 GiB)", srv->name,
+			  (unsigned long long)srv->opts.max_payload);
+		free(srv);
+		return -EINVAL;
+	}
+	srv->timeout_ns = (uint64_t)srv->opts.timeout_ms * 1000000ull;
+	srv->ops = ops;
+	srv->ctx = ctx;
+	srv->refs = 1;
+	srv->lfd = -1;
+	loop_timer_init(&srv->accept_timer, srv_accept_again, srv);
+	if (opts->listen) {
+		srv->lfd = tcp_listen(opts->listen, 128);
+		if (srv->lfd < 0) {
+			rc = srv->lfd;
+			free(srv);
+			return rc;
+		}
+		rc = loop_io_add(loop, &srv->lio, srv->lfd, EPOLLIN, srv_on_accept, srv);
+		if (rc < 0) {
+			close(srv->lfd);
+			free(srv);
+			return rc;
+		}
+		LOG_INFO("%s: listening on %s", srv->name, opts->listen);
+	}
+	*out = srv;
+	return 0;
+}
+
+void nbd_server_destroy(struct nbd_server *srv)
+{
+	if (!srv)
+		return;
+	srv->destroyed = true;
+	loop_timer_cancel(srv->loop, &srv->accept_timer);
+	if (srv->lfd >= 0) {
+		loop_io_del(srv->loop, &srv->lio);
+		close(srv->lfd);
+		srv->lfd = -1;
+	}
+	while (srv->conns)
+		nbd_conn_close(srv->conns, "server shutting down");
+	srv_put(srv);
+}
+
+void nbd_server_get_stats(const struct nbd_server *srv, struct nbd_server_stats *st)
+{
+	*st = srv->st;
+}

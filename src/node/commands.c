@@ -1,0 +1,215 @@
+#define LOG_MODULE "control"
+#include "node/node_priv.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ccm/ccm.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "nbd/nbd.h"
+#include "store/store.h"
+
+static struct json_object *volume_json(struct node *n, struct store_volume *v)
+{
+	struct store_volume_info vi;
+	struct json_object *o = json_object_new_object();
+
+	store_volume_get_info(v, &vi);
+	json_object_object_add(o, "name", json_object_new_string(vi.name));
+	json_object_object_add(o, "owner", json_object_new_string(vi.owner));
+	json_object_object_add(o, "served_by", json_object_new_string(n->cfg.node.id));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
+	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
+	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
+	return o;
+}
+
+static struct json_object *volumes_json(struct node *n)
+{
+	struct json_object *arr = json_object_new_array();
+	unsigned count = store_volume_count(n->store);
+
+	for (unsigned i = 0; i < count; i++)
+		json_object_array_add(arr, volume_json(n, store_volume_at(n->store, i)));
+	return arr;
+}
+
+static void add_str(struct json_object *o, const char *key, const char *val)
+{
+	json_object_object_add(o, key, json_object_new_string(val));
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t val)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)val));
+}
+
+static int cmd_status(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		      size_t errlen)
+{
+	struct nbd_server_stats st;
+	struct json_object *ha = json_object_new_object();
+	struct json_object *session = json_object_new_object();
+	struct json_object *mirror = json_object_new_object();
+	struct json_object *nbd = json_object_new_object();
+
+	(void)req;
+	(void)err;
+	(void)errlen;
+	add_str(resp, "node", n->cfg.node.id);
+	add_str(resp, "version", DUET_VERSION);
+	add_u64(resp, "pid", (uint64_t)getpid());
+	add_u64(resp, "uptime_ms", (now_ns() - n->started_ns) / 1000000);
+
+	add_str(ha, "state", "up");
+	json_object_object_add(ha, "takeover_possible", json_object_new_boolean(0));
+	add_str(ha, "reason", "no partner: failover is not configured");
+	json_object_object_add(resp, "ha", ha);
+
+	if (n->ccm) {
+		struct ccm_status cs;
+		json_object_put(session);
+		ccm_get_status(n->ccm, &cs);
+		if (ccm_status_to_json(&cs, resp) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	} else {
+		add_str(session, "state", "down");
+		add_str(session, "reason", "no interconnect links configured");
+		json_object_object_add(resp, "session", session);
+		json_object_object_add(resp, "links", json_object_new_array());
+	}
+
+	add_str(mirror, "state", "off");
+	add_u64(mirror, "lag_bytes", 0);
+	json_object_object_add(resp, "mirror", mirror);
+
+	nbd_server_get_stats(n->nbd, &st);
+	add_str(nbd, "listen", n->cfg.nbd.listen);
+	add_u64(nbd, "connections", st.connections);
+	add_u64(nbd, "accepted", st.accepted);
+	add_u64(nbd, "requests", st.requests);
+	add_u64(nbd, "errors", st.errors);
+	add_u64(nbd, "protocol_errors", st.protocol_errors);
+	add_u64(nbd, "bytes_read", st.bytes_read);
+	add_u64(nbd, "bytes_written", st.bytes_written);
+	add_u64(nbd, "inflight", backend_inflight(n->backend));
+	json_object_object_add(resp, "nbd", nbd);
+
+	json_object_object_add(resp, "volumes", volumes_json(n));
+	return 0;
+}
+
+static int cmd_volume_list(struct node *n, struct json_object *req, struct json_object *resp,
+			   char *err, size_t errlen)
+{
+	(void)req;
+	(void)err;
+	(void)errlen;
+	json_object_object_add(resp, "volumes", volumes_json(n));
+	return 0;
+}
+
+static int cmd_volume_create(struct node *n, struct json_object *req, struct json_object *resp,
+			     char *err, size_t errlen)
+{
+	struct json_object *name, *size;
+	struct store_volume *v;
+	int rc;
+
+	if (!json_object_object_get_ex(req, "name", &name) ||
+	    !json_object_is_type(name, json_type_string) ||
+	    !json_object_object_get_ex(req, "size", &size) ||
+	    !json_object_is_type(size, json_type_int) || json_object_get_int64(size) <= 0) {
+		snprintf(err, errlen, "volume_create wants a name and a positive size");
+		return -EINVAL;
+	}
+	rc = store_volume_create(n->store, json_object_get_string(name),
+				 (uint64_t)json_object_get_int64(size), n->cfg.node.id);
+	if (rc == -EEXIST) {
+		snprintf(err, errlen, "volume '%s' exists", json_object_get_string(name));
+		return rc;
+	}
+	if (rc == -EINVAL) {
+		snprintf(err, errlen,
+			 "bad volume: the name takes letters, digits, '.', '-' and '_' (at "
+			 "most %d), the size is a positive multiple of 512",
+			 STORE_NAME_MAX - 1);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create volume: %s", strerror(-rc));
+		return rc;
+	}
+	v = store_volume_find(n->store, json_object_get_string(name));
+	if (v)
+		json_object_object_add(resp, "volume", volume_json(n, v));
+	return 0;
+}
+
+static int cmd_links(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		     size_t errlen)
+{
+	struct ccm_status cs;
+	struct json_object *all;
+
+	(void)req;
+	if (!n->ccm) {
+		json_object_object_add(resp, "links", json_object_new_array());
+		return 0;
+	}
+	/* ccm_status_to_json fills a scratch object; keep only its links. */
+	all = json_object_new_object();
+	ccm_get_status(n->ccm, &cs);
+	if (!all || ccm_status_to_json(&cs, all) < 0) {
+		json_object_put(all);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	struct json_object *links = NULL;
+	json_object_object_get_ex(all, "links", &links);
+	json_object_object_add(resp, "links", json_object_get(links));
+	json_object_put(all);
+	return 0;
+}
+
+static int cmd_ic_reset(struct node *n, struct json_object *req, struct json_object *resp,
+			char *err, size_t errlen)
+{
+	int rc;
+
+	(void)req;
+	if (!n->ccm) {
+		snprintf(err, errlen, "no interconnect links configured");
+		return -ENOTCONN;
+	}
+	rc = ccm_reset(n->ccm);
+	if (rc < 0) {
+		snprintf(err, errlen, "interconnect reset failed: %s", strerror(-rc));
+		return rc;
+	}
+	json_object_object_add(resp, "message",
+			       json_object_new_string("interconnect session reset: handshaking"));
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	node_cmd_fn fn;
+} commands[] = {
+    {"status", cmd_status}, {"volume_list", cmd_volume_list}, {"volume_create", cmd_volume_create},
+    {"links", cmd_links},   {"ic_reset", cmd_ic_reset},
+};
+
+node_cmd_fn commands_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return commands[i].fn;
+	return NULL;
+}

@@ -1,0 +1,68 @@
+/* duetd: one duet storage node, in the foreground, logging to stderr. */
+#define LOG_MODULE "duetd"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "node/node.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: duetd --config FILE\n"
+		   "       duetd --version\n"
+		   "Runs one duet storage node in the foreground; logs go to stderr.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	static struct duet_config cfg;
+	const char *path = NULL;
+	struct node *n;
+	char err[768];
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'V':
+			printf("duetd %s\n", DUET_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "duetd: config error: %s\n", err);
+		return 2;
+	}
+	log_set_level(cfg.node.log_level);
+	log_set_node(cfg.node.id);
+	rc = node_create(&cfg, &n);
+	if (rc < 0) {
+		LOG_ERROR("node %s failed to start: %s", cfg.node.id, strerror(-rc));
+		return 1;
+	}
+	rc = node_run(n);
+	node_destroy(n);
+	LOG_INFO("stopped");
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,163 @@
+#define LOG_MODULE "node"
+#include "node/node_priv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "ccm/ccm.h"
+#include "common/log.h"
+#include "nbd/nbd.h"
+#include "store/store.h"
+
+#define NODE_MAX_CLIENTS 1024
+
+static void signal_event(struct loop_io *io, uint32_t events)
+{
+	struct node *n = io->arg;
+	struct signalfd_siginfo si;
+	(void)events;
+
+	while (read(n->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		LOG_INFO("signal %u: shutting down", si.ssi_signo);
+		loop_stop(n->loop);
+	}
+}
+
+static int setup_signals(struct node *n)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	n->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (n->sig_fd < 0) {
+		int err = -errno;
+		LOG_ERROR("signalfd: %s", strerror(errno));
+		return err;
+	}
+	return loop_io_add(n->loop, &n->sig_io, n->sig_fd, EPOLLIN, signal_event, n);
+}
+
+/* The interconnect comes first: the partner can find our boot region and
+ * run its half of the handshake while the rest of this node still loads. */
+static int open_interconnect(struct node *n)
+{
+	int rc;
+
+	if (n->cfg.ic.n_links == 0) {
+		LOG_INFO("no interconnect links configured: running without a partner");
+		return 0;
+	}
+	rc = ccm_create(n->loop, &n->cfg, &n->ccm);
+	if (rc < 0)
+		return rc;
+	return ccm_start(n->ccm);
+}
+
+static int open_storage(struct node *n)
+{
+	struct store_opts so = {
+	    .engine = n->cfg.store.io_engine == IO_ENGINE_THREADS ? STORE_ENGINE_THREADS
+								  : STORE_ENGINE_URING,
+	    .depth = (unsigned)n->cfg.store.io_depth,
+	    .workers = (unsigned)n->cfg.store.io_workers,
+	};
+	return store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
+}
+
+static int open_listeners(struct node *n)
+{
+	struct nbd_server_opts o = {
+	    .listen = n->cfg.nbd.listen,
+	    .name = "nbd",
+	    .max_payload = n->cfg.nbd.max_payload,
+	    .conn_buffer = n->cfg.nbd.conn_buffer,
+	    .max_clients = NODE_MAX_CLIENTS,
+	};
+	int rc = backend_create(n, &n->backend);
+
+	if (rc < 0)
+		return rc;
+	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
+}
+
+/* Boot order follows DESIGN.md: the interconnect comes up first (so the
+ * partner can reach us while storage loads), then the shelf, then the
+ * listeners and the control socket. */
+int node_create(const struct duet_config *cfg, struct node **out)
+{
+	struct node *n = calloc(1, sizeof(*n));
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	n->cfg = *cfg;
+	n->sig_fd = -1;
+	n->started_ns = now_ns();
+	rc = loop_create(&n->loop);
+	if (rc < 0)
+		goto err;
+	rc = setup_signals(n);
+	if (rc < 0)
+		goto err;
+	rc = open_interconnect(n);
+	if (rc < 0)
+		goto err;
+	rc = open_storage(n);
+	if (rc < 0)
+		goto err;
+	rc = open_listeners(n);
+	if (rc < 0)
+		goto err;
+	rc = control_create(n, n->cfg.node.control, &n->control);
+	if (rc < 0)
+		goto err;
+	LOG_INFO("node %s ready (duet %s)", n->cfg.node.id, DUET_VERSION);
+	*out = n;
+	return 0;
+
+err:
+	node_destroy(n);
+	return rc;
+}
+
+int node_run(struct node *n)
+{
+	return loop_run(n->loop);
+}
+
+/* Close the doors first (control, NBD), then let the store finish what it
+ * already accepted, so nothing is freed under an I/O in flight. */
+void node_destroy(struct node *n)
+{
+	if (!n)
+		return;
+	control_destroy(n->control);
+	if (n->nbd)
+		nbd_server_destroy(n->nbd);
+	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
+	while (backend_inflight(n->backend) > 0 && now_ns() < deadline)
+		loop_run_once(n->loop, 10000000);
+	if (backend_inflight(n->backend) > 0)
+		LOG_ERROR("%llu I/O still in flight at exit",
+			  (unsigned long long)backend_inflight(n->backend));
+	else
+		store_close(n->store);
+	backend_destroy(n->backend);
+	if (n->ccm)
+		ccm_destroy(n->ccm);
+	if (n->sig_fd >= 0) {
+		loop_io_del(n->loop, &n->sig_io);
+		close(n->sig_fd);
+	}
+	loop_destroy(n->loop);
+	free(n);
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Bad configurations: duetd exits with status 2 and one stderr line that
+# names the file, the line and the key.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+P=$PORT_BASE
+
+base() {
+	cat <<CONF
+[node]
+id = a
+shelf = $T/shelf
+control = $T/a.sock
+[nbd]
+listen = 127.0.0.1:$P
+CONF
+}
+
+# expect_bad NAME WANT... : run duetd on $T/NAME.conf; status 2, one line,
+# containing every WANT.
+expect_bad() {
+	local name=$1 conf=$T/$1.conf rc=0
+	shift
+	step "$name"
+	timeout $((10 * TIMEOUT_SCALE)) "$DUETD" --config "$conf" >"$T/$name.out" 2>"$T/$name.err" || rc=$?
+	[ $rc -eq 2 ] || fail "$name: exit status $rc, want 2 (stderr: $(cat "$T/$name.err"))"
+	local lines
+	lines=$(wc -l <"$T/$name.err")
+	[ "$lines" -eq 1 ] || fail "$name: $lines lines on stderr, want 1: $(cat "$T/$name.err")"
+	[ ! -s "$T/$name.out" ] || fail "$name: wrote to stdout: $(cat "$T/$name.out")"
+	local w
+	for w in "$@"; do
+		grep -qF -- "$w" "$T/$name.err" || fail "$name: stderr does not name '$w': $(cat "$T/$name.err")"
+	done
+	[ ! -e "$T/a.sock" ] || fail "$name: the control socket was created"
+}
+
+# missing file: names the file
+expect_bad missing "$T/missing.conf"
+
+# unknown section: reported at its first key, line 8
+{ base; printf '[bogus]\nx = 1\n'; } >"$T/section.conf"
+expect_bad section "$T/section.conf:8" bogus " x"
+
+# unknown key at line 7 of [nbd]
+{ base; echo "colour = blue"; } >"$T/key.conf"
+expect_bad key "$T/key.conf:7" colour
+
+# bad listen address at line 6
+base | sed 's/^listen = .*/listen = nowhere/' >"$T/listen.conf"
+expect_bad listen "$T/listen.conf:6" listen nowhere
+
+# io_depth out of range at line 8
+{ base; printf '[store]\nio_depth = 2\n'; } >"$T/depth.conf"
+expect_bad depth "$T/depth.conf:8" io_depth
+
+# bad enum value
+{ base; printf '[store]\nio_engine = carrier-pigeon\n'; } >"$T/engine.conf"
+expect_bad engine "$T/engine.conf:8" io_engine
+
+# bad log level, bad size, a port out of range
+base | sed 's/^id = a/id = a\nlog_level = loud/' >"$T/level.conf"
+expect_bad level "$T/level.conf:3" log_level
+{ base; echo "max_payload = 1K"; } >"$T/payload.conf"
+expect_bad payload "$T/payload.conf:7" max_payload
+base | sed "s/^listen = .*/listen = 127.0.0.1:99999/" >"$T/port.conf"
+expect_bad port "$T/port.conf:6" listen
+
+# a key given twice
+{ base; echo "listen = 127.0.0.1:$((P + 1))"; } >"$T/twice.conf"
+expect_bad twice "$T/twice.conf:7" listen
+
+# a required key missing
+base | grep -v '^control' >"$T/required.conf"
+expect_bad required "$T/required.conf" control
+
+# not INI at all
+printf 'this is not [an ini file\n' >"$T/garbage.conf"
+expect_bad garbage "$T/garbage.conf:1"
+
+# usage errors: no --config, unknown option
+step "usage"
+rc=0
+"$DUETD" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "duetd without arguments: exit $rc, want 2"
+rc=0
+"$DUETD" --config "$T/x.conf" --bogus >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "duetd --bogus: exit $rc, want 2"
+
+# a good config starts (the base is right), and a port in use is a clear error
+step "good config, then the same port again"
+base >"$T/good.conf"
+start_node a "$P"
+base | sed "s#$T/a.sock#$T/a2.sock#; s#$T/shelf#$T/shelf2#" >"$T/busy.conf"
+rc=0
+timeout $((10 * TIMEOUT_SCALE)) "$DUETD" --config "$T/busy.conf" >/dev/null 2>"$T/busy.err" || rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "a second duetd on a busy port: exit $rc"
+grep -q "127.0.0.1:$P" "$T/busy.err" || fail "the busy-port error does not name the address: $(cat "$T/busy.err")"
+stop_node a

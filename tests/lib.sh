@@ -1,0 +1,299 @@
+# shellcheck shell=bash
+# Helpers for duet's shell tests (tests/integration/*.sh, tests/fault/*.sh).
+#
+# Source it at the top of a test, after `set -euo pipefail`:
+#     . "$(dirname "$0")/../lib.sh"
+#
+# It gives the test:
+#   $T            a fresh temp dir (removed on exit unless DUET_KEEP_TMP=1)
+#   $PORT_BASE    first TCP port this test may use (env DUET_PORT_BASE, default 23000);
+#                 a test uses PORT_BASE .. PORT_BASE+9
+#   $BUILD        the build dir (env DUET_BUILD, default build; relative to the repo)
+#   $DUETD $DUETCTL
+#   start_node NAME PORT [config lines...]   start duetd in the background
+#   stop_node NAME [SIGNAL]                 signal it, wait, check the exit status
+#   ctl NAME ARGS...                        duetctl against node NAME's socket
+#   nbd_uri PORT VOLUME                     nbd://127.0.0.1:PORT/VOLUME
+#   wait_for [-t SECS] CMD...               poll until CMD succeeds
+#   fail MSG / step MSG
+#   log_mark NAME / log_since NAME          lines node NAME logged since the mark
+# On exit it stops only the processes it started (by PID), checks their logs
+# for sanitizer reports, prints the log tails when the test failed, and prints
+# one line: "PASS name (Ns)" or "FAIL name (Ns)".
+
+TEST_NAME=$(basename "$0" .sh)
+TEST_START=$SECONDS
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+BUILD=${DUET_BUILD:-build}
+case $BUILD in
+/*) ;;
+*) BUILD=$REPO_ROOT/$BUILD ;;
+esac
+DUETD=$BUILD/src/node/duetd
+DUETCTL=$BUILD/tools/duetctl
+PORT_BASE=${DUET_PORT_BASE:-23000}
+# Slow builds (ASan) may scale every timeout; the runner sets this.
+TIMEOUT_SCALE=${DUET_TIMEOUT_SCALE:-1}
+QUICK=${DUET_QUICK:-0}
+
+# Sanitizer reports go to the node logs; make them complete and findable.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:print_summary=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/duet-$TEST_NAME.XXXXXX")
+# Clients that drop files in the working directory (fio's verify state) do
+# it in the temp dir, never in the checkout.
+cd "$T"
+
+declare -A NODE_PID=()  # node name -> pid of its duetd
+declare -A NODE_PORT=() # node name -> NBD port
+declare -a EXTRA_PIDS=() # other background processes the test registered
+_STEP=""
+
+step() {
+	_STEP=$*
+	[ "${DUET_VERBOSE:-0}" = 1 ] && echo "-- $*" >&2
+	return 0
+}
+
+fail() {
+	echo "FAIL: ${_STEP:+[$_STEP] }$*" >&2
+	exit 1
+}
+
+# skip MSG: the test cannot run here (a missing tool); the runner counts it
+# as skipped, not passed.
+skip() {
+	echo "SKIP: $*" >&2
+	exit 77
+}
+
+# need TOOL...: skip unless every TOOL is on PATH.
+need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || skip "$t is not installed (scripts/deps.sh installs it)"
+	done
+}
+
+# True while PID is a live (not zombie) process.
+_alive() {
+	local st
+	[ -r "/proc/$1/stat" ] || return 1
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+	[ "$st" != Z ] && [ "$st" != X ]
+}
+
+# wait_for [-t SECS] CMD...: run CMD until it succeeds; fail after SECS
+# (default 30, times DUET_TIMEOUT_SCALE). Polls, never sleeps blindly.
+wait_for() {
+	local t=30
+	if [ "${1:-}" = -t ]; then
+		t=$2
+		shift 2
+	fi
+	local deadline=$((SECONDS + t * TIMEOUT_SCALE))
+	local delay=0.01
+	while ! "$@" >/dev/null 2>&1; do
+		if [ $SECONDS -ge $deadline ]; then
+			echo "wait_for: timed out after $((t * TIMEOUT_SCALE))s: $*" >&2
+			return 1
+		fi
+		sleep $delay
+		case $delay in
+		0.01) delay=0.02 ;;
+		0.02) delay=0.05 ;;
+		*) delay=0.1 ;;
+		esac
+	done
+}
+
+nbd_uri() { echo "nbd://127.0.0.1:$1/$2"; }
+
+# The TCP port is listening (checked without connecting, so the server logs
+# nothing for it).
+port_listening() {
+	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+}
+
+# Number of established server-side connections on PORT.
+port_connections() {
+	ss -Htn state established "sport = :$1" 2>/dev/null | wc -l
+}
+
+# write_config NAME PORT [lines...]: write $T/NAME.conf, print its path.
+write_config() {
+	local name=$1 port=$2
+	shift 2
+	local conf=$T/$name.conf
+	mkdir -p "$T/$name-shelf"
+	{
+		echo "[node]"
+		echo "id = $name"
+		echo "shelf = $T/$name-shelf"
+		echo "control = $T/$name.sock"
+		echo "log_level = ${DUET_LOG_LEVEL:-info}"
+		echo "[nbd]"
+		echo "listen = 127.0.0.1:$port"
+		local l
+		for l in "$@"; do
+			printf '%s\n' "$l"
+		done
+	} >"$conf"
+	echo "$conf"
+}
+
+node_ready() {
+	local name=$1
+	"$DUETCTL" --socket "$T/$name.sock" status >/dev/null 2>&1 && port_listening "${NODE_PORT[$name]}"
+}
+
+# start_node NAME PORT [config lines...]: start duetd with a fresh config (or
+# the existing one when restarting), log to $T/NAME.log, wait until its
+# control socket answers and its NBD port listens.
+start_node() {
+	local name=$1 port=$2
+	shift 2
+	local conf=$T/$name.conf
+	if [ ! -e "$conf" ] || [ $# -gt 0 ]; then
+		write_config "$name" "$port" "$@" >/dev/null
+	fi
+	[ -x "$DUETD" ] || fail "no duetd at $DUETD (build first, or set DUET_BUILD)"
+	if [ -n "${NODE_PID[$name]:-}" ] && _alive "${NODE_PID[$name]}"; then
+		fail "node $name already runs (pid ${NODE_PID[$name]})"
+	fi
+	echo "=== $(date +%T) start $name" >>"$T/$name.log"
+	"$DUETD" --config "$conf" 2>>"$T/$name.log" &
+	NODE_PID[$name]=$!
+	NODE_PORT[$name]=$port
+	local deadline=$((SECONDS + 30 * TIMEOUT_SCALE))
+	while ! node_ready "$name"; do
+		if ! _alive "${NODE_PID[$name]}"; then
+			local rc=0
+			wait "${NODE_PID[$name]}" || rc=$?
+			unset "NODE_PID[$name]"
+			fail "duetd $name exited with status $rc while starting"
+		fi
+		[ $SECONDS -lt $deadline ] || fail "duetd $name not ready after $((30 * TIMEOUT_SCALE))s"
+		sleep 0.02
+	done
+}
+
+# stop_node NAME [SIGNAL]: send SIGNAL (default TERM) and reap it. After TERM
+# the exit status must be 0 (a clean shutdown; under ASan also leak-free).
+stop_node() {
+	local name=$1 sig=${2:-TERM}
+	local pid=${NODE_PID[$name]:-}
+	[ -n "$pid" ] || fail "stop_node: node $name is not running"
+	kill -s "$sig" "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30 * TIMEOUT_SCALE)) rc=0
+	while _alive "$pid"; do
+		if [ $SECONDS -ge $deadline ]; then
+			kill -s KILL "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+			unset "NODE_PID[$name]"
+			fail "duetd $name did not exit within $((30 * TIMEOUT_SCALE))s of SIG$sig"
+		fi
+		sleep 0.02
+	done
+	wait "$pid" 2>/dev/null || rc=$?
+	unset "NODE_PID[$name]"
+	echo "=== $(date +%T) stopped $name with SIG$sig: status $rc" >>"$T/$name.log"
+	if [ "$sig" = TERM ] || [ "$sig" = INT ]; then
+		[ $rc -eq 0 ] || fail "duetd $name exited with status $rc after SIG$sig"
+	fi
+	return 0
+}
+
+node_pid() { echo "${NODE_PID[$1]}"; }
+
+# ctl NAME ARGS...: duetctl against node NAME.
+ctl() {
+	local name=$1
+	shift
+	"$DUETCTL" --socket "$T/$name.sock" "$@"
+}
+
+# Register a background process so that the exit trap ends it.
+track_pid() { EXTRA_PIDS+=("$1"); }
+
+log_mark() {
+	local f=$T/$1.log
+	if [ -e "$f" ]; then
+		wc -l <"$f" >"$T/.mark-$1"
+	else
+		echo 0 >"$T/.mark-$1"
+	fi
+}
+
+log_since() {
+	local n
+	n=$(cat "$T/.mark-$1" 2>/dev/null || echo 0)
+	tail -n +"$((n + 1))" "$T/$1.log"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Sanitizer and crash reports in a log.
+_sanitizer_report() {
+	grep -E -m5 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)Sanitizer' "$1" 2>/dev/null
+}
+
+_cleanup() {
+	local rc=$? name pid f
+	set +e
+	trap - EXIT
+	for pid in "${EXTRA_PIDS[@]}"; do
+		kill -s TERM "$pid" 2>/dev/null
+	done
+	for pid in "${EXTRA_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	for name in "${!NODE_PID[@]}"; do
+		pid=${NODE_PID[$name]}
+		kill -s TERM "$pid" 2>/dev/null
+		local deadline=$((SECONDS + 30 * TIMEOUT_SCALE))
+		while _alive "$pid" && [ $SECONDS -lt $deadline ]; do
+			sleep 0.02
+		done
+		_alive "$pid" && kill -s KILL "$pid" 2>/dev/null
+		local st=0
+		wait "$pid" 2>/dev/null || st=$?
+		echo "=== $(date +%T) stopped $name at exit: status $st" >>"$T/$name.log"
+		if [ $st -ne 0 ] && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+			echo "FAIL: duetd $name exited with status $st at the end of the test" >&2
+			rc=1
+		fi
+	done
+	for f in "$T"/*.log; do
+		[ -e "$f" ] || continue
+		if _sanitizer_report "$f" >/dev/null; then
+			echo "FAIL: sanitizer report in $(basename "$f"):" >&2
+			_sanitizer_report "$f" >&2
+			{ [ $rc -eq 0 ] || [ $rc -eq 77 ]; } && rc=1
+		fi
+	done
+	if [ $rc -eq 77 ]; then
+		echo "SKIP $TEST_NAME ($((SECONDS - TEST_START))s)"
+	elif [ $rc -ne 0 ]; then
+		for f in "$T"/*.log; do
+			[ -e "$f" ] || continue
+			echo "--- last lines of $(basename "$f") ---" >&2
+			tail -n "${DUET_LOG_TAIL:-30}" "$f" >&2
+		done
+		echo "FAIL $TEST_NAME ($((SECONDS - TEST_START))s)${_STEP:+ at: $_STEP}"
+	else
+		echo "PASS $TEST_NAME ($((SECONDS - TEST_START))s)"
+	fi
+	if [ "${DUET_KEEP_TMP:-0}" = 1 ]; then
+		echo "kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap _cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM

@@ -1,0 +1,44 @@
+/* An in-memory implementation of src/fabric/fabric.h for unit tests: links
+ * of several "nodes" in one process, joined by address, with operations
+ * carried out by a loop poller, plus fault injection. */
+#ifndef DUET_TESTS_FAKE_FABRIC_H
+#define DUET_TESTS_FAKE_FABRIC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fabric/fabric.h"
+
+/** Forget all fault settings (links must all be closed). */
+void ff_reset(void);
+/** Every operation takes effect no sooner than @p ns after its post. */
+void ff_set_delay_ns(uint64_t ns);
+/**
+ * Operations from or to the link bound at @p addr hang while it is dead
+ * (new posts are accepted, as a pulled cable does); they run when it
+ * comes back unless aborted.
+ */
+void ff_set_dead(const char *addr, bool dead);
+/** The next @p n operations posted on the link at @p addr fail with @p err. */
+void ff_fail_next(const char *addr, unsigned n, int err);
+/** The next @p n operations posted on the link at @p addr never complete. */
+void ff_drop_next(const char *addr, unsigned n);
+/** Aborted writes still land in the peer's memory later (no completion). */
+void ff_set_late_effects(bool on);
+/** Raise doorbells for write-with-immediate (default on). */
+void ff_set_doorbells(bool on);
+/** Stop carrying out operations (they queue). */
+void ff_pause(bool on);
+
+struct ff_stats {
+	uint64_t executed; /* operations carried out */
+	uint64_t rejected; /* refused by the target: key, access or bounds */
+	uint64_t aborted;
+	uint64_t late; /* aborted writes that landed anyway */
+	uint64_t msgs; /* messages delivered */
+	uint64_t doorbells;
+};
+void ff_get_stats(struct ff_stats *st);
+unsigned ff_queued(void);
+
+#endif

@@ -1,0 +1,1407 @@
+/* Unit tests of the CCM over the in-memory fake fabric: two (or three)
+ * nodes in one process on one loop. Every wait is for a condition, with a
+ * generous limit that only a broken CCM reaches. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ccm/ccm.h"
+#include "ccm/ccm_priv.h"
+#include "common/config.h"
+#include "common/loop.h"
+#include "common/util.h"
+#include "fake_fabric.h"
+
+#define WAIT_MS 10000
+
+static struct loop *L;
+static char secret_a[64], secret_b[64];
+
+struct tclient {
+	struct ccm_client *c;
+	const char *name;
+	int ready, term, up, down, notifies, send_ready;
+	enum ccm_term_reason last_term;
+	struct ccm_partner_info pi;
+	uint64_t msgs;
+	uint64_t next_expect; /* messages carry a counter: checked in order */
+	bool order_broken;
+	uint64_t last_notify_off, last_notify_len, last_notify_val;
+};
+
+struct node {
+	struct ccm *ccm;
+	struct duet_config cfg;
+	struct tclient cl[4];
+};
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	ff_reset();
+	log_set_level(getenv("CCM_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+	assert_int_equal(loop_create(&L), 0);
+	snprintf(secret_a, sizeof(secret_a), "/tmp/ccm-test-secret-a-%d", (int)getpid());
+	snprintf(secret_b, sizeof(secret_b), "/tmp/ccm-test-secret-b-%d", (int)getpid());
+	write_file(secret_a, "correct horse battery staple\n");
+	write_file(secret_b, "a different secret, same length\n");
+	chmod(secret_a, 0600);
+	chmod(secret_b, 0600);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	/* Let the loop settle, then nothing of the fake may be left. */
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	loop_destroy(L);
+	unlink(secret_a);
+	unlink(secret_b);
+	return 0;
+}
+
+/* Node @p id with @p nlinks links to @p peer: addresses "id:i" -> "peer:i". */
+static void make_cfg(struct duet_config *cfg, const char *id, const char *peer, unsigned nlinks,
+		     unsigned instances)
+{
+	config_defaults(cfg);
+	snprintf(cfg->node.id, sizeof(cfg->node.id), "%s", id);
+	snprintf(cfg->ic.partner, sizeof(cfg->ic.partner), "%s", peer);
+	snprintf(cfg->ic.secret_file, sizeof(cfg->ic.secret_file), "%s", secret_a);
+	cfg->ic.n_links = nlinks;
+	for (unsigned i = 0; i < nlinks; i++) {
+		snprintf(cfg->ic.links[i].name, sizeof(cfg->ic.links[i].name), "ic%u", i);
+		snprintf(cfg->ic.links[i].local, sizeof(cfg->ic.links[i].local), "%s:%u", id, i);
+		snprintf(cfg->ic.links[i].peer, sizeof(cfg->ic.links[i].peer), "%s:%u", peer, i);
+	}
+	cfg->ic.instances = instances;
+	cfg->ic.balance = BALANCE_ROUND_ROBIN;
+	cfg->ic.heartbeat_ms = 5;
+	cfg->ic.link_deadline_ms = 40;
+	cfg->ic.session_deadline_ms = 200;
+}
+
+static void node_create(struct node *n, const char *id, const char *peer, unsigned nlinks,
+			unsigned instances)
+{
+	memset(n, 0, sizeof(*n));
+	make_cfg(&n->cfg, id, peer, nlinks, instances);
+}
+
+static void node_new(struct node *n)
+{
+	assert_int_equal(ccm_create(L, &n->cfg, &n->ccm), 0);
+}
+
+static void node_start(struct node *n)
+{
+	if (!n->ccm)
+		node_new(n);
+	assert_int_equal(ccm_start(n->ccm), 0);
+}
+
+typedef bool (*cond_fn)(void *);
+
+static bool run_until(cond_fn cond, void *arg, unsigned ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (!cond(arg)) {
+		if (now_ns() > end)
+			return false;
+		loop_run_once(L, 1000000);
+	}
+	return true;
+}
+
+static void run_for(unsigned ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (now_ns() < end)
+		loop_run_once(L, 1000000);
+}
+
+static enum ccm_session_state state_of(struct node *n)
+{
+	struct ccm_status st;
+
+	ccm_get_status(n->ccm, &st);
+	return st.state;
+}
+
+static bool both_up(void *arg)
+{
+	struct node **n = arg;
+
+	return state_of(n[0]) == CCM_SESSION_UP && state_of(n[1]) == CCM_SESSION_UP;
+}
+
+static void wait_both_up(struct node *a, struct node *b)
+{
+	struct node *n[2] = {a, b};
+
+	assert_true(run_until(both_up, n, WAIT_MS));
+}
+
+/* ---- test client ---- */
+
+static void cb_ready(struct ccm_client *c, const struct ccm_partner_info *pi, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)c;
+	t->ready++;
+	t->pi = *pi;
+}
+
+static void cb_term(struct ccm_client *c, enum ccm_term_reason why, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)c;
+	t->term++;
+	t->last_term = why;
+}
+
+static void cb_up(struct ccm_port *p, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)p;
+	t->up++;
+}
+
+static void cb_down(struct ccm_port *p, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)p;
+	t->down++;
+}
+
+static void cb_msg(struct ccm_port *p, const void *msg, size_t len, void *arg)
+{
+	struct tclient *t = arg;
+	uint64_t v;
+
+	(void)p;
+	t->msgs++;
+	if (len >= sizeof(v)) {
+		memcpy(&v, msg, sizeof(v));
+		if (v != t->next_expect)
+			t->order_broken = true;
+		t->next_expect = v + 1;
+	}
+}
+
+static void cb_notify(struct ccm_port *p, uint64_t off, uint64_t len, uint64_t value, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)p;
+	t->notifies++;
+	t->last_notify_off = off;
+	t->last_notify_len = len;
+	t->last_notify_val = value;
+}
+
+static void cb_send_ready(struct ccm_port *p, void *arg)
+{
+	struct tclient *t = arg;
+
+	(void)p;
+	t->send_ready++;
+}
+
+static const struct ccm_client_ops tops = {
+    .partner_ready = cb_ready,
+    .terminating = cb_term,
+    .port_up = cb_up,
+    .port_down = cb_down,
+    .message = cb_msg,
+    .notify = cb_notify,
+    .send_ready = cb_send_ready,
+};
+
+static void client_reg(struct node *n, unsigned slot, const char *name, unsigned ports, size_t mem,
+		       unsigned flags)
+{
+	struct ccm_client_spec spec = {
+	    .name = name,
+	    .n_ports = ports,
+	    .port_mem = mem,
+	    .flags = flags,
+	    .ops = &tops,
+	    .arg = &n->cl[slot],
+	};
+
+	memset(&n->cl[slot], 0, sizeof(n->cl[slot]));
+	n->cl[slot].name = name;
+	assert_int_equal(ccm_client_register(n->ccm, &spec, &n->cl[slot].c), 0);
+}
+
+struct count_wait {
+	int *v;
+	int want;
+};
+
+static bool count_reached(void *arg)
+{
+	struct count_wait *w = arg;
+
+	return *w->v >= w->want;
+}
+
+static void wait_count(int *v, int want)
+{
+	struct count_wait w = {v, want};
+
+	assert_true(run_until(count_reached, &w, WAIT_MS));
+}
+
+/* A completion that records its status; asserts it comes once. */
+struct top {
+	struct ccm_op op;
+	int status;
+	bool done;
+	int calls;
+};
+
+static int ops_done;
+
+static void top_done(struct ccm_op *op, int status)
+{
+	struct top *t = container_of(op, struct top, op);
+
+	t->calls++;
+	assert_int_equal(t->calls, 1);
+	t->done = true;
+	t->status = status;
+	ops_done++;
+}
+
+static bool top_is_done(void *arg)
+{
+	return ((struct top *)arg)->done;
+}
+
+static void top_init(struct top *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->op.done = top_done;
+}
+
+/* ---- tests: handshake and session ---- */
+
+static void start_order(bool a_first)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_start(a_first ? &a : &b);
+	run_for(60); /* alone: retries, no session */
+	assert_int_equal(state_of(a_first ? &a : &b), CCM_SESSION_HANDSHAKING);
+	node_start(a_first ? &b : &a);
+	wait_both_up(&a, &b);
+	ccm_get_status(a.ccm, &st);
+	assert_string_equal(st.partner, "b");
+	assert_int_equal(st.partner_major, CCM_PROTO_MAJOR);
+	assert_int_equal(st.partner_generation, ccm_test_generation(b.ccm));
+	assert_int_equal(st.sessions, 1);
+	assert_true(st.links[0].up);
+	ccm_get_status(b.ccm, &st);
+	assert_string_equal(st.partner, "a");
+	assert_int_equal(st.sessions, 1);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_a_then_b(void **state)
+{
+	(void)state;
+	start_order(true);
+}
+
+static void test_b_then_a(void **state)
+{
+	(void)state;
+	start_order(false);
+}
+
+static void test_simultaneous(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	node_start(&a);
+	node_start(&b);
+	wait_both_up(&a, &b);
+	run_for(50);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.sessions, 1);
+	assert_true(st.links[0].up && st.links[1].up);
+	ccm_get_status(b.ccm, &st);
+	assert_int_equal(st.sessions, 1);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* No doorbells (a provider without remote CQ data): the slot is polled. */
+static void test_no_doorbells_and_faults(void **state)
+{
+	struct node a, b;
+
+	(void)state;
+	ff_set_doorbells(false);
+	ff_set_delay_ns(200000);
+	ff_fail_next("a:0", 3, -EIO);
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_start(&a);
+	node_start(&b);
+	wait_both_up(&a, &b);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+struct step_wait {
+	struct node *n;
+	enum hs_step step;
+};
+
+static bool at_step(void *arg)
+{
+	struct step_wait *w = arg;
+
+	return ccm_test_hs_step(w->n->ccm) == w->step;
+}
+
+static void restart_mid_handshake(enum hs_step step)
+{
+	struct node a, b;
+	struct ccm_status st;
+	uint64_t gen2;
+
+	ff_set_delay_ns(2000000); /* slow enough to stop the handshake mid-way */
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_start(&a);
+	node_start(&b);
+	struct step_wait w = {&a, step};
+	assert_true(run_until(at_step, &w, WAIT_MS));
+	ccm_test_crash(b.ccm);
+	b.ccm = NULL;
+	run_for(5);
+	node_start(&b);
+	gen2 = ccm_test_generation(b.ccm);
+	wait_both_up(&a, &b);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.partner_generation, gen2);
+	assert_int_equal(st.sessions, 1);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_restart_mid_handshake(void **state)
+{
+	(void)state;
+	restart_mid_handshake(HS_READ2);
+	restart_mid_handshake(HS_WAIT);
+	restart_mid_handshake(HS_WRITE_HELLO);
+}
+
+struct err_wait {
+	struct node *n[2];
+	const char *what;
+};
+
+static bool both_errors(void *arg)
+{
+	struct err_wait *w = arg;
+
+	for (int i = 0; i < 2; i++) {
+		struct ccm_status st;
+		ccm_get_status(w->n[i]->ccm, &st);
+		if (!strstr(st.error, w->what))
+			return false;
+	}
+	return true;
+}
+
+static void expect_no_session(struct node *a, struct node *b, const char *what)
+{
+	struct err_wait w = {{a, b}, what};
+
+	assert_true(run_until(both_errors, &w, WAIT_MS));
+	run_for(100);
+	assert_int_equal(state_of(a), CCM_SESSION_HANDSHAKING);
+	assert_int_equal(state_of(b), CCM_SESSION_HANDSHAKING);
+}
+
+static void test_version_mismatch(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_new(&b);
+	ccm_test_set_version(b.ccm, CCM_PROTO_MAJOR + 1, 0);
+	node_start(&a);
+	node_start(&b);
+	expect_no_session(&a, &b, "incompatible major version");
+	ccm_destroy(b.ccm);
+
+	/* Another minor version is fine and shown. */
+	memset(&b, 0, sizeof(b));
+	node_create(&b, "b", "a", 1, 1);
+	node_new(&b);
+	ccm_test_set_version(b.ccm, CCM_PROTO_MAJOR, CCM_PROTO_MINOR + 3);
+	node_start(&b);
+	wait_both_up(&a, &b);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.partner_minor, CCM_PROTO_MINOR + 3);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_cluster_mismatch(void **state)
+{
+	struct node a, b;
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	snprintf(b.cfg.ic.cluster_id, sizeof(b.cfg.ic.cluster_id), "other");
+	node_start(&a);
+	node_start(&b);
+	expect_no_session(&a, &b, "cluster");
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_wrong_secret(void **state)
+{
+	struct node a, b;
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	snprintf(b.cfg.ic.secret_file, sizeof(b.cfg.ic.secret_file), "%s", secret_b);
+	node_start(&a);
+	node_start(&b);
+	expect_no_session(&a, &b, "authentication");
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_wrong_partner_and_self(void **state)
+{
+	struct node a, c;
+
+	(void)state;
+	/* c answers where a expects b. */
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&c, "c", "a", 1, 1);
+	snprintf(c.cfg.ic.links[0].local, sizeof(c.cfg.ic.links[0].local), "b:0");
+	snprintf(c.cfg.ic.partner, sizeof(c.cfg.ic.partner), "a");
+	node_start(&a);
+	node_start(&c);
+	struct err_wait w = {{&a, &a}, "but [ic] partner is 'b'"};
+	assert_true(run_until(both_errors, &w, WAIT_MS));
+	assert_int_equal(state_of(&a), CCM_SESSION_HANDSHAKING);
+	ccm_destroy(a.ccm);
+	ccm_destroy(c.ccm);
+
+	/* A link that loops back to this node. */
+	node_create(&a, "a", "", 1, 1);
+	snprintf(a.cfg.ic.links[0].peer, sizeof(a.cfg.ic.links[0].peer), "a:0");
+	node_start(&a);
+	struct err_wait w2 = {{&a, &a}, "reaches this node itself"};
+	assert_true(run_until(both_errors, &w2, WAIT_MS));
+	ccm_destroy(a.ccm);
+}
+
+static void test_missing_secret(void **state)
+{
+	struct duet_config cfg;
+	struct ccm *ccm;
+
+	(void)state;
+	make_cfg(&cfg, "a", "b", 1, 1);
+	cfg.ic.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
+	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "/nonexistent/secret");
+	assert_int_equal(ccm_create(L, &cfg, &ccm), -ENOENT);
+	/* Too short. */
+	write_file(secret_b, "short\n");
+	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "%s", secret_b);
+	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
+	/* No links: a CCM that stays down, no secret needed. */
+	make_cfg(&cfg, "a", "", 0, 1);
+	cfg.ic.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &cfg, &ccm), 0);
+	assert_int_equal(ccm_start(ccm), 0);
+	run_for(20);
+	struct ccm_status st;
+	ccm_get_status(ccm, &st);
+	assert_int_equal(st.state, CCM_SESSION_DOWN);
+	ccm_destroy(ccm);
+}
+
+/* ---- hostile peer ---- */
+
+static int evil_done_status;
+static bool evil_done;
+
+static void evil_cb(struct fab_op *op, int status)
+{
+	(void)op;
+	evil_done = true;
+	evil_done_status = status;
+}
+
+static bool evil_finished(void *arg)
+{
+	(void)arg;
+	return evil_done;
+}
+
+/* Run one raw operation of the hostile link; its completion status. */
+static int evil_run(int rc)
+{
+	if (rc < 0)
+		return rc;
+	assert_true(run_until(evil_finished, NULL, WAIT_MS));
+	return evil_done_status;
+}
+
+static int evil_prep(struct fab_op *op)
+{
+	memset(op, 0, sizeof(*op));
+	op->done = evil_cb;
+	evil_done = false;
+	return 0;
+}
+
+static int evil_msgs;
+
+static void evil_on_msg(void *arg, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)msg;
+	(void)len;
+	evil_msgs++;
+}
+
+static void test_hostile_peer(void **state)
+{
+	struct node a, b;
+	struct fab_link *evil;
+	struct fab_op op;
+	struct wire_boot boot;
+	struct wire_slot slot;
+	uint8_t junk[4096];
+	struct ccm_status st;
+	struct ff_stats fs0, fs1;
+	struct fab_link_opts o = {
+	    .name = "evil", .local = "evil:0", .peer = "a:0", .max_msg = 70000};
+	struct fab_link_events ev = {.on_msg = evil_on_msg};
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_start(&a);
+	node_start(&b);
+	client_reg(&a, 0, "mirror", 1, 8192, 0);
+	client_reg(&b, 0, "mirror", 1, 8192, 0);
+	wait_both_up(&a, &b);
+	wait_count(&a.cl[0].up, 1);
+	assert_int_equal(fab_link_open(L, &o, &ev, &evil), 0);
+	ff_get_stats(&fs0);
+
+	/* Reading the public boot region works: it is public. */
+	struct fab_remote boot_r = {CCM_BOOT_KEY, sizeof(boot)};
+	evil_prep(&op);
+	assert_int_equal(evil_run(fab_read(evil, &boot, sizeof(boot), &boot_r, 0, &op)), 0);
+	assert_true(from_le64(boot.magic) == CCM_BOOT_MAGIC);
+	/* Writing it does not. */
+	memset(junk, 0xee, sizeof(junk));
+	evil_prep(&op);
+	assert_int_not_equal(evil_run(fab_write(evil, junk, 64, &boot_r, 0, 0, &op)), 0);
+	/* Reading the slot does not; writing past it does not. */
+	struct fab_remote slot_r = {CCM_SLOT_KEY, 4096};
+	evil_prep(&op);
+	assert_int_not_equal(evil_run(fab_read(evil, junk, 64, &slot_r, 0, &op)), 0);
+	evil_prep(&op);
+	assert_int_not_equal(evil_run(fab_write(evil, junk, 64, &slot_r, 240, 0, &op)), 0);
+	/* Guessed keys: nothing. */
+	for (uint64_t k = 1; k < 64; k++) {
+		struct fab_remote r = {k * 0x9e3779b97f4a7c15ull, 4096};
+		evil_prep(&op);
+		assert_int_not_equal(evil_run(fab_read(evil, junk, 64, &r, 0, &op)), 0);
+	}
+	/* Garbage into the slot, then a hello with a forged proof. */
+	evil_prep(&op);
+	assert_int_equal(evil_run(fab_writedata(evil, junk, sizeof(struct wire_slot), &slot_r, 0,
+						CCM_IMM_SLOT, 0, &op)),
+			 0);
+	memset(&slot, 0, sizeof(slot));
+	slot.seq_head = slot.seq_tail = 7;
+	slot.magic = le64(CCM_SLOT_MAGIC);
+	slot.major = le16(CCM_PROTO_MAJOR);
+	slot.state = le32(SLOT_HELLO);
+	slot.generation = le64(0x1234);
+	ccm_put_str(slot.node, "b", sizeof(slot.node));
+	ccm_put_str(slot.cluster, "duet", sizeof(slot.cluster));
+	slot.target_gen = boot.generation;
+	memcpy(slot.target_nonce, boot.nonce, CCM_NONCE_LEN);
+	memset(slot.proof, 0x42, sizeof(slot.proof));
+	evil_prep(&op);
+	assert_int_equal(
+	    evil_run(fab_writedata(evil, &slot, sizeof(slot), &slot_r, 0, CCM_IMM_SLOT, 0, &op)),
+	    0);
+	/* Forged messages: unknown session, then the right session id with a bad MAC. */
+	struct wire_msg m;
+	memset(&m, 0, sizeof(m));
+	m.magic = le32(CCM_MSG_MAGIC);
+	m.type = le16(MSG_TERMINATE);
+	m.len = 0;
+	m.seq = le64(1);
+	evil_prep(&op);
+	assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
+	m.session_id = boot.session_id;
+	for (uint64_t s = 1; s < 20; s++) {
+		m.seq = le64(s);
+		evil_prep(&op);
+		assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
+	}
+	run_for(100);
+	ff_get_stats(&fs1);
+	assert_true(fs1.rejected - fs0.rejected >= 3 + 63);
+	/* The session did not notice, beyond one logged error. */
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.state, CCM_SESSION_UP);
+	assert_int_equal(st.sessions, 1);
+	assert_int_equal(a.cl[0].term, 0);
+	assert_int_equal(evil_msgs, 0);
+	/* And still carries traffic. */
+	uint64_t v = 0;
+	assert_int_equal(ccm_port_send(ccm_client_port(a.cl[0].c, 0), &v, sizeof(v)), 0);
+	wait_count((int *)&b.cl[0].msgs, 1);
+	fab_link_close(evil);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* A hello recorded in an old session, replayed into the slot later. */
+static void test_stale_generation_replay(void **state)
+{
+	struct node a, b;
+	struct wire_slot old;
+	struct fab_link *evil;
+	struct fab_op op;
+	struct ccm_status st;
+	struct fab_link_opts o = {
+	    .name = "evil", .local = "evil:0", .peer = "a:0", .max_msg = 4096};
+	struct fab_link_events ev = {0};
+	uint64_t gen2;
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_start(&a);
+	node_start(&b);
+	wait_both_up(&a, &b);
+	memcpy(&old, a.ccm->slot, sizeof(old)); /* b's ready, with a valid proof */
+	assert_int_equal(from_le32(old.state), SLOT_READY);
+	/* b restarts: a sees the new generation and forms a new session. */
+	ccm_test_crash(b.ccm);
+	b.ccm = NULL;
+	node_start(&b);
+	gen2 = ccm_test_generation(b.ccm);
+	struct node *n[2] = {&a, &b};
+	wait_both_up(&a, &b);
+	(void)n;
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.partner_generation, gen2);
+	assert_int_equal(st.sessions, 2);
+	/* The old hello replayed: stale (old nonce of a), ignored. */
+	assert_int_equal(fab_link_open(L, &o, &ev, &evil), 0);
+	struct fab_remote slot_r = {CCM_SLOT_KEY, sizeof(old)};
+	evil_prep(&op);
+	assert_int_equal(
+	    evil_run(fab_writedata(evil, &old, sizeof(old), &slot_r, 0, CCM_IMM_SLOT, 0, &op)), 0);
+	run_for(100);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.state, CCM_SESSION_UP);
+	assert_int_equal(st.sessions, 2);
+	assert_int_equal(st.partner_generation, gen2);
+	fab_link_close(evil);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* ---- clients and ports ---- */
+
+static bool ports_up(void *arg)
+{
+	struct tclient **t = arg;
+
+	return t[0]->up >= 2 && t[1]->up >= 2 && t[0]->ready && t[1]->ready;
+}
+
+static void test_ports(void **state)
+{
+	struct node a, b;
+	struct ccm_port *pa, *pb;
+	struct top t;
+	uint8_t buf[4096], back[4096];
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 2, 65536, 0);
+	client_reg(&b, 0, "mirror", 2, 32768, 0);
+	/* Bad registrations. */
+	struct ccm_client *x;
+	struct ccm_client_spec bad = {.name = "bad name", .n_ports = 1};
+	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EINVAL);
+	bad.name = "mirror";
+	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EEXIST);
+	bad.name = "many";
+	bad.n_ports = CCM_MAX_PORTS + 1;
+	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EINVAL);
+
+	node_start(&a);
+	node_start(&b);
+	struct tclient *tc[2] = {&a.cl[0], &b.cl[0]};
+	assert_true(run_until(ports_up, tc, WAIT_MS));
+	assert_true(a.cl[0].pi.client_present);
+	assert_int_equal(a.cl[0].pi.ports, 2);
+	assert_string_equal(a.cl[0].pi.node, "b");
+	pa = ccm_client_port(a.cl[0].c, 1);
+	pb = ccm_client_port(b.cl[0].c, 1);
+	assert_true(ccm_port_is_up(pa));
+	assert_int_equal(ccm_port_remote_size(pa), 32768);
+	assert_int_equal(ccm_port_remote_size(pb), 65536);
+	assert_int_equal(ccm_port_mem_size(pa), 65536);
+
+	/* Write into b's memory, read it back. */
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	top_init(&t);
+	assert_int_equal(ccm_port_write(pa, &t.op, buf, sizeof(buf), 8192, CCM_WRITE_DELIVERED), 0);
+	assert_true(run_until(top_is_done, &t, WAIT_MS));
+	assert_int_equal(t.status, 0);
+	assert_memory_equal((uint8_t *)ccm_port_mem(pb) + 8192, buf, sizeof(buf));
+	top_init(&t);
+	memset(back, 0, sizeof(back));
+	assert_int_equal(ccm_port_read(pa, &t.op, back, sizeof(back), 8192), 0);
+	assert_true(run_until(top_is_done, &t, WAIT_MS));
+	assert_int_equal(t.status, 0);
+	assert_memory_equal(back, buf, sizeof(buf));
+	/* Bounds. */
+	top_init(&t);
+	assert_int_equal(ccm_port_write(pa, &t.op, buf, sizeof(buf), 32768 - 100, 0), -ERANGE);
+	assert_int_equal(ccm_port_read(pa, &t.op, back, 1, 32768), -ERANGE);
+	assert_int_equal(ccm_port_write(pa, &t.op, buf, 0, 0, 0), -EINVAL);
+
+	/* Messages, in order, both ways. */
+	for (uint64_t i = 0; i < 200; i++) {
+		int rc = ccm_port_send(pa, &i, sizeof(i));
+		if (rc == -EAGAIN) {
+			int sr = a.cl[0].send_ready;
+			wait_count(&a.cl[0].send_ready, sr + 1);
+			i--;
+			continue;
+		}
+		assert_int_equal(rc, 0);
+	}
+	wait_count((int *)&b.cl[0].msgs, 200);
+	assert_false(b.cl[0].order_broken);
+	uint8_t big[CCM_MSG_MAX + 1] = {0};
+	assert_int_equal(ccm_port_send(pb, big, sizeof(big)), -EMSGSIZE);
+	assert_int_equal(ccm_port_send(pb, big, CCM_MSG_MAX), 0);
+
+	/* Write + notify: the data is there when the notification arrives. */
+	top_init(&t);
+	assert_int_equal(ccm_port_write_notify(pb, &t.op, buf, 512, 1024, 77), 0);
+	assert_true(run_until(top_is_done, &t, WAIT_MS));
+	assert_int_equal(t.status, 0);
+	assert_int_equal(a.cl[0].notifies, 1);
+	assert_int_equal(a.cl[0].last_notify_off, 1024);
+	assert_int_equal(a.cl[0].last_notify_len, 512);
+	assert_int_equal(a.cl[0].last_notify_val, 77);
+	assert_memory_equal((uint8_t *)ccm_port_mem(pa) + 1024, buf, 512);
+
+	/* Status and JSON. */
+	struct ccm_status st;
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.n_clients, 1);
+	assert_string_equal(st.clients[0].name, "mirror");
+	assert_int_equal(st.clients[0].ports_up, 2);
+	assert_true(st.clients[0].on_partner);
+	assert_true(st.clients[0].msgs_sent >= 200);
+	struct json_object *root = json_object_new_object();
+	assert_int_equal(ccm_status_to_json(&st, root), 0);
+	struct json_object *s, *v;
+	assert_true(json_object_object_get_ex(root, "session", &s));
+	assert_true(json_object_object_get_ex(s, "state", &v));
+	assert_string_equal(json_object_get_string(v), "up");
+	assert_true(json_object_object_get_ex(s, "partner", &v));
+	assert_string_equal(json_object_get_string(v), "b");
+	assert_true(json_object_object_get_ex(s, "partner_version", &v));
+	assert_string_equal(json_object_get_string(v), "1.0");
+	assert_true(json_object_object_get_ex(s, "handshake_us", &v));
+	assert_true(json_object_object_get_ex(root, "links", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	assert_true(json_object_object_get_ex(root, "ccm_instances", &v));
+	assert_int_equal(json_object_array_length(v), 1);
+	assert_true(json_object_object_get_ex(root, "ccm_clients", &v));
+	assert_int_equal(json_object_array_length(v), 1);
+	json_object_put(root);
+
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_one_sided_client(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, 4096, 0);
+	client_reg(&a, 1, "proxy", 2, 4096, 0);
+	client_reg(&b, 0, "mirror", 1, 4096, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_both_up(&a, &b);
+	wait_count(&a.cl[1].ready, 1);
+	assert_false(a.cl[1].pi.client_present);
+	assert_int_equal(a.cl[1].up, 0);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.n_clients, 2);
+	assert_true(st.clients[0].on_partner);
+	assert_false(st.clients[1].on_partner);
+	ccm_get_status(b.ccm, &st);
+	assert_int_equal(st.n_partner_only, 1);
+	assert_string_equal(st.partner_only[0], "proxy");
+
+	/* b gets the client later: ports come up on both sides. */
+	client_reg(&b, 1, "proxy", 2, 4096, 0);
+	wait_count(&b.cl[1].ready, 1);
+	wait_count(&a.cl[1].up, 2);
+	wait_count(&b.cl[1].up, 2);
+	assert_true(b.cl[1].pi.client_present);
+	uint64_t zero = 0;
+	assert_int_equal(ccm_port_send(ccm_client_port(b.cl[1].c, 1), &zero, sizeof(zero)), 0);
+	wait_count((int *)&a.cl[1].msgs, 1);
+
+	/* and leaves again: a's ports go down. */
+	ccm_client_unregister(b.cl[1].c);
+	wait_count(&a.cl[1].down, 2);
+	run_for(20);
+	ccm_get_status(a.ccm, &st);
+	assert_false(st.clients[1].on_partner);
+	assert_int_equal(st.clients[1].ports_up, 0);
+	assert_int_equal(state_of(&a), CCM_SESSION_UP);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* ---- termination ---- */
+
+static void test_reset_and_rehandshake(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, 4096, 0);
+	client_reg(&b, 0, "mirror", 1, 4096, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	assert_int_equal(ccm_reset(a.ccm), 0);
+	wait_count(&a.cl[0].term, 1);
+	wait_count(&b.cl[0].term, 1);
+	assert_int_equal(a.cl[0].last_term, CCM_TERM_LOCAL_RESET);
+	assert_int_equal(b.cl[0].last_term, CCM_TERM_PARTNER_RESET);
+	assert_int_equal(a.cl[0].down, 1);
+	assert_int_equal(b.cl[0].down, 1);
+	/* Back again, ports too. */
+	wait_count(&a.cl[0].up, 2);
+	wait_count(&b.cl[0].up, 2);
+	wait_count(&a.cl[0].ready, 2);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.sessions, 2);
+	ccm_get_status(b.ccm, &st);
+	assert_int_equal(st.sessions, 2);
+	/* A reset while handshaking just starts over. */
+	ccm_destroy(b.ccm);
+	wait_count(&a.cl[0].term, 2);
+	assert_int_equal(ccm_reset(a.ccm), 0);
+	ccm_destroy(a.ccm);
+}
+
+static void test_partner_crash(void **state)
+{
+	struct node a, b;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	client_reg(&a, 0, "mirror", 1, 4096, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].ready, 1);
+	/* Killed: a notices by itself (links, then the session deadline). */
+	ccm_test_crash(b.ccm);
+	b.ccm = NULL;
+	wait_count(&a.cl[0].term, 1);
+	assert_int_equal(a.cl[0].last_term, CCM_TERM_LINKS_LOST);
+	assert_int_equal(state_of(&a), CCM_SESSION_HANDSHAKING);
+	node_start(&b);
+	wait_count(&a.cl[0].ready, 2);
+	/* Killed and back at once: a sees the new generation. */
+	ccm_test_crash(b.ccm);
+	b.ccm = NULL;
+	node_start(&b);
+	wait_count(&a.cl[0].term, 2);
+	assert_int_equal(a.cl[0].last_term, CCM_TERM_PARTNER_REBOOT);
+	wait_count(&a.cl[0].ready, 3);
+	wait_both_up(&a, &b);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* ---- lanes ---- */
+
+#define NSTREAM 32
+
+struct stream {
+	struct ccm_port *p;
+	struct top ops[NSTREAM];
+	uint8_t bufs[NSTREAM][1024];
+	int total, done, errors, target;
+	unsigned n[NSTREAM];
+	bool reads;
+};
+
+static struct stream *cur_stream;
+
+static void stream_post(struct stream *s, unsigned k);
+
+static void stream_done(struct ccm_op *op, int status)
+{
+	struct top *t = container_of(op, struct top, op);
+	struct stream *s = cur_stream;
+	unsigned k = (unsigned)(t - s->ops);
+
+	t->calls++;
+	assert_int_equal(t->calls, 1);
+	s->done++;
+	if (status != 0)
+		s->errors++;
+	if (s->total < s->target)
+		stream_post(s, k);
+}
+
+static void stream_post(struct stream *s, unsigned k)
+{
+	struct top *t = &s->ops[k];
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->op.done = stream_done;
+	/* Slot k always writes the same bytes to the same place: idempotent. */
+	memset(s->bufs[k], (int)(k + 1), sizeof(s->bufs[k]));
+	s->total++;
+	if (s->reads && (s->n[k]++ & 1))
+		rc =
+		    ccm_port_read(s->p, &t->op, s->bufs[k], sizeof(s->bufs[k]), (uint64_t)k * 1024);
+	else
+		rc = ccm_port_write(s->p, &t->op, s->bufs[k], sizeof(s->bufs[k]),
+				    (uint64_t)k * 1024, CCM_WRITE_DELIVERED);
+	/* A read of slot k's place brings back the same bytes. */
+	assert_int_equal(rc, 0);
+}
+
+static bool stream_at(void *arg)
+{
+	int *want = arg;
+
+	return cur_stream->done >= *want;
+}
+
+static void link_failover(bool late_effects)
+{
+	struct node a, b;
+	struct stream *s = calloc(1, sizeof(*s));
+	struct ccm_status st;
+	int want;
+
+	ff_set_late_effects(late_effects);
+	ff_set_delay_ns(100000);
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, NSTREAM * 1024, 0);
+	client_reg(&b, 0, "mirror", 1, NSTREAM * 1024, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	/* Both links up before the load starts. */
+	struct node *n[2] = {&a, &b};
+	(void)n;
+	for (;;) {
+		ccm_get_status(a.ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+	s->p = ccm_client_port(a.cl[0].c, 0);
+	s->target = 3000;
+	s->reads = true;
+	cur_stream = s;
+	for (unsigned k = 0; k < NSTREAM; k++)
+		stream_post(s, k);
+	want = 300;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+
+	/* Pull the cable of ic0: its operations hang, then move to ic1. */
+	ff_set_dead("a:0", true);
+	want = 1500;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ccm_get_status(a.ccm, &st);
+	assert_false(st.links[0].up);
+	assert_true(st.links[1].up);
+	assert_int_equal(s->errors, 0);
+	uint64_t ops0 = st.links[0].ops;
+
+	/* Plug it back: it comes back and carries traffic again. */
+	ff_set_dead("a:0", false);
+	for (;;) {
+		ccm_get_status(a.ccm, &st);
+		if (st.links[0].up)
+			break;
+		assert_true(s->done < s->target);
+		loop_run_once(L, 1000000);
+	}
+	want = s->target;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ccm_get_status(a.ccm, &st);
+	assert_true(st.links[0].ops > ops0);
+	assert_int_equal(s->errors, 0);
+	assert_int_equal(s->done, s->target);
+	run_for(50); /* late effects land now, harmlessly */
+	for (unsigned k = 0; k < NSTREAM; k++) {
+		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(b.cl[0].c, 0)) + k * 1024;
+		for (unsigned i = 0; i < 1024; i++)
+			assert_int_equal(m[i], k + 1);
+	}
+	assert_int_equal(state_of(&a), CCM_SESSION_UP);
+	assert_int_equal(a.cl[0].term, 0);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+	free(s);
+}
+
+static void test_link_failover(void **state)
+{
+	(void)state;
+	link_failover(false);
+}
+
+static void test_link_failover_late_effects(void **state)
+{
+	(void)state;
+	link_failover(true);
+}
+
+/* Messages keep order and arrive once across a link failure. */
+static void test_messages_across_failover(void **state)
+{
+	struct node a, b;
+	struct ccm_port *pa;
+	struct ccm_status st;
+	uint64_t i = 0;
+
+	(void)state;
+	ff_set_delay_ns(100000);
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "proxy", 1, 0, 0);
+	client_reg(&b, 0, "proxy", 1, 0, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	for (;;) {
+		ccm_get_status(a.ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+	pa = ccm_client_port(a.cl[0].c, 0);
+	while (i < 2000) {
+		int rc = ccm_port_send(pa, &i, sizeof(i));
+		if (rc == -EAGAIN) {
+			loop_run_once(L, 1000000);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		i++;
+		if (i == 500)
+			ff_set_dead("a:1", true);
+		if (i == 1500)
+			ff_set_dead("a:1", false);
+	}
+	wait_count((int *)&b.cl[0].msgs, 2000);
+	run_for(50);
+	assert_int_equal(b.cl[0].msgs, 2000);
+	assert_false(b.cl[0].order_broken);
+	assert_int_equal(a.cl[0].term, 0);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+static void test_all_links_lost(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, 4096, 0);
+	client_reg(&b, 0, "mirror", 1, 4096, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	/* A write parked with no lane fails only when the session ends. */
+	ff_set_dead("a:0", true);
+	ff_set_dead("a:1", true);
+	struct top t;
+	top_init(&t);
+	uint8_t buf[64] = {1};
+	assert_int_equal(ccm_port_write(ccm_client_port(a.cl[0].c, 0), &t.op, buf, sizeof(buf), 0,
+					CCM_WRITE_DELIVERED),
+			 0);
+	wait_count(&a.cl[0].term, 1);
+	wait_count(&b.cl[0].term, 1);
+	assert_int_equal(a.cl[0].last_term, CCM_TERM_LINKS_LOST);
+	assert_true(run_until(top_is_done, &t, WAIT_MS));
+	assert_int_equal(t.status, -ECONNRESET);
+	ff_set_dead("a:0", false);
+	ff_set_dead("a:1", false);
+	wait_count(&a.cl[0].up, 2);
+	wait_both_up(&a, &b);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.sessions, 2);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* ---- instances ---- */
+
+struct inst_wait {
+	struct ccm *ccm;
+	unsigned inst;
+	uint64_t min;
+};
+
+static bool partner_load_seen(void *arg)
+{
+	struct inst_wait *w = arg;
+	struct ccm_status st;
+
+	ccm_get_status(w->ccm, &st);
+	return st.instances[w->inst].partner_bytes_per_sec >= w->min;
+}
+
+struct move_wait {
+	struct ccm_client *c;
+	unsigned port, inst;
+};
+
+static bool port_moved(void *arg)
+{
+	struct move_wait *w = arg;
+
+	return ccm_test_port_instance(ccm_client_port(w->c, w->port)) == w->inst;
+}
+
+static void test_instances(void **state)
+{
+	struct node a, b;
+	struct ccm_status st;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 2);
+	node_create(&b, "b", "a", 2, 2);
+	a.cfg.ic.instance_max_load = 1 << 20;
+	node_new(&a);
+	node_new(&b);
+	/* Two ports: one on each instance. */
+	client_reg(&a, 0, "mirror", 2, 4096, 0);
+	client_reg(&b, 0, "mirror", 2, 4096, 0);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[0].c, 0)), 0);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[0].c, 1)), 1);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 2);
+	wait_count(&b.cl[0].up, 2);
+	for (;;) {
+		ccm_get_status(a.ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+	/* A port of instance 1 uses the link of instance 1. */
+	ccm_get_status(a.ccm, &st);
+	uint64_t ops0 = st.links[0].ops, ops1 = st.links[1].ops;
+	uint8_t buf[256] = {0};
+	for (int i = 0; i < 20; i++) {
+		struct top t;
+		top_init(&t);
+		assert_int_equal(
+		    ccm_port_write(ccm_client_port(a.cl[0].c, 1), &t.op, buf, sizeof(buf), 0, 0),
+		    0);
+		assert_true(run_until(top_is_done, &t, WAIT_MS));
+	}
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.links[0].ops, ops0);
+	assert_int_equal(st.links[1].ops, ops1 + 20);
+
+	/* Load on instance 0 of b, read by a through RDMA. */
+	ccm_test_set_load(b.ccm, 0, 50ull << 20);
+	struct inst_wait w = {a.ccm, 0, 50ull << 20};
+	assert_true(run_until(partner_load_seen, &w, WAIT_MS));
+	/* New ports go to the least-loaded instance. */
+	client_reg(&a, 1, "proxy", 1, 4096, 0);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[1].c, 0)), 1);
+
+	/* a's own instance 0 past the limit: its port moves to instance 1. */
+	ccm_test_set_load(b.ccm, 0, 0);
+	ccm_test_set_load(a.ccm, 0, 10ull << 20);
+	struct move_wait mw = {a.cl[0].c, 0, 1};
+	assert_true(run_until(port_moved, &mw, WAIT_MS));
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.n_instances, 2);
+	assert_int_equal(st.instances[0].ports, 0);
+	assert_int_equal(st.instances[1].ports, 3);
+	/* and its traffic follows. */
+	ops0 = st.links[0].ops;
+	for (int i = 0; i < 10; i++) {
+		struct top t;
+		top_init(&t);
+		assert_int_equal(
+		    ccm_port_write(ccm_client_port(a.cl[0].c, 0), &t.op, buf, sizeof(buf), 0, 0),
+		    0);
+		assert_true(run_until(top_is_done, &t, WAIT_MS));
+	}
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.links[0].ops, ops0);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
+/* A heavy client gets an instance with no other heavy client. */
+static void test_heavy_placement(void **state)
+{
+	struct node a;
+
+	(void)state;
+	node_create(&a, "a", "b", 3, 3);
+	node_new(&a);
+	client_reg(&a, 0, "mirror", 1, 4096, CCM_CLIENT_HEAVY);
+	client_reg(&a, 1, "monitor", 1, 4096, 0);
+	client_reg(&a, 2, "proxy", 1, 4096, CCM_CLIENT_HEAVY);
+	unsigned m = ccm_test_port_instance(ccm_client_port(a.cl[0].c, 0));
+	unsigned p = ccm_test_port_instance(ccm_client_port(a.cl[2].c, 0));
+	assert_int_not_equal(m, p);
+	ccm_destroy(a.ccm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_a_then_b, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_b_then_a, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_simultaneous, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_doorbells_and_faults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_mid_handshake, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cluster_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_one_sided_client, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_and_rehandshake, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heavy_placement, setup, teardown),
+	};
+
+	if (getenv("CCM_TEST"))
+		cmocka_set_test_filter(getenv("CCM_TEST"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

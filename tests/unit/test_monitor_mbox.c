@@ -1,0 +1,507 @@
+/* Unit tests of the mailbox on real files and a real reactor: two nodes'
+ * mailboxes in a temporary directory, each watching the other's; records
+ * advance, marks are set and cleared, the I/O lease follows the own mark
+ * and the reactor's liveness, a reboot sees the mark and counts its
+ * generation, silence is measured, torn records prove nothing, a second
+ * writer is caught. Run with O_DIRECT and buffered (O_DSYNC only). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/loop.h"
+#include "monitor/monitor.h"
+
+#define GUARD_NS (20ull * 1000000000ull) /* a test that hangs fails after this */
+
+struct node {
+	struct mbox *mb;
+	char shelf[256];
+	char partner[256];
+	const char *id;
+	bool booted;
+	int boot_rc;
+	bool boot_mark;
+	struct monitor_mark mark;
+	unsigned cycles;
+};
+
+struct fix {
+	struct loop *loop;
+	char dir[128];
+	struct node a, b;
+	bool done;
+	int rc;
+	bool check_done;
+	int check_rc;
+	bool check_mark;
+	struct monitor_mark check;
+	bool buffered;
+};
+
+static struct fix *F;
+
+static void on_cycle(void *arg)
+{
+	((struct node *)arg)->cycles++;
+}
+
+static void on_boot(void *arg, int rc, const struct monitor_mark *mark)
+{
+	struct node *n = arg;
+
+	n->booted = true;
+	n->boot_rc = rc;
+	n->boot_mark = mark != NULL;
+	if (mark)
+		n->mark = *mark;
+}
+
+static void on_done(void *arg, int rc)
+{
+	struct fix *f = arg;
+
+	f->done = true;
+	f->rc = rc;
+}
+
+static void on_check(void *arg, int rc, const struct monitor_mark *mark)
+{
+	struct fix *f = arg;
+
+	f->check_done = true;
+	f->check_rc = rc;
+	f->check_mark = mark != NULL;
+	if (mark)
+		f->check = *mark;
+}
+
+typedef bool (*cond_fn)(void);
+
+static void wait_for(cond_fn cond, const char *what)
+{
+	uint64_t end = now_ns() + GUARD_NS;
+
+	while (!cond()) {
+		if (now_ns() > end)
+			fail_msg("timed out waiting for %s", what);
+		assert_true(loop_run_once(F->loop, 5000000) >= 0);
+	}
+}
+
+static void run_cycles(struct node *n, unsigned k)
+{
+	unsigned target = n->cycles + k;
+	uint64_t end = now_ns() + GUARD_NS;
+
+	while (n->cycles < target) {
+		if (now_ns() > end)
+			fail_msg("node %s: no mailbox cycle", n->id);
+		assert_true(loop_run_once(F->loop, 5000000) >= 0);
+	}
+}
+
+static int open_node(struct node *n)
+{
+	struct mbox_opts o = {
+	    .loop = F->loop,
+	    .node_id = n->id,
+	    .shelf = n->shelf,
+	    .partner_shelf = n->partner,
+	    .interval_ms = 20,
+	    .lease_ms = 100,
+	    .buffered = F->buffered,
+	    .on_cycle = on_cycle,
+	    .arg = n,
+	};
+	int rc;
+
+	n->booted = false;
+	n->cycles = 0;
+	rc = mbox_open(&o, &n->mb);
+	if (rc < 0)
+		return rc;
+	return mbox_start(n->mb, on_boot, n);
+}
+
+static void close_node(struct node *n)
+{
+	mbox_close(n->mb);
+	n->mb = NULL;
+}
+
+static int setup_in(void **state, const char *base)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	struct stat st;
+
+	if (stat(base, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(f);
+		return -1;
+	}
+	F = f;
+	assert_int_equal(loop_create(&f->loop), 0);
+	snprintf(f->dir, sizeof(f->dir), "%s/duet-mbox-XXXXXX", base);
+	assert_non_null(mkdtemp(f->dir));
+	f->a.id = "a";
+	f->b.id = "b";
+	snprintf(f->a.shelf, sizeof(f->a.shelf), "%s/a", f->dir);
+	snprintf(f->b.shelf, sizeof(f->b.shelf), "%s/b", f->dir);
+	snprintf(f->a.partner, sizeof(f->a.partner), "%s", f->b.shelf);
+	snprintf(f->b.partner, sizeof(f->b.partner), "%s", f->a.shelf);
+	assert_int_equal(mkdir(f->a.shelf, 0755), 0);
+	assert_int_equal(mkdir(f->b.shelf, 0755), 0);
+	*state = f;
+	return 0;
+}
+
+static int setup_disk(void **state)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	return setup_in(state, tmp && *tmp ? tmp : "/tmp");
+}
+
+static int setup_buffered(void **state)
+{
+	int rc = setup_disk(state);
+
+	F->buffered = true;
+	return rc;
+}
+
+static int teardown(void **state)
+{
+	struct fix *f = *state;
+	char p[300];
+
+	if (f->a.mb)
+		close_node(&f->a);
+	if (f->b.mb)
+		close_node(&f->b);
+	snprintf(p, sizeof(p), "%s/mailbox", f->a.shelf);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/mailbox", f->b.shelf);
+	unlink(p);
+	rmdir(f->a.shelf);
+	rmdir(f->b.shelf);
+	rmdir(f->dir);
+	loop_destroy(f->loop);
+	free(f);
+	return 0;
+}
+
+/* ---- conditions ---- */
+
+static bool both_booted(void)
+{
+	return F->a.booted && F->b.booted;
+}
+
+static bool both_leased(void)
+{
+	return mbox_io_allowed(F->a.mb) && mbox_io_allowed(F->b.mb);
+}
+
+static bool a_sees_b_advance(void)
+{
+	struct mbox_partner_view v;
+
+	mbox_partner(F->a.mb, &v);
+	return v.rc == 0 && v.seen && v.rec.counter >= 3;
+}
+
+static bool done(void)
+{
+	return F->done;
+}
+
+static bool checked(void)
+{
+	return F->check_done;
+}
+
+static bool a_fenced(void)
+{
+	return !mbox_io_allowed(F->a.mb);
+}
+
+static bool a_leased(void)
+{
+	return mbox_io_allowed(F->a.mb);
+}
+
+static bool a_booted(void)
+{
+	return F->a.booted;
+}
+
+static void do_mark(struct node *n, uint64_t gen, bool set, int want)
+{
+	F->done = false;
+	assert_int_equal(mbox_write_mark(n->mb, gen, set, on_done, F), 0);
+	wait_for(done, "mark written");
+	assert_int_equal(F->rc, want);
+}
+
+static void do_check(struct node *n)
+{
+	F->check_done = false;
+	assert_int_equal(mbox_check(n->mb, on_check, F), 0);
+	wait_for(checked, "mark check");
+	assert_int_equal(F->check_rc, 0);
+}
+
+/* ---- tests ---- */
+
+static void test_publish_mark_clear(void **state)
+{
+	struct fix *f = *state;
+	struct mbox_partner_view pv;
+	struct mbox_own_view ov;
+	uint8_t raw[MONITOR_REC_SIZE];
+	struct monitor_alive rec;
+	char p[300];
+	int fd;
+
+	assert_int_equal(open_node(&f->a), 0);
+	assert_int_equal(open_node(&f->b), 0);
+	print_message("%s: %s\n", f->dir, mbox_direct(f->a.mb) ? "O_DIRECT" : "O_DSYNC only");
+	if (f->buffered)
+		assert_false(mbox_direct(f->a.mb));
+	wait_for(both_booted, "boot checks");
+	assert_int_equal(f->a.boot_rc, 0);
+	assert_false(f->a.boot_mark);
+	wait_for(both_leased, "leases");
+	wait_for(a_sees_b_advance, "b's record advancing");
+	mbox_partner(f->a.mb, &pv);
+	assert_string_equal(pv.rec.node, "b");
+	assert_int_equal(pv.rec.boot_gen, 1);
+	assert_int_equal(pv.rec.state, HA_UP);
+	assert_false(pv.mark_valid);
+	mbox_own(f->a.mb, &ov);
+	assert_int_equal(ov.rc, 0);
+	assert_int_equal(ov.boot_gen, 1);
+	assert_true(ov.counter >= 1);
+	assert_true(ov.last_write_ns > 0);
+	assert_false(ov.conflict);
+
+	/* b marks a: a's lease drops at its next read, and a check sees it. */
+	do_mark(&f->b, 1, true, 0);
+	wait_for(a_fenced, "a's lease dropped");
+	do_check(&f->a);
+	assert_true(f->check_mark);
+	assert_true(f->check.set);
+	assert_int_equal(f->check.gen, 1);
+	assert_string_equal(f->check.taker, "b");
+	assert_string_equal(f->check.owner, "a");
+	run_cycles(&f->a, 5);
+	assert_false(mbox_io_allowed(f->a.mb)); /* stays dropped */
+	assert_true(mbox_io_allowed(f->b.mb));	/* the taker is not affected */
+	mbox_partner(f->b.mb, &pv);
+	assert_true(pv.mark_valid && pv.mark.set && pv.mark.gen == 1);
+
+	/* Cleared at giveback: the lease comes back. */
+	do_mark(&f->b, 1, false, 0);
+	do_check(&f->a);
+	assert_true(f->check_mark);
+	assert_false(f->check.set);
+	wait_for(a_leased, "a's lease back");
+
+	/* A durable state change, read back from the file itself. */
+	mbox_set_state(f->a.mb, HA_UP, HA_MIRROR_DEGRADED, 0);
+	f->done = false;
+	assert_int_equal(mbox_sync(f->a.mb, on_done, f), 0);
+	wait_for(done, "sync");
+	assert_int_equal(f->rc, 0);
+	snprintf(p, sizeof(p), "%s/mailbox", f->a.shelf);
+	fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, raw, sizeof(raw), 0), (ssize_t)sizeof(raw));
+	close(fd);
+	assert_int_equal(monitor_alive_decode(raw, MONITOR_REC_ALIVE, &rec), 0);
+	assert_int_equal(rec.mirror, HA_MIRROR_DEGRADED);
+	assert_string_equal(rec.node, "a");
+}
+
+/* A node that restarts with a mark in its mailbox learns it before it
+ * writes anything, counts a new boot generation, and gets no lease. */
+static void test_reboot_with_mark(void **state)
+{
+	struct fix *f = *state;
+	struct mbox_own_view ov;
+	struct mbox_partner_view pv;
+
+	assert_int_equal(open_node(&f->a), 0);
+	assert_int_equal(open_node(&f->b), 0);
+	wait_for(both_leased, "leases");
+	wait_for(a_sees_b_advance, "b advancing");
+	do_mark(&f->b, 2, true, 0);
+	close_node(&f->a);
+
+	assert_int_equal(open_node(&f->a), 0);
+	wait_for(a_booted, "a's boot check");
+	assert_int_equal(f->a.boot_rc, 0);
+	assert_true(f->a.boot_mark);
+	assert_true(f->a.mark.set);
+	assert_int_equal(f->a.mark.gen, 2);
+	run_cycles(&f->a, 5);
+	assert_false(mbox_io_allowed(f->a.mb));
+	mbox_own(f->a.mb, &ov);
+	assert_int_equal(ov.boot_gen, 2);
+	assert_true(ov.counter >= 1); /* it still says it lives */
+	run_cycles(&f->b, 3);
+	mbox_partner(f->b.mb, &pv);
+	assert_int_equal(pv.rec.boot_gen, 2);
+	assert_int_equal(pv.rec.state, HA_TAKEN_OVER); /* published from the boot read */
+
+	do_mark(&f->b, 2, false, 0);
+	wait_for(a_leased, "a's lease after the clear");
+}
+
+static bool a_sees_b_silent(void)
+{
+	struct mbox_partner_view v;
+
+	mbox_partner(F->a.mb, &v);
+	return v.rc == 0 && v.silent_ns >= 200000000ull;
+}
+
+static bool a_sees_b_torn(void)
+{
+	struct mbox_partner_view v;
+
+	mbox_partner(F->a.mb, &v);
+	return v.rc == -EBADMSG;
+}
+
+/* A stopped partner's record stops: the silence grows with every read.
+ * A torn record then proves nothing: the silence stops growing. */
+static void test_silence_and_torn(void **state)
+{
+	struct fix *f = *state;
+	struct mbox_partner_view v1, v2;
+	struct monitor_alive a = {.boot_gen = 9, .counter = 1};
+	uint8_t sector[MONITOR_SECTOR];
+	char p[300];
+	int fd;
+
+	assert_int_equal(open_node(&f->a), 0);
+	assert_int_equal(open_node(&f->b), 0);
+	wait_for(a_sees_b_advance, "b advancing");
+	mbox_partner(f->a.mb, &v1);
+	assert_true(v1.silent_ns < 200000000ull);
+	close_node(&f->b);
+	wait_for(a_sees_b_silent, "b silent");
+
+	memset(sector, 0, sizeof(sector));
+	strcpy(a.node, "b");
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, sector);
+	sector[30] ^= 0x40; /* torn */
+	snprintf(p, sizeof(p), "%s/mailbox", f->b.shelf);
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, sector, sizeof(sector), 0), (ssize_t)sizeof(sector));
+	close(fd);
+	wait_for(a_sees_b_torn, "torn record seen");
+	mbox_partner(f->a.mb, &v1);
+	run_cycles(&f->a, 5);
+	mbox_partner(f->a.mb, &v2);
+	assert_int_equal(v2.rc, -EBADMSG);
+	assert_int_equal(v2.silent_ns, v1.silent_ns);
+	assert_int_equal(v2.last_read_ns, v1.last_read_ns);
+	assert_string_equal(v2.rec.node, "b"); /* the last good record is kept */
+}
+
+/* A reactor that does not turn gets no record written and no lease: a hung
+ * node looks dead to its partner and cannot write its shelf. */
+static void test_stalled_loop(void **state)
+{
+	struct fix *f = *state;
+	struct mbox_own_view before, after;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = 600000000};
+
+	assert_int_equal(open_node(&f->a), 0);
+	wait_for(a_booted, "boot");
+	wait_for(a_leased, "lease");
+	run_cycles(&f->a, 3);
+	mbox_own(f->a.mb, &before);
+	nanosleep(&ts, NULL); /* the stall itself: nothing runs the loop */
+	assert_false(mbox_io_allowed(f->a.mb));
+	mbox_own(f->a.mb, &after);
+	/* Writes go on only while the last turn is younger than the lease
+	 * (100 ms at a 20 ms interval), not for the whole 600 ms. */
+	assert_true(after.counter - before.counter <= 8);
+	print_message("records written during a 600 ms stall: %llu\n",
+		      (unsigned long long)(after.counter - before.counter));
+	wait_for(a_leased, "lease after the stall");
+
+	/* A dropped lease stays dropped until a read that starts later. */
+	mbox_lease_drop(f->a.mb);
+	assert_false(mbox_io_allowed(f->a.mb));
+	wait_for(a_leased, "lease after a drop");
+}
+
+static bool a_conflict(void)
+{
+	struct mbox_own_view v;
+
+	mbox_own(F->a.mb, &v);
+	return v.conflict;
+}
+
+/* Two processes (here two mailboxes) writing the same node's sector. */
+static void test_second_writer(void **state)
+{
+	struct fix *f = *state;
+
+	assert_int_equal(open_node(&f->a), 0);
+	wait_for(a_leased, "lease");
+	f->b.id = "x";
+	snprintf(f->b.shelf, sizeof(f->b.shelf), "%s", f->a.shelf);
+	f->b.partner[0] = 0;
+	assert_int_equal(open_node(&f->b), 0);
+	wait_for(a_conflict, "conflict seen");
+	wait_for(a_fenced, "lease dropped on conflict");
+	close_node(&f->b);
+	snprintf(f->b.shelf, sizeof(f->b.shelf), "%s/b", f->dir);
+}
+
+/* No partner mailbox there: reads say so, marks fail cleanly. */
+static void test_partner_missing(void **state)
+{
+	struct fix *f = *state;
+	struct mbox_partner_view v;
+
+	assert_int_equal(open_node(&f->a), 0);
+	wait_for(a_leased, "lease");
+	run_cycles(&f->a, 2);
+	mbox_partner(f->a.mb, &v);
+	assert_int_equal(v.rc, -ENOENT);
+	assert_false(v.seen);
+	do_mark(&f->a, 1, true, -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_publish_mark_clear, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_publish_mark_clear, setup_buffered, teardown),
+	    cmocka_unit_test_setup_teardown(test_reboot_with_mark, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_silence_and_torn, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_stalled_loop, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_second_writer, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_missing, setup_disk, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

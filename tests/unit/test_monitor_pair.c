@@ -1,0 +1,466 @@
+/* Two whole monitors (nodes a and b) on one reactor, with their shelves in
+ * a temporary directory and heartbeats carried by a fake interconnect
+ * (monitor_hb_receive) that the test can cut. Scenarios: a dies, b takes
+ * over; a restarts taken over, waits, is given back and serves again; a
+ * cut interconnect makes no takeover; status JSON. Default timings. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/loop.h"
+#include "monitor/monitor.h"
+
+#define GUARD_NS (20ull * 1000000000ull)
+
+struct node {
+	const char *id;
+	struct duet_config cfg;
+	struct monitor *m;
+	struct node *peer;
+	bool booted;
+	bool taken;
+	uint32_t acts;	     /* actions asked for */
+	uint64_t act_at[16]; /* monotonic ns of the first ask */
+	uint64_t serve_partner_ns;
+	uint64_t mark_ns; /* entered takeover/marking */
+	bool synced;
+	bool peer_leased_at_replay; /* the partner could still write its shelf */
+};
+
+static struct loop *L;
+static char dir[128];
+static struct node A = {.id = "a"}, B = {.id = "b"};
+static bool cut;
+
+static int bit_index(uint32_t bit)
+{
+	int i = 0;
+
+	while (bit > 1) {
+		bit >>= 1;
+		i++;
+	}
+	return i;
+}
+
+static void on_boot(void *arg, bool taken, const struct monitor_mark *mark)
+{
+	struct node *n = arg;
+
+	(void)mark;
+	n->booted = true;
+	n->taken = taken;
+}
+
+static void on_action(void *arg, enum ha_action act, uint64_t gen)
+{
+	struct node *n = arg;
+
+	(void)gen;
+	if (act == HA_ACT_REPLAY_PARTNER && n->peer->m && monitor_io_allowed(n->peer->m))
+		n->peer_leased_at_replay = true;
+	if (!(n->acts & act))
+		n->act_at[bit_index(act)] = now_ns();
+	n->acts |= act;
+	monitor_action_done(n->m, act, 0); /* the node does it at once */
+}
+
+static int hb_send(void *arg, unsigned link, const void *rec, size_t len)
+{
+	struct node *n = arg;
+
+	if (!cut && n->peer->m)
+		monitor_hb_receive(n->peer->m, link, rec, len);
+	return 0;
+}
+
+static void on_state(void *arg, const struct ha *h)
+{
+	struct node *n = arg;
+
+	if (h->state == HA_TAKEOVER && h->phase == HA_PH_MARKING && !n->mark_ns)
+		n->mark_ns = now_ns();
+}
+
+static const struct monitor_ops ops = {
+    .boot_checked = on_boot,
+    .action = on_action,
+    .hb_send = hb_send,
+    .state_changed = on_state,
+};
+
+/* @p extra: more [monitor] keys. */
+static void node_config(struct node *n, struct node *peer, const char *extra)
+{
+	char err[256], text[1024];
+
+	snprintf(text, sizeof(text),
+		 "[node]\nid = %s\nshelf = %s/%s\ncontrol = %s/%s.sock\n"
+		 "[nbd]\nlisten = 127.0.0.1:25000\n"
+		 "[ic]\npartner = %s\n"
+		 "link = ic0 127.0.0.1:25001 127.0.0.1:25002\n"
+		 "link = ic1 127.0.0.2:25001 127.0.0.2:25002\n"
+		 "[monitor]\npartner_shelf = %s/%s\n%s",
+		 n->id, dir, n->id, dir, n->id, peer->id, dir, peer->id, extra);
+	assert_int_equal(config_load_string("pair.ini", text, &n->cfg, err, sizeof(err)), 0);
+	n->peer = peer;
+}
+
+static void start(struct node *n)
+{
+	struct monitor_opts o = {
+	    .loop = L,
+	    .cfg = &n->cfg,
+	    .ops = &ops,
+	    .arg = n,
+	    .no_watchdog = true,
+	};
+
+	n->booted = false;
+	n->acts = 0;
+	n->mark_ns = 0;
+	n->peer_leased_at_replay = false;
+	assert_int_equal(monitor_create(&o, &n->m), 0);
+	assert_int_equal(monitor_start(n->m), 0);
+}
+
+static void stop(struct node *n)
+{
+	monitor_destroy(n->m);
+	n->m = NULL;
+}
+
+typedef bool (*cond_fn)(void);
+
+static void wait_for(cond_fn cond, const char *what)
+{
+	uint64_t end = now_ns() + GUARD_NS;
+
+	while (!cond()) {
+		if (now_ns() > end)
+			fail_msg("timed out waiting for %s (a: %s; b: %s)", what,
+				 A.m ? monitor_ha(A.m)->reason : "-",
+				 B.m ? monitor_ha(B.m)->reason : "-");
+		assert_true(loop_run_once(L, 5000000) >= 0);
+	}
+}
+
+static void run_ms(uint64_t ms)
+{
+	uint64_t end = now_ns() + ms * 1000000ull;
+
+	while (now_ns() < end)
+		assert_true(loop_run_once(L, 5000000) >= 0);
+}
+
+static void on_synced(void *arg, int rc)
+{
+	struct node *n = arg;
+
+	assert_int_equal(rc, 0);
+	n->synced = true;
+}
+
+static bool both_booted(void)
+{
+	return A.booted && B.booted;
+}
+
+static bool both_synced(void)
+{
+	return A.synced && B.synced;
+}
+
+static bool both_alive(void)
+{
+	return monitor_ha(A.m)->partner == HA_PARTNER_ALIVE &&
+	       monitor_ha(B.m)->partner == HA_PARTNER_ALIVE && monitor_ha(A.m)->takeover_possible &&
+	       monitor_ha(B.m)->takeover_possible && monitor_io_allowed(A.m) &&
+	       monitor_io_allowed(B.m);
+}
+
+/* Both up, in sync, seeing each other. */
+static void bring_up(void)
+{
+	start(&A);
+	start(&B);
+	wait_for(both_booted, "boot checks");
+	assert_false(A.taken);
+	assert_false(B.taken);
+	A.synced = B.synced = false;
+	monitor_set_mirror(A.m, HA_MIRROR_IN_SYNC);
+	monitor_set_mirror(B.m, HA_MIRROR_IN_SYNC);
+	assert_int_equal(monitor_publish_mirror(A.m, HA_MIRROR_IN_SYNC, on_synced, &A), 0);
+	assert_int_equal(monitor_publish_mirror(B.m, HA_MIRROR_IN_SYNC, on_synced, &B), 0);
+	wait_for(both_synced, "mirror states durable");
+	wait_for(both_alive, "both alive and in sync");
+}
+
+static int setup_with(const char *extra)
+{
+	char p[300];
+
+	cut = false;
+	assert_int_equal(loop_create(&L), 0);
+	snprintf(dir, sizeof(dir), "/tmp/duet-pair-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/a", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	node_config(&A, &B, extra);
+	node_config(&B, &A, extra);
+	return 0;
+}
+
+/* The defaults of docs/FAILOVER.md. */
+static int setup(void **state)
+{
+	(void)state;
+	return setup_with("");
+}
+
+/* A test that checks that nothing happens must not see a mailbox writer
+ * starved for a moment as dead: this machine may be loaded. */
+static int setup_patient(void **state)
+{
+	(void)state;
+	return setup_with("mailbox_deadline_ms = 2000\n");
+}
+
+static int teardown(void **state)
+{
+	char p[300];
+
+	(void)state;
+	if (A.m)
+		stop(&A);
+	if (B.m)
+		stop(&B);
+	for (const char *const *id = (const char *const[]){"a", "b", NULL}; *id; id++) {
+		snprintf(p, sizeof(p), "%s/%s/mailbox", dir, *id);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/%s", dir, *id);
+		rmdir(p);
+	}
+	rmdir(dir);
+	loop_destroy(L);
+	return 0;
+}
+
+static bool both_leased(void)
+{
+	return monitor_io_allowed(A.m) && monitor_io_allowed(B.m);
+}
+
+static bool b_serves_a(void)
+{
+	return B.acts & HA_ACT_SERVE_PARTNER;
+}
+
+static bool a_waiting(void)
+{
+	return monitor_ha(A.m)->state == HA_WAITING_FOR_GIVEBACK;
+}
+
+static bool a_serves_again(void)
+{
+	return monitor_ha(A.m)->state == HA_UP && (A.acts & HA_ACT_SERVE_OWN) &&
+	       monitor_io_allowed(A.m);
+}
+
+static bool b_up(void)
+{
+	return monitor_ha(B.m)->state == HA_UP;
+}
+
+static bool a_booted(void)
+{
+	return A.booted;
+}
+
+static void read_mark(const char *shelf_id, struct monitor_mark *m)
+{
+	uint8_t buf[2 * MONITOR_SECTOR];
+	char p[300];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s/mailbox", dir, shelf_id);
+	fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	close(fd);
+	assert_int_equal(monitor_mark_decode(buf + MONITOR_SECTOR, m), 0);
+}
+
+static int giveback_rc;
+static char *giveback_err;
+static size_t giveback_errlen;
+
+static bool giveback_answered(void)
+{
+	giveback_rc = monitor_giveback(B.m, false, giveback_err, giveback_errlen);
+	return giveback_rc != -EAGAIN;
+}
+
+static void give_back(char *err, size_t errlen)
+{
+	giveback_err = err;
+	giveback_errlen = errlen;
+	wait_for(giveback_answered, "b hearing that a waits");
+	assert_int_equal(giveback_rc, 0);
+}
+
+static void test_kill_takeover_giveback(void **state)
+{
+	struct monitor_mark mark;
+	uint64_t t0;
+	char err[256];
+
+	(void)state;
+	bring_up();
+
+	/* a dies. */
+	t0 = now_ns();
+	stop(&A);
+	wait_for(b_serves_a, "b serving a's volumes");
+	assert_true(B.acts & HA_ACT_REPLAY_PARTNER);
+	assert_true(B.act_at[bit_index(HA_ACT_REPLAY_PARTNER)] >= B.mark_ns + 150000000ull);
+	assert_false(B.peer_leased_at_replay);
+	B.serve_partner_ns = B.act_at[bit_index(HA_ACT_SERVE_PARTNER)];
+	print_message("kill -> takeover decided %llu ms, -> serving %llu ms (defaults)\n",
+		      (unsigned long long)((B.mark_ns - t0) / 1000000),
+		      (unsigned long long)((B.serve_partner_ns - t0) / 1000000));
+	read_mark("a", &mark);
+	assert_true(mark.set);
+	assert_int_equal(mark.gen, 1);
+	assert_string_equal(mark.taker, "b");
+	assert_string_equal(mark.owner, "a");
+	assert_int_equal(monitor_ha(B.m)->state, HA_TAKEOVER);
+
+	/* a restarts: taken over, no lease, waits for giveback. */
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	assert_true(A.taken);
+	wait_for(a_waiting, "a waiting for giveback");
+	assert_false(monitor_io_allowed(A.m));
+	assert_false(A.acts & HA_ACT_SERVE_OWN);
+
+	/* Giveback, once b has heard that a waits. */
+	give_back(err, sizeof(err));
+	assert_true(B.acts & HA_ACT_DRAIN_PARTNER);
+	wait_for(a_serves_again, "a serving again");
+	wait_for(b_up, "b done giving back"); /* a may read the cleared mark first */
+	assert_true(A.act_at[bit_index(HA_ACT_START_OWN)] <= A.act_at[bit_index(HA_ACT_SERVE_OWN)]);
+	assert_int_equal(monitor_ha(A.m)->acked_gen, 1);
+	read_mark("a", &mark);
+	assert_false(mark.set);
+
+	/* Its next start is a normal one. */
+	stop(&A);
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	assert_false(A.taken);
+}
+
+static bool both_cut_off(void)
+{
+	return monitor_ha(A.m)->partner == HA_PARTNER_CUT_OFF &&
+	       monitor_ha(B.m)->partner == HA_PARTNER_CUT_OFF;
+}
+
+static void test_cut_interconnect(void **state)
+{
+	struct json_object *ha;
+	const char *text;
+
+	(void)state;
+	bring_up();
+	cut = true;
+	wait_for(both_cut_off, "both cut off");
+	/* Status as of that step (a late tick of our own would restart the
+	 * heartbeat deadlines and say "suspect" for a while). */
+	ha = json_object_new_object();
+	monitor_status_json(B.m, ha);
+	text = json_object_to_json_string(ha);
+	if (!strstr(text, "cut interconnect"))
+		fail_msg("status lacks the reason: %s", text);
+	json_object_put(ha);
+	run_ms(1000);
+	assert_int_equal(monitor_ha(A.m)->state, HA_UP);
+	assert_int_equal(monitor_ha(B.m)->state, HA_UP);
+	assert_int_equal(A.acts | B.acts, 0); /* nobody fenced, nobody took over */
+	/* A mailbox thread starved past the lease holds I/O for a moment;
+	 * the lease comes back. */
+	wait_for(both_leased, "both leases");
+
+	cut = false;
+	wait_for(both_alive, "both alive again");
+}
+
+static void test_status_json(void **state)
+{
+	struct json_object *ha, *v, *links;
+
+	(void)state;
+	bring_up();
+	ha = json_object_new_object();
+	monitor_status_json(A.m, ha);
+	assert_true(json_object_object_get_ex(ha, "state", &v));
+	assert_string_equal(json_object_get_string(v), "up");
+	assert_true(json_object_object_get_ex(ha, "takeover_possible", &v));
+	assert_true(json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(ha, "reason", &v));
+	assert_non_null(strstr(json_object_get_string(v), "planned takeover is possible"));
+	assert_true(json_object_object_get_ex(ha, "heartbeats", &links));
+	assert_int_equal(json_object_array_length(links), 2);
+	v = json_object_array_get_idx(links, 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(v, "name")), "ic1");
+	assert_true(json_object_get_int64(json_object_object_get(v, "hb_age_ms")) < 150);
+	assert_true(json_object_object_get_ex(ha, "mailbox", &v));
+	assert_string_equal(json_object_get_string(json_object_object_get(v, "partner")), "ok");
+	assert_true(json_object_object_get_ex(ha, "io_allowed", &v));
+	assert_true(json_object_get_boolean(v));
+	json_object_put(ha);
+}
+
+/* A planned takeover on a live pair: the live owner obeys the mark. */
+static void test_planned_takeover(void **state)
+{
+	char err[256];
+
+	(void)state;
+	bring_up();
+	assert_int_equal(monitor_takeover(B.m, false, err, sizeof(err)), 0);
+	wait_for(b_serves_a, "b serving a's volumes");
+	/* The live owner's lease was gone before b touched its shelf. */
+	assert_false(B.peer_leased_at_replay);
+	wait_for(a_waiting, "a waiting for giveback");
+	assert_true(A.acts & HA_ACT_STOP_OWN);
+	assert_false(monitor_io_allowed(A.m));
+	give_back(err, sizeof(err));
+	wait_for(a_serves_again, "a serving again");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_kill_takeover_giveback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cut_interconnect, setup_patient, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_planned_takeover, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,263 @@
+/* Unit tests of the monitor's record formats (mailbox sectors, heartbeat
+ * slots): round trips, the CRC, and how blank, torn, foreign and newer
+ * records are told apart; and of the [monitor] config keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "monitor/monitor.h"
+
+static struct monitor_alive sample_alive(void)
+{
+	struct monitor_alive a = {
+	    .boot_gen = 7,
+	    .counter = 123456789012ull,
+	    .time_ns = 1700000000123456789ull,
+	    .acked_gen = 3,
+	    .state = HA_WAITING_FOR_GIVEBACK,
+	    .mirror = HA_MIRROR_DEGRADED,
+	};
+	strcpy(a.node, "node-a");
+	return a;
+}
+
+static void test_crc32c(void **state)
+{
+	(void)state;
+	/* The check value of CRC-32C (Castagnoli). */
+	assert_int_equal(monitor_crc32c(0, "123456789", 9), 0xe3069283u);
+	assert_int_equal(monitor_crc32c(0, "", 0), 0);
+	/* Incremental use gives the same answer. */
+	assert_int_equal(monitor_crc32c(monitor_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u);
+}
+
+static void test_alive_round_trip(void **state)
+{
+	struct monitor_alive a = sample_alive(), b;
+	uint8_t buf[MONITOR_REC_SIZE];
+
+	(void)state;
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), 0);
+	assert_string_equal(b.node, "node-a");
+	assert_int_equal(b.boot_gen, 7);
+	assert_int_equal(b.counter, 123456789012ull);
+	assert_int_equal(b.time_ns, 1700000000123456789ull);
+	assert_int_equal(b.acked_gen, 3);
+	assert_int_equal(b.state, HA_WAITING_FOR_GIVEBACK);
+	assert_int_equal(b.mirror, HA_MIRROR_DEGRADED);
+	/* Little endian on the wire, whatever the host. */
+	assert_int_equal(buf[0], 'D');
+	assert_int_equal(buf[24], 7);
+	/* The same body as a heartbeat is another kind. */
+	monitor_alive_encode(&a, MONITOR_REC_HEARTBEAT, buf);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_HEARTBEAT, &b), 0);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
+}
+
+static void test_mark_round_trip(void **state)
+{
+	struct monitor_mark m = {.gen = 42, .time_ns = 99, .set = true}, n;
+	uint8_t buf[MONITOR_REC_SIZE];
+
+	(void)state;
+	strcpy(m.taker, "b");
+	strcpy(m.owner, "a");
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(monitor_mark_decode(buf, &n), 0);
+	assert_string_equal(n.taker, "b");
+	assert_string_equal(n.owner, "a");
+	assert_int_equal(n.gen, 42);
+	assert_int_equal(n.time_ns, 99);
+	assert_true(n.set);
+	m.set = false;
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(monitor_mark_decode(buf, &n), 0);
+	assert_false(n.set);
+	assert_int_equal(n.gen, 42);
+	/* A mark is not a liveness record and the other way round. */
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &(struct monitor_alive){0}),
+			 -EINVAL);
+}
+
+static void test_blank_and_torn(void **state)
+{
+	struct monitor_alive a = sample_alive(), b;
+	uint8_t buf[MONITOR_REC_SIZE], old[MONITOR_REC_SIZE], mix[MONITOR_REC_SIZE];
+	struct monitor_mark m;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -ENODATA);
+	assert_int_equal(monitor_mark_decode(buf, &m), -ENODATA);
+
+	/* Any single flipped bit is caught. */
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	for (size_t i = 0; i < MONITOR_REC_SIZE; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			uint8_t t[MONITOR_REC_SIZE];
+			memcpy(t, buf, sizeof(t));
+			t[i] ^= (uint8_t)(1u << bit);
+			int rc = monitor_alive_decode(t, MONITOR_REC_ALIVE, &b);
+			if (rc != -EBADMSG)
+				fail_msg("flip of byte %zu bit %d: rc %d", i, bit, rc);
+		}
+	}
+
+	/* A write torn between two versions of the record: the first half is
+	 * new, the second half old. */
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, old);
+	a.counter++;
+	a.time_ns += 50000000;
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	for (size_t cut = 1; cut < MONITOR_REC_SIZE; cut++) {
+		memcpy(mix, buf, cut);
+		memcpy(mix + cut, old + cut, sizeof(mix) - cut);
+		int rc = monitor_alive_decode(mix, MONITOR_REC_ALIVE, &b);
+		if (memcmp(mix, buf, sizeof(mix)) != 0 && memcmp(mix, old, sizeof(mix)) != 0 &&
+		    rc != -EBADMSG)
+			fail_msg("torn at %zu: rc %d", cut, rc);
+	}
+
+	/* A torn write over a blank sector. */
+	memset(mix, 0, sizeof(mix));
+	memcpy(mix, buf, 20);
+	assert_int_equal(monitor_alive_decode(mix, MONITOR_REC_ALIVE, &b), -EBADMSG);
+
+	/* Garbage. */
+	memset(mix, 0xa5, sizeof(mix));
+	assert_int_equal(monitor_alive_decode(mix, MONITOR_REC_ALIVE, &b), -EBADMSG);
+}
+
+/* Re-seal a record after changing a byte, as a newer or hostile writer would. */
+static void reseal(uint8_t *buf)
+{
+	uint32_t crc = monitor_crc32c(0, buf, 60);
+
+	buf[60] = (uint8_t)crc;
+	buf[61] = (uint8_t)(crc >> 8);
+	buf[62] = (uint8_t)(crc >> 16);
+	buf[63] = (uint8_t)(crc >> 24);
+}
+
+static void test_foreign(void **state)
+{
+	struct monitor_alive a = sample_alive(), b;
+	struct monitor_mark m = {.gen = 1, .set = true}, n;
+	uint8_t buf[MONITOR_REC_SIZE];
+
+	(void)state;
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	buf[4] = 2; /* version 2 */
+	reseal(buf);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EPROTO);
+
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	buf[56] = HA_STATE_COUNT; /* no such state */
+	reseal(buf);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
+
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	memset(buf + 8, 'x', CONFIG_ID_MAX); /* id without its NUL */
+	reseal(buf);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
+
+	monitor_mark_encode(&m, buf);
+	buf[56] = 3; /* neither set nor cleared */
+	reseal(buf);
+	assert_int_equal(monitor_mark_decode(buf, &n), -EINVAL);
+
+	/* A node id of the maximum length survives. */
+	memset(a.node, 'n', CONFIG_ID_MAX - 1);
+	a.node[CONFIG_ID_MAX - 1] = 0;
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), 0);
+	assert_string_equal(b.node, a.node);
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(ha_state_name(HA_UP), "up");
+	assert_string_equal(ha_state_name(HA_TAKEOVER), "takeover");
+	assert_string_equal(ha_state_name(HA_TAKEN_OVER), "taken_over");
+	assert_string_equal(ha_state_name(HA_WAITING_FOR_GIVEBACK), "waiting_for_giveback");
+	assert_string_equal(ha_state_name(HA_GIVING_BACK), "giving_back");
+	assert_string_equal(ha_mirror_name(HA_MIRROR_IN_SYNC), "in_sync");
+	assert_string_equal(ha_state_name((enum ha_state)99), "?");
+}
+
+#define BASE                                                            \
+	"[node]\nid = a\nshelf = /tmp/shelf-a\ncontrol = /tmp/a.sock\n" \
+	"[nbd]\nlisten = 127.0.0.1:10809\n"
+
+static void test_config(void **state)
+{
+	struct duet_config cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.monitor.partner_shelf, "");
+	assert_int_equal(cfg.monitor.heartbeat_ms, 20);
+	assert_int_equal(cfg.monitor.deadline_ms, 150);
+	assert_int_equal(cfg.monitor.mailbox_ms, 50);
+	assert_int_equal(cfg.monitor.mailbox_deadline_ms, 150);
+	assert_int_equal(cfg.monitor.lease_ms, 100);
+	assert_int_equal(cfg.monitor.fence_margin_ms, 50);
+	assert_int_equal(cfg.monitor.watchdog_ms, 1000);
+	assert_int_equal(cfg.monitor.auto_giveback, CONFIG_OFF);
+	assert_int_equal(cfg.monitor.giveback_delay_ms, 5000);
+
+	assert_int_equal(config_load_string("t.ini",
+					    BASE "[monitor]\npartner_shelf = /tmp/shelf-b\n"
+						 "heartbeat_ms = 10\ndeadline_ms = 100\n"
+						 "mailbox_ms = 20\nmailbox_deadline_ms = 80\n"
+						 "lease_ms = 60\nfence_margin_ms = 0\n"
+						 "watchdog_ms = 500\nauto_giveback = on\n"
+						 "giveback_delay_ms = 0\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.monitor.partner_shelf, "/tmp/shelf-b");
+	assert_int_equal(cfg.monitor.heartbeat_ms, 10);
+	assert_int_equal(cfg.monitor.lease_ms, 60);
+	assert_int_equal(cfg.monitor.auto_giveback, CONFIG_ON);
+	assert_int_equal(cfg.monitor.giveback_delay_ms, 0);
+
+	struct {
+		const char *text, *needle;
+	} bad[] = {
+	    {BASE "[monitor]\nauto_giveback = maybe\n", "t.ini:8: [monitor] auto_giveback"},
+	    {BASE "[monitor]\nheartbeat_ms = 0\n", "t.ini:8: [monitor] heartbeat_ms"},
+	    {BASE "[monitor]\nbogus = 1\n", "[monitor] bogus: unknown key"},
+	    {BASE "[monitor]\nheartbeat_ms = 100\n", "[monitor] deadline_ms: want at least 2"},
+	    {BASE "[monitor]\nmailbox_ms = 100\n", "[monitor] mailbox_deadline_ms"},
+	    {BASE "[monitor]\nmailbox_ms = 60\nmailbox_deadline_ms = 500\n",
+	     "[monitor] lease_ms: want at least 2 x mailbox_ms"},
+	    {BASE "[monitor]\nwatchdog_ms = 100\n", "[monitor] watchdog_ms: want more"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(config_load_string("t.ini", bad[i].text, &cfg, err, sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i].needle))
+			fail_msg("error '%s' lacks '%s'", err, bad[i].needle);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_crc32c),	    cmocka_unit_test(test_alive_round_trip),
+	    cmocka_unit_test(test_mark_round_trip), cmocka_unit_test(test_blank_and_torn),
+	    cmocka_unit_test(test_foreign),	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_config),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,300 @@
+/* duetctl: talk to a running duetd over its control socket.
+ *
+ * Exit status: 0 done, 1 duetd refused the request, 2 usage error or the
+ * node could not be reached. */
+#define LOG_MODULE "duetctl"
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: duetctl --socket PATH [--json] COMMAND\n"
+		   "commands:\n"
+		   "  status                 node, HA, session, links, mirror and volumes\n"
+		   "  volume create NAME SIZE  create a volume (SIZE like 1G, 512M)\n"
+		   "  volume list            list the volumes\n"
+		   "  links                  interconnect links\n"
+		   "  takeover [--force]     serve the partner's volumes\n"
+		   "  giveback               give the partner's volumes back\n"
+		   "  ic reset               end the interconnect session and start again\n"
+		   "--json prints the node's answer as one JSON object.\n");
+}
+
+/* Send one request line, read the whole answer (the node closes after it). */
+static int call(const char *path, struct json_object *req, struct json_object **resp)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "duetctl: socket path too long\n");
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int err = -errno;
+		fprintf(stderr, "duetctl: cannot reach duetd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	if (send(fd, s, strlen(s), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0)
+		goto io_error;
+	for (;;) {
+		if (len + 4096 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			char *nb = realloc(buf, cap);
+			if (!nb)
+				goto io_error;
+			buf = nb;
+		}
+		ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto io_error;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!buf) {
+		fprintf(stderr, "duetctl: duetd closed the connection without an answer\n");
+		return -EPROTO;
+	}
+	buf[len] = '\0';
+	*resp = json_tokener_parse(buf);
+	free(buf);
+	if (!*resp) {
+		fprintf(stderr, "duetctl: unreadable answer from duetd\n");
+		return -EPROTO;
+	}
+	return 0;
+
+io_error:
+	fprintf(stderr, "duetctl: talking to duetd: %s\n", strerror(errno));
+	free(buf);
+	close(fd);
+	return -EIO;
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return "-";
+	return json_object_get_string(v);
+}
+
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (o)
+		json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static const char *format_size(uint64_t b, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "K", "M", "G", "T"};
+	unsigned u = 0;
+	double v = (double)b;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f%s", v, units[u]);
+	return buf;
+}
+
+static void print_volumes(struct json_object *vols)
+{
+	size_t n = vols ? json_object_array_length(vols) : 0;
+	char size[32], alloc[32];
+
+	printf("%-20s %-6s %-9s %10s %10s\n", "VOLUME", "OWNER", "SERVED_BY", "SIZE", "ALLOCATED");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = json_object_array_get_idx(vols, i);
+		printf("%-20s %-6s %-9s %10s %10s\n", jstr(v, "name"), jstr(v, "owner"),
+		       jstr(v, "served_by"),
+		       format_size((uint64_t)json_object_get_int64(jget(v, "size")), size,
+				   sizeof(size)),
+		       format_size((uint64_t)json_object_get_int64(jget(v, "allocated")), alloc,
+				   sizeof(alloc)));
+	}
+}
+
+static void print_links(struct json_object *links)
+{
+	size_t n = links ? json_object_array_length(links) : 0;
+
+	if (n == 0) {
+		printf("links: none\n");
+		return;
+	}
+	printf("%-8s %-6s %8s %14s %8s\n", "LINK", "STATE", "RTT_US", "BYTES", "ERRORS");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *l = json_object_array_get_idx(links, i);
+		printf("%-8s %-6s %8s %14s %8s\n", jstr(l, "name"), jstr(l, "state"),
+		       jstr(l, "rtt_us"), jstr(l, "bytes"), jstr(l, "errors"));
+	}
+}
+
+static void print_status(struct json_object *r)
+{
+	struct json_object *ha = jget(r, "ha"), *ses = jget(r, "session"), *mir = jget(r, "mirror");
+
+	printf("node %s (duet %s, pid %s)\n", jstr(r, "node"), jstr(r, "version"), jstr(r, "pid"));
+	printf("ha: %s, takeover possible: %s (%s)\n", jstr(ha, "state"),
+	       jstr(ha, "takeover_possible"), jstr(ha, "reason"));
+	printf("session: %s, partner %s, version %s\n", jstr(ses, "state"), jstr(ses, "partner"),
+	       jstr(ses, "partner_version"));
+	printf("mirror: %s, lag %s bytes\n", jstr(mir, "state"), jstr(mir, "lag_bytes"));
+	print_links(jget(r, "links"));
+	print_volumes(jget(r, "volumes"));
+}
+
+/* Build the request from the command words; NULL with a message on misuse. */
+static struct json_object *build_request(int argc, char **argv)
+{
+	struct json_object *req = json_object_new_object();
+	const char *cmd = argv[0];
+	uint64_t size;
+
+	if (strcmp(cmd, "status") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("status"));
+	} else if (strcmp(cmd, "links") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("links"));
+	} else if (strcmp(cmd, "giveback") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("giveback"));
+	} else if (strcmp(cmd, "takeover") == 0 && argc <= 2) {
+		bool force = argc == 2 && strcmp(argv[1], "--force") == 0;
+		if (argc == 2 && !force)
+			goto bad;
+		json_object_object_add(req, "cmd", json_object_new_string("takeover"));
+		json_object_object_add(req, "force", json_object_new_boolean(force));
+	} else if (strcmp(cmd, "ic") == 0 && argc == 2 && strcmp(argv[1], "reset") == 0) {
+		json_object_object_add(req, "cmd", json_object_new_string("ic_reset"));
+	} else if (strcmp(cmd, "volume") == 0 && argc == 2 && strcmp(argv[1], "list") == 0) {
+		json_object_object_add(req, "cmd", json_object_new_string("volume_list"));
+	} else if (strcmp(cmd, "volume") == 0 && argc == 4 && strcmp(argv[1], "create") == 0) {
+		if (parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
+			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);
+			json_object_put(req);
+			return NULL;
+		}
+		json_object_object_add(req, "cmd", json_object_new_string("volume_create"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
+		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
+	} else {
+		goto bad;
+	}
+	return req;
+bad:
+	usage(stderr);
+	json_object_put(req);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *sock = getenv("DUET_SOCKET");
+	struct json_object *req, *resp = NULL, *result;
+	bool as_json = false;
+	int c, rc;
+
+	/* "+" stops at the first command word; --json is also taken after it. */
+	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			sock = optarg;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	int nargs = 0;
+	char *args[8];
+	for (int i = optind; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+			continue;
+		}
+		if (nargs == (int)ARRAY_SIZE(args)) {
+			usage(stderr);
+			return 2;
+		}
+		args[nargs++] = argv[i];
+	}
+	if (!sock || nargs == 0) {
+		usage(stderr);
+		return 2;
+	}
+	req = build_request(nargs, args);
+	if (!req)
+		return 2;
+	rc = call(sock, req, &resp);
+	json_object_put(req);
+	if (rc < 0)
+		return 2;
+	if (!json_object_get_boolean(jget(resp, "ok"))) {
+		fprintf(stderr, "duetctl: %s\n", jstr(resp, "error"));
+		if (as_json)
+			printf("%s\n",
+			       json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN));
+		json_object_put(resp);
+		return 1;
+	}
+	result = jget(resp, "result");
+	if (as_json) {
+		printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN));
+	} else if (strcmp(args[0], "status") == 0) {
+		print_status(result);
+	} else if (strcmp(args[0], "volume") == 0) {
+		struct json_object *vols = jget(result, "volumes");
+		if (!vols) {
+			vols = json_object_new_array();
+			json_object_array_add(vols, json_object_get(jget(result, "volume")));
+			print_volumes(vols);
+			json_object_put(vols);
+		} else {
+			print_volumes(vols);
+		}
+	} else if (strcmp(args[0], "links") == 0) {
+		print_links(jget(result, "links"));
+	} else {
+		printf("%s\n", jstr(result, "message"));
+	}
+	json_object_put(resp);
+	return 0;
+}
