@@ -106,6 +106,29 @@ uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
 enum mirror_stop nvr_record_check(const void *rec, uint64_t room, uint64_t log_id,
 				  uint64_t half_size);
 
+/* Replay order over an image: live records (seq > cp_seq) in sequence
+ * order, ending at the first torn, corrupt or missing one. */
+struct nvr_iter {
+	const uint8_t *img;
+	size_t size;
+	struct nvr_header h;
+	unsigned half[2], n_halves, k; /* live halves, oldest first; current */
+	uint64_t pos;		       /* in the current half */
+	uint64_t half_last;	       /* seq of the previous record of the chain */
+	uint64_t expect;	       /* next seq to apply; 0 before the first */
+	bool done;
+	uint64_t live_bytes, done_bytes; /* log bytes of live chains, applied so far */
+	struct mirror_replay_stats *st;
+};
+
+/* @return 0, or an error as mirror_replay (st is reset and filled). */
+int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned flags,
+		  struct mirror_replay_stats *st);
+/* @return 1 with the next record, or 0 at the end (st->stop says why). */
+int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **data);
+/* Count @p rec as applied in the stats. */
+void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec);
+
 /* CRC32C by the portable table, whatever the CPU (unit tests). */
 uint32_t mirror_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 

@@ -298,100 +298,130 @@ int mirror_image_scan(const void *img, size_t size, unsigned half, mirror_record
 	return scan_half(img, &h, half, fn, arg, scan);
 }
 
-/* Replay state: applies live records in sequence order and notices gaps. */
-struct replay_ctx {
-	uint64_t cp_seq;
-	uint64_t expect; /* next seq to apply; 0 before the first */
-	bool gap;
-	mirror_record_fn apply;
-	void *arg;
-	struct mirror_replay_stats *st;
-};
+/* ---- replay ---- */
 
-static int replay_one(void *arg, const struct mirror_record *rec, const void *data)
+int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned flags,
+		  struct mirror_replay_stats *st)
 {
-	struct replay_ctx *c = arg;
+	struct mirror_half_scan sc[2];
 	int rc;
 
-	if (rec->seq <= c->cp_seq)
-		return 0;
-	if (c->expect == 0) {
-		if (rec->seq != c->cp_seq + 1)
-			c->st->gap_at_start = true;
-	} else if (rec->seq != c->expect) {
-		c->gap = true;
-		return -ECANCELED; /* not an error: the chain ends here */
-	}
-	rc = c->apply ? c->apply(c->arg, rec, data) : 0;
+	memset(it, 0, sizeof(*it));
+	memset(st, 0, sizeof(*st));
+	it->img = img;
+	it->size = size;
+	it->st = st;
+	rc = nvr_header_read(img, size, &it->h, NULL);
 	if (rc < 0)
 		return rc;
-	if (!c->st->records)
-		c->st->first_seq = rec->seq;
-	c->st->records++;
-	c->st->bytes += rec->data_len;
-	c->st->last_seq = rec->seq;
-	c->expect = rec->seq + 1;
+	st->cp_seq = it->h.cp_seq;
+	st->image_valid = it->h.flags & NVR_FLAG_IMG_VALID;
+	if ((flags & MIRROR_REPLAY_REQUIRE_VALID) && !st->image_valid)
+		return -ESTALE;
+	for (unsigned i = 0; i < 2; i++) {
+		scan_half(img, &it->h, i, NULL, NULL, &sc[i]);
+		if (sc[i].records && sc[i].last_seq > st->max_seq)
+			st->max_seq = sc[i].last_seq;
+	}
+	/* Live halves, the one whose chain starts first (older) first. */
+	unsigned first = sc[1].records && (!sc[0].records || sc[1].first_seq < sc[0].first_seq);
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned i = k ? first ^ 1 : first;
+		if (sc[i].records && sc[i].last_seq > it->h.cp_seq) {
+			it->half[it->n_halves] = i;
+			it->live_bytes += sc[i].used;
+			it->n_halves++;
+		}
+	}
+	st->stop = MIRROR_STOP_END;
 	return 0;
+}
+
+int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **data)
+{
+	struct mirror_replay_stats *st = it->st;
+
+	while (!it->done && it->k < it->n_halves) {
+		unsigned half = it->half[it->k];
+		uint64_t base = nvr_half_off(&it->h, half);
+		const struct nvr_record *r = (const void *)(it->img + base + it->pos);
+		enum mirror_stop stop =
+		    nvr_record_check(r, it->h.half_size - it->pos, it->h.log_id, it->h.half_size);
+
+		/* The chain of a half: consecutive sequence numbers from its
+		 * first record; what follows is stale, empty or torn. */
+		if (stop == MIRROR_STOP_NONE && it->pos && r->seq != it->half_last + 1)
+			stop = MIRROR_STOP_SEQ;
+		if (stop != MIRROR_STOP_NONE) {
+			st->stop = stop;
+			st->stop_off = base + it->pos;
+			it->k++;
+			it->pos = 0;
+			continue;
+		}
+		record_decode(r, half, base + it->pos, rec);
+		it->pos += rec->rec_len;
+		it->half_last = r->seq;
+		if (rec->seq <= it->h.cp_seq)
+			continue;
+		if (it->expect == 0) {
+			if (rec->seq != it->h.cp_seq + 1)
+				st->gap_at_start = true;
+		} else if (rec->seq != it->expect) {
+			/* The previous half's chain ended early (torn) or this
+			 * half does not follow it: stop at the first hole. */
+			if (st->stop != MIRROR_STOP_CRC && st->stop != MIRROR_STOP_INVALID) {
+				st->stop = MIRROR_STOP_GAP;
+				st->stop_off = rec->log_off;
+			}
+			it->done = true;
+			break;
+		}
+		it->expect = rec->seq + 1;
+		*data = rec->data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL;
+		return 1;
+	}
+	it->done = true;
+	return 0;
+}
+
+void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec)
+{
+	struct mirror_replay_stats *st = it->st;
+
+	if (!st->records)
+		st->first_seq = rec->seq;
+	st->records++;
+	st->bytes += rec->data_len;
+	st->last_seq = rec->seq;
 }
 
 int mirror_replay(const void *img, size_t size, unsigned flags, mirror_record_fn apply, void *arg,
 		  struct mirror_replay_stats *st)
 {
 	struct mirror_replay_stats local;
-	struct nvr_header h;
-	struct mirror_half_scan sc[2];
-	struct replay_ctx c;
-	unsigned order[2] = {0, 1};
+	struct nvr_iter it;
+	struct mirror_record rec;
+	const void *data;
 	int rc;
 
 	if (!st)
 		st = &local;
-	memset(st, 0, sizeof(*st));
-	rc = nvr_header_read(img, size, &h, NULL);
+	rc = nvr_iter_init(&it, img, size, flags, st);
 	if (rc < 0)
 		return rc;
-	st->cp_seq = h.cp_seq;
-	st->image_valid = h.flags & NVR_FLAG_IMG_VALID;
-	if ((flags & MIRROR_REPLAY_REQUIRE_VALID) && !st->image_valid)
-		return -ESTALE;
-	for (unsigned i = 0; i < 2; i++) {
-		scan_half(img, &h, i, NULL, NULL, &sc[i]);
-		if (sc[i].records && sc[i].last_seq > st->max_seq)
-			st->max_seq = sc[i].last_seq;
-	}
-	/* The half whose chain starts first holds the older records. */
-	if (sc[1].records && (!sc[0].records || sc[1].first_seq < sc[0].first_seq)) {
-		order[0] = 1;
-		order[1] = 0;
-	}
-	c = (struct replay_ctx){.cp_seq = h.cp_seq, .apply = apply, .arg = arg, .st = st};
-	st->stop = MIRROR_STOP_END;
-	for (unsigned k = 0; k < 2; k++) {
-		unsigned i = order[k];
-		struct mirror_half_scan s;
-
-		if (!sc[i].records || sc[i].last_seq <= h.cp_seq)
-			continue;
-		rc = scan_half(img, &h, i, replay_one, &c, &s);
-		if (c.gap) {
-			/* The previous half's chain ended early (torn) or this
-			 * half does not follow it: stop at the first hole. */
-			if (st->stop != MIRROR_STOP_CRC && st->stop != MIRROR_STOP_INVALID)
-				st->stop = MIRROR_STOP_GAP;
-			if (st->stop == MIRROR_STOP_GAP)
-				st->stop_off = s.stop_off;
-			break;
-		}
+	while (nvr_iter_next(&it, &rec, &data) > 0) {
+		rc = apply ? apply(arg, &rec, data) : 0;
 		if (rc < 0) {
 			st->stop = MIRROR_STOP_APPLY;
-			st->stop_off = s.stop_off;
+			st->stop_off = rec.log_off;
 			return rc;
 		}
-		st->stop = s.stop;
-		st->stop_off = s.stop_off;
+		nvr_iter_account(&it, &rec);
+		it.done_bytes += rec.rec_len;
 	}
 	if (st->gap_at_start)
 		LOG_WARN("NVRAM replay: the first live record is %llu, expected %llu",
-			 (unsigned long long)st->first_seq, (unsigned long long)h.cp_seq + 1);
+			 (unsigned long long)st->first_seq, (unsigned long long)st->cp_seq + 1);
 	return 0;
 }

@@ -10,6 +10,7 @@
  */
 #define LOG_MODULE "mirror"
 #include "mirror/format.h"
+#include "mirror/mirror_priv.h"
 #include "mirror/syncer.h"
 
 #include <errno.h>
@@ -173,6 +174,9 @@ struct mirror {
 	struct loop_timer suspend_timer;
 	struct work *work;
 	bool closing;
+	bool reset_pending; /* mirror_reset: waiting for the transport to drain */
+	mirror_done_fn reset_done;
+	void *reset_arg;
 
 	uint64_t n_records, n_record_bytes, n_xfers, n_xfer_bytes, n_cps, n_switches, n_space_waits,
 	    n_resyncs, n_suspend_timeouts;
@@ -501,7 +505,7 @@ static int load_log(struct mirror *m)
  * record checkpointed. Synchronous: boot only. */
 static int log_reset(struct mirror *m)
 {
-	uint64_t id, seq = m->max_seq_at_open;
+	uint64_t id, seq = m->max_seq_at_open > m->placed_seq ? m->max_seq_at_open : m->placed_seq;
 	int rc;
 
 	if (m->size != m->want_size) {
@@ -710,6 +714,18 @@ int mirror_recover(struct mirror *m, mirror_record_fn apply, void *arg,
 	return log_reset(m);
 }
 
+bool mirror_priv_replay_wanted(const struct mirror *m, const void **base, size_t *size)
+{
+	*base = m->base;
+	*size = m->size;
+	return !m->recovered && m->live_at_open && m->trusted;
+}
+
+int mirror_priv_recovered(struct mirror *m)
+{
+	return m->recovered ? -EALREADY : log_reset(m);
+}
+
 int mirror_discard(struct mirror *m)
 {
 	if (m->recovered)
@@ -719,6 +735,46 @@ int mirror_discard(struct mirror *m)
 			 "over)",
 			 (unsigned long long)m->live_at_open);
 	return log_reset(m);
+}
+
+static void lose_partner(struct mirror *m, const char *why);
+
+int mirror_reset(struct mirror *m, mirror_done_fn done, void *arg)
+{
+	if (m->reset_pending)
+		return -EALREADY;
+	if (!m->recovered) {
+		int rc = mirror_discard(m);
+		if (rc < 0)
+			return rc;
+	} else if (m->wait_space.n || m->wait_logged.n || m->ua_head) {
+		return -EBUSY;
+	} else if (m->state != MIRROR_STATE_OFF) {
+		/* The image holds records the partner already replayed: it
+		 * must not be used again until a resync. */
+		lose_partner(m, "NVRAM log dropped");
+	}
+	m->reset_pending = true;
+	m->reset_done = done;
+	m->reset_arg = arg;
+	post(m);
+	return 0;
+}
+
+/* Finish mirror_reset once no transfer, sync or checkpoint still reads or
+ * writes the log. */
+static void reset_step(struct mirror *m)
+{
+	mirror_done_fn done = m->reset_done;
+	int rc = 0;
+
+	if (!m->reset_pending || m->ring_count || m->sync_inflight || m->cp_host_wait)
+		return;
+	rc = log_reset(m); /* new log id: nothing of the old one replays again */
+	m->cp_running = false;
+	m->reset_pending = false;
+	if (done)
+		done(m->reset_arg, rc);
 }
 
 /* ---- transport ---- */
@@ -988,7 +1044,7 @@ static bool in_copy_plan(const struct mirror *m, int hi)
  * move it through its stages. */
 static void resync_step(struct mirror *m)
 {
-	if (m->state == MIRROR_STATE_OFF || !m->tup || !m->recovered)
+	if (m->state == MIRROR_STATE_OFF || !m->tup || !m->recovered || m->reset_pending)
 		return;
 	switch (m->rs) {
 	case RS_NONE:
@@ -1189,7 +1245,7 @@ static bool place(struct mirror *m, struct mirror_write *w)
 
 int mirror_append(struct mirror *m, struct mirror_write *w)
 {
-	if (!m->recovered)
+	if (!m->recovered || m->reset_pending)
 		return -EBUSY;
 	if (w->length == 0 || w->type < MIRROR_REC_WRITE || w->type > MIRROR_REC_TRIM ||
 	    (w->type == MIRROR_REC_WRITE && !w->data) || !w->logged ||
@@ -1391,7 +1447,7 @@ static void cp_step(struct mirror *m)
 		}
 	}
 	if (!m->cp_running) {
-		if (m->cp_want <= m->hdr.cp_seq || !m->recovered)
+		if (m->cp_want <= m->hdr.cp_seq || !m->recovered || m->reset_pending)
 			return;
 		if (m->cp_backoff_until && now_ns() < m->cp_backoff_until)
 			return;
@@ -1466,6 +1522,7 @@ static void work_fn(void *arg)
 
 	ring_process(m);
 	outdate_step(m);
+	reset_step(m);
 	cp_step(m);
 	free_halves(m);
 	place_waiters(m);

@@ -186,6 +186,23 @@ int mirror_replay(const void *img, size_t size, unsigned flags, mirror_record_fn
 int mirror_replay_file_to_store(const char *path, struct loop *loop, struct store *s,
 				unsigned flags, struct mirror_replay_stats *st);
 
+/**
+ * The same, asynchronously: a job that never blocks and never runs the
+ * loop, for a node that is serving (takeover). Up to 64 records are in
+ * flight as store I/O, never two overlapping ones of a volume at once; the
+ * volumes written are then fdatasync'ed, the image retired if asked, and
+ * @p done(@p arg, rc, stats) called on the loop (never inline). Free the
+ * job with mirror_replay_free() after done (it may be from inside done).
+ * @return 0, or an error as mirror_replay (then no callback).
+ */
+struct mirror_replay_job;
+int mirror_replay_start(const char *path, struct loop *loop, struct store *s, unsigned flags,
+			void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
+			void *arg, struct mirror_replay_job **out);
+/** Log bytes of live records applied so far, of @p total (for status). */
+void mirror_replay_progress(const struct mirror_replay_job *j, uint64_t *done, uint64_t *total);
+void mirror_replay_free(struct mirror_replay_job *j);
+
 /** A memory-mapped image file. */
 struct mirror_image_map {
 	void *base;
@@ -344,6 +361,15 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 /** Reset the log without replaying it: a node that was taken over must
  * not replay records its partner already replayed and wrote past. */
 int mirror_discard(struct mirror *m);
+
+/**
+ * Drop every record at run time (giveback: the partner replayed this log
+ * when it took over and wrote past it since): like mirror_discard, once no
+ * write is in flight; the partner's image needs a resync after it. Before
+ * recovery it is mirror_discard. @p done(@p arg, rc) follows on the loop.
+ * @return 0, -EBUSY (writes in flight) or -EALREADY (a reset is pending).
+ */
+int mirror_reset(struct mirror *m, mirror_done_fn done, void *arg);
 
 /** Use transport @p ops/@p ctx (replacing the current one, which must be
  * down). The transport stays down until mirror_transport_up(). */

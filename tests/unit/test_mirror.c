@@ -1571,6 +1571,194 @@ static void test_replay_to_store(void **state)
 	free(got);
 }
 
+/* The asynchronous replay job, started from a loop callback (as the node
+ * does at takeover while it serves), over two volumes with overlapping
+ * records; progress reaches the total; retire makes a second run a no-op. */
+struct async_ctx {
+	const char *path;
+	struct loop *loop;
+	struct store *s;
+	struct mirror_replay_job *job;
+	bool done;
+	int rc;
+	struct mirror_replay_stats st;
+	uint64_t prog_done, prog_total;
+	int start_rc;
+	struct loop_task task;
+};
+
+static void async_done(void *arg, int rc, const struct mirror_replay_stats *st)
+{
+	struct async_ctx *c = arg;
+
+	c->done = true;
+	c->rc = rc;
+	c->st = *st;
+	mirror_replay_progress(c->job, &c->prog_done, &c->prog_total);
+	mirror_replay_free(c->job); /* allowed from inside done */
+	c->job = NULL;
+}
+
+static void async_start_task(void *arg)
+{
+	struct async_ctx *c = arg;
+
+	c->start_rc = mirror_replay_start(c->path, c->loop, c->s,
+					  MIRROR_REPLAY_REQUIRE_VALID | MIRROR_REPLAY_RETIRE,
+					  async_done, c, &c->job);
+	assert_false(c->done); /* never inline */
+}
+
+static void test_replay_async(void **state)
+{
+	char dir[256], path[300], img_path[300];
+	struct loop *loop;
+	struct store *s;
+	struct store_opts so;
+	struct store_volume_info info[2];
+	struct mirror_vol_id ids[2];
+	struct harness hs;
+	struct tw t[60];
+	uint8_t *model[2], *got = malloc(VOL_SIZE);
+	struct async_ctx c = {0};
+	int fd;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/duet-shelf-XXXXXX", tmp_base());
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(loop_create(&loop), 0);
+	store_opts_default(&so);
+	assert_int_equal(store_open(loop, dir, &so, &s), 0);
+	assert_int_equal(store_volume_create(s, "v0", VOL_SIZE, "a"), 0);
+	assert_int_equal(store_volume_create(s, "v1", VOL_SIZE, "a"), 0);
+	for (unsigned v = 0; v < 2; v++) {
+		store_volume_get_info(store_volume_find(s, v ? "v1" : "v0"), &info[v]);
+		assert_int_equal(mirror_vol_id_from_uuid(info[v].uuid, &ids[v]), 0);
+		model[v] = calloc(1, VOL_SIZE);
+	}
+	hs_init(&hs, 4u << 20);
+	hs_start(&hs, true);
+	wait_in_sync(&hs);
+	for (unsigned i = 0; i < 60; i++) {
+		unsigned v = i % 2;
+		uint64_t off = (rnd() % 16) * 4096; /* a small area: many overlaps */
+		fill_write(&t[i], i % 13 == 5 ? MIRROR_REC_ZERO : MIRROR_REC_WRITE, off,
+			   4096 * (1 + rnd() % 8));
+		t[i].w.vol = ids[v];
+		assert_true(mirror_append(hs.m, &t[i].w) >= 0);
+		mirror_applied(hs.m, &t[i].w);
+		if (t[i].w.type == MIRROR_REC_WRITE)
+			memcpy(model[v] + off, t[i].buf, t[i].w.length);
+		else
+			memset(model[v] + off, 0, t[i].w.length);
+	}
+	wait_logged(&hs, t, 60);
+	run_until(&hs, mirror_idle, &hs);
+	snprintf(img_path, sizeof(img_path), "%s/partner.img", dir);
+	fd = open(img_path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hs.image, hs.image_size), (ssize_t)hs.image_size);
+	close(fd);
+
+	c.path = img_path;
+	c.loop = loop;
+	c.s = s;
+	loop_task_init(&c.task, async_start_task, &c);
+	loop_post(loop, &c.task);
+	while (!c.done)
+		assert_true(loop_run_once(loop, 1000000000ull) >= 0);
+	assert_int_equal(c.start_rc, 0);
+	assert_int_equal(c.rc, 0);
+	struct mirror_status ms;
+	mirror_get_status(hs.m, &ms);
+	assert_int_equal(c.st.records, ms.records); /* large writes are several records */
+	assert_true(ms.records > 60);
+	assert_int_equal(c.st.skipped, 0);
+	assert_true(c.prog_total > 0);
+	assert_int_equal(c.prog_done, c.prog_total);
+	for (unsigned v = 0; v < 2; v++) {
+		snprintf(path, sizeof(path), "%s/volumes/v%u.img", dir, v);
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, got, VOL_SIZE, 0), VOL_SIZE);
+		close(fd);
+		assert_memory_equal(got, model[v], VOL_SIZE);
+	}
+	/* Retired: nothing left to replay. */
+	struct mirror_replay_stats st;
+	assert_int_equal(mirror_replay_file_to_store(img_path, loop, s, 0, &st), 0);
+	assert_int_equal(st.records, 0);
+	/* A missing file is an error at start, with no callback. */
+	struct mirror_replay_job *j = NULL;
+	snprintf(path, sizeof(path), "%s/nope.img", dir);
+	assert_int_equal(mirror_replay_start(path, loop, s, 0, async_done, &c, &j), -ENOENT);
+
+	free_writes(t, 60);
+	hs_close(&hs);
+	store_close(s);
+	loop_destroy(loop);
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(model[0]);
+	free(model[1]);
+	free(got);
+}
+
+/* Giveback: the own log is dropped at run time; the image is resynced
+ * and holds nothing of the old log. */
+static void reset_done(void *arg, int rc)
+{
+	*(int *)arg = rc == 0 ? 1 : rc;
+}
+
+static void test_runtime_reset(void **state)
+{
+	struct harness hs;
+	struct tw t[12];
+	struct mirror_replay_stats st;
+	int fr = 0;
+	size_t size;
+	uint8_t *img;
+
+	(void)state;
+	hs_init(&hs, 256 * KiB);
+	hs_start(&hs, true);
+	wait_in_sync(&hs);
+	for (unsigned i = 0; i < 10; i++) {
+		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
+		submit(&hs, &t[i], i != 9);
+	}
+	wait_logged(&hs, t, 10);
+	assert_int_equal(mirror_reset(hs.m, reset_done, &fr), -EBUSY); /* t9 not applied */
+	mirror_applied(hs.m, &t[9].w);
+	assert_int_equal(mirror_reset(hs.m, reset_done, &fr), 0);
+	assert_int_equal(mirror_reset(hs.m, reset_done, &fr), -EALREADY);
+	fill_write(&t[10], MIRROR_REC_WRITE, 0, 512);
+	assert_int_equal(mirror_append(hs.m, &t[10].w), -EBUSY);
+	assert_int_equal(fr, 0);
+	run_until(&hs, flag_set, &fr);
+	assert_int_equal(fr, 1);
+	img = snapshot_log(&hs, &size);
+	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	assert_int_equal(st.records, 0);
+	assert_int_equal(st.cp_seq, 10);
+	free(img);
+	wait_in_sync(&hs);
+	assert_int_equal(
+	    mirror_replay(hs.image, hs.image_size, MIRROR_REPLAY_REQUIRE_VALID, NULL, NULL, &st),
+	    0);
+	assert_int_equal(st.records, 0);
+	/* Writes go on, numbered after the old log. */
+	memset(hs.host.vol, 0, VOL_SIZE);
+	memset(hs.host.durable, 0, VOL_SIZE);
+	submit(&hs, &t[10], true);
+	assert_int_equal(t[10].w.first_seq, 11);
+	wait_logged(&hs, t + 10, 1);
+	quiesce(&hs);
+	check_replay(&hs, hs.image, hs.image_size, NULL);
+	free_writes(t, 11);
+	hs_close(&hs);
+}
+
 /* ------------------------------------------------------------------ */
 /* Range lock */
 
@@ -1705,6 +1893,8 @@ int main(void)
 	    cmocka_unit_test(test_cp_timer),
 	    cmocka_unit_test(test_stress_crash_points),
 	    cmocka_unit_test(test_replay_to_store),
+	    cmocka_unit_test(test_replay_async),
+	    cmocka_unit_test(test_runtime_reset),
 	    cmocka_unit_test(test_rangelock),
 	    cmocka_unit_test(test_rangelock_random),
 	};
