@@ -112,14 +112,24 @@ static void tick_cb(struct loop_timer *t)
 {
 	struct ccm *ccm = t->arg;
 
+	uint64_t now = now_ns();
+
 	if (ccm->state == ST_STOPPING)
 		return;
+	/* A tick much later than due: the reactor stalled (a blocking libfabric
+	 * call, a reopen, an overloaded host); heartbeats were not read. */
+	if (ccm->tick_due_ns && now > ccm->tick_due_ns + ccm->hb_ns)
+		ccm->stall_seen_ns = now;
+	ccm->tick_due_ns = now + ccm->hb_ns;
 	ccm->tick_count++;
 	hs_tick(ccm);
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
 		lane_tick(ccm);
 		sess_tick(ccm);
 	}
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].reopen_pending)
+			ccm_schedule(ccm);
 	inst_update_rates(ccm);
 	if (ccm->tick_count % 50 == 0)
 		inst_rebalance(ccm);
@@ -128,6 +138,8 @@ static void tick_cb(struct loop_timer *t)
 	ccm_schedule(ccm);
 	loop_timer_arm(ccm->loop, &ccm->tick, ccm->hb_ns);
 }
+
+static void shutdown_check(struct loop_timer *t);
 
 static void *alloc_region(size_t len)
 {
@@ -209,6 +221,7 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 	chan_init(&ccm->ctl, ccm, NULL);
 	loop_timer_init(&ccm->tick, tick_cb, ccm);
 	loop_timer_init(&ccm->work, work_cb, ccm);
+	loop_timer_init(&ccm->shutdown_timer, shutdown_check, ccm);
 	*out = ccm;
 	return 0;
 fail:
@@ -260,8 +273,43 @@ int ccm_reset(struct ccm *ccm)
 	}
 }
 
+static void shutdown_check(struct loop_timer *t)
+{
+	struct ccm *ccm = t->arg;
+	bool busy = false;
+
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		busy |= ccm->links[i].inflight_ops > 0;
+	if (busy && now_ns() < ccm->shutdown_deadline_ns) {
+		loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 2 * MS);
+		return;
+	}
+	if (ccm->shutdown_cb) {
+		void (*cb)(void *) = ccm->shutdown_cb;
+		ccm->shutdown_cb = NULL;
+		cb(ccm->shutdown_arg);
+	}
+}
+
+int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg)
+{
+	ccm->shutdown_cb = done;
+	ccm->shutdown_arg = arg;
+	ccm->shutdown_deadline_ns = now_ns() + 200 * MS;
+	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
+		sess_end(ccm, CCM_TERM_SHUTDOWN);
+	if (ccm->state == ST_HANDSHAKE) {
+		loop_timer_cancel(ccm->loop, &ccm->hs_timer);
+		ccm->state = ST_IDLE;
+		hs_publish_boot(ccm, BOOT_INIT);
+	}
+	loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 0);
+	return 0;
+}
+
 static void ccm_free(struct ccm *ccm)
 {
+	loop_timer_cancel(ccm->loop, &ccm->shutdown_timer);
 	loop_timer_cancel(ccm->loop, &ccm->tick);
 	loop_timer_cancel(ccm->loop, &ccm->work);
 	loop_timer_cancel(ccm->loop, &ccm->hs_timer);
@@ -294,6 +342,7 @@ static void ccm_free(struct ccm *ccm)
 static void ccm_stop(struct ccm *ccm)
 {
 	op_fail_pending(ccm, -ESHUTDOWN);
+	op_release_held(ccm, -ESHUTDOWN);
 	chan_fail_ops(&ccm->ctl, -ESHUTDOWN);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];

@@ -134,6 +134,11 @@ int node_run(struct node *n)
 	return loop_run(n->loop);
 }
 
+static void goodbye_sent(void *arg)
+{
+	*(bool *)arg = true;
+}
+
 /* Close the doors first (control, NBD), then let the store finish what it
  * already accepted, so nothing is freed under an I/O in flight. */
 void node_destroy(struct node *n)
@@ -152,8 +157,16 @@ void node_destroy(struct node *n)
 	else
 		store_close(n->store);
 	backend_destroy(n->backend);
-	if (n->ccm)
+	if (n->ccm) {
+		/* Say goodbye, so the partner ends the session now instead of
+		 * waiting out its link deadline. */
+		bool said = false;
+		if (ccm_shutdown(n->ccm, goodbye_sent, &said) == 0) {
+			while (!said)
+				loop_run_once(n->loop, 10000000);
+		}
 		ccm_destroy(n->ccm);
+	}
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);
