@@ -33,6 +33,8 @@ struct key_def {
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
 static const char *const onoff_names[] = {"off", "on", NULL};
+static const char *const durability_names[] = {"memory", "local-sync", NULL};
+static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
@@ -41,6 +43,8 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "nvram", KEY_PATH, F(node.nvram), 0, 0, NULL, false},
+    {"node", "nvram_size", KEY_SIZE, F(node.nvram_size), 1ull << 20, 16ull << 30, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -75,6 +79,13 @@ static const struct key_def schema[] = {
     {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
     {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
      false},
+    {"mirror", "mirror", KEY_ENUM, F(mirror.enabled), 0, 0, onoff_names, false},
+    {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
+    {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
+    {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
+     NULL, false},
+    {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
+    {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
 };
 
 void config_defaults(struct duet_config *cfg)
@@ -106,6 +117,12 @@ void config_defaults(struct duet_config *cfg)
 	cfg->monitor.watchdog_ms = 1000;
 	cfg->monitor.auto_giveback = CONFIG_OFF;
 	cfg->monitor.giveback_delay_ms = 5000;
+	cfg->node.nvram_size = 64ull << 20;
+	cfg->mirror.enabled = CONFIG_ON;
+	cfg->mirror.durability = DURABILITY_MEMORY;
+	cfg->mirror.down = MIRROR_DOWN_DEGRADE;
+	cfg->mirror.suspend_timeout_ms = 30000;
+	cfg->mirror.cp_interval_ms = 1000;
 }
 
 struct parse_ctx {

@@ -42,6 +42,18 @@ enum config_onoff {
 	CONFIG_ON,
 };
 
+/** [mirror] durability: which syncs stand behind an acknowledged write. */
+enum config_durability {
+	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
+	DURABILITY_LOCAL_SYNC, /* also fdatasync of the local log before the ack */
+};
+
+/** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
+enum config_mirror_down {
+	MIRROR_DOWN_DEGRADE = 0, /* go on locally; the status says takeover would lose data */
+	MIRROR_DOWN_SUSPEND,	 /* hold acks until in sync again, EIO after the timeout */
+};
+
 struct duet_config {
 	char path[PATH_MAX];
 	struct {
@@ -49,6 +61,8 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
+		char nvram[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
+		uint64_t nvram_size;  /* bytes, 64M by default */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];
@@ -96,6 +110,15 @@ struct duet_config {
 		enum config_onoff auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
 	} monitor;
+	/** NVRAM mirroring (docs/NVRAM.md). */
+	struct {
+		enum config_onoff enabled; /* mirror = on|off */
+		enum config_durability durability;
+		enum config_mirror_down down;
+		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */
+		uint64_t cp_interval_ms;      /* consistency point timer */
+		char partner_image[PATH_MAX]; /* file backing the partner's image; "" not set */
+	} mirror;
 };
 
 /** Fill @p cfg with every default. */
