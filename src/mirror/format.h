@@ -129,7 +129,5 @@ int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **d
 /* Count @p rec as applied in the stats. */
 void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec);
 
-/* CRC32C by the portable table, whatever the CPU (unit tests). */
-uint32_t mirror_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 #endif

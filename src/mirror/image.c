@@ -2,6 +2,7 @@
  * record checks, half scans and replay. No state, no I/O: the same code
  * reads the node's own log and the partner's mirror of it. */
 #define LOG_MODULE "mirror"
+#include "common/crc32c.h"
 #include "mirror/format.h"
 
 #include <errno.h>
@@ -79,7 +80,7 @@ uint64_t nvr_half_size_for(uint64_t size)
 void nvr_header_seal(struct nvr_header *h)
 {
 	h->crc = 0;
-	h->crc = mirror_crc32c(0, h, sizeof(*h));
+	h->crc = crc32c(0, h, sizeof(*h));
 }
 
 static int slot_check(const struct nvr_header *h)
@@ -92,7 +93,7 @@ static int slot_check(const struct nvr_header *h)
 		return -EPROTO;
 	tmp = *h;
 	tmp.crc = 0;
-	if (mirror_crc32c(0, &tmp, sizeof(tmp)) != h->crc)
+	if (crc32c(0, &tmp, sizeof(tmp)) != h->crc)
 		return -EINVAL;
 	return 0;
 }
@@ -196,8 +197,8 @@ uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
 		memcpy((uint8_t *)dst + NVR_REC_HDR, data, data_len);
 	if (len > NVR_REC_HDR + (uint64_t)data_len)
 		memset((uint8_t *)dst + NVR_REC_HDR + data_len, 0, len - NVR_REC_HDR - data_len);
-	crc = mirror_crc32c(0, r, NVR_REC_HDR);
-	crc = mirror_crc32c(crc, data, data_len); /* the source: hot in cache */
+	crc = crc32c(0, r, NVR_REC_HDR);
+	crc = crc32c(crc, data, data_len); /* the source: hot in cache */
 	r->crc = crc;
 	return len;
 }
@@ -219,8 +220,8 @@ enum mirror_stop nvr_record_check(const void *rec, uint64_t room, uint64_t log_i
 	    nvr_rec_len(r.data_len) > room || r.seq == 0)
 		return MIRROR_STOP_INVALID;
 	r.crc = 0;
-	crc = mirror_crc32c(0, &r, NVR_REC_HDR);
-	crc = mirror_crc32c(crc, (const uint8_t *)rec + NVR_REC_HDR, r.data_len);
+	crc = crc32c(0, &r, NVR_REC_HDR);
+	crc = crc32c(crc, (const uint8_t *)rec + NVR_REC_HDR, r.data_len);
 	if (crc != ((const struct nvr_record *)rec)->crc)
 		return MIRROR_STOP_CRC;
 	if (r.log_id != log_id)

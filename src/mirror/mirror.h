@@ -80,9 +80,6 @@ struct mirror_record {
 	uint64_t rec_len;  /**< header + data + padding */
 };
 
-/** CRC32C (Castagnoli), chained like zlib's crc32: start with 0. Uses the
- * SSE4.2 instruction where the CPU has it. */
-uint32_t mirror_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /**@}*/
 /* ------------------------------------------------------------------ */

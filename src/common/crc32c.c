@@ -7,8 +7,7 @@
  * three blocks whose CRCs run interleaved; the CRC of a block followed by
  * another is shift(crc_a, len_b) ^ crc_b (CRC is linear), where shift
  * appends len_b zero bytes, done with four 256-entry tables per block size. */
-#define LOG_MODULE "mirror"
-#include "mirror/format.h"
+#include "common/crc32c.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -133,7 +132,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc, const 
 }
 #endif
 
-uint32_t mirror_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
@@ -145,7 +144,7 @@ uint32_t mirror_crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~crc_table(crc, p, len);
 }
 
-uint32_t mirror_crc32c_portable(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len)
 {
 	return ~crc_table(~crc, buf, len);
 }
