@@ -209,6 +209,8 @@ section() {
 	echo "before the jobs, so reads hit data (page cache). Jobs alternate direct and proxy for"
 	echo "$ROUNDS rounds of ${SECS} s (after 1 s of ramp); the table shows the median round by IOPS."
 	echo "The ratio is proxy IOPS / direct IOPS (bandwidth for the 1 MiB jobs is the same ratio)."
+	echo "On a small shared machine the ratios move from run to run (by 0.1-0.3 on the development"
+	echo "machine, whose load average is given below): compare several runs."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
