@@ -185,6 +185,7 @@ struct fab_link {
 	int wait_fd; /* -1 in poll mode */
 	struct loop_io io;
 	bool ep_ready;	   /* av, cq and ep are there */
+	bool suspended;	   /* no endpoint until fab_link_resume() */
 	uint64_t ep_gen;   /* bumped by every reset: a CQ batch of an older one is dropped */
 	bool reset_pending; /* a transport error asks for a reset (from the timer) */
 	uint64_t ep_retry_ns; /* creation failed: backoff */
@@ -688,7 +689,8 @@ static void job_collect(struct fab_link *link)
 	pthread_join(j->thread, NULL);
 	link->job_active = false;
 	link->st.ep_open_ns = j->ns;
-	if (link->closing) {
+	if (link->closing || link->suspended) {
+		/* Suspended meanwhile: connections it may have accepted die. */
 		if (j->rc == 0)
 			ep_res_close(link->name, &j->res);
 		return;
@@ -705,7 +707,7 @@ static void ep_start(struct fab_link *link)
 	uint64_t t0;
 	int rc;
 
-	if (link->closing || link->ep_ready || link->job_active)
+	if (link->closing || link->ep_ready || link->job_active || link->suspended)
 		return;
 	if (link->async && job_start(link) == 0)
 		return;
@@ -1209,6 +1211,8 @@ static bool after_progress(struct fab_link *link)
 	}
 	now = now_ns();
 	if (!link->ep_ready) {
+		if (link->suspended)
+			return !link->closing;
 		if (!link->job_active && now >= link->ep_retry_at)
 			ep_start(link);
 		else if (!link->job_active)
@@ -1328,8 +1332,8 @@ static void link_reset(struct fab_link *link, int status)
 	if (link->ep_ready) {
 		ep_drop(link);
 		link->st.resets++;
-		ep_start(link);
 	}
+	ep_start(link);
 	link->retry_ns = RETRY_MIN_NS;
 	link->retry_at = 0;
 	link->st.reset_ns = now_ns() - t0;
@@ -1347,6 +1351,24 @@ void fab_link_reset(struct fab_link *link)
 	if (!link || link->closing)
 		return;
 	link_reset(link, -ECANCELED);
+}
+
+void fab_link_suspend(struct fab_link *link)
+{
+	if (!link || link->closing)
+		return;
+	link->suspended = true;
+	link_reset(link, -ECANCELED);
+}
+
+void fab_link_resume(struct fab_link *link)
+{
+	if (!link || link->closing || !link->suspended)
+		return;
+	link->suspended = false;
+	link->ep_retry_at = 0;
+	ep_start(link);
+	schedule(link, 0);
 }
 
 void fab_link_abort(struct fab_link *link)
@@ -1433,6 +1455,7 @@ void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
 	*st = link->st;
 	st->backlog = link->backlog.n;
 	st->ep_ready = link->ep_ready;
+	st->suspended = link->suspended;
 }
 
 /* ---- memory regions ---- */

@@ -198,6 +198,16 @@ int fab_send(struct fab_link *link, const void *msg, size_t len, struct fab_op *
 void fab_link_reset(struct fab_link *link);
 
 /**
+ * Like fab_link_reset(), but no new endpoint is created until
+ * fab_link_resume(): meanwhile the peer's connects are refused and
+ * operations posted here wait in the backlog. Used to fence a failed link:
+ * nothing the peer sends reaches our regions through it until resumed.
+ */
+void fab_link_suspend(struct fab_link *link);
+/** End a suspension: the next endpoint is created (as by a reset). */
+void fab_link_resume(struct fab_link *link);
+
+/**
  * Like fab_link_reset(), but the operations complete with -ETIMEDOUT (the
  * caller decided the link is dead).
  */
@@ -220,6 +230,7 @@ struct fab_link_stats {
 	uint64_t max_call_ns;  /* the longest libfabric call on the loop thread */
 	const char *max_call;  /* its name ("fi_cq_read", ...), NULL if none yet */
 	bool ep_ready;	       /* an endpoint is up (false while one is being created) */
+	bool suspended;	       /* fab_link_suspend() without fab_link_resume() yet */
 };
 void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st);
 

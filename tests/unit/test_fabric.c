@@ -934,6 +934,276 @@ static void test_passive_target(void **state)
 	side_free(&a);
 }
 
+static bool ep_ready(void *arg)
+{
+	struct fab_link_stats st;
+
+	fab_link_get_stats(arg, &st);
+	return st.ep_ready;
+}
+
+/* Read until it works: the first tries may meet the connection the peer's
+ * reset broke (each failure resets our endpoint too). */
+static void read_until_ok(struct side *s, void *buf, size_t len, const struct fab_remote *rem,
+			  uint64_t off)
+{
+	int fails = 0;
+
+	while (sync_read(s, buf, len, rem, off) != 0)
+		assert_true(++fails < 10);
+}
+
+/* A reset keeps the regions (same keys, the peer still reaches them) and
+ * the link works afterwards, both with the endpoint created on a helper
+ * thread and on the loop. */
+static void test_reset_keeps_regions(void **state)
+{
+	unsigned flags[2] = {0, FAB_LINK_SYNC_RESET};
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		struct side a = {0}, b = {0};
+		struct fab_remote ra = {.key = KEY_A, .size = REGION};
+		struct fab_remote rb = {.key = KEY_B, .size = REGION};
+		struct fab_link_stats st;
+		unsigned char buf[64];
+		struct req r[4];
+
+		side_open(&a, "a", A("127.0.0.1", 171 + 2 * k), A("127.0.0.1", 172 + 2 * k), KEY_A,
+			  flags[k]);
+		side_open(&b, "b", A("127.0.0.1", 172 + 2 * k), A("127.0.0.1", 171 + 2 * k), KEY_B,
+			  flags[k]);
+		a.mem[7] = 0x70;
+		b.mem[7] = 0x71;
+		assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+		assert_int_equal(buf[7], 0x71);
+		assert_int_equal(sync_read(&b, buf, 64, &ra, 0), 0);
+		assert_int_equal(buf[7], 0x70);
+		/* Operations in flight and in the backlog fail inside the call. */
+		for (int i = 0; i < 4; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_read(a.link, buf, 64, &rb, 0, &r[i].op), 0);
+		}
+		fab_link_reset(a.link);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(r[i].calls, 1);
+			assert_int_equal(r[i].status, -ECANCELED);
+		}
+		fab_link_get_stats(a.link, &st);
+		assert_int_equal(st.resets, 1);
+		assert_int_equal(st.inflight, 0);
+		assert_true(k == 0 || st.ep_ready); /* on the loop: there already */
+		/* Posted while the endpoint is being created: waits, then works. */
+		a.mem[7] = 0x72;
+		read_until_ok(&a, buf, 64, &rb, 0);
+		assert_int_equal(buf[7], 0x71);
+		run_until(ep_ready, a.link);
+		fab_link_get_stats(a.link, &st);
+		print_message("%s: reset %.2f ms on the loop, endpoint created in %.2f ms\n",
+			      k ? "on the loop" : "helper thread", (double)st.reset_ns / 1e6,
+			      (double)st.ep_open_ns / 1e6);
+		/* The peer reaches our region under the same key. */
+		read_until_ok(&b, buf, 64, &ra, 0);
+		assert_int_equal(buf[7], 0x72);
+		side_free(&a);
+		side_free(&b);
+	}
+}
+
+struct resetter {
+	struct fab_op op;
+	struct side *s;
+	int calls;
+	int status;
+	bool reset;
+};
+
+static void reset_in_cb(struct fab_op *op, int status)
+{
+	struct resetter *c = op->arg;
+
+	c->calls++;
+	c->status = status;
+	if (c->reset)
+		fab_link_reset(c->s->link);
+}
+
+/* A completion callback may reset its own link: the other operations of
+ * the batch complete exactly once (-ECANCELED), none after the reset. */
+static void test_reset_from_callback(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	static unsigned char buf[16][256];
+	struct resetter c[16];
+	int ok = 0, canceled = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(181));
+	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	for (int i = 0; i < 16; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		c[i].op.done = reset_in_cb;
+		c[i].op.arg = &c[i];
+		c[i].s = &a;
+		c[i].reset = i == 0;
+		assert_int_equal(fab_read(a.link, buf[i], 256, &rb, 0, &c[i].op), 0);
+	}
+	while (c[0].calls == 0)
+		assert_true(loop_run_once(lp, 10000000ull) >= 0);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(c[i].calls, 1);
+		if (c[i].status == 0)
+			ok++;
+		else if (c[i].status == -ECANCELED)
+			canceled++;
+	}
+	print_message("reset from a callback: %d completed before, %d canceled\n", ok, canceled);
+	assert_int_equal(ok + canceled, 16);
+	run_for_ms(50);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(c[i].calls, 1);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* Resets in a row, with operations posted in between, and a close while
+ * the next endpoint is still being created. */
+static void test_reset_storm(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	static unsigned char buf[4][4096];
+	struct req r[4];
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(191));
+	b.mem[0] = 0x5b;
+	for (int round = 0; round < 30; round++) {
+		for (int i = 0; i < 4; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_write(a.link, buf[i], 4096, &rb, 4096 * (uint64_t)(i + 1),
+						   FAB_DELIVERY_COMPLETE, &r[i].op),
+					 0);
+		}
+		/* Sometimes let them get going first. */
+		if (round % 3 == 1)
+			run_for_ms(2);
+		else if (round % 3 == 2)
+			run_until(ep_ready, a.link);
+		fab_link_reset(a.link);
+		for (int i = 0; i < 4; i++)
+			assert_true(r[i].calls == 1);
+	}
+	fab_link_get_stats(a.link, &st);
+	print_message("30 resets: %" PRIu64 " endpoints recreated, longest loop call %.2f ms (%s)\n",
+		      st.resets, (double)st.max_call_ns / 1e6, st.max_call ? st.max_call : "-");
+	assert_true(st.resets >= 1);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	assert_int_equal(buf[0][0], 0x5b);
+	/* Close right after a reset: the helper thread is waited for. */
+	fab_link_reset(a.link);
+	req_init(&r[0]);
+	assert_int_equal(fab_read(a.link, buf[0], 64, &rb, 0, &r[0].op), 0);
+	side_close(&a);
+	assert_int_equal(r[0].calls, 1);
+	assert_int_equal(r[0].status, -ECANCELED);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* The peer resets again and again while we stream writes at it: every
+ * write completes exactly once, with 0 or an error, and the link ends up
+ * working. */
+static void test_peer_resets_under_load(void **state)
+{
+	enum { N = 32 };
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	static unsigned char buf[N][1024];
+	struct req r[N];
+	int ok = 0, failed = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(201));
+	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < N; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_write(a.link, buf[i], 1024, &rb, 1024 * (uint64_t)i,
+						   FAB_DELIVERY_COMPLETE, &r[i].op),
+					 0);
+		}
+		run_for_ms(1);
+		fab_link_reset(b.link);
+		for (int i = 0; i < N; i++) {
+			run_until(req_finished, &r[i]);
+			assert_int_equal(r[i].calls, 1);
+			if (r[i].status == 0)
+				ok++;
+			else
+				failed++;
+		}
+	}
+	print_message("writes while the peer resets: %d done, %d failed\n", ok, failed);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* A suspended link has no endpoint: the peer cannot reach our regions
+ * (its reads wait) and our own operations wait, until resumed. */
+static void test_suspend_resume(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote ra = {.key = KEY_A, .size = REGION};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	unsigned char buf[64], buf2[64];
+	struct req r, r2;
+	int fails = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(211));
+	a.mem[9] = 0x19;
+	b.mem[9] = 0x29;
+	assert_int_equal(sync_read(&b, buf, 64, &ra, 0), 0);
+	fab_link_suspend(a.link);
+	fab_link_get_stats(a.link, &st);
+	assert_true(st.suspended);
+	assert_false(st.ep_ready);
+	/* The peer's read fails (its connection died) or waits; it never
+	 * reaches our memory while we are suspended. */
+	for (;;) {
+		req_init(&r);
+		a.mem[9] = 0x1a;
+		assert_int_equal(fab_read(b.link, buf, 64, &ra, 0, &r.op), 0);
+		run_for_ms(300);
+		if (r.calls == 0)
+			break;
+		assert_true(r.status != 0);
+		assert_true(++fails < 5);
+	}
+	req_init(&r2);
+	assert_int_equal(fab_read(a.link, buf2, 64, &rb, 0, &r2.op), 0);
+	run_for_ms(100);
+	assert_int_equal(r2.calls, 0);
+	fab_link_get_stats(a.link, &st);
+	assert_false(st.ep_ready);
+	fab_link_resume(a.link);
+	run_until(req_finished, &r);
+	run_until(req_finished, &r2);
+	if (r.status != 0) /* a failure of the old connection, reported late */
+		read_until_ok(&b, buf, 64, &ra, 0);
+	assert_int_equal(buf[9], 0x1a);
+	assert_int_equal(r2.status, 0);
+	assert_int_equal(buf2[9], 0x29);
+	side_free(&a);
+	side_free(&b);
+}
+
 /* Bad options are refused with a clear error. */
 static void test_bad_open(void **state)
 {
@@ -973,6 +1243,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_poll_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_passive_target, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_keeps_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_from_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_storm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peer_resets_under_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
