@@ -130,6 +130,9 @@ struct ccm_link_status {
 	uint64_t errors;	 /**< operations that failed on this link */
 	uint64_t inflight;	 /**< operations in flight now */
 	uint64_t last_change_ms; /**< milliseconds since the link changed state */
+	uint64_t resets;	 /**< endpoint resets after failures (and fences) */
+	uint64_t slow_calls;	 /**< libfabric calls that held the reactor over 5 ms */
+	uint64_t max_call_us;	 /**< the longest libfabric call on the reactor */
 };
 
 struct ccm_instance_status {

@@ -156,6 +156,7 @@ struct ccm_link {
 	/* accounting */
 	uint64_t inflight_ops, inflight_bytes;
 	uint64_t ops, bytes, errors;
+	uint64_t resets;
 };
 
 struct ccm_inst {

@@ -60,9 +60,9 @@
 #define POLL_IDLE_NS	  1000000ull
 #define IDLE_POLL_MIN_NS  50000ull
 #define IDLE_POLL_MAX_NS  2000000ull
-#define EP_RETRY_MIN_NS	  10000000ull	/* endpoint creation failed: try again */
+#define EP_RETRY_MIN_NS	  10000000ull /* endpoint creation failed: try again */
 #define EP_RETRY_MAX_NS	  1000000000ull
-#define SLOW_CALL_NS	  5000000ull	/* a libfabric call this long is logged */
+#define SLOW_CALL_NS	  5000000ull /* a libfabric call this long is logged */
 #define RESERVED_KEYS	  256
 #define DEFAULT_PROVIDER  "tcp;ofi_rxm"
 #define SUPPORTED_MR_MODE (FI_MR_LOCAL | FI_MR_ALLOCATED)
@@ -143,7 +143,7 @@ struct ep_res {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	fi_addr_t peer;
-	int wait_fd; /* -1: poll the CQ */
+	int wait_fd;	 /* -1: poll the CQ */
 	bool no_wait_fd; /* the provider refused FI_WAIT_FD */
 };
 
@@ -173,8 +173,8 @@ struct fab_link {
 	struct fid_domain *domain;
 	struct sockaddr_storage peer_sa;
 	socklen_t peer_salen;
-	bool async;	  /* endpoints are created on a helper thread */
-	bool poll_mode;	  /* no wait fd (forced, or the provider has none) */
+	bool async;	/* endpoints are created on a helper thread */
+	bool poll_mode; /* no wait fd (forced, or the provider has none) */
 	struct loop_timer timer;
 
 	/* The current endpoint generation. */
@@ -184,10 +184,10 @@ struct fab_link {
 	fi_addr_t peer;
 	int wait_fd; /* -1 in poll mode */
 	struct loop_io io;
-	bool ep_ready;	   /* av, cq and ep are there */
-	bool suspended;	   /* no endpoint until fab_link_resume() */
-	uint64_t ep_gen;   /* bumped by every reset: a CQ batch of an older one is dropped */
-	bool reset_pending; /* a transport error asks for a reset (from the timer) */
+	bool ep_ready;	      /* av, cq and ep are there */
+	bool suspended;	      /* no endpoint until fab_link_resume() */
+	uint64_t ep_gen;      /* bumped by every reset: a CQ batch of an older one is dropped */
+	bool reset_pending;   /* a transport error asks for a reset (from the timer) */
 	uint64_t ep_retry_ns; /* creation failed: backoff */
 	uint64_t ep_retry_at;
 
@@ -626,8 +626,8 @@ static void ep_created(struct fab_link *link, struct ep_res *r, int rc, const ch
 		ep_install(link, r);
 		return;
 	}
-	link->ep_retry_ns = link->ep_retry_ns ? MIN(link->ep_retry_ns * 2, EP_RETRY_MAX_NS)
-					      : EP_RETRY_MIN_NS;
+	link->ep_retry_ns =
+	    link->ep_retry_ns ? MIN(link->ep_retry_ns * 2, EP_RETRY_MAX_NS) : EP_RETRY_MIN_NS;
 	link->ep_retry_at = now_ns() + link->ep_retry_ns;
 	if (log_allowed(&link->rl_ep))
 		LOG_ERROR("%s: cannot create the endpoint at %s:%s over %s (%s: %s); retrying",
@@ -1660,8 +1660,8 @@ static int open_domain(struct fab_link *link, int addr_format)
 	}
 	/* Endpoints may be created on a helper thread only if the domain
 	 * allows concurrent calls (regions may be registered meanwhile). */
-	link->async = !(link->flags & FAB_LINK_SYNC_RESET) &&
-		      info->domain_attr->threading == FI_THREAD_SAFE;
+	link->async =
+	    !(link->flags & FAB_LINK_SYNC_RESET) && info->domain_attr->threading == FI_THREAD_SAFE;
 	return 0;
 }
 

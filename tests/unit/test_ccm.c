@@ -1145,6 +1145,95 @@ static bool stream_at(void *arg)
 	return cur_stream->done >= *want;
 }
 
+/* The partner's end of a failed lane: b does not notice a's failure of
+ * ic0 (its own direction works) and keeps writing into a's memory over it
+ * until it processes a's fence; what it has in flight then may still land
+ * later. Those writes must not land after their re-issued copies: a keeps
+ * its end closed (suspended) until b has closed its own, so b's writes
+ * posted meanwhile never reach a. */
+static void link_failover_reverse(void)
+{
+	struct node a, b;
+	struct stream *s = calloc(1, sizeof(*s));
+	struct ccm_status st;
+	struct ff_stats fs;
+	int want;
+
+	ff_set_late_effects(true);
+	ff_set_delay_ns(100000);
+	ff_set_late_delay_ns(20000000); /* stuck in a socket for a while */
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, NSTREAM * 1024, 0);
+	client_reg(&b, 0, "mirror", 1, NSTREAM * 1024, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	for (;;) {
+		ccm_get_status(b.ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+	s->p = ccm_client_port(b.cl[0].c, 0);
+	s->target = 1 << 30; /* until stopped */
+	s->reads = true;
+	cur_stream = s;
+	for (unsigned k = 0; k < NSTREAM; k++)
+		stream_post(s, k);
+	want = 300;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ff_set_stalled("a:0", true);  /* a's side of ic0 only */
+	ff_set_slow("b:0", 15000000); /* b's writes linger on it */
+	bool seen_fenced = false;
+	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
+	for (;;) {
+		assert_true(now_ns() < end);
+		struct fab_link_stats fst;
+		ccm_get_status(a.ccm, &st);
+		if (a.ccm->links[0].fenced) {
+			/* Until b acks, a's end has no endpoint at all. */
+			fab_link_get_stats(a.ccm->links[0].fl, &fst);
+			assert_true(fst.suspended);
+			seen_fenced = true;
+		}
+		if (!st.links[0].up && seen_fenced && !a.ccm->links[0].fenced)
+			break;
+		loop_run_once(L, 100000);
+	}
+	ff_set_slow("b:0", 0);
+	want = s->done + 1000;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ff_set_stalled("a:0", false);
+	want = s->done + 1000;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	s->target = s->total; /* stop, and wait for what is in flight */
+	want = s->total;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	assert_int_equal(s->errors, 0);
+	assert_int_equal(s->verify_errors, 0);
+	run_for(50);
+	for (unsigned k = 0; k < NSTREAM; k++) {
+		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(a.cl[0].c, 0)) + k * 1024;
+		for (unsigned i = 0; i < 1024; i++)
+			assert_int_equal(m[i], s->val[k]);
+	}
+	ff_get_stats(&fs);
+	assert_int_equal(fs.late, 0);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+	free(s);
+}
+
+static void test_link_failover_partner_side(void **state)
+{
+	(void)state;
+	link_failover_reverse();
+}
+
 static void link_failover(bool late_effects, bool one_way)
 {
 	struct node a, b;
@@ -1485,6 +1574,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_one_way_fence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),

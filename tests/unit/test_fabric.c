@@ -806,8 +806,10 @@ static void test_mr_local(void **state)
 
 	(void)state;
 	assert_non_null(lbuf);
-	side_open(&a, "a", A("127.0.0.1", 101), A("127.0.0.1", 102), KEY_A, FAB_LINK_FORCE_MR_LOCAL);
-	side_open(&b, "b", A("127.0.0.1", 102), A("127.0.0.1", 101), KEY_B, FAB_LINK_FORCE_MR_LOCAL);
+	side_open(&a, "a", A("127.0.0.1", 101), A("127.0.0.1", 102), KEY_A,
+		  FAB_LINK_FORCE_MR_LOCAL);
+	side_open(&b, "b", A("127.0.0.1", 102), A("127.0.0.1", 101), KEY_B,
+		  FAB_LINK_FORCE_MR_LOCAL);
 	req_init(&r);
 	assert_int_equal(fab_read(a.link, loose, 64, &rb, 0, &r.op), -EINVAL);
 	assert_int_equal(fab_mr_reg(a.link, lbuf, 8192, 0x3003, 0, &lmr), 0);
@@ -1084,8 +1086,9 @@ static void test_reset_storm(void **state)
 	for (int round = 0; round < 30; round++) {
 		for (int i = 0; i < 4; i++) {
 			req_init(&r[i]);
-			assert_int_equal(fab_write(a.link, buf[i], 4096, &rb, 4096 * (uint64_t)(i + 1),
-						   FAB_DELIVERY_COMPLETE, &r[i].op),
+			assert_int_equal(fab_write(a.link, buf[i], 4096, &rb,
+						   4096 * (uint64_t)(i + 1), FAB_DELIVERY_COMPLETE,
+						   &r[i].op),
 					 0);
 		}
 		/* Sometimes let them get going first. */
@@ -1098,7 +1101,8 @@ static void test_reset_storm(void **state)
 			assert_true(r[i].calls == 1);
 	}
 	fab_link_get_stats(a.link, &st);
-	print_message("30 resets: %" PRIu64 " endpoints recreated, longest loop call %.2f ms (%s)\n",
+	print_message("30 resets: %" PRIu64
+		      " endpoints recreated, longest loop call %.2f ms (%s)\n",
 		      st.resets, (double)st.max_call_ns / 1e6, st.max_call ? st.max_call : "-");
 	assert_true(st.resets >= 1);
 	read_until_ok(&a, buf[0], 64, &rb, 0);
