@@ -1787,6 +1787,10 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	}
 	ep_install(link, &r);
 	open_job_fd(link);
+	/* The statistics of calls count from here: opening blocks by design. */
+	link->st.slow_calls = 0;
+	link->st.max_call_ns = 0;
+	link->st.max_call = NULL;
 	LOG_INFO("%s: link %s -> %s over %s%s%s", link->name, opts->local, opts->peer, link->prov,
 		 link->mr_local ? " (local regions)" : "", link->poll_mode ? " (polling)" : "");
 	*out = link;

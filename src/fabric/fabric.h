@@ -226,11 +226,11 @@ struct fab_link_stats {
 	uint64_t resets;       /* endpoints closed and recreated */
 	uint64_t reset_ns;     /* reactor time of the last reset (closing, handing over) */
 	uint64_t ep_open_ns;   /* time to create the last endpoint (helper thread or not) */
-	uint64_t slow_calls;   /* libfabric calls that held the loop thread over 5 ms */
-	uint64_t max_call_ns;  /* the longest libfabric call on the loop thread */
-	const char *max_call;  /* its name ("fi_cq_read", ...), NULL if none yet */
-	bool ep_ready;	       /* an endpoint is up (false while one is being created) */
-	bool suspended;	       /* fab_link_suspend() without fab_link_resume() yet */
+	uint64_t slow_calls;  /* libfabric calls that held the loop thread over 5 ms (after open) */
+	uint64_t max_call_ns; /* the longest libfabric call on the loop thread (after open) */
+	const char *max_call; /* its name ("fi_cq_read", ...), NULL if none yet */
+	bool ep_ready;	      /* an endpoint is up (false while one is being created) */
+	bool suspended;	      /* fab_link_suspend() without fab_link_resume() yet */
 };
 void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st);
 
