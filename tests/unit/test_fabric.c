@@ -1208,6 +1208,70 @@ static void test_suspend_resume(void **state)
 	side_free(&b);
 }
 
+static int cmp_u64(const void *x, const void *y);
+
+/* What recovering a link costs the reactor: closing and opening it again
+ * (with its regions registered anew), against a reset (the endpoint alone,
+ * created on a helper thread or on the loop). Printed, not asserted. */
+static void test_reset_cost(void **state)
+{
+	enum { N = 9 };
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	unsigned char buf[64];
+	uint64_t reopen[N], reset_loop[N], reset_ep[N], sync_loop[N], first[N];
+
+	(void)state;
+	for (int mode = 0; mode < 3; mode++) {
+		unsigned flags = mode == 2 ? FAB_LINK_SYNC_RESET : 0;
+		side_open(&a, "a", A("127.0.0.1", 221), A("127.0.0.1", 222), KEY_A, flags);
+		side_open(&b, "b", A("127.0.0.1", 222), A("127.0.0.1", 221), KEY_B, 0);
+		assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+		for (int i = 0; i < N; i++) {
+			uint64_t t0 = now_ns();
+			if (mode == 0) {
+				side_close(&a);
+				side_open(&a, "a", A("127.0.0.1", 221), A("127.0.0.1", 222), KEY_A,
+					  0);
+				reopen[i] = now_ns() - t0;
+			} else {
+				fab_link_reset(a.link);
+				(mode == 1 ? reset_loop : sync_loop)[i] = now_ns() - t0;
+				run_until(ep_ready, a.link);
+				fab_link_get_stats(a.link, &st);
+				reset_ep[i] = st.ep_open_ns;
+			}
+			t0 = now_ns();
+			read_until_ok(&a, buf, 64, &rb, 0);
+			first[i] = now_ns() - t0;
+		}
+		qsort(first, N, sizeof(first[0]), cmp_u64);
+		if (mode == 0) {
+			qsort(reopen, N, sizeof(reopen[0]), cmp_u64);
+			print_message("close + open: %.2f ms median on the loop (max %.2f)\n",
+				      (double)reopen[N / 2] / 1e6, (double)reopen[N - 1] / 1e6);
+		} else if (mode == 1) {
+			qsort(reset_loop, N, sizeof(reset_loop[0]), cmp_u64);
+			qsort(reset_ep, N, sizeof(reset_ep[0]), cmp_u64);
+			print_message("reset: %.2f ms median on the loop (max %.2f), endpoint "
+				      "created in %.2f ms on a helper thread\n",
+				      (double)reset_loop[N / 2] / 1e6,
+				      (double)reset_loop[N - 1] / 1e6,
+				      (double)reset_ep[N / 2] / 1e6);
+		} else {
+			qsort(sync_loop, N, sizeof(sync_loop[0]), cmp_u64);
+			print_message("reset on the loop: %.2f ms median (max %.2f)\n",
+				      (double)sync_loop[N / 2] / 1e6,
+				      (double)sync_loop[N - 1] / 1e6);
+		}
+		print_message("   then the first read: %.2f ms median (reconnect)\n",
+			      (double)first[N / 2] / 1e6);
+		side_free(&a);
+		side_free(&b);
+	}
+}
+
 /* Bad options are refused with a clear error. */
 static void test_bad_open(void **state)
 {
@@ -1252,6 +1316,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_storm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_peer_resets_under_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_cost, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
