@@ -625,3 +625,18 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 	}
 	return rc ? -ENOMEM : 0;
 }
+
+unsigned ccm_link_count(const struct ccm *ccm)
+{
+	return ccm ? ccm->n_links : 0;
+}
+
+const char *ccm_link_name(const struct ccm *ccm, unsigned link)
+{
+	return ccm && link < ccm->n_links ? ccm->links[link].name : NULL;
+}
+
+bool ccm_link_is_up(const struct ccm *ccm, unsigned link)
+{
+	return ccm && link < ccm->n_links && ccm->links[link].up;
+}

@@ -56,6 +56,7 @@ enum {
 	OP_READ,
 	OP_WRITE_NOTIFY, /* write stage; then a NOTIFY message */
 	OP_NOTIFY_WAIT,	 /* NOTIFY sent, waiting for its ack */
+	OP_WRITE_LINK,	 /* pinned to one link: never re-issued */
 };
 
 /* States of a transmit slot. */

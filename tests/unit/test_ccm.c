@@ -1429,6 +1429,124 @@ static void test_all_links_lost(void **state)
 	ccm_destroy(b.ccm);
 }
 
+/* ---- per-link writes (the failover monitor's heartbeats) ---- */
+
+struct link_wait {
+	struct ccm *ccm;
+	unsigned link;
+	bool up;
+};
+
+static bool link_state_is(void *arg)
+{
+	struct link_wait *w = arg;
+
+	return ccm_link_is_up(w->ccm, w->link) == w->up;
+}
+
+/* A write pinned to link i lands at the partner through link i only; when
+ * that link dies, its write fails (once) and is not re-issued on the other
+ * link; while the link is down, new ones are refused; after its return
+ * they work again. */
+static void test_write_link(void **state)
+{
+	struct node a, b;
+	struct ccm_port *pa, *pb;
+	struct top t0, t1;
+	uint8_t rec0[64], rec1[64];
+	uint8_t *mb;
+	struct link_wait w;
+
+	(void)state;
+	ff_set_delay_ns(100000);
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "monitor", 1, 2 * 64, 0);
+	client_reg(&b, 0, "monitor", 1, 2 * 64, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	assert_int_equal(ccm_link_count(a.ccm), 2);
+	assert_string_equal(ccm_link_name(a.ccm, 1), "ic1");
+	assert_null(ccm_link_name(a.ccm, 2));
+	w = (struct link_wait){a.ccm, 1, true};
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	w.link = 0;
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	pa = ccm_client_port(a.cl[0].c, 0);
+	pb = ccm_client_port(b.cl[0].c, 0);
+	mb = ccm_port_mem(pb);
+
+	/* Both slots, each over its own link. */
+	memset(rec0, 0x10, sizeof(rec0));
+	memset(rec1, 0x11, sizeof(rec1));
+	top_init(&t0);
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t0.status, 0);
+	assert_int_equal(t1.status, 0);
+	run_for(5);
+	assert_int_equal(mb[0], 0x10);
+	assert_int_equal(mb[64], 0x11);
+	/* Refused at once. */
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 2, &t0.op, rec0, 64, 0), -EINVAL);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 100), -ERANGE);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, NULL, 64, 0), -EINVAL);
+
+	/* ic1 dies with a heartbeat on it: that write fails, once, and never
+	 * lands through ic0. */
+	ff_set_dead("a:1", true);
+	memset(rec1, 0x21, sizeof(rec1));
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t1.status, -ENOLINK);
+	assert_false(ccm_link_is_up(a.ccm, 1));
+	/* While it is down: refused, and ic0 goes on. */
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), -ENOLINK);
+	memset(rec0, 0x20, sizeof(rec0));
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_int_equal(t0.status, 0);
+	run_for(20);
+	assert_int_equal(mb[0], 0x20);
+	assert_int_equal(mb[64], 0x11); /* the dead link's write landed nowhere */
+	assert_int_equal(t1.calls, 0);
+
+	/* ic1 back: its heartbeats again. */
+	ff_set_dead("a:1", false);
+	w = (struct link_wait){a.ccm, 1, true};
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	memset(rec1, 0x31, sizeof(rec1));
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t1.status, 0);
+	run_for(5);
+	assert_int_equal(mb[64], 0x31);
+	assert_int_equal(a.cl[0].term, 0);
+
+	/* The session ends with one in flight: -ECONNRESET. */
+	ff_set_dead("a:0", true);
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	ccm_reset(a.ccm);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_true(t0.status == -ECONNRESET || t0.status == -ENOLINK);
+	ff_set_dead("a:0", false);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
 /* ---- instances ---- */
 
 struct inst_wait {
@@ -1575,6 +1693,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_one_way_fence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),
