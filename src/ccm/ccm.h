@@ -323,7 +323,9 @@ int ccm_port_write(struct ccm_port *p, struct ccm_op *op, const void *buf, size_
  * Through done: 0, -ENOLINK (the link failed under it), -ECONNRESET (the
  * session ended first), -ECANCELED (unregistered), -ESHUTDOWN (destroyed).
  * Keep one in flight per link: a write stuck on a link that died completes
- * only once the CCM takes the link out (ic.link_deadline_ms).
+ * once the CCM takes the link out (ic.link_deadline_ms after its last
+ * heartbeat), or, when the session ended first, once the link returns or
+ * is taken out in a later session.
  *
  * Link indexes are the order of the [ic] link lines, which both nodes
  * list alike: our link i is joined to the partner's link i (the

@@ -1604,6 +1604,25 @@ out:
 		fi_freeinfo(h);
 }
 
+/* libfabric before 1.18 completes an RMA read response twice when its tcp
+ * or net connection fails while the response is half received (upstream
+ * commit a74ea0fcd); rxm then dereferences a NULL context and the process
+ * dies (docs/FABRIC.md). Nothing here can prevent it: say so, once. */
+static void warn_known_crash(const char *name, const char *prov)
+{
+	static bool warned;
+	uint32_t v = fi_version();
+
+	if (warned || FI_MAJOR(v) > 1 || FI_MINOR(v) >= 18)
+		return;
+	if (!strstr(prov, "tcp") && !strstr(prov, "net"))
+		return;
+	warned = true;
+	LOG_WARN("%s: libfabric %u.%u's %s crashes when a connection fails during an RMA read "
+		 "response (fixed in 1.18): a link failure under read load may end this process",
+		 name, FI_MAJOR(v), FI_MINOR(v), prov);
+}
+
 /* What lives as long as the link: fi_getinfo (the first call in a process
  * loads every provider: 100-170 ms), the fabric and the domain. */
 static int open_domain(struct fab_link *link, int addr_format)
@@ -1658,6 +1677,7 @@ static int open_domain(struct fab_link *link, int addr_format)
 		LOG_ERROR("%s: fi_domain(%s): %s", link->name, link->prov, fi_strerror(-rc));
 		return fi_errno(rc);
 	}
+	warn_known_crash(link->name, link->prov);
 	/* Endpoints may be created on a helper thread only if the domain
 	 * allows concurrent calls (regions may be registered meanwhile). */
 	link->async =
