@@ -120,6 +120,9 @@ static void tick_cb(struct loop_timer *t)
 		lane_tick(ccm);
 		sess_tick(ccm);
 	}
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].reopen_pending)
+			ccm_schedule(ccm);
 	inst_update_rates(ccm);
 	if (ccm->tick_count % 50 == 0)
 		inst_rebalance(ccm);
@@ -128,6 +131,8 @@ static void tick_cb(struct loop_timer *t)
 	ccm_schedule(ccm);
 	loop_timer_arm(ccm->loop, &ccm->tick, ccm->hb_ns);
 }
+
+static void shutdown_check(struct loop_timer *t);
 
 static void *alloc_region(size_t len)
 {
@@ -209,6 +214,7 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 	chan_init(&ccm->ctl, ccm, NULL);
 	loop_timer_init(&ccm->tick, tick_cb, ccm);
 	loop_timer_init(&ccm->work, work_cb, ccm);
+	loop_timer_init(&ccm->shutdown_timer, shutdown_check, ccm);
 	*out = ccm;
 	return 0;
 fail:
@@ -260,8 +266,43 @@ int ccm_reset(struct ccm *ccm)
 	}
 }
 
+static void shutdown_check(struct loop_timer *t)
+{
+	struct ccm *ccm = t->arg;
+	bool busy = false;
+
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		busy |= ccm->links[i].inflight_ops > 0;
+	if (busy && now_ns() < ccm->shutdown_deadline_ns) {
+		loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 2 * MS);
+		return;
+	}
+	if (ccm->shutdown_cb) {
+		void (*cb)(void *) = ccm->shutdown_cb;
+		ccm->shutdown_cb = NULL;
+		cb(ccm->shutdown_arg);
+	}
+}
+
+int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg)
+{
+	ccm->shutdown_cb = done;
+	ccm->shutdown_arg = arg;
+	ccm->shutdown_deadline_ns = now_ns() + 200 * MS;
+	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
+		sess_end(ccm, CCM_TERM_SHUTDOWN);
+	if (ccm->state == ST_HANDSHAKE) {
+		loop_timer_cancel(ccm->loop, &ccm->hs_timer);
+		ccm->state = ST_IDLE;
+		hs_publish_boot(ccm, BOOT_INIT);
+	}
+	loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 0);
+	return 0;
+}
+
 static void ccm_free(struct ccm *ccm)
 {
+	loop_timer_cancel(ccm->loop, &ccm->shutdown_timer);
 	loop_timer_cancel(ccm->loop, &ccm->tick);
 	loop_timer_cancel(ccm->loop, &ccm->work);
 	loop_timer_cancel(ccm->loop, &ccm->hs_timer);

@@ -75,9 +75,16 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 int ccm_start(struct ccm *ccm);
 
 /**
- * Tell the partner the session ends (best effort), alert the clients,
- * close the links and free everything. Clients should have unregistered;
- * operations still in flight complete with -ESHUTDOWN.
+ * Orderly stop: end the session (clients are alerted, the partner is told)
+ * and call @p done from the loop once the goodbye has left, or after 200 ms
+ * at most. No new session forms afterwards. Then call ccm_destroy().
+ */
+int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg);
+
+/**
+ * Tell the partner the session ends (best effort: ccm_shutdown() first makes
+ * sure it is sent), alert the clients, close the links and free everything. Clients should have
+ * unregistered; operations still in flight complete with -ESHUTDOWN.
  */
 void ccm_destroy(struct ccm *ccm);
 

@@ -125,17 +125,20 @@ struct ccm_link {
 	struct fab_link *fl;
 	struct fab_mr *boot_mr, *slot_mr, *sess_mr;
 	bool up;
-	bool abort_pending;  /* fail its operations now (after an error) */
-	bool reset_pending;  /* close and reopen it (after a hang) */
+	bool reset_pending;  /* close and reopen it, outside of fabric callbacks */
 	bool reopen_pending; /* reopening failed: try again at the next tick */
 	uint64_t last_ok_ns;
 	uint64_t last_change_ns;
 	struct loop_timer deadline;
+	uint64_t deadline_due; /* when the deadline timer should fire */
+	bool grace;	       /* one more chance given after a reactor stall */
 	/* heartbeat: a read of the partner's session region */
 	struct fab_op hb_op;
 	bool hb_busy;
 	uint64_t hb_post_ns;
 	uint64_t hb_epoch;
+	uint64_t next_probe_ns; /* a dead lane is probed with backoff */
+	uint64_t probe_backoff_ns;
 	struct wire_sess hb_buf;
 	uint64_t rtt_ns;
 	/* first read of the handshake, posted on every link at once */
@@ -317,6 +320,11 @@ struct ccm {
 	struct ccm_chan *ack_list;
 	bool in_terminate;
 	bool in_work;
+	/* ccm_shutdown */
+	struct loop_timer shutdown_timer;
+	void (*shutdown_cb)(void *arg);
+	void *shutdown_arg;
+	uint64_t shutdown_deadline_ns;
 };
 
 /* Copy a NUL-terminated string into a fixed wire field of @p size bytes,
@@ -392,15 +400,20 @@ int lane_open_all(struct ccm *ccm);
 void lane_close_all(struct ccm *ccm);
 struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len);
 void lane_ok(struct ccm_link *l);
-/* Take a lane out: after an error (@p hang false) its operations are
- * aborted; after a missed deadline (@p hang true) the link is closed and
- * reopened, so that nothing still held by the provider can land later. */
-void lane_fail(struct ccm_link *l, const char *why, bool hang);
+/*
+ * Take a lane out (an error, or a missed deadline): it is closed and
+ * reopened, and its operations are re-issued on the others by their owners.
+ * Closing is the only way to be sure the provider never touches their
+ * buffers again: fab_link_abort leaves them to the provider, and one stuck
+ * on a stalled connection may complete much later, into or from a buffer
+ * the client has reused.
+ */
+void lane_fail(struct ccm_link *l, const char *why);
+void lane_reset_down(struct ccm *ccm);
 void lane_session_begin(struct ccm *ccm, unsigned hs_link);
 void lane_session_end(struct ccm *ccm);
 void lane_tick(struct ccm *ccm);
 void lane_do_aborts(struct ccm *ccm);
-void lane_abort_down(struct ccm *ccm);
 unsigned lane_up_count(const struct ccm *ccm);
 bool lane_error_is_link(int status);
 void lane_account(struct ccm_link *l, size_t len, int status);

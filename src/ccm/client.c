@@ -202,7 +202,7 @@ void op_issue(struct ccm *ccm, struct ccm_op *op)
 			break; /* the lane is busy: retried on a completion or the tick */
 		char why[80];
 		snprintf(why, sizeof(why), "cannot post an operation (%s)", strerror(-rc));
-		lane_fail(l, why, false);
+		lane_fail(l, why);
 	}
 	pending_push(ccm, op);
 }
@@ -283,7 +283,7 @@ static void op_done(struct fab_op *fop, int status)
 		 * or reset of a lane already declared dead costs no try. */
 		char why[80];
 		snprintf(why, sizeof(why), "operation failed (%s)", strerror(-status));
-		lane_fail(l, why, false);
+		lane_fail(l, why);
 		if (++op->tries > 2 * ccm->n_links + 2) {
 			op_finish(op, status);
 			return;

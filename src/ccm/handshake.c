@@ -649,17 +649,9 @@ void hs_tick(struct ccm *ccm)
 	if (ccm->state == ST_HANDSHAKE && ccm->hs_busy &&
 	    now - ccm->hs_post_ns > ccm->session_deadline_ns) {
 		struct ccm_link *l = &ccm->links[ccm->hs_link];
-		LOG_DEBUG("handshake operation on %s hangs; aborting it", l->name);
-		l->abort_pending = true;
+		LOG_DEBUG("handshake operation on %s hangs; resetting the link", l->name);
+		l->reset_pending = true;
 		ccm_schedule(ccm);
-	}
-	if (ccm->probe_busy && now - ccm->probe_post_ns > ccm->link_deadline_ns) {
-		struct ccm_link *l =
-		    &ccm->links[(ccm->probe_link + ccm->n_links - 1) % ccm->n_links];
-		if (!l->up) {
-			l->abort_pending = true;
-			ccm_schedule(ccm);
-		}
 	}
 }
 

@@ -35,11 +35,26 @@ static void deadline_cb(struct loop_timer *t)
 	struct ccm_link *l = t->arg;
 	char why[64];
 
-	if (l->ccm->state != ST_SETUP && l->ccm->state != ST_UP)
+	struct ccm *ccm = l->ccm;
+	uint64_t now = now_ns();
+
+	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
+	if (!l->grace && now > l->deadline_due &&
+	    now - l->deadline_due > ccm->link_deadline_ns / 4) {
+		/* The timer itself is late: the reactor stalled (a blocking
+		 * connect, an overloaded host), so the missing heartbeats say
+		 * nothing about the link. Look again shortly. */
+		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
+			  (unsigned long long)((now - l->deadline_due) / MS));
+		l->grace = true;
+		l->deadline_due = now + ccm->link_deadline_ns / 2;
+		loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns / 2);
+		return;
+	}
 	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 		 (unsigned long long)(l->ccm->link_deadline_ns / MS));
-	lane_fail(l, why, true);
+	lane_fail(l, why);
 }
 
 static void hb_done(struct fab_op *op, int status);
@@ -254,6 +269,8 @@ void lane_ok(struct ccm_link *l)
 	uint64_t now = now_ns();
 
 	l->last_ok_ns = now;
+	l->grace = false;
+	l->deadline_due = now + ccm->link_deadline_ns;
 	loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns);
 	if (l->up)
 		return;
@@ -266,7 +283,7 @@ void lane_ok(struct ccm_link *l)
 	ccm_schedule(ccm);
 }
 
-void lane_fail(struct ccm_link *l, const char *why, bool hang)
+void lane_fail(struct ccm_link *l, const char *why)
 {
 	struct ccm *ccm = l->ccm;
 	uint64_t now = now_ns();
@@ -276,10 +293,10 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 	l->up = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
-	if (hang)
-		l->reset_pending = true;
-	else
-		l->abort_pending = true;
+	l->reset_pending = true;
+	/* Probe the dead lane again after a deadline, then less and less often. */
+	l->probe_backoff_ns = ccm->link_deadline_ns;
+	l->next_probe_ns = now + l->probe_backoff_ns;
 	if (lane_up_count(ccm) == 0) {
 		ccm->all_down_since_ns = now;
 		LOG_WARN("link %s down: %s; no link left, the session ends in %llu ms unless "
@@ -292,19 +309,20 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 	ccm_schedule(ccm);
 }
 
-/* Outside of any fabric callback: abort the lanes that failed with an
- * error, reset (close and reopen) those that hung. Their operations fail
- * and are re-issued on the other lanes by their owners. */
+/* Outside of any fabric callback: reset (close and reopen) the lanes that
+ * failed. Their operations fail with -ECANCELED and are re-issued on the
+ * other lanes by their owners. Reopening costs the reactor 10-40 ms
+ * (fab_link_open), once per failure. */
 void lane_do_aborts(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
-		bool reset = l->reset_pending, abort_ = l->abort_pending;
-		if (!reset && !abort_ && !l->reopen_pending)
+		if (!l->reset_pending && !l->reopen_pending)
 			continue;
-		l->abort_pending = l->reset_pending = false;
-		if (reset || l->reopen_pending) {
+		l->reset_pending = false;
+		{
 			int rc;
+			uint64_t t0 = now_ns();
 			if (l->fl)
 				lane_close_one(ccm, i);
 			rc = lane_open_one(ccm, i);
@@ -317,8 +335,8 @@ void lane_do_aborts(struct ccm *ccm)
 				continue;
 			}
 			l->reopen_pending = false;
-		} else if (l->fl) {
-			fab_link_abort(l->fl);
+			LOG_INFO("link %s reset (closed and reopened in %llu ms)", l->name,
+				 (unsigned long long)((now_ns() - t0) / MS));
 		}
 		if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 			continue;
@@ -337,13 +355,14 @@ void lane_do_aborts(struct ccm *ccm)
 
 /* At the end of a session: operations left on dead lanes (probes waiting
  * for a partner that is gone) complete now. */
-void lane_abort_down(struct ccm *ccm)
+void lane_reset_down(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
-		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || ccm->probe_busy))
-			fab_link_abort(l->fl);
+		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || l->hs_busy))
+			l->reset_pending = true;
 	}
+	lane_do_aborts(ccm);
 }
 
 void lane_session_begin(struct ccm *ccm, unsigned hs_link)
@@ -360,12 +379,14 @@ void lane_session_begin(struct ccm *ccm, unsigned hs_link)
 	/* The handshake just worked on this one: traffic can start on it. */
 	if (hs_link < ccm->n_links) {
 		struct ccm_link *l = &ccm->links[hs_link];
+		uint64_t d = ccm->link_deadline_ns > ccm->session_deadline_ns
+				 ? ccm->link_deadline_ns
+				 : ccm->session_deadline_ns;
 		l->up = true;
 		l->last_ok_ns = now;
-		loop_timer_arm(ccm->loop, &l->deadline,
-			       ccm->link_deadline_ns > ccm->session_deadline_ns
-				   ? ccm->link_deadline_ns
-				   : ccm->session_deadline_ns);
+		l->grace = false;
+		l->deadline_due = now + d;
+		loop_timer_arm(ccm->loop, &l->deadline, d);
 	}
 }
 
@@ -398,10 +419,16 @@ static void hb_done(struct fab_op *op, int status)
 	if (l->hb_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
 		return;
 	if (status < 0) {
+		if (!l->up) {
+			uint64_t b =
+			    l->probe_backoff_ns ? l->probe_backoff_ns : ccm->link_deadline_ns;
+			l->next_probe_ns = now_ns() + b;
+			l->probe_backoff_ns = b * 2 > 1000 * MS ? 1000 * MS : b * 2;
+		}
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;
 		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
-		lane_fail(l, why, false);
+		lane_fail(l, why);
 		return;
 	}
 	s = l->hb_buf;
@@ -411,7 +438,7 @@ static void hb_done(struct fab_op *op, int status)
 	}
 	if (from_le64(s.generation) != ccm->partner.gen ||
 	    from_le64(s.session_id) != ccm->session_id) {
-		lane_fail(l, "the partner's session region belongs to another session", false);
+		lane_fail(l, "the partner's session region belongs to another session");
 		return;
 	}
 	uint64_t rtt = now_ns() - l->hb_post_ns;
@@ -442,6 +469,8 @@ void lane_start_hb(struct ccm *ccm)
 			continue;
 		if (l->hb_busy)
 			continue; /* on a dead lane it waits for the link to return */
+		if (!l->up && now < l->next_probe_ns)
+			continue;
 		rc = fab_read(l->fl, &l->hb_buf, sizeof(l->hb_buf), &ccm->partner_sess, 0,
 			      &l->hb_op);
 		if (rc == 0) {
@@ -451,7 +480,7 @@ void lane_start_hb(struct ccm *ccm)
 		} else if (rc != -EAGAIN && l->up) {
 			char why[96];
 			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
-			lane_fail(l, why, false);
+			lane_fail(l, why);
 		}
 	}
 }

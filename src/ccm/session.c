@@ -499,15 +499,19 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 		c->remote_acked = false;
 		client_unregister_mrs(ccm, c);
 	}
-	lane_abort_down(ccm);
+	lane_reset_down(ccm);
 	lane_session_end(ccm);
 	memset(ccm->rclients, 0, sizeof(ccm->rclients));
 	ccm->partner_sess = (struct fab_remote){0, 0};
 	ccm_mac_free(ccm);
 	ccm->session_id = 0;
 	ccm->in_terminate = false;
-	if (why != CCM_TERM_SHUTDOWN)
+	if (why != CCM_TERM_SHUTDOWN) {
 		hs_start_epoch(ccm, why == CCM_TERM_LINKS_LOST ? 10 * MS : 1 * MS);
+	} else {
+		ccm->state = ST_IDLE;
+		hs_publish_boot(ccm, BOOT_INIT);
+	}
 }
 
 void sess_tick(struct ccm *ccm)

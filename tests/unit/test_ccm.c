@@ -551,6 +551,21 @@ static void test_wrong_partner_and_self(void **state)
 	ccm_destroy(a.ccm);
 }
 
+/* The [ic] key this module added. */
+static void test_config_key(void **state)
+{
+	struct duet_config cfg;
+	char err[256];
+	const char *text = "[node]\nid = a\nshelf = /s\ncontrol = /c\n[nbd]\nlisten = "
+			   "127.0.0.1:1\n[ic]\ninstance_max_load = 800M\n";
+
+	(void)state;
+	assert_int_equal(config_load_string("t.conf", text, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.ic.instance_max_load, 800ull << 20);
+	config_defaults(&cfg);
+	assert_int_equal(cfg.ic.instance_max_load, 0);
+}
+
 static void test_missing_secret(void **state)
 {
 	struct duet_config cfg;
@@ -986,6 +1001,43 @@ static void test_reset_and_rehandshake(void **state)
 	ccm_destroy(a.ccm);
 }
 
+static int shutdown_done;
+
+static void on_shutdown(void *arg)
+{
+	(void)arg;
+	shutdown_done++;
+}
+
+/* An orderly stop: the partner hears it (no waiting for deadlines). */
+static void test_shutdown(void **state)
+{
+	struct node a, b;
+
+	(void)state;
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, 4096, 0);
+	client_reg(&b, 0, "mirror", 1, 4096, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	shutdown_done = 0;
+	assert_int_equal(ccm_shutdown(a.ccm, on_shutdown, NULL), 0);
+	assert_int_equal(a.cl[0].term, 1);
+	assert_int_equal(a.cl[0].last_term, CCM_TERM_SHUTDOWN);
+	wait_count(&shutdown_done, 1);
+	ccm_client_unregister(a.cl[0].c);
+	ccm_destroy(a.ccm);
+	wait_count(&b.cl[0].term, 1);
+	assert_int_equal(b.cl[0].last_term, CCM_TERM_PARTNER_RESET);
+	assert_int_equal(state_of(&b), CCM_SESSION_HANDSHAKING);
+	ccm_destroy(b.ccm);
+}
+
 static void test_partner_crash(void **state)
 {
 	struct node a, b;
@@ -1387,11 +1439,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_sided_client, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_and_rehandshake, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partner_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
