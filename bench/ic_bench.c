@@ -23,8 +23,11 @@
  *   failover  a stream of writes; --trials times: set --cut-if down (in this
  *             process's network namespace, ioctl SIOCSIFFLAGS: what
  *             `ip link set down` does), time until the CCM reports
- *             --cut-link down and until every write in flight at the cut
- *             has completed (re-issued on the other link), set it up again,
+ *             --cut-link down (detect) and until every write posted before
+ *             that (in flight at the cut, or sent to the dead link before
+ *             it was taken out) has completed (moved: re-issued on the
+ *             other link), the longest time with no completion at all
+ *             (stall); after 200 ms on one link set it up again,
  *             time until the link is back and carries writes:
  *             metric=ccm_failover moved_p50_ms ...
  * --spin: the loop never sleeps (loop_run_once with no wait), for a
@@ -88,7 +91,7 @@ struct bslot {
 	struct bport *bp;
 	unsigned idx;
 	bool busy;
-	unsigned mark; /* trial number when in flight at that trial's cut */
+	unsigned mark; /* trial number: posted before that trial's link was taken out */
 	uint64_t t_post;
 };
 
@@ -102,7 +105,7 @@ struct bport {
 };
 
 struct trial {
-	double detect_ms, moved_ms, stall_ms, back_ms, carry_ms, cut_call_ms;
+	double detect_ms, moved_ms, stall_ms, stall_at_ms, back_ms, carry_ms, cut_call_ms;
 };
 
 struct bench {
@@ -146,6 +149,8 @@ struct bench {
 	int ifsock;	/* socket for SIOCSIFFLAGS in this namespace */
 	unsigned trial; /* 1-based while running */
 	uint64_t t_phase, t_cut, t_detect, t_moved, t_last_done, max_gap, t_restore, t_back;
+	uint64_t t_last_marked; /* completion of the last marked write so far */
+	uint64_t t_gap;		/* start of the longest stall */
 	uint64_t carry_bytes0;
 	unsigned pending_pre;
 	struct trial res[MAX_TRIALS];
@@ -206,6 +211,12 @@ static void slot_done(struct ccm_op *op, int status)
 	uint64_t now = now_ns();
 
 	s->busy = false;
+	if (s->mark && s->mark == b->trial && b->phase == FO_CUT) {
+		s->mark = 0;
+		b->t_last_marked = now;
+		if (--b->pending_pre == 0 && b->t_detect)
+			b->t_moved = now;
+	}
 	if (status) {
 		if (status == -ECONNRESET || status == -ESHUTDOWN || status == -ECANCELED) {
 			b->resets++;
@@ -229,14 +240,11 @@ static void slot_done(struct ccm_op *op, int status)
 	}
 	if (b->load == LOAD_FAILOVER) {
 		/* Longest time without any completion since the cut. */
-		if (b->phase == FO_CUT && now - b->t_last_done > b->max_gap)
+		if (b->phase == FO_CUT && now - b->t_last_done > b->max_gap) {
 			b->max_gap = now - b->t_last_done;
-		b->t_last_done = now;
-		if (s->mark && s->mark == b->trial && b->phase == FO_CUT) {
-			s->mark = 0;
-			if (--b->pending_pre == 0)
-				b->t_moved = now;
+			b->t_gap = b->t_last_done;
 		}
+		b->t_last_done = now;
 	}
 	if (b->draining) {
 		finish_if_drained(b);
@@ -266,6 +274,12 @@ static void post_slot(struct bslot *s)
 		return;
 	}
 	s->busy = true;
+	/* Failover: a write posted after the cut and before the link was seen
+	 * out may sit on the dead link; its completion is part of the move. */
+	if (b->load == LOAD_FAILOVER && b->phase == FO_CUT && !b->t_detect) {
+		s->mark = b->trial;
+		b->pending_pre++;
+	}
 }
 
 static void start_port_load(struct bport *bp)
@@ -527,6 +541,7 @@ static void fo_tick(struct loop_timer *t)
 				}
 			}
 		b->t_detect = b->t_moved = b->max_gap = 0;
+		b->t_last_marked = 0;
 		if (if_set(b, false, &call_ns) < 0) {
 			b->errors++;
 			bench_stop(b);
@@ -535,14 +550,18 @@ static void fo_tick(struct loop_timer *t)
 		b->t_cut = now_ns();
 		b->t_last_done = b->t_cut;
 		b->res[b->trial - 1].cut_call_ms = (double)call_ns / 1e6;
-		if (!b->pending_pre)
-			b->t_moved = b->t_cut;
 		b->phase = FO_CUT;
 		b->t_phase = now;
 		return;
 	case FO_CUT:
-		if (!cl->up && !b->t_detect)
+		if (!cl->up && !b->t_detect) {
+			/* Seen out (this tick polls every ms): from now on nothing
+			 * new goes to it; wait for the writes posted before. */
 			b->t_detect = now;
+			if (!b->pending_pre)
+				b->t_moved =
+				    b->t_last_marked > b->t_cut ? b->t_last_marked : b->t_cut;
+		}
 		if (now - b->t_phase > 30000000000ull) {
 			LOG_ERROR("trial %u: link %s not taken out or writes not moved after 30 s",
 				  b->trial, b->cut_link);
@@ -560,6 +579,7 @@ static void fo_tick(struct loop_timer *t)
 			r->detect_ms = ms_since(b->t_cut, b->t_detect);
 			r->moved_ms = ms_since(b->t_cut, b->t_moved);
 			r->stall_ms = (double)b->max_gap / 1e6;
+			r->stall_at_ms = ms_since(b->t_cut, b->t_gap);
 		}
 		if (if_set(b, true, &call_ns) < 0) {
 			b->errors++;
@@ -589,10 +609,11 @@ static void fo_tick(struct loop_timer *t)
 			struct trial *r = &b->res[b->trial - 1];
 			r->back_ms = ms_since(b->t_restore, b->t_back);
 			r->carry_ms = ms_since(b->t_restore, now);
-			printf("trial=%u detect_ms=%.1f moved_ms=%.1f stall_ms=%.1f back_ms=%.1f "
-			       "carry_ms=%.1f cut_call_ms=%.2f errors=%" PRIu64 "\n",
-			       b->trial, r->detect_ms, r->moved_ms, r->stall_ms, r->back_ms,
-			       r->carry_ms, r->cut_call_ms, b->errors);
+			printf(
+			    "trial=%u detect_ms=%.1f moved_ms=%.1f stall_ms=%.1f stall_at_ms=%.1f "
+			    "back_ms=%.1f carry_ms=%.1f cut_call_ms=%.2f errors=%" PRIu64 "\n",
+			    b->trial, r->detect_ms, r->moved_ms, r->stall_ms, r->stall_at_ms,
+			    r->back_ms, r->carry_ms, r->cut_call_ms, b->errors);
 			fflush(stdout);
 		}
 		if (b->trial == b->trials) {
