@@ -11,8 +11,12 @@
 #              of the partner: libfabric's connection set-up), alternating
 #   lat        4 KiB write with delivery complete, one in flight: CCM port
 #              (ccm_port_write CCM_WRITE_DELIVERED) vs raw libfabric vs raw
-#              TCP (bench/fi_raw) vs the src/fabric link, each both sleeping
-#              in epoll and busy-polling, loopback, one link
+#              TCP (bench/fi_raw) vs the bare src/fabric link (ic_bench
+#              fabnode), each both sleeping and busy-polling, loopback, one
+#              link; sleep: the duet loop's epoll (CCM, src/fabric), or
+#              fi_trywait + poll (raw libfabric), or blocking recv (TCP);
+#              spin: loop_run_once(0) on both sides (CCM, src/fabric), or
+#              fi_cq_read / MSG_DONTWAIT spinning (raw)
 #   bw         (root) two network namespaces joined by two veth pairs, each
 #              veth limited by tc tbf to RATE in both directions: streaming
 #              delivered writes through CCM ports over one link, then two,
@@ -157,13 +161,25 @@ if want lat; then
 		wait "$bp" || { echo "partner b exited with an error:"; tail -n 5 "$W/lat-b.err"; FAILED=1; }
 		PIDS=()
 	}
+	fab_lat() { # spin-flag wait-name: the bare src/fabric link, same loop
+		"$IC" fabnode --config "$W/b.conf" $1 >/dev/null 2>"$W/fab-b.err" &
+		local bp=$!
+		PIDS+=("$bp")
+		timeout 300 "$IC" fabnode --config "$W/a.conf" --load lat --iters "$ITERS" $1 \
+			2>"$W/fab-a.err" | grep '^metric=' | sed "s/^metric=fab_write_dc_lat/metric=fab_write_dc_lat_${2}/" >>"$W/lat.out" ||
+			{ echo "fabric latency run failed:"; tail -n 5 "$W/fab-a.err"; FAILED=1; }
+		kill -TERM "$bp" 2>/dev/null
+		wait "$bp" 2>/dev/null
+		PIDS=()
+	}
 	for ((r = 0; r < ROUNDS; r++)); do
 		"$FIRAW" --port $((BASE + 4)) --iters "$ITERS" --mode fi_lat_wait >>"$W/lat.out" 2>>"$W/lat.err" || FAILED=1
+		fab_lat "" sleep
 		ccm_lat "" sleep
 		"$FIRAW" --port $((BASE + 4)) --iters "$ITERS" --mode fi_lat >>"$W/lat.out" 2>>"$W/lat.err" || FAILED=1
+		fab_lat --spin spin
 		ccm_lat --spin spin
 		"$FIRAW" --port $((BASE + 4)) --iters "$ITERS" --mode tcp_lat >>"$W/lat.out" 2>>"$W/lat.err" || FAILED=1
-		"$FIRAW" --port $((BASE + 4)) --iters "$ITERS" --mode link_lat >>"$W/lat.out" 2>>"$W/lat.err" || FAILED=1
 	done
 	lat_of() { grep "^metric=$1 " "$W/lat.out" | while read -r l; do kv "$l" "$2"; done | med; }
 	echo "| path | wait | p50 | p99 | p50 / raw libfabric (same wait) |"
@@ -171,6 +187,7 @@ if want lat; then
 	for w in sleep spin; do
 		raw=$(lat_of "fi_write_4k_dc_lat_$w" p50_us)
 		for m in "ccm_write_dc_lat_$w:CCM port (ccm_port_write, delivered)" \
+			"fab_write_dc_lat_$w:src/fabric link (fab_write, delivered; no CCM)" \
 			"fi_write_4k_dc_lat_$w:raw libfabric (fi_writemsg FI_DELIVERY_COMPLETE)" \
 			"tcp_4k_lat_$w:raw TCP (4 KiB, 8 B answer)"; do
 			k=${m%%:*} name=${m#*:}
@@ -178,8 +195,6 @@ if want lat; then
 			echo "| $name | $w | $p50 | $(lat_of "$k" p99_us) | $(ratio "$p50" "$raw") |"
 		done
 	done
-	p50=$(lat_of link_write_4k_dc_lat p50_us)
-	echo "| src/fabric link (fab_write, delivered) | sleep | $p50 | $(lat_of link_write_4k_dc_lat p99_us) | $(ratio "$p50" "$(lat_of fi_write_4k_dc_lat_sleep p50_us)") |"
 	echo "target: CCM <= 1.15x raw libfabric"
 fi
 

@@ -10,7 +10,10 @@
  *            [--ports N] [--size B] [--inflight N] [--iters N] [--warmup N]
  *            [--duration S] [--warmup-s S] [--no-delivered] [--stats-ms MS]
  *            [--trials N] [--cut-link NAME --cut-if IFNAME] [--report-up]
- *   ic_bench fabnode --config FILE      (src/fabric only: the connection floor)
+ *   ic_bench fabnode --config FILE [--load none|lat] [--spin] [--iters N]
+ *            (src/fabric only: the connection floor; with --load lat the
+ *            same 4 KiB delivered-write loop as the CCM's, on the bare link,
+ *            against a partner fabnode: metric=fab_write_dc_lat)
  *   ic_bench launch --config A --config B [--runs N] [--fabric-only | --both]
  *
  * Loads (the node with no load serves its partner until SIGTERM/SIGINT):
@@ -59,6 +62,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,7 +77,8 @@
 #define MAX_TRIALS   100
 #define MAX_RUNS     200
 #define FAB_KEY	     0x1cb0
-#define FAB_REGION   256
+#define FAB_REGION   256  /* the first read: as the CCM's boot region */
+#define FAB_MEM	     4096 /* region for fabnode --load lat writes */
 
 enum load { LOAD_NONE, LOAD_LAT, LOAD_STREAM, LOAD_FAILOVER };
 
@@ -673,6 +678,17 @@ static int setup_signals(struct bench *b)
 	return loop_io_add(b->loop, &b->sig_io, b->sig_fd, EPOLLIN, on_signal, b);
 }
 
+/* A launched child stops when its parent closes its stdin (a pipe). */
+static void watch_stdin(struct bench *b)
+{
+	struct stat st;
+
+	if (fstat(0, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return;
+	set_nonblock(0, true);
+	loop_io_add(b->loop, &b->stdin_io, 0, EPOLLIN, on_stdin, b);
+}
+
 /* Run until stopped: sleeping in epoll, or spinning. */
 static int run_loop(struct bench *b)
 {
@@ -719,10 +735,8 @@ static int run_node(struct bench *b, const char *config)
 		return rc;
 	if ((rc = loop_create(&b->loop)) < 0 || (rc = setup_signals(b)) < 0)
 		return rc;
-	if (b->report_up) {
-		set_nonblock(0, true);
-		loop_io_add(b->loop, &b->stdin_io, 0, EPOLLIN, on_stdin, b);
-	}
+	if (b->report_up)
+		watch_stdin(b);
 	if ((rc = ccm_create(b->loop, &cfg, &b->ccm)) < 0)
 		return rc;
 	/* First thing, as duetd does: links and boot region. */
@@ -827,8 +841,9 @@ struct fabnode {
 	struct fab_link *link;
 	struct fab_op op;
 	struct fab_remote rem;
-	uint8_t local[FAB_REGION];
+	uint8_t local[FAB_MEM];
 	int tries;
+	uint64_t t_post;
 };
 
 static void fab_read_done(struct fab_op *op, int status);
@@ -838,7 +853,45 @@ static int fab_post(struct fabnode *f)
 	f->op.done = fab_read_done;
 	f->op.arg = f;
 	f->tries++;
-	return fab_read(f->link, f->local, sizeof(f->local), &f->rem, 0, &f->op);
+	return fab_read(f->link, f->local, FAB_REGION, &f->rem, 0, &f->op);
+}
+
+static void fab_write_done(struct fab_op *op, int status);
+
+static void fab_write_next(struct fabnode *f)
+{
+	int rc;
+
+	f->op.done = fab_write_done;
+	f->op.arg = f;
+	f->t_post = now_ns();
+	rc = fab_write(f->link, f->local, f->b->size, &f->rem, 0, FAB_DELIVERY_COMPLETE, &f->op);
+	if (rc < 0) {
+		LOG_ERROR("fab_write: %s", strerror(-rc));
+		f->b->exit_rc = 1;
+		bench_stop(f->b);
+	}
+}
+
+/* The same loop as the CCM's latency load, on the bare src/fabric link. */
+static void fab_write_done(struct fab_op *op, int status)
+{
+	struct fabnode *f = op->arg;
+	struct bench *b = f->b;
+
+	if (status) {
+		LOG_ERROR("write failed: %s", strerror(-status));
+		b->exit_rc = 1;
+		bench_stop(b);
+		return;
+	}
+	if (b->lat_done >= b->warmup)
+		b->lat[b->lat_done - b->warmup] = now_ns() - f->t_post;
+	if (++b->lat_done == b->warmup + b->iters) {
+		bench_stop(b);
+		return;
+	}
+	fab_write_next(f);
 }
 
 static void fab_read_done(struct fab_op *op, int status)
@@ -859,6 +912,8 @@ static void fab_read_done(struct fab_op *op, int status)
 	       " handshake_us=0 tries=%d\n",
 	       now_ns(), b->t_main, b->t_started, f->tries);
 	fflush(stdout);
+	if (b->load == LOAD_LAT)
+		fab_write_next(f);
 }
 
 static int run_fabnode(struct bench *b, const char *config)
@@ -866,7 +921,7 @@ static int run_fabnode(struct bench *b, const char *config)
 	struct duet_config cfg;
 	struct fabnode f = {.b = b};
 	struct fab_mr *mr = NULL;
-	static uint8_t region[FAB_REGION];
+	static uint8_t region[FAB_MEM];
 	int rc;
 
 	if ((rc = load_config(config, &cfg)) < 0)
@@ -877,22 +932,43 @@ static int run_fabnode(struct bench *b, const char *config)
 	}
 	if ((rc = loop_create(&b->loop)) < 0 || (rc = setup_signals(b)) < 0)
 		return rc;
-	set_nonblock(0, true);
-	loop_io_add(b->loop, &b->stdin_io, 0, EPOLLIN, on_stdin, b);
+	watch_stdin(b);
+	if (b->load == LOAD_LAT) {
+		if (b->size > FAB_MEM) {
+			fprintf(stderr, "ic_bench: fabnode writes at most %d bytes\n", FAB_MEM);
+			return -EINVAL;
+		}
+		b->lat = calloc(b->iters, sizeof(*b->lat));
+		if (!b->lat)
+			return -ENOMEM;
+	}
 	struct fab_link_opts o = {.name = cfg.ic.links[0].name,
 				  .provider = cfg.ic.provider,
 				  .local = cfg.ic.links[0].local,
 				  .peer = cfg.ic.links[0].peer};
 	if ((rc = fab_link_open(b->loop, &o, NULL, &f.link)) < 0)
 		return rc;
-	if ((rc = fab_mr_reg(f.link, region, sizeof(region), FAB_KEY, FAB_REMOTE_READ, &mr)) < 0)
+	if ((rc = fab_mr_reg(f.link, region, sizeof(region), FAB_KEY,
+			     FAB_REMOTE_READ | FAB_REMOTE_WRITE, &mr)) < 0)
 		return rc;
 	b->t_started = now_ns();
 	f.rem.key = FAB_KEY;
 	f.rem.size = sizeof(region);
 	if ((rc = fab_post(&f)) < 0)
 		return rc;
-	rc = loop_run(b->loop);
+	rc = run_loop(b);
+	if (b->load == LOAD_LAT && b->lat_done == b->warmup + b->iters) {
+		qsort(b->lat, b->iters, sizeof(*b->lat), cmp_u64);
+		printf("metric=fab_write_dc_lat p50_us=%.1f p99_us=%.1f min_us=%.1f iters=%u "
+		       "size=%zu wait=%s\n",
+		       (double)b->lat[b->iters / 2] / 1e3,
+		       (double)b->lat[(size_t)b->iters * 99 / 100] / 1e3, (double)b->lat[0] / 1e3,
+		       b->iters, b->size, b->spin ? "spin" : "sleep");
+		fflush(stdout);
+	} else if (b->load == LOAD_LAT) {
+		b->exit_rc = 1;
+	}
+	free(b->lat);
 	fab_mr_close(mr);
 	fab_link_close(f.link);
 	loop_io_del(b->loop, &b->sig_io);
@@ -1092,7 +1168,7 @@ static void usage(void)
 	    "                [--ports N] [--size B] [--inflight N] [--iters N] [--warmup N]\n"
 	    "                [--duration S] [--warmup-s S] [--no-delivered] [--stats-ms MS]\n"
 	    "                [--trials N] [--cut-link NAME --cut-if IFNAME] [--report-up]\n"
-	    "       ic_bench fabnode --config FILE\n"
+	    "       ic_bench fabnode --config FILE [--load none|lat] [--spin] [--iters N]\n"
 	    "       ic_bench launch --config A --config B [--runs N] [--fabric-only | --both]\n");
 	exit(2);
 }
