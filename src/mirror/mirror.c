@@ -172,6 +172,7 @@ struct mirror {
 	int out_done_result;
 
 	struct loop_timer suspend_timer;
+	int fail_held; /* mirror_fail_held: the error for held writes, or 0 */
 	struct work *work;
 	bool closing;
 	bool reset_pending; /* mirror_reset: waiting for the transport to drain */
@@ -209,7 +210,7 @@ void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cf
 	o->path = path;
 	o->size = cfg->node.nvram_size;
 	o->node_id = cfg->node.id;
-	o->enabled = cfg->mirror.enabled == CONFIG_ON;
+	o->enabled = cfg->mirror.mode == MIRROR_MODE_ON;
 	o->durability = cfg->mirror.durability;
 	o->down = cfg->mirror.down;
 	o->suspend_timeout_ms = cfg->mirror.suspend_timeout_ms;
@@ -1353,6 +1354,11 @@ static void suspend_step(struct mirror *m)
 		return;
 	}
 	now = now_ns();
+	while (m->fail_held && m->state == MIRROR_STATE_DEGRADED && (w = m->wait_logged.head)) {
+		wq_pop(&m->wait_logged);
+		w->st |= W_LOGGED;
+		w->logged(w, m->fail_held);
+	}
 	while ((w = m->wait_logged.head) && now - w->t_start >= limit) {
 		wq_pop(&m->wait_logged);
 		m->n_suspend_timeouts++;
@@ -1366,6 +1372,12 @@ static void suspend_step(struct mirror *m)
 	}
 	if (w)
 		loop_timer_arm(m->loop, &m->suspend_timer, w->t_start + limit - now);
+}
+
+void mirror_fail_held(struct mirror *m, int err)
+{
+	m->fail_held = err < 0 ? err : -EIO;
+	post(m);
 }
 
 /* ---- partner-outdated mark ---- */

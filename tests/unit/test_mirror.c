@@ -231,14 +231,14 @@ static void test_config_keys(void **state)
 			 0);
 	assert_string_equal(cfg.node.nvram, "");
 	assert_int_equal(cfg.node.nvram_size, 64u << 20);
-	assert_int_equal(cfg.mirror.enabled, CONFIG_ON);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_ON);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_MEMORY);
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
 	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.node.nvram, "/var/lib/duet/a.nvram");
 	assert_int_equal(cfg.node.nvram_size, 128u << 20);
-	assert_int_equal(cfg.mirror.enabled, CONFIG_OFF);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_OFF);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_LOCAL_SYNC);
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
 	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
