@@ -104,10 +104,12 @@ static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info
 
 	(void)c;
 	if (!pi->client_present || pi->ports < 1) {
+		/* Its mirror registers once its log is replayed: port_up then. */
 		set_reason(mc, MC_DOWN,
-			   "partner %s has no mirror (its [mirror] mirror is off or local)",
+			   "partner %s has no mirror: still starting, or its [mirror] mirror is "
+			   "off or local",
 			   pi->node);
-		LOG_WARN("%s: this node's writes are not mirrored", mc->reason);
+		LOG_INFO("%s", mc->reason);
 		return;
 	}
 	mc_eval(mc);
