@@ -2,8 +2,8 @@
 """A write load that records every acknowledged write, and its checker.
 
     ackwriter.py write --port P --export NAME --log FILE [--blocks N] [--bs B]
-                       [--qd Q] [--seconds S] [--stop-file F] [--until-dead]
-                       [--rate IOPS] [--allow-errors]
+                       [--qd Q] [--seconds S] [--stop-file F] [--count C]
+                       [--until-dead] [--rate IOPS] [--allow-errors] [--flush-each]
     ackwriter.py check --log FILE[,FILE...] (--port P --export NAME | --file IMG)
                        [--bs B] [--min-acked N]
 
@@ -14,7 +14,8 @@ pattern (run id, write id, block number, repeated over the block). Before a
 write is sent, "S block id" goes to the log; when its reply says success,
 "A block id"; an error reply, "E block id errno". The log is flushed at
 exit and every 256 lines. It runs until S seconds pass or the stop file
-exists (then it drains what is in flight and disconnects cleanly), or, with
+exists or C writes were sent (then it drains what is in flight and
+disconnects cleanly), or, with
 --until-dead, until the server goes away (the connection breaks: exit 0).
 Exit status: 0 when every reply was a success (or --allow-errors), 1
 otherwise; the last stdout line is "acked=N errors=N inflight_at_end=N".
@@ -137,7 +138,7 @@ def cmd_write(a):
     def logline(s):
         log.write(s)
         lines[0] += 1
-        if lines[0] % 256 == 0:
+        if a.flush_each or lines[0] % 256 == 0:
             log.flush()
 
     def receiver():
@@ -169,7 +170,8 @@ def cmd_write(a):
 
     rt = threading.Thread(target=receiver, daemon=True)
     rt.start()
-    t_end = time.monotonic() + a.seconds if a.seconds else None
+    t_start = time.monotonic()
+    t_end = t_start + a.seconds if a.seconds else None
     interval = 1.0 / a.rate if a.rate else 0
     t_next = time.monotonic()
     try:
@@ -177,6 +179,8 @@ def cmd_write(a):
             if t_end and time.monotonic() >= t_end:
                 break
             if a.stop_file and os.path.exists(a.stop_file):
+                break
+            if a.count and stats["sent"] >= a.count:
                 break
             if interval:
                 now = time.monotonic()
@@ -221,8 +225,9 @@ def cmd_write(a):
             os.fsync(log.fileno())
             log.close()
         sock.close()
-    print("acked=%d errors=%d inflight_at_end=%d sent=%d%s" % (
+    print("acked=%d errors=%d inflight_at_end=%d sent=%d elapsed_ms=%d%s" % (
         stats["acked"], stats["errors"], n_inflight, stats["sent"],
+        (time.monotonic() - t_start) * 1000,
         (" dead: " + stats.get("why", "")) if stats["dead"] else ""))
     if stats["dead"] and not a.until_dead:
         print("the server went away", file=sys.stderr)
@@ -325,6 +330,8 @@ def main():
     w.add_argument("--until-dead", action="store_true")
     w.add_argument("--rate", type=float, default=0, help="writes per second (0: no limit)")
     w.add_argument("--allow-errors", action="store_true")
+    w.add_argument("--count", type=int, default=0, help="stop after this many writes")
+    w.add_argument("--flush-each", action="store_true", help="flush the log at every line")
     c = sub.add_parser("check")
     c.add_argument("--log", required=True)
     c.add_argument("--port", type=int)
