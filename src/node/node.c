@@ -231,6 +231,9 @@ void node_destroy(struct node *n)
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);
 	}
+	/* Tasks still posted free themselves (a closed mirror leaves one). */
+	if (n->loop)
+		loop_run_once(n->loop, 0);
 	loop_destroy(n->loop);
 	free(n);
 }
