@@ -536,7 +536,7 @@ static int log_reset(struct mirror *m)
 	geometry(m);
 	m->h[0].state = H_ACTIVE;
 	m->active = 0;
-	/* With mirror = off there is no image: the log is all there is, and
+	/* With mirror = local there is no image: the log is all there is, and
 	 * complete. Otherwise the image is complete only after a resync. */
 	m->hdr_valid = !m->o.enabled;
 	header_update(m);
@@ -621,7 +621,8 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 			  m->o.down == MIRROR_DOWN_SUSPEND ? "being held (mirror_down = suspend)"
 							   : "locally");
 	else
-		set_state(m, MIRROR_STATE_OFF, "mirror = off: local NVRAM log only");
+		set_state(m, MIRROR_STATE_OFF,
+			  "mirror = local: the local NVRAM log only, no partner image");
 	if (m->o.cp_interval_ms)
 		loop_timer_arm(loop, &m->cp_timer, m->o.cp_interval_ms * 1000000ull);
 	LOG_INFO("NVRAM log %s: %llu bytes, halves of %llu, %llu live records", m->path,

@@ -284,7 +284,7 @@ void mirror_loopback_counts(const struct mirror_loopback *lb, uint64_t *writes, 
 
 /** Mirror states, as `duetctl status` shows them. */
 enum mirror_state {
-	MIRROR_STATE_OFF = 0,	/**< mirror = off: local log only */
+	MIRROR_STATE_OFF = 0,	/**< mirror = local: local log only (or no log: mirror = off) */
 	MIRROR_STATE_IN_SYNC,	/**< the partner's image holds every logged record */
 	MIRROR_STATE_DEGRADED,	/**< no partner session: a takeover would lose data */
 	MIRROR_STATE_RESYNCING, /**< partner back: image being brought up to date */
