@@ -9,9 +9,10 @@
 
 write: one NBD connection (fixed newstyle, NBD_OPT_GO, simple replies) with
 Q requests in flight, each a WRITE of one block chosen at random among N,
-never two in flight on the same block. Every block written carries a unique
+never two in flight on the same block (with --zero-pct, that share of them
+are WRITE_ZEROES, half with NO_HOLE). Every block written carries a unique
 pattern (run id, write id, block number, repeated over the block). Before a
-write is sent, "S block id" goes to the log; when its reply says success,
+write is sent, "S block id" (with " z" for a zero write) goes to the log; when its reply says success,
 "A block id"; an error reply, "E block id errno". The log is flushed at
 exit and every 256 lines. It runs until S seconds pass or the stop file
 exists or C writes were sent (then it drains what is in flight and
@@ -21,9 +22,10 @@ Exit status: 0 when every reply was a success (or --allow-errors), 1
 otherwise; the last stdout line is "acked=N errors=N inflight_at_end=N".
 
 check: reads every block the log names (over NBD, or from an image file)
-and checks that it holds the pattern of its last acknowledged write, or of
-a write sent after it that was never acknowledged (in flight when the
-server died); a block with no acknowledged write may also still be zero.
+and checks that it holds the pattern of its last acknowledged write (zeros
+for a zero write), or of a write sent after it that was never acknowledged
+(in flight when the server died); a block with no acknowledged write may
+also still be zero.
 Exit status 0 when all hold, 1 with one line per bad block (the first 20).
 """
 
@@ -48,6 +50,8 @@ INFO_EXPORT = 0
 CMD_READ = 0
 CMD_WRITE = 1
 CMD_DISC = 2
+CMD_WRITE_ZEROES = 6
+FLAG_NO_HOLE = 1 << 1
 PAT_MAGIC = b"DUETACK1"
 
 
@@ -98,6 +102,7 @@ def parse_log(paths):
     """Per block: (last acked id or None, [ids sent after it, unacked])."""
     state = {}
     acked = 0
+    zeros = set()  # ids of WRITE_ZEROES
     for path in paths.split(","):
         with open(path) as f:
             for line in f:
@@ -105,6 +110,8 @@ def parse_log(paths):
                 if len(parts) < 3:
                     continue  # a torn last line
                 kind, block, wid = parts[0], int(parts[1]), int(parts[2])
+                if kind == "S" and len(parts) > 3 and parts[3] == "z":
+                    zeros.add(wid)
                 last, pending = state.get(block, (None, []))
                 if kind == "S":
                     pending = pending + [wid]
@@ -116,7 +123,7 @@ def parse_log(paths):
                 elif kind == "E":
                     pass  # failed: stays a candidate (its content is undefined)
                 state[block] = (last, pending)
-    return state, acked
+    return state, acked, zeros
 
 
 def cmd_write(a):
@@ -201,11 +208,18 @@ def cmd_write(a):
                 cookie = wid
                 inflight[cookie] = (block, wid)
                 busy.add(block)
-                logline("S %d %d\n" % (block, wid))
+                zero = a.zero_pct and rng.randrange(100) < a.zero_pct
+                logline("S %d %d%s\n" % (block, wid, " z" if zero else ""))
             stats["sent"] += 1
-            req = struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, cookie, block * bs, bs)
             try:
-                sock.sendall(req + pattern(bs, run, wid, block))
+                if zero:
+                    # Every other one keeps the range allocated (NO_HOLE).
+                    flags = FLAG_NO_HOLE if wid & 1 else 0
+                    sock.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, CMD_WRITE_ZEROES,
+                                             cookie, block * bs, bs))
+                else:
+                    req = struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, cookie, block * bs, bs)
+                    sock.sendall(req + pattern(bs, run, wid, block))
             except OSError:
                 with lock:
                     stats["dead"] = True
@@ -280,7 +294,7 @@ def decode(data, bs):
 
 
 def cmd_check(a):
-    state, acked = parse_log(a.log)
+    state, acked, zeros = parse_log(a.log)
     if acked < a.min_acked:
         print("only %d acknowledged writes in the log (want %d)" % (acked, a.min_acked))
         return 1
@@ -301,8 +315,9 @@ def cmd_check(a):
             ok = True
             if wid != last:
                 newer += 1
-        elif last is None and d == zero:
-            ok = True
+        elif d == zero and (last is None or last in zeros or
+                            any(p in zeros for p in pending)):
+            ok = True  # never written, or zeroed
         if not ok:
             bad += 1
             if bad <= 20:
@@ -332,6 +347,8 @@ def main():
     w.add_argument("--allow-errors", action="store_true")
     w.add_argument("--count", type=int, default=0, help="stop after this many writes")
     w.add_argument("--flush-each", action="store_true", help="flush the log at every line")
+    w.add_argument("--zero-pct", type=int, default=0,
+                   help="this percentage of the writes are WRITE_ZEROES")
     c = sub.add_parser("check")
     c.add_argument("--log", required=True)
     c.add_argument("--port", type=int)

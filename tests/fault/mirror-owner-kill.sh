@@ -3,7 +3,8 @@
 # flight: after a restart every acknowledged write reads back, the NVRAM log
 # was replayed before the listener opened, and the mirror is in sync again.
 # The client (ackwriter.py) keeps 64 writes in flight, each with a unique
-# pattern, and logs each acknowledgement.
+# pattern (one in ten a WRITE_ZEROES), and logs each acknowledgement. Then
+# the same with durability = local-sync.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/mirror.inc"
@@ -20,7 +21,7 @@ ctl a volume create vol-a 256M >/dev/null
 wait_for is_state a in_sync
 
 step "write load, SIGKILL a with writes in flight"
-writer load --port $A_NBD --export vol-a --blocks 16384 --qd 64 --until-dead
+writer load --port $A_NBD --export vol-a --blocks 16384 --qd 64 --zero-pct 10 --until-dead
 wait_for acked_at_least "$T/load.acks" "$N"
 writer_running || fail "the writer stopped early: $(cat "$T/load.out")"
 log_mark a
@@ -52,5 +53,19 @@ stop_node a
 start_a
 log_since a | grep -q "NVRAM log replayed" && fail "a clean stop left records to replay"
 check_acks "$T/load.acks,$T/load2.acks" --port $A_NBD --export vol-a
+
+step "durability = local-sync: SIGKILL under load, restart, everything reads back"
+stop_node a
+start_a "durability = local-sync" "cp_interval_ms = 600000"
+wait_for is_state a in_sync
+writer load3 --port $A_NBD --export vol-a --blocks 16384 --qd 64 --zero-pct 10 --until-dead
+wait_for acked_at_least "$T/load3.acks" $((N / 2))
+log_mark a
+stop_node a KILL
+writer_wait
+start_a
+log_since a | grep -q "NVRAM log replayed: [1-9][0-9]* records" || fail "no replay at start"
+check_acks "$T/load.acks,$T/load2.acks,$T/load3.acks" --port $A_NBD --export vol-a
+mfield a .durability | grep -qx local-sync || fail "durability $(mfield a .durability)"
 stop_node a
 stop_node b

@@ -27,7 +27,7 @@ wait_for is_state a in_sync
 cp -r --sparse=always "$T/a-shelf" "$T/early-shelf"
 
 step "write load, SIGKILL a with writes in flight"
-writer load --port $A_NBD --export vol-a --blocks 16384 --qd 64 --until-dead
+writer load --port $A_NBD --export vol-a --blocks 16384 --qd 64 --zero-pct 10 --until-dead
 wait_for acked_at_least "$T/load.acks" "$N"
 writer_running || fail "the writer stopped early: $(cat "$T/load.out")"
 stop_node a KILL
