@@ -3,7 +3,7 @@
  * request gets its port and sequence number when first sent and keeps them
  * until answered, so that a request sent again after a session loss is
  * recognised by the partner. WRITE data above PX_INLINE_MAX, and READ data
- * above PX_READ_INLINE_MAX (all of it: see wire.h), lives in the
+ * above it or under load (PX_READ_INLINE_LOAD in wire.h), lives in the
  * request's slot of this node's port memory: the partner RDMA-reads WRITE
  * data from it and RDMA-writes READ data into it. A command whose deadline
  * passes fails with EIO; its requests already sent stay behind, abandoned,
@@ -196,10 +196,19 @@ static void info_from_wire(struct proxy *px, struct nbd_export_info *i, const st
 
 /* ---- sending ---- */
 
-static bool needs_slot(const struct preq *r)
+static bool needs_slot(const struct proxy *px, const struct preq *r)
 {
-	return (r->type == NBD_CMD_READ && r->length > PX_READ_INLINE_MAX) ||
-	       (r->type == NBD_CMD_WRITE && r->length > PX_INLINE_MAX);
+	unsigned busy = 0;
+
+	if (r->type == NBD_CMD_WRITE)
+		return r->length > PX_INLINE_MAX;
+	if (r->type != NBD_CMD_READ)
+		return false;
+	if (r->length > PX_INLINE_MAX)
+		return true;
+	for (unsigned i = 0; i < px->n_ports; i++)
+		busy += px->ports[i].outstanding;
+	return busy >= PX_READ_INLINE_LOAD;
 }
 
 static int send_hello(struct pxport *p)
@@ -289,7 +298,7 @@ static bool seq_room(struct proxy *px)
  * the next one. */
 static struct pxport *pick_port(struct proxy *px, const struct preq *r, int64_t *slot)
 {
-	bool slot_needed = needs_slot(r);
+	bool slot_needed = needs_slot(px, r);
 
 	for (unsigned k = 0; k < px->n_ports; k++) {
 		struct pxport *p = &px->ports[(px->rr + k) % px->n_ports];

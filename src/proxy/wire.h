@@ -17,12 +17,14 @@
 /* WRITE data up to this size rides in the request message; bigger goes by
  * RDMA (the server reads it from the forwarder's slot). */
 #define PX_INLINE_MAX 8192u
-/* READ data the forwarder asks to get inline (PX_F_INLINE on the request).
- * Measured (docs/BENCHMARKS.md): the CCM MACs every message byte (SHA-256,
- * about 3 us per 4 KiB at each end), which costs more than an RDMA write
- * into the slot plus a small reply that shares a batch with others; so the
- * forwarder asks for none. The server still honours the flag. */
-#define PX_READ_INLINE_MAX 0u
+/* READ data up to PX_INLINE_MAX comes back in the reply (the forwarder sets
+ * PX_F_INLINE on the request) only while fewer than this many requests are
+ * in flight: one interconnect round trip less than an RDMA write that must
+ * be delivered before the reply. Under load it goes by RDMA: the CCM MACs
+ * every message byte (SHA-256, about 3 us per 4 KiB at each end), which
+ * costs more CPU than the RDMA write plus a small reply that shares a batch
+ * with others (docs/PROXY.md, "Performance"). */
+#define PX_READ_INLINE_LOAD 4u
 /* Extents of a BLOCK_STATUS reply (one message). */
 #define PX_MAX_EXTENTS 1000u
 /* Volumes in one PX_VOLS message, and in all. */
