@@ -33,6 +33,7 @@ struct key_def {
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
 static const char *const onoff_names[] = {"off", "on", NULL};
+static const char *const mirror_mode_names[] = {"off", "on", "local", NULL};
 static const char *const durability_names[] = {"memory", "local-sync", NULL};
 static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 
@@ -79,7 +80,7 @@ static const struct key_def schema[] = {
     {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
     {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
      false},
-    {"mirror", "mirror", KEY_ENUM, F(mirror.enabled), 0, 0, onoff_names, false},
+    {"mirror", "mirror", KEY_ENUM, F(mirror.mode), 0, 0, mirror_mode_names, false},
     {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
     {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
     {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
@@ -118,7 +119,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->monitor.auto_giveback = CONFIG_OFF;
 	cfg->monitor.giveback_delay_ms = 5000;
 	cfg->node.nvram_size = 64ull << 20;
-	cfg->mirror.enabled = CONFIG_ON;
+	cfg->mirror.mode = MIRROR_MODE_ON;
 	cfg->mirror.durability = DURABILITY_MEMORY;
 	cfg->mirror.down = MIRROR_DOWN_DEGRADE;
 	cfg->mirror.suspend_timeout_ms = 30000;

@@ -42,6 +42,13 @@ enum config_onoff {
 	CONFIG_ON,
 };
 
+/** [mirror] mirror: where a write is logged before it is acknowledged. */
+enum config_mirror_mode {
+	MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
+	MIRROR_MODE_ON,	     /* the local log and the partner's image of it */
+	MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
+};
+
 /** [mirror] durability: which syncs stand behind an acknowledged write. */
 enum config_durability {
 	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
@@ -112,7 +119,7 @@ struct duet_config {
 	} monitor;
 	/** NVRAM mirroring (docs/NVRAM.md). */
 	struct {
-		enum config_onoff enabled; /* mirror = on|off */
+		enum config_mirror_mode mode; /* mirror = on|local|off */
 		enum config_durability durability;
 		enum config_mirror_down down;
 		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */

@@ -172,6 +172,7 @@ struct mirror {
 	int out_done_result;
 
 	struct loop_timer suspend_timer;
+	int fail_held; /* mirror_fail_held: the error for held writes, or 0 */
 	struct work *work;
 	bool closing;
 	bool reset_pending; /* mirror_reset: waiting for the transport to drain */
@@ -209,7 +210,7 @@ void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cf
 	o->path = path;
 	o->size = cfg->node.nvram_size;
 	o->node_id = cfg->node.id;
-	o->enabled = cfg->mirror.enabled == CONFIG_ON;
+	o->enabled = cfg->mirror.mode == MIRROR_MODE_ON;
 	o->durability = cfg->mirror.durability;
 	o->down = cfg->mirror.down;
 	o->suspend_timeout_ms = cfg->mirror.suspend_timeout_ms;
@@ -535,7 +536,7 @@ static int log_reset(struct mirror *m)
 	geometry(m);
 	m->h[0].state = H_ACTIVE;
 	m->active = 0;
-	/* With mirror = off there is no image: the log is all there is, and
+	/* With mirror = local there is no image: the log is all there is, and
 	 * complete. Otherwise the image is complete only after a resync. */
 	m->hdr_valid = !m->o.enabled;
 	header_update(m);
@@ -620,7 +621,8 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 			  m->o.down == MIRROR_DOWN_SUSPEND ? "being held (mirror_down = suspend)"
 							   : "locally");
 	else
-		set_state(m, MIRROR_STATE_OFF, "mirror = off: local NVRAM log only");
+		set_state(m, MIRROR_STATE_OFF,
+			  "mirror = local: the local NVRAM log only, no partner image");
 	if (m->o.cp_interval_ms)
 		loop_timer_arm(loop, &m->cp_timer, m->o.cp_interval_ms * 1000000ull);
 	LOG_INFO("NVRAM log %s: %llu bytes, halves of %llu, %llu live records", m->path,
@@ -1353,6 +1355,11 @@ static void suspend_step(struct mirror *m)
 		return;
 	}
 	now = now_ns();
+	while (m->fail_held && m->state == MIRROR_STATE_DEGRADED && (w = m->wait_logged.head)) {
+		wq_pop(&m->wait_logged);
+		w->st |= W_LOGGED;
+		w->logged(w, m->fail_held);
+	}
 	while ((w = m->wait_logged.head) && now - w->t_start >= limit) {
 		wq_pop(&m->wait_logged);
 		m->n_suspend_timeouts++;
@@ -1366,6 +1373,12 @@ static void suspend_step(struct mirror *m)
 	}
 	if (w)
 		loop_timer_arm(m->loop, &m->suspend_timer, w->t_start + limit - now);
+}
+
+void mirror_fail_held(struct mirror *m, int err)
+{
+	m->fail_held = err < 0 ? err : -EIO;
+	post(m);
 }
 
 /* ---- partner-outdated mark ---- */

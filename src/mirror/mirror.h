@@ -80,7 +80,6 @@ struct mirror_record {
 	uint64_t rec_len;  /**< header + data + padding */
 };
 
-
 /**@}*/
 /* ------------------------------------------------------------------ */
 /** @name Reading an image (a log file or the partner's mirror of one) */
@@ -285,7 +284,7 @@ void mirror_loopback_counts(const struct mirror_loopback *lb, uint64_t *writes, 
 
 /** Mirror states, as `duetctl status` shows them. */
 enum mirror_state {
-	MIRROR_STATE_OFF = 0,	/**< mirror = off: local log only */
+	MIRROR_STATE_OFF = 0,	/**< mirror = local: local log only (or no log: mirror = off) */
 	MIRROR_STATE_IN_SYNC,	/**< the partner's image holds every logged record */
 	MIRROR_STATE_DEGRADED,	/**< no partner session: a takeover would lose data */
 	MIRROR_STATE_RESYNCING, /**< partner back: image being brought up to date */
@@ -426,6 +425,14 @@ struct mirror_flush {
 };
 /** Start @p f; f->done follows, never inline. */
 void mirror_flush(struct mirror *m, struct mirror_flush *f);
+
+/**
+ * Shutting down: from now on, writes held for the partner (mirror_down =
+ * suspend) while it is away fail with @p err at once instead of at their
+ * deadline. Writes already logged, and those of a resync in progress, are
+ * not affected.
+ */
+void mirror_fail_held(struct mirror *m, int err);
 
 /** Status for `duetctl status` and tests. */
 struct mirror_status {

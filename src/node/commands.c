@@ -56,7 +56,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	struct nbd_server_stats st;
 	struct json_object *ha = json_object_new_object();
 	struct json_object *session = json_object_new_object();
-	struct json_object *mirror = json_object_new_object();
+	struct json_object *mirror;
 	struct json_object *nbd = json_object_new_object();
 	struct json_object *volumes;
 
@@ -88,8 +88,11 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		json_object_object_add(resp, "links", json_object_new_array());
 	}
 
-	add_str(mirror, "state", "off");
-	add_u64(mirror, "lag_bytes", 0);
+	mirror = nvram_status_json(n);
+	if (!mirror) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	json_object_object_add(resp, "mirror", mirror);
 
 	nbd_server_get_stats(n->nbd, &st);

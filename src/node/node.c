@@ -127,8 +127,8 @@ static int open_proxy(struct node *n)
 }
 
 /* Boot order follows DESIGN.md: the interconnect comes up first (so the
- * partner can reach us while storage loads), then the shelf, then the
- * listeners and the control socket. */
+ * partner can reach us while storage loads), then the shelf and the NVRAM
+ * log (replayed onto it), then the listeners and the control socket. */
 int node_create(const struct duet_config *cfg, struct node **out)
 {
 	struct node *n = calloc(1, sizeof(*n));
@@ -149,6 +149,14 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	rc = open_storage(n);
+	if (rc < 0)
+		goto err;
+	/* The NVRAM log is replayed onto the shelf before anything can read
+	 * it, then mirroring starts (the CCM session may already be up). */
+	rc = nvram_open(n);
+	if (rc < 0)
+		goto err;
+	rc = nvram_connect(n);
 	if (rc < 0)
 		goto err;
 	rc = open_listeners(n);
@@ -192,9 +200,14 @@ void node_destroy(struct node *n)
 		nbd_server_destroy(n->proxy_nbd);
 	/* No more requests from the partner either (they share the backend). */
 	proxy_stop(n->proxy);
+	/* Writes held for an absent partner (mirror_down = suspend) fail now
+	 * rather than at their deadline. */
+	nvram_release_held(n);
 	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
 	while ((backend_inflight(n->backend) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
+	if (backend_inflight(n->backend) == 0)
+		nvram_close(n); /* a last consistency point, while the backend lives */
 	proxy_destroy(n->proxy);
 	if (backend_inflight(n->backend) > 0)
 		LOG_ERROR("%llu I/O still in flight at exit",
@@ -212,10 +225,15 @@ void node_destroy(struct node *n)
 		}
 		ccm_destroy(n->ccm);
 	}
+	/* After the CCM: mirror writes it still held completed in there. */
+	mirror_ccm_destroy(n->mirror_ccm);
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);
 	}
+	/* Tasks still posted free themselves (a closed mirror leaves one). */
+	if (n->loop)
+		loop_run_once(n->loop, 0);
 	loop_destroy(n->loop);
 	free(n);
 }

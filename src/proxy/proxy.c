@@ -108,7 +108,12 @@ static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info
 	(void)c;
 	snprintf(px->partner, sizeof(px->partner), "%s", pi->node);
 	if (!pi->client_present) {
-		LOG_INFO("partner %s has no proxy: its volumes are not reachable here", pi->node);
+		/* It may still register (a partner registers its proxy only
+		 * after replaying its NVRAM log): its ports come up then. */
+		px->ready_seen = true;
+		px->ready_gen = pi->generation;
+		LOG_INFO("partner %s has no proxy (yet): its volumes are not reachable here",
+			 pi->node);
 		return;
 	}
 	px->session_up = true;
@@ -122,6 +127,7 @@ static void cb_terminating(struct ccm_client *c, enum ccm_term_reason why, void 
 	(void)c;
 	(void)why;
 	px->session_up = false;
+	px->ready_seen = false;
 }
 
 static void cb_port_up(struct ccm_port *cp, void *arg)
@@ -136,6 +142,13 @@ static void cb_port_up(struct ccm_port *cp, void *arg)
 	drop_batch(p);
 	srv_port_up(p);
 	fw_port_up(p);
+	if (!px->session_up && px->ready_seen) {
+		/* The partner's proxy registered during the session: no
+		 * partner_ready follows, its ports just come up. */
+		px->ready_seen = false;
+		px->session_up = true;
+		fw_partner_ready(px, px->ready_gen);
+	}
 }
 
 static void cb_port_down(struct ccm_port *cp, void *arg)

@@ -189,8 +189,10 @@ struct proxy {
 	char node[CCM_NODE_MAX];
 	char partner[CCM_NODE_MAX];
 	uint64_t partner_gen;
-	bool session_up;  /* partner_ready seen, not yet terminating */
-	uint64_t session; /* this instance's id, in both roles */
+	bool session_up;    /* partner_ready seen, not yet terminating */
+	bool ready_seen;    /* partner_ready without a partner proxy: it may register later */
+	uint64_t ready_gen; /* the partner's generation then */
+	uint64_t session;   /* this instance's id, in both roles */
 	unsigned n_ports;
 	size_t port_mem;
 	uint64_t chunk;

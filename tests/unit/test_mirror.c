@@ -80,8 +80,8 @@ static void test_crc32c(void **state)
 		for (size_t len = 0; len < 300; len += 7) {
 			uint32_t a = crc32c(0, buf + off, len);
 			assert_int_equal(a, crc32c_portable(0, buf + off, len));
-			uint32_t b = crc32c(crc32c(0, buf + off, len / 3),
-						   buf + off + len / 3, len - len / 3);
+			uint32_t b = crc32c(crc32c(0, buf + off, len / 3), buf + off + len / 3,
+					    len - len / 3);
 			assert_int_equal(a, b);
 		}
 	}
@@ -231,14 +231,14 @@ static void test_config_keys(void **state)
 			 0);
 	assert_string_equal(cfg.node.nvram, "");
 	assert_int_equal(cfg.node.nvram_size, 64u << 20);
-	assert_int_equal(cfg.mirror.enabled, CONFIG_ON);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_ON);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_MEMORY);
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
 	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.node.nvram, "/var/lib/duet/a.nvram");
 	assert_int_equal(cfg.node.nvram_size, 128u << 20);
-	assert_int_equal(cfg.mirror.enabled, CONFIG_OFF);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_OFF);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_LOCAL_SYNC);
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
 	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
@@ -250,6 +250,16 @@ static void test_config_keys(void **state)
 	assert_false(o.enabled);
 	assert_int_equal(o.durability, DURABILITY_LOCAL_SYNC);
 	assert_int_equal(o.cp_interval_ms, 250);
+	/* mirror = local: the log, no partner. */
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n[mirror]\nmirror = local\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_LOCAL);
+	mirror_opts_from_config(&o, &cfg, "/l");
+	assert_false(o.enabled);
 	/* Bad values name the key. */
 	char bad[1024];
 	snprintf(bad, sizeof(bad), "%s%s", base, "durability = disk\n");
