@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Mirror benchmark: what the NVRAM log and its mirror cost a writer. fio's
 # nbd engine, in the same run, against
-#   on      duetd a of a pair (a, b on loopback, one interconnect link),
-#           [mirror] mirror = on: every write logged and RDMA-written into
-#           b's image before the acknowledgement
-#   local   a single duetd, [mirror] mirror = local (the log, no partner)
-#   off     a single duetd, [mirror] mirror = off (no log: straight to the
-#           volume file, as before the mirror)
-#   nbdkit  nbdkit's file plugin
+#   on        duetd a of a pair (a, b on loopback, one interconnect link),
+#             [mirror] mirror = on: every write logged and RDMA-written into
+#             b's image before the acknowledgement; the log and the image
+#             at their default places, files next to the shelves
+#   on-tmpfs  the same with both files on tmpfs (BENCH_TMPFS): what
+#             durability = memory recommends, no write-back of the log
+#   local     a single duetd, [mirror] mirror = local (the log, no partner)
+#   off       a single duetd, [mirror] mirror = off (no log: straight to the
+#             volume file, as before the mirror)
+#   nbdkit    nbdkit's file plugin
 # each on its own 1 GiB volume on the same filesystem, written fully once
 # before the jobs. Then the raw link round trip (build/bench/fi_raw: a 4 KiB
 # delivery-complete fi_write, and the same through src/fabric), so the
@@ -19,13 +22,12 @@
 #      BENCH_REPEAT   runs of each job per server, rotating who goes first;
 #                     the median run by IOPS is reported (default 1)
 #      BENCH_DIR      where shelves and logs live (default $TMPDIR or /tmp)
-#      BENCH_NVRAM_DIR  where the NVRAM logs live (default: next to the
-#                     shelves; /dev/shm keeps the kernel from writing them back)
+#      BENCH_TMPFS    the tmpfs directory of on-tmpfs (default /dev/shm)
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
-#      BENCH_SERVERS  a subset of "on local off nbdkit" (default all)
+#      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
-# Prints a Markdown table; --write-doc also replaces the "Mirror" section of
-# docs/BENCHMARKS.md with it.
+# Prints Markdown tables; --write-doc also replaces the "Mirror" section of
+# docs/BENCHMARKS.md with them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +54,8 @@ FI_RAW=$build/bench/fi_raw
 SECS=${BENCH_SECONDS:-10}
 REPEAT=${BENCH_REPEAT:-1}
 P=${BENCH_PORT_BASE:-24950}
-SERVERS=${BENCH_SERVERS:-on local off nbdkit}
+SERVERS=${BENCH_SERVERS:-on on-tmpfs local off nbdkit}
+TMPFS=${BENCH_TMPFS:-/dev/shm}
 SIZE=1G
 
 for t in fio nbdkit jq ss; do
@@ -75,7 +78,9 @@ fi
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-mbench.XXXXXX")
 NV=""
-[ -n "${BENCH_NVRAM_DIR:-}" ] && NV=$(mktemp -d "$BENCH_NVRAM_DIR/duet-mbench.XXXXXX")
+if grep -qw on-tmpfs <<<"$SERVERS"; then
+	NV=$(mktemp -d "$TMPFS/duet-mbench.XXXXXX")
+fi
 cd "$W"
 PIDS=()
 cleanup() {
@@ -98,17 +103,18 @@ wait_for() { # wait_for SECONDS CMD...
 	done
 }
 
-# node NAME NBD_PORT MODE [ic lines...]: start a duetd.
+# node NAME NBD_PORT MODE NVRAM_DIR [ic lines...]: start a duetd; its log and
+# image files in NVRAM_DIR ("" for the default places, next to the shelf).
 node() {
-	local name=$1 port=$2 mode=$3
-	shift 3
+	local name=$1 port=$2 mode=$3 nvdir=$4
+	shift 4
 	mkdir -p "$W/$name-shelf"
 	{
 		printf '%s\n' "[node]" "id = $name" "shelf = $W/$name-shelf" "control = $W/$name.sock" \
 			"log_level = warn"
-		[ -z "$NV" ] || echo "nvram = $NV/$name.nvram"
+		[ -z "$nvdir" ] || echo "nvram = $nvdir/$name.nvram"
 		printf '%s\n' "[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode"
-		[ -z "$NV" ] || [ "$mode" != on ] || echo "partner_image = $NV/$name.partner"
+		[ -z "$nvdir" ] || [ "$mode" != on ] || echo "partner_image = $nvdir/$name.partner"
 		[ $# -eq 0 ] || printf '%s\n' "$@"
 	} >"$W/$name.conf"
 	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &
@@ -126,29 +132,35 @@ ic_lines() { # ME PEER LOCAL_PORT PEER_PORT
 mstate() { "$DUETCTL" --socket "$W/$1.sock" status --json | jq -r .mirror.state; }
 in_sync() { [ "$(mstate "$1")" = in_sync ]; }
 
-has() { grep -qw "$1" <<<"$SERVERS"; }
+has() { grep -qw -- "$1" <<<"$SERVERS"; }
 declare -A URI=()
-if has on; then
-	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
-	chmod 600 "$W/cluster.key"
-	mapfile -t la < <(ic_lines a b $((P + 10)) $((P + 11)))
-	mapfile -t lb < <(ic_lines b a $((P + 11)) $((P + 10)))
-	node a $P on "${la[@]}"
-	node b $((P + 1)) on "${lb[@]}"
-	wait_for 30 in_sync a || {
-		echo "mirror.sh: a's mirror is not in sync: $("$DUETCTL" --socket "$W/a.sock" status --json | jq -c .mirror)" >&2
+# pair SERVER A B PORT NVRAM_DIR: a pair on loopback, A serving "bench".
+pair() {
+	local srv=$1 x=$2 y=$3 port=$4 nvdir=$5 lx ly
+	mapfile -t lx < <(ic_lines "$x" "$y" $((port + 10)) $((port + 11)))
+	mapfile -t ly < <(ic_lines "$y" "$x" $((port + 11)) $((port + 10)))
+	node "$x" "$port" on "$nvdir" "${lx[@]}"
+	node "$y" $((port + 1)) on "$nvdir" "${ly[@]}"
+	wait_for 30 in_sync "$x" || {
+		echo "mirror.sh: $x's mirror is not in sync: $("$DUETCTL" --socket "$W/$x.sock" status --json | jq -c .mirror)" >&2
 		exit 1
 	}
-	"$DUETCTL" --socket "$W/a.sock" volume create bench $SIZE >/dev/null
-	URI[on]=nbd://127.0.0.1:$P/bench
+	"$DUETCTL" --socket "$W/$x.sock" volume create bench $SIZE >/dev/null
+	URI[$srv]=nbd://127.0.0.1:$port/bench
+}
+if has on || has on-tmpfs; then
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
+	chmod 600 "$W/cluster.key"
 fi
+has on && pair on a b $P ""
+has on-tmpfs && pair on-tmpfs c d $((P + 5)) "$NV"
 if has local; then
-	node l $((P + 2)) local
+	node l $((P + 2)) local ""
 	"$DUETCTL" --socket "$W/l.sock" volume create bench $SIZE >/dev/null
 	URI[local]=nbd://127.0.0.1:$((P + 2))/bench
 fi
 if has off; then
-	node o $((P + 3)) off
+	node o $((P + 3)) off ""
 	"$DUETCTL" --socket "$W/o.sock" volume create bench $SIZE >/dev/null
 	URI[off]=nbd://127.0.0.1:$((P + 3))/bench
 fi
@@ -163,7 +175,7 @@ if has nbdkit; then
 	URI[nbdkit]=nbd://127.0.0.1:$((P + 4))/
 fi
 ORDER=()
-for s in on local off nbdkit; do has $s && ORDER+=("$s"); done
+for s in on on-tmpfs local off nbdkit; do has $s && ORDER+=("$s"); done
 
 echo "pre-filling ${#ORDER[@]} volumes ($SIZE each)..." >&2
 for s in "${ORDER[@]}"; do
@@ -216,11 +228,11 @@ for j in "${JOBS[@]}"; do
 		for k in $(seq 0 $((n - 1))); do
 			s=${ORDER[$(((k + r - 1) % n))]}
 			echo "$name on $s (${SECS}s, run $r of $REPEAT)..." >&2
-			run_job "$name" "$args" "$s" "$W/$name-$s-$r.json"
+			run_job "$name" "$args" "$s" "$W/$name@$s@$r.json"
 		done
 	done
 	for s in "${ORDER[@]}"; do
-		R["$name $s"]=$(metric "$(median_run "$W/$name-$s"-*.json)")
+		R["$name $s"]=$(metric "$(median_run "$W/$name@$s@"*.json)")
 	done
 done
 
@@ -231,11 +243,13 @@ for p in "${PIDS[@]}"; do
 	}
 done
 mirror_json=""
-if has on; then
-	mirror_json=$("$DUETCTL" --socket "$W/a.sock" status --json | jq -c '.mirror |
-		{state, records, record_bytes, xfers, xfer_bytes, checkpoints, half_switches, space_waits}')
-	[ "$(jq -r .state <<<"$mirror_json")" = in_sync ] || echo "mirror.sh: warning: a's mirror is not in sync at the end: $mirror_json" >&2
-fi
+for x in a c; do
+	[ -S "$W/$x.sock" ] || continue
+	j=$("$DUETCTL" --socket "$W/$x.sock" status --json | jq -c '.mirror |
+		{state, records, xfers, xfer_bytes, checkpoints, half_switches, space_waits}')
+	mirror_json+="${mirror_json:+; }$([ $x = a ] && echo on || echo on-tmpfs): \`$j\`"
+	[ "$(jq -r .state <<<"$j")" = in_sync ] || echo "mirror.sh: warning: $x's mirror is not in sync at the end: $j" >&2
+done
 
 # The link's raw round trip, same machine, right after.
 raw_fi="" raw_link=""
@@ -247,62 +261,74 @@ kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)
 fs=$(df -T "$W" | awk 'NR==2 {print $2}')
-nvfs=$fs
-[ -z "$NV" ] || nvfs=$(df -T "$NV" | awk 'NR==2 {print $2}')
+tmpfs_fs=""
+[ -z "$NV" ] || tmpfs_fs=$(df -T "$NV" | awk 'NR==2 {print $2}')
+field() { # JOB SERVER N: the Nth metric (1 iops, 2 MiB/s, 3 p50, 4 p99)
+	local v
+	v=${R["$1 $2"]:-}
+	[ -n "$v" ] || { echo "-"; return; }
+	awk -v n="$3" '{ print $n }' <<<"$v"
+}
+RATIOS=()
+for on in on on-tmpfs; do
+	has $on || continue
+	for o in off local nbdkit; do has $o && RATIOS+=("$on/$o"); done
+done
+jobs_run() {
+	local j
+	for j in "${JOBS[@]}"; do
+		[ -z "${R["${j%%|*} ${ORDER[0]}"]:-}" ] || echo "${j%%|*}"
+	done
+}
 table() {
-	local hdr="| job |" sep="|---|" s name
+	local hdr="| job |" sep="|---|" s name r
 	for s in "${ORDER[@]}"; do hdr+=" $s IOPS |"; sep+="---:|"; done
-	for s in "${ORDER[@]}"; do hdr+=" $s p50 µs |"; sep+="---:|"; done
-	for s in "${ORDER[@]}"; do hdr+=" $s p99 µs |"; sep+="---:|"; done
-	has on && has off && { hdr+=" on/off |"; sep+="---:|"; }
-	has on && has local && { hdr+=" on/local |"; sep+="---:|"; }
-	has on && has nbdkit && { hdr+=" on/nbdkit |"; sep+="---:|"; }
+	for r in "${RATIOS[@]}"; do hdr+=" $r |"; sep+="---:|"; done
 	echo "$hdr"
 	echo "$sep"
-	for j in "${JOBS[@]}"; do
-		name=${j%%|*}
-		[ -n "${R["$name ${ORDER[0]}"]:-}" ] || continue
-		local row="| $name |" v
-		for s in "${ORDER[@]}"; do read -r v _ _ _ <<<"${R["$name $s"]}"; row+=" $v |"; done
-		for s in "${ORDER[@]}"; do read -r _ _ v _ <<<"${R["$name $s"]}"; row+=" $v |"; done
-		for s in "${ORDER[@]}"; do read -r _ _ _ v <<<"${R["$name $s"]}"; row+=" $v |"; done
-		local on_iops other
-		has on && read -r on_iops _ _ _ <<<"${R["$name on"]}"
-		for s in off local nbdkit; do
-			has on && has $s || continue
-			read -r other _ _ _ <<<"${R["$name $s"]}"
-			row+=" **$(ratio "$on_iops" "$other")** |"
+	for name in $(jobs_run); do
+		local row="| $name |"
+		for s in "${ORDER[@]}"; do row+=" $(field "$name" "$s" 1) |"; done
+		for r in "${RATIOS[@]}"; do
+			row+=" **$(ratio "$(field "$name" "${r%/*}" 1)" "$(field "$name" "${r#*/}" 1)")** |"
 		done
 		echo "$row"
 	done
 }
+lat_table() {
+	local hdr="| job |" sep="|---|" s name
+	for s in "${ORDER[@]}"; do hdr+=" $s p50 / p99 µs |"; sep+="---:|"; done
+	echo "$hdr"
+	echo "$sep"
+	for name in $(jobs_run); do
+		local row="| $name |"
+		for s in "${ORDER[@]}"; do row+=" $(field "$name" "$s" 3) / $(field "$name" "$s" 4) |"; done
+		echo "$row"
+	done
+}
 targets() {
-	has on || return 0
-	local out=() q1 q32 o1 o32 k32
-	read -r q1 _ _ _ <<<"${R["randwrite-4k-qd1 on"]:-0 0 0 0}"
-	read -r q32 _ _ _ <<<"${R["randwrite-4k-qd32 on"]:-0 0 0 0}"
-	if has off; then
-		read -r o1 _ _ _ <<<"${R["randwrite-4k-qd1 off"]:-0 0 0 0}"
-		read -r o32 _ _ _ <<<"${R["randwrite-4k-qd32 off"]:-0 0 0 0}"
-		out+=("on/off at iodepth 32: $(ratio "$q32" "$o32") (target >= 0.8)")
-		out+=("on/off at iodepth 1: $(ratio "$q1" "$o1") (target >= 0.6)")
-	fi
-	if has nbdkit; then
-		read -r k32 _ _ _ <<<"${R["randwrite-4k-qd32 nbdkit"]:-0 0 0 0}"
-		out+=("on/nbdkit at iodepth 32: $(ratio "$q32" "$k32") (target >= 1.0)")
-	fi
-	printf -- '- %s\n' "${out[@]}"
+	local on out=()
+	for on in on on-tmpfs; do
+		has $on || continue
+		if has off; then
+			out+=("$on/off at iodepth 32: $(ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 off 1)") (target >= 0.8)")
+			out+=("$on/off at iodepth 1: $(ratio "$(field randwrite-4k-qd1 $on 1)" "$(field randwrite-4k-qd1 off 1)") (target >= 0.6)")
+		fi
+		has nbdkit && out+=("$on/nbdkit at iodepth 32: $(ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 nbdkit 1)") (target >= 1.0)")
+	done
+	[ ${#out[@]} -eq 0 ] || printf -- '- %s\n' "${out[@]}"
 }
 latency() {
 	[ -n "$raw_fi" ] || return 0
-	local p50 p99 on50 on99 off50
-	read -r _ _ on50 on99 <<<"${R["randwrite-4k-qd1 on"]:-0 0 0 0}"
-	echo "- raw link, 4 KiB delivery-complete fi_write (fi_raw fi_lat_wait): p50 $(kv p50_us "$raw_fi") µs, p99 $(kv p99_us "$raw_fi") µs"
+	local on
+	echo "- raw link, 4 KiB delivery-complete fi_write, both sides sleeping on the CQ (fi_raw fi_lat_wait): p50 $(kv p50_us "$raw_fi") µs, p99 $(kv p99_us "$raw_fi") µs"
 	[ -z "$raw_link" ] || echo "- the same through src/fabric in a duet loop (fi_raw link_lat): p50 $(kv p50_us "$raw_link") µs, p99 $(kv p99_us "$raw_link") µs"
-	echo "- mirror on, 4 KiB random write at iodepth 1 (a whole NBD round trip): p50 $on50 µs, p99 $on99 µs"
+	for on in on on-tmpfs; do
+		has $on || continue
+		echo "- mirror $on, 4 KiB random write at iodepth 1 (a whole NBD round trip): p50 $(field randwrite-4k-qd1 $on 3) µs, p99 $(field randwrite-4k-qd1 $on 4) µs"
+	done
 	if has off; then
-		read -r _ _ off50 _ <<<"${R["randwrite-4k-qd1 off"]:-0 0 0 0}"
-		echo "- mirror off, same job: p50 $off50 µs; so the log and the mirror add $((on50 - off50)) µs at the median"
+		echo "- mirror off, same job: p50 $(field randwrite-4k-qd1 off 3) µs, p99 $(field randwrite-4k-qd1 off 4) µs"
 	fi
 }
 section() {
@@ -312,24 +338,34 @@ section() {
 	echo "writer. fio $(fio --version | sed 's/^fio-//') with the nbd engine, one connection per job, in the same run against:"
 	echo "**on**, duetd a of a pair on loopback (a and b, one interconnect link, tcp;ofi_rxm),"
 	echo "\`[mirror] mirror = on\`, in sync: every write is appended to a's log and RDMA-written"
-	echo "(delivery complete) into b's image before the reply; **local**, a single duetd with"
-	echo "\`mirror = local\` (the log, no partner); **off**, a single duetd with \`mirror = off\`"
-	echo "(no log: writes go straight to the volume file); **nbdkit** $(nbdkit --version | awk '{print $2}') with its file plugin."
-	echo "Durability is the default \`memory\`; consistency points every 1000 ms (default)."
-	echo "Each serves its own 1 GiB volume on the same $fs filesystem, written fully once with"
-	echo "1 MiB writes first; NVRAM logs (64 MiB) on $nvfs$([ -n "$NV" ] && echo " ($BENCH_NVRAM_DIR)" || echo ", next to the shelves")."
-	echo "Each job runs ${SECS} s after 1 s of ramp, time-based; $REPEAT run(s) per server, rotating"
-	echo "which server goes first; the median run by IOPS is shown. Latency is fio's total latency"
-	echo "(\`--lat_percentiles=1\`). Everything (fio, both nodes, nbdkit) shares the machine's CPUs."
+	echo "(delivery complete) into b's image before the reply; the log and b's image are files at"
+	echo "their default places, next to the shelves ($fs); **on-tmpfs**, the same with both files on"
+	echo "${tmpfs_fs:-tmpfs} ($TMPFS), as NVRAM.md recommends for \`durability = memory\` (the kernel never"
+	echo "writes the log back); **local**, a single duetd with \`mirror = local\` (the log, no"
+	echo "partner); **off**, a single duetd with \`mirror = off\` (no log: writes go straight to the"
+	echo "volume file); **nbdkit** $(nbdkit --version | awk '{print $2}') with its file plugin. Durability is the"
+	echo "default \`memory\`, consistency points every 1000 ms, 64 MiB logs. Each serves its own 1 GiB"
+	echo "volume on the same $fs filesystem, written fully once with 1 MiB writes first. Each job"
+	echo "runs ${SECS} s after 1 s of ramp, time-based; $REPEAT run(s) per server, rotating which server"
+	echo "goes first; the median run by IOPS is shown. Latency is fio's total latency"
+	echo "(\`--lat_percentiles=1\`). fio, every node and nbdkit share the machine's CPUs, and the"
+	echo "interconnect is TCP loopback: the mirror's bytes are copied by the kernel on both sides,"
+	echo "which an RDMA NIC would do without the CPUs."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 	echo "- duet: commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), build dir $(basename "$build") ($(meson introspect "$build" --buildoptions 2>/dev/null | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo ?))"
 	echo "- load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-minute load average when the run ended)"
-	echo "- command: \`BENCH_SECONDS=$SECS BENCH_REPEAT=$REPEAT${BENCH_NVRAM_DIR:+ BENCH_NVRAM_DIR=$BENCH_NVRAM_DIR} bench/mirror.sh --write-doc\`"
-	[ -z "$mirror_json" ] || echo "- a's mirror at the end: \`$mirror_json\`"
+	echo "- command: \`BENCH_SECONDS=$SECS BENCH_REPEAT=$REPEAT bench/mirror.sh --write-doc\`"
+	[ -z "$mirror_json" ] || echo "- the mirrors at the end: $mirror_json"
+	echo
+	echo "IOPS, and ratios of IOPS:"
 	echo
 	table
+	echo
+	echo "Latency, p50 / p99 in µs:"
+	echo
+	lat_table
 	echo
 	echo "Targets (issue 4), this run:"
 	echo
@@ -343,6 +379,8 @@ section() {
 
 echo
 table
+echo
+lat_table
 echo
 targets
 latency
