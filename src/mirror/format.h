@@ -129,5 +129,4 @@ int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **d
 /* Count @p rec as applied in the stats. */
 void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec);
 
-
 #endif
