@@ -98,6 +98,12 @@ static void xio_submit(struct nbd_conn *c, struct nbd_xio *x)
 	x->state = XIO_BACKEND;
 	c->n_backend++;
 	c->srv->ops->submit(c->srv->ctx, &x->io);
+	/* Queue the flush task behind whatever the backend posted to run this
+	 * request (the store submits its batch from a task and reaps the
+	 * page-cache hits at once): their replies then leave in this same turn
+	 * of the loop instead of the next one. */
+	if (c->in_rx && c->n_backend > 0)
+		nbd_conn_schedule(c);
 }
 
 /* BLOCK_STATUS on an export whose backend cannot tell: all allocated. */

@@ -70,7 +70,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 
 	add_str(ha, "state", "up");
 	json_object_object_add(ha, "takeover_possible", json_object_new_boolean(0));
-	add_str(ha, "reason", "no partner: failover is not configured");
+	add_str(ha, "reason", "automatic failover is not wired into duetd yet (issue 6)");
 	json_object_object_add(resp, "ha", ha);
 
 	if (n->ccm) {
