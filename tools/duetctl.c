@@ -166,7 +166,8 @@ static void print_status(struct json_object *r)
 	       jstr(ha, "takeover_possible"), jstr(ha, "reason"));
 	printf("session: %s, partner %s, version %s\n", jstr(ses, "state"), jstr(ses, "partner"),
 	       jstr(ses, "partner_version"));
-	printf("mirror: %s, lag %s bytes\n", jstr(mir, "state"), jstr(mir, "lag_bytes"));
+	printf("mirror: %s, lag %s bytes, takeover safe: %s (%s)\n", jstr(mir, "state"),
+	       jstr(mir, "lag_bytes"), jstr(mir, "takeover_safe"), jstr(mir, "reason"));
 	print_links(jget(r, "links"));
 	print_volumes(jget(r, "volumes"));
 }
