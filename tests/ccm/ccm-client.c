@@ -10,6 +10,8 @@
  *   ccm-client --config FILE [--ports N] [--size BYTES] [--inflight N]
  *              [--duration SEC] [--stats-ms MS] [--no-load] [--quiet]
  *              [--write-only]   (no read-back: for latency measurements)
+ *              [--read-size BYTES] (read back only the first BYTES of each
+ *                                 write; default: all of it)
  *
  * A second client, "hb", writes a heartbeat record every 20 ms over each
  * link by itself (ccm_port_write_link, as the failover monitor does) at
@@ -89,7 +91,7 @@ struct tc {
 	struct ccm_client *client;
 	struct tport *ports;
 	unsigned n_ports, inflight;
-	size_t size;
+	size_t size, read_size;
 	bool load, quiet, write_only;
 	uint64_t seed;
 	struct loop_io sig_io;
@@ -155,10 +157,10 @@ static void slot_done(struct ccm_op *op, int status)
 	tc->lat_n++;
 	if (lat > tc->lat_max_ns)
 		tc->lat_max_ns = lat;
-	tc->bytes += tc->size;
+	tc->bytes += s->reading ? tc->read_size : tc->size;
 	if (s->reading) {
 		tc->reads++;
-		if (memcmp(s->buf, s->expect, tc->size) != 0) {
+		if (memcmp(s->buf, s->expect, tc->read_size) != 0) {
 			tc->verify_errors++;
 			LOG_ERROR("port %u slot %u: read back differs from what was written",
 				  tp->idx, s->idx);
@@ -184,8 +186,8 @@ static void post_slot(struct slot *s)
 
 	s->op.done = slot_done;
 	if (s->reading) {
-		memset(s->buf, 0, tc->size);
-		rc = ccm_port_read(tp->p, &s->op, s->buf, tc->size, off);
+		memset(s->buf, 0, tc->read_size);
+		rc = ccm_port_read(tp->p, &s->op, s->buf, tc->read_size, off);
 	} else {
 		fill(s);
 		rc = ccm_port_write(tp->p, &s->op, s->buf, tc->size, off, CCM_WRITE_DELIVERED);
@@ -474,18 +476,24 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: ccm-client --config FILE [--ports N] [--size BYTES] "
 			"[--inflight N] [--duration SEC] [--stats-ms MS] [--no-load] [--quiet] "
-			"[--write-only]\n");
+			"[--write-only] [--read-size BYTES]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},	{"ports", required_argument, NULL, 'p'},
-	    {"size", required_argument, NULL, 's'},	{"inflight", required_argument, NULL, 'i'},
-	    {"duration", required_argument, NULL, 'd'}, {"stats-ms", required_argument, NULL, 'm'},
-	    {"no-load", no_argument, NULL, 'n'},	{"quiet", no_argument, NULL, 'q'},
-	    {"write-only", no_argument, NULL, 'w'},	{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"ports", required_argument, NULL, 'p'},
+	    {"size", required_argument, NULL, 's'},
+	    {"inflight", required_argument, NULL, 'i'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"stats-ms", required_argument, NULL, 'm'},
+	    {"no-load", no_argument, NULL, 'n'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"write-only", no_argument, NULL, 'w'},
+	    {"read-size", required_argument, NULL, 'r'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct tc tc = {.n_ports = 1, .inflight = 8, .size = 4096, .load = true};
 	const char *config = NULL;
@@ -495,7 +503,9 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nqw", opts, NULL)) != -1) {
+	uint64_t read_size = 0;
+
+	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nqwr:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -532,12 +542,17 @@ int main(int argc, char **argv)
 		case 'w':
 			tc.write_only = true;
 			break;
+		case 'r':
+			if (parse_size(optarg, &read_size) < 0 || read_size < 8)
+				usage();
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!config)
 		usage();
+	tc.read_size = read_size && read_size < tc.size ? (size_t)read_size : tc.size;
 	if (config_load(config, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
