@@ -69,7 +69,9 @@
  * tcp;ofi_rxm), meanwhile operations wait in the backlog; the first post
  * on a new endpoint costs 1-3 ms (rxm's transmit pool). Every libfabric
  * call made on the loop thread is timed: calls of 5 ms or more are counted
- * and logged (stats.slow_calls, stats.max_call_ns).
+ * and logged (stats.slow_calls, stats.max_call_ns); with
+ * DUET_FABRIC_CPU_TIMING=1 in the environment the log also gives the
+ * thread's CPU time and context switches during the call (measurements).
  *
  * Process-wide side effects of the first fab_link_open: unless already set,
  * it sets in the environment FI_TCP_NODELAY=1,
