@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Interconnect under a slowed and a cut link (issue 3, tc part): nodes a and
+# b (tests/ccm/ccm-client: the CCM with a client streaming verified RDMA
+# writes, read-backs and ordered messages) in two network namespaces joined
+# by two veth pairs, ic0 and ic1, traffic balanced by least outstanding
+# bytes.
+#   1. both links carry the load;
+#   2. ic1 slowed with tc (tbf, both directions): over a window of traffic,
+#      ic1's share of a's bytes drops well below half (< 25%), no client
+#      error; the limit is removed;
+#   3. ic1 cut with an nftables drop rule in a's namespace: the CCM takes it
+#      out, the load goes on over ic0 with no client error;
+#   4. the rule removed: ic1 comes back and carries traffic again.
+# Every step polls for its condition with a deadline. Needs root, tc, nft
+# and jq (exit 77 otherwise). Namespaces and processes are always removed.
+#
+# Provider net;ofi_rxm and FI_AV_REMOVE_CLEANUP=0 as in
+# tests/ccm/failover-netns.sh (libfabric 1.17 crashes otherwise, docs/CCM.md
+# "Known problems"); override with IC_TC_PROVIDER / FI_AV_REMOVE_CLEANUP.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
+need ip tc nft jq
+CLIENT=$BUILD/tests/ccm/ccm-client
+[ -x "$CLIENT" ] || skip "no $CLIENT (build with -Dtests=true)"
+
+# Under ASan: libfabric's own leaks are not ours.
+export LSAN_OPTIONS="suppressions=$REPO_ROOT/tests/ccm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export FI_AV_REMOVE_CLEANUP=${FI_AV_REMOVE_CLEANUP:-0}
+PROVIDER=${IC_TC_PROVIDER:-net;ofi_rxm}
+SLOW_RATE=${IC_TC_RATE:-40mbit}
+
+TAG=$$
+NSA=ictca$TAG NSB=ictcb$TAG
+declare -A CPID=()
+NS_MADE=0
+
+# Stop the clients (by PID) before the namespaces go, then lib.sh's cleanup.
+ic_exit() {
+	local rc=$? n
+	set +e
+	for n in "${!CPID[@]}"; do kill -s TERM "${CPID[$n]}" 2>/dev/null; done
+	for n in "${!CPID[@]}"; do
+		local deadline=$((SECONDS + 10))
+		while _alive "${CPID[$n]}" && [ $SECONDS -lt $deadline ]; do
+			sleep 0.05
+		done
+		kill -s KILL "${CPID[$n]}" 2>/dev/null
+		wait "${CPID[$n]}" 2>/dev/null
+	done
+	if [ $NS_MADE = 1 ]; then
+		ip netns del "$NSA" 2>/dev/null
+		ip netns del "$NSB" 2>/dev/null
+	fi
+	(exit $rc)
+	_cleanup
+}
+trap ic_exit EXIT
+
+step "namespaces"
+ip netns add "$NSA"
+NS_MADE=1
+ip netns add "$NSB"
+for i in 0 1; do
+	ip link add "ta$i-$TAG" type veth peer name "tb$i-$TAG"
+	ip link set "ta$i-$TAG" netns "$NSA"
+	ip link set "tb$i-$TAG" netns "$NSB"
+	ip -n "$NSA" addr add "10.79.$i.1/24" dev "ta$i-$TAG"
+	ip -n "$NSB" addr add "10.79.$i.2/24" dev "tb$i-$TAG"
+	ip -n "$NSA" link set "ta$i-$TAG" up
+	ip -n "$NSB" link set "tb$i-$TAG" up
+done
+ip -n "$NSA" link set lo up
+ip -n "$NSB" link set lo up
+
+umask 077
+printf 'ic-tc fault test secret, long enough\n' >"$T/secret"
+write_cfg() { # node partner my-octet peer-octet
+	cat >"$T/$1.conf" <<CFG
+[node]
+id = $1
+shelf = $T/$1-shelf
+control = $T/$1.sock
+log_level = info
+[nbd]
+listen = 127.0.0.1:1
+[ic]
+provider = $PROVIDER
+partner = $2
+cluster_id = ic-tc
+secret_file = $T/secret
+balance = least_outstanding
+link = ic0 10.79.0.$3:$PORT_BASE 10.79.0.$4:$PORT_BASE
+link = ic1 10.79.1.$3:$((PORT_BASE + 1)) 10.79.1.$4:$((PORT_BASE + 1))
+CFG
+}
+write_cfg a b 1 2
+write_cfg b a 2 1
+
+start_client() { # node netns
+	ip netns exec "$2" "$CLIENT" --config "$T/$1.conf" --stats-ms 100 --inflight 8 \
+		--size 16K >"$T/$1.out" 2>"$T/$1.log" &
+	CPID[$1]=$!
+}
+
+# Last statistics line of node $1 as JSON ("{}" before the first).
+stats() {
+	local l
+	l=$(grep ' stats {' "$T/$1.out" 2>/dev/null | tail -n 1 | cut -d' ' -f3-)
+	echo "${l:-{\}}"
+}
+q() { stats "$1" | jq -r "$2" 2>/dev/null; } # node jq-filter
+link_bytes() { q "$1" ".links[] | select(.name == \"$2\") | .bytes // 0"; }
+link_state() { q "$1" ".links[] | select(.name == \"$2\") | .state"; }
+client() { q "$1" ".client.$2 // 0"; }
+
+alive() {
+	local n
+	for n in a b; do
+		kill -0 "${CPID[$n]}" 2>/dev/null || fail "ccm-client $n exited"
+	done
+}
+no_errors() {
+	local n f v
+	for n in a b; do
+		for f in errors verify_errors msg_errors; do
+			v=$(client "$n" "$f")
+			[ "${v:-0}" = 0 ] || fail "client $n reports $f=$v"
+		done
+	done
+}
+# until_ok SECS WHAT CMD...: poll CMD (every 50 ms) until it succeeds.
+until_ok() {
+	local secs=$1 what=$2 deadline
+	shift 2
+	deadline=$((SECONDS + secs * TIMEOUT_SCALE))
+	until "$@"; do
+		alive
+		[ $SECONDS -lt $deadline ] || fail "$what (after $((secs * TIMEOUT_SCALE)) s)"
+		sleep 0.05
+	done
+}
+both_up() { [ "$(link_state "$1" ic0)" = up ] && [ "$(link_state "$1" ic1)" = up ]; }
+is_state() { [ "$(link_state "$1" "$2")" = "$3" ]; }
+bytes_past() { local v; v=$(link_bytes "$1" "$2"); [ -n "$v" ] && [ "$v" -gt "$3" ]; }
+writes_past() { local v; v=$(client "$1" writes); [ -n "$v" ] && [ "$v" -gt "$2" ]; }
+downs() { grep -c "link $1 down" "$T/a.log" || true; }
+
+step "session over two links, both carrying the load"
+start_client a "$NSA"
+start_client b "$NSB"
+until_ok 30 "no session with both links up on a" both_up a
+until_ok 10 "b: both links not up" both_up b
+b0=$(link_bytes a ic0) b1=$(link_bytes a ic1)
+until_ok 20 "ic0 carries no traffic" bytes_past a ic0 "$((b0 + 4 * 1048576))"
+until_ok 20 "ic1 carries no traffic" bytes_past a ic1 "$((b1 + 4 * 1048576))"
+no_errors
+echo "   both links up and carrying verified writes and reads"
+
+# share_window MIN_BYTES: ic1's share of a's bytes over the traffic since
+# the last call (sets SHARE, TOTAL once at least MIN_BYTES moved).
+W0=0 W1=0
+window_start() { W0=$(link_bytes a ic0) W1=$(link_bytes a ic1); }
+slow_share_low() { # min-bytes max-share
+	local c0 c1 d0 d1
+	c0=$(link_bytes a ic0) c1=$(link_bytes a ic1)
+	d0=$((c0 - W0)) d1=$((c1 - W1))
+	[ $((d0 + d1)) -ge "$1" ] || return 1
+	SHARE=$(awk -v a="$d1" -v t="$((d0 + d1))" 'BEGIN {printf "%.3f", a / t}')
+	if awk -v s="$SHARE" -v m="$2" 'BEGIN {exit !(s < m)}'; then
+		return 0
+	fi
+	W0=$c0 W1=$c1 # not yet: start a new window
+	return 1
+}
+
+step "ic1 slowed to $SLOW_RATE with tc tbf"
+window_start
+until_ok 20 "no baseline window" slow_share_low 8388608 2
+base_share=$SHARE
+ip netns exec "$NSA" tc qdisc add dev "ta1-$TAG" root tbf rate "$SLOW_RATE" burst 32kb latency 20ms
+ip netns exec "$NSB" tc qdisc add dev "tb1-$TAG" root tbf rate "$SLOW_RATE" burst 32kb latency 20ms
+downs0=$(downs ic1)
+window_start
+until_ok 60 "ic1's share of the traffic never dropped below 25% while slowed (last window: ${SHARE:-none})" \
+	slow_share_low 8388608 0.25
+no_errors
+slow_share=$SHARE
+# It is slow, not dead: it still carries some of the load.
+c1=$(link_bytes a ic1)
+until_ok 30 "slowed ic1 carries nothing at all" bytes_past a ic1 "$c1"
+echo "   ic1's share of a's bytes: $base_share before, $slow_share while slowed to $SLOW_RATE" \
+	"(taken out $(($(downs ic1) - downs0)) times meanwhile), no client error"
+ip netns exec "$NSA" tc qdisc del dev "ta1-$TAG" root
+ip netns exec "$NSB" tc qdisc del dev "tb1-$TAG" root
+until_ok 20 "both links not up after removing the limit" both_up a
+
+step "ic1 cut with an nftables drop rule"
+cat >"$T/cut.nft" <<'NFT'
+table inet ictccut {
+	chain in { type filter hook input priority 0; ip saddr 10.79.1.2 drop; }
+	chain out { type filter hook output priority 0; ip daddr 10.79.1.2 drop; }
+}
+NFT
+ip netns exec "$NSA" nft -f "$T/cut.nft"
+until_ok 20 "a never took ic1 out after the drop rule" is_state a ic1 down
+w=$(client a writes)
+until_ok 20 "the load stopped after ic1 was cut" writes_past a "$((w + 2000))"
+c0=$(link_bytes a ic0)
+until_ok 20 "ic0 does not carry the load alone" bytes_past a ic0 "$((c0 + 4 * 1048576))"
+no_errors
+echo "   ic1 out, the load goes on over ic0 with no client error"
+
+step "drop rule removed"
+c1=$(link_bytes a ic1)
+ip netns exec "$NSA" nft delete table inet ictccut
+until_ok 30 "ic1 never came back after the rule was removed" is_state a ic1 up
+until_ok 20 "ic1 carries no traffic after its return" bytes_past a ic1 "$((c1 + 1048576))"
+no_errors
+echo "   ic1 back and carrying traffic"
+
+step "clean stop"
+for n in a b; do
+	kill -s TERM "${CPID[$n]}"
+	rc=0
+	wait "${CPID[$n]}" || rc=$?
+	unset "CPID[$n]"
+	[ $rc -eq 0 ] || fail "ccm-client $n exited with status $rc"
+done
+exit 0
