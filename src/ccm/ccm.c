@@ -458,6 +458,8 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 			fab_link_get_stats(l->fl, &fs);
 			ls->slow_calls = fs.slow_calls;
 			ls->max_call_us = fs.max_call_ns / 1000;
+			snprintf(ls->max_call, sizeof(ls->max_call), "%s",
+				 fs.max_call ? fs.max_call : "");
 		}
 	}
 	st->n_instances = ccm->n_links ? ccm->n_inst : 0;
@@ -576,6 +578,7 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		rc |= add(o, "resets", json_object_new_int64((int64_t)l->resets));
 		rc |= add(o, "slow_calls", json_object_new_int64((int64_t)l->slow_calls));
 		rc |= add(o, "max_call_us", json_object_new_int64((int64_t)l->max_call_us));
+		rc |= add(o, "max_call", json_object_new_string(l->max_call));
 	}
 
 	insts = json_object_new_array();

@@ -133,6 +133,7 @@ struct ccm_link_status {
 	uint64_t resets;	 /**< endpoint resets after failures (and fences) */
 	uint64_t slow_calls;	 /**< libfabric calls that held the reactor over 5 ms */
 	uint64_t max_call_us;	 /**< the longest libfabric call on the reactor */
+	char max_call[24];	 /**< which call that was ("fi_cq_read"), "" if none */
 };
 
 struct ccm_instance_status {

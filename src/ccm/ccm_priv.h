@@ -135,6 +135,7 @@ struct ccm_link {
 	bool ack_fence;	     /* the partner asked us to close it: ack after closing */
 	uint64_t ack_fence_seq;
 	uint32_t close_fence; /* fence owed by operations failed by the current close */
+	uint32_t fail_fence;  /* fence of the lane's last failure in a session */
 	uint64_t last_ok_ns;
 	uint64_t last_change_ns;
 	struct loop_timer deadline;

@@ -360,8 +360,6 @@ static void op_done(struct fab_op *fop, int status)
 		op_finish(op, status);
 		return;
 	}
-	if (l->close_fence > op->fence)
-		op->fence = l->close_fence; /* failed by the close of a fenced lane */
 	if (l->up) {
 		/* The lane broke under it. An operation failed by our own abort
 		 * or reset of a lane already declared dead costs no try. */
@@ -376,6 +374,12 @@ static void op_done(struct fab_op *fop, int status)
 			return;
 		}
 	}
+	/* Its first try may still land through the failed lane: the re-issued
+	 * copy completes once the partner has reset its end (the fence of this
+	 * failure, or of the reset that failed it). */
+	uint32_t f = l->close_fence > l->fail_fence ? l->close_fence : l->fail_fence;
+	if (f > ccm->fence_acked && f > op->fence)
+		op->fence = f;
 	op_issue(ccm, op);
 }
 

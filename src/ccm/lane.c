@@ -288,6 +288,11 @@ void lane_ok(struct ccm_link *l)
 	ccm_schedule(ccm);
 }
 
+static bool in_session(const struct ccm *ccm)
+{
+	return ccm->state == ST_SETUP || ccm->state == ST_UP;
+}
+
 void lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
@@ -298,10 +303,16 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 	l->up = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
-	if (hang)
-		l->reset_pending = true;
-	else
-		l->abort_pending = true;
+	/* Hung or failed alike: its endpoint is reset and, in a session, the
+	 * failure fenced. An error may come from a reset the fabric already
+	 * made (the connection broke): the writes it failed are re-issued at
+	 * once, so the fence's number is taken now for them to wait on. */
+	(void)hang;
+	l->reset_pending = true;
+	if (in_session(ccm)) {
+		l->fail_fence = ++ccm->fence_next;
+		ccm->fence_sent_ns = now; /* its answer is due from now */
+	}
 	/* Probe the dead lane again after a deadline, then less and less often. */
 	l->probe_backoff_ns = ccm->link_deadline_ns;
 	l->next_probe_ns = now + l->probe_backoff_ns;
@@ -315,11 +326,6 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 		LOG_WARN("link %s down: %s; its traffic moves to the other links", l->name, why);
 	}
 	ccm_schedule(ccm);
-}
-
-static bool in_session(const struct ccm *ccm)
-{
-	return ccm->state == ST_SETUP || ccm->state == ST_UP;
 }
 
 static void requeue_msgs(struct ccm *ccm, unsigned i)
@@ -348,14 +354,25 @@ static void send_fence(struct ccm *ccm, struct ccm_link *l)
 	}
 }
 
-/* Fences that could not go out while no lane was up. */
+/* Fences not sent yet (just decided, or no lane was up), in the order of
+ * their numbers: the partner's acknowledgements are cumulative. */
 void lane_send_fences(struct ccm *ccm)
 {
 	if (!in_session(ccm) || lane_up_count(ccm) == 0)
 		return;
-	for (unsigned i = 0; i < ccm->n_links; i++)
-		if (ccm->links[i].fence_unsent)
-			send_fence(ccm, &ccm->links[i]);
+	for (;;) {
+		struct ccm_link *next = NULL;
+		for (unsigned i = 0; i < ccm->n_links; i++) {
+			struct ccm_link *l = &ccm->links[i];
+			if (l->fence_unsent && (!next || l->fence_seq < next->fence_seq))
+				next = l;
+		}
+		if (!next)
+			return;
+		send_fence(ccm, next);
+		if (next->fence_unsent)
+			return; /* the channel is full: the tick tries again */
+	}
 }
 
 /*
@@ -434,9 +451,10 @@ void lane_do_aborts(struct ccm *ccm)
 		if (l->reset_pending) {
 			l->reset_pending = false;
 			if (in_session(ccm)) {
-				/* Writes failed by this close complete only once the
-				 * partner has closed its end (fence acked). */
-				l->fence_seq = ++ccm->fence_next;
+				/* Writes failed by this reset complete only once
+				 * the partner has reset its end (fence acked). */
+				l->fence_seq = l->fail_fence > ccm->fence_acked ? l->fail_fence
+										: ++ccm->fence_next;
 				l->close_fence = l->fence_seq;
 			} else {
 				l->close_fence = 0;
@@ -451,9 +469,9 @@ void lane_do_aborts(struct ccm *ccm)
 			l->close_fence = 0;
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
+				l->fence_unsent = true; /* sent below, in order */
 				if (fence && lane_up_count(ccm) > 0) {
 					l->fenced = true; /* suspended until the ack */
-					send_fence(ccm, l);
 				} else {
 					/* No lane to fence over: back now, fence as
 					 * soon as any lane is back. */
@@ -478,6 +496,7 @@ void lane_do_aborts(struct ccm *ccm)
 		if (l->reopen_pending && !l->fenced)
 			reopen(ccm, i);
 	}
+	lane_send_fences(ccm);
 }
 
 void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)

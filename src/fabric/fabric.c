@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -245,12 +247,40 @@ static bool log_allowed(struct ratelimit *rl)
 	return true;
 }
 
-/* Account the time of one libfabric call made on the loop thread since
- * @p t0: the longest is kept, and calls that held the loop past
- * SLOW_CALL_NS are counted and logged (rate-limited). */
-static void call_timed(struct fab_link *link, const char *what, uint64_t t0)
+/* DUET_FABRIC_CPU_TIMING=1: slow calls also report the thread's CPU time
+ * and context switches (voluntary: it blocked; involuntary: it was
+ * preempted). Two more system calls per libfabric call: for measurements. */
+static bool cpu_timing;
+
+struct tstart {
+	uint64_t wall, cpu;
+	long vcsw, ivcsw;
+};
+
+static void thread_usage(uint64_t *cpu, long *vcsw, long *ivcsw)
 {
-	uint64_t d = now_ns() - t0;
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	*cpu = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+	*vcsw = ru.ru_nvcsw;
+	*ivcsw = ru.ru_nivcsw;
+}
+
+static void tstart(struct tstart *t)
+{
+	t->wall = now_ns();
+	if (cpu_timing)
+		thread_usage(&t->cpu, &t->vcsw, &t->ivcsw);
+}
+
+/* Account the time of one libfabric call made on the loop thread since
+ * @p t: the longest is kept, and calls that held the loop past
+ * SLOW_CALL_NS are counted and logged (rate-limited). */
+static void call_timed(struct fab_link *link, const char *what, const struct tstart *t)
+{
+	uint64_t d = now_ns() - t->wall;
 
 	if (d <= link->st.max_call_ns && d < SLOW_CALL_NS)
 		return;
@@ -260,9 +290,20 @@ static void call_timed(struct fab_link *link, const char *what, uint64_t t0)
 	}
 	if (d >= SLOW_CALL_NS) {
 		link->st.slow_calls++;
-		if (log_allowed(&link->rl_slow))
+		if (!log_allowed(&link->rl_slow))
+			return;
+		if (cpu_timing) {
+			uint64_t cpu;
+			long vcsw, ivcsw;
+			thread_usage(&cpu, &vcsw, &ivcsw);
+			LOG_INFO("%s: %s held the loop thread for %.1f ms (%.1f ms on the CPU, "
+				 "%ld blocking and %ld preempting context switches)",
+				 link->name, what, (double)d / 1e6, (double)(cpu - t->cpu) / 1e6,
+				 vcsw - t->vcsw, ivcsw - t->ivcsw);
+		} else {
 			LOG_INFO("%s: %s held the loop thread for %.1f ms", link->name, what,
 				 (double)d / 1e6);
+		}
 	}
 }
 
@@ -601,12 +642,13 @@ static void ep_install(struct fab_link *link, struct ep_res *r)
 static void ep_drop(struct fab_link *link)
 {
 	struct ep_res r = {.av = link->av, .cq = link->cq, .ep = link->ep};
-	uint64_t t0 = now_ns();
+	struct tstart t0;
 
+	tstart(&t0);
 	if (link->io.added)
 		loop_io_del(link->loop, &link->io);
 	ep_res_close(link->name, &r);
-	call_timed(link, "fi_close(endpoint)", t0);
+	call_timed(link, "fi_close(endpoint)", &t0);
 	link->av = NULL;
 	link->cq = NULL;
 	link->ep = NULL;
@@ -704,17 +746,17 @@ static void ep_start(struct fab_link *link)
 {
 	struct ep_res r;
 	const char *what = "";
-	uint64_t t0;
+	struct tstart t0;
 	int rc;
 
 	if (link->closing || link->ep_ready || link->job_active || link->suspended)
 		return;
 	if (link->async && job_start(link) == 0)
 		return;
-	t0 = now_ns();
+	tstart(&t0);
 	rc = ep_create(link, &r, &what);
-	link->st.ep_open_ns = now_ns() - t0;
-	call_timed(link, "endpoint creation", t0);
+	link->st.ep_open_ns = now_ns() - t0.wall;
+	call_timed(link, "endpoint creation", &t0);
 	ep_created(link, &r, rc, what);
 }
 
@@ -788,10 +830,12 @@ static ssize_t post_now(struct fab_link *link, struct slot *s, const char **what
 static ssize_t post(struct fab_link *link, struct slot *s)
 {
 	const char *what = "post";
-	uint64_t t0 = now_ns();
-	ssize_t rc = post_now(link, s, &what);
+	struct tstart t0;
+	ssize_t rc;
 
-	call_timed(link, what, t0);
+	tstart(&t0);
+	rc = post_now(link, s, &what);
+	call_timed(link, what, &t0);
 	return rc;
 }
 
@@ -848,7 +892,7 @@ static bool flush_backlog(struct fab_link *link)
 
 static void repost_rx(struct fab_link *link, struct rx_slot *r)
 {
-	uint64_t t0;
+	struct tstart t0;
 	ssize_t rc;
 
 	if (link->closing)
@@ -860,10 +904,10 @@ static void repost_rx(struct fab_link *link, struct rx_slot *r)
 		}
 		return; /* posted when the next endpoint is installed */
 	}
-	t0 = now_ns();
+	tstart(&t0);
 	rc = fi_recv(link->ep, r->buf, link->max_msg, link->rx_mr ? fi_mr_desc(link->rx_mr) : NULL,
 		     FI_ADDR_UNSPEC, &r->h.fictx);
-	call_timed(link, "fi_recv", t0);
+	call_timed(link, "fi_recv", &t0);
 	if (rc == 0) {
 		if (r->pending) {
 			r->pending = false;
@@ -1078,11 +1122,12 @@ static void handle_error(struct fab_link *link)
 	char pbuf[128];
 	ssize_t rc;
 	struct ctx_head *h;
-	uint64_t t0 = now_ns();
+	struct tstart t0;
 
+	tstart(&t0);
 	memset(&err, 0, sizeof(err));
 	rc = fi_cq_readerr(link->cq, &err, 0);
-	call_timed(link, "fi_cq_readerr", t0);
+	call_timed(link, "fi_cq_readerr", &t0);
 	if (rc < 0) {
 		if (rc != -FI_EAGAIN && log_allowed(&link->rl_err))
 			LOG_ERROR("%s: fi_cq_readerr: %s", link->name, fi_strerror((int)-rc));
@@ -1134,10 +1179,12 @@ static bool progress(struct fab_link *link)
 		return true;
 	struct fid *fids[1] = {&link->cq->fid};
 	for (int round = 0; round < CQ_ROUNDS; round++) {
-		uint64_t t0 = now_ns();
-		ssize_t n = fi_cq_read(link->cq, ents, CQ_BATCH);
+		struct tstart t0;
+		ssize_t n;
 
-		call_timed(link, "fi_cq_read", t0);
+		tstart(&t0);
+		n = fi_cq_read(link->cq, ents, CQ_BATCH);
+		call_timed(link, "fi_cq_read", &t0);
 		if (n > 0) {
 			got += (unsigned)n;
 			for (ssize_t i = 0; i < n; i++) {
@@ -1162,9 +1209,9 @@ static bool progress(struct fab_link *link)
 		}
 		if (link->wait_fd < 0)
 			return true;
-		t0 = now_ns();
+		tstart(&t0);
 		n = fi_trywait(link->fabric, fids, 1);
-		call_timed(link, "fi_trywait", t0);
+		call_timed(link, "fi_trywait", &t0);
 		if (n == 0) {
 			link->idle_poll_ns = IDLE_POLL_MIN_NS;
 			return true;
@@ -1463,7 +1510,8 @@ void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
 int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsigned access,
 	       struct fab_mr **out)
 {
-	uint64_t fa = 0, t0;
+	uint64_t fa = 0;
+	struct tstart t0;
 	struct fab_mr *m;
 	int rc;
 
@@ -1488,9 +1536,9 @@ int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsig
 	if (link->mr_local)
 		fa |= FI_READ | FI_WRITE | FI_SEND | FI_RECV;
 	if (fa) {
-		t0 = now_ns();
+		tstart(&t0);
 		rc = fi_mr_reg(link->domain, buf, len, fa, 0, key, 0, &m->mr, NULL);
-		call_timed(link, "fi_mr_reg", t0);
+		call_timed(link, "fi_mr_reg", &t0);
 		if (rc) {
 			if (rc == -FI_ENOKEY) {
 				LOG_ERROR("%s: key %#" PRIx64 " is already registered", link->name,
@@ -1633,9 +1681,10 @@ static int open_domain(struct fab_link *link, int addr_format)
 	hints = make_hints(link->prov, addr_format, SUPPORTED_MR_MODE);
 	if (!hints)
 		return -ENOMEM;
-	uint64_t t0 = now_ns();
+	struct tstart t0;
+	tstart(&t0);
 	rc = fi_getinfo(FAB_FI_VERSION, link->host, link->port, FI_SOURCE, hints, &link->info);
-	call_timed(link, "fi_getinfo", t0);
+	call_timed(link, "fi_getinfo", &t0);
 	fi_freeinfo(hints);
 	if (rc) {
 		explain_getinfo_failure(link->name, link->prov, link->host, link->port, addr_format,
@@ -1789,6 +1838,7 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	set_env_default("FI_OFI_RXM_MSG_RX_SIZE", "1024");
 	set_env_default("FI_OFI_RXM_BUFFER_SIZE", "4096");
 	set_env_default("IPATH_NO_BACKTRACE", "1");
+	cpu_timing = getenv("DUET_FABRIC_CPU_TIMING") && atoi(getenv("DUET_FABRIC_CPU_TIMING"));
 
 	rc = open_domain(link, local_sa.ss_family == AF_INET6 ? FI_SOCKADDR_IN6 : FI_SOCKADDR_IN);
 	if (rc)

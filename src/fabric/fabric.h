@@ -19,6 +19,11 @@
  * new connection. fi_av_remove is never used: on libfabric 1.17's rxm it
  * crashes on a peer whose connect failed (docs/FABRIC.md).
  *
+ * Known limit (libfabric < 1.18, tcp and net providers, docs/FABRIC.md): a
+ * connection that fails or is closed while the response of one of our
+ * fab_read()s is half received makes libfabric dereference NULL and the
+ * process die. Nothing here can prevent it; fab_link_open warns once.
+ *
  * Operation contract (fab_read, fab_write, fab_writedata, fab_send):
  * - A call that returns 0 accepted the operation: op->done(op, status) is
  *   then called exactly once, always later from the loop (or from
@@ -58,27 +63,35 @@
  * no wait fd at all, the link polls from a short timer instead.
  *
  * Reactor time: fab_link_open blocks (fi_getinfo, the first in a process
- * 100-170 ms; the endpoint's buffer pools). A reset closes the endpoint on
+ * 100-500 ms; the first endpoint, 2-7 ms). A reset closes the endpoint on
  * the loop (0.1-5 ms) and, when the domain is thread safe (rxm always is),
- * creates the new one on a short-lived helper thread (4-50 ms on
- * tcp;ofi_rxm), meanwhile operations wait in the backlog. Every libfabric
- * call made on the loop thread is timed: calls over 5 ms are counted and
- * logged (stats.slow_calls, stats.max_call_ns).
+ * creates the new one on a short-lived helper thread (2-7 ms on
+ * tcp;ofi_rxm), meanwhile operations wait in the backlog; the first post
+ * on a new endpoint costs 1-3 ms (rxm's transmit pool). Every libfabric
+ * call made on the loop thread is timed: calls of 5 ms or more are counted
+ * and logged (stats.slow_calls, stats.max_call_ns); with
+ * DUET_FABRIC_CPU_TIMING=1 in the environment the log also gives the
+ * thread's CPU time and context switches during the call (measurements).
  *
  * Process-wide side effects of the first fab_link_open: unless already set,
  * it sets in the environment FI_TCP_NODELAY=1,
  * FI_OFI_RXM_CM_PROGRESS_INTERVAL=0 (rxm otherwise handles connection
  * events only every 10 ms and refuses fi_trywait meanwhile),
- * FI_OFI_RXM_MSG_RX_SIZE=1024 (rxm preposts 4096 receive buffers of 16 KiB
- * per endpoint by default: 68 MB and 40-100 ms per endpoint) and
- * IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler). libfabric reads them once,
- * so no other libfabric call may come first in the process.
+ * FI_OFI_RXM_MSG_RX_SIZE=1024 and FI_OFI_RXM_BUFFER_SIZE=4096 (rxm's
+ * defaults, 4096 receive and 1024 transmit buffers of 16 KiB per endpoint,
+ * cost 85 MB and 50-140 ms per endpoint; messages longer than 4 KiB go
+ * segmented) and IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler; too late
+ * where psm is linked at load time, as on Debian: set it in the process's
+ * environment). libfabric reads them once, so no other libfabric call may
+ * come first in the process.
  *
  * libfabric's descriptors (sockets, epoll and event fds) are NOT
  * close-on-exec and this module does nothing about it: a process that execs
  * must close them in the child (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC)).
  *
  * Everything runs on the thread of the link's loop; nothing is thread safe.
+ * (The helper thread that creates endpoints is internal: it touches only
+ * the domain, which is thread safe when it is used.)
  */
 #ifndef DUET_FABRIC_FABRIC_H
 #define DUET_FABRIC_FABRIC_H

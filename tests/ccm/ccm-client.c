@@ -10,6 +10,14 @@
  *   ccm-client --config FILE [--ports N] [--size BYTES] [--inflight N]
  *              [--duration SEC] [--stats-ms MS] [--no-load] [--quiet]
  *              [--write-only]   (no read-back: for latency measurements)
+ *              [--read-size BYTES] (read back only the first BYTES of each
+ *                                 write; default: all of it)
+ *
+ * A second client, "hb", writes a heartbeat record every 20 ms over each
+ * link by itself (ccm_port_write_link, as the failover monitor does) at
+ * offset link x 64 of the partner's port, and watches the records the
+ * partner writes into ours: the statistics show per link the writes done,
+ * failed and refused, and the last counter received with its age.
  *
  * SIGUSR1 resets the session (ccm_reset), SIGTERM/SIGINT end it cleanly.
  * Exit status: 0 when no operation failed and nothing read back was wrong
@@ -35,6 +43,8 @@
 #include "common/util.h"
 
 #define MAX_INFLIGHT 256
+#define HB_NS	     20000000ull
+#define HB_REC	     64
 
 struct tc;
 
@@ -60,13 +70,28 @@ struct tport {
 	uint64_t msg_next, msg_expect;
 };
 
+/* One link's heartbeat: our writes over it, and what the partner wrote. */
+struct hblink {
+	struct ccm_op op;
+	bool busy;
+	uint8_t rec[HB_REC];
+	uint64_t seq;		       /* counter of our next record */
+	uint64_t ok, failed, refused;  /* our writes over this link */
+	uint64_t rx_seq, rx_change_ns; /* the partner's last record in our slot */
+};
+
 struct tc {
 	struct loop *loop;
+	struct ccm_client *hb_client;
+	struct ccm_port *hb_port;
+	unsigned n_links;
+	struct hblink hb[CCM_MAX_LINKS];
+	struct loop_timer hb_timer;
 	struct ccm *ccm;
 	struct ccm_client *client;
 	struct tport *ports;
 	unsigned n_ports, inflight;
-	size_t size;
+	size_t size, read_size;
 	bool load, quiet, write_only;
 	uint64_t seed;
 	struct loop_io sig_io;
@@ -132,10 +157,10 @@ static void slot_done(struct ccm_op *op, int status)
 	tc->lat_n++;
 	if (lat > tc->lat_max_ns)
 		tc->lat_max_ns = lat;
-	tc->bytes += tc->size;
+	tc->bytes += s->reading ? tc->read_size : tc->size;
 	if (s->reading) {
 		tc->reads++;
-		if (memcmp(s->buf, s->expect, tc->size) != 0) {
+		if (memcmp(s->buf, s->expect, tc->read_size) != 0) {
 			tc->verify_errors++;
 			LOG_ERROR("port %u slot %u: read back differs from what was written",
 				  tp->idx, s->idx);
@@ -161,8 +186,8 @@ static void post_slot(struct slot *s)
 
 	s->op.done = slot_done;
 	if (s->reading) {
-		memset(s->buf, 0, tc->size);
-		rc = ccm_port_read(tp->p, &s->op, s->buf, tc->size, off);
+		memset(s->buf, 0, tc->read_size);
+		rc = ccm_port_read(tp->p, &s->op, s->buf, tc->read_size, off);
 	} else {
 		fill(s);
 		rc = ccm_port_write(tp->p, &s->op, s->buf, tc->size, off, CCM_WRITE_DELIVERED);
@@ -281,6 +306,54 @@ static void on_send_ready(struct ccm_port *p, void *arg)
 	send_msgs(&tc->ports[ccm_port_index(p)]);
 }
 
+static void hb_done(struct ccm_op *op, int status)
+{
+	struct hblink *h = container_of(op, struct hblink, op);
+
+	h->busy = false;
+	if (status == 0)
+		h->ok++;
+	else
+		h->failed++;
+}
+
+/* Every 20 ms: a record over each link whose last one completed; and a
+ * look at the records the partner wrote into our memory. */
+static void hb_cb(struct loop_timer *t)
+{
+	struct tc *tc = t->arg;
+	const uint8_t *mem = ccm_port_mem(tc->hb_port);
+	uint64_t now = now_ns();
+
+	for (unsigned i = 0; i < tc->n_links; i++) {
+		struct hblink *h = &tc->hb[i];
+		uint64_t v;
+		memcpy(&v, mem + (size_t)i * HB_REC, sizeof(v));
+		if (v != h->rx_seq) {
+			h->rx_seq = v;
+			h->rx_change_ns = now;
+		}
+		if (h->busy || !ccm_port_is_up(tc->hb_port))
+			continue;
+		memset(h->rec, 0, sizeof(h->rec));
+		h->seq++;
+		memcpy(h->rec, &h->seq, sizeof(h->seq));
+		h->rec[8] = (uint8_t)i;
+		h->op.done = hb_done;
+		int rc = ccm_port_write_link(tc->hb_port, i, &h->op, h->rec, HB_REC,
+					     (uint64_t)i * HB_REC);
+		if (rc == 0)
+			h->busy = true;
+		else if (rc == -ENOLINK)
+			h->refused++;
+		else if (rc != -ENOTCONN)
+			LOG_ERROR("heartbeat over link %u: %s", i, strerror(-rc));
+	}
+	loop_timer_arm(tc->loop, &tc->hb_timer, HB_NS);
+}
+
+static const struct ccm_client_ops hb_ops = {0};
+
 static const struct ccm_client_ops client_ops = {
     .partner_ready = on_ready,
     .terminating = on_term,
@@ -324,6 +397,26 @@ static void print_stats(struct tc *tc)
 			       json_object_new_double((double)tc->late_max_ns / 1e6));
 	tc->late_max_ns = 0;
 	json_object_object_add(o, "client", c);
+	struct json_object *hb = json_object_new_array();
+	for (unsigned i = 0; hb && i < tc->n_links; i++) {
+		const struct hblink *h = &tc->hb[i];
+		struct json_object *l = json_object_new_object();
+		if (!l)
+			break;
+		json_object_object_add(l, "link",
+				       json_object_new_string(ccm_link_name(tc->ccm, i)));
+		json_object_object_add(l, "ok", json_object_new_int64((int64_t)h->ok));
+		json_object_object_add(l, "failed", json_object_new_int64((int64_t)h->failed));
+		json_object_object_add(l, "refused", json_object_new_int64((int64_t)h->refused));
+		json_object_object_add(l, "rx", json_object_new_int64((int64_t)h->rx_seq));
+		json_object_object_add(
+		    l, "rx_age_ms",
+		    json_object_new_int64(
+			h->rx_change_ns ? (int64_t)((now_ns() - h->rx_change_ns) / 1000000) : -1));
+		json_object_array_add(hb, l);
+	}
+	if (hb)
+		json_object_object_add(o, "hb", hb);
 	emit(tc, "stats %s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	tc->lat_sum_ns = tc->lat_n = tc->lat_max_ns = 0;
@@ -383,18 +476,24 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: ccm-client --config FILE [--ports N] [--size BYTES] "
 			"[--inflight N] [--duration SEC] [--stats-ms MS] [--no-load] [--quiet] "
-			"[--write-only]\n");
+			"[--write-only] [--read-size BYTES]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},	{"ports", required_argument, NULL, 'p'},
-	    {"size", required_argument, NULL, 's'},	{"inflight", required_argument, NULL, 'i'},
-	    {"duration", required_argument, NULL, 'd'}, {"stats-ms", required_argument, NULL, 'm'},
-	    {"no-load", no_argument, NULL, 'n'},	{"quiet", no_argument, NULL, 'q'},
-	    {"write-only", no_argument, NULL, 'w'},	{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"ports", required_argument, NULL, 'p'},
+	    {"size", required_argument, NULL, 's'},
+	    {"inflight", required_argument, NULL, 'i'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"stats-ms", required_argument, NULL, 'm'},
+	    {"no-load", no_argument, NULL, 'n'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"write-only", no_argument, NULL, 'w'},
+	    {"read-size", required_argument, NULL, 'r'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct tc tc = {.n_ports = 1, .inflight = 8, .size = 4096, .load = true};
 	const char *config = NULL;
@@ -404,7 +503,9 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nqw", opts, NULL)) != -1) {
+	uint64_t read_size = 0;
+
+	while ((c = getopt_long(argc, argv, "c:p:s:i:d:m:nqwr:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -441,12 +542,17 @@ int main(int argc, char **argv)
 		case 'w':
 			tc.write_only = true;
 			break;
+		case 'r':
+			if (parse_size(optarg, &read_size) < 0 || read_size < 8)
+				usage();
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!config)
 		usage();
+	tc.read_size = read_size && read_size < tc.size ? (size_t)read_size : tc.size;
 	if (config_load(config, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
@@ -505,6 +611,20 @@ int main(int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < tc.n_ports; i++)
 		tc.ports[i].p = ccm_client_port(tc.client, i);
+	tc.n_links = ccm_link_count(tc.ccm);
+	struct ccm_client_spec hb_spec = {
+	    .name = "hb",
+	    .n_ports = 1,
+	    .port_mem = (tc.n_links ? tc.n_links : 1) * (size_t)HB_REC,
+	    .ops = &hb_ops,
+	    .arg = &tc,
+	};
+	rc = ccm_client_register(tc.ccm, &hb_spec, &tc.hb_client);
+	if (rc < 0)
+		return 1;
+	tc.hb_port = ccm_client_port(tc.hb_client, 0);
+	loop_timer_init(&tc.hb_timer, hb_cb, &tc);
+	loop_timer_arm(tc.loop, &tc.hb_timer, HB_NS);
 
 	loop_timer_init(&tc.stats_timer, stats_cb, &tc);
 	loop_timer_arm(tc.loop, &tc.stats_timer, tc.stats_ns);
@@ -524,6 +644,8 @@ int main(int argc, char **argv)
 	loop_timer_cancel(tc.loop, &tc.stats_timer);
 	loop_timer_cancel(tc.loop, &tc.end_timer);
 	loop_timer_cancel(tc.loop, &tc.late_timer);
+	loop_timer_cancel(tc.loop, &tc.hb_timer);
+	ccm_client_unregister(tc.hb_client);
 	ccm_client_unregister(tc.client);
 	ccm_destroy(tc.ccm);
 	loop_io_del(tc.loop, &tc.sig_io);
