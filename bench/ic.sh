@@ -313,15 +313,15 @@ fi
 if want failover; then
 	echo
 	echo "## link failover: 2 links, stream of 4 KiB delivered writes (16 in flight), ic1 set down in a's namespace, $TRIALS trials (ms)"
-	echo "| heartbeat / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors |"
-	echo "|---|---|---|---|---|---|"
+	echo "| heartbeat / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors | times no link was left (a / b) |"
+	echo "|---|---|---|---|---|---|---|"
 	for cfg in "20 100" "$FO_HB $FO_DL"; do
 		read -r hb dl <<<"$cfg"
 		ns_conf 2 "heartbeat_ms = $hb" "link_deadline_ms = $dl"
 		if ns_run "fo-$hb" failover --inflight 16 --size 4K --trials "$TRIALS" \
 			--cut-link ic1 --cut-if "ia1-$TAG"; then
 			M=$(grep '^metric=ccm_failover' "$W/fo-$hb.out")
-			echo "| $hb / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) |"
+			echo "| $hb / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) | $(grep -c 'no link left' "$W/fo-$hb-a.err") / $(grep -c 'no link left' "$W/fo-$hb-b.err") |"
 			grep '^trial=' "$W/fo-$hb.out" | sed "s/^/    $hb\/$dl /" >>"$W/fo-trials.txt"
 		fi
 	done
