@@ -112,8 +112,15 @@ static void tick_cb(struct loop_timer *t)
 {
 	struct ccm *ccm = t->arg;
 
+	uint64_t now = now_ns();
+
 	if (ccm->state == ST_STOPPING)
 		return;
+	/* A tick much later than due: the reactor stalled (a blocking libfabric
+	 * call, a reopen, an overloaded host); heartbeats were not read. */
+	if (ccm->tick_due_ns && now > ccm->tick_due_ns + ccm->hb_ns)
+		ccm->stall_seen_ns = now;
+	ccm->tick_due_ns = now + ccm->hb_ns;
 	ccm->tick_count++;
 	hs_tick(ccm);
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
@@ -335,6 +342,7 @@ static void ccm_free(struct ccm *ccm)
 static void ccm_stop(struct ccm *ccm)
 {
 	op_fail_pending(ccm, -ESHUTDOWN);
+	op_release_held(ccm, -ESHUTDOWN);
 	chan_fail_ops(&ccm->ctl, -ESHUTDOWN);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];

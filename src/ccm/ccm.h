@@ -292,7 +292,7 @@ struct ccm_op {
 	uint16_t link;
 	uint8_t kind;
 	uint8_t tries;
-	uint32_t seq_lo;
+	uint32_t fence; /* completion held until the partner fenced this lane failure */
 };
 
 /** Flag of ccm_port_write(): complete only once the data is in the partner's memory. */

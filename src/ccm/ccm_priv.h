@@ -125,8 +125,15 @@ struct ccm_link {
 	struct fab_link *fl;
 	struct fab_mr *boot_mr, *slot_mr, *sess_mr;
 	bool up;
-	bool reset_pending;  /* close and reopen it, outside of fabric callbacks */
-	bool reopen_pending; /* reopening failed: try again at the next tick */
+	bool abort_pending;  /* fail its operations (after an error), outside callbacks */
+	bool reset_pending;  /* close it (and fence it), outside callbacks */
+	bool reopen_pending; /* reopen it at the next chance */
+	bool fenced;	     /* closed until the partner acks fence_seq */
+	bool fence_unsent;   /* FENCE for fence_seq still to send (no lane was up) */
+	uint32_t fence_seq;  /* our fence of its last failure */
+	bool ack_fence;	     /* the partner asked us to close it: ack after closing */
+	uint64_t ack_fence_seq;
+	uint32_t close_fence; /* fence owed by operations failed by the current close */
 	uint64_t last_ok_ns;
 	uint64_t last_change_ns;
 	struct loop_timer deadline;
@@ -311,6 +318,8 @@ struct ccm {
 
 	/* Deferred work (a zero-delay timer: unlike a task, it can be cancelled). */
 	struct loop_timer tick;
+	uint64_t tick_due_ns;
+	uint64_t stall_seen_ns; /* last time the reactor was found stalled */
 	struct loop_timer work;
 	enum ccm_term_reason term_pending;
 	bool drain_pending;
@@ -320,6 +329,11 @@ struct ccm {
 	struct ccm_chan *ack_list;
 	bool in_terminate;
 	bool in_work;
+	/* Fences: writes re-issued from a failed lane complete only once the
+	 * partner has closed its end of that lane. */
+	uint32_t fence_next, fence_acked;
+	uint64_t fence_sent_ns;
+	struct ccm_op *held_head, *held_tail;
 	/* ccm_shutdown */
 	struct loop_timer shutdown_timer;
 	void (*shutdown_cb)(void *arg);
@@ -401,15 +415,17 @@ void lane_close_all(struct ccm *ccm);
 struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len);
 void lane_ok(struct ccm_link *l);
 /*
- * Take a lane out (an error, or a missed deadline): it is closed and
- * reopened, and its operations are re-issued on the others by their owners.
- * Closing is the only way to be sure the provider never touches their
- * buffers again: fab_link_abort leaves them to the provider, and one stuck
- * on a stalled connection may complete much later, into or from a buffer
- * the client has reused.
+ * Take a lane out (an error or a missed deadline); its operations are
+ * re-issued on the others by their owners. See docs/CCM.md, "Lanes": the
+ * link is closed (our buffers are safe), and during a session fenced: the
+ * partner closes its end too (nothing still in flight can land any more)
+ * before re-issued writes complete and before the lane reopens.
  */
-void lane_fail(struct ccm_link *l, const char *why);
-void lane_reset_down(struct ccm *ccm);
+void lane_fail(struct ccm_link *l, const char *why, bool hang);
+void lane_fence_acked(struct ccm *ccm, uint64_t seq);
+void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq);
+void lane_send_fences(struct ccm *ccm);
+void lane_abort_down(struct ccm *ccm);
 void lane_session_begin(struct ccm *ccm, unsigned hs_link);
 void lane_session_end(struct ccm *ccm);
 void lane_tick(struct ccm *ccm);
@@ -432,6 +448,7 @@ void op_issue(struct ccm *ccm, struct ccm_op *op);
 void op_drain_pending(struct ccm *ccm);
 void op_fail_pending(struct ccm *ccm, int status);
 void op_finish(struct ccm_op *op, int status);
+void op_release_held(struct ccm *ccm, int status);
 int client_register_mrs(struct ccm *ccm, struct ccm_client *c);
 void client_unregister_mrs(struct ccm *ccm, struct ccm_client *c);
 void client_eval_ports(struct ccm *ccm, struct ccm_client *c);

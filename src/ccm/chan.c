@@ -206,7 +206,7 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 		}
 		if (rc == -EAGAIN)
 			return false; /* the tick tries again */
-		lane_fail(l, "cannot post a message");
+		lane_fail(l, "cannot post a message", false);
 	}
 	return false;
 }
@@ -256,7 +256,7 @@ static void tx_done(struct fab_op *op, int status)
 	if (lane_error_is_link(status) && l->up) {
 		char why[80];
 		snprintf(why, sizeof(why), "message send failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 	}
 	if (s->acked) {
 		s->acked = false;

@@ -157,6 +157,64 @@ void op_finish(struct ccm_op *op, int status)
 
 static void op_done(struct fab_op *fop, int status);
 
+/* A write or read is done for good: complete it, or go on to the
+ * notification of a write_notify. */
+static void op_succeeded(struct ccm_op *op)
+{
+	struct ccm_port *p = op->port;
+
+	if (op->kind == OP_WRITE_NOTIFY) {
+		struct wire_notify n = {le64(op->offset), le64(op->len), le64(op->value)};
+		int rc;
+		if (p->ch.reserved)
+			p->ch.reserved--;
+		op->kind = OP_NOTIFY_WAIT;
+		rc = chan_send(&p->ch, MSG_NOTIFY, &n, sizeof(n), op);
+		if (rc < 0)
+			op_finish(op, rc);
+		return;
+	}
+	op_finish(op, 0);
+}
+
+/* Complete the held operations whose fence the partner acked (status 0),
+ * or all of them with @p status (the session ended). */
+void op_release_held(struct ccm *ccm, int status)
+{
+	struct ccm_op *op = ccm->held_head, *keep_h = NULL, *keep_t = NULL, *done = NULL,
+		      **dt = &done;
+
+	ccm->held_head = ccm->held_tail = NULL;
+	while (op) {
+		struct ccm_op *next = op->next;
+		op->next = NULL;
+		if (status || op->fence <= ccm->fence_acked) {
+			*dt = op;
+			dt = &op->next;
+		} else {
+			if (keep_t)
+				keep_t->next = op;
+			else
+				keep_h = op;
+			keep_t = op;
+		}
+		op = next;
+	}
+	ccm->held_head = keep_h;
+	ccm->held_tail = keep_t;
+	while (done) {
+		struct ccm_op *next = done->next;
+		done->next = NULL;
+		if (status)
+			op_finish(done, status);
+		else if (done->port->client->dead)
+			op_finish(done, -ECANCELED);
+		else
+			op_succeeded(done);
+		done = next;
+	}
+}
+
 static int op_post(struct ccm_link *l, struct ccm_op *op)
 {
 	struct ccm_port *p = op->port;
@@ -202,7 +260,7 @@ void op_issue(struct ccm *ccm, struct ccm_op *op)
 			break; /* the lane is busy: retried on a completion or the tick */
 		char why[80];
 		snprintf(why, sizeof(why), "cannot post an operation (%s)", strerror(-rc));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 	}
 	pending_push(ccm, op);
 }
@@ -256,18 +314,18 @@ static void op_done(struct fab_op *fop, int status)
 	}
 	if (status == 0) {
 		p->bytes_total += op->len;
-		if (op->kind == OP_WRITE_NOTIFY) {
-			struct wire_notify n = {le64(op->offset), le64(op->len), le64(op->value)};
-			int rc;
-			if (p->ch.reserved)
-				p->ch.reserved--;
-			op->kind = OP_NOTIFY_WAIT;
-			rc = chan_send(&p->ch, MSG_NOTIFY, &n, sizeof(n), op);
-			if (rc < 0)
-				op_finish(op, rc);
+		if (op->kind != OP_READ && op->fence > ccm->fence_acked) {
+			/* Its first try may still land from the lane that failed:
+			 * complete it once the partner has closed that lane. */
+			op->next = NULL;
+			if (ccm->held_tail)
+				ccm->held_tail->next = op;
+			else
+				ccm->held_head = op;
+			ccm->held_tail = op;
 			return;
 		}
-		op_finish(op, 0);
+		op_succeeded(op);
 		return;
 	}
 	if (!p->up) {
@@ -278,12 +336,14 @@ static void op_done(struct fab_op *fop, int status)
 		op_finish(op, status);
 		return;
 	}
+	if (l->close_fence > op->fence)
+		op->fence = l->close_fence; /* failed by the close of a fenced lane */
 	if (l->up) {
 		/* The lane broke under it. An operation failed by our own abort
 		 * or reset of a lane already declared dead costs no try. */
 		char why[80];
 		snprintf(why, sizeof(why), "operation failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 		if (++op->tries > 2 * ccm->n_links + 2) {
 			op_finish(op, status);
 			return;
@@ -313,6 +373,7 @@ static int op_start(struct ccm_port *p, struct ccm_op *op, uint8_t kind, void *b
 	op->value = value;
 	op->epoch = ccm->epoch;
 	op->tries = 0;
+	op->fence = 0;
 	op->next = NULL;
 	p->inflight++;
 	op_issue(ccm, op);

@@ -40,11 +40,12 @@ static void deadline_cb(struct loop_timer *t)
 
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
-	if (!l->grace && now > l->deadline_due &&
-	    now - l->deadline_due > ccm->link_deadline_ns / 4) {
-		/* The timer itself is late: the reactor stalled (a blocking
-		 * connect, an overloaded host), so the missing heartbeats say
-		 * nothing about the link. Look again shortly. */
+	if (!l->grace &&
+	    ((now > l->deadline_due && now - l->deadline_due > ccm->link_deadline_ns / 4) ||
+	     (ccm->stall_seen_ns && now - ccm->stall_seen_ns < ccm->link_deadline_ns))) {
+		/* The timer itself is late, or the reactor stalled lately (a
+		 * blocking connect, a reopen, an overloaded host): the missing
+		 * heartbeats say little about the link. Look again shortly. */
 		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
 			  (unsigned long long)((now - l->deadline_due) / MS));
 		l->grace = true;
@@ -54,7 +55,7 @@ static void deadline_cb(struct loop_timer *t)
 	}
 	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 		 (unsigned long long)(l->ccm->link_deadline_ns / MS));
-	lane_fail(l, why);
+	lane_fail(l, why, true);
 }
 
 static void hb_done(struct fab_op *op, int status);
@@ -278,12 +279,13 @@ void lane_ok(struct ccm_link *l)
 	l->last_change_ns = now;
 	ccm->all_down_since_ns = 0;
 	LOG_INFO("link %s up (rtt %llu us)", l->name, (unsigned long long)(l->rtt_ns / 1000));
+	lane_send_fences(ccm);
 	ccm->drain_pending = true;
 	ccm->kick_pending = true;
 	ccm_schedule(ccm);
 }
 
-void lane_fail(struct ccm_link *l, const char *why)
+void lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
 	uint64_t now = now_ns();
@@ -293,7 +295,10 @@ void lane_fail(struct ccm_link *l, const char *why)
 	l->up = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
-	l->reset_pending = true;
+	if (hang)
+		l->reset_pending = true;
+	else
+		l->abort_pending = true;
 	/* Probe the dead lane again after a deadline, then less and less often. */
 	l->probe_backoff_ns = ccm->link_deadline_ns;
 	l->next_probe_ns = now + l->probe_backoff_ns;
@@ -309,58 +314,181 @@ void lane_fail(struct ccm_link *l, const char *why)
 	ccm_schedule(ccm);
 }
 
-/* Outside of any fabric callback: reset (close and reopen) the lanes that
- * failed. Their operations fail with -ECANCELED and are re-issued on the
- * other lanes by their owners. Reopening costs the reactor 10-40 ms
- * (fab_link_open), once per failure. */
+static bool in_session(const struct ccm *ccm)
+{
+	return ccm->state == ST_SETUP || ccm->state == ST_UP;
+}
+
+static void requeue_msgs(struct ccm *ccm, unsigned i)
+{
+	chan_on_link_down(&ccm->ctl, i);
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead)
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++)
+			chan_on_link_down(&cl->ports[p].ch, i);
+	}
+	ccm->kick_pending = true;
+	ccm->drain_pending = true;
+}
+
+static void send_fence(struct ccm *ccm, struct ccm_link *l)
+{
+	struct wire_fence f = {.lane = le32(l->idx), .seq = le64(l->fence_seq)};
+
+	if (chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
+		l->fence_unsent = false;
+		ccm->fence_sent_ns = now_ns();
+	} else {
+		l->fence_unsent = true;
+	}
+}
+
+/* Fences that could not go out while no lane was up. */
+void lane_send_fences(struct ccm *ccm)
+{
+	if (!in_session(ccm) || lane_up_count(ccm) == 0)
+		return;
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].fence_unsent)
+			send_fence(ccm, &ccm->links[i]);
+}
+
+static bool reopen(struct ccm *ccm, unsigned i)
+{
+	struct ccm_link *l = &ccm->links[i];
+	uint64_t t0 = now_ns();
+	int rc;
+
+	if (l->fl)
+		return true;
+	rc = lane_open_one(ccm, i);
+	if (rc < 0) {
+		if (!l->reopen_pending)
+			LOG_ERROR("cannot reopen link %s: %s; retrying", l->name, strerror(-rc));
+		lane_close_one(ccm, i);
+		l->reopen_pending = true;
+		return false;
+	}
+	l->reopen_pending = false;
+	if (now_ns() - t0 > ccm->hb_ns)
+		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
+	LOG_DEBUG("link %s reopened in %llu ms", l->name,
+		  (unsigned long long)((now_ns() - t0) / MS));
+	return true;
+}
+
+/*
+ * Outside of any fabric callback: close the lanes that failed (their
+ * operations fail and are re-issued elsewhere by their owners), fence them
+ * with the partner, close those the partner fences and acknowledge, reopen
+ * what may be reopened. Reopening costs the reactor fab_link_open (2-100
+ * ms), once per failure.
+ */
 void lane_do_aborts(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
-		if (!l->reset_pending && !l->reopen_pending)
-			continue;
-		l->reset_pending = false;
-		{
-			int rc;
-			uint64_t t0 = now_ns();
+
+		if (l->abort_pending) {
+			l->abort_pending = false;
+			if (l->fl)
+				fab_link_abort(l->fl);
+		}
+		if (l->reset_pending) {
+			l->reset_pending = false;
+			if (in_session(ccm)) {
+				/* Writes failed by this close complete only once the
+				 * partner has closed its end (fence acked). */
+				l->fence_seq = ++ccm->fence_next;
+				l->close_fence = l->fence_seq;
+			} else {
+				l->close_fence = 0;
+			}
 			if (l->fl)
 				lane_close_one(ccm, i);
-			rc = lane_open_one(ccm, i);
-			if (rc < 0) {
-				if (!l->reopen_pending)
-					LOG_ERROR("cannot reopen link %s: %s; retrying", l->name,
-						  strerror(-rc));
-				lane_close_one(ccm, i);
+			l->close_fence = 0;
+			if (in_session(ccm)) {
+				requeue_msgs(ccm, i);
+				if (lane_up_count(ccm) > 0) {
+					l->fenced = true; /* closed until the ack */
+					send_fence(ccm, l);
+				} else {
+					/* No lane to fence over: reopen now, fence
+					 * as soon as any lane is back. */
+					l->fence_unsent = true;
+					l->reopen_pending = true;
+				}
+			} else {
 				l->reopen_pending = true;
-				continue;
 			}
-			l->reopen_pending = false;
-			LOG_INFO("link %s reset (closed and reopened in %llu ms)", l->name,
-				 (unsigned long long)((now_ns() - t0) / MS));
 		}
-		if (ccm->state != ST_SETUP && ccm->state != ST_UP)
-			continue;
-		chan_on_link_down(&ccm->ctl, i);
-		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
-			struct ccm_client *cl = ccm->clients[c];
-			if (!cl || cl->dead)
-				continue;
-			for (unsigned p = 0; p < cl->n_ports; p++)
-				chan_on_link_down(&cl->ports[p].ch, i);
+		if (l->ack_fence) {
+			struct wire_fence f = {.lane = le32(i), .seq = le64(l->ack_fence_seq)};
+			l->ack_fence = false;
+			if (l->fl && !l->fenced) {
+				lane_close_one(ccm,
+					       i); /* nothing of the old connection lands now */
+				l->reopen_pending = true;
+			}
+			if (in_session(ccm)) {
+				requeue_msgs(ccm, i);
+				chan_send(&ccm->ctl, MSG_FENCE_ACK, &f, sizeof(f), NULL);
+			}
 		}
-		ccm->kick_pending = true;
-		ccm->drain_pending = true;
+		if (l->reopen_pending && !l->fenced)
+			reopen(ccm, i);
 	}
 }
 
-/* At the end of a session: operations left on dead lanes (probes waiting
- * for a partner that is gone) complete now. */
-void lane_reset_down(struct ccm *ccm)
+void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
+{
+	struct ccm_link *l;
+
+	if (lane >= ccm->n_links)
+		return;
+	l = &ccm->links[lane];
+	if (l->up) {
+		l->up = false;
+		l->last_change_ns = now_ns();
+		loop_timer_cancel(ccm->loop, &l->deadline);
+		l->probe_backoff_ns = ccm->link_deadline_ns;
+		l->next_probe_ns = now_ns() + l->probe_backoff_ns;
+		if (lane_up_count(ccm) == 0)
+			ccm->all_down_since_ns = now_ns();
+		LOG_WARN("link %s down: the partner took it out", l->name);
+	}
+	l->ack_fence = true;
+	l->ack_fence_seq = seq;
+	ccm_schedule(ccm);
+}
+
+void lane_fence_acked(struct ccm *ccm, uint64_t seq)
+{
+	if (seq > ccm->fence_next)
+		return; /* acks what we never asked */
+	if (seq > ccm->fence_acked)
+		ccm->fence_acked = (uint32_t)seq;
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		if (l->fenced && l->fence_seq <= ccm->fence_acked) {
+			l->fenced = false;
+			l->reopen_pending = true;
+		}
+	}
+	op_release_held(ccm, 0);
+	ccm_schedule(ccm);
+}
+
+/* At the end of a session: operations left on dead lanes (probes into our
+ * own buffers, waiting for a partner that is gone) complete now. */
+void lane_abort_down(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || l->hs_busy))
-			l->reset_pending = true;
+			l->abort_pending = true;
 	}
 	lane_do_aborts(ccm);
 }
@@ -404,8 +532,13 @@ void lane_session_end(struct ccm *ccm)
 			fab_mr_close(l->sess_mr);
 			l->sess_mr = NULL;
 		}
+		l->fenced = l->fence_unsent = l->ack_fence = false;
+		if (!l->fl)
+			l->reopen_pending = true;
 	}
+	ccm->fence_acked = ccm->fence_next;
 	ccm->all_down_since_ns = 0;
+	lane_do_aborts(ccm);
 }
 
 static void hb_done(struct fab_op *op, int status)
@@ -428,7 +561,7 @@ static void hb_done(struct fab_op *op, int status)
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;
 		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
-		lane_fail(l, why);
+		lane_fail(l, why, false);
 		return;
 	}
 	s = l->hb_buf;
@@ -438,7 +571,7 @@ static void hb_done(struct fab_op *op, int status)
 	}
 	if (from_le64(s.generation) != ccm->partner.gen ||
 	    from_le64(s.session_id) != ccm->session_id) {
-		lane_fail(l, "the partner's session region belongs to another session");
+		lane_fail(l, "the partner's session region belongs to another session", false);
 		return;
 	}
 	uint64_t rtt = now_ns() - l->hb_post_ns;
@@ -480,7 +613,7 @@ void lane_start_hb(struct ccm *ccm)
 		} else if (rc != -EAGAIN && l->up) {
 			char why[96];
 			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
-			lane_fail(l, why);
+			lane_fail(l, why, false);
 		}
 	}
 }

@@ -386,6 +386,21 @@ void sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
 		ccm->got_ready = true;
 		maybe_up(ccm);
 		break;
+	case MSG_FENCE:
+	case MSG_FENCE_ACK: {
+		struct wire_fence f;
+		if (len != sizeof(f)) {
+			LOG_ERROR("partner %s sent a malformed fence", ccm->partner.node);
+			ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);
+			break;
+		}
+		memcpy(&f, p, sizeof(f));
+		if (type == MSG_FENCE)
+			lane_fence_request(ccm, from_le32(f.lane), from_le64(f.seq));
+		else
+			lane_fence_acked(ccm, from_le64(f.seq));
+		break;
+	}
 	case MSG_TERMINATE: {
 		struct wire_terminate t = {0};
 		if (len >= sizeof(t))
@@ -488,6 +503,7 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 	}
 	ccm->epoch++;
 	op_fail_pending(ccm, -ECONNRESET);
+	op_release_held(ccm, -ECONNRESET);
 	chan_fail_ops(&ccm->ctl, -ECONNRESET);
 	chan_reset(&ccm->ctl);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
@@ -499,7 +515,7 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 		c->remote_acked = false;
 		client_unregister_mrs(ccm, c);
 	}
-	lane_reset_down(ccm);
+	lane_abort_down(ccm);
 	lane_session_end(ccm);
 	memset(ccm->rclients, 0, sizeof(ccm->rclients));
 	ccm->partner_sess = (struct fab_remote){0, 0};
@@ -533,6 +549,14 @@ void sess_tick(struct ccm *ccm)
 	}
 	if (lane_up_count(ccm) == 0 && !ccm->all_down_since_ns)
 		ccm->all_down_since_ns = now;
+	lane_send_fences(ccm);
+	if (ccm->fence_acked < ccm->fence_next && lane_up_count(ccm) > 0 &&
+	    now - ccm->fence_sent_ns > ccm->session_deadline_ns) {
+		LOG_WARN("partner %s did not confirm closing a failed link in time",
+			 ccm->partner.node);
+		ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);
+		return;
+	}
 	if (now - ccm->last_probe_ns >
 	    (lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * MS))
 		hs_probe(ccm);

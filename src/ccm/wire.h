@@ -119,6 +119,8 @@ enum {
 	MSG_SETUP_DONE = 6, /* control */
 	MSG_READY = 7,	    /* control */
 	MSG_TERMINATE = 8,  /* control */
+	MSG_FENCE = 9,	    /* control: close your end of a lane I took out */
+	MSG_FENCE_ACK = 10, /* control: done */
 	MSG_DATA = 16,	    /* port: client message */
 	MSG_NOTIFY = 17,    /* port: write_notify */
 };
@@ -181,6 +183,12 @@ struct wire_client_ref {
 struct wire_terminate {
 	uint32_t reason;
 	uint32_t rsvd;
+};
+
+struct wire_fence {
+	uint32_t lane;
+	uint32_t rsvd;
+	uint64_t seq;
 };
 
 struct wire_notify {

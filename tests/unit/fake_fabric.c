@@ -44,7 +44,8 @@ enum { K_READ = 1, K_WRITE, K_WRITEDATA, K_SEND };
 
 struct ffop {
 	int kind;
-	struct fab_link *src;
+	struct fab_link *src; /* NULL for a zombie whose link is gone */
+	char srcaddr[ADDR_MAX];
 	char dst[ADDR_MAX];
 	struct fab_op *op; /* NULL: a zombie (aborted write that may still land) */
 	void *local;
@@ -70,6 +71,7 @@ static uint64_t next_bind_id = 1;
 struct fault {
 	char addr[ADDR_MAX];
 	bool dead;
+	bool stalled; /* operations *from* it wait; the other way works */
 	unsigned fail_n;
 	int fail_err;
 	unsigned drop_n;
@@ -116,6 +118,11 @@ void ff_set_delay_ns(uint64_t ns)
 void ff_set_dead(const char *addr, bool dead)
 {
 	fault_get(addr, true)->dead = dead;
+}
+
+void ff_set_stalled(const char *addr, bool stalled)
+{
+	fault_get(addr, true)->stalled = stalled;
 }
 
 void ff_fail_next(const char *addr, unsigned n, int err)
@@ -189,7 +196,7 @@ static void complete(struct ffop *o, int status)
 	struct fab_op *op = o->op;
 	struct fab_link *l = o->src;
 
-	if (!op)
+	if (!op || !l)
 		return;
 	l->st.inflight--;
 	l->st.inflight_bytes -= o->len;
@@ -231,7 +238,7 @@ static void execute(struct ffop *o)
 		} else {
 			memcpy((uint8_t *)mr->buf + o->off, o->msg ? o->msg : o->local, o->len);
 			if (!o->op)
-				stats.late++;
+				stats.late++; /* a zombie landed */
 			if (o->kind == K_WRITEDATA && !no_doorbells && tgt->ev.on_doorbell) {
 				stats.doorbells++;
 				tgt->ev.on_doorbell(tgt->ev.arg, o->imm);
@@ -247,7 +254,10 @@ static bool runnable(const struct ffop *o, uint64_t now)
 		return false;
 	if (!o->bind_id && !find_bound(o->dst))
 		return false; /* waits in the "backlog" until the peer is there */
-	if (addr_dead(o->src->local) || addr_dead(o->dst))
+	if (addr_dead(o->srcaddr) || addr_dead(o->dst))
+		return false;
+	struct fault *f = fault_get(o->srcaddr, false);
+	if (f && f->stalled)
 		return false;
 	return true;
 }
@@ -302,21 +312,27 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	return 0;
 }
 
-static void cancel_ops_of(struct fab_link *l, int status, bool keep_zombies)
+/*
+ * Fail the operations of link @p l with @p status. With late effects on,
+ * the bytes of its writes are "on the wire" already: a copy stays queued
+ * and still lands later, unless the target's end has been closed (rebound)
+ * meanwhile, as with TCP.
+ */
+static void cancel_ops_of(struct fab_link *l, int status)
 {
 	struct ffop *mine = NULL, **tail = &mine;
 
 	for (struct ffop **pp = &queue; *pp;) {
 		struct ffop *o = *pp;
 		if (o->src == l && o->op) {
-			if (keep_zombies && late_effects &&
-			    (o->kind == K_WRITE || o->kind == K_WRITEDATA) && !o->force) {
-				/* The bytes are already "on the wire": keep a copy. */
+			if (late_effects && (o->kind == K_WRITE || o->kind == K_WRITEDATA) &&
+			    !o->force && o->bind_id) {
 				struct ffop *z = calloc(1, sizeof(*z));
 				*z = *o;
 				z->op = NULL;
-				z->msg = malloc(o->len);
-				memcpy(z->msg, o->local, o->len);
+				z->src = NULL;
+				z->msg = malloc(o->len ? o->len : 1);
+				memcpy(z->msg, o->msg ? o->msg : o->local, o->len);
 				z->next = o->next;
 				*pp = z;
 				pp = &z->next;
@@ -328,11 +344,8 @@ static void cancel_ops_of(struct fab_link *l, int status, bool keep_zombies)
 			tail = &o->next;
 			continue;
 		}
-		if (o->src == l && !o->op && !keep_zombies) {
-			*pp = o->next;
-			free_op(o);
-			continue;
-		}
+		if (o->src == l && !o->op)
+			o->src = NULL; /* an older zombie: its link goes away */
 		pp = &(*pp)->next;
 	}
 	while (mine) {
@@ -348,7 +361,7 @@ void fab_link_close(struct fab_link *l)
 {
 	if (!l)
 		return;
-	cancel_ops_of(l, -ECANCELED, false);
+	cancel_ops_of(l, -ECANCELED);
 	for (struct fab_link **pp = &links; *pp; pp = &(*pp)->next)
 		if (*pp == l) {
 			*pp = l->next;
@@ -436,6 +449,7 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 		return -ENOMEM;
 	o->kind = kind;
 	o->src = l;
+	snprintf(o->srcaddr, sizeof(o->srcaddr), "%s", l->local);
 	snprintf(o->dst, sizeof(o->dst), "%s", l->peer);
 	o->op = op;
 	o->local = local;
@@ -495,7 +509,7 @@ int fab_send(struct fab_link *l, const void *msg, size_t len, struct fab_op *op)
 
 void fab_link_abort(struct fab_link *l)
 {
-	cancel_ops_of(l, -ETIMEDOUT, true);
+	cancel_ops_of(l, -ETIMEDOUT);
 }
 
 void fab_link_get_stats(const struct fab_link *l, struct fab_link_stats *st)

@@ -19,11 +19,16 @@ void ff_set_delay_ns(uint64_t ns);
  * comes back unless aborted.
  */
 void ff_set_dead(const char *addr, bool dead);
+/** Operations posted on the link at @p addr wait while it is stalled; the
+ * peer's operations towards it still run (a one-way stall). */
+void ff_set_stalled(const char *addr, bool stalled);
 /** The next @p n operations posted on the link at @p addr fail with @p err. */
 void ff_fail_next(const char *addr, unsigned n, int err);
 /** The next @p n operations posted on the link at @p addr never complete. */
 void ff_drop_next(const char *addr, unsigned n);
-/** Aborted writes still land in the peer's memory later (no completion). */
+/** Writes in flight when their link is aborted or closed still land in the
+ * peer's memory later (no completion), unless the peer's end of the link
+ * was closed meanwhile. */
 void ff_set_late_effects(bool on);
 /** Raise doorbells for write-with-immediate (default on). */
 void ff_set_doorbells(bool on);

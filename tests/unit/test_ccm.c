@@ -1074,12 +1074,16 @@ static void test_partner_crash(void **state)
 
 #define NSTREAM 32
 
+/* Each slot writes its own place with a value that changes every round and
+ * reads it back: a stale write landing late shows as a wrong read. */
 struct stream {
 	struct ccm_port *p;
 	struct top ops[NSTREAM];
 	uint8_t bufs[NSTREAM][1024];
-	int total, done, errors, target;
+	uint8_t val[NSTREAM];	  /* last value written (0: none yet) */
+	uint8_t writing[NSTREAM]; /* value of the write in flight */
 	unsigned n[NSTREAM];
+	int total, done, errors, verify_errors, target;
 	bool reads;
 };
 
@@ -1096,8 +1100,17 @@ static void stream_done(struct ccm_op *op, int status)
 	t->calls++;
 	assert_int_equal(t->calls, 1);
 	s->done++;
-	if (status != 0)
+	if (status != 0) {
 		s->errors++;
+	} else if (s->writing[k]) {
+		s->val[k] = s->writing[k];
+	} else {
+		for (unsigned i = 0; i < sizeof(s->bufs[k]); i++)
+			if (s->bufs[k][i] != s->val[k]) {
+				s->verify_errors++;
+				break;
+			}
+	}
 	if (s->total < s->target)
 		stream_post(s, k);
 }
@@ -1105,20 +1118,23 @@ static void stream_done(struct ccm_op *op, int status)
 static void stream_post(struct stream *s, unsigned k)
 {
 	struct top *t = &s->ops[k];
+	unsigned round = s->n[k]++;
 	int rc;
 
 	memset(t, 0, sizeof(*t));
 	t->op.done = stream_done;
-	/* Slot k always writes the same bytes to the same place: idempotent. */
-	memset(s->bufs[k], (int)(k + 1), sizeof(s->bufs[k]));
 	s->total++;
-	if (s->reads && (s->n[k]++ & 1))
+	if (s->reads && (round & 1) && s->val[k]) {
+		s->writing[k] = 0;
+		memset(s->bufs[k], 0, sizeof(s->bufs[k]));
 		rc =
 		    ccm_port_read(s->p, &t->op, s->bufs[k], sizeof(s->bufs[k]), (uint64_t)k * 1024);
-	else
+	} else {
+		s->writing[k] = (uint8_t)(1 + (k * 7 + round) % 255);
+		memset(s->bufs[k], s->writing[k], sizeof(s->bufs[k]));
 		rc = ccm_port_write(s->p, &t->op, s->bufs[k], sizeof(s->bufs[k]),
 				    (uint64_t)k * 1024, CCM_WRITE_DELIVERED);
-	/* A read of slot k's place brings back the same bytes. */
+	}
 	assert_int_equal(rc, 0);
 }
 
@@ -1129,11 +1145,12 @@ static bool stream_at(void *arg)
 	return cur_stream->done >= *want;
 }
 
-static void link_failover(bool late_effects)
+static void link_failover(bool late_effects, bool one_way)
 {
 	struct node a, b;
 	struct stream *s = calloc(1, sizeof(*s));
 	struct ccm_status st;
+	struct ff_stats fs;
 	int want;
 
 	ff_set_late_effects(late_effects);
@@ -1149,8 +1166,6 @@ static void link_failover(bool late_effects)
 	wait_count(&a.cl[0].up, 1);
 	wait_count(&b.cl[0].up, 1);
 	/* Both links up before the load starts. */
-	struct node *n[2] = {&a, &b};
-	(void)n;
 	for (;;) {
 		ccm_get_status(a.ccm, &st);
 		if (st.links[0].up && st.links[1].up)
@@ -1166,8 +1181,12 @@ static void link_failover(bool late_effects)
 	want = 300;
 	assert_true(run_until(stream_at, &want, WAIT_MS));
 
-	/* Pull the cable of ic0: its operations hang, then move to ic1. */
-	ff_set_dead("a:0", true);
+	/* Pull the cable of ic0: its operations hang, then move to ic1. One
+	 * way only: b does not notice, a's fence makes b close its end. */
+	if (one_way)
+		ff_set_stalled("a:0", true);
+	else
+		ff_set_dead("a:0", true);
 	want = 1500;
 	assert_true(run_until(stream_at, &want, WAIT_MS));
 	ccm_get_status(a.ccm, &st);
@@ -1176,8 +1195,12 @@ static void link_failover(bool late_effects)
 	assert_int_equal(s->errors, 0);
 	uint64_t ops0 = st.links[0].ops;
 
-	/* Plug it back: it comes back and carries traffic again. */
-	ff_set_dead("a:0", false);
+	/* Plug it back: whatever was on the wire arrives now (late effects),
+	 * the link comes back and carries traffic again. */
+	if (one_way)
+		ff_set_stalled("a:0", false);
+	else
+		ff_set_dead("a:0", false);
 	for (;;) {
 		ccm_get_status(a.ccm, &st);
 		if (st.links[0].up)
@@ -1190,13 +1213,17 @@ static void link_failover(bool late_effects)
 	ccm_get_status(a.ccm, &st);
 	assert_true(st.links[0].ops > ops0);
 	assert_int_equal(s->errors, 0);
+	assert_int_equal(s->verify_errors, 0);
 	assert_int_equal(s->done, s->target);
-	run_for(50); /* late effects land now, harmlessly */
+	run_for(50);
 	for (unsigned k = 0; k < NSTREAM; k++) {
 		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(b.cl[0].c, 0)) + k * 1024;
 		for (unsigned i = 0; i < 1024; i++)
-			assert_int_equal(m[i], k + 1);
+			assert_int_equal(m[i], s->val[k]);
 	}
+	ff_get_stats(&fs);
+	/* With late effects, the stale writes were dropped: b closed its end. */
+	assert_int_equal(fs.late, 0);
 	assert_int_equal(state_of(&a), CCM_SESSION_UP);
 	assert_int_equal(a.cl[0].term, 0);
 	ccm_destroy(a.ccm);
@@ -1207,13 +1234,21 @@ static void link_failover(bool late_effects)
 static void test_link_failover(void **state)
 {
 	(void)state;
-	link_failover(false);
+	link_failover(false, false);
 }
 
 static void test_link_failover_late_effects(void **state)
 {
 	(void)state;
-	link_failover(true);
+	link_failover(true, false);
+}
+
+/* Only a sees ic0 fail; writes stuck on it would land late over newer ones
+ * unless b closes its end before a completes their re-issued copies. */
+static void test_link_failover_one_way_fence(void **state)
+{
+	(void)state;
+	link_failover(true, true);
 }
 
 /* Messages keep order and arrive once across a link failure. */
@@ -1449,6 +1484,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partner_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_failover_one_way_fence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),
