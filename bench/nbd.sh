@@ -6,10 +6,13 @@
 #
 #   bench/nbd.sh [--write-doc] [BUILD_DIR]      (BUILD_DIR default: build)
 #
-# Env: BENCH_SECONDS (per job and server, default 10), BENCH_DIR (where the
-# volumes live, default $TMPDIR or /tmp), BENCH_PORT_BASE (default 23950;
-# uses two ports), BENCH_JOBS (a subset of the job names, space separated),
-# BENCH_ENGINE (duetd [store] io_engine, default uring).
+# Env: BENCH_SECONDS  seconds per job and server (default 10)
+#      BENCH_REPEAT   runs of each job per server, alternating who goes first;
+#                     the median run by IOPS is reported (default 1)
+#      BENCH_DIR      where the volumes live (default $TMPDIR or /tmp)
+#      BENCH_PORT_BASE  first of the two ports used (default 23950)
+#      BENCH_JOBS     a subset of the job names, space separated
+#      BENCH_ENGINE   duetd's [store] io_engine (default uring)
 # Prints a Markdown table; --write-doc also replaces the "NBD" section of
 # docs/BENCHMARKS.md with it.
 set -euo pipefail
@@ -21,7 +24,7 @@ for a in "$@"; do
 	case $a in
 	--write-doc) write_doc=1 ;;
 	-h | --help)
-		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
@@ -59,6 +62,7 @@ if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.n
 fi
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-bench.XXXXXX")
+cd "$W"
 PIDS=()
 cleanup() {
 	local p
@@ -141,30 +145,61 @@ JOBS=(
 metric() {
 	jq -r --arg d "$2" '.jobs[0][$d] as $r |
 		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
-		 (($r.clat_ns.percentile["50.000000"] // 0) / 1000 | round),
-		 (($r.clat_ns.percentile["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["50.000000"] // 0) / 1000 | round),
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
 }
 
+# run_job NAME ARGS SERVER OUT: one fio run.
+run_job() {
+	local uri_var=URI_$3
+	# shellcheck disable=SC2086
+	fio --name="$1" --ioengine=nbd --uri="${!uri_var}" $2 --size=$SIZE \
+		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 --lat_percentiles=1 \
+		--output-format=json --output="$4" >/dev/null 2>"$4.err" || {
+		cat "$4.err" >&2
+		echo "nbd.sh: fio $1 against $3 failed" >&2
+		exit 1
+	}
+}
+
+# median_run SIDE FILES...: the file whose IOPS is the median.
+median_run() {
+	local side=$1
+	shift
+	local f
+	for f in "$@"; do
+		echo "$(jq --arg d "$side" '.jobs[0][$d].iops' "$f") $f"
+	done | sort -n | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
+}
+
+REPEAT=${BENCH_REPEAT:-1}
 rows=()
+missed=() # jobs under the issue's targets
+met=0
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args side <<<"$j"
 	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
-	for s in duet nbdkit; do
-		uri_var=URI_$s
-		echo "$name on $s (${SECS}s)..." >&2
-		# shellcheck disable=SC2086
-		fio --name="$name" --ioengine=nbd --uri="${!uri_var}" $args --size=$SIZE \
-			--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 \
-			--output-format=json --output="$W/$name-$s.json" >/dev/null 2>"$W/$name-$s.err" || {
-			cat "$W/$name-$s.err" >&2
-			echo "nbd.sh: fio $name against $s failed" >&2
-			exit 1
-		}
+	for r in $(seq "$REPEAT"); do
+		# Alternate who goes first, so that neither always runs on a warmer machine.
+		order="duet nbdkit"
+		[ $((r % 2)) = 0 ] && order="nbdkit duet"
+		for s in $order; do
+			echo "$name on $s (${SECS}s, run $r of $REPEAT)..." >&2
+			run_job "$name" "$args" "$s" "$W/$name-$s-$r.json"
+		done
 	done
-	read -r d_iops d_mibs d_p50 d_p99 <<<"$(metric "$W/$name-duet.json" "$side")"
-	read -r k_iops k_mibs k_p50 k_p99 <<<"$(metric "$W/$name-nbdkit.json" "$side")"
+	read -r d_iops d_mibs d_p50 d_p99 <<<"$(metric "$(median_run "$side" "$W/$name"-duet-*.json)" "$side")"
+	read -r k_iops k_mibs k_p50 k_p99 <<<"$(metric "$(median_run "$side" "$W/$name"-nbdkit-*.json)" "$side")"
 	ratio=$(awk -v a="$d_iops" -v b="$k_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
 	rows+=("| $name | $d_iops | $k_iops | $d_mibs | $k_mibs | $d_p50 | $k_p50 | $d_p99 | $k_p99 | **$ratio** |")
+	# Targets (issue 2): >= 1.0 on every job, >= 1.2 on 4 KiB random read at iodepth 32.
+	target=1.0
+	[ "$name" = randread-4k-qd32 ] && target=1.2
+	if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r + 0 >= t) }'; then
+		met=$((met + 1))
+	else
+		missed+=("$name $ratio (target $target)")
+	fi
 done
 
 _alive_pid() { kill -0 "$1" 2>/dev/null; }
@@ -191,20 +226,33 @@ section() {
 	echo "1 GiB file-backed volume on the same $fs filesystem; both were written fully once (1 MiB sequential"
 	echo "writes of random data) before the jobs, so reads hit data (from the page cache: nothing is"
 	echo "dropped between jobs, for either server). Each job runs ${SECS} s after 1 s of ramp, time-based,"
-	echo "random offsets over the whole volume. Latency is fio's completion latency (clat) percentiles."
+	echo "random offsets over the whole volume; each job ran $REPEAT time(s) per server, alternating which"
+	echo "server went first, and the table shows the median run by IOPS. Latency percentiles are fio's total latency"
+	echo "(\`--lat_percentiles=1\`: from submission to completion). fio's clat alone would miss most"
+	echo "of it with the nbd engine, which sends the request inside the submission."
 	echo "The ratio is duet IOPS / nbdkit IOPS (higher is better for duet)."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
-	echo "- duet: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), $(basename "$build") build"
-	echo "- command: \`BENCH_SECONDS=$SECS bench/nbd.sh --write-doc\`"
+	echo "- duet: commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), build dir $(basename "$build") ($(meson introspect "$build" --buildoptions 2>/dev/null | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo ?))"
+	echo "- load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-minute load average when the run ended)"
+	echo "- command: \`BENCH_SECONDS=$SECS BENCH_REPEAT=$REPEAT bench/nbd.sh --write-doc\`"
 	echo
 	table
+	echo
+	if [ ${#missed[@]} -eq 0 ]; then
+		echo "Targets (duet/nbdkit >= 1.0 on every job, >= 1.2 on randread-4k-qd32): all $met met in this run."
+	else
+		echo "Targets (duet/nbdkit >= 1.0 on every job, >= 1.2 on randread-4k-qd32): $met met; missed in this run:"
+		printf -- '- %s\n' "${missed[@]}"
+	fi
 	echo
 }
 
 echo
 table
+echo
+if [ ${#missed[@]} -eq 0 ]; then echo "targets: all met"; else printf 'target missed: %s\n' "${missed[@]}"; fi
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md
 	mkdir -p "$(dirname "$doc")"
@@ -215,7 +263,8 @@ if [ $write_doc = 1 ]; then
 		function emit() { while ((getline l < sec) > 0) print l; done = 1 }
 		/^## / { if (skip) skip = 0; if ($0 == "## NBD") { emit(); skip = 1; next } }
 		!skip { print }
-		END { if (!done) { print ""; emit() } }
+		{ last = $0 }
+		END { if (!done) { if (last != "") print ""; emit() } }
 	' "$doc" >"$W/doc.md"
 	cat "$W/doc.md" >"$doc"
 	echo "wrote the NBD section of $doc" >&2

@@ -4,24 +4,35 @@
 # Source it at the top of a test, after `set -euo pipefail`:
 #     . "$(dirname "$0")/../lib.sh"
 #
-# It gives the test:
+# It gives the test (its working directory is $T):
 #   $T            a fresh temp dir (removed on exit unless DUET_KEEP_TMP=1)
+#   $TEST_DIR     the folder of the test script (for helpers beside it)
 #   $PORT_BASE    first TCP port this test may use (env DUET_PORT_BASE, default 23000);
-#                 a test uses PORT_BASE .. PORT_BASE+9
+#                 a test uses PORT_BASE .. PORT_BASE+19
 #   $BUILD        the build dir (env DUET_BUILD, default build; relative to the repo)
 #   $DUETD $DUETCTL
-#   start_node NAME PORT [config lines...]   start duetd in the background
-#   stop_node NAME [SIGNAL]                 signal it, wait, check the exit status
-#   ctl NAME ARGS...                        duetctl against node NAME's socket
+#   $QUICK        1 under `run.sh --quick`: use less data
+#   $TIMEOUT_SCALE  3 on sanitizer builds (env DUET_TIMEOUT_SCALE); wait_for uses it
+#   start_node NAME PORT [config lines...]   start duetd in the background, wait until
+#                                           it answers; config in $T/NAME.conf, log in
+#                                           $T/NAME.log; restarts reuse the config
+#   stop_node NAME [SIGNAL]                 signal it (TERM), reap it; after TERM the
+#                                           exit status must be 0
+#   node_pid NAME / ctl NAME ARGS...        its PID / duetctl against its socket
 #   nbd_uri PORT VOLUME                     nbd://127.0.0.1:PORT/VOLUME
-#   wait_for [-t SECS] CMD...               poll until CMD succeeds
-#   fail MSG / step MSG
+#   wait_for [-t SECS] CMD...               poll until CMD succeeds (default 30 s)
+#   port_listening PORT / port_connections PORT   (ss, without connecting)
+#   track_pid PID / untrack_pids            background helpers the exit trap ends
+#   step MSG / fail MSG / skip MSG / need TOOL...   (skip exits 77: counted as skipped)
 #   log_mark NAME / log_since NAME          lines node NAME logged since the mark
+#   sha FILE
 # On exit it stops only the processes it started (by PID), checks their logs
 # for sanitizer reports, prints the log tails when the test failed, and prints
-# one line: "PASS name (Ns)" or "FAIL name (Ns)".
+# one line: "PASS name (Ns)", "FAIL name (Ns) at: step" or "SKIP name".
+# DUET_VERBOSE=1 prints each step.
 
 TEST_NAME=$(basename "$0" .sh)
+TEST_DIR=$(cd "$(dirname "$0")" && pwd) # the test script's folder
 TEST_START=$SECONDS
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -45,7 +56,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-}
 T=$(mktemp -d "${TMPDIR:-/tmp}/duet-$TEST_NAME.XXXXXX")
 # Clients that drop files in the working directory (fio's verify state) do
 # it in the temp dir, never in the checkout.
-cd "$T"
+cd "$T" || exit 1
 
 declare -A NODE_PID=()  # node name -> pid of its duetd
 declare -A NODE_PORT=() # node name -> NBD port
@@ -216,8 +227,10 @@ ctl() {
 	"$DUETCTL" --socket "$T/$name.sock" "$@"
 }
 
-# Register a background process so that the exit trap ends it.
+# Register a background process so that the exit trap ends it; forget them
+# all once the test has reaped them itself.
 track_pid() { EXTRA_PIDS+=("$1"); }
+untrack_pids() { EXTRA_PIDS=(); }
 
 log_mark() {
 	local f=$T/$1.log
@@ -248,7 +261,10 @@ _cleanup() {
 	for pid in "${EXTRA_PIDS[@]}"; do
 		kill -s TERM "$pid" 2>/dev/null
 	done
+	local deadline=$((SECONDS + 10))
 	for pid in "${EXTRA_PIDS[@]}"; do
+		while _alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
+		_alive "$pid" && kill -s KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
 	for name in "${!NODE_PID[@]}"; do

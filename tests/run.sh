@@ -99,7 +99,8 @@ prepare() {
 
 # unit_tests DIR TAG: meson test; count each test.
 unit_tests() {
-	local d=$1 tag=$2 log=$LOGDIR/$tag-unit.log t0=$SECONDS rc=0
+	local d=$1 tag=$2
+	local log=$LOGDIR/$tag-unit.log t0=$SECONDS rc=0
 	meson test -C "$d" --print-errorlogs >"$log" 2>&1 || rc=$?
 	local ok xfail fail xpass skip tout
 	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -1)

@@ -452,6 +452,13 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 		ls->errors = l->errors;
 		ls->inflight = l->inflight_ops;
 		ls->last_change_ms = (now - l->last_change_ns) / MS;
+		ls->resets = l->resets;
+		if (l->fl) {
+			struct fab_link_stats fs;
+			fab_link_get_stats(l->fl, &fs);
+			ls->slow_calls = fs.slow_calls;
+			ls->max_call_us = fs.max_call_ns / 1000;
+		}
 	}
 	st->n_instances = ccm->n_links ? ccm->n_inst : 0;
 	for (unsigned i = 0; i < st->n_instances; i++) {
@@ -566,6 +573,9 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		rc |= add(o, "errors", json_object_new_int64((int64_t)l->errors));
 		rc |= add(o, "inflight", json_object_new_int64((int64_t)l->inflight));
 		rc |= add(o, "last_change_ms", json_object_new_int64((int64_t)l->last_change_ms));
+		rc |= add(o, "resets", json_object_new_int64((int64_t)l->resets));
+		rc |= add(o, "slow_calls", json_object_new_int64((int64_t)l->slow_calls));
+		rc |= add(o, "max_call_us", json_object_new_int64((int64_t)l->max_call_us));
 	}
 
 	insts = json_object_new_array();
@@ -614,4 +624,19 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		rc |= add(o, "local", json_object_new_boolean(false));
 	}
 	return rc ? -ENOMEM : 0;
+}
+
+unsigned ccm_link_count(const struct ccm *ccm)
+{
+	return ccm ? ccm->n_links : 0;
+}
+
+const char *ccm_link_name(const struct ccm *ccm, unsigned link)
+{
+	return ccm && link < ccm->n_links ? ccm->links[link].name : NULL;
+}
+
+bool ccm_link_is_up(const struct ccm *ccm, unsigned link)
+{
+	return ccm && link < ccm->n_links && ccm->links[link].up;
 }

@@ -130,6 +130,9 @@ struct ccm_link_status {
 	uint64_t errors;	 /**< operations that failed on this link */
 	uint64_t inflight;	 /**< operations in flight now */
 	uint64_t last_change_ms; /**< milliseconds since the link changed state */
+	uint64_t resets;	 /**< endpoint resets after failures (and fences) */
+	uint64_t slow_calls;	 /**< libfabric calls that held the reactor over 5 ms */
+	uint64_t max_call_us;	 /**< the longest libfabric call on the reactor */
 };
 
 struct ccm_instance_status {
@@ -309,6 +312,39 @@ struct ccm_op {
  */
 int ccm_port_write(struct ccm_port *p, struct ccm_op *op, const void *buf, size_t len,
 		   uint64_t offset, unsigned flags);
+
+/**
+ * RDMA-write over link @p link only: never re-issued on another link,
+ * failed when that link fails. For the failover monitor's heartbeats, which
+ * must prove each link by itself. done says the local buffer may be reused
+ * (no delivery confirmation). Returns at once with -EINVAL (bad arguments or
+ * link index), -ENOTCONN (port down), -ERANGE (outside the partner's
+ * memory) or -ENOLINK (the link is down now: no operation was started).
+ * Through done: 0, -ENOLINK (the link failed under it), -ECONNRESET (the
+ * session ended first), -ECANCELED (unregistered), -ESHUTDOWN (destroyed).
+ * Keep one in flight per link: a write stuck on a link that died completes
+ * once the CCM takes the link out (ic.link_deadline_ms after its last
+ * heartbeat), or, when the session ended first, once the link returns or
+ * is taken out in a later session.
+ *
+ * Link indexes are the order of the [ic] link lines, which both nodes
+ * list alike: our link i is joined to the partner's link i (the
+ * partner's heartbeat for link i lands at i x 64 of the monitor's port).
+ *
+ * The monitor's hb_send(arg, i, rec, len), in the node, is then: when
+ * link i's previous write has not completed, skip (-EBUSY); else copy rec
+ * into the per-link buffer and ccm_port_write_link(port, i, &op[i], buf[i],
+ * len, i * 64).
+ */
+int ccm_port_write_link(struct ccm_port *p, unsigned link, struct ccm_op *op, const void *buf,
+			size_t len, uint64_t offset);
+
+/** Number of interconnect links (ccm_port_write_link's indexes). */
+unsigned ccm_link_count(const struct ccm *ccm);
+/** Name of link @p link ("ic0"), or NULL past the last. */
+const char *ccm_link_name(const struct ccm *ccm, unsigned link);
+/** Whether the CCM sees link @p link up now (its heartbeats complete). */
+bool ccm_link_is_up(const struct ccm *ccm, unsigned link);
 
 /** RDMA-read @p len bytes of the partner's port memory at @p offset into @p buf. */
 int ccm_port_read(struct ccm_port *p, struct ccm_op *op, void *buf, size_t len, uint64_t offset);

@@ -56,6 +56,7 @@ enum {
 	OP_READ,
 	OP_WRITE_NOTIFY, /* write stage; then a NOTIFY message */
 	OP_NOTIFY_WAIT,	 /* NOTIFY sent, waiting for its ack */
+	OP_WRITE_LINK,	 /* pinned to one link: never re-issued */
 };
 
 /* States of a transmit slot. */
@@ -156,6 +157,7 @@ struct ccm_link {
 	/* accounting */
 	uint64_t inflight_ops, inflight_bytes;
 	uint64_t ops, bytes, errors;
+	uint64_t resets;
 };
 
 struct ccm_inst {

@@ -229,11 +229,25 @@ static int op_post(struct ccm_link *l, struct ccm_op *op)
 	case OP_WRITE_NOTIFY:
 		return fab_write(l->fl, op->buf, op->len, &p->remote, op->offset,
 				 FAB_DELIVERY_COMPLETE, &op->fop);
+	case OP_WRITE_LINK:
+		return fab_write(l->fl, op->buf, op->len, &p->remote, op->offset, 0, &op->fop);
 	case OP_READ:
 		return fab_read(l->fl, op->buf, op->len, &p->remote, op->offset, &op->fop);
 	default:
 		return -EINVAL;
 	}
+}
+
+static void op_posted(struct ccm_link *l, struct ccm_op *op)
+{
+	struct ccm_inst *in = &l->ccm->inst[l->inst];
+
+	op->link = (uint16_t)l->idx;
+	op->post_ns = now_ns();
+	l->inflight_ops++;
+	l->inflight_bytes += op->len;
+	in->ops_inflight++;
+	in->bytes_inflight += op->len;
 }
 
 /* Post @p op on a lane of its port's instance, or park it until a lane
@@ -247,13 +261,7 @@ void op_issue(struct ccm *ccm, struct ccm_op *op)
 			break;
 		rc = op_post(l, op);
 		if (rc == 0) {
-			struct ccm_inst *in = &ccm->inst[l->inst];
-			op->link = (uint16_t)l->idx;
-			op->post_ns = now_ns();
-			l->inflight_ops++;
-			l->inflight_bytes += op->len;
-			in->ops_inflight++;
-			in->bytes_inflight += op->len;
+			op_posted(l, op);
 			return;
 		}
 		if (rc == -EAGAIN)
@@ -310,6 +318,22 @@ static void op_done(struct fab_op *fop, int status)
 	}
 	if (op->epoch != ccm->epoch) {
 		op_finish(op, -ECONNRESET);
+		return;
+	}
+	if (op->kind == OP_WRITE_LINK) {
+		/* Pinned: its link's fate is the answer, never another link. */
+		if (status < 0 && lane_error_is_link(status)) {
+			if (l->up) {
+				char why[80];
+				snprintf(why, sizeof(why), "operation failed (%s)",
+					 strerror(-status));
+				lane_fail(l, why, false);
+			}
+			status = -ENOLINK;
+		}
+		if (status == 0)
+			p->bytes_total += op->len;
+		op_finish(op, status);
 		return;
 	}
 	if (status == 0) {
@@ -384,6 +408,46 @@ int ccm_port_write(struct ccm_port *p, struct ccm_op *op, const void *buf, size_
 		   uint64_t offset, unsigned flags)
 {
 	return op_start(p, op, OP_WRITE, (void *)buf, len, offset, flags, 0);
+}
+
+int ccm_port_write_link(struct ccm_port *p, unsigned link, struct ccm_op *op, const void *buf,
+			size_t len, uint64_t offset)
+{
+	struct ccm *ccm;
+	struct ccm_link *l;
+	int rc;
+
+	if (!p || !op || !op->done || !buf || len == 0)
+		return -EINVAL;
+	ccm = p->client->ccm;
+	if (link >= ccm->n_links)
+		return -EINVAL;
+	if (!p->up || p->client->dead || ccm->state != ST_UP)
+		return -ENOTCONN;
+	if (offset > p->remote.size || len > p->remote.size - offset)
+		return -ERANGE;
+	l = &ccm->links[link];
+	if (!l->up || !l->fl || l->fenced)
+		return -ENOLINK;
+	op->port = p;
+	op->kind = OP_WRITE_LINK;
+	op->buf = (void *)buf;
+	op->len = len;
+	op->offset = offset;
+	op->flags = 0;
+	op->value = 0;
+	op->epoch = ccm->epoch;
+	op->tries = 0;
+	op->fence = 0;
+	op->next = NULL;
+	rc = op_post(l, op);
+	if (rc < 0) {
+		op->kind = 0;
+		return rc == -EINVAL || rc == -EMSGSIZE ? rc : -ENOLINK;
+	}
+	p->inflight++;
+	op_posted(l, op);
+	return 0;
 }
 
 int ccm_port_read(struct ccm_port *p, struct ccm_op *op, void *buf, size_t len, uint64_t offset)

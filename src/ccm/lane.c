@@ -4,8 +4,10 @@
  * session region every heartbeat_ms; a lane is up while those reads keep
  * completing within link_deadline_ms. Traffic goes to the up lanes of the
  * port's instance (round-robin or least outstanding bytes), or to any up
- * lane when its instance has none. A lane that dies is aborted: its
- * operations fail with -ETIMEDOUT and are re-issued by their owners. */
+ * lane when its instance has none. A lane that dies has its endpoint reset
+ * (its operations fail and are re-issued by their owners; regions stay
+ * registered), and during a session it is fenced: suspended (no endpoint
+ * at all) until the partner has reset its end too. */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_priv.h"
 #include "common/log.h"
@@ -123,7 +125,8 @@ static int lane_open_one(struct ccm *ccm, unsigned i)
 }
 
 /* Close link @p i (its operations complete with -ECANCELED from inside) and
- * free its regions, which fab_link_close deregistered. */
+ * free its regions, which fab_link_close deregistered. Only at the end, or
+ * when opening it failed: failures reset the endpoint instead. */
 static void lane_close_one(struct ccm *ccm, unsigned i)
 {
 	struct ccm_link *l = &ccm->links[i];
@@ -355,14 +358,46 @@ void lane_send_fences(struct ccm *ccm)
 			send_fence(ccm, &ccm->links[i]);
 }
 
+/*
+ * Reset link @p i's endpoint: its operations complete from inside (with
+ * -ECANCELED: their owners re-issue them) after the endpoint was closed, so
+ * none of their buffers is touched any more and nothing the partner sent
+ * on the old connections lands. The regions stay registered under their
+ * keys. With @p suspend no new endpoint comes before lane_resume(). Cheap
+ * on the loop (0.1-5 ms; the new endpoint is created on a helper thread);
+ * a slow one counts as a reactor stall.
+ */
+static void lane_reset(struct ccm *ccm, unsigned i, bool suspend)
+{
+	struct ccm_link *l = &ccm->links[i];
+	uint64_t t0 = now_ns();
+
+	if (!l->fl)
+		return;
+	l->resets++;
+	if (suspend)
+		fab_link_suspend(l->fl);
+	else
+		fab_link_reset(l->fl);
+	if (now_ns() - t0 > ccm->hb_ns)
+		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
+	LOG_DEBUG("link %s %s in %.2f ms", l->name, suspend ? "suspended" : "reset",
+		  (double)(now_ns() - t0) / 1e6);
+}
+
+/* Bring a suspended lane's endpoint back, or open a lane whose open
+ * failed. @return whether the lane has a link. */
 static bool reopen(struct ccm *ccm, unsigned i)
 {
 	struct ccm_link *l = &ccm->links[i];
 	uint64_t t0 = now_ns();
 	int rc;
 
-	if (l->fl)
+	if (l->fl) {
+		fab_link_resume(l->fl);
+		l->reopen_pending = false;
 		return true;
+	}
 	rc = lane_open_one(ccm, i);
 	if (rc < 0) {
 		if (!l->reopen_pending)
@@ -380,11 +415,11 @@ static bool reopen(struct ccm *ccm, unsigned i)
 }
 
 /*
- * Outside of any fabric callback: close the lanes that failed (their
- * operations fail and are re-issued elsewhere by their owners), fence them
- * with the partner, close those the partner fences and acknowledge, reopen
- * what may be reopened. Reopening costs the reactor fab_link_open (2-100
- * ms), once per failure.
+ * Outside of any fabric callback: reset the lanes that failed (their
+ * operations fail and are re-issued elsewhere by their owners) and fence
+ * them with the partner (suspended until it acks), reset those the partner
+ * fences and acknowledge, resume or reopen what may be. A reset costs the
+ * reactor 0.1-5 ms (the endpoint is recreated on a helper thread).
  */
 void lane_do_aborts(struct ccm *ccm)
 {
@@ -406,32 +441,35 @@ void lane_do_aborts(struct ccm *ccm)
 			} else {
 				l->close_fence = 0;
 			}
-			if (l->fl)
-				lane_close_one(ccm, i);
+			/* During a session with another lane to fence over, the
+			 * lane stays without an endpoint until the partner has
+			 * reset its end: nothing of its old connection can land
+			 * in our memory meanwhile, nor can its new operations
+			 * reach us before it processed the fence. */
+			bool fence = in_session(ccm) && lane_up_count(ccm) > 0;
+			lane_reset(ccm, i, fence);
 			l->close_fence = 0;
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
-				if (lane_up_count(ccm) > 0) {
-					l->fenced = true; /* closed until the ack */
+				if (fence && lane_up_count(ccm) > 0) {
+					l->fenced = true; /* suspended until the ack */
 					send_fence(ccm, l);
 				} else {
-					/* No lane to fence over: reopen now, fence
-					 * as soon as any lane is back. */
+					/* No lane to fence over: back now, fence as
+					 * soon as any lane is back. */
 					l->fence_unsent = true;
 					l->reopen_pending = true;
 				}
-			} else {
+			} else if (!l->fl) {
 				l->reopen_pending = true;
 			}
 		}
 		if (l->ack_fence) {
 			struct wire_fence f = {.lane = le32(i), .seq = le64(l->ack_fence_seq)};
 			l->ack_fence = false;
-			if (l->fl && !l->fenced) {
-				lane_close_one(ccm,
-					       i); /* nothing of the old connection lands now */
-				l->reopen_pending = true;
-			}
+			if (!l->fenced)
+				lane_reset(ccm, i,
+					   false); /* nothing of the old connection lands now */
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
 				chan_send(&ccm->ctl, MSG_FENCE_ACK, &f, sizeof(f), NULL);
@@ -532,9 +570,9 @@ void lane_session_end(struct ccm *ccm)
 			fab_mr_close(l->sess_mr);
 			l->sess_mr = NULL;
 		}
+		if (l->fenced || !l->fl)
+			l->reopen_pending = true; /* resume a suspended lane */
 		l->fenced = l->fence_unsent = l->ack_fence = false;
-		if (!l->fl)
-			l->reopen_pending = true;
 	}
 	ccm->fence_acked = ccm->fence_next;
 	ccm->all_down_since_ns = 0;
@@ -598,7 +636,7 @@ void lane_start_hb(struct ccm *ccm)
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		int rc;
-		if (!l->fl)
+		if (!l->fl || l->fenced)
 			continue;
 		if (l->hb_busy)
 			continue; /* on a dead lane it waits for the link to return */

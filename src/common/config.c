@@ -33,6 +33,9 @@ struct key_def {
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
 static const char *const onoff_names[] = {"off", "on", NULL};
+static const char *const mirror_mode_names[] = {"off", "on", "local", NULL};
+static const char *const durability_names[] = {"memory", "local-sync", NULL};
+static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
@@ -41,6 +44,8 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "nvram", KEY_PATH, F(node.nvram), 0, 0, NULL, false},
+    {"node", "nvram_size", KEY_SIZE, F(node.nvram_size), 1ull << 20, 16ull << 30, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -59,6 +64,10 @@ static const struct key_def schema[] = {
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
+    {"proxy", "timeout_ms", KEY_UINT, F(proxy.timeout_ms), 10, 3600000, NULL, false},
+    {"proxy", "ports", KEY_UINT, F(proxy.ports), 1, 16, NULL, false},
+    {"proxy", "port_mem", KEY_SIZE, F(proxy.port_mem), 1ull << 20, 1ull << 30, NULL, false},
+    {"proxy", "chunk", KEY_SIZE, F(proxy.chunk), 64ull << 10, 64ull << 20, NULL, false},
     {"monitor", "partner_shelf", KEY_PATH, F(monitor.partner_shelf), 0, 0, NULL, false},
     {"monitor", "heartbeat_ms", KEY_UINT, F(monitor.heartbeat_ms), 1, 10000, NULL, false},
     {"monitor", "deadline_ms", KEY_UINT, F(monitor.deadline_ms), 5, 600000, NULL, false},
@@ -71,6 +80,13 @@ static const struct key_def schema[] = {
     {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
     {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
      false},
+    {"mirror", "mirror", KEY_ENUM, F(mirror.mode), 0, 0, mirror_mode_names, false},
+    {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
+    {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
+    {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
+     NULL, false},
+    {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
+    {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
 };
 
 void config_defaults(struct duet_config *cfg)
@@ -89,6 +105,10 @@ void config_defaults(struct duet_config *cfg)
 	cfg->ic.heartbeat_ms = 20;
 	cfg->ic.link_deadline_ms = 100;
 	cfg->ic.session_deadline_ms = 1000;
+	cfg->proxy.timeout_ms = 30000;
+	cfg->proxy.ports = 4;
+	cfg->proxy.port_mem = 16ull << 20;
+	cfg->proxy.chunk = 1ull << 20;
 	cfg->monitor.heartbeat_ms = 20;
 	cfg->monitor.deadline_ms = 150;
 	cfg->monitor.mailbox_ms = 50;
@@ -98,6 +118,12 @@ void config_defaults(struct duet_config *cfg)
 	cfg->monitor.watchdog_ms = 1000;
 	cfg->monitor.auto_giveback = CONFIG_OFF;
 	cfg->monitor.giveback_delay_ms = 5000;
+	cfg->node.nvram_size = 64ull << 20;
+	cfg->mirror.mode = MIRROR_MODE_ON;
+	cfg->mirror.durability = DURABILITY_MEMORY;
+	cfg->mirror.down = MIRROR_DOWN_DEGRADE;
+	cfg->mirror.suspend_timeout_ms = 30000;
+	cfg->mirror.cp_interval_ms = 1000;
 }
 
 struct parse_ctx {
@@ -315,6 +341,13 @@ static int finish(struct parse_ctx *c, int rc)
 	}
 	if (c->cfg->ic.n_links > 0 && c->cfg->ic.instances > c->cfg->ic.n_links) {
 		snprintf(c->err, c->errlen, "%s: [ic] instances: more instances than links",
+			 c->name);
+		return -EINVAL;
+	}
+	if (c->cfg->proxy.chunk > c->cfg->proxy.port_mem / 2) {
+		snprintf(c->err, c->errlen,
+			 "%s: [proxy] chunk: more than half of port_mem (each half holds the "
+			 "data in flight one way)",
 			 c->name);
 		return -EINVAL;
 	}

@@ -42,6 +42,25 @@ enum config_onoff {
 	CONFIG_ON,
 };
 
+/** [mirror] mirror: where a write is logged before it is acknowledged. */
+enum config_mirror_mode {
+	MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
+	MIRROR_MODE_ON,	     /* the local log and the partner's image of it */
+	MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
+};
+
+/** [mirror] durability: which syncs stand behind an acknowledged write. */
+enum config_durability {
+	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
+	DURABILITY_LOCAL_SYNC, /* also fdatasync of the local log before the ack */
+};
+
+/** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
+enum config_mirror_down {
+	MIRROR_DOWN_DEGRADE = 0, /* go on locally; the status says takeover would lose data */
+	MIRROR_DOWN_SUSPEND,	 /* hold acks until in sync again, EIO after the timeout */
+};
+
 struct duet_config {
 	char path[PATH_MAX];
 	struct {
@@ -49,6 +68,8 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
+		char nvram[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
+		uint64_t nvram_size;  /* bytes, 64M by default */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];
@@ -76,6 +97,12 @@ struct duet_config {
 		uint64_t instance_max_load; /* bytes/s past which ports go to another
 					       CCM instance; 0: least-loaded only */
 	} ic;
+	struct {
+		uint64_t timeout_ms; /* a forwarded command fails with EIO after this */
+		uint64_t ports;	     /* CCM ports of the proxy client */
+		uint64_t port_mem;   /* bytes per port: half for data in flight each way */
+		uint64_t chunk;	     /* largest forwarded request; bigger ones are split */
+	} proxy;
 	/** Failover monitor (docs/FAILOVER.md explains every figure). */
 	struct {
 		char
@@ -90,6 +117,15 @@ struct duet_config {
 		enum config_onoff auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
 	} monitor;
+	/** NVRAM mirroring (docs/NVRAM.md). */
+	struct {
+		enum config_mirror_mode mode; /* mirror = on|local|off */
+		enum config_durability durability;
+		enum config_mirror_down down;
+		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */
+		uint64_t cp_interval_ms;      /* consistency point timer */
+		char partner_image[PATH_MAX]; /* file backing the partner's image; "" not set */
+	} mirror;
 };
 
 /** Fill @p cfg with every default. */

@@ -2,27 +2,39 @@
  *
  * Internals in short:
  * - Every operation gets an internal slot from a per-link pool; the slot,
- *   not the caller's fab_op, is libfabric's context. A slot is only reused
- *   after libfabric handed it back, so a late completion of an aborted
- *   operation finds an orphaned slot (op == NULL) and is dropped.
- * - Slots live on exactly one list: free, backlog (not posted yet, -FI_EAGAIN),
- *   posted, failed (post error, completed from the timer) or orphan.
+ *   not the caller's fab_op, is libfabric's context. Slots live on exactly
+ *   one list: free, backlog (not posted yet, -FI_EAGAIN), posted, or failed
+ *   (post error, completed from the timer).
  * - One timer does all deferred work: drive the CQ after posts (a pre-sleep
  *   hook so no completion is left behind the wait fd), complete failed
- *   posts, re-arm the peer, retry the backlog with backoff.
- * - Re-arm: fi_av_remove + fi_av_insert of the peer (FI_AV_REMOVE_CLEANUP
- *   makes rxm drop the dead connection). Slots carry the epoch they were
- *   posted in; only errors of the current epoch trigger a re-arm.
+ *   posts, reset the endpoint, retry the backlog with backoff.
+ * - The endpoint generation: the fabric, domain and regions live as long as
+ *   the link; the endpoint with its address vector and completion queue is
+ *   recreated by a reset. A reset takes every operation away from the link,
+ *   closes the endpoint (libfabric is then done with their buffers), closes
+ *   the CQ (no stale completion can name a reused slot) and only then calls
+ *   the operations back. The new endpoint is created on a helper thread
+ *   when the domain is thread safe (its buffer pools cost 4-50 ms on rxm),
+ *   and handed to the loop through an eventfd; until then operations wait
+ *   in the backlog.
+ * - Recovery from a broken connection is such a reset, never fi_av_remove:
+ *   libfabric 1.17's rxm crashes in fi_av_remove (FI_AV_REMOVE_CLEANUP) on
+ *   a peer whose connect failed (docs/FABRIC.md).
  */
 #define LOG_MODULE "fabric"
 #include "fabric/fabric.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* util.h first: libfabric defines container_of only when it is missing. */
 #include "common/util.h"
@@ -48,13 +60,16 @@
 #define POLL_IDLE_NS	  1000000ull
 #define IDLE_POLL_MIN_NS  50000ull
 #define IDLE_POLL_MAX_NS  2000000ull
+#define EP_RETRY_MIN_NS	  10000000ull /* endpoint creation failed: try again */
+#define EP_RETRY_MAX_NS	  1000000000ull
+#define SLOW_CALL_NS	  5000000ull /* a libfabric call this long is logged */
 #define RESERVED_KEYS	  256
 #define DEFAULT_PROVIDER  "tcp;ofi_rxm"
-#define SUPPORTED_MR_MODE (FI_MR_LOCAL | FI_MR_ALLOCATED | FI_MR_ENDPOINT)
+#define SUPPORTED_MR_MODE (FI_MR_LOCAL | FI_MR_ALLOCATED)
 #define LOG_INTERVAL_NS	  1000000000ull
 
 enum slot_kind { KIND_TX = 1, KIND_RX };
-enum slot_state { ST_FREE, ST_BACKLOG, ST_POSTED, ST_FAILED, ST_ORPHAN };
+enum slot_state { ST_FREE, ST_BACKLOG, ST_POSTED, ST_FAILED };
 enum op_type { OP_READ, OP_WRITE, OP_WRITEDATA, OP_SEND };
 
 /* Common head of everything passed to libfabric as a context. */
@@ -74,7 +89,6 @@ struct slot {
 	uint8_t state;
 	uint8_t type;
 	unsigned flags;
-	uint32_t epoch;
 	int status;
 	uint64_t gen;
 	struct fab_op *op;
@@ -105,7 +119,7 @@ struct sbuf_chunk {
 
 struct rx_slot {
 	struct ctx_head h;
-	bool pending; /* repost failed with -FI_EAGAIN: retry from the timer */
+	bool pending; /* not posted on the current endpoint: post from the timer */
 	unsigned char *buf;
 };
 
@@ -123,31 +137,67 @@ struct ratelimit {
 	unsigned suppressed;
 };
 
+/* What one endpoint generation consists of. */
+struct ep_res {
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	fi_addr_t peer;
+	int wait_fd;	 /* -1: poll the CQ */
+	bool no_wait_fd; /* the provider refused FI_WAIT_FD */
+};
+
+/* An endpoint being created on a helper thread. The thread only reads the
+ * link's immutable parts (info, domain, names, peer address, flags). */
+struct ep_job {
+	pthread_t thread;
+	struct fab_link *link;
+	struct ep_res res;
+	int rc;
+	const char *what; /* the step that failed */
+	uint64_t ns;
+	atomic_bool finished;
+};
+
 struct fab_link {
 	struct loop *loop;
 	char name[32];
 	char prov[64];
+	char host[64], port[16];
 	struct fab_link_events ev;
 	unsigned flags;
 
+	/* For the whole life of the link. */
 	struct fi_info *info;
 	struct fid_fabric *fabric;
 	struct fid_domain *domain;
+	struct sockaddr_storage peer_sa;
+	socklen_t peer_salen;
+	bool async;	/* endpoints are created on a helper thread */
+	bool poll_mode; /* no wait fd (forced, or the provider has none) */
+	struct loop_timer timer;
+
+	/* The current endpoint generation. */
 	struct fid_av *av;
 	struct fid_cq *cq;
 	struct fid_ep *ep;
+	fi_addr_t peer;
 	int wait_fd; /* -1 in poll mode */
 	struct loop_io io;
-	struct loop_timer timer;
+	bool ep_ready;	      /* av, cq and ep are there */
+	bool suspended;	      /* no endpoint until fab_link_resume() */
+	uint64_t ep_gen;      /* bumped by every reset: a CQ batch of an older one is dropped */
+	bool reset_pending;   /* a transport error asks for a reset (from the timer) */
+	uint64_t ep_retry_ns; /* creation failed: backoff */
+	uint64_t ep_retry_at;
 
-	struct sockaddr_storage peer_sa;
-	socklen_t peer_salen;
-	fi_addr_t peer;
-	bool peer_ok;
-	uint32_t epoch;
-	bool rearm_pending;
+	/* Endpoint creation off the loop. */
+	struct ep_job job;
+	bool job_active;
+	int job_fd; /* eventfd: the helper thread is done */
+	struct loop_io job_io;
 
-	bool mr_local, mr_endpoint;
+	bool mr_local;
 	size_t max_rma;
 	size_t cq_data_size;
 	uint64_t key_max; /* largest key the provider accepts */
@@ -156,7 +206,7 @@ struct fab_link {
 
 	/* Operations. */
 	struct slot_chunk *chunks;
-	struct slot_list free, backlog, posted, failed, orphan;
+	struct slot_list free, backlog, posted, failed;
 	uint64_t gen;
 	uint64_t retry_ns, retry_max_ns;
 	uint64_t retry_at;     /* next backlog retry not driven by a completion */
@@ -176,7 +226,7 @@ struct fab_link {
 	struct sbuf_chunk *sbuf_chunks;
 
 	struct fab_link_stats st;
-	struct ratelimit rl_err;
+	struct ratelimit rl_err, rl_slow, rl_ep;
 	unsigned busy; /* callbacks running: free() waits for 0 */
 	bool closing;
 };
@@ -193,6 +243,27 @@ static bool log_allowed(struct ratelimit *rl)
 	}
 	rl->last_ns = now;
 	return true;
+}
+
+/* Account the time of one libfabric call made on the loop thread since
+ * @p t0: the longest is kept, and calls that held the loop past
+ * SLOW_CALL_NS are counted and logged (rate-limited). */
+static void call_timed(struct fab_link *link, const char *what, uint64_t t0)
+{
+	uint64_t d = now_ns() - t0;
+
+	if (d <= link->st.max_call_ns && d < SLOW_CALL_NS)
+		return;
+	if (d > link->st.max_call_ns) {
+		link->st.max_call_ns = d;
+		link->st.max_call = what;
+	}
+	if (d >= SLOW_CALL_NS) {
+		link->st.slow_calls++;
+		if (log_allowed(&link->rl_slow))
+			LOG_INFO("%s: %s held the loop thread for %.1f ms", link->name, what,
+				 (double)d / 1e6);
+	}
 }
 
 /* libfabric's own error codes (>= FI_ERRNO_OFFSET) have no errno twin. */
@@ -251,10 +322,8 @@ static struct slot_list *list_of(struct fab_link *link, struct slot *s)
 		return &link->backlog;
 	case ST_POSTED:
 		return &link->posted;
-	case ST_FAILED:
-		return &link->failed;
 	default:
-		return &link->orphan;
+		return &link->failed;
 	}
 }
 
@@ -317,7 +386,8 @@ static void slot_put(struct fab_link *link, struct slot *s)
 
 /* Internal regions (receive and send buffers) need registration only on
  * FI_MR_LOCAL providers; their keys come from the reserved top of the key
- * space so they never collide with the application's. */
+ * space so they never collide with the application's. They belong to the
+ * domain and survive endpoint resets. */
 static int reg_internal(struct fab_link *link, void *buf, size_t len, struct fid_mr **mr)
 {
 	uint64_t access = FI_SEND | FI_RECV | FI_READ | FI_WRITE;
@@ -331,17 +401,6 @@ static int reg_internal(struct fab_link *link, void *buf, size_t len, struct fid
 		LOG_ERROR("%s: registering %zu internal bytes: %s", link->name, len,
 			  fi_strerror(-rc));
 		return fi_errno(rc);
-	}
-	if (link->mr_endpoint) {
-		rc = fi_mr_bind(*mr, &link->ep->fid, 0);
-		if (!rc)
-			rc = fi_mr_enable(*mr);
-		if (rc) {
-			LOG_ERROR("%s: binding internal region: %s", link->name, fi_strerror(-rc));
-			fi_close(&(*mr)->fid);
-			*mr = NULL;
-			return fi_errno(rc);
-		}
 	}
 	return 0;
 }
@@ -402,69 +461,307 @@ static void stats_done(struct fab_link *link, struct slot *s, int status)
 	}
 }
 
-/* ---- re-arming the peer ---- */
-
-static int peer_insert(struct fab_link *link)
-{
-	int rc = fi_av_insert(link->av, &link->peer_sa, 1, &link->peer, 0, NULL);
-
-	if (rc != 1) {
-		if (log_allowed(&link->rl_err))
-			LOG_ERROR("%s: inserting the peer address: %s", link->name,
-				  rc < 0 ? fi_strerror(-rc) : "not inserted");
-		link->peer_ok = false;
-		return rc < 0 ? fi_errno(rc) : -EADDRNOTAVAIL;
-	}
-	link->peer_ok = true;
-	return 0;
-}
-
-/* Forget the peer's (possibly dead) connection and insert it afresh, so
- * the next post opens a new one. Operations of the old epoch that fail
- * because of it do not re-arm again. */
-static void rearm(struct fab_link *link)
+static void close_fid(const char *name, struct fid *fid, const char *what)
 {
 	int rc;
 
-	link->rearm_pending = false;
-	if (link->peer_ok) {
-		rc = fi_av_remove(link->av, &link->peer, 1, 0);
-		if (rc)
-			LOG_WARN("%s: removing the peer address: %s", link->name, fi_strerror(-rc));
-		link->peer_ok = false;
+	if (!fid)
+		return;
+	rc = fi_close(fid);
+	if (rc)
+		LOG_WARN("%s: closing the %s: %s", name, what, fi_strerror(-rc));
+}
+
+/* ---- endpoint generations ---- */
+
+static void ep_res_close(const char *name, struct ep_res *r)
+{
+	/* The endpoint first: once it is closed no buffer of ours is touched. */
+	close_fid(name, r->ep ? &r->ep->fid : NULL, "endpoint");
+	close_fid(name, r->av ? &r->av->fid : NULL, "address vector");
+	close_fid(name, r->cq ? &r->cq->fid : NULL, "completion queue");
+	r->ep = NULL;
+	r->av = NULL;
+	r->cq = NULL;
+	r->wait_fd = -1;
+}
+
+/*
+ * Create one endpoint generation: an AV holding the peer, a CQ (with a wait
+ * fd unless polling), and the endpoint bound to both and enabled (it then
+ * listens at the link's local address). Runs on the loop or on a helper
+ * thread, so it reads only what stays fixed for the link's life and logs
+ * nothing: *what names the step that failed.
+ * @return 0 or a negative errno.
+ */
+static int ep_create(const struct fab_link *link, struct ep_res *r, const char **what)
+{
+	struct fi_cq_attr cq_attr;
+	struct fi_av_attr av_attr;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->wait_fd = -1;
+	memset(&av_attr, 0, sizeof(av_attr));
+	av_attr.type = FI_AV_TABLE;
+	av_attr.count = 4;
+	*what = "fi_av_open";
+	rc = fi_av_open(link->domain, &av_attr, &r->av, NULL);
+	if (rc)
+		goto fail;
+	*what = "fi_av_insert";
+	rc = fi_av_insert(r->av, &link->peer_sa, 1, &r->peer, 0, NULL);
+	if (rc != 1) {
+		rc = rc < 0 ? rc : -FI_EADDRNOTAVAIL;
+		goto fail;
 	}
-	link->epoch++;
-	link->st.rearms++;
-	LOG_DEBUG("%s: peer re-armed (epoch %u)", link->name, link->epoch);
-	if (peer_insert(link) < 0)
-		link->rearm_pending = true; /* the timer tries again */
+	memset(&cq_attr, 0, sizeof(cq_attr));
+	cq_attr.format = FI_CQ_FORMAT_DATA;
+	cq_attr.size = link->info->tx_attr->size + link->info->rx_attr->size;
+	cq_attr.wait_obj = link->poll_mode ? FI_WAIT_NONE : FI_WAIT_FD;
+	*what = "fi_cq_open";
+	rc = fi_cq_open(link->domain, &cq_attr, &r->cq, NULL);
+	if (rc && cq_attr.wait_obj == FI_WAIT_FD) {
+		r->no_wait_fd = true;
+		cq_attr.wait_obj = FI_WAIT_NONE;
+		rc = fi_cq_open(link->domain, &cq_attr, &r->cq, NULL);
+	}
+	if (rc)
+		goto fail;
+	if (cq_attr.wait_obj == FI_WAIT_FD &&
+	    fi_control(&r->cq->fid, FI_GETWAIT, &r->wait_fd) != 0) {
+		r->no_wait_fd = true;
+		r->wait_fd = -1;
+	}
+	*what = "fi_endpoint";
+	rc = fi_endpoint(link->domain, link->info, &r->ep, NULL);
+	if (rc)
+		goto fail;
+	*what = "fi_ep_bind";
+	rc = fi_ep_bind(r->ep, &r->av->fid, 0);
+	if (!rc)
+		rc = fi_ep_bind(r->ep, &r->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (rc)
+		goto fail;
+	*what = "fi_enable";
+	rc = fi_enable(r->ep);
+	if (rc)
+		goto fail;
+	return 0;
+fail:
+	ep_res_close(link->name, r);
+	if (rc == -FI_EADDRINUSE)
+		return -EADDRINUSE;
+	return fi_errno(rc);
+}
+
+static void on_cq_fd(struct loop_io *io, uint32_t events);
+static void repost_rx(struct fab_link *link, struct rx_slot *r);
+
+/* Make @p r the link's endpoint: watch its wait fd, post the receive
+ * buffers, and let the backlog go. */
+static void ep_install(struct fab_link *link, struct ep_res *r)
+{
+	link->av = r->av;
+	link->cq = r->cq;
+	link->ep = r->ep;
+	link->peer = r->peer;
+	link->wait_fd = r->wait_fd;
+	if (r->no_wait_fd && !link->poll_mode) {
+		LOG_WARN("%s: provider %s gives no wait fd for its completion queue: polling",
+			 link->name, link->prov);
+		link->poll_mode = true;
+	}
+	if (link->wait_fd >= 0) {
+		/* Edge-triggered: wake on every new event behind the wait fd, not
+		 * on readiness the provider leaves standing (a signal byte or a
+		 * listening socket it has not served yet), which would spin. */
+		int rc = loop_io_add(link->loop, &link->io, link->wait_fd, EPOLLIN | EPOLLET,
+				     on_cq_fd, link);
+		if (rc) {
+			LOG_WARN("%s: cannot watch the completion queue (%s): polling", link->name,
+				 strerror(-rc));
+			link->wait_fd = -1;
+			link->poll_mode = true;
+		}
+	}
+	link->ep_ready = true;
+	link->ep_retry_ns = 0;
+	link->retry_ns = RETRY_MIN_NS;
+	link->retry_at = 0;
+	link->idle_poll_ns = IDLE_POLL_MIN_NS;
+	for (unsigned i = 0; i < link->rx_depth; i++)
+		repost_rx(link, &link->rx[i]);
+	link->need_progress = true;
+	schedule(link, 0);
+}
+
+/* Close the current endpoint generation. The caller has taken every
+ * operation away from the link; their contexts die with the CQ. */
+static void ep_drop(struct fab_link *link)
+{
+	struct ep_res r = {.av = link->av, .cq = link->cq, .ep = link->ep};
+	uint64_t t0 = now_ns();
+
+	if (link->io.added)
+		loop_io_del(link->loop, &link->io);
+	ep_res_close(link->name, &r);
+	call_timed(link, "fi_close(endpoint)", t0);
+	link->av = NULL;
+	link->cq = NULL;
+	link->ep = NULL;
+	link->wait_fd = -1;
+	link->ep_ready = false;
+	for (unsigned i = 0; link->rx && i < link->rx_depth; i++) {
+		if (!link->rx[i].pending)
+			link->rx_pending++;
+		link->rx[i].pending = true;
+	}
+}
+
+/* An endpoint creation ended (on the loop or the helper thread). */
+static void ep_created(struct fab_link *link, struct ep_res *r, int rc, const char *what)
+{
+	if (rc == 0) {
+		ep_install(link, r);
+		return;
+	}
+	link->ep_retry_ns =
+	    link->ep_retry_ns ? MIN(link->ep_retry_ns * 2, EP_RETRY_MAX_NS) : EP_RETRY_MIN_NS;
+	link->ep_retry_at = now_ns() + link->ep_retry_ns;
+	if (log_allowed(&link->rl_ep))
+		LOG_ERROR("%s: cannot create the endpoint at %s:%s over %s (%s: %s); retrying",
+			  link->name, link->host, link->port, link->prov, what, strerror(-rc));
+	schedule(link, link->ep_retry_ns);
+}
+
+static void *job_main(void *arg)
+{
+	struct ep_job *j = arg;
+	uint64_t t0 = now_ns(), one = 1;
+	const char *what = "";
+
+	j->rc = ep_create(j->link, &j->res, &what);
+	j->ns = now_ns() - t0;
+	j->what = what;
+	atomic_store(&j->finished, true);
+	/* Wake the loop; should this fail, its next timer run collects us. */
+	if (write(j->link->job_fd, &one, sizeof(one)) < 0)
+		return NULL;
+	return NULL;
+}
+
+/* Create the next endpoint on a helper thread (all signals blocked in it).
+ * @return 0, or a negative errno when no thread could be started. */
+static int job_start(struct fab_link *link)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (link->job_fd < 0)
+		return -ENOSYS;
+	link->job.link = link;
+	link->job.rc = 0;
+	link->job.what = "";
+	atomic_store(&link->job.finished, false);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&link->job.thread, NULL, job_main, &link->job);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		if (log_allowed(&link->rl_ep))
+			LOG_WARN("%s: no helper thread (%s): creating the endpoint on the loop",
+				 link->name, strerror(rc));
+		return -rc;
+	}
+	link->job_active = true;
+	return 0;
+}
+
+/* Join the helper thread (at once when it has finished; in fab_link_close
+ * it may still be working) and install or discard its endpoint. */
+static void job_collect(struct fab_link *link)
+{
+	struct ep_job *j = &link->job;
+
+	if (!link->job_active)
+		return;
+	pthread_join(j->thread, NULL);
+	link->job_active = false;
+	link->st.ep_open_ns = j->ns;
+	if (link->closing || link->suspended) {
+		/* Suspended meanwhile: connections it may have accepted die. */
+		if (j->rc == 0)
+			ep_res_close(link->name, &j->res);
+		return;
+	}
+	ep_created(link, &j->res, j->rc, j->what);
+}
+
+/* Start creating an endpoint: on a helper thread when the domain is thread
+ * safe, else here. */
+static void ep_start(struct fab_link *link)
+{
+	struct ep_res r;
+	const char *what = "";
+	uint64_t t0;
+	int rc;
+
+	if (link->closing || link->ep_ready || link->job_active || link->suspended)
+		return;
+	if (link->async && job_start(link) == 0)
+		return;
+	t0 = now_ns();
+	rc = ep_create(link, &r, &what);
+	link->st.ep_open_ns = now_ns() - t0;
+	call_timed(link, "endpoint creation", t0);
+	ep_created(link, &r, rc, what);
+}
+
+static void on_job_fd(struct loop_io *io, uint32_t events)
+{
+	struct fab_link *link = io->arg;
+	uint64_t v;
+
+	(void)events;
+	if (read(link->job_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		LOG_DEBUG("%s: reading the helper's eventfd: %s", link->name, strerror(errno));
+	if (link->job_active && atomic_load(&link->job.finished)) {
+		link->busy++;
+		job_collect(link);
+		link_leave(link);
+	}
 }
 
 /* ---- posting ---- */
 
-static ssize_t post(struct fab_link *link, struct slot *s)
+static ssize_t post_now(struct fab_link *link, struct slot *s, const char **what)
 {
 	struct iovec iov;
 	struct fi_rma_iov riov;
 	struct fi_msg_rma msg;
 	uint64_t fl;
 
-	s->epoch = link->epoch;
 	switch (s->type) {
 	case OP_READ:
+		*what = "fi_read";
 		return fi_read(link->ep, s->local, s->len, s->desc, link->peer, s->raddr, s->key,
 			       &s->h.fictx);
 	case OP_SEND:
+		*what = "fi_send";
 		return fi_send(link->ep, s->sbuf->data, s->len, s->sbuf->desc, link->peer,
 			       &s->h.fictx);
 	case OP_WRITE:
-		if (!(s->flags & FAB_DELIVERY_COMPLETE))
+		if (!(s->flags & FAB_DELIVERY_COMPLETE)) {
+			*what = "fi_write";
 			return fi_write(link->ep, s->local, s->len, s->desc, link->peer, s->raddr,
 					s->key, &s->h.fictx);
+		}
 		break;
 	default:
 		break;
 	}
+	*what = "fi_writemsg";
 	iov.iov_base = s->local;
 	iov.iov_len = s->len;
 	riov.addr = s->raddr;
@@ -486,14 +783,47 @@ static ssize_t post(struct fab_link *link, struct slot *s)
 	return fi_writemsg(link->ep, &msg, fl);
 }
 
+/* Post one operation, timing the call (a post may connect: rxm opens the
+ * peer's connection from inside the first post). */
+static ssize_t post(struct fab_link *link, struct slot *s)
+{
+	const char *what = "post";
+	uint64_t t0 = now_ns();
+	ssize_t rc = post_now(link, s, &what);
+
+	call_timed(link, what, t0);
+	return rc;
+}
+
+/* Errors of a post that leave the provider's connection state sound: the
+ * connect attempt failed cleanly (rxm retries it at the next post), or the
+ * request itself was refused. Anything else may have left a dead
+ * connection behind: reset. */
+static bool post_error_needs_reset(ssize_t rc)
+{
+	switch ((int)-rc) {
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+	case EINVAL:
+	case EMSGSIZE:
+	case ENOMEM:
+		return false;
+	default:
+		return true;
+	}
+}
+
 static void post_failed(struct fab_link *link, struct slot *s, ssize_t rc)
 {
+	bool reset = post_error_needs_reset(rc);
+
 	if (log_allowed(&link->rl_err))
-		LOG_WARN("%s: posting an operation: %s", link->name, fi_strerror((int)-rc));
+		LOG_WARN("%s: posting an operation: %s%s", link->name, fi_strerror((int)-rc),
+			 reset ? ": resetting the endpoint" : "");
 	s->status = fi_errno((int)rc);
 	slot_move(link, s, ST_FAILED);
-	if (s->epoch == link->epoch)
-		link->rearm_pending = true;
+	if (reset)
+		link->reset_pending = true;
 	schedule(link, 0);
 }
 
@@ -501,7 +831,7 @@ static void post_failed(struct fab_link *link, struct slot *s, ssize_t rc)
  * @return true when the backlog is empty. */
 static bool flush_backlog(struct fab_link *link)
 {
-	while (link->backlog.head && link->peer_ok && !link->closing) {
+	while (link->backlog.head && link->ep_ready && !link->reset_pending && !link->closing) {
 		struct slot *s = link->backlog.head;
 		ssize_t rc = post(link, s);
 
@@ -518,12 +848,22 @@ static bool flush_backlog(struct fab_link *link)
 
 static void repost_rx(struct fab_link *link, struct rx_slot *r)
 {
+	uint64_t t0;
 	ssize_t rc;
 
 	if (link->closing)
 		return;
+	if (!link->ep_ready) {
+		if (!r->pending) {
+			r->pending = true;
+			link->rx_pending++;
+		}
+		return; /* posted when the next endpoint is installed */
+	}
+	t0 = now_ns();
 	rc = fi_recv(link->ep, r->buf, link->max_msg, link->rx_mr ? fi_mr_desc(link->rx_mr) : NULL,
 		     FI_ADDR_UNSPEC, &r->h.fictx);
+	call_timed(link, "fi_recv", t0);
 	if (rc == 0) {
 		if (r->pending) {
 			r->pending = false;
@@ -552,8 +892,8 @@ static void submit(struct fab_link *link, struct slot *s, struct fab_op *op)
 	link->st.inflight_bytes += s->len;
 	s->state = ST_BACKLOG;
 	list_push(&link->backlog, s);
-	if (s != link->backlog.head || !link->peer_ok)
-		return; /* the timer is already retrying */
+	if (s != link->backlog.head || !link->ep_ready || link->reset_pending)
+		return; /* the timer is already retrying, or an endpoint is coming */
 	if (!flush_backlog(link))
 		link->need_progress = true; /* completions may free credits */
 	schedule(link, 0);
@@ -675,21 +1015,15 @@ int fab_send(struct fab_link *link, const void *msg, size_t len, struct fab_op *
 static bool is_conn_error(int err)
 {
 	/* Anything but a local truncation may have broken the connection;
-	 * re-arming costs one reconnect, a dead connection costs the link. */
+	 * a reset costs one reconnect, a dead connection costs the link. */
 	return err != FI_ETRUNC;
 }
 
-/* Hand a finished slot back and call its operation's callback.
- * @return false when the link was closed by the callback. */
-static bool complete_slot(struct fab_link *link, struct slot *s, int status)
+/* Hand a finished slot back and call its operation's callback. */
+static void complete_slot(struct fab_link *link, struct slot *s, int status)
 {
 	struct fab_op *op;
 
-	if (s->state == ST_ORPHAN) {
-		/* A late completion of an aborted operation: drop it. */
-		slot_put(link, s);
-		return true;
-	}
 	link->reaped++;
 	op = s->op;
 	stats_done(link, s, status);
@@ -701,7 +1035,6 @@ static bool complete_slot(struct fab_link *link, struct slot *s, int status)
 	slot_put(link, s);
 	if (op)
 		op->done(op, status);
-	return !link->closing;
 }
 
 static void handle_rx_done(struct fab_link *link, struct rx_slot *r,
@@ -720,8 +1053,7 @@ static void handle_rx_done(struct fab_link *link, struct rx_slot *r,
 	repost_rx(link, r);
 }
 
-/* @return false when the link was closed by a callback. */
-static bool handle_entry(struct fab_link *link, const struct fi_cq_data_entry *e)
+static void handle_entry(struct fab_link *link, const struct fi_cq_data_entry *e)
 {
 	struct ctx_head *h = e->op_context;
 
@@ -731,28 +1063,30 @@ static bool handle_entry(struct fab_link *link, const struct fi_cq_data_entry *e
 			if (link->ev.on_doorbell)
 				link->ev.on_doorbell(link->ev.arg, e->data);
 		}
-		return !link->closing;
+		return;
 	}
 	if (h->kind == KIND_RX) {
 		handle_rx_done(link, (struct rx_slot *)h, e);
-		return !link->closing;
+		return;
 	}
-	return complete_slot(link, (struct slot *)h, 0);
+	complete_slot(link, (struct slot *)h, 0);
 }
 
-static bool handle_error(struct fab_link *link)
+static void handle_error(struct fab_link *link)
 {
 	struct fi_cq_err_entry err;
 	char pbuf[128];
 	ssize_t rc;
 	struct ctx_head *h;
+	uint64_t t0 = now_ns();
 
 	memset(&err, 0, sizeof(err));
 	rc = fi_cq_readerr(link->cq, &err, 0);
+	call_timed(link, "fi_cq_readerr", t0);
 	if (rc < 0) {
 		if (rc != -FI_EAGAIN && log_allowed(&link->rl_err))
 			LOG_ERROR("%s: fi_cq_readerr: %s", link->name, fi_strerror((int)-rc));
-		return !link->closing;
+		return;
 	}
 	h = err.op_context;
 	if (!h || h->kind == KIND_RX) {
@@ -763,18 +1097,24 @@ static bool handle_error(struct fab_link *link)
 						sizeof(pbuf)));
 		if (h)
 			repost_rx(link, (struct rx_slot *)h);
-		return !link->closing;
+		return;
 	}
 	struct slot *s = (struct slot *)h;
-	if (s->state == ST_ORPHAN)
-		return complete_slot(link, s, 0);
+	bool reset = is_conn_error(err.err);
 	if (log_allowed(&link->rl_err))
 		LOG_WARN("%s: operation failed: %s (%s)%s", link->name, fi_strerror(err.err),
 			 fi_cq_strerror(link->cq, err.prov_errno, err.err_data, pbuf, sizeof(pbuf)),
-			 s->epoch == link->epoch ? ": re-arming the peer" : "");
-	if (s->epoch == link->epoch && is_conn_error(err.err))
-		link->rearm_pending = true;
-	return complete_slot(link, s, fi_errno(err.err));
+			 reset ? ": resetting the endpoint" : "");
+	if (reset)
+		link->reset_pending = true;
+	complete_slot(link, s, fi_errno(err.err));
+}
+
+/* After a callback: was the link closed, or its endpoint reset (the rest
+ * of the batch then belongs to a dead CQ and names freed slots)? */
+static bool stale(const struct fab_link *link, uint64_t ep_gen)
+{
+	return link->closing || link->ep_gen != ep_gen;
 }
 
 /* Read the CQ until it is empty and the wait fd may be slept on again
@@ -782,27 +1122,35 @@ static bool handle_error(struct fab_link *link)
  * the timer. fi_trywait may keep refusing with nothing to read (rxm does
  * until its periodic connection progress consumes an event): then poll
  * again after a short, growing delay instead of spinning.
- * @return false when the link was closed by a callback. */
+ * @return false when a callback closed the link or reset its endpoint. */
 static bool progress(struct fab_link *link)
 {
 	struct fi_cq_data_entry ents[CQ_BATCH];
-	struct fid *fids[1] = {&link->cq->fid};
+	uint64_t g = link->ep_gen;
 	unsigned got = 0;
 
 	link->need_progress = false;
+	if (!link->ep_ready)
+		return true;
+	struct fid *fids[1] = {&link->cq->fid};
 	for (int round = 0; round < CQ_ROUNDS; round++) {
+		uint64_t t0 = now_ns();
 		ssize_t n = fi_cq_read(link->cq, ents, CQ_BATCH);
 
+		call_timed(link, "fi_cq_read", t0);
 		if (n > 0) {
 			got += (unsigned)n;
-			for (ssize_t i = 0; i < n; i++)
-				if (!handle_entry(link, &ents[i]))
+			for (ssize_t i = 0; i < n; i++) {
+				handle_entry(link, &ents[i]);
+				if (stale(link, g))
 					return false;
+			}
 			continue;
 		}
 		if (n == -FI_EAVAIL) {
 			got++;
-			if (!handle_error(link))
+			handle_error(link);
+			if (stale(link, g))
 				return false;
 			continue;
 		}
@@ -814,7 +1162,9 @@ static bool progress(struct fab_link *link)
 		}
 		if (link->wait_fd < 0)
 			return true;
+		t0 = now_ns();
 		n = fi_trywait(link->fabric, fids, 1);
+		call_timed(link, "fi_trywait", t0);
 		if (n == 0) {
 			link->idle_poll_ns = IDLE_POLL_MIN_NS;
 			return true;
@@ -838,25 +1188,42 @@ static bool progress(struct fab_link *link)
 	return true;
 }
 
-/* The deferred work after progress: failed posts, re-arm, backlog, receives.
- * @return false when the link was closed by a callback. */
+static void link_reset(struct fab_link *link, int status);
+
+/* The deferred work after progress: failed posts, a reset, the endpoint's
+ * creation, the backlog, receives.
+ * @return false when a callback closed the link or reset its endpoint. */
 static bool after_progress(struct fab_link *link)
 {
+	uint64_t g = link->ep_gen;
+	uint64_t now;
+
 	while (link->failed.head) {
 		struct slot *s = link->failed.head;
-		if (!complete_slot(link, s, s->status))
+		complete_slot(link, s, s->status);
+		if (stale(link, g))
 			return false;
 	}
-	if (link->rearm_pending) {
-		rearm(link);
-		if (link->rearm_pending)
-			schedule(link, link->retry_max_ns);
+	if (link->reset_pending) {
+		LOG_INFO("%s: connection to the peer broken: endpoint reset", link->name);
+		link_reset(link, -ECANCELED);
+		return false;
+	}
+	now = now_ns();
+	if (!link->ep_ready) {
+		if (link->suspended)
+			return !link->closing;
+		if (!link->job_active && now >= link->ep_retry_at)
+			ep_start(link);
+		else if (!link->job_active)
+			schedule(link, link->ep_retry_at - now);
+		if (!link->ep_ready)
+			return !link->closing;
 	}
 	/* Retry the backlog when completions freed credits or the backoff
 	 * expired, never merely because the fd woke us: on rxm a refused
 	 * connect signals the fd, and retrying then would connect again at
 	 * once, a busy loop for as long as the peer is absent. */
-	uint64_t now = now_ns();
 	if (link->backlog.head && (link->reaped || now >= link->retry_at)) {
 		if (flush_backlog(link)) {
 			link->retry_ns = RETRY_MIN_NS;
@@ -875,6 +1242,8 @@ static bool after_progress(struct fab_link *link)
 			if (link->rx[i].pending)
 				repost_rx(link, &link->rx[i]);
 	}
+	if (link->reset_pending || link->failed.head)
+		schedule(link, 0);
 	if (link->need_progress)
 		schedule(link, 0);
 	return !link->closing;
@@ -883,9 +1252,12 @@ static bool after_progress(struct fab_link *link)
 static void run(struct fab_link *link)
 {
 	link->busy++;
-	if (progress(link) && after_progress(link) && link->wait_fd < 0) {
+	if (link->job_active && atomic_load(&link->job.finished))
+		job_collect(link);
+	if (!link->closing && progress(link) && after_progress(link) && link->poll_mode &&
+	    link->ep_ready) {
 		/* Poll mode: keep polling while anything is outstanding. */
-		schedule(link, link->posted.n || link->orphan.n ? 0 : POLL_IDLE_NS);
+		schedule(link, link->posted.n ? 0 : POLL_IDLE_NS);
 	}
 	link_leave(link);
 }
@@ -901,12 +1273,13 @@ static void on_timer(struct loop_timer *t)
 	run(t->arg);
 }
 
-/* ---- abort and close ---- */
+/* ---- reset and close ---- */
 
-/* Take every accepted operation away from the link: posted ones become
- * orphans (libfabric still owns their context), the rest are freed.
+/* Take every accepted operation away from the link (their slots go back
+ * to the pool: call only right before the endpoint is closed, or when
+ * nothing is posted).
  * @return the callers' ops, chained through op->next, in posting order. */
-static struct fab_op *detach_all(struct fab_link *link, bool keep_orphans)
+static struct fab_op *detach_all(struct fab_link *link)
 {
 	struct fab_op *head = NULL, **tail = &head;
 	struct slot_list *lists[] = {&link->posted, &link->failed, &link->backlog};
@@ -919,17 +1292,12 @@ static struct fab_op *detach_all(struct fab_link *link, bool keep_orphans)
 			link->st.inflight--;
 			link->st.inflight_bytes -= s->len;
 			link->st.errors++;
-			if (op) {
+			if (op && op->gen == s->gen) {
 				op->next = NULL;
 				*tail = op;
 				tail = &op->next;
 			}
-			if (s->state == ST_POSTED && keep_orphans) {
-				s->op = NULL;
-				slot_move(link, s, ST_ORPHAN);
-			} else {
-				slot_put(link, s);
-			}
+			slot_put(link, s);
 		}
 	}
 	return head;
@@ -947,67 +1315,101 @@ static void call_detached(struct fab_op *op, int status)
 	}
 }
 
-void fab_link_abort(struct fab_link *link)
+/*
+ * Fail every operation with @p status after closing the endpoint (nothing
+ * touches their buffers any more, nothing of the old connections lands),
+ * and start the next endpoint. While one is being created there is nothing
+ * to close: only the backlog fails.
+ */
+static void link_reset(struct fab_link *link, int status)
 {
+	uint64_t t0 = now_ns();
 	struct fab_op *ops;
 
-	if (!link || link->closing)
-		return;
-	ops = detach_all(link, true);
-	LOG_INFO("%s: aborted: operations failed with -ETIMEDOUT, %" PRIu64
-		 " still held by the provider",
-		 link->name, (uint64_t)link->orphan.n);
-	/* Make the provider drop the old connection and its operations. */
-	rearm(link);
+	link->reset_pending = false;
+	ops = detach_all(link);
+	link->ep_gen++;
+	if (link->ep_ready) {
+		ep_drop(link);
+		link->st.resets++;
+	}
+	ep_start(link);
 	link->retry_ns = RETRY_MIN_NS;
 	link->retry_at = 0;
+	link->st.reset_ns = now_ns() - t0;
+	LOG_DEBUG("%s: endpoint reset in %.2f ms on the loop", link->name,
+		  (double)link->st.reset_ns / 1e6);
 	link->busy++;
-	call_detached(ops, -ETIMEDOUT);
+	call_detached(ops, status);
 	if (!link->closing)
 		schedule(link, 0);
 	link_leave(link);
 }
 
-static void close_fid(struct fab_link *link, struct fid *fid, const char *what)
+void fab_link_reset(struct fab_link *link)
 {
-	int rc;
-
-	if (!fid)
+	if (!link || link->closing)
 		return;
-	rc = fi_close(fid);
-	if (rc)
-		LOG_WARN("%s: closing the %s: %s", link->name, what, fi_strerror(-rc));
+	link_reset(link, -ECANCELED);
+}
+
+void fab_link_suspend(struct fab_link *link)
+{
+	if (!link || link->closing)
+		return;
+	link->suspended = true;
+	link_reset(link, -ECANCELED);
+}
+
+void fab_link_resume(struct fab_link *link)
+{
+	if (!link || link->closing || !link->suspended)
+		return;
+	link->suspended = false;
+	link->ep_retry_at = 0;
+	ep_start(link);
+	schedule(link, 0);
+}
+
+void fab_link_abort(struct fab_link *link)
+{
+	if (!link || link->closing)
+		return;
+	LOG_INFO("%s: aborted: operations failed with -ETIMEDOUT, endpoint reset", link->name);
+	link_reset(link, -ETIMEDOUT);
 }
 
 /* Release libfabric resources in reverse order of creation. The endpoint
  * goes first: after it is closed no buffer of ours is touched any more. */
 static void teardown(struct fab_link *link)
 {
-	if (link->io.added)
-		loop_io_del(link->loop, &link->io);
 	loop_timer_cancel(link->loop, &link->timer);
-	close_fid(link, link->ep ? &link->ep->fid : NULL, "endpoint");
-	link->ep = NULL;
+	if (link->job_active)
+		job_collect(link); /* waits for the helper, closes its endpoint */
+	if (link->job_io.added)
+		loop_io_del(link->loop, &link->job_io);
+	if (link->job_fd >= 0)
+		close(link->job_fd);
+	link->job_fd = -1;
+	if (link->ep || link->av || link->cq)
+		ep_drop(link);
 	for (struct fab_mr *m = link->mrs; m; m = m->next) {
-		close_fid(link, m->mr ? &m->mr->fid : NULL, "region");
+		close_fid(link->name, m->mr ? &m->mr->fid : NULL, "region");
 		m->mr = NULL;
 		m->link = NULL;
 	}
 	link->mrs = NULL;
-	close_fid(link, link->rx_mr ? &link->rx_mr->fid : NULL, "receive region");
+	close_fid(link->name, link->rx_mr ? &link->rx_mr->fid : NULL, "receive region");
+	link->rx_mr = NULL;
 	for (struct sbuf_chunk *c = link->sbuf_chunks, *n; c; c = n) {
 		n = c->next;
-		close_fid(link, c->mr ? &c->mr->fid : NULL, "send region");
+		close_fid(link->name, c->mr ? &c->mr->fid : NULL, "send region");
 		free(c);
 	}
 	link->sbuf_chunks = NULL;
 	link->sbuf_free = NULL;
-	close_fid(link, link->av ? &link->av->fid : NULL, "address vector");
-	close_fid(link, link->cq ? &link->cq->fid : NULL, "completion queue");
-	close_fid(link, link->domain ? &link->domain->fid : NULL, "domain");
-	close_fid(link, link->fabric ? &link->fabric->fid : NULL, "fabric");
-	link->av = NULL;
-	link->cq = NULL;
+	close_fid(link->name, link->domain ? &link->domain->fid : NULL, "domain");
+	close_fid(link->name, link->fabric ? &link->fabric->fid : NULL, "fabric");
 	link->domain = NULL;
 	link->fabric = NULL;
 	if (link->info)
@@ -1019,9 +1421,9 @@ static void teardown(struct fab_link *link)
 	}
 	link->chunks = NULL;
 	memset(&link->free, 0, sizeof(link->free));
-	memset(&link->orphan, 0, sizeof(link->orphan));
 	free(link->rx);
 	link->rx = NULL;
+	link->rx_depth = 0;
 	free(link->rx_mem);
 	link->rx_mem = NULL;
 }
@@ -1034,7 +1436,7 @@ void fab_link_close(struct fab_link *link)
 		return;
 	link->closing = true;
 	link->busy++;
-	ops = detach_all(link, false);
+	ops = detach_all(link);
 	/* Close the endpoint before calling back, so that the callers may free
 	 * their buffers at once: nothing touches them any more. */
 	teardown(link);
@@ -1052,7 +1454,8 @@ void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
 {
 	*st = link->st;
 	st->backlog = link->backlog.n;
-	st->orphans = link->orphan.n;
+	st->ep_ready = link->ep_ready;
+	st->suspended = link->suspended;
 }
 
 /* ---- memory regions ---- */
@@ -1060,7 +1463,7 @@ void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
 int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsigned access,
 	       struct fab_mr **out)
 {
-	uint64_t fa = 0;
+	uint64_t fa = 0, t0;
 	struct fab_mr *m;
 	int rc;
 
@@ -1085,7 +1488,9 @@ int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsig
 	if (link->mr_local)
 		fa |= FI_READ | FI_WRITE | FI_SEND | FI_RECV;
 	if (fa) {
+		t0 = now_ns();
 		rc = fi_mr_reg(link->domain, buf, len, fa, 0, key, 0, &m->mr, NULL);
+		call_timed(link, "fi_mr_reg", t0);
 		if (rc) {
 			if (rc == -FI_ENOKEY) {
 				LOG_ERROR("%s: key %#" PRIx64 " is already registered", link->name,
@@ -1098,18 +1503,6 @@ int fab_mr_reg(struct fab_link *link, void *buf, size_t len, uint64_t key, unsig
 			}
 			free(m);
 			return rc;
-		}
-		if (link->mr_endpoint) {
-			rc = fi_mr_bind(m->mr, &link->ep->fid, 0);
-			if (!rc)
-				rc = fi_mr_enable(m->mr);
-			if (rc) {
-				LOG_ERROR("%s: enabling region %#" PRIx64 ": %s", link->name, key,
-					  fi_strerror(-rc));
-				fi_close(&m->mr->fid);
-				free(m);
-				return fi_errno(rc);
-			}
 		}
 		m->desc = fi_mr_desc(m->mr);
 	}
@@ -1140,7 +1533,6 @@ void fab_mr_close(struct fab_mr *m)
 	}
 	free(m);
 }
-
 /* ---- open ---- */
 
 static void set_env_default(const char *name, const char *value)
@@ -1212,21 +1604,42 @@ out:
 		fi_freeinfo(h);
 }
 
-static int open_resources(struct fab_link *link, const char *host, const char *port,
-			  int addr_format)
+/* libfabric before 1.18 completes an RMA read response twice when its tcp
+ * or net connection fails while the response is half received (upstream
+ * commit a74ea0fcd); rxm then dereferences a NULL context and the process
+ * dies (docs/FABRIC.md). Nothing here can prevent it: say so, once. */
+static void warn_known_crash(const char *name, const char *prov)
+{
+	static bool warned;
+	uint32_t v = fi_version();
+
+	if (warned || FI_MAJOR(v) > 1 || FI_MINOR(v) >= 18)
+		return;
+	if (!strstr(prov, "tcp") && !strstr(prov, "net"))
+		return;
+	warned = true;
+	LOG_WARN("%s: libfabric %u.%u's %s crashes when a connection fails during an RMA read "
+		 "response (fixed in 1.18): a link failure under read load may end this process",
+		 name, FI_MAJOR(v), FI_MINOR(v), prov);
+}
+
+/* What lives as long as the link: fi_getinfo (the first call in a process
+ * loads every provider: 100-170 ms), the fabric and the domain. */
+static int open_domain(struct fab_link *link, int addr_format)
 {
 	struct fi_info *hints;
-	struct fi_cq_attr cq_attr;
-	struct fi_av_attr av_attr;
 	int rc;
 
 	hints = make_hints(link->prov, addr_format, SUPPORTED_MR_MODE);
 	if (!hints)
 		return -ENOMEM;
-	rc = fi_getinfo(FAB_FI_VERSION, host, port, FI_SOURCE, hints, &link->info);
+	uint64_t t0 = now_ns();
+	rc = fi_getinfo(FAB_FI_VERSION, link->host, link->port, FI_SOURCE, hints, &link->info);
+	call_timed(link, "fi_getinfo", t0);
 	fi_freeinfo(hints);
 	if (rc) {
-		explain_getinfo_failure(link->name, link->prov, host, port, addr_format, rc);
+		explain_getinfo_failure(link->name, link->prov, link->host, link->port, addr_format,
+					rc);
 		link->info = NULL;
 		return rc == -FI_ENODATA ? -ENODATA : -EADDRNOTAVAIL;
 	}
@@ -1238,7 +1651,6 @@ static int open_resources(struct fab_link *link, const char *host, const char *p
 		return -ENODATA;
 	}
 	link->mr_local = (mr_mode & FI_MR_LOCAL) || (link->flags & FAB_LINK_FORCE_MR_LOCAL);
-	link->mr_endpoint = mr_mode & FI_MR_ENDPOINT;
 	link->max_rma = info->ep_attr->max_msg_size;
 	link->cq_data_size = info->domain_attr->cq_data_size;
 	link->key_max = info->domain_attr->mr_key_size >= 8
@@ -1255,7 +1667,6 @@ static int open_resources(struct fab_link *link, const char *host, const char *p
 			  link->max_msg, link->prov, info->ep_attr->max_msg_size);
 		return -EINVAL;
 	}
-
 	rc = fi_fabric(info->fabric_attr, &link->fabric, NULL);
 	if (rc) {
 		LOG_ERROR("%s: fi_fabric(%s): %s", link->name, link->prov, fi_strerror(-rc));
@@ -1266,56 +1677,11 @@ static int open_resources(struct fab_link *link, const char *host, const char *p
 		LOG_ERROR("%s: fi_domain(%s): %s", link->name, link->prov, fi_strerror(-rc));
 		return fi_errno(rc);
 	}
-	memset(&av_attr, 0, sizeof(av_attr));
-	av_attr.type = FI_AV_TABLE;
-	av_attr.count = 4;
-	rc = fi_av_open(link->domain, &av_attr, &link->av, NULL);
-	if (rc) {
-		LOG_ERROR("%s: fi_av_open: %s", link->name, fi_strerror(-rc));
-		return fi_errno(rc);
-	}
-	memset(&cq_attr, 0, sizeof(cq_attr));
-	cq_attr.format = FI_CQ_FORMAT_DATA;
-	cq_attr.size = info->tx_attr->size + info->rx_attr->size;
-	cq_attr.wait_obj = (link->flags & FAB_LINK_FORCE_POLL) ? FI_WAIT_NONE : FI_WAIT_FD;
-	rc = fi_cq_open(link->domain, &cq_attr, &link->cq, NULL);
-	if (rc && cq_attr.wait_obj == FI_WAIT_FD) {
-		LOG_WARN("%s: provider %s has no fd to wait on its completion queue (%s): polling",
-			 link->name, link->prov, fi_strerror(-rc));
-		cq_attr.wait_obj = FI_WAIT_NONE;
-		rc = fi_cq_open(link->domain, &cq_attr, &link->cq, NULL);
-	}
-	if (rc) {
-		LOG_ERROR("%s: fi_cq_open: %s", link->name, fi_strerror(-rc));
-		return fi_errno(rc);
-	}
-	link->wait_fd = -1;
-	if (cq_attr.wait_obj == FI_WAIT_FD) {
-		rc = fi_control(&link->cq->fid, FI_GETWAIT, &link->wait_fd);
-		if (rc) {
-			LOG_WARN("%s: provider %s gives no wait fd (%s): polling", link->name,
-				 link->prov, fi_strerror(-rc));
-			link->wait_fd = -1;
-		}
-	}
-	rc = fi_endpoint(link->domain, info, &link->ep, NULL);
-	if (rc) {
-		LOG_ERROR("%s: fi_endpoint(%s:%s): %s", link->name, host, port, fi_strerror(-rc));
-		return fi_errno(rc);
-	}
-	rc = fi_ep_bind(link->ep, &link->av->fid, 0);
-	if (!rc)
-		rc = fi_ep_bind(link->ep, &link->cq->fid, FI_TRANSMIT | FI_RECV);
-	if (rc) {
-		LOG_ERROR("%s: fi_ep_bind: %s", link->name, fi_strerror(-rc));
-		return fi_errno(rc);
-	}
-	rc = fi_enable(link->ep);
-	if (rc) {
-		LOG_ERROR("%s: cannot bind %s:%s with %s: %s", link->name, host, port, link->prov,
-			  fi_strerror(-rc));
-		return rc == -FI_EADDRINUSE ? -EADDRINUSE : fi_errno(rc);
-	}
+	warn_known_crash(link->name, link->prov);
+	/* Endpoints may be created on a helper thread only if the domain
+	 * allows concurrent calls (regions may be registered meanwhile). */
+	link->async =
+	    !(link->flags & FAB_LINK_SYNC_RESET) && info->domain_attr->threading == FI_THREAD_SAFE;
 	return 0;
 }
 
@@ -1333,9 +1699,31 @@ static int open_rx(struct fab_link *link)
 	for (unsigned i = 0; i < link->rx_depth; i++) {
 		link->rx[i].h.kind = KIND_RX;
 		link->rx[i].buf = link->rx_mem + (size_t)i * link->max_msg;
-		repost_rx(link, &link->rx[i]);
+		link->rx[i].pending = true; /* posted when the endpoint is installed */
 	}
+	link->rx_pending = link->rx_depth;
 	return 0;
+}
+
+/* The helper thread's wake-up: an eventfd in the loop. Without one,
+ * endpoints are created on the loop. */
+static void open_job_fd(struct fab_link *link)
+{
+	int rc;
+
+	if (!link->async)
+		return;
+	link->job_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (link->job_fd >= 0) {
+		rc = loop_io_add(link->loop, &link->job_io, link->job_fd, EPOLLIN, on_job_fd, link);
+		if (rc == 0)
+			return;
+		close(link->job_fd);
+		link->job_fd = -1;
+	}
+	LOG_WARN("%s: no eventfd for a helper thread: endpoints are recreated on the loop",
+		 link->name);
+	link->async = false;
 }
 
 int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
@@ -1343,21 +1731,25 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 {
 	struct sockaddr_storage local_sa;
 	socklen_t local_len;
-	char host[64], port[16];
 	struct fab_link *link;
+	struct ep_res r;
+	const char *what = "";
+	uint64_t t0;
 	int rc;
 
 	if (!loop || !opts || !out || !opts->local || !opts->peer)
 		return -EINVAL;
 	const char *name = opts->name ? opts->name : "fab";
-	if (split_hostport(opts->local, host, sizeof(host), port, sizeof(port)) < 0 ||
-	    parse_hostport(opts->local, &local_sa, &local_len) < 0) {
-		LOG_ERROR("%s: bad local address \"%s\" (numeric host:port)", name, opts->local);
-		return -EINVAL;
-	}
 	link = calloc(1, sizeof(*link));
 	if (!link)
 		return -ENOMEM;
+	if (split_hostport(opts->local, link->host, sizeof(link->host), link->port,
+			   sizeof(link->port)) < 0 ||
+	    parse_hostport(opts->local, &local_sa, &local_len) < 0) {
+		LOG_ERROR("%s: bad local address \"%s\" (numeric host:port)", name, opts->local);
+		free(link);
+		return -EINVAL;
+	}
 	snprintf(link->name, sizeof(link->name), "%s", name);
 	snprintf(link->prov, sizeof(link->prov), "%s",
 		 opts->provider ? opts->provider : DEFAULT_PROVIDER);
@@ -1373,6 +1765,8 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	link->loop = loop;
 	link->flags = opts->flags;
 	link->wait_fd = -1;
+	link->job_fd = -1;
+	link->poll_mode = opts->flags & FAB_LINK_FORCE_POLL;
 	link->rx_depth = opts->rx_depth ? opts->rx_depth : 64;
 	link->max_msg = opts->max_msg ? opts->max_msg : 4096;
 	link->sbuf_stride = (sizeof(struct sbuf) + link->max_msg + 63) & ~(size_t)63;
@@ -1383,34 +1777,42 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	loop_timer_init(&link->timer, on_timer, link);
 
 	/* Read by libfabric once, at its first call in the process. */
-	set_env_default("FI_AV_REMOVE_CLEANUP", "1");
 	set_env_default("FI_TCP_NODELAY", "1");
 	/* rxm handles connection events only every 10 ms by default, and
 	 * fi_trywait refuses meanwhile: handle them on every CQ read. */
 	set_env_default("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "0");
+	/* rxm preposts 4096 receive buffers of 16 KiB per endpoint (68 MB,
+	 * 40-100 ms of page faults in fi_enable) and allocates 1024 transmit
+	 * buffers of 16 KiB at the first post (10-40 ms): 1024 buffers of
+	 * 4 KiB are plenty for one peer (a provider short of receive buffers
+	 * only delays), cost 1-3 ms, and longer messages go segmented. */
+	set_env_default("FI_OFI_RXM_MSG_RX_SIZE", "1024");
+	set_env_default("FI_OFI_RXM_BUFFER_SIZE", "4096");
 	set_env_default("IPATH_NO_BACKTRACE", "1");
 
-	rc = open_resources(link, host, port,
-			    local_sa.ss_family == AF_INET6 ? FI_SOCKADDR_IN6 : FI_SOCKADDR_IN);
+	rc = open_domain(link, local_sa.ss_family == AF_INET6 ? FI_SOCKADDR_IN6 : FI_SOCKADDR_IN);
 	if (rc)
 		goto fail;
 	rc = open_rx(link);
 	if (rc)
 		goto fail;
-	rc = peer_insert(link);
-	if (rc)
+	/* The first endpoint on the loop: a bind error is the caller's. */
+	t0 = now_ns();
+	rc = ep_create(link, &r, &what);
+	link->st.ep_open_ns = now_ns() - t0;
+	if (rc) {
+		LOG_ERROR("%s: cannot open %s with %s (%s: %s)", link->name, opts->local,
+			  link->prov, what, strerror(-rc));
 		goto fail;
-	if (link->wait_fd >= 0) {
-		/* Edge-triggered: wake on every new event behind the wait fd, not
-		 * on readiness the provider leaves standing (a signal byte or a
-		 * listening socket it has not served yet), which would spin. */
-		rc = loop_io_add(loop, &link->io, link->wait_fd, EPOLLIN | EPOLLET, on_cq_fd, link);
-		if (rc)
-			goto fail;
 	}
-	schedule(link, 0);
+	ep_install(link, &r);
+	open_job_fd(link);
+	/* The statistics of calls count from here: opening blocks by design. */
+	link->st.slow_calls = 0;
+	link->st.max_call_ns = 0;
+	link->st.max_call = NULL;
 	LOG_INFO("%s: link %s -> %s over %s%s%s", link->name, opts->local, opts->peer, link->prov,
-		 link->mr_local ? " (local regions)" : "", link->wait_fd < 0 ? " (polling)" : "");
+		 link->mr_local ? " (local regions)" : "", link->poll_mode ? " (polling)" : "");
 	*out = link;
 	return 0;
 fail:

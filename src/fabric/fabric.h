@@ -9,13 +9,21 @@
  * storage or of the cluster protocol. A link never trusts the peer: every
  * remote access is checked against the peer region's advertised size before
  * it is posted, and an operation that fails with the peer's connection
- * broken is reported, after which the link re-arms its address so that a
- * later operation can connect again.
+ * broken is reported, after which the link resets its endpoint so that a
+ * later operation connects afresh.
+ *
+ * A link keeps its fabric, domain and regions for its whole life; its
+ * endpoint (with its address vector and completion queue) is the part that
+ * fab_link_reset() closes and recreates. Regions belong to the domain, so
+ * their keys stay valid across resets and the peer notices nothing but a
+ * new connection. fi_av_remove is never used: on libfabric 1.17's rxm it
+ * crashes on a peer whose connect failed (docs/FABRIC.md).
  *
  * Operation contract (fab_read, fab_write, fab_writedata, fab_send):
  * - A call that returns 0 accepted the operation: op->done(op, status) is
  *   then called exactly once, always later from the loop (or from
- *   fab_link_abort / fab_link_close), never from inside the call itself.
+ *   fab_link_reset / fab_link_abort / fab_link_close), never from inside
+ *   the call itself.
  * - A call that returns a negative errno did not accept it and never calls
  *   op->done: -EINVAL (remote range outside rem->size, NULL arguments, or a
  *   local buffer outside every registered region on a provider that needs
@@ -23,23 +31,25 @@
  *   -EOPNOTSUPP (immediate data wider than the provider carries), -ENOMEM,
  *   -ESHUTDOWN (the link is closing).
  * - status is 0 or a negative errno: -ETIMEDOUT (fab_link_abort),
- *   -ECANCELED (fab_link_close, or the peer's connection broke), or another
- *   error reported by the provider. Any transport error re-arms the peer's
- *   address, so a later operation opens a fresh connection.
+ *   -ECANCELED (fab_link_reset, fab_link_close, or the endpoint was reset
+ *   because the peer's connection broke), or another error reported by the
+ *   provider. A transport error resets the endpoint: the other operations
+ *   in flight fail with -ECANCELED (they shared the broken connection) and
+ *   later operations open a fresh connection.
  * - An operation the provider cannot take yet (-FI_EAGAIN: send queue full,
- *   peer not up) is kept in the link's backlog and posted again from the
- *   loop, with backoff while it keeps failing. Order of posting is kept.
+ *   peer not up, endpoint being recreated) is kept in the link's backlog
+ *   and posted again from the loop, with backoff while it keeps failing.
+ *   Order of posting is kept.
  * - The local buffer of an operation must stay valid until done is called.
- *   After fab_link_abort the provider may still hold aborted operations
- *   (stats.orphans counts them) and may still read or write their local
- *   buffers until their late completions arrive (ignored) or the link is
- *   closed. fab_link_close guarantees the provider is done with all of them.
+ *   Once done was called, the provider no longer touches it: resets and
+ *   aborts close the endpoint before they call back.
  *
  * Remote addresses are offsets into the peer's region, with application
- * chosen keys: providers that need FI_MR_VIRT_ADDR, FI_MR_PROV_KEY or
- * FI_MR_RAW are refused at fab_link_open with an error naming the provider.
- * Providers that need FI_MR_LOCAL are served: local buffers must then lie in
- * a region registered with fab_mr_reg (access 0 registers for local use).
+ * chosen keys: providers that need FI_MR_VIRT_ADDR, FI_MR_PROV_KEY, FI_MR_RAW
+ * or FI_MR_ENDPOINT are refused at fab_link_open with an error naming the
+ * provider. Providers that need FI_MR_LOCAL are served: local buffers must
+ * then lie in a region registered with fab_mr_reg (access 0 registers for
+ * local use).
  *
  * Progress: the completion queue's wait fd sits in the loop (edge
  * triggered); every wake-up reads the CQ until fi_trywait allows sleeping
@@ -47,11 +57,20 @@
  * When fi_trywait keeps refusing with nothing to read, or the provider has
  * no wait fd at all, the link polls from a short timer instead.
  *
+ * Reactor time: fab_link_open blocks (fi_getinfo, the first in a process
+ * 100-170 ms; the endpoint's buffer pools). A reset closes the endpoint on
+ * the loop (0.1-5 ms) and, when the domain is thread safe (rxm always is),
+ * creates the new one on a short-lived helper thread (4-50 ms on
+ * tcp;ofi_rxm), meanwhile operations wait in the backlog. Every libfabric
+ * call made on the loop thread is timed: calls over 5 ms are counted and
+ * logged (stats.slow_calls, stats.max_call_ns).
+ *
  * Process-wide side effects of the first fab_link_open: unless already set,
- * it sets in the environment FI_AV_REMOVE_CLEANUP=1 (so that re-arming a
- * peer on rxm really drops its dead connection), FI_TCP_NODELAY=1,
+ * it sets in the environment FI_TCP_NODELAY=1,
  * FI_OFI_RXM_CM_PROGRESS_INTERVAL=0 (rxm otherwise handles connection
- * events only every 10 ms and refuses fi_trywait meanwhile) and
+ * events only every 10 ms and refuses fi_trywait meanwhile),
+ * FI_OFI_RXM_MSG_RX_SIZE=1024 (rxm preposts 4096 receive buffers of 16 KiB
+ * per endpoint by default: 68 MB and 40-100 ms per endpoint) and
  * IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler). libfabric reads them once,
  * so no other libfabric call may come first in the process.
  *
@@ -75,6 +94,7 @@ struct fab_mr;
 /** Flags of fab_link_opts.flags (for tests and odd providers). */
 #define FAB_LINK_FORCE_MR_LOCAL (1u << 0) /* act as if the provider needed FI_MR_LOCAL */
 #define FAB_LINK_FORCE_POLL	(1u << 1) /* poll the CQ from timers, no wait fd */
+#define FAB_LINK_SYNC_RESET	(1u << 2) /* recreate the endpoint on the loop thread */
 
 struct fab_link_opts {
 	const char *name;     /* "ic0", for logs; NULL: "fab" */
@@ -165,9 +185,31 @@ int fab_writedata(struct fab_link *link, const void *local, size_t len,
 int fab_send(struct fab_link *link, const void *msg, size_t len, struct fab_op *op);
 
 /**
- * Fail every operation in flight on @p link with -ETIMEDOUT now (the caller
- * decided the link is dead); their late completions, if any, are ignored.
- * The peer is re-armed so that later operations open a fresh connection.
+ * Reset the endpoint: every operation accepted so far completes with
+ * -ECANCELED from inside this call, after the endpoint was closed (so the
+ * provider touches none of their buffers any more, and nothing the peer
+ * sent on the old connections lands in our regions afterwards). The
+ * fabric, the domain and the regions stay (same keys); a new endpoint
+ * (address vector, completion queue) is created, on a helper thread when
+ * the domain is thread safe, and operations posted meanwhile wait in the
+ * backlog. Cheap when the endpoint is still being created (nothing to
+ * close). May be called from the link's callbacks.
+ */
+void fab_link_reset(struct fab_link *link);
+
+/**
+ * Like fab_link_reset(), but no new endpoint is created until
+ * fab_link_resume(): meanwhile the peer's connects are refused and
+ * operations posted here wait in the backlog. Used to fence a failed link:
+ * nothing the peer sends reaches our regions through it until resumed.
+ */
+void fab_link_suspend(struct fab_link *link);
+/** End a suspension: the next endpoint is created (as by a reset). */
+void fab_link_resume(struct fab_link *link);
+
+/**
+ * Like fab_link_reset(), but the operations complete with -ETIMEDOUT (the
+ * caller decided the link is dead).
  */
 void fab_link_abort(struct fab_link *link);
 
@@ -179,10 +221,16 @@ struct fab_link_stats {
 	uint64_t inflight_bytes; /* their bytes */
 	/* Extensions. */
 	uint64_t backlog;      /* of inflight: waiting to be posted */
-	uint64_t orphans;      /* aborted ops the provider still holds */
-	uint64_t rearms;       /* times the peer address was re-armed */
 	uint64_t msgs_in;      /* messages received */
 	uint64_t doorbells_in; /* doorbells received */
+	uint64_t resets;       /* endpoints closed and recreated */
+	uint64_t reset_ns;     /* reactor time of the last reset (closing, handing over) */
+	uint64_t ep_open_ns;   /* time to create the last endpoint (helper thread or not) */
+	uint64_t slow_calls;  /* libfabric calls that held the loop thread over 5 ms (after open) */
+	uint64_t max_call_ns; /* the longest libfabric call on the loop thread (after open) */
+	const char *max_call; /* its name ("fi_cq_read", ...), NULL if none yet */
+	bool ep_ready;	      /* an endpoint is up (false while one is being created) */
+	bool suspended;	      /* fab_link_suspend() without fab_link_resume() yet */
 };
 void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st);
 

@@ -114,8 +114,6 @@ void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind k
 int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct monitor_alive *a);
 void monitor_mark_encode(const struct monitor_mark *m, void *buf);
 int monitor_mark_decode(const void *buf, struct monitor_mark *m);
-/** CRC32C (Castagnoli), as used in every record. */
-uint32_t monitor_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /**@}*/
 /* ------------------------------------------------------------------------ */

@@ -12,35 +12,12 @@
 #include "monitor/monitor.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
+
+#include "common/crc32c.h"
 
 #define REC_MAGIC  0x4d425544u /* "DUBM" read as little endian bytes */
 #define REC_CRC_AT 60u
-
-static uint32_t crc_table[256];
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t monitor_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	const uint8_t *p = buf;
-
-	pthread_once(&once, crc_init);
-	crc = ~crc;
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -97,7 +74,7 @@ static void seal(uint8_t *b, uint16_t kind)
 	put32(b, REC_MAGIC);
 	put16(b + 4, MONITOR_REC_VERSION);
 	put16(b + 6, kind);
-	put32(b + REC_CRC_AT, monitor_crc32c(0, b, REC_CRC_AT));
+	put32(b + REC_CRC_AT, crc32c(0, b, REC_CRC_AT));
 }
 
 /* Common checks of a record header; the order tells a blank sector from a
@@ -110,7 +87,7 @@ static int check(const uint8_t *b, uint16_t kind)
 		return -ENODATA;
 	if (get32(b) != REC_MAGIC)
 		return -EBADMSG;
-	if (get32(b + REC_CRC_AT) != monitor_crc32c(0, b, REC_CRC_AT))
+	if (get32(b + REC_CRC_AT) != crc32c(0, b, REC_CRC_AT))
 		return -EBADMSG;
 	if (get16(b + 4) != MONITOR_REC_VERSION)
 		return -EPROTO;

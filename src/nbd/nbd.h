@@ -91,6 +91,11 @@ struct nbd_io {
 	/* Private to the server. */
 	void *priv;
 	uint64_t cookie;
+	/* Completion hook for ios that do not come from an nbd_server (the
+	 * proxy submits its own to a backend): when set, nbd_io_done() calls
+	 * complete(io, result) and nothing else. The server leaves it NULL. */
+	void (*complete)(struct nbd_io *io, int result);
+	void *complete_arg;
 };
 
 /**
@@ -130,7 +135,8 @@ struct nbd_server_opts {
  * -ENOSPC/-EDQUOT/-EFBIG ENOSPC, -EOVERFLOW EOVERFLOW, -ENOTSUP ENOTSUP
  * (only for WRITE_ZEROES, the fast-zero refusal; EINVAL elsewhere),
  * -ESHUTDOWN ESHUTDOWN, anything else EIO). Call it on the server's loop
- * thread, exactly once per io, inline from submit or later.
+ * thread, exactly once per io, inline from submit or later. An io with a
+ * completion hook (io->complete) hands the result to it instead.
  */
 void nbd_io_done(struct nbd_io *io, int result);
 

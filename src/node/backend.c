@@ -8,23 +8,54 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "mirror/mirror.h"
 #include "nbd/nbd.h"
 #include "store/store.h"
 
+/* A volume as the backend serves it: the export handle. One per volume,
+ * shared by every connection (and the proxy's serving side), kept until
+ * the backend goes: the range lock orders overlapping writes across all of
+ * them. */
+struct backend_vol {
+	struct store_volume *v;
+	struct backend *b;
+	struct backend_vol *next;
+	struct mirror_vol_id id; /* the volume's uuid, as records name it */
+	struct mirror_rangelock rl;
+	bool dirty;	       /* written since the last consistency point */
+	struct store_io cp_io; /* its fdatasync for a consistency point */
+};
+
 /* One NBD command on its way through the store. Recycled on a free list so
- * the hot path does not allocate. */
+ * the hot path does not allocate. A logged write (WRITE, WRITE_ZEROES,
+ * TRIM with the NVRAM log on) also carries its record, its range in the
+ * volume's lock and two halves of a completion: logged and stored. */
 struct backend_io {
 	struct store_io sio;
 	struct nbd_io *nio;
 	struct backend *b;
 	struct backend_io *next_free;
+	struct backend_vol *bv;
+	struct mirror_write mw;
+	struct mirror_range range;
+	struct mirror_flush mf;
+	unsigned pending; /* of logged and stored */
+	int log_rc, store_rc;
 };
 
 struct backend {
 	struct node *node;
+	struct mirror *m; /* NULL with [mirror] mirror = off */
+	bool drop_fua;	  /* durability = local-sync: the synced log stands for FUA */
 	struct backend_io *free_list;
+	struct backend_vol *vols;
 	uint64_t inflight;
 	uint64_t allocated;
+	/* The consistency point in progress (backend_checkpoint). */
+	mirror_done_fn cp_done;
+	void *cp_arg;
+	unsigned cp_pending;
+	int cp_rc;
 };
 
 int backend_create(struct node *n, struct backend **out)
@@ -34,6 +65,8 @@ int backend_create(struct node *n, struct backend **out)
 	if (!b)
 		return -ENOMEM;
 	b->node = n;
+	b->m = n->mirror;
+	b->drop_fua = n->mirror && n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC;
 	*out = b;
 	return 0;
 }
@@ -46,6 +79,11 @@ void backend_destroy(struct backend *b)
 		struct backend_io *bio = b->free_list;
 		b->free_list = bio->next_free;
 		free(bio);
+	}
+	while (b->vols) {
+		struct backend_vol *bv = b->vols;
+		b->vols = bv->next;
+		free(bv);
 	}
 	free(b);
 }
@@ -70,15 +108,45 @@ static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const ch
 	return 0;
 }
 
+/* The volume's backend state, made on its first open. */
+static struct backend_vol *vol_get(struct backend *b, struct store_volume *v,
+				   const struct store_volume_info *vi)
+{
+	struct backend_vol *bv;
+
+	for (bv = b->vols; bv; bv = bv->next)
+		if (bv->v == v)
+			return bv;
+	bv = calloc(1, sizeof(*bv));
+	if (!bv)
+		return NULL;
+	if (mirror_vol_id_from_uuid(vi->uuid, &bv->id) < 0) {
+		/* Records must name the volume the same way on both nodes. */
+		LOG_ERROR("volume %s: bad uuid '%s' in its metadata", vi->name, vi->uuid);
+		free(bv);
+		return NULL;
+	}
+	bv->v = v;
+	bv->b = b;
+	mirror_rangelock_init(&bv->rl);
+	bv->next = b->vols;
+	b->vols = bv;
+	return bv;
+}
+
 static int be_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
 {
 	struct backend *b = ctx;
 	struct store_volume *v = store_volume_find(b->node->store, name);
 	struct store_volume_info vi;
+	struct backend_vol *bv;
 
 	if (!v)
 		return -ENOENT;
 	store_volume_get_info(v, &vi);
+	bv = vol_get(b, v, &vi);
+	if (!bv)
+		return -ENOMEM;
 	memset(info, 0, sizeof(*info));
 	info->size = vi.size;
 	info->can_trim = true;
@@ -95,7 +163,7 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	info->min_block = 1;
 	info->pref_block = 4096;
 	snprintf(info->description, sizeof(info->description), "duet volume owned by %s", vi.owner);
-	*handle = v;
+	*handle = bv;
 	return 0;
 }
 
@@ -105,9 +173,8 @@ static void be_close(void *ctx, void *handle)
 	(void)handle;
 }
 
-static void be_io_done(struct store_io *sio, int result)
+static void bio_finish(struct backend_io *bio, int result)
 {
-	struct backend_io *bio = container_of(sio, struct backend_io, sio);
 	struct backend *b = bio->b;
 	struct nbd_io *nio = bio->nio;
 
@@ -115,6 +182,169 @@ static void be_io_done(struct store_io *sio, int result)
 	bio->next_free = b->free_list;
 	b->free_list = bio;
 	nbd_io_done(nio, result);
+}
+
+static void be_io_done(struct store_io *sio, int result)
+{
+	bio_finish(container_of(sio, struct backend_io, sio), result);
+}
+
+/* ---- the logged write path (docs/NVRAM.md, "The write path") ---- */
+
+/* Both halves are in: the record is logged (and replicated, as the
+ * settings ask) and the volume write is done. Unlock first, so a write
+ * waiting on this range starts before the reply goes out. */
+static void logged_write_end(struct backend_io *bio)
+{
+	if (--bio->pending)
+		return;
+	mirror_range_unlock(&bio->bv->rl, &bio->range);
+	bio_finish(bio, bio->store_rc ? bio->store_rc : bio->log_rc);
+}
+
+static void lw_logged(struct mirror_write *w, int result)
+{
+	struct backend_io *bio = container_of(w, struct backend_io, mw);
+
+	bio->log_rc = result;
+	logged_write_end(bio);
+}
+
+static void lw_stored(struct store_io *sio, int result)
+{
+	struct backend_io *bio = container_of(sio, struct backend_io, sio);
+
+	bio->store_rc = result;
+	mirror_applied(bio->b->m, &bio->mw);
+	logged_write_end(bio);
+}
+
+/* A fast zero is tried on the volume first: if the file system cannot do
+ * it quickly the client falls back to writing zeros, and a ZERO record in
+ * the log would have zeroed the range on a replay for nothing. Only once
+ * it is done is the record appended (and at once applied). */
+static void lw_fast_zero_stored(struct store_io *sio, int result)
+{
+	struct backend_io *bio = container_of(sio, struct backend_io, sio);
+	int rc;
+
+	if (result < 0) {
+		mirror_range_unlock(&bio->bv->rl, &bio->range);
+		bio_finish(bio, result);
+		return;
+	}
+	bio->pending = 1;
+	rc = mirror_append(bio->b->m, &bio->mw);
+	if (rc < 0) {
+		bio->log_rc = rc;
+		logged_write_end(bio);
+		return;
+	}
+	mirror_applied(bio->b->m, &bio->mw);
+}
+
+/* The range is ours: append the record and write the volume at once, in
+ * parallel (waiting for the log first could deadlock: a full log waits for
+ * a consistency point, which waits for the volume writes). */
+static void lw_start(struct backend_io *bio)
+{
+	struct backend *b = bio->b;
+	struct backend_vol *bv = bio->bv;
+	int rc;
+
+	bv->dirty = true;
+	if (bio->sio.flags & STORE_F_FAST_ZERO) {
+		bio->sio.done = lw_fast_zero_stored;
+		store_submit(bv->v, &bio->sio);
+		return;
+	}
+	rc = mirror_append(b->m, &bio->mw);
+	if (rc < 0) {
+		LOG_ERROR("NVRAM log refused a write of %llu bytes: %s",
+			  (unsigned long long)bio->mw.length, strerror(-rc));
+		mirror_range_unlock(&bv->rl, &bio->range);
+		bio_finish(bio, -EIO);
+		return;
+	}
+	store_submit(bv->v, &bio->sio);
+}
+
+static void lw_granted(struct mirror_range *r)
+{
+	lw_start(r->arg);
+}
+
+static void logged_write(struct backend *b, struct backend_io *bio)
+{
+	struct nbd_io *io = bio->nio;
+	struct mirror_write *w = &bio->mw;
+
+	w->vol = bio->bv->id;
+	w->type = io->type == NBD_CMD_WRITE	     ? MIRROR_REC_WRITE
+		  : io->type == NBD_CMD_WRITE_ZEROES ? MIRROR_REC_ZERO
+						     : MIRROR_REC_TRIM;
+	w->flags = 0;
+	if (io->flags & NBD_CMD_FLAG_FUA)
+		w->flags |= MIRROR_RF_FUA;
+	if (w->type == MIRROR_REC_ZERO && (io->flags & NBD_CMD_FLAG_NO_HOLE))
+		w->flags |= MIRROR_RF_NO_HOLE;
+	w->offset = io->offset;
+	w->length = io->length;
+	w->data = w->type == MIRROR_REC_WRITE ? io->buf : NULL;
+	w->logged = lw_logged;
+	w->arg = bio;
+	if (b->drop_fua)
+		bio->sio.flags &= ~STORE_F_FUA;
+	bio->sio.done = lw_stored;
+	bio->pending = 2;
+	bio->log_rc = bio->store_rc = 0;
+	b->inflight++;
+	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, lw_granted, bio))
+		lw_start(bio);
+}
+
+static void lw_flushed(struct mirror_flush *f, int result)
+{
+	bio_finish(container_of(f, struct backend_io, mf), result);
+}
+
+/* A consistency point: fdatasync every volume written since the last one
+ * (the mirror calls this once every record it covers has reached its
+ * volume, and never twice at once). */
+static void cp_vol_done(struct store_io *sio, int result)
+{
+	struct backend_vol *bv = container_of(sio, struct backend_vol, cp_io);
+	struct backend *b = bv->b;
+
+	if (result < 0) {
+		LOG_ERROR("volume %s: fdatasync for a consistency point: %s",
+			  store_volume_name(bv->v), strerror(-result));
+		bv->dirty = true; /* the next one tries again */
+		if (!b->cp_rc)
+			b->cp_rc = result;
+	}
+	if (--b->cp_pending == 0)
+		b->cp_done(b->cp_arg, b->cp_rc);
+}
+
+void backend_checkpoint(struct backend *b, mirror_done_fn done, void *arg)
+{
+	b->cp_done = done;
+	b->cp_arg = arg;
+	b->cp_rc = 0;
+	b->cp_pending = 1; /* held until every flush is submitted */
+	for (struct backend_vol *bv = b->vols; bv; bv = bv->next) {
+		if (!bv->dirty)
+			continue;
+		bv->dirty = false;
+		memset(&bv->cp_io, 0, sizeof(bv->cp_io));
+		bv->cp_io.op = STORE_OP_FLUSH;
+		bv->cp_io.done = cp_vol_done;
+		b->cp_pending++;
+		store_submit(bv->v, &bv->cp_io);
+	}
+	if (--b->cp_pending == 0)
+		done(arg, 0);
 }
 
 static int be_block_status(struct store_volume *v, struct nbd_io *io)
@@ -141,7 +371,8 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	    [NBD_CMD_CACHE] = STORE_OP_CACHE, [NBD_CMD_WRITE_ZEROES] = STORE_OP_WRITE_ZEROES,
 	};
 	struct backend *b = ctx;
-	struct store_volume *v = io->export_handle;
+	struct backend_vol *bv = io->export_handle;
+	struct store_volume *v = bv->v;
 	struct backend_io *bio;
 	int rc;
 
@@ -185,6 +416,25 @@ static void be_submit(void *ctx, struct nbd_io *io)
 		bio->sio.flags |= STORE_F_NO_HOLE;
 	if (io->flags & NBD_CMD_FLAG_FAST_ZERO)
 		bio->sio.flags |= STORE_F_FAST_ZERO;
+	bio->bv = bv;
+	if (b->m) {
+		switch (io->type) {
+		case NBD_CMD_WRITE:
+		case NBD_CMD_WRITE_ZEROES:
+		case NBD_CMD_TRIM:
+			logged_write(b, bio);
+			return;
+		case NBD_CMD_FLUSH:
+			/* A consistency point (or, with local-sync, the log's
+			 * sync): it covers every volume, as FLUSH did. */
+			bio->mf.done = lw_flushed;
+			b->inflight++;
+			mirror_flush(b->m, &bio->mf);
+			return;
+		default:
+			break;
+		}
+	}
 	b->inflight++;
 	store_submit(v, &bio->sio);
 }

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "nbd/nbd.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 static struct json_object *volume_json(struct node *n, struct store_volume *v)
@@ -22,6 +23,7 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 	json_object_object_add(o, "name", json_object_new_string(vi.name));
 	json_object_object_add(o, "owner", json_object_new_string(vi.owner));
 	json_object_object_add(o, "served_by", json_object_new_string(n->cfg.node.id));
+	json_object_object_add(o, "port", json_object_new_string("direct"));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
@@ -54,8 +56,9 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	struct nbd_server_stats st;
 	struct json_object *ha = json_object_new_object();
 	struct json_object *session = json_object_new_object();
-	struct json_object *mirror = json_object_new_object();
+	struct json_object *mirror;
 	struct json_object *nbd = json_object_new_object();
+	struct json_object *volumes;
 
 	(void)req;
 	(void)err;
@@ -85,8 +88,11 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		json_object_object_add(resp, "links", json_object_new_array());
 	}
 
-	add_str(mirror, "state", "off");
-	add_u64(mirror, "lag_bytes", 0);
+	mirror = nvram_status_json(n);
+	if (!mirror) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	json_object_object_add(resp, "mirror", mirror);
 
 	nbd_server_get_stats(n->nbd, &st);
@@ -101,7 +107,24 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	add_u64(nbd, "inflight", backend_inflight(n->backend));
 	json_object_object_add(resp, "nbd", nbd);
 
-	json_object_object_add(resp, "volumes", volumes_json(n));
+	volumes = volumes_json(n);
+	if (n->proxy) {
+		/* The partner's volumes, served here through the proxy port. */
+		struct json_object *px;
+		if (proxy_volumes_to_json(n->proxy, volumes) < 0 ||
+		    proxy_status_to_json(n->proxy, resp) < 0) {
+			json_object_put(volumes);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		if (n->proxy_nbd && json_object_object_get_ex(resp, "proxy", &px)) {
+			nbd_server_get_stats(n->proxy_nbd, &st);
+			add_str(px, "listen", n->cfg.nbd.proxy_listen);
+			add_u64(px, "connections", st.connections);
+			add_u64(px, "protocol_errors", st.protocol_errors);
+		}
+	}
+	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
 
@@ -146,6 +169,7 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 		snprintf(err, errlen, "cannot create volume: %s", strerror(-rc));
 		return rc;
 	}
+	proxy_local_volumes_changed(n->proxy);
 	v = store_volume_find(n->store, json_object_get_string(name));
 	if (v)
 		json_object_object_add(resp, "volume", volume_json(n, v));

@@ -11,6 +11,7 @@
 #include "ccm/ccm.h"
 #include "common/log.h"
 #include "nbd/nbd.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 #define NODE_MAX_CLIENTS 1024
@@ -89,9 +90,45 @@ static int open_listeners(struct node *n)
 	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
 }
 
+/* The proxy port: the partner's volumes, forwarded over the interconnect;
+ * and this node's volumes served to the partner's proxy port, through the
+ * same backend as the NBD listener. */
+static int open_proxy(struct node *n)
+{
+	struct proxy_opts po = {
+	    .node = n->cfg.node.id,
+	    .n_ports = (unsigned)n->cfg.proxy.ports,
+	    .port_mem = n->cfg.proxy.port_mem,
+	    .chunk = n->cfg.proxy.chunk,
+	    .timeout_ms = n->cfg.proxy.timeout_ms,
+	    .local_ops = backend_ops(),
+	    .local_ctx = n->backend,
+	};
+	struct nbd_server_opts o = {
+	    .listen = n->cfg.nbd.proxy_listen,
+	    .name = "proxy",
+	    .max_payload = n->cfg.nbd.max_payload,
+	    .conn_buffer = n->cfg.nbd.conn_buffer,
+	    .max_clients = NODE_MAX_CLIENTS,
+	};
+	int rc;
+
+	if (!n->ccm) {
+		if (n->cfg.nbd.proxy_listen[0])
+			LOG_WARN("[nbd] proxy_listen ignored: no interconnect links configured");
+		return 0;
+	}
+	rc = proxy_create(n->loop, n->ccm, &po, &n->proxy);
+	if (rc < 0)
+		return rc;
+	if (!n->cfg.nbd.proxy_listen[0])
+		return 0; /* serve the partner's proxy port, open none here */
+	return nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &n->proxy_nbd);
+}
+
 /* Boot order follows DESIGN.md: the interconnect comes up first (so the
- * partner can reach us while storage loads), then the shelf, then the
- * listeners and the control socket. */
+ * partner can reach us while storage loads), then the shelf and the NVRAM
+ * log (replayed onto it), then the listeners and the control socket. */
 int node_create(const struct duet_config *cfg, struct node **out)
 {
 	struct node *n = calloc(1, sizeof(*n));
@@ -114,7 +151,18 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_storage(n);
 	if (rc < 0)
 		goto err;
+	/* The NVRAM log is replayed onto the shelf before anything can read
+	 * it, then mirroring starts (the CCM session may already be up). */
+	rc = nvram_open(n);
+	if (rc < 0)
+		goto err;
+	rc = nvram_connect(n);
+	if (rc < 0)
+		goto err;
 	rc = open_listeners(n);
+	if (rc < 0)
+		goto err;
+	rc = open_proxy(n);
 	if (rc < 0)
 		goto err;
 	rc = control_create(n, n->cfg.node.control, &n->control);
@@ -134,6 +182,11 @@ int node_run(struct node *n)
 	return loop_run(n->loop);
 }
 
+static void goodbye_sent(void *arg)
+{
+	*(bool *)arg = true;
+}
+
 /* Close the doors first (control, NBD), then let the store finish what it
  * already accepted, so nothing is freed under an I/O in flight. */
 void node_destroy(struct node *n)
@@ -143,21 +196,44 @@ void node_destroy(struct node *n)
 	control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
+	if (n->proxy_nbd)
+		nbd_server_destroy(n->proxy_nbd);
+	/* No more requests from the partner either (they share the backend). */
+	proxy_stop(n->proxy);
+	/* Writes held for an absent partner (mirror_down = suspend) fail now
+	 * rather than at their deadline. */
+	nvram_release_held(n);
 	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
-	while (backend_inflight(n->backend) > 0 && now_ns() < deadline)
+	while ((backend_inflight(n->backend) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
+	if (backend_inflight(n->backend) == 0)
+		nvram_close(n); /* a last consistency point, while the backend lives */
+	proxy_destroy(n->proxy);
 	if (backend_inflight(n->backend) > 0)
 		LOG_ERROR("%llu I/O still in flight at exit",
 			  (unsigned long long)backend_inflight(n->backend));
 	else
 		store_close(n->store);
 	backend_destroy(n->backend);
-	if (n->ccm)
+	if (n->ccm) {
+		/* Say goodbye, so the partner ends the session now instead of
+		 * waiting out its link deadline. */
+		bool said = false;
+		if (ccm_shutdown(n->ccm, goodbye_sent, &said) == 0) {
+			while (!said)
+				loop_run_once(n->loop, 10000000);
+		}
 		ccm_destroy(n->ccm);
+	}
+	/* After the CCM: mirror writes it still held completed in there. */
+	mirror_ccm_destroy(n->mirror_ccm);
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);
 	}
+	/* Tasks still posted free themselves (a closed mirror leaves one). */
+	if (n->loop)
+		loop_run_once(n->loop, 0);
 	loop_destroy(n->loop);
 	free(n);
 }

@@ -21,6 +21,8 @@ enum {
 	ST_CACHE,      /* fadvise WILLNEED, chunk by chunk */
 };
 
+static void defer(struct store *s, struct store_io *io, int res);
+
 static uint64_t remaining(const struct store_io *io)
 {
 	return io->length - io->done_bytes;
@@ -72,8 +74,17 @@ void store_step_get(const struct store_io *io, struct store_step *st)
 	}
 }
 
+static bool modifies(enum store_op op)
+{
+	return op == STORE_OP_WRITE || op == STORE_OP_TRIM || op == STORE_OP_WRITE_ZEROES;
+}
+
 static void finish(struct store *s, struct store_io *io, int res)
 {
+	/* Counted whatever the result: a failed write may have changed some
+	 * of its range, and a FLUSH after it must not be skipped. */
+	if (modifies(io->op))
+		io->vol->wgen++;
 	s->inflight--;
 	io->done(io, res);
 }
@@ -135,6 +146,67 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 	finish(s, io, 0);
 }
 
+/*
+ * FLUSH: one fdatasync per volume at a time. A FLUSH must cover the writes
+ * completed before it arrived. If none completed since the last successful
+ * sync began, there is nothing to sync; if the running sync began after the
+ * last of them, the FLUSH rides on it; otherwise it waits for the next sync,
+ * which serves every FLUSH that queued meanwhile (one system call for many).
+ */
+static void flush_start(struct store *s, struct store_volume *v, struct store_io *io)
+{
+	v->sync_io = io;
+	v->sync_gen = v->wgen;
+	io->stage = ST_FLUSH;
+	s->ops->queue(s, io);
+}
+
+static void flush_submit(struct store *s, struct store_volume *v, struct store_io *io)
+{
+	if (v->sync_io) {
+		io_list_push(v->sync_gen == v->wgen ? &v->sync_riders : &v->sync_next, io);
+		return;
+	}
+	if (v->synced_gen == v->wgen) {
+		s->st.flushes++;
+		s->st.flushes_clean++;
+		defer(s, io, 0);
+		return;
+	}
+	flush_start(s, v, io);
+}
+
+static void flush_done(struct store *s, struct store_io *io, int res)
+{
+	struct store_volume *v = io->vol;
+	struct io_list riders = v->sync_riders;
+	struct store_io *r;
+
+	if (res > 0)
+		res = 0;
+	if (res == 0)
+		v->synced_gen = v->sync_gen;
+	v->sync_io = NULL;
+	v->sync_riders.head = v->sync_riders.tail = NULL;
+	/* Those that came while it ran and after a write: the next sync is
+	 * theirs. Started before any done callback runs, so a FLUSH submitted
+	 * from one finds consistent state. */
+	if (v->sync_next.head) {
+		struct store_io *first = io_list_pop(&v->sync_next);
+		v->sync_riders = v->sync_next;
+		v->sync_next.head = v->sync_next.tail = NULL;
+		flush_start(s, v, first);
+	}
+	s->st.syncs++;
+	s->st.flushes++;
+	finish(s, io, res);
+	while ((r = io_list_pop(&riders))) {
+		s->st.flushes++;
+		s->st.flushes_shared++;
+		finish(s, r, res);
+	}
+}
+
 void store_step_done(struct store *s, struct store_io *io, int res)
 {
 	if (res == -EINTR || res == -EAGAIN) {
@@ -162,6 +234,8 @@ void store_step_done(struct store *s, struct store_io *io, int res)
 			finish(s, io, 0);
 		break;
 	case ST_FLUSH:
+		flush_done(s, io, res);
+		break;
 	case ST_SYNC:
 	default:
 		finish(s, io, res < 0 ? res : 0);
@@ -257,8 +331,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 		io->stage = ST_RW;
 		break;
 	case STORE_OP_FLUSH:
-		io->stage = ST_FLUSH;
-		s->ops->queue(s, io);
+		flush_submit(s, v, io);
 		return;
 	case STORE_OP_TRIM:
 		io->stage = ST_PUNCH;

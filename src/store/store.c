@@ -651,6 +651,11 @@ enum store_engine store_get_engine(const struct store *s)
 	return s->opts.engine;
 }
 
+void store_get_stats(const struct store *s, struct store_stats *st)
+{
+	*st = s->st;
+}
+
 unsigned store_inflight(const struct store *s)
 {
 	return s->inflight;
@@ -690,6 +695,7 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 		return -ENOMEM;
 	v->s = s;
 	v->slot = STORE_SLOT_NONE;
+	v->synced_gen = UINT64_MAX; /* never synced by us: the first FLUSH syncs */
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->owner, sizeof(v->owner), "%s", owner);
 	v->size = size;

@@ -104,6 +104,15 @@ enum store_engine store_get_engine(const struct store *s);
 /** Ios submitted and not yet completed. */
 unsigned store_inflight(const struct store *s);
 
+/** FLUSH accounting since store_open. */
+struct store_stats {
+	uint64_t flushes;	 /* FLUSH ios completed */
+	uint64_t syncs;		 /* fdatasyncs they ran (the rest needed none or shared one) */
+	uint64_t flushes_clean;	 /* completed without a sync: nothing written since the last */
+	uint64_t flushes_shared; /* completed by a sync another FLUSH ran */
+};
+void store_get_stats(const struct store *s, struct store_stats *st);
+
 /** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
 /** Volumes in name order; @p i from 0 to store_volume_count() - 1. */
@@ -123,6 +132,10 @@ int store_name_valid(const char *name);
  * Queue @p io on @p v. Bounds are the caller's to check (see
  * store_check_range); an io out of range still completes with -EINVAL rather
  * than growing the file. READ/WRITE need buf; FLUSH ignores offset/length.
+ * A FLUSH when no WRITE, TRIM
+ * or WRITE_ZEROES completed on @p v since the last successful one began
+ * succeeds without a system call, and FLUSHes that arrive while one is
+ * running share the next one (see docs/STORE.md).
  * STORE_F_FUA is honoured on WRITE, WRITE_ZEROES and TRIM. A TRIM the
  * filesystem cannot do completes with 0 (it is advisory). The io and its buf
  * belong to the store until done runs.

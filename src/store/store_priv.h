@@ -13,6 +13,12 @@
 #define STORE_CHUNK_MAX	 (1u << 30) /* largest single system call */
 #define STORE_SLOT_NONE	 (-1)
 
+/* One io queue: singly linked through io->next. */
+struct io_list {
+	struct store_io *head;
+	struct store_io *tail;
+};
+
 struct store_volume {
 	struct store *s;
 	char name[STORE_NAME_MAX];
@@ -22,12 +28,14 @@ struct store_volume {
 	int64_t created; /* unix seconds */
 	int fd;
 	int slot; /* registered file index (io_uring) or STORE_SLOT_NONE */
-};
 
-/* One io queue: singly linked through io->next. */
-struct io_list {
-	struct store_io *head;
-	struct store_io *tail;
+	/* FLUSH bookkeeping (io.c). */
+	uint64_t wgen;		    /* modifying ios completed */
+	uint64_t synced_gen;	    /* wgen when the last successful sync began */
+	struct store_io *sync_io;   /* the FLUSH whose fdatasync runs, or NULL */
+	uint64_t sync_gen;	    /* wgen when it began */
+	struct io_list sync_riders; /* FLUSHes covered by the running sync */
+	struct io_list sync_next;   /* FLUSHes that need the next one */
 };
 
 static inline void io_list_push(struct io_list *l, struct store_io *io)
@@ -99,6 +107,7 @@ struct store {
 
 	void *zeros; /* STORE_ZERO_BYTES of read-only zeros */
 	unsigned inflight;
+	struct store_stats st;
 
 	/* Ios completed without reaching an engine (invalid or empty). */
 	struct io_list deferred;

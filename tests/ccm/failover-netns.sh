@@ -2,13 +2,12 @@
 # Link failover over real links: nodes a and b in two network namespaces
 # joined by two veth pairs (ic0, ic1), ccm-client streaming verified RDMA
 # writes/reads and messages. ic1 is cut (ip link down, then an nftables drop
-# rule) and restored: the load goes on with no client error, the link is
-# taken out and comes back. Needs root; exits 77 (skip) otherwise.
-# Ports: CCM_TEST_PORT (default 22200) and +1.
-#
-# Defaults chosen around two libfabric 1.17 crashes met here (see
-# docs/CCM.md, "Known problems"): provider net;ofi_rxm (CCM_TEST_PROVIDER)
-# and FI_AV_REMOVE_CLEANUP=0 (set it to 1 to see fi_av_remove crash).
+# rule) and restored, FAILOVER_ROUNDS times each (default 2): the load goes
+# on with no client error, the link is taken out and comes back. Needs root;
+# exits 77 (skip) otherwise. Ports: CCM_TEST_PORT (default 22200) and +1.
+# Provider: CCM_TEST_PROVIDER (default tcp;ofi_rxm, the product's default).
+# At the end: the fabric's measurements (endpoint resets, the longest
+# libfabric call on each reactor) and the longest reactor stall seen.
 #
 # usage: failover-netns.sh [path/to/ccm-client]
 set -euo pipefail
@@ -21,8 +20,11 @@ BASE=${CCM_TEST_PORT:-22200}
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
 command -v nft >/dev/null || { echo "SKIP: needs nft"; exit 77; }
 
-export FI_AV_REMOVE_CLEANUP=${FI_AV_REMOVE_CLEANUP:-0}
-PROVIDER=${CCM_TEST_PROVIDER:-net;ofi_rxm}
+# A crash dumps core (psm's library would write *.btr files in the working
+# directory instead).
+export IPATH_NO_BACKTRACE=1
+PROVIDER=${CCM_TEST_PROVIDER:-tcp;ofi_rxm}
+ROUNDS=${FAILOVER_ROUNDS:-2}
 TAG=$$
 NSA=ccma$TAG NSB=ccmb$TAG
 DIR=$(mktemp -d /tmp/ccm-failover.XXXXXX)
@@ -136,7 +138,7 @@ log_ms() { # node pattern after-ms -> ms since midnight UTC of the first such li
 		'{split($1,t,":"); m=((t[1]*60+t[2])*60+t[3])*1000; if (m >= after) {printf "%d\n", m; exit}}'
 }
 
-echo "1. session over two links ($PROVIDER, FI_AV_REMOVE_CLEANUP=$FI_AV_REMOVE_CLEANUP)"
+echo "1. session over two links ($PROVIDER)"
 start a "$NSA"
 start b "$NSB"
 until_true 30 "no session with both links up" both_links_up a
@@ -165,18 +167,36 @@ cut_and_restore() { # how cut-cmd restore-cmd
 	echo "   $how: ic1 back $((t1 - t0)) ms after the repair, carrying traffic again"
 }
 
-echo "2. cut ic1 with ip link down, then up"
-cut_and_restore "link down" "ip -n $NSA link set va1$TAG down" "ip -n $NSA link set va1$TAG up"
+for ((r = 1; r <= ROUNDS; r++)); do
+	echo "2.$r cut ic1 with ip link down, then up"
+	cut_and_restore "link down" "ip -n $NSA link set va1$TAG down" "ip -n $NSA link set va1$TAG up"
+done
 
-echo "3. cut ic1 with an nftables drop rule, then remove it"
 cat >"$DIR/cut.nft" <<'NFT'
 table inet ccmcut {
 	chain in { type filter hook input priority 0; ip saddr 10.77.1.2 drop; }
 	chain out { type filter hook output priority 0; ip daddr 10.77.1.2 drop; }
 }
 NFT
-cut_and_restore "nft drop" "ip netns exec $NSA nft -f $DIR/cut.nft" \
-	"ip netns exec $NSA nft delete table inet ccmcut"
+for ((r = 1; r <= ROUNDS; r++)); do
+	echo "3.$r cut ic1 with an nftables drop rule, then remove it"
+	cut_and_restore "nft drop" "ip netns exec $NSA nft -f $DIR/cut.nft" \
+		"ip netns exec $NSA nft delete table inet ccmcut"
+done
+
+sum_of() { grep -o "\"$1\":[0-9]*" | cut -d: -f2 | awk '{s += $1} END {print s + 0}'; }
+max_of() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2 | sort -n | tail -n 1; }
+measures() { # node: resets, slow libfabric calls, the longest one, the longest stall
+	local s
+	s=$(stat_of "$1")
+	echo "   $1: endpoint resets $(echo "$s" | sum_of resets)," \
+		"libfabric calls over 5 ms $(echo "$s" | sum_of slow_calls)," \
+		"longest $(echo "$s" | max_of max_call_us) us;" \
+		"longest reactor stall after start $(grep '^[0-9.]* stats ' "$DIR/$1.out" |
+			tail -n +3 | max_of loop_late_max_ms) ms"
+}
+measures a
+measures b
 
 echo "4. clean stop"
 for n in a b; do

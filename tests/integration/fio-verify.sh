@@ -21,9 +21,9 @@ run_fio() { # run_fio NODE NAME FIO-ARGS...
 	local node=$1 name=$2 port=${NODE_PORT[$1]}
 	shift 2
 	local out=$T/fio-$node-$name.json
-	if ! fio --output-format=json --output="$out" --name="$name" --ioengine=nbd \
+	if ! (cd "$T" && fio --output-format=json --output="$out" --name="$name" --ioengine=nbd --verify_state_save=0 \
 		--uri="$(nbd_uri "$port" vol)" --verify=crc32c --do_verify=1 --verify_fatal=1 \
-		--exitall_on_error=1 "$@" >"$T/fio-$node-$name.log" 2>&1; then
+		--exitall_on_error=1 "$@") >"$T/fio-$node-$name.log" 2>&1; then
 		cat "$T/fio-$node-$name.log" >&2
 		fail "fio $name on node $node failed"
 	fi

@@ -59,7 +59,7 @@ for i in $(seq 0 $((N - 1))); do
 		bad=$((bad + 1))
 	fi
 done
-EXTRA_PIDS=()
+untrack_pids
 [ $bad -eq 0 ] || fail "$bad of $N clients failed"
 
 step "every region holds its client's pattern"

@@ -504,6 +504,13 @@ def disconnect_mid_request(args):
     c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()  # RST
     n += 1
+    # Many WRITEs (whole payloads) in flight, then gone.
+    c = Conn(args.port).open(args.export)
+    for i in range(32):
+        c.request(CMD_WRITE, i << 20, 1 << 20, data=pattern(i, 1 << 20))
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # RST
+    n += 1
     # Gone in the middle of the handshake.
     c = Conn(args.port)
     c.recv(18)

@@ -52,6 +52,24 @@ start_node a "$P"
 [ "$(volumes)" = "$before" ] || fail "volumes changed over a SIGKILL: $before -> $(volumes)"
 readback data "$T/d2"
 
+step "SIGTERM while clients have I/O in flight: clean exit, then data intact"
+if command -v fio >/dev/null && fio --enghelp 2>/dev/null | grep -qw nbd; then
+	ctl a volume create busy 64M >/dev/null
+	fio --name=busy --ioengine=nbd --uri="$(nbd_uri "$P" busy)" --rw=randrw --bs=64k --iodepth=32 \
+		--numjobs=2 --time_based --runtime=60 --size=64M >"$T/fio-busy.log" 2>&1 &
+	fio_pid=$!
+	track_pid $fio_pid
+	# Wait until both jobs are connected and I/O flows, then stop duetd.
+	wait_for bash -c "[ \$(ss -Htn state established 'sport = :$P' | wc -l) -ge 2 ]"
+	b0=$(ctl a status --json | jq '.nbd.requests')
+	wait_for bash -c "[ \$($DUETCTL --socket $T/a.sock status --json | jq '.nbd.requests') -gt $((b0 + 1000)) ]"
+	stop_node a TERM
+	wait "$fio_pid" 2>/dev/null || true
+	untrack_pids
+	start_node a "$P"
+	readback data "$T/d2"
+fi
+
 step "create after a crash, restart twice"
 ctl a volume create late 4M >/dev/null
 stop_node a KILL

@@ -4,8 +4,12 @@
  * at waits (the fabric's backlog) until somebody binds there; a post to a
  * peer that goes away fails with -ECANCELED; a wrong key, access or offset makes the operation fail
  * with -ECANCELED at the target; a dead link accepts posts that then hang;
- * abort fails the link's operations with -ETIMEDOUT; close fails them with
- * -ECANCELED. Completions and target effects happen in a loop poller. */
+ * abort fails the link's operations with -ETIMEDOUT; reset and close fail
+ * them with -ECANCELED. Reset, abort and suspend close the link's end as the
+ * real endpoint reset does: it is bound anew (operations of the peer in
+ * flight towards the old end fail, and their late copies never land), and
+ * a suspended link is not bound at all until resumed. Completions and
+ * target effects happen in a loop poller. */
 #define LOG_MODULE "fakefab"
 #include "fake_fabric.h"
 #include "common/log.h"
@@ -37,6 +41,7 @@ struct fab_link {
 	struct fab_mr *mrs;
 	struct fab_link_stats st;
 	uint64_t bind_id;
+	bool suspended; /* not bound: the peer's posts wait, ours too */
 	struct fab_link *next;
 };
 
@@ -63,7 +68,7 @@ static struct fab_link *links;
 static struct ffop *queue;
 static struct loop_poller poller;
 static struct loop *poller_loop;
-static uint64_t delay_ns;
+static uint64_t delay_ns, late_delay_ns;
 static bool late_effects, no_doorbells, paused;
 static struct ff_stats stats;
 static uint64_t next_bind_id = 1;
@@ -71,7 +76,8 @@ static uint64_t next_bind_id = 1;
 struct fault {
 	char addr[ADDR_MAX];
 	bool dead;
-	bool stalled; /* operations *from* it wait; the other way works */
+	bool stalled;	  /* operations *from* it wait; the other way works */
+	uint64_t slow_ns; /* operations from it take this much longer */
 	unsigned fail_n;
 	int fail_err;
 	unsigned drop_n;
@@ -104,6 +110,7 @@ void ff_reset(void)
 {
 	memset(faults, 0, sizeof(faults));
 	delay_ns = 0;
+	late_delay_ns = 0;
 	late_effects = false;
 	no_doorbells = false;
 	paused = false;
@@ -125,6 +132,11 @@ void ff_set_stalled(const char *addr, bool stalled)
 	fault_get(addr, true)->stalled = stalled;
 }
 
+void ff_set_slow(const char *addr, uint64_t ns)
+{
+	fault_get(addr, true)->slow_ns = ns;
+}
+
 void ff_fail_next(const char *addr, unsigned n, int err)
 {
 	struct fault *f = fault_get(addr, true);
@@ -141,6 +153,11 @@ void ff_drop_next(const char *addr, unsigned n)
 void ff_set_late_effects(bool on)
 {
 	late_effects = on;
+}
+
+void ff_set_late_delay_ns(uint64_t ns)
+{
+	late_delay_ns = ns;
 }
 
 void ff_set_doorbells(bool on)
@@ -168,6 +185,14 @@ unsigned ff_queued(void)
 }
 
 static struct fab_link *find_bound(const char *addr)
+{
+	for (struct fab_link *l = links; l; l = l->next)
+		if (!l->suspended && strcmp(l->local, addr) == 0)
+			return l;
+	return NULL;
+}
+
+static struct fab_link *find_link(const char *addr)
 {
 	for (struct fab_link *l = links; l; l = l->next)
 		if (strcmp(l->local, addr) == 0)
@@ -252,6 +277,8 @@ static bool runnable(const struct ffop *o, uint64_t now)
 {
 	if (o->hang || o->due > now)
 		return false;
+	if (o->src && o->src->suspended)
+		return false;
 	if (!o->bind_id && !find_bound(o->dst))
 		return false; /* waits in the "backlog" until the peer is there */
 	if (addr_dead(o->srcaddr) || addr_dead(o->dst))
@@ -289,7 +316,7 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 {
 	struct fab_link *l;
 
-	if (find_bound(opts->local))
+	if (find_link(opts->local))
 		return -EADDRINUSE;
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -331,6 +358,8 @@ static void cancel_ops_of(struct fab_link *l, int status)
 				*z = *o;
 				z->op = NULL;
 				z->src = NULL;
+				if (z->due < now_ns() + late_delay_ns)
+					z->due = now_ns() + late_delay_ns;
 				z->msg = malloc(o->len ? o->len : 1);
 				memcpy(z->msg, o->msg ? o->msg : o->local, o->len);
 				z->next = o->next;
@@ -457,7 +486,7 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 	o->key = rem ? rem->key : 0;
 	o->off = off;
 	o->imm = imm;
-	o->due = now_ns() + delay_ns;
+	o->due = now_ns() + delay_ns + (f ? f->slow_ns : 0);
 	if (find_bound(l->peer))
 		o->bind_id = find_bound(l->peer)->bind_id;
 	if (msg) {
@@ -507,12 +536,41 @@ int fab_send(struct fab_link *l, const void *msg, size_t len, struct fab_op *op)
 	return post(l, K_SEND, NULL, len, NULL, 0, 0, msg, op);
 }
 
+/* Close our end and bind anew (or not at all while suspended). */
+static void rebind(struct fab_link *l, int status, bool suspend)
+{
+	l->st.resets++;
+	l->suspended = suspend;
+	l->bind_id = next_bind_id++;
+	cancel_ops_of(l, status);
+}
+
 void fab_link_abort(struct fab_link *l)
 {
-	cancel_ops_of(l, -ETIMEDOUT);
+	rebind(l, -ETIMEDOUT, false);
+}
+
+void fab_link_reset(struct fab_link *l)
+{
+	rebind(l, -ECANCELED, false);
+}
+
+void fab_link_suspend(struct fab_link *l)
+{
+	rebind(l, -ECANCELED, true);
+}
+
+void fab_link_resume(struct fab_link *l)
+{
+	if (!l->suspended)
+		return;
+	l->suspended = false;
+	l->bind_id = next_bind_id++;
 }
 
 void fab_link_get_stats(const struct fab_link *l, struct fab_link_stats *st)
 {
 	*st = l->st;
+	st->ep_ready = !l->suspended;
+	st->suspended = l->suspended;
 }

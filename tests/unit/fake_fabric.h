@@ -22,6 +22,9 @@ void ff_set_dead(const char *addr, bool dead);
 /** Operations posted on the link at @p addr wait while it is stalled; the
  * peer's operations towards it still run (a one-way stall). */
 void ff_set_stalled(const char *addr, bool stalled);
+/** Operations posted on the link at @p addr take @p ns longer (a slow path
+ * that its heartbeats still find alive). */
+void ff_set_slow(const char *addr, uint64_t ns);
 /** The next @p n operations posted on the link at @p addr fail with @p err. */
 void ff_fail_next(const char *addr, unsigned n, int err);
 /** The next @p n operations posted on the link at @p addr never complete. */
@@ -30,6 +33,9 @@ void ff_drop_next(const char *addr, unsigned n);
  * peer's memory later (no completion), unless the peer's end of the link
  * was closed meanwhile. */
 void ff_set_late_effects(bool on);
+/** Such late writes land no sooner than @p ns after their link's abort,
+ * reset or close (bytes still queued in a socket), default 0. */
+void ff_set_late_delay_ns(uint64_t ns);
 /** Raise doorbells for write-with-immediate (default on). */
 void ff_set_doorbells(bool on);
 /** Stop carrying out operations (they queue). */

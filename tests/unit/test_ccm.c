@@ -1145,6 +1145,95 @@ static bool stream_at(void *arg)
 	return cur_stream->done >= *want;
 }
 
+/* The partner's end of a failed lane: b does not notice a's failure of
+ * ic0 (its own direction works) and keeps writing into a's memory over it
+ * until it processes a's fence; what it has in flight then may still land
+ * later. Those writes must not land after their re-issued copies: a keeps
+ * its end closed (suspended) until b has closed its own, so b's writes
+ * posted meanwhile never reach a. */
+static void link_failover_reverse(void)
+{
+	struct node a, b;
+	struct stream *s = calloc(1, sizeof(*s));
+	struct ccm_status st;
+	struct ff_stats fs;
+	int want;
+
+	ff_set_late_effects(true);
+	ff_set_delay_ns(100000);
+	ff_set_late_delay_ns(20000000); /* stuck in a socket for a while */
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "mirror", 1, NSTREAM * 1024, 0);
+	client_reg(&b, 0, "mirror", 1, NSTREAM * 1024, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	for (;;) {
+		ccm_get_status(b.ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+	s->p = ccm_client_port(b.cl[0].c, 0);
+	s->target = 1 << 30; /* until stopped */
+	s->reads = true;
+	cur_stream = s;
+	for (unsigned k = 0; k < NSTREAM; k++)
+		stream_post(s, k);
+	want = 300;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ff_set_stalled("a:0", true);  /* a's side of ic0 only */
+	ff_set_slow("b:0", 15000000); /* b's writes linger on it */
+	bool seen_fenced = false;
+	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
+	for (;;) {
+		assert_true(now_ns() < end);
+		struct fab_link_stats fst;
+		ccm_get_status(a.ccm, &st);
+		if (a.ccm->links[0].fenced) {
+			/* Until b acks, a's end has no endpoint at all. */
+			fab_link_get_stats(a.ccm->links[0].fl, &fst);
+			assert_true(fst.suspended);
+			seen_fenced = true;
+		}
+		if (!st.links[0].up && seen_fenced && !a.ccm->links[0].fenced)
+			break;
+		loop_run_once(L, 100000);
+	}
+	ff_set_slow("b:0", 0);
+	want = s->done + 1000;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	ff_set_stalled("a:0", false);
+	want = s->done + 1000;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	s->target = s->total; /* stop, and wait for what is in flight */
+	want = s->total;
+	assert_true(run_until(stream_at, &want, WAIT_MS));
+	assert_int_equal(s->errors, 0);
+	assert_int_equal(s->verify_errors, 0);
+	run_for(50);
+	for (unsigned k = 0; k < NSTREAM; k++) {
+		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(a.cl[0].c, 0)) + k * 1024;
+		for (unsigned i = 0; i < 1024; i++)
+			assert_int_equal(m[i], s->val[k]);
+	}
+	ff_get_stats(&fs);
+	assert_int_equal(fs.late, 0);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+	free(s);
+}
+
+static void test_link_failover_partner_side(void **state)
+{
+	(void)state;
+	link_failover_reverse();
+}
+
 static void link_failover(bool late_effects, bool one_way)
 {
 	struct node a, b;
@@ -1340,6 +1429,124 @@ static void test_all_links_lost(void **state)
 	ccm_destroy(b.ccm);
 }
 
+/* ---- per-link writes (the failover monitor's heartbeats) ---- */
+
+struct link_wait {
+	struct ccm *ccm;
+	unsigned link;
+	bool up;
+};
+
+static bool link_state_is(void *arg)
+{
+	struct link_wait *w = arg;
+
+	return ccm_link_is_up(w->ccm, w->link) == w->up;
+}
+
+/* A write pinned to link i lands at the partner through link i only; when
+ * that link dies, its write fails (once) and is not re-issued on the other
+ * link; while the link is down, new ones are refused; after its return
+ * they work again. */
+static void test_write_link(void **state)
+{
+	struct node a, b;
+	struct ccm_port *pa, *pb;
+	struct top t0, t1;
+	uint8_t rec0[64], rec1[64];
+	uint8_t *mb;
+	struct link_wait w;
+
+	(void)state;
+	ff_set_delay_ns(100000);
+	node_create(&a, "a", "b", 2, 1);
+	node_create(&b, "b", "a", 2, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "monitor", 1, 2 * 64, 0);
+	client_reg(&b, 0, "monitor", 1, 2 * 64, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	assert_int_equal(ccm_link_count(a.ccm), 2);
+	assert_string_equal(ccm_link_name(a.ccm, 1), "ic1");
+	assert_null(ccm_link_name(a.ccm, 2));
+	w = (struct link_wait){a.ccm, 1, true};
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	w.link = 0;
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	pa = ccm_client_port(a.cl[0].c, 0);
+	pb = ccm_client_port(b.cl[0].c, 0);
+	mb = ccm_port_mem(pb);
+
+	/* Both slots, each over its own link. */
+	memset(rec0, 0x10, sizeof(rec0));
+	memset(rec1, 0x11, sizeof(rec1));
+	top_init(&t0);
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t0.status, 0);
+	assert_int_equal(t1.status, 0);
+	run_for(5);
+	assert_int_equal(mb[0], 0x10);
+	assert_int_equal(mb[64], 0x11);
+	/* Refused at once. */
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 2, &t0.op, rec0, 64, 0), -EINVAL);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 100), -ERANGE);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, NULL, 64, 0), -EINVAL);
+
+	/* ic1 dies with a heartbeat on it: that write fails, once, and never
+	 * lands through ic0. */
+	ff_set_dead("a:1", true);
+	memset(rec1, 0x21, sizeof(rec1));
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t1.status, -ENOLINK);
+	assert_false(ccm_link_is_up(a.ccm, 1));
+	/* While it is down: refused, and ic0 goes on. */
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), -ENOLINK);
+	memset(rec0, 0x20, sizeof(rec0));
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_int_equal(t0.status, 0);
+	run_for(20);
+	assert_int_equal(mb[0], 0x20);
+	assert_int_equal(mb[64], 0x11); /* the dead link's write landed nowhere */
+	assert_int_equal(t1.calls, 0);
+
+	/* ic1 back: its heartbeats again. */
+	ff_set_dead("a:1", false);
+	w = (struct link_wait){a.ccm, 1, true};
+	assert_true(run_until(link_state_is, &w, WAIT_MS));
+	memset(rec1, 0x31, sizeof(rec1));
+	top_init(&t1);
+	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
+	assert_true(run_until(top_is_done, &t1, WAIT_MS));
+	assert_int_equal(t1.status, 0);
+	run_for(5);
+	assert_int_equal(mb[64], 0x31);
+	assert_int_equal(a.cl[0].term, 0);
+
+	/* The session ends with one in flight: -ECONNRESET. */
+	ff_pause(true);
+	top_init(&t0);
+	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
+	assert_int_equal(ccm_reset(a.ccm), 0);
+	ff_pause(false);
+	assert_true(run_until(top_is_done, &t0, WAIT_MS));
+	assert_int_equal(t0.status, -ECONNRESET);
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
 /* ---- instances ---- */
 
 struct inst_wait {
@@ -1485,6 +1692,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_one_way_fence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),

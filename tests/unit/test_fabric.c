@@ -1,6 +1,7 @@
 /* Tests of the fabric link with real libfabric over loopback, in one
  * process: two links (a and b) on one loop talk to each other. Each test
- * uses its own ports (21000-21999) so lingering sockets never collide. */
+ * uses its own ports (DUET_TEST_PORT_BASE, default 21000, + 0..999) so
+ * lingering sockets never collide. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +46,26 @@ struct req {
 };
 
 static struct loop *lp;
+
+/* Port @p off of this run's range. */
+static int P(int off)
+{
+	const char *e = getenv("DUET_TEST_PORT_BASE");
+
+	return (e ? atoi(e) : 21000) + off;
+}
+
+/* "host:port" for port @p off (from a ring of buffers: several may be
+ * used in one call). */
+static const char *A(const char *host, int off)
+{
+	static char ring[16][64];
+	static unsigned next;
+	char *b = ring[next++ % 16];
+
+	snprintf(b, 64, "%s:%d", host, P(off));
+	return b;
+}
 
 static void on_msg(void *arg, const void *msg, size_t len)
 {
@@ -224,7 +245,7 @@ static void test_roundtrips(void **state)
 	struct req r;
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21001);
+	pair_open(&a, &b, "127.0.0.1", P(1));
 	for (size_t i = 0; i < sizeof(out); i++)
 		out[i] = (unsigned char)(i * 7 + 1);
 
@@ -311,7 +332,7 @@ static void test_validation(void **state)
 	struct req r;
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21011);
+	pair_open(&a, &b, "127.0.0.1", P(11));
 	req_init(&r);
 	assert_int_equal(fab_read(a.link, buf, 1, &rb, REGION, &r.op), -EINVAL);
 	assert_int_equal(fab_read(a.link, buf, 2, &rb, REGION - 1, &r.op), -EINVAL);
@@ -334,7 +355,8 @@ static void test_validation(void **state)
 	side_free(&b);
 }
 
-/* A wrong key kills rxm's connection; the link re-arms and recovers. */
+/* A wrong key kills rxm's connection; the link resets its endpoint and
+ * recovers. */
 static void test_wrong_key_recovers(void **state)
 {
 	struct side a = {0}, b = {0};
@@ -345,13 +367,13 @@ static void test_wrong_key_recovers(void **state)
 	int rc;
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21021);
+	pair_open(&a, &b, "127.0.0.1", P(21));
 	b.mem[5] = 0x5a;
 	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
 	rc = sync_read(&a, buf, 64, &bad, 0);
 	assert_true(rc < 0);
 	fab_link_get_stats(a.link, &st);
-	assert_true(st.rearms >= 1);
+	assert_true(st.resets >= 1);
 	assert_int_equal(st.errors, 1);
 	/* The next operation reconnects. */
 	memset(buf, 0, sizeof(buf));
@@ -389,8 +411,8 @@ static void test_oversized_msg(void **state)
 	struct side a = {0}, b = {0};
 	struct fab_link_opts o = {.name = "a",
 				  .provider = TEST_PROV,
-				  .local = "127.0.0.1:21161",
-				  .peer = "127.0.0.1:21162",
+				  .local = A("127.0.0.1", 161),
+				  .peer = A("127.0.0.1", 162),
 				  .rx_depth = 4,
 				  .max_msg = 32};
 	struct fab_link_events ev = {.on_msg = on_msg, .arg = &a};
@@ -400,7 +422,7 @@ static void test_oversized_msg(void **state)
 	(void)state;
 	memset(big, 'B', sizeof(big));
 	assert_int_equal(fab_link_open(lp, &o, &ev, &a.link), 0);
-	side_open(&b, "b", "127.0.0.1:21162", "127.0.0.1:21161", KEY_B, 0);
+	side_open(&b, "b", A("127.0.0.1", 162), A("127.0.0.1", 161), KEY_B, 0);
 	for (int i = 0; i < 3; i++) {
 		req_init(&r);
 		assert_int_equal(fab_send(b.link, big, sizeof(big), &r.op), 0);
@@ -435,7 +457,7 @@ static void test_abort_backlog(void **state)
 	struct req r[8];
 
 	(void)state;
-	side_open(&a, "a", "127.0.0.1:21031", "127.0.0.1:21032", KEY_A, 0);
+	side_open(&a, "a", A("127.0.0.1", 31), A("127.0.0.1", 32), KEY_A, 0);
 	for (int i = 0; i < 8; i++) {
 		req_init(&r[i]);
 		assert_int_equal(fab_read(a.link, buf[i], 64, &rb, 0, &r[i].op), 0);
@@ -467,17 +489,10 @@ static void test_abort_backlog(void **state)
 	side_free(&a);
 }
 
-static bool no_orphans(void *arg)
-{
-	struct fab_link_stats st;
-
-	fab_link_get_stats(arg, &st);
-	return st.orphans == 0;
-}
-
-/* Ops posted to a live peer, aborted before they complete: their late
- * completions are dropped even though the op memory was reused. */
-static void test_abort_late_completions(void **state)
+/* Ops posted to a live peer, aborted before they complete: they fail at
+ * once, and the provider no longer touches their buffers (the endpoint
+ * was closed), even though the op memory is reused at once. */
+static void test_abort_posted(void **state)
 {
 	struct side a = {0}, b = {0};
 	struct fab_remote rb = {.key = KEY_B, .size = REGION};
@@ -486,7 +501,8 @@ static void test_abort_late_completions(void **state)
 	struct req r[16];
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21041);
+	pair_open(&a, &b, "127.0.0.1", P(41));
+	memset(b.mem, 0x11, REGION);
 	/* Connect first so that the ops below are really posted. */
 	assert_int_equal(sync_read(&a, bufs[0], 8, &rb, 0), 0);
 	for (int i = 0; i < 16; i++) {
@@ -501,19 +517,28 @@ static void test_abort_late_completions(void **state)
 	fab_link_get_stats(a.link, &st);
 	assert_int_equal(st.inflight, 16);
 	assert_true(st.backlog < 16);
+	uint64_t resets = st.resets;
 	fab_link_abort(a.link);
 	fab_link_get_stats(a.link, &st);
-	print_message("aborted with %" PRIu64 " ops held by the provider\n", st.orphans);
-	assert_true(st.orphans > 0);
+	assert_int_equal(st.inflight, 0);
+	assert_int_equal(st.resets, resets + 1);
+	print_message("abort: %.2f ms on the loop, endpoint %s\n", (double)st.reset_ns / 1e6,
+		      st.ep_ready ? "recreated already" : "being recreated");
 	for (int i = 0; i < 16; i++) {
 		assert_int_equal(r[i].calls, 1);
 		assert_int_equal(r[i].status, -ETIMEDOUT);
 		memset(&r[i], 0x5a, sizeof(r[i]));
 		r[i].op.done = never_done;
+		memset(bufs[i], 0xee, sizeof(bufs[i]));
 	}
-	run_until(no_orphans, a.link);
+	/* No late read lands in our buffers. */
+	run_for_ms(200);
+	for (int i = 1; i < 16; i += 2)
+		for (int j = 0; j < 4096; j++)
+			assert_int_equal(bufs[i][j], 0xee);
 	/* The link works again afterwards. */
 	assert_int_equal(sync_read(&a, bufs[0], 64, &rb, 0), 0);
+	assert_int_equal(bufs[0][0], 0x11);
 	side_free(&a);
 	side_free(&b);
 }
@@ -527,12 +552,12 @@ static void test_peer_appears(void **state)
 	struct req r;
 
 	(void)state;
-	side_open(&a, "a", "127.0.0.1:21051", "127.0.0.1:21052", KEY_A, 0);
+	side_open(&a, "a", A("127.0.0.1", 51), A("127.0.0.1", 52), KEY_A, 0);
 	req_init(&r);
 	assert_int_equal(fab_read(a.link, buf, 64, &rb, 64, &r.op), 0);
 	run_for_ms(300);
 	assert_int_equal(r.calls, 0);
-	side_open(&b, "b", "127.0.0.1:21052", "127.0.0.1:21051", KEY_B, 0);
+	side_open(&b, "b", A("127.0.0.1", 52), A("127.0.0.1", 51), KEY_B, 0);
 	b.mem[64] = 0x33;
 	uint64_t t0 = now_ns();
 	run_until(req_finished, &r);
@@ -554,11 +579,11 @@ static void test_peer_restarts(void **state)
 	int fails = 0, rc;
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21061);
+	pair_open(&a, &b, "127.0.0.1", P(61));
 	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
 	side_close(&b);
 	memset(b.mem, 0x44, 64);
-	side_open(&b, "b", "127.0.0.1:21062", "127.0.0.1:21061", KEY_B, 0);
+	side_open(&b, "b", A("127.0.0.1", 62), A("127.0.0.1", 61), KEY_B, 0);
 	uint64_t t0 = now_ns();
 	while ((rc = sync_read(&a, buf, 64, &rb, 0)) != 0) {
 		fails++;
@@ -581,7 +606,7 @@ static void test_close_inflight(void **state)
 	struct req r[8], m;
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21071);
+	pair_open(&a, &b, "127.0.0.1", P(71));
 	assert_int_equal(sync_read(&a, bufs[0], 8, &rb, 0), 0);
 	for (int i = 0; i < 8; i++) {
 		req_init(&r[i]);
@@ -601,7 +626,7 @@ static void test_close_inflight(void **state)
 	side_free(&b);
 
 	/* Peer absent: everything is in the backlog. */
-	side_open(&a, "a", "127.0.0.1:21073", "127.0.0.1:21074", KEY_A, 0);
+	side_open(&a, "a", A("127.0.0.1", 73), A("127.0.0.1", 74), KEY_A, 0);
 	for (int i = 0; i < 8; i++) {
 		req_init(&r[i]);
 		assert_int_equal(fab_write(a.link, bufs[i], 4096, &rb, 0, 0, &r[i].op), 0);
@@ -638,7 +663,7 @@ static void test_close_from_callback(void **state)
 	struct closer c[4];
 
 	(void)state;
-	pair_open(&a, &b, "127.0.0.1", 21081);
+	pair_open(&a, &b, "127.0.0.1", P(81));
 	for (int i = 0; i < 4; i++) {
 		c[i].op.done = close_in_cb;
 		c[i].op.arg = &c[i];
@@ -665,8 +690,8 @@ static void test_two_pairs(void **state)
 	struct req r1, r2;
 
 	(void)state;
-	pair_open(&a1, &b1, "127.0.0.1", 21091);
-	pair_open(&a2, &b2, "127.0.0.2", 21091);
+	pair_open(&a1, &b1, "127.0.0.1", P(91));
+	pair_open(&a2, &b2, "127.0.0.2", P(91));
 	b1.mem[0] = 1;
 	b2.mem[0] = 2;
 	req_init(&r1);
@@ -722,7 +747,7 @@ static void test_burst(void **state)
 
 	(void)state;
 	assert_non_null(r);
-	pair_open(&a, &b, "127.0.0.1", 21151);
+	pair_open(&a, &b, "127.0.0.1", P(151));
 	assert_int_equal(sync_read(&a, r, 8, &rb, 0), 0); /* connect first */
 	for (int i = 0; i < N; i++) {
 		req_init(&r[i]);
@@ -759,8 +784,8 @@ static void test_ipv6(void **state)
 	unsigned char buf[64];
 
 	(void)state;
-	side_open(&a, "a", "[::1]:21141", "[::1]:21142", KEY_A, 0);
-	side_open(&b, "b", "[::1]:21142", "[::1]:21141", KEY_B, 0);
+	side_open(&a, "a", A("[::1]", 141), A("[::1]", 142), KEY_A, 0);
+	side_open(&b, "b", A("[::1]", 142), A("[::1]", 141), KEY_B, 0);
 	b.mem[3] = 6;
 	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
 	assert_int_equal(buf[3], 6);
@@ -781,8 +806,10 @@ static void test_mr_local(void **state)
 
 	(void)state;
 	assert_non_null(lbuf);
-	side_open(&a, "a", "127.0.0.1:21101", "127.0.0.1:21102", KEY_A, FAB_LINK_FORCE_MR_LOCAL);
-	side_open(&b, "b", "127.0.0.1:21102", "127.0.0.1:21101", KEY_B, FAB_LINK_FORCE_MR_LOCAL);
+	side_open(&a, "a", A("127.0.0.1", 101), A("127.0.0.1", 102), KEY_A,
+		  FAB_LINK_FORCE_MR_LOCAL);
+	side_open(&b, "b", A("127.0.0.1", 102), A("127.0.0.1", 101), KEY_B,
+		  FAB_LINK_FORCE_MR_LOCAL);
 	req_init(&r);
 	assert_int_equal(fab_read(a.link, loose, 64, &rb, 0, &r.op), -EINVAL);
 	assert_int_equal(fab_mr_reg(a.link, lbuf, 8192, 0x3003, 0, &lmr), 0);
@@ -811,8 +838,8 @@ static void test_poll_mode(void **state)
 	unsigned char buf[64];
 
 	(void)state;
-	side_open(&a, "a", "127.0.0.1:21111", "127.0.0.1:21112", KEY_A, FAB_LINK_FORCE_POLL);
-	side_open(&b, "b", "127.0.0.1:21112", "127.0.0.1:21111", KEY_B, FAB_LINK_FORCE_POLL);
+	side_open(&a, "a", A("127.0.0.1", 111), A("127.0.0.1", 112), KEY_A, FAB_LINK_FORCE_POLL);
+	side_open(&b, "b", A("127.0.0.1", 112), A("127.0.0.1", 111), KEY_B, FAB_LINK_FORCE_POLL);
 	b.mem[1] = 9;
 	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
 	assert_int_equal(buf[1], 9);
@@ -843,8 +870,8 @@ static void *target_main(void *arg)
 	struct target *t = arg;
 	struct fab_link_opts o = {.name = "t",
 				  .provider = TEST_PROV,
-				  .local = "127.0.0.1:21132",
-				  .peer = "127.0.0.1:21131"};
+				  .local = A("127.0.0.1", 132),
+				  .peer = A("127.0.0.1", 131)};
 	struct fab_link_events ev = {.on_doorbell = target_doorbell, .arg = t};
 
 	assert_int_equal(loop_create(&t->loop), 0);
@@ -883,7 +910,7 @@ static void test_passive_target(void **state)
 	assert_int_equal(pthread_create(&th, NULL, target_main, &t), 0);
 	while (!atomic_load(&t.ready))
 		usleep(1000);
-	side_open(&a, "a", "127.0.0.1:21131", "127.0.0.1:21132", KEY_A, 0);
+	side_open(&a, "a", A("127.0.0.1", 131), A("127.0.0.1", 132), KEY_A, 0);
 	assert_int_equal(sync_read(&a, buf, 8, &rb, 0), 0);
 	assert_int_equal(buf[0], 0x21);
 	for (int i = 0; i < 500; i++) {
@@ -909,18 +936,354 @@ static void test_passive_target(void **state)
 	side_free(&a);
 }
 
+static bool ep_ready(void *arg)
+{
+	struct fab_link_stats st;
+
+	fab_link_get_stats(arg, &st);
+	return st.ep_ready;
+}
+
+/* Read until it works: the first tries may meet the connection the peer's
+ * reset broke (each failure resets our endpoint too). */
+static void read_until_ok(struct side *s, void *buf, size_t len, const struct fab_remote *rem,
+			  uint64_t off)
+{
+	int fails = 0;
+
+	while (sync_read(s, buf, len, rem, off) != 0)
+		assert_true(++fails < 10);
+}
+
+/* A reset keeps the regions (same keys, the peer still reaches them) and
+ * the link works afterwards, both with the endpoint created on a helper
+ * thread and on the loop. */
+static void test_reset_keeps_regions(void **state)
+{
+	unsigned flags[2] = {0, FAB_LINK_SYNC_RESET};
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		struct side a = {0}, b = {0};
+		struct fab_remote ra = {.key = KEY_A, .size = REGION};
+		struct fab_remote rb = {.key = KEY_B, .size = REGION};
+		struct fab_link_stats st;
+		unsigned char buf[64];
+		struct req r[4];
+
+		side_open(&a, "a", A("127.0.0.1", 171 + 2 * k), A("127.0.0.1", 172 + 2 * k), KEY_A,
+			  flags[k]);
+		side_open(&b, "b", A("127.0.0.1", 172 + 2 * k), A("127.0.0.1", 171 + 2 * k), KEY_B,
+			  flags[k]);
+		a.mem[7] = 0x70;
+		b.mem[7] = 0x71;
+		assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+		assert_int_equal(buf[7], 0x71);
+		assert_int_equal(sync_read(&b, buf, 64, &ra, 0), 0);
+		assert_int_equal(buf[7], 0x70);
+		/* Operations in flight and in the backlog fail inside the call. */
+		for (int i = 0; i < 4; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_read(a.link, buf, 64, &rb, 0, &r[i].op), 0);
+		}
+		fab_link_reset(a.link);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(r[i].calls, 1);
+			assert_int_equal(r[i].status, -ECANCELED);
+		}
+		fab_link_get_stats(a.link, &st);
+		assert_int_equal(st.resets, 1);
+		assert_int_equal(st.inflight, 0);
+		assert_true(k == 0 || st.ep_ready); /* on the loop: there already */
+		/* Posted while the endpoint is being created: waits, then works. */
+		a.mem[7] = 0x72;
+		read_until_ok(&a, buf, 64, &rb, 0);
+		assert_int_equal(buf[7], 0x71);
+		run_until(ep_ready, a.link);
+		fab_link_get_stats(a.link, &st);
+		print_message("%s: reset %.2f ms on the loop, endpoint created in %.2f ms\n",
+			      k ? "on the loop" : "helper thread", (double)st.reset_ns / 1e6,
+			      (double)st.ep_open_ns / 1e6);
+		/* The peer reaches our region under the same key. */
+		read_until_ok(&b, buf, 64, &ra, 0);
+		assert_int_equal(buf[7], 0x72);
+		side_free(&a);
+		side_free(&b);
+	}
+}
+
+struct resetter {
+	struct fab_op op;
+	struct side *s;
+	int calls;
+	int status;
+	bool reset;
+};
+
+static void reset_in_cb(struct fab_op *op, int status)
+{
+	struct resetter *c = op->arg;
+
+	c->calls++;
+	c->status = status;
+	if (c->reset)
+		fab_link_reset(c->s->link);
+}
+
+/* A completion callback may reset its own link: the other operations of
+ * the batch complete exactly once (-ECANCELED), none after the reset. */
+static void test_reset_from_callback(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	static unsigned char buf[16][256];
+	struct resetter c[16];
+	int ok = 0, canceled = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(181));
+	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	for (int i = 0; i < 16; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		c[i].op.done = reset_in_cb;
+		c[i].op.arg = &c[i];
+		c[i].s = &a;
+		c[i].reset = i == 0;
+		assert_int_equal(fab_read(a.link, buf[i], 256, &rb, 0, &c[i].op), 0);
+	}
+	while (c[0].calls == 0)
+		assert_true(loop_run_once(lp, 10000000ull) >= 0);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(c[i].calls, 1);
+		if (c[i].status == 0)
+			ok++;
+		else if (c[i].status == -ECANCELED)
+			canceled++;
+	}
+	print_message("reset from a callback: %d completed before, %d canceled\n", ok, canceled);
+	assert_int_equal(ok + canceled, 16);
+	run_for_ms(50);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(c[i].calls, 1);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* Resets in a row, with operations posted in between, and a close while
+ * the next endpoint is still being created. */
+static void test_reset_storm(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	static unsigned char buf[4][4096];
+	struct req r[4];
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(191));
+	b.mem[0] = 0x5b;
+	for (int round = 0; round < 30; round++) {
+		for (int i = 0; i < 4; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_write(a.link, buf[i], 4096, &rb,
+						   4096 * (uint64_t)(i + 1), FAB_DELIVERY_COMPLETE,
+						   &r[i].op),
+					 0);
+		}
+		/* Sometimes let them get going first. */
+		if (round % 3 == 1)
+			run_for_ms(2);
+		else if (round % 3 == 2)
+			run_until(ep_ready, a.link);
+		fab_link_reset(a.link);
+		for (int i = 0; i < 4; i++)
+			assert_true(r[i].calls == 1);
+	}
+	fab_link_get_stats(a.link, &st);
+	print_message("30 resets: %" PRIu64
+		      " endpoints recreated, longest loop call %.2f ms (%s)\n",
+		      st.resets, (double)st.max_call_ns / 1e6, st.max_call ? st.max_call : "-");
+	assert_true(st.resets >= 1);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	assert_int_equal(buf[0][0], 0x5b);
+	/* Close right after a reset: the helper thread is waited for. */
+	fab_link_reset(a.link);
+	req_init(&r[0]);
+	assert_int_equal(fab_read(a.link, buf[0], 64, &rb, 0, &r[0].op), 0);
+	side_close(&a);
+	assert_int_equal(r[0].calls, 1);
+	assert_int_equal(r[0].status, -ECANCELED);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* The peer resets again and again while we stream writes at it: every
+ * write completes exactly once, with 0 or an error, and the link ends up
+ * working. */
+static void test_peer_resets_under_load(void **state)
+{
+	enum { N = 32 };
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	static unsigned char buf[N][1024];
+	struct req r[N];
+	int ok = 0, failed = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(201));
+	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < N; i++) {
+			req_init(&r[i]);
+			assert_int_equal(fab_write(a.link, buf[i], 1024, &rb, 1024 * (uint64_t)i,
+						   FAB_DELIVERY_COMPLETE, &r[i].op),
+					 0);
+		}
+		run_for_ms(1);
+		fab_link_reset(b.link);
+		for (int i = 0; i < N; i++) {
+			run_until(req_finished, &r[i]);
+			assert_int_equal(r[i].calls, 1);
+			if (r[i].status == 0)
+				ok++;
+			else
+				failed++;
+		}
+	}
+	print_message("writes while the peer resets: %d done, %d failed\n", ok, failed);
+	read_until_ok(&a, buf[0], 64, &rb, 0);
+	side_free(&a);
+	side_free(&b);
+}
+
+/* A suspended link has no endpoint: the peer cannot reach our regions
+ * (its reads wait) and our own operations wait, until resumed. */
+static void test_suspend_resume(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fab_remote ra = {.key = KEY_A, .size = REGION};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	unsigned char buf[64], buf2[64];
+	struct req r, r2;
+	int fails = 0;
+
+	(void)state;
+	pair_open(&a, &b, "127.0.0.1", P(211));
+	a.mem[9] = 0x19;
+	b.mem[9] = 0x29;
+	assert_int_equal(sync_read(&b, buf, 64, &ra, 0), 0);
+	fab_link_suspend(a.link);
+	fab_link_get_stats(a.link, &st);
+	assert_true(st.suspended);
+	assert_false(st.ep_ready);
+	/* The peer's read fails (its connection died) or waits; it never
+	 * reaches our memory while we are suspended. */
+	for (;;) {
+		req_init(&r);
+		a.mem[9] = 0x1a;
+		assert_int_equal(fab_read(b.link, buf, 64, &ra, 0, &r.op), 0);
+		run_for_ms(300);
+		if (r.calls == 0)
+			break;
+		assert_true(r.status != 0);
+		assert_true(++fails < 5);
+	}
+	req_init(&r2);
+	assert_int_equal(fab_read(a.link, buf2, 64, &rb, 0, &r2.op), 0);
+	run_for_ms(100);
+	assert_int_equal(r2.calls, 0);
+	fab_link_get_stats(a.link, &st);
+	assert_false(st.ep_ready);
+	fab_link_resume(a.link);
+	run_until(req_finished, &r);
+	run_until(req_finished, &r2);
+	if (r.status != 0) /* a failure of the old connection, reported late */
+		read_until_ok(&b, buf, 64, &ra, 0);
+	assert_int_equal(buf[9], 0x1a);
+	assert_int_equal(r2.status, 0);
+	assert_int_equal(buf2[9], 0x29);
+	side_free(&a);
+	side_free(&b);
+}
+
+static int cmp_u64(const void *x, const void *y);
+
+/* What recovering a link costs the reactor: closing and opening it again
+ * (with its regions registered anew), against a reset (the endpoint alone,
+ * created on a helper thread or on the loop). Printed, not asserted. */
+static void test_reset_cost(void **state)
+{
+	enum { N = 9 };
+	struct side a = {0}, b = {0};
+	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct fab_link_stats st;
+	unsigned char buf[64];
+	uint64_t reopen[N], reset_loop[N], reset_ep[N], sync_loop[N], first[N];
+
+	(void)state;
+	for (int mode = 0; mode < 3; mode++) {
+		unsigned flags = mode == 2 ? FAB_LINK_SYNC_RESET : 0;
+		side_open(&a, "a", A("127.0.0.1", 221), A("127.0.0.1", 222), KEY_A, flags);
+		side_open(&b, "b", A("127.0.0.1", 222), A("127.0.0.1", 221), KEY_B, 0);
+		assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+		for (int i = 0; i < N; i++) {
+			uint64_t t0 = now_ns();
+			if (mode == 0) {
+				side_close(&a);
+				side_open(&a, "a", A("127.0.0.1", 221), A("127.0.0.1", 222), KEY_A,
+					  0);
+				reopen[i] = now_ns() - t0;
+			} else {
+				fab_link_reset(a.link);
+				(mode == 1 ? reset_loop : sync_loop)[i] = now_ns() - t0;
+				run_until(ep_ready, a.link);
+				fab_link_get_stats(a.link, &st);
+				reset_ep[i] = st.ep_open_ns;
+			}
+			t0 = now_ns();
+			read_until_ok(&a, buf, 64, &rb, 0);
+			first[i] = now_ns() - t0;
+		}
+		qsort(first, N, sizeof(first[0]), cmp_u64);
+		if (mode == 0) {
+			qsort(reopen, N, sizeof(reopen[0]), cmp_u64);
+			print_message("close + open: %.2f ms median on the loop (max %.2f)\n",
+				      (double)reopen[N / 2] / 1e6, (double)reopen[N - 1] / 1e6);
+		} else if (mode == 1) {
+			qsort(reset_loop, N, sizeof(reset_loop[0]), cmp_u64);
+			qsort(reset_ep, N, sizeof(reset_ep[0]), cmp_u64);
+			print_message("reset: %.2f ms median on the loop (max %.2f), endpoint "
+				      "created in %.2f ms on a helper thread\n",
+				      (double)reset_loop[N / 2] / 1e6,
+				      (double)reset_loop[N - 1] / 1e6,
+				      (double)reset_ep[N / 2] / 1e6);
+		} else {
+			qsort(sync_loop, N, sizeof(sync_loop[0]), cmp_u64);
+			print_message("reset on the loop: %.2f ms median (max %.2f)\n",
+				      (double)sync_loop[N / 2] / 1e6,
+				      (double)sync_loop[N - 1] / 1e6);
+		}
+		print_message("   then the first read: %.2f ms median (reconnect)\n",
+			      (double)first[N / 2] / 1e6);
+		side_free(&a);
+		side_free(&b);
+	}
+}
+
 /* Bad options are refused with a clear error. */
 static void test_bad_open(void **state)
 {
 	struct fab_link *l;
-	struct fab_link_opts o = {.local = "127.0.0.1:21121", .peer = "nohost"};
+	struct fab_link_opts o = {.local = A("127.0.0.1", 121), .peer = "nohost"};
 
 	(void)state;
 	assert_int_equal(fab_link_open(lp, &o, NULL, &l), -EINVAL);
-	o.peer = "127.0.0.1:21122";
+	o.peer = A("127.0.0.1", 122);
 	o.local = "127.0.0.1";
 	assert_int_equal(fab_link_open(lp, &o, NULL, &l), -EINVAL);
-	o.local = "127.0.0.1:21121";
+	o.local = A("127.0.0.1", 121);
 	o.provider = "no-such-provider";
 	assert_true(fab_link_open(lp, &o, NULL, &l) < 0);
 	/* shm needs FI_MR_VIRT_ADDR and has no sockaddr: refused. */
@@ -936,7 +1299,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_key_recovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_msg, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_backlog, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_abort_late_completions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_abort_posted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_peer_appears, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_peer_restarts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
@@ -948,6 +1311,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_poll_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_passive_target, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_keeps_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_from_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_storm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peer_resets_under_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_cost, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

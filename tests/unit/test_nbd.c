@@ -1454,6 +1454,79 @@ static void test_tcp_listener(void **state)
 	stop();
 }
 
+/* An io that does not come from a server (the proxy's) carries its own
+ * completion hook: nbd_io_done() hands it the result and touches nothing
+ * else, inline or deferred, success or error. */
+struct hook_io {
+	struct nbd_io io;
+	int calls;
+	int result;
+};
+
+static void hook_done(struct nbd_io *io, int result)
+{
+	struct hook_io *h = io->complete_arg;
+
+	assert_ptr_equal(&h->io, io);
+	h->calls++;
+	h->result = result;
+}
+
+static void test_io_complete_hook(void **state)
+{
+	static uint8_t buf[4096] __attribute__((aligned(4096)));
+	struct hook_io h[3];
+	struct nbd_export_info info;
+	void *handle;
+
+	(void)state;
+	assert_int_equal(loop_create(&L), 0);
+	assert_int_equal(ramdisk_create(L, &RD), 0);
+	assert_int_equal(ramdisk_add(RD, "disk", DISK_SIZE, false, NULL), 0);
+	assert_int_equal(ramdisk_ops.open(RD, "disk", &handle, &info), 0);
+	memset(h, 0, sizeof(h));
+	for (int i = 0; i < 3; i++) {
+		h[i].io.export_handle = handle;
+		h[i].io.complete = hook_done;
+		h[i].io.complete_arg = &h[i];
+		h[i].result = 1;
+	}
+	/* inline: a write */
+	memset(buf, 0x5a, sizeof(buf));
+	h[0].io.type = NBD_CMD_WRITE;
+	h[0].io.offset = 8192;
+	h[0].io.length = sizeof(buf);
+	h[0].io.buf = buf;
+	ramdisk_ops.submit(RD, &h[0].io);
+	assert_int_equal(h[0].calls, 1);
+	assert_int_equal(h[0].result, 0);
+	assert_int_equal(ramdisk_data(RD, "disk")[8192], 0x5a);
+	/* deferred: a read back, and a failed flush */
+	ramdisk_set_mode(RD, RAMDISK_DEFER);
+	memset(buf, 0, sizeof(buf));
+	h[1].io.type = NBD_CMD_READ;
+	h[1].io.offset = 8192;
+	h[1].io.length = sizeof(buf);
+	h[1].io.buf = buf;
+	ramdisk_ops.submit(RD, &h[1].io);
+	ramdisk_fail_next(RD, -EIO, 1);
+	h[2].io.type = NBD_CMD_FLUSH;
+	ramdisk_ops.submit(RD, &h[2].io);
+	uint64_t end = now_ns() + DEADLINE_NS;
+	while (h[1].calls == 0 || h[2].calls == 0) {
+		pump();
+		assert_true(now_ns() < end);
+	}
+	assert_int_equal(h[1].calls, 1);
+	assert_int_equal(h[1].result, 0);
+	assert_int_equal(buf[4095], 0x5a);
+	assert_int_equal(h[2].calls, 1);
+	assert_int_equal(h[2].result, -EIO);
+	ramdisk_ops.close(RD, handle);
+	ramdisk_destroy(RD);
+	loop_destroy(L);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1501,6 +1574,7 @@ int main(void)
 	    cmocka_unit_test(test_destroy_with_ios),
 	    cmocka_unit_test(test_max_clients),
 	    cmocka_unit_test(test_tcp_listener),
+	    cmocka_unit_test(test_io_complete_hook),
 	};
 
 	log_set_level(LOG_LEVEL_ERROR);

@@ -438,6 +438,116 @@ static void test_fua_and_flush(void **state)
 	ctx_close(&c);
 }
 
+static struct store_stats sstats(struct ctx *c)
+{
+	struct store_stats st;
+	store_get_stats(c->s, &st);
+	return st;
+}
+
+/* A FLUSH with nothing written since the last sync began needs no sync, but
+ * still completes later, never inline; FLUSHes that arrive together share
+ * one sync; a write completed after a sync began is not covered by it. */
+static void test_flush_skip_and_share(void **state)
+{
+	struct ctx c;
+	struct store_volume *v, *v2;
+	struct tio t[4];
+	uint8_t w[4096], r[4096];
+	struct store_stats st;
+	int pending;
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(c.s, "v2", MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	v2 = store_volume_find(c.s, "v2");
+	fill(w, sizeof(w), 5);
+
+	/* The first FLUSH of a volume always syncs (pages may be dirty from
+	 * before the store opened); a second one with nothing new does not. */
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	st = sstats(&c);
+	assert_int_equal(st.syncs, 1);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	st = sstats(&c);
+	assert_int_equal(st.syncs, 1);
+	assert_int_equal(st.flushes_clean, 1);
+
+	/* Reads and cache hints do not dirty; writes, trims and zeroes do. */
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_CACHE, 0, 0, 4096, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 1);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 2);
+	assert_int_equal(do_io(&c, v, STORE_OP_TRIM, 0, 0, 4096, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 3);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, 0, 0, 4096, NULL), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 4);
+
+	/* Another volume has its own state: its first FLUSH syncs. */
+	assert_int_equal(do_io(&c, v2, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 5);
+
+	/* A write, then three FLUSHes in one turn: one sync for all. */
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 4096, sizeof(w), w), 0);
+	pending = 3;
+	for (int i = 0; i < 3; i++) {
+		tio_prep(&t[i], &pending, STORE_OP_FLUSH, 0, 0, 0, NULL);
+		store_submit(v, &t[i].io);
+		assert_false(t[i].done);
+	}
+	run_until_done(&c, &pending);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(t[i].result, 0);
+	st = sstats(&c);
+	assert_int_equal(st.syncs, 6);
+	assert_int_equal(st.flushes_shared, 2);
+
+	/* A FLUSH need not cover a write still in flight when it arrives; the
+	 * next FLUSH after that write completed must sync. */
+	pending = 2;
+	tio_prep(&t[0], &pending, STORE_OP_WRITE, 0, 8192, sizeof(w), w);
+	tio_prep(&t[1], &pending, STORE_OP_FLUSH, 0, 0, 0, NULL);
+	store_submit(v, &t[0].io);
+	store_submit(v, &t[1].io);
+	run_until_done(&c, &pending);
+	assert_int_equal(t[0].result, 0);
+	assert_int_equal(t[1].result, 0);
+	assert_int_equal(sstats(&c).syncs, 6);
+	assert_int_equal(sstats(&c).flushes_clean, 3);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(sstats(&c).syncs, 7);
+
+	/* A sync runs when a write completes; a FLUSH sent after that must not
+	 * ride on it: it waits for the next sync (or starts one if the first
+	 * is over by then). */
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
+	pending = 2;
+	tio_prep(&t[0], &pending, STORE_OP_FLUSH, 0, 0, 0, NULL);
+	tio_prep(&t[1], &pending, STORE_OP_WRITE, 0, 12288, sizeof(w), w);
+	store_submit(v, &t[0].io);
+	store_submit(v, &t[1].io);
+	while (!t[1].done)
+		assert_true(loop_run_once(c.l, 100000000ull) >= 0);
+	pending++;
+	tio_prep(&t[3], &pending, STORE_OP_FLUSH, 0, 0, 0, NULL);
+	store_submit(v, &t[3].io);
+	run_until_done(&c, &pending);
+	assert_int_equal(t[0].result, 0);
+	assert_int_equal(t[3].result, 0);
+	st = sstats(&c);
+	assert_int_equal(st.syncs, 9);
+	assert_int_equal(st.flushes, 14);
+	assert_int_equal(st.flushes, st.syncs + st.flushes_clean + st.flushes_shared);
+	ctx_close(&c);
+}
+
 static void test_trim_and_block_status(void **state)
 {
 	struct ctx c;
@@ -675,6 +785,7 @@ int main(void)
 	    cmocka_unit_test(test_rw_many_inflight),
 	    cmocka_unit_test(test_short_io),
 	    cmocka_unit_test(test_fua_and_flush),
+	    cmocka_unit_test(test_flush_skip_and_share),
 	    cmocka_unit_test(test_trim_and_block_status),
 	    cmocka_unit_test(test_write_zeroes),
 	    cmocka_unit_test(test_write_zeroes_tmpfs),

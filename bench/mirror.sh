@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# Mirror benchmark: what the NVRAM log and its mirror cost a writer. fio's
+# nbd engine, in the same run, against
+#   on      duetd a of a pair (a, b on loopback, one interconnect link),
+#           [mirror] mirror = on: every write logged and RDMA-written into
+#           b's image before the acknowledgement
+#   local   a single duetd, [mirror] mirror = local (the log, no partner)
+#   off     a single duetd, [mirror] mirror = off (no log: straight to the
+#           volume file, as before the mirror)
+#   nbdkit  nbdkit's file plugin
+# each on its own 1 GiB volume on the same filesystem, written fully once
+# before the jobs. Then the raw link round trip (build/bench/fi_raw: a 4 KiB
+# delivery-complete fi_write, and the same through src/fabric), so the
+# mirror's share of the latency shows.
+#
+#   bench/mirror.sh [--write-doc] [BUILD_DIR]      (BUILD_DIR default: build)
+#
+# Env: BENCH_SECONDS  seconds per job and server (default 10)
+#      BENCH_REPEAT   runs of each job per server, rotating who goes first;
+#                     the median run by IOPS is reported (default 1)
+#      BENCH_DIR      where shelves and logs live (default $TMPDIR or /tmp)
+#      BENCH_NVRAM_DIR  where the NVRAM logs live (default: next to the
+#                     shelves; /dev/shm keeps the kernel from writing them back)
+#      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
+#      BENCH_SERVERS  a subset of "on local off nbdkit" (default all)
+#      BENCH_JOBS     a subset of the job names, space separated
+# Prints a Markdown table; --write-doc also replaces the "Mirror" section of
+# docs/BENCHMARKS.md with it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+write_doc=0
+build=build
+for a in "$@"; do
+	case $a in
+	--write-doc) write_doc=1 ;;
+	-h | --help)
+		sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	-*)
+		echo "mirror.sh: unknown option $a" >&2
+		exit 2
+		;;
+	*) build=$a ;;
+	esac
+done
+case $build in /*) ;; *) build=$ROOT/$build ;; esac
+DUETD=$build/src/node/duetd
+DUETCTL=$build/tools/duetctl
+FI_RAW=$build/bench/fi_raw
+SECS=${BENCH_SECONDS:-10}
+REPEAT=${BENCH_REPEAT:-1}
+P=${BENCH_PORT_BASE:-24950}
+SERVERS=${BENCH_SERVERS:-on local off nbdkit}
+SIZE=1G
+
+for t in fio nbdkit jq ss; do
+	command -v $t >/dev/null || {
+		echo "mirror.sh: $t is missing (run scripts/deps.sh)" >&2
+		exit 2
+	}
+done
+fio --enghelp 2>/dev/null | grep -qw nbd || {
+	echo "mirror.sh: this fio has no nbd engine" >&2
+	exit 2
+}
+[ -x "$DUETD" ] && [ -x "$DUETCTL" ] || {
+	echo "mirror.sh: no duetd/duetctl in $build (build first)" >&2
+	exit 2
+}
+if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' >/dev/null 2>&1; then
+	echo "mirror.sh: warning: $build is a sanitizer build; numbers will be low" >&2
+fi
+
+W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-mbench.XXXXXX")
+NV=""
+[ -n "${BENCH_NVRAM_DIR:-}" ] && NV=$(mktemp -d "$BENCH_NVRAM_DIR/duet-mbench.XXXXXX")
+cd "$W"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -s TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$W"
+	[ -z "$NV" ] || rm -rf "$NV"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
+wait_for() { # wait_for SECONDS CMD...
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.05
+	done
+}
+
+# node NAME NBD_PORT MODE [ic lines...]: start a duetd.
+node() {
+	local name=$1 port=$2 mode=$3
+	shift 3
+	mkdir -p "$W/$name-shelf"
+	{
+		printf '%s\n' "[node]" "id = $name" "shelf = $W/$name-shelf" "control = $W/$name.sock" \
+			"log_level = warn"
+		[ -z "$NV" ] || echo "nvram = $NV/$name.nvram"
+		printf '%s\n' "[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode"
+		[ -z "$NV" ] || [ "$mode" != on ] || echo "partner_image = $NV/$name.partner"
+		[ $# -eq 0 ] || printf '%s\n' "$@"
+	} >"$W/$name.conf"
+	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &
+	PIDS+=($!)
+	wait_for 30 "$DUETCTL" --socket "$W/$name.sock" status || {
+		echo "mirror.sh: duetd $name did not start; its log:" >&2
+		cat "$W/$name.log" >&2
+		exit 1
+	}
+}
+ic_lines() { # ME PEER LOCAL_PORT PEER_PORT
+	printf '%s\n' "[ic]" "partner = $2" "cluster_id = mbench" "secret_file = $W/cluster.key" \
+		"link = ic0 127.0.0.1:$3 127.0.0.1:$4"
+}
+mstate() { "$DUETCTL" --socket "$W/$1.sock" status --json | jq -r .mirror.state; }
+in_sync() { [ "$(mstate "$1")" = in_sync ]; }
+
+has() { grep -qw "$1" <<<"$SERVERS"; }
+declare -A URI=()
+if has on; then
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
+	chmod 600 "$W/cluster.key"
+	mapfile -t la < <(ic_lines a b $((P + 10)) $((P + 11)))
+	mapfile -t lb < <(ic_lines b a $((P + 11)) $((P + 10)))
+	node a $P on "${la[@]}"
+	node b $((P + 1)) on "${lb[@]}"
+	wait_for 30 in_sync a || {
+		echo "mirror.sh: a's mirror is not in sync: $("$DUETCTL" --socket "$W/a.sock" status --json | jq -c .mirror)" >&2
+		exit 1
+	}
+	"$DUETCTL" --socket "$W/a.sock" volume create bench $SIZE >/dev/null
+	URI[on]=nbd://127.0.0.1:$P/bench
+fi
+if has local; then
+	node l $((P + 2)) local
+	"$DUETCTL" --socket "$W/l.sock" volume create bench $SIZE >/dev/null
+	URI[local]=nbd://127.0.0.1:$((P + 2))/bench
+fi
+if has off; then
+	node o $((P + 3)) off
+	"$DUETCTL" --socket "$W/o.sock" volume create bench $SIZE >/dev/null
+	URI[off]=nbd://127.0.0.1:$((P + 3))/bench
+fi
+if has nbdkit; then
+	truncate -s $SIZE "$W/nbdkit.img"
+	nbdkit -f -p $((P + 4)) -i 127.0.0.1 file "$W/nbdkit.img" 2>"$W/nbdkit.log" &
+	PIDS+=($!)
+	wait_for 30 listening $((P + 4)) || {
+		echo "mirror.sh: nbdkit does not listen" >&2
+		exit 1
+	}
+	URI[nbdkit]=nbd://127.0.0.1:$((P + 4))/
+fi
+ORDER=()
+for s in on local off nbdkit; do has $s && ORDER+=("$s"); done
+
+echo "pre-filling ${#ORDER[@]} volumes ($SIZE each)..." >&2
+for s in "${ORDER[@]}"; do
+	fio --name=prefill --ioengine=nbd --uri="${URI[$s]}" --rw=write --bs=1m --iodepth=8 \
+		--size=$SIZE --output-format=json --output="$W/prefill-$s.json" >/dev/null 2>"$W/prefill-$s.err" || {
+		cat "$W/prefill-$s.err" >&2
+		echo "mirror.sh: pre-fill of $s failed" >&2
+		exit 1
+	}
+done
+
+JOBS=(
+	"randwrite-4k-qd1|--rw=randwrite --bs=4k --iodepth=1"
+	"randwrite-4k-qd32|--rw=randwrite --bs=4k --iodepth=32"
+	"write-1m-qd8|--rw=write --bs=1m --iodepth=8"
+)
+
+# metric FILE: "iops mibs p50_us p99_us" of the write side.
+metric() {
+	jq -r '.jobs[0].write as $r |
+		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["50.000000"] // 0) / 1000 | round),
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
+}
+run_job() { # NAME ARGS SERVER OUT
+	# shellcheck disable=SC2086
+	fio --name="$1" --ioengine=nbd --uri="${URI[$3]}" $2 --size=$SIZE \
+		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 --lat_percentiles=1 \
+		--output-format=json --output="$4" >/dev/null 2>"$4.err" || {
+		cat "$4.err" >&2
+		echo "mirror.sh: fio $1 against $3 failed" >&2
+		exit 1
+	}
+}
+median_run() { # FILES...: the one whose IOPS is the median
+	local f
+	for f in "$@"; do
+		echo "$(jq '.jobs[0].write.iops' "$f") $f"
+	done | sort -n | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
+}
+ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+declare -A R=() # "job server" -> "iops mibs p50 p99"
+for j in "${JOBS[@]}"; do
+	IFS='|' read -r name args <<<"$j"
+	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
+	for r in $(seq "$REPEAT"); do
+		# Rotate who goes first, so that none always runs on a warmer machine.
+		n=${#ORDER[@]}
+		for k in $(seq 0 $((n - 1))); do
+			s=${ORDER[$(((k + r - 1) % n))]}
+			echo "$name on $s (${SECS}s, run $r of $REPEAT)..." >&2
+			run_job "$name" "$args" "$s" "$W/$name-$s-$r.json"
+		done
+	done
+	for s in "${ORDER[@]}"; do
+		R["$name $s"]=$(metric "$(median_run "$W/$name-$s"-*.json)")
+	done
+done
+
+for p in "${PIDS[@]}"; do
+	kill -0 "$p" 2>/dev/null || {
+		echo "mirror.sh: a server died during the run" >&2
+		exit 1
+	}
+done
+mirror_json=""
+if has on; then
+	mirror_json=$("$DUETCTL" --socket "$W/a.sock" status --json | jq -c '.mirror |
+		{state, records, record_bytes, xfers, xfer_bytes, checkpoints, half_switches, space_waits}')
+	[ "$(jq -r .state <<<"$mirror_json")" = in_sync ] || echo "mirror.sh: warning: a's mirror is not in sync at the end: $mirror_json" >&2
+fi
+
+# The link's raw round trip, same machine, right after.
+raw_fi="" raw_link=""
+if [ -x "$FI_RAW" ]; then
+	raw_fi=$("$FI_RAW" --mode fi_lat_wait --port $((P + 30)) --iters 20000 2>/dev/null | grep '^metric=' || true)
+	raw_link=$("$FI_RAW" --mode link_lat --port $((P + 32)) --iters 20000 2>/dev/null | grep '^metric=' || true)
+fi
+kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)
+fs=$(df -T "$W" | awk 'NR==2 {print $2}')
+nvfs=$fs
+[ -z "$NV" ] || nvfs=$(df -T "$NV" | awk 'NR==2 {print $2}')
+table() {
+	local hdr="| job |" sep="|---|" s name
+	for s in "${ORDER[@]}"; do hdr+=" $s IOPS |"; sep+="---:|"; done
+	for s in "${ORDER[@]}"; do hdr+=" $s p50 µs |"; sep+="---:|"; done
+	for s in "${ORDER[@]}"; do hdr+=" $s p99 µs |"; sep+="---:|"; done
+	has on && has off && { hdr+=" on/off |"; sep+="---:|"; }
+	has on && has local && { hdr+=" on/local |"; sep+="---:|"; }
+	has on && has nbdkit && { hdr+=" on/nbdkit |"; sep+="---:|"; }
+	echo "$hdr"
+	echo "$sep"
+	for j in "${JOBS[@]}"; do
+		name=${j%%|*}
+		[ -n "${R["$name ${ORDER[0]}"]:-}" ] || continue
+		local row="| $name |" v
+		for s in "${ORDER[@]}"; do read -r v _ _ _ <<<"${R["$name $s"]}"; row+=" $v |"; done
+		for s in "${ORDER[@]}"; do read -r _ _ v _ <<<"${R["$name $s"]}"; row+=" $v |"; done
+		for s in "${ORDER[@]}"; do read -r _ _ _ v <<<"${R["$name $s"]}"; row+=" $v |"; done
+		local on_iops other
+		has on && read -r on_iops _ _ _ <<<"${R["$name on"]}"
+		for s in off local nbdkit; do
+			has on && has $s || continue
+			read -r other _ _ _ <<<"${R["$name $s"]}"
+			row+=" **$(ratio "$on_iops" "$other")** |"
+		done
+		echo "$row"
+	done
+}
+targets() {
+	has on || return 0
+	local out=() q1 q32 o1 o32 k32
+	read -r q1 _ _ _ <<<"${R["randwrite-4k-qd1 on"]:-0 0 0 0}"
+	read -r q32 _ _ _ <<<"${R["randwrite-4k-qd32 on"]:-0 0 0 0}"
+	if has off; then
+		read -r o1 _ _ _ <<<"${R["randwrite-4k-qd1 off"]:-0 0 0 0}"
+		read -r o32 _ _ _ <<<"${R["randwrite-4k-qd32 off"]:-0 0 0 0}"
+		out+=("on/off at iodepth 32: $(ratio "$q32" "$o32") (target >= 0.8)")
+		out+=("on/off at iodepth 1: $(ratio "$q1" "$o1") (target >= 0.6)")
+	fi
+	if has nbdkit; then
+		read -r k32 _ _ _ <<<"${R["randwrite-4k-qd32 nbdkit"]:-0 0 0 0}"
+		out+=("on/nbdkit at iodepth 32: $(ratio "$q32" "$k32") (target >= 1.0)")
+	fi
+	printf -- '- %s\n' "${out[@]}"
+}
+latency() {
+	[ -n "$raw_fi" ] || return 0
+	local p50 p99 on50 on99 off50
+	read -r _ _ on50 on99 <<<"${R["randwrite-4k-qd1 on"]:-0 0 0 0}"
+	echo "- raw link, 4 KiB delivery-complete fi_write (fi_raw fi_lat_wait): p50 $(kv p50_us "$raw_fi") µs, p99 $(kv p99_us "$raw_fi") µs"
+	[ -z "$raw_link" ] || echo "- the same through src/fabric in a duet loop (fi_raw link_lat): p50 $(kv p50_us "$raw_link") µs, p99 $(kv p99_us "$raw_link") µs"
+	echo "- mirror on, 4 KiB random write at iodepth 1 (a whole NBD round trip): p50 $on50 µs, p99 $on99 µs"
+	if has off; then
+		read -r _ _ off50 _ <<<"${R["randwrite-4k-qd1 off"]:-0 0 0 0}"
+		echo "- mirror off, same job: p50 $off50 µs; so the log and the mirror add $((on50 - off50)) µs at the median"
+	fi
+}
+section() {
+	echo "## Mirror"
+	echo
+	echo "What the NVRAM log and its mirror in the partner (issue 4, [NVRAM.md](NVRAM.md)) cost a"
+	echo "writer. fio $(fio --version | sed 's/^fio-//') with the nbd engine, one connection per job, in the same run against:"
+	echo "**on**, duetd a of a pair on loopback (a and b, one interconnect link, tcp;ofi_rxm),"
+	echo "\`[mirror] mirror = on\`, in sync: every write is appended to a's log and RDMA-written"
+	echo "(delivery complete) into b's image before the reply; **local**, a single duetd with"
+	echo "\`mirror = local\` (the log, no partner); **off**, a single duetd with \`mirror = off\`"
+	echo "(no log: writes go straight to the volume file); **nbdkit** $(nbdkit --version | awk '{print $2}') with its file plugin."
+	echo "Durability is the default \`memory\`; consistency points every 1000 ms (default)."
+	echo "Each serves its own 1 GiB volume on the same $fs filesystem, written fully once with"
+	echo "1 MiB writes first; NVRAM logs (64 MiB) on $nvfs$([ -n "$NV" ] && echo " ($BENCH_NVRAM_DIR)" || echo ", next to the shelves")."
+	echo "Each job runs ${SECS} s after 1 s of ramp, time-based; $REPEAT run(s) per server, rotating"
+	echo "which server goes first; the median run by IOPS is shown. Latency is fio's total latency"
+	echo "(\`--lat_percentiles=1\`). Everything (fio, both nodes, nbdkit) shares the machine's CPUs."
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+	echo "- duet: commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), build dir $(basename "$build") ($(meson introspect "$build" --buildoptions 2>/dev/null | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo ?))"
+	echo "- load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-minute load average when the run ended)"
+	echo "- command: \`BENCH_SECONDS=$SECS BENCH_REPEAT=$REPEAT${BENCH_NVRAM_DIR:+ BENCH_NVRAM_DIR=$BENCH_NVRAM_DIR} bench/mirror.sh --write-doc\`"
+	[ -z "$mirror_json" ] || echo "- a's mirror at the end: \`$mirror_json\`"
+	echo
+	table
+	echo
+	echo "Targets (issue 4), this run:"
+	echo
+	targets
+	echo
+	echo "Latency beside the link:"
+	echo
+	latency
+	echo
+}
+
+echo
+table
+echo
+targets
+latency
+if [ $write_doc = 1 ]; then
+	doc=$ROOT/docs/BENCHMARKS.md
+	[ -e "$doc" ] || printf '# Benchmarks\n\n' >"$doc"
+	section >"$W/section.md"
+	# Replace "## Mirror" up to the next "## " heading (or the end); append if absent.
+	awk -v sec="$W/section.md" '
+		function emit() { while ((getline l < sec) > 0) print l; done = 1 }
+		/^## / { if (skip) skip = 0; if ($0 == "## Mirror") { emit(); skip = 1; next } }
+		!skip { print }
+		{ last = $0 }
+		END { if (!done) { if (last != "") print ""; emit() } }
+	' "$doc" >"$W/doc.md"
+	cat "$W/doc.md" >"$doc"
+	echo "wrote the Mirror section of $doc" >&2
+fi

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Proxy benchmark: fio's nbd engine against the same volume through its
+# owner's direct port and through the partner's proxy port, in the same run.
+# A local pair on loopback (one interconnect link, tcp;ofi_rxm): node b owns
+# vol-b (1 GiB, written fully once first); "direct" is b's NBD port,
+# "proxy" is a's proxy port. Jobs alternate direct/proxy for BENCH_ROUNDS
+# rounds; the table shows the median of the rounds.
+#
+#   bench/proxy.sh [--write-doc] [BUILD_DIR]      (BUILD_DIR default: build)
+#
+# Env: BENCH_SECONDS (per job, port and round, default 5), BENCH_ROUNDS
+# (default 3), BENCH_DIR (default $TMPDIR or /tmp), BENCH_PORT_BASE (default
+# 23960; uses six ports), BENCH_JOBS (a subset of the job names).
+# Prints a Markdown table; --write-doc also replaces the "Proxy" section of
+# docs/BENCHMARKS.md with it. Targets (not tests): proxy >= 0.7x direct IOPS
+# at iodepth 32, >= 0.8x direct bandwidth at 1 MiB.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+write_doc=0
+build=build
+for a in "$@"; do
+	case $a in
+	--write-doc) write_doc=1 ;;
+	-h | --help)
+		sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	-*)
+		echo "proxy.sh: unknown option $a" >&2
+		exit 2
+		;;
+	*) build=$a ;;
+	esac
+done
+case $build in /*) ;; *) build=$ROOT/$build ;; esac
+DUETD=$build/src/node/duetd
+DUETCTL=$build/tools/duetctl
+SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+P=${BENCH_PORT_BASE:-23960}
+SIZE=1G
+
+for t in fio jq ss; do
+	command -v $t >/dev/null || {
+		echo "proxy.sh: $t is missing (run scripts/deps.sh)" >&2
+		exit 2
+	}
+done
+fio --enghelp 2>/dev/null | grep -qw nbd || {
+	echo "proxy.sh: this fio has no nbd engine" >&2
+	exit 2
+}
+[ -x "$DUETD" ] && [ -x "$DUETCTL" ] || {
+	echo "proxy.sh: no duetd/duetctl in $build (run make first)" >&2
+	exit 2
+}
+if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' >/dev/null 2>&1; then
+	echo "proxy.sh: warning: $build is a sanitizer build; numbers will be low" >&2
+fi
+
+W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-bench-proxy.XXXXXX")
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -s TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ctl() {
+	local n=$1
+	shift
+	"$DUETCTL" --socket "$W/$n.sock" "$@"
+}
+wait_until() { # wait_until WHAT CMD...
+	local what=$1 deadline=$((SECONDS + 60))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || {
+			echo "proxy.sh: $what" >&2
+			tail -5 "$W"/*.log >&2
+			exit 1
+		}
+		sleep 0.05
+	done
+}
+
+umask 077
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
+node() { # node ME PEER NBD PROXY MY_IC PEER_IC
+	mkdir -p "$W/$1-shelf"
+	cat >"$W/$1.conf" <<EOF
+[node]
+id = $1
+shelf = $W/$1-shelf
+control = $W/$1.sock
+log_level = warn
+[nbd]
+listen = 127.0.0.1:$3
+proxy_listen = 127.0.0.1:$4
+[ic]
+partner = $2
+cluster_id = bench-proxy
+secret_file = $W/cluster.key
+link = ic0 127.0.0.1:$5 127.0.0.1:$6
+EOF
+	"$DUETD" --config "$W/$1.conf" 2>"$W/$1.log" &
+	PIDS+=($!)
+}
+node a b "$P" $((P + 1)) $((P + 4)) $((P + 5))
+node b a $((P + 2)) $((P + 3)) $((P + 5)) $((P + 4))
+wait_until "node a did not start" ctl a status
+wait_until "node b did not start" ctl b status
+ctl b volume create vol-b $SIZE >/dev/null
+serves() { ctl a status --json | jq -e 'any(.volumes[]; .name == "vol-b" and .port == "proxy") and .proxy.state == "up"'; }
+wait_until "a's proxy port does not serve vol-b" serves
+
+URI_direct=nbd://127.0.0.1:$((P + 2))/vol-b
+URI_proxy=nbd://127.0.0.1:$((P + 1))/vol-b
+
+echo "pre-filling vol-b ($SIZE) through b's port..." >&2
+fio --name=prefill --ioengine=nbd --uri="$URI_direct" --rw=write --bs=1m --iodepth=8 \
+	--size=$SIZE --output-format=json --output="$W/prefill.json" >/dev/null 2>"$W/prefill.err" || {
+	cat "$W/prefill.err" >&2
+	echo "proxy.sh: pre-fill failed" >&2
+	exit 1
+}
+
+# name | fio arguments | which side of the result to read
+JOBS=(
+	"randread-4k-qd1|--rw=randread --bs=4k --iodepth=1|read"
+	"randread-4k-qd32|--rw=randread --bs=4k --iodepth=32|read"
+	"randwrite-4k-qd1|--rw=randwrite --bs=4k --iodepth=1|write"
+	"randwrite-4k-qd32|--rw=randwrite --bs=4k --iodepth=32|write"
+	"read-1m-qd8|--rw=read --bs=1m --iodepth=8|read"
+	"write-1m-qd8|--rw=write --bs=1m --iodepth=8|write"
+)
+
+# metric FILE SIDE: "iops mibs p50_us p99_us"
+metric() {
+	jq -r --arg d "$2" '.jobs[0][$d] as $r |
+		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
+		 (($r.clat_ns.percentile["50.000000"] // 0) / 1000 | round),
+		 (($r.clat_ns.percentile["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
+}
+# median of the rounds, by IOPS: its whole line
+median() { sort -n -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+
+rows=()
+for j in "${JOBS[@]}"; do
+	IFS='|' read -r name args side <<<"$j"
+	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
+	: >"$W/$name-direct.tsv"
+	: >"$W/$name-proxy.tsv"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for s in direct proxy; do
+			uri_var=URI_$s
+			echo "$name on $s, round $r/$ROUNDS (${SECS}s)..." >&2
+			# shellcheck disable=SC2086
+			fio --name="$name" --ioengine=nbd --uri="${!uri_var}" $args --size=$SIZE \
+				--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 \
+				--output-format=json --output="$W/$name-$s.json" >/dev/null 2>"$W/$name-$s.err" || {
+				cat "$W/$name-$s.err" >&2
+				echo "proxy.sh: fio $name against $s failed" >&2
+				exit 1
+			}
+			metric "$W/$name-$s.json" "$side" >>"$W/$name-$s.tsv"
+		done
+	done
+	read -r d_iops d_mibs d_p50 d_p99 <<<"$(median <"$W/$name-direct.tsv")"
+	read -r p_iops p_mibs p_p50 p_p99 <<<"$(median <"$W/$name-proxy.tsv")"
+	ratio=$(awk -v a="$p_iops" -v b="$d_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+	target=""
+	case $name in
+	*qd32) target="0.7" ;;
+	*1m*) target="0.8" ;;
+	esac
+	rows+=("| $name | $d_iops | $p_iops | $d_mibs | $p_mibs | $d_p50 | $p_p50 | $d_p99 | $p_p99 | **$ratio** | ${target:--} |")
+done
+
+for p in "${PIDS[@]}"; do
+	kill -0 "$p" 2>/dev/null || {
+		echo "proxy.sh: a node died during the run" >&2
+		exit 1
+	}
+done
+ctl a status --json | jq -e '.proxy.errors == 0' >/dev/null || {
+	echo "proxy.sh: the proxy reported errors: $(ctl a status --json | jq -c .proxy)" >&2
+	exit 1
+}
+
+cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)
+table() {
+	echo "| job | direct IOPS | proxy IOPS | direct MiB/s | proxy MiB/s | direct p50 µs | proxy p50 µs | direct p99 µs | proxy p99 µs | proxy/direct | target |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${rows[@]}"
+}
+section() {
+	echo "## Proxy"
+	echo
+	echo "fio $(fio --version | sed 's/^fio-//') with the nbd engine (libnbd), one connection per job, against"
+	echo "the same 1 GiB volume of node b through b's own NBD port (direct) and through node a's"
+	echo "proxy port (proxy: NBD into a, forwarded over the interconnect to b, executed there, answered"
+	echo "back), in the same run. A local pair on loopback, one interconnect link (tcp;ofi_rxm), default"
+	echo "[proxy] settings (4 ports of 16 MiB, 1 MiB requests). The volume was written fully once"
+	echo "before the jobs, so reads hit data (page cache). Jobs alternate direct and proxy for"
+	echo "$ROUNDS rounds of ${SECS} s (after 1 s of ramp); the table shows the median round by IOPS."
+	echo "The ratio is proxy IOPS / direct IOPS (bandwidth for the 1 MiB jobs is the same ratio)."
+	echo "On a small shared machine the ratios move from run to run (by 0.1-0.3 on the development"
+	echo "machine, whose load average is given below): compare several runs."
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+	echo "- duet: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), $(basename "$build") build"
+	echo "- command: \`BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS bench/proxy.sh --write-doc\`"
+	echo
+	table
+	echo
+	if [ -f "$ROOT/docs/PROXY.md" ]; then
+		echo "What bounds these numbers here, and what was measured to choose the design:"
+		echo "docs/PROXY.md, \"Performance\"."
+		echo
+	fi
+}
+
+echo
+table
+if [ $write_doc = 1 ]; then
+	doc=$ROOT/docs/BENCHMARKS.md
+	mkdir -p "$(dirname "$doc")"
+	[ -e "$doc" ] || printf '# Benchmarks\n\nEach benchmark runs duet and a peer in the same run on the same machine.\n\n' >"$doc"
+	section >"$W/section.md"
+	# Replace "## Proxy" up to the next "## " heading (or the end); append if absent.
+	awk -v sec="$W/section.md" '
+		function emit() { while ((getline l < sec) > 0) print l; done = 1 }
+		/^## / { if (skip) skip = 0; if ($0 == "## Proxy") { emit(); skip = 1; next } }
+		!skip { print }
+		END { if (!done) { print ""; emit() } }
+	' "$doc" >"$W/doc.md"
+	cat "$W/doc.md" >"$doc"
+	echo "wrote the Proxy section of $doc" >&2
+fi

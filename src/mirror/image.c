@@ -1,0 +1,428 @@
+/* The log format (format.h) and everything that reads an image: header,
+ * record checks, half scans and replay. No state, no I/O: the same code
+ * reads the node's own log and the partner's mirror of it. */
+#define LOG_MODULE "mirror"
+#include "common/crc32c.h"
+#include "mirror/format.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* ---- volume ids ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mirror_vol_id_from_uuid(const char *uuid, struct mirror_vol_id *out)
+{
+	unsigned n = 0;
+
+	if (!uuid || strlen(uuid) != 36)
+		return -EINVAL;
+	for (unsigned i = 0; i < 36;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (uuid[i] != '-')
+				return -EINVAL;
+			i++;
+			continue;
+		}
+		int hi = hexval(uuid[i]), lo = hexval(uuid[i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out->b[n++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	return 0;
+}
+
+const char *mirror_vol_id_format(const struct mirror_vol_id *id, char *buf)
+{
+	const uint8_t *b = id->b;
+
+	snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
+	return buf;
+}
+
+const char *mirror_stop_name(enum mirror_stop s)
+{
+	static const char *const names[] = {
+	    [MIRROR_STOP_NONE] = "none",	  [MIRROR_STOP_END] = "end of half",
+	    [MIRROR_STOP_EMPTY] = "empty",	  [MIRROR_STOP_INVALID] = "invalid header",
+	    [MIRROR_STOP_CRC] = "crc mismatch",	  [MIRROR_STOP_OTHER_LOG] = "older log",
+	    [MIRROR_STOP_SEQ] = "sequence break", [MIRROR_STOP_GAP] = "missing sequence",
+	    [MIRROR_STOP_APPLY] = "apply failed",
+	};
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) && names[s] ? names[s] : "?";
+}
+
+/* ---- header ---- */
+
+uint64_t nvr_half_size_for(uint64_t size)
+{
+	if (size < NVR_HDR_SIZE)
+		return 0;
+	return ((size - NVR_HDR_SIZE) / 2) & ~(uint64_t)4095;
+}
+
+void nvr_header_seal(struct nvr_header *h)
+{
+	h->crc = 0;
+	h->crc = crc32c(0, h, sizeof(*h));
+}
+
+static int slot_check(const struct nvr_header *h)
+{
+	struct nvr_header tmp;
+
+	if (h->magic != NVR_HDR_MAGIC)
+		return -ENODATA;
+	if (h->major != NVR_VERSION_MAJOR)
+		return -EPROTO;
+	tmp = *h;
+	tmp.crc = 0;
+	if (crc32c(0, &tmp, sizeof(tmp)) != h->crc)
+		return -EINVAL;
+	return 0;
+}
+
+int nvr_header_read(const void *img, size_t size, struct nvr_header *out, unsigned *slot)
+{
+	struct nvr_header h[2];
+	int rc[2];
+	int best = -1;
+
+	if (size < NVR_HDR_SIZE)
+		return -EINVAL;
+	for (unsigned i = 0; i < 2; i++) {
+		memcpy(&h[i], (const uint8_t *)img + i * NVR_SLOT_STRIDE, sizeof(h[i]));
+		rc[i] = slot_check(&h[i]);
+		if (rc[i] == 0 && (best < 0 || h[i].gen > h[best].gen))
+			best = (int)i;
+	}
+	if (best < 0) {
+		if (rc[0] == -EPROTO || rc[1] == -EPROTO) {
+			unsigned v = rc[0] == -EPROTO ? h[0].major : h[1].major;
+			LOG_ERROR("NVRAM log format version %u is not supported (this is %u.%u)", v,
+				  NVR_VERSION_MAJOR, NVR_VERSION_MINOR);
+			return -EPROTO;
+		}
+		return rc[0] == -ENODATA && rc[1] == -ENODATA ? -ENODATA : -EINVAL;
+	}
+	const struct nvr_header *b = &h[best];
+	if (b->hdr_size != NVR_HDR_SIZE || b->rec_align != NVR_REC_ALIGN || b->half_size < 4096 ||
+	    b->half_size % 4096 || b->log_size > size ||
+	    b->hdr_size + 2 * b->half_size > b->log_size) {
+		LOG_ERROR("NVRAM header: impossible geometry (size %llu, half %llu, image %zu)",
+			  (unsigned long long)b->log_size, (unsigned long long)b->half_size, size);
+		return -EINVAL;
+	}
+	*out = *b;
+	if (slot)
+		*slot = (unsigned)best;
+	return 0;
+}
+
+unsigned nvr_header_write(void *img, const struct nvr_header *h, unsigned cur_slot)
+{
+	unsigned slot = cur_slot ^ 1u;
+	struct nvr_header tmp = *h;
+
+	nvr_header_seal(&tmp);
+	memcpy((uint8_t *)img + slot * NVR_SLOT_STRIDE, &tmp, sizeof(tmp));
+	return slot;
+}
+
+int mirror_image_info(const void *img, size_t size, struct mirror_image_info *info)
+{
+	struct nvr_header h;
+	unsigned slot;
+	int rc = nvr_header_read(img, size, &h, &slot);
+
+	if (rc < 0)
+		return rc;
+	memset(info, 0, sizeof(*info));
+	info->version_major = h.major;
+	info->version_minor = h.minor;
+	info->slot = slot;
+	info->gen = h.gen;
+	info->log_size = h.log_size;
+	info->half_size = h.half_size;
+	info->half_off[0] = nvr_half_off(&h, 0);
+	info->half_off[1] = nvr_half_off(&h, 1);
+	info->log_id = h.log_id;
+	info->cp_seq = h.cp_seq;
+	info->image_valid = h.flags & NVR_FLAG_IMG_VALID;
+	info->local_sync = h.flags & NVR_FLAG_LOCAL_SYNC;
+	memcpy(info->boot_id.b, h.boot_id, sizeof(h.boot_id));
+	memcpy(info->node, h.node, sizeof(h.node));
+	info->node[16] = '\0';
+	info->created = h.created;
+	return 0;
+}
+
+/* ---- records ---- */
+
+uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
+			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len)
+{
+	struct nvr_record *r = dst;
+	uint64_t len = nvr_rec_len(data_len);
+	uint32_t crc;
+
+	r->magic = NVR_REC_MAGIC;
+	r->crc = 0;
+	r->seq = seq;
+	r->log_id = log_id;
+	memcpy(r->vol, vol->b, sizeof(r->vol));
+	r->offset = offset;
+	r->length = length;
+	r->data_len = data_len;
+	r->type = type;
+	r->flags = flags;
+	if (data_len)
+		memcpy((uint8_t *)dst + NVR_REC_HDR, data, data_len);
+	if (len > NVR_REC_HDR + (uint64_t)data_len)
+		memset((uint8_t *)dst + NVR_REC_HDR + data_len, 0, len - NVR_REC_HDR - data_len);
+	crc = crc32c(0, r, NVR_REC_HDR);
+	crc = crc32c(crc, data, data_len); /* the source: hot in cache */
+	r->crc = crc;
+	return len;
+}
+
+enum mirror_stop nvr_record_check(const void *rec, uint64_t room, uint64_t log_id,
+				  uint64_t half_size)
+{
+	struct nvr_record r;
+	uint32_t crc;
+
+	if (room < NVR_REC_HDR)
+		return MIRROR_STOP_END;
+	memcpy(&r, rec, sizeof(r));
+	if (r.magic != NVR_REC_MAGIC)
+		return MIRROR_STOP_EMPTY;
+	if (r.type < MIRROR_REC_WRITE || r.type > MIRROR_REC_TRIM || r.length == 0 ||
+	    r.offset + r.length < r.offset || r.data_len > half_size ||
+	    (r.type == MIRROR_REC_WRITE ? r.data_len != r.length : r.data_len != 0) ||
+	    nvr_rec_len(r.data_len) > room || r.seq == 0)
+		return MIRROR_STOP_INVALID;
+	r.crc = 0;
+	crc = crc32c(0, &r, NVR_REC_HDR);
+	crc = crc32c(crc, (const uint8_t *)rec + NVR_REC_HDR, r.data_len);
+	if (crc != ((const struct nvr_record *)rec)->crc)
+		return MIRROR_STOP_CRC;
+	if (r.log_id != log_id)
+		return MIRROR_STOP_OTHER_LOG;
+	return MIRROR_STOP_NONE;
+}
+
+static void record_decode(const struct nvr_record *r, unsigned half, uint64_t log_off,
+			  struct mirror_record *out)
+{
+	out->seq = r->seq;
+	memcpy(out->vol.b, r->vol, sizeof(out->vol.b));
+	out->offset = r->offset;
+	out->length = r->length;
+	out->data_len = r->data_len;
+	out->type = r->type;
+	out->flags = r->flags;
+	out->half = half;
+	out->log_off = log_off;
+	out->rec_len = nvr_rec_len(r->data_len);
+}
+
+/* The chain of a half: valid records from its start with consecutive
+ * sequence numbers. What follows the chain is a stale record of an older
+ * use of the half, zeros, or a torn record. */
+static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned half,
+		     mirror_record_fn fn, void *arg, struct mirror_half_scan *scan)
+{
+	uint64_t base = nvr_half_off(h, half);
+	uint64_t p = 0;
+
+	memset(scan, 0, sizeof(*scan));
+	for (;;) {
+		const struct nvr_record *r = (const void *)(img + base + p);
+		enum mirror_stop stop =
+		    nvr_record_check(r, h->half_size - p, h->log_id, h->half_size);
+		struct mirror_record rec;
+
+		if (stop == MIRROR_STOP_NONE && scan->records && r->seq != scan->last_seq + 1)
+			stop = MIRROR_STOP_SEQ;
+		if (stop != MIRROR_STOP_NONE) {
+			scan->stop = stop;
+			scan->stop_off = base + p;
+			return 0;
+		}
+		record_decode(r, half, base + p, &rec);
+		if (fn) {
+			int rc =
+			    fn(arg, &rec, rec.data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL);
+			if (rc < 0) {
+				scan->stop = MIRROR_STOP_APPLY;
+				scan->stop_off = base + p;
+				return rc;
+			}
+		}
+		if (!scan->records)
+			scan->first_seq = r->seq;
+		scan->records++;
+		scan->last_seq = r->seq;
+		p += rec.rec_len;
+		scan->used = p;
+	}
+}
+
+int mirror_image_scan(const void *img, size_t size, unsigned half, mirror_record_fn fn, void *arg,
+		      struct mirror_half_scan *scan)
+{
+	struct nvr_header h;
+	int rc = nvr_header_read(img, size, &h, NULL);
+
+	if (rc < 0)
+		return rc;
+	if (half > 1)
+		return -EINVAL;
+	return scan_half(img, &h, half, fn, arg, scan);
+}
+
+/* ---- replay ---- */
+
+int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned flags,
+		  struct mirror_replay_stats *st)
+{
+	struct mirror_half_scan sc[2];
+	int rc;
+
+	memset(it, 0, sizeof(*it));
+	memset(st, 0, sizeof(*st));
+	it->img = img;
+	it->size = size;
+	it->st = st;
+	rc = nvr_header_read(img, size, &it->h, NULL);
+	if (rc < 0)
+		return rc;
+	st->cp_seq = it->h.cp_seq;
+	st->image_valid = it->h.flags & NVR_FLAG_IMG_VALID;
+	if ((flags & MIRROR_REPLAY_REQUIRE_VALID) && !st->image_valid)
+		return -ESTALE;
+	for (unsigned i = 0; i < 2; i++) {
+		scan_half(img, &it->h, i, NULL, NULL, &sc[i]);
+		if (sc[i].records && sc[i].last_seq > st->max_seq)
+			st->max_seq = sc[i].last_seq;
+	}
+	/* Live halves, the one whose chain starts first (older) first. */
+	unsigned first = sc[1].records && (!sc[0].records || sc[1].first_seq < sc[0].first_seq);
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned i = k ? first ^ 1 : first;
+		if (sc[i].records && sc[i].last_seq > it->h.cp_seq) {
+			it->half[it->n_halves] = i;
+			it->live_bytes += sc[i].used;
+			it->n_halves++;
+		}
+	}
+	st->stop = MIRROR_STOP_END;
+	return 0;
+}
+
+int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **data)
+{
+	struct mirror_replay_stats *st = it->st;
+
+	while (!it->done && it->k < it->n_halves) {
+		unsigned half = it->half[it->k];
+		uint64_t base = nvr_half_off(&it->h, half);
+		const struct nvr_record *r = (const void *)(it->img + base + it->pos);
+		enum mirror_stop stop =
+		    nvr_record_check(r, it->h.half_size - it->pos, it->h.log_id, it->h.half_size);
+
+		/* The chain of a half: consecutive sequence numbers from its
+		 * first record; what follows is stale, empty or torn. */
+		if (stop == MIRROR_STOP_NONE && it->pos && r->seq != it->half_last + 1)
+			stop = MIRROR_STOP_SEQ;
+		if (stop != MIRROR_STOP_NONE) {
+			st->stop = stop;
+			st->stop_off = base + it->pos;
+			it->k++;
+			it->pos = 0;
+			continue;
+		}
+		record_decode(r, half, base + it->pos, rec);
+		it->pos += rec->rec_len;
+		it->half_last = r->seq;
+		if (rec->seq <= it->h.cp_seq)
+			continue;
+		if (it->expect == 0) {
+			if (rec->seq != it->h.cp_seq + 1)
+				st->gap_at_start = true;
+		} else if (rec->seq != it->expect) {
+			/* The previous half's chain ended early (torn) or this
+			 * half does not follow it: stop at the first hole. */
+			if (st->stop != MIRROR_STOP_CRC && st->stop != MIRROR_STOP_INVALID) {
+				st->stop = MIRROR_STOP_GAP;
+				st->stop_off = rec->log_off;
+			}
+			it->done = true;
+			break;
+		}
+		it->expect = rec->seq + 1;
+		*data = rec->data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL;
+		return 1;
+	}
+	it->done = true;
+	return 0;
+}
+
+void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec)
+{
+	struct mirror_replay_stats *st = it->st;
+
+	if (!st->records)
+		st->first_seq = rec->seq;
+	st->records++;
+	st->bytes += rec->data_len;
+	st->last_seq = rec->seq;
+}
+
+int mirror_replay(const void *img, size_t size, unsigned flags, mirror_record_fn apply, void *arg,
+		  struct mirror_replay_stats *st)
+{
+	struct mirror_replay_stats local;
+	struct nvr_iter it;
+	struct mirror_record rec;
+	const void *data;
+	int rc;
+
+	if (!st)
+		st = &local;
+	rc = nvr_iter_init(&it, img, size, flags, st);
+	if (rc < 0)
+		return rc;
+	while (nvr_iter_next(&it, &rec, &data) > 0) {
+		rc = apply ? apply(arg, &rec, data) : 0;
+		if (rc < 0) {
+			st->stop = MIRROR_STOP_APPLY;
+			st->stop_off = rec.log_off;
+			return rc;
+		}
+		nvr_iter_account(&it, &rec);
+		it.done_bytes += rec.rec_len;
+	}
+	if (st->gap_at_start)
+		LOG_WARN("NVRAM replay: the first live record is %llu, expected %llu",
+			 (unsigned long long)st->first_seq, (unsigned long long)st->cp_seq + 1);
+	return 0;
+}

@@ -1,0 +1,1309 @@
+/* Unit tests of the proxy: its wire format and allocator, and two proxies
+ * ("a" forwards, "b" serves a RAM disk) joined by a fake CCM
+ * (test_proxy_ccm.c) that can lose, duplicate and capture messages and end
+ * sessions at will. Commands are submitted to a's forwarding backend as
+ * the proxy listener would, with the nbd_io completion hook. Every wait
+ * pumps the loop until a condition holds, with a generous deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "nbd/nbd.h"
+#include "proxy/proxy.h"
+#include "proxy/proxy_priv.h"
+#include "proxy/wire.h"
+#include "ramdisk.h"
+#include "test_proxy_ccm.h"
+
+#define DEADLINE_NS 10000000000ull
+#define VOL_SIZE    (8u << 20)
+
+static struct loop *L;
+static struct ccm *CA, *CB;
+static struct ramdisk *RA, *RB, *RL;
+static struct proxy *PA, *PB;
+static const struct nbd_backend_ops *FW;
+static void *H; /* a's handle of "vb" */
+static struct nbd_export_info INFO;
+
+#define WAIT(cond)                                      \
+	do {                                            \
+		uint64_t end_ = now_ns() + DEADLINE_NS; \
+		while (!(cond)) {                       \
+			loop_run_once(L, 1000000);      \
+			assert_true(now_ns() < end_);   \
+		}                                       \
+	} while (0)
+
+static bool drop_reps, drop_reqs, capture_next_req, capture_next_rep;
+
+/* ---- test ios ---- */
+
+struct tio {
+	struct nbd_io io;
+	int calls;
+	int result;
+	uint64_t order;
+	struct nbd_extent ext[PX_MAX_EXTENTS];
+};
+
+static uint64_t done_order;
+
+static void tio_done(struct nbd_io *io, int result)
+{
+	struct tio *t = io->complete_arg;
+
+	t->calls++;
+	t->result = result;
+	t->order = ++done_order;
+}
+
+static struct tio *tio_new(uint16_t type, uint64_t off, uint64_t len)
+{
+	struct tio *t = calloc(1, sizeof(*t));
+
+	assert_non_null(t);
+	t->io.type = type;
+	t->io.offset = off;
+	t->io.length = len;
+	t->io.export_handle = H;
+	t->io.complete = tio_done;
+	t->io.complete_arg = t;
+	t->result = 1;
+	if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) && len) {
+		assert_int_equal(posix_memalign(&t->io.buf, 4096, len), 0);
+		memset(t->io.buf, 0, len);
+	}
+	if (type == NBD_CMD_BLOCK_STATUS) {
+		t->io.extents = t->ext;
+		t->io.max_extents = PX_MAX_EXTENTS;
+	}
+	return t;
+}
+
+static void tio_free(struct tio *t)
+{
+	free(t->io.buf);
+	free(t);
+}
+
+static void submit(struct tio *t)
+{
+	/* The server gives each io a fresh handle field: so do we. */
+	t->io.export_handle = H;
+	t->io.complete = tio_done;
+	t->io.complete_arg = t;
+	FW->submit(PA, &t->io);
+}
+
+static int run(struct tio *t)
+{
+	submit(t);
+	WAIT(t->calls);
+	assert_int_equal(t->calls, 1);
+	return t->result;
+}
+
+static void fill(void *buf, size_t len, unsigned seed)
+{
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+static int write_at(uint64_t off, uint64_t len, unsigned seed)
+{
+	struct tio *t = tio_new(NBD_CMD_WRITE, off, len);
+	int rc;
+
+	fill(t->io.buf, len, seed);
+	rc = run(t);
+	tio_free(t);
+	return rc;
+}
+
+static void expect_disk(struct ramdisk *rd, const char *vol, uint64_t off, uint64_t len,
+			unsigned seed)
+{
+	uint8_t *want = malloc(len);
+
+	fill(want, len, seed);
+	assert_memory_equal(ramdisk_data(rd, vol) + off, want, len);
+	free(want);
+}
+
+/* ---- fixture ---- */
+
+static bool all_ready(const struct proxy *px)
+{
+	for (unsigned i = 0; i < px->n_ports; i++)
+		if (px->ports[i].fstate != FP_READY)
+			return false;
+	return true;
+}
+
+static bool none_ready(const struct proxy *px)
+{
+	for (unsigned i = 0; i < px->n_ports; i++)
+		if (px->ports[i].fstate == FP_READY)
+			return false;
+	return true;
+}
+
+static struct proxy_opts opts_for(const char *node, struct ramdisk *rd, uint64_t timeout_ms)
+{
+	struct proxy_opts o = {
+	    .node = node,
+	    .n_ports = 2,
+	    .port_mem = 4u << 20,
+	    .chunk = 1u << 20,
+	    .timeout_ms = timeout_ms,
+	    .local_ops = &ramdisk_ops,
+	    .local_ctx = rd,
+	};
+	return o;
+}
+
+static void start_timeout(uint64_t timeout_ms)
+{
+	struct proxy_opts oa = opts_for("a", NULL, timeout_ms), ob;
+
+	assert_int_equal(loop_create(&L), 0);
+	assert_int_equal(ramdisk_create(L, &RA), 0);
+	assert_int_equal(ramdisk_create(L, &RB), 0);
+	assert_int_equal(ramdisk_add(RA, "va", VOL_SIZE, false, NULL), 0);
+	assert_int_equal(ramdisk_add(RB, "vb", VOL_SIZE, false, NULL), 0);
+	assert_int_equal(ramdisk_add(RB, "vb-ro", 1u << 20, true, NULL), 0);
+	CA = fake_ccm_create(L, "a");
+	CB = fake_ccm_create(L, "b");
+	fake_ccm_pair(CA, CB);
+	oa.local_ctx = RA;
+	ob = opts_for("b", RB, timeout_ms);
+	assert_int_equal(proxy_create(L, CA, &oa, &PA), 0);
+	assert_int_equal(proxy_create(L, CB, &ob, &PB), 0);
+	FW = proxy_backend_ops();
+	drop_reps = drop_reqs = capture_next_req = capture_next_rep = false;
+	fake_session_up(CA);
+	WAIT(all_ready(PA) && all_ready(PB));
+	assert_int_equal(FW->open(PA, "vb", &H, &INFO), 0);
+	done_order = 0;
+}
+
+static void start(void)
+{
+	start_timeout(5000);
+}
+
+static void stop(void)
+{
+	if (H)
+		FW->close(PA, H);
+	H = NULL;
+	ramdisk_release(RB, false);
+	ramdisk_release(RA, false);
+	if (RL)
+		ramdisk_release(RL, false);
+	proxy_destroy(PA);
+	proxy_destroy(PB);
+	PA = PB = NULL;
+	fake_ccm_destroy(CA);
+	fake_ccm_destroy(CB);
+	fake_reset();
+	ramdisk_destroy(RA);
+	ramdisk_destroy(RB);
+	if (RL)
+		ramdisk_destroy(RL);
+	RL = NULL;
+	loop_destroy(L);
+}
+
+static uint64_t disk_ops(struct ramdisk *rd, uint16_t type)
+{
+	struct ramdisk_stats st;
+
+	ramdisk_get_stats(rd, &st);
+	return st.ops[type];
+}
+
+static void cycle_session(void)
+{
+	fake_session_down(CA);
+	fake_session_up(CA);
+}
+
+/* ---- filters ---- */
+
+static uint8_t captured[CCM_MSG_MAX];
+static size_t captured_len;
+static uint8_t captured_rep[CCM_MSG_MAX];
+static size_t captured_rep_len;
+
+struct scan {
+	bool rep, req;
+};
+
+static void scan_rec(void *arg, const void *rec, size_t len)
+{
+	struct scan *sc = arg;
+	unsigned t = px_msg_type(rec, len);
+
+	if (t == PX_REP) {
+		sc->rep = true;
+		if (capture_next_rep) {
+			memcpy(captured_rep, rec, len);
+			captured_rep_len = len;
+			capture_next_rep = false;
+		}
+	}
+	if (t == PX_REQ) {
+		sc->req = true;
+		if (capture_next_req) {
+			memcpy(captured, rec, len);
+			captured_len = len;
+			capture_next_req = false;
+		}
+	}
+}
+
+/* Looks into batches: drops a message holding a reply (or a request) when
+ * told to, captures the next request. */
+static enum fake_verdict filter(struct ccm *from, unsigned port, const void *msg, size_t len,
+				void *arg)
+{
+	struct scan sc = {false, false};
+	const char *why;
+
+	(void)from;
+	(void)port;
+	(void)arg;
+	if (px_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(px_batch_walk(msg, len, scan_rec, &sc, &why), 0);
+	else
+		scan_rec(&sc, msg, len);
+	if ((sc.rep && drop_reps) || (sc.req && drop_reqs))
+		return FAKE_DROP;
+	return FAKE_DELIVER;
+}
+
+/* ---- wire ---- */
+
+static void test_wire_roundtrip(void **state)
+{
+	uint8_t buf[CCM_MSG_MAX], data[100];
+	struct pxm_hello h = {PX_VERSION, 42, 1 << 20, 65536}, h2;
+	struct pxm_req r = {0}, r2;
+	struct pxm_rep p = {0}, p2;
+	struct pxm_vols v;
+	struct px_vol w = {7, PXV_CAN_TRIM | PXV_CAN_FUA, 1 << 20, 512, 4096, "vol-b"}, w2;
+	const char *why;
+	size_t len;
+	uint64_t el;
+	uint32_t ef;
+
+	(void)state;
+	len = px_encode_hello(buf, &h);
+	assert_int_equal(px_msg_type(buf, len), PX_HELLO);
+	assert_int_equal(px_decode_hello(buf, len, &h2, &why), 0);
+	assert_true(h2.session == 42 && h2.data_size == (1 << 20) && h2.chunk == 65536);
+
+	memset(data, 0x77, sizeof(data));
+	r.flags = PX_F_INLINE | PX_F_RETRY;
+	r.vol = 3;
+	r.cmd = NBD_CMD_WRITE;
+	r.cflags = NBD_CMD_FLAG_FUA;
+	r.session = 9;
+	r.seq = 12345;
+	r.offset = 4096;
+	r.length = sizeof(data);
+	len = px_encode_req(buf, &r, data);
+	assert_int_equal(len, sizeof(struct px_req) + sizeof(data));
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	assert_true(r2.flags == r.flags && r2.vol == 3 && r2.cmd == NBD_CMD_WRITE &&
+		    r2.cflags == NBD_CMD_FLAG_FUA && r2.session == 9 && r2.seq == 12345 &&
+		    r2.offset == 4096 && r2.length == sizeof(data));
+	assert_memory_equal(r2.data, data, sizeof(data));
+
+	p.result = -ENOSPC;
+	p.session = 9;
+	p.seq = 5;
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
+	assert_int_equal(p2.result, -ENOSPC);
+	p.result = 0;
+	p.count = 2;
+	len = px_encode_rep(buf, &p);
+	px_put_ext(buf, 0, 4096, NBD_STATE_HOLE);
+	px_put_ext(buf, 1, 8192, 0);
+	len += 2 * sizeof(struct px_ext);
+	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
+	px_ext_get(&p2, 1, &el, &ef);
+	assert_true(el == 8192 && ef == 0);
+
+	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
+	px_put_vol(buf, 0, &w);
+	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
+	assert_int_equal(v.count, 1);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), 0);
+	assert_string_equal(w2.name, "vol-b");
+	assert_true(w2.id == 7 && w2.size == (1 << 20) && w2.min_block == 512);
+}
+
+static void count_rec(void *arg, const void *rec, size_t len)
+{
+	(void)rec;
+	(void)len;
+	(*(unsigned *)arg)++;
+}
+
+static void test_wire_rejects(void **state)
+{
+	static uint8_t junk[PX_INLINE_MAX + 1];
+	uint8_t buf[CCM_MSG_MAX];
+	struct pxm_req r = {0}, r2;
+	struct pxm_rep p = {0}, p2;
+	struct pxm_hello h = {PX_VERSION, 42, 1 << 20, 65536}, h2;
+	struct pxm_vols v;
+	struct px_vol w = {1, 0, 1 << 20, 512, 4096, "ok"}, w2;
+	const char *why;
+	size_t len;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	/* truncated and foreign */
+	assert_int_equal(px_msg_type(buf, 3), 0);
+	assert_int_equal(px_decode_req(buf, 3, &r2, &why), -EBADMSG);
+	memset(buf, 0xff, 64);
+	assert_int_equal(px_decode_req(buf, 64, &r2, &why), -EBADMSG);
+	/* hello: version, zero session, size */
+	h.version = 2;
+	len = px_encode_hello(buf, &h);
+	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	h.version = PX_VERSION;
+	h.session = 0;
+	len = px_encode_hello(buf, &h);
+	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	h.session = 1;
+	len = px_encode_hello(buf, &h);
+	assert_int_equal(px_decode_hello(buf, len + 1, &h2, &why), -EBADMSG);
+
+	/* requests */
+	r.session = 1;
+	r.seq = 1;
+	r.cmd = NBD_CMD_READ;
+	r.length = 4096;
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	r.seq = 0; /* sequence 0 */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.seq = 1;
+	r.cmd = 99; /* unknown command */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.cmd = NBD_CMD_DISC;
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.cmd = NBD_CMD_READ;
+	r.cflags = 0x100; /* unknown flag */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.cflags = 0;
+	r.length = 0; /* empty read */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.length = PX_CHUNK_MAX + 1;
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.length = 4096;
+	r.offset = UINT64_MAX - 100; /* wraps */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.offset = 0;
+	r.cmd = NBD_CMD_WRITE; /* inline length mismatch */
+	r.flags = PX_F_INLINE;
+	len = px_encode_req(buf, &r, junk);
+	assert_int_equal(px_decode_req(buf, len - 1, &r2, &why), -EBADMSG);
+	r.length = PX_INLINE_MAX + 1; /* inline too long */
+	len = px_encode_req(buf, &r, junk);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.flags = 0;
+	r.length = 4096;
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len + 8, &r2, &why), -EBADMSG); /* trailing */
+	r.cmd = NBD_CMD_FLUSH;						    /* flush with a range */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.cmd = NBD_CMD_BLOCK_STATUS;
+	r.max_extents = PX_MAX_EXTENTS + 1;
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	r.cmd = NBD_CMD_TRIM;
+	r.max_extents = 0;
+	r.flags = PX_F_INLINE; /* inline without data */
+	len = px_encode_req(buf, &r, NULL);
+	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+
+	/* replies */
+	p.session = 1;
+	p.seq = 1;
+	p.result = 5; /* positive */
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	p.result = -5000;
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	p.result = 0;
+	p.count = 3; /* extents missing */
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len + 16, &p2, &why), -EBADMSG);
+	p.count = PX_MAX_EXTENTS + 1;
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(
+	    px_decode_rep(buf, len + (PX_MAX_EXTENTS + 1) * sizeof(struct px_ext), &p2, &why),
+	    -EBADMSG);
+	p.count = 0;
+	p.flags = PX_F_INLINE;
+	p.length = 100;
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len + 99, &p2, &why), -EBADMSG);
+	p.result = -EIO; /* data with an error */
+	len = px_encode_rep(buf, &p);
+	assert_int_equal(px_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
+
+	/* volume lists */
+	len = px_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
+	px_put_vol(buf, 0, &w);
+	assert_int_equal(px_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
+	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
+	assert_int_equal(px_vol_get(&v, 1, &w2, &why), -EBADMSG);
+	memcpy(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), "../x", 5);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	memset(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), 'a', PX_NAME_MAX);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG); /* unterminated */
+	w.min_block = 3;
+	px_put_vol(buf, 0, &w);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	w.min_block = 512;
+	w.size = 1000; /* not a multiple of the block */
+	px_put_vol(buf, 0, &w);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	w.size = 4096;
+	w.flags = 1u << 20;
+	px_put_vol(buf, 0, &w);
+	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	len = px_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
+	assert_int_equal(px_decode_vols(buf, len, &v, &why), -EBADMSG);
+
+	/* batches */
+	{
+		uint8_t rec[24] = {0};
+		unsigned n = 0;
+		px_batch_init(buf);
+		len = px_batch_add(buf, sizeof(struct px_batch), rec, 13);
+		len = px_batch_add(buf, len, rec, 24);
+		px_batch_finish(buf, 2);
+		assert_int_equal(px_msg_type(buf, len), PX_BATCH);
+		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), 0);
+		assert_int_equal(n, 2);
+		assert_int_equal(px_batch_walk(buf, len - 1, count_rec, &n, &why), -EBADMSG);
+		assert_int_equal(px_batch_walk(buf, len + 8, count_rec, &n, &why), -EBADMSG);
+		px_batch_finish(buf, 3); /* more records than there are */
+		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		px_batch_finish(buf, 0);
+		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		px_batch_finish(buf, 1);
+		buf[sizeof(struct px_batch)] = 0xff; /* a record longer than the batch */
+		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		/* a batch inside a batch */
+		static uint8_t inner[64];
+		px_batch_init(inner);
+		px_batch_init(buf);
+		len = px_batch_add(buf, sizeof(struct px_batch), inner, sizeof(struct px_batch));
+		px_batch_finish(buf, 1);
+		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+	}
+}
+
+static void test_pmem(void **state)
+{
+	struct pmem m;
+	int64_t a, b, c, d;
+
+	(void)state;
+	assert_int_equal(pmem_init(&m, 100 * PX_UNIT), 0);
+	a = pmem_alloc(&m, 1);
+	b = pmem_alloc(&m, PX_UNIT + 1);
+	c = pmem_alloc(&m, 64 * PX_UNIT);
+	assert_true(a == 0 && b == PX_UNIT && c == 3 * PX_UNIT);
+	assert_int_equal(pmem_alloc(&m, 34 * PX_UNIT), -1); /* 33 left */
+	d = pmem_alloc(&m, 33 * PX_UNIT);
+	assert_int_equal(d, 67 * PX_UNIT);
+	assert_int_equal(pmem_alloc(&m, 1), -1);
+	pmem_free(&m, b, PX_UNIT + 1);
+	assert_int_equal(pmem_alloc(&m, 3 * PX_UNIT), -1); /* a hole of 2 */
+	assert_int_equal(pmem_alloc(&m, 2 * PX_UNIT), PX_UNIT);
+	pmem_free(&m, a, 1);
+	pmem_free(&m, c, 64 * PX_UNIT);
+	pmem_free(&m, d, 33 * PX_UNIT);
+	pmem_free(&m, PX_UNIT, 2 * PX_UNIT);
+	assert_int_equal(m.used, 0);
+	assert_int_equal(pmem_alloc(&m, 100 * PX_UNIT), 0);
+	pmem_fini(&m);
+}
+
+static void test_config(void **state)
+{
+	struct duet_config cfg;
+	char err[512];
+	const char *base = "[node]\nid = a\nshelf = /tmp/s\ncontrol = /tmp/c\n"
+			   "[nbd]\nlisten = 127.0.0.1:1\n";
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(config_load_string("t", base, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.proxy.timeout_ms == PROXY_DEFAULT_TIMEOUT_MS &&
+		    cfg.proxy.ports == PROXY_DEFAULT_PORTS &&
+		    cfg.proxy.port_mem == PROXY_DEFAULT_PORT_MEM &&
+		    cfg.proxy.chunk == PROXY_DEFAULT_CHUNK);
+	snprintf(text, sizeof(text),
+		 "%s[proxy]\ntimeout_ms = 500\nports = 2\nport_mem = 8M\nchunk = 256K\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.proxy.timeout_ms == 500 && cfg.proxy.ports == 2 &&
+		    cfg.proxy.port_mem == (8u << 20) && cfg.proxy.chunk == (256u << 10));
+	snprintf(text, sizeof(text), "%s[proxy]\nport_mem = 1M\nchunk = 1M\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "chunk"));
+	snprintf(text, sizeof(text), "%s[proxy]\nports = 17\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s[proxy]\ntimeout_ms = 0\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s[proxy]\nbogus = 1\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+}
+
+/* ---- over the fake CCM ---- */
+
+struct names {
+	char v[8][64];
+	unsigned n;
+};
+
+static void collect(void *arg, const char *name, const char *desc)
+{
+	struct names *nm = arg;
+
+	(void)desc;
+	if (nm->n < 8)
+		snprintf(nm->v[nm->n++], 64, "%s", name);
+}
+
+static bool listed(const char *name)
+{
+	struct names nm = {0};
+
+	FW->list(PA, collect, &nm);
+	for (unsigned i = 0; i < nm.n; i++)
+		if (strcmp(nm.v[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void test_list_open(void **state)
+{
+	struct nbd_export_info info;
+	void *h;
+
+	(void)state;
+	start();
+	assert_true(listed("vb") && listed("vb-ro"));
+	assert_false(listed("va")); /* a's own volume is not a partner volume */
+	assert_true(INFO.size == VOL_SIZE && !INFO.read_only && INFO.can_trim && INFO.can_zero &&
+		    INFO.can_fast_zero && INFO.can_cache && INFO.can_flush && INFO.can_fua &&
+		    INFO.can_multi_conn && INFO.can_block_status);
+	assert_int_equal(FW->open(PA, "vb-ro", &h, &info), 0);
+	assert_true(info.read_only && info.size == (1u << 20));
+	FW->close(PA, h);
+	assert_int_equal(FW->open(PA, "nope", &h, &info), -ENOENT);
+	/* b sees a's volume the same way */
+	assert_int_equal(FW->open(PB, "va", &h, &info), 0);
+	FW->close(PB, h);
+	/* a new volume on b is pushed to a */
+	assert_int_equal(ramdisk_add(RB, "vb-new", 1u << 20, false, NULL), 0);
+	proxy_local_volumes_changed(PB);
+	WAIT(listed("vb-new"));
+	stop();
+}
+
+static void test_read_write(void **state)
+{
+	static const struct {
+		uint64_t off, len;
+	} cases[] = {
+	    {0, 512},			   /* inline */
+	    {4096, PX_INLINE_MAX},	   /* largest inline */
+	    {65536, PX_INLINE_MAX + 512},  /* slot */
+	    {1u << 20, 1u << 20},	   /* one chunk */
+	    {3u << 20, (3u << 20) + 4096}, /* split into four chunks */
+	};
+	struct proxy_stats st;
+
+	(void)state;
+	start();
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tio *t;
+		assert_int_equal(write_at(cases[i].off, cases[i].len, i + 1), 0);
+		expect_disk(RB, "vb", cases[i].off, cases[i].len, i + 1);
+		t = tio_new(NBD_CMD_READ, cases[i].off, cases[i].len);
+		assert_int_equal(run(t), 0);
+		assert_memory_equal(t->io.buf, ramdisk_data(RB, "vb") + cases[i].off, cases[i].len);
+		tio_free(t);
+	}
+	proxy_get_stats(PA, &st);
+	assert_int_equal(st.commands, 10);
+	assert_int_equal(st.requests, 2 * (4 + 4));
+	assert_int_equal(st.errors, 0);
+	/* nothing left behind */
+	for (unsigned i = 0; i < PA->n_ports; i++) {
+		assert_int_equal(PA->ports[i].fmem.used, 0);
+		assert_int_equal(PB->ports[i].smem.used, 0);
+	}
+	stop();
+}
+
+static void test_other_commands(void **state)
+{
+	struct tio *t;
+	struct ramdisk_stats rs;
+
+	(void)state;
+	start();
+	assert_int_equal(write_at(0, 65536, 3), 0);
+	/* flush, with FUA on a write */
+	t = tio_new(NBD_CMD_FLUSH, 0, 0);
+	assert_int_equal(run(t), 0);
+	tio_free(t);
+	t = tio_new(NBD_CMD_WRITE, 65536, 4096);
+	t->io.flags = NBD_CMD_FLAG_FUA;
+	assert_int_equal(run(t), 0);
+	ramdisk_get_stats(RB, &rs);
+	assert_int_equal(rs.last_flags[NBD_CMD_WRITE], NBD_CMD_FLAG_FUA);
+	tio_free(t);
+	/* trim a block: a hole that reads zero */
+	t = tio_new(NBD_CMD_TRIM, 0, 4096);
+	assert_int_equal(run(t), 0);
+	tio_free(t);
+	t = tio_new(NBD_CMD_WRITE_ZEROES, 8192, 4096);
+	t->io.flags = NBD_CMD_FLAG_NO_HOLE;
+	assert_int_equal(run(t), 0);
+	tio_free(t);
+	t = tio_new(NBD_CMD_CACHE, 0, 65536);
+	assert_int_equal(run(t), 0);
+	tio_free(t);
+	/* block status: hole, data, ..., from b's map */
+	t = tio_new(NBD_CMD_BLOCK_STATUS, 0, 1u << 20);
+	assert_int_equal(run(t), 0);
+	assert_true(t->io.n_extents >= 2);
+	assert_int_equal(t->ext[0].length, 4096);
+	assert_int_equal(t->ext[0].flags, NBD_STATE_HOLE | NBD_STATE_ZERO);
+	assert_int_equal(t->ext[1].flags, 0);
+	tio_free(t);
+	/* an error from b's backend comes back as it is */
+	ramdisk_fail_next(RB, -ENOSPC, 1);
+	assert_int_equal(write_at(0, 4096, 1), -ENOSPC);
+	stop();
+}
+
+static void test_out_of_order(void **state)
+{
+	struct tio *t[8];
+
+	(void)state;
+	start();
+	for (unsigned i = 0; i < 8; i++)
+		memset(ramdisk_data(RB, "vb") + i * 65536, (int)i + 1, 65536);
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	for (unsigned i = 0; i < 8; i++) {
+		/* small and big reads mixed */
+		t[i] = tio_new(NBD_CMD_READ, i * 65536, i % 2 ? 65536 : 4096);
+		submit(t[i]);
+	}
+	WAIT(ramdisk_held(RB) == 8);
+	ramdisk_release(RB, true);
+	WAIT(t[0]->calls && t[1]->calls && t[2]->calls && t[3]->calls && t[4]->calls &&
+	     t[5]->calls && t[6]->calls && t[7]->calls);
+	for (unsigned i = 0; i < 8; i++) {
+		uint8_t *b = t[i]->io.buf;
+		assert_int_equal(t[i]->result, 0);
+		assert_int_equal(b[0], i + 1);
+		assert_int_equal(b[t[i]->io.length - 1], i + 1);
+	}
+	/* the newest first: completions came back out of order (t0 and t2
+	 * came back inline, the others by RDMA) */
+	assert_true(t[2]->order < t[0]->order && t[7]->order < t[1]->order);
+	for (unsigned i = 0; i < 8; i++)
+		tio_free(t[i]);
+	stop();
+}
+
+/* Executed, reply lost with the session: sent again, recognised, the
+ * stored result returned, never executed twice. */
+static void dup_after_loss(uint64_t len)
+{
+	struct tio *t;
+	struct proxy_stats sa, sb;
+
+	start();
+	fake_set_filter(CB, filter, NULL);
+	drop_reps = true;
+	t = tio_new(NBD_CMD_WRITE, 0, len);
+	fill(t->io.buf, len, 9);
+	submit(t);
+	WAIT(PB->st.served == 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	loop_run_once(L, 0);
+	assert_int_equal(t->calls, 0); /* its reply was lost */
+	drop_reps = false;
+	cycle_session();
+	WAIT(t->calls);
+	assert_int_equal(t->result, 0);
+	proxy_get_stats(PA, &sa);
+	proxy_get_stats(PB, &sb);
+	assert_int_equal(sa.retries, 1);
+	assert_int_equal(sb.duplicates, 1);
+	assert_int_equal(sb.served, 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	expect_disk(RB, "vb", 0, len, 9);
+	tio_free(t);
+	stop();
+}
+
+static void test_dup_after_loss_inline(void **state)
+{
+	(void)state;
+	dup_after_loss(4096);
+}
+
+static void test_dup_after_loss_slot(void **state)
+{
+	(void)state;
+	dup_after_loss(256 * 1024);
+}
+
+/* Sent again while the first copy still executes: one execution, one
+ * reply once it is done. */
+static void test_dup_while_executing(void **state)
+{
+	struct tio *t;
+
+	(void)state;
+	start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	t = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
+	fill(t->io.buf, 128 * 1024, 4);
+	submit(t);
+	WAIT(ramdisk_held(RB) == 1);
+	cycle_session();
+	WAIT(PB->st.duplicates == 1);
+	assert_int_equal(t->calls, 0);
+	ramdisk_release(RB, false);
+	WAIT(t->calls);
+	assert_int_equal(t->result, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(t->calls, 1);
+	expect_disk(RB, "vb", 0, 128 * 1024, 4);
+	tio_free(t);
+	stop();
+}
+
+/* Lost before it ran (the request, or its data transfer, died with the
+ * session): sent again and executed once. */
+static void test_lost_in_transit(void **state)
+{
+	struct tio *t;
+
+	(void)state;
+	start();
+	/* the request message itself */
+	t = tio_new(NBD_CMD_WRITE, 0, 4096);
+	fill(t->io.buf, 4096, 5);
+	submit(t);
+	cycle_session();
+	WAIT(t->calls);
+	assert_int_equal(t->result, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	tio_free(t);
+	/* its RDMA read of the data: b got the request, the read fails */
+	t = tio_new(NBD_CMD_WRITE, 65536, 65536);
+	fill(t->io.buf, 65536, 6);
+	submit(t);
+	loop_run_once(L, 0); /* delivers the request; b posts its read */
+	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	cycle_session();
+	WAIT(t->calls);
+	assert_int_equal(t->result, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	expect_disk(RB, "vb", 65536, 65536, 6);
+	tio_free(t);
+	stop();
+}
+
+/* A copy of an old write arrives after a newer write to the same place:
+ * it must not run (it would undo the newer one). */
+static void test_forged_old_write(void **state)
+{
+	struct pxm_req m;
+	const char *why;
+	struct tio *t;
+
+	(void)state;
+	start();
+	fake_set_filter(CA, filter, NULL);
+	capture_next_req = true;
+	assert_int_equal(write_at(0, 4096, 1), 0);
+	assert_true(captured_len > 0);
+	assert_int_equal(write_at(0, 4096, 2), 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	/* same port session: answered already, dropped */
+	fake_inject(CB, 0, captured, captured_len);
+	fake_inject(CB, 1, captured, captured_len);
+	expect_disk(RB, "vb", 0, 4096, 2);
+	/* a later session: the stored result, not an execution */
+	cycle_session();
+	WAIT(all_ready(PA));
+	fake_inject(CB, 0, captured, captured_len);
+	fake_inject(CB, 1, captured, captured_len);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	expect_disk(RB, "vb", 0, 4096, 2);
+	assert_true(PB->st.duplicates >= 2);
+	/* older than the table: dropped too */
+	for (unsigned i = 0; i < PX_TABLE + 8; i++) {
+		t = tio_new(NBD_CMD_FLUSH, 0, 0);
+		submit(t);
+		WAIT(t->calls);
+		tio_free(t);
+	}
+	assert_int_equal(px_decode_req(captured, captured_len, &m, &why), 0);
+	fake_inject(CB, 0, captured, captured_len);
+	fake_inject(CB, 1, captured, captured_len);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	expect_disk(RB, "vb", 0, 4096, 2);
+	/* a forged request of another session is refused */
+	uint64_t bad = PB->st.bad_requests;
+	((struct px_req *)(void *)captured)->session ^= 1;
+	fake_inject(CB, 0, captured, captured_len);
+	assert_int_equal(PB->st.bad_requests, bad + 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	stop();
+}
+
+/* The partner is unreachable: requests wait, then fail with EIO at the
+ * deadline; what comes back later is harmless. */
+static void test_deadline(void **state)
+{
+	struct tio *w, *r;
+	uint64_t t0;
+
+	(void)state;
+	start_timeout(200);
+	fake_session_down(CA);
+	WAIT(none_ready(PA));
+	t0 = now_ns();
+	w = tio_new(NBD_CMD_WRITE, 0, 4096);
+	r = tio_new(NBD_CMD_READ, 0, 65536);
+	submit(w);
+	submit(r);
+	WAIT(w->calls && r->calls);
+	assert_true(now_ns() - t0 >= 200000000ull);
+	assert_int_equal(w->result, -EIO);
+	assert_int_equal(r->result, -EIO);
+	assert_int_equal(PA->st.timeouts, 2);
+	assert_int_equal(PA->st.inflight, 0);
+	/* never sent: nothing executes when the session returns */
+	fake_session_up(CA);
+	WAIT(all_ready(PA));
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	tio_free(w);
+	tio_free(r);
+
+	/* sent, not answered in time (b is stuck): EIO; the late answer
+	 * frees what the request held */
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	r = tio_new(NBD_CMD_READ, 0, 65536);
+	submit(r);
+	WAIT(r->calls);
+	assert_int_equal(r->result, -EIO);
+	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	ramdisk_release(RB, false);
+	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	tio_free(r);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+
+	/* sent and lost, then abandoned: after the session returns it is
+	 * asked about (PX_F_NOEXEC) and never executed */
+	fake_set_filter(CA, filter, NULL);
+	drop_reqs = true;
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	submit(w);
+	WAIT(w->calls);
+	assert_int_equal(w->result, -EIO);
+	drop_reqs = false;
+	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	cycle_session();
+	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	tio_free(w);
+	/* the link works as before */
+	assert_int_equal(write_at(0, 4096, 7), 0);
+	expect_disk(RB, "vb", 0, 4096, 7);
+	stop();
+}
+
+/* The session returns before the deadline: the requests complete. */
+static void test_wait_for_session(void **state)
+{
+	struct tio *w, *r;
+
+	(void)state;
+	start();
+	fake_session_down(CA);
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	fill(w->io.buf, 65536, 3);
+	r = tio_new(NBD_CMD_READ, 1u << 20, 4096);
+	memset(ramdisk_data(RB, "vb") + (1u << 20), 0x3c, 4096);
+	submit(w);
+	submit(r);
+	for (int i = 0; i < 20; i++)
+		loop_run_once(L, 1000000);
+	assert_true(w->calls == 0 && r->calls == 0);
+	fake_session_up(CA);
+	WAIT(w->calls && r->calls);
+	assert_int_equal(w->result, 0);
+	assert_int_equal(r->result, 0);
+	expect_disk(RB, "vb", 0, 65536, 3);
+	assert_memory_equal(r->io.buf, ramdisk_data(RB, "vb") + (1u << 20), 4096);
+	tio_free(w);
+	tio_free(r);
+	stop();
+}
+
+/* The partner restarts (a new process: new session, new table, new ids):
+ * requests in flight there are sent again and run on the new one. */
+static void test_partner_restart(void **state)
+{
+	struct proxy_opts ob = opts_for("b", NULL, 5000);
+	struct tio *w;
+
+	(void)state;
+	start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	fill(w->io.buf, 65536, 8);
+	submit(w);
+	WAIT(ramdisk_held(RB) == 1);
+	/* b dies after executing it, before answering */
+	fake_session_down(CA);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	proxy_destroy(PB);
+	fake_new_generation(CB);
+	ob.local_ctx = RB;
+	assert_int_equal(proxy_create(L, CB, &ob, &PB), 0);
+	fake_session_up(CA);
+	WAIT(w->calls);
+	assert_int_equal(w->result, 0);
+	expect_disk(RB, "vb", 0, 65536, 8);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	tio_free(w);
+	stop();
+}
+
+/* Takeover: the partner's volume is served locally from now on, waiting
+ * commands included; giveback forwards again. */
+static void test_route_local(void **state)
+{
+	struct tio *w, *r;
+
+	(void)state;
+	start();
+	assert_int_equal(ramdisk_create(L, &RL), 0);
+	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	fake_session_down(CA);
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	fill(w->io.buf, 65536, 11);
+	submit(w);
+	loop_run_once(L, 0);
+	assert_int_equal(w->calls, 0);
+	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
+	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), -EEXIST);
+	WAIT(w->calls);
+	assert_int_equal(w->result, 0);
+	expect_disk(RL, "vb", 0, 65536, 11);
+	r = tio_new(NBD_CMD_READ, 0, 65536);
+	assert_int_equal(run(r), 0);
+	assert_memory_equal(r->io.buf, ramdisk_data(RL, "vb"), 65536);
+	assert_int_equal(PA->st.local, 2);
+	assert_true(listed("vb"));
+	/* giveback */
+	assert_int_equal(proxy_route_partner(PA, "vb"), 0);
+	assert_int_equal(proxy_route_partner(PA, "vb"), -ENOENT);
+	fake_session_up(CA);
+	assert_int_equal(write_at(0, 4096, 12), 0);
+	expect_disk(RB, "vb", 0, 4096, 12);
+	tio_free(w);
+	tio_free(r);
+	stop();
+}
+
+/* A hostile or broken partner: every bad message is refused, nothing
+ * crashes, requests it garbles fail with EIO instead of hanging. */
+static void test_hostile_partner(void **state)
+{
+	uint8_t buf[CCM_MSG_MAX];
+	struct pxm_rep p = {0};
+	struct pxm_req q = {0};
+	struct tio *r;
+	size_t len;
+	uint64_t before;
+
+	(void)state;
+	start();
+	/* garbage both ways */
+	memset(buf, 0x5a, sizeof(buf));
+	fake_inject(CA, 0, buf, 100);
+	fake_inject(CB, 0, buf, 100);
+	fake_inject(CA, 1, buf, 0);
+	/* replies to nothing, of another session */
+	p.session = PA->session;
+	p.seq = 999;
+	len = px_encode_rep(buf, &p);
+	fake_inject(CA, 0, buf, len);
+	p.session = 1;
+	len = px_encode_rep(buf, &p);
+	before = PA->st.bad_replies;
+	fake_inject(CA, 0, buf, len);
+	assert_int_equal(PA->st.bad_replies, before + 1);
+	/* a reply with the wrong length for a request in flight: EIO */
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	r = tio_new(NBD_CMD_READ, 0, 4096);
+	submit(r);
+	WAIT(ramdisk_held(RB) == 1);
+	{
+		struct preq *pr = PA->outstanding[(PA->next_seq - 1) & PX_TABLE_MASK];
+		assert_non_null(pr);
+		p.session = PA->session;
+		p.seq = pr->seq;
+		p.flags = PX_F_INLINE;
+		p.length = 100;
+		len = px_encode_rep(buf, &p);
+		fake_inject(CA, pr->port->idx, buf, len + 100);
+	}
+	WAIT(r->calls);
+	assert_int_equal(r->result, -EIO);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	tio_free(r);
+	/* requests with bad fields: refused with an error, no RDMA, no I/O */
+	before = fake_ops(CB);
+	q.session = PB->ports[0].fsession;
+	q.seq = 1u << 30;
+	q.cmd = NBD_CMD_WRITE;
+	q.length = 65536;
+	q.data_off = (uint64_t)PA->ports[0].half; /* outside a's data area */
+	q.vol = PB->svols->id;
+	len = px_encode_req(buf, &q, NULL);
+	fake_inject(CB, 0, buf, len);
+	q.seq++;
+	q.data_off = 0;
+	q.vol = 12345; /* unknown volume */
+	len = px_encode_req(buf, &q, NULL);
+	fake_inject(CB, 0, buf, len);
+	q.seq++;
+	q.vol = PB->svols->id;
+	q.offset = VOL_SIZE; /* beyond the volume */
+	len = px_encode_req(buf, &q, NULL);
+	fake_inject(CB, 0, buf, len);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(fake_ops(CB), before);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	assert_true(PB->st.bad_requests >= 3);
+	/* a bad volume list is refused, the old one kept */
+	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
+	memset(buf + sizeof(struct px_vols), 0xee, sizeof(struct px_vol));
+	fake_inject(CA, 0, buf, len);
+	assert_true(listed("vb"));
+	/* and everything still works */
+	assert_int_equal(write_at(0, 65536, 13), 0);
+	expect_disk(RB, "vb", 0, 65536, 13);
+	stop();
+}
+
+/* A small channel window: requests and replies wait for room. */
+static void test_flow_control(void **state)
+{
+	struct tio *t[64];
+
+	(void)state;
+	start();
+	fake_set_window(CA, 2);
+	fake_set_window(CB, 2);
+	for (unsigned i = 0; i < 64; i++) {
+		t[i] = tio_new(i % 2 ? NBD_CMD_READ : NBD_CMD_WRITE, i * 65536ull,
+			       i % 4 < 2 ? 4096 : 65536);
+		if (t[i]->io.type == NBD_CMD_WRITE)
+			fill(t[i]->io.buf, t[i]->io.length, i);
+		submit(t[i]);
+	}
+	for (unsigned i = 0; i < 64; i++) {
+		WAIT(t[i]->calls);
+		assert_int_equal(t[i]->result, 0);
+	}
+	for (unsigned i = 0; i < 64; i += 2)
+		expect_disk(RB, "vb", i * 65536ull, t[i]->io.length, i);
+	for (unsigned i = 0; i < 64; i++)
+		tio_free(t[i]);
+	stop();
+}
+
+/* The requests of one loop turn share a message, and so do the replies. */
+static void test_batching(void **state)
+{
+	struct tio *t[32];
+	uint64_t sent;
+
+	(void)state;
+	start();
+	sent = fake_msgs_sent(CA);
+	for (unsigned i = 0; i < 32; i++) {
+		t[i] = tio_new(i % 2 ? NBD_CMD_READ : NBD_CMD_WRITE, i * 4096ull, 4096);
+		submit(t[i]);
+	}
+	for (unsigned i = 0; i < 32; i++) {
+		WAIT(t[i]->calls);
+		assert_int_equal(t[i]->result, 0);
+	}
+	/* 16 inline writes of 4 KiB take 6 messages, the reads one */
+	assert_true(fake_msgs_sent(CA) - sent <= 8);
+	assert_true(fake_msgs_sent(CB) < 32);
+	for (unsigned i = 0; i < 32; i++)
+		tio_free(t[i]);
+	stop();
+}
+
+/* The server answers small reads inline when asked (the forwarder asks
+ * while few requests are in flight, see PX_READ_INLINE_LOAD). */
+static void test_inline_read_reply(void **state)
+{
+	uint8_t buf[256];
+	struct pxm_req q = {0};
+	struct pxm_rep r;
+	const char *why;
+	size_t len;
+
+	(void)state;
+	start();
+	fake_set_filter(CB, filter, NULL);
+	memset(ramdisk_data(RB, "vb") + 8192, 0x6e, 512);
+	q.flags = PX_F_INLINE;
+	q.session = PA->session;
+	q.seq = 1u << 20;
+	q.cmd = NBD_CMD_READ;
+	q.offset = 8192;
+	q.length = 512;
+	q.vol = PB->svols->id;
+	for (struct svol *v = PB->svols; v; v = v->next)
+		if (strcmp(v->name, "vb") == 0)
+			q.vol = v->id;
+	len = px_encode_req(buf, &q, NULL);
+	capture_next_rep = true;
+	fake_inject(CB, 0, buf, len);
+	WAIT(!capture_next_rep);
+	assert_int_equal(px_decode_rep(captured_rep, captured_rep_len, &r, &why), 0);
+	assert_true(r.result == 0 && (r.flags & PX_F_INLINE) && r.length == 512 && r.seq == q.seq);
+	assert_int_equal(r.data[0], 0x6e);
+	assert_int_equal(r.data[511], 0x6e);
+	stop();
+}
+
+static void test_status_json(void **state)
+{
+	struct json_object *root = json_object_new_object(), *arr = json_object_new_array();
+	struct json_object *px, *v, *x;
+
+	(void)state;
+	start();
+	assert_int_equal(write_at(0, 4096, 1), 0);
+	assert_int_equal(proxy_status_to_json(PA, root), 0);
+	assert_true(json_object_object_get_ex(root, "proxy", &px));
+	assert_true(json_object_object_get_ex(px, "state", &x));
+	assert_string_equal(json_object_get_string(x), "up");
+	assert_true(json_object_object_get_ex(px, "commands", &x));
+	assert_int_equal(json_object_get_int64(x), 1);
+	assert_true(json_object_object_get_ex(px, "bytes_written", &x));
+	assert_int_equal(json_object_get_int64(x), 4096);
+	assert_true(json_object_object_get_ex(px, "retries", &x));
+	assert_true(json_object_object_get_ex(px, "errors", &x));
+	assert_int_equal(proxy_volumes_to_json(PA, arr), 0);
+	assert_int_equal(json_object_array_length(arr), 2);
+	v = json_object_array_get_idx(arr, 0);
+	assert_true(json_object_object_get_ex(v, "port", &x));
+	assert_string_equal(json_object_get_string(x), "proxy");
+	assert_true(json_object_object_get_ex(v, "served_by", &x));
+	assert_string_equal(json_object_get_string(x), "b");
+	assert_true(json_object_object_get_ex(v, "owner", &x));
+	assert_string_equal(json_object_get_string(x), "b");
+	json_object_put(root);
+	json_object_put(arr);
+	stop();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_wire_roundtrip),
+	    cmocka_unit_test(test_wire_rejects),
+	    cmocka_unit_test(test_pmem),
+	    cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_list_open),
+	    cmocka_unit_test(test_read_write),
+	    cmocka_unit_test(test_other_commands),
+	    cmocka_unit_test(test_out_of_order),
+	    cmocka_unit_test(test_dup_after_loss_inline),
+	    cmocka_unit_test(test_dup_after_loss_slot),
+	    cmocka_unit_test(test_dup_while_executing),
+	    cmocka_unit_test(test_lost_in_transit),
+	    cmocka_unit_test(test_forged_old_write),
+	    cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_wait_for_session),
+	    cmocka_unit_test(test_partner_restart),
+	    cmocka_unit_test(test_route_local),
+	    cmocka_unit_test(test_hostile_partner),
+	    cmocka_unit_test(test_flow_control),
+	    cmocka_unit_test(test_batching),
+	    cmocka_unit_test(test_inline_read_reply),
+	    cmocka_unit_test(test_status_json),
+	};
+
+	log_set_level(getenv("PROXY_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
