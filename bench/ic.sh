@@ -33,10 +33,8 @@
 # --quick     fewer iterations (a smoke run, numbers not for the docs)
 #
 # Env: IC_PORT_BASE (29000; uses BASE..BASE+19), IC_PROVIDER (tcp;ofi_rxm,
-# loopback), IC_NS_PROVIDER (net;ofi_rxm in namespaces: tcp;ofi_rxm crashes
-# in fi_av_remove/fi_close when an interface goes down, docs/CCM.md "Known
-# problems"), IC_AV_REMOVE_CLEANUP (0 in namespaces, same reason; 1 shows
-# the crash), RATE (200mbit), TRIALS (10), FO_TUNED ("10 50":
+# loopback), IC_NS_PROVIDER (tcp;ofi_rxm, namespaces), RATE (200mbit),
+# TRIALS (10), FO_TUNED ("10 50":
 # heartbeat_ms link_deadline_ms), IC_LOG_LEVEL (warn), IC_B_ARGS (more
 # options for the passive node b in namespaces, e.g. "--stats-ms 5" to see
 # its reactor stalls as gaps between its stats lines), KEEP=1 keeps the
@@ -64,7 +62,7 @@ IC=$BUILD/bench/ic_bench
 FIRAW=$BUILD/bench/fi_raw
 BASE=${IC_PORT_BASE:-29000}
 PROV=${IC_PROVIDER:-tcp;ofi_rxm}
-NSPROV=${IC_NS_PROVIDER:-net;ofi_rxm}
+NSPROV=${IC_NS_PROVIDER:-tcp;ofi_rxm}
 RATE=${RATE:-200mbit}
 TRIALS=${TRIALS:-10}
 read -r FO_HB FO_DL <<<"${FO_TUNED:-10 50}"
@@ -256,9 +254,6 @@ ns_conf() {
 ns_run() {
 	local name=$1
 	shift
-	# libfabric 1.17 rxm crashes in fi_av_remove when src/fabric re-arms a
-	# peer after ENETUNREACH with cleanup on (docs/CCM.md, Known problems).
-	export FI_AV_REMOVE_CLEANUP=${IC_AV_REMOVE_CLEANUP:-0}
 	# shellcheck disable=SC2086
 	pair "$name" ip netns exec "$NSB" "$IC" node --config "$W/b.conf" --load none "${@:2}" ${IC_B_ARGS:-} --- \
 		ip netns exec "$NSA" "$IC" node --config "$W/a.conf" --load "$@"

@@ -820,6 +820,8 @@ static int run_node(struct bench *b, const char *config)
 		b->exit_rc = 1;
 	if (b->load == LOAD_FAILOVER && b->phase != FO_DONE)
 		b->exit_rc = 1;
+	if (b->load == LOAD_FAILOVER)
+		close(b->ifsock);
 
 	/* Orderly goodbye; the loop sleeps from here on. */
 	b->spin = false;
