@@ -126,7 +126,7 @@ echo "# load before: $(uptime | sed 's/.*load average/load average/')"
 # ending first is an error (A is stopped); after A, B is stopped with TERM
 # and must exit 0. Returns 0 when both did.
 pair() {
-	local name=$1 bcmd=() done="" rc=0 brc=0
+	local name=$1 bcmd=() first="" rc=0 brc=0
 	shift
 	while [ "$1" != --- ]; do bcmd+=("$1"); shift; done
 	shift
@@ -135,8 +135,8 @@ pair() {
 	timeout 600 "$@" >"$W/$name.out" 2>"$W/$name-a.err" &
 	local ap=$!
 	PIDS=("$ap" "$bp")
-	wait -n -p done "$ap" "$bp" || rc=$?
-	if [ "$done" = "$bp" ]; then
+	wait -n -p first "$ap" "$bp" || rc=$?
+	if [ "$first" = "$bp" ]; then
 		echo "$name: partner b exited first (status $rc):"
 		tail -n 5 "$W/$name-b.err"
 		kill -TERM "$ap" 2>/dev/null
