@@ -33,11 +33,12 @@
 # --quick     fewer iterations (a smoke run, numbers not for the docs)
 #
 # Env: IC_PORT_BASE (29000; uses BASE..BASE+19), IC_PROVIDER (tcp;ofi_rxm,
-# loopback), IC_NS_PROVIDER (net;ofi_rxm in namespaces: tcp;ofi_rxm crashes
-# in fi_av_remove/fi_close when an interface goes down, docs/CCM.md "Known
-# problems"), IC_AV_REMOVE_CLEANUP (0 in namespaces, same reason; 1 shows
-# the crash), RATE (200mbit), TRIALS (10), FO_TUNED ("10 50":
-# heartbeat_ms link_deadline_ms), KEEP=1 keeps the work dir.
+# loopback), IC_NS_PROVIDER (tcp;ofi_rxm, namespaces), RATE (200mbit),
+# TRIALS (10), FO_TUNED ("10 50":
+# heartbeat_ms link_deadline_ms), IC_LOG_LEVEL (warn), IC_B_ARGS (more
+# options for the passive node b in namespaces, e.g. "--stats-ms 5" to see
+# its reactor stalls as gaps between its stats lines), KEEP=1 keeps the
+# work dir.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,7 +62,7 @@ IC=$BUILD/bench/ic_bench
 FIRAW=$BUILD/bench/fi_raw
 BASE=${IC_PORT_BASE:-29000}
 PROV=${IC_PROVIDER:-tcp;ofi_rxm}
-NSPROV=${IC_NS_PROVIDER:-net;ofi_rxm}
+NSPROV=${IC_NS_PROVIDER:-tcp;ofi_rxm}
 RATE=${RATE:-200mbit}
 TRIALS=${TRIALS:-10}
 read -r FO_HB FO_DL <<<"${FO_TUNED:-10 50}"
@@ -103,7 +104,7 @@ conf() {
 	shift 3
 	{
 		printf '[node]\nid = %s\nshelf = %s/%s-shelf\ncontrol = %s/%s.sock\n' "$n" "$W" "$n" "$W" "$n"
-		printf 'log_level = warn\n[nbd]\nlisten = 127.0.0.1:1\n[ic]\n'
+		printf 'log_level = %s\n[nbd]\nlisten = 127.0.0.1:1\n[ic]\n' "${IC_LOG_LEVEL:-warn}"
 		printf 'provider = %s\npartner = %s\ncluster_id = icbench\nsecret_file = %s/secret\n' \
 			"$prov" "$p" "$W"
 		local l
@@ -118,6 +119,39 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 == 0) print "n/a"; else printf
 
 echo "# bench/ic.sh $(date -u '+%F %T') UTC, $(nproc) cpus, rounds=$ROUNDS, provider $PROV (loopback), $NSPROV (namespaces)"
 echo "# load before: $(uptime | sed 's/.*load average/load average/')"
+
+# pair NAME B-CMD... --- A-CMD...: start B (the passive partner), then A
+# (the measuring side, at most 600 s); $W/NAME.out gets A's stdout,
+# $W/NAME-{a,b}.err their logs. Whichever ends first is noticed at once: B
+# ending first is an error (A is stopped); after A, B is stopped with TERM
+# and must exit 0. Returns 0 when both did.
+pair() {
+	local name=$1 bcmd=() first="" rc=0 brc=0
+	shift
+	while [ "$1" != --- ]; do bcmd+=("$1"); shift; done
+	shift
+	"${bcmd[@]}" >"$W/$name-b.out" 2>"$W/$name-b.err" &
+	local bp=$!
+	timeout 600 "$@" >"$W/$name.out" 2>"$W/$name-a.err" &
+	local ap=$!
+	PIDS=("$ap" "$bp")
+	wait -n -p first "$ap" "$bp" || rc=$?
+	if [ "$first" = "$bp" ]; then
+		echo "$name: partner b exited first (status $rc):"
+		tail -n 5 "$W/$name-b.err"
+		kill -TERM "$ap" 2>/dev/null
+		wait "$ap" 2>/dev/null
+		rc=1
+	else
+		[ $rc = 0 ] || { echo "$name: run failed (status $rc):"; tail -n 8 "$W/$name-a.err"; }
+		kill -TERM "$bp" 2>/dev/null
+		wait "$bp" || brc=$?
+		[ $brc = 0 ] || { echo "$name: partner b exited with status $brc:"; tail -n 5 "$W/$name-b.err"; rc=1; }
+	fi
+	PIDS=()
+	[ $rc = 0 ] || FAILED=1
+	return $rc
+}
 
 # ---------------------------------------------------------------- handshake
 if want handshake; then
@@ -150,27 +184,15 @@ if want lat; then
 	echo
 	echo "## 4 KiB write, delivery complete, one in flight, loopback, $ITERS iterations x $ROUNDS rounds (medians of the rounds' p50/p99, us)"
 	: >"$W/lat.out"
-	ccm_lat() { # spin-flag
-		"$IC" node --config "$W/b.conf" --load none $1 >/dev/null 2>"$W/lat-b.err" &
-		local bp=$!
-		PIDS+=("$bp")
-		timeout 300 "$IC" node --config "$W/a.conf" --load lat --iters "$ITERS" $1 \
-			2>"$W/lat-a.err" | sed "s/^metric=ccm_write_dc_lat/metric=ccm_write_dc_lat_${2}/" >>"$W/lat.out" ||
-			{ echo "ccm latency run failed:"; tail -n 5 "$W/lat-a.err"; FAILED=1; }
-		kill -TERM "$bp" 2>/dev/null
-		wait "$bp" || { echo "partner b exited with an error:"; tail -n 5 "$W/lat-b.err"; FAILED=1; }
-		PIDS=()
+	ccm_lat() { # spin-flag wait-name
+		pair "lat-ccm-$2" "$IC" node --config "$W/b.conf" --load none $1 --- \
+			"$IC" node --config "$W/a.conf" --load lat --iters "$ITERS" $1 &&
+			sed -n "s/^metric=ccm_write_dc_lat/metric=ccm_write_dc_lat_$2/p" "$W/lat-ccm-$2.out" >>"$W/lat.out"
 	}
 	fab_lat() { # spin-flag wait-name: the bare src/fabric link, same loop
-		"$IC" fabnode --config "$W/b.conf" $1 >/dev/null 2>"$W/fab-b.err" &
-		local bp=$!
-		PIDS+=("$bp")
-		timeout 300 "$IC" fabnode --config "$W/a.conf" --load lat --iters "$ITERS" $1 \
-			2>"$W/fab-a.err" | grep '^metric=' | sed "s/^metric=fab_write_dc_lat/metric=fab_write_dc_lat_${2}/" >>"$W/lat.out" ||
-			{ echo "fabric latency run failed:"; tail -n 5 "$W/fab-a.err"; FAILED=1; }
-		kill -TERM "$bp" 2>/dev/null
-		wait "$bp" 2>/dev/null
-		PIDS=()
+		pair "lat-fab-$2" "$IC" fabnode --config "$W/b.conf" $1 --- \
+			"$IC" fabnode --config "$W/a.conf" --load lat --iters "$ITERS" $1 &&
+			sed -n "s/^metric=fab_write_dc_lat/metric=fab_write_dc_lat_$2/p" "$W/lat-fab-$2.out" >>"$W/lat.out"
 	}
 	for ((r = 0; r < ROUNDS; r++)); do
 		"$FIRAW" --port $((BASE + 4)) --iters "$ITERS" --mode fi_lat_wait >>"$W/lat.out" 2>>"$W/lat.err" || FAILED=1
@@ -227,24 +249,14 @@ ns_conf() {
 	conf b a "$NSPROV" "${lb[@]}" "$@"
 }
 
-# ns_run OUT LOAD-ARGS...: b passive in NSB, a with the load in NSA; a's stdout to OUT
+# ns_run NAME LOAD-ARGS...: b passive in NSB, a with the load in NSA
+# ($W/NAME.out is a's output).
 ns_run() {
-	local out=$1 rc=0
+	local name=$1
 	shift
-	# libfabric 1.17 rxm crashes in fi_av_remove when src/fabric re-arms a
-	# peer after ENETUNREACH with cleanup on (docs/CCM.md, Known problems).
-	export FI_AV_REMOVE_CLEANUP=${IC_AV_REMOVE_CLEANUP:-0}
-	ip netns exec "$NSB" "$IC" node --config "$W/b.conf" --load none "${@:2}" >/dev/null 2>"${out%.out}-b.err" &
-	local bp=$!
-	PIDS+=("$bp")
-	timeout 600 ip netns exec "$NSA" "$IC" node --config "$W/a.conf" --load "$@" >"$out" 2>"${out%.out}-a.err" || rc=$?
-	kill -TERM "$bp" 2>/dev/null
-	wait "$bp" || { echo "partner b exited with an error:"; tail -n 5 "${out%.out}-b.err"; rc=1; }
-	PIDS=()
-	if [ $rc != 0 ]; then
-		echo "run failed ($*):"; tail -n 8 "${out%.out}-a.err"; FAILED=1
-	fi
-	return $rc
+	# shellcheck disable=SC2086
+	pair "$name" ip netns exec "$NSB" "$IC" node --config "$W/b.conf" --load none "${@:2}" ${IC_B_ARGS:-} --- \
+		ip netns exec "$NSA" "$IC" node --config "$W/a.conf" --load "$@"
 }
 
 if want bw || want failover; then
@@ -271,10 +283,10 @@ if want bw; then
 		for q in $BW_INFLIGHT; do
 			for n in 1 2; do
 				ns_conf $n
-				f=$W/bw-$q-$n-$r
-				ns_run "$f.out" stream --ports 2 --inflight "$q" --size 64K --duration "$BW_SECS" &&
-					grep '^metric=ccm_stream' "$f.out" |
-					sed "s/^/q=$q links=$n flaps=$(grep -c 'link ic[0-9] down' "$f-a.err") /" >>"$W/bw.out"
+				f=bw-$q-$n-$r
+				ns_run "$f" stream --ports 2 --inflight "$q" --size 64K --duration "$BW_SECS" &&
+					grep '^metric=ccm_stream' "$W/$f.out" |
+					sed "s/^/q=$q links=$n flaps=$(grep -c 'link ic[0-9] down' "$W/$f-a.err") /" >>"$W/bw.out"
 			done
 		done
 	done
@@ -296,15 +308,15 @@ fi
 if want failover; then
 	echo
 	echo "## link failover: 2 links, stream of 4 KiB delivered writes (16 in flight), ic1 set down in a's namespace, $TRIALS trials (ms)"
-	echo "| heartbeat / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors |"
-	echo "|---|---|---|---|---|---|"
+	echo "| heartbeat / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors | times no link was left (a / b) |"
+	echo "|---|---|---|---|---|---|---|"
 	for cfg in "20 100" "$FO_HB $FO_DL"; do
 		read -r hb dl <<<"$cfg"
 		ns_conf 2 "heartbeat_ms = $hb" "link_deadline_ms = $dl"
-		if ns_run "$W/fo-$hb.out" failover --inflight 16 --size 4K --trials "$TRIALS" \
+		if ns_run "fo-$hb" failover --inflight 16 --size 4K --trials "$TRIALS" \
 			--cut-link ic1 --cut-if "ia1-$TAG"; then
 			M=$(grep '^metric=ccm_failover' "$W/fo-$hb.out")
-			echo "| $hb / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) |"
+			echo "| $hb / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) | $(grep -c 'no link left' "$W/fo-$hb-a.err") / $(grep -c 'no link left' "$W/fo-$hb-b.err") |"
 			grep '^trial=' "$W/fo-$hb.out" | sed "s/^/    $hb\/$dl /" >>"$W/fo-trials.txt"
 		fi
 	done

@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -433,8 +434,15 @@ static void stats_tick(struct loop_timer *t)
 	struct bench *b = t->arg;
 	struct ccm_status st;
 
+	struct timespec ts;
+	struct tm tm;
+
+	/* Wall clock as in the logs, to line stalls up with log lines. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
 	ccm_get_status(b->ccm, &st);
-	printf("stats t_ms=%.0f state=%s ops=%" PRIu64 " errors=%" PRIu64,
+	printf("stats %02d:%02d:%02d.%03ld t_ms=%.0f state=%s ops=%" PRIu64 " errors=%" PRIu64,
+	       tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
 	       ms_since(b->t_main, now_ns()), ccm_session_state_str(st.state), b->ops, b->errors);
 	for (unsigned i = 0; i < st.n_links; i++)
 		printf(" %s=%s/%" PRIu64 "/%" PRIu64, st.links[i].name,
@@ -812,6 +820,8 @@ static int run_node(struct bench *b, const char *config)
 		b->exit_rc = 1;
 	if (b->load == LOAD_FAILOVER && b->phase != FO_DONE)
 		b->exit_rc = 1;
+	if (b->load == LOAD_FAILOVER)
+		close(b->ifsock);
 
 	/* Orderly goodbye; the loop sleeps from here on. */
 	b->spin = false;

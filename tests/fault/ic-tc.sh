@@ -13,10 +13,8 @@
 #   4. the rule removed: ic1 comes back and carries traffic again.
 # Every step polls for its condition with a deadline. Needs root, tc, nft
 # and jq (exit 77 otherwise). Namespaces and processes are always removed.
-#
-# Provider net;ofi_rxm and FI_AV_REMOVE_CLEANUP=0 as in
-# tests/ccm/failover-netns.sh (libfabric 1.17 crashes otherwise, docs/CCM.md
-# "Known problems"); override with IC_TC_PROVIDER / FI_AV_REMOVE_CLEANUP.
+# The provider is the default, tcp;ofi_rxm (IC_TC_PROVIDER overrides), the
+# slow rate 40mbit (IC_TC_RATE).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -27,8 +25,7 @@ CLIENT=$BUILD/tests/ccm/ccm-client
 
 # Under ASan: libfabric's own leaks are not ours.
 export LSAN_OPTIONS="suppressions=$REPO_ROOT/tests/ccm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-export FI_AV_REMOVE_CLEANUP=${FI_AV_REMOVE_CLEANUP:-0}
-PROVIDER=${IC_TC_PROVIDER:-net;ofi_rxm}
+PROVIDER=${IC_TC_PROVIDER:-tcp;ofi_rxm}
 SLOW_RATE=${IC_TC_RATE:-40mbit}
 
 TAG=$$
