@@ -2,32 +2,40 @@
 """Timestamped NBD write load for bench/failover.sh and scripts/demo.sh.
 
     ackclient.py write --port P --export NAME --log FILE [--blocks N] [--bs B]
-                       [--qd Q] [--rate IOPS] [--stop-file F] [--seconds S]
-    ackclient.py gap   --log FILE --from T0 [--to T1]
+                       [--offset BYTES] [--qd Q] [--rate IOPS] [--stop-file F]
+                       [--seconds S]
+    ackclient.py gap   --log FILE --from T0 [--to T1 [--inside]]
     ackclient.py check --log FILE[,FILE...] --port P --export NAME [--bs B]
+                       [--offset BYTES]
+    ackclient.py sum   --port P --export NAME --length BYTES [--offset BYTES]
 
 write: one NBD connection (fixed newstyle, NBD_OPT_GO, simple replies), Q
-WRITEs of one block in flight, each to a random block among N (never two in
-flight on one block), each block filled with a pattern unique to the write
+WRITEs of one block in flight, each to a random block among N from OFFSET
+(never two in flight on one block), each block filled with a pattern unique to the write
 (run id, write id, block). The log gets "R run" first, then "S block id"
 before a write is sent and "A block id T" when its success reply arrives (T:
 wall clock, seconds since the epoch with microseconds, the clock of duetd's
-log lines), "E block id errno T" for an error reply. Runs until the stop file
+log lines), "E block id errno T" for an error reply; the log is flushed
+at the first acknowledgement and then every 100 ms. Runs until the stop file
 exists or S seconds pass, then drains and disconnects. A broken connection
 ends it with exit status 1. Last stdout line: "acked=N errors=N sent=N".
 
 gap: the largest pause between two consecutive acknowledgements that ends
 after T0 (and, with --to, starts before T1); the pause that straddles T0
-counts from the last acknowledgement before it. Prints
+counts from the last acknowledgement before it. With --inside, only pauses
+that start at or after T0 and end at or before T1 count. Prints
 "gap_ms=G start=S end=E resume_ms=R acks=N" where R = E - T0 in ms.
 
 check: reads every block the logs name and checks that it holds its last
 acknowledged write, or a write sent after that one and never acknowledged.
 Prints "checked=N acked=N lost=N"; exit status 1 when lost > 0 (the first
 lost blocks are listed on stderr).
+
+sum: prints the SHA-256 of LENGTH bytes of the export from OFFSET.
 """
 
 import argparse
+import hashlib
 import os
 import random
 import socket
@@ -96,7 +104,7 @@ def cmd_write(a):
     cv = threading.Condition()
     inflight = {}  # handle -> block
     busy = set()
-    st = {"acked": 0, "errors": 0, "sent": 0, "dead": None, "closing": False}
+    st = {"acked": 0, "errors": 0, "sent": 0, "dead": None, "closing": False, "flushed": 0.0}
 
     def receiver():
         try:
@@ -111,6 +119,9 @@ def cmd_write(a):
                     if err == 0:
                         log.write("A %d %d %.6f\n" % (block, handle, t))
                         st["acked"] += 1
+                        if t - st["flushed"] >= 0.1:
+                            log.flush()  # a waiting script sees progress
+                            st["flushed"] = t
                     else:
                         log.write("E %d %d %d %.6f\n" % (block, handle, err, t))
                         st["errors"] += 1
@@ -152,7 +163,7 @@ def cmd_write(a):
             log.write("S %d %d\n" % (block, wid))
             st["sent"] += 1
         try:
-            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_WRITE, wid, block * a.bs, a.bs) +
+            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_WRITE, wid, a.offset + block * a.bs, a.bs) +
                          fill(a.bs, run, wid, block))
         except OSError as e:
             with cv:
@@ -187,12 +198,13 @@ def ack_times(path):
 def cmd_gap(a):
     ts = ack_times(a.log)
     best = None
-    prev = None
-    for t in ts:
-        if prev is not None and t > a.t_from and (a.t_to is None or prev < a.t_to):
-            if best is None or t - prev > best[1] - best[0]:
-                best = (prev, t)
-        prev = t
+    for prev, t in zip(ts, ts[1:]):
+        if a.inside:
+            ok = prev >= a.t_from and t <= a.t_to
+        else:
+            ok = t > a.t_from and (a.t_to is None or prev < a.t_to)
+        if ok and (best is None or t - prev > best[1] - best[0]):
+            best = (prev, t)
     if best is None:
         print("gap_ms=- start=- end=- resume_ms=- acks=%d" % len(ts))
         return 1
@@ -230,7 +242,7 @@ def parse_logs(paths):
     return state, acks
 
 
-def read_blocks(port, export, blocks, bs):
+def read_blocks(port, export, blocks, bs, offset):
     sock = nbd_connect(port, export)
     out = {}
     todo = sorted(blocks)
@@ -241,7 +253,7 @@ def read_blocks(port, export, blocks, bs):
             b = todo[i]
             i += 1
             pending[b + 1] = b
-            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, b + 1, b * bs, bs))
+            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, b + 1, offset + b * bs, bs))
         magic, err, handle = REPLY.unpack(recv_exact(sock, REPLY.size))
         if magic != SIMPLE_REPLY_MAGIC or err:
             raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
@@ -260,7 +272,7 @@ def decode(data, bs):
 
 def cmd_check(a):
     state, acks = parse_logs(a.log)
-    data = read_blocks(a.port, a.export, list(state), a.bs)
+    data = read_blocks(a.port, a.export, list(state), a.bs, a.offset)
     lost = 0
     for b in sorted(state):
         last, pending = state[b]
@@ -275,6 +287,25 @@ def cmd_check(a):
     return 1 if lost else 0
 
 
+def cmd_sum(a):
+    sock = nbd_connect(a.port, a.export)
+    h = hashlib.sha256()
+    chunk = 1 << 20
+    pos, end = a.offset, a.offset + a.length
+    while pos < end:
+        n = min(chunk, end - pos)
+        sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, 1, pos, n))
+        magic, err, _ = REPLY.unpack(recv_exact(sock, REPLY.size))
+        if magic != SIMPLE_REPLY_MAGIC or err:
+            raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
+        h.update(recv_exact(sock, n))
+        pos += n
+    sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
+    sock.close()
+    print(h.hexdigest())
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -284,6 +315,7 @@ def main():
     w.add_argument("--log", required=True)
     w.add_argument("--blocks", type=int, default=4096)
     w.add_argument("--bs", type=int, default=4096)
+    w.add_argument("--offset", type=int, default=0)
     w.add_argument("--qd", type=int, default=8)
     w.add_argument("--rate", type=float, default=0)
     w.add_argument("--seconds", type=float, default=0)
@@ -292,13 +324,22 @@ def main():
     g.add_argument("--log", required=True)
     g.add_argument("--from", dest="t_from", type=float, required=True)
     g.add_argument("--to", dest="t_to", type=float)
+    g.add_argument("--inside", action="store_true")
     c = sub.add_parser("check")
     c.add_argument("--log", required=True)
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--export", required=True)
     c.add_argument("--bs", type=int, default=4096)
+    c.add_argument("--offset", type=int, default=0)
+    m = sub.add_parser("sum")
+    m.add_argument("--port", type=int, required=True)
+    m.add_argument("--export", required=True)
+    m.add_argument("--length", type=int, required=True)
+    m.add_argument("--offset", type=int, default=0)
     a = p.parse_args()
-    return {"write": cmd_write, "gap": cmd_gap, "check": cmd_check}[a.cmd](a)
+    if a.cmd == "gap" and a.inside and a.t_to is None:
+        p.error("--inside needs --to")
+    return {"write": cmd_write, "gap": cmd_gap, "check": cmd_check, "sum": cmd_sum}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: start a local duet pair in ./demo and drive it with real NBD
-# clients. The pair is left running; `make demo-stop` ends it.
+# clients; then kill node a under a client's writes, watch node b take over,
+# restart a and give its volume back, checking the data at each step. The
+# pair is left running; `make demo-stop` ends it.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +22,47 @@ P=${DUET_DEMO_PORT:-10809}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+say() { printf '%s\n' "$*"; }
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
+ctl() {
+	local n=$1
+	shift
+	"$build/tools/duetctl" --socket "$dir/$n.sock" "$@"
+}
+# until_true SECONDS WHAT CMD...: poll CMD every 50 ms until it succeeds.
+until_true() {
+	local s=$1 what=$2 end=$((SECONDS + $1))
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || die "$what (waited $s s); logs in $dir/a.log and $dir/b.log"
+		sleep 0.05
+	done
+}
+# ha_is NODE STATE [PHASE]
+ha_is() {
+	local j
+	j=$(ctl "$1" status --json) || return 1
+	[ "$(jq -r .ha.state <<<"$j")" = "$2" ] && { [ $# -lt 3 ] || [ "$(jq -r .ha.phase <<<"$j")" = "$3" ]; }
+}
+ha_show() {
+	printf '$ duetctl --socket %s status --json | jq .ha\n' "$dir/$1.sock"
+	ctl "$1" status --json | jq -c '.ha | {state, phase, reason, last_change, partner}'
+}
+vol_show() {
+	printf '$ duetctl --socket %s status --json | jq .volumes\n' "$dir/$1.sock"
+	ctl "$1" status --json | jq -c '.volumes[] | {name, owner, served_by, port}'
+}
+# sum PORT: SHA-256 of the first 16 MiB of vol-a read through PORT.
+sum() { python3 "$top/bench/ackclient.py" sum --port "$1" --export vol-a --length $((16 << 20)); }
 
+# Each demo starts from a fresh pair: the failover story needs a known state.
+if [ -d "$dir" ]; then
+	"$pair" down "$dir" >/dev/null 2>&1 || true
+	rm -rf "$dir"
+fi
 step "Start a local pair (nodes a and b) in $dir"
 export DUET_BUILD=$build
 run "$pair" up "$dir" --size 1G --base-port "$P"
@@ -32,7 +74,8 @@ run nbdinfo "$uri"
 
 step "Write 16 MiB of random data with qemu-img, read it back and compare"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+cpid=""
+trap '[ -z "$cpid" ] || kill "$cpid" 2>/dev/null; rm -rf "$tmp"' EXIT
 head -c 16M /dev/urandom >"$tmp/data.img"
 run qemu-img convert -n -f raw -O raw "$tmp/data.img" "$uri"
 run qemu-img compare -f raw -F raw "$tmp/data.img" "$uri"
@@ -56,13 +99,91 @@ run "$build/tools/duetctl" --socket "$dir/a.sock" status
 printf '$ duetctl --socket %s status --json | jq .proxy\n' "$dir/a.sock"
 "$build/tools/duetctl" --socket "$dir/a.sock" status --json | jq '.proxy | {state, partner, commands, bytes_read, bytes_written, errors, retries, timeouts}'
 
+step "Failover: a client writes to vol-a through node b's proxy port"
+client=$top/bench/ackclient.py
+viab=nbd://127.0.0.1:$((P + 3))/vol-a
+say "bench/ackclient.py writes 4 KiB blocks after the first 16 MiB of vol-a, 4 in flight,"
+say "logging every acknowledgement; b forwards them to a over the interconnect."
+sum_before=$(sha256sum <"$tmp/data.img" | cut -d' ' -f1)
+say "SHA-256 of the 16 MiB written by qemu-img above: $sum_before"
+client_run() { # LOG: start the client in the background
+	rm -f "$tmp/stop"
+	python3 "$client" write --port $((P + 3)) --export vol-a --log "$1" --offset $((16 << 20)) \
+		--blocks 4096 --qd 4 --rate 1000 --stop-file "$tmp/stop" >"$1.out" 2>&1 &
+	cpid=$!
+	until_true 30 "the client got no acknowledgement" grep -q '^A ' "$1"
+}
+client_stop() { # LOG
+	touch "$tmp/stop"
+	wait "$cpid" || die "the client failed: $(cat "$1.out")"
+	cpid=""
+}
+# acked_after LOG T: an acknowledgement stamped after T is in LOG.
+acked_after() { awk -v t="$2" '$1 == "A" && $4 > t { f = 1; exit } END { exit !f }' "$1"; }
+can_take_over() { ctl b status --json | jq -e .ha.takeover_possible; }
+until_true 60 "b cannot take over a" can_take_over
+client_run "$tmp/w1.log"
+ha_show b
+
+step "SIGKILL node a while the client writes"
+t_kill=$EPOCHREALTIME
+run "$pair" kill "$dir" a
+say "b notices the silence on the interconnect and in a's mailbox on the shelf, marks a's"
+say "mailbox (a's I/O lease runs out), replays its copy of a's NVRAM log onto a's shelf and"
+say "serves vol-a itself; the client's writes wait meanwhile (a stall, not an error)."
+until_true 30 "b did not take over" ha_is b takeover serving
+until_true 30 "the client's writes did not resume" acked_after "$tmp/w1.log" "$t_kill"
+client_stop "$tmp/w1.log"
+ha_show b
+vol_show b
+say "The client's longest pause around the kill:"
+python3 "$client" gap --log "$tmp/w1.log" --from "$t_kill"
+grep -h ' ha: ' "$dir/b.log" | tail -5
+
+step "The data after the takeover, read through b"
+say "Every block the client saw acknowledged holds its last write:"
+run python3 "$client" check --log "$tmp/w1.log" --port $((P + 3)) --export vol-a --offset $((16 << 20))
+sum_b=$(sum $((P + 3)))
+say "SHA-256 of vol-a's first 16 MiB through b: $sum_b"
+[ "$sum_b" = "$sum_before" ] || die "vol-a's first 16 MiB differ after the takeover"
+say "identical to what qemu-img wrote."
+
+step "Restart node a: it finds b's mark in its mailbox and waits for giveback"
+run "$pair" start "$dir" a
+until_true 60 "a does not wait for giveback" ha_is a waiting_for_giveback
+ha_show a
+
+step "Give vol-a back: duetctl giveback on b, with the client writing through b"
+client_run "$tmp/w2.log"
+t_gb=$EPOCHREALTIME
+run "$build/tools/duetctl" --socket "$dir/b.sock" giveback
+until_true 60 "a does not serve again" ha_is a up
+until_true 60 "b is not back to up" ha_is b up
+until_true 30 "the client's writes did not resume" acked_after "$tmp/w2.log" "$t_gb"
+client_stop "$tmp/w2.log"
+ha_show a
+ha_show b
+vol_show b
+say "The client's longest pause around the giveback:"
+python3 "$client" gap --log "$tmp/w2.log" --from "$t_gb"
+
+step "The data after the giveback, read through a's own port"
+run python3 "$client" check --log "$tmp/w1.log,$tmp/w2.log" --port "$P" --export vol-a --offset $((16 << 20))
+sum_a=$(sum "$P")
+say "SHA-256 of vol-a's first 16 MiB through a: $sum_a"
+[ "$sum_a" = "$sum_before" ] || die "vol-a's first 16 MiB differ after the giveback"
+say "identical to what qemu-img wrote."
+
 cat <<MSG
 
 The pair keeps running:
   node a  $uri          control $dir/a.sock
   node b  $direct   control $dir/b.sock
   node b's volume through node a's proxy port: $proxy
+  node a's volume through node b's proxy port: $viab
   try:    nbdinfo $uri
           $build/tools/duetctl --socket $dir/a.sock status --json
+          $pair kill $dir a        # and watch b take over
+          $pair giveback $dir b    # after '$pair start $dir a'
   stop:   make demo-stop
 MSG
