@@ -118,6 +118,15 @@ client_stop() { # LOG
 	wait "$cpid" || die "the client failed: $(cat "$1.out")"
 	cpid=""
 }
+# pause LOG T WHAT: the client's longest pause between acknowledgements
+# around T.
+pause() {
+	local g
+	g=$(python3 "$client" gap --log "$1" --from "$2")
+	[[ $g =~ gap_ms=([^ ]*).*resume_ms=([^ ]*) ]] || die "no acknowledgement after $3"
+	say "The client's writes paused for ${BASH_REMATCH[1]} ms around $3 (no error);"
+	say "its first write after $3 was acknowledged ${BASH_REMATCH[2]} ms after it."
+}
 # acked_after LOG T: an acknowledgement stamped after T is in LOG.
 acked_after() { awk -v t="$2" '$1 == "A" && $4 > t { f = 1; exit } END { exit !f }' "$1"; }
 can_take_over() { ctl b status --json | jq -e .ha.takeover_possible; }
@@ -136,9 +145,9 @@ until_true 30 "the client's writes did not resume" acked_after "$tmp/w1.log" "$t
 client_stop "$tmp/w1.log"
 ha_show b
 vol_show b
-say "The client's longest pause around the kill:"
-python3 "$client" gap --log "$tmp/w1.log" --from "$t_kill"
-grep -h ' ha: ' "$dir/b.log" | tail -5
+pause "$tmp/w1.log" "$t_kill" "the kill"
+say "b's log (the monitor's steps):"
+grep -h ' ha: ' "$dir/b.log" | tail -4
 
 step "The data after the takeover, read through b"
 say "Every block the client saw acknowledged holds its last write:"
@@ -164,8 +173,7 @@ client_stop "$tmp/w2.log"
 ha_show a
 ha_show b
 vol_show b
-say "The client's longest pause around the giveback:"
-python3 "$client" gap --log "$tmp/w2.log" --from "$t_gb"
+pause "$tmp/w2.log" "$t_gb" "the giveback"
 
 step "The data after the giveback, read through a's own port"
 run python3 "$client" check --log "$tmp/w1.log,$tmp/w2.log" --port "$P" --export vol-a --offset $((16 << 20))
