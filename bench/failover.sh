@@ -20,16 +20,20 @@
 # right before kill(2), duetd stamps its log lines in microseconds.
 # The peers are not run: the doc compares with their published defaults.
 #
-#   bench/failover.sh [--write-doc] [--trials N] [BUILD_DIR]   (default build)
+#   bench/failover.sh [--write-doc] [--trials N] [--config "KEY=V ..."]...
+#                     [BUILD_DIR]                       (BUILD_DIR: build)
 #
+# --config: [monitor] settings of one series of trials, on a fresh pair
+# (repeat it for several series; "" is the defaults; none: the defaults).
 # Env: BENCH_TRIALS (20), BENCH_PORT_BASE (26700: uses P..P+3 and
 # P+100..P+101), BENCH_DIR ($TMPDIR or /tmp), BENCH_QD (client writes in
 # flight, 8), BENCH_RATE (client writes per second, 2000; 0 = no limit),
-# BENCH_PRE_MS (500), BENCH_POST_MS (500), BENCH_MONITOR ("KEY=VALUE ..."
-# for [monitor], default none: the defaults), BENCH_KEEP=1 keeps the
-# directory. Exit status 1 when a trial does not complete (no takeover, a
-# node hung or died, the client's connection broke) or when the client got
-# an error reply or lost an acknowledged write; timings never fail it.
+# BENCH_PRE_MS (500), BENCH_POST_MS (500), BENCH_KEEP=1 keeps the directory.
+# A trial that does not complete (no takeover, a node hung or died, the
+# client's writes hung or its connection broke) ends its series; the figures
+# of the trials before it are still shown. Exit status 1 then, or when the
+# client got an error reply or lost an acknowledged write; timings never fail
+# it.
 set -euo pipefail
 export LC_ALL=C
 
@@ -41,11 +45,20 @@ BENCH_NAME=failover.sh
 write_doc=0
 build=build
 TRIALS=${BENCH_TRIALS:-20}
+CONFIGS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--write-doc) write_doc=1 ;;
 	--trials)
 		TRIALS=${2:?--trials needs N}
+		shift
+		;;
+	--config)
+		[ $# -ge 2 ] || {
+			echo "failover.sh: --config needs \"KEY=VALUE ...\"" >&2
+			exit 2
+		}
+		CONFIGS+=("$2")
 		shift
 		;;
 	-h | --help)
@@ -60,6 +73,15 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+[ ${#CONFIGS[@]} -gt 0 ] || CONFIGS=("")
+for c in "${CONFIGS[@]}"; do
+	for kvp in $c; do
+		[[ $kvp =~ ^[a-z_]+=[^[:space:]]+$ ]] || {
+			echo "failover.sh: --config takes KEY=VALUE words, not '$kvp'" >&2
+			exit 2
+		}
+	done
+done
 case $build in /*) ;; *) build=$ROOT/$build ;; esac
 [[ $TRIALS =~ ^[1-9][0-9]*$ ]] || {
 	echo "failover.sh: --trials takes a positive number" >&2
@@ -73,9 +95,8 @@ QD=${BENCH_QD:-8}
 RATE=${BENCH_RATE:-2000}
 PRE_MS=${BENCH_PRE_MS:-500}
 POST_MS=${BENCH_POST_MS:-500}
-read -r -a MON <<<"${BENCH_MONITOR:-}"
 
-bench_need jq python3 awk
+bench_need jq python3 awk timeout tail
 if ! [ -x "$build/src/node/duetd" ] || ! [ -x "$DUETCTL" ]; then
 	echo "failover.sh: no duetd/duetctl in $build (build first)" >&2
 	exit 2
@@ -88,12 +109,12 @@ bench_sanitizer_warn "$build"
 export DUET_BUILD=$build
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-fobench.XXXXXX")
-D=$W/pair
+D=""
 KEEP=${BENCH_KEEP:-0}
 CPID=""
 cleanup() {
 	[ -z "$CPID" ] || kill "$CPID" 2>/dev/null || true
-	[ ! -d "$D" ] || "$PAIR" down "$D" >/dev/null 2>&1 || true
+	[ -z "$D" ] || [ ! -d "$D" ] || "$PAIR" down "$D" >/dev/null 2>&1 || true
 	if [ "$KEEP" = 1 ]; then
 		echo "failover.sh: kept $W" >&2
 	else
@@ -111,15 +132,19 @@ ctl() {
 ha() { ctl "$1" status --json | jq -r '.ha | "\(.state)/\(.phase)"'; }
 can_take_over() { ctl b status --json | jq -e '.ha.takeover_possible == true and .mirror.state == "in_sync"'; }
 
-# fail MSG: a trial did not complete. Keep everything and show the logs.
+# fail MSG: the trial did not complete. Runs inside the trial's subshell:
+# stops the client, records why with the nodes' state and log tails, and
+# ends the subshell.
 fail() {
-	KEEP=1
-	echo "failover.sh: trial $trial: $*" >&2
-	local n
-	for n in a b; do
-		echo "--- $n: $(ctl $n status --json 2>/dev/null | jq -c '{ha: (.ha | {state, phase, reason, partner}), mirror: .mirror.state}' 2>/dev/null || echo unreachable)" >&2
-		tail -15 "$D/$n.log" >&2
-	done
+	[ -z "$CPID" ] || kill "$CPID" 2>/dev/null || true
+	{
+		echo "trial $trial: $*"
+		local n
+		for n in a b; do
+			echo "--- $n: $(ctl $n status --json 2>/dev/null | jq -c '{ha: (.ha | {state, phase, reason, partner}), mirror: .mirror.state}' 2>/dev/null || echo unreachable)"
+			tail -15 "$D/$n.log"
+		done
+	} >"$S.failed"
 	exit 1
 }
 # wait_or_fail SECONDS WHAT CMD...: poll CMD every 20 ms (only where nothing
@@ -171,7 +196,7 @@ wait_ha() {
 kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # client_start LOG: a write load on vol-a through b's proxy port; returns
-# once the first write was acknowledged.
+# once the first write was acknowledged (the client flushes its log then).
 client_start() {
 	rm -f "$W/stop"
 	python3 "$CLIENT" write --port $((P + 3)) --export vol-a --log "$1" --qd "$QD" \
@@ -181,52 +206,39 @@ client_start() {
 		grep -q '^A ' "$1"
 }
 # client_stop LOG: stop the load, wait for it to drain; fails the trial on a
-# broken connection or writes that never complete. Error replies are counted
-# (the "errors=" of LOG.out), not fatal: the run goes on and reports them.
+# broken connection or writes unanswered for 60 s (twice the proxy's request
+# timeout, so that a timed-out request shows as an error reply). Error
+# replies are counted (the "errors=" of LOG.out), not fatal.
 client_stop() {
 	touch "$W/stop"
-	local deadline=$((SECONDS + 30))
+	local deadline=$((SECONDS + 60))
 	while kill -0 "$CPID" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || {
-			kill "$CPID"
-			CPID=""
-			fail "the client's writes did not complete within 30 s"
-		}
+		[ $SECONDS -lt $deadline ] || fail "the client's writes did not complete within 60 s"
 		sleep 0.02
 	done
 	wait "$CPID" || true
 	CPID=""
 	grep -q '^acked=.* errors=[0-9]* sent=[0-9]*$' "$1.out" || fail "the client failed: $(tail -3 "$1.out")"
 }
-# errors LOG: error replies the client got, and their errno values.
+# errors LOG: error replies the client got; their errno values go to
+# $S.errors.
 errors() {
 	local n
 	n=$(kv errors "$(tail -1 "$1.out")")
 	if [ "$n" != 0 ]; then
-		echo "trial $trial: $n error replies to $(basename "$1"): errno $(awk '$1 == "E" { print $4 }' "$1" | sort | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')" >>"$W/errors.txt"
+		echo "trial $trial: $n error replies ($(basename "$1" .log | sed 's/.*-1$/around the kill/; s/.*-2$/around the giveback/')): errno $(awk '$1 == "E" { print $4 }' "$1" | sort | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')" >>"$S.errors"
 	fi
 	echo "$n"
 }
-# The client's log is written in 64 KiB blocks: "first ack" above needs one.
-# At BENCH_RATE the first block lands within a second; with a low rate it
-# may take longer, which only delays the trial's start.
-
 ms_sleep() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 
-echo "failover.sh: pair in $D, ports $P..$((P + 3)), $TRIALS trials" >&2
-UPTIME_BEFORE=$(uptime)
-mon_args=()
-for kvp in "${MON[@]}"; do mon_args+=(--monitor "$kvp"); done
-"$PAIR" up "$D" --base-port "$P" --size 1G ${mon_args[@]+"${mon_args[@]}"} >/dev/null ||
-	bench_die "the pair did not come up"
-trial=0
-wait_or_fail 60 "b cannot take over a" can_take_over
-
-RES=$W/results.tsv
-: >"$RES"
-for ((trial = 1; trial <= TRIALS; trial++)); do
+# run_trial: one kill, takeover, restart, giveback; appends a row to $S.tsv.
+# Runs in a subshell: fail ends only the trial.
+run_trial() {
+	local w1=$W/s$si-t$trial-1.log w2=$W/s$si-t$trial-2.log
+	local t_pre t_kill t_kill_sod off_b off_a pid_a ev ev_a g base c1 t_pre2 t_gb t_gb_sod g2 base2 c2 row
 	# --- kill a under load, b takes over ---
-	client_start "$W/w$trial-1.log"
+	client_start "$w1"
 	t_pre=$EPOCHREALTIME
 	ms_sleep "$PRE_MS"
 	off_b=$(fsize "$D/b.log")
@@ -237,34 +249,34 @@ for ((trial = 1; trial <= TRIALS; trial++)); do
 	wait_ha b "$off_b" "takeover/serving" 30 "b did not serve vol-a after a's kill"
 	bench_wait 5 bash -c "! kill -0 $pid_a" || fail "a ($pid_a) outlived SIGKILL"
 	ms_sleep "$POST_MS"
-	client_stop "$W/w$trial-1.log"
+	client_stop "$w1"
 	ev=$(events "$D/b.log" "$off_b" "$t_kill_sod")
-	g=$(python3 "$CLIENT" gap --log "$W/w$trial-1.log" --from "$t_kill") || fail "no acknowledgement after the kill"
-	base=$(python3 "$CLIENT" gap --log "$W/w$trial-1.log" --from "$t_pre" --to "$t_kill" --inside)
-	c1=$(python3 "$CLIENT" check --log "$W/w$trial-1.log" --port $((P + 3)) --export vol-a 2>"$W/c$trial-1.err") ||
-		fail "acknowledged writes lost after the takeover: $c1 $(head -3 "$W/c$trial-1.err")"
+	g=$(python3 "$CLIENT" gap --log "$w1" --from "$t_kill") || fail "no acknowledgement after the kill"
+	base=$(python3 "$CLIENT" gap --log "$w1" --from "$t_pre" --to "$t_kill" --inside) || true
+	c1=$(python3 "$CLIENT" check --log "$w1" --port $((P + 3)) --export vol-a 2>"$w1.check") ||
+		fail "acknowledged writes lost after the takeover: $c1 $(head -3 "$w1.check")"
 
 	# --- restart a, it waits; give back ---
 	off_a=$(fsize "$D/a.log")
 	"$PAIR" start "$D" a >/dev/null || fail "a did not restart"
 	wait_ha a "$off_a" "waiting_for_giveback/[a-z_]+" 60 "a does not wait for giveback"
-	client_start "$W/w$trial-2.log"
+	client_start "$w2"
 	t_pre2=$EPOCHREALTIME
 	ms_sleep "$PRE_MS"
 	off_a=$(fsize "$D/a.log")
 	off_b=$(fsize "$D/b.log")
 	t_gb_sod=$(now_sod)
 	t_gb=$EPOCHREALTIME
-	ctl b giveback >"$W/gb$trial.out" 2>&1 || fail "giveback refused: $(cat "$W/gb$trial.out")"
+	ctl b giveback >"$w2.giveback" 2>&1 || fail "giveback refused: $(cat "$w2.giveback")"
 	wait_ha a "$off_a" "up/[a-z_]+" 60 "a is not up after the giveback"
 	wait_ha b "$off_b" "up/[a-z_]+" 60 "b is not up after the giveback"
 	ms_sleep "$POST_MS"
-	client_stop "$W/w$trial-2.log"
+	client_stop "$w2"
 	ev_a=$(events "$D/a.log" "$off_a" "$t_gb_sod")
-	g2=$(python3 "$CLIENT" gap --log "$W/w$trial-2.log" --from "$t_gb") || fail "no acknowledgement after the giveback"
-	base2=$(python3 "$CLIENT" gap --log "$W/w$trial-2.log" --from "$t_pre2" --to "$t_gb" --inside)
-	c2=$(python3 "$CLIENT" check --log "$W/w$trial-1.log,$W/w$trial-2.log" --port "$P" --export vol-a 2>"$W/c$trial-2.err") ||
-		fail "acknowledged writes lost after the giveback: $c2 $(head -3 "$W/c$trial-2.err")"
+	g2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_gb") || fail "no acknowledgement after the giveback"
+	base2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_pre2" --to "$t_gb" --inside) || true
+	c2=$(python3 "$CLIENT" check --log "$w1,$w2" --port "$P" --export vol-a 2>"$w2.check") ||
+		fail "acknowledged writes lost after the giveback: $c2 $(head -3 "$w2.check")"
 	# The next kill needs b's copy of a's log in sync again.
 	wait_or_fail 60 "b cannot take over a again" can_take_over
 
@@ -273,17 +285,43 @@ for ((trial = 1; trial <= TRIALS; trial++)); do
 		"$(kv resume_ms "$g")" "$(kv gap_ms "$g")" "$(kv gap_ms "$base")"
 		"$(first "$ev_a" up/none)" "$(kv gap_ms "$g2")" "$(kv gap_ms "$base2")"
 		"$(kv acked "$c1")" "$(kv lost "$c1")" "$(kv acked "$c2")" "$(kv lost "$c2")"
-		"$(errors "$W/w$trial-1.log")" "$(errors "$W/w$trial-2.log")")
-	(IFS=$'\t'; echo "${row[*]}") >>"$RES"
-	echo "trial $trial: dead $(first "$ev" takeover/marking) ms, serving $(first "$ev" takeover/serving) ms, write again $(kv resume_ms "$g") ms (pause $(kv gap_ms "$g") ms), giveback $(first "$ev_a" up/none) ms (pause $(kv gap_ms "$g2") ms), lost $(kv lost "$c1")+$(kv lost "$c2")" >&2
+		"$(errors "$w1")" "$(errors "$w2")")
+	(IFS=$'\t'; echo "${row[*]}") >>"$S.tsv"
+	echo "trial $trial: dead ${row[1]} ms, serving ${row[4]} ms, write again ${row[5]} ms (pause ${row[6]} ms), giveback ${row[8]} ms (pause ${row[9]} ms), lost ${row[12]}+${row[14]}, errors ${row[15]}+${row[16]}" >&2
+}
+
+UPTIME_BEFORE=$(uptime)
+for si in "${!CONFIGS[@]}"; do
+	S=$W/series$si
+	: >"$S.tsv"
+	D=$W/pair$si
+	read -r -a mon <<<"${CONFIGS[$si]}"
+	mon_args=()
+	for kvp in ${mon[@]+"${mon[@]}"}; do mon_args+=(--monitor "$kvp"); done
+	echo "failover.sh: series $((si + 1)) of ${#CONFIGS[@]} ([monitor] ${CONFIGS[$si]:-defaults}): pair in $D, ports $P..$((P + 3)), $TRIALS trials" >&2
+	"$PAIR" up "$D" --base-port "$P" --size 1G ${mon_args[@]+"${mon_args[@]}"} >/dev/null ||
+		bench_die "the pair did not come up"
+	trial=0
+	(wait_or_fail 60 "b cannot take over a" can_take_over) || true
+	for ((trial = 1; trial <= TRIALS; trial++)); do
+		[ ! -e "$S.failed" ] || break
+		(run_trial) || [ -e "$S.failed" ] ||
+			echo "trial $trial: ended by an unexpected error (see the messages above)" >"$S.failed"
+	done
+	if [ -e "$S.failed" ]; then
+		KEEP=1
+		echo "failover.sh: series $((si + 1)): $(head -1 "$S.failed")" >&2
+		cat "$S.failed" >&2
+	fi
+	"$PAIR" down "$D" >/dev/null 2>&1 || true
 done
 UPTIME_AFTER=$(uptime)
 
-# Columns of results.tsv.
+# Columns of $S.tsv.
 C_DEAD=2 C_FENCE=3 C_REPLAY=4 C_SERVE=5 C_RESUME=6 C_GAP=7 C_BASE=8 C_GB=9 C_GBGAP=10 C_GBBASE=11
-# pct COL: "p50 p90 max" (nearest rank) of a column, ignoring "-".
+# pct TSV COL: "p50 p90 max" (nearest rank) of a column, ignoring "-".
 pct() {
-	cut -f"$1" "$RES" | grep -v '^-$' | sort -g | awk '
+	cut -f"$2" "$1" | grep -v '^-\?$' | sort -g | awk '
 		{ v[NR] = $1 }
 		END {
 			if (NR == 0) { print "- - -"; exit }
@@ -292,133 +330,164 @@ pct() {
 			printf "%.0f %.0f %.0f\n", v[i50], v[i90], v[NR]
 		}'
 }
-col() { awk -v n="$2" '{ print $n }' <<<"$(pct "$1")"; }
-sum() { cut -f"$1" "$RES" | awk '{ s += $1 } END { print s + 0 }'; }
+sum() { cut -f"$2" "$1" | awk '{ s += $1 } END { print s + 0 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print "-" }'; }
 meets() { awk -v v="$1" -v t="$2" 'BEGIN { print (v != "-" && v <= t) ? "yes" : "no" }'; }
+name() {
+	if [ -n "${CONFIGS[$1]}" ]; then echo "\`${CONFIGS[$1]}\`"; else echo "defaults"; fi
+}
 
-LOST=$(($(sum 13) + $(sum 15)))
-ERR_KILL=$(sum 16)
-ERR_GB=$(sum 17)
-ACKED=$(($(sum 12) + $(sum 14)))
-DEAD50=$(col $C_DEAD 1)
-
-summary() {
-	echo "| measure | p50 ms | p90 ms | max ms | target |"
+BAD=0
+summary() { # SERIES_INDEX
+	local t=$W/series$1.tsv r n lost acked ek eg
+	n=$(wc -l <"$t")
+	echo "| measure ($n trials) | p50 ms | p90 ms | max ms | target |"
 	echo "|---|---:|---:|---:|---|"
-	local r
-	read -r -a r <<<"$(pct $C_DEAD)"
+	read -r -a r <<<"$(pct "$t" $C_DEAD)"
 	echo "| kill -> b declares a dead (takeover/marking) | ${r[0]} | ${r[1]} | ${r[2]} | p50 <= 150: $(meets "${r[0]}" 150) |"
-	read -r -a r <<<"$(pct $C_FENCE)"
+	read -r -a r <<<"$(pct "$t" $C_FENCE)"
 	echo "| kill -> mark written, fence wait starts | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_REPLAY)"
+	read -r -a r <<<"$(pct "$t" $C_REPLAY)"
 	echo "| kill -> replay of a's log starts | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_SERVE)"
+	read -r -a r <<<"$(pct "$t" $C_SERVE)"
 	echo "| kill -> b serves vol-a (takeover/serving) | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_RESUME)"
+	read -r -a r <<<"$(pct "$t" $C_RESUME)"
 	echo "| kill -> first write acknowledged again | ${r[0]} | ${r[1]} | ${r[2]} | p50 <= 500: $(meets "${r[0]}" 500), max <= 1000: $(meets "${r[2]}" 1000) |"
-	read -r -a r <<<"$(pct $C_GAP)"
+	read -r -a r <<<"$(pct "$t" $C_GAP)"
 	echo "| client's longest pause around the kill | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_BASE)"
+	read -r -a r <<<"$(pct "$t" $C_BASE)"
 	echo "| client's longest pause in the ${PRE_MS} ms before the kill (noise floor) | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_GB)"
+	read -r -a r <<<"$(pct "$t" $C_GB)"
 	echo "| \`duetctl giveback\` -> a up | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_GBGAP)"
+	read -r -a r <<<"$(pct "$t" $C_GBGAP)"
 	echo "| client's longest pause around the giveback | ${r[0]} | ${r[1]} | ${r[2]} | |"
-	read -r -a r <<<"$(pct $C_GBBASE)"
+	read -r -a r <<<"$(pct "$t" $C_GBBASE)"
 	echo "| client's longest pause in the ${PRE_MS} ms before the giveback | ${r[0]} | ${r[1]} | ${r[2]} | |"
 	echo
-	echo "Acknowledged writes checked on read-back: $ACKED; lost: **$LOST**. Writes that got an"
-	echo "error reply instead of waiting: **$ERR_KILL** around the kills, **$ERR_GB** around the givebacks."
-	if [ -s "$W/errors.txt" ]; then
+	lost=$(($(sum "$t" 13) + $(sum "$t" 15)))
+	acked=$(($(sum "$t" 12) + $(sum "$t" 14)))
+	ek=$(sum "$t" 16)
+	eg=$(sum "$t" 17)
+	if [ "$lost" != 0 ] || [ "$ek" != 0 ] || [ "$eg" != 0 ]; then BAD=1; fi
+	echo "Acknowledged writes checked on read-back: $acked; lost: **$lost**. Writes that got an"
+	echo "error reply instead of waiting: **$ek** around the kills, **$eg** around the givebacks."
+	if [ -s "$W/series$1.errors" ]; then
 		echo
-		sed 's/^/- /' "$W/errors.txt"
+		sed 's/^/- /' "$W/series$1.errors"
+	fi
+	if [ -e "$W/series$1.failed" ]; then
+		BAD=1
+		echo
+		echo "**Trial $(($(wc -l <"$t") + 1)) did not complete**, which ended the series: $(head -1 "$W/series$1.failed" | sed 's/^trial [0-9]*: //')."
 	fi
 }
 peers() {
-	echo "| system | published default | what it bounds | duet p50 here | default / duet |"
-	echo "|---|---:|---|---:|---:|"
-	echo "| Corosync (totem) | \`token\` 3000 ms | a silent member is declared lost | kill -> dead $DEAD50 ms | $(ratio 3000 "$DEAD50")x |"
-	echo "| DRBD | \`ping-timeout\` 500 ms | a keep-alive ping unanswered: the peer is lost | kill -> dead $DEAD50 ms | $(ratio 500 "$DEAD50")x |"
-	echo "| DRBD | \`timeout\` 6000 ms | a request unanswered: the peer is lost | kill -> dead $DEAD50 ms | $(ratio 6000 "$DEAD50")x |"
-	echo "| NetApp ONTAP HA pair | \`-detection-time\` 15000 ms | an unresponsive partner is taken over | kill -> dead $DEAD50 ms | $(ratio 15000 "$DEAD50")x |"
+	local hdr="| system | published default | what it bounds |" sep="|---|---:|---|" i d
+	local -a dead=()
+	for i in "${!CONFIGS[@]}"; do
+		d=$(pct "$W/series$i.tsv" $C_DEAD)
+		dead+=("${d%% *}")
+		hdr+=" duet p50, series $((i + 1)) | default / duet |"
+		sep+="---:|---:|"
+	done
+	echo "$hdr"
+	echo "$sep"
+	row() { # SYSTEM DEFAULT_MS TEXT WHAT
+		local l="| $1 | $3 | $4 |"
+		for i in "${!CONFIGS[@]}"; do l+=" ${dead[$i]} ms | **$(ratio "$2" "${dead[$i]}")x** |"; done
+		echo "$l"
+	}
+	row "Corosync (totem)" 3000 "\`token\` 3000 ms" "a silent member is declared lost"
+	row "DRBD" 500 "\`ping-timeout\` 500 ms" "an unanswered keep-alive: the peer is lost"
+	row "DRBD" 6000 "\`timeout\` 6000 ms" "an unanswered request: the peer is lost"
+	row "NetApp ONTAP HA pair" 15000 "\`-detection-time\` 15000 ms" "an unresponsive partner is taken over"
 }
-trials_table() {
+trials_table() { # SERIES_INDEX
 	echo "| trial | dead | fence wait | replay | serving | write again | pause | pause before | giveback | giveback pause | pause before | acked | lost | errors |"
 	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %d |\n",
-		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 + $14, $13 + $15, $16 + $17 }' "$RES"
+		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 + $14, $13 + $15, $16 + $17 }' "$W/series$1.tsv"
 }
-settings() {
-	local s="defaults (heartbeat_ms 20, deadline_ms 150, mailbox_ms 50, mailbox_deadline_ms 150, lease_ms 100, fence_margin_ms 50)"
-	[ ${#MON[@]} -eq 0 ] || s="defaults except ${MON[*]}"
-	echo "$s"
+cmdline() {
+	local e=() c
+	[ "$QD" = 8 ] || e+=("BENCH_QD=$QD")
+	[ "$RATE" = 2000 ] || e+=("BENCH_RATE=$RATE")
+	[ "$PRE_MS" = 500 ] || e+=("BENCH_PRE_MS=$PRE_MS")
+	[ "$POST_MS" = 500 ] || e+=("BENCH_POST_MS=$POST_MS")
+	e+=(bench/failover.sh --write-doc --trials "$TRIALS")
+	if [ ${#CONFIGS[@]} -gt 1 ] || [ -n "${CONFIGS[0]}" ]; then
+		for c in "${CONFIGS[@]}"; do e+=(--config "\"$c\""); done
+	fi
+	echo "${e[*]}"
 }
 section() {
+	local i
 	echo "## Failover"
 	echo
 	echo "What a client sees when a node dies. A local pair on loopback (\`tools/duet-pair\`, one"
-	echo "interconnect link, tcp;ofi_rxm), [monitor] $(settings). A client"
-	echo "(\`bench/ackclient.py\`) writes 4 KiB blocks to vol-a through **node b's proxy port**,"
-	echo "$QD writes in flight, at most $RATE per second, and stamps every acknowledgement with"
-	echo "the wall clock. Each of $TRIALS trials: ${PRE_MS} ms of load, then SIGKILL of node a (stamped"
-	echo "right before kill(2)); b's HA log lines (microsecond stamps) give the takeover's steps;"
-	echo "the client's longest pause between two acknowledgements around the kill is the"
-	echo "interruption, and its end is \"first write again\". ${POST_MS} ms after b serves vol-a the"
-	echo "client stops and every block it wrote is read back through b's proxy port. Then a restarts,"
-	echo "waits for giveback (\`waiting_for_giveback\`), the client writes again, \`duetctl giveback\`"
-	echo "runs on b, and once both are \`up\` the blocks of both runs are read back through a's own"
-	echo "port. The next trial starts when b's copy of a's log is \`in_sync\` again."
+	echo "interconnect link, tcp;ofi_rxm). A client (\`bench/ackclient.py\`) writes 4 KiB blocks to"
+	echo "vol-a through **node b's proxy port**, $QD writes in flight, at most $RATE per second, and"
+	echo "stamps every acknowledgement with the wall clock. Each trial: ${PRE_MS} ms of load, then"
+	echo "SIGKILL of node a (stamped right before kill(2)); b's HA log lines (microsecond stamps) give"
+	echo "the takeover's steps; the client's longest pause between two acknowledgements around the"
+	echo "kill is the interruption, and its end is \"first write again\". ${POST_MS} ms after b serves"
+	echo "vol-a the client stops and every block it wrote is read back through b's proxy port. Then a"
+	echo "restarts, waits for giveback (\`waiting_for_giveback\`), the client writes again, \`duetctl"
+	echo "giveback\` runs on b, and once both are \`up\` the blocks of both runs are read back through"
+	echo "a's own port. The next trial starts when b's copy of a's log is \`in_sync\` again. The"
+	echo "\"noise floor\" rows show how long the client pauses anyway on this machine."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(bench_machine)"
 	echo "- duet: $(bench_commit "$ROOT" "$build")"
-	echo "- load: \`uptime\` before: \`${UPTIME_BEFORE}\`; after: \`${UPTIME_AFTER}\`"
-	echo "- command: \`$(cmdline)bench/failover.sh --write-doc --trials $TRIALS\`"
+	echo "- load: \`uptime\` before: \`${UPTIME_BEFORE# }\`; after: \`${UPTIME_AFTER# }\`"
+	echo "- command: \`$(cmdline)\`"
 	echo
-	summary
+	for i in "${!CONFIGS[@]}"; do
+		echo "### Series $((i + 1)): [monitor] $(name "$i")"
+		echo
+		summary "$i"
+		echo
+	done
+	echo "### Against the peers"
 	echo
-	echo "**Against the peers.** The peers were not run here: there is no Corosync, DRBD or"
-	echo "ONTAP pair on this machine. The ratios below divide each peer's *published default*"
-	echo "timeout (sources in [FAILOVER.md](FAILOVER.md), \"Against the defaults of peers\") by"
-	echo "duet's *measured* median kill -> dead. A default is the time after which the peer"
-	echo "starts to act, not a measurement; the peers' real failovers add fencing and resource"
-	echo "starts on top (Pacemaker's \`stonith-timeout\` defaults to 60 s), and their defaults are"
-	echo "chosen for shared, possibly congested networks, where duet's interconnect is dedicated and"
-	echo "a takeover also needs the partner silent in its mailbox. Each peer can be tuned lower."
+	echo "The peers were not run: there is no Corosync, DRBD or ONTAP pair on this machine. The"
+	echo "ratios divide each peer's *published default* (sources in [FAILOVER.md](FAILOVER.md),"
+	echo "\"Against the defaults of peers\") by duet's *measured* median kill -> dead of each series of this run. A"
+	echo "default is the time after which the peer starts to act, not a measurement; the peers' real"
+	echo "failovers add fencing and resource starts on top (Pacemaker's \`stonith-timeout\` defaults"
+	echo "to 60 s), and their defaults are chosen for shared, possibly congested networks, where"
+	echo "duet's interconnect is dedicated and a takeover also needs the partner silent in its"
+	echo "mailbox. Each peer can be tuned lower."
 	echo
 	peers
 	echo
-	echo "Per trial, ms after the kill (dead, fence wait, replay, serving, write again) or after"
-	echo "\`duetctl giveback\` (giveback: a's \`up\` line); pauses are the client's longest gap"
-	echo "between acknowledgements, \"before\" in the ${PRE_MS} ms before the event:"
-	echo
-	trials_table
-	echo
-}
-cmdline() {
-	local e=()
-	[ "$QD" = 8 ] || e+=("BENCH_QD=$QD")
-	[ "$RATE" = 2000 ] || e+=("BENCH_RATE=$RATE")
-	[ ${#MON[@]} -eq 0 ] || e+=("BENCH_MONITOR=\"${MON[*]}\"")
-	[ ${#e[@]} -eq 0 ] || echo "${e[*]} "
+	for i in "${!CONFIGS[@]}"; do
+		echo "### Per trial, series $((i + 1))"
+		echo
+		echo "ms after the kill (dead, fence wait, replay, serving, write again) or after \`duetctl"
+		echo "giveback\` (giveback: a's \`up\` line); pauses are the client's longest gap between"
+		echo "acknowledgements, \"before\" in the ${PRE_MS} ms before the event:"
+		echo
+		trials_table "$i"
+		echo
+	done
 }
 
+section >"$W/section.md"
 echo
-summary
-echo
-peers
-echo
-trials_table
-echo
+sed -n '/^### /,$p' "$W/section.md"
 echo "uptime before: $UPTIME_BEFORE"
 echo "uptime after:  $UPTIME_AFTER"
 if [ $write_doc = 1 ]; then
-	section >"$W/section.md"
 	bench_write_section "$ROOT/docs/BENCHMARKS.md" Failover "$W/section.md"
 	echo "wrote the Failover section of docs/BENCHMARKS.md" >&2
 fi
-if [ "$LOST" != 0 ] || [ "$ERR_KILL" != 0 ] || [ "$ERR_GB" != 0 ]; then
+for si in "${!CONFIGS[@]}"; do
+	[ ! -e "$W/series$si.failed" ] || BAD=1
+	[ -z "$(awk -F'\t' '$13 + $15 + $16 + $17 > 0' "$W/series$si.tsv")" ] || BAD=1
+done
+if [ $BAD = 1 ]; then
 	KEEP=1
 	exit 1
 fi

@@ -113,10 +113,18 @@ client_run() { # LOG: start the client in the background
 	cpid=$!
 	until_true 30 "the client got no acknowledgement" grep -q '^A ' "$1"
 }
-client_stop() { # LOG
+# client_stop LOG: stop the client. A broken connection ends the demo; error
+# replies (a write failed instead of waiting) are shown loudly, and the story
+# goes on: the read-back below still checks every acknowledged write.
+client_stop() {
 	touch "$tmp/stop"
-	wait "$cpid" || die "the client failed: $(cat "$1.out")"
+	wait "$cpid" || true
 	cpid=""
+	grep -q '^acked=[0-9]* errors=[0-9]* sent=[0-9]*$' "$1.out" || die "the client failed: $(cat "$1.out")"
+	if ! grep -q ' errors=0 ' "$1.out"; then
+		printf '\033[1;31mWARNING: %s writes got an error reply instead of waiting (errno %s); a duetd bug\033[0m\n' \
+			"$(grep -c '^E ' "$1")" "$(awk '$1 == "E" { print $4 }' "$1" | sort -u | paste -sd,)"
+	fi
 }
 # pause LOG T WHAT: the client's longest pause between acknowledgements
 # around T.
@@ -124,7 +132,7 @@ pause() {
 	local g
 	g=$(python3 "$client" gap --log "$1" --from "$2")
 	[[ $g =~ gap_ms=([^ ]*).*resume_ms=([^ ]*) ]] || die "no acknowledgement after $3"
-	say "The client's writes paused for ${BASH_REMATCH[1]} ms around $3 (no error);"
+	say "The client's writes paused for ${BASH_REMATCH[1]} ms around $3;"
 	say "its first write after $3 was acknowledged ${BASH_REMATCH[2]} ms after it."
 }
 # acked_after LOG T: an acknowledgement stamped after T is in LOG.
