@@ -21,7 +21,9 @@
  *   local backend given at creation (the node's own volume path), with
  *   exactly-once semantics: a request seen again (same session and
  *   sequence) gets the result already known, or waits for its execution,
- *   and is never executed twice.
+ *   and is never executed twice. While this node is fenced
+ *   (proxy_set_serving()) requests are refused, not executed; the
+ *   partner's forwarder sends them again later.
  *
  * Everything runs on the loop's thread; nothing here blocks. Every field of
  * every message from the partner is checked; a bad one is dropped (or fails
