@@ -143,13 +143,6 @@ static void copy_tick(struct loop_timer *t)
 
 /* ---- the own volumes ---- */
 
-/* TEMPORARY until the proxy's refusal mode lands (proxy_set_serving). */
-static void set_proxy_serving(struct node *n, bool on)
-{
-	(void)n;
-	(void)on;
-}
-
 /* A takeover mark stands in our mailbox: the partner serves our volumes
  * (or is about to). Nothing of ours may touch the shelf from now on. */
 static void stop_own(struct node *n)
@@ -160,7 +153,7 @@ static void stop_own(struct node *n)
 		nbd_server_destroy(n->nbd);
 		n->nbd = NULL;
 	}
-	set_proxy_serving(n, false);
+	proxy_set_serving(n->proxy, false);
 	backend_set_serving(n->backend, false);
 	backend_set_serving(n->pbackend, false);
 	nvram_hold(n, true, "fenced by the partner's takeover mark");
@@ -235,7 +228,7 @@ static void serve_own(struct node *n)
 
 	n->fenced = false;
 	backend_set_serving(n->backend, true);
-	set_proxy_serving(n, true);
+	proxy_set_serving(n->proxy, true);
 	if (!n->nbd)
 		rc = node_open_nbd(n);
 	if (rc == 0)
