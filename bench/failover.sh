@@ -4,9 +4,9 @@
 #   kill -> dead      b decides that a is dead and starts the takeover (the
 #                     time stamp of b's log line "ha: takeover/marking")
 #   kill -> serving   b serves vol-a itself ("ha: takeover/serving")
-#   kill -> write     the client's first acknowledged write after its
-#                     longest pause around the kill (the pause itself is
-#                     "interruption")
+#   kill -> write     the end of the client's longest pause between two
+#                     acknowledgements that ends after the kill and starts
+#                     before b serves (the pause itself: "interruption")
 #   giveback          `duetctl giveback` on b -> a's "ha: up/..." line, and
 #                     the client's longest pause around it
 #   lost              acknowledged writes missing on read-back after the
@@ -144,7 +144,7 @@ fail() {
 			echo "--- $n: $(ctl $n status --json 2>/dev/null | jq -c '{ha: (.ha | {state, phase, reason, partner}), mirror: .mirror.state}' 2>/dev/null || echo unreachable)"
 			tail -15 "$D/$n.log"
 		done
-	} >"$S.failed"
+	} >"$S.fail$trial"
 	exit 1
 }
 # wait_or_fail SECONDS WHAT CMD...: poll CMD every 20 ms (only where nothing
@@ -230,6 +230,11 @@ errors() {
 	fi
 	echo "$n"
 }
+# abs_to T MS: "--to T+MS/1000" (wall clock) for ackclient's gap, or nothing
+# when MS is "-".
+abs_to() {
+	[ "$2" = - ] || awk -v t="$1" -v m="$2" 'BEGIN { printf "--to %.6f\n", t + m / 1000 }'
+}
 ms_sleep() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 
 # run_trial: one kill, takeover, restart, giveback; appends a row to $S.tsv.
@@ -237,6 +242,7 @@ ms_sleep() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 run_trial() {
 	local w1=$W/s$si-t$trial-1.log w2=$W/s$si-t$trial-2.log
 	local t_pre t_kill t_kill_sod off_b off_a pid_a ev ev_a g base c1 t_pre2 t_gb t_gb_sod g2 base2 c2 row
+	local -a to
 	# --- kill a under load, b takes over ---
 	client_start "$w1"
 	t_pre=$EPOCHREALTIME
@@ -246,12 +252,17 @@ run_trial() {
 	t_kill_sod=$(now_sod)
 	t_kill=$EPOCHREALTIME
 	kill -KILL "$pid_a"
+	echo "$t_kill" >>"$S.kills"
 	wait_ha b "$off_b" "takeover/serving" 30 "b did not serve vol-a after a's kill"
 	bench_wait 5 bash -c "! kill -0 $pid_a" || fail "a ($pid_a) outlived SIGKILL"
 	ms_sleep "$POST_MS"
 	client_stop "$w1"
 	ev=$(events "$D/b.log" "$off_b" "$t_kill_sod")
-	g=$(python3 "$CLIENT" gap --log "$w1" --from "$t_kill") || fail "no acknowledgement after the kill"
+	# The interruption is the longest pause that starts before b serves vol-a
+	# (later pauses are the machine's, not the failover's).
+	read -r -a to <<<"$(abs_to "$t_kill" "$(first "$ev" takeover/serving)")"
+	g=$(python3 "$CLIENT" gap --log "$w1" --from "$t_kill" ${to[@]+"${to[@]}"}) ||
+		fail "no acknowledgement after the kill"
 	base=$(python3 "$CLIENT" gap --log "$w1" --from "$t_pre" --to "$t_kill" --inside) || true
 	c1=$(python3 "$CLIENT" check --log "$w1" --port $((P + 3)) --export vol-a 2>"$w1.check") ||
 		fail "acknowledged writes lost after the takeover: $c1 $(head -3 "$w1.check")"
@@ -273,7 +284,9 @@ run_trial() {
 	ms_sleep "$POST_MS"
 	client_stop "$w2"
 	ev_a=$(events "$D/a.log" "$off_a" "$t_gb_sod")
-	g2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_gb") || fail "no acknowledgement after the giveback"
+	read -r -a to <<<"$(abs_to "$t_gb" "$(first "$ev_a" up/none)")"
+	g2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_gb" ${to[@]+"${to[@]}"}) ||
+		fail "no acknowledgement after the giveback"
 	base2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_pre2" --to "$t_gb" --inside) || true
 	c2=$(python3 "$CLIENT" check --log "$w1,$w2" --port "$P" --export vol-a 2>"$w2.check") ||
 		fail "acknowledged writes lost after the giveback: $c2 $(head -3 "$w2.check")"
@@ -288,6 +301,49 @@ run_trial() {
 		"$(errors "$w1")" "$(errors "$w2")")
 	(IFS=$'\t'; echo "${row[*]}") >>"$S.tsv"
 	echo "trial $trial: dead ${row[1]} ms, serving ${row[4]} ms, write again ${row[5]} ms (pause ${row[6]} ms), giveback ${row[8]} ms (pause ${row[9]} ms), lost ${row[12]}+${row[14]}, errors ${row[15]}+${row[16]}" >&2
+}
+
+# heal: after a failed trial, bring the pair back to the start state of a
+# trial: both nodes run and are up, a serves vol-a, b may take over. Starts a
+# node that is down; gives back from whichever node serves the other's
+# volumes once the other waits for it. 1 after 120 s.
+heal() {
+	local end=$((SECONDS + 120)) n sa sb
+	[ -z "$CPID" ] || kill "$CPID" 2>/dev/null || true
+	CPID=""
+	while [ $SECONDS -lt $end ]; do
+		for n in a b; do
+			if ! kill -0 "$(cat "$D/$n.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+				echo "failover.sh: heal: starting $n" >&2
+				"$PAIR" start "$D" "$n" >/dev/null 2>&1 || true
+			fi
+		done
+		sa=$(ha a 2>/dev/null || echo down)
+		sb=$(ha b 2>/dev/null || echo down)
+		if [[ $sa == up/* && $sb == up/* ]] && can_take_over >/dev/null 2>&1; then
+			return 0
+		fi
+		if [[ $sa == takeover/serving && $sb == waiting_for_giveback/* ]]; then
+			echo "failover.sh: heal: giveback from a to b" >&2
+			ctl a giveback >/dev/null 2>&1 || true
+		elif [[ $sb == takeover/serving && $sa == waiting_for_giveback/* ]]; then
+			echo "failover.sh: heal: giveback from b to a" >&2
+			ctl b giveback >/dev/null 2>&1 || true
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+# takeovers SERIES: the takeovers the kills did not cause. b takes over once
+# per kill; a never should (b is never killed): every takeover by a, and
+# every takeover by b beyond the kills, goes to SERIES.false with its log
+# line.
+takeovers() {
+	local kills=0 nb
+	[ ! -e "$1.kills" ] || kills=$(wc -l <"$1.kills")
+	grep -h ' ha: takeover/marking:' "$D/a.log" >"$1.false" || true
+	nb=$(grep -c ' ha: takeover/marking:' "$D/b.log" || true)
+	echo "$(wc -l <"$1.false") $((nb > kills ? nb - kills : 0)) $kills" >"$1.counts"
 }
 
 UPTIME_BEFORE=$(uptime)
@@ -305,14 +361,20 @@ for si in "${!CONFIGS[@]}"; do
 	(wait_or_fail 60 "b cannot take over a" can_take_over) || true
 	for ((trial = 1; trial <= TRIALS; trial++)); do
 		[ ! -e "$S.failed" ] || break
-		(run_trial) || [ -e "$S.failed" ] ||
-			echo "trial $trial: ended by an unexpected error (see the messages above)" >"$S.failed"
-	done
-	if [ -e "$S.failed" ]; then
+		(run_trial) && continue
+		[ -e "$S.fail$trial" ] ||
+			echo "trial $trial: ended by an unexpected error (see the messages above)" >"$S.fail$trial"
 		KEEP=1
-		echo "failover.sh: series $((si + 1)): $(head -1 "$S.failed")" >&2
-		cat "$S.failed" >&2
-	fi
+		echo "failover.sh: series $((si + 1)): $(head -1 "$S.fail$trial")" >&2
+		cat "$S.fail$trial" >&2
+		head -1 "$S.fail$trial" >>"$S.failures"
+		echo "failover.sh: bringing the pair back to a known state..." >&2
+		heal || {
+			echo "trial $trial: the pair could not be brought back (both up, a serving vol-a, b able to take over); the series ends" >"$S.failed"
+			cat "$S.failed" >&2
+		}
+	done
+	takeovers "$S"
 	"$PAIR" down "$D" >/dev/null 2>&1 || true
 done
 UPTIME_AFTER=$(uptime)
@@ -375,10 +437,27 @@ summary() { # SERIES_INDEX
 		echo
 		sed 's/^/- /' "$W/series$1.errors"
 	fi
-	if [ -e "$W/series$1.failed" ]; then
+	local fa fb kills
+	read -r fa fb kills <"$W/series$1.counts"
+	echo
+	echo "Takeovers without a kill (a live node taken over): **$fa** of b by a, **$fb** of a by b"
+	echo "beyond the $kills kills."
+	if [ "$fa" != 0 ]; then
 		BAD=1
 		echo
-		echo "**Trial $(($(wc -l <"$t") + 1)) did not complete**, which ended the series: $(head -1 "$W/series$1.failed" | sed 's/^trial [0-9]*: //')."
+		head -5 "$W/series$1.false" | sed "s/^/- a: \`/; s/\$/\`/"
+	fi
+	if [ -s "$W/series$1.failures" ]; then
+		BAD=1
+		echo
+		echo "Trials that did not complete (left out of the figures above; the pair was brought back"
+		echo "to its start state before the next trial):"
+		echo
+		sed 's/^/- /' "$W/series$1.failures"
+	fi
+	if [ -e "$W/series$1.failed" ]; then
+		echo
+		echo "**The series ended early:** $(sed 's/^trial [0-9]*: //' "$W/series$1.failed")."
 	fi
 }
 peers() {
@@ -429,8 +508,10 @@ section() {
 	echo "vol-a through **node b's proxy port**, $QD writes in flight, at most $RATE per second, and"
 	echo "stamps every acknowledgement with the wall clock. Each trial: ${PRE_MS} ms of load, then"
 	echo "SIGKILL of node a (stamped right before kill(2)); b's HA log lines (microsecond stamps) give"
-	echo "the takeover's steps; the client's longest pause between two acknowledgements around the"
-	echo "kill is the interruption, and its end is \"first write again\". ${POST_MS} ms after b serves"
+	echo "the takeover's steps. The interruption is the client's longest pause between two"
+	echo "acknowledgements that ends after the kill and starts before b's \`takeover/serving\` line"
+	echo "(later pauses are the machine's, not the failover's); its end is \"first write again\"."
+	echo "The giveback's pause is measured the same way up to a's \`up\` line. ${POST_MS} ms after b serves"
 	echo "vol-a the client stops and every block it wrote is read back through b's proxy port. Then a"
 	echo "restarts, waits for giveback (\`waiting_for_giveback\`), the client writes again, \`duetctl"
 	echo "giveback\` runs on b, and once both are \`up\` the blocks of both runs are read back through"
@@ -484,7 +565,8 @@ if [ $write_doc = 1 ]; then
 	echo "wrote the Failover section of docs/BENCHMARKS.md" >&2
 fi
 for si in "${!CONFIGS[@]}"; do
-	[ ! -e "$W/series$si.failed" ] || BAD=1
+	[ ! -s "$W/series$si.failures" ] || BAD=1
+	[ ! -s "$W/series$si.false" ] || BAD=1
 	[ -z "$(awk -F'\t' '$13 + $15 + $16 + $17 > 0' "$W/series$si.tsv")" ] || BAD=1
 done
 if [ $BAD = 1 ]; then

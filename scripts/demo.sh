@@ -136,7 +136,7 @@ pause() {
 	say "its first write after $3 was acknowledged ${BASH_REMATCH[2]} ms after it."
 }
 # acked_after LOG T: an acknowledgement stamped after T is in LOG.
-acked_after() { awk -v t="$2" '$1 == "A" && $4 > t { f = 1; exit } END { exit !f }' "$1"; }
+acked_after() { awk -v t="$2" '$1 == "A" && $4 + 0 > t + 0 { f = 1; exit } END { exit !f }' "$1"; }
 can_take_over() { ctl b status --json | jq -e .ha.takeover_possible; }
 until_true 60 "b cannot take over a" can_take_over
 client_run "$tmp/w1.log"
