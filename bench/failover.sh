@@ -530,6 +530,17 @@ section() {
 		summary "$i"
 		echo
 	done
+	echo "Reading the numbers: b declares a dead only when every link has been silent for"
+	echo "\`deadline_ms\` *and* a's mailbox has shown no new record for \`mailbox_deadline_ms\`, read"
+	echo "every \`mailbox_ms\`; with the defaults (150, 150, 50) that is 150 to 250 ms after the last"
+	echo "heartbeat by construction ([FAILOVER.md](FAILOVER.md), \"Timeline of a SIGKILL\"), so the"
+	echo "150 ms target for kill -> dead needs lower settings. The fence wait adds \`lease_ms +"
+	echo "fence_margin_ms\` (150 ms by default); the replay of b's copy of a's log and the proxy's"
+	echo "switch to local service take the rest. Settings below the defaults leave less room for the"
+	echo "machine's own stalls: a node starved for longer than both deadlines at once is taken over"
+	echo "(safely, but needlessly; FAILOVER.md, \"Settings\"), which the \"takeovers without a kill\""
+	echo "line of each series counts."
+	echo
 	echo "### Against the peers"
 	echo
 	echo "The peers were not run: there is no Corosync, DRBD or ONTAP pair on this machine. The"
