@@ -393,7 +393,7 @@ pct() {
 		}'
 }
 sum() { cut -f"$2" "$1" | awk '{ s += $1 } END { print s + 0 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "-"; else if (a / b < 10) printf "%.1f", a / b; else printf "%.0f", a / b }'; }
 meets() { awk -v v="$1" -v t="$2" 'BEGIN { print (v != "-" && v <= t) ? "yes" : "no" }'; }
 name() {
 	if [ -n "${CONFIGS[$1]}" ]; then echo "\`${CONFIGS[$1]}\`"; else echo "defaults"; fi
