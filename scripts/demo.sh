@@ -126,11 +126,12 @@ client_stop() {
 			"$(grep -c '^E ' "$1")" "$(awk '$1 == "E" { print $4 }' "$1" | sort -u | paste -sd,)"
 	fi
 }
-# pause LOG T WHAT: the client's longest pause between acknowledgements
-# around T.
+# pause LOG T WHAT T_DONE: the client's longest pause between
+# acknowledgements that ends after T and starts before T_DONE (when the
+# switch was seen done; later pauses are not the failover's).
 pause() {
 	local g
-	g=$(python3 "$client" gap --log "$1" --from "$2")
+	g=$(python3 "$client" gap --log "$1" --from "$2" --to "$4")
 	[[ $g =~ gap_ms=([^ ]*).*resume_ms=([^ ]*) ]] || die "no acknowledgement after $3"
 	say "The client's writes paused for ${BASH_REMATCH[1]} ms around $3;"
 	say "its first write after $3 was acknowledged ${BASH_REMATCH[2]} ms after it."
@@ -149,11 +150,12 @@ say "b notices the silence on the interconnect and in a's mailbox on the shelf, 
 say "mailbox (a's I/O lease runs out), replays its copy of a's NVRAM log onto a's shelf and"
 say "serves vol-a itself; the client's writes wait meanwhile (a stall, not an error)."
 until_true 30 "b did not take over" ha_is b takeover serving
+t_served=$EPOCHREALTIME
 until_true 30 "the client's writes did not resume" acked_after "$tmp/w1.log" "$t_kill"
 client_stop "$tmp/w1.log"
 ha_show b
 vol_show b
-pause "$tmp/w1.log" "$t_kill" "the kill"
+pause "$tmp/w1.log" "$t_kill" "the kill" "$t_served"
 say "b's log (the monitor's steps):"
 grep -h ' ha: ' "$dir/b.log" | tail -4
 
@@ -175,13 +177,14 @@ client_run "$tmp/w2.log"
 t_gb=$EPOCHREALTIME
 run "$build/tools/duetctl" --socket "$dir/b.sock" giveback
 until_true 60 "a does not serve again" ha_is a up
+t_served=$EPOCHREALTIME
 until_true 60 "b is not back to up" ha_is b up
 until_true 30 "the client's writes did not resume" acked_after "$tmp/w2.log" "$t_gb"
 client_stop "$tmp/w2.log"
 ha_show a
 ha_show b
 vol_show b
-pause "$tmp/w2.log" "$t_gb" "the giveback"
+pause "$tmp/w2.log" "$t_gb" "the giveback" "$t_served"
 
 step "The data after the giveback, read through a's own port"
 run python3 "$client" check --log "$tmp/w1.log,$tmp/w2.log" --port "$P" --export vol-a --offset $((16 << 20))
