@@ -296,8 +296,6 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 
 	mirror_replay_progress(fo->replay, &done, &total);
 	monitor_progress(n->monitor, total, total);
-	mirror_replay_free(fo->replay);
-	fo->replay = NULL;
 	loop_timer_cancel(n->loop, &fo->progress_timer);
 	if (rc < 0)
 		LOG_ERROR("replay of the partner's log failed: %s", strerror(-rc));
@@ -308,6 +306,8 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
 			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
 			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
+	mirror_replay_free(fo->replay); /* @p st lives in it */
+	fo->replay = NULL;
 	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
 }
 
