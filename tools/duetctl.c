@@ -96,7 +96,7 @@ static const char *jstr(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	if (!o || !json_object_object_get_ex(o, key, &v))
+	if (!o || !json_object_object_get_ex(o, key, &v) || !v)
 		return "-";
 	return json_object_get_string(v);
 }

@@ -437,7 +437,9 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	}
 	if (in->own_mark)
 		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
-	bool ready = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_TAKEOVER;
+	/* A partner giving back is still in touch and still holds our volumes. */
+	bool ready = hb_alive(h, in) && in->hb_valid &&
+		     (in->hb.state == HA_TAKEOVER || in->hb.state == HA_GIVING_BACK);
 	if (h->state == HA_TAKEN_OVER && ready) {
 		fmt(h->reason, "in touch with the partner, which serves our volumes");
 		enter(h, in, out, HA_WAITING_FOR_GIVEBACK, HA_PH_NONE);

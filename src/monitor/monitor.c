@@ -150,24 +150,34 @@ static void send_heartbeats(struct monitor *m)
 		m->ops->hb_send(m->arg, i, m->hb_out, sizeof(m->hb_out));
 }
 
+/* Our own stall (the tick comes back late) proves nothing against the
+ * partner: restart every link's clock. Checked before any evaluation, not
+ * only in the tick: after a stall the mailbox result or the wake timer may
+ * run first and would judge with the stale clocks. */
+static void check_late(struct monitor *m, uint64_t now)
+{
+	uint64_t late;
+
+	if (!m->last_tick_ns || now - m->last_tick_ns <= m->deadline_ns / 2)
+		return;
+	late = now - m->last_tick_ns;
+	if (late >= m->deadline_ns)
+		LOG_WARN("heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
+			 (unsigned long long)(late / MS));
+	else
+		LOG_DEBUG("heartbeat tick late by %llu ms", (unsigned long long)(late / MS));
+	for (unsigned i = 0; i < m->n_links; i++)
+		if (m->links[i].have)
+			m->links[i].change_ns = now;
+	m->last_tick_ns = now;
+}
+
 static void on_tick(struct loop_timer *t)
 {
 	struct monitor *m = t->arg;
 	uint64_t now = now_ns();
 
-	if (m->last_tick_ns && now - m->last_tick_ns > m->deadline_ns / 2) {
-		uint64_t late = now - m->last_tick_ns;
-		if (late >= m->deadline_ns)
-			LOG_WARN(
-			    "heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
-			    (unsigned long long)(late / MS));
-		else
-			LOG_DEBUG("heartbeat tick late by %llu ms",
-				  (unsigned long long)(late / MS));
-		for (unsigned i = 0; i < m->n_links; i++)
-			if (m->links[i].have)
-				m->links[i].change_ns = now;
-	}
+	check_late(m, now);
 	m->last_tick_ns = now;
 	read_slots(m, now);
 	send_heartbeats(m);
@@ -189,6 +199,7 @@ static void step(struct monitor *m)
 
 	if (!m->booted)
 		return;
+	check_late(m, now_ns());
 	sample(m, &in);
 	ha_step(&m->ha, &in, &out);
 	exec(m, &out);
@@ -631,8 +642,10 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	json_object_object_add(mbox, "own",
 			       json_object_new_string(ov.rc < 0 ? strerror(-ov.rc) : "ok"));
 	json_object_object_add(mbox, "direct_io", json_object_new_boolean(mbox_direct(m->mb)));
-	json_object_object_add(
-	    mbox, "partner", json_object_new_string(in.mbox_rc < 0 ? strerror(-in.mbox_rc) : "ok"));
+	json_object_object_add(mbox, "partner",
+			       json_object_new_string(!m->has_partner_mailbox ? "not configured"
+						      : in.mbox_rc < 0 ? strerror(-in.mbox_rc)
+								       : "ok"));
 	add_age(mbox, "partner_change_age_ms", in.mbox_change_age_ms);
 	add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER);
 	json_object_object_add(ha, "mailbox", mbox);
