@@ -32,7 +32,7 @@ cut_holds() {
 	for n in a b; do
 		j=$(status $n) || { echo "no status from $n" >&2; return 1; }
 		jq -e --arg n $n '.ha.state == "up" and .ha.partner.state == "cut_off" and
-			all(.volumes[]; .port != "direct" or .served_by == $n)' <<<"$j" >/dev/null ||
+			all(.volumes[]; (.port == "direct") == (.served_by == $n))' <<<"$j" >/dev/null ||
 			{ echo "$n: $(jq -c '{ha: .ha | {state, phase, reason, partner}, volumes: [.volumes[] | {name, port, served_by}]}' <<<"$j")" >&2; return 1; }
 	done
 	writer_alive wa && writer_alive wb

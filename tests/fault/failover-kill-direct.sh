@@ -25,6 +25,7 @@ ctl a volume create vol-a 64M >/dev/null
 wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
 wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
 wait_for served_is b vol-a a || fail "b does not forward vol-a to a"
+watch_servers
 
 logs=""
 stalls=()
@@ -65,6 +66,7 @@ for r in $(seq 1 "$ROUNDS"); do
 
 	step "round $r/$ROUNDS: every acknowledged write reads back on a's own port"
 	check_acks "$logs" --port $A_NBD --export vol-a
+	one_server
 	wait_for m_is a in_sync || fail "mirror of a not in_sync after the giveback: $(mstate a)"
 	wait_for takeover_possible b || fail "takeover not possible on b after the giveback: $(ha b .reason)"
 done

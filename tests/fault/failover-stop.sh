@@ -71,6 +71,7 @@ wait_for grep -q "takeover mark gen .* in own mailbox" "$T/a.log" ||
 log_since a | grep -q "process was stopped" || fail "a's watchdog did not see the stop"
 wait_for -t 10 not port_listening $A_NBD || fail "a still listens on its NBD port"
 refuses $A_NBD || fail "a accepts connections on its NBD port after waking"
+watch_servers
 case $(ha_state a) in
 taken_over | waiting_for_giveback) ;;
 *) fail "a is in ha state $(ha_state a) after waking, not taken_over" ;;
@@ -96,8 +97,7 @@ check_acks "$T/P.acks" --port $A_NBD --export vol-a
 check_acks "$T/D.acks,$T/Q.acks" --port $A_NBD --export vol-a
 check_acks "$T/P2.acks" --port $A_NBD --export vol-a
 check_acks "$T/P.acks,$T/D.acks,$T/Q.acks,$T/P2.acks" --port $B_PROXY --export vol-a
-# The probe must have been the last writer of every block of D's range.
-[ "$(grep -c '^A' "$T/Q.acks")" -eq 512 ] || fail "probe incomplete"
+one_server
 
 step "clean stop"
 stop_node a
