@@ -25,7 +25,7 @@ static void usage(FILE *f)
 		   "  volume list            list the volumes\n"
 		   "  links                  interconnect links\n"
 		   "  takeover [--force]     serve the partner's volumes\n"
-		   "  giveback               give the partner's volumes back\n"
+		   "  giveback [--force]     give the partner's volumes back\n"
 		   "  ic reset               end the interconnect session and start again\n"
 		   "--json prints the node's answer as one JSON object.\n");
 }
@@ -162,8 +162,24 @@ static void print_status(struct json_object *r)
 	struct json_object *ha = jget(r, "ha"), *ses = jget(r, "session"), *mir = jget(r, "mirror");
 
 	printf("node %s (duet %s, pid %s)\n", jstr(r, "node"), jstr(r, "version"), jstr(r, "pid"));
-	printf("ha: %s, takeover possible: %s (%s)\n", jstr(ha, "state"),
-	       jstr(ha, "takeover_possible"), jstr(ha, "reason"));
+	struct json_object *prog = jget(ha, "progress"), *hbs = jget(ha, "heartbeats");
+
+	printf("ha: %s/%s, partner %s (%s)\n", jstr(ha, "state"), jstr(ha, "phase"),
+	       jstr(jget(ha, "partner"), "state"), jstr(jget(ha, "partner"), "detail"));
+	printf("  last change: %s (%s ms ago)\n", jstr(jget(ha, "last_change"), "reason"),
+	       jstr(jget(ha, "last_change"), "age_ms"));
+	printf("  takeover possible: %s (%s)\n", jstr(ha, "takeover_possible"), jstr(ha, "reason"));
+	if (prog && json_object_get_int64(jget(prog, "total_bytes")) > 0)
+		printf("  progress: %s of %s bytes\n", jstr(prog, "done_bytes"),
+		       jstr(prog, "total_bytes"));
+	for (size_t i = 0; hbs && i < json_object_array_length(hbs); i++) {
+		struct json_object *h = json_object_array_get_idx(hbs, i);
+		printf("  heartbeat %s: %s ms ago\n", jstr(h, "name"), jstr(h, "hb_age_ms"));
+	}
+	printf("  mailbox: own %s (written %s ms ago), partner %s (changed %s ms ago)\n",
+	       jstr(jget(ha, "mailbox"), "own"), jstr(jget(ha, "mailbox"), "own_write_age_ms"),
+	       jstr(jget(ha, "mailbox"), "partner"),
+	       jstr(jget(ha, "mailbox"), "partner_change_age_ms"));
 	printf("session: %s, partner %s, version %s\n", jstr(ses, "state"), jstr(ses, "partner"),
 	       jstr(ses, "partner_version"));
 	printf("mirror: %s, lag %s bytes, takeover safe: %s (%s)\n", jstr(mir, "state"),
@@ -183,13 +199,11 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "cmd", json_object_new_string("status"));
 	} else if (strcmp(cmd, "links") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("links"));
-	} else if (strcmp(cmd, "giveback") == 0 && argc == 1) {
-		json_object_object_add(req, "cmd", json_object_new_string("giveback"));
-	} else if (strcmp(cmd, "takeover") == 0 && argc <= 2) {
+	} else if ((strcmp(cmd, "takeover") == 0 || strcmp(cmd, "giveback") == 0) && argc <= 2) {
 		bool force = argc == 2 && strcmp(argv[1], "--force") == 0;
 		if (argc == 2 && !force)
 			goto bad;
-		json_object_object_add(req, "cmd", json_object_new_string("takeover"));
+		json_object_object_add(req, "cmd", json_object_new_string(cmd));
 		json_object_object_add(req, "force", json_object_new_boolean(force));
 	} else if (strcmp(cmd, "ic") == 0 && argc == 2 && strcmp(argv[1], "reset") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("ic_reset"));

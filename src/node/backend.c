@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
+#include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "store/store.h"
 
@@ -45,8 +46,15 @@ struct backend_io {
 
 struct backend {
 	struct node *node;
-	struct mirror *m; /* NULL with [mirror] mirror = off */
-	bool drop_fua;	  /* durability = local-sync: the synced log stands for FUA */
+	struct store *store;
+	const char *what; /* "own" or "partner", for logs */
+	struct mirror *m; /* NULL with [mirror] mirror = off, and for the partner's shelf */
+	bool serving;	  /* false: every request fails with ESHUTDOWN (fenced) */
+	/* Requests that found the I/O lease closed, in arrival order (linked
+	 * through a pooled backend_io each), until io_resume or a fence. */
+	struct backend_io *held_head, *held_tail;
+	uint64_t n_held;
+	bool drop_fua; /* durability = local-sync: the synced log stands for FUA */
 	struct backend_io *free_list;
 	struct backend_vol *vols;
 	uint64_t inflight;
@@ -58,15 +66,19 @@ struct backend {
 	int cp_rc;
 };
 
-int backend_create(struct node *n, struct backend **out)
+int backend_create(struct node *n, struct store *s, struct mirror *m, const char *what,
+		   struct backend **out)
 {
 	struct backend *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return -ENOMEM;
 	b->node = n;
-	b->m = n->mirror;
-	b->drop_fua = n->mirror && n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC;
+	b->store = s;
+	b->what = what;
+	b->m = m;
+	b->serving = true;
+	b->drop_fua = m && n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC;
 	*out = b;
 	return 0;
 }
@@ -75,6 +87,7 @@ void backend_destroy(struct backend *b)
 {
 	if (!b)
 		return;
+	backend_fail_held(b, -ESHUTDOWN);
 	while (b->free_list) {
 		struct backend_io *bio = b->free_list;
 		b->free_list = bio->next_free;
@@ -97,7 +110,7 @@ static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const ch
 		   void *arg)
 {
 	struct backend *b = ctx;
-	struct store *s = b->node->store;
+	struct store *s = b->store;
 	unsigned count = store_volume_count(s);
 
 	for (unsigned i = 0; i < count; i++) {
@@ -137,7 +150,7 @@ static struct backend_vol *vol_get(struct backend *b, struct store_volume *v,
 static int be_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
 {
 	struct backend *b = ctx;
-	struct store_volume *v = store_volume_find(b->node->store, name);
+	struct store_volume *v = store_volume_find(b->store, name);
 	struct store_volume_info vi;
 	struct backend_vol *bv;
 
@@ -347,6 +360,121 @@ void backend_checkpoint(struct backend *b, mirror_done_fn done, void *arg)
 		done(arg, 0);
 }
 
+static struct backend_io *bio_get(struct backend *b)
+{
+	struct backend_io *bio = b->free_list;
+
+	if (bio) {
+		b->free_list = bio->next_free;
+		return bio;
+	}
+	bio = malloc(sizeof(*bio));
+	if (bio)
+		b->allocated++;
+	return bio;
+}
+
+/* The fencing gate (docs/FAILOVER.md, "Fencing"): shelf I/O only while
+ * this node holds its I/O lease. Checked per request, right before it
+ * goes to the mirror or the store. */
+static bool io_allowed(struct backend *b)
+{
+	struct monitor *mon = b->node->monitor;
+
+	return !mon || monitor_io_allowed(mon);
+}
+
+/* The lease is closed (a stall, a stop): keep the request, in order, until
+ * the monitor has read the own mailbox again (backend_release_held) or
+ * found a takeover mark there (backend_fail_held). */
+static void hold(struct backend *b, struct nbd_io *io)
+{
+	struct backend_io *bio = bio_get(b);
+
+	if (!bio) {
+		nbd_io_done(io, -ENOMEM);
+		return;
+	}
+	if (!b->held_head)
+		LOG_WARN("%s volumes: I/O lease closed: holding requests until the own mailbox "
+			 "is read again",
+			 b->what);
+	bio->nio = io;
+	bio->next_free = NULL;
+	if (b->held_tail)
+		b->held_tail->next_free = bio;
+	else
+		b->held_head = bio;
+	b->held_tail = bio;
+	b->n_held++;
+	if (b->node->monitor)
+		monitor_io_wait(b->node->monitor);
+}
+
+static void be_submit(void *ctx, struct nbd_io *io);
+
+/* Take the held list off the backend and hand each request to @p fn. */
+static void held_drain(struct backend *b, void (*fn)(struct backend *b, struct nbd_io *io, int err),
+		       int err)
+{
+	struct backend_io *bio = b->held_head;
+	uint64_t n = b->n_held;
+
+	b->held_head = b->held_tail = NULL;
+	b->n_held = 0;
+	while (bio) {
+		struct backend_io *next = bio->next_free;
+		struct nbd_io *io = bio->nio;
+		bio->next_free = b->free_list;
+		b->free_list = bio;
+		fn(b, io, err);
+		bio = next;
+	}
+	if (n)
+		LOG_INFO("%s volumes: %llu held request%s %s", b->what, (unsigned long long)n,
+			 n == 1 ? "" : "s", err ? "failed" : "released");
+}
+
+static void resubmit(struct backend *b, struct nbd_io *io, int err)
+{
+	(void)err;
+	be_submit(b, io);
+}
+
+static void fail_io(struct backend *b, struct nbd_io *io, int err)
+{
+	(void)b;
+	nbd_io_done(io, err);
+}
+
+void backend_release_held(struct backend *b)
+{
+	if (b && b->held_head && io_allowed(b))
+		held_drain(b, resubmit, 0);
+}
+
+void backend_fail_held(struct backend *b, int err)
+{
+	if (b && b->held_head)
+		held_drain(b, fail_io, err);
+}
+
+void backend_set_serving(struct backend *b, bool serving)
+{
+	if (!b)
+		return;
+	b->serving = serving;
+	if (!serving)
+		backend_fail_held(b, -ESHUTDOWN);
+	else
+		backend_release_held(b);
+}
+
+uint64_t backend_held(const struct backend *b)
+{
+	return b ? b->n_held : 0;
+}
+
 static int be_block_status(struct store_volume *v, struct nbd_io *io)
 {
 	struct store_extent ext[64];
@@ -376,6 +504,14 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	struct backend_io *bio;
 	int rc;
 
+	if (!b->serving) {
+		nbd_io_done(io, -ESHUTDOWN);
+		return;
+	}
+	if (b->held_head || !io_allowed(b)) {
+		hold(b, io);
+		return;
+	}
 	if (io->type != NBD_CMD_FLUSH) {
 		rc = store_check_range(v, io->offset, io->length);
 		if (rc < 0) {
@@ -391,16 +527,10 @@ static void be_submit(void *ctx, struct nbd_io *io)
 		nbd_io_done(io, -EINVAL);
 		return;
 	}
-	bio = b->free_list;
-	if (bio) {
-		b->free_list = bio->next_free;
-	} else {
-		bio = malloc(sizeof(*bio));
-		if (!bio) {
-			nbd_io_done(io, -ENOMEM);
-			return;
-		}
-		b->allocated++;
+	bio = bio_get(b);
+	if (!bio) {
+		nbd_io_done(io, -ENOMEM);
+		return;
 	}
 	memset(&bio->sio, 0, sizeof(bio->sio));
 	bio->b = b;
@@ -435,6 +565,9 @@ static void be_submit(void *ctx, struct nbd_io *io)
 			break;
 		}
 	}
+	if (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
+	    io->type == NBD_CMD_TRIM)
+		bv->dirty = true; /* for backend_checkpoint (giveback drain) */
 	b->inflight++;
 	store_submit(v, &bio->sio);
 }

@@ -10,6 +10,7 @@
 #include "ccm/ccm.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
@@ -68,9 +69,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	add_u64(resp, "pid", (uint64_t)getpid());
 	add_u64(resp, "uptime_ms", (now_ns() - n->started_ns) / 1000000);
 
-	add_str(ha, "state", "up");
-	json_object_object_add(ha, "takeover_possible", json_object_new_boolean(0));
-	add_str(ha, "reason", "automatic failover is not wired into duetd yet (issue 6)");
+	monitor_status_json(n->monitor, ha);
 	json_object_object_add(resp, "ha", ha);
 
 	if (n->ccm) {
@@ -95,8 +94,11 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	}
 	json_object_object_add(resp, "mirror", mirror);
 
-	nbd_server_get_stats(n->nbd, &st);
+	memset(&st, 0, sizeof(st));
+	if (n->nbd)
+		nbd_server_get_stats(n->nbd, &st);
 	add_str(nbd, "listen", n->cfg.nbd.listen);
+	json_object_object_add(nbd, "serving", json_object_new_boolean(n->nbd != NULL));
 	add_u64(nbd, "connections", st.connections);
 	add_u64(nbd, "accepted", st.accepted);
 	add_u64(nbd, "requests", st.requests);
@@ -222,12 +224,49 @@ static int cmd_ic_reset(struct node *n, struct json_object *req, struct json_obj
 	return 0;
 }
 
+static bool req_force(struct json_object *req)
+{
+	struct json_object *f;
+
+	return json_object_object_get_ex(req, "force", &f) && json_object_get_boolean(f);
+}
+
+/* The monitor answers at once; the takeover or giveback then runs on its
+ * own (duetctl status shows its progress). */
+static int cmd_takeover(struct node *n, struct json_object *req, struct json_object *resp,
+			char *err, size_t errlen)
+{
+	bool force = req_force(req);
+	int rc = monitor_takeover(n->monitor, force, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	add_str(resp, "message", force ? "forced takeover started" : "takeover started");
+	return 0;
+}
+
+static int cmd_giveback(struct node *n, struct json_object *req, struct json_object *resp,
+			char *err, size_t errlen)
+{
+	int rc = monitor_giveback(n->monitor, req_force(req), err, errlen);
+
+	if (rc < 0)
+		return rc;
+	add_str(resp, "message", "giveback started");
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	node_cmd_fn fn;
 } commands[] = {
-    {"status", cmd_status}, {"volume_list", cmd_volume_list}, {"volume_create", cmd_volume_create},
-    {"links", cmd_links},   {"ic_reset", cmd_ic_reset},
+    {"status", cmd_status},
+    {"volume_list", cmd_volume_list},
+    {"volume_create", cmd_volume_create},
+    {"links", cmd_links},
+    {"ic_reset", cmd_ic_reset},
+    {"takeover", cmd_takeover},
+    {"giveback", cmd_giveback},
 };
 
 node_cmd_fn commands_find(const char *name)

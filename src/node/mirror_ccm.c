@@ -48,6 +48,7 @@ struct mirror_ccm {
 	void *port_buf[1];
 	uint64_t log_size; /* of this node's log: the partner's memory must hold it */
 	bool attached;	   /* callbacks go to the mirror */
+	bool held;	   /* mirror_ccm_hold: stay down */
 	enum mc_state st;
 	char reason[192];
 	struct mc_op ops[MC_OPS];
@@ -74,7 +75,8 @@ static void mc_eval(struct mirror_ccm *mc)
 {
 	uint64_t remote;
 
-	if (!mc->attached || mc->st != MC_DOWN || !mc->port || !ccm_port_is_up(mc->port))
+	if (!mc->attached || mc->held || mc->st != MC_DOWN || !mc->port ||
+	    !ccm_port_is_up(mc->port))
 		return;
 	remote = ccm_port_remote_size(mc->port);
 	if (remote < mc->log_size) {
@@ -307,6 +309,30 @@ void mirror_ccm_destroy(struct mirror_ccm *mc)
 	}
 	mirror_image_unmap(&mc->image);
 	free(mc);
+}
+
+void mirror_ccm_hold(struct mirror_ccm *mc, bool hold, const char *why)
+{
+	if (mc->held == hold)
+		return;
+	mc->held = hold;
+	if (hold) {
+		mc_down(mc, why);
+		LOG_INFO("not mirroring: %s", why);
+		return;
+	}
+	if (mc->st == MC_REFUSED)
+		mc->st = MC_DOWN;
+	mc_eval(mc);
+}
+
+int mirror_ccm_partner_copy_valid(const struct mirror_ccm *mc)
+{
+	struct mirror_image_info info;
+
+	if (!mc || !mc->image.base || mirror_image_info(mc->image.base, mc->image.size, &info) < 0)
+		return 0;
+	return info.image_valid ? 1 : 0;
 }
 
 const char *mirror_ccm_state(const struct mirror_ccm *mc, const char **reason)

@@ -24,6 +24,7 @@ static void signal_event(struct loop_io *io, uint32_t events)
 
 	while (read(n->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		LOG_INFO("signal %u: shutting down", si.ssi_signo);
+		n->stopping = true;
 		loop_stop(n->loop);
 	}
 }
@@ -74,7 +75,7 @@ static int open_storage(struct node *n)
 	return store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
 }
 
-static int open_listeners(struct node *n)
+int node_open_nbd(struct node *n)
 {
 	struct nbd_server_opts o = {
 	    .listen = n->cfg.nbd.listen,
@@ -83,11 +84,25 @@ static int open_listeners(struct node *n)
 	    .conn_buffer = n->cfg.nbd.conn_buffer,
 	    .max_clients = NODE_MAX_CLIENTS,
 	};
-	int rc = backend_create(n, &n->backend);
+
+	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
+}
+
+/* A node taken over serves nothing of its own until the giveback: no
+ * listener (clients go to the partner's proxy port) and the backend, which
+ * also serves the partner's forwarded requests, refuses. */
+static int open_listeners(struct node *n)
+{
+	int rc = backend_create(n, n->store, n->mirror, "own", &n->backend);
 
 	if (rc < 0)
 		return rc;
-	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
+	if (n->taken_at_boot) {
+		backend_set_serving(n->backend, false);
+		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
+		return 0;
+	}
+	return node_open_nbd(n);
 }
 
 /* The proxy port: the partner's volumes, forwarded over the interconnect;
@@ -148,6 +163,11 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_interconnect(n);
 	if (rc < 0)
 		goto err;
+	/* The failover monitor reads the own mailbox before the shelf is
+	 * touched: a takeover mark there means the partner serves it. */
+	rc = failover_open(n);
+	if (rc < 0)
+		goto err;
 	rc = open_storage(n);
 	if (rc < 0)
 		goto err;
@@ -196,6 +216,7 @@ void node_destroy(struct node *n)
 	control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
+	backend_fail_held(n->backend, -ESHUTDOWN);
 	if (n->proxy_nbd)
 		nbd_server_destroy(n->proxy_nbd);
 	/* No more requests from the partner either (they share the backend). */
@@ -209,12 +230,15 @@ void node_destroy(struct node *n)
 	if (backend_inflight(n->backend) == 0)
 		nvram_close(n); /* a last consistency point, while the backend lives */
 	proxy_destroy(n->proxy);
+	/* After the proxy: it routed the partner's volumes to that shelf. */
+	failover_stop(n);
 	if (backend_inflight(n->backend) > 0)
 		LOG_ERROR("%llu I/O still in flight at exit",
 			  (unsigned long long)backend_inflight(n->backend));
 	else
 		store_close(n->store);
 	backend_destroy(n->backend);
+	failover_close(n);
 	if (n->ccm) {
 		/* Say goodbye, so the partner ends the session now instead of
 		 * waiting out its link deadline. */

@@ -3,6 +3,7 @@
 #define DUET_NODE_PRIV_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,8 @@ struct ccm;
 struct proxy;
 struct mirror;
 struct mirror_ccm;
+struct monitor;
+struct failover;
 struct json_object;
 
 struct node {
@@ -39,26 +42,53 @@ struct node {
 	struct proxy *proxy;	      /* NULL without [nbd] proxy_listen or a CCM */
 	struct nbd_server *proxy_nbd; /* the proxy listener */
 	struct control *control;
+	/* Failover (failover.c, docs/FAILOVER.md). */
+	struct monitor *monitor;
+	struct failover *fo;
+	bool boot_checked;	  /* the first read of the own mailbox is in */
+	bool taken_at_boot;	  /* ... and found a takeover mark: serve nothing */
+	bool fenced;		  /* a takeover mark stopped the own volumes */
+	bool stopping;		  /* a signal asked to shut down */
+	struct store *pstore;	  /* the partner's shelf, during a takeover */
+	struct backend *pbackend; /* its volumes, served through the proxy port */
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;
 };
 
-/* backend.c: NBD exports backed by the node's own shelf. */
-int backend_create(struct node *n, struct backend **out);
+/* backend.c: NBD exports backed by a shelf: the node's own (writes logged
+ * in the NVRAM log @p m), or the partner's during a takeover (m NULL). */
+int backend_create(struct node *n, struct store *s, struct mirror *m, const char *what,
+		   struct backend **out);
 void backend_destroy(struct backend *b);
 const struct nbd_backend_ops *backend_ops(void);
 /** I/O handed to the store and not yet completed. */
 uint64_t backend_inflight(const struct backend *b);
+/** The I/O lease holds again: submit the requests held while it did not. */
+void backend_release_held(struct backend *b);
+/** Complete every held request with @p err (fenced, shutting down). */
+void backend_fail_held(struct backend *b, int err);
+/** Serve, or fail every request with ESHUTDOWN (a fenced node). */
+void backend_set_serving(struct backend *b, bool serving);
+/** Requests held for the lease now. */
+uint64_t backend_held(const struct backend *b);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
 void backend_checkpoint(struct backend *b, void (*done)(void *arg, int result), void *arg);
 
 /* nvram.c: the NVRAM log and its mirror, wired into the node. */
-/** Open the log and replay it onto the shelf (before the listeners open). */
+/** Open the log and replay it onto the shelf (before the listeners open);
+ * a node taken over (n->taken_at_boot) leaves it unreplayed: its partner
+ * replayed it, and the giveback drops it. */
 int nvram_open(struct node *n);
-/** Start mirroring to the partner through the CCM (after nvram_open). */
+/** Start mirroring to the partner through the CCM (after nvram_open); held
+ * (see nvram_hold) on a node taken over. */
 int nvram_connect(struct node *n);
+/** Fenced (@p hold): stop writing into the partner's image of our log, which
+ * it replays now; given back: mirror the new log again. */
+void nvram_hold(struct node *n, bool hold, const char *why);
+/** The state of this node's image of the partner's log, for the monitor. */
+int nvram_partner_copy(struct node *n);
 /** Shutdown, once no request is in flight: a last consistency point, then close. */
 void nvram_close(struct node *n);
 /** Writes held for the partner (mirror_down = suspend) fail now: shutting down. */
@@ -78,8 +108,26 @@ int mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m, cons
 void mirror_ccm_stop(struct mirror_ccm *mc);
 /** Free; after ccm_destroy (writes still posted complete until then). */
 void mirror_ccm_destroy(struct mirror_ccm *mc);
+/** Hold (or release) the transport: while held it stays down, so nothing of
+ * this node's log reaches the partner's image (fenced: the partner replays
+ * it), and @p why is the transport's reason. */
+void mirror_ccm_hold(struct mirror_ccm *mc, bool hold, const char *why);
+/** Whether the partner's image held here is complete (its header says so):
+ * 1 yes, 0 no (never written, resyncing, torn). */
+int mirror_ccm_partner_copy_valid(const struct mirror_ccm *mc);
 /** The transport's view, for status: "up", "down" or "refused", and why. */
 const char *mirror_ccm_state(const struct mirror_ccm *mc, const char **reason);
+
+/* failover.c: the failover monitor wired into the node. */
+/** Create and start the monitor and its heartbeat client; run the loop
+ * until the boot check of the own mailbox is in (n->taken_at_boot). */
+int failover_open(struct node *n);
+/** Shutdown: wait for a replay in progress, close the partner's shelf. */
+void failover_stop(struct node *n);
+/** Leave the CCM and free the monitor (before ccm_destroy). */
+void failover_close(struct node *n);
+/** Open the own NBD listener (boot, and SERVE_OWN after a giveback). */
+int node_open_nbd(struct node *n);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
 int control_create(struct node *n, const char *path, struct control **out);

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
+#include "monitor/monitor.h"
 
 #define CLOSE_DEADLINE_NS (10ull * 1000000000ull)
 
@@ -33,13 +34,24 @@ static void host_checkpoint(void *ctx, mirror_done_fn done, void *arg)
 	backend_checkpoint(n->backend, done, arg);
 }
 
-/* Until the failover monitor is wired, nobody reads the mark: there is
- * nothing to record yet. */
+/* The partner's image is (or is again not) missing writes: publish it in
+ * the own mailbox, durably, before any write is acknowledged without the
+ * partner, so that the partner never takes over from an outdated copy. A
+ * fenced node acknowledges nothing more: what it would publish could only
+ * stop the partner's takeover. */
 static void host_partner_outdated(void *ctx, bool outdated, mirror_done_fn done, void *arg)
 {
-	(void)ctx;
-	(void)outdated;
-	done(arg, 0);
+	struct node *n = ctx;
+	int rc;
+
+	if (!n->monitor || n->fenced || n->taken_at_boot) {
+		done(arg, 0);
+		return;
+	}
+	rc = monitor_publish_mirror(n->monitor, outdated ? HA_MIRROR_DEGRADED : HA_MIRROR_IN_SYNC,
+				    done, arg);
+	if (rc < 0)
+		done(arg, rc);
 }
 
 static void host_state_changed(void *ctx, enum mirror_state state, const char *reason)
@@ -141,6 +153,12 @@ int nvram_open(struct node *n)
 	rc = mirror_open(n->loop, &o, &host_ops, n, &n->mirror);
 	if (rc < 0)
 		return rc;
+	if (n->taken_at_boot) {
+		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over "
+			 "and replayed its copy; giveback drops it",
+			 n->nvram_path);
+		return 0;
+	}
 	/* Before any listener opens: what the log holds reaches the volumes
 	 * before anyone can read them. */
 	rc = mirror_recover_to_store(n->mirror, n->loop, n->store, &st);
@@ -172,7 +190,23 @@ int nvram_connect(struct node *n)
 	mirror_get_status(n->mirror, &st);
 	rc = mirror_ccm_create(n->loop, n->ccm, n->mirror, n->partner_image_path, st.log_size,
 			       &n->mirror_ccm);
+	if (rc == 0 && n->taken_at_boot)
+		mirror_ccm_hold(n->mirror_ccm, true, "taken over by the partner");
 	return rc;
+}
+
+void nvram_hold(struct node *n, bool hold, const char *why)
+{
+	if (n->mirror_ccm)
+		mirror_ccm_hold(n->mirror_ccm, hold, why);
+}
+
+int nvram_partner_copy(struct node *n)
+{
+	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON)
+		return HA_MIRROR_OFF;
+	return mirror_ccm_partner_copy_valid(n->mirror_ccm) ? HA_MIRROR_IN_SYNC
+							    : HA_MIRROR_DEGRADED;
 }
 
 void nvram_release_held(struct node *n)

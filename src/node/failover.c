@@ -1,0 +1,609 @@
+/* The failover monitor wired into the node (docs/FAILOVER.md, "Wiring").
+ *
+ * The monitor (src/monitor) decides; this file does what it asks with the
+ * node's parts:
+ *
+ *   heartbeats      a CCM client "monitor" whose port memory is the
+ *                   monitor's heartbeat region; one pinned write per link
+ *   boot check      the listeners open only once the own mailbox was read
+ *                   and held no takeover mark (node.c waits for it)
+ *   I/O gate        backend.c holds requests while the lease is closed;
+ *                   io_resume releases them
+ *   STOP_OWN        fenced: close the own NBD listener and its clients,
+ *                   refuse the partner's forwarded requests (it re-executes
+ *                   them), stop mirroring into its image of our log
+ *   REPLAY_PARTNER  open the partner's shelf, replay our copy of its log
+ *   SERVE_PARTNER   route its volumes on our proxy port to that shelf
+ *   DRAIN_PARTNER   route them back, wait for what runs, fdatasync, close
+ *   START_OWN       publish "degraded", drop the own log, mirror again
+ *   SERVE_OWN       serve the own volumes again
+ */
+#define LOG_MODULE "failover"
+#include "node/node_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ccm/ccm.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "mirror/mirror.h"
+#include "monitor/monitor.h"
+#include "nbd/nbd.h"
+#include "proxy/proxy.h"
+#include "store/store.h"
+
+#define MS		 1000000ull
+#define RETRY_NS	 (10 * MS)
+#define DRAIN_POLL_NS	 (2 * MS)
+#define DRAIN_TIMEOUT_NS (60000 * MS)
+#define PROGRESS_NS	 (100 * MS)
+
+struct failover {
+	struct node *n;
+	/* Heartbeats: the CCM client and one pinned write per link. */
+	struct ccm_client *hb_client;
+	struct ccm_port *hb_port;
+	void *hb_port_buf[1];
+	struct ccm_op hb_op[MONITOR_MAX_LINKS];
+	_Alignas(64) uint8_t hb_buf[MONITOR_MAX_LINKS][MONITOR_REC_SIZE];
+	bool hb_busy[MONITOR_MAX_LINKS];
+	/* Our copy of the partner's log, as the monitor's mirror input. */
+	struct loop_timer copy_timer;
+	uint64_t copy_ns;
+	/* Takeover: the replay job and its progress reports. */
+	struct mirror_replay_job *replay;
+	struct loop_timer progress_timer;
+	uint64_t replay_start_ns;
+	/* Giveback, both sides. */
+	struct loop_timer drain_timer;
+	uint64_t drain_start_ns;
+	bool draining;
+	struct loop_timer close_timer;
+	struct loop_timer reset_timer;
+};
+
+/* ---- heartbeats ---- */
+
+static void hb_done(struct ccm_op *op, int status)
+{
+	struct failover *fo = op->arg;
+
+	(void)status; /* a lost heartbeat is what the partner's monitor measures */
+	fo->hb_busy[op - fo->hb_op] = false;
+}
+
+/* One heartbeat on link @p link only: a failed link must look dead, so the
+ * write is never re-issued elsewhere, and a link whose last write has not
+ * completed is skipped. */
+static int hb_send(void *arg, unsigned link, const void *rec, size_t len)
+{
+	struct node *n = arg;
+	struct failover *fo = n->fo;
+	int rc;
+
+	if (link >= MONITOR_MAX_LINKS || len != MONITOR_REC_SIZE)
+		return -EINVAL;
+	if (!fo->hb_port || !ccm_port_is_up(fo->hb_port))
+		return -ENOTCONN;
+	if (fo->hb_busy[link])
+		return -EBUSY;
+	memcpy(fo->hb_buf[link], rec, len);
+	fo->hb_op[link].done = hb_done;
+	fo->hb_op[link].arg = fo;
+	rc = ccm_port_write_link(fo->hb_port, link, &fo->hb_op[link], fo->hb_buf[link], len,
+				 (uint64_t)link * MONITOR_REC_SIZE);
+	if (rc == 0)
+		fo->hb_busy[link] = true;
+	return rc;
+}
+
+static const struct ccm_client_ops hb_client_ops = {0};
+
+static int hb_register(struct node *n)
+{
+	struct failover *fo = n->fo;
+	struct ccm_client_spec spec;
+	size_t len;
+	int rc;
+
+	if (!n->ccm)
+		return 0;
+	monitor_hb_region(n->monitor, &fo->hb_port_buf[0], &len);
+	if (len == 0)
+		return 0;
+	spec = (struct ccm_client_spec){
+	    .name = "monitor",
+	    .n_ports = 1,
+	    .port_mem = len,
+	    .port_buf = fo->hb_port_buf,
+	    .ops = &hb_client_ops,
+	    .arg = fo,
+	};
+	rc = ccm_client_register(n->ccm, &spec, &fo->hb_client);
+	if (rc < 0) {
+		LOG_ERROR("cannot register the monitor with the CCM: %s", strerror(-rc));
+		return rc;
+	}
+	fo->hb_port = ccm_client_port(fo->hb_client, 0);
+	return 0;
+}
+
+/* The takeover decision needs to know whether our copy of the partner's
+ * log is complete; its header says so, and it changes under RDMA writes. */
+static void copy_tick(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+
+	monitor_set_mirror(n->monitor, (enum ha_mirror)nvram_partner_copy(n));
+	loop_timer_arm(n->loop, t, n->fo->copy_ns);
+}
+
+/* ---- the own volumes ---- */
+
+/* TEMPORARY until the proxy's refusal mode lands (proxy_set_serving). */
+static void set_proxy_serving(struct node *n, bool on)
+{
+	(void)n;
+	(void)on;
+}
+
+/* A takeover mark stands in our mailbox: the partner serves our volumes
+ * (or is about to). Nothing of ours may touch the shelf from now on. */
+static void stop_own(struct node *n)
+{
+	n->fenced = true;
+	LOG_ERROR("fenced by a takeover mark: closing the clients of the own volumes");
+	if (n->nbd) {
+		nbd_server_destroy(n->nbd);
+		n->nbd = NULL;
+	}
+	set_proxy_serving(n, false);
+	backend_set_serving(n->backend, false);
+	backend_set_serving(n->pbackend, false);
+	nvram_hold(n, true, "fenced by the partner's takeover mark");
+	monitor_action_done(n->monitor, HA_ACT_STOP_OWN, 0);
+}
+
+static void reset_done(void *arg, int rc)
+{
+	struct node *n = arg;
+
+	if (rc == 0) {
+		LOG_INFO("own NVRAM log dropped (the partner replayed it): mirroring anew");
+		nvram_hold(n, false, NULL);
+	}
+	monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
+}
+
+static void try_reset(struct node *n)
+{
+	int rc = mirror_reset(n->mirror, reset_done, n);
+
+	if (rc == -EBUSY) { /* writes of before the fence still finishing */
+		loop_timer_arm(n->loop, &n->fo->reset_timer, RETRY_NS);
+		return;
+	}
+	if (rc < 0 && rc != -EALREADY)
+		monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
+}
+
+static void reset_retry(struct loop_timer *t)
+{
+	try_reset(t->arg);
+}
+
+static void start_published(void *arg, int rc)
+{
+	struct node *n = arg;
+
+	if (rc < 0) {
+		monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
+		return;
+	}
+	mirror_transport_down(n->mirror, "own NVRAM log dropped at giveback");
+	try_reset(n);
+}
+
+/* Given back: the partner replayed our log and wrote past it. Say durably
+ * that our mirror is degraded (the new log is not in the partner's image
+ * yet), drop the log, then mirror again. */
+static void start_own(struct node *n)
+{
+	int rc;
+
+	n->fenced = false;
+	n->taken_at_boot = false;
+	if (!n->mirror) {
+		monitor_action_done(n->monitor, HA_ACT_START_OWN, 0);
+		return;
+	}
+	if (n->cfg.mirror.mode != MIRROR_MODE_ON) {
+		start_published(n, 0);
+		return;
+	}
+	rc = monitor_publish_mirror(n->monitor, HA_MIRROR_DEGRADED, start_published, n);
+	if (rc < 0)
+		start_published(n, rc);
+}
+
+static void serve_own(struct node *n)
+{
+	int rc = 0;
+
+	n->fenced = false;
+	backend_set_serving(n->backend, true);
+	set_proxy_serving(n, true);
+	if (!n->nbd)
+		rc = node_open_nbd(n);
+	if (rc == 0)
+		LOG_INFO("serving the own volumes");
+	monitor_action_done(n->monitor, HA_ACT_SERVE_OWN, rc);
+}
+
+/* ---- the partner's volumes ---- */
+
+static int open_partner_shelf(struct node *n)
+{
+	struct store_opts so = {
+	    .engine = n->cfg.store.io_engine == IO_ENGINE_THREADS ? STORE_ENGINE_THREADS
+								  : STORE_ENGINE_URING,
+	    .depth = (unsigned)n->cfg.store.io_depth,
+	    .workers = (unsigned)n->cfg.store.io_workers,
+	};
+	int rc;
+
+	if (n->pstore)
+		return 0;
+	if (!n->cfg.monitor.partner_shelf[0])
+		return -ENOENT;
+	rc = store_open(n->loop, n->cfg.monitor.partner_shelf, &so, &n->pstore);
+	if (rc < 0) {
+		LOG_ERROR("cannot open the partner's shelf %s: %s", n->cfg.monitor.partner_shelf,
+			  strerror(-rc));
+		return rc;
+	}
+	rc = backend_create(n, n->pstore, NULL, "partner", &n->pbackend);
+	if (rc < 0) {
+		store_close(n->pstore);
+		n->pstore = NULL;
+	}
+	return rc;
+}
+
+static void close_partner_shelf(struct node *n)
+{
+	backend_destroy(n->pbackend);
+	n->pbackend = NULL;
+	store_close(n->pstore);
+	n->pstore = NULL;
+}
+
+static void progress_tick(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+	uint64_t done, total;
+
+	if (!n->fo->replay)
+		return;
+	mirror_replay_progress(n->fo->replay, &done, &total);
+	monitor_progress(n->monitor, done, total);
+	LOG_INFO("replaying the partner's log: %llu of %llu bytes", (unsigned long long)done,
+		 (unsigned long long)total);
+	loop_timer_arm(n->loop, t, PROGRESS_NS);
+}
+
+static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
+{
+	struct node *n = arg;
+	struct failover *fo = n->fo;
+	uint64_t done = 0, total = 0;
+
+	mirror_replay_progress(fo->replay, &done, &total);
+	monitor_progress(n->monitor, total, total);
+	mirror_replay_free(fo->replay);
+	fo->replay = NULL;
+	loop_timer_cancel(n->loop, &fo->progress_timer);
+	if (rc < 0)
+		LOG_ERROR("replay of the partner's log failed: %s", strerror(-rc));
+	else
+		LOG_INFO("partner's log replayed in %llu ms: %llu records (seq %llu-%llu), %llu "
+			 "bytes, %llu skipped, ended at: %s",
+			 (unsigned long long)((now_ns() - fo->replay_start_ns) / MS),
+			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
+			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
+			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
+	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+}
+
+/* The partner is fenced: bring its shelf up to date from our copy of its
+ * log. The copy is retired afterwards, so a second replay (a restart of
+ * ours during the takeover) does not undo writes served since. */
+static void replay_partner(struct node *n)
+{
+	struct failover *fo = n->fo;
+	int rc = open_partner_shelf(n);
+
+	if (rc < 0)
+		goto done;
+	if (n->cfg.mirror.mode != MIRROR_MODE_ON || !n->partner_image_path[0]) {
+		LOG_WARN("no copy of the partner's log here ([mirror] mirror is not on): serving "
+			 "its shelf as it is");
+		goto done;
+	}
+	fo->replay_start_ns = now_ns();
+	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore, MIRROR_REPLAY_RETIRE,
+				 replay_done, n, &fo->replay);
+	if (rc == 0) {
+		loop_timer_arm(n->loop, &fo->progress_timer, PROGRESS_NS);
+		return;
+	}
+	if (rc == -ENODATA) {
+		LOG_INFO("our copy of the partner's log is empty: nothing to replay");
+		rc = 0;
+	} else {
+		LOG_ERROR("cannot replay %s: %s", n->partner_image_path, strerror(-rc));
+	}
+done:
+	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+}
+
+static void serve_partner(struct node *n)
+{
+	unsigned count, routed = 0;
+	int rc = 0;
+
+	if (!n->proxy || !n->pstore) {
+		LOG_ERROR("cannot serve the partner's volumes: %s",
+			  n->proxy ? "its shelf is not open" : "no proxy port (no interconnect)");
+		monitor_action_done(n->monitor, HA_ACT_SERVE_PARTNER, -ENOTCONN);
+		return;
+	}
+	backend_set_serving(n->pbackend, true);
+	count = store_volume_count(n->pstore);
+	for (unsigned i = 0; i < count; i++) {
+		const char *name = store_volume_name(store_volume_at(n->pstore, i));
+		int r = proxy_route_local(n->proxy, name, backend_ops(), n->pbackend);
+		if (r == 0 || r == -EEXIST)
+			routed++;
+		else if (!rc)
+			rc = r;
+	}
+	LOG_WARN("serving %u volume%s of the partner on the proxy port", routed,
+		 routed == 1 ? "" : "s");
+	monitor_action_done(n->monitor, HA_ACT_SERVE_PARTNER, rc);
+}
+
+/* From a timer, not from the completion: the store is closed here. */
+static void drain_close(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+
+	LOG_INFO("giveback: the partner's volumes are durable (drained in %llu ms)",
+		 (unsigned long long)((now_ns() - n->fo->drain_start_ns) / MS));
+	close_partner_shelf(n);
+	n->fo->draining = false;
+	monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
+}
+
+static void drain_cp_done(void *arg, int rc)
+{
+	struct node *n = arg;
+
+	if (rc < 0) {
+		LOG_ERROR("giveback: fdatasync of the partner's volumes failed: %s", strerror(-rc));
+		n->fo->draining = false;
+		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, rc);
+		return;
+	}
+	loop_timer_arm(n->loop, &n->fo->close_timer, 0);
+}
+
+static void drain_poll(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+	struct failover *fo = n->fo;
+	uint64_t busy = backend_inflight(n->pbackend) + backend_held(n->pbackend);
+
+	monitor_progress(n->monitor, 0, busy);
+	if (busy) {
+		if (now_ns() - fo->drain_start_ns > DRAIN_TIMEOUT_NS) {
+			LOG_ERROR("giveback: %llu requests of the partner's volumes still running",
+				  (unsigned long long)busy);
+			fo->draining = false;
+			monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, -ETIMEDOUT);
+			return;
+		}
+		loop_timer_arm(n->loop, t, DRAIN_POLL_NS);
+		return;
+	}
+	backend_checkpoint(n->pbackend, drain_cp_done, n);
+}
+
+/* Giveback: new commands for the partner's volumes go back to forwarding
+ * (the partner answers them once it serves again; until then it refuses
+ * them and the forwarder asks again), what runs here finishes, then the
+ * volumes are made durable before the mark is cleared. */
+static void drain_partner(struct node *n)
+{
+	struct failover *fo = n->fo;
+
+	if (!n->pstore) {
+		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
+		return;
+	}
+	for (unsigned i = 0, count = store_volume_count(n->pstore); i < count; i++)
+		proxy_route_partner(n->proxy, store_volume_name(store_volume_at(n->pstore, i)));
+	fo->draining = true;
+	fo->drain_start_ns = now_ns();
+	drain_poll(&fo->drain_timer);
+}
+
+/* ---- monitor ops ---- */
+
+static void m_boot_checked(void *arg, bool taken_over, const struct monitor_mark *mark)
+{
+	struct node *n = arg;
+
+	(void)mark; /* the monitor logged it */
+	n->boot_checked = true;
+	n->taken_at_boot = taken_over;
+}
+
+static void m_fence_check(void *arg, uint64_t stall_ms)
+{
+	(void)arg;
+	LOG_WARN("this process stalled or was stopped for %llu ms: shelf I/O waits for a read of "
+		 "the own mailbox",
+		 (unsigned long long)stall_ms);
+}
+
+static void m_io_resume(void *arg)
+{
+	struct node *n = arg;
+
+	backend_release_held(n->backend);
+	backend_release_held(n->pbackend);
+}
+
+static void m_action(void *arg, enum ha_action act, uint64_t gen)
+{
+	struct node *n = arg;
+
+	(void)gen;
+	switch (act) {
+	case HA_ACT_STOP_OWN:
+		stop_own(n);
+		break;
+	case HA_ACT_START_OWN:
+		start_own(n);
+		break;
+	case HA_ACT_SERVE_OWN:
+		serve_own(n);
+		break;
+	case HA_ACT_REPLAY_PARTNER:
+		replay_partner(n);
+		break;
+	case HA_ACT_SERVE_PARTNER:
+		serve_partner(n);
+		break;
+	case HA_ACT_DRAIN_PARTNER:
+		drain_partner(n);
+		break;
+	default:
+		monitor_action_done(n->monitor, act, 0);
+		break;
+	}
+}
+
+static const struct monitor_ops mon_ops = {
+    .boot_checked = m_boot_checked,
+    .fence_check = m_fence_check,
+    .io_resume = m_io_resume,
+    .action = m_action,
+    .hb_send = hb_send,
+};
+
+/* ---- life cycle ---- */
+
+int failover_open(struct node *n)
+{
+	struct monitor_opts mo = {
+	    .loop = n->loop,
+	    .cfg = &n->cfg,
+	    .ops = &mon_ops,
+	    .arg = n,
+	    .watchdog_action = WATCHDOG_EXIT,
+	};
+	struct failover *fo = calloc(1, sizeof(*fo));
+	int rc;
+
+	if (!fo)
+		return -ENOMEM;
+	fo->n = n;
+	n->fo = fo;
+	loop_timer_init(&fo->copy_timer, copy_tick, n);
+	loop_timer_init(&fo->progress_timer, progress_tick, n);
+	loop_timer_init(&fo->drain_timer, drain_poll, n);
+	loop_timer_init(&fo->reset_timer, reset_retry, n);
+	loop_timer_init(&fo->close_timer, drain_close, n);
+	fo->copy_ns = n->cfg.monitor.heartbeat_ms * MS;
+	/* The mailbox lives in the shelf, which the store would create later. */
+	if (mkdir(n->cfg.node.shelf, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		LOG_ERROR("shelf %s: %s", n->cfg.node.shelf, strerror(errno));
+		return rc;
+	}
+	rc = monitor_create(&mo, &n->monitor);
+	if (rc < 0) {
+		LOG_ERROR("cannot start the failover monitor: %s", strerror(-rc));
+		return rc;
+	}
+	rc = hb_register(n);
+	if (rc < 0)
+		return rc;
+	rc = monitor_start(n->monitor);
+	if (rc < 0) {
+		LOG_ERROR("cannot start the failover monitor: %s", strerror(-rc));
+		return rc;
+	}
+	/* Nothing touches the shelf before the own mailbox said whether the
+	 * partner took our volumes over. */
+	while (!n->boot_checked && !n->stopping)
+		loop_run_once(n->loop, 100 * MS);
+	if (!n->boot_checked)
+		return -EINTR;
+	loop_timer_arm(n->loop, &fo->copy_timer, 0);
+	return 0;
+}
+
+void failover_stop(struct node *n)
+{
+	struct failover *fo = n->fo;
+	uint64_t deadline = now_ns() + 30000 * MS;
+
+	if (!fo)
+		return;
+	loop_timer_cancel(n->loop, &fo->drain_timer);
+	loop_timer_cancel(n->loop, &fo->reset_timer);
+	loop_timer_cancel(n->loop, &fo->close_timer);
+	while (fo->replay && now_ns() < deadline)
+		loop_run_once(n->loop, 10 * MS);
+	if (fo->replay) {
+		LOG_ERROR("the replay of the partner's log is still running at exit");
+		return; /* its I/O points into the partner's store: keep it */
+	}
+	if (!n->pbackend)
+		return;
+	backend_fail_held(n->pbackend, -ESHUTDOWN);
+	while (backend_inflight(n->pbackend) > 0 && now_ns() < deadline)
+		loop_run_once(n->loop, 10 * MS);
+	if (backend_inflight(n->pbackend) > 0) {
+		LOG_ERROR("%llu I/O of the partner's volumes still in flight at exit",
+			  (unsigned long long)backend_inflight(n->pbackend));
+		return;
+	}
+	close_partner_shelf(n);
+}
+
+void failover_close(struct node *n)
+{
+	struct failover *fo = n->fo;
+
+	if (!fo)
+		return;
+	loop_timer_cancel(n->loop, &fo->copy_timer);
+	loop_timer_cancel(n->loop, &fo->progress_timer);
+	loop_timer_cancel(n->loop, &fo->drain_timer);
+	loop_timer_cancel(n->loop, &fo->reset_timer);
+	loop_timer_cancel(n->loop, &fo->close_timer);
+	/* The heartbeat region belongs to the monitor: leave the CCM first. */
+	if (fo->hb_client)
+		ccm_client_unregister(fo->hb_client);
+	monitor_destroy(n->monitor);
+	n->monitor = NULL;
+	free(fo);
+	n->fo = NULL;
+}
