@@ -28,6 +28,7 @@ goes away (the connection breaks: exit 0).
 Exit status: 0 when every reply was a success (or --allow-errors), 1
 otherwise; the last stdout line is "acked=N errors=N inflight_at_end=N ...".
 
+The log starts with "C <monotonic seconds> <port>" (connected).
 Failover (--failover-port P2): when the connection breaks, the writes in
 flight stay unacknowledged in the log (an "S" line with no "A"), the writer
 logs "D <monotonic seconds> <port> <writes lost>", connects to P2 (export
@@ -47,7 +48,7 @@ for a zero write), or of a write sent after it that was never acknowledged
 (in flight when the server died); a block with no acknowledged write may
 also still be zero.
 Exit status 0 when all hold, 1 with one line per bad block (the first 20).
-Lines of other kinds (R, D) are ignored.
+Lines of other kinds (C, R, D) are ignored.
 
 gaps: from a --timestamps log, one line "acks=N reconnects=N max_gap_ms=X
 max_gap_at=T [first_ack_after_ms=Y stall_ms=S resumed_after_ms=Z]": the
@@ -140,7 +141,7 @@ def parse_log(paths):
             for line in f:
                 parts = line.split()
                 if len(parts) < 3 or parts[0] not in ("S", "A", "E"):
-                    continue  # a torn last line, or a reconnect (R, D)
+                    continue  # a torn last line, or a connect (C, R, D)
                 try:
                     kind, block, wid = parts[0], int(parts[1]), int(parts[2])
                 except ValueError:
@@ -168,6 +169,7 @@ def cmd_write(a):
         sys.exit("export too small for %d blocks of %d" % (a.first_block + a.blocks, bs))
     run = random.getrandbits(31) | 1
     log = open(a.log, "a", buffering=1 << 16)
+    log.write("C %.6f %d\n" % (time.monotonic(), a.port))
     lock = threading.Condition()
     inflight = {}  # cookie -> (block, id)
     busy = set()

@@ -17,9 +17,9 @@
 # executed after waking (an old P or D write) would overwrite a newer
 # acknowledged write of P or Q and show in the check; a's lease and mark
 # must prevent it. The checks run after the giveback, on a's own port and on
-# b's proxy port. Also: D gets no acknowledgement after the takeover, a logs
-# the mark, its NBD port refuses connections, and its client connection
-# ends (its held requests fail, or it is closed).
+# b's proxy port. Also: a logs the mark, its NBD port refuses connections,
+# its client connection ends (its held requests fail, or it is closed), and
+# nothing serves vol-a but b until the giveback.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
@@ -80,10 +80,21 @@ esac
 wait_for -t 20 not writer_alive D ||
 	fail "a neither answered nor closed D's connection after waking: D still waits"
 writer_wait D
-[ "$(acked "$T/D.acks")" -eq "$d_acked" ] ||
-	fail "a acknowledged $(($(acked "$T/D.acks") - d_acked)) writes of D after b's takeover"
-echo "   D: $(grep -c '^E' "$T/D.acks" || true) error replies, $(grep -c '^D' "$T/D.acks" || true) breaks after waking" >&2
+# Replies a sends on waking for writes done before the stop (completed in
+# the kernel while a was stopped) are no harm; a write done after waking is,
+# and the checks below find it: Q wrote every block of D's range after a
+# stopped, so a later write of D's (or P's) would replace Q's (P's).
+late_acks=$(($(acked "$T/D.acks") - d_acked))
+echo "   D: $late_acks replies after the takeover, $(grep -c '^E' "$T/D.acks" || true) error replies, $(grep -c '^D' "$T/D.acks" || true) breaks after waking" >&2
 ha_is b takeover serving || fail "b left takeover/serving after a woke: $(ha_state b)/$(ha_phase b)"
+
+step "after a woke, before the giveback: every acknowledged write reads back through b"
+# Nothing writes P's or D's range any more; b serves them. A block that
+# changed since Q and P ended was written by a after waking.
+woke_bad=()
+for logs in P D,Q; do
+	check_acks_soft "$T/${logs/,/.acks,$T/}.acks" --port $B_PROXY --export vol-a || woke_bad+=("$logs")
+done
 wait_acks P2 $N
 
 step "giveback under load"
@@ -93,9 +104,13 @@ wait_acks P2 $N
 writer_stop P2
 
 step "no block written by a after the takeover: every acknowledged write reads back"
-check_acks "$T/P.acks" --port $A_NBD --export vol-a
-check_acks "$T/D.acks,$T/Q.acks" --port $A_NBD --export vol-a
-check_acks "$T/P2.acks" --port $A_NBD --export vol-a
+bad=()
+for logs in P D,Q P2; do
+	check_acks_soft "$T/${logs/,/.acks,$T/}.acks" --port $A_NBD --export vol-a || bad+=("$logs")
+done
+[ ${#woke_bad[@]} -eq 0 ] ||
+	fail "a wrote after waking: acknowledged writes overwritten in the ranges of ${woke_bad[*]} before the giveback (seen through b), after it in ${bad[*]:-none}"
+[ ${#bad[@]} -eq 0 ] || fail "acknowledged writes overwritten or lost in the ranges of ${bad[*]} (after the giveback)"
 check_acks "$T/P.acks,$T/D.acks,$T/Q.acks,$T/P2.acks" --port $B_PROXY --export vol-a
 one_server
 
