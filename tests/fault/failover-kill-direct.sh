@@ -15,7 +15,7 @@ set -euo pipefail
 ROUNDS=3
 { [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=2
 ROUNDS=${DUET_FAILOVER_ROUNDS:-$ROUNDS}
-W=(--export vol-a --blocks 2048 --qd 32 --timestamps)
+W=(--export vol-a --blocks 1024 --qd 32 --timestamps)
 N=300
 
 step "start a pair, vol-a on a, mirror in sync, takeover possible on b"

@@ -21,7 +21,7 @@ set -euo pipefail
 ROUNDS=20
 { [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=5
 ROUNDS=${DUET_FAILOVER_ROUNDS:-$ROUNDS}
-W=(--export vol-a --blocks 2048 --qd 16 --timestamps)
+W=(--export vol-a --blocks 1024 --qd 16 --timestamps)
 N=300 # acknowledgements per phase
 
 step "start a pair, vol-a on a, mirror in sync, takeover possible on b"
