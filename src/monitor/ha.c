@@ -348,6 +348,10 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		 * partner is fenced or will be. Wait out its lease again, then go
 		 * on; replay is idempotent. */
 		h->mark_gen = MAX(h->mark_gen, in->partner_mark_gen);
+		/* The takeover was decided (its checks passed, or it was forced)
+		 * before we restarted; the fenced partner no longer publishes a
+		 * mirror state worth checking, and nobody else will serve. */
+		h->forced = true;
 		fmt(h->reason,
 		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
 		    (unsigned long long)h->mark_gen);

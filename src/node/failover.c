@@ -143,13 +143,6 @@ static void copy_tick(struct loop_timer *t)
 
 /* ---- the own volumes ---- */
 
-/* TEMPORARY until the proxy's refusal mode lands (proxy_set_serving). */
-static void set_proxy_serving(struct node *n, bool on)
-{
-	(void)n;
-	(void)on;
-}
-
 /* A takeover mark stands in our mailbox: the partner serves our volumes
  * (or is about to). Nothing of ours may touch the shelf from now on. */
 static void stop_own(struct node *n)
@@ -160,7 +153,7 @@ static void stop_own(struct node *n)
 		nbd_server_destroy(n->nbd);
 		n->nbd = NULL;
 	}
-	set_proxy_serving(n, false);
+	proxy_set_serving(n->proxy, false);
 	backend_set_serving(n->backend, false);
 	backend_set_serving(n->pbackend, false);
 	nvram_hold(n, true, "fenced by the partner's takeover mark");
@@ -235,7 +228,7 @@ static void serve_own(struct node *n)
 
 	n->fenced = false;
 	backend_set_serving(n->backend, true);
-	set_proxy_serving(n, true);
+	proxy_set_serving(n->proxy, true);
 	if (!n->nbd)
 		rc = node_open_nbd(n);
 	if (rc == 0)
@@ -303,8 +296,6 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 
 	mirror_replay_progress(fo->replay, &done, &total);
 	monitor_progress(n->monitor, total, total);
-	mirror_replay_free(fo->replay);
-	fo->replay = NULL;
 	loop_timer_cancel(n->loop, &fo->progress_timer);
 	if (rc < 0)
 		LOG_ERROR("replay of the partner's log failed: %s", strerror(-rc));
@@ -315,6 +306,8 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
 			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
 			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
+	mirror_replay_free(fo->replay); /* @p st lives in it */
+	fo->replay = NULL;
 	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
 }
 

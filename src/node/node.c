@@ -136,6 +136,8 @@ static int open_proxy(struct node *n)
 	rc = proxy_create(n->loop, n->ccm, &po, &n->proxy);
 	if (rc < 0)
 		return rc;
+	if (n->taken_at_boot)
+		proxy_set_serving(n->proxy, false); /* the partner serves our volumes */
 	if (!n->cfg.nbd.proxy_listen[0])
 		return 0; /* serve the partner's proxy port, open none here */
 	return nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &n->proxy_nbd);

@@ -8,7 +8,13 @@
  * data from it and RDMA-writes READ data into it. A command whose deadline
  * passes fails with EIO; its requests already sent stay behind, abandoned,
  * holding their slot and sequence number until the partner answers them
- * (they are sent again with PX_F_NOEXEC after a session loss) or restarts. */
+ * (they are sent again with PX_F_NOEXEC after a session loss) or restarts.
+ *
+ * A reply -EAGAIN means the partner did not execute the request (it does
+ * not serve now: fenced). The request gives back its sequence number and
+ * slot and is parked; the retry timer puts the parked requests back at the
+ * front of the wait queue, in submission order, and they are sent again as
+ * new ones. Their command's deadline keeps running. */
 #define LOG_MODULE "proxy"
 #include "proxy/proxy_priv.h"
 
@@ -327,6 +333,8 @@ static void req_finish(struct proxy *px, struct preq *r, int res)
 	if (r->queued) {
 		if (r->state == PR_WAIT)
 			q_remove(&px->waitq_head, &px->waitq_tail, r);
+		else if (r->state == PR_PARKED)
+			q_remove(&px->parked_head, &px->parked_tail, r);
 		else if (p)
 			q_remove(&p->rq_head, &p->rq_tail, r);
 	}
@@ -428,8 +436,11 @@ static void cmd_detach(struct proxy *px, struct pcmd *c)
 	while (r) {
 		struct preq *next = r->cnext;
 		r->cnext = NULL;
-		if (r->state == PR_WAIT) {
-			q_remove(&px->waitq_head, &px->waitq_tail, r);
+		if (r->state == PR_WAIT || r->state == PR_PARKED) {
+			if (r->state == PR_WAIT)
+				q_remove(&px->waitq_head, &px->waitq_tail, r);
+			else
+				q_remove(&px->parked_head, &px->parked_tail, r);
 			req_put(px, r);
 		} else {
 			r->cmd = NULL;
@@ -579,6 +590,7 @@ static void fw_submit(void *ctx, struct nbd_io *nio)
 		if (!r)
 			goto nomem_reqs;
 		r->cmd = c;
+		r->order = ++px->next_order;
 		r->offset = nio->offset + off;
 		r->length = (uint32_t)MIN(step, nio->length - off);
 		r->buf_off = (uint32_t)off;
@@ -734,6 +746,87 @@ static int take_result(struct proxy *px, struct pxport *p, struct preq *r, const
 	}
 }
 
+/* Put the parked requests back on the wait queue: merged by submission
+ * order, so that they go ahead of newer ones and keep their own order. */
+static void retry_fire(struct loop_timer *t)
+{
+	struct proxy *px = t->arg;
+	struct preq *r, *prev = NULL, *w = px->waitq_head;
+
+	while ((r = q_pop(&px->parked_head, &px->parked_tail))) {
+		while (w && w->order < r->order) {
+			prev = w;
+			w = w->qnext;
+		}
+		r->state = PR_WAIT;
+		r->queued = true;
+		r->qnext = w;
+		if (prev)
+			prev->qnext = r;
+		else
+			px->waitq_head = r;
+		if (!w)
+			px->waitq_tail = r;
+		prev = r;
+	}
+	fw_pump(px);
+}
+
+/* Park @p r in submission order (refusals usually come in that order). */
+static void park(struct proxy *px, struct preq *r)
+{
+	struct preq *prev = NULL, *q;
+
+	r->state = PR_PARKED;
+	if (!px->parked_tail || px->parked_tail->order < r->order) {
+		q_append(&px->parked_head, &px->parked_tail, r);
+		return;
+	}
+	for (q = px->parked_head; q && q->order < r->order; q = q->qnext)
+		prev = q;
+	if (!prev) {
+		q_prepend(&px->parked_head, &px->parked_tail, r);
+		return;
+	}
+	r->qnext = q;
+	prev->qnext = r;
+	r->queued = true;
+}
+
+/* The partner refused @p r without executing it (not serving): it becomes
+ * a request not yet sent again, parked until the retry timer. */
+static void req_refused(struct proxy *px, struct preq *r)
+{
+	struct pxport *p = r->port;
+	uint64_t now = now_ns();
+
+	px->st.refused++;
+	if (!px->refused_logged_ns || now - px->refused_logged_ns >= 1000000000ull) {
+		px->refused_logged_ns = now;
+		LOG_INFO("partner %s does not serve its volumes now: requests wait and are sent "
+			 "again (%llu refused so far)",
+			 px->partner[0] ? px->partner : "?", (unsigned long long)px->st.refused);
+	}
+	if (!r->cmd) {
+		req_finish(px, r, 0); /* abandoned: not executed, nothing to do */
+		return;
+	}
+	if (r->queued)
+		q_remove(&p->rq_head, &p->rq_tail, r);
+	px->outstanding[r->seq & PX_TABLE_MASK] = NULL;
+	if (p->outstanding)
+		p->outstanding--;
+	if (r->slot >= 0)
+		pmem_free(&p->fmem, r->slot, r->length);
+	r->port = NULL;
+	r->seq = 0;
+	r->slot = -1;
+	r->sent_once = false;
+	park(px, r);
+	if (!loop_timer_armed(&px->retry_timer))
+		loop_timer_arm(px->loop, &px->retry_timer, PX_RETRY_NS);
+}
+
 void fw_on_rep(struct pxport *p, const void *msg, size_t len)
 {
 	struct proxy *px = p->px;
@@ -760,6 +853,11 @@ void fw_on_rep(struct pxport *p, const void *msg, size_t len)
 		return;
 	}
 	res = m.result;
+	if (res == -EAGAIN) {
+		req_refused(px, r);
+		fw_pump(px);
+		return;
+	}
 	if (r->cmd && res == 0)
 		res = take_result(px, p, r, &m);
 	req_finish(px, r, res);
@@ -964,11 +1062,13 @@ void fw_fail_all(struct proxy *px, int err)
 	while (px->cmds_head)
 		cmd_fail(px, px->cmds_head, err);
 	loop_timer_cancel(px->loop, &px->deadline);
+	loop_timer_cancel(px->loop, &px->retry_timer);
 }
 
 void fw_init(struct proxy *px)
 {
 	loop_timer_init(&px->deadline, deadline_fire, px);
+	loop_timer_init(&px->retry_timer, retry_fire, px);
 }
 
 void fw_free(struct proxy *px)

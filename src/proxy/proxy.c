@@ -435,6 +435,12 @@ int proxy_route_partner(struct proxy *px, const char *volume)
 	return fw_route_partner(px, volume);
 }
 
+void proxy_set_serving(struct proxy *px, bool serving)
+{
+	if (px)
+		srv_set_serving(px, serving);
+}
+
 /* ---- status ---- */
 
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *st)
@@ -485,6 +491,7 @@ int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 	add_u64(o, "bytes", s->bytes_read + s->bytes_written);
 	add_u64(o, "errors", s->errors);
 	add_u64(o, "retries", s->retries);
+	add_u64(o, "refused", s->refused);
 	add_u64(o, "timeouts", s->timeouts);
 	add_u64(o, "local", s->local);
 	add_u64(o, "inflight", s->inflight);
@@ -494,6 +501,8 @@ int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 	add_u64(srv, "duplicates", s->duplicates);
 	add_u64(srv, "bad_requests", s->bad_requests);
 	add_u64(srv, "inflight", s->served_inflight);
+	add_u64(srv, "refused", s->served_refused);
+	json_object_object_add(srv, "serving", json_object_new_boolean(px->serving));
 	json_object_object_add(o, "served", srv);
 	json_object_object_add(root, "proxy", o);
 	return 0;

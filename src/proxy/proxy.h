@@ -21,7 +21,9 @@
  *   local backend given at creation (the node's own volume path), with
  *   exactly-once semantics: a request seen again (same session and
  *   sequence) gets the result already known, or waits for its execution,
- *   and is never executed twice.
+ *   and is never executed twice. While this node is fenced
+ *   (proxy_set_serving()) requests are refused, not executed; the
+ *   partner's forwarder sends them again later.
  *
  * Everything runs on the loop's thread; nothing here blocks. Every field of
  * every message from the partner is checked; a bad one is dropped (or fails
@@ -112,6 +114,22 @@ int proxy_route_local(struct proxy *px, const char *volume, const struct nbd_bac
  */
 int proxy_route_partner(struct proxy *px, const char *volume);
 
+/**
+ * Fencing hook (serving side): whether this node executes its partner's
+ * forwarded requests. True at creation. While false (this node was taken
+ * over by its partner, or is waiting for giveback) every request from the
+ * partner is answered at once with -EAGAIN, "not executed, ask again
+ * later", and is not recorded as done: the same request runs normally
+ * once serving again. Requests already at the local backend when it turns
+ * false are answered -EAGAIN too when they complete, whatever their
+ * result, and those not yet started are dropped the same way; replies of
+ * requests already executed before are sent as they are. The volume list
+ * is still pushed. A request the partner gave up on (deadline) is handled
+ * as before. The partner's forwarder keeps a refused request waiting and
+ * sends it again (its command deadline still runs).
+ */
+void proxy_set_serving(struct proxy *px, bool serving);
+
 struct proxy_stats {
 	/* forwarding */
 	uint64_t commands;	/**< NBD commands taken from the proxy listener */
@@ -120,6 +138,7 @@ struct proxy_stats {
 	uint64_t bytes_written; /**< WRITE bytes forwarded and acknowledged */
 	uint64_t errors;	/**< commands completed with an error */
 	uint64_t retries;	/**< requests sent again after a session loss */
+	uint64_t refused;	/**< requests the partner refused (not serving) */
 	uint64_t timeouts;	/**< commands failed by the deadline */
 	uint64_t local;		/**< commands served locally (takeover route) */
 	uint64_t inflight;	/**< commands waiting now */
@@ -130,6 +149,7 @@ struct proxy_stats {
 	uint64_t duplicates;	  /**< partner requests recognised as seen before */
 	uint64_t bad_requests;	  /**< partner messages refused */
 	uint64_t served_inflight; /**< at the local backend now */
+	uint64_t served_refused;  /**< partner requests answered -EAGAIN (not serving) */
 };
 
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *st);

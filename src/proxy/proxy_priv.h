@@ -21,6 +21,9 @@
 #define PX_UNIT	      (1u << PX_UNIT_SHIFT)
 /* Serving side buffers for data that rides in messages, and for extents. */
 #define PX_POOL_BUF 16384u
+/* A request the partner refused (not serving: -EAGAIN) is sent again after
+ * this delay. */
+#define PX_RETRY_NS 5000000ull
 
 /* ---- pmem.c: first-fit allocator of port memory units ---- */
 struct pmem {
@@ -75,6 +78,8 @@ enum preq_state {
 	PR_WAIT,   /* on px->waitq: no port, no sequence number yet */
 	PR_SENT,   /* sent on its port in this session */
 	PR_RESEND, /* on its port's resend queue */
+	PR_PARKED, /* refused by the partner (not serving): on px->parked until
+		      the retry timer puts it back on px->waitq */
 };
 
 /* One forwarded request (a command, or a chunk of a big one). */
@@ -84,6 +89,7 @@ struct preq {
 	struct preq *qnext;
 	struct pxport *port; /* bound at the first send, for good */
 	uint64_t seq;
+	uint64_t order; /* submission order (px->waitq and px->parked keep it) */
 	uint64_t offset;
 	uint32_t length;
 	uint32_t buf_off; /* of the data in cmd->nio->buf */
@@ -93,7 +99,7 @@ struct preq {
 	uint16_t type, cflags;
 	uint8_t state;
 	bool sent_once;
-	bool queued; /* on a queue (waitq or a resend queue) */
+	bool queued; /* on a queue (waitq, parked or a resend queue) */
 };
 
 /* ---- serving side ---- */
@@ -128,7 +134,8 @@ struct sop {
 	struct ccm_op op;
 	uint64_t session, seq;
 	uint64_t data_off;
-	uint64_t epoch; /* port epoch it was received (or last re-driven) in */
+	uint64_t epoch;	    /* port epoch it was received (or last re-driven) in */
+	uint64_t fence_gen; /* px->fence_gen when received */
 	uint8_t *buf;
 	int64_t smem; /* offset in the port memory, -1: pool buffer */
 	int result;
@@ -212,6 +219,9 @@ struct proxy {
 	bool vols_receiving;
 	struct pcmd *cmds_head, *cmds_tail;
 	struct preq *waitq_head, *waitq_tail;
+	struct preq *parked_head, *parked_tail; /* refused, in submission order */
+	struct loop_timer retry_timer;		/* puts parked requests back on waitq */
+	uint64_t next_order;
 	uint64_t next_seq, oldest_seq;
 	struct preq *outstanding[PX_TABLE];
 	struct loop_timer deadline;
@@ -219,6 +229,7 @@ struct proxy {
 	struct preq *free_reqs;
 	struct lio *free_lios;
 	uint64_t expired_logged_ns;
+	uint64_t refused_logged_ns;
 
 	/* serving */
 	const struct nbd_backend_ops *lops;
@@ -232,6 +243,11 @@ struct proxy {
 	void *free_bufs; /* PX_POOL_BUF buffers, linked through their first word */
 	unsigned bufs_allocated;
 	uint64_t bad_logged_ns;
+	/* proxy_set_serving(): false while this node is fenced. fence_gen
+	 * counts the times it went false: a request received under an older
+	 * one was fenced while in progress. */
+	bool serving;
+	uint64_t fence_gen;
 
 	struct proxy_stats st;
 };
@@ -265,6 +281,7 @@ void srv_on_hello(struct pxport *p, const void *msg, size_t len);
 void srv_on_req(struct pxport *p, const void *msg, size_t len);
 void srv_flush(struct pxport *p);
 void srv_refresh_vols(struct proxy *px, struct pxport *only);
+void srv_set_serving(struct proxy *px, bool serving);
 void srv_free(struct proxy *px);
 
 #endif

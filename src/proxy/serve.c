@@ -15,7 +15,14 @@
  * Data: small WRITE data comes in the message and small READ data goes
  * back in the reply; bigger WRITE data is RDMA-read from the forwarder's
  * slot into this node's port memory and bigger READ data RDMA-written from
- * there into the slot, before the reply. */
+ * there into the slot, before the reply.
+ *
+ * Not serving (proxy_set_serving(false): this node is fenced): a request is
+ * answered -EAGAIN at once and leaves no trace in the table; one that was
+ * in progress when serving went false (its fence_gen is older) is answered
+ * -EAGAIN where it stands: before execution it is dropped, after it the
+ * result is replaced and its entry cleared. The forwarder sends it again
+ * later under a new sequence number. */
 #define LOG_MODULE "proxy"
 #include "proxy/proxy_priv.h"
 
@@ -30,6 +37,7 @@
 static void sop_start(struct sop *s);
 static void kick_bufq(struct pxport *p);
 static void send_reply(struct sop *s);
+static void reply_now(struct pxport *p, uint64_t session, uint64_t seq, int result);
 
 /* ---- buffers and objects ---- */
 
@@ -136,6 +144,24 @@ static bool mutating(uint16_t cmd)
 static bool port_current(const struct pxport *p, uint64_t session)
 {
 	return p->up && p->helloed && p->fsession == session;
+}
+
+/* Serving went false since the request arrived (or is false now). */
+static bool fenced(const struct sop *s)
+{
+	return !s->px->serving || s->fence_gen != s->px->fence_gen;
+}
+
+/* A request not yet executed when serving went false: answer "not
+ * executed" and forget it. */
+static void sop_refuse(struct sop *s)
+{
+	struct pxport *p = s->port;
+
+	s->px->st.served_refused++;
+	if (!s->orphan && port_current(p, s->session))
+		reply_now(p, s->session, s->seq, -EAGAIN);
+	sop_drop(s);
 }
 
 /* ---- volumes ---- */
@@ -300,7 +326,38 @@ void srv_refresh_vols(struct proxy *px, struct pxport *only)
 int srv_init(struct proxy *px)
 {
 	px->next_vol_id = 1;
+	px->serving = true;
 	return 0;
+}
+
+void srv_set_serving(struct proxy *px, bool serving)
+{
+	struct sop *s;
+
+	if (px->serving == serving)
+		return;
+	px->serving = serving;
+	if (serving) {
+		LOG_INFO("serving %s's forwarded requests again",
+			 px->partner[0] ? px->partner : "the partner");
+		return;
+	}
+	px->fence_gen++;
+	LOG_INFO("not serving %s's forwarded requests (fenced): they are refused until served "
+		 "again",
+		 px->partner[0] ? px->partner : "the partner");
+	/* Waiting for port memory: never started, refused now. Those reading
+	 * their data or executing are refused when that completes. */
+	for (unsigned i = 0; i < px->n_ports; i++) {
+		struct pxport *p = &px->ports[i];
+		while ((s = p->bufq_head)) {
+			p->bufq_head = s->next;
+			if (!p->bufq_head)
+				p->bufq_tail = NULL;
+			s->next = NULL;
+			sop_refuse(s);
+		}
+	}
 }
 
 /* ---- execution ---- */
@@ -334,6 +391,10 @@ static void sop_start(struct sop *s)
 	struct pxport *p = s->port;
 	int rc;
 
+	if (fenced(s)) {
+		sop_refuse(s);
+		return;
+	}
 	if (s->cmd == NBD_CMD_WRITE && s->smem >= 0) {
 		s->stage = SO_RDMA_IN;
 		rc = ccm_port_read(p->cp, &s->op, s->buf, s->io.length, s->data_off);
@@ -468,13 +529,25 @@ static void sop_io_done(struct nbd_io *io, int result)
 		free(s);
 		return;
 	}
-	if (result > 0)
+	/* -EAGAIN on the wire means "not executed": never the backend's. */
+	if (result > 0 || result == -EAGAIN)
 		result = -EIO;
+	px->st.served++;
+	if (fenced(s)) {
+		/* Fenced while it ran: whatever it did, the partner does it
+		 * again (locally after a takeover, or here once given back). */
+		e = entry_of(s);
+		if (e)
+			memset(e, 0, sizeof(*e));
+		s->result = -EAGAIN;
+		px->st.served_refused++;
+		respond(s);
+		return;
+	}
 	if (result == 0 && s->cmd == NBD_CMD_BLOCK_STATUS &&
 	    (io->n_extents == 0 || io->n_extents > io->max_extents))
 		result = -EIO;
 	s->result = result;
-	px->st.served++;
 	if (result == 0 && (s->cmd == NBD_CMD_READ || s->cmd == NBD_CMD_WRITE))
 		px->st.served_bytes += io->length;
 	e = entry_of(s);
@@ -497,7 +570,9 @@ static void sop_op_done(struct ccm_op *op, int status)
 		return;
 	}
 	if (s->stage == SO_RDMA_IN) {
-		if (status == 0) {
+		if (fenced(s)) {
+			sop_refuse(s);
+		} else if (status == 0) {
 			exec(s);
 		} else if (redrive(s)) {
 			int rc =
@@ -516,10 +591,12 @@ static void sop_op_done(struct ccm_op *op, int status)
 		}
 		return;
 	}
-	/* SO_RDMA_OUT */
+	/* SO_RDMA_OUT: executed before any fence, its result stands; but once
+	 * fenced, a transfer cut by a session loss is not done again (the
+	 * request, sent again, is refused and its slot freed). */
 	if (status == 0) {
 		send_reply(s);
-	} else if (redrive(s)) {
+	} else if (!fenced(s) && redrive(s)) {
 		if (ccm_port_write(s->port->cp, &s->op, s->buf, s->io.length, s->data_off,
 				   CCM_WRITE_DELIVERED) < 0)
 			sop_free(s);
@@ -588,6 +665,21 @@ void srv_on_req(struct pxport *p, const void *msg, size_t len)
 		return;
 	}
 	e = &px->table[m.seq & PX_TABLE_MASK];
+	if (!px->serving && !(m.flags & PX_F_NOEXEC)) {
+		if (e->state != SE_EMPTY && e->seq == m.seq) {
+			if (e->state == SE_EXEC || e->replied_epoch == p->epoch) {
+				/* Its one reply (-EAGAIN if it was still in
+				 * progress) is out or goes out when done. */
+				px->st.duplicates++;
+				return;
+			}
+			/* Done before: forgotten, it runs when sent again. */
+			memset(e, 0, sizeof(*e));
+		}
+		px->st.served_refused++;
+		reply_now(p, m.session, m.seq, -EAGAIN);
+		return;
+	}
 	if (e->state != SE_EMPTY) {
 		if (e->seq == m.seq) {
 			px->st.duplicates++;
@@ -637,6 +729,7 @@ void srv_on_req(struct pxport *p, const void *msg, size_t len)
 	s->seq = m.seq;
 	s->data_off = m.data_off;
 	s->epoch = p->epoch;
+	s->fence_gen = px->fence_gen;
 	s->cmd = m.cmd;
 	s->io.type = m.cmd;
 	s->io.flags = m.cflags;

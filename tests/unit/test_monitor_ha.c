@@ -653,6 +653,29 @@ static void test_resume_and_generations(void **state)
 	assert_int_equal(s.h.mark_gen, 7);
 }
 
+/* The taker restarts while serving a partner that is up again and waits
+ * for giveback: the partner publishes "taken over" and its mirror "off"
+ * (a fenced node mirrors nothing). The resumed takeover must not stop at
+ * the post-fence mirror check: nobody else would serve the volumes. */
+static void test_resume_partner_taken_over(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init(&s, NULL);
+	s.in.partner_mark_valid = true;
+	s.in.partner_mark_set = true;
+	s.in.partner_mark_gen = 3;
+	s.partner.state = HA_WAITING_FOR_GIVEBACK;
+	s.partner.mirror = HA_MIRROR_OFF;
+	run_for(&s, 10);
+	assert_int_equal(s.h.state, HA_TAKEOVER);
+	assert_int_equal(s.h.phase, HA_PH_FENCE_WAIT);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	assert_true(asked(&s, HA_ACT_REPLAY_PARTNER));
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+}
+
 /* Without evidence from the mailbox there is no automatic takeover. */
 static void test_no_mailbox(void **state)
 {
@@ -743,6 +766,7 @@ int main(void)
 	    cmocka_unit_test(test_owner_boot_cleared),
 	    cmocka_unit_test(test_mark_write_fails),
 	    cmocka_unit_test(test_resume_and_generations),
+	    cmocka_unit_test(test_resume_partner_taken_over),
 	    cmocka_unit_test(test_no_mailbox),
 	    cmocka_unit_test(test_partner_not_serving),
 	    cmocka_unit_test(test_conflict),

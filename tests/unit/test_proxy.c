@@ -1074,6 +1074,342 @@ static void test_route_local(void **state)
 	stop();
 }
 
+/* ---- the owner does not serve (fenced) ---- */
+
+static unsigned parked(const struct proxy *px)
+{
+	unsigned n = 0;
+
+	for (const struct preq *r = px->parked_head; r; r = r->qnext)
+		n++;
+	return n;
+}
+
+/* Nothing held by the forwarder any more: sequence numbers, slots, queues. */
+static bool fw_idle(const struct proxy *px)
+{
+	for (unsigned i = 0; i < px->n_ports; i++)
+		if (px->ports[i].outstanding || px->ports[i].fmem.used || px->ports[i].rq_head)
+			return false;
+	return !px->parked_head && !px->waitq_head;
+}
+
+static unsigned table_used(const struct proxy *px)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < PX_TABLE; i++)
+		n += px->table[i].state != SE_EMPTY;
+	return n;
+}
+
+/* Not serving: forwarded writes are refused, never executed, and wait at
+ * the forwarder (in order, ahead of newer commands); once serving again
+ * they execute once and complete. The volume list is still pushed. */
+static void test_not_serving(void **state)
+{
+	struct tio *w[3];
+	uint64_t refused;
+
+	(void)state;
+	start();
+	proxy_set_serving(PB, false);
+	for (unsigned i = 0; i < 2; i++) {
+		w[i] = tio_new(NBD_CMD_WRITE, i * 65536ull, i ? 65536 : 4096);
+		fill(w[i]->io.buf, w[i]->io.length, 40 + i);
+		submit(w[i]);
+	}
+	WAIT(parked(PA) == 2);
+	assert_int_equal(w[0]->calls + w[1]->calls, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	assert_int_equal(PB->st.served, 0);
+	assert_true(PA->st.refused >= 2 && PB->st.served_refused >= 2);
+	assert_int_equal(table_used(PB), 0);
+	/* a newer command, waiting for the session, goes behind them */
+	fake_session_down(CA);
+	w[2] = tio_new(NBD_CMD_WRITE, 2 * 65536ull, 4096);
+	fill(w[2]->io.buf, 4096, 42);
+	submit(w[2]);
+	WAIT(parked(PA) == 0);
+	{
+		const struct preq *r = PA->waitq_head;
+		for (unsigned i = 0; i < 3; i++, r = r->qnext) {
+			assert_non_null(r);
+			assert_ptr_equal(r->cmd->nio, &w[i]->io);
+			assert_int_equal(r->state, PR_WAIT);
+			assert_int_equal(r->seq, 0);
+			assert_int_equal(r->slot, -1);
+		}
+		assert_null(r);
+		assert_ptr_equal(PA->waitq_tail, PA->waitq_head->qnext->qnext);
+	}
+	/* the session returns: the list arrives, the requests are refused */
+	refused = PA->st.refused;
+	fake_session_up(CA);
+	WAIT(all_ready(PA));
+	assert_int_equal(ramdisk_add(RB, "vb-new", 1u << 20, false, NULL), 0);
+	proxy_local_volumes_changed(PB);
+	WAIT(listed("vb-new"));
+	WAIT(PA->st.refused >= refused + 3);
+	assert_int_equal(w[0]->calls + w[1]->calls + w[2]->calls, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	/* serving again: each runs once */
+	proxy_set_serving(PB, true);
+	WAIT(w[0]->calls && w[1]->calls && w[2]->calls);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(w[i]->calls, 1);
+		assert_int_equal(w[i]->result, 0);
+		expect_disk(RB, "vb", i * 65536ull, w[i]->io.length, 40 + i);
+	}
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 3);
+	assert_int_equal(PA->st.errors, 0);
+	WAIT(fw_idle(PA));
+	for (unsigned i = 0; i < 3; i++)
+		tio_free(w[i]);
+	stop();
+}
+
+/* Fenced while the request executes at the owner's backend: its completion
+ * is answered -EAGAIN and forgotten; the forwarder retries; once serving
+ * again it executes again and the client sees one completion. */
+static void test_fenced_while_executing(void **state)
+{
+	struct tio *w;
+
+	(void)state;
+	start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	w = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
+	fill(w->io.buf, 128 * 1024, 50);
+	submit(w);
+	WAIT(ramdisk_held(RB) == 1);
+	proxy_set_serving(PB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	ramdisk_release(RB, false);
+	WAIT(PA->st.refused >= 1);
+	assert_int_equal(w->calls, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	assert_int_equal(PB->st.served_refused, 1);
+	assert_int_equal(table_used(PB), 0);
+	/* retried, refused again, not executed */
+	WAIT(PA->st.refused >= 3);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	assert_int_equal(w->calls, 0);
+	proxy_set_serving(PB, true);
+	WAIT(w->calls);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 0);
+	assert_int_equal(w->calls, 1);
+	assert_int_equal(w->result, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	expect_disk(RB, "vb", 0, 128 * 1024, 50);
+	WAIT(fw_idle(PA));
+	tio_free(w);
+	stop();
+}
+
+/* Fenced while the owner reads the write data (RDMA): it never executes. */
+static void test_fenced_while_reading_data(void **state)
+{
+	struct tio *w;
+
+	(void)state;
+	start();
+	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
+	fill(w->io.buf, 65536, 51);
+	submit(w);
+	loop_run_once(L, 0); /* delivers the request; b posts its read */
+	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	proxy_set_serving(PB, false);
+	WAIT(PA->st.refused >= 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 0);
+	assert_int_equal(w->calls, 0);
+	proxy_set_serving(PB, true);
+	WAIT(w->calls);
+	assert_int_equal(w->result, 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
+	expect_disk(RB, "vb", 65536, 65536, 51);
+	tio_free(w);
+	stop();
+}
+
+/* Replies b sends for injected requests (seq >= INJ_SEQ). */
+#define INJ_SEQ (1ull << 20)
+static int inj_result[8];
+static unsigned inj_replies;
+
+static void inj_rec(void *arg, const void *rec, size_t len)
+{
+	struct pxm_rep m;
+	const char *why;
+
+	(void)arg;
+	if (px_msg_type(rec, len) != PX_REP || px_decode_rep(rec, len, &m, &why) < 0)
+		return;
+	if (m.seq >= INJ_SEQ && m.seq < INJ_SEQ + 8) {
+		inj_result[m.seq - INJ_SEQ] = m.result;
+		inj_replies++;
+	}
+}
+
+static enum fake_verdict inj_filter(struct ccm *from, unsigned port, const void *msg, size_t len,
+				    void *arg)
+{
+	const char *why;
+
+	(void)from;
+	(void)port;
+	(void)arg;
+	if (px_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(px_batch_walk(msg, len, inj_rec, NULL, &why), 0);
+	else
+		inj_rec(NULL, msg, len);
+	return FAKE_DELIVER;
+}
+
+/* Fenced with requests waiting for the owner's port memory: they are
+ * refused at once, those executing when they complete; new ones at once. */
+static void test_fenced_bufwait(void **state)
+{
+	uint8_t buf[256];
+	struct pxm_req q = {0};
+	size_t len;
+
+	(void)state;
+	start();
+	memset(inj_result, 0, sizeof(inj_result));
+	inj_replies = 0;
+	fake_set_filter(CB, inj_filter, NULL);
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	q.session = PA->session;
+	q.cmd = NBD_CMD_WRITE;
+	q.length = 1u << 20; /* two fill b's serving half of a port */
+	for (struct svol *v = PB->svols; v; v = v->next)
+		if (strcmp(v->name, "vb") == 0)
+			q.vol = v->id;
+	for (unsigned i = 0; i < 3; i++) {
+		q.seq = INJ_SEQ + i;
+		q.offset = i * (uint64_t)q.length;
+		len = px_encode_req(buf, &q, NULL);
+		fake_inject(CB, 0, buf, len);
+	}
+	WAIT(ramdisk_held(RB) == 2);
+	assert_non_null(PB->ports[0].bufq_head);
+	proxy_set_serving(PB, false);
+	assert_null(PB->ports[0].bufq_head);
+	WAIT(inj_replies == 1);
+	assert_int_equal(inj_result[2], -EAGAIN);
+	/* a new one: refused at once */
+	q.seq = INJ_SEQ + 3;
+	q.offset = 0;
+	len = px_encode_req(buf, &q, NULL);
+	fake_inject(CB, 0, buf, len);
+	WAIT(inj_replies == 2);
+	assert_int_equal(inj_result[3], -EAGAIN);
+	/* the two executing complete: refused too */
+	ramdisk_release(RB, false);
+	WAIT(inj_replies == 4);
+	assert_int_equal(inj_result[0], -EAGAIN);
+	assert_int_equal(inj_result[1], -EAGAIN);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
+	assert_int_equal(PB->st.served_refused, 4);
+	assert_int_equal(PB->ports[0].smem.used, 0);
+	assert_int_equal(table_used(PB), 0);
+	assert_int_equal(PB->st.served_inflight, 0);
+	/* serving again: the same sequence number runs normally */
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	proxy_set_serving(PB, true);
+	q.seq = INJ_SEQ + 2;
+	q.offset = 2 * (uint64_t)q.length;
+	len = px_encode_req(buf, &q, NULL);
+	fake_inject(CB, 0, buf, len);
+	WAIT(inj_replies == 5);
+	assert_int_equal(inj_result[2], 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 3);
+	fake_set_filter(CB, NULL, NULL);
+	stop();
+}
+
+/* Takeover while the owner refuses: the waiting command (parked, or in
+ * flight) runs locally, once. */
+static void test_route_local_refused(void **state)
+{
+	struct tio *w;
+
+	(void)state;
+	start();
+	assert_int_equal(ramdisk_create(L, &RL), 0);
+	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	proxy_set_serving(PB, false);
+	/* parked */
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	fill(w->io.buf, 65536, 60);
+	submit(w);
+	WAIT(parked(PA) == 1);
+	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
+	WAIT(w->calls);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(w->calls, 1);
+	assert_int_equal(w->result, 0);
+	expect_disk(RL, "vb", 0, 65536, 60);
+	assert_int_equal(disk_ops(RL, NBD_CMD_WRITE), 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	assert_int_equal(PA->st.local, 1);
+	WAIT(fw_idle(PA));
+	tio_free(w);
+	/* in flight (sent, the refusal not yet back) */
+	assert_int_equal(proxy_route_partner(PA, "vb"), 0);
+	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
+	fill(w->io.buf, 65536, 61);
+	submit(w);
+	assert_non_null(PA->outstanding[(PA->next_seq - 1) & PX_TABLE_MASK]);
+	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
+	WAIT(w->calls);
+	assert_int_equal(w->result, 0);
+	WAIT(fw_idle(PA)); /* its refusal came back and freed it */
+	assert_int_equal(w->calls, 1);
+	expect_disk(RL, "vb", 65536, 65536, 61);
+	assert_int_equal(disk_ops(RL, NBD_CMD_WRITE), 2);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	tio_free(w);
+	stop();
+}
+
+/* Refused for longer than the deadline: EIO, and it never runs later. */
+static void test_refused_deadline(void **state)
+{
+	struct tio *w;
+	uint64_t t0;
+
+	(void)state;
+	start_timeout(200);
+	proxy_set_serving(PB, false);
+	t0 = now_ns();
+	w = tio_new(NBD_CMD_WRITE, 0, 65536);
+	fill(w->io.buf, 65536, 70);
+	submit(w);
+	WAIT(w->calls);
+	assert_true(now_ns() - t0 >= 200000000ull);
+	assert_int_equal(w->result, -EIO);
+	assert_int_equal(PA->st.timeouts, 1);
+	assert_true(PA->st.refused >= 1);
+	assert_int_equal(PA->st.inflight, 0);
+	WAIT(fw_idle(PA));
+	proxy_set_serving(PB, true);
+	for (int i = 0; i < 20; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(w->calls, 1);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
+	tio_free(w);
+	assert_int_equal(write_at(0, 4096, 71), 0);
+	expect_disk(RB, "vb", 0, 4096, 71);
+	stop();
+}
+
 /* A hostile or broken partner: every bad message is refused, nothing
  * crashes, requests it garbles fail with EIO instead of hanging. */
 static void test_hostile_partner(void **state)
@@ -1262,6 +1598,12 @@ static void test_status_json(void **state)
 	assert_true(json_object_object_get_ex(px, "bytes_written", &x));
 	assert_int_equal(json_object_get_int64(x), 4096);
 	assert_true(json_object_object_get_ex(px, "retries", &x));
+	assert_true(json_object_object_get_ex(px, "refused", &x));
+	assert_int_equal(json_object_get_int64(x), 0);
+	assert_true(json_object_object_get_ex(px, "served", &v));
+	assert_true(json_object_object_get_ex(v, "refused", &x));
+	assert_true(json_object_object_get_ex(v, "serving", &x));
+	assert_true(json_object_get_boolean(x));
 	assert_true(json_object_object_get_ex(px, "errors", &x));
 	assert_int_equal(proxy_volumes_to_json(PA, arr), 0);
 	assert_int_equal(json_object_array_length(arr), 2);
@@ -1297,6 +1639,12 @@ int main(void)
 	    cmocka_unit_test(test_wait_for_session),
 	    cmocka_unit_test(test_partner_restart),
 	    cmocka_unit_test(test_route_local),
+	    cmocka_unit_test(test_not_serving),
+	    cmocka_unit_test(test_fenced_while_executing),
+	    cmocka_unit_test(test_fenced_while_reading_data),
+	    cmocka_unit_test(test_fenced_bufwait),
+	    cmocka_unit_test(test_route_local_refused),
+	    cmocka_unit_test(test_refused_deadline),
 	    cmocka_unit_test(test_hostile_partner),
 	    cmocka_unit_test(test_flow_control),
 	    cmocka_unit_test(test_batching),
