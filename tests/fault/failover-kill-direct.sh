@@ -34,6 +34,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	step "round $r/$ROUNDS: load on a's own port, SIGKILL a"
 	writer d$r --port $A_NBD --failover-port $B_PROXY "${W[@]}"
 	logs+=${logs:+,}$T/d$r.acks
+	# After a giveback: the mirror back in sync, a takeover possible again.
+	wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
+	wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
 	wait_acks d$r $N
 	t0=$(mono)
 	kill_node a
@@ -50,14 +53,15 @@ for r in $(seq 1 "$ROUNDS"); do
 	stall_report d$r "$t0"
 	[ -n "$RESUMED_MS" ] && stalls+=("$RESUMED_MS")
 
-	step "round $r/$ROUNDS: every acknowledged write reads back through b"
+	step "round $r/$ROUNDS: every acknowledged write reads back through b, while a restarts"
+	launch_node a
 	check_acks "$logs" --port $B_PROXY --export vol-a
 
 	step "round $r/$ROUNDS: a restarts taken over, giveback under load on b's proxy port"
 	writer g$r --port $B_PROXY "${W[@]}"
 	logs+=,$T/g$r.acks
 	wait_acks g$r $N
-	start_taken_over a
+	wait_taken_over a
 	refuses $A_NBD || fail "a accepts connections on its NBD port while taken over"
 	giveback_to a
 	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a after the giveback: $(served_by b vol-a)"
@@ -67,8 +71,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	step "round $r/$ROUNDS: every acknowledged write reads back on a's own port"
 	check_acks "$logs" --port $A_NBD --export vol-a
 	one_server
-	wait_for m_is a in_sync || fail "mirror of a not in_sync after the giveback: $(mstate a)"
-	wait_for takeover_possible b || fail "takeover not possible on b after the giveback: $(ha b .reason)"
 done
 
 echo "writes in flight at the kills (unacknowledged, lost or not): $lost_total" >&2

@@ -39,6 +39,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	step "round $r/$ROUNDS: load on b's proxy port, SIGKILL a"
 	writer k$r --port $B_PROXY "${W[@]}"
 	logs+=${logs:+,}$T/k$r.acks
+	# After a giveback: the mirror back in sync, a takeover possible again.
+	wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
+	wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
 	wait_acks k$r $N
 	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a before the kill: $(served_by b vol-a)"
 	t0=$(mono)
@@ -54,15 +57,16 @@ for r in $(seq 1 "$ROUNDS"); do
 	[ -n "$RESUMED_MS" ] && stalls+=("$RESUMED_MS")
 	log_since b | grep -q "writing takeover mark" || fail "b wrote no takeover mark"
 
-	step "round $r/$ROUNDS: every acknowledged write reads back through b"
+	step "round $r/$ROUNDS: every acknowledged write reads back through b, while a restarts"
+	log_mark a
+	launch_node a # it boots taken over, and must not touch its shelf meanwhile
 	check_acks "$logs" --port $B_PROXY --export vol-a
 
 	step "round $r/$ROUNDS: a restarts taken over, giveback under load"
 	writer g$r --port $B_PROXY "${W[@]}"
 	logs+=,$T/g$r.acks
 	wait_acks g$r $N
-	log_mark a
-	start_taken_over a
+	wait_taken_over a
 	log_since a | grep -q "takeover mark gen .* in own mailbox" ||
 		fail "a did not log the takeover mark at boot"
 	wait_ha a waiting_for_giveback
@@ -77,8 +81,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	step "round $r/$ROUNDS: every acknowledged write reads back on a's own port"
 	check_acks "$logs" --port $A_NBD --export vol-a
 	one_server
-	wait_for m_is a in_sync || fail "mirror of a not in_sync after the giveback: $(mstate a)"
-	wait_for takeover_possible b || fail "takeover not possible on b after the giveback: $(ha b .reason)"
 done
 
 echo "$(stats_line "kill to writes completing again" "${stalls[@]}") over $ROUNDS rounds" >&2
