@@ -61,6 +61,12 @@ writer_alive D || fail "D ended while a was stopped: $(tail -n 2 "$T/D.out")"
 [ "$(acked "$T/D.acks")" -eq "$d_acked" ] || fail "D got acknowledgements from a stopped a"
 ha_is b takeover serving || fail "b left takeover/serving: $(ha_state b)/$(ha_phase b)"
 
+step "before SIGCONT: every acknowledged write reads back through b"
+# The reference for the same check after a woke: what differs then was
+# written while a was awake again.
+check_acks "$T/P.acks" --port $B_PROXY --export vol-a
+check_acks "$T/D.acks,$T/Q.acks" --port $B_PROXY --export vol-a
+
 step "SIGCONT a: it finds the mark and stops serving"
 writer P2 --port $B_PROXY "${W[@]}" --first-block 512
 wait_acks P2 100
@@ -90,7 +96,7 @@ ha_is b takeover serving || fail "b left takeover/serving after a woke: $(ha_sta
 
 step "after a woke, before the giveback: every acknowledged write reads back through b"
 # Nothing writes P's or D's range any more; b serves them. A block that
-# changed since Q and P ended was written by a after waking.
+# changed since the same check before SIGCONT was written by a after waking.
 woke_bad=()
 for logs in P D,Q; do
 	check_acks_soft "$T/${logs/,/.acks,$T/}.acks" --port $B_PROXY --export vol-a || woke_bad+=("$logs")
