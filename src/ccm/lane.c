@@ -18,6 +18,8 @@
 
 #define MS 1000000ull
 
+static_assert(CCM_LINK_MAX_MSG <= FAB_MSG_MAX, "a CCM message must fit a link's eager limit");
+
 static void lane_on_msg(void *arg, const void *msg, size_t len)
 {
 	struct ccm_link *l = arg;
@@ -598,6 +600,28 @@ void lane_session_end(struct ccm *ccm)
 	lane_do_aborts(ccm);
 }
 
+/*
+ * Whether the link holds an operation it will never complete. A link
+ * completes in order what it accepted (one connection, first in, first
+ * out), so an operation accepted well before a heartbeat that has just
+ * completed, and still in flight, was lost by the provider: rxm does that
+ * to a rendezvous or segmented send whose connection the peer closes
+ * before answering (docs/FABRIC.md). Nothing else would ever complete it:
+ * a message stuck so blocks its channel, a port operation its client, and
+ * the link keeps proving alive. Only a reset completes it (then it is
+ * re-issued). The margin (2 x link_deadline_ms) covers completions of one
+ * batch handled out of order and providers that complete a little out of
+ * order.
+ */
+static bool lane_op_lost(struct ccm_link *l)
+{
+	struct fab_link_stats fs;
+	uint64_t margin = 2 * l->ccm->link_deadline_ns;
+
+	fab_link_get_stats(l->fl, &fs);
+	return fs.oldest_ns && l->hb_post_ns > fs.oldest_ns + margin;
+}
+
 static void hb_done(struct fab_op *op, int status)
 {
 	struct ccm_link *l = op->arg;
@@ -629,6 +653,11 @@ static void hb_done(struct fab_op *op, int status)
 	if (from_le64(s.generation) != ccm->partner.gen ||
 	    from_le64(s.session_id) != ccm->session_id) {
 		lane_fail(l, "the partner's session region belongs to another session", false);
+		return;
+	}
+	if (l->up && lane_op_lost(l)) {
+		lane_fail(l, "an operation is lost: heartbeats posted long after it complete",
+			  false);
 		return;
 	}
 	uint64_t rtt = now_ns() - l->hb_post_ns;

@@ -93,6 +93,7 @@ struct slot {
 	unsigned flags;
 	int status;
 	uint64_t gen;
+	uint64_t accepted_ns; /* when fab_read & co. took it */
 	struct fab_op *op;
 	struct slot *prev, *next;
 	/* Parameters, kept for posting from the backlog. */
@@ -929,6 +930,7 @@ static void repost_rx(struct fab_link *link, struct rx_slot *r)
 static void submit(struct fab_link *link, struct slot *s, struct fab_op *op)
 {
 	s->op = op;
+	s->accepted_ns = now_ns();
 	op->link = link;
 	op->gen = s->gen;
 	op->next = NULL;
@@ -1497,9 +1499,24 @@ const char *fab_link_name(const struct fab_link *link)
 	return link ? link->name : "(none)";
 }
 
+/* Each list holds its slots in the order they were accepted (the backlog
+ * is posted in order, and failed posts leave it in order): the oldest is
+ * at one of the heads. */
+static uint64_t oldest_accepted(const struct fab_link *link)
+{
+	const struct slot *heads[] = {link->posted.head, link->backlog.head, link->failed.head};
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(heads); i++)
+		if (heads[i] && (!t || heads[i]->accepted_ns < t))
+			t = heads[i]->accepted_ns;
+	return t;
+}
+
 void fab_link_get_stats(const struct fab_link *link, struct fab_link_stats *st)
 {
 	*st = link->st;
+	st->oldest_ns = oldest_accepted(link);
 	st->backlog = link->backlog.n;
 	st->ep_ready = link->ep_ready;
 	st->suspended = link->suspended;
@@ -1671,6 +1688,24 @@ static void warn_known_crash(const char *name, const char *prov)
 		 name, FI_MAJOR(v), FI_MINOR(v), prov);
 }
 
+/* rxm's eager limit is its buffer size (reported as the inject size): a
+ * message above it goes rendezvous or segmented, and such a send is never
+ * completed when the peer closes the connection before answering it. That
+ * happens only when FI_OFI_RXM_BUFFER_SIZE was set below FAB_MSG_MAX in the
+ * environment, or libfabric was initialised before us: say so, once. */
+static void warn_rendezvous(const struct fab_link *link, size_t eager)
+{
+	static bool warned;
+
+	if (warned || !strstr(link->prov, "rxm") || link->max_msg <= eager)
+		return;
+	warned = true;
+	LOG_WARN("%s: %s sends messages above %zu bytes by rendezvous (FI_OFI_RXM_BUFFER_SIZE): "
+		 "such a send may never complete when a connection fails (the CCM then takes the "
+		 "link out); set FI_OFI_RXM_BUFFER_SIZE to %d or more",
+		 link->name, link->prov, eager, FAB_MSG_MAX);
+}
+
 /* What lives as long as the link: fi_getinfo (the first call in a process
  * loads every provider: 100-170 ms), the fabric and the domain. */
 static int open_domain(struct fab_link *link, int addr_format)
@@ -1716,6 +1751,7 @@ static int open_domain(struct fab_link *link, int addr_format)
 			  link->max_msg, link->prov, info->ep_attr->max_msg_size);
 		return -EINVAL;
 	}
+	warn_rendezvous(link, info->tx_attr->inject_size);
 	rc = fi_fabric(info->fabric_attr, &link->fabric, NULL);
 	if (rc) {
 		LOG_ERROR("%s: fi_fabric(%s): %s", link->name, link->prov, fi_strerror(-rc));
@@ -1789,6 +1825,11 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	if (!loop || !opts || !out || !opts->local || !opts->peer)
 		return -EINVAL;
 	const char *name = opts->name ? opts->name : "fab";
+	if (opts->max_msg > FAB_MSG_MAX) {
+		LOG_ERROR("%s: max_msg %zu above FAB_MSG_MAX (%d)", name, opts->max_msg,
+			  FAB_MSG_MAX);
+		return -EINVAL;
+	}
 	link = calloc(1, sizeof(*link));
 	if (!link)
 		return -ENOMEM;
@@ -1830,13 +1871,17 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	/* rxm handles connection events only every 10 ms by default, and
 	 * fi_trywait refuses meanwhile: handle them on every CQ read. */
 	set_env_default("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "0");
-	/* rxm preposts 4096 receive buffers of 16 KiB per endpoint (68 MB,
-	 * 40-100 ms of page faults in fi_enable) and allocates 1024 transmit
-	 * buffers of 16 KiB at the first post (10-40 ms): 1024 buffers of
-	 * 4 KiB are plenty for one peer (a provider short of receive buffers
-	 * only delays), cost 1-3 ms, and longer messages go segmented. */
+	/* rxm preposts 4096 receive buffers per endpoint (68 MB, 40-100 ms of
+	 * page faults in fi_enable with 16 KiB buffers): 1024 are plenty for
+	 * one peer (a provider short of receive buffers only delays). Its
+	 * buffer size is its eager limit: messages above it go rendezvous,
+	 * whose sends rxm never completes when the peer closes the connection
+	 * before answering (a link flap: the CCM's message channel then
+	 * stalls for good), so every message a link takes must fit. */
 	set_env_default("FI_OFI_RXM_MSG_RX_SIZE", "1024");
-	set_env_default("FI_OFI_RXM_BUFFER_SIZE", "4096");
+	char eager[24];
+	snprintf(eager, sizeof(eager), "%d", FAB_MSG_MAX);
+	set_env_default("FI_OFI_RXM_BUFFER_SIZE", eager);
 	set_env_default("IPATH_NO_BACKTRACE", "1");
 	cpu_timing = getenv("DUET_FABRIC_CPU_TIMING") && atoi(getenv("DUET_FABRIC_CPU_TIMING"));
 

@@ -77,13 +77,13 @@
  * it sets in the environment FI_TCP_NODELAY=1,
  * FI_OFI_RXM_CM_PROGRESS_INTERVAL=0 (rxm otherwise handles connection
  * events only every 10 ms and refuses fi_trywait meanwhile),
- * FI_OFI_RXM_MSG_RX_SIZE=1024 and FI_OFI_RXM_BUFFER_SIZE=4096 (rxm's
- * defaults, 4096 receive and 1024 transmit buffers of 16 KiB per endpoint,
- * cost 85 MB and 50-140 ms per endpoint; messages longer than 4 KiB go
- * segmented) and IPATH_NO_BACKTRACE=1 (psm's SIGSEGV handler; too late
- * where psm is linked at load time, as on Debian: set it in the process's
- * environment). libfabric reads them once, so no other libfabric call may
- * come first in the process.
+ * FI_OFI_RXM_MSG_RX_SIZE=1024 (rxm's default, 4096 receive buffers per
+ * endpoint, costs 68 MB and 40-100 ms per endpoint),
+ * FI_OFI_RXM_BUFFER_SIZE=FAB_MSG_MAX (rxm's eager limit: every message of
+ * a link goes eager; see FAB_MSG_MAX) and IPATH_NO_BACKTRACE=1 (psm's
+ * SIGSEGV handler; too late where psm is linked at load time, as on
+ * Debian: set it in the process's environment). libfabric reads them once,
+ * so no other libfabric call may come first in the process.
  *
  * libfabric's descriptors (sockets, epoll and event fds) are NOT
  * close-on-exec and this module does nothing about it: a process that execs
@@ -104,6 +104,18 @@ struct loop;
 struct fab_link;
 struct fab_mr;
 
+/**
+ * The largest two-sided message a link carries (fab_link_opts.max_msg):
+ * 16 KiB of payload plus a 64-byte header. rxm's eager limit is set to it,
+ * so that no message goes through rxm's rendezvous or segmentation
+ * protocols: those complete a send only after the peer answered on the same
+ * connection, and when that connection closes first (the peer reset its
+ * endpoint) the send is never completed at all (libfabric 1.17 to at least
+ * 1.22; docs/FABRIC.md). An eager send completes, or fails, with its
+ * connection.
+ */
+#define FAB_MSG_MAX (16384 + 64)
+
 /** Flags of fab_link_opts.flags (for tests and odd providers). */
 #define FAB_LINK_FORCE_MR_LOCAL (1u << 0) /* act as if the provider needed FI_MR_LOCAL */
 #define FAB_LINK_FORCE_POLL	(1u << 1) /* poll the CQ from timers, no wait fd */
@@ -115,7 +127,7 @@ struct fab_link_opts {
 	const char *local;    /* "host:port" this link binds */
 	const char *peer;     /* "host:port" of the partner's link */
 	unsigned rx_depth;    /* receive buffers posted for messages; 0: 64 */
-	size_t max_msg;	      /* largest two-sided message; 0: 4096 */
+	size_t max_msg;	      /* largest two-sided message, <= FAB_MSG_MAX; 0: 4096 */
 	/* Extensions (zero means default). */
 	unsigned retry_max_ms; /* backlog retry backoff cap; 0: 20 ms */
 	unsigned flags;	       /* FAB_LINK_* */
@@ -242,6 +254,10 @@ struct fab_link_stats {
 	uint64_t slow_calls;  /* libfabric calls that held the loop thread over 5 ms (after open) */
 	uint64_t max_call_ns; /* the longest libfabric call on the loop thread (after open) */
 	const char *max_call; /* its name ("fi_cq_read", ...), NULL if none yet */
+	uint64_t oldest_ns;   /* now_ns() when the oldest operation still in flight was
+				 accepted; 0 when none is (an operation older than one
+				 that completed after it was accepted is lost, see
+				 docs/FABRIC.md) */
 	bool ep_ready;	      /* an endpoint is up (false while one is being created) */
 	bool suspended;	      /* fab_link_suspend() without fab_link_resume() yet */
 };

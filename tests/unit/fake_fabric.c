@@ -58,6 +58,7 @@ struct ffop {
 	uint64_t key, off, imm;
 	uint8_t *msg;
 	uint64_t due;
+	uint64_t posted_ns;
 	bool hang;
 	uint64_t bind_id; /* the target's when posted; 0: it was not there */
 	int force;	  /* complete with this error, no effect */
@@ -81,6 +82,7 @@ struct fault {
 	unsigned fail_n;
 	int fail_err;
 	unsigned drop_n;
+	unsigned lose_sends; /* sends accepted and never completed nor delivered */
 };
 static struct fault faults[32];
 
@@ -148,6 +150,11 @@ void ff_fail_next(const char *addr, unsigned n, int err)
 void ff_drop_next(const char *addr, unsigned n)
 {
 	fault_get(addr, true)->drop_n = n;
+}
+
+void ff_lose_next_sends(const char *addr, unsigned n)
+{
+	fault_get(addr, true)->lose_sends = n;
 }
 
 void ff_set_late_effects(bool on)
@@ -486,7 +493,8 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 	o->key = rem ? rem->key : 0;
 	o->off = off;
 	o->imm = imm;
-	o->due = now_ns() + delay_ns + (f ? f->slow_ns : 0);
+	o->posted_ns = now_ns();
+	o->due = o->posted_ns + delay_ns + (f ? f->slow_ns : 0);
 	if (find_bound(l->peer))
 		o->bind_id = find_bound(l->peer)->bind_id;
 	if (msg) {
@@ -498,6 +506,9 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 		o->force = f->fail_err;
 	} else if (f && f->drop_n) {
 		f->drop_n--;
+		o->hang = true;
+	} else if (f && f->lose_sends && kind == K_SEND) {
+		f->lose_sends--;
 		o->hang = true;
 	}
 	op->link = l;
@@ -571,6 +582,10 @@ void fab_link_resume(struct fab_link *l)
 void fab_link_get_stats(const struct fab_link *l, struct fab_link_stats *st)
 {
 	*st = l->st;
+	st->oldest_ns = 0;
+	for (const struct ffop *o = queue; o; o = o->next)
+		if (o->src == l && o->op && (!st->oldest_ns || o->posted_ns < st->oldest_ns))
+			st->oldest_ns = o->posted_ns;
 	st->ep_ready = !l->suspended;
 	st->suspended = l->suspended;
 }

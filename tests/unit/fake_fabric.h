@@ -29,6 +29,11 @@ void ff_set_slow(const char *addr, uint64_t ns);
 void ff_fail_next(const char *addr, unsigned n, int err);
 /** The next @p n operations posted on the link at @p addr never complete. */
 void ff_drop_next(const char *addr, unsigned n);
+/** The next @p n messages sent on the link at @p addr are accepted and then
+ * neither delivered nor completed until the link is reset or closed, while
+ * everything else goes on: what rxm does to a rendezvous send whose
+ * connection the peer closed (docs/FABRIC.md). */
+void ff_lose_next_sends(const char *addr, unsigned n);
 /** Writes in flight when their link is aborted or closed still land in the
  * peer's memory later (no completion), unless the peer's end of the link
  * was closed meanwhile. */

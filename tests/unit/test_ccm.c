@@ -1389,6 +1389,62 @@ static void test_messages_across_failover(void **state)
 	ccm_destroy(b.ccm);
 }
 
+/*
+ * A link that loses a message send (accepted, then never delivered nor
+ * completed, while everything else on the link goes on: rxm does it to a
+ * rendezvous send whose connection the peer closed, docs/FABRIC.md). The
+ * channel must not wait behind it for ever: the CCM sees an operation that
+ * heartbeats posted long after it overtook, takes the link out (its reset
+ * completes the lost send), and the message goes again. With one link and
+ * no session end: every message arrives once, in order.
+ */
+static void test_lost_send(void **state)
+{
+	struct node a, b;
+	struct ccm_port *pa;
+	struct ccm_status st;
+	uint64_t i = 0;
+
+	(void)state;
+	ff_set_delay_ns(100000);
+	node_create(&a, "a", "b", 1, 1);
+	node_create(&b, "b", "a", 1, 1);
+	node_new(&a);
+	node_new(&b);
+	client_reg(&a, 0, "proxy", 1, 0, 0);
+	client_reg(&b, 0, "proxy", 1, 0, 0);
+	node_start(&a);
+	node_start(&b);
+	wait_count(&a.cl[0].up, 1);
+	wait_count(&b.cl[0].up, 1);
+	pa = ccm_client_port(a.cl[0].c, 0);
+	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
+	while (i < 1000) {
+		int rc = ccm_port_send(pa, &i, sizeof(i));
+		if (rc == -EAGAIN) {
+			/* The window stays full while a message is stuck. */
+			assert_true(now_ns() < end);
+			loop_run_once(L, 1000000);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		i++;
+		if (i == 100 || i == 600)
+			ff_lose_next_sends("a:0", 1);
+	}
+	wait_count((int *)&b.cl[0].msgs, 1000);
+	run_for(50);
+	assert_int_equal(b.cl[0].msgs, 1000);
+	assert_false(b.cl[0].order_broken);
+	assert_int_equal(a.cl[0].term, 0);
+	assert_int_equal(b.cl[0].term, 0);
+	ccm_get_status(a.ccm, &st);
+	assert_int_equal(st.sessions, 1);
+	assert_true(st.links[0].resets >= 2); /* each loss took the link out once */
+	ccm_destroy(a.ccm);
+	ccm_destroy(b.ccm);
+}
+
 static void test_all_links_lost(void **state)
 {
 	struct node a, b;
@@ -1695,6 +1751,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_write_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_send, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instances, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_heavy_placement, setup, teardown),
