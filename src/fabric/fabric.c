@@ -1688,14 +1688,17 @@ static void warn_known_crash(const char *name, const char *prov)
 		 name, FI_MAJOR(v), FI_MINOR(v), prov);
 }
 
-/* rxm's eager limit is its buffer size (reported as the inject size): a
- * message above it goes rendezvous or segmented, and such a send is never
- * completed when the peer closes the connection before answering it. That
- * happens only when FI_OFI_RXM_BUFFER_SIZE was set below FAB_MSG_MAX in the
- * environment, or libfabric was initialised before us: say so, once. */
-static void warn_rendezvous(const struct fab_link *link, size_t eager)
+/* rxm's eager limit is its buffer size, FI_OFI_RXM_BUFFER_SIZE (read once,
+ * at libfabric's first call: fab_link_open sets it first; 16 KiB when
+ * unset). A message above it goes rendezvous or segmented, and such a send
+ * is never completed when the peer closes the connection before answering
+ * it. That happens only when the environment set a smaller size: say so,
+ * once. */
+static void warn_rendezvous(const struct fab_link *link)
 {
 	static bool warned;
+	const char *e = getenv("FI_OFI_RXM_BUFFER_SIZE");
+	size_t eager = e ? (size_t)strtoull(e, NULL, 0) : 16384;
 
 	if (warned || !strstr(link->prov, "rxm") || link->max_msg <= eager)
 		return;
@@ -1751,7 +1754,7 @@ static int open_domain(struct fab_link *link, int addr_format)
 			  link->max_msg, link->prov, info->ep_attr->max_msg_size);
 		return -EINVAL;
 	}
-	warn_rendezvous(link, info->tx_attr->inject_size);
+	warn_rendezvous(link);
 	rc = fi_fabric(info->fabric_attr, &link->fabric, NULL);
 	if (rc) {
 		LOG_ERROR("%s: fi_fabric(%s): %s", link->name, link->prov, fi_strerror(-rc));
