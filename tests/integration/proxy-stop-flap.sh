@@ -22,7 +22,9 @@
 #
 # No failover monitor (no [monitor] partner_shelf): this tests the CCM, not
 # a takeover. The session deadline is 2 s (x DUET_TIMEOUT_SCALE) so that an
-# 800 ms stop plus the test's own polling stays well inside it.
+# 800 ms stop plus the test's own polling stays well inside it on a loaded
+# host (DUET_FLAP_SESSION_MS=1000 tests the default: the link is back 5-60
+# ms after the SIGCONT here, so that passes too).
 #
 # DUET_FLAP_PARTS=1 or 2 runs one part only (default both).
 #
@@ -38,7 +40,7 @@ PY=python3
 P=$PORT_BASE
 A_NBD=$P A_PROXY=$((P + 1)) B_NBD=$((P + 2)) B_PROXY=$((P + 3))
 IC0_A=$((P + 4)) IC0_B=$((P + 5)) IC1_A=$((P + 6)) IC1_B=$((P + 7))
-SESSION_MS=$((2000 * TIMEOUT_SCALE))
+SESSION_MS=$((${DUET_FLAP_SESSION_MS:-2000} * TIMEOUT_SCALE))
 STOP_TIMES=(200 500 800 200 500 800 300 700)
 PARTS=${DUET_FLAP_PARTS:-12} # which parts run (debugging one: DUET_FLAP_PARTS=2)
 [ "$QUICK" = 1 ] && STOP_TIMES=(200 500 800)
