@@ -39,6 +39,7 @@ struct monitor {
 	uint32_t lease_ms;
 	enum watchdog_action watchdog_action;
 	bool no_watchdog;
+	bool defer_watchdog;
 	struct ha_config hcfg;
 
 	struct mbox *mb;
@@ -425,6 +426,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->lease_ms = (uint32_t)c->monitor.lease_ms;
 	m->watchdog_action = o->watchdog_action;
 	m->no_watchdog = o->no_watchdog;
+	m->defer_watchdog = o->defer_watchdog;
 	m->hcfg = (struct ha_config){
 	    .has_partner = m->has_partner,
 	    .has_partner_mailbox = m->has_partner_mailbox,
@@ -467,20 +469,28 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	return 0;
 }
 
+int monitor_start_watchdog(struct monitor *m)
+{
+	struct watchdog_opts wo = {
+	    .loop = m->loop,
+	    .timeout_ms = m->watchdog_ms,
+	    .jump_ms = MAX(m->lease_ms / 2, 10u),
+	    .action = m->watchdog_action,
+	    .on_jump = on_jump,
+	    .arg = m,
+	};
+
+	if (m->no_watchdog || m->wd)
+		return 0;
+	return watchdog_start(&wo, &m->wd);
+}
+
 int monitor_start(struct monitor *m)
 {
 	int rc;
 
-	if (!m->no_watchdog) {
-		struct watchdog_opts wo = {
-		    .loop = m->loop,
-		    .timeout_ms = m->watchdog_ms,
-		    .jump_ms = MAX(m->lease_ms / 2, 10u),
-		    .action = m->watchdog_action,
-		    .on_jump = on_jump,
-		    .arg = m,
-		};
-		rc = watchdog_start(&wo, &m->wd);
+	if (!m->defer_watchdog) {
+		rc = monitor_start_watchdog(m);
 		if (rc < 0)
 			return rc;
 	}
