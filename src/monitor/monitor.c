@@ -31,7 +31,9 @@ struct monitor {
 	char node[CONFIG_ID_MAX];
 	bool has_partner;
 	bool has_partner_mailbox;
-	uint64_t hb_ns;
+	uint64_t hb_ns;	   /* heartbeat interval */
+	uint64_t watch_ns; /* slots read this often (a quarter of it) */
+	uint64_t last_send_ns;
 	uint64_t deadline_ns;
 	unsigned n_links;
 	char link_names[MONITOR_MAX_LINKS][CONFIG_ID_MAX];
@@ -180,10 +182,16 @@ static void on_tick(struct loop_timer *t)
 
 	check_late(m, now);
 	m->last_tick_ns = now;
+	/* The slots are read four times per interval: a heartbeat's arrival
+	 * is seen within a few ms, so the deadline counts from (nearly) when
+	 * it landed, not from the next heartbeat tick. */
 	read_slots(m, now);
-	send_heartbeats(m);
+	if (now - m->last_send_ns >= m->hb_ns - m->watch_ns / 2) {
+		m->last_send_ns = now;
+		send_heartbeats(m);
+	}
 	step(m);
-	loop_timer_arm(m->loop, &m->tick, m->hb_ns);
+	loop_timer_arm(m->loop, &m->tick, m->watch_ns);
 }
 
 /* ---- the state machine ---- */
@@ -418,6 +426,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->has_partner = c->ic.partner[0] != 0;
 	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
 	m->hb_ns = c->monitor.heartbeat_ms * MS;
+	m->watch_ns = MAX(m->hb_ns / 4, MS);
 	m->deadline_ns = c->monitor.deadline_ms * MS;
 	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
 	for (unsigned i = 0; i < m->n_links; i++)
