@@ -111,8 +111,8 @@ void config_defaults(struct duet_config *cfg)
 	cfg->proxy.chunk = 1ull << 20;
 	cfg->monitor.heartbeat_ms = 20;
 	cfg->monitor.deadline_ms = 150;
-	cfg->monitor.mailbox_ms = 50;
-	cfg->monitor.mailbox_deadline_ms = 150;
+	cfg->monitor.mailbox_ms = 25;
+	cfg->monitor.mailbox_deadline_ms = 100;
 	cfg->monitor.lease_ms = 100;
 	cfg->monitor.fence_margin_ms = 50;
 	cfg->monitor.watchdog_ms = 1000;

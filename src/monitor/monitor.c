@@ -31,7 +31,9 @@ struct monitor {
 	char node[CONFIG_ID_MAX];
 	bool has_partner;
 	bool has_partner_mailbox;
-	uint64_t hb_ns;
+	uint64_t hb_ns;	   /* heartbeat interval */
+	uint64_t watch_ns; /* slots read this often (a quarter of it) */
+	uint64_t last_send_ns;
 	uint64_t deadline_ns;
 	unsigned n_links;
 	char link_names[MONITOR_MAX_LINKS][CONFIG_ID_MAX];
@@ -39,6 +41,7 @@ struct monitor {
 	uint32_t lease_ms;
 	enum watchdog_action watchdog_action;
 	bool no_watchdog;
+	bool defer_watchdog;
 	struct ha_config hcfg;
 
 	struct mbox *mb;
@@ -179,10 +182,16 @@ static void on_tick(struct loop_timer *t)
 
 	check_late(m, now);
 	m->last_tick_ns = now;
+	/* The slots are read four times per interval: a heartbeat's arrival
+	 * is seen within a few ms, so the deadline counts from (nearly) when
+	 * it landed, not from the next heartbeat tick. */
 	read_slots(m, now);
-	send_heartbeats(m);
+	if (now - m->last_send_ns >= m->hb_ns - m->watch_ns / 2) {
+		m->last_send_ns = now;
+		send_heartbeats(m);
+	}
 	step(m);
-	loop_timer_arm(m->loop, &m->tick, m->hb_ns);
+	loop_timer_arm(m->loop, &m->tick, m->watch_ns);
 }
 
 /* ---- the state machine ---- */
@@ -417,6 +426,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->has_partner = c->ic.partner[0] != 0;
 	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
 	m->hb_ns = c->monitor.heartbeat_ms * MS;
+	m->watch_ns = MAX(m->hb_ns / 4, MS);
 	m->deadline_ns = c->monitor.deadline_ms * MS;
 	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
 	for (unsigned i = 0; i < m->n_links; i++)
@@ -425,6 +435,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->lease_ms = (uint32_t)c->monitor.lease_ms;
 	m->watchdog_action = o->watchdog_action;
 	m->no_watchdog = o->no_watchdog;
+	m->defer_watchdog = o->defer_watchdog;
 	m->hcfg = (struct ha_config){
 	    .has_partner = m->has_partner,
 	    .has_partner_mailbox = m->has_partner_mailbox,
@@ -467,20 +478,28 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	return 0;
 }
 
+int monitor_start_watchdog(struct monitor *m)
+{
+	struct watchdog_opts wo = {
+	    .loop = m->loop,
+	    .timeout_ms = m->watchdog_ms,
+	    .jump_ms = MAX(m->lease_ms / 2, 10u),
+	    .action = m->watchdog_action,
+	    .on_jump = on_jump,
+	    .arg = m,
+	};
+
+	if (m->no_watchdog || m->wd)
+		return 0;
+	return watchdog_start(&wo, &m->wd);
+}
+
 int monitor_start(struct monitor *m)
 {
 	int rc;
 
-	if (!m->no_watchdog) {
-		struct watchdog_opts wo = {
-		    .loop = m->loop,
-		    .timeout_ms = m->watchdog_ms,
-		    .jump_ms = MAX(m->lease_ms / 2, 10u),
-		    .action = m->watchdog_action,
-		    .on_jump = on_jump,
-		    .arg = m,
-		};
-		rc = watchdog_start(&wo, &m->wd);
+	if (!m->defer_watchdog) {
+		rc = monitor_start_watchdog(m);
 		if (rc < 0)
 			return rc;
 	}

@@ -406,7 +406,8 @@ struct monitor_opts {
 	const struct monitor_ops *ops;
 	void *arg;
 	enum watchdog_action watchdog_action;
-	bool no_watchdog; /**< tests only */
+	bool no_watchdog;    /**< tests only */
+	bool defer_watchdog; /**< monitor_start() leaves it to monitor_start_watchdog() */
 };
 
 /** Open the mailboxes; nothing runs yet. */
@@ -415,6 +416,12 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out);
  * and the heartbeat tick. */
 int monitor_start(struct monitor *m);
 void monitor_destroy(struct monitor *m);
+/**
+ * Start the watchdog now (with defer_watchdog): a node whose boot work
+ * blocks the reactor for long (a large NVRAM log being created and
+ * mapped) starts it once it is ready to turn its loop.
+ */
+int monitor_start_watchdog(struct monitor *m);
 
 /** The I/O gate: call before handing shelf I/O to the store. Lock-free. */
 bool monitor_io_allowed(const struct monitor *m);

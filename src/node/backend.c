@@ -42,6 +42,7 @@ struct backend_io {
 	struct mirror_flush mf;
 	unsigned pending; /* of logged and stored */
 	int log_rc, store_rc;
+	bool granted; /* held after its range was granted (lw_start) */
 };
 
 struct backend {
@@ -186,6 +187,9 @@ static void be_close(void *ctx, void *handle)
 	(void)handle;
 }
 
+static bool io_allowed(struct backend *b);
+static void hold_bio(struct backend *b, struct backend_io *bio);
+
 static void bio_finish(struct backend_io *bio, int result)
 {
 	struct backend *b = bio->b;
@@ -265,6 +269,14 @@ static void lw_start(struct backend_io *bio)
 	struct backend_vol *bv = bio->bv;
 	int rc;
 
+	/* Granted later than submitted (an overlapping write was ahead): the
+	 * lease may have closed since, and nothing may reach the log (and the
+	 * partner's image of it) or the volume without it. */
+	if (!io_allowed(b) || b->held_head) {
+		bio->granted = true;
+		hold_bio(b, bio);
+		return;
+	}
 	bv->dirty = true;
 	if (bio->sio.flags & STORE_F_FAST_ZERO) {
 		bio->sio.done = lw_fast_zero_stored;
@@ -395,11 +407,17 @@ static void hold(struct backend *b, struct nbd_io *io)
 		nbd_io_done(io, -ENOMEM);
 		return;
 	}
+	bio->nio = io;
+	bio->granted = false;
+	hold_bio(b, bio);
+}
+
+static void hold_bio(struct backend *b, struct backend_io *bio)
+{
 	if (!b->held_head)
 		LOG_WARN("%s volumes: I/O lease closed: holding requests until the own mailbox "
 			 "is read again",
 			 b->what);
-	bio->nio = io;
 	bio->next_free = NULL;
 	if (b->held_tail)
 		b->held_tail->next_free = bio;
@@ -413,9 +431,10 @@ static void hold(struct backend *b, struct nbd_io *io)
 
 static void be_submit(void *ctx, struct nbd_io *io);
 
-/* Take the held list off the backend and hand each request to @p fn. */
-static void held_drain(struct backend *b, void (*fn)(struct backend *b, struct nbd_io *io, int err),
-		       int err)
+/* Take the held list off the backend and hand each request on: @p err 0
+ * submits it again (a write whose range was granted goes on from there),
+ * else it ends with @p err. */
+static void held_drain(struct backend *b, int err)
 {
 	struct backend_io *bio = b->held_head;
 	uint64_t n = b->n_held;
@@ -425,9 +444,22 @@ static void held_drain(struct backend *b, void (*fn)(struct backend *b, struct n
 	while (bio) {
 		struct backend_io *next = bio->next_free;
 		struct nbd_io *io = bio->nio;
-		bio->next_free = b->free_list;
-		b->free_list = bio;
-		fn(b, io, err);
+		if (bio->granted) {
+			/* Counted in flight and holding its range since logged_write. */
+			if (!err) {
+				lw_start(bio);
+			} else {
+				mirror_range_unlock(&bio->bv->rl, &bio->range);
+				bio_finish(bio, err);
+			}
+		} else {
+			bio->next_free = b->free_list;
+			b->free_list = bio;
+			if (!err)
+				be_submit(b, io);
+			else
+				nbd_io_done(io, err);
+		}
 		bio = next;
 	}
 	if (n)
@@ -435,28 +467,16 @@ static void held_drain(struct backend *b, void (*fn)(struct backend *b, struct n
 			 n == 1 ? "" : "s", err ? "failed" : "released");
 }
 
-static void resubmit(struct backend *b, struct nbd_io *io, int err)
-{
-	(void)err;
-	be_submit(b, io);
-}
-
-static void fail_io(struct backend *b, struct nbd_io *io, int err)
-{
-	(void)b;
-	nbd_io_done(io, err);
-}
-
 void backend_release_held(struct backend *b)
 {
 	if (b && b->held_head && io_allowed(b))
-		held_drain(b, resubmit, 0);
+		held_drain(b, 0);
 }
 
 void backend_fail_held(struct backend *b, int err)
 {
 	if (b && b->held_head)
-		held_drain(b, fail_io, err);
+		held_drain(b, err);
 }
 
 void backend_set_serving(struct backend *b, bool serving)

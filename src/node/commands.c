@@ -23,7 +23,11 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 	store_volume_get_info(v, &vi);
 	json_object_object_add(o, "name", json_object_new_string(vi.name));
 	json_object_object_add(o, "owner", json_object_new_string(vi.owner));
-	json_object_object_add(o, "served_by", json_object_new_string(n->cfg.node.id));
+	/* Taken over: the partner serves them (through its proxy port). */
+	json_object_object_add(o, "served_by",
+			       json_object_new_string(n->fenced || n->taken_at_boot
+							  ? n->cfg.ic.partner
+							  : n->cfg.node.id));
 	json_object_object_add(o, "port", json_object_new_string("direct"));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));

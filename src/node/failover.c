@@ -141,6 +141,28 @@ static void copy_tick(struct loop_timer *t)
 	loop_timer_arm(n->loop, t, n->fo->copy_ns);
 }
 
+/* ---- the fencing gate of the stores ---- */
+
+static bool gate_allowed(void *arg)
+{
+	struct node *n = arg;
+
+	return !n->monitor || monitor_io_allowed(n->monitor);
+}
+
+static void gate_wait(void *arg)
+{
+	struct node *n = arg;
+
+	if (n->monitor)
+		monitor_io_wait(n->monitor);
+}
+
+void failover_gate_store(struct node *n, struct store *s)
+{
+	store_set_gate(s, gate_allowed, gate_wait, n);
+}
+
 /* ---- the own volumes ---- */
 
 /* A takeover mark stands in our mailbox: the partner serves our volumes
@@ -156,6 +178,10 @@ static void stop_own(struct node *n)
 	proxy_set_serving(n->proxy, false);
 	backend_set_serving(n->backend, false);
 	backend_set_serving(n->pbackend, false);
+	/* Steps the store held at the gate (a stop came between the check and
+	 * the system call) never reach the disk. */
+	store_gate_fail(n->store, -EIO);
+	store_gate_fail(n->pstore, -EIO);
 	nvram_hold(n, true, "fenced by the partner's takeover mark");
 	monitor_action_done(n->monitor, HA_ACT_STOP_OWN, 0);
 }
@@ -258,6 +284,7 @@ static int open_partner_shelf(struct node *n)
 			  strerror(-rc));
 		return rc;
 	}
+	failover_gate_store(n, n->pstore);
 	rc = backend_create(n, n->pstore, NULL, "partner", &n->pbackend);
 	if (rc < 0) {
 		store_close(n->pstore);
@@ -457,6 +484,8 @@ static void m_io_resume(void *arg)
 {
 	struct node *n = arg;
 
+	store_gate_release(n->store);
+	store_gate_release(n->pstore);
 	backend_release_held(n->backend);
 	backend_release_held(n->pbackend);
 }
@@ -509,6 +538,9 @@ int failover_open(struct node *n)
 	    .ops = &mon_ops,
 	    .arg = n,
 	    .watchdog_action = WATCHDOG_EXIT,
+	    /* Started once the node is ready: creating and mapping a large
+	     * NVRAM log blocks the reactor for a while at boot. */
+	    .defer_watchdog = true,
 	};
 	struct failover *fo = calloc(1, sizeof(*fo));
 	int rc;

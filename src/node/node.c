@@ -10,6 +10,7 @@
 
 #include "ccm/ccm.h"
 #include "common/log.h"
+#include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
@@ -72,7 +73,11 @@ static int open_storage(struct node *n)
 	    .depth = (unsigned)n->cfg.store.io_depth,
 	    .workers = (unsigned)n->cfg.store.io_workers,
 	};
-	return store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
+	int rc = store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
+
+	if (rc == 0)
+		failover_gate_store(n, n->store);
+	return rc;
 }
 
 int node_open_nbd(struct node *n)
@@ -188,6 +193,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	rc = control_create(n, n->cfg.node.control, &n->control);
+	if (rc < 0)
+		goto err;
+	rc = monitor_start_watchdog(n->monitor);
 	if (rc < 0)
 		goto err;
 	LOG_INFO("node %s ready (duet %s)", n->cfg.node.id, DUET_VERSION);

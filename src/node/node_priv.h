@@ -122,6 +122,8 @@ const char *mirror_ccm_state(const struct mirror_ccm *mc, const char **reason);
 /** Create and start the monitor and its heartbeat client; run the loop
  * until the boot check of the own mailbox is in (n->taken_at_boot). */
 int failover_open(struct node *n);
+/** Put @p s behind the monitor's I/O lease (the fencing gate). */
+void failover_gate_store(struct node *n, struct store *s);
 /** Shutdown: wait for a replay in progress, close the partner's shelf. */
 void failover_stop(struct node *n);
 /** Leave the CCM and free the monitor (before ccm_destroy). */

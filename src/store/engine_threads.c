@@ -59,7 +59,9 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		store_step_get(io, &st);
-		io->result = store_step_exec(&st);
+		/* Right before the system call: a stop between the loop's check
+		 * and here must not let the step reach the disk. */
+		io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
 
 		pthread_mutex_lock(&p->done_lock);
 		signal = !p->done.head;
@@ -86,6 +88,12 @@ static void submit_task(void *arg)
 
 	if (!p->pending.head || p->outstanding >= p->cap)
 		return;
+	if (!store_gate_open(p->s)) {
+		struct store_io *io;
+		while ((io = io_list_pop(&p->pending)))
+			store_gate_park(p->s, io);
+		return;
+	}
 	pthread_mutex_lock(&p->lock);
 	while (p->pending.head && p->outstanding < p->cap) {
 		io_list_push(&p->queue, io_list_pop(&p->pending));
@@ -115,7 +123,10 @@ static void efd_cb(struct loop_io *lio, uint32_t events)
 	pthread_mutex_unlock(&p->done_lock);
 	while ((io = io_list_pop(&l))) {
 		p->outstanding--;
-		store_step_done(p->s, io, io->result);
+		if (io->result == STORE_GATED_RES)
+			store_gate_park(p->s, io);
+		else
+			store_step_done(p->s, io, io->result);
 	}
 	if (p->pending.head)
 		loop_post(p->s->loop, &p->submit_task);
@@ -125,6 +136,10 @@ static void pool_queue(struct store *s, struct store_io *io)
 {
 	struct pool *p = s->engine;
 
+	if (s->gated.head) { /* behind the steps waiting for the gate */
+		store_gate_park(s, io);
+		return;
+	}
 	io_list_push(&p->pending, io);
 	loop_post(s->loop, &p->submit_task);
 }

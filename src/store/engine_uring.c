@@ -112,6 +112,14 @@ static void submit_task(void *arg)
 	struct uring *u = arg;
 	int rc;
 
+	/* The gate is checked here, right before the system call: a step
+	 * becomes an SQE only on its way into the kernel. */
+	if (!store_gate_open(u->s)) {
+		struct store_io *io;
+		while ((io = io_list_pop(&u->ovf)))
+			store_gate_park(u->s, io);
+		return;
+	}
 	while (u->ovf.head && has_room(u))
 		prep(u, io_list_pop(&u->ovf));
 	if (io_uring_sq_ready(&u->ring) == 0)
@@ -139,10 +147,11 @@ static void uring_queue(struct store *s, struct store_io *io)
 {
 	struct uring *u = s->engine;
 
-	if (!u->ovf.head && has_room(u))
-		prep(u, io);
-	else
-		io_list_push(&u->ovf, io);
+	if (s->gated.head) { /* behind the steps waiting for the gate */
+		store_gate_park(s, io);
+		return;
+	}
+	io_list_push(&u->ovf, io);
 	loop_post(s->loop, &u->submit_task);
 }
 

@@ -300,6 +300,47 @@ static void defer(struct store *s, struct store_io *io, int res)
 	loop_post(s->loop, &s->deferred_task);
 }
 
+void store_set_gate(struct store *s, bool (*allowed)(void *arg), void (*wait)(void *arg), void *arg)
+{
+	s->gate_allowed = allowed;
+	s->gate_wait = wait;
+	s->gate_arg = arg;
+}
+
+void store_gate_park(struct store *s, struct store_io *io)
+{
+	io_list_push(&s->gated, io);
+	if (s->gate_wait)
+		s->gate_wait(s->gate_arg);
+}
+
+void store_gate_release(struct store *s)
+{
+	struct io_list l;
+	struct store_io *io;
+
+	if (!s || !s->gated.head || !store_gate_open(s))
+		return;
+	l = s->gated;
+	s->gated.head = s->gated.tail = NULL;
+	while ((io = io_list_pop(&l)))
+		s->ops->queue(s, io);
+}
+
+void store_gate_fail(struct store *s, int err)
+{
+	struct io_list l;
+	struct store_io *io;
+
+	if (!s || !s->gated.head)
+		return;
+	LOG_WARN("%s: failing the I/O held by the fencing gate: %s", s->dir, strerror(-err));
+	l = s->gated;
+	s->gated.head = s->gated.tail = NULL;
+	while ((io = io_list_pop(&l)))
+		store_step_done(s, io, err);
+}
+
 void store_io_init_deferred(struct store *s)
 {
 	loop_task_init(&s->deferred_task, run_deferred, s);

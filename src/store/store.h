@@ -145,6 +145,22 @@ void store_submit(struct store_volume *v, struct store_io *io);
 int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length);
 
 /**
+ * The fencing gate (docs/FAILOVER.md, "Fencing"): while @p allowed returns
+ * false no step reaches the disk. The io_uring engine checks it right
+ * before each submission batch, the worker pool in each worker right
+ * before its system call (so @p allowed must be callable from any thread
+ * and cheap). Steps that find it closed wait in the store, in order, and
+ * @p wait(@p arg) is called on the loop thread; store_gate_release() sends
+ * them on, store_gate_fail() ends them with an error.
+ */
+void store_set_gate(struct store *s, bool (*allowed)(void *arg), void (*wait)(void *arg),
+		    void *arg);
+/** The gate is open again: steps waiting for it go to the engine. */
+void store_gate_release(struct store *s);
+/** Fenced: every step waiting for the gate ends its io with @p err. */
+void store_gate_fail(struct store *s, int err);
+
+/**
  * Allocation map from @p offset for at most @p length bytes: up to @p max
  * extents of (length, hole/zero flags), contiguous, adjacent ones of a kind
  * merged. Synchronous (lseek SEEK_DATA/SEEK_HOLE: metadata only). A range

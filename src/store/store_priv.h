@@ -6,6 +6,7 @@
 #include "common/loop.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <sys/uio.h>
 
 #define STORE_OWNER_MAX	 16
@@ -115,7 +116,25 @@ struct store {
 
 	const struct store_engine_ops *ops;
 	void *engine;
+
+	/* The fencing gate (store_set_gate) and the steps waiting for it. */
+	bool (*gate_allowed)(void *arg);
+	void (*gate_wait)(void *arg);
+	void *gate_arg;
+	struct io_list gated;
 };
+
+/* A worker's result for a step it did not run: the gate was closed. */
+#define STORE_GATED_RES (-ERESTART)
+
+/* Whether a step may go to the disk now (any thread). */
+static inline bool store_gate_open(const struct store *s)
+{
+	return !s->gate_allowed || s->gate_allowed(s->gate_arg);
+}
+
+/* Loop thread: keep @p io until the gate opens (or fails). */
+void store_gate_park(struct store *s, struct store_io *io);
 
 extern const struct store_engine_ops store_uring_ops;
 extern const struct store_engine_ops store_threads_ops;

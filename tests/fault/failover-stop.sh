@@ -70,6 +70,11 @@ check_acks "$T/D.acks,$T/Q.acks" --port $B_PROXY --export vol-a
 step "SIGCONT a: it finds the mark and stops serving"
 writer P2 --port $B_PROXY "${W[@]}" --first-block 512
 wait_acks P2 100
+# a wakes after b ended the session (a stop longer than the session grace,
+# as a real hang is): a link that returns within the grace can lose CCM
+# operations (docs/CCM.md, "Known problems"; tests/integration/proxy-stop-flap.sh).
+session_is_down() { [ "$(ctl b status --json | jq -r .session.state)" != up ]; }
+wait_for session_is_down
 cont_sig a
 touch "$T/D.stop" # no new writes from D; it waits for what a holds
 wait_for grep -q "takeover mark gen .* in own mailbox" "$T/a.log" ||

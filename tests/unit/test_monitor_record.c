@@ -209,8 +209,8 @@ static void test_config(void **state)
 	assert_string_equal(cfg.monitor.partner_shelf, "");
 	assert_int_equal(cfg.monitor.heartbeat_ms, 20);
 	assert_int_equal(cfg.monitor.deadline_ms, 150);
-	assert_int_equal(cfg.monitor.mailbox_ms, 50);
-	assert_int_equal(cfg.monitor.mailbox_deadline_ms, 150);
+	assert_int_equal(cfg.monitor.mailbox_ms, 25);
+	assert_int_equal(cfg.monitor.mailbox_deadline_ms, 100);
 	assert_int_equal(cfg.monitor.lease_ms, 100);
 	assert_int_equal(cfg.monitor.fence_margin_ms, 50);
 	assert_int_equal(cfg.monitor.watchdog_ms, 1000);

@@ -760,6 +760,104 @@ static void test_two_shelves(void **state)
 	ctx_close(&a);
 }
 
+/* The fencing gate: a scripted lease. While closed, a step never reaches
+ * the file; released it goes on, failed it ends with the error. */
+static int g_gate_true_calls; /* answer "open" this many more times first */
+static bool g_gate_open;
+static int g_gate_waits;
+
+static bool t_gate(void *arg)
+{
+	(void)arg;
+	if (g_gate_true_calls > 0) {
+		g_gate_true_calls--;
+		return true;
+	}
+	return g_gate_open;
+}
+
+static void t_gate_wait(void *arg)
+{
+	(void)arg;
+	g_gate_waits++;
+}
+
+static void turns(struct ctx *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		loop_run_once(c->l, 1000000);
+}
+
+static void test_fencing_gate(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t w[4096], w2[4096], r[4096];
+	struct tio t;
+	int pending;
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
+	v = store_volume_find(c.s, "v");
+	fill(w, sizeof(w), 21);
+	fill(w2, sizeof(w2), 22);
+	store_set_gate(c.s, t_gate, t_gate_wait, NULL);
+	g_gate_open = false;
+	g_gate_true_calls = 0;
+	g_gate_waits = 0;
+
+	/* Closed: the write waits in the store, and says so. */
+	pending = 1;
+	tio_prep(&t, &pending, STORE_OP_WRITE, 0, 0, sizeof(w), w);
+	store_submit(v, &t.io);
+	turns(&c, 20);
+	assert_false(t.done);
+	assert_true(g_gate_waits >= 1);
+	store_gate_release(c.s); /* still closed: nothing moves */
+	turns(&c, 5);
+	assert_false(t.done);
+	g_gate_open = true;
+	store_gate_release(c.s);
+	run_until_done(&c, &pending);
+	assert_int_equal(t.result, 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
+	assert_memory_equal(r, w, sizeof(w));
+
+	/* Fenced: a held write fails and never reaches the file. */
+	g_gate_open = false;
+	pending = 1;
+	tio_prep(&t, &pending, STORE_OP_WRITE, 0, 0, sizeof(w2), w2);
+	store_submit(v, &t.io);
+	turns(&c, 20);
+	assert_false(t.done);
+	store_gate_fail(c.s, -EIO);
+	run_until_done(&c, &pending);
+	assert_int_equal(t.result, -EIO);
+
+	if (g_engine == STORE_ENGINE_THREADS) {
+		/* The gate closes between the loop's check and the worker's
+		 * system call (a stop there): the worker does not write. */
+		int waits = g_gate_waits;
+		g_gate_true_calls = 1;
+		pending = 1;
+		tio_prep(&t, &pending, STORE_OP_WRITE, 0, 0, sizeof(w2), w2);
+		store_submit(v, &t.io);
+		for (int i = 0; i < 1000 && g_gate_waits == waits; i++)
+			loop_run_once(c.l, 100000000);
+		assert_true(g_gate_waits > waits);
+		assert_false(t.done);
+		store_gate_fail(c.s, -EIO);
+		run_until_done(&c, &pending);
+		assert_int_equal(t.result, -EIO);
+	}
+	g_gate_open = true;
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
+	assert_memory_equal(r, w, sizeof(w));
+	store_set_gate(c.s, NULL, NULL, NULL);
+	ctx_close(&c);
+}
+
 static int setup_uring(void **state)
 {
 	(void)state;
@@ -792,6 +890,7 @@ int main(void)
 	    cmocka_unit_test(test_cache),
 	    cmocka_unit_test(test_invalid_ios_complete_later),
 	    cmocka_unit_test(test_two_shelves),
+	    cmocka_unit_test(test_fencing_gate),
 	};
 	int fails = 0;
 
