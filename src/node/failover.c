@@ -627,8 +627,14 @@ void failover_close(struct node *n)
 	/* The heartbeat region belongs to the monitor: leave the CCM first. */
 	if (fo->hb_client)
 		ccm_client_unregister(fo->hb_client);
+	fo->hb_client = NULL;
+	fo->hb_port = NULL;
 	monitor_destroy(n->monitor);
 	n->monitor = NULL;
-	free(fo);
+}
+
+void failover_free(struct node *n)
+{
+	free(n->fo);
 	n->fo = NULL;
 }

@@ -261,6 +261,7 @@ void node_destroy(struct node *n)
 	}
 	/* After the CCM: mirror writes it still held completed in there. */
 	mirror_ccm_destroy(n->mirror_ccm);
+	failover_free(n);
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);

@@ -128,6 +128,9 @@ void failover_gate_store(struct node *n, struct store *s);
 void failover_stop(struct node *n);
 /** Leave the CCM and free the monitor (before ccm_destroy). */
 void failover_close(struct node *n);
+/** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
+ * complete into memory of it until then. */
+void failover_free(struct node *n);
 /** Open the own NBD listener (boot, and SERVE_OWN after a giveback). */
 int node_open_nbd(struct node *n);
 

@@ -71,8 +71,8 @@ step "SIGCONT a: it finds the mark and stops serving"
 writer P2 --port $B_PROXY "${W[@]}" --first-block 512
 wait_acks P2 100
 # a wakes after b ended the session (a stop longer than the session grace,
-# as a real hang is): a link that returns within the grace can lose CCM
-# operations (docs/CCM.md, "Known problems"; tests/integration/proxy-stop-flap.sh).
+# as a real hang is), so that a wakes into a new session every time; a link
+# that returns within the grace is tests/integration/proxy-stop-flap.sh.
 session_is_down() { [ "$(ctl b status --json | jq -r .session.state)" != up ]; }
 wait_for session_is_down
 cont_sig a
