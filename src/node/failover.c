@@ -266,19 +266,13 @@ static void serve_own(struct node *n)
 
 static int open_partner_shelf(struct node *n)
 {
-	struct store_opts so = {
-	    .engine = n->cfg.store.io_engine == IO_ENGINE_THREADS ? STORE_ENGINE_THREADS
-								  : STORE_ENGINE_URING,
-	    .depth = (unsigned)n->cfg.store.io_depth,
-	    .workers = (unsigned)n->cfg.store.io_workers,
-	};
 	int rc;
 
 	if (n->pstore)
 		return 0;
 	if (!n->cfg.monitor.partner_shelf[0])
 		return -ENOENT;
-	rc = store_open(n->loop, n->cfg.monitor.partner_shelf, &so, &n->pstore);
+	rc = node_open_store(n, n->cfg.monitor.partner_shelf, &n->pstore);
 	if (rc < 0) {
 		LOG_ERROR("cannot open the partner's shelf %s: %s", n->cfg.monitor.partner_shelf,
 			  strerror(-rc));

@@ -65,7 +65,7 @@ static int open_interconnect(struct node *n)
 	return ccm_start(n->ccm);
 }
 
-static int open_storage(struct node *n)
+int node_open_store(struct node *n, const char *shelf, struct store **out)
 {
 	struct store_opts so = {
 	    .engine = n->cfg.store.io_engine == IO_ENGINE_THREADS ? STORE_ENGINE_THREADS
@@ -73,7 +73,13 @@ static int open_storage(struct node *n)
 	    .depth = (unsigned)n->cfg.store.io_depth,
 	    .workers = (unsigned)n->cfg.store.io_workers,
 	};
-	int rc = store_open(n->loop, n->cfg.node.shelf, &so, &n->store);
+
+	return store_open(n->loop, shelf, &so, out);
+}
+
+static int open_storage(struct node *n)
+{
+	int rc = node_open_store(n, n->cfg.node.shelf, &n->store);
 
 	if (rc == 0)
 		failover_gate_store(n, n->store);

@@ -131,6 +131,8 @@ void failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
 void failover_free(struct node *n);
+/** Open the shelf @p shelf with the node's [store] settings. */
+int node_open_store(struct node *n, const char *shelf, struct store **out);
 /** Open the own NBD listener (boot, and SERVE_OWN after a giveback). */
 int node_open_nbd(struct node *n);
 

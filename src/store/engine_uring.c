@@ -28,7 +28,8 @@ struct uring {
 	unsigned slots; /* most steps in the ring at once */
 	unsigned busy;	/* steps prepared or in flight */
 	struct io_list ovf;
-	bool fixed; /* a sparse registered-file table exists */
+	bool fixed;	      /* a sparse registered-file table exists */
+	uint64_t sync_writes; /* writes that would block, done on the loop */
 	bool slot_used[URING_FIXED_FILES];
 };
 
@@ -55,8 +56,12 @@ static void prep(struct uring *u, struct store_io *io)
 		break;
 	case STEP_WRITE:
 		io_uring_prep_write(sqe, fd, st.buf, (unsigned)st.len, st.offset);
-		if (st.dsync)
-			sqe->rw_flags = RWF_DSYNC;
+		/* A write that would block is not handed to io-wq: its workers
+		 * are threads of this process and stop with it, so after a
+		 * SIGSTOP such a write would reach the disk after SIGCONT,
+		 * past the fencing gate. -EAGAIN comes back instead and the
+		 * write is done on the loop thread (sync_write). */
+		sqe->rw_flags = st.dsync ? RWF_DSYNC : io->vol->no_nowait ? 0 : RWF_NOWAIT;
 		break;
 	case STEP_SYNC:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
@@ -82,6 +87,33 @@ static void prep(struct uring *u, struct store_io *io)
 	u->busy++;
 }
 
+/* A write that would have blocked: do it here, on the loop thread, after
+ * the gate (a stop during it lets it finish first: the thread stops only
+ * on its way back to user space). Rare: page cache writes seldom block. */
+static int sync_write(struct uring *u, struct store_io *io, int res)
+{
+	struct store_step st;
+	ssize_t n;
+
+	store_step_get(io, &st);
+	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STEP_WRITE || st.dsync ||
+	    io->vol->no_nowait)
+		return res;
+	if (res == -EOPNOTSUPP) {
+		/* The file system cannot say "would block" (tmpfs): its writes go
+		 * as before, and may run in io-wq (docs/FAILOVER.md). */
+		LOG_INFO("volume %s: its file system refuses RWF_NOWAIT writes", io->vol->name);
+		io->vol->no_nowait = true;
+	}
+	if (!store_gate_open(u->s))
+		return STORE_GATED_RES;
+	do
+		n = pwrite(st.fd, st.buf, (size_t)st.len, (off_t)st.offset);
+	while (n < 0 && errno == EINTR);
+	u->sync_writes++;
+	return n < 0 ? -errno : (int)n;
+}
+
 /* Hand every CQE to the state machine. Completions are copied out and the CQ
  * advanced first, so handlers that queue more work see a consistent ring. */
 static void reap(struct uring *u)
@@ -98,8 +130,13 @@ static void reap(struct uring *u)
 		}
 		io_uring_cq_advance(&u->ring, n);
 		u->busy -= n;
-		for (unsigned i = 0; i < n; i++)
-			store_step_done(u->s, ios[i], res[i]);
+		for (unsigned i = 0; i < n; i++) {
+			int r = sync_write(u, ios[i], res[i]);
+			if (r == STORE_GATED_RES)
+				store_gate_park(u->s, ios[i]);
+			else
+				store_step_done(u->s, ios[i], r);
+		}
 	}
 	if (u->ovf.head || io_uring_sq_ready(&u->ring))
 		loop_post(u->s->loop, &u->submit_task);

@@ -28,7 +28,8 @@ struct store_volume {
 	uint64_t size;
 	int64_t created; /* unix seconds */
 	int fd;
-	int slot; /* registered file index (io_uring) or STORE_SLOT_NONE */
+	int slot;	/* registered file index (io_uring) or STORE_SLOT_NONE */
+	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */
 
 	/* FLUSH bookkeeping (io.c). */
 	uint64_t wgen;		    /* modifying ios completed */

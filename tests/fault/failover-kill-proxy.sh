@@ -25,13 +25,7 @@ W=(--export vol-a --blocks 1024 --qd 16 --timestamps)
 N=300 # acknowledgements per phase
 
 step "start a pair, vol-a on a, mirror in sync, takeover possible on b"
-start_a
-start_b
-ctl a volume create vol-a 64M >/dev/null
-wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
-wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
-wait_for served_is b vol-a a || fail "b does not forward vol-a to a"
-watch_servers
+pair_with_vol_a
 
 logs=""
 stalls=()

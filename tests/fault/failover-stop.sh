@@ -28,12 +28,7 @@ W=(--export vol-a --blocks 256 --qd 8 --timestamps)
 N=300
 
 step "start a pair, vol-a on a, mirror in sync, takeover possible on b"
-start_a
-start_b
-ctl a volume create vol-a 64M >/dev/null
-wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
-wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
-wait_for served_is b vol-a a || fail "b does not forward vol-a to a"
+pair_with_vol_a --no-watch # a stopped a still listens: see watch_servers
 
 step "load on b's proxy port (P) and on a's own port (D)"
 writer P --port $B_PROXY "${W[@]}" --first-block 0
