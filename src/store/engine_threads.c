@@ -62,6 +62,8 @@ static void *worker(void *arg)
 		/* Right before the system call: a stop between the loop's check
 		 * and here must not let the step reach the disk. */
 		io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
+		if (st.kind == STEP_WRITE && st.dsync && io->result >= 0)
+			__atomic_fetch_add(&p->s->st.fua_syncs, 1, __ATOMIC_RELAXED);
 
 		pthread_mutex_lock(&p->done_lock);
 		signal = !p->done.head;

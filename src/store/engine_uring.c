@@ -50,6 +50,8 @@ static void prep(struct uring *u, struct store_io *io)
 
 	store_step_get(io, &st);
 	fd = st.slot != STORE_SLOT_NONE ? st.slot : st.fd;
+	if (io->eng_sync) /* the second half of a FUA write (fua_sync) */
+		st.kind = STEP_SYNC;
 	switch (st.kind) {
 	case STEP_READ:
 		io_uring_prep_read(sqe, fd, st.buf, (unsigned)st.len, st.offset);
@@ -61,7 +63,10 @@ static void prep(struct uring *u, struct store_io *io)
 		 * SIGSTOP such a write would reach the disk after SIGCONT,
 		 * past the fencing gate. -EAGAIN comes back instead and the
 		 * write is done on the loop thread (sync_write). */
-		sqe->rw_flags = st.dsync ? RWF_DSYNC : io->vol->no_nowait ? 0 : RWF_NOWAIT;
+		if (io->vol->no_nowait)
+			sqe->rw_flags = st.dsync ? RWF_DSYNC : 0;
+		else
+			sqe->rw_flags = RWF_NOWAIT; /* FUA: an fdatasync follows */
 		break;
 	case STEP_SYNC:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
@@ -96,8 +101,7 @@ static int sync_write(struct uring *u, struct store_io *io, int res)
 	ssize_t n;
 
 	store_step_get(io, &st);
-	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STEP_WRITE || st.dsync ||
-	    io->vol->no_nowait)
+	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STEP_WRITE || io->vol->no_nowait)
 		return res;
 	if (res == -EOPNOTSUPP) {
 		/* The file system cannot say "would block" (tmpfs): its writes go
@@ -112,6 +116,26 @@ static int sync_write(struct uring *u, struct store_io *io, int res)
 	while (n < 0 && errno == EINTR);
 	u->sync_writes++;
 	return n < 0 ? -errno : (int)n;
+}
+
+/* A FUA write's data is in (written with RWF_NOWAIT, not RWF_DSYNC, so
+ * that it never waits in io-wq): make it durable with an fdatasync, which
+ * may run in io-wq as it changes no data. @return true if one was queued;
+ * its completion then ends the step with the write's byte count. */
+static bool fua_sync(struct uring *u, struct store_io *io, int res)
+{
+	struct store_step st;
+
+	if (io->eng_sync || res < 0 || io->vol->no_nowait)
+		return false;
+	store_step_get(io, &st);
+	if (st.kind != STEP_WRITE || !st.dsync || (uint64_t)res != st.len)
+		return false; /* a short write: the next step syncs */
+	io->eng_sync = 1;
+	io->result = res;
+	io_list_push(&u->ovf, io);
+	loop_post(u->s->loop, &u->submit_task);
+	return true;
 }
 
 /* Hand every CQE to the state machine. Completions are copied out and the CQ
@@ -131,11 +155,20 @@ static void reap(struct uring *u)
 		io_uring_cq_advance(&u->ring, n);
 		u->busy -= n;
 		for (unsigned i = 0; i < n; i++) {
-			int r = sync_write(u, ios[i], res[i]);
+			struct store_io *io = ios[i];
+			int r;
+			if (io->eng_sync) {
+				io->eng_sync = 0;
+				if (res[i] >= 0)
+					u->s->st.fua_syncs++;
+				store_step_done(u->s, io, res[i] < 0 ? res[i] : io->result);
+				continue;
+			}
+			r = sync_write(u, io, res[i]);
 			if (r == STORE_GATED_RES)
-				store_gate_park(u->s, ios[i]);
-			else
-				store_step_done(u->s, ios[i], r);
+				store_gate_park(u->s, io);
+			else if (!fua_sync(u, io, r))
+				store_step_done(u->s, io, r);
 		}
 	}
 	if (u->ovf.head || io_uring_sq_ready(&u->ring))

@@ -361,6 +361,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->done_bytes = 0;
 	io->next = NULL;
 	io->result = 0;
+	io->eng_sync = 0;
 	s->inflight++;
 	switch (io->op) {
 	case STORE_OP_READ:

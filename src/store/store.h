@@ -88,8 +88,9 @@ struct store_io {
 	struct store_volume *vol;
 	uint64_t done_bytes;
 	struct store_io *next;
-	int result;    /* of the last step */
-	uint8_t stage; /* where a multi-step op is */
+	int result;	  /* of the last step */
+	uint8_t stage;	  /* where a multi-step op is */
+	uint8_t eng_sync; /* io_uring: the FUA write is in, its fdatasync pending */
 };
 
 /** Open (creating if needed) the shelf directory @p dir on @p loop. */
@@ -110,6 +111,7 @@ struct store_stats {
 	uint64_t syncs;		 /* fdatasyncs they ran (the rest needed none or shared one) */
 	uint64_t flushes_clean;	 /* completed without a sync: nothing written since the last */
 	uint64_t flushes_shared; /* completed by a sync another FLUSH ran */
+	uint64_t fua_syncs;	 /* FUA write steps made durable (RWF_DSYNC or fdatasync) */
 };
 void store_get_stats(const struct store *s, struct store_stats *st);
 

@@ -416,6 +416,8 @@ static void test_short_io(void **state)
 	ctx_close(&c);
 }
 
+static struct store_stats sstats(struct ctx *c);
+
 static void test_fua_and_flush(void **state)
 {
 	struct ctx c;
@@ -428,6 +430,9 @@ static void test_fua_and_flush(void **state)
 	v = store_volume_find(c.s, "v");
 	fill(w, sizeof(w), 3);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 4096, sizeof(w), w), 0);
+	/* Made durable by the write itself (io_uring: a NOWAIT write, then an
+	 * fdatasync; the worker pool: RWF_DSYNC). */
+	assert_true(sstats(&c).fua_syncs >= 1);
 	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 4096, sizeof(r), r), 0);
 	assert_memory_equal(w, r, sizeof(w));
