@@ -42,7 +42,6 @@
 #define PROGRESS_NS	 (100 * MS)
 
 struct failover {
-	struct node *n;
 	/* Heartbeats: the CCM client and one pinned write per link. */
 	struct ccm_client *hb_client;
 	struct ccm_port *hb_port;
@@ -60,7 +59,6 @@ struct failover {
 	/* Giveback, both sides. */
 	struct loop_timer drain_timer;
 	uint64_t drain_start_ns;
-	bool draining;
 	struct loop_timer close_timer;
 	struct loop_timer reset_timer;
 };
@@ -398,7 +396,6 @@ static void drain_close(struct loop_timer *t)
 	LOG_INFO("giveback: the partner's volumes are durable (drained in %llu ms)",
 		 (unsigned long long)((now_ns() - n->fo->drain_start_ns) / MS));
 	close_partner_shelf(n);
-	n->fo->draining = false;
 	monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 }
 
@@ -408,7 +405,6 @@ static void drain_cp_done(void *arg, int rc)
 
 	if (rc < 0) {
 		LOG_ERROR("giveback: fdatasync of the partner's volumes failed: %s", strerror(-rc));
-		n->fo->draining = false;
 		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, rc);
 		return;
 	}
@@ -426,7 +422,6 @@ static void drain_poll(struct loop_timer *t)
 		if (now_ns() - fo->drain_start_ns > DRAIN_TIMEOUT_NS) {
 			LOG_ERROR("giveback: %llu requests of the partner's volumes still running",
 				  (unsigned long long)busy);
-			fo->draining = false;
 			monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, -ETIMEDOUT);
 			return;
 		}
@@ -450,7 +445,6 @@ static void drain_partner(struct node *n)
 	}
 	for (unsigned i = 0, count = store_volume_count(n->pstore); i < count; i++)
 		proxy_route_partner(n->proxy, store_volume_name(store_volume_at(n->pstore, i)));
-	fo->draining = true;
 	fo->drain_start_ns = now_ns();
 	drain_poll(&fo->drain_timer);
 }
@@ -541,7 +535,6 @@ int failover_open(struct node *n)
 
 	if (!fo)
 		return -ENOMEM;
-	fo->n = n;
 	n->fo = fo;
 	loop_timer_init(&fo->copy_timer, copy_tick, n);
 	loop_timer_init(&fo->progress_timer, progress_tick, n);

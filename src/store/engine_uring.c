@@ -28,8 +28,7 @@ struct uring {
 	unsigned slots; /* most steps in the ring at once */
 	unsigned busy;	/* steps prepared or in flight */
 	struct io_list ovf;
-	bool fixed;	      /* a sparse registered-file table exists */
-	uint64_t sync_writes; /* writes that would block, done on the loop */
+	bool fixed; /* a sparse registered-file table exists */
 	bool slot_used[URING_FIXED_FILES];
 };
 
@@ -114,7 +113,6 @@ static int sync_write(struct uring *u, struct store_io *io, int res)
 	do
 		n = pwrite(st.fd, st.buf, (size_t)st.len, (off_t)st.offset);
 	while (n < 0 && errno == EINTR);
-	u->sync_writes++;
 	return n < 0 ? -errno : (int)n;
 }
 
