@@ -97,10 +97,7 @@ PRE_MS=${BENCH_PRE_MS:-500}
 POST_MS=${BENCH_POST_MS:-500}
 
 bench_need jq python3 awk timeout tail
-if ! [ -x "$build/src/node/duetd" ] || ! [ -x "$DUETCTL" ]; then
-	echo "failover.sh: no duetd/duetctl in $build (build first)" >&2
-	exit 2
-fi
+bench_need_build "$build"
 [ -n "${EPOCHREALTIME:-}" ] || {
 	echo "failover.sh: needs bash 5 (EPOCHREALTIME)" >&2
 	exit 2

@@ -19,6 +19,22 @@ bench_need() {
 	done
 }
 
+# bench_need_fio_nbd: exit 2 when fio has no nbd engine.
+bench_need_fio_nbd() {
+	fio --enghelp 2>/dev/null | grep -qw nbd || {
+		echo "${BENCH_NAME:-bench}: this fio has no nbd engine" >&2
+		exit 2
+	}
+}
+
+# bench_need_build BUILD: exit 2 unless BUILD holds duetd and duetctl.
+bench_need_build() {
+	[ -x "$1/src/node/duetd" ] && [ -x "$1/tools/duetctl" ] || {
+		echo "${BENCH_NAME:-bench}: no duetd/duetctl in $1 (run make first)" >&2
+		exit 2
+	}
+}
+
 # bench_wait SECONDS CMD...: poll CMD every 20 ms until it succeeds; 1 on
 # timeout.
 bench_wait() {

@@ -58,23 +58,13 @@ SERVERS=${BENCH_SERVERS:-on on-tmpfs local off nbdkit}
 TMPFS=${BENCH_TMPFS:-/dev/shm}
 SIZE=1G
 
-for t in fio nbdkit jq ss; do
-	command -v $t >/dev/null || {
-		echo "mirror.sh: $t is missing (run scripts/deps.sh)" >&2
-		exit 2
-	}
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || {
-	echo "mirror.sh: this fio has no nbd engine" >&2
-	exit 2
-}
-[ -x "$DUETD" ] && [ -x "$DUETCTL" ] || {
-	echo "mirror.sh: no duetd/duetctl in $build (build first)" >&2
-	exit 2
-}
-if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' >/dev/null 2>&1; then
-	echo "mirror.sh: warning: $build is a sanitizer build; numbers will be low" >&2
-fi
+BENCH_NAME=mirror.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_need fio nbdkit jq ss
+bench_need_fio_nbd
+bench_need_build "$build"
+bench_sanitizer_warn "$build"
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-mbench.XXXXXX")
 NV=""

@@ -43,23 +43,13 @@ DUET_PORT=$PORT
 KIT_PORT=$((PORT + 1))
 SIZE=1G
 
-for t in fio nbdkit jq nbdinfo ss; do
-	command -v $t >/dev/null || {
-		echo "nbd.sh: $t is missing (run scripts/deps.sh)" >&2
-		exit 2
-	}
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || {
-	echo "nbd.sh: this fio has no nbd engine" >&2
-	exit 2
-}
-[ -x "$DUETD" ] && [ -x "$DUETCTL" ] || {
-	echo "nbd.sh: no duetd/duetctl in $build (run make first)" >&2
-	exit 2
-}
-if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' >/dev/null 2>&1; then
-	echo "nbd.sh: warning: $build is a sanitizer build; numbers will be low" >&2
-fi
+BENCH_NAME=nbd.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_need fio nbdkit jq nbdinfo ss
+bench_need_fio_nbd
+bench_need_build "$build"
+bench_sanitizer_warn "$build"
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-bench.XXXXXX")
 cd "$W"

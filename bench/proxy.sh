@@ -41,23 +41,13 @@ ROUNDS=${BENCH_ROUNDS:-3}
 P=${BENCH_PORT_BASE:-23960}
 SIZE=1G
 
-for t in fio jq ss; do
-	command -v $t >/dev/null || {
-		echo "proxy.sh: $t is missing (run scripts/deps.sh)" >&2
-		exit 2
-	}
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || {
-	echo "proxy.sh: this fio has no nbd engine" >&2
-	exit 2
-}
-[ -x "$DUETD" ] && [ -x "$DUETCTL" ] || {
-	echo "proxy.sh: no duetd/duetctl in $build (run make first)" >&2
-	exit 2
-}
-if meson introspect "$build" --buildoptions 2>/dev/null | jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' >/dev/null 2>&1; then
-	echo "proxy.sh: warning: $build is a sanitizer build; numbers will be low" >&2
-fi
+BENCH_NAME=proxy.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_need fio jq ss
+bench_need_fio_nbd
+bench_need_build "$build"
+bench_sanitizer_warn "$build"
 
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-bench-proxy.XXXXXX")
 PIDS=()
