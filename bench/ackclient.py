@@ -44,14 +44,18 @@ import sys
 import threading
 import time
 
-NBDMAGIC = 0x4E42444D41474943
-IHAVEOPT = 0x49484156454F5054
-OPT_REPLY_MAGIC = 0x3E889045565A9
-REQ_MAGIC = 0x25609513
-SIMPLE_REPLY_MAGIC = 0x67446698
-OPT_GO = 7
-REP_ACK = 1
-CMD_READ, CMD_WRITE, CMD_DISC = 0, 1, 2
+# The NBD handshake and protocol constants are the fault tests' client's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fault"))
+from ackwriter import (  # noqa: E402
+    CMD_DISC,
+    CMD_READ,
+    CMD_WRITE,
+    REQ_MAGIC,
+    recv_exact,
+)
+from ackwriter import SIMPLE_MAGIC as SIMPLE_REPLY_MAGIC  # noqa: E402
+from ackwriter import connect as _connect  # noqa: E402
+
 TAG = b"DUETFOV1"
 REQ = struct.Struct(">IHHQQI")
 REPLY = struct.Struct(">IIQ")
@@ -62,38 +66,9 @@ def fill(bs, run, wid, block):
     return unit * (bs // len(unit))
 
 
-def recv_exact(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
 def nbd_connect(port, export):
     """Fixed newstyle handshake with NBD_OPT_GO; returns the socket."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    magic, opt, hflags = struct.unpack(">QQH", recv_exact(sock, 18))
-    if magic != NBDMAGIC or opt != IHAVEOPT:
-        raise RuntimeError("not a newstyle NBD server")
-    sock.sendall(struct.pack(">I", 1 | (hflags & 2)))
-    name = export.encode()
-    body = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
-    sock.sendall(struct.pack(">QII", IHAVEOPT, OPT_GO, len(body)) + body)
-    while True:
-        magic, _, rtype, rlen = struct.unpack(">QIII", recv_exact(sock, 20))
-        if magic != OPT_REPLY_MAGIC:
-            raise RuntimeError("bad option reply")
-        data = recv_exact(sock, rlen)
-        if rtype == REP_ACK:
-            break
-        if rtype & (1 << 31):
-            raise RuntimeError("export %s refused: %r" % (export, data))
-    sock.settimeout(None)
-    return sock
+    return _connect(port, export)[0]
 
 
 def cmd_write(a):
