@@ -38,7 +38,6 @@ import argparse
 import hashlib
 import os
 import random
-import socket
 import struct
 import sys
 import threading
