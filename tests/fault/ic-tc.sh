@@ -101,13 +101,16 @@ start_client() { # node netns
 	CPID[$1]=$!
 }
 
-# Last statistics line of node $1 as JSON ("{}" before the first).
+# Last complete statistics line of node $1 as JSON ("{}" before the first;
+# the client may be writing the last line right now).
 stats() {
 	local l
-	l=$(grep ' stats {' "$T/$1.out" 2>/dev/null | tail -n 1 | cut -d' ' -f3-)
+	l=$(grep ' stats {.*}$' "$T/$1.out" 2>/dev/null | tail -n 1 | cut -d' ' -f3-)
 	echo "${l:-{\}}"
 }
-q() { stats "$1" | jq -r "$2" 2>/dev/null; } # node jq-filter
+# node jq-filter; empty output (never a failure, which would end the test
+# silently under set -e in an assignment) when the line is not JSON.
+q() { stats "$1" | jq -r "$2" 2>/dev/null || true; }
 link_bytes() { q "$1" ".links[] | select(.name == \"$2\") | .bytes // 0"; }
 link_state() { q "$1" ".links[] | select(.name == \"$2\") | .state"; }
 client() { q "$1" ".client.$2 // 0"; }
