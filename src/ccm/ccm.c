@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MS 1000000ull
-
 const char *ccm_hex64(uint64_t v, char buf[17])
 {
 	snprintf(buf, 17, "%016" PRIx64, v);
@@ -166,9 +164,9 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 	snprintf(ccm->provider, sizeof(ccm->provider), "%s", cfg->ic.provider);
 	snprintf(ccm->secret_file, sizeof(ccm->secret_file), "%s", cfg->ic.secret_file);
 	ccm->balance = cfg->ic.balance;
-	ccm->hb_ns = cfg->ic.heartbeat_ms * MS;
-	ccm->link_deadline_ns = cfg->ic.link_deadline_ms * MS;
-	ccm->session_deadline_ns = cfg->ic.session_deadline_ms * MS;
+	ccm->hb_ns = cfg->ic.heartbeat_ms * NS_PER_MS;
+	ccm->link_deadline_ns = cfg->ic.link_deadline_ms * NS_PER_MS;
+	ccm->session_deadline_ns = cfg->ic.session_deadline_ms * NS_PER_MS;
 	ccm->inst_max_load = cfg->ic.instance_max_load;
 	ccm->major = CCM_PROTO_MAJOR;
 	ccm->minor = CCM_PROTO_MINOR;
@@ -200,7 +198,7 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 		goto fail;
 	}
 	while (ccm->gen == 0) {
-		rc = ccm_random(&ccm->gen, sizeof(ccm->gen));
+		rc = random_bytes(&ccm->gen, sizeof(ccm->gen));
 		if (rc < 0)
 			goto fail;
 	}
@@ -281,7 +279,7 @@ static void shutdown_check(struct loop_timer *t)
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		busy |= ccm->links[i].inflight_ops > 0;
 	if (busy && now_ns() < ccm->shutdown_deadline_ns) {
-		loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 2 * MS);
+		loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 2 * NS_PER_MS);
 		return;
 	}
 	if (ccm->shutdown_cb) {
@@ -295,7 +293,7 @@ int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg)
 {
 	ccm->shutdown_cb = done;
 	ccm->shutdown_arg = arg;
-	ccm->shutdown_deadline_ns = now_ns() + 200 * MS;
+	ccm->shutdown_deadline_ns = now_ns() + 200 * NS_PER_MS;
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
 		sess_end(ccm, CCM_TERM_SHUTDOWN);
 	if (ccm->state == ST_HANDSHAKE) {
@@ -435,7 +433,7 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 	}
 	st->generation = ccm->gen;
 	st->handshake_us = ccm->handshake_us;
-	st->up_ms = ccm->state == ST_UP ? (now - ccm->up_since_ns) / MS : 0;
+	st->up_ms = ccm->state == ST_UP ? (now - ccm->up_since_ns) / NS_PER_MS : 0;
 	st->sessions = ccm->sessions;
 	snprintf(st->error, sizeof(st->error), "%s", ccm->error);
 
@@ -451,7 +449,7 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 		ls->bytes = l->bytes;
 		ls->errors = l->errors;
 		ls->inflight = l->inflight_ops;
-		ls->last_change_ms = (now - l->last_change_ns) / MS;
+		ls->last_change_ms = (now - l->last_change_ns) / NS_PER_MS;
 		ls->resets = l->resets;
 		if (l->fl) {
 			struct fab_link_stats fs;

@@ -11,6 +11,7 @@
 #include "ccm/wire.h"
 #include "common/config.h"
 #include "common/loop.h"
+#include "common/util.h"
 
 #define CHAN_WINDOW	 64 /* unacknowledged messages per channel, power of two */
 #define CCM_LINK_MAX_MSG (CCM_MSG_MAX + sizeof(struct wire_msg))
@@ -360,7 +361,6 @@ void ccm_request_terminate(struct ccm *ccm, enum ccm_term_reason why);
 const char *ccm_hex64(uint64_t v, char buf[17]);
 
 /* crypto.c */
-int ccm_random(void *buf, size_t len);
 uint64_t ccm_random_key(void);
 int ccm_load_secret(struct ccm *ccm);
 void ccm_proof(const struct ccm *ccm, const char *label, const char *w_node, uint64_t w_gen,

@@ -15,28 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int ccm_random(void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = getrandom(p, len, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int err = -errno;
-			LOG_ERROR("getrandom: %s", strerror(errno));
-			return err;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* A key nobody can guess, distinct from the two predefined ones. */
 uint64_t ccm_random_key(void)
@@ -44,7 +24,7 @@ uint64_t ccm_random_key(void)
 	uint64_t k = 0;
 
 	while (k == 0 || k == CCM_BOOT_KEY || k == CCM_SLOT_KEY) {
-		if (ccm_random(&k, sizeof(k)) < 0)
+		if (random_bytes(&k, sizeof(k)) < 0)
 			k = (uint64_t)now_ns() *
 			    0x9e3779b97f4a7c15ull; /* never reached in practice */
 	}

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MS 1000000ull
 #define US 1000ull
 
 static const struct fab_remote boot_remote = {CCM_BOOT_KEY, sizeof(struct wire_boot)};
@@ -143,7 +142,7 @@ static uint64_t hs_backoff(struct ccm *ccm, uint64_t min_ns, uint64_t max_ns)
 void hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 {
 	ccm->state = ST_HANDSHAKE;
-	if (ccm_random(ccm->nonce, sizeof(ccm->nonce)) < 0)
+	if (random_bytes(ccm->nonce, sizeof(ccm->nonce)) < 0)
 		ccm->nonce[0]++; /* never the same attempt twice */
 	/* The operator may have fixed the secret file since the last attempt. */
 	if (ccm->secret_file[0])
@@ -198,7 +197,7 @@ static void hs_failed(struct ccm *ccm, int status)
 
 	LOG_DEBUG("handshake step %d on %s: %s", ccm->step, l->name, strerror(-status));
 	ccm->step = HS_READ1;
-	hs_arm(ccm, hs_backoff(ccm, 1 * MS, 100 * MS));
+	hs_arm(ccm, hs_backoff(ccm, 1 * NS_PER_MS, 100 * NS_PER_MS));
 }
 
 static void hs_read1_done(struct fab_op *op, int status);
@@ -336,7 +335,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 
 	if (!hs_boot_snapshot(&ccm->hs_rbuf, &b)) {
 		/* Torn, or the partner is not published yet. */
-		hs_arm(ccm, hs_backoff(ccm, 1 * MS, 100 * MS));
+		hs_arm(ccm, hs_backoff(ccm, 1 * NS_PER_MS, 100 * NS_PER_MS));
 		return;
 	}
 	copy_id(node, b.node, sizeof(node));
@@ -348,7 +347,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 		ccm->step = HS_READ1;
 		memset(&ccm->view, 0, sizeof(ccm->view));
 		ccm->view_ver++;
-		hs_arm(ccm, hs_backoff(ccm, 100 * MS, 1000 * MS));
+		hs_arm(ccm, hs_backoff(ccm, 100 * NS_PER_MS, 1000 * NS_PER_MS));
 		return;
 	}
 	if (!ccm->view.valid || ccm->view.gen != gen ||
@@ -396,7 +395,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 					"partner %s failed authentication (its proof does not "
 					"match our secret): check [ic] secret_file on both nodes",
 					node);
-				hs_arm(ccm, hs_backoff(ccm, 100 * MS, 1000 * MS));
+				hs_arm(ccm, hs_backoff(ccm, 100 * NS_PER_MS, 1000 * NS_PER_MS));
 				return;
 			}
 			ccm->peer_acked_us = true;
@@ -409,7 +408,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 		 * hello was overwritten; write it again now and then. */
 		if (++ccm->hs_retries % 32 == 0)
 			ccm->step = HS_WRITE_HELLO;
-		hs_arm(ccm, hs_backoff(ccm, 200 * US, 50 * MS));
+		hs_arm(ccm, hs_backoff(ccm, 200 * US, 50 * NS_PER_MS));
 		return;
 	case HS_WAIT:
 		hs_check_established(ccm);
@@ -418,7 +417,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 			 * now and then, which also rings its doorbell. */
 			if (++ccm->hs_retries % 32 == 0)
 				ccm->step = HS_READ2;
-			hs_arm(ccm, hs_backoff(ccm, 500 * US, 100 * MS));
+			hs_arm(ccm, hs_backoff(ccm, 500 * US, 100 * NS_PER_MS));
 		}
 		return;
 	default:
@@ -469,7 +468,7 @@ static void hs_done(struct fab_op *op, int status)
 		ccm->hs_backoff_ns = 0;
 		hs_check_established(ccm);
 		if (ccm->state == ST_HANDSHAKE)
-			hs_arm(ccm, hs_backoff(ccm, 500 * US, 100 * MS));
+			hs_arm(ccm, hs_backoff(ccm, 500 * US, 100 * NS_PER_MS));
 		return;
 	}
 }
@@ -489,8 +488,8 @@ static void hs_read1_done(struct fab_op *op, int status)
 	if (status < 0) {
 		/* The partner went away under it (or the link is being reset):
 		 * ask again later, slower and slower. */
-		uint64_t b = ccm->read1_backoff_ns ? ccm->read1_backoff_ns : 1 * MS;
-		ccm->read1_backoff_ns = b * 2 > 500 * MS ? 500 * MS : b * 2;
+		uint64_t b = ccm->read1_backoff_ns ? ccm->read1_backoff_ns : 1 * NS_PER_MS;
+		ccm->read1_backoff_ns = b * 2 > 500 * NS_PER_MS ? 500 * NS_PER_MS : b * 2;
 		if (ccm->step == HS_READ1)
 			hs_arm(ccm, b);
 		return;
@@ -635,7 +634,7 @@ void hs_tick(struct ccm *ccm)
 
 	hs_slot_check(ccm);
 	if (ccm->state == ST_HANDSHAKE && ccm->step == HS_READ1 && !ccm->view.valid &&
-	    now - ccm->epoch_start_ns > 1000 * MS) {
+	    now - ccm->epoch_start_ns > 1000 * NS_PER_MS) {
 		char names[CCM_MAX_LINKS * 17] = "";
 		size_t n = 0;
 		for (unsigned i = 0; i < ccm->n_links; i++)

@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MS 1000000ull
-
 static_assert(CCM_LINK_MAX_MSG <= FAB_MSG_MAX, "a CCM message must fit a link's eager limit");
 
 static void lane_on_msg(void *arg, const void *msg, size_t len)
@@ -51,14 +49,14 @@ static void deadline_cb(struct loop_timer *t)
 		 * blocking connect, a reopen, an overloaded host): the missing
 		 * heartbeats say little about the link. Look again shortly. */
 		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
-			  (unsigned long long)((now - l->deadline_due) / MS));
+			  (unsigned long long)((now - l->deadline_due) / NS_PER_MS));
 		l->grace = true;
 		l->deadline_due = now + ccm->link_deadline_ns / 2;
 		loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns / 2);
 		return;
 	}
 	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
-		 (unsigned long long)(l->ccm->link_deadline_ns / MS));
+		 (unsigned long long)(l->ccm->link_deadline_ns / NS_PER_MS));
 	lane_fail(l, why, true);
 }
 
@@ -322,7 +320,7 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 		ccm->all_down_since_ns = now;
 		LOG_WARN("link %s down: %s; no link left, the session ends in %llu ms unless "
 			 "one returns",
-			 l->name, why, (unsigned long long)(ccm->session_deadline_ns / MS));
+			 l->name, why, (unsigned long long)(ccm->session_deadline_ns / NS_PER_MS));
 	} else {
 		ccm->last_probe_ns = 0; /* has the partner rebooted? look soon */
 		LOG_WARN("link %s down: %s; its traffic moves to the other links", l->name, why);
@@ -429,7 +427,7 @@ static bool reopen(struct ccm *ccm, unsigned i)
 	if (now_ns() - t0 > ccm->hb_ns)
 		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
 	LOG_DEBUG("link %s reopened in %llu ms", l->name,
-		  (unsigned long long)((now_ns() - t0) / MS));
+		  (unsigned long long)((now_ns() - t0) / NS_PER_MS));
 	return true;
 }
 
@@ -637,7 +635,7 @@ static void hb_done(struct fab_op *op, int status)
 			uint64_t b =
 			    l->probe_backoff_ns ? l->probe_backoff_ns : ccm->link_deadline_ns;
 			l->next_probe_ns = now_ns() + b;
-			l->probe_backoff_ns = b * 2 > 1000 * MS ? 1000 * MS : b * 2;
+			l->probe_backoff_ns = b * 2 > 1000 * NS_PER_MS ? 1000 * NS_PER_MS : b * 2;
 		}
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MS 1000000ull
-
 static void copy_id(char *dst, const char *src, size_t n)
 {
 	memcpy(dst, src, n);
@@ -123,7 +121,7 @@ void sess_begin(struct ccm *ccm)
 	ccm->got_peer_info = ccm->got_setup_done = ccm->sent_ready = ccm->got_ready = false;
 	ccm->partner_sess = (struct fab_remote){0, 0};
 	ccm->partner_caps = 0;
-	ccm->setup_deadline_ns = now_ns() + (setup < 1000 * MS ? 1000 * MS : setup);
+	ccm->setup_deadline_ns = now_ns() + (setup < 1000 * NS_PER_MS ? 1000 * NS_PER_MS : setup);
 	for (unsigned i = 0; i < ccm->n_inst; i++)
 		memset(&ccm->inst[i].partner, 0, sizeof(ccm->inst[i].partner));
 	if (ccm_session_keys(ccm) < 0)
@@ -523,7 +521,7 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 	ccm->session_id = 0;
 	ccm->in_terminate = false;
 	if (why != CCM_TERM_SHUTDOWN) {
-		hs_start_epoch(ccm, why == CCM_TERM_LINKS_LOST ? 10 * MS : 1 * MS);
+		hs_start_epoch(ccm, why == CCM_TERM_LINKS_LOST ? 10 * NS_PER_MS : 1 * NS_PER_MS);
 	} else {
 		ccm->state = ST_IDLE;
 		hs_publish_boot(ccm, BOOT_INIT);
@@ -558,7 +556,7 @@ void sess_tick(struct ccm *ccm)
 		return;
 	}
 	if (now - ccm->last_probe_ns >
-	    (lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * MS))
+	    (lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * NS_PER_MS))
 		hs_probe(ccm);
 	chan_tick(&ccm->ctl, now, rto);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -211,4 +212,23 @@ int unix_listen(const char *path, int backlog)
 		return err;
 	}
 	return fd;
+}
+
+int random_bytes(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = -errno;
+			LOG_ERROR("getrandom: %s", strerror(errno));
+			return err;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -1,7 +1,8 @@
 /**
  * @file util.h
- * Small helpers shared by every module: size and address parsing, byte
- * order, descriptor flags.
+ * Small helpers shared by every module: time units, size and address
+ * parsing, descriptor flags, random bytes. Byte order is in byteorder.h,
+ * lists in list.h, JSON shortcuts in json.h.
  */
 #ifndef DUET_COMMON_UTIL_H
 #define DUET_COMMON_UTIL_H
@@ -15,6 +16,11 @@
 #define MIN(a, b)			((a) < (b) ? (a) : (b))
 #define MAX(a, b)			((a) > (b) ? (a) : (b))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Time units: every duration inside duet is a uint64_t of nanoseconds. */
+#define NS_PER_US 1000ull
+#define NS_PER_MS 1000000ull
+#define NS_PER_S  1000000000ull
 
 /** Parse "4096", "512K", "64M", "1G", "2T" (binary units). @return 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);
@@ -32,6 +38,10 @@ int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t
 const char *format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
 
 int set_nonblock(int fd, bool on);
+
+/** Fill @p buf with @p len bytes from getrandom(2), retrying short reads and
+ * EINTR. Logs and returns -errno on failure, else 0. */
+int random_bytes(void *buf, size_t len);
 
 /** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
 int tcp_listen(const char *hostport, int backlog);

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -519,7 +518,7 @@ static int log_reset(struct mirror *m)
 				return rc;
 		}
 	}
-	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+	if (random_bytes(&id, sizeof(id)) < 0)
 		id = now_ns() ^ ((uint64_t)getpid() << 32);
 	if (id == m->hdr.log_id)
 		id++;

@@ -13,10 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
-
-#define MS 1000000ull
 
 struct link_obs {
 	bool have;
@@ -84,19 +83,20 @@ static void sample(struct monitor *m, struct ha_inputs *in)
 	struct mbox_partner_view pv;
 
 	memset(in, 0, sizeof(*in));
-	in->now_ms = now / MS;
+	in->now_ms = now / NS_PER_MS;
 	in->n_links = m->n_links;
 	for (unsigned i = 0; i < m->n_links; i++)
-		in->hb_age_ms[i] = m->links[i].have ? (now - m->links[i].change_ns) / MS : HA_NEVER;
+		in->hb_age_ms[i] =
+		    m->links[i].have ? (now - m->links[i].change_ns) / NS_PER_MS : HA_NEVER;
 	in->hb_valid = m->hb_valid;
 	in->hb = m->hb;
 	mbox_partner(m->mb, &pv);
 	in->mbox_rc = m->has_partner_mailbox ? pv.rc : -ENOTCONN;
 	in->mbox_seen = pv.seen;
 	in->mbox = pv.rec;
-	in->mbox_silent_ms = pv.silent_ns / MS;
-	in->mbox_change_age_ms = pv.seen ? (now - pv.last_change_ns) / MS : HA_NEVER;
-	in->mbox_read_ms = pv.last_read_ns / MS;
+	in->mbox_silent_ms = pv.silent_ns / NS_PER_MS;
+	in->mbox_change_age_ms = pv.seen ? (now - pv.last_change_ns) / NS_PER_MS : HA_NEVER;
+	in->mbox_read_ms = pv.last_read_ns / NS_PER_MS;
 	in->partner_mark_valid = pv.mark_valid;
 	in->partner_mark_set = pv.mark_valid && pv.mark.set;
 	in->partner_mark_gen = pv.mark_valid ? pv.mark.gen : 0;
@@ -166,9 +166,9 @@ static void check_late(struct monitor *m, uint64_t now)
 	late = now - m->last_tick_ns;
 	if (late >= m->deadline_ns)
 		LOG_WARN("heartbeat tick late by %llu ms: restarting the heartbeat deadlines",
-			 (unsigned long long)(late / MS));
+			 (unsigned long long)(late / NS_PER_MS));
 	else
-		LOG_DEBUG("heartbeat tick late by %llu ms", (unsigned long long)(late / MS));
+		LOG_DEBUG("heartbeat tick late by %llu ms", (unsigned long long)(late / NS_PER_MS));
 	for (unsigned i = 0; i < m->n_links; i++)
 		if (m->links[i].have)
 			m->links[i].change_ns = now;
@@ -289,8 +289,9 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 			m->ops->state_changed(m->arg, &m->ha);
 	}
 	if (out.wake_ms != HA_NEVER) {
-		uint64_t now = now_ns() / MS;
-		loop_timer_arm(m->loop, &m->wake, out.wake_ms > now ? (out.wake_ms - now) * MS : 0);
+		uint64_t now = now_ns() / NS_PER_MS;
+		loop_timer_arm(m->loop, &m->wake,
+			       out.wake_ms > now ? (out.wake_ms - now) * NS_PER_MS : 0);
 	}
 	if (out.actions & HA_ACT_WRITE_MARK) {
 		LOG_WARN("writing takeover mark gen %llu into the partner's mailbox",
@@ -369,7 +370,7 @@ static void on_boot_retry(struct loop_timer *t)
 	struct monitor *m = t->arg;
 
 	if (mbox_check(m->mb, boot_checked, m) < 0)
-		loop_timer_arm(m->loop, &m->boot_retry, 1000 * MS);
+		loop_timer_arm(m->loop, &m->boot_retry, 1000 * NS_PER_MS);
 }
 
 /* The first read of the own mailbox decides how this node starts: a set
@@ -385,7 +386,7 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	if (rc < 0) {
 		LOG_ERROR("own mailbox unreadable at boot (%s): not serving; retrying",
 			  strerror(-rc));
-		loop_timer_arm(m->loop, &m->boot_retry, 1000 * MS);
+		loop_timer_arm(m->loop, &m->boot_retry, 1000 * NS_PER_MS);
 		return;
 	}
 	mbox_own(m->mb, &ov);
@@ -393,7 +394,7 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	taken = mark && (mark->set || mark->gen > acked);
 	m->own_mark = mark && mark->set;
 	m->own_mark_gen = mark ? mark->gen : 0;
-	ha_init(&m->ha, &m->hcfg, now_ns() / MS, taken, mark ? mark->gen : 0, acked);
+	ha_init(&m->ha, &m->hcfg, now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0, acked);
 	m->booted = true;
 	publish(m);
 	if (taken)
@@ -425,9 +426,9 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	snprintf(m->node, sizeof(m->node), "%s", c->node.id);
 	m->has_partner = c->ic.partner[0] != 0;
 	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
-	m->hb_ns = c->monitor.heartbeat_ms * MS;
-	m->watch_ns = MAX(m->hb_ns / 4, MS);
-	m->deadline_ns = c->monitor.deadline_ms * MS;
+	m->hb_ns = c->monitor.heartbeat_ms * NS_PER_MS;
+	m->watch_ns = MAX(m->hb_ns / 4, NS_PER_MS);
+	m->deadline_ns = c->monitor.deadline_ms * NS_PER_MS;
 	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
 	for (unsigned i = 0; i < m->n_links; i++)
 		snprintf(m->link_names[i], CONFIG_ID_MAX, "%s", c->ic.links[i].name);
@@ -615,11 +616,6 @@ const struct ha *monitor_ha(const struct monitor *m)
 	return &m->ha;
 }
 
-static void add_age(struct json_object *o, const char *key, uint64_t ms)
-{
-	json_object_object_add(o, key, ms == HA_NEVER ? NULL : json_object_new_int64((int64_t)ms));
-}
-
 void monitor_status_json(struct monitor *m, struct json_object *ha)
 {
 	struct ha_inputs in;
@@ -643,7 +639,7 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	json_object_object_add(
 	    ha, "reason", json_object_new_string(m->booted ? m->ha.why : "checking own mailbox"));
 	json_object_object_add(last, "reason", json_object_new_string(m->ha.reason));
-	add_age(last, "age_ms", m->booted ? in.now_ms - m->ha.since_ms : HA_NEVER);
+	jobj_add_age(last, "age_ms", m->booted ? in.now_ms - m->ha.since_ms : HA_NEVER, HA_NEVER);
 	json_object_object_add(ha, "last_change", last);
 	json_object_object_add(partner, "state",
 			       json_object_new_string(ha_partner_name(m->ha.partner)));
@@ -652,12 +648,12 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	for (unsigned i = 0; i < m->n_links; i++) {
 		struct json_object *l = json_object_new_object();
 		json_object_object_add(l, "name", json_object_new_string(m->link_names[i]));
-		add_age(l, "hb_age_ms", in.hb_age_ms[i]);
+		jobj_add_age(l, "hb_age_ms", in.hb_age_ms[i], HA_NEVER);
 		json_object_array_add(links, l);
 	}
 	json_object_object_add(ha, "heartbeats", links);
-	add_age(mbox, "own_write_age_ms",
-		ov.last_write_ns ? (now - ov.last_write_ns) / MS : HA_NEVER);
+	jobj_add_age(mbox, "own_write_age_ms",
+		     ov.last_write_ns ? (now - ov.last_write_ns) / NS_PER_MS : HA_NEVER, HA_NEVER);
 	json_object_object_add(mbox, "own",
 			       json_object_new_string(ov.rc < 0 ? strerror(-ov.rc) : "ok"));
 	json_object_object_add(mbox, "direct_io", json_object_new_boolean(mbox_direct(m->mb)));
@@ -665,8 +661,9 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 			       json_object_new_string(!m->has_partner_mailbox ? "not configured"
 						      : in.mbox_rc < 0 ? strerror(-in.mbox_rc)
 								       : "ok"));
-	add_age(mbox, "partner_change_age_ms", in.mbox_change_age_ms);
-	add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER);
+	jobj_add_age(mbox, "partner_change_age_ms", in.mbox_change_age_ms, HA_NEVER);
+	jobj_add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER,
+		     HA_NEVER);
 	json_object_object_add(ha, "mailbox", mbox);
 	json_object_object_add(ha, "mark_gen", json_object_new_int64((int64_t)m->ha.mark_gen));
 	json_object_object_add(ha, "io_allowed", json_object_new_boolean(monitor_io_allowed(m)));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ccm/ccm.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/monitor.h"
@@ -45,16 +46,6 @@ static struct json_object *volumes_json(struct node *n)
 	return arr;
 }
 
-static void add_str(struct json_object *o, const char *key, const char *val)
-{
-	json_object_object_add(o, key, json_object_new_string(val));
-}
-
-static void add_u64(struct json_object *o, const char *key, uint64_t val)
-{
-	json_object_object_add(o, key, json_object_new_int64((int64_t)val));
-}
-
 static int cmd_status(struct node *n, struct json_object *req, struct json_object *resp, char *err,
 		      size_t errlen)
 {
@@ -68,10 +59,10 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	(void)req;
 	(void)err;
 	(void)errlen;
-	add_str(resp, "node", n->cfg.node.id);
-	add_str(resp, "version", DUET_VERSION);
-	add_u64(resp, "pid", (uint64_t)getpid());
-	add_u64(resp, "uptime_ms", (now_ns() - n->started_ns) / 1000000);
+	jobj_add_str(resp, "node", n->cfg.node.id);
+	jobj_add_str(resp, "version", DUET_VERSION);
+	jobj_add_u64(resp, "pid", (uint64_t)getpid());
+	jobj_add_u64(resp, "uptime_ms", (now_ns() - n->started_ns) / 1000000);
 
 	monitor_status_json(n->monitor, ha);
 	json_object_object_add(resp, "ha", ha);
@@ -85,8 +76,8 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			return -ENOMEM;
 		}
 	} else {
-		add_str(session, "state", "down");
-		add_str(session, "reason", "no interconnect links configured");
+		jobj_add_str(session, "state", "down");
+		jobj_add_str(session, "reason", "no interconnect links configured");
 		json_object_object_add(resp, "session", session);
 		json_object_object_add(resp, "links", json_object_new_array());
 	}
@@ -101,16 +92,16 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	memset(&st, 0, sizeof(st));
 	if (n->nbd)
 		nbd_server_get_stats(n->nbd, &st);
-	add_str(nbd, "listen", n->cfg.nbd.listen);
+	jobj_add_str(nbd, "listen", n->cfg.nbd.listen);
 	json_object_object_add(nbd, "serving", json_object_new_boolean(n->nbd != NULL));
-	add_u64(nbd, "connections", st.connections);
-	add_u64(nbd, "accepted", st.accepted);
-	add_u64(nbd, "requests", st.requests);
-	add_u64(nbd, "errors", st.errors);
-	add_u64(nbd, "protocol_errors", st.protocol_errors);
-	add_u64(nbd, "bytes_read", st.bytes_read);
-	add_u64(nbd, "bytes_written", st.bytes_written);
-	add_u64(nbd, "inflight", backend_inflight(n->backend));
+	jobj_add_u64(nbd, "connections", st.connections);
+	jobj_add_u64(nbd, "accepted", st.accepted);
+	jobj_add_u64(nbd, "requests", st.requests);
+	jobj_add_u64(nbd, "errors", st.errors);
+	jobj_add_u64(nbd, "protocol_errors", st.protocol_errors);
+	jobj_add_u64(nbd, "bytes_read", st.bytes_read);
+	jobj_add_u64(nbd, "bytes_written", st.bytes_written);
+	jobj_add_u64(nbd, "inflight", backend_inflight(n->backend));
 	json_object_object_add(resp, "nbd", nbd);
 
 	volumes = volumes_json(n);
@@ -125,9 +116,9 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		}
 		if (n->proxy_nbd && json_object_object_get_ex(resp, "proxy", &px)) {
 			nbd_server_get_stats(n->proxy_nbd, &st);
-			add_str(px, "listen", n->cfg.nbd.proxy_listen);
-			add_u64(px, "connections", st.connections);
-			add_u64(px, "protocol_errors", st.protocol_errors);
+			jobj_add_str(px, "listen", n->cfg.nbd.proxy_listen);
+			jobj_add_u64(px, "connections", st.connections);
+			jobj_add_u64(px, "protocol_errors", st.protocol_errors);
 		}
 	}
 	json_object_object_add(resp, "volumes", volumes);
@@ -245,7 +236,7 @@ static int cmd_takeover(struct node *n, struct json_object *req, struct json_obj
 
 	if (rc < 0)
 		return rc;
-	add_str(resp, "message", force ? "forced takeover started" : "takeover started");
+	jobj_add_str(resp, "message", force ? "forced takeover started" : "takeover started");
 	return 0;
 }
 
@@ -256,7 +247,7 @@ static int cmd_giveback(struct node *n, struct json_object *req, struct json_obj
 
 	if (rc < 0)
 		return rc;
-	add_str(resp, "message", "giveback started");
+	jobj_add_str(resp, "message", "giveback started");
 	return 0;
 }
 

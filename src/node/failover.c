@@ -35,11 +35,10 @@
 #include "proxy/proxy.h"
 #include "store/store.h"
 
-#define MS		 1000000ull
-#define RETRY_NS	 (10 * MS)
-#define DRAIN_POLL_NS	 (2 * MS)
-#define DRAIN_TIMEOUT_NS (60000 * MS)
-#define PROGRESS_NS	 (100 * MS)
+#define RETRY_NS	 (10 * NS_PER_MS)
+#define DRAIN_POLL_NS	 (2 * NS_PER_MS)
+#define DRAIN_TIMEOUT_NS (60000 * NS_PER_MS)
+#define PROGRESS_NS	 (100 * NS_PER_MS)
 
 struct failover {
 	/* Heartbeats: the CCM client and one pinned write per link. */
@@ -321,7 +320,7 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 	else
 		LOG_INFO("partner's log replayed in %llu ms: %llu records (seq %llu-%llu), %llu "
 			 "bytes, %llu skipped, ended at: %s",
-			 (unsigned long long)((now_ns() - fo->replay_start_ns) / MS),
+			 (unsigned long long)((now_ns() - fo->replay_start_ns) / NS_PER_MS),
 			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
 			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
 			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
@@ -394,7 +393,7 @@ static void drain_close(struct loop_timer *t)
 	struct node *n = t->arg;
 
 	LOG_INFO("giveback: the partner's volumes are durable (drained in %llu ms)",
-		 (unsigned long long)((now_ns() - n->fo->drain_start_ns) / MS));
+		 (unsigned long long)((now_ns() - n->fo->drain_start_ns) / NS_PER_MS));
 	close_partner_shelf(n);
 	monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 }
@@ -541,7 +540,7 @@ int failover_open(struct node *n)
 	loop_timer_init(&fo->drain_timer, drain_poll, n);
 	loop_timer_init(&fo->reset_timer, reset_retry, n);
 	loop_timer_init(&fo->close_timer, drain_close, n);
-	fo->copy_ns = n->cfg.monitor.heartbeat_ms * MS;
+	fo->copy_ns = n->cfg.monitor.heartbeat_ms * NS_PER_MS;
 	/* The mailbox lives in the shelf, which the store would create later. */
 	if (mkdir(n->cfg.node.shelf, 0755) < 0 && errno != EEXIST) {
 		rc = -errno;
@@ -564,7 +563,7 @@ int failover_open(struct node *n)
 	/* Nothing touches the shelf before the own mailbox said whether the
 	 * partner took our volumes over. */
 	while (!n->boot_checked && !n->stopping)
-		loop_run_once(n->loop, 100 * MS);
+		loop_run_once(n->loop, 100 * NS_PER_MS);
 	if (!n->boot_checked)
 		return -EINTR;
 	loop_timer_arm(n->loop, &fo->copy_timer, 0);
@@ -574,7 +573,7 @@ int failover_open(struct node *n)
 void failover_stop(struct node *n)
 {
 	struct failover *fo = n->fo;
-	uint64_t deadline = now_ns() + 30000 * MS;
+	uint64_t deadline = now_ns() + 30000 * NS_PER_MS;
 
 	if (!fo)
 		return;
@@ -582,7 +581,7 @@ void failover_stop(struct node *n)
 	loop_timer_cancel(n->loop, &fo->reset_timer);
 	loop_timer_cancel(n->loop, &fo->close_timer);
 	while (fo->replay && now_ns() < deadline)
-		loop_run_once(n->loop, 10 * MS);
+		loop_run_once(n->loop, 10 * NS_PER_MS);
 	if (fo->replay) {
 		LOG_ERROR("the replay of the partner's log is still running at exit");
 		return; /* its I/O points into the partner's store: keep it */
@@ -591,7 +590,7 @@ void failover_stop(struct node *n)
 		return;
 	backend_fail_held(n->pbackend, -ESHUTDOWN);
 	while (backend_inflight(n->pbackend) > 0 && now_ns() < deadline)
-		loop_run_once(n->loop, 10 * MS);
+		loop_run_once(n->loop, 10 * NS_PER_MS);
 	if (backend_inflight(n->pbackend) > 0) {
 		LOG_ERROR("%llu I/O of the partner's volumes still in flight at exit",
 			  (unsigned long long)backend_inflight(n->pbackend));

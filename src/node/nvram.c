@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
@@ -257,21 +258,6 @@ void nvram_close(struct node *n)
 	n->mirror = NULL;
 }
 
-static void add_str(struct json_object *o, const char *key, const char *val)
-{
-	json_object_object_add(o, key, json_object_new_string(val));
-}
-
-static void add_u64(struct json_object *o, const char *key, uint64_t val)
-{
-	json_object_object_add(o, key, json_object_new_int64((int64_t)val));
-}
-
-static void add_bool(struct json_object *o, const char *key, bool val)
-{
-	json_object_object_add(o, key, json_object_new_boolean(val));
-}
-
 struct json_object *nvram_status_json(struct node *n)
 {
 	struct json_object *o = json_object_new_object();
@@ -283,56 +269,57 @@ struct json_object *nvram_status_json(struct node *n)
 
 	if (!o)
 		return NULL;
-	add_str(o, "mode", modes[n->cfg.mirror.mode]);
+	jobj_add_str(o, "mode", modes[n->cfg.mirror.mode]);
 	if (!n->mirror) {
-		add_str(o, "state", "off");
-		add_str(o, "reason",
-			"mirror = off: no NVRAM log; acknowledged writes are in the volume files' "
-			"page cache only until a FLUSH");
-		add_u64(o, "lag_bytes", 0);
-		add_bool(o, "takeover_safe", false);
+		jobj_add_str(o, "state", "off");
+		jobj_add_str(
+		    o, "reason",
+		    "mirror = off: no NVRAM log; acknowledged writes are in the volume files' "
+		    "page cache only until a FLUSH");
+		jobj_add_u64(o, "lag_bytes", 0);
+		jobj_add_bool(o, "takeover_safe", false);
 		return o;
 	}
 	mirror_get_status(n->mirror, &st);
-	add_str(o, "state", mirror_state_name(st.state));
-	add_str(o, "reason", st.reason);
-	add_u64(o, "lag_bytes", st.lag_bytes);
-	add_bool(o, "takeover_safe", st.takeover_safe);
-	add_str(o, "durability",
-		n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC ? "local-sync" : "memory");
-	add_str(o, "mirror_down",
-		n->cfg.mirror.down == MIRROR_DOWN_SUSPEND ? "suspend" : "degrade");
-	add_str(o, "log", n->nvram_path);
-	add_u64(o, "log_size", st.log_size);
-	add_u64(o, "half_size", st.half_size);
+	jobj_add_str(o, "state", mirror_state_name(st.state));
+	jobj_add_str(o, "reason", st.reason);
+	jobj_add_u64(o, "lag_bytes", st.lag_bytes);
+	jobj_add_bool(o, "takeover_safe", st.takeover_safe);
+	jobj_add_str(o, "durability",
+		     n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC ? "local-sync" : "memory");
+	jobj_add_str(o, "mirror_down",
+		     n->cfg.mirror.down == MIRROR_DOWN_SUSPEND ? "suspend" : "degrade");
+	jobj_add_str(o, "log", n->nvram_path);
+	jobj_add_u64(o, "log_size", st.log_size);
+	jobj_add_u64(o, "half_size", st.half_size);
 	json_object_object_add(o, "active_half", json_object_new_int(st.active_half));
-	add_u64(o, "used_bytes", st.used_bytes);
-	add_u64(o, "last_seq", st.last_seq);
-	add_u64(o, "cp_seq", st.cp_seq);
-	add_u64(o, "replicated_seq", st.replicated_seq);
-	add_u64(o, "records", st.records);
-	add_u64(o, "record_bytes", st.record_bytes);
-	add_u64(o, "xfers", st.xfers);
-	add_u64(o, "xfer_bytes", st.xfer_bytes);
-	add_u64(o, "checkpoints", st.checkpoints);
-	add_u64(o, "half_switches", st.half_switches);
-	add_u64(o, "space_waits", st.space_waits);
-	add_u64(o, "resyncs", st.resyncs);
-	add_u64(o, "suspend_timeouts", st.suspend_timeouts);
-	add_u64(o, "writes_waiting", st.writes_waiting);
-	add_u64(o, "writes_unlogged", st.writes_unlogged);
-	add_u64(o, "xfers_inflight", st.xfers_inflight);
-	add_bool(o, "cp_running", st.cp_running);
-	add_bool(o, "idle", st.idle);
+	jobj_add_u64(o, "used_bytes", st.used_bytes);
+	jobj_add_u64(o, "last_seq", st.last_seq);
+	jobj_add_u64(o, "cp_seq", st.cp_seq);
+	jobj_add_u64(o, "replicated_seq", st.replicated_seq);
+	jobj_add_u64(o, "records", st.records);
+	jobj_add_u64(o, "record_bytes", st.record_bytes);
+	jobj_add_u64(o, "xfers", st.xfers);
+	jobj_add_u64(o, "xfer_bytes", st.xfer_bytes);
+	jobj_add_u64(o, "checkpoints", st.checkpoints);
+	jobj_add_u64(o, "half_switches", st.half_switches);
+	jobj_add_u64(o, "space_waits", st.space_waits);
+	jobj_add_u64(o, "resyncs", st.resyncs);
+	jobj_add_u64(o, "suspend_timeouts", st.suspend_timeouts);
+	jobj_add_u64(o, "writes_waiting", st.writes_waiting);
+	jobj_add_u64(o, "writes_unlogged", st.writes_unlogged);
+	jobj_add_u64(o, "xfers_inflight", st.xfers_inflight);
+	jobj_add_bool(o, "cp_running", st.cp_running);
+	jobj_add_bool(o, "idle", st.idle);
 	if (n->cfg.mirror.mode == MIRROR_MODE_ON) {
 		tr = json_object_new_object();
-		add_str(o, "partner_image", n->partner_image_path);
+		jobj_add_str(o, "partner_image", n->partner_image_path);
 		if (n->mirror_ccm) {
-			add_str(tr, "state", mirror_ccm_state(n->mirror_ccm, &treason));
-			add_str(tr, "reason", treason);
+			jobj_add_str(tr, "state", mirror_ccm_state(n->mirror_ccm, &treason));
+			jobj_add_str(tr, "reason", treason);
 		} else {
-			add_str(tr, "state", "down");
-			add_str(tr, "reason", "no interconnect links configured");
+			jobj_add_str(tr, "state", "down");
+			jobj_add_str(tr, "reason", "no interconnect links configured");
 		}
 		json_object_object_add(o, "transport", tr);
 	}
@@ -345,11 +332,11 @@ struct json_object *nvram_status_json(struct node *n)
 	for (unsigned i = first; i < n->mirror_hist_n; i++) {
 		const struct mirror_history *h = &n->mirror_hist[i % ARRAY_SIZE(n->mirror_hist)];
 		struct json_object *e = json_object_new_object();
-		add_str(e, "state", mirror_state_name((enum mirror_state)h->state));
-		add_u64(e, "at_ms", h->at_ms);
+		jobj_add_str(e, "state", mirror_state_name((enum mirror_state)h->state));
+		jobj_add_u64(e, "at_ms", h->at_ms);
 		json_object_array_add(hist, e);
 	}
-	add_u64(o, "state_changes", n->mirror_hist_n);
+	jobj_add_u64(o, "state_changes", n->mirror_hist_n);
 	json_object_object_add(o, "history", hist);
 	return o;
 }

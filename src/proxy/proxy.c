@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -289,12 +289,11 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	px->self_ops = &px_forward_ops;
 	loop_timer_init(&px->flush_timer, flush_all, px);
 	fw_init(px);
-	while (px->session == 0)
-		if (getrandom(&px->session, sizeof(px->session), 0) != sizeof(px->session)) {
-			rc = -errno;
-			LOG_ERROR("getrandom: %s", strerror(errno));
+	while (px->session == 0) {
+		rc = random_bytes(&px->session, sizeof(px->session));
+		if (rc < 0)
 			goto fail;
-		}
+	}
 	px->next_seq = px->oldest_seq = 1;
 	px->scratch = malloc(CCM_MSG_MAX);
 	px->ports = calloc(px->n_ports, sizeof(*px->ports));
@@ -457,11 +456,6 @@ static unsigned ports_ready(const struct proxy *px)
 	return n;
 }
 
-static void add_u64(struct json_object *o, const char *k, uint64_t v)
-{
-	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
-}
-
 int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 {
 	struct json_object *o = json_object_new_object();
@@ -479,29 +473,29 @@ int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 						      : px->session_up ? "connecting"
 								       : "waiting"));
 	json_object_object_add(o, "partner", json_object_new_string(px->partner));
-	add_u64(o, "ports", px->n_ports);
-	add_u64(o, "ports_ready", ready);
-	add_u64(o, "port_mem", px->port_mem);
-	add_u64(o, "chunk", px->chunk);
-	add_u64(o, "timeout_ms", px->timeout_ns / NS_PER_MS);
-	add_u64(o, "commands", s->commands);
-	add_u64(o, "requests", s->requests);
-	add_u64(o, "bytes_read", s->bytes_read);
-	add_u64(o, "bytes_written", s->bytes_written);
-	add_u64(o, "bytes", s->bytes_read + s->bytes_written);
-	add_u64(o, "errors", s->errors);
-	add_u64(o, "retries", s->retries);
-	add_u64(o, "refused", s->refused);
-	add_u64(o, "timeouts", s->timeouts);
-	add_u64(o, "local", s->local);
-	add_u64(o, "inflight", s->inflight);
-	add_u64(o, "bad_replies", s->bad_replies);
-	add_u64(srv, "requests", s->served);
-	add_u64(srv, "bytes", s->served_bytes);
-	add_u64(srv, "duplicates", s->duplicates);
-	add_u64(srv, "bad_requests", s->bad_requests);
-	add_u64(srv, "inflight", s->served_inflight);
-	add_u64(srv, "refused", s->served_refused);
+	jobj_add_u64(o, "ports", px->n_ports);
+	jobj_add_u64(o, "ports_ready", ready);
+	jobj_add_u64(o, "port_mem", px->port_mem);
+	jobj_add_u64(o, "chunk", px->chunk);
+	jobj_add_u64(o, "timeout_ms", px->timeout_ns / NS_PER_MS);
+	jobj_add_u64(o, "commands", s->commands);
+	jobj_add_u64(o, "requests", s->requests);
+	jobj_add_u64(o, "bytes_read", s->bytes_read);
+	jobj_add_u64(o, "bytes_written", s->bytes_written);
+	jobj_add_u64(o, "bytes", s->bytes_read + s->bytes_written);
+	jobj_add_u64(o, "errors", s->errors);
+	jobj_add_u64(o, "retries", s->retries);
+	jobj_add_u64(o, "refused", s->refused);
+	jobj_add_u64(o, "timeouts", s->timeouts);
+	jobj_add_u64(o, "local", s->local);
+	jobj_add_u64(o, "inflight", s->inflight);
+	jobj_add_u64(o, "bad_replies", s->bad_replies);
+	jobj_add_u64(srv, "requests", s->served);
+	jobj_add_u64(srv, "bytes", s->served_bytes);
+	jobj_add_u64(srv, "duplicates", s->duplicates);
+	jobj_add_u64(srv, "bad_requests", s->bad_requests);
+	jobj_add_u64(srv, "inflight", s->served_inflight);
+	jobj_add_u64(srv, "refused", s->served_refused);
 	json_object_object_add(srv, "serving", json_object_new_boolean(px->serving));
 	json_object_object_add(o, "served", srv);
 	json_object_object_add(root, "proxy", o);
@@ -522,7 +516,7 @@ int proxy_volumes_to_json(const struct proxy *px, struct json_object *volumes)
 		json_object_object_add(o, "served_by",
 				       json_object_new_string(v->local ? px->node : px->partner));
 		json_object_object_add(o, "port", json_object_new_string("proxy"));
-		add_u64(o, "size", v->local ? v->linfo.size : v->info.size);
+		jobj_add_u64(o, "size", v->local ? v->linfo.size : v->info.size);
 		json_object_object_add(o, "state",
 				       json_object_new_string(v->local		? "local"
 							      : ports_ready(px) ? "reachable"

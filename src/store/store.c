@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,19 +66,10 @@ int store_name_valid(const char *name)
 static int make_uuid(char out[STORE_UUID_LEN])
 {
 	uint8_t b[16];
-	size_t got = 0;
+	int rc = random_bytes(b, sizeof(b));
 
-	while (got < sizeof(b)) {
-		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int err = -errno;
-			LOG_ERROR("getrandom: %s", strerror(errno));
-			return err;
-		}
-		got += (size_t)n;
-	}
+	if (rc < 0)
+		return rc;
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	snprintf(out, STORE_UUID_LEN,
