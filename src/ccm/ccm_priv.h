@@ -9,7 +9,7 @@
 
 #include "ccm/ccm.h"
 #include "ccm/wire.h"
-#include "common/config.h"
+#include "config/config.h"
 #include "common/loop.h"
 #include "common/util.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/log.h"
 #include "node/node.h"
 

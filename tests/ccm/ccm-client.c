@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "ccm/ccm.h"
-#include "common/config.h"
+#include "config/config.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"

@@ -17,7 +17,7 @@
 
 #include "ccm/ccm.h"
 #include "ccm/ccm_priv.h"
-#include "common/config.h"
+#include "config/config.h"
 #include "common/loop.h"
 #include "common/util.h"
 #include "fake_fabric.h"

@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/util.h"
 
 #define BASE                                                                          \
@@ -67,6 +67,28 @@ static void test_errors(void **state)
 	expect_error(BASE "garbage\n", "t.ini:7: syntax error");
 }
 
+/* A renamed key's old spelling still sets the value, and is counted (warned). */
+static void test_renamed_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[ic]\nprobe_ms = 7\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.renamed_keys, 0);
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "nvram = /l\nnvram_size = 8M\n"
+					    "[nbd]\nlisten = 127.0.0.1:1\n[ic]\nheartbeat_ms = 9\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg.renamed_keys, 3);
+	assert_int_equal(cfg.ic.heartbeat_ms, 9);
+	assert_int_equal(cfg.node.nvram_size, 8 << 20);
+	assert_string_equal(cfg.node.nvram, "/l");
+	/* Old and new spelling together: given twice. */
+	expect_error(BASE "[ic]\nprobe_ms = 7\nheartbeat_ms = 9\n",
+		     "[ic] heartbeat_ms: given twice");
+}
+
 static void test_missing_file(void **state)
 {
 	(void)state;
@@ -95,9 +117,9 @@ static void test_parse_size(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),    cmocka_unit_test(test_links),
-	    cmocka_unit_test(test_errors),     cmocka_unit_test(test_missing_file),
-	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_links),
+	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_renamed_keys),
+	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/loop.h"
 #include "monitor/monitor.h"
 

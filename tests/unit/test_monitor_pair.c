@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/loop.h"
 #include "monitor/monitor.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/crc32c.h"
-#include "common/config.h"
+#include "config/config.h"
 #include "monitor/monitor.h"
 
 static struct monitor_alive sample_alive(void)

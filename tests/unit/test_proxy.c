@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "nbd/nbd.h"

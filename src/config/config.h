@@ -63,6 +63,7 @@ enum config_mirror_down {
 
 struct duet_config {
 	char path[PATH_MAX];
+	unsigned renamed_keys; /* old spellings of renamed keys seen (each warned) */
 	struct {
 		char id[CONFIG_ID_MAX];
 		char shelf[PATH_MAX];

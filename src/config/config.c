@@ -1,5 +1,6 @@
 #define LOG_MODULE "config"
-#include "common/config.h"
+#include "config/config.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -44,8 +45,6 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
-    {"node", "nvram", KEY_PATH, F(node.nvram), 0, 0, NULL, false},
-    {"node", "nvram_size", KEY_SIZE, F(node.nvram_size), 1ull << 20, 16ull << 30, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -60,7 +59,7 @@ static const struct key_def schema[] = {
     {"ic", "link", KEY_LINK, 0, 0, 0, 0, NULL, false},
     {"ic", "instances", KEY_UINT, F(ic.instances), 1, CONFIG_MAX_LINKS, NULL, false},
     {"ic", "balance", KEY_ENUM, F(ic.balance), 0, 0, balance_names, false},
-    {"ic", "heartbeat_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
+    {"ic", "probe_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
@@ -87,6 +86,20 @@ static const struct key_def schema[] = {
      NULL, false},
     {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
     {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
+    {"mirror", "log", KEY_PATH, F(node.nvram), 0, 0, NULL, false},
+    {"mirror", "log_size", KEY_SIZE, F(node.nvram_size), 1ull << 20, 16ull << 30, NULL, false},
+};
+
+/* Keys renamed so that one concept has one name (the NVRAM log is the
+ * mirror's "log"; the CCM's link probe is not the monitor's heartbeat). The
+ * old spelling still works, with a warning that names the new one. */
+static const struct key_rename {
+	const char *section, *key;
+	const char *new_section, *new_key;
+} renamed[] = {
+    {"node", "nvram", "mirror", "log"},
+    {"node", "nvram_size", "mirror", "log_size"},
+    {"ic", "heartbeat_ms", "ic", "probe_ms"},
 };
 
 void config_defaults(struct duet_config *cfg)
@@ -160,7 +173,8 @@ static bool valid_id(const char *s)
 	return true;
 }
 
-static int set_link(struct parse_ctx *c, const struct key_def *d, const char *value)
+/* Errors name the key as the file spells it (an old spelling included). */
+static int set_link(struct parse_ctx *c, const char *sec, const char *key, const char *value)
 {
 	struct config_link *l;
 	struct sockaddr_storage ss;
@@ -169,22 +183,22 @@ static int set_link(struct parse_ctx *c, const struct key_def *d, const char *va
 	int n;
 
 	if (c->cfg->ic.n_links == CONFIG_MAX_LINKS)
-		return fail(c, d->section, d->key, "more than %s links", "8");
+		return fail(c, sec, key, "more than %s links", "8");
 	l = &c->cfg->ic.links[c->cfg->ic.n_links];
 	n = sscanf(value, "%15s %127s %127s %1s", l->name, l->local, l->peer, extra);
 	if (n != 3 || !valid_id(l->name))
-		return fail(c, d->section, d->key, "'%s': want NAME LOCAL_HOST:PORT PEER_HOST:PORT",
-			    value);
+		return fail(c, sec, key, "'%s': want NAME LOCAL_HOST:PORT PEER_HOST:PORT", value);
 	if (parse_hostport(l->local, &ss, &len) < 0 || parse_hostport(l->peer, &ss, &len) < 0)
-		return fail(c, d->section, d->key, "'%s': bad host:port", value);
+		return fail(c, sec, key, "'%s': bad host:port", value);
 	for (unsigned i = 0; i < c->cfg->ic.n_links; i++)
 		if (strcmp(c->cfg->ic.links[i].name, l->name) == 0)
-			return fail(c, d->section, d->key, "duplicate link name '%s'", l->name);
+			return fail(c, sec, key, "duplicate link name '%s'", l->name);
 	c->cfg->ic.n_links++;
 	return 1;
 }
 
-static int set_value(struct parse_ctx *c, const struct key_def *d, const char *value)
+static int set_value(struct parse_ctx *c, const struct key_def *d, const char *sec, const char *key,
+		     const char *value)
 {
 	char *field = (char *)c->cfg + d->offset;
 	uint64_t v;
@@ -193,22 +207,21 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *v
 	switch (d->type) {
 	case KEY_ID:
 		if (!valid_id(value))
-			return fail(c, d->section, d->key, "'%s': use letters, digits, - and _",
-				    value);
+			return fail(c, sec, key, "'%s': use letters, digits, - and _", value);
 		/* fall through */
 	case KEY_STR:
 	case KEY_PATH:
 		if (!*value)
-			return fail(c, d->section, d->key, "empty value%s", "");
+			return fail(c, sec, key, "empty value%s", "");
 		if (strlen(value) >= d->size)
-			return fail(c, d->section, d->key, "'%s' is too long", value);
+			return fail(c, sec, key, "'%s' is too long", value);
 		strcpy(field, value);
 		return 1;
 	case KEY_ADDR: {
 		struct sockaddr_storage ss;
 		socklen_t len;
 		if (strlen(value) >= d->size || parse_hostport(value, &ss, &len) < 0)
-			return fail(c, d->section, d->key,
+			return fail(c, sec, key,
 				    "'%s': want a numeric HOST:PORT, e.g. 127.0.0.1:10809", value);
 		strcpy(field, value);
 		return 1;
@@ -219,7 +232,7 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *v
 			char range[64];
 			snprintf(range, sizeof(range), "want a whole number from %llu to %llu",
 				 (unsigned long long)d->min, (unsigned long long)d->max);
-			return fail(c, d->section, d->key, "%s", range);
+			return fail(c, sec, key, "%s", range);
 		}
 		*(uint64_t *)(void *)field = v;
 		return 1;
@@ -230,7 +243,7 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *v
 			snprintf(range, sizeof(range), "'%.32s': want a size from %lluM to %lluM",
 				 value, (unsigned long long)(d->min >> 20),
 				 (unsigned long long)(d->max >> 20));
-			return fail(c, d->section, d->key, "%s", range);
+			return fail(c, sec, key, "%s", range);
 		}
 		*(uint64_t *)(void *)field = v;
 		return 1;
@@ -241,19 +254,18 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *v
 				return 1;
 			}
 		}
-		return fail(c, d->section, d->key, "'%s' is not one of the allowed values", value);
+		return fail(c, sec, key, "'%s' is not one of the allowed values", value);
 	case KEY_LEVEL: {
 		enum log_level lvl;
 		if (log_parse_level(value, &lvl) < 0)
-			return fail(c, d->section, d->key, "'%s': want error, warn, info or debug",
-				    value);
+			return fail(c, sec, key, "'%s': want error, warn, info or debug", value);
 		*(enum log_level *)(void *)field = lvl;
 		return 1;
 	}
 	case KEY_LINK:
-		return set_link(c, d, value);
+		return set_link(c, sec, key, value);
 	}
-	return fail(c, d->section, d->key, "internal: unknown key type%s", "");
+	return fail(c, sec, key, "internal: unknown key type%s", "");
 }
 
 #if INI_HANDLER_LINENO
@@ -264,6 +276,7 @@ static int handler(void *user, const char *section, const char *name, const char
 {
 	struct parse_ctx *c = user;
 	bool section_known = false;
+	const char *lsection = section, *lname = name; /* looked up: the new spelling */
 
 #if INI_HANDLER_LINENO
 	c->line = lineno;
@@ -272,17 +285,28 @@ static int handler(void *user, const char *section, const char *name, const char
 #endif
 	if (c->failed)
 		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(renamed); i++) {
+		const struct key_rename *r = &renamed[i];
+		if (strcmp(r->section, section) == 0 && strcmp(r->key, name) == 0) {
+			LOG_WARN("%s:%d: [%s] %s is now [%s] %s; please rename it", c->name,
+				 c->line, section, name, r->new_section, r->new_key);
+			c->cfg->renamed_keys++;
+			lsection = r->new_section;
+			lname = r->new_key;
+			break;
+		}
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(schema); i++) {
 		const struct key_def *d = &schema[i];
-		if (strcmp(d->section, section) != 0)
+		if (strcmp(d->section, lsection) != 0)
 			continue;
 		section_known = true;
-		if (strcmp(d->key, name) != 0)
+		if (strcmp(d->key, lname) != 0)
 			continue;
 		if (c->seen[i] && d->type != KEY_LINK)
 			return fail(c, section, name, "given twice%s", "");
 		c->seen[i] = true;
-		return set_value(c, d, value);
+		return set_value(c, d, section, name, value);
 	}
 	if (!section_known)
 		return fail(c, section, name, "unknown section [%s]", section);
