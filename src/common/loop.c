@@ -1,3 +1,11 @@
+/* The reactor (see loop.h for the contract): one epoll set, a binary heap
+ * of timers, a queue of posted tasks and a list of pollers, all owned by
+ * one thread.
+ *
+ * Rule kept: the loop never allocates on behalf of a handle and never
+ * touches one after its owner deleted it, even for events of the batch
+ * being dispatched (a deleted handle's pending events are dropped by
+ * clearing its slot in the batch); so an owner may free a handle at once. */
 #define LOG_MODULE "loop"
 #include "common/loop.h"
 #include "common/log.h"

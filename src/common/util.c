@@ -1,3 +1,7 @@
+/* Parsing of sizes, numbers and addresses, socket set-up, random bytes.
+ * Rule kept: every parser rejects what it does not fully understand
+ * (trailing bytes, overflow, out-of-range values) with -EINVAL or -ERANGE,
+ * never a silent clamp. */
 #define LOG_MODULE "util"
 #include "common/util.h"
 #include "common/log.h"

@@ -1,3 +1,9 @@
+/* The node's INI file: one schema table (section, key, type, bounds, field)
+ * and one handler for libinih.
+ *
+ * Rule kept: every error is one line naming the file, the line and the key
+ * as the file spells it; nothing outside this file knows the INI layout,
+ * and the modules get their settings as their own options structs. */
 #define LOG_MODULE "config"
 #include "config/config.h"
 #include "common/log.h"
