@@ -1,7 +1,7 @@
 /* Levelled logging to stderr: one line per event, with time, node, level
  * and module. Rule kept: a line is formatted whole and written with one
- * fwrite to the unbuffered stderr, so lines of
- * several threads (the store's workers, the mailbox thread) never mix. */
+ * fwrite to the unbuffered stderr, so lines of several threads (the
+ * store's workers, the mailbox thread) never mix. */
 #include "common/log.h"
 
 #include <errno.h>
