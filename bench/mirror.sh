@@ -324,13 +324,13 @@ latency() {
 section() {
 	echo "## Mirror"
 	echo
-	echo "What the NVRAM log and its mirror in the partner (issue 4, [NVRAM.md](NVRAM.md)) cost a"
+	echo "What the NVRAM log and its mirror in the partner (issue 4, [MIRROR.md](MIRROR.md)) cost a"
 	echo "writer. fio $(fio --version | sed 's/^fio-//') with the nbd engine, one connection per job, in the same run against:"
 	echo "**on**, duetd a of a pair on loopback (a and b, one interconnect link, tcp;ofi_rxm),"
 	echo "\`[mirror] mirror = on\`, in sync: every write is appended to a's log and RDMA-written"
 	echo "(delivery complete) into b's image before the reply; the log and b's image are files at"
 	echo "their default places, next to the shelves ($fs); **on-tmpfs**, the same with both files on"
-	echo "${tmpfs_fs:-tmpfs} ($TMPFS), as NVRAM.md recommends for \`durability = memory\` (the kernel never"
+	echo "${tmpfs_fs:-tmpfs} ($TMPFS), as MIRROR.md recommends for \`durability = memory\` (the kernel never"
 	echo "writes the log back); **local**, a single duetd with \`mirror = local\` (the log, no"
 	echo "partner); **off**, a single duetd with \`mirror = off\` (no log: writes go straight to the"
 	echo "volume file); **nbdkit** $(nbdkit --version | awk '{print $2}') with its file plugin. Durability is the"

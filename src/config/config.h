@@ -118,7 +118,7 @@ struct duet_config {
 		enum config_onoff auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
 	} monitor;
-	/** NVRAM mirroring (docs/NVRAM.md). */
+	/** NVRAM mirroring (docs/MIRROR.md). */
 	struct {
 		enum config_mirror_mode mode; /* mirror = on|local|off */
 		enum config_durability durability;

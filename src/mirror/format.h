@@ -1,4 +1,4 @@
-/* Private to src/mirror: the on-disk layout of an NVRAM log (docs/NVRAM.md).
+/* Private to src/mirror: the on-disk layout of an NVRAM log (docs/MIRROR.md).
  *
  * The same bytes are the partner's mirror image, so everything here is
  * position-independent: offsets are relative to the start of the file. */

@@ -10,13 +10,13 @@
  * replica, local sync as the durability setting asks) and the volume write
  * is done. The log has two halves: while one is being checkpointed (volumes
  * fdatasync'ed, then the half freed on both sides) the other takes appends.
- * docs/NVRAM.md describes the file layout and what survives what.
+ * docs/MIRROR.md describes the file layout and what survives what.
  *
  * Threading: everything runs on the loop's thread. Callbacks (logged,
  * flush done, transport completions into the mirror) are never called
  * inline from the call that started them.
  *
- * Write path (see also docs/NVRAM.md, "The write path"):
+ * Write path (see also docs/MIRROR.md, "The write path"):
  *   1. the node takes a range lock on the volume range (mirror_range_lock)
  *      so overlapping writes reach the log and the volume in order;
  *   2. mirror_append() copies the record into the log (the caller's buffer
@@ -107,7 +107,7 @@ struct mirror_image_info {
 	uint64_t log_size, half_size, half_off[2];
 	uint64_t log_id;
 	uint64_t cp_seq;
-	bool image_valid; /**< an image with this header is complete (see NVRAM.md) */
+	bool image_valid; /**< an image with this header is complete (see MIRROR.md) */
 	bool local_sync;  /**< written with durability = local-sync */
 	char node[17];
 	uint64_t created;
@@ -152,7 +152,7 @@ struct mirror_replay_stats {
 	enum mirror_stop stop;	      /**< why it ended: END/EMPTY... = clean end */
 	uint64_t stop_off;	      /**< log offset of the stop, if at a record */
 	bool gap_at_start;	      /**< first live record was not cp_seq + 1 */
-	bool image_valid;	      /**< header flag (see NVRAM.md) */
+	bool image_valid;	      /**< header flag (see MIRROR.md) */
 };
 
 #define MIRROR_REPLAY_REQUIRE_VALID (1u << 0) /**< -ESTALE if the image is not marked complete */

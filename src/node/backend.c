@@ -206,7 +206,7 @@ static void be_io_done(struct store_io *sio, int result)
 	bio_finish(container_of(sio, struct backend_io, sio), result);
 }
 
-/* ---- the logged write path (docs/NVRAM.md, "The write path") ---- */
+/* ---- the logged write path (docs/MIRROR.md, "The write path") ---- */
 
 /* Both halves are in: the record is logged (and replicated, as the
  * settings ask) and the volume write is done. Unlock first, so a write

@@ -1,4 +1,4 @@
-/* The NVRAM log and its mirror, wired into the node (docs/NVRAM.md).
+/* The NVRAM log and its mirror, wired into the node (docs/MIRROR.md).
  *
  * Boot: open the log, replay it onto the shelf, then (with a CCM) attach
  * the transport that copies it into the partner's image; all before the
