@@ -1,6 +1,6 @@
 /* Pure parsing and checking of NBD wire data: no sockets, no state. */
 #define LOG_MODULE "nbd"
-#include "nbd/proto.h"
+#include "nbd/nbd_int.h"
 #include "common/log.h"
 
 #include <errno.h>

@@ -21,7 +21,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "nbd/nbd.h"
-#include "nbd/proto.h"
+#include "nbd/nbd_int.h"
 #include "ramdisk.h"
 
 #define DEADLINE_NS 10000000000ull
