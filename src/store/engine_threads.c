@@ -137,10 +137,6 @@ static void pool_queue(struct store *s, struct store_io *io)
 {
 	struct pool *p = s->engine;
 
-	if (!slist_empty(&s->gated)) { /* behind the steps waiting for the gate */
-		store_gate_park(s, io);
-		return;
-	}
 	store_io_push(&p->pending, io);
 	loop_post(s->loop, &p->submit_task);
 }

@@ -216,10 +216,6 @@ static void uring_queue(struct store *s, struct store_io *io)
 {
 	struct uring *u = s->engine;
 
-	if (!slist_empty(&s->gated)) { /* behind the steps waiting for the gate */
-		store_gate_park(s, io);
-		return;
-	}
 	store_io_push(&u->ovf, io);
 	loop_post(s->loop, &u->submit_task);
 }

@@ -89,8 +89,14 @@ static void finish(struct store *s, struct store_io *io, int res)
 	io->done(io, res);
 }
 
-static void requeue(struct store *s, struct store_io *io)
+/* Every step goes to the engine through here: behind the steps already
+ * waiting for the fencing gate, if any, so that the disk sees them in order. */
+static void queue_step(struct store *s, struct store_io *io)
 {
+	if (!slist_empty(&s->gated)) {
+		store_gate_park(s, io);
+		return;
+	}
 	s->ops->queue(s, io);
 }
 
@@ -111,7 +117,7 @@ static void transfer_done(struct store *s, struct store_io *io, int res)
 	}
 	io->done_bytes += (uint64_t)res;
 	if (io->done_bytes < io->length)
-		requeue(s, io);
+		queue_step(s, io);
 	else
 		finish(s, io, 0);
 }
@@ -131,7 +137,7 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 		}
 		io->stage = ST_ZERO_WRITE;
 		io->done_bytes = 0;
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	if (res < 0) {
@@ -140,7 +146,7 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 	}
 	if (io->flags & STORE_F_FUA) {
 		io->stage = ST_SYNC;
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	finish(s, io, 0);
@@ -158,7 +164,7 @@ static void flush_start(struct store *s, struct store_volume *v, struct store_io
 	v->sync_io = io;
 	v->sync_gen = v->wgen;
 	io->stage = ST_FLUSH;
-	s->ops->queue(s, io);
+	queue_step(s, io);
 }
 
 static void flush_submit(struct store *s, struct store_volume *v, struct store_io *io)
@@ -209,7 +215,7 @@ static void flush_done(struct store *s, struct store_io *io, int res)
 void store_step_done(struct store *s, struct store_io *io, int res)
 {
 	if (res == -EINTR || res == -EAGAIN) {
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	switch (io->stage) {
@@ -228,7 +234,7 @@ void store_step_done(struct store *s, struct store_io *io, int res)
 		}
 		io->done_bytes += MIN(remaining(io), (uint64_t)STORE_CHUNK_MAX);
 		if (io->done_bytes < io->length)
-			requeue(s, io);
+			queue_step(s, io);
 		else
 			finish(s, io, 0);
 		break;
@@ -322,7 +328,7 @@ void store_gate_release(struct store *s)
 		return;
 	store_io_take_all(&l, &s->gated);
 	while ((io = store_io_pop(&l)))
-		s->ops->queue(s, io);
+		queue_step(s, io);
 }
 
 void store_gate_fail(struct store *s, int err)
@@ -404,7 +410,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 		defer(s, io, 0);
 		return;
 	}
-	s->ops->queue(s, io);
+	queue_step(s, io);
 }
 
 /* Append an extent, merging it into the last one when of the same kind.

@@ -101,7 +101,8 @@ struct store_engine_ops {
 	void (*add_volume)(struct store *s, struct store_volume *v);
 	void (*del_volume)(struct store *s, struct store_volume *v);
 	/* Start the current step of @p io; its result comes back later, on the
-	 * loop thread, through store_step_done(). Never fails: queues when full. */
+	 * loop thread, through store_step_done(). Never fails: queues when full.
+	 * io.c calls it only when no step waits for the fencing gate. */
 	void (*queue)(struct store *s, struct store_io *io);
 };
 
