@@ -161,6 +161,9 @@ static void conn_flush(struct nbd_conn *c)
 		nbd_conn_maybe_resume(c);
 }
 
+/* The connection task, installed here and posted by nbd_conn_schedule()
+ * (conn.c): the one way the phases and conn.c get back to the send and
+ * receive paths. Flush, then read if reading was resumed. */
 static void conn_task(void *arg)
 {
 	struct nbd_conn *c = arg;
