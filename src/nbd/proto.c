@@ -1,6 +1,14 @@
-/* Pure parsing and checking of NBD wire data: no sockets, no state. */
+/*
+ * Pure parsing and checking of NBD wire data (option and request headers,
+ * INFO/GO and META_CONTEXT data, request checks, error mapping, extent
+ * encoding).
+ *
+ * The rule: no socket, no connection, no state, no allocation; every input
+ * is untrusted bytes with an explicit length. That is what lets the unit
+ * tests and the fuzzer call these directly, without a running server.
+ */
 #define LOG_MODULE "nbd"
-#include "nbd/proto.h"
+#include "nbd/nbd_int.h"
 #include "common/log.h"
 
 #include <errno.h>

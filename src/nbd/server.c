@@ -1,6 +1,8 @@
 /*
- * NBD server: listener, connections, receive and send paths, buffers and
- * lifetimes. The protocol itself is in handshake.c and transmission.c.
+ * NBD server: the listener and the connections it owns, their receive and
+ * send paths and their timers. The protocol itself is in two phases that
+ * this file calls: handshake.c (options) and transmission.c (commands);
+ * they call back only into the connection helpers of conn.c, never here.
  *
  * Receive: bytes are read in big chunks into a per-connection buffer and
  * parsed from there; a WRITE payload goes straight from the socket into
@@ -9,11 +11,7 @@
  * that produced them or from a posted task for completions that arrive
  * later. Flow control: once the payload bytes (or requests) in flight on
  * a connection exceed its budget, it stops reading until some complete.
- *
- * Lifetime: a connection is reference counted: its open socket, every
- * request not yet released (including those at the backend), a queued
- * task and any callback on the stack hold a reference. Closing drops the
- * socket at once; the memory goes when the last reference does.
+ * Lifetimes (reference counts) are in conn.c.
  */
 #define LOG_MODULE "nbd"
 #include "nbd/nbd_int.h"
@@ -33,43 +31,12 @@
 #define IOV_BATCH	  64
 #define RX_ROUNDS	  8
 #define ACCEPT_BATCH	  64
-#define FREE_XIO_MAX	  64
-#define FREE_BUF_MAX	  (4u << 20)  /* largest buffer kept for reuse */
-#define FREE_BYTES_MAX	  (16u << 20) /* buffer bytes kept per connection */
 #define ACCEPT_BACKOFF_NS 100000000ull
 
 static void conn_rx(struct nbd_conn *c);
 static void conn_flush(struct nbd_conn *c);
 
-/* ---- server lifetime ---- */
-
-static void srv_put(struct nbd_server *srv)
-{
-	if (--srv->refs == 0)
-		free(srv);
-}
-
-/* ---- small helpers ---- */
-
-bool nbd_buf_put(struct nbd_buf *b, const void *p, size_t len)
-{
-	if (len == 0)
-		return true;
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		uint8_t *n;
-		while (cap < b->len + len)
-			cap *= 2;
-		n = realloc(b->p, cap);
-		if (!n)
-			return false;
-		b->p = n;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, len);
-	b->len += len;
-	return true;
-}
+/* ---- socket or memory transport ---- */
 
 static ssize_t conn_readv(struct nbd_conn *c, const struct iovec *iov, int n)
 {
@@ -100,208 +67,6 @@ static ssize_t conn_writev(struct nbd_conn *c, struct iovec *iov, int n, bool mo
 	return r;
 }
 
-/* Level-triggered interest follows the state: read unless paused or done,
- * write only while the socket is full. */
-static void conn_update_events(struct nbd_conn *c)
-{
-	uint32_t ev = 0;
-
-	if (!c->lio.added)
-		return;
-	if (!c->rx_paused && !c->draining && !c->close_after_tx)
-		ev |= EPOLLIN;
-	if (c->tx_blocked)
-		ev |= EPOLLOUT;
-	loop_io_mod(c->srv->loop, &c->lio, ev);
-}
-
-/* ---- references ---- */
-
-void nbd_conn_get(struct nbd_conn *c)
-{
-	c->refs++;
-}
-
-static void conn_free(struct nbd_conn *c)
-{
-	struct nbd_server *srv = c->srv;
-
-	while (c->free_xio) {
-		struct nbd_xio *x = c->free_xio;
-		c->free_xio = x->next;
-		free(x->mem);
-		free(x);
-	}
-	if (c->handle)
-		srv->ops->close(srv->ctx, c->handle);
-	free(c->meta_export);
-	free(c);
-	srv_put(srv);
-}
-
-void nbd_conn_put(struct nbd_conn *c)
-{
-	if (--c->refs == 0)
-		conn_free(c);
-}
-
-/* ---- requests ---- */
-
-struct nbd_xio *nbd_xio_get(struct nbd_conn *c, size_t need)
-{
-	struct nbd_xio *x = c->free_xio;
-
-	if (x) {
-		c->free_xio = x->next;
-		c->n_free--;
-		c->free_bytes -= x->cap;
-	} else {
-		x = calloc(1, sizeof(*x));
-		if (!x)
-			return NULL;
-	}
-	if (need > x->cap) {
-		size_t cap = (need + 4095) & ~(size_t)4095;
-		void *m;
-		free(x->mem);
-		x->mem = NULL;
-		x->cap = 0;
-		if (posix_memalign(&m, 4096, cap) != 0) {
-			free(x);
-			return NULL;
-		}
-		x->mem = m;
-		x->cap = cap;
-	}
-	memset(&x->io, 0, sizeof(x->io));
-	x->io.priv = c;
-	x->conn = c;
-	x->next = NULL;
-	x->state = XIO_RX;
-	x->error = 0;
-	x->msg = NULL;
-	x->budget = 0;
-	x->hdr_len = 0;
-	x->data = NULL;
-	x->data_len = 0;
-	x->sent = 0;
-	c->n_xio++;
-	nbd_conn_get(c);
-	return x;
-}
-
-static bool conn_over_budget(const struct nbd_conn *c)
-{
-	return c->budget_used >= c->srv->opts.conn_buffer || c->n_xio >= NBD_MAX_XIO;
-}
-
-static void conn_pause(struct nbd_conn *c)
-{
-	c->rx_paused = true;
-	conn_update_events(c);
-}
-
-/* Resume reading once the budget and the handshake output allow it; the
- * bytes already buffered are parsed from the task. */
-static void conn_maybe_resume(struct nbd_conn *c)
-{
-	if (!c->rx_paused || c->closed)
-		return;
-	if (c->xmit ? conn_over_budget(c) : c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX / 2)
-		return;
-	c->rx_paused = false;
-	c->want_rx = true;
-	conn_update_events(c);
-	nbd_conn_schedule(c);
-}
-
-void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
-{
-	c->budget_used -= x->budget;
-	c->n_xio--;
-	x->state = XIO_FREE;
-	if (c->closed || c->n_free >= FREE_XIO_MAX) {
-		free(x->mem);
-		free(x);
-	} else {
-		if (x->cap > FREE_BUF_MAX || c->free_bytes + x->cap > FREE_BYTES_MAX) {
-			free(x->mem);
-			x->mem = NULL;
-			x->cap = 0;
-		}
-		x->next = c->free_xio;
-		c->free_xio = x;
-		c->n_free++;
-		c->free_bytes += x->cap;
-		conn_maybe_resume(c);
-	}
-	nbd_conn_put(c);
-}
-
-void nbd_xio_queue(struct nbd_conn *c, struct nbd_xio *x)
-{
-	x->state = XIO_TX;
-	x->next = NULL;
-	*c->txq_tail = x;
-	c->txq_tail = &x->next;
-}
-
-/* ---- closing ---- */
-
-void nbd_conn_close(struct nbd_conn *c, const char *why)
-{
-	struct nbd_server *srv = c->srv;
-
-	if (c->closed)
-		return;
-	c->closed = true;
-	if (why)
-		LOG_DEBUG("%s: %s: closed: %s", srv->name, c->peer, why);
-	loop_timer_cancel(srv->loop, &c->timer);
-	if (c->lio.added)
-		loop_io_del(srv->loop, &c->lio);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-	srv->st.connections--;
-	if (c->rx_xio) {
-		struct nbd_xio *x = c->rx_xio;
-		c->rx_xio = NULL;
-		nbd_xio_release(c, x);
-	}
-	while (c->txq_head) {
-		struct nbd_xio *x = c->txq_head;
-		c->txq_head = x->next;
-		nbd_xio_release(c, x);
-	}
-	c->txq_tail = &c->txq_head;
-	free(c->rbuf);
-	c->rbuf = NULL;
-	free(c->hs_out.p);
-	memset(&c->hs_out, 0, sizeof(c->hs_out));
-	nbd_conn_put(c); /* the open socket's reference */
-}
-
-void nbd_conn_protocol_error(struct nbd_conn *c, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	LOG_WARN("%s: %s: %s, disconnecting", c->srv->name, c->peer, msg);
-	c->srv->st.protocol_errors++;
-	nbd_conn_close(c, NULL);
-}
-
 /* ---- send path ---- */
 
 /* Account @p w bytes written: handshake output first, then replies. */
@@ -320,16 +85,14 @@ static void tx_consume(struct nbd_conn *c, size_t w)
 		}
 	}
 	while (w > 0) {
-		struct nbd_xio *x = c->txq_head;
+		struct nbd_xio *x = slist_entry(c->txq.head, struct nbd_xio, link);
 		size_t left = x->hdr_len + x->data_len - x->sent;
 		if (w < left) {
 			x->sent += w;
 			break;
 		}
 		w -= left;
-		c->txq_head = x->next;
-		if (!c->txq_head)
-			c->txq_tail = &c->txq_head;
+		slist_pop_head(&c->txq);
 		nbd_xio_release(c, x);
 	}
 }
@@ -340,14 +103,15 @@ static void conn_flush(struct nbd_conn *c)
 
 	while (!c->closed) {
 		struct nbd_buf *b = &c->hs_out;
-		struct nbd_xio *x;
+		struct slist_node *q;
 		size_t total = 0;
 		ssize_t w;
 		int n = 0;
 
 		if (b->off < b->len)
 			iov[n++] = (struct iovec){b->p + b->off, b->len - b->off};
-		for (x = c->txq_head; x && n <= IOV_BATCH - 2; x = x->next) {
+		for (q = c->txq.head; q && n <= IOV_BATCH - 2; q = q->next) {
+			struct nbd_xio *x = slist_entry(q, struct nbd_xio, link);
 			size_t s = x->sent;
 			if (s < x->hdr_len) {
 				iov[n++] = (struct iovec){x->hdr + s, x->hdr_len - s};
@@ -363,7 +127,7 @@ static void conn_flush(struct nbd_conn *c)
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
 		/* More replies beyond this batch: let TCP coalesce them. */
-		w = conn_writev(c, iov, n, x != NULL);
+		w = conn_writev(c, iov, n, q != NULL);
 		if (w == -EAGAIN)
 			w = 0;
 		if (w < 0) {
@@ -378,7 +142,7 @@ static void conn_flush(struct nbd_conn *c)
 		if ((size_t)w < total) {
 			if (!c->tx_blocked) {
 				c->tx_blocked = true;
-				conn_update_events(c);
+				nbd_conn_update_events(c);
 			}
 			return;
 		}
@@ -387,16 +151,19 @@ static void conn_flush(struct nbd_conn *c)
 		return;
 	if (c->tx_blocked) {
 		c->tx_blocked = false;
-		conn_update_events(c);
+		nbd_conn_update_events(c);
 	}
 	if (c->close_after_tx)
 		nbd_conn_close(c, "closed after error reply");
 	else if (c->draining && c->n_xio == 0)
 		nbd_conn_close(c, "client disconnected");
 	else
-		conn_maybe_resume(c);
+		nbd_conn_maybe_resume(c);
 }
 
+/* The connection task, installed here and posted by nbd_conn_schedule()
+ * (conn.c): the one way the phases and conn.c get back to the send and
+ * receive paths. Flush, then read if reading was resumed. */
 static void conn_task(void *arg)
 {
 	struct nbd_conn *c = arg;
@@ -411,19 +178,17 @@ static void conn_task(void *arg)
 	nbd_conn_put(c); /* the queued task's reference */
 }
 
-void nbd_conn_schedule(struct nbd_conn *c)
-{
-	if (c->task.queued || c->closed)
-		return;
-	nbd_conn_get(c);
-	loop_post(c->srv->loop, &c->task);
-}
-
 /* ---- receive path ---- */
+
+static void conn_pause(struct nbd_conn *c)
+{
+	c->rx_paused = true;
+	nbd_conn_update_events(c);
+}
 
 static bool rx_mid_message(const struct nbd_conn *c)
 {
-	return c->rx == RX_PAYLOAD || c->rx == RX_DISCARD || c->rlen > c->rpos;
+	return c->rx == NBD_RX_PAYLOAD || c->rx == NBD_RX_DISCARD || c->rlen > c->rpos;
 }
 
 /* Parse what the receive buffer holds, as far as the state allows. */
@@ -437,15 +202,15 @@ static void conn_rx_process(struct nbd_conn *c)
 		size_t n;
 
 		switch (c->rx) {
-		case RX_CFLAGS:
+		case NBD_RX_CFLAGS:
 			if (avail < 4)
 				return;
 			c->rpos += 4;
 			if (nbd_hs_client_flags(c, get_be32(p)) < 0)
 				return;
-			c->rx = RX_OPT;
+			c->rx = NBD_RX_OPT;
 			break;
-		case RX_OPT:
+		case NBD_RX_OPT:
 			if (c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX) {
 				conn_pause(c);
 				return;
@@ -463,7 +228,7 @@ static void conn_rx_process(struct nbd_conn *c)
 					return;
 				}
 				c->rpos += NBD_OPT_HDR_LEN;
-				c->rx = RX_DISCARD;
+				c->rx = NBD_RX_DISCARD;
 				c->rx_left = len;
 				c->skip_opt = opt;
 				break;
@@ -473,8 +238,8 @@ static void conn_rx_process(struct nbd_conn *c)
 			c->rpos += NBD_OPT_HDR_LEN + len;
 			nbd_hs_option(c, opt, p + NBD_OPT_HDR_LEN, len);
 			break;
-		case RX_REQ:
-			if (conn_over_budget(c)) {
+		case NBD_RX_REQ:
+			if (nbd_conn_over_budget(c)) {
 				conn_pause(c);
 				return;
 			}
@@ -487,7 +252,7 @@ static void conn_rx_process(struct nbd_conn *c)
 			c->rpos += NBD_REQ_LEN;
 			nbd_xmit_request(c, &req);
 			break;
-		case RX_PAYLOAD:
+		case NBD_RX_PAYLOAD:
 			if (avail == 0)
 				return;
 			n = (size_t)MIN((uint64_t)avail, c->rx_left);
@@ -498,7 +263,7 @@ static void conn_rx_process(struct nbd_conn *c)
 			if (c->rx_left == 0)
 				nbd_xmit_payload_done(c);
 			break;
-		case RX_DISCARD:
+		case NBD_RX_DISCARD:
 			if (avail == 0)
 				return;
 			n = (size_t)MIN((uint64_t)avail, c->rx_left);
@@ -506,9 +271,9 @@ static void conn_rx_process(struct nbd_conn *c)
 			c->rpos += n;
 			if (c->rx_left == 0) {
 				if (c->xmit) {
-					c->rx = RX_REQ;
+					c->rx = NBD_RX_REQ;
 				} else {
-					c->rx = RX_OPT;
+					c->rx = NBD_RX_OPT;
 					nbd_hs_option_skipped(c, c->skip_opt);
 				}
 			}
@@ -534,7 +299,7 @@ static ssize_t conn_read(struct nbd_conn *c, bool *full)
 		c->rlen -= c->rpos;
 		c->rpos = 0;
 	}
-	if (c->rx == RX_PAYLOAD && c->rlen == 0) {
+	if (c->rx == NBD_RX_PAYLOAD && c->rlen == 0) {
 		iov[0] = (struct iovec){c->rx_dst, c->rx_left};
 		iov[1] = (struct iovec){c->rbuf, NBD_RBUF_SIZE};
 		want = c->rx_left + NBD_RBUF_SIZE;
@@ -571,7 +336,7 @@ static void conn_eof(struct nbd_conn *c)
 	} else {
 		/* Like NBD_CMD_DISC: finish what is in flight, then close. */
 		c->draining = true;
-		conn_update_events(c);
+		nbd_conn_update_events(c);
 	}
 }
 
@@ -689,8 +454,10 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	c->xp = xp;
 	c->xp_arg = arg;
 	c->refs = 1;
-	c->txq_tail = &c->txq_head;
-	c->rx = RX_CFLAGS;
+	slist_init(&c->txq);
+	slist_init(&c->free_xio);
+	list_init(&c->link);
+	c->rx = NBD_RX_CFLAGS;
 	c->start_ns = c->last_rx_ns = c->last_tx_ns = now_ns();
 	snprintf(c->peer, sizeof(c->peer), "memory");
 	if (fd >= 0) {
@@ -715,10 +482,7 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	loop_timer_init(&c->timer, conn_timer, c);
 	loop_task_init(&c->task, conn_task, c);
 	loop_timer_arm(srv->loop, &c->timer, srv->timeout_ns);
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
+	list_add_head(&srv->conns, &c->link);
 	srv->st.connections++;
 	srv->st.accepted++;
 	LOG_DEBUG("%s: %s: connected", srv->name, c->peer);
@@ -770,10 +534,11 @@ int nbd_server_add_xport(struct nbd_server *srv, const struct nbd_xport *xp, voi
 
 void nbd_server_kick(struct nbd_server *srv)
 {
-	struct nbd_conn *c = srv->conns;
+	struct list *pos, *tmp;
 
-	while (c) {
-		struct nbd_conn *next = c->next;
+	list_for_each_safe(pos, tmp, &srv->conns)
+	{
+		struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
 		if (c->xp) {
 			nbd_conn_get(c);
 			if (c->tx_blocked)
@@ -782,7 +547,6 @@ void nbd_server_kick(struct nbd_server *srv)
 				conn_rx(c);
 			nbd_conn_put(c);
 		}
-		c = next;
 	}
 }
 
@@ -825,6 +589,7 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 	srv->ctx = ctx;
 	srv->refs = 1;
 	srv->lfd = -1;
+	list_init(&srv->conns);
 	loop_timer_init(&srv->accept_timer, srv_accept_again, srv);
 	if (opts->listen) {
 		srv->lfd = tcp_listen(opts->listen, 128);
@@ -856,9 +621,10 @@ void nbd_server_destroy(struct nbd_server *srv)
 		close(srv->lfd);
 		srv->lfd = -1;
 	}
-	while (srv->conns)
-		nbd_conn_close(srv->conns, "server shutting down");
-	srv_put(srv);
+	while (!list_empty(&srv->conns))
+		nbd_conn_close(list_first_entry_or_null(&srv->conns, struct nbd_conn, link),
+			       "server shutting down");
+	nbd_server_put(srv);
 }
 
 void nbd_server_get_stats(const struct nbd_server *srv, struct nbd_server_stats *st)

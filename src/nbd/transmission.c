@@ -95,7 +95,7 @@ static void xio_finish(struct nbd_conn *c, struct nbd_xio *x)
 
 static void xio_submit(struct nbd_conn *c, struct nbd_xio *x)
 {
-	x->state = XIO_BACKEND;
+	x->state = NBD_XIO_BACKEND;
 	c->n_backend++;
 	c->srv->ops->submit(c->srv->ctx, &x->io);
 	/* Queue the flush task behind whatever the backend posted to run this
@@ -173,7 +173,7 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 				 (unsigned long long)r->offset, r->length, msg);
 			if (r->type == NBD_CMD_WRITE && r->length) {
 				/* Keep the stream in sync: skip the payload. */
-				c->rx = RX_DISCARD;
+				c->rx = NBD_RX_DISCARD;
 				c->rx_left = r->length;
 			}
 		}
@@ -193,11 +193,11 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 		if (r->length == 0)
 			break;
 		x->io.buf = x->mem;
-		x->state = XIO_RX;
+		x->state = NBD_XIO_RX;
 		c->rx_xio = x;
 		c->rx_dst = x->mem;
 		c->rx_left = r->length;
-		c->rx = RX_PAYLOAD;
+		c->rx = NBD_RX_PAYLOAD;
 		return;
 	case NBD_CMD_READ:
 		x->budget = r->length;
@@ -240,7 +240,7 @@ void nbd_xmit_payload_done(struct nbd_conn *c)
 	struct nbd_xio *x = c->rx_xio;
 
 	c->rx_xio = NULL;
-	c->rx = RX_REQ;
+	c->rx = NBD_RX_REQ;
 	xio_submit(c, x);
 }
 
@@ -255,7 +255,7 @@ void nbd_io_done(struct nbd_io *io, int result)
 	}
 	x = container_of(io, struct nbd_xio, io);
 	c = x->conn;
-	if (x->state != XIO_BACKEND) {
+	if (x->state != NBD_XIO_BACKEND) {
 		LOG_ERROR("nbd_io_done on an io that is not in flight (type %u)", io->type);
 		return;
 	}

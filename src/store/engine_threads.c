@@ -5,7 +5,7 @@
  * list goes from empty to non-empty. */
 #define LOG_MODULE "store"
 #include "common/log.h"
-#include "store/store_priv.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,18 +22,18 @@ struct pool {
 	/* Shared with the workers, under lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct io_list queue;
+	struct slist queue;
 	unsigned idle;
 	bool stop;
 
 	pthread_mutex_t done_lock;
-	struct io_list done;
+	struct slist done;
 	int efd;
 
 	/* Loop thread only. */
 	struct loop_io lio;
 	struct loop_task submit_task;
-	struct io_list pending;
+	struct slist pending;
 	unsigned outstanding; /* handed to workers, not yet reaped */
 	unsigned cap;
 };
@@ -48,26 +48,26 @@ static void *worker(void *arg)
 		struct store_step st;
 		bool signal;
 
-		while (!p->queue.head && !p->stop) {
+		while (slist_empty(&p->queue) && !p->stop) {
 			p->idle++;
 			pthread_cond_wait(&p->cond, &p->lock);
 			p->idle--;
 		}
 		if (p->stop)
 			break;
-		io = io_list_pop(&p->queue);
+		io = store_io_pop(&p->queue);
 		pthread_mutex_unlock(&p->lock);
 
 		store_step_get(io, &st);
 		/* Right before the system call: a stop between the loop's check
 		 * and here must not let the step reach the disk. */
 		io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
-		if (st.kind == STEP_WRITE && st.dsync && io->result >= 0)
+		if (st.kind == STORE_STEP_WRITE && st.dsync && io->result >= 0)
 			__atomic_fetch_add(&p->s->st.fua_syncs, 1, __ATOMIC_RELAXED);
 
 		pthread_mutex_lock(&p->done_lock);
-		signal = !p->done.head;
-		io_list_push(&p->done, io);
+		signal = slist_empty(&p->done);
+		store_io_push(&p->done, io);
 		pthread_mutex_unlock(&p->done_lock);
 		if (signal) {
 			uint64_t one = 1;
@@ -88,17 +88,17 @@ static void submit_task(void *arg)
 	struct pool *p = arg;
 	unsigned moved = 0;
 
-	if (!p->pending.head || p->outstanding >= p->cap)
+	if (slist_empty(&p->pending) || p->outstanding >= p->cap)
 		return;
 	if (!store_gate_open(p->s)) {
 		struct store_io *io;
-		while ((io = io_list_pop(&p->pending)))
+		while ((io = store_io_pop(&p->pending)))
 			store_gate_park(p->s, io);
 		return;
 	}
 	pthread_mutex_lock(&p->lock);
-	while (p->pending.head && p->outstanding < p->cap) {
-		io_list_push(&p->queue, io_list_pop(&p->pending));
+	while (!slist_empty(&p->pending) && p->outstanding < p->cap) {
+		store_io_push(&p->queue, store_io_pop(&p->pending));
 		p->outstanding++;
 		moved++;
 	}
@@ -113,24 +113,23 @@ static void submit_task(void *arg)
 static void efd_cb(struct loop_io *lio, uint32_t events)
 {
 	struct pool *p = lio->arg;
-	struct io_list l;
+	struct slist l;
 	struct store_io *io;
 
 	(void)events;
 	/* Edge-triggered: each worker signal is a new edge; the counter is
 	 * never read. Take the whole list after the wake. */
 	pthread_mutex_lock(&p->done_lock);
-	l = p->done;
-	p->done.head = p->done.tail = NULL;
+	store_io_take_all(&l, &p->done);
 	pthread_mutex_unlock(&p->done_lock);
-	while ((io = io_list_pop(&l))) {
+	while ((io = store_io_pop(&l))) {
 		p->outstanding--;
 		if (io->result == STORE_GATED_RES)
 			store_gate_park(p->s, io);
 		else
 			store_step_done(p->s, io, io->result);
 	}
-	if (p->pending.head)
+	if (!slist_empty(&p->pending))
 		loop_post(p->s->loop, &p->submit_task);
 }
 
@@ -138,11 +137,7 @@ static void pool_queue(struct store *s, struct store_io *io)
 {
 	struct pool *p = s->engine;
 
-	if (s->gated.head) { /* behind the steps waiting for the gate */
-		store_gate_park(s, io);
-		return;
-	}
-	io_list_push(&p->pending, io);
+	store_io_push(&p->pending, io);
 	loop_post(s->loop, &p->submit_task);
 }
 
@@ -167,6 +162,9 @@ static int pool_init(struct store *s)
 	p->s = s;
 	p->n_threads = s->opts.workers;
 	p->cap = s->opts.depth;
+	slist_init(&p->queue);
+	slist_init(&p->done);
+	slist_init(&p->pending);
 	loop_task_init(&p->submit_task, submit_task, p);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->done_lock, NULL);

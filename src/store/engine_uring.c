@@ -5,7 +5,7 @@
  * overflows. */
 #define LOG_MODULE "store"
 #include "common/log.h"
-#include "store/store_priv.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@ struct uring {
 	struct loop_task submit_task;
 	unsigned slots; /* most steps in the ring at once */
 	unsigned busy;	/* steps prepared or in flight */
-	struct io_list ovf;
+	struct slist ovf;
 	bool fixed; /* a sparse registered-file table exists */
 	bool slot_used[URING_FIXED_FILES];
 };
@@ -50,12 +50,12 @@ static void prep(struct uring *u, struct store_io *io)
 	store_step_get(io, &st);
 	fd = st.slot != STORE_SLOT_NONE ? st.slot : st.fd;
 	if (io->eng_sync) /* the second half of a FUA write (fua_sync) */
-		st.kind = STEP_SYNC;
+		st.kind = STORE_STEP_SYNC;
 	switch (st.kind) {
-	case STEP_READ:
+	case STORE_STEP_READ:
 		io_uring_prep_read(sqe, fd, st.buf, (unsigned)st.len, st.offset);
 		break;
-	case STEP_WRITE:
+	case STORE_STEP_WRITE:
 		io_uring_prep_write(sqe, fd, st.buf, (unsigned)st.len, st.offset);
 		/* A write that would block is not handed to io-wq: its workers
 		 * are threads of this process and stop with it, so after a
@@ -67,13 +67,13 @@ static void prep(struct uring *u, struct store_io *io)
 		else
 			sqe->rw_flags = RWF_NOWAIT; /* FUA: an fdatasync follows */
 		break;
-	case STEP_SYNC:
+	case STORE_STEP_SYNC:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		break;
-	case STEP_FALLOC:
+	case STORE_STEP_FALLOC:
 		io_uring_prep_fallocate(sqe, fd, st.mode, (off_t)st.offset, (off_t)st.len);
 		break;
-	case STEP_FADVISE:
+	case STORE_STEP_FADVISE:
 	default:
 		io_uring_prep_fadvise(sqe, fd, st.offset, (off_t)st.len, POSIX_FADV_WILLNEED);
 		break;
@@ -85,7 +85,7 @@ static void prep(struct uring *u, struct store_io *io)
 	 * (bench: 1 MiB reads at depth 8, 8.5 -> 12 GB/s). Writes gain nothing
 	 * there (the inode lock serialises them) and their tail latency grows,
 	 * so they stay inline. */
-	if (st.kind == STEP_READ && st.len >= URING_ASYNC_READ_MIN)
+	if (st.kind == STORE_STEP_READ && st.len >= URING_ASYNC_READ_MIN)
 		sqe->flags |= IOSQE_ASYNC;
 	io_uring_sqe_set_data(sqe, io);
 	u->busy++;
@@ -100,7 +100,8 @@ static int sync_write(struct uring *u, struct store_io *io, int res)
 	ssize_t n;
 
 	store_step_get(io, &st);
-	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STEP_WRITE || io->vol->no_nowait)
+	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STORE_STEP_WRITE ||
+	    io->vol->no_nowait)
 		return res;
 	if (res == -EOPNOTSUPP) {
 		/* The file system cannot say "would block" (tmpfs): its writes go
@@ -127,11 +128,11 @@ static bool fua_sync(struct uring *u, struct store_io *io, int res)
 	if (io->eng_sync || res < 0 || io->vol->no_nowait)
 		return false;
 	store_step_get(io, &st);
-	if (st.kind != STEP_WRITE || !st.dsync || (uint64_t)res != st.len)
+	if (st.kind != STORE_STEP_WRITE || !st.dsync || (uint64_t)res != st.len)
 		return false; /* a short write: the next step syncs */
 	io->eng_sync = 1;
 	io->result = res;
-	io_list_push(&u->ovf, io);
+	store_io_push(&u->ovf, io);
 	loop_post(u->s->loop, &u->submit_task);
 	return true;
 }
@@ -169,7 +170,7 @@ static void reap(struct uring *u)
 				store_step_done(u->s, io, r);
 		}
 	}
-	if (u->ovf.head || io_uring_sq_ready(&u->ring))
+	if (!slist_empty(&u->ovf) || io_uring_sq_ready(&u->ring))
 		loop_post(u->s->loop, &u->submit_task);
 }
 
@@ -184,12 +185,12 @@ static void submit_task(void *arg)
 	 * becomes an SQE only on its way into the kernel. */
 	if (!store_gate_open(u->s)) {
 		struct store_io *io;
-		while ((io = io_list_pop(&u->ovf)))
+		while ((io = store_io_pop(&u->ovf)))
 			store_gate_park(u->s, io);
 		return;
 	}
-	while (u->ovf.head && has_room(u))
-		prep(u, io_list_pop(&u->ovf));
+	while (!slist_empty(&u->ovf) && has_room(u))
+		prep(u, store_io_pop(&u->ovf));
 	if (io_uring_sq_ready(&u->ring) == 0)
 		return;
 	rc = io_uring_submit(&u->ring);
@@ -215,11 +216,7 @@ static void uring_queue(struct store *s, struct store_io *io)
 {
 	struct uring *u = s->engine;
 
-	if (s->gated.head) { /* behind the steps waiting for the gate */
-		store_gate_park(s, io);
-		return;
-	}
-	io_list_push(&u->ovf, io);
+	store_io_push(&u->ovf, io);
 	loop_post(s->loop, &u->submit_task);
 }
 
@@ -234,6 +231,7 @@ static int uring_init(struct store *s)
 	u->s = s;
 	u->efd = -1;
 	u->slots = s->opts.depth;
+	slist_init(&u->ovf);
 	loop_task_init(&u->submit_task, submit_task, u);
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL;

@@ -3,7 +3,7 @@
 #define LOG_MODULE "store"
 #include "common/log.h"
 #include "common/util.h"
-#include "store/store_priv.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,36 +39,36 @@ void store_step_get(const struct store_io *io, struct store_step *st)
 	st->offset = io->offset + io->done_bytes;
 	switch (io->stage) {
 	case ST_RW:
-		st->kind = io->op == STORE_OP_READ ? STEP_READ : STEP_WRITE;
+		st->kind = io->op == STORE_OP_READ ? STORE_STEP_READ : STORE_STEP_WRITE;
 		st->buf = (char *)io->buf + io->done_bytes;
 		st->len = MIN(remaining(io), s->max_io);
 		st->dsync = io->op == STORE_OP_WRITE && (io->flags & STORE_F_FUA);
 		break;
 	case ST_FLUSH:
 	case ST_SYNC:
-		st->kind = STEP_SYNC;
+		st->kind = STORE_STEP_SYNC;
 		break;
 	case ST_PUNCH:
-		st->kind = STEP_FALLOC;
+		st->kind = STORE_STEP_FALLOC;
 		st->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 		st->offset = io->offset;
 		st->len = io->length;
 		break;
 	case ST_ZERO_RANGE:
-		st->kind = STEP_FALLOC;
+		st->kind = STORE_STEP_FALLOC;
 		st->mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 		st->offset = io->offset;
 		st->len = io->length;
 		break;
 	case ST_ZERO_WRITE:
-		st->kind = STEP_WRITE;
+		st->kind = STORE_STEP_WRITE;
 		st->buf = s->zeros;
 		st->len = MIN(MIN(remaining(io), (uint64_t)STORE_ZERO_BYTES), s->max_io);
 		st->dsync = io->flags & STORE_F_FUA;
 		break;
 	case ST_CACHE:
 	default:
-		st->kind = STEP_FADVISE;
+		st->kind = STORE_STEP_FADVISE;
 		st->len = MIN(remaining(io), (uint64_t)STORE_CHUNK_MAX);
 		break;
 	}
@@ -89,8 +89,14 @@ static void finish(struct store *s, struct store_io *io, int res)
 	io->done(io, res);
 }
 
-static void requeue(struct store *s, struct store_io *io)
+/* Every step goes to the engine through here: behind the steps already
+ * waiting for the fencing gate, if any, so that the disk sees them in order. */
+static void queue_step(struct store *s, struct store_io *io)
 {
+	if (!slist_empty(&s->gated)) {
+		store_gate_park(s, io);
+		return;
+	}
 	s->ops->queue(s, io);
 }
 
@@ -111,7 +117,7 @@ static void transfer_done(struct store *s, struct store_io *io, int res)
 	}
 	io->done_bytes += (uint64_t)res;
 	if (io->done_bytes < io->length)
-		requeue(s, io);
+		queue_step(s, io);
 	else
 		finish(s, io, 0);
 }
@@ -131,7 +137,7 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 		}
 		io->stage = ST_ZERO_WRITE;
 		io->done_bytes = 0;
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	if (res < 0) {
@@ -140,7 +146,7 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 	}
 	if (io->flags & STORE_F_FUA) {
 		io->stage = ST_SYNC;
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	finish(s, io, 0);
@@ -158,13 +164,13 @@ static void flush_start(struct store *s, struct store_volume *v, struct store_io
 	v->sync_io = io;
 	v->sync_gen = v->wgen;
 	io->stage = ST_FLUSH;
-	s->ops->queue(s, io);
+	queue_step(s, io);
 }
 
 static void flush_submit(struct store *s, struct store_volume *v, struct store_io *io)
 {
 	if (v->sync_io) {
-		io_list_push(v->sync_gen == v->wgen ? &v->sync_riders : &v->sync_next, io);
+		store_io_push(v->sync_gen == v->wgen ? &v->sync_riders : &v->sync_next, io);
 		return;
 	}
 	if (v->synced_gen == v->wgen) {
@@ -179,7 +185,7 @@ static void flush_submit(struct store *s, struct store_volume *v, struct store_i
 static void flush_done(struct store *s, struct store_io *io, int res)
 {
 	struct store_volume *v = io->vol;
-	struct io_list riders = v->sync_riders;
+	struct slist riders;
 	struct store_io *r;
 
 	if (res > 0)
@@ -187,20 +193,19 @@ static void flush_done(struct store *s, struct store_io *io, int res)
 	if (res == 0)
 		v->synced_gen = v->sync_gen;
 	v->sync_io = NULL;
-	v->sync_riders.head = v->sync_riders.tail = NULL;
+	store_io_take_all(&riders, &v->sync_riders);
 	/* Those that came while it ran and after a write: the next sync is
 	 * theirs. Started before any done callback runs, so a FLUSH submitted
 	 * from one finds consistent state. */
-	if (v->sync_next.head) {
-		struct store_io *first = io_list_pop(&v->sync_next);
-		v->sync_riders = v->sync_next;
-		v->sync_next.head = v->sync_next.tail = NULL;
+	if (!slist_empty(&v->sync_next)) {
+		struct store_io *first = store_io_pop(&v->sync_next);
+		slist_splice_tail(&v->sync_riders, &v->sync_next);
 		flush_start(s, v, first);
 	}
 	s->st.syncs++;
 	s->st.flushes++;
 	finish(s, io, res);
-	while ((r = io_list_pop(&riders))) {
+	while ((r = store_io_pop(&riders))) {
 		s->st.flushes++;
 		s->st.flushes_shared++;
 		finish(s, r, res);
@@ -210,7 +215,7 @@ static void flush_done(struct store *s, struct store_io *io, int res)
 void store_step_done(struct store *s, struct store_io *io, int res)
 {
 	if (res == -EINTR || res == -EAGAIN) {
-		requeue(s, io);
+		queue_step(s, io);
 		return;
 	}
 	switch (io->stage) {
@@ -229,7 +234,7 @@ void store_step_done(struct store *s, struct store_io *io, int res)
 		}
 		io->done_bytes += MIN(remaining(io), (uint64_t)STORE_CHUNK_MAX);
 		if (io->done_bytes < io->length)
-			requeue(s, io);
+			queue_step(s, io);
 		else
 			finish(s, io, 0);
 		break;
@@ -250,10 +255,10 @@ int store_step_exec(const struct store_step *st)
 
 	for (;;) {
 		switch (st->kind) {
-		case STEP_READ:
+		case STORE_STEP_READ:
 			n = pread(st->fd, st->buf, st->len, (off_t)st->offset);
 			break;
-		case STEP_WRITE:
+		case STORE_STEP_WRITE:
 			if (st->dsync) {
 				struct iovec iov = {.iov_base = st->buf, .iov_len = st->len};
 				n = pwritev2(st->fd, &iov, 1, (off_t)st->offset, RWF_DSYNC);
@@ -261,13 +266,13 @@ int store_step_exec(const struct store_step *st)
 				n = pwrite(st->fd, st->buf, st->len, (off_t)st->offset);
 			}
 			break;
-		case STEP_SYNC:
+		case STORE_STEP_SYNC:
 			n = fdatasync(st->fd);
 			break;
-		case STEP_FALLOC:
+		case STORE_STEP_FALLOC:
 			n = fallocate(st->fd, st->mode, (off_t)st->offset, (off_t)st->len);
 			break;
-		case STEP_FADVISE:
+		case STORE_STEP_FADVISE:
 		default:
 			/* posix_fadvise returns the error instead of setting errno. */
 			rc = posix_fadvise(st->fd, (off_t)st->offset, (off_t)st->len,
@@ -284,11 +289,11 @@ int store_step_exec(const struct store_step *st)
 static void run_deferred(void *arg)
 {
 	struct store *s = arg;
-	struct io_list l = s->deferred;
+	struct slist l;
 	struct store_io *io;
 
-	s->deferred.head = s->deferred.tail = NULL;
-	while ((io = io_list_pop(&l)))
+	store_io_take_all(&l, &s->deferred);
+	while ((io = store_io_pop(&l)))
 		finish(s, io, io->result);
 }
 
@@ -296,7 +301,7 @@ static void run_deferred(void *arg)
 static void defer(struct store *s, struct store_io *io, int res)
 {
 	io->result = res;
-	io_list_push(&s->deferred, io);
+	store_io_push(&s->deferred, io);
 	loop_post(s->loop, &s->deferred_task);
 }
 
@@ -309,41 +314,47 @@ void store_set_gate(struct store *s, bool (*allowed)(void *arg), void (*wait)(vo
 
 void store_gate_park(struct store *s, struct store_io *io)
 {
-	io_list_push(&s->gated, io);
+	store_io_push(&s->gated, io);
 	if (s->gate_wait)
 		s->gate_wait(s->gate_arg);
 }
 
 void store_gate_release(struct store *s)
 {
-	struct io_list l;
+	struct slist l;
 	struct store_io *io;
 
-	if (!s || !s->gated.head || !store_gate_open(s))
+	if (!s || slist_empty(&s->gated) || !store_gate_open(s))
 		return;
-	l = s->gated;
-	s->gated.head = s->gated.tail = NULL;
-	while ((io = io_list_pop(&l)))
-		s->ops->queue(s, io);
+	store_io_take_all(&l, &s->gated);
+	while ((io = store_io_pop(&l)))
+		queue_step(s, io);
 }
 
 void store_gate_fail(struct store *s, int err)
 {
-	struct io_list l;
+	struct slist l;
 	struct store_io *io;
 
-	if (!s || !s->gated.head)
+	if (!s || slist_empty(&s->gated))
 		return;
 	LOG_WARN("%s: failing the I/O held by the fencing gate: %s", s->dir, strerror(-err));
-	l = s->gated;
-	s->gated.head = s->gated.tail = NULL;
-	while ((io = io_list_pop(&l)))
+	store_io_take_all(&l, &s->gated);
+	while ((io = store_io_pop(&l)))
 		store_step_done(s, io, err);
 }
 
-void store_io_init_deferred(struct store *s)
+void store_io_init(struct store *s)
 {
+	slist_init(&s->deferred);
+	slist_init(&s->gated);
 	loop_task_init(&s->deferred_task, run_deferred, s);
+}
+
+void store_io_init_volume(struct store_volume *v)
+{
+	slist_init(&v->sync_riders);
+	slist_init(&v->sync_next);
 }
 
 int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length)
@@ -359,7 +370,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 
 	io->vol = v;
 	io->done_bytes = 0;
-	io->next = NULL;
+	io->link.next = NULL;
 	io->result = 0;
 	io->eng_sync = 0;
 	s->inflight++;
@@ -399,7 +410,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 		defer(s, io, 0);
 		return;
 	}
-	s->ops->queue(s, io);
+	queue_step(s, io);
 }
 
 /* Append an extent, merging it into the last one when of the same kind.

@@ -4,7 +4,7 @@
 #define LOG_MODULE "store"
 #include "common/log.h"
 #include "common/util.h"
-#include "store/store_priv.h"
+#include "store/store_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -501,6 +501,7 @@ static int load_volumes(struct store *s, unsigned *skipped)
 		}
 		v->s = s;
 		v->slot = STORE_SLOT_NONE;
+		store_io_init_volume(v);
 		if (meta_read(s, name, v) < 0 || vol_open_data(s, v) < 0) {
 			(*skipped)++; /* logged where found */
 			free(v);
@@ -562,7 +563,7 @@ int store_open(struct loop *loop, const char *dir, const struct store_opts *opts
 	if (!s->opts.workers)
 		s->opts.workers = 4;
 	s->max_io = s->opts.max_io_bytes ? s->opts.max_io_bytes : STORE_CHUNK_MAX;
-	store_io_init_deferred(s);
+	store_io_init(s);
 	s->dir = strdup(dir);
 	if (!s->dir) {
 		rc = -ENOMEM;
@@ -685,6 +686,7 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 		return -ENOMEM;
 	v->s = s;
 	v->slot = STORE_SLOT_NONE;
+	store_io_init_volume(v);
 	v->synced_gen = UINT64_MAX; /* never synced by us: the first FLUSH syncs */
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->owner, sizeof(v->owner), "%s", owner);

@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/list.h"
+
 struct loop;
 struct store;
 struct store_volume;
@@ -87,10 +89,10 @@ struct store_io {
 	/* Private to the store. */
 	struct store_volume *vol;
 	uint64_t done_bytes;
-	struct store_io *next;
-	int result;	  /* of the last step */
-	uint8_t stage;	  /* where a multi-step op is */
-	uint8_t eng_sync; /* io_uring: the FUA write is in, its fdatasync pending */
+	struct slist_node link; /* in one of the store's queues */
+	int result;		/* of the last step */
+	uint8_t stage;		/* where a multi-step op is */
+	uint8_t eng_sync;	/* io_uring: the FUA write is in, its fdatasync pending */
 };
 
 /** Open (creating if needed) the shelf directory @p dir on @p loop. */

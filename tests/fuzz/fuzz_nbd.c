@@ -25,7 +25,6 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "nbd/nbd_int.h"
-#include "nbd/proto.h"
 #include "ramdisk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

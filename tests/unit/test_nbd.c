@@ -21,7 +21,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "nbd/nbd.h"
-#include "nbd/proto.h"
+#include "nbd/nbd_int.h"
 #include "ramdisk.h"
 
 #define DEADLINE_NS 10000000000ull
@@ -68,6 +68,23 @@ static void stop(void)
 	ramdisk_destroy(RD);
 	loop_destroy(L);
 }
+
+/* The fixture of most tests: start() before, stop() after. */
+static int server_setup(void **state)
+{
+	(void)state;
+	start();
+	return 0;
+}
+
+static int server_teardown(void **state)
+{
+	(void)state;
+	stop();
+	return 0;
+}
+
+#define server_test(f) cmocka_unit_test_setup_teardown(f, server_setup, server_teardown)
 
 static struct nbd_server_stats stats(void)
 {
@@ -414,7 +431,6 @@ static void test_greeting_and_export_name(void **state)
 	uint8_t r[134];
 
 	(void)state;
-	start();
 	greet_fd(CFD, NBD_FLAG_C_FIXED_NEWSTYLE);
 	send_opt(NBD_OPT_EXPORT_NAME, "disk", 4);
 	cl_read(r, sizeof(r)); /* with the 124 zeroes */
@@ -425,7 +441,6 @@ static void test_greeting_and_export_name(void **state)
 		assert_int_equal(r[i], 0);
 	send_req(0, NBD_CMD_FLUSH, 1, 0, 0);
 	assert_int_equal(read_simple(1), 0);
-	stop();
 }
 
 static void test_export_name_no_zeroes(void **state)
@@ -433,7 +448,6 @@ static void test_export_name_no_zeroes(void **state)
 	uint8_t r[10];
 
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	expect_orep(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK);
@@ -449,51 +463,42 @@ static void test_export_name_no_zeroes(void **state)
 	assert_int_equal(c.type, NBD_REPLY_TYPE_OFFSET_DATA);
 	assert_true(c.cookie == 7);
 	free(c.data);
-	stop();
 }
 
 static void test_export_name_unknown(void **state)
 {
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_EXPORT_NAME, "nope", 4);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_reject_not_fixed(void **state)
 {
 	(void)state;
-	start();
 	greet_fd(CFD, 0);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
 	assert_int_equal(stats().connections, 0);
-	stop();
 }
 
 static void test_reject_unknown_client_flags(void **state)
 {
 	(void)state;
-	start();
 	greet_fd(CFD, NBD_FLAG_C_FIXED_NEWSTYLE | 0x80);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_abort(void **state)
 {
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_ABORT, NULL, 0);
 	expect_orep(NBD_OPT_ABORT, NBD_REP_ACK);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 0);
-	stop();
 }
 
 static void test_list(void **state)
@@ -502,7 +507,6 @@ static void test_list(void **state)
 	const char *names[] = {"disk", "ro", "aligned"};
 
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_LIST, NULL, 0);
 	for (int i = 0; i < 3; i++) {
@@ -520,7 +524,6 @@ static void test_list(void **state)
 	send_opt(NBD_OPT_LIST, "x", 1);
 	expect_orep(NBD_OPT_LIST, NBD_REP_ERR_INVALID);
 	go("disk");
-	stop();
 }
 
 static void test_info_all(void **state)
@@ -531,7 +534,6 @@ static void test_info_all(void **state)
 	struct orep r;
 
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_INFO, d, go_data(d, "disk", reqs, 4));
 	for (;;) {
@@ -575,7 +577,6 @@ static void test_info_all(void **state)
 				NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
 				NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
 				NBD_FLAG_SEND_FAST_ZERO);
-	stop();
 }
 
 static void test_info_unknown_and_malformed(void **state)
@@ -584,7 +585,6 @@ static void test_info_unknown_and_malformed(void **state)
 	uint32_t n;
 
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_INFO, d, go_data(d, "nope", NULL, 0));
 	expect_orep(NBD_OPT_INFO, NBD_REP_ERR_UNKNOWN);
@@ -599,17 +599,14 @@ static void test_info_unknown_and_malformed(void **state)
 	go(""); /* the default export */
 	send_req(0, NBD_CMD_READ, 1, DISK_SIZE - 512, 512);
 	assert_int_equal(read_simple(1), 0);
-	stop();
 }
 
 static void test_structured_with_data(void **state)
 {
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_STRUCTURED_REPLY, "x", 1);
 	expect_orep(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID);
-	stop();
 }
 
 static void test_list_meta(void **state)
@@ -622,7 +619,6 @@ static void test_list_meta(void **state)
 	const char *q4[] = {"base:allocation", "base:allocation"};
 
 	(void)state;
-	start();
 	greet();
 	/* zero queries: everything */
 	send_opt(NBD_OPT_LIST_META_CONTEXT, d, meta_data(d, "disk", NULL, 0));
@@ -650,7 +646,6 @@ static void test_list_meta(void **state)
 	put_be32(d + 8 + 4, 100);
 	send_opt(NBD_OPT_LIST_META_CONTEXT, d, n);
 	expect_orep(NBD_OPT_LIST_META_CONTEXT, NBD_REP_ERR_INVALID);
-	stop();
 }
 
 static void test_set_meta(void **state)
@@ -659,7 +654,6 @@ static void test_set_meta(void **state)
 	const char *q1[] = {"base:"};
 
 	(void)state;
-	start();
 	greet();
 	/* needs structured replies */
 	send_opt(NBD_OPT_SET_META_CONTEXT, d, meta_data(d, "disk", NULL, 0));
@@ -672,20 +666,17 @@ static void test_set_meta(void **state)
 	go("disk");
 	send_req(0, NBD_CMD_BLOCK_STATUS, 1, 0, 4096);
 	assert_int_equal(read_any(1), NBD_EINVAL);
-	stop();
 }
 
 static void test_unknown_option(void **state)
 {
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_STARTTLS, NULL, 0);
 	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP);
 	send_opt(4242, "abc", 3);
 	expect_orep(4242, NBD_REP_ERR_UNSUP);
 	go("disk");
-	stop();
 }
 
 static void test_option_too_big(void **state)
@@ -694,13 +685,11 @@ static void test_option_too_big(void **state)
 	uint8_t *d = calloc(1, len);
 
 	(void)state;
-	start();
 	greet();
 	send_opt(NBD_OPT_INFO, d, len);
 	expect_orep(NBD_OPT_INFO, NBD_REP_ERR_TOO_BIG);
 	go("disk"); /* still in sync */
 	free(d);
-	stop();
 }
 
 static void test_option_absurd(void **state)
@@ -708,7 +697,6 @@ static void test_option_absurd(void **state)
 	uint8_t h[16];
 
 	(void)state;
-	start();
 	greet();
 	put_be64(h, NBD_IHAVEOPT);
 	put_be32(h + 8, NBD_OPT_GO);
@@ -716,7 +704,6 @@ static void test_option_absurd(void **state)
 	cl_write(h, 16);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_bad_option_magic(void **state)
@@ -724,12 +711,10 @@ static void test_bad_option_magic(void **state)
 	uint8_t h[16] = "NOTMAGIC";
 
 	(void)state;
-	start();
 	greet();
 	cl_write(h, 16);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_handshake_timeout(void **state)
@@ -752,7 +737,6 @@ static void test_simple_commands(void **state)
 	struct ramdisk_stats rs;
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 7);
@@ -802,7 +786,6 @@ static void test_simple_commands(void **state)
 	assert_int_equal(st.bytes_read, 16384);
 	assert_int_equal(st.errors, 0);
 	assert_int_equal(st.requests, 10);
-	stop();
 }
 
 static void test_structured_read(void **state)
@@ -811,7 +794,6 @@ static void test_structured_read(void **state)
 	uint8_t buf[4096];
 
 	(void)state;
-	start();
 	memset(ramdisk_data(RD, "disk") + 8192, 0xab, 4096);
 	uint16_t f = connect_to("disk", true, false);
 	assert_true(f & NBD_FLAG_SEND_DF);
@@ -844,7 +826,6 @@ static void test_structured_read(void **state)
 	send_req(0, NBD_CMD_WRITE, 14, 0, 4);
 	cl_write("abcd", 4);
 	assert_int_equal(read_any(14), 0);
-	stop();
 }
 
 static void test_block_status(void **state)
@@ -853,7 +834,6 @@ static void test_block_status(void **state)
 	uint8_t buf[8192];
 
 	(void)state;
-	start();
 	connect_to("disk", true, true);
 	memset(buf, 1, sizeof(buf));
 	send_req(0, NBD_CMD_WRITE, 1, 16384, sizeof(buf));
@@ -884,17 +864,14 @@ static void test_block_status(void **state)
 	/* a flag not for this command */
 	send_req(NBD_CMD_FLAG_DF, NBD_CMD_BLOCK_STATUS, 5, 0, 20);
 	assert_int_equal(read_any(5), NBD_EINVAL);
-	stop();
 }
 
 static void test_block_status_not_negotiated(void **state)
 {
 	(void)state;
-	start();
 	connect_to("disk", true, false);
 	send_req(0, NBD_CMD_BLOCK_STATUS, 1, 0, 4096);
 	assert_int_equal(read_any(1), NBD_EINVAL);
-	stop();
 }
 
 static void test_block_status_backend_cannot(void **state)
@@ -902,7 +879,6 @@ static void test_block_status_backend_cannot(void **state)
 	struct chunk c;
 
 	(void)state;
-	start();
 	ramdisk_info(RD, "disk")->can_block_status = false;
 	connect_to("disk", true, true);
 	send_req(0, NBD_CMD_BLOCK_STATUS, 1, 4096, 8192);
@@ -915,13 +891,11 @@ static void test_block_status_backend_cannot(void **state)
 	struct ramdisk_stats rs;
 	ramdisk_get_stats(RD, &rs);
 	assert_int_equal(rs.ops[NBD_CMD_BLOCK_STATUS], 0);
-	stop();
 }
 
 static void test_bad_flags(void **state)
 {
 	(void)state;
-	start();
 	ramdisk_info(RD, "disk")->can_fast_zero = false;
 	ramdisk_info(RD, "disk")->can_fua = false;
 	connect_to("disk", false, false);
@@ -942,19 +916,16 @@ static void test_bad_flags(void **state)
 	cl_read(junk, sizeof(junk));
 	assert_int_equal(stats().errors, 5);
 	assert_int_equal(stats().protocol_errors, 0);
-	stop();
 }
 
 static void test_unknown_command(void **state)
 {
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	send_req(0, 99, 1, 0, 0);
 	assert_int_equal(read_simple(1), NBD_EINVAL);
 	send_req(0, NBD_CMD_FLUSH, 2, 0, 0);
 	assert_int_equal(read_simple(2), 0);
-	stop();
 }
 
 static void test_bad_request_magic(void **state)
@@ -962,12 +933,10 @@ static void test_bad_request_magic(void **state)
 	uint8_t h[28] = {0x12, 0x34};
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	cl_write(h, sizeof(h));
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_out_of_bounds(void **state)
@@ -975,7 +944,6 @@ static void test_out_of_bounds(void **state)
 	uint8_t buf[4096] = {0};
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	send_req(0, NBD_CMD_READ, 1, DISK_SIZE - 100, 4096);
 	assert_int_equal(read_simple(1), NBD_EINVAL);
@@ -994,17 +962,14 @@ static void test_out_of_bounds(void **state)
 	struct ramdisk_stats rs;
 	ramdisk_get_stats(RD, &rs);
 	assert_int_equal(rs.ops[NBD_CMD_WRITE], 0);
-	stop();
 }
 
 static void test_flush_with_offset(void **state)
 {
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	send_req(0, NBD_CMD_FLUSH, 1, 512, 0);
 	assert_int_equal(read_simple(1), NBD_EINVAL);
-	stop();
 }
 
 static void test_read_only(void **state)
@@ -1012,7 +977,6 @@ static void test_read_only(void **state)
 	uint8_t buf[512] = {0};
 
 	(void)state;
-	start();
 	uint16_t f = connect_to("ro", false, false);
 	assert_true(f & NBD_FLAG_READ_ONLY);
 	assert_false(f & NBD_FLAG_SEND_TRIM);
@@ -1027,13 +991,11 @@ static void test_read_only(void **state)
 	send_req(0, NBD_CMD_READ, 4, 0, 512);
 	assert_int_equal(read_simple(4), 0);
 	cl_read(buf, sizeof(buf));
-	stop();
 }
 
 static void test_not_advertised(void **state)
 {
 	(void)state;
-	start();
 	ramdisk_info(RD, "disk")->can_trim = false;
 	ramdisk_info(RD, "disk")->can_flush = false;
 	ramdisk_info(RD, "disk")->can_zero = false;
@@ -1053,13 +1015,11 @@ static void test_not_advertised(void **state)
 	assert_int_equal(read_simple(2), NBD_EINVAL);
 	send_req(0, NBD_CMD_WRITE_ZEROES, 3, 0, 512);
 	assert_int_equal(read_simple(3), NBD_EINVAL);
-	stop();
 }
 
 static void test_misaligned(void **state)
 {
 	(void)state;
-	start();
 	uint8_t d[256];
 	uint16_t reqs[] = {NBD_INFO_BLOCK_SIZE};
 	struct orep r;
@@ -1080,19 +1040,16 @@ static void test_misaligned(void **state)
 	assert_int_equal(read_simple(2), NBD_EINVAL);
 	send_req(0, NBD_CMD_READ, 3, 512, 512);
 	assert_int_equal(read_simple(3), 0);
-	stop();
 }
 
 static void test_write_over_max_payload(void **state)
 {
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	send_req(0, NBD_CMD_WRITE, 1, 0, (32u << 20) + 1);
 	assert_int_equal(read_simple(1), NBD_EINVAL);
 	expect_closed();
 	assert_int_equal(stats().protocol_errors, 1);
-	stop();
 }
 
 static void test_read_over_max_payload(void **state)
@@ -1100,7 +1057,6 @@ static void test_read_over_max_payload(void **state)
 	struct chunk c;
 
 	(void)state;
-	start();
 	connect_to("disk", true, false);
 	send_req(0, NBD_CMD_READ, 1, 0, (32u << 20) + 1);
 	read_chunk(&c);
@@ -1108,7 +1064,6 @@ static void test_read_over_max_payload(void **state)
 	assert_int_equal(get_be32(c.data), NBD_EOVERFLOW);
 	free(c.data);
 	expect_closed();
-	stop();
 }
 
 static void test_backend_errors(void **state)
@@ -1150,7 +1105,6 @@ static void test_out_of_order(void **state)
 	uint8_t h[16], data[512];
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	for (int i = 0; i < 8; i++)
 		memset(ramdisk_data(RD, "disk") + 512 * i, i, 512);
@@ -1172,7 +1126,6 @@ static void test_out_of_order(void **state)
 		assert_int_equal(data[0], i);
 		assert_int_equal(data[511], i);
 	}
-	stop();
 }
 
 static void test_deferred_completion(void **state)
@@ -1180,7 +1133,6 @@ static void test_deferred_completion(void **state)
 	uint8_t buf[4096];
 
 	(void)state;
-	start();
 	connect_to("disk", true, true);
 	ramdisk_set_mode(RD, RAMDISK_DEFER);
 	memset(buf, 5, sizeof(buf));
@@ -1212,7 +1164,6 @@ static void test_deferred_completion(void **state)
 		}
 	}
 	assert_true(seen[1] && seen[2] && seen[3]);
-	stop();
 }
 
 static void test_client_vanishes_with_ios(void **state)
@@ -1221,7 +1172,6 @@ static void test_client_vanishes_with_ios(void **state)
 	struct ramdisk_stats rs;
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	ramdisk_set_mode(RD, RAMDISK_HOLD);
 	send_req(0, NBD_CMD_READ, 1, 0, 4096);
@@ -1241,7 +1191,6 @@ static void test_client_vanishes_with_ios(void **state)
 	ramdisk_release(RD, false);
 	ramdisk_get_stats(RD, &rs);
 	assert_int_equal(rs.closes, 1);
-	stop();
 }
 
 static void test_vanish_mid_write(void **state)
@@ -1249,14 +1198,12 @@ static void test_vanish_mid_write(void **state)
 	uint8_t buf[1000] = {0};
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	send_req(0, NBD_CMD_WRITE, 1, 0, 4096);
 	cl_write(buf, sizeof(buf));
 	shutdown(CFD, SHUT_WR);
 	expect_closed();
 	assert_int_equal(stats().connections, 0);
-	stop();
 }
 
 static void test_disc_waits_for_inflight(void **state)
@@ -1264,7 +1211,6 @@ static void test_disc_waits_for_inflight(void **state)
 	uint8_t h[16];
 
 	(void)state;
-	start();
 	connect_to("disk", false, false);
 	ramdisk_set_mode(RD, RAMDISK_HOLD);
 	send_req(0, NBD_CMD_FLUSH, 1, 0, 0);
@@ -1280,7 +1226,6 @@ static void test_disc_waits_for_inflight(void **state)
 	cl_read(h, 16);
 	assert_true(get_be64(h + 8) == 1);
 	expect_closed();
-	stop();
 }
 
 static void test_half_header_stall(void **state)
@@ -1530,44 +1475,44 @@ static void test_io_complete_hook(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_greeting_and_export_name),
-	    cmocka_unit_test(test_export_name_no_zeroes),
-	    cmocka_unit_test(test_export_name_unknown),
-	    cmocka_unit_test(test_reject_not_fixed),
-	    cmocka_unit_test(test_reject_unknown_client_flags),
-	    cmocka_unit_test(test_abort),
-	    cmocka_unit_test(test_list),
-	    cmocka_unit_test(test_info_all),
-	    cmocka_unit_test(test_info_unknown_and_malformed),
-	    cmocka_unit_test(test_structured_with_data),
-	    cmocka_unit_test(test_list_meta),
-	    cmocka_unit_test(test_set_meta),
-	    cmocka_unit_test(test_unknown_option),
-	    cmocka_unit_test(test_option_too_big),
-	    cmocka_unit_test(test_option_absurd),
-	    cmocka_unit_test(test_bad_option_magic),
+	    server_test(test_greeting_and_export_name),
+	    server_test(test_export_name_no_zeroes),
+	    server_test(test_export_name_unknown),
+	    server_test(test_reject_not_fixed),
+	    server_test(test_reject_unknown_client_flags),
+	    server_test(test_abort),
+	    server_test(test_list),
+	    server_test(test_info_all),
+	    server_test(test_info_unknown_and_malformed),
+	    server_test(test_structured_with_data),
+	    server_test(test_list_meta),
+	    server_test(test_set_meta),
+	    server_test(test_unknown_option),
+	    server_test(test_option_too_big),
+	    server_test(test_option_absurd),
+	    server_test(test_bad_option_magic),
 	    cmocka_unit_test(test_handshake_timeout),
-	    cmocka_unit_test(test_simple_commands),
-	    cmocka_unit_test(test_structured_read),
-	    cmocka_unit_test(test_block_status),
-	    cmocka_unit_test(test_block_status_not_negotiated),
-	    cmocka_unit_test(test_block_status_backend_cannot),
-	    cmocka_unit_test(test_bad_flags),
-	    cmocka_unit_test(test_unknown_command),
-	    cmocka_unit_test(test_bad_request_magic),
-	    cmocka_unit_test(test_out_of_bounds),
-	    cmocka_unit_test(test_flush_with_offset),
-	    cmocka_unit_test(test_read_only),
-	    cmocka_unit_test(test_not_advertised),
-	    cmocka_unit_test(test_misaligned),
-	    cmocka_unit_test(test_write_over_max_payload),
-	    cmocka_unit_test(test_read_over_max_payload),
+	    server_test(test_simple_commands),
+	    server_test(test_structured_read),
+	    server_test(test_block_status),
+	    server_test(test_block_status_not_negotiated),
+	    server_test(test_block_status_backend_cannot),
+	    server_test(test_bad_flags),
+	    server_test(test_unknown_command),
+	    server_test(test_bad_request_magic),
+	    server_test(test_out_of_bounds),
+	    server_test(test_flush_with_offset),
+	    server_test(test_read_only),
+	    server_test(test_not_advertised),
+	    server_test(test_misaligned),
+	    server_test(test_write_over_max_payload),
+	    server_test(test_read_over_max_payload),
 	    cmocka_unit_test(test_backend_errors),
-	    cmocka_unit_test(test_out_of_order),
-	    cmocka_unit_test(test_deferred_completion),
-	    cmocka_unit_test(test_client_vanishes_with_ios),
-	    cmocka_unit_test(test_vanish_mid_write),
-	    cmocka_unit_test(test_disc_waits_for_inflight),
+	    server_test(test_out_of_order),
+	    server_test(test_deferred_completion),
+	    server_test(test_client_vanishes_with_ios),
+	    server_test(test_vanish_mid_write),
+	    server_test(test_disc_waits_for_inflight),
 	    cmocka_unit_test(test_half_header_stall),
 	    cmocka_unit_test(test_flow_control),
 	    cmocka_unit_test(test_big_read),

@@ -95,6 +95,18 @@ static void ctx_close(struct ctx *c)
 	rm_rf(c->dir);
 }
 
+/* The usual set-up of an I/O test: volume @p name created on the open shelf. */
+static struct store_volume *ctx_volume(struct ctx *c, const char *name, uint64_t size,
+				       const char *owner)
+{
+	struct store_volume *v;
+
+	assert_int_equal(store_volume_create(c->s, name, size, owner), 0);
+	v = store_volume_find(c->s, name);
+	assert_non_null(v);
+	return v;
+}
+
 static void tio_done(struct store_io *io, int result)
 {
 	struct tio *t = (struct tio *)io;
@@ -335,8 +347,7 @@ static void test_rw_many_inflight(void **state)
 	c.opts.depth = 8;
 	c.opts.workers = 3;
 	ctx_reopen(&c);
-	assert_int_equal(store_volume_create(c.s, "v", 64 * MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", 64 * MiB, "a");
 	for (int i = 0; i < N_IOS; i++) {
 		len[i] = (uint64_t)(1 + (i * 7919) % 32) * 4 * KiB - (i % 3) * 512;
 		off[i] = total + (uint64_t)(i % 5) * 512; /* some unaligned gaps */
@@ -391,8 +402,7 @@ static void test_short_io(void **state)
 	 * the continue-after-short-transfer path hundreds of times. */
 	c.opts.max_io_bytes = 4096;
 	ctx_reopen(&c);
-	assert_int_equal(store_volume_create(c.s, "v", 4 * MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", 4 * MiB, "a");
 	fill(w, n, 7);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 512, n, w), 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 512, n, r), 0);
@@ -426,8 +436,7 @@ static void test_fua_and_flush(void **state)
 
 	(void)state;
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", MiB, "a");
 	fill(w, sizeof(w), 3);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 4096, sizeof(w), w), 0);
 	/* Made durable by the write itself (io_uring: a NOWAIT write, then an
@@ -464,10 +473,8 @@ static void test_flush_skip_and_share(void **state)
 
 	(void)state;
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
-	assert_int_equal(store_volume_create(c.s, "v2", MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
-	v2 = store_volume_find(c.s, "v2");
+	v = ctx_volume(&c, "v", MiB, "a");
+	v2 = ctx_volume(&c, "v2", MiB, "a");
 	fill(w, sizeof(w), 5);
 
 	/* The first FLUSH of a volume always syncs (pages may be dirty from
@@ -564,8 +571,7 @@ static void test_trim_and_block_status(void **state)
 	assert_non_null(w);
 	assert_non_null(r);
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", 4 * MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", 4 * MiB, "a");
 	assert_int_equal(store_block_status(v, 0, 4 * MiB, e, 8), 1);
 	assert_true(e[0].hole);
 	assert_int_equal(e[0].length, 4 * MiB);
@@ -630,8 +636,7 @@ static void write_zeroes_on(const char *base)
 	ctx_open_in(&c, base);
 	assert_int_equal(statfs(c.dir, &sf), 0);
 	tmpfs = sf.f_type == TMPFS_MAGIC_;
-	assert_int_equal(store_volume_create(c.s, "v", 2 * MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", 2 * MiB, "a");
 	fill(w, MiB, 9);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, MiB, w), 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), 0);
@@ -707,8 +712,7 @@ static void test_cache(void **state)
 
 	(void)state;
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", 8 * MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", 8 * MiB, "a");
 	fill(w, sizeof(w), 1);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_CACHE, 0, 0, 8 * MiB, NULL), 0);
@@ -724,8 +728,7 @@ static void test_invalid_ios_complete_later(void **state)
 
 	(void)state;
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", MiB, "a");
 	assert_int_equal(store_check_range(v, 0, MiB), 0);
 	assert_int_equal(store_check_range(v, MiB, 0), 0);
 	assert_int_equal(store_check_range(v, MiB - 512, 1024), -EINVAL);
@@ -751,10 +754,8 @@ static void test_two_shelves(void **state)
 	(void)state;
 	ctx_open(&a);
 	ctx_open(&b);
-	assert_int_equal(store_volume_create(a.s, "vol", MiB, "a"), 0);
-	assert_int_equal(store_volume_create(b.s, "vol", MiB, "b"), 0);
-	va = store_volume_find(a.s, "vol");
-	vb = store_volume_find(b.s, "vol");
+	va = ctx_volume(&a, "vol", MiB, "a");
+	vb = ctx_volume(&b, "vol", MiB, "b");
 	fill(w, sizeof(w), 11);
 	assert_int_equal(do_io(&a, va, STORE_OP_WRITE, 0, 0, sizeof(w), w), 0);
 	assert_int_equal(do_io(&b, vb, STORE_OP_READ, 0, 0, sizeof(r), r), 0);
@@ -803,8 +804,7 @@ static void test_fencing_gate(void **state)
 
 	(void)state;
 	ctx_open(&c);
-	assert_int_equal(store_volume_create(c.s, "v", MiB, "a"), 0);
-	v = store_volume_find(c.s, "v");
+	v = ctx_volume(&c, "v", MiB, "a");
 	fill(w, sizeof(w), 21);
 	fill(w2, sizeof(w2), 22);
 	store_set_gate(c.s, t_gate, t_gate_wait, NULL);

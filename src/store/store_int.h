@@ -1,0 +1,174 @@
+/*
+ * The one private header of the store module: the shelf (struct store), its
+ * volumes, the io queues, the step an engine runs, and the engine interface.
+ *
+ * Files and who calls whom (no cycle):
+ *   store.c   the shelf and its volumes (open, create, metadata); calls
+ *             io.c only to set up io.c's part of a store or a volume
+ *             (store_io_init, store_io_init_volume) and the engines only
+ *             through their ops (init, fini, add/del_volume).
+ *   io.c      the per-io state machine: store_submit() splits an io into
+ *             steps and hands each to the engine through ops->queue; FLUSH
+ *             bookkeeping, the fencing gate, block status. It never calls
+ *             store.c.
+ *   engine_uring.c, engine_threads.c   run one step each (io_uring or a
+ *             worker pool) and report it with the one up-call
+ *             store_step_done() (or store_gate_park() when fenced).
+ * Every io queue is a struct slist of store_io linked through io->link;
+ * each belongs to the loop thread, except the worker pool's shared queues
+ * (under its locks).
+ */
+#ifndef DUET_STORE_STORE_INT_H
+#define DUET_STORE_STORE_INT_H
+
+#include "common/list.h"
+#include "common/loop.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <sys/uio.h>
+
+#define STORE_OWNER_MAX	 16
+#define STORE_ZERO_BYTES (1u << 20) /* zero buffer for writing zeros */
+#define STORE_CHUNK_MAX	 (1u << 30) /* largest single system call */
+#define STORE_SLOT_NONE	 (-1)
+
+struct store_volume {
+	struct store *s;
+	char name[STORE_NAME_MAX];
+	char uuid[STORE_UUID_LEN];
+	char owner[STORE_OWNER_MAX];
+	uint64_t size;
+	int64_t created; /* unix seconds */
+	int fd;
+	int slot;	/* registered file index (io_uring) or STORE_SLOT_NONE */
+	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */
+
+	/* FLUSH bookkeeping (io.c). */
+	uint64_t wgen;		  /* modifying ios completed */
+	uint64_t synced_gen;	  /* wgen when the last successful sync began */
+	struct store_io *sync_io; /* the FLUSH whose fdatasync runs, or NULL */
+	uint64_t sync_gen;	  /* wgen when it began */
+	struct slist sync_riders; /* FLUSHes covered by the running sync */
+	struct slist sync_next;	  /* FLUSHes that need the next one */
+};
+
+/* Io queues are struct slist of store_io, linked through io->link. */
+static inline void store_io_push(struct slist *q, struct store_io *io)
+{
+	slist_push_tail(q, &io->link);
+}
+
+/* The first io of @p q, removed, or NULL. */
+static inline struct store_io *store_io_pop(struct slist *q)
+{
+	struct slist_node *n = slist_pop_head(q);
+
+	return n ? slist_entry(n, struct store_io, link) : NULL;
+}
+
+/* Move every io of @p from into the new queue @p to (from ends empty). */
+static inline void store_io_take_all(struct slist *to, struct slist *from)
+{
+	slist_init(to);
+	slist_splice_tail(to, from);
+}
+
+/* What the engine must do for an io's current step: one system call. */
+enum store_step_kind {
+	STORE_STEP_READ,
+	STORE_STEP_WRITE, /* dsync: RWF_DSYNC */
+	STORE_STEP_SYNC,  /* fdatasync */
+	STORE_STEP_FALLOC,
+	STORE_STEP_FADVISE, /* WILLNEED */
+};
+
+struct store_step {
+	enum store_step_kind kind;
+	int fd;
+	int slot; /* registered file, or STORE_SLOT_NONE */
+	void *buf;
+	uint64_t offset;
+	uint64_t len;
+	int mode; /* fallocate */
+	bool dsync;
+};
+
+struct store_engine_ops {
+	int (*init)(struct store *s);
+	void (*fini)(struct store *s);
+	/* Called when a volume opens / closes (register its file). */
+	void (*add_volume)(struct store *s, struct store_volume *v);
+	void (*del_volume)(struct store *s, struct store_volume *v);
+	/* Start the current step of @p io; its result comes back later, on the
+	 * loop thread, through store_step_done(). Never fails: queues when full.
+	 * io.c calls it only when no step waits for the fencing gate. */
+	void (*queue)(struct store *s, struct store_io *io);
+};
+
+struct store {
+	struct loop *loop;
+	char *dir;
+	int dirfd;
+	int voldirfd;
+	struct store_opts opts;
+	uint64_t max_io;
+	char shelf_uuid[STORE_UUID_LEN];
+
+	struct store_volume **vols; /* sorted by name */
+	unsigned n_vols;
+	unsigned cap_vols;
+
+	void *zeros; /* STORE_ZERO_BYTES of read-only zeros */
+	unsigned inflight;
+	struct store_stats st;
+
+	/* Ios completed without reaching an engine (invalid or empty). */
+	struct slist deferred;
+	struct loop_task deferred_task;
+
+	const struct store_engine_ops *ops;
+	void *engine;
+
+	/* The fencing gate (store_set_gate) and the steps waiting for it. */
+	bool (*gate_allowed)(void *arg);
+	void (*gate_wait)(void *arg);
+	void *gate_arg;
+	struct slist gated;
+};
+
+/* A worker's result for a step it did not run: the gate was closed. */
+#define STORE_GATED_RES (-ERESTART)
+
+/* Whether a step may go to the disk now (any thread). */
+static inline bool store_gate_open(const struct store *s)
+{
+	return !s->gate_allowed || s->gate_allowed(s->gate_arg);
+}
+
+/* ---- prototypes, by the file that defines them ---- */
+
+/* io.c */
+/** Set up io.c's part of a new store: its queues and the deferred task. */
+void store_io_init(struct store *s);
+/** Set up io.c's part of a new volume: its FLUSH queues. */
+void store_io_init_volume(struct store_volume *v);
+/** Describe the current step of @p io. */
+void store_step_get(const struct store_io *io, struct store_step *st);
+/** The engines' up-call: account the result of the step just run; completes
+ * the io (calling io->done) or queues its next step. Loop thread only. */
+void store_step_done(struct store *s, struct store_io *io, int res);
+/** Loop thread: keep @p io until the gate opens (or fails). */
+void store_gate_park(struct store *s, struct store_io *io);
+/** Run one step synchronously (the worker threads). @return >= 0 or -errno. */
+int store_step_exec(const struct store_step *st);
+
+/* engine_uring.c */
+/** The io_uring engine. */
+extern const struct store_engine_ops store_uring_ops;
+
+/* engine_threads.c */
+/** The worker-pool engine. */
+extern const struct store_engine_ops store_threads_ops;
+
+#endif
