@@ -1,7 +1,10 @@
 /* Tests of the fabric link with real libfabric over loopback, in one
  * process: two links (a and b) on one loop talk to each other. Each test
  * uses its own ports (DUET_TEST_PORT_BASE, default 21000, + 0..999) so
- * lingering sockets never collide. */
+ * lingering sockets never collide. Most tests start from the pair fixture
+ * (PAIR_TEST: a and b open and linked, closed by the teardown); the others
+ * open their sides themselves because the peer's absence, restart or
+ * options are what they test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
