@@ -1,7 +1,10 @@
 /* Tests of the fabric link with real libfabric over loopback, in one
  * process: two links (a and b) on one loop talk to each other. Each test
  * uses its own ports (DUET_TEST_PORT_BASE, default 21000, + 0..999) so
- * lingering sockets never collide. */
+ * lingering sockets never collide. Most tests start from the pair fixture
+ * (PAIR_TEST: a and b open and linked, closed by the teardown); the others
+ * open their sides themselves because the peer's absence, restart or
+ * options are what they test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,14 +180,14 @@ static void side_free(struct side *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static void pair_open(struct side *a, struct side *b, const char *host, int port)
+static void pair_open(struct side *a, struct side *b, const char *host, int port, unsigned flags)
 {
 	char la[64], lb[64];
 
 	snprintf(la, sizeof(la), "%s:%d", host, port);
 	snprintf(lb, sizeof(lb), "%s:%d", host, port + 1);
-	side_open(a, "a", la, lb, KEY_A, 0);
-	side_open(b, "b", lb, la, KEY_B, 0);
+	side_open(a, "a", la, lb, KEY_A, flags);
+	side_open(b, "b", lb, la, KEY_B, flags);
 }
 
 /* Issue a read and wait for it; @return its status. */
@@ -228,6 +231,55 @@ static int teardown(void **state)
 	return 0;
 }
 
+/*
+ * The fixture of most tests: side a at host:P(port), side b at
+ * host:P(port + 1), linked to each other with their regions registered.
+ * Where and how is cmocka's initial state (a struct pair_spec, from
+ * PAIR_TEST or PAIR_TEST_AT); the test gets the pair as its state, and the
+ * teardown closes what is still open.
+ */
+struct pair_spec {
+	const char *host;
+	int port;	/* offset, for P() */
+	unsigned flags; /* FAB_LINK_* of both sides */
+};
+
+struct pair {
+	struct side a, b;
+	struct fab_remote ra, rb; /* a's and b's regions, as the peer names them */
+};
+
+static int pair_setup(void **state)
+{
+	const struct pair_spec *spec = *state;
+	struct pair *p = calloc(1, sizeof(*p));
+
+	if (!p || setup(state) != 0) {
+		free(p);
+		return -1;
+	}
+	p->ra = (struct fab_remote){.key = KEY_A, .size = REGION};
+	p->rb = (struct fab_remote){.key = KEY_B, .size = REGION};
+	pair_open(&p->a, &p->b, spec->host, P(spec->port), spec->flags);
+	*state = p;
+	return 0;
+}
+
+static int pair_teardown(void **state)
+{
+	struct pair *p = *state;
+
+	side_free(&p->a);
+	side_free(&p->b);
+	free(p);
+	return teardown(state);
+}
+
+#define PAIR_TEST_AT(f, host, port, flags)                                     \
+	cmocka_unit_test_prestate_setup_teardown(f, pair_setup, pair_teardown, \
+						 (&(struct pair_spec){host, port, flags}))
+#define PAIR_TEST(f, port) PAIR_TEST_AT(f, "127.0.0.1", port, 0)
+
 static bool got_doorbell(void *arg)
 {
 	return ((struct side *)arg)->doorbells > 0;
@@ -241,68 +293,67 @@ static bool got_msg(void *arg)
 /* Write, read back, doorbell and messages both ways. */
 static void test_roundtrips(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	unsigned char out[4096], in[4096];
 	struct req r;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(1));
 	for (size_t i = 0; i < sizeof(out); i++)
 		out[i] = (unsigned char)(i * 7 + 1);
 
-	assert_int_equal(sync_write(&a, out, sizeof(out), &rb, 8192, FAB_DELIVERY_COMPLETE), 0);
-	assert_memory_equal(b.mem + 8192, out, sizeof(out));
-	assert_int_equal(sync_write(&a, out, 100, &rb, REGION - 100, 0), 0);
+	assert_int_equal(sync_write(a, out, sizeof(out), rb, 8192, FAB_DELIVERY_COMPLETE), 0);
+	assert_memory_equal(b->mem + 8192, out, sizeof(out));
+	assert_int_equal(sync_write(a, out, 100, rb, REGION - 100, 0), 0);
 
 	memset(in, 0, sizeof(in));
-	assert_int_equal(sync_read(&a, in, sizeof(in), &rb, 8192), 0);
+	assert_int_equal(sync_read(a, in, sizeof(in), rb, 8192), 0);
 	assert_memory_equal(in, out, sizeof(in));
 
-	/* Doorbell: write with immediate data, no receive needed at b. */
+	/* Doorbell: write with immediate data, no receive needed at b-> */
 	req_init(&r);
-	assert_int_equal(fab_writedata(a.link, out, 64, &rb, 0, 0xfeedfacecafebeefull,
+	assert_int_equal(fab_writedata(a->link, out, 64, rb, 0, 0xfeedfacecafebeefull,
 				       FAB_DELIVERY_COMPLETE, &r.op),
 			 0);
-	run_until(got_doorbell, &b);
+	run_until(got_doorbell, b);
 	run_until(req_finished, &r);
 	assert_int_equal(r.status, 0);
-	assert_int_equal(b.last_imm, 0xfeedfacecafebeefull);
-	assert_memory_equal(b.mem, out, 64);
+	assert_int_equal(b->last_imm, 0xfeedfacecafebeefull);
+	assert_memory_equal(b->mem, out, 64);
 	/* A pure doorbell (no payload). */
-	b.doorbells = 0;
+	b->doorbells = 0;
 	req_init(&r);
-	assert_int_equal(fab_writedata(a.link, NULL, 0, &rb, 0, 42, 0, &r.op), 0);
-	run_until(got_doorbell, &b);
+	assert_int_equal(fab_writedata(a->link, NULL, 0, rb, 0, 42, 0, &r.op), 0);
+	run_until(got_doorbell, b);
 	run_until(req_finished, &r);
 	assert_int_equal(r.status, 0);
-	assert_int_equal(b.last_imm, 42);
+	assert_int_equal(b->last_imm, 42);
 
 	/* Messages both ways; more than rx_depth so buffers are reposted. */
 	for (int i = 0; i < 20; i++) {
 		char msg[32];
 		int n = snprintf(msg, sizeof(msg), "hello %d", i);
 		req_init(&r);
-		b.msgs = 0;
-		assert_int_equal(fab_send(a.link, msg, (size_t)n, &r.op), 0);
-		run_until(got_msg, &b);
+		b->msgs = 0;
+		assert_int_equal(fab_send(a->link, msg, (size_t)n, &r.op), 0);
+		run_until(got_msg, b);
 		run_until(req_finished, &r);
 		assert_int_equal(r.status, 0);
-		assert_int_equal(b.last_len, (size_t)n);
-		assert_memory_equal(b.last_msg, msg, (size_t)n);
+		assert_int_equal(b->last_len, (size_t)n);
+		assert_memory_equal(b->last_msg, msg, (size_t)n);
 	}
 	req_init(&r);
-	assert_int_equal(fab_send(b.link, "pong", 4, &r.op), 0);
-	run_until(got_msg, &a);
+	assert_int_equal(fab_send(b->link, "pong", 4, &r.op), 0);
+	run_until(got_msg, a);
 	run_until(req_finished, &r);
-	assert_memory_equal(a.last_msg, "pong", 4);
+	assert_memory_equal(a->last_msg, "pong", 4);
 
 	/* A burst: many ops in flight at once. */
 	struct req many[64];
 	for (int i = 0; i < 64; i++) {
 		req_init(&many[i]);
-		assert_int_equal(fab_write(a.link, out, sizeof(out), &rb, (uint64_t)(i % 60) * 1024,
+		assert_int_equal(fab_write(a->link, out, sizeof(out), rb, (uint64_t)(i % 60) * 1024,
 					   FAB_DELIVERY_COMPLETE, &many[i].op),
 				 0);
 	}
@@ -312,90 +363,82 @@ static void test_roundtrips(void **state)
 		assert_int_equal(many[i].calls, 1);
 	}
 
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	assert_int_equal(st.inflight, 0);
 	assert_int_equal(st.inflight_bytes, 0);
 	assert_int_equal(st.errors, 0);
 	assert_true(st.ops >= 3 + 2 + 20 + 64);
-	fab_link_get_stats(b.link, &st);
+	fab_link_get_stats(b->link, &st);
 	assert_int_equal(st.msgs_in, 20);
 	assert_int_equal(st.doorbells_in, 2);
-	side_free(&a);
-	side_free(&b);
 }
 
 /* Remote ranges outside the peer's region are refused before posting. */
 static void test_validation(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	struct fab_mr *dup;
 	unsigned char buf[512];
 	struct req r;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(11));
 	req_init(&r);
-	assert_int_equal(fab_read(a.link, buf, 1, &rb, REGION, &r.op), -EINVAL);
-	assert_int_equal(fab_read(a.link, buf, 2, &rb, REGION - 1, &r.op), -EINVAL);
-	assert_int_equal(fab_read(a.link, buf, 16, &rb, UINT64_MAX - 8, &r.op), -EINVAL);
-	assert_int_equal(fab_write(a.link, buf, 16, &rb, UINT64_MAX, 0, &r.op), -EINVAL);
-	assert_int_equal(fab_writedata(a.link, buf, 16, &rb, REGION - 8, 1, 0, &r.op), -EINVAL);
-	assert_int_equal(fab_writedata(a.link, NULL, 0, &rb, REGION + 1, 1, 0, &r.op), -EINVAL);
-	assert_int_equal(fab_read(a.link, buf, 16, NULL, 0, &r.op), -EINVAL);
-	assert_int_equal(fab_send(a.link, buf, 257, &r.op), -EMSGSIZE);
+	assert_int_equal(fab_read(a->link, buf, 1, rb, REGION, &r.op), -EINVAL);
+	assert_int_equal(fab_read(a->link, buf, 2, rb, REGION - 1, &r.op), -EINVAL);
+	assert_int_equal(fab_read(a->link, buf, 16, rb, UINT64_MAX - 8, &r.op), -EINVAL);
+	assert_int_equal(fab_write(a->link, buf, 16, rb, UINT64_MAX, 0, &r.op), -EINVAL);
+	assert_int_equal(fab_writedata(a->link, buf, 16, rb, REGION - 8, 1, 0, &r.op), -EINVAL);
+	assert_int_equal(fab_writedata(a->link, NULL, 0, rb, REGION + 1, 1, 0, &r.op), -EINVAL);
+	assert_int_equal(fab_read(a->link, buf, 16, NULL, 0, &r.op), -EINVAL);
+	assert_int_equal(fab_send(a->link, buf, 257, &r.op), -EMSGSIZE);
 	/* Duplicate key. */
-	assert_int_equal(fab_mr_reg(a.link, buf, sizeof(buf), KEY_A, FAB_REMOTE_READ, &dup),
+	assert_int_equal(fab_mr_reg(a->link, buf, sizeof(buf), KEY_A, FAB_REMOTE_READ, &dup),
 			 -EEXIST);
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	assert_int_equal(st.inflight, 0);
 	run_for_ms(20);
 	assert_int_equal(r.calls, 0);
 	/* Edge: exactly the last byte is fine. */
-	assert_int_equal(sync_read(&a, buf, 1, &rb, REGION - 1), 0);
-	side_free(&a);
-	side_free(&b);
+	assert_int_equal(sync_read(a, buf, 1, rb, REGION - 1), 0);
 }
 
 /* A wrong key kills rxm's connection; the link resets its endpoint and
  * recovers. */
 static void test_wrong_key_recovers(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_remote bad = {.key = 0x7777, .size = REGION};
 	struct fab_link_stats st;
 	unsigned char buf[64];
 	int rc;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(21));
-	b.mem[5] = 0x5a;
-	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
-	rc = sync_read(&a, buf, 64, &bad, 0);
+	b->mem[5] = 0x5a;
+	assert_int_equal(sync_read(a, buf, 64, rb, 0), 0);
+	rc = sync_read(a, buf, 64, &bad, 0);
 	assert_true(rc < 0);
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	assert_true(st.resets >= 1);
 	assert_int_equal(st.errors, 1);
 	/* The next operation reconnects. */
 	memset(buf, 0, sizeof(buf));
-	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
+	assert_int_equal(sync_read(a, buf, 64, rb, 0), 0);
 	assert_int_equal(buf[5], 0x5a);
 	/* Also a write with a wrong key, then a good write. */
-	assert_true(sync_write(&a, buf, 64, &bad, 0, FAB_DELIVERY_COMPLETE) < 0);
-	assert_int_equal(sync_write(&a, buf, 64, &rb, 128, FAB_DELIVERY_COMPLETE), 0);
-	assert_int_equal(b.mem[128 + 5], 0x5a);
+	assert_true(sync_write(a, buf, 64, &bad, 0, FAB_DELIVERY_COMPLETE) < 0);
+	assert_int_equal(sync_write(a, buf, 64, rb, 128, FAB_DELIVERY_COMPLETE), 0);
+	assert_int_equal(b->mem[128 + 5], 0x5a);
 	/* The victim's own operations towards the offender recover too (its
 	 * side of the shared connection may have died with it). */
-	assert_true(sync_read(&a, buf, 64, &bad, 0) < 0);
-	struct fab_remote ra = {.key = KEY_A, .size = REGION};
+	assert_true(sync_read(a, buf, 64, &bad, 0) < 0);
+	const struct fab_remote *ra = &p->ra;
 	int fails = 0;
-	while (sync_read(&b, buf, 64, &ra, 0) != 0)
+	while (sync_read(b, buf, 64, ra, 0) != 0)
 		assert_true(++fails < 5);
 	print_message("victim side: %d failed op(s) before recovering\n", fails);
-	side_free(&a);
-	side_free(&b);
 }
 
 static double cpu_seconds(void)
@@ -497,32 +540,31 @@ static void test_abort_backlog(void **state)
  * was closed), even though the op memory is reused at once. */
 static void test_abort_posted(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	static unsigned char bufs[16][4096];
 	struct req r[16];
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(41));
-	memset(b.mem, 0x11, REGION);
+	memset(b->mem, 0x11, REGION);
 	/* Connect first so that the ops below are really posted. */
-	assert_int_equal(sync_read(&a, bufs[0], 8, &rb, 0), 0);
+	assert_int_equal(sync_read(a, bufs[0], 8, rb, 0), 0);
 	for (int i = 0; i < 16; i++) {
 		req_init(&r[i]);
 		if (i % 2)
-			assert_int_equal(fab_read(a.link, bufs[i], 4096, &rb, 0, &r[i].op), 0);
+			assert_int_equal(fab_read(a->link, bufs[i], 4096, rb, 0, &r[i].op), 0);
 		else
-			assert_int_equal(fab_write(a.link, bufs[i], 4096, &rb, 4096,
+			assert_int_equal(fab_write(a->link, bufs[i], 4096, rb, 4096,
 						   FAB_DELIVERY_COMPLETE, &r[i].op),
 					 0);
 	}
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	assert_int_equal(st.inflight, 16);
 	assert_true(st.backlog < 16);
 	uint64_t resets = st.resets;
-	fab_link_abort(a.link);
-	fab_link_get_stats(a.link, &st);
+	fab_link_abort(a->link);
+	fab_link_get_stats(a->link, &st);
 	assert_int_equal(st.inflight, 0);
 	assert_int_equal(st.resets, resets + 1);
 	print_message("abort: %.2f ms on the loop, endpoint %s\n", (double)st.reset_ns / 1e6,
@@ -540,10 +582,8 @@ static void test_abort_posted(void **state)
 		for (int j = 0; j < 4096; j++)
 			assert_int_equal(bufs[i][j], 0xee);
 	/* The link works again afterwards. */
-	assert_int_equal(sync_read(&a, bufs[0], 64, &rb, 0), 0);
+	assert_int_equal(sync_read(a, bufs[0], 64, rb, 0), 0);
 	assert_int_equal(bufs[0][0], 0x11);
-	side_free(&a);
-	side_free(&b);
 }
 
 /* The peer comes up after the op was issued: the queued read completes. */
@@ -576,48 +616,44 @@ static void test_peer_appears(void **state)
  * at most a failed op or two the link reaches the new one. */
 static void test_peer_restarts(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	unsigned char buf[64];
 	int fails = 0, rc;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(61));
-	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
-	side_close(&b);
-	memset(b.mem, 0x44, 64);
-	side_open(&b, "b", A("127.0.0.1", 62), A("127.0.0.1", 61), KEY_B, 0);
+	assert_int_equal(sync_read(a, buf, 64, rb, 0), 0);
+	side_close(b);
+	memset(b->mem, 0x44, 64);
+	side_open(b, "b", A("127.0.0.1", 62), A("127.0.0.1", 61), KEY_B, 0);
 	uint64_t t0 = now_ns();
-	while ((rc = sync_read(&a, buf, 64, &rb, 0)) != 0) {
+	while ((rc = sync_read(a, buf, 64, rb, 0)) != 0) {
 		fails++;
 		assert_true(fails < 20);
 	}
 	print_message("restarted peer reached after %d failed op(s), %.1f ms\n", fails,
 		      (double)(now_ns() - t0) / 1e6);
 	assert_int_equal(buf[0], 0x44);
-	side_free(&a);
-	side_free(&b);
 }
 
 /* Close with ops posted and in the backlog: all fail with -ECANCELED
  * inside fab_link_close. */
 static void test_close_inflight(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	static unsigned char bufs[8][4096];
 	struct req r[8], m;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(71));
-	assert_int_equal(sync_read(&a, bufs[0], 8, &rb, 0), 0);
+	assert_int_equal(sync_read(a, bufs[0], 8, rb, 0), 0);
 	for (int i = 0; i < 8; i++) {
 		req_init(&r[i]);
-		assert_int_equal(fab_read(a.link, bufs[i], 4096, &rb, 0, &r[i].op), 0);
+		assert_int_equal(fab_read(a->link, bufs[i], 4096, rb, 0, &r[i].op), 0);
 	}
 	req_init(&m);
-	assert_int_equal(fab_send(a.link, "bye", 3, &m.op), 0);
-	side_close(&a);
+	assert_int_equal(fab_send(a->link, "bye", 3, &m.op), 0);
+	side_close(a);
 	for (int i = 0; i < 8; i++) {
 		assert_int_equal(r[i].calls, 1);
 		assert_int_equal(r[i].status, -ECANCELED);
@@ -625,20 +661,19 @@ static void test_close_inflight(void **state)
 	assert_int_equal(m.calls, 1);
 	assert_int_equal(m.status, -ECANCELED);
 	run_for_ms(50);
-	side_free(&a);
-	side_free(&b);
+	side_free(a);
+	side_free(b);
 
 	/* Peer absent: everything is in the backlog. */
-	side_open(&a, "a", A("127.0.0.1", 73), A("127.0.0.1", 74), KEY_A, 0);
+	side_open(a, "a", A("127.0.0.1", 73), A("127.0.0.1", 74), KEY_A, 0);
 	for (int i = 0; i < 8; i++) {
 		req_init(&r[i]);
-		assert_int_equal(fab_write(a.link, bufs[i], 4096, &rb, 0, 0, &r[i].op), 0);
+		assert_int_equal(fab_write(a->link, bufs[i], 4096, rb, 0, 0, &r[i].op), 0);
 	}
 	run_for_ms(50);
-	side_close(&a);
+	side_close(a);
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(r[i].status, -ECANCELED);
-	side_free(&a);
 }
 
 struct closer {
@@ -660,27 +695,24 @@ static void close_in_cb(struct fab_op *op, int status)
 /* A completion callback may close its own link. */
 static void test_close_from_callback(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a;
+	const struct fab_remote *rb = &p->rb;
 	unsigned char buf[4][64];
 	struct closer c[4];
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(81));
 	for (int i = 0; i < 4; i++) {
 		c[i].op.done = close_in_cb;
 		c[i].op.arg = &c[i];
-		c[i].s = &a;
+		c[i].s = a;
 		c[i].calls = 0;
-		assert_int_equal(fab_read(a.link, buf[i], 64, &rb, 0, &c[i].op), 0);
+		assert_int_equal(fab_read(a->link, buf[i], 64, rb, 0, &c[i].op), 0);
 	}
-	while (a.link)
+	while (a->link)
 		assert_true(loop_run_once(lp, 10000000ull) >= 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(c[i].calls, 1);
 	run_for_ms(20);
-	side_free(&a);
-	side_free(&b);
 }
 
 /* Two pairs on different local addresses work independently; aborting one
@@ -693,8 +725,8 @@ static void test_two_pairs(void **state)
 	struct req r1, r2;
 
 	(void)state;
-	pair_open(&a1, &b1, "127.0.0.1", P(91));
-	pair_open(&a2, &b2, "127.0.0.2", P(91));
+	pair_open(&a1, &b1, "127.0.0.1", P(91), 0);
+	pair_open(&a2, &b2, "127.0.0.2", P(91), 0);
 	b1.mem[0] = 1;
 	b2.mem[0] = 2;
 	req_init(&r1);
@@ -742,112 +774,91 @@ static bool got_all_msgs(void *arg)
 static void test_burst(void **state)
 {
 	enum { N = 6000 };
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	struct req *r = calloc(N, sizeof(*r));
 	uint64_t max_backlog = 0;
 
-	(void)state;
 	assert_non_null(r);
-	pair_open(&a, &b, "127.0.0.1", P(151));
-	assert_int_equal(sync_read(&a, r, 8, &rb, 0), 0); /* connect first */
+	assert_int_equal(sync_read(a, r, 8, rb, 0), 0); /* connect first */
 	for (int i = 0; i < N; i++) {
 		req_init(&r[i]);
 		if (i % 3 == 0)
-			assert_int_equal(fab_send(a.link, "x", 1, &r[i].op), 0);
+			assert_int_equal(fab_send(a->link, "x", 1, &r[i].op), 0);
 		else
-			assert_int_equal(fab_write(a.link, a.mem + (i % 64) * 512, 512, &rb,
+			assert_int_equal(fab_write(a->link, a->mem + (i % 64) * 512, 512, rb,
 						   (uint64_t)(i % 128) * 512,
 						   i % 2 ? FAB_DELIVERY_COMPLETE : 0, &r[i].op),
 					 0);
-		fab_link_get_stats(a.link, &st);
+		fab_link_get_stats(a->link, &st);
 		max_backlog = st.backlog > max_backlog ? st.backlog : max_backlog;
 	}
-	run_until(all_done, a.link);
+	run_until(all_done, a->link);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(r[i].calls, 1);
 		assert_int_equal(r[i].status, 0);
 	}
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	print_message("burst of %d ops: up to %" PRIu64 " waited in the backlog\n", N, max_backlog);
 	assert_int_equal(st.errors, 0);
 	assert_int_equal(st.inflight_bytes, 0);
-	run_until(got_all_msgs, b.link);
+	run_until(got_all_msgs, b->link);
 	free(r);
-	side_free(&a);
-	side_free(&b);
+}
+
+/* Read back one byte of b's region: the pair works. */
+static void read_back(struct pair *p, size_t off, unsigned char v)
+{
+	unsigned char buf[64];
+
+	p->b.mem[off] = v;
+	assert_int_equal(sync_read(&p->a, buf, 64, &p->rb, 0), 0);
+	assert_int_equal(buf[off], v);
 }
 
 /* IPv6 addresses work the same way (FI_SOCKADDR_IN6). */
 static void test_ipv6(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
-	unsigned char buf[64];
-
-	(void)state;
-	side_open(&a, "a", A("[::1]", 141), A("[::1]", 142), KEY_A, 0);
-	side_open(&b, "b", A("[::1]", 142), A("[::1]", 141), KEY_B, 0);
-	b.mem[3] = 6;
-	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
-	assert_int_equal(buf[3], 6);
-	side_free(&a);
-	side_free(&b);
+	read_back(*state, 3, 6);
 }
 
 /* A provider needing FI_MR_LOCAL (forced here): local buffers must be in a
  * registered region; messages use internal registered buffers. */
 static void test_mr_local(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	unsigned char loose[64];
 	struct fab_mr *lmr;
 	unsigned char *lbuf = aligned_alloc(4096, 8192);
 	struct req r;
 
-	(void)state;
 	assert_non_null(lbuf);
-	side_open(&a, "a", A("127.0.0.1", 101), A("127.0.0.1", 102), KEY_A,
-		  FAB_LINK_FORCE_MR_LOCAL);
-	side_open(&b, "b", A("127.0.0.1", 102), A("127.0.0.1", 101), KEY_B,
-		  FAB_LINK_FORCE_MR_LOCAL);
 	req_init(&r);
-	assert_int_equal(fab_read(a.link, loose, 64, &rb, 0, &r.op), -EINVAL);
-	assert_int_equal(fab_mr_reg(a.link, lbuf, 8192, 0x3003, 0, &lmr), 0);
-	b.mem[100] = 0x77;
-	assert_int_equal(sync_read(&a, lbuf + 4000, 200, &rb, 0), 0);
+	assert_int_equal(fab_read(a->link, loose, 64, rb, 0, &r.op), -EINVAL);
+	assert_int_equal(fab_mr_reg(a->link, lbuf, 8192, 0x3003, 0, &lmr), 0);
+	b->mem[100] = 0x77;
+	assert_int_equal(sync_read(a, lbuf + 4000, 200, rb, 0), 0);
 	assert_int_equal(lbuf[4100], 0x77);
 	/* The app's own region is a valid local buffer too. */
-	assert_int_equal(sync_read(&a, a.mem + 10, 200, &rb, 0), 0);
-	assert_int_equal(a.mem[110], 0x77);
-	assert_int_equal(fab_send(a.link, "local", 5, &r.op), 0);
-	run_until(got_msg, &b);
+	assert_int_equal(sync_read(a, a->mem + 10, 200, rb, 0), 0);
+	assert_int_equal(a->mem[110], 0x77);
+	assert_int_equal(fab_send(a->link, "local", 5, &r.op), 0);
+	run_until(got_msg, b);
 	run_until(req_finished, &r);
 	assert_int_equal(r.status, 0);
-	assert_memory_equal(b.last_msg, "local", 5);
+	assert_memory_equal(b->last_msg, "local", 5);
 	fab_mr_close(lmr);
-	side_free(&a);
-	side_free(&b);
 	free(lbuf);
 }
 
 /* No wait fd (forced): the link polls from timers and still serves. */
 static void test_poll_mode(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
-	unsigned char buf[64];
-
-	(void)state;
-	side_open(&a, "a", A("127.0.0.1", 111), A("127.0.0.1", 112), KEY_A, FAB_LINK_FORCE_POLL);
-	side_open(&b, "b", A("127.0.0.1", 112), A("127.0.0.1", 111), KEY_B, FAB_LINK_FORCE_POLL);
-	b.mem[1] = 9;
-	assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
-	assert_int_equal(buf[1], 9);
-	side_free(&a);
-	side_free(&b);
+	read_back(*state, 1, 9);
 }
 
 struct target {
@@ -1037,22 +1048,21 @@ static void reset_in_cb(struct fab_op *op, int status)
  * the batch complete exactly once (-ECANCELED), none after the reset. */
 static void test_reset_from_callback(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a;
+	const struct fab_remote *rb = &p->rb;
 	static unsigned char buf[16][256];
 	struct resetter c[16];
 	int ok = 0, canceled = 0;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(181));
-	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	assert_int_equal(sync_read(a, buf[0], 8, rb, 0), 0);
 	for (int i = 0; i < 16; i++) {
 		memset(&c[i], 0, sizeof(c[i]));
 		c[i].op.done = reset_in_cb;
 		c[i].op.arg = &c[i];
-		c[i].s = &a;
+		c[i].s = a;
 		c[i].reset = i == 0;
-		assert_int_equal(fab_read(a.link, buf[i], 256, &rb, 0, &c[i].op), 0);
+		assert_int_equal(fab_read(a->link, buf[i], 256, rb, 0, &c[i].op), 0);
 	}
 	while (c[0].calls == 0)
 		assert_true(loop_run_once(lp, 10000000ull) >= 0);
@@ -1068,28 +1078,25 @@ static void test_reset_from_callback(void **state)
 	run_for_ms(50);
 	for (int i = 0; i < 16; i++)
 		assert_int_equal(c[i].calls, 1);
-	read_until_ok(&a, buf[0], 64, &rb, 0);
-	side_free(&a);
-	side_free(&b);
+	read_until_ok(a, buf[0], 64, rb, 0);
 }
 
 /* Resets in a row, with operations posted in between, and a close while
  * the next endpoint is still being created. */
 static void test_reset_storm(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	static unsigned char buf[4][4096];
 	struct req r[4];
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(191));
-	b.mem[0] = 0x5b;
+	b->mem[0] = 0x5b;
 	for (int round = 0; round < 30; round++) {
 		for (int i = 0; i < 4; i++) {
 			req_init(&r[i]);
-			assert_int_equal(fab_write(a.link, buf[i], 4096, &rb,
+			assert_int_equal(fab_write(a->link, buf[i], 4096, rb,
 						   4096 * (uint64_t)(i + 1), FAB_DELIVERY_COMPLETE,
 						   &r[i].op),
 					 0);
@@ -1098,27 +1105,25 @@ static void test_reset_storm(void **state)
 		if (round % 3 == 1)
 			run_for_ms(2);
 		else if (round % 3 == 2)
-			run_until(ep_ready, a.link);
-		fab_link_reset(a.link);
+			run_until(ep_ready, a->link);
+		fab_link_reset(a->link);
 		for (int i = 0; i < 4; i++)
 			assert_true(r[i].calls == 1);
 	}
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	print_message("30 resets: %" PRIu64
 		      " endpoints recreated, longest loop call %.2f ms (%s)\n",
 		      st.resets, (double)st.max_call_ns / 1e6, st.max_call ? st.max_call : "-");
 	assert_true(st.resets >= 1);
-	read_until_ok(&a, buf[0], 64, &rb, 0);
+	read_until_ok(a, buf[0], 64, rb, 0);
 	assert_int_equal(buf[0][0], 0x5b);
 	/* Close right after a reset: the helper thread is waited for. */
-	fab_link_reset(a.link);
+	fab_link_reset(a->link);
 	req_init(&r[0]);
-	assert_int_equal(fab_read(a.link, buf[0], 64, &rb, 0, &r[0].op), 0);
-	side_close(&a);
+	assert_int_equal(fab_read(a->link, buf[0], 64, rb, 0, &r[0].op), 0);
+	side_close(a);
 	assert_int_equal(r[0].calls, 1);
 	assert_int_equal(r[0].status, -ECANCELED);
-	side_free(&a);
-	side_free(&b);
 }
 
 /* The peer resets again and again while we stream writes at it: every
@@ -1127,24 +1132,23 @@ static void test_reset_storm(void **state)
 static void test_peer_resets_under_load(void **state)
 {
 	enum { N = 32 };
-	struct side a = {0}, b = {0};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *rb = &p->rb;
 	static unsigned char buf[N][1024];
 	struct req r[N];
 	int ok = 0, failed = 0;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(201));
-	assert_int_equal(sync_read(&a, buf[0], 8, &rb, 0), 0);
+	assert_int_equal(sync_read(a, buf[0], 8, rb, 0), 0);
 	for (int round = 0; round < 20; round++) {
 		for (int i = 0; i < N; i++) {
 			req_init(&r[i]);
-			assert_int_equal(fab_write(a.link, buf[i], 1024, &rb, 1024 * (uint64_t)i,
+			assert_int_equal(fab_write(a->link, buf[i], 1024, rb, 1024 * (uint64_t)i,
 						   FAB_DELIVERY_COMPLETE, &r[i].op),
 					 0);
 		}
 		run_for_ms(1);
-		fab_link_reset(b.link);
+		fab_link_reset(b->link);
 		for (int i = 0; i < N; i++) {
 			run_until(req_finished, &r[i]);
 			assert_int_equal(r[i].calls, 1);
@@ -1155,38 +1159,35 @@ static void test_peer_resets_under_load(void **state)
 		}
 	}
 	print_message("writes while the peer resets: %d done, %d failed\n", ok, failed);
-	read_until_ok(&a, buf[0], 64, &rb, 0);
-	side_free(&a);
-	side_free(&b);
+	read_until_ok(a, buf[0], 64, rb, 0);
 }
 
 /* A suspended link has no endpoint: the peer cannot reach our regions
  * (its reads wait) and our own operations wait, until resumed. */
 static void test_suspend_resume(void **state)
 {
-	struct side a = {0}, b = {0};
-	struct fab_remote ra = {.key = KEY_A, .size = REGION};
-	struct fab_remote rb = {.key = KEY_B, .size = REGION};
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	const struct fab_remote *ra = &p->ra;
+	const struct fab_remote *rb = &p->rb;
 	struct fab_link_stats st;
 	unsigned char buf[64], buf2[64];
 	struct req r, r2;
 	int fails = 0;
 
-	(void)state;
-	pair_open(&a, &b, "127.0.0.1", P(211));
-	a.mem[9] = 0x19;
-	b.mem[9] = 0x29;
-	assert_int_equal(sync_read(&b, buf, 64, &ra, 0), 0);
-	fab_link_suspend(a.link);
-	fab_link_get_stats(a.link, &st);
+	a->mem[9] = 0x19;
+	b->mem[9] = 0x29;
+	assert_int_equal(sync_read(b, buf, 64, ra, 0), 0);
+	fab_link_suspend(a->link);
+	fab_link_get_stats(a->link, &st);
 	assert_true(st.suspended);
 	assert_false(st.ep_ready);
 	/* The peer's read fails (its connection died) or waits; it never
 	 * reaches our memory while we are suspended. */
 	for (;;) {
 		req_init(&r);
-		a.mem[9] = 0x1a;
-		assert_int_equal(fab_read(b.link, buf, 64, &ra, 0, &r.op), 0);
+		a->mem[9] = 0x1a;
+		assert_int_equal(fab_read(b->link, buf, 64, ra, 0, &r.op), 0);
 		run_for_ms(300);
 		if (r.calls == 0)
 			break;
@@ -1194,21 +1195,19 @@ static void test_suspend_resume(void **state)
 		assert_true(++fails < 5);
 	}
 	req_init(&r2);
-	assert_int_equal(fab_read(a.link, buf2, 64, &rb, 0, &r2.op), 0);
+	assert_int_equal(fab_read(a->link, buf2, 64, rb, 0, &r2.op), 0);
 	run_for_ms(100);
 	assert_int_equal(r2.calls, 0);
-	fab_link_get_stats(a.link, &st);
+	fab_link_get_stats(a->link, &st);
 	assert_false(st.ep_ready);
-	fab_link_resume(a.link);
+	fab_link_resume(a->link);
 	run_until(req_finished, &r);
 	run_until(req_finished, &r2);
 	if (r.status != 0) /* a failure of the old connection, reported late */
-		read_until_ok(&b, buf, 64, &ra, 0);
+		read_until_ok(b, buf, 64, ra, 0);
 	assert_int_equal(buf[9], 0x1a);
 	assert_int_equal(r2.status, 0);
 	assert_int_equal(buf2[9], 0x29);
-	side_free(&a);
-	side_free(&b);
 }
 
 static int cmp_u64(const void *x, const void *y);
@@ -1234,7 +1233,7 @@ static void test_peer_resets_large_msgs(void **state)
 
 	(void)state;
 	side_max_msg = MSG;
-	pair_open(&a, &b, "127.0.0.1", P(240));
+	pair_open(&a, &b, "127.0.0.1", P(240), 0);
 	side_max_msg = 256;
 	memset(msg, 0x5a, sizeof(msg));
 	assert_int_equal(sync_read(&a, buf, 8, &rb, 0), 0);
@@ -1354,28 +1353,28 @@ static void test_bad_open(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_roundtrips, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_wrong_key_recovers, setup, teardown),
+	    PAIR_TEST(test_roundtrips, 1),
+	    PAIR_TEST(test_validation, 11),
+	    PAIR_TEST(test_wrong_key_recovers, 21),
 	    cmocka_unit_test_setup_teardown(test_oversized_msg, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_backlog, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_abort_posted, setup, teardown),
+	    PAIR_TEST(test_abort_posted, 41),
 	    cmocka_unit_test_setup_teardown(test_peer_appears, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_peer_restarts, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
+	    PAIR_TEST(test_peer_restarts, 61),
+	    PAIR_TEST(test_close_inflight, 71),
+	    PAIR_TEST(test_close_from_callback, 81),
 	    cmocka_unit_test_setup_teardown(test_two_pairs, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_mr_local, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_poll_mode, setup, teardown),
+	    PAIR_TEST(test_burst, 151),
+	    PAIR_TEST_AT(test_ipv6, "[::1]", 141, 0),
+	    PAIR_TEST_AT(test_mr_local, "127.0.0.1", 101, FAB_LINK_FORCE_MR_LOCAL),
+	    PAIR_TEST_AT(test_poll_mode, "127.0.0.1", 111, FAB_LINK_FORCE_POLL),
 	    cmocka_unit_test_setup_teardown(test_passive_target, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_keeps_regions, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_reset_from_callback, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_reset_storm, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_peer_resets_under_load, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
+	    PAIR_TEST(test_reset_from_callback, 181),
+	    PAIR_TEST(test_reset_storm, 191),
+	    PAIR_TEST(test_peer_resets_under_load, 201),
+	    PAIR_TEST(test_suspend_resume, 211),
 	    cmocka_unit_test_setup_teardown(test_peer_resets_large_msgs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_cost, setup, teardown),
 	};
