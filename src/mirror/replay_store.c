@@ -8,8 +8,7 @@
  * can start one from a callback at takeover while it serves. Then it
  * fdatasyncs every volume it wrote and, if asked, retires the image. */
 #define LOG_MODULE "mirror"
-#include "mirror/format.h"
-#include "mirror/mirror_priv.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +50,7 @@ struct mirror_replay_job {
 	unsigned flags;
 	struct mirror_image_map map; /* when the job opened the file */
 	bool own_map;
-	struct nvr_iter it;
+	struct mirror_log_iter it;
 	struct mirror_replay_stats st;
 	bool have_next; /* next record waits for an overlapping one to finish */
 	struct mirror_record next;
@@ -192,7 +191,7 @@ static void job_pump(struct mirror_replay_job *j)
 			if (j->have_next) {
 				rec = j->next;
 				data = j->next_data;
-			} else if (nvr_iter_next(&j->it, &rec, &data) <= 0) {
+			} else if (mirror_log_iter_next(&j->it, &rec, &data) <= 0) {
 				break;
 			}
 			j->have_next = false;
@@ -206,7 +205,7 @@ static void job_pump(struct mirror_replay_job *j)
 				why = "record beyond the end of the volume";
 			if (why) {
 				skip(j, &rec, why);
-				nvr_iter_account(&j->it, &rec);
+				mirror_log_iter_account(&j->it, &rec);
 				j->it.done_bytes += rec.rec_len;
 				continue;
 			}
@@ -217,7 +216,7 @@ static void job_pump(struct mirror_replay_job *j)
 				j->have_next = true;
 				return; /* a completion pumps again */
 			}
-			nvr_iter_account(&j->it, &rec);
+			mirror_log_iter_account(&j->it, &rec);
 			submit_record(j, sl, vi, &rec, data);
 		}
 		if (j->inflight)
@@ -292,7 +291,7 @@ void mirror_replay_free(struct mirror_replay_job *j)
 
 static int job_start(struct mirror_replay_job *j, const void *img, size_t size)
 {
-	int rc = nvr_iter_init(&j->it, img, size, j->flags, &j->st);
+	int rc = mirror_log_iter_init(&j->it, img, size, j->flags, &j->st);
 
 	if (rc < 0)
 		return rc;
@@ -388,7 +387,7 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 
 	if (!st)
 		st = &local;
-	if (!mirror_priv_replay_wanted(m, &base, &size))
+	if (!mirror_log_replay_wanted(m, &base, &size))
 		return mirror_recover(m, NULL, NULL, st); /* nothing to apply: reset */
 	rc = job_new(loop, s, 0, &j);
 	if (rc < 0)
@@ -402,7 +401,7 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 	if (rc < 0 && rc != -ENODATA)
 		return rc;
 	*st = w.st;
-	return mirror_priv_recovered(m);
+	return mirror_log_recovered(m);
 }
 
 /* ---- image files ---- */
@@ -474,9 +473,9 @@ void mirror_image_unmap(struct mirror_image_map *map)
 int mirror_image_retire(struct mirror_image_map *map)
 {
 	struct mirror_replay_stats st;
-	struct nvr_header h;
+	struct mirror_log_header h;
 	unsigned slot;
-	int rc = nvr_header_read(map->base, map->size, &h, &slot);
+	int rc = mirror_log_header_read(map->base, map->size, &h, &slot);
 
 	if (rc < 0)
 		return rc;
@@ -487,7 +486,7 @@ int mirror_image_retire(struct mirror_image_map *map)
 		return 0;
 	h.cp_seq = st.max_seq;
 	h.gen++;
-	nvr_header_write(map->base, &h, slot);
+	mirror_log_header_write(map->base, &h, slot);
 	if (fdatasync(map->fd) < 0) {
 		rc = -errno;
 		LOG_ERROR("NVRAM image: fdatasync: %s", strerror(errno));

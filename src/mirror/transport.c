@@ -1,7 +1,7 @@
 /* The transports that need no interconnect: null (mirror off or no
  * partner) and loopback (tests: the "partner's image" is a buffer). */
 #define LOG_MODULE "mirror"
-#include "mirror/mirror.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

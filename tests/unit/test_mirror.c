@@ -26,8 +26,9 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/loop.h"
-#include "mirror/format.h"
+#include "common/config.h"
 #include "mirror/mirror.h"
+#include "mirror/mirror_int.h"
 #include "store/store.h"
 
 #define KiB	 1024u
@@ -121,18 +122,18 @@ static void test_record_encoding(void **state)
 {
 	uint8_t buf[8192] __attribute__((aligned(64)));
 	uint8_t data[1000];
-	struct nvr_record *r = (void *)buf;
+	struct mirror_rec_header *r = (void *)buf;
 	uint64_t len;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7);
 	memset(buf, 0xee, sizeof(buf));
-	len = nvr_record_encode(buf, 42, 7, &VOL, MIRROR_REC_WRITE, MIRROR_RF_FUA, 4096, 1000, data,
+	len = mirror_rec_encode(buf, 42, 7, &VOL, MIRROR_REC_WRITE, MIRROR_RF_FUA, 4096, 1000, data,
 				1000);
-	assert_int_equal(len, nvr_align(64 + 1000));
+	assert_int_equal(len, mirror_rec_align(64 + 1000));
 	assert_int_equal(len % 64, 0);
-	assert_int_equal(r->magic, NVR_REC_MAGIC);
+	assert_int_equal(r->magic, MIRROR_REC_MAGIC);
 	assert_int_equal(r->seq, 42);
 	assert_int_equal(r->log_id, 7);
 	assert_int_equal(r->offset, 4096);
@@ -146,68 +147,68 @@ static void test_record_encoding(void **state)
 		assert_int_equal(buf[i], 0); /* padding is zeroed, not stale */
 	assert_int_equal(buf[len], 0xee);
 	/* CRC over header (crc = 0) and data. */
-	struct nvr_record h = *r;
+	struct mirror_rec_header h = *r;
 	h.crc = 0;
 	assert_int_equal(r->crc, crc32c(crc32c(0, &h, 64), data, 1000));
 
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_NONE);
-	assert_int_equal(nvr_record_check(buf, 8192, 8, 65536), MIRROR_STOP_OTHER_LOG);
-	assert_int_equal(nvr_record_check(buf, len - 1, 7, 65536), MIRROR_STOP_INVALID);
-	assert_int_equal(nvr_record_check(buf, 63, 7, 65536), MIRROR_STOP_END);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_NONE);
+	assert_int_equal(mirror_rec_check(buf, 8192, 8, 65536), MIRROR_STOP_OTHER_LOG);
+	assert_int_equal(mirror_rec_check(buf, len - 1, 7, 65536), MIRROR_STOP_INVALID);
+	assert_int_equal(mirror_rec_check(buf, 63, 7, 65536), MIRROR_STOP_END);
 	buf[64 + 500] ^= 1; /* a flipped data bit */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
 	buf[64 + 500] ^= 1;
 	r->offset ^= 1; /* a flipped header bit */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
 	r->offset ^= 1;
 	r->magic = 0;
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_EMPTY);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_EMPTY);
 
 	/* A zero record carries no data. */
-	len = nvr_record_encode(buf, 43, 7, &VOL, MIRROR_REC_ZERO, MIRROR_RF_NO_HOLE, 0, 1u << 30,
+	len = mirror_rec_encode(buf, 43, 7, &VOL, MIRROR_REC_ZERO, MIRROR_RF_NO_HOLE, 0, 1u << 30,
 				NULL, 0);
 	assert_int_equal(len, 64);
-	assert_int_equal(nvr_record_check(buf, 64, 7, 65536), MIRROR_STOP_NONE);
+	assert_int_equal(mirror_rec_check(buf, 64, 7, 65536), MIRROR_STOP_NONE);
 	r->data_len = 4; /* zero with data: impossible */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_INVALID);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_INVALID);
 }
 
 static void test_header_slots(void **state)
 {
 	static uint8_t img[16384];
-	struct nvr_header h = {0}, out;
+	struct mirror_log_header h = {0}, out;
 	unsigned slot;
 
 	(void)state;
 	memset(img, 0, sizeof(img));
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -ENODATA);
-	h.magic = NVR_HDR_MAGIC;
-	h.major = NVR_VERSION_MAJOR;
-	h.hdr_size = NVR_HDR_SIZE;
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -ENODATA);
+	h.magic = MIRROR_LOG_MAGIC;
+	h.major = MIRROR_LOG_VERSION_MAJOR;
+	h.hdr_size = MIRROR_LOG_HDR_SIZE;
 	h.log_size = sizeof(img);
-	h.half_size = nvr_half_size_for(sizeof(img));
-	h.rec_align = NVR_REC_ALIGN;
+	h.half_size = mirror_log_half_size_for(sizeof(img));
+	h.rec_align = MIRROR_REC_ALIGN;
 	h.gen = 1;
 	h.cp_seq = 10;
-	assert_int_equal(nvr_header_write(img, &h, 1), 0);
+	assert_int_equal(mirror_log_header_write(img, &h, 1), 0);
 	h.gen = 2;
 	h.cp_seq = 20;
-	assert_int_equal(nvr_header_write(img, &h, 0), 1);
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), 0);
+	assert_int_equal(mirror_log_header_write(img, &h, 0), 1);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), 0);
 	assert_int_equal(slot, 1);
 	assert_int_equal(out.cp_seq, 20);
 	/* A torn newer slot: the older one stands. */
-	img[NVR_SLOT_STRIDE + 50] ^= 0xff;
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), 0);
+	img[MIRROR_LOG_SLOT_STRIDE + 50] ^= 0xff;
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), 0);
 	assert_int_equal(slot, 0);
 	assert_int_equal(out.cp_seq, 10);
 	/* Both torn: invalid. */
 	img[50] ^= 0xff;
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -EINVAL);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EINVAL);
 	/* A future major version is refused clearly. */
 	h.major = 2;
-	nvr_header_write(img, &h, 1);
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -EPROTO);
+	mirror_log_header_write(img, &h, 1);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EPROTO);
 }
 
 static void test_config_keys(void **state)
@@ -231,25 +232,19 @@ static void test_config_keys(void **state)
 			 0);
 	assert_string_equal(cfg.node.nvram, "");
 	assert_int_equal(cfg.node.nvram_size, 64u << 20);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_ON);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_ON);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_MEMORY);
-	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
+	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_DEGRADE);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
 	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.node.nvram, "/var/lib/duet/a.nvram");
 	assert_int_equal(cfg.node.nvram_size, 128u << 20);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_OFF);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_OFF);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_LOCAL_SYNC);
-	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
+	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_SUSPEND);
 	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 250);
 	assert_string_equal(cfg.mirror.partner_image, "/var/lib/duet/b.mirror");
-	mirror_opts_from_config(&o, &cfg, cfg.node.nvram);
-	assert_string_equal(o.path, "/var/lib/duet/a.nvram");
-	assert_int_equal(o.size, 128u << 20);
-	assert_false(o.enabled);
-	assert_int_equal(o.durability, DURABILITY_LOCAL_SYNC);
-	assert_int_equal(o.cp_interval_ms, 250);
 	/* mirror = local: the log, no partner. */
 	assert_int_equal(
 	    config_load_string("t.ini",
@@ -257,9 +252,21 @@ static void test_config_keys(void **state)
 			       "[nbd]\nlisten = 127.0.0.1:10809\n[mirror]\nmirror = local\n",
 			       &cfg, err, sizeof(err)),
 	    0);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_LOCAL);
-	mirror_opts_from_config(&o, &cfg, "/l");
-	assert_false(o.enabled);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_LOCAL);
+	/* The mirror's own defaults are the config's. */
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "[nbd]\nlisten = 127.0.0.1:10809\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	mirror_opts_init(&o);
+	assert_null(o.path);
+	assert_int_equal(o.size, 0);
+	assert_int_equal(o.mode, MIRROR_MODE_ON);
+	assert_int_equal(o.durability, MIRROR_DURABILITY_MEMORY);
+	assert_int_equal(o.down, MIRROR_DOWN_DEGRADE);
+	assert_int_equal(o.suspend_timeout_ms, cfg.mirror.suspend_timeout_ms);
+	assert_int_equal(o.cp_interval_ms, cfg.mirror.cp_interval_ms);
 	/* Bad values name the key. */
 	char bad[1024];
 	snprintf(bad, sizeof(bad), "%s%s", base, "durability = disk\n");
@@ -414,8 +421,8 @@ static void opts_default(struct harness *hs, uint64_t size)
 	hs->o.path = hs->path;
 	hs->o.size = size;
 	hs->o.node_id = "a";
-	hs->o.enabled = true;
-	hs->o.durability = DURABILITY_MEMORY;
+	hs->o.mode = MIRROR_MODE_ON;
+	hs->o.durability = MIRROR_DURABILITY_MEMORY;
 	hs->o.down = MIRROR_DOWN_DEGRADE;
 	hs->o.suspend_timeout_ms = 60000;
 	hs->o.cp_interval_ms = 0;
@@ -644,7 +651,7 @@ static void test_append_basic(void **state)
 
 	(void)state;
 	hs_init(&hs, 1u << 20);
-	hs.o.enabled = false;
+	hs.o.mode = MIRROR_MODE_LOCAL;
 	hs_open(&hs);
 	fill_write(&t[0], MIRROR_REC_WRITE, 0, 4096);
 	assert_int_equal(mirror_append(hs.m, &t[0].w), -EBUSY); /* not recovered yet */
@@ -677,7 +684,7 @@ static void test_append_basic(void **state)
 	assert_int_equal(sc.first_seq, 1);
 	assert_int_equal(sc.last_seq, 10);
 	assert_int_equal(sc.stop, MIRROR_STOP_EMPTY);
-	assert_int_equal(t[3].w.log_off, NVR_HDR_SIZE + 3 * nvr_rec_len(3000));
+	assert_int_equal(t[3].w.log_off, MIRROR_LOG_HDR_SIZE + 3 * mirror_rec_len(3000));
 	check_replay(&hs, img, size, NULL);
 	free(img);
 	free_writes(t, 10);
@@ -687,7 +694,7 @@ static void test_append_basic(void **state)
 /* Many writes of mixed sizes through a tiny log: every half switch, the
  * consistency points they force, and a replay of the log and of the image
  * at the end giving back every write. */
-static void run_wraparound(bool loopback, enum config_durability dur, unsigned total)
+static void run_wraparound(bool loopback, enum mirror_durability dur, unsigned total)
 {
 	enum { BATCH = 24 };
 	struct harness hs;
@@ -750,19 +757,19 @@ static void run_wraparound(bool loopback, enum config_durability dur, unsigned t
 static void test_wraparound_local(void **state)
 {
 	(void)state;
-	run_wraparound(false, DURABILITY_MEMORY, 1200);
+	run_wraparound(false, MIRROR_DURABILITY_MEMORY, 1200);
 }
 
 static void test_wraparound_loopback(void **state)
 {
 	(void)state;
-	run_wraparound(true, DURABILITY_MEMORY, 1200);
+	run_wraparound(true, MIRROR_DURABILITY_MEMORY, 1200);
 }
 
 static void test_wraparound_local_sync(void **state)
 {
 	(void)state;
-	run_wraparound(true, DURABILITY_LOCAL_SYNC, 240);
+	run_wraparound(true, MIRROR_DURABILITY_LOCAL_SYNC, 240);
 }
 
 /* A log with 10 records in one half and no checkpoint. */
@@ -788,22 +795,22 @@ static void test_replay_torn_tail(void **state)
 	struct mirror_replay_stats st;
 	size_t size;
 	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = nvr_rec_len(4096);
+	uint64_t rec = mirror_rec_len(4096);
 	uint8_t *v = malloc(VOL_SIZE);
 
 	(void)state;
 	/* The last record half written (a torn RDMA write or page). */
-	memset(img + NVR_HDR_SIZE + 9 * rec + 2000, 0, rec - 2000);
+	memset(img + MIRROR_LOG_HDR_SIZE + 9 * rec + 2000, 0, rec - 2000);
 	memcpy(v, hs.host.durable, VOL_SIZE);
 	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
 	assert_int_equal(st.records, 9);
 	assert_int_equal(st.first_seq, 1);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, NVR_HDR_SIZE + 9 * rec);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 9 * rec);
 	assert_memory_equal(v, hs.host.vol, 9 * 4096);
 	/* Only the header written: it ends cleanly there too. */
-	memset(img + NVR_HDR_SIZE + 9 * rec + 64, 0, rec - 64);
+	memset(img + MIRROR_LOG_HDR_SIZE + 9 * rec + 64, 0, rec - 64);
 	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
@@ -818,22 +825,22 @@ static void test_replay_corrupt_middle(void **state)
 	struct mirror_replay_stats st;
 	size_t size;
 	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = nvr_rec_len(4096);
+	uint64_t rec = mirror_rec_len(4096);
 	uint8_t *v = calloc(1, VOL_SIZE);
 
 	(void)state;
-	img[NVR_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40; /* record 5's data */
+	img[MIRROR_LOG_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40; /* record 5's data */
 	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
 	assert_int_equal(st.records, 4);
 	assert_int_equal(st.last_seq, 4);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, NVR_HDR_SIZE + 4 * rec);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 4 * rec);
 	assert_memory_equal(v, hs.host.vol, 4 * 4096);
 	for (unsigned i = 4 * 4096; i < 10 * 4096; i++)
 		assert_int_equal(v[i], 0); /* nothing after the bad record */
 	/* A corrupt header field is caught the same way. */
-	img[NVR_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40;
-	((struct nvr_record *)(img + NVR_HDR_SIZE + 2 * rec))->offset += 512;
+	img[MIRROR_LOG_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40;
+	((struct mirror_rec_header *)(img + MIRROR_LOG_HDR_SIZE + 2 * rec))->offset += 512;
 	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 2);
 	free(v);
@@ -1036,7 +1043,7 @@ static void test_degrade_resync(void **state)
 	wait_logged(&hs, t + 10, 10);
 	mirror_get_status(hs.m, &st);
 	assert_int_equal(st.state, MIRROR_STATE_DEGRADED);
-	assert_true(st.lag_bytes >= 10 * nvr_rec_len(4096));
+	assert_true(st.lag_bytes >= 10 * mirror_rec_len(4096));
 	assert_false(st.takeover_safe);
 	mirror_transport_up(hs.m);
 	for (unsigned i = 20; i < 30; i++) {
@@ -1819,7 +1826,7 @@ static void test_rangelock(void **state)
 	assert_true(b.order < c.order && c.order < f.order);
 	mirror_range_unlock(&rl, &f.r);
 	assert_int_equal(rl.count, 0);
-	assert_null(rl.head);
+	assert_true(list_empty(&rl.all));
 
 	/* Cancelling a waiter lets the ones behind it through. */
 	assert_true(mirror_range_lock(&rl, &a.r, 0, 10, rl_granted, &a));
