@@ -452,17 +452,22 @@ static void hs_open(struct harness *hs)
 	assert_int_equal(mirror_open(hs->loop, &hs->o, &host_ops, &hs->host, &hs->m), 0);
 }
 
+/* A loopback partner image of the log's size, attached (still down). */
+static void hs_attach_loopback(struct harness *hs)
+{
+	hs->image_size = hs->o.size;
+	hs->image = calloc(1, hs->image_size);
+	assert_int_equal(mirror_loopback_create(hs->loop, hs->image, hs->image_size, &hs->lb), 0);
+	assert_int_equal(mirror_attach_transport(hs->m, mirror_loopback_ops(), hs->lb), 0);
+}
+
 /* Open, nothing to recover, and (optionally) a loopback partner that is up. */
 static void hs_start(struct harness *hs, bool loopback)
 {
 	hs_open(hs);
 	assert_int_equal(mirror_recover(hs->m, NULL, NULL, NULL), 0);
 	if (loopback) {
-		hs->image_size = hs->o.size;
-		hs->image = calloc(1, hs->image_size);
-		assert_int_equal(
-		    mirror_loopback_create(hs->loop, hs->image, hs->image_size, &hs->lb), 0);
-		assert_int_equal(mirror_attach_transport(hs->m, mirror_loopback_ops(), hs->lb), 0);
+		hs_attach_loopback(hs);
 		mirror_transport_up(hs->m);
 	}
 }
@@ -558,6 +563,21 @@ static bool all_logged(void *arg)
 		if (!lw->t[i].logged)
 			return false;
 	return true;
+}
+
+/* Submit t[from, from + n) as 4 KiB writes at @p off, off + 4 KiB, ...
+ * whose volume writes are done at once. @return how many wait for space. */
+static unsigned submit_writes(struct harness *hs, struct tw *t, unsigned from, unsigned n,
+			      uint64_t off)
+{
+	unsigned queued = 0;
+
+	for (unsigned i = from; i < from + n; i++) {
+		fill_write(&t[i], MIRROR_REC_WRITE, off + (uint64_t)(i - from) * 4096, 4096);
+		if (submit(hs, &t[i], true) == 1)
+			queued++;
+	}
+	return queued;
 }
 
 static void wait_logged(struct harness *hs, struct tw *t, unsigned n)
@@ -779,98 +799,106 @@ static uint8_t *ten_records(struct harness *hs, size_t *size)
 
 	hs_init(hs, 1u << 20);
 	hs_start(hs, false);
-	for (unsigned i = 0; i < 10; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(hs, &t[i], true);
-	}
+	submit_writes(hs, t, 0, 10, 0);
 	/* Overlapping rewrites, so order matters in the replay. */
 	wait_logged(hs, t, 10);
 	free_writes(t, 10);
 	return snapshot_log(hs, size);
 }
 
+/* Replay tests: a snapshot of ten_records() and a volume to replay onto. */
+struct replay_fx {
+	struct harness hs;
+	size_t size;
+	uint8_t *img;
+	uint64_t rec; /* log bytes of one 4 KiB write */
+	uint8_t *v;
+};
+
+/* @p from_durable: the volume starts as the last checkpoint left it, else zeroed. */
+static void replay_fx_init(struct replay_fx *fx, bool from_durable)
+{
+	fx->img = ten_records(&fx->hs, &fx->size);
+	fx->rec = mirror_rec_len(4096);
+	fx->v = calloc(1, VOL_SIZE);
+	assert_non_null(fx->v);
+	if (from_durable)
+		memcpy(fx->v, fx->hs.host.durable, VOL_SIZE);
+}
+
+static void replay_fx_free(struct replay_fx *fx)
+{
+	free(fx->v);
+	free(fx->img);
+	hs_close(&fx->hs);
+}
+
 static void test_replay_torn_tail(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats st;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = mirror_rec_len(4096);
-	uint8_t *v = malloc(VOL_SIZE);
 
 	(void)state;
+	replay_fx_init(&fx, true);
 	/* The last record half written (a torn RDMA write or page). */
-	memset(img + MIRROR_LOG_HDR_SIZE + 9 * rec + 2000, 0, rec - 2000);
-	memcpy(v, hs.host.durable, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
+	memset(fx.img + MIRROR_LOG_HDR_SIZE + 9 * fx.rec + 2000, 0, fx.rec - 2000);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &st), 0);
 	assert_int_equal(st.records, 9);
 	assert_int_equal(st.first_seq, 1);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 9 * rec);
-	assert_memory_equal(v, hs.host.vol, 9 * 4096);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 9 * fx.rec);
+	assert_memory_equal(fx.v, fx.hs.host.vol, 9 * 4096);
 	/* Only the header written: it ends cleanly there too. */
-	memset(img + MIRROR_LOG_HDR_SIZE + 9 * rec + 64, 0, rec - 64);
-	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	memset(fx.img + MIRROR_LOG_HDR_SIZE + 9 * fx.rec + 64, 0, fx.rec - 64);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	replay_fx_free(&fx);
 }
 
 static void test_replay_corrupt_middle(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats st;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = mirror_rec_len(4096);
-	uint8_t *v = calloc(1, VOL_SIZE);
 
 	(void)state;
-	img[MIRROR_LOG_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40; /* record 5's data */
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
+	replay_fx_init(&fx, false);
+	fx.img[MIRROR_LOG_HDR_SIZE + 4 * fx.rec + 64 + 100] ^= 0x40; /* record 5's data */
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &st), 0);
 	assert_int_equal(st.records, 4);
 	assert_int_equal(st.last_seq, 4);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 4 * rec);
-	assert_memory_equal(v, hs.host.vol, 4 * 4096);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 4 * fx.rec);
+	assert_memory_equal(fx.v, fx.hs.host.vol, 4 * 4096);
 	for (unsigned i = 4 * 4096; i < 10 * 4096; i++)
-		assert_int_equal(v[i], 0); /* nothing after the bad record */
+		assert_int_equal(fx.v[i], 0); /* nothing after the bad record */
 	/* A corrupt header field is caught the same way. */
-	img[MIRROR_LOG_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40;
-	((struct mirror_rec_header *)(img + MIRROR_LOG_HDR_SIZE + 2 * rec))->offset += 512;
-	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	fx.img[MIRROR_LOG_HDR_SIZE + 4 * fx.rec + 64 + 100] ^= 0x40;
+	((struct mirror_rec_header *)(fx.img + MIRROR_LOG_HDR_SIZE + 2 * fx.rec))->offset += 512;
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 2);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	replay_fx_free(&fx);
 }
 
 static void test_replay_idempotent(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats a, b;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint8_t *v = malloc(VOL_SIZE);
 
 	(void)state;
-	memcpy(v, hs.host.durable, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &a), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &b), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
+	replay_fx_init(&fx, true);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &a), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &b), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
 	assert_int_equal(a.records, b.records);
 	assert_int_equal(a.last_seq, b.last_seq);
 	/* Onto the newest state (the volumes were written before the crash). */
-	memcpy(v, hs.host.vol, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &b), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	memcpy(fx.v, fx.hs.host.vol, VOL_SIZE);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &b), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
+	replay_fx_free(&fx);
 }
 
 static void test_flush(void **state)
@@ -1022,18 +1050,12 @@ static void test_degrade_resync(void **state)
 	hs_start(&hs, true);
 	wait_in_sync(&hs);
 	assert_false(hs.host.outdated);
-	for (unsigned i = 0; i < 10; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 0, 10, 0);
 	wait_logged(&hs, t, 10);
 	hs.host.outdate_hold = true;
 	mirror_transport_down(hs.m, "link cut");
 	run_until(&hs, is_degraded, &hs);
-	for (unsigned i = 10; i < 20; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 5) * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 10, 10, 5 * 4096);
 	run_turns(&hs, 5);
 	for (unsigned i = 10; i < 20; i++)
 		assert_int_equal(t[i].logged, 0); /* no ack before the outdated mark */
@@ -1046,10 +1068,7 @@ static void test_degrade_resync(void **state)
 	assert_true(st.lag_bytes >= 10 * mirror_rec_len(4096));
 	assert_false(st.takeover_safe);
 	mirror_transport_up(hs.m);
-	for (unsigned i = 20; i < 30; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 15) * 4096 + 100, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 20, 10, 5 * 4096 + 100);
 	wait_in_sync(&hs);
 	wait_logged(&hs, t + 20, 10);
 	assert_false(hs.host.outdated);
@@ -1061,10 +1080,7 @@ static void test_degrade_resync(void **state)
 	check_replay(&hs, hs.image, hs.image_size, NULL);
 	/* A failed transport write: degraded, then a resync on its own. */
 	mirror_loopback_fail_next(hs.lb, 1);
-	for (unsigned i = 30; i < 40; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 25) * 4096 + 200, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 30, 10, 5 * 4096 + 200);
 	wait_logged(&hs, t + 30, 10);
 	wait_in_sync(&hs);
 	mirror_get_status(hs.m, &st);
@@ -1085,15 +1101,9 @@ static void test_resync_marks_image(void **state)
 	(void)state;
 	hs_init(&hs, 256 * KiB);
 	hs_start(&hs, false);
-	for (unsigned i = 0; i < 4; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 0, 4, 0);
 	wait_logged(&hs, t, 4);
-	hs.image_size = hs.o.size;
-	hs.image = calloc(1, hs.image_size);
-	assert_int_equal(mirror_loopback_create(hs.loop, hs.image, hs.image_size, &hs.lb), 0);
-	assert_int_equal(mirror_attach_transport(hs.m, mirror_loopback_ops(), hs.lb), 0);
+	hs_attach_loopback(&hs);
 	mirror_loopback_hold(hs.lb, true);
 	mirror_transport_up(hs.m);
 	run_turns(&hs, 3);
@@ -1123,6 +1133,18 @@ static void test_resync_marks_image(void **state)
 	hs_close(&hs);
 }
 
+/* mirror_down = suspend with @p timeout_ms: in sync with a loopback
+ * partner, which then goes away (@p why). */
+static void hs_start_suspended(struct harness *hs, uint64_t timeout_ms, const char *why)
+{
+	hs_init(hs, 256 * KiB);
+	hs->o.down = MIRROR_DOWN_SUSPEND;
+	hs->o.suspend_timeout_ms = timeout_ms;
+	hs_start(hs, true);
+	wait_in_sync(hs);
+	mirror_transport_down(hs->m, why);
+}
+
 /* mirror_down = suspend: writes are held while the partner is away, flow
  * when it is back, and fail with EIO after the timeout. */
 static void test_suspend(void **state)
@@ -1132,16 +1154,8 @@ static void test_suspend(void **state)
 	struct mirror_status st;
 
 	(void)state;
-	hs_init(&hs, 256 * KiB);
-	hs.o.down = MIRROR_DOWN_SUSPEND;
-	hs.o.suspend_timeout_ms = 600000;
-	hs_start(&hs, true);
-	wait_in_sync(&hs);
-	mirror_transport_down(hs.m, "partner rebooting");
-	for (unsigned i = 0; i < 3; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	hs_start_suspended(&hs, 600000, "partner rebooting");
+	submit_writes(&hs, t, 0, 3, 0);
 	run_turns(&hs, 5);
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(t[i].logged, 0);
@@ -1158,16 +1172,8 @@ static void test_suspend(void **state)
 	hs_close(&hs);
 
 	/* Away for longer than the timeout. */
-	hs_init(&hs, 256 * KiB);
-	hs.o.down = MIRROR_DOWN_SUSPEND;
-	hs.o.suspend_timeout_ms = 100;
-	hs_start(&hs, true);
-	wait_in_sync(&hs);
-	mirror_transport_down(hs.m, "partner gone");
-	for (unsigned i = 3; i < 6; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	hs_start_suspended(&hs, 100, "partner gone");
+	submit_writes(&hs, t, 3, 3, 3 * 4096);
 	wait_logged(&hs, t + 3, 3);
 	for (unsigned i = 3; i < 6; i++)
 		assert_int_equal(t[i].result, -EIO);
@@ -1188,12 +1194,7 @@ static void test_both_halves_full(void **state)
 	hs_init(&hs, 64 * KiB); /* halves of 28 KiB: 6 records of 4 KiB each */
 	hs_start(&hs, false);
 	hs.host.cp_hold = true;
-	unsigned queued = 0;
-	for (unsigned i = 0; i < 20; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		if (submit(&hs, &t[i], true) == 1)
-			queued++;
-	}
+	unsigned queued = submit_writes(&hs, t, 0, 20, 0);
 	run_turns(&hs, 5);
 	mirror_get_status(hs.m, &st);
 	assert_int_equal(st.active_half, -1);
