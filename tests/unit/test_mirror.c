@@ -1508,12 +1508,33 @@ static void test_stress_crash_points(void **state)
 /* ------------------------------------------------------------------ */
 /* Replay onto a real shelf */
 
+/* A shelf in a new temporary folder @p dir, on its own loop; @p threads:
+ * the threads engine instead of the default one. */
+static void shelf_open(char *dir, size_t len, struct loop **loop, struct store **s, bool threads)
+{
+	struct store_opts so;
+
+	snprintf(dir, len, "%s/duet-shelf-XXXXXX", tmp_base());
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(loop_create(loop), 0);
+	store_opts_default(&so);
+	if (threads)
+		so.engine = STORE_ENGINE_THREADS;
+	assert_int_equal(store_open(*loop, dir, &so, s), 0);
+}
+
+static void shelf_close(const char *dir, struct loop *loop, struct store *s)
+{
+	store_close(s);
+	loop_destroy(loop);
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void test_replay_to_store(void **state)
 {
 	char dir[256], cmd[300];
 	struct loop *loop;
 	struct store *s;
-	struct store_opts so;
 	struct store_volume_info info;
 	struct harness hs;
 	struct tw t[30];
@@ -1522,12 +1543,7 @@ static void test_replay_to_store(void **state)
 	int fd;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/duet-shelf-XXXXXX", tmp_base());
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(loop_create(&loop), 0);
-	store_opts_default(&so);
-	so.engine = STORE_ENGINE_THREADS;
-	assert_int_equal(store_open(loop, dir, &so, &s), 0);
+	shelf_open(dir, sizeof(dir), &loop, &s, true);
 	assert_int_equal(store_volume_create(s, "vol-a", VOL_SIZE, "a"), 0);
 	store_volume_get_info(store_volume_find(s, "vol-a"), &info);
 
@@ -1584,9 +1600,7 @@ static void test_replay_to_store(void **state)
 	free_writes(t, 30);
 	free(other.buf);
 	hs_close(&hs);
-	store_close(s);
-	loop_destroy(loop);
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	shelf_close(dir, loop, s);
 	free(got);
 }
 
@@ -1633,7 +1647,6 @@ static void test_replay_async(void **state)
 	char dir[256], path[300], img_path[300];
 	struct loop *loop;
 	struct store *s;
-	struct store_opts so;
 	struct store_volume_info info[2];
 	struct mirror_vol_id ids[2];
 	struct harness hs;
@@ -1643,11 +1656,7 @@ static void test_replay_async(void **state)
 	int fd;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/duet-shelf-XXXXXX", tmp_base());
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(loop_create(&loop), 0);
-	store_opts_default(&so);
-	assert_int_equal(store_open(loop, dir, &so, &s), 0);
+	shelf_open(dir, sizeof(dir), &loop, &s, false);
 	assert_int_equal(store_volume_create(s, "v0", VOL_SIZE, "a"), 0);
 	assert_int_equal(store_volume_create(s, "v1", VOL_SIZE, "a"), 0);
 	for (unsigned v = 0; v < 2; v++) {
@@ -1714,9 +1723,7 @@ static void test_replay_async(void **state)
 
 	free_writes(t, 60);
 	hs_close(&hs);
-	store_close(s);
-	loop_destroy(loop);
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	shelf_close(dir, loop, s);
 	free(model[0]);
 	free(model[1]);
 	free(got);
