@@ -1,7 +1,7 @@
-/* Replay onto a shelf, and image files: the parts of the mirror that touch
- * the store and the file system outside the log itself.
+/* Replay of an image onto a shelf: the part of the mirror that touches the
+ * store.
  *
- * A replay job walks an image in sequence order and keeps up to BATCH
+ * Rule: a replay job walks an image in sequence order and keeps up to BATCH
  * records in flight as store I/O, never two overlapping ones of a volume at
  * once (so order is kept where it matters), driven by the store's
  * completions: it never blocks and never runs the loop itself, so the node
@@ -11,13 +11,9 @@
 #include "mirror/mirror_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
@@ -402,95 +398,4 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 		return rc;
 	*st = w.st;
 	return mirror_log_recovered(m);
-}
-
-/* ---- image files ---- */
-
-int mirror_image_map(const char *path, uint64_t size, bool writable, struct mirror_image_map *out)
-{
-	int flags = size ? O_RDWR | O_CREAT : writable ? O_RDWR : O_RDONLY;
-	struct stat sb;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	out->fd = open(path, flags | O_CLOEXEC, 0600);
-	if (out->fd < 0) {
-		rc = -errno;
-		LOG_ERROR("%s: open: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(out->fd, &sb) < 0) {
-		rc = -errno;
-		LOG_ERROR("%s: stat: %s", path, strerror(errno));
-		goto err;
-	}
-	if (size && (uint64_t)sb.st_size != size) {
-		if (ftruncate(out->fd, (off_t)size) < 0) {
-			rc = -errno;
-			LOG_ERROR("%s: truncate to %llu: %s", path, (unsigned long long)size,
-				  strerror(errno));
-			goto err;
-		}
-		rc = posix_fallocate(out->fd, 0, (off_t)size);
-		if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-			LOG_ERROR("%s: fallocate: %s", path, strerror(rc));
-			rc = -rc;
-			goto err;
-		}
-		sb.st_size = (off_t)size;
-	}
-	if (sb.st_size <= 0) {
-		LOG_ERROR("%s: empty file", path);
-		rc = -ENODATA;
-		goto err;
-	}
-	out->size = (size_t)sb.st_size;
-	out->base = mmap(NULL, out->size, PROT_READ | (flags & O_RDWR ? PROT_WRITE : 0), MAP_SHARED,
-			 out->fd, 0);
-	if (out->base == MAP_FAILED) {
-		rc = -errno;
-		LOG_ERROR("%s: mmap: %s", path, strerror(errno));
-		out->base = NULL;
-		goto err;
-	}
-	return 0;
-err:
-	close(out->fd);
-	out->fd = -1;
-	return rc;
-}
-
-void mirror_image_unmap(struct mirror_image_map *map)
-{
-	if (map->base)
-		munmap(map->base, map->size);
-	if (map->fd >= 0)
-		close(map->fd);
-	map->base = NULL;
-	map->fd = -1;
-}
-
-int mirror_image_retire(struct mirror_image_map *map)
-{
-	struct mirror_replay_stats st;
-	struct mirror_log_header h;
-	unsigned slot;
-	int rc = mirror_log_header_read(map->base, map->size, &h, &slot);
-
-	if (rc < 0)
-		return rc;
-	rc = mirror_replay(map->base, map->size, 0, NULL, NULL, &st);
-	if (rc < 0)
-		return rc;
-	if (st.max_seq <= h.cp_seq)
-		return 0;
-	h.cp_seq = st.max_seq;
-	h.gen++;
-	mirror_log_header_write(map->base, &h, slot);
-	if (fdatasync(map->fd) < 0) {
-		rc = -errno;
-		LOG_ERROR("NVRAM image: fdatasync: %s", strerror(errno));
-		return rc;
-	}
-	return 0;
 }

@@ -1,3 +1,10 @@
+/* The log's syncer: a thread that fdatasyncs the log file so the loop
+ * never blocks on it.
+ *
+ * Rule: requests coalesce: one fdatasync covers every request made before
+ * it started, and its completion reaches the loop through an eventfd (the
+ * done callback runs on the loop thread, never on the syncer's). Only the
+ * counters under the mutex are shared between the two threads. */
 #define LOG_MODULE "mirror"
 #include "mirror/mirror_int.h"
 
