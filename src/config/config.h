@@ -45,7 +45,7 @@ enum config_onoff {
 /** [mirror] mirror: where a write is logged before it is acknowledged. */
 enum config_mirror_mode {
 	CONFIG_MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
-	CONFIG_MIRROR_MODE_ON,	     /* the local log and the partner's image of it */
+	CONFIG_MIRROR_MODE_ON,	    /* the local log and the partner's image of it */
 	CONFIG_MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
 };
 
@@ -57,8 +57,9 @@ enum config_durability {
 
 /** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
 enum config_mirror_down {
-	CONFIG_MIRROR_DOWN_DEGRADE = 0, /* go on locally; the status says takeover would lose data */
-	CONFIG_MIRROR_DOWN_SUSPEND,	 /* hold acks until in sync again, EIO after the timeout */
+	CONFIG_MIRROR_DOWN_DEGRADE =
+	    0,			    /* go on locally; the status says takeover would lose data */
+	CONFIG_MIRROR_DOWN_SUSPEND, /* hold acks until in sync again, EIO after the timeout */
 };
 
 struct duet_config {

@@ -11,7 +11,7 @@
  * every field is little-endian, read and written only through
  * common/byteorder.h (mirror_log_header_encode/decode, mirror_rec_encode,
  * mirror_rec_header_decode), so the same bytes mean the same thing in the
- * log, in the partner image and on any machine. docs/NVRAM.md describes it.
+ * log, in the partner image and on any machine. docs/MIRROR.md describes it.
  */
 #ifndef DUET_MIRROR_MIRROR_INT_H
 #define DUET_MIRROR_MIRROR_INT_H

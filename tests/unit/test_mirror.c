@@ -26,7 +26,7 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/loop.h"
-#include "common/config.h"
+#include "config/config.h"
 #include "mirror/mirror.h"
 #include "mirror/mirror_int.h"
 #include "store/store.h"
