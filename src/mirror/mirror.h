@@ -335,8 +335,9 @@ struct mirror_host_ops {
  * attach a transport and call mirror_transport_up() to start mirroring.
  * Before the first append the node must call mirror_recover_to_store(),
  * mirror_recover() or mirror_discard() exactly once.
- * @return 0, -EPROTO (a log of an unsupported version: a clear error is
- * logged), or a negative errno from the file system.
+ * @return 0, -EINVAL (no path, no checkpoint hook, mode off, or a size
+ * below the minimum), -EPROTO (a log of an unsupported version: a clear
+ * error is logged), or a negative errno from the file system.
  */
 int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 		const struct mirror_host_ops *host, void *host_ctx, struct mirror **out);
