@@ -138,9 +138,9 @@ void config_defaults(struct duet_config *cfg)
 	cfg->monitor.auto_giveback = CONFIG_OFF;
 	cfg->monitor.giveback_delay_ms = 5000;
 	cfg->node.nvram_size = 64ull << 20;
-	cfg->mirror.mode = MIRROR_MODE_ON;
+	cfg->mirror.mode = CONFIG_MIRROR_MODE_ON;
 	cfg->mirror.durability = DURABILITY_MEMORY;
-	cfg->mirror.down = MIRROR_DOWN_DEGRADE;
+	cfg->mirror.down = CONFIG_MIRROR_DOWN_DEGRADE;
 	cfg->mirror.suspend_timeout_ms = 30000;
 	cfg->mirror.cp_interval_ms = 1000;
 }

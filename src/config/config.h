@@ -44,9 +44,9 @@ enum config_onoff {
 
 /** [mirror] mirror: where a write is logged before it is acknowledged. */
 enum config_mirror_mode {
-	MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
-	MIRROR_MODE_ON,	     /* the local log and the partner's image of it */
-	MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
+	CONFIG_MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
+	CONFIG_MIRROR_MODE_ON,	    /* the local log and the partner's image of it */
+	CONFIG_MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
 };
 
 /** [mirror] durability: which syncs stand behind an acknowledged write. */
@@ -57,8 +57,9 @@ enum config_durability {
 
 /** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
 enum config_mirror_down {
-	MIRROR_DOWN_DEGRADE = 0, /* go on locally; the status says takeover would lose data */
-	MIRROR_DOWN_SUSPEND,	 /* hold acks until in sync again, EIO after the timeout */
+	CONFIG_MIRROR_DOWN_DEGRADE =
+	    0,			    /* go on locally; the status says takeover would lose data */
+	CONFIG_MIRROR_DOWN_SUSPEND, /* hold acks until in sync again, EIO after the timeout */
 };
 
 struct duet_config {

@@ -1,14 +1,20 @@
-/* The log format (format.h) and everything that reads an image: header,
- * record checks, half scans and replay. No state, no I/O: the same code
- * reads the node's own log and the partner's mirror of it. */
+/* The log format (mirror_int.h) and everything that reads an image:
+ * header, record checks, half scans and replay.
+ *
+ * Rule: no state, no I/O, no allocation, and no trust in the bytes: the
+ * same code reads the node's own log, the partner image, a file handed to
+ * tools/duet-nvram and a fuzzer's input. Every field goes through
+ * common/byteorder.h, and every length is checked against the room left
+ * before anything is read past it. */
 #define LOG_MODULE "mirror"
-#include "common/crc32c.h"
-#include "mirror/format.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/byteorder.h"
+#include "common/crc32c.h"
 #include "common/log.h"
 
 /* ---- volume ids ---- */
@@ -70,45 +76,90 @@ const char *mirror_stop_name(enum mirror_stop s)
 
 /* ---- header ---- */
 
-uint64_t nvr_half_size_for(uint64_t size)
+uint64_t mirror_log_half_size_for(uint64_t size)
 {
-	if (size < NVR_HDR_SIZE)
+	if (size < MIRROR_LOG_HDR_SIZE)
 		return 0;
-	return ((size - NVR_HDR_SIZE) / 2) & ~(uint64_t)4095;
+	return ((size - MIRROR_LOG_HDR_SIZE) / 2) & ~(uint64_t)4095;
 }
 
-void nvr_header_seal(struct nvr_header *h)
+#define HO(f) offsetof(struct mirror_log_header, f)
+
+void mirror_log_header_encode(void *dst, const struct mirror_log_header *h)
 {
-	h->crc = 0;
-	h->crc = crc32c(0, h, sizeof(*h));
+	uint8_t b[MIRROR_LOG_SLOT_BYTES];
+
+	put_le32(b + HO(magic), h->magic);
+	put_le32(b + HO(crc), 0);
+	put_le16(b + HO(major), h->major);
+	put_le16(b + HO(minor), h->minor);
+	put_le32(b + HO(hdr_size), h->hdr_size);
+	put_le64(b + HO(gen), h->gen);
+	put_le64(b + HO(log_size), h->log_size);
+	put_le64(b + HO(half_size), h->half_size);
+	put_le64(b + HO(log_id), h->log_id);
+	put_le64(b + HO(cp_seq), h->cp_seq);
+	put_le32(b + HO(flags), h->flags);
+	put_le32(b + HO(rec_align), h->rec_align);
+	memcpy(b + HO(node), h->node, sizeof(h->node));
+	put_le64(b + HO(created), h->created);
+	memcpy(b + HO(boot_id), h->boot_id, sizeof(h->boot_id));
+	memcpy(b + HO(reserved), h->reserved, sizeof(h->reserved));
+	put_le32(b + HO(crc), crc32c(0, b, sizeof(b)));
+	/* One copy into the slot, as before the encoder existed. */
+	memcpy(dst, b, sizeof(b));
 }
 
-static int slot_check(const struct nvr_header *h)
+void mirror_log_header_decode(const void *src, struct mirror_log_header *h)
 {
-	struct nvr_header tmp;
+	const uint8_t *b = src;
 
-	if (h->magic != NVR_HDR_MAGIC)
+	h->magic = get_le32(b + HO(magic));
+	h->crc = get_le32(b + HO(crc));
+	h->major = get_le16(b + HO(major));
+	h->minor = get_le16(b + HO(minor));
+	h->hdr_size = get_le32(b + HO(hdr_size));
+	h->gen = get_le64(b + HO(gen));
+	h->log_size = get_le64(b + HO(log_size));
+	h->half_size = get_le64(b + HO(half_size));
+	h->log_id = get_le64(b + HO(log_id));
+	h->cp_seq = get_le64(b + HO(cp_seq));
+	h->flags = get_le32(b + HO(flags));
+	h->rec_align = get_le32(b + HO(rec_align));
+	memcpy(h->node, b + HO(node), sizeof(h->node));
+	h->created = get_le64(b + HO(created));
+	memcpy(h->boot_id, b + HO(boot_id), sizeof(h->boot_id));
+	memcpy(h->reserved, b + HO(reserved), sizeof(h->reserved));
+}
+
+/* Check the slot at @p src and decode it into @p h. */
+static int slot_check(const uint8_t *src, struct mirror_log_header *h)
+{
+	uint8_t tmp[MIRROR_LOG_SLOT_BYTES];
+
+	mirror_log_header_decode(src, h);
+	if (h->magic != MIRROR_LOG_MAGIC)
 		return -ENODATA;
-	if (h->major != NVR_VERSION_MAJOR)
+	if (h->major != MIRROR_LOG_VERSION_MAJOR)
 		return -EPROTO;
-	tmp = *h;
-	tmp.crc = 0;
-	if (crc32c(0, &tmp, sizeof(tmp)) != h->crc)
+	memcpy(tmp, src, sizeof(tmp));
+	put_le32(tmp + HO(crc), 0);
+	if (crc32c(0, tmp, sizeof(tmp)) != h->crc)
 		return -EINVAL;
 	return 0;
 }
 
-int nvr_header_read(const void *img, size_t size, struct nvr_header *out, unsigned *slot)
+int mirror_log_header_read(const void *img, size_t size, struct mirror_log_header *out,
+			   unsigned *slot)
 {
-	struct nvr_header h[2];
+	struct mirror_log_header h[2];
 	int rc[2];
 	int best = -1;
 
-	if (size < NVR_HDR_SIZE)
+	if (size < MIRROR_LOG_HDR_SIZE)
 		return -EINVAL;
 	for (unsigned i = 0; i < 2; i++) {
-		memcpy(&h[i], (const uint8_t *)img + i * NVR_SLOT_STRIDE, sizeof(h[i]));
-		rc[i] = slot_check(&h[i]);
+		rc[i] = slot_check((const uint8_t *)img + i * MIRROR_LOG_SLOT_STRIDE, &h[i]);
 		if (rc[i] == 0 && (best < 0 || h[i].gen > h[best].gen))
 			best = (int)i;
 	}
@@ -116,14 +167,14 @@ int nvr_header_read(const void *img, size_t size, struct nvr_header *out, unsign
 		if (rc[0] == -EPROTO || rc[1] == -EPROTO) {
 			unsigned v = rc[0] == -EPROTO ? h[0].major : h[1].major;
 			LOG_ERROR("NVRAM log format version %u is not supported (this is %u.%u)", v,
-				  NVR_VERSION_MAJOR, NVR_VERSION_MINOR);
+				  MIRROR_LOG_VERSION_MAJOR, MIRROR_LOG_VERSION_MINOR);
 			return -EPROTO;
 		}
 		return rc[0] == -ENODATA && rc[1] == -ENODATA ? -ENODATA : -EINVAL;
 	}
-	const struct nvr_header *b = &h[best];
-	if (b->hdr_size != NVR_HDR_SIZE || b->rec_align != NVR_REC_ALIGN || b->half_size < 4096 ||
-	    b->half_size % 4096 || b->log_size > size ||
+	const struct mirror_log_header *b = &h[best];
+	if (b->hdr_size != MIRROR_LOG_HDR_SIZE || b->rec_align != MIRROR_REC_ALIGN ||
+	    b->half_size < 4096 || b->half_size % 4096 || b->log_size > size ||
 	    b->hdr_size + 2 * b->half_size > b->log_size) {
 		LOG_ERROR("NVRAM header: impossible geometry (size %llu, half %llu, image %zu)",
 			  (unsigned long long)b->log_size, (unsigned long long)b->half_size, size);
@@ -135,21 +186,19 @@ int nvr_header_read(const void *img, size_t size, struct nvr_header *out, unsign
 	return 0;
 }
 
-unsigned nvr_header_write(void *img, const struct nvr_header *h, unsigned cur_slot)
+unsigned mirror_log_header_write(void *img, const struct mirror_log_header *h, unsigned cur_slot)
 {
 	unsigned slot = cur_slot ^ 1u;
-	struct nvr_header tmp = *h;
 
-	nvr_header_seal(&tmp);
-	memcpy((uint8_t *)img + slot * NVR_SLOT_STRIDE, &tmp, sizeof(tmp));
+	mirror_log_header_encode((uint8_t *)img + slot * MIRROR_LOG_SLOT_STRIDE, h);
 	return slot;
 }
 
 int mirror_image_info(const void *img, size_t size, struct mirror_image_info *info)
 {
-	struct nvr_header h;
+	struct mirror_log_header h;
 	unsigned slot;
-	int rc = nvr_header_read(img, size, &h, &slot);
+	int rc = mirror_log_header_read(img, size, &h, &slot);
 
 	if (rc < 0)
 		return rc;
@@ -160,12 +209,12 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 	info->gen = h.gen;
 	info->log_size = h.log_size;
 	info->half_size = h.half_size;
-	info->half_off[0] = nvr_half_off(&h, 0);
-	info->half_off[1] = nvr_half_off(&h, 1);
+	info->half_off[0] = mirror_log_half_off(&h, 0);
+	info->half_off[1] = mirror_log_half_off(&h, 1);
 	info->log_id = h.log_id;
 	info->cp_seq = h.cp_seq;
-	info->image_valid = h.flags & NVR_FLAG_IMG_VALID;
-	info->local_sync = h.flags & NVR_FLAG_LOCAL_SYNC;
+	info->image_valid = h.flags & MIRROR_LOG_F_IMAGE_VALID;
+	info->local_sync = h.flags & MIRROR_LOG_F_LOCAL_SYNC;
 	memcpy(info->boot_id.b, h.boot_id, sizeof(h.boot_id));
 	memcpy(info->node, h.node, sizeof(h.node));
 	info->node[16] = '\0';
@@ -175,102 +224,127 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 
 /* ---- records ---- */
 
-uint64_t nvr_record_encode(void *dst, uint64_t seq, uint64_t log_id,
+#define RO(f) offsetof(struct mirror_rec_header, f)
+
+uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
 			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
 			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len)
 {
-	struct nvr_record *r = dst;
-	uint64_t len = nvr_rec_len(data_len);
+	uint8_t *b = dst;
+	uint64_t len = mirror_rec_len(data_len);
 	uint32_t crc;
 
-	r->magic = NVR_REC_MAGIC;
-	r->crc = 0;
-	r->seq = seq;
-	r->log_id = log_id;
-	memcpy(r->vol, vol->b, sizeof(r->vol));
-	r->offset = offset;
-	r->length = length;
-	r->data_len = data_len;
-	r->type = type;
-	r->flags = flags;
+	put_le32(b + RO(magic), MIRROR_REC_MAGIC);
+	put_le32(b + RO(crc), 0);
+	put_le64(b + RO(seq), seq);
+	put_le64(b + RO(log_id), log_id);
+	memcpy(b + RO(vol), vol->b, sizeof(vol->b));
+	put_le64(b + RO(offset), offset);
+	put_le64(b + RO(length), length);
+	put_le32(b + RO(data_len), data_len);
+	put_le16(b + RO(type), type);
+	put_le16(b + RO(flags), flags);
 	if (data_len)
-		memcpy((uint8_t *)dst + NVR_REC_HDR, data, data_len);
-	if (len > NVR_REC_HDR + (uint64_t)data_len)
-		memset((uint8_t *)dst + NVR_REC_HDR + data_len, 0, len - NVR_REC_HDR - data_len);
-	crc = crc32c(0, r, NVR_REC_HDR);
+		memcpy(b + MIRROR_REC_HDR_SIZE, data, data_len);
+	if (len > MIRROR_REC_HDR_SIZE + (uint64_t)data_len)
+		memset(b + MIRROR_REC_HDR_SIZE + data_len, 0, len - MIRROR_REC_HDR_SIZE - data_len);
+	crc = crc32c(0, b, MIRROR_REC_HDR_SIZE);
 	crc = crc32c(crc, data, data_len); /* the source: hot in cache */
-	r->crc = crc;
+	put_le32(b + RO(crc), crc);
 	return len;
 }
 
-enum mirror_stop nvr_record_check(const void *rec, uint64_t room, uint64_t log_id,
+void mirror_rec_header_decode(const void *src, struct mirror_rec_header *r)
+{
+	const uint8_t *b = src;
+
+	r->magic = get_le32(b + RO(magic));
+	r->crc = get_le32(b + RO(crc));
+	r->seq = get_le64(b + RO(seq));
+	r->log_id = get_le64(b + RO(log_id));
+	memcpy(r->vol, b + RO(vol), sizeof(r->vol));
+	r->offset = get_le64(b + RO(offset));
+	r->length = get_le64(b + RO(length));
+	r->data_len = get_le32(b + RO(data_len));
+	r->type = get_le16(b + RO(type));
+	r->flags = get_le16(b + RO(flags));
+}
+
+enum mirror_stop mirror_rec_check(const void *rec, uint64_t room, uint64_t log_id,
 				  uint64_t half_size)
 {
-	struct nvr_record r;
+	uint8_t tmp[MIRROR_REC_HDR_SIZE];
+	struct mirror_rec_header r;
 	uint32_t crc;
 
-	if (room < NVR_REC_HDR)
+	if (room < MIRROR_REC_HDR_SIZE)
 		return MIRROR_STOP_END;
-	memcpy(&r, rec, sizeof(r));
-	if (r.magic != NVR_REC_MAGIC)
+	mirror_rec_header_decode(rec, &r);
+	if (r.magic != MIRROR_REC_MAGIC)
 		return MIRROR_STOP_EMPTY;
 	if (r.type < MIRROR_REC_WRITE || r.type > MIRROR_REC_TRIM || r.length == 0 ||
 	    r.offset + r.length < r.offset || r.data_len > half_size ||
 	    (r.type == MIRROR_REC_WRITE ? r.data_len != r.length : r.data_len != 0) ||
-	    nvr_rec_len(r.data_len) > room || r.seq == 0)
+	    mirror_rec_len(r.data_len) > room || r.seq == 0)
 		return MIRROR_STOP_INVALID;
-	r.crc = 0;
-	crc = crc32c(0, &r, NVR_REC_HDR);
-	crc = crc32c(crc, (const uint8_t *)rec + NVR_REC_HDR, r.data_len);
-	if (crc != ((const struct nvr_record *)rec)->crc)
+	memcpy(tmp, rec, sizeof(tmp));
+	put_le32(tmp + RO(crc), 0);
+	crc = crc32c(0, tmp, sizeof(tmp));
+	crc = crc32c(crc, (const uint8_t *)rec + MIRROR_REC_HDR_SIZE, r.data_len);
+	if (crc != r.crc)
 		return MIRROR_STOP_CRC;
 	if (r.log_id != log_id)
 		return MIRROR_STOP_OTHER_LOG;
 	return MIRROR_STOP_NONE;
 }
 
-static void record_decode(const struct nvr_record *r, unsigned half, uint64_t log_off,
+/* The record at @p src (checked) as replay and dump see it. */
+static void record_decode(const void *src, unsigned half, uint64_t log_off,
 			  struct mirror_record *out)
 {
-	out->seq = r->seq;
-	memcpy(out->vol.b, r->vol, sizeof(out->vol.b));
-	out->offset = r->offset;
-	out->length = r->length;
-	out->data_len = r->data_len;
-	out->type = r->type;
-	out->flags = r->flags;
+	struct mirror_rec_header r;
+
+	mirror_rec_header_decode(src, &r);
+	out->seq = r.seq;
+	memcpy(out->vol.b, r.vol, sizeof(out->vol.b));
+	out->offset = r.offset;
+	out->length = r.length;
+	out->data_len = r.data_len;
+	out->type = r.type;
+	out->flags = r.flags;
 	out->half = half;
 	out->log_off = log_off;
-	out->rec_len = nvr_rec_len(r->data_len);
+	out->rec_len = mirror_rec_len(r.data_len);
 }
 
 /* The chain of a half: valid records from its start with consecutive
  * sequence numbers. What follows the chain is a stale record of an older
  * use of the half, zeros, or a torn record. */
-static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned half,
+static int scan_half(const uint8_t *img, const struct mirror_log_header *h, unsigned half,
 		     mirror_record_fn fn, void *arg, struct mirror_half_scan *scan)
 {
-	uint64_t base = nvr_half_off(h, half);
+	uint64_t base = mirror_log_half_off(h, half);
 	uint64_t p = 0;
 
 	memset(scan, 0, sizeof(*scan));
 	for (;;) {
-		const struct nvr_record *r = (const void *)(img + base + p);
+		const uint8_t *r = img + base + p;
 		enum mirror_stop stop =
-		    nvr_record_check(r, h->half_size - p, h->log_id, h->half_size);
+		    mirror_rec_check(r, h->half_size - p, h->log_id, h->half_size);
 		struct mirror_record rec;
 
-		if (stop == MIRROR_STOP_NONE && scan->records && r->seq != scan->last_seq + 1)
-			stop = MIRROR_STOP_SEQ;
+		if (stop == MIRROR_STOP_NONE) {
+			record_decode(r, half, base + p, &rec);
+			if (scan->records && rec.seq != scan->last_seq + 1)
+				stop = MIRROR_STOP_SEQ;
+		}
 		if (stop != MIRROR_STOP_NONE) {
 			scan->stop = stop;
 			scan->stop_off = base + p;
 			return 0;
 		}
-		record_decode(r, half, base + p, &rec);
 		if (fn) {
-			int rc =
-			    fn(arg, &rec, rec.data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL);
+			int rc = fn(arg, &rec, rec.data_len ? r + MIRROR_REC_HDR_SIZE : NULL);
 			if (rc < 0) {
 				scan->stop = MIRROR_STOP_APPLY;
 				scan->stop_off = base + p;
@@ -278,9 +352,9 @@ static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned ha
 			}
 		}
 		if (!scan->records)
-			scan->first_seq = r->seq;
+			scan->first_seq = rec.seq;
 		scan->records++;
-		scan->last_seq = r->seq;
+		scan->last_seq = rec.seq;
 		p += rec.rec_len;
 		scan->used = p;
 	}
@@ -289,8 +363,8 @@ static int scan_half(const uint8_t *img, const struct nvr_header *h, unsigned ha
 int mirror_image_scan(const void *img, size_t size, unsigned half, mirror_record_fn fn, void *arg,
 		      struct mirror_half_scan *scan)
 {
-	struct nvr_header h;
-	int rc = nvr_header_read(img, size, &h, NULL);
+	struct mirror_log_header h;
+	int rc = mirror_log_header_read(img, size, &h, NULL);
 
 	if (rc < 0)
 		return rc;
@@ -301,8 +375,8 @@ int mirror_image_scan(const void *img, size_t size, unsigned half, mirror_record
 
 /* ---- replay ---- */
 
-int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned flags,
-		  struct mirror_replay_stats *st)
+int mirror_log_iter_init(struct mirror_log_iter *it, const void *img, size_t size, unsigned flags,
+			 struct mirror_replay_stats *st)
 {
 	struct mirror_half_scan sc[2];
 	int rc;
@@ -312,11 +386,11 @@ int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned fl
 	it->img = img;
 	it->size = size;
 	it->st = st;
-	rc = nvr_header_read(img, size, &it->h, NULL);
+	rc = mirror_log_header_read(img, size, &it->h, NULL);
 	if (rc < 0)
 		return rc;
 	st->cp_seq = it->h.cp_seq;
-	st->image_valid = it->h.flags & NVR_FLAG_IMG_VALID;
+	st->image_valid = it->h.flags & MIRROR_LOG_F_IMAGE_VALID;
 	if ((flags & MIRROR_REPLAY_REQUIRE_VALID) && !st->image_valid)
 		return -ESTALE;
 	for (unsigned i = 0; i < 2; i++) {
@@ -338,21 +412,24 @@ int nvr_iter_init(struct nvr_iter *it, const void *img, size_t size, unsigned fl
 	return 0;
 }
 
-int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **data)
+int mirror_log_iter_next(struct mirror_log_iter *it, struct mirror_record *rec, const void **data)
 {
 	struct mirror_replay_stats *st = it->st;
 
 	while (!it->done && it->k < it->n_halves) {
 		unsigned half = it->half[it->k];
-		uint64_t base = nvr_half_off(&it->h, half);
-		const struct nvr_record *r = (const void *)(it->img + base + it->pos);
+		uint64_t base = mirror_log_half_off(&it->h, half);
+		const uint8_t *r = it->img + base + it->pos;
 		enum mirror_stop stop =
-		    nvr_record_check(r, it->h.half_size - it->pos, it->h.log_id, it->h.half_size);
+		    mirror_rec_check(r, it->h.half_size - it->pos, it->h.log_id, it->h.half_size);
 
 		/* The chain of a half: consecutive sequence numbers from its
 		 * first record; what follows is stale, empty or torn. */
-		if (stop == MIRROR_STOP_NONE && it->pos && r->seq != it->half_last + 1)
-			stop = MIRROR_STOP_SEQ;
+		if (stop == MIRROR_STOP_NONE) {
+			record_decode(r, half, base + it->pos, rec);
+			if (it->pos && rec->seq != it->half_last + 1)
+				stop = MIRROR_STOP_SEQ;
+		}
 		if (stop != MIRROR_STOP_NONE) {
 			st->stop = stop;
 			st->stop_off = base + it->pos;
@@ -360,9 +437,8 @@ int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **d
 			it->pos = 0;
 			continue;
 		}
-		record_decode(r, half, base + it->pos, rec);
 		it->pos += rec->rec_len;
-		it->half_last = r->seq;
+		it->half_last = rec->seq;
 		if (rec->seq <= it->h.cp_seq)
 			continue;
 		if (it->expect == 0) {
@@ -379,14 +455,14 @@ int nvr_iter_next(struct nvr_iter *it, struct mirror_record *rec, const void **d
 			break;
 		}
 		it->expect = rec->seq + 1;
-		*data = rec->data_len ? (const uint8_t *)r + NVR_REC_HDR : NULL;
+		*data = rec->data_len ? r + MIRROR_REC_HDR_SIZE : NULL;
 		return 1;
 	}
 	it->done = true;
 	return 0;
 }
 
-void nvr_iter_account(struct nvr_iter *it, const struct mirror_record *rec)
+void mirror_log_iter_account(struct mirror_log_iter *it, const struct mirror_record *rec)
 {
 	struct mirror_replay_stats *st = it->st;
 
@@ -401,24 +477,24 @@ int mirror_replay(const void *img, size_t size, unsigned flags, mirror_record_fn
 		  struct mirror_replay_stats *st)
 {
 	struct mirror_replay_stats local;
-	struct nvr_iter it;
+	struct mirror_log_iter it;
 	struct mirror_record rec;
 	const void *data;
 	int rc;
 
 	if (!st)
 		st = &local;
-	rc = nvr_iter_init(&it, img, size, flags, st);
+	rc = mirror_log_iter_init(&it, img, size, flags, st);
 	if (rc < 0)
 		return rc;
-	while (nvr_iter_next(&it, &rec, &data) > 0) {
+	while (mirror_log_iter_next(&it, &rec, &data) > 0) {
 		rc = apply ? apply(arg, &rec, data) : 0;
 		if (rc < 0) {
 			st->stop = MIRROR_STOP_APPLY;
 			st->stop_off = rec.log_off;
 			return rc;
 		}
-		nvr_iter_account(&it, &rec);
+		mirror_log_iter_account(&it, &rec);
 		it.done_bytes += rec.rec_len;
 	}
 	if (st->gap_at_start)

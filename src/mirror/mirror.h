@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
+#include "common/list.h"
 
 struct loop;
 struct store;
@@ -258,25 +258,6 @@ struct mirror_transport_ops {
 /** A transport that never connects (mirror off or no partner). */
 const struct mirror_transport_ops *mirror_null_transport(void);
 
-/** In-process transport for tests: writes land in @p image (the
- * "partner's" image, @p size bytes) when they complete. */
-struct mirror_loopback;
-int mirror_loopback_create(struct loop *loop, void *image, uint64_t size,
-			   struct mirror_loopback **out);
-void mirror_loopback_destroy(struct mirror_loopback *lb);
-const struct mirror_transport_ops *mirror_loopback_ops(void);
-/** Hold completions (they queue) instead of delivering them on the next turn. */
-void mirror_loopback_hold(struct mirror_loopback *lb, bool hold);
-/** Writes issued and not completed. */
-unsigned mirror_loopback_pending(const struct mirror_loopback *lb);
-/** Complete the @p i-th pending write (issue order): copy its bytes unless
- * @p result < 0, then call its callback. */
-void mirror_loopback_complete(struct mirror_loopback *lb, unsigned i, int result);
-/** The next @p n writes fail with -EIO (nothing copied). */
-void mirror_loopback_fail_next(struct mirror_loopback *lb, unsigned n);
-/** Writes and bytes accepted so far. */
-void mirror_loopback_counts(const struct mirror_loopback *lb, uint64_t *writes, uint64_t *bytes);
-
 /**@}*/
 /* ------------------------------------------------------------------ */
 /** @name The mirror engine (one per node, on the node's loop) */
@@ -291,26 +272,46 @@ enum mirror_state {
 };
 const char *mirror_state_name(enum mirror_state s);
 
-/** Settings; mirror_opts_from_config fills them from the node's config. */
-struct mirror_opts {
-	const char *path;    /**< the log file */
-	uint64_t size;	     /**< its size (rounded down to 4 KiB, >= 64 KiB) */
-	const char *node_id; /**< written in the header, for dumps */
-	bool enabled;	     /**< mirror = on */
-	enum config_durability durability;
-	enum config_mirror_down down;
-	uint64_t suspend_timeout_ms;
-	uint64_t cp_interval_ms;  /**< 0: no timer checkpoints */
-	uint32_t max_record;	  /**< data bytes per record (0: 1 MiB); larger writes split */
-	uint32_t max_xfer;	  /**< bytes per transport write (0: 4 MiB) */
-	unsigned xfer_window;	  /**< transport writes in flight (0: 16) */
-	uint64_t resync_retry_ms; /**< after a transport error (0: 1000) */
+/** [mirror] mirror: where a write is logged before it is acknowledged. */
+enum mirror_mode {
+	MIRROR_MODE_OFF = 0, /**< no NVRAM log (the node does not open a mirror) */
+	MIRROR_MODE_ON,	     /**< the local log and the partner image of it */
+	MIRROR_MODE_LOCAL,   /**< the local log only (single node: restart replay) */
 };
 
-/** Defaults of everything, then the [node] nvram* and [mirror] keys; path
- * is @p path (the node resolves a default when nvram is not set). */
-void mirror_opts_from_config(struct mirror_opts *o, const struct duet_config *cfg,
-			     const char *path);
+/** [mirror] durability: which syncs stand behind an acknowledged write. */
+enum mirror_durability {
+	MIRROR_DURABILITY_MEMORY = 0, /**< the log and the partner image, in memory */
+	MIRROR_DURABILITY_LOCAL_SYNC, /**< also fdatasync of the log before the ack */
+};
+
+/** [mirror] mirror_down: what writes do while the partner image is not in sync. */
+enum mirror_down_policy {
+	MIRROR_DOWN_DEGRADE = 0, /**< go on locally; the status says takeover would lose data */
+	MIRROR_DOWN_SUSPEND,	 /**< hold acks until in sync again, EIO after the timeout */
+};
+
+/** Settings of the mirror; mirror_opts_init() gives the defaults, the
+ * node fills the rest from its config. */
+struct mirror_opts {
+	const char *path;      /**< the log file */
+	uint64_t size;	       /**< its size (rounded down to 4 KiB, >= 64 KiB) */
+	const char *node_id;   /**< written in the header, for dumps */
+	enum mirror_mode mode; /**< ON or LOCAL (OFF: do not open a mirror) */
+	enum mirror_durability durability;
+	enum mirror_down_policy down;
+	uint64_t suspend_timeout_ms; /**< mirror_down = suspend: hold a write this long */
+	uint64_t cp_interval_ms;     /**< 0: no timer checkpoints */
+	uint32_t max_record;	     /**< data bytes per record (0: 1 MiB); larger writes split */
+	uint32_t max_xfer;	     /**< bytes per transport write (0: 4 MiB) */
+	unsigned xfer_window;	     /**< transport writes in flight (0: 16) */
+	uint64_t resync_retry_ms;    /**< after a transport error (0: 1000) */
+};
+
+/** Defaults: mode on, durability memory, mirror_down degrade, suspend
+ * timeout 30 s, a consistency point every second (as the config's); no
+ * path or size (the caller sets them). */
+void mirror_opts_init(struct mirror_opts *o);
 
 typedef void (*mirror_done_fn)(void *arg, int result);
 
@@ -334,8 +335,9 @@ struct mirror_host_ops {
  * attach a transport and call mirror_transport_up() to start mirroring.
  * Before the first append the node must call mirror_recover_to_store(),
  * mirror_recover() or mirror_discard() exactly once.
- * @return 0, -EPROTO (a log of an unsupported version: a clear error is
- * logged), or a negative errno from the file system.
+ * @return 0, -EINVAL (no path, no checkpoint hook, mode off, or a size
+ * below the minimum), -EPROTO (a log of an unsupported version: a clear
+ * error is logged), or a negative errno from the file system.
  */
 int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 		const struct mirror_host_ops *host, void *host_ctx, struct mirror **out);
@@ -394,11 +396,11 @@ struct mirror_write {
 	uint64_t first_seq, last_seq; /**< a large write becomes several records */
 	uint64_t log_off;	      /**< of the first record in the log */
 	/* Private to the mirror. */
-	struct mirror_write *q_next;	      /* wait-for-space or wait-for-logged queue */
-	struct mirror_write *a_prev, *a_next; /* not yet applied, in seq order */
-	uint64_t placed;		      /* data bytes placed so far */
-	uint64_t t_start;		      /* for the suspend deadline */
-	uint8_t st;			      /* private state bits */
+	struct slist_node q_node; /* wait-for-space or wait-for-logged queue */
+	struct list a_node;	  /* not yet applied, in seq order */
+	uint64_t placed;	  /* data bytes placed so far */
+	uint64_t t_start;	  /* for the suspend deadline */
+	uint8_t st;		  /* private state bits */
 };
 
 /**
@@ -421,7 +423,7 @@ struct mirror_flush {
 	void *arg;
 	/* Private. */
 	uint64_t target;
-	struct mirror_flush *next;
+	struct slist_node node;
 };
 /** Start @p f; f->done follows, never inline. */
 void mirror_flush(struct mirror *m, struct mirror_flush *f);
@@ -474,12 +476,13 @@ struct mirror_range {
 	void (*granted)(struct mirror_range *r);
 	void *arg;
 	/* Private. */
-	struct mirror_range *prev, *next, *grant_next;
+	struct list node;	      /* in mirror_rangelock.all */
+	struct slist_node grant_node; /* granted by the unlock in progress */
 	bool held;
 };
 
 struct mirror_rangelock {
-	struct mirror_range *head, *tail; /* every range, in arrival order */
+	struct list all; /* every range, held or waiting, in arrival order */
 	unsigned count;
 };
 

@@ -1,9 +1,10 @@
 /* Range lock: overlapping writes of a volume keep their arrival order.
  *
- * Every range, held or waiting, sits in one list in arrival order. A range
- * is granted when no earlier range in the list overlaps it. Cost is linear
- * in the ranges of the volume in flight (the NBD queue depth), with no
- * allocation. */
+ * Rule: every range, held or waiting, sits in one list in arrival order,
+ * and a range is granted when no earlier range in the list overlaps it.
+ * Cost is linear in the ranges of the volume in flight (the NBD queue
+ * depth), with no allocation. Grant callbacks run last, with the list
+ * consistent, so they may lock and unlock. */
 #include "mirror/mirror.h"
 
 #include <stddef.h>
@@ -15,16 +16,17 @@ static bool overlaps(const struct mirror_range *a, const struct mirror_range *b)
 
 void mirror_rangelock_init(struct mirror_rangelock *rl)
 {
-	rl->head = rl->tail = NULL;
+	list_init(&rl->all);
 	rl->count = 0;
 }
 
-static bool blocked(const struct mirror_range *r)
+/* Some range that arrived before @p r overlaps it. */
+static bool blocked(const struct mirror_rangelock *rl, const struct mirror_range *r)
 {
 	if (r->start == r->end)
 		return false;
-	for (const struct mirror_range *p = r->prev; p; p = p->prev)
-		if (overlaps(p, r))
+	for (const struct list *p = r->node.prev; p != &rl->all; p = p->prev)
+		if (overlaps(list_entry(p, struct mirror_range, node), r))
 			return true;
 	return false;
 }
@@ -36,47 +38,33 @@ bool mirror_range_lock(struct mirror_rangelock *rl, struct mirror_range *r, uint
 	r->end = offset + length < offset ? UINT64_MAX : offset + length;
 	r->granted = granted;
 	r->arg = arg;
-	r->next = r->grant_next = NULL;
-	r->prev = rl->tail;
-	if (rl->tail)
-		rl->tail->next = r;
-	else
-		rl->head = r;
-	rl->tail = r;
+	r->grant_node.next = NULL;
+	list_add_tail(&rl->all, &r->node);
 	rl->count++;
-	r->held = !blocked(r);
+	r->held = !blocked(rl, r);
 	return r->held;
 }
 
 void mirror_range_unlock(struct mirror_rangelock *rl, struct mirror_range *r)
 {
-	struct mirror_range *grant = NULL, **gtail = &grant;
-	struct mirror_range *p;
+	struct slist grant = SLIST_INIT(grant);
+	struct list *next = r->node.next, *p;
+	struct slist_node *g;
 
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		rl->head = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	else
-		rl->tail = r->prev;
+	list_del(&r->node);
 	rl->count--;
 	/* Only ranges after r that overlapped it can have been waiting on it. */
-	for (p = r->next; p; p = p->next) {
-		if (p->held || !overlaps(p, r) || blocked(p))
+	for (p = next; p != &rl->all; p = p->next) {
+		struct mirror_range *o = list_entry(p, struct mirror_range, node);
+		if (o->held || !overlaps(o, r) || blocked(rl, o))
 			continue;
-		p->held = true;
-		*gtail = p;
-		gtail = &p->grant_next;
+		o->held = true;
+		slist_push_tail(&grant, &o->grant_node);
 	}
-	r->prev = r->next = NULL;
 	r->held = false;
 	/* Callbacks last, with the list consistent: they may lock and unlock. */
-	while (grant) {
-		p = grant;
-		grant = p->grant_next;
-		p->grant_next = NULL;
-		p->granted(p);
+	while ((g = slist_pop_head(&grant))) {
+		struct mirror_range *o = slist_entry(g, struct mirror_range, grant_node);
+		o->granted(o);
 	}
 }

@@ -1,24 +1,19 @@
-/* Replay onto a shelf, and image files: the parts of the mirror that touch
- * the store and the file system outside the log itself.
+/* Replay of an image onto a shelf: the part of the mirror that touches the
+ * store.
  *
- * A replay job walks an image in sequence order and keeps up to BATCH
+ * Rule: a replay job walks an image in sequence order and keeps up to BATCH
  * records in flight as store I/O, never two overlapping ones of a volume at
  * once (so order is kept where it matters), driven by the store's
  * completions: it never blocks and never runs the loop itself, so the node
  * can start one from a callback at takeover while it serves. Then it
  * fdatasyncs every volume it wrote and, if asked, retires the image. */
 #define LOG_MODULE "mirror"
-#include "mirror/format.h"
-#include "mirror/mirror_priv.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
@@ -51,7 +46,7 @@ struct mirror_replay_job {
 	unsigned flags;
 	struct mirror_image_map map; /* when the job opened the file */
 	bool own_map;
-	struct nvr_iter it;
+	struct mirror_log_iter it;
 	struct mirror_replay_stats st;
 	bool have_next; /* next record waits for an overlapping one to finish */
 	struct mirror_record next;
@@ -192,7 +187,7 @@ static void job_pump(struct mirror_replay_job *j)
 			if (j->have_next) {
 				rec = j->next;
 				data = j->next_data;
-			} else if (nvr_iter_next(&j->it, &rec, &data) <= 0) {
+			} else if (mirror_log_iter_next(&j->it, &rec, &data) <= 0) {
 				break;
 			}
 			j->have_next = false;
@@ -206,7 +201,7 @@ static void job_pump(struct mirror_replay_job *j)
 				why = "record beyond the end of the volume";
 			if (why) {
 				skip(j, &rec, why);
-				nvr_iter_account(&j->it, &rec);
+				mirror_log_iter_account(&j->it, &rec);
 				j->it.done_bytes += rec.rec_len;
 				continue;
 			}
@@ -217,7 +212,7 @@ static void job_pump(struct mirror_replay_job *j)
 				j->have_next = true;
 				return; /* a completion pumps again */
 			}
-			nvr_iter_account(&j->it, &rec);
+			mirror_log_iter_account(&j->it, &rec);
 			submit_record(j, sl, vi, &rec, data);
 		}
 		if (j->inflight)
@@ -292,7 +287,7 @@ void mirror_replay_free(struct mirror_replay_job *j)
 
 static int job_start(struct mirror_replay_job *j, const void *img, size_t size)
 {
-	int rc = nvr_iter_init(&j->it, img, size, j->flags, &j->st);
+	int rc = mirror_log_iter_init(&j->it, img, size, j->flags, &j->st);
 
 	if (rc < 0)
 		return rc;
@@ -388,7 +383,7 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 
 	if (!st)
 		st = &local;
-	if (!mirror_priv_replay_wanted(m, &base, &size))
+	if (!mirror_log_replay_wanted(m, &base, &size))
 		return mirror_recover(m, NULL, NULL, st); /* nothing to apply: reset */
 	rc = job_new(loop, s, 0, &j);
 	if (rc < 0)
@@ -402,96 +397,5 @@ int mirror_recover_to_store(struct mirror *m, struct loop *loop, struct store *s
 	if (rc < 0 && rc != -ENODATA)
 		return rc;
 	*st = w.st;
-	return mirror_priv_recovered(m);
-}
-
-/* ---- image files ---- */
-
-int mirror_image_map(const char *path, uint64_t size, bool writable, struct mirror_image_map *out)
-{
-	int flags = size ? O_RDWR | O_CREAT : writable ? O_RDWR : O_RDONLY;
-	struct stat sb;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	out->fd = open(path, flags | O_CLOEXEC, 0600);
-	if (out->fd < 0) {
-		rc = -errno;
-		LOG_ERROR("%s: open: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(out->fd, &sb) < 0) {
-		rc = -errno;
-		LOG_ERROR("%s: stat: %s", path, strerror(errno));
-		goto err;
-	}
-	if (size && (uint64_t)sb.st_size != size) {
-		if (ftruncate(out->fd, (off_t)size) < 0) {
-			rc = -errno;
-			LOG_ERROR("%s: truncate to %llu: %s", path, (unsigned long long)size,
-				  strerror(errno));
-			goto err;
-		}
-		rc = posix_fallocate(out->fd, 0, (off_t)size);
-		if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-			LOG_ERROR("%s: fallocate: %s", path, strerror(rc));
-			rc = -rc;
-			goto err;
-		}
-		sb.st_size = (off_t)size;
-	}
-	if (sb.st_size <= 0) {
-		LOG_ERROR("%s: empty file", path);
-		rc = -ENODATA;
-		goto err;
-	}
-	out->size = (size_t)sb.st_size;
-	out->base = mmap(NULL, out->size, PROT_READ | (flags & O_RDWR ? PROT_WRITE : 0), MAP_SHARED,
-			 out->fd, 0);
-	if (out->base == MAP_FAILED) {
-		rc = -errno;
-		LOG_ERROR("%s: mmap: %s", path, strerror(errno));
-		out->base = NULL;
-		goto err;
-	}
-	return 0;
-err:
-	close(out->fd);
-	out->fd = -1;
-	return rc;
-}
-
-void mirror_image_unmap(struct mirror_image_map *map)
-{
-	if (map->base)
-		munmap(map->base, map->size);
-	if (map->fd >= 0)
-		close(map->fd);
-	map->base = NULL;
-	map->fd = -1;
-}
-
-int mirror_image_retire(struct mirror_image_map *map)
-{
-	struct mirror_replay_stats st;
-	struct nvr_header h;
-	unsigned slot;
-	int rc = nvr_header_read(map->base, map->size, &h, &slot);
-
-	if (rc < 0)
-		return rc;
-	rc = mirror_replay(map->base, map->size, 0, NULL, NULL, &st);
-	if (rc < 0)
-		return rc;
-	if (st.max_seq <= h.cp_seq)
-		return 0;
-	h.cp_seq = st.max_seq;
-	h.gen++;
-	nvr_header_write(map->base, &h, slot);
-	if (fdatasync(map->fd) < 0) {
-		rc = -errno;
-		LOG_ERROR("NVRAM image: fdatasync: %s", strerror(errno));
-		return rc;
-	}
-	return 0;
+	return mirror_log_recovered(m);
 }

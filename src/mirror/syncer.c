@@ -1,5 +1,12 @@
+/* The log's syncer: a thread that fdatasyncs the log file so the loop
+ * never blocks on it.
+ *
+ * Rule: requests coalesce: one fdatasync covers every request made before
+ * it started, and its completion reaches the loop through an eventfd (the
+ * done callback runs on the loop thread, never on the syncer's). Only the
+ * counters under the mutex are shared between the two threads. */
 #define LOG_MODULE "mirror"
-#include "mirror/syncer.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -12,7 +19,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 
-struct syncer {
+struct mirror_syncer {
 	struct loop *loop;
 	int fd;
 	int efd;
@@ -30,7 +37,7 @@ struct syncer {
 
 static void *sync_main(void *arg)
 {
-	struct syncer *s = arg;
+	struct mirror_syncer *s = arg;
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -54,7 +61,7 @@ static void *sync_main(void *arg)
 
 static void on_event(struct loop_io *io, uint32_t events)
 {
-	struct syncer *s = io->arg;
+	struct mirror_syncer *s = io->arg;
 	uint64_t v;
 	ssize_t n;
 
@@ -64,9 +71,10 @@ static void on_event(struct loop_io *io, uint32_t events)
 	s->done(s->arg);
 }
 
-int syncer_start(struct loop *loop, int fd, void (*done)(void *arg), void *arg, struct syncer **out)
+int mirror_syncer_start(struct loop *loop, int fd, void (*done)(void *arg), void *arg,
+			struct mirror_syncer **out)
 {
-	struct syncer *s = calloc(1, sizeof(*s));
+	struct mirror_syncer *s = calloc(1, sizeof(*s));
 	int rc;
 
 	if (!s)
@@ -104,7 +112,7 @@ err_free:
 	return rc;
 }
 
-void syncer_stop(struct syncer *s)
+void mirror_syncer_stop(struct mirror_syncer *s)
 {
 	if (!s)
 		return;
@@ -120,7 +128,7 @@ void syncer_stop(struct syncer *s)
 	free(s);
 }
 
-void syncer_request(struct syncer *s, uint64_t ticket)
+void mirror_syncer_request(struct mirror_syncer *s, uint64_t ticket)
 {
 	pthread_mutex_lock(&s->mu);
 	if (ticket > s->requested) {
@@ -130,7 +138,7 @@ void syncer_request(struct syncer *s, uint64_t ticket)
 	pthread_mutex_unlock(&s->mu);
 }
 
-uint64_t syncer_result(struct syncer *s, int *err)
+uint64_t mirror_syncer_result(struct mirror_syncer *s, int *err)
 {
 	uint64_t v;
 

@@ -1,7 +1,13 @@
-/* The transports that need no interconnect: null (mirror off or no
- * partner) and loopback (tests: the "partner's image" is a buffer). */
+/* The transports that need no interconnect: null (mirror = local, or no
+ * partner yet) and loopback (tests: the partner image is a buffer).
+ *
+ * Rule: as every transport, completions are never called inline from
+ * write(), and none follows detach(). The loopback copies a write's bytes
+ * only when it completes, as a one-sided RDMA write lands, so a test can
+ * hold, reorder or fail completions (mirror_int.h, "transport.c"). The CCM
+ * transport lives in src/node/mirror_ccm.c. */
 #define LOG_MODULE "mirror"
-#include "mirror/mirror.h"
+#include "mirror/mirror_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

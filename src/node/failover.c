@@ -236,7 +236,7 @@ static void start_own(struct node *n)
 		monitor_action_done(n->monitor, HA_ACT_START_OWN, 0);
 		return;
 	}
-	if (n->cfg.mirror.mode != MIRROR_MODE_ON) {
+	if (n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON) {
 		start_published(n, 0);
 		return;
 	}
@@ -339,7 +339,7 @@ static void replay_partner(struct node *n)
 
 	if (rc < 0)
 		goto done;
-	if (n->cfg.mirror.mode != MIRROR_MODE_ON || !n->partner_image_path[0]) {
+	if (n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON || !n->partner_image_path[0]) {
 		LOG_WARN("no copy of the partner's log here ([mirror] mirror is not on): serving "
 			 "its shelf as it is");
 		goto done;

@@ -26,8 +26,9 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/loop.h"
-#include "mirror/format.h"
+#include "config/config.h"
 #include "mirror/mirror.h"
+#include "mirror/mirror_int.h"
 #include "store/store.h"
 
 #define KiB	 1024u
@@ -121,18 +122,18 @@ static void test_record_encoding(void **state)
 {
 	uint8_t buf[8192] __attribute__((aligned(64)));
 	uint8_t data[1000];
-	struct nvr_record *r = (void *)buf;
+	struct mirror_rec_header *r = (void *)buf;
 	uint64_t len;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7);
 	memset(buf, 0xee, sizeof(buf));
-	len = nvr_record_encode(buf, 42, 7, &VOL, MIRROR_REC_WRITE, MIRROR_RF_FUA, 4096, 1000, data,
+	len = mirror_rec_encode(buf, 42, 7, &VOL, MIRROR_REC_WRITE, MIRROR_RF_FUA, 4096, 1000, data,
 				1000);
-	assert_int_equal(len, nvr_align(64 + 1000));
+	assert_int_equal(len, mirror_rec_align(64 + 1000));
 	assert_int_equal(len % 64, 0);
-	assert_int_equal(r->magic, NVR_REC_MAGIC);
+	assert_int_equal(r->magic, MIRROR_REC_MAGIC);
 	assert_int_equal(r->seq, 42);
 	assert_int_equal(r->log_id, 7);
 	assert_int_equal(r->offset, 4096);
@@ -146,68 +147,68 @@ static void test_record_encoding(void **state)
 		assert_int_equal(buf[i], 0); /* padding is zeroed, not stale */
 	assert_int_equal(buf[len], 0xee);
 	/* CRC over header (crc = 0) and data. */
-	struct nvr_record h = *r;
+	struct mirror_rec_header h = *r;
 	h.crc = 0;
 	assert_int_equal(r->crc, crc32c(crc32c(0, &h, 64), data, 1000));
 
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_NONE);
-	assert_int_equal(nvr_record_check(buf, 8192, 8, 65536), MIRROR_STOP_OTHER_LOG);
-	assert_int_equal(nvr_record_check(buf, len - 1, 7, 65536), MIRROR_STOP_INVALID);
-	assert_int_equal(nvr_record_check(buf, 63, 7, 65536), MIRROR_STOP_END);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_NONE);
+	assert_int_equal(mirror_rec_check(buf, 8192, 8, 65536), MIRROR_STOP_OTHER_LOG);
+	assert_int_equal(mirror_rec_check(buf, len - 1, 7, 65536), MIRROR_STOP_INVALID);
+	assert_int_equal(mirror_rec_check(buf, 63, 7, 65536), MIRROR_STOP_END);
 	buf[64 + 500] ^= 1; /* a flipped data bit */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
 	buf[64 + 500] ^= 1;
 	r->offset ^= 1; /* a flipped header bit */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_CRC);
 	r->offset ^= 1;
 	r->magic = 0;
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_EMPTY);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_EMPTY);
 
 	/* A zero record carries no data. */
-	len = nvr_record_encode(buf, 43, 7, &VOL, MIRROR_REC_ZERO, MIRROR_RF_NO_HOLE, 0, 1u << 30,
+	len = mirror_rec_encode(buf, 43, 7, &VOL, MIRROR_REC_ZERO, MIRROR_RF_NO_HOLE, 0, 1u << 30,
 				NULL, 0);
 	assert_int_equal(len, 64);
-	assert_int_equal(nvr_record_check(buf, 64, 7, 65536), MIRROR_STOP_NONE);
+	assert_int_equal(mirror_rec_check(buf, 64, 7, 65536), MIRROR_STOP_NONE);
 	r->data_len = 4; /* zero with data: impossible */
-	assert_int_equal(nvr_record_check(buf, 8192, 7, 65536), MIRROR_STOP_INVALID);
+	assert_int_equal(mirror_rec_check(buf, 8192, 7, 65536), MIRROR_STOP_INVALID);
 }
 
 static void test_header_slots(void **state)
 {
 	static uint8_t img[16384];
-	struct nvr_header h = {0}, out;
+	struct mirror_log_header h = {0}, out;
 	unsigned slot;
 
 	(void)state;
 	memset(img, 0, sizeof(img));
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -ENODATA);
-	h.magic = NVR_HDR_MAGIC;
-	h.major = NVR_VERSION_MAJOR;
-	h.hdr_size = NVR_HDR_SIZE;
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -ENODATA);
+	h.magic = MIRROR_LOG_MAGIC;
+	h.major = MIRROR_LOG_VERSION_MAJOR;
+	h.hdr_size = MIRROR_LOG_HDR_SIZE;
 	h.log_size = sizeof(img);
-	h.half_size = nvr_half_size_for(sizeof(img));
-	h.rec_align = NVR_REC_ALIGN;
+	h.half_size = mirror_log_half_size_for(sizeof(img));
+	h.rec_align = MIRROR_REC_ALIGN;
 	h.gen = 1;
 	h.cp_seq = 10;
-	assert_int_equal(nvr_header_write(img, &h, 1), 0);
+	assert_int_equal(mirror_log_header_write(img, &h, 1), 0);
 	h.gen = 2;
 	h.cp_seq = 20;
-	assert_int_equal(nvr_header_write(img, &h, 0), 1);
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), 0);
+	assert_int_equal(mirror_log_header_write(img, &h, 0), 1);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), 0);
 	assert_int_equal(slot, 1);
 	assert_int_equal(out.cp_seq, 20);
 	/* A torn newer slot: the older one stands. */
-	img[NVR_SLOT_STRIDE + 50] ^= 0xff;
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), 0);
+	img[MIRROR_LOG_SLOT_STRIDE + 50] ^= 0xff;
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), 0);
 	assert_int_equal(slot, 0);
 	assert_int_equal(out.cp_seq, 10);
 	/* Both torn: invalid. */
 	img[50] ^= 0xff;
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -EINVAL);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EINVAL);
 	/* A future major version is refused clearly. */
 	h.major = 2;
-	nvr_header_write(img, &h, 1);
-	assert_int_equal(nvr_header_read(img, sizeof(img), &out, &slot), -EPROTO);
+	mirror_log_header_write(img, &h, 1);
+	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EPROTO);
 }
 
 static void test_config_keys(void **state)
@@ -231,25 +232,19 @@ static void test_config_keys(void **state)
 			 0);
 	assert_string_equal(cfg.node.nvram, "");
 	assert_int_equal(cfg.node.nvram_size, 64u << 20);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_ON);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_ON);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_MEMORY);
-	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
+	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_DEGRADE);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
 	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.node.nvram, "/var/lib/duet/a.nvram");
 	assert_int_equal(cfg.node.nvram_size, 128u << 20);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_OFF);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_OFF);
 	assert_int_equal(cfg.mirror.durability, DURABILITY_LOCAL_SYNC);
-	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
+	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_SUSPEND);
 	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 250);
 	assert_string_equal(cfg.mirror.partner_image, "/var/lib/duet/b.mirror");
-	mirror_opts_from_config(&o, &cfg, cfg.node.nvram);
-	assert_string_equal(o.path, "/var/lib/duet/a.nvram");
-	assert_int_equal(o.size, 128u << 20);
-	assert_false(o.enabled);
-	assert_int_equal(o.durability, DURABILITY_LOCAL_SYNC);
-	assert_int_equal(o.cp_interval_ms, 250);
 	/* mirror = local: the log, no partner. */
 	assert_int_equal(
 	    config_load_string("t.ini",
@@ -257,9 +252,21 @@ static void test_config_keys(void **state)
 			       "[nbd]\nlisten = 127.0.0.1:10809\n[mirror]\nmirror = local\n",
 			       &cfg, err, sizeof(err)),
 	    0);
-	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_LOCAL);
-	mirror_opts_from_config(&o, &cfg, "/l");
-	assert_false(o.enabled);
+	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_LOCAL);
+	/* The mirror's own defaults are the config's. */
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "[nbd]\nlisten = 127.0.0.1:10809\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	mirror_opts_init(&o);
+	assert_null(o.path);
+	assert_int_equal(o.size, 0);
+	assert_int_equal(o.mode, MIRROR_MODE_ON);
+	assert_int_equal(o.durability, MIRROR_DURABILITY_MEMORY);
+	assert_int_equal(o.down, MIRROR_DOWN_DEGRADE);
+	assert_int_equal(o.suspend_timeout_ms, cfg.mirror.suspend_timeout_ms);
+	assert_int_equal(o.cp_interval_ms, cfg.mirror.cp_interval_ms);
 	/* Bad values name the key. */
 	char bad[1024];
 	snprintf(bad, sizeof(bad), "%s%s", base, "durability = disk\n");
@@ -414,8 +421,8 @@ static void opts_default(struct harness *hs, uint64_t size)
 	hs->o.path = hs->path;
 	hs->o.size = size;
 	hs->o.node_id = "a";
-	hs->o.enabled = true;
-	hs->o.durability = DURABILITY_MEMORY;
+	hs->o.mode = MIRROR_MODE_ON;
+	hs->o.durability = MIRROR_DURABILITY_MEMORY;
 	hs->o.down = MIRROR_DOWN_DEGRADE;
 	hs->o.suspend_timeout_ms = 60000;
 	hs->o.cp_interval_ms = 0;
@@ -445,17 +452,22 @@ static void hs_open(struct harness *hs)
 	assert_int_equal(mirror_open(hs->loop, &hs->o, &host_ops, &hs->host, &hs->m), 0);
 }
 
+/* A loopback partner image of the log's size, attached (still down). */
+static void hs_attach_loopback(struct harness *hs)
+{
+	hs->image_size = hs->o.size;
+	hs->image = calloc(1, hs->image_size);
+	assert_int_equal(mirror_loopback_create(hs->loop, hs->image, hs->image_size, &hs->lb), 0);
+	assert_int_equal(mirror_attach_transport(hs->m, mirror_loopback_ops(), hs->lb), 0);
+}
+
 /* Open, nothing to recover, and (optionally) a loopback partner that is up. */
 static void hs_start(struct harness *hs, bool loopback)
 {
 	hs_open(hs);
 	assert_int_equal(mirror_recover(hs->m, NULL, NULL, NULL), 0);
 	if (loopback) {
-		hs->image_size = hs->o.size;
-		hs->image = calloc(1, hs->image_size);
-		assert_int_equal(
-		    mirror_loopback_create(hs->loop, hs->image, hs->image_size, &hs->lb), 0);
-		assert_int_equal(mirror_attach_transport(hs->m, mirror_loopback_ops(), hs->lb), 0);
+		hs_attach_loopback(hs);
 		mirror_transport_up(hs->m);
 	}
 }
@@ -553,6 +565,21 @@ static bool all_logged(void *arg)
 	return true;
 }
 
+/* Submit t[from, from + n) as 4 KiB writes at @p off, off + 4 KiB, ...
+ * whose volume writes are done at once. @return how many wait for space. */
+static unsigned submit_writes(struct harness *hs, struct tw *t, unsigned from, unsigned n,
+			      uint64_t off)
+{
+	unsigned queued = 0;
+
+	for (unsigned i = from; i < from + n; i++) {
+		fill_write(&t[i], MIRROR_REC_WRITE, off + (uint64_t)(i - from) * 4096, 4096);
+		if (submit(hs, &t[i], true) == 1)
+			queued++;
+	}
+	return queued;
+}
+
 static void wait_logged(struct harness *hs, struct tw *t, unsigned n)
 {
 	struct logged_wait lw = {t, n};
@@ -644,7 +671,7 @@ static void test_append_basic(void **state)
 
 	(void)state;
 	hs_init(&hs, 1u << 20);
-	hs.o.enabled = false;
+	hs.o.mode = MIRROR_MODE_LOCAL;
 	hs_open(&hs);
 	fill_write(&t[0], MIRROR_REC_WRITE, 0, 4096);
 	assert_int_equal(mirror_append(hs.m, &t[0].w), -EBUSY); /* not recovered yet */
@@ -677,7 +704,7 @@ static void test_append_basic(void **state)
 	assert_int_equal(sc.first_seq, 1);
 	assert_int_equal(sc.last_seq, 10);
 	assert_int_equal(sc.stop, MIRROR_STOP_EMPTY);
-	assert_int_equal(t[3].w.log_off, NVR_HDR_SIZE + 3 * nvr_rec_len(3000));
+	assert_int_equal(t[3].w.log_off, MIRROR_LOG_HDR_SIZE + 3 * mirror_rec_len(3000));
 	check_replay(&hs, img, size, NULL);
 	free(img);
 	free_writes(t, 10);
@@ -687,7 +714,7 @@ static void test_append_basic(void **state)
 /* Many writes of mixed sizes through a tiny log: every half switch, the
  * consistency points they force, and a replay of the log and of the image
  * at the end giving back every write. */
-static void run_wraparound(bool loopback, enum config_durability dur, unsigned total)
+static void run_wraparound(bool loopback, enum mirror_durability dur, unsigned total)
 {
 	enum { BATCH = 24 };
 	struct harness hs;
@@ -750,19 +777,19 @@ static void run_wraparound(bool loopback, enum config_durability dur, unsigned t
 static void test_wraparound_local(void **state)
 {
 	(void)state;
-	run_wraparound(false, DURABILITY_MEMORY, 1200);
+	run_wraparound(false, MIRROR_DURABILITY_MEMORY, 1200);
 }
 
 static void test_wraparound_loopback(void **state)
 {
 	(void)state;
-	run_wraparound(true, DURABILITY_MEMORY, 1200);
+	run_wraparound(true, MIRROR_DURABILITY_MEMORY, 1200);
 }
 
 static void test_wraparound_local_sync(void **state)
 {
 	(void)state;
-	run_wraparound(true, DURABILITY_LOCAL_SYNC, 240);
+	run_wraparound(true, MIRROR_DURABILITY_LOCAL_SYNC, 240);
 }
 
 /* A log with 10 records in one half and no checkpoint. */
@@ -772,98 +799,106 @@ static uint8_t *ten_records(struct harness *hs, size_t *size)
 
 	hs_init(hs, 1u << 20);
 	hs_start(hs, false);
-	for (unsigned i = 0; i < 10; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(hs, &t[i], true);
-	}
+	submit_writes(hs, t, 0, 10, 0);
 	/* Overlapping rewrites, so order matters in the replay. */
 	wait_logged(hs, t, 10);
 	free_writes(t, 10);
 	return snapshot_log(hs, size);
 }
 
+/* Replay tests: a snapshot of ten_records() and a volume to replay onto. */
+struct replay_fx {
+	struct harness hs;
+	size_t size;
+	uint8_t *img;
+	uint64_t rec; /* log bytes of one 4 KiB write */
+	uint8_t *v;
+};
+
+/* @p from_durable: the volume starts as the last checkpoint left it, else zeroed. */
+static void replay_fx_init(struct replay_fx *fx, bool from_durable)
+{
+	fx->img = ten_records(&fx->hs, &fx->size);
+	fx->rec = mirror_rec_len(4096);
+	fx->v = calloc(1, VOL_SIZE);
+	assert_non_null(fx->v);
+	if (from_durable)
+		memcpy(fx->v, fx->hs.host.durable, VOL_SIZE);
+}
+
+static void replay_fx_free(struct replay_fx *fx)
+{
+	free(fx->v);
+	free(fx->img);
+	hs_close(&fx->hs);
+}
+
 static void test_replay_torn_tail(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats st;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = nvr_rec_len(4096);
-	uint8_t *v = malloc(VOL_SIZE);
 
 	(void)state;
+	replay_fx_init(&fx, true);
 	/* The last record half written (a torn RDMA write or page). */
-	memset(img + NVR_HDR_SIZE + 9 * rec + 2000, 0, rec - 2000);
-	memcpy(v, hs.host.durable, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
+	memset(fx.img + MIRROR_LOG_HDR_SIZE + 9 * fx.rec + 2000, 0, fx.rec - 2000);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &st), 0);
 	assert_int_equal(st.records, 9);
 	assert_int_equal(st.first_seq, 1);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, NVR_HDR_SIZE + 9 * rec);
-	assert_memory_equal(v, hs.host.vol, 9 * 4096);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 9 * fx.rec);
+	assert_memory_equal(fx.v, fx.hs.host.vol, 9 * 4096);
 	/* Only the header written: it ends cleanly there too. */
-	memset(img + NVR_HDR_SIZE + 9 * rec + 64, 0, rec - 64);
-	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	memset(fx.img + MIRROR_LOG_HDR_SIZE + 9 * fx.rec + 64, 0, fx.rec - 64);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 9);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	replay_fx_free(&fx);
 }
 
 static void test_replay_corrupt_middle(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats st;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint64_t rec = nvr_rec_len(4096);
-	uint8_t *v = calloc(1, VOL_SIZE);
 
 	(void)state;
-	img[NVR_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40; /* record 5's data */
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &st), 0);
+	replay_fx_init(&fx, false);
+	fx.img[MIRROR_LOG_HDR_SIZE + 4 * fx.rec + 64 + 100] ^= 0x40; /* record 5's data */
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &st), 0);
 	assert_int_equal(st.records, 4);
 	assert_int_equal(st.last_seq, 4);
 	assert_int_equal(st.stop, MIRROR_STOP_CRC);
-	assert_int_equal(st.stop_off, NVR_HDR_SIZE + 4 * rec);
-	assert_memory_equal(v, hs.host.vol, 4 * 4096);
+	assert_int_equal(st.stop_off, MIRROR_LOG_HDR_SIZE + 4 * fx.rec);
+	assert_memory_equal(fx.v, fx.hs.host.vol, 4 * 4096);
 	for (unsigned i = 4 * 4096; i < 10 * 4096; i++)
-		assert_int_equal(v[i], 0); /* nothing after the bad record */
+		assert_int_equal(fx.v[i], 0); /* nothing after the bad record */
 	/* A corrupt header field is caught the same way. */
-	img[NVR_HDR_SIZE + 4 * rec + 64 + 100] ^= 0x40;
-	((struct nvr_record *)(img + NVR_HDR_SIZE + 2 * rec))->offset += 512;
-	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	fx.img[MIRROR_LOG_HDR_SIZE + 4 * fx.rec + 64 + 100] ^= 0x40;
+	((struct mirror_rec_header *)(fx.img + MIRROR_LOG_HDR_SIZE + 2 * fx.rec))->offset += 512;
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, NULL, NULL, &st), 0);
 	assert_int_equal(st.last_seq, 2);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	replay_fx_free(&fx);
 }
 
 static void test_replay_idempotent(void **state)
 {
-	struct harness hs;
+	struct replay_fx fx;
 	struct mirror_replay_stats a, b;
-	size_t size;
-	uint8_t *img = ten_records(&hs, &size);
-	uint8_t *v = malloc(VOL_SIZE);
 
 	(void)state;
-	memcpy(v, hs.host.durable, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &a), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &b), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
+	replay_fx_init(&fx, true);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &a), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &b), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
 	assert_int_equal(a.records, b.records);
 	assert_int_equal(a.last_seq, b.last_seq);
 	/* Onto the newest state (the volumes were written before the crash). */
-	memcpy(v, hs.host.vol, VOL_SIZE);
-	assert_int_equal(mirror_replay(img, size, 0, apply_buf, v, &b), 0);
-	assert_memory_equal(v, hs.host.vol, VOL_SIZE);
-	free(v);
-	free(img);
-	hs_close(&hs);
+	memcpy(fx.v, fx.hs.host.vol, VOL_SIZE);
+	assert_int_equal(mirror_replay(fx.img, fx.size, 0, apply_buf, fx.v, &b), 0);
+	assert_memory_equal(fx.v, fx.hs.host.vol, VOL_SIZE);
+	replay_fx_free(&fx);
 }
 
 static void test_flush(void **state)
@@ -1015,18 +1050,12 @@ static void test_degrade_resync(void **state)
 	hs_start(&hs, true);
 	wait_in_sync(&hs);
 	assert_false(hs.host.outdated);
-	for (unsigned i = 0; i < 10; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 0, 10, 0);
 	wait_logged(&hs, t, 10);
 	hs.host.outdate_hold = true;
 	mirror_transport_down(hs.m, "link cut");
 	run_until(&hs, is_degraded, &hs);
-	for (unsigned i = 10; i < 20; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 5) * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 10, 10, 5 * 4096);
 	run_turns(&hs, 5);
 	for (unsigned i = 10; i < 20; i++)
 		assert_int_equal(t[i].logged, 0); /* no ack before the outdated mark */
@@ -1036,13 +1065,10 @@ static void test_degrade_resync(void **state)
 	wait_logged(&hs, t + 10, 10);
 	mirror_get_status(hs.m, &st);
 	assert_int_equal(st.state, MIRROR_STATE_DEGRADED);
-	assert_true(st.lag_bytes >= 10 * nvr_rec_len(4096));
+	assert_true(st.lag_bytes >= 10 * mirror_rec_len(4096));
 	assert_false(st.takeover_safe);
 	mirror_transport_up(hs.m);
-	for (unsigned i = 20; i < 30; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 15) * 4096 + 100, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 20, 10, 5 * 4096 + 100);
 	wait_in_sync(&hs);
 	wait_logged(&hs, t + 20, 10);
 	assert_false(hs.host.outdated);
@@ -1054,10 +1080,7 @@ static void test_degrade_resync(void **state)
 	check_replay(&hs, hs.image, hs.image_size, NULL);
 	/* A failed transport write: degraded, then a resync on its own. */
 	mirror_loopback_fail_next(hs.lb, 1);
-	for (unsigned i = 30; i < 40; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, (i - 25) * 4096 + 200, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 30, 10, 5 * 4096 + 200);
 	wait_logged(&hs, t + 30, 10);
 	wait_in_sync(&hs);
 	mirror_get_status(hs.m, &st);
@@ -1078,15 +1101,9 @@ static void test_resync_marks_image(void **state)
 	(void)state;
 	hs_init(&hs, 256 * KiB);
 	hs_start(&hs, false);
-	for (unsigned i = 0; i < 4; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	submit_writes(&hs, t, 0, 4, 0);
 	wait_logged(&hs, t, 4);
-	hs.image_size = hs.o.size;
-	hs.image = calloc(1, hs.image_size);
-	assert_int_equal(mirror_loopback_create(hs.loop, hs.image, hs.image_size, &hs.lb), 0);
-	assert_int_equal(mirror_attach_transport(hs.m, mirror_loopback_ops(), hs.lb), 0);
+	hs_attach_loopback(&hs);
 	mirror_loopback_hold(hs.lb, true);
 	mirror_transport_up(hs.m);
 	run_turns(&hs, 3);
@@ -1116,6 +1133,18 @@ static void test_resync_marks_image(void **state)
 	hs_close(&hs);
 }
 
+/* mirror_down = suspend with @p timeout_ms: in sync with a loopback
+ * partner, which then goes away (@p why). */
+static void hs_start_suspended(struct harness *hs, uint64_t timeout_ms, const char *why)
+{
+	hs_init(hs, 256 * KiB);
+	hs->o.down = MIRROR_DOWN_SUSPEND;
+	hs->o.suspend_timeout_ms = timeout_ms;
+	hs_start(hs, true);
+	wait_in_sync(hs);
+	mirror_transport_down(hs->m, why);
+}
+
 /* mirror_down = suspend: writes are held while the partner is away, flow
  * when it is back, and fail with EIO after the timeout. */
 static void test_suspend(void **state)
@@ -1125,16 +1154,8 @@ static void test_suspend(void **state)
 	struct mirror_status st;
 
 	(void)state;
-	hs_init(&hs, 256 * KiB);
-	hs.o.down = MIRROR_DOWN_SUSPEND;
-	hs.o.suspend_timeout_ms = 600000;
-	hs_start(&hs, true);
-	wait_in_sync(&hs);
-	mirror_transport_down(hs.m, "partner rebooting");
-	for (unsigned i = 0; i < 3; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	hs_start_suspended(&hs, 600000, "partner rebooting");
+	submit_writes(&hs, t, 0, 3, 0);
 	run_turns(&hs, 5);
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(t[i].logged, 0);
@@ -1151,16 +1172,8 @@ static void test_suspend(void **state)
 	hs_close(&hs);
 
 	/* Away for longer than the timeout. */
-	hs_init(&hs, 256 * KiB);
-	hs.o.down = MIRROR_DOWN_SUSPEND;
-	hs.o.suspend_timeout_ms = 100;
-	hs_start(&hs, true);
-	wait_in_sync(&hs);
-	mirror_transport_down(hs.m, "partner gone");
-	for (unsigned i = 3; i < 6; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		submit(&hs, &t[i], true);
-	}
+	hs_start_suspended(&hs, 100, "partner gone");
+	submit_writes(&hs, t, 3, 3, 3 * 4096);
 	wait_logged(&hs, t + 3, 3);
 	for (unsigned i = 3; i < 6; i++)
 		assert_int_equal(t[i].result, -EIO);
@@ -1181,12 +1194,7 @@ static void test_both_halves_full(void **state)
 	hs_init(&hs, 64 * KiB); /* halves of 28 KiB: 6 records of 4 KiB each */
 	hs_start(&hs, false);
 	hs.host.cp_hold = true;
-	unsigned queued = 0;
-	for (unsigned i = 0; i < 20; i++) {
-		fill_write(&t[i], MIRROR_REC_WRITE, i * 4096, 4096);
-		if (submit(&hs, &t[i], true) == 1)
-			queued++;
-	}
+	unsigned queued = submit_writes(&hs, t, 0, 20, 0);
 	run_turns(&hs, 5);
 	mirror_get_status(hs.m, &st);
 	assert_int_equal(st.active_half, -1);
@@ -1500,12 +1508,33 @@ static void test_stress_crash_points(void **state)
 /* ------------------------------------------------------------------ */
 /* Replay onto a real shelf */
 
+/* A shelf in a new temporary folder @p dir, on its own loop; @p threads:
+ * the threads engine instead of the default one. */
+static void shelf_open(char *dir, size_t len, struct loop **loop, struct store **s, bool threads)
+{
+	struct store_opts so;
+
+	snprintf(dir, len, "%s/duet-shelf-XXXXXX", tmp_base());
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(loop_create(loop), 0);
+	store_opts_default(&so);
+	if (threads)
+		so.engine = STORE_ENGINE_THREADS;
+	assert_int_equal(store_open(*loop, dir, &so, s), 0);
+}
+
+static void shelf_close(const char *dir, struct loop *loop, struct store *s)
+{
+	store_close(s);
+	loop_destroy(loop);
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void test_replay_to_store(void **state)
 {
 	char dir[256], cmd[300];
 	struct loop *loop;
 	struct store *s;
-	struct store_opts so;
 	struct store_volume_info info;
 	struct harness hs;
 	struct tw t[30];
@@ -1514,12 +1543,7 @@ static void test_replay_to_store(void **state)
 	int fd;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/duet-shelf-XXXXXX", tmp_base());
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(loop_create(&loop), 0);
-	store_opts_default(&so);
-	so.engine = STORE_ENGINE_THREADS;
-	assert_int_equal(store_open(loop, dir, &so, &s), 0);
+	shelf_open(dir, sizeof(dir), &loop, &s, true);
 	assert_int_equal(store_volume_create(s, "vol-a", VOL_SIZE, "a"), 0);
 	store_volume_get_info(store_volume_find(s, "vol-a"), &info);
 
@@ -1576,9 +1600,7 @@ static void test_replay_to_store(void **state)
 	free_writes(t, 30);
 	free(other.buf);
 	hs_close(&hs);
-	store_close(s);
-	loop_destroy(loop);
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	shelf_close(dir, loop, s);
 	free(got);
 }
 
@@ -1625,7 +1647,6 @@ static void test_replay_async(void **state)
 	char dir[256], path[300], img_path[300];
 	struct loop *loop;
 	struct store *s;
-	struct store_opts so;
 	struct store_volume_info info[2];
 	struct mirror_vol_id ids[2];
 	struct harness hs;
@@ -1635,11 +1656,7 @@ static void test_replay_async(void **state)
 	int fd;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/duet-shelf-XXXXXX", tmp_base());
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(loop_create(&loop), 0);
-	store_opts_default(&so);
-	assert_int_equal(store_open(loop, dir, &so, &s), 0);
+	shelf_open(dir, sizeof(dir), &loop, &s, false);
 	assert_int_equal(store_volume_create(s, "v0", VOL_SIZE, "a"), 0);
 	assert_int_equal(store_volume_create(s, "v1", VOL_SIZE, "a"), 0);
 	for (unsigned v = 0; v < 2; v++) {
@@ -1706,9 +1723,7 @@ static void test_replay_async(void **state)
 
 	free_writes(t, 60);
 	hs_close(&hs);
-	store_close(s);
-	loop_destroy(loop);
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	shelf_close(dir, loop, s);
 	free(model[0]);
 	free(model[1]);
 	free(got);
@@ -1819,7 +1834,7 @@ static void test_rangelock(void **state)
 	assert_true(b.order < c.order && c.order < f.order);
 	mirror_range_unlock(&rl, &f.r);
 	assert_int_equal(rl.count, 0);
-	assert_null(rl.head);
+	assert_true(list_empty(&rl.all));
 
 	/* Cancelling a waiter lets the ones behind it through. */
 	assert_true(mirror_range_lock(&rl, &a.r, 0, 10, rl_granted, &a));

@@ -63,17 +63,17 @@ static const struct mirror_host_ops host = {.checkpoint = host_cp};
 static int side_open(struct env *e, struct side *s, const char *name, uint64_t image_size,
 		     bool mirror)
 {
-	struct mirror_opts o = {0};
+	struct mirror_opts o;
 	struct mirror_replay_stats st;
 	int rc;
 
 	snprintf(s->log, sizeof(s->log), "%s/%s.nvram", e->dir, name);
 	snprintf(s->image, sizeof(s->image), "%s/%s.partner", e->dir, name);
 	s->ccm = fake_ccm_create(e->loop, name);
+	mirror_opts_init(&o);
 	o.path = s->log;
 	o.size = LOG_SIZE;
 	o.node_id = name;
-	o.enabled = true;
 	o.cp_interval_ms = 0;
 	rc = mirror_open(e->loop, &o, &host, NULL, &s->m);
 	if (rc < 0)
@@ -110,15 +110,21 @@ static void side_close(struct side *s)
 	unlink(s->image);
 }
 
-static void env_free(struct env *e)
+/* After both sides are closed. */
+static void env_destroy(struct env *e)
 {
-	side_close(&e->a);
-	side_close(&e->b);
 	loop_run_once(e->loop, 0); /* a closed mirror's task frees itself */
 	fake_reset();
 	loop_destroy(e->loop);
 	rmdir(e->dir);
 	free(e);
+}
+
+static void env_free(struct env *e)
+{
+	side_close(&e->a);
+	side_close(&e->b);
+	env_destroy(e);
 }
 
 static void run_until(struct env *e, bool (*cond)(struct env *e))
@@ -274,18 +280,26 @@ static void test_session_lost_and_back(void **state)
 	env_free(e);
 }
 
+/* The session comes up (@p turns loop turns) but a's mirror stays
+ * degraded, its CCM transport in @p ccm_state for a reason naming @p why. */
+static void expect_a_refused(struct env *e, int turns, const char *ccm_state, const char *why)
+{
+	const char *reason;
+
+	fake_session_up(e->a.ccm);
+	for (int i = 0; i < turns; i++)
+		loop_run_once(e->loop, 1000000);
+	assert_true(a_degraded(e));
+	assert_string_equal(mirror_ccm_state(e->a.mc, &reason), ccm_state);
+	assert_non_null(strstr(reason, why));
+}
+
 static void test_image_too_small(void **state)
 {
 	struct env *e = env_new(LOG_SIZE / 2, true);
-	const char *why;
 
 	(void)state;
-	fake_session_up(e->a.ccm);
-	for (int i = 0; i < 50; i++)
-		loop_run_once(e->loop, 1000000);
-	assert_true(a_degraded(e));
-	assert_string_equal(mirror_ccm_state(e->a.mc, &why), "refused");
-	assert_non_null(strstr(why, "nvram_size"));
+	expect_a_refused(e, 50, "refused", "nvram_size");
 	/* b mirrors into a's larger image. */
 	assert_int_equal(state_of(e->b.m), MIRROR_STATE_IN_SYNC);
 	/* Writes go on (degrade). */
@@ -298,15 +312,9 @@ static void test_image_too_small(void **state)
 static void test_partner_without_mirror(void **state)
 {
 	struct env *e = env_new(LOG_SIZE, false);
-	const char *why;
 
 	(void)state;
-	fake_session_up(e->a.ccm);
-	for (int i = 0; i < 20; i++)
-		loop_run_once(e->loop, 1000000);
-	assert_true(a_degraded(e));
-	assert_string_equal(mirror_ccm_state(e->a.mc, &why), "down");
-	assert_non_null(strstr(why, "has no mirror"));
+	expect_a_refused(e, 20, "down", "has no mirror");
 	env_free(e);
 }
 
@@ -326,11 +334,7 @@ static void test_close_with_transfers_in_flight(void **state)
 	for (int i = 0; i < 20; i++)
 		loop_run_once(e->loop, 1000000);
 	side_close(&e->b);
-	loop_run_once(e->loop, 0); /* a closed mirror's task frees itself */
-	fake_reset();
-	loop_destroy(e->loop);
-	rmdir(e->dir);
-	free(e);
+	env_destroy(e);
 }
 
 int main(void)
