@@ -21,8 +21,7 @@
 #include "common/loop.h"
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
-#include "proxy/proxy_priv.h"
-#include "proxy/wire.h"
+#include "proxy/proxy_int.h"
 #include "ramdisk.h"
 #include "test_proxy_ccm.h"
 
@@ -257,7 +256,7 @@ struct scan {
 static void scan_rec(void *arg, const void *rec, size_t len)
 {
 	struct scan *sc = arg;
-	unsigned t = px_msg_type(rec, len);
+	unsigned t = proxy_wire_msg_type(rec, len);
 
 	if (t == PX_REP) {
 		sc->rep = true;
@@ -288,8 +287,8 @@ static enum fake_verdict filter(struct ccm *from, unsigned port, const void *msg
 	(void)from;
 	(void)port;
 	(void)arg;
-	if (px_msg_type(msg, len) == PX_BATCH)
-		assert_int_equal(px_batch_walk(msg, len, scan_rec, &sc, &why), 0);
+	if (proxy_wire_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(proxy_wire_batch_walk(msg, len, scan_rec, &sc, &why), 0);
 	else
 		scan_rec(&sc, msg, len);
 	if ((sc.rep && drop_reps) || (sc.req && drop_reqs))
@@ -313,9 +312,9 @@ static void test_wire_roundtrip(void **state)
 	uint32_t ef;
 
 	(void)state;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_msg_type(buf, len), PX_HELLO);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), 0);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_msg_type(buf, len), PX_HELLO);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), 0);
 	assert_true(h2.session == 42 && h2.data_size == (1 << 20) && h2.chunk == 65536);
 
 	memset(data, 0x77, sizeof(data));
@@ -327,9 +326,9 @@ static void test_wire_roundtrip(void **state)
 	r.seq = 12345;
 	r.offset = 4096;
 	r.length = sizeof(data);
-	len = px_encode_req(buf, &r, data);
+	len = proxy_wire_encode_req(buf, &r, data);
 	assert_int_equal(len, sizeof(struct px_req) + sizeof(data));
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), 0);
 	assert_true(r2.flags == r.flags && r2.vol == 3 && r2.cmd == NBD_CMD_WRITE &&
 		    r2.cflags == NBD_CMD_FLAG_FUA && r2.session == 9 && r2.seq == 12345 &&
 		    r2.offset == 4096 && r2.length == sizeof(data));
@@ -338,24 +337,24 @@ static void test_wire_roundtrip(void **state)
 	p.result = -ENOSPC;
 	p.session = 9;
 	p.seq = 5;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), 0);
 	assert_int_equal(p2.result, -ENOSPC);
 	p.result = 0;
 	p.count = 2;
-	len = px_encode_rep(buf, &p);
-	px_put_ext(buf, 0, 4096, NBD_STATE_HOLE);
-	px_put_ext(buf, 1, 8192, 0);
+	len = proxy_wire_encode_rep(buf, &p);
+	proxy_wire_put_ext(buf, 0, 4096, NBD_STATE_HOLE);
+	proxy_wire_put_ext(buf, 1, 8192, 0);
 	len += 2 * sizeof(struct px_ext);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
-	px_ext_get(&p2, 1, &el, &ef);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), 0);
+	proxy_wire_ext_get(&p2, 1, &el, &ef);
 	assert_true(el == 8192 && ef == 0);
 
-	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
 	assert_int_equal(v.count, 1);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), 0);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), 0);
 	assert_string_equal(w2.name, "vol-b");
 	assert_true(w2.id == 7 && w2.size == (1 << 20) && w2.min_block == 512);
 }
@@ -382,157 +381,160 @@ static void test_wire_rejects(void **state)
 	(void)state;
 	memset(buf, 0, sizeof(buf));
 	/* truncated and foreign */
-	assert_int_equal(px_msg_type(buf, 3), 0);
-	assert_int_equal(px_decode_req(buf, 3, &r2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_msg_type(buf, 3), 0);
+	assert_int_equal(proxy_wire_decode_req(buf, 3, &r2, &why), -EBADMSG);
 	memset(buf, 0xff, 64);
-	assert_int_equal(px_decode_req(buf, 64, &r2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_decode_req(buf, 64, &r2, &why), -EBADMSG);
 	/* hello: version, zero session, size */
 	h.version = 2;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), -EBADMSG);
 	h.version = PX_VERSION;
 	h.session = 0;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), -EBADMSG);
 	h.session = 1;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len + 1, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len + 1, &h2, &why), -EBADMSG);
 
 	/* requests */
 	r.session = 1;
 	r.seq = 1;
 	r.cmd = NBD_CMD_READ;
 	r.length = 4096;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), 0);
 	r.seq = 0; /* sequence 0 */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.seq = 1;
 	r.cmd = 99; /* unknown command */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_DISC;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_READ;
 	r.cflags = 0x100; /* unknown flag */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cflags = 0;
 	r.length = 0; /* empty read */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.length = PX_CHUNK_MAX + 1;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.length = 4096;
 	r.offset = UINT64_MAX - 100; /* wraps */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.offset = 0;
 	r.cmd = NBD_CMD_WRITE; /* inline length mismatch */
 	r.flags = PX_F_INLINE;
-	len = px_encode_req(buf, &r, junk);
-	assert_int_equal(px_decode_req(buf, len - 1, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, junk);
+	assert_int_equal(proxy_wire_decode_req(buf, len - 1, &r2, &why), -EBADMSG);
 	r.length = PX_INLINE_MAX + 1; /* inline too long */
-	len = px_encode_req(buf, &r, junk);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, junk);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.flags = 0;
 	r.length = 4096;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len + 8, &r2, &why), -EBADMSG); /* trailing */
-	r.cmd = NBD_CMD_FLUSH;						    /* flush with a range */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len + 8, &r2, &why), -EBADMSG); /* trailing */
+	r.cmd = NBD_CMD_FLUSH; /* flush with a range */
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_BLOCK_STATUS;
 	r.max_extents = PX_MAX_EXTENTS + 1;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_TRIM;
 	r.max_extents = 0;
 	r.flags = PX_F_INLINE; /* inline without data */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 
 	/* replies */
 	p.session = 1;
 	p.seq = 1;
 	p.result = 5; /* positive */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), -EBADMSG);
 	p.result = -5000;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), -EBADMSG);
 	p.result = 0;
 	p.count = 3; /* extents missing */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 16, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 16, &p2, &why), -EBADMSG);
 	p.count = PX_MAX_EXTENTS + 1;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(
-	    px_decode_rep(buf, len + (PX_MAX_EXTENTS + 1) * sizeof(struct px_ext), &p2, &why),
-	    -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(
+			     buf, len + (PX_MAX_EXTENTS + 1) * sizeof(struct px_ext), &p2, &why),
+			 -EBADMSG);
 	p.count = 0;
 	p.flags = PX_F_INLINE;
 	p.length = 100;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 99, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 99, &p2, &why), -EBADMSG);
 	p.result = -EIO; /* data with an error */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
 
 	/* volume lists */
-	len = px_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
-	assert_int_equal(px_vol_get(&v, 1, &w2, &why), -EBADMSG);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
+	assert_int_equal(proxy_wire_vol_get(&v, 1, &w2, &why), -EBADMSG);
 	memcpy(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), "../x", 5);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	memset(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), 'a', PX_NAME_MAX);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG); /* unterminated */
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG); /* unterminated */
 	w.min_block = 3;
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	w.min_block = 512;
 	w.size = 1000; /* not a multiple of the block */
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	w.size = 4096;
 	w.flags = 1u << 20;
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
-	len = px_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	len = proxy_wire_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
 
 	/* batches */
 	{
 		uint8_t rec[24] = {0};
 		unsigned n = 0;
-		px_batch_init(buf);
-		len = px_batch_add(buf, sizeof(struct px_batch), rec, 13);
-		len = px_batch_add(buf, len, rec, 24);
-		px_batch_finish(buf, 2);
-		assert_int_equal(px_msg_type(buf, len), PX_BATCH);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), 0);
+		proxy_wire_batch_init(buf);
+		len = proxy_wire_batch_add(buf, sizeof(struct px_batch), rec, 13);
+		len = proxy_wire_batch_add(buf, len, rec, 24);
+		proxy_wire_batch_finish(buf, 2);
+		assert_int_equal(proxy_wire_msg_type(buf, len), PX_BATCH);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), 0);
 		assert_int_equal(n, 2);
-		assert_int_equal(px_batch_walk(buf, len - 1, count_rec, &n, &why), -EBADMSG);
-		assert_int_equal(px_batch_walk(buf, len + 8, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 3); /* more records than there are */
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 0);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 1);
+		assert_int_equal(proxy_wire_batch_walk(buf, len - 1, count_rec, &n, &why),
+				 -EBADMSG);
+		assert_int_equal(proxy_wire_batch_walk(buf, len + 8, count_rec, &n, &why),
+				 -EBADMSG);
+		proxy_wire_batch_finish(buf, 3); /* more records than there are */
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_finish(buf, 0);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_finish(buf, 1);
 		buf[sizeof(struct px_batch)] = 0xff; /* a record longer than the batch */
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
 		/* a batch inside a batch */
 		static uint8_t inner[64];
-		px_batch_init(inner);
-		px_batch_init(buf);
-		len = px_batch_add(buf, sizeof(struct px_batch), inner, sizeof(struct px_batch));
-		px_batch_finish(buf, 1);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_init(inner);
+		proxy_wire_batch_init(buf);
+		len = proxy_wire_batch_add(buf, sizeof(struct px_batch), inner,
+					   sizeof(struct px_batch));
+		proxy_wire_batch_finish(buf, 1);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
 	}
 }
 
@@ -542,25 +544,25 @@ static void test_pmem(void **state)
 	int64_t a, b, c, d;
 
 	(void)state;
-	assert_int_equal(pmem_init(&m, 100 * PX_UNIT), 0);
-	a = pmem_alloc(&m, 1);
-	b = pmem_alloc(&m, PX_UNIT + 1);
-	c = pmem_alloc(&m, 64 * PX_UNIT);
+	assert_int_equal(proxy_pmem_init(&m, 100 * PX_UNIT), 0);
+	a = proxy_pmem_alloc(&m, 1);
+	b = proxy_pmem_alloc(&m, PX_UNIT + 1);
+	c = proxy_pmem_alloc(&m, 64 * PX_UNIT);
 	assert_true(a == 0 && b == PX_UNIT && c == 3 * PX_UNIT);
-	assert_int_equal(pmem_alloc(&m, 34 * PX_UNIT), -1); /* 33 left */
-	d = pmem_alloc(&m, 33 * PX_UNIT);
+	assert_int_equal(proxy_pmem_alloc(&m, 34 * PX_UNIT), -1); /* 33 left */
+	d = proxy_pmem_alloc(&m, 33 * PX_UNIT);
 	assert_int_equal(d, 67 * PX_UNIT);
-	assert_int_equal(pmem_alloc(&m, 1), -1);
-	pmem_free(&m, b, PX_UNIT + 1);
-	assert_int_equal(pmem_alloc(&m, 3 * PX_UNIT), -1); /* a hole of 2 */
-	assert_int_equal(pmem_alloc(&m, 2 * PX_UNIT), PX_UNIT);
-	pmem_free(&m, a, 1);
-	pmem_free(&m, c, 64 * PX_UNIT);
-	pmem_free(&m, d, 33 * PX_UNIT);
-	pmem_free(&m, PX_UNIT, 2 * PX_UNIT);
+	assert_int_equal(proxy_pmem_alloc(&m, 1), -1);
+	proxy_pmem_free(&m, b, PX_UNIT + 1);
+	assert_int_equal(proxy_pmem_alloc(&m, 3 * PX_UNIT), -1); /* a hole of 2 */
+	assert_int_equal(proxy_pmem_alloc(&m, 2 * PX_UNIT), PX_UNIT);
+	proxy_pmem_free(&m, a, 1);
+	proxy_pmem_free(&m, c, 64 * PX_UNIT);
+	proxy_pmem_free(&m, d, 33 * PX_UNIT);
+	proxy_pmem_free(&m, PX_UNIT, 2 * PX_UNIT);
 	assert_int_equal(m.used, 0);
-	assert_int_equal(pmem_alloc(&m, 100 * PX_UNIT), 0);
-	pmem_fini(&m);
+	assert_int_equal(proxy_pmem_alloc(&m, 100 * PX_UNIT), 0);
+	proxy_pmem_fini(&m);
 }
 
 static void test_config(void **state)
@@ -898,7 +900,7 @@ static void test_forged_old_write(void **state)
 		WAIT(t->calls);
 		tio_free(t);
 	}
-	assert_int_equal(px_decode_req(captured, captured_len, &m, &why), 0);
+	assert_int_equal(proxy_wire_decode_req(captured, captured_len, &m, &why), 0);
 	fake_inject(CB, 0, captured, captured_len);
 	fake_inject(CB, 1, captured, captured_len);
 	for (int i = 0; i < 10; i++)
@@ -1080,8 +1082,9 @@ static unsigned parked(const struct proxy *px)
 {
 	unsigned n = 0;
 
-	for (const struct preq *r = px->parked_head; r; r = r->qnext)
-		n++;
+	const struct list *pos;
+
+	list_for_each(pos, &px->parked) n++;
 	return n;
 }
 
@@ -1089,9 +1092,32 @@ static unsigned parked(const struct proxy *px)
 static bool fw_idle(const struct proxy *px)
 {
 	for (unsigned i = 0; i < px->n_ports; i++)
-		if (px->ports[i].outstanding || px->ports[i].fmem.used || px->ports[i].rq_head)
+		if (px->ports[i].outstanding || px->ports[i].fmem.used ||
+		    !list_empty(&px->ports[i].rq))
 			return false;
-	return !px->parked_head && !px->waitq_head;
+	return list_empty(&px->parked) && list_empty(&px->waitq);
+}
+
+/* The serving side's id of its volume @p name. */
+static uint32_t svol_id(const struct proxy *px, const char *name)
+{
+	const struct list *pos;
+
+	list_for_each(pos, &px->svols)
+	{
+		const struct svol *v = list_entry(pos, struct svol, node);
+		if (strcmp(v->name, name) == 0)
+			return v->id;
+	}
+	fail_msg("no served volume %s", name);
+	return 0;
+}
+
+/* The id of the most recently listed served volume. */
+static uint32_t first_svol_id(const struct proxy *px)
+{
+	assert_false(list_empty(&px->svols));
+	return list_entry(px->svols.next, struct svol, node)->id;
 }
 
 static unsigned table_used(const struct proxy *px)
@@ -1132,16 +1158,16 @@ static void test_not_serving(void **state)
 	submit(w[2]);
 	WAIT(parked(PA) == 0);
 	{
-		const struct preq *r = PA->waitq_head;
-		for (unsigned i = 0; i < 3; i++, r = r->qnext) {
-			assert_non_null(r);
+		const struct list *pos = PA->waitq.next;
+		for (unsigned i = 0; i < 3; i++, pos = pos->next) {
+			const struct preq *r = list_entry(pos, struct preq, qnode);
+			assert_ptr_not_equal(pos, &PA->waitq);
 			assert_ptr_equal(r->cmd->nio, &w[i]->io);
 			assert_int_equal(r->state, PR_WAIT);
 			assert_int_equal(r->seq, 0);
 			assert_int_equal(r->slot, -1);
 		}
-		assert_null(r);
-		assert_ptr_equal(PA->waitq_tail, PA->waitq_head->qnext->qnext);
+		assert_ptr_equal(pos, &PA->waitq);
 	}
 	/* the session returns: the list arrives, the requests are refused */
 	refused = PA->st.refused;
@@ -1247,7 +1273,8 @@ static void inj_rec(void *arg, const void *rec, size_t len)
 	const char *why;
 
 	(void)arg;
-	if (px_msg_type(rec, len) != PX_REP || px_decode_rep(rec, len, &m, &why) < 0)
+	if (proxy_wire_msg_type(rec, len) != PX_REP ||
+	    proxy_wire_decode_rep(rec, len, &m, &why) < 0)
 		return;
 	if (m.seq >= INJ_SEQ && m.seq < INJ_SEQ + 8) {
 		inj_result[m.seq - INJ_SEQ] = m.result;
@@ -1263,8 +1290,8 @@ static enum fake_verdict inj_filter(struct ccm *from, unsigned port, const void 
 	(void)from;
 	(void)port;
 	(void)arg;
-	if (px_msg_type(msg, len) == PX_BATCH)
-		assert_int_equal(px_batch_walk(msg, len, inj_rec, NULL, &why), 0);
+	if (proxy_wire_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(proxy_wire_batch_walk(msg, len, inj_rec, NULL, &why), 0);
 	else
 		inj_rec(NULL, msg, len);
 	return FAKE_DELIVER;
@@ -1287,25 +1314,23 @@ static void test_fenced_bufwait(void **state)
 	q.session = PA->session;
 	q.cmd = NBD_CMD_WRITE;
 	q.length = 1u << 20; /* two fill b's serving half of a port */
-	for (struct svol *v = PB->svols; v; v = v->next)
-		if (strcmp(v->name, "vb") == 0)
-			q.vol = v->id;
+	q.vol = svol_id(PB, "vb");
 	for (unsigned i = 0; i < 3; i++) {
 		q.seq = INJ_SEQ + i;
 		q.offset = i * (uint64_t)q.length;
-		len = px_encode_req(buf, &q, NULL);
+		len = proxy_wire_encode_req(buf, &q, NULL);
 		fake_inject(CB, 0, buf, len);
 	}
 	WAIT(ramdisk_held(RB) == 2);
-	assert_non_null(PB->ports[0].bufq_head);
+	assert_false(slist_empty(&PB->ports[0].bufq));
 	proxy_set_serving(PB, false);
-	assert_null(PB->ports[0].bufq_head);
+	assert_true(slist_empty(&PB->ports[0].bufq));
 	WAIT(inj_replies == 1);
 	assert_int_equal(inj_result[2], -EAGAIN);
 	/* a new one: refused at once */
 	q.seq = INJ_SEQ + 3;
 	q.offset = 0;
-	len = px_encode_req(buf, &q, NULL);
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	fake_inject(CB, 0, buf, len);
 	WAIT(inj_replies == 2);
 	assert_int_equal(inj_result[3], -EAGAIN);
@@ -1324,7 +1349,7 @@ static void test_fenced_bufwait(void **state)
 	proxy_set_serving(PB, true);
 	q.seq = INJ_SEQ + 2;
 	q.offset = 2 * (uint64_t)q.length;
-	len = px_encode_req(buf, &q, NULL);
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	fake_inject(CB, 0, buf, len);
 	WAIT(inj_replies == 5);
 	assert_int_equal(inj_result[2], 0);
@@ -1431,10 +1456,10 @@ static void test_hostile_partner(void **state)
 	/* replies to nothing, of another session */
 	p.session = PA->session;
 	p.seq = 999;
-	len = px_encode_rep(buf, &p);
+	len = proxy_wire_encode_rep(buf, &p);
 	fake_inject(CA, 0, buf, len);
 	p.session = 1;
-	len = px_encode_rep(buf, &p);
+	len = proxy_wire_encode_rep(buf, &p);
 	before = PA->st.bad_replies;
 	fake_inject(CA, 0, buf, len);
 	assert_int_equal(PA->st.bad_replies, before + 1);
@@ -1450,7 +1475,7 @@ static void test_hostile_partner(void **state)
 		p.seq = pr->seq;
 		p.flags = PX_F_INLINE;
 		p.length = 100;
-		len = px_encode_rep(buf, &p);
+		len = proxy_wire_encode_rep(buf, &p);
 		fake_inject(CA, pr->port->idx, buf, len + 100);
 	}
 	WAIT(r->calls);
@@ -1465,18 +1490,18 @@ static void test_hostile_partner(void **state)
 	q.cmd = NBD_CMD_WRITE;
 	q.length = 65536;
 	q.data_off = (uint64_t)PA->ports[0].half; /* outside a's data area */
-	q.vol = PB->svols->id;
-	len = px_encode_req(buf, &q, NULL);
+	q.vol = first_svol_id(PB);
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	fake_inject(CB, 0, buf, len);
 	q.seq++;
 	q.data_off = 0;
 	q.vol = 12345; /* unknown volume */
-	len = px_encode_req(buf, &q, NULL);
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	fake_inject(CB, 0, buf, len);
 	q.seq++;
-	q.vol = PB->svols->id;
+	q.vol = first_svol_id(PB);
 	q.offset = VOL_SIZE; /* beyond the volume */
-	len = px_encode_req(buf, &q, NULL);
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	fake_inject(CB, 0, buf, len);
 	for (int i = 0; i < 10; i++)
 		loop_run_once(L, 0);
@@ -1484,7 +1509,7 @@ static void test_hostile_partner(void **state)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	assert_true(PB->st.bad_requests >= 3);
 	/* a bad volume list is refused, the old one kept */
-	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
 	memset(buf + sizeof(struct px_vols), 0xee, sizeof(struct px_vol));
 	fake_inject(CA, 0, buf, len);
 	assert_true(listed("vb"));
@@ -1566,15 +1591,13 @@ static void test_inline_read_reply(void **state)
 	q.cmd = NBD_CMD_READ;
 	q.offset = 8192;
 	q.length = 512;
-	q.vol = PB->svols->id;
-	for (struct svol *v = PB->svols; v; v = v->next)
-		if (strcmp(v->name, "vb") == 0)
-			q.vol = v->id;
-	len = px_encode_req(buf, &q, NULL);
+	q.vol = first_svol_id(PB);
+	q.vol = svol_id(PB, "vb");
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	capture_next_rep = true;
 	fake_inject(CB, 0, buf, len);
 	WAIT(!capture_next_rep);
-	assert_int_equal(px_decode_rep(captured_rep, captured_rep_len, &r, &why), 0);
+	assert_int_equal(proxy_wire_decode_rep(captured_rep, captured_rep_len, &r, &why), 0);
 	assert_true(r.result == 0 && (r.flags & PX_F_INLINE) && r.length == 512 && r.seq == q.seq);
 	assert_int_equal(r.data[0], 0x6e);
 	assert_int_equal(r.data[511], 0x6e);
