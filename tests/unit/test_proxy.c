@@ -122,6 +122,16 @@ static void fill(void *buf, size_t len, unsigned seed)
 		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
 }
 
+/* A WRITE of pattern @p seed, submitted (not waited for). */
+static struct tio *submit_write(uint64_t off, uint64_t len, unsigned seed)
+{
+	struct tio *t = tio_new(NBD_CMD_WRITE, off, len);
+
+	fill(t->io.buf, len, seed);
+	submit(t);
+	return t;
+}
+
 static int write_at(uint64_t off, uint64_t len, unsigned seed)
 {
 	struct tio *t = tio_new(NBD_CMD_WRITE, off, len);
@@ -200,9 +210,29 @@ static void start_timeout(uint64_t timeout_ms)
 	done_order = 0;
 }
 
-static void start(void)
+static void stop(void);
+
+/* Fixtures: a and b up, b's "vb" open at a (H); stop() undoes it all. */
+static int setup(void **state)
 {
+	(void)state;
 	start_timeout(5000);
+	return 0;
+}
+
+/* The same with a 200 ms command deadline. */
+static int setup_short_deadline(void **state)
+{
+	(void)state;
+	start_timeout(200);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	stop();
+	return 0;
 }
 
 static void stop(void)
@@ -226,6 +256,44 @@ static void stop(void)
 		ramdisk_destroy(RL);
 	RL = NULL;
 	loop_destroy(L);
+}
+
+/* Run @p turns loop turns, each waiting up to @p wait_ns. */
+static void spin(int turns, uint64_t wait_ns)
+{
+	for (int i = 0; i < turns; i++)
+		loop_run_once(L, wait_ns);
+}
+
+/* Port memory units in use at @p px: its forwarded data (fw) or the
+ * partner's being served (srv), over both ports. */
+static unsigned fw_mem_used(const struct proxy *px)
+{
+	return px->ports[0].fmem.used + px->ports[1].fmem.used;
+}
+
+static unsigned srv_mem_used(const struct proxy *px)
+{
+	return px->ports[0].smem.used + px->ports[1].smem.used;
+}
+
+/* RL: a local copy of "vb" for the takeover route. */
+static void make_local_disk(void)
+{
+	assert_int_equal(ramdisk_create(L, &RL), 0);
+	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+}
+
+/* Encode @p q and deliver it to b's port 0 as if a had sent it. */
+static void inject_req(const struct pxm_req *q)
+{
+	uint8_t buf[sizeof(struct px_req)];
+	size_t len;
+
+	assert_false(q->cmd == NBD_CMD_WRITE && (q->flags & PX_F_INLINE)); /* no data here */
+	len = proxy_wire_encode_req(buf, q, NULL);
+
+	fake_inject(CB, 0, buf, len);
 }
 
 static uint64_t disk_ops(struct ramdisk *rd, uint16_t type)
@@ -628,7 +696,6 @@ static void test_list_open(void **state)
 	void *h;
 
 	(void)state;
-	start();
 	assert_true(listed("vb") && listed("vb-ro"));
 	assert_false(listed("va")); /* a's own volume is not a partner volume */
 	assert_true(INFO.size == VOL_SIZE && !INFO.read_only && INFO.can_trim && INFO.can_zero &&
@@ -645,7 +712,6 @@ static void test_list_open(void **state)
 	assert_int_equal(ramdisk_add(RB, "vb-new", 1u << 20, false, NULL), 0);
 	proxy_local_volumes_changed(PB);
 	WAIT(listed("vb-new"));
-	stop();
 }
 
 static void test_read_write(void **state)
@@ -662,7 +728,6 @@ static void test_read_write(void **state)
 	struct proxy_stats st;
 
 	(void)state;
-	start();
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct tio *t;
 		assert_int_equal(write_at(cases[i].off, cases[i].len, i + 1), 0);
@@ -681,7 +746,6 @@ static void test_read_write(void **state)
 		assert_int_equal(PA->ports[i].fmem.used, 0);
 		assert_int_equal(PB->ports[i].smem.used, 0);
 	}
-	stop();
 }
 
 static void test_other_commands(void **state)
@@ -690,7 +754,6 @@ static void test_other_commands(void **state)
 	struct ramdisk_stats rs;
 
 	(void)state;
-	start();
 	assert_int_equal(write_at(0, 65536, 3), 0);
 	/* flush, with FUA on a write */
 	t = tio_new(NBD_CMD_FLUSH, 0, 0);
@@ -724,7 +787,6 @@ static void test_other_commands(void **state)
 	/* an error from b's backend comes back as it is */
 	ramdisk_fail_next(RB, -ENOSPC, 1);
 	assert_int_equal(write_at(0, 4096, 1), -ENOSPC);
-	stop();
 }
 
 static void test_out_of_order(void **state)
@@ -732,7 +794,6 @@ static void test_out_of_order(void **state)
 	struct tio *t[8];
 
 	(void)state;
-	start();
 	for (unsigned i = 0; i < 8; i++)
 		memset(ramdisk_data(RB, "vb") + i * 65536, (int)i + 1, 65536);
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
@@ -756,7 +817,6 @@ static void test_out_of_order(void **state)
 	assert_true(t[2]->order < t[0]->order && t[7]->order < t[1]->order);
 	for (unsigned i = 0; i < 8; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* Executed, reply lost with the session: sent again, recognised, the
@@ -766,12 +826,9 @@ static void dup_after_loss(uint64_t len)
 	struct tio *t;
 	struct proxy_stats sa, sb;
 
-	start();
 	fake_set_filter(CB, filter, NULL);
 	drop_reps = true;
-	t = tio_new(NBD_CMD_WRITE, 0, len);
-	fill(t->io.buf, len, 9);
-	submit(t);
+	t = submit_write(0, len, 9);
 	WAIT(PB->st.served == 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	loop_run_once(L, 0);
@@ -788,7 +845,6 @@ static void dup_after_loss(uint64_t len)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	expect_disk(RB, "vb", 0, len, 9);
 	tio_free(t);
-	stop();
 }
 
 static void test_dup_after_loss_inline(void **state)
@@ -810,11 +866,8 @@ static void test_dup_while_executing(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	t = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
-	fill(t->io.buf, 128 * 1024, 4);
-	submit(t);
+	t = submit_write(0, 128 * 1024, 4);
 	WAIT(ramdisk_held(RB) == 1);
 	cycle_session();
 	WAIT(PB->st.duplicates == 1);
@@ -823,12 +876,10 @@ static void test_dup_while_executing(void **state)
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(t->calls, 1);
 	expect_disk(RB, "vb", 0, 128 * 1024, 4);
 	tio_free(t);
-	stop();
 }
 
 /* Lost before it ran (the request, or its data transfer, died with the
@@ -838,29 +889,23 @@ static void test_lost_in_transit(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	/* the request message itself */
-	t = tio_new(NBD_CMD_WRITE, 0, 4096);
-	fill(t->io.buf, 4096, 5);
-	submit(t);
+	t = submit_write(0, 4096, 5);
 	cycle_session();
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	tio_free(t);
 	/* its RDMA read of the data: b got the request, the read fails */
-	t = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(t->io.buf, 65536, 6);
-	submit(t);
+	t = submit_write(65536, 65536, 6);
 	loop_run_once(L, 0); /* delivers the request; b posts its read */
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	assert_int_equal(srv_mem_used(PB), 4);
 	cycle_session();
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 65536, 65536, 6);
 	tio_free(t);
-	stop();
 }
 
 /* A copy of an old write arrives after a newer write to the same place:
@@ -872,7 +917,6 @@ static void test_forged_old_write(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	fake_set_filter(CA, filter, NULL);
 	capture_next_req = true;
 	assert_int_equal(write_at(0, 4096, 1), 0);
@@ -888,8 +932,7 @@ static void test_forged_old_write(void **state)
 	WAIT(all_ready(PA));
 	fake_inject(CB, 0, captured, captured_len);
 	fake_inject(CB, 1, captured, captured_len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 4096, 2);
 	assert_true(PB->st.duplicates >= 2);
@@ -903,8 +946,7 @@ static void test_forged_old_write(void **state)
 	assert_int_equal(proxy_wire_decode_req(captured, captured_len, &m, &why), 0);
 	fake_inject(CB, 0, captured, captured_len);
 	fake_inject(CB, 1, captured, captured_len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 4096, 2);
 	/* a forged request of another session is refused */
@@ -913,7 +955,6 @@ static void test_forged_old_write(void **state)
 	fake_inject(CB, 0, captured, captured_len);
 	assert_int_equal(PB->st.bad_requests, bad + 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
-	stop();
 }
 
 /* The partner is unreachable: requests wait, then fail with EIO at the
@@ -924,7 +965,6 @@ static void test_deadline(void **state)
 	uint64_t t0;
 
 	(void)state;
-	start_timeout(200);
 	fake_session_down(CA);
 	WAIT(none_ready(PA));
 	t0 = now_ns();
@@ -941,8 +981,7 @@ static void test_deadline(void **state)
 	/* never sent: nothing executes when the session returns */
 	fake_session_up(CA);
 	WAIT(all_ready(PA));
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	tio_free(r);
@@ -954,9 +993,9 @@ static void test_deadline(void **state)
 	submit(r);
 	WAIT(r->calls);
 	assert_int_equal(r->result, -EIO);
-	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	assert_int_equal(fw_mem_used(PA), 4);
 	ramdisk_release(RB, false);
-	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	WAIT(fw_mem_used(PA) == 0);
 	tio_free(r);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
 
@@ -969,15 +1008,14 @@ static void test_deadline(void **state)
 	WAIT(w->calls);
 	assert_int_equal(w->result, -EIO);
 	drop_reqs = false;
-	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	assert_int_equal(fw_mem_used(PA), 4);
 	cycle_session();
-	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	WAIT(fw_mem_used(PA) == 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	/* the link works as before */
 	assert_int_equal(write_at(0, 4096, 7), 0);
 	expect_disk(RB, "vb", 0, 4096, 7);
-	stop();
 }
 
 /* The session returns before the deadline: the requests complete. */
@@ -986,7 +1024,6 @@ static void test_wait_for_session(void **state)
 	struct tio *w, *r;
 
 	(void)state;
-	start();
 	fake_session_down(CA);
 	w = tio_new(NBD_CMD_WRITE, 0, 65536);
 	fill(w->io.buf, 65536, 3);
@@ -994,8 +1031,7 @@ static void test_wait_for_session(void **state)
 	memset(ramdisk_data(RB, "vb") + (1u << 20), 0x3c, 4096);
 	submit(w);
 	submit(r);
-	for (int i = 0; i < 20; i++)
-		loop_run_once(L, 1000000);
+	spin(20, 1000000);
 	assert_true(w->calls == 0 && r->calls == 0);
 	fake_session_up(CA);
 	WAIT(w->calls && r->calls);
@@ -1005,7 +1041,6 @@ static void test_wait_for_session(void **state)
 	assert_memory_equal(r->io.buf, ramdisk_data(RB, "vb") + (1u << 20), 4096);
 	tio_free(w);
 	tio_free(r);
-	stop();
 }
 
 /* The partner restarts (a new process: new session, new table, new ids):
@@ -1016,11 +1051,8 @@ static void test_partner_restart(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 8);
-	submit(w);
+	w = submit_write(0, 65536, 8);
 	WAIT(ramdisk_held(RB) == 1);
 	/* b dies after executing it, before answering */
 	fake_session_down(CA);
@@ -1036,7 +1068,6 @@ static void test_partner_restart(void **state)
 	expect_disk(RB, "vb", 0, 65536, 8);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	tio_free(w);
-	stop();
 }
 
 /* Takeover: the partner's volume is served locally from now on, waiting
@@ -1046,13 +1077,9 @@ static void test_route_local(void **state)
 	struct tio *w, *r;
 
 	(void)state;
-	start();
-	assert_int_equal(ramdisk_create(L, &RL), 0);
-	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	make_local_disk();
 	fake_session_down(CA);
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 11);
-	submit(w);
+	w = submit_write(0, 65536, 11);
 	loop_run_once(L, 0);
 	assert_int_equal(w->calls, 0);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
@@ -1073,7 +1100,6 @@ static void test_route_local(void **state)
 	expect_disk(RB, "vb", 0, 4096, 12);
 	tio_free(w);
 	tio_free(r);
-	stop();
 }
 
 /* ---- the owner does not serve (fenced) ---- */
@@ -1138,12 +1164,9 @@ static void test_not_serving(void **state)
 	uint64_t refused;
 
 	(void)state;
-	start();
 	proxy_set_serving(PB, false);
 	for (unsigned i = 0; i < 2; i++) {
-		w[i] = tio_new(NBD_CMD_WRITE, i * 65536ull, i ? 65536 : 4096);
-		fill(w[i]->io.buf, w[i]->io.length, 40 + i);
-		submit(w[i]);
+		w[i] = submit_write(i * 65536ull, i ? 65536 : 4096, 40 + i);
 	}
 	WAIT(parked(PA) == 2);
 	assert_int_equal(w[0]->calls + w[1]->calls, 0);
@@ -1153,9 +1176,7 @@ static void test_not_serving(void **state)
 	assert_int_equal(table_used(PB), 0);
 	/* a newer command, waiting for the session, goes behind them */
 	fake_session_down(CA);
-	w[2] = tio_new(NBD_CMD_WRITE, 2 * 65536ull, 4096);
-	fill(w[2]->io.buf, 4096, 42);
-	submit(w[2]);
+	w[2] = submit_write(2 * 65536ull, 4096, 42);
 	WAIT(parked(PA) == 0);
 	{
 		const struct list *pos = PA->waitq.next;
@@ -1182,8 +1203,7 @@ static void test_not_serving(void **state)
 	/* serving again: each runs once */
 	proxy_set_serving(PB, true);
 	WAIT(w[0]->calls && w[1]->calls && w[2]->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	for (unsigned i = 0; i < 3; i++) {
 		assert_int_equal(w[i]->calls, 1);
 		assert_int_equal(w[i]->result, 0);
@@ -1194,7 +1214,6 @@ static void test_not_serving(void **state)
 	WAIT(fw_idle(PA));
 	for (unsigned i = 0; i < 3; i++)
 		tio_free(w[i]);
-	stop();
 }
 
 /* Fenced while the request executes at the owner's backend: its completion
@@ -1205,11 +1224,8 @@ static void test_fenced_while_executing(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	w = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
-	fill(w->io.buf, 128 * 1024, 50);
-	submit(w);
+	w = submit_write(0, 128 * 1024, 50);
 	WAIT(ramdisk_held(RB) == 1);
 	proxy_set_serving(PB, false);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
@@ -1225,15 +1241,13 @@ static void test_fenced_while_executing(void **state)
 	assert_int_equal(w->calls, 0);
 	proxy_set_serving(PB, true);
 	WAIT(w->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(w->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 128 * 1024, 50);
 	WAIT(fw_idle(PA));
 	tio_free(w);
-	stop();
 }
 
 /* Fenced while the owner reads the write data (RDMA): it never executes. */
@@ -1242,16 +1256,13 @@ static void test_fenced_while_reading_data(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
-	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(w->io.buf, 65536, 51);
-	submit(w);
+	w = submit_write(65536, 65536, 51);
 	loop_run_once(L, 0); /* delivers the request; b posts its read */
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	assert_int_equal(srv_mem_used(PB), 4);
 	proxy_set_serving(PB, false);
 	WAIT(PA->st.refused >= 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 0);
+	assert_int_equal(srv_mem_used(PB), 0);
 	assert_int_equal(w->calls, 0);
 	proxy_set_serving(PB, true);
 	WAIT(w->calls);
@@ -1259,7 +1270,6 @@ static void test_fenced_while_reading_data(void **state)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	expect_disk(RB, "vb", 65536, 65536, 51);
 	tio_free(w);
-	stop();
 }
 
 /* Replies b sends for injected requests (seq >= INJ_SEQ). */
@@ -1301,12 +1311,9 @@ static enum fake_verdict inj_filter(struct ccm *from, unsigned port, const void 
  * refused at once, those executing when they complete; new ones at once. */
 static void test_fenced_bufwait(void **state)
 {
-	uint8_t buf[256];
 	struct pxm_req q = {0};
-	size_t len;
 
 	(void)state;
-	start();
 	memset(inj_result, 0, sizeof(inj_result));
 	inj_replies = 0;
 	fake_set_filter(CB, inj_filter, NULL);
@@ -1318,8 +1325,7 @@ static void test_fenced_bufwait(void **state)
 	for (unsigned i = 0; i < 3; i++) {
 		q.seq = INJ_SEQ + i;
 		q.offset = i * (uint64_t)q.length;
-		len = proxy_wire_encode_req(buf, &q, NULL);
-		fake_inject(CB, 0, buf, len);
+		inject_req(&q);
 	}
 	WAIT(ramdisk_held(RB) == 2);
 	assert_false(slist_empty(&PB->ports[0].bufq));
@@ -1330,8 +1336,7 @@ static void test_fenced_bufwait(void **state)
 	/* a new one: refused at once */
 	q.seq = INJ_SEQ + 3;
 	q.offset = 0;
-	len = proxy_wire_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	WAIT(inj_replies == 2);
 	assert_int_equal(inj_result[3], -EAGAIN);
 	/* the two executing complete: refused too */
@@ -1349,13 +1354,11 @@ static void test_fenced_bufwait(void **state)
 	proxy_set_serving(PB, true);
 	q.seq = INJ_SEQ + 2;
 	q.offset = 2 * (uint64_t)q.length;
-	len = proxy_wire_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	WAIT(inj_replies == 5);
 	assert_int_equal(inj_result[2], 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 3);
 	fake_set_filter(CB, NULL, NULL);
-	stop();
 }
 
 /* Takeover while the owner refuses: the waiting command (parked, or in
@@ -1365,19 +1368,14 @@ static void test_route_local_refused(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
-	assert_int_equal(ramdisk_create(L, &RL), 0);
-	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	make_local_disk();
 	proxy_set_serving(PB, false);
 	/* parked */
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 60);
-	submit(w);
+	w = submit_write(0, 65536, 60);
 	WAIT(parked(PA) == 1);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
 	WAIT(w->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 1000000);
+	spin(10, 1000000);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(w->result, 0);
 	expect_disk(RL, "vb", 0, 65536, 60);
@@ -1388,9 +1386,7 @@ static void test_route_local_refused(void **state)
 	tio_free(w);
 	/* in flight (sent, the refusal not yet back) */
 	assert_int_equal(proxy_route_partner(PA, "vb"), 0);
-	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(w->io.buf, 65536, 61);
-	submit(w);
+	w = submit_write(65536, 65536, 61);
 	assert_non_null(PA->outstanding[(PA->next_seq - 1) & PX_TABLE_MASK]);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
 	WAIT(w->calls);
@@ -1401,7 +1397,6 @@ static void test_route_local_refused(void **state)
 	assert_int_equal(disk_ops(RL, NBD_CMD_WRITE), 2);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
-	stop();
 }
 
 /* Refused for longer than the deadline: EIO, and it never runs later. */
@@ -1411,12 +1406,9 @@ static void test_refused_deadline(void **state)
 	uint64_t t0;
 
 	(void)state;
-	start_timeout(200);
 	proxy_set_serving(PB, false);
 	t0 = now_ns();
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 70);
-	submit(w);
+	w = submit_write(0, 65536, 70);
 	WAIT(w->calls);
 	assert_true(now_ns() - t0 >= 200000000ull);
 	assert_int_equal(w->result, -EIO);
@@ -1425,14 +1417,12 @@ static void test_refused_deadline(void **state)
 	assert_int_equal(PA->st.inflight, 0);
 	WAIT(fw_idle(PA));
 	proxy_set_serving(PB, true);
-	for (int i = 0; i < 20; i++)
-		loop_run_once(L, 1000000);
+	spin(20, 1000000);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	assert_int_equal(write_at(0, 4096, 71), 0);
 	expect_disk(RB, "vb", 0, 4096, 71);
-	stop();
 }
 
 /* A hostile or broken partner: every bad message is refused, nothing
@@ -1447,7 +1437,6 @@ static void test_hostile_partner(void **state)
 	uint64_t before;
 
 	(void)state;
-	start();
 	/* garbage both ways */
 	memset(buf, 0x5a, sizeof(buf));
 	fake_inject(CA, 0, buf, 100);
@@ -1491,20 +1480,16 @@ static void test_hostile_partner(void **state)
 	q.length = 65536;
 	q.data_off = (uint64_t)PA->ports[0].half; /* outside a's data area */
 	q.vol = first_svol_id(PB);
-	len = proxy_wire_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	q.seq++;
 	q.data_off = 0;
 	q.vol = 12345; /* unknown volume */
-	len = proxy_wire_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	q.seq++;
 	q.vol = first_svol_id(PB);
 	q.offset = VOL_SIZE; /* beyond the volume */
-	len = proxy_wire_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	inject_req(&q);
+	spin(10, 0);
 	assert_int_equal(fake_ops(CB), before);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	assert_true(PB->st.bad_requests >= 3);
@@ -1516,7 +1501,6 @@ static void test_hostile_partner(void **state)
 	/* and everything still works */
 	assert_int_equal(write_at(0, 65536, 13), 0);
 	expect_disk(RB, "vb", 0, 65536, 13);
-	stop();
 }
 
 /* A small channel window: requests and replies wait for room. */
@@ -1525,7 +1509,6 @@ static void test_flow_control(void **state)
 	struct tio *t[64];
 
 	(void)state;
-	start();
 	fake_set_window(CA, 2);
 	fake_set_window(CB, 2);
 	for (unsigned i = 0; i < 64; i++) {
@@ -1543,7 +1526,6 @@ static void test_flow_control(void **state)
 		expect_disk(RB, "vb", i * 65536ull, t[i]->io.length, i);
 	for (unsigned i = 0; i < 64; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* The requests of one loop turn share a message, and so do the replies. */
@@ -1553,7 +1535,6 @@ static void test_batching(void **state)
 	uint64_t sent;
 
 	(void)state;
-	start();
 	sent = fake_msgs_sent(CA);
 	for (unsigned i = 0; i < 32; i++) {
 		t[i] = tio_new(i % 2 ? NBD_CMD_READ : NBD_CMD_WRITE, i * 4096ull, 4096);
@@ -1568,7 +1549,6 @@ static void test_batching(void **state)
 	assert_true(fake_msgs_sent(CB) < 32);
 	for (unsigned i = 0; i < 32; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* The server answers small reads inline when asked (the forwarder asks
@@ -1582,7 +1562,6 @@ static void test_inline_read_reply(void **state)
 	size_t len;
 
 	(void)state;
-	start();
 	fake_set_filter(CB, filter, NULL);
 	memset(ramdisk_data(RB, "vb") + 8192, 0x6e, 512);
 	q.flags = PX_F_INLINE;
@@ -1591,7 +1570,6 @@ static void test_inline_read_reply(void **state)
 	q.cmd = NBD_CMD_READ;
 	q.offset = 8192;
 	q.length = 512;
-	q.vol = first_svol_id(PB);
 	q.vol = svol_id(PB, "vb");
 	len = proxy_wire_encode_req(buf, &q, NULL);
 	capture_next_rep = true;
@@ -1601,7 +1579,6 @@ static void test_inline_read_reply(void **state)
 	assert_true(r.result == 0 && (r.flags & PX_F_INLINE) && r.length == 512 && r.seq == q.seq);
 	assert_int_equal(r.data[0], 0x6e);
 	assert_int_equal(r.data[511], 0x6e);
-	stop();
 }
 
 static void test_status_json(void **state)
@@ -1610,7 +1587,6 @@ static void test_status_json(void **state)
 	struct json_object *px, *v, *x;
 
 	(void)state;
-	start();
 	assert_int_equal(write_at(0, 4096, 1), 0);
 	assert_int_equal(proxy_status_to_json(PA, root), 0);
 	assert_true(json_object_object_get_ex(root, "proxy", &px));
@@ -1639,7 +1615,6 @@ static void test_status_json(void **state)
 	assert_string_equal(json_object_get_string(x), "b");
 	json_object_put(root);
 	json_object_put(arr);
-	stop();
 }
 
 int main(void)
@@ -1649,30 +1624,30 @@ int main(void)
 	    cmocka_unit_test(test_wire_rejects),
 	    cmocka_unit_test(test_pmem),
 	    cmocka_unit_test(test_config),
-	    cmocka_unit_test(test_list_open),
-	    cmocka_unit_test(test_read_write),
-	    cmocka_unit_test(test_other_commands),
-	    cmocka_unit_test(test_out_of_order),
-	    cmocka_unit_test(test_dup_after_loss_inline),
-	    cmocka_unit_test(test_dup_after_loss_slot),
-	    cmocka_unit_test(test_dup_while_executing),
-	    cmocka_unit_test(test_lost_in_transit),
-	    cmocka_unit_test(test_forged_old_write),
-	    cmocka_unit_test(test_deadline),
-	    cmocka_unit_test(test_wait_for_session),
-	    cmocka_unit_test(test_partner_restart),
-	    cmocka_unit_test(test_route_local),
-	    cmocka_unit_test(test_not_serving),
-	    cmocka_unit_test(test_fenced_while_executing),
-	    cmocka_unit_test(test_fenced_while_reading_data),
-	    cmocka_unit_test(test_fenced_bufwait),
-	    cmocka_unit_test(test_route_local_refused),
-	    cmocka_unit_test(test_refused_deadline),
-	    cmocka_unit_test(test_hostile_partner),
-	    cmocka_unit_test(test_flow_control),
-	    cmocka_unit_test(test_batching),
-	    cmocka_unit_test(test_inline_read_reply),
-	    cmocka_unit_test(test_status_json),
+	    cmocka_unit_test_setup_teardown(test_list_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_commands, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_after_loss_inline, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_after_loss_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_while_executing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_in_transit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_old_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deadline, setup_short_deadline, teardown),
+	    cmocka_unit_test_setup_teardown(test_wait_for_session, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_route_local, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_serving, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_while_executing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_while_reading_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_bufwait, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_route_local_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_deadline, setup_short_deadline, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_partner, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inline_read_reply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
 	};
 
 	log_set_level(getenv("PROXY_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
