@@ -116,7 +116,6 @@ static void park(struct proxy *px, struct preq *r)
  * a request not yet sent again, parked until the retry timer. */
 static void req_refused(struct proxy *px, struct preq *r)
 {
-	struct pxport *p = r->port;
 	uint64_t now = now_ns();
 
 	px->st.refused++;
@@ -130,15 +129,7 @@ static void req_refused(struct proxy *px, struct preq *r)
 		proxy_fw_req_finish(px, r, 0); /* abandoned: not executed, nothing to do */
 		return;
 	}
-	list_del(&r->qnode);
-	px->outstanding[r->seq & PX_TABLE_MASK] = NULL;
-	if (p->outstanding)
-		p->outstanding--;
-	if (r->slot >= 0)
-		proxy_pmem_free(&p->fmem, r->slot, r->length);
-	r->port = NULL;
-	r->seq = 0;
-	r->slot = -1;
+	proxy_fw_req_release(px, r);
 	r->sent_once = false;
 	park(px, r);
 	if (!loop_timer_armed(&px->retry_timer))

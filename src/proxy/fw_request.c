@@ -93,10 +93,9 @@ static void cmd_done(struct proxy *px, struct pcmd *c)
 	nbd_io_done(nio, err);
 }
 
-void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
+void proxy_fw_req_release(struct proxy *px, struct preq *r)
 {
 	struct pxport *p = r->port;
-	struct pcmd *c = r->cmd;
 
 	list_del(&r->qnode);
 	if (r->seq) {
@@ -106,6 +105,16 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 	}
 	if (r->slot >= 0)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);
+	r->port = NULL;
+	r->seq = 0;
+	r->slot = -1;
+}
+
+void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
+{
+	struct pcmd *c = r->cmd;
+
+	proxy_fw_req_release(px, r);
 	if (c) {
 		list_del(&r->cnode);
 		if (res < 0 && !c->error)

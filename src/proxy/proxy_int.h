@@ -552,6 +552,8 @@ void proxy_fw_req_put(struct proxy *px, struct preq *r);
 void proxy_fw_q_append(struct list *q, struct preq *r);
 /** First request of queue @p q, taken off it, or NULL. */
 struct preq *proxy_fw_q_pop(struct list *q);
+/** Give back @p r's queue place, sequence number and slot (it is unsent again). */
+void proxy_fw_req_release(struct proxy *px, struct preq *r);
 /** Request @p r is over (answered with @p res, or given up): frees all it holds. */
 void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res);
 /** Take command @p c off the wire (unsent requests dropped, sent ones abandoned). */
