@@ -15,8 +15,10 @@
  *   port.c               what both sides send through: a port's batch,
  *                        and the log of refused partner messages
  *   pmem.c, wire.c       leaves: port memory allocator, message codec
- * The forwarding files (fw_*.c, forward.c) and serve.c never call each
- * other; they reach back only into port.c, pmem.c and wire.c. */
+ * fw_volumes.c and fw_reply.c do not call each other. The forwarding
+ * files (forward.c, fw_*.c) and serve.c never call each other nor proxy.c:
+ * what they share is port.c, pmem.c and wire.c. Up-calls leave the proxy
+ * only through the NBD io's completion and the loop's timers. */
 #ifndef DUET_PROXY_PROXY_INT_H
 #define DUET_PROXY_PROXY_INT_H
 

@@ -1,4 +1,8 @@
-/* The fake CCM of the proxy's unit tests (see test_proxy_ccm.h). */
+/* The fake CCM of the proxy's (and the mirror transport's) unit tests, see
+ * test_proxy_ccm.h. It keeps the one promise of the real CCM they rely on:
+ * within a session, messages and RDMA operations complete in the order
+ * they were posted, and nothing posted in an ended session lands after it
+ * (operations fail with -ECONNRESET instead). */
 #include "test_proxy_ccm.h"
 
 #include <errno.h>
