@@ -1,14 +1,15 @@
-/* Port memory is cut into PX_UNIT units handed out first-fit from a
+/* The allocator of port memory (a leaf: it calls nothing of the proxy).
+ * Port memory is cut into PX_UNIT units handed out first-fit from a
  * bitmap: a few hundred units per port, so a scan that skips full words
  * is cheap, and a request gets one contiguous range (one RDMA op). */
 #define LOG_MODULE "proxy"
-#include "proxy/proxy_priv.h"
+#include "proxy/proxy_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-int pmem_init(struct pmem *m, size_t bytes)
+int proxy_pmem_init(struct pmem *m, size_t bytes)
 {
 	unsigned words;
 
@@ -26,7 +27,7 @@ int pmem_init(struct pmem *m, size_t bytes)
 	return 0;
 }
 
-void pmem_fini(struct pmem *m)
+void proxy_pmem_fini(struct pmem *m)
 {
 	free(m->map);
 	m->map = NULL;
@@ -49,7 +50,7 @@ static void set_range(struct pmem *m, unsigned first, unsigned n, bool on)
 	}
 }
 
-int64_t pmem_alloc(struct pmem *m, size_t bytes)
+int64_t proxy_pmem_alloc(struct pmem *m, size_t bytes)
 {
 	unsigned need = (unsigned)((bytes + PX_UNIT - 1) >> PX_UNIT_SHIFT);
 	unsigned i = 0;
@@ -79,7 +80,7 @@ int64_t pmem_alloc(struct pmem *m, size_t bytes)
 	return -1;
 }
 
-void pmem_free(struct pmem *m, int64_t off, size_t bytes)
+void proxy_pmem_free(struct pmem *m, int64_t off, size_t bytes)
 {
 	unsigned first = (unsigned)(off >> PX_UNIT_SHIFT);
 	unsigned n = (unsigned)((bytes + PX_UNIT - 1) >> PX_UNIT_SHIFT);

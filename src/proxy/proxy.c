@@ -1,7 +1,10 @@
-/* The proxy's life cycle, its CCM client callbacks (which dispatch to the
- * forwarding side, forward.c, and the serving side, serve.c), and status. */
+/* The top of the proxy: its life cycle, the CCM client whose callbacks
+ * dispatch to the forwarding side (forward.c and fw_*.c) and the serving
+ * side (serve.c), the public hooks of proxy.h, and status. Calls go one
+ * way: down from here into the two sides, which never call back into this
+ * file (what they share is in port.c). See proxy_int.h for the layering. */
 #define LOG_MODULE "proxy"
-#include "proxy/proxy_priv.h"
+#include "proxy/proxy_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -14,89 +17,11 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define NS_PER_MS 1000000ull
-
 static struct pxport *port_of(struct proxy *px, struct ccm_port *cp)
 {
 	unsigned i = ccm_port_index(cp);
 
 	return i < px->n_ports ? &px->ports[i] : NULL;
-}
-
-/* Send what the port has batched: one record alone goes bare. A full
- * channel keeps the batch and blocks the port until send_ready. */
-static int flush_port(struct pxport *p)
-{
-	int rc;
-
-	if (p->batch_n == 0)
-		return 0;
-	if (!p->up) {
-		rc = -ENOTCONN;
-	} else if (p->batch_n == 1) {
-		rc =
-		    ccm_port_send(p->cp, p->batch + sizeof(struct px_batch) + sizeof(struct px_rec),
-				  p->first_len);
-	} else {
-		px_batch_finish(p->batch, p->batch_n);
-		rc = ccm_port_send(p->cp, p->batch, p->batch_len);
-	}
-	if (rc == -EAGAIN) {
-		p->blocked = true;
-		return rc;
-	}
-	/* Sent, or lost with the session (the records are in doubt, as
-	 * messages in transit would be). */
-	p->batch_n = 0;
-	p->batch_len = sizeof(struct px_batch);
-	return rc;
-}
-
-static void flush_all(struct loop_timer *t)
-{
-	struct proxy *px = t->arg;
-
-	for (unsigned i = 0; i < px->n_ports; i++)
-		if (px->ports[i].batch_n && !px->ports[i].blocked)
-			flush_port(&px->ports[i]);
-}
-
-int px_send(struct pxport *p, const void *msg, size_t len)
-{
-	if (!p->up || p->blocked)
-		return -EAGAIN;
-	if (p->batch_len + PX_REC_SIZE(len) > PX_MSG_MAX && flush_port(p) == -EAGAIN)
-		return -EAGAIN;
-	if (p->batch_n == 0)
-		p->first_len = len;
-	p->batch_len = px_batch_add(p->batch, p->batch_len, msg, len);
-	p->batch_n++;
-	if (!loop_timer_armed(&p->px->flush_timer))
-		loop_timer_arm(p->px->loop, &p->px->flush_timer, 0);
-	return 0;
-}
-
-static void drop_batch(struct pxport *p)
-{
-	p->batch_n = 0;
-	p->batch_len = sizeof(struct px_batch);
-}
-
-/* One log line per second at most for partner messages refused: a broken
- * or hostile partner must not flood the log. */
-void px_log_bad(struct proxy *px, bool from_server, const char *what, const char *why)
-{
-	uint64_t now = now_ns();
-
-	if (from_server)
-		px->st.bad_replies++;
-	else
-		px->st.bad_requests++;
-	if (px->bad_logged_ns && now - px->bad_logged_ns < 1000 * NS_PER_MS)
-		return;
-	px->bad_logged_ns = now;
-	LOG_WARN("partner %s sent a bad %s (%s): refused", px->partner[0] ? px->partner : "?", what,
-		 why);
 }
 
 /* ---- CCM callbacks ---- */
@@ -117,7 +42,7 @@ static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info
 		return;
 	}
 	px->session_up = true;
-	fw_partner_ready(px, pi->generation);
+	proxy_fw_partner_ready(px, pi->generation);
 }
 
 static void cb_terminating(struct ccm_client *c, enum ccm_term_reason why, void *arg)
@@ -139,15 +64,15 @@ static void cb_port_up(struct ccm_port *cp, void *arg)
 		return;
 	p->up = true;
 	p->blocked = false;
-	drop_batch(p);
-	srv_port_up(p);
-	fw_port_up(p);
+	proxy_port_drop_batch(p);
+	proxy_srv_port_up(p);
+	proxy_fw_port_up(p);
 	if (!px->session_up && px->ready_seen) {
 		/* The partner's proxy registered during the session: no
 		 * partner_ready follows, its ports just come up. */
 		px->ready_seen = false;
 		px->session_up = true;
-		fw_partner_ready(px, px->ready_gen);
+		proxy_fw_partner_ready(px, px->ready_gen);
 	}
 }
 
@@ -160,9 +85,9 @@ static void cb_port_down(struct ccm_port *cp, void *arg)
 		return;
 	p->up = false;
 	p->blocked = false;
-	drop_batch(p);
-	fw_port_down(p);
-	srv_port_down(p);
+	proxy_port_drop_batch(p);
+	proxy_fw_port_down(p);
+	proxy_srv_port_down(p);
 }
 
 struct rx_ctx {
@@ -177,21 +102,21 @@ static void dispatch(void *arg, const void *msg, size_t len)
 
 	if (!p->up)
 		return; /* the port went down under a batch */
-	switch (px_msg_type(msg, len)) {
+	switch (proxy_wire_msg_type(msg, len)) {
 	case PX_REQ:
-		srv_on_req(p, msg, len);
+		proxy_srv_on_req(p, msg, len);
 		break;
 	case PX_REP:
-		fw_on_rep(p, msg, len);
+		proxy_fw_on_rep(p, msg, len);
 		break;
 	case PX_HELLO:
-		srv_on_hello(p, msg, len);
+		proxy_srv_on_hello(p, msg, len);
 		break;
 	case PX_VOLS:
-		fw_on_vols(p, msg, len);
+		proxy_fw_on_vols(p, msg, len);
 		break;
 	default:
-		px_log_bad(rx->px, false, "message", "unknown type or magic");
+		proxy_log_bad(rx->px, false, "message", "unknown type or magic");
 		break;
 	}
 }
@@ -204,12 +129,12 @@ static void cb_message(struct ccm_port *cp, const void *msg, size_t len, void *a
 
 	if (!rx.p)
 		return;
-	if (px_msg_type(msg, len) != PX_BATCH) {
+	if (proxy_wire_msg_type(msg, len) != PX_BATCH) {
 		dispatch(&rx, msg, len);
 		return;
 	}
-	if (px_batch_walk(msg, len, dispatch, &rx, &why) < 0)
-		px_log_bad(px, false, "batch", why);
+	if (proxy_wire_batch_walk(msg, len, dispatch, &rx, &why) < 0)
+		proxy_log_bad(px, false, "batch", why);
 }
 
 static void cb_send_ready(struct ccm_port *cp, void *arg)
@@ -220,10 +145,10 @@ static void cb_send_ready(struct ccm_port *cp, void *arg)
 	if (!p)
 		return;
 	p->blocked = false;
-	if (flush_port(p) == -EAGAIN)
+	if (proxy_port_flush(p) == -EAGAIN)
 		return;
-	srv_flush(p);
-	fw_pump(px);
+	proxy_srv_flush(p);
+	proxy_fw_pump(px);
 }
 
 static const struct ccm_client_ops client_ops = {
@@ -241,8 +166,8 @@ static void free_all(struct proxy *px)
 {
 	for (unsigned i = 0; px->ports && i < px->n_ports; i++) {
 		free(px->ports[i].batch);
-		pmem_fini(&px->ports[i].fmem);
-		pmem_fini(&px->ports[i].smem);
+		proxy_pmem_fini(&px->ports[i].fmem);
+		proxy_pmem_fini(&px->ports[i].smem);
 		if (px->mem && px->mem[i])
 			munmap(px->mem[i], px->port_mem);
 	}
@@ -280,15 +205,18 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 		return -ENOMEM;
 	px->loop = loop;
 	px->ccm = ccm;
+	/* Both sides' lists first: the failure path frees through them. */
+	proxy_fw_init(px);
+	rc = proxy_srv_init(px);
+	if (rc < 0)
+		goto fail;
 	snprintf(px->node, sizeof(px->node), "%s", opts->node ? opts->node : "");
 	rc = check_opts(opts, px);
 	if (rc < 0)
 		goto fail;
 	px->lops = opts->local_ops;
 	px->lctx = opts->local_ctx;
-	px->self_ops = &px_forward_ops;
-	loop_timer_init(&px->flush_timer, flush_all, px);
-	fw_init(px);
+	loop_timer_init(&px->flush_timer, proxy_port_flush_all, px);
 	while (px->session == 0) {
 		rc = random_bytes(&px->session, sizeof(px->session));
 		if (rc < 0)
@@ -304,6 +232,9 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	}
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
+		list_init(&p->rq);
+		slist_init(&p->bufq);
+		slist_init(&p->repq);
 		/* Pages come on first touch: the memory costs what is in flight. */
 		void *m = mmap(NULL, px->port_mem, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -319,20 +250,17 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 			rc = -ENOMEM;
 			goto fail;
 		}
-		px_batch_init(p->batch);
+		proxy_wire_batch_init(p->batch);
 		p->batch_len = sizeof(struct px_batch);
 		p->px = px;
 		p->idx = i;
 		p->half = px->port_mem / 2;
-		if (pmem_init(&p->fmem, p->half) < 0 ||
-		    pmem_init(&p->smem, px->port_mem - p->half) < 0) {
+		if (proxy_pmem_init(&p->fmem, p->half) < 0 ||
+		    proxy_pmem_init(&p->smem, px->port_mem - p->half) < 0) {
 			rc = -ENOMEM;
 			goto fail;
 		}
 	}
-	rc = srv_init(px);
-	if (rc < 0)
-		goto fail;
 	spec = (struct ccm_client_spec){
 	    .name = "proxy",
 	    .n_ports = px->n_ports,
@@ -359,7 +287,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	*out = px;
 	return 0;
 fail:
-	srv_free(px);
+	proxy_srv_free(px);
 	free_all(px);
 	return rc;
 }
@@ -375,7 +303,7 @@ void proxy_stop(struct proxy *px)
 		return;
 	px->stopped = true;
 	loop_timer_cancel(px->loop, &px->flush_timer);
-	fw_fail_all(px, -ESHUTDOWN);
+	proxy_fw_fail_all(px, -ESHUTDOWN);
 	if (px->client) {
 		/* Its ports go down without callbacks; its operations in flight
 		 * fail first. Served requests still at the local backend find
@@ -383,12 +311,12 @@ void proxy_stop(struct proxy *px)
 		for (unsigned i = 0; i < px->n_ports; i++) {
 			px->ports[i].up = false;
 			px->ports[i].fstate = FP_DOWN;
-			drop_batch(&px->ports[i]);
+			proxy_port_drop_batch(&px->ports[i]);
 		}
 		ccm_client_unregister(px->client);
 		px->client = NULL;
 		for (unsigned i = 0; i < px->n_ports; i++)
-			srv_port_down(&px->ports[i]);
+			proxy_srv_port_down(&px->ports[i]);
 	}
 	px->session_up = false;
 }
@@ -407,37 +335,37 @@ void proxy_destroy(struct proxy *px)
 		px->dead = true;
 		return;
 	}
-	fw_free(px);
-	srv_free(px);
+	proxy_fw_free(px);
+	proxy_srv_free(px);
 	free_all(px);
 }
 
 const struct nbd_backend_ops *proxy_backend_ops(void)
 {
-	return &px_forward_ops;
+	return &proxy_fw_ops;
 }
 
 void proxy_local_volumes_changed(struct proxy *px)
 {
 	if (px)
-		srv_refresh_vols(px, NULL);
+		proxy_srv_refresh_vols(px, NULL);
 }
 
 int proxy_route_local(struct proxy *px, const char *volume, const struct nbd_backend_ops *ops,
 		      void *ctx)
 {
-	return fw_route_local(px, volume, ops, ctx);
+	return proxy_fw_route_local(px, volume, ops, ctx);
 }
 
 int proxy_route_partner(struct proxy *px, const char *volume)
 {
-	return fw_route_partner(px, volume);
+	return proxy_fw_route_partner(px, volume);
 }
 
 void proxy_set_serving(struct proxy *px, bool serving)
 {
 	if (px)
-		srv_set_serving(px, serving);
+		proxy_srv_set_serving(px, serving);
 }
 
 /* ---- status ---- */
@@ -504,7 +432,11 @@ int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 
 int proxy_volumes_to_json(const struct proxy *px, struct json_object *volumes)
 {
-	for (const struct pvol *v = px->vols; v; v = v->next) {
+	const struct list *pos;
+
+	list_for_each(pos, &px->vols)
+	{
+		const struct pvol *v = list_entry(pos, struct pvol, node);
 		struct json_object *o;
 		if (!v->listed && !v->local)
 			continue;

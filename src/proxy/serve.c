@@ -22,10 +22,11 @@
  * in progress when serving went false (its fence_gen is older) is answered
  * -EAGAIN where it stands: before execution it is dropped, after it the
  * result is replaced and its entry cleared. The forwarder sends it again
- * later under a new sequence number. */
+ * later under a new sequence number.
+ *
+ * Calls only port.c, pmem.c and wire.c of the proxy (never the forwarding
+ * side), and the local backend; proxy.c calls it. */
 #define LOG_MODULE "proxy"
-#include "proxy/proxy_priv.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/proxy_int.h"
 
 static void sop_start(struct sop *s);
 static void kick_bufq(struct pxport *p);
@@ -41,14 +43,13 @@ static void reply_now(struct pxport *p, uint64_t session, uint64_t seq, int resu
 
 /* ---- buffers and objects ---- */
 
+/* A free buffer holds its own list node at its start. */
 static void *buf_get(struct proxy *px)
 {
-	void *b = px->free_bufs;
+	void *b = slist_pop_head(&px->free_bufs);
 
-	if (b) {
-		memcpy(&px->free_bufs, b, sizeof(void *));
+	if (b)
 		return b;
-	}
 	if (posix_memalign(&b, 4096, PX_POOL_BUF) != 0)
 		return NULL;
 	px->bufs_allocated++;
@@ -57,18 +58,14 @@ static void *buf_get(struct proxy *px)
 
 static void buf_put(struct proxy *px, void *b)
 {
-	memcpy(b, &px->free_bufs, sizeof(void *));
-	px->free_bufs = b;
+	slist_push_head(&px->free_bufs, b);
 }
 
 static struct sop *sop_get(struct proxy *px)
 {
-	struct sop *s = px->free_sops;
+	struct slist_node *n = slist_pop_head(&px->free_sops);
+	struct sop *s = n ? slist_entry(n, struct sop, qnode) : malloc(sizeof(*s));
 
-	if (s)
-		px->free_sops = s->next;
-	else
-		s = malloc(sizeof(*s));
 	if (s) {
 		memset(s, 0, sizeof(*s));
 		s->px = px;
@@ -89,7 +86,7 @@ static void sop_release_buf(struct sop *s)
 	if (!s->buf)
 		return;
 	if (s->smem >= 0)
-		pmem_free(&s->port->smem, s->smem, sop_buf_len(s));
+		proxy_pmem_free(&s->port->smem, s->smem, sop_buf_len(s));
 	else
 		buf_put(s->px, s->buf);
 	s->buf = NULL;
@@ -111,8 +108,7 @@ static void sop_free(struct sop *s)
 		v->inflight--;
 		svol_release_if_idle(px, v);
 	}
-	s->next = px->free_sops;
-	px->free_sops = s;
+	slist_push_head(&px->free_sops, &s->qnode);
 	if (had_smem)
 		kick_bufq(p);
 }
@@ -168,9 +164,14 @@ static void sop_refuse(struct sop *s)
 
 static struct svol *svol_by_id(struct proxy *px, uint32_t id)
 {
-	for (struct svol *v = px->svols; v; v = v->next)
+	struct list *pos;
+
+	list_for_each(pos, &px->svols)
+	{
+		struct svol *v = list_entry(pos, struct svol, node);
 		if (v->id == id && !v->gone)
 			return v;
+	}
 	return NULL;
 }
 
@@ -178,12 +179,7 @@ static void svol_release_if_idle(struct proxy *px, struct svol *v)
 {
 	if (!v->gone || v->inflight)
 		return;
-	for (struct svol **pp = &px->svols; *pp; pp = &(*pp)->next) {
-		if (*pp == v) {
-			*pp = v->next;
-			break;
-		}
-	}
+	list_del(&v->node);
 	px->lops->close(px->lctx, v->handle);
 	free(v);
 }
@@ -198,15 +194,21 @@ static void list_emit(void *arg, const char *name, const char *desc)
 	struct list_ctx *lc = arg;
 	struct proxy *px = lc->px;
 	struct nbd_export_info info;
-	struct svol *v;
+	struct svol *v = NULL;
+	struct list *pos;
 	void *h;
 
 	(void)desc;
-	if (!px_name_ok(name, PX_NAME_MAX) || lc->n >= PX_MAX_VOLS)
+	if (!proxy_wire_name_ok(name, PX_NAME_MAX) || lc->n >= PX_MAX_VOLS)
 		return;
-	for (v = px->svols; v; v = v->next)
-		if (!v->gone && strcmp(v->name, name) == 0)
+	list_for_each(pos, &px->svols)
+	{
+		struct svol *w = list_entry(pos, struct svol, node);
+		if (!w->gone && strcmp(w->name, name) == 0) {
+			v = w;
 			break;
+		}
+	}
 	if (px->lops->open(px->lctx, name, &h, &info) < 0)
 		return;
 	if (v) {
@@ -223,8 +225,7 @@ static void list_emit(void *arg, const char *name, const char *desc)
 		snprintf(v->name, sizeof(v->name), "%s", name);
 		v->handle = h;
 		v->info = info;
-		v->next = px->svols;
-		px->svols = v;
+		list_add_head(&px->svols, &v->node);
 	}
 	v->mark = true;
 	lc->n++;
@@ -250,19 +251,19 @@ static bool send_vols(struct pxport *p)
 {
 	struct proxy *px = p->px;
 	unsigned total = 0, sent = 0;
+	struct list *pos;
 
-	for (struct svol *v = px->svols; v; v = v->next)
-		total += !v->gone;
+	list_for_each(pos, &px->svols) total += !list_entry(pos, struct svol, node)->gone;
 	do {
 		unsigned n = 0;
 		uint16_t flags = 0;
 		size_t len;
-		struct svol *v = px->svols;
 		unsigned skip = sent;
 
-		for (; v && skip; v = v->next)
-			skip -= !v->gone;
-		for (; v && n < PX_VOLS_PER_MSG; v = v->next) {
+		for (pos = px->svols.next; pos != &px->svols && skip; pos = pos->next)
+			skip -= !list_entry(pos, struct svol, node)->gone;
+		for (; pos != &px->svols && n < PX_VOLS_PER_MSG; pos = pos->next) {
+			struct svol *v = list_entry(pos, struct svol, node);
 			struct px_vol w;
 			if (v->gone)
 				continue;
@@ -275,14 +276,14 @@ static bool send_vols(struct pxport *p)
 					   ? v->info.pref_block
 					   : MAX(4096u, w.min_block);
 			snprintf(w.name, sizeof(w.name), "%s", v->name);
-			px_put_vol(px->scratch, n++, &w);
+			proxy_wire_put_vol(px->scratch, n++, &w);
 		}
 		if (sent == 0)
 			flags |= PX_F_FIRST;
 		if (sent + n == total)
 			flags |= PX_F_LAST;
-		len = px_encode_vols_hdr(px->scratch, flags, n, px->session);
-		if (px_send(p, px->scratch, len) < 0) {
+		len = proxy_wire_encode_vols_hdr(px->scratch, flags, n, px->session);
+		if (proxy_port_send(p, px->scratch, len) < 0) {
 			p->vols_pending = true;
 			return false;
 		}
@@ -294,17 +295,17 @@ static bool send_vols(struct pxport *p)
 
 /* Re-read the local volume list; tell the partner on @p only, or on the
  * first port it says hello on when NULL. */
-void srv_refresh_vols(struct proxy *px, struct pxport *only)
+void proxy_srv_refresh_vols(struct proxy *px, struct pxport *only)
 {
 	struct list_ctx lc = {px, 0};
-	struct svol *v, *next;
+	struct list *pos, *tmp;
 
-	for (v = px->svols; v; v = v->next)
-		v->mark = false;
+	list_for_each(pos, &px->svols) list_entry(pos, struct svol, node)->mark = false;
 	if (px->lops->list(px->lctx, list_emit, &lc) < 0)
 		return;
-	for (v = px->svols; v; v = next) {
-		next = v->next;
+	list_for_each_safe(pos, tmp, &px->svols)
+	{
+		struct svol *v = list_entry(pos, struct svol, node);
 		if (!v->mark && !v->gone) {
 			v->gone = true;
 			svol_release_if_idle(px, v);
@@ -323,16 +324,19 @@ void srv_refresh_vols(struct proxy *px, struct pxport *only)
 	}
 }
 
-int srv_init(struct proxy *px)
+int proxy_srv_init(struct proxy *px)
 {
+	list_init(&px->svols);
+	slist_init(&px->free_sops);
+	slist_init(&px->free_bufs);
 	px->next_vol_id = 1;
 	px->serving = true;
 	return 0;
 }
 
-void srv_set_serving(struct proxy *px, bool serving)
+void proxy_srv_set_serving(struct proxy *px, bool serving)
 {
-	struct sop *s;
+	struct slist_node *n;
 
 	if (px->serving == serving)
 		return;
@@ -350,13 +354,8 @@ void srv_set_serving(struct proxy *px, bool serving)
 	 * their data or executing are refused when that completes. */
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
-		while ((s = p->bufq_head)) {
-			p->bufq_head = s->next;
-			if (!p->bufq_head)
-				p->bufq_tail = NULL;
-			s->next = NULL;
-			sop_refuse(s);
-		}
+		while ((n = slist_pop_head(&p->bufq)))
+			sop_refuse(slist_entry(n, struct sop, qnode));
 	}
 }
 
@@ -412,15 +411,12 @@ static void kick_bufq(struct pxport *p)
 	if (p->in_kick)
 		return;
 	p->in_kick = true;
-	while (p->bufq_head) {
-		struct sop *s = p->bufq_head;
-		int64_t off = pmem_alloc(&p->smem, sop_buf_len(s));
+	while (!slist_empty(&p->bufq)) {
+		struct sop *s = slist_entry(p->bufq.head, struct sop, qnode);
+		int64_t off = proxy_pmem_alloc(&p->smem, sop_buf_len(s));
 		if (off < 0)
 			break;
-		p->bufq_head = s->next;
-		if (!p->bufq_head)
-			p->bufq_tail = NULL;
-		s->next = NULL;
+		slist_pop_head(&p->bufq);
 		s->smem = off;
 		s->buf = p->mem + p->half + off;
 		s->io.buf = s->buf;
@@ -490,23 +486,18 @@ static void send_reply(struct sop *s)
 		m.count = MIN(s->io.n_extents, s->io.max_extents);
 		extra = m.count * sizeof(struct px_ext);
 	}
-	len = px_encode_rep(px->scratch, &m);
+	len = proxy_wire_encode_rep(px->scratch, &m);
 	if (m.flags & PX_F_INLINE) {
 		memcpy(px->scratch + len, s->buf, extra);
 	} else if (m.count) {
 		const struct nbd_extent *e = (const struct nbd_extent *)(void *)s->buf;
 		for (unsigned i = 0; i < m.count; i++)
-			px_put_ext(px->scratch, i, e[i].length, e[i].flags);
+			proxy_wire_put_ext(px->scratch, i, e[i].length, e[i].flags);
 	}
-	rc = px_send(p, px->scratch, len + extra);
+	rc = proxy_port_send(p, px->scratch, len + extra);
 	if (rc == -EAGAIN) {
 		s->stage = SO_REPLYWAIT;
-		s->next = NULL;
-		if (p->repq_tail)
-			p->repq_tail->next = s;
-		else
-			p->repq_head = s;
-		p->repq_tail = s;
+		slist_push_tail(&p->repq, &s->qnode);
 		return;
 	}
 	if (rc == 0) {
@@ -619,34 +610,34 @@ static int check_req(struct pxport *p, const struct pxm_req *m, struct svol **vp
 	struct svol *v = svol_by_id(px, m->vol);
 
 	if (!v) {
-		px_log_bad(px, false, "request", "unknown volume");
+		proxy_log_bad(px, false, "request", "unknown volume");
 		return -ENXIO;
 	}
 	*vp = v;
 	if (m->cmd != NBD_CMD_FLUSH && m->offset + m->length > v->info.size) {
-		px_log_bad(px, false, "request", "range beyond the volume");
+		proxy_log_bad(px, false, "request", "range beyond the volume");
 		return -EINVAL;
 	}
 	if (m->cmd == NBD_CMD_WRITE && v->info.read_only)
 		return -EPERM;
 	if (m->cmd == NBD_CMD_BLOCK_STATUS && !v->info.can_block_status) {
-		px_log_bad(px, false, "request", "block status not offered");
+		proxy_log_bad(px, false, "request", "block status not offered");
 		return -EINVAL;
 	}
 	if ((m->cmd == NBD_CMD_READ || m->cmd == NBD_CMD_WRITE) && !(m->flags & PX_F_INLINE)) {
 		if (m->length > p->smem.units * (uint64_t)PX_UNIT) {
-			px_log_bad(px, false, "request", "longer than the serving memory");
+			proxy_log_bad(px, false, "request", "longer than the serving memory");
 			return -EINVAL;
 		}
 		if (m->data_off > p->data_size || m->length > p->data_size - m->data_off) {
-			px_log_bad(px, false, "request", "data outside the forwarder's memory");
+			proxy_log_bad(px, false, "request", "data outside the forwarder's memory");
 			return -EINVAL;
 		}
 	}
 	return 0;
 }
 
-void srv_on_req(struct pxport *p, const void *msg, size_t len)
+void proxy_srv_on_req(struct pxport *p, const void *msg, size_t len)
 {
 	struct proxy *px = p->px;
 	struct pxm_req m;
@@ -656,12 +647,12 @@ void srv_on_req(struct pxport *p, const void *msg, size_t len)
 	struct sop *s;
 	int rc;
 
-	if (px_decode_req(msg, len, &m, &why) < 0) {
-		px_log_bad(px, false, "request", why);
+	if (proxy_wire_decode_req(msg, len, &m, &why) < 0) {
+		proxy_log_bad(px, false, "request", why);
 		return;
 	}
 	if (!p->helloed || m.session != p->fsession || m.session != px->table_session) {
-		px_log_bad(px, false, "request", "not of the port's session");
+		proxy_log_bad(px, false, "request", "not of the port's session");
 		return;
 	}
 	e = &px->table[m.seq & PX_TABLE_MASK];
@@ -698,7 +689,7 @@ void srv_on_req(struct pxport *p, const void *msg, size_t len)
 				  (unsigned long long)m.seq);
 			return;
 		} else if (e->state == SE_EXEC) {
-			px_log_bad(px, false, "request", "sequence number too far ahead");
+			proxy_log_bad(px, false, "request", "sequence number too far ahead");
 			return;
 		}
 	}
@@ -766,26 +757,21 @@ void srv_on_req(struct pxport *p, const void *msg, size_t len)
 	} else if (m.cmd == NBD_CMD_READ || m.cmd == NBD_CMD_WRITE) {
 		/* Port memory, in order: wait behind earlier requests. */
 		s->stage = SO_BUFWAIT;
-		s->next = NULL;
-		if (p->bufq_tail)
-			p->bufq_tail->next = s;
-		else
-			p->bufq_head = s;
-		p->bufq_tail = s;
+		slist_push_tail(&p->bufq, &s->qnode);
 		kick_bufq(p);
 		return;
 	}
 	sop_start(s);
 }
 
-void srv_on_hello(struct pxport *p, const void *msg, size_t len)
+void proxy_srv_on_hello(struct pxport *p, const void *msg, size_t len)
 {
 	struct proxy *px = p->px;
 	struct pxm_hello h;
 	const char *why;
 
-	if (px_decode_hello(msg, len, &h, &why) < 0) {
-		px_log_bad(px, false, "hello", why);
+	if (proxy_wire_decode_hello(msg, len, &h, &why) < 0) {
+		proxy_log_bad(px, false, "hello", why);
 		return;
 	}
 	if (h.session != px->table_session) {
@@ -809,68 +795,52 @@ void srv_on_hello(struct pxport *p, const void *msg, size_t len)
 		    "(raise [proxy] port_mem)",
 		    px->partner, (unsigned long long)h.chunk,
 		    (unsigned long long)(p->smem.units * (uint64_t)PX_UNIT));
-	srv_refresh_vols(px, p);
+	proxy_srv_refresh_vols(px, p);
 }
 
 /* ---- port events ---- */
 
-void srv_port_up(struct pxport *p)
+void proxy_srv_port_up(struct pxport *p)
 {
 	p->helloed = false;
 	p->vols_pending = false;
 }
 
-void srv_port_down(struct pxport *p)
+void proxy_srv_port_down(struct pxport *p)
 {
-	struct sop *s;
+	struct slist_node *n;
 
 	p->helloed = false;
 	p->vols_pending = false;
 	/* Not started: forget them (they run when sent again). */
-	while ((s = p->bufq_head)) {
-		p->bufq_head = s->next;
-		sop_drop(s);
-	}
-	p->bufq_tail = NULL;
+	while ((n = slist_pop_head(&p->bufq)))
+		sop_drop(slist_entry(n, struct sop, qnode));
 	/* Done, reply lost: the table keeps the result for the resend. */
-	while ((s = p->repq_head)) {
-		p->repq_head = s->next;
-		sop_free(s);
-	}
-	p->repq_tail = NULL;
+	while ((n = slist_pop_head(&p->repq)))
+		sop_free(slist_entry(n, struct sop, qnode));
 }
 
-void srv_flush(struct pxport *p)
+void proxy_srv_flush(struct pxport *p)
 {
-	struct sop *s;
+	struct slist_node *n;
 
 	if (p->vols_pending && !send_vols(p))
 		return;
-	while (!p->blocked && (s = p->repq_head)) {
-		p->repq_head = s->next;
-		if (!p->repq_head)
-			p->repq_tail = NULL;
-		s->next = NULL;
-		send_reply(s); /* may queue it again */
-	}
+	while (!p->blocked && (n = slist_pop_head(&p->repq)))
+		send_reply(slist_entry(n, struct sop, qnode)); /* may queue it again */
 }
 
-void srv_free(struct proxy *px)
+void proxy_srv_free(struct proxy *px)
 {
-	struct sop *s;
+	struct slist_node *n;
+	struct svol *v;
 
-	while ((s = px->free_sops)) {
-		px->free_sops = s->next;
-		free(s);
-	}
-	while (px->free_bufs) {
-		void *b = px->free_bufs;
-		memcpy(&px->free_bufs, b, sizeof(void *));
-		free(b);
-	}
-	while (px->svols) {
-		struct svol *v = px->svols;
-		px->svols = v->next;
+	while ((n = slist_pop_head(&px->free_sops)))
+		free(slist_entry(n, struct sop, qnode));
+	while ((n = slist_pop_head(&px->free_bufs)))
+		free(n);
+	while ((v = list_first_entry_or_null(&px->svols, struct svol, node))) {
+		list_del(&v->node);
 		px->lops->close(px->lctx, v->handle);
 		free(v);
 	}

@@ -1,14 +1,21 @@
-/* Encoding and structural checks of the proxy's messages (wire.h). A
- * message from the partner is never trusted: the decoders read only within
- * the given length and refuse anything that does not add up. */
+/* Encoding and structural checks of the proxy's messages (the wire format
+ * in proxy_int.h). A message from the partner is never trusted: the
+ * decoders read only within the given length and refuse anything that does
+ * not add up. Every field is read and written at its offset in the wire
+ * struct, little-endian, through common/byteorder.h; an encoder zeroes its
+ * whole fixed part first, so reserved fields and padding go out as zeros.
+ * No state: the fuzzers and unit tests call it directly. */
 #define LOG_MODULE "proxy"
-#include "proxy/wire.h"
-
-#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
+#include "common/byteorder.h"
 #include "nbd/nbd.h"
+#include "proxy/proxy_int.h"
+
+/* Address of @p field of wire struct @p type at @p base. */
+#define AT(base, type, field)  ((uint8_t *)(base) + offsetof(struct type, field))
+#define CAT(base, type, field) ((const uint8_t *)(base) + offsetof(struct type, field))
 
 #define CMD_FLAGS_ALL                                                                       \
 	(NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF | NBD_CMD_FLAG_REQ_ONE | \
@@ -22,95 +29,86 @@ static int bad(const char **why, const char *what)
 
 static void put_hdr(void *buf, uint16_t type, uint16_t flags)
 {
-	struct px_hdr h = {htole32(PX_MAGIC), htole16(type), htole16(flags)};
-
-	memcpy(buf, &h, sizeof(h));
+	put_le32(AT(buf, px_hdr, magic), PX_MAGIC);
+	put_le16(AT(buf, px_hdr, type), type);
+	put_le16(AT(buf, px_hdr, flags), flags);
 }
 
 /* Check the header of @p msg against @p type and the allowed @p flags. */
 static int get_hdr(const void *msg, size_t len, uint16_t type, uint16_t allowed, size_t min,
 		   uint16_t *flags, const char **why)
 {
-	struct px_hdr h;
-
-	if (len < sizeof(h) || len < min)
+	if (len < sizeof(struct px_hdr) || len < min)
 		return bad(why, "message too short");
-	memcpy(&h, msg, sizeof(h));
-	if (le32toh(h.magic) != PX_MAGIC)
+	if (get_le32(CAT(msg, px_hdr, magic)) != PX_MAGIC)
 		return bad(why, "bad magic");
-	if (le16toh(h.type) != type)
+	if (get_le16(CAT(msg, px_hdr, type)) != type)
 		return bad(why, "unexpected type");
-	*flags = le16toh(h.flags);
+	*flags = get_le16(CAT(msg, px_hdr, flags));
 	if (*flags & ~allowed)
 		return bad(why, "unknown flags");
 	return 0;
 }
 
-unsigned px_msg_type(const void *msg, size_t len)
+unsigned proxy_wire_msg_type(const void *msg, size_t len)
 {
-	struct px_hdr h;
-
-	if (len < sizeof(h))
+	if (len < sizeof(struct px_hdr))
 		return 0;
-	memcpy(&h, msg, sizeof(h));
-	if (le32toh(h.magic) != PX_MAGIC)
+	if (get_le32(CAT(msg, px_hdr, magic)) != PX_MAGIC)
 		return 0;
-	return le16toh(h.type);
+	return get_le16(CAT(msg, px_hdr, type));
 }
 
 /* ---- BATCH ---- */
 
-void px_batch_init(void *buf)
+void proxy_wire_batch_init(void *buf)
 {
 	memset(buf, 0, sizeof(struct px_batch));
 	put_hdr(buf, PX_BATCH, 0);
 }
 
-size_t px_batch_add(void *buf, size_t off, const void *rec, size_t len)
+size_t proxy_wire_batch_add(void *buf, size_t off, const void *rec, size_t len)
 {
-	struct px_rec r = {htole32((uint32_t)len), 0};
 	uint8_t *p = (uint8_t *)buf + off;
-	size_t pad = PX_REC_SIZE(len) - sizeof(r) - len;
+	size_t pad = PX_REC_SIZE(len) - sizeof(struct px_rec) - len;
 
-	memcpy(p, &r, sizeof(r));
-	memcpy(p + sizeof(r), rec, len);
-	memset(p + sizeof(r) + len, 0, pad);
+	put_le32(AT(p, px_rec, len), (uint32_t)len);
+	put_le32(AT(p, px_rec, rsvd), 0);
+	memcpy(p + sizeof(struct px_rec), rec, len);
+	memset(p + sizeof(struct px_rec) + len, 0, pad);
 	return off + PX_REC_SIZE(len);
 }
 
-void px_batch_finish(void *buf, uint32_t count)
+void proxy_wire_batch_finish(void *buf, uint32_t count)
 {
-	uint32_t c = htole32(count);
-
-	memcpy((uint8_t *)buf + offsetof(struct px_batch, count), &c, sizeof(c));
+	put_le32(AT(buf, px_batch, count), count);
 }
 
-int px_batch_walk(const void *msg, size_t len, void (*fn)(void *arg, const void *rec, size_t len),
-		  void *arg, const char **why)
+int proxy_wire_batch_walk(const void *msg, size_t len,
+			  void (*fn)(void *arg, const void *rec, size_t len), void *arg,
+			  const char **why)
 {
 	const uint8_t *p = msg;
-	struct px_batch b;
 	uint16_t flags;
-	size_t off = sizeof(b);
-	int rc = get_hdr(msg, len, PX_BATCH, 0, sizeof(b), &flags, why);
+	uint32_t count;
+	size_t off = sizeof(struct px_batch);
+	int rc = get_hdr(msg, len, PX_BATCH, 0, sizeof(struct px_batch), &flags, why);
 
 	if (rc < 0)
 		return rc;
-	memcpy(&b, msg, sizeof(b));
-	if (le32toh(b.count) == 0 || le32toh(b.count) > PX_BATCH_MAX)
+	count = get_le32(CAT(msg, px_batch, count));
+	if (count == 0 || count > PX_BATCH_MAX)
 		return bad(why, "batch count out of range");
-	for (uint32_t i = 0; i < le32toh(b.count); i++) {
-		struct px_rec r;
+	for (uint32_t i = 0; i < count; i++) {
 		size_t rl;
-		if (len - off < sizeof(r))
+		if (len - off < sizeof(struct px_rec))
 			return bad(why, "batch truncated");
-		memcpy(&r, p + off, sizeof(r));
-		rl = le32toh(r.len);
-		if (rl > len - off - sizeof(r) || PX_REC_SIZE(rl) > len - off)
+		rl = get_le32(CAT(p + off, px_rec, len));
+		if (rl > len - off - sizeof(struct px_rec) || PX_REC_SIZE(rl) > len - off)
 			return bad(why, "batch record truncated");
-		if (px_msg_type(p + off + sizeof(r), rl) == PX_BATCH)
+		if (proxy_wire_msg_type(p + off + sizeof(struct px_rec), rl) == PX_BATCH)
 			return bad(why, "batch in a batch");
-		fn(arg, p + off + sizeof(r), rl);
+		fn(arg, p + off + sizeof(struct px_rec), rl);
 		off += PX_REC_SIZE(rl);
 	}
 	if (off != len)
@@ -118,7 +116,7 @@ int px_batch_walk(const void *msg, size_t len, void (*fn)(void *arg, const void 
 	return 0;
 }
 
-bool px_name_ok(const char *s, size_t max)
+bool proxy_wire_name_ok(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max);
 
@@ -135,35 +133,30 @@ bool px_name_ok(const char *s, size_t max)
 
 /* ---- HELLO ---- */
 
-size_t px_encode_hello(void *buf, const struct pxm_hello *m)
+size_t proxy_wire_encode_hello(void *buf, const struct pxm_hello *m)
 {
-	struct px_hello w;
-
-	memset(&w, 0, sizeof(w));
-	w.version = htole32(m->version);
-	w.session = htole64(m->session);
-	w.data_size = htole64(m->data_size);
-	w.chunk = htole64(m->chunk);
-	memcpy(buf, &w, sizeof(w));
+	memset(buf, 0, sizeof(struct px_hello));
 	put_hdr(buf, PX_HELLO, 0);
-	return sizeof(w);
+	put_le32(AT(buf, px_hello, version), m->version);
+	put_le64(AT(buf, px_hello, session), m->session);
+	put_le64(AT(buf, px_hello, data_size), m->data_size);
+	put_le64(AT(buf, px_hello, chunk), m->chunk);
+	return sizeof(struct px_hello);
 }
 
-int px_decode_hello(const void *msg, size_t len, struct pxm_hello *out, const char **why)
+int proxy_wire_decode_hello(const void *msg, size_t len, struct pxm_hello *out, const char **why)
 {
-	struct px_hello w;
 	uint16_t flags;
-	int rc = get_hdr(msg, len, PX_HELLO, 0, sizeof(w), &flags, why);
+	int rc = get_hdr(msg, len, PX_HELLO, 0, sizeof(struct px_hello), &flags, why);
 
 	if (rc < 0)
 		return rc;
-	if (len != sizeof(w))
+	if (len != sizeof(struct px_hello))
 		return bad(why, "hello of the wrong size");
-	memcpy(&w, msg, sizeof(w));
-	out->version = le32toh(w.version);
-	out->session = le64toh(w.session);
-	out->data_size = le64toh(w.data_size);
-	out->chunk = le64toh(w.chunk);
+	out->version = get_le32(CAT(msg, px_hello, version));
+	out->session = get_le64(CAT(msg, px_hello, session));
+	out->data_size = get_le64(CAT(msg, px_hello, data_size));
+	out->chunk = get_le64(CAT(msg, px_hello, chunk));
 	if (out->version != PX_VERSION)
 		return bad(why, "unsupported protocol version");
 	if (out->session == 0)
@@ -175,50 +168,45 @@ int px_decode_hello(const void *msg, size_t len, struct pxm_hello *out, const ch
 
 /* ---- REQ ---- */
 
-size_t px_encode_req(void *buf, const struct pxm_req *m, const void *data)
+size_t proxy_wire_encode_req(void *buf, const struct pxm_req *m, const void *data)
 {
-	struct px_req w;
-
-	memset(&w, 0, sizeof(w));
-	w.vol = htole32(m->vol);
-	w.cmd = htole16(m->cmd);
-	w.cflags = htole16(m->cflags);
-	w.session = htole64(m->session);
-	w.seq = htole64(m->seq);
-	w.offset = htole64(m->offset);
-	w.length = htole32(m->length);
-	w.max_extents = htole32(m->max_extents);
-	w.data_off = htole64(m->data_off);
-	memcpy(buf, &w, sizeof(w));
+	memset(buf, 0, sizeof(struct px_req));
 	put_hdr(buf, PX_REQ, m->flags);
+	put_le32(AT(buf, px_req, vol), m->vol);
+	put_le16(AT(buf, px_req, cmd), m->cmd);
+	put_le16(AT(buf, px_req, cflags), m->cflags);
+	put_le64(AT(buf, px_req, session), m->session);
+	put_le64(AT(buf, px_req, seq), m->seq);
+	put_le64(AT(buf, px_req, offset), m->offset);
+	put_le32(AT(buf, px_req, length), m->length);
+	put_le32(AT(buf, px_req, max_extents), m->max_extents);
+	put_le64(AT(buf, px_req, data_off), m->data_off);
 	if ((m->flags & PX_F_INLINE) && m->cmd == NBD_CMD_WRITE) {
-		memcpy((uint8_t *)buf + sizeof(w), data, m->length);
-		return sizeof(w) + m->length;
+		memcpy((uint8_t *)buf + sizeof(struct px_req), data, m->length);
+		return sizeof(struct px_req) + m->length;
 	}
-	return sizeof(w);
+	return sizeof(struct px_req);
 }
 
-int px_decode_req(const void *msg, size_t len, struct pxm_req *out, const char **why)
+int proxy_wire_decode_req(const void *msg, size_t len, struct pxm_req *out, const char **why)
 {
-	struct px_req w;
-	int rc = get_hdr(msg, len, PX_REQ, PX_F_RETRY | PX_F_NOEXEC | PX_F_INLINE, sizeof(w),
-			 &out->flags, why);
+	int rc = get_hdr(msg, len, PX_REQ, PX_F_RETRY | PX_F_NOEXEC | PX_F_INLINE,
+			 sizeof(struct px_req), &out->flags, why);
 	size_t data_len;
 
 	if (rc < 0)
 		return rc;
-	memcpy(&w, msg, sizeof(w));
-	out->vol = le32toh(w.vol);
-	out->cmd = le16toh(w.cmd);
-	out->cflags = le16toh(w.cflags);
-	out->session = le64toh(w.session);
-	out->seq = le64toh(w.seq);
-	out->offset = le64toh(w.offset);
-	out->length = le32toh(w.length);
-	out->max_extents = le32toh(w.max_extents);
-	out->data_off = le64toh(w.data_off);
+	out->vol = get_le32(CAT(msg, px_req, vol));
+	out->cmd = get_le16(CAT(msg, px_req, cmd));
+	out->cflags = get_le16(CAT(msg, px_req, cflags));
+	out->session = get_le64(CAT(msg, px_req, session));
+	out->seq = get_le64(CAT(msg, px_req, seq));
+	out->offset = get_le64(CAT(msg, px_req, offset));
+	out->length = get_le32(CAT(msg, px_req, length));
+	out->max_extents = get_le32(CAT(msg, px_req, max_extents));
+	out->data_off = get_le64(CAT(msg, px_req, data_off));
 	out->data = NULL;
-	data_len = len - sizeof(w);
+	data_len = len - sizeof(struct px_req);
 	if (out->seq == 0)
 		return bad(why, "sequence number 0");
 	if (out->cflags & ~CMD_FLAGS_ALL)
@@ -257,7 +245,7 @@ int px_decode_req(const void *msg, size_t len, struct pxm_req *out, const char *
 	if (out->cmd == NBD_CMD_WRITE && (out->flags & PX_F_INLINE)) {
 		if (data_len != out->length)
 			return bad(why, "inline data length mismatch");
-		out->data = (const uint8_t *)msg + sizeof(w);
+		out->data = (const uint8_t *)msg + sizeof(struct px_req);
 	} else if (data_len != 0) {
 		return bad(why, "trailing bytes");
 	}
@@ -266,44 +254,41 @@ int px_decode_req(const void *msg, size_t len, struct pxm_req *out, const char *
 
 /* ---- REP ---- */
 
-size_t px_encode_rep(void *buf, const struct pxm_rep *m)
+size_t proxy_wire_encode_rep(void *buf, const struct pxm_rep *m)
 {
-	struct px_rep w;
-
-	memset(&w, 0, sizeof(w));
-	w.result = (int32_t)htole32((uint32_t)m->result);
-	w.count = htole32(m->count);
-	w.session = htole64(m->session);
-	w.seq = htole64(m->seq);
-	w.length = htole32(m->length);
-	memcpy(buf, &w, sizeof(w));
+	memset(buf, 0, sizeof(struct px_rep));
 	put_hdr(buf, PX_REP, m->flags);
-	return sizeof(w);
+	put_le32(AT(buf, px_rep, result), (uint32_t)m->result);
+	put_le32(AT(buf, px_rep, count), m->count);
+	put_le64(AT(buf, px_rep, session), m->session);
+	put_le64(AT(buf, px_rep, seq), m->seq);
+	put_le32(AT(buf, px_rep, length), m->length);
+	return sizeof(struct px_rep);
 }
 
-void px_put_ext(void *buf, unsigned i, uint64_t length, uint32_t flags)
+void proxy_wire_put_ext(void *buf, unsigned i, uint64_t length, uint32_t flags)
 {
-	struct px_ext e = {htole64(length), htole32(flags), 0};
+	uint8_t *e = (uint8_t *)buf + sizeof(struct px_rep) + (size_t)i * sizeof(struct px_ext);
 
-	memcpy((uint8_t *)buf + sizeof(struct px_rep) + i * sizeof(e), &e, sizeof(e));
+	put_le64(AT(e, px_ext, length), length);
+	put_le32(AT(e, px_ext, flags), flags);
+	put_le32(AT(e, px_ext, rsvd), 0);
 }
 
-int px_decode_rep(const void *msg, size_t len, struct pxm_rep *out, const char **why)
+int proxy_wire_decode_rep(const void *msg, size_t len, struct pxm_rep *out, const char **why)
 {
-	struct px_rep w;
-	int rc = get_hdr(msg, len, PX_REP, PX_F_INLINE, sizeof(w), &out->flags, why);
+	int rc = get_hdr(msg, len, PX_REP, PX_F_INLINE, sizeof(struct px_rep), &out->flags, why);
 	size_t data_len;
 
 	if (rc < 0)
 		return rc;
-	memcpy(&w, msg, sizeof(w));
-	out->result = (int32_t)le32toh((uint32_t)w.result);
-	out->count = le32toh(w.count);
-	out->session = le64toh(w.session);
-	out->seq = le64toh(w.seq);
-	out->length = le32toh(w.length);
-	out->data = (const uint8_t *)msg + sizeof(w);
-	data_len = len - sizeof(w);
+	out->result = (int32_t)get_le32(CAT(msg, px_rep, result));
+	out->count = get_le32(CAT(msg, px_rep, count));
+	out->session = get_le64(CAT(msg, px_rep, session));
+	out->seq = get_le64(CAT(msg, px_rep, seq));
+	out->length = get_le32(CAT(msg, px_rep, length));
+	out->data = (const uint8_t *)msg + sizeof(struct px_rep);
+	data_len = len - sizeof(struct px_rep);
 	if (out->result > 0 || out->result < -4095)
 		return bad(why, "result out of range");
 	if (out->count > PX_MAX_EXTENTS)
@@ -321,59 +306,54 @@ int px_decode_rep(const void *msg, size_t len, struct pxm_rep *out, const char *
 	return 0;
 }
 
-void px_ext_get(const struct pxm_rep *r, unsigned i, uint64_t *length, uint32_t *flags)
+void proxy_wire_ext_get(const struct pxm_rep *r, unsigned i, uint64_t *length, uint32_t *flags)
 {
-	struct px_ext e;
+	const uint8_t *e = r->data + (size_t)i * sizeof(struct px_ext);
 
-	memcpy(&e, r->data + (size_t)i * sizeof(e), sizeof(e));
-	*length = le64toh(e.length);
-	*flags = le32toh(e.flags);
+	*length = get_le64(CAT(e, px_ext, length));
+	*flags = get_le32(CAT(e, px_ext, flags));
 }
 
 /* ---- VOLS ---- */
 
-size_t px_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count, uint64_t server_session)
+size_t proxy_wire_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count,
+				  uint64_t server_session)
 {
-	struct px_vols w;
-
-	memset(&w, 0, sizeof(w));
-	w.count = htole32(count);
-	w.server_session = htole64(server_session);
-	memcpy(buf, &w, sizeof(w));
+	memset(buf, 0, sizeof(struct px_vols));
 	put_hdr(buf, PX_VOLS, flags);
-	return sizeof(w) + (size_t)count * sizeof(struct px_vol);
+	put_le32(AT(buf, px_vols, count), count);
+	put_le64(AT(buf, px_vols, server_session), server_session);
+	return sizeof(struct px_vols) + (size_t)count * sizeof(struct px_vol);
 }
 
-void px_put_vol(void *buf, unsigned i, const struct px_vol *v)
+void proxy_wire_put_vol(void *buf, unsigned i, const struct px_vol *v)
 {
-	struct px_vol w;
+	uint8_t *w = (uint8_t *)buf + sizeof(struct px_vols) + (size_t)i * sizeof(struct px_vol);
 
-	memset(&w, 0, sizeof(w));
-	w.id = htole32(v->id);
-	w.flags = htole32(v->flags);
-	w.size = htole64(v->size);
-	w.min_block = htole32(v->min_block);
-	w.pref_block = htole32(v->pref_block);
-	memcpy(w.name, v->name, strnlen(v->name, sizeof(w.name) - 1));
-	memcpy((uint8_t *)buf + sizeof(struct px_vols) + (size_t)i * sizeof(w), &w, sizeof(w));
+	memset(w, 0, sizeof(struct px_vol));
+	put_le32(AT(w, px_vol, id), v->id);
+	put_le32(AT(w, px_vol, flags), v->flags);
+	put_le64(AT(w, px_vol, size), v->size);
+	put_le32(AT(w, px_vol, min_block), v->min_block);
+	put_le32(AT(w, px_vol, pref_block), v->pref_block);
+	memcpy(AT(w, px_vol, name), v->name, strnlen(v->name, PX_NAME_MAX - 1));
 }
 
-int px_decode_vols(const void *msg, size_t len, struct pxm_vols *out, const char **why)
+int proxy_wire_decode_vols(const void *msg, size_t len, struct pxm_vols *out, const char **why)
 {
-	struct px_vols w;
-	int rc = get_hdr(msg, len, PX_VOLS, PX_F_FIRST | PX_F_LAST, sizeof(w), &out->flags, why);
+	int rc = get_hdr(msg, len, PX_VOLS, PX_F_FIRST | PX_F_LAST, sizeof(struct px_vols),
+			 &out->flags, why);
 
 	if (rc < 0)
 		return rc;
-	memcpy(&w, msg, sizeof(w));
-	out->count = le32toh(w.count);
-	out->server_session = le64toh(w.server_session);
-	out->vols = (const uint8_t *)msg + sizeof(w);
+	out->count = get_le32(CAT(msg, px_vols, count));
+	out->server_session = get_le64(CAT(msg, px_vols, server_session));
+	out->vols = (const uint8_t *)msg + sizeof(struct px_vols);
 	if (out->server_session == 0)
 		return bad(why, "session id 0");
 	if (out->count > PX_VOLS_PER_MSG)
 		return bad(why, "too many volumes in one message");
-	if (len != sizeof(w) + (size_t)out->count * sizeof(struct px_vol))
+	if (len != sizeof(struct px_vols) + (size_t)out->count * sizeof(struct px_vol))
 		return bad(why, "length does not match the count");
 	return 0;
 }
@@ -383,20 +363,20 @@ static bool pow2(uint32_t v)
 	return v && !(v & (v - 1));
 }
 
-int px_vol_get(const struct pxm_vols *v, unsigned i, struct px_vol *out, const char **why)
+int proxy_wire_vol_get(const struct pxm_vols *v, unsigned i, struct px_vol *out, const char **why)
 {
-	struct px_vol w;
+	const uint8_t *w;
 
 	if (i >= v->count)
 		return bad(why, "volume index out of range");
-	memcpy(&w, v->vols + (size_t)i * sizeof(w), sizeof(w));
-	out->id = le32toh(w.id);
-	out->flags = le32toh(w.flags);
-	out->size = le64toh(w.size);
-	out->min_block = le32toh(w.min_block);
-	out->pref_block = le32toh(w.pref_block);
-	memcpy(out->name, w.name, sizeof(out->name));
-	if (!px_name_ok(out->name, sizeof(out->name)))
+	w = v->vols + (size_t)i * sizeof(struct px_vol);
+	out->id = get_le32(CAT(w, px_vol, id));
+	out->flags = get_le32(CAT(w, px_vol, flags));
+	out->size = get_le64(CAT(w, px_vol, size));
+	out->min_block = get_le32(CAT(w, px_vol, min_block));
+	out->pref_block = get_le32(CAT(w, px_vol, pref_block));
+	memcpy(out->name, CAT(w, px_vol, name), sizeof(out->name));
+	if (!proxy_wire_name_ok(out->name, sizeof(out->name)))
 		return bad(why, "bad volume name");
 	/* Zero padding after the name: no hidden bytes. */
 	for (size_t k = strlen(out->name); k < sizeof(out->name); k++)

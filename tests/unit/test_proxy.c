@@ -21,8 +21,7 @@
 #include "common/loop.h"
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
-#include "proxy/proxy_priv.h"
-#include "proxy/wire.h"
+#include "proxy/proxy_int.h"
 #include "ramdisk.h"
 #include "test_proxy_ccm.h"
 
@@ -123,6 +122,16 @@ static void fill(void *buf, size_t len, unsigned seed)
 		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
 }
 
+/* A WRITE of pattern @p seed, submitted (not waited for). */
+static struct tio *submit_write(uint64_t off, uint64_t len, unsigned seed)
+{
+	struct tio *t = tio_new(NBD_CMD_WRITE, off, len);
+
+	fill(t->io.buf, len, seed);
+	submit(t);
+	return t;
+}
+
 static int write_at(uint64_t off, uint64_t len, unsigned seed)
 {
 	struct tio *t = tio_new(NBD_CMD_WRITE, off, len);
@@ -201,9 +210,29 @@ static void start_timeout(uint64_t timeout_ms)
 	done_order = 0;
 }
 
-static void start(void)
+static void stop(void);
+
+/* Fixtures: a and b up, b's "vb" open at a (H); stop() undoes it all. */
+static int setup(void **state)
 {
+	(void)state;
 	start_timeout(5000);
+	return 0;
+}
+
+/* The same with a 200 ms command deadline. */
+static int setup_short_deadline(void **state)
+{
+	(void)state;
+	start_timeout(200);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	stop();
+	return 0;
 }
 
 static void stop(void)
@@ -227,6 +256,44 @@ static void stop(void)
 		ramdisk_destroy(RL);
 	RL = NULL;
 	loop_destroy(L);
+}
+
+/* Run @p turns loop turns, each waiting up to @p wait_ns. */
+static void spin(int turns, uint64_t wait_ns)
+{
+	for (int i = 0; i < turns; i++)
+		loop_run_once(L, wait_ns);
+}
+
+/* Port memory units in use at @p px: its forwarded data (fw) or the
+ * partner's being served (srv), over both ports. */
+static unsigned fw_mem_used(const struct proxy *px)
+{
+	return px->ports[0].fmem.used + px->ports[1].fmem.used;
+}
+
+static unsigned srv_mem_used(const struct proxy *px)
+{
+	return px->ports[0].smem.used + px->ports[1].smem.used;
+}
+
+/* RL: a local copy of "vb" for the takeover route. */
+static void make_local_disk(void)
+{
+	assert_int_equal(ramdisk_create(L, &RL), 0);
+	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+}
+
+/* Encode @p q and deliver it to b's port 0 as if a had sent it. */
+static void inject_req(const struct pxm_req *q)
+{
+	uint8_t buf[sizeof(struct px_req)];
+	size_t len;
+
+	assert_false(q->cmd == NBD_CMD_WRITE && (q->flags & PX_F_INLINE)); /* no data here */
+	len = proxy_wire_encode_req(buf, q, NULL);
+
+	fake_inject(CB, 0, buf, len);
 }
 
 static uint64_t disk_ops(struct ramdisk *rd, uint16_t type)
@@ -257,7 +324,7 @@ struct scan {
 static void scan_rec(void *arg, const void *rec, size_t len)
 {
 	struct scan *sc = arg;
-	unsigned t = px_msg_type(rec, len);
+	unsigned t = proxy_wire_msg_type(rec, len);
 
 	if (t == PX_REP) {
 		sc->rep = true;
@@ -288,8 +355,8 @@ static enum fake_verdict filter(struct ccm *from, unsigned port, const void *msg
 	(void)from;
 	(void)port;
 	(void)arg;
-	if (px_msg_type(msg, len) == PX_BATCH)
-		assert_int_equal(px_batch_walk(msg, len, scan_rec, &sc, &why), 0);
+	if (proxy_wire_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(proxy_wire_batch_walk(msg, len, scan_rec, &sc, &why), 0);
 	else
 		scan_rec(&sc, msg, len);
 	if ((sc.rep && drop_reps) || (sc.req && drop_reqs))
@@ -313,9 +380,9 @@ static void test_wire_roundtrip(void **state)
 	uint32_t ef;
 
 	(void)state;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_msg_type(buf, len), PX_HELLO);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), 0);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_msg_type(buf, len), PX_HELLO);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), 0);
 	assert_true(h2.session == 42 && h2.data_size == (1 << 20) && h2.chunk == 65536);
 
 	memset(data, 0x77, sizeof(data));
@@ -327,9 +394,9 @@ static void test_wire_roundtrip(void **state)
 	r.seq = 12345;
 	r.offset = 4096;
 	r.length = sizeof(data);
-	len = px_encode_req(buf, &r, data);
+	len = proxy_wire_encode_req(buf, &r, data);
 	assert_int_equal(len, sizeof(struct px_req) + sizeof(data));
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), 0);
 	assert_true(r2.flags == r.flags && r2.vol == 3 && r2.cmd == NBD_CMD_WRITE &&
 		    r2.cflags == NBD_CMD_FLAG_FUA && r2.session == 9 && r2.seq == 12345 &&
 		    r2.offset == 4096 && r2.length == sizeof(data));
@@ -338,24 +405,24 @@ static void test_wire_roundtrip(void **state)
 	p.result = -ENOSPC;
 	p.session = 9;
 	p.seq = 5;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), 0);
 	assert_int_equal(p2.result, -ENOSPC);
 	p.result = 0;
 	p.count = 2;
-	len = px_encode_rep(buf, &p);
-	px_put_ext(buf, 0, 4096, NBD_STATE_HOLE);
-	px_put_ext(buf, 1, 8192, 0);
+	len = proxy_wire_encode_rep(buf, &p);
+	proxy_wire_put_ext(buf, 0, 4096, NBD_STATE_HOLE);
+	proxy_wire_put_ext(buf, 1, 8192, 0);
 	len += 2 * sizeof(struct px_ext);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), 0);
-	px_ext_get(&p2, 1, &el, &ef);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), 0);
+	proxy_wire_ext_get(&p2, 1, &el, &ef);
 	assert_true(el == 8192 && ef == 0);
 
-	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
 	assert_int_equal(v.count, 1);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), 0);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), 0);
 	assert_string_equal(w2.name, "vol-b");
 	assert_true(w2.id == 7 && w2.size == (1 << 20) && w2.min_block == 512);
 }
@@ -382,157 +449,160 @@ static void test_wire_rejects(void **state)
 	(void)state;
 	memset(buf, 0, sizeof(buf));
 	/* truncated and foreign */
-	assert_int_equal(px_msg_type(buf, 3), 0);
-	assert_int_equal(px_decode_req(buf, 3, &r2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_msg_type(buf, 3), 0);
+	assert_int_equal(proxy_wire_decode_req(buf, 3, &r2, &why), -EBADMSG);
 	memset(buf, 0xff, 64);
-	assert_int_equal(px_decode_req(buf, 64, &r2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_decode_req(buf, 64, &r2, &why), -EBADMSG);
 	/* hello: version, zero session, size */
 	h.version = 2;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), -EBADMSG);
 	h.version = PX_VERSION;
 	h.session = 0;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len, &h2, &why), -EBADMSG);
 	h.session = 1;
-	len = px_encode_hello(buf, &h);
-	assert_int_equal(px_decode_hello(buf, len + 1, &h2, &why), -EBADMSG);
+	len = proxy_wire_encode_hello(buf, &h);
+	assert_int_equal(proxy_wire_decode_hello(buf, len + 1, &h2, &why), -EBADMSG);
 
 	/* requests */
 	r.session = 1;
 	r.seq = 1;
 	r.cmd = NBD_CMD_READ;
 	r.length = 4096;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), 0);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), 0);
 	r.seq = 0; /* sequence 0 */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.seq = 1;
 	r.cmd = 99; /* unknown command */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_DISC;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_READ;
 	r.cflags = 0x100; /* unknown flag */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cflags = 0;
 	r.length = 0; /* empty read */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.length = PX_CHUNK_MAX + 1;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.length = 4096;
 	r.offset = UINT64_MAX - 100; /* wraps */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.offset = 0;
 	r.cmd = NBD_CMD_WRITE; /* inline length mismatch */
 	r.flags = PX_F_INLINE;
-	len = px_encode_req(buf, &r, junk);
-	assert_int_equal(px_decode_req(buf, len - 1, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, junk);
+	assert_int_equal(proxy_wire_decode_req(buf, len - 1, &r2, &why), -EBADMSG);
 	r.length = PX_INLINE_MAX + 1; /* inline too long */
-	len = px_encode_req(buf, &r, junk);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, junk);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.flags = 0;
 	r.length = 4096;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len + 8, &r2, &why), -EBADMSG); /* trailing */
-	r.cmd = NBD_CMD_FLUSH;						    /* flush with a range */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len + 8, &r2, &why), -EBADMSG); /* trailing */
+	r.cmd = NBD_CMD_FLUSH; /* flush with a range */
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_BLOCK_STATUS;
 	r.max_extents = PX_MAX_EXTENTS + 1;
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 	r.cmd = NBD_CMD_TRIM;
 	r.max_extents = 0;
 	r.flags = PX_F_INLINE; /* inline without data */
-	len = px_encode_req(buf, &r, NULL);
-	assert_int_equal(px_decode_req(buf, len, &r2, &why), -EBADMSG);
+	len = proxy_wire_encode_req(buf, &r, NULL);
+	assert_int_equal(proxy_wire_decode_req(buf, len, &r2, &why), -EBADMSG);
 
 	/* replies */
 	p.session = 1;
 	p.seq = 1;
 	p.result = 5; /* positive */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), -EBADMSG);
 	p.result = -5000;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len, &p2, &why), -EBADMSG);
 	p.result = 0;
 	p.count = 3; /* extents missing */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 16, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 16, &p2, &why), -EBADMSG);
 	p.count = PX_MAX_EXTENTS + 1;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(
-	    px_decode_rep(buf, len + (PX_MAX_EXTENTS + 1) * sizeof(struct px_ext), &p2, &why),
-	    -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(
+			     buf, len + (PX_MAX_EXTENTS + 1) * sizeof(struct px_ext), &p2, &why),
+			 -EBADMSG);
 	p.count = 0;
 	p.flags = PX_F_INLINE;
 	p.length = 100;
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 99, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 99, &p2, &why), -EBADMSG);
 	p.result = -EIO; /* data with an error */
-	len = px_encode_rep(buf, &p);
-	assert_int_equal(px_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
+	len = proxy_wire_encode_rep(buf, &p);
+	assert_int_equal(proxy_wire_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
 
 	/* volume lists */
-	len = px_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), 0);
-	assert_int_equal(px_vol_get(&v, 1, &w2, &why), -EBADMSG);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
+	assert_int_equal(proxy_wire_vol_get(&v, 1, &w2, &why), -EBADMSG);
 	memcpy(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), "../x", 5);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	memset(buf + sizeof(struct px_vols) + offsetof(struct px_vol, name), 'a', PX_NAME_MAX);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG); /* unterminated */
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG); /* unterminated */
 	w.min_block = 3;
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	w.min_block = 512;
 	w.size = 1000; /* not a multiple of the block */
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	w.size = 4096;
 	w.flags = 1u << 20;
-	px_put_vol(buf, 0, &w);
-	assert_int_equal(px_vol_get(&v, 0, &w2, &why), -EBADMSG);
-	len = px_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
-	assert_int_equal(px_decode_vols(buf, len, &v, &why), -EBADMSG);
+	proxy_wire_put_vol(buf, 0, &w);
+	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
+	len = proxy_wire_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
 
 	/* batches */
 	{
 		uint8_t rec[24] = {0};
 		unsigned n = 0;
-		px_batch_init(buf);
-		len = px_batch_add(buf, sizeof(struct px_batch), rec, 13);
-		len = px_batch_add(buf, len, rec, 24);
-		px_batch_finish(buf, 2);
-		assert_int_equal(px_msg_type(buf, len), PX_BATCH);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), 0);
+		proxy_wire_batch_init(buf);
+		len = proxy_wire_batch_add(buf, sizeof(struct px_batch), rec, 13);
+		len = proxy_wire_batch_add(buf, len, rec, 24);
+		proxy_wire_batch_finish(buf, 2);
+		assert_int_equal(proxy_wire_msg_type(buf, len), PX_BATCH);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), 0);
 		assert_int_equal(n, 2);
-		assert_int_equal(px_batch_walk(buf, len - 1, count_rec, &n, &why), -EBADMSG);
-		assert_int_equal(px_batch_walk(buf, len + 8, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 3); /* more records than there are */
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 0);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
-		px_batch_finish(buf, 1);
+		assert_int_equal(proxy_wire_batch_walk(buf, len - 1, count_rec, &n, &why),
+				 -EBADMSG);
+		assert_int_equal(proxy_wire_batch_walk(buf, len + 8, count_rec, &n, &why),
+				 -EBADMSG);
+		proxy_wire_batch_finish(buf, 3); /* more records than there are */
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_finish(buf, 0);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_finish(buf, 1);
 		buf[sizeof(struct px_batch)] = 0xff; /* a record longer than the batch */
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
 		/* a batch inside a batch */
 		static uint8_t inner[64];
-		px_batch_init(inner);
-		px_batch_init(buf);
-		len = px_batch_add(buf, sizeof(struct px_batch), inner, sizeof(struct px_batch));
-		px_batch_finish(buf, 1);
-		assert_int_equal(px_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
+		proxy_wire_batch_init(inner);
+		proxy_wire_batch_init(buf);
+		len = proxy_wire_batch_add(buf, sizeof(struct px_batch), inner,
+					   sizeof(struct px_batch));
+		proxy_wire_batch_finish(buf, 1);
+		assert_int_equal(proxy_wire_batch_walk(buf, len, count_rec, &n, &why), -EBADMSG);
 	}
 }
 
@@ -542,25 +612,25 @@ static void test_pmem(void **state)
 	int64_t a, b, c, d;
 
 	(void)state;
-	assert_int_equal(pmem_init(&m, 100 * PX_UNIT), 0);
-	a = pmem_alloc(&m, 1);
-	b = pmem_alloc(&m, PX_UNIT + 1);
-	c = pmem_alloc(&m, 64 * PX_UNIT);
+	assert_int_equal(proxy_pmem_init(&m, 100 * PX_UNIT), 0);
+	a = proxy_pmem_alloc(&m, 1);
+	b = proxy_pmem_alloc(&m, PX_UNIT + 1);
+	c = proxy_pmem_alloc(&m, 64 * PX_UNIT);
 	assert_true(a == 0 && b == PX_UNIT && c == 3 * PX_UNIT);
-	assert_int_equal(pmem_alloc(&m, 34 * PX_UNIT), -1); /* 33 left */
-	d = pmem_alloc(&m, 33 * PX_UNIT);
+	assert_int_equal(proxy_pmem_alloc(&m, 34 * PX_UNIT), -1); /* 33 left */
+	d = proxy_pmem_alloc(&m, 33 * PX_UNIT);
 	assert_int_equal(d, 67 * PX_UNIT);
-	assert_int_equal(pmem_alloc(&m, 1), -1);
-	pmem_free(&m, b, PX_UNIT + 1);
-	assert_int_equal(pmem_alloc(&m, 3 * PX_UNIT), -1); /* a hole of 2 */
-	assert_int_equal(pmem_alloc(&m, 2 * PX_UNIT), PX_UNIT);
-	pmem_free(&m, a, 1);
-	pmem_free(&m, c, 64 * PX_UNIT);
-	pmem_free(&m, d, 33 * PX_UNIT);
-	pmem_free(&m, PX_UNIT, 2 * PX_UNIT);
+	assert_int_equal(proxy_pmem_alloc(&m, 1), -1);
+	proxy_pmem_free(&m, b, PX_UNIT + 1);
+	assert_int_equal(proxy_pmem_alloc(&m, 3 * PX_UNIT), -1); /* a hole of 2 */
+	assert_int_equal(proxy_pmem_alloc(&m, 2 * PX_UNIT), PX_UNIT);
+	proxy_pmem_free(&m, a, 1);
+	proxy_pmem_free(&m, c, 64 * PX_UNIT);
+	proxy_pmem_free(&m, d, 33 * PX_UNIT);
+	proxy_pmem_free(&m, PX_UNIT, 2 * PX_UNIT);
 	assert_int_equal(m.used, 0);
-	assert_int_equal(pmem_alloc(&m, 100 * PX_UNIT), 0);
-	pmem_fini(&m);
+	assert_int_equal(proxy_pmem_alloc(&m, 100 * PX_UNIT), 0);
+	proxy_pmem_fini(&m);
 }
 
 static void test_config(void **state)
@@ -626,7 +696,6 @@ static void test_list_open(void **state)
 	void *h;
 
 	(void)state;
-	start();
 	assert_true(listed("vb") && listed("vb-ro"));
 	assert_false(listed("va")); /* a's own volume is not a partner volume */
 	assert_true(INFO.size == VOL_SIZE && !INFO.read_only && INFO.can_trim && INFO.can_zero &&
@@ -643,7 +712,6 @@ static void test_list_open(void **state)
 	assert_int_equal(ramdisk_add(RB, "vb-new", 1u << 20, false, NULL), 0);
 	proxy_local_volumes_changed(PB);
 	WAIT(listed("vb-new"));
-	stop();
 }
 
 static void test_read_write(void **state)
@@ -660,7 +728,6 @@ static void test_read_write(void **state)
 	struct proxy_stats st;
 
 	(void)state;
-	start();
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct tio *t;
 		assert_int_equal(write_at(cases[i].off, cases[i].len, i + 1), 0);
@@ -679,7 +746,6 @@ static void test_read_write(void **state)
 		assert_int_equal(PA->ports[i].fmem.used, 0);
 		assert_int_equal(PB->ports[i].smem.used, 0);
 	}
-	stop();
 }
 
 static void test_other_commands(void **state)
@@ -688,7 +754,6 @@ static void test_other_commands(void **state)
 	struct ramdisk_stats rs;
 
 	(void)state;
-	start();
 	assert_int_equal(write_at(0, 65536, 3), 0);
 	/* flush, with FUA on a write */
 	t = tio_new(NBD_CMD_FLUSH, 0, 0);
@@ -722,7 +787,6 @@ static void test_other_commands(void **state)
 	/* an error from b's backend comes back as it is */
 	ramdisk_fail_next(RB, -ENOSPC, 1);
 	assert_int_equal(write_at(0, 4096, 1), -ENOSPC);
-	stop();
 }
 
 static void test_out_of_order(void **state)
@@ -730,7 +794,6 @@ static void test_out_of_order(void **state)
 	struct tio *t[8];
 
 	(void)state;
-	start();
 	for (unsigned i = 0; i < 8; i++)
 		memset(ramdisk_data(RB, "vb") + i * 65536, (int)i + 1, 65536);
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
@@ -754,7 +817,6 @@ static void test_out_of_order(void **state)
 	assert_true(t[2]->order < t[0]->order && t[7]->order < t[1]->order);
 	for (unsigned i = 0; i < 8; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* Executed, reply lost with the session: sent again, recognised, the
@@ -764,12 +826,9 @@ static void dup_after_loss(uint64_t len)
 	struct tio *t;
 	struct proxy_stats sa, sb;
 
-	start();
 	fake_set_filter(CB, filter, NULL);
 	drop_reps = true;
-	t = tio_new(NBD_CMD_WRITE, 0, len);
-	fill(t->io.buf, len, 9);
-	submit(t);
+	t = submit_write(0, len, 9);
 	WAIT(PB->st.served == 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	loop_run_once(L, 0);
@@ -786,7 +845,6 @@ static void dup_after_loss(uint64_t len)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	expect_disk(RB, "vb", 0, len, 9);
 	tio_free(t);
-	stop();
 }
 
 static void test_dup_after_loss_inline(void **state)
@@ -808,11 +866,8 @@ static void test_dup_while_executing(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	t = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
-	fill(t->io.buf, 128 * 1024, 4);
-	submit(t);
+	t = submit_write(0, 128 * 1024, 4);
 	WAIT(ramdisk_held(RB) == 1);
 	cycle_session();
 	WAIT(PB->st.duplicates == 1);
@@ -821,12 +876,10 @@ static void test_dup_while_executing(void **state)
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(t->calls, 1);
 	expect_disk(RB, "vb", 0, 128 * 1024, 4);
 	tio_free(t);
-	stop();
 }
 
 /* Lost before it ran (the request, or its data transfer, died with the
@@ -836,29 +889,23 @@ static void test_lost_in_transit(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	/* the request message itself */
-	t = tio_new(NBD_CMD_WRITE, 0, 4096);
-	fill(t->io.buf, 4096, 5);
-	submit(t);
+	t = submit_write(0, 4096, 5);
 	cycle_session();
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	tio_free(t);
 	/* its RDMA read of the data: b got the request, the read fails */
-	t = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(t->io.buf, 65536, 6);
-	submit(t);
+	t = submit_write(65536, 65536, 6);
 	loop_run_once(L, 0); /* delivers the request; b posts its read */
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	assert_int_equal(srv_mem_used(PB), 4);
 	cycle_session();
 	WAIT(t->calls);
 	assert_int_equal(t->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 65536, 65536, 6);
 	tio_free(t);
-	stop();
 }
 
 /* A copy of an old write arrives after a newer write to the same place:
@@ -870,7 +917,6 @@ static void test_forged_old_write(void **state)
 	struct tio *t;
 
 	(void)state;
-	start();
 	fake_set_filter(CA, filter, NULL);
 	capture_next_req = true;
 	assert_int_equal(write_at(0, 4096, 1), 0);
@@ -886,8 +932,7 @@ static void test_forged_old_write(void **state)
 	WAIT(all_ready(PA));
 	fake_inject(CB, 0, captured, captured_len);
 	fake_inject(CB, 1, captured, captured_len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 4096, 2);
 	assert_true(PB->st.duplicates >= 2);
@@ -898,11 +943,10 @@ static void test_forged_old_write(void **state)
 		WAIT(t->calls);
 		tio_free(t);
 	}
-	assert_int_equal(px_decode_req(captured, captured_len, &m, &why), 0);
+	assert_int_equal(proxy_wire_decode_req(captured, captured_len, &m, &why), 0);
 	fake_inject(CB, 0, captured, captured_len);
 	fake_inject(CB, 1, captured, captured_len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 4096, 2);
 	/* a forged request of another session is refused */
@@ -911,7 +955,6 @@ static void test_forged_old_write(void **state)
 	fake_inject(CB, 0, captured, captured_len);
 	assert_int_equal(PB->st.bad_requests, bad + 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
-	stop();
 }
 
 /* The partner is unreachable: requests wait, then fail with EIO at the
@@ -922,7 +965,6 @@ static void test_deadline(void **state)
 	uint64_t t0;
 
 	(void)state;
-	start_timeout(200);
 	fake_session_down(CA);
 	WAIT(none_ready(PA));
 	t0 = now_ns();
@@ -939,8 +981,7 @@ static void test_deadline(void **state)
 	/* never sent: nothing executes when the session returns */
 	fake_session_up(CA);
 	WAIT(all_ready(PA));
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	tio_free(r);
@@ -952,9 +993,9 @@ static void test_deadline(void **state)
 	submit(r);
 	WAIT(r->calls);
 	assert_int_equal(r->result, -EIO);
-	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	assert_int_equal(fw_mem_used(PA), 4);
 	ramdisk_release(RB, false);
-	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	WAIT(fw_mem_used(PA) == 0);
 	tio_free(r);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
 
@@ -967,15 +1008,14 @@ static void test_deadline(void **state)
 	WAIT(w->calls);
 	assert_int_equal(w->result, -EIO);
 	drop_reqs = false;
-	assert_int_equal(PA->ports[0].fmem.used + PA->ports[1].fmem.used, 4);
+	assert_int_equal(fw_mem_used(PA), 4);
 	cycle_session();
-	WAIT(PA->ports[0].fmem.used + PA->ports[1].fmem.used == 0);
+	WAIT(fw_mem_used(PA) == 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	/* the link works as before */
 	assert_int_equal(write_at(0, 4096, 7), 0);
 	expect_disk(RB, "vb", 0, 4096, 7);
-	stop();
 }
 
 /* The session returns before the deadline: the requests complete. */
@@ -984,7 +1024,6 @@ static void test_wait_for_session(void **state)
 	struct tio *w, *r;
 
 	(void)state;
-	start();
 	fake_session_down(CA);
 	w = tio_new(NBD_CMD_WRITE, 0, 65536);
 	fill(w->io.buf, 65536, 3);
@@ -992,8 +1031,7 @@ static void test_wait_for_session(void **state)
 	memset(ramdisk_data(RB, "vb") + (1u << 20), 0x3c, 4096);
 	submit(w);
 	submit(r);
-	for (int i = 0; i < 20; i++)
-		loop_run_once(L, 1000000);
+	spin(20, 1000000);
 	assert_true(w->calls == 0 && r->calls == 0);
 	fake_session_up(CA);
 	WAIT(w->calls && r->calls);
@@ -1003,7 +1041,6 @@ static void test_wait_for_session(void **state)
 	assert_memory_equal(r->io.buf, ramdisk_data(RB, "vb") + (1u << 20), 4096);
 	tio_free(w);
 	tio_free(r);
-	stop();
 }
 
 /* The partner restarts (a new process: new session, new table, new ids):
@@ -1014,11 +1051,8 @@ static void test_partner_restart(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 8);
-	submit(w);
+	w = submit_write(0, 65536, 8);
 	WAIT(ramdisk_held(RB) == 1);
 	/* b dies after executing it, before answering */
 	fake_session_down(CA);
@@ -1034,7 +1068,6 @@ static void test_partner_restart(void **state)
 	expect_disk(RB, "vb", 0, 65536, 8);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	tio_free(w);
-	stop();
 }
 
 /* Takeover: the partner's volume is served locally from now on, waiting
@@ -1044,13 +1077,9 @@ static void test_route_local(void **state)
 	struct tio *w, *r;
 
 	(void)state;
-	start();
-	assert_int_equal(ramdisk_create(L, &RL), 0);
-	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	make_local_disk();
 	fake_session_down(CA);
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 11);
-	submit(w);
+	w = submit_write(0, 65536, 11);
 	loop_run_once(L, 0);
 	assert_int_equal(w->calls, 0);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
@@ -1071,7 +1100,6 @@ static void test_route_local(void **state)
 	expect_disk(RB, "vb", 0, 4096, 12);
 	tio_free(w);
 	tio_free(r);
-	stop();
 }
 
 /* ---- the owner does not serve (fenced) ---- */
@@ -1080,8 +1108,9 @@ static unsigned parked(const struct proxy *px)
 {
 	unsigned n = 0;
 
-	for (const struct preq *r = px->parked_head; r; r = r->qnext)
-		n++;
+	const struct list *pos;
+
+	list_for_each(pos, &px->parked) n++;
 	return n;
 }
 
@@ -1089,9 +1118,32 @@ static unsigned parked(const struct proxy *px)
 static bool fw_idle(const struct proxy *px)
 {
 	for (unsigned i = 0; i < px->n_ports; i++)
-		if (px->ports[i].outstanding || px->ports[i].fmem.used || px->ports[i].rq_head)
+		if (px->ports[i].outstanding || px->ports[i].fmem.used ||
+		    !list_empty(&px->ports[i].rq))
 			return false;
-	return !px->parked_head && !px->waitq_head;
+	return list_empty(&px->parked) && list_empty(&px->waitq);
+}
+
+/* The serving side's id of its volume @p name. */
+static uint32_t svol_id(const struct proxy *px, const char *name)
+{
+	const struct list *pos;
+
+	list_for_each(pos, &px->svols)
+	{
+		const struct svol *v = list_entry(pos, struct svol, node);
+		if (strcmp(v->name, name) == 0)
+			return v->id;
+	}
+	fail_msg("no served volume %s", name);
+	return 0;
+}
+
+/* The id of the most recently listed served volume. */
+static uint32_t first_svol_id(const struct proxy *px)
+{
+	assert_false(list_empty(&px->svols));
+	return list_entry(px->svols.next, struct svol, node)->id;
 }
 
 static unsigned table_used(const struct proxy *px)
@@ -1112,12 +1164,9 @@ static void test_not_serving(void **state)
 	uint64_t refused;
 
 	(void)state;
-	start();
 	proxy_set_serving(PB, false);
 	for (unsigned i = 0; i < 2; i++) {
-		w[i] = tio_new(NBD_CMD_WRITE, i * 65536ull, i ? 65536 : 4096);
-		fill(w[i]->io.buf, w[i]->io.length, 40 + i);
-		submit(w[i]);
+		w[i] = submit_write(i * 65536ull, i ? 65536 : 4096, 40 + i);
 	}
 	WAIT(parked(PA) == 2);
 	assert_int_equal(w[0]->calls + w[1]->calls, 0);
@@ -1127,21 +1176,19 @@ static void test_not_serving(void **state)
 	assert_int_equal(table_used(PB), 0);
 	/* a newer command, waiting for the session, goes behind them */
 	fake_session_down(CA);
-	w[2] = tio_new(NBD_CMD_WRITE, 2 * 65536ull, 4096);
-	fill(w[2]->io.buf, 4096, 42);
-	submit(w[2]);
+	w[2] = submit_write(2 * 65536ull, 4096, 42);
 	WAIT(parked(PA) == 0);
 	{
-		const struct preq *r = PA->waitq_head;
-		for (unsigned i = 0; i < 3; i++, r = r->qnext) {
-			assert_non_null(r);
+		const struct list *pos = PA->waitq.next;
+		for (unsigned i = 0; i < 3; i++, pos = pos->next) {
+			const struct preq *r = list_entry(pos, struct preq, qnode);
+			assert_ptr_not_equal(pos, &PA->waitq);
 			assert_ptr_equal(r->cmd->nio, &w[i]->io);
 			assert_int_equal(r->state, PR_WAIT);
 			assert_int_equal(r->seq, 0);
 			assert_int_equal(r->slot, -1);
 		}
-		assert_null(r);
-		assert_ptr_equal(PA->waitq_tail, PA->waitq_head->qnext->qnext);
+		assert_ptr_equal(pos, &PA->waitq);
 	}
 	/* the session returns: the list arrives, the requests are refused */
 	refused = PA->st.refused;
@@ -1156,8 +1203,7 @@ static void test_not_serving(void **state)
 	/* serving again: each runs once */
 	proxy_set_serving(PB, true);
 	WAIT(w[0]->calls && w[1]->calls && w[2]->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	for (unsigned i = 0; i < 3; i++) {
 		assert_int_equal(w[i]->calls, 1);
 		assert_int_equal(w[i]->result, 0);
@@ -1168,7 +1214,6 @@ static void test_not_serving(void **state)
 	WAIT(fw_idle(PA));
 	for (unsigned i = 0; i < 3; i++)
 		tio_free(w[i]);
-	stop();
 }
 
 /* Fenced while the request executes at the owner's backend: its completion
@@ -1179,11 +1224,8 @@ static void test_fenced_while_executing(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
 	ramdisk_set_mode(RB, RAMDISK_HOLD);
-	w = tio_new(NBD_CMD_WRITE, 0, 128 * 1024);
-	fill(w->io.buf, 128 * 1024, 50);
-	submit(w);
+	w = submit_write(0, 128 * 1024, 50);
 	WAIT(ramdisk_held(RB) == 1);
 	proxy_set_serving(PB, false);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
@@ -1199,15 +1241,13 @@ static void test_fenced_while_executing(void **state)
 	assert_int_equal(w->calls, 0);
 	proxy_set_serving(PB, true);
 	WAIT(w->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	spin(10, 0);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(w->result, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 2);
 	expect_disk(RB, "vb", 0, 128 * 1024, 50);
 	WAIT(fw_idle(PA));
 	tio_free(w);
-	stop();
 }
 
 /* Fenced while the owner reads the write data (RDMA): it never executes. */
@@ -1216,16 +1256,13 @@ static void test_fenced_while_reading_data(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
-	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(w->io.buf, 65536, 51);
-	submit(w);
+	w = submit_write(65536, 65536, 51);
 	loop_run_once(L, 0); /* delivers the request; b posts its read */
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 4);
+	assert_int_equal(srv_mem_used(PB), 4);
 	proxy_set_serving(PB, false);
 	WAIT(PA->st.refused >= 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
-	assert_int_equal(PB->ports[0].smem.used + PB->ports[1].smem.used, 0);
+	assert_int_equal(srv_mem_used(PB), 0);
 	assert_int_equal(w->calls, 0);
 	proxy_set_serving(PB, true);
 	WAIT(w->calls);
@@ -1233,7 +1270,6 @@ static void test_fenced_while_reading_data(void **state)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1);
 	expect_disk(RB, "vb", 65536, 65536, 51);
 	tio_free(w);
-	stop();
 }
 
 /* Replies b sends for injected requests (seq >= INJ_SEQ). */
@@ -1247,7 +1283,8 @@ static void inj_rec(void *arg, const void *rec, size_t len)
 	const char *why;
 
 	(void)arg;
-	if (px_msg_type(rec, len) != PX_REP || px_decode_rep(rec, len, &m, &why) < 0)
+	if (proxy_wire_msg_type(rec, len) != PX_REP ||
+	    proxy_wire_decode_rep(rec, len, &m, &why) < 0)
 		return;
 	if (m.seq >= INJ_SEQ && m.seq < INJ_SEQ + 8) {
 		inj_result[m.seq - INJ_SEQ] = m.result;
@@ -1263,8 +1300,8 @@ static enum fake_verdict inj_filter(struct ccm *from, unsigned port, const void 
 	(void)from;
 	(void)port;
 	(void)arg;
-	if (px_msg_type(msg, len) == PX_BATCH)
-		assert_int_equal(px_batch_walk(msg, len, inj_rec, NULL, &why), 0);
+	if (proxy_wire_msg_type(msg, len) == PX_BATCH)
+		assert_int_equal(proxy_wire_batch_walk(msg, len, inj_rec, NULL, &why), 0);
 	else
 		inj_rec(NULL, msg, len);
 	return FAKE_DELIVER;
@@ -1274,12 +1311,9 @@ static enum fake_verdict inj_filter(struct ccm *from, unsigned port, const void 
  * refused at once, those executing when they complete; new ones at once. */
 static void test_fenced_bufwait(void **state)
 {
-	uint8_t buf[256];
 	struct pxm_req q = {0};
-	size_t len;
 
 	(void)state;
-	start();
 	memset(inj_result, 0, sizeof(inj_result));
 	inj_replies = 0;
 	fake_set_filter(CB, inj_filter, NULL);
@@ -1287,26 +1321,22 @@ static void test_fenced_bufwait(void **state)
 	q.session = PA->session;
 	q.cmd = NBD_CMD_WRITE;
 	q.length = 1u << 20; /* two fill b's serving half of a port */
-	for (struct svol *v = PB->svols; v; v = v->next)
-		if (strcmp(v->name, "vb") == 0)
-			q.vol = v->id;
+	q.vol = svol_id(PB, "vb");
 	for (unsigned i = 0; i < 3; i++) {
 		q.seq = INJ_SEQ + i;
 		q.offset = i * (uint64_t)q.length;
-		len = px_encode_req(buf, &q, NULL);
-		fake_inject(CB, 0, buf, len);
+		inject_req(&q);
 	}
 	WAIT(ramdisk_held(RB) == 2);
-	assert_non_null(PB->ports[0].bufq_head);
+	assert_false(slist_empty(&PB->ports[0].bufq));
 	proxy_set_serving(PB, false);
-	assert_null(PB->ports[0].bufq_head);
+	assert_true(slist_empty(&PB->ports[0].bufq));
 	WAIT(inj_replies == 1);
 	assert_int_equal(inj_result[2], -EAGAIN);
 	/* a new one: refused at once */
 	q.seq = INJ_SEQ + 3;
 	q.offset = 0;
-	len = px_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	WAIT(inj_replies == 2);
 	assert_int_equal(inj_result[3], -EAGAIN);
 	/* the two executing complete: refused too */
@@ -1324,13 +1354,11 @@ static void test_fenced_bufwait(void **state)
 	proxy_set_serving(PB, true);
 	q.seq = INJ_SEQ + 2;
 	q.offset = 2 * (uint64_t)q.length;
-	len = px_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	WAIT(inj_replies == 5);
 	assert_int_equal(inj_result[2], 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 3);
 	fake_set_filter(CB, NULL, NULL);
-	stop();
 }
 
 /* Takeover while the owner refuses: the waiting command (parked, or in
@@ -1340,19 +1368,14 @@ static void test_route_local_refused(void **state)
 	struct tio *w;
 
 	(void)state;
-	start();
-	assert_int_equal(ramdisk_create(L, &RL), 0);
-	assert_int_equal(ramdisk_add(RL, "vb", VOL_SIZE, false, NULL), 0);
+	make_local_disk();
 	proxy_set_serving(PB, false);
 	/* parked */
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 60);
-	submit(w);
+	w = submit_write(0, 65536, 60);
 	WAIT(parked(PA) == 1);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
 	WAIT(w->calls);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 1000000);
+	spin(10, 1000000);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(w->result, 0);
 	expect_disk(RL, "vb", 0, 65536, 60);
@@ -1363,9 +1386,7 @@ static void test_route_local_refused(void **state)
 	tio_free(w);
 	/* in flight (sent, the refusal not yet back) */
 	assert_int_equal(proxy_route_partner(PA, "vb"), 0);
-	w = tio_new(NBD_CMD_WRITE, 65536, 65536);
-	fill(w->io.buf, 65536, 61);
-	submit(w);
+	w = submit_write(65536, 65536, 61);
 	assert_non_null(PA->outstanding[(PA->next_seq - 1) & PX_TABLE_MASK]);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
 	WAIT(w->calls);
@@ -1376,7 +1397,6 @@ static void test_route_local_refused(void **state)
 	assert_int_equal(disk_ops(RL, NBD_CMD_WRITE), 2);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
-	stop();
 }
 
 /* Refused for longer than the deadline: EIO, and it never runs later. */
@@ -1386,12 +1406,9 @@ static void test_refused_deadline(void **state)
 	uint64_t t0;
 
 	(void)state;
-	start_timeout(200);
 	proxy_set_serving(PB, false);
 	t0 = now_ns();
-	w = tio_new(NBD_CMD_WRITE, 0, 65536);
-	fill(w->io.buf, 65536, 70);
-	submit(w);
+	w = submit_write(0, 65536, 70);
 	WAIT(w->calls);
 	assert_true(now_ns() - t0 >= 200000000ull);
 	assert_int_equal(w->result, -EIO);
@@ -1400,14 +1417,12 @@ static void test_refused_deadline(void **state)
 	assert_int_equal(PA->st.inflight, 0);
 	WAIT(fw_idle(PA));
 	proxy_set_serving(PB, true);
-	for (int i = 0; i < 20; i++)
-		loop_run_once(L, 1000000);
+	spin(20, 1000000);
 	assert_int_equal(w->calls, 1);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	tio_free(w);
 	assert_int_equal(write_at(0, 4096, 71), 0);
 	expect_disk(RB, "vb", 0, 4096, 71);
-	stop();
 }
 
 /* A hostile or broken partner: every bad message is refused, nothing
@@ -1422,7 +1437,6 @@ static void test_hostile_partner(void **state)
 	uint64_t before;
 
 	(void)state;
-	start();
 	/* garbage both ways */
 	memset(buf, 0x5a, sizeof(buf));
 	fake_inject(CA, 0, buf, 100);
@@ -1431,10 +1445,10 @@ static void test_hostile_partner(void **state)
 	/* replies to nothing, of another session */
 	p.session = PA->session;
 	p.seq = 999;
-	len = px_encode_rep(buf, &p);
+	len = proxy_wire_encode_rep(buf, &p);
 	fake_inject(CA, 0, buf, len);
 	p.session = 1;
-	len = px_encode_rep(buf, &p);
+	len = proxy_wire_encode_rep(buf, &p);
 	before = PA->st.bad_replies;
 	fake_inject(CA, 0, buf, len);
 	assert_int_equal(PA->st.bad_replies, before + 1);
@@ -1450,7 +1464,7 @@ static void test_hostile_partner(void **state)
 		p.seq = pr->seq;
 		p.flags = PX_F_INLINE;
 		p.length = 100;
-		len = px_encode_rep(buf, &p);
+		len = proxy_wire_encode_rep(buf, &p);
 		fake_inject(CA, pr->port->idx, buf, len + 100);
 	}
 	WAIT(r->calls);
@@ -1465,33 +1479,28 @@ static void test_hostile_partner(void **state)
 	q.cmd = NBD_CMD_WRITE;
 	q.length = 65536;
 	q.data_off = (uint64_t)PA->ports[0].half; /* outside a's data area */
-	q.vol = PB->svols->id;
-	len = px_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	q.vol = first_svol_id(PB);
+	inject_req(&q);
 	q.seq++;
 	q.data_off = 0;
 	q.vol = 12345; /* unknown volume */
-	len = px_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
+	inject_req(&q);
 	q.seq++;
-	q.vol = PB->svols->id;
+	q.vol = first_svol_id(PB);
 	q.offset = VOL_SIZE; /* beyond the volume */
-	len = px_encode_req(buf, &q, NULL);
-	fake_inject(CB, 0, buf, len);
-	for (int i = 0; i < 10; i++)
-		loop_run_once(L, 0);
+	inject_req(&q);
+	spin(10, 0);
 	assert_int_equal(fake_ops(CB), before);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	assert_true(PB->st.bad_requests >= 3);
 	/* a bad volume list is refused, the old one kept */
-	len = px_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
 	memset(buf + sizeof(struct px_vols), 0xee, sizeof(struct px_vol));
 	fake_inject(CA, 0, buf, len);
 	assert_true(listed("vb"));
 	/* and everything still works */
 	assert_int_equal(write_at(0, 65536, 13), 0);
 	expect_disk(RB, "vb", 0, 65536, 13);
-	stop();
 }
 
 /* A small channel window: requests and replies wait for room. */
@@ -1500,7 +1509,6 @@ static void test_flow_control(void **state)
 	struct tio *t[64];
 
 	(void)state;
-	start();
 	fake_set_window(CA, 2);
 	fake_set_window(CB, 2);
 	for (unsigned i = 0; i < 64; i++) {
@@ -1518,7 +1526,6 @@ static void test_flow_control(void **state)
 		expect_disk(RB, "vb", i * 65536ull, t[i]->io.length, i);
 	for (unsigned i = 0; i < 64; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* The requests of one loop turn share a message, and so do the replies. */
@@ -1528,7 +1535,6 @@ static void test_batching(void **state)
 	uint64_t sent;
 
 	(void)state;
-	start();
 	sent = fake_msgs_sent(CA);
 	for (unsigned i = 0; i < 32; i++) {
 		t[i] = tio_new(i % 2 ? NBD_CMD_READ : NBD_CMD_WRITE, i * 4096ull, 4096);
@@ -1543,7 +1549,6 @@ static void test_batching(void **state)
 	assert_true(fake_msgs_sent(CB) < 32);
 	for (unsigned i = 0; i < 32; i++)
 		tio_free(t[i]);
-	stop();
 }
 
 /* The server answers small reads inline when asked (the forwarder asks
@@ -1557,7 +1562,6 @@ static void test_inline_read_reply(void **state)
 	size_t len;
 
 	(void)state;
-	start();
 	fake_set_filter(CB, filter, NULL);
 	memset(ramdisk_data(RB, "vb") + 8192, 0x6e, 512);
 	q.flags = PX_F_INLINE;
@@ -1566,19 +1570,15 @@ static void test_inline_read_reply(void **state)
 	q.cmd = NBD_CMD_READ;
 	q.offset = 8192;
 	q.length = 512;
-	q.vol = PB->svols->id;
-	for (struct svol *v = PB->svols; v; v = v->next)
-		if (strcmp(v->name, "vb") == 0)
-			q.vol = v->id;
-	len = px_encode_req(buf, &q, NULL);
+	q.vol = svol_id(PB, "vb");
+	len = proxy_wire_encode_req(buf, &q, NULL);
 	capture_next_rep = true;
 	fake_inject(CB, 0, buf, len);
 	WAIT(!capture_next_rep);
-	assert_int_equal(px_decode_rep(captured_rep, captured_rep_len, &r, &why), 0);
+	assert_int_equal(proxy_wire_decode_rep(captured_rep, captured_rep_len, &r, &why), 0);
 	assert_true(r.result == 0 && (r.flags & PX_F_INLINE) && r.length == 512 && r.seq == q.seq);
 	assert_int_equal(r.data[0], 0x6e);
 	assert_int_equal(r.data[511], 0x6e);
-	stop();
 }
 
 static void test_status_json(void **state)
@@ -1587,7 +1587,6 @@ static void test_status_json(void **state)
 	struct json_object *px, *v, *x;
 
 	(void)state;
-	start();
 	assert_int_equal(write_at(0, 4096, 1), 0);
 	assert_int_equal(proxy_status_to_json(PA, root), 0);
 	assert_true(json_object_object_get_ex(root, "proxy", &px));
@@ -1616,7 +1615,6 @@ static void test_status_json(void **state)
 	assert_string_equal(json_object_get_string(x), "b");
 	json_object_put(root);
 	json_object_put(arr);
-	stop();
 }
 
 int main(void)
@@ -1626,30 +1624,30 @@ int main(void)
 	    cmocka_unit_test(test_wire_rejects),
 	    cmocka_unit_test(test_pmem),
 	    cmocka_unit_test(test_config),
-	    cmocka_unit_test(test_list_open),
-	    cmocka_unit_test(test_read_write),
-	    cmocka_unit_test(test_other_commands),
-	    cmocka_unit_test(test_out_of_order),
-	    cmocka_unit_test(test_dup_after_loss_inline),
-	    cmocka_unit_test(test_dup_after_loss_slot),
-	    cmocka_unit_test(test_dup_while_executing),
-	    cmocka_unit_test(test_lost_in_transit),
-	    cmocka_unit_test(test_forged_old_write),
-	    cmocka_unit_test(test_deadline),
-	    cmocka_unit_test(test_wait_for_session),
-	    cmocka_unit_test(test_partner_restart),
-	    cmocka_unit_test(test_route_local),
-	    cmocka_unit_test(test_not_serving),
-	    cmocka_unit_test(test_fenced_while_executing),
-	    cmocka_unit_test(test_fenced_while_reading_data),
-	    cmocka_unit_test(test_fenced_bufwait),
-	    cmocka_unit_test(test_route_local_refused),
-	    cmocka_unit_test(test_refused_deadline),
-	    cmocka_unit_test(test_hostile_partner),
-	    cmocka_unit_test(test_flow_control),
-	    cmocka_unit_test(test_batching),
-	    cmocka_unit_test(test_inline_read_reply),
-	    cmocka_unit_test(test_status_json),
+	    cmocka_unit_test_setup_teardown(test_list_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_commands, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_after_loss_inline, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_after_loss_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dup_while_executing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_in_transit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_old_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deadline, setup_short_deadline, teardown),
+	    cmocka_unit_test_setup_teardown(test_wait_for_session, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_route_local, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_serving, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_while_executing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_while_reading_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fenced_bufwait, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_route_local_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_deadline, setup_short_deadline, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_partner, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inline_read_reply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
 	};
 
 	log_set_level(getenv("PROXY_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);

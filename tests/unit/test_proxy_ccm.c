@@ -1,4 +1,8 @@
-/* The fake CCM of the proxy's unit tests (see test_proxy_ccm.h). */
+/* The fake CCM of the proxy's (and the mirror transport's) unit tests, see
+ * test_proxy_ccm.h. It keeps the one promise of the real CCM they rely on:
+ * within a session, messages and RDMA operations complete in the order
+ * they were posted, and nothing posted in an ended session lands after it
+ * (operations fail with -ECONNRESET instead). */
 #include "test_proxy_ccm.h"
 
 #include <errno.h>
@@ -432,6 +436,20 @@ uint64_t ccm_port_remote_size(const struct ccm_port *p)
 	return c->peer->client->ports[p->idx].size;
 }
 
+/* An event from @p c's port @p p, of the current session epoch. */
+static struct event *new_event(struct ccm *c, const struct ccm_port *p, enum ev_kind kind)
+{
+	struct event *e = calloc(1, sizeof(*e));
+
+	if (e) {
+		e->kind = kind;
+		e->epoch = g_epoch;
+		e->from = c;
+		e->port = p->idx;
+	}
+	return e;
+}
+
 static int op_start(struct ccm_port *p, struct ccm_op *op, enum ev_kind kind, void *buf, size_t len,
 		    uint64_t offset)
 {
@@ -445,17 +463,13 @@ static int op_start(struct ccm_port *p, struct ccm_op *op, enum ev_kind kind, vo
 		return -ENOTCONN;
 	if (offset > rsize || len > rsize - offset)
 		return -ERANGE;
-	e = calloc(1, sizeof(*e));
+	e = new_event(c, p, kind);
 	if (!e)
 		return -ENOMEM;
 	op->buf = buf;
 	op->len = len;
 	op->offset = offset;
 	op->port = p;
-	e->kind = kind;
-	e->epoch = g_epoch;
-	e->from = c;
-	e->port = p->idx;
 	e->op = op;
 	c->ops++;
 	enqueue(c, e);
@@ -476,7 +490,7 @@ int ccm_port_read(struct ccm_port *p, struct ccm_op *op, void *buf, size_t len, 
 
 static int queue_msg(struct ccm *c, struct ccm_port *p, const void *msg, size_t len, bool count)
 {
-	struct event *e = calloc(1, sizeof(*e));
+	struct event *e = new_event(c, p, EV_MSG);
 
 	if (!e)
 		return -ENOMEM;
@@ -487,10 +501,6 @@ static int queue_msg(struct ccm *c, struct ccm_port *p, const void *msg, size_t 
 	}
 	memcpy(e->data, msg, len);
 	e->len = len;
-	e->kind = EV_MSG;
-	e->epoch = g_epoch;
-	e->from = c;
-	e->port = p->idx;
 	e->counted = count;
 	if (count)
 		p->in_transit++;
