@@ -40,14 +40,14 @@ struct req {
 	enum req_kind kind;
 	uint64_t gen;
 	bool set;
-	mbox_done_cb done;
-	mbox_mark_cb mark_cb;
+	monitor_done_cb done;
+	monitor_mark_cb mark_cb;
 	void *arg;
 	int rc;
 	struct monitor_mark mark;
 };
 
-struct mbox {
+struct monitor_mbox {
 	struct loop *loop;
 	char node[CONFIG_ID_MAX];
 	char own_path[PATH_MAX];
@@ -77,8 +77,8 @@ struct mbox {
 	enum ha_state state;
 	enum ha_mirror mirror;
 	uint64_t acked_gen;
-	struct mbox_own_view own;
-	struct mbox_partner_view partner;
+	struct monitor_mbox_own_view own;
+	struct monitor_mbox_partner_view partner;
 
 	/* Thread only. */
 	bool booted;
@@ -90,7 +90,7 @@ struct mbox {
 	uint8_t partner_last[MONITOR_REC_SIZE];
 
 	_Atomic uint64_t lease_until; /* boottime ns */
-	_Atomic uint64_t drop_at;     /* boottime ns of the last mbox_lease_drop() */
+	_Atomic uint64_t drop_at;     /* boottime ns of the last monitor_mbox_lease_drop() */
 
 	int efd;
 	struct loop_io eio;
@@ -146,7 +146,7 @@ static int write_sector(int fd, const uint8_t *buf, unsigned sector)
 	return n == (ssize_t)MONITOR_SECTOR ? 0 : -EIO;
 }
 
-static void post_loop(struct mbox *mb)
+static void post_loop(struct monitor_mbox *mb)
 {
 	uint64_t one = 1;
 	ssize_t n = write(mb->efd, &one, sizeof(one));
@@ -156,14 +156,14 @@ static void post_loop(struct mbox *mb)
 
 /* ---- the thread ---- */
 
-static bool loop_alive(const struct mbox *mb)
+static bool loop_alive(const struct monitor_mbox *mb)
 {
 	uint64_t last = loop_last_turn_ns(mb->loop), now = now_ns();
 
 	return now < last || now - last < mb->lease_ns;
 }
 
-static int cycle_write(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
+static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
 		       uint64_t acked_gen)
 {
 	struct monitor_alive a = {
@@ -192,7 +192,7 @@ static int cycle_write(struct mbox *mb, enum ha_state state, enum ha_mirror mirr
 
 /* Read the own mailbox: renew or drop the lease, note a mark or a second
  * writer. @p own is filled for publication. */
-static void cycle_read_own(struct mbox *mb, struct mbox_own_view *own)
+static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
 	uint64_t t0 = monitor_boottime_ns();
 	struct monitor_alive a;
@@ -226,7 +226,7 @@ static void cycle_read_own(struct mbox *mb, struct mbox_own_view *own)
 /* Read the partner's mailbox. Its records carry a counter, so the same
  * bytes read at t1 and t2 prove no write landed in between: that interval
  * is the evidence of silence. A failed or torn read proves nothing. */
-static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
+static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *p)
 {
 	uint64_t t0, t1;
 	int rc;
@@ -270,7 +270,7 @@ static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
 	p->rc = rc;
 }
 
-static int mark_write(struct mbox *mb, uint64_t gen, bool set)
+static int mark_write(struct monitor_mbox *mb, uint64_t gen, bool set)
 {
 	struct monitor_mark m = {.gen = gen, .set = set};
 	struct timespec ts;
@@ -292,7 +292,7 @@ static int mark_write(struct mbox *mb, uint64_t gen, bool set)
 /* First cycle: learn the boot generation and whether we were taken over,
  * before anything is written. Until it succeeds nothing is written and no
  * lease is granted. */
-static void cycle_boot(struct mbox *mb, struct mbox_own_view *own)
+static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
 	struct monitor_alive a;
 	int rc = read_sectors(mb->own_fd, mb->rbuf);
@@ -330,8 +330,9 @@ static void append(struct req ***tail, struct req *r)
 	*tail = &r->next;
 }
 
-static void answer(struct mbox *mb, struct req *reqs, const struct mbox_own_view *own,
-		   const struct mbox_partner_view *partner, int wrc)
+static void answer(struct monitor_mbox *mb, struct req *reqs,
+		   const struct monitor_mbox_own_view *own,
+		   const struct monitor_mbox_partner_view *partner, int wrc)
 {
 	for (struct req *r = reqs; r; r = r->next) {
 		switch (r->kind) {
@@ -362,14 +363,14 @@ static void answer(struct mbox *mb, struct req *reqs, const struct mbox_own_view
 
 static void *thread_main(void *arg)
 {
-	struct mbox *mb = arg;
+	struct monitor_mbox *mb = arg;
 	uint64_t next = now_ns();
 
 	pthread_mutex_lock(&mb->mu);
 	while (!mb->stop) {
 		struct req *reqs, *r, *next_r;
-		struct mbox_own_view own;
-		struct mbox_partner_view partner;
+		struct monitor_mbox_own_view own;
+		struct monitor_mbox_partner_view partner;
 		enum ha_state state;
 		enum ha_mirror mirror;
 		uint64_t acked;
@@ -442,7 +443,7 @@ static void *thread_main(void *arg)
 
 static void deliver(struct loop_io *io, uint32_t events)
 {
-	struct mbox *mb = io->arg;
+	struct monitor_mbox *mb = io->arg;
 	struct req *r, *next;
 	uint64_t v;
 	ssize_t n = read(mb->efd, &v, sizeof(v));
@@ -468,7 +469,7 @@ static void deliver(struct loop_io *io, uint32_t events)
 		mb->on_cycle(mb->cycle_arg);
 }
 
-static int submit(struct mbox *mb, struct req *r)
+static int submit(struct monitor_mbox *mb, struct req *r)
 {
 	pthread_mutex_lock(&mb->mu);
 	if (mb->stop) {
@@ -491,9 +492,9 @@ static struct req *new_req(enum req_kind kind)
 	return r;
 }
 
-int mbox_open(const struct mbox_opts *o, struct mbox **out)
+int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **out)
 {
-	struct mbox *mb = calloc(1, sizeof(*mb));
+	struct monitor_mbox *mb = calloc(1, sizeof(*mb));
 	pthread_condattr_t ca;
 	struct stat st;
 	int rc;
@@ -559,7 +560,7 @@ int mbox_open(const struct mbox_opts *o, struct mbox **out)
 	return 0;
 
 err:
-	mbox_close(mb);
+	monitor_mbox_close(mb);
 	return rc;
 }
 
@@ -576,7 +577,7 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -rc;
 }
 
-int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
+int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *arg)
 {
 	struct req *boot = new_req(REQ_BOOT);
 	int rc;
@@ -595,7 +596,7 @@ int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
 	return 0;
 }
 
-void mbox_close(struct mbox *mb)
+void monitor_mbox_close(struct monitor_mbox *mb)
 {
 	struct req *r, *next;
 
@@ -632,7 +633,8 @@ void mbox_close(struct mbox *mb)
 	free(mb);
 }
 
-void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror, uint64_t acked_gen)
+void monitor_mbox_set_state(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
+			    uint64_t acked_gen)
 {
 	pthread_mutex_lock(&mb->mu);
 	mb->state = state;
@@ -641,7 +643,7 @@ void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
 	pthread_mutex_unlock(&mb->mu);
 }
 
-int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg)
+int monitor_mbox_sync(struct monitor_mbox *mb, monitor_done_cb cb, void *arg)
 {
 	struct req *r = new_req(REQ_SYNC);
 
@@ -652,7 +654,7 @@ int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg)
 	return submit(mb, r);
 }
 
-int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg)
+int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg)
 {
 	struct req *r = new_req(REQ_CHECK);
 
@@ -663,7 +665,8 @@ int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg)
 	return submit(mb, r);
 }
 
-int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, void *arg)
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
+			    void *arg)
 {
 	struct req *r;
 
@@ -679,32 +682,32 @@ int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, vo
 	return submit(mb, r);
 }
 
-void mbox_own(struct mbox *mb, struct mbox_own_view *v)
+void monitor_mbox_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *v)
 {
 	pthread_mutex_lock(&mb->mu);
 	*v = mb->own;
 	pthread_mutex_unlock(&mb->mu);
 }
 
-void mbox_partner(struct mbox *mb, struct mbox_partner_view *v)
+void monitor_mbox_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *v)
 {
 	pthread_mutex_lock(&mb->mu);
 	*v = mb->partner;
 	pthread_mutex_unlock(&mb->mu);
 }
 
-bool mbox_io_allowed(const struct mbox *mb)
+bool monitor_mbox_io_allowed(const struct monitor_mbox *mb)
 {
 	return monitor_boottime_ns() < atomic_load_explicit(&mb->lease_until, memory_order_acquire);
 }
 
-void mbox_lease_drop(struct mbox *mb)
+void monitor_mbox_lease_drop(struct monitor_mbox *mb)
 {
 	atomic_store(&mb->drop_at, monitor_boottime_ns());
 	atomic_store(&mb->lease_until, 0);
 }
 
-bool mbox_direct(const struct mbox *mb)
+bool monitor_mbox_direct(const struct monitor_mbox *mb)
 {
 	return mb->own_direct;
 }

@@ -60,8 +60,8 @@ enum ha_mirror {
 	HA_MIRROR_COUNT,
 };
 
-const char *ha_state_name(enum ha_state s);
-const char *ha_mirror_name(enum ha_mirror m);
+const char *monitor_ha_state_name(enum ha_state s);
+const char *monitor_ha_mirror_name(enum ha_mirror m);
 
 /**@}*/
 /* ------------------------------------------------------------------------ */
@@ -120,14 +120,14 @@ int monitor_mark_decode(const void *buf, struct monitor_mark *m);
 /** @name Mailbox */
 /**@{*/
 
-struct mbox;
+struct monitor_mbox;
 
 /** Done callback of an asynchronous mailbox request, on the loop thread. */
-typedef void (*mbox_done_cb)(void *arg, int rc);
+typedef void (*monitor_done_cb)(void *arg, int rc);
 /** Answer of a mark check: @p rc < 0 when the own mailbox could not be read. */
-typedef void (*mbox_mark_cb)(void *arg, int rc, const struct monitor_mark *mark);
+typedef void (*monitor_mark_cb)(void *arg, int rc, const struct monitor_mark *mark);
 
-struct mbox_opts {
+struct monitor_mbox_opts {
 	struct loop *loop;	   /**< results come back on it; its turns gate liveness */
 	const char *node_id;	   /**< this node */
 	const char *shelf;	   /**< own shelf: SHELF/mailbox is created if missing */
@@ -141,7 +141,7 @@ struct mbox_opts {
 };
 
 /** What this node knows of its own mailbox. */
-struct mbox_own_view {
+struct monitor_mbox_own_view {
 	int rc;			  /**< last own read: 0 or a negative errno */
 	uint64_t boot_gen;	  /**< this boot's generation (old + 1) */
 	uint64_t boot_acked_gen;  /**< acked_gen of the record found at boot */
@@ -153,7 +153,7 @@ struct mbox_own_view {
 };
 
 /** What this node knows of the partner's mailbox. */
-struct mbox_partner_view {
+struct monitor_mbox_partner_view {
 	int rc;			  /**< last read: 0, or why it failed (-ENOENT, -EBADMSG, ...) */
 	bool seen;		  /**< a valid liveness record was read at least once */
 	struct monitor_alive rec; /**< the last valid one */
@@ -165,35 +165,36 @@ struct mbox_partner_view {
 };
 
 /** Open (create) the own mailbox and the partner's; no I/O thread yet. */
-int mbox_open(const struct mbox_opts *o, struct mbox **out);
+int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **out);
 /**
  * Start the thread. Its first cycle reads the own mailbox before writing:
  * @p boot_cb gets the mark found there (boot check) and the boot generation
  * is the old one + 1. Publishing starts after that.
  */
-int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg);
+int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *arg);
 /** Stop the thread (waits for the cycle in progress) and close the files. */
-void mbox_close(struct mbox *mb);
+void monitor_mbox_close(struct monitor_mbox *mb);
 
 /** Set what the next records say. */
-void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
-		    uint64_t acked_gen);
+void monitor_mbox_set_state(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
+			    uint64_t acked_gen);
 /** @p cb once a record carrying the state set so far is durable. */
-int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg);
+int monitor_mbox_sync(struct monitor_mbox *mb, monitor_done_cb cb, void *arg);
 /** @p cb with a mark read by a read that starts after this call. */
-int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg);
+int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg);
 /** Write (or clear: @p set false) a mark in the partner's mailbox; @p cb once durable. */
-int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, void *arg);
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
+			    void *arg);
 
-void mbox_own(struct mbox *mb, struct mbox_own_view *v);
-void mbox_partner(struct mbox *mb, struct mbox_partner_view *v);
+void monitor_mbox_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *v);
+void monitor_mbox_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *v);
 
 /** True while the I/O lease holds. Lock-free, any thread. */
-bool mbox_io_allowed(const struct mbox *mb);
+bool monitor_mbox_io_allowed(const struct monitor_mbox *mb);
 /** Drop the lease now (a stall was seen): the next clean read renews it. */
-void mbox_lease_drop(struct mbox *mb);
+void monitor_mbox_lease_drop(struct monitor_mbox *mb);
 /** Whether the mailbox is opened with O_DIRECT (else O_DSYNC through the cache). */
-bool mbox_direct(const struct mbox *mb);
+bool monitor_mbox_direct(const struct monitor_mbox *mb);
 
 /** CLOCK_BOOTTIME in ns: counts a stopped process and a suspended host. */
 uint64_t monitor_boottime_ns(void);
@@ -203,22 +204,22 @@ uint64_t monitor_boottime_ns(void);
 /** @name Watchdog */
 /**@{*/
 
-/** Exit status of a process ended by its watchdog (WATCHDOG_EXIT). */
+/** Exit status of a process ended by its watchdog (MONITOR_WATCHDOG_EXIT). */
 #define MONITOR_WATCHDOG_STATUS 86
 
-enum watchdog_action {
-	WATCHDOG_EXIT = 0, /**< one log line, then _exit(MONITOR_WATCHDOG_STATUS) */
-	WATCHDOG_ABORT,	   /**< one log line, then abort() (core dump) */
+enum monitor_watchdog_action {
+	MONITOR_WATCHDOG_EXIT = 0, /**< one log line, then _exit(MONITOR_WATCHDOG_STATUS) */
+	MONITOR_WATCHDOG_ABORT,	   /**< one log line, then abort() (core dump) */
 };
 
-struct watchdog;
+struct monitor_watchdog;
 
-struct watchdog_opts {
+struct monitor_watchdog_opts {
 	struct loop *loop;   /**< the reactor watched */
 	uint32_t timeout_ms; /**< loop stall that ends the process */
 	uint32_t tick_ms;    /**< check period; 0: 5 ms */
 	uint32_t jump_ms;    /**< own tick this late: the process was stopped; 0: 50 ms */
-	enum watchdog_action action;
+	enum monitor_watchdog_action action;
 	/** Called on the loop after the process was stopped or starved (may be NULL). */
 	void (*on_jump)(void *arg, uint64_t stopped_ms);
 	void *arg;
@@ -231,10 +232,10 @@ struct watchdog_opts {
  * timeout_ms or more ends the process. It arms itself at the first loop
  * turn after this call: boot work that blocks before loop_run() is safe.
  */
-int watchdog_start(const struct watchdog_opts *o, struct watchdog **out);
-void watchdog_stop(struct watchdog *w);
+int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor_watchdog **out);
+void monitor_watchdog_stop(struct monitor_watchdog *w);
 /** Stops (jumps) seen so far. */
-uint64_t watchdog_jumps(const struct watchdog *w);
+uint64_t monitor_watchdog_jumps(const struct monitor_watchdog *w);
 
 /**@}*/
 /* ------------------------------------------------------------------------ */
@@ -242,7 +243,7 @@ uint64_t watchdog_jumps(const struct watchdog *w);
 /**@{*/
 
 /** Actions the state machine asks for; the owner performs them and reports
- * each with ha_done(). */
+ * each with monitor_ha_done(). */
 enum ha_action {
 	HA_ACT_WRITE_MARK = 1u << 0, /**< write the takeover mark (gen) in the partner's mailbox */
 	HA_ACT_REPLAY_PARTNER = 1u << 1, /**< replay the partner's mirror onto its shelf */
@@ -257,7 +258,7 @@ enum ha_action {
 	HA_ACT_SERVE_OWN = 1u << 8,   /**< serve the own volumes again */
 };
 
-const char *ha_action_name(enum ha_action a);
+const char *monitor_ha_action_name(enum ha_action a);
 
 /** Phases inside a state. */
 enum ha_phase {
@@ -274,7 +275,7 @@ enum ha_phase {
 	HA_PH_FAILED,	  /**< an action failed; the operator decides */
 };
 
-const char *ha_phase_name(enum ha_phase p);
+const char *monitor_ha_phase_name(enum ha_phase p);
 
 /** How this node sees its partner. */
 enum ha_partner {
@@ -286,7 +287,7 @@ enum ha_partner {
 	HA_PARTNER_DEAD,     /**< silent on every link and in its mailbox */
 };
 
-const char *ha_partner_name(enum ha_partner p);
+const char *monitor_ha_partner_name(enum ha_partner p);
 
 struct ha_config {
 	bool has_partner;	  /**< [ic] partner set */
@@ -355,22 +356,22 @@ struct ha {
 };
 
 /** Start in HA_UP, or in HA_TAKEN_OVER when the boot check found a mark. */
-void ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
-	     uint64_t mark_gen, uint64_t acked_gen);
+void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
+		     uint64_t mark_gen, uint64_t acked_gen);
 /** Re-evaluate with fresh inputs. */
-void ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out);
+void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out);
 /**
  * Operator command: takeover (@p force skips the mirror and liveness
  * checks), or giveback (@p force skips the partner-ready check).
  * @return 0 or a negative errno with @p err set.
  */
-int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen);
-int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen);
+int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen);
+int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen);
 /** An action asked for earlier finished with @p rc. */
-void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
-	     struct ha_output *out);
+void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
+		     struct ha_output *out);
 
 /**@}*/
 /* ------------------------------------------------------------------------ */
@@ -405,7 +406,7 @@ struct monitor_opts {
 	const struct duet_config *cfg; /**< [node] id, shelf; [ic] partner, links; [monitor] */
 	const struct monitor_ops *ops;
 	void *arg;
-	enum watchdog_action watchdog_action;
+	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;    /**< tests only */
 	bool defer_watchdog; /**< monitor_start() leaves it to monitor_start_watchdog() */
 };
@@ -436,7 +437,7 @@ void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy);
  * and wait for @p cb (the record is durable), so that the partner never
  * takes over automatically with a copy that misses an acknowledged write.
  */
-int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, mbox_done_cb cb, void *arg);
+int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, monitor_done_cb cb, void *arg);
 
 /** The heartbeat region: one MONITOR_REC_SIZE slot per link, 64-byte
  * aligned; the partner writes its heartbeat for link i at i * 64. */

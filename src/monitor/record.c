@@ -172,12 +172,12 @@ static const char *const mirror_names[HA_MIRROR_COUNT] = {
     "resyncing",
 };
 
-const char *ha_state_name(enum ha_state s)
+const char *monitor_ha_state_name(enum ha_state s)
 {
 	return (unsigned)s < HA_STATE_COUNT ? state_names[s] : "?";
 }
 
-const char *ha_mirror_name(enum ha_mirror m)
+const char *monitor_ha_mirror_name(enum ha_mirror m)
 {
 	return (unsigned)m < HA_MIRROR_COUNT ? mirror_names[m] : "?";
 }

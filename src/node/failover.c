@@ -524,7 +524,7 @@ int failover_open(struct node *n)
 	    .cfg = &n->cfg,
 	    .ops = &mon_ops,
 	    .arg = n,
-	    .watchdog_action = WATCHDOG_EXIT,
+	    .watchdog_action = MONITOR_WATCHDOG_EXIT,
 	    /* Started once the node is ready: creating and mapping a large
 	     * NVRAM log blocks the reactor for a while at boot. */
 	    .defer_watchdog = true,

@@ -186,13 +186,13 @@ static void test_foreign(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	assert_string_equal(ha_state_name(HA_UP), "up");
-	assert_string_equal(ha_state_name(HA_TAKEOVER), "takeover");
-	assert_string_equal(ha_state_name(HA_TAKEN_OVER), "taken_over");
-	assert_string_equal(ha_state_name(HA_WAITING_FOR_GIVEBACK), "waiting_for_giveback");
-	assert_string_equal(ha_state_name(HA_GIVING_BACK), "giving_back");
-	assert_string_equal(ha_mirror_name(HA_MIRROR_IN_SYNC), "in_sync");
-	assert_string_equal(ha_state_name((enum ha_state)99), "?");
+	assert_string_equal(monitor_ha_state_name(HA_UP), "up");
+	assert_string_equal(monitor_ha_state_name(HA_TAKEOVER), "takeover");
+	assert_string_equal(monitor_ha_state_name(HA_TAKEN_OVER), "taken_over");
+	assert_string_equal(monitor_ha_state_name(HA_WAITING_FOR_GIVEBACK), "waiting_for_giveback");
+	assert_string_equal(monitor_ha_state_name(HA_GIVING_BACK), "giving_back");
+	assert_string_equal(monitor_ha_mirror_name(HA_MIRROR_IN_SYNC), "in_sync");
+	assert_string_equal(monitor_ha_state_name((enum ha_state)99), "?");
 }
 
 #define BASE                                                            \
