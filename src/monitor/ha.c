@@ -15,7 +15,7 @@
  * is empty; a restart after it never drops a log holding new writes.
  */
 #define LOG_MODULE "ha"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -10,10 +10,11 @@
  * and the fresh views go back through an eventfd.
  */
 #define LOG_MODULE "mbox"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,7 +50,7 @@ struct req {
 
 struct monitor_mbox {
 	struct loop *loop;
-	char node[CONFIG_ID_MAX];
+	char node[MONITOR_ID_MAX];
 	char own_path[PATH_MAX];
 	char partner_path[PATH_MAX];
 	bool has_partner;
@@ -514,7 +515,7 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 	if (mb->has_partner)
 		snprintf(mb->partner_path, sizeof(mb->partner_path), "%.*s/%s", PATH_MAX - 16,
 			 o->partner_shelf, MONITOR_MBOX_NAME);
-	mb->interval_ns = (uint64_t)(o->interval_ms ? o->interval_ms : 50) * 1000000ull;
+	mb->interval_ns = (uint64_t)(o->mailbox_ms ? o->mailbox_ms : 50) * 1000000ull;
 	mb->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : 100) * 1000000ull;
 	mb->on_cycle = o->on_cycle;
 	mb->cycle_arg = o->arg;

@@ -5,7 +5,7 @@
  * done here.
  */
 #define LOG_MODULE "monitor"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -27,7 +27,7 @@ struct monitor {
 	struct loop *loop;
 	const struct monitor_ops *ops;
 	void *arg;
-	char node[CONFIG_ID_MAX];
+	char node[MONITOR_ID_MAX];
 	bool has_partner;
 	bool has_partner_mailbox;
 	uint64_t hb_ns;	   /* heartbeat interval */
@@ -35,7 +35,7 @@ struct monitor {
 	uint64_t last_send_ns;
 	uint64_t deadline_ns;
 	unsigned n_links;
-	char link_names[MONITOR_MAX_LINKS][CONFIG_ID_MAX];
+	char link_names[MONITOR_MAX_LINKS][MONITOR_ID_MAX];
 	uint32_t watchdog_ms;
 	uint32_t lease_ms;
 	enum monitor_watchdog_action watchdog_action;
@@ -411,9 +411,31 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 
 /* ---- public ---- */
 
+/* The defaults are those of an empty [monitor] section (docs/FAILOVER.md,
+ * "Settings"), so that a test and a node without settings agree. */
+void monitor_opts_init(struct monitor_opts *o)
+{
+	*o = (struct monitor_opts){
+	    .heartbeat_ms = 20,
+	    .deadline_ms = 150,
+	    .mailbox_ms = 25,
+	    .mailbox_deadline_ms = 100,
+	    .lease_ms = 100,
+	    .fence_margin_ms = 50,
+	    .watchdog_ms = 1000,
+	    .auto_giveback = false,
+	    .giveback_delay_ms = 5000,
+	    .watchdog_action = MONITOR_WATCHDOG_EXIT,
+	};
+}
+
+static bool is_set(const char *s)
+{
+	return s && *s;
+}
+
 int monitor_create(const struct monitor_opts *o, struct monitor **out)
 {
-	const struct duet_config *c = o->cfg;
 	struct monitor *m = calloc(1, sizeof(*m));
 	struct monitor_mbox_opts mo;
 	int rc;
@@ -423,28 +445,29 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->loop = o->loop;
 	m->ops = o->ops;
 	m->arg = o->arg;
-	snprintf(m->node, sizeof(m->node), "%s", c->node.id);
-	m->has_partner = c->ic.partner[0] != 0;
-	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
-	m->hb_ns = c->monitor.heartbeat_ms * NS_PER_MS;
+	snprintf(m->node, sizeof(m->node), "%s", o->node_id);
+	m->has_partner = is_set(o->partner_id);
+	m->has_partner_mailbox = is_set(o->partner_shelf);
+	m->hb_ns = o->heartbeat_ms * NS_PER_MS;
 	m->watch_ns = MAX(m->hb_ns / 4, NS_PER_MS);
-	m->deadline_ns = c->monitor.deadline_ms * NS_PER_MS;
-	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
+	m->deadline_ns = o->deadline_ms * NS_PER_MS;
+	m->n_links = MIN(o->n_links, MONITOR_MAX_LINKS);
 	for (unsigned i = 0; i < m->n_links; i++)
-		snprintf(m->link_names[i], CONFIG_ID_MAX, "%s", c->ic.links[i].name);
-	m->watchdog_ms = (uint32_t)c->monitor.watchdog_ms;
-	m->lease_ms = (uint32_t)c->monitor.lease_ms;
+		snprintf(m->link_names[i], MONITOR_ID_MAX, "%s",
+			 o->link_names[i] ? o->link_names[i] : "");
+	m->watchdog_ms = (uint32_t)o->watchdog_ms;
+	m->lease_ms = (uint32_t)o->lease_ms;
 	m->watchdog_action = o->watchdog_action;
 	m->no_watchdog = o->no_watchdog;
 	m->defer_watchdog = o->defer_watchdog;
 	m->hcfg = (struct ha_config){
 	    .has_partner = m->has_partner,
 	    .has_partner_mailbox = m->has_partner_mailbox,
-	    .deadline_ms = c->monitor.deadline_ms,
-	    .mailbox_deadline_ms = c->monitor.mailbox_deadline_ms,
-	    .fence_wait_ms = c->monitor.lease_ms + c->monitor.fence_margin_ms,
-	    .auto_giveback = c->monitor.auto_giveback == CONFIG_ON,
-	    .giveback_delay_ms = c->monitor.giveback_delay_ms,
+	    .deadline_ms = o->deadline_ms,
+	    .mailbox_deadline_ms = o->mailbox_deadline_ms,
+	    .fence_wait_ms = o->lease_ms + o->fence_margin_ms,
+	    .auto_giveback = o->auto_giveback,
+	    .giveback_delay_ms = o->giveback_delay_ms,
 	};
 	m->partner_copy = HA_MIRROR_OFF;
 	m->own_mirror = HA_MIRROR_OFF;
@@ -459,11 +482,11 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	memset(m->region, 0, MAX(m->n_links, 1u) * (size_t)MONITOR_REC_SIZE);
 	mo = (struct monitor_mbox_opts){
 	    .loop = o->loop,
-	    .node_id = c->node.id,
-	    .shelf = c->node.shelf,
-	    .partner_shelf = c->monitor.partner_shelf,
-	    .interval_ms = (uint32_t)c->monitor.mailbox_ms,
-	    .lease_ms = (uint32_t)c->monitor.lease_ms,
+	    .node_id = o->node_id,
+	    .shelf = o->shelf,
+	    .partner_shelf = o->partner_shelf,
+	    .mailbox_ms = (uint32_t)o->mailbox_ms,
+	    .lease_ms = (uint32_t)o->lease_ms,
 	    .on_cycle = on_cycle,
 	    .arg = m,
 	};
@@ -483,7 +506,7 @@ int monitor_start_watchdog(struct monitor *m)
 {
 	struct monitor_watchdog_opts wo = {
 	    .loop = m->loop,
-	    .timeout_ms = m->watchdog_ms,
+	    .watchdog_ms = m->watchdog_ms,
 	    .jump_ms = MAX(m->lease_ms / 2, 10u),
 	    .action = m->watchdog_action,
 	    .on_jump = on_jump,

@@ -9,7 +9,7 @@
  *  60 crc32c u32
  */
 #define LOG_MODULE "monitor"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <string.h>
@@ -54,18 +54,18 @@ static uint64_t get64(const uint8_t *p)
 
 static void put_id(uint8_t *p, const char *id)
 {
-	size_t n = strnlen(id, CONFIG_ID_MAX - 1);
+	size_t n = strnlen(id, MONITOR_ID_MAX - 1);
 
-	memset(p, 0, CONFIG_ID_MAX);
+	memset(p, 0, MONITOR_ID_MAX);
 	memcpy(p, id, n);
 }
 
 /* An id is stored NUL-padded; one that fills all 16 bytes is foreign. */
 static int get_id(const uint8_t *p, char *id)
 {
-	if (memchr(p, 0, CONFIG_ID_MAX) == NULL)
+	if (memchr(p, 0, MONITOR_ID_MAX) == NULL)
 		return -EINVAL;
-	memcpy(id, p, CONFIG_ID_MAX);
+	memcpy(id, p, MONITOR_ID_MAX);
 	return 0;
 }
 

@@ -1,5 +1,5 @@
 /* The watchdog: a thread that wakes every few milliseconds and ends the
- * process when the reactor has not started a turn for timeout_ms. A hung
+ * process when the reactor has not started a turn for watchdog_ms. A hung
  * node thus gets out of its partner's way and restarts.
  *
  * A stopped process (SIGSTOP, a frozen cgroup, a paused VM, a suspended
@@ -14,7 +14,7 @@
  * so boot code that blocks before loop_run() is not shot.
  */
 #define LOG_MODULE "watchdog"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -124,7 +124,7 @@ static void jumped(struct loop_io *io, uint32_t events)
 /* An idle loop sleeps up to a second in epoll, and the loop stamps a turn
  * before it sleeps, so the sleep counts as stall time: keep every sleep
  * within a tenth of the timeout. The watchdog then ends the process after a
- * stall of at least 0.9 x timeout_ms (at most timeout_ms plus a tick). */
+ * stall of at least 0.9 x watchdog_ms (at most watchdog_ms plus a tick). */
 static void keepalive(struct loop_timer *t)
 {
 	struct monitor_watchdog *w = t->arg;
@@ -141,7 +141,7 @@ int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor
 	if (!w)
 		return -ENOMEM;
 	w->loop = o->loop;
-	w->timeout_ns = (uint64_t)o->timeout_ms * 1000000ull;
+	w->timeout_ns = (uint64_t)o->watchdog_ms * 1000000ull;
 	w->tick_ns = (uint64_t)(o->tick_ms ? o->tick_ms : 5) * 1000000ull;
 	w->jump_ns = (uint64_t)(o->jump_ms ? o->jump_ms : 50) * 1000000ull;
 	w->action = o->action;

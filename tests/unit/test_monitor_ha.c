@@ -17,7 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
+#include "monitor_fixture.h"
 
 #define T0 100000 /* the simulated clock starts here (ms) */
 
@@ -39,17 +40,6 @@ struct sim {
 	uint32_t acts;
 	unsigned n_mark_writes;
 };
-
-static int bit_index(uint32_t bit)
-{
-	int i = 0;
-
-	while (bit > 1) {
-		bit >>= 1;
-		i++;
-	}
-	return i;
-}
 
 static void sim_inputs(struct sim *s)
 {
@@ -88,7 +78,7 @@ static void sim_handle(struct sim *s, const struct ha_output *out)
 		if (!(acts & bit))
 			continue;
 		if (!(s->acts & bit))
-			s->first[bit_index(bit)] = s->now;
+			s->first[monitor_fixture_bit_index(bit)] = s->now;
 		s->acts |= bit;
 		if (bit == HA_ACT_WRITE_MARK) {
 			s->n_mark_writes++;
@@ -112,7 +102,7 @@ static bool asked(const struct sim *s, enum ha_action a)
 
 static uint64_t when(const struct sim *s, enum ha_action a)
 {
-	return s->first[bit_index(a)];
+	return s->first[monitor_fixture_bit_index(a)];
 }
 
 static void sim_step(struct sim *s)

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #define GUARD_NS (20ull * 1000000000ull) /* a test that hangs fails after this */
 
@@ -118,7 +118,7 @@ static int open_node(struct node *n)
 	    .node_id = n->id,
 	    .shelf = n->shelf,
 	    .partner_shelf = n->partner,
-	    .interval_ms = 20,
+	    .mailbox_ms = 20,
 	    .lease_ms = 100,
 	    .buffered = F->buffered,
 	    .on_cycle = on_cycle,

@@ -12,7 +12,7 @@
 
 #include "common/crc32c.h"
 #include "config/config.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 static struct monitor_alive sample_alive(void)
 {
@@ -166,7 +166,7 @@ static void test_foreign(void **state)
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
 
 	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
-	memset(buf + 8, 'x', CONFIG_ID_MAX); /* id without its NUL */
+	memset(buf + 8, 'x', MONITOR_ID_MAX); /* id without its NUL */
 	reseal(buf);
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
 
@@ -176,8 +176,8 @@ static void test_foreign(void **state)
 	assert_int_equal(monitor_mark_decode(buf, &n), -EINVAL);
 
 	/* A node id of the maximum length survives. */
-	memset(a.node, 'n', CONFIG_ID_MAX - 1);
-	a.node[CONFIG_ID_MAX - 1] = 0;
+	memset(a.node, 'n', MONITOR_ID_MAX - 1);
+	a.node[MONITOR_ID_MAX - 1] = 0;
 	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), 0);
 	assert_string_equal(b.node, a.node);

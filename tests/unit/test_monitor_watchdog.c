@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 enum mode {
 	STALL_EXIT,
@@ -84,7 +84,7 @@ static int child_main(enum mode mode, int out)
 	struct child c = {.mode = mode, .out = out};
 	struct monitor_watchdog_opts o = {
 	    /* Runs that must survive get room for a loaded machine. */
-	    .timeout_ms = mode == STALL_EXIT || mode == STALL_ABORT ? 100 : 500,
+	    .watchdog_ms = mode == STALL_EXIT || mode == STALL_ABORT ? 100 : 500,
 	    .tick_ms = 5,
 	    .jump_ms = 400, /* a loaded machine starves threads for tens of ms */
 	    .action = mode == STALL_ABORT ? MONITOR_WATCHDOG_ABORT : MONITOR_WATCHDOG_EXIT,
