@@ -96,6 +96,18 @@ static void enter(struct ha *h, const struct ha_inputs *in, struct ha_output *ou
 	out->changed = true;
 }
 
+/* An action of the current state failed: the state stays, the phase is
+ * FAILED, and the operator decides. False when @p rc is not an error. */
+static bool failed(struct ha *h, const struct ha_inputs *in, struct ha_output *out, int rc,
+		   const char *what)
+{
+	if (rc >= 0)
+		return false;
+	fmt(h->reason, "%s: %s", what, strerror(-rc));
+	enter(h, in, out, h->state, HA_PH_FAILED);
+	return true;
+}
+
 static uint64_t hb_age(const struct ha_inputs *in)
 {
 	uint64_t age = HA_NEVER;
@@ -602,30 +614,22 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 	case HA_ACT_REPLAY_PARTNER:
 		if (h->state != HA_TAKEOVER || h->phase != HA_PH_REPLAYING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "replay of the partner's mirror failed: %s", strerror(-rc));
-			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "replay of the partner's mirror failed"))
 			break;
-		}
 		fmt(h->reason, "partner's mirror replayed: serving its volumes");
 		enter(h, in, out, HA_TAKEOVER, HA_PH_SERVING);
 		out->actions |= HA_ACT_SERVE_PARTNER;
 		h->waiting_since_ms = HA_NEVER;
 		break;
 	case HA_ACT_SERVE_PARTNER:
-		if (h->state == HA_TAKEOVER && rc < 0) {
-			fmt(h->reason, "cannot serve the partner's volumes: %s", strerror(-rc));
-			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
-		}
+		if (h->state == HA_TAKEOVER)
+			failed(h, in, out, rc, "cannot serve the partner's volumes");
 		break;
 	case HA_ACT_DRAIN_PARTNER:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_DRAINING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "drain of the partner's volumes failed: %s", strerror(-rc));
-			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "drain of the partner's volumes failed"))
 			break;
-		}
 		fmt(h->reason, "partner's volumes durable: clearing the mark");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_CLEARING);
 		out->actions |= HA_ACT_CLEAR_MARK;
@@ -633,11 +637,8 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 	case HA_ACT_CLEAR_MARK:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_CLEARING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot clear the takeover mark: %s", strerror(-rc));
-			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot clear the takeover mark"))
 			break;
-		}
 		fmt(h->reason, "gave back the partner's volumes (gen %llu)",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);
@@ -649,11 +650,8 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 	case HA_ACT_START_OWN:
 		if (h->phase != HA_PH_STARTING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot start own volumes: %s", strerror(-rc));
-			enter(h, in, out, h->state, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot start own volumes"))
 			break;
-		}
 		h->acked_gen = h->mark_gen;
 		enter(h, in, out, h->state, HA_PH_ACKING);
 		out->actions |= HA_ACT_PERSIST_ACK;
@@ -662,12 +660,8 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 	case HA_ACT_PERSIST_ACK:
 		if (h->phase != HA_PH_ACKING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot record the giveback in the own mailbox: %s",
-			    strerror(-rc));
-			enter(h, in, out, h->state, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot record the giveback in the own mailbox"))
 			break;
-		}
 		fmt(h->reason, "own volumes given back (gen %llu)",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);

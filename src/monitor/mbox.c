@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/list.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -37,7 +38,7 @@ enum req_kind {
 };
 
 struct req {
-	struct req *next;
+	struct slist_node node; /* in pending, then done */
 	enum req_kind kind;
 	uint64_t gen;
 	bool set;
@@ -73,8 +74,8 @@ struct monitor_mbox {
 	pthread_cond_t cv;
 	/* Under mu. */
 	bool stop;
-	struct req *pending, **pending_tail;
-	struct req *done, **done_tail;
+	struct slist pending; /* struct req, from the loop to the thread */
+	struct slist done;    /* struct req, answered, back to the loop */
 	enum ha_state state;
 	enum ha_mirror mirror;
 	uint64_t acked_gen;
@@ -324,18 +325,22 @@ static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *ow
 	mb->booted = true;
 }
 
-static void append(struct req ***tail, struct req *r)
+static struct req *req_at(struct slist_node *n)
 {
-	r->next = NULL;
-	**tail = r;
-	*tail = &r->next;
+	return n ? slist_entry(n, struct req, node) : NULL;
 }
 
-static void answer(struct monitor_mbox *mb, struct req *reqs,
+/* Iterate over a struct slist of struct req; the body must not unlink. */
+#define req_for_each(r, q) for ((r) = req_at((q)->head); (r); (r) = req_at((r)->node.next))
+
+static void answer(struct monitor_mbox *mb, const struct slist *reqs,
 		   const struct monitor_mbox_own_view *own,
 		   const struct monitor_mbox_partner_view *partner, int wrc)
 {
-	for (struct req *r = reqs; r; r = r->next) {
+	struct req *r;
+
+	req_for_each(r, reqs)
+	{
 		switch (r->kind) {
 		case REQ_BOOT:
 		case REQ_CHECK:
@@ -369,7 +374,8 @@ static void *thread_main(void *arg)
 
 	pthread_mutex_lock(&mb->mu);
 	while (!mb->stop) {
-		struct req *reqs, *r, *next_r;
+		struct slist reqs = SLIST_INIT(reqs);
+		struct req *r;
 		struct monitor_mbox_own_view own;
 		struct monitor_mbox_partner_view partner;
 		enum ha_state state;
@@ -378,16 +384,14 @@ static void *thread_main(void *arg)
 		bool due, sync = false;
 		int wrc = 0;
 
-		if (!mb->pending) {
+		if (slist_empty(&mb->pending)) {
 			struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull),
 					      .tv_nsec = (long)(next % 1000000000ull)};
 			pthread_cond_timedwait(&mb->cv, &mb->mu, &ts);
 			if (mb->stop)
 				break;
 		}
-		reqs = mb->pending;
-		mb->pending = NULL;
-		mb->pending_tail = &mb->pending;
+		slist_splice_tail(&reqs, &mb->pending);
 		own = mb->own;
 		partner = mb->partner;
 		pthread_mutex_unlock(&mb->mu);
@@ -406,8 +410,10 @@ static void *thread_main(void *arg)
 			mirror = mb->mirror;
 			acked = mb->acked_gen;
 			pthread_mutex_unlock(&mb->mu);
-			for (r = reqs; r; r = r->next)
+			req_for_each(r, &reqs)
+			{
 				sync |= r->kind == REQ_SYNC;
+			}
 			if ((due && loop_alive(mb)) || sync) {
 				wrc = cycle_write(mb, state, mirror, acked);
 				if (wrc < 0)
@@ -419,21 +425,20 @@ static void *thread_main(void *arg)
 			cycle_read_own(mb, &own);
 			if (wrc < 0 && own.rc == 0)
 				own.rc = wrc;
-			for (r = reqs; r; r = r->next)
+			req_for_each(r, &reqs)
+			{
 				if (r->kind == REQ_MARK)
 					r->rc = mark_write(mb, r->gen, r->set);
+			}
 			if (mb->has_partner)
 				cycle_read_partner(mb, &partner);
 		}
-		answer(mb, reqs, &own, &partner, wrc);
+		answer(mb, &reqs, &own, &partner, wrc);
 
 		pthread_mutex_lock(&mb->mu);
 		mb->own = own;
 		mb->partner = partner;
-		for (r = reqs; r; r = next_r) {
-			next_r = r->next;
-			append(&mb->done_tail, r);
-		}
+		slist_splice_tail(&mb->done, &reqs);
 		post_loop(mb);
 	}
 	pthread_mutex_unlock(&mb->mu);
@@ -445,19 +450,19 @@ static void *thread_main(void *arg)
 static void deliver(struct loop_io *io, uint32_t events)
 {
 	struct monitor_mbox *mb = io->arg;
-	struct req *r, *next;
+	struct slist q = SLIST_INIT(q);
+	struct slist_node *qn;
 	uint64_t v;
 	ssize_t n = read(mb->efd, &v, sizeof(v));
 
 	(void)n;
 	(void)events;
 	pthread_mutex_lock(&mb->mu);
-	r = mb->done;
-	mb->done = NULL;
-	mb->done_tail = &mb->done;
+	slist_splice_tail(&q, &mb->done);
 	pthread_mutex_unlock(&mb->mu);
-	for (; r; r = next) {
-		next = r->next;
+	while ((qn = slist_pop_head(&q))) {
+		struct req *r = req_at(qn);
+
 		if (r->kind == REQ_BOOT || r->kind == REQ_CHECK) {
 			if (r->mark_cb)
 				r->mark_cb(r->arg, r->rc, r->mark.gen ? &r->mark : NULL);
@@ -478,7 +483,7 @@ static int submit(struct monitor_mbox *mb, struct req *r)
 		free(r);
 		return -ESHUTDOWN;
 	}
-	append(&mb->pending_tail, r);
+	slist_push_tail(&mb->pending, &r->node);
 	pthread_cond_signal(&mb->cv);
 	pthread_mutex_unlock(&mb->mu);
 	return 0;
@@ -519,8 +524,8 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 	mb->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : 100) * 1000000ull;
 	mb->on_cycle = o->on_cycle;
 	mb->cycle_arg = o->arg;
-	mb->pending_tail = &mb->pending;
-	mb->done_tail = &mb->done;
+	slist_init(&mb->pending);
+	slist_init(&mb->done);
 	mb->state = HA_UP;
 	mb->partner.rc = -ENODATA;
 	pthread_mutex_init(&mb->mu, NULL);
@@ -587,7 +592,7 @@ int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *a
 		return -ENOMEM;
 	boot->mark_cb = boot_cb;
 	boot->arg = arg;
-	append(&mb->pending_tail, boot);
+	slist_push_tail(&mb->pending, &boot->node);
 	rc = start_thread(&mb->thread, thread_main, mb);
 	if (rc < 0) {
 		LOG_ERROR("mailbox thread: %s", strerror(-rc));
@@ -599,7 +604,7 @@ int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *a
 
 void monitor_mbox_close(struct monitor_mbox *mb)
 {
-	struct req *r, *next;
+	struct slist_node *n;
 
 	if (!mb)
 		return;
@@ -611,14 +616,10 @@ void monitor_mbox_close(struct monitor_mbox *mb)
 		pthread_join(mb->thread, NULL);
 	}
 	/* Requests never answered are dropped with the mailbox. */
-	for (r = mb->pending; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	for (r = mb->done; r; r = next) {
-		next = r->next;
-		free(r);
-	}
+	while ((n = slist_pop_head(&mb->pending)))
+		free(req_at(n));
+	while ((n = slist_pop_head(&mb->done)))
+		free(req_at(n));
 	if (mb->efd >= 0) {
 		loop_io_del(mb->loop, &mb->eio);
 		close(mb->efd);

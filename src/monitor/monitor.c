@@ -221,43 +221,40 @@ static void step(struct monitor *m)
 	}
 }
 
+/* An action finished: tell the state machine, then do what it asks next. */
+static void finish(struct monitor *m, enum ha_action act, int rc)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+
+	sample(m, &in);
+	monitor_ha_done(&m->ha, act, rc, &in, &out);
+	exec(m, &out);
+}
+
 static void done_mark(void *arg, int rc)
 {
 	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
 
 	if (rc < 0)
 		LOG_ERROR("takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
 			  strerror(-rc));
-	sample(m, &in);
-	monitor_ha_done(&m->ha, HA_ACT_WRITE_MARK, rc, &in, &out);
-	exec(m, &out);
+	finish(m, HA_ACT_WRITE_MARK, rc);
 }
 
 static void done_clear(void *arg, int rc)
 {
 	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
 
 	if (rc < 0)
 		LOG_ERROR("clearing takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
 			  strerror(-rc));
-	sample(m, &in);
-	monitor_ha_done(&m->ha, HA_ACT_CLEAR_MARK, rc, &in, &out);
-	exec(m, &out);
+	finish(m, HA_ACT_CLEAR_MARK, rc);
 }
 
 static void done_persist(void *arg, int rc)
 {
-	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
-
-	sample(m, &in);
-	monitor_ha_done(&m->ha, HA_ACT_PERSIST_ACK, rc, &in, &out);
-	exec(m, &out);
+	finish(arg, HA_ACT_PERSIST_ACK, rc);
 }
 
 static void publish(struct monitor *m)
@@ -584,14 +581,9 @@ void monitor_hb_receive(struct monitor *m, unsigned link, const void *rec, size_
 
 void monitor_action_done(struct monitor *m, enum ha_action act, int rc)
 {
-	struct ha_inputs in;
-	struct ha_output out;
-
 	if (rc < 0)
 		LOG_ERROR("ha action %s: %s", monitor_ha_action_name(act), strerror(-rc));
-	sample(m, &in);
-	monitor_ha_done(&m->ha, act, rc, &in, &out);
-	exec(m, &out);
+	finish(m, act, rc);
 }
 
 void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes)
@@ -600,7 +592,12 @@ void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_byt
 	m->progress_total = total_bytes;
 }
 
-int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
+typedef int (*ha_command_fn)(struct ha *h, const struct ha_inputs *in, bool force,
+			     struct ha_output *out, char *err, size_t errlen);
+
+/* An operator command: refused while booting (the state machine starts
+ * with the boot check), else decided by the state machine on fresh inputs. */
+static int command(struct monitor *m, ha_command_fn fn, bool force, char *err, size_t errlen)
 {
 	struct ha_inputs in;
 	struct ha_output out;
@@ -611,27 +608,20 @@ int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
 		return -EAGAIN;
 	}
 	sample(m, &in);
-	rc = monitor_ha_takeover(&m->ha, &in, force, &out, err, errlen);
+	rc = fn(&m->ha, &in, force, &out, err, errlen);
 	if (rc == 0)
 		exec(m, &out);
 	return rc;
 }
 
+int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
+{
+	return command(m, monitor_ha_takeover, force, err, errlen);
+}
+
 int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen)
 {
-	struct ha_inputs in;
-	struct ha_output out;
-	int rc;
-
-	if (!m->booted) {
-		snprintf(err, errlen, "the monitor is still booting");
-		return -EAGAIN;
-	}
-	sample(m, &in);
-	rc = monitor_ha_giveback(&m->ha, &in, force, &out, err, errlen);
-	if (rc == 0)
-		exec(m, &out);
-	return rc;
+	return command(m, monitor_ha_giveback, force, err, errlen);
 }
 
 const struct ha *monitor_ha(const struct monitor *m)
