@@ -8,6 +8,10 @@
  *   3. reads the partner's mailbox and keeps the evidence of its silence.
  * Requests from the loop (sync, check, mark) wake it at once; their answers
  * and the fresh views go back through an eventfd.
+ *
+ * Threads: requests, answers and the views live under mu; the I/O lease is
+ * an atomic that any thread reads without a lock; the file descriptors and
+ * buffers are the thread's alone once it runs.
  */
 #define LOG_MODULE "mbox"
 #include "monitor/monitor_int.h"

@@ -3,6 +3,11 @@
  * fed with what they observe. Actions that touch storage are the node's
  * (monitor_ops.action); the mailbox actions (mark, clear, acked_gen) are
  * done here.
+ *
+ * The rule: this file decides nothing. Every decision is ha.c's; this file
+ * samples the inputs (sample()), calls the state machine, and performs
+ * its output (exec()), which is the only place actions start. Results of
+ * the mailbox thread and of the node come back through finish().
  */
 #define LOG_MODULE "monitor"
 #include "monitor/monitor_int.h"

@@ -7,6 +7,10 @@
  *   mark:             8 taker[16]  24 owner[16]  40 gen  48 time_ns
  *                     56 set u8  57 pad  58 flags u16
  *  60 crc32c u32
+ *
+ * The rule: a decoder trusts nothing it reads (another host, a torn
+ * write): magic, CRC, version, kind and every enum and id are checked
+ * before a field is used. Any change of layout bumps MONITOR_REC_VERSION.
  */
 #define LOG_MODULE "monitor"
 #include "monitor/monitor_int.h"
