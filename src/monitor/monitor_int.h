@@ -19,8 +19,10 @@
  *  - ha.c: the state machine, pure logic with time as an input.
  *
  * Layering: monitor.c calls ha.c, mbox.c, watchdog.c and record.c; mbox.c
- * calls record.c; ha.c and watchdog.c call nothing of the module. Results
- * come back up only through the callbacks in the options structs.
+ * calls record.c; ha.c calls only record.c's state and mirror names;
+ * watchdog.c calls only monitor_boottime_ns() (mbox.c); record.c calls
+ * nothing. Results come back up only through the callbacks in the options
+ * structs (on_cycle, on_jump, the done and mark callbacks).
  */
 #ifndef DUET_MONITOR_MONITOR_INT_H
 #define DUET_MONITOR_MONITOR_INT_H
