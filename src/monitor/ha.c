@@ -15,7 +15,7 @@
  * is empty; a restart after it never drops a log holding new writes.
  */
 #define LOG_MODULE "ha"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -33,18 +33,18 @@ static const char *const partner_names[] = {
     "none", "unknown", "alive", "cut_off", "suspect", "dead",
 };
 
-const char *ha_phase_name(enum ha_phase p)
+const char *monitor_ha_phase_name(enum ha_phase p)
 {
 	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "?";
 }
 
-const char *ha_partner_name(enum ha_partner p)
+const char *monitor_ha_partner_name(enum ha_partner p)
 {
 	return (unsigned)p < sizeof(partner_names) / sizeof(partner_names[0]) ? partner_names[p]
 									      : "?";
 }
 
-const char *ha_action_name(enum ha_action a)
+const char *monitor_ha_action_name(enum ha_action a)
 {
 	switch (a) {
 	case HA_ACT_WRITE_MARK:
@@ -94,6 +94,18 @@ static void enter(struct ha *h, const struct ha_inputs *in, struct ha_output *ou
 	h->phase = ph;
 	h->since_ms = in->now_ms;
 	out->changed = true;
+}
+
+/* An action of the current state failed: the state stays, the phase is
+ * FAILED, and the operator decides. False when @p rc is not an error. */
+static bool failed(struct ha *h, const struct ha_inputs *in, struct ha_output *out, int rc,
+		   const char *what)
+{
+	if (rc >= 0)
+		return false;
+	fmt(h->reason, "%s: %s", what, strerror(-rc));
+	enter(h, in, out, h->state, HA_PH_FAILED);
+	return true;
 }
 
 static uint64_t hb_age(const struct ha_inputs *in)
@@ -189,12 +201,12 @@ static const char *mirror_problem(const struct ha_inputs *in, char *buf, size_t 
 {
 	if (in->mirror != HA_MIRROR_IN_SYNC) {
 		snprintf(buf, len, "our copy of the partner's log is %s",
-			 ha_mirror_name(in->mirror));
+			 monitor_ha_mirror_name(in->mirror));
 		return buf;
 	}
 	if (partner_mirror(in) != HA_MIRROR_IN_SYNC) {
 		snprintf(buf, len, "the partner reported its mirror %s",
-			 ha_mirror_name(partner_mirror(in)));
+			 monitor_ha_mirror_name(partner_mirror(in)));
 		return buf;
 	}
 	return NULL;
@@ -228,10 +240,12 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 	case HA_UP:
 		break;
 	case HA_TAKEOVER:
-		fmt(h->why, "already taking over the partner (%s)", ha_phase_name(h->phase));
+		fmt(h->why, "already taking over the partner (%s)",
+		    monitor_ha_phase_name(h->phase));
 		return;
 	case HA_GIVING_BACK:
-		fmt(h->why, "giving back the partner's volumes (%s)", ha_phase_name(h->phase));
+		fmt(h->why, "giving back the partner's volumes (%s)",
+		    monitor_ha_phase_name(h->phase));
 		return;
 	case HA_TAKEN_OVER:
 	case HA_WAITING_FOR_GIVEBACK:
@@ -258,7 +272,8 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 		return;
 	}
 	if (in->mbox_seen && !serves_own(in->mbox.state)) {
-		fmt(h->why, "the partner serves nothing (%s)", ha_state_name(in->mbox.state));
+		fmt(h->why, "the partner serves nothing (%s)",
+		    monitor_ha_state_name(in->mbox.state));
 		return;
 	}
 	p = mirror_problem(in, buf, sizeof(buf));
@@ -278,13 +293,14 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 		fmt(h->why, "partner dead, mirror in sync");
 		break;
 	default:
-		fmt(h->why, "partner %s: %.150s", ha_partner_name(h->partner), h->partner_why);
+		fmt(h->why, "partner %s: %.150s", monitor_ha_partner_name(h->partner),
+		    h->partner_why);
 		break;
 	}
 }
 
-void ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
-	     uint64_t mark_gen, uint64_t acked_gen)
+void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
+		     uint64_t mark_gen, uint64_t acked_gen)
 {
 	memset(h, 0, sizeof(*h));
 	h->cfg = *c;
@@ -449,7 +465,7 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	}
 }
 
-void ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
 	out_init(h, out);
 	classify(h, in);
@@ -476,8 +492,8 @@ void ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 	eval_possible(h, in);
 }
 
-int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen)
+int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen)
 {
 	char buf[HA_REASON_MAX];
 	const char *p;
@@ -496,8 +512,8 @@ int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_
 		return 0;
 	}
 	if (h->state != HA_UP) {
-		snprintf(err, errlen, "cannot take over while %s (%s)", ha_state_name(h->state),
-			 ha_phase_name(h->phase));
+		snprintf(err, errlen, "cannot take over while %s (%s)",
+			 monitor_ha_state_name(h->state), monitor_ha_phase_name(h->phase));
 		return -EBUSY;
 	}
 	if (!h->cfg.has_partner) {
@@ -521,7 +537,7 @@ int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_
 		}
 		if (in->mbox_seen && !serves_own(in->mbox.state)) {
 			snprintf(err, errlen, "the partner serves nothing (%s)",
-				 ha_state_name(in->mbox.state));
+				 monitor_ha_state_name(in->mbox.state));
 			return -EAGAIN;
 		}
 		p = mirror_problem(in, buf, sizeof(buf));
@@ -534,14 +550,14 @@ int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_
 		}
 	}
 	fmt(h->reason, "%s by the operator (partner %s)",
-	    force ? "takeover forced" : "planned takeover", ha_partner_name(h->partner));
+	    force ? "takeover forced" : "planned takeover", monitor_ha_partner_name(h->partner));
 	start_takeover(h, in, out, force);
 	eval_possible(h, in);
 	return 0;
 }
 
-int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen)
+int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen)
 {
 	out_init(h, out);
 	classify(h, in);
@@ -553,8 +569,8 @@ int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_
 	}
 	if (h->state != HA_TAKEOVER || (h->phase != HA_PH_SERVING && h->phase != HA_PH_FAILED &&
 					h->phase != HA_PH_FENCE_WAIT)) {
-		snprintf(err, errlen, "nothing to give back (%s, %s)", ha_state_name(h->state),
-			 ha_phase_name(h->phase));
+		snprintf(err, errlen, "nothing to give back (%s, %s)",
+			 monitor_ha_state_name(h->state), monitor_ha_phase_name(h->phase));
 		return -EINVAL;
 	}
 	bool ready = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
@@ -571,8 +587,8 @@ int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_
 	return 0;
 }
 
-void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
-	     struct ha_output *out)
+void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
+		     struct ha_output *out)
 {
 	out_init(h, out);
 	switch (act) {
@@ -598,30 +614,22 @@ void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *i
 	case HA_ACT_REPLAY_PARTNER:
 		if (h->state != HA_TAKEOVER || h->phase != HA_PH_REPLAYING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "replay of the partner's mirror failed: %s", strerror(-rc));
-			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "replay of the partner's mirror failed"))
 			break;
-		}
 		fmt(h->reason, "partner's mirror replayed: serving its volumes");
 		enter(h, in, out, HA_TAKEOVER, HA_PH_SERVING);
 		out->actions |= HA_ACT_SERVE_PARTNER;
 		h->waiting_since_ms = HA_NEVER;
 		break;
 	case HA_ACT_SERVE_PARTNER:
-		if (h->state == HA_TAKEOVER && rc < 0) {
-			fmt(h->reason, "cannot serve the partner's volumes: %s", strerror(-rc));
-			enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
-		}
+		if (h->state == HA_TAKEOVER)
+			failed(h, in, out, rc, "cannot serve the partner's volumes");
 		break;
 	case HA_ACT_DRAIN_PARTNER:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_DRAINING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "drain of the partner's volumes failed: %s", strerror(-rc));
-			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "drain of the partner's volumes failed"))
 			break;
-		}
 		fmt(h->reason, "partner's volumes durable: clearing the mark");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_CLEARING);
 		out->actions |= HA_ACT_CLEAR_MARK;
@@ -629,11 +637,8 @@ void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *i
 	case HA_ACT_CLEAR_MARK:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_CLEARING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot clear the takeover mark: %s", strerror(-rc));
-			enter(h, in, out, HA_GIVING_BACK, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot clear the takeover mark"))
 			break;
-		}
 		fmt(h->reason, "gave back the partner's volumes (gen %llu)",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);
@@ -645,11 +650,8 @@ void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *i
 	case HA_ACT_START_OWN:
 		if (h->phase != HA_PH_STARTING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot start own volumes: %s", strerror(-rc));
-			enter(h, in, out, h->state, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot start own volumes"))
 			break;
-		}
 		h->acked_gen = h->mark_gen;
 		enter(h, in, out, h->state, HA_PH_ACKING);
 		out->actions |= HA_ACT_PERSIST_ACK;
@@ -658,12 +660,8 @@ void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *i
 	case HA_ACT_PERSIST_ACK:
 		if (h->phase != HA_PH_ACKING)
 			break;
-		if (rc < 0) {
-			fmt(h->reason, "cannot record the giveback in the own mailbox: %s",
-			    strerror(-rc));
-			enter(h, in, out, h->state, HA_PH_FAILED);
+		if (failed(h, in, out, rc, "cannot record the giveback in the own mailbox"))
 			break;
-		}
 		fmt(h->reason, "own volumes given back (gen %llu)",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);

@@ -8,12 +8,17 @@
  *   3. reads the partner's mailbox and keeps the evidence of its silence.
  * Requests from the loop (sync, check, mark) wake it at once; their answers
  * and the fresh views go back through an eventfd.
+ *
+ * Threads: requests, answers and the views live under mu; the I/O lease is
+ * an atomic that any thread reads without a lock; the file descriptors and
+ * buffers are the thread's alone once it runs.
  */
 #define LOG_MODULE "mbox"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/list.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -36,20 +42,20 @@ enum req_kind {
 };
 
 struct req {
-	struct req *next;
+	struct slist_node node; /* in pending, then done */
 	enum req_kind kind;
 	uint64_t gen;
 	bool set;
-	mbox_done_cb done;
-	mbox_mark_cb mark_cb;
+	monitor_done_cb done;
+	monitor_mark_cb mark_cb;
 	void *arg;
 	int rc;
 	struct monitor_mark mark;
 };
 
-struct mbox {
+struct monitor_mbox {
 	struct loop *loop;
-	char node[CONFIG_ID_MAX];
+	char node[MONITOR_ID_MAX];
 	char own_path[PATH_MAX];
 	char partner_path[PATH_MAX];
 	bool has_partner;
@@ -72,13 +78,13 @@ struct mbox {
 	pthread_cond_t cv;
 	/* Under mu. */
 	bool stop;
-	struct req *pending, **pending_tail;
-	struct req *done, **done_tail;
+	struct slist pending; /* struct req, from the loop to the thread */
+	struct slist done;    /* struct req, answered, back to the loop */
 	enum ha_state state;
 	enum ha_mirror mirror;
 	uint64_t acked_gen;
-	struct mbox_own_view own;
-	struct mbox_partner_view partner;
+	struct monitor_mbox_own_view own;
+	struct monitor_mbox_partner_view partner;
 
 	/* Thread only. */
 	bool booted;
@@ -90,7 +96,7 @@ struct mbox {
 	uint8_t partner_last[MONITOR_REC_SIZE];
 
 	_Atomic uint64_t lease_until; /* boottime ns */
-	_Atomic uint64_t drop_at;     /* boottime ns of the last mbox_lease_drop() */
+	_Atomic uint64_t drop_at;     /* boottime ns of the last monitor_mbox_lease_drop() */
 
 	int efd;
 	struct loop_io eio;
@@ -146,7 +152,7 @@ static int write_sector(int fd, const uint8_t *buf, unsigned sector)
 	return n == (ssize_t)MONITOR_SECTOR ? 0 : -EIO;
 }
 
-static void post_loop(struct mbox *mb)
+static void post_loop(struct monitor_mbox *mb)
 {
 	uint64_t one = 1;
 	ssize_t n = write(mb->efd, &one, sizeof(one));
@@ -156,14 +162,14 @@ static void post_loop(struct mbox *mb)
 
 /* ---- the thread ---- */
 
-static bool loop_alive(const struct mbox *mb)
+static bool loop_alive(const struct monitor_mbox *mb)
 {
 	uint64_t last = loop_last_turn_ns(mb->loop), now = now_ns();
 
 	return now < last || now - last < mb->lease_ns;
 }
 
-static int cycle_write(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
+static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
 		       uint64_t acked_gen)
 {
 	struct monitor_alive a = {
@@ -192,7 +198,7 @@ static int cycle_write(struct mbox *mb, enum ha_state state, enum ha_mirror mirr
 
 /* Read the own mailbox: renew or drop the lease, note a mark or a second
  * writer. @p own is filled for publication. */
-static void cycle_read_own(struct mbox *mb, struct mbox_own_view *own)
+static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
 	uint64_t t0 = monitor_boottime_ns();
 	struct monitor_alive a;
@@ -226,7 +232,7 @@ static void cycle_read_own(struct mbox *mb, struct mbox_own_view *own)
 /* Read the partner's mailbox. Its records carry a counter, so the same
  * bytes read at t1 and t2 prove no write landed in between: that interval
  * is the evidence of silence. A failed or torn read proves nothing. */
-static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
+static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *p)
 {
 	uint64_t t0, t1;
 	int rc;
@@ -270,7 +276,7 @@ static void cycle_read_partner(struct mbox *mb, struct mbox_partner_view *p)
 	p->rc = rc;
 }
 
-static int mark_write(struct mbox *mb, uint64_t gen, bool set)
+static int mark_write(struct monitor_mbox *mb, uint64_t gen, bool set)
 {
 	struct monitor_mark m = {.gen = gen, .set = set};
 	struct timespec ts;
@@ -292,7 +298,7 @@ static int mark_write(struct mbox *mb, uint64_t gen, bool set)
 /* First cycle: learn the boot generation and whether we were taken over,
  * before anything is written. Until it succeeds nothing is written and no
  * lease is granted. */
-static void cycle_boot(struct mbox *mb, struct mbox_own_view *own)
+static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
 	struct monitor_alive a;
 	int rc = read_sectors(mb->own_fd, mb->rbuf);
@@ -323,17 +329,22 @@ static void cycle_boot(struct mbox *mb, struct mbox_own_view *own)
 	mb->booted = true;
 }
 
-static void append(struct req ***tail, struct req *r)
+static struct req *req_at(struct slist_node *n)
 {
-	r->next = NULL;
-	**tail = r;
-	*tail = &r->next;
+	return n ? slist_entry(n, struct req, node) : NULL;
 }
 
-static void answer(struct mbox *mb, struct req *reqs, const struct mbox_own_view *own,
-		   const struct mbox_partner_view *partner, int wrc)
+/* Iterate over a struct slist of struct req; the body must not unlink. */
+#define req_for_each(r, q) for ((r) = req_at((q)->head); (r); (r) = req_at((r)->node.next))
+
+static void answer(struct monitor_mbox *mb, const struct slist *reqs,
+		   const struct monitor_mbox_own_view *own,
+		   const struct monitor_mbox_partner_view *partner, int wrc)
 {
-	for (struct req *r = reqs; r; r = r->next) {
+	struct req *r;
+
+	req_for_each(r, reqs)
+	{
 		switch (r->kind) {
 		case REQ_BOOT:
 		case REQ_CHECK:
@@ -362,30 +373,29 @@ static void answer(struct mbox *mb, struct req *reqs, const struct mbox_own_view
 
 static void *thread_main(void *arg)
 {
-	struct mbox *mb = arg;
+	struct monitor_mbox *mb = arg;
 	uint64_t next = now_ns();
 
 	pthread_mutex_lock(&mb->mu);
 	while (!mb->stop) {
-		struct req *reqs, *r, *next_r;
-		struct mbox_own_view own;
-		struct mbox_partner_view partner;
+		struct slist reqs = SLIST_INIT(reqs);
+		struct req *r;
+		struct monitor_mbox_own_view own;
+		struct monitor_mbox_partner_view partner;
 		enum ha_state state;
 		enum ha_mirror mirror;
 		uint64_t acked;
 		bool due, sync = false;
 		int wrc = 0;
 
-		if (!mb->pending) {
+		if (slist_empty(&mb->pending)) {
 			struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull),
 					      .tv_nsec = (long)(next % 1000000000ull)};
 			pthread_cond_timedwait(&mb->cv, &mb->mu, &ts);
 			if (mb->stop)
 				break;
 		}
-		reqs = mb->pending;
-		mb->pending = NULL;
-		mb->pending_tail = &mb->pending;
+		slist_splice_tail(&reqs, &mb->pending);
 		own = mb->own;
 		partner = mb->partner;
 		pthread_mutex_unlock(&mb->mu);
@@ -404,8 +414,10 @@ static void *thread_main(void *arg)
 			mirror = mb->mirror;
 			acked = mb->acked_gen;
 			pthread_mutex_unlock(&mb->mu);
-			for (r = reqs; r; r = r->next)
+			req_for_each(r, &reqs)
+			{
 				sync |= r->kind == REQ_SYNC;
+			}
 			if ((due && loop_alive(mb)) || sync) {
 				wrc = cycle_write(mb, state, mirror, acked);
 				if (wrc < 0)
@@ -417,21 +429,20 @@ static void *thread_main(void *arg)
 			cycle_read_own(mb, &own);
 			if (wrc < 0 && own.rc == 0)
 				own.rc = wrc;
-			for (r = reqs; r; r = r->next)
+			req_for_each(r, &reqs)
+			{
 				if (r->kind == REQ_MARK)
 					r->rc = mark_write(mb, r->gen, r->set);
+			}
 			if (mb->has_partner)
 				cycle_read_partner(mb, &partner);
 		}
-		answer(mb, reqs, &own, &partner, wrc);
+		answer(mb, &reqs, &own, &partner, wrc);
 
 		pthread_mutex_lock(&mb->mu);
 		mb->own = own;
 		mb->partner = partner;
-		for (r = reqs; r; r = next_r) {
-			next_r = r->next;
-			append(&mb->done_tail, r);
-		}
+		slist_splice_tail(&mb->done, &reqs);
 		post_loop(mb);
 	}
 	pthread_mutex_unlock(&mb->mu);
@@ -442,20 +453,20 @@ static void *thread_main(void *arg)
 
 static void deliver(struct loop_io *io, uint32_t events)
 {
-	struct mbox *mb = io->arg;
-	struct req *r, *next;
+	struct monitor_mbox *mb = io->arg;
+	struct slist q = SLIST_INIT(q);
+	struct slist_node *qn;
 	uint64_t v;
 	ssize_t n = read(mb->efd, &v, sizeof(v));
 
 	(void)n;
 	(void)events;
 	pthread_mutex_lock(&mb->mu);
-	r = mb->done;
-	mb->done = NULL;
-	mb->done_tail = &mb->done;
+	slist_splice_tail(&q, &mb->done);
 	pthread_mutex_unlock(&mb->mu);
-	for (; r; r = next) {
-		next = r->next;
+	while ((qn = slist_pop_head(&q))) {
+		struct req *r = req_at(qn);
+
 		if (r->kind == REQ_BOOT || r->kind == REQ_CHECK) {
 			if (r->mark_cb)
 				r->mark_cb(r->arg, r->rc, r->mark.gen ? &r->mark : NULL);
@@ -468,7 +479,7 @@ static void deliver(struct loop_io *io, uint32_t events)
 		mb->on_cycle(mb->cycle_arg);
 }
 
-static int submit(struct mbox *mb, struct req *r)
+static int submit(struct monitor_mbox *mb, struct req *r)
 {
 	pthread_mutex_lock(&mb->mu);
 	if (mb->stop) {
@@ -476,7 +487,7 @@ static int submit(struct mbox *mb, struct req *r)
 		free(r);
 		return -ESHUTDOWN;
 	}
-	append(&mb->pending_tail, r);
+	slist_push_tail(&mb->pending, &r->node);
 	pthread_cond_signal(&mb->cv);
 	pthread_mutex_unlock(&mb->mu);
 	return 0;
@@ -491,9 +502,9 @@ static struct req *new_req(enum req_kind kind)
 	return r;
 }
 
-int mbox_open(const struct mbox_opts *o, struct mbox **out)
+int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **out)
 {
-	struct mbox *mb = calloc(1, sizeof(*mb));
+	struct monitor_mbox *mb = calloc(1, sizeof(*mb));
 	pthread_condattr_t ca;
 	struct stat st;
 	int rc;
@@ -513,12 +524,12 @@ int mbox_open(const struct mbox_opts *o, struct mbox **out)
 	if (mb->has_partner)
 		snprintf(mb->partner_path, sizeof(mb->partner_path), "%.*s/%s", PATH_MAX - 16,
 			 o->partner_shelf, MONITOR_MBOX_NAME);
-	mb->interval_ns = (uint64_t)(o->interval_ms ? o->interval_ms : 50) * 1000000ull;
+	mb->interval_ns = (uint64_t)(o->mailbox_ms ? o->mailbox_ms : 50) * 1000000ull;
 	mb->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : 100) * 1000000ull;
 	mb->on_cycle = o->on_cycle;
 	mb->cycle_arg = o->arg;
-	mb->pending_tail = &mb->pending;
-	mb->done_tail = &mb->done;
+	slist_init(&mb->pending);
+	slist_init(&mb->done);
 	mb->state = HA_UP;
 	mb->partner.rc = -ENODATA;
 	pthread_mutex_init(&mb->mu, NULL);
@@ -559,7 +570,7 @@ int mbox_open(const struct mbox_opts *o, struct mbox **out)
 	return 0;
 
 err:
-	mbox_close(mb);
+	monitor_mbox_close(mb);
 	return rc;
 }
 
@@ -576,7 +587,7 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -rc;
 }
 
-int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
+int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *arg)
 {
 	struct req *boot = new_req(REQ_BOOT);
 	int rc;
@@ -585,7 +596,7 @@ int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
 		return -ENOMEM;
 	boot->mark_cb = boot_cb;
 	boot->arg = arg;
-	append(&mb->pending_tail, boot);
+	slist_push_tail(&mb->pending, &boot->node);
 	rc = start_thread(&mb->thread, thread_main, mb);
 	if (rc < 0) {
 		LOG_ERROR("mailbox thread: %s", strerror(-rc));
@@ -595,9 +606,9 @@ int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg)
 	return 0;
 }
 
-void mbox_close(struct mbox *mb)
+void monitor_mbox_close(struct monitor_mbox *mb)
 {
-	struct req *r, *next;
+	struct slist_node *n;
 
 	if (!mb)
 		return;
@@ -609,14 +620,10 @@ void mbox_close(struct mbox *mb)
 		pthread_join(mb->thread, NULL);
 	}
 	/* Requests never answered are dropped with the mailbox. */
-	for (r = mb->pending; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	for (r = mb->done; r; r = next) {
-		next = r->next;
-		free(r);
-	}
+	while ((n = slist_pop_head(&mb->pending)))
+		free(req_at(n));
+	while ((n = slist_pop_head(&mb->done)))
+		free(req_at(n));
 	if (mb->efd >= 0) {
 		loop_io_del(mb->loop, &mb->eio);
 		close(mb->efd);
@@ -632,7 +639,8 @@ void mbox_close(struct mbox *mb)
 	free(mb);
 }
 
-void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror, uint64_t acked_gen)
+void monitor_mbox_set_state(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
+			    uint64_t acked_gen)
 {
 	pthread_mutex_lock(&mb->mu);
 	mb->state = state;
@@ -641,7 +649,7 @@ void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
 	pthread_mutex_unlock(&mb->mu);
 }
 
-int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg)
+int monitor_mbox_sync(struct monitor_mbox *mb, monitor_done_cb cb, void *arg)
 {
 	struct req *r = new_req(REQ_SYNC);
 
@@ -652,7 +660,7 @@ int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg)
 	return submit(mb, r);
 }
 
-int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg)
+int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg)
 {
 	struct req *r = new_req(REQ_CHECK);
 
@@ -663,7 +671,8 @@ int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg)
 	return submit(mb, r);
 }
 
-int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, void *arg)
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
+			    void *arg)
 {
 	struct req *r;
 
@@ -679,32 +688,32 @@ int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, vo
 	return submit(mb, r);
 }
 
-void mbox_own(struct mbox *mb, struct mbox_own_view *v)
+void monitor_mbox_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *v)
 {
 	pthread_mutex_lock(&mb->mu);
 	*v = mb->own;
 	pthread_mutex_unlock(&mb->mu);
 }
 
-void mbox_partner(struct mbox *mb, struct mbox_partner_view *v)
+void monitor_mbox_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *v)
 {
 	pthread_mutex_lock(&mb->mu);
 	*v = mb->partner;
 	pthread_mutex_unlock(&mb->mu);
 }
 
-bool mbox_io_allowed(const struct mbox *mb)
+bool monitor_mbox_io_allowed(const struct monitor_mbox *mb)
 {
 	return monitor_boottime_ns() < atomic_load_explicit(&mb->lease_until, memory_order_acquire);
 }
 
-void mbox_lease_drop(struct mbox *mb)
+void monitor_mbox_lease_drop(struct monitor_mbox *mb)
 {
 	atomic_store(&mb->drop_at, monitor_boottime_ns());
 	atomic_store(&mb->lease_until, 0);
 }
 
-bool mbox_direct(const struct mbox *mb)
+bool monitor_mbox_direct(const struct monitor_mbox *mb)
 {
 	return mb->own_direct;
 }

@@ -3,9 +3,14 @@
  * fed with what they observe. Actions that touch storage are the node's
  * (monitor_ops.action); the mailbox actions (mark, clear, acked_gen) are
  * done here.
+ *
+ * The rule: this file decides nothing. Every decision is ha.c's; this file
+ * samples the inputs (sample()), calls the state machine, and performs
+ * its output (exec()), which is the only place actions start. Results of
+ * the mailbox thread and of the node come back through finish().
  */
 #define LOG_MODULE "monitor"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -27,7 +32,7 @@ struct monitor {
 	struct loop *loop;
 	const struct monitor_ops *ops;
 	void *arg;
-	char node[CONFIG_ID_MAX];
+	char node[MONITOR_ID_MAX];
 	bool has_partner;
 	bool has_partner_mailbox;
 	uint64_t hb_ns;	   /* heartbeat interval */
@@ -35,16 +40,16 @@ struct monitor {
 	uint64_t last_send_ns;
 	uint64_t deadline_ns;
 	unsigned n_links;
-	char link_names[MONITOR_MAX_LINKS][CONFIG_ID_MAX];
+	char link_names[MONITOR_MAX_LINKS][MONITOR_ID_MAX];
 	uint32_t watchdog_ms;
 	uint32_t lease_ms;
-	enum watchdog_action watchdog_action;
+	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;
 	bool defer_watchdog;
 	struct ha_config hcfg;
 
-	struct mbox *mb;
-	struct watchdog *wd;
+	struct monitor_mbox *mb;
+	struct monitor_watchdog *wd;
 	struct ha ha;
 	bool booted;
 
@@ -80,7 +85,7 @@ static void exec(struct monitor *m, const struct ha_output *out);
 static void sample(struct monitor *m, struct ha_inputs *in)
 {
 	uint64_t now = now_ns();
-	struct mbox_partner_view pv;
+	struct monitor_mbox_partner_view pv;
 
 	memset(in, 0, sizeof(*in));
 	in->now_ms = now / NS_PER_MS;
@@ -90,7 +95,7 @@ static void sample(struct monitor *m, struct ha_inputs *in)
 		    m->links[i].have ? (now - m->links[i].change_ns) / NS_PER_MS : HA_NEVER;
 	in->hb_valid = m->hb_valid;
 	in->hb = m->hb;
-	mbox_partner(m->mb, &pv);
+	monitor_mbox_partner(m->mb, &pv);
 	in->mbox_rc = m->has_partner_mailbox ? pv.rc : -ENOTCONN;
 	in->mbox_seen = pv.seen;
 	in->mbox = pv.rec;
@@ -135,7 +140,7 @@ static void read_slots(struct monitor *m, uint64_t now)
 
 static void send_heartbeats(struct monitor *m)
 {
-	struct mbox_own_view ov;
+	struct monitor_mbox_own_view ov;
 	struct monitor_alive a = {
 	    .counter = ++m->hb_counter,
 	    .acked_gen = m->ha.acked_gen,
@@ -145,7 +150,7 @@ static void send_heartbeats(struct monitor *m)
 
 	if (!m->ops->hb_send || !m->n_links)
 		return;
-	mbox_own(m->mb, &ov);
+	monitor_mbox_own(m->mb, &ov);
 	a.boot_gen = ov.boot_gen;
 	snprintf(a.node, sizeof(a.node), "%s", m->node);
 	monitor_alive_encode(&a, MONITOR_REC_HEARTBEAT, m->hb_out);
@@ -210,59 +215,56 @@ static void step(struct monitor *m)
 		return;
 	check_late(m, now_ns());
 	sample(m, &in);
-	ha_step(&m->ha, &in, &out);
+	monitor_ha_step(&m->ha, &in, &out);
 	exec(m, &out);
 	/* The fence wait ends with a read of the partner's mailbox that starts
 	 * after it: ask for one now rather than wait for the next cycle. */
 	if (m->ha.state == HA_TAKEOVER && m->ha.phase == HA_PH_FENCE_WAIT &&
 	    in.now_ms >= m->ha.phase_until_ms && !m->fresh_read_asked) {
 		m->fresh_read_asked = true;
-		mbox_check(m->mb, NULL, NULL);
+		monitor_mbox_check(m->mb, NULL, NULL);
 	}
+}
+
+/* An action finished: tell the state machine, then do what it asks next. */
+static void finish(struct monitor *m, enum ha_action act, int rc)
+{
+	struct ha_inputs in;
+	struct ha_output out;
+
+	sample(m, &in);
+	monitor_ha_done(&m->ha, act, rc, &in, &out);
+	exec(m, &out);
 }
 
 static void done_mark(void *arg, int rc)
 {
 	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
 
 	if (rc < 0)
 		LOG_ERROR("takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
 			  strerror(-rc));
-	sample(m, &in);
-	ha_done(&m->ha, HA_ACT_WRITE_MARK, rc, &in, &out);
-	exec(m, &out);
+	finish(m, HA_ACT_WRITE_MARK, rc);
 }
 
 static void done_clear(void *arg, int rc)
 {
 	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
 
 	if (rc < 0)
 		LOG_ERROR("clearing takeover mark gen %llu: %s", (unsigned long long)m->ha.mark_gen,
 			  strerror(-rc));
-	sample(m, &in);
-	ha_done(&m->ha, HA_ACT_CLEAR_MARK, rc, &in, &out);
-	exec(m, &out);
+	finish(m, HA_ACT_CLEAR_MARK, rc);
 }
 
 static void done_persist(void *arg, int rc)
 {
-	struct monitor *m = arg;
-	struct ha_inputs in;
-	struct ha_output out;
-
-	sample(m, &in);
-	ha_done(&m->ha, HA_ACT_PERSIST_ACK, rc, &in, &out);
-	exec(m, &out);
+	finish(arg, HA_ACT_PERSIST_ACK, rc);
 }
 
 static void publish(struct monitor *m)
 {
-	mbox_set_state(m->mb, m->ha.state, m->own_mirror, m->ha.acked_gen);
+	monitor_mbox_set_state(m->mb, m->ha.state, m->own_mirror, m->ha.acked_gen);
 }
 
 static const enum ha_action node_actions[] = {
@@ -278,8 +280,8 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 	int rc;
 
 	if (out.changed) {
-		LOG_INFO("ha: %s/%s: %s", ha_state_name(m->ha.state), ha_phase_name(m->ha.phase),
-			 m->ha.reason);
+		LOG_INFO("ha: %s/%s: %s", monitor_ha_state_name(m->ha.state),
+			 monitor_ha_phase_name(m->ha.phase), m->ha.reason);
 		if (m->ha.phase != HA_PH_FENCE_WAIT)
 			m->fresh_read_asked = false;
 		if (m->ha.phase == HA_PH_REPLAYING || m->ha.phase == HA_PH_DRAINING)
@@ -296,25 +298,25 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 	if (out.actions & HA_ACT_WRITE_MARK) {
 		LOG_WARN("writing takeover mark gen %llu into the partner's mailbox",
 			 (unsigned long long)out.mark_gen);
-		rc = mbox_write_mark(m->mb, out.mark_gen, true, done_mark, m);
+		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, true, done_mark, m);
 		if (rc < 0)
 			done_mark(m, rc);
 	}
 	if (out.actions & HA_ACT_CLEAR_MARK) {
-		rc = mbox_write_mark(m->mb, out.mark_gen, false, done_clear, m);
+		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, false, done_clear, m);
 		if (rc < 0)
 			done_clear(m, rc);
 	}
 	if (out.actions & HA_ACT_PERSIST_ACK) {
 		publish(m);
-		rc = mbox_sync(m->mb, done_persist, m);
+		rc = monitor_mbox_sync(m->mb, done_persist, m);
 		if (rc < 0)
 			done_persist(m, rc);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(node_actions); i++) {
 		if (!(out.actions & node_actions[i]))
 			continue;
-		LOG_INFO("ha action: %s (gen %llu)", ha_action_name(node_actions[i]),
+		LOG_INFO("ha action: %s (gen %llu)", monitor_ha_action_name(node_actions[i]),
 			 (unsigned long long)out.mark_gen);
 		if (m->ops->action)
 			m->ops->action(m->arg, node_actions[i], out.mark_gen);
@@ -328,9 +330,9 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 static void on_cycle(void *arg)
 {
 	struct monitor *m = arg;
-	struct mbox_own_view ov;
+	struct monitor_mbox_own_view ov;
 
-	mbox_own(m->mb, &ov);
+	monitor_mbox_own(m->mb, &ov);
 	if (ov.rc == 0) {
 		/* Only a good read changes what we believe about our own mark. */
 		bool mark = ov.mark_valid && ov.mark.set;
@@ -342,7 +344,7 @@ static void on_cycle(void *arg)
 			m->own_mark_gen = ov.mark.gen;
 		m->own_conflict = ov.conflict;
 	}
-	if (m->io_waiting && mbox_io_allowed(m->mb)) {
+	if (m->io_waiting && monitor_mbox_io_allowed(m->mb)) {
 		m->io_waiting = false;
 		m->check_pending = false;
 		if (m->ops->io_resume)
@@ -355,12 +357,12 @@ static void on_jump(void *arg, uint64_t stopped_ms)
 {
 	struct monitor *m = arg;
 
-	mbox_lease_drop(m->mb);
+	monitor_mbox_lease_drop(m->mb);
 	m->io_waiting = true;
 	if (m->ops->fence_check)
 		m->ops->fence_check(m->arg, stopped_ms);
 	m->check_pending = true;
-	mbox_check(m->mb, NULL, NULL);
+	monitor_mbox_check(m->mb, NULL, NULL);
 }
 
 static void boot_checked(void *arg, int rc, const struct monitor_mark *mark);
@@ -369,7 +371,7 @@ static void on_boot_retry(struct loop_timer *t)
 {
 	struct monitor *m = t->arg;
 
-	if (mbox_check(m->mb, boot_checked, m) < 0)
+	if (monitor_mbox_check(m->mb, boot_checked, m) < 0)
 		loop_timer_arm(m->loop, &m->boot_retry, 1000 * NS_PER_MS);
 }
 
@@ -379,7 +381,7 @@ static void on_boot_retry(struct loop_timer *t)
 static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 {
 	struct monitor *m = arg;
-	struct mbox_own_view ov;
+	struct monitor_mbox_own_view ov;
 	bool taken;
 	uint64_t acked;
 
@@ -389,12 +391,12 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 		loop_timer_arm(m->loop, &m->boot_retry, 1000 * NS_PER_MS);
 		return;
 	}
-	mbox_own(m->mb, &ov);
+	monitor_mbox_own(m->mb, &ov);
 	acked = ov.boot_acked_gen;
 	taken = mark && (mark->set || mark->gen > acked);
 	m->own_mark = mark && mark->set;
 	m->own_mark_gen = mark ? mark->gen : 0;
-	ha_init(&m->ha, &m->hcfg, now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0, acked);
+	monitor_ha_init(&m->ha, &m->hcfg, now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0, acked);
 	m->booted = true;
 	publish(m);
 	if (taken)
@@ -411,11 +413,33 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 
 /* ---- public ---- */
 
+/* The defaults are those of an empty [monitor] section (docs/FAILOVER.md,
+ * "Settings"), so that a test and a node without settings agree. */
+void monitor_opts_init(struct monitor_opts *o)
+{
+	*o = (struct monitor_opts){
+	    .heartbeat_ms = 20,
+	    .deadline_ms = 150,
+	    .mailbox_ms = 25,
+	    .mailbox_deadline_ms = 100,
+	    .lease_ms = 100,
+	    .fence_margin_ms = 50,
+	    .watchdog_ms = 1000,
+	    .auto_giveback = false,
+	    .giveback_delay_ms = 5000,
+	    .watchdog_action = MONITOR_WATCHDOG_EXIT,
+	};
+}
+
+static bool is_set(const char *s)
+{
+	return s && *s;
+}
+
 int monitor_create(const struct monitor_opts *o, struct monitor **out)
 {
-	const struct duet_config *c = o->cfg;
 	struct monitor *m = calloc(1, sizeof(*m));
-	struct mbox_opts mo;
+	struct monitor_mbox_opts mo;
 	int rc;
 
 	if (!m)
@@ -423,28 +447,29 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	m->loop = o->loop;
 	m->ops = o->ops;
 	m->arg = o->arg;
-	snprintf(m->node, sizeof(m->node), "%s", c->node.id);
-	m->has_partner = c->ic.partner[0] != 0;
-	m->has_partner_mailbox = c->monitor.partner_shelf[0] != 0;
-	m->hb_ns = c->monitor.heartbeat_ms * NS_PER_MS;
+	snprintf(m->node, sizeof(m->node), "%s", o->node_id);
+	m->has_partner = is_set(o->partner_id);
+	m->has_partner_mailbox = is_set(o->partner_shelf);
+	m->hb_ns = o->heartbeat_ms * NS_PER_MS;
 	m->watch_ns = MAX(m->hb_ns / 4, NS_PER_MS);
-	m->deadline_ns = c->monitor.deadline_ms * NS_PER_MS;
-	m->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
+	m->deadline_ns = o->deadline_ms * NS_PER_MS;
+	m->n_links = MIN(o->n_links, MONITOR_MAX_LINKS);
 	for (unsigned i = 0; i < m->n_links; i++)
-		snprintf(m->link_names[i], CONFIG_ID_MAX, "%s", c->ic.links[i].name);
-	m->watchdog_ms = (uint32_t)c->monitor.watchdog_ms;
-	m->lease_ms = (uint32_t)c->monitor.lease_ms;
+		snprintf(m->link_names[i], MONITOR_ID_MAX, "%s",
+			 o->link_names[i] ? o->link_names[i] : "");
+	m->watchdog_ms = (uint32_t)o->watchdog_ms;
+	m->lease_ms = (uint32_t)o->lease_ms;
 	m->watchdog_action = o->watchdog_action;
 	m->no_watchdog = o->no_watchdog;
 	m->defer_watchdog = o->defer_watchdog;
 	m->hcfg = (struct ha_config){
 	    .has_partner = m->has_partner,
 	    .has_partner_mailbox = m->has_partner_mailbox,
-	    .deadline_ms = c->monitor.deadline_ms,
-	    .mailbox_deadline_ms = c->monitor.mailbox_deadline_ms,
-	    .fence_wait_ms = c->monitor.lease_ms + c->monitor.fence_margin_ms,
-	    .auto_giveback = c->monitor.auto_giveback == CONFIG_ON,
-	    .giveback_delay_ms = c->monitor.giveback_delay_ms,
+	    .deadline_ms = o->deadline_ms,
+	    .mailbox_deadline_ms = o->mailbox_deadline_ms,
+	    .fence_wait_ms = o->lease_ms + o->fence_margin_ms,
+	    .auto_giveback = o->auto_giveback,
+	    .giveback_delay_ms = o->giveback_delay_ms,
 	};
 	m->partner_copy = HA_MIRROR_OFF;
 	m->own_mirror = HA_MIRROR_OFF;
@@ -457,17 +482,17 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 		return -ENOMEM;
 	}
 	memset(m->region, 0, MAX(m->n_links, 1u) * (size_t)MONITOR_REC_SIZE);
-	mo = (struct mbox_opts){
+	mo = (struct monitor_mbox_opts){
 	    .loop = o->loop,
-	    .node_id = c->node.id,
-	    .shelf = c->node.shelf,
-	    .partner_shelf = c->monitor.partner_shelf,
-	    .interval_ms = (uint32_t)c->monitor.mailbox_ms,
-	    .lease_ms = (uint32_t)c->monitor.lease_ms,
+	    .node_id = o->node_id,
+	    .shelf = o->shelf,
+	    .partner_shelf = o->partner_shelf,
+	    .mailbox_ms = (uint32_t)o->mailbox_ms,
+	    .lease_ms = (uint32_t)o->lease_ms,
 	    .on_cycle = on_cycle,
 	    .arg = m,
 	};
-	rc = mbox_open(&mo, &m->mb);
+	rc = monitor_mbox_open(&mo, &m->mb);
 	if (rc < 0) {
 		free(m->region);
 		free(m);
@@ -481,9 +506,9 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 
 int monitor_start_watchdog(struct monitor *m)
 {
-	struct watchdog_opts wo = {
+	struct monitor_watchdog_opts wo = {
 	    .loop = m->loop,
-	    .timeout_ms = m->watchdog_ms,
+	    .watchdog_ms = m->watchdog_ms,
 	    .jump_ms = MAX(m->lease_ms / 2, 10u),
 	    .action = m->watchdog_action,
 	    .on_jump = on_jump,
@@ -492,7 +517,7 @@ int monitor_start_watchdog(struct monitor *m)
 
 	if (m->no_watchdog || m->wd)
 		return 0;
-	return watchdog_start(&wo, &m->wd);
+	return monitor_watchdog_start(&wo, &m->wd);
 }
 
 int monitor_start(struct monitor *m)
@@ -504,15 +529,15 @@ int monitor_start(struct monitor *m)
 		if (rc < 0)
 			return rc;
 	}
-	return mbox_start(m->mb, boot_checked, m);
+	return monitor_mbox_start(m->mb, boot_checked, m);
 }
 
 void monitor_destroy(struct monitor *m)
 {
 	if (!m)
 		return;
-	watchdog_stop(m->wd);
-	mbox_close(m->mb);
+	monitor_watchdog_stop(m->wd);
+	monitor_mbox_close(m->mb);
 	loop_timer_cancel(m->loop, &m->tick);
 	loop_timer_cancel(m->loop, &m->wake);
 	loop_timer_cancel(m->loop, &m->boot_retry);
@@ -522,7 +547,7 @@ void monitor_destroy(struct monitor *m)
 
 bool monitor_io_allowed(const struct monitor *m)
 {
-	return mbox_io_allowed(m->mb);
+	return monitor_mbox_io_allowed(m->mb);
 }
 
 void monitor_io_wait(struct monitor *m)
@@ -530,7 +555,7 @@ void monitor_io_wait(struct monitor *m)
 	m->io_waiting = true;
 	if (!m->check_pending) {
 		m->check_pending = true;
-		mbox_check(m->mb, NULL, NULL);
+		monitor_mbox_check(m->mb, NULL, NULL);
 	}
 }
 
@@ -539,11 +564,11 @@ void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy)
 	m->partner_copy = partner_copy;
 }
 
-int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, mbox_done_cb cb, void *arg)
+int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, monitor_done_cb cb, void *arg)
 {
 	m->own_mirror = own;
 	publish(m);
-	return mbox_sync(m->mb, cb, arg);
+	return monitor_mbox_sync(m->mb, cb, arg);
 }
 
 void monitor_hb_region(struct monitor *m, void **base, size_t *len)
@@ -561,14 +586,9 @@ void monitor_hb_receive(struct monitor *m, unsigned link, const void *rec, size_
 
 void monitor_action_done(struct monitor *m, enum ha_action act, int rc)
 {
-	struct ha_inputs in;
-	struct ha_output out;
-
 	if (rc < 0)
-		LOG_ERROR("ha action %s: %s", ha_action_name(act), strerror(-rc));
-	sample(m, &in);
-	ha_done(&m->ha, act, rc, &in, &out);
-	exec(m, &out);
+		LOG_ERROR("ha action %s: %s", monitor_ha_action_name(act), strerror(-rc));
+	finish(m, act, rc);
 }
 
 void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes)
@@ -577,7 +597,12 @@ void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_byt
 	m->progress_total = total_bytes;
 }
 
-int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
+typedef int (*ha_command_fn)(struct ha *h, const struct ha_inputs *in, bool force,
+			     struct ha_output *out, char *err, size_t errlen);
+
+/* An operator command: refused while booting (the state machine starts
+ * with the boot check), else decided by the state machine on fresh inputs. */
+static int command(struct monitor *m, ha_command_fn fn, bool force, char *err, size_t errlen)
 {
 	struct ha_inputs in;
 	struct ha_output out;
@@ -588,27 +613,20 @@ int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
 		return -EAGAIN;
 	}
 	sample(m, &in);
-	rc = ha_takeover(&m->ha, &in, force, &out, err, errlen);
+	rc = fn(&m->ha, &in, force, &out, err, errlen);
 	if (rc == 0)
 		exec(m, &out);
 	return rc;
 }
 
+int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen)
+{
+	return command(m, monitor_ha_takeover, force, err, errlen);
+}
+
 int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen)
 {
-	struct ha_inputs in;
-	struct ha_output out;
-	int rc;
-
-	if (!m->booted) {
-		snprintf(err, errlen, "the monitor is still booting");
-		return -EAGAIN;
-	}
-	sample(m, &in);
-	rc = ha_giveback(&m->ha, &in, force, &out, err, errlen);
-	if (rc == 0)
-		exec(m, &out);
-	return rc;
+	return command(m, monitor_ha_giveback, force, err, errlen);
 }
 
 const struct ha *monitor_ha(const struct monitor *m)
@@ -619,7 +637,7 @@ const struct ha *monitor_ha(const struct monitor *m)
 void monitor_status_json(struct monitor *m, struct json_object *ha)
 {
 	struct ha_inputs in;
-	struct mbox_own_view ov;
+	struct monitor_mbox_own_view ov;
 	struct json_object *last = json_object_new_object();
 	struct json_object *partner = json_object_new_object();
 	struct json_object *links = json_object_new_array();
@@ -628,12 +646,13 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	uint64_t now = now_ns();
 
 	sample(m, &in);
-	mbox_own(m->mb, &ov);
+	monitor_mbox_own(m->mb, &ov);
 	json_object_object_add(
-	    ha, "state", json_object_new_string(m->booted ? ha_state_name(m->ha.state) : "up"));
+	    ha, "state",
+	    json_object_new_string(m->booted ? monitor_ha_state_name(m->ha.state) : "up"));
 	json_object_object_add(
 	    ha, "phase",
-	    json_object_new_string(m->booted ? ha_phase_name(m->ha.phase) : "booting"));
+	    json_object_new_string(m->booted ? monitor_ha_phase_name(m->ha.phase) : "booting"));
 	json_object_object_add(ha, "takeover_possible",
 			       json_object_new_boolean(m->booted && m->ha.takeover_possible));
 	json_object_object_add(
@@ -642,7 +661,7 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	jobj_add_age(last, "age_ms", m->booted ? in.now_ms - m->ha.since_ms : HA_NEVER, HA_NEVER);
 	json_object_object_add(ha, "last_change", last);
 	json_object_object_add(partner, "state",
-			       json_object_new_string(ha_partner_name(m->ha.partner)));
+			       json_object_new_string(monitor_ha_partner_name(m->ha.partner)));
 	json_object_object_add(partner, "detail", json_object_new_string(m->ha.partner_why));
 	json_object_object_add(ha, "partner", partner);
 	for (unsigned i = 0; i < m->n_links; i++) {
@@ -656,7 +675,8 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 		     ov.last_write_ns ? (now - ov.last_write_ns) / NS_PER_MS : HA_NEVER, HA_NEVER);
 	json_object_object_add(mbox, "own",
 			       json_object_new_string(ov.rc < 0 ? strerror(-ov.rc) : "ok"));
-	json_object_object_add(mbox, "direct_io", json_object_new_boolean(mbox_direct(m->mb)));
+	json_object_object_add(mbox, "direct_io",
+			       json_object_new_boolean(monitor_mbox_direct(m->mb)));
 	json_object_object_add(mbox, "partner",
 			       json_object_new_string(!m->has_partner_mailbox ? "not configured"
 						      : in.mbox_rc < 0 ? strerror(-in.mbox_rc)

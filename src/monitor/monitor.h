@@ -1,28 +1,20 @@
 /**
  * @file monitor.h
- * The failover monitor: heartbeats, the mailbox (split-brain guard), the
- * watchdog, the I/O lease (fencing of a hung or stopped node), and the HA
- * state machine that decides takeover and giveback.
+ * The failover monitor, as the node sees it: heartbeats, the mailbox
+ * (split-brain guard), the watchdog, the I/O lease (fencing of a hung or
+ * stopped node), and the HA state machine that decides takeover and
+ * giveback, all behind one struct monitor on the node's reactor.
  *
- * Four layers, each usable alone (docs/FAILOVER.md gives the design and
- * every timing):
+ * The monitor takes only its own options (struct monitor_opts, defaults
+ * from monitor_opts_init()); it never reads the configuration file. It
+ * calls the node through struct monitor_ops, always on the loop thread,
+ * and the node reports every action with monitor_action_done().
+ * Heartbeats plug in through monitor_hb_region() (the memory the CCM
+ * registers for the partner's one-sided writes) and monitor_ops.hb_send
+ * (one write per link). docs/FAILOVER.md gives the design and every timing.
  *
- *  - records: the on-disk and on-wire formats (mailbox sectors, heartbeat
- *    slots), each with a CRC32C so a torn write is seen, never trusted.
- *  - mbox: the mailbox file in each shelf, driven by a small thread with
- *    its own timer (an O_DSYNC write may take milliseconds; the reactor
- *    never waits on it). It publishes this node's liveness record, watches
- *    the partner's, writes and clears takeover marks, and grants the I/O
- *    lease: shelf I/O is allowed only until lease_ms after the start of the
- *    last read of the own mailbox that found no takeover mark.
- *  - watchdog: a thread that ends the process when the reactor stalls past
- *    watchdog_ms, and that tells a stalled loop from a stopped process.
- *  - ha: the state machine, pure logic with time as an input.
- *
- * struct monitor wires them to a reactor and to the node through
- * struct monitor_ops. Heartbeats plug in through monitor_hb_region() (the
- * memory the CCM registers for the partner's one-sided writes) and
- * monitor_ops.hb_send (one write per link).
+ * The parts inside (records, mailbox thread, watchdog thread, the pure
+ * state machine) and their test-only API are in monitor_int.h.
  */
 #ifndef DUET_MONITOR_MONITOR_H
 #define DUET_MONITOR_MONITOR_H
@@ -31,24 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "common/loop.h"
 
 struct json_object;
+struct ha; /* the state machine (monitor_int.h) */
 
-/* ------------------------------------------------------------------------ */
-/** @name HA and mirror states (shared by records, the state machine, status) */
-/**@{*/
+#define MONITOR_ID_MAX	  16u /**< node id with its NUL, as stored in records */
+#define MONITOR_MAX_LINKS 8u  /**< interconnect links watched */
+#define MONITOR_REC_SIZE  64u /**< a heartbeat record, one slot per link */
 
-/** HA state of a node, as shown by `duetctl status`. */
-enum ha_state {
-	HA_UP = 0,		 /**< serving its own volumes */
-	HA_TAKEOVER,		 /**< taking over or serving the partner's volumes too */
-	HA_TAKEN_OVER,		 /**< fenced by the partner's takeover mark; serves nothing */
-	HA_WAITING_FOR_GIVEBACK, /**< taken over, back in touch with the partner, ready */
-	HA_GIVING_BACK,		 /**< draining the partner's volumes to hand them back */
-	HA_STATE_COUNT,
-};
+/** Exit status of a process ended by its watchdog (MONITOR_WATCHDOG_EXIT). */
+#define MONITOR_WATCHDOG_STATUS 86
 
 /** State of a mirror: either this node's own writes into the partner
  * (published in records) or the partner's log held here (an HA input). */
@@ -60,189 +45,8 @@ enum ha_mirror {
 	HA_MIRROR_COUNT,
 };
 
-const char *ha_state_name(enum ha_state s);
-const char *ha_mirror_name(enum ha_mirror m);
-
-/**@}*/
-/* ------------------------------------------------------------------------ */
-/** @name Records: mailbox sectors and heartbeat slots */
-/**@{*/
-
-#define MONITOR_REC_SIZE    64u	  /**< encoded size of every record */
-#define MONITOR_SECTOR	    4096u /**< one writer per sector */
-#define MONITOR_MBOX_SIZE   (4u * MONITOR_SECTOR)
-#define MONITOR_MBOX_NAME   "mailbox" /**< SHELF/mailbox */
-#define MONITOR_SECT_ALIVE  0u	      /**< written by the owner only */
-#define MONITOR_SECT_MARK   1u	      /**< written by the partner only */
-#define MONITOR_MAX_LINKS   CONFIG_MAX_LINKS
-#define MONITOR_REC_VERSION 1u
-
-/** Liveness of one node: its mailbox record, and the body of a heartbeat. */
-struct monitor_alive {
-	char node[CONFIG_ID_MAX];
-	uint64_t boot_gen;  /**< +1 at every start of the node */
-	uint64_t counter;   /**< +1 at every record written in this boot */
-	uint64_t time_ns;   /**< writer's CLOCK_REALTIME, for operators only */
-	uint64_t acked_gen; /**< last takeover generation whose giveback this node completed */
-	enum ha_state state;
-	enum ha_mirror mirror; /**< the writer's own mirror (in_sync: every ack is mirrored) */
-};
-
-/** A takeover mark, written into the partner's mailbox by the taker. */
-struct monitor_mark {
-	char taker[CONFIG_ID_MAX];
-	char owner[CONFIG_ID_MAX]; /**< whose mailbox it is */
-	uint64_t gen;		   /**< takeover generation, +1 per takeover */
-	uint64_t time_ns;	   /**< taker's CLOCK_REALTIME */
-	bool set;		   /**< false: cleared at giveback (the record stays) */
-};
-
-enum monitor_rec_kind {
-	MONITOR_REC_ALIVE = 1,
-	MONITOR_REC_MARK = 2,
-	MONITOR_REC_HEARTBEAT = 3,
-};
-
-/** Encode @p a as @p kind (ALIVE or HEARTBEAT) into MONITOR_REC_SIZE bytes. */
-void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind kind, void *buf);
-/**
- * Decode a record of @p kind.
- * @return 0; -ENODATA for an all-zero (never written) record; -EBADMSG for a
- * bad magic or CRC (torn or foreign); -EPROTO for an unknown version;
- * -EINVAL for another kind or an out-of-range field.
- */
-int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct monitor_alive *a);
-void monitor_mark_encode(const struct monitor_mark *m, void *buf);
-int monitor_mark_decode(const void *buf, struct monitor_mark *m);
-
-/**@}*/
-/* ------------------------------------------------------------------------ */
-/** @name Mailbox */
-/**@{*/
-
-struct mbox;
-
-/** Done callback of an asynchronous mailbox request, on the loop thread. */
-typedef void (*mbox_done_cb)(void *arg, int rc);
-/** Answer of a mark check: @p rc < 0 when the own mailbox could not be read. */
-typedef void (*mbox_mark_cb)(void *arg, int rc, const struct monitor_mark *mark);
-
-struct mbox_opts {
-	struct loop *loop;	   /**< results come back on it; its turns gate liveness */
-	const char *node_id;	   /**< this node */
-	const char *shelf;	   /**< own shelf: SHELF/mailbox is created if missing */
-	const char *partner_shelf; /**< NULL or "": no partner mailbox */
-	uint32_t interval_ms;	   /**< cycle: write own record, read own mark, read partner */
-	uint32_t lease_ms;	   /**< I/O lease after a clean own read; loop liveness gate */
-	bool buffered;		   /**< never O_DIRECT (one host only; tests) */
-	/** Called on the loop after every cycle whose view changed (may be NULL). */
-	void (*on_cycle)(void *arg);
-	void *arg;
-};
-
-/** What this node knows of its own mailbox. */
-struct mbox_own_view {
-	int rc;			  /**< last own read: 0 or a negative errno */
-	uint64_t boot_gen;	  /**< this boot's generation (old + 1) */
-	uint64_t boot_acked_gen;  /**< acked_gen of the record found at boot */
-	uint64_t counter;	  /**< records written */
-	uint64_t last_write_ns;	  /**< monotonic end of the last good write; 0 none */
-	bool mark_valid;	  /**< a mark record (set or cleared) is there */
-	struct monitor_mark mark; /**< the last mark read */
-	bool conflict;		  /**< someone else writes our liveness sector */
-};
-
-/** What this node knows of the partner's mailbox. */
-struct mbox_partner_view {
-	int rc;			  /**< last read: 0, or why it failed (-ENOENT, -EBADMSG, ...) */
-	bool seen;		  /**< a valid liveness record was read at least once */
-	struct monitor_alive rec; /**< the last valid one */
-	uint64_t last_change_ns;  /**< monotonic: first read that showed the current record */
-	uint64_t silent_ns;	  /**< evidence of silence: unchanged across reads this long */
-	uint64_t last_read_ns;	  /**< monotonic start of the last successful read */
-	bool mark_valid;	  /**< our mark record in the partner's mailbox */
-	struct monitor_mark mark;
-};
-
-/** Open (create) the own mailbox and the partner's; no I/O thread yet. */
-int mbox_open(const struct mbox_opts *o, struct mbox **out);
-/**
- * Start the thread. Its first cycle reads the own mailbox before writing:
- * @p boot_cb gets the mark found there (boot check) and the boot generation
- * is the old one + 1. Publishing starts after that.
- */
-int mbox_start(struct mbox *mb, mbox_mark_cb boot_cb, void *arg);
-/** Stop the thread (waits for the cycle in progress) and close the files. */
-void mbox_close(struct mbox *mb);
-
-/** Set what the next records say. */
-void mbox_set_state(struct mbox *mb, enum ha_state state, enum ha_mirror mirror,
-		    uint64_t acked_gen);
-/** @p cb once a record carrying the state set so far is durable. */
-int mbox_sync(struct mbox *mb, mbox_done_cb cb, void *arg);
-/** @p cb with a mark read by a read that starts after this call. */
-int mbox_check(struct mbox *mb, mbox_mark_cb cb, void *arg);
-/** Write (or clear: @p set false) a mark in the partner's mailbox; @p cb once durable. */
-int mbox_write_mark(struct mbox *mb, uint64_t gen, bool set, mbox_done_cb cb, void *arg);
-
-void mbox_own(struct mbox *mb, struct mbox_own_view *v);
-void mbox_partner(struct mbox *mb, struct mbox_partner_view *v);
-
-/** True while the I/O lease holds. Lock-free, any thread. */
-bool mbox_io_allowed(const struct mbox *mb);
-/** Drop the lease now (a stall was seen): the next clean read renews it. */
-void mbox_lease_drop(struct mbox *mb);
-/** Whether the mailbox is opened with O_DIRECT (else O_DSYNC through the cache). */
-bool mbox_direct(const struct mbox *mb);
-
-/** CLOCK_BOOTTIME in ns: counts a stopped process and a suspended host. */
-uint64_t monitor_boottime_ns(void);
-
-/**@}*/
-/* ------------------------------------------------------------------------ */
-/** @name Watchdog */
-/**@{*/
-
-/** Exit status of a process ended by its watchdog (WATCHDOG_EXIT). */
-#define MONITOR_WATCHDOG_STATUS 86
-
-enum watchdog_action {
-	WATCHDOG_EXIT = 0, /**< one log line, then _exit(MONITOR_WATCHDOG_STATUS) */
-	WATCHDOG_ABORT,	   /**< one log line, then abort() (core dump) */
-};
-
-struct watchdog;
-
-struct watchdog_opts {
-	struct loop *loop;   /**< the reactor watched */
-	uint32_t timeout_ms; /**< loop stall that ends the process */
-	uint32_t tick_ms;    /**< check period; 0: 5 ms */
-	uint32_t jump_ms;    /**< own tick this late: the process was stopped; 0: 50 ms */
-	enum watchdog_action action;
-	/** Called on the loop after the process was stopped or starved (may be NULL). */
-	void (*on_jump)(void *arg, uint64_t stopped_ms);
-	void *arg;
-};
-
-/**
- * Start the watchdog thread. Call on the loop's thread: it also arms a
- * timer that keeps an idle loop turning at least every timeout_ms / 10
- * (the loop stamps a turn before it sleeps), so a stall of 0.9 x
- * timeout_ms or more ends the process. It arms itself at the first loop
- * turn after this call: boot work that blocks before loop_run() is safe.
- */
-int watchdog_start(const struct watchdog_opts *o, struct watchdog **out);
-void watchdog_stop(struct watchdog *w);
-/** Stops (jumps) seen so far. */
-uint64_t watchdog_jumps(const struct watchdog *w);
-
-/**@}*/
-/* ------------------------------------------------------------------------ */
-/** @name HA state machine (pure: no I/O, time is an input) */
-/**@{*/
-
-/** Actions the state machine asks for; the owner performs them and reports
- * each with ha_done(). */
+/** Actions the state machine asks for; the node performs the storage ones
+ * (see monitor_ops.action) and reports each with monitor_action_done(). */
 enum ha_action {
 	HA_ACT_WRITE_MARK = 1u << 0, /**< write the takeover mark (gen) in the partner's mailbox */
 	HA_ACT_REPLAY_PARTNER = 1u << 1, /**< replay the partner's mirror onto its shelf */
@@ -257,125 +61,23 @@ enum ha_action {
 	HA_ACT_SERVE_OWN = 1u << 8,   /**< serve the own volumes again */
 };
 
-const char *ha_action_name(enum ha_action a);
-
-/** Phases inside a state. */
-enum ha_phase {
-	HA_PH_NONE = 0,
-	HA_PH_MARKING,	  /**< takeover: writing the mark */
-	HA_PH_FENCE_WAIT, /**< takeover: waiting out the partner's lease */
-	HA_PH_REPLAYING,  /**< takeover: replaying the partner's mirror */
-	HA_PH_SERVING,	  /**< takeover: serving the partner's volumes */
-	HA_PH_STOPPING,	  /**< taken over: own volumes being stopped */
-	HA_PH_STARTING,	  /**< given back: own log dropped, volumes opened */
-	HA_PH_ACKING,	  /**< given back: acked_gen being made durable */
-	HA_PH_DRAINING,	  /**< giving back: draining the partner's volumes */
-	HA_PH_CLEARING,	  /**< giving back: clearing the mark */
-	HA_PH_FAILED,	  /**< an action failed; the operator decides */
+/** A takeover mark, written into the partner's mailbox by the taker. */
+struct monitor_mark {
+	char taker[MONITOR_ID_MAX];
+	char owner[MONITOR_ID_MAX]; /**< whose mailbox it is */
+	uint64_t gen;		    /**< takeover generation, +1 per takeover */
+	uint64_t time_ns;	    /**< taker's CLOCK_REALTIME */
+	bool set;		    /**< false: cleared at giveback (the record stays) */
 };
 
-const char *ha_phase_name(enum ha_phase p);
-
-/** How this node sees its partner. */
-enum ha_partner {
-	HA_PARTNER_NONE = 0, /**< no partner configured */
-	HA_PARTNER_UNKNOWN,  /**< no evidence yet */
-	HA_PARTNER_ALIVE,    /**< heartbeats on at least one link */
-	HA_PARTNER_CUT_OFF,  /**< no heartbeat, but its mailbox advances */
-	HA_PARTNER_SUSPECT,  /**< no heartbeat; mailbox not yet silent long enough */
-	HA_PARTNER_DEAD,     /**< silent on every link and in its mailbox */
+/** What the watchdog does to a process whose reactor stalled. */
+enum monitor_watchdog_action {
+	MONITOR_WATCHDOG_EXIT = 0, /**< one log line, then _exit(MONITOR_WATCHDOG_STATUS) */
+	MONITOR_WATCHDOG_ABORT,	   /**< one log line, then abort() (core dump) */
 };
 
-const char *ha_partner_name(enum ha_partner p);
-
-struct ha_config {
-	bool has_partner;	  /**< [ic] partner set */
-	bool has_partner_mailbox; /**< [monitor] partner_shelf set */
-	uint64_t deadline_ms;	  /**< heartbeat silence on every link: suspect */
-	uint64_t mailbox_deadline_ms;
-	uint64_t fence_wait_ms; /**< after the mark: partner's lease_ms + fence_margin_ms */
-	bool auto_giveback;
-	uint64_t giveback_delay_ms;
-	uint64_t retry_ms; /**< after a failed mark write; 0: 1000 */
-};
-
-#define HA_NEVER UINT64_MAX
-
-/** Everything the state machine looks at, sampled by its owner. */
-struct ha_inputs {
-	uint64_t now_ms;
-	unsigned n_links;
-	uint64_t hb_age_ms[MONITOR_MAX_LINKS]; /**< since a new heartbeat on each link; HA_NEVER */
-	bool hb_valid;			       /**< a heartbeat record was received this boot */
-	struct monitor_alive hb;	       /**< the newest one */
-	int mbox_rc;			       /**< partner mailbox: 0 or why unreadable */
-	bool mbox_seen;			       /**< its record was valid at least once */
-	uint64_t mbox_silent_ms;	       /**< evidence of silence */
-	uint64_t mbox_change_age_ms;	       /**< since it last advanced; HA_NEVER */
-	uint64_t mbox_read_ms;		       /**< start of the last good read (now_ms clock) */
-	struct monitor_alive mbox;	       /**< the partner's last mailbox record */
-	bool partner_mark_valid;	       /**< a mark of ours exists in its mailbox */
-	bool partner_mark_set;		       /**< ... and is set (not cleared) */
-	uint64_t partner_mark_gen;
-	/** The partner's log held here, as the receiving side knows it: IN_SYNC
-	 * once a resync completed and no record was missed since. Losing the
-	 * session does not make it DEGRADED (the copy only stops growing); the
-	 * partner publishes DEGRADED itself before acknowledging without us. */
-	enum ha_mirror mirror;
-	bool own_mark;	       /**< a takeover mark is set in our mailbox */
-	uint64_t own_mark_gen; /**< its generation (also when cleared) */
-	bool own_conflict;     /**< another writer in our liveness sector */
-};
-
-struct ha_output {
-	uint32_t actions;  /**< enum ha_action bits to perform now */
-	uint64_t mark_gen; /**< for WRITE_MARK / CLEAR_MARK / START_OWN */
-	uint64_t wake_ms;  /**< step again at this time at the latest; HA_NEVER */
-	bool changed;	   /**< state or phase changed (log, publish) */
-};
-
-#define HA_REASON_MAX 200
-
-/** The state machine. Fields are read-only for its owner. */
-struct ha {
-	struct ha_config cfg;
-	enum ha_state state;
-	enum ha_phase phase;
-	enum ha_partner partner;
-	uint64_t since_ms;	   /**< time of the last state or phase change */
-	uint64_t phase_until_ms;   /**< fence wait end, retry time */
-	uint64_t mark_gen;	   /**< generation of the current takeover */
-	uint64_t acked_gen;	   /**< own: last giveback completed */
-	uint64_t waiting_since_ms; /**< partner waiting for giveback since; HA_NEVER */
-	bool forced;		   /**< the current takeover was forced */
-	bool takeover_possible;
-	char reason[HA_REASON_MAX];	 /**< why the last change happened */
-	char why[HA_REASON_MAX];	 /**< why takeover is (not) possible now */
-	char partner_why[HA_REASON_MAX]; /**< how the partner is seen, in words */
-};
-
-/** Start in HA_UP, or in HA_TAKEN_OVER when the boot check found a mark. */
-void ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
-	     uint64_t mark_gen, uint64_t acked_gen);
-/** Re-evaluate with fresh inputs. */
-void ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out);
-/**
- * Operator command: takeover (@p force skips the mirror and liveness
- * checks), or giveback (@p force skips the partner-ready check).
- * @return 0 or a negative errno with @p err set.
- */
-int ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen);
-int ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
-		char *err, size_t errlen);
-/** An action asked for earlier finished with @p rc. */
-void ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
-	     struct ha_output *out);
-
-/**@}*/
-/* ------------------------------------------------------------------------ */
-/** @name The monitor: everything above, on a reactor */
-/**@{*/
+/** Done callback of an asynchronous request, on the loop thread. */
+typedef void (*monitor_done_cb)(void *arg, int rc);
 
 struct monitor;
 
@@ -396,19 +98,41 @@ struct monitor_ops {
 	/** Send a heartbeat record on one link (the CCM writes it into the
 	 * partner's slot @p link of its heartbeat region). NULL: none yet. */
 	int (*hb_send)(void *arg, unsigned link, const void *rec, size_t len);
-	/** The state or phase changed (may be NULL). */
+	/** The state or phase changed (may be NULL; fields in monitor_int.h). */
 	void (*state_changed)(void *arg, const struct ha *h);
 };
 
+/**
+ * Everything the monitor is told. Strings are copied by monitor_create().
+ * The timings are those of docs/FAILOVER.md, "Settings", under the same
+ * names; monitor_opts_init() sets their defaults.
+ */
 struct monitor_opts {
-	struct loop *loop;
-	const struct duet_config *cfg; /**< [node] id, shelf; [ic] partner, links; [monitor] */
+	struct loop *loop; /**< the node's reactor */
 	const struct monitor_ops *ops;
-	void *arg;
-	enum watchdog_action watchdog_action;
+	void *arg;		   /**< for @ref ops */
+	const char *node_id;	   /**< this node (at most MONITOR_ID_MAX - 1 bytes) */
+	const char *partner_id;	   /**< NULL or "": no partner */
+	const char *shelf;	   /**< own shelf: SHELF/mailbox is created if missing */
+	const char *partner_shelf; /**< where this node sees the partner's shelf; NULL or "" */
+	unsigned n_links;	   /**< heartbeat links (at most MONITOR_MAX_LINKS) */
+	const char *link_names[MONITOR_MAX_LINKS]; /**< for status */
+	uint64_t heartbeat_ms;			   /**< heartbeat interval on every link */
+	uint64_t deadline_ms;	      /**< no heartbeat on any link this long: suspect */
+	uint64_t mailbox_ms;	      /**< mailbox write/read cycle */
+	uint64_t mailbox_deadline_ms; /**< partner mailbox unchanged this long: silent */
+	uint64_t lease_ms;	      /**< I/O allowed this long after a clean own-mark read */
+	uint64_t fence_margin_ms;     /**< the taker waits lease_ms + this after its mark */
+	uint64_t watchdog_ms;	      /**< reactor stall that ends the process */
+	bool auto_giveback;	      /**< give back once the partner waits giveback_delay_ms */
+	uint64_t giveback_delay_ms;
+	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;    /**< tests only */
 	bool defer_watchdog; /**< monitor_start() leaves it to monitor_start_watchdog() */
 };
+
+/** Zero @p o and set the default timings (those of an empty [monitor]). */
+void monitor_opts_init(struct monitor_opts *o);
 
 /** Open the mailboxes; nothing runs yet. */
 int monitor_create(const struct monitor_opts *o, struct monitor **out);
@@ -436,7 +160,7 @@ void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy);
  * and wait for @p cb (the record is durable), so that the partner never
  * takes over automatically with a copy that misses an acknowledged write.
  */
-int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, mbox_done_cb cb, void *arg);
+int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, monitor_done_cb cb, void *arg);
 
 /** The heartbeat region: one MONITOR_REC_SIZE slot per link, 64-byte
  * aligned; the partner writes its heartbeat for link i at i * 64. */
@@ -449,13 +173,13 @@ void monitor_action_done(struct monitor *m, enum ha_action act, int rc);
 /** Progress of the replay (takeover) or drain (giveback), for status. */
 void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes);
 
+/** Operator takeover (@p force skips the mirror and liveness checks);
+ * 0 once started, or a negative errno with @p err set. */
 int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen);
+/** Operator giveback (@p force skips the partner-ready check); as above. */
 int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen);
 
-const struct ha *monitor_ha(const struct monitor *m);
 /** Fill the "ha" object of `duetctl status --json`. */
 void monitor_status_json(struct monitor *m, struct json_object *ha);
-
-/**@}*/
 
 #endif

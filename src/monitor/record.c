@@ -7,74 +7,56 @@
  *   mark:             8 taker[16]  24 owner[16]  40 gen  48 time_ns
  *                     56 set u8  57 pad  58 flags u16
  *  60 crc32c u32
+ *
+ * The rule: a decoder trusts nothing it reads (another host, a torn
+ * write): magic, CRC, version, kind and every enum and id are checked
+ * before a field is used. Any change of layout bumps MONITOR_REC_VERSION.
  */
 #define LOG_MODULE "monitor"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "common/byteorder.h"
 #include "common/crc32c.h"
 
 #define REC_MAGIC  0x4d425544u /* "DUBM" read as little endian bytes */
 #define REC_CRC_AT 60u
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static void put_id(uint8_t *p, const char *id)
 {
-	size_t n = strnlen(id, CONFIG_ID_MAX - 1);
+	size_t n = strnlen(id, MONITOR_ID_MAX - 1);
 
-	memset(p, 0, CONFIG_ID_MAX);
+	memset(p, 0, MONITOR_ID_MAX);
 	memcpy(p, id, n);
 }
 
 /* An id is stored NUL-padded; one that fills all 16 bytes is foreign. */
 static int get_id(const uint8_t *p, char *id)
 {
-	if (memchr(p, 0, CONFIG_ID_MAX) == NULL)
+	if (memchr(p, 0, MONITOR_ID_MAX) == NULL)
 		return -EINVAL;
-	memcpy(id, p, CONFIG_ID_MAX);
+	memcpy(id, p, MONITOR_ID_MAX);
 	return 0;
+}
+
+/* Every record starts blank with an id at offset 8; seal() ends it. */
+static uint8_t *begin(void *buf, const char *id)
+{
+	uint8_t *b = buf;
+
+	memset(b, 0, MONITOR_REC_SIZE);
+	put_id(b + 8, id);
+	return b;
 }
 
 static void seal(uint8_t *b, uint16_t kind)
 {
-	put32(b, REC_MAGIC);
-	put16(b + 4, MONITOR_REC_VERSION);
-	put16(b + 6, kind);
-	put32(b + REC_CRC_AT, crc32c(0, b, REC_CRC_AT));
+	put_le32(b, REC_MAGIC);
+	put_le16(b + 4, MONITOR_REC_VERSION);
+	put_le16(b + 6, kind);
+	put_le32(b + REC_CRC_AT, crc32c(0, b, REC_CRC_AT));
 }
 
 /* Common checks of a record header; the order tells a blank sector from a
@@ -85,27 +67,25 @@ static int check(const uint8_t *b, uint16_t kind)
 
 	if (memcmp(b, zero, sizeof(zero)) == 0)
 		return -ENODATA;
-	if (get32(b) != REC_MAGIC)
+	if (get_le32(b) != REC_MAGIC)
 		return -EBADMSG;
-	if (get32(b + REC_CRC_AT) != crc32c(0, b, REC_CRC_AT))
+	if (get_le32(b + REC_CRC_AT) != crc32c(0, b, REC_CRC_AT))
 		return -EBADMSG;
-	if (get16(b + 4) != MONITOR_REC_VERSION)
+	if (get_le16(b + 4) != MONITOR_REC_VERSION)
 		return -EPROTO;
-	if (get16(b + 6) != kind)
+	if (get_le16(b + 6) != kind)
 		return -EINVAL;
 	return 0;
 }
 
 void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind kind, void *buf)
 {
-	uint8_t *b = buf;
+	uint8_t *b = begin(buf, a->node);
 
-	memset(b, 0, MONITOR_REC_SIZE);
-	put_id(b + 8, a->node);
-	put64(b + 24, a->boot_gen);
-	put64(b + 32, a->counter);
-	put64(b + 40, a->time_ns);
-	put64(b + 48, a->acked_gen);
+	put_le64(b + 24, a->boot_gen);
+	put_le64(b + 32, a->counter);
+	put_le64(b + 40, a->time_ns);
+	put_le64(b + 48, a->acked_gen);
 	b[56] = (uint8_t)a->state;
 	b[57] = (uint8_t)a->mirror;
 	seal(b, (uint16_t)kind);
@@ -122,10 +102,10 @@ int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct mon
 		return -EINVAL;
 	if (get_id(b + 8, a->node) < 0)
 		return -EINVAL;
-	a->boot_gen = get64(b + 24);
-	a->counter = get64(b + 32);
-	a->time_ns = get64(b + 40);
-	a->acked_gen = get64(b + 48);
+	a->boot_gen = get_le64(b + 24);
+	a->counter = get_le64(b + 32);
+	a->time_ns = get_le64(b + 40);
+	a->acked_gen = get_le64(b + 48);
 	a->state = (enum ha_state)b[56];
 	a->mirror = (enum ha_mirror)b[57];
 	return 0;
@@ -133,13 +113,11 @@ int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct mon
 
 void monitor_mark_encode(const struct monitor_mark *m, void *buf)
 {
-	uint8_t *b = buf;
+	uint8_t *b = begin(buf, m->taker);
 
-	memset(b, 0, MONITOR_REC_SIZE);
-	put_id(b + 8, m->taker);
 	put_id(b + 24, m->owner);
-	put64(b + 40, m->gen);
-	put64(b + 48, m->time_ns);
+	put_le64(b + 40, m->gen);
+	put_le64(b + 48, m->time_ns);
 	b[56] = m->set ? 1 : 2;
 	seal(b, MONITOR_REC_MARK);
 }
@@ -155,8 +133,8 @@ int monitor_mark_decode(const void *buf, struct monitor_mark *m)
 		return -EINVAL;
 	if (get_id(b + 8, m->taker) < 0 || get_id(b + 24, m->owner) < 0)
 		return -EINVAL;
-	m->gen = get64(b + 40);
-	m->time_ns = get64(b + 48);
+	m->gen = get_le64(b + 40);
+	m->time_ns = get_le64(b + 48);
 	m->set = b[56] == 1;
 	return 0;
 }
@@ -172,12 +150,12 @@ static const char *const mirror_names[HA_MIRROR_COUNT] = {
     "resyncing",
 };
 
-const char *ha_state_name(enum ha_state s)
+const char *monitor_ha_state_name(enum ha_state s)
 {
 	return (unsigned)s < HA_STATE_COUNT ? state_names[s] : "?";
 }
 
-const char *ha_mirror_name(enum ha_mirror m)
+const char *monitor_ha_mirror_name(enum ha_mirror m)
 {
 	return (unsigned)m < HA_MIRROR_COUNT ? mirror_names[m] : "?";
 }

@@ -1,5 +1,5 @@
 /* The watchdog: a thread that wakes every few milliseconds and ends the
- * process when the reactor has not started a turn for timeout_ms. A hung
+ * process when the reactor has not started a turn for watchdog_ms. A hung
  * node thus gets out of its partner's way and restarts.
  *
  * A stopped process (SIGSTOP, a frozen cgroup, a paused VM, a suspended
@@ -10,11 +10,11 @@
  * reports the stop to the loop (on_jump), where the monitor drops the I/O
  * lease and reads the own mailbox before any further shelf I/O.
  *
- * The watchdog arms itself at the first loop turn after watchdog_start(),
+ * The watchdog arms itself at the first loop turn after monitor_watchdog_start(),
  * so boot code that blocks before loop_run() is not shot.
  */
 #define LOG_MODULE "watchdog"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -29,12 +29,12 @@
 #include "common/log.h"
 #include "common/util.h"
 
-struct watchdog {
+struct monitor_watchdog {
 	struct loop *loop;
 	uint64_t timeout_ns;
 	uint64_t tick_ns;
 	uint64_t jump_ns;
-	enum watchdog_action action;
+	enum monitor_watchdog_action action;
 	void (*on_jump)(void *arg, uint64_t stopped_ms);
 	void *arg;
 
@@ -50,19 +50,19 @@ struct watchdog {
 	struct loop_timer keepalive;
 };
 
-static void fire(struct watchdog *w, uint64_t stall_ns)
+static void fire(struct monitor_watchdog *w, uint64_t stall_ns)
 {
 	LOG_ERROR("reactor stalled for %llu ms (watchdog_ms %llu): ending the process",
 		  (unsigned long long)(stall_ns / 1000000),
 		  (unsigned long long)(w->timeout_ns / 1000000));
-	if (w->action == WATCHDOG_ABORT)
+	if (w->action == MONITOR_WATCHDOG_ABORT)
 		abort();
 	_exit(MONITOR_WATCHDOG_STATUS);
 }
 
 static void *thread_main(void *arg)
 {
-	struct watchdog *w = arg;
+	struct monitor_watchdog *w = arg;
 	struct timespec tick = {.tv_sec = (time_t)(w->tick_ns / 1000000000ull),
 				.tv_nsec = (long)(w->tick_ns % 1000000000ull)};
 	uint64_t prev_mono = now_ns(), prev_boot = monitor_boottime_ns();
@@ -104,7 +104,7 @@ static void *thread_main(void *arg)
 
 static void jumped(struct loop_io *io, uint32_t events)
 {
-	struct watchdog *w = io->arg;
+	struct monitor_watchdog *w = io->arg;
 	uint64_t v, ms;
 	ssize_t n = read(w->efd, &v, sizeof(v));
 
@@ -124,24 +124,24 @@ static void jumped(struct loop_io *io, uint32_t events)
 /* An idle loop sleeps up to a second in epoll, and the loop stamps a turn
  * before it sleeps, so the sleep counts as stall time: keep every sleep
  * within a tenth of the timeout. The watchdog then ends the process after a
- * stall of at least 0.9 x timeout_ms (at most timeout_ms plus a tick). */
+ * stall of at least 0.9 x watchdog_ms (at most watchdog_ms plus a tick). */
 static void keepalive(struct loop_timer *t)
 {
-	struct watchdog *w = t->arg;
+	struct monitor_watchdog *w = t->arg;
 
 	loop_timer_arm(w->loop, &w->keepalive, w->timeout_ns / 10);
 }
 
-int watchdog_start(const struct watchdog_opts *o, struct watchdog **out)
+int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor_watchdog **out)
 {
-	struct watchdog *w = calloc(1, sizeof(*w));
+	struct monitor_watchdog *w = calloc(1, sizeof(*w));
 	sigset_t all, old;
 	int rc;
 
 	if (!w)
 		return -ENOMEM;
 	w->loop = o->loop;
-	w->timeout_ns = (uint64_t)o->timeout_ms * 1000000ull;
+	w->timeout_ns = (uint64_t)o->watchdog_ms * 1000000ull;
 	w->tick_ns = (uint64_t)(o->tick_ms ? o->tick_ms : 5) * 1000000ull;
 	w->jump_ns = (uint64_t)(o->jump_ms ? o->jump_ms : 50) * 1000000ull;
 	w->action = o->action;
@@ -169,7 +169,7 @@ int watchdog_start(const struct watchdog_opts *o, struct watchdog **out)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0) {
 		LOG_ERROR("watchdog thread: %s", strerror(-rc));
-		watchdog_stop(w);
+		monitor_watchdog_stop(w);
 		return rc;
 	}
 	w->running = true;
@@ -178,7 +178,7 @@ int watchdog_start(const struct watchdog_opts *o, struct watchdog **out)
 	return 0;
 }
 
-void watchdog_stop(struct watchdog *w)
+void monitor_watchdog_stop(struct monitor_watchdog *w)
 {
 	if (!w)
 		return;
@@ -192,7 +192,7 @@ void watchdog_stop(struct watchdog *w)
 	free(w);
 }
 
-uint64_t watchdog_jumps(const struct watchdog *w)
+uint64_t monitor_watchdog_jumps(const struct monitor_watchdog *w)
 {
 	return atomic_load(&w->jumps);
 }

@@ -1,4 +1,4 @@
-/* The failover monitor wired into the node (docs/FAILOVER.md, "Wiring").
+/* The failover monitor wired into the node (docs/FAILOVER.md, "In the node").
  *
  * The monitor (src/monitor) decides; this file does what it asks with the
  * node's parts:
@@ -517,24 +517,49 @@ static const struct monitor_ops mon_ops = {
 
 /* ---- life cycle ---- */
 
+/* The monitor's options from the node's configuration (the config layer
+ * takes this over later). */
+static void node_monitor_opts(struct node *n, struct monitor_opts *o)
+{
+	const struct duet_config *c = &n->cfg;
+
+	_Static_assert(CONFIG_ID_MAX <= MONITOR_ID_MAX, "node ids fit in monitor records");
+	monitor_opts_init(o);
+	o->loop = n->loop;
+	o->ops = &mon_ops;
+	o->arg = n;
+	o->node_id = c->node.id;
+	o->partner_id = c->ic.partner;
+	o->shelf = c->node.shelf;
+	o->partner_shelf = c->monitor.partner_shelf;
+	o->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
+	for (unsigned i = 0; i < o->n_links; i++)
+		o->link_names[i] = c->ic.links[i].name;
+	o->heartbeat_ms = c->monitor.heartbeat_ms;
+	o->deadline_ms = c->monitor.deadline_ms;
+	o->mailbox_ms = c->monitor.mailbox_ms;
+	o->mailbox_deadline_ms = c->monitor.mailbox_deadline_ms;
+	o->lease_ms = c->monitor.lease_ms;
+	o->fence_margin_ms = c->monitor.fence_margin_ms;
+	o->watchdog_ms = c->monitor.watchdog_ms;
+	o->auto_giveback = c->monitor.auto_giveback == CONFIG_ON;
+	o->giveback_delay_ms = c->monitor.giveback_delay_ms;
+	o->watchdog_action = MONITOR_WATCHDOG_EXIT;
+	/* Started once the node is ready: creating and mapping a large NVRAM
+	 * log blocks the reactor for a while at boot. */
+	o->defer_watchdog = true;
+}
+
 int failover_open(struct node *n)
 {
-	struct monitor_opts mo = {
-	    .loop = n->loop,
-	    .cfg = &n->cfg,
-	    .ops = &mon_ops,
-	    .arg = n,
-	    .watchdog_action = WATCHDOG_EXIT,
-	    /* Started once the node is ready: creating and mapping a large
-	     * NVRAM log blocks the reactor for a while at boot. */
-	    .defer_watchdog = true,
-	};
+	struct monitor_opts mo;
 	struct failover *fo = calloc(1, sizeof(*fo));
 	int rc;
 
 	if (!fo)
 		return -ENOMEM;
 	n->fo = fo;
+	node_monitor_opts(n, &mo);
 	loop_timer_init(&fo->copy_timer, copy_tick, n);
 	loop_timer_init(&fo->progress_timer, progress_tick, n);
 	loop_timer_init(&fo->drain_timer, drain_poll, n);

@@ -22,15 +22,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config/config.h"
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
+#include "monitor_fixture.h"
 
 #define GUARD_NS (30ull * 1000000000ull)
 
 struct side {
 	const char *id;
-	struct duet_config cfg;
+	struct monitor_fixture_opts opts;
 	struct loop *loop;
 	struct monitor *m;
 	int hb_fd;
@@ -134,28 +134,20 @@ static void on_synced(void *arg, int rc)
 		s->synced = true;
 }
 
+/* One link, default timings. */
 static void configure(struct side *s, const char *peer)
 {
-	char err[256], text[1024];
-
-	snprintf(text, sizeof(text),
-		 "[node]\nid = %s\nshelf = %s/%s\ncontrol = %s/%s.sock\n"
-		 "[nbd]\nlisten = 127.0.0.1:25010\n"
-		 "[ic]\npartner = %s\nlink = ic0 127.0.0.1:25011 127.0.0.1:25012\n"
-		 "[monitor]\npartner_shelf = %s/%s\n",
-		 s->id, dir, s->id, dir, s->id, peer, dir, peer);
-	assert_int_equal(config_load_string("fence.ini", text, &s->cfg, err, sizeof(err)), 0);
+	monitor_fixture_opts(&s->opts, dir, s->id, peer, 1);
+	s->opts.o.ops = &ops;
+	s->opts.o.arg = s;
 }
 
 static int start(struct side *s, bool watchdog)
 {
-	struct monitor_opts o = {
-	    .loop = s->loop,
-	    .cfg = &s->cfg,
-	    .ops = &ops,
-	    .arg = s,
-	    .no_watchdog = !watchdog,
-	};
+	struct monitor_opts o = s->opts.o;
+
+	o.loop = s->loop;
+	o.no_watchdog = !watchdog;
 	int rc = monitor_create(&o, &s->m);
 
 	if (rc < 0)
@@ -268,15 +260,9 @@ static void test_sigstop_fenced(void **state)
 	unsigned long long last_io, n_io, n_held;
 	uint64_t stop_at;
 	pid_t pid;
-	char path[300];
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/duet-fence-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/a", dir);
-	assert_int_equal(mkdir(path, 0755), 0);
-	snprintf(path, sizeof(path), "%s/b", dir);
-	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(monitor_fixture_mkdirs(dir, sizeof(dir), "fence"), 0);
 	configure(&A, "b");
 	configure(&B, "a");
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hb), 0);
@@ -334,13 +320,7 @@ static void test_sigstop_fenced(void **state)
 	loop_destroy(B.loop);
 	close(B.hb_fd);
 	close(B.pipe_fd);
-	for (const char *const *id = (const char *const[]){"a", "b", NULL}; *id; id++) {
-		snprintf(path, sizeof(path), "%s/%s/mailbox", dir, *id);
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/%s", dir, *id);
-		rmdir(path);
-	}
-	rmdir(dir);
+	monitor_fixture_rmdirs(dir);
 }
 
 /* A failed test leaves no child behind. */

@@ -17,7 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
+#include "monitor_fixture.h"
 
 #define T0 100000 /* the simulated clock starts here (ms) */
 
@@ -39,17 +40,6 @@ struct sim {
 	uint32_t acts;
 	unsigned n_mark_writes;
 };
-
-static int bit_index(uint32_t bit)
-{
-	int i = 0;
-
-	while (bit > 1) {
-		bit >>= 1;
-		i++;
-	}
-	return i;
-}
 
 static void sim_inputs(struct sim *s)
 {
@@ -76,7 +66,7 @@ static void sim_done(struct sim *s, enum ha_action act, int rc)
 	struct ha_output out;
 
 	sim_inputs(s);
-	ha_done(&s->h, act, rc, &s->in, &out);
+	monitor_ha_done(&s->h, act, rc, &s->in, &out);
 	sim_handle(s, &out);
 }
 
@@ -88,7 +78,7 @@ static void sim_handle(struct sim *s, const struct ha_output *out)
 		if (!(acts & bit))
 			continue;
 		if (!(s->acts & bit))
-			s->first[bit_index(bit)] = s->now;
+			s->first[monitor_fixture_bit_index(bit)] = s->now;
 		s->acts |= bit;
 		if (bit == HA_ACT_WRITE_MARK) {
 			s->n_mark_writes++;
@@ -112,7 +102,7 @@ static bool asked(const struct sim *s, enum ha_action a)
 
 static uint64_t when(const struct sim *s, enum ha_action a)
 {
-	return s->first[bit_index(a)];
+	return s->first[monitor_fixture_bit_index(a)];
 }
 
 static void sim_step(struct sim *s)
@@ -130,7 +120,7 @@ static void sim_step(struct sim *s)
 	if (s->mbox_readable && s->now % 50 == 20)
 		s->mbox_read = s->now;
 	sim_inputs(s);
-	ha_step(&s->h, &s->in, &out);
+	monitor_ha_step(&s->h, &s->in, &out);
 	sim_handle(s, &out);
 }
 
@@ -149,9 +139,10 @@ static void run_until(struct sim *s, enum ha_state st, enum ha_phase ph, uint64_
 	while (!(s->h.state == st && s->h.phase == ph)) {
 		if (s->now >= end)
 			fail_msg("still %s/%s after %llu ms, want %s/%s (%s; %s)",
-				 ha_state_name(s->h.state), ha_phase_name(s->h.phase),
-				 (unsigned long long)max_ms, ha_state_name(st), ha_phase_name(ph),
-				 s->h.reason, s->h.why);
+				 monitor_ha_state_name(s->h.state),
+				 monitor_ha_phase_name(s->h.phase), (unsigned long long)max_ms,
+				 monitor_ha_state_name(st), monitor_ha_phase_name(ph), s->h.reason,
+				 s->h.why);
 		sim_step(s);
 	}
 }
@@ -190,7 +181,7 @@ static void sim_init(struct sim *s, const struct ha_config *c)
 	strcpy(s->partner.node, "a");
 	s->complete = true;
 	s->in.mirror = HA_MIRROR_IN_SYNC;
-	ha_init(&s->h, c ? c : &default_cfg, s->now, false, 0, 0);
+	monitor_ha_init(&s->h, c ? c : &default_cfg, s->now, false, 0, 0);
 	run_for(s, 1000);
 	assert_int_equal(s->h.state, HA_UP);
 	assert_int_equal(s->h.partner, HA_PARTNER_ALIVE);
@@ -269,21 +260,21 @@ static void test_stop_cont(void **state)
 
 	/* The stopped node's own machine: on waking it reads the mark. */
 	memset(&oin, 0, sizeof(oin));
-	ha_init(&owner, &default_cfg, 1000, false, 0, 0);
+	monitor_ha_init(&owner, &default_cfg, 1000, false, 0, 0);
 	oin.now_ms = 1000;
 	oin.n_links = 1;
 	oin.hb_age_ms[0] = 5000;
 	oin.mirror = HA_MIRROR_IN_SYNC;
-	ha_step(&owner, &oin, &out);
+	monitor_ha_step(&owner, &oin, &out);
 	assert_int_equal(owner.state, HA_UP);
 	oin.own_mark = true;
 	oin.own_mark_gen = s.h.mark_gen;
-	ha_step(&owner, &oin, &out);
+	monitor_ha_step(&owner, &oin, &out);
 	assert_int_equal(owner.state, HA_TAKEN_OVER);
 	assert_int_equal(owner.phase, HA_PH_STOPPING);
 	assert_int_equal(out.actions, HA_ACT_STOP_OWN);
 	assert_non_null(strstr(owner.reason, "takeover mark gen 1"));
-	ha_done(&owner, HA_ACT_STOP_OWN, 0, &oin, &out);
+	monitor_ha_done(&owner, HA_ACT_STOP_OWN, 0, &oin, &out);
 	assert_int_equal(owner.phase, HA_PH_NONE);
 	assert_false(owner.takeover_possible);
 }
@@ -318,9 +309,9 @@ static void test_cut_interconnect(void **state)
 	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
 	assert_int_equal(s.h.state, HA_UP);
 	assert_int_equal(s.acts, 0);
-	assert_int_equal(ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
 	assert_non_null(strstr(err, "--force"));
-	assert_int_equal(ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
 	assert_int_equal(out.actions, HA_ACT_WRITE_MARK);
 	sim_handle(&s, &out);
 	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
@@ -389,8 +380,8 @@ static void test_degraded_force(void **state)
 	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
 	assert_false(s.h.takeover_possible);
 	assert_non_null(strstr(s.h.why, "degraded"));
-	assert_int_equal(ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
-	assert_int_equal(ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
 	assert_true(s.h.forced);
 	sim_handle(&s, &out);
 	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
@@ -414,7 +405,7 @@ static void test_degraded_after_mark(void **state)
 	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
 	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
 	assert_non_null(strstr(s.h.reason, "degraded"));
-	assert_int_equal(ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
 	assert_int_equal(out.actions, HA_ACT_REPLAY_PARTNER);
 	sim_handle(&s, &out);
 	assert_int_equal(s.h.phase, HA_PH_SERVING);
@@ -451,19 +442,19 @@ static void test_giveback(void **state)
 
 	(void)state;
 	sim_init(&s, NULL);
-	assert_int_equal(ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EINVAL);
-	assert_int_equal(ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EINVAL);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), 0);
 	assert_non_null(strstr(s.h.reason, "planned takeover"));
 	sim_handle(&s, &out);
 	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
 	s.partner.state = HA_TAKEN_OVER;
 	run_for(&s, 200);
-	assert_int_equal(ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
 	assert_non_null(strstr(err, "not waiting"));
 	s.partner.state = HA_WAITING_FOR_GIVEBACK;
 	run_for(&s, 5000);
 	assert_int_equal(s.h.phase, HA_PH_SERVING); /* auto_giveback is off */
-	assert_int_equal(ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), 0);
 	assert_int_equal(out.actions, HA_ACT_DRAIN_PARTNER);
 	sim_handle(&s, &out);
 	assert_true(asked(&s, HA_ACT_CLEAR_MARK));
@@ -479,8 +470,8 @@ static void test_giveback(void **state)
 	sim_init(&s, NULL);
 	kill_partner(&s);
 	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
-	assert_int_equal(ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
-	assert_int_equal(ha_giveback(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
 	sim_handle(&s, &out);
 	assert_int_equal(s.h.state, HA_UP);
 
@@ -533,46 +524,46 @@ static void test_owner_given_back(void **state)
 
 	(void)state;
 	memset(&in, 0, sizeof(in));
-	ha_init(&h, &default_cfg, 1000, true, 5, 4);
+	monitor_ha_init(&h, &default_cfg, 1000, true, 5, 4);
 	assert_int_equal(h.state, HA_TAKEN_OVER);
 	in.now_ms = 1000;
 	in.n_links = 2;
 	in.hb_age_ms[0] = in.hb_age_ms[1] = HA_NEVER;
 	in.own_mark = true;
 	in.own_mark_gen = 5;
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(h.state, HA_TAKEN_OVER);
 	assert_int_equal(out.actions, 0);
 	assert_false(h.takeover_possible);
-	assert_int_equal(ha_takeover(&h, &in, true, &out, err, sizeof(err)), -EBUSY);
+	assert_int_equal(monitor_ha_takeover(&h, &in, true, &out, err, sizeof(err)), -EBUSY);
 
 	/* In touch with the partner, which serves our volumes. */
 	in.hb_age_ms[1] = 5;
 	in.hb_valid = true;
 	in.hb.state = HA_TAKEOVER;
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(h.state, HA_WAITING_FOR_GIVEBACK);
 	assert_true(out.changed);
 	in.hb_age_ms[1] = 500; /* lost again */
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(h.state, HA_TAKEN_OVER);
 	in.hb_age_ms[1] = 5;
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(h.state, HA_WAITING_FOR_GIVEBACK);
 
 	/* Cleared. */
 	in.own_mark = false;
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(h.phase, HA_PH_STARTING);
 	assert_int_equal(out.actions, HA_ACT_START_OWN);
 	assert_int_equal(out.mark_gen, 5);
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(out.actions, 0); /* asked once */
-	ha_done(&h, HA_ACT_START_OWN, 0, &in, &out);
+	monitor_ha_done(&h, HA_ACT_START_OWN, 0, &in, &out);
 	assert_int_equal(h.phase, HA_PH_ACKING);
 	assert_int_equal(out.actions, HA_ACT_PERSIST_ACK);
 	assert_int_equal(h.acked_gen, 5);
-	ha_done(&h, HA_ACT_PERSIST_ACK, 0, &in, &out);
+	monitor_ha_done(&h, HA_ACT_PERSIST_ACK, 0, &in, &out);
 	assert_int_equal(h.state, HA_UP);
 	assert_int_equal(out.actions, HA_ACT_SERVE_OWN);
 	assert_non_null(strstr(h.reason, "given back"));
@@ -588,14 +579,14 @@ static void test_owner_boot_cleared(void **state)
 
 	(void)state;
 	memset(&in, 0, sizeof(in));
-	ha_init(&h, &default_cfg, 1000, true, 3, 2);
+	monitor_ha_init(&h, &default_cfg, 1000, true, 3, 2);
 	in.now_ms = 1000;
 	in.own_mark = false;
 	in.own_mark_gen = 3;
-	ha_step(&h, &in, &out);
+	monitor_ha_step(&h, &in, &out);
 	assert_int_equal(out.actions, HA_ACT_START_OWN);
 	assert_int_equal(out.mark_gen, 3);
-	ha_done(&h, HA_ACT_START_OWN, -EIO, &in, &out);
+	monitor_ha_done(&h, HA_ACT_START_OWN, -EIO, &in, &out);
 	assert_int_equal(h.phase, HA_PH_FAILED);
 	assert_int_equal(out.actions, 0);
 	assert_int_equal(h.acked_gen, 2);
@@ -693,7 +684,7 @@ static void test_no_mailbox(void **state)
 	assert_int_equal(s.h.partner, HA_PARTNER_SUSPECT);
 	assert_false(s.h.takeover_possible);
 	assert_non_null(strstr(s.h.why, "unreadable"));
-	assert_int_equal(ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), -EIO);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), -EIO);
 
 	c.has_partner_mailbox = false;
 	sim_init(&s, &c);
@@ -701,12 +692,12 @@ static void test_no_mailbox(void **state)
 	run_for(&s, 3000);
 	assert_int_equal(s.acts, 0);
 	assert_non_null(strstr(s.h.why, "partner_shelf"));
-	assert_int_equal(ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), -ENOTCONN);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), -ENOTCONN);
 
 	c = default_cfg;
 	c.has_partner = false;
-	ha_init(&s.h, &c, s.now, false, 0, 0);
-	ha_step(&s.h, &s.in, &out);
+	monitor_ha_init(&s.h, &c, s.now, false, 0, 0);
+	monitor_ha_step(&s.h, &s.in, &out);
 	assert_int_equal(s.h.partner, HA_PARTNER_NONE);
 	assert_string_equal(s.h.why, "no partner configured");
 }
@@ -743,10 +734,10 @@ static void test_conflict(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	assert_string_equal(ha_phase_name(HA_PH_FENCE_WAIT), "fence_wait");
-	assert_string_equal(ha_phase_name(HA_PH_FAILED), "failed");
-	assert_string_equal(ha_partner_name(HA_PARTNER_CUT_OFF), "cut_off");
-	assert_string_equal(ha_action_name(HA_ACT_PERSIST_ACK), "persist_ack");
+	assert_string_equal(monitor_ha_phase_name(HA_PH_FENCE_WAIT), "fence_wait");
+	assert_string_equal(monitor_ha_phase_name(HA_PH_FAILED), "failed");
+	assert_string_equal(monitor_ha_partner_name(HA_PARTNER_CUT_OFF), "cut_off");
+	assert_string_equal(monitor_ha_action_name(HA_ACT_PERSIST_ACK), "persist_ack");
 }
 
 int main(void)

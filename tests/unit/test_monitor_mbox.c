@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 #define GUARD_NS (20ull * 1000000000ull) /* a test that hangs fails after this */
 
 struct node {
-	struct mbox *mb;
+	struct monitor_mbox *mb;
 	char shelf[256];
 	char partner[256];
 	const char *id;
@@ -113,12 +113,12 @@ static void run_cycles(struct node *n, unsigned k)
 
 static int open_node(struct node *n)
 {
-	struct mbox_opts o = {
+	struct monitor_mbox_opts o = {
 	    .loop = F->loop,
 	    .node_id = n->id,
 	    .shelf = n->shelf,
 	    .partner_shelf = n->partner,
-	    .interval_ms = 20,
+	    .mailbox_ms = 20,
 	    .lease_ms = 100,
 	    .buffered = F->buffered,
 	    .on_cycle = on_cycle,
@@ -128,15 +128,15 @@ static int open_node(struct node *n)
 
 	n->booted = false;
 	n->cycles = 0;
-	rc = mbox_open(&o, &n->mb);
+	rc = monitor_mbox_open(&o, &n->mb);
 	if (rc < 0)
 		return rc;
-	return mbox_start(n->mb, on_boot, n);
+	return monitor_mbox_start(n->mb, on_boot, n);
 }
 
 static void close_node(struct node *n)
 {
-	mbox_close(n->mb);
+	monitor_mbox_close(n->mb);
 	n->mb = NULL;
 }
 
@@ -210,14 +210,14 @@ static bool both_booted(void)
 
 static bool both_leased(void)
 {
-	return mbox_io_allowed(F->a.mb) && mbox_io_allowed(F->b.mb);
+	return monitor_mbox_io_allowed(F->a.mb) && monitor_mbox_io_allowed(F->b.mb);
 }
 
 static bool a_sees_b_advance(void)
 {
-	struct mbox_partner_view v;
+	struct monitor_mbox_partner_view v;
 
-	mbox_partner(F->a.mb, &v);
+	monitor_mbox_partner(F->a.mb, &v);
 	return v.rc == 0 && v.seen && v.rec.counter >= 3;
 }
 
@@ -233,17 +233,17 @@ static bool checked(void)
 
 static bool a_fenced(void)
 {
-	return !mbox_io_allowed(F->a.mb);
+	return !monitor_mbox_io_allowed(F->a.mb);
 }
 
 static bool a_leased(void)
 {
-	return mbox_io_allowed(F->a.mb);
+	return monitor_mbox_io_allowed(F->a.mb);
 }
 
 static bool b_leased(void)
 {
-	return mbox_io_allowed(F->b.mb);
+	return monitor_mbox_io_allowed(F->b.mb);
 }
 
 static bool a_booted(void)
@@ -254,7 +254,7 @@ static bool a_booted(void)
 static void do_mark(struct node *n, uint64_t gen, bool set, int want)
 {
 	F->done = false;
-	assert_int_equal(mbox_write_mark(n->mb, gen, set, on_done, F), 0);
+	assert_int_equal(monitor_mbox_write_mark(n->mb, gen, set, on_done, F), 0);
 	wait_for(done, "mark written");
 	assert_int_equal(F->rc, want);
 }
@@ -262,7 +262,7 @@ static void do_mark(struct node *n, uint64_t gen, bool set, int want)
 static void do_check(struct node *n)
 {
 	F->check_done = false;
-	assert_int_equal(mbox_check(n->mb, on_check, F), 0);
+	assert_int_equal(monitor_mbox_check(n->mb, on_check, F), 0);
 	wait_for(checked, "mark check");
 	assert_int_equal(F->check_rc, 0);
 }
@@ -272,8 +272,8 @@ static void do_check(struct node *n)
 static void test_publish_mark_clear(void **state)
 {
 	struct fix *f = *state;
-	struct mbox_partner_view pv;
-	struct mbox_own_view ov;
+	struct monitor_mbox_partner_view pv;
+	struct monitor_mbox_own_view ov;
 	uint8_t raw[MONITOR_REC_SIZE];
 	struct monitor_alive rec;
 	char p[300];
@@ -281,20 +281,21 @@ static void test_publish_mark_clear(void **state)
 
 	assert_int_equal(open_node(&f->a), 0);
 	assert_int_equal(open_node(&f->b), 0);
-	print_message("%s: %s\n", f->dir, mbox_direct(f->a.mb) ? "O_DIRECT" : "O_DSYNC only");
+	print_message("%s: %s\n", f->dir,
+		      monitor_mbox_direct(f->a.mb) ? "O_DIRECT" : "O_DSYNC only");
 	if (f->buffered)
-		assert_false(mbox_direct(f->a.mb));
+		assert_false(monitor_mbox_direct(f->a.mb));
 	wait_for(both_booted, "boot checks");
 	assert_int_equal(f->a.boot_rc, 0);
 	assert_false(f->a.boot_mark);
 	wait_for(both_leased, "leases");
 	wait_for(a_sees_b_advance, "b's record advancing");
-	mbox_partner(f->a.mb, &pv);
+	monitor_mbox_partner(f->a.mb, &pv);
 	assert_string_equal(pv.rec.node, "b");
 	assert_int_equal(pv.rec.boot_gen, 1);
 	assert_int_equal(pv.rec.state, HA_UP);
 	assert_false(pv.mark_valid);
-	mbox_own(f->a.mb, &ov);
+	monitor_mbox_own(f->a.mb, &ov);
 	assert_int_equal(ov.rc, 0);
 	assert_int_equal(ov.boot_gen, 1);
 	assert_true(ov.counter >= 1);
@@ -311,11 +312,11 @@ static void test_publish_mark_clear(void **state)
 	assert_string_equal(f->check.taker, "b");
 	assert_string_equal(f->check.owner, "a");
 	run_cycles(&f->a, 5);
-	assert_false(mbox_io_allowed(f->a.mb)); /* stays dropped */
+	assert_false(monitor_mbox_io_allowed(f->a.mb)); /* stays dropped */
 	/* The taker is not affected (its lease may lapse for a moment on a
 	 * starved machine, and comes back by itself). */
 	wait_for(b_leased, "b's lease");
-	mbox_partner(f->b.mb, &pv);
+	monitor_mbox_partner(f->b.mb, &pv);
 	assert_true(pv.mark_valid && pv.mark.set && pv.mark.gen == 1);
 
 	/* Cleared at giveback: the lease comes back. */
@@ -326,9 +327,9 @@ static void test_publish_mark_clear(void **state)
 	wait_for(a_leased, "a's lease back");
 
 	/* A durable state change, read back from the file itself. */
-	mbox_set_state(f->a.mb, HA_UP, HA_MIRROR_DEGRADED, 0);
+	monitor_mbox_set_state(f->a.mb, HA_UP, HA_MIRROR_DEGRADED, 0);
 	f->done = false;
-	assert_int_equal(mbox_sync(f->a.mb, on_done, f), 0);
+	assert_int_equal(monitor_mbox_sync(f->a.mb, on_done, f), 0);
 	wait_for(done, "sync");
 	assert_int_equal(f->rc, 0);
 	snprintf(p, sizeof(p), "%s/mailbox", f->a.shelf);
@@ -346,8 +347,8 @@ static void test_publish_mark_clear(void **state)
 static void test_reboot_with_mark(void **state)
 {
 	struct fix *f = *state;
-	struct mbox_own_view ov;
-	struct mbox_partner_view pv;
+	struct monitor_mbox_own_view ov;
+	struct monitor_mbox_partner_view pv;
 
 	assert_int_equal(open_node(&f->a), 0);
 	assert_int_equal(open_node(&f->b), 0);
@@ -363,12 +364,12 @@ static void test_reboot_with_mark(void **state)
 	assert_true(f->a.mark.set);
 	assert_int_equal(f->a.mark.gen, 2);
 	run_cycles(&f->a, 5);
-	assert_false(mbox_io_allowed(f->a.mb));
-	mbox_own(f->a.mb, &ov);
+	assert_false(monitor_mbox_io_allowed(f->a.mb));
+	monitor_mbox_own(f->a.mb, &ov);
 	assert_int_equal(ov.boot_gen, 2);
 	assert_true(ov.counter >= 1); /* it still says it lives */
 	run_cycles(&f->b, 3);
-	mbox_partner(f->b.mb, &pv);
+	monitor_mbox_partner(f->b.mb, &pv);
 	assert_int_equal(pv.rec.boot_gen, 2);
 	assert_int_equal(pv.rec.state, HA_TAKEN_OVER); /* published from the boot read */
 
@@ -378,17 +379,17 @@ static void test_reboot_with_mark(void **state)
 
 static bool a_sees_b_silent(void)
 {
-	struct mbox_partner_view v;
+	struct monitor_mbox_partner_view v;
 
-	mbox_partner(F->a.mb, &v);
+	monitor_mbox_partner(F->a.mb, &v);
 	return v.rc == 0 && v.silent_ns >= 200000000ull;
 }
 
 static bool a_sees_b_torn(void)
 {
-	struct mbox_partner_view v;
+	struct monitor_mbox_partner_view v;
 
-	mbox_partner(F->a.mb, &v);
+	monitor_mbox_partner(F->a.mb, &v);
 	return v.rc == -EBADMSG;
 }
 
@@ -397,7 +398,7 @@ static bool a_sees_b_torn(void)
 static void test_silence_and_torn(void **state)
 {
 	struct fix *f = *state;
-	struct mbox_partner_view v1, v2;
+	struct monitor_mbox_partner_view v1, v2;
 	struct monitor_alive a = {.boot_gen = 9, .counter = 1};
 	uint8_t sector[MONITOR_SECTOR];
 	char p[300];
@@ -406,7 +407,7 @@ static void test_silence_and_torn(void **state)
 	assert_int_equal(open_node(&f->a), 0);
 	assert_int_equal(open_node(&f->b), 0);
 	wait_for(a_sees_b_advance, "b advancing");
-	mbox_partner(f->a.mb, &v1);
+	monitor_mbox_partner(f->a.mb, &v1);
 	assert_true(v1.silent_ns < 200000000ull);
 	close_node(&f->b);
 	wait_for(a_sees_b_silent, "b silent");
@@ -421,9 +422,9 @@ static void test_silence_and_torn(void **state)
 	assert_int_equal(pwrite(fd, sector, sizeof(sector), 0), (ssize_t)sizeof(sector));
 	close(fd);
 	wait_for(a_sees_b_torn, "torn record seen");
-	mbox_partner(f->a.mb, &v1);
+	monitor_mbox_partner(f->a.mb, &v1);
 	run_cycles(&f->a, 5);
-	mbox_partner(f->a.mb, &v2);
+	monitor_mbox_partner(f->a.mb, &v2);
 	assert_int_equal(v2.rc, -EBADMSG);
 	assert_int_equal(v2.silent_ns, v1.silent_ns);
 	assert_int_equal(v2.last_read_ns, v1.last_read_ns);
@@ -435,17 +436,17 @@ static void test_silence_and_torn(void **state)
 static void test_stalled_loop(void **state)
 {
 	struct fix *f = *state;
-	struct mbox_own_view before, after;
+	struct monitor_mbox_own_view before, after;
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = 600000000};
 
 	assert_int_equal(open_node(&f->a), 0);
 	wait_for(a_booted, "boot");
 	wait_for(a_leased, "lease");
 	run_cycles(&f->a, 3);
-	mbox_own(f->a.mb, &before);
+	monitor_mbox_own(f->a.mb, &before);
 	nanosleep(&ts, NULL); /* the stall itself: nothing runs the loop */
-	assert_false(mbox_io_allowed(f->a.mb));
-	mbox_own(f->a.mb, &after);
+	assert_false(monitor_mbox_io_allowed(f->a.mb));
+	monitor_mbox_own(f->a.mb, &after);
 	/* Writes go on only while the last turn is younger than the lease
 	 * (100 ms at a 20 ms interval), not for the whole 600 ms. */
 	assert_true(after.counter - before.counter <= 8);
@@ -454,16 +455,16 @@ static void test_stalled_loop(void **state)
 	wait_for(a_leased, "lease after the stall");
 
 	/* A dropped lease stays dropped until a read that starts later. */
-	mbox_lease_drop(f->a.mb);
-	assert_false(mbox_io_allowed(f->a.mb));
+	monitor_mbox_lease_drop(f->a.mb);
+	assert_false(monitor_mbox_io_allowed(f->a.mb));
 	wait_for(a_leased, "lease after a drop");
 }
 
 static bool a_conflict(void)
 {
-	struct mbox_own_view v;
+	struct monitor_mbox_own_view v;
 
-	mbox_own(F->a.mb, &v);
+	monitor_mbox_own(F->a.mb, &v);
 	return v.conflict;
 }
 
@@ -488,12 +489,12 @@ static void test_second_writer(void **state)
 static void test_partner_missing(void **state)
 {
 	struct fix *f = *state;
-	struct mbox_partner_view v;
+	struct monitor_mbox_partner_view v;
 
 	assert_int_equal(open_node(&f->a), 0);
 	wait_for(a_leased, "lease");
 	run_cycles(&f->a, 2);
-	mbox_partner(f->a.mb, &v);
+	monitor_mbox_partner(f->a.mb, &v);
 	assert_int_equal(v.rc, -ENOENT);
 	assert_false(v.seen);
 	do_mark(&f->a, 1, true, -ENOENT);

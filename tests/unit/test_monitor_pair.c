@@ -18,15 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config/config.h"
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
+#include "monitor_fixture.h"
 
 #define GUARD_NS (20ull * 1000000000ull)
 
 struct node {
 	const char *id;
-	struct duet_config cfg;
+	struct monitor_fixture_opts opts;
 	struct monitor *m;
 	struct node *peer;
 	bool booted;
@@ -43,17 +43,6 @@ static struct loop *L;
 static char dir[128];
 static struct node A = {.id = "a"}, B = {.id = "b"};
 static bool cut;
-
-static int bit_index(uint32_t bit)
-{
-	int i = 0;
-
-	while (bit > 1) {
-		bit >>= 1;
-		i++;
-	}
-	return i;
-}
 
 static void on_boot(void *arg, bool taken, const struct monitor_mark *mark)
 {
@@ -72,7 +61,7 @@ static void on_action(void *arg, enum ha_action act, uint64_t gen)
 	if (act == HA_ACT_REPLAY_PARTNER && n->peer->m && monitor_io_allowed(n->peer->m))
 		n->peer_leased_at_replay = true;
 	if (!(n->acts & act))
-		n->act_at[bit_index(act)] = now_ns();
+		n->act_at[monitor_fixture_bit_index(act)] = now_ns();
 	n->acts |= act;
 	monitor_action_done(n->m, act, 0); /* the node does it at once */
 }
@@ -101,38 +90,26 @@ static const struct monitor_ops ops = {
     .state_changed = on_state,
 };
 
-/* @p extra: more [monitor] keys. */
-static void node_config(struct node *n, struct node *peer, const char *extra)
+/* Two links, default timings but @p mailbox_deadline_ms (0: default). */
+static void node_config(struct node *n, struct node *peer, uint64_t mailbox_deadline_ms)
 {
-	char err[256], text[1024];
-
-	snprintf(text, sizeof(text),
-		 "[node]\nid = %s\nshelf = %s/%s\ncontrol = %s/%s.sock\n"
-		 "[nbd]\nlisten = 127.0.0.1:25000\n"
-		 "[ic]\npartner = %s\n"
-		 "link = ic0 127.0.0.1:25001 127.0.0.1:25002\n"
-		 "link = ic1 127.0.0.2:25001 127.0.0.2:25002\n"
-		 "[monitor]\npartner_shelf = %s/%s\n%s",
-		 n->id, dir, n->id, dir, n->id, peer->id, dir, peer->id, extra);
-	assert_int_equal(config_load_string("pair.ini", text, &n->cfg, err, sizeof(err)), 0);
+	monitor_fixture_opts(&n->opts, dir, n->id, peer->id, 2);
+	if (mailbox_deadline_ms)
+		n->opts.o.mailbox_deadline_ms = mailbox_deadline_ms;
+	n->opts.o.loop = L;
+	n->opts.o.ops = &ops;
+	n->opts.o.arg = n;
+	n->opts.o.no_watchdog = true;
 	n->peer = peer;
 }
 
 static void start(struct node *n)
 {
-	struct monitor_opts o = {
-	    .loop = L,
-	    .cfg = &n->cfg,
-	    .ops = &ops,
-	    .arg = n,
-	    .no_watchdog = true,
-	};
-
 	n->booted = false;
 	n->acts = 0;
 	n->mark_ns = 0;
 	n->peer_leased_at_replay = false;
-	assert_int_equal(monitor_create(&o, &n->m), 0);
+	assert_int_equal(monitor_create(&n->opts.o, &n->m), 0);
 	assert_int_equal(monitor_start(n->m), 0);
 }
 
@@ -208,20 +185,13 @@ static void bring_up(void)
 	wait_for(both_alive, "both alive and in sync");
 }
 
-static int setup_with(const char *extra)
+static int setup_with(uint64_t mailbox_deadline_ms)
 {
-	char p[300];
-
 	cut = false;
 	assert_int_equal(loop_create(&L), 0);
-	snprintf(dir, sizeof(dir), "/tmp/duet-pair-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(p, sizeof(p), "%s/a", dir);
-	assert_int_equal(mkdir(p, 0755), 0);
-	snprintf(p, sizeof(p), "%s/b", dir);
-	assert_int_equal(mkdir(p, 0755), 0);
-	node_config(&A, &B, extra);
-	node_config(&B, &A, extra);
+	assert_int_equal(monitor_fixture_mkdirs(dir, sizeof(dir), "pair"), 0);
+	node_config(&A, &B, mailbox_deadline_ms);
+	node_config(&B, &A, mailbox_deadline_ms);
 	return 0;
 }
 
@@ -229,7 +199,7 @@ static int setup_with(const char *extra)
 static int setup(void **state)
 {
 	(void)state;
-	return setup_with("");
+	return setup_with(0);
 }
 
 /* A test that checks that nothing happens must not see a mailbox writer
@@ -237,25 +207,17 @@ static int setup(void **state)
 static int setup_patient(void **state)
 {
 	(void)state;
-	return setup_with("mailbox_deadline_ms = 2000\n");
+	return setup_with(2000);
 }
 
 static int teardown(void **state)
 {
-	char p[300];
-
 	(void)state;
 	if (A.m)
 		stop(&A);
 	if (B.m)
 		stop(&B);
-	for (const char *const *id = (const char *const[]){"a", "b", NULL}; *id; id++) {
-		snprintf(p, sizeof(p), "%s/%s/mailbox", dir, *id);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s/%s", dir, *id);
-		rmdir(p);
-	}
-	rmdir(dir);
+	monitor_fixture_rmdirs(dir);
 	loop_destroy(L);
 	return 0;
 }
@@ -337,9 +299,10 @@ static void test_kill_takeover_giveback(void **state)
 	stop(&A);
 	wait_for(b_serves_a, "b serving a's volumes");
 	assert_true(B.acts & HA_ACT_REPLAY_PARTNER);
-	assert_true(B.act_at[bit_index(HA_ACT_REPLAY_PARTNER)] >= B.mark_ns + 150000000ull);
+	assert_true(B.act_at[monitor_fixture_bit_index(HA_ACT_REPLAY_PARTNER)] >=
+		    B.mark_ns + 150000000ull);
 	assert_false(B.peer_leased_at_replay);
-	B.serve_partner_ns = B.act_at[bit_index(HA_ACT_SERVE_PARTNER)];
+	B.serve_partner_ns = B.act_at[monitor_fixture_bit_index(HA_ACT_SERVE_PARTNER)];
 	print_message("kill -> takeover decided %llu ms, -> serving %llu ms (defaults)\n",
 		      (unsigned long long)((B.mark_ns - t0) / 1000000),
 		      (unsigned long long)((B.serve_partner_ns - t0) / 1000000));
@@ -363,7 +326,8 @@ static void test_kill_takeover_giveback(void **state)
 	assert_true(B.acts & HA_ACT_DRAIN_PARTNER);
 	wait_for(a_serves_again, "a serving again");
 	wait_for(b_up, "b done giving back"); /* a may read the cleared mark first */
-	assert_true(A.act_at[bit_index(HA_ACT_START_OWN)] <= A.act_at[bit_index(HA_ACT_SERVE_OWN)]);
+	assert_true(A.act_at[monitor_fixture_bit_index(HA_ACT_START_OWN)] <=
+		    A.act_at[monitor_fixture_bit_index(HA_ACT_SERVE_OWN)]);
 	assert_int_equal(monitor_ha(A.m)->acked_gen, 1);
 	read_mark("a", &mark);
 	assert_false(mark.set);

@@ -12,7 +12,7 @@
 
 #include "common/crc32c.h"
 #include "config/config.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 static struct monitor_alive sample_alive(void)
 {
@@ -166,7 +166,7 @@ static void test_foreign(void **state)
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
 
 	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
-	memset(buf + 8, 'x', CONFIG_ID_MAX); /* id without its NUL */
+	memset(buf + 8, 'x', MONITOR_ID_MAX); /* id without its NUL */
 	reseal(buf);
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), -EINVAL);
 
@@ -176,8 +176,8 @@ static void test_foreign(void **state)
 	assert_int_equal(monitor_mark_decode(buf, &n), -EINVAL);
 
 	/* A node id of the maximum length survives. */
-	memset(a.node, 'n', CONFIG_ID_MAX - 1);
-	a.node[CONFIG_ID_MAX - 1] = 0;
+	memset(a.node, 'n', MONITOR_ID_MAX - 1);
+	a.node[MONITOR_ID_MAX - 1] = 0;
 	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
 	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), 0);
 	assert_string_equal(b.node, a.node);
@@ -186,13 +186,13 @@ static void test_foreign(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	assert_string_equal(ha_state_name(HA_UP), "up");
-	assert_string_equal(ha_state_name(HA_TAKEOVER), "takeover");
-	assert_string_equal(ha_state_name(HA_TAKEN_OVER), "taken_over");
-	assert_string_equal(ha_state_name(HA_WAITING_FOR_GIVEBACK), "waiting_for_giveback");
-	assert_string_equal(ha_state_name(HA_GIVING_BACK), "giving_back");
-	assert_string_equal(ha_mirror_name(HA_MIRROR_IN_SYNC), "in_sync");
-	assert_string_equal(ha_state_name((enum ha_state)99), "?");
+	assert_string_equal(monitor_ha_state_name(HA_UP), "up");
+	assert_string_equal(monitor_ha_state_name(HA_TAKEOVER), "takeover");
+	assert_string_equal(monitor_ha_state_name(HA_TAKEN_OVER), "taken_over");
+	assert_string_equal(monitor_ha_state_name(HA_WAITING_FOR_GIVEBACK), "waiting_for_giveback");
+	assert_string_equal(monitor_ha_state_name(HA_GIVING_BACK), "giving_back");
+	assert_string_equal(monitor_ha_mirror_name(HA_MIRROR_IN_SYNC), "in_sync");
+	assert_string_equal(monitor_ha_state_name((enum ha_state)99), "?");
 }
 
 #define BASE                                                            \

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "common/loop.h"
-#include "monitor/monitor.h"
+#include "monitor/monitor_int.h"
 
 enum mode {
 	STALL_EXIT,
@@ -82,16 +82,16 @@ static void on_jump(void *arg, uint64_t ms)
 static int child_main(enum mode mode, int out)
 {
 	struct child c = {.mode = mode, .out = out};
-	struct watchdog_opts o = {
+	struct monitor_watchdog_opts o = {
 	    /* Runs that must survive get room for a loaded machine. */
-	    .timeout_ms = mode == STALL_EXIT || mode == STALL_ABORT ? 100 : 500,
+	    .watchdog_ms = mode == STALL_EXIT || mode == STALL_ABORT ? 100 : 500,
 	    .tick_ms = 5,
 	    .jump_ms = 400, /* a loaded machine starves threads for tens of ms */
-	    .action = mode == STALL_ABORT ? WATCHDOG_ABORT : WATCHDOG_EXIT,
+	    .action = mode == STALL_ABORT ? MONITOR_WATCHDOG_ABORT : MONITOR_WATCHDOG_EXIT,
 	    .on_jump = on_jump,
 	    .arg = &c,
 	};
-	struct watchdog *w;
+	struct monitor_watchdog *w;
 	struct rlimit no_core = {0, 0};
 	uint64_t delay_ms = 50;
 
@@ -99,7 +99,7 @@ static int child_main(enum mode mode, int out)
 	if (loop_create(&c.loop) < 0)
 		return 2;
 	o.loop = c.loop;
-	if (watchdog_start(&o, &w) < 0)
+	if (monitor_watchdog_start(&o, &w) < 0)
 		return 3;
 	if (mode == BOOT_BLOCK) {
 		struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
@@ -112,7 +112,7 @@ static int child_main(enum mode mode, int out)
 	loop_timer_arm(c.loop, &c.t, delay_ms * 1000000ull);
 	if (loop_run(c.loop) < 0)
 		return 4;
-	watchdog_stop(w);
+	monitor_watchdog_stop(w);
 	loop_destroy(c.loop);
 	return 0;
 }

@@ -1,0 +1,299 @@
+/**
+ * @file monitor_int.h
+ * Inside the failover monitor: the parts struct monitor (monitor.c) wires
+ * together, each usable alone and unit-tested alone. For the module and
+ * its tests only; the node includes monitor.h.
+ *
+ * Four parts, grouped below by the file that defines them:
+ *
+ *  - record.c: the on-disk and on-wire formats (mailbox sectors, heartbeat
+ *    slots), each with a CRC32C so a torn write is seen, never trusted.
+ *  - mbox.c: the mailbox file in each shelf, driven by a small thread with
+ *    its own timer (an O_DSYNC write may take milliseconds; the reactor
+ *    never waits on it). It publishes this node's liveness record, watches
+ *    the partner's, writes and clears takeover marks, and grants the I/O
+ *    lease: shelf I/O is allowed only until lease_ms after the start of the
+ *    last read of the own mailbox that found no takeover mark.
+ *  - watchdog.c: a thread that ends the process when the reactor stalls
+ *    past watchdog_ms, and that tells a stalled loop from a stopped process.
+ *  - ha.c: the state machine, pure logic with time as an input.
+ *
+ * Layering: monitor.c calls ha.c, mbox.c, watchdog.c and record.c; mbox.c
+ * calls record.c; ha.c calls only record.c's state and mirror names;
+ * watchdog.c calls only monitor_boottime_ns() (mbox.c); record.c calls
+ * nothing. Results come back up only through the callbacks in the options
+ * structs (on_cycle, on_jump, the done and mark callbacks).
+ */
+#ifndef DUET_MONITOR_MONITOR_INT_H
+#define DUET_MONITOR_MONITOR_INT_H
+
+#include "monitor/monitor.h"
+
+/* ---- record.c: mailbox sectors and heartbeat slots ---- */
+
+/** HA state of a node, in records and in `duetctl status`. */
+enum ha_state {
+	HA_UP = 0,		 /**< serving its own volumes */
+	HA_TAKEOVER,		 /**< taking over or serving the partner's volumes too */
+	HA_TAKEN_OVER,		 /**< fenced by the partner's takeover mark; serves nothing */
+	HA_WAITING_FOR_GIVEBACK, /**< taken over, back in touch with the partner, ready */
+	HA_GIVING_BACK,		 /**< draining the partner's volumes to hand them back */
+	HA_STATE_COUNT,
+};
+
+#define MONITOR_SECTOR	    4096u /**< one writer per sector */
+#define MONITOR_MBOX_SIZE   (4u * MONITOR_SECTOR)
+#define MONITOR_MBOX_NAME   "mailbox" /**< SHELF/mailbox */
+#define MONITOR_SECT_ALIVE  0u	      /**< written by the owner only */
+#define MONITOR_SECT_MARK   1u	      /**< written by the partner only */
+#define MONITOR_REC_VERSION 1u
+
+/** Liveness of one node: its mailbox record, and the body of a heartbeat. */
+struct monitor_alive {
+	char node[MONITOR_ID_MAX];
+	uint64_t boot_gen;  /**< +1 at every start of the node */
+	uint64_t counter;   /**< +1 at every record written in this boot */
+	uint64_t time_ns;   /**< writer's CLOCK_REALTIME, for operators only */
+	uint64_t acked_gen; /**< last takeover generation whose giveback this node completed */
+	enum ha_state state;
+	enum ha_mirror mirror; /**< the writer's own mirror (in_sync: every ack is mirrored) */
+};
+
+enum monitor_rec_kind {
+	MONITOR_REC_ALIVE = 1,
+	MONITOR_REC_MARK = 2,
+	MONITOR_REC_HEARTBEAT = 3,
+};
+
+/** Encode @p a as @p kind (ALIVE or HEARTBEAT) into MONITOR_REC_SIZE bytes. */
+void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind kind, void *buf);
+/** Decode a record of @p kind: 0; -ENODATA blank; -EBADMSG torn or foreign
+ * (magic, CRC); -EPROTO unknown version; -EINVAL other kind or bad field. */
+int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct monitor_alive *a);
+/** Encode a takeover mark into MONITOR_REC_SIZE bytes. */
+void monitor_mark_encode(const struct monitor_mark *m, void *buf);
+/** Decode a takeover mark; errors as monitor_alive_decode(). */
+int monitor_mark_decode(const void *buf, struct monitor_mark *m);
+/** Name of @p s as in status and docs ("taken_over"). */
+const char *monitor_ha_state_name(enum ha_state s);
+/** Name of @p m as in status and docs ("in_sync"). */
+const char *monitor_ha_mirror_name(enum ha_mirror m);
+
+/* ---- mbox.c: the mailbox thread and the I/O lease ---- */
+
+struct monitor_mbox;
+
+/** Answer of a mark check: @p rc < 0 when the own mailbox could not be read. */
+typedef void (*monitor_mark_cb)(void *arg, int rc, const struct monitor_mark *mark);
+
+struct monitor_mbox_opts {
+	struct loop *loop;	   /**< results come back on it; its turns gate liveness */
+	const char *node_id;	   /**< this node */
+	const char *shelf;	   /**< own shelf: SHELF/mailbox is created if missing */
+	const char *partner_shelf; /**< NULL or "": no partner mailbox */
+	uint32_t mailbox_ms;	   /**< cycle: write own record, read own mark, read partner */
+	uint32_t lease_ms;	   /**< I/O lease after a clean own read; loop liveness gate */
+	bool buffered;		   /**< never O_DIRECT (one host only; tests) */
+	/** Called on the loop after every cycle whose view changed (may be NULL). */
+	void (*on_cycle)(void *arg);
+	void *arg;
+};
+
+/** What this node knows of its own mailbox. */
+struct monitor_mbox_own_view {
+	int rc;			  /**< last own read: 0 or a negative errno */
+	uint64_t boot_gen;	  /**< this boot's generation (old + 1) */
+	uint64_t boot_acked_gen;  /**< acked_gen of the record found at boot */
+	uint64_t counter;	  /**< records written */
+	uint64_t last_write_ns;	  /**< monotonic end of the last good write; 0 none */
+	bool mark_valid;	  /**< a mark record (set or cleared) is there */
+	struct monitor_mark mark; /**< the last mark read */
+	bool conflict;		  /**< someone else writes our liveness sector */
+};
+
+/** What this node knows of the partner's mailbox. */
+struct monitor_mbox_partner_view {
+	int rc;			  /**< last read: 0, or why it failed (-ENOENT, -EBADMSG, ...) */
+	bool seen;		  /**< a valid liveness record was read at least once */
+	struct monitor_alive rec; /**< the last valid one */
+	uint64_t last_change_ns;  /**< monotonic: first read that showed the current record */
+	uint64_t silent_ns;	  /**< evidence of silence: unchanged across reads this long */
+	uint64_t last_read_ns;	  /**< monotonic start of the last successful read */
+	bool mark_valid;	  /**< our mark record in the partner's mailbox */
+	struct monitor_mark mark;
+};
+
+/** Open (create) the own mailbox and the partner's; no I/O thread yet. */
+int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **out);
+/** Start the thread; its first cycle reads the own mailbox before any
+ * write and gives @p boot_cb the mark found there (the boot check). */
+int monitor_mbox_start(struct monitor_mbox *mb, monitor_mark_cb boot_cb, void *arg);
+/** Stop the thread (waits for the cycle in progress) and close the files. */
+void monitor_mbox_close(struct monitor_mbox *mb);
+/** Set what the next records say. */
+void monitor_mbox_set_state(struct monitor_mbox *mb, enum ha_state state, enum ha_mirror mirror,
+			    uint64_t acked_gen);
+/** @p cb once a record carrying the state set so far is durable. */
+int monitor_mbox_sync(struct monitor_mbox *mb, monitor_done_cb cb, void *arg);
+/** @p cb with a mark read by a read that starts after this call. */
+int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg);
+/** Write (or clear: @p set false) a mark in the partner's mailbox; @p cb once durable. */
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
+			    void *arg);
+/** Copy out the view of the own mailbox as of the last cycle. */
+void monitor_mbox_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *v);
+/** Copy out the view of the partner's mailbox as of the last cycle. */
+void monitor_mbox_partner(struct monitor_mbox *mb, struct monitor_mbox_partner_view *v);
+/** True while the I/O lease holds. Lock-free, any thread. */
+bool monitor_mbox_io_allowed(const struct monitor_mbox *mb);
+/** Drop the lease now (a stall was seen): the next clean read renews it. */
+void monitor_mbox_lease_drop(struct monitor_mbox *mb);
+/** Whether the mailbox is opened with O_DIRECT (else O_DSYNC through the cache). */
+bool monitor_mbox_direct(const struct monitor_mbox *mb);
+/** CLOCK_BOOTTIME in ns: counts a stopped process and a suspended host. */
+uint64_t monitor_boottime_ns(void);
+
+/* ---- watchdog.c: the reactor watchdog ---- */
+
+struct monitor_watchdog;
+
+struct monitor_watchdog_opts {
+	struct loop *loop;    /**< the reactor watched */
+	uint32_t watchdog_ms; /**< loop stall that ends the process */
+	uint32_t tick_ms;     /**< check period; 0: 5 ms */
+	uint32_t jump_ms;     /**< own tick this late: the process was stopped; 0: 50 ms */
+	enum monitor_watchdog_action action;
+	/** Called on the loop after the process was stopped or starved (may be NULL). */
+	void (*on_jump)(void *arg, uint64_t stopped_ms);
+	void *arg;
+};
+
+/** Start the thread, on the loop's thread; it arms at the next loop turn
+ * and keeps an idle loop turning every watchdog_ms / 10 (see watchdog.c). */
+int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor_watchdog **out);
+/** Stop the thread and free @p w (NULL is fine). */
+void monitor_watchdog_stop(struct monitor_watchdog *w);
+/** Stops (jumps) seen so far. */
+uint64_t monitor_watchdog_jumps(const struct monitor_watchdog *w);
+
+/* ---- ha.c: the state machine (pure: no I/O, time is an input) ---- */
+
+/** Phases inside a state. */
+enum ha_phase {
+	HA_PH_NONE = 0,
+	HA_PH_MARKING,	  /**< takeover: writing the mark */
+	HA_PH_FENCE_WAIT, /**< takeover: waiting out the partner's lease */
+	HA_PH_REPLAYING,  /**< takeover: replaying the partner's mirror */
+	HA_PH_SERVING,	  /**< takeover: serving the partner's volumes */
+	HA_PH_STOPPING,	  /**< taken over: own volumes being stopped */
+	HA_PH_STARTING,	  /**< given back: own log dropped, volumes opened */
+	HA_PH_ACKING,	  /**< given back: acked_gen being made durable */
+	HA_PH_DRAINING,	  /**< giving back: draining the partner's volumes */
+	HA_PH_CLEARING,	  /**< giving back: clearing the mark */
+	HA_PH_FAILED,	  /**< an action failed; the operator decides */
+};
+
+/** How this node sees its partner. */
+enum ha_partner {
+	HA_PARTNER_NONE = 0, /**< no partner configured */
+	HA_PARTNER_UNKNOWN,  /**< no evidence yet */
+	HA_PARTNER_ALIVE,    /**< heartbeats on at least one link */
+	HA_PARTNER_CUT_OFF,  /**< no heartbeat, but its mailbox advances */
+	HA_PARTNER_SUSPECT,  /**< no heartbeat; mailbox not yet silent long enough */
+	HA_PARTNER_DEAD,     /**< silent on every link and in its mailbox */
+};
+
+struct ha_config {
+	bool has_partner;	  /**< a partner id is set */
+	bool has_partner_mailbox; /**< a partner shelf is set */
+	uint64_t deadline_ms;	  /**< heartbeat silence on every link: suspect */
+	uint64_t mailbox_deadline_ms;
+	uint64_t fence_wait_ms; /**< after the mark: partner's lease_ms + fence_margin_ms */
+	bool auto_giveback;
+	uint64_t giveback_delay_ms;
+	uint64_t retry_ms; /**< after a failed mark write; 0: 1000 */
+};
+
+#define HA_NEVER UINT64_MAX
+
+/** Everything the state machine looks at, sampled by its owner. */
+struct ha_inputs {
+	uint64_t now_ms;
+	unsigned n_links;
+	uint64_t hb_age_ms[MONITOR_MAX_LINKS]; /**< since a new heartbeat on each link; HA_NEVER */
+	bool hb_valid;			       /**< a heartbeat record was received this boot */
+	struct monitor_alive hb;	       /**< the newest one */
+	int mbox_rc;			       /**< partner mailbox: 0 or why unreadable */
+	bool mbox_seen;			       /**< its record was valid at least once */
+	uint64_t mbox_silent_ms;	       /**< evidence of silence */
+	uint64_t mbox_change_age_ms;	       /**< since it last advanced; HA_NEVER */
+	uint64_t mbox_read_ms;		       /**< start of the last good read (now_ms clock) */
+	struct monitor_alive mbox;	       /**< the partner's last mailbox record */
+	bool partner_mark_valid;	       /**< a mark of ours exists in its mailbox */
+	bool partner_mark_set;		       /**< ... and is set (not cleared) */
+	uint64_t partner_mark_gen;
+	/** The partner's log held here, as the receiving side knows it: IN_SYNC
+	 * once a resync completed and no record was missed since. Losing the
+	 * session does not make it DEGRADED (the copy only stops growing); the
+	 * partner publishes DEGRADED itself before acknowledging without us. */
+	enum ha_mirror mirror;
+	bool own_mark;	       /**< a takeover mark is set in our mailbox */
+	uint64_t own_mark_gen; /**< its generation (also when cleared) */
+	bool own_conflict;     /**< another writer in our liveness sector */
+};
+
+struct ha_output {
+	uint32_t actions;  /**< enum ha_action bits to perform now */
+	uint64_t mark_gen; /**< for WRITE_MARK / CLEAR_MARK / START_OWN */
+	uint64_t wake_ms;  /**< step again at this time at the latest; HA_NEVER */
+	bool changed;	   /**< state or phase changed (log, publish) */
+};
+
+#define HA_REASON_MAX 200
+
+/** The state machine. Fields are read-only for its owner. */
+struct ha {
+	struct ha_config cfg;
+	enum ha_state state;
+	enum ha_phase phase;
+	enum ha_partner partner;
+	uint64_t since_ms;	   /**< time of the last state or phase change */
+	uint64_t phase_until_ms;   /**< fence wait end, retry time */
+	uint64_t mark_gen;	   /**< generation of the current takeover */
+	uint64_t acked_gen;	   /**< own: last giveback completed */
+	uint64_t waiting_since_ms; /**< partner waiting for giveback since; HA_NEVER */
+	bool forced;		   /**< the current takeover was forced */
+	bool takeover_possible;
+	char reason[HA_REASON_MAX];	 /**< why the last change happened */
+	char why[HA_REASON_MAX];	 /**< why takeover is (not) possible now */
+	char partner_why[HA_REASON_MAX]; /**< how the partner is seen, in words */
+};
+
+/** Name of @p a as in logs ("replay_partner"). */
+const char *monitor_ha_action_name(enum ha_action a);
+/** Name of @p p as in status ("fence_wait"). */
+const char *monitor_ha_phase_name(enum ha_phase p);
+/** Name of @p p as in status ("cut_off"). */
+const char *monitor_ha_partner_name(enum ha_partner p);
+/** Start in HA_UP, or in HA_TAKEN_OVER when the boot check found a mark. */
+void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
+		     uint64_t mark_gen, uint64_t acked_gen);
+/** Re-evaluate with fresh inputs. */
+void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out);
+/** Operator takeover (@p force skips the mirror and liveness checks): 0 or
+ * a negative errno with @p err set. */
+int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen);
+/** Operator giveback (@p force skips the partner-ready check): as above. */
+int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
+			char *err, size_t errlen);
+/** An action asked for earlier finished with @p rc. */
+void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
+		     struct ha_output *out);
+
+/* ---- monitor.c: test-only access ---- */
+
+/** The state machine of @p m, read-only (tests look at state and reasons). */
+const struct ha *monitor_ha(const struct monitor *m);
+
+#endif
