@@ -1,7 +1,7 @@
 /* The CCM object: creation, start, reset, destruction, the periodic tick,
  * deferred work, status and its JSON form. */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -10,12 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const char *ccm_hex64(uint64_t v, char buf[17])
-{
-	snprintf(buf, 17, "%016" PRIx64, v);
-	return buf;
-}
 
 const char *ccm_term_reason_str(enum ccm_term_reason why)
 {
@@ -58,34 +52,34 @@ static void work_cb(struct loop_timer *t)
 	if (ccm->state == ST_STOPPING)
 		return;
 	ccm->in_work = true;
-	lane_do_aborts(ccm);
+	ccm_lane_do_aborts(ccm);
 	if (ccm->term_pending) {
 		enum ccm_term_reason why = ccm->term_pending;
 		ccm->term_pending = 0;
-		sess_end(ccm, why);
+		ccm_sess_end(ccm, why);
 	}
 	if (ccm->drain_pending) {
 		ccm->drain_pending = false;
-		op_drain_pending(ccm);
+		ccm_op_drain_pending(ccm);
 	}
 	if (ccm->kick_pending) {
 		ccm->kick_pending = false;
 		if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
-			chan_kick(&ccm->ctl);
+			ccm_chan_kick(&ccm->ctl);
 			for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 				struct ccm_client *c = ccm->clients[i];
 				if (!c || c->dead)
 					continue;
 				for (unsigned j = 0; j < c->n_ports; j++)
-					chan_kick(&c->ports[j].ch);
+					ccm_chan_kick(&c->ports[j].ch);
 			}
 		}
 	}
-	chan_send_acks(ccm);
-	client_deliver_ready(ccm);
+	ccm_chan_send_acks(ccm);
+	ccm_client_deliver_ready(ccm);
 	if (ccm->reap_pending) {
 		ccm->reap_pending = false;
-		client_reap(ccm);
+		ccm_client_reap(ccm);
 	}
 	ccm->in_work = false;
 }
@@ -120,17 +114,17 @@ static void tick_cb(struct loop_timer *t)
 		ccm->stall_seen_ns = now;
 	ccm->tick_due_ns = now + ccm->hb_ns;
 	ccm->tick_count++;
-	hs_tick(ccm);
+	ccm_hs_tick(ccm);
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
-		lane_tick(ccm);
-		sess_tick(ccm);
+		ccm_lane_tick(ccm);
+		ccm_sess_tick(ccm);
 	}
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		if (ccm->links[i].reopen_pending)
 			ccm_schedule(ccm);
-	inst_update_rates(ccm);
+	ccm_inst_update_rates(ccm);
 	if (ccm->tick_count % 50 == 0)
-		inst_rebalance(ccm);
+		ccm_inst_rebalance(ccm);
 	if (ccm->pending_ops)
 		ccm->drain_pending = true;
 	ccm_schedule(ccm);
@@ -149,7 +143,19 @@ static void *alloc_region(size_t len)
 	return p;
 }
 
-int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **out)
+void ccm_opts_init(struct ccm_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->provider, sizeof(o->provider), "tcp;ofi_rxm");
+	snprintf(o->cluster_id, sizeof(o->cluster_id), "duet");
+	o->instances = 1;
+	o->balance = CCM_BALANCE_LEAST_OUTSTANDING;
+	o->heartbeat_ms = 20;
+	o->link_deadline_ms = 100;
+	o->session_deadline_ms = 1000;
+}
+
+int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 {
 	struct ccm *ccm;
 	int rc;
@@ -158,29 +164,22 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 	if (!ccm)
 		return -ENOMEM;
 	ccm->loop = loop;
-	snprintf(ccm->node, sizeof(ccm->node), "%s", cfg->node.id);
-	snprintf(ccm->partner_cfg, sizeof(ccm->partner_cfg), "%s", cfg->ic.partner);
-	snprintf(ccm->cluster, sizeof(ccm->cluster), "%s", cfg->ic.cluster_id);
-	snprintf(ccm->provider, sizeof(ccm->provider), "%s", cfg->ic.provider);
-	snprintf(ccm->secret_file, sizeof(ccm->secret_file), "%s", cfg->ic.secret_file);
-	ccm->balance = cfg->ic.balance;
-	ccm->hb_ns = cfg->ic.heartbeat_ms * NS_PER_MS;
-	ccm->link_deadline_ns = cfg->ic.link_deadline_ms * NS_PER_MS;
-	ccm->session_deadline_ns = cfg->ic.session_deadline_ms * NS_PER_MS;
-	ccm->inst_max_load = cfg->ic.instance_max_load;
+	ccm->opts = *opts;
+	ccm->hb_ns = opts->heartbeat_ms * NS_PER_MS;
+	ccm->link_deadline_ns = opts->link_deadline_ms * NS_PER_MS;
+	ccm->session_deadline_ns = opts->session_deadline_ms * NS_PER_MS;
 	ccm->major = CCM_PROTO_MAJOR;
 	ccm->minor = CCM_PROTO_MINOR;
-	ccm->n_links = cfg->ic.n_links > CCM_MAX_LINKS ? CCM_MAX_LINKS : cfg->ic.n_links;
-	ccm->n_inst = cfg->ic.instances ? (unsigned)cfg->ic.instances : 1;
+	ccm->n_links = opts->n_links > CCM_MAX_LINKS ? CCM_MAX_LINKS : opts->n_links;
+	ccm->n_inst = opts->instances ? opts->instances : 1;
 	if (ccm->n_links && ccm->n_inst > ccm->n_links)
 		ccm->n_inst = ccm->n_links;
 	if (ccm->n_inst > CCM_MAX_INSTANCES)
 		ccm->n_inst = CCM_MAX_INSTANCES;
-	memcpy(ccm->link_cfg, cfg->ic.links, sizeof(ccm->link_cfg));
 	ccm->next_incarnation = 1;
 
 	if (ccm->n_links > 0) {
-		if (!ccm->secret_file[0]) {
+		if (!ccm->opts.secret_file[0]) {
 			LOG_ERROR("[ic] secret_file is required when [ic] link is set: the partner "
 				  "is authenticated with it");
 			rc = -EINVAL;
@@ -210,13 +209,13 @@ int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **ou
 		l->ccm = ccm;
 		l->idx = i;
 		l->inst = i % ccm->n_inst;
-		ccm_put_str(l->name, cfg->ic.links[i].name, sizeof(l->name));
+		ccm_put_str(l->name, opts->links[i].name, sizeof(l->name));
 		l->last_change_ns = now_ns();
 		in->links[in->n_links++] = i;
 	}
-	lane_init(ccm);
-	hs_init(ccm);
-	chan_init(&ccm->ctl, ccm, NULL);
+	ccm_lane_init(ccm);
+	ccm_hs_init(ccm);
+	ccm_chan_init(&ccm->ctl, ccm, NULL);
 	loop_timer_init(&ccm->tick, tick_cb, ccm);
 	loop_timer_init(&ccm->work, work_cb, ccm);
 	loop_timer_init(&ccm->shutdown_timer, shutdown_check, ccm);
@@ -242,14 +241,14 @@ int ccm_start(struct ccm *ccm)
 		LOG_INFO("no interconnect links configured: running without a partner");
 		return 0;
 	}
-	rc = lane_open_all(ccm);
+	rc = ccm_lane_open_all(ccm);
 	if (rc < 0)
 		return rc;
-	hs_start_epoch(ccm, 0);
+	ccm_hs_start_epoch(ccm, 0);
 	LOG_INFO("boot region published on %u link%s (key %#llx, generation %s); handshake "
 		 "with partner%s%s started",
 		 ccm->n_links, ccm->n_links > 1 ? "s" : "", (unsigned long long)CCM_BOOT_KEY,
-		 ccm_hex64(ccm->gen, g), ccm->partner_cfg[0] ? " " : "", ccm->partner_cfg);
+		 ccm_hex64(ccm->gen, g), ccm->opts.partner[0] ? " " : "", ccm->opts.partner);
 	loop_timer_arm(ccm->loop, &ccm->tick, ccm->hb_ns);
 	return 0;
 }
@@ -264,7 +263,7 @@ int ccm_reset(struct ccm *ccm)
 		return 0;
 	case ST_HANDSHAKE:
 		LOG_INFO("operator reset: restarting the handshake");
-		hs_start_epoch(ccm, 0);
+		ccm_hs_start_epoch(ccm, 0);
 		return 0;
 	default:
 		return -ENOTCONN;
@@ -295,11 +294,11 @@ int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg)
 	ccm->shutdown_arg = arg;
 	ccm->shutdown_deadline_ns = now_ns() + 200 * NS_PER_MS;
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
-		sess_end(ccm, CCM_TERM_SHUTDOWN);
+		ccm_sess_end(ccm, CCM_TERM_SHUTDOWN);
 	if (ccm->state == ST_HANDSHAKE) {
 		loop_timer_cancel(ccm->loop, &ccm->hs_timer);
 		ccm->state = ST_IDLE;
-		hs_publish_boot(ccm, BOOT_INIT);
+		ccm_hs_publish_boot(ccm, BOOT_INIT);
 	}
 	loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 0);
 	return 0;
@@ -318,7 +317,7 @@ static void ccm_free(struct ccm *ccm)
 		if (!c)
 			continue;
 		for (unsigned j = 0; j < c->n_ports; j++) {
-			chan_free(&c->ports[j].ch);
+			ccm_chan_free(&c->ports[j].ch);
 			if (c->ports[j].own_mem)
 				free(c->ports[j].mem);
 		}
@@ -326,7 +325,7 @@ static void ccm_free(struct ccm *ccm)
 		free(c);
 		ccm->clients[i] = NULL;
 	}
-	chan_free(&ccm->ctl);
+	ccm_chan_free(&ccm->ctl);
 	ccm_mac_free(ccm);
 	free(ccm->boot);
 	free(ccm->slot);
@@ -339,19 +338,19 @@ static void ccm_free(struct ccm *ccm)
  * in-flight operations complete (and are failed) inside fab_link_close. */
 static void ccm_stop(struct ccm *ccm)
 {
-	op_fail_pending(ccm, -ESHUTDOWN);
-	op_release_held(ccm, -ESHUTDOWN);
-	chan_fail_ops(&ccm->ctl, -ESHUTDOWN);
+	ccm_op_fail_pending(ccm, -ESHUTDOWN);
+	ccm_op_release_held(ccm, -ESHUTDOWN);
+	ccm_chan_fail_ops(&ccm->ctl, -ESHUTDOWN);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (!c)
 			continue;
 		for (unsigned j = 0; j < c->n_ports; j++)
-			chan_fail_ops(&c->ports[j].ch, -ESHUTDOWN);
-		client_unregister_mrs(ccm, c);
+			ccm_chan_fail_ops(&c->ports[j].ch, -ESHUTDOWN);
+		ccm_client_unregister_mrs(ccm, c);
 	}
 	ccm->state = ST_STOPPING;
-	lane_close_all(ccm);
+	ccm_lane_close_all(ccm);
 }
 
 void ccm_destroy(struct ccm *ccm)
@@ -359,7 +358,7 @@ void ccm_destroy(struct ccm *ccm)
 	if (!ccm)
 		return;
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
-		sess_end(ccm, CCM_TERM_SHUTDOWN);
+		ccm_sess_end(ccm, CCM_TERM_SHUTDOWN);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (c && !c->dead)
@@ -380,7 +379,7 @@ void ccm_test_set_version(struct ccm *ccm, uint16_t major, uint16_t minor)
 	ccm->major = major;
 	ccm->minor = minor;
 	if (ccm->state == ST_HANDSHAKE)
-		hs_publish_boot(ccm, BOOT_HANDSHAKING);
+		ccm_hs_publish_boot(ccm, BOOT_HANDSHAKING);
 }
 
 void ccm_test_set_load(struct ccm *ccm, unsigned inst, uint64_t bytes_per_sec)
@@ -419,7 +418,7 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 		st->state = CCM_SESSION_UP;
 		break;
 	}
-	snprintf(st->node, sizeof(st->node), "%s", ccm->node);
+	snprintf(st->node, sizeof(st->node), "%s", ccm->opts.node);
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
 		snprintf(st->partner, sizeof(st->partner), "%s", ccm->partner.node);
 		st->partner_major = ccm->partner.major;

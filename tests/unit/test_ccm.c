@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "ccm/ccm.h"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/config.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -41,7 +41,7 @@ struct tclient {
 
 struct node {
 	struct ccm *ccm;
-	struct duet_config cfg;
+	struct ccm_opts opts;
 	struct tclient cl[4];
 };
 
@@ -81,36 +81,36 @@ static int teardown(void **state)
 }
 
 /* Node @p id with @p nlinks links to @p peer: addresses "id:i" -> "peer:i". */
-static void make_cfg(struct duet_config *cfg, const char *id, const char *peer, unsigned nlinks,
-		     unsigned instances)
+static void make_opts(struct ccm_opts *o, const char *id, const char *peer, unsigned nlinks,
+		      unsigned instances)
 {
-	config_defaults(cfg);
-	snprintf(cfg->node.id, sizeof(cfg->node.id), "%s", id);
-	snprintf(cfg->ic.partner, sizeof(cfg->ic.partner), "%s", peer);
-	snprintf(cfg->ic.secret_file, sizeof(cfg->ic.secret_file), "%s", secret_a);
-	cfg->ic.n_links = nlinks;
+	ccm_opts_init(o);
+	snprintf(o->node, sizeof(o->node), "%s", id);
+	snprintf(o->partner, sizeof(o->partner), "%s", peer);
+	snprintf(o->secret_file, sizeof(o->secret_file), "%s", secret_a);
+	o->n_links = nlinks;
 	for (unsigned i = 0; i < nlinks; i++) {
-		snprintf(cfg->ic.links[i].name, sizeof(cfg->ic.links[i].name), "ic%u", i);
-		snprintf(cfg->ic.links[i].local, sizeof(cfg->ic.links[i].local), "%s:%u", id, i);
-		snprintf(cfg->ic.links[i].peer, sizeof(cfg->ic.links[i].peer), "%s:%u", peer, i);
+		snprintf(o->links[i].name, sizeof(o->links[i].name), "ic%u", i);
+		snprintf(o->links[i].local, sizeof(o->links[i].local), "%s:%u", id, i);
+		snprintf(o->links[i].peer, sizeof(o->links[i].peer), "%s:%u", peer, i);
 	}
-	cfg->ic.instances = instances;
-	cfg->ic.balance = BALANCE_ROUND_ROBIN;
-	cfg->ic.heartbeat_ms = 5;
-	cfg->ic.link_deadline_ms = 40;
-	cfg->ic.session_deadline_ms = 200;
+	o->instances = instances;
+	o->balance = CCM_BALANCE_ROUND_ROBIN;
+	o->heartbeat_ms = 5;
+	o->link_deadline_ms = 40;
+	o->session_deadline_ms = 200;
 }
 
 static void node_create(struct node *n, const char *id, const char *peer, unsigned nlinks,
 			unsigned instances)
 {
 	memset(n, 0, sizeof(*n));
-	make_cfg(&n->cfg, id, peer, nlinks, instances);
+	make_opts(&n->opts, id, peer, nlinks, instances);
 }
 
 static void node_new(struct node *n)
 {
-	assert_int_equal(ccm_create(L, &n->cfg, &n->ccm), 0);
+	assert_int_equal(ccm_create(L, &n->opts, &n->ccm), 0);
 }
 
 static void node_start(struct node *n)
@@ -501,7 +501,7 @@ static void test_cluster_mismatch(void **state)
 	(void)state;
 	node_create(&a, "a", "b", 1, 1);
 	node_create(&b, "b", "a", 1, 1);
-	snprintf(b.cfg.ic.cluster_id, sizeof(b.cfg.ic.cluster_id), "other");
+	snprintf(b.opts.cluster_id, sizeof(b.opts.cluster_id), "other");
 	node_start(&a);
 	node_start(&b);
 	expect_no_session(&a, &b, "cluster");
@@ -516,7 +516,7 @@ static void test_wrong_secret(void **state)
 	(void)state;
 	node_create(&a, "a", "b", 1, 1);
 	node_create(&b, "b", "a", 1, 1);
-	snprintf(b.cfg.ic.secret_file, sizeof(b.cfg.ic.secret_file), "%s", secret_b);
+	snprintf(b.opts.secret_file, sizeof(b.opts.secret_file), "%s", secret_b);
 	node_start(&a);
 	node_start(&b);
 	expect_no_session(&a, &b, "authentication");
@@ -532,8 +532,8 @@ static void test_wrong_partner_and_self(void **state)
 	/* c answers where a expects b. */
 	node_create(&a, "a", "b", 1, 1);
 	node_create(&c, "c", "a", 1, 1);
-	snprintf(c.cfg.ic.links[0].local, sizeof(c.cfg.ic.links[0].local), "b:0");
-	snprintf(c.cfg.ic.partner, sizeof(c.cfg.ic.partner), "a");
+	snprintf(c.opts.links[0].local, sizeof(c.opts.links[0].local), "b:0");
+	snprintf(c.opts.partner, sizeof(c.opts.partner), "a");
 	node_start(&a);
 	node_start(&c);
 	struct err_wait w = {{&a, &a}, "but [ic] partner is 'b'"};
@@ -544,7 +544,7 @@ static void test_wrong_partner_and_self(void **state)
 
 	/* A link that loops back to this node. */
 	node_create(&a, "a", "", 1, 1);
-	snprintf(a.cfg.ic.links[0].peer, sizeof(a.cfg.ic.links[0].peer), "a:0");
+	snprintf(a.opts.links[0].peer, sizeof(a.opts.links[0].peer), "a:0");
 	node_start(&a);
 	struct err_wait w2 = {{&a, &a}, "reaches this node itself"};
 	assert_true(run_until(both_errors, &w2, WAIT_MS));
@@ -568,23 +568,23 @@ static void test_config_key(void **state)
 
 static void test_missing_secret(void **state)
 {
-	struct duet_config cfg;
+	struct ccm_opts o;
 	struct ccm *ccm;
 
 	(void)state;
-	make_cfg(&cfg, "a", "b", 1, 1);
-	cfg.ic.secret_file[0] = '\0';
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
-	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "/nonexistent/secret");
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -ENOENT);
+	make_opts(&o, "a", "b", 1, 1);
+	o.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &o, &ccm), -EINVAL);
+	snprintf(o.secret_file, sizeof(o.secret_file), "/nonexistent/secret");
+	assert_int_equal(ccm_create(L, &o, &ccm), -ENOENT);
 	/* Too short. */
 	write_file(secret_b, "short\n");
-	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "%s", secret_b);
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
+	snprintf(o.secret_file, sizeof(o.secret_file), "%s", secret_b);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EINVAL);
 	/* No links: a CCM that stays down, no secret needed. */
-	make_cfg(&cfg, "a", "", 0, 1);
-	cfg.ic.secret_file[0] = '\0';
-	assert_int_equal(ccm_create(L, &cfg, &ccm), 0);
+	make_opts(&o, "a", "", 0, 1);
+	o.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &o, &ccm), 0);
 	assert_int_equal(ccm_start(ccm), 0);
 	run_for(20);
 	struct ccm_status st;
@@ -668,7 +668,7 @@ static void test_hostile_peer(void **state)
 	struct fab_remote boot_r = {CCM_BOOT_KEY, sizeof(boot)};
 	evil_prep(&op);
 	assert_int_equal(evil_run(fab_read(evil, &boot, sizeof(boot), &boot_r, 0, &op)), 0);
-	assert_true(from_le64(boot.magic) == CCM_BOOT_MAGIC);
+	assert_true(get_le64(&boot.magic) == CCM_BOOT_MAGIC);
 	/* Writing it does not. */
 	memset(junk, 0xee, sizeof(junk));
 	evil_prep(&op);
@@ -692,10 +692,10 @@ static void test_hostile_peer(void **state)
 			 0);
 	memset(&slot, 0, sizeof(slot));
 	slot.seq_head = slot.seq_tail = 7;
-	slot.magic = le64(CCM_SLOT_MAGIC);
-	slot.major = le16(CCM_PROTO_MAJOR);
-	slot.state = le32(SLOT_HELLO);
-	slot.generation = le64(0x1234);
+	put_le64(&slot.magic, CCM_SLOT_MAGIC);
+	put_le16(&slot.major, CCM_PROTO_MAJOR);
+	put_le32(&slot.state, SLOT_HELLO);
+	put_le64(&slot.generation, 0x1234);
 	ccm_put_str(slot.node, "b", sizeof(slot.node));
 	ccm_put_str(slot.cluster, "duet", sizeof(slot.cluster));
 	slot.target_gen = boot.generation;
@@ -708,15 +708,15 @@ static void test_hostile_peer(void **state)
 	/* Forged messages: unknown session, then the right session id with a bad MAC. */
 	struct wire_msg m;
 	memset(&m, 0, sizeof(m));
-	m.magic = le32(CCM_MSG_MAGIC);
-	m.type = le16(MSG_TERMINATE);
+	put_le32(&m.magic, CCM_MSG_MAGIC);
+	put_le16(&m.type, MSG_TERMINATE);
 	m.len = 0;
-	m.seq = le64(1);
+	put_le64(&m.seq, 1);
 	evil_prep(&op);
 	assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
 	m.session_id = boot.session_id;
 	for (uint64_t s = 1; s < 20; s++) {
-		m.seq = le64(s);
+		put_le64(&m.seq, s);
 		evil_prep(&op);
 		assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
 	}
@@ -758,7 +758,7 @@ static void test_stale_generation_replay(void **state)
 	node_start(&b);
 	wait_both_up(&a, &b);
 	memcpy(&old, a.ccm->slot, sizeof(old)); /* b's ready, with a valid proof */
-	assert_int_equal(from_le32(old.state), SLOT_READY);
+	assert_int_equal(get_le32(&old.state), SLOT_READY);
 	/* b restarts: a sees the new generation and forms a new session. */
 	ccm_test_crash(b.ccm);
 	b.ccm = NULL;
@@ -1640,7 +1640,7 @@ static void test_instances(void **state)
 	(void)state;
 	node_create(&a, "a", "b", 2, 2);
 	node_create(&b, "b", "a", 2, 2);
-	a.cfg.ic.instance_max_load = 1 << 20;
+	a.opts.instance_max_load = 1 << 20;
 	node_new(&a);
 	node_new(&b);
 	/* Two ports: one on each instance. */
