@@ -201,8 +201,12 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 		if (rc < 0)
 			goto fail;
 	}
+	for (unsigned i = 0; i < CCM_MAX_INSTANCES; i++)
+		slist_init(&ccm->inst[i].pend);
 	for (unsigned i = 0; i < ccm->n_inst; i++)
 		ccm->inst[i].idx = i;
+	slist_init(&ccm->held);
+	list_init(&ccm->acks);
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		struct ccm_inst *in = &ccm->inst[i % ccm->n_inst];

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/list.h"
 #include "fabric/fabric.h"
 
 struct loop;
@@ -320,7 +321,7 @@ struct ccm_op {
 	/* Private to the CCM. */
 	struct fab_op fop;
 	struct ccm_port *port;
-	struct ccm_op *next;
+	struct slist_node qnode; /* on an instance's pending list or the held list */
 	void *buf;
 	size_t len;
 	uint64_t offset;

@@ -322,8 +322,7 @@ struct ccm_chan {
 	struct fab_op ack_fop;
 	uint8_t ack_buf[sizeof(struct wire_msg)];
 	bool want_send_ready;
-	bool in_list; /* on ccm->ack_list */
-	struct ccm_chan *ack_next;
+	struct list ack_node; /* on ccm->acks while an ack is due */
 	uint64_t sent, received;
 };
 
@@ -376,7 +375,7 @@ struct ccm_inst {
 	unsigned links[CCM_MAX_LINKS];
 	unsigned rr;
 	/* Port operations waiting for a lane of this instance. */
-	struct ccm_op *pend_head, *pend_tail;
+	struct slist pend; /* of ccm_op.qnode */
 	uint64_t bytes_total, bytes_prev, rate;
 	uint64_t ops_inflight, bytes_inflight;
 	unsigned ports;
@@ -531,14 +530,14 @@ struct ccm {
 	bool kick_pending;
 	bool reap_pending;
 	unsigned pending_ops;
-	struct ccm_chan *ack_list;
+	struct list acks; /* channels owing an ack (ccm_chan.ack_node), newest first */
 	bool in_terminate;
 	bool in_work;
 	/* Fences: writes re-issued from a failed lane complete only once the
 	 * partner has closed its end of that lane. */
 	uint32_t fence_next, fence_acked;
 	uint64_t fence_sent_ns;
-	struct ccm_op *held_head, *held_tail;
+	struct slist held; /* of ccm_op.qnode */
 	/* ccm_shutdown */
 	struct loop_timer shutdown_timer;
 	void (*shutdown_cb)(void *arg);

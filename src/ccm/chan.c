@@ -37,6 +37,7 @@ void ccm_chan_init(struct ccm_chan *ch, struct ccm *ccm, struct ccm_port *port)
 	}
 	ch->ack_fop.done = ack_done;
 	ch->ack_fop.arg = ch;
+	list_init(&ch->ack_node);
 }
 
 /* Forget every message of the old session (buffers are kept for reuse;
@@ -60,15 +61,8 @@ void ccm_chan_reset(struct ccm_chan *ch)
 
 void ccm_chan_free(struct ccm_chan *ch)
 {
-	struct ccm *ccm = ch->ccm;
-
 	/* Off the list of channels waiting to send an ack. */
-	for (struct ccm_chan **pp = &ccm->ack_list; *pp; pp = &(*pp)->ack_next) {
-		if (*pp == ch) {
-			*pp = ch->ack_next;
-			break;
-		}
-	}
+	list_del(&ch->ack_node);
 	for (unsigned i = 0; i < CHAN_WINDOW; i++) {
 		free(ch->tx[i].buf);
 		ch->tx[i].buf = NULL;
@@ -127,11 +121,8 @@ static void ack_mark(struct ccm_chan *ch)
 	struct ccm *ccm = ch->ccm;
 
 	ch->ack_due = true;
-	if (!ch->in_list) {
-		ch->in_list = true;
-		ch->ack_next = ccm->ack_list;
-		ccm->ack_list = ch;
-	}
+	if (!list_linked(&ch->ack_node))
+		list_add_head(&ccm->acks, &ch->ack_node);
 	ccm_schedule(ccm);
 }
 
@@ -290,7 +281,7 @@ void ccm_chan_tick(struct ccm_chan *ch, uint64_t now, uint64_t rto_ns)
 	}
 	if (queued)
 		ccm_chan_kick(ch);
-	if (ch->ack_due && !ch->in_list)
+	if (ch->ack_due && !list_linked(&ch->ack_node))
 		ack_mark(ch);
 }
 
@@ -447,17 +438,21 @@ static void ack_done(struct fab_op *op, int status)
 /* Send one cumulative ack per channel that owes one (once per loop turn). */
 void ccm_chan_send_acks(struct ccm *ccm)
 {
-	struct ccm_chan *list = ccm->ack_list;
+	struct list all;
 
-	ccm->ack_list = NULL;
-	while (list) {
-		struct ccm_chan *ch = list;
+	/* Take the whole list: a channel marked again meanwhile waits for the next turn. */
+	list_init(&all);
+	while (!list_empty(&ccm->acks)) {
+		struct list *n = ccm->acks.next;
+		list_del(n);
+		list_add_tail(&all, n);
+	}
+	while (!list_empty(&all)) {
+		struct ccm_chan *ch = list_entry(all.next, struct ccm_chan, ack_node);
 		struct wire_msg *h = (struct wire_msg *)(void *)ch->ack_buf;
 		struct ccm_link *l;
 
-		list = ch->ack_next;
-		ch->in_list = false;
-		ch->ack_next = NULL;
+		list_del(&ch->ack_node);
 		if (!ch->ack_due || ch->ack_busy)
 			continue;
 		if (ccm->state != ST_SETUP && ccm->state != ST_UP)

@@ -72,12 +72,7 @@ static void pending_push(struct ccm *ccm, struct ccm_op *op)
 {
 	struct ccm_inst *in = &ccm->inst[op->port->inst < ccm->n_inst ? op->port->inst : 0];
 
-	op->next = NULL;
-	if (in->pend_tail)
-		in->pend_tail->next = op;
-	else
-		in->pend_head = op;
-	in->pend_tail = op;
+	slist_push_tail(&in->pend, &op->qnode);
 	ccm->pending_ops++;
 }
 
@@ -88,48 +83,25 @@ static void pending_fail_if(struct ccm *ccm, const struct ccm_port *port,
 {
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		struct ccm_op *op = in->pend_head, *keep_h = NULL, *keep_t = NULL, *fail = NULL;
-		in->pend_head = in->pend_tail = NULL;
-		while (op) {
-			struct ccm_op *next = op->next;
+		struct slist all, fail;
+		struct slist_node *n;
+		slist_init(&all);
+		slist_init(&fail);
+		slist_splice_tail(&all, &in->pend);
+		/* The survivors go back before any callback runs. */
+		while ((n = slist_pop_head(&all))) {
+			struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
 			bool hit = (!port && !client) || (port && op->port == port) ||
 				   (client && op->port->client == client);
-			op->next = NULL;
 			if (hit) {
-				op->next = fail;
-				fail = op;
+				slist_push_tail(&fail, n);
 				ccm->pending_ops--;
 			} else {
-				if (keep_t)
-					keep_t->next = op;
-				else
-					keep_h = op;
-				keep_t = op;
+				slist_push_tail(&in->pend, n);
 			}
-			op = next;
 		}
-		/* Put the survivors back before any callback runs. */
-		if (keep_h) {
-			if (in->pend_tail)
-				in->pend_tail->next = keep_h;
-			else
-				in->pend_head = keep_h;
-			in->pend_tail = keep_t;
-		}
-		/* fail is in reverse order: reverse it to finish in order. */
-		struct ccm_op *rev = NULL;
-		while (fail) {
-			struct ccm_op *next = fail->next;
-			fail->next = rev;
-			rev = fail;
-			fail = next;
-		}
-		while (rev) {
-			struct ccm_op *next = rev->next;
-			rev->next = NULL;
-			ccm_op_finish(rev, status);
-			rev = next;
-		}
+		while ((n = slist_pop_head(&fail)))
+			ccm_op_finish(slist_entry(n, struct ccm_op, qnode), status);
 	}
 }
 
@@ -184,37 +156,27 @@ static void op_succeeded(struct ccm_op *op)
  * or all of them with @p status (the session ended). */
 void ccm_op_release_held(struct ccm *ccm, int status)
 {
-	struct ccm_op *op = ccm->held_head, *keep_h = NULL, *keep_t = NULL, *done = NULL,
-		      **dt = &done;
+	struct slist all, release;
+	struct slist_node *n;
 
-	ccm->held_head = ccm->held_tail = NULL;
-	while (op) {
-		struct ccm_op *next = op->next;
-		op->next = NULL;
-		if (status || op->fence <= ccm->fence_acked) {
-			*dt = op;
-			dt = &op->next;
-		} else {
-			if (keep_t)
-				keep_t->next = op;
-			else
-				keep_h = op;
-			keep_t = op;
-		}
-		op = next;
+	slist_init(&all);
+	slist_init(&release);
+	slist_splice_tail(&all, &ccm->held);
+	while ((n = slist_pop_head(&all))) {
+		struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
+		if (status || op->fence <= ccm->fence_acked)
+			slist_push_tail(&release, n);
+		else
+			slist_push_tail(&ccm->held, n);
 	}
-	ccm->held_head = keep_h;
-	ccm->held_tail = keep_t;
-	while (done) {
-		struct ccm_op *next = done->next;
-		done->next = NULL;
+	while ((n = slist_pop_head(&release))) {
+		struct ccm_op *done = slist_entry(n, struct ccm_op, qnode);
 		if (status)
 			ccm_op_finish(done, status);
 		else if (done->port->client->dead)
 			ccm_op_finish(done, -ECANCELED);
 		else
 			op_succeeded(done);
-		done = next;
 	}
 }
 
@@ -282,11 +244,12 @@ void ccm_op_drain_pending(struct ccm *ccm)
 		return;
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		struct ccm_op *op = in->pend_head;
-		in->pend_head = in->pend_tail = NULL;
-		while (op) {
-			struct ccm_op *next = op->next;
-			op->next = NULL;
+		struct slist all;
+		struct slist_node *n;
+		slist_init(&all);
+		slist_splice_tail(&all, &in->pend);
+		while ((n = slist_pop_head(&all))) {
+			struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
 			ccm->pending_ops--;
 			if (op->port->client->dead)
 				ccm_op_finish(op, -ECANCELED);
@@ -294,7 +257,6 @@ void ccm_op_drain_pending(struct ccm *ccm)
 				ccm_op_finish(op, -ECONNRESET);
 			else
 				ccm_op_issue(ccm, op);
-			op = next;
 		}
 	}
 }
@@ -344,12 +306,7 @@ static void op_done(struct fab_op *fop, int status)
 		if (op->kind != OP_READ && op->fence > ccm->fence_acked) {
 			/* Its first try may still land from the lane that failed:
 			 * complete it once the partner has closed that lane. */
-			op->next = NULL;
-			if (ccm->held_tail)
-				ccm->held_tail->next = op;
-			else
-				ccm->held_head = op;
-			ccm->held_tail = op;
+			slist_push_tail(&ccm->held, &op->qnode);
 			return;
 		}
 		op_succeeded(op);
@@ -408,7 +365,7 @@ static int op_start(struct ccm_port *p, struct ccm_op *op, uint8_t kind, void *b
 	op->epoch = ccm->epoch;
 	op->tries = 0;
 	op->fence = 0;
-	op->next = NULL;
+	op->qnode.next = NULL;
 	p->inflight++;
 	ccm_op_issue(ccm, op);
 	return 0;
@@ -449,7 +406,7 @@ int ccm_port_write_link(struct ccm_port *p, unsigned link, struct ccm_op *op, co
 	op->epoch = ccm->epoch;
 	op->tries = 0;
 	op->fence = 0;
-	op->next = NULL;
+	op->qnode.next = NULL;
 	rc = op_post(l, op);
 	if (rc < 0) {
 		op->kind = 0;
