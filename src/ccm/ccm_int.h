@@ -6,8 +6,8 @@
  * and written only through common/byteorder.h), the objects of the CCM, and
  * the functions its files share, grouped by the file that defines them.
  *
- * Layering (lowest first): crypto.c; lane.c; chan.c; client.c;
- * handshake.c; session.c; ccm.c (with status.c). A file calls the files
+ * Layering (lowest first): crypto.c and inst.c; lane.c; chan.c; client.c;
+ * handshake.c; session.c; ccm.c and status.c. A file calls the files
  * below it freely. It calls a file above it only through the up-calls,
  * which are marked "Up-call" below: the deferred work of ccm.c
  * (ccm_schedule, ccm_request_terminate), and the few entry points by which
@@ -586,7 +586,7 @@ bool ccm_msg_mac_ok(struct ccm *ccm, const struct wire_msg *h, const void *paylo
 /** Constant-time comparison of @p len bytes. */
 bool ccm_ct_equal(const void *a, const void *b, size_t len);
 
-/* lane.c: links as lanes, heartbeats, fences and instances; calls crypto.c
+/* lane.c: links as lanes, heartbeats and fences; calls crypto.c
  * and the fabric, and up-calls ccm_sess_on_msg, ccm_hs_on_doorbell,
  * ccm_chan_on_link_down, ccm_chan_send (fences) and ccm_op_release_held. */
 /** Set up the lanes' embedded operations; once, at creation. */
@@ -628,6 +628,8 @@ void ccm_lane_start_hb(struct ccm *ccm);
 /** Register @p buf on every link under one fresh random key (into @p mrs, or each sess_mr). */
 int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_t *key,
 		struct fab_mr **mrs);
+
+/* inst.c: instance load, port placement and rebalancing; calls no other file. */
 /** Once per tick: the smoothed traffic rate of every instance. */
 void ccm_inst_update_rates(struct ccm *ccm);
 /** The instance for port @p idx of client @p c (least loaded, heavy clients apart). */
@@ -667,7 +669,7 @@ void ccm_chan_send_acks(struct ccm *ccm);
 /** Fail the operations waiting for an ack (write_notify) with @p status. */
 void ccm_chan_fail_ops(struct ccm_chan *ch, int status);
 
-/* client.c: clients, ports and port operations; calls chan.c and lane.c,
+/* client.c: clients, ports and port operations; calls chan.c, lane.c and inst.c,
  * and up-calls ccm_sess_send_client_add and ccm_sess_send_client_del. */
 /** Post @p op on a lane of its port's instance, or park it; never completes it here. */
 void ccm_op_issue(struct ccm *ccm, struct ccm_op *op);
