@@ -11,7 +11,9 @@
  * below it freely. It calls a file above it only through the up-calls,
  * which are marked "Up-call" below: the deferred work of ccm.c
  * (ccm_schedule, ccm_request_terminate), and the few entry points by which
- * a lower layer hands an event to the layer that owns it. */
+ * a lower layer hands an event to the layer that owns it. The names of
+ * states and reasons in status.c (ccm_term_reason_str) are pure functions
+ * any file may use. */
 #ifndef DUET_CCM_CCM_INT_H
 #define DUET_CCM_CCM_INT_H
 
@@ -647,7 +649,7 @@ void ccm_chan_reset(struct ccm_chan *ch);
 void ccm_chan_free(struct ccm_chan *ch);
 /** Whether the channel still has messages in flight or unacknowledged. */
 bool ccm_chan_busy(const struct ccm_chan *ch);
-/** Queue a message (copied); @p op, if any, completes at its ack. 0, -EAGAIN, -EMSGSIZE. */
+/** Queue a message (copied); @p op completes at its ack. Up-call of lane.c for fences. */
 int ccm_chan_send(struct ccm_chan *ch, uint16_t type, const void *payload, size_t len,
 		  struct ccm_op *op);
 /** Post the queued messages in order while lanes take them. */

@@ -5,7 +5,12 @@
  * of the reverse direction. The sender keeps each message until it is
  * acked and sends it again on another lane when its lane dies or after a
  * retransmission timeout; the receiver delivers in order, holds messages
- * that arrive early (another lane was faster) and drops duplicates. */
+ * that arrive early (another lane was faster) and drops duplicates.
+ *
+ * Layering: calls lane.c (to pick, fail and account lanes) and crypto.c
+ * (MACs); hands a delivered control message up through ccm_sess_on_ctl and
+ * a write_notify acked by the partner through ccm_op_finish.
+ */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_int.h"
 #include "common/log.h"

@@ -1,6 +1,10 @@
 /* Clients, their ports, and port operations (docs/CCM.md, "Clients and
  * ports"). An operation keeps its parameters so that it can be posted
- * again on another lane when its lane dies; it reaches its owner once. */
+ * again on another lane when its lane dies; it reaches its owner once.
+ *
+ * Layering: calls chan.c, lane.c and inst.c; tells the session of a client
+ * that comes or goes through ccm_sess_send_client_add/del (its up-calls).
+ */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_int.h"
 #include "common/log.h"

@@ -3,7 +3,10 @@
  * Proofs of the handshake are HMAC-SHA256(secret, label || cluster id ||
  * writer identity || target identity) over fresh nonces of both sides;
  * the session key is derived from the secret and both identities; every
- * message carries a truncated HMAC-SHA256 under the session key. */
+ * message carries a truncated HMAC-SHA256 under the session key.
+ *
+ * Layering: the bottom of the CCM; calls no other file of it.
+ */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_int.h"
 #include "common/log.h"

@@ -9,7 +9,11 @@
  * hello that targets its current generation and nonce. Both sides run both
  * halves; a session forms when, for one view of the partner, we acked it,
  * it acked us, we wrote ready and it wrote ready. Restarts show up as a new
- * generation or nonce and send the active side back to the hello. */
+ * generation or nonce and send the active side back to the hello.
+ *
+ * Layering: calls crypto.c and posts on the links directly (it runs before
+ * there are lanes); its one up-call is ccm_sess_begin, once authenticated.
+ */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_int.h"
 #include "common/log.h"

@@ -1,6 +1,11 @@
 /* The session after the handshake (docs/CCM.md, "Session"): session
  * regions under fresh keys, the exchange of peer and client information on
- * the control channel, ready alerts both ways, and termination. */
+ * the control channel, ready alerts both ways, and termination.
+ *
+ * Layering: the top of the protocol; calls every file below it and is
+ * called from them only through its up-calls (ccm_sess_begin, _on_msg,
+ * _on_ctl, _send_client_add/del).
+ */
 #define LOG_MODULE "ccm"
 #include "ccm/ccm_int.h"
 #include "common/log.h"
