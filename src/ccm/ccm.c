@@ -291,14 +291,7 @@ static void ccm_free(struct ccm *ccm)
 		struct ccm_client *c = ccm->clients[i];
 		if (!c)
 			continue;
-		for (unsigned j = 0; j < c->n_ports; j++) {
-			ccm_chan_free(&c->ports[j].ch);
-			if (c->ports[j].own_mem)
-				free(c->ports[j].mem);
-		}
-		free(c->ports);
-		free(c);
-		ccm->clients[i] = NULL;
+		ccm_client_free(ccm, i);
 	}
 	ccm_chan_free(&ccm->ctl);
 	ccm_mac_free(ccm);

@@ -697,8 +697,13 @@ struct ccm_port *ccm_client_port_by_id(struct ccm *ccm, uint32_t id);
 struct ccm_client *ccm_client_by_name(struct ccm *ccm, const char *name);
 /** The partner's client called @p name (a free entry if @p create), or NULL. */
 struct ccm_rclient *ccm_rclient_by_name(struct ccm *ccm, const char *name, bool create);
+/** Free client slot @p slot, its ports and channels (nothing may refer to it). */
+void ccm_client_free(struct ccm *ccm, unsigned slot);
 /** Free the unregistered clients nothing refers to any more. */
 void ccm_client_reap(struct ccm *ccm);
+/** What partner_ready tells client @p c about the session's partner. */
+void ccm_client_partner_info(struct ccm *ccm, const struct ccm_client *c,
+			     struct ccm_partner_info *pi);
 /** Deliver the pending partner_ready callbacks (from the work task). */
 void ccm_client_deliver_ready(struct ccm *ccm);
 

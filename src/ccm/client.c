@@ -549,6 +549,20 @@ void ccm_client_eval_ports(struct ccm *ccm, struct ccm_client *c)
 	}
 }
 
+void ccm_client_partner_info(struct ccm *ccm, const struct ccm_client *c,
+			     struct ccm_partner_info *pi)
+{
+	const struct ccm_rclient *rc = ccm_rclient_by_name(ccm, c->name, false);
+
+	memset(pi, 0, sizeof(*pi));
+	snprintf(pi->node, sizeof(pi->node), "%s", ccm->partner.node);
+	pi->major = ccm->partner.major;
+	pi->minor = ccm->partner.minor;
+	pi->generation = ccm->partner.gen;
+	pi->client_present = rc != NULL;
+	pi->ports = rc ? MIN(rc->n_ports, c->n_ports) : 0;
+}
+
 void ccm_client_deliver_ready(struct ccm *ccm)
 {
 	if (ccm->state != ST_UP)
@@ -556,24 +570,30 @@ void ccm_client_deliver_ready(struct ccm *ccm)
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		struct ccm_partner_info pi;
-		struct ccm_rclient *rc;
 		if (!c || c->dead || !c->ready_pending)
 			continue;
 		c->ready_pending = false;
 		c->told_ready = true;
-		rc = ccm_rclient_by_name(ccm, c->name, false);
-		memset(&pi, 0, sizeof(pi));
-		snprintf(pi.node, sizeof(pi.node), "%s", ccm->partner.node);
-		pi.major = ccm->partner.major;
-		pi.minor = ccm->partner.minor;
-		pi.generation = ccm->partner.gen;
-		pi.client_present = rc != NULL;
-		pi.ports = rc ? MIN(rc->n_ports, c->n_ports) : 0;
+		ccm_client_partner_info(ccm, c, &pi);
 		if (c->ops.partner_ready)
 			c->ops.partner_ready(c, &pi, c->arg);
 		if (ccm->state != ST_UP)
 			return;
 	}
+}
+
+void ccm_client_free(struct ccm *ccm, unsigned slot)
+{
+	struct ccm_client *c = ccm->clients[slot];
+
+	for (unsigned j = 0; j < c->n_ports; j++) {
+		ccm_chan_free(&c->ports[j].ch);
+		if (c->ports[j].own_mem)
+			free(c->ports[j].mem);
+	}
+	free(c->ports);
+	free(c);
+	ccm->clients[slot] = NULL;
 }
 
 /* Free the unregistered clients nothing refers to any more. */
@@ -589,14 +609,7 @@ void ccm_client_reap(struct ccm *ccm)
 				idle = false;
 		if (!idle)
 			continue;
-		for (unsigned j = 0; j < c->n_ports; j++) {
-			ccm_chan_free(&c->ports[j].ch);
-			if (c->ports[j].own_mem)
-				free(c->ports[j].mem);
-		}
-		free(c->ports);
-		free(c);
-		ccm->clients[i] = NULL;
+		ccm_client_free(ccm, i);
 	}
 }
 

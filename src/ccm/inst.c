@@ -15,14 +15,21 @@ static uint64_t inst_load(const struct ccm *ccm, unsigned i)
 	return in->rate + in->test_load + in->partner.bytes_per_sec;
 }
 
+/* One tick of a smoothed rate (7/8 old, 1/8 new) of a byte counter. */
+static void rate_update(const struct ccm *ccm, uint64_t total, uint64_t *prev, uint64_t *rate)
+{
+	uint64_t d = total - *prev;
+	uint64_t r = ccm->hb_ns ? d * NS_PER_S / ccm->hb_ns : 0;
+
+	*prev = total;
+	*rate = (*rate * 7 + r) / 8;
+}
+
 void ccm_inst_update_rates(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		uint64_t d = in->bytes_total - in->bytes_prev;
-		uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
-		in->bytes_prev = in->bytes_total;
-		in->rate = (in->rate * 7 + r) / 8;
+		rate_update(ccm, in->bytes_total, &in->bytes_prev, &in->rate);
 	}
 	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
 		struct ccm_client *cl = ccm->clients[c];
@@ -30,10 +37,7 @@ void ccm_inst_update_rates(struct ccm *ccm)
 			continue;
 		for (unsigned p = 0; p < cl->n_ports; p++) {
 			struct ccm_port *pt = &cl->ports[p];
-			uint64_t d = pt->bytes_total - pt->bytes_prev;
-			uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
-			pt->bytes_prev = pt->bytes_total;
-			pt->rate = (pt->rate * 7 + r) / 8;
+			rate_update(ccm, pt->bytes_total, &pt->bytes_prev, &pt->rate);
 		}
 	}
 }

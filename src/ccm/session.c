@@ -187,21 +187,13 @@ static void sess_go_up(struct ccm *ccm)
 		 (unsigned long long)ccm->handshake_us);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
-		struct ccm_rclient *rc;
 		if (!c || c->dead)
 			continue;
 		ccm_client_eval_ports(ccm, c);
 		if (c->dead || ccm->state != ST_UP)
 			continue;
-		rc = ccm_rclient_by_name(ccm, c->name, false);
-		memset(&pi, 0, sizeof(pi));
-		snprintf(pi.node, sizeof(pi.node), "%s", ccm->partner.node);
-		pi.major = ccm->partner.major;
-		pi.minor = ccm->partner.minor;
-		pi.generation = ccm->partner.gen;
-		pi.client_present = rc != NULL;
-		pi.ports = rc ? (rc->n_ports < c->n_ports ? rc->n_ports : c->n_ports) : 0;
-		if (!rc)
+		ccm_client_partner_info(ccm, c, &pi);
+		if (!pi.client_present)
 			LOG_INFO("client %s has no counterpart on %s (reported in status)", c->name,
 				 ccm->partner.node);
 		c->told_ready = true;
