@@ -28,14 +28,15 @@
 #ifndef DUET_CCM_CCM_H
 #define DUET_CCM_CCM_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/list.h"
 #include "fabric/fabric.h"
 
 struct loop;
-struct duet_config;
 struct json_object;
 
 struct ccm;
@@ -53,19 +54,54 @@ struct ccm_op;
 #define CCM_MAX_LINKS	  8
 #define CCM_MAX_INSTANCES 8
 #define CCM_NODE_MAX	  16
+#define CCM_CLUSTER_MAX	  64  /**< cluster id, with its NUL */
+#define CCM_LINK_NAME_MAX 16  /**< link name, with its NUL */
+#define CCM_ADDR_MAX	  128 /**< HOST:PORT of a link end, with its NUL */
 
 /* ---------------------------------------------------------------------- */
 /** @name Node integration */
 /** @{ */
 
+/** How port operations are spread over the up links of an instance. */
+enum ccm_balance {
+	CCM_BALANCE_ROUND_ROBIN = 0,   /**< each link in turn */
+	CCM_BALANCE_LEAST_OUTSTANDING, /**< the link with the fewest bytes in flight */
+};
+
+/** One interconnect link; both nodes list their links in the same order. */
+struct ccm_link_opts {
+	char name[CCM_LINK_NAME_MAX]; /**< "ic0" */
+	char local[CCM_ADDR_MAX];     /**< this node's HOST:PORT */
+	char peer[CCM_ADDR_MAX];      /**< the partner's HOST:PORT */
+};
+
+/** What the CCM needs to know (the node fills it from the [ic] section). */
+struct ccm_opts {
+	char node[CCM_NODE_MAX];	  /**< this node's id */
+	char partner[CCM_NODE_MAX];	  /**< the partner's id; "" accepts any */
+	char cluster_id[CCM_CLUSTER_MAX]; /**< both nodes must agree */
+	char provider[64];		  /**< libfabric provider ("tcp;ofi_rxm") */
+	char secret_file[PATH_MAX];	  /**< the cluster secret; required with links */
+	struct ccm_link_opts links[CCM_MAX_LINKS];
+	unsigned n_links;   /**< 0: no partner, the CCM stays down */
+	unsigned instances; /**< CCM instances the links are spread over (0: 1) */
+	enum ccm_balance balance;
+	uint64_t heartbeat_ms;	      /**< heartbeat (and tick) interval */
+	uint64_t link_deadline_ms;    /**< a link without heartbeat this long is down */
+	uint64_t session_deadline_ms; /**< every link down this long ends the session */
+	uint64_t instance_max_load;   /**< bytes/s past which ports move; 0: least loaded only */
+};
+
+/** Defaults of every option (those of docs/CONFIG.md); no links, no node id. */
+void ccm_opts_init(struct ccm_opts *o);
+
 /**
- * Create the CCM for the [ic] section of @p cfg; nothing is opened yet.
- * A config with no links gives a CCM that stays down (a node with no
- * partner still boots). With links, [ic] secret_file must name a readable
- * file of at least 16 bytes.
+ * Create the CCM for @p opts (copied); nothing is opened yet. Options with
+ * no links give a CCM that stays down (a node with no partner still boots).
+ * With links, secret_file must name a readable file of at least 16 bytes.
  * @return 0 or a negative errno (-EINVAL with one logged error).
  */
-int ccm_create(struct loop *loop, const struct duet_config *cfg, struct ccm **out);
+int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out);
 
 /**
  * Open every link at its predefined local address, publish the boot region
@@ -285,7 +321,7 @@ struct ccm_op {
 	/* Private to the CCM. */
 	struct fab_op fop;
 	struct ccm_port *port;
-	struct ccm_op *next;
+	struct slist_node qnode; /* on an instance's pending list or the held list */
 	void *buf;
 	size_t len;
 	uint64_t offset;

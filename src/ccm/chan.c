@@ -5,9 +5,14 @@
  * of the reverse direction. The sender keeps each message until it is
  * acked and sends it again on another lane when its lane dies or after a
  * retransmission timeout; the receiver delivers in order, holds messages
- * that arrive early (another lane was faster) and drops duplicates. */
+ * that arrive early (another lane was faster) and drops duplicates.
+ *
+ * Layering: calls lane.c (to pick, fail and account lanes) and crypto.c
+ * (MACs); hands a delivered control message up through ccm_sess_on_ctl and
+ * a write_notify acked by the partner through ccm_op_finish.
+ */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -21,7 +26,7 @@ static_assert((CHAN_WINDOW & W_MASK) == 0, "window is a power of two");
 static void tx_done(struct fab_op *op, int status);
 static void ack_done(struct fab_op *op, int status);
 
-void chan_init(struct ccm_chan *ch, struct ccm *ccm, struct ccm_port *port)
+void ccm_chan_init(struct ccm_chan *ch, struct ccm *ccm, struct ccm_port *port)
 {
 	memset(ch, 0, sizeof(*ch));
 	ch->ccm = ccm;
@@ -37,11 +42,12 @@ void chan_init(struct ccm_chan *ch, struct ccm *ccm, struct ccm_port *port)
 	}
 	ch->ack_fop.done = ack_done;
 	ch->ack_fop.arg = ch;
+	list_init(&ch->ack_node);
 }
 
 /* Forget every message of the old session (buffers are kept for reuse;
  * sends still in flight complete later and are ignored). */
-void chan_reset(struct ccm_chan *ch)
+void ccm_chan_reset(struct ccm_chan *ch)
 {
 	ch->gen++;
 	for (unsigned i = 0; i < CHAN_WINDOW; i++) {
@@ -58,17 +64,10 @@ void chan_reset(struct ccm_chan *ch)
 	ch->want_send_ready = false;
 }
 
-void chan_free(struct ccm_chan *ch)
+void ccm_chan_free(struct ccm_chan *ch)
 {
-	struct ccm *ccm = ch->ccm;
-
 	/* Off the list of channels waiting to send an ack. */
-	for (struct ccm_chan **pp = &ccm->ack_list; *pp; pp = &(*pp)->ack_next) {
-		if (*pp == ch) {
-			*pp = ch->ack_next;
-			break;
-		}
-	}
+	list_del(&ch->ack_node);
 	for (unsigned i = 0; i < CHAN_WINDOW; i++) {
 		free(ch->tx[i].buf);
 		ch->tx[i].buf = NULL;
@@ -77,7 +76,7 @@ void chan_free(struct ccm_chan *ch)
 	}
 }
 
-bool chan_busy(const struct ccm_chan *ch)
+bool ccm_chan_busy(const struct ccm_chan *ch)
 {
 	if (ch->ack_busy)
 		return true;
@@ -88,13 +87,13 @@ bool chan_busy(const struct ccm_chan *ch)
 }
 
 /* Fail the operations waiting for an ack (write_notify). */
-void chan_fail_ops(struct ccm_chan *ch, int status)
+void ccm_chan_fail_ops(struct ccm_chan *ch, int status)
 {
 	for (unsigned i = 0; i < CHAN_WINDOW; i++) {
 		struct ccm_op *op = ch->tx[i].op;
 		if (op) {
 			ch->tx[i].op = NULL;
-			op_finish(op, status);
+			ccm_op_finish(op, status);
 		}
 	}
 }
@@ -114,7 +113,7 @@ static bool chan_has_room(const struct ccm_chan *ch, bool reserved)
 }
 
 /* Promise a window slot to a write_notify whose message follows its write. */
-int chan_reserve(struct ccm_chan *ch)
+int ccm_chan_reserve(struct ccm_chan *ch)
 {
 	if (!chan_has_room(ch, false))
 		return -EAGAIN;
@@ -127,16 +126,13 @@ static void ack_mark(struct ccm_chan *ch)
 	struct ccm *ccm = ch->ccm;
 
 	ch->ack_due = true;
-	if (!ch->in_list) {
-		ch->in_list = true;
-		ch->ack_next = ccm->ack_list;
-		ccm->ack_list = ch;
-	}
+	if (!list_linked(&ch->ack_node))
+		list_add_head(&ccm->acks, &ch->ack_node);
 	ccm_schedule(ccm);
 }
 
-int chan_send(struct ccm_chan *ch, uint16_t type, const void *payload, size_t len,
-	      struct ccm_op *op)
+int ccm_chan_send(struct ccm_chan *ch, uint16_t type, const void *payload, size_t len,
+		  struct ccm_op *op)
 {
 	struct ccm *ccm = ch->ccm;
 	struct tx_slot *s;
@@ -158,12 +154,12 @@ int chan_send(struct ccm_chan *ch, uint16_t type, const void *payload, size_t le
 	}
 	h = (struct wire_msg *)(void *)s->buf;
 	memset(h, 0, sizeof(*h));
-	h->magic = le32(CCM_MSG_MAGIC);
-	h->type = le16(type);
-	h->port = le32(ch->peer_id);
-	h->len = le32((uint32_t)len);
-	h->session_id = le64(ccm->session_id);
-	h->seq = le64(ch->tx_next);
+	put_le32(&h->magic, CCM_MSG_MAGIC);
+	put_le16(&h->type, type);
+	put_le32(&h->port, ch->peer_id);
+	put_le32(&h->len, (uint32_t)len);
+	put_le64(&h->session_id, ccm->session_id);
+	put_le64(&h->seq, ch->tx_next);
 	if (len)
 		memcpy(s->buf + sizeof(*h), payload, len);
 	s->seq = ch->tx_next;
@@ -172,7 +168,7 @@ int chan_send(struct ccm_chan *ch, uint16_t type, const void *payload, size_t le
 	s->acked = false;
 	s->op = op;
 	ch->tx_next++;
-	chan_kick(ch);
+	ccm_chan_kick(ch);
 	return 0;
 }
 
@@ -183,11 +179,11 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 	struct wire_msg *h = (struct wire_msg *)(void *)s->buf;
 
 	for (unsigned tries = 0; tries <= ccm->n_links; tries++) {
-		struct ccm_link *l = lane_pick(ccm, ch->inst, s->len);
+		struct ccm_link *l = ccm_lane_pick(ccm, ch->inst, s->len);
 		int rc;
 		if (!l)
 			return false;
-		h->ack = le64(ch->rx_next - 1);
+		put_le64(&h->ack, ch->rx_next - 1);
 		ccm_msg_mac(ccm, h, s->buf + sizeof(*h), s->len - sizeof(*h), h->mac);
 		rc = fab_send(l->fl, s->buf, s->len, &s->fop);
 		if (rc == 0) {
@@ -206,13 +202,13 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 		}
 		if (rc == -EAGAIN)
 			return false; /* the tick tries again */
-		lane_fail(l, "cannot post a message", false);
+		ccm_lane_fail(l, "cannot post a message", false);
 	}
 	return false;
 }
 
 /* Post the queued messages in order while lanes take them. */
-void chan_kick(struct ccm_chan *ch)
+void ccm_chan_kick(struct ccm_chan *ch)
 {
 	struct ccm *ccm = ch->ccm;
 
@@ -235,7 +231,7 @@ static void tx_done(struct fab_op *op, int status)
 	struct ccm_link *l = &ccm->links[s->link];
 
 	s->busy = false;
-	lane_account(l, s->len, status);
+	ccm_lane_account(l, s->len, status);
 	if (ccm->state == ST_STOPPING)
 		return;
 	if (s->gen != ch->gen) {
@@ -253,10 +249,10 @@ static void tx_done(struct fab_op *op, int status)
 		}
 		return;
 	}
-	if (lane_error_is_link(status) && l->up) {
+	if (ccm_lane_error_is_link(status) && l->up) {
 		char why[80];
 		snprintf(why, sizeof(why), "message send failed (%s)", strerror(-status));
-		lane_fail(l, why, false);
+		ccm_lane_fail(l, why, false);
 	}
 	if (s->acked) {
 		s->acked = false;
@@ -268,7 +264,7 @@ static void tx_done(struct fab_op *op, int status)
 	ccm_schedule(ccm);
 }
 
-void chan_on_link_down(struct ccm_chan *ch, unsigned link)
+void ccm_chan_on_link_down(struct ccm_chan *ch, unsigned link)
 {
 	for (unsigned i = 0; i < CHAN_WINDOW; i++) {
 		struct tx_slot *s = &ch->tx[i];
@@ -277,7 +273,7 @@ void chan_on_link_down(struct ccm_chan *ch, unsigned link)
 	}
 }
 
-void chan_tick(struct ccm_chan *ch, uint64_t now, uint64_t rto_ns)
+void ccm_chan_tick(struct ccm_chan *ch, uint64_t now, uint64_t rto_ns)
 {
 	bool queued = false;
 
@@ -289,12 +285,12 @@ void chan_tick(struct ccm_chan *ch, uint64_t now, uint64_t rto_ns)
 			queued = true;
 	}
 	if (queued)
-		chan_kick(ch);
-	if (ch->ack_due && !ch->in_list)
+		ccm_chan_kick(ch);
+	if (ch->ack_due && !list_linked(&ch->ack_node))
 		ack_mark(ch);
 }
 
-void chan_on_ack(struct ccm_chan *ch, uint64_t ack)
+void ccm_chan_on_ack(struct ccm_chan *ch, uint64_t ack)
 {
 	struct ccm_op *done[CHAN_WINDOW];
 	unsigned n = 0;
@@ -315,7 +311,7 @@ void chan_on_ack(struct ccm_chan *ch, uint64_t ack)
 	}
 	ch->tx_acked = ack;
 	for (unsigned i = 0; i < n; i++)
-		op_finish(done[i], 0);
+		ccm_op_finish(done[i], 0);
 	if (ch->want_send_ready && chan_has_room(ch, false)) {
 		struct ccm_port *p = ch->port;
 		ch->want_send_ready = false;
@@ -339,7 +335,7 @@ static void dispatch(struct ccm_chan *ch, uint16_t type, const uint8_t *payload,
 	struct ccm_client *c;
 
 	if (!p) {
-		sess_on_ctl(ch->ccm, type, payload, len);
+		ccm_sess_on_ctl(ch->ccm, type, payload, len);
 		return;
 	}
 	c = p->client;
@@ -354,8 +350,8 @@ static void dispatch(struct ccm_chan *ch, uint16_t type, const uint8_t *payload,
 			struct wire_notify n;
 			memcpy(&n, payload, sizeof(n));
 			if (c->ops.notify)
-				c->ops.notify(p, from_le64(n.offset), from_le64(n.len),
-					      from_le64(n.value), c->arg);
+				c->ops.notify(p, get_le64(&n.offset), get_le64(&n.len),
+					      get_le64(&n.value), c->arg);
 		}
 		break;
 	default:
@@ -365,7 +361,7 @@ static void dispatch(struct ccm_chan *ch, uint16_t type, const uint8_t *payload,
 }
 
 /* Deliver the held messages that are next in order. */
-void chan_deliver(struct ccm_chan *ch)
+void ccm_chan_deliver(struct ccm_chan *ch)
 {
 	uint64_t gen = ch->gen;
 
@@ -380,16 +376,16 @@ void chan_deliver(struct ccm_chan *ch)
 	}
 }
 
-void chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void *payload)
+void ccm_chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void *payload)
 {
-	uint64_t seq = from_le64(h->seq), ack = from_le64(h->ack);
-	uint16_t type = from_le16(h->type);
-	size_t len = from_le32(h->len);
+	uint64_t seq = get_le64(&h->seq), ack = get_le64(&h->ack);
+	uint16_t type = get_le16(&h->type);
+	size_t len = get_le32(&h->len);
 	struct rx_slot *r;
 	uint64_t gen = ch->gen;
 
 	if (ack)
-		chan_on_ack(ch, ack);
+		ccm_chan_on_ack(ch, ack);
 	if (seq == 0 || ch->gen != gen)
 		return;
 	if (seq < ch->rx_next) {
@@ -403,7 +399,7 @@ void chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void *pay
 		ack_mark(ch);
 		dispatch(ch, type, payload, len);
 		if (ch->gen == gen)
-			chan_deliver(ch);
+			ccm_chan_deliver(ch);
 		return;
 	}
 	r = &ch->rx[seq & W_MASK];
@@ -422,7 +418,7 @@ void chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void *pay
 	r->len = (uint32_t)len;
 	r->type = type;
 	r->full = true;
-	chan_deliver(ch);
+	ccm_chan_deliver(ch);
 }
 
 static void ack_done(struct fab_op *op, int status)
@@ -445,34 +441,38 @@ static void ack_done(struct fab_op *op, int status)
 }
 
 /* Send one cumulative ack per channel that owes one (once per loop turn). */
-void chan_send_acks(struct ccm *ccm)
+void ccm_chan_send_acks(struct ccm *ccm)
 {
-	struct ccm_chan *list = ccm->ack_list;
+	struct list all;
 
-	ccm->ack_list = NULL;
-	while (list) {
-		struct ccm_chan *ch = list;
+	/* Take the whole list: a channel marked again meanwhile waits for the next turn. */
+	list_init(&all);
+	while (!list_empty(&ccm->acks)) {
+		struct list *n = ccm->acks.next;
+		list_del(n);
+		list_add_tail(&all, n);
+	}
+	while (!list_empty(&all)) {
+		struct ccm_chan *ch = list_entry(all.next, struct ccm_chan, ack_node);
 		struct wire_msg *h = (struct wire_msg *)(void *)ch->ack_buf;
 		struct ccm_link *l;
 
-		list = ch->ack_next;
-		ch->in_list = false;
-		ch->ack_next = NULL;
+		list_del(&ch->ack_node);
 		if (!ch->ack_due || ch->ack_busy)
 			continue;
 		if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 			continue;
 		if (ch->port && !ch->port->up)
 			continue; /* no partner id yet; nothing delivered to ack */
-		l = lane_pick(ccm, ch->inst, sizeof(*h));
+		l = ccm_lane_pick(ccm, ch->inst, sizeof(*h));
 		if (!l)
-			continue; /* chan_tick marks it again */
+			continue; /* ccm_chan_tick marks it again */
 		memset(h, 0, sizeof(*h));
-		h->magic = le32(CCM_MSG_MAGIC);
-		h->type = le16(MSG_ACK);
-		h->port = le32(ch->peer_id);
-		h->session_id = le64(ccm->session_id);
-		h->ack = le64(ch->rx_next - 1);
+		put_le32(&h->magic, CCM_MSG_MAGIC);
+		put_le16(&h->type, MSG_ACK);
+		put_le32(&h->port, ch->peer_id);
+		put_le64(&h->session_id, ccm->session_id);
+		put_le64(&h->ack, ch->rx_next - 1);
 		ccm_msg_mac(ccm, h, NULL, 0, h->mac);
 		if (fab_send(l->fl, h, sizeof(*h), &ch->ack_fop) == 0) {
 			ch->ack_busy = true;

@@ -1,8 +1,12 @@
 /* Clients, their ports, and port operations (docs/CCM.md, "Clients and
  * ports"). An operation keeps its parameters so that it can be posted
- * again on another lane when its lane dies; it reaches its owner once. */
+ * again on another lane when its lane dies; it reaches its owner once.
+ *
+ * Layering: calls chan.c, lane.c and inst.c; tells the session of a client
+ * that comes or goes through ccm_sess_send_client_add/del (its up-calls).
+ */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -24,7 +28,7 @@ static bool valid_name(const char *s)
 	return n > 0 && n < CCM_NAME_MAX;
 }
 
-struct ccm_client *client_by_name(struct ccm *ccm, const char *name)
+struct ccm_client *ccm_client_by_name(struct ccm *ccm, const char *name)
 {
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
@@ -34,7 +38,7 @@ struct ccm_client *client_by_name(struct ccm *ccm, const char *name)
 	return NULL;
 }
 
-struct ccm_rclient *rclient_by_name(struct ccm *ccm, const char *name, bool create)
+struct ccm_rclient *ccm_rclient_by_name(struct ccm *ccm, const char *name, bool create)
 {
 	struct ccm_rclient *free_rc = NULL;
 
@@ -53,7 +57,7 @@ struct ccm_rclient *rclient_by_name(struct ccm *ccm, const char *name, bool crea
 	return free_rc;
 }
 
-struct ccm_port *client_port_by_id(struct ccm *ccm, uint32_t id)
+struct ccm_port *ccm_client_port_by_id(struct ccm *ccm, uint32_t id)
 {
 	unsigned n = (id & 0xffff) - 1, slot = n / CCM_MAX_PORTS, idx = n % CCM_MAX_PORTS;
 	struct ccm_client *c;
@@ -72,12 +76,7 @@ static void pending_push(struct ccm *ccm, struct ccm_op *op)
 {
 	struct ccm_inst *in = &ccm->inst[op->port->inst < ccm->n_inst ? op->port->inst : 0];
 
-	op->next = NULL;
-	if (in->pend_tail)
-		in->pend_tail->next = op;
-	else
-		in->pend_head = op;
-	in->pend_tail = op;
+	slist_push_tail(&in->pend, &op->qnode);
 	ccm->pending_ops++;
 }
 
@@ -88,57 +87,34 @@ static void pending_fail_if(struct ccm *ccm, const struct ccm_port *port,
 {
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		struct ccm_op *op = in->pend_head, *keep_h = NULL, *keep_t = NULL, *fail = NULL;
-		in->pend_head = in->pend_tail = NULL;
-		while (op) {
-			struct ccm_op *next = op->next;
+		struct slist all, fail;
+		struct slist_node *n;
+		slist_init(&all);
+		slist_init(&fail);
+		slist_splice_tail(&all, &in->pend);
+		/* The survivors go back before any callback runs. */
+		while ((n = slist_pop_head(&all))) {
+			struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
 			bool hit = (!port && !client) || (port && op->port == port) ||
 				   (client && op->port->client == client);
-			op->next = NULL;
 			if (hit) {
-				op->next = fail;
-				fail = op;
+				slist_push_tail(&fail, n);
 				ccm->pending_ops--;
 			} else {
-				if (keep_t)
-					keep_t->next = op;
-				else
-					keep_h = op;
-				keep_t = op;
+				slist_push_tail(&in->pend, n);
 			}
-			op = next;
 		}
-		/* Put the survivors back before any callback runs. */
-		if (keep_h) {
-			if (in->pend_tail)
-				in->pend_tail->next = keep_h;
-			else
-				in->pend_head = keep_h;
-			in->pend_tail = keep_t;
-		}
-		/* fail is in reverse order: reverse it to finish in order. */
-		struct ccm_op *rev = NULL;
-		while (fail) {
-			struct ccm_op *next = fail->next;
-			fail->next = rev;
-			rev = fail;
-			fail = next;
-		}
-		while (rev) {
-			struct ccm_op *next = rev->next;
-			rev->next = NULL;
-			op_finish(rev, status);
-			rev = next;
-		}
+		while ((n = slist_pop_head(&fail)))
+			ccm_op_finish(slist_entry(n, struct ccm_op, qnode), status);
 	}
 }
 
-void op_fail_pending(struct ccm *ccm, int status)
+void ccm_op_fail_pending(struct ccm *ccm, int status)
 {
 	pending_fail_if(ccm, NULL, NULL, status);
 }
 
-void op_finish(struct ccm_op *op, int status)
+void ccm_op_finish(struct ccm_op *op, int status)
 {
 	struct ccm_port *p = op->port;
 	struct ccm *ccm = p->client->ccm;
@@ -164,54 +140,47 @@ static void op_succeeded(struct ccm_op *op)
 	struct ccm_port *p = op->port;
 
 	if (op->kind == OP_WRITE_NOTIFY) {
-		struct wire_notify n = {le64(op->offset), le64(op->len), le64(op->value)};
+		struct wire_notify n;
 		int rc;
+		put_le64(&n.offset, op->offset);
+		put_le64(&n.len, op->len);
+		put_le64(&n.value, op->value);
 		if (p->ch.reserved)
 			p->ch.reserved--;
 		op->kind = OP_NOTIFY_WAIT;
-		rc = chan_send(&p->ch, MSG_NOTIFY, &n, sizeof(n), op);
+		rc = ccm_chan_send(&p->ch, MSG_NOTIFY, &n, sizeof(n), op);
 		if (rc < 0)
-			op_finish(op, rc);
+			ccm_op_finish(op, rc);
 		return;
 	}
-	op_finish(op, 0);
+	ccm_op_finish(op, 0);
 }
 
 /* Complete the held operations whose fence the partner acked (status 0),
  * or all of them with @p status (the session ended). */
-void op_release_held(struct ccm *ccm, int status)
+void ccm_op_release_held(struct ccm *ccm, int status)
 {
-	struct ccm_op *op = ccm->held_head, *keep_h = NULL, *keep_t = NULL, *done = NULL,
-		      **dt = &done;
+	struct slist all, release;
+	struct slist_node *n;
 
-	ccm->held_head = ccm->held_tail = NULL;
-	while (op) {
-		struct ccm_op *next = op->next;
-		op->next = NULL;
-		if (status || op->fence <= ccm->fence_acked) {
-			*dt = op;
-			dt = &op->next;
-		} else {
-			if (keep_t)
-				keep_t->next = op;
-			else
-				keep_h = op;
-			keep_t = op;
-		}
-		op = next;
+	slist_init(&all);
+	slist_init(&release);
+	slist_splice_tail(&all, &ccm->held);
+	while ((n = slist_pop_head(&all))) {
+		struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
+		if (status || op->fence <= ccm->fence_acked)
+			slist_push_tail(&release, n);
+		else
+			slist_push_tail(&ccm->held, n);
 	}
-	ccm->held_head = keep_h;
-	ccm->held_tail = keep_t;
-	while (done) {
-		struct ccm_op *next = done->next;
-		done->next = NULL;
+	while ((n = slist_pop_head(&release))) {
+		struct ccm_op *done = slist_entry(n, struct ccm_op, qnode);
 		if (status)
-			op_finish(done, status);
+			ccm_op_finish(done, status);
 		else if (done->port->client->dead)
-			op_finish(done, -ECANCELED);
+			ccm_op_finish(done, -ECANCELED);
 		else
 			op_succeeded(done);
-		done = next;
 	}
 }
 
@@ -252,10 +221,10 @@ static void op_posted(struct ccm_link *l, struct ccm_op *op)
 
 /* Post @p op on a lane of its port's instance, or park it until a lane
  * comes back. Never completes the operation from here. */
-void op_issue(struct ccm *ccm, struct ccm_op *op)
+void ccm_op_issue(struct ccm *ccm, struct ccm_op *op)
 {
 	for (unsigned tries = 0; tries <= ccm->n_links; tries++) {
-		struct ccm_link *l = lane_pick(ccm, op->port->inst, op->len);
+		struct ccm_link *l = ccm_lane_pick(ccm, op->port->inst, op->len);
 		int rc;
 		if (!l)
 			break;
@@ -268,30 +237,30 @@ void op_issue(struct ccm *ccm, struct ccm_op *op)
 			break; /* the lane is busy: retried on a completion or the tick */
 		char why[80];
 		snprintf(why, sizeof(why), "cannot post an operation (%s)", strerror(-rc));
-		lane_fail(l, why, false);
+		ccm_lane_fail(l, why, false);
 	}
 	pending_push(ccm, op);
 }
 
-void op_drain_pending(struct ccm *ccm)
+void ccm_op_drain_pending(struct ccm *ccm)
 {
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		struct ccm_op *op = in->pend_head;
-		in->pend_head = in->pend_tail = NULL;
-		while (op) {
-			struct ccm_op *next = op->next;
-			op->next = NULL;
+		struct slist all;
+		struct slist_node *n;
+		slist_init(&all);
+		slist_splice_tail(&all, &in->pend);
+		while ((n = slist_pop_head(&all))) {
+			struct ccm_op *op = slist_entry(n, struct ccm_op, qnode);
 			ccm->pending_ops--;
 			if (op->port->client->dead)
-				op_finish(op, -ECANCELED);
+				ccm_op_finish(op, -ECANCELED);
 			else if (op->epoch != ccm->epoch || !op->port->up)
-				op_finish(op, -ECONNRESET);
+				ccm_op_finish(op, -ECONNRESET);
 			else
-				op_issue(ccm, op);
-			op = next;
+				ccm_op_issue(ccm, op);
 		}
 	}
 }
@@ -303,37 +272,37 @@ static void op_done(struct fab_op *fop, int status)
 	struct ccm_link *l = &ccm->links[op->link];
 	struct ccm_port *p = op->port;
 
-	lane_account(l, op->len, status);
+	ccm_lane_account(l, op->len, status);
 	if (ccm->pending_ops && ccm->state != ST_STOPPING) {
 		ccm->drain_pending = true;
 		ccm_schedule(ccm);
 	}
 	if (ccm->state == ST_STOPPING) {
-		op_finish(op, -ESHUTDOWN);
+		ccm_op_finish(op, -ESHUTDOWN);
 		return;
 	}
 	if (p->client->dead) {
-		op_finish(op, -ECANCELED);
+		ccm_op_finish(op, -ECANCELED);
 		return;
 	}
 	if (op->epoch != ccm->epoch) {
-		op_finish(op, -ECONNRESET);
+		ccm_op_finish(op, -ECONNRESET);
 		return;
 	}
 	if (op->kind == OP_WRITE_LINK) {
 		/* Pinned: its link's fate is the answer, never another link. */
-		if (status < 0 && lane_error_is_link(status)) {
+		if (status < 0 && ccm_lane_error_is_link(status)) {
 			if (l->up) {
 				char why[80];
 				snprintf(why, sizeof(why), "operation failed (%s)",
 					 strerror(-status));
-				lane_fail(l, why, false);
+				ccm_lane_fail(l, why, false);
 			}
 			status = -ENOLINK;
 		}
 		if (status == 0)
 			p->bytes_total += op->len;
-		op_finish(op, status);
+		ccm_op_finish(op, status);
 		return;
 	}
 	if (status == 0) {
@@ -341,23 +310,18 @@ static void op_done(struct fab_op *fop, int status)
 		if (op->kind != OP_READ && op->fence > ccm->fence_acked) {
 			/* Its first try may still land from the lane that failed:
 			 * complete it once the partner has closed that lane. */
-			op->next = NULL;
-			if (ccm->held_tail)
-				ccm->held_tail->next = op;
-			else
-				ccm->held_head = op;
-			ccm->held_tail = op;
+			slist_push_tail(&ccm->held, &op->qnode);
 			return;
 		}
 		op_succeeded(op);
 		return;
 	}
 	if (!p->up) {
-		op_finish(op, -ECONNRESET);
+		ccm_op_finish(op, -ECONNRESET);
 		return;
 	}
-	if (!lane_error_is_link(status)) {
-		op_finish(op, status);
+	if (!ccm_lane_error_is_link(status)) {
+		ccm_op_finish(op, status);
 		return;
 	}
 	if (l->up) {
@@ -365,12 +329,12 @@ static void op_done(struct fab_op *fop, int status)
 		 * or reset of a lane already declared dead costs no try. */
 		char why[80];
 		snprintf(why, sizeof(why), "operation failed (%s)", strerror(-status));
-		lane_fail(l, why, false);
+		ccm_lane_fail(l, why, false);
 		/* Generous: on a loaded host a surviving lane can be declared
 		 * dead for a moment behind bulk data, and a client must not see
 		 * that as an error while the session lives. */
 		if (++op->tries > 8 * ccm->n_links + 8) {
-			op_finish(op, status);
+			ccm_op_finish(op, status);
 			return;
 		}
 	}
@@ -380,7 +344,7 @@ static void op_done(struct fab_op *fop, int status)
 	uint32_t f = l->close_fence > l->fail_fence ? l->close_fence : l->fail_fence;
 	if (f > ccm->fence_acked && f > op->fence)
 		op->fence = f;
-	op_issue(ccm, op);
+	ccm_op_issue(ccm, op);
 }
 
 static int op_start(struct ccm_port *p, struct ccm_op *op, uint8_t kind, void *buf, size_t len,
@@ -405,9 +369,9 @@ static int op_start(struct ccm_port *p, struct ccm_op *op, uint8_t kind, void *b
 	op->epoch = ccm->epoch;
 	op->tries = 0;
 	op->fence = 0;
-	op->next = NULL;
+	op->qnode.next = NULL;
 	p->inflight++;
-	op_issue(ccm, op);
+	ccm_op_issue(ccm, op);
 	return 0;
 }
 
@@ -446,7 +410,7 @@ int ccm_port_write_link(struct ccm_port *p, unsigned link, struct ccm_op *op, co
 	op->epoch = ccm->epoch;
 	op->tries = 0;
 	op->fence = 0;
-	op->next = NULL;
+	op->qnode.next = NULL;
 	rc = op_post(l, op);
 	if (rc < 0) {
 		op->kind = 0;
@@ -469,7 +433,7 @@ int ccm_port_write_notify(struct ccm_port *p, struct ccm_op *op, const void *buf
 
 	if (!p)
 		return -EINVAL;
-	if (p->up && chan_reserve(&p->ch) < 0) {
+	if (p->up && ccm_chan_reserve(&p->ch) < 0) {
 		p->ch.want_send_ready = true;
 		return -EAGAIN;
 	}
@@ -489,7 +453,7 @@ int ccm_port_send(struct ccm_port *p, const void *msg, size_t len)
 		return -ENOTCONN;
 	if (len > CCM_MSG_MAX)
 		return -EMSGSIZE;
-	rc = chan_send(&p->ch, MSG_DATA, msg, len, NULL);
+	rc = ccm_chan_send(&p->ch, MSG_DATA, msg, len, NULL);
 	if (rc == -EAGAIN)
 		p->ch.want_send_ready = true;
 	return rc;
@@ -497,7 +461,7 @@ int ccm_port_send(struct ccm_port *p, const void *msg, size_t len)
 
 /* ---- registry ---- */
 
-int client_register_mrs(struct ccm *ccm, struct ccm_client *c)
+int ccm_client_register_mrs(struct ccm *ccm, struct ccm_client *c)
 {
 	for (unsigned i = 0; i < c->n_ports; i++) {
 		struct ccm_port *p = &c->ports[i];
@@ -518,7 +482,7 @@ int client_register_mrs(struct ccm *ccm, struct ccm_client *c)
 	return 0;
 }
 
-void client_unregister_mrs(struct ccm *ccm, struct ccm_client *c)
+void ccm_client_unregister_mrs(struct ccm *ccm, struct ccm_client *c)
 {
 	for (unsigned i = 0; i < c->n_ports; i++) {
 		struct ccm_port *p = &c->ports[i];
@@ -532,7 +496,7 @@ void client_unregister_mrs(struct ccm *ccm, struct ccm_client *c)
 	}
 }
 
-void client_ports_down(struct ccm *ccm, struct ccm_client *c, bool callbacks, int status)
+void ccm_client_ports_down(struct ccm *ccm, struct ccm_client *c, bool callbacks, int status)
 {
 	for (unsigned i = 0; i < c->n_ports; i++) {
 		struct ccm_port *p = &c->ports[i];
@@ -540,8 +504,8 @@ void client_ports_down(struct ccm *ccm, struct ccm_client *c, bool callbacks, in
 		p->up = false;
 		p->remote = (struct fab_remote){0, 0};
 		pending_fail_if(ccm, p, NULL, status);
-		chan_fail_ops(&p->ch, status);
-		chan_reset(&p->ch);
+		ccm_chan_fail_ops(&p->ch, status);
+		ccm_chan_reset(&p->ch);
 		if (was_up) {
 			LOG_DEBUG("port %s/%u down", c->name, i);
 			if (callbacks && !c->dead && c->ops.port_down)
@@ -551,11 +515,11 @@ void client_ports_down(struct ccm *ccm, struct ccm_client *c, bool callbacks, in
 }
 
 /* Bring up the ports that can be, take down those that cannot. */
-void client_eval_ports(struct ccm *ccm, struct ccm_client *c)
+void ccm_client_eval_ports(struct ccm *ccm, struct ccm_client *c)
 {
 	for (unsigned i = 0; i < c->n_ports; i++) {
 		struct ccm_port *p = &c->ports[i];
-		struct ccm_rclient *rc = rclient_by_name(ccm, c->name, false);
+		struct ccm_rclient *rc = ccm_rclient_by_name(ccm, c->name, false);
 		bool should = ccm->state == ST_UP && !c->dead && rc && c->remote_acked &&
 			      i < rc->n_ports && p->registered;
 
@@ -572,39 +536,45 @@ void client_eval_ports(struct ccm *ccm, struct ccm_client *c)
 				c->ops.port_up(p, c->arg);
 			if (c->dead || ccm->state != ST_UP)
 				return;
-			chan_deliver(&p->ch);
+			ccm_chan_deliver(&p->ch);
 		} else if (!should && p->up) {
 			p->up = false;
 			p->remote = (struct fab_remote){0, 0};
 			pending_fail_if(ccm, p, NULL, -ECONNRESET);
-			chan_fail_ops(&p->ch, -ECONNRESET);
-			chan_reset(&p->ch);
+			ccm_chan_fail_ops(&p->ch, -ECONNRESET);
+			ccm_chan_reset(&p->ch);
 			if (c->ops.port_down)
 				c->ops.port_down(p, c->arg);
 		}
 	}
 }
 
-void client_deliver_ready(struct ccm *ccm)
+void ccm_client_partner_info(struct ccm *ccm, const struct ccm_client *c,
+			     struct ccm_partner_info *pi)
+{
+	const struct ccm_rclient *rc = ccm_rclient_by_name(ccm, c->name, false);
+
+	memset(pi, 0, sizeof(*pi));
+	snprintf(pi->node, sizeof(pi->node), "%s", ccm->partner.node);
+	pi->major = ccm->partner.major;
+	pi->minor = ccm->partner.minor;
+	pi->generation = ccm->partner.gen;
+	pi->client_present = rc != NULL;
+	pi->ports = rc ? MIN(rc->n_ports, c->n_ports) : 0;
+}
+
+void ccm_client_deliver_ready(struct ccm *ccm)
 {
 	if (ccm->state != ST_UP)
 		return;
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		struct ccm_partner_info pi;
-		struct ccm_rclient *rc;
 		if (!c || c->dead || !c->ready_pending)
 			continue;
 		c->ready_pending = false;
 		c->told_ready = true;
-		rc = rclient_by_name(ccm, c->name, false);
-		memset(&pi, 0, sizeof(pi));
-		snprintf(pi.node, sizeof(pi.node), "%s", ccm->partner.node);
-		pi.major = ccm->partner.major;
-		pi.minor = ccm->partner.minor;
-		pi.generation = ccm->partner.gen;
-		pi.client_present = rc != NULL;
-		pi.ports = rc ? MIN(rc->n_ports, c->n_ports) : 0;
+		ccm_client_partner_info(ccm, c, &pi);
 		if (c->ops.partner_ready)
 			c->ops.partner_ready(c, &pi, c->arg);
 		if (ccm->state != ST_UP)
@@ -612,8 +582,22 @@ void client_deliver_ready(struct ccm *ccm)
 	}
 }
 
+void ccm_client_free(struct ccm *ccm, unsigned slot)
+{
+	struct ccm_client *c = ccm->clients[slot];
+
+	for (unsigned j = 0; j < c->n_ports; j++) {
+		ccm_chan_free(&c->ports[j].ch);
+		if (c->ports[j].own_mem)
+			free(c->ports[j].mem);
+	}
+	free(c->ports);
+	free(c);
+	ccm->clients[slot] = NULL;
+}
+
 /* Free the unregistered clients nothing refers to any more. */
-void client_reap(struct ccm *ccm)
+void ccm_client_reap(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
@@ -621,18 +605,11 @@ void client_reap(struct ccm *ccm)
 		if (!c || !c->dead)
 			continue;
 		for (unsigned j = 0; j < c->n_ports; j++)
-			if (c->ports[j].inflight || chan_busy(&c->ports[j].ch))
+			if (c->ports[j].inflight || ccm_chan_busy(&c->ports[j].ch))
 				idle = false;
 		if (!idle)
 			continue;
-		for (unsigned j = 0; j < c->n_ports; j++) {
-			chan_free(&c->ports[j].ch);
-			if (c->ports[j].own_mem)
-				free(c->ports[j].mem);
-		}
-		free(c->ports);
-		free(c);
-		ccm->clients[i] = NULL;
+		ccm_client_free(ccm, i);
 	}
 }
 
@@ -654,7 +631,7 @@ int ccm_client_register(struct ccm *ccm, const struct ccm_client_spec *spec,
 		for (unsigned i = 0; i < spec->n_ports; i++)
 			if (!spec->port_buf[i] && spec->port_mem)
 				return -EINVAL;
-	if (client_by_name(ccm, spec->name))
+	if (ccm_client_by_name(ccm, spec->name))
 		return -EEXIST;
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++)
 		if (!ccm->clients[i]) {
@@ -698,18 +675,18 @@ int ccm_client_register(struct ccm *ccm, const struct ccm_client_spec *spec,
 			memset(p->mem, 0, spec->port_mem);
 			p->own_mem = true;
 		}
-		ccm->clients[slot] = c; /* inst_place looks at the other ports */
-		p->inst = ccm->n_links ? inst_place(ccm, c, i) : 0;
+		ccm->clients[slot] = c; /* ccm_inst_place looks at the other ports */
+		p->inst = ccm->n_links ? ccm_inst_place(ccm, c, i) : 0;
 		ccm->inst[p->inst].ports++;
 		p->client = c; /* placed: counted in its instance */
-		chan_init(&p->ch, ccm, p);
+		ccm_chan_init(&p->ch, ccm, p);
 	}
 	ccm->clients[slot] = c;
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
-		rc = client_register_mrs(ccm, c);
+		rc = ccm_client_register_mrs(ccm, c);
 		if (rc < 0)
 			goto fail;
-		sess_send_client_add(ccm, c);
+		ccm_sess_send_client_add(ccm, c);
 		if (ccm->state == ST_UP) {
 			c->ready_pending = true;
 			ccm_schedule(ccm);
@@ -720,7 +697,7 @@ int ccm_client_register(struct ccm *ccm, const struct ccm_client_spec *spec,
 	*out = c;
 	return 0;
 fail:
-	client_unregister_mrs(ccm, c);
+	ccm_client_unregister_mrs(ccm, c);
 	for (unsigned i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].client)
 			ccm->inst[c->ports[i].inst].ports--;
@@ -743,11 +720,11 @@ void ccm_client_unregister(struct ccm_client *c)
 	ccm = c->ccm;
 	session = ccm->state == ST_SETUP || ccm->state == ST_UP;
 	c->dead = true;
-	client_ports_down(ccm, c, false, -ECANCELED);
+	ccm_client_ports_down(ccm, c, false, -ECANCELED);
 	pending_fail_if(ccm, NULL, c, -ECANCELED);
 	if (session)
-		sess_send_client_del(ccm, c);
-	client_unregister_mrs(ccm, c);
+		ccm_sess_send_client_del(ccm, c);
+	ccm_client_unregister_mrs(ccm, c);
 	for (unsigned i = 0; i < c->n_ports; i++)
 		if (ccm->inst[c->ports[i].inst].ports)
 			ccm->inst[c->ports[i].inst].ports--;

@@ -3,9 +3,12 @@
  * Proofs of the handshake are HMAC-SHA256(secret, label || cluster id ||
  * writer identity || target identity) over fresh nonces of both sides;
  * the session key is derived from the secret and both identities; every
- * message carries a truncated HMAC-SHA256 under the session key. */
+ * message carries a truncated HMAC-SHA256 under the session key.
+ *
+ * Layering: the bottom of the CCM; calls no other file of it.
+ */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -45,22 +48,23 @@ int ccm_load_secret(struct ccm *ccm)
 	size_t n = 0;
 	int fd, err;
 
-	fd = open(ccm->secret_file, O_RDONLY | O_CLOEXEC);
+	fd = open(ccm->opts.secret_file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err = -errno;
-		LOG_ERROR("[ic] secret_file %s: %s", ccm->secret_file, strerror(errno));
+		LOG_ERROR("[ic] secret_file %s: %s", ccm->opts.secret_file, strerror(errno));
 		return err;
 	}
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		LOG_WARN("[ic] secret_file %s is readable by others (mode %03o)", ccm->secret_file,
-			 (unsigned)(st.st_mode & 0777));
+		LOG_WARN("[ic] secret_file %s is readable by others (mode %03o)",
+			 ccm->opts.secret_file, (unsigned)(st.st_mode & 0777));
 	while (n < sizeof(buf)) {
 		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			err = -errno;
-			LOG_ERROR("[ic] secret_file %s: %s", ccm->secret_file, strerror(errno));
+			LOG_ERROR("[ic] secret_file %s: %s", ccm->opts.secret_file,
+				  strerror(errno));
 			close(fd);
 			return err;
 		}
@@ -70,7 +74,7 @@ int ccm_load_secret(struct ccm *ccm)
 	}
 	close(fd);
 	if (n > sizeof(ccm->secret)) {
-		LOG_ERROR("[ic] secret_file %s: longer than %zu bytes", ccm->secret_file,
+		LOG_ERROR("[ic] secret_file %s: longer than %zu bytes", ccm->opts.secret_file,
 			  sizeof(ccm->secret));
 		return -EINVAL;
 	}
@@ -79,7 +83,7 @@ int ccm_load_secret(struct ccm *ccm)
 		n--;
 	if (n < 16) {
 		LOG_ERROR("[ic] secret_file %s: want at least 16 bytes of secret, found %zu",
-			  ccm->secret_file, n);
+			  ccm->opts.secret_file, n);
 		OPENSSL_cleanse(buf, sizeof(buf));
 		return -EINVAL;
 	}
@@ -97,11 +101,9 @@ struct ident {
 
 static size_t put_ident(uint8_t *p, const char *node, uint64_t gen, const uint8_t *nonce)
 {
-	uint64_t g = le64(gen);
-
 	memset(p, 0, CCM_NODE_MAX);
 	ccm_put_str((char *)p, node, CCM_NODE_MAX);
-	memcpy(p + CCM_NODE_MAX, &g, 8);
+	put_le64(p + CCM_NODE_MAX, gen);
 	memcpy(p + CCM_NODE_MAX + 8, nonce, CCM_NONCE_LEN);
 	return CCM_NODE_MAX + 8 + CCM_NONCE_LEN;
 }
@@ -119,7 +121,7 @@ void ccm_proof(const struct ccm *ccm, const char *label, const char *w_node, uin
 	memset(in, 0, sizeof(in));
 	ccm_put_str((char *)in, label, 32);
 	n += 32;
-	ccm_put_str((char *)in + n, ccm->cluster, CCM_CLUSTER_MAX);
+	ccm_put_str((char *)in + n, ccm->opts.cluster_id, CCM_CLUSTER_MAX);
 	n += CCM_CLUSTER_MAX;
 	n += put_ident(in + n, w_node, w_gen, w_nonce);
 	n += put_ident(in + n, t_node, t_gen, t_nonce);
@@ -135,21 +137,21 @@ int ccm_session_keys(struct ccm *ccm)
 	uint8_t in[32 + CCM_CLUSTER_MAX + 2 * (CCM_NODE_MAX + 8 + CCM_NONCE_LEN)];
 	uint8_t idmac[32];
 	unsigned int outlen = 32;
-	bool we_first = strcmp(ccm->node, ccm->partner.node) < 0;
+	bool we_first = strcmp(ccm->opts.node, ccm->partner.node) < 0;
 	size_t n = 0;
 	uint64_t id;
 
 	memset(in, 0, sizeof(in));
 	ccm_put_str((char *)in, label, 32);
 	n += 32;
-	ccm_put_str((char *)in + n, ccm->cluster, CCM_CLUSTER_MAX);
+	ccm_put_str((char *)in + n, ccm->opts.cluster_id, CCM_CLUSTER_MAX);
 	n += CCM_CLUSTER_MAX;
 	if (we_first) {
-		n += put_ident(in + n, ccm->node, ccm->gen, ccm->nonce);
+		n += put_ident(in + n, ccm->opts.node, ccm->gen, ccm->nonce);
 		n += put_ident(in + n, ccm->partner.node, ccm->partner.gen, ccm->partner.nonce);
 	} else {
 		n += put_ident(in + n, ccm->partner.node, ccm->partner.gen, ccm->partner.nonce);
-		n += put_ident(in + n, ccm->node, ccm->gen, ccm->nonce);
+		n += put_ident(in + n, ccm->opts.node, ccm->gen, ccm->nonce);
 	}
 	if (!HMAC(EVP_sha256(), ccm->secret, (int)ccm->secret_len, in, n, ccm->skey, &outlen))
 		goto fail;
@@ -157,7 +159,7 @@ int ccm_session_keys(struct ccm *ccm)
 	if (!HMAC(EVP_sha256(), ccm->skey, 32, (const uint8_t *)"session-id", 10, idmac, &outlen))
 		goto fail;
 	memcpy(&id, idmac, 8);
-	ccm->session_id = from_le64(id) | 1;
+	ccm->session_id = get_le64(&id) | 1;
 
 	ccm_mac_free(ccm);
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);

@@ -9,9 +9,13 @@
  * hello that targets its current generation and nonce. Both sides run both
  * halves; a session forms when, for one view of the partner, we acked it,
  * it acked us, we wrote ready and it wrote ready. Restarts show up as a new
- * generation or nonce and send the active side back to the hello. */
+ * generation or nonce and send the active side back to the hello.
+ *
+ * Layering: calls crypto.c and posts on the links directly (it runs before
+ * there are lanes); its one up-call is ccm_sess_begin, once authenticated.
+ */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -55,36 +59,36 @@ static void hs_cond(struct ccm *ccm, enum hs_cond c, enum log_level lvl, const c
 static void boot_begin(struct ccm *ccm)
 {
 	ccm->boot_seq++;
-	ccm->boot->seq_head = le64(ccm->boot_seq);
+	put_le64(&ccm->boot->seq_head, ccm->boot_seq);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 static void boot_end(struct ccm *ccm)
 {
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	ccm->boot->seq_tail = le64(ccm->boot_seq);
+	put_le64(&ccm->boot->seq_tail, ccm->boot_seq);
 }
 
-void hs_publish_boot(struct ccm *ccm, uint32_t state)
+void ccm_hs_publish_boot(struct ccm *ccm, uint32_t state)
 {
 	struct wire_boot *b = ccm->boot;
 
 	boot_begin(ccm);
-	b->magic = le64(CCM_BOOT_MAGIC);
-	b->major = le16(ccm->major);
-	b->minor = le16(ccm->minor);
-	b->state = le32(state);
-	b->generation = le64(ccm->gen);
-	ccm_put_str(b->node, ccm->node, sizeof(b->node));
-	ccm_put_str(b->cluster, ccm->cluster, sizeof(b->cluster));
+	put_le64(&b->magic, CCM_BOOT_MAGIC);
+	put_le16(&b->major, ccm->major);
+	put_le16(&b->minor, ccm->minor);
+	put_le32(&b->state, state);
+	put_le64(&b->generation, ccm->gen);
+	ccm_put_str(b->node, ccm->opts.node, sizeof(b->node));
+	ccm_put_str(b->cluster, ccm->opts.cluster_id, sizeof(b->cluster));
 	memcpy(b->nonce, ccm->nonce, sizeof(b->nonce));
-	b->session_id = le64(state == BOOT_SESSION ? ccm->session_id : 0);
+	put_le64(&b->session_id, state == BOOT_SESSION ? ccm->session_id : 0);
 	if (state != BOOT_SESSION && state != BOOT_HANDSHAKING) {
 		b->ack_gen = 0;
 		memset(b->ack_nonce, 0, sizeof(b->ack_nonce));
 		memset(b->ack_proof, 0, sizeof(b->ack_proof));
 	}
-	b->n_links = le32(ccm->n_links);
+	put_le32(&b->n_links, ccm->n_links);
 	boot_end(ccm);
 }
 
@@ -99,7 +103,7 @@ static void boot_clear_ack(struct ccm *ccm)
 
 static bool boot_acks(const struct ccm *ccm, uint64_t gen, const uint8_t *nonce)
 {
-	return from_le64(ccm->boot->ack_gen) == gen &&
+	return get_le64(&ccm->boot->ack_gen) == gen &&
 	       memcmp(ccm->boot->ack_nonce, nonce, CCM_NONCE_LEN) == 0;
 }
 
@@ -109,19 +113,19 @@ static void boot_set_ack(struct ccm *ccm, const char *node, uint64_t gen, const 
 
 	if (boot_acks(ccm, gen, nonce))
 		return;
-	ccm_proof(ccm, "ack", ccm->node, ccm->gen, ccm->nonce, node, gen, nonce, proof);
+	ccm_proof(ccm, "ack", ccm->opts.node, ccm->gen, ccm->nonce, node, gen, nonce, proof);
 	boot_begin(ccm);
-	ccm->boot->ack_gen = le64(gen);
+	put_le64(&ccm->boot->ack_gen, gen);
 	memcpy(ccm->boot->ack_nonce, nonce, CCM_NONCE_LEN);
 	memcpy(ccm->boot->ack_proof, proof, CCM_PROOF_LEN);
 	boot_end(ccm);
 }
 
-bool hs_boot_snapshot(const struct wire_boot *in, struct wire_boot *out)
+bool ccm_hs_boot_snapshot(const struct wire_boot *in, struct wire_boot *out)
 {
 	*out = *in;
 	return out->seq_head == out->seq_tail && out->seq_head != 0 &&
-	       from_le64(out->magic) == CCM_BOOT_MAGIC && out->generation != 0;
+	       get_le64(&out->magic) == CCM_BOOT_MAGIC && out->generation != 0;
 }
 
 static void hs_arm(struct ccm *ccm, uint64_t delay_ns)
@@ -139,13 +143,13 @@ static uint64_t hs_backoff(struct ccm *ccm, uint64_t min_ns, uint64_t max_ns)
 	return b > max_ns ? max_ns : b;
 }
 
-void hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
+void ccm_hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 {
 	ccm->state = ST_HANDSHAKE;
 	if (random_bytes(ccm->nonce, sizeof(ccm->nonce)) < 0)
 		ccm->nonce[0]++; /* never the same attempt twice */
 	/* The operator may have fixed the secret file since the last attempt. */
-	if (ccm->secret_file[0])
+	if (ccm->opts.secret_file[0])
 		ccm_load_secret(ccm);
 	memset(&ccm->view, 0, sizeof(ccm->view));
 	ccm->view_ver++;
@@ -162,7 +166,7 @@ void hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 	ccm->reread = false;
 	ccm->cond = HC_NONE;
 	memset(ccm->slot_last, 0, sizeof(ccm->slot_last));
-	hs_publish_boot(ccm, BOOT_HANDSHAKING);
+	ccm_hs_publish_boot(ccm, BOOT_HANDSHAKING);
 	boot_clear_ack(ccm);
 	hs_arm(ccm, delay_ns);
 }
@@ -173,19 +177,19 @@ static void hs_build_slot(struct ccm *ccm, uint32_t state)
 	uint64_t seq = ccm->boot_seq + 1;
 
 	memset(s, 0, sizeof(*s));
-	s->seq_head = le64(seq);
-	s->magic = le64(CCM_SLOT_MAGIC);
-	s->major = le16(ccm->major);
-	s->minor = le16(ccm->minor);
-	s->state = le32(state);
-	s->generation = le64(ccm->gen);
-	ccm_put_str(s->node, ccm->node, sizeof(s->node));
-	ccm_put_str(s->cluster, ccm->cluster, sizeof(s->cluster));
+	put_le64(&s->seq_head, seq);
+	put_le64(&s->magic, CCM_SLOT_MAGIC);
+	put_le16(&s->major, ccm->major);
+	put_le16(&s->minor, ccm->minor);
+	put_le32(&s->state, state);
+	put_le64(&s->generation, ccm->gen);
+	ccm_put_str(s->node, ccm->opts.node, sizeof(s->node));
+	ccm_put_str(s->cluster, ccm->opts.cluster_id, sizeof(s->cluster));
 	memcpy(s->nonce, ccm->nonce, CCM_NONCE_LEN);
-	s->target_gen = le64(ccm->view.gen);
+	put_le64(&s->target_gen, ccm->view.gen);
 	memcpy(s->target_nonce, ccm->view.nonce, CCM_NONCE_LEN);
-	ccm_proof(ccm, state == SLOT_HELLO ? "hello" : "ready", ccm->node, ccm->gen, ccm->nonce,
-		  ccm->view.node, ccm->view.gen, ccm->view.nonce, s->proof);
+	ccm_proof(ccm, state == SLOT_HELLO ? "hello" : "ready", ccm->opts.node, ccm->gen,
+		  ccm->nonce, ccm->view.node, ccm->view.gen, ccm->view.nonce, s->proof);
 	s->seq_tail = s->seq_head;
 }
 
@@ -227,7 +231,7 @@ static void hs_run(struct ccm *ccm)
 
 	if (ccm->state != ST_HANDSHAKE)
 		return;
-	hs_slot_check(ccm);
+	ccm_hs_slot_check(ccm);
 	if (ccm->state != ST_HANDSHAKE)
 		return;
 	if (ccm->step == HS_READ1) {
@@ -289,7 +293,7 @@ static void hs_check_established(struct ccm *ccm)
 		 ccm->partner.node, ccm->partner.major, ccm->partner.minor,
 		 ccm_hex64(ccm->partner.gen, g1), ccm_hex64(ccm->gen, g2),
 		 ccm->links[ccm->hs_link].name);
-	sess_begin(ccm);
+	ccm_sess_begin(ccm);
 }
 
 /* Checks common to the boot region and the slot; false (logged once) when
@@ -304,22 +308,22 @@ static bool hs_identity_ok(struct ccm *ccm, const char *node, const char *cluste
 			node, major, minor, ccm->major, ccm->minor);
 		return false;
 	}
-	if (strcmp(cluster, ccm->cluster) != 0) {
+	if (strcmp(cluster, ccm->opts.cluster_id) != 0) {
 		hs_cond(ccm, HC_CLUSTER, LOG_LEVEL_ERROR,
 			"partner %s is in cluster '%s', this node in '%s': no session", node,
-			cluster, ccm->cluster);
+			cluster, ccm->opts.cluster_id);
 		return false;
 	}
-	if (strcmp(node, ccm->node) == 0) {
+	if (strcmp(node, ccm->opts.node) == 0) {
 		hs_cond(ccm, HC_SELF, LOG_LEVEL_ERROR,
 			"%s reaches this node itself (%s): check the [ic] link addresses", where,
 			node);
 		return false;
 	}
-	if (ccm->partner_cfg[0] && strcmp(node, ccm->partner_cfg) != 0) {
+	if (ccm->opts.partner[0] && strcmp(node, ccm->opts.partner) != 0) {
 		hs_cond(ccm, HC_WRONG_NODE, LOG_LEVEL_ERROR,
 			"%s reaches node '%s', but [ic] partner is '%s': no session", where, node,
-			ccm->partner_cfg);
+			ccm->opts.partner);
 		return false;
 	}
 	return true;
@@ -333,16 +337,16 @@ static void hs_on_boot_read(struct ccm *ccm)
 	uint16_t major, minor;
 	const char *lname = ccm->links[ccm->hs_link].name;
 
-	if (!hs_boot_snapshot(&ccm->hs_rbuf, &b)) {
+	if (!ccm_hs_boot_snapshot(&ccm->hs_rbuf, &b)) {
 		/* Torn, or the partner is not published yet. */
 		hs_arm(ccm, hs_backoff(ccm, 1 * NS_PER_MS, 100 * NS_PER_MS));
 		return;
 	}
 	copy_id(node, b.node, sizeof(node));
 	copy_id(cluster, b.cluster, sizeof(cluster));
-	gen = from_le64(b.generation);
-	major = from_le16(b.major);
-	minor = from_le16(b.minor);
+	gen = get_le64(&b.generation);
+	major = get_le16(&b.major);
+	minor = get_le16(&b.minor);
 	if (!hs_identity_ok(ccm, node, cluster, major, minor, lname)) {
 		ccm->step = HS_READ1;
 		memset(&ccm->view, 0, sizeof(ccm->view));
@@ -385,11 +389,11 @@ static void hs_on_boot_read(struct ccm *ccm)
 		hs_arm(ccm, 0);
 		return;
 	case HS_READ2:
-		if (from_le64(b.ack_gen) == ccm->gen &&
+		if (get_le64(&b.ack_gen) == ccm->gen &&
 		    memcmp(b.ack_nonce, ccm->nonce, CCM_NONCE_LEN) == 0) {
 			uint8_t want[CCM_PROOF_LEN];
 			ccm_proof(ccm, "ack", ccm->view.node, ccm->view.gen, ccm->view.nonce,
-				  ccm->node, ccm->gen, ccm->nonce, want);
+				  ccm->opts.node, ccm->gen, ccm->nonce, want);
 			if (!ccm_ct_equal(want, b.ack_proof, CCM_PROOF_LEN)) {
 				hs_cond(ccm, HC_BAD_ACK, LOG_LEVEL_ERROR,
 					"partner %s failed authentication (its proof does not "
@@ -507,7 +511,7 @@ static void hs_read1_done(struct fab_op *op, int status)
  * targets our current generation and nonce and carries a valid proof
  * counts; anything else (stale, torn, hostile) is ignored.
  */
-void hs_slot_check(struct ccm *ccm)
+void ccm_hs_slot_check(struct ccm *ccm)
 {
 	struct wire_slot s;
 	char node[CCM_NODE_MAX], cluster[CCM_CLUSTER_MAX], g1[17], g2[17];
@@ -521,23 +525,23 @@ void hs_slot_check(struct ccm *ccm)
 	if (memcmp(&s, ccm->slot_last, sizeof(s)) == 0)
 		return;
 	memcpy(ccm->slot_last, &s, sizeof(s));
-	if (s.seq_head != s.seq_tail || from_le64(s.magic) != CCM_SLOT_MAGIC)
+	if (s.seq_head != s.seq_tail || get_le64(&s.magic) != CCM_SLOT_MAGIC)
 		return;
-	if (from_le64(s.target_gen) != ccm->gen ||
+	if (get_le64(&s.target_gen) != ccm->gen ||
 	    memcmp(s.target_nonce, ccm->nonce, CCM_NONCE_LEN) != 0) {
 		LOG_DEBUG("slot: stale hello (for another boot or attempt), ignored");
 		return;
 	}
 	copy_id(node, s.node, sizeof(node));
 	copy_id(cluster, s.cluster, sizeof(cluster));
-	gen = from_le64(s.generation);
-	state = from_le32(s.state);
+	gen = get_le64(&s.generation);
+	state = get_le32(&s.state);
 	if (gen == 0 || (state != SLOT_HELLO && state != SLOT_READY))
 		return;
-	if (!hs_identity_ok(ccm, node, cluster, from_le16(s.major), from_le16(s.minor),
+	if (!hs_identity_ok(ccm, node, cluster, get_le16(&s.major), get_le16(&s.minor),
 			    "the slot writer"))
 		return;
-	ccm_proof(ccm, state == SLOT_HELLO ? "hello" : "ready", node, gen, s.nonce, ccm->node,
+	ccm_proof(ccm, state == SLOT_HELLO ? "hello" : "ready", node, gen, s.nonce, ccm->opts.node,
 		  ccm->gen, ccm->nonce, want);
 	if (!ccm_ct_equal(want, s.proof, CCM_PROOF_LEN)) {
 		hs_cond(ccm, HC_BAD_SECRET, LOG_LEVEL_ERROR,
@@ -575,10 +579,10 @@ void hs_slot_check(struct ccm *ccm)
 	hs_check_established(ccm);
 }
 
-void hs_on_doorbell(struct ccm *ccm, uint64_t imm)
+void ccm_hs_on_doorbell(struct ccm *ccm, uint64_t imm)
 {
 	if (imm == CCM_IMM_SLOT)
-		hs_slot_check(ccm);
+		ccm_hs_slot_check(ccm);
 }
 
 static void probe_done(struct fab_op *op, int status)
@@ -589,12 +593,12 @@ static void probe_done(struct fab_op *op, int status)
 	ccm->probe_busy = false;
 	if (ccm->probe_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
 		return;
-	if (status < 0 || !hs_boot_snapshot(&ccm->probe_buf, &b))
+	if (status < 0 || !ccm_hs_boot_snapshot(&ccm->probe_buf, &b))
 		return;
-	if (from_le64(b.generation) != ccm->partner.gen) {
+	if (get_le64(&b.generation) != ccm->partner.gen) {
 		char g1[17], g2[17];
 		LOG_INFO("partner %s restarted (generation %s -> %s)", ccm->partner.node,
-			 ccm_hex64(ccm->partner.gen, g1), ccm_hex64(from_le64(b.generation), g2));
+			 ccm_hex64(ccm->partner.gen, g1), ccm_hex64(get_le64(&b.generation), g2));
 		ccm_request_terminate(ccm, CCM_TERM_PARTNER_REBOOT);
 	} else if (memcmp(b.nonce, ccm->partner.nonce, CCM_NONCE_LEN) != 0) {
 		ccm_request_terminate(ccm, CCM_TERM_PARTNER_RESET);
@@ -603,7 +607,7 @@ static void probe_done(struct fab_op *op, int status)
 
 /* During a session: read the partner's boot region to see whether it
  * rebooted or left the session while we could not hear it. */
-void hs_probe(struct ccm *ccm)
+void ccm_hs_probe(struct ccm *ccm)
 {
 	struct ccm_link *l = NULL;
 
@@ -628,11 +632,11 @@ void hs_probe(struct ccm *ccm)
 	ccm->last_probe_ns = ccm->probe_post_ns;
 }
 
-void hs_tick(struct ccm *ccm)
+void ccm_hs_tick(struct ccm *ccm)
 {
 	uint64_t now = now_ns();
 
-	hs_slot_check(ccm);
+	ccm_hs_slot_check(ccm);
 	if (ccm->state == ST_HANDSHAKE && ccm->step == HS_READ1 && !ccm->view.valid &&
 	    now - ccm->epoch_start_ns > 1000 * NS_PER_MS) {
 		char names[CCM_MAX_LINKS * 17] = "";
@@ -643,7 +647,7 @@ void hs_tick(struct ccm *ccm)
 		hs_cond(ccm, HC_NO_ANSWER, LOG_LEVEL_INFO,
 			"waiting for partner%s%s: no answer on %s yet; serving without it "
 			"meanwhile",
-			ccm->partner_cfg[0] ? " " : "", ccm->partner_cfg, names);
+			ccm->opts.partner[0] ? " " : "", ccm->opts.partner, names);
 	}
 	if (ccm->state == ST_HANDSHAKE && ccm->hs_busy &&
 	    now - ccm->hs_post_ns > ccm->session_deadline_ns) {
@@ -655,7 +659,7 @@ void hs_tick(struct ccm *ccm)
 }
 
 /* Called once at creation: the callbacks of the embedded operations. */
-void hs_init(struct ccm *ccm)
+void ccm_hs_init(struct ccm *ccm)
 {
 	ccm->hs_op.done = hs_done;
 	ccm->hs_op.arg = ccm;

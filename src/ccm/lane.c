@@ -1,4 +1,4 @@
-/* Links as lanes (docs/CCM.md, "Lanes" and "Instances").
+/* Links as lanes (docs/CCM.md, "Lanes"); instances are in inst.c.
  *
  * Each link is a lane. During a session every lane reads the partner's
  * session region every heartbeat_ms; a lane is up while those reads keep
@@ -7,9 +7,15 @@
  * lane when its instance has none. A lane that dies has its endpoint reset
  * (its operations fail and are re-issued by their owners; regions stay
  * registered), and during a session it is fenced: suspended (no endpoint
- * at all) until the partner has reset its end too. */
+ * at all) until the partner has reset its end too.
+ *
+ * Layering: this file calls crypto.c and the fabric. It hands events up
+ * only through the up-calls named in ccm_int.h: received messages to
+ * ccm_sess_on_msg, doorbells to ccm_hs_on_doorbell, a lane taken out to
+ * ccm_chan_on_link_down, fences to the control channel (ccm_chan_send),
+ * acked fences to ccm_op_release_held. */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -22,14 +28,14 @@ static void lane_on_msg(void *arg, const void *msg, size_t len)
 {
 	struct ccm_link *l = arg;
 
-	sess_on_msg(l->ccm, msg, len);
+	ccm_sess_on_msg(l->ccm, msg, len);
 }
 
 static void lane_on_doorbell(void *arg, uint64_t imm)
 {
 	struct ccm_link *l = arg;
 
-	hs_on_doorbell(l->ccm, imm);
+	ccm_hs_on_doorbell(l->ccm, imm);
 }
 
 static void deadline_cb(struct loop_timer *t)
@@ -57,12 +63,12 @@ static void deadline_cb(struct loop_timer *t)
 	}
 	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 		 (unsigned long long)(l->ccm->link_deadline_ns / NS_PER_MS));
-	lane_fail(l, why, true);
+	ccm_lane_fail(l, why, true);
 }
 
 static void hb_done(struct fab_op *op, int status);
 
-void lane_init(struct ccm *ccm)
+void ccm_lane_init(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
@@ -80,9 +86,9 @@ static int lane_open_one(struct ccm *ccm, unsigned i)
 	struct ccm_link *l = &ccm->links[i];
 	struct fab_link_opts o = {
 	    .name = l->name,
-	    .provider = ccm->provider,
-	    .local = ccm->link_cfg[i].local,
-	    .peer = ccm->link_cfg[i].peer,
+	    .provider = ccm->opts.provider,
+	    .local = ccm->opts.links[i].local,
+	    .peer = ccm->opts.links[i].peer,
 	    .rx_depth = CCM_RX_DEPTH,
 	    .max_msg = CCM_LINK_MAX_MSG,
 	};
@@ -151,7 +157,7 @@ static void lane_close_one(struct ccm *ccm, unsigned i)
 	}
 }
 
-int lane_open_all(struct ccm *ccm)
+int ccm_lane_open_all(struct ccm *ccm)
 {
 	unsigned i;
 	int rc = 0;
@@ -163,13 +169,13 @@ int lane_open_all(struct ccm *ccm)
 	}
 	if (rc == 0)
 		return 0;
-	LOG_ERROR("cannot open interconnect link %s (%s -> %s): %s", ccm->link_cfg[i].name,
-		  ccm->link_cfg[i].local, ccm->link_cfg[i].peer, strerror(-rc));
-	lane_close_all(ccm);
+	LOG_ERROR("cannot open interconnect link %s (%s -> %s): %s", ccm->opts.links[i].name,
+		  ccm->opts.links[i].local, ccm->opts.links[i].peer, strerror(-rc));
+	ccm_lane_close_all(ccm);
 	return rc;
 }
 
-void lane_close_all(struct ccm *ccm)
+void ccm_lane_close_all(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
@@ -179,7 +185,7 @@ void lane_close_all(struct ccm *ccm)
 	}
 }
 
-unsigned lane_up_count(const struct ccm *ccm)
+unsigned ccm_lane_up_count(const struct ccm *ccm)
 {
 	unsigned n = 0;
 
@@ -189,7 +195,7 @@ unsigned lane_up_count(const struct ccm *ccm)
 }
 
 /* An error that says something about the path, not about the operation. */
-bool lane_error_is_link(int status)
+bool ccm_lane_error_is_link(int status)
 {
 	switch (-status) {
 	case EINVAL:
@@ -203,7 +209,7 @@ bool lane_error_is_link(int status)
 	}
 }
 
-void lane_account(struct ccm_link *l, size_t len, int status)
+void ccm_lane_account(struct ccm_link *l, size_t len, int status)
 {
 	struct ccm_inst *in = &l->ccm->inst[l->inst];
 
@@ -226,7 +232,7 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 {
 	struct ccm_link *best = NULL;
 
-	if (ccm->balance == BALANCE_ROUND_ROBIN) {
+	if (ccm->opts.balance == CCM_BALANCE_ROUND_ROBIN) {
 		for (unsigned k = 0; k < n; k++) {
 			struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
 			if (l->up && l->fl) {
@@ -252,7 +258,7 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 }
 
 /* A lane for an operation of @p len bytes of a port placed on @p inst. */
-struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
 {
 	struct ccm_inst *in = &ccm->inst[inst < ccm->n_inst ? inst : 0];
 	unsigned all[CCM_MAX_LINKS];
@@ -267,7 +273,7 @@ struct ccm_link *lane_pick(struct ccm *ccm, unsigned inst, size_t len)
 	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr);
 }
 
-void lane_ok(struct ccm_link *l)
+void ccm_lane_ok(struct ccm_link *l)
 {
 	struct ccm *ccm = l->ccm;
 	uint64_t now = now_ns();
@@ -282,7 +288,7 @@ void lane_ok(struct ccm_link *l)
 	l->last_change_ns = now;
 	ccm->all_down_since_ns = 0;
 	LOG_INFO("link %s up (rtt %llu us)", l->name, (unsigned long long)(l->rtt_ns / 1000));
-	lane_send_fences(ccm);
+	ccm_lane_send_fences(ccm);
 	ccm->drain_pending = true;
 	ccm->kick_pending = true;
 	ccm_schedule(ccm);
@@ -293,7 +299,7 @@ static bool in_session(const struct ccm *ccm)
 	return ccm->state == ST_SETUP || ccm->state == ST_UP;
 }
 
-void lane_fail(struct ccm_link *l, const char *why, bool hang)
+void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
 	uint64_t now = now_ns();
@@ -316,7 +322,7 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 	/* Probe the dead lane again after a deadline, then less and less often. */
 	l->probe_backoff_ns = ccm->link_deadline_ns;
 	l->next_probe_ns = now + l->probe_backoff_ns;
-	if (lane_up_count(ccm) == 0) {
+	if (ccm_lane_up_count(ccm) == 0) {
 		ccm->all_down_since_ns = now;
 		LOG_WARN("link %s down: %s; no link left, the session ends in %llu ms unless "
 			 "one returns",
@@ -330,13 +336,13 @@ void lane_fail(struct ccm_link *l, const char *why, bool hang)
 
 static void requeue_msgs(struct ccm *ccm, unsigned i)
 {
-	chan_on_link_down(&ccm->ctl, i);
+	ccm_chan_on_link_down(&ccm->ctl, i);
 	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
 		struct ccm_client *cl = ccm->clients[c];
 		if (!cl || cl->dead)
 			continue;
 		for (unsigned p = 0; p < cl->n_ports; p++)
-			chan_on_link_down(&cl->ports[p].ch, i);
+			ccm_chan_on_link_down(&cl->ports[p].ch, i);
 	}
 	ccm->kick_pending = true;
 	ccm->drain_pending = true;
@@ -344,9 +350,12 @@ static void requeue_msgs(struct ccm *ccm, unsigned i)
 
 static void send_fence(struct ccm *ccm, struct ccm_link *l)
 {
-	struct wire_fence f = {.lane = le32(l->idx), .seq = le64(l->fence_seq)};
+	struct wire_fence f = {0};
 
-	if (chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
+	put_le32(&f.lane, l->idx);
+	put_le64(&f.seq, l->fence_seq);
+
+	if (ccm_chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
 		l->fence_unsent = false;
 		ccm->fence_sent_ns = now_ns();
 	} else {
@@ -356,9 +365,9 @@ static void send_fence(struct ccm *ccm, struct ccm_link *l)
 
 /* Fences not sent yet (just decided, or no lane was up), in the order of
  * their numbers: the partner's acknowledgements are cumulative. */
-void lane_send_fences(struct ccm *ccm)
+void ccm_lane_send_fences(struct ccm *ccm)
 {
-	if (!in_session(ccm) || lane_up_count(ccm) == 0)
+	if (!in_session(ccm) || ccm_lane_up_count(ccm) == 0)
 		return;
 	for (;;) {
 		struct ccm_link *next = NULL;
@@ -438,7 +447,7 @@ static bool reopen(struct ccm *ccm, unsigned i)
  * fences and acknowledge, resume or reopen what may be. A reset costs the
  * reactor 0.1-5 ms (the endpoint is recreated on a helper thread).
  */
-void lane_do_aborts(struct ccm *ccm)
+void ccm_lane_do_aborts(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
@@ -464,13 +473,13 @@ void lane_do_aborts(struct ccm *ccm)
 			 * reset its end: nothing of its old connection can land
 			 * in our memory meanwhile, nor can its new operations
 			 * reach us before it processed the fence. */
-			bool fence = in_session(ccm) && lane_up_count(ccm) > 0;
+			bool fence = in_session(ccm) && ccm_lane_up_count(ccm) > 0;
 			lane_reset(ccm, i, fence);
 			l->close_fence = 0;
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
 				l->fence_unsent = true; /* sent below, in order */
-				if (fence && lane_up_count(ccm) > 0) {
+				if (fence && ccm_lane_up_count(ccm) > 0) {
 					l->fenced = true; /* suspended until the ack */
 				} else {
 					/* No lane to fence over: back now, fence as
@@ -483,23 +492,25 @@ void lane_do_aborts(struct ccm *ccm)
 			}
 		}
 		if (l->ack_fence) {
-			struct wire_fence f = {.lane = le32(i), .seq = le64(l->ack_fence_seq)};
+			struct wire_fence f = {0};
+			put_le32(&f.lane, i);
+			put_le64(&f.seq, l->ack_fence_seq);
 			l->ack_fence = false;
 			if (!l->fenced)
 				lane_reset(ccm, i,
 					   false); /* nothing of the old connection lands now */
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
-				chan_send(&ccm->ctl, MSG_FENCE_ACK, &f, sizeof(f), NULL);
+				ccm_chan_send(&ccm->ctl, MSG_FENCE_ACK, &f, sizeof(f), NULL);
 			}
 		}
 		if (l->reopen_pending && !l->fenced)
 			reopen(ccm, i);
 	}
-	lane_send_fences(ccm);
+	ccm_lane_send_fences(ccm);
 }
 
-void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
+void ccm_lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 {
 	struct ccm_link *l;
 
@@ -512,7 +523,7 @@ void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 		loop_timer_cancel(ccm->loop, &l->deadline);
 		l->probe_backoff_ns = ccm->link_deadline_ns;
 		l->next_probe_ns = now_ns() + l->probe_backoff_ns;
-		if (lane_up_count(ccm) == 0)
+		if (ccm_lane_up_count(ccm) == 0)
 			ccm->all_down_since_ns = now_ns();
 		LOG_WARN("link %s down: the partner took it out", l->name);
 	}
@@ -521,7 +532,7 @@ void lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 	ccm_schedule(ccm);
 }
 
-void lane_fence_acked(struct ccm *ccm, uint64_t seq)
+void ccm_lane_fence_acked(struct ccm *ccm, uint64_t seq)
 {
 	if (seq > ccm->fence_next)
 		return; /* acks what we never asked */
@@ -534,23 +545,23 @@ void lane_fence_acked(struct ccm *ccm, uint64_t seq)
 			l->reopen_pending = true;
 		}
 	}
-	op_release_held(ccm, 0);
+	ccm_op_release_held(ccm, 0);
 	ccm_schedule(ccm);
 }
 
 /* At the end of a session: operations left on dead lanes (probes into our
  * own buffers, waiting for a partner that is gone) complete now. */
-void lane_abort_down(struct ccm *ccm)
+void ccm_lane_abort_down(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || l->hs_busy))
 			l->abort_pending = true;
 	}
-	lane_do_aborts(ccm);
+	ccm_lane_do_aborts(ccm);
 }
 
-void lane_session_begin(struct ccm *ccm, unsigned hs_link)
+void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 {
 	uint64_t now = now_ns();
 
@@ -575,7 +586,7 @@ void lane_session_begin(struct ccm *ccm, unsigned hs_link)
 	}
 }
 
-void lane_session_end(struct ccm *ccm)
+void ccm_lane_session_end(struct ccm *ccm)
 {
 	uint64_t now = now_ns();
 
@@ -595,7 +606,7 @@ void lane_session_end(struct ccm *ccm)
 	}
 	ccm->fence_acked = ccm->fence_next;
 	ccm->all_down_since_ns = 0;
-	lane_do_aborts(ccm);
+	ccm_lane_do_aborts(ccm);
 }
 
 /*
@@ -640,40 +651,40 @@ static void hb_done(struct fab_op *op, int status)
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;
 		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
-		lane_fail(l, why, false);
+		ccm_lane_fail(l, why, false);
 		return;
 	}
 	s = l->hb_buf;
-	if (s.seq_head != s.seq_tail || from_le64(s.magic) != CCM_SESS_MAGIC) {
+	if (s.seq_head != s.seq_tail || get_le64(&s.magic) != CCM_SESS_MAGIC) {
 		/* Torn by a concurrent update: neither proof of life nor death. */
 		return;
 	}
-	if (from_le64(s.generation) != ccm->partner.gen ||
-	    from_le64(s.session_id) != ccm->session_id) {
-		lane_fail(l, "the partner's session region belongs to another session", false);
+	if (get_le64(&s.generation) != ccm->partner.gen ||
+	    get_le64(&s.session_id) != ccm->session_id) {
+		ccm_lane_fail(l, "the partner's session region belongs to another session", false);
 		return;
 	}
 	if (l->up && lane_op_lost(l)) {
-		lane_fail(l, "an operation is lost: heartbeats posted long after it complete",
-			  false);
+		ccm_lane_fail(l, "an operation is lost: heartbeats posted long after it complete",
+			      false);
 		return;
 	}
 	uint64_t rtt = now_ns() - l->hb_post_ns;
 	l->rtt_ns = l->rtt_ns ? (l->rtt_ns * 7 + rtt) / 8 : rtt;
-	unsigned n = from_le32(s.n_instances);
+	unsigned n = get_le32(&s.n_instances);
 	for (unsigned i = 0; i < ccm->n_inst && i < n && i < 8; i++) {
 		struct wire_inst_load *w = &s.inst[i];
-		ccm->inst[i].partner.bytes_per_sec = from_le64(w->bytes_per_sec);
-		ccm->inst[i].partner.ops_inflight = from_le64(w->ops_inflight);
-		ccm->inst[i].partner.bytes_inflight = from_le64(w->bytes_inflight);
-		ccm->inst[i].partner.ports = from_le32(w->ports);
-		ccm->inst[i].partner.links_up = from_le32(w->links_up);
+		ccm->inst[i].partner.bytes_per_sec = get_le64(&w->bytes_per_sec);
+		ccm->inst[i].partner.ops_inflight = get_le64(&w->ops_inflight);
+		ccm->inst[i].partner.bytes_inflight = get_le64(&w->bytes_inflight);
+		ccm->inst[i].partner.ports = get_le32(&w->ports);
+		ccm->inst[i].partner.links_up = get_le32(&w->links_up);
 	}
-	lane_ok(l);
+	ccm_lane_ok(l);
 }
 
 /* Post a heartbeat read on every lane that has none in flight. */
-void lane_start_hb(struct ccm *ccm)
+void ccm_lane_start_hb(struct ccm *ccm)
 {
 	uint64_t now = now_ns();
 
@@ -697,136 +708,14 @@ void lane_start_hb(struct ccm *ccm)
 		} else if (rc != -EAGAIN && l->up) {
 			char why[96];
 			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
-			lane_fail(l, why, false);
+			ccm_lane_fail(l, why, false);
 		}
 	}
 }
 
-void lane_tick(struct ccm *ccm)
+void ccm_lane_tick(struct ccm *ccm)
 {
-	lane_start_hb(ccm);
-}
-
-/* ---- instances ---- */
-
-static uint64_t inst_load(const struct ccm *ccm, unsigned i)
-{
-	const struct ccm_inst *in = &ccm->inst[i];
-
-	return in->rate + in->test_load + in->partner.bytes_per_sec;
-}
-
-void inst_update_rates(struct ccm *ccm)
-{
-	for (unsigned i = 0; i < ccm->n_inst; i++) {
-		struct ccm_inst *in = &ccm->inst[i];
-		uint64_t d = in->bytes_total - in->bytes_prev;
-		uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
-		in->bytes_prev = in->bytes_total;
-		in->rate = (in->rate * 7 + r) / 8;
-	}
-	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
-		struct ccm_client *cl = ccm->clients[c];
-		if (!cl || cl->dead)
-			continue;
-		for (unsigned p = 0; p < cl->n_ports; p++) {
-			struct ccm_port *pt = &cl->ports[p];
-			uint64_t d = pt->bytes_total - pt->bytes_prev;
-			uint64_t r = ccm->hb_ns ? d * 1000000000ull / ccm->hb_ns : 0;
-			pt->bytes_prev = pt->bytes_total;
-			pt->rate = (pt->rate * 7 + r) / 8;
-		}
-	}
-}
-
-static unsigned heavy_ports(const struct ccm *ccm, unsigned inst)
-{
-	unsigned n = 0;
-
-	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
-		const struct ccm_client *cl = ccm->clients[c];
-		if (!cl || cl->dead || !(cl->flags & CCM_CLIENT_HEAVY))
-			continue;
-		for (unsigned p = 0; p < cl->n_ports; p++)
-			n += cl->ports[p].inst == inst;
-	}
-	return n;
-}
-
-/*
- * Where a new port goes: the instance with the least load (ours plus what
- * the partner publishes), skipping instances past ic.instance_max_load
- * while another is below it; ties go to the one with fewer ports. Heavy
- * clients first avoid instances that already carry a heavy port.
- */
-unsigned inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned idx)
-{
-	unsigned best = 0;
-	bool heavy = c && (c->flags & CCM_CLIENT_HEAVY);
-
-	(void)idx;
-	for (unsigned i = 1; i < ccm->n_inst; i++) {
-		uint64_t li = inst_load(ccm, i), lb = inst_load(ccm, best);
-		bool oi = ccm->inst_max_load && li > ccm->inst_max_load;
-		bool ob = ccm->inst_max_load && lb > ccm->inst_max_load;
-		if (heavy) {
-			unsigned hi = heavy_ports(ccm, i), hb = heavy_ports(ccm, best);
-			if (hi != hb) {
-				if (hi < hb)
-					best = i;
-				continue;
-			}
-		}
-		if (oi != ob) {
-			if (!oi)
-				best = i;
-			continue;
-		}
-		if (li < lb || (li == lb && ccm->inst[i].ports < ccm->inst[best].ports))
-			best = i;
-	}
-	return best;
-}
-
-/* Once a second: an instance past the configured load gives its heaviest
- * port to the least-loaded instance below it. */
-void inst_rebalance(struct ccm *ccm)
-{
-	if (!ccm->inst_max_load || ccm->n_inst < 2 || ccm->state != ST_UP)
-		return;
-	for (unsigned i = 0; i < ccm->n_inst; i++) {
-		struct ccm_port *heaviest = NULL;
-		unsigned to = i;
-		if (inst_load(ccm, i) <= ccm->inst_max_load)
-			continue;
-		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
-			struct ccm_client *cl = ccm->clients[c];
-			if (!cl || cl->dead)
-				continue;
-			for (unsigned p = 0; p < cl->n_ports; p++) {
-				struct ccm_port *pt = &cl->ports[p];
-				if (pt->inst == i && (!heaviest || pt->rate > heaviest->rate))
-					heaviest = pt;
-			}
-		}
-		if (!heaviest)
-			continue;
-		for (unsigned j = 0; j < ccm->n_inst; j++)
-			if (j != i && inst_load(ccm, j) < ccm->inst_max_load &&
-			    (to == i || inst_load(ccm, j) < inst_load(ccm, to)))
-				to = j;
-		if (to == i)
-			continue;
-		LOG_INFO("instance %u carries %llu B/s (> %llu): port %s/%u moves to instance %u",
-			 i, (unsigned long long)inst_load(ccm, i),
-			 (unsigned long long)ccm->inst_max_load, heaviest->client->name,
-			 heaviest->idx, to);
-		ccm->inst[i].ports--;
-		ccm->inst[to].ports++;
-		heaviest->inst = to;
-		heaviest->ch.inst = to;
-		return;
-	}
+	ccm_lane_start_hb(ccm);
 }
 
 int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_t *key,

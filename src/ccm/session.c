@@ -1,8 +1,13 @@
 /* The session after the handshake (docs/CCM.md, "Session"): session
  * regions under fresh keys, the exchange of peer and client information on
- * the control channel, ready alerts both ways, and termination. */
+ * the control channel, ready alerts both ways, and termination.
+ *
+ * Layering: the top of the protocol; calls every file below it and is
+ * called from them only through its up-calls (ccm_sess_begin, _on_msg,
+ * _on_ctl, _send_client_add/del).
+ */
 #define LOG_MODULE "ccm"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -15,28 +20,28 @@ static void copy_id(char *dst, const char *src, size_t n)
 	dst[n - 1] = '\0';
 }
 
-void sess_publish_load(struct ccm *ccm)
+void ccm_sess_publish_load(struct ccm *ccm)
 {
 	struct wire_sess *s = ccm->sess;
 	uint64_t seq = s->seq_head + 1;
 
 	s->seq_head = seq;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	s->magic = le64(CCM_SESS_MAGIC);
-	s->generation = le64(ccm->gen);
-	s->session_id = le64(ccm->session_id);
-	s->hb_counter = le64(ccm->hb_counter);
-	s->n_instances = le32(ccm->n_inst);
+	put_le64(&s->magic, CCM_SESS_MAGIC);
+	put_le64(&s->generation, ccm->gen);
+	put_le64(&s->session_id, ccm->session_id);
+	put_le64(&s->hb_counter, ccm->hb_counter);
+	put_le32(&s->n_instances, ccm->n_inst);
 	for (unsigned i = 0; i < ccm->n_inst && i < 8; i++) {
 		const struct ccm_inst *in = &ccm->inst[i];
 		unsigned up = 0;
 		for (unsigned j = 0; j < in->n_links; j++)
 			up += ccm->links[in->links[j]].up;
-		s->inst[i].bytes_per_sec = le64(in->rate + in->test_load);
-		s->inst[i].ops_inflight = le64(in->ops_inflight);
-		s->inst[i].bytes_inflight = le64(in->bytes_inflight);
-		s->inst[i].ports = le32(in->ports);
-		s->inst[i].links_up = le32(up);
+		put_le64(&s->inst[i].bytes_per_sec, in->rate + in->test_load);
+		put_le64(&s->inst[i].ops_inflight, in->ops_inflight);
+		put_le64(&s->inst[i].bytes_inflight, in->bytes_inflight);
+		put_le32(&s->inst[i].ports, in->ports);
+		put_le32(&s->inst[i].links_up, up);
 	}
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	s->seq_tail = seq;
@@ -44,7 +49,7 @@ void sess_publish_load(struct ccm *ccm)
 
 static int send_ctl(struct ccm *ccm, uint16_t type, const void *p, size_t len)
 {
-	int rc = chan_send(&ccm->ctl, type, p, len, NULL);
+	int rc = ccm_chan_send(&ccm->ctl, type, p, len, NULL);
 
 	if (rc < 0) {
 		/* 64 control messages unacknowledged: the partner is not
@@ -61,58 +66,60 @@ static void send_peer_info(struct ccm *ccm)
 	struct wire_peer_info pi;
 
 	memset(&pi, 0, sizeof(pi));
-	pi.major = le16(ccm->major);
-	pi.minor = le16(ccm->minor);
-	pi.caps = le32(CCM_CAPS);
-	pi.generation = le64(ccm->gen);
-	ccm_put_str(pi.node, ccm->node, sizeof(pi.node));
-	ccm_put_str(pi.cluster, ccm->cluster, sizeof(pi.cluster));
-	pi.n_links = le32(ccm->n_links);
-	pi.n_instances = le32(ccm->n_inst);
-	pi.sess_key = le64(ccm->sess_key);
-	pi.sess_size = le64(sizeof(*ccm->sess));
-	pi.max_msg = le32(CCM_MSG_MAX);
+	put_le16(&pi.major, ccm->major);
+	put_le16(&pi.minor, ccm->minor);
+	put_le32(&pi.caps, CCM_CAPS);
+	put_le64(&pi.generation, ccm->gen);
+	ccm_put_str(pi.node, ccm->opts.node, sizeof(pi.node));
+	ccm_put_str(pi.cluster, ccm->opts.cluster_id, sizeof(pi.cluster));
+	put_le32(&pi.n_links, ccm->n_links);
+	put_le32(&pi.n_instances, ccm->n_inst);
+	put_le64(&pi.sess_key, ccm->sess_key);
+	put_le64(&pi.sess_size, sizeof(*ccm->sess));
+	put_le32(&pi.max_msg, CCM_MSG_MAX);
 	for (unsigned i = 0; i < ccm->n_links && i < 8; i++)
 		ccm_put_str(pi.links[i], ccm->links[i].name, sizeof(pi.links[i]));
 	send_ctl(ccm, MSG_PEER_INFO, &pi, sizeof(pi));
 }
 
-void sess_send_client_add(struct ccm *ccm, struct ccm_client *c)
+void ccm_sess_send_client_add(struct ccm *ccm, struct ccm_client *c)
 {
 	uint8_t buf[sizeof(struct wire_client_add) + CCM_MAX_PORTS * sizeof(struct wire_port_info)];
 	struct wire_client_add *a = (struct wire_client_add *)(void *)buf;
 
 	memset(buf, 0, sizeof(buf));
 	ccm_put_str(a->name, c->name, sizeof(a->name));
-	a->n_ports = le32(c->n_ports);
-	a->flags = le32(c->flags);
+	put_le32(&a->n_ports, c->n_ports);
+	put_le32(&a->flags, c->flags);
 	for (unsigned i = 0; i < c->n_ports; i++) {
-		a->ports[i].id = le32(c->ports[i].id);
-		a->ports[i].key = le64(c->ports[i].key);
-		a->ports[i].size = le64(c->ports[i].size);
+		put_le32(&a->ports[i].id, c->ports[i].id);
+		put_le64(&a->ports[i].key, c->ports[i].key);
+		put_le64(&a->ports[i].size, c->ports[i].size);
 	}
 	send_ctl(ccm, MSG_CLIENT_ADD, buf, sizeof(*a) + c->n_ports * sizeof(struct wire_port_info));
 }
 
-void sess_send_client_del(struct ccm *ccm, struct ccm_client *c)
+void ccm_sess_send_client_del(struct ccm *ccm, struct ccm_client *c)
 {
 	struct wire_client_ref r;
 
 	memset(&r, 0, sizeof(r));
 	ccm_put_str(r.name, c->name, sizeof(r.name));
-	r.first_port_id = le32(c->ports[0].id);
+	put_le32(&r.first_port_id, c->ports[0].id);
 	send_ctl(ccm, MSG_CLIENT_DEL, &r, sizeof(r));
 }
 
-int sess_send_terminate(struct ccm *ccm, enum ccm_term_reason why)
+int ccm_sess_send_terminate(struct ccm *ccm, enum ccm_term_reason why)
 {
-	struct wire_terminate t = {.reason = le32((uint32_t)why)};
+	struct wire_terminate t = {0};
 
-	return chan_send(&ccm->ctl, MSG_TERMINATE, &t, sizeof(t), NULL);
+	put_le32(&t.reason, (uint32_t)why);
+
+	return ccm_chan_send(&ccm->ctl, MSG_TERMINATE, &t, sizeof(t), NULL);
 }
 
 /* Entered from the handshake once both sides proved the secret. */
-void sess_begin(struct ccm *ccm)
+void ccm_sess_begin(struct ccm *ccm)
 {
 	uint64_t setup = 3 * ccm->session_deadline_ns;
 	int rc;
@@ -126,13 +133,13 @@ void sess_begin(struct ccm *ccm)
 		memset(&ccm->inst[i].partner, 0, sizeof(ccm->inst[i].partner));
 	if (ccm_session_keys(ccm) < 0)
 		goto fail;
-	hs_publish_boot(ccm, BOOT_SESSION);
-	sess_publish_load(ccm);
+	ccm_hs_publish_boot(ccm, BOOT_SESSION);
+	ccm_sess_publish_load(ccm);
 	rc = ccm_reg_all(ccm, ccm->sess, sizeof(*ccm->sess), FAB_REMOTE_READ, &ccm->sess_key, NULL);
 	if (rc < 0)
 		goto fail;
-	lane_session_begin(ccm, ccm->hs_link);
-	chan_reset(&ccm->ctl);
+	ccm_lane_session_begin(ccm, ccm->hs_link);
+	ccm_chan_reset(&ccm->ctl);
 	ccm->ctl.peer_id = 0;
 	memset(ccm->rclients, 0, sizeof(ccm->rclients));
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
@@ -143,8 +150,8 @@ void sess_begin(struct ccm *ccm)
 		c->told_ready = false;
 		c->ready_pending = false;
 		for (unsigned j = 0; j < c->n_ports; j++)
-			chan_reset(&c->ports[j].ch);
-		rc = client_register_mrs(ccm, c);
+			ccm_chan_reset(&c->ports[j].ch);
+		rc = ccm_client_register_mrs(ccm, c);
 		if (rc < 0)
 			goto fail;
 	}
@@ -152,7 +159,7 @@ void sess_begin(struct ccm *ccm)
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (c && !c->dead)
-			sess_send_client_add(ccm, c);
+			ccm_sess_send_client_add(ccm, c);
 	}
 	send_ctl(ccm, MSG_SETUP_DONE, NULL, 0);
 	return;
@@ -175,26 +182,18 @@ static void sess_go_up(struct ccm *ccm)
 		n_clients += ccm->clients[i] && !ccm->clients[i]->dead;
 	LOG_INFO("session with %s up: protocol %u.%u, %u of %u link%s up, %u client%s "
 		 "(handshake %llu us)",
-		 ccm->partner.node, ccm->partner.major, ccm->partner.minor, lane_up_count(ccm),
+		 ccm->partner.node, ccm->partner.major, ccm->partner.minor, ccm_lane_up_count(ccm),
 		 ccm->n_links, ccm->n_links > 1 ? "s" : "", n_clients, n_clients == 1 ? "" : "s",
 		 (unsigned long long)ccm->handshake_us);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
-		struct ccm_rclient *rc;
 		if (!c || c->dead)
 			continue;
-		client_eval_ports(ccm, c);
+		ccm_client_eval_ports(ccm, c);
 		if (c->dead || ccm->state != ST_UP)
 			continue;
-		rc = rclient_by_name(ccm, c->name, false);
-		memset(&pi, 0, sizeof(pi));
-		snprintf(pi.node, sizeof(pi.node), "%s", ccm->partner.node);
-		pi.major = ccm->partner.major;
-		pi.minor = ccm->partner.minor;
-		pi.generation = ccm->partner.gen;
-		pi.client_present = rc != NULL;
-		pi.ports = rc ? (rc->n_ports < c->n_ports ? rc->n_ports : c->n_ports) : 0;
-		if (!rc)
+		ccm_client_partner_info(ccm, c, &pi);
+		if (!pi.client_present)
 			LOG_INFO("client %s has no counterpart on %s (reported in status)", c->name,
 				 ccm->partner.node);
 		c->told_ready = true;
@@ -206,7 +205,7 @@ static void sess_go_up(struct ccm *ccm)
 	}
 	for (unsigned j = 0; j < CCM_MAX_CLIENTS; j++) {
 		struct ccm_rclient *rc = &ccm->rclients[j];
-		if (rc->used && !client_by_name(ccm, rc->name))
+		if (rc->used && !ccm_client_by_name(ccm, rc->name))
 			LOG_INFO("partner client %s has no counterpart here (reported in status)",
 				 rc->name);
 	}
@@ -233,8 +232,8 @@ static void on_peer_info(struct ccm *ccm, const uint8_t *p, size_t len)
 	memcpy(&pi, p, sizeof(pi));
 	copy_id(node, pi.node, sizeof(node));
 	copy_id(cluster, pi.cluster, sizeof(cluster));
-	major = from_le16(pi.major);
-	minor = from_le16(pi.minor);
+	major = get_le16(&pi.major);
+	minor = get_le16(&pi.minor);
 	if (major != ccm->major) {
 		LOG_ERROR("partner %s speaks CCM protocol %u.%u, this node %u.%u: incompatible "
 			  "major version, no session",
@@ -244,18 +243,18 @@ static void on_peer_info(struct ccm *ccm, const uint8_t *p, size_t len)
 		ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);
 		return;
 	}
-	if (strcmp(cluster, ccm->cluster) != 0 || strcmp(node, ccm->partner.node) != 0 ||
-	    from_le64(pi.generation) != ccm->partner.gen) {
+	if (strcmp(cluster, ccm->opts.cluster_id) != 0 || strcmp(node, ccm->partner.node) != 0 ||
+	    get_le64(&pi.generation) != ccm->partner.gen) {
 		LOG_ERROR("partner %s's peer info (node %s, cluster %s) contradicts its handshake",
 			  ccm->partner.node, node, cluster);
 		ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);
 		return;
 	}
 	ccm->partner.minor = minor;
-	ccm->partner_caps = from_le32(pi.caps) & CCM_CAPS;
-	ccm->partner_n_links = from_le32(pi.n_links);
-	ccm->partner_sess.key = from_le64(pi.sess_key);
-	ccm->partner_sess.size = from_le64(pi.sess_size);
+	ccm->partner_caps = get_le32(&pi.caps) & CCM_CAPS;
+	ccm->partner_n_links = get_le32(&pi.n_links);
+	ccm->partner_sess.key = get_le64(&pi.sess_key);
+	ccm->partner_sess.size = get_le64(&pi.sess_size);
 	if (ccm->partner_sess.size > sizeof(struct wire_sess))
 		ccm->partner_sess.size = sizeof(struct wire_sess);
 	if (ccm->partner_sess.size < sizeof(struct wire_sess)) {
@@ -270,9 +269,9 @@ static void on_peer_info(struct ccm *ccm, const uint8_t *p, size_t len)
 		nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s%s", i ? " " : "", n);
 	}
 	LOG_INFO("partner %s: protocol %u.%u, links [%s], %u instance%s", node, major, minor, names,
-		 from_le32(pi.n_instances), from_le32(pi.n_instances) == 1 ? "" : "s");
+		 get_le32(&pi.n_instances), get_le32(&pi.n_instances) == 1 ? "" : "s");
 	ccm->got_peer_info = true;
-	lane_start_hb(ccm);
+	ccm_lane_start_hb(ccm);
 	maybe_up(ccm);
 }
 
@@ -289,36 +288,36 @@ static void on_client_add(struct ccm *ccm, const uint8_t *p, size_t len)
 		goto bad;
 	memcpy(&a, p, sizeof(a));
 	copy_id(name, a.name, sizeof(name));
-	n = from_le32(a.n_ports);
+	n = get_le32(&a.n_ports);
 	if (!name[0] || n == 0 || n > CCM_MAX_PORTS ||
 	    len != sizeof(a) + n * sizeof(struct wire_port_info))
 		goto bad;
-	c = client_by_name(ccm, name);
+	c = ccm_client_by_name(ccm, name);
 	if (c)
-		client_ports_down(ccm, c, true, -ECONNRESET);
-	rc = rclient_by_name(ccm, name, true);
+		ccm_client_ports_down(ccm, c, true, -ECONNRESET);
+	rc = ccm_rclient_by_name(ccm, name, true);
 	if (!rc) {
 		LOG_WARN("partner %s has more than %u clients; %s ignored", ccm->partner.node,
 			 CCM_MAX_CLIENTS, name);
 		return;
 	}
 	rc->n_ports = n;
-	rc->flags = from_le32(a.flags);
+	rc->flags = get_le32(&a.flags);
 	for (unsigned i = 0; i < n; i++) {
 		struct wire_port_info pi;
 		memcpy(&pi, p + sizeof(a) + i * sizeof(pi), sizeof(pi));
-		rc->ports[i].id = from_le32(pi.id);
-		rc->ports[i].key = from_le64(pi.key);
-		rc->ports[i].size = from_le64(pi.size);
+		rc->ports[i].id = get_le32(&pi.id);
+		rc->ports[i].key = get_le64(&pi.key);
+		rc->ports[i].size = get_le64(&pi.size);
 	}
 	memset(&ack, 0, sizeof(ack));
 	memcpy(ack.name, a.name, sizeof(ack.name));
-	ack.first_port_id = le32(rc->ports[0].id);
+	put_le32(&ack.first_port_id, rc->ports[0].id);
 	send_ctl(ccm, MSG_CLIENT_ACK, &ack, sizeof(ack));
 	LOG_DEBUG("partner client %s: %u port(s)", name, n);
-	c = client_by_name(ccm, name);
+	c = ccm_client_by_name(ccm, name);
 	if (c)
-		client_eval_ports(ccm, c);
+		ccm_client_eval_ports(ccm, c);
 	return;
 bad:
 	LOG_ERROR("partner %s sent a malformed client description; ending the session",
@@ -339,25 +338,25 @@ static void on_client_ref(struct ccm *ccm, uint16_t type, const uint8_t *p, size
 	}
 	memcpy(&r, p, sizeof(r));
 	copy_id(name, r.name, sizeof(name));
-	c = client_by_name(ccm, name);
+	c = ccm_client_by_name(ccm, name);
 	if (type == MSG_CLIENT_ACK) {
 		/* Only an ack of this incarnation of our client counts. */
-		if (c && c->ports[0].id == from_le32(r.first_port_id)) {
+		if (c && c->ports[0].id == get_le32(&r.first_port_id)) {
 			c->remote_acked = true;
-			client_eval_ports(ccm, c);
+			ccm_client_eval_ports(ccm, c);
 		}
 		return;
 	}
-	struct ccm_rclient *rc = rclient_by_name(ccm, name, false);
-	if (!rc || rc->ports[0].id != from_le32(r.first_port_id))
+	struct ccm_rclient *rc = ccm_rclient_by_name(ccm, name, false);
+	if (!rc || rc->ports[0].id != get_le32(&r.first_port_id))
 		return;
 	LOG_INFO("partner client %s unregistered", name);
 	if (c)
-		client_ports_down(ccm, c, true, -ECONNRESET);
+		ccm_client_ports_down(ccm, c, true, -ECONNRESET);
 	memset(rc, 0, sizeof(*rc));
 }
 
-void sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
+void ccm_sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
 {
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
@@ -394,9 +393,9 @@ void sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
 		}
 		memcpy(&f, p, sizeof(f));
 		if (type == MSG_FENCE)
-			lane_fence_request(ccm, from_le32(f.lane), from_le64(f.seq));
+			ccm_lane_fence_request(ccm, get_le32(&f.lane), get_le64(&f.seq));
 		else
-			lane_fence_acked(ccm, from_le64(f.seq));
+			ccm_lane_fence_acked(ccm, get_le64(&f.seq));
 		break;
 	}
 	case MSG_TERMINATE: {
@@ -404,7 +403,7 @@ void sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
 		if (len >= sizeof(t))
 			memcpy(&t, p, sizeof(t));
 		LOG_INFO("partner %s ends the session (%s)", ccm->partner.node,
-			 ccm_term_reason_str((enum ccm_term_reason)from_le32(t.reason)));
+			 ccm_term_reason_str((enum ccm_term_reason)get_le32(&t.reason)));
 		ccm_request_terminate(ccm, CCM_TERM_PARTNER_RESET);
 		break;
 	}
@@ -419,7 +418,7 @@ void sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t len)
  * valid MAC under the session key count: a node without the secret cannot
  * make us do anything with a message.
  */
-void sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
+void ccm_sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 {
 	const uint8_t *b = msg;
 	struct wire_msg h;
@@ -430,14 +429,14 @@ void sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 	if (len < sizeof(h))
 		return;
 	memcpy(&h, b, sizeof(h));
-	plen = from_le32(h.len);
-	if (from_le32(h.magic) != CCM_MSG_MAGIC || plen != len - sizeof(h))
+	plen = get_le32(&h.len);
+	if (get_le32(&h.magic) != CCM_MSG_MAGIC || plen != len - sizeof(h))
 		return;
 	if (ccm->state == ST_HANDSHAKE)
-		hs_slot_check(ccm); /* its ready may be in our slot without a doorbell */
+		ccm_hs_slot_check(ccm); /* its ready may be in our slot without a doorbell */
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
-	if (from_le64(h.session_id) != ccm->session_id)
+	if (get_le64(&h.session_id) != ccm->session_id)
 		return;
 	if (!ccm_msg_mac_ok(ccm, &h, b + sizeof(h), plen)) {
 		static uint64_t warned_session;
@@ -447,34 +446,34 @@ void sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 		}
 		return;
 	}
-	port = from_le32(h.port);
+	port = get_le32(&h.port);
 	if (port == 0) {
 		ch = &ccm->ctl;
 	} else {
-		struct ccm_port *p = client_port_by_id(ccm, port);
+		struct ccm_port *p = ccm_client_port_by_id(ccm, port);
 		if (!p)
 			return; /* unregistered meanwhile */
 		ch = &p->ch;
-		if (!p->up && ccm->state == ST_UP && from_le16(h.type) != MSG_ACK &&
-		    rclient_by_name(ccm, p->client->name, false)) {
+		if (!p->up && ccm->state == ST_UP && get_le16(&h.type) != MSG_ACK &&
+		    ccm_rclient_by_name(ccm, p->client->name, false)) {
 			/* The partner uses the port, so it has our ack... its
 			 * ack of our client is on the way: take this as it. */
 			p->client->remote_acked = true;
-			client_eval_ports(ccm, p->client);
+			ccm_client_eval_ports(ccm, p->client);
 		}
 	}
-	if (from_le16(h.type) == MSG_ACK) {
-		chan_on_ack(ch, from_le64(h.ack));
+	if (get_le16(&h.type) == MSG_ACK) {
+		ccm_chan_on_ack(ch, get_le64(&h.ack));
 		return;
 	}
-	chan_on_data(ch, &h, b + sizeof(h));
+	ccm_chan_on_data(ch, &h, b + sizeof(h));
 }
 
 /*
  * End the session: alert the clients, close the ports, drop everything of
  * the session, and (unless shutting down) start a new handshake.
  */
-void sess_end(struct ccm *ccm, enum ccm_term_reason why)
+void ccm_sess_end(struct ccm *ccm, enum ccm_term_reason why)
 {
 	enum ccm_state prev = ccm->state;
 
@@ -487,7 +486,7 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 		LOG_INFO("session with %s ended: %s", ccm->partner.node, ccm_term_reason_str(why));
 	if (why == CCM_TERM_LOCAL_RESET || why == CCM_TERM_SHUTDOWN || why == CCM_TERM_PROTOCOL ||
 	    why == CCM_TERM_SETUP_TIMEOUT)
-		sess_send_terminate(ccm, why);
+		ccm_sess_send_terminate(ccm, why);
 	ccm->state = ST_HANDSHAKE; /* ports refuse new work from here on */
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
@@ -497,13 +496,13 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (c && !c->dead)
-			client_ports_down(ccm, c, true, -ECONNRESET);
+			ccm_client_ports_down(ccm, c, true, -ECONNRESET);
 	}
 	ccm->epoch++;
-	op_fail_pending(ccm, -ECONNRESET);
-	op_release_held(ccm, -ECONNRESET);
-	chan_fail_ops(&ccm->ctl, -ECONNRESET);
-	chan_reset(&ccm->ctl);
+	ccm_op_fail_pending(ccm, -ECONNRESET);
+	ccm_op_release_held(ccm, -ECONNRESET);
+	ccm_chan_fail_ops(&ccm->ctl, -ECONNRESET);
+	ccm_chan_reset(&ccm->ctl);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (!c)
@@ -511,44 +510,45 @@ void sess_end(struct ccm *ccm, enum ccm_term_reason why)
 		c->told_ready = false;
 		c->ready_pending = false;
 		c->remote_acked = false;
-		client_unregister_mrs(ccm, c);
+		ccm_client_unregister_mrs(ccm, c);
 	}
-	lane_abort_down(ccm);
-	lane_session_end(ccm);
+	ccm_lane_abort_down(ccm);
+	ccm_lane_session_end(ccm);
 	memset(ccm->rclients, 0, sizeof(ccm->rclients));
 	ccm->partner_sess = (struct fab_remote){0, 0};
 	ccm_mac_free(ccm);
 	ccm->session_id = 0;
 	ccm->in_terminate = false;
 	if (why != CCM_TERM_SHUTDOWN) {
-		hs_start_epoch(ccm, why == CCM_TERM_LINKS_LOST ? 10 * NS_PER_MS : 1 * NS_PER_MS);
+		ccm_hs_start_epoch(ccm,
+				   why == CCM_TERM_LINKS_LOST ? 10 * NS_PER_MS : 1 * NS_PER_MS);
 	} else {
 		ccm->state = ST_IDLE;
-		hs_publish_boot(ccm, BOOT_INIT);
+		ccm_hs_publish_boot(ccm, BOOT_INIT);
 	}
 }
 
-void sess_tick(struct ccm *ccm)
+void ccm_sess_tick(struct ccm *ccm)
 {
 	uint64_t now = now_ns();
 	uint64_t rto = ccm->link_deadline_ns;
 
 	ccm->hb_counter++;
-	sess_publish_load(ccm);
+	ccm_sess_publish_load(ccm);
 	if (ccm->state == ST_SETUP && now > ccm->setup_deadline_ns) {
 		LOG_WARN("session setup with %s did not finish in time", ccm->partner.node);
 		ccm_request_terminate(ccm, CCM_TERM_SETUP_TIMEOUT);
 		return;
 	}
-	if (lane_up_count(ccm) == 0 && ccm->all_down_since_ns &&
+	if (ccm_lane_up_count(ccm) == 0 && ccm->all_down_since_ns &&
 	    now - ccm->all_down_since_ns > ccm->session_deadline_ns) {
 		ccm_request_terminate(ccm, CCM_TERM_LINKS_LOST);
 		return;
 	}
-	if (lane_up_count(ccm) == 0 && !ccm->all_down_since_ns)
+	if (ccm_lane_up_count(ccm) == 0 && !ccm->all_down_since_ns)
 		ccm->all_down_since_ns = now;
-	lane_send_fences(ccm);
-	if (ccm->fence_acked < ccm->fence_next && lane_up_count(ccm) > 0 &&
+	ccm_lane_send_fences(ccm);
+	if (ccm->fence_acked < ccm->fence_next && ccm_lane_up_count(ccm) > 0 &&
 	    now - ccm->fence_sent_ns > ccm->session_deadline_ns) {
 		LOG_WARN("partner %s did not confirm closing a failed link in time",
 			 ccm->partner.node);
@@ -556,14 +556,14 @@ void sess_tick(struct ccm *ccm)
 		return;
 	}
 	if (now - ccm->last_probe_ns >
-	    (lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * NS_PER_MS))
-		hs_probe(ccm);
-	chan_tick(&ccm->ctl, now, rto);
+	    (ccm_lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * NS_PER_MS))
+		ccm_hs_probe(ccm);
+	ccm_chan_tick(&ccm->ctl, now, rto);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];
 		if (!c || c->dead)
 			continue;
 		for (unsigned j = 0; j < c->n_ports; j++)
-			chan_tick(&c->ports[j].ch, now, rto);
+			ccm_chan_tick(&c->ports[j].ch, now, rto);
 	}
 }

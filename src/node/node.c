@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -49,17 +50,44 @@ static int setup_signals(struct node *n)
 	return loop_io_add(n->loop, &n->sig_io, n->sig_fd, EPOLLIN, signal_event, n);
 }
 
+/* The CCM's options from the [ic] section (to move into the config layer). */
+static void node_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
+{
+	ccm_opts_init(o);
+	snprintf(o->node, sizeof(o->node), "%s", cfg->node.id);
+	snprintf(o->partner, sizeof(o->partner), "%s", cfg->ic.partner);
+	snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", cfg->ic.cluster_id);
+	snprintf(o->provider, sizeof(o->provider), "%s", cfg->ic.provider);
+	snprintf(o->secret_file, sizeof(o->secret_file), "%s", cfg->ic.secret_file);
+	o->n_links = cfg->ic.n_links < CCM_MAX_LINKS ? cfg->ic.n_links : CCM_MAX_LINKS;
+	for (unsigned i = 0; i < o->n_links; i++) {
+		snprintf(o->links[i].name, sizeof(o->links[i].name), "%s", cfg->ic.links[i].name);
+		snprintf(o->links[i].local, sizeof(o->links[i].local), "%s",
+			 cfg->ic.links[i].local);
+		snprintf(o->links[i].peer, sizeof(o->links[i].peer), "%s", cfg->ic.links[i].peer);
+	}
+	o->instances = (unsigned)cfg->ic.instances;
+	o->balance = cfg->ic.balance == BALANCE_ROUND_ROBIN ? CCM_BALANCE_ROUND_ROBIN
+							    : CCM_BALANCE_LEAST_OUTSTANDING;
+	o->heartbeat_ms = cfg->ic.heartbeat_ms;
+	o->link_deadline_ms = cfg->ic.link_deadline_ms;
+	o->session_deadline_ms = cfg->ic.session_deadline_ms;
+	o->instance_max_load = cfg->ic.instance_max_load;
+}
+
 /* The interconnect comes first: the partner can find our boot region and
  * run its half of the handshake while the rest of this node still loads. */
 static int open_interconnect(struct node *n)
 {
+	struct ccm_opts o;
 	int rc;
 
 	if (n->cfg.ic.n_links == 0) {
 		LOG_INFO("no interconnect links configured: running without a partner");
 		return 0;
 	}
-	rc = ccm_create(n->loop, &n->cfg, &n->ccm);
+	node_ccm_opts(&n->cfg, &o);
+	rc = ccm_create(n->loop, &o, &n->ccm);
 	if (rc < 0)
 		return rc;
 	return ccm_start(n->ccm);

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "ccm/ccm.h"
-#include "ccm/ccm_priv.h"
+#include "ccm/ccm_int.h"
 #include "config/config.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -41,9 +41,14 @@ struct tclient {
 
 struct node {
 	struct ccm *ccm;
-	struct duet_config cfg;
+	struct ccm_opts opts;
 	struct tclient cl[4];
 };
+
+/* The nodes of the running test: a, b (and c). teardown() destroys what a
+ * test left, so a test ends with its last check. */
+static struct node nodes[3];
+static struct node *const a = &nodes[0], *const b = &nodes[1];
 
 static void write_file(const char *path, const char *text)
 {
@@ -65,12 +70,17 @@ static int setup(void **state)
 	write_file(secret_b, "a different secret, same length\n");
 	chmod(secret_a, 0600);
 	chmod(secret_b, 0600);
+	memset(nodes, 0, sizeof(nodes));
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
+	for (unsigned i = 0; i < 3; i++)
+		if (nodes[i].ccm)
+			ccm_destroy(nodes[i].ccm);
+	memset(nodes, 0, sizeof(nodes));
 	/* Let the loop settle, then nothing of the fake may be left. */
 	for (int i = 0; i < 10; i++)
 		loop_run_once(L, 0);
@@ -81,36 +91,37 @@ static int teardown(void **state)
 }
 
 /* Node @p id with @p nlinks links to @p peer: addresses "id:i" -> "peer:i". */
-static void make_cfg(struct duet_config *cfg, const char *id, const char *peer, unsigned nlinks,
-		     unsigned instances)
+static void make_opts(struct ccm_opts *o, const char *id, const char *peer, unsigned nlinks,
+		      unsigned instances)
 {
-	config_defaults(cfg);
-	snprintf(cfg->node.id, sizeof(cfg->node.id), "%s", id);
-	snprintf(cfg->ic.partner, sizeof(cfg->ic.partner), "%s", peer);
-	snprintf(cfg->ic.secret_file, sizeof(cfg->ic.secret_file), "%s", secret_a);
-	cfg->ic.n_links = nlinks;
+	ccm_opts_init(o);
+	snprintf(o->node, sizeof(o->node), "%s", id);
+	snprintf(o->partner, sizeof(o->partner), "%s", peer);
+	snprintf(o->secret_file, sizeof(o->secret_file), "%s", secret_a);
+	o->n_links = nlinks;
 	for (unsigned i = 0; i < nlinks; i++) {
-		snprintf(cfg->ic.links[i].name, sizeof(cfg->ic.links[i].name), "ic%u", i);
-		snprintf(cfg->ic.links[i].local, sizeof(cfg->ic.links[i].local), "%s:%u", id, i);
-		snprintf(cfg->ic.links[i].peer, sizeof(cfg->ic.links[i].peer), "%s:%u", peer, i);
+		snprintf(o->links[i].name, sizeof(o->links[i].name), "ic%u", i);
+		snprintf(o->links[i].local, sizeof(o->links[i].local), "%s:%u", id, i);
+		snprintf(o->links[i].peer, sizeof(o->links[i].peer), "%s:%u", peer, i);
 	}
-	cfg->ic.instances = instances;
-	cfg->ic.balance = BALANCE_ROUND_ROBIN;
-	cfg->ic.heartbeat_ms = 5;
-	cfg->ic.link_deadline_ms = 40;
-	cfg->ic.session_deadline_ms = 200;
+	o->instances = instances;
+	o->balance = CCM_BALANCE_ROUND_ROBIN;
+	o->heartbeat_ms = 5;
+	o->link_deadline_ms = 40;
+	o->session_deadline_ms = 200;
 }
 
 static void node_create(struct node *n, const char *id, const char *peer, unsigned nlinks,
 			unsigned instances)
 {
+	assert_null(n->ccm); /* node_destroy() or node_crash() first */
 	memset(n, 0, sizeof(*n));
-	make_cfg(&n->cfg, id, peer, nlinks, instances);
+	make_opts(&n->opts, id, peer, nlinks, instances);
 }
 
 static void node_new(struct node *n)
 {
-	assert_int_equal(ccm_create(L, &n->cfg, &n->ccm), 0);
+	assert_int_equal(ccm_create(L, &n->opts, &n->ccm), 0);
 }
 
 static void node_start(struct node *n)
@@ -118,6 +129,45 @@ static void node_start(struct node *n)
 	if (!n->ccm)
 		node_new(n);
 	assert_int_equal(ccm_start(n->ccm), 0);
+}
+
+/* An orderly end of the node's CCM (the partner hears it). */
+static void node_destroy(struct node *n)
+{
+	ccm_destroy(n->ccm);
+	n->ccm = NULL;
+}
+
+/* The node's CCM killed: the partner hears nothing. */
+static void node_crash(struct node *n)
+{
+	ccm_test_crash(n->ccm);
+	n->ccm = NULL;
+}
+
+/* Nodes a and b with @p nlinks links to each other (not created yet). */
+static void pair_create(unsigned nlinks, unsigned instances)
+{
+	node_create(&nodes[0], "a", "b", nlinks, instances);
+	node_create(&nodes[1], "b", "a", nlinks, instances);
+}
+
+static void pair_new(void)
+{
+	node_new(&nodes[0]);
+	node_new(&nodes[1]);
+}
+
+static void pair_start(void)
+{
+	node_start(&nodes[0]);
+	node_start(&nodes[1]);
+}
+
+static void pair_destroy(void)
+{
+	node_destroy(&nodes[0]);
+	node_destroy(&nodes[1]);
 }
 
 typedef bool (*cond_fn)(void *);
@@ -157,7 +207,7 @@ static bool both_up(void *arg)
 	return state_of(n[0]) == CCM_SESSION_UP && state_of(n[1]) == CCM_SESSION_UP;
 }
 
-static void wait_both_up(struct node *a, struct node *b)
+static void wait_both_up(void)
 {
 	struct node *n[2] = {a, b};
 
@@ -261,6 +311,40 @@ static void client_reg(struct node *n, unsigned slot, const char *name, unsigned
 	assert_int_equal(ccm_client_register(n->ccm, &spec, &n->cl[slot].c), 0);
 }
 
+/* The same client in slot @p slot of a and b. */
+static void pair_client(unsigned slot, const char *name, unsigned ports, size_t mem)
+{
+	client_reg(&nodes[0], slot, name, ports, mem, 0);
+	client_reg(&nodes[1], slot, name, ports, mem, 0);
+}
+
+static void wait_count(int *v, int want);
+
+/* The usual start: a and b with @p nlinks links, one instance, client
+ * @p name (one port of @p mem bytes) in slot 0 of both, its port up. */
+static void pair_with_client(unsigned nlinks, const char *name, size_t mem)
+{
+	pair_create(nlinks, 1);
+	pair_new();
+	pair_client(0, name, 1, mem);
+	pair_start();
+	wait_count(&nodes[0].cl[0].up, 1);
+	wait_count(&nodes[1].cl[0].up, 1);
+}
+
+/* Until links 0 and 1 of @p n are both up (heartbeats complete). */
+static void wait_links_up(struct node *n)
+{
+	struct ccm_status st;
+
+	for (;;) {
+		ccm_get_status(n->ccm, &st);
+		if (st.links[0].up && st.links[1].up)
+			break;
+		loop_run_once(L, 1000000);
+	}
+}
+
 struct count_wait {
 	int *v;
 	int want;
@@ -312,31 +396,38 @@ static void top_init(struct top *t)
 	t->op.done = top_done;
 }
 
+/* ccm_port_write() of @p len bytes at @p off, waited for: its status. */
+static int write_wait(struct ccm_port *p, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	struct top t;
+
+	top_init(&t);
+	assert_int_equal(ccm_port_write(p, &t.op, buf, len, off, flags), 0);
+	assert_true(run_until(top_is_done, &t, WAIT_MS));
+	return t.status;
+}
+
 /* ---- tests: handshake and session ---- */
 
 static void start_order(bool a_first)
 {
-	struct node a, b;
 	struct ccm_status st;
 
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_start(a_first ? &a : &b);
+	pair_create(1, 1);
+	node_start(a_first ? a : b);
 	run_for(60); /* alone: retries, no session */
-	assert_int_equal(state_of(a_first ? &a : &b), CCM_SESSION_HANDSHAKING);
-	node_start(a_first ? &b : &a);
-	wait_both_up(&a, &b);
-	ccm_get_status(a.ccm, &st);
+	assert_int_equal(state_of(a_first ? a : b), CCM_SESSION_HANDSHAKING);
+	node_start(a_first ? b : a);
+	wait_both_up();
+	ccm_get_status(a->ccm, &st);
 	assert_string_equal(st.partner, "b");
 	assert_int_equal(st.partner_major, CCM_PROTO_MAJOR);
-	assert_int_equal(st.partner_generation, ccm_test_generation(b.ccm));
+	assert_int_equal(st.partner_generation, ccm_test_generation(b->ccm));
 	assert_int_equal(st.sessions, 1);
 	assert_true(st.links[0].up);
-	ccm_get_status(b.ccm, &st);
+	ccm_get_status(b->ccm, &st);
 	assert_string_equal(st.partner, "a");
 	assert_int_equal(st.sessions, 1);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 static void test_a_then_b(void **state)
@@ -353,43 +444,31 @@ static void test_b_then_a(void **state)
 
 static void test_simultaneous(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	node_start(&a);
-	node_start(&b);
-	wait_both_up(&a, &b);
+	pair_create(2, 1);
+	pair_new();
+	pair_start();
+	wait_both_up();
 	run_for(50);
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.sessions, 1);
 	assert_true(st.links[0].up && st.links[1].up);
-	ccm_get_status(b.ccm, &st);
+	ccm_get_status(b->ccm, &st);
 	assert_int_equal(st.sessions, 1);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* No doorbells (a provider without remote CQ data): the slot is polled. */
 static void test_no_doorbells_and_faults(void **state)
 {
-	struct node a, b;
-
 	(void)state;
 	ff_set_doorbells(false);
 	ff_set_delay_ns(200000);
 	ff_fail_next("a:0", 3, -EIO);
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_start(&a);
-	node_start(&b);
-	wait_both_up(&a, &b);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	pair_create(1, 1);
+	pair_start();
+	wait_both_up();
 }
 
 struct step_wait {
@@ -406,28 +485,23 @@ static bool at_step(void *arg)
 
 static void restart_mid_handshake(enum hs_step step)
 {
-	struct node a, b;
 	struct ccm_status st;
 	uint64_t gen2;
 
 	ff_set_delay_ns(2000000); /* slow enough to stop the handshake mid-way */
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_start(&a);
-	node_start(&b);
-	struct step_wait w = {&a, step};
+	pair_create(1, 1);
+	pair_start();
+	struct step_wait w = {a, step};
 	assert_true(run_until(at_step, &w, WAIT_MS));
-	ccm_test_crash(b.ccm);
-	b.ccm = NULL;
+	node_crash(b);
 	run_for(5);
-	node_start(&b);
-	gen2 = ccm_test_generation(b.ccm);
-	wait_both_up(&a, &b);
-	ccm_get_status(a.ccm, &st);
+	node_start(b);
+	gen2 = ccm_test_generation(b->ccm);
+	wait_both_up();
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.partner_generation, gen2);
 	assert_int_equal(st.sessions, 1);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	pair_destroy(); /* called three times in one test */
 }
 
 static void test_restart_mid_handshake(void **state)
@@ -456,7 +530,8 @@ static bool both_errors(void *arg)
 	return true;
 }
 
-static void expect_no_session(struct node *a, struct node *b, const char *what)
+/* Neither a nor b forms a session, and both say @p what. */
+static void expect_no_session(const char *what)
 {
 	struct err_wait w = {{a, b}, what};
 
@@ -468,87 +543,68 @@ static void expect_no_session(struct node *a, struct node *b, const char *what)
 
 static void test_version_mismatch(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_new(&b);
-	ccm_test_set_version(b.ccm, CCM_PROTO_MAJOR + 1, 0);
-	node_start(&a);
-	node_start(&b);
-	expect_no_session(&a, &b, "incompatible major version");
-	ccm_destroy(b.ccm);
+	pair_create(1, 1);
+	node_new(b);
+	ccm_test_set_version(b->ccm, CCM_PROTO_MAJOR + 1, 0);
+	pair_start();
+	expect_no_session("incompatible major version");
+	node_destroy(b);
 
 	/* Another minor version is fine and shown. */
-	memset(&b, 0, sizeof(b));
-	node_create(&b, "b", "a", 1, 1);
-	node_new(&b);
-	ccm_test_set_version(b.ccm, CCM_PROTO_MAJOR, CCM_PROTO_MINOR + 3);
-	node_start(&b);
-	wait_both_up(&a, &b);
-	ccm_get_status(a.ccm, &st);
+	node_create(b, "b", "a", 1, 1);
+	node_new(b);
+	ccm_test_set_version(b->ccm, CCM_PROTO_MAJOR, CCM_PROTO_MINOR + 3);
+	node_start(b);
+	wait_both_up();
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.partner_minor, CCM_PROTO_MINOR + 3);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 static void test_cluster_mismatch(void **state)
 {
-	struct node a, b;
-
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	snprintf(b.cfg.ic.cluster_id, sizeof(b.cfg.ic.cluster_id), "other");
-	node_start(&a);
-	node_start(&b);
-	expect_no_session(&a, &b, "cluster");
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	pair_create(1, 1);
+	snprintf(b->opts.cluster_id, sizeof(b->opts.cluster_id), "other");
+	pair_start();
+	expect_no_session("cluster");
 }
 
 static void test_wrong_secret(void **state)
 {
-	struct node a, b;
-
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	snprintf(b.cfg.ic.secret_file, sizeof(b.cfg.ic.secret_file), "%s", secret_b);
-	node_start(&a);
-	node_start(&b);
-	expect_no_session(&a, &b, "authentication");
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	pair_create(1, 1);
+	snprintf(b->opts.secret_file, sizeof(b->opts.secret_file), "%s", secret_b);
+	pair_start();
+	expect_no_session("authentication");
 }
 
 static void test_wrong_partner_and_self(void **state)
 {
-	struct node a, c;
+	struct node *c = &nodes[2];
 
 	(void)state;
 	/* c answers where a expects b. */
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&c, "c", "a", 1, 1);
-	snprintf(c.cfg.ic.links[0].local, sizeof(c.cfg.ic.links[0].local), "b:0");
-	snprintf(c.cfg.ic.partner, sizeof(c.cfg.ic.partner), "a");
-	node_start(&a);
-	node_start(&c);
-	struct err_wait w = {{&a, &a}, "but [ic] partner is 'b'"};
+	node_create(a, "a", "b", 1, 1);
+	node_create(c, "c", "a", 1, 1);
+	snprintf(c->opts.links[0].local, sizeof(c->opts.links[0].local), "b:0");
+	snprintf(c->opts.partner, sizeof(c->opts.partner), "a");
+	node_start(a);
+	node_start(c);
+	struct err_wait w = {{a, a}, "but [ic] partner is 'b'"};
 	assert_true(run_until(both_errors, &w, WAIT_MS));
-	assert_int_equal(state_of(&a), CCM_SESSION_HANDSHAKING);
-	ccm_destroy(a.ccm);
-	ccm_destroy(c.ccm);
+	assert_int_equal(state_of(a), CCM_SESSION_HANDSHAKING);
+	node_destroy(a);
+	node_destroy(c);
 
 	/* A link that loops back to this node. */
-	node_create(&a, "a", "", 1, 1);
-	snprintf(a.cfg.ic.links[0].peer, sizeof(a.cfg.ic.links[0].peer), "a:0");
-	node_start(&a);
-	struct err_wait w2 = {{&a, &a}, "reaches this node itself"};
+	node_create(a, "a", "", 1, 1);
+	snprintf(a->opts.links[0].peer, sizeof(a->opts.links[0].peer), "a:0");
+	node_start(a);
+	struct err_wait w2 = {{a, a}, "reaches this node itself"};
 	assert_true(run_until(both_errors, &w2, WAIT_MS));
-	ccm_destroy(a.ccm);
 }
 
 /* The [ic] key this module added. */
@@ -568,23 +624,23 @@ static void test_config_key(void **state)
 
 static void test_missing_secret(void **state)
 {
-	struct duet_config cfg;
+	struct ccm_opts o;
 	struct ccm *ccm;
 
 	(void)state;
-	make_cfg(&cfg, "a", "b", 1, 1);
-	cfg.ic.secret_file[0] = '\0';
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
-	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "/nonexistent/secret");
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -ENOENT);
+	make_opts(&o, "a", "b", 1, 1);
+	o.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &o, &ccm), -EINVAL);
+	snprintf(o.secret_file, sizeof(o.secret_file), "/nonexistent/secret");
+	assert_int_equal(ccm_create(L, &o, &ccm), -ENOENT);
 	/* Too short. */
 	write_file(secret_b, "short\n");
-	snprintf(cfg.ic.secret_file, sizeof(cfg.ic.secret_file), "%s", secret_b);
-	assert_int_equal(ccm_create(L, &cfg, &ccm), -EINVAL);
+	snprintf(o.secret_file, sizeof(o.secret_file), "%s", secret_b);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EINVAL);
 	/* No links: a CCM that stays down, no secret needed. */
-	make_cfg(&cfg, "a", "", 0, 1);
-	cfg.ic.secret_file[0] = '\0';
-	assert_int_equal(ccm_create(L, &cfg, &ccm), 0);
+	make_opts(&o, "a", "", 0, 1);
+	o.secret_file[0] = '\0';
+	assert_int_equal(ccm_create(L, &o, &ccm), 0);
 	assert_int_equal(ccm_start(ccm), 0);
 	run_for(20);
 	struct ccm_status st;
@@ -640,7 +696,6 @@ static void evil_on_msg(void *arg, const void *msg, size_t len)
 
 static void test_hostile_peer(void **state)
 {
-	struct node a, b;
 	struct fab_link *evil;
 	struct fab_op op;
 	struct wire_boot boot;
@@ -653,14 +708,11 @@ static void test_hostile_peer(void **state)
 	struct fab_link_events ev = {.on_msg = evil_on_msg};
 
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_start(&a);
-	node_start(&b);
-	client_reg(&a, 0, "mirror", 1, 8192, 0);
-	client_reg(&b, 0, "mirror", 1, 8192, 0);
-	wait_both_up(&a, &b);
-	wait_count(&a.cl[0].up, 1);
+	pair_create(1, 1);
+	pair_start();
+	pair_client(0, "mirror", 1, 8192);
+	wait_both_up();
+	wait_count(&a->cl[0].up, 1);
 	assert_int_equal(fab_link_open(L, &o, &ev, &evil), 0);
 	ff_get_stats(&fs0);
 
@@ -668,7 +720,7 @@ static void test_hostile_peer(void **state)
 	struct fab_remote boot_r = {CCM_BOOT_KEY, sizeof(boot)};
 	evil_prep(&op);
 	assert_int_equal(evil_run(fab_read(evil, &boot, sizeof(boot), &boot_r, 0, &op)), 0);
-	assert_true(from_le64(boot.magic) == CCM_BOOT_MAGIC);
+	assert_true(get_le64(&boot.magic) == CCM_BOOT_MAGIC);
 	/* Writing it does not. */
 	memset(junk, 0xee, sizeof(junk));
 	evil_prep(&op);
@@ -692,10 +744,10 @@ static void test_hostile_peer(void **state)
 			 0);
 	memset(&slot, 0, sizeof(slot));
 	slot.seq_head = slot.seq_tail = 7;
-	slot.magic = le64(CCM_SLOT_MAGIC);
-	slot.major = le16(CCM_PROTO_MAJOR);
-	slot.state = le32(SLOT_HELLO);
-	slot.generation = le64(0x1234);
+	put_le64(&slot.magic, CCM_SLOT_MAGIC);
+	put_le16(&slot.major, CCM_PROTO_MAJOR);
+	put_le32(&slot.state, SLOT_HELLO);
+	put_le64(&slot.generation, 0x1234);
 	ccm_put_str(slot.node, "b", sizeof(slot.node));
 	ccm_put_str(slot.cluster, "duet", sizeof(slot.cluster));
 	slot.target_gen = boot.generation;
@@ -708,15 +760,15 @@ static void test_hostile_peer(void **state)
 	/* Forged messages: unknown session, then the right session id with a bad MAC. */
 	struct wire_msg m;
 	memset(&m, 0, sizeof(m));
-	m.magic = le32(CCM_MSG_MAGIC);
-	m.type = le16(MSG_TERMINATE);
+	put_le32(&m.magic, CCM_MSG_MAGIC);
+	put_le16(&m.type, MSG_TERMINATE);
 	m.len = 0;
-	m.seq = le64(1);
+	put_le64(&m.seq, 1);
 	evil_prep(&op);
 	assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
 	m.session_id = boot.session_id;
 	for (uint64_t s = 1; s < 20; s++) {
-		m.seq = le64(s);
+		put_le64(&m.seq, s);
 		evil_prep(&op);
 		assert_int_equal(evil_run(fab_send(evil, &m, sizeof(m), &op)), 0);
 	}
@@ -724,24 +776,21 @@ static void test_hostile_peer(void **state)
 	ff_get_stats(&fs1);
 	assert_true(fs1.rejected - fs0.rejected >= 3 + 63);
 	/* The session did not notice, beyond one logged error. */
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.state, CCM_SESSION_UP);
 	assert_int_equal(st.sessions, 1);
-	assert_int_equal(a.cl[0].term, 0);
+	assert_int_equal(a->cl[0].term, 0);
 	assert_int_equal(evil_msgs, 0);
 	/* And still carries traffic. */
 	uint64_t v = 0;
-	assert_int_equal(ccm_port_send(ccm_client_port(a.cl[0].c, 0), &v, sizeof(v)), 0);
-	wait_count((int *)&b.cl[0].msgs, 1);
+	assert_int_equal(ccm_port_send(ccm_client_port(a->cl[0].c, 0), &v, sizeof(v)), 0);
+	wait_count((int *)&b->cl[0].msgs, 1);
 	fab_link_close(evil);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* A hello recorded in an old session, replayed into the slot later. */
 static void test_stale_generation_replay(void **state)
 {
-	struct node a, b;
 	struct wire_slot old;
 	struct fab_link *evil;
 	struct fab_op op;
@@ -752,22 +801,19 @@ static void test_stale_generation_replay(void **state)
 	uint64_t gen2;
 
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_start(&a);
-	node_start(&b);
-	wait_both_up(&a, &b);
-	memcpy(&old, a.ccm->slot, sizeof(old)); /* b's ready, with a valid proof */
-	assert_int_equal(from_le32(old.state), SLOT_READY);
+	pair_create(1, 1);
+	pair_start();
+	wait_both_up();
+	memcpy(&old, a->ccm->slot, sizeof(old)); /* b's ready, with a valid proof */
+	assert_int_equal(get_le32(&old.state), SLOT_READY);
 	/* b restarts: a sees the new generation and forms a new session. */
-	ccm_test_crash(b.ccm);
-	b.ccm = NULL;
-	node_start(&b);
-	gen2 = ccm_test_generation(b.ccm);
-	struct node *n[2] = {&a, &b};
-	wait_both_up(&a, &b);
+	node_crash(b);
+	node_start(b);
+	gen2 = ccm_test_generation(b->ccm);
+	struct node *n[2] = {a, b};
+	wait_both_up();
 	(void)n;
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.partner_generation, gen2);
 	assert_int_equal(st.sessions, 2);
 	/* The old hello replayed: stale (old nonce of a), ignored. */
@@ -777,13 +823,11 @@ static void test_stale_generation_replay(void **state)
 	assert_int_equal(
 	    evil_run(fab_writedata(evil, &old, sizeof(old), &slot_r, 0, CCM_IMM_SLOT, 0, &op)), 0);
 	run_for(100);
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.state, CCM_SESSION_UP);
 	assert_int_equal(st.sessions, 2);
 	assert_int_equal(st.partner_generation, gen2);
 	fab_link_close(evil);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* ---- clients and ports ---- */
@@ -797,37 +841,33 @@ static bool ports_up(void *arg)
 
 static void test_ports(void **state)
 {
-	struct node a, b;
 	struct ccm_port *pa, *pb;
 	struct top t;
 	uint8_t buf[4096], back[4096];
 
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 2, 65536, 0);
-	client_reg(&b, 0, "mirror", 2, 32768, 0);
+	pair_create(2, 1);
+	pair_new();
+	client_reg(a, 0, "mirror", 2, 65536, 0);
+	client_reg(b, 0, "mirror", 2, 32768, 0);
 	/* Bad registrations. */
 	struct ccm_client *x;
 	struct ccm_client_spec bad = {.name = "bad name", .n_ports = 1};
-	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EINVAL);
+	assert_int_equal(ccm_client_register(a->ccm, &bad, &x), -EINVAL);
 	bad.name = "mirror";
-	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EEXIST);
+	assert_int_equal(ccm_client_register(a->ccm, &bad, &x), -EEXIST);
 	bad.name = "many";
 	bad.n_ports = CCM_MAX_PORTS + 1;
-	assert_int_equal(ccm_client_register(a.ccm, &bad, &x), -EINVAL);
+	assert_int_equal(ccm_client_register(a->ccm, &bad, &x), -EINVAL);
 
-	node_start(&a);
-	node_start(&b);
-	struct tclient *tc[2] = {&a.cl[0], &b.cl[0]};
+	pair_start();
+	struct tclient *tc[2] = {&a->cl[0], &b->cl[0]};
 	assert_true(run_until(ports_up, tc, WAIT_MS));
-	assert_true(a.cl[0].pi.client_present);
-	assert_int_equal(a.cl[0].pi.ports, 2);
-	assert_string_equal(a.cl[0].pi.node, "b");
-	pa = ccm_client_port(a.cl[0].c, 1);
-	pb = ccm_client_port(b.cl[0].c, 1);
+	assert_true(a->cl[0].pi.client_present);
+	assert_int_equal(a->cl[0].pi.ports, 2);
+	assert_string_equal(a->cl[0].pi.node, "b");
+	pa = ccm_client_port(a->cl[0].c, 1);
+	pb = ccm_client_port(b->cl[0].c, 1);
 	assert_true(ccm_port_is_up(pa));
 	assert_int_equal(ccm_port_remote_size(pa), 32768);
 	assert_int_equal(ccm_port_remote_size(pb), 65536);
@@ -836,10 +876,7 @@ static void test_ports(void **state)
 	/* Write into b's memory, read it back. */
 	for (unsigned i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 7 + 3);
-	top_init(&t);
-	assert_int_equal(ccm_port_write(pa, &t.op, buf, sizeof(buf), 8192, CCM_WRITE_DELIVERED), 0);
-	assert_true(run_until(top_is_done, &t, WAIT_MS));
-	assert_int_equal(t.status, 0);
+	assert_int_equal(write_wait(pa, buf, sizeof(buf), 8192, CCM_WRITE_DELIVERED), 0);
 	assert_memory_equal((uint8_t *)ccm_port_mem(pb) + 8192, buf, sizeof(buf));
 	top_init(&t);
 	memset(back, 0, sizeof(back));
@@ -857,15 +894,15 @@ static void test_ports(void **state)
 	for (uint64_t i = 0; i < 200; i++) {
 		int rc = ccm_port_send(pa, &i, sizeof(i));
 		if (rc == -EAGAIN) {
-			int sr = a.cl[0].send_ready;
-			wait_count(&a.cl[0].send_ready, sr + 1);
+			int sr = a->cl[0].send_ready;
+			wait_count(&a->cl[0].send_ready, sr + 1);
 			i--;
 			continue;
 		}
 		assert_int_equal(rc, 0);
 	}
-	wait_count((int *)&b.cl[0].msgs, 200);
-	assert_false(b.cl[0].order_broken);
+	wait_count((int *)&b->cl[0].msgs, 200);
+	assert_false(b->cl[0].order_broken);
 	uint8_t big[CCM_MSG_MAX + 1] = {0};
 	assert_int_equal(ccm_port_send(pb, big, sizeof(big)), -EMSGSIZE);
 	assert_int_equal(ccm_port_send(pb, big, CCM_MSG_MAX), 0);
@@ -875,15 +912,15 @@ static void test_ports(void **state)
 	assert_int_equal(ccm_port_write_notify(pb, &t.op, buf, 512, 1024, 77), 0);
 	assert_true(run_until(top_is_done, &t, WAIT_MS));
 	assert_int_equal(t.status, 0);
-	assert_int_equal(a.cl[0].notifies, 1);
-	assert_int_equal(a.cl[0].last_notify_off, 1024);
-	assert_int_equal(a.cl[0].last_notify_len, 512);
-	assert_int_equal(a.cl[0].last_notify_val, 77);
+	assert_int_equal(a->cl[0].notifies, 1);
+	assert_int_equal(a->cl[0].last_notify_off, 1024);
+	assert_int_equal(a->cl[0].last_notify_len, 512);
+	assert_int_equal(a->cl[0].last_notify_val, 77);
 	assert_memory_equal((uint8_t *)ccm_port_mem(pa) + 1024, buf, 512);
 
 	/* Status and JSON. */
 	struct ccm_status st;
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.n_clients, 1);
 	assert_string_equal(st.clients[0].name, "mirror");
 	assert_int_equal(st.clients[0].ports_up, 2);
@@ -907,98 +944,78 @@ static void test_ports(void **state)
 	assert_true(json_object_object_get_ex(root, "ccm_clients", &v));
 	assert_int_equal(json_object_array_length(v), 1);
 	json_object_put(root);
-
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 static void test_one_sided_client(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, 4096, 0);
-	client_reg(&a, 1, "proxy", 2, 4096, 0);
-	client_reg(&b, 0, "mirror", 1, 4096, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_both_up(&a, &b);
-	wait_count(&a.cl[1].ready, 1);
-	assert_false(a.cl[1].pi.client_present);
-	assert_int_equal(a.cl[1].up, 0);
-	ccm_get_status(a.ccm, &st);
+	pair_create(1, 1);
+	pair_new();
+	client_reg(a, 0, "mirror", 1, 4096, 0);
+	client_reg(a, 1, "proxy", 2, 4096, 0);
+	client_reg(b, 0, "mirror", 1, 4096, 0);
+	pair_start();
+	wait_both_up();
+	wait_count(&a->cl[1].ready, 1);
+	assert_false(a->cl[1].pi.client_present);
+	assert_int_equal(a->cl[1].up, 0);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.n_clients, 2);
 	assert_true(st.clients[0].on_partner);
 	assert_false(st.clients[1].on_partner);
-	ccm_get_status(b.ccm, &st);
+	ccm_get_status(b->ccm, &st);
 	assert_int_equal(st.n_partner_only, 1);
 	assert_string_equal(st.partner_only[0], "proxy");
 
 	/* b gets the client later: ports come up on both sides. */
-	client_reg(&b, 1, "proxy", 2, 4096, 0);
-	wait_count(&b.cl[1].ready, 1);
-	wait_count(&a.cl[1].up, 2);
-	wait_count(&b.cl[1].up, 2);
-	assert_true(b.cl[1].pi.client_present);
+	client_reg(b, 1, "proxy", 2, 4096, 0);
+	wait_count(&b->cl[1].ready, 1);
+	wait_count(&a->cl[1].up, 2);
+	wait_count(&b->cl[1].up, 2);
+	assert_true(b->cl[1].pi.client_present);
 	uint64_t zero = 0;
-	assert_int_equal(ccm_port_send(ccm_client_port(b.cl[1].c, 1), &zero, sizeof(zero)), 0);
-	wait_count((int *)&a.cl[1].msgs, 1);
+	assert_int_equal(ccm_port_send(ccm_client_port(b->cl[1].c, 1), &zero, sizeof(zero)), 0);
+	wait_count((int *)&a->cl[1].msgs, 1);
 
 	/* and leaves again: a's ports go down. */
-	ccm_client_unregister(b.cl[1].c);
-	wait_count(&a.cl[1].down, 2);
+	ccm_client_unregister(b->cl[1].c);
+	wait_count(&a->cl[1].down, 2);
 	run_for(20);
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_false(st.clients[1].on_partner);
 	assert_int_equal(st.clients[1].ports_up, 0);
-	assert_int_equal(state_of(&a), CCM_SESSION_UP);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	assert_int_equal(state_of(a), CCM_SESSION_UP);
 }
 
 /* ---- termination ---- */
 
 static void test_reset_and_rehandshake(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, 4096, 0);
-	client_reg(&b, 0, "mirror", 1, 4096, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
-	assert_int_equal(ccm_reset(a.ccm), 0);
-	wait_count(&a.cl[0].term, 1);
-	wait_count(&b.cl[0].term, 1);
-	assert_int_equal(a.cl[0].last_term, CCM_TERM_LOCAL_RESET);
-	assert_int_equal(b.cl[0].last_term, CCM_TERM_PARTNER_RESET);
-	assert_int_equal(a.cl[0].down, 1);
-	assert_int_equal(b.cl[0].down, 1);
+	pair_with_client(2, "mirror", 4096);
+	assert_int_equal(ccm_reset(a->ccm), 0);
+	wait_count(&a->cl[0].term, 1);
+	wait_count(&b->cl[0].term, 1);
+	assert_int_equal(a->cl[0].last_term, CCM_TERM_LOCAL_RESET);
+	assert_int_equal(b->cl[0].last_term, CCM_TERM_PARTNER_RESET);
+	assert_int_equal(a->cl[0].down, 1);
+	assert_int_equal(b->cl[0].down, 1);
 	/* Back again, ports too. */
-	wait_count(&a.cl[0].up, 2);
-	wait_count(&b.cl[0].up, 2);
-	wait_count(&a.cl[0].ready, 2);
-	ccm_get_status(a.ccm, &st);
+	wait_count(&a->cl[0].up, 2);
+	wait_count(&b->cl[0].up, 2);
+	wait_count(&a->cl[0].ready, 2);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.sessions, 2);
-	ccm_get_status(b.ccm, &st);
+	ccm_get_status(b->ccm, &st);
 	assert_int_equal(st.sessions, 2);
 	/* A reset while handshaking just starts over. */
-	ccm_destroy(b.ccm);
-	wait_count(&a.cl[0].term, 2);
-	assert_int_equal(ccm_reset(a.ccm), 0);
-	ccm_destroy(a.ccm);
+	node_destroy(b);
+	wait_count(&a->cl[0].term, 2);
+	assert_int_equal(ccm_reset(a->ccm), 0);
 }
 
 static int shutdown_done;
@@ -1012,62 +1029,42 @@ static void on_shutdown(void *arg)
 /* An orderly stop: the partner hears it (no waiting for deadlines). */
 static void test_shutdown(void **state)
 {
-	struct node a, b;
-
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, 4096, 0);
-	client_reg(&b, 0, "mirror", 1, 4096, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
+	pair_with_client(2, "mirror", 4096);
 	shutdown_done = 0;
-	assert_int_equal(ccm_shutdown(a.ccm, on_shutdown, NULL), 0);
-	assert_int_equal(a.cl[0].term, 1);
-	assert_int_equal(a.cl[0].last_term, CCM_TERM_SHUTDOWN);
+	assert_int_equal(ccm_shutdown(a->ccm, on_shutdown, NULL), 0);
+	assert_int_equal(a->cl[0].term, 1);
+	assert_int_equal(a->cl[0].last_term, CCM_TERM_SHUTDOWN);
 	wait_count(&shutdown_done, 1);
-	ccm_client_unregister(a.cl[0].c);
-	ccm_destroy(a.ccm);
-	wait_count(&b.cl[0].term, 1);
-	assert_int_equal(b.cl[0].last_term, CCM_TERM_PARTNER_RESET);
-	assert_int_equal(state_of(&b), CCM_SESSION_HANDSHAKING);
-	ccm_destroy(b.ccm);
+	ccm_client_unregister(a->cl[0].c);
+	node_destroy(a);
+	wait_count(&b->cl[0].term, 1);
+	assert_int_equal(b->cl[0].last_term, CCM_TERM_PARTNER_RESET);
+	assert_int_equal(state_of(b), CCM_SESSION_HANDSHAKING);
 }
 
 static void test_partner_crash(void **state)
 {
-	struct node a, b;
-
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	client_reg(&a, 0, "mirror", 1, 4096, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].ready, 1);
+	pair_create(2, 1);
+	node_new(a);
+	client_reg(a, 0, "mirror", 1, 4096, 0);
+	pair_start();
+	wait_count(&a->cl[0].ready, 1);
 	/* Killed: a notices by itself (links, then the session deadline). */
-	ccm_test_crash(b.ccm);
-	b.ccm = NULL;
-	wait_count(&a.cl[0].term, 1);
-	assert_int_equal(a.cl[0].last_term, CCM_TERM_LINKS_LOST);
-	assert_int_equal(state_of(&a), CCM_SESSION_HANDSHAKING);
-	node_start(&b);
-	wait_count(&a.cl[0].ready, 2);
+	node_crash(b);
+	wait_count(&a->cl[0].term, 1);
+	assert_int_equal(a->cl[0].last_term, CCM_TERM_LINKS_LOST);
+	assert_int_equal(state_of(a), CCM_SESSION_HANDSHAKING);
+	node_start(b);
+	wait_count(&a->cl[0].ready, 2);
 	/* Killed and back at once: a sees the new generation. */
-	ccm_test_crash(b.ccm);
-	b.ccm = NULL;
-	node_start(&b);
-	wait_count(&a.cl[0].term, 2);
-	assert_int_equal(a.cl[0].last_term, CCM_TERM_PARTNER_REBOOT);
-	wait_count(&a.cl[0].ready, 3);
-	wait_both_up(&a, &b);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	node_crash(b);
+	node_start(b);
+	wait_count(&a->cl[0].term, 2);
+	assert_int_equal(a->cl[0].last_term, CCM_TERM_PARTNER_REBOOT);
+	wait_count(&a->cl[0].ready, 3);
+	wait_both_up();
 }
 
 /* ---- lanes ---- */
@@ -1153,7 +1150,6 @@ static bool stream_at(void *arg)
  * posted meanwhile never reach a. */
 static void link_failover_reverse(void)
 {
-	struct node a, b;
 	struct stream *s = calloc(1, sizeof(*s));
 	struct ccm_status st;
 	struct ff_stats fs;
@@ -1162,23 +1158,9 @@ static void link_failover_reverse(void)
 	ff_set_late_effects(true);
 	ff_set_delay_ns(100000);
 	ff_set_late_delay_ns(20000000); /* stuck in a socket for a while */
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, NSTREAM * 1024, 0);
-	client_reg(&b, 0, "mirror", 1, NSTREAM * 1024, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
-	for (;;) {
-		ccm_get_status(b.ccm, &st);
-		if (st.links[0].up && st.links[1].up)
-			break;
-		loop_run_once(L, 1000000);
-	}
-	s->p = ccm_client_port(b.cl[0].c, 0);
+	pair_with_client(2, "mirror", NSTREAM * 1024);
+	wait_links_up(b);
+	s->p = ccm_client_port(b->cl[0].c, 0);
 	s->target = 1 << 30; /* until stopped */
 	s->reads = true;
 	cur_stream = s;
@@ -1193,14 +1175,14 @@ static void link_failover_reverse(void)
 	for (;;) {
 		assert_true(now_ns() < end);
 		struct fab_link_stats fst;
-		ccm_get_status(a.ccm, &st);
-		if (a.ccm->links[0].fenced) {
+		ccm_get_status(a->ccm, &st);
+		if (a->ccm->links[0].fenced) {
 			/* Until b acks, a's end has no endpoint at all. */
-			fab_link_get_stats(a.ccm->links[0].fl, &fst);
+			fab_link_get_stats(a->ccm->links[0].fl, &fst);
 			assert_true(fst.suspended);
 			seen_fenced = true;
 		}
-		if (!st.links[0].up && seen_fenced && !a.ccm->links[0].fenced)
+		if (!st.links[0].up && seen_fenced && !a->ccm->links[0].fenced)
 			break;
 		loop_run_once(L, 100000);
 	}
@@ -1217,14 +1199,13 @@ static void link_failover_reverse(void)
 	assert_int_equal(s->verify_errors, 0);
 	run_for(50);
 	for (unsigned k = 0; k < NSTREAM; k++) {
-		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(a.cl[0].c, 0)) + k * 1024;
+		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(a->cl[0].c, 0)) + k * 1024;
 		for (unsigned i = 0; i < 1024; i++)
 			assert_int_equal(m[i], s->val[k]);
 	}
 	ff_get_stats(&fs);
 	assert_int_equal(fs.late, 0);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	pair_destroy(); /* before the stream its operations point at */
 	free(s);
 }
 
@@ -1236,7 +1217,6 @@ static void test_link_failover_partner_side(void **state)
 
 static void link_failover(bool late_effects, bool one_way)
 {
-	struct node a, b;
 	struct stream *s = calloc(1, sizeof(*s));
 	struct ccm_status st;
 	struct ff_stats fs;
@@ -1244,24 +1224,10 @@ static void link_failover(bool late_effects, bool one_way)
 
 	ff_set_late_effects(late_effects);
 	ff_set_delay_ns(100000);
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, NSTREAM * 1024, 0);
-	client_reg(&b, 0, "mirror", 1, NSTREAM * 1024, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
+	pair_with_client(2, "mirror", NSTREAM * 1024);
 	/* Both links up before the load starts. */
-	for (;;) {
-		ccm_get_status(a.ccm, &st);
-		if (st.links[0].up && st.links[1].up)
-			break;
-		loop_run_once(L, 1000000);
-	}
-	s->p = ccm_client_port(a.cl[0].c, 0);
+	wait_links_up(a);
+	s->p = ccm_client_port(a->cl[0].c, 0);
 	s->target = 3000;
 	s->reads = true;
 	cur_stream = s;
@@ -1278,7 +1244,7 @@ static void link_failover(bool late_effects, bool one_way)
 		ff_set_dead("a:0", true);
 	want = 1500;
 	assert_true(run_until(stream_at, &want, WAIT_MS));
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_false(st.links[0].up);
 	assert_true(st.links[1].up);
 	assert_int_equal(s->errors, 0);
@@ -1291,7 +1257,7 @@ static void link_failover(bool late_effects, bool one_way)
 	else
 		ff_set_dead("a:0", false);
 	for (;;) {
-		ccm_get_status(a.ccm, &st);
+		ccm_get_status(a->ccm, &st);
 		if (st.links[0].up)
 			break;
 		assert_true(s->done < s->target);
@@ -1299,24 +1265,23 @@ static void link_failover(bool late_effects, bool one_way)
 	}
 	want = s->target;
 	assert_true(run_until(stream_at, &want, WAIT_MS));
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_true(st.links[0].ops > ops0);
 	assert_int_equal(s->errors, 0);
 	assert_int_equal(s->verify_errors, 0);
 	assert_int_equal(s->done, s->target);
 	run_for(50);
 	for (unsigned k = 0; k < NSTREAM; k++) {
-		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(b.cl[0].c, 0)) + k * 1024;
+		uint8_t *m = (uint8_t *)ccm_port_mem(ccm_client_port(b->cl[0].c, 0)) + k * 1024;
 		for (unsigned i = 0; i < 1024; i++)
 			assert_int_equal(m[i], s->val[k]);
 	}
 	ff_get_stats(&fs);
 	/* With late effects, the stale writes were dropped: b closed its end. */
 	assert_int_equal(fs.late, 0);
-	assert_int_equal(state_of(&a), CCM_SESSION_UP);
-	assert_int_equal(a.cl[0].term, 0);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	assert_int_equal(state_of(a), CCM_SESSION_UP);
+	assert_int_equal(a->cl[0].term, 0);
+	pair_destroy(); /* before the stream its operations point at */
 	free(s);
 }
 
@@ -1343,30 +1308,14 @@ static void test_link_failover_one_way_fence(void **state)
 /* Messages keep order and arrive once across a link failure. */
 static void test_messages_across_failover(void **state)
 {
-	struct node a, b;
 	struct ccm_port *pa;
-	struct ccm_status st;
 	uint64_t i = 0;
 
 	(void)state;
 	ff_set_delay_ns(100000);
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "proxy", 1, 0, 0);
-	client_reg(&b, 0, "proxy", 1, 0, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
-	for (;;) {
-		ccm_get_status(a.ccm, &st);
-		if (st.links[0].up && st.links[1].up)
-			break;
-		loop_run_once(L, 1000000);
-	}
-	pa = ccm_client_port(a.cl[0].c, 0);
+	pair_with_client(2, "proxy", 0);
+	wait_links_up(a);
+	pa = ccm_client_port(a->cl[0].c, 0);
 	while (i < 2000) {
 		int rc = ccm_port_send(pa, &i, sizeof(i));
 		if (rc == -EAGAIN) {
@@ -1380,13 +1329,11 @@ static void test_messages_across_failover(void **state)
 		if (i == 1500)
 			ff_set_dead("a:1", false);
 	}
-	wait_count((int *)&b.cl[0].msgs, 2000);
+	wait_count((int *)&b->cl[0].msgs, 2000);
 	run_for(50);
-	assert_int_equal(b.cl[0].msgs, 2000);
-	assert_false(b.cl[0].order_broken);
-	assert_int_equal(a.cl[0].term, 0);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
+	assert_int_equal(b->cl[0].msgs, 2000);
+	assert_false(b->cl[0].order_broken);
+	assert_int_equal(a->cl[0].term, 0);
 }
 
 /*
@@ -1400,24 +1347,14 @@ static void test_messages_across_failover(void **state)
  */
 static void test_lost_send(void **state)
 {
-	struct node a, b;
 	struct ccm_port *pa;
 	struct ccm_status st;
 	uint64_t i = 0;
 
 	(void)state;
 	ff_set_delay_ns(100000);
-	node_create(&a, "a", "b", 1, 1);
-	node_create(&b, "b", "a", 1, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "proxy", 1, 0, 0);
-	client_reg(&b, 0, "proxy", 1, 0, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
-	pa = ccm_client_port(a.cl[0].c, 0);
+	pair_with_client(1, "proxy", 0);
+	pa = ccm_client_port(a->cl[0].c, 0);
 	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
 	while (i < 1000) {
 		int rc = ccm_port_send(pa, &i, sizeof(i));
@@ -1432,57 +1369,43 @@ static void test_lost_send(void **state)
 		if (i == 100 || i == 600)
 			ff_lose_next_sends("a:0", 1);
 	}
-	wait_count((int *)&b.cl[0].msgs, 1000);
+	wait_count((int *)&b->cl[0].msgs, 1000);
 	run_for(50);
-	assert_int_equal(b.cl[0].msgs, 1000);
-	assert_false(b.cl[0].order_broken);
-	assert_int_equal(a.cl[0].term, 0);
-	assert_int_equal(b.cl[0].term, 0);
-	ccm_get_status(a.ccm, &st);
+	assert_int_equal(b->cl[0].msgs, 1000);
+	assert_false(b->cl[0].order_broken);
+	assert_int_equal(a->cl[0].term, 0);
+	assert_int_equal(b->cl[0].term, 0);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.sessions, 1);
 	assert_true(st.links[0].resets >= 2); /* each loss took the link out once */
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 static void test_all_links_lost(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "mirror", 1, 4096, 0);
-	client_reg(&b, 0, "mirror", 1, 4096, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
+	pair_with_client(2, "mirror", 4096);
 	/* A write parked with no lane fails only when the session ends. */
 	ff_set_dead("a:0", true);
 	ff_set_dead("a:1", true);
 	struct top t;
 	top_init(&t);
 	uint8_t buf[64] = {1};
-	assert_int_equal(ccm_port_write(ccm_client_port(a.cl[0].c, 0), &t.op, buf, sizeof(buf), 0,
+	assert_int_equal(ccm_port_write(ccm_client_port(a->cl[0].c, 0), &t.op, buf, sizeof(buf), 0,
 					CCM_WRITE_DELIVERED),
 			 0);
-	wait_count(&a.cl[0].term, 1);
-	wait_count(&b.cl[0].term, 1);
-	assert_int_equal(a.cl[0].last_term, CCM_TERM_LINKS_LOST);
+	wait_count(&a->cl[0].term, 1);
+	wait_count(&b->cl[0].term, 1);
+	assert_int_equal(a->cl[0].last_term, CCM_TERM_LINKS_LOST);
 	assert_true(run_until(top_is_done, &t, WAIT_MS));
 	assert_int_equal(t.status, -ECONNRESET);
 	ff_set_dead("a:0", false);
 	ff_set_dead("a:1", false);
-	wait_count(&a.cl[0].up, 2);
-	wait_both_up(&a, &b);
-	ccm_get_status(a.ccm, &st);
+	wait_count(&a->cl[0].up, 2);
+	wait_both_up();
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.sessions, 2);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* ---- per-link writes (the failover monitor's heartbeats) ---- */
@@ -1506,7 +1429,6 @@ static bool link_state_is(void *arg)
  * they work again. */
 static void test_write_link(void **state)
 {
-	struct node a, b;
 	struct ccm_port *pa, *pb;
 	struct top t0, t1;
 	uint8_t rec0[64], rec1[64];
@@ -1515,25 +1437,16 @@ static void test_write_link(void **state)
 
 	(void)state;
 	ff_set_delay_ns(100000);
-	node_create(&a, "a", "b", 2, 1);
-	node_create(&b, "b", "a", 2, 1);
-	node_new(&a);
-	node_new(&b);
-	client_reg(&a, 0, "monitor", 1, 2 * 64, 0);
-	client_reg(&b, 0, "monitor", 1, 2 * 64, 0);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 1);
-	wait_count(&b.cl[0].up, 1);
-	assert_int_equal(ccm_link_count(a.ccm), 2);
-	assert_string_equal(ccm_link_name(a.ccm, 1), "ic1");
-	assert_null(ccm_link_name(a.ccm, 2));
-	w = (struct link_wait){a.ccm, 1, true};
+	pair_with_client(2, "monitor", 2 * 64);
+	assert_int_equal(ccm_link_count(a->ccm), 2);
+	assert_string_equal(ccm_link_name(a->ccm, 1), "ic1");
+	assert_null(ccm_link_name(a->ccm, 2));
+	w = (struct link_wait){a->ccm, 1, true};
 	assert_true(run_until(link_state_is, &w, WAIT_MS));
 	w.link = 0;
 	assert_true(run_until(link_state_is, &w, WAIT_MS));
-	pa = ccm_client_port(a.cl[0].c, 0);
-	pb = ccm_client_port(b.cl[0].c, 0);
+	pa = ccm_client_port(a->cl[0].c, 0);
+	pb = ccm_client_port(b->cl[0].c, 0);
 	mb = ccm_port_mem(pb);
 
 	/* Both slots, each over its own link. */
@@ -1564,7 +1477,7 @@ static void test_write_link(void **state)
 	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), 0);
 	assert_true(run_until(top_is_done, &t1, WAIT_MS));
 	assert_int_equal(t1.status, -ENOLINK);
-	assert_false(ccm_link_is_up(a.ccm, 1));
+	assert_false(ccm_link_is_up(a->ccm, 1));
 	/* While it is down: refused, and ic0 goes on. */
 	top_init(&t1);
 	assert_int_equal(ccm_port_write_link(pa, 1, &t1.op, rec1, 64, 64), -ENOLINK);
@@ -1580,7 +1493,7 @@ static void test_write_link(void **state)
 
 	/* ic1 back: its heartbeats again. */
 	ff_set_dead("a:1", false);
-	w = (struct link_wait){a.ccm, 1, true};
+	w = (struct link_wait){a->ccm, 1, true};
 	assert_true(run_until(link_state_is, &w, WAIT_MS));
 	memset(rec1, 0x31, sizeof(rec1));
 	top_init(&t1);
@@ -1589,18 +1502,16 @@ static void test_write_link(void **state)
 	assert_int_equal(t1.status, 0);
 	run_for(5);
 	assert_int_equal(mb[64], 0x31);
-	assert_int_equal(a.cl[0].term, 0);
+	assert_int_equal(a->cl[0].term, 0);
 
 	/* The session ends with one in flight: -ECONNRESET. */
 	ff_pause(true);
 	top_init(&t0);
 	assert_int_equal(ccm_port_write_link(pa, 0, &t0.op, rec0, 64, 0), 0);
-	assert_int_equal(ccm_reset(a.ccm), 0);
+	assert_int_equal(ccm_reset(a->ccm), 0);
 	ff_pause(false);
 	assert_true(run_until(top_is_done, &t0, WAIT_MS));
 	assert_int_equal(t0.status, -ECONNRESET);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* ---- instances ---- */
@@ -1634,94 +1545,67 @@ static bool port_moved(void *arg)
 
 static void test_instances(void **state)
 {
-	struct node a, b;
 	struct ccm_status st;
 
 	(void)state;
-	node_create(&a, "a", "b", 2, 2);
-	node_create(&b, "b", "a", 2, 2);
-	a.cfg.ic.instance_max_load = 1 << 20;
-	node_new(&a);
-	node_new(&b);
+	pair_create(2, 2);
+	a->opts.instance_max_load = 1 << 20;
+	pair_new();
 	/* Two ports: one on each instance. */
-	client_reg(&a, 0, "mirror", 2, 4096, 0);
-	client_reg(&b, 0, "mirror", 2, 4096, 0);
-	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[0].c, 0)), 0);
-	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[0].c, 1)), 1);
-	node_start(&a);
-	node_start(&b);
-	wait_count(&a.cl[0].up, 2);
-	wait_count(&b.cl[0].up, 2);
-	for (;;) {
-		ccm_get_status(a.ccm, &st);
-		if (st.links[0].up && st.links[1].up)
-			break;
-		loop_run_once(L, 1000000);
-	}
+	pair_client(0, "mirror", 2, 4096);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a->cl[0].c, 0)), 0);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a->cl[0].c, 1)), 1);
+	pair_start();
+	wait_count(&a->cl[0].up, 2);
+	wait_count(&b->cl[0].up, 2);
+	wait_links_up(a);
 	/* A port of instance 1 uses the link of instance 1. */
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	uint64_t ops0 = st.links[0].ops, ops1 = st.links[1].ops;
 	uint8_t buf[256] = {0};
-	for (int i = 0; i < 20; i++) {
-		struct top t;
-		top_init(&t);
-		assert_int_equal(
-		    ccm_port_write(ccm_client_port(a.cl[0].c, 1), &t.op, buf, sizeof(buf), 0, 0),
-		    0);
-		assert_true(run_until(top_is_done, &t, WAIT_MS));
-	}
-	ccm_get_status(a.ccm, &st);
+	for (int i = 0; i < 20; i++)
+		write_wait(ccm_client_port(a->cl[0].c, 1), buf, sizeof(buf), 0, 0);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.links[0].ops, ops0);
 	assert_int_equal(st.links[1].ops, ops1 + 20);
 
 	/* Load on instance 0 of b, read by a through RDMA. */
-	ccm_test_set_load(b.ccm, 0, 50ull << 20);
-	struct inst_wait w = {a.ccm, 0, 50ull << 20};
+	ccm_test_set_load(b->ccm, 0, 50ull << 20);
+	struct inst_wait w = {a->ccm, 0, 50ull << 20};
 	assert_true(run_until(partner_load_seen, &w, WAIT_MS));
 	/* New ports go to the least-loaded instance. */
-	client_reg(&a, 1, "proxy", 1, 4096, 0);
-	assert_int_equal(ccm_test_port_instance(ccm_client_port(a.cl[1].c, 0)), 1);
+	client_reg(a, 1, "proxy", 1, 4096, 0);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a->cl[1].c, 0)), 1);
 
 	/* a's own instance 0 past the limit: its port moves to instance 1. */
-	ccm_test_set_load(b.ccm, 0, 0);
-	ccm_test_set_load(a.ccm, 0, 10ull << 20);
-	struct move_wait mw = {a.cl[0].c, 0, 1};
+	ccm_test_set_load(b->ccm, 0, 0);
+	ccm_test_set_load(a->ccm, 0, 10ull << 20);
+	struct move_wait mw = {a->cl[0].c, 0, 1};
 	assert_true(run_until(port_moved, &mw, WAIT_MS));
-	ccm_get_status(a.ccm, &st);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.n_instances, 2);
 	assert_int_equal(st.instances[0].ports, 0);
 	assert_int_equal(st.instances[1].ports, 3);
 	/* and its traffic follows. */
 	ops0 = st.links[0].ops;
-	for (int i = 0; i < 10; i++) {
-		struct top t;
-		top_init(&t);
-		assert_int_equal(
-		    ccm_port_write(ccm_client_port(a.cl[0].c, 0), &t.op, buf, sizeof(buf), 0, 0),
-		    0);
-		assert_true(run_until(top_is_done, &t, WAIT_MS));
-	}
-	ccm_get_status(a.ccm, &st);
+	for (int i = 0; i < 10; i++)
+		write_wait(ccm_client_port(a->cl[0].c, 0), buf, sizeof(buf), 0, 0);
+	ccm_get_status(a->ccm, &st);
 	assert_int_equal(st.links[0].ops, ops0);
-	ccm_destroy(a.ccm);
-	ccm_destroy(b.ccm);
 }
 
 /* A heavy client gets an instance with no other heavy client. */
 static void test_heavy_placement(void **state)
 {
-	struct node a;
-
 	(void)state;
-	node_create(&a, "a", "b", 3, 3);
-	node_new(&a);
-	client_reg(&a, 0, "mirror", 1, 4096, CCM_CLIENT_HEAVY);
-	client_reg(&a, 1, "monitor", 1, 4096, 0);
-	client_reg(&a, 2, "proxy", 1, 4096, CCM_CLIENT_HEAVY);
-	unsigned m = ccm_test_port_instance(ccm_client_port(a.cl[0].c, 0));
-	unsigned p = ccm_test_port_instance(ccm_client_port(a.cl[2].c, 0));
+	node_create(a, "a", "b", 3, 3);
+	node_new(a);
+	client_reg(a, 0, "mirror", 1, 4096, CCM_CLIENT_HEAVY);
+	client_reg(a, 1, "monitor", 1, 4096, 0);
+	client_reg(a, 2, "proxy", 1, 4096, CCM_CLIENT_HEAVY);
+	unsigned m = ccm_test_port_instance(ccm_client_port(a->cl[0].c, 0));
+	unsigned p = ccm_test_port_instance(ccm_client_port(a->cl[2].c, 0));
 	assert_int_not_equal(m, p);
-	ccm_destroy(a.ccm);
 }
 
 int main(void)

@@ -1,0 +1,133 @@
+/* CCM instances (docs/CCM.md, "Instances"): the links are split into
+ * instances, and every port is placed on one, where its traffic goes.
+ * This file keeps the load of each instance (ours, and the partner's from
+ * its session region) and decides placement and rebalancing; it only
+ * reads lanes and ports and never posts anything, so it calls no other
+ * file of the CCM. */
+#define LOG_MODULE "ccm"
+#include "ccm/ccm_int.h"
+#include "common/log.h"
+
+static uint64_t inst_load(const struct ccm *ccm, unsigned i)
+{
+	const struct ccm_inst *in = &ccm->inst[i];
+
+	return in->rate + in->test_load + in->partner.bytes_per_sec;
+}
+
+/* One tick of a smoothed rate (7/8 old, 1/8 new) of a byte counter. */
+static void rate_update(const struct ccm *ccm, uint64_t total, uint64_t *prev, uint64_t *rate)
+{
+	uint64_t d = total - *prev;
+	uint64_t r = ccm->hb_ns ? d * NS_PER_S / ccm->hb_ns : 0;
+
+	*prev = total;
+	*rate = (*rate * 7 + r) / 8;
+}
+
+void ccm_inst_update_rates(struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_inst; i++) {
+		struct ccm_inst *in = &ccm->inst[i];
+		rate_update(ccm, in->bytes_total, &in->bytes_prev, &in->rate);
+	}
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead)
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++) {
+			struct ccm_port *pt = &cl->ports[p];
+			rate_update(ccm, pt->bytes_total, &pt->bytes_prev, &pt->rate);
+		}
+	}
+}
+
+static unsigned heavy_ports(const struct ccm *ccm, unsigned inst)
+{
+	unsigned n = 0;
+
+	for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+		const struct ccm_client *cl = ccm->clients[c];
+		if (!cl || cl->dead || !(cl->flags & CCM_CLIENT_HEAVY))
+			continue;
+		for (unsigned p = 0; p < cl->n_ports; p++)
+			n += cl->ports[p].inst == inst;
+	}
+	return n;
+}
+
+/*
+ * Where a new port goes: the instance with the least load (ours plus what
+ * the partner publishes), skipping instances past ic.instance_max_load
+ * while another is below it; ties go to the one with fewer ports. Heavy
+ * clients first avoid instances that already carry a heavy port.
+ */
+unsigned ccm_inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned idx)
+{
+	unsigned best = 0;
+	bool heavy = c && (c->flags & CCM_CLIENT_HEAVY);
+
+	(void)idx;
+	for (unsigned i = 1; i < ccm->n_inst; i++) {
+		uint64_t li = inst_load(ccm, i), lb = inst_load(ccm, best);
+		bool oi = ccm->opts.instance_max_load && li > ccm->opts.instance_max_load;
+		bool ob = ccm->opts.instance_max_load && lb > ccm->opts.instance_max_load;
+		if (heavy) {
+			unsigned hi = heavy_ports(ccm, i), hb = heavy_ports(ccm, best);
+			if (hi != hb) {
+				if (hi < hb)
+					best = i;
+				continue;
+			}
+		}
+		if (oi != ob) {
+			if (!oi)
+				best = i;
+			continue;
+		}
+		if (li < lb || (li == lb && ccm->inst[i].ports < ccm->inst[best].ports))
+			best = i;
+	}
+	return best;
+}
+
+/* Once a second: an instance past the configured load gives its heaviest
+ * port to the least-loaded instance below it. */
+void ccm_inst_rebalance(struct ccm *ccm)
+{
+	if (!ccm->opts.instance_max_load || ccm->n_inst < 2 || ccm->state != ST_UP)
+		return;
+	for (unsigned i = 0; i < ccm->n_inst; i++) {
+		struct ccm_port *heaviest = NULL;
+		unsigned to = i;
+		if (inst_load(ccm, i) <= ccm->opts.instance_max_load)
+			continue;
+		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
+			struct ccm_client *cl = ccm->clients[c];
+			if (!cl || cl->dead)
+				continue;
+			for (unsigned p = 0; p < cl->n_ports; p++) {
+				struct ccm_port *pt = &cl->ports[p];
+				if (pt->inst == i && (!heaviest || pt->rate > heaviest->rate))
+					heaviest = pt;
+			}
+		}
+		if (!heaviest)
+			continue;
+		for (unsigned j = 0; j < ccm->n_inst; j++)
+			if (j != i && inst_load(ccm, j) < ccm->opts.instance_max_load &&
+			    (to == i || inst_load(ccm, j) < inst_load(ccm, to)))
+				to = j;
+		if (to == i)
+			continue;
+		LOG_INFO("instance %u carries %llu B/s (> %llu): port %s/%u moves to instance %u",
+			 i, (unsigned long long)inst_load(ccm, i),
+			 (unsigned long long)ccm->opts.instance_max_load, heaviest->client->name,
+			 heaviest->idx, to);
+		ccm->inst[i].ports--;
+		ccm->inst[to].ports++;
+		heaviest->inst = to;
+		heaviest->ch.inst = to;
+		return;
+	}
+}
