@@ -232,7 +232,7 @@ static int open_store(struct loop *l, const char *dir, enum store_engine e, unsi
 	struct store_opts o;
 	int rc;
 
-	store_opts_default(&o);
+	store_opts_init(&o);
 	o.engine = e;
 	if (depth)
 		o.depth = depth;

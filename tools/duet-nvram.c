@@ -152,7 +152,7 @@ static int cmd_replay(const char *path, const char *dir, bool force, bool retire
 	rc = loop_create(&loop);
 	if (rc < 0)
 		return 1;
-	store_opts_default(&so);
+	store_opts_init(&so);
 	so.engine = engine;
 	rc = store_open(loop, dir, &so, &s);
 	if (rc < 0) {

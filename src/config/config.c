@@ -21,7 +21,8 @@ enum key_type {
 	KEY_PATH,  /* non-empty path */
 	KEY_UINT,  /* decimal in [min, max] */
 	KEY_SIZE,  /* size with unit in [min, max] */
-	KEY_ENUM,  /* one of names[] */
+	KEY_ENUM,  /* one of names[] (in the enum's order) */
+	KEY_BOOL,  /* off | on */
 	KEY_LEVEL, /* log level */
 	KEY_LINK,  /* repeatable interconnect link */
 };
@@ -39,7 +40,6 @@ struct key_def {
 
 static const char *const io_engine_names[] = {"uring", "threads", NULL};
 static const char *const balance_names[] = {"round_robin", "least_outstanding", NULL};
-static const char *const onoff_names[] = {"off", "on", NULL};
 static const char *const mirror_mode_names[] = {"off", "on", "local", NULL};
 static const char *const durability_names[] = {"memory", "local-sync", NULL};
 static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
@@ -65,7 +65,7 @@ static const struct key_def schema[] = {
     {"ic", "link", KEY_LINK, 0, 0, 0, 0, NULL, false},
     {"ic", "instances", KEY_UINT, F(ic.instances), 1, CONFIG_MAX_LINKS, NULL, false},
     {"ic", "balance", KEY_ENUM, F(ic.balance), 0, 0, balance_names, false},
-    {"ic", "probe_ms", KEY_UINT, F(ic.heartbeat_ms), 1, 10000, NULL, false},
+    {"ic", "probe_ms", KEY_UINT, F(ic.probe_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
@@ -82,7 +82,7 @@ static const struct key_def schema[] = {
     {"monitor", "lease_ms", KEY_UINT, F(monitor.lease_ms), 10, 600000, NULL, false},
     {"monitor", "fence_margin_ms", KEY_UINT, F(monitor.fence_margin_ms), 0, 600000, NULL, false},
     {"monitor", "watchdog_ms", KEY_UINT, F(monitor.watchdog_ms), 50, 600000, NULL, false},
-    {"monitor", "auto_giveback", KEY_ENUM, F(monitor.auto_giveback), 0, 0, onoff_names, false},
+    {"monitor", "auto_giveback", KEY_BOOL, F(monitor.auto_giveback), 0, 0, NULL, false},
     {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
      false},
     {"mirror", "mirror", KEY_ENUM, F(mirror.mode), 0, 0, mirror_mode_names, false},
@@ -92,8 +92,8 @@ static const struct key_def schema[] = {
      NULL, false},
     {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
     {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
-    {"mirror", "log", KEY_PATH, F(node.nvram), 0, 0, NULL, false},
-    {"mirror", "log_size", KEY_SIZE, F(node.nvram_size), 1ull << 20, 16ull << 30, NULL, false},
+    {"mirror", "log", KEY_PATH, F(mirror.log), 0, 0, NULL, false},
+    {"mirror", "log_size", KEY_SIZE, F(mirror.log_size), 1ull << 20, 16ull << 30, NULL, false},
 };
 
 /* Keys renamed so that one concept has one name (the NVRAM log is the
@@ -110,39 +110,48 @@ static const struct key_rename {
 
 void config_defaults(struct duet_config *cfg)
 {
+	struct store_opts so;
+	struct ccm_opts co;
+	struct monitor_opts mo;
+	struct mirror_opts xo;
+
+	store_opts_init(&so);
+	ccm_opts_init(&co);
+	monitor_opts_init(&mo);
+	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
-	cfg->store.io_engine = IO_ENGINE_URING;
-	cfg->store.io_depth = 256;
-	cfg->store.io_workers = 4;
-	snprintf(cfg->ic.provider, sizeof(cfg->ic.provider), "tcp;ofi_rxm");
-	snprintf(cfg->ic.cluster_id, sizeof(cfg->ic.cluster_id), "duet");
-	cfg->ic.instances = 1;
-	cfg->ic.balance = BALANCE_LEAST_OUTSTANDING;
-	cfg->ic.heartbeat_ms = 20;
-	cfg->ic.link_deadline_ms = 100;
-	cfg->ic.session_deadline_ms = 1000;
-	cfg->proxy.timeout_ms = 30000;
-	cfg->proxy.ports = 4;
-	cfg->proxy.port_mem = 16ull << 20;
-	cfg->proxy.chunk = 1ull << 20;
-	cfg->monitor.heartbeat_ms = 20;
-	cfg->monitor.deadline_ms = 150;
-	cfg->monitor.mailbox_ms = 25;
-	cfg->monitor.mailbox_deadline_ms = 100;
-	cfg->monitor.lease_ms = 100;
-	cfg->monitor.fence_margin_ms = 50;
-	cfg->monitor.watchdog_ms = 1000;
-	cfg->monitor.auto_giveback = CONFIG_OFF;
-	cfg->monitor.giveback_delay_ms = 5000;
-	cfg->node.nvram_size = 64ull << 20;
-	cfg->mirror.mode = CONFIG_MIRROR_MODE_ON;
-	cfg->mirror.durability = DURABILITY_MEMORY;
-	cfg->mirror.down = CONFIG_MIRROR_DOWN_DEGRADE;
-	cfg->mirror.suspend_timeout_ms = 30000;
-	cfg->mirror.cp_interval_ms = 1000;
+	cfg->store.io_engine = so.engine;
+	cfg->store.io_depth = so.depth;
+	cfg->store.io_workers = so.workers;
+	snprintf(cfg->ic.provider, sizeof(cfg->ic.provider), "%s", co.provider);
+	snprintf(cfg->ic.cluster_id, sizeof(cfg->ic.cluster_id), "%s", co.cluster_id);
+	cfg->ic.instances = co.instances;
+	cfg->ic.balance = co.balance;
+	cfg->ic.probe_ms = co.heartbeat_ms;
+	cfg->ic.link_deadline_ms = co.link_deadline_ms;
+	cfg->ic.session_deadline_ms = co.session_deadline_ms;
+	cfg->proxy.timeout_ms = PROXY_DEFAULT_TIMEOUT_MS;
+	cfg->proxy.ports = PROXY_DEFAULT_PORTS;
+	cfg->proxy.port_mem = PROXY_DEFAULT_PORT_MEM;
+	cfg->proxy.chunk = PROXY_DEFAULT_CHUNK;
+	cfg->monitor.heartbeat_ms = mo.heartbeat_ms;
+	cfg->monitor.deadline_ms = mo.deadline_ms;
+	cfg->monitor.mailbox_ms = mo.mailbox_ms;
+	cfg->monitor.mailbox_deadline_ms = mo.mailbox_deadline_ms;
+	cfg->monitor.lease_ms = mo.lease_ms;
+	cfg->monitor.fence_margin_ms = mo.fence_margin_ms;
+	cfg->monitor.watchdog_ms = mo.watchdog_ms;
+	cfg->monitor.auto_giveback = mo.auto_giveback;
+	cfg->monitor.giveback_delay_ms = mo.giveback_delay_ms;
+	cfg->mirror.mode = xo.mode;
+	cfg->mirror.durability = xo.durability;
+	cfg->mirror.down = xo.down;
+	cfg->mirror.suspend_timeout_ms = xo.suspend_timeout_ms;
+	cfg->mirror.cp_interval_ms = xo.cp_interval_ms;
+	cfg->mirror.log_size = 64ull << 20;
 }
 
 struct parse_ctx {
@@ -261,6 +270,11 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 			}
 		}
 		return fail(c, sec, key, "'%s' is not one of the allowed values", value);
+	case KEY_BOOL:
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+			return fail(c, sec, key, "'%s': want on or off", value);
+		*(bool *)(void *)field = strcmp(value, "on") == 0;
+		return 1;
 	case KEY_LEVEL: {
 		enum log_level lvl;
 		if (log_parse_level(value, &lvl) < 0)

@@ -6,15 +6,21 @@
  * bounds and default; an unknown section or key, a bad value, a missing
  * required key or a missing file is an error naming the file, line and key.
  */
-#ifndef DUET_COMMON_CONFIG_H
-#define DUET_COMMON_CONFIG_H
+#ifndef DUET_CONFIG_CONFIG_H
+#define DUET_CONFIG_CONFIG_H
 
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ccm/ccm.h"
 #include "common/log.h"
+#include "mirror/mirror.h"
+#include "monitor/monitor.h"
+#include "nbd/nbd.h"
+#include "proxy/proxy.h"
+#include "store/store.h"
 
 #define CONFIG_ID_MAX	 16
 #define CONFIG_ADDR_MAX	 128
@@ -27,41 +33,6 @@ struct config_link {
 	char peer[CONFIG_ADDR_MAX];
 };
 
-enum config_io_engine {
-	IO_ENGINE_URING = 0,
-	IO_ENGINE_THREADS,
-};
-
-enum config_balance {
-	BALANCE_ROUND_ROBIN = 0,
-	BALANCE_LEAST_OUTSTANDING,
-};
-
-enum config_onoff {
-	CONFIG_OFF = 0,
-	CONFIG_ON,
-};
-
-/** [mirror] mirror: where a write is logged before it is acknowledged. */
-enum config_mirror_mode {
-	CONFIG_MIRROR_MODE_OFF = 0, /* no NVRAM log: writes go straight to the volume files */
-	CONFIG_MIRROR_MODE_ON,	    /* the local log and the partner's image of it */
-	CONFIG_MIRROR_MODE_LOCAL,   /* the local log only (single node: restart replay) */
-};
-
-/** [mirror] durability: which syncs stand behind an acknowledged write. */
-enum config_durability {
-	DURABILITY_MEMORY = 0, /* local NVRAM log + partner's image, in memory */
-	DURABILITY_LOCAL_SYNC, /* also fdatasync of the local log before the ack */
-};
-
-/** [mirror] mirror_down: what writes do while the partner's image is not in sync. */
-enum config_mirror_down {
-	CONFIG_MIRROR_DOWN_DEGRADE =
-	    0,			    /* go on locally; the status says takeover would lose data */
-	CONFIG_MIRROR_DOWN_SUSPEND, /* hold acks until in sync again, EIO after the timeout */
-};
-
 struct duet_config {
 	char path[PATH_MAX];
 	unsigned renamed_keys; /* old spellings of renamed keys seen (each warned) */
@@ -70,8 +41,6 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
-		char nvram[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
-		uint64_t nvram_size;  /* bytes, 64M by default */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];
@@ -80,7 +49,7 @@ struct duet_config {
 		uint64_t conn_buffer;		    /* bytes in flight per connection */
 	} nbd;
 	struct {
-		enum config_io_engine io_engine;
+		enum store_engine io_engine;
 		uint64_t io_depth;   /* io_uring entries */
 		uint64_t io_workers; /* threads of the worker-pool engine */
 	} store;
@@ -92,8 +61,8 @@ struct duet_config {
 		struct config_link links[CONFIG_MAX_LINKS];
 		unsigned n_links;
 		uint64_t instances;
-		enum config_balance balance;
-		uint64_t heartbeat_ms;
+		enum ccm_balance balance;
+		uint64_t probe_ms; /* link probe interval (not the monitor's heartbeat) */
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
 		uint64_t instance_max_load; /* bytes/s past which ports go to another
@@ -116,21 +85,23 @@ struct duet_config {
 		uint64_t lease_ms;	  /* I/O allowed this long after a clean own-mark read */
 		uint64_t fence_margin_ms; /* taker waits lease_ms + this after its mark */
 		uint64_t watchdog_ms;	  /* reactor stall that ends the process */
-		enum config_onoff auto_giveback;
+		bool auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
 	} monitor;
 	/** NVRAM mirroring (docs/MIRROR.md). */
 	struct {
-		enum config_mirror_mode mode; /* mirror = on|local|off */
-		enum config_durability durability;
-		enum config_mirror_down down;
+		enum mirror_mode mode; /* mirror = on|local|off */
+		enum mirror_durability durability;
+		enum mirror_down_policy down;
 		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */
 		uint64_t cp_interval_ms;      /* consistency point timer */
 		char partner_image[PATH_MAX]; /* file backing the partner's image; "" not set */
+		char log[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
+		uint64_t log_size;  /* bytes, 64M by default */
 	} mirror;
 };
 
-/** Fill @p cfg with every default. */
+/** Fill @p cfg with every default (the modules' own, from their *_opts_init). */
 void config_defaults(struct duet_config *cfg);
 
 /**
@@ -143,5 +114,23 @@ int config_load(const char *path, struct duet_config *cfg, char *err, size_t err
 /** Same, from a string (tests); @p name stands for the file in errors. */
 int config_load_string(const char *name, const char *text, struct duet_config *cfg, char *err,
 		       size_t errlen);
+
+/**
+ * @name Module options from the config
+ * Each fills one module's options struct (defaults first, from the module's
+ * own *_opts_init), so that no module sees struct duet_config. Strings point
+ * into @p cfg, which must outlive the options' use; the node adds what is
+ * not configuration (loop, callbacks, resolved paths).
+ * @{
+ */
+void config_store_opts(const struct duet_config *cfg, struct store_opts *o);
+void config_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o);
+/** @p log_path: the log file as the node resolved it ([mirror] log or its default). */
+void config_mirror_opts(const struct duet_config *cfg, const char *log_path, struct mirror_opts *o);
+void config_monitor_opts(const struct duet_config *cfg, struct monitor_opts *o);
+void config_proxy_opts(const struct duet_config *cfg, struct proxy_opts *o);
+/** The own NBD listener ([nbd] listen), or with @p proxy the proxy listener. */
+void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_server_opts *o);
+/** @} */
 
 #endif

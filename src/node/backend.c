@@ -79,7 +79,7 @@ int backend_create(struct node *n, struct store *s, struct mirror *m, const char
 	b->what = what;
 	b->m = m;
 	b->serving = true;
-	b->drop_fua = m && n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC;
+	b->drop_fua = m && n->cfg.mirror.durability == MIRROR_DURABILITY_LOCAL_SYNC;
 	*out = b;
 	return 0;
 }

@@ -236,7 +236,7 @@ static void start_own(struct node *n)
 		monitor_action_done(n->monitor, HA_ACT_START_OWN, 0);
 		return;
 	}
-	if (n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON) {
+	if (n->cfg.mirror.mode != MIRROR_MODE_ON) {
 		start_published(n, 0);
 		return;
 	}
@@ -339,7 +339,7 @@ static void replay_partner(struct node *n)
 
 	if (rc < 0)
 		goto done;
-	if (n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON || !n->partner_image_path[0]) {
+	if (n->cfg.mirror.mode != MIRROR_MODE_ON || !n->partner_image_path[0]) {
 		LOG_WARN("no copy of the partner's log here ([mirror] mirror is not on): serving "
 			 "its shelf as it is");
 		goto done;
@@ -517,39 +517,6 @@ static const struct monitor_ops mon_ops = {
 
 /* ---- life cycle ---- */
 
-/* The monitor's options from the node's configuration (the config layer
- * takes this over later). */
-static void node_monitor_opts(struct node *n, struct monitor_opts *o)
-{
-	const struct duet_config *c = &n->cfg;
-
-	_Static_assert(CONFIG_ID_MAX <= MONITOR_ID_MAX, "node ids fit in monitor records");
-	monitor_opts_init(o);
-	o->loop = n->loop;
-	o->ops = &mon_ops;
-	o->arg = n;
-	o->node_id = c->node.id;
-	o->partner_id = c->ic.partner;
-	o->shelf = c->node.shelf;
-	o->partner_shelf = c->monitor.partner_shelf;
-	o->n_links = MIN(c->ic.n_links, MONITOR_MAX_LINKS);
-	for (unsigned i = 0; i < o->n_links; i++)
-		o->link_names[i] = c->ic.links[i].name;
-	o->heartbeat_ms = c->monitor.heartbeat_ms;
-	o->deadline_ms = c->monitor.deadline_ms;
-	o->mailbox_ms = c->monitor.mailbox_ms;
-	o->mailbox_deadline_ms = c->monitor.mailbox_deadline_ms;
-	o->lease_ms = c->monitor.lease_ms;
-	o->fence_margin_ms = c->monitor.fence_margin_ms;
-	o->watchdog_ms = c->monitor.watchdog_ms;
-	o->auto_giveback = c->monitor.auto_giveback == CONFIG_ON;
-	o->giveback_delay_ms = c->monitor.giveback_delay_ms;
-	o->watchdog_action = MONITOR_WATCHDOG_EXIT;
-	/* Started once the node is ready: creating and mapping a large NVRAM
-	 * log blocks the reactor for a while at boot. */
-	o->defer_watchdog = true;
-}
-
 int failover_open(struct node *n)
 {
 	struct monitor_opts mo;
@@ -559,7 +526,14 @@ int failover_open(struct node *n)
 	if (!fo)
 		return -ENOMEM;
 	n->fo = fo;
-	node_monitor_opts(n, &mo);
+	config_monitor_opts(&n->cfg, &mo);
+	mo.loop = n->loop;
+	mo.ops = &mon_ops;
+	mo.arg = n;
+	mo.watchdog_action = MONITOR_WATCHDOG_EXIT;
+	/* Started once the node is ready: creating and mapping a large NVRAM
+	 * log blocks the reactor for a while at boot. */
+	mo.defer_watchdog = true;
 	loop_timer_init(&fo->copy_timer, copy_tick, n);
 	loop_timer_init(&fo->progress_timer, progress_tick, n);
 	loop_timer_init(&fo->drain_timer, drain_poll, n);

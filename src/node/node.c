@@ -50,31 +50,6 @@ static int setup_signals(struct node *n)
 	return loop_io_add(n->loop, &n->sig_io, n->sig_fd, EPOLLIN, signal_event, n);
 }
 
-/* The CCM's options from the [ic] section (to move into the config layer). */
-static void node_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
-{
-	ccm_opts_init(o);
-	snprintf(o->node, sizeof(o->node), "%s", cfg->node.id);
-	snprintf(o->partner, sizeof(o->partner), "%s", cfg->ic.partner);
-	snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", cfg->ic.cluster_id);
-	snprintf(o->provider, sizeof(o->provider), "%s", cfg->ic.provider);
-	snprintf(o->secret_file, sizeof(o->secret_file), "%s", cfg->ic.secret_file);
-	o->n_links = cfg->ic.n_links < CCM_MAX_LINKS ? cfg->ic.n_links : CCM_MAX_LINKS;
-	for (unsigned i = 0; i < o->n_links; i++) {
-		snprintf(o->links[i].name, sizeof(o->links[i].name), "%s", cfg->ic.links[i].name);
-		snprintf(o->links[i].local, sizeof(o->links[i].local), "%s",
-			 cfg->ic.links[i].local);
-		snprintf(o->links[i].peer, sizeof(o->links[i].peer), "%s", cfg->ic.links[i].peer);
-	}
-	o->instances = (unsigned)cfg->ic.instances;
-	o->balance = cfg->ic.balance == BALANCE_ROUND_ROBIN ? CCM_BALANCE_ROUND_ROBIN
-							    : CCM_BALANCE_LEAST_OUTSTANDING;
-	o->heartbeat_ms = cfg->ic.heartbeat_ms;
-	o->link_deadline_ms = cfg->ic.link_deadline_ms;
-	o->session_deadline_ms = cfg->ic.session_deadline_ms;
-	o->instance_max_load = cfg->ic.instance_max_load;
-}
-
 /* The interconnect comes first: the partner can find our boot region and
  * run its half of the handshake while the rest of this node still loads. */
 static int open_interconnect(struct node *n)
@@ -86,7 +61,7 @@ static int open_interconnect(struct node *n)
 		LOG_INFO("no interconnect links configured: running without a partner");
 		return 0;
 	}
-	node_ccm_opts(&n->cfg, &o);
+	config_ccm_opts(&n->cfg, &o);
 	rc = ccm_create(n->loop, &o, &n->ccm);
 	if (rc < 0)
 		return rc;
@@ -95,13 +70,9 @@ static int open_interconnect(struct node *n)
 
 int node_open_store(struct node *n, const char *shelf, struct store **out)
 {
-	struct store_opts so = {
-	    .engine = n->cfg.store.io_engine == IO_ENGINE_THREADS ? STORE_ENGINE_THREADS
-								  : STORE_ENGINE_URING,
-	    .depth = (unsigned)n->cfg.store.io_depth,
-	    .workers = (unsigned)n->cfg.store.io_workers,
-	};
+	struct store_opts so;
 
+	config_store_opts(&n->cfg, &so);
 	return store_open(n->loop, shelf, &so, out);
 }
 
@@ -116,14 +87,10 @@ static int open_storage(struct node *n)
 
 int node_open_nbd(struct node *n)
 {
-	struct nbd_server_opts o = {
-	    .listen = n->cfg.nbd.listen,
-	    .name = "nbd",
-	    .max_payload = n->cfg.nbd.max_payload,
-	    .conn_buffer = n->cfg.nbd.conn_buffer,
-	    .max_clients = NODE_MAX_CLIENTS,
-	};
+	struct nbd_server_opts o;
 
+	config_nbd_opts(&n->cfg, false, &o);
+	o.max_clients = NODE_MAX_CLIENTS;
 	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
 }
 
@@ -149,23 +116,15 @@ static int open_listeners(struct node *n)
  * same backend as the NBD listener. */
 static int open_proxy(struct node *n)
 {
-	struct proxy_opts po = {
-	    .node = n->cfg.node.id,
-	    .n_ports = (unsigned)n->cfg.proxy.ports,
-	    .port_mem = n->cfg.proxy.port_mem,
-	    .chunk = n->cfg.proxy.chunk,
-	    .timeout_ms = n->cfg.proxy.timeout_ms,
-	    .local_ops = backend_ops(),
-	    .local_ctx = n->backend,
-	};
-	struct nbd_server_opts o = {
-	    .listen = n->cfg.nbd.proxy_listen,
-	    .name = "proxy",
-	    .max_payload = n->cfg.nbd.max_payload,
-	    .conn_buffer = n->cfg.nbd.conn_buffer,
-	    .max_clients = NODE_MAX_CLIENTS,
-	};
+	struct proxy_opts po;
+	struct nbd_server_opts o;
 	int rc;
+
+	config_proxy_opts(&n->cfg, &po);
+	po.local_ops = backend_ops();
+	po.local_ctx = n->backend;
+	config_nbd_opts(&n->cfg, true, &o);
+	o.max_clients = NODE_MAX_CLIENTS;
 
 	if (!n->ccm) {
 		if (n->cfg.nbd.proxy_listen[0])

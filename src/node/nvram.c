@@ -122,24 +122,6 @@ static int resolve_path(char *out, size_t len, const char *set, const char *shel
 	return 0;
 }
 
-/* The mirror's options from the node's config, enum by enum (the mirror
- * never sees struct duet_config). @p path is the resolved log path. */
-static void node_mirror_opts(struct mirror_opts *o, const struct duet_config *cfg, const char *path)
-{
-	mirror_opts_init(o);
-	o->path = path;
-	o->size = cfg->node.nvram_size;
-	o->node_id = cfg->node.id;
-	o->mode = cfg->mirror.mode == CONFIG_MIRROR_MODE_ON ? MIRROR_MODE_ON : MIRROR_MODE_LOCAL;
-	o->durability = cfg->mirror.durability == DURABILITY_LOCAL_SYNC
-			    ? MIRROR_DURABILITY_LOCAL_SYNC
-			    : MIRROR_DURABILITY_MEMORY;
-	o->down = cfg->mirror.down == CONFIG_MIRROR_DOWN_SUSPEND ? MIRROR_DOWN_SUSPEND
-								 : MIRROR_DOWN_DEGRADE;
-	o->suspend_timeout_ms = cfg->mirror.suspend_timeout_ms;
-	o->cp_interval_ms = cfg->mirror.cp_interval_ms;
-}
-
 int nvram_open(struct node *n)
 {
 	const struct duet_config *cfg = &n->cfg;
@@ -147,16 +129,16 @@ int nvram_open(struct node *n)
 	struct mirror_opts o;
 	int rc;
 
-	if (cfg->mirror.mode == CONFIG_MIRROR_MODE_OFF) {
+	if (cfg->mirror.mode == MIRROR_MODE_OFF) {
 		LOG_INFO("[mirror] mirror = off: no NVRAM log; writes go to the volumes directly "
 			 "and only FLUSH makes them durable");
 		return 0;
 	}
-	rc = resolve_path(n->nvram_path, sizeof(n->nvram_path), cfg->node.nvram, cfg->node.shelf,
+	rc = resolve_path(n->nvram_path, sizeof(n->nvram_path), cfg->mirror.log, cfg->node.shelf,
 			  ".nvram", "[node] nvram");
 	if (rc < 0)
 		return rc;
-	if (cfg->mirror.mode == CONFIG_MIRROR_MODE_ON) {
+	if (cfg->mirror.mode == MIRROR_MODE_ON) {
 		rc = resolve_path(n->partner_image_path, sizeof(n->partner_image_path),
 				  cfg->mirror.partner_image, cfg->node.shelf, ".partner",
 				  "[mirror] partner_image");
@@ -168,7 +150,7 @@ int nvram_open(struct node *n)
 			return -EINVAL;
 		}
 	}
-	node_mirror_opts(&o, cfg, n->nvram_path);
+	config_mirror_opts(cfg, n->nvram_path, &o);
 	rc = mirror_open(n->loop, &o, &host_ops, n, &n->mirror);
 	if (rc < 0)
 		return rc;
@@ -199,7 +181,7 @@ int nvram_connect(struct node *n)
 	struct mirror_status st;
 	int rc;
 
-	if (!n->mirror || n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON)
+	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON)
 		return 0;
 	if (!n->ccm) {
 		LOG_WARN("[mirror] mirror = on without interconnect links: writes are logged "
@@ -222,7 +204,7 @@ void nvram_hold(struct node *n, bool hold, const char *why)
 
 int nvram_partner_copy(struct node *n)
 {
-	if (!n->mirror || n->cfg.mirror.mode != CONFIG_MIRROR_MODE_ON)
+	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON)
 		return HA_MIRROR_OFF;
 	return mirror_ccm_partner_copy_valid(n->mirror_ccm) ? HA_MIRROR_IN_SYNC
 							    : HA_MIRROR_DEGRADED;
@@ -304,9 +286,10 @@ struct json_object *nvram_status_json(struct node *n)
 	jobj_add_u64(o, "lag_bytes", st.lag_bytes);
 	jobj_add_bool(o, "takeover_safe", st.takeover_safe);
 	jobj_add_str(o, "durability",
-		     n->cfg.mirror.durability == DURABILITY_LOCAL_SYNC ? "local-sync" : "memory");
+		     n->cfg.mirror.durability == MIRROR_DURABILITY_LOCAL_SYNC ? "local-sync"
+									      : "memory");
 	jobj_add_str(o, "mirror_down",
-		     n->cfg.mirror.down == CONFIG_MIRROR_DOWN_SUSPEND ? "suspend" : "degrade");
+		     n->cfg.mirror.down == MIRROR_DOWN_SUSPEND ? "suspend" : "degrade");
 	jobj_add_str(o, "log", n->nvram_path);
 	jobj_add_u64(o, "log_size", st.log_size);
 	jobj_add_u64(o, "half_size", st.half_size);
@@ -329,7 +312,7 @@ struct json_object *nvram_status_json(struct node *n)
 	jobj_add_u64(o, "xfers_inflight", st.xfers_inflight);
 	jobj_add_bool(o, "cp_running", st.cp_running);
 	jobj_add_bool(o, "idle", st.idle);
-	if (n->cfg.mirror.mode == CONFIG_MIRROR_MODE_ON) {
+	if (n->cfg.mirror.mode == MIRROR_MODE_ON) {
 		tr = json_object_new_object();
 		jobj_add_str(o, "partner_image", n->partner_image_path);
 		if (n->mirror_ccm) {

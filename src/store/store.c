@@ -26,7 +26,7 @@
 #define META_MAX_BYTES 65536
 #define SIZE_MAX_BYTES (UINT64_C(1) << 62)
 
-void store_opts_default(struct store_opts *o)
+void store_opts_init(struct store_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->engine = STORE_ENGINE_URING;
@@ -557,7 +557,7 @@ int store_open(struct loop *loop, const char *dir, const struct store_opts *opts
 	if (opts)
 		s->opts = *opts;
 	else
-		store_opts_default(&s->opts);
+		store_opts_init(&s->opts);
 	if (!s->opts.depth)
 		s->opts.depth = 256;
 	if (!s->opts.workers)

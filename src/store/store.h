@@ -50,7 +50,7 @@ struct store_opts {
 };
 
 /** The defaults: io_uring, depth 256, 4 workers. */
-void store_opts_default(struct store_opts *o);
+void store_opts_init(struct store_opts *o);
 /** "uring" or "threads". */
 const char *store_engine_name(enum store_engine e);
 

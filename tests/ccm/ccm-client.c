@@ -480,31 +480,6 @@ static void usage(void)
 	exit(2);
 }
 
-/* The CCM's options from the [ic] section (as duetd does; to move into the config layer). */
-static void tc_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
-{
-	ccm_opts_init(o);
-	snprintf(o->node, sizeof(o->node), "%s", cfg->node.id);
-	snprintf(o->partner, sizeof(o->partner), "%s", cfg->ic.partner);
-	snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", cfg->ic.cluster_id);
-	snprintf(o->provider, sizeof(o->provider), "%s", cfg->ic.provider);
-	snprintf(o->secret_file, sizeof(o->secret_file), "%s", cfg->ic.secret_file);
-	o->n_links = cfg->ic.n_links < CCM_MAX_LINKS ? cfg->ic.n_links : CCM_MAX_LINKS;
-	for (unsigned i = 0; i < o->n_links; i++) {
-		snprintf(o->links[i].name, sizeof(o->links[i].name), "%s", cfg->ic.links[i].name);
-		snprintf(o->links[i].local, sizeof(o->links[i].local), "%s",
-			 cfg->ic.links[i].local);
-		snprintf(o->links[i].peer, sizeof(o->links[i].peer), "%s", cfg->ic.links[i].peer);
-	}
-	o->instances = (unsigned)cfg->ic.instances;
-	o->balance = cfg->ic.balance == BALANCE_ROUND_ROBIN ? CCM_BALANCE_ROUND_ROBIN
-							    : CCM_BALANCE_LEAST_OUTSTANDING;
-	o->heartbeat_ms = cfg->ic.heartbeat_ms;
-	o->link_deadline_ms = cfg->ic.link_deadline_ms;
-	o->session_deadline_ms = cfg->ic.session_deadline_ms;
-	o->instance_max_load = cfg->ic.instance_max_load;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -600,7 +575,7 @@ int main(int argc, char **argv)
 		return 1;
 	loop_io_add(tc.loop, &tc.sig_io, tc.sig_fd, EPOLLIN, on_signal, &tc);
 
-	tc_ccm_opts(&cfg, &co);
+	config_ccm_opts(&cfg, &co);
 	rc = ccm_create(tc.loop, &co, &tc.ccm);
 	if (rc < 0)
 		return 1;

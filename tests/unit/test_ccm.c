@@ -17,7 +17,7 @@
 
 #include "ccm/ccm.h"
 #include "ccm/ccm_int.h"
-#include "config/config.h"
+#include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
 #include "fake_fabric.h"
@@ -605,21 +605,6 @@ static void test_wrong_partner_and_self(void **state)
 	node_start(a);
 	struct err_wait w2 = {{a, a}, "reaches this node itself"};
 	assert_true(run_until(both_errors, &w2, WAIT_MS));
-}
-
-/* The [ic] key this module added. */
-static void test_config_key(void **state)
-{
-	struct duet_config cfg;
-	char err[256];
-	const char *text = "[node]\nid = a\nshelf = /s\ncontrol = /c\n[nbd]\nlisten = "
-			   "127.0.0.1:1\n[ic]\ninstance_max_load = 800M\n";
-
-	(void)state;
-	assert_int_equal(config_load_string("t.conf", text, &cfg, err, sizeof(err)), 0);
-	assert_int_equal(cfg.ic.instance_max_load, 800ull << 20);
-	config_defaults(&cfg);
-	assert_int_equal(cfg.ic.instance_max_load, 0);
 }
 
 static void test_missing_secret(void **state)
@@ -1621,7 +1606,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_config_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),

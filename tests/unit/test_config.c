@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config/config.h"
@@ -81,9 +82,9 @@ static void test_renamed_keys(void **state)
 					    &cfg, err, sizeof(err)),
 			 0);
 	assert_int_equal(cfg.renamed_keys, 3);
-	assert_int_equal(cfg.ic.heartbeat_ms, 9);
-	assert_int_equal(cfg.node.nvram_size, 8 << 20);
-	assert_string_equal(cfg.node.nvram, "/l");
+	assert_int_equal(cfg.ic.probe_ms, 9);
+	assert_int_equal(cfg.mirror.log_size, 8 << 20);
+	assert_string_equal(cfg.mirror.log, "/l");
 	/* Old and new spelling together: given twice. */
 	expect_error(BASE "[ic]\nprobe_ms = 7\nheartbeat_ms = 9\n",
 		     "[ic] heartbeat_ms: given twice");
@@ -114,12 +115,255 @@ static void test_parse_size(void **state)
 	assert_int_equal(parse_size("99999999999T", &v), -ERANGE);
 }
 
+/* ---- each module's keys (moved here from the modules' tests) ---- */
+
+static void test_proxy_keys(void **state)
+{
+	const char *base = "[node]\nid = a\nshelf = /tmp/s\ncontrol = /tmp/c\n"
+			   "[nbd]\nlisten = 127.0.0.1:1\n";
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(config_load_string("t", base, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.proxy.timeout_ms == PROXY_DEFAULT_TIMEOUT_MS &&
+		    cfg.proxy.ports == PROXY_DEFAULT_PORTS &&
+		    cfg.proxy.port_mem == PROXY_DEFAULT_PORT_MEM &&
+		    cfg.proxy.chunk == PROXY_DEFAULT_CHUNK);
+	snprintf(text, sizeof(text),
+		 "%s[proxy]\ntimeout_ms = 500\nports = 2\nport_mem = 8M\nchunk = 256K\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.proxy.timeout_ms == 500 && cfg.proxy.ports == 2 &&
+		    cfg.proxy.port_mem == (8u << 20) && cfg.proxy.chunk == (256u << 10));
+	snprintf(text, sizeof(text), "%s[proxy]\nport_mem = 1M\nchunk = 1M\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "chunk"));
+	snprintf(text, sizeof(text), "%s[proxy]\nports = 17\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s[proxy]\ntimeout_ms = 0\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s[proxy]\nbogus = 1\n", base);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+}
+
+/* The [ic] key this module added. */
+static void test_ccm_keys(void **state)
+{
+	const char *text = "[node]\nid = a\nshelf = /s\ncontrol = /c\n[nbd]\nlisten = "
+			   "127.0.0.1:1\n[ic]\ninstance_max_load = 800M\n";
+
+	(void)state;
+	assert_int_equal(config_load_string("t.conf", text, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.ic.instance_max_load, 800ull << 20);
+	config_defaults(&cfg);
+	assert_int_equal(cfg.ic.instance_max_load, 0);
+}
+
+static void test_monitor_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.monitor.partner_shelf, "");
+	assert_int_equal(cfg.monitor.heartbeat_ms, 20);
+	assert_int_equal(cfg.monitor.deadline_ms, 150);
+	assert_int_equal(cfg.monitor.mailbox_ms, 25);
+	assert_int_equal(cfg.monitor.mailbox_deadline_ms, 100);
+	assert_int_equal(cfg.monitor.lease_ms, 100);
+	assert_int_equal(cfg.monitor.fence_margin_ms, 50);
+	assert_int_equal(cfg.monitor.watchdog_ms, 1000);
+	assert_int_equal(cfg.monitor.auto_giveback, false);
+	assert_int_equal(cfg.monitor.giveback_delay_ms, 5000);
+
+	assert_int_equal(config_load_string("t.ini",
+					    BASE "[monitor]\npartner_shelf = /tmp/shelf-b\n"
+						 "heartbeat_ms = 10\ndeadline_ms = 100\n"
+						 "mailbox_ms = 20\nmailbox_deadline_ms = 80\n"
+						 "lease_ms = 60\nfence_margin_ms = 0\n"
+						 "watchdog_ms = 500\nauto_giveback = on\n"
+						 "giveback_delay_ms = 0\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.monitor.partner_shelf, "/tmp/shelf-b");
+	assert_int_equal(cfg.monitor.heartbeat_ms, 10);
+	assert_int_equal(cfg.monitor.lease_ms, 60);
+	assert_int_equal(cfg.monitor.auto_giveback, true);
+	assert_int_equal(cfg.monitor.giveback_delay_ms, 0);
+
+	struct {
+		const char *text, *needle;
+	} bad[] = {
+	    {BASE "[monitor]\nauto_giveback = maybe\n", "t.ini:8: [monitor] auto_giveback"},
+	    {BASE "[monitor]\nheartbeat_ms = 0\n", "t.ini:8: [monitor] heartbeat_ms"},
+	    {BASE "[monitor]\nbogus = 1\n", "[monitor] bogus: unknown key"},
+	    {BASE "[monitor]\nheartbeat_ms = 100\n", "[monitor] deadline_ms: want at least 2"},
+	    {BASE "[monitor]\nmailbox_ms = 100\n", "[monitor] mailbox_deadline_ms"},
+	    {BASE "[monitor]\nmailbox_ms = 60\nmailbox_deadline_ms = 500\n",
+	     "[monitor] lease_ms: want at least 2 x mailbox_ms"},
+	    {BASE "[monitor]\nwatchdog_ms = 100\n", "[monitor] watchdog_ms: want more"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(config_load_string("t.ini", bad[i].text, &cfg, err, sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i].needle))
+			fail_msg("error '%s' lacks '%s'", err, bad[i].needle);
+	}
+}
+
+static void test_mirror_keys(void **state)
+{
+	struct mirror_opts o;
+	const char *base = "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+			   "[nbd]\nlisten = 127.0.0.1:10809\n"
+			   "[mirror]\nlog = /var/lib/duet/a.nvram\nlog_size = 128M\n"
+			   "mirror = off\ndurability = local-sync\nmirror_down = suspend\n"
+			   "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\n"
+			   "partner_image = /var/lib/duet/b.mirror\n";
+
+	(void)state;
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "[nbd]\nlisten = 127.0.0.1:10809\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.mirror.log, "");
+	assert_int_equal(cfg.mirror.log_size, 64u << 20);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_ON);
+	assert_int_equal(cfg.mirror.durability, MIRROR_DURABILITY_MEMORY);
+	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
+	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
+	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.mirror.log, "/var/lib/duet/a.nvram");
+	assert_int_equal(cfg.mirror.log_size, 128u << 20);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_OFF);
+	assert_int_equal(cfg.mirror.durability, MIRROR_DURABILITY_LOCAL_SYNC);
+	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
+	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
+	assert_int_equal(cfg.mirror.cp_interval_ms, 250);
+	assert_string_equal(cfg.mirror.partner_image, "/var/lib/duet/b.mirror");
+	/* mirror = local: the log, no partner. */
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n[mirror]\nmirror = local\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_int_equal(cfg.mirror.mode, MIRROR_MODE_LOCAL);
+	/* The mirror's options from the config. */
+	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
+	config_mirror_opts(&cfg, "/resolved/log", &o);
+	assert_string_equal(o.path, "/resolved/log");
+	assert_int_equal(o.size, 128u << 20);
+	assert_string_equal(o.node_id, "a");
+	assert_int_equal(o.mode, MIRROR_MODE_OFF);
+	assert_int_equal(o.durability, MIRROR_DURABILITY_LOCAL_SYNC);
+	assert_int_equal(o.down, MIRROR_DOWN_SUSPEND);
+	assert_int_equal(o.suspend_timeout_ms, 5000);
+	assert_int_equal(o.cp_interval_ms, 250);
+	/* Bad values name the key. */
+	char bad[1024];
+	snprintf(bad, sizeof(bad), "%s%s", base, "durability = disk\n");
+	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(bad, sizeof(bad), "[node]\nid = a\nshelf = /s\ncontrol = /c\nnvram_size = 4K\n");
+	/* (the old spelling: the error names the key as the file spells it) */
+	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[node] nvram_size"));
+	snprintf(bad, sizeof(bad),
+		 "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+		 "[nbd]\nlisten = 127.0.0.1:1\n[mirror]\nmirror = maybe\n");
+	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[mirror] mirror: 'maybe' is not one of the allowed values"));
+}
+
+/* Every module's options carry the configured values, and the module's own
+ * defaults where the file says nothing: the config's defaults are the
+ * modules' (one place for each default). */
+static void test_module_opts(void **state)
+{
+	struct store_opts so, so_def;
+	struct ccm_opts co, co_def;
+	struct monitor_opts mo, mo_def;
+	struct mirror_opts xo, xo_def;
+	struct proxy_opts po;
+	struct nbd_server_opts no;
+
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	store_opts_init(&so_def);
+	ccm_opts_init(&co_def);
+	monitor_opts_init(&mo_def);
+	mirror_opts_init(&xo_def);
+	config_store_opts(&cfg, &so);
+	config_ccm_opts(&cfg, &co);
+	config_monitor_opts(&cfg, &mo);
+	config_mirror_opts(&cfg, "/l", &xo);
+	assert_int_equal(so.engine, so_def.engine);
+	assert_int_equal(so.depth, so_def.depth);
+	assert_int_equal(so.workers, so_def.workers);
+	assert_string_equal(co.provider, co_def.provider);
+	assert_int_equal(co.heartbeat_ms, co_def.heartbeat_ms);
+	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
+	assert_int_equal(co.session_deadline_ms, co_def.session_deadline_ms);
+	assert_int_equal(co.balance, co_def.balance);
+	assert_int_equal(mo.heartbeat_ms, mo_def.heartbeat_ms);
+	assert_int_equal(mo.deadline_ms, mo_def.deadline_ms);
+	assert_int_equal(mo.lease_ms, mo_def.lease_ms);
+	assert_int_equal(mo.fence_margin_ms, mo_def.fence_margin_ms);
+	assert_int_equal(mo.watchdog_ms, mo_def.watchdog_ms);
+	assert_int_equal(mo.auto_giveback, mo_def.auto_giveback);
+	assert_int_equal(xo.mode, xo_def.mode);
+	assert_int_equal(xo.cp_interval_ms, xo_def.cp_interval_ms);
+
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       BASE
+			       "proxy_listen = 127.0.0.1:10810\nmax_payload = 64M\n"
+			       "[store]\nio_engine = threads\nio_depth = 64\nio_workers = 2\n"
+			       "[ic]\npartner = b\nlink = ic0 127.0.0.1:1 127.0.0.1:2\n"
+			       "link = ic1 127.0.0.2:1 127.0.0.2:2\nprobe_ms = 7\n"
+			       "balance = round_robin\n"
+			       "[monitor]\npartner_shelf = /p\nlease_ms = 60\nauto_giveback = on\n"
+			       "[proxy]\nports = 2\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	config_store_opts(&cfg, &so);
+	assert_int_equal(so.engine, STORE_ENGINE_THREADS);
+	assert_int_equal(so.depth, 64);
+	assert_int_equal(so.workers, 2);
+	config_ccm_opts(&cfg, &co);
+	assert_string_equal(co.node, "a");
+	assert_string_equal(co.partner, "b");
+	assert_int_equal(co.n_links, 2);
+	assert_string_equal(co.links[1].name, "ic1");
+	assert_string_equal(co.links[1].peer, "127.0.0.2:2");
+	assert_int_equal(co.heartbeat_ms, 7);
+	assert_int_equal(co.balance, CCM_BALANCE_ROUND_ROBIN);
+	config_monitor_opts(&cfg, &mo);
+	assert_string_equal(mo.node_id, "a");
+	assert_string_equal(mo.partner_id, "b");
+	assert_string_equal(mo.partner_shelf, "/p");
+	assert_int_equal(mo.n_links, 2);
+	assert_string_equal(mo.link_names[0], "ic0");
+	assert_int_equal(mo.lease_ms, 60);
+	assert_true(mo.auto_giveback);
+	config_proxy_opts(&cfg, &po);
+	assert_string_equal(po.node, "a");
+	assert_int_equal(po.n_ports, 2);
+	config_nbd_opts(&cfg, true, &no);
+	assert_string_equal(no.listen, "127.0.0.1:10810");
+	assert_string_equal(no.name, "proxy");
+	assert_int_equal(no.max_payload, 64 << 20);
+	config_nbd_opts(&cfg, false, &no);
+	assert_string_equal(no.listen, "127.0.0.1:10809");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_links),
 	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_renamed_keys),
-	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_proxy_keys),	 cmocka_unit_test(test_ccm_keys),
+	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
+	    cmocka_unit_test(test_module_opts),	 cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_parse_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,6 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/loop.h"
-#include "config/config.h"
 #include "mirror/mirror.h"
 #include "mirror/mirror_int.h"
 #include "store/store.h"
@@ -209,76 +208,6 @@ static void test_header_slots(void **state)
 	h.major = 2;
 	mirror_log_header_write(img, &h, 1);
 	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EPROTO);
-}
-
-static void test_config_keys(void **state)
-{
-	struct duet_config cfg;
-	struct mirror_opts o;
-	char err[512];
-	const char *base =
-	    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-	    "nvram = /var/lib/duet/a.nvram\nnvram_size = 128M\n"
-	    "[nbd]\nlisten = 127.0.0.1:10809\n"
-	    "[mirror]\nmirror = off\ndurability = local-sync\nmirror_down = suspend\n"
-	    "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\n"
-	    "partner_image = /var/lib/duet/b.mirror\n";
-
-	(void)state;
-	assert_int_equal(config_load_string("t.ini",
-					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-					    "[nbd]\nlisten = 127.0.0.1:10809\n",
-					    &cfg, err, sizeof(err)),
-			 0);
-	assert_string_equal(cfg.node.nvram, "");
-	assert_int_equal(cfg.node.nvram_size, 64u << 20);
-	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_ON);
-	assert_int_equal(cfg.mirror.durability, DURABILITY_MEMORY);
-	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_DEGRADE);
-	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
-	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
-	assert_string_equal(cfg.node.nvram, "/var/lib/duet/a.nvram");
-	assert_int_equal(cfg.node.nvram_size, 128u << 20);
-	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_OFF);
-	assert_int_equal(cfg.mirror.durability, DURABILITY_LOCAL_SYNC);
-	assert_int_equal(cfg.mirror.down, CONFIG_MIRROR_DOWN_SUSPEND);
-	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
-	assert_int_equal(cfg.mirror.cp_interval_ms, 250);
-	assert_string_equal(cfg.mirror.partner_image, "/var/lib/duet/b.mirror");
-	/* mirror = local: the log, no partner. */
-	assert_int_equal(
-	    config_load_string("t.ini",
-			       "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-			       "[nbd]\nlisten = 127.0.0.1:10809\n[mirror]\nmirror = local\n",
-			       &cfg, err, sizeof(err)),
-	    0);
-	assert_int_equal(cfg.mirror.mode, CONFIG_MIRROR_MODE_LOCAL);
-	/* The mirror's own defaults are the config's. */
-	assert_int_equal(config_load_string("t.ini",
-					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-					    "[nbd]\nlisten = 127.0.0.1:10809\n",
-					    &cfg, err, sizeof(err)),
-			 0);
-	mirror_opts_init(&o);
-	assert_null(o.path);
-	assert_int_equal(o.size, 0);
-	assert_int_equal(o.mode, MIRROR_MODE_ON);
-	assert_int_equal(o.durability, MIRROR_DURABILITY_MEMORY);
-	assert_int_equal(o.down, MIRROR_DOWN_DEGRADE);
-	assert_int_equal(o.suspend_timeout_ms, cfg.mirror.suspend_timeout_ms);
-	assert_int_equal(o.cp_interval_ms, cfg.mirror.cp_interval_ms);
-	/* Bad values name the key. */
-	char bad[1024];
-	snprintf(bad, sizeof(bad), "%s%s", base, "durability = disk\n");
-	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
-	snprintf(bad, sizeof(bad), "[node]\nid = a\nshelf = /s\ncontrol = /c\nnvram_size = 4K\n");
-	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "[node] nvram_size"));
-	snprintf(bad, sizeof(bad),
-		 "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-		 "[nbd]\nlisten = 127.0.0.1:1\n[mirror]\nmirror = maybe\n");
-	assert_int_equal(config_load_string("t.ini", bad, &cfg, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "[mirror] mirror: 'maybe' is not one of the allowed values"));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1517,7 +1446,7 @@ static void shelf_open(char *dir, size_t len, struct loop **loop, struct store *
 	snprintf(dir, len, "%s/duet-shelf-XXXXXX", tmp_base());
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(loop_create(loop), 0);
-	store_opts_default(&so);
+	store_opts_init(&so);
 	if (threads)
 		so.engine = STORE_ENGINE_THREADS;
 	assert_int_equal(store_open(*loop, dir, &so, s), 0);
@@ -1900,7 +1829,6 @@ int main(void)
 	    cmocka_unit_test(test_vol_id),
 	    cmocka_unit_test(test_record_encoding),
 	    cmocka_unit_test(test_header_slots),
-	    cmocka_unit_test(test_config_keys),
 	    cmocka_unit_test(test_append_basic),
 	    cmocka_unit_test(test_wraparound_local),
 	    cmocka_unit_test(test_wraparound_loopback),

@@ -10,8 +10,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/crc32c.h"
-#include "config/config.h"
 #include "monitor/monitor_int.h"
 
 static struct monitor_alive sample_alive(void)
@@ -195,70 +195,12 @@ static void test_names(void **state)
 	assert_string_equal(monitor_ha_state_name((enum ha_state)99), "?");
 }
 
-#define BASE                                                            \
-	"[node]\nid = a\nshelf = /tmp/shelf-a\ncontrol = /tmp/a.sock\n" \
-	"[nbd]\nlisten = 127.0.0.1:10809\n"
-
-static void test_config(void **state)
-{
-	struct duet_config cfg;
-	char err[512];
-
-	(void)state;
-	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
-	assert_string_equal(cfg.monitor.partner_shelf, "");
-	assert_int_equal(cfg.monitor.heartbeat_ms, 20);
-	assert_int_equal(cfg.monitor.deadline_ms, 150);
-	assert_int_equal(cfg.monitor.mailbox_ms, 25);
-	assert_int_equal(cfg.monitor.mailbox_deadline_ms, 100);
-	assert_int_equal(cfg.monitor.lease_ms, 100);
-	assert_int_equal(cfg.monitor.fence_margin_ms, 50);
-	assert_int_equal(cfg.monitor.watchdog_ms, 1000);
-	assert_int_equal(cfg.monitor.auto_giveback, CONFIG_OFF);
-	assert_int_equal(cfg.monitor.giveback_delay_ms, 5000);
-
-	assert_int_equal(config_load_string("t.ini",
-					    BASE "[monitor]\npartner_shelf = /tmp/shelf-b\n"
-						 "heartbeat_ms = 10\ndeadline_ms = 100\n"
-						 "mailbox_ms = 20\nmailbox_deadline_ms = 80\n"
-						 "lease_ms = 60\nfence_margin_ms = 0\n"
-						 "watchdog_ms = 500\nauto_giveback = on\n"
-						 "giveback_delay_ms = 0\n",
-					    &cfg, err, sizeof(err)),
-			 0);
-	assert_string_equal(cfg.monitor.partner_shelf, "/tmp/shelf-b");
-	assert_int_equal(cfg.monitor.heartbeat_ms, 10);
-	assert_int_equal(cfg.monitor.lease_ms, 60);
-	assert_int_equal(cfg.monitor.auto_giveback, CONFIG_ON);
-	assert_int_equal(cfg.monitor.giveback_delay_ms, 0);
-
-	struct {
-		const char *text, *needle;
-	} bad[] = {
-	    {BASE "[monitor]\nauto_giveback = maybe\n", "t.ini:8: [monitor] auto_giveback"},
-	    {BASE "[monitor]\nheartbeat_ms = 0\n", "t.ini:8: [monitor] heartbeat_ms"},
-	    {BASE "[monitor]\nbogus = 1\n", "[monitor] bogus: unknown key"},
-	    {BASE "[monitor]\nheartbeat_ms = 100\n", "[monitor] deadline_ms: want at least 2"},
-	    {BASE "[monitor]\nmailbox_ms = 100\n", "[monitor] mailbox_deadline_ms"},
-	    {BASE "[monitor]\nmailbox_ms = 60\nmailbox_deadline_ms = 500\n",
-	     "[monitor] lease_ms: want at least 2 x mailbox_ms"},
-	    {BASE "[monitor]\nwatchdog_ms = 100\n", "[monitor] watchdog_ms: want more"},
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(config_load_string("t.ini", bad[i].text, &cfg, err, sizeof(err)),
-				 -EINVAL);
-		if (!strstr(err, bad[i].needle))
-			fail_msg("error '%s' lacks '%s'", err, bad[i].needle);
-	}
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_crc32c),	    cmocka_unit_test(test_alive_round_trip),
 	    cmocka_unit_test(test_mark_round_trip), cmocka_unit_test(test_blank_and_torn),
 	    cmocka_unit_test(test_foreign),	    cmocka_unit_test(test_names),
-	    cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

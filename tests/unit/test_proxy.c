@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/config.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "nbd/nbd.h"
@@ -631,36 +630,6 @@ static void test_pmem(void **state)
 	assert_int_equal(m.used, 0);
 	assert_int_equal(proxy_pmem_alloc(&m, 100 * PX_UNIT), 0);
 	proxy_pmem_fini(&m);
-}
-
-static void test_config(void **state)
-{
-	struct duet_config cfg;
-	char err[512];
-	const char *base = "[node]\nid = a\nshelf = /tmp/s\ncontrol = /tmp/c\n"
-			   "[nbd]\nlisten = 127.0.0.1:1\n";
-	char text[1024];
-
-	(void)state;
-	assert_int_equal(config_load_string("t", base, &cfg, err, sizeof(err)), 0);
-	assert_true(cfg.proxy.timeout_ms == PROXY_DEFAULT_TIMEOUT_MS &&
-		    cfg.proxy.ports == PROXY_DEFAULT_PORTS &&
-		    cfg.proxy.port_mem == PROXY_DEFAULT_PORT_MEM &&
-		    cfg.proxy.chunk == PROXY_DEFAULT_CHUNK);
-	snprintf(text, sizeof(text),
-		 "%s[proxy]\ntimeout_ms = 500\nports = 2\nport_mem = 8M\nchunk = 256K\n", base);
-	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), 0);
-	assert_true(cfg.proxy.timeout_ms == 500 && cfg.proxy.ports == 2 &&
-		    cfg.proxy.port_mem == (8u << 20) && cfg.proxy.chunk == (256u << 10));
-	snprintf(text, sizeof(text), "%s[proxy]\nport_mem = 1M\nchunk = 1M\n", base);
-	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "chunk"));
-	snprintf(text, sizeof(text), "%s[proxy]\nports = 17\n", base);
-	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
-	snprintf(text, sizeof(text), "%s[proxy]\ntimeout_ms = 0\n", base);
-	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
-	snprintf(text, sizeof(text), "%s[proxy]\nbogus = 1\n", base);
-	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
 }
 
 /* ---- over the fake CCM ---- */
@@ -1623,7 +1592,6 @@ int main(void)
 	    cmocka_unit_test(test_wire_roundtrip),
 	    cmocka_unit_test(test_wire_rejects),
 	    cmocka_unit_test(test_pmem),
-	    cmocka_unit_test(test_config),
 	    cmocka_unit_test_setup_teardown(test_list_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_commands, setup, teardown),

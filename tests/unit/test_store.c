@@ -61,7 +61,7 @@ static void ctx_open_in(struct ctx *c, const char *base)
 	snprintf(c->dir, sizeof(c->dir), "%s/duet-store-XXXXXX", base);
 	assert_non_null(mkdtemp(c->dir));
 	assert_int_equal(loop_create(&c->l), 0);
-	store_opts_default(&c->opts);
+	store_opts_init(&c->opts);
 	c->opts.engine = g_engine;
 	assert_int_equal(store_open(c->l, c->dir, &c->opts, &c->s), 0);
 	assert_int_equal(store_get_engine(c->s), g_engine);
