@@ -1,6 +1,19 @@
 # shellcheck shell=bash
 # Helpers shared by the bench/*.sh scripts (sourced, not run).
 # Each script sets BENCH_NAME (for messages) before sourcing this file.
+#
+# It also sources tests/node-config.sh (write_node_config: the one duetd INI
+# writer) and tests/netns.sh (netns_pair, veth_link, netns_cleanup), and
+# puts tools/python (duet_nbd.py, the NBD client module) on PYTHONPATH.
+#
+# Functions:
+
+_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tests/node-config.sh
+. "$_BENCH_ROOT/tests/node-config.sh"
+# shellcheck source=tests/netns.sh
+. "$_BENCH_ROOT/tests/netns.sh"
+export PYTHONPATH=$_BENCH_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 
 # bench_die MSG...: one line on stderr, exit 1.
 bench_die() {

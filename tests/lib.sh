@@ -26,6 +26,15 @@
 #   step MSG / fail MSG / skip MSG / need TOOL...   (skip exits 77: counted as skipped)
 #   log_mark NAME / log_since NAME          lines node NAME logged since the mark
 #   sha FILE
+#   write_config NAME PORT [lines...]       write $T/NAME.conf (start_node does it)
+# From tests/node-config.sh (sourced here):
+#   write_node_config FILE ID DIR [ITEM...] the one duetd INI writer
+# From tests/netns.sh (sourced here; needs root):
+#   netns_pair NS_A NS_B / veth_link NS_A IF_A ADDR_A NS_B IF_B ADDR_B /
+#   netns_cleanup                           namespaces and veth pairs; a test
+#                                           that makes them calls netns_cleanup
+#                                           from its exit trap
+# PYTHONPATH holds tools/python (duet_nbd.py, the shared NBD client module).
 # On exit it stops only the processes it started (by PID), checks their logs
 # for sanitizer reports, prints the log tails when the test failed, and prints
 # one line: "PASS name (Ns)", "FAIL name (Ns) at: step" or "SKIP name".
@@ -44,6 +53,11 @@ esac
 DUETD=$BUILD/src/node/duetd
 DUETCTL=$BUILD/tools/duetctl
 PORT_BASE=${DUET_PORT_BASE:-23000}
+# shellcheck source=tests/node-config.sh
+. "$REPO_ROOT/tests/node-config.sh"
+# shellcheck source=tests/netns.sh
+. "$REPO_ROOT/tests/netns.sh"
+export PYTHONPATH=$REPO_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 # Slow builds (ASan) may scale every timeout; the runner sets this.
 TIMEOUT_SCALE=${DUET_TIMEOUT_SCALE:-1}
 QUICK=${DUET_QUICK:-0}
@@ -134,25 +148,15 @@ port_connections() {
 	ss -Htn state established "sport = :$1" 2>/dev/null | wc -l
 }
 
-# write_config NAME PORT [lines...]: write $T/NAME.conf, print its path.
+# write_config NAME PORT [lines...]: write $T/NAME.conf (write_node_config:
+# [node] with the defaults, [nbd] listen = 127.0.0.1:PORT, then the lines),
+# make its shelf, print its path.
 write_config() {
 	local name=$1 port=$2
 	shift 2
 	local conf=$T/$name.conf
 	mkdir -p "$T/$name-shelf"
-	{
-		echo "[node]"
-		echo "id = $name"
-		echo "shelf = $T/$name-shelf"
-		echo "control = $T/$name.sock"
-		echo "log_level = ${DUET_LOG_LEVEL:-info}"
-		echo "[nbd]"
-		echo "listen = 127.0.0.1:$port"
-		local l
-		for l in "$@"; do
-			printf '%s\n' "$l"
-		done
-	} >"$conf"
+	write_node_config "$conf" "$name" "$T" "[nbd]" "listen = 127.0.0.1:$port" "$@"
 	echo "$conf"
 }
 
@@ -291,6 +295,8 @@ _cleanup() {
 			{ [ $rc -eq 0 ] || [ $rc -eq 77 ]; } && rc=1
 		fi
 	done
+	# Namespaces a test made and did not remove itself (tests/netns.sh).
+	netns_cleanup
 	if [ $rc -eq 77 ]; then
 		echo "SKIP $TEST_NAME ($((SECONDS - TEST_START))s)"
 	elif [ $rc -ne 0 ]; then

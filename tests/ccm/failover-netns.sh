@@ -37,13 +37,17 @@ NSA=ccma$TAG NSB=ccmb$TAG
 DIR=$(mktemp -d /tmp/ccm-failover.XXXXXX)
 declare -A PID=()
 
+# shellcheck source=tests/netns.sh
+. "$(dirname "$(readlink -f "$0")")/../netns.sh"
+# shellcheck source=tests/node-config.sh
+. "$(dirname "$(readlink -f "$0")")/../node-config.sh"
+
 cleanup() {
 	for n in "${!PID[@]}"; do
 		kill -9 "${PID[$n]}" 2>/dev/null || true
 		wait "${PID[$n]}" 2>/dev/null || true
 	done
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
+	netns_cleanup
 	if [ -n "${KEEP:-}" ]; then echo "logs kept in $DIR"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
@@ -56,37 +60,18 @@ fail() {
 	exit 1
 }
 
-ip netns add "$NSA"
-ip netns add "$NSB"
+netns_pair "$NSA" "$NSB"
 for i in 0 1; do
-	ip link add "va$i$TAG" type veth peer name "vb$i$TAG"
-	ip link set "va$i$TAG" netns "$NSA"
-	ip link set "vb$i$TAG" netns "$NSB"
-	ip -n "$NSA" addr add "10.77.$i.1/24" dev "va$i$TAG"
-	ip -n "$NSB" addr add "10.77.$i.2/24" dev "vb$i$TAG"
-	ip -n "$NSA" link set "va$i$TAG" up
-	ip -n "$NSB" link set "vb$i$TAG" up
+	veth_link "$NSA" "va$i$TAG" "10.77.$i.1/24" "$NSB" "vb$i$TAG" "10.77.$i.2/24"
 done
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
 
 umask 077
 printf 'failover test secret, long enough\n' >"$DIR/secret"
 write_cfg() { # node partner my-host-octet peer-host-octet
-	cat >"$DIR/$1.conf" <<CFG
-[node]
-id = $1
-shelf = $DIR/$1-shelf
-control = $DIR/$1.sock
-[nbd]
-listen = 127.0.0.1:1
-[ic]
-provider = $PROVIDER
-partner = $2
-secret_file = $DIR/secret
-link = ic0 10.77.0.$3:$BASE 10.77.0.$4:$BASE
-link = ic1 10.77.1.$3:$((BASE + 1)) 10.77.1.$4:$((BASE + 1))
-CFG
+	write_node_config "$DIR/$1.conf" "$1" "$DIR" log_level= "[nbd]" "listen = 127.0.0.1:1" \
+		"[ic]" "provider = $PROVIDER" "partner = $2" "secret_file = $DIR/secret" \
+		"link = ic0 10.77.0.$3:$BASE 10.77.0.$4:$BASE" \
+		"link = ic1 10.77.1.$3:$((BASE + 1)) 10.77.1.$4:$((BASE + 1))"
 }
 write_cfg a b 1 2
 write_cfg b a 2 1
