@@ -43,21 +43,21 @@ import sys
 import threading
 import time
 
-# The NBD handshake and protocol constants are the fault tests' client's.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fault"))
-from ackwriter import (  # noqa: E402
+# The NBD client: tools/python/duet_nbd.py (on PYTHONPATH from bench/lib.sh).
+from duet_nbd import (
     CMD_DISC,
     CMD_READ,
     CMD_WRITE,
     REQ_MAGIC,
+    read_blocks,
     recv_exact,
 )
-from ackwriter import SIMPLE_MAGIC as SIMPLE_REPLY_MAGIC  # noqa: E402
-from ackwriter import connect as _connect  # noqa: E402
+from duet_nbd import SIMPLE_MAGIC as SIMPLE_REPLY_MAGIC
+from duet_nbd import REQUEST as REQ
+from duet_nbd import SIMPLE_REPLY as REPLY
+from duet_nbd import connect as _connect
 
 TAG = b"DUETFOV1"
-REQ = struct.Struct(">IHHQQI")
-REPLY = struct.Struct(">IIQ")
 
 
 def fill(bs, run, wid, block):
@@ -214,27 +214,6 @@ def parse_logs(paths):
                     acks += 1
                 state[block] = (last, pending)
     return state, acks
-
-
-def read_blocks(port, export, blocks, bs, offset):
-    sock = nbd_connect(port, export)
-    out = {}
-    todo = sorted(blocks)
-    pending = {}
-    i = 0
-    while i < len(todo) or pending:
-        while i < len(todo) and len(pending) < 32:
-            b = todo[i]
-            i += 1
-            pending[b + 1] = b
-            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, b + 1, offset + b * bs, bs))
-        magic, err, handle = REPLY.unpack(recv_exact(sock, REPLY.size))
-        if magic != SIMPLE_REPLY_MAGIC or err:
-            raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
-        out[pending.pop(handle)] = recv_exact(sock, bs)
-    sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
-    sock.close()
-    return out
 
 
 def decode(data, bs):
