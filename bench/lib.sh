@@ -13,6 +13,8 @@
 #   bench_write_section DOC TITLE FILE   replace a "## TITLE" section of DOC
 #   bench_args ARGS...                   [--write-doc] [BUILD_DIR]: write_doc,
 #                                        build, DUETD, DUETCTL
+#   bench_need_fio_bench TOOL...         the checks of a fio benchmark: TOOLs, fio's
+#                                        nbd engine, duetd in $build, sanitizer warning
 #   bench_workdir PREFIX                 W, PIDS, BENCH_RM and the exit trap
 #                                        (bench_cleanup)
 #   bench_listening PORT / bench_wait_port PORT PID NAME
@@ -136,6 +138,15 @@ bench_args() {
 	case $build in /*) ;; *) build=$_BENCH_ROOT/$build ;; esac
 	DUETD=$build/src/node/duetd
 	DUETCTL=$build/tools/duetctl
+}
+
+# bench_need_fio_bench TOOL...: bench_need TOOL..., bench_need_fio_nbd,
+# bench_need_build $build, bench_sanitizer_warn $build.
+bench_need_fio_bench() {
+	bench_need "$@"
+	bench_need_fio_nbd
+	bench_need_build "$build"
+	bench_sanitizer_warn "$build"
 }
 
 # bench_workdir PREFIX: W=a fresh directory under BENCH_DIR (or TMPDIR,

@@ -43,10 +43,7 @@ SERVERS=${BENCH_SERVERS:-on on-tmpfs local off nbdkit}
 TMPFS=${BENCH_TMPFS:-/dev/shm}
 SIZE=1G
 
-bench_need fio nbdkit jq ss
-bench_need_fio_nbd
-bench_need_build "$build"
-bench_sanitizer_warn "$build"
+bench_need_fio_bench fio nbdkit jq ss
 
 bench_workdir duet-mbench
 NV=""

@@ -28,10 +28,7 @@ DUET_PORT=$PORT
 KIT_PORT=$((PORT + 1))
 SIZE=1G
 
-bench_need fio nbdkit jq nbdinfo ss
-bench_need_fio_nbd
-bench_need_build "$build"
-bench_sanitizer_warn "$build"
+bench_need_fio_bench fio nbdkit jq nbdinfo ss
 
 bench_workdir duet-bench
 cd "$W"

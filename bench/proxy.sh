@@ -26,10 +26,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 P=${BENCH_PORT_BASE:-23960}
 SIZE=1G
 
-bench_need fio jq ss
-bench_need_fio_nbd
-bench_need_build "$build"
-bench_sanitizer_warn "$build"
+bench_need_fio_bench fio jq ss
 
 bench_workdir duet-bench-proxy
 

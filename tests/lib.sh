@@ -27,8 +27,21 @@
 #   log_mark NAME / log_since NAME          lines node NAME logged since the mark
 #   sha FILE
 #   write_config NAME PORT [lines...]       write $T/NAME.conf (start_node does it)
+#   need_fio_nbd                            skip unless fio has the nbd engine
+#   proxy_pair_setup                        a loopback proxy pair's ports (P=PORT_BASE,
+#                                           A_NBD, A_PROXY, B_NBD, B_PROXY = P..P+3; the
+#                                           links take P+4, P+5), MB of data (64, 32
+#                                           with --quick), the secret $T/cluster.key
+#   proxy_pair_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC [TIMEOUT_MS]
+#                                           config lines (after [nbd] listen) of one
+#                                           node of a proxy pair on loopback: its proxy
+#                                           port, [ic] with one link and the secret
+#                                           $T/cluster.key, [proxy] timeout_ms if given
+#   proxy_up NODE / proxy_serves NODE VOLUME   NODE's proxy is up / its proxy
+#                                           port lists VOLUME (for wait_for)
 # From tests/node-config.sh (sourced here):
 #   write_node_config FILE ID DIR [ITEM...] the one duetd INI writer
+#   write_cluster_key FILE                  a fresh interconnect secret
 # From tests/netns.sh (sourced here; needs root):
 #   netns_pair NS_A NS_B / veth_link NS_A IF_A ADDR_A NS_B IF_B ADDR_B /
 #   netns_cleanup                           namespaces and veth pairs; a test
@@ -158,6 +171,36 @@ write_config() {
 	mkdir -p "$T/$name-shelf"
 	write_node_config "$conf" "$name" "$T" "[nbd]" "listen = 127.0.0.1:$port" "$@"
 	echo "$conf"
+}
+
+# need_fio_nbd: skip unless fio has its nbd engine.
+need_fio_nbd() {
+	fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+}
+
+# proxy_pair_setup: the ports, data size and secret of a proxy pair test.
+proxy_pair_setup() {
+	P=$PORT_BASE
+	A_NBD=$P A_PROXY=$((P + 1)) B_NBD=$((P + 2)) B_PROXY=$((P + 3))
+	MB=64
+	[ "$QUICK" = 1 ] && MB=32
+	write_cluster_key "$T/cluster.key"
+}
+
+# proxy_pair_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC [TIMEOUT_MS]: the
+# start_node lines of one node of a proxy pair on loopback (one link).
+proxy_pair_lines() {
+	printf '%s\n' "proxy_listen = 127.0.0.1:$3" "[ic]" "partner = $2" \
+		"cluster_id = proxy-test" "secret_file = $T/cluster.key" \
+		"link = ic0 127.0.0.1:$4 127.0.0.1:$5"
+	[ -z "${6:-}" ] || printf '%s\n' "[proxy]" "timeout_ms = $6"
+}
+
+# proxy_up NODE: its proxy is up. proxy_serves NODE VOLUME: its proxy port
+# lists VOLUME.
+proxy_up() { ctl "$1" status --json | jq -e '.proxy.state == "up"'; }
+proxy_serves() {
+	ctl "$1" status --json | jq -e --arg v "$2" 'any(.volumes[]; .name == $v and .port == "proxy")'
 }
 
 node_ready() {

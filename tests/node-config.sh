@@ -19,7 +19,10 @@
 #                              e.g. several "link = ...", stay in order)
 #           anything else      (a comment, a deliberately odd line) kept as is
 #                              in the current section
-#       It creates no directory.
+#       It creates no directory. FILE "-" is standard output.
+#
+#   write_cluster_key FILE
+#       a fresh interconnect secret (64 hex digits) in FILE
 #
 # Example: write_node_config "$T/a.conf" a "$T" log_level=warn \
 #              "[nbd]" "listen = 127.0.0.1:$P" "[ic]" "partner = b" ...
@@ -48,15 +51,25 @@ write_node_config() {
 		fi
 		body[$sec]+="$item"$'\n'
 	done
-	{
-		for sec in "${order[@]}"; do
-			echo "[$sec]"
-			if [ "$sec" = node ]; then
-				for k in id shelf control log_level; do
-					[ -z "${def[$k]}" ] || echo "$k = ${def[$k]}"
-				done
-			fi
-			printf '%s' "${body[$sec]:-}"
-		done
-	} >"$file"
+	local text=""
+	for sec in "${order[@]}"; do
+		text+="[$sec]"$'\n'
+		if [ "$sec" = node ]; then
+			for k in id shelf control log_level; do
+				[ -z "${def[$k]}" ] || text+="$k = ${def[$k]}"$'\n'
+			done
+		fi
+		text+=${body[$sec]:-}
+	done
+	if [ "$file" = - ]; then
+		printf '%s' "$text"
+	else
+		printf '%s' "$text" >"$file"
+	fi
+}
+
+# write_cluster_key FILE: a fresh interconnect secret (64 hex digits, no
+# newline) in FILE, for [ic] secret_file.
+write_cluster_key() {
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"
 }

@@ -11,7 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 need fio jq ip
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+need_fio_nbd
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 
 supp=$REPO_ROOT/tests/ccm/lsan.supp
@@ -36,7 +36,7 @@ for i in 0 1; do
 done
 
 umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/cluster.key"
+write_cluster_key "$T/cluster.key"
 write_conf() { # write_conf ME PEER MY_OCTET PEER_OCTET
 	mkdir -p "$T/$1-shelf"
 	write_node_config "$T/$1.conf" "$1" "$T" \
@@ -58,7 +58,6 @@ links_up() { # links_up NODE N: N links up
 	ctl "$1" status --json | jq -e --argjson n "$2" '[.links[] | select(.state == "up")] | length == $n'
 }
 link_is() { ctl "$1" status --json | jq -e --arg l "$2" --arg s "$3" 'any(.links[]; .name == $l and .state == $s)'; }
-serves() { ctl "$1" status --json | jq -e --arg v "$2" 'any(.volumes[]; .name == $v and .port == "proxy")'; }
 write_conf a b 1 2
 write_conf b a 2 1
 
@@ -67,7 +66,7 @@ start_in a "$NSA"
 start_in b "$NSB"
 wait_for links_up a 2
 ctl b volume create vol-b 256M >/dev/null
-wait_for serves a vol-b
+wait_for proxy_serves a vol-b
 
 fio_bg() { # fio_bg NAME OFFSET_MB: paced random writes through a's proxy, verified
 	ip netns exec "$NSA" fio --output-format=json --output="$T/fio-$1.json" --name=v \

@@ -134,7 +134,8 @@ def connect(port, export, host="127.0.0.1", timeout=30):
     magic, opt, hflags = GREETING.unpack(recv_exact(sock, GREETING.size))
     if magic != NBDMAGIC or opt != IHAVEOPT:
         raise RuntimeError("not an NBD server (newstyle)")
-    sock.sendall(struct.pack(">I", FLAG_FIXED_NEWSTYLE | (FLAG_NO_ZEROES if hflags & FLAG_NO_ZEROES else 0)))
+    no_zeroes = FLAG_NO_ZEROES if hflags & FLAG_NO_ZEROES else 0
+    sock.sendall(struct.pack(">I", FLAG_FIXED_NEWSTYLE | no_zeroes))
     sock.sendall(pack_option(OPT_GO, go_data(export)))
     size = None
     while True:
