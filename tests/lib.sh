@@ -19,6 +19,8 @@
 #   stop_node NAME [SIGNAL]                 signal it (TERM), reap it; after TERM the
 #                                           exit status must be 0
 #   node_pid NAME / ctl NAME ARGS...        its PID / duetctl against its socket
+#   node_ready NAME                         its control socket answers and its NBD
+#                                           port listens
 #   nbd_uri PORT VOLUME                     nbd://127.0.0.1:PORT/VOLUME
 #   wait_for [-t SECS] CMD...               poll until CMD succeeds (default 30 s)
 #   port_listening PORT / port_connections PORT   (ss, without connecting)

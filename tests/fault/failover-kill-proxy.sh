@@ -62,12 +62,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	refuses $A_NBD || fail "a accepts connections on its NBD port while taken over"
 	[ "$(served_by b vol-a)" = b ] || fail "vol-a served by $(served_by b vol-a) before the giveback"
 	wait_acks g$r $N
-	giveback_to a
-	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a after the giveback: $(served_by b vol-a)"
-	wait_acks g$r $N
-	writer_stop g$r
-
-	check_on_own_port "$r/$ROUNDS" "$logs"
+	giveback_under_load g$r "$r/$ROUNDS"
 done
 
 echo "$(stats_line "kill to writes completing again" "${stalls[@]}") over $ROUNDS rounds" >&2
