@@ -43,21 +43,10 @@ import sys
 import threading
 import time
 
-# The NBD handshake and protocol constants are the fault tests' client's.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fault"))
-from ackwriter import (  # noqa: E402
-    CMD_DISC,
-    CMD_READ,
-    CMD_WRITE,
-    REQ_MAGIC,
-    recv_exact,
-)
-from ackwriter import SIMPLE_MAGIC as SIMPLE_REPLY_MAGIC  # noqa: E402
-from ackwriter import connect as _connect  # noqa: E402
+# The NBD client: tools/python/duet_nbd.py (on PYTHONPATH from bench/lib.sh).
+import duet_nbd as nbd
 
 TAG = b"DUETFOV1"
-REQ = struct.Struct(">IHHQQI")
-REPLY = struct.Struct(">IIQ")
 
 
 def fill(bs, run, wid, block):
@@ -67,7 +56,7 @@ def fill(bs, run, wid, block):
 
 def nbd_connect(port, export):
     """Fixed newstyle handshake with NBD_OPT_GO; returns the socket."""
-    return _connect(port, export)[0]
+    return nbd.connect(port, export)[0]
 
 
 def cmd_write(a):
@@ -83,9 +72,10 @@ def cmd_write(a):
     def receiver():
         try:
             while True:
-                magic, err, handle = REPLY.unpack(recv_exact(sock, REPLY.size))
+                reply = nbd.recv_exact(sock, nbd.SIMPLE_REPLY.size)
+                magic, err, handle = nbd.SIMPLE_REPLY.unpack(reply)
                 t = time.time()
-                if magic != SIMPLE_REPLY_MAGIC:
+                if magic != nbd.SIMPLE_MAGIC:
                     raise RuntimeError("bad reply magic %#x" % magic)
                 with cv:
                     block = inflight.pop(handle)
@@ -137,7 +127,7 @@ def cmd_write(a):
             log.write("S %d %d\n" % (block, wid))
             st["sent"] += 1
         try:
-            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_WRITE, wid, a.offset + block * a.bs, a.bs) +
+            sock.sendall(nbd.pack_request(nbd.CMD_WRITE, wid, a.offset + block * a.bs, a.bs) +
                          fill(a.bs, run, wid, block))
         except OSError as e:
             with cv:
@@ -149,7 +139,7 @@ def cmd_write(a):
         if not st["dead"]:
             st["closing"] = True
     if not st["dead"]:
-        sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
+        sock.sendall(nbd.pack_request(nbd.CMD_DISC, 0, 0, 0))
     with cv:
         log.close()
     sock.close()
@@ -216,27 +206,6 @@ def parse_logs(paths):
     return state, acks
 
 
-def read_blocks(port, export, blocks, bs, offset):
-    sock = nbd_connect(port, export)
-    out = {}
-    todo = sorted(blocks)
-    pending = {}
-    i = 0
-    while i < len(todo) or pending:
-        while i < len(todo) and len(pending) < 32:
-            b = todo[i]
-            i += 1
-            pending[b + 1] = b
-            sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, b + 1, offset + b * bs, bs))
-        magic, err, handle = REPLY.unpack(recv_exact(sock, REPLY.size))
-        if magic != SIMPLE_REPLY_MAGIC or err:
-            raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
-        out[pending.pop(handle)] = recv_exact(sock, bs)
-    sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
-    sock.close()
-    return out
-
-
 def decode(data, bs):
     if data[:8] != TAG:
         return None
@@ -246,7 +215,7 @@ def decode(data, bs):
 
 def cmd_check(a):
     state, acks = parse_logs(a.log)
-    data = read_blocks(a.port, a.export, list(state), a.bs, a.offset)
+    data = nbd.read_blocks(a.port, a.export, list(state), a.bs, a.offset)
     lost = 0
     for b in sorted(state):
         last, pending = state[b]
@@ -268,13 +237,13 @@ def cmd_sum(a):
     pos, end = a.offset, a.offset + a.length
     while pos < end:
         n = min(chunk, end - pos)
-        sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_READ, 1, pos, n))
-        magic, err, _ = REPLY.unpack(recv_exact(sock, REPLY.size))
-        if magic != SIMPLE_REPLY_MAGIC or err:
+        sock.sendall(nbd.pack_request(nbd.CMD_READ, 1, pos, n))
+        magic, err, _ = nbd.SIMPLE_REPLY.unpack(nbd.recv_exact(sock, nbd.SIMPLE_REPLY.size))
+        if magic != nbd.SIMPLE_MAGIC or err:
             raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
-        h.update(recv_exact(sock, n))
+        h.update(nbd.recv_exact(sock, n))
         pos += n
-    sock.sendall(REQ.pack(REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
+    sock.sendall(nbd.pack_request(nbd.CMD_DISC, 0, 0, 0))
     sock.close()
     print(h.hexdigest())
     return 0

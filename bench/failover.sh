@@ -234,12 +234,28 @@ abs_to() {
 }
 ms_sleep() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 
+# phase_measure LOG T_PRE T_EVENT DONE_MS CHECK_LOGS PORT WHAT_GAP WHAT_LOST:
+# after a kill or a giveback at T_EVENT (DONE_MS after it the event is over,
+# or "-"): PH_GAP, the client's pause after T_EVENT (ackclient gap, up to
+# DONE_MS); PH_BASE, its longest pause between T_PRE and T_EVENT; PH_CHECK,
+# ackclient check of CHECK_LOGS through PORT. fail when there is no
+# acknowledgement after WHAT_GAP or a write was lost after WHAT_LOST.
+phase_measure() {
+	local log=$1 t_pre=$2 t_ev=$3 done_ms=$4 logs=$5 port=$6
+	local -a to
+	read -r -a to <<<"$(abs_to "$t_ev" "$done_ms")"
+	PH_GAP=$(python3 "$CLIENT" gap --log "$log" --from "$t_ev" ${to[@]+"${to[@]}"}) ||
+		fail "no acknowledgement after $7"
+	PH_BASE=$(python3 "$CLIENT" gap --log "$log" --from "$t_pre" --to "$t_ev" --inside) || true
+	PH_CHECK=$(python3 "$CLIENT" check --log "$logs" --port "$port" --export vol-a 2>"$log.check") ||
+		fail "acknowledged writes lost after $8: $PH_CHECK $(head -3 "$log.check")"
+}
+
 # run_trial: one kill, takeover, restart, giveback; appends a row to $S.tsv.
 # Runs in a subshell: fail ends only the trial.
 run_trial() {
 	local w1=$W/s$si-t$trial-1.log w2=$W/s$si-t$trial-2.log
 	local t_pre t_kill t_kill_sod off_b off_a pid_a ev ev_a g base c1 t_pre2 t_gb t_gb_sod g2 base2 c2 row
-	local -a to
 	# --- kill a under load, b takes over ---
 	client_start "$w1"
 	t_pre=$EPOCHREALTIME
@@ -257,12 +273,9 @@ run_trial() {
 	ev=$(events "$D/b.log" "$off_b" "$t_kill_sod")
 	# The interruption is the longest pause that starts before b serves vol-a
 	# (later pauses are the machine's, not the failover's).
-	read -r -a to <<<"$(abs_to "$t_kill" "$(first "$ev" takeover/serving)")"
-	g=$(python3 "$CLIENT" gap --log "$w1" --from "$t_kill" ${to[@]+"${to[@]}"}) ||
-		fail "no acknowledgement after the kill"
-	base=$(python3 "$CLIENT" gap --log "$w1" --from "$t_pre" --to "$t_kill" --inside) || true
-	c1=$(python3 "$CLIENT" check --log "$w1" --port $((P + 3)) --export vol-a 2>"$w1.check") ||
-		fail "acknowledged writes lost after the takeover: $c1 $(head -3 "$w1.check")"
+	phase_measure "$w1" "$t_pre" "$t_kill" "$(first "$ev" takeover/serving)" "$w1" $((P + 3)) \
+		"the kill" "the takeover"
+	g=$PH_GAP base=$PH_BASE c1=$PH_CHECK
 
 	# --- restart a, it waits; give back ---
 	off_a=$(fsize "$D/a.log")
@@ -281,12 +294,9 @@ run_trial() {
 	ms_sleep "$POST_MS"
 	client_stop "$w2"
 	ev_a=$(events "$D/a.log" "$off_a" "$t_gb_sod")
-	read -r -a to <<<"$(abs_to "$t_gb" "$(first "$ev_a" up/none)")"
-	g2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_gb" ${to[@]+"${to[@]}"}) ||
-		fail "no acknowledgement after the giveback"
-	base2=$(python3 "$CLIENT" gap --log "$w2" --from "$t_pre2" --to "$t_gb" --inside) || true
-	c2=$(python3 "$CLIENT" check --log "$w1,$w2" --port "$P" --export vol-a 2>"$w2.check") ||
-		fail "acknowledged writes lost after the giveback: $c2 $(head -3 "$w2.check")"
+	phase_measure "$w2" "$t_pre2" "$t_gb" "$(first "$ev_a" up/none)" "$w1,$w2" "$P" \
+		"the giveback" "the giveback"
+	g2=$PH_GAP base2=$PH_BASE c2=$PH_CHECK
 	# The next kill needs b's copy of a's log in sync again.
 	wait_or_fail 60 "b cannot take over a again" can_take_over
 

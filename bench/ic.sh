@@ -70,6 +70,10 @@ STARTS=20 ITERS=20000 BW_SECS=5
 BW_INFLIGHT=${BW_INFLIGHT:-4 16}
 [ $QUICK = 1 ] && STARTS=4 ITERS=2000 BW_SECS=2 TRIALS=3
 
+BENCH_NAME=ic.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
 for x in "$IC" "$FIRAW"; do
 	[ -x "$x" ] || { echo "ic.sh: $x missing: ninja -C $BUILD" >&2; exit 2; }
 done
@@ -79,15 +83,11 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/ic-bench.XXXXXX")
 TAG=$$
 NSA=icba$TAG NSB=icbb$TAG
 declare -a PIDS=()
-NS_UP=0
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	if [ $NS_UP = 1 ]; then
-		ip netns del "$NSA" 2>/dev/null
-		ip netns del "$NSB" 2>/dev/null
-	fi
+	netns_cleanup
 	if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -102,14 +102,9 @@ printf 'ic bench cluster secret, long enough\n' >"$W/secret"
 conf() {
 	local n=$1 p=$2 prov=$3
 	shift 3
-	{
-		printf '[node]\nid = %s\nshelf = %s/%s-shelf\ncontrol = %s/%s.sock\n' "$n" "$W" "$n" "$W" "$n"
-		printf 'log_level = %s\n[nbd]\nlisten = 127.0.0.1:1\n[ic]\n' "${IC_LOG_LEVEL:-warn}"
-		printf 'provider = %s\npartner = %s\ncluster_id = icbench\nsecret_file = %s/secret\n' \
-			"$prov" "$p" "$W"
-		local l
-		for l in "$@"; do printf '%s\n' "$l"; done
-	} >"$W/$n.conf"
+	write_node_config "$W/$n.conf" "$n" "$W" "log_level = ${IC_LOG_LEVEL:-warn}" \
+		"[nbd]" "listen = 127.0.0.1:1" "[ic]" "provider = $prov" "partner = $p" \
+		"cluster_id = icbench" "secret_file = $W/secret" "$@"
 }
 
 # kv LINE KEY: the value of key=value in a metric line
@@ -222,19 +217,11 @@ fi
 
 # ---------------------------------------------------------------- namespaces
 ns_setup() {
-	ip netns add "$NSA" && ip netns add "$NSB" || return 1
-	NS_UP=1
+	netns_pair "$NSA" "$NSB" || return 1
 	local i
 	for i in 0 1; do
-		ip link add "ia$i-$TAG" type veth peer name "ib$i-$TAG" &&
-			ip link set "ia$i-$TAG" netns "$NSA" &&
-			ip link set "ib$i-$TAG" netns "$NSB" &&
-			ip -n "$NSA" addr add "10.88.$i.1/24" dev "ia$i-$TAG" &&
-			ip -n "$NSB" addr add "10.88.$i.2/24" dev "ib$i-$TAG" &&
-			ip -n "$NSA" link set "ia$i-$TAG" up &&
-			ip -n "$NSB" link set "ib$i-$TAG" up || return 1
+		veth_link "$NSA" "ia$i-$TAG" "10.88.$i.1/24" "$NSB" "ib$i-$TAG" "10.88.$i.2/24" || return 1
 	done
-	ip -n "$NSA" link set lo up && ip -n "$NSB" link set lo up
 }
 
 # ns_conf NLINKS [extra lines...]

@@ -1,6 +1,37 @@
 # shellcheck shell=bash
 # Helpers shared by the bench/*.sh scripts (sourced, not run).
 # Each script sets BENCH_NAME (for messages) before sourcing this file.
+#
+# It also sources tests/node-config.sh (write_node_config: the one duetd INI
+# writer) and tests/netns.sh (netns_pair, veth_link, netns_cleanup), and
+# puts tools/python (duet_nbd.py, the NBD client module) on PYTHONPATH.
+#
+# Functions:
+#   bench_die MSG / bench_need TOOL... / bench_need_fio_nbd / bench_need_build BUILD
+#   bench_wait SECONDS CMD...            poll CMD until it succeeds
+#   bench_sanitizer_warn BUILD / bench_machine / bench_commit ROOT BUILD
+#   bench_write_section DOC TITLE FILE   replace a "## TITLE" section of DOC
+#   bench_args ARGS...                   [--write-doc] [BUILD_DIR]: write_doc,
+#                                        build, DUETD, DUETCTL
+#   bench_need_fio_bench TOOL...         the checks of a fio benchmark: TOOLs, fio's
+#                                        nbd engine, duetd in $build, sanitizer warning
+#   bench_workdir PREFIX                 W, PIDS, BENCH_RM and the exit trap
+#                                        (bench_cleanup)
+#   bench_listening PORT / bench_wait_port PORT PID NAME
+#   bench_nbdkit PORT SIZE               nbdkit's file plugin, started, listening
+#   bench_prefill NAME URI SIZE          write a volume fully once with fio
+#   bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]   one time-based fio job
+#   bench_metric FILE SIDE               "iops mibs p50_us p99_us" of a result
+#   bench_median_run SIDE FILES...       the result with the median IOPS
+#   bench_want_job NAME                  NAME is in BENCH_JOBS (or it is unset)
+#   bench_servers_alive WHAT             exit 1 when a server in PIDS died
+
+_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tests/node-config.sh
+. "$_BENCH_ROOT/tests/node-config.sh"
+# shellcheck source=tests/netns.sh
+. "$_BENCH_ROOT/tests/netns.sh"
+export PYTHONPATH=$_BENCH_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 
 # bench_die MSG...: one line on stderr, exit 1.
 bench_die() {
@@ -81,4 +112,149 @@ bench_write_section() {
 		END { if (!done) { if (last != "") print ""; emit() } }
 	' "$doc" >"$tmp" && cat "$tmp" >"$doc"
 	rm -f "$tmp"
+}
+
+# bench_args ARGS...: the command line of nbd.sh, proxy.sh and mirror.sh,
+# "[--write-doc] [BUILD_DIR]" (-h prints the script's header comment). Sets
+# write_doc (0/1), build (absolute; default ROOT/build), DUETD, DUETCTL.
+bench_args() {
+	local a
+	write_doc=0
+	build=build
+	for a in "$@"; do
+		case $a in
+		--write-doc) write_doc=1 ;;
+		-h | --help)
+			sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+			exit 0
+			;;
+		-*)
+			echo "${BENCH_NAME:-bench}: unknown option $a" >&2
+			exit 2
+			;;
+		*) build=$a ;;
+		esac
+	done
+	case $build in /*) ;; *) build=$_BENCH_ROOT/$build ;; esac
+	DUETD=$build/src/node/duetd
+	DUETCTL=$build/tools/duetctl
+}
+
+# bench_need_fio_bench TOOL...: bench_need TOOL..., bench_need_fio_nbd,
+# bench_need_build $build, bench_sanitizer_warn $build.
+bench_need_fio_bench() {
+	bench_need "$@"
+	bench_need_fio_nbd
+	bench_need_build "$build"
+	bench_sanitizer_warn "$build"
+}
+
+# bench_workdir PREFIX: W=a fresh directory under BENCH_DIR (or TMPDIR,
+# /tmp); PIDS=() for the servers the script starts. On exit the servers in
+# PIDS get TERM and are reaped, W and every path in BENCH_RM are removed.
+bench_workdir() {
+	W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/$1.XXXXXX")
+	PIDS=()
+	BENCH_RM=()
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+	local p
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -s TERM "$p" 2>/dev/null || true; done
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$W"
+	for p in ${BENCH_RM[@]+"${BENCH_RM[@]}"}; do rm -rf "$p"; done
+}
+
+# bench_listening PORT: something listens on the TCP port (ss, no connect).
+bench_listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
+
+# bench_wait_port PORT PID NAME: wait (30 s) until PORT listens; exit 1 with
+# $W/NAME.log when PID ends first, or on the timeout.
+bench_wait_port() {
+	local deadline=$((SECONDS + 30))
+	until bench_listening "$1"; do
+		kill -0 "$2" 2>/dev/null || {
+			echo "${BENCH_NAME:-bench}: $3 exited while starting; its log:" >&2
+			cat "$W/$3.log" >&2
+			exit 1
+		}
+		[ $SECONDS -lt $deadline ] || {
+			echo "${BENCH_NAME:-bench}: $3 does not listen on $1" >&2
+			exit 1
+		}
+		sleep 0.05
+	done
+}
+
+# bench_nbdkit PORT SIZE: nbdkit's file plugin on a fresh SIZE file
+# $W/nbdkit.img, on 127.0.0.1:PORT (log $W/nbdkit.log; its PID in PIDS);
+# waits until it listens.
+bench_nbdkit() {
+	truncate -s "$2" "$W/nbdkit.img"
+	nbdkit -f -p "$1" -i 127.0.0.1 file "$W/nbdkit.img" 2>"$W/nbdkit.log" &
+	PIDS+=($!)
+	bench_wait_port "$1" "$!" nbdkit
+}
+
+# bench_prefill NAME URI SIZE: write SIZE bytes of URI once with fio (1 MiB
+# sequential writes of random data), so that reads hit data; exit 1 on error.
+bench_prefill() {
+	fio --name=prefill --ioengine=nbd --uri="$2" --rw=write --bs=1m --iodepth=8 \
+		--size="$3" --output-format=json --output="$W/prefill-$1.json" >/dev/null 2>"$W/prefill-$1.err" || {
+		cat "$W/prefill-$1.err" >&2
+		echo "${BENCH_NAME:-bench}: pre-fill of $1 failed" >&2
+		exit 1
+	}
+}
+
+# bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]: one time-based fio job
+# (ARGS split on spaces; SIZE and SECS from the script, 1 s ramp, random
+# offsets without a map) against URI, JSON result in OUT; exit 1 naming
+# LABEL when fio fails.
+bench_fio() {
+	local name=$1 args=$2 uri=$3 out=$4 label=$5
+	shift 5
+	# shellcheck disable=SC2086
+	fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
+		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 "$@" \
+		--output-format=json --output="$out" >/dev/null 2>"$out.err" || {
+		cat "$out.err" >&2
+		echo "${BENCH_NAME:-bench}: fio $name against $label failed" >&2
+		exit 1
+	}
+}
+
+# bench_metric FILE SIDE: "iops mibs p50_us p99_us" of fio's JSON result
+# (SIDE read or write; total latency when fio measured it, else clat).
+bench_metric() {
+	jq -r --arg d "$2" '.jobs[0][$d] as $r |
+		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["50.000000"] // 0) / 1000 | round),
+		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
+}
+
+# bench_median_run SIDE FILES...: the fio result whose IOPS is the median.
+bench_median_run() {
+	local side=$1 f
+	shift
+	for f in "$@"; do
+		echo "$(jq --arg d "$side" '.jobs[0][$d].iops' "$f") $f"
+	done | sort -n | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
+}
+
+# bench_want_job NAME: NAME is among BENCH_JOBS (or BENCH_JOBS is unset).
+bench_want_job() { [ -z "${BENCH_JOBS:-}" ] || grep -qw -- "$1" <<<"$BENCH_JOBS"; }
+
+# bench_servers_alive WHAT: exit 1 ("WHAT died during the run") unless
+# every PID in PIDS still runs.
+bench_servers_alive() {
+	local p
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do
+		kill -0 "$p" 2>/dev/null || {
+			echo "${BENCH_NAME:-bench}: $1 died during the run" >&2
+			exit 1
+		}
+	done
 }

@@ -31,25 +31,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-write_doc=0
-build=build
-for a in "$@"; do
-	case $a in
-	--write-doc) write_doc=1 ;;
-	-h | --help)
-		sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
-		exit 0
-		;;
-	-*)
-		echo "mirror.sh: unknown option $a" >&2
-		exit 2
-		;;
-	*) build=$a ;;
-	esac
-done
-case $build in /*) ;; *) build=$ROOT/$build ;; esac
-DUETD=$build/src/node/duetd
-DUETCTL=$build/tools/duetctl
+BENCH_NAME=mirror.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_args "$@"
 FI_RAW=$build/bench/fi_raw
 SECS=${BENCH_SECONDS:-10}
 REPEAT=${BENCH_REPEAT:-1}
@@ -58,40 +43,15 @@ SERVERS=${BENCH_SERVERS:-on on-tmpfs local off nbdkit}
 TMPFS=${BENCH_TMPFS:-/dev/shm}
 SIZE=1G
 
-BENCH_NAME=mirror.sh
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
-bench_need fio nbdkit jq ss
-bench_need_fio_nbd
-bench_need_build "$build"
-bench_sanitizer_warn "$build"
+bench_need_fio_bench fio nbdkit jq ss
 
-W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-mbench.XXXXXX")
+bench_workdir duet-mbench
 NV=""
 if grep -qw on-tmpfs <<<"$SERVERS"; then
 	NV=$(mktemp -d "$TMPFS/duet-mbench.XXXXXX")
+	BENCH_RM+=("$NV")
 fi
 cd "$W"
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -s TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$W"
-	[ -z "$NV" ] || rm -rf "$NV"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
-wait_for() { # wait_for SECONDS CMD...
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || return 1
-		sleep 0.05
-	done
-}
 
 # node NAME NBD_PORT MODE NVRAM_DIR [ic lines...]: start a duetd; its log and
 # image files in NVRAM_DIR ("" for the default places, next to the shelf).
@@ -99,17 +59,14 @@ node() {
 	local name=$1 port=$2 mode=$3 nvdir=$4
 	shift 4
 	mkdir -p "$W/$name-shelf"
-	{
-		printf '%s\n' "[node]" "id = $name" "shelf = $W/$name-shelf" "control = $W/$name.sock" \
-			"log_level = warn"
-		[ -z "$nvdir" ] || echo "nvram = $nvdir/$name.nvram"
-		printf '%s\n' "[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode"
-		[ -z "$nvdir" ] || [ "$mode" != on ] || echo "partner_image = $nvdir/$name.partner"
-		[ $# -eq 0 ] || printf '%s\n' "$@"
-	} >"$W/$name.conf"
+	local nv=() pi=()
+	[ -z "$nvdir" ] || nv=("nvram = $nvdir/$name.nvram")
+	[ -z "$nvdir" ] || [ "$mode" != on ] || pi=("partner_image = $nvdir/$name.partner")
+	write_node_config "$W/$name.conf" "$name" "$W" "log_level = warn" ${nv[@]+"${nv[@]}"} \
+		"[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode" ${pi[@]+"${pi[@]}"} "$@"
 	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &
 	PIDS+=($!)
-	wait_for 30 "$DUETCTL" --socket "$W/$name.sock" status || {
+	bench_wait 30 "$DUETCTL" --socket "$W/$name.sock" status || {
 		echo "mirror.sh: duetd $name did not start; its log:" >&2
 		cat "$W/$name.log" >&2
 		exit 1
@@ -131,7 +88,7 @@ pair() {
 	mapfile -t ly < <(ic_lines "$y" "$x" $((port + 11)) $((port + 10)))
 	node "$x" "$port" on "$nvdir" "${lx[@]}"
 	node "$y" $((port + 1)) on "$nvdir" "${ly[@]}"
-	wait_for 30 in_sync "$x" || {
+	bench_wait 30 in_sync "$x" || {
 		echo "mirror.sh: $x's mirror is not in sync: $("$DUETCTL" --socket "$W/$x.sock" status --json | jq -c .mirror)" >&2
 		exit 1
 	}
@@ -139,7 +96,7 @@ pair() {
 	URI[$srv]=nbd://127.0.0.1:$port/bench
 }
 if has on || has on-tmpfs; then
-	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
+	write_cluster_key "$W/cluster.key"
 	chmod 600 "$W/cluster.key"
 fi
 has on && pair on a b $P ""
@@ -155,13 +112,7 @@ if has off; then
 	URI[off]=nbd://127.0.0.1:$((P + 3))/bench
 fi
 if has nbdkit; then
-	truncate -s $SIZE "$W/nbdkit.img"
-	nbdkit -f -p $((P + 4)) -i 127.0.0.1 file "$W/nbdkit.img" 2>"$W/nbdkit.log" &
-	PIDS+=($!)
-	wait_for 30 listening $((P + 4)) || {
-		echo "mirror.sh: nbdkit does not listen" >&2
-		exit 1
-	}
+	bench_nbdkit $((P + 4)) $SIZE
 	URI[nbdkit]=nbd://127.0.0.1:$((P + 4))/
 fi
 ORDER=()
@@ -169,12 +120,7 @@ for s in on on-tmpfs local off nbdkit; do has $s && ORDER+=("$s"); done
 
 echo "pre-filling ${#ORDER[@]} volumes ($SIZE each)..." >&2
 for s in "${ORDER[@]}"; do
-	fio --name=prefill --ioengine=nbd --uri="${URI[$s]}" --rw=write --bs=1m --iodepth=8 \
-		--size=$SIZE --output-format=json --output="$W/prefill-$s.json" >/dev/null 2>"$W/prefill-$s.err" || {
-		cat "$W/prefill-$s.err" >&2
-		echo "mirror.sh: pre-fill of $s failed" >&2
-		exit 1
-	}
+	bench_prefill "$s" "${URI[$s]}" $SIZE
 done
 
 JOBS=(
@@ -183,35 +129,15 @@ JOBS=(
 	"write-1m-qd8|--rw=write --bs=1m --iodepth=8"
 )
 
-# metric FILE: "iops mibs p50_us p99_us" of the write side.
-metric() {
-	jq -r '.jobs[0].write as $r |
-		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
-		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["50.000000"] // 0) / 1000 | round),
-		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
-}
 run_job() { # NAME ARGS SERVER OUT
-	# shellcheck disable=SC2086
-	fio --name="$1" --ioengine=nbd --uri="${URI[$3]}" $2 --size=$SIZE \
-		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 --lat_percentiles=1 \
-		--output-format=json --output="$4" >/dev/null 2>"$4.err" || {
-		cat "$4.err" >&2
-		echo "mirror.sh: fio $1 against $3 failed" >&2
-		exit 1
-	}
-}
-median_run() { # FILES...: the one whose IOPS is the median
-	local f
-	for f in "$@"; do
-		echo "$(jq '.jobs[0].write.iops' "$f") $f"
-	done | sort -n | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
+	bench_fio "$1" "$2" "${URI[$3]}" "$4" "$3" --lat_percentiles=1
 }
 ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 declare -A R=() # "job server" -> "iops mibs p50 p99"
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args <<<"$j"
-	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
+	bench_want_job "$name" || continue
 	for r in $(seq "$REPEAT"); do
 		# Rotate who goes first, so that none always runs on a warmer machine.
 		n=${#ORDER[@]}
@@ -222,16 +148,11 @@ for j in "${JOBS[@]}"; do
 		done
 	done
 	for s in "${ORDER[@]}"; do
-		R["$name $s"]=$(metric "$(median_run "$W/$name@$s@"*.json)")
+		R["$name $s"]=$(bench_metric "$(bench_median_run write "$W/$name@$s@"*.json)" write)
 	done
 done
 
-for p in "${PIDS[@]}"; do
-	kill -0 "$p" 2>/dev/null || {
-		echo "mirror.sh: a server died during the run" >&2
-		exit 1
-	}
-done
+bench_servers_alive "a server"
 mirror_json=""
 for x in a c; do
 	[ -S "$W/$x.sock" ] || continue
@@ -249,7 +170,6 @@ if [ -x "$FI_RAW" ]; then
 fi
 kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
-cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)
 fs=$(df -T "$W" | awk 'NR==2 {print $2}')
 tmpfs_fs=""
 [ -z "$NV" ] || tmpfs_fs=$(df -T "$NV" | awk 'NR==2 {print $2}')
@@ -343,8 +263,8 @@ section() {
 	echo "which an RDMA NIC would do without the CPUs."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
-	echo "- duet: commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), build dir $(basename "$build") ($(meson introspect "$build" --buildoptions 2>/dev/null | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo ?))"
+	echo "- machine: $(bench_machine)"
+	echo "- duet: $(bench_commit "$ROOT" "$build")"
 	echo "- load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-minute load average when the run ended)"
 	echo "- command: \`BENCH_SECONDS=$SECS BENCH_REPEAT=$REPEAT bench/mirror.sh --write-doc\`"
 	[ -z "$mirror_json" ] || echo "- the mirrors at the end: $mirror_json"
@@ -391,16 +311,7 @@ targets
 latency
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md
-	[ -e "$doc" ] || printf '# Benchmarks\n\n' >"$doc"
 	section >"$W/section.md"
-	# Replace "## Mirror" up to the next "## " heading (or the end); append if absent.
-	awk -v sec="$W/section.md" '
-		function emit() { while ((getline l < sec) > 0) print l; done = 1 }
-		/^## / { if (skip) skip = 0; if ($0 == "## Mirror") { emit(); skip = 1; next } }
-		!skip { print }
-		{ last = $0 }
-		END { if (!done) { if (last != "") print ""; emit() } }
-	' "$doc" >"$W/doc.md"
-	cat "$W/doc.md" >"$doc"
+	bench_write_section "$doc" Mirror "$W/section.md"
 	echo "wrote the Mirror section of $doc" >&2
 fi

@@ -17,48 +17,18 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-write_doc=0
-build=build
-for a in "$@"; do
-	case $a in
-	--write-doc) write_doc=1 ;;
-	-h | --help)
-		sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
-		exit 0
-		;;
-	-*)
-		echo "proxy.sh: unknown option $a" >&2
-		exit 2
-		;;
-	*) build=$a ;;
-	esac
-done
-case $build in /*) ;; *) build=$ROOT/$build ;; esac
-DUETD=$build/src/node/duetd
-DUETCTL=$build/tools/duetctl
+BENCH_NAME=proxy.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_args "$@"
 SECS=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 P=${BENCH_PORT_BASE:-23960}
 SIZE=1G
 
-BENCH_NAME=proxy.sh
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
-bench_need fio jq ss
-bench_need_fio_nbd
-bench_need_build "$build"
-bench_sanitizer_warn "$build"
+bench_need_fio_bench fio jq ss
 
-W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/duet-bench-proxy.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -s TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir duet-bench-proxy
 
 ctl() {
 	local n=$1
@@ -79,24 +49,13 @@ wait_until() { # wait_until WHAT CMD...
 }
 
 umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/cluster.key"
+write_cluster_key "$W/cluster.key"
 node() { # node ME PEER NBD PROXY MY_IC PEER_IC
 	mkdir -p "$W/$1-shelf"
-	cat >"$W/$1.conf" <<EOF
-[node]
-id = $1
-shelf = $W/$1-shelf
-control = $W/$1.sock
-log_level = warn
-[nbd]
-listen = 127.0.0.1:$3
-proxy_listen = 127.0.0.1:$4
-[ic]
-partner = $2
-cluster_id = bench-proxy
-secret_file = $W/cluster.key
-link = ic0 127.0.0.1:$5 127.0.0.1:$6
-EOF
+	write_node_config "$W/$1.conf" "$1" "$W" "log_level = warn" \
+		"[nbd]" "listen = 127.0.0.1:$3" "proxy_listen = 127.0.0.1:$4" \
+		"[ic]" "partner = $2" "cluster_id = bench-proxy" "secret_file = $W/cluster.key" \
+		"link = ic0 127.0.0.1:$5 127.0.0.1:$6"
 	"$DUETD" --config "$W/$1.conf" 2>"$W/$1.log" &
 	PIDS+=($!)
 }
@@ -112,12 +71,7 @@ URI_direct=nbd://127.0.0.1:$((P + 2))/vol-b
 URI_proxy=nbd://127.0.0.1:$((P + 1))/vol-b
 
 echo "pre-filling vol-b ($SIZE) through b's port..." >&2
-fio --name=prefill --ioengine=nbd --uri="$URI_direct" --rw=write --bs=1m --iodepth=8 \
-	--size=$SIZE --output-format=json --output="$W/prefill.json" >/dev/null 2>"$W/prefill.err" || {
-	cat "$W/prefill.err" >&2
-	echo "proxy.sh: pre-fill failed" >&2
-	exit 1
-}
+bench_prefill vol-b "$URI_direct" $SIZE
 
 # name | fio arguments | which side of the result to read
 JOBS=(
@@ -129,35 +83,21 @@ JOBS=(
 	"write-1m-qd8|--rw=write --bs=1m --iodepth=8|write"
 )
 
-# metric FILE SIDE: "iops mibs p50_us p99_us"
-metric() {
-	jq -r --arg d "$2" '.jobs[0][$d] as $r |
-		[($r.iops | floor), ($r.bw_bytes / 1048576 * 10 | round / 10),
-		 (($r.clat_ns.percentile["50.000000"] // 0) / 1000 | round),
-		 (($r.clat_ns.percentile["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
-}
 # median of the rounds, by IOPS: its whole line
 median() { sort -n -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
 rows=()
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args side <<<"$j"
-	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
+	bench_want_job "$name" || continue
 	: >"$W/$name-direct.tsv"
 	: >"$W/$name-proxy.tsv"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for s in direct proxy; do
 			uri_var=URI_$s
 			echo "$name on $s, round $r/$ROUNDS (${SECS}s)..." >&2
-			# shellcheck disable=SC2086
-			fio --name="$name" --ioengine=nbd --uri="${!uri_var}" $args --size=$SIZE \
-				--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 \
-				--output-format=json --output="$W/$name-$s.json" >/dev/null 2>"$W/$name-$s.err" || {
-				cat "$W/$name-$s.err" >&2
-				echo "proxy.sh: fio $name against $s failed" >&2
-				exit 1
-			}
-			metric "$W/$name-$s.json" "$side" >>"$W/$name-$s.tsv"
+			bench_fio "$name" "$args" "${!uri_var}" "$W/$name-$s.json" "$s"
+			bench_metric "$W/$name-$s.json" "$side" >>"$W/$name-$s.tsv"
 		done
 	done
 	read -r d_iops d_mibs d_p50 d_p99 <<<"$(median <"$W/$name-direct.tsv")"
@@ -171,12 +111,7 @@ for j in "${JOBS[@]}"; do
 	rows+=("| $name | $d_iops | $p_iops | $d_mibs | $p_mibs | $d_p50 | $p_p50 | $d_p99 | $p_p99 | **$ratio** | ${target:--} |")
 done
 
-for p in "${PIDS[@]}"; do
-	kill -0 "$p" 2>/dev/null || {
-		echo "proxy.sh: a node died during the run" >&2
-		exit 1
-	}
-done
+bench_servers_alive "a node"
 ctl a status --json | jq -e '.proxy.errors == 0' >/dev/null || {
 	echo "proxy.sh: the proxy reported errors: $(ctl a status --json | jq -c .proxy)" >&2
 	exit 1
@@ -223,13 +158,6 @@ if [ $write_doc = 1 ]; then
 	mkdir -p "$(dirname "$doc")"
 	[ -e "$doc" ] || printf '# Benchmarks\n\nEach benchmark runs duet and a peer in the same run on the same machine.\n\n' >"$doc"
 	section >"$W/section.md"
-	# Replace "## Proxy" up to the next "## " heading (or the end); append if absent.
-	awk -v sec="$W/section.md" '
-		function emit() { while ((getline l < sec) > 0) print l; done = 1 }
-		/^## / { if (skip) skip = 0; if ($0 == "## Proxy") { emit(); skip = 1; next } }
-		!skip { print }
-		END { if (!done) { print ""; emit() } }
-	' "$doc" >"$W/doc.md"
-	cat "$W/doc.md" >"$doc"
+	bench_write_section "$doc" Proxy "$W/section.md"
 	echo "wrote the Proxy section of $doc" >&2
 fi

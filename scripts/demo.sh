@@ -6,6 +6,8 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# bench/ackclient.py imports the NBD client module from tools/python.
+export PYTHONPATH=$top/tools/python${PYTHONPATH:+:$PYTHONPATH}
 dir=$top/demo
 build=${1:-build}
 case $build in /*) ;; *) build=$top/$build ;; esac

@@ -19,6 +19,8 @@
 #   stop_node NAME [SIGNAL]                 signal it (TERM), reap it; after TERM the
 #                                           exit status must be 0
 #   node_pid NAME / ctl NAME ARGS...        its PID / duetctl against its socket
+#   node_ready NAME                         its control socket answers and its NBD
+#                                           port listens
 #   nbd_uri PORT VOLUME                     nbd://127.0.0.1:PORT/VOLUME
 #   wait_for [-t SECS] CMD...               poll until CMD succeeds (default 30 s)
 #   port_listening PORT / port_connections PORT   (ss, without connecting)
@@ -26,6 +28,28 @@
 #   step MSG / fail MSG / skip MSG / need TOOL...   (skip exits 77: counted as skipped)
 #   log_mark NAME / log_since NAME          lines node NAME logged since the mark
 #   sha FILE
+#   write_config NAME PORT [lines...]       write $T/NAME.conf (start_node does it)
+#   need_fio_nbd                            skip unless fio has the nbd engine
+#   proxy_pair_setup                        a loopback proxy pair's ports (P=PORT_BASE,
+#                                           A_NBD, A_PROXY, B_NBD, B_PROXY = P..P+3; the
+#                                           links take P+4, P+5), MB of data (64, 32
+#                                           with --quick), the secret $T/cluster.key
+#   proxy_pair_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC [TIMEOUT_MS]
+#                                           config lines (after [nbd] listen) of one
+#                                           node of a proxy pair on loopback: its proxy
+#                                           port, [ic] with one link and the secret
+#                                           $T/cluster.key, [proxy] timeout_ms if given
+#   proxy_up NODE / proxy_serves NODE VOLUME   NODE's proxy is up / its proxy
+#                                           port lists VOLUME (for wait_for)
+# From tests/node-config.sh (sourced here):
+#   write_node_config FILE ID DIR [ITEM...] the one duetd INI writer
+#   write_cluster_key FILE                  a fresh interconnect secret
+# From tests/netns.sh (sourced here; needs root):
+#   netns_pair NS_A NS_B / veth_link NS_A IF_A ADDR_A NS_B IF_B ADDR_B /
+#   netns_cleanup                           namespaces and veth pairs; a test
+#                                           that makes them calls netns_cleanup
+#                                           from its exit trap
+# PYTHONPATH holds tools/python (duet_nbd.py, the shared NBD client module).
 # On exit it stops only the processes it started (by PID), checks their logs
 # for sanitizer reports, prints the log tails when the test failed, and prints
 # one line: "PASS name (Ns)", "FAIL name (Ns) at: step" or "SKIP name".
@@ -44,6 +68,11 @@ esac
 DUETD=$BUILD/src/node/duetd
 DUETCTL=$BUILD/tools/duetctl
 PORT_BASE=${DUET_PORT_BASE:-23000}
+# shellcheck source=tests/node-config.sh
+. "$REPO_ROOT/tests/node-config.sh"
+# shellcheck source=tests/netns.sh
+. "$REPO_ROOT/tests/netns.sh"
+export PYTHONPATH=$REPO_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 # Slow builds (ASan) may scale every timeout; the runner sets this.
 TIMEOUT_SCALE=${DUET_TIMEOUT_SCALE:-1}
 QUICK=${DUET_QUICK:-0}
@@ -134,26 +163,46 @@ port_connections() {
 	ss -Htn state established "sport = :$1" 2>/dev/null | wc -l
 }
 
-# write_config NAME PORT [lines...]: write $T/NAME.conf, print its path.
+# write_config NAME PORT [lines...]: write $T/NAME.conf (write_node_config:
+# [node] with the defaults, [nbd] listen = 127.0.0.1:PORT, then the lines),
+# make its shelf, print its path.
 write_config() {
 	local name=$1 port=$2
 	shift 2
 	local conf=$T/$name.conf
 	mkdir -p "$T/$name-shelf"
-	{
-		echo "[node]"
-		echo "id = $name"
-		echo "shelf = $T/$name-shelf"
-		echo "control = $T/$name.sock"
-		echo "log_level = ${DUET_LOG_LEVEL:-info}"
-		echo "[nbd]"
-		echo "listen = 127.0.0.1:$port"
-		local l
-		for l in "$@"; do
-			printf '%s\n' "$l"
-		done
-	} >"$conf"
+	write_node_config "$conf" "$name" "$T" "[nbd]" "listen = 127.0.0.1:$port" "$@"
 	echo "$conf"
+}
+
+# need_fio_nbd: skip unless fio has its nbd engine.
+need_fio_nbd() {
+	fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+}
+
+# proxy_pair_setup: the ports, data size and secret of a proxy pair test.
+proxy_pair_setup() {
+	P=$PORT_BASE
+	A_NBD=$P A_PROXY=$((P + 1)) B_NBD=$((P + 2)) B_PROXY=$((P + 3))
+	MB=64
+	[ "$QUICK" = 1 ] && MB=32
+	write_cluster_key "$T/cluster.key"
+}
+
+# proxy_pair_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC [TIMEOUT_MS]: the
+# start_node lines of one node of a proxy pair on loopback (one link).
+proxy_pair_lines() {
+	printf '%s\n' "proxy_listen = 127.0.0.1:$3" "[ic]" "partner = $2" \
+		"cluster_id = proxy-test" "secret_file = $T/cluster.key" \
+		"link = ic0 127.0.0.1:$4 127.0.0.1:$5"
+	[ -z "${6:-}" ] || printf '%s\n' "[proxy]" "timeout_ms = $6"
+}
+
+# proxy_up NODE: its proxy is up. proxy_serves NODE VOLUME: its proxy port
+# lists VOLUME.
+proxy_up() { ctl "$1" status --json | jq -e '.proxy.state == "up"'; }
+proxy_serves() {
+	ctl "$1" status --json | jq -e --arg v "$2" 'any(.volumes[]; .name == $v and .port == "proxy")'
 }
 
 node_ready() {
@@ -291,6 +340,8 @@ _cleanup() {
 			{ [ $rc -eq 0 ] || [ $rc -eq 77 ]; } && rc=1
 		fi
 	done
+	# Namespaces a test made and did not remove itself (tests/netns.sh).
+	netns_cleanup
 	if [ $rc -eq 77 ]; then
 		echo "SKIP $TEST_NAME ($((SECONDS - TEST_START))s)"
 	elif [ $rc -ne 0 ]; then

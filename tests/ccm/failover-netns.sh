@@ -19,8 +19,8 @@
 # usage: failover-netns.sh [path/to/ccm-client]
 set -euo pipefail
 
-# Under ASan: libfabric's own leaks are not ours.
-export LSAN_OPTIONS="suppressions=$(dirname "$(readlink -f "$0")")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# shellcheck source=tests/ccm/ccm.inc
+. "$(dirname "$(readlink -f "$0")")/ccm.inc"
 
 CLIENT=$(readlink -f "${1:-build/tests/ccm/ccm-client}")
 BASE=${CCM_TEST_PORT:-22200}
@@ -34,59 +34,18 @@ PROVIDER=${CCM_TEST_PROVIDER:-tcp;ofi_rxm}
 ROUNDS=${FAILOVER_ROUNDS:-2}
 TAG=$$
 NSA=ccma$TAG NSB=ccmb$TAG
-DIR=$(mktemp -d /tmp/ccm-failover.XXXXXX)
-declare -A PID=()
+CCM_SECRET='failover test secret, long enough'
+ccm_setup ccm-failover
 
-cleanup() {
-	for n in "${!PID[@]}"; do
-		kill -9 "${PID[$n]}" 2>/dev/null || true
-		wait "${PID[$n]}" 2>/dev/null || true
-	done
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-	if [ -n "${KEEP:-}" ]; then echo "logs kept in $DIR"; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	for n in a b; do
-		echo "---- $n stderr (tail)" >&2; tail -n 20 "$DIR/$n.err" 2>/dev/null >&2 || true
-	done
-	exit 1
-}
-
-ip netns add "$NSA"
-ip netns add "$NSB"
+netns_pair "$NSA" "$NSB"
 for i in 0 1; do
-	ip link add "va$i$TAG" type veth peer name "vb$i$TAG"
-	ip link set "va$i$TAG" netns "$NSA"
-	ip link set "vb$i$TAG" netns "$NSB"
-	ip -n "$NSA" addr add "10.77.$i.1/24" dev "va$i$TAG"
-	ip -n "$NSB" addr add "10.77.$i.2/24" dev "vb$i$TAG"
-	ip -n "$NSA" link set "va$i$TAG" up
-	ip -n "$NSB" link set "vb$i$TAG" up
+	veth_link "$NSA" "va$i$TAG" "10.77.$i.1/24" "$NSB" "vb$i$TAG" "10.77.$i.2/24"
 done
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
 
-umask 077
-printf 'failover test secret, long enough\n' >"$DIR/secret"
 write_cfg() { # node partner my-host-octet peer-host-octet
-	cat >"$DIR/$1.conf" <<CFG
-[node]
-id = $1
-shelf = $DIR/$1-shelf
-control = $DIR/$1.sock
-[nbd]
-listen = 127.0.0.1:1
-[ic]
-provider = $PROVIDER
-partner = $2
-secret_file = $DIR/secret
-link = ic0 10.77.0.$3:$BASE 10.77.0.$4:$BASE
-link = ic1 10.77.1.$3:$((BASE + 1)) 10.77.1.$4:$((BASE + 1))
-CFG
+	ccm_write_cfg "$1" "$2" "provider = $PROVIDER" \
+		"link = ic0 10.77.0.$3:$BASE 10.77.0.$4:$BASE" \
+		"link = ic1 10.77.1.$3:$((BASE + 1)) 10.77.1.$4:$((BASE + 1))"
 }
 write_cfg a b 1 2
 write_cfg b a 2 1
@@ -97,9 +56,7 @@ start() { # node netns
 	PID[$1]=$!
 }
 
-stat_of() { # node jq-ish: last stats line
-	grep '^[0-9.]* stats ' "$DIR/$1.out" 2>/dev/null | tail -n 1 || true
-}
+stat_of() { ccm_last_stats "$1"; } # node: last stats line
 
 field() { # node name -> value of the client counter
 	stat_of "$1" | grep -o "\"$2\":[0-9]*" | tail -n 1 | cut -d: -f2 || true

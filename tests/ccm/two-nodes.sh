@@ -8,55 +8,19 @@
 # usage: two-nodes.sh [path/to/ccm-client]
 set -euo pipefail
 
-# Under ASan: libfabric's own leaks are not ours.
-export LSAN_OPTIONS="suppressions=$(dirname "$(readlink -f "$0")")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-
 CLIENT=${1:-build/tests/ccm/ccm-client}
 BASE=${CCM_TEST_PORT:-22100}
-DIR=$(mktemp -d /tmp/ccm-two-nodes.XXXXXX)
-declare -A PID=()
+# shellcheck source=tests/ccm/ccm.inc
+. "$(dirname "$(readlink -f "$0")")/ccm.inc"
+CCM_TAIL_OUT=5 CCM_TAIL_ERR=25
+ccm_setup ccm-two-nodes
 
-cleanup() {
-	for n in "${!PID[@]}"; do
-		kill -9 "${PID[$n]}" 2>/dev/null || true
-		wait "${PID[$n]}" 2>/dev/null || true
-	done
-	if [ -n "${KEEP:-}" ]; then echo "logs kept in $DIR"; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	for n in a b; do
-		echo "---- $n stdout (tail)" >&2; tail -n 5 "$DIR/$n.out" 2>/dev/null >&2 || true
-		echo "---- $n stderr (tail)" >&2; tail -n 25 "$DIR/$n.err" 2>/dev/null >&2 || true
-	done
-	exit 1
-}
-
-umask 077
-printf 'a cluster secret only these two nodes know\n' >"$DIR/secret"
-
-write_cfg() { # node partner a_port_offset
+write_cfg() { # node partner my-port-offset peer-port-offset
 	local n=$1 p=$2 me=$3 peer=$4
-	cat >"$DIR/$n.conf" <<CFG
-[node]
-id = $n
-shelf = $DIR/$n-shelf
-control = $DIR/$n.sock
-log_level = info
-[nbd]
-listen = 127.0.0.1:1
-[ic]
-partner = $p
-cluster_id = ccm-test
-secret_file = $DIR/secret
-link = ic0 127.0.0.1:$((BASE + me)) 127.0.0.1:$((BASE + peer))
-link = ic1 127.0.0.2:$((BASE + 2 + me)) 127.0.0.2:$((BASE + 2 + peer))
-heartbeat_ms = 20
-link_deadline_ms = 200
-session_deadline_ms = 1000
-CFG
+	ccm_write_cfg "$n" "$p" "[node]" "log_level = info" "[ic]" "cluster_id = ccm-test" \
+		"link = ic0 127.0.0.1:$((BASE + me)) 127.0.0.1:$((BASE + peer))" \
+		"link = ic1 127.0.0.2:$((BASE + 2 + me)) 127.0.0.2:$((BASE + 2 + peer))" \
+		"heartbeat_ms = 20" "link_deadline_ms = 200" "session_deadline_ms = 1000"
 }
 write_cfg a b 0 1
 write_cfg b a 1 0
@@ -83,8 +47,7 @@ wait_for() { # node pattern count [seconds]
 }
 
 last_stat() { # node field-regex
-	{ grep '^[0-9.]* stats ' "$DIR/$1.out" | tail -n 1 | grep -o "\"$2\":[^,}]*" |
-		head -n 1 | cut -d: -f2; } 2>/dev/null || true
+	{ ccm_last_stats "$1" | grep -o "\"$2\":[^,}]*" | head -n 1 | cut -d: -f2; } 2>/dev/null || true
 }
 
 stacks() { # node: where is it stuck?
@@ -117,7 +80,7 @@ stop() { # node: SIGTERM, expect exit 0 (no failed op, no bad read-back)
 
 report() {
 	for n in a b; do
-		echo "  $n: $(grep '^[0-9.]* stats ' "$DIR/$n.out" | tail -n 1 |
+		echo "  $n: $(ccm_last_stats "$n" |
 			grep -o '"state":"[a-z]*"\|"handshake_us":[0-9]*\|"sessions":[0-9]*\|"writes":[0-9]*\|"verify_errors":[0-9]*' |
 			tr '\n' ' ')"
 	done

@@ -71,64 +71,26 @@ import sys
 import threading
 import time
 
-NBDMAGIC = 0x4E42444D41474943
-IHAVEOPT = 0x49484156454F5054
-REPLY_MAGIC = 0x3E889045565A9
-REQ_MAGIC = 0x25609513
-SIMPLE_MAGIC = 0x67446698
-OPT_GO = 7
-REP_ACK = 1
-REP_INFO = 3
-INFO_EXPORT = 0
-CMD_READ = 0
-CMD_WRITE = 1
-CMD_DISC = 2
-CMD_WRITE_ZEROES = 6
-FLAG_NO_HOLE = 1 << 1
+# The NBD client: tools/python/duet_nbd.py (on PYTHONPATH from tests/lib.sh).
+from duet_nbd import (
+    CMD_DISC,
+    CMD_WRITE,
+    CMD_WRITE_ZEROES,
+    FLAG_NO_HOLE,
+    SIMPLE_MAGIC,
+    SIMPLE_REPLY,
+    connect,
+    pack_request,
+    read_blocks,
+    recv_exact,
+)
+
 PAT_MAGIC = b"DUETACK1"
 
 
 def pattern(bs, run, wid, block):
     unit = PAT_MAGIC + struct.pack("<IIQQ", run, 0, wid, block)
     return unit * (bs // len(unit))
-
-
-def recv_exact(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
-def connect(port, export, host="127.0.0.1", timeout=30):
-    sock = socket.create_connection((host, port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    magic, opt, hflags = struct.unpack(">QQH", recv_exact(sock, 18))
-    if magic != NBDMAGIC or opt != IHAVEOPT:
-        raise RuntimeError("not an NBD server (newstyle)")
-    sock.sendall(struct.pack(">I", 1 | (2 if hflags & 2 else 0)))
-    name = export.encode()
-    data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
-    sock.sendall(struct.pack(">QII", IHAVEOPT, OPT_GO, len(data)) + data)
-    size = None
-    while True:
-        magic, _, rtype, rlen = struct.unpack(">QIII", recv_exact(sock, 20))
-        if magic != REPLY_MAGIC:
-            raise RuntimeError("bad option reply magic")
-        body = recv_exact(sock, rlen)
-        if rtype == REP_ACK:
-            break
-        if rtype & (1 << 31):
-            raise RuntimeError("NBD_OPT_GO refused (%#x): %r" % (rtype, body))
-        if rtype == REP_INFO and len(body) >= 12:
-            (itype,) = struct.unpack(">H", body[:2])
-            if itype == INFO_EXPORT:
-                size, _ = struct.unpack(">QH", body[2:12])
-    sock.settimeout(None)
-    return sock, size
 
 
 def parse_log(paths):
@@ -193,7 +155,7 @@ def cmd_write(a):
     def receiver(s, gen):
         try:
             while True:
-                magic, err, cookie = struct.unpack(">IIQ", recv_exact(s, 16))
+                magic, err, cookie = SIMPLE_REPLY.unpack(recv_exact(s, SIMPLE_REPLY.size))
                 if magic != SIMPLE_MAGIC:
                     raise RuntimeError("bad reply magic %#x" % magic)
                 with lock:
@@ -339,10 +301,9 @@ def cmd_write(a):
                 if zero:
                     # Every other one keeps the range allocated (NO_HOLE).
                     flags = FLAG_NO_HOLE if wid & 1 else 0
-                    sock.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, CMD_WRITE_ZEROES,
-                                             cookie, block * bs, bs))
+                    sock.sendall(pack_request(CMD_WRITE_ZEROES, cookie, block * bs, bs, flags))
                 else:
-                    req = struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, cookie, block * bs, bs)
+                    req = pack_request(CMD_WRITE, cookie, block * bs, bs)
                     sock.sendall(req + pattern(bs, run, wid, block))
             except OSError as e:
                 with lock:
@@ -362,7 +323,7 @@ def cmd_write(a):
             with lock:
                 stats["closing"] = True
             try:
-                sock.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
+                sock.sendall(pack_request(CMD_DISC, 0, 0, 0))
             except OSError:
                 pass
     finally:
@@ -386,28 +347,6 @@ def cmd_write(a):
     if stats["errors"] and not a.allow_errors:
         return 1
     return 0
-
-
-def read_blocks_nbd(port, export, blocks, bs):
-    sock, _ = connect(port, export)
-    out = {}
-    blocks = sorted(blocks)
-    qd = 32
-    i = 0
-    pending = {}
-    while i < len(blocks) or pending:
-        while i < len(blocks) and len(pending) < qd:
-            b = blocks[i]
-            i += 1
-            pending[b + 1] = b
-            sock.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, b + 1, b * bs, bs))
-        magic, err, cookie = struct.unpack(">IIQ", recv_exact(sock, 16))
-        if magic != SIMPLE_MAGIC or err:
-            raise RuntimeError("read failed: magic %#x error %d" % (magic, err))
-        out[pending.pop(cookie)] = recv_exact(sock, bs)
-    sock.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_DISC, 0, 0, 0))
-    sock.close()
-    return out
 
 
 def read_blocks_file(path, blocks, bs):
@@ -439,7 +378,7 @@ def cmd_check(a):
     if a.file:
         data = read_blocks_file(a.file, blocks, a.bs)
     else:
-        data = read_blocks_nbd(a.port, a.export, blocks, a.bs)
+        data = read_blocks(a.port, a.export, blocks, a.bs)
     zero = bytes(a.bs)
     bad = 0
     newer = 0

@@ -12,9 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
-ROUNDS=3
-{ [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=2
-ROUNDS=${DUET_FAILOVER_ROUNDS:-$ROUNDS}
+fo_rounds 3 2
 W=(--export vol-a --blocks 1024 --qd 32 --timestamps)
 N=300
 
@@ -29,8 +27,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	writer d$r --port $A_NBD --failover-port $B_PROXY "${W[@]}"
 	logs+=${logs:+,}$T/d$r.acks
 	# After a giveback: the mirror back in sync, a takeover possible again.
-	wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
-	wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
+	ready_for_takeover
 	wait_acks d$r $N
 	t0=$(mono)
 	kill_node a
@@ -52,19 +49,10 @@ for r in $(seq 1 "$ROUNDS"); do
 	check_acks "$logs" --port $B_PROXY --export vol-a
 
 	step "round $r/$ROUNDS: a restarts taken over, giveback under load on b's proxy port"
-	writer g$r --port $B_PROXY "${W[@]}"
-	logs+=,$T/g$r.acks
-	wait_acks g$r $N
+	writer_on_b g$r
 	wait_taken_over a
 	refuses $A_NBD || fail "a accepts connections on its NBD port while taken over"
-	giveback_to a
-	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a after the giveback: $(served_by b vol-a)"
-	wait_acks g$r $N
-	writer_stop g$r
-
-	step "round $r/$ROUNDS: every acknowledged write reads back on a's own port"
-	check_acks "$logs" --port $A_NBD --export vol-a
-	one_server
+	giveback_under_load g$r "$r/$ROUNDS"
 done
 
 echo "writes in flight at the kills (unacknowledged, lost or not): $lost_total" >&2

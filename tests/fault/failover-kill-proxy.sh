@@ -18,9 +18,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
-ROUNDS=20
-{ [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=5
-ROUNDS=${DUET_FAILOVER_ROUNDS:-$ROUNDS}
+fo_rounds 20 5
 W=(--export vol-a --blocks 1024 --qd 16 --timestamps)
 N=300 # acknowledgements per phase
 
@@ -34,8 +32,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	writer k$r --port $B_PROXY "${W[@]}"
 	logs+=${logs:+,}$T/k$r.acks
 	# After a giveback: the mirror back in sync, a takeover possible again.
-	wait_for m_is a in_sync || fail "mirror of a not in_sync: $(mstate a)"
-	wait_for takeover_possible b || fail "takeover not possible on b: $(ha b .reason)"
+	ready_for_takeover
 	wait_acks k$r $N
 	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a before the kill: $(served_by b vol-a)"
 	t0=$(mono)
@@ -57,9 +54,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	check_acks "$logs" --port $B_PROXY --export vol-a
 
 	step "round $r/$ROUNDS: a restarts taken over, giveback under load"
-	writer g$r --port $B_PROXY "${W[@]}"
-	logs+=,$T/g$r.acks
-	wait_acks g$r $N
+	writer_on_b g$r
 	wait_taken_over a
 	log_since a | grep -q "takeover mark gen .* in own mailbox" ||
 		fail "a did not log the takeover mark at boot"
@@ -67,14 +62,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	refuses $A_NBD || fail "a accepts connections on its NBD port while taken over"
 	[ "$(served_by b vol-a)" = b ] || fail "vol-a served by $(served_by b vol-a) before the giveback"
 	wait_acks g$r $N
-	giveback_to a
-	[ "$(served_by b vol-a)" = a ] || fail "b serves vol-a after the giveback: $(served_by b vol-a)"
-	wait_acks g$r $N
-	writer_stop g$r
-
-	step "round $r/$ROUNDS: every acknowledged write reads back on a's own port"
-	check_acks "$logs" --port $A_NBD --export vol-a
-	one_server
+	giveback_under_load g$r "$r/$ROUNDS"
 done
 
 echo "$(stats_line "kill to writes completing again" "${stalls[@]}") over $ROUNDS rounds" >&2

@@ -31,7 +31,6 @@ SLOW_RATE=${IC_TC_RATE:-40mbit}
 TAG=$$
 NSA=ictca$TAG NSB=ictcb$TAG
 declare -A CPID=()
-NS_MADE=0
 
 # Stop the clients (by PID) before the namespaces go, then lib.sh's cleanup.
 ic_exit() {
@@ -46,51 +45,26 @@ ic_exit() {
 		kill -s KILL "${CPID[$n]}" 2>/dev/null
 		wait "${CPID[$n]}" 2>/dev/null
 	done
-	if [ $NS_MADE = 1 ]; then
-		ip netns del "$NSA" 2>/dev/null
-		ip netns del "$NSB" 2>/dev/null
-	fi
+	netns_cleanup
 	(exit $rc)
 	_cleanup
 }
 trap ic_exit EXIT
 
 step "namespaces"
-ip netns add "$NSA"
-NS_MADE=1
-ip netns add "$NSB"
+netns_pair "$NSA" "$NSB"
 for i in 0 1; do
-	ip link add "ta$i-$TAG" type veth peer name "tb$i-$TAG"
-	ip link set "ta$i-$TAG" netns "$NSA"
-	ip link set "tb$i-$TAG" netns "$NSB"
-	ip -n "$NSA" addr add "10.79.$i.1/24" dev "ta$i-$TAG"
-	ip -n "$NSB" addr add "10.79.$i.2/24" dev "tb$i-$TAG"
-	ip -n "$NSA" link set "ta$i-$TAG" up
-	ip -n "$NSB" link set "tb$i-$TAG" up
+	veth_link "$NSA" "ta$i-$TAG" "10.79.$i.1/24" "$NSB" "tb$i-$TAG" "10.79.$i.2/24"
 done
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
 
 umask 077
 printf 'ic-tc fault test secret, long enough\n' >"$T/secret"
 write_cfg() { # node partner my-octet peer-octet
-	cat >"$T/$1.conf" <<CFG
-[node]
-id = $1
-shelf = $T/$1-shelf
-control = $T/$1.sock
-log_level = info
-[nbd]
-listen = 127.0.0.1:1
-[ic]
-provider = $PROVIDER
-partner = $2
-cluster_id = ic-tc
-secret_file = $T/secret
-balance = least_outstanding
-link = ic0 10.79.0.$3:$PORT_BASE 10.79.0.$4:$PORT_BASE
-link = ic1 10.79.1.$3:$((PORT_BASE + 1)) 10.79.1.$4:$((PORT_BASE + 1))
-CFG
+	write_node_config "$T/$1.conf" "$1" "$T" log_level=info "[nbd]" "listen = 127.0.0.1:1" \
+		"[ic]" "provider = $PROVIDER" "partner = $2" "cluster_id = ic-tc" \
+		"secret_file = $T/secret" "balance = least_outstanding" \
+		"link = ic0 10.79.0.$3:$PORT_BASE 10.79.0.$4:$PORT_BASE" \
+		"link = ic1 10.79.1.$3:$((PORT_BASE + 1)) 10.79.1.$4:$((PORT_BASE + 1))"
 }
 write_cfg a b 1 2
 write_cfg b a 2 1

@@ -6,15 +6,10 @@ set -euo pipefail
 
 P=$PORT_BASE
 
+# base: a good config, six lines ([node] id shelf control, [nbd] listen; no
+# log_level), on stdout; the cases below break it on purpose.
 base() {
-	cat <<CONF
-[node]
-id = a
-shelf = $T/shelf
-control = $T/a.sock
-[nbd]
-listen = 127.0.0.1:$P
-CONF
+	write_node_config - a "$T" "shelf = $T/shelf" log_level= "[nbd]" "listen = 127.0.0.1:$P"
 }
 
 # expect_bad NAME WANT... : run duetd on $T/NAME.conf; status 2, one line,

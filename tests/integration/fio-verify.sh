@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 need fio
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+need_fio_nbd
 
 P=$PORT_BASE
 MB=64

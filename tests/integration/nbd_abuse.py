@@ -24,58 +24,52 @@ import sys
 import threading
 import time
 
-NBDMAGIC = 0x4E42444D41474943
-IHAVEOPT = 0x49484156454F5054
-REPLY_MAGIC = 0x3E889045565A9
-REQ_MAGIC = 0x25609513
-SIMPLE_MAGIC = 0x67446698
-STRUCT_MAGIC = 0x668E33EF
-
-FLAG_FIXED_NEWSTYLE = 1
-FLAG_NO_ZEROES = 2
-
-OPT_EXPORT_NAME = 1
-OPT_ABORT = 2
-OPT_LIST = 3
-OPT_INFO = 6
-OPT_GO = 7
-OPT_STRUCTURED_REPLY = 8
-OPT_LIST_META_CONTEXT = 9
-OPT_SET_META_CONTEXT = 10
-
-REP_ACK = 1
-REP_SERVER = 2
-REP_INFO = 3
-REP_META_CONTEXT = 4
-REP_ERR = 1 << 31
-REP_ERR_UNSUP = REP_ERR + 1
-REP_ERR_POLICY = REP_ERR + 2
-REP_ERR_INVALID = REP_ERR + 3
-REP_ERR_UNKNOWN = REP_ERR + 6
-REP_ERR_TOO_BIG = REP_ERR + 9
-
-INFO_EXPORT = 0
-INFO_BLOCK_SIZE = 3
-
-CMD_READ = 0
-CMD_WRITE = 1
-CMD_DISC = 2
-CMD_FLUSH = 3
-CMD_TRIM = 4
-CMD_CACHE = 5
-CMD_WRITE_ZEROES = 6
-CMD_BLOCK_STATUS = 7
-
-CMD_FLAG_FUA = 1
-CMD_FLAG_DF = 4
-
-CHUNK_NONE = 0
-CHUNK_OFFSET_DATA = 1
-CHUNK_OFFSET_HOLE = 2
-CHUNK_BLOCK_STATUS = 5
-CHUNK_ERROR = (1 << 15) + 1
-CHUNK_ERROR_OFFSET = (1 << 15) + 2
-CHUNK_FLAG_DONE = 1
+# Wire constants and framing: tools/python/duet_nbd.py (on PYTHONPATH from
+# tests/lib.sh). This test keeps its own connection class (Conn): it sends
+# malformed bytes on purpose and turns socket errors into Fail/Closed.
+from duet_nbd import (
+    CHUNK,
+    CHUNK_ERROR,
+    CHUNK_ERROR_OFFSET,
+    CHUNK_FLAG_DONE,
+    CHUNK_OFFSET_DATA,
+    CMD_BLOCK_STATUS,
+    CMD_CACHE,
+    CMD_DISC,
+    CMD_FLUSH,
+    CMD_READ,
+    CMD_TRIM,
+    CMD_WRITE,
+    CMD_WRITE_ZEROES,
+    FLAG_FIXED_NEWSTYLE,
+    FLAG_NO_ZEROES,
+    GREETING,
+    IHAVEOPT,
+    INFO_BLOCK_SIZE,
+    INFO_EXPORT,
+    NBDMAGIC,
+    OPT_ABORT,
+    OPT_GO,
+    OPT_INFO,
+    OPT_LIST,
+    OPT_REPLY,
+    OPT_STRUCTURED_REPLY,
+    REPLY_MAGIC,
+    REP_ACK,
+    REP_ERR,
+    REP_ERR_INVALID,
+    REP_ERR_TOO_BIG,
+    REP_ERR_UNKNOWN,
+    REP_ERR_UNSUP,
+    REP_INFO,
+    REP_SERVER,
+    REQ_MAGIC,
+    SIMPLE_MAGIC,
+    STRUCT_MAGIC,
+    go_data,
+    pack_option,
+    pack_request,
+)
 
 TIMEOUT = 10.0 * float(os.environ.get("DUET_TIMEOUT_SCALE", "1"))
 
@@ -143,7 +137,7 @@ class Conn:
 
     # --- handshake ---
     def greeting(self, client_flags=FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES):
-        magic, opt, hflags = struct.unpack(">QQH", self.recv(18))
+        magic, opt, hflags = GREETING.unpack(self.recv(GREETING.size))
         if magic != NBDMAGIC or opt != IHAVEOPT:
             raise Fail("bad server greeting %x %x" % (magic, opt))
         if not hflags & FLAG_FIXED_NEWSTYLE:
@@ -151,10 +145,10 @@ class Conn:
         self.send(struct.pack(">I", client_flags))
 
     def option(self, opt, data=b""):
-        self.send(struct.pack(">QII", IHAVEOPT, opt, len(data)) + data)
+        self.send(pack_option(opt, data))
 
     def opt_reply(self):
-        magic, opt, rtype, length = struct.unpack(">QIII", self.recv(20))
+        magic, opt, rtype, length = OPT_REPLY.unpack(self.recv(OPT_REPLY.size))
         if magic != REPLY_MAGIC:
             raise Fail("bad option reply magic %x" % magic)
         if length > 1 << 20:
@@ -162,8 +156,7 @@ class Conn:
         return opt, rtype, self.recv(length)
 
     def go(self, name, opt=OPT_GO):
-        nb = name.encode()
-        self.option(opt, struct.pack(">I", len(nb)) + nb + struct.pack(">HH", 1, INFO_BLOCK_SIZE))
+        self.option(opt, go_data(name, (INFO_BLOCK_SIZE,)))
         while True:
             _, rtype, data = self.opt_reply()
             if rtype == REP_ACK:
@@ -196,7 +189,7 @@ class Conn:
     def request(self, ctype, offset, length, flags=0, data=None, magic=REQ_MAGIC):
         cookie = self.cookie
         self.cookie += 1
-        hdr = struct.pack(">IHHQQI", magic, flags, ctype, cookie, offset, length)
+        hdr = pack_request(ctype, cookie, offset, length, flags, magic)
         self.send(hdr + (data or b""))
         return cookie
 
@@ -219,7 +212,7 @@ class Conn:
                 raise Fail("bad reply magic %x" % magic)
             if not self.structured:
                 raise Fail("structured reply that was not negotiated")
-            cflags, ctype, ck, length = struct.unpack(">HHQI", self.recv(16))
+            cflags, ctype, ck, length = CHUNK.unpack(self.recv(CHUNK.size))
             if ck != cookie:
                 raise Fail("reply for cookie %d, expected %d" % (ck, cookie))
             payload = self.recv(length)

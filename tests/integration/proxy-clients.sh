@@ -7,37 +7,22 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 need nbdinfo nbdcopy qemu-img fio jq
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+need_fio_nbd
 
-P=$PORT_BASE
-A_NBD=$P A_PROXY=$((P + 1)) B_NBD=$((P + 2)) B_PROXY=$((P + 3))
-MB=64
-[ "$QUICK" = 1 ] && MB=32
-
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/cluster.key"
-node_lines() { # node_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC
-	printf '%s\n' "proxy_listen = 127.0.0.1:$3" "[ic]" "partner = $2" \
-		"cluster_id = proxy-test" "secret_file = $T/cluster.key" \
-		"link = ic0 127.0.0.1:$4 127.0.0.1:$5"
-}
-proxy_up() { ctl "$1" status --json | jq -e '.proxy.state == "up"'; }
-serves() { # serves NODE VOLUME: NODE's proxy port lists VOLUME
-	ctl "$1" status --json | jq -e --arg v "$2" \
-		'any(.volumes[]; .name == $v and .port == "proxy")'
-}
+proxy_pair_setup
 PROXY_URI=$(nbd_uri $A_PROXY vol-b)
 DIRECT_URI=$(nbd_uri $B_NBD vol-b)
 
 step "start a pair: a serves b's volume on its proxy port"
-mapfile -t la < <(node_lines a b $A_PROXY $((P + 4)) $((P + 5)))
-mapfile -t lb < <(node_lines b a $B_PROXY $((P + 5)) $((P + 4)))
+mapfile -t la < <(proxy_pair_lines a b $A_PROXY $((P + 4)) $((P + 5)))
+mapfile -t lb < <(proxy_pair_lines b a $B_PROXY $((P + 5)) $((P + 4)))
 start_node a $A_NBD "${la[@]}"
 start_node b $B_NBD "${lb[@]}"
 ctl a volume create vol-a 256M >/dev/null
 ctl b volume create vol-b 256M >/dev/null
 wait_for proxy_up a
-wait_for serves a vol-b
-wait_for serves b vol-a
+wait_for proxy_serves a vol-b
+wait_for proxy_serves b vol-a
 
 step "nbdinfo: the proxy port offers what the direct port does"
 norm() { jq -S 'del(.exports[].description, .exports[].uri, .exports[].content)'; }

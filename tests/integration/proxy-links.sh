@@ -11,7 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 need fio jq ip
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+need_fio_nbd
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 
 supp=$REPO_ROOT/tests/ccm/lsan.supp
@@ -25,52 +25,27 @@ MB=64
 TAG=$$
 NSA=pxa$TAG NSB=pxb$TAG
 
-netns_cleanup() {
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-}
 # The namespaces go first (their links die with them once the nodes, ended
 # by lib.sh's cleanup, have left), then lib.sh's cleanup.
 trap '_rc=$?; netns_cleanup; (exit $_rc); _cleanup' EXIT
 
 step "two namespaces, two veth pairs"
-ip netns add "$NSA" || skip "cannot create network namespaces"
-ip netns add "$NSB"
+netns_pair "$NSA" "$NSB" || skip "cannot create network namespaces"
 for i in 0 1; do
-	ip link add "pa$i$TAG" type veth peer name "pb$i$TAG"
-	ip link set "pa$i$TAG" netns "$NSA"
-	ip link set "pb$i$TAG" netns "$NSB"
-	ip -n "$NSA" addr add "10.99.$i.1/24" dev "pa$i$TAG"
-	ip -n "$NSB" addr add "10.99.$i.2/24" dev "pb$i$TAG"
-	ip -n "$NSA" link set "pa$i$TAG" up
-	ip -n "$NSB" link set "pb$i$TAG" up
+	veth_link "$NSA" "pa$i$TAG" "10.99.$i.1/24" "$NSB" "pb$i$TAG" "10.99.$i.2/24"
 done
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
 
 umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/cluster.key"
+write_cluster_key "$T/cluster.key"
 write_conf() { # write_conf ME PEER MY_OCTET PEER_OCTET
 	mkdir -p "$T/$1-shelf"
-	cat >"$T/$1.conf" <<CFG
-[node]
-id = $1
-shelf = $T/$1-shelf
-control = $T/$1.sock
-log_level = ${DUET_LOG_LEVEL:-info}
-[nbd]
-listen = 127.0.0.1:$P
-proxy_listen = 127.0.0.1:$((P + 1))
-[ic]
-provider = $PROVIDER
-partner = $2
-cluster_id = proxy-links
-secret_file = $T/cluster.key
-link = ic0 10.99.0.$3:$((P + 4)) 10.99.0.$4:$((P + 4))
-link = ic1 10.99.1.$3:$((P + 5)) 10.99.1.$4:$((P + 5))
-[proxy]
-timeout_ms = 30000
-CFG
+	write_node_config "$T/$1.conf" "$1" "$T" \
+		"[nbd]" "listen = 127.0.0.1:$P" "proxy_listen = 127.0.0.1:$((P + 1))" \
+		"[ic]" "provider = $PROVIDER" "partner = $2" "cluster_id = proxy-links" \
+		"secret_file = $T/cluster.key" \
+		"link = ic0 10.99.0.$3:$((P + 4)) 10.99.0.$4:$((P + 4))" \
+		"link = ic1 10.99.1.$3:$((P + 5)) 10.99.1.$4:$((P + 5))" \
+		"[proxy]" "timeout_ms = 30000"
 }
 start_in() { # start_in NAME NETNS
 	echo "=== $(date +%T) start $1 in $2" >>"$T/$1.log"
@@ -83,7 +58,6 @@ links_up() { # links_up NODE N: N links up
 	ctl "$1" status --json | jq -e --argjson n "$2" '[.links[] | select(.state == "up")] | length == $n'
 }
 link_is() { ctl "$1" status --json | jq -e --arg l "$2" --arg s "$3" 'any(.links[]; .name == $l and .state == $s)'; }
-serves() { ctl "$1" status --json | jq -e --arg v "$2" 'any(.volumes[]; .name == $v and .port == "proxy")'; }
 write_conf a b 1 2
 write_conf b a 2 1
 
@@ -92,7 +66,7 @@ start_in a "$NSA"
 start_in b "$NSB"
 wait_for links_up a 2
 ctl b volume create vol-b 256M >/dev/null
-wait_for serves a vol-b
+wait_for proxy_serves a vol-b
 
 fio_bg() { # fio_bg NAME OFFSET_MB: paced random writes through a's proxy, verified
 	ip netns exec "$NSA" fio --output-format=json --output="$T/fio-$1.json" --name=v \

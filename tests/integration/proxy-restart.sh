@@ -10,22 +10,10 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 need fio jq qemu-io
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+need_fio_nbd
 
-P=$PORT_BASE
-A_NBD=$P A_PROXY=$((P + 1)) B_NBD=$((P + 2)) B_PROXY=$((P + 3))
-MB=64
-[ "$QUICK" = 1 ] && MB=32
-
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/cluster.key"
-node_lines() { # node_lines ME PEER PROXY_PORT LOCAL_IC PEER_IC [TIMEOUT_MS]
-	printf '%s\n' "proxy_listen = 127.0.0.1:$3" "[ic]" "partner = $2" \
-		"cluster_id = proxy-test" "secret_file = $T/cluster.key" \
-		"link = ic0 127.0.0.1:$4 127.0.0.1:$5" "[proxy]" "timeout_ms = ${6:-30000}"
-}
+proxy_pair_setup
 status() { ctl "$1" status --json; }
-serves() { status "$1" | jq -e --arg v "$2" 'any(.volumes[]; .name == $v and .port == "proxy")'; }
-ready() { status "$1" | jq -e '.proxy.state == "up"'; }
 counter() { status a | jq "$1"; }
 PROXY_URI=$(nbd_uri $A_PROXY vol-b)
 DIRECT_URI=$(nbd_uri $B_NBD vol-b)
@@ -58,12 +46,12 @@ verify_on() { # verify_on URI NAME OFFSET_MB SIZE_MB: the blocks fio NAME wrote 
 }
 
 step "start a pair"
-mapfile -t la < <(node_lines a b $A_PROXY $((P + 4)) $((P + 5)))
-mapfile -t lb < <(node_lines b a $B_PROXY $((P + 5)) $((P + 4)))
+mapfile -t la < <(proxy_pair_lines a b $A_PROXY $((P + 4)) $((P + 5)) 30000)
+mapfile -t lb < <(proxy_pair_lines b a $B_PROXY $((P + 5)) $((P + 4)) 30000)
 start_node a $A_NBD "${la[@]}"
 start_node b $B_NBD "${lb[@]}"
 ctl b volume create vol-b 512M >/dev/null
-wait_for serves a vol-b
+wait_for proxy_serves a vol-b
 
 step "1. interconnect resets under I/O: requests sent again, executed once"
 r0=$(counter .proxy.retries)
@@ -71,7 +59,7 @@ r0=$(counter .proxy.retries)
 fio_job reset 0 $((MB * 4))
 resets=0
 while kill -0 "$FIO" 2>/dev/null && [ $resets -lt 20 ]; do
-	wait_for ready a
+	wait_for proxy_up a
 	sleep 0.2
 	kill -0 "$FIO" 2>/dev/null || break
 	ctl a ic reset >/dev/null
@@ -95,9 +83,9 @@ verify_on "$PROXY_URI" kill $((MB * 4)) $((MB / 2))
 
 step "3. b down past a short deadline: EIO after it, a stays up"
 stop_node a TERM
-mapfile -t la < <(node_lines a b $A_PROXY $((P + 4)) $((P + 5)) 1000)
+mapfile -t la < <(proxy_pair_lines a b $A_PROXY $((P + 4)) $((P + 5)) 1000)
 start_node a $A_NBD "${la[@]}"
-wait_for serves a vol-b
+wait_for proxy_serves a vol-b
 log_mark a
 stop_node b KILL
 t0=$(date +%s%N)
@@ -116,7 +104,7 @@ n=$(log_since a | grep -c "failed with EIO after 1000 ms" || true)
 
 step "b back: the proxy works again and nothing was corrupted"
 start_node b $B_NBD
-wait_for ready a
+wait_for proxy_up a
 qemu-io -f raw -c 'write -P 0x5b 400M 64k' "$PROXY_URI" >/dev/null || fail "write after the return"
 qemu-io -f raw -r -c 'read -P 0x5b 400M 64k' "$DIRECT_URI" >/dev/null || fail "read back on b"
 verify_on "$PROXY_URI" reset 0 $((MB * 4))

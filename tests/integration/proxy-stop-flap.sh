@@ -46,7 +46,7 @@ PARTS=${DUET_FLAP_PARTS:-12} # which parts run (debugging one: DUET_FLAP_PARTS=2
 [ "$QUICK" = 1 ] && STOP_TIMES=(200 500 800)
 
 umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/cluster.key"
+write_cluster_key "$T/cluster.key"
 
 STOPPED="" # the node we sent SIGSTOP and not yet SIGCONT
 NFT=""     # our nftables table, while it exists
@@ -98,7 +98,6 @@ start_pair() { # start_pair N_LINKS
 status() { ctl "$1" status --json; }
 j() { status "$1" | jq -r "$2"; }
 serves_proxy() { status b | jq -e 'any(.volumes[]; .name == "vol-a" and .port == "proxy")'; }
-proxy_up() { status b | jq -e '.proxy.state == "up"'; }
 link_is() { # NODE LINK STATE, the session up
 	status "$1" | jq -e --argjson i "$2" --arg s "$3" \
 		'.session.state == "up" and .links[$i].state == $s'
@@ -176,7 +175,7 @@ step "start a pair with one link, vol-a on a, forwarded by b"
 start_pair 1
 ctl a volume create vol-a 64M >/dev/null
 wait_for serves_proxy || fail "b does not forward vol-a"
-wait_for proxy_up || fail "b's proxy is not up"
+wait_for proxy_up b || fail "b's proxy is not up"
 sessions=$(j b .session.sessions)
 
 if [[ $PARTS == *1* ]]; then
@@ -213,7 +212,7 @@ else
 	stop_node a
 	start_pair 2
 	wait_for serves_proxy || fail "b does not forward vol-a"
-	wait_for proxy_up || fail "b's proxy is not up"
+	wait_for proxy_up b || fail "b's proxy is not up"
 	wait_for all_links_up b || fail "not every link up on b"
 	sessions=$(j b .session.sessions)
 	writer_start C 512
