@@ -60,10 +60,11 @@ node() {
 	shift 4
 	mkdir -p "$W/$name-shelf"
 	local nv=() pi=()
-	[ -z "$nvdir" ] || nv=("nvram = $nvdir/$name.nvram")
+	[ -z "$nvdir" ] || nv=("log = $nvdir/$name.nvram")
 	[ -z "$nvdir" ] || [ "$mode" != on ] || pi=("partner_image = $nvdir/$name.partner")
-	write_node_config "$W/$name.conf" "$name" "$W" "log_level = warn" ${nv[@]+"${nv[@]}"} \
-		"[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode" ${pi[@]+"${pi[@]}"} "$@"
+	write_node_config "$W/$name.conf" "$name" "$W" "log_level = warn" \
+		"[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode" ${nv[@]+"${nv[@]}"} \
+		${pi[@]+"${pi[@]}"} "$@"
 	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &
 	PIDS+=($!)
 	bench_wait 30 "$DUETCTL" --socket "$W/$name.sock" status || {

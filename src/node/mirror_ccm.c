@@ -82,7 +82,7 @@ static void mc_eval(struct mirror_ccm *mc)
 	if (remote < mc->log_size) {
 		set_reason(mc, MC_REFUSED,
 			   "the partner's image of this node's log is %llu bytes, smaller than "
-			   "the log (%llu): set the same [node] nvram_size on both nodes",
+			   "the log (%llu): set the same [mirror] log_size on both nodes",
 			   (unsigned long long)remote, (unsigned long long)mc->log_size);
 		LOG_ERROR("not mirroring: %s", mc->reason);
 		return;

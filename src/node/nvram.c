@@ -135,7 +135,7 @@ int nvram_open(struct node *n)
 		return 0;
 	}
 	rc = resolve_path(n->nvram_path, sizeof(n->nvram_path), cfg->mirror.log, cfg->node.shelf,
-			  ".nvram", "[node] nvram");
+			  ".nvram", "[mirror] log");
 	if (rc < 0)
 		return rc;
 	if (cfg->mirror.mode == MIRROR_MODE_ON) {
@@ -145,7 +145,7 @@ int nvram_open(struct node *n)
 		if (rc < 0)
 			return rc;
 		if (strcmp(n->partner_image_path, n->nvram_path) == 0) {
-			LOG_ERROR("[node] nvram and [mirror] partner_image are the same file %s",
+			LOG_ERROR("[mirror] log and [mirror] partner_image are the same file %s",
 				  n->nvram_path);
 			return -EINVAL;
 		}

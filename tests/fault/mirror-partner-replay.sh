@@ -20,8 +20,8 @@ N=${DUET_MIRROR_WRITES:-4000}
 step "start a pair, mirror in sync"
 # A log large enough for the whole load, and no timer consistency points:
 # nothing of it is checkpointed, so the image holds every write.
-start_a "cp_interval_ms = 600000" "[node]" "nvram_size = 256M"
-start_b "[node]" "nvram_size = 256M"
+start_a "cp_interval_ms = 600000" "log_size = 256M"
+start_b "[mirror]" "log_size = 256M"
 ctl a volume create vol-a 128M >/dev/null
 wait_for is_state a in_sync
 cp -r --sparse=always "$T/a-shelf" "$T/early-shelf"

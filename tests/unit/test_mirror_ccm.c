@@ -299,7 +299,7 @@ static void test_image_too_small(void **state)
 	struct env *e = env_new(LOG_SIZE / 2, true);
 
 	(void)state;
-	expect_a_refused(e, 50, "refused", "nvram_size");
+	expect_a_refused(e, 50, "refused", "log_size");
 	/* b mirrors into a's larger image. */
 	assert_int_equal(state_of(e->b.m), MIRROR_STATE_IN_SYNC);
 	/* Writes go on (degrade). */
