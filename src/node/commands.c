@@ -1,5 +1,5 @@
 #define LOG_MODULE "control"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -82,7 +82,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		json_object_object_add(resp, "links", json_object_new_array());
 	}
 
-	mirror = nvram_status_json(n);
+	mirror = node_mirror_status_json(n);
 	if (!mirror) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -101,7 +101,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_u64(nbd, "protocol_errors", st.protocol_errors);
 	jobj_add_u64(nbd, "bytes_read", st.bytes_read);
 	jobj_add_u64(nbd, "bytes_written", st.bytes_written);
-	jobj_add_u64(nbd, "inflight", backend_inflight(n->backend));
+	jobj_add_u64(nbd, "inflight", node_datapath_inflight(n->dp));
 	json_object_object_add(resp, "nbd", nbd);
 
 	volumes = volumes_json(n);
@@ -264,7 +264,7 @@ static const struct {
     {"giveback", cmd_giveback},
 };
 
-node_cmd_fn commands_find(const char *name)
+node_cmd_fn node_commands_find(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (strcmp(commands[i].name, name) == 0)

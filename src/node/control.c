@@ -1,5 +1,5 @@
 #define LOG_MODULE "control"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -93,7 +93,7 @@ static void dispatch(struct control_conn *c)
 		respond(c, resp);
 		return;
 	}
-	fn = commands_find(json_object_get_string(cmd));
+	fn = node_commands_find(json_object_get_string(cmd));
 	if (!fn) {
 		snprintf(err, sizeof(err), "unknown command '%s'", json_object_get_string(cmd));
 		rc = -EINVAL;
@@ -204,7 +204,7 @@ static void accept_event(struct loop_io *io, uint32_t events)
 	}
 }
 
-int control_create(struct node *n, const char *path, struct control **out)
+int node_control_create(struct node *n, const char *path, struct control **out)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 	int rc;
@@ -232,7 +232,7 @@ err_free:
 	return rc;
 }
 
-void control_destroy(struct control *ctl)
+void node_control_destroy(struct control *ctl)
 {
 	if (!ctl)
 		return;

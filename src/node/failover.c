@@ -7,7 +7,7 @@
  *                   monitor's heartbeat region; one pinned write per link
  *   boot check      the listeners open only once the own mailbox was read
  *                   and held no takeover mark (node.c waits for it)
- *   I/O gate        backend.c holds requests while the lease is closed;
+ *   I/O gate        datapath.c holds requests while the lease is closed;
  *                   io_resume releases them
  *   STOP_OWN        fenced: close the own NBD listener and its clients,
  *                   refuse the partner's forwarded requests (it re-executes
@@ -19,7 +19,7 @@
  *   SERVE_OWN       serve the own volumes again
  */
 #define LOG_MODULE "failover"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -134,7 +134,7 @@ static void copy_tick(struct loop_timer *t)
 {
 	struct node *n = t->arg;
 
-	monitor_set_mirror(n->monitor, (enum ha_mirror)nvram_partner_copy(n));
+	monitor_set_mirror(n->monitor, (enum ha_mirror)node_mirror_partner_copy(n));
 	loop_timer_arm(n->loop, t, n->fo->copy_ns);
 }
 
@@ -155,7 +155,7 @@ static void gate_wait(void *arg)
 		monitor_io_wait(n->monitor);
 }
 
-void failover_gate_store(struct node *n, struct store *s)
+void node_failover_gate_store(struct node *n, struct store *s)
 {
 	store_set_gate(s, gate_allowed, gate_wait, n);
 }
@@ -173,13 +173,13 @@ static void stop_own(struct node *n)
 		n->nbd = NULL;
 	}
 	proxy_set_serving(n->proxy, false);
-	backend_set_serving(n->backend, false);
-	backend_set_serving(n->pbackend, false);
+	node_datapath_set_serving(n->dp, false);
+	node_datapath_set_serving(n->partner_dp, false);
 	/* Steps the store held at the gate (a stop came between the check and
 	 * the system call) never reach the disk. */
 	store_gate_fail(n->store, -EIO);
 	store_gate_fail(n->pstore, -EIO);
-	nvram_hold(n, true, "fenced by the partner's takeover mark");
+	node_mirror_hold(n, true, "fenced by the partner's takeover mark");
 	monitor_action_done(n->monitor, HA_ACT_STOP_OWN, 0);
 }
 
@@ -189,7 +189,7 @@ static void reset_done(void *arg, int rc)
 
 	if (rc == 0) {
 		LOG_INFO("own NVRAM log dropped (the partner replayed it): mirroring anew");
-		nvram_hold(n, false, NULL);
+		node_mirror_hold(n, false, NULL);
 	}
 	monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
 }
@@ -250,7 +250,7 @@ static void serve_own(struct node *n)
 	int rc = 0;
 
 	n->fenced = false;
-	backend_set_serving(n->backend, true);
+	node_datapath_set_serving(n->dp, true);
 	proxy_set_serving(n->proxy, true);
 	if (!n->nbd)
 		rc = node_open_nbd(n);
@@ -275,8 +275,8 @@ static int open_partner_shelf(struct node *n)
 			  strerror(-rc));
 		return rc;
 	}
-	failover_gate_store(n, n->pstore);
-	rc = backend_create(n, n->pstore, NULL, "partner", &n->pbackend);
+	node_failover_gate_store(n, n->pstore);
+	rc = node_datapath_create(n, n->pstore, NULL, "partner", &n->partner_dp);
 	if (rc < 0) {
 		store_close(n->pstore);
 		n->pstore = NULL;
@@ -286,8 +286,8 @@ static int open_partner_shelf(struct node *n)
 
 static void close_partner_shelf(struct node *n)
 {
-	backend_destroy(n->pbackend);
-	n->pbackend = NULL;
+	node_datapath_destroy(n->partner_dp);
+	n->partner_dp = NULL;
 	store_close(n->pstore);
 	n->pstore = NULL;
 }
@@ -372,11 +372,11 @@ static void serve_partner(struct node *n)
 		monitor_action_done(n->monitor, HA_ACT_SERVE_PARTNER, -ENOTCONN);
 		return;
 	}
-	backend_set_serving(n->pbackend, true);
+	node_datapath_set_serving(n->partner_dp, true);
 	count = store_volume_count(n->pstore);
 	for (unsigned i = 0; i < count; i++) {
 		const char *name = store_volume_name(store_volume_at(n->pstore, i));
-		int r = proxy_route_local(n->proxy, name, backend_ops(), n->pbackend);
+		int r = proxy_route_local(n->proxy, name, node_datapath_ops(), n->partner_dp);
 		if (r == 0 || r == -EEXIST)
 			routed++;
 		else if (!rc)
@@ -414,7 +414,7 @@ static void drain_poll(struct loop_timer *t)
 {
 	struct node *n = t->arg;
 	struct failover *fo = n->fo;
-	uint64_t busy = backend_inflight(n->pbackend) + backend_held(n->pbackend);
+	uint64_t busy = node_datapath_inflight(n->partner_dp) + node_datapath_held(n->partner_dp);
 
 	monitor_progress(n->monitor, 0, busy);
 	if (busy) {
@@ -427,7 +427,7 @@ static void drain_poll(struct loop_timer *t)
 		loop_timer_arm(n->loop, t, DRAIN_POLL_NS);
 		return;
 	}
-	backend_checkpoint(n->pbackend, drain_cp_done, n);
+	node_datapath_checkpoint(n->partner_dp, drain_cp_done, n);
 }
 
 /* Giveback: new commands for the partner's volumes go back to forwarding
@@ -473,8 +473,8 @@ static void m_io_resume(void *arg)
 
 	store_gate_release(n->store);
 	store_gate_release(n->pstore);
-	backend_release_held(n->backend);
-	backend_release_held(n->pbackend);
+	node_datapath_release_held(n->dp);
+	node_datapath_release_held(n->partner_dp);
 }
 
 static void m_action(void *arg, enum ha_action act, uint64_t gen)
@@ -517,7 +517,7 @@ static const struct monitor_ops mon_ops = {
 
 /* ---- life cycle ---- */
 
-int failover_open(struct node *n)
+int node_failover_open(struct node *n)
 {
 	struct monitor_opts mo;
 	struct failover *fo = calloc(1, sizeof(*fo));
@@ -569,7 +569,7 @@ int failover_open(struct node *n)
 	return 0;
 }
 
-void failover_stop(struct node *n)
+void node_failover_stop(struct node *n)
 {
 	struct failover *fo = n->fo;
 	uint64_t deadline = now_ns() + 30000 * NS_PER_MS;
@@ -585,20 +585,20 @@ void failover_stop(struct node *n)
 		LOG_ERROR("the replay of the partner's log is still running at exit");
 		return; /* its I/O points into the partner's store: keep it */
 	}
-	if (!n->pbackend)
+	if (!n->partner_dp)
 		return;
-	backend_fail_held(n->pbackend, -ESHUTDOWN);
-	while (backend_inflight(n->pbackend) > 0 && now_ns() < deadline)
+	node_datapath_fail_held(n->partner_dp, -ESHUTDOWN);
+	while (node_datapath_inflight(n->partner_dp) > 0 && now_ns() < deadline)
 		loop_run_once(n->loop, 10 * NS_PER_MS);
-	if (backend_inflight(n->pbackend) > 0) {
+	if (node_datapath_inflight(n->partner_dp) > 0) {
 		LOG_ERROR("%llu I/O of the partner's volumes still in flight at exit",
-			  (unsigned long long)backend_inflight(n->pbackend));
+			  (unsigned long long)node_datapath_inflight(n->partner_dp));
 		return;
 	}
 	close_partner_shelf(n);
 }
 
-void failover_close(struct node *n)
+void node_failover_close(struct node *n)
 {
 	struct failover *fo = n->fo;
 
@@ -618,7 +618,7 @@ void failover_close(struct node *n)
 	n->monitor = NULL;
 }
 
-void failover_free(struct node *n)
+void node_failover_free(struct node *n)
 {
 	free(n->fo);
 	n->fo = NULL;

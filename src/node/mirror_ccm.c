@@ -13,7 +13,7 @@
  * a session ended complete with -ECONNRESET, which the mirror ignores
  * (they belong to an older epoch). */
 #define LOG_MODULE "mirror"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -30,7 +30,7 @@
 
 struct mc_op {
 	struct ccm_op op;
-	struct mirror_ccm *mc;
+	struct node_mirror_ccm *mc;
 	mirror_xfer_cb cb;
 	void *cb_arg;
 	struct mc_op *next_free;
@@ -38,7 +38,7 @@ struct mc_op {
 
 enum mc_state { MC_DOWN = 0, MC_UP, MC_REFUSED };
 
-struct mirror_ccm {
+struct node_mirror_ccm {
 	struct loop *loop;
 	struct ccm *ccm;
 	struct mirror *m;
@@ -48,7 +48,7 @@ struct mirror_ccm {
 	void *port_buf[1];
 	uint64_t log_size; /* of this node's log: the partner's memory must hold it */
 	bool attached;	   /* callbacks go to the mirror */
-	bool held;	   /* mirror_ccm_hold: stay down */
+	bool held;	   /* node_mirror_ccm_hold: stay down */
 	enum mc_state st;
 	char reason[192];
 	struct mc_op ops[MC_OPS];
@@ -56,10 +56,10 @@ struct mirror_ccm {
 	unsigned inflight;
 };
 
-static void set_reason(struct mirror_ccm *mc, enum mc_state st, const char *fmt, ...)
+static void set_reason(struct node_mirror_ccm *mc, enum mc_state st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void set_reason(struct mirror_ccm *mc, enum mc_state st, const char *fmt, ...)
+static void set_reason(struct node_mirror_ccm *mc, enum mc_state st, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -71,7 +71,7 @@ static void set_reason(struct mirror_ccm *mc, enum mc_state st, const char *fmt,
 
 /* Mirror while the port is up and the partner's memory can hold the whole
  * log; refuse (and stay degraded) when it cannot. */
-static void mc_eval(struct mirror_ccm *mc)
+static void mc_eval(struct node_mirror_ccm *mc)
 {
 	uint64_t remote;
 
@@ -91,7 +91,7 @@ static void mc_eval(struct mirror_ccm *mc)
 	mirror_transport_up(mc->m);
 }
 
-static void mc_down(struct mirror_ccm *mc, const char *why)
+static void mc_down(struct node_mirror_ccm *mc, const char *why)
 {
 	bool was_up = mc->st == MC_UP;
 
@@ -102,7 +102,7 @@ static void mc_down(struct mirror_ccm *mc, const char *why)
 
 static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info *pi, void *arg)
 {
-	struct mirror_ccm *mc = arg;
+	struct node_mirror_ccm *mc = arg;
 
 	(void)c;
 	if (!pi->client_present || pi->ports < 1) {
@@ -119,7 +119,7 @@ static void cb_partner_ready(struct ccm_client *c, const struct ccm_partner_info
 
 static void cb_terminating(struct ccm_client *c, enum ccm_term_reason why, void *arg)
 {
-	struct mirror_ccm *mc = arg;
+	struct node_mirror_ccm *mc = arg;
 	char buf[96];
 
 	(void)c;
@@ -129,7 +129,7 @@ static void cb_terminating(struct ccm_client *c, enum ccm_term_reason why, void 
 
 static void cb_port_up(struct ccm_port *p, void *arg)
 {
-	struct mirror_ccm *mc = arg;
+	struct node_mirror_ccm *mc = arg;
 
 	(void)p;
 	/* Also when the partner's mirror registers during a session (it
@@ -141,7 +141,7 @@ static void cb_port_up(struct ccm_port *p, void *arg)
 
 static void cb_port_down(struct ccm_port *p, void *arg)
 {
-	struct mirror_ccm *mc = arg;
+	struct node_mirror_ccm *mc = arg;
 
 	(void)p;
 	mc_down(mc, "the partner's mirror port went down");
@@ -158,7 +158,7 @@ static const struct ccm_client_ops client_ops = {
 
 static int tr_attach(void *ctx, void *base, uint64_t size)
 {
-	struct mirror_ccm *mc = ctx;
+	struct node_mirror_ccm *mc = ctx;
 
 	(void)base; /* writes name their source */
 	mc->log_size = size;
@@ -168,13 +168,13 @@ static int tr_attach(void *ctx, void *base, uint64_t size)
 
 static void tr_detach(void *ctx)
 {
-	mirror_ccm_stop(ctx);
+	node_mirror_ccm_stop(ctx);
 }
 
 static void op_done(struct ccm_op *op, int status)
 {
 	struct mc_op *o = container_of(op, struct mc_op, op);
-	struct mirror_ccm *mc = o->mc;
+	struct node_mirror_ccm *mc = o->mc;
 	mirror_xfer_cb cb = o->cb;
 	void *cb_arg = o->cb_arg;
 
@@ -188,7 +188,7 @@ static void op_done(struct ccm_op *op, int status)
 static int tr_write(void *ctx, uint64_t off, const void *src, uint64_t len, mirror_xfer_cb cb,
 		    void *cb_arg)
 {
-	struct mirror_ccm *mc = ctx;
+	struct node_mirror_ccm *mc = ctx;
 	struct mc_op *o = mc->free_ops;
 	int rc;
 
@@ -222,10 +222,11 @@ static const struct mirror_transport_ops transport_ops = {
 
 /* ---- life cycle ---- */
 
-int mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m, const char *image_path,
-		      uint64_t image_size, struct mirror_ccm **out)
+int node_mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m,
+			   const char *image_path, uint64_t image_size,
+			   struct node_mirror_ccm **out)
 {
-	struct mirror_ccm *mc = calloc(1, sizeof(*mc));
+	struct node_mirror_ccm *mc = calloc(1, sizeof(*mc));
 	struct ccm_client_spec spec;
 	int rc;
 
@@ -280,7 +281,7 @@ err:
 	return rc;
 }
 
-void mirror_ccm_stop(struct mirror_ccm *mc)
+void node_mirror_ccm_stop(struct node_mirror_ccm *mc)
 {
 	if (!mc)
 		return;
@@ -296,11 +297,11 @@ void mirror_ccm_stop(struct mirror_ccm *mc)
 		set_reason(mc, MC_DOWN, "stopped");
 }
 
-void mirror_ccm_destroy(struct mirror_ccm *mc)
+void node_mirror_ccm_destroy(struct node_mirror_ccm *mc)
 {
 	if (!mc)
 		return;
-	mirror_ccm_stop(mc);
+	node_mirror_ccm_stop(mc);
 	if (mc->inflight) {
 		/* The CCM still holds some of our operations: leave them their
 		 * memory rather than free it under them. */
@@ -311,7 +312,7 @@ void mirror_ccm_destroy(struct mirror_ccm *mc)
 	free(mc);
 }
 
-void mirror_ccm_hold(struct mirror_ccm *mc, bool hold, const char *why)
+void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why)
 {
 	if (mc->held == hold)
 		return;
@@ -326,7 +327,7 @@ void mirror_ccm_hold(struct mirror_ccm *mc, bool hold, const char *why)
 	mc_eval(mc);
 }
 
-int mirror_ccm_partner_copy_valid(const struct mirror_ccm *mc)
+int node_mirror_ccm_partner_copy_valid(const struct node_mirror_ccm *mc)
 {
 	struct mirror_image_info info;
 
@@ -335,7 +336,7 @@ int mirror_ccm_partner_copy_valid(const struct mirror_ccm *mc)
 	return info.image_valid ? 1 : 0;
 }
 
-const char *mirror_ccm_state(const struct mirror_ccm *mc, const char **reason)
+const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason)
 {
 	*reason = mc->reason;
 	switch (mc->st) {

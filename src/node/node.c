@@ -1,5 +1,5 @@
 #define LOG_MODULE "node"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -81,7 +81,7 @@ static int open_storage(struct node *n)
 	int rc = node_open_store(n, n->cfg.node.shelf, &n->store);
 
 	if (rc == 0)
-		failover_gate_store(n, n->store);
+		node_failover_gate_store(n, n->store);
 	return rc;
 }
 
@@ -91,7 +91,7 @@ int node_open_nbd(struct node *n)
 
 	config_nbd_opts(&n->cfg, false, &o);
 	o.max_clients = NODE_MAX_CLIENTS;
-	return nbd_server_create(n->loop, &o, backend_ops(), n->backend, &n->nbd);
+	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
 }
 
 /* A node taken over serves nothing of its own until the giveback: no
@@ -99,12 +99,12 @@ int node_open_nbd(struct node *n)
  * also serves the partner's forwarded requests, refuses. */
 static int open_listeners(struct node *n)
 {
-	int rc = backend_create(n, n->store, n->mirror, "own", &n->backend);
+	int rc = node_datapath_create(n, n->store, n->mirror, "own", &n->dp);
 
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
-		backend_set_serving(n->backend, false);
+		node_datapath_set_serving(n->dp, false);
 		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
 		return 0;
 	}
@@ -121,8 +121,8 @@ static int open_proxy(struct node *n)
 	int rc;
 
 	config_proxy_opts(&n->cfg, &po);
-	po.local_ops = backend_ops();
-	po.local_ctx = n->backend;
+	po.local_ops = node_datapath_ops();
+	po.local_ctx = n->dp;
 	config_nbd_opts(&n->cfg, true, &o);
 	o.max_clients = NODE_MAX_CLIENTS;
 
@@ -165,7 +165,7 @@ int node_create(const struct duet_config *cfg, struct node **out)
 		goto err;
 	/* The failover monitor reads the own mailbox before the shelf is
 	 * touched: a takeover mark there means the partner serves it. */
-	rc = failover_open(n);
+	rc = node_failover_open(n);
 	if (rc < 0)
 		goto err;
 	rc = open_storage(n);
@@ -173,10 +173,10 @@ int node_create(const struct duet_config *cfg, struct node **out)
 		goto err;
 	/* The NVRAM log is replayed onto the shelf before anything can read
 	 * it, then mirroring starts (the CCM session may already be up). */
-	rc = nvram_open(n);
+	rc = node_mirror_open(n);
 	if (rc < 0)
 		goto err;
-	rc = nvram_connect(n);
+	rc = node_mirror_connect(n);
 	if (rc < 0)
 		goto err;
 	rc = open_listeners(n);
@@ -185,7 +185,7 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_proxy(n);
 	if (rc < 0)
 		goto err;
-	rc = control_create(n, n->cfg.node.control, &n->control);
+	rc = node_control_create(n, n->cfg.node.control, &n->control);
 	if (rc < 0)
 		goto err;
 	rc = monitor_start_watchdog(n->monitor);
@@ -216,32 +216,32 @@ void node_destroy(struct node *n)
 {
 	if (!n)
 		return;
-	control_destroy(n->control);
+	node_control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
-	backend_fail_held(n->backend, -ESHUTDOWN);
+	node_datapath_fail_held(n->dp, -ESHUTDOWN);
 	if (n->proxy_nbd)
 		nbd_server_destroy(n->proxy_nbd);
 	/* No more requests from the partner either (they share the backend). */
 	proxy_stop(n->proxy);
 	/* Writes held for an absent partner (mirror_down = suspend) fail now
 	 * rather than at their deadline. */
-	nvram_release_held(n);
+	node_mirror_release_held(n);
 	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
-	while ((backend_inflight(n->backend) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
+	while ((node_datapath_inflight(n->dp) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
-	if (backend_inflight(n->backend) == 0)
-		nvram_close(n); /* a last consistency point, while the backend lives */
+	if (node_datapath_inflight(n->dp) == 0)
+		node_mirror_close(n); /* a last consistency point, while the backend lives */
 	proxy_destroy(n->proxy);
 	/* After the proxy: it routed the partner's volumes to that shelf. */
-	failover_stop(n);
-	if (backend_inflight(n->backend) > 0)
+	node_failover_stop(n);
+	if (node_datapath_inflight(n->dp) > 0)
 		LOG_ERROR("%llu I/O still in flight at exit",
-			  (unsigned long long)backend_inflight(n->backend));
+			  (unsigned long long)node_datapath_inflight(n->dp));
 	else
 		store_close(n->store);
-	backend_destroy(n->backend);
-	failover_close(n);
+	node_datapath_destroy(n->dp);
+	node_failover_close(n);
 	if (n->ccm) {
 		/* Say goodbye, so the partner ends the session now instead of
 		 * waiting out its link deadline. */
@@ -253,8 +253,8 @@ void node_destroy(struct node *n)
 		ccm_destroy(n->ccm);
 	}
 	/* After the CCM: mirror writes it still held completed in there. */
-	mirror_ccm_destroy(n->mirror_ccm);
-	failover_free(n);
+	node_mirror_ccm_destroy(n->mirror_ccm);
+	node_failover_free(n);
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);

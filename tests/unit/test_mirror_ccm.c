@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "mirror/mirror.h"
-#include "node/node_priv.h"
+#include "node/node_int.h"
 #include "test_proxy_ccm.h"
 
 #define LOG_SIZE (1u << 20)
@@ -33,7 +33,7 @@ static const struct mirror_vol_id VOL = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
 struct side {
 	struct ccm *ccm;
 	struct mirror *m;
-	struct mirror_ccm *mc;
+	struct node_mirror_ccm *mc;
 	char log[256], image[256];
 };
 
@@ -83,7 +83,7 @@ static int side_open(struct env *e, struct side *s, const char *name, uint64_t i
 		return rc;
 	if (!mirror)
 		return 0;
-	return mirror_ccm_create(e->loop, s->ccm, s->m, s->image, image_size, &s->mc);
+	return node_mirror_ccm_create(e->loop, s->ccm, s->m, s->image, image_size, &s->mc);
 }
 
 static struct env *env_new(uint64_t b_image, bool b_mirror)
@@ -105,7 +105,7 @@ static void side_close(struct side *s)
 {
 	mirror_close(s->m); /* detaches: unregisters */
 	fake_ccm_destroy(s->ccm);
-	mirror_ccm_destroy(s->mc);
+	node_mirror_ccm_destroy(s->mc);
 	unlink(s->log);
 	unlink(s->image);
 }
@@ -240,10 +240,10 @@ static void test_in_sync(void **state)
 
 	(void)state;
 	assert_true(a_degraded(e));
-	assert_string_equal(mirror_ccm_state(e->a.mc, &why), "down");
+	assert_string_equal(node_mirror_ccm_state(e->a.mc, &why), "down");
 	fake_session_up(e->a.ccm);
 	run_until(e, a_in_sync);
-	assert_string_equal(mirror_ccm_state(e->a.mc, &why), "up");
+	assert_string_equal(node_mirror_ccm_state(e->a.mc, &why), "up");
 	write_all(e, 1);
 	run_until(e, a_idle);
 	assert_int_equal(e->logged, NWRITES);
@@ -290,7 +290,7 @@ static void expect_a_refused(struct env *e, int turns, const char *ccm_state, co
 	for (int i = 0; i < turns; i++)
 		loop_run_once(e->loop, 1000000);
 	assert_true(a_degraded(e));
-	assert_string_equal(mirror_ccm_state(e->a.mc, &reason), ccm_state);
+	assert_string_equal(node_mirror_ccm_state(e->a.mc, &reason), ccm_state);
 	assert_non_null(strstr(reason, why));
 }
 

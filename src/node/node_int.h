@@ -1,6 +1,6 @@
 /* Private to src/node: the node object and the pieces of duetd. */
-#ifndef DUET_NODE_PRIV_H
-#define DUET_NODE_PRIV_H
+#ifndef DUET_NODE_INT_H
+#define DUET_NODE_INT_H
 
 #include <limits.h>
 #include <stdbool.h>
@@ -13,12 +13,12 @@
 
 struct store;
 struct nbd_server;
-struct backend;
+struct node_datapath;
 struct control;
 struct ccm;
 struct proxy;
 struct mirror;
-struct mirror_ccm;
+struct node_mirror_ccm;
 struct monitor;
 struct failover;
 struct json_object;
@@ -28,11 +28,12 @@ struct node {
 	struct loop *loop;
 	struct ccm *ccm; /* NULL without [ic] links */
 	struct store *store;
-	struct backend *backend;
+	struct node_datapath
+	    *dp; /* the own volumes: the NBD listener's and the partner's forwarded requests */
 	struct nbd_server *nbd;
-	struct mirror *mirror;	       /* the NVRAM log; NULL with [mirror] mirror = off */
-	struct mirror_ccm *mirror_ccm; /* its transport to the partner; NULL without */
-	char nvram_path[PATH_MAX];
+	struct mirror *mirror;		    /* the NVRAM log; NULL with [mirror] mirror = off */
+	struct node_mirror_ccm *mirror_ccm; /* its transport to the partner; NULL without */
+	char log_path[PATH_MAX];
 	char partner_image_path[PATH_MAX];
 	struct mirror_history { /* the last state changes, for status */
 		uint8_t state;
@@ -45,56 +46,57 @@ struct node {
 	/* Failover (failover.c, docs/FAILOVER.md). */
 	struct monitor *monitor;
 	struct failover *fo;
-	bool boot_checked;	  /* the first read of the own mailbox is in */
-	bool taken_at_boot;	  /* ... and found a takeover mark: serve nothing */
-	bool fenced;		  /* a takeover mark stopped the own volumes */
-	bool stopping;		  /* a signal asked to shut down */
-	struct store *pstore;	  /* the partner's shelf, during a takeover */
-	struct backend *pbackend; /* its volumes, served through the proxy port */
+	bool boot_checked;		  /* the first read of the own mailbox is in */
+	bool taken_at_boot;		  /* ... and found a takeover mark: serve nothing */
+	bool fenced;			  /* a takeover mark stopped the own volumes */
+	bool stopping;			  /* a signal asked to shut down */
+	struct store *pstore;		  /* the partner's shelf, during a takeover */
+	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;
 };
 
-/* backend.c: NBD exports backed by a shelf: the node's own (writes logged
+/* datapath.c: NBD exports backed by a shelf: the node's own (writes logged
  * in the NVRAM log @p m), or the partner's during a takeover (m NULL). */
-int backend_create(struct node *n, struct store *s, struct mirror *m, const char *what,
-		   struct backend **out);
-void backend_destroy(struct backend *b);
-const struct nbd_backend_ops *backend_ops(void);
+int node_datapath_create(struct node *n, struct store *s, struct mirror *m, const char *what,
+			 struct node_datapath **out);
+void node_datapath_destroy(struct node_datapath *b);
+const struct nbd_backend_ops *node_datapath_ops(void);
 /** I/O handed to the store and not yet completed. */
-uint64_t backend_inflight(const struct backend *b);
+uint64_t node_datapath_inflight(const struct node_datapath *b);
 /** The I/O lease holds again: submit the requests held while it did not. */
-void backend_release_held(struct backend *b);
+void node_datapath_release_held(struct node_datapath *b);
 /** Complete every held request with @p err (fenced, shutting down). */
-void backend_fail_held(struct backend *b, int err);
+void node_datapath_fail_held(struct node_datapath *b, int err);
 /** Serve, or fail every request with ESHUTDOWN (a fenced node). */
-void backend_set_serving(struct backend *b, bool serving);
+void node_datapath_set_serving(struct node_datapath *b, bool serving);
 /** Requests held for the lease now. */
-uint64_t backend_held(const struct backend *b);
+uint64_t node_datapath_held(const struct node_datapath *b);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
-void backend_checkpoint(struct backend *b, void (*done)(void *arg, int result), void *arg);
+void node_datapath_checkpoint(struct node_datapath *b, void (*done)(void *arg, int result),
+			      void *arg);
 
-/* nvram.c: the NVRAM log and its mirror, wired into the node. */
+/* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);
  * a node taken over (n->taken_at_boot) leaves it unreplayed: its partner
  * replayed it, and the giveback drops it. */
-int nvram_open(struct node *n);
-/** Start mirroring to the partner through the CCM (after nvram_open); held
- * (see nvram_hold) on a node taken over. */
-int nvram_connect(struct node *n);
+int node_mirror_open(struct node *n);
+/** Start mirroring to the partner through the CCM (after node_mirror_open); held
+ * (see node_mirror_hold) on a node taken over. */
+int node_mirror_connect(struct node *n);
 /** Fenced (@p hold): stop writing into the partner's image of our log, which
  * it replays now; given back: mirror the new log again. */
-void nvram_hold(struct node *n, bool hold, const char *why);
+void node_mirror_hold(struct node *n, bool hold, const char *why);
 /** The state of this node's image of the partner's log, for the monitor. */
-int nvram_partner_copy(struct node *n);
+int node_mirror_partner_copy(struct node *n);
 /** Shutdown, once no request is in flight: a last consistency point, then close. */
-void nvram_close(struct node *n);
+void node_mirror_close(struct node *n);
 /** Writes held for the partner (mirror_down = suspend) fail now: shutting down. */
-void nvram_release_held(struct node *n);
+void node_mirror_release_held(struct node *n);
 /** The "mirror" member of `duetctl status --json`. */
-struct json_object *nvram_status_json(struct node *n);
+struct json_object *node_mirror_status_json(struct node *n);
 
 /* mirror_ccm.c: the mirror's transport, a client "mirror" of the CCM with
  * one port backed by the partner's image file. */
@@ -102,45 +104,46 @@ struct json_object *nvram_status_json(struct node *n);
  * Register with @p ccm and attach to @p m: the port's memory (the image of
  * the partner's log, @p image_size bytes) is the file @p image_path.
  */
-int mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m, const char *image_path,
-		      uint64_t image_size, struct mirror_ccm **out);
+int node_mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m,
+			   const char *image_path, uint64_t image_size,
+			   struct node_mirror_ccm **out);
 /** Leave the CCM (no more callbacks into the mirror); call before mirror_close. */
-void mirror_ccm_stop(struct mirror_ccm *mc);
+void node_mirror_ccm_stop(struct node_mirror_ccm *mc);
 /** Free; after ccm_destroy (writes still posted complete until then). */
-void mirror_ccm_destroy(struct mirror_ccm *mc);
+void node_mirror_ccm_destroy(struct node_mirror_ccm *mc);
 /** Hold (or release) the transport: while held it stays down, so nothing of
  * this node's log reaches the partner's image (fenced: the partner replays
  * it), and @p why is the transport's reason. */
-void mirror_ccm_hold(struct mirror_ccm *mc, bool hold, const char *why);
+void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why);
 /** Whether the partner's image held here is complete (its header says so):
  * 1 yes, 0 no (never written, resyncing, torn). */
-int mirror_ccm_partner_copy_valid(const struct mirror_ccm *mc);
+int node_mirror_ccm_partner_copy_valid(const struct node_mirror_ccm *mc);
 /** The transport's view, for status: "up", "down" or "refused", and why. */
-const char *mirror_ccm_state(const struct mirror_ccm *mc, const char **reason);
+const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason);
 
 /* failover.c: the failover monitor wired into the node. */
 /** Create and start the monitor and its heartbeat client; run the loop
  * until the boot check of the own mailbox is in (n->taken_at_boot). */
-int failover_open(struct node *n);
+int node_failover_open(struct node *n);
 /** Put @p s behind the monitor's I/O lease (the fencing gate). */
-void failover_gate_store(struct node *n, struct store *s);
+void node_failover_gate_store(struct node *n, struct store *s);
 /** Shutdown: wait for a replay in progress, close the partner's shelf. */
-void failover_stop(struct node *n);
+void node_failover_stop(struct node *n);
 /** Leave the CCM and free the monitor (before ccm_destroy). */
-void failover_close(struct node *n);
+void node_failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
-void failover_free(struct node *n);
+void node_failover_free(struct node *n);
 /** Open the shelf @p shelf with the node's [store] settings. */
 int node_open_store(struct node *n, const char *shelf, struct store **out);
 /** Open the own NBD listener (boot, and SERVE_OWN after a giveback). */
 int node_open_nbd(struct node *n);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
-int control_create(struct node *n, const char *path, struct control **out);
-void control_destroy(struct control *c);
+int node_control_create(struct node *n, const char *path, struct control **out);
+void node_control_destroy(struct control *c);
 
 /* commands.c: the control commands. */
-node_cmd_fn commands_find(const char *name);
+node_cmd_fn node_commands_find(const char *name);
 
 #endif

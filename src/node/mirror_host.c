@@ -2,12 +2,12 @@
  *
  * Boot: open the log, replay it onto the shelf, then (with a CCM) attach
  * the transport that copies it into the partner's image; all before the
- * NBD listeners open. The backend appends every write to the log
- * (backend.c); the mirror calls back here for consistency points.
+ * NBD listeners open. The datapath appends every write to the log
+ * (datapath.c); the mirror calls back here for consistency points.
  * Shutdown: once no request is in flight, a last consistency point, then
  * close. */
-#define LOG_MODULE "nvram"
-#include "node/node_priv.h"
+#define LOG_MODULE "mirror"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -28,11 +28,11 @@ static void host_checkpoint(void *ctx, mirror_done_fn done, void *arg)
 {
 	struct node *n = ctx;
 
-	if (!n->backend) {
+	if (!n->dp) {
 		done(arg, 0); /* nothing was written yet */
 		return;
 	}
-	backend_checkpoint(n->backend, done, arg);
+	node_datapath_checkpoint(n->dp, done, arg);
 }
 
 /* The partner's image is (or is again not) missing writes: publish it in
@@ -122,7 +122,7 @@ static int resolve_path(char *out, size_t len, const char *set, const char *shel
 	return 0;
 }
 
-int nvram_open(struct node *n)
+int node_mirror_open(struct node *n)
 {
 	const struct duet_config *cfg = &n->cfg;
 	struct mirror_replay_stats st;
@@ -134,7 +134,7 @@ int nvram_open(struct node *n)
 			 "and only FLUSH makes them durable");
 		return 0;
 	}
-	rc = resolve_path(n->nvram_path, sizeof(n->nvram_path), cfg->mirror.log, cfg->node.shelf,
+	rc = resolve_path(n->log_path, sizeof(n->log_path), cfg->mirror.log, cfg->node.shelf,
 			  ".nvram", "[mirror] log");
 	if (rc < 0)
 		return rc;
@@ -144,27 +144,27 @@ int nvram_open(struct node *n)
 				  "[mirror] partner_image");
 		if (rc < 0)
 			return rc;
-		if (strcmp(n->partner_image_path, n->nvram_path) == 0) {
+		if (strcmp(n->partner_image_path, n->log_path) == 0) {
 			LOG_ERROR("[mirror] log and [mirror] partner_image are the same file %s",
-				  n->nvram_path);
+				  n->log_path);
 			return -EINVAL;
 		}
 	}
-	config_mirror_opts(cfg, n->nvram_path, &o);
+	config_mirror_opts(cfg, n->log_path, &o);
 	rc = mirror_open(n->loop, &o, &host_ops, n, &n->mirror);
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
 		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over "
 			 "and replayed its copy; giveback drops it",
-			 n->nvram_path);
+			 n->log_path);
 		return 0;
 	}
 	/* Before any listener opens: what the log holds reaches the volumes
 	 * before anyone can read them. */
 	rc = mirror_recover_to_store(n->mirror, n->loop, n->store, &st);
 	if (rc < 0) {
-		LOG_ERROR("replay of the NVRAM log %s failed: %s", n->nvram_path, strerror(-rc));
+		LOG_ERROR("replay of the NVRAM log %s failed: %s", n->log_path, strerror(-rc));
 		return rc;
 	}
 	if (st.records || st.skipped)
@@ -176,7 +176,7 @@ int nvram_open(struct node *n)
 	return 0;
 }
 
-int nvram_connect(struct node *n)
+int node_mirror_connect(struct node *n)
 {
 	struct mirror_status st;
 	int rc;
@@ -189,28 +189,28 @@ int nvram_connect(struct node *n)
 		return 0;
 	}
 	mirror_get_status(n->mirror, &st);
-	rc = mirror_ccm_create(n->loop, n->ccm, n->mirror, n->partner_image_path, st.log_size,
-			       &n->mirror_ccm);
+	rc = node_mirror_ccm_create(n->loop, n->ccm, n->mirror, n->partner_image_path, st.log_size,
+				    &n->mirror_ccm);
 	if (rc == 0 && n->taken_at_boot)
-		mirror_ccm_hold(n->mirror_ccm, true, "taken over by the partner");
+		node_mirror_ccm_hold(n->mirror_ccm, true, "taken over by the partner");
 	return rc;
 }
 
-void nvram_hold(struct node *n, bool hold, const char *why)
+void node_mirror_hold(struct node *n, bool hold, const char *why)
 {
 	if (n->mirror_ccm)
-		mirror_ccm_hold(n->mirror_ccm, hold, why);
+		node_mirror_ccm_hold(n->mirror_ccm, hold, why);
 }
 
-int nvram_partner_copy(struct node *n)
+int node_mirror_partner_copy(struct node *n)
 {
 	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON)
 		return HA_MIRROR_OFF;
-	return mirror_ccm_partner_copy_valid(n->mirror_ccm) ? HA_MIRROR_IN_SYNC
-							    : HA_MIRROR_DEGRADED;
+	return node_mirror_ccm_partner_copy_valid(n->mirror_ccm) ? HA_MIRROR_IN_SYNC
+								 : HA_MIRROR_DEGRADED;
 }
 
-void nvram_release_held(struct node *n)
+void node_mirror_release_held(struct node *n)
 {
 	if (n->mirror)
 		mirror_fail_held(n->mirror, -EIO);
@@ -229,7 +229,7 @@ static void close_flush_done(struct mirror_flush *f, int result)
 	w->rc = result;
 }
 
-void nvram_close(struct node *n)
+void node_mirror_close(struct node *n)
 {
 	struct mirror_flush f = {.done = close_flush_done};
 	struct close_wait w = {0};
@@ -258,7 +258,7 @@ void nvram_close(struct node *n)
 	n->mirror = NULL;
 }
 
-struct json_object *nvram_status_json(struct node *n)
+struct json_object *node_mirror_status_json(struct node *n)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *tr, *hist;
@@ -290,7 +290,7 @@ struct json_object *nvram_status_json(struct node *n)
 									      : "memory");
 	jobj_add_str(o, "mirror_down",
 		     n->cfg.mirror.down == MIRROR_DOWN_SUSPEND ? "suspend" : "degrade");
-	jobj_add_str(o, "log", n->nvram_path);
+	jobj_add_str(o, "log", n->log_path);
 	jobj_add_u64(o, "log_size", st.log_size);
 	jobj_add_u64(o, "half_size", st.half_size);
 	json_object_object_add(o, "active_half", json_object_new_int(st.active_half));
@@ -316,7 +316,7 @@ struct json_object *nvram_status_json(struct node *n)
 		tr = json_object_new_object();
 		jobj_add_str(o, "partner_image", n->partner_image_path);
 		if (n->mirror_ccm) {
-			jobj_add_str(tr, "state", mirror_ccm_state(n->mirror_ccm, &treason));
+			jobj_add_str(tr, "state", node_mirror_ccm_state(n->mirror_ccm, &treason));
 			jobj_add_str(tr, "reason", treason);
 		} else {
 			jobj_add_str(tr, "state", "down");

@@ -1,5 +1,5 @@
-#define LOG_MODULE "backend"
-#include "node/node_priv.h"
+#define LOG_MODULE "datapath"
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,14 +13,14 @@
 #include "nbd/nbd.h"
 #include "store/store.h"
 
-/* A volume as the backend serves it: the export handle. One per volume,
+/* A volume as the datapath serves it: the export handle. One per volume,
  * shared by every connection (and the proxy's serving side), kept until
- * the backend goes: the range lock orders overlapping writes across all of
+ * the datapath goes: the range lock orders overlapping writes across all of
  * them. */
-struct backend_vol {
+struct dp_vol {
 	struct store_volume *v;
-	struct backend *b;
-	struct backend_vol *next;
+	struct node_datapath *b;
+	struct dp_vol *next;
 	struct mirror_vol_id id; /* the volume's uuid, as records name it */
 	struct mirror_rangelock rl;
 	bool dirty;	       /* written since the last consistency point */
@@ -31,12 +31,12 @@ struct backend_vol {
  * the hot path does not allocate. A logged write (WRITE, WRITE_ZEROES,
  * TRIM with the NVRAM log on) also carries its record, its range in the
  * volume's lock and two halves of a completion: logged and stored. */
-struct backend_io {
+struct dp_io {
 	struct store_io sio;
 	struct nbd_io *nio;
-	struct backend *b;
-	struct backend_io *next_free;
-	struct backend_vol *bv;
+	struct node_datapath *b;
+	struct dp_io *next_free;
+	struct dp_vol *bv;
 	struct mirror_write mw;
 	struct mirror_range range;
 	struct mirror_flush mf;
@@ -45,32 +45,32 @@ struct backend_io {
 	bool granted; /* held after its range was granted (lw_start) */
 };
 
-struct backend {
+struct node_datapath {
 	struct node *node;
 	struct store *store;
 	const char *what; /* "own" or "partner", for logs */
 	struct mirror *m; /* NULL with [mirror] mirror = off, and for the partner's shelf */
 	bool serving;	  /* false: every request fails with ESHUTDOWN (fenced) */
 	/* Requests that found the I/O lease closed, in arrival order (linked
-	 * through a pooled backend_io each), until io_resume or a fence. */
-	struct backend_io *held_head, *held_tail;
+	 * through a pooled dp_io each), until io_resume or a fence. */
+	struct dp_io *held_head, *held_tail;
 	uint64_t n_held;
 	bool drop_fua; /* durability = local-sync: the synced log stands for FUA */
-	struct backend_io *free_list;
-	struct backend_vol *vols;
+	struct dp_io *free_list;
+	struct dp_vol *vols;
 	uint64_t inflight;
 	uint64_t allocated;
-	/* The consistency point in progress (backend_checkpoint). */
+	/* The consistency point in progress (node_datapath_checkpoint). */
 	mirror_done_fn cp_done;
 	void *cp_arg;
 	unsigned cp_pending;
 	int cp_rc;
 };
 
-int backend_create(struct node *n, struct store *s, struct mirror *m, const char *what,
-		   struct backend **out)
+int node_datapath_create(struct node *n, struct store *s, struct mirror *m, const char *what,
+			 struct node_datapath **out)
 {
-	struct backend *b = calloc(1, sizeof(*b));
+	struct node_datapath *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return -ENOMEM;
@@ -84,25 +84,25 @@ int backend_create(struct node *n, struct store *s, struct mirror *m, const char
 	return 0;
 }
 
-void backend_destroy(struct backend *b)
+void node_datapath_destroy(struct node_datapath *b)
 {
 	if (!b)
 		return;
-	backend_fail_held(b, -ESHUTDOWN);
+	node_datapath_fail_held(b, -ESHUTDOWN);
 	while (b->free_list) {
-		struct backend_io *bio = b->free_list;
+		struct dp_io *bio = b->free_list;
 		b->free_list = bio->next_free;
 		free(bio);
 	}
 	while (b->vols) {
-		struct backend_vol *bv = b->vols;
+		struct dp_vol *bv = b->vols;
 		b->vols = bv->next;
 		free(bv);
 	}
 	free(b);
 }
 
-uint64_t backend_inflight(const struct backend *b)
+uint64_t node_datapath_inflight(const struct node_datapath *b)
 {
 	return b ? b->inflight : 0;
 }
@@ -110,7 +110,7 @@ uint64_t backend_inflight(const struct backend *b)
 static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
 		   void *arg)
 {
-	struct backend *b = ctx;
+	struct node_datapath *b = ctx;
 	struct store *s = b->store;
 	unsigned count = store_volume_count(s);
 
@@ -122,11 +122,11 @@ static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const ch
 	return 0;
 }
 
-/* The volume's backend state, made on its first open. */
-static struct backend_vol *vol_get(struct backend *b, struct store_volume *v,
-				   const struct store_volume_info *vi)
+/* The volume's datapath state, made on its first open. */
+static struct dp_vol *vol_get(struct node_datapath *b, struct store_volume *v,
+			      const struct store_volume_info *vi)
 {
-	struct backend_vol *bv;
+	struct dp_vol *bv;
 
 	for (bv = b->vols; bv; bv = bv->next)
 		if (bv->v == v)
@@ -150,10 +150,10 @@ static struct backend_vol *vol_get(struct backend *b, struct store_volume *v,
 
 static int be_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
 {
-	struct backend *b = ctx;
+	struct node_datapath *b = ctx;
 	struct store_volume *v = store_volume_find(b->store, name);
 	struct store_volume_info vi;
-	struct backend_vol *bv;
+	struct dp_vol *bv;
 
 	if (!v)
 		return -ENOENT;
@@ -187,12 +187,12 @@ static void be_close(void *ctx, void *handle)
 	(void)handle;
 }
 
-static bool io_allowed(struct backend *b);
-static void hold_bio(struct backend *b, struct backend_io *bio);
+static bool io_allowed(struct node_datapath *b);
+static void hold_bio(struct node_datapath *b, struct dp_io *bio);
 
-static void bio_finish(struct backend_io *bio, int result)
+static void bio_finish(struct dp_io *bio, int result)
 {
-	struct backend *b = bio->b;
+	struct node_datapath *b = bio->b;
 	struct nbd_io *nio = bio->nio;
 
 	b->inflight--;
@@ -203,7 +203,7 @@ static void bio_finish(struct backend_io *bio, int result)
 
 static void be_io_done(struct store_io *sio, int result)
 {
-	bio_finish(container_of(sio, struct backend_io, sio), result);
+	bio_finish(container_of(sio, struct dp_io, sio), result);
 }
 
 /* ---- the logged write path (docs/MIRROR.md, "The write path") ---- */
@@ -211,7 +211,7 @@ static void be_io_done(struct store_io *sio, int result)
 /* Both halves are in: the record is logged (and replicated, as the
  * settings ask) and the volume write is done. Unlock first, so a write
  * waiting on this range starts before the reply goes out. */
-static void logged_write_end(struct backend_io *bio)
+static void logged_write_end(struct dp_io *bio)
 {
 	if (--bio->pending)
 		return;
@@ -221,7 +221,7 @@ static void logged_write_end(struct backend_io *bio)
 
 static void lw_logged(struct mirror_write *w, int result)
 {
-	struct backend_io *bio = container_of(w, struct backend_io, mw);
+	struct dp_io *bio = container_of(w, struct dp_io, mw);
 
 	bio->log_rc = result;
 	logged_write_end(bio);
@@ -229,7 +229,7 @@ static void lw_logged(struct mirror_write *w, int result)
 
 static void lw_stored(struct store_io *sio, int result)
 {
-	struct backend_io *bio = container_of(sio, struct backend_io, sio);
+	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 
 	bio->store_rc = result;
 	mirror_applied(bio->b->m, &bio->mw);
@@ -242,7 +242,7 @@ static void lw_stored(struct store_io *sio, int result)
  * it is done is the record appended (and at once applied). */
 static void lw_fast_zero_stored(struct store_io *sio, int result)
 {
-	struct backend_io *bio = container_of(sio, struct backend_io, sio);
+	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 	int rc;
 
 	if (result < 0) {
@@ -263,10 +263,10 @@ static void lw_fast_zero_stored(struct store_io *sio, int result)
 /* The range is ours: append the record and write the volume at once, in
  * parallel (waiting for the log first could deadlock: a full log waits for
  * a consistency point, which waits for the volume writes). */
-static void lw_start(struct backend_io *bio)
+static void lw_start(struct dp_io *bio)
 {
-	struct backend *b = bio->b;
-	struct backend_vol *bv = bio->bv;
+	struct node_datapath *b = bio->b;
+	struct dp_vol *bv = bio->bv;
 	int rc;
 
 	/* Granted later than submitted (an overlapping write was ahead): the
@@ -299,7 +299,7 @@ static void lw_granted(struct mirror_range *r)
 	lw_start(r->arg);
 }
 
-static void logged_write(struct backend *b, struct backend_io *bio)
+static void logged_write(struct node_datapath *b, struct dp_io *bio)
 {
 	struct nbd_io *io = bio->nio;
 	struct mirror_write *w = &bio->mw;
@@ -330,7 +330,7 @@ static void logged_write(struct backend *b, struct backend_io *bio)
 
 static void lw_flushed(struct mirror_flush *f, int result)
 {
-	bio_finish(container_of(f, struct backend_io, mf), result);
+	bio_finish(container_of(f, struct dp_io, mf), result);
 }
 
 /* A consistency point: fdatasync every volume written since the last one
@@ -338,8 +338,8 @@ static void lw_flushed(struct mirror_flush *f, int result)
  * volume, and never twice at once). */
 static void cp_vol_done(struct store_io *sio, int result)
 {
-	struct backend_vol *bv = container_of(sio, struct backend_vol, cp_io);
-	struct backend *b = bv->b;
+	struct dp_vol *bv = container_of(sio, struct dp_vol, cp_io);
+	struct node_datapath *b = bv->b;
 
 	if (result < 0) {
 		LOG_ERROR("volume %s: fdatasync for a consistency point: %s",
@@ -352,13 +352,13 @@ static void cp_vol_done(struct store_io *sio, int result)
 		b->cp_done(b->cp_arg, b->cp_rc);
 }
 
-void backend_checkpoint(struct backend *b, mirror_done_fn done, void *arg)
+void node_datapath_checkpoint(struct node_datapath *b, mirror_done_fn done, void *arg)
 {
 	b->cp_done = done;
 	b->cp_arg = arg;
 	b->cp_rc = 0;
 	b->cp_pending = 1; /* held until every flush is submitted */
-	for (struct backend_vol *bv = b->vols; bv; bv = bv->next) {
+	for (struct dp_vol *bv = b->vols; bv; bv = bv->next) {
 		if (!bv->dirty)
 			continue;
 		bv->dirty = false;
@@ -372,9 +372,9 @@ void backend_checkpoint(struct backend *b, mirror_done_fn done, void *arg)
 		done(arg, 0);
 }
 
-static struct backend_io *bio_get(struct backend *b)
+static struct dp_io *bio_get(struct node_datapath *b)
 {
-	struct backend_io *bio = b->free_list;
+	struct dp_io *bio = b->free_list;
 
 	if (bio) {
 		b->free_list = bio->next_free;
@@ -389,7 +389,7 @@ static struct backend_io *bio_get(struct backend *b)
 /* The fencing gate (docs/FAILOVER.md, "Fencing"): shelf I/O only while
  * this node holds its I/O lease. Checked per request, right before it
  * goes to the mirror or the store. */
-static bool io_allowed(struct backend *b)
+static bool io_allowed(struct node_datapath *b)
 {
 	struct monitor *mon = b->node->monitor;
 
@@ -397,11 +397,11 @@ static bool io_allowed(struct backend *b)
 }
 
 /* The lease is closed (a stall, a stop): keep the request, in order, until
- * the monitor has read the own mailbox again (backend_release_held) or
- * found a takeover mark there (backend_fail_held). */
-static void hold(struct backend *b, struct nbd_io *io)
+ * the monitor has read the own mailbox again (node_datapath_release_held) or
+ * found a takeover mark there (node_datapath_fail_held). */
+static void hold(struct node_datapath *b, struct nbd_io *io)
 {
-	struct backend_io *bio = bio_get(b);
+	struct dp_io *bio = bio_get(b);
 
 	if (!bio) {
 		nbd_io_done(io, -ENOMEM);
@@ -412,7 +412,7 @@ static void hold(struct backend *b, struct nbd_io *io)
 	hold_bio(b, bio);
 }
 
-static void hold_bio(struct backend *b, struct backend_io *bio)
+static void hold_bio(struct node_datapath *b, struct dp_io *bio)
 {
 	if (!b->held_head)
 		LOG_WARN("%s volumes: I/O lease closed: holding requests until the own mailbox "
@@ -431,18 +431,18 @@ static void hold_bio(struct backend *b, struct backend_io *bio)
 
 static void be_submit(void *ctx, struct nbd_io *io);
 
-/* Take the held list off the backend and hand each request on: @p err 0
+/* Take the held list off the datapath and hand each request on: @p err 0
  * submits it again (a write whose range was granted goes on from there),
  * else it ends with @p err. */
-static void held_drain(struct backend *b, int err)
+static void held_drain(struct node_datapath *b, int err)
 {
-	struct backend_io *bio = b->held_head;
+	struct dp_io *bio = b->held_head;
 	uint64_t n = b->n_held;
 
 	b->held_head = b->held_tail = NULL;
 	b->n_held = 0;
 	while (bio) {
-		struct backend_io *next = bio->next_free;
+		struct dp_io *next = bio->next_free;
 		struct nbd_io *io = bio->nio;
 		if (bio->granted) {
 			/* Counted in flight and holding its range since logged_write. */
@@ -467,30 +467,30 @@ static void held_drain(struct backend *b, int err)
 			 n == 1 ? "" : "s", err ? "failed" : "released");
 }
 
-void backend_release_held(struct backend *b)
+void node_datapath_release_held(struct node_datapath *b)
 {
 	if (b && b->held_head && io_allowed(b))
 		held_drain(b, 0);
 }
 
-void backend_fail_held(struct backend *b, int err)
+void node_datapath_fail_held(struct node_datapath *b, int err)
 {
 	if (b && b->held_head)
 		held_drain(b, err);
 }
 
-void backend_set_serving(struct backend *b, bool serving)
+void node_datapath_set_serving(struct node_datapath *b, bool serving)
 {
 	if (!b)
 		return;
 	b->serving = serving;
 	if (!serving)
-		backend_fail_held(b, -ESHUTDOWN);
+		node_datapath_fail_held(b, -ESHUTDOWN);
 	else
-		backend_release_held(b);
+		node_datapath_release_held(b);
 }
 
-uint64_t backend_held(const struct backend *b)
+uint64_t node_datapath_held(const struct node_datapath *b)
 {
 	return b ? b->n_held : 0;
 }
@@ -518,10 +518,10 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	    [NBD_CMD_FLUSH] = STORE_OP_FLUSH, [NBD_CMD_TRIM] = STORE_OP_TRIM,
 	    [NBD_CMD_CACHE] = STORE_OP_CACHE, [NBD_CMD_WRITE_ZEROES] = STORE_OP_WRITE_ZEROES,
 	};
-	struct backend *b = ctx;
-	struct backend_vol *bv = io->export_handle;
+	struct node_datapath *b = ctx;
+	struct dp_vol *bv = io->export_handle;
 	struct store_volume *v = bv->v;
-	struct backend_io *bio;
+	struct dp_io *bio;
 	int rc;
 
 	if (!b->serving) {
@@ -587,7 +587,7 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	}
 	if (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
 	    io->type == NBD_CMD_TRIM)
-		bv->dirty = true; /* for backend_checkpoint (giveback drain) */
+		bv->dirty = true; /* for node_datapath_checkpoint (giveback drain) */
 	b->inflight++;
 	store_submit(v, &bio->sio);
 }
@@ -599,7 +599,7 @@ static const struct nbd_backend_ops ops = {
     .submit = be_submit,
 };
 
-const struct nbd_backend_ops *backend_ops(void)
+const struct nbd_backend_ops *node_datapath_ops(void)
 {
 	return &ops;
 }
