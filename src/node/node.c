@@ -69,7 +69,7 @@ static void node_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
 	o->instances = (unsigned)cfg->ic.instances;
 	o->balance = cfg->ic.balance == BALANCE_ROUND_ROBIN ? CCM_BALANCE_ROUND_ROBIN
 							    : CCM_BALANCE_LEAST_OUTSTANDING;
-	o->heartbeat_ms = cfg->ic.heartbeat_ms;
+	o->probe_ms = cfg->ic.heartbeat_ms;
 	o->link_deadline_ms = cfg->ic.link_deadline_ms;
 	o->session_deadline_ms = cfg->ic.session_deadline_ms;
 	o->instance_max_load = cfg->ic.instance_max_load;

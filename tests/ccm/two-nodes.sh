@@ -53,7 +53,7 @@ cluster_id = ccm-test
 secret_file = $DIR/secret
 link = ic0 127.0.0.1:$((BASE + me)) 127.0.0.1:$((BASE + peer))
 link = ic1 127.0.0.2:$((BASE + 2 + me)) 127.0.0.2:$((BASE + 2 + peer))
-heartbeat_ms = 20
+probe_ms = 20
 link_deadline_ms = 200
 session_deadline_ms = 1000
 CFG
