@@ -26,7 +26,7 @@
 #              in node a's namespace, what `ip link set down` does), TRIALS
 #              times: cut -> link taken out -> every write in flight at the
 #              cut completed on the other link; once with the default
-#              heartbeat/deadline (20/100 ms), once with FO_TUNED.
+#              probe/deadline (20/100 ms), once with FO_TUNED.
 #
 # --rounds N  repeat each comparison N times (default 3) and report medians
 # --only L    comma-separated subset of handshake,lat,bw,failover
@@ -35,7 +35,7 @@
 # Env: IC_PORT_BASE (29000; uses BASE..BASE+19), IC_PROVIDER (tcp;ofi_rxm,
 # loopback), IC_NS_PROVIDER (tcp;ofi_rxm, namespaces), RATE (200mbit),
 # TRIALS (10), FO_TUNED ("10 50":
-# heartbeat_ms link_deadline_ms), IC_LOG_LEVEL (warn), IC_B_ARGS (more
+# probe_ms link_deadline_ms), IC_LOG_LEVEL (warn), IC_B_ARGS (more
 # options for the passive node b in namespaces, e.g. "--stats-ms 5" to see
 # its reactor stalls as gaps between its stats lines), KEEP=1 keeps the
 # work dir.
@@ -65,7 +65,7 @@ PROV=${IC_PROVIDER:-tcp;ofi_rxm}
 NSPROV=${IC_NS_PROVIDER:-tcp;ofi_rxm}
 RATE=${RATE:-200mbit}
 TRIALS=${TRIALS:-10}
-read -r FO_HB FO_DL <<<"${FO_TUNED:-10 50}"
+read -r FO_PROBE FO_DL <<<"${FO_TUNED:-10 50}"
 STARTS=20 ITERS=20000 BW_SECS=5
 BW_INFLIGHT=${BW_INFLIGHT:-4 16}
 [ $QUICK = 1 ] && STARTS=4 ITERS=2000 BW_SECS=2 TRIALS=3
@@ -278,7 +278,7 @@ if want bw; then
 		done
 	done
 	bw_of() { grep "^q=$1 links=$2 " "$W/bw.out" | while read -r l; do kv "$l" "$3"; done | med; }
-	echo "| in flight | links | Mbit/s | runs | share ic0 / ic1 | links taken out during the run (heartbeat missed) | two links / one |"
+	echo "| in flight | links | Mbit/s | runs | share ic0 / ic1 | links taken out during the run (probe missed) | two links / one |"
 	echo "|---|---|---|---|---|---|---|"
 	for q in $BW_INFLIGHT; do
 		b1=$(bw_of "$q" 1 mbit_per_s) b2=$(bw_of "$q" 2 mbit_per_s)
@@ -295,16 +295,16 @@ fi
 if want failover; then
 	echo
 	echo "## link failover: 2 links, stream of 4 KiB delivered writes (16 in flight), ic1 set down in a's namespace, $TRIALS trials (ms)"
-	echo "| heartbeat / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors | times no link was left (a / b) |"
+	echo "| probe / deadline | cut -> ic1 out (p50) | cut -> writes sent before that done on ic0: p50 (min-max) | longest stall, p50 (max) | repair -> ic1 back (p50) | errors | times no link was left (a / b) |"
 	echo "|---|---|---|---|---|---|---|"
-	for cfg in "20 100" "$FO_HB $FO_DL"; do
-		read -r hb dl <<<"$cfg"
-		ns_conf 2 "heartbeat_ms = $hb" "link_deadline_ms = $dl"
-		if ns_run "fo-$hb" failover --inflight 16 --size 4K --trials "$TRIALS" \
+	for cfg in "20 100" "$FO_PROBE $FO_DL"; do
+		read -r probe dl <<<"$cfg"
+		ns_conf 2 "probe_ms = $probe" "link_deadline_ms = $dl"
+		if ns_run "fo-$probe" failover --inflight 16 --size 4K --trials "$TRIALS" \
 			--cut-link ic1 --cut-if "ia1-$TAG"; then
-			M=$(grep '^metric=ccm_failover' "$W/fo-$hb.out")
-			echo "| $hb / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) | $(grep -c 'no link left' "$W/fo-$hb-a.err") / $(grep -c 'no link left' "$W/fo-$hb-b.err") |"
-			grep '^trial=' "$W/fo-$hb.out" | sed "s/^/    $hb\/$dl /" >>"$W/fo-trials.txt"
+			M=$(grep '^metric=ccm_failover' "$W/fo-$probe.out")
+			echo "| $probe / $dl | $(kv "$M" detect_p50_ms) | $(kv "$M" moved_p50_ms) ($(kv "$M" moved_min_ms)-$(kv "$M" moved_max_ms)) | $(kv "$M" stall_p50_ms) (max $(kv "$M" stall_max_ms)) | $(kv "$M" back_p50_ms) | $(kv "$M" errors) | $(grep -c 'no link left' "$W/fo-$probe-a.err") / $(grep -c 'no link left' "$W/fo-$probe-b.err") |"
+			grep '^trial=' "$W/fo-$probe.out" | sed "s/^/    $probe\/$dl /" >>"$W/fo-trials.txt"
 		fi
 	done
 	echo "target: cut -> writes done on the other link, p50 < 100 ms"

@@ -80,10 +80,10 @@ static void tick_cb(struct loop_timer *t)
 	if (ccm->state == ST_STOPPING)
 		return;
 	/* A tick much later than due: the reactor stalled (a blocking libfabric
-	 * call, a reopen, an overloaded host); heartbeats were not read. */
-	if (ccm->tick_due_ns && now > ccm->tick_due_ns + ccm->hb_ns)
+	 * call, a reopen, an overloaded host); probes were not posted. */
+	if (ccm->tick_due_ns && now > ccm->tick_due_ns + ccm->probe_ns)
 		ccm->stall_seen_ns = now;
-	ccm->tick_due_ns = now + ccm->hb_ns;
+	ccm->tick_due_ns = now + ccm->probe_ns;
 	ccm->tick_count++;
 	ccm_hs_tick(ccm);
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP) {
@@ -99,7 +99,7 @@ static void tick_cb(struct loop_timer *t)
 	if (ccm->pending_ops)
 		ccm->drain_pending = true;
 	ccm_schedule(ccm);
-	loop_timer_arm(ccm->loop, &ccm->tick, ccm->hb_ns);
+	loop_timer_arm(ccm->loop, &ccm->tick, ccm->probe_ns);
 }
 
 static void shutdown_check(struct loop_timer *t);
@@ -121,7 +121,7 @@ void ccm_opts_init(struct ccm_opts *o)
 	snprintf(o->cluster_id, sizeof(o->cluster_id), "duet");
 	o->instances = 1;
 	o->balance = CCM_BALANCE_LEAST_OUTSTANDING;
-	o->heartbeat_ms = 20;
+	o->probe_ms = 20;
 	o->link_deadline_ms = 100;
 	o->session_deadline_ms = 1000;
 }
@@ -136,7 +136,7 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 		return -ENOMEM;
 	ccm->loop = loop;
 	ccm->opts = *opts;
-	ccm->hb_ns = opts->heartbeat_ms * NS_PER_MS;
+	ccm->probe_ns = opts->probe_ms * NS_PER_MS;
 	ccm->link_deadline_ns = opts->link_deadline_ms * NS_PER_MS;
 	ccm->session_deadline_ns = opts->session_deadline_ms * NS_PER_MS;
 	ccm->major = CCM_PROTO_MAJOR;
@@ -224,7 +224,7 @@ int ccm_start(struct ccm *ccm)
 		 "with partner%s%s started",
 		 ccm->n_links, ccm->n_links > 1 ? "s" : "", (unsigned long long)CCM_BOOT_KEY,
 		 ccm_hex64(ccm->gen, g), ccm->opts.partner[0] ? " " : "", ccm->opts.partner);
-	loop_timer_arm(ccm->loop, &ccm->tick, ccm->hb_ns);
+	loop_timer_arm(ccm->loop, &ccm->tick, ccm->probe_ns);
 	return 0;
 }
 

@@ -9,10 +9,10 @@
  * information (protocol version, node ids, cluster id, boot generations)
  * and the information of its clients, creates each client's ports on both
  * sides, and alerts the clients once the partner is ready. It watches every
- * link with heartbeats, spreads the ports' traffic over the live links and
- * re-issues the operations of a link that died on the others. When the
- * session ends (partner reboot, all links lost, reset) it alerts its clients
- * and starts a new handshake.
+ * link with probes (reads of the partner's session region), spreads the
+ * ports' traffic over the live links and re-issues the operations of a link
+ * that died on the others. When the session ends (partner reboot, all links
+ * lost, reset) it alerts its clients and starts a new handshake.
  *
  * A client (failover monitor, NVRAM mirror, proxy) registers with a name,
  * a number of ports and the memory it wants per port. A port is a memory
@@ -86,8 +86,8 @@ struct ccm_opts {
 	unsigned n_links;   /**< 0: no partner, the CCM stays down */
 	unsigned instances; /**< CCM instances the links are spread over (0: 1) */
 	enum ccm_balance balance;
-	uint64_t heartbeat_ms;	      /**< heartbeat (and tick) interval */
-	uint64_t link_deadline_ms;    /**< a link without heartbeat this long is down */
+	uint64_t probe_ms;	      /**< probe (and tick) interval: each link reads the partner */
+	uint64_t link_deadline_ms;    /**< a link with no probe completed this long is down */
 	uint64_t session_deadline_ms; /**< every link down this long ends the session */
 	uint64_t instance_max_load;   /**< bytes/s past which ports move; 0: least loaded only */
 };
@@ -160,7 +160,7 @@ struct ccm_link_status {
 	char name[16];
 	bool up;
 	unsigned instance;
-	uint64_t rtt_us;	 /**< smoothed heartbeat read round trip */
+	uint64_t rtt_us;	 /**< smoothed probe round trip */
 	uint64_t ops;		 /**< operations completed */
 	uint64_t bytes;		 /**< bytes moved by completed operations */
 	uint64_t errors;	 /**< operations that failed on this link */
@@ -361,7 +361,7 @@ int ccm_port_write(struct ccm_port *p, struct ccm_op *op, const void *buf, size_
  * session ended first), -ECANCELED (unregistered), -ESHUTDOWN (destroyed).
  * Keep one in flight per link: a write stuck on a link that died completes
  * once the CCM takes the link out (ic.link_deadline_ms after its last
- * heartbeat), or, when the session ended first, once the link returns or
+ * probe completed), or, when the session ended first, once the link returns or
  * is taken out in a later session.
  *
  * Link indexes are the order of the [ic] link lines, which both nodes
@@ -380,7 +380,7 @@ int ccm_port_write_link(struct ccm_port *p, unsigned link, struct ccm_op *op, co
 unsigned ccm_link_count(const struct ccm *ccm);
 /** Name of link @p link ("ic0"), or NULL past the last. */
 const char *ccm_link_name(const struct ccm *ccm, unsigned link);
-/** Whether the CCM sees link @p link up now (its heartbeats complete). */
+/** Whether the CCM sees link @p link up now (its probes complete). */
 bool ccm_link_is_up(const struct ccm *ccm, unsigned link);
 
 /** RDMA-read @p len bytes of the partner's port memory at @p offset into @p buf. */

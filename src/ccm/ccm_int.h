@@ -118,13 +118,13 @@ struct wire_inst_load {
 static_assert(sizeof(struct wire_inst_load) == 32, "instance load layout");
 
 /* The session region: read-only for the partner, under a random key known
- * only to it; read by every heartbeat on every link. */
+ * only to it; read by every probe on every link. */
 struct wire_sess {
 	uint64_t seq_head;
 	uint64_t magic;
 	uint64_t generation;
 	uint64_t session_id;
-	uint64_t hb_counter;
+	uint64_t sess_ticks; /* ticks in sessions (one every probe_ms) */
 	uint32_t n_instances;
 	uint32_t flags;
 	struct wire_inst_load inst[8];
@@ -351,14 +351,14 @@ struct ccm_link {
 	struct loop_timer deadline;
 	uint64_t deadline_due; /* when the deadline timer should fire */
 	bool grace;	       /* one more chance given after a reactor stall */
-	/* heartbeat: a read of the partner's session region */
-	struct fab_op hb_op;
-	bool hb_busy;
-	uint64_t hb_post_ns;
-	uint64_t hb_epoch;
+	/* probe: a read of the partner's session region every probe_ms */
+	struct fab_op probe_op;
+	bool probe_busy;
+	uint64_t probe_post_ns;
+	uint64_t probe_epoch;
 	uint64_t next_probe_ns; /* a dead lane is probed with backoff */
 	uint64_t probe_backoff_ns;
-	struct wire_sess hb_buf;
+	struct wire_sess probe_buf;
 	uint64_t rtt_ns;
 	/* first read of the handshake, posted on every link at once */
 	struct fab_op hs_op;
@@ -442,7 +442,7 @@ struct ccm {
 	bool started;
 	struct ccm_opts opts; /* as given to ccm_create() */
 	/* Derived from opts: the intervals in ns, the links and instances in use. */
-	uint64_t hb_ns, link_deadline_ns, session_deadline_ns;
+	uint64_t probe_ns, link_deadline_ns, session_deadline_ns;
 	unsigned n_links, n_inst;
 	uint16_t major, minor; /* the protocol version we publish (tests change it) */
 	struct ccm_link links[CCM_MAX_LINKS];
@@ -504,18 +504,19 @@ struct ccm {
 	uint64_t up_since_ns;
 	uint64_t handshake_us;
 	uint64_t sessions;
-	uint64_t hb_counter;
+	uint64_t sess_ticks; /* ticks in sessions, published in the session region */
 	unsigned tick_count;
 	char error[256];
 
-	/* Boot probe during a session: has the partner rebooted or reset? */
-	struct fab_op probe_op;
-	bool probe_busy;
-	uint64_t probe_epoch;
-	uint64_t probe_post_ns;
-	uint64_t last_probe_ns;
-	unsigned probe_link;
-	struct wire_boot probe_buf;
+	/* Boot probe during a session (a read of the partner's boot region, not
+	 * a lane's probe): has the partner rebooted or reset? */
+	struct fab_op boot_probe_op;
+	bool boot_probe_busy;
+	uint64_t boot_probe_epoch;
+	uint64_t boot_probe_post_ns;
+	uint64_t last_boot_probe_ns;
+	unsigned boot_probe_link;
+	struct wire_boot boot_probe_buf;
 
 	/* Clients. */
 	struct ccm_client *clients[CCM_MAX_CLIENTS];
@@ -588,7 +589,7 @@ bool ccm_msg_mac_ok(struct ccm *ccm, const struct wire_msg *h, const void *paylo
 /** Constant-time comparison of @p len bytes. */
 bool ccm_ct_equal(const void *a, const void *b, size_t len);
 
-/* lane.c: links as lanes, heartbeats and fences; calls crypto.c
+/* lane.c: links as lanes, probes and fences; calls crypto.c
  * and the fabric, and up-calls ccm_sess_on_msg, ccm_hs_on_doorbell,
  * ccm_chan_on_link_down, ccm_chan_send (fences) and ccm_op_release_held. */
 /** Set up the lanes' embedded operations; once, at creation. */
@@ -611,11 +612,11 @@ void ccm_lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq);
 void ccm_lane_send_fences(struct ccm *ccm);
 /** At session end: complete the operations left on dead lanes. */
 void ccm_lane_abort_down(struct ccm *ccm);
-/** A session starts: the handshake's lane @p hs_link is up, heartbeats begin. */
+/** A session starts: the handshake's lane @p hs_link is up, probes begin. */
 void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link);
 /** A session ended: lanes go down, fences and session regions are dropped. */
 void ccm_lane_session_end(struct ccm *ccm);
-/** Every heartbeat: post heartbeats, check deadlines, probe dead lanes. */
+/** Every tick (probe_ms): post probes on up lanes and, after backoff, dead ones. */
 void ccm_lane_tick(struct ccm *ccm);
 /** Outside any fabric callback: reset failed lanes, fence them, reopen what may be. */
 void ccm_lane_do_aborts(struct ccm *ccm);
@@ -625,8 +626,8 @@ unsigned ccm_lane_up_count(const struct ccm *ccm);
 bool ccm_lane_error_is_link(int status);
 /** Count a completed operation of @p len bytes on @p l (and its instance). */
 void ccm_lane_account(struct ccm_link *l, size_t len, int status);
-/** Post a heartbeat read on every lane that has none in flight. */
-void ccm_lane_start_hb(struct ccm *ccm);
+/** Post a probe on every lane that has none in flight (dead lanes after backoff). */
+void ccm_lane_post_probes(struct ccm *ccm);
 /** Register @p buf on every link under one fresh random key (into @p mrs, or each sess_mr). */
 int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_t *key,
 		struct fab_mr **mrs);
@@ -717,14 +718,14 @@ void ccm_hs_publish_boot(struct ccm *ccm, uint32_t state);
 void ccm_hs_start_epoch(struct ccm *ccm, uint64_t delay_ns);
 /** Look at what the partner wrote into our slot (only valid, current hellos count). */
 void ccm_hs_slot_check(struct ccm *ccm);
-/** Every heartbeat: handshake retries and timeouts. */
+/** Every tick (probe_ms): handshake retries and timeouts. */
 void ccm_hs_tick(struct ccm *ccm);
 /** Up-call from lane.c: a doorbell with immediate data @p imm arrived. */
 void ccm_hs_on_doorbell(struct ccm *ccm, uint64_t imm);
 /** Copy a consistent boot region from @p in; false when torn or not a boot region. */
 bool ccm_hs_boot_snapshot(const struct wire_boot *in, struct wire_boot *out);
 /** During a session: read the partner's boot region (has it rebooted or left?). */
-void ccm_hs_probe(struct ccm *ccm);
+void ccm_hs_boot_probe(struct ccm *ccm);
 
 /* session.c: the session after the handshake; calls every file below. */
 /** Up-call from handshake.c: both sides proved the secret, set the session up. */
@@ -735,7 +736,7 @@ void ccm_sess_end(struct ccm *ccm, enum ccm_term_reason why);
 void ccm_sess_on_msg(struct ccm *ccm, const void *msg, size_t len);
 /** Up-call from chan.c: a control message delivered in order. */
 void ccm_sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *payload, size_t len);
-/** Every heartbeat during a session: setup deadline, links lost, probes, load. */
+/** Every tick during a session: setup deadline, links lost, boot probe, load. */
 void ccm_sess_tick(struct ccm *ccm);
 /** Up-call from client.c: tell the partner about client @p c. */
 void ccm_sess_send_client_add(struct ccm *ccm, struct ccm_client *c);

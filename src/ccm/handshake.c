@@ -585,15 +585,15 @@ void ccm_hs_on_doorbell(struct ccm *ccm, uint64_t imm)
 		ccm_hs_slot_check(ccm);
 }
 
-static void probe_done(struct fab_op *op, int status)
+static void boot_probe_done(struct fab_op *op, int status)
 {
 	struct ccm *ccm = op->arg;
 	struct wire_boot b;
 
-	ccm->probe_busy = false;
-	if (ccm->probe_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
+	ccm->boot_probe_busy = false;
+	if (ccm->boot_probe_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
 		return;
-	if (status < 0 || !ccm_hs_boot_snapshot(&ccm->probe_buf, &b))
+	if (status < 0 || !ccm_hs_boot_snapshot(&ccm->boot_probe_buf, &b))
 		return;
 	if (get_le64(&b.generation) != ccm->partner.gen) {
 		char g1[17], g2[17];
@@ -607,14 +607,14 @@ static void probe_done(struct fab_op *op, int status)
 
 /* During a session: read the partner's boot region to see whether it
  * rebooted or left the session while we could not hear it. */
-void ccm_hs_probe(struct ccm *ccm)
+void ccm_hs_boot_probe(struct ccm *ccm)
 {
 	struct ccm_link *l = NULL;
 
-	if (ccm->probe_busy || (ccm->state != ST_SETUP && ccm->state != ST_UP))
+	if (ccm->boot_probe_busy || (ccm->state != ST_SETUP && ccm->state != ST_UP))
 		return;
 	for (unsigned i = 0; i < ccm->n_links; i++) {
-		struct ccm_link *c = &ccm->links[(ccm->probe_link + i) % ccm->n_links];
+		struct ccm_link *c = &ccm->links[(ccm->boot_probe_link + i) % ccm->n_links];
 		if (c->up && c->fl) {
 			l = c;
 			break;
@@ -622,14 +622,14 @@ void ccm_hs_probe(struct ccm *ccm)
 	}
 	if (!l)
 		return; /* no lane: the session deadline decides */
-	ccm->probe_link = (l->idx + 1) % ccm->n_links;
-	if (fab_read(l->fl, &ccm->probe_buf, sizeof(ccm->probe_buf), &boot_remote, 0,
-		     &ccm->probe_op) < 0)
+	ccm->boot_probe_link = (l->idx + 1) % ccm->n_links;
+	if (fab_read(l->fl, &ccm->boot_probe_buf, sizeof(ccm->boot_probe_buf), &boot_remote, 0,
+		     &ccm->boot_probe_op) < 0)
 		return;
-	ccm->probe_busy = true;
-	ccm->probe_epoch = ccm->epoch;
-	ccm->probe_post_ns = now_ns();
-	ccm->last_probe_ns = ccm->probe_post_ns;
+	ccm->boot_probe_busy = true;
+	ccm->boot_probe_epoch = ccm->epoch;
+	ccm->boot_probe_post_ns = now_ns();
+	ccm->last_boot_probe_ns = ccm->boot_probe_post_ns;
 }
 
 void ccm_hs_tick(struct ccm *ccm)
@@ -663,7 +663,7 @@ void ccm_hs_init(struct ccm *ccm)
 {
 	ccm->hs_op.done = hs_done;
 	ccm->hs_op.arg = ccm;
-	ccm->probe_op.done = probe_done;
-	ccm->probe_op.arg = ccm;
+	ccm->boot_probe_op.done = boot_probe_done;
+	ccm->boot_probe_op.arg = ccm;
 	loop_timer_init(&ccm->hs_timer, hs_timer_cb, ccm);
 }

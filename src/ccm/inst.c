@@ -19,7 +19,7 @@ static uint64_t inst_load(const struct ccm *ccm, unsigned i)
 static void rate_update(const struct ccm *ccm, uint64_t total, uint64_t *prev, uint64_t *rate)
 {
 	uint64_t d = total - *prev;
-	uint64_t r = ccm->hb_ns ? d * NS_PER_S / ccm->hb_ns : 0;
+	uint64_t r = ccm->probe_ns ? d * NS_PER_S / ccm->probe_ns : 0;
 
 	*prev = total;
 	*rate = (*rate * 7 + r) / 8;
@@ -73,9 +73,9 @@ unsigned ccm_inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned id
 		bool oi = ccm->opts.instance_max_load && li > ccm->opts.instance_max_load;
 		bool ob = ccm->opts.instance_max_load && lb > ccm->opts.instance_max_load;
 		if (heavy) {
-			unsigned hi = heavy_ports(ccm, i), hb = heavy_ports(ccm, best);
-			if (hi != hb) {
-				if (hi < hb)
+			unsigned hcur = heavy_ports(ccm, i), hbest = heavy_ports(ccm, best);
+			if (hcur != hbest) {
+				if (hcur < hbest)
 					best = i;
 				continue;
 			}

@@ -1,13 +1,15 @@
 /* Links as lanes (docs/CCM.md, "Lanes"); instances are in inst.c.
  *
- * Each link is a lane. During a session every lane reads the partner's
- * session region every heartbeat_ms; a lane is up while those reads keep
- * completing within link_deadline_ms. Traffic goes to the up lanes of the
- * port's instance (round-robin or least outstanding bytes), or to any up
- * lane when its instance has none. A lane that dies has its endpoint reset
- * (its operations fail and are re-issued by their owners; regions stay
- * registered), and during a session it is fenced: suspended (no endpoint
- * at all) until the partner has reset its end too.
+ * Each link is a lane. During a session every lane probes: it reads the
+ * partner's session region every probe_ms; a lane is up while those probes
+ * keep completing within link_deadline_ms. (Not the failover monitor's
+ * heartbeats: those are the monitor's writes, see ccm_port_write_link.)
+ * Traffic goes to the up lanes of the port's instance (round-robin or least
+ * outstanding bytes), or to any up lane when its instance has none. A lane
+ * that dies has its endpoint reset (its operations fail and are re-issued
+ * by their owners; regions stay registered), and during a session it is
+ * fenced: suspended (no endpoint at all) until the partner has reset its
+ * end too.
  *
  * Layering: this file calls crypto.c and the fabric. It hands events up
  * only through the up-calls named in ccm_int.h: received messages to
@@ -53,7 +55,7 @@ static void deadline_cb(struct loop_timer *t)
 	     (ccm->stall_seen_ns && now - ccm->stall_seen_ns < ccm->link_deadline_ns))) {
 		/* The timer itself is late, or the reactor stalled lately (a
 		 * blocking connect, a reopen, an overloaded host): the missing
-		 * heartbeats say little about the link. Look again shortly. */
+		 * probes say little about the link. Look again shortly. */
 		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
 			  (unsigned long long)((now - l->deadline_due) / NS_PER_MS));
 		l->grace = true;
@@ -61,20 +63,20 @@ static void deadline_cb(struct loop_timer *t)
 		loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns / 2);
 		return;
 	}
-	snprintf(why, sizeof(why), "no heartbeat for %llu ms",
+	snprintf(why, sizeof(why), "no probe completed for %llu ms",
 		 (unsigned long long)(l->ccm->link_deadline_ns / NS_PER_MS));
 	ccm_lane_fail(l, why, true);
 }
 
-static void hb_done(struct fab_op *op, int status);
+static void probe_done(struct fab_op *op, int status);
 
 void ccm_lane_init(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		loop_timer_init(&l->deadline, deadline_cb, l);
-		l->hb_op.done = hb_done;
-		l->hb_op.arg = l;
+		l->probe_op.done = probe_done;
+		l->probe_op.arg = l;
 	}
 }
 
@@ -139,7 +141,7 @@ static void lane_close_one(struct ccm *ccm, unsigned i)
 	struct fab_link *fl = l->fl;
 
 	l->fl = NULL;
-	l->hb_busy = false; /* completes with -ECANCELED right now */
+	l->probe_busy = false; /* completes with -ECANCELED right now */
 	if (fl)
 		fab_link_close(fl);
 	fab_mr_close(l->sess_mr);
@@ -328,7 +330,7 @@ void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 			 "one returns",
 			 l->name, why, (unsigned long long)(ccm->session_deadline_ns / NS_PER_MS));
 	} else {
-		ccm->last_probe_ns = 0; /* has the partner rebooted? look soon */
+		ccm->last_boot_probe_ns = 0; /* has the partner rebooted? look soon */
 		LOG_WARN("link %s down: %s; its traffic moves to the other links", l->name, why);
 	}
 	ccm_schedule(ccm);
@@ -405,7 +407,7 @@ static void lane_reset(struct ccm *ccm, unsigned i, bool suspend)
 		fab_link_suspend(l->fl);
 	else
 		fab_link_reset(l->fl);
-	if (now_ns() - t0 > ccm->hb_ns)
+	if (now_ns() - t0 > ccm->probe_ns)
 		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
 	LOG_DEBUG("link %s %s in %.2f ms", l->name, suspend ? "suspended" : "reset",
 		  (double)(now_ns() - t0) / 1e6);
@@ -433,7 +435,7 @@ static bool reopen(struct ccm *ccm, unsigned i)
 		return false;
 	}
 	l->reopen_pending = false;
-	if (now_ns() - t0 > ccm->hb_ns)
+	if (now_ns() - t0 > ccm->probe_ns)
 		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
 	LOG_DEBUG("link %s reopened in %llu ms", l->name,
 		  (unsigned long long)((now_ns() - t0) / NS_PER_MS));
@@ -555,7 +557,7 @@ void ccm_lane_abort_down(struct ccm *ccm)
 {
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
-		if (!l->up && l->fl && (l->inflight_ops || l->hb_busy || l->hs_busy))
+		if (!l->up && l->fl && (l->inflight_ops || l->probe_busy || l->hs_busy))
 			l->abort_pending = true;
 	}
 	ccm_lane_do_aborts(ccm);
@@ -612,7 +614,7 @@ void ccm_lane_session_end(struct ccm *ccm)
 /*
  * Whether the link holds an operation it will never complete. A link
  * completes in order what it accepted (one connection, first in, first
- * out), so an operation accepted well before a heartbeat that has just
+ * out), so an operation accepted well before a probe that has just
  * completed, and still in flight, was lost by the provider: rxm does that
  * to a rendezvous or segmented send whose connection the peer closes
  * before answering (docs/FABRIC.md). Nothing else would ever complete it:
@@ -628,18 +630,18 @@ static bool lane_op_lost(struct ccm_link *l)
 	uint64_t margin = 2 * l->ccm->link_deadline_ns;
 
 	fab_link_get_stats(l->fl, &fs);
-	return fs.oldest_ns && l->hb_post_ns > fs.oldest_ns + margin;
+	return fs.oldest_ns && l->probe_post_ns > fs.oldest_ns + margin;
 }
 
-static void hb_done(struct fab_op *op, int status)
+static void probe_done(struct fab_op *op, int status)
 {
 	struct ccm_link *l = op->arg;
 	struct ccm *ccm = l->ccm;
 	struct wire_sess s;
 	char why[96];
 
-	l->hb_busy = false;
-	if (l->hb_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
+	l->probe_busy = false;
+	if (l->probe_epoch != ccm->epoch || (ccm->state != ST_SETUP && ccm->state != ST_UP))
 		return;
 	if (status < 0) {
 		if (!l->up) {
@@ -650,11 +652,11 @@ static void hb_done(struct fab_op *op, int status)
 		}
 		if (status != -EAGAIN && status != -ETIMEDOUT)
 			l->errors++;
-		snprintf(why, sizeof(why), "heartbeat read failed (%s)", strerror(-status));
+		snprintf(why, sizeof(why), "probe failed (%s)", strerror(-status));
 		ccm_lane_fail(l, why, false);
 		return;
 	}
-	s = l->hb_buf;
+	s = l->probe_buf;
 	if (s.seq_head != s.seq_tail || get_le64(&s.magic) != CCM_SESS_MAGIC) {
 		/* Torn by a concurrent update: neither proof of life nor death. */
 		return;
@@ -665,11 +667,11 @@ static void hb_done(struct fab_op *op, int status)
 		return;
 	}
 	if (l->up && lane_op_lost(l)) {
-		ccm_lane_fail(l, "an operation is lost: heartbeats posted long after it complete",
+		ccm_lane_fail(l, "an operation is lost: probes posted long after it complete",
 			      false);
 		return;
 	}
-	uint64_t rtt = now_ns() - l->hb_post_ns;
+	uint64_t rtt = now_ns() - l->probe_post_ns;
 	l->rtt_ns = l->rtt_ns ? (l->rtt_ns * 7 + rtt) / 8 : rtt;
 	unsigned n = get_le32(&s.n_instances);
 	for (unsigned i = 0; i < ccm->n_inst && i < n && i < 8; i++) {
@@ -683,8 +685,9 @@ static void hb_done(struct fab_op *op, int status)
 	ccm_lane_ok(l);
 }
 
-/* Post a heartbeat read on every lane that has none in flight. */
-void ccm_lane_start_hb(struct ccm *ccm)
+/* Post a probe (a read of the partner's session region) on every lane that
+ * has none in flight; a dead lane only when its backoff has passed. */
+void ccm_lane_post_probes(struct ccm *ccm)
 {
 	uint64_t now = now_ns();
 
@@ -695,19 +698,19 @@ void ccm_lane_start_hb(struct ccm *ccm)
 		int rc;
 		if (!l->fl || l->fenced)
 			continue;
-		if (l->hb_busy)
+		if (l->probe_busy)
 			continue; /* on a dead lane it waits for the link to return */
 		if (!l->up && now < l->next_probe_ns)
 			continue;
-		rc = fab_read(l->fl, &l->hb_buf, sizeof(l->hb_buf), &ccm->partner_sess, 0,
-			      &l->hb_op);
+		rc = fab_read(l->fl, &l->probe_buf, sizeof(l->probe_buf), &ccm->partner_sess, 0,
+			      &l->probe_op);
 		if (rc == 0) {
-			l->hb_busy = true;
-			l->hb_post_ns = now;
-			l->hb_epoch = ccm->epoch;
+			l->probe_busy = true;
+			l->probe_post_ns = now;
+			l->probe_epoch = ccm->epoch;
 		} else if (rc != -EAGAIN && l->up) {
 			char why[96];
-			snprintf(why, sizeof(why), "heartbeat not posted (%s)", strerror(-rc));
+			snprintf(why, sizeof(why), "probe not posted (%s)", strerror(-rc));
 			ccm_lane_fail(l, why, false);
 		}
 	}
@@ -715,7 +718,7 @@ void ccm_lane_start_hb(struct ccm *ccm)
 
 void ccm_lane_tick(struct ccm *ccm)
 {
-	ccm_lane_start_hb(ccm);
+	ccm_lane_post_probes(ccm);
 }
 
 int ccm_reg_all(struct ccm *ccm, void *buf, size_t len, unsigned access, uint64_t *key,

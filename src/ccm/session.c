@@ -30,7 +30,7 @@ void ccm_sess_publish_load(struct ccm *ccm)
 	put_le64(&s->magic, CCM_SESS_MAGIC);
 	put_le64(&s->generation, ccm->gen);
 	put_le64(&s->session_id, ccm->session_id);
-	put_le64(&s->hb_counter, ccm->hb_counter);
+	put_le64(&s->sess_ticks, ccm->sess_ticks);
 	put_le32(&s->n_instances, ccm->n_inst);
 	for (unsigned i = 0; i < ccm->n_inst && i < 8; i++) {
 		const struct ccm_inst *in = &ccm->inst[i];
@@ -271,7 +271,7 @@ static void on_peer_info(struct ccm *ccm, const uint8_t *p, size_t len)
 	LOG_INFO("partner %s: protocol %u.%u, links [%s], %u instance%s", node, major, minor, names,
 		 get_le32(&pi.n_instances), get_le32(&pi.n_instances) == 1 ? "" : "s");
 	ccm->got_peer_info = true;
-	ccm_lane_start_hb(ccm);
+	ccm_lane_post_probes(ccm);
 	maybe_up(ccm);
 }
 
@@ -533,7 +533,7 @@ void ccm_sess_tick(struct ccm *ccm)
 	uint64_t now = now_ns();
 	uint64_t rto = ccm->link_deadline_ns;
 
-	ccm->hb_counter++;
+	ccm->sess_ticks++;
 	ccm_sess_publish_load(ccm);
 	if (ccm->state == ST_SETUP && now > ccm->setup_deadline_ns) {
 		LOG_WARN("session setup with %s did not finish in time", ccm->partner.node);
@@ -555,9 +555,9 @@ void ccm_sess_tick(struct ccm *ccm)
 		ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);
 		return;
 	}
-	if (now - ccm->last_probe_ns >
-	    (ccm_lane_up_count(ccm) < ccm->n_links ? 4 * ccm->hb_ns : 500 * NS_PER_MS))
-		ccm_hs_probe(ccm);
+	if (now - ccm->last_boot_probe_ns >
+	    (ccm_lane_up_count(ccm) < ccm->n_links ? 4 * ccm->probe_ns : 500 * NS_PER_MS))
+		ccm_hs_boot_probe(ccm);
 	ccm_chan_tick(&ccm->ctl, now, rto);
 	for (unsigned i = 0; i < CCM_MAX_CLIENTS; i++) {
 		struct ccm_client *c = ccm->clients[i];

@@ -130,7 +130,7 @@ void config_defaults(struct duet_config *cfg)
 	snprintf(cfg->ic.cluster_id, sizeof(cfg->ic.cluster_id), "%s", co.cluster_id);
 	cfg->ic.instances = co.instances;
 	cfg->ic.balance = co.balance;
-	cfg->ic.probe_ms = co.heartbeat_ms;
+	cfg->ic.probe_ms = co.probe_ms;
 	cfg->ic.link_deadline_ms = co.link_deadline_ms;
 	cfg->ic.session_deadline_ms = co.session_deadline_ms;
 	cfg->proxy.timeout_ms = PROXY_DEFAULT_TIMEOUT_MS;

@@ -20,7 +20,7 @@ write_cfg() { # node partner my-port-offset peer-port-offset
 	ccm_write_cfg "$n" "$p" "[node]" "log_level = info" "[ic]" "cluster_id = ccm-test" \
 		"link = ic0 127.0.0.1:$((BASE + me)) 127.0.0.1:$((BASE + peer))" \
 		"link = ic1 127.0.0.2:$((BASE + 2 + me)) 127.0.0.2:$((BASE + 2 + peer))" \
-		"heartbeat_ms = 20" "link_deadline_ms = 200" "session_deadline_ms = 1000"
+		"probe_ms = 20" "link_deadline_ms = 200" "session_deadline_ms = 1000"
 }
 write_cfg a b 0 1
 write_cfg b a 1 0

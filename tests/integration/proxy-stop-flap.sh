@@ -6,7 +6,7 @@
 # re-issued, never lost, while it lives).
 #
 #  1. One link. Rounds of: SIGSTOP a; wait until b sees the link down (its
-#     heartbeats miss ic.link_deadline_ms) while the session still lives;
+#     probes miss ic.link_deadline_ms) while the session still lives;
 #     keep a stopped for 200, 500 or 800 ms in all; SIGCONT a; wait until
 #     the link is up again on both sides. The session must survive every
 #     round (same session count), and afterwards the load keeps going.

@@ -106,7 +106,7 @@ static void make_opts(struct ccm_opts *o, const char *id, const char *peer, unsi
 	}
 	o->instances = instances;
 	o->balance = CCM_BALANCE_ROUND_ROBIN;
-	o->heartbeat_ms = 5;
+	o->probe_ms = 5;
 	o->link_deadline_ms = 40;
 	o->session_deadline_ms = 200;
 }
@@ -332,7 +332,7 @@ static void pair_with_client(unsigned nlinks, const char *name, size_t mem)
 	wait_count(&nodes[1].cl[0].up, 1);
 }
 
-/* Until links 0 and 1 of @p n are both up (heartbeats complete). */
+/* Until links 0 and 1 of @p n are both up (their probes complete). */
 static void wait_links_up(struct node *n)
 {
 	struct ccm_status st;
@@ -1326,7 +1326,7 @@ static void test_messages_across_failover(void **state)
  * completed, while everything else on the link goes on: rxm does it to a
  * rendezvous send whose connection the peer closed, docs/FABRIC.md). The
  * channel must not wait behind it for ever: the CCM sees an operation that
- * heartbeats posted long after it overtook, takes the link out (its reset
+ * probes posted long after it overtook, takes the link out (its reset
  * completes the lost send), and the message goes again. With one link and
  * no session end: every message arrives once, in order.
  */

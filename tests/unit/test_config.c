@@ -299,7 +299,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.depth, so_def.depth);
 	assert_int_equal(so.workers, so_def.workers);
 	assert_string_equal(co.provider, co_def.provider);
-	assert_int_equal(co.heartbeat_ms, co_def.heartbeat_ms);
+	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
 	assert_int_equal(co.session_deadline_ms, co_def.session_deadline_ms);
 	assert_int_equal(co.balance, co_def.balance);
@@ -334,7 +334,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(co.n_links, 2);
 	assert_string_equal(co.links[1].name, "ic1");
 	assert_string_equal(co.links[1].peer, "127.0.0.2:2");
-	assert_int_equal(co.heartbeat_ms, 7);
+	assert_int_equal(co.probe_ms, 7);
 	assert_int_equal(co.balance, CCM_BALANCE_ROUND_ROBIN);
 	config_monitor_opts(&cfg, &mo);
 	assert_string_equal(mo.node_id, "a");
