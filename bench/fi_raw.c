@@ -341,7 +341,7 @@ static int run_fi_lat(bool sleep)
 	if (rc)
 		goto out;
 	for (int i = 0; i < WARMUP + opt_iters; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = loop_now_ns();
 		int reaped = 0;
 		ssize_t w = raw_write(&r, r.buf, MSG_SIZE, 0, FI_DELIVERY_COMPLETE, &ctx, &reaped);
 		if (w < 0) {
@@ -352,7 +352,7 @@ static int run_fi_lat(bool sleep)
 			break;
 		rc = 0;
 		if (i >= WARMUP)
-			lat[i - WARMUP] = now_ns() - t0;
+			lat[i - WARMUP] = loop_now_ns() - t0;
 	}
 	if (!rc)
 		print_lat(sleep ? "fi_write_4k_dc_lat_sleep" : "fi_write_4k_dc_lat_spin", lat,
@@ -384,10 +384,10 @@ static int run_fi_bw(void)
 	int reaped = 0;
 	if (raw_write(&r, r.buf, 8, 0, FI_DELIVERY_COMPLETE, &ctx[0], &reaped) == 0)
 		raw_reap(&r, false, -1);
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9);
+	uint64_t t0 = loop_now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9);
 	unsigned next = 0;
-	while (now_ns() < end || inflight) {
-		while (inflight < BW_DEPTH && now_ns() < end) {
+	while (loop_now_ns() < end || inflight) {
+		while (inflight < BW_DEPTH && loop_now_ns() < end) {
 			unsigned i = next++ % BW_DEPTH;
 			reaped = 0;
 			ssize_t w = raw_write(&r, r.buf + (size_t)i * BW_SIZE, BW_SIZE,
@@ -407,7 +407,7 @@ static int run_fi_bw(void)
 		inflight -= n;
 		bytes += (uint64_t)n * BW_SIZE;
 	}
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(loop_now_ns() - t0) / 1e9;
 	printf("metric=fi_write_1m_bw gbytes_per_s=%.2f depth=%d seconds=%.2f target=sleep\n",
 	       (double)bytes / secs / 1e9, BW_DEPTH, secs);
 	fflush(stdout);
@@ -461,10 +461,10 @@ static int tcp_target(int ready_fd, int stop_fd)
 	int one = 1, lfd, fd;
 
 	snprintf(hp, sizeof(hp), "%s:%d", opt_host, opt_port + 1);
-	lfd = tcp_listen(hp, 4);
+	lfd = util_tcp_listen(hp, 4);
 	if (lfd < 0)
 		return lfd;
-	set_nonblock(lfd, false);
+	util_set_nonblock(lfd, false);
 	say_ready(ready_fd);
 	fd = accept(lfd, NULL, NULL);
 	if (fd < 0)
@@ -503,12 +503,12 @@ static int run_tcp_lat(bool spin)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (int i = 0; i < WARMUP + opt_iters; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = loop_now_ns();
 		if ((rc = write_full(fd, buf, MSG_SIZE)) < 0 ||
 		    (rc = read_full(fd, buf, 8, spin)) < 0)
 			break;
 		if (i >= WARMUP)
-			lat[i - WARMUP] = now_ns() - t0;
+			lat[i - WARMUP] = loop_now_ns() - t0;
 	}
 	if (!rc)
 		print_lat(spin ? "tcp_4k_lat_spin" : "tcp_4k_lat_sleep", lat, opt_iters);
@@ -579,7 +579,7 @@ static void lat_done(struct fab_op *op, int status);
 
 static void lat_issue(struct link_bench *b)
 {
-	b->t0 = now_ns();
+	b->t0 = loop_now_ns();
 	int rc =
 	    fab_write(b->link, b->buf, MSG_SIZE, &b->rem, 0, FAB_DELIVERY_COMPLETE, &b->ops[0]);
 	if (rc) {
@@ -598,7 +598,7 @@ static void lat_done(struct fab_op *op, int status)
 		return;
 	}
 	if (b->done >= WARMUP)
-		b->lat[b->done - WARMUP] = now_ns() - b->t0;
+		b->lat[b->done - WARMUP] = loop_now_ns() - b->t0;
 	if (++b->done == b->total) {
 		loop_stop(b->loop);
 		return;
@@ -610,7 +610,7 @@ static void bw_done(struct fab_op *op, int status);
 
 static void bw_issue(struct link_bench *b)
 {
-	while (b->inflight < BW_DEPTH && now_ns() < b->end) {
+	while (b->inflight < BW_DEPTH && loop_now_ns() < b->end) {
 		unsigned i = b->next++ % BW_DEPTH;
 		b->ops[i].done = bw_done;
 		b->ops[i].arg = b;
@@ -684,12 +684,12 @@ static int run_link(bool bw)
 		lat_issue(&b);
 		if (!b.err)
 			rc = loop_run(b.loop);
-		b.t0 = now_ns();
+		b.t0 = loop_now_ns();
 		b.end = b.t0 + (uint64_t)(opt_seconds * 1e9);
 		bw_issue(&b);
 		if (!rc && !b.err)
 			rc = loop_run(b.loop);
-		double secs = (double)(now_ns() - b.t0) / 1e9;
+		double secs = (double)(loop_now_ns() - b.t0) / 1e9;
 		if (!rc && !b.err)
 			printf("metric=link_write_1m_bw gbytes_per_s=%.2f depth=%d seconds=%.2f\n",
 			       (double)b.bytes / secs / 1e9, BW_DEPTH, secs);

@@ -214,7 +214,7 @@ static void slot_done(struct ccm_op *op, int status)
 	struct bslot *s = container_of(op, struct bslot, op);
 	struct bport *bp = s->bp;
 	struct bench *b = bp->b;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	s->busy = false;
 	if (s->mark && s->mark == b->trial && b->phase == FO_CUT) {
@@ -270,7 +270,7 @@ static void post_slot(struct bslot *s)
 
 	s->op.done = slot_done;
 	s->mark = 0;
-	s->t_post = now_ns();
+	s->t_post = loop_now_ns();
 	rc = ccm_port_write(bp->p, &s->op, bp->buf + off, b->size, off, flags);
 	if (rc < 0) {
 		if (rc != -ENOTCONN) {
@@ -310,7 +310,7 @@ static void start_port_load(struct bport *bp)
 			post_slot(&bp->slots[k]);
 	if (!b->load_started) {
 		b->load_started = true;
-		b->t_phase = now_ns();
+		b->t_phase = loop_now_ns();
 	}
 }
 
@@ -326,7 +326,7 @@ static void report_up(struct bench *b)
 	ccm_get_status(b->ccm, &st);
 	printf("up t_ns=%" PRIu64 " main_ns=%" PRIu64 " started_ns=%" PRIu64
 	       " handshake_us=%" PRIu64 "\n",
-	       now_ns(), b->t_main, b->t_started, st.handshake_us);
+	       loop_now_ns(), b->t_main, b->t_started, st.handshake_us);
 	fflush(stdout);
 }
 
@@ -388,7 +388,7 @@ static void snapshot_links(struct bench *b, uint64_t *bytes)
 static void stream_tick(struct loop_timer *t)
 {
 	struct bench *b = t->arg;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (!b->load_started) {
 		loop_timer_arm(b->loop, t, 10000000ull);
@@ -443,7 +443,8 @@ static void stats_tick(struct loop_timer *t)
 	ccm_get_status(b->ccm, &st);
 	printf("stats %02d:%02d:%02d.%03ld t_ms=%.0f state=%s ops=%" PRIu64 " errors=%" PRIu64,
 	       tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-	       ms_since(b->t_main, now_ns()), ccm_session_state_str(st.state), b->ops, b->errors);
+	       ms_since(b->t_main, loop_now_ns()), ccm_session_state_str(st.state), b->ops,
+	       b->errors);
 	for (unsigned i = 0; i < st.n_links; i++)
 		printf(" %s=%s/%" PRIu64 "/%" PRIu64, st.links[i].name,
 		       st.links[i].up ? "up" : "down", st.links[i].bytes, st.links[i].rtt_us);
@@ -470,12 +471,12 @@ static int if_set(struct bench *b, bool up, uint64_t *call_ns)
 		ifr.ifr_flags = (short)(ifr.ifr_flags | IFF_UP);
 	else
 		ifr.ifr_flags = (short)(ifr.ifr_flags & ~IFF_UP);
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	if (ioctl(b->ifsock, SIOCSIFFLAGS, &ifr) < 0) {
 		LOG_ERROR("%s: SIOCSIFFLAGS: %s", b->cut_if, strerror(errno));
 		return -errno;
 	}
-	*call_ns = now_ns() - t0;
+	*call_ns = loop_now_ns() - t0;
 	return 0;
 }
 
@@ -511,7 +512,7 @@ static void fo_tick(struct loop_timer *t)
 {
 	struct bench *b = t->arg;
 	struct ccm_status st;
-	uint64_t now = now_ns(), call_ns = 0;
+	uint64_t now = loop_now_ns(), call_ns = 0;
 	bool all_up = true;
 
 	loop_timer_arm(b->loop, t, 1000000ull);
@@ -560,7 +561,7 @@ static void fo_tick(struct loop_timer *t)
 			bench_stop(b);
 			return;
 		}
-		b->t_cut = now_ns();
+		b->t_cut = loop_now_ns();
 		b->t_last_done = b->t_cut;
 		b->res[b->trial - 1].cut_call_ms = (double)call_ns / 1e6;
 		b->phase = FO_CUT;
@@ -599,7 +600,7 @@ static void fo_tick(struct loop_timer *t)
 			bench_stop(b);
 			return;
 		}
-		b->t_restore = now_ns();
+		b->t_restore = loop_now_ns();
 		b->t_back = 0;
 		b->phase = FO_RESTORED;
 		b->t_phase = now;
@@ -693,7 +694,7 @@ static void watch_stdin(struct bench *b)
 
 	if (fstat(0, &st) < 0 || !S_ISFIFO(st.st_mode))
 		return;
-	set_nonblock(0, true);
+	util_set_nonblock(0, true);
 	loop_io_add(b->loop, &b->stdin_io, 0, EPOLLIN, on_stdin, b);
 }
 
@@ -752,7 +753,7 @@ static int run_node(struct bench *b, const char *config)
 	/* First thing, as duetd does: links and boot region. */
 	if ((rc = ccm_start(b->ccm)) < 0)
 		return rc;
-	b->t_started = now_ns();
+	b->t_started = loop_now_ns();
 
 	size_t mem = (size_t)(b->load == LOAD_LAT ? 1 : b->inflight) * b->size;
 	for (unsigned i = 0; i < b->n_ports; i++) {
@@ -876,7 +877,7 @@ static void fab_write_next(struct fabnode *f)
 
 	f->op.done = fab_write_done;
 	f->op.arg = f;
-	f->t_post = now_ns();
+	f->t_post = loop_now_ns();
 	rc = fab_write(f->link, f->local, f->b->size, &f->rem, 0, FAB_DELIVERY_COMPLETE, &f->op);
 	if (rc < 0) {
 		LOG_ERROR("fab_write: %s", strerror(-rc));
@@ -898,7 +899,7 @@ static void fab_write_done(struct fab_op *op, int status)
 		return;
 	}
 	if (b->lat_done >= b->warmup)
-		b->lat[b->lat_done - b->warmup] = now_ns() - f->t_post;
+		b->lat[b->lat_done - b->warmup] = loop_now_ns() - f->t_post;
 	if (++b->lat_done == b->warmup + b->iters) {
 		bench_stop(b);
 		return;
@@ -922,7 +923,7 @@ static void fab_read_done(struct fab_op *op, int status)
 	}
 	printf("up t_ns=%" PRIu64 " main_ns=%" PRIu64 " started_ns=%" PRIu64
 	       " handshake_us=0 tries=%d\n",
-	       now_ns(), b->t_main, b->t_started, f->tries);
+	       loop_now_ns(), b->t_main, b->t_started, f->tries);
 	fflush(stdout);
 	if (b->load == LOAD_LAT)
 		fab_write_next(f);
@@ -963,7 +964,7 @@ static int run_fabnode(struct bench *b, const char *config)
 	if ((rc = fab_mr_reg(f.link, region, sizeof(region), FAB_KEY,
 			     FAB_REMOTE_READ | FAB_REMOTE_WRITE, &mr)) < 0)
 		return rc;
-	b->t_started = now_ns();
+	b->t_started = loop_now_ns();
 	f.rem.key = FAB_KEY;
 	f.rem.size = sizeof(region);
 	if ((rc = fab_post(&f)) < 0)
@@ -1079,7 +1080,7 @@ static int launch_once(struct launch_res *lr, const char *self, const char *cfg_
 		       const char *cfg_b, unsigned r)
 {
 	struct child c[2];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	int rc = spawn(&c[0], self, lr->mode, cfg_a);
 
 	if (!rc)
@@ -1087,7 +1088,7 @@ static int launch_once(struct launch_res *lr, const char *self, const char *cfg_
 	if (rc)
 		return rc;
 	uint64_t deadline = t0 + 20000000000ull;
-	while (!(c[0].up && c[1].up) && now_ns() < deadline) {
+	while (!(c[0].up && c[1].up) && loop_now_ns() < deadline) {
 		struct pollfd p[2] = {{.fd = c[0].out_rd, .events = POLLIN},
 				      {.fd = c[1].out_rd, .events = POLLIN}};
 		if (poll(p, 2, 100) < 0 && errno != EINTR)
@@ -1217,7 +1218,7 @@ int main(int argc, char **argv)
 	uint64_t v;
 	int c, rc;
 
-	b.t_main = now_ns();
+	b.t_main = loop_now_ns();
 	if (argc < 2)
 		usage();
 	const char *mode = argv[1];
@@ -1245,27 +1246,27 @@ int main(int argc, char **argv)
 			b.spin = true;
 			break;
 		case 'p':
-			if (parse_uint(optarg, 1, CCM_MAX_PORTS, &v) < 0)
+			if (util_parse_uint(optarg, 1, CCM_MAX_PORTS, &v) < 0)
 				usage();
 			b.n_ports = (unsigned)v;
 			break;
 		case 's':
-			if (parse_size(optarg, &v) < 0 || v < 8 || v > (64ull << 20))
+			if (util_parse_size(optarg, &v) < 0 || v < 8 || v > (64ull << 20))
 				usage();
 			b.size = (size_t)v;
 			break;
 		case 'i':
-			if (parse_uint(optarg, 1, MAX_INFLIGHT, &v) < 0)
+			if (util_parse_uint(optarg, 1, MAX_INFLIGHT, &v) < 0)
 				usage();
 			b.inflight = (unsigned)v;
 			break;
 		case 'n':
-			if (parse_uint(optarg, 100, 100000000, &v) < 0)
+			if (util_parse_uint(optarg, 100, 100000000, &v) < 0)
 				usage();
 			b.iters = (unsigned)v;
 			break;
 		case 'W':
-			if (parse_uint(optarg, 0, 100000000, &v) < 0)
+			if (util_parse_uint(optarg, 0, 100000000, &v) < 0)
 				usage();
 			b.warmup = (unsigned)v;
 			break;
@@ -1283,11 +1284,11 @@ int main(int argc, char **argv)
 			b.delivered = false;
 			break;
 		case 'm':
-			if (parse_uint(optarg, 10, 3600000, &b.stats_ms) < 0)
+			if (util_parse_uint(optarg, 10, 3600000, &b.stats_ms) < 0)
 				usage();
 			break;
 		case 't':
-			if (parse_uint(optarg, 1, MAX_TRIALS, &v) < 0)
+			if (util_parse_uint(optarg, 1, MAX_TRIALS, &v) < 0)
 				usage();
 			b.trials = (unsigned)v;
 			break;
@@ -1301,7 +1302,7 @@ int main(int argc, char **argv)
 			b.report_up = true;
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, MAX_RUNS, &v) < 0)
+			if (util_parse_uint(optarg, 1, MAX_RUNS, &v) < 0)
 				usage();
 			runs = (unsigned)v;
 			break;

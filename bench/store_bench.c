@@ -82,7 +82,7 @@ static void issue(struct slot *sl)
 	struct run *r = sl->r;
 	uint64_t off;
 
-	if (r->error || (r->once ? r->seq_off >= r->size : now_ns() >= r->end_ns)) {
+	if (r->error || (r->once ? r->seq_off >= r->size : loop_now_ns() >= r->end_ns)) {
 		r->active--;
 		return;
 	}
@@ -100,7 +100,7 @@ static void issue(struct slot *sl)
 	sl->io.length = r->w->bs;
 	sl->io.buf = sl->buf;
 	sl->io.done = io_done;
-	sl->start = now_ns();
+	sl->start = loop_now_ns();
 	store_submit(r->v, &sl->io);
 }
 
@@ -108,7 +108,7 @@ static void io_done(struct store_io *io, int result)
 {
 	struct slot *sl = container_of(io, struct slot, io);
 	struct run *r = sl->r;
-	uint64_t lat = now_ns() - sl->start;
+	uint64_t lat = loop_now_ns() - sl->start;
 
 	if (result < 0) {
 		fprintf(stderr, "io error: %s\n", strerror(-result));
@@ -168,7 +168,7 @@ static int run_workload(struct loop *l, struct store_volume *v, const struct wor
 		slots[i].r = &r;
 	}
 	c0 = cpu_seconds();
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	r.end_ns = t0 + (uint64_t)(seconds * 1e9);
 	r.active = w->qd;
 	for (unsigned i = 0; i < w->qd; i++)
@@ -178,7 +178,7 @@ static int run_workload(struct loop *l, struct store_volume *v, const struct wor
 		if (rc < 0)
 			goto out;
 	}
-	t1 = now_ns();
+	t1 = loop_now_ns();
 	c1 = cpu_seconds();
 	rc = r.error;
 	if (rc == 0 && res) {
@@ -299,22 +299,22 @@ int main(int argc, char **argv)
 			dir = optarg;
 			break;
 		case 's':
-			rc = parse_size(optarg, &size);
+			rc = util_parse_size(optarg, &size);
 			break;
 		case 't':
-			rc = parse_uint(optarg, 1, 3600, &runtime);
+			rc = util_parse_uint(optarg, 1, 3600, &runtime);
 			break;
 		case 'r':
-			rc = parse_uint(optarg, 1, 100, &repeat);
+			rc = util_parse_uint(optarg, 1, 100, &repeat);
 			break;
 		case 'e':
 			engine = optarg;
 			break;
 		case 'q':
-			rc = parse_uint(optarg, 1, 4096, &depth);
+			rc = util_parse_uint(optarg, 1, 4096, &depth);
 			break;
 		case 'w':
-			rc = parse_uint(optarg, 1, 64, &workers);
+			rc = util_parse_uint(optarg, 1, 64, &workers);
 			break;
 		default:
 			usage();

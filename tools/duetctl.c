@@ -210,7 +210,7 @@ static struct json_object *build_request(int argc, char **argv)
 	} else if (strcmp(cmd, "volume") == 0 && argc == 2 && strcmp(argv[1], "list") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_list"));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 4 && strcmp(argv[1], "create") == 0) {
-		if (parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
+		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
 			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);
 			json_object_put(req);
 			return NULL;

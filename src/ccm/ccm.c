@@ -75,7 +75,7 @@ static void tick_cb(struct loop_timer *t)
 {
 	struct ccm *ccm = t->arg;
 
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (ccm->state == ST_STOPPING)
 		return;
@@ -168,7 +168,7 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 		goto fail;
 	}
 	while (ccm->gen == 0) {
-		rc = random_bytes(&ccm->gen, sizeof(ccm->gen));
+		rc = util_random_bytes(&ccm->gen, sizeof(ccm->gen));
 		if (rc < 0)
 			goto fail;
 	}
@@ -185,7 +185,7 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 		l->idx = i;
 		l->inst = i % ccm->n_inst;
 		ccm_put_str(l->name, opts->links[i].name, sizeof(l->name));
-		l->last_change_ns = now_ns();
+		l->last_change_ns = loop_now_ns();
 		in->links[in->n_links++] = i;
 	}
 	ccm_lane_init(ccm);
@@ -252,7 +252,7 @@ static void shutdown_check(struct loop_timer *t)
 
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		busy |= ccm->links[i].inflight_ops > 0;
-	if (busy && now_ns() < ccm->shutdown_deadline_ns) {
+	if (busy && loop_now_ns() < ccm->shutdown_deadline_ns) {
 		loop_timer_arm(ccm->loop, &ccm->shutdown_timer, 2 * NS_PER_MS);
 		return;
 	}
@@ -267,7 +267,7 @@ int ccm_shutdown(struct ccm *ccm, void (*done)(void *arg), void *arg)
 {
 	ccm->shutdown_cb = done;
 	ccm->shutdown_arg = arg;
-	ccm->shutdown_deadline_ns = now_ns() + 200 * NS_PER_MS;
+	ccm->shutdown_deadline_ns = loop_now_ns() + 200 * NS_PER_MS;
 	if (ccm->state == ST_SETUP || ccm->state == ST_UP)
 		ccm_sess_end(ccm, CCM_TERM_SHUTDOWN);
 	if (ccm->state == ST_HANDSHAKE) {

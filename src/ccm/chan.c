@@ -191,7 +191,7 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 			s->busy = true;
 			s->gen = ch->gen;
 			s->link = (uint16_t)l->idx;
-			s->sent_ns = now_ns();
+			s->sent_ns = loop_now_ns();
 			l->inflight_ops++;
 			l->inflight_bytes += s->len;
 			ccm->inst[l->inst].ops_inflight++;

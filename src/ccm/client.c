@@ -212,7 +212,7 @@ static void op_posted(struct ccm_link *l, struct ccm_op *op)
 	struct ccm_inst *in = &l->ccm->inst[l->inst];
 
 	op->link = (uint16_t)l->idx;
-	op->post_ns = now_ns();
+	op->post_ns = loop_now_ns();
 	l->inflight_ops++;
 	l->inflight_bytes += op->len;
 	in->ops_inflight++;

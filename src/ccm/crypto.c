@@ -27,8 +27,8 @@ uint64_t ccm_random_key(void)
 	uint64_t k = 0;
 
 	while (k == 0 || k == CCM_BOOT_KEY || k == CCM_SLOT_KEY) {
-		if (random_bytes(&k, sizeof(k)) < 0)
-			k = (uint64_t)now_ns() *
+		if (util_random_bytes(&k, sizeof(k)) < 0)
+			k = (uint64_t)loop_now_ns() *
 			    0x9e3779b97f4a7c15ull; /* never reached in practice */
 	}
 	return k;

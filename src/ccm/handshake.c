@@ -146,7 +146,7 @@ static uint64_t hs_backoff(struct ccm *ccm, uint64_t min_ns, uint64_t max_ns)
 void ccm_hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 {
 	ccm->state = ST_HANDSHAKE;
-	if (random_bytes(ccm->nonce, sizeof(ccm->nonce)) < 0)
+	if (util_random_bytes(ccm->nonce, sizeof(ccm->nonce)) < 0)
 		ccm->nonce[0]++; /* never the same attempt twice */
 	/* The operator may have fixed the secret file since the last attempt. */
 	if (ccm->opts.secret_file[0])
@@ -161,7 +161,7 @@ void ccm_hs_start_epoch(struct ccm *ccm, uint64_t delay_ns)
 	ccm->hs_retries = 0;
 	ccm->hs_backoff_ns = 0;
 	ccm->hs_t0_ns = 0;
-	ccm->epoch_start_ns = now_ns();
+	ccm->epoch_start_ns = loop_now_ns();
 	ccm->read1_backoff_ns = 0;
 	ccm->reread = false;
 	ccm->cond = HC_NONE;
@@ -267,7 +267,7 @@ static void hs_run(struct ccm *ccm)
 	ccm->hs_busy = true;
 	ccm->hs_epoch = ccm->epoch;
 	ccm->hs_view_ver = ccm->view_ver;
-	ccm->hs_post_ns = now_ns();
+	ccm->hs_post_ns = loop_now_ns();
 }
 
 static void hs_timer_cb(struct loop_timer *t)
@@ -375,7 +375,7 @@ static void hs_on_boot_read(struct ccm *ccm)
 		ccm->peer_acked_us = false;
 		ccm->wrote_ready = false;
 		if (!ccm->hs_t0_ns)
-			ccm->hs_t0_ns = now_ns();
+			ccm->hs_t0_ns = loop_now_ns();
 		ccm->step = HS_WRITE_HELLO;
 		ccm->hs_backoff_ns = 0;
 		/* A hello that waited in our slot for this view can be acked now. */
@@ -628,13 +628,13 @@ void ccm_hs_boot_probe(struct ccm *ccm)
 		return;
 	ccm->boot_probe_busy = true;
 	ccm->boot_probe_epoch = ccm->epoch;
-	ccm->boot_probe_post_ns = now_ns();
+	ccm->boot_probe_post_ns = loop_now_ns();
 	ccm->last_boot_probe_ns = ccm->boot_probe_post_ns;
 }
 
 void ccm_hs_tick(struct ccm *ccm)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	ccm_hs_slot_check(ccm);
 	if (ccm->state == ST_HANDSHAKE && ccm->step == HS_READ1 && !ccm->view.valid &&

@@ -46,7 +46,7 @@ static void deadline_cb(struct loop_timer *t)
 	char why[64];
 
 	struct ccm *ccm = l->ccm;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
@@ -278,7 +278,7 @@ struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
 void ccm_lane_ok(struct ccm_link *l)
 {
 	struct ccm *ccm = l->ccm;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	l->last_ok_ns = now;
 	l->grace = false;
@@ -304,7 +304,7 @@ static bool in_session(const struct ccm *ccm)
 void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (!l->up)
 		return;
@@ -359,7 +359,7 @@ static void send_fence(struct ccm *ccm, struct ccm_link *l)
 
 	if (ccm_chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
 		l->fence_unsent = false;
-		ccm->fence_sent_ns = now_ns();
+		ccm->fence_sent_ns = loop_now_ns();
 	} else {
 		l->fence_unsent = true;
 	}
@@ -398,7 +398,7 @@ void ccm_lane_send_fences(struct ccm *ccm)
 static void lane_reset(struct ccm *ccm, unsigned i, bool suspend)
 {
 	struct ccm_link *l = &ccm->links[i];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 
 	if (!l->fl)
 		return;
@@ -407,10 +407,10 @@ static void lane_reset(struct ccm *ccm, unsigned i, bool suspend)
 		fab_link_suspend(l->fl);
 	else
 		fab_link_reset(l->fl);
-	if (now_ns() - t0 > ccm->probe_ns)
-		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
+	if (loop_now_ns() - t0 > ccm->probe_ns)
+		ccm->stall_seen_ns = loop_now_ns(); /* we blocked the reactor ourselves */
 	LOG_DEBUG("link %s %s in %.2f ms", l->name, suspend ? "suspended" : "reset",
-		  (double)(now_ns() - t0) / 1e6);
+		  (double)(loop_now_ns() - t0) / 1e6);
 }
 
 /* Bring a suspended lane's endpoint back, or open a lane whose open
@@ -418,7 +418,7 @@ static void lane_reset(struct ccm *ccm, unsigned i, bool suspend)
 static bool reopen(struct ccm *ccm, unsigned i)
 {
 	struct ccm_link *l = &ccm->links[i];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	int rc;
 
 	if (l->fl) {
@@ -435,10 +435,10 @@ static bool reopen(struct ccm *ccm, unsigned i)
 		return false;
 	}
 	l->reopen_pending = false;
-	if (now_ns() - t0 > ccm->probe_ns)
-		ccm->stall_seen_ns = now_ns(); /* we blocked the reactor ourselves */
+	if (loop_now_ns() - t0 > ccm->probe_ns)
+		ccm->stall_seen_ns = loop_now_ns(); /* we blocked the reactor ourselves */
 	LOG_DEBUG("link %s reopened in %llu ms", l->name,
-		  (unsigned long long)((now_ns() - t0) / NS_PER_MS));
+		  (unsigned long long)((loop_now_ns() - t0) / NS_PER_MS));
 	return true;
 }
 
@@ -521,12 +521,12 @@ void ccm_lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 	l = &ccm->links[lane];
 	if (l->up) {
 		l->up = false;
-		l->last_change_ns = now_ns();
+		l->last_change_ns = loop_now_ns();
 		loop_timer_cancel(ccm->loop, &l->deadline);
 		l->probe_backoff_ns = ccm->link_deadline_ns;
-		l->next_probe_ns = now_ns() + l->probe_backoff_ns;
+		l->next_probe_ns = loop_now_ns() + l->probe_backoff_ns;
 		if (ccm_lane_up_count(ccm) == 0)
-			ccm->all_down_since_ns = now_ns();
+			ccm->all_down_since_ns = loop_now_ns();
 		LOG_WARN("link %s down: the partner took it out", l->name);
 	}
 	l->ack_fence = true;
@@ -565,7 +565,7 @@ void ccm_lane_abort_down(struct ccm *ccm)
 
 void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
@@ -590,7 +590,7 @@ void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 
 void ccm_lane_session_end(struct ccm *ccm)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
@@ -647,7 +647,7 @@ static void probe_done(struct fab_op *op, int status)
 		if (!l->up) {
 			uint64_t b =
 			    l->probe_backoff_ns ? l->probe_backoff_ns : ccm->link_deadline_ns;
-			l->next_probe_ns = now_ns() + b;
+			l->next_probe_ns = loop_now_ns() + b;
 			l->probe_backoff_ns = b * 2 > 1000 * NS_PER_MS ? 1000 * NS_PER_MS : b * 2;
 		}
 		if (status != -EAGAIN && status != -ETIMEDOUT)
@@ -671,7 +671,7 @@ static void probe_done(struct fab_op *op, int status)
 			      false);
 		return;
 	}
-	uint64_t rtt = now_ns() - l->probe_post_ns;
+	uint64_t rtt = loop_now_ns() - l->probe_post_ns;
 	l->rtt_ns = l->rtt_ns ? (l->rtt_ns * 7 + rtt) / 8 : rtt;
 	unsigned n = get_le32(&s.n_instances);
 	for (unsigned i = 0; i < ccm->n_inst && i < n && i < 8; i++) {
@@ -689,7 +689,7 @@ static void probe_done(struct fab_op *op, int status)
  * has none in flight; a dead lane only when its backoff has passed. */
 void ccm_lane_post_probes(struct ccm *ccm)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (!ccm->partner_sess.key)
 		return;

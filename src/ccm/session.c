@@ -128,7 +128,8 @@ void ccm_sess_begin(struct ccm *ccm)
 	ccm->got_peer_info = ccm->got_setup_done = ccm->sent_ready = ccm->got_ready = false;
 	ccm->partner_sess = (struct fab_remote){0, 0};
 	ccm->partner_caps = 0;
-	ccm->setup_deadline_ns = now_ns() + (setup < 1000 * NS_PER_MS ? 1000 * NS_PER_MS : setup);
+	ccm->setup_deadline_ns =
+	    loop_now_ns() + (setup < 1000 * NS_PER_MS ? 1000 * NS_PER_MS : setup);
 	for (unsigned i = 0; i < ccm->n_inst; i++)
 		memset(&ccm->inst[i].partner, 0, sizeof(ccm->inst[i].partner));
 	if (ccm_session_keys(ccm) < 0)
@@ -171,7 +172,7 @@ fail:
 static void sess_go_up(struct ccm *ccm)
 {
 	struct ccm_partner_info pi;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 	unsigned n_clients = 0;
 
 	ccm->state = ST_UP;
@@ -530,7 +531,7 @@ void ccm_sess_end(struct ccm *ccm, enum ccm_term_reason why)
 
 void ccm_sess_tick(struct ccm *ccm)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 	uint64_t rto = ccm->link_deadline_ns;
 
 	ccm->sess_ticks++;

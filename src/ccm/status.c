@@ -45,7 +45,7 @@ const char *ccm_session_state_str(enum ccm_session_state st)
 
 void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	memset(st, 0, sizeof(*st));
 	switch (ccm->state) {

@@ -34,7 +34,7 @@ struct loop {
 	_Atomic uint64_t last_turn_ns;
 };
 
-uint64_t now_ns(void)
+uint64_t loop_now_ns(void)
 {
 	struct timespec ts;
 
@@ -55,7 +55,7 @@ int loop_create(struct loop **out)
 		free(l);
 		return err;
 	}
-	atomic_store(&l->last_turn_ns, now_ns());
+	atomic_store(&l->last_turn_ns, loop_now_ns());
 	*out = l;
 	return 0;
 }
@@ -192,7 +192,7 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ns)
 		l->heap = h;
 		l->heap_cap = cap;
 	}
-	t->deadline_ns = now_ns() + delay_ns;
+	t->deadline_ns = loop_now_ns() + delay_ns;
 	t->heap_idx = l->heap_n;
 	l->heap[l->heap_n++] = t;
 	heap_up(l, t->heap_idx);
@@ -200,7 +200,7 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ns)
 
 static void run_timers(struct loop *l)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	while (l->heap_n > 0 && l->heap[0]->deadline_ns <= now) {
 		struct loop_timer *t = l->heap[0];
@@ -293,11 +293,11 @@ int loop_run_once(struct loop *l, uint64_t timeout_ns)
 	uint64_t wait = timeout_ns;
 	int n;
 
-	atomic_store_explicit(&l->last_turn_ns, now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&l->last_turn_ns, loop_now_ns(), memory_order_relaxed);
 	if (l->tasks_head)
 		wait = 0;
 	if (l->heap_n > 0 && wait > 0) {
-		uint64_t now = now_ns();
+		uint64_t now = loop_now_ns();
 		uint64_t d = l->heap[0]->deadline_ns;
 		uint64_t until = d > now ? d - now : 0;
 		if (until < wait)

@@ -56,7 +56,7 @@ struct loop_poller {
 };
 
 /** Monotonic clock in nanoseconds. */
-uint64_t now_ns(void);
+uint64_t loop_now_ns(void);
 
 int loop_create(struct loop **out);
 void loop_destroy(struct loop *l);

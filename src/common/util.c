@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -36,7 +36,7 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-int parse_size(const char *s, uint64_t *out)
+int util_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -81,7 +81,7 @@ int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+int util_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
 {
 	const char *colon, *h = s;
 	size_t hl;
@@ -109,14 +109,14 @@ int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t
 	return 0;
 }
 
-int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+int util_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
 	char host[64], port[16];
 	uint64_t p;
 
-	if (split_hostport(s, host, sizeof(host), port, sizeof(port)) < 0)
+	if (util_split_hostport(s, host, sizeof(host), port, sizeof(port)) < 0)
 		return -EINVAL;
-	if (parse_uint(port, 0, 65535, &p) < 0)
+	if (util_parse_uint(port, 0, 65535, &p) < 0)
 		return -EINVAL;
 	memset(ss, 0, sizeof(*ss));
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -136,7 +136,7 @@ int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	return -EINVAL;
 }
 
-const char *format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
+const char *util_format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
 
@@ -154,7 +154,7 @@ const char *format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
 	return buf;
 }
 
-int set_nonblock(int fd, bool on)
+int util_set_nonblock(int fd, bool on)
 {
 	int fl = fcntl(fd, F_GETFL);
 
@@ -166,13 +166,13 @@ int set_nonblock(int fd, bool on)
 	return 0;
 }
 
-int tcp_listen(const char *hostport, int backlog)
+int util_tcp_listen(const char *hostport, int backlog)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1, err;
 
-	if (parse_hostport(hostport, &ss, &len) < 0) {
+	if (util_parse_hostport(hostport, &ss, &len) < 0) {
 		LOG_ERROR("bad listen address '%s'", hostport);
 		return -EINVAL;
 	}
@@ -192,7 +192,7 @@ int tcp_listen(const char *hostport, int backlog)
 	return fd;
 }
 
-int unix_listen(const char *path, int backlog)
+int util_unix_listen(const char *path, int backlog)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd, err;
@@ -218,7 +218,7 @@ int unix_listen(const char *path, int backlog)
 	return fd;
 }
 
-int random_bytes(void *buf, size_t len)
+int util_random_bytes(void *buf, size_t len)
 {
 	uint8_t *p = buf;
 

@@ -23,30 +23,30 @@
 #define NS_PER_S  1000000000ull
 
 /** Parse "4096", "512K", "64M", "1G", "2T" (binary units). @return 0 or -EINVAL. */
-int parse_size(const char *s, uint64_t *out);
+int util_parse_size(const char *s, uint64_t *out);
 
 /** Parse an unsigned decimal in [min, max]. @return 0, -EINVAL or -ERANGE. */
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /** Parse "host:port" or "[v6]:port" with numeric host and port. */
-int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+int util_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /** Split "host:port" into its parts; @p host must hold 64 bytes. */
-int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+int util_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 
 /** Format a sockaddr as "host:port" into @p buf. */
-const char *format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
+const char *util_format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
 
-int set_nonblock(int fd, bool on);
+int util_set_nonblock(int fd, bool on);
 
 /** Fill @p buf with @p len bytes from getrandom(2), retrying short reads and
  * EINTR. Logs and returns -errno on failure, else 0. */
-int random_bytes(void *buf, size_t len);
+int util_random_bytes(void *buf, size_t len);
 
 /** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
-int tcp_listen(const char *hostport, int backlog);
+int util_tcp_listen(const char *hostport, int backlog);
 
 /** Create a listening UNIX stream socket at @p path, replacing a stale one. */
-int unix_listen(const char *path, int backlog);
+int util_unix_listen(const char *path, int backlog);
 
 #endif

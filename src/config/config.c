@@ -203,7 +203,8 @@ static int set_link(struct parse_ctx *c, const char *sec, const char *key, const
 	n = sscanf(value, "%15s %127s %127s %1s", l->name, l->local, l->peer, extra);
 	if (n != 3 || !valid_id(l->name))
 		return fail(c, sec, key, "'%s': want NAME LOCAL_HOST:PORT PEER_HOST:PORT", value);
-	if (parse_hostport(l->local, &ss, &len) < 0 || parse_hostport(l->peer, &ss, &len) < 0)
+	if (util_parse_hostport(l->local, &ss, &len) < 0 ||
+	    util_parse_hostport(l->peer, &ss, &len) < 0)
 		return fail(c, sec, key, "'%s': bad host:port", value);
 	for (unsigned i = 0; i < c->cfg->ic.n_links; i++)
 		if (strcmp(c->cfg->ic.links[i].name, l->name) == 0)
@@ -235,14 +236,14 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 	case KEY_ADDR: {
 		struct sockaddr_storage ss;
 		socklen_t len;
-		if (strlen(value) >= d->size || parse_hostport(value, &ss, &len) < 0)
+		if (strlen(value) >= d->size || util_parse_hostport(value, &ss, &len) < 0)
 			return fail(c, sec, key,
 				    "'%s': want a numeric HOST:PORT, e.g. 127.0.0.1:10809", value);
 		strcpy(field, value);
 		return 1;
 	}
 	case KEY_UINT:
-		rc = parse_uint(value, d->min, d->max, &v);
+		rc = util_parse_uint(value, d->min, d->max, &v);
 		if (rc < 0) {
 			char range[64];
 			snprintf(range, sizeof(range), "want a whole number from %llu to %llu",
@@ -252,7 +253,7 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 		*(uint64_t *)(void *)field = v;
 		return 1;
 	case KEY_SIZE:
-		rc = parse_size(value, &v);
+		rc = util_parse_size(value, &v);
 		if (rc < 0 || v < d->min || v > d->max) {
 			char range[96];
 			snprintf(range, sizeof(range), "'%.32s': want a size from %lluM to %lluM",

@@ -30,7 +30,7 @@ void fab_timing_init(void)
 
 bool fab_log_allowed(struct fab_ratelimit *rl)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (rl->last_ns && now - rl->last_ns < FAB_LOG_INTERVAL_NS) {
 		rl->suppressed++;
@@ -53,7 +53,7 @@ static void thread_usage(uint64_t *cpu, long *vcsw, long *ivcsw)
 
 void fab_tstart(struct fab_tstart *t)
 {
-	t->wall = now_ns();
+	t->wall = loop_now_ns();
 	if (cpu_timing)
 		thread_usage(&t->cpu, &t->vcsw, &t->ivcsw);
 }
@@ -62,7 +62,7 @@ void fab_tstart(struct fab_tstart *t)
  * FAB_SLOW_CALL_NS are counted and logged (rate-limited). */
 void fab_call_timed(struct fab_link *link, const char *what, const struct fab_tstart *t)
 {
-	uint64_t d = now_ns() - t->wall;
+	uint64_t d = loop_now_ns() - t->wall;
 
 	if (d <= link->st.max_call_ns && d < FAB_SLOW_CALL_NS)
 		return;
@@ -125,7 +125,7 @@ void fab_schedule(struct fab_link *link, uint64_t delay_ns)
 {
 	if (link->closing)
 		return;
-	if (loop_timer_armed(&link->timer) && link->timer.deadline_ns <= now_ns() + delay_ns)
+	if (loop_timer_armed(&link->timer) && link->timer.deadline_ns <= loop_now_ns() + delay_ns)
 		return;
 	loop_timer_arm(link->loop, &link->timer, delay_ns);
 }

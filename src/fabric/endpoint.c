@@ -168,7 +168,7 @@ static void ep_created(struct fab_link *link, struct fab_ep_res *r, int rc, cons
 	}
 	link->ep.retry_ns = link->ep.retry_ns ? MIN(link->ep.retry_ns * 2, FAB_EP_RETRY_MAX_NS)
 					      : FAB_EP_RETRY_MIN_NS;
-	link->ep.retry_at = now_ns() + link->ep.retry_ns;
+	link->ep.retry_at = loop_now_ns() + link->ep.retry_ns;
 	if (fab_log_allowed(&link->rl_ep))
 		LOG_ERROR("%s: cannot create the endpoint at %s:%s over %s (%s: %s); retrying",
 			  link->name, link->dom.host, link->dom.port, link->dom.prov, what,
@@ -181,11 +181,11 @@ static void ep_created(struct fab_link *link, struct fab_ep_res *r, int rc, cons
 static void *job_main(void *arg)
 {
 	struct fab_ep_job *j = arg;
-	uint64_t t0 = now_ns(), one = 1;
+	uint64_t t0 = loop_now_ns(), one = 1;
 	const char *what = "";
 
 	j->rc = fab_ep_create(j->link, &j->res, &what);
-	j->ns = now_ns() - t0;
+	j->ns = loop_now_ns() - t0;
 	j->what = what;
 	atomic_store(&j->finished, true);
 	/* Wake the loop; should this fail, its next timer run collects us. */
@@ -257,7 +257,7 @@ void fab_ep_start(struct fab_link *link)
 		return;
 	fab_tstart(&t0);
 	rc = fab_ep_create(link, &r, &what);
-	link->st.ep_open_ns = now_ns() - t0.wall;
+	link->st.ep_open_ns = loop_now_ns() - t0.wall;
 	fab_call_timed(link, "endpoint creation", &t0);
 	ep_created(link, &r, rc, what);
 }
@@ -314,7 +314,7 @@ void fab_ep_helper_close(struct fab_link *link)
  * backlog fails. */
 void fab_ep_reset(struct fab_link *link, int status)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	struct fab_op *ops;
 
 	link->ep.reset_pending = false;
@@ -327,7 +327,7 @@ void fab_ep_reset(struct fab_link *link, int status)
 	fab_ep_start(link);
 	link->ops.retry_ns = FAB_RETRY_MIN_NS;
 	link->ops.retry_at = 0;
-	link->st.reset_ns = now_ns() - t0;
+	link->st.reset_ns = loop_now_ns() - t0;
 	LOG_DEBUG("%s: endpoint reset in %.2f ms on the loop", link->name,
 		  (double)link->st.reset_ns / 1e6);
 	link->busy++;

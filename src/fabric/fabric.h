@@ -254,7 +254,7 @@ struct fab_link_stats {
 	uint64_t slow_calls;  /* libfabric calls that held the loop thread over 5 ms (after open) */
 	uint64_t max_call_ns; /* the longest libfabric call on the loop thread (after open) */
 	const char *max_call; /* its name ("fi_cq_read", ...), NULL if none yet */
-	uint64_t oldest_ns;   /* now_ns() when the oldest operation still in flight was
+	uint64_t oldest_ns;   /* loop_now_ns() when the oldest operation still in flight was
 				 accepted; 0 when none is (an operation older than one
 				 that completed after it was accepted is lost, see
 				 docs/FABRIC.md) */

@@ -297,7 +297,7 @@ void fab_slot_complete(struct fab_link *link, struct fab_slot *s, int status);
 struct fab_op *fab_detach_all(struct fab_link *link);
 /** Call back detached ops with @p status, each exactly once. */
 void fab_call_detached(struct fab_op *op, int status);
-/** now_ns() of the oldest operation in flight, 0 when none. */
+/** loop_now_ns() of the oldest operation in flight, 0 when none. */
 uint64_t fab_oldest_accepted(const struct fab_link *link);
 
 /* endpoint.c */

@@ -336,8 +336,9 @@ static int link_new(struct loop *loop, const struct fab_link_opts *opts,
 	if (!link)
 		return -ENOMEM;
 	struct fab_dom *d = &link->dom;
-	if (split_hostport(opts->local, d->host, sizeof(d->host), d->port, sizeof(d->port)) < 0 ||
-	    parse_hostport(opts->local, local_sa, &local_len) < 0) {
+	if (util_split_hostport(opts->local, d->host, sizeof(d->host), d->port, sizeof(d->port)) <
+		0 ||
+	    util_parse_hostport(opts->local, local_sa, &local_len) < 0) {
 		LOG_ERROR("%s: bad local address \"%s\" (numeric host:port)", name, opts->local);
 		free(link);
 		return -EINVAL;
@@ -345,7 +346,7 @@ static int link_new(struct loop *loop, const struct fab_link_opts *opts,
 	snprintf(link->name, sizeof(link->name), "%s", name);
 	snprintf(d->prov, sizeof(d->prov), "%s",
 		 opts->provider ? opts->provider : FAB_DEFAULT_PROVIDER);
-	if (parse_hostport(opts->peer, &d->peer_sa, &d->peer_salen) < 0 ||
+	if (util_parse_hostport(opts->peer, &d->peer_sa, &d->peer_salen) < 0 ||
 	    d->peer_sa.ss_family != local_sa->ss_family) {
 		LOG_ERROR("%s: bad peer address \"%s\" (numeric host:port, same family as %s)",
 			  name, opts->peer, opts->local);
@@ -396,9 +397,9 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	if (rc)
 		goto fail;
 	/* The first endpoint on the loop: a bind error is the caller's. */
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	rc = fab_ep_create(link, &r, &what);
-	link->st.ep_open_ns = now_ns() - t0;
+	link->st.ep_open_ns = loop_now_ns() - t0;
 	if (rc) {
 		LOG_ERROR("%s: cannot open %s with %s (%s: %s)", link->name, opts->local,
 			  link->dom.prov, what, strerror(-rc));

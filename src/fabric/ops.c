@@ -358,7 +358,7 @@ void fab_repost_rx(struct fab_link *link, struct fab_rx_slot *r)
 static void submit(struct fab_link *link, struct fab_slot *s, struct fab_op *op)
 {
 	s->op = op;
-	s->accepted_ns = now_ns();
+	s->accepted_ns = loop_now_ns();
 	op->link = link;
 	op->gen = s->gen;
 	op->next = NULL;

@@ -239,7 +239,7 @@ static bool after_progress(struct fab_link *link)
 		fab_ep_reset(link, -ECANCELED);
 		return false;
 	}
-	now = now_ns();
+	now = loop_now_ns();
 	if (!ep_due(link, now))
 		return !link->closing;
 	retry_backlog(link, now);

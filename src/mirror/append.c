@@ -152,7 +152,7 @@ int mirror_append(struct mirror *m, struct mirror_write *w)
 	w->st = W_QUEUED;
 	w->q_node.next = NULL;
 	list_init(&w->a_node);
-	w->t_start = now_ns();
+	w->t_start = loop_now_ns();
 	mirror_post(m);
 	if (m->wait_space.n == 0 && place(m, w))
 		return 0;
@@ -247,7 +247,7 @@ void mirror_suspend_step(struct mirror *m)
 		loop_timer_cancel(m->loop, &m->suspend_timer);
 		return;
 	}
-	now = now_ns();
+	now = loop_now_ns();
 	while (m->fail_held && m->state == MIRROR_STATE_DEGRADED &&
 	       (w = wq_head(&m->wait_logged))) {
 		wq_pop(&m->wait_logged);

@@ -55,7 +55,7 @@ void mirror_cp_step(struct mirror *m)
 			LOG_ERROR("consistency point to seq %llu failed: %s; retrying",
 				  (unsigned long long)m->cp_target, strerror(-m->cp_host_result));
 			m->cp_error = m->cp_host_result;
-			m->cp_backoff_until = now_ns() + MIRROR_CP_RETRY_NS;
+			m->cp_backoff_until = loop_now_ns() + MIRROR_CP_RETRY_NS;
 			loop_timer_arm(m->loop, &m->retry_timer, MIRROR_CP_RETRY_NS);
 			return;
 		}
@@ -68,7 +68,7 @@ void mirror_cp_step(struct mirror *m)
 	if (!m->cp_running) {
 		if (m->cp_want <= m->hdr.cp_seq || !m->recovered || m->reset_pending)
 			return;
-		if (m->cp_backoff_until && now_ns() < m->cp_backoff_until)
+		if (m->cp_backoff_until && loop_now_ns() < m->cp_backoff_until)
 			return;
 		m->cp_backoff_until = 0;
 		m->cp_running = true;

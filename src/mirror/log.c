@@ -264,8 +264,8 @@ int mirror_log_reset(struct mirror *m)
 				return rc;
 		}
 	}
-	if (random_bytes(&id, sizeof(id)) < 0)
-		id = now_ns() ^ ((uint64_t)getpid() << 32);
+	if (util_random_bytes(&id, sizeof(id)) < 0)
+		id = loop_now_ns() ^ ((uint64_t)getpid() << 32);
 	if (id == m->hdr.log_id)
 		id++;
 	m->hdr.log_id = id;

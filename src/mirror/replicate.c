@@ -145,7 +145,7 @@ void mirror_ring_process(struct mirror *m)
 				 (unsigned long long)x->len, (unsigned long long)x->off,
 				 strerror(-x->result));
 			mirror_lose_partner(m, "a write to the partner's image failed");
-			m->retry_at_ns = now_ns() + m->o.resync_retry_ms * NS_PER_MS;
+			m->retry_at_ns = loop_now_ns() + m->o.resync_retry_ms * NS_PER_MS;
 			loop_timer_arm(m->loop, &m->retry_timer, m->o.resync_retry_ms * NS_PER_MS);
 			continue;
 		}
@@ -290,7 +290,7 @@ void mirror_resync_step(struct mirror *m)
 	case RS_NONE:
 		if (m->state != MIRROR_STATE_DEGRADED)
 			return;
-		if (m->retry_at_ns && now_ns() < m->retry_at_ns)
+		if (m->retry_at_ns && loop_now_ns() < m->retry_at_ns)
 			return;
 		if (m->hdr_inflight)
 			return; /* an earlier header write is still reading its slot */

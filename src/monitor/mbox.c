@@ -164,7 +164,7 @@ static void post_loop(struct monitor_mbox *mb)
 
 static bool loop_alive(const struct monitor_mbox *mb)
 {
-	uint64_t last = loop_last_turn_ns(mb->loop), now = now_ns();
+	uint64_t last = loop_last_turn_ns(mb->loop), now = loop_now_ns();
 
 	return now < last || now - last < mb->lease_ns;
 }
@@ -251,9 +251,9 @@ static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_part
 		LOG_INFO("partner mailbox %s open%s", mb->partner_path,
 			 direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
 	}
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	rc = read_sectors(mb->partner_fd, mb->rbuf);
-	t1 = now_ns();
+	t1 = loop_now_ns();
 	if (rc == 0) {
 		struct monitor_alive a;
 		rc = monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a);
@@ -374,7 +374,7 @@ static void answer(struct monitor_mbox *mb, const struct slist *reqs,
 static void *thread_main(void *arg)
 {
 	struct monitor_mbox *mb = arg;
-	uint64_t next = now_ns();
+	uint64_t next = loop_now_ns();
 
 	pthread_mutex_lock(&mb->mu);
 	while (!mb->stop) {
@@ -400,11 +400,11 @@ static void *thread_main(void *arg)
 		partner = mb->partner;
 		pthread_mutex_unlock(&mb->mu);
 
-		due = now_ns() >= next;
+		due = loop_now_ns() >= next;
 		if (due) {
 			next += mb->interval_ns;
-			if (next < now_ns())
-				next = now_ns() + mb->interval_ns; /* we were late: no burst */
+			if (next < loop_now_ns())
+				next = loop_now_ns() + mb->interval_ns; /* we were late: no burst */
 		}
 		if (!mb->booted)
 			cycle_boot(mb, &own);
@@ -423,7 +423,7 @@ static void *thread_main(void *arg)
 				if (wrc < 0)
 					LOG_ERROR("%s: write: %s", mb->own_path, strerror(-wrc));
 				else
-					own.last_write_ns = now_ns();
+					own.last_write_ns = loop_now_ns();
 				own.counter = mb->counter;
 			}
 			cycle_read_own(mb, &own);

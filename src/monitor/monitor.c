@@ -84,7 +84,7 @@ static void exec(struct monitor *m, const struct ha_output *out);
 
 static void sample(struct monitor *m, struct ha_inputs *in)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 	struct monitor_mbox_partner_view pv;
 
 	memset(in, 0, sizeof(*in));
@@ -183,7 +183,7 @@ static void check_late(struct monitor *m, uint64_t now)
 static void on_tick(struct loop_timer *t)
 {
 	struct monitor *m = t->arg;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	check_late(m, now);
 	m->last_tick_ns = now;
@@ -213,7 +213,7 @@ static void step(struct monitor *m)
 
 	if (!m->booted)
 		return;
-	check_late(m, now_ns());
+	check_late(m, loop_now_ns());
 	sample(m, &in);
 	monitor_ha_step(&m->ha, &in, &out);
 	exec(m, &out);
@@ -291,7 +291,7 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 			m->ops->state_changed(m->arg, &m->ha);
 	}
 	if (out.wake_ms != HA_NEVER) {
-		uint64_t now = now_ns() / NS_PER_MS;
+		uint64_t now = loop_now_ns() / NS_PER_MS;
 		loop_timer_arm(m->loop, &m->wake,
 			       out.wake_ms > now ? (out.wake_ms - now) * NS_PER_MS : 0);
 	}
@@ -396,7 +396,8 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	taken = mark && (mark->set || mark->gen > acked);
 	m->own_mark = mark && mark->set;
 	m->own_mark_gen = mark ? mark->gen : 0;
-	monitor_ha_init(&m->ha, &m->hcfg, now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0, acked);
+	monitor_ha_init(&m->ha, &m->hcfg, loop_now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0,
+			acked);
 	m->booted = true;
 	publish(m);
 	if (taken)
@@ -643,7 +644,7 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	struct json_object *links = json_object_new_array();
 	struct json_object *mbox = json_object_new_object();
 	struct json_object *progress = json_object_new_object();
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	sample(m, &in);
 	monitor_mbox_own(m->mb, &ov);

@@ -65,7 +65,7 @@ static void *thread_main(void *arg)
 	struct monitor_watchdog *w = arg;
 	struct timespec tick = {.tv_sec = (time_t)(w->tick_ns / 1000000000ull),
 				.tv_nsec = (long)(w->tick_ns % 1000000000ull)};
-	uint64_t prev_mono = now_ns(), prev_boot = monitor_boottime_ns();
+	uint64_t prev_mono = loop_now_ns(), prev_boot = monitor_boottime_ns();
 	uint64_t resume = prev_mono;
 	bool armed = false;
 
@@ -73,7 +73,7 @@ static void *thread_main(void *arg)
 		uint64_t mono, boot, late, last, ref;
 
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, NULL);
-		mono = now_ns();
+		mono = loop_now_ns();
 		boot = monitor_boottime_ns();
 		late = MAX(mono - prev_mono, boot - prev_boot);
 		late = late > w->tick_ns ? late - w->tick_ns : 0;
@@ -147,7 +147,7 @@ int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor
 	w->action = o->action;
 	w->on_jump = o->on_jump;
 	w->arg = o->arg;
-	w->start_ns = now_ns();
+	w->start_ns = loop_now_ns();
 	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->efd < 0) {
 		rc = -errno;

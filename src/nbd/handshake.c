@@ -132,7 +132,7 @@ static void enter_xmit(struct nbd_conn *c, void *handle, const struct nbd_export
 	p->meta_alloc = c->meta_set && c->meta_export && strcmp(c->meta_export, name) == 0;
 	c->xmit = true;
 	c->rx = NBD_RX_REQ;
-	c->last_rx_ns = now_ns();
+	c->last_rx_ns = loop_now_ns();
 	loop_timer_arm(c->srv->loop, &c->timer, c->srv->timeout_ns);
 	LOG_DEBUG("%s: %s: export '%s': size %llu flags 0x%x%s%s", c->srv->name, c->peer, name,
 		  (unsigned long long)info->size, p->tflags, c->structured ? " structured" : "",

@@ -136,7 +136,7 @@ static void conn_flush(struct nbd_conn *c)
 			return;
 		}
 		if (w > 0) {
-			c->last_tx_ns = now_ns();
+			c->last_tx_ns = loop_now_ns();
 			tx_consume(c, (size_t)w);
 		}
 		if ((size_t)w < total) {
@@ -363,7 +363,7 @@ static void conn_rx(struct nbd_conn *c)
 			conn_eof(c);
 			break;
 		}
-		c->last_rx_ns = now_ns();
+		c->last_rx_ns = loop_now_ns();
 		conn_rx_process(c);
 		if (!full)
 			break;
@@ -399,7 +399,7 @@ static void conn_timer(struct loop_timer *t)
 {
 	struct nbd_conn *c = t->arg;
 	struct nbd_server *srv = c->srv;
-	uint64_t now = now_ns(), to = srv->timeout_ns;
+	uint64_t now = loop_now_ns(), to = srv->timeout_ns;
 
 	nbd_conn_get(c);
 	if (!c->xmit) {
@@ -458,17 +458,17 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	slist_init(&c->free_xio);
 	list_init(&c->link);
 	c->rx = NBD_RX_CFLAGS;
-	c->start_ns = c->last_rx_ns = c->last_tx_ns = now_ns();
+	c->start_ns = c->last_rx_ns = c->last_tx_ns = loop_now_ns();
 	snprintf(c->peer, sizeof(c->peer), "memory");
 	if (fd >= 0) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int one = 1;
 		if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-			format_sockaddr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+			util_format_sockaddr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
 		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		rc = set_nonblock(fd, true);
+		rc = util_set_nonblock(fd, true);
 		if (rc == 0)
 			rc = loop_io_add(srv->loop, &c->lio, fd, EPOLLIN, conn_on_io, c);
 		if (rc < 0) {
@@ -592,7 +592,7 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 	list_init(&srv->conns);
 	loop_timer_init(&srv->accept_timer, srv_accept_again, srv);
 	if (opts->listen) {
-		srv->lfd = tcp_listen(opts->listen, 128);
+		srv->lfd = util_tcp_listen(opts->listen, 128);
 		if (srv->lfd < 0) {
 			rc = srv->lfd;
 			free(srv);

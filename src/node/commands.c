@@ -62,7 +62,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_str(resp, "node", n->cfg.node.id);
 	jobj_add_str(resp, "version", DUET_VERSION);
 	jobj_add_u64(resp, "pid", (uint64_t)getpid());
-	jobj_add_u64(resp, "uptime_ms", (now_ns() - n->started_ns) / 1000000);
+	jobj_add_u64(resp, "uptime_ms", (loop_now_ns() - n->started_ns) / 1000000);
 
 	monitor_status_json(n->monitor, ha);
 	json_object_object_add(resp, "ha", ha);

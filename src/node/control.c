@@ -213,7 +213,7 @@ int node_control_create(struct node *n, const char *path, struct control **out)
 		return -ENOMEM;
 	ctl->node = n;
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-	ctl->fd = unix_listen(path, 16);
+	ctl->fd = util_unix_listen(path, 16);
 	if (ctl->fd < 0) {
 		rc = ctl->fd;
 		goto err_free;

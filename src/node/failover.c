@@ -320,7 +320,7 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 	else
 		LOG_INFO("partner's log replayed in %llu ms: %llu records (seq %llu-%llu), %llu "
 			 "bytes, %llu skipped, ended at: %s",
-			 (unsigned long long)((now_ns() - fo->replay_start_ns) / NS_PER_MS),
+			 (unsigned long long)((loop_now_ns() - fo->replay_start_ns) / NS_PER_MS),
 			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
 			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
 			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
@@ -344,7 +344,7 @@ static void replay_partner(struct node *n)
 			 "its shelf as it is");
 		goto done;
 	}
-	fo->replay_start_ns = now_ns();
+	fo->replay_start_ns = loop_now_ns();
 	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore, MIRROR_REPLAY_RETIRE,
 				 replay_done, n, &fo->replay);
 	if (rc == 0) {
@@ -393,7 +393,7 @@ static void drain_close(struct loop_timer *t)
 	struct node *n = t->arg;
 
 	LOG_INFO("giveback: the partner's volumes are durable (drained in %llu ms)",
-		 (unsigned long long)((now_ns() - n->fo->drain_start_ns) / NS_PER_MS));
+		 (unsigned long long)((loop_now_ns() - n->fo->drain_start_ns) / NS_PER_MS));
 	close_partner_shelf(n);
 	monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 }
@@ -418,7 +418,7 @@ static void drain_poll(struct loop_timer *t)
 
 	monitor_progress(n->monitor, 0, busy);
 	if (busy) {
-		if (now_ns() - fo->drain_start_ns > DRAIN_TIMEOUT_NS) {
+		if (loop_now_ns() - fo->drain_start_ns > DRAIN_TIMEOUT_NS) {
 			LOG_ERROR("giveback: %llu requests of the partner's volumes still running",
 				  (unsigned long long)busy);
 			monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, -ETIMEDOUT);
@@ -444,7 +444,7 @@ static void drain_partner(struct node *n)
 	}
 	for (unsigned i = 0, count = store_volume_count(n->pstore); i < count; i++)
 		proxy_route_partner(n->proxy, store_volume_name(store_volume_at(n->pstore, i)));
-	fo->drain_start_ns = now_ns();
+	fo->drain_start_ns = loop_now_ns();
 	drain_poll(&fo->drain_timer);
 }
 
@@ -572,14 +572,14 @@ int node_failover_open(struct node *n)
 void node_failover_stop(struct node *n)
 {
 	struct failover *fo = n->fo;
-	uint64_t deadline = now_ns() + 30000 * NS_PER_MS;
+	uint64_t deadline = loop_now_ns() + 30000 * NS_PER_MS;
 
 	if (!fo)
 		return;
 	loop_timer_cancel(n->loop, &fo->drain_timer);
 	loop_timer_cancel(n->loop, &fo->reset_timer);
 	loop_timer_cancel(n->loop, &fo->close_timer);
-	while (fo->replay && now_ns() < deadline)
+	while (fo->replay && loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10 * NS_PER_MS);
 	if (fo->replay) {
 		LOG_ERROR("the replay of the partner's log is still running at exit");
@@ -588,7 +588,7 @@ void node_failover_stop(struct node *n)
 	if (!n->partner_dp)
 		return;
 	node_datapath_fail_held(n->partner_dp, -ESHUTDOWN);
-	while (node_datapath_inflight(n->partner_dp) > 0 && now_ns() < deadline)
+	while (node_datapath_inflight(n->partner_dp) > 0 && loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10 * NS_PER_MS);
 	if (node_datapath_inflight(n->partner_dp) > 0) {
 		LOG_ERROR("%llu I/O of the partner's volumes still in flight at exit",

@@ -62,7 +62,7 @@ static void host_state_changed(void *ctx, enum mirror_state state, const char *r
 
 	(void)reason; /* the mirror logs it */
 	h->state = (uint8_t)state;
-	h->at_ms = (now_ns() - n->started_ns) / 1000000;
+	h->at_ms = (loop_now_ns() - n->started_ns) / 1000000;
 	n->mirror_hist_n++;
 }
 
@@ -234,7 +234,7 @@ void node_mirror_close(struct node *n)
 	struct mirror_flush f = {.done = close_flush_done};
 	struct close_wait w = {0};
 	struct mirror_status st;
-	uint64_t deadline = now_ns() + CLOSE_DEADLINE_NS;
+	uint64_t deadline = loop_now_ns() + CLOSE_DEADLINE_NS;
 
 	if (!n->mirror)
 		return;
@@ -242,14 +242,14 @@ void node_mirror_close(struct node *n)
 	 * the partner's image, if in sync) say that nothing needs replaying. */
 	f.arg = &w;
 	mirror_flush(n->mirror, &f);
-	while (!w.done && now_ns() < deadline)
+	while (!w.done && loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
 	if (!w.done || w.rc < 0)
 		LOG_WARN("no final consistency point (%s): the next start replays the log",
 			 w.done ? strerror(-w.rc) : "timed out");
 	for (;;) {
 		mirror_get_status(n->mirror, &st);
-		if (st.idle || now_ns() >= deadline)
+		if (st.idle || loop_now_ns() >= deadline)
 			break;
 		loop_run_once(n->loop, 10000000);
 	}

@@ -153,7 +153,7 @@ int node_create(const struct duet_config *cfg, struct node **out)
 		return -ENOMEM;
 	n->cfg = *cfg;
 	n->sig_fd = -1;
-	n->started_ns = now_ns();
+	n->started_ns = loop_now_ns();
 	rc = loop_create(&n->loop);
 	if (rc < 0)
 		goto err;
@@ -227,8 +227,9 @@ void node_destroy(struct node *n)
 	/* Writes held for an absent partner (mirror_down = suspend) fail now
 	 * rather than at their deadline. */
 	node_mirror_release_held(n);
-	uint64_t deadline = now_ns() + 30ull * 1000000000ull;
-	while ((node_datapath_inflight(n->dp) > 0 || proxy_busy(n->proxy)) && now_ns() < deadline)
+	uint64_t deadline = loop_now_ns() + 30ull * 1000000000ull;
+	while ((node_datapath_inflight(n->dp) > 0 || proxy_busy(n->proxy)) &&
+	       loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
 	if (node_datapath_inflight(n->dp) == 0)
 		node_mirror_close(n); /* a last consistency point, while the backend lives */

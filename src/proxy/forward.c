@@ -21,7 +21,7 @@
 static void deadline_fire(struct loop_timer *t)
 {
 	struct proxy *px = t->arg;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 	unsigned n = 0;
 	struct pcmd *c;
 
@@ -68,7 +68,7 @@ static void fw_submit(void *ctx, struct nbd_io *nio)
 		goto nomem;
 	c->nio = nio;
 	c->vol = v;
-	c->start_ns = now_ns();
+	c->start_ns = loop_now_ns();
 	step = (nio->type == NBD_CMD_READ || nio->type == NBD_CMD_WRITE) ? px->chunk : UINT32_MAX;
 	do {
 		struct preq *r = proxy_fw_req_get(px);

@@ -116,7 +116,7 @@ static void park(struct proxy *px, struct preq *r)
  * a request not yet sent again, parked until the retry timer. */
 static void req_refused(struct proxy *px, struct preq *r)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	px->st.refused++;
 	if (!px->refused_logged_ns || now - px->refused_logged_ns >= NS_PER_S) {

@@ -170,6 +170,6 @@ void proxy_fw_arm_deadline(struct proxy *px)
 		return;
 	}
 	due = c->start_ns + px->timeout_ns;
-	now = now_ns();
+	now = loop_now_ns();
 	loop_timer_arm(px->loop, &px->deadline, due > now ? due - now : 0);
 }

@@ -74,7 +74,7 @@ void proxy_port_drop_batch(struct pxport *p)
  * or hostile partner must not flood the log. */
 void proxy_log_bad(struct proxy *px, bool from_server, const char *what, const char *why)
 {
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (from_server)
 		px->st.bad_replies++;

@@ -218,7 +218,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	px->lctx = opts->local_ctx;
 	loop_timer_init(&px->flush_timer, proxy_port_flush_all, px);
 	while (px->session == 0) {
-		rc = random_bytes(&px->session, sizeof(px->session));
+		rc = util_random_bytes(&px->session, sizeof(px->session));
 		if (rc < 0)
 			goto fail;
 	}

@@ -66,7 +66,7 @@ int store_name_valid(const char *name)
 static int make_uuid(char out[STORE_UUID_LEN])
 {
 	uint8_t b[16];
-	int rc = random_bytes(b, sizeof(b));
+	int rc = util_random_bytes(b, sizeof(b));
 
 	if (rc < 0)
 		return rc;

@@ -111,7 +111,7 @@ static void emit(struct tc *tc, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("%.3f ", (double)(now_ns() - tc->t0) / 1e9);
+	printf("%.3f ", (double)(loop_now_ns() - tc->t0) / 1e9);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -138,7 +138,7 @@ static void slot_done(struct ccm_op *op, int status)
 	struct slot *s = container_of(op, struct slot, op);
 	struct tport *tp = s->tp;
 	struct tc *tc = tp->tc;
-	uint64_t lat = now_ns() - s->t_post;
+	uint64_t lat = loop_now_ns() - s->t_post;
 
 	s->busy = false;
 	tp->busy--;
@@ -199,7 +199,7 @@ static void post_slot(struct slot *s)
 		}
 		return;
 	}
-	s->t_post = now_ns();
+	s->t_post = loop_now_ns();
 	s->busy = true;
 	tp->busy++;
 }
@@ -323,7 +323,7 @@ static void hb_cb(struct loop_timer *t)
 {
 	struct tc *tc = t->arg;
 	const uint8_t *mem = ccm_port_mem(tc->hb_port);
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	for (unsigned i = 0; i < tc->n_links; i++) {
 		struct hblink *h = &tc->hb[i];
@@ -412,7 +412,8 @@ static void print_stats(struct tc *tc)
 		json_object_object_add(
 		    l, "rx_age_ms",
 		    json_object_new_int64(
-			h->rx_change_ns ? (int64_t)((now_ns() - h->rx_change_ns) / 1000000) : -1));
+			h->rx_change_ns ? (int64_t)((loop_now_ns() - h->rx_change_ns) / 1000000)
+					: -1));
 		json_object_array_add(hb, l);
 	}
 	if (hb)
@@ -436,7 +437,7 @@ static void stats_cb(struct loop_timer *t)
 static void late_cb(struct loop_timer *t)
 {
 	struct tc *tc = t->arg;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	if (tc->late_due && now > tc->late_due && now - tc->late_due > tc->late_max_ns)
 		tc->late_max_ns = now - tc->late_due;
@@ -512,26 +513,26 @@ int main(int argc, char **argv)
 			config = optarg;
 			break;
 		case 'p':
-			if (parse_uint(optarg, 1, CCM_MAX_PORTS, &v) < 0)
+			if (util_parse_uint(optarg, 1, CCM_MAX_PORTS, &v) < 0)
 				usage();
 			tc.n_ports = (unsigned)v;
 			break;
 		case 's':
-			if (parse_size(optarg, &v) < 0 || v < 8 || v > (64ull << 20))
+			if (util_parse_size(optarg, &v) < 0 || v < 8 || v > (64ull << 20))
 				usage();
 			tc.size = (size_t)v & ~(size_t)7;
 			break;
 		case 'i':
-			if (parse_uint(optarg, 1, MAX_INFLIGHT, &v) < 0)
+			if (util_parse_uint(optarg, 1, MAX_INFLIGHT, &v) < 0)
 				usage();
 			tc.inflight = (unsigned)v;
 			break;
 		case 'd':
-			if (parse_uint(optarg, 1, 86400, &duration) < 0)
+			if (util_parse_uint(optarg, 1, 86400, &duration) < 0)
 				usage();
 			break;
 		case 'm':
-			if (parse_uint(optarg, 10, 3600000, &stats_ms) < 0)
+			if (util_parse_uint(optarg, 10, 3600000, &stats_ms) < 0)
 				usage();
 			break;
 		case 'n':
@@ -544,7 +545,7 @@ int main(int argc, char **argv)
 			tc.write_only = true;
 			break;
 		case 'r':
-			if (parse_size(optarg, &read_size) < 0 || read_size < 8)
+			if (util_parse_size(optarg, &read_size) < 0 || read_size < 8)
 				usage();
 			break;
 		default:
@@ -560,7 +561,7 @@ int main(int argc, char **argv)
 	}
 	log_set_node(cfg.node.id);
 	log_set_level(cfg.node.log_level);
-	tc.t0 = now_ns();
+	tc.t0 = loop_now_ns();
 	tc.seed = tc.t0 * 0x9e3779b97f4a7c15ull;
 	tc.stats_ns = stats_ms * 1000000ull;
 

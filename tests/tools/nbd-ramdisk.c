@@ -50,7 +50,7 @@ static int add_export(struct ramdisk *rd, char *spec)
 	ro = strchr(size, ':');
 	if (ro)
 		*ro++ = '\0';
-	if (parse_size(size, &bytes) < 0)
+	if (util_parse_size(size, &bytes) < 0)
 		return -EINVAL;
 	return ramdisk_add(rd, spec, bytes, ro && strcmp(ro, "ro") == 0, "RAM disk");
 }

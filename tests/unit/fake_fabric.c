@@ -299,7 +299,7 @@ static bool runnable(const struct ffop *o, uint64_t now)
 static int poll_cb(void *arg)
 {
 	unsigned n = ff_queued(), done = 0;
-	uint64_t now = now_ns();
+	uint64_t now = loop_now_ns();
 
 	(void)arg;
 	if (paused)
@@ -365,8 +365,8 @@ static void cancel_ops_of(struct fab_link *l, int status)
 				*z = *o;
 				z->op = NULL;
 				z->src = NULL;
-				if (z->due < now_ns() + late_delay_ns)
-					z->due = now_ns() + late_delay_ns;
+				if (z->due < loop_now_ns() + late_delay_ns)
+					z->due = loop_now_ns() + late_delay_ns;
 				z->msg = malloc(o->len ? o->len : 1);
 				memcpy(z->msg, o->msg ? o->msg : o->local, o->len);
 				z->next = o->next;
@@ -493,7 +493,7 @@ static int post(struct fab_link *l, int kind, void *local, size_t len, const str
 	o->key = rem ? rem->key : 0;
 	o->off = off;
 	o->imm = imm;
-	o->posted_ns = now_ns();
+	o->posted_ns = loop_now_ns();
 	o->due = o->posted_ns + delay_ns + (f ? f->slow_ns : 0);
 	if (find_bound(l->peer))
 		o->bind_id = find_bound(l->peer)->bind_id;

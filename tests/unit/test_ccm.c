@@ -174,10 +174,10 @@ typedef bool (*cond_fn)(void *);
 
 static bool run_until(cond_fn cond, void *arg, unsigned ms)
 {
-	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+	uint64_t end = loop_now_ns() + (uint64_t)ms * 1000000ull;
 
 	while (!cond(arg)) {
-		if (now_ns() > end)
+		if (loop_now_ns() > end)
 			return false;
 		loop_run_once(L, 1000000);
 	}
@@ -186,9 +186,9 @@ static bool run_until(cond_fn cond, void *arg, unsigned ms)
 
 static void run_for(unsigned ms)
 {
-	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+	uint64_t end = loop_now_ns() + (uint64_t)ms * 1000000ull;
 
-	while (now_ns() < end)
+	while (loop_now_ns() < end)
 		loop_run_once(L, 1000000);
 }
 
@@ -1156,9 +1156,9 @@ static void link_failover_reverse(void)
 	ff_set_stalled("a:0", true);  /* a's side of ic0 only */
 	ff_set_slow("b:0", 15000000); /* b's writes linger on it */
 	bool seen_fenced = false;
-	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
+	uint64_t end = loop_now_ns() + WAIT_MS * 1000000ull;
 	for (;;) {
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 		struct fab_link_stats fst;
 		ccm_get_status(a->ccm, &st);
 		if (a->ccm->links[0].fenced) {
@@ -1340,12 +1340,12 @@ static void test_lost_send(void **state)
 	ff_set_delay_ns(100000);
 	pair_with_client(1, "proxy", 0);
 	pa = ccm_client_port(a->cl[0].c, 0);
-	uint64_t end = now_ns() + WAIT_MS * 1000000ull;
+	uint64_t end = loop_now_ns() + WAIT_MS * 1000000ull;
 	while (i < 1000) {
 		int rc = ccm_port_send(pa, &i, sizeof(i));
 		if (rc == -EAGAIN) {
 			/* The window stays full while a message is stuck. */
-			assert_true(now_ns() < end);
+			assert_true(loop_now_ns() < end);
 			loop_run_once(L, 1000000);
 			continue;
 		}

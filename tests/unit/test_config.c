@@ -101,18 +101,18 @@ static void test_parse_size(void **state)
 {
 	uint64_t v;
 	(void)state;
-	assert_int_equal(parse_size("1G", &v), 0);
+	assert_int_equal(util_parse_size("1G", &v), 0);
 	assert_int_equal(v, 1ull << 30);
-	assert_int_equal(parse_size("512M", &v), 0);
+	assert_int_equal(util_parse_size("512M", &v), 0);
 	assert_int_equal(v, 512ull << 20);
-	assert_int_equal(parse_size("4096", &v), 0);
+	assert_int_equal(util_parse_size("4096", &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(parse_size("2GiB", &v), 0);
+	assert_int_equal(util_parse_size("2GiB", &v), 0);
 	assert_int_equal(v, 2ull << 30);
-	assert_int_equal(parse_size("12X", &v), -EINVAL);
-	assert_int_equal(parse_size("", &v), -EINVAL);
-	assert_int_equal(parse_size("-1", &v), -EINVAL);
-	assert_int_equal(parse_size("99999999999T", &v), -ERANGE);
+	assert_int_equal(util_parse_size("12X", &v), -EINVAL);
+	assert_int_equal(util_parse_size("", &v), -EINVAL);
+	assert_int_equal(util_parse_size("-1", &v), -EINVAL);
+	assert_int_equal(util_parse_size("99999999999T", &v), -ERANGE);
 }
 
 /* ---- each module's keys (moved here from the modules' tests) ---- */

@@ -115,19 +115,19 @@ typedef bool (*cond_fn)(void *arg);
 /* Run the loop until @p cond holds, failing after a generous deadline. */
 static void run_until(cond_fn cond, void *arg)
 {
-	uint64_t end = now_ns() + WAIT_NS;
+	uint64_t end = loop_now_ns() + WAIT_NS;
 
 	while (!cond(arg)) {
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 		assert_true(loop_run_once(lp, 10000000ull) >= 0);
 	}
 }
 
 static void run_for_ms(unsigned ms)
 {
-	uint64_t end = now_ns() + ms * 1000000ull;
+	uint64_t end = loop_now_ns() + ms * 1000000ull;
 
-	while (now_ns() < end)
+	while (loop_now_ns() < end)
 		assert_true(loop_run_once(lp, 5000000ull) >= 0);
 }
 
@@ -509,9 +509,9 @@ static void test_abort_backlog(void **state)
 		assert_int_equal(fab_read(a.link, buf[i], 64, &rb, 0, &r[i].op), 0);
 	}
 	double c0 = cpu_seconds();
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	run_for_ms(1000);
-	double cpu = cpu_seconds() - c0, wall = (double)(now_ns() - t0) / 1e9;
+	double cpu = cpu_seconds() - c0, wall = (double)(loop_now_ns() - t0) / 1e9;
 	print_message("peer absent: %.1f%% CPU while backlogged\n", 100.0 * cpu / wall);
 	assert_true(cpu < 0.5 * wall);
 	fab_link_get_stats(a.link, &st);
@@ -602,10 +602,10 @@ static void test_peer_appears(void **state)
 	assert_int_equal(r.calls, 0);
 	side_open(&b, "b", A("127.0.0.1", 52), A("127.0.0.1", 51), KEY_B, 0);
 	b.mem[64] = 0x33;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	run_until(req_finished, &r);
 	print_message("queued read completed %.1f ms after the peer appeared\n",
-		      (double)(now_ns() - t0) / 1e6);
+		      (double)(loop_now_ns() - t0) / 1e6);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(buf[0], 0x33);
 	side_free(&a);
@@ -626,13 +626,13 @@ static void test_peer_restarts(void **state)
 	side_close(b);
 	memset(b->mem, 0x44, 64);
 	side_open(b, "b", A("127.0.0.1", 62), A("127.0.0.1", 61), KEY_B, 0);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = loop_now_ns();
 	while ((rc = sync_read(a, buf, 64, rb, 0)) != 0) {
 		fails++;
 		assert_true(fails < 20);
 	}
 	print_message("restarted peer reached after %d failed op(s), %.1f ms\n", fails,
-		      (double)(now_ns() - t0) / 1e6);
+		      (double)(loop_now_ns() - t0) / 1e6);
 	assert_int_equal(buf[0], 0x44);
 }
 
@@ -928,9 +928,9 @@ static void test_passive_target(void **state)
 	assert_int_equal(sync_read(&a, buf, 8, &rb, 0), 0);
 	assert_int_equal(buf[0], 0x21);
 	for (int i = 0; i < 500; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = loop_now_ns();
 		assert_int_equal(sync_read(&a, buf, 8, &rb, 0), 0);
-		lat[i] = now_ns() - t0;
+		lat[i] = loop_now_ns() - t0;
 	}
 	qsort(lat, 500, sizeof(lat[0]), cmp_u64);
 	print_message("8 B read, both sides sleeping in epoll: p50 %.1f us, p99 %.1f us\n",
@@ -1288,22 +1288,22 @@ static void test_reset_cost(void **state)
 		side_open(&b, "b", A("127.0.0.1", 222), A("127.0.0.1", 221), KEY_B, 0);
 		assert_int_equal(sync_read(&a, buf, 64, &rb, 0), 0);
 		for (int i = 0; i < N; i++) {
-			uint64_t t0 = now_ns();
+			uint64_t t0 = loop_now_ns();
 			if (mode == 0) {
 				side_close(&a);
 				side_open(&a, "a", A("127.0.0.1", 221), A("127.0.0.1", 222), KEY_A,
 					  0);
-				reopen[i] = now_ns() - t0;
+				reopen[i] = loop_now_ns() - t0;
 			} else {
 				fab_link_reset(a.link);
-				(mode == 1 ? reset_loop : sync_loop)[i] = now_ns() - t0;
+				(mode == 1 ? reset_loop : sync_loop)[i] = loop_now_ns() - t0;
 				run_until(ep_ready, a.link);
 				fab_link_get_stats(a.link, &st);
 				reset_ep[i] = st.ep_open_ns;
 			}
-			t0 = now_ns();
+			t0 = loop_now_ns();
 			read_until_ok(&a, buf, 64, &rb, 0);
-			first[i] = now_ns() - t0;
+			first[i] = loop_now_ns() - t0;
 		}
 		qsort(first, N, sizeof(first[0]), cmp_u64);
 		if (mode == 0) {

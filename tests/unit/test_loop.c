@@ -35,8 +35,8 @@ static void test_timers_fire_in_order(void **state)
 	loop_timer_arm(l, &t[2], 2000000);
 	loop_timer_cancel(l, &t[2]);
 	assert_false(loop_timer_armed(&t[2]));
-	uint64_t start = now_ns();
-	while (n_order < 2 && now_ns() - start < 1000000000ull)
+	uint64_t start = loop_now_ns();
+	while (n_order < 2 && loop_now_ns() - start < 1000000000ull)
 		loop_run_once(l, 10000000);
 	assert_int_equal(n_order, 2);
 	assert_int_equal(order[0], 2);

@@ -319,10 +319,10 @@ static void tw_logged(struct mirror_write *w, int result)
 
 static void run_until(struct harness *hs, bool (*pred)(void *), void *arg)
 {
-	uint64_t deadline = now_ns() + 5ull * 1000000000ull;
+	uint64_t deadline = loop_now_ns() + 5ull * 1000000000ull;
 
 	while (!pred(arg)) {
-		if (now_ns() > deadline && hs->m) {
+		if (loop_now_ns() > deadline && hs->m) {
 			struct mirror_status st;
 			mirror_get_status(hs->m, &st);
 			fail_msg("stuck: state %s active %d last %llu cp %llu repl %llu waiting %u "
@@ -333,7 +333,7 @@ static void run_until(struct harness *hs, bool (*pred)(void *), void *arg)
 				 st.writes_unlogged, (unsigned long long)st.checkpoints,
 				 (unsigned long long)st.half_switches);
 		}
-		assert_true(now_ns() < deadline);
+		assert_true(loop_now_ns() < deadline);
 		assert_true(loop_run_once(hs->loop, 50ull * 1000000ull) >= 0);
 	}
 }

@@ -245,10 +245,10 @@ typedef bool (*cond_fn)(void);
 
 static void wait_for(cond_fn cond, const char *what)
 {
-	uint64_t end = now_ns() + GUARD_NS;
+	uint64_t end = loop_now_ns() + GUARD_NS;
 
 	while (!cond()) {
-		if (now_ns() > end)
+		if (loop_now_ns() > end)
 			fail_msg("timed out waiting for %s (b: %s)", what, monitor_ha(B.m)->reason);
 		assert_true(loop_run_once(B.loop, 5000000) >= 0);
 	}

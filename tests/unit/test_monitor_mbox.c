@@ -90,10 +90,10 @@ typedef bool (*cond_fn)(void);
 
 static void wait_for(cond_fn cond, const char *what)
 {
-	uint64_t end = now_ns() + GUARD_NS;
+	uint64_t end = loop_now_ns() + GUARD_NS;
 
 	while (!cond()) {
-		if (now_ns() > end)
+		if (loop_now_ns() > end)
 			fail_msg("timed out waiting for %s", what);
 		assert_true(loop_run_once(F->loop, 5000000) >= 0);
 	}
@@ -102,10 +102,10 @@ static void wait_for(cond_fn cond, const char *what)
 static void run_cycles(struct node *n, unsigned k)
 {
 	unsigned target = n->cycles + k;
-	uint64_t end = now_ns() + GUARD_NS;
+	uint64_t end = loop_now_ns() + GUARD_NS;
 
 	while (n->cycles < target) {
-		if (now_ns() > end)
+		if (loop_now_ns() > end)
 			fail_msg("node %s: no mailbox cycle", n->id);
 		assert_true(loop_run_once(F->loop, 5000000) >= 0);
 	}

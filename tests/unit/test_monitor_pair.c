@@ -61,7 +61,7 @@ static void on_action(void *arg, enum ha_action act, uint64_t gen)
 	if (act == HA_ACT_REPLAY_PARTNER && n->peer->m && monitor_io_allowed(n->peer->m))
 		n->peer_leased_at_replay = true;
 	if (!(n->acts & act))
-		n->act_at[monitor_fixture_bit_index(act)] = now_ns();
+		n->act_at[monitor_fixture_bit_index(act)] = loop_now_ns();
 	n->acts |= act;
 	monitor_action_done(n->m, act, 0); /* the node does it at once */
 }
@@ -80,7 +80,7 @@ static void on_state(void *arg, const struct ha *h)
 	struct node *n = arg;
 
 	if (h->state == HA_TAKEOVER && h->phase == HA_PH_MARKING && !n->mark_ns)
-		n->mark_ns = now_ns();
+		n->mark_ns = loop_now_ns();
 }
 
 static const struct monitor_ops ops = {
@@ -123,10 +123,10 @@ typedef bool (*cond_fn)(void);
 
 static void wait_for(cond_fn cond, const char *what)
 {
-	uint64_t end = now_ns() + GUARD_NS;
+	uint64_t end = loop_now_ns() + GUARD_NS;
 
 	while (!cond()) {
-		if (now_ns() > end)
+		if (loop_now_ns() > end)
 			fail_msg("timed out waiting for %s (a: %s; b: %s)", what,
 				 A.m ? monitor_ha(A.m)->reason : "-",
 				 B.m ? monitor_ha(B.m)->reason : "-");
@@ -136,9 +136,9 @@ static void wait_for(cond_fn cond, const char *what)
 
 static void run_ms(uint64_t ms)
 {
-	uint64_t end = now_ns() + ms * 1000000ull;
+	uint64_t end = loop_now_ns() + ms * 1000000ull;
 
-	while (now_ns() < end)
+	while (loop_now_ns() < end)
 		assert_true(loop_run_once(L, 5000000) >= 0);
 }
 
@@ -295,7 +295,7 @@ static void test_kill_takeover_giveback(void **state)
 	bring_up();
 
 	/* a dies. */
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	stop(&A);
 	wait_for(b_serves_a, "b serving a's volumes");
 	assert_true(B.acts & HA_ACT_REPLAY_PARTNER);

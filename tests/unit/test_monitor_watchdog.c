@@ -52,7 +52,7 @@ static void on_timer(struct loop_timer *t)
 	switch (c->mode) {
 	case STALL_EXIT:
 	case STALL_ABORT: {
-		uint64_t at = now_ns();
+		uint64_t at = loop_now_ns();
 		say(c->out, &at, sizeof(at));
 		for (;;)
 			pause(); /* the reactor hangs here */
@@ -153,7 +153,7 @@ static void test_stall_exits(void **state)
 	pid = spawn(STALL_EXIT, &fd);
 	assert_int_equal(read(fd, &at, sizeof(at)), (ssize_t)sizeof(at));
 	st = wait_child(pid);
-	end = now_ns();
+	end = loop_now_ns();
 	close(fd);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), MONITOR_WATCHDOG_STATUS);

@@ -103,7 +103,7 @@ static void pump(void)
 static void cl_write_fd(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 
 	while (len) {
 		ssize_t n = write(fd, p, len);
@@ -114,7 +114,7 @@ static void cl_write_fd(int fd, const void *buf, size_t len)
 		}
 		assert_true(n < 0 && errno == EAGAIN);
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 }
 
@@ -127,7 +127,7 @@ static void cl_write(const void *buf, size_t len)
 static int cl_read_fd(int fd, void *buf, size_t len)
 {
 	uint8_t *p = buf;
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 
 	while (len) {
 		ssize_t n = read(fd, p, len);
@@ -140,7 +140,7 @@ static int cl_read_fd(int fd, void *buf, size_t len)
 			return -1;
 		assert_true(errno == EAGAIN);
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	return 0;
 }
@@ -154,7 +154,7 @@ static void cl_read(void *buf, size_t len)
 static void expect_closed_fd(int fd)
 {
 	uint8_t junk[4096];
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 
 	for (;;) {
 		ssize_t n = read(fd, junk, sizeof(junk));
@@ -164,7 +164,7 @@ static void expect_closed_fd(int fd)
 			assert_true(errno == EAGAIN);
 			pump();
 		}
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 }
 
@@ -185,10 +185,10 @@ static void expect_silence(void)
 
 static void wait_connections(uint64_t n)
 {
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (stats().connections != n) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 }
 
@@ -407,10 +407,10 @@ static uint32_t read_any(uint64_t cookie)
 	uint32_t err = 0;
 
 	/* peek the magic */
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (recv(CFD, m, 4, MSG_PEEK) < 4) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	if (get_be32(m) == NBD_SIMPLE_REPLY_MAGIC)
 		return read_simple(cookie);
@@ -1111,10 +1111,10 @@ static void test_out_of_order(void **state)
 	ramdisk_set_mode(RD, RAMDISK_HOLD);
 	for (uint64_t i = 0; i < 8; i++)
 		send_req(0, NBD_CMD_READ, 100 + i, 512 * i, 512);
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (ramdisk_held(RD) < 8) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	expect_silence();
 	ramdisk_release(RD, true);
@@ -1145,10 +1145,10 @@ static void test_deferred_completion(void **state)
 	for (int i = 0; i < 3; i++) {
 		struct chunk c;
 		uint8_t m[4];
-		uint64_t end = now_ns() + DEADLINE_NS;
+		uint64_t end = loop_now_ns() + DEADLINE_NS;
 		while (recv(CFD, m, 4, MSG_PEEK) < 4) {
 			pump();
-			assert_true(now_ns() < end);
+			assert_true(loop_now_ns() < end);
 		}
 		if (get_be32(m) == NBD_SIMPLE_REPLY_MAGIC) {
 			uint8_t h[16];
@@ -1178,10 +1178,10 @@ static void test_client_vanishes_with_ios(void **state)
 	send_req(0, NBD_CMD_WRITE, 2, 0, sizeof(buf));
 	cl_write(buf, sizeof(buf));
 	send_req(0, NBD_CMD_FLUSH, 3, 0, 0);
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (ramdisk_held(RD) < 3) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	close(CFD);
 	CFD = -1;
@@ -1215,10 +1215,10 @@ static void test_disc_waits_for_inflight(void **state)
 	ramdisk_set_mode(RD, RAMDISK_HOLD);
 	send_req(0, NBD_CMD_FLUSH, 1, 0, 0);
 	send_req(0, NBD_CMD_DISC, 2, 0, 0);
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (ramdisk_held(RD) < 1) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	expect_silence();
 	assert_int_equal(stats().connections, 1);
@@ -1271,10 +1271,10 @@ static void test_flow_control(void **state)
 		send_req(0, NBD_CMD_WRITE, i, 32768 * i, 32768);
 		cl_write(buf, 32768);
 	}
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (ramdisk_held(RD) < 2) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	expect_silence();
 	assert_int_equal(ramdisk_held(RD), 2); /* 64 KiB budget: two writes */
@@ -1288,7 +1288,7 @@ static void test_flow_control(void **state)
 		} else {
 			pump();
 		}
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	free(buf);
 	stop();
@@ -1338,10 +1338,10 @@ static void test_destroy_with_ios(void **state)
 	connect_to("disk", false, false);
 	ramdisk_set_mode(RD, RAMDISK_HOLD);
 	send_req(0, NBD_CMD_READ, 1, 0, 4096);
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (ramdisk_held(RD) < 1) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	nbd_server_destroy(SRV);
 	SRV = NULL;
@@ -1389,7 +1389,7 @@ static void test_tcp_listener(void **state)
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	set_nonblock(fd, true);
+	util_set_nonblock(fd, true);
 	CFD = fd;
 	connect_to("disk", false, false);
 	send_req(0, NBD_CMD_FLUSH, 1, 0, 0);
@@ -1457,10 +1457,10 @@ static void test_io_complete_hook(void **state)
 	ramdisk_fail_next(RD, -EIO, 1);
 	h[2].io.type = NBD_CMD_FLUSH;
 	ramdisk_ops.submit(RD, &h[2].io);
-	uint64_t end = now_ns() + DEADLINE_NS;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
 	while (h[1].calls == 0 || h[2].calls == 0) {
 		pump();
-		assert_true(now_ns() < end);
+		assert_true(loop_now_ns() < end);
 	}
 	assert_int_equal(h[1].calls, 1);
 	assert_int_equal(h[1].result, 0);

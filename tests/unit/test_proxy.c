@@ -35,13 +35,13 @@ static const struct nbd_backend_ops *FW;
 static void *H; /* a's handle of "vb" */
 static struct nbd_export_info INFO;
 
-#define WAIT(cond)                                      \
-	do {                                            \
-		uint64_t end_ = now_ns() + DEADLINE_NS; \
-		while (!(cond)) {                       \
-			loop_run_once(L, 1000000);      \
-			assert_true(now_ns() < end_);   \
-		}                                       \
+#define WAIT(cond)                                           \
+	do {                                                 \
+		uint64_t end_ = loop_now_ns() + DEADLINE_NS; \
+		while (!(cond)) {                            \
+			loop_run_once(L, 1000000);           \
+			assert_true(loop_now_ns() < end_);   \
+		}                                            \
 	} while (0)
 
 static bool drop_reps, drop_reqs, capture_next_req, capture_next_rep;
@@ -936,13 +936,13 @@ static void test_deadline(void **state)
 	(void)state;
 	fake_session_down(CA);
 	WAIT(none_ready(PA));
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	w = tio_new(NBD_CMD_WRITE, 0, 4096);
 	r = tio_new(NBD_CMD_READ, 0, 65536);
 	submit(w);
 	submit(r);
 	WAIT(w->calls && r->calls);
-	assert_true(now_ns() - t0 >= 200000000ull);
+	assert_true(loop_now_ns() - t0 >= 200000000ull);
 	assert_int_equal(w->result, -EIO);
 	assert_int_equal(r->result, -EIO);
 	assert_int_equal(PA->st.timeouts, 2);
@@ -1376,10 +1376,10 @@ static void test_refused_deadline(void **state)
 
 	(void)state;
 	proxy_set_serving(PB, false);
-	t0 = now_ns();
+	t0 = loop_now_ns();
 	w = submit_write(0, 65536, 70);
 	WAIT(w->calls);
-	assert_true(now_ns() - t0 >= 200000000ull);
+	assert_true(loop_now_ns() - t0 >= 200000000ull);
 	assert_int_equal(w->result, -EIO);
 	assert_int_equal(PA->st.timeouts, 1);
 	assert_true(PA->st.refused >= 1);
