@@ -1,3 +1,10 @@
+/* The control commands (status, volume_*, links, ic_reset, takeover,
+ * giveback): each turns a JSON request into calls on the node's parts and a
+ * JSON result.
+ *
+ * Rule kept: a command validates every member it reads and answers with one
+ * line for the operator on error; the status JSON members that scripts rely
+ * on (docs/ARCHITECTURE.md, "Control socket") keep their names. */
 #define LOG_MODULE "control"
 #include "node/node_int.h"
 

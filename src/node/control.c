@@ -1,3 +1,8 @@
+/* The control socket: a UNIX stream listener that duetctl talks to.
+ *
+ * Rule kept: one request per connection, bounded in size and time; a bad
+ * request gets one JSON error line and the connection closes, never a
+ * crash; the commands themselves are in commands.c. */
 #define LOG_MODULE "control"
 #include "node/node_int.h"
 

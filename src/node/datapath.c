@@ -1,3 +1,15 @@
+/* The node's datapath: the struct nbd_backend_ops behind the NBD listener
+ * and the proxy's serving side, tying nbd, store, mirror and monitor.
+ *
+ * A READ goes to the store; a WRITE, WRITE_ZEROES or TRIM with the NVRAM
+ * log on takes its range in the volume's range lock, is appended to the log
+ * (mirrored into the partner's image by the mirror) and submitted to the
+ * store in parallel; the reply waits for both. FLUSH is a consistency point.
+ *
+ * Rules kept: no request reaches the log or the store while the I/O lease is
+ * closed (it is held, in order, until io_resume or failed on a fence); a
+ * reply never precedes the record's "logged" callback; overlapping writes
+ * complete in arrival order; the hot path does not allocate (pooled dp_io). */
 #define LOG_MODULE "datapath"
 #include "node/node_int.h"
 
@@ -602,4 +614,21 @@ static const struct nbd_backend_ops ops = {
 const struct nbd_backend_ops *node_datapath_ops(void)
 {
 	return &ops;
+}
+
+int node_datapath_open_store(struct node *n, const char *shelf, struct store **out)
+{
+	struct store_opts so;
+
+	config_store_opts(&n->cfg, &so);
+	return store_open(n->loop, shelf, &so, out);
+}
+
+int node_datapath_listen(struct node *n)
+{
+	struct nbd_server_opts o;
+
+	config_nbd_opts(&n->cfg, false, &o);
+	o.max_clients = NODE_MAX_CLIENTS;
+	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
 }

@@ -253,7 +253,7 @@ static void serve_own(struct node *n)
 	node_datapath_set_serving(n->dp, true);
 	proxy_set_serving(n->proxy, true);
 	if (!n->nbd)
-		rc = node_open_nbd(n);
+		rc = node_datapath_listen(n);
 	if (rc == 0)
 		LOG_INFO("serving the own volumes");
 	monitor_action_done(n->monitor, HA_ACT_SERVE_OWN, rc);
@@ -269,7 +269,7 @@ static int open_partner_shelf(struct node *n)
 		return 0;
 	if (!n->cfg.monitor.partner_shelf[0])
 		return -ENOENT;
-	rc = node_open_store(n, n->cfg.monitor.partner_shelf, &n->pstore);
+	rc = node_datapath_open_store(n, n->cfg.monitor.partner_shelf, &n->pstore);
 	if (rc < 0) {
 		LOG_ERROR("cannot open the partner's shelf %s: %s", n->cfg.monitor.partner_shelf,
 			  strerror(-rc));

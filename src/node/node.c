@@ -1,3 +1,14 @@
+/* duetd's boot and shutdown: the order in which the modules come up and go.
+ *
+ * Boot (DESIGN.md): the interconnect first (links, boot region, handshake in
+ * the background), then the failover monitor and the boot check of the own
+ * mailbox, then the shelf and the NVRAM log (replayed onto it), then the
+ * listeners and the control socket. Shutdown is the reverse, and waits for
+ * every I/O the store accepted.
+ *
+ * Rule kept: this file only sequences; what each part does lives in its
+ * own file (datapath.c, mirror_host.c, failover.c, control.c) and module,
+ * and every module is configured through src/config's options. */
 #define LOG_MODULE "node"
 #include "node/node_int.h"
 
@@ -15,8 +26,6 @@
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
-
-#define NODE_MAX_CLIENTS 1024
 
 static void signal_event(struct loop_io *io, uint32_t events)
 {
@@ -68,30 +77,13 @@ static int open_interconnect(struct node *n)
 	return ccm_start(n->ccm);
 }
 
-int node_open_store(struct node *n, const char *shelf, struct store **out)
-{
-	struct store_opts so;
-
-	config_store_opts(&n->cfg, &so);
-	return store_open(n->loop, shelf, &so, out);
-}
-
 static int open_storage(struct node *n)
 {
-	int rc = node_open_store(n, n->cfg.node.shelf, &n->store);
+	int rc = node_datapath_open_store(n, n->cfg.node.shelf, &n->store);
 
 	if (rc == 0)
 		node_failover_gate_store(n, n->store);
 	return rc;
-}
-
-int node_open_nbd(struct node *n)
-{
-	struct nbd_server_opts o;
-
-	config_nbd_opts(&n->cfg, false, &o);
-	o.max_clients = NODE_MAX_CLIENTS;
-	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
 }
 
 /* A node taken over serves nothing of its own until the giveback: no
@@ -108,7 +100,7 @@ static int open_listeners(struct node *n)
 		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
 		return 0;
 	}
-	return node_open_nbd(n);
+	return node_datapath_listen(n);
 }
 
 /* The proxy port: the partner's volumes, forwarded over the interconnect;

@@ -1,4 +1,11 @@
-/* Private to src/node: the node object and the pieces of duetd. */
+/* Private to src/node: the node object and the pieces of duetd, grouped by
+ * the file that defines them.
+ *
+ * Layering: node.c sequences boot and shutdown and calls every file below;
+ * failover.c calls datapath.c and mirror_host.c; mirror_host.c calls
+ * mirror_ccm.c and datapath.c (consistency points); control.c calls
+ * commands.c, which reads the others' status; datapath.c and mirror_ccm.c
+ * call no other file of the node. */
 #ifndef DUET_NODE_INT_H
 #define DUET_NODE_INT_H
 
@@ -10,6 +17,9 @@
 #include "config/config.h"
 #include "common/loop.h"
 #include "node/node.h"
+
+/* NBD clients per listener (own and proxy); beyond, connections are refused. */
+#define NODE_MAX_CLIENTS 1024
 
 struct store;
 struct nbd_server;
@@ -61,7 +71,9 @@ struct node {
  * in the NVRAM log @p m), or the partner's during a takeover (m NULL). */
 int node_datapath_create(struct node *n, struct store *s, struct mirror *m, const char *what,
 			 struct node_datapath **out);
+/** Fail what is held, free the pools; the store and mirror stay open. */
 void node_datapath_destroy(struct node_datapath *b);
+/** The ops every listener and the proxy's serving side call, ctx a datapath. */
 const struct nbd_backend_ops *node_datapath_ops(void);
 /** I/O handed to the store and not yet completed. */
 uint64_t node_datapath_inflight(const struct node_datapath *b);
@@ -75,6 +87,11 @@ void node_datapath_set_serving(struct node_datapath *b, bool serving);
 uint64_t node_datapath_held(const struct node_datapath *b);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
+/** Open the shelf @p shelf with the node's [store] settings (the own one at
+ * boot, the partner's at takeover). */
+int node_datapath_open_store(struct node *n, const char *shelf, struct store **out);
+/** Open the own NBD listener on n->dp (boot, and SERVE_OWN after a giveback). */
+int node_datapath_listen(struct node *n);
 void node_datapath_checkpoint(struct node_datapath *b, void (*done)(void *arg, int result),
 			      void *arg);
 
@@ -134,16 +151,15 @@ void node_failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
 void node_failover_free(struct node *n);
-/** Open the shelf @p shelf with the node's [store] settings. */
-int node_open_store(struct node *n, const char *shelf, struct store **out);
-/** Open the own NBD listener (boot, and SERVE_OWN after a giveback). */
-int node_open_nbd(struct node *n);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
+/** Listen on @p path (a stale socket there is replaced). */
 int node_control_create(struct node *n, const char *path, struct control **out);
+/** Close the listener and every connection. */
 void node_control_destroy(struct control *c);
 
 /* commands.c: the control commands. */
+/** The handler of command @p name, or NULL for an unknown command. */
 node_cmd_fn node_commands_find(const char *name);
 
 #endif
