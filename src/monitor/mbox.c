@@ -101,6 +101,7 @@ struct monitor_mbox {
 	_Atomic uint64_t lease_until; /* boottime ns */
 	_Atomic uint64_t drop_at;     /* boottime ns of the last monitor_mbox_lease_drop() */
 	_Atomic int fail_writes;      /* test shim: own writes fail with this (negative) */
+	_Atomic bool stall_writes;    /* test shim: own writes block while set */
 
 	int efd;
 	struct loop_io eio;
@@ -160,6 +161,8 @@ static int write_sector(struct monitor_mbox *mb, int fd, const uint8_t *buf, uns
 
 	if (fault < 0)
 		return fault;
+	while (fd == mb->own_fd && atomic_load(&mb->stall_writes))
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	do
 		n = pwrite(fd, buf, MONITOR_SECTOR, (off_t)sector * MONITOR_SECTOR);
 	while (n < 0 && errno == EINTR);
@@ -656,6 +659,7 @@ void monitor_mbox_close(struct monitor_mbox *mb)
 	if (!mb)
 		return;
 	if (mb->running) {
+		atomic_store(&mb->stall_writes, false);
 		pthread_mutex_lock(&mb->mu);
 		mb->stop = true;
 		pthread_cond_signal(&mb->cv);
@@ -774,4 +778,9 @@ const char *monitor_mbox_partner_path(const struct monitor_mbox *mb)
 void monitor_mbox_test_fail_writes(struct monitor_mbox *mb, int err)
 {
 	atomic_store(&mb->fail_writes, err);
+}
+
+void monitor_mbox_test_stall_writes(struct monitor_mbox *mb, bool stall)
+{
+	atomic_store(&mb->stall_writes, stall);
 }

@@ -180,6 +180,9 @@ const char *monitor_mbox_partner_path(const struct monitor_mbox *mb);
 /** Test shim: every own-mailbox write fails with @p err (a negative errno)
  * until called with 0; reads and mark writes are untouched. */
 void monitor_mbox_test_fail_writes(struct monitor_mbox *mb, int err);
+/** Test shim: the next own-mailbox write blocks (as on a hung device, so
+ * the thread reads nothing either) until called with false or closed. */
+void monitor_mbox_test_stall_writes(struct monitor_mbox *mb, bool stall);
 /** CLOCK_BOOTTIME in ns: counts a stopped process and a suspended host. */
 uint64_t monitor_boottime_ns(void);
 
