@@ -714,6 +714,11 @@ const struct ha *monitor_ha(const struct monitor *m)
 	return &m->ha;
 }
 
+struct monitor_mbox *monitor_mbox_of(struct monitor *m)
+{
+	return m->mb;
+}
+
 void monitor_status_json(struct monitor *m, struct json_object *ha)
 {
 	struct ha_inputs in;

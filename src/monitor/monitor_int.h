@@ -336,5 +336,7 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 
 /** The state machine of @p m, read-only (tests look at state and reasons). */
 const struct ha *monitor_ha(const struct monitor *m);
+/** The mailbox of @p m (tests set its fault shims). */
+struct monitor_mbox *monitor_mbox_of(struct monitor *m);
 
 #endif
