@@ -271,6 +271,10 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 		fmt(h->why, "partner mailbox unreadable: %s", strerror(-in->mbox_rc));
 		return;
 	}
+	if (in->mbox_cached) {
+		fmt(h->why, "%.190s", in->mbox_cached);
+		return;
+	}
 	if (in->mbox_seen && !serves_own(in->mbox.state)) {
 		fmt(h->why, "the partner serves nothing (%s)",
 		    monitor_ha_state_name(in->mbox.state));
@@ -320,6 +324,15 @@ void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, b
 		fmt(h->reason, "started");
 	fmt(h->why, "starting");
 	fmt(h->partner_why, "no evidence yet");
+}
+
+uint64_t monitor_ha_fence_wait_ms(const struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t partner = 0;
+
+	if (in->mbox_seen && in->mbox.lease_ms)
+		partner = (uint64_t)in->mbox.lease_ms + in->mbox.fence_margin_ms;
+	return MAX(h->cfg.fence_wait_ms, partner);
 }
 
 static void start_takeover(struct ha *h, const struct ha_inputs *in, struct ha_output *out,
@@ -372,7 +385,7 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
 		return;
 	}
@@ -540,6 +553,10 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 				 monitor_ha_state_name(in->mbox.state));
 			return -EAGAIN;
 		}
+		if (in->mbox_cached) {
+			snprintf(err, errlen, "%s", in->mbox_cached);
+			return -EAGAIN;
+		}
 		p = mirror_problem(in, buf, sizeof(buf));
 		if (p) {
 			snprintf(err, errlen,
@@ -605,10 +622,11 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 		fmt(h->reason,
 		    "takeover mark gen %llu written: waiting %llu ms for the partner's "
 		    "lease to run out",
-		    (unsigned long long)h->mark_gen, (unsigned long long)h->cfg.fence_wait_ms);
+		    (unsigned long long)h->mark_gen,
+		    (unsigned long long)monitor_ha_fence_wait_ms(h, in));
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
 		/* +1: times are whole milliseconds, the wait must be full. */
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
 		break;
 	case HA_ACT_REPLAY_PARTNER:
