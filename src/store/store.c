@@ -405,6 +405,8 @@ static void vol_free(struct store *s, struct store_volume *v)
  * as it was. A file system that refuses O_DIRECT (tmpfs) keeps buffered
  * I/O, with one warning; so does a volume whose size is not a multiple of
  * the alignment (its last block could not be written directly). */
+bool store_test_refuse_direct;
+
 static void vol_direct(struct store *s, struct store_volume *v)
 {
 	struct statx sx;
@@ -426,6 +428,10 @@ static void vol_direct(struct store *s, struct store_volume *v)
 		return;
 	}
 	fl = fcntl(v->fd, F_GETFL);
+	if (store_test_refuse_direct) {
+		fl = -1;
+		errno = EINVAL;
+	}
 	if (fl < 0 || fcntl(v->fd, F_SETFL, fl | O_DIRECT) < 0) {
 		LOG_WARN("volume %s: the file system refuses O_DIRECT (%s): buffered I/O, "
 			 "safe on one host only",

@@ -157,6 +157,11 @@ static inline bool store_gate_open(const struct store *s)
 
 /* ---- prototypes, by the file that defines them ---- */
 
+/* store.c */
+/** Test hook: opening a volume O_DIRECT fails with EINVAL, as on a file
+ * system without direct I/O (tmpfs before Linux 6.6). */
+extern bool store_test_refuse_direct;
+
 /* io.c */
 /** Set up io.c's part of a new store: its queues and the deferred task. */
 void store_io_init(struct store *s);
