@@ -58,6 +58,7 @@ static const struct key_def schema[] = {
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
+    {"store", "direct_io", KEY_BOOL, F(store.direct_io), 0, 0, NULL, false},
     {"ic", "provider", KEY_STR, F(ic.provider), 0, 0, NULL, false},
     {"ic", "cluster_id", KEY_STR, F(ic.cluster_id), 0, 0, NULL, false},
     {"ic", "secret_file", KEY_PATH, F(ic.secret_file), 0, 0, NULL, false},
@@ -126,6 +127,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->store.io_engine = so.engine;
 	cfg->store.io_depth = so.depth;
 	cfg->store.io_workers = so.workers;
+	cfg->store.direct_io = so.direct_io;
 	snprintf(cfg->ic.provider, sizeof(cfg->ic.provider), "%s", co.provider);
 	snprintf(cfg->ic.cluster_id, sizeof(cfg->ic.cluster_id), "%s", co.cluster_id);
 	cfg->ic.instances = co.instances;

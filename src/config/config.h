@@ -52,6 +52,7 @@ struct duet_config {
 		enum store_engine io_engine;
 		uint64_t io_depth;   /* io_uring entries */
 		uint64_t io_workers; /* threads of the worker-pool engine */
+		bool direct_io;	     /* volume files O_DIRECT (docs/STORE.md) */
 	} store;
 	struct {
 		char provider[64];

@@ -17,6 +17,7 @@ void config_store_opts(const struct duet_config *cfg, struct store_opts *o)
 	o->engine = cfg->store.io_engine;
 	o->depth = (unsigned)cfg->store.io_depth;
 	o->workers = (unsigned)cfg->store.io_workers;
+	o->direct_io = cfg->store.direct_io;
 }
 
 void config_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)

@@ -181,9 +181,10 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	info->can_cache = true;
 	info->can_flush = true;
 	info->can_fua = true;
-	/* Every connection reaches the same file through the same page cache,
-	 * and FLUSH is an fdatasync of that file, so a flush on one connection
-	 * covers writes completed on all of them. */
+	/* Every connection reaches the same file through the same descriptor
+	 * (O_DIRECT, or one page cache), and FLUSH is an fdatasync of that
+	 * file, so a flush on one connection covers writes completed on all of
+	 * them. */
 	info->can_multi_conn = true;
 	info->can_block_status = true;
 	info->min_block = 1;

@@ -14,7 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-struct pool {
+struct store_pool {
 	struct store *s;
 	unsigned n_threads;
 	pthread_t *threads;
@@ -40,7 +40,7 @@ struct pool {
 
 static void *worker(void *arg)
 {
-	struct pool *p = arg;
+	struct store_pool *p = arg;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -59,9 +59,18 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		store_step_get(io, &st);
+		if (io->eng_sync) /* io_uring's FUA write is in: its fdatasync */
+			st.kind = STORE_STEP_SYNC;
 		/* Right before the system call: a stop between the loop's check
 		 * and here must not let the step reach the disk. */
 		io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
+		if (io->eng_sync && io->result != STORE_GATED_RES) {
+			io->eng_sync = 0;
+			if (io->result >= 0)
+				io->result = io->eng_bytes;
+			st.kind = STORE_STEP_WRITE;
+			st.dsync = true;
+		}
 		if (st.kind == STORE_STEP_WRITE && st.dsync && io->result >= 0)
 			__atomic_fetch_add(&p->s->st.fua_syncs, 1, __ATOMIC_RELAXED);
 
@@ -85,7 +94,7 @@ static void *worker(void *arg)
  * and wake as many idle workers as there are new steps. */
 static void submit_task(void *arg)
 {
-	struct pool *p = arg;
+	struct store_pool *p = arg;
 	unsigned moved = 0;
 
 	if (slist_empty(&p->pending) || p->outstanding >= p->cap)
@@ -112,7 +121,7 @@ static void submit_task(void *arg)
 
 static void efd_cb(struct loop_io *lio, uint32_t events)
 {
-	struct pool *p = lio->arg;
+	struct store_pool *p = lio->arg;
 	struct slist l;
 	struct store_io *io;
 
@@ -133,15 +142,18 @@ static void efd_cb(struct loop_io *lio, uint32_t events)
 		loop_post(p->s->loop, &p->submit_task);
 }
 
-static void pool_queue(struct store *s, struct store_io *io)
+void store_pool_queue(struct store_pool *p, struct store_io *io)
 {
-	struct pool *p = s->engine;
-
 	store_io_push(&p->pending, io);
-	loop_post(s->loop, &p->submit_task);
+	loop_post(p->s->loop, &p->submit_task);
 }
 
-static void stop_threads(struct pool *p, unsigned n)
+static void pool_queue(struct store *s, struct store_io *io)
+{
+	store_pool_queue(s->engine, io);
+}
+
+static void stop_threads(struct store_pool *p, unsigned n)
 {
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
@@ -151,17 +163,17 @@ static void stop_threads(struct pool *p, unsigned n)
 		pthread_join(p->threads[i], NULL);
 }
 
-static int pool_init(struct store *s)
+int store_pool_new(struct store *s, unsigned workers, unsigned cap, struct store_pool **out)
 {
-	struct pool *p = calloc(1, sizeof(*p));
+	struct store_pool *p = calloc(1, sizeof(*p));
 	unsigned started = 0;
 	int rc;
 
 	if (!p)
 		return -ENOMEM;
 	p->s = s;
-	p->n_threads = s->opts.workers;
-	p->cap = s->opts.depth;
+	p->n_threads = workers;
+	p->cap = cap;
 	slist_init(&p->queue);
 	slist_init(&p->done);
 	slist_init(&p->pending);
@@ -190,7 +202,7 @@ static int pool_init(struct store *s)
 			goto err_threads;
 		}
 	}
-	s->engine = p;
+	*out = p;
 	LOG_DEBUG("worker pool: %u threads, queue bound %u", p->n_threads, p->cap);
 	return 0;
 
@@ -208,20 +220,33 @@ err_free:
 	return rc;
 }
 
-static void pool_fini(struct store *s)
+void store_pool_free(struct store_pool *p)
 {
-	struct pool *p = s->engine;
-
 	if (!p)
 		return;
 	stop_threads(p, p->n_threads);
-	loop_io_del(s->loop, &p->lio);
+	loop_io_del(p->s->loop, &p->lio);
 	close(p->efd);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->done_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p->threads);
 	free(p);
+}
+
+static int pool_init(struct store *s)
+{
+	struct store_pool *p;
+	int rc = store_pool_new(s, s->opts.workers, s->opts.depth, &p);
+
+	if (rc == 0)
+		s->engine = p;
+	return rc;
+}
+
+static void pool_fini(struct store *s)
+{
+	store_pool_free(s->engine);
 	s->engine = NULL;
 }
 

@@ -2,7 +2,15 @@
  * eventfd watched by the loop. Steps are queued as SQEs and submitted once
  * per loop turn by a posted task; at most `depth` steps are in the ring, the
  * rest wait in an overflow list, so the SQ never fills and the CQ never
- * overflows. */
+ * overflows.
+ *
+ * Nothing that changes the shelf may wait in io-wq: its workers are threads
+ * of this process, stop with it, and would run after a SIGCONT without a new
+ * look at the lease (docs/FAILOVER.md, "The race at SIGSTOP"). So the ring
+ * gets only reads and writes sent with RWF_NOWAIT; a write that would block
+ * (-EAGAIN), every write on a file system that refuses RWF_NOWAIT
+ * (-EOPNOTSUPP: tmpfs, FUSE, NFS), fallocate and fdatasync go to a small
+ * worker pool whose threads check the gate right before their system call. */
 #define LOG_MODULE "store"
 #include "common/log.h"
 #include "store/store_int.h"
@@ -30,7 +38,25 @@ struct uring {
 	struct slist ovf;
 	bool fixed; /* a sparse registered-file table exists */
 	bool slot_used[URING_FIXED_FILES];
+	struct store_pool *pool;     /* the steps that may block */
+	struct io_uring_sqe **batch; /* SQEs prepared and not yet submitted */
+	unsigned nbatch;
 };
+
+bool store_test_refuse_nowait;
+
+/* Whether the current step of @p io may block in the kernel and change the
+ * shelf: such a step never goes to the ring (io-wq), but to the pool. */
+static bool goes_to_pool(const struct store_io *io)
+{
+	struct store_step st;
+
+	if (io->eng_sync)
+		return true;
+	store_step_get(io, &st);
+	return st.kind == STORE_STEP_SYNC || st.kind == STORE_STEP_FALLOC ||
+	       (st.kind == STORE_STEP_WRITE && io->vol->no_nowait);
+}
 
 /* Room for one more step: a free slot (bounding what is in flight, so the
  * CQ cannot overflow) and a free SQE (always there while busy < slots, as
@@ -41,16 +67,14 @@ static bool has_room(struct uring *u)
 }
 
 /* Turn the current step of @p io into an SQE; the caller checked has_room. */
-static void prep(struct uring *u, struct store_io *io)
+static void prep(struct uring *u, struct store_io *io, struct io_uring_sqe *sqe)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	struct store_step st;
 	int fd;
 
 	store_step_get(io, &st);
 	fd = st.slot != STORE_SLOT_NONE ? st.slot : st.fd;
-	if (io->eng_sync) /* the second half of a FUA write (fua_sync) */
-		st.kind = STORE_STEP_SYNC;
+	io->eng_nowait = 0;
 	switch (st.kind) {
 	case STORE_STEP_READ:
 		io_uring_prep_read(sqe, fd, st.buf, (unsigned)st.len, st.offset);
@@ -61,17 +85,16 @@ static void prep(struct uring *u, struct store_io *io)
 		 * are threads of this process and stop with it, so after a
 		 * SIGSTOP such a write would reach the disk after SIGCONT,
 		 * past the fencing gate. -EAGAIN comes back instead and the
-		 * write is done on the loop thread (sync_write). */
-		if (io->vol->no_nowait)
-			sqe->rw_flags = st.dsync ? RWF_DSYNC : 0;
-		else
-			sqe->rw_flags = RWF_NOWAIT; /* FUA: an fdatasync follows */
+		 * write goes to the pool (blocked()). FUA: an fdatasync
+		 * follows. Bit 31 is no RWF_ flag: the kernel refuses it with
+		 * -EOPNOTSUPP, as a file system does that cannot do NOWAIT. */
+		sqe->rw_flags = RWF_NOWAIT | (store_test_refuse_nowait ? 0x80000000u : 0);
+		io->eng_nowait = 1;
 		break;
 	case STORE_STEP_SYNC:
-		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-		break;
 	case STORE_STEP_FALLOC:
-		io_uring_prep_fallocate(sqe, fd, st.mode, (off_t)st.offset, (off_t)st.len);
+		/* goes_to_pool() keeps them out of the ring; never here. */
+		io_uring_prep_nop(sqe);
 		break;
 	case STORE_STEP_FADVISE:
 	default:
@@ -91,49 +114,43 @@ static void prep(struct uring *u, struct store_io *io)
 	u->busy++;
 }
 
-/* A write that would have blocked: do it here, on the loop thread, after
- * the gate (a stop during it lets it finish first: the thread stops only
- * on its way back to user space). Rare: page cache writes seldom block. */
-static int sync_write(struct uring *u, struct store_io *io, int res)
+/* A RWF_NOWAIT write came back: one that would have blocked (-EAGAIN), or
+ * refused by its file system (-EOPNOTSUPP: every write of the volume goes
+ * to the pool from now on), is run by the pool, which checks the gate right
+ * before its system call. @return true if it went there. Another write of
+ * the same volume sent before the first refusal came back is refused too,
+ * and takes the same way (each io knows how it was sent). */
+static bool blocked(struct uring *u, struct store_io *io, int res)
 {
-	struct store_step st;
-	ssize_t n;
-
-	store_step_get(io, &st);
-	if ((res != -EAGAIN && res != -EOPNOTSUPP) || st.kind != STORE_STEP_WRITE ||
-	    io->vol->no_nowait)
-		return res;
-	if (res == -EOPNOTSUPP) {
-		/* The file system cannot say "would block" (tmpfs): its writes go
-		 * as before, and may run in io-wq (docs/FAILOVER.md). */
-		LOG_INFO("volume %s: its file system refuses RWF_NOWAIT writes", io->vol->name);
+	if (!io->eng_nowait || (res != -EAGAIN && res != -EOPNOTSUPP))
+		return false;
+	io->eng_nowait = 0;
+	if (res == -EOPNOTSUPP && !io->vol->no_nowait) {
+		LOG_WARN("volume %s: its file system refuses RWF_NOWAIT writes: they go to "
+			 "the worker pool",
+			 io->vol->name);
 		io->vol->no_nowait = true;
 	}
-	if (!store_gate_open(u->s))
-		return STORE_GATED_RES;
-	do
-		n = pwrite(st.fd, st.buf, (size_t)st.len, (off_t)st.offset);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : (int)n;
+	store_pool_queue(u->pool, io);
+	return true;
 }
 
 /* A FUA write's data is in (written with RWF_NOWAIT, not RWF_DSYNC, so
- * that it never waits in io-wq): make it durable with an fdatasync, which
- * may run in io-wq as it changes no data. @return true if one was queued;
- * its completion then ends the step with the write's byte count. */
+ * that it never waits in io-wq): make it durable with an fdatasync in the
+ * pool (gate checked right before it). @return true if one was queued; its
+ * completion then ends the step with the write's byte count. */
 static bool fua_sync(struct uring *u, struct store_io *io, int res)
 {
 	struct store_step st;
 
-	if (io->eng_sync || res < 0 || io->vol->no_nowait)
+	if (res < 0)
 		return false;
 	store_step_get(io, &st);
 	if (st.kind != STORE_STEP_WRITE || !st.dsync || (uint64_t)res != st.len)
 		return false; /* a short write: the next step syncs */
 	io->eng_sync = 1;
-	io->result = res;
-	store_io_push(&u->ovf, io);
-	loop_post(u->s->loop, &u->submit_task);
+	io->eng_bytes = res;
+	store_pool_queue(u->pool, io);
 	return true;
 }
 
@@ -155,19 +172,13 @@ static void reap(struct uring *u)
 		u->busy -= n;
 		for (unsigned i = 0; i < n; i++) {
 			struct store_io *io = ios[i];
-			int r;
-			if (io->eng_sync) {
-				io->eng_sync = 0;
-				if (res[i] >= 0)
-					u->s->st.fua_syncs++;
-				store_step_done(u->s, io, res[i] < 0 ? res[i] : io->result);
+			if (io->eng_nop) { /* the gate closed before the submit */
+				io->eng_nop = 0;
+				store_gate_park(u->s, io);
 				continue;
 			}
-			r = sync_write(u, io, res[i]);
-			if (r == STORE_GATED_RES)
-				store_gate_park(u->s, io);
-			else if (!fua_sync(u, io, r))
-				store_step_done(u->s, io, r);
+			if (!blocked(u, io, res[i]) && !fua_sync(u, io, res[i]))
+				store_step_done(u->s, io, res[i]);
 		}
 	}
 	if (!slist_empty(&u->ovf) || io_uring_sq_ready(&u->ring))
@@ -189,18 +200,34 @@ static void submit_task(void *arg)
 			store_gate_park(u->s, io);
 		return;
 	}
-	while (!slist_empty(&u->ovf) && has_room(u))
-		prep(u, store_io_pop(&u->ovf));
+	while (!slist_empty(&u->ovf) && has_room(u)) {
+		u->batch[u->nbatch] = io_uring_get_sqe(&u->ring);
+		prep(u, store_io_pop(&u->ovf), u->batch[u->nbatch++]);
+	}
 	if (io_uring_sq_ready(&u->ring) == 0)
 		return;
+	/* And again: a stop while the batch was prepared must not let it in
+	 * after a SIGCONT. Prepared SQEs cannot be taken back: they become
+	 * NOPs, and their ios wait for the gate when the NOPs complete. */
+	if (u->nbatch && !store_gate_open(u->s)) {
+		for (unsigned i = 0; i < u->nbatch; i++) {
+			struct store_io *io = (void *)(uintptr_t)u->batch[i]->user_data;
+			io_uring_prep_nop(u->batch[i]);
+			io_uring_sqe_set_data(u->batch[i], io);
+			io->eng_nop = 1;
+			io->eng_nowait = 0;
+		}
+	}
 	rc = io_uring_submit(&u->ring);
 	if (rc < 0) {
 		if (rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			LOG_ERROR("io_uring_submit: %s", strerror(-rc));
-		/* The SQEs stay queued; try again on the next turn. */
+		/* The SQEs stay queued (and in the batch, to be checked
+		 * again); try again on the next turn. */
 		loop_post(u->s->loop, &u->submit_task);
 		return;
 	}
+	u->nbatch = 0;
 	reap(u);
 }
 
@@ -216,6 +243,10 @@ static void uring_queue(struct store *s, struct store_io *io)
 {
 	struct uring *u = s->engine;
 
+	if (goes_to_pool(io)) {
+		store_pool_queue(u->pool, io);
+		return;
+	}
 	store_io_push(&u->ovf, io);
 	loop_post(s->loop, &u->submit_task);
 }
@@ -247,6 +278,14 @@ static int uring_init(struct store *s)
 	}
 	if (u->ring.sq.ring_entries < u->slots)
 		u->slots = u->ring.sq.ring_entries;
+	u->batch = calloc(u->slots, sizeof(*u->batch));
+	if (!u->batch) {
+		rc = -ENOMEM;
+		goto err_ring;
+	}
+	rc = store_pool_new(s, s->opts.workers, s->opts.depth, &u->pool);
+	if (rc < 0)
+		goto err_ring;
 	u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (u->efd < 0) {
 		rc = -errno;
@@ -272,6 +311,8 @@ static int uring_init(struct store *s)
 err_efd:
 	close(u->efd);
 err_ring:
+	store_pool_free(u->pool);
+	free(u->batch);
 	io_uring_queue_exit(&u->ring);
 err_free:
 	free(u);
@@ -284,9 +325,11 @@ static void uring_fini(struct store *s)
 
 	if (!u)
 		return;
+	store_pool_free(u->pool);
 	loop_io_del(s->loop, &u->lio);
 	io_uring_queue_exit(&u->ring);
 	close(u->efd);
+	free(u->batch);
 	free(u);
 	s->engine = NULL;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,13 +20,47 @@ enum {
 	ST_ZERO_WRITE, /* WRITE_ZEROES fallback: write from the zero buffer */
 	ST_SYNC,       /* fdatasync after a FUA trim/zero */
 	ST_CACHE,      /* fadvise WILLNEED, chunk by chunk */
+	ST_BREAD,      /* direct I/O: read [boff, boff + blen) into the bounce buffer */
+	ST_BWRITE,     /* direct I/O: write it back */
 };
+
+/* io->excl: counted in the volume's running writes; holds all others off. */
+#define EXCL_COUNTED 1u
+#define EXCL_ALONE   2u
 
 static void defer(struct store *s, struct store_io *io, int res);
 
+static bool bounced(const struct store_io *io)
+{
+	return io->stage == ST_BREAD || io->stage == ST_BWRITE;
+}
+
+/* Bytes the io moves in its current stage: the bounce range, or its own. */
+static uint64_t total(const struct store_io *io)
+{
+	return bounced(io) ? io->blen : io->length;
+}
+
 static uint64_t remaining(const struct store_io *io)
 {
-	return io->length - io->done_bytes;
+	return total(io) - io->done_bytes;
+}
+
+/* Largest transfer of one step; a multiple of the alignment on a direct
+ * volume, so that every piece of an aligned transfer stays aligned. */
+static uint64_t chunk(const struct store_volume *v)
+{
+	uint64_t m = v->s->max_io;
+
+	if (!v->direct)
+		return m;
+	m &= ~(uint64_t)(v->align - 1);
+	return m ? m : v->align;
+}
+
+static bool aligned(const struct store_volume *v, uint64_t x)
+{
+	return (x & (v->align - 1)) == 0;
 }
 
 void store_step_get(const struct store_io *io, struct store_step *st)
@@ -41,8 +76,16 @@ void store_step_get(const struct store_io *io, struct store_step *st)
 	case ST_RW:
 		st->kind = io->op == STORE_OP_READ ? STORE_STEP_READ : STORE_STEP_WRITE;
 		st->buf = (char *)io->buf + io->done_bytes;
-		st->len = MIN(remaining(io), s->max_io);
+		st->len = MIN(remaining(io), chunk(v));
 		st->dsync = io->op == STORE_OP_WRITE && (io->flags & STORE_F_FUA);
+		break;
+	case ST_BREAD:
+	case ST_BWRITE:
+		st->kind = io->stage == ST_BREAD ? STORE_STEP_READ : STORE_STEP_WRITE;
+		st->buf = (char *)io->bounce + io->done_bytes;
+		st->offset = io->boff + io->done_bytes;
+		st->len = MIN(remaining(io), chunk(v));
+		st->dsync = io->stage == ST_BWRITE && (io->flags & STORE_F_FUA);
 		break;
 	case ST_FLUSH:
 	case ST_SYNC:
@@ -63,7 +106,7 @@ void store_step_get(const struct store_io *io, struct store_step *st)
 	case ST_ZERO_WRITE:
 		st->kind = STORE_STEP_WRITE;
 		st->buf = s->zeros;
-		st->len = MIN(MIN(remaining(io), (uint64_t)STORE_ZERO_BYTES), s->max_io);
+		st->len = MIN(MIN(remaining(io), (uint64_t)STORE_ZERO_BYTES), chunk(v));
 		st->dsync = io->flags & STORE_F_FUA;
 		break;
 	case ST_CACHE:
@@ -79,14 +122,106 @@ static bool modifies(enum store_op op)
 	return op == STORE_OP_WRITE || op == STORE_OP_TRIM || op == STORE_OP_WRITE_ZEROES;
 }
 
+static void queue_step(struct store *s, struct store_io *io);
+
+/*
+ * Write ordering on a direct volume. A write not aligned to the volume's
+ * block is a read-modify-write of the blocks around it; a write to the same
+ * blocks between its read and its write would be undone. So such an io
+ * (EXCL_ALONE) starts only when no modifying io runs on the volume, and
+ * holds every later one off until it completes; the others run side by
+ * side as before. Ios held off wait in order. Unaligned writes are rare
+ * (clients follow the advertised block size), so this costs nothing on the
+ * hot path but a counter. @return true if @p io may start now.
+ */
+static bool write_admit(struct store_volume *v, struct store_io *io)
+{
+	if (!v->excl_running && slist_empty(&v->excl_wait) &&
+	    (!(io->excl & EXCL_ALONE) || v->writes == 0)) {
+		v->writes++;
+		io->excl |= EXCL_COUNTED;
+		if (io->excl & EXCL_ALONE)
+			v->excl_running = true;
+		return true;
+	}
+	store_io_push(&v->excl_wait, io);
+	return false;
+}
+
+/* A modifying io of @p v completed: start the ios it held off. */
+static void write_release(struct store *s, struct store_volume *v, struct store_io *io)
+{
+	struct slist_node *n;
+
+	v->writes--;
+	if (io->excl & EXCL_ALONE)
+		v->excl_running = false;
+	io->excl = 0;
+	while (!v->excl_running && (n = v->excl_wait.head)) {
+		struct store_io *w = slist_entry(n, struct store_io, link);
+		if ((w->excl & EXCL_ALONE) && v->writes)
+			break;
+		store_io_pop(&v->excl_wait);
+		v->writes++;
+		w->excl |= EXCL_COUNTED;
+		if (w->excl & EXCL_ALONE)
+			v->excl_running = true;
+		queue_step(s, w);
+	}
+}
+
 static void finish(struct store *s, struct store_io *io, int res)
 {
 	/* Counted whatever the result: a failed write may have changed some
 	 * of its range, and a FLUSH after it must not be skipped. */
 	if (modifies(io->op))
 		io->vol->wgen++;
+	if (io->excl & EXCL_COUNTED)
+		write_release(s, io->vol, io);
+	free(io->bounce);
+	io->bounce = NULL;
 	s->inflight--;
 	io->done(io, res);
+}
+
+/* Direct I/O of a range or buffer that is not aligned: through an aligned
+ * bounce buffer covering the blocks around [offset, offset + length). */
+static int bounce_setup(struct store_io *io)
+{
+	const struct store_volume *v = io->vol;
+	uint64_t a = v->align, end = io->offset + io->length;
+	void *b;
+
+	io->boff = io->offset & ~(a - 1);
+	io->blen = ((end + a - 1) & ~(a - 1)) - io->boff;
+	if (posix_memalign(&b, MAX(a, (uint64_t)STORE_DIO_ALIGN), io->blen) != 0) {
+		LOG_ERROR("%s: no memory for a bounce buffer of %llu bytes", v->name,
+			  (unsigned long long)io->blen);
+		return -ENOMEM;
+	}
+	io->bounce = b;
+	io->done_bytes = 0;
+	return 0;
+}
+
+/* The blocks around an unaligned io are read: hand the data out (READ), or
+ * lay the new bytes over them and write them back. */
+static void bounce_read_done(struct store *s, struct store_io *io)
+{
+	char *at = (char *)io->bounce + (io->offset - io->boff);
+
+	if (io->op == STORE_OP_READ) {
+		memcpy(io->buf, at, io->length);
+		finish(s, io, 0);
+		return;
+	}
+	if (io->op == STORE_OP_WRITE)
+		memcpy(at, io->buf, io->length);
+	else
+		memset(at, 0, io->length); /* WRITE_ZEROES, written */
+	io->stage = ST_BWRITE;
+	io->done_bytes = 0;
+	queue_step(s, io);
 }
 
 /* Every step goes to the engine through here: behind the steps already
@@ -116,8 +251,10 @@ static void transfer_done(struct store *s, struct store_io *io, int res)
 		return;
 	}
 	io->done_bytes += (uint64_t)res;
-	if (io->done_bytes < io->length)
+	if (io->done_bytes < total(io))
 		queue_step(s, io);
+	else if (io->stage == ST_BREAD)
+		bounce_read_done(s, io);
 	else
 		finish(s, io, 0);
 }
@@ -137,6 +274,17 @@ static void falloc_done(struct store *s, struct store_io *io, int res)
 		}
 		io->stage = ST_ZERO_WRITE;
 		io->done_bytes = 0;
+		if (io->vol->direct &&
+		    !(aligned(io->vol, io->offset) && aligned(io->vol, io->length))) {
+			/* Zeros written over part of a block: read-modify-write
+			 * (the io holds its volume's writes off: store_submit). */
+			int rc = bounce_setup(io);
+			if (rc < 0) {
+				finish(s, io, rc);
+				return;
+			}
+			io->stage = ST_BREAD;
+		}
 		queue_step(s, io);
 		return;
 	}
@@ -221,6 +369,8 @@ void store_step_done(struct store *s, struct store_io *io, int res)
 	switch (io->stage) {
 	case ST_RW:
 	case ST_ZERO_WRITE:
+	case ST_BREAD:
+	case ST_BWRITE:
 		transfer_done(s, io, res);
 		break;
 	case ST_PUNCH:
@@ -355,12 +505,57 @@ void store_io_init_volume(struct store_volume *v)
 {
 	slist_init(&v->sync_riders);
 	slist_init(&v->sync_next);
+	slist_init(&v->excl_wait);
 }
 
 int store_check_range(const struct store_volume *v, uint64_t offset, uint64_t length)
 {
 	if (offset > v->size || length > v->size - offset)
 		return -EINVAL;
+	return 0;
+}
+
+/* A direct volume's io that does not fit O_DIRECT's alignment takes the
+ * bounce buffer: a READ reads the blocks around it; a WRITE of an aligned
+ * range from an unaligned buffer is copied; one of an unaligned range is a
+ * read-modify-write, as is the zero-writing fallback of an unaligned
+ * WRITE_ZEROES: those hold the volume's other writes off (write_admit).
+ * CACHE (read-ahead into the page cache) is of no use: done at once.
+ * @return 0, or -errno when the io was completed here. */
+static int direct_prepare(struct store *s, struct store_volume *v, struct store_io *io)
+{
+	bool range_ok = aligned(v, io->offset) && aligned(v, io->length);
+	int rc;
+
+	switch (io->op) {
+	case STORE_OP_CACHE:
+		defer(s, io, 0);
+		return -EALREADY;
+	case STORE_OP_WRITE_ZEROES:
+		if (!range_ok)
+			io->excl = EXCL_ALONE;
+		return 0;
+	case STORE_OP_READ:
+	case STORE_OP_WRITE:
+		if (range_ok && aligned(v, (uintptr_t)io->buf))
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	rc = bounce_setup(io);
+	if (rc < 0) {
+		defer(s, io, rc);
+		return rc;
+	}
+	if (io->op == STORE_OP_READ || !range_ok) {
+		io->stage = ST_BREAD;
+		if (io->op == STORE_OP_WRITE)
+			io->excl = EXCL_ALONE;
+	} else {
+		memcpy(io->bounce, io->buf, io->length);
+		io->stage = ST_BWRITE;
+	}
 	return 0;
 }
 
@@ -373,6 +568,10 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->link.next = NULL;
 	io->result = 0;
 	io->eng_sync = 0;
+	io->eng_nowait = 0;
+	io->eng_nop = 0;
+	io->excl = 0;
+	io->bounce = NULL;
 	s->inflight++;
 	switch (io->op) {
 	case STORE_OP_READ:
@@ -410,6 +609,10 @@ void store_submit(struct store_volume *v, struct store_io *io)
 		defer(s, io, 0);
 		return;
 	}
+	if (v->direct && direct_prepare(s, v, io) < 0)
+		return;
+	if (v->direct && modifies(io->op) && !write_admit(v, io))
+		return;
 	queue_step(s, io);
 }
 

@@ -32,6 +32,7 @@ void store_opts_init(struct store_opts *o)
 	o->engine = STORE_ENGINE_URING;
 	o->depth = 256;
 	o->workers = 4;
+	o->direct_io = true;
 }
 
 const char *store_engine_name(enum store_engine e)
@@ -396,6 +397,50 @@ static void vol_free(struct store *s, struct store_volume *v)
 	free(v);
 }
 
+/* Switch the volume's descriptor to O_DIRECT (docs/STORE.md, "Direct
+ * I/O"): its reads and writes then bypass this host's page cache, so
+ * nothing it wrote can reach the shelf later through writeback, and nothing
+ * it reads comes from a cache filled while the partner owned the volume.
+ * F_SETFL rather than a second open: a FUSE daemon then keeps its own open
+ * as it was. A file system that refuses O_DIRECT (tmpfs) keeps buffered
+ * I/O, with one warning; so does a volume whose size is not a multiple of
+ * the alignment (its last block could not be written directly). */
+bool store_test_refuse_direct;
+
+static void vol_direct(struct store *s, struct store_volume *v)
+{
+	struct statx sx;
+	int fl;
+
+	v->direct = false;
+	v->align = STORE_DIO_ALIGN;
+	if (!s->opts.direct_io)
+		return;
+	if (statx(v->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align &&
+	    !(sx.stx_dio_offset_align & (sx.stx_dio_offset_align - 1)) &&
+	    !(sx.stx_dio_mem_align & (sx.stx_dio_mem_align - 1)))
+		v->align = MAX(MAX(sx.stx_dio_offset_align, sx.stx_dio_mem_align), 512u);
+	if (v->size % v->align) {
+		LOG_WARN("volume %s: size %" PRIu64 " is not a multiple of %u: buffered I/O, "
+			 "safe on one host only",
+			 v->name, v->size, v->align);
+		return;
+	}
+	fl = fcntl(v->fd, F_GETFL);
+	if (store_test_refuse_direct) {
+		fl = -1;
+		errno = EINVAL;
+	}
+	if (fl < 0 || fcntl(v->fd, F_SETFL, fl | O_DIRECT) < 0) {
+		LOG_WARN("volume %s: the file system refuses O_DIRECT (%s): buffered I/O, "
+			 "safe on one host only",
+			 v->name, strerror(errno));
+		return;
+	}
+	v->direct = true;
+}
+
 /* Open the data file of a volume whose metadata was read; repair a file
  * shorter than the volume (its tail reads as zeros either way). */
 static int vol_open_data(struct store *s, struct store_volume *v)
@@ -428,6 +473,7 @@ static int vol_open_data(struct store *s, struct store_volume *v)
 		LOG_WARN("volume %s: %s is %lld bytes, longer than the volume", v->name, file,
 			 (long long)st.st_size);
 	}
+	vol_direct(s, v);
 	return 0;
 }
 
@@ -711,6 +757,7 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 		LOG_ERROR("volume %s: size %s: %s", name, file, strerror(errno));
 		goto err_unlink;
 	}
+	vol_direct(s, v);
 	/* The metadata rename is the commit point; its directory fsync also
 	 * makes the data file's name durable. */
 	rc = meta_write(s, v);
@@ -769,6 +816,7 @@ void store_volume_get_info(const struct store_volume *v, struct store_volume_inf
 	info->size = v->size;
 	if (fstat(v->fd, &st) == 0)
 		info->allocated = (uint64_t)st.st_blocks * 512;
+	info->direct_io = v->direct;
 }
 
 const char *store_volume_name(const struct store_volume *v)

@@ -47,9 +47,13 @@ struct store_opts {
 	 * requests are issued in pieces like a short transfer; tests set it
 	 * small to exercise that path. */
 	unsigned max_io_bytes;
+	/* Volume files opened O_DIRECT (docs/STORE.md, "Direct I/O"): nothing
+	 * stays in this host's page cache, so two hosts sharing a shelf see
+	 * one another's writes and none lands late. Off: buffered, one host. */
+	bool direct_io;
 };
 
-/** The defaults: io_uring, depth 256, 4 workers. */
+/** The defaults: io_uring, depth 256, 4 workers, direct I/O on. */
 void store_opts_init(struct store_opts *o);
 /** "uring" or "threads". */
 const char *store_engine_name(enum store_engine e);
@@ -60,6 +64,7 @@ struct store_volume_info {
 	char owner[16];
 	uint64_t size;
 	uint64_t allocated; /* bytes on disk */
+	bool direct_io;	    /* opened O_DIRECT (false: asked off, or refused) */
 };
 
 enum store_op {
@@ -93,6 +98,12 @@ struct store_io {
 	int result;		/* of the last step */
 	uint8_t stage;		/* where a multi-step op is */
 	uint8_t eng_sync;	/* io_uring: the FUA write is in, its fdatasync pending */
+	uint8_t eng_nowait;	/* io_uring: the step went in with RWF_NOWAIT */
+	uint8_t eng_nop;	/* io_uring: gate closed after prep, sent as a NOP */
+	uint8_t excl;		/* holds its volume's writes off (read-modify-write) */
+	int eng_bytes;		/* io_uring: the FUA write's byte count */
+	void *bounce;		/* direct I/O: aligned copy of [boff, boff + blen) */
+	uint64_t boff, blen;
 };
 
 /** Open (creating if needed) the shelf directory @p dir on @p loop. */

@@ -32,6 +32,7 @@
 #define STORE_ZERO_BYTES (1u << 20) /* zero buffer for writing zeros */
 #define STORE_CHUNK_MAX	 (1u << 30) /* largest single system call */
 #define STORE_SLOT_NONE	 (-1)
+#define STORE_DIO_ALIGN	 4096u /* bounce buffers; alignment when statx cannot say */
 
 struct store_volume {
 	struct store *s;
@@ -43,6 +44,14 @@ struct store_volume {
 	int fd;
 	int slot;	/* registered file index (io_uring) or STORE_SLOT_NONE */
 	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */
+	bool direct;	/* fd is O_DIRECT: every transfer aligned to align */
+	uint32_t align; /* direct I/O alignment of offsets, lengths and buffers */
+
+	/* Write ordering for read-modify-write (io.c): modifying ios running,
+	 * whether an exclusive one runs, and those waiting, in order. */
+	unsigned writes;
+	bool excl_running;
+	struct slist excl_wait;
 
 	/* FLUSH bookkeeping (io.c). */
 	uint64_t wgen;		  /* modifying ios completed */
@@ -148,6 +157,11 @@ static inline bool store_gate_open(const struct store *s)
 
 /* ---- prototypes, by the file that defines them ---- */
 
+/* store.c */
+/** Test hook: opening a volume O_DIRECT fails with EINVAL, as on a file
+ * system without direct I/O (tmpfs before Linux 6.6). */
+extern bool store_test_refuse_direct;
+
 /* io.c */
 /** Set up io.c's part of a new store: its queues and the deferred task. */
 void store_io_init(struct store *s);
@@ -166,9 +180,20 @@ int store_step_exec(const struct store_step *st);
 /* engine_uring.c */
 /** The io_uring engine. */
 extern const struct store_engine_ops store_uring_ops;
+/** Test hook: io_uring writes sent with RWF_NOWAIT come back -EOPNOTSUPP,
+ * as on a file system that refuses it (FUSE, NFS). */
+extern bool store_test_refuse_nowait;
 
 /* engine_threads.c */
 /** The worker-pool engine. */
 extern const struct store_engine_ops store_threads_ops;
+struct store_pool;
+/** A worker pool of @p workers threads, at most @p cap steps handed over at
+ * once; the threads engine is one, and the io_uring engine keeps one for the
+ * steps that may block (each checks the gate right before its system call). */
+int store_pool_new(struct store *s, unsigned workers, unsigned cap, struct store_pool **out);
+void store_pool_free(struct store_pool *p);
+/** Run the current step of @p io in the pool (loop thread). */
+void store_pool_queue(struct store_pool *p, struct store_io *io);
 
 #endif

@@ -298,6 +298,8 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.engine, so_def.engine);
 	assert_int_equal(so.depth, so_def.depth);
 	assert_int_equal(so.workers, so_def.workers);
+	assert_true(so.direct_io);
+	assert_int_equal(so.direct_io, so_def.direct_io);
 	assert_string_equal(co.provider, co_def.provider);
 	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
@@ -317,6 +319,7 @@ static void test_module_opts(void **state)
 			       BASE
 			       "proxy_listen = 127.0.0.1:10810\nmax_payload = 64M\n"
 			       "[store]\nio_engine = threads\nio_depth = 64\nio_workers = 2\n"
+			       "direct_io = off\n"
 			       "[ic]\npartner = b\nlink = ic0 127.0.0.1:1 127.0.0.1:2\n"
 			       "link = ic1 127.0.0.2:1 127.0.0.2:2\nprobe_ms = 7\n"
 			       "balance = round_robin\n"
@@ -328,6 +331,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.engine, STORE_ENGINE_THREADS);
 	assert_int_equal(so.depth, 64);
 	assert_int_equal(so.workers, 2);
+	assert_false(so.direct_io);
 	config_ccm_opts(&cfg, &co);
 	assert_string_equal(co.node, "a");
 	assert_string_equal(co.partner, "b");

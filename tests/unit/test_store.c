@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "store/store.h"
+#include "store/store_int.h" /* store_test_refuse_nowait */
 
 #define KiB	     1024ull
 #define MiB	     (1024ull * 1024ull)
@@ -863,6 +865,367 @@ static void test_fencing_gate(void **state)
 	ctx_close(&c);
 }
 
+/* ---- direct I/O and the gate at the system call (issue 16) ---- */
+
+static bool vol_direct(struct store_volume *v)
+{
+	struct store_volume_info info;
+
+	store_volume_get_info(v, &info);
+	return info.direct_io;
+}
+
+/* Pages of the volume's file in this host's page cache (mincore over a
+ * mapping of it): what a second host sharing the shelf would not see, and
+ * what writeback could still carry to the shelf. */
+static size_t cached_pages(struct ctx *c, const char *name, uint64_t size)
+{
+	char path[512];
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t n = (size + (uint64_t)pg - 1) / (uint64_t)pg, resident = 0;
+	unsigned char *vec = calloc(n, 1);
+	void *m;
+	int fd;
+
+	assert_non_null(vec);
+	snprintf(path, sizeof(path), "%s/volumes/%s.img", c->dir, name);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, size, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		resident += vec[i] & 1;
+	munmap(m, size);
+	close(fd);
+	free(vec);
+	return resident;
+}
+
+/* Read the volume's file behind the store's back (a buffered pread: on one
+ * host it sees what reached the file). */
+static void file_read(struct ctx *c, const char *name, uint64_t off, void *buf, size_t len)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s.img", c->dir, name);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+/* Finding 1: with direct_io on (the default) nothing a volume's I/O moves
+ * stays in the page cache: no dirty page for writeback to carry to the
+ * shelf later, no clean page to serve a read from. Off, it does (the check
+ * can see a cache). */
+static void test_direct_io_no_page_cache(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	size_t n = MiB;
+	uint8_t *w, *r;
+
+	(void)state;
+	assert_int_equal(posix_memalign((void **)&w, 4096, n), 0);
+	assert_int_equal(posix_memalign((void **)&r, 4096, n), 0);
+	fill(w, n, 31);
+	ctx_open(&c);
+	v = ctx_volume(&c, "d", 4 * MiB, "a");
+	assert_true(vol_direct(v));
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, n, w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 2 * MiB, n, w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, n, r), 0);
+	assert_memory_equal(w, r, n);
+	assert_int_equal(do_io(&c, v, STORE_OP_CACHE, 0, 0, 4 * MiB, NULL), 0);
+	assert_int_equal(cached_pages(&c, "d", 4 * MiB), 0);
+	/* Reopened (a takeover opens the partner's shelf): direct again. */
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "d");
+	assert_true(vol_direct(v));
+	memset(r, 0, n);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 2 * MiB, n, r), 0);
+	assert_memory_equal(w, r, n);
+	assert_int_equal(cached_pages(&c, "d", 4 * MiB), 0);
+
+	/* direct_io = off: today's buffered I/O. */
+	c.opts.direct_io = false;
+	ctx_reopen(&c);
+	v = ctx_volume(&c, "b", 4 * MiB, "a");
+	assert_false(vol_direct(v));
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, n, w), 0);
+	assert_true(cached_pages(&c, "b", 4 * MiB) > 0);
+	ctx_close(&c);
+	free(w);
+	free(r);
+}
+
+/* One shelf on tmpfs (/dev/shm): a write and a read, unaligned, through
+ * whatever I/O the volume got; @return whether it is direct. */
+static bool tmpfs_round_trip(void)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t w[8192], r[8192];
+	bool direct;
+
+	ctx_open_in(&c, "/dev/shm");
+	v = ctx_volume(&c, "t", MiB, "a");
+	direct = vol_direct(v);
+	fill(w, sizeof(w), 32);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, STORE_F_FUA, 100, sizeof(w), w), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 100, sizeof(r), r), 0);
+	assert_memory_equal(w, r, sizeof(w));
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "t");
+	assert_int_equal(vol_direct(v), direct);
+	memset(r, 0, sizeof(r));
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 100, sizeof(r), r), 0);
+	assert_memory_equal(w, r, sizeof(w));
+	ctx_close(&c);
+	return direct;
+}
+
+/* Finding 1: on tmpfs, direct where the kernel has it (Linux >= 6.6);
+ * where O_DIRECT is refused (tmpfs before 6.6, made here by the test hook
+ * with EINVAL as such a kernel gives) the volume keeps buffered I/O, says
+ * so in its info (direct_io: false), and works. */
+static void test_direct_io_tmpfs_fallback(void **state)
+{
+	struct statfs sf;
+
+	(void)state;
+	if (statfs("/dev/shm", &sf) != 0 || sf.f_type != TMPFS_MAGIC_ || access("/dev/shm", W_OK))
+		skip();
+	tmpfs_round_trip();
+	store_test_refuse_direct = true;
+	assert_false(tmpfs_round_trip());
+	store_test_refuse_direct = false;
+}
+
+/* Finding 1: ios that O_DIRECT cannot take as they are (unaligned offset,
+ * length or buffer) go through a bounce buffer; unaligned writes are
+ * read-modify-writes that hold the volume's other writes off, so two of
+ * them in one block both land, and overlapping writes land in the order
+ * submitted. Checked against a model of the volume, small pieces too. */
+static void test_direct_io_unaligned(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	const uint64_t size = 256 * KiB;
+	uint8_t *model = calloc(1, size), *r = malloc(size + 1), *src = malloc(size + 1);
+	struct tio t[8];
+	int pending;
+	static const struct {
+		uint64_t off, len;
+	} cases[] = {{1, 1},	   {511, 2},	   {4095, 4098}, {100, 200},	 {8192, 4096},
+		     {12288, 513}, {65535, 70000}, {0, 4095},	 {200000, 56143}};
+
+	(void)state;
+	assert_non_null(model);
+	assert_non_null(r);
+	assert_non_null(src);
+	ctx_open(&c);
+	c.opts.max_io_bytes = 4096 + 512; /* pieces: rounded down to the block */
+	ctx_reopen(&c);
+	v = ctx_volume(&c, "u", size, "a");
+	assert_true(vol_direct(v));
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t off = cases[i].off, len = cases[i].len;
+		uint32_t fua = i % 2 ? STORE_F_FUA : 0;
+		/* src + 1: a buffer no O_DIRECT would take. */
+		fill(src + 1, len, 40 + i);
+		assert_int_equal(do_io(&c, v, STORE_OP_WRITE, fua, off, len, src + 1), 0);
+		memcpy(model + off, src + 1, len);
+		assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, off, len, r + 1), 0);
+		assert_memory_equal(r + 1, model + off, len);
+	}
+	/* Unaligned write zeroes, with and without a hole. */
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, 0, 4097, 5000, NULL), 0);
+	memset(model + 4097, 0, 5000);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE_ZEROES, STORE_F_NO_HOLE, 70001, 3, NULL), 0);
+	memset(model + 70001, 0, 3);
+
+	/* All at once: two unaligned writes in one block, an aligned write
+	 * under an unaligned one, and an aligned one over both. */
+	pending = 5;
+	fill(src, 5 * 4096, 60);
+	tio_prep(&t[0], &pending, STORE_OP_WRITE, 0, 16384, 8192, src);
+	tio_prep(&t[1], &pending, STORE_OP_WRITE, 0, 16384 + 10, 10, src + 8192);
+	tio_prep(&t[2], &pending, STORE_OP_WRITE, 0, 16384 + 30, 10, src + 12288);
+	tio_prep(&t[3], &pending, STORE_OP_WRITE, 0, 16384 + 4096, 4096, src + 16384);
+	tio_prep(&t[4], &pending, STORE_OP_WRITE, 0, 16384 + 4000, 200, src + 20000);
+	for (int i = 0; i < 5; i++)
+		store_submit(v, &t[i].io);
+	run_until_done(&c, &pending);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(t[i].result, 0);
+		memcpy(model + t[i].io.offset, t[i].io.buf, t[i].io.length);
+	}
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, size, r), 0);
+	assert_memory_equal(r, model, size);
+	/* And reopened: it is all in the file. */
+	c.opts.max_io_bytes = 0;
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "u");
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, size, r), 0);
+	assert_memory_equal(r, model, size);
+	assert_int_equal(cached_pages(&c, "u", size), 0);
+	ctx_close(&c);
+	free(model);
+	free(r);
+	free(src);
+}
+
+/* Finding 2: a file system that refuses RWF_NOWAIT (FUSE, NFS: -EOPNOTSUPP;
+ * here the test hook). Many writes in flight when the first refusal comes
+ * back must all land (before: the later ones failed with -EOPNOTSUPP, and a
+ * takeover's replay with them); after it, writes still never run past the
+ * gate: one whose gate check at the system call fails waits. */
+static void test_nowait_refused(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	enum { N = 32 };
+	struct tio t[N];
+	uint8_t *w, *r;
+	int pending = N, waits;
+	struct store_stats st;
+
+	(void)state;
+	if (g_engine != STORE_ENGINE_URING)
+		skip();
+	assert_int_equal(posix_memalign((void **)&w, 4096, N * 4096), 0);
+	assert_int_equal(posix_memalign((void **)&r, 4096, N * 4096), 0);
+	fill(w, N * 4096, 70);
+	ctx_open(&c);
+	v = ctx_volume(&c, "n", MiB, "a");
+	store_test_refuse_nowait = true;
+	for (int i = 0; i < N; i++) {
+		tio_prep(&t[i], &pending, STORE_OP_WRITE, i % 4 ? 0 : STORE_F_FUA,
+			 (uint64_t)i * 4096, 4096, w + i * 4096);
+		store_submit(v, &t[i].io);
+	}
+	run_until_done(&c, &pending);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(t[i].result, 0);
+	st = sstats(&c);
+	assert_int_equal(st.fua_syncs, N / 4);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, N * 4096, r), 0);
+	assert_memory_equal(r, w, N * 4096);
+
+	/* The gate closes after the loop's check, before the system call. */
+	store_set_gate(c.s, t_gate, t_gate_wait, NULL);
+	g_gate_open = false;
+	g_gate_true_calls = 1;
+	waits = g_gate_waits;
+	pending = 1;
+	tio_prep(&t[0], &pending, STORE_OP_WRITE, 0, 0, 4096, w + 4096);
+	store_submit(v, &t[0].io);
+	for (int i = 0; i < 1000 && g_gate_waits == waits; i++)
+		loop_run_once(c.l, 100000000);
+	assert_true(g_gate_waits > waits);
+	assert_false(t[0].done);
+	file_read(&c, "n", 0, r, 4096);
+	assert_memory_equal(r, w, 4096);
+	g_gate_open = true;
+	store_gate_release(c.s);
+	run_until_done(&c, &pending);
+	assert_int_equal(t[0].result, 0);
+	file_read(&c, "n", 0, r, 4096);
+	assert_memory_equal(r, w + 4096, 4096);
+	store_test_refuse_nowait = false;
+	store_set_gate(c.s, NULL, NULL, NULL);
+	ctx_close(&c);
+	free(w);
+	free(r);
+}
+
+/* Finding 9: every step that changes the shelf is bounded by the gate at
+ * its system call: the gate closes after the loop's check (a SIGSTOP
+ * there), and the write, TRIM, WRITE_ZEROES, FLUSH or a FUA write's sync
+ * does not run until it opens (before: io_uring ran them in the kernel). */
+static void test_gate_at_the_system_call(void **state)
+{
+	static const struct {
+		enum store_op op;
+		uint32_t flags;
+		int true_calls;
+	} cases[] = {
+	    {STORE_OP_WRITE, 0, 1}, /* io_uring: a batch prepared, then a stop */
+	    {STORE_OP_TRIM, 0, 1},  /* fallocate */
+	    {STORE_OP_WRITE_ZEROES, STORE_F_NO_HOLE, 1}, /* fallocate */
+	    {STORE_OP_FLUSH, 0, 1},			 /* fdatasync */
+	    {STORE_OP_WRITE, STORE_F_FUA, 3},		 /* io_uring: the fdatasync after */
+	};
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t *w, *w2, *r;
+	struct tio t;
+	int pending, waits;
+
+	(void)state;
+	assert_int_equal(posix_memalign((void **)&w, 4096, 64 * KiB), 0);
+	assert_int_equal(posix_memalign((void **)&w2, 4096, 64 * KiB), 0);
+	assert_int_equal(posix_memalign((void **)&r, 4096, 64 * KiB), 0);
+	fill(w, 64 * KiB, 80);
+	fill(w2, 64 * KiB, 81);
+	ctx_open(&c);
+	v = ctx_volume(&c, "g", MiB, "a");
+	store_set_gate(c.s, t_gate, t_gate_wait, NULL);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct store_stats before;
+		bool fua_sync = cases[i].flags & STORE_F_FUA;
+		if (fua_sync && g_engine != STORE_ENGINE_URING)
+			continue; /* one RWF_DSYNC write: the first case */
+		g_gate_open = true;
+		g_gate_true_calls = 0;
+		assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, 64 * KiB, w), 0);
+		before = sstats(&c);
+		g_gate_open = false;
+		g_gate_true_calls = cases[i].true_calls;
+		waits = g_gate_waits;
+		pending = 1;
+		tio_prep(&t, &pending, cases[i].op, cases[i].flags, 0, 64 * KiB, w2);
+		store_submit(v, &t.io);
+		for (int k = 0; k < 1000 && g_gate_waits == waits; k++)
+			loop_run_once(c.l, 100000000);
+		assert_true(g_gate_waits > waits);
+		turns(&c, 5);
+		assert_false(t.done);
+		if (!fua_sync) {
+			file_read(&c, "g", 0, r, 64 * KiB);
+			assert_memory_equal(r, w, 64 * KiB);
+		}
+		assert_int_equal(sstats(&c).syncs, before.syncs);
+		assert_int_equal(sstats(&c).fua_syncs, before.fua_syncs);
+		g_gate_open = true;
+		store_gate_release(c.s);
+		run_until_done(&c, &pending);
+		assert_int_equal(t.result, 0);
+		file_read(&c, "g", 0, r, 64 * KiB);
+		switch (cases[i].op) {
+		case STORE_OP_WRITE:
+			assert_memory_equal(r, w2, 64 * KiB);
+			break;
+		case STORE_OP_FLUSH:
+			assert_int_equal(sstats(&c).syncs, before.syncs + 1);
+			break;
+		default:
+			assert_true(all_zero(r, 64 * KiB));
+			break;
+		}
+		if (fua_sync)
+			assert_int_equal(sstats(&c).fua_syncs, before.fua_syncs + 1);
+	}
+	store_set_gate(c.s, NULL, NULL, NULL);
+	ctx_close(&c);
+	free(w);
+	free(w2);
+	free(r);
+}
+
 static int setup_uring(void **state)
 {
 	(void)state;
@@ -896,6 +1259,11 @@ int main(void)
 	    cmocka_unit_test(test_invalid_ios_complete_later),
 	    cmocka_unit_test(test_two_shelves),
 	    cmocka_unit_test(test_fencing_gate),
+	    cmocka_unit_test(test_direct_io_no_page_cache),
+	    cmocka_unit_test(test_direct_io_tmpfs_fallback),
+	    cmocka_unit_test(test_direct_io_unaligned),
+	    cmocka_unit_test(test_nowait_refused),
+	    cmocka_unit_test(test_gate_at_the_system_call),
 	};
 	int fails = 0;
 
