@@ -40,6 +40,7 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
+	jobj_add_bool(o, "direct_io", vi.direct_io);
 	return o;
 }
 
