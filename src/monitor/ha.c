@@ -301,6 +301,10 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 		fmt(h->why, "partner mailbox unreadable: %s", strerror(-in->mbox_rc));
 		return;
 	}
+	if (in->mbox_cached) {
+		fmt(h->why, "%.190s", in->mbox_cached);
+		return;
+	}
 	if (in->mbox_seen && !serves_own(in->mbox.state)) {
 		fmt(h->why, "the partner serves nothing (%s)",
 		    monitor_ha_state_name(in->mbox.state));
@@ -350,6 +354,15 @@ void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, b
 		fmt(h->reason, "started");
 	fmt(h->why, "starting");
 	fmt(h->partner_why, "no evidence yet");
+}
+
+uint64_t monitor_ha_fence_wait_ms(const struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t partner = 0;
+
+	if (in->mbox_seen && in->mbox.lease_ms)
+		partner = (uint64_t)in->mbox.lease_ms + in->mbox.fence_margin_ms;
+	return MAX(h->cfg.fence_wait_ms, partner);
 }
 
 static void start_takeover(struct ha *h, const struct ha_inputs *in, struct ha_output *out,
@@ -406,9 +419,10 @@ static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_out
  * exists and taking them again loses nothing. */
 static bool gave_back_unstarted(const struct ha *h, const struct ha_inputs *in)
 {
-	return h->resume_gen && h->resume_gen == h->mark_gen && in->mbox_rc == 0 && in->mbox_seen &&
-	       waits_for_us(in->mbox.state) && in->mbox.acked_gen < h->resume_gen &&
-	       in->partner_mark_valid && in->partner_mark_gen == h->resume_gen;
+	return h->resume_gen && h->resume_gen == h->mark_gen && in->mbox_rc == 0 &&
+	       !in->mbox_cached && in->mbox_seen && waits_for_us(in->mbox.state) &&
+	       in->mbox.acked_gen < h->resume_gen && in->partner_mark_valid &&
+	       in->partner_mark_gen == h->resume_gen;
 }
 
 static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
@@ -439,7 +453,7 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
 		return;
 	}
@@ -623,8 +637,10 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	}
 	if (in->own_mark)
 		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
-	if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && mailbox_writable(in) &&
-	    in->now_ms >= h->phase_until_ms) {
+	/* A mailbox read through a page cache proves no silence (main's rule
+	 * for takeover): then only takeover --force takes our volumes back. */
+	if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
+	    mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
 		fmt(h->reason,
 		    "automatic takeback: the partner holds our volumes but is dead: %.140s",
 		    h->partner_why);
@@ -693,6 +709,11 @@ static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force
 		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
 		return -EIO;
 	}
+	if (!force && in->mbox_cached) {
+		snprintf(err, errlen, "%.150s: takeover --force takes our volumes back",
+			 in->mbox_cached);
+		return -EAGAIN;
+	}
 	if (!force && h->partner != HA_PARTNER_DEAD) {
 		snprintf(err, errlen,
 			 "the partner holds our volumes and is %s (%.100s): takeover --force "
@@ -755,6 +776,10 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 		if (in->mbox_seen && !serves_own(in->mbox.state)) {
 			snprintf(err, errlen, "the partner serves nothing (%s)",
 				 monitor_ha_state_name(in->mbox.state));
+			return -EAGAIN;
+		}
+		if (in->mbox_cached) {
+			snprintf(err, errlen, "%s", in->mbox_cached);
 			return -EAGAIN;
 		}
 		p = mirror_problem(in, buf, sizeof(buf));
@@ -835,10 +860,11 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 		fmt(h->reason,
 		    "takeover mark gen %llu written: waiting %llu ms for the partner's "
 		    "lease to run out",
-		    (unsigned long long)h->mark_gen, (unsigned long long)h->cfg.fence_wait_ms);
+		    (unsigned long long)h->mark_gen,
+		    (unsigned long long)monitor_ha_fence_wait_ms(h, in));
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
 		/* +1: times are whole milliseconds, the wait must be full. */
-		h->phase_until_ms = in->now_ms + h->cfg.fence_wait_ms + 1;
+		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
 		break;
 	case HA_ACT_REPLAY_PARTNER:

@@ -62,15 +62,17 @@ struct monitor_mbox {
 	bool buffered;
 	uint64_t interval_ns;
 	uint64_t lease_ns;
+	uint32_t lease_ms;	  /* published in the lease record */
+	uint32_t fence_margin_ms; /* published in the lease record */
 	void (*on_cycle)(void *arg);
 	void *cycle_arg;
 
 	int own_fd;
 	int partner_fd;
 	bool own_direct;
-	bool partner_direct;
-	uint8_t *wbuf; /* one sector, aligned */
-	uint8_t *rbuf; /* two sectors, aligned */
+	int own_direct_err; /* why O_DIRECT was refused: negative errno, or 0 */
+	uint8_t *wbuf;	    /* one sector, aligned */
+	uint8_t *rbuf;	    /* two sectors, aligned */
 
 	pthread_t thread;
 	bool running;
@@ -90,7 +92,8 @@ struct monitor_mbox {
 	bool booted;
 	uint64_t boot_gen;
 	uint64_t counter;
-	bool wrote;
+	bool wrote; /* a record (with our lease) is durable this boot */
+	int last_wrc;
 	uint8_t last_written[MONITOR_REC_SIZE];
 	uint64_t durable_acked; /* acked_gen of the last record on disk */
 	bool partner_have;
@@ -98,6 +101,8 @@ struct monitor_mbox {
 
 	_Atomic uint64_t lease_until; /* boottime ns */
 	_Atomic uint64_t drop_at;     /* boottime ns of the last monitor_mbox_lease_drop() */
+	_Atomic int fail_writes;      /* test shim: own writes fail with this (negative) */
+	_Atomic bool stall_writes;    /* test shim: own writes block while set */
 
 	int efd;
 	struct loop_io eio;
@@ -111,18 +116,42 @@ uint64_t monitor_boottime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* O_DIRECT keeps two hosts that share a shelf coherent; a filesystem that
- * refuses it (tmpfs) still gets O_DSYNC writes through the page cache. */
-static int open_mailbox(const char *path, bool create, bool buffered, bool *direct)
+/* Test shim: DUET_TEST_NO_O_DIRECT=PREFIX makes every mailbox whose path
+ * starts with PREFIX refuse O_DIRECT with EINVAL, as tmpfs did before Linux
+ * 6.6 and as some network filesystems do (today's tmpfs accepts it). It
+ * can only take the split-brain guard's O_DIRECT away, never grant it. */
+static int open_direct(const char *path, int flags)
+{
+	const char *no = getenv("DUET_TEST_NO_O_DIRECT");
+
+	if (no && *no && strncmp(path, no, strlen(no)) == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return open(path, flags, 0644);
+}
+
+/* O_DIRECT keeps two hosts that share a shelf coherent. A filesystem that
+ * refuses it (tmpfs) still gets O_DSYNC writes through the page cache, so
+ * one host works; but a second host with a cache of its own would not see
+ * them, so the fallback is said once, loudly, and takeover is refused
+ * (monitor.c). @p direct_err gets why O_DIRECT was refused (0: not tried). */
+static int open_mailbox(const char *path, bool create, bool buffered, bool *direct, int *direct_err)
 {
 	int flags = O_RDWR | O_CLOEXEC | O_DSYNC | (create ? O_CREAT : 0);
-	int fd = buffered ? -1 : open(path, flags | O_DIRECT, 0644);
+	int fd = buffered ? -1 : open_direct(path, flags | O_DIRECT);
 
 	*direct = fd >= 0;
+	*direct_err = fd < 0 && !buffered ? -errno : 0;
 	if (fd < 0 && (buffered || errno == EINVAL))
 		fd = open(path, flags, 0644);
 	if (fd < 0)
 		return -errno;
+	if (!*direct && !buffered)
+		LOG_WARN("mailbox %s: O_DIRECT refused (%s): its I/O goes through this host's "
+			 "page cache, which another host sharing the shelf does not see; takeover "
+			 "is refused (takeover --force risks split brain)",
+			 path, strerror(-*direct_err));
 	return fd;
 }
 
@@ -141,10 +170,15 @@ static int read_sectors(int fd, uint8_t *buf)
 	return 0;
 }
 
-static int write_sector(int fd, const uint8_t *buf, unsigned sector)
+static int write_sector(struct monitor_mbox *mb, int fd, const uint8_t *buf, unsigned sector)
 {
+	int fault = fd == mb->own_fd ? atomic_load(&mb->fail_writes) : 0;
 	ssize_t n;
 
+	if (fault < 0)
+		return fault;
+	while (fd == mb->own_fd && atomic_load(&mb->stall_writes))
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	do
 		n = pwrite(fd, buf, MONITOR_SECTOR, (off_t)sector * MONITOR_SECTOR);
 	while (n < 0 && errno == EINTR);
@@ -179,6 +213,9 @@ static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mir
 	    .acked_gen = acked_gen,
 	    .state = state,
 	    .mirror = mirror,
+	    .lease_ms = mb->lease_ms,
+	    .fence_margin_ms = mb->fence_margin_ms,
+	    .mbox_direct = mb->own_direct,
 	};
 	struct timespec ts;
 	int rc;
@@ -187,8 +224,8 @@ static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mir
 	a.time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	snprintf(a.node, sizeof(a.node), "%s", mb->node);
 	memset(mb->wbuf, 0, MONITOR_SECTOR);
-	monitor_alive_encode(&a, MONITOR_REC_ALIVE, mb->wbuf);
-	rc = write_sector(mb->own_fd, mb->wbuf, MONITOR_SECT_ALIVE);
+	monitor_alive_sector_encode(&a, mb->wbuf);
+	rc = write_sector(mb, mb->own_fd, mb->wbuf, MONITOR_SECT_ALIVE);
 	if (rc < 0)
 		return rc;
 	mb->counter++;
@@ -198,7 +235,10 @@ static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mir
 }
 
 /* Read the own mailbox: renew or drop the lease, note a mark or a second
- * writer. @p own is filled for publication. */
+ * writer. @p own is filled for publication. The first lease of a boot
+ * waits for a durable record of this boot: the partner's fence wait uses
+ * the lease_ms it read there, so no lease is granted that it has not been
+ * told of. */
 static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
 	uint64_t t0 = monitor_boottime_ns();
@@ -225,7 +265,7 @@ static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view
 		atomic_store(&mb->lease_until, 0);
 		return;
 	}
-	if (t0 > atomic_load(&mb->drop_at) && loop_alive(mb)) {
+	if (mb->wrote && t0 > atomic_load(&mb->drop_at) && loop_alive(mb)) {
 		uint64_t until = t0 + mb->lease_ns;
 		uint64_t cur = atomic_load(&mb->lease_until);
 		while (cur < until && !atomic_compare_exchange_weak(&mb->lease_until, &cur, until))
@@ -243,7 +283,8 @@ static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_part
 
 	if (mb->partner_fd < 0) {
 		bool direct;
-		int fd = open_mailbox(mb->partner_path, false, mb->buffered, &direct);
+		int derr;
+		int fd = open_mailbox(mb->partner_path, false, mb->buffered, &direct, &derr);
 		if (fd < 0) {
 			if (p->rc != fd)
 				LOG_WARN("partner mailbox %s: %s", mb->partner_path, strerror(-fd));
@@ -251,16 +292,19 @@ static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_part
 			return;
 		}
 		mb->partner_fd = fd;
-		mb->partner_direct = direct;
-		LOG_INFO("partner mailbox %s open%s", mb->partner_path,
-			 direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
+		p->opened = true;
+		p->direct = direct;
+		p->direct_err = derr;
+		if (direct || mb->buffered) /* else open_mailbox() warned */
+			LOG_INFO("partner mailbox %s open%s", mb->partner_path,
+				 direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
 	}
 	t0 = loop_now_ns();
 	rc = read_sectors(mb->partner_fd, mb->rbuf);
 	t1 = loop_now_ns();
 	if (rc == 0) {
 		struct monitor_alive a;
-		rc = monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a);
+		rc = monitor_alive_sector_decode(mb->rbuf, &a);
 		p->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &p->mark) == 0;
 		if (rc == 0) {
 			if (!mb->partner_have ||
@@ -296,7 +340,7 @@ static int mark_write(struct monitor_mbox *mb, uint64_t gen, bool set)
 	pthread_mutex_unlock(&mb->mu);
 	memset(mb->wbuf, 0, MONITOR_SECTOR);
 	monitor_mark_encode(&m, mb->wbuf);
-	return write_sector(mb->partner_fd, mb->wbuf, MONITOR_SECT_MARK);
+	return write_sector(mb, mb->partner_fd, mb->wbuf, MONITOR_SECT_MARK);
 }
 
 /* First cycle: learn the boot generation and whether we were taken over,
@@ -332,6 +376,20 @@ static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *ow
 		mb->state = HA_TAKEN_OVER;
 	pthread_mutex_unlock(&mb->mu);
 	mb->booted = true;
+}
+
+/* A failing own write is logged when it starts and when it ends, not at
+ * every cycle; status shows it meanwhile (own.write_rc). */
+static void note_write(struct monitor_mbox *mb, int wrc)
+{
+	if (wrc == mb->last_wrc)
+		return;
+	if (wrc < 0)
+		LOG_ERROR("%s: write failed: %s (the partner sees this node's record stop)",
+			  mb->own_path, strerror(-wrc));
+	else
+		LOG_INFO("%s: writes again", mb->own_path);
+	mb->last_wrc = wrc;
 }
 
 static struct req *req_at(struct slist_node *n)
@@ -425,17 +483,17 @@ static void *thread_main(void *arg)
 			}
 			if ((due && loop_alive(mb)) || sync) {
 				wrc = cycle_write(mb, state, mirror, acked);
-				if (wrc < 0)
-					LOG_ERROR("%s: write: %s", mb->own_path, strerror(-wrc));
-				else
+				note_write(mb, wrc);
+				if (wrc == 0)
 					own.last_write_ns = loop_now_ns();
 				if (wrc == 0)
 					mb->durable_acked = acked;
+				own.write_rc = wrc;
 				own.counter = mb->counter;
 			}
+			/* A failed write is reported apart: it must never hide
+			 * what this read finds (a mark set or cleared). */
 			cycle_read_own(mb, &own);
-			if (wrc < 0 && own.rc == 0)
-				own.rc = wrc;
 			req_for_each(r, &reqs)
 			{
 				if (r->kind == REQ_MARK)
@@ -532,7 +590,9 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 		snprintf(mb->partner_path, sizeof(mb->partner_path), "%.*s/%s", PATH_MAX - 16,
 			 o->partner_shelf, MONITOR_MBOX_NAME);
 	mb->interval_ns = (uint64_t)(o->mailbox_ms ? o->mailbox_ms : 50) * 1000000ull;
-	mb->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : 100) * 1000000ull;
+	mb->lease_ms = o->lease_ms ? o->lease_ms : 100;
+	mb->lease_ns = (uint64_t)mb->lease_ms * 1000000ull;
+	mb->fence_margin_ms = o->fence_margin_ms;
 	mb->on_cycle = o->on_cycle;
 	mb->cycle_arg = o->arg;
 	slist_init(&mb->pending);
@@ -550,12 +610,14 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 		rc = -ENOMEM;
 		goto err;
 	}
-	rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct);
+	rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct, &mb->own_direct_err);
 	if (rc < 0) {
 		LOG_ERROR("%s: %s", mb->own_path, strerror(-rc));
 		goto err;
 	}
 	mb->own_fd = rc;
+	mb->own.direct = mb->own_direct;
+	mb->own.direct_err = mb->own_direct_err;
 	if (fstat(mb->own_fd, &st) < 0 || (st.st_size < (off_t)MONITOR_MBOX_SIZE &&
 					   ftruncate(mb->own_fd, MONITOR_MBOX_SIZE) < 0)) {
 		rc = -errno;
@@ -571,8 +633,9 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 	rc = loop_io_add(mb->loop, &mb->eio, mb->efd, EPOLLIN, deliver, mb);
 	if (rc < 0)
 		goto err;
-	LOG_INFO("mailbox %s open%s", mb->own_path,
-		 mb->own_direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
+	if (mb->own_direct || mb->buffered) /* else open_mailbox() warned */
+		LOG_INFO("mailbox %s open%s", mb->own_path,
+			 mb->own_direct ? " (O_DIRECT)" : " (O_DSYNC, no O_DIRECT)");
 	*out = mb;
 	return 0;
 
@@ -620,6 +683,7 @@ void monitor_mbox_close(struct monitor_mbox *mb)
 	if (!mb)
 		return;
 	if (mb->running) {
+		atomic_store(&mb->stall_writes, false);
 		pthread_mutex_lock(&mb->mu);
 		mb->stop = true;
 		pthread_cond_signal(&mb->cv);
@@ -723,4 +787,24 @@ void monitor_mbox_lease_drop(struct monitor_mbox *mb)
 bool monitor_mbox_direct(const struct monitor_mbox *mb)
 {
 	return mb->own_direct;
+}
+
+const char *monitor_mbox_own_path(const struct monitor_mbox *mb)
+{
+	return mb->own_path;
+}
+
+const char *monitor_mbox_partner_path(const struct monitor_mbox *mb)
+{
+	return mb->partner_path;
+}
+
+void monitor_mbox_test_fail_writes(struct monitor_mbox *mb, int err)
+{
+	atomic_store(&mb->fail_writes, err);
+}
+
+void monitor_mbox_test_stall_writes(struct monitor_mbox *mb, bool stall)
+{
+	atomic_store(&mb->stall_writes, stall);
 }

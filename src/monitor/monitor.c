@@ -43,6 +43,7 @@ struct monitor {
 	char link_names[MONITOR_MAX_LINKS][MONITOR_ID_MAX];
 	uint32_t watchdog_ms;
 	uint32_t lease_ms;
+	uint32_t fence_margin_ms;
 	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;
 	bool defer_watchdog;
@@ -71,6 +72,9 @@ struct monitor {
 	bool fresh_read_asked;
 	uint64_t progress_done;
 	uint64_t progress_total;
+	char cached_why[HA_REASON_MAX]; /* sample(): a mailbox not O_DIRECT */
+	bool plog_have;			/* the partner's lease settings last logged */
+	uint32_t plog_lease, plog_margin;
 
 	struct loop_timer tick;
 	struct loop_timer wake;
@@ -82,10 +86,47 @@ static void exec(struct monitor *m, const struct ha_output *out);
 
 /* ---- inputs ---- */
 
+/* The split-brain guard needs every mailbox of the pair read and written
+ * past any page cache: the own one (else our reads may miss a mark the
+ * partner wrote from its host), the partner's as we open it (else we may
+ * read it stale and think it silent), and the partner's own, which it
+ * publishes. NULL when all are O_DIRECT; else the first culprit, named,
+ * for the state machine's reason and the refused command. */
+static const char *mailbox_cached(struct monitor *m, const struct monitor_mbox_own_view *ov,
+				  const struct monitor_mbox_partner_view *pv)
+{
+	const char *path = NULL;
+	int err = 0;
+
+	if (!ov->direct) {
+		path = monitor_mbox_own_path(m->mb);
+		err = ov->direct_err;
+	} else if (pv->opened && !pv->direct) {
+		path = monitor_mbox_partner_path(m->mb);
+		err = pv->direct_err;
+	}
+	if (path) {
+		snprintf(m->cached_why, sizeof(m->cached_why),
+			 "mailbox %.80s refuses O_DIRECT (%s): another host would not see its "
+			 "writes; no takeover without --force",
+			 path, err ? strerror(-err) : "buffered");
+		return m->cached_why;
+	}
+	if (pv->seen && pv->rec.lease_ms && !pv->rec.mbox_direct) {
+		snprintf(m->cached_why, sizeof(m->cached_why),
+			 "partner %.15s reads its own mailbox without O_DIRECT: it may miss our "
+			 "mark; no takeover without --force",
+			 pv->rec.node);
+		return m->cached_why;
+	}
+	return NULL;
+}
+
 static void sample(struct monitor *m, struct ha_inputs *in)
 {
 	uint64_t now = loop_now_ns();
 	struct monitor_mbox_partner_view pv;
+	struct monitor_mbox_own_view ov;
 
 	memset(in, 0, sizeof(*in));
 	in->now_ms = now / NS_PER_MS;
@@ -109,6 +150,8 @@ static void sample(struct monitor *m, struct ha_inputs *in)
 	in->own_mark = m->own_mark;
 	in->own_mark_gen = m->own_mark_gen;
 	in->own_conflict = m->own_conflict;
+	monitor_mbox_own(m->mb, &ov);
+	in->mbox_cached = m->has_partner_mailbox ? mailbox_cached(m, &ov, &pv) : NULL;
 }
 
 /* ---- heartbeats ---- */
@@ -327,11 +370,45 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 
 /* ---- mailbox and watchdog events ---- */
 
+/* The partner's lease settings as its mailbox publishes them: said once
+ * when first read (the session's start) and at every change, loudly when
+ * they differ from ours (a takeover by either node then waits the larger;
+ * see monitor_ha_fence_wait_ms()). */
+static void note_partner_lease(struct monitor *m, const struct monitor_mbox_partner_view *pv)
+{
+	uint32_t l = pv->rec.lease_ms, f = pv->rec.fence_margin_ms;
+	bool differed =
+	    m->plog_have && (m->plog_lease != m->lease_ms || m->plog_margin != m->fence_margin_ms);
+
+	if (!pv->seen || (m->plog_have && l == m->plog_lease && f == m->plog_margin))
+		return;
+	m->plog_have = true;
+	m->plog_lease = l;
+	m->plog_margin = f;
+	if (!l)
+		LOG_WARN("partner %s publishes no lease_ms (an older duet): a takeover waits "
+			 "this node's lease_ms + fence_margin_ms (%u ms); both nodes must use "
+			 "the same",
+			 pv->rec.node, m->lease_ms + m->fence_margin_ms);
+	else if (l != m->lease_ms || f != m->fence_margin_ms)
+		LOG_WARN("partner %s has lease_ms %u, fence_margin_ms %u; this node %u, %u: the "
+			 "settings differ, a takeover waits the larger (%llu ms)",
+			 pv->rec.node, l, f, m->lease_ms, m->fence_margin_ms,
+			 (unsigned long long)MAX((uint64_t)l + f,
+						 (uint64_t)m->lease_ms + m->fence_margin_ms));
+	else if (differed)
+		LOG_INFO("partner %s: lease_ms and fence_margin_ms now match this node's",
+			 pv->rec.node);
+}
+
 static void on_cycle(void *arg)
 {
 	struct monitor *m = arg;
 	struct monitor_mbox_own_view ov;
+	struct monitor_mbox_partner_view pv;
 
+	monitor_mbox_partner(m->mb, &pv);
+	note_partner_lease(m, &pv);
 	monitor_mbox_own(m->mb, &ov);
 	if (ov.rc == 0) {
 		/* Only a good read changes what we believe about our own mark. */
@@ -461,6 +538,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 			 o->link_names[i] ? o->link_names[i] : "");
 	m->watchdog_ms = (uint32_t)o->watchdog_ms;
 	m->lease_ms = (uint32_t)o->lease_ms;
+	m->fence_margin_ms = (uint32_t)o->fence_margin_ms;
 	m->watchdog_action = o->watchdog_action;
 	m->no_watchdog = o->no_watchdog;
 	m->defer_watchdog = o->defer_watchdog;
@@ -491,6 +569,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	    .partner_shelf = o->partner_shelf,
 	    .mailbox_ms = (uint32_t)o->mailbox_ms,
 	    .lease_ms = (uint32_t)o->lease_ms,
+	    .fence_margin_ms = (uint32_t)o->fence_margin_ms,
 	    .on_cycle = on_cycle,
 	    .arg = m,
 	};
@@ -636,10 +715,17 @@ const struct ha *monitor_ha(const struct monitor *m)
 	return &m->ha;
 }
 
+struct monitor_mbox *monitor_mbox_of(struct monitor *m)
+{
+	return m->mb;
+}
+
 void monitor_status_json(struct monitor *m, struct json_object *ha)
 {
 	struct ha_inputs in;
 	struct monitor_mbox_own_view ov;
+	struct monitor_mbox_partner_view pv;
+	char own[HA_REASON_MAX];
 	struct json_object *last = json_object_new_object();
 	struct json_object *partner = json_object_new_object();
 	struct json_object *links = json_object_new_array();
@@ -649,6 +735,13 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 
 	sample(m, &in);
 	monitor_mbox_own(m->mb, &ov);
+	monitor_mbox_partner(m->mb, &pv);
+	if (ov.rc < 0)
+		snprintf(own, sizeof(own), "%s", strerror(-ov.rc));
+	else if (ov.write_rc < 0)
+		snprintf(own, sizeof(own), "write_failed: %s", strerror(-ov.write_rc));
+	else
+		snprintf(own, sizeof(own), "ok");
 	json_object_object_add(
 	    ha, "state",
 	    json_object_new_string(m->booted ? monitor_ha_state_name(m->ha.state) : "up"));
@@ -675,10 +768,24 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	json_object_object_add(ha, "heartbeats", links);
 	jobj_add_age(mbox, "own_write_age_ms",
 		     ov.last_write_ns ? (now - ov.last_write_ns) / NS_PER_MS : HA_NEVER, HA_NEVER);
-	json_object_object_add(mbox, "own",
-			       json_object_new_string(ov.rc < 0 ? strerror(-ov.rc) : "ok"));
+	json_object_object_add(mbox, "own", json_object_new_string(own));
 	json_object_object_add(mbox, "direct_io",
 			       json_object_new_boolean(monitor_mbox_direct(m->mb)));
+	json_object_object_add(mbox, "partner_direct_io",
+			       pv.opened ? json_object_new_boolean(pv.direct) : NULL);
+	/* What the partner publishes; null before a record of it was read, 0
+	 * for a partner of the older layout (it publishes none). */
+	json_object_object_add(mbox, "partner_lease_ms",
+			       pv.seen ? json_object_new_int64(pv.rec.lease_ms) : NULL);
+	json_object_object_add(mbox, "partner_fence_margin_ms",
+			       pv.seen ? json_object_new_int64(pv.rec.fence_margin_ms) : NULL);
+	json_object_object_add(
+	    mbox, "partner_reads_direct",
+	    pv.seen && pv.rec.lease_ms ? json_object_new_boolean(pv.rec.mbox_direct) : NULL);
+	json_object_object_add(
+	    mbox, "fence_wait_ms",
+	    json_object_new_int64((int64_t)(m->booted ? monitor_ha_fence_wait_ms(&m->ha, &in)
+						      : m->hcfg.fence_wait_ms)));
 	json_object_object_add(mbox, "partner",
 			       json_object_new_string(!m->has_partner_mailbox ? "not configured"
 						      : in.mbox_rc < 0 ? strerror(-in.mbox_rc)

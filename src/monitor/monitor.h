@@ -122,9 +122,11 @@ struct monitor_opts {
 	uint64_t mailbox_ms;	      /**< mailbox write/read cycle */
 	uint64_t mailbox_deadline_ms; /**< partner mailbox unchanged this long: silent */
 	uint64_t lease_ms;	      /**< I/O allowed this long after a clean own-mark read */
-	uint64_t fence_margin_ms;     /**< the taker waits lease_ms + this after its mark */
-	uint64_t watchdog_ms;	      /**< reactor stall that ends the process */
-	bool auto_giveback;	      /**< give back once the partner waits giveback_delay_ms */
+	/** The taker waits lease_ms + this after its mark, or the partner's
+	 * sum when its mailbox record publishes a larger one. */
+	uint64_t fence_margin_ms;
+	uint64_t watchdog_ms; /**< reactor stall that ends the process */
+	bool auto_giveback;   /**< give back once the partner waits giveback_delay_ms */
 	uint64_t giveback_delay_ms;
 	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;    /**< tests only */

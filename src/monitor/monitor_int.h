@@ -57,19 +57,35 @@ struct monitor_alive {
 	uint64_t acked_gen; /**< last takeover generation whose giveback this node completed */
 	enum ha_state state;
 	enum ha_mirror mirror; /**< the writer's own mirror (in_sync: every ack is mirrored) */
+	/* Mailbox only (the lease record next to the liveness record): */
+	uint32_t lease_ms;	  /**< the writer's lease_ms; 0: not published (older layout) */
+	uint32_t fence_margin_ms; /**< the writer's fence_margin_ms */
+	bool mbox_direct;	  /**< the writer reads its own mailbox with O_DIRECT */
 };
 
 enum monitor_rec_kind {
 	MONITOR_REC_ALIVE = 1,
 	MONITOR_REC_MARK = 2,
 	MONITOR_REC_HEARTBEAT = 3,
+	MONITOR_REC_LEASE = 4, /**< follows the liveness record in the mailbox */
 };
+
+/** Bytes of the mailbox's liveness record: the liveness record, then its
+ * lease record (record.c). */
+#define MONITOR_ALIVE_SECTOR_SIZE (2u * MONITOR_REC_SIZE)
 
 /** Encode @p a as @p kind (ALIVE or HEARTBEAT) into MONITOR_REC_SIZE bytes. */
 void monitor_alive_encode(const struct monitor_alive *a, enum monitor_rec_kind kind, void *buf);
 /** Decode a record of @p kind: 0; -ENODATA blank; -EBADMSG torn or foreign
  * (magic, CRC); -EPROTO unknown version; -EINVAL other kind or bad field. */
 int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct monitor_alive *a);
+/** Encode the mailbox's liveness record of @p a (with its lease record)
+ * into MONITOR_ALIVE_SECTOR_SIZE bytes. */
+void monitor_alive_sector_encode(const struct monitor_alive *a, void *buf);
+/** Decode what monitor_alive_sector_encode() wrote; a sector of the older
+ * layout (no lease record) decodes with lease_ms 0. Errors as
+ * monitor_alive_decode(); a lease record of another write is -EBADMSG. */
+int monitor_alive_sector_decode(const void *buf, struct monitor_alive *a);
 /** Encode a takeover mark into MONITOR_REC_SIZE bytes. */
 void monitor_mark_encode(const struct monitor_mark *m, void *buf);
 /** Decode a takeover mark; errors as monitor_alive_decode(). */
@@ -93,6 +109,7 @@ struct monitor_mbox_opts {
 	const char *partner_shelf; /**< NULL or "": no partner mailbox */
 	uint32_t mailbox_ms;	   /**< cycle: write own record, read own mark, read partner */
 	uint32_t lease_ms;	   /**< I/O lease after a clean own read; loop liveness gate */
+	uint32_t fence_margin_ms;  /**< published with lease_ms for the partner's fence wait */
 	bool buffered;		   /**< never O_DIRECT (one host only; tests) */
 	/** Called on the loop after every cycle whose view changed (may be NULL). */
 	void (*on_cycle)(void *arg);
@@ -102,6 +119,9 @@ struct monitor_mbox_opts {
 /** What this node knows of its own mailbox. */
 struct monitor_mbox_own_view {
 	int rc;			  /**< last own read: 0 or a negative errno */
+	int write_rc;		  /**< last own write: 0 or a negative errno (apart from rc) */
+	bool direct;		  /**< opened with O_DIRECT */
+	int direct_err;		  /**< else why O_DIRECT was refused (0: buffered by option) */
 	uint64_t boot_gen;	  /**< this boot's generation (old + 1) */
 	uint64_t boot_acked_gen;  /**< acked_gen of the record found at boot */
 	uint64_t counter;	  /**< records written */
@@ -121,6 +141,9 @@ struct monitor_mbox_partner_view {
 	uint64_t last_read_ns;	  /**< monotonic start of the last successful read */
 	bool mark_valid;	  /**< our mark record in the partner's mailbox */
 	struct monitor_mark mark;
+	bool opened;	/**< the partner's mailbox file is open */
+	bool direct;	/**< ... with O_DIRECT */
+	int direct_err; /**< else why O_DIRECT was refused (0: buffered by option) */
 };
 
 /** Open (create) the own mailbox and the partner's; no I/O thread yet. */
@@ -150,6 +173,16 @@ bool monitor_mbox_io_allowed(const struct monitor_mbox *mb);
 void monitor_mbox_lease_drop(struct monitor_mbox *mb);
 /** Whether the mailbox is opened with O_DIRECT (else O_DSYNC through the cache). */
 bool monitor_mbox_direct(const struct monitor_mbox *mb);
+/** SHELF/mailbox of this node, as opened (for messages). */
+const char *monitor_mbox_own_path(const struct monitor_mbox *mb);
+/** The partner's mailbox path, "" without one (for messages). */
+const char *monitor_mbox_partner_path(const struct monitor_mbox *mb);
+/** Test shim: every own-mailbox write fails with @p err (a negative errno)
+ * until called with 0; reads and mark writes are untouched. */
+void monitor_mbox_test_fail_writes(struct monitor_mbox *mb, int err);
+/** Test shim: the next own-mailbox write blocks (as on a hung device, so
+ * the thread reads nothing either) until called with false or closed. */
+void monitor_mbox_test_stall_writes(struct monitor_mbox *mb, bool stall);
 /** CLOCK_BOOTTIME in ns: counts a stopped process and a suspended host. */
 uint64_t monitor_boottime_ns(void);
 
@@ -208,7 +241,8 @@ struct ha_config {
 	bool has_partner_mailbox; /**< a partner shelf is set */
 	uint64_t deadline_ms;	  /**< heartbeat silence on every link: suspect */
 	uint64_t mailbox_deadline_ms;
-	uint64_t fence_wait_ms; /**< after the mark: partner's lease_ms + fence_margin_ms */
+	uint64_t fence_wait_ms; /**< after the mark: own lease_ms + fence_margin_ms; the
+				   partner's when it publishes more (monitor_ha_fence_wait_ms) */
 	bool auto_giveback;
 	uint64_t giveback_delay_ms;
 	uint64_t retry_ms; /**< after a failed mark write; 0: 1000 */
@@ -229,8 +263,11 @@ struct ha_inputs {
 	uint64_t mbox_change_age_ms;	       /**< since it last advanced; HA_NEVER */
 	uint64_t mbox_read_ms;		       /**< start of the last good read (now_ms clock) */
 	struct monitor_alive mbox;	       /**< the partner's last mailbox record */
-	bool partner_mark_valid;	       /**< a mark of ours exists in its mailbox */
-	bool partner_mark_set;		       /**< ... and is set (not cleared) */
+	/** NULL, or why a mailbox of the pair goes through a page cache (not
+	 * O_DIRECT), naming it: no takeover unless forced. */
+	const char *mbox_cached;
+	bool partner_mark_valid; /**< a mark of ours exists in its mailbox */
+	bool partner_mark_set;	 /**< ... and is set (not cleared) */
 	uint64_t partner_mark_gen;
 	/** The partner's log held here, as the receiving side knows it: IN_SYNC
 	 * once a resync completed and no record was missed since. Losing the
@@ -285,6 +322,10 @@ const char *monitor_ha_action_name(enum ha_action a);
 const char *monitor_ha_phase_name(enum ha_phase p);
 /** Name of @p p as in status ("cut_off"). */
 const char *monitor_ha_partner_name(enum ha_partner p);
+/** How long a taker waits after its mark: the larger of its own lease_ms +
+ * fence_margin_ms and the partner's, as its last mailbox record published
+ * them (its own alone when the partner never published any). */
+uint64_t monitor_ha_fence_wait_ms(const struct ha *h, const struct ha_inputs *in);
 /** Start in HA_UP, or in HA_TAKEN_OVER when the boot check found a mark. */
 void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
 		     uint64_t mark_gen, uint64_t acked_gen);
@@ -305,5 +346,7 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 
 /** The state machine of @p m, read-only (tests look at state and reasons). */
 const struct ha *monitor_ha(const struct monitor *m);
+/** The mailbox of @p m (tests set its fault shims). */
+struct monitor_mbox *monitor_mbox_of(struct monitor *m);
 
 #endif

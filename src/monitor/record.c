@@ -6,11 +6,24 @@
  *                     48 acked_gen  56 state u8  57 mirror u8  58 flags u16
  *   mark:             8 taker[16]  24 owner[16]  40 gen  48 time_ns
  *                     56 set u8  57 pad  58 flags u16
+ *   lease:            8 node[16]  24 boot_gen  32 counter  40 lease_ms u32
+ *                     44 fence_margin_ms u32  48 flags u16  50..59 zero
  *  60 crc32c u32
+ *
+ * The mailbox's liveness sector holds two records: the liveness record at
+ * 0 and, at 64, its lease record (the writer's lease_ms, fence_margin_ms
+ * and whether it reads its own mailbox with O_DIRECT), written in the same
+ * sector write and tied to it by node, boot_gen and counter. The liveness
+ * record's 60 bytes were full; a second record keeps version 1 readable
+ * both ways: a node of the previous layout ignores bytes past 64 (and
+ * zeroes them when it writes), and its sector reads here as a liveness
+ * record with no lease published (lease_ms 0).
  *
  * The rule: a decoder trusts nothing it reads (another host, a torn
  * write): magic, CRC, version, kind and every enum and id are checked
- * before a field is used. Any change of layout bumps MONITOR_REC_VERSION.
+ * before a field is used. Any change of a record's layout bumps
+ * MONITOR_REC_VERSION; a new record in a byte range no reader looked at
+ * does not.
  */
 #define LOG_MODULE "monitor"
 #include "monitor/monitor_int.h"
@@ -23,6 +36,8 @@
 
 #define REC_MAGIC  0x4d425544u /* "DUBM" read as little endian bytes */
 #define REC_CRC_AT 60u
+
+#define LEASE_FLAG_DIRECT 0x1u /* the writer reads its own mailbox with O_DIRECT */
 
 static void put_id(uint8_t *p, const char *id)
 {
@@ -108,6 +123,48 @@ int monitor_alive_decode(const void *buf, enum monitor_rec_kind kind, struct mon
 	a->acked_gen = get_le64(b + 48);
 	a->state = (enum ha_state)b[56];
 	a->mirror = (enum ha_mirror)b[57];
+	return 0;
+}
+
+void monitor_alive_sector_encode(const struct monitor_alive *a, void *buf)
+{
+	uint8_t *b;
+
+	monitor_alive_encode(a, MONITOR_REC_ALIVE, buf);
+	b = begin((uint8_t *)buf + MONITOR_REC_SIZE, a->node);
+	put_le64(b + 24, a->boot_gen);
+	put_le64(b + 32, a->counter);
+	put_le32(b + 40, a->lease_ms);
+	put_le32(b + 44, a->fence_margin_ms);
+	put_le16(b + 48, a->mbox_direct ? LEASE_FLAG_DIRECT : 0);
+	seal(b, MONITOR_REC_LEASE);
+}
+
+/* The lease record must belong to the same write as the liveness record:
+ * one that does not (torn, or stale bytes of another writer) makes the
+ * whole read prove nothing, like a torn record. A blank one is a writer
+ * of the previous layout: no lease published. */
+int monitor_alive_sector_decode(const void *buf, struct monitor_alive *a)
+{
+	const uint8_t *b = (const uint8_t *)buf + MONITOR_REC_SIZE;
+	char node[MONITOR_ID_MAX];
+	int rc = monitor_alive_decode(buf, MONITOR_REC_ALIVE, a);
+
+	if (rc < 0)
+		return rc;
+	a->lease_ms = a->fence_margin_ms = 0;
+	a->mbox_direct = false;
+	rc = check(b, MONITOR_REC_LEASE);
+	if (rc == -ENODATA)
+		return 0;
+	if (rc < 0)
+		return rc == -EPROTO ? rc : -EBADMSG;
+	if (get_id(b + 8, node) < 0 || strcmp(node, a->node) != 0 ||
+	    get_le64(b + 24) != a->boot_gen || get_le64(b + 32) != a->counter)
+		return -EBADMSG;
+	a->lease_ms = get_le32(b + 40);
+	a->fence_margin_ms = get_le32(b + 44);
+	a->mbox_direct = (get_le16(b + 48) & LEASE_FLAG_DIRECT) != 0;
 	return 0;
 }
 

@@ -841,6 +841,29 @@ static void test_takeback_live_taker(void **state)
 	assert_int_equal(s.h.acked_gen, 5);
 }
 
+/* A mailbox read through a page cache proves no silence: no automatic
+ * takeback, and `takeover` needs --force. */
+static void test_takeback_cached_mailbox(void **state)
+{
+	struct sim s;
+	struct ha_output out;
+	char err[256];
+
+	(void)state;
+	sim_init_taken(&s, 5);
+	s.in.mbox_cached = "partner mailbox without O_DIRECT";
+	kill_partner(&s);
+	run_for(&s, 3000);
+	assert_int_equal(s.acts, 0);
+	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "O_DIRECT"));
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	sim_handle(&s, &out);
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+}
+
 /* A takeback mark that cannot be written: still fenced, tried again later. */
 static void test_takeback_mark_fails(void **state)
 {
@@ -1133,6 +1156,7 @@ int main(void)
 	    cmocka_unit_test(test_takeback_taker_dies),
 	    cmocka_unit_test(test_takeback_live_taker),
 	    cmocka_unit_test(test_takeback_mark_fails),
+	    cmocka_unit_test(test_takeback_cached_mailbox),
 	    cmocka_unit_test(test_takeback_restart),
 	    cmocka_unit_test(test_takeback_taker_returns),
 	    cmocka_unit_test(test_giveback_owner_dies_draining),

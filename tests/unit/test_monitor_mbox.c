@@ -3,7 +3,10 @@
  * advance, marks are set and cleared, the I/O lease follows the own mark
  * and the reactor's liveness, a reboot sees the mark and counts its
  * generation, silence is measured, torn records prove nothing, a second
- * writer is caught. Run with O_DIRECT and buffered (O_DSYNC only). */
+ * writer is caught; each record publishes the writer's lease; a failing own
+ * write hides nothing a read finds and grants no first lease; a shelf
+ * that refuses O_DIRECT (tmpfs) says so. Run with O_DIRECT and buffered
+ * (O_DSYNC only). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -111,7 +114,8 @@ static void run_cycles(struct node *n, unsigned k)
 	}
 }
 
-static int open_node(struct node *n)
+/* Open without starting: a test may set a fault first. */
+static int open_only(struct node *n)
 {
 	struct monitor_mbox_opts o = {
 	    .loop = F->loop,
@@ -120,15 +124,21 @@ static int open_node(struct node *n)
 	    .partner_shelf = n->partner,
 	    .mailbox_ms = 20,
 	    .lease_ms = 100,
+	    .fence_margin_ms = 50,
 	    .buffered = F->buffered,
 	    .on_cycle = on_cycle,
 	    .arg = n,
 	};
-	int rc;
 
 	n->booted = false;
 	n->cycles = 0;
-	rc = monitor_mbox_open(&o, &n->mb);
+	return monitor_mbox_open(&o, &n->mb);
+}
+
+static int open_node(struct node *n)
+{
+	int rc = open_only(n);
+
 	if (rc < 0)
 		return rc;
 	return monitor_mbox_start(n->mb, on_boot, n);
@@ -170,6 +180,34 @@ static int setup_disk(void **state)
 	const char *tmp = getenv("TMPDIR");
 
 	return setup_in(state, tmp && *tmp ? tmp : "/tmp");
+}
+
+/* A shelf where the mailbox goes through the page cache: tmpfs refused
+ * O_DIRECT before Linux 6.6; where it takes it, the test shim refuses it
+ * (DUET_TEST_NO_O_DIRECT, mbox.c) for the whole temporary directory. */
+static int setup_no_direct(void **state)
+{
+	char p[300];
+	int fd;
+
+	if (setup_in(state, "/dev/shm") < 0 && setup_disk(state) < 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/probe", F->dir);
+	fd = open(p, O_RDWR | O_CREAT | O_DIRECT, 0644);
+	if (fd >= 0)
+		close(fd);
+	unlink(p);
+	if (fd >= 0)
+		setenv("DUET_TEST_NO_O_DIRECT", F->dir, 1);
+	return 0;
+}
+
+static int teardown(void **state);
+
+static int teardown_no_direct(void **state)
+{
+	unsetenv("DUET_TEST_NO_O_DIRECT");
+	return teardown(state);
 }
 
 static int setup_buffered(void **state)
@@ -301,6 +339,14 @@ static void test_publish_mark_clear(void **state)
 	assert_true(ov.counter >= 1);
 	assert_true(ov.last_write_ns > 0);
 	assert_false(ov.conflict);
+	assert_int_equal(ov.write_rc, 0);
+	/* Each record publishes the writer's lease settings, and whether it
+	 * reads its own mailbox past the page cache. */
+	assert_int_equal(pv.rec.lease_ms, 100);
+	assert_int_equal(pv.rec.fence_margin_ms, 50);
+	assert_int_equal(pv.rec.mbox_direct, monitor_mbox_direct(f->b.mb));
+	assert_true(pv.opened);
+	assert_int_equal(pv.direct, !f->buffered && monitor_mbox_direct(f->a.mb));
 
 	/* b marks a: a's lease drops at its next read, and a check sees it. */
 	do_mark(&f->b, 1, true, 0);
@@ -485,6 +531,111 @@ static void test_second_writer(void **state)
 	snprintf(f->b.shelf, sizeof(f->b.shelf), "%s/b", f->dir);
 }
 
+static bool a_write_failed(void)
+{
+	struct monitor_mbox_own_view v;
+
+	monitor_mbox_own(F->a.mb, &v);
+	return v.write_rc == -EIO;
+}
+
+static bool a_writes_again(void)
+{
+	struct monitor_mbox_own_view v;
+
+	monitor_mbox_own(F->a.mb, &v);
+	return v.write_rc == 0 && v.rc == 0;
+}
+
+/* Finding 7 of issue 16: a failing own write hid the own read's result (a
+ * mark set or cleared), since the write's status overwrote the read's. It
+ * is reported apart now: the read's answer stands, the mark is acted on. */
+static void test_own_write_fails(void **state)
+{
+	struct fix *f = *state;
+	struct monitor_mbox_own_view ov;
+
+	assert_int_equal(open_node(&f->a), 0);
+	assert_int_equal(open_node(&f->b), 0);
+	wait_for(both_leased, "leases");
+	wait_for(a_sees_b_advance, "b advancing");
+	monitor_mbox_test_fail_writes(f->a.mb, -EIO);
+	wait_for(a_write_failed, "a's write failing");
+	monitor_mbox_own(f->a.mb, &ov);
+	assert_int_equal(ov.rc, 0); /* the read is fine */
+
+	do_mark(&f->b, 1, true, 0);
+	wait_for(a_fenced, "a's lease dropped");
+	do_check(&f->a); /* asserts rc 0: before, the write's -EIO */
+	assert_true(f->check_mark);
+	assert_true(f->check.set);
+	monitor_mbox_own(f->a.mb, &ov);
+	assert_int_equal(ov.rc, 0);
+	assert_int_equal(ov.write_rc, -EIO);
+	assert_true(ov.mark_valid && ov.mark.set);
+	run_cycles(&f->a, 3);
+	assert_false(monitor_mbox_io_allowed(f->a.mb));
+
+	/* Cleared while the writes still fail: the read says so. */
+	do_mark(&f->b, 1, false, 0);
+	do_check(&f->a);
+	assert_true(f->check_mark);
+	assert_false(f->check.set);
+	wait_for(a_leased, "a's lease back (it published its lease before)");
+
+	monitor_mbox_test_fail_writes(f->a.mb, 0);
+	wait_for(a_writes_again, "a writing again");
+}
+
+/* The first lease of a boot waits for a durable record of that boot (the
+ * partner's fence wait is computed from the lease_ms it publishes): a node
+ * whose every write fails gets none, however clean its reads. */
+static void test_no_lease_before_a_record(void **state)
+{
+	struct fix *f = *state;
+	struct monitor_mbox_own_view ov;
+
+	assert_int_equal(open_only(&f->a), 0);
+	monitor_mbox_test_fail_writes(f->a.mb, -EIO);
+	assert_int_equal(monitor_mbox_start(f->a.mb, on_boot, &f->a), 0);
+	wait_for(a_booted, "boot");
+	run_cycles(&f->a, 6);
+	monitor_mbox_own(f->a.mb, &ov);
+	assert_int_equal(ov.rc, 0);
+	assert_int_equal(ov.write_rc, -EIO);
+	assert_int_equal(ov.counter, 0);
+	assert_false(monitor_mbox_io_allowed(f->a.mb));
+	monitor_mbox_test_fail_writes(f->a.mb, 0);
+	wait_for(a_leased, "lease after the first record");
+}
+
+/* Finding 8 of issue 16, the mailbox's part: on tmpfs O_DIRECT is refused;
+ * both mailboxes say so (and why), and the record says so to the partner. */
+static void test_no_direct(void **state)
+{
+	struct fix *f = *state;
+	struct monitor_mbox_own_view ov;
+	struct monitor_mbox_partner_view pv;
+
+	print_message("%s: %s\n", f->dir,
+		      getenv("DUET_TEST_NO_O_DIRECT") ? "O_DIRECT refused by the test shim"
+						      : "O_DIRECT refused by the filesystem");
+	assert_int_equal(open_node(&f->a), 0);
+	assert_int_equal(open_node(&f->b), 0);
+	wait_for(both_leased, "leases");
+	wait_for(a_sees_b_advance, "b advancing");
+	assert_false(monitor_mbox_direct(f->a.mb));
+	monitor_mbox_own(f->a.mb, &ov);
+	assert_false(ov.direct);
+	assert_int_equal(ov.direct_err, -EINVAL);
+	monitor_mbox_partner(f->a.mb, &pv);
+	assert_true(pv.opened);
+	assert_false(pv.direct);
+	assert_int_equal(pv.direct_err, -EINVAL);
+	assert_false(pv.rec.mbox_direct);
+	assert_int_equal(pv.rec.lease_ms, 100);
+}
+
 /* No partner mailbox there: reads say so, marks fail cleanly. */
 static void test_partner_missing(void **state)
 {
@@ -510,6 +661,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stalled_loop, setup_disk, teardown),
 	    cmocka_unit_test_setup_teardown(test_second_writer, setup_disk, teardown),
 	    cmocka_unit_test_setup_teardown(test_partner_missing, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_own_write_fails, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_lease_before_a_record, setup_disk, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_direct, setup_no_direct, teardown_no_direct),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

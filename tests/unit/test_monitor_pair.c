@@ -2,7 +2,10 @@
  * a temporary directory and heartbeats carried by a fake interconnect
  * (monitor_hb_receive) that the test can cut. Scenarios: a dies, b takes
  * over; a restarts taken over, waits, is given back and serves again; a
- * cut interconnect makes no takeover; status JSON. Default timings. */
+ * cut interconnect makes no takeover; status JSON. Default timings. And the
+ * mailbox faults of issue 16: a partner with a longer lease is waited out,
+ * a failing own write hides no mark, a mailbox without O_DIRECT refuses
+ * takeover. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -172,8 +175,15 @@ static bool both_alive(void)
 	       monitor_io_allowed(B.m);
 }
 
-/* Both up, in sync, seeing each other. */
-static void bring_up(void)
+static bool both_see_alive(void)
+{
+	return monitor_ha(A.m)->partner == HA_PARTNER_ALIVE &&
+	       monitor_ha(B.m)->partner == HA_PARTNER_ALIVE;
+}
+
+/* Both up, in sync, seeing each other: with @p possible, each could take
+ * the other over. */
+static void bring_up_pair(bool possible)
 {
 	start(&A);
 	start(&B);
@@ -186,7 +196,15 @@ static void bring_up(void)
 	assert_int_equal(monitor_publish_mirror(A.m, HA_MIRROR_IN_SYNC, on_synced, &A), 0);
 	assert_int_equal(monitor_publish_mirror(B.m, HA_MIRROR_IN_SYNC, on_synced, &B), 0);
 	wait_for(both_synced, "mirror states durable");
-	wait_for(both_alive, "both alive and in sync");
+	if (possible)
+		wait_for(both_alive, "both alive and in sync");
+	else
+		wait_for(both_see_alive, "both alive");
+}
+
+static void bring_up(void)
+{
+	bring_up_pair(true);
 }
 
 static int setup_with(uint64_t mailbox_deadline_ms)
@@ -559,6 +577,163 @@ static void test_planned_takeover(void **state)
 	wait_for(a_serves_again, "a serving again");
 }
 
+static bool a_stopped(void)
+{
+	return A.acts & HA_ACT_STOP_OWN;
+}
+
+/* Finding 3 of issue 16: a at lease_ms 1000, b at the default 100. The
+ * interconnect is cut and a's mailbox write hangs (its thread reads
+ * nothing either), so b sees a dead while a still holds the lease of its
+ * last read. b must wait a's lease (published in a's mailbox record), not
+ * its own: before, b replayed 151 ms after its mark, with a's lease still
+ * good for most of a second. */
+static void test_partner_longer_lease(void **state)
+{
+	struct json_object *ha, *mb;
+	uint64_t replay_ns;
+
+	(void)state;
+	A.opts.o.lease_ms = 1000;
+	bring_up();
+	ha = json_object_new_object();
+	monitor_status_json(B.m, ha);
+	assert_true(json_object_object_get_ex(ha, "mailbox", &mb));
+	assert_int_equal(json_object_get_int64(json_object_object_get(mb, "partner_lease_ms")),
+			 1000);
+	assert_int_equal(
+	    json_object_get_int64(json_object_object_get(mb, "partner_fence_margin_ms")), 50);
+	assert_int_equal(json_object_get_int64(json_object_object_get(mb, "fence_wait_ms")), 1050);
+	json_object_put(ha);
+	/* a waits its own, the larger. */
+	ha = json_object_new_object();
+	monitor_status_json(A.m, ha);
+	assert_true(json_object_object_get_ex(ha, "mailbox", &mb));
+	assert_int_equal(json_object_get_int64(json_object_object_get(mb, "partner_lease_ms")),
+			 100);
+	assert_int_equal(json_object_get_int64(json_object_object_get(mb, "fence_wait_ms")), 1050);
+	json_object_put(ha);
+
+	monitor_mbox_test_stall_writes(monitor_mbox_of(A.m), true);
+	cut = true;
+	wait_for(b_serves_a, "b serving a's volumes");
+	replay_ns = B.act_at[monitor_fixture_bit_index(HA_ACT_REPLAY_PARTNER)];
+	print_message("mark -> replay %llu ms (a's lease 1000 + margin 50)\n",
+		      (unsigned long long)((replay_ns - B.mark_ns) / 1000000));
+	assert_false(B.peer_leased_at_replay);
+	assert_true(replay_ns >= B.mark_ns + 1050000000ull);
+	monitor_mbox_test_stall_writes(monitor_mbox_of(A.m), false);
+	wait_for(a_stopped, "a obeying the mark");
+	assert_false(monitor_io_allowed(A.m));
+}
+
+static const char *own_mailbox_status(struct monitor *m, char *buf, size_t len)
+{
+	struct json_object *ha = json_object_new_object(), *mb;
+
+	monitor_status_json(m, ha);
+	assert_true(json_object_object_get_ex(ha, "mailbox", &mb));
+	snprintf(buf, len, "%s", json_object_get_string(json_object_object_get(mb, "own")));
+	json_object_put(ha);
+	return buf;
+}
+
+static bool a_write_failing(void)
+{
+	char buf[100];
+
+	return strcmp(own_mailbox_status(A.m, buf, sizeof(buf)),
+		      "write_failed: Input/output error") == 0;
+}
+
+static bool a_starting(void)
+{
+	return A.acts & HA_ACT_START_OWN;
+}
+
+static bool a_ack_failed(void)
+{
+	return monitor_ha(A.m)->phase == HA_PH_FAILED;
+}
+
+/* Finding 7 of issue 16: a's own mailbox writes fail (EIO) through a
+ * planned takeover and a giveback. Before, the write's status overwrote the
+ * read's, so a never acted on the mark (it stayed up with I/O held) nor on
+ * its clearing (it stayed taken over). Now it obeys both; what it cannot do
+ * is record the giveback (the ack is a write), and it says so. */
+static void test_own_write_fails(void **state)
+{
+	char err[256];
+
+	(void)state;
+	bring_up();
+	monitor_mbox_test_fail_writes(monitor_mbox_of(A.m), -EIO);
+	wait_for(a_write_failing, "a's status saying its writes fail");
+	assert_int_equal(monitor_takeover(B.m, false, err, sizeof(err)), 0);
+	wait_for(b_serves_a, "b serving a's volumes");
+	assert_false(B.peer_leased_at_replay);
+	wait_for(a_waiting, "a obeying the mark and waiting for giveback");
+	assert_true(A.acts & HA_ACT_STOP_OWN);
+	assert_false(monitor_io_allowed(A.m));
+
+	give_back(err, sizeof(err));
+	wait_for(a_starting, "a acting on the cleared mark");
+	wait_for(a_ack_failed, "a failing to record the giveback");
+	assert_non_null(strstr(monitor_ha(A.m)->reason, "cannot record the giveback"));
+	assert_false(A.acts & HA_ACT_SERVE_OWN);
+	monitor_mbox_test_fail_writes(monitor_mbox_of(A.m), 0);
+}
+
+static bool b_sees_a_dead(void)
+{
+	return monitor_ha(B.m)->partner == HA_PARTNER_DEAD;
+}
+
+/* Finding 8 of issue 16: a's shelf refuses O_DIRECT (the test shim; tmpfs
+ * did before Linux 6.6). Its mailbox goes through each host's page cache,
+ * so b refuses to take it over, automatically or by command, with one line
+ * naming the mailbox; --force still does it. a, whose own mailbox it is,
+ * refuses to take b over too. Before, the fallback was silent. */
+static void test_no_direct_refuses_takeover(void **state)
+{
+	char err[256], path[300];
+	struct json_object *ha, *mb;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/a", dir);
+	setenv("DUET_TEST_NO_O_DIRECT", path, 1);
+	bring_up_pair(false);
+	snprintf(path, sizeof(path), "%s/a/mailbox", dir);
+	assert_false(monitor_ha(B.m)->takeover_possible);
+	assert_non_null(strstr(monitor_ha(B.m)->why, path));
+	assert_false(monitor_ha(A.m)->takeover_possible);
+	assert_non_null(strstr(monitor_ha(A.m)->why, "O_DIRECT"));
+	assert_int_equal(monitor_takeover(B.m, false, err, sizeof(err)), -EAGAIN);
+	print_message("takeover refused: %s\n", err);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "O_DIRECT"));
+	assert_non_null(strstr(err, "--force"));
+	ha = json_object_new_object();
+	monitor_status_json(B.m, ha);
+	assert_true(json_object_object_get_ex(ha, "mailbox", &mb));
+	assert_true(json_object_get_boolean(json_object_object_get(mb, "direct_io")));
+	assert_false(json_object_get_boolean(json_object_object_get(mb, "partner_direct_io")));
+	assert_non_null(json_object_object_get(mb, "partner_reads_direct"));
+	assert_false(json_object_get_boolean(json_object_object_get(mb, "partner_reads_direct")));
+	json_object_put(ha);
+
+	/* a dies: no automatic takeover. */
+	stop(&A);
+	wait_for(b_sees_a_dead, "b seeing a dead");
+	run_ms(500);
+	assert_int_equal(B.acts, 0);
+	assert_int_equal(monitor_ha(B.m)->state, HA_UP);
+	/* The operator knows better. */
+	assert_int_equal(monitor_takeover(B.m, true, err, sizeof(err)), 0);
+	wait_for(b_serves_a, "b serving a's volumes (forced)");
+	unsetenv("DUET_TEST_NO_O_DIRECT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +741,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cut_interconnect, setup_patient, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_planned_takeover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_longer_lease, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_own_write_fails, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_direct_refuses_takeover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_taker_dies_takeback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_owner_dies_during_drain, setup, teardown),
 	};

@@ -183,6 +183,89 @@ static void test_foreign(void **state)
 	assert_string_equal(b.node, a.node);
 }
 
+/* The mailbox's liveness record: the liveness record and its lease record
+ * (lease_ms, fence_margin_ms, O_DIRECT) come back together. */
+static void test_alive_sector_round_trip(void **state)
+{
+	struct monitor_alive a = sample_alive(), b;
+	uint8_t buf[MONITOR_ALIVE_SECTOR_SIZE];
+
+	(void)state;
+	a.lease_ms = 5000;
+	a.fence_margin_ms = 50;
+	a.mbox_direct = true;
+	monitor_alive_sector_encode(&a, buf);
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), 0);
+	assert_string_equal(b.node, "node-a");
+	assert_int_equal(b.boot_gen, 7);
+	assert_int_equal(b.counter, 123456789012ull);
+	assert_int_equal(b.acked_gen, 3);
+	assert_int_equal(b.state, HA_WAITING_FOR_GIVEBACK);
+	assert_int_equal(b.mirror, HA_MIRROR_DEGRADED);
+	assert_int_equal(b.lease_ms, 5000);
+	assert_int_equal(b.fence_margin_ms, 50);
+	assert_true(b.mbox_direct);
+	a.mbox_direct = false;
+	monitor_alive_sector_encode(&a, buf);
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), 0);
+	assert_false(b.mbox_direct);
+	/* A reader of the previous layout sees its 64-byte record unchanged:
+	 * the lease record lies past what it reads. */
+	assert_int_equal(monitor_alive_decode(buf, MONITOR_REC_ALIVE, &b), 0);
+	assert_int_equal(b.counter, 123456789012ull);
+	assert_int_equal(buf[4], 1); /* still version 1 */
+	/* Little endian: lease_ms at 64 + 40. */
+	assert_int_equal(buf[MONITOR_REC_SIZE + 40], 5000 & 0xff);
+	assert_int_equal(buf[MONITOR_REC_SIZE + 41], 5000 >> 8);
+}
+
+/* A sector written by a node of the previous layout (the liveness record,
+ * zeros after it) reads as "no lease published"; a lease record of
+ * another write, or torn, makes the read prove nothing. */
+static void test_alive_sector_old_and_torn(void **state)
+{
+	struct monitor_alive a = sample_alive(), b;
+	uint8_t buf[MONITOR_ALIVE_SECTOR_SIZE], other[MONITOR_ALIVE_SECTOR_SIZE];
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	monitor_alive_encode(&a, MONITOR_REC_ALIVE, buf);
+	memset(&b, 0xff, sizeof(b));
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), 0);
+	assert_int_equal(b.counter, 123456789012ull);
+	assert_int_equal(b.lease_ms, 0);
+	assert_int_equal(b.fence_margin_ms, 0);
+	assert_false(b.mbox_direct);
+	/* A blank sector is blank. */
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), -ENODATA);
+
+	/* The lease record of the previous write next to a new liveness record. */
+	a.lease_ms = 100;
+	monitor_alive_sector_encode(&a, other);
+	a.counter++;
+	monitor_alive_sector_encode(&a, buf);
+	memcpy(buf + MONITOR_REC_SIZE, other + MONITOR_REC_SIZE, MONITOR_REC_SIZE);
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), -EBADMSG);
+	/* A lease record of another node or boot. */
+	monitor_alive_sector_encode(&a, buf);
+	strcpy(a.node, "node-b");
+	monitor_alive_sector_encode(&a, other);
+	memcpy(buf + MONITOR_REC_SIZE, other + MONITOR_REC_SIZE, MONITOR_REC_SIZE);
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), -EBADMSG);
+	/* A flipped bit in it. */
+	strcpy(a.node, "node-a");
+	monitor_alive_sector_encode(&a, buf);
+	buf[MONITOR_REC_SIZE + 41] ^= 1;
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), -EBADMSG);
+	/* A newer version of it is refused as such. */
+	monitor_alive_sector_encode(&a, buf);
+	buf[MONITOR_REC_SIZE + 4] = 2;
+	reseal(buf + MONITOR_REC_SIZE);
+	assert_int_equal(monitor_alive_sector_decode(buf, &b), -EPROTO);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -198,9 +281,14 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crc32c),	    cmocka_unit_test(test_alive_round_trip),
-	    cmocka_unit_test(test_mark_round_trip), cmocka_unit_test(test_blank_and_torn),
-	    cmocka_unit_test(test_foreign),	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_crc32c),
+	    cmocka_unit_test(test_alive_round_trip),
+	    cmocka_unit_test(test_mark_round_trip),
+	    cmocka_unit_test(test_blank_and_torn),
+	    cmocka_unit_test(test_foreign),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_alive_sector_round_trip),
+	    cmocka_unit_test(test_alive_sector_old_and_torn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
