@@ -8,6 +8,19 @@
  *   any --(mark in own mailbox)--> taken_over (stop own volumes)
  *   taken_over --(heartbeats, partner serving us)--> waiting_for_giveback
  *   taken_over | waiting_for_giveback --(mark cleared)--> starting -> acking -> up
+ *   taken_over | waiting_for_giveback --(taker dead | takeover --force)--> takeback:
+ *      takeover: marking -> fence_wait -> starting -> acking -> (own volumes
+ *      served) and the taker's volumes decided as after any fence wait
+ *   giving_back --(partner dies before it started)--> takeover again:
+ *      draining: replaying -> serving (the mark never left)
+ *      clearing, then up: marking -> fence_wait -> replaying -> serving
+ *
+ * Takeback: the taker wrote our volumes straight into our shelf, with no
+ * NVRAM log (its datapath for them has none), and replayed our log before
+ * that. So nothing is replayed for our volumes: our own log is dropped as
+ * at a giveback (replaying it would undo the taker's writes). The taker's
+ * mark stays in our mailbox (its sector is the taker's); our acked_gen at
+ * or above its generation says it is answered.
  *
  * Given-back volumes start in this order so that a crash anywhere in it is
  * safe: drop the own log (replayed by the partner), record acked_gen, then
@@ -120,6 +133,20 @@ static uint64_t hb_age(const struct ha_inputs *in)
 static bool hb_alive(const struct ha *h, const struct ha_inputs *in)
 {
 	return hb_age(in) < h->cfg.deadline_ms;
+}
+
+/* A mark in our mailbox that still fences us: not one we took back (at or
+ * below acked_gen) nor the one a takeback in progress answers. */
+static bool own_marked(const struct ha *h, const struct ha_inputs *in)
+{
+	if (!in->own_mark || in->own_mark_gen <= h->acked_gen)
+		return false;
+	return !(h->takeback && in->own_mark_gen <= h->takeback_gen);
+}
+
+static bool waits_for_us(enum ha_state s)
+{
+	return s == HA_TAKEN_OVER || s == HA_WAITING_FOR_GIVEBACK;
 }
 
 static bool serves_own(enum ha_state s)
@@ -250,10 +277,13 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 	case HA_TAKEN_OVER:
 	case HA_WAITING_FOR_GIVEBACK:
 		if (h->partner == HA_PARTNER_DEAD)
-			fmt(h->why, "the partner holds our volumes but is silent (%.140s)",
+			fmt(h->why,
+			    "the partner holds our volumes but is dead: taking them back (%.120s)",
 			    h->partner_why);
 		else
-			fmt(h->why, "taken over by the partner (gen %llu): waiting for giveback",
+			fmt(h->why,
+			    "taken over by the partner (gen %llu): waiting for giveback; takeover "
+			    "--force takes our volumes back and fences it",
 			    (unsigned long long)h->mark_gen);
 		return;
 	default:
@@ -340,9 +370,26 @@ static void start_takeover(struct ha *h, const struct ha_inputs *in, struct ha_o
 {
 	h->mark_gen = next_gen(h, in);
 	h->forced = forced;
+	h->resume = false;
+	h->takeback = false;
 	enter(h, in, out, HA_TAKEOVER, HA_PH_MARKING);
 	out->actions |= HA_ACT_WRITE_MARK;
 	out->mark_gen = h->mark_gen;
+}
+
+/* Take our own volumes back from the partner that holds them: fence it with
+ * our mark first, exactly as a takeover does; after the fence wait our
+ * volumes start as at a giveback, then the partner's are decided as after
+ * any fence wait (served only if our copy of its log is complete). */
+static void start_takeback(struct ha *h, const struct ha_inputs *in, struct ha_output *out,
+			   bool forced)
+{
+	uint64_t taken = MAX(h->mark_gen, in->own_mark ? in->own_mark_gen : 0);
+
+	h->mark_gen = taken; /* ours must be newer */
+	start_takeover(h, in, out, forced);
+	h->takeback = true;
+	h->takeback_gen = taken;
 }
 
 /* A mark in our own mailbox: the partner has taken us over. Stop at once. */
@@ -350,8 +397,11 @@ static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_out
 {
 	if (h->state == HA_TAKEN_OVER || h->state == HA_WAITING_FOR_GIVEBACK)
 		return false;
-	if (!in->own_mark && !in->own_conflict)
+	if (!own_marked(h, in) && !in->own_conflict)
 		return false;
+	h->takeback = false;
+	h->resume = false;
+	h->resume_gen = 0;
 	if (in->own_conflict)
 		fmt(h->reason, "another writer uses this node's mailbox: stopped serving");
 	else
@@ -363,6 +413,18 @@ static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_out
 	return true;
 }
 
+/* Our giveback of gen resume_gen (from serving, to a partner that waited)
+ * cleared the mark, and the partner's last record says it never acked it:
+ * it never started its volumes, so nothing newer than what we served
+ * exists and taking them again loses nothing. */
+static bool gave_back_unstarted(const struct ha *h, const struct ha_inputs *in)
+{
+	return h->resume_gen && h->resume_gen == h->mark_gen && in->mbox_rc == 0 &&
+	       !in->mbox_cached && in->mbox_seen && waits_for_us(in->mbox.state) &&
+	       in->mbox.acked_gen < h->resume_gen && in->partner_mark_valid &&
+	       in->partner_mark_gen == h->resume_gen;
+}
+
 static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
 	char buf[HA_REASON_MAX];
@@ -371,7 +433,8 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		out->wake_ms = h->phase_until_ms;
 		return;
 	}
-	if (in->partner_mark_valid && in->partner_mark_set) {
+	if (in->partner_mark_valid && in->partner_mark_set &&
+	    !(in->mbox_seen && in->mbox.acked_gen >= in->partner_mark_gen)) {
 		/* Our mark stands in the partner's mailbox (we restarted during a
 		 * takeover, or a write was reported failed yet landed): the
 		 * partner is fenced or will be. Wait out its lease again, then go
@@ -380,13 +443,30 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		/* The takeover was decided (its checks passed, or it was forced)
 		 * before we restarted; the fenced partner no longer publishes a
 		 * mirror state worth checking, and nobody else will serve. */
-		h->forced = true;
+		/* Not so after a takeback (the taker's mark answered in our
+		 * mailbox): ours only fenced the taker, whose volumes are served
+		 * only if the checks after the fence wait pass. */
+		h->forced = !(in->own_mark && in->own_mark_gen <= h->acked_gen);
+		h->takeback = false;
+		h->resume = false;
 		fmt(h->reason,
 		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
 		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
+		return;
+	}
+	if (h->partner == HA_PARTNER_DEAD && gave_back_unstarted(h, in)) {
+		uint64_t g = h->mark_gen;
+
+		fmt(h->reason,
+		    "the partner died after our giveback (gen %llu) before it started its "
+		    "volumes: taking them over again",
+		    (unsigned long long)g);
+		start_takeover(h, in, out, false);
+		h->resume = true;
+		h->resume_gen = g;
 		return;
 	}
 	if (h->partner != HA_PARTNER_DEAD || !h->takeover_possible)
@@ -397,33 +477,123 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 	start_takeover(h, in, out, false);
 }
 
+/* The partner is fenced: serve its volumes, or say why not. @p pre starts
+ * the reason (a takeback has served our own volumes already). */
+static void after_fence(struct ha *h, const struct ha_inputs *in, struct ha_output *out,
+			const char *pre)
+{
+	char buf[HA_REASON_MAX];
+	const char *p = NULL;
+
+	if (h->resume) {
+		/* Its final record: still waiting, never acked our giveback. */
+		if (in->mbox_rc < 0 || !in->mbox_seen || !waits_for_us(in->mbox.state) ||
+		    in->mbox.acked_gen >= h->resume_gen) {
+			snprintf(buf, sizeof(buf),
+				 "the partner may have started its volumes after our giveback");
+			p = buf;
+		}
+	} else if (!h->forced) {
+		if (in->mbox_rc < 0) {
+			snprintf(buf, sizeof(buf), "the partner's mailbox is unreadable (%s)",
+				 strerror(-in->mbox_rc));
+			p = buf;
+		} else {
+			p = mirror_problem(in, buf, sizeof(buf));
+		}
+	}
+	h->resume = false;
+	h->resume_gen = 0;
+	if (p) {
+		fmt(h->reason,
+		    "%stakeover stopped after fencing: %.100s; giveback returns the partner's "
+		    "volumes, takeover --force serves our copy",
+		    pre, p);
+		enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		return;
+	}
+	fmt(h->reason, "%spartner fenced (gen %llu): replaying its mirror", pre,
+	    (unsigned long long)h->mark_gen);
+	enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
+	out->actions |= HA_ACT_REPLAY_PARTNER;
+}
+
 /* After the partner's lease has run out, read its final record: a partner
  * that published "degraded" before it was fenced acknowledged writes we
  * lack, so its volumes are not served from our copy unless forced. */
 static void step_fence_wait(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
-	char buf[HA_REASON_MAX];
-	const char *p;
-
 	if (in->now_ms < h->phase_until_ms) {
 		out->wake_ms = h->phase_until_ms;
 		return;
 	}
 	if (!h->forced && (in->mbox_rc < 0 || in->mbox_read_ms < h->phase_until_ms))
 		return; /* the owner reads the partner's mailbox again, then steps */
-	p = h->forced ? NULL : mirror_problem(in, buf, sizeof(buf));
-	if (p) {
+	if (h->takeback) {
 		fmt(h->reason,
-		    "takeover stopped after fencing: %.100s; giveback returns the partner's "
-		    "volumes, takeover --force serves our copy",
-		    p);
-		enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
+		    "taker fenced (gen %llu): starting own volumes (taking back gen %llu)",
+		    (unsigned long long)h->mark_gen, (unsigned long long)h->takeback_gen);
+		enter(h, in, out, HA_TAKEOVER, HA_PH_STARTING);
+		out->actions |= HA_ACT_START_OWN;
+		out->mark_gen = h->takeback_gen;
 		return;
 	}
-	fmt(h->reason, "partner fenced (gen %llu): replaying its mirror",
+	after_fence(h, in, out, "");
+}
+
+/* A giveback starts. Only one from serving, to a partner that waits, is
+ * resumed if the partner dies before it starts: a forced one to a dead
+ * partner is what the operator asked for, and from a failed takeover we
+ * never served (our copy of the partner's log was not replayed). */
+static void start_giveback(struct ha *h, bool partner_waits)
+{
+	h->resume_gen = partner_waits && h->phase == HA_PH_SERVING ? h->mark_gen : 0;
+	h->gb_abandon = false;
+	h->clear_sent = false;
+}
+
+/* The partner died while we gave its volumes back, before the mark was
+ * cleared: it never had a lease since our takeover, so we serve them
+ * again at once (the replay finds our copy retired: nothing to redo). */
+static void resume_serving(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	fmt(h->reason,
+	    "the partner died during our giveback (gen %llu, mark still set): serving its "
+	    "volumes again",
 	    (unsigned long long)h->mark_gen);
+	h->resume_gen = 0;
+	h->gb_abandon = false;
 	enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
 	out->actions |= HA_ACT_REPLAY_PARTNER;
+}
+
+/* Giving back: a partner that dies before it started its volumes gets
+ * them taken again instead of left unserved. */
+static void step_giving_back(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
+{
+	if (h->partner != HA_PARTNER_DEAD || !h->resume_gen || h->resume_gen != h->mark_gen)
+		return;
+	if (h->phase == HA_PH_DRAINING && !h->gb_abandon) {
+		h->gb_abandon = true;
+		fmt(h->reason,
+		    "the partner died during the drain (%.120s): serving its volumes again once "
+		    "the drain ends",
+		    h->partner_why);
+		out->changed = true;
+	} else if (h->phase == HA_PH_FAILED && !h->clear_sent) {
+		resume_serving(h, in, out);
+	} else if (h->phase == HA_PH_FAILED) {
+		/* The clear may have landed: fence again, as after a clear. */
+		uint64_t g = h->mark_gen;
+
+		fmt(h->reason,
+		    "the partner died during our giveback (gen %llu) after the clear was sent: "
+		    "taking its volumes over again",
+		    (unsigned long long)g);
+		start_takeover(h, in, out, false);
+		h->resume = true;
+		h->resume_gen = g;
+	}
 }
 
 static void step_serving(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
@@ -444,6 +614,7 @@ static void step_serving(struct ha *h, const struct ha_inputs *in, struct ha_out
 	}
 	fmt(h->reason, "automatic giveback: partner waiting for %llu ms",
 	    (unsigned long long)(in->now_ms - h->waiting_since_ms));
+	start_giveback(h, true);
 	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 	out->actions |= HA_ACT_DRAIN_PARTNER;
 }
@@ -453,7 +624,7 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	if (h->phase == HA_PH_STOPPING || h->phase == HA_PH_STARTING || h->phase == HA_PH_ACKING ||
 	    h->phase == HA_PH_FAILED)
 		return;
-	if (!in->own_mark && !in->own_conflict) {
+	if (!own_marked(h, in) && !in->own_conflict) {
 		/* The mark is cleared: our log was replayed by the partner at
 		 * this generation, and our volumes are durable on our shelf. */
 		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
@@ -466,6 +637,16 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	}
 	if (in->own_mark)
 		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
+	/* A mailbox read through a page cache proves no silence (main's rule
+	 * for takeover): then only takeover --force takes our volumes back. */
+	if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
+	    mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
+		fmt(h->reason,
+		    "automatic takeback: the partner holds our volumes but is dead: %.140s",
+		    h->partner_why);
+		start_takeback(h, in, out, false);
+		return;
+	}
 	/* A partner giving back is still in touch and still holds our volumes. */
 	bool ready = hb_alive(h, in) && in->hb_valid &&
 		     (in->hb.state == HA_TAKEOVER || in->hb.state == HA_GIVING_BACK);
@@ -498,11 +679,53 @@ void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output 
 		case HA_WAITING_FOR_GIVEBACK:
 			step_taken_over(h, in, out);
 			break;
+		case HA_GIVING_BACK:
+			step_giving_back(h, in, out);
+			break;
 		default:
 			break;
 		}
 	}
 	eval_possible(h, in);
+}
+
+/* `takeover` on a taken-over node takes our volumes back. Without --force
+ * only from a dead taker; --force fences a live one too, which stops all
+ * its volumes (ours it served, and its own, which are then served only if
+ * our copy of its log is complete). */
+static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force,
+			    struct ha_output *out, char *err, size_t errlen)
+{
+	if (!own_marked(h, in)) {
+		snprintf(err, errlen, "the takeover mark is cleared: our volumes are starting");
+		return -EBUSY;
+	}
+	if (!h->cfg.has_partner_mailbox) {
+		snprintf(err, errlen,
+			 "no [monitor] partner_shelf: no mailbox to fence the partner");
+		return -ENOTCONN;
+	}
+	if (!mailbox_writable(in)) {
+		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
+		return -EIO;
+	}
+	if (!force && in->mbox_cached) {
+		snprintf(err, errlen, "%.150s: takeover --force takes our volumes back",
+			 in->mbox_cached);
+		return -EAGAIN;
+	}
+	if (!force && h->partner != HA_PARTNER_DEAD) {
+		snprintf(err, errlen,
+			 "the partner holds our volumes and is %s (%.100s): takeover --force "
+			 "takes them back and fences it, stopping all its volumes",
+			 monitor_ha_partner_name(h->partner), h->partner_why);
+		return -EAGAIN;
+	}
+	fmt(h->reason, "takeback %s by the operator (partner %s)", force ? "forced" : "asked",
+	    monitor_ha_partner_name(h->partner));
+	start_takeback(h, in, out, force);
+	eval_possible(h, in);
+	return 0;
 }
 
 int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, struct ha_output *out,
@@ -524,6 +747,8 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 		}
 		return 0;
 	}
+	if (waits_for_us(h->state) && h->phase == HA_PH_NONE)
+		return takeback_command(h, in, force, out, err, errlen);
 	if (h->state != HA_UP) {
 		snprintf(err, errlen, "cannot take over while %s (%s)",
 			 monitor_ha_state_name(h->state), monitor_ha_phase_name(h->phase));
@@ -579,6 +804,7 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 	out_init(h, out);
 	classify(h, in);
 	if (h->state == HA_GIVING_BACK && h->phase == HA_PH_FAILED) {
+		h->gb_abandon = false;
 		fmt(h->reason, "giveback retried by the operator");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 		out->actions |= HA_ACT_DRAIN_PARTNER;
@@ -598,6 +824,7 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 		return -EAGAIN;
 	}
 	fmt(h->reason, "giveback by the operator");
+	start_giveback(h, ready);
 	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 	out->actions |= HA_ACT_DRAIN_PARTNER;
 	eval_possible(h, in);
@@ -608,10 +835,21 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 		     struct ha_output *out)
 {
 	out_init(h, out);
+	classify(h, in);
 	switch (act) {
 	case HA_ACT_WRITE_MARK:
 		if (h->state != HA_TAKEOVER || h->phase != HA_PH_MARKING)
 			break;
+		if (rc < 0 && h->takeback) {
+			/* Nothing changed: we are still fenced; try again later. */
+			fmt(h->reason, "cannot write the takeback mark: %s", strerror(-rc));
+			h->takeback = false;
+			h->mark_gen = h->takeback_gen;
+			enter(h, in, out, HA_TAKEN_OVER, HA_PH_NONE);
+			h->phase_until_ms = in->now_ms + h->cfg.retry_ms;
+			out->wake_ms = h->phase_until_ms;
+			break;
+		}
 		if (rc < 0) {
 			fmt(h->reason, "cannot write the takeover mark: %s", strerror(-rc));
 			enter(h, in, out, HA_UP, HA_PH_FAILED);
@@ -646,11 +884,17 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 	case HA_ACT_DRAIN_PARTNER:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_DRAINING)
 			break;
+		if (h->gb_abandon || (h->partner == HA_PARTNER_DEAD && h->resume_gen &&
+				      h->resume_gen == h->mark_gen)) {
+			resume_serving(h, in, out);
+			break;
+		}
 		if (failed(h, in, out, rc, "drain of the partner's volumes failed"))
 			break;
 		fmt(h->reason, "partner's volumes durable: clearing the mark");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_CLEARING);
 		out->actions |= HA_ACT_CLEAR_MARK;
+		h->clear_sent = true;
 		break;
 	case HA_ACT_CLEAR_MARK:
 		if (h->state != HA_GIVING_BACK || h->phase != HA_PH_CLEARING)
@@ -670,16 +914,27 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 			break;
 		if (failed(h, in, out, rc, "cannot start own volumes"))
 			break;
-		h->acked_gen = h->mark_gen;
+		h->acked_gen = h->takeback ? h->takeback_gen : h->mark_gen;
 		enter(h, in, out, h->state, HA_PH_ACKING);
 		out->actions |= HA_ACT_PERSIST_ACK;
-		out->mark_gen = h->mark_gen;
+		out->mark_gen = h->acked_gen;
 		break;
 	case HA_ACT_PERSIST_ACK:
 		if (h->phase != HA_PH_ACKING)
 			break;
 		if (failed(h, in, out, rc, "cannot record the giveback in the own mailbox"))
 			break;
+		if (h->takeback) {
+			char pre[HA_REASON_MAX];
+
+			snprintf(pre, sizeof(pre), "own volumes taken back (gen %llu); ",
+				 (unsigned long long)h->takeback_gen);
+			h->takeback = false;
+			h->forced = false; /* forced was about our volumes, not its */
+			out->actions |= HA_ACT_SERVE_OWN;
+			after_fence(h, in, out, pre);
+			break;
+		}
 		fmt(h->reason, "own volumes given back (gen %llu)",
 		    (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);

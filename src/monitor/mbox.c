@@ -95,6 +95,7 @@ struct monitor_mbox {
 	bool wrote; /* a record (with our lease) is durable this boot */
 	int last_wrc;
 	uint8_t last_written[MONITOR_REC_SIZE];
+	uint64_t durable_acked; /* acked_gen of the last record on disk */
 	bool partner_have;
 	uint8_t partner_last[MONITOR_REC_SIZE];
 
@@ -257,7 +258,10 @@ static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view
 			    mb->own_path, a.node, (unsigned long long)a.boot_gen);
 		own->conflict = true;
 	}
-	if ((own->mark_valid && own->mark.set) || own->conflict) {
+	/* A set mark at or below our durable acked_gen is one we took back
+	 * from a dead taker (ha.c, "takeback"): answered, it fences no more. */
+	if ((own->mark_valid && own->mark.set && own->mark.gen > mb->durable_acked) ||
+	    own->conflict) {
 		atomic_store(&mb->lease_until, 0);
 		return;
 	}
@@ -367,7 +371,8 @@ static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *ow
 	/* Until the monitor says otherwise, records keep what we found. */
 	pthread_mutex_lock(&mb->mu);
 	mb->acked_gen = MAX(mb->acked_gen, own->boot_acked_gen);
-	if (own->mark_valid && own->mark.set)
+	mb->durable_acked = own->boot_acked_gen;
+	if (own->mark_valid && own->mark.set && own->mark.gen > own->boot_acked_gen)
 		mb->state = HA_TAKEN_OVER;
 	pthread_mutex_unlock(&mb->mu);
 	mb->booted = true;
@@ -481,6 +486,8 @@ static void *thread_main(void *arg)
 				note_write(mb, wrc);
 				if (wrc == 0)
 					own.last_write_ns = loop_now_ns();
+				if (wrc == 0)
+					mb->durable_acked = acked;
 				own.write_rc = wrc;
 				own.counter = mb->counter;
 			}

@@ -452,8 +452,8 @@ static void on_boot_retry(struct loop_timer *t)
 		loop_timer_arm(m->loop, &m->boot_retry, 1000 * NS_PER_MS);
 }
 
-/* The first read of the own mailbox decides how this node starts: a set
- * mark, or a cleared one newer than our last completed giveback, means our
+/* The first read of the own mailbox decides how this node starts: a mark
+ * (set or cleared) newer than our last completed giveback or takeback means our
  * volumes were taken over and our log replayed: do not serve them. */
 static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 {
@@ -470,7 +470,8 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	}
 	monitor_mbox_own(m->mb, &ov);
 	acked = ov.boot_acked_gen;
-	taken = mark && (mark->set || mark->gen > acked);
+	/* A set mark at or below acked_gen is one we took back (ha.c). */
+	taken = mark && mark->gen > acked;
 	m->own_mark = mark && mark->set;
 	m->own_mark_gen = mark ? mark->gen : 0;
 	monitor_ha_init(&m->ha, &m->hcfg, loop_now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0,

@@ -300,6 +300,16 @@ struct ha {
 	uint64_t acked_gen;	   /**< own: last giveback completed */
 	uint64_t waiting_since_ms; /**< partner waiting for giveback since; HA_NEVER */
 	bool forced;		   /**< the current takeover was forced */
+	/** Takeback: taking our own volumes back from a taker that died (or,
+	 * forced, that is fenced knowingly): our mark fences it first. */
+	bool takeback;
+	uint64_t takeback_gen; /**< the taker's mark in our mailbox being taken back */
+	/** Resume: our giveback was interrupted by the partner's death before it
+	 * started its volumes: we re-take them (no replay: our image is retired). */
+	bool resume;
+	uint64_t resume_gen; /**< gen of a giveback from serving to a waiting partner; 0 none */
+	bool gb_abandon; /**< partner died while draining: serve again, do not clear */
+	bool clear_sent; /**< this giveback asked to clear the mark (it may have landed) */
 	bool takeover_possible;
 	char reason[HA_REASON_MAX];	 /**< why the last change happened */
 	char why[HA_REASON_MAX];	 /**< why takeover is (not) possible now */

@@ -14,8 +14,12 @@
  *                   them), stop mirroring into its image of our log
  *   REPLAY_PARTNER  open the partner's shelf, replay our copy of its log
  *   SERVE_PARTNER   route its volumes on our proxy port to that shelf
- *   DRAIN_PARTNER   route them back, wait for what runs, fdatasync, close
- *   START_OWN       publish "degraded", drop the own log, mirror again
+ *   DRAIN_PARTNER   route them back, wait for what runs, fdatasync, close;
+ *                   a partner that dies meanwhile gets them served again
+ *                   (REPLAY_PARTNER reopens the shelf; the image is retired)
+ *   START_OWN       publish "degraded", drop the own log, mirror again (also
+ *                   at a takeback from a dead taker: it wrote our volumes
+ *                   straight to our shelf, our old log would undo that)
  *   SERVE_OWN       serve the own volumes again
  */
 #define LOG_MODULE "failover"
@@ -58,6 +62,7 @@ struct failover {
 	/* Giveback, both sides. */
 	struct loop_timer drain_timer;
 	uint64_t drain_start_ns;
+	uint64_t drain_hold_ns; /* test only: DUET_TEST_DRAIN_HOLD_MS */
 	struct loop_timer close_timer;
 	struct loop_timer reset_timer;
 };
@@ -417,6 +422,10 @@ static void drain_poll(struct loop_timer *t)
 	uint64_t busy = node_datapath_inflight(n->partner_dp) + node_datapath_held(n->partner_dp);
 
 	monitor_progress(n->monitor, 0, busy);
+	if (!busy && loop_now_ns() - fo->drain_start_ns < fo->drain_hold_ns) {
+		loop_timer_arm(n->loop, t, DRAIN_POLL_NS); /* a fault test's window */
+		return;
+	}
 	if (busy) {
 		if (loop_now_ns() - fo->drain_start_ns > DRAIN_TIMEOUT_NS) {
 			LOG_ERROR("giveback: %llu requests of the partner's volumes still running",
@@ -540,6 +549,14 @@ int node_failover_open(struct node *n)
 	loop_timer_init(&fo->reset_timer, reset_retry, n);
 	loop_timer_init(&fo->close_timer, drain_close, n);
 	fo->copy_ns = n->cfg.monitor.heartbeat_ms * NS_PER_MS;
+	/* Test only: a drain that lasts this long, so that a fault test can
+	 * kill the owner during it (tests/fault/failover-second-giveback-dies.sh). */
+	if (getenv("DUET_TEST_DRAIN_HOLD_MS")) {
+		fo->drain_hold_ns =
+		    strtoull(getenv("DUET_TEST_DRAIN_HOLD_MS"), NULL, 10) * NS_PER_MS;
+		LOG_WARN("DUET_TEST_DRAIN_HOLD_MS: every giveback drain lasts %llu ms at least",
+			 (unsigned long long)(fo->drain_hold_ns / NS_PER_MS));
+	}
 	/* The mailbox lives in the shelf, which the store would create later. */
 	if (mkdir(n->cfg.node.shelf, 0755) < 0 && errno != EEXIST) {
 		rc = -errno;

@@ -535,7 +535,9 @@ static void test_owner_given_back(void **state)
 	assert_int_equal(h.state, HA_TAKEN_OVER);
 	assert_int_equal(out.actions, 0);
 	assert_false(h.takeover_possible);
-	assert_int_equal(monitor_ha_takeover(&h, &in, true, &out, err, sizeof(err)), -EBUSY);
+	/* The taker is not provably dead: only --force takes our volumes back. */
+	assert_int_equal(monitor_ha_takeover(&h, &in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "--force"));
 
 	/* In touch with the partner, which serves our volumes. */
 	in.hb_age_ms[1] = 5;
@@ -740,6 +742,395 @@ static void test_names(void **state)
 	assert_string_equal(monitor_ha_action_name(HA_ACT_PERSIST_ACK), "persist_ack");
 }
 
+/* ---- second failures (issue 16) ---- */
+
+/* This node was taken over (gen 5) and waits for giveback from a partner
+ * that serves our volumes and acknowledged writes without us (degraded). */
+static void sim_init_taken(struct sim *s, uint64_t gen)
+{
+	sim_init(s, NULL);
+	monitor_ha_init(&s->h, &default_cfg, s->now, true, gen, gen - 1);
+	s->in.own_mark = true;
+	s->in.own_mark_gen = gen;
+	s->partner.state = HA_TAKEOVER;
+	s->partner.mirror = HA_MIRROR_DEGRADED;
+	s->in.mirror = HA_MIRROR_IN_SYNC; /* our copy's header; stale all the same */
+	run_for(s, 1000);
+	assert_int_equal(s->h.state, HA_WAITING_FOR_GIVEBACK);
+	assert_int_equal(s->acts, 0);
+}
+
+/* Finding 5: the taker dies for good. The owner fences it exactly as a
+ * takeover does (a newer mark, the fence wait), then starts its own
+ * volumes as at a giveback (drop the own log, acked_gen = the taker's
+ * mark, serve), and leaves the taker's volumes unserved: our copy of its
+ * log misses what it acknowledged without us. */
+static void test_takeback_taker_dies(void **state)
+{
+	struct sim s;
+	uint64_t kill;
+
+	(void)state;
+	sim_init_taken(&s, 5);
+	kill = s.now;
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 2000);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) >= kill + 130);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) <= kill + 300);
+	assert_int_equal(s.in.partner_mark_gen, 6); /* newer than the taker's */
+	assert_true(s.in.partner_mark_set);
+	/* Nothing of ours before the taker's lease ran out. */
+	assert_true(when(&s, HA_ACT_START_OWN) >= when(&s, HA_ACT_WRITE_MARK) + 150);
+	assert_true(asked(&s, HA_ACT_PERSIST_ACK));
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+	assert_int_equal(s.h.acked_gen, 5);
+	assert_false(asked(&s, HA_ACT_STOP_OWN));
+	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
+	assert_non_null(strstr(s.h.reason, "own volumes taken back (gen 5)"));
+	assert_non_null(strstr(s.h.reason, "degraded"));
+	/* The taker's mark stays in our mailbox, answered: no stop, no loop. */
+	run_for(&s, 3000);
+	assert_int_equal(s.h.state, HA_TAKEOVER);
+	assert_int_equal(s.h.phase, HA_PH_FAILED);
+	assert_int_equal(s.n_mark_writes, 1);
+	assert_false(asked(&s, HA_ACT_STOP_OWN));
+
+	/* A taker that acknowledged nothing without us (still in sync): its
+	 * volumes are served from our copy too. */
+	sim_init_taken(&s, 5);
+	s.partner.mirror = HA_MIRROR_IN_SYNC;
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 2000);
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+	assert_true(when(&s, HA_ACT_REPLAY_PARTNER) >= when(&s, HA_ACT_WRITE_MARK) + 150);
+	assert_int_equal(s.h.acked_gen, 5);
+}
+
+/* No takeback from a taker that lives: in touch, or behind a cut
+ * interconnect. `takeover` asks for --force; --force fences it. */
+static void test_takeback_live_taker(void **state)
+{
+	struct sim s;
+	struct ha_output out;
+	char err[256];
+
+	(void)state;
+	sim_init_taken(&s, 5);
+	set_links(&s, false); /* cut: its mailbox goes on */
+	run_for(&s, 3000);
+	assert_int_equal(s.acts, 0);
+	assert_int_equal(s.h.partner, HA_PARTNER_CUT_OFF);
+	assert_int_equal(s.h.state, HA_TAKEN_OVER);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "--force"));
+	assert_non_null(strstr(s.h.why, "--force"));
+	s.mbox_readable = false;
+	run_for(&s, 100);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), -EIO);
+	s.mbox_readable = true;
+	run_for(&s, 100);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.actions, HA_ACT_WRITE_MARK);
+	assert_int_equal(out.mark_gen, 6);
+	assert_non_null(strstr(s.h.reason, "takeback forced"));
+	sim_handle(&s, &out);
+	assert_int_equal(s.h.phase, HA_PH_FENCE_WAIT);
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	assert_true(when(&s, HA_ACT_START_OWN) >= when(&s, HA_ACT_WRITE_MARK) + 150);
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+	assert_int_equal(s.h.acked_gen, 5);
+}
+
+/* A mailbox read through a page cache proves no silence: no automatic
+ * takeback, and `takeover` needs --force. */
+static void test_takeback_cached_mailbox(void **state)
+{
+	struct sim s;
+	struct ha_output out;
+	char err[256];
+
+	(void)state;
+	sim_init_taken(&s, 5);
+	s.in.mbox_cached = "partner mailbox without O_DIRECT";
+	kill_partner(&s);
+	run_for(&s, 3000);
+	assert_int_equal(s.acts, 0);
+	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, false, &out, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "O_DIRECT"));
+	assert_int_equal(monitor_ha_takeover(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	sim_handle(&s, &out);
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+}
+
+/* A takeback mark that cannot be written: still fenced, tried again later. */
+static void test_takeback_mark_fails(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init_taken(&s, 5);
+	s.mark_rc = -EIO;
+	kill_partner(&s);
+	run_for(&s, 400);
+	assert_int_equal(s.n_mark_writes, 1);
+	assert_int_equal(s.h.state, HA_TAKEN_OVER);
+	assert_int_equal(s.h.mark_gen, 5);
+	assert_non_null(strstr(s.h.reason, "takeback mark"));
+	run_for(&s, 600);
+	assert_int_equal(s.n_mark_writes, 1);
+	run_for(&s, 400);
+	assert_int_equal(s.n_mark_writes, 2);
+	s.mark_rc = 0;
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 2000);
+	assert_true(asked(&s, HA_ACT_SERVE_OWN));
+	assert_false(asked(&s, HA_ACT_STOP_OWN));
+}
+
+/* The owner restarts after a takeback: the taker's mark (gen 5) is at its
+ * acked_gen, ours (6) stands in the taker's mailbox. It boots up, and the
+ * resumed fence of the taker is not forced: its volumes are still served
+ * only from a complete copy. */
+static void test_takeback_restart(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init(&s, NULL);
+	kill_partner(&s);
+	s.partner.state = HA_TAKEOVER;
+	s.partner.mirror = HA_MIRROR_DEGRADED;
+	s.partner.acked_gen = 0;
+	monitor_ha_init(&s.h, &default_cfg, s.now, false, 5, 5);
+	s.in.own_mark = true;
+	s.in.own_mark_gen = 5;
+	s.in.partner_mark_valid = true;
+	s.in.partner_mark_set = true;
+	s.in.partner_mark_gen = 6;
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	assert_false(s.h.forced);
+	assert_false(asked(&s, HA_ACT_STOP_OWN));
+	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+	assert_non_null(strstr(s.h.reason, "degraded"));
+}
+
+/* The taker comes back after the owner took its volumes back: it boots
+ * fenced by the owner's mark (6), is given back, and does not resume its
+ * own old takeover (its mark 5, set, answered by the owner's acked_gen). */
+static void test_takeback_taker_returns(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init(&s, NULL);
+	s.partner.state = HA_TAKEOVER; /* the owner holds us fenced */
+	s.partner.acked_gen = 5;
+	monitor_ha_init(&s.h, &default_cfg, s.now, true, 6, 0);
+	s.in.own_mark = true;
+	s.in.own_mark_gen = 6;
+	s.in.partner_mark_valid = true;
+	s.in.partner_mark_set = true;
+	s.in.partner_mark_gen = 5;
+	run_for(&s, 500);
+	assert_int_equal(s.h.state, HA_WAITING_FOR_GIVEBACK);
+	s.in.own_mark = false; /* given back */
+	run_until(&s, HA_UP, HA_PH_NONE, 500);
+	assert_int_equal(s.h.acked_gen, 6);
+	s.partner.state = HA_UP;
+	run_for(&s, 3000);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
+	/* It may take the owner over later, with a newer generation. */
+	kill_partner(&s);
+	s.partner.mirror = HA_MIRROR_IN_SYNC;
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 2000);
+	assert_int_equal(s.h.mark_gen, 7);
+}
+
+/* Serving the partner's volumes; it waits for giveback; a manual giveback
+ * starts with the drain left to the test. */
+static void sim_giveback_started(struct sim *s)
+{
+	struct ha_output out;
+	char err[256];
+
+	sim_init(s, NULL);
+	kill_partner(s);
+	run_until(s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	s->partner.state = HA_WAITING_FOR_GIVEBACK;
+	s->partner.mirror = HA_MIRROR_OFF;
+	set_links(s, true);
+	s->mbox_up = true;
+	run_for(s, 500);
+	s->complete = false;
+	s->acts = 0;
+	assert_int_equal(monitor_ha_giveback(&s->h, &s->in, false, &out, err, sizeof(err)), 0);
+	sim_handle(s, &out);
+	assert_int_equal(s->h.phase, HA_PH_DRAINING);
+	assert_true(asked(s, HA_ACT_DRAIN_PARTNER));
+}
+
+/* Finding 6: the owner dies during the giveback's drain. The mark never
+ * left its mailbox, so the taker serves the volumes again (no new mark, no
+ * clear) once the drain ends, whatever the drain's result. */
+static void test_giveback_owner_dies_draining(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_giveback_started(&s);
+	kill_partner(&s);
+	run_for(&s, 400);
+	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
+	assert_int_equal(s.h.state, HA_GIVING_BACK);
+	assert_int_equal(s.h.phase, HA_PH_DRAINING);
+	assert_non_null(strstr(s.h.reason, "died during the drain"));
+	s.complete = true;
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	assert_int_equal(s.h.state, HA_TAKEOVER);
+	assert_int_equal(s.h.phase, HA_PH_SERVING);
+	assert_true(asked(&s, HA_ACT_REPLAY_PARTNER));
+	assert_true(asked(&s, HA_ACT_SERVE_PARTNER));
+	assert_false(asked(&s, HA_ACT_CLEAR_MARK));
+	assert_true(s.in.partner_mark_set);
+	assert_int_equal(s.n_mark_writes, 1);
+	run_for(&s, 3000);
+	assert_int_equal(s.h.phase, HA_PH_SERVING);
+
+	/* The drain fails (requests still running) as the owner dies. */
+	sim_giveback_started(&s);
+	kill_partner(&s);
+	run_for(&s, 400);
+	s.complete = true;
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, -ETIMEDOUT);
+	assert_int_equal(s.h.phase, HA_PH_SERVING);
+	assert_false(asked(&s, HA_ACT_CLEAR_MARK));
+
+	/* The drain failed first, then the owner died: served again too. */
+	sim_giveback_started(&s);
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, -ETIMEDOUT);
+	assert_int_equal(s.h.phase, HA_PH_FAILED);
+	s.complete = true;
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	assert_false(asked(&s, HA_ACT_CLEAR_MARK));
+	assert_int_equal(s.n_mark_writes, 1);
+}
+
+/* Finding 6: the owner dies while the mark is being cleared. The clear
+ * lands; the owner's last record still waits and never acked: it never
+ * started, so the taker marks it again (a newer generation: the owner may
+ * have read the cleared mark and renewed its lease), waits out the lease,
+ * and serves again. */
+static void test_giveback_owner_dies_clearing(void **state)
+{
+	struct sim s;
+	uint64_t t;
+
+	(void)state;
+	sim_giveback_started(&s);
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	assert_int_equal(s.h.phase, HA_PH_CLEARING);
+	assert_true(asked(&s, HA_ACT_CLEAR_MARK));
+	kill_partner(&s);
+	run_for(&s, 100);
+	s.complete = true;
+	sim_done(&s, HA_ACT_CLEAR_MARK, 0);
+	assert_int_equal(s.h.state, HA_UP);
+	t = s.now;
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	assert_int_equal(s.h.mark_gen, 2);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) >= t);
+	assert_true(when(&s, HA_ACT_REPLAY_PARTNER) >= when(&s, HA_ACT_WRITE_MARK) + 150);
+	assert_false(s.h.forced);
+
+	/* The clear fails as the owner dies (it may have landed): the same. */
+	sim_giveback_started(&s);
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	kill_partner(&s);
+	run_for(&s, 100);
+	s.complete = true;
+	sim_done(&s, HA_ACT_CLEAR_MARK, -EIO);
+	assert_int_equal(s.h.state, HA_GIVING_BACK);
+	assert_int_equal(s.h.phase, HA_PH_FAILED);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	assert_int_equal(s.h.mark_gen, 2);
+
+	/* The owner acked the giveback before it died: it may have served and
+	 * acknowledged writes we lack; no automatic takeover. */
+	sim_giveback_started(&s);
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	s.complete = true;
+	sim_done(&s, HA_ACT_CLEAR_MARK, 0);
+	s.partner.acked_gen = 1;
+	s.partner.mirror = HA_MIRROR_DEGRADED;
+	kill_partner(&s);
+	run_for(&s, 3000);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+
+	/* It acks during our fence wait: its final record stops the takeover. */
+	sim_giveback_started(&s);
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	s.complete = true;
+	sim_done(&s, HA_ACT_CLEAR_MARK, 0);
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_FENCE_WAIT, 1000);
+	s.partner.acked_gen = 1;
+	s.partner.state = HA_UP;
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
+	assert_non_null(strstr(s.h.reason, "may have started"));
+}
+
+/* Only a giveback from serving, to a partner that waited, is resumed: a
+ * forced giveback to a dead partner stays given back, and one from a
+ * failed takeover (our copy never replayed) never serves. */
+static void test_giveback_not_resumed(void **state)
+{
+	struct sim s;
+	struct ha_output out;
+	char err[256];
+
+	(void)state;
+	sim_init(&s, NULL);
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 1000);
+	s.partner.state = HA_WAITING_FOR_GIVEBACK; /* its last word, then it died */
+	run_for(&s, 100);
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, true, &out, err, sizeof(err)), 0);
+	sim_handle(&s, &out);
+	assert_int_equal(s.h.state, HA_UP);
+	run_for(&s, 3000);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_int_equal(s.n_mark_writes, 1);
+
+	/* From takeover/failed (the partner degraded after the mark). */
+	sim_init(&s, NULL);
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_FENCE_WAIT, 1000);
+	s.partner.mirror = HA_MIRROR_DEGRADED;
+	run_until(&s, HA_TAKEOVER, HA_PH_FAILED, 1000);
+	s.partner.state = HA_WAITING_FOR_GIVEBACK;
+	set_links(&s, true);
+	s.mbox_up = true;
+	run_for(&s, 300);
+	s.complete = false;
+	assert_int_equal(monitor_ha_giveback(&s.h, &s.in, false, &out, err, sizeof(err)), 0);
+	sim_handle(&s, &out);
+	kill_partner(&s);
+	run_for(&s, 400);
+	s.complete = true;
+	sim_done(&s, HA_ACT_DRAIN_PARTNER, 0);
+	assert_int_equal(s.h.state, HA_UP);
+	run_for(&s, 3000);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_false(asked(&s, HA_ACT_REPLAY_PARTNER));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -762,6 +1153,15 @@ int main(void)
 	    cmocka_unit_test(test_partner_not_serving),
 	    cmocka_unit_test(test_conflict),
 	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_takeback_taker_dies),
+	    cmocka_unit_test(test_takeback_live_taker),
+	    cmocka_unit_test(test_takeback_mark_fails),
+	    cmocka_unit_test(test_takeback_cached_mailbox),
+	    cmocka_unit_test(test_takeback_restart),
+	    cmocka_unit_test(test_takeback_taker_returns),
+	    cmocka_unit_test(test_giveback_owner_dies_draining),
+	    cmocka_unit_test(test_giveback_owner_dies_clearing),
+	    cmocka_unit_test(test_giveback_not_resumed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,6 +40,7 @@ struct node {
 	uint64_t mark_ns; /* entered takeover/marking */
 	bool synced;
 	bool peer_leased_at_replay; /* the partner could still write its shelf */
+	bool hold_drain;	    /* DRAIN_PARTNER completes when the test says */
 };
 
 static struct loop *L;
@@ -66,6 +67,8 @@ static void on_action(void *arg, enum ha_action act, uint64_t gen)
 	if (!(n->acts & act))
 		n->act_at[monitor_fixture_bit_index(act)] = loop_now_ns();
 	n->acts |= act;
+	if (act == HA_ACT_DRAIN_PARTNER && n->hold_drain)
+		return;
 	monitor_action_done(n->m, act, 0); /* the node does it at once */
 }
 
@@ -112,6 +115,7 @@ static void start(struct node *n)
 	n->acts = 0;
 	n->mark_ns = 0;
 	n->peer_leased_at_replay = false;
+	n->hold_drain = false;
 	assert_int_equal(monitor_create(&n->opts.o, &n->m), 0);
 	assert_int_equal(monitor_start(n->m), 0);
 }
@@ -418,6 +422,143 @@ static void test_status_json(void **state)
 	json_object_put(ha);
 }
 
+static bool a_holds_b_fenced(void)
+{
+	const struct ha *h = monitor_ha(A.m);
+
+	return h->state == HA_TAKEOVER && h->phase == HA_PH_FAILED && monitor_io_allowed(A.m);
+}
+
+static bool a_took_back(void)
+{
+	return a_holds_b_fenced() && (A.acts & HA_ACT_SERVE_OWN);
+}
+
+static bool b_waiting(void)
+{
+	return monitor_ha(B.m)->state == HA_WAITING_FOR_GIVEBACK;
+}
+
+static bool b_serves_again(void)
+{
+	return monitor_ha(B.m)->state == HA_UP && (B.acts & HA_ACT_SERVE_OWN) &&
+	       monitor_io_allowed(B.m);
+}
+
+static bool a_giveback_answered(void)
+{
+	giveback_rc = monitor_giveback(A.m, false, giveback_err, giveback_errlen);
+	return giveback_rc != -EAGAIN;
+}
+
+/* Issue 16, finding 5, with real mailboxes: a is taken over, restarts and
+ * waits; b dies for good. a fences b (its mark, gen 2, in b's mailbox),
+ * takes its own volumes back with a lease although b's mark (gen 1) stays
+ * in a's mailbox (answered by acked_gen 1), and leaves b's volumes alone
+ * (a's copy of b's log is not known complete). A restart of a boots
+ * normally; b, back, boots fenced, is given back and does not resume its
+ * old takeover. */
+static void test_taker_dies_takeback(void **state)
+{
+	struct monitor_mark mark;
+	char err[256];
+
+	(void)state;
+	bring_up();
+	stop(&A);
+	wait_for(b_serves_a, "b serving a's volumes");
+	start(&A);
+	wait_for(a_waiting, "a waiting for giveback");
+	assert_false(monitor_io_allowed(A.m));
+
+	stop(&B); /* for good */
+	wait_for(a_took_back, "a taking its volumes back");
+	assert_true(A.act_at[monitor_fixture_bit_index(HA_ACT_START_OWN)] >=
+		    A.mark_ns + 150000000ull);
+	assert_false(A.acts & HA_ACT_REPLAY_PARTNER);
+	assert_false(A.acts & HA_ACT_STOP_OWN);
+	assert_int_equal(monitor_ha(A.m)->acked_gen, 1);
+	read_mark("b", &mark);
+	assert_true(mark.set);
+	assert_int_equal(mark.gen, 2);
+	assert_string_equal(mark.taker, "a");
+	read_mark("a", &mark); /* b's, answered */
+	assert_true(mark.set);
+	assert_int_equal(mark.gen, 1);
+	run_ms(500);
+	assert_true(a_took_back());
+
+	/* a restarts: a normal boot, still holding b fenced. */
+	stop(&A);
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	assert_false(A.taken);
+	wait_for(a_holds_b_fenced, "a serving, b fenced again");
+	assert_false(A.acts & HA_ACT_STOP_OWN);
+
+	/* b comes back: fenced by a's mark; given back, it serves its own
+	 * volumes and leaves a's alone. */
+	start(&B);
+	wait_for(b_waiting, "b waiting for giveback");
+	assert_true(B.taken);
+	giveback_err = err;
+	giveback_errlen = sizeof(err);
+	wait_for(a_giveback_answered, "a hearing that b waits");
+	assert_int_equal(giveback_rc, 0);
+	wait_for(b_serves_again, "b serving again");
+	run_ms(1000);
+	assert_int_equal(monitor_ha(B.m)->state, HA_UP);
+	assert_false(B.acts & HA_ACT_WRITE_MARK);
+	assert_false(B.acts & HA_ACT_REPLAY_PARTNER);
+	assert_int_equal(monitor_ha(A.m)->state, HA_UP);
+	assert_true(monitor_io_allowed(A.m));
+	assert_true(monitor_io_allowed(B.m));
+}
+
+static bool b_drain_abandoned(void)
+{
+	return strstr(monitor_ha(B.m)->reason, "died during the drain") != NULL;
+}
+
+static bool b_serves_a_again(void)
+{
+	const struct ha *h = monitor_ha(B.m);
+
+	return h->state == HA_TAKEOVER && h->phase == HA_PH_SERVING;
+}
+
+/* Issue 16, finding 6: a dies while b drains its volumes for a giveback.
+ * b does not clear the mark: it serves a's volumes again. */
+static void test_owner_dies_during_drain(void **state)
+{
+	struct monitor_mark mark;
+	char err[256];
+
+	(void)state;
+	bring_up();
+	stop(&A);
+	wait_for(b_serves_a, "b serving a's volumes");
+	start(&A);
+	wait_for(a_waiting, "a waiting for giveback");
+	B.hold_drain = true;
+	B.acts = 0;
+	give_back(err, sizeof(err));
+	assert_int_equal(monitor_ha(B.m)->phase, HA_PH_DRAINING);
+	stop(&A);
+	wait_for(b_drain_abandoned, "b seeing a die during the drain");
+	monitor_action_done(B.m, HA_ACT_DRAIN_PARTNER, 0);
+	wait_for(b_serves_a_again, "b serving a's volumes again");
+	assert_true(B.acts & HA_ACT_SERVE_PARTNER);
+	assert_false(B.acts & HA_ACT_WRITE_MARK);
+	read_mark("a", &mark);
+	assert_true(mark.set);
+	assert_int_equal(mark.gen, 1);
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	assert_true(A.taken);
+	wait_for(a_waiting, "a waiting for giveback again");
+}
+
 /* A planned takeover on a live pair: the live owner obeys the mark. */
 static void test_planned_takeover(void **state)
 {
@@ -603,6 +744,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partner_longer_lease, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_write_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_direct_refuses_takeover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_taker_dies_takeback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_owner_dies_during_drain, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
