@@ -121,6 +121,44 @@ struct mirror_image_info {
  */
 int mirror_image_info(const void *img, size_t size, struct mirror_image_info *info);
 
+/** The identity of an image's header (its log_id and gen) as a node found it
+ * when it mapped its image of the partner's log: what an earlier run of the
+ * node (or of the partner) left there. */
+struct mirror_image_stamp {
+	bool present; /**< a readable header was there */
+	uint64_t log_id, gen;
+};
+
+/** Take the stamp of @p img (not present: no header, or a malformed one). */
+void mirror_image_stamp_take(const void *img, size_t size, struct mirror_image_stamp *out);
+
+/** How far an image of the partner's log may be trusted (docs/MIRROR.md,
+ * "Which image is current"). */
+enum mirror_image_trust {
+	MIRROR_IMAGE_CURRENT = 0, /**< marked complete by a header that landed in this run */
+	MIRROR_IMAGE_NOTHING,	  /**< no header, or no record newer than its checkpoint */
+	MIRROR_IMAGE_INCOMPLETE,  /**< live records, the header says not complete */
+	MIRROR_IMAGE_STALE,	  /**< live records, marked complete by an earlier run only */
+	MIRROR_IMAGE_BAD,	  /**< malformed, or an unsupported version */
+};
+const char *mirror_image_trust_name(enum mirror_image_trust t);
+
+/**
+ * Judge the partner's image @p img held here. It is current only when its
+ * header says complete and is not the header found when this run mapped
+ * the image (@p at_open): the partner writes a header marked complete only
+ * at the end of a resync into this run's memory, so a complete-flag an
+ * earlier run left in the file (perhaps older than what that run held in
+ * memory, after a power loss) is never believed. With @p scan, an image
+ * that is not current but has no live record is NOTHING (nothing to replay,
+ * whatever its age); that reads every record, so without @p scan (a cheap
+ * check, each heartbeat) such an image is INCOMPLETE or STALE. @p why (may
+ * be NULL, @p len bytes) gets one line for logs and status.
+ */
+enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
+					   const struct mirror_image_stamp *at_open, bool scan,
+					   char *why, size_t len);
+
 /** Called per record; @p data is the record's data (NULL if none).
  * @return 0 to go on, or a negative errno to stop. */
 typedef int (*mirror_record_fn)(void *arg, const struct mirror_record *rec, const void *data);

@@ -22,6 +22,7 @@
 #include "node/node_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -330,11 +331,15 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 }
 
 /* The partner is fenced: bring its shelf up to date from our copy of its
- * log. The copy is retired afterwards, so a second replay (a restart of
- * ours during the takeover) does not undo writes served since. */
+ * log, if that copy is known current (marked in sync in this run: see
+ * mirror_image_judge); a copy with nothing to replay is fine too. The copy
+ * is retired afterwards, so a second replay (a restart of ours during the
+ * takeover) does not undo writes served since. */
 static void replay_partner(struct node *n)
 {
 	struct failover *fo = n->fo;
+	enum mirror_image_trust t;
+	char why[256];
 	int rc = open_partner_shelf(n);
 
 	if (rc < 0)
@@ -344,9 +349,30 @@ static void replay_partner(struct node *n)
 			 "its shelf as it is");
 		goto done;
 	}
+	t = node_mirror_ccm_partner_copy(n->mirror_ccm, true, why, sizeof(why));
+	if (t == MIRROR_IMAGE_NOTHING) {
+		snprintf(n->partner_replay, sizeof(n->partner_replay), "not replayed: %s", why);
+		LOG_WARN("our copy of the partner's log %s: %s: serving its shelf as it is",
+			 n->partner_image_path, why);
+		goto done;
+	}
+	if (t != MIRROR_IMAGE_CURRENT) {
+		/* Never replayed, not even forced: a stale or incomplete copy
+		 * holds older records, and applying them would undo writes the
+		 * partner made durable since. Its own log has them all. */
+		snprintf(n->partner_replay, sizeof(n->partner_replay), "refused: %s", why);
+		LOG_ERROR("takeover refused: our copy of the partner's log %s is %s; it is never "
+			  "replayed (it could undo the partner's durable writes): the partner "
+			  "replays its own log once it is back and given back",
+			  n->partner_image_path, why);
+		rc = t == MIRROR_IMAGE_BAD ? -EINVAL : -ESTALE;
+		goto done;
+	}
+	snprintf(n->partner_replay, sizeof(n->partner_replay), "replayed: %s", why);
 	fo->replay_start_ns = loop_now_ns();
-	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore, MIRROR_REPLAY_RETIRE,
-				 replay_done, n, &fo->replay);
+	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore,
+				 MIRROR_REPLAY_REQUIRE_VALID | MIRROR_REPLAY_RETIRE, replay_done, n,
+				 &fo->replay);
 	if (rc == 0) {
 		loop_timer_arm(n->loop, &fo->progress_timer, PROGRESS_NS);
 		return;

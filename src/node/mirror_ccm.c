@@ -44,7 +44,8 @@ struct node_mirror_ccm {
 	struct mirror *m;
 	struct ccm_client *client;
 	struct ccm_port *port;
-	struct mirror_image_map image; /* the partner's log, as it writes it here */
+	struct mirror_image_map image;	   /* the partner's log, as it writes it here */
+	struct mirror_image_stamp at_open; /* its header as an earlier run left it */
 	void *port_buf[1];
 	uint64_t log_size; /* of this node's log: the partner's memory must hold it */
 	bool attached;	   /* callbacks go to the mirror */
@@ -247,6 +248,14 @@ int node_mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m,
 	rc = mirror_image_map(image_path, image_size, true, &mc->image);
 	if (rc < 0)
 		goto err;
+	/* Before the port exists, so before the partner can write: a complete
+	 * flag in this header is an earlier run's, never believed. */
+	mirror_image_stamp_take(mc->image.base, mc->image.size, &mc->at_open);
+	if (mc->at_open.present)
+		LOG_INFO("mirror: %s holds log %016llx gen %llu of an earlier run: not replayed "
+			 "unless the partner marks it in sync again",
+			 image_path, (unsigned long long)mc->at_open.log_id,
+			 (unsigned long long)mc->at_open.gen);
 	mc->port_buf[0] = mc->image.base;
 	rc = mirror_attach_transport(m, &transport_ops, mc);
 	if (rc < 0) {
@@ -327,13 +336,15 @@ void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why
 	mc_eval(mc);
 }
 
-int node_mirror_ccm_partner_copy_valid(const struct node_mirror_ccm *mc)
+enum mirror_image_trust node_mirror_ccm_partner_copy(const struct node_mirror_ccm *mc, bool scan,
+						     char *why, size_t len)
 {
-	struct mirror_image_info info;
-
-	if (!mc || !mc->image.base || mirror_image_info(mc->image.base, mc->image.size, &info) < 0)
-		return 0;
-	return info.image_valid ? 1 : 0;
+	if (!mc || !mc->image.base) {
+		if (why)
+			snprintf(why, len, "no image of the partner's log is mapped");
+		return MIRROR_IMAGE_NOTHING;
+	}
+	return mirror_image_judge(mc->image.base, mc->image.size, &mc->at_open, scan, why, len);
 }
 
 const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason)

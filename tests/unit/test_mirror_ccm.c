@@ -4,8 +4,9 @@
  * through the fake's "RDMA". Covered: in sync and image equal to the log,
  * session loss under writes (degraded, writes go on) and return (resync,
  * image complete), a partner whose image is too small (refused, degraded),
- * a partner without a mirror, and close with writes in flight (no callback
- * after detach). */
+ * a partner without a mirror, close with writes in flight (no callback
+ * after detach), and an image left by an earlier run of the holder (not
+ * current until the partner resyncs into the new run). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -280,6 +281,57 @@ static void test_session_lost_and_back(void **state)
 	env_free(e);
 }
 
+static bool b_copy_current(struct env *e)
+{
+	return node_mirror_ccm_partner_copy(e->b.mc, false, NULL, 0) == MIRROR_IMAGE_CURRENT;
+}
+
+/* Issue 16, finding 4: b's image of a's log, complete when b's process
+ * ends, is not believed by b's next process (after a power loss the file
+ * may hold an older image that still says complete); only once a has
+ * resynced into the new process is it current again. */
+static void test_image_of_earlier_run_not_believed(void **state)
+{
+	struct env *e = env_new(LOG_SIZE, true);
+	char why[256];
+
+	(void)state;
+	/* Nothing written yet: nothing to replay, and not current. */
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_NOTHING);
+	fake_session_up(e->a.ccm);
+	run_until(e, a_in_sync);
+	write_all(e, 5);
+	run_until(e, a_idle);
+	check_image(e, true);
+	assert_true(b_copy_current(e));
+	/* b restarts (its image file stays); a goes on alone. */
+	fake_session_down(e->a.ccm);
+	run_until(e, a_degraded);
+	mirror_close(e->b.m);
+	fake_ccm_destroy(e->b.ccm);
+	node_mirror_ccm_destroy(e->b.mc);
+	e->b.mc = NULL;
+	assert_int_equal(side_open(e, &e->b, "b", LOG_SIZE, true), 0);
+	fake_ccm_pair(e->a.ccm, e->b.ccm);
+	/* The same bytes, marked complete: stale, with or without the scan of
+	 * its records (a's writes are live in it). */
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, false, why, sizeof(why)),
+			 MIRROR_IMAGE_STALE);
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_STALE);
+	assert_non_null(strstr(why, "earlier run"));
+	/* a resyncs into b's new process: current again, and complete. */
+	fake_session_up(e->a.ccm);
+	run_until(e, a_in_sync);
+	run_until(e, b_copy_current);
+	write_all(e, 50);
+	run_until(e, a_idle);
+	check_image(e, true);
+	assert_true(b_copy_current(e));
+	env_free(e);
+}
+
 /* The session comes up (@p turns loop turns) but a's mirror stays
  * degraded, its CCM transport in @p ccm_state for a reason naming @p why. */
 static void expect_a_refused(struct env *e, int turns, const char *ccm_state, const char *why)
@@ -342,6 +394,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_in_sync),
 	    cmocka_unit_test(test_session_lost_and_back),
+	    cmocka_unit_test(test_image_of_earlier_run_not_believed),
 	    cmocka_unit_test(test_image_too_small),
 	    cmocka_unit_test(test_partner_without_mirror),
 	    cmocka_unit_test(test_close_with_transfers_in_flight),
