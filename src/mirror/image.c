@@ -551,6 +551,16 @@ enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
 	}
 	valid = h.flags & MIRROR_LOG_F_IMAGE_VALID;
 	same = at_open && at_open->present && at_open->log_id == h.log_id && at_open->gen == h.gen;
+	if (valid && same && at_open->this_boot) {
+		/* An earlier run saw it current in this boot: the page cache
+		 * kept every byte it held, a power loss would have changed
+		 * the boot. */
+		snprintf(why, len,
+			 "complete: log %016llx gen %llu, marked in sync before this process "
+			 "started, in this boot (the page cache kept it)",
+			 (unsigned long long)h.log_id, (unsigned long long)h.gen);
+		return MIRROR_IMAGE_CURRENT;
+	}
 	if (valid && !same) {
 		snprintf(why, len, "complete: log %016llx gen %llu, marked in sync in this run",
 			 (unsigned long long)h.log_id, (unsigned long long)h.gen);
@@ -575,7 +585,7 @@ enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
 	}
 	snprintf(why, len,
 		 "stale: log %016llx gen %llu was marked in sync by an earlier run of this node, "
-		 "not since it started",
+		 "not since it started, and not seen in sync since this host booted",
 		 (unsigned long long)h.log_id, (unsigned long long)h.gen);
 	return MIRROR_IMAGE_STALE;
 }

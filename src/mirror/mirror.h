@@ -127,6 +127,10 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 struct mirror_image_stamp {
 	bool present; /**< a readable header was there */
 	uint64_t log_id, gen;
+	/** An earlier run of the node saw this image current in this boot
+	 * (mirror_image_boot_noted): the page cache kept what it held, so
+	 * the header found is believed as it is. */
+	bool this_boot;
 };
 
 /** Take the stamp of @p img (not present: no header, or a malformed one). */
@@ -149,7 +153,9 @@ const char *mirror_image_trust_name(enum mirror_image_trust t);
  * the image (@p at_open): the partner writes a header marked complete only
  * at the end of a resync into this run's memory, so a complete-flag an
  * earlier run left in the file (perhaps older than what that run held in
- * memory, after a power loss) is never believed. With @p scan, an image
+ * memory, after a power loss) is not believed, unless @p at_open says an
+ * earlier run saw the image current in this boot (this_boot: the process
+ * crashed, the page cache kept the image). With @p scan, an image
  * that is not current but has no live record is NOTHING (nothing to replay,
  * whatever its age); that reads every record, so without @p scan (a cheap
  * check, each heartbeat) such an image is INCOMPLETE or STALE. @p why (may
@@ -253,6 +259,23 @@ struct mirror_image_map {
  */
 int mirror_image_map(const char *path, uint64_t size, bool writable, struct mirror_image_map *out);
 void mirror_image_unmap(struct mirror_image_map *map);
+
+/** Suffix of the boot note next to a partner image file (PATH.insync). */
+#define MIRROR_IMAGE_NOTE_SUFFIX ".insync"
+
+/**
+ * Note, next to the image file @p image_path (mapped as @p map), that this
+ * node saw the image current in this boot (kernel boot id, and the file's
+ * device and inode). A node does this the first time in a run that it
+ * finds the image current, so that its next process, if the host has not
+ * restarted since, believes the image it finds (a crash of the process
+ * keeps a MAP_SHARED file's pages in the page cache; a power loss does
+ * not, and changes the boot id). Not synced: it speaks for this boot only.
+ * @return 0 or a negative errno (-ENOENT: the boot id is unknown).
+ */
+int mirror_image_boot_note(const char *image_path, const struct mirror_image_map *map);
+/** Whether the boot note of @p image_path is of this boot and this file. */
+bool mirror_image_boot_noted(const char *image_path, const struct mirror_image_map *map);
 
 /** Mark every record of a mapped image as applied (checkpoint = largest
  * seq) and fdatasync it: after a takeover replay, once the volumes are

@@ -61,6 +61,10 @@ struct failover {
 	uint64_t drain_start_ns;
 	struct loop_timer close_timer;
 	struct loop_timer reset_timer;
+	/* Test only: DUET_TEST_REPLAY_DELAY_MS holds REPLAY_PARTNER this long
+	 * before it looks at the image (a window to kill the taker in). */
+	struct loop_timer delay_timer;
+	bool delayed;
 };
 
 /* ---- heartbeats ---- */
@@ -338,9 +342,19 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 static void replay_partner(struct node *n)
 {
 	struct failover *fo = n->fo;
+	const char *delay = getenv("DUET_TEST_REPLAY_DELAY_MS");
 	enum mirror_image_trust t;
 	char why[256];
-	int rc = open_partner_shelf(n);
+	int rc;
+
+	if (delay && atoi(delay) > 0 && !fo->delayed) {
+		LOG_WARN("test: the replay waits %d ms (DUET_TEST_REPLAY_DELAY_MS)", atoi(delay));
+		fo->delayed = true;
+		loop_timer_arm(n->loop, &fo->delay_timer, (uint64_t)atoi(delay) * NS_PER_MS);
+		return;
+	}
+	fo->delayed = false;
+	rc = open_partner_shelf(n);
 
 	if (rc < 0)
 		goto done;
@@ -385,6 +399,11 @@ static void replay_partner(struct node *n)
 	}
 done:
 	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+}
+
+static void replay_delayed(struct loop_timer *t)
+{
+	replay_partner(t->arg);
 }
 
 static void serve_partner(struct node *n)
@@ -565,6 +584,7 @@ int node_failover_open(struct node *n)
 	loop_timer_init(&fo->drain_timer, drain_poll, n);
 	loop_timer_init(&fo->reset_timer, reset_retry, n);
 	loop_timer_init(&fo->close_timer, drain_close, n);
+	loop_timer_init(&fo->delay_timer, replay_delayed, n);
 	fo->copy_ns = n->cfg.monitor.heartbeat_ms * NS_PER_MS;
 	/* The mailbox lives in the shelf, which the store would create later. */
 	if (mkdir(n->cfg.node.shelf, 0755) < 0 && errno != EEXIST) {
@@ -632,6 +652,7 @@ void node_failover_close(struct node *n)
 		return;
 	loop_timer_cancel(n->loop, &fo->copy_timer);
 	loop_timer_cancel(n->loop, &fo->progress_timer);
+	loop_timer_cancel(n->loop, &fo->delay_timer);
 	loop_timer_cancel(n->loop, &fo->drain_timer);
 	loop_timer_cancel(n->loop, &fo->reset_timer);
 	loop_timer_cancel(n->loop, &fo->close_timer);

@@ -135,8 +135,10 @@ void node_mirror_ccm_destroy(struct node_mirror_ccm *mc);
 void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why);
 /** How far the partner's image held here may be trusted
  * (mirror_image_judge against its header as found at create: a complete
- * flag of an earlier run is not believed); @p scan as there. */
-enum mirror_image_trust node_mirror_ccm_partner_copy(const struct node_mirror_ccm *mc, bool scan,
+ * flag of an earlier run is not believed, unless an earlier run saw it
+ * current in this boot); @p scan as there. The first time in a run that
+ * the image is current, its boot note is written (mirror_image_boot_note). */
+enum mirror_image_trust node_mirror_ccm_partner_copy(struct node_mirror_ccm *mc, bool scan,
 						     char *why, size_t len);
 /** The transport's view, for status: "up", "down" or "refused", and why. */
 const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason);
