@@ -239,6 +239,19 @@ struct mirror_replay_job;
 int mirror_replay_start(const char *path, struct loop *loop, struct store *s, unsigned flags,
 			void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
 			void *arg, struct mirror_replay_job **out);
+/**
+ * Replay the node's own log @p m onto its shelf @p s like a takeover replay
+ * (asynchronous, from a loop callback): at giveback, when the partner did
+ * not replay it (its takeover mark has no proof: docs/MIRROR.md, "Giveback
+ * without a replay"). A log not yet recovered (taken over at boot) is then
+ * reset as mirror_recover_to_store does; a recovered one is left to
+ * mirror_reset. No write may be in flight. @return 0 (@p done follows),
+ * -ENODATA (nothing to replay, or a memory-mode log of an earlier boot,
+ * which mirror_reset drops), or a negative errno.
+ */
+int mirror_replay_own_start(struct mirror *m, struct loop *loop, struct store *s,
+			    void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
+			    void *arg, struct mirror_replay_job **out);
 /** Log bytes of live records applied so far, of @p total (for status). */
 void mirror_replay_progress(const struct mirror_replay_job *j, uint64_t *done, uint64_t *total);
 void mirror_replay_free(struct mirror_replay_job *j);

@@ -155,8 +155,9 @@ int node_mirror_open(struct node *n)
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
-		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over "
-			 "and replayed its copy; giveback drops it",
+		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over; "
+			 "kept until the giveback, then dropped if the partner's mark says it "
+			 "replayed its copy, else replayed",
 			 n->log_path);
 		return 0;
 	}

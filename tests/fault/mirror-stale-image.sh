@@ -41,6 +41,7 @@ wait_for a_idle || fail "a's mirror not idle: $(status a | jq -c .mirror)"
 [ "$(status b | jq -r '.mirror.partner_copy.state // "current"')" = current ] ||
 	fail "b's copy of a's log is not current: $(status b | jq -c .mirror.partner_copy)"
 cp --sparse=always "$T/b-shelf.partner" "$T/b-image-on-disk"
+cp --sparse=always "$T/a-shelf/volumes/vol-a.img" "$T/a-vol-on-disk"
 
 step "w2 over the same blocks: acknowledged (a's synced log, b's image in memory)"
 writer w2 --port $A_NBD "${W[@]}"
@@ -53,6 +54,11 @@ kill -s KILL "$pa" "$pb"
 stop_node a KILL
 stop_node b KILL
 cp --sparse=always "$T/b-image-on-disk" "$T/b-shelf.partner"
+# Also a's volume file (w2 was in its page cache only: the power took it;
+# a's synced log has it), and the host's boot: b's boot note (its earlier
+# run saw the image in sync) is of the boot before, i.e. none of this one.
+cp --sparse=always "$T/a-vol-on-disk" "$T/a-shelf/volumes/vol-a.img"
+rm -f "$T/b-shelf.partner.insync"
 
 step "b restarts alone: a is dead, b's copy of its log is stale: no takeover"
 log_mark b
@@ -72,12 +78,33 @@ no_mark_written b
 ! log_since b | grep -q "replaying the partner's log\|partner's log replayed" ||
 	fail "b replayed its image: $(log_since b | grep "partner's log")"
 
-step "a restarts: no mark, it replays its own log; every acknowledged write reads back"
-log_mark a
-start_a
-log_since a | grep "NVRAM log replayed" >&2 || fail "a did not replay its own log"
-! log_since a | grep -q "NVRAM log .* not replayed" || fail "a skipped its log: $(log_since a | grep "NVRAM log .* not replayed")"
-check_acks "$T/w1.acks,$T/w2.acks" --port $A_NBD --export vol-a --min-acked 512
+if [ "${STALE_FORCED:-0}" = 1 ]; then
+	# Issue 16, finding 4, the owner's proof: a forced takeover writes the
+	# mark, then refuses the stale copy (takeover/failed, the reason says
+	# why); a comes back taken over, giveback; a's mark has no "replayed"
+	# proof, so a replays its own log instead of dropping it.
+	step "takeover --force on b: mark written, the stale copy refused (takeover/failed)"
+	ctl b takeover --force >/dev/null || fail "b refused takeover --force"
+	wait_ha -t $((20 * TIMEOUT_SCALE)) b takeover failed
+	reason=$(ha b .last_change.reason)
+	echo "   b: $reason" >&2
+	case $reason in *"copy of its log is stale"*) ;; *) fail "b's reason does not say stale: $reason" ;; esac
+
+	step "a restarts taken over; giveback from failed: a replays its own log (no proof)"
+	log_mark a
+	start_taken_over a
+	giveback_to a
+	log_since a | grep "own NVRAM log replayed (the partner did not replay it)" >&2 ||
+		fail "a did not replay its own log at giveback: $(log_since a | grep -i "nvram")"
+	check_acks "$T/w1.acks,$T/w2.acks" --port $A_NBD --export vol-a --min-acked 512
+else
+	step "a restarts: no mark, it replays its own log; every acknowledged write reads back"
+	log_mark a
+	start_a
+	log_since a | grep "NVRAM log replayed" >&2 || fail "a did not replay its own log"
+	! log_since a | grep -q "NVRAM log .* not replayed" || fail "a skipped its log: $(log_since a | grep "NVRAM log .* not replayed")"
+	check_acks "$T/w1.acks,$T/w2.acks" --port $A_NBD --export vol-a --min-acked 512
+fi
 
 step "a resyncs into b's new run: b's copy is current again"
 wait_for m_is a in_sync || fail "a's mirror not in sync: $(mstate a)"
