@@ -94,9 +94,9 @@ if [ "${STALE_FORCED:-0}" = 1 ]; then
 	log_mark a
 	start_taken_over a
 	giveback_to a
+	check_acks "$T/w1.acks,$T/w2.acks" --port $A_NBD --export vol-a --min-acked 512
 	log_since a | grep "own NVRAM log replayed (the partner did not replay it)" >&2 ||
 		fail "a did not replay its own log at giveback: $(log_since a | grep -i "nvram")"
-	check_acks "$T/w1.acks,$T/w2.acks" --port $A_NBD --export vol-a --min-acked 512
 else
 	step "a restarts: no mark, it replays its own log; every acknowledged write reads back"
 	log_mark a
