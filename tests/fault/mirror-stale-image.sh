@@ -19,6 +19,13 @@
 #      write (w1 then w2) reads back on a's own port.
 # On main, b believed the old complete flag at step 5: it took a over,
 # replayed w1 over w2, and a then skipped its log ("not replayed").
+# a's volume file reverts too (w2 was in its page cache only) and b's boot
+# note goes (a new boot: see docs/MIRROR.md, "Which image is current").
+# STALE_FORCED=1: step 6 is instead `takeover --force` on b (mark written,
+# the stale copy refused: takeover/failed, the reason says "stale"), a
+# restarts taken over, giveback: the mark has no "replayed" proof, so a
+# replays its own log instead of dropping it (on the i16image branch as
+# merged, a dropped it and w2 was lost).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 FO_MIRROR=("durability = local-sync" "cp_interval_ms = 600000")
