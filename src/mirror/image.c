@@ -502,3 +502,90 @@ int mirror_replay(const void *img, size_t size, unsigned flags, mirror_record_fn
 			 (unsigned long long)st->first_seq, (unsigned long long)st->cp_seq + 1);
 	return 0;
 }
+
+/* ---- which image is current ---- */
+
+void mirror_image_stamp_take(const void *img, size_t size, struct mirror_image_stamp *out)
+{
+	struct mirror_log_header h;
+
+	memset(out, 0, sizeof(*out));
+	if (mirror_log_header_read(img, size, &h, NULL) < 0)
+		return;
+	out->present = true;
+	out->log_id = h.log_id;
+	out->gen = h.gen;
+}
+
+const char *mirror_image_trust_name(enum mirror_image_trust t)
+{
+	static const char *const names[] = {
+	    [MIRROR_IMAGE_CURRENT] = "current",	      [MIRROR_IMAGE_NOTHING] = "nothing to replay",
+	    [MIRROR_IMAGE_INCOMPLETE] = "incomplete", [MIRROR_IMAGE_STALE] = "stale",
+	    [MIRROR_IMAGE_BAD] = "unreadable",
+	};
+	return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
+}
+
+enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
+					   const struct mirror_image_stamp *at_open, bool scan,
+					   char *why, size_t len)
+{
+	struct mirror_replay_stats st;
+	struct mirror_log_header h;
+	char scratch[8];
+	int rc = mirror_log_header_read(img, size, &h, NULL);
+	bool valid, same;
+
+	if (!why) {
+		why = scratch;
+		len = sizeof(scratch);
+	}
+	if (rc == -ENODATA) {
+		snprintf(why, len, "no header: the partner never wrote into this image");
+		return MIRROR_IMAGE_NOTHING;
+	}
+	if (rc < 0) {
+		snprintf(why, len, "header unreadable: %s", strerror(-rc));
+		return MIRROR_IMAGE_BAD;
+	}
+	valid = h.flags & MIRROR_LOG_F_IMAGE_VALID;
+	same = at_open && at_open->present && at_open->log_id == h.log_id && at_open->gen == h.gen;
+	if (valid && same && at_open->this_boot) {
+		/* An earlier run saw it current in this boot: the page cache
+		 * kept every byte it held, a power loss would have changed
+		 * the boot. */
+		snprintf(why, len,
+			 "complete: log %016llx gen %llu, marked in sync before this process "
+			 "started, in this boot (the page cache kept it)",
+			 (unsigned long long)h.log_id, (unsigned long long)h.gen);
+		return MIRROR_IMAGE_CURRENT;
+	}
+	if (valid && !same) {
+		snprintf(why, len, "complete: log %016llx gen %llu, marked in sync in this run",
+			 (unsigned long long)h.log_id, (unsigned long long)h.gen);
+		return MIRROR_IMAGE_CURRENT;
+	}
+	memset(&st, 0, sizeof(st));
+	rc = scan ? mirror_replay(img, size, 0, NULL, NULL, &st) : 0;
+	if (rc < 0) {
+		snprintf(why, len, "unreadable: %s", strerror(-rc));
+		return MIRROR_IMAGE_BAD;
+	}
+	if (scan && st.records == 0) {
+		snprintf(why, len,
+			 "no record past checkpoint %llu (log %016llx): nothing to replay",
+			 (unsigned long long)h.cp_seq, (unsigned long long)h.log_id);
+		return MIRROR_IMAGE_NOTHING;
+	}
+	if (!valid) {
+		snprintf(why, len, "incomplete: log %016llx gen %llu is not marked in sync",
+			 (unsigned long long)h.log_id, (unsigned long long)h.gen);
+		return MIRROR_IMAGE_INCOMPLETE;
+	}
+	snprintf(why, len,
+		 "stale: log %016llx gen %llu was marked in sync by an earlier run of this node, "
+		 "not since it started, and not seen in sync since this host booted",
+		 (unsigned long long)h.log_id, (unsigned long long)h.gen);
+	return MIRROR_IMAGE_STALE;
+}

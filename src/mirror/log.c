@@ -131,7 +131,7 @@ static int map_fresh(struct mirror *m, uint64_t size)
 
 /* The kernel's boot id: pages of a file written with durability = memory
  * are only known to be whole within the boot that wrote them. */
-static void read_boot_id(uint8_t out[16])
+void mirror_read_boot_id(uint8_t out[16])
 {
 	char buf[64] = "";
 	struct mirror_vol_id id;
@@ -221,7 +221,7 @@ int mirror_log_open(struct mirror *m)
 {
 	int rc;
 
-	read_boot_id(m->boot_id);
+	mirror_read_boot_id(m->boot_id);
 	m->fd = open(m->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (m->fd < 0) {
 		rc = -errno;

@@ -121,6 +121,50 @@ struct mirror_image_info {
  */
 int mirror_image_info(const void *img, size_t size, struct mirror_image_info *info);
 
+/** The identity of an image's header (its log_id and gen) as a node found it
+ * when it mapped its image of the partner's log: what an earlier run of the
+ * node (or of the partner) left there. */
+struct mirror_image_stamp {
+	bool present; /**< a readable header was there */
+	uint64_t log_id, gen;
+	/** An earlier run of the node saw this image current in this boot
+	 * (mirror_image_boot_noted): the page cache kept what it held, so
+	 * the header found is believed as it is. */
+	bool this_boot;
+};
+
+/** Take the stamp of @p img (not present: no header, or a malformed one). */
+void mirror_image_stamp_take(const void *img, size_t size, struct mirror_image_stamp *out);
+
+/** How far an image of the partner's log may be trusted (docs/MIRROR.md,
+ * "Which image is current"). */
+enum mirror_image_trust {
+	MIRROR_IMAGE_CURRENT = 0, /**< marked complete by a header that landed in this run */
+	MIRROR_IMAGE_NOTHING,	  /**< no header, or no record newer than its checkpoint */
+	MIRROR_IMAGE_INCOMPLETE,  /**< live records, the header says not complete */
+	MIRROR_IMAGE_STALE,	  /**< live records, marked complete by an earlier run only */
+	MIRROR_IMAGE_BAD,	  /**< malformed, or an unsupported version */
+};
+const char *mirror_image_trust_name(enum mirror_image_trust t);
+
+/**
+ * Judge the partner's image @p img held here. It is current only when its
+ * header says complete and is not the header found when this run mapped
+ * the image (@p at_open): the partner writes a header marked complete only
+ * at the end of a resync into this run's memory, so a complete-flag an
+ * earlier run left in the file (perhaps older than what that run held in
+ * memory, after a power loss) is not believed, unless @p at_open says an
+ * earlier run saw the image current in this boot (this_boot: the process
+ * crashed, the page cache kept the image). With @p scan, an image
+ * that is not current but has no live record is NOTHING (nothing to replay,
+ * whatever its age); that reads every record, so without @p scan (a cheap
+ * check, each heartbeat) such an image is INCOMPLETE or STALE. @p why (may
+ * be NULL, @p len bytes) gets one line for logs and status.
+ */
+enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
+					   const struct mirror_image_stamp *at_open, bool scan,
+					   char *why, size_t len);
+
 /** Called per record; @p data is the record's data (NULL if none).
  * @return 0 to go on, or a negative errno to stop. */
 typedef int (*mirror_record_fn)(void *arg, const struct mirror_record *rec, const void *data);
@@ -195,6 +239,19 @@ struct mirror_replay_job;
 int mirror_replay_start(const char *path, struct loop *loop, struct store *s, unsigned flags,
 			void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
 			void *arg, struct mirror_replay_job **out);
+/**
+ * Replay the node's own log @p m onto its shelf @p s like a takeover replay
+ * (asynchronous, from a loop callback): at giveback, when the partner did
+ * not replay it (its takeover mark has no proof: docs/MIRROR.md, "Giveback
+ * without a replay"). A log not yet recovered (taken over at boot) is then
+ * reset as mirror_recover_to_store does; a recovered one is left to
+ * mirror_reset. No write may be in flight. @return 0 (@p done follows),
+ * -ENODATA (nothing to replay, or a memory-mode log of an earlier boot,
+ * which mirror_reset drops), or a negative errno.
+ */
+int mirror_replay_own_start(struct mirror *m, struct loop *loop, struct store *s,
+			    void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
+			    void *arg, struct mirror_replay_job **out);
 /** Log bytes of live records applied so far, of @p total (for status). */
 void mirror_replay_progress(const struct mirror_replay_job *j, uint64_t *done, uint64_t *total);
 void mirror_replay_free(struct mirror_replay_job *j);
@@ -215,6 +272,23 @@ struct mirror_image_map {
  */
 int mirror_image_map(const char *path, uint64_t size, bool writable, struct mirror_image_map *out);
 void mirror_image_unmap(struct mirror_image_map *map);
+
+/** Suffix of the boot note next to a partner image file (PATH.insync). */
+#define MIRROR_IMAGE_NOTE_SUFFIX ".insync"
+
+/**
+ * Note, next to the image file @p image_path (mapped as @p map), that this
+ * node saw the image current in this boot (kernel boot id, and the file's
+ * device and inode). A node does this the first time in a run that it
+ * finds the image current, so that its next process, if the host has not
+ * restarted since, believes the image it finds (a crash of the process
+ * keeps a MAP_SHARED file's pages in the page cache; a power loss does
+ * not, and changes the boot id). Not synced: it speaks for this boot only.
+ * @return 0 or a negative errno (-ENOENT: the boot id is unknown).
+ */
+int mirror_image_boot_note(const char *image_path, const struct mirror_image_map *map);
+/** Whether the boot note of @p image_path is of this boot and this file. */
+bool mirror_image_boot_noted(const char *image_path, const struct mirror_image_map *map);
 
 /** Mark every record of a mapped image as applied (checkpoint = largest
  * seq) and fdatasync it: after a takeover replay, once the volumes are

@@ -401,4 +401,15 @@ void mirror_loopback_fail_next(struct mirror_loopback *lb, unsigned n);
 /* Writes and bytes accepted so far. */
 void mirror_loopback_counts(const struct mirror_loopback *lb, uint64_t *writes, uint64_t *bytes);
 
+/* ---- log.c / image_file.c ---- */
+
+/** The kernel's boot id (/proc/sys/kernel/random/boot_id); zeros when
+ * unknown. */
+void mirror_read_boot_id(uint8_t out[16]);
+/** Write the boot note of the image @p map at @p image_path as if the
+ * kernel's boot id were @p boot_id (mirror_image_boot_note; tests forge
+ * another boot's note with it). */
+int mirror_image_boot_note_as(const char *image_path, const struct mirror_image_map *map,
+			      const uint8_t boot_id[16]);
+
 #endif

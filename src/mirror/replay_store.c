@@ -62,7 +62,8 @@ struct mirror_replay_job {
 	struct loop_task task;
 	void (*done)(void *arg, int rc, const struct mirror_replay_stats *st);
 	void *arg;
-	bool finished; /* done called (or about to be) */
+	struct mirror *own_log; /* mirror_replay_own_start: the node's own log */
+	bool finished;		/* done called (or about to be) */
 	bool sync_done;
 	int sync_rc;
 };
@@ -160,6 +161,9 @@ static void finish_task(void *arg)
 
 	if (rc == 0 && (j->flags & MIRROR_REPLAY_RETIRE) && j->own_map)
 		rc = mirror_image_retire(&j->map);
+	/* Applied and durable: a log not yet recovered is now (as at boot). */
+	if (rc == 0 && j->own_log && !j->own_log->recovered)
+		rc = mirror_log_recovered(j->own_log);
 	if (j->st.gap_at_start)
 		LOG_WARN("replay: the first live record is %llu, expected %llu",
 			 (unsigned long long)j->st.first_seq, (unsigned long long)j->st.cp_seq + 1);
@@ -320,6 +324,34 @@ int mirror_replay_start(const char *path, struct loop *loop, struct store *s, un
 err:
 	mirror_replay_free(j);
 	return rc;
+}
+
+int mirror_replay_own_start(struct mirror *m, struct loop *loop, struct store *s,
+			    void (*done)(void *arg, int rc, const struct mirror_replay_stats *st),
+			    void *arg, struct mirror_replay_job **out)
+{
+	struct mirror_replay_job *j;
+	const void *base = m->base;
+	size_t size = m->size;
+	int rc;
+
+	/* Not recovered yet (taken over at boot): what a boot would replay;
+	 * recovered: the records since the last consistency point. */
+	if (!m->recovered && !mirror_log_replay_wanted(m, &base, &size))
+		return -ENODATA;
+	rc = job_new(loop, s, 0, &j);
+	if (rc < 0)
+		return rc;
+	j->done = done;
+	j->arg = arg;
+	j->own_log = m;
+	rc = job_start(j, base, size);
+	if (rc < 0) {
+		mirror_replay_free(j);
+		return rc;
+	}
+	*out = j;
+	return 0;
 }
 
 void mirror_replay_progress(const struct mirror_replay_job *j, uint64_t *done, uint64_t *total)

@@ -116,7 +116,7 @@ static bool failed(struct ha *h, const struct ha_inputs *in, struct ha_output *o
 {
 	if (rc >= 0)
 		return false;
-	fmt(h->reason, "%s: %s", what, strerror(-rc));
+	fmt(h->reason, "%s: %s", what, in->act_why ? in->act_why : strerror(-rc));
 	enter(h, in, out, h->state, HA_PH_FAILED);
 	return true;
 }

@@ -46,6 +46,7 @@ struct req {
 	enum req_kind kind;
 	uint64_t gen;
 	bool set;
+	enum monitor_mark_replay replay;
 	monitor_done_cb done;
 	monitor_mark_cb mark_cb;
 	void *arg;
@@ -324,9 +325,10 @@ static void cycle_read_partner(struct monitor_mbox *mb, struct monitor_mbox_part
 	p->rc = rc;
 }
 
-static int mark_write(struct monitor_mbox *mb, uint64_t gen, bool set)
+static int mark_write(struct monitor_mbox *mb, uint64_t gen, bool set,
+		      enum monitor_mark_replay replay)
 {
-	struct monitor_mark m = {.gen = gen, .set = set};
+	struct monitor_mark m = {.gen = gen, .set = set, .replay = replay};
 	struct timespec ts;
 
 	if (mb->partner_fd < 0)
@@ -426,7 +428,8 @@ static void answer(struct monitor_mbox *mb, const struct slist *reqs,
 				if (partner->rc < 0)
 					r->rc = partner->rc;
 				else if (!partner->mark_valid || partner->mark.gen != r->gen ||
-					 partner->mark.set != r->set)
+					 partner->mark.set != r->set ||
+					 partner->mark.replay != r->replay)
 					r->rc = -EIO;
 			}
 			break;
@@ -497,7 +500,7 @@ static void *thread_main(void *arg)
 			req_for_each(r, &reqs)
 			{
 				if (r->kind == REQ_MARK)
-					r->rc = mark_write(mb, r->gen, r->set);
+					r->rc = mark_write(mb, r->gen, r->set, r->replay);
 			}
 			if (mb->has_partner)
 				cycle_read_partner(mb, &partner);
@@ -742,8 +745,8 @@ int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg)
 	return submit(mb, r);
 }
 
-int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
-			    void *arg)
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set,
+			    enum monitor_mark_replay replay, monitor_done_cb cb, void *arg)
 {
 	struct req *r;
 
@@ -754,6 +757,7 @@ int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, mon
 		return -ENOMEM;
 	r->gen = gen;
 	r->set = set;
+	r->replay = replay;
 	r->done = cb;
 	r->arg = arg;
 	return submit(mb, r);

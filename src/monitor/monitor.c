@@ -67,6 +67,13 @@ struct monitor {
 	bool own_mark;
 	uint64_t own_mark_gen;
 	bool own_conflict;
+	/* The replay proof: of the mark last read in our mailbox (owner), and
+	 * the generation whose proof this run wrote (taker). */
+	bool own_mark_read;
+	enum monitor_mark_replay own_mark_replay;
+	uint64_t proof_gen;
+	monitor_done_cb proof_cb;
+	void *proof_arg;
 	bool io_waiting;
 	bool check_pending;
 	bool fresh_read_asked;
@@ -269,15 +276,37 @@ static void step(struct monitor *m)
 	}
 }
 
-/* An action finished: tell the state machine, then do what it asks next. */
-static void finish(struct monitor *m, enum ha_action act, int rc)
+/* An action finished: tell the state machine (with the node's words for a
+ * failure, if any), then do what it asks next. */
+static void finish_why(struct monitor *m, enum ha_action act, int rc, const char *why)
 {
 	struct ha_inputs in;
 	struct ha_output out;
 
 	sample(m, &in);
+	in.act_why = why;
 	monitor_ha_done(&m->ha, act, rc, &in, &out);
 	exec(m, &out);
+}
+
+static void finish(struct monitor *m, enum ha_action act, int rc)
+{
+	finish_why(m, act, rc, NULL);
+}
+
+/* What a mark of @p gen written now says about the replay: done if this
+ * run wrote the proof, or the mark standing in the partner's mailbox says
+ * so (a restart of ours since); a new takeover's mark says pending. */
+static enum monitor_mark_replay mark_replay(struct monitor *m, uint64_t gen)
+{
+	struct monitor_mbox_partner_view pv;
+
+	if (m->proof_gen == gen)
+		return MONITOR_MARK_REPLAY_DONE;
+	monitor_mbox_partner(m->mb, &pv);
+	if (pv.mark_valid && pv.mark.gen == gen && pv.mark.replay != MONITOR_MARK_REPLAY_PENDING)
+		return pv.mark.replay;
+	return MONITOR_MARK_REPLAY_PENDING;
 }
 
 static void done_mark(void *arg, int rc)
@@ -341,12 +370,15 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 	if (out.actions & HA_ACT_WRITE_MARK) {
 		LOG_WARN("writing takeover mark gen %llu into the partner's mailbox",
 			 (unsigned long long)out.mark_gen);
-		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, true, done_mark, m);
+		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, true,
+					     MONITOR_MARK_REPLAY_PENDING, done_mark, m);
 		if (rc < 0)
 			done_mark(m, rc);
 	}
 	if (out.actions & HA_ACT_CLEAR_MARK) {
-		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, false, done_clear, m);
+		/* The clear keeps the proof: the owner reads it at START_OWN. */
+		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, false,
+					     mark_replay(m, out.mark_gen), done_clear, m);
 		if (rc < 0)
 			done_clear(m, rc);
 	}
@@ -417,8 +449,11 @@ static void on_cycle(void *arg)
 			LOG_ERROR("takeover mark gen %llu by %s in own mailbox",
 				  (unsigned long long)ov.mark.gen, ov.mark.taker);
 		m->own_mark = mark;
-		if (ov.mark_valid)
+		if (ov.mark_valid) {
 			m->own_mark_gen = ov.mark.gen;
+			m->own_mark_read = true;
+			m->own_mark_replay = ov.mark.replay;
+		}
 		m->own_conflict = ov.conflict;
 	}
 	if (m->io_waiting && monitor_mbox_io_allowed(m->mb)) {
@@ -474,14 +509,19 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	taken = mark && mark->gen > acked;
 	m->own_mark = mark && mark->set;
 	m->own_mark_gen = mark ? mark->gen : 0;
+	m->own_mark_read = mark != NULL;
+	m->own_mark_replay = mark ? mark->replay : MONITOR_MARK_REPLAY_UNSAID;
 	monitor_ha_init(&m->ha, &m->hcfg, loop_now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0,
 			acked);
 	m->booted = true;
 	publish(m);
 	if (taken)
-		LOG_WARN(
-		    "takeover mark gen %llu by %s (%s) in own mailbox: not serving own volumes",
-		    (unsigned long long)mark->gen, mark->taker, mark->set ? "set" : "cleared");
+		LOG_WARN("takeover mark gen %llu by %s (%s, %s) in own mailbox: not serving own "
+			 "volumes",
+			 (unsigned long long)mark->gen, mark->taker, mark->set ? "set" : "cleared",
+			 mark->replay == MONITOR_MARK_REPLAY_PENDING ? "own log not replayed yet"
+			 : mark->replay == MONITOR_MARK_REPLAY_DONE  ? "own log replayed"
+								     : "replay not said");
 	else
 		LOG_INFO("boot check: no takeover mark (boot generation %llu)",
 			 (unsigned long long)ov.boot_gen);
@@ -670,6 +710,50 @@ void monitor_action_done(struct monitor *m, enum ha_action act, int rc)
 	if (rc < 0)
 		LOG_ERROR("ha action %s: %s", monitor_ha_action_name(act), strerror(-rc));
 	finish(m, act, rc);
+}
+
+void monitor_action_failed(struct monitor *m, enum ha_action act, int rc, const char *why)
+{
+	LOG_ERROR("ha action %s: %s", monitor_ha_action_name(act), why ? why : strerror(-rc));
+	finish_why(m, act, rc, why);
+}
+
+static void done_proof(void *arg, int rc)
+{
+	struct monitor *m = arg;
+	monitor_done_cb cb = m->proof_cb;
+
+	m->proof_cb = NULL;
+	if (rc == 0)
+		m->proof_gen = m->ha.mark_gen;
+	else
+		LOG_ERROR("takeover mark gen %llu: cannot record the replay: %s",
+			  (unsigned long long)m->ha.mark_gen, strerror(-rc));
+	cb(m->proof_arg, rc);
+}
+
+int monitor_mark_replayed(struct monitor *m, monitor_done_cb cb, void *arg)
+{
+	int rc;
+
+	if (m->ha.state != HA_TAKEOVER || m->ha.phase != HA_PH_REPLAYING)
+		return -EINVAL;
+	if (m->proof_cb)
+		return -EBUSY;
+	m->proof_cb = cb;
+	m->proof_arg = arg;
+	rc = monitor_mbox_write_mark(m->mb, m->ha.mark_gen, true, MONITOR_MARK_REPLAY_DONE,
+				     done_proof, m);
+	if (rc < 0)
+		m->proof_cb = NULL;
+	return rc;
+}
+
+bool monitor_own_log_replayed(struct monitor *m)
+{
+	if (!m->own_mark_read)
+		return true; /* no mark: nothing says otherwise (START_OWN is idempotent) */
+	return m->own_mark_replay != MONITOR_MARK_REPLAY_PENDING;
 }
 
 void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes)

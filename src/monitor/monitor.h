@@ -61,6 +61,16 @@ enum ha_action {
 	HA_ACT_SERVE_OWN = 1u << 8,   /**< serve the own volumes again */
 };
 
+/** Whether the taker of a mark replayed the owner's log (its copy) at the
+ * mark's generation: the owner's proof that it may drop its own log. */
+enum monitor_mark_replay {
+	/** Written by a taker that does not say (older): taken as replayed,
+	 * the behaviour before the proof existed. */
+	MONITOR_MARK_REPLAY_UNSAID = 0,
+	MONITOR_MARK_REPLAY_PENDING = 1, /**< not (yet): the owner replays its own log */
+	MONITOR_MARK_REPLAY_DONE = 2,	 /**< replayed, or nothing to replay: drop it */
+};
+
 /** A takeover mark, written into the partner's mailbox by the taker. */
 struct monitor_mark {
 	char taker[MONITOR_ID_MAX];
@@ -68,6 +78,7 @@ struct monitor_mark {
 	uint64_t gen;		    /**< takeover generation, +1 per takeover */
 	uint64_t time_ns;	    /**< taker's CLOCK_REALTIME */
 	bool set;		    /**< false: cleared at giveback (the record stays) */
+	enum monitor_mark_replay replay; /**< kept when cleared */
 };
 
 /** What the watchdog does to a process whose reactor stalled. */
@@ -172,6 +183,25 @@ void monitor_hb_receive(struct monitor *m, unsigned link, const void *rec, size_
 
 /** An action of monitor_ops.action finished. */
 void monitor_action_done(struct monitor *m, enum ha_action act, int rc);
+/** The same for a failure (@p rc < 0) whose reason the node knows better
+ * than strerror(@p rc): @p why goes into ha.reason ("replay of the
+ * partner's mirror failed: WHY"). */
+void monitor_action_failed(struct monitor *m, enum ha_action act, int rc, const char *why);
+/**
+ * REPLAY_PARTNER: the partner's log is replayed (or there was nothing to
+ * replay) at the current takeover's generation: rewrite our mark in its
+ * mailbox saying so; @p cb once durable (and read back). The node calls it
+ * before it reports the action done and serves: the partner drops its own
+ * log at giveback only on this proof. -EINVAL outside a takeover's replay.
+ */
+int monitor_mark_replayed(struct monitor *m, monitor_done_cb cb, void *arg);
+/**
+ * START_OWN: whether the partner replayed our log at the mark just
+ * cleared (its mark says so, or says nothing: an older taker), so that
+ * the log is dropped; false: it did not (its replay was refused or never
+ * ran), and our log must be replayed onto our shelf before we serve.
+ */
+bool monitor_own_log_replayed(struct monitor *m);
 /** Progress of the replay (takeover) or drain (giveback), for status. */
 void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_bytes);
 

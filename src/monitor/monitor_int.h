@@ -160,9 +160,10 @@ void monitor_mbox_set_state(struct monitor_mbox *mb, enum ha_state state, enum h
 int monitor_mbox_sync(struct monitor_mbox *mb, monitor_done_cb cb, void *arg);
 /** @p cb with a mark read by a read that starts after this call. */
 int monitor_mbox_check(struct monitor_mbox *mb, monitor_mark_cb cb, void *arg);
-/** Write (or clear: @p set false) a mark in the partner's mailbox; @p cb once durable. */
-int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set, monitor_done_cb cb,
-			    void *arg);
+/** Write (or clear: @p set false) a mark in the partner's mailbox, saying
+ * @p replay; @p cb once durable and read back as written. */
+int monitor_mbox_write_mark(struct monitor_mbox *mb, uint64_t gen, bool set,
+			    enum monitor_mark_replay replay, monitor_done_cb cb, void *arg);
 /** Copy out the view of the own mailbox as of the last cycle. */
 void monitor_mbox_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *v);
 /** Copy out the view of the partner's mailbox as of the last cycle. */
@@ -277,6 +278,9 @@ struct ha_inputs {
 	bool own_mark;	       /**< a takeover mark is set in our mailbox */
 	uint64_t own_mark_gen; /**< its generation (also when cleared) */
 	bool own_conflict;     /**< another writer in our liveness sector */
+	/** NULL, or why the action being reported failed, in words (the node
+	 * knows better than strerror): failed() puts it in the reason. */
+	const char *act_why;
 };
 
 struct ha_output {

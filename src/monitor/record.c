@@ -5,7 +5,7 @@
  *   alive/heartbeat:  8 node[16]  24 boot_gen  32 counter  40 time_ns
  *                     48 acked_gen  56 state u8  57 mirror u8  58 flags u16
  *   mark:             8 taker[16]  24 owner[16]  40 gen  48 time_ns
- *                     56 set u8  57 pad  58 flags u16
+ *                     56 set u8  57 replay u8  58 flags u16
  *   lease:            8 node[16]  24 boot_gen  32 counter  40 lease_ms u32
  *                     44 fence_margin_ms u32  48 flags u16  50..59 zero
  *  60 crc32c u32
@@ -18,6 +18,11 @@
  * both ways: a node of the previous layout ignores bytes past 64 (and
  * zeroes them when it writes), and its sector reads here as a liveness
  * record with no lease published (lease_ms 0).
+ *
+ * The mark's replay byte (the taker replayed the owner's log at gen: the
+ * owner's proof that it may drop its own) was a zero pad byte: a taker of
+ * the previous layout writes 0 (MONITOR_MARK_REPLAY_UNSAID, taken as
+ * replayed, as before), and a reader of it ignores the byte.
  *
  * The rule: a decoder trusts nothing it reads (another host, a torn
  * write): magic, CRC, version, kind and every enum and id are checked
@@ -176,6 +181,7 @@ void monitor_mark_encode(const struct monitor_mark *m, void *buf)
 	put_le64(b + 40, m->gen);
 	put_le64(b + 48, m->time_ns);
 	b[56] = m->set ? 1 : 2;
+	b[57] = (uint8_t)m->replay;
 	seal(b, MONITOR_REC_MARK);
 }
 
@@ -186,13 +192,14 @@ int monitor_mark_decode(const void *buf, struct monitor_mark *m)
 
 	if (rc < 0)
 		return rc;
-	if (b[56] != 1 && b[56] != 2)
+	if ((b[56] != 1 && b[56] != 2) || b[57] > MONITOR_MARK_REPLAY_DONE)
 		return -EINVAL;
 	if (get_id(b + 8, m->taker) < 0 || get_id(b + 24, m->owner) < 0)
 		return -EINVAL;
 	m->gen = get_le64(b + 40);
 	m->time_ns = get_le64(b + 48);
 	m->set = b[56] == 1;
+	m->replay = (enum monitor_mark_replay)b[57];
 	return 0;
 }
 

@@ -12,20 +12,24 @@
  *   STOP_OWN        fenced: close the own NBD listener and its clients,
  *                   refuse the partner's forwarded requests (it re-executes
  *                   them), stop mirroring into its image of our log
- *   REPLAY_PARTNER  open the partner's shelf, replay our copy of its log
+ *   REPLAY_PARTNER  open the partner's shelf, replay our copy of its log,
+ *                   record the replay in our mark (the partner's proof)
  *   SERVE_PARTNER   route its volumes on our proxy port to that shelf
  *   DRAIN_PARTNER   route them back, wait for what runs, fdatasync, close;
  *                   a partner that dies meanwhile gets them served again
  *                   (REPLAY_PARTNER reopens the shelf; the image is retired)
- *   START_OWN       publish "degraded", drop the own log, mirror again (also
- *                   at a takeback from a dead taker: it wrote our volumes
- *                   straight to our shelf, our old log would undo that)
+ *   START_OWN       publish "degraded", replay the own log if the partner's
+ *                   mark has no proof that it did (the taker served nothing),
+ *                   drop it, mirror again (also at a takeback from a dead
+ *                   taker that served: it wrote our volumes straight to our
+ *                   shelf, and our old log would undo that)
  *   SERVE_OWN       serve the own volumes again
  */
 #define LOG_MODULE "failover"
 #include "node/node_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,6 +62,9 @@ struct failover {
 	/* Takeover: the replay job and its progress reports. */
 	struct mirror_replay_job *replay;
 	struct loop_timer progress_timer;
+	/* Giveback without the partner's proof: our own log's replay. */
+	struct mirror_replay_job *own_replay;
+	bool own_replayed;
 	uint64_t replay_start_ns;
 	/* Giveback, both sides. */
 	struct loop_timer drain_timer;
@@ -65,6 +72,10 @@ struct failover {
 	uint64_t drain_hold_ns; /* test only: DUET_TEST_DRAIN_HOLD_MS */
 	struct loop_timer close_timer;
 	struct loop_timer reset_timer;
+	/* Test only: DUET_TEST_REPLAY_DELAY_MS holds REPLAY_PARTNER this long
+	 * before it looks at the image (a window to kill the taker in). */
+	struct loop_timer delay_timer;
+	bool delayed;
 };
 
 /* ---- heartbeats ---- */
@@ -193,7 +204,10 @@ static void reset_done(void *arg, int rc)
 	struct node *n = arg;
 
 	if (rc == 0) {
-		LOG_INFO("own NVRAM log dropped (the partner replayed it): mirroring anew");
+		if (n->fo->own_replayed)
+			LOG_INFO("own NVRAM log replayed and dropped: mirroring anew");
+		else
+			LOG_INFO("own NVRAM log dropped (the partner replayed it): mirroring anew");
 		node_mirror_hold(n, false, NULL);
 	}
 	monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
@@ -216,15 +230,58 @@ static void reset_retry(struct loop_timer *t)
 	try_reset(t->arg);
 }
 
+static void own_replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
+{
+	struct node *n = arg;
+	struct failover *fo = n->fo;
+
+	if (rc < 0)
+		LOG_ERROR("giveback: replay of the own NVRAM log failed: %s", strerror(-rc));
+	else
+		LOG_WARN("giveback: own NVRAM log replayed (the partner did not replay it): %llu "
+			 "records (seq %llu-%llu), %llu bytes, ended at: %s",
+			 (unsigned long long)st->records, (unsigned long long)st->first_seq,
+			 (unsigned long long)st->last_seq, (unsigned long long)st->bytes,
+			 mirror_stop_name(st->stop));
+	mirror_replay_free(fo->own_replay); /* @p st lives in it */
+	fo->own_replay = NULL;
+	if (rc < 0) {
+		monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
+		return;
+	}
+	fo->own_replayed = true;
+	try_reset(n);
+}
+
 static void start_published(void *arg, int rc)
 {
 	struct node *n = arg;
+	struct failover *fo = n->fo;
 
 	if (rc < 0) {
 		monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
 		return;
 	}
 	mirror_transport_down(n->mirror, "own NVRAM log dropped at giveback");
+	fo->own_replayed = false;
+	if (!monitor_own_log_replayed(n->monitor)) {
+		/* The partner's mark has no proof that it replayed our log (its
+		 * replay was refused or never ran, and it served nothing): the
+		 * log holds acknowledged writes the shelf may lack. Replay it,
+		 * durably, before it is dropped: a crash meanwhile replays it
+		 * again at the next START_OWN. */
+		LOG_WARN("giveback: the partner did not replay this node's NVRAM log: replaying "
+			 "it onto the own shelf");
+		rc = mirror_replay_own_start(n->mirror, n->loop, n->store, own_replay_done, n,
+					     &fo->own_replay);
+		if (rc == 0)
+			return;
+		if (rc != -ENODATA) {
+			LOG_ERROR("giveback: cannot replay the own NVRAM log: %s", strerror(-rc));
+			monitor_action_done(n->monitor, HA_ACT_START_OWN, rc);
+			return;
+		}
+	}
 	try_reset(n);
 }
 
@@ -311,6 +368,25 @@ static void progress_tick(struct loop_timer *t)
 	loop_timer_arm(n->loop, t, PROGRESS_NS);
 }
 
+static void proof_done(void *arg, int rc)
+{
+	struct node *n = arg;
+
+	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+}
+
+/* The partner's shelf holds what our copy of its log held (or it had
+ * nothing to replay): say so in our mark, durably, before serving. The
+ * partner drops its own log at giveback only on this proof; without it
+ * (a replay refused or never run) it replays the log itself. */
+static void replayed(struct node *n)
+{
+	int rc = monitor_mark_replayed(n->monitor, proof_done, n);
+
+	if (rc < 0)
+		proof_done(n, rc);
+}
+
 static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 {
 	struct node *n = arg;
@@ -331,16 +407,33 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 			 (unsigned long long)st->skipped, mirror_stop_name(st->stop));
 	mirror_replay_free(fo->replay); /* @p st lives in it */
 	fo->replay = NULL;
-	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+	if (rc < 0)
+		monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+	else
+		replayed(n);
 }
 
 /* The partner is fenced: bring its shelf up to date from our copy of its
- * log. The copy is retired afterwards, so a second replay (a restart of
- * ours during the takeover) does not undo writes served since. */
+ * log, if that copy is known current (marked in sync in this run: see
+ * mirror_image_judge); a copy with nothing to replay is fine too. The copy
+ * is retired afterwards, so a second replay (a restart of ours during the
+ * takeover) does not undo writes served since. */
 static void replay_partner(struct node *n)
 {
 	struct failover *fo = n->fo;
-	int rc = open_partner_shelf(n);
+	const char *delay = getenv("DUET_TEST_REPLAY_DELAY_MS");
+	enum mirror_image_trust t;
+	char why[256], why2[160];
+	int rc;
+
+	if (delay && atoi(delay) > 0 && !fo->delayed) {
+		LOG_WARN("test: the replay waits %d ms (DUET_TEST_REPLAY_DELAY_MS)", atoi(delay));
+		fo->delayed = true;
+		loop_timer_arm(n->loop, &fo->delay_timer, (uint64_t)atoi(delay) * NS_PER_MS);
+		return;
+	}
+	fo->delayed = false;
+	rc = open_partner_shelf(n);
 
 	if (rc < 0)
 		goto done;
@@ -349,9 +442,37 @@ static void replay_partner(struct node *n)
 			 "its shelf as it is");
 		goto done;
 	}
+	t = node_mirror_ccm_partner_copy(n->mirror_ccm, true, why, sizeof(why));
+	if (t == MIRROR_IMAGE_NOTHING) {
+		snprintf(n->partner_replay, sizeof(n->partner_replay), "not replayed: %s", why);
+		LOG_WARN("our copy of the partner's log %s: %s: serving its shelf as it is",
+			 n->partner_image_path, why);
+		goto done;
+	}
+	if (t != MIRROR_IMAGE_CURRENT) {
+		/* Never replayed, not even forced: a stale or incomplete copy
+		 * holds older records, and applying them would undo writes the
+		 * partner made durable since. Its own log has them all. */
+		snprintf(n->partner_replay, sizeof(n->partner_replay), "refused: %s", why);
+		LOG_ERROR("takeover refused: our copy of the partner's log %s is %s; it is never "
+			  "replayed (it could undo the partner's durable writes): the partner "
+			  "replays its own log once it is back and given back",
+			  n->partner_image_path, why);
+		rc = t == MIRROR_IMAGE_BAD ? -EINVAL : -ESTALE;
+		/* The reason for ha.reason (200 bytes with its prefix); the
+		 * log line and mirror.partner_copy have the whole story. */
+		snprintf(why2, sizeof(why2),
+			 "our copy of its log is %s (never replayed); after giveback the partner "
+			 "replays its own log",
+			 mirror_image_trust_name(t));
+		monitor_action_failed(n->monitor, HA_ACT_REPLAY_PARTNER, rc, why2);
+		return;
+	}
+	snprintf(n->partner_replay, sizeof(n->partner_replay), "replayed: %s", why);
 	fo->replay_start_ns = loop_now_ns();
-	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore, MIRROR_REPLAY_RETIRE,
-				 replay_done, n, &fo->replay);
+	rc = mirror_replay_start(n->partner_image_path, n->loop, n->pstore,
+				 MIRROR_REPLAY_REQUIRE_VALID | MIRROR_REPLAY_RETIRE, replay_done, n,
+				 &fo->replay);
 	if (rc == 0) {
 		loop_timer_arm(n->loop, &fo->progress_timer, PROGRESS_NS);
 		return;
@@ -363,7 +484,15 @@ static void replay_partner(struct node *n)
 		LOG_ERROR("cannot replay %s: %s", n->partner_image_path, strerror(-rc));
 	}
 done:
-	monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+	if (rc < 0)
+		monitor_action_done(n->monitor, HA_ACT_REPLAY_PARTNER, rc);
+	else
+		replayed(n);
+}
+
+static void replay_delayed(struct loop_timer *t)
+{
+	replay_partner(t->arg);
 }
 
 static void serve_partner(struct node *n)
@@ -548,6 +677,7 @@ int node_failover_open(struct node *n)
 	loop_timer_init(&fo->drain_timer, drain_poll, n);
 	loop_timer_init(&fo->reset_timer, reset_retry, n);
 	loop_timer_init(&fo->close_timer, drain_close, n);
+	loop_timer_init(&fo->delay_timer, replay_delayed, n);
 	fo->copy_ns = n->cfg.monitor.heartbeat_ms * NS_PER_MS;
 	/* Test only: a drain that lasts this long, so that a fault test can
 	 * kill the owner during it (tests/fault/failover-second-giveback-dies.sh). */
@@ -596,8 +726,10 @@ void node_failover_stop(struct node *n)
 	loop_timer_cancel(n->loop, &fo->drain_timer);
 	loop_timer_cancel(n->loop, &fo->reset_timer);
 	loop_timer_cancel(n->loop, &fo->close_timer);
-	while (fo->replay && loop_now_ns() < deadline)
+	while ((fo->replay || fo->own_replay) && loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10 * NS_PER_MS);
+	if (fo->own_replay)
+		LOG_ERROR("the replay of the own NVRAM log is still running at exit");
 	if (fo->replay) {
 		LOG_ERROR("the replay of the partner's log is still running at exit");
 		return; /* its I/O points into the partner's store: keep it */
@@ -623,6 +755,7 @@ void node_failover_close(struct node *n)
 		return;
 	loop_timer_cancel(n->loop, &fo->copy_timer);
 	loop_timer_cancel(n->loop, &fo->progress_timer);
+	loop_timer_cancel(n->loop, &fo->delay_timer);
 	loop_timer_cancel(n->loop, &fo->drain_timer);
 	loop_timer_cancel(n->loop, &fo->reset_timer);
 	loop_timer_cancel(n->loop, &fo->close_timer);

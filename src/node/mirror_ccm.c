@@ -16,6 +16,7 @@
 #include "node/node_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,10 @@ struct node_mirror_ccm {
 	struct mirror *m;
 	struct ccm_client *client;
 	struct ccm_port *port;
-	struct mirror_image_map image; /* the partner's log, as it writes it here */
+	struct mirror_image_map image;	   /* the partner's log, as it writes it here */
+	struct mirror_image_stamp at_open; /* its header as an earlier run left it */
+	char image_path[PATH_MAX];
+	bool noted; /* the boot note says this run saw the image current */
 	void *port_buf[1];
 	uint64_t log_size; /* of this node's log: the partner's memory must hold it */
 	bool attached;	   /* callbacks go to the mirror */
@@ -247,6 +251,25 @@ int node_mirror_ccm_create(struct loop *loop, struct ccm *ccm, struct mirror *m,
 	rc = mirror_image_map(image_path, image_size, true, &mc->image);
 	if (rc < 0)
 		goto err;
+	/* Before the port exists, so before the partner can write: a complete
+	 * flag in this header is an earlier run's, never believed. */
+	mirror_image_stamp_take(mc->image.base, mc->image.size, &mc->at_open);
+	snprintf(mc->image_path, sizeof(mc->image_path), "%s", image_path);
+	/* Unless an earlier run saw it current in this boot: a crash of the
+	 * process keeps the pages (a takeover resumed after a restart of
+	 * ours replays them); a power loss changes the boot id. */
+	mc->at_open.this_boot =
+	    mc->at_open.present && mirror_image_boot_noted(image_path, &mc->image);
+	if (mc->at_open.this_boot)
+		LOG_INFO("mirror: %s holds log %016llx gen %llu, seen in sync by an earlier run "
+			 "in this boot: believed as it is",
+			 image_path, (unsigned long long)mc->at_open.log_id,
+			 (unsigned long long)mc->at_open.gen);
+	else if (mc->at_open.present)
+		LOG_INFO("mirror: %s holds log %016llx gen %llu of an earlier run: not replayed "
+			 "unless the partner marks it in sync again",
+			 image_path, (unsigned long long)mc->at_open.log_id,
+			 (unsigned long long)mc->at_open.gen);
 	mc->port_buf[0] = mc->image.base;
 	rc = mirror_attach_transport(m, &transport_ops, mc);
 	if (rc < 0) {
@@ -327,13 +350,29 @@ void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why
 	mc_eval(mc);
 }
 
-int node_mirror_ccm_partner_copy_valid(const struct node_mirror_ccm *mc)
+enum mirror_image_trust node_mirror_ccm_partner_copy(struct node_mirror_ccm *mc, bool scan,
+						     char *why, size_t len)
 {
-	struct mirror_image_info info;
+	enum mirror_image_trust t;
+	int rc;
 
-	if (!mc || !mc->image.base || mirror_image_info(mc->image.base, mc->image.size, &info) < 0)
-		return 0;
-	return info.image_valid ? 1 : 0;
+	if (!mc || !mc->image.base) {
+		if (why)
+			snprintf(why, len, "no image of the partner's log is mapped");
+		return MIRROR_IMAGE_NOTHING;
+	}
+	t = mirror_image_judge(mc->image.base, mc->image.size, &mc->at_open, scan, why, len);
+	if (t == MIRROR_IMAGE_CURRENT && !mc->noted) {
+		/* Once per run, the first time: the next process believes the
+		 * image if the host has not restarted since. */
+		mc->noted = true;
+		rc = mirror_image_boot_note(mc->image_path, &mc->image);
+		if (rc < 0)
+			LOG_WARN("mirror: cannot note %s%s (%s): after a restart of this process "
+				 "the image counts as stale until the partner resyncs",
+				 mc->image_path, MIRROR_IMAGE_NOTE_SUFFIX, strerror(-rc));
+	}
+	return t;
 }
 
 const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason)

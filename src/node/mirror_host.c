@@ -155,8 +155,9 @@ int node_mirror_open(struct node *n)
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
-		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over "
-			 "and replayed its copy; giveback drops it",
+		LOG_WARN("NVRAM log %s not replayed: the partner took this node's volumes over; "
+			 "kept until the giveback, then dropped if the partner's mark says it "
+			 "replayed its copy, else replayed",
 			 n->log_path);
 		return 0;
 	}
@@ -206,8 +207,11 @@ int node_mirror_partner_copy(struct node *n)
 {
 	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON)
 		return HA_MIRROR_OFF;
-	return node_mirror_ccm_partner_copy_valid(n->mirror_ccm) ? HA_MIRROR_IN_SYNC
-								 : HA_MIRROR_DEGRADED;
+	/* In sync only if the partner marked it so in this run: a takeover
+	 * never starts on a complete flag an earlier run left in the file. */
+	return node_mirror_ccm_partner_copy(n->mirror_ccm, false, NULL, 0) == MIRROR_IMAGE_CURRENT
+		   ? HA_MIRROR_IN_SYNC
+		   : HA_MIRROR_DEGRADED;
 }
 
 void node_mirror_release_held(struct node *n)
@@ -313,6 +317,17 @@ struct json_object *node_mirror_status_json(struct node *n)
 	jobj_add_bool(o, "cp_running", st.cp_running);
 	jobj_add_bool(o, "idle", st.idle);
 	if (n->cfg.mirror.mode == MIRROR_MODE_ON) {
+		struct json_object *pc = json_object_new_object();
+		char why[192];
+		enum mirror_image_trust t =
+		    node_mirror_ccm_partner_copy(n->mirror_ccm, false, why, sizeof(why));
+
+		/* What a takeover would do with the image (cheap check: the
+		 * replay also counts its live records). */
+		jobj_add_str(pc, "state", mirror_image_trust_name(t));
+		jobj_add_str(pc, "reason", why);
+		jobj_add_str(pc, "last_takeover", n->partner_replay);
+		json_object_object_add(o, "partner_copy", pc);
 		tr = json_object_new_object();
 		jobj_add_str(o, "partner_image", n->partner_image_path);
 		if (n->mirror_ccm) {

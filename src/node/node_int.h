@@ -45,7 +45,8 @@ struct node {
 	struct node_mirror_ccm *mirror_ccm; /* its transport to the partner; NULL without */
 	char log_path[PATH_MAX];
 	char partner_image_path[PATH_MAX];
-	struct mirror_history { /* the last state changes, for status */
+	char partner_replay[320]; /* what the last takeover did with that image, for status */
+	struct mirror_history {	  /* the last state changes, for status */
 		uint8_t state;
 		uint64_t at_ms; /* since the node started */
 	} mirror_hist[16];
@@ -132,9 +133,13 @@ void node_mirror_ccm_destroy(struct node_mirror_ccm *mc);
  * this node's log reaches the partner's image (fenced: the partner replays
  * it), and @p why is the transport's reason. */
 void node_mirror_ccm_hold(struct node_mirror_ccm *mc, bool hold, const char *why);
-/** Whether the partner's image held here is complete (its header says so):
- * 1 yes, 0 no (never written, resyncing, torn). */
-int node_mirror_ccm_partner_copy_valid(const struct node_mirror_ccm *mc);
+/** How far the partner's image held here may be trusted
+ * (mirror_image_judge against its header as found at create: a complete
+ * flag of an earlier run is not believed, unless an earlier run saw it
+ * current in this boot); @p scan as there. The first time in a run that
+ * the image is current, its boot note is written (mirror_image_boot_note). */
+enum mirror_image_trust node_mirror_ccm_partner_copy(struct node_mirror_ccm *mc, bool scan,
+						     char *why, size_t len);
 /** The transport's view, for status: "up", "down" or "refused", and why. */
 const char *node_mirror_ccm_state(const struct node_mirror_ccm *mc, const char **reason);
 

@@ -4,8 +4,10 @@
  * through the fake's "RDMA". Covered: in sync and image equal to the log,
  * session loss under writes (degraded, writes go on) and return (resync,
  * image complete), a partner whose image is too small (refused, degraded),
- * a partner without a mirror, and close with writes in flight (no callback
- * after detach). */
+ * a partner without a mirror, close with writes in flight (no callback
+ * after detach), and an image left by an earlier run of the holder
+ * (current if that run saw it current in this boot, else not until the
+ * partner resyncs into the new run). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +24,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "mirror/mirror.h"
+#include "mirror/mirror_int.h"
 #include "node/node_int.h"
 #include "test_proxy_ccm.h"
 
@@ -101,6 +104,14 @@ static struct env *env_new(uint64_t b_image, bool b_mirror)
 	return e;
 }
 
+static void unlink_note(struct side *s)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s%s", s->image, MIRROR_IMAGE_NOTE_SUFFIX);
+	unlink(p);
+}
+
 static void side_close(struct side *s)
 {
 	mirror_close(s->m); /* detaches: unregisters */
@@ -108,6 +119,7 @@ static void side_close(struct side *s)
 	node_mirror_ccm_destroy(s->mc);
 	unlink(s->log);
 	unlink(s->image);
+	unlink_note(s);
 }
 
 /* After both sides are closed. */
@@ -280,6 +292,84 @@ static void test_session_lost_and_back(void **state)
 	env_free(e);
 }
 
+static bool b_copy_current(struct env *e)
+{
+	return node_mirror_ccm_partner_copy(e->b.mc, false, NULL, 0) == MIRROR_IMAGE_CURRENT;
+}
+
+/* b's process ends (its image file stays) and starts again; a goes on
+ * alone meanwhile. */
+static void restart_b(struct env *e)
+{
+	fake_session_down(e->a.ccm);
+	run_until(e, a_degraded);
+	mirror_close(e->b.m);
+	fake_ccm_destroy(e->b.ccm);
+	node_mirror_ccm_destroy(e->b.mc);
+	e->b.mc = NULL;
+	assert_int_equal(side_open(e, &e->b, "b", LOG_SIZE, true), 0);
+	fake_ccm_pair(e->a.ccm, e->b.ccm);
+}
+
+/* Issue 16, finding 4: b's image of a's log, complete when b's process
+ * ends, is believed by b's next process only if the host did not restart
+ * in between (a crash keeps the pages of the MAP_SHARED file; after a power
+ * loss the file may hold an older image that still says complete): the
+ * boot note b wrote when it first saw the image current says which boot.
+ * Another boot's note (forged here) or none: stale until a resyncs into
+ * the new process. */
+static void test_image_of_earlier_run(void **state)
+{
+	static const uint8_t other_boot[16] = {0xde, 0xad, 0xbe, 0xef};
+	struct env *e = env_new(LOG_SIZE, true);
+	struct mirror_image_map map;
+	char why[256];
+
+	(void)state;
+	/* Nothing written yet: nothing to replay, and not current. */
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_NOTHING);
+	fake_session_up(e->a.ccm);
+	run_until(e, a_in_sync);
+	write_all(e, 5);
+	run_until(e, a_idle);
+	check_image(e, true);
+	assert_true(b_copy_current(e)); /* and noted for this boot */
+
+	/* A crash of b's process: the same boot, the image is believed. */
+	restart_b(e);
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_CURRENT);
+	assert_non_null(strstr(why, "in this boot"));
+
+	/* The note of another boot (a power loss came between): stale, with
+	 * or without the scan of its records (a's writes are live in it). */
+	assert_int_equal(mirror_image_map(e->b.image, 0, false, &map), 0);
+	assert_int_equal(mirror_image_boot_note_as(e->b.image, &map, other_boot), 0);
+	mirror_image_unmap(&map);
+	restart_b(e);
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, false, why, sizeof(why)),
+			 MIRROR_IMAGE_STALE);
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_STALE);
+	assert_non_null(strstr(why, "earlier run"));
+	/* No note at all: the same. */
+	unlink_note(&e->b);
+	restart_b(e);
+	assert_int_equal(node_mirror_ccm_partner_copy(e->b.mc, true, why, sizeof(why)),
+			 MIRROR_IMAGE_STALE);
+
+	/* a resyncs into b's new process: current again, and complete. */
+	fake_session_up(e->a.ccm);
+	run_until(e, a_in_sync);
+	run_until(e, b_copy_current);
+	write_all(e, 50);
+	run_until(e, a_idle);
+	check_image(e, true);
+	assert_true(b_copy_current(e));
+	env_free(e);
+}
+
 /* The session comes up (@p turns loop turns) but a's mirror stays
  * degraded, its CCM transport in @p ccm_state for a reason naming @p why. */
 static void expect_a_refused(struct env *e, int turns, const char *ccm_state, const char *why)
@@ -342,6 +432,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_in_sync),
 	    cmocka_unit_test(test_session_lost_and_back),
+	    cmocka_unit_test(test_image_of_earlier_run),
 	    cmocka_unit_test(test_image_too_small),
 	    cmocka_unit_test(test_partner_without_mirror),
 	    cmocka_unit_test(test_close_with_transfers_in_flight),

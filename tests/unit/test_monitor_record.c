@@ -88,6 +88,40 @@ static void test_mark_round_trip(void **state)
 			 -EINVAL);
 }
 
+/* Issue 16, finding 4: the mark says whether the taker replayed the
+ * owner's log (byte 57, a zero pad byte before: an older taker's mark
+ * decodes as "not said", which the owner takes as replayed). */
+static void test_mark_replay_byte(void **state)
+{
+	struct monitor_mark m = {.gen = 7, .set = true, .replay = MONITOR_MARK_REPLAY_PENDING}, n;
+	uint8_t buf[MONITOR_REC_SIZE];
+
+	(void)state;
+	strcpy(m.taker, "b");
+	strcpy(m.owner, "a");
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(buf[57], 1);
+	assert_int_equal(monitor_mark_decode(buf, &n), 0);
+	assert_int_equal(n.replay, MONITOR_MARK_REPLAY_PENDING);
+	/* Kept when cleared. */
+	m.set = false;
+	m.replay = MONITOR_MARK_REPLAY_DONE;
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(monitor_mark_decode(buf, &n), 0);
+	assert_false(n.set);
+	assert_int_equal(n.replay, MONITOR_MARK_REPLAY_DONE);
+	/* The previous layout: zero there. */
+	m.replay = MONITOR_MARK_REPLAY_UNSAID;
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(buf[57], 0);
+	assert_int_equal(monitor_mark_decode(buf, &n), 0);
+	assert_int_equal(n.replay, MONITOR_MARK_REPLAY_UNSAID);
+	/* An unknown value is a bad field. */
+	m.replay = (enum monitor_mark_replay)3;
+	monitor_mark_encode(&m, buf);
+	assert_int_equal(monitor_mark_decode(buf, &n), -EINVAL);
+}
+
 static void test_blank_and_torn(void **state)
 {
 	struct monitor_alive a = sample_alive(), b;
@@ -284,6 +318,7 @@ int main(void)
 	    cmocka_unit_test(test_crc32c),
 	    cmocka_unit_test(test_alive_round_trip),
 	    cmocka_unit_test(test_mark_round_trip),
+	    cmocka_unit_test(test_mark_replay_byte),
 	    cmocka_unit_test(test_blank_and_torn),
 	    cmocka_unit_test(test_foreign),
 	    cmocka_unit_test(test_names),
