@@ -37,7 +37,7 @@ if [ -z "${DUET_IO_ENGINE:-}" ]; then
 	exit $rc
 fi
 
-export DUET_OWN_MOUNTS=1
+export DUET_OWN_MOUNTS=${DUET_OWN_MOUNTS:-1} # 0: the plain layout, as a control
 . "$(dirname "$0")/../lib.sh"
 TEST_NAME+="[$DUET_IO_ENGINE]"
 [ "$(id -u)" -eq 0 ] || skip "needs root (drop_caches)"
