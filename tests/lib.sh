@@ -294,12 +294,14 @@ own_mount() {
 # not. From the exit trap, after the nodes have ended.
 own_mounts_cleanup() {
 	local mp pid deadline
+	# Also a mount made in a subshell (its PID unknown here): by mount point.
+	for mp in "$T"/mnt-*; do
+		_mounted "$mp" || continue
+		fusermount3 -u "$mp" 2>/dev/null || fusermount3 -u -z "$mp" 2>/dev/null ||
+			echo "own mounts: cannot unmount $mp" >&2
+	done
 	for mp in "${!MOUNT_PID[@]}"; do
 		pid=${MOUNT_PID[$mp]}
-		if _mounted "$mp"; then
-			fusermount3 -u "$mp" 2>/dev/null || fusermount3 -u -z "$mp" 2>/dev/null ||
-				echo "own mounts: cannot unmount $mp" >&2
-		fi
 		deadline=$((SECONDS + 10))
 		while _alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
 		_alive "$pid" && kill -s TERM "$pid" 2>/dev/null
