@@ -10,7 +10,7 @@
 # the two-host stand-in (DUET_OWN_MOUNTS=1, tests/lib.sh), reported as e.g.
 # "fault/failover-stop[own-mounts]" (skipped with the reason where /dev/fuse
 # or fusermount3 is missing); a script that runs on own mounts anyway (it
-# says "own mounts only" in its header) runs once. Then, once, the bounded
+# says "own mounts only" in its header) runs once, named the same way. Then, once, the bounded
 # fuzz run (tests/fuzz/run.sh) if it exists.
 #
 #   --asan     also run against build-asan (ASan+UBSan), setting it up if missing
@@ -177,6 +177,8 @@ run_scripts() {
 		s=${ent%|*} layout=${ent##*|}
 		name=$(basename "$(dirname "$s")")/$(basename "$s" .sh)
 		[ "$layout" = plain ] || name+="[$layout]"
+		# A script that runs on own mounts anyway says so in its name too.
+		[ "$layout" != plain ] || ! grep -q '^# .*own mounts only' "$s" || name+="[own-mounts]"
 		while [ ${#RUNNING[@]} -ge "$jobs" ]; do reap_one; done
 		local log=$LOGDIR/$tag-${name//\//-}.log
 		(

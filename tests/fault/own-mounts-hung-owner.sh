@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 16, finding 1 (the held-out check), on the two-host stand-in (own
-# mounts only: each node sees the shelves through a FUSE mount of its own,
-# tests/lib.sh), with both I/O engines ([store] io_engine = uring, then
+# Issue 16, finding 1 (the held-out check), on the two-host stand-in
+# (own mounts only: each node sees the shelves through a FUSE mount of its
+# own, tests/lib.sh), with both I/O engines ([store] io_engine = uring, then
 # threads; env DUET_IO_ENGINE runs one). Needs root (drop_caches).
 #
 #   1. a pair, vol-a (BLOCKS blocks of 4 KiB, 65536; 16384 with --quick) on
