@@ -8,6 +8,7 @@ pkgs=(
   libfabric-dev liburing-dev libinih-dev libjson-c-dev libssl-dev libcmocka-dev
   libnbd-bin python3-libnbd nbdkit qemu-utils fio
   iproute2 nftables iputils-ping jq procps python3
+  libfuse3-dev fuse3
 )
 
 missing=()

@@ -41,6 +41,29 @@
 #                                           $T/cluster.key, [proxy] timeout_ms if given
 #   proxy_up NODE / proxy_serves NODE VOLUME   NODE's proxy is up / its proxy
 #                                           port lists VOLUME (for wait_for)
+#   shelf_of NAME [VIEWER]                  where node VIEWER (default NAME) sees NAME's
+#                                           shelf: $T/NAME-shelf, or on own mounts
+#                                           $T/mnt-VIEWER/NAME-shelf
+#   make_shelf NAME                         create NAME's shelf (in the backing
+#                                           directory on own mounts)
+# The two-host stand-in (issue 16), opt-in with env DUET_OWN_MOUNTS=1 (set
+# before sourcing this file): every node NAME reaches every shelf through a
+# FUSE mount of its own, $T/mnt-NAME, of one backing directory $SHELVES
+# (libfuse3's packaged example passthrough_ll, `-o writeback,cache=always`,
+# so each mount keeps its own dirty and clean pages as a host would). The
+# backing directory is on tmpfs ($T when it is tmpfs, else a directory in
+# /dev/shm, removed at exit; $T/shelves links to it): the example opens the
+# backing file with the client's O_DIRECT and writes it from an unaligned
+# buffer, which ext4 refuses (EINVAL) and tmpfs takes.
+# write_config mounts it and points [node] shelf there; the NVRAM log and
+# the partner image stay local ($T/NAME-shelf.nvram, $T/NAME-shelf.partner,
+# as in the plain layout). The test is skipped when /dev/fuse, fusermount3
+# or the example is missing; the exit trap unmounts.
+#   OWN_MOUNTS                              1 on that layout, else 0
+#   SHELVES                                 the backing directory (the "disk")
+#   own_mount NAME                          mount $T/mnt-NAME (write_config does it)
+#   drop_caches                             sync, then drop clean caches (root):
+#                                           time passing on real hosts
 # From tests/node-config.sh (sourced here):
 #   write_node_config FILE ID DIR [ITEM...] the one duetd INI writer
 #   write_cluster_key FILE                  a fresh interconnect secret
@@ -165,14 +188,139 @@ port_connections() {
 
 # write_config NAME PORT [lines...]: write $T/NAME.conf (write_node_config:
 # [node] with the defaults, [nbd] listen = 127.0.0.1:PORT, then the lines),
-# make its shelf, print its path.
+# make its shelf, print its path. On own mounts: mount $T/mnt-NAME first,
+# the shelf there, the NVRAM log and partner image on local files (the
+# test's lines come after these and win).
 write_config() {
 	local name=$1 port=$2
 	shift 2
 	local conf=$T/$name.conf
-	mkdir -p "$T/$name-shelf"
-	write_node_config "$conf" "$name" "$T" "[nbd]" "listen = 127.0.0.1:$port" "$@"
+	local -a own=()
+	make_shelf "$name"
+	if [ "$OWN_MOUNTS" = 1 ]; then
+		own_mount "$name"
+		own=("shelf = $(shelf_of "$name")" "[mirror]" "log = $T/$name-shelf.nvram"
+			"partner_image = $T/$name-shelf.partner")
+	fi
+	write_node_config "$conf" "$name" "$T" ${own[@]+"${own[@]}"} "[nbd]" "listen = 127.0.0.1:$port" "$@"
 	echo "$conf"
+}
+
+# --- own mounts: the two-host stand-in (see the header) ---
+OWN_MOUNTS=${DUET_OWN_MOUNTS:-0}
+declare -A MOUNT_PID=() # mount point -> pid of the passthrough_ll serving it
+PASSTHROUGH=""          # the built example (own_mounts_prepare)
+SHELVES=""              # the backing directory (own_mounts_prepare)
+_SHELVES_SHM=""         # ... when made in /dev/shm: removed at exit
+
+shelf_of() {
+	if [ "$OWN_MOUNTS" = 1 ]; then
+		echo "$T/mnt-${2:-$1}/$1-shelf"
+	else
+		echo "$T/$1-shelf"
+	fi
+}
+
+make_shelf() {
+	if [ "$OWN_MOUNTS" = 1 ]; then
+		mkdir -p "$SHELVES/$1-shelf"
+	else
+		mkdir -p "$T/$1-shelf"
+	fi
+}
+
+# passthrough_build: print the path of libfuse3's example passthrough_ll,
+# compiled from the packaged source into a cache dir outside the repo the
+# first time (into a temp name, then renamed: concurrent tests may race).
+# 1 with a reason on stderr when it cannot be had.
+passthrough_build() {
+	local dir=${XDG_CACHE_HOME:-$HOME/.cache}/duet src
+	local bin=$dir/passthrough_ll
+	if [ ! -x "$bin" ]; then
+		src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+		[ -r "$src" ] || { echo "$src missing (scripts/deps.sh installs libfuse3-dev)" >&2; return 1; }
+		command -v cc >/dev/null && pkg-config --exists fuse3 ||
+			{ echo "no cc or no fuse3 pkg-config (scripts/deps.sh installs them)" >&2; return 1; }
+		mkdir -p "$dir" || return 1
+		# shellcheck disable=SC2046 # pkg-config's words
+		cc -O2 -o "$bin.$$" "$src" $(pkg-config fuse3 --cflags --libs) >&2 ||
+			{ rm -f "$bin.$$"; echo "cannot build $src" >&2; return 1; }
+		mv -f "$bin.$$" "$bin"
+	fi
+	echo "$bin"
+}
+
+# own_mounts_prepare: skip unless the stand-in can run here; build the
+# example. Called at the end of this file when DUET_OWN_MOUNTS=1.
+own_mounts_prepare() {
+	local why
+	[ -c /dev/fuse ] && [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "own mounts: no usable /dev/fuse"
+	command -v fusermount3 >/dev/null || skip "own mounts: fusermount3 is not installed (scripts/deps.sh installs fuse3)"
+	PASSTHROUGH=$(passthrough_build 2>"$T/passthrough-build.out") || {
+		why=$(tail -n 1 "$T/passthrough-build.out")
+		skip "own mounts: ${why:-cannot build passthrough_ll}"
+	}
+	if [ "$(stat -f -c %T "$T")" = tmpfs ]; then
+		SHELVES=$T/shelves
+		mkdir -p "$SHELVES"
+	elif [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+		SHELVES=$(mktemp -d "/dev/shm/duet-$TEST_NAME.XXXXXX")
+		_SHELVES_SHM=$SHELVES
+		ln -s "$SHELVES" "$T/shelves"
+	else
+		skip "own mounts: no tmpfs for the backing directory (neither $T nor /dev/shm)"
+	fi
+}
+
+_mounted() { mountpoint -q "$1" 2>/dev/null; }
+
+# own_mount NAME: node NAME's own mount of the backing directory at
+# $T/mnt-NAME (once; its passthrough_ll runs in the foreground of a
+# background job, so that its PID is ours to end).
+own_mount() {
+	local mp=$T/mnt-$1
+	if [ -n "${MOUNT_PID[$mp]:-}" ]; then
+		_alive "${MOUNT_PID[$mp]}" && _mounted "$mp" && return 0
+		fail "the mount $mp is gone (passthrough_ll ${MOUNT_PID[$mp]} ended): $(tail -n 3 "$T/fuse-$1.out")"
+	fi
+	mkdir -p "$mp"
+	"$PASSTHROUGH" -f -o "source=$SHELVES,writeback,cache=always" "$mp" >>"$T/fuse-$1.out" 2>&1 </dev/null &
+	MOUNT_PID[$mp]=$!
+	wait_for -t 10 _mounted "$mp" || fail "passthrough_ll did not mount $mp: $(tail -n 3 "$T/fuse-$1.out")"
+}
+
+# own_mounts_cleanup: unmount what own_mount mounted (by mount point; lazily
+# when still busy), and end its passthrough_ll (by PID) if unmounting did
+# not. From the exit trap, after the nodes have ended.
+own_mounts_cleanup() {
+	local mp pid deadline
+	# Also a mount made in a subshell (its PID unknown here): by mount point.
+	for mp in "$T"/mnt-*; do
+		_mounted "$mp" || continue
+		fusermount3 -u "$mp" 2>/dev/null || fusermount3 -u -z "$mp" 2>/dev/null ||
+			echo "own mounts: cannot unmount $mp" >&2
+	done
+	for mp in "${!MOUNT_PID[@]}"; do
+		pid=${MOUNT_PID[$mp]}
+		deadline=$((SECONDS + 10))
+		while _alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
+		_alive "$pid" && kill -s TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		unset "MOUNT_PID[$mp]"
+	done
+	if [ -n "$_SHELVES_SHM" ]; then
+		if [ "${DUET_KEEP_TMP:-0}" = 1 ]; then
+			echo "kept the backing directory $_SHELVES_SHM" >&2
+		else
+			rm -rf "$_SHELVES_SHM"
+		fi
+		_SHELVES_SHM=""
+	fi
+}
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
 }
 
 # need_fio_nbd: skip unless fio has its nbd engine.
@@ -342,6 +490,8 @@ _cleanup() {
 	done
 	# Namespaces a test made and did not remove itself (tests/netns.sh).
 	netns_cleanup
+	# Own mounts, now that no node holds a file open on them.
+	own_mounts_cleanup
 	if [ $rc -eq 77 ]; then
 		echo "SKIP $TEST_NAME ($((SECONDS - TEST_START))s)"
 	elif [ $rc -ne 0 ]; then
@@ -364,3 +514,4 @@ _cleanup() {
 trap _cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+[ "$OWN_MOUNTS" != 1 ] || own_mounts_prepare

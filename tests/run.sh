@@ -5,8 +5,13 @@
 #
 # For each BUILD_DIR (default: build): bring it up to date with ninja, run the
 # unit tests (meson test, each test one pass or fail), then every
-# tests/integration/*.sh and tests/fault/*.sh (each one test). Then, once,
-# the bounded fuzz run (tests/fuzz/run.sh) if it exists.
+# tests/integration/*.sh and tests/fault/*.sh (each one test). On a build
+# without sanitizers, every tests/fault/failover-*.sh runs a second time on
+# the two-host stand-in (DUET_OWN_MOUNTS=1, tests/lib.sh), reported as e.g.
+# "fault/failover-stop[own-mounts]" (skipped with the reason where /dev/fuse
+# or fusermount3 is missing); a script that runs on own mounts anyway (it
+# says "own mounts only" in its header) runs once, named the same way. Then, once, the bounded
+# fuzz run (tests/fuzz/run.sh) if it exists.
 #
 #   --asan     also run against build-asan (ASan+UBSan), setting it up if missing
 #   --quick    smaller data sizes in the scripts, no fuzz run
@@ -31,7 +36,7 @@ while [ $# -gt 0 ]; do
 	-j) jobs=$2; shift ;;
 	-j*) jobs=${1#-j} ;;
 	-h | --help)
-		sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
@@ -153,16 +158,32 @@ reap_one() {
 	report_script "$pid" "$rc"
 }
 
+# run_scripts DIR TAG SCALE: every script (each entry "script|layout"; the
+# own-mounts layout only without sanitizers, to keep the suite time down).
 run_scripts() {
-	local d=$1 tag=$2 scale=$3 s name
+	local d=$1 tag=$2 scale=$3 s name ent layout
 	local limit=$((${DUET_SCRIPT_TIMEOUT:-300} * scale))
+	local -a list=()
 	for s in "$ROOT"/tests/integration/*.sh "$ROOT"/tests/fault/*.sh; do
-		[ -e "$s" ] || continue
+		[ -e "$s" ] && list+=("$s|plain")
+	done
+	if [ "$scale" = 1 ]; then
+		for s in "$ROOT"/tests/fault/failover-*.sh; do
+			[ -e "$s" ] || continue
+			grep -q '^# .*own mounts only' "$s" || list+=("$s|own-mounts")
+		done
+	fi
+	for ent in "${list[@]}"; do
+		s=${ent%|*} layout=${ent##*|}
 		name=$(basename "$(dirname "$s")")/$(basename "$s" .sh)
+		[ "$layout" = plain ] || name+="[$layout]"
+		# A script that runs on own mounts anyway says so in its name too.
+		[ "$layout" != plain ] || ! grep -q '^# .*own mounts only' "$s" || name+="[own-mounts]"
 		while [ ${#RUNNING[@]} -ge "$jobs" ]; do reap_one; done
 		local log=$LOGDIR/$tag-${name//\//-}.log
 		(
 			export DUET_BUILD=$d DUET_PORT_BASE=$port_next DUET_TIMEOUT_SCALE=$scale DUET_QUICK=$quick
+			[ "$layout" = plain ] || export DUET_OWN_MOUNTS=1
 			exec timeout -k 10 "$limit" bash "$s"
 		) >"$log" 2>&1 </dev/null &
 		RUNNING[$!]="$tag|$name|$log|$SECONDS"

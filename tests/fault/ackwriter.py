@@ -8,7 +8,7 @@
                        [--failover-port P2 [--failover-export NAME2]
                         [--reconnect-seconds N]]
     ackwriter.py check --log FILE[,FILE...] (--port P --export NAME | --file IMG)
-                       [--bs B] [--min-acked N]
+                       [--bs B] [--min-acked N] [--older FILE[,FILE...]]
     ackwriter.py gaps --log FILE [--after T]
     ackwriter.py now
 
@@ -48,7 +48,10 @@ for a zero write), or of a write sent after it that was never acknowledged
 (in flight when the server died); a block with no acknowledged write may
 also still be zero.
 Exit status 0 when all hold, 1 with one line per bad block (the first 20).
-Lines of other kinds (C, R, D) are ignored.
+Lines of other kinds (C, R, D) are ignored. --older names the logs of an
+earlier writer (one the checked writes should have replaced): the summary
+line then also says how many bad blocks hold a write that writer sent
+("N bad (K hold an older write)").
 
 gaps: from a --timestamps log, one line "acks=N reconnects=N max_gap_ms=X
 max_gap_at=T [first_ack_after_ms=Y stall_ms=S resumed_after_ms=Z]": the
@@ -369,8 +372,25 @@ def decode(data, bs):
     return wid
 
 
+def sent_ids(paths):
+    """Ids of every write the logs at @paths sent."""
+    ids = set()
+    for path in paths.split(","):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[0] == "S":
+                    try:
+                        ids.add(int(parts[2]))
+                    except ValueError:
+                        pass  # torn
+    return ids
+
+
 def cmd_check(a):
     state, acked, zeros = parse_log(a.log)
+    older_ids = sent_ids(a.older) if a.older else set()
+    older = 0
     if acked < a.min_acked:
         print("only %d acknowledged writes in the log (want %d)" % (acked, a.min_acked))
         return 1
@@ -396,13 +416,16 @@ def cmd_check(a):
             ok = True  # never written, or zeroed
         if not ok:
             bad += 1
+            if wid is not None and wid in older_ids:
+                older += 1
             if bad <= 20:
                 what = "torn/foreign data" if wid is None and d != zero else \
                     ("zeros" if d == zero else "write %d" % wid)
                 print("block %d: holds %s, last acknowledged write %s, unacknowledged %s" % (
                     b, what, last, pending[-3:]))
-    print("checked %d blocks, %d acknowledged writes: %d bad, %d hold a write in flight "
-          "at the end" % (len(blocks), acked, bad, newer))
+    print("checked %d blocks, %d acknowledged writes: %d bad%s, %d hold a write in flight "
+          "at the end" % (len(blocks), acked, bad,
+                          " (%d hold an older write)" % older if a.older else "", newer))
     return 1 if bad else 0
 
 
@@ -498,6 +521,7 @@ def main():
     c.add_argument("--file")
     c.add_argument("--bs", type=int, default=4096)
     c.add_argument("--min-acked", type=int, default=1)
+    c.add_argument("--older", help="logs of an earlier writer: count bad blocks holding its writes")
     a = p.parse_args()
     if a.cmd == "write":
         return cmd_write(a)

@@ -24,7 +24,7 @@ start_a "cp_interval_ms = 600000" "log_size = 256M"
 start_b "[mirror]" "log_size = 256M"
 ctl a volume create vol-a 128M >/dev/null
 wait_for is_state a in_sync
-cp -r --sparse=always "$T/a-shelf" "$T/early-shelf"
+cp -r --sparse=always "$(shelf_of a)" "$T/early-shelf"
 
 step "write load, SIGKILL a with writes in flight"
 writer load --port $A_NBD --export vol-a --blocks 16384 --qd 64 --zero-pct 10 --until-dead
@@ -41,7 +41,7 @@ IMG=$T/b-shelf.partner
 head -20 "$T/dump.txt" >&2
 
 step "1. replay the image onto a copy of a's shelf as the kill left it"
-cp -r --sparse=always "$T/a-shelf" "$T/kill-shelf"
+cp -r --sparse=always "$(shelf_of a)" "$T/kill-shelf"
 "$NVRAM" replay "$IMG" "$T/kill-shelf" >&2 || fail "replay onto the copy failed"
 check_acks "$T/load.acks" --file "$T/kill-shelf/volumes/vol-a.img" --min-acked "$N"
 
