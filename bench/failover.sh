@@ -28,7 +28,9 @@
 # Env: BENCH_TRIALS (20), BENCH_PORT_BASE (26700: uses P..P+3 and
 # P+100..P+101), BENCH_DIR ($TMPDIR or /tmp), BENCH_QD (client writes in
 # flight, 8), BENCH_RATE (client writes per second, 2000; 0 = no limit),
-# BENCH_PRE_MS (500), BENCH_POST_MS (500), BENCH_KEEP=1 keeps the directory.
+# BENCH_PRE_MS (500), BENCH_POST_MS (500), BENCH_KEEP=1 keeps the directory,
+# BENCH_OWN_MOUNTS=1 runs the pair on the two-host stand-in (duet-pair
+# --own-mounts: each node's shelves on a FUSE mount of its own).
 # A trial that does not complete (no takeover, a node hung or died, the
 # client's writes hung or its connection broke) ends its series; the figures
 # of the trials before it are still shown. Exit status 1 then, or when the
@@ -361,6 +363,7 @@ for si in "${!CONFIGS[@]}"; do
 	read -r -a mon <<<"${CONFIGS[$si]}"
 	mon_args=()
 	for kvp in ${mon[@]+"${mon[@]}"}; do mon_args+=(--monitor "$kvp"); done
+	[ "${BENCH_OWN_MOUNTS:-0}" = 1 ] && mon_args+=(--own-mounts)
 	echo "failover.sh: series $((si + 1)) of ${#CONFIGS[@]} ([monitor] ${CONFIGS[$si]:-defaults}): pair in $D, ports $P..$((P + 3)), $TRIALS trials" >&2
 	"$PAIR" up "$D" --base-port "$P" --size 1G ${mon_args[@]+"${mon_args[@]}"} >/dev/null ||
 		bench_die "the pair did not come up"
