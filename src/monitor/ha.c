@@ -689,17 +689,10 @@ void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output 
 	eval_possible(h, in);
 }
 
-/* `takeover` on a taken-over node takes our volumes back. Without --force
- * only from a dead taker; --force fences a live one too, which stops all
- * its volumes (ours it served, and its own, which are then served only if
- * our copy of its log is complete). */
-static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force,
-			    struct ha_output *out, char *err, size_t errlen)
+/* What fencing the partner needs, for takeover and takeback alike: its
+ * mailbox configured and writable. 0, or -errno with @p err set. */
+static int can_fence(const struct ha *h, const struct ha_inputs *in, char *err, size_t errlen)
 {
-	if (!own_marked(h, in)) {
-		snprintf(err, errlen, "the takeover mark is cleared: our volumes are starting");
-		return -EBUSY;
-	}
 	if (!h->cfg.has_partner_mailbox) {
 		snprintf(err, errlen,
 			 "no [monitor] partner_shelf: no mailbox to fence the partner");
@@ -709,6 +702,25 @@ static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force
 		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
 		return -EIO;
 	}
+	return 0;
+}
+
+/* `takeover` on a taken-over node takes our volumes back. Without --force
+ * only from a dead taker; --force fences a live one too, which stops all
+ * its volumes (ours it served, and its own, which are then served only if
+ * our copy of its log is complete). */
+static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force,
+			    struct ha_output *out, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!own_marked(h, in)) {
+		snprintf(err, errlen, "the takeover mark is cleared: our volumes are starting");
+		return -EBUSY;
+	}
+	rc = can_fence(h, in, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (!force && in->mbox_cached) {
 		snprintf(err, errlen, "%.150s: takeover --force takes our volumes back",
 			 in->mbox_cached);
@@ -733,6 +745,7 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 {
 	char buf[HA_REASON_MAX];
 	const char *p;
+	int rc;
 
 	out_init(h, out);
 	classify(h, in);
@@ -758,15 +771,9 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 		snprintf(err, errlen, "no partner configured");
 		return -ENOTCONN;
 	}
-	if (!h->cfg.has_partner_mailbox) {
-		snprintf(err, errlen,
-			 "no [monitor] partner_shelf: no mailbox to fence the partner");
-		return -ENOTCONN;
-	}
-	if (!mailbox_writable(in)) {
-		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
-		return -EIO;
-	}
+	rc = can_fence(h, in, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (!force) {
 		if (in->mbox_rc < 0) {
 			snprintf(err, errlen, "partner mailbox unreadable (%s): use --force",
