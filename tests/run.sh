@@ -170,7 +170,9 @@ run_scripts() {
 	if [ "$scale" = 1 ]; then
 		for s in "$ROOT"/tests/fault/failover-*.sh; do
 			[ -e "$s" ] || continue
-			grep -q '^# .*own mounts only' "$s" || list+=("$s|own-mounts")
+			# "own mounts only" scripts run once anyway; "not on own mounts"
+			# ones say why in that header line.
+			grep -q '^# .*own mounts only\|^# not on own mounts' "$s" || list+=("$s|own-mounts")
 		done
 	fi
 	for ent in "${list[@]}"; do

@@ -63,7 +63,9 @@ static void *worker(void *arg)
 			st.kind = STORE_STEP_SYNC;
 		/* Right before the system call: a stop between the loop's check
 		 * and here must not let the step reach the disk. */
-		io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
+		do
+			io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
+		while (io->result == -EINTR);
 		if (io->eng_sync && io->result != STORE_GATED_RES) {
 			io->eng_sync = 0;
 			if (io->result >= 0)

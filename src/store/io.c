@@ -431,7 +431,11 @@ int store_step_exec(const struct store_step *st)
 		}
 		if (n >= 0)
 			return (int)n;
-		if (errno != EINTR)
+		/* A step that changes the shelf is not retried here: a signal
+		 * (SIGSTOP and SIGCONT among them) can interrupt it after the
+		 * request reached the file system (FUSE, NFS), and the retry
+		 * must pass the gate again, which the caller checks. */
+		if (errno != EINTR || st->kind != STORE_STEP_READ)
 			return -errno;
 	}
 }
