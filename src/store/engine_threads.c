@@ -64,7 +64,8 @@ static void *worker(void *arg)
 		/* Right before the system call: a stop between the loop's check
 		 * and here must not let the step reach the disk. */
 		do
-			io->result = store_gate_open(p->s) ? store_step_exec(&st) : STORE_GATED_RES;
+			io->result =
+			    store_gate_open_io(p->s, io) ? store_step_exec(&st) : STORE_GATED_RES;
 		while (io->result == -EINTR);
 		if (io->eng_sync && io->result != STORE_GATED_RES) {
 			io->eng_sync = 0;

@@ -201,8 +201,13 @@ static void submit_task(void *arg)
 		return;
 	}
 	while (!slist_empty(&u->ovf) && has_room(u)) {
+		struct store_io *io = store_io_pop(&u->ovf);
+		if (store_io_fenced(u->s, io)) { /* came before a fence: never runs */
+			store_gate_park(u->s, io);
+			continue;
+		}
 		u->batch[u->nbatch] = io_uring_get_sqe(&u->ring);
-		prep(u, store_io_pop(&u->ovf), u->batch[u->nbatch++]);
+		prep(u, io, u->batch[u->nbatch++]);
 	}
 	if (io_uring_sq_ready(&u->ring) == 0)
 		return;

@@ -468,6 +468,10 @@ void store_set_gate(struct store *s, bool (*allowed)(void *arg), void (*wait)(vo
 
 void store_gate_park(struct store *s, struct store_io *io)
 {
+	if (store_io_fenced(s, io)) {
+		store_step_done(s, io, s->fence_err);
+		return;
+	}
 	store_io_push(&s->gated, io);
 	if (s->gate_wait)
 		s->gate_wait(s->gate_arg);
@@ -490,7 +494,11 @@ void store_gate_fail(struct store *s, int err)
 	struct slist l;
 	struct store_io *io;
 
-	if (!s || slist_empty(&s->gated))
+	if (!s)
+		return;
+	s->fence_err = err;
+	__atomic_add_fetch(&s->fence_gen, 1, __ATOMIC_RELEASE);
+	if (slist_empty(&s->gated))
 		return;
 	LOG_WARN("%s: failing the I/O held by the fencing gate: %s", s->dir, strerror(-err));
 	store_io_take_all(&l, &s->gated);
@@ -576,6 +584,7 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->eng_nop = 0;
 	io->excl = 0;
 	io->bounce = NULL;
+	io->fence_gen = s->fence_gen;
 	s->inflight++;
 	switch (io->op) {
 	case STORE_OP_READ:

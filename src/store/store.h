@@ -101,6 +101,7 @@ struct store_io {
 	uint8_t eng_nowait;	/* io_uring: the step went in with RWF_NOWAIT */
 	uint8_t eng_nop;	/* io_uring: gate closed after prep, sent as a NOP */
 	uint8_t excl;		/* holds its volume's writes off (read-modify-write) */
+	unsigned fence_gen;	/* the store's fence generation when it was submitted */
 	int eng_bytes;		/* io_uring: the FUA write's byte count */
 	void *bounce;		/* direct I/O: aligned copy of [boff, boff + blen) */
 	uint64_t boff, blen;

@@ -144,6 +144,11 @@ struct store {
 	void (*gate_wait)(void *arg);
 	void *gate_arg;
 	struct slist gated;
+	/* Bumped by store_gate_fail(): a step submitted before a fence never
+	 * runs after it, even once the gate is open again (a giveback). Written
+	 * on the loop thread, read by workers. */
+	unsigned fence_gen;
+	int fence_err;
 };
 
 /* A worker's result for a step it did not run: the gate was closed. */
@@ -153,6 +158,18 @@ struct store {
 static inline bool store_gate_open(const struct store *s)
 {
 	return !s->gate_allowed || s->gate_allowed(s->gate_arg);
+}
+
+/* Whether @p io was submitted before the last fence: it must never run. */
+static inline bool store_io_fenced(const struct store *s, const struct store_io *io)
+{
+	return io->fence_gen != __atomic_load_n(&s->fence_gen, __ATOMIC_ACQUIRE);
+}
+
+/* The gate for one step (any thread): open, and no fence since it came. */
+static inline bool store_gate_open_io(const struct store *s, const struct store_io *io)
+{
+	return !store_io_fenced(s, io) && store_gate_open(s);
 }
 
 /* ---- prototypes, by the file that defines them ---- */

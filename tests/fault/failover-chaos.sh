@@ -11,10 +11,7 @@
 #      X goes on with no error (S serves V's volume itself);
 #   3. V comes back taken over: restarted after a SIGKILL, or SIGCONT after
 #      S ended the session (a hang longer than the session grace); it finds
-#      the mark and does not listen on its NBD port. On own mounts a stopped
-#      V is killed while stopped and restarted instead of continued: late
-#      writes of a resumed owner on the FUSE stand-in are an open problem
-#      (docs/FAILOVER.md, "Two hosts");
+#      the mark and does not listen on its NBD port;
 #   4. giveback to V under X's load; X is forwarded to V again;
 #   5. every acknowledged write of every round so far reads back on each
 #      volume's owner's own port.
@@ -88,20 +85,10 @@ for r in $(seq 1 "$ROUNDS"); do
 		start_taken_over $v
 	else
 		wait_for session_down $s || fail "$s did not end the session with the stopped $v"
-		if [ "$OWN_MOUNTS" = 1 ]; then
-			# Open on the FUSE stand-in (docs/FAILOVER.md, "Two hosts"):
-			# writes of a stopped owner that resumes were seen landing past
-			# the fence under load. Here the stopped node is ended while
-			# stopped, as a hardware watchdog would, and restarts.
-			unset "FO_STOPPED[$v]"
-			stop_node $v KILL
-			start_taken_over $v
-		else
-			cont_sig $v
-			wait_for ha_is $v waiting_for_giveback || wait_for ha_is $v taken_over ||
-				fail "$v is in ha state $(ha_state $v) after waking, not taken_over"
-			wait_for -t 10 not port_listening "$(_fo_port $v)" || fail "$v still listens on its NBD port"
-		fi
+		cont_sig $v
+		wait_for ha_is $v waiting_for_giveback || wait_for ha_is $v taken_over ||
+			fail "$v is in ha state $(ha_state $v) after waking, not taken_over"
+		wait_for -t 10 not port_listening "$(_fo_port $v)" || fail "$v still listens on its NBD port"
 	fi
 	refuses "$(_fo_port $v)" || fail "$v accepts connections on its NBD port while taken over"
 

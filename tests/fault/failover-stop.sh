@@ -20,12 +20,6 @@
 # b's proxy port. Also: a logs the mark, its NBD port refuses connections,
 # its client connection ends (its held requests fail, or it is closed), and
 # nothing serves vol-a but b until the giveback.
-# not on own mounts: there every write goes through the store's worker pool
-#   (FUSE refuses RWF_NOWAIT), and on this loaded machine writes of a stopped
-#   owner were seen landing after its SIGCONT (2 runs in 9 under load, none
-#   quiet), past the gate: under investigation (docs/FAILOVER.md, "Two
-#   hosts"). own-mounts-hung-owner.sh (stop, then kill) and failover-chaos.sh
-#   cover SIGSTOP on own mounts meanwhile.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
