@@ -370,8 +370,8 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 	if (out.actions & HA_ACT_WRITE_MARK) {
 		LOG_WARN("writing takeover mark gen %llu into the partner's mailbox",
 			 (unsigned long long)out.mark_gen);
-		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, true,
-					     MONITOR_MARK_REPLAY_PENDING, done_mark, m);
+		rc = monitor_mbox_write_mark(m->mb, out.mark_gen, true, MONITOR_MARK_REPLAY_PENDING,
+					     done_mark, m);
 		if (rc < 0)
 			done_mark(m, rc);
 	}

@@ -74,10 +74,10 @@ enum monitor_mark_replay {
 /** A takeover mark, written into the partner's mailbox by the taker. */
 struct monitor_mark {
 	char taker[MONITOR_ID_MAX];
-	char owner[MONITOR_ID_MAX]; /**< whose mailbox it is */
-	uint64_t gen;		    /**< takeover generation, +1 per takeover */
-	uint64_t time_ns;	    /**< taker's CLOCK_REALTIME */
-	bool set;		    /**< false: cleared at giveback (the record stays) */
+	char owner[MONITOR_ID_MAX];	 /**< whose mailbox it is */
+	uint64_t gen;			 /**< takeover generation, +1 per takeover */
+	uint64_t time_ns;		 /**< taker's CLOCK_REALTIME */
+	bool set;			 /**< false: cleared at giveback (the record stays) */
 	enum monitor_mark_replay replay; /**< kept when cleared */
 };
 

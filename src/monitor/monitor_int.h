@@ -312,8 +312,8 @@ struct ha {
 	 * started its volumes: we re-take them (no replay: our image is retired). */
 	bool resume;
 	uint64_t resume_gen; /**< gen of a giveback from serving to a waiting partner; 0 none */
-	bool gb_abandon; /**< partner died while draining: serve again, do not clear */
-	bool clear_sent; /**< this giveback asked to clear the mark (it may have landed) */
+	bool gb_abandon;     /**< partner died while draining: serve again, do not clear */
+	bool clear_sent;     /**< this giveback asked to clear the mark (it may have landed) */
 	bool takeover_possible;
 	char reason[HA_REASON_MAX];	 /**< why the last change happened */
 	char why[HA_REASON_MAX];	 /**< why takeover is (not) possible now */

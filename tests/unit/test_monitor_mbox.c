@@ -292,7 +292,8 @@ static bool a_booted(void)
 static void do_mark(struct node *n, uint64_t gen, bool set, int want)
 {
 	F->done = false;
-	assert_int_equal(monitor_mbox_write_mark(n->mb, gen, set, MONITOR_MARK_REPLAY_PENDING, on_done, F), 0);
+	assert_int_equal(
+	    monitor_mbox_write_mark(n->mb, gen, set, MONITOR_MARK_REPLAY_PENDING, on_done, F), 0);
 	wait_for(done, "mark written");
 	assert_int_equal(F->rc, want);
 }
