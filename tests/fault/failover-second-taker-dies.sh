@@ -34,9 +34,9 @@ step "b killed for good: a takes its volumes back by itself"
 log_mark a
 kill_node b
 wait_for port_listening $A_NBD || fail "a does not listen: $(status a | jq -c '.ha | {state, phase, reason}')"
-log_since a | grep -q "automatic takeback" || fail "a logged no automatic takeback"
-log_since a | grep -q "writing takeover mark" || fail "a did not fence b with a mark"
-log_since a | grep -q "own volumes taken back" || fail "a did not log the takeback"
+log_since a | grep "automatic takeback" >/dev/null || fail "a logged no automatic takeback"
+log_since a | grep "writing takeover mark" >/dev/null || fail "a did not fence b with a mark"
+log_since a | grep "own volumes taken back" >/dev/null || fail "a did not log the takeback"
 ha_is a takeover || fail "a not in takeover (b fenced): $(ha a .state)"
 takeback_reason=$(ha a .last_change.reason)
 echo "   a: $takeback_reason" >&2
