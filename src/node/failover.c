@@ -183,6 +183,8 @@ void node_failover_gate_store(struct node *n, struct store *s)
 static void stop_own(struct node *n)
 {
 	n->fenced = true;
+	/* Before anything else: the partner adds it once its fence ran out. */
+	node_addr_drop_own(n, "fenced by the partner's takeover mark");
 	LOG_ERROR("fenced by a takeover mark: closing the clients of the own volumes");
 	if (n->nbd) {
 		nbd_server_destroy(n->nbd);
@@ -314,7 +316,9 @@ static void serve_own(struct node *n)
 	n->fenced = false;
 	node_datapath_set_serving(n->dp, true);
 	proxy_set_serving(n->proxy, true);
-	if (!n->nbd)
+	/* The partner removed it before it gave back. */
+	rc = node_addr_take_own(n);
+	if (!n->nbd && rc == 0)
 		rc = node_datapath_listen(n);
 	if (rc == 0)
 		LOG_INFO("serving the own volumes");
@@ -518,6 +522,9 @@ static void serve_partner(struct node *n)
 	}
 	LOG_WARN("serving %u volume%s of the partner on the proxy port", routed,
 		 routed == 1 ? "" : "s");
+	/* After the fence (this action follows it): the partner's address and
+	 * ports, for its own clients. A failure leaves the proxy port. */
+	node_addr_take_partner(n);
 	monitor_action_done(n->monitor, HA_ACT_SERVE_PARTNER, rc);
 }
 
@@ -576,6 +583,8 @@ static void drain_partner(struct node *n)
 {
 	struct failover *fo = n->fo;
 
+	/* First: the partner adds it back only after this drain. */
+	node_addr_drop_partner(n, "giveback");
 	if (!n->pstore) {
 		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 		return;

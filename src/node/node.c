@@ -100,6 +100,10 @@ static int open_listeners(struct node *n)
 		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
 		return 0;
 	}
+	/* The own mailbox was read clean: the address is ours to hold. */
+	rc = node_addr_take_own(n);
+	if (rc < 0)
+		return rc;
 	return node_datapath_listen(n);
 }
 
@@ -150,6 +154,10 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	rc = setup_signals(n);
+	if (rc < 0)
+		goto err;
+	/* Before anything else: an own service address an earlier run left. */
+	rc = node_addr_boot(n);
 	if (rc < 0)
 		goto err;
 	rc = open_interconnect(n);
@@ -209,6 +217,8 @@ void node_destroy(struct node *n)
 	if (!n)
 		return;
 	node_control_destroy(n->control);
+	/* The address goes with the listeners: a stopped node answers nothing. */
+	node_addr_close(n, false);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
 	node_datapath_fail_held(n->dp, -ESHUTDOWN);

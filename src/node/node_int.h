@@ -31,6 +31,7 @@ struct mirror;
 struct node_mirror_ccm;
 struct monitor;
 struct failover;
+struct node_addr;
 struct json_object;
 
 struct node {
@@ -57,6 +58,7 @@ struct node {
 	/* Failover (failover.c, docs/FAILOVER.md). */
 	struct monitor *monitor;
 	struct failover *fo;
+	struct node_addr *addr;		  /* service addresses (addr.c) */
 	bool boot_checked;		  /* the first read of the own mailbox is in */
 	bool taken_at_boot;		  /* ... and found a takeover mark: serve nothing */
 	bool fenced;			  /* a takeover mark stopped the own volumes */
@@ -156,6 +158,25 @@ void node_failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
 void node_failover_free(struct node *n);
+
+/* addr.c: service addresses, the own and the partner's (docs/FAILOVER.md). */
+/** First thing at boot: remove an address an earlier run left, point the
+ * listeners at the own service address. */
+int node_addr_boot(struct node *n);
+/** Add the own address and announce it (boot check clean, SERVE_OWN). */
+int node_addr_take_own(struct node *n);
+/** Remove the own address (fenced, shutdown). */
+void node_addr_drop_own(struct node *n, const char *why);
+/** SERVE_PARTNER: add the partner's address, announce it, listen on its
+ * ports (its NBD port through the proxy's routes, its proxy port on ours). */
+int node_addr_take_partner(struct node *n);
+/** DRAIN_PARTNER (first), shutdown: close those listeners, remove it. */
+void node_addr_drop_partner(struct node *n, const char *why);
+/** Shutdown; @p keep_own leaves the own address (never: a stopped node
+ * does not serve). */
+void node_addr_close(struct node *n, bool keep_own);
+/** The "addresses" member of status. */
+struct json_object *node_addr_status_json(struct node *n);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
 /** Listen on @p path (a stale socket there is replaced). */

@@ -1,0 +1,61 @@
+/* Service addresses: an IP address with its prefix on a named interface,
+ * added, removed, looked up (rtnetlink through libmnl) and announced
+ * (gratuitous ARP for IPv4, unsolicited neighbour advertisement for IPv6).
+ *
+ * Thread context: any thread; every call is synchronous and talks only to
+ * the local kernel (a netlink round trip, a few raw-socket sends), so a
+ * reactor may call it. No allocation is kept between calls. */
+#ifndef DUET_NETADDR_H
+#define DUET_NETADDR_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** Longest "ADDR/PREFIX dev IFACE" the parser accepts. */
+#define NETADDR_STR_MAX 96
+
+struct netaddr {
+	int family;		  /**< AF_INET or AF_INET6; 0 = not set */
+	uint8_t addr[16];	  /**< network byte order; 4 bytes used for IPv4 */
+	uint8_t prefix;		  /**< prefix length */
+	char ifname[IF_NAMESIZE]; /**< the interface it lives on */
+};
+
+/**
+ * Parse "ADDR/PREFIX dev IFACE" (ADDR IPv4 or IPv6; PREFIX optional: 32 or
+ * 128 when left out). Returns 0 or -EINVAL; never reads past @p s's NUL.
+ */
+int netaddr_parse(const char *s, struct netaddr *out);
+/** "ADDR/PREFIX" into @p buf; returns @p buf. */
+const char *netaddr_format(const struct netaddr *a, char *buf, size_t len);
+/** "ADDR" alone (for a listener's host); returns @p buf. */
+const char *netaddr_host(const struct netaddr *a, char *buf, size_t len);
+/** Same address (family and bytes; prefix and interface ignored). */
+bool netaddr_same(const struct netaddr *a, const struct netaddr *b);
+
+/** 1 when the address is on its interface, 0 when not, or -errno (no such
+ * interface: -ENODEV). */
+int netaddr_present(const struct netaddr *a);
+/** Add the address to its interface (IPv6 without duplicate address
+ * detection, so that it can be bound at once); present already is 0. */
+int netaddr_add(const struct netaddr *a);
+/** Remove it; absent already is 0. */
+int netaddr_del(const struct netaddr *a);
+/**
+ * Tell the neighbours that the address now lives at this interface's
+ * hardware address: a gratuitous ARP request and reply (IPv4) or an
+ * unsolicited neighbour advertisement with the override flag (IPv6), each
+ * once per call. Needs CAP_NET_RAW. Returns 0 or -errno.
+ */
+int netaddr_announce(const struct netaddr *a);
+/**
+ * Set net.ipv4.conf.IFACE.arp_ignore = 1 and arp_announce = 2 (answer ARP
+ * only for addresses of the interface asked on, and announce only them):
+ * the setting that keeps a host with several interfaces from answering for
+ * an address it holds elsewhere. Returns 0 or -errno.
+ */
+int netaddr_arp_tune(const char *ifname);
+
+#endif

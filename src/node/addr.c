@@ -1,0 +1,336 @@
+/* Service addresses (docs/FAILOVER.md, "Service addresses"): the node's own
+ * address, which its listeners bind to, and the partner's, which moves here
+ * with the partner's volumes at a takeover.
+ *
+ * Rule kept: an address is on at most one node at any moment. So the own
+ * address is removed before anything else at boot and when a takeover mark
+ * fences this node, and added only once the own mailbox was read clean (the
+ * boot check, or the giveback's SERVE_OWN); the partner's is added only in
+ * SERVE_PARTNER (after the fence) and removed first thing in DRAIN_PARTNER.
+ * After each add the address is announced (gratuitous ARP, unsolicited
+ * neighbour advertisement) a few times, then every ANNOUNCE_EVERY_NS while
+ * held, so that neighbours' caches follow it even where a stale holder (a
+ * dead duetd whose host kept the address) answers a broadcast request. */
+#define LOG_MODULE "addr"
+#include "node/node_int.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "nbd/nbd.h"
+#include "netaddr/netaddr.h"
+#include "proxy/proxy.h"
+
+#define ANNOUNCE_EVERY_NS (2000 * NS_PER_MS)
+
+/* After a move: announce at once, then at these delays (a neighbour busy
+ * with its own resolution may miss the first). */
+static const uint64_t announce_burst_ms[] = {0, 50, 200, 1000};
+
+struct node_addr {
+	struct netaddr own, partner;
+	bool has_own, has_partner;
+	bool own_held, partner_held;
+	char own_str[64], partner_str[64];
+	/* The partner's listeners, on its address and ports, while held. */
+	char p_listen[80], p_proxy_listen[80];
+	struct nbd_server *p_nbd;   /* its NBD port: its volumes (through the proxy routes) */
+	struct nbd_server *p_proxy; /* its proxy port: our volumes */
+	struct loop_timer announce_timer;
+	unsigned burst; /* next index in announce_burst_ms */
+	uint64_t burst_start_ns;
+	uint64_t moves;
+};
+
+static void announce_one(struct node_addr *na, const struct netaddr *a, const char *s)
+{
+	int rc = netaddr_announce(a);
+	static bool warned;
+
+	if (rc < 0 && !warned) {
+		warned = true;
+		LOG_WARN("cannot announce %s on %s: %s (neighbours learn it when their cache "
+			 "entries age)",
+			 s, a->ifname, strerror(-rc));
+	}
+	(void)na;
+}
+
+static void announce_tick(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+	struct node_addr *na = n->addr;
+	uint64_t next;
+
+	if (na->own_held)
+		announce_one(na, &na->own, na->own_str);
+	if (na->partner_held)
+		announce_one(na, &na->partner, na->partner_str);
+	if (!na->own_held && !na->partner_held)
+		return;
+	if (na->burst < ARRAY_SIZE(announce_burst_ms)) {
+		uint64_t due = na->burst_start_ns + announce_burst_ms[na->burst] * NS_PER_MS;
+		uint64_t now = loop_now_ns();
+
+		na->burst++;
+		next = due > now ? due - now : 0;
+	} else {
+		next = ANNOUNCE_EVERY_NS;
+	}
+	loop_timer_arm(n->loop, t, next);
+}
+
+static void announce_burst(struct node *n)
+{
+	struct node_addr *na = n->addr;
+
+	na->burst = 1;
+	na->burst_start_ns = loop_now_ns();
+	loop_timer_cancel(n->loop, &na->announce_timer);
+	loop_timer_arm(n->loop, &na->announce_timer, 0);
+}
+
+/* Replace the host of "HOST:PORT" @p listen by @p a's address. */
+static void listen_on(const struct netaddr *a, const char *listen, uint64_t port, char *buf,
+		      size_t len)
+{
+	char host[64], p[16];
+
+	netaddr_host(a, host, sizeof(host));
+	if (!port && util_split_hostport(listen, (char[64]){0}, 64, p, sizeof(p)) == 0)
+		port = strtoull(p, NULL, 10);
+	snprintf(buf, len, a->family == AF_INET6 ? "[%s]:%llu" : "%s:%llu", host,
+		 (unsigned long long)port);
+}
+
+int node_addr_boot(struct node *n)
+{
+	struct node_addr *na = calloc(1, sizeof(*na));
+	int rc;
+
+	if (!na)
+		return -ENOMEM;
+	n->addr = na;
+	loop_timer_init(&na->announce_timer, announce_tick, n);
+	if (n->cfg.node.service_address[0]) {
+		netaddr_parse(n->cfg.node.service_address, &na->own); /* config.c checked it */
+		na->has_own = true;
+		netaddr_format(&na->own, na->own_str, sizeof(na->own_str));
+	}
+	if (n->cfg.monitor.partner_service_address[0]) {
+		netaddr_parse(n->cfg.monitor.partner_service_address, &na->partner);
+		na->has_partner = true;
+		netaddr_format(&na->partner, na->partner_str, sizeof(na->partner_str));
+		if (n->cfg.monitor.partner_nbd_port)
+			listen_on(&na->partner, "", n->cfg.monitor.partner_nbd_port, na->p_listen,
+				  sizeof(na->p_listen));
+		if (n->cfg.monitor.partner_proxy_port)
+			listen_on(&na->partner, "", n->cfg.monitor.partner_proxy_port,
+				  na->p_proxy_listen, sizeof(na->p_proxy_listen));
+	}
+	/* Before anything else: an address left by an earlier run of ours (a
+	 * crash keeps it on the interface) is not ours to hold until the own
+	 * mailbox says so. */
+	if (na->has_own) {
+		if (n->cfg.node.service_arp_tune && na->own.family == AF_INET) {
+			rc = netaddr_arp_tune(na->own.ifname);
+			if (rc < 0)
+				LOG_WARN("cannot set arp_ignore/arp_announce on %s: %s",
+					 na->own.ifname, strerror(-rc));
+		}
+		rc = netaddr_present(&na->own);
+		if (rc > 0) {
+			rc = netaddr_del(&na->own);
+			LOG_WARN("service address %s was on %s at start (an earlier run's): %s",
+				 na->own_str, na->own.ifname, rc < 0 ? strerror(-rc) : "removed");
+		}
+		if (rc < 0) {
+			LOG_ERROR("service address %s dev %s: %s", na->own_str, na->own.ifname,
+				  strerror(-rc));
+			return rc;
+		}
+		/* The listeners bind to it. */
+		listen_on(&na->own, n->cfg.nbd.listen, 0, n->cfg.nbd.listen,
+			  sizeof(n->cfg.nbd.listen));
+		if (n->cfg.nbd.proxy_listen[0])
+			listen_on(&na->own, n->cfg.nbd.proxy_listen, 0, n->cfg.nbd.proxy_listen,
+				  sizeof(n->cfg.nbd.proxy_listen));
+	}
+	if (na->has_partner && netaddr_present(&na->partner) > 0) {
+		rc = netaddr_del(&na->partner);
+		LOG_WARN("the partner's service address %s was on %s at start: %s", na->partner_str,
+			 na->partner.ifname, rc < 0 ? strerror(-rc) : "removed");
+	}
+	return 0;
+}
+
+int node_addr_take_own(struct node *n)
+{
+	struct node_addr *na = n->addr;
+	uint64_t t0 = loop_now_ns();
+	int rc;
+
+	if (!na || !na->has_own || na->own_held)
+		return 0;
+	rc = netaddr_add(&na->own);
+	if (rc < 0) {
+		LOG_ERROR("cannot add the service address %s to %s: %s", na->own_str,
+			  na->own.ifname, strerror(-rc));
+		return rc;
+	}
+	na->own_held = true;
+	na->moves++;
+	announce_burst(n);
+	LOG_INFO("service address %s held here (on %s, added and announced in %llu us)",
+		 na->own_str, na->own.ifname,
+		 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+	return 0;
+}
+
+void node_addr_drop_own(struct node *n, const char *why)
+{
+	struct node_addr *na = n->addr;
+	int rc;
+
+	if (!na || !na->has_own)
+		return;
+	rc = netaddr_del(&na->own);
+	if (rc < 0)
+		LOG_ERROR("cannot remove the service address %s from %s: %s", na->own_str,
+			  na->own.ifname, strerror(-rc));
+	else if (na->own_held)
+		LOG_WARN("service address %s removed (%s)", na->own_str, why);
+	na->own_held = false;
+}
+
+int node_addr_take_partner(struct node *n)
+{
+	struct node_addr *na = n->addr;
+	struct nbd_server_opts o;
+	uint64_t t0 = loop_now_ns();
+	int rc;
+
+	if (!na || !na->has_partner)
+		return 0;
+	if (!na->partner_held) {
+		rc = netaddr_add(&na->partner);
+		if (rc < 0) {
+			LOG_ERROR("cannot add the partner's service address %s to %s: %s",
+				  na->partner_str, na->partner.ifname, strerror(-rc));
+			return rc;
+		}
+		na->partner_held = true;
+		na->moves++;
+	}
+	/* Its NBD port serves its volumes, through the proxy's routes (local
+	 * now); its proxy port serves ours, as its forwarder did. */
+	if (na->p_listen[0] && !na->p_nbd && n->proxy) {
+		config_nbd_opts(&n->cfg, true, &o);
+		o.listen = na->p_listen;
+		o.name = "partner-nbd";
+		o.max_clients = NODE_MAX_CLIENTS;
+		rc = nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &na->p_nbd);
+		if (rc < 0)
+			LOG_ERROR("cannot listen on the partner's NBD port %s: %s", na->p_listen,
+				  strerror(-rc));
+	}
+	if (na->p_proxy_listen[0] && !na->p_proxy && n->dp) {
+		config_nbd_opts(&n->cfg, false, &o);
+		o.listen = na->p_proxy_listen;
+		o.name = "partner-proxy";
+		o.max_clients = NODE_MAX_CLIENTS;
+		rc = nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &na->p_proxy);
+		if (rc < 0)
+			LOG_ERROR("cannot listen on the partner's proxy port %s: %s",
+				  na->p_proxy_listen, strerror(-rc));
+	}
+	announce_burst(n);
+	LOG_WARN("service address %s of the partner moved here (on %s: added, announced and "
+		 "listening in %llu us)",
+		 na->partner_str, na->partner.ifname,
+		 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+	return 0;
+}
+
+void node_addr_drop_partner(struct node *n, const char *why)
+{
+	struct node_addr *na = n->addr;
+	uint64_t t0 = loop_now_ns();
+	bool held;
+	int rc;
+
+	if (!na || !na->has_partner)
+		return;
+	held = na->partner_held;
+	rc = netaddr_del(&na->partner);
+	if (rc < 0)
+		LOG_ERROR("cannot remove the partner's service address %s from %s: %s",
+			  na->partner_str, na->partner.ifname, strerror(-rc));
+	na->partner_held = false;
+	if (na->p_nbd)
+		nbd_server_destroy(na->p_nbd);
+	if (na->p_proxy)
+		nbd_server_destroy(na->p_proxy);
+	na->p_nbd = na->p_proxy = NULL;
+	if (held)
+		LOG_WARN("service address %s of the partner removed here (%s) in %llu us",
+			 na->partner_str, why,
+			 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+}
+
+void node_addr_close(struct node *n, bool keep_own)
+{
+	struct node_addr *na = n->addr;
+
+	if (!na)
+		return;
+	loop_timer_cancel(n->loop, &na->announce_timer);
+	node_addr_drop_partner(n, "shutting down");
+	if (!keep_own)
+		node_addr_drop_own(n, "shutting down");
+	free(na);
+	n->addr = NULL;
+}
+
+/* held_by: what this node knows: its own holding, else the partner's by
+ * the HA state (taken over: the partner holds ours; serving the partner's
+ * volumes: we hold its). */
+struct json_object *node_addr_status_json(struct node *n)
+{
+	struct json_object *arr = json_object_new_array();
+	struct node_addr *na = n->addr;
+	const char *me = n->cfg.node.id, *partner = n->cfg.ic.partner[0] ? n->cfg.ic.partner : "-";
+
+	if (!na)
+		return arr;
+	if (na->has_own) {
+		struct json_object *o = json_object_new_object();
+		bool taken = n->fenced || n->taken_at_boot;
+
+		json_object_object_add(o, "address", json_object_new_string(na->own_str));
+		json_object_object_add(o, "owner", json_object_new_string(me));
+		json_object_object_add(o, "held_by",
+				       json_object_new_string(na->own_held ? me
+							      : taken	   ? partner
+									   : "none"));
+		json_object_object_add(o, "dev", json_object_new_string(na->own.ifname));
+		json_object_array_add(arr, o);
+	}
+	if (na->has_partner) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "address", json_object_new_string(na->partner_str));
+		json_object_object_add(o, "owner", json_object_new_string(partner));
+		json_object_object_add(o, "held_by",
+				       json_object_new_string(na->partner_held ? me : partner));
+		json_object_object_add(o, "dev", json_object_new_string(na->partner.ifname));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}

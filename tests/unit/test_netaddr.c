@@ -1,0 +1,144 @@
+/* Unit tests of src/netaddr: the "ADDR/PREFIX dev IFACE" parser, the
+ * announcement frames, and (as root, in a network namespace of its own) an
+ * add / look up / remove round trip on a real interface. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if_arp.h>
+#include <netinet/icmp6.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "netaddr/netaddr_int.h"
+
+static void test_parse(void **state)
+{
+	struct netaddr a;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(netaddr_parse("192.0.2.10/24 dev eth0", &a), 0);
+	assert_int_equal(a.family, AF_INET);
+	assert_int_equal(a.prefix, 24);
+	assert_string_equal(a.ifname, "eth0");
+	assert_string_equal(netaddr_format(&a, buf, sizeof(buf)), "192.0.2.10/24");
+	assert_string_equal(netaddr_host(&a, buf, sizeof(buf)), "192.0.2.10");
+	assert_int_equal(netaddr_parse("  2001:db8::10/64   dev  br-svc ", &a), 0);
+	assert_int_equal(a.family, AF_INET6);
+	assert_int_equal(a.prefix, 64);
+	assert_string_equal(netaddr_format(&a, buf, sizeof(buf)), "2001:db8::10/64");
+	assert_int_equal(netaddr_parse("192.0.2.10 dev lo", &a), 0);
+	assert_int_equal(a.prefix, 32);
+
+	static const char *const bad[] = {
+	    "",
+	    "192.0.2.10/24",
+	    "192.0.2.10/24 dev",
+	    "192.0.2.10/24 eth0 dev",
+	    "192.0.2.10/33 dev eth0",
+	    "192.0.2.10/0 dev eth0",
+	    "192.0.2.10/-1 dev eth0",
+	    "192.0.2.10/2x dev eth0",
+	    "192.0.2.300/24 dev eth0",
+	    "host/24 dev eth0",
+	    "192.0.2.10/24 dev eth0 extra",
+	    "192.0.2.10/24 dev a-very-long-ifname0",
+	    "2001:db8::1/129 dev eth0",
+	    "192.0.2.10/ dev eth0",
+	    "192.0.2.10/24 dev a/b",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		a.family = 99;
+		assert_int_equal(netaddr_parse(bad[i], &a), -EINVAL);
+		assert_int_equal(a.family, 0);
+	}
+	char big[300];
+	memset(big, '1', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(netaddr_parse(big, &a), -EINVAL);
+	assert_int_equal(netaddr_parse(NULL, &a), -EINVAL);
+}
+
+static void test_same(void **state)
+{
+	struct netaddr a, b;
+
+	(void)state;
+	netaddr_parse("192.0.2.10/24 dev eth0", &a);
+	netaddr_parse("192.0.2.10/32 dev eth1", &b);
+	assert_true(netaddr_same(&a, &b));
+	netaddr_parse("192.0.2.11/24 dev eth0", &b);
+	assert_false(netaddr_same(&a, &b));
+	netaddr_parse("::ffff:192.0.2.10/128 dev eth0", &b);
+	assert_false(netaddr_same(&a, &b));
+}
+
+static void test_frames(void **state)
+{
+	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 0x0a};
+	uint8_t b[64], ip4[4], ip6[16];
+
+	(void)state;
+	inet_pton(AF_INET, "192.0.2.10", ip4);
+	assert_int_equal(netaddr_arp_build(b, ARPOP_REQUEST, mac, ip4), 28);
+	assert_int_equal(b[7], ARPOP_REQUEST);
+	assert_memory_equal(b + 8, mac, 6);
+	assert_memory_equal(b + 14, ip4, 4); /* sender = target: gratuitous */
+	assert_memory_equal(b + 24, ip4, 4);
+	assert_int_equal(netaddr_arp_build(b, ARPOP_REPLY, mac, ip4), 28);
+	assert_memory_equal(b + 18, mac, 6);
+
+	inet_pton(AF_INET6, "2001:db8::10", ip6);
+	assert_int_equal(netaddr_na_build(b, mac, ip6), 32);
+	assert_int_equal(b[0], ND_NEIGHBOR_ADVERT);
+	assert_int_equal(b[4], 0x20); /* override only */
+	assert_memory_equal(b + 8, ip6, 16);
+	assert_int_equal(b[24], ND_OPT_TARGET_LINKADDR);
+	assert_memory_equal(b + 26, mac, 6);
+}
+
+/* Root only: a namespace of our own, its loopback, both families. */
+static void test_round_trip(void **state)
+{
+	static const char *const addrs[] = {"192.0.2.99/24 dev lo", "2001:db8::99/64 dev lo"};
+	struct netaddr a;
+
+	(void)state;
+	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0) {
+		skip();
+		return;
+	}
+	assert_int_equal(system("ip link set lo up"), 0);
+	assert_int_equal(netaddr_parse("192.0.2.99/24 dev nosuchif0", &a), 0);
+	assert_int_equal(netaddr_present(&a), -ENODEV);
+	assert_int_equal(netaddr_add(&a), -ENODEV);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(netaddr_parse(addrs[i], &a), 0);
+		assert_int_equal(netaddr_present(&a), 0);
+		assert_int_equal(netaddr_del(&a), 0); /* absent: fine */
+		assert_int_equal(netaddr_add(&a), 0);
+		assert_int_equal(netaddr_present(&a), 1);
+		assert_int_equal(netaddr_add(&a), 0); /* present: fine */
+		assert_int_equal(netaddr_del(&a), 0);
+		assert_int_equal(netaddr_present(&a), 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_same),
+	    cmocka_unit_test(test_frames),
+	    cmocka_unit_test(test_round_trip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
