@@ -168,6 +168,11 @@ int util_set_nonblock(int fd, bool on)
 
 int util_tcp_listen(const char *hostport, int backlog)
 {
+	return util_tcp_listen_flags(hostport, backlog, 0);
+}
+
+int util_tcp_listen_flags(const char *hostport, int backlog, unsigned flags)
+{
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1, err;
@@ -183,6 +188,14 @@ int util_tcp_listen(const char *hostport, int backlog)
 		return err;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* IP_FREEBIND applies to IPv6 sockets too. */
+	if ((flags & UTIL_LISTEN_FREEBIND) &&
+	    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0) {
+		err = -errno;
+		LOG_ERROR("IP_FREEBIND: %s", strerror(errno));
+		close(fd);
+		return err;
+	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
 		err = -errno;
 		LOG_ERROR("listen on %s: %s", hostport, strerror(errno));

@@ -45,6 +45,11 @@ int util_random_bytes(void *buf, size_t len);
 
 /** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
 int util_tcp_listen(const char *hostport, int backlog);
+/** Bind even to an address not (yet) on any interface: a service address
+ * that comes and goes with the node's volumes. */
+#define UTIL_LISTEN_FREEBIND (1u << 0)
+/** util_tcp_listen with UTIL_LISTEN_* @p flags. */
+int util_tcp_listen_flags(const char *hostport, int backlog, unsigned flags);
 
 /** Create a listening UNIX stream socket at @p path, replacing a stale one. */
 int util_unix_listen(const char *path, int backlog);

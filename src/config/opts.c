@@ -96,5 +96,7 @@ void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_serve
 	    .name = proxy ? "proxy" : "nbd",
 	    .max_payload = cfg->nbd.max_payload,
 	    .conn_buffer = cfg->nbd.conn_buffer,
+	    /* The service address comes and goes with the volumes. */
+	    .freebind = cfg->node.service_address[0] != '\0',
 	};
 }

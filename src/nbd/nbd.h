@@ -127,6 +127,7 @@ struct nbd_server_opts {
 	unsigned max_clients; /* connections beyond are refused; 0: 1024 */
 	unsigned timeout_ms;  /* handshake deadline, and stall of a half-received
 				 request; 0: 30000 */
+	bool freebind;	      /* bind even while the address is not on an interface */
 };
 
 /**

@@ -235,6 +235,7 @@ int node_addr_take_partner(struct node *n)
 		o.listen = na->p_listen;
 		o.name = "partner-nbd";
 		o.max_clients = NODE_MAX_CLIENTS;
+		o.freebind = true;
 		rc = nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &na->p_nbd);
 		if (rc < 0)
 			LOG_ERROR("cannot listen on the partner's NBD port %s: %s", na->p_listen,
@@ -245,6 +246,7 @@ int node_addr_take_partner(struct node *n)
 		o.listen = na->p_proxy_listen;
 		o.name = "partner-proxy";
 		o.max_clients = NODE_MAX_CLIENTS;
+		o.freebind = true;
 		rc = nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &na->p_proxy);
 		if (rc < 0)
 			LOG_ERROR("cannot listen on the partner's proxy port %s: %s",
