@@ -270,16 +270,19 @@ void node_addr_drop_partner(struct node *n, const char *why)
 	if (!na || !na->has_partner)
 		return;
 	held = na->partner_held;
-	rc = netaddr_del(&na->partner);
-	if (rc < 0)
-		LOG_ERROR("cannot remove the partner's service address %s from %s: %s",
-			  na->partner_str, na->partner.ifname, strerror(-rc));
-	na->partner_held = false;
+	/* The listeners and their clients first: the clients' connections
+	 * end with a FIN from the address while it is still here (without it
+	 * a client waiting for replies would wait on a dead connection). */
 	if (na->p_nbd)
 		nbd_server_destroy(na->p_nbd);
 	if (na->p_proxy)
 		nbd_server_destroy(na->p_proxy);
 	na->p_nbd = na->p_proxy = NULL;
+	rc = netaddr_del(&na->partner);
+	if (rc < 0)
+		LOG_ERROR("cannot remove the partner's service address %s from %s: %s",
+			  na->partner_str, na->partner.ifname, strerror(-rc));
+	na->partner_held = false;
 	if (held)
 		LOG_WARN("service address %s of the partner removed here (%s) in %llu us",
 			 na->partner_str, why,

@@ -217,13 +217,15 @@ void node_destroy(struct node *n)
 	if (!n)
 		return;
 	node_control_destroy(n->control);
-	/* The address goes with the listeners: a stopped node answers nothing. */
-	node_addr_close(n, false);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);
 	node_datapath_fail_held(n->dp, -ESHUTDOWN);
 	if (n->proxy_nbd)
 		nbd_server_destroy(n->proxy_nbd);
+	/* The addresses go with the listeners, after them (their clients'
+	 * connections end with a FIN from the address): a stopped node
+	 * answers nothing. */
+	node_addr_close(n, false);
 	/* No more requests from the partner either (they share the backend). */
 	proxy_stop(n->proxy);
 	/* Writes held for an absent partner (mirror_down = suspend) fail now

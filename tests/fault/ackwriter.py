@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A write load that records every acknowledged write, and its checker.
 
-    ackwriter.py write --port P --export NAME --log FILE [--blocks N] [--bs B]
+    ackwriter.py write [--host H] --port P --export NAME --log FILE [--blocks N] [--bs B]
                        [--first-block F] [--qd Q] [--seconds S] [--stop-file F]
                        [--count C] [--until-dead] [--rate IOPS] [--allow-errors]
                        [--flush-each] [--zero-pct PCT] [--timestamps]
@@ -129,7 +129,7 @@ def parse_log(paths):
 
 def cmd_write(a):
     bs = a.bs
-    sock, size = connect(a.port, a.export)
+    sock, size = connect(a.port, a.export, host=a.host)
     if size is not None and (a.first_block + a.blocks) * bs > size:
         sys.exit("export too small for %d blocks of %d" % (a.first_block + a.blocks, bs))
     run = random.getrandbits(31) | 1
@@ -231,7 +231,7 @@ def cmd_write(a):
                     a.failover_port, a.reconnect_seconds, last)
                 return False
             try:
-                s, sz = connect(a.failover_port, fo_export, timeout=max(1.0, min(left, 10.0)))
+                s, sz = connect(a.failover_port, fo_export, host=a.host, timeout=max(1.0, min(left, 10.0)))
             except (ConnectionError, OSError, RuntimeError, struct.error) as e:
                 last = e
                 time.sleep(0.05)
@@ -398,7 +398,7 @@ def cmd_check(a):
     if a.file:
         data = read_blocks_file(a.file, blocks, a.bs)
     else:
-        data = read_blocks(a.port, a.export, blocks, a.bs)
+        data = read_blocks(a.port, a.export, blocks, a.bs, host=a.host)
     zero = bytes(a.bs)
     bad = 0
     newer = 0
@@ -485,6 +485,9 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write")
     w.add_argument("--port", type=int, required=True)
+    w.add_argument("--host", default="127.0.0.1",
+                   help="server address (also of --failover-port: the same address "
+                        "and port is a client that reconnects to a moving address)")
     w.add_argument("--export", required=True)
     w.add_argument("--log", required=True)
     w.add_argument("--blocks", type=int, default=8192)
@@ -517,6 +520,7 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--log", required=True)
     c.add_argument("--port", type=int)
+    c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--export")
     c.add_argument("--file")
     c.add_argument("--bs", type=int, default=4096)

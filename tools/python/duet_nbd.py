@@ -28,7 +28,7 @@ It offers:
                                     returns (socket, export size or None); the
                                     socket blocks (no timeout) afterwards
     disconnect(sock)                NBD_CMD_DISC, then close
-    read_blocks(port, export, blocks, bs, offset=0, qd=32)
+    read_blocks(port, export, blocks, bs, offset=0, qd=32, host="127.0.0.1")
                                     {block: bytes} of the blocks of size bs at
                                     offset + block * bs, qd reads in flight,
                                     simple replies; RuntimeError on an error
@@ -161,9 +161,9 @@ def disconnect(sock):
     sock.close()
 
 
-def read_blocks(port, export, blocks, bs, offset=0, qd=32):
+def read_blocks(port, export, blocks, bs, offset=0, qd=32, host="127.0.0.1"):
     """{block: data} read over one connection, qd reads in flight."""
-    sock, _ = connect(port, export)
+    sock, _ = connect(port, export, host=host)
     out = {}
     todo = sorted(blocks)
     pending = {}
