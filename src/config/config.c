@@ -55,6 +55,8 @@ static const struct key_def schema[] = {
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
     {"node", "service_address", KEY_NETADDR, F(node.service_address), 0, 0, NULL, false},
     {"node", "service_arp_tune", KEY_BOOL, F(node.service_arp_tune), 0, 0, NULL, false},
+    {"node", "service_address_lifetime_s", KEY_UINT, F(node.service_lifetime_s), 0, 3600, NULL,
+     false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -131,6 +133,7 @@ void config_defaults(struct duet_config *cfg)
 	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
+	cfg->node.service_lifetime_s = 2;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
 	cfg->store.io_engine = so.engine;

@@ -41,8 +41,9 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
-		char service_address[96]; /* "ADDR/PREFIX dev IFACE"; "" none */
-		bool service_arp_tune;	  /* arp_ignore=1, arp_announce=2 on its interface */
+		char service_address[96];    /* "ADDR/PREFIX dev IFACE"; "" none */
+		bool service_arp_tune;	     /* arp_ignore=1, arp_announce=2 on its interface */
+		uint64_t service_lifetime_s; /* the addresses expire unless renewed; 0 never */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];

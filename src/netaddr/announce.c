@@ -143,6 +143,67 @@ out:
 	return rc;
 }
 
+int netaddr_probe_send(const struct netaddr *a)
+{
+	static const uint8_t zero4[4];
+	uint8_t pkt[28], mac[6];
+	struct sockaddr_ll to;
+	int fd, ifindex, rc;
+
+	if (a->family != AF_INET)
+		return -EAFNOSUPPORT;
+	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ARP));
+	if (fd < 0)
+		return -errno;
+	rc = if_mac(fd, a->ifname, mac, &ifindex);
+	if (rc < 0)
+		goto fail;
+	memset(&to, 0, sizeof(to));
+	to.sll_family = AF_PACKET;
+	to.sll_protocol = htons(ETH_P_ARP);
+	to.sll_ifindex = ifindex;
+	if (bind(fd, (struct sockaddr *)&to, sizeof(to)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	to.sll_halen = 6;
+	memset(to.sll_addr, 0xff, 6);
+	netaddr_arp_build(pkt, ARPOP_REQUEST, mac, zero4);
+	memset(pkt + 18, 0, 6);
+	memcpy(pkt + 24, a->addr, 4); /* who has it? (sender 0.0.0.0) */
+	if (sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+int netaddr_probe_answered(int fd, const struct netaddr *a)
+{
+	uint8_t b[64];
+	struct sockaddr_ll from;
+	socklen_t flen;
+	ssize_t n;
+	int seen = 0;
+
+	for (;;) {
+		flen = sizeof(from);
+		n = recvfrom(fd, b, sizeof(b), 0, (struct sockaddr *)&from, &flen);
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? seen : -errno;
+		/* Our own frames come back as PACKET_OUTGOING. */
+		if (from.sll_pkttype == PACKET_OUTGOING || n < 28)
+			continue;
+		if (b[0] != 0 || b[1] != 1 || b[2] != 0x08 || b[3] != 0 || b[4] != 6 || b[5] != 4)
+			continue;
+		if (memcmp(b + 14, a->addr, 4) == 0) /* the sender holds it */
+			seen = 1;
+	}
+}
+
 int netaddr_announce(const struct netaddr *a)
 {
 	if (a->family == AF_INET)

@@ -197,7 +197,7 @@ int netaddr_present(const struct netaddr *a)
 	return c.found ? 1 : 0;
 }
 
-static int addr_msg(const struct netaddr *a, uint16_t type, uint16_t flags)
+static int addr_msg(const struct netaddr *a, uint16_t type, uint16_t flags, unsigned lifetime_s)
 {
 	char buf[NL_BUF];
 	struct nlmsghdr *nlh;
@@ -225,19 +225,29 @@ static int addr_msg(const struct netaddr *a, uint16_t type, uint16_t flags)
 	mnl_attr_put(nlh, IFA_ADDRESS, addr_len(a), a->addr);
 	if (a->family == AF_INET6)
 		mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+	if (lifetime_s) {
+		/* The kernel removes the address by itself once this runs out
+		 * without a refresh: a stopped or hung holder loses it. */
+		struct ifa_cacheinfo ci = {.ifa_prefered = lifetime_s, .ifa_valid = lifetime_s};
+		mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
+	}
 	return nl_talk(nlh, NULL, NULL);
 }
 
 int netaddr_add(const struct netaddr *a)
 {
-	int rc = addr_msg(a, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+	return netaddr_add_for(a, 0);
+}
 
-	return rc == -EEXIST ? 0 : rc;
+int netaddr_add_for(const struct netaddr *a, unsigned lifetime_s)
+{
+	/* Create or replace: a refresh renews the lifetime of one there. */
+	return addr_msg(a, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, lifetime_s);
 }
 
 int netaddr_del(const struct netaddr *a)
 {
-	int rc = addr_msg(a, RTM_DELADDR, 0);
+	int rc = addr_msg(a, RTM_DELADDR, 0, 0);
 
 	/* The kernel says EADDRNOTAVAIL for an address that is not there. */
 	return rc == -EADDRNOTAVAIL || rc == -ENOENT ? 0 : rc;

@@ -41,6 +41,14 @@ int netaddr_present(const struct netaddr *a);
 /** Add the address to its interface (IPv6 without duplicate address
  * detection, so that it can be bound at once); present already is 0. */
 int netaddr_add(const struct netaddr *a);
+/**
+ * Add it, or renew one there, with a lifetime of @p lifetime_s seconds
+ * (0: forever): the kernel removes it by itself when no refresh came in
+ * time (it checks on whole seconds: gone between @p lifetime_s and
+ * @p lifetime_s + 1 s after the last refresh). The dead man's switch of a
+ * holder that stops or hangs.
+ */
+int netaddr_add_for(const struct netaddr *a, unsigned lifetime_s);
 /** Remove it; absent already is 0. */
 int netaddr_del(const struct netaddr *a);
 /**
@@ -50,6 +58,17 @@ int netaddr_del(const struct netaddr *a);
  * once per call. Needs CAP_NET_RAW. Returns 0 or -errno.
  */
 int netaddr_announce(const struct netaddr *a);
+/**
+ * Ask the link who holds an IPv4 address (an ARP probe, RFC 5227: sender
+ * address 0.0.0.0, so no neighbour's cache changes) from @p a's interface.
+ * Returns a packet socket (non-blocking) to read the answers from with
+ * netaddr_probe_answered(), or -errno (-EAFNOSUPPORT for IPv6).
+ */
+int netaddr_probe_send(const struct netaddr *a);
+/** 1 when a frame waiting on @p fd is an ARP reply (or a request) from
+ * another host that holds @p a's address, 0 when none, -errno. Reads every
+ * frame waiting. */
+int netaddr_probe_answered(int fd, const struct netaddr *a);
 /**
  * Set net.ipv4.conf.IFACE.arp_ignore = 1 and arp_announce = 2 (answer ARP
  * only for addresses of the interface asked on, and announce only them):

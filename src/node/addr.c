@@ -10,7 +10,15 @@
  * After each add the address is announced (gratuitous ARP, unsolicited
  * neighbour advertisement) a few times, then every ANNOUNCE_EVERY_NS while
  * held, so that neighbours' caches follow it even where a stale holder (a
- * dead duetd whose host kept the address) answers a broadcast request. */
+ * dead duetd whose host kept the address) answers a broadcast request.
+ *
+ * A holder that stops (SIGSTOP, a hung host) cannot remove anything, so
+ * every address is added with a lifetime ([node]
+ * service_address_lifetime_s, 2 s) that the node renews only while it holds
+ * its I/O lease: a stopped holder's kernel drops the address by itself at
+ * most lifetime + 1 s after the lease ran out. The taker, after the fence,
+ * asks the link who holds the partner's IPv4 address (ARP probes, RFC 5227)
+ * and adds it once nobody answers, or once that bound has passed. */
 #define LOG_MODULE "addr"
 #include "node/node_int.h"
 
@@ -20,14 +28,18 @@
 #include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "netaddr/netaddr.h"
 #include "proxy/proxy.h"
 
 #define ANNOUNCE_EVERY_NS (2000 * NS_PER_MS)
+#define PROBE_WAIT_NS	  (50 * NS_PER_MS) /* for answers to one ARP probe */
+#define REFRESH_MAX_NS	  (250 * NS_PER_MS)
 
 /* After a move: announce at once, then at these delays (a neighbour busy
  * with its own resolution may miss the first). */
@@ -46,6 +58,15 @@ struct node_addr {
 	unsigned burst; /* next index in announce_burst_ms */
 	uint64_t burst_start_ns;
 	uint64_t moves;
+	/* Lifetimes: renewed every refresh_ns while the lease holds. */
+	unsigned lifetime_s;
+	uint64_t refresh_ns;
+	struct loop_timer refresh_timer;
+	/* Claiming the partner's address: probe until nobody answers. */
+	struct loop_timer claim_timer;
+	int probe_fd;
+	bool claiming, claim_warned;
+	uint64_t claim_start_ns, claim_deadline_ns;
 };
 
 static void announce_one(struct node_addr *na, const struct netaddr *a, const char *s)
@@ -109,6 +130,102 @@ static void listen_on(const struct netaddr *a, const char *listen, uint64_t port
 		 (unsigned long long)port);
 }
 
+/* Renew the lifetimes while this node may serve (its lease holds): a
+ * stopped or hung node stops renewing, and its kernel drops them. */
+static void refresh_tick(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+	struct node_addr *na = n->addr;
+	int rc;
+
+	if (!n->monitor || monitor_io_allowed(n->monitor)) {
+		if (na->own_held && (rc = netaddr_add_for(&na->own, na->lifetime_s)) < 0)
+			LOG_ERROR("cannot renew %s: %s", na->own_str, strerror(-rc));
+		if (na->partner_held && (rc = netaddr_add_for(&na->partner, na->lifetime_s)) < 0)
+			LOG_ERROR("cannot renew %s: %s", na->partner_str, strerror(-rc));
+	}
+	loop_timer_arm(n->loop, t, na->refresh_ns);
+}
+
+static void claim_done(struct node *n)
+{
+	struct node_addr *na = n->addr;
+	int rc;
+
+	na->claiming = false;
+	rc = netaddr_add_for(&na->partner, na->lifetime_s);
+	if (rc < 0) {
+		LOG_ERROR("cannot add the partner's service address %s to %s: %s", na->partner_str,
+			  na->partner.ifname, strerror(-rc));
+		return;
+	}
+	na->partner_held = true;
+	na->moves++;
+	announce_burst(n);
+	LOG_WARN("service address %s of the partner moved here (on %s, serving in %llu ms after "
+		 "the fence)",
+		 na->partner_str, na->partner.ifname,
+		 (unsigned long long)((loop_now_ns() - na->claim_start_ns) / NS_PER_MS));
+}
+
+static void probe_close(struct node_addr *na)
+{
+	if (na->probe_fd >= 0)
+		close(na->probe_fd);
+	na->probe_fd = -1;
+}
+
+/* One probe's answers are in: nobody holds it (add it), or a stale holder
+ * still does (its lifetime runs out by the deadline: ask again). */
+static void claim_tick(struct loop_timer *t)
+{
+	struct node *n = t->arg;
+	struct node_addr *na = n->addr;
+	int answered = 0;
+
+	if (na->probe_fd >= 0)
+		answered = netaddr_probe_answered(na->probe_fd, &na->partner);
+	probe_close(na);
+	if (answered <= 0 || loop_now_ns() >= na->claim_deadline_ns) {
+		if (answered > 0)
+			LOG_WARN("%s still answers on the link past its lifetime: adding it anyway "
+				 "(the announcements win the neighbours' caches)",
+				 na->partner_str);
+		claim_done(n);
+		return;
+	}
+	if (!na->claim_warned) {
+		na->claim_warned = true;
+		LOG_WARN("%s is still held on the link (the partner's host kept it: a stopped "
+			 "or killed duetd): waiting until its lifetime runs out",
+			 na->partner_str);
+	}
+	na->probe_fd = netaddr_probe_send(&na->partner);
+	loop_timer_arm(n->loop, t, PROBE_WAIT_NS);
+}
+
+static void claim_start(struct node *n)
+{
+	struct node_addr *na = n->addr;
+	uint64_t bound_s = (na->lifetime_s ? na->lifetime_s : 2) + 1;
+
+	na->claiming = true;
+	na->claim_warned = false;
+	na->claim_start_ns = loop_now_ns();
+	na->claim_deadline_ns = na->claim_start_ns + bound_s * 1000 * NS_PER_MS;
+	na->probe_fd = netaddr_probe_send(&na->partner);
+	if (na->probe_fd < 0) {
+		/* IPv6 (no probe here) or no packet socket: the fence alone. */
+		if (na->probe_fd != -EAFNOSUPPORT)
+			LOG_WARN("cannot probe for %s: %s", na->partner_str,
+				 strerror(-na->probe_fd));
+		na->probe_fd = -1;
+		claim_done(n);
+		return;
+	}
+	loop_timer_arm(n->loop, &na->claim_timer, PROBE_WAIT_NS);
+}
+
 int node_addr_boot(struct node *n)
 {
 	struct node_addr *na = calloc(1, sizeof(*na));
@@ -117,7 +234,16 @@ int node_addr_boot(struct node *n)
 	if (!na)
 		return -ENOMEM;
 	n->addr = na;
+	na->probe_fd = -1;
+	na->lifetime_s = (unsigned)n->cfg.node.service_lifetime_s;
+	na->refresh_ns = na->lifetime_s ? na->lifetime_s * 1000 * NS_PER_MS / 4 : 0;
+	if (na->refresh_ns > REFRESH_MAX_NS)
+		na->refresh_ns = REFRESH_MAX_NS;
 	loop_timer_init(&na->announce_timer, announce_tick, n);
+	loop_timer_init(&na->refresh_timer, refresh_tick, n);
+	loop_timer_init(&na->claim_timer, claim_tick, n);
+	if (na->refresh_ns)
+		loop_timer_arm(n->loop, &na->refresh_timer, na->refresh_ns);
 	if (n->cfg.node.service_address[0]) {
 		netaddr_parse(n->cfg.node.service_address, &na->own); /* config.c checked it */
 		na->has_own = true;
@@ -178,7 +304,7 @@ int node_addr_take_own(struct node *n)
 
 	if (!na || !na->has_own || na->own_held)
 		return 0;
-	rc = netaddr_add(&na->own);
+	rc = netaddr_add_for(&na->own, na->lifetime_s);
 	if (rc < 0) {
 		LOG_ERROR("cannot add the service address %s to %s: %s", na->own_str,
 			  na->own.ifname, strerror(-rc));
@@ -213,21 +339,10 @@ int node_addr_take_partner(struct node *n)
 {
 	struct node_addr *na = n->addr;
 	struct nbd_server_opts o;
-	uint64_t t0 = loop_now_ns();
 	int rc;
 
 	if (!na || !na->has_partner)
 		return 0;
-	if (!na->partner_held) {
-		rc = netaddr_add(&na->partner);
-		if (rc < 0) {
-			LOG_ERROR("cannot add the partner's service address %s to %s: %s",
-				  na->partner_str, na->partner.ifname, strerror(-rc));
-			return rc;
-		}
-		na->partner_held = true;
-		na->moves++;
-	}
 	/* Its NBD port serves its volumes, through the proxy's routes (local
 	 * now); its proxy port serves ours, as its forwarder did. */
 	if (na->p_listen[0] && !na->p_nbd && n->proxy) {
@@ -252,11 +367,10 @@ int node_addr_take_partner(struct node *n)
 			LOG_ERROR("cannot listen on the partner's proxy port %s: %s",
 				  na->p_proxy_listen, strerror(-rc));
 	}
-	announce_burst(n);
-	LOG_WARN("service address %s of the partner moved here (on %s: added, announced and "
-		 "listening in %llu us)",
-		 na->partner_str, na->partner.ifname,
-		 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+	/* The listeners bind freely; the address comes once nobody else
+	 * answers for it. */
+	if (!na->partner_held && !na->claiming)
+		claim_start(n);
 	return 0;
 }
 
@@ -270,6 +384,9 @@ void node_addr_drop_partner(struct node *n, const char *why)
 	if (!na || !na->has_partner)
 		return;
 	held = na->partner_held;
+	loop_timer_cancel(n->loop, &na->claim_timer);
+	probe_close(na);
+	na->claiming = false;
 	/* The listeners and their clients first: the clients' connections
 	 * end with a FIN from the address while it is still here (without it
 	 * a client waiting for replies would wait on a dead connection). */
@@ -296,6 +413,7 @@ void node_addr_close(struct node *n, bool keep_own)
 	if (!na)
 		return;
 	loop_timer_cancel(n->loop, &na->announce_timer);
+	loop_timer_cancel(n->loop, &na->refresh_timer);
 	node_addr_drop_partner(n, "shutting down");
 	if (!keep_own)
 		node_addr_drop_own(n, "shutting down");

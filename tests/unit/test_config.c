@@ -282,12 +282,13 @@ static void test_service_address_keys(void **state)
 	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.node.service_address, "");
 	assert_false(cfg.node.service_arp_tune);
+	assert_int_equal(cfg.node.service_lifetime_s, 2);
 	assert_int_equal(cfg.monitor.partner_nbd_port, 0);
 	assert_int_equal(
 	    config_load_string("t.ini",
 			       "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
 			       "service_address = 192.0.2.10/24 dev svc0\n"
-			       "service_arp_tune = on\n"
+			       "service_arp_tune = on\nservice_address_lifetime_s = 0\n"
 			       "[nbd]\nlisten = 127.0.0.1:10809\n"
 			       "[monitor]\npartner_service_address = 2001:db8::11/64 dev svc0\n"
 			       "partner_nbd_port = 10811\npartner_proxy_port = 10812\n",
@@ -295,6 +296,7 @@ static void test_service_address_keys(void **state)
 	    0);
 	assert_string_equal(cfg.node.service_address, "192.0.2.10/24 dev svc0");
 	assert_true(cfg.node.service_arp_tune);
+	assert_int_equal(cfg.node.service_lifetime_s, 0);
 	assert_string_equal(cfg.monitor.partner_service_address, "2001:db8::11/64 dev svc0");
 	assert_int_equal(cfg.monitor.partner_nbd_port, 10811);
 	assert_int_equal(cfg.monitor.partner_proxy_port, 10812);
