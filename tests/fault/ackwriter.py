@@ -127,9 +127,22 @@ def parse_log(paths):
     return state, acked, zeros
 
 
+def keepalive(sock, seconds):
+    """TCP keep-alive probes after `seconds` idle, every second, 3 of them: a
+    connection to a host that went silent (stopped, or its address moved
+    away while this client waited for replies) breaks instead of hanging."""
+    if not seconds:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(seconds)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 def cmd_write(a):
     bs = a.bs
     sock, size = connect(a.port, a.export, host=a.host)
+    keepalive(sock, a.keepalive)
     if size is not None and (a.first_block + a.blocks) * bs > size:
         sys.exit("export too small for %d blocks of %d" % (a.first_block + a.blocks, bs))
     run = random.getrandbits(31) | 1
@@ -236,6 +249,7 @@ def cmd_write(a):
                 last = e
                 time.sleep(0.05)
                 continue
+            keepalive(s, a.keepalive)
             if sz is not None and (a.first_block + a.blocks) * bs > sz:
                 s.close()
                 conn["why"] = "export on port %d too small" % a.failover_port
@@ -508,6 +522,8 @@ def main():
                    help="write the blocks in order, round and round, instead of at random")
     w.add_argument("--timestamps", action="store_true",
                    help="append the monotonic time of the reply to each A line")
+    w.add_argument("--keepalive", type=int, default=0,
+                   help="TCP keep-alive after this many idle seconds (0: off)")
     w.add_argument("--failover-port", type=int, default=0,
                    help="when the connection breaks, reconnect to this port and go on")
     w.add_argument("--failover-export", help="export name on the failover port")
