@@ -132,17 +132,38 @@ static void listen_on(const struct netaddr *a, const char *listen, uint64_t port
 
 /* Renew the lifetimes while this node may serve (its lease holds): a
  * stopped or hung node stops renewing, and its kernel drops them. */
+static void refresh_one(struct node *n, const struct netaddr *a, const char *str)
+{
+	struct node_addr *na = n->addr;
+	int was = netaddr_present(a), rc;
+
+	rc = netaddr_add_for(a, na->lifetime_s);
+	if (rc < 0) {
+		LOG_ERROR("cannot renew %s: %s", str, strerror(-rc));
+		return;
+	}
+	if (was == 0) {
+		/* It expired while the lease was closed (a stall or a stop
+		 * longer than its lifetime) and the lease came back. */
+		LOG_WARN("service address %s had expired (this node stalled past its lifetime): "
+			 "added again",
+			 str);
+		announce_burst(n);
+	}
+}
+
+/* Renew the lifetimes while this node may serve (its lease holds): a
+ * stopped or hung node stops renewing, and its kernel drops them. */
 static void refresh_tick(struct loop_timer *t)
 {
 	struct node *n = t->arg;
 	struct node_addr *na = n->addr;
-	int rc;
 
 	if (!n->monitor || monitor_io_allowed(n->monitor)) {
-		if (na->own_held && (rc = netaddr_add_for(&na->own, na->lifetime_s)) < 0)
-			LOG_ERROR("cannot renew %s: %s", na->own_str, strerror(-rc));
-		if (na->partner_held && (rc = netaddr_add_for(&na->partner, na->lifetime_s)) < 0)
-			LOG_ERROR("cannot renew %s: %s", na->partner_str, strerror(-rc));
+		if (na->own_held)
+			refresh_one(n, &na->own, na->own_str);
+		if (na->partner_held)
+			refresh_one(n, &na->partner, na->partner_str);
 	}
 	loop_timer_arm(n->loop, t, na->refresh_ns);
 }
