@@ -183,13 +183,17 @@ void node_failover_gate_store(struct node *n, struct store *s)
 static void stop_own(struct node *n)
 {
 	n->fenced = true;
-	/* Before anything else: the partner adds it once its fence ran out. */
-	node_addr_drop_own(n, "fenced by the partner's takeover mark");
 	LOG_ERROR("fenced by a takeover mark: closing the clients of the own volumes");
+	/* The listener and its clients, then at once the address, before
+	 * anything else runs: the clients' connections end with a FIN from the
+	 * address while it is here (without it they would wait for replies on
+	 * a dead connection), and the partner adds the address only once
+	 * nobody on the link answers for it (addr.c, the claim). */
 	if (n->nbd) {
 		nbd_server_destroy(n->nbd);
 		n->nbd = NULL;
 	}
+	node_addr_drop_own(n, "fenced by the partner's takeover mark");
 	proxy_set_serving(n->proxy, false);
 	node_datapath_set_serving(n->dp, false);
 	node_datapath_set_serving(n->partner_dp, false);
