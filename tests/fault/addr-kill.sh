@@ -35,9 +35,9 @@ for r in $(seq 1 "$ROUNDS"); do
 		pair kill a
 		on_iface a "$SVC_A" && fail "duet-pair kill left $SVC_A on a's interface"
 	else
+		# Nobody removes the address: a's kernel drops it when its
+		# lifetime runs out; b claims it only after that.
 		kill -s KILL "$(cat "$T/a.pid")"
-		wait_for bash -c "! kill -0 $(cat "$T/a.pid") 2>/dev/null"
-		on_iface a "$SVC_A" || fail "the lingering case: $SVC_A is gone from a's interface"
 	fi
 	wait_ha b takeover/serving
 	wait_for on_iface b "$SVC_A" || fail "b does not hold $SVC_A after the takeover"
