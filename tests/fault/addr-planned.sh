@@ -18,7 +18,7 @@ addr_pair_up
 watch_holders "$SVC_A"
 writer w --blocks 1024 --qd 16
 $PY "$ACKW" write --host "$SVC_B" --port "$B_NBD" --failover-port "$B_NBD" --export vol-b \
-	--log "$T/wb.acks" --stop-file "$T/wb.stop" --blocks 1024 --qd 16 >"$T/wb.out" 2>&1 &
+	--log "$T/wb.acks" --stop-file "$T/wb.stop" --blocks 1024 --qd 16 --keepalive 1 >"$T/wb.out" 2>&1 &
 WPID[wb]=$!
 wait_acks w $N
 wait_acks wb $N
