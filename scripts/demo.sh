@@ -212,10 +212,15 @@ netns_demo() {
 		return 0
 	fi
 	ip netns del "duet13-demo-$$"
-	[ -z "$(ip -4 route show "$net.0/24")" ] || {
-		step "Service addresses: skipped ($net.0/24 is in use here; set DUET_PAIR_NET)"
-		return 0
-	}
+	if [ -n "$(ip -4 route show "$net.0/24")" ]; then
+		# Taken here (this machine's own network, or another pair):
+		# a /24 of 10.214/16 that no route uses.
+		local x
+		for x in $(seq 20 219); do
+			[ -n "$(ip -4 route show "10.214.$x.0/24")" ] || { net=10.214.$x; break; }
+		done
+	fi
+	export DUET_PAIR_NET=$net
 	step "Service addresses: the pair as two hosts, each in a network namespace"
 	"$pair" down "$nd" >/dev/null 2>&1 || true
 	rm -rf "$nd"

@@ -39,7 +39,7 @@ def connect(uri, deadline):
             return h
         except nbd.Error as e:
             last = e
-            h.close()
+            del h  # the handle closes when dropped
         if time.monotonic() > deadline:
             raise SystemExit("no reconnect to %s: %s" % (uri, last))
         time.sleep(0.1)
@@ -76,7 +76,7 @@ def main():
                     break
                 except nbd.Error:
                     # Lost the server: the same URI again, then the same write.
-                    h.close()
+                    del h
                     h = connect(a.uri, time.monotonic() + a.reconnect_seconds)
                     reconnects += 1
             max_stall = max(max_stall, time.monotonic() - t0)
@@ -87,7 +87,6 @@ def main():
         if h.pread(a.bs, b * a.bs) != pattern(b, r, a.bs):
             bad += 1
     h.shutdown()
-    h.close()
     print("writes=%d reconnects=%d max_stall_ms=%d verified=%d bad=%d"
           % (writes, reconnects, max_stall * 1000, len(acked), bad))
     sys.exit(1 if bad else 0)
