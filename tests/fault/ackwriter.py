@@ -244,7 +244,8 @@ def cmd_write(a):
                     a.failover_port, a.reconnect_seconds, last)
                 return False
             try:
-                s, sz = connect(a.failover_port, fo_export, host=a.host, timeout=max(1.0, min(left, 10.0)))
+                s, sz = connect(a.failover_port, fo_export, host=a.host, timeout=max(1.0, min(left, 10.0)),
+                                connect_timeout=a.connect_timeout or None)
             except (ConnectionError, OSError, RuntimeError, struct.error) as e:
                 last = e
                 time.sleep(0.05)
@@ -522,6 +523,8 @@ def main():
                    help="write the blocks in order, round and round, instead of at random")
     w.add_argument("--timestamps", action="store_true",
                    help="append the monotonic time of the reply to each A line")
+    w.add_argument("--connect-timeout", type=float, default=0,
+                   help="seconds for one TCP connect when reconnecting (0: as the handshake)")
     w.add_argument("--keepalive", type=int, default=0,
                    help="TCP keep-alive after this many idle seconds (0: off)")
     w.add_argument("--failover-port", type=int, default=0,
