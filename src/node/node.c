@@ -194,6 +194,7 @@ err:
 
 int node_run(struct node *n)
 {
+	node_service_ready(n);
 	return loop_run(n->loop);
 }
 
@@ -208,6 +209,7 @@ void node_destroy(struct node *n)
 {
 	if (!n)
 		return;
+	node_service_stopping(n);
 	node_control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);

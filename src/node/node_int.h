@@ -66,6 +66,13 @@ struct node {
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;
+	/* The service manager (service.c). */
+	bool sd_ready;		       /* READY=1 sent */
+	uint64_t sd_wd_ns;	       /* WATCHDOG=1 this often; 0: not asked */
+	struct loop_timer sd_wd_timer; /* sends it, on the reactor */
+	char sd_status[160];	       /* the last STATUS= line sent */
+	/* Metrics (metrics.c, metrics_http.c). */
+	struct node_metrics_http *metrics_http; /* NULL without [metrics] listen */
 };
 
 /* datapath.c: NBD exports backed by a shelf: the node's own (writes logged
@@ -162,6 +169,14 @@ void node_failover_free(struct node *n);
 int node_control_create(struct node *n, const char *path, struct control **out);
 /** Close the listener and every connection. */
 void node_control_destroy(struct control *c);
+
+/* service.c: the service manager (sd_notify). */
+/** READY=1, the first STATUS=, and the WATCHDOG=1 timer if systemd asks. */
+int node_service_ready(struct node *n);
+/** Send STATUS= again if the HA or mirror state changed. */
+void node_service_status(struct node *n);
+/** STOPPING=1; the watchdog timer stops. */
+void node_service_stopping(struct node *n);
 
 /* commands.c: the control commands. */
 /** The handler of command @p name, or NULL for an unknown command. */
