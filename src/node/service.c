@@ -19,16 +19,20 @@
 #include "mirror/mirror.h"
 #include "monitor/monitor.h"
 
+/* Also refreshes STATUS=: the partner's state changes without an HA state
+ * change (alive, suspect, ...), and this tick sees it soon enough. */
 static void watchdog_tick(struct loop_timer *t)
 {
 	struct node *n = t->arg;
 
+	node_service_status(n);
 	sd_notify(0, "WATCHDOG=1");
 	loop_timer_arm(n->loop, &n->sd_wd_timer, n->sd_wd_ns);
 }
 
 /* One line for `systemctl status`: "ha up/none, partner alive, mirror
- * in_sync"; sent only when it changed. */
+ * in_sync"; sent only when it changed. Called at every HA or mirror state
+ * change and at every watchdog tick. */
 void node_service_status(struct node *n)
 {
 	struct monitor_summary ms;
