@@ -181,6 +181,15 @@ fail:
 	return rc;
 }
 
+bool netaddr_arp_holder(const uint8_t *b, size_t len, const uint8_t ip4[4])
+{
+	/* Ethernet/IPv4 ARP only; the sender protocol address at 14..17. */
+	if (len < 28 || b[0] != 0 || b[1] != 1 || b[2] != 0x08 || b[3] != 0 || b[4] != 6 ||
+	    b[5] != 4)
+		return false;
+	return memcmp(b + 14, ip4, 4) == 0;
+}
+
 int netaddr_probe_answered(int fd, const struct netaddr *a)
 {
 	uint8_t b[64];
@@ -195,11 +204,9 @@ int netaddr_probe_answered(int fd, const struct netaddr *a)
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? seen : -errno;
 		/* Our own frames come back as PACKET_OUTGOING. */
-		if (from.sll_pkttype == PACKET_OUTGOING || n < 28)
+		if (from.sll_pkttype == PACKET_OUTGOING)
 			continue;
-		if (b[0] != 0 || b[1] != 1 || b[2] != 0x08 || b[3] != 0 || b[4] != 6 || b[5] != 4)
-			continue;
-		if (memcmp(b + 14, a->addr, 4) == 0) /* the sender holds it */
+		if (netaddr_arp_holder(b, (size_t)n, a->addr)) /* the sender holds it */
 			seen = 1;
 	}
 }

@@ -40,12 +40,13 @@ static int release_addresses(const struct duet_config *cfg)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: duetd --config FILE [--check | --release-addresses]\n"
-		   "       duetd --version\n"
-		   "Runs one duet storage node in the foreground; logs go to stderr.\n"
-		   "--check only reads FILE: exit 0 if it is valid, else 2 with the reason.\n"
-		   "--release-addresses removes the node's service addresses (own and partner's)\n"
-		   "from this host's interfaces and exits: the unit's ExecStopPost, after any exit.\n");
+	fprintf(
+	    f, "usage: duetd --config FILE [--check | --release-addresses]\n"
+	       "       duetd --version\n"
+	       "Runs one duet storage node in the foreground; logs go to stderr.\n"
+	       "--check only reads FILE: exit 0 if it is valid, else 2 with the reason.\n"
+	       "--release-addresses removes the node's service addresses (own and partner's)\n"
+	       "from this host's interfaces and exits: the unit's ExecStopPost, after any exit.\n");
 }
 
 int main(int argc, char **argv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the fuzz targets with clang into build-fuzz and run fuzz_nbd for a
+# Build the fuzz targets with clang into build-fuzz and run fuzz_nbd (and fuzz_netaddr a tenth as long) for a
 # bounded time (seconds, default 60) on a copy of the seed corpus.
 # Exits non-zero when the fuzzer finds a crash, a leak or a timeout; the
 # reproducer is left in build-fuzz/artifacts/.
@@ -10,7 +10,7 @@ cd "$root"
 if [ ! -f build-fuzz/build.ninja ]; then
 	CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false -Db_lundef=false
 fi
-ninja -C build-fuzz tests/fuzz/fuzz_nbd
+ninja -C build-fuzz tests/fuzz/fuzz_nbd tests/fuzz/fuzz_netaddr
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r tests/fuzz/corpus/nbd "$work/corpus"
@@ -18,3 +18,11 @@ mkdir -p build-fuzz/artifacts
 build-fuzz/tests/fuzz/fuzz_nbd -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
 	-max_len=16384 -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ \
 	"$work/corpus"
+# The service-address parsers (config value, ARP frames): small inputs, a
+# tenth of the time.
+mkdir -p "$work/corpus-netaddr"
+printf '192.0.2.10/24 dev eth0' >"$work/corpus-netaddr/v4"
+printf '2001:db8::10/64 dev br0' >"$work/corpus-netaddr/v6"
+build-fuzz/tests/fuzz/fuzz_netaddr -max_total_time="$(((secs + 9) / 10))" -timeout=10 \
+	-max_len=256 -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ \
+	"$work/corpus-netaddr"
