@@ -263,8 +263,6 @@ int node_addr_boot(struct node *n)
 	loop_timer_init(&na->announce_timer, announce_tick, n);
 	loop_timer_init(&na->refresh_timer, refresh_tick, n);
 	loop_timer_init(&na->claim_timer, claim_tick, n);
-	if (na->refresh_ns)
-		loop_timer_arm(n->loop, &na->refresh_timer, na->refresh_ns);
 	if (n->cfg.node.service_address[0]) {
 		netaddr_parse(n->cfg.node.service_address, &na->own); /* config.c checked it */
 		na->has_own = true;
@@ -281,6 +279,8 @@ int node_addr_boot(struct node *n)
 			listen_on(&na->partner, "", n->cfg.monitor.partner_proxy_port,
 				  na->p_proxy_listen, sizeof(na->p_proxy_listen));
 	}
+	if (na->refresh_ns && (na->has_own || na->has_partner))
+		loop_timer_arm(n->loop, &na->refresh_timer, na->refresh_ns);
 	/* Before anything else: an address left by an earlier run of ours (a
 	 * crash keeps it on the interface) is not ours to hold until the own
 	 * mailbox says so. */

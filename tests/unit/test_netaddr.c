@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <net/if_arp.h>
 #include <netinet/icmp6.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,47 @@ static void test_round_trip(void **state)
 		assert_int_equal(netaddr_add(&a), 0); /* present: fine */
 		assert_int_equal(netaddr_del(&a), 0);
 		assert_int_equal(netaddr_present(&a), 0);
+	}
+	/* Announcements and the probe, on a veth pair: the probe sent on v0
+	 * reaches v1, and this namespace's kernel answers it there for the
+	 * address it holds on v0 (arp_ignore 0): a holder. */
+	if (system("ip link add v0 type veth peer name v1 && ip link set v0 up && "
+		   "ip link set v1 up") != 0) {
+		skip();
+		return;
+	}
+	static const char *const on_d0[] = {"192.0.2.98/24 dev v0", "2001:db8::98/64 dev v0"};
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(netaddr_parse(on_d0[i], &a), 0);
+		assert_int_equal(netaddr_add_for(&a, 5), 0);
+		assert_int_equal(netaddr_add_for(&a, 5), 0); /* a renewal */
+		assert_int_equal(netaddr_present(&a), 1);
+		assert_int_equal(netaddr_announce(&a), 0);
+		int fd = netaddr_probe_send(&a);
+		if (i == 0) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			int seen = 0;
+
+			assert_true(fd >= 0);
+			for (int tries = 0; tries < 20 && seen == 0; tries++) {
+				poll(&p, 1, 50);
+				seen = netaddr_probe_answered(fd, &a);
+			}
+			assert_int_equal(seen, 1);
+			close(fd);
+			/* Nobody holds another address. */
+			struct netaddr other;
+			assert_int_equal(netaddr_parse("192.0.2.97/24 dev v0", &other), 0);
+			fd = netaddr_probe_send(&other);
+			assert_true(fd >= 0);
+			p.fd = fd;
+			poll(&p, 1, 100);
+			assert_int_equal(netaddr_probe_answered(fd, &other), 0);
+			close(fd);
+		} else {
+			assert_int_equal(fd, -EAFNOSUPPORT);
+		}
+		assert_int_equal(netaddr_del(&a), 0);
 	}
 }
 
