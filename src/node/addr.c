@@ -3,10 +3,12 @@
  * with the partner's volumes at a takeover.
  *
  * Rule kept: an address is on at most one node at any moment. So the own
- * address is removed before anything else at boot and when a takeover mark
- * fences this node, and added only once the own mailbox was read clean (the
- * boot check, or the giveback's SERVE_OWN); the partner's is added only in
- * SERVE_PARTNER (after the fence) and removed first thing in DRAIN_PARTNER.
+ * address is removed before anything else at boot, and when a takeover mark
+ * fences this node right after its listener closed (its clients get their
+ * FIN from the address), and added only once the own mailbox was read
+ * clean (the boot check, or the giveback's SERVE_OWN); the partner's is
+ * added only in SERVE_PARTNER (after the fence) and removed first thing in
+ * DRAIN_PARTNER, right after its listeners closed.
  * After each add the address is announced (gratuitous ARP, unsolicited
  * neighbour advertisement) a few times, then every ANNOUNCE_EVERY_NS while
  * held, so that neighbours' caches follow it even where a stale holder (a
@@ -57,7 +59,6 @@ struct node_addr {
 	struct loop_timer announce_timer;
 	unsigned burst; /* next index in announce_burst_ms */
 	uint64_t burst_start_ns;
-	uint64_t moves;
 	/* Lifetimes: renewed every refresh_ns while the lease holds. */
 	unsigned lifetime_s;
 	uint64_t refresh_ns;
@@ -69,7 +70,8 @@ struct node_addr {
 	uint64_t claim_start_ns, claim_deadline_ns;
 };
 
-static void announce_one(struct node_addr *na, const struct netaddr *a, const char *s)
+/* Announce once; a failure is logged once per process (it repeats). */
+static void announce_one(const struct netaddr *a, const char *s)
 {
 	int rc = netaddr_announce(a);
 	static bool warned;
@@ -80,7 +82,6 @@ static void announce_one(struct node_addr *na, const struct netaddr *a, const ch
 			 "entries age)",
 			 s, a->ifname, strerror(-rc));
 	}
-	(void)na;
 }
 
 static void announce_tick(struct loop_timer *t)
@@ -90,9 +91,9 @@ static void announce_tick(struct loop_timer *t)
 	uint64_t next;
 
 	if (na->own_held)
-		announce_one(na, &na->own, na->own_str);
+		announce_one(&na->own, na->own_str);
 	if (na->partner_held)
-		announce_one(na, &na->partner, na->partner_str);
+		announce_one(&na->partner, na->partner_str);
 	if (!na->own_held && !na->partner_held)
 		return;
 	if (na->burst < ARRAY_SIZE(announce_burst_ms)) {
@@ -181,7 +182,6 @@ static void claim_done(struct node *n)
 		return;
 	}
 	na->partner_held = true;
-	na->moves++;
 	announce_burst(n);
 	LOG_WARN("service address %s of the partner moved here (on %s, serving in %llu ms after "
 		 "the fence)",
@@ -332,7 +332,6 @@ int node_addr_take_own(struct node *n)
 		return rc;
 	}
 	na->own_held = true;
-	na->moves++;
 	announce_burst(n);
 	LOG_INFO("service address %s held here (on %s, added and announced in %llu us)",
 		 na->own_str, na->own.ifname,
