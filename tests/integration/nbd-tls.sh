@@ -52,6 +52,26 @@ if out=$(nbdinfo --no-content "nbds://alice@127.0.0.1:$P/vol-a?tls-psk-file=$T/w
 fi
 grep -q "TLS handshake failed" "$T/a.log" || fail "no log line for the failed handshake"
 
+step "per-volume allow by PSK identity"
+ctl a volume create vol-alice 16M --allow alice carol >/dev/null
+ctl a volume create vol-bob 16M --allow bob >/dev/null
+ctl a volume list | grep -E '^vol-alice .* alice,carol$' >/dev/null ||
+	fail "volume list does not show vol-alice's allow list: $(ctl a volume list)"
+ctl a volume list --json | jq -e '.volumes[] | select(.name=="vol-a") | .allow == []' >/dev/null ||
+	fail "vol-a should have an empty allow list"
+psk_list() { nbdinfo --list --json "nbds://$1@127.0.0.1:$P?tls-psk-file=$T/keys.psk" |
+	jq -r '.exports[]."export-name"' | sort | tr '\n' ' '; }
+[ "$(psk_list alice)" = "vol-a vol-alice " ] || fail "alice lists '$(psk_list alice)'"
+[ "$(psk_list bob)" = "vol-a vol-bob " ] || fail "bob lists '$(psk_list bob)'"
+nbdinfo --no-content "nbds://alice@127.0.0.1:$P/vol-alice?tls-psk-file=$T/keys.psk" >/dev/null ||
+	fail "alice cannot open vol-alice"
+if out=$(nbdinfo --no-content "nbds://alice@127.0.0.1:$P/vol-bob?tls-psk-file=$T/keys.psk" 2>&1); then
+	fail "alice opened vol-bob: $out"
+fi
+# An x509 client without tls_verify_peer has no identity: only vol-a.
+x_list=$(nbdinfo --list --json "nbds://127.0.0.1:$P?$X509" | jq -r '.exports[]."export-name"' | sort | tr '\n' ' ')
+[ "$x_list" = "vol-a " ] || fail "an x509 client without verified identity lists '$x_list'"
+
 step "tls = on: plain and TLS clients both served"
 stop_node a
 start_node a "$P" "tls = on" "tls_certificates = $PKI"
@@ -65,6 +85,12 @@ nbdinfo --no-content "$(nbds_uri "$P" vol-a "$X509")" >/dev/null ||
 	fail "a client with a certificate was refused"
 if out=$(nbdinfo --no-content "$(nbds_uri "$P" vol-a "tls-certificates=$PKI/nocert")" 2>&1); then
 	fail "a client without a certificate was served: $out"
+fi
+# The verified certificate's CN (alice) opens vol-alice, not vol-bob.
+nbdinfo --no-content "$(nbds_uri "$P" vol-alice "$X509")" >/dev/null ||
+	fail "certificate CN alice cannot open vol-alice"
+if out=$(nbdinfo --no-content "$(nbds_uri "$P" vol-bob "$X509")" 2>&1); then
+	fail "certificate CN alice opened vol-bob: $out"
 fi
 
 step "allow = 10.0.0.0/8 refuses 127.0.0.1 at accept"
