@@ -3,7 +3,7 @@
  * matcher, no state, so that the config check, the listener and the
  * fuzzer all use the same code.
  *
- * Rule kept: a list that parses denies nothing it does not say (host bits
+ * Rule kept: a list that parses allows nothing it does not say (host bits
  * past the prefix are an error rather than silently masked), and an IPv4
  * client on a dual-stack listener (::ffff:a.b.c.d) matches IPv4 networks.
  */
@@ -115,35 +115,35 @@ static bool prefix_eq(const uint8_t *a, const uint8_t *b, unsigned bits)
 	return true;
 }
 
-bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa)
+static bool match_family(const struct nbd_allow *a, int family, const uint8_t *addr)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	uint8_t addr[16];
-	int family;
-
-	if (a->n == 0)
-		return true;
-	if (!sa)
-		return false;
-	if (sa->sa_family == AF_INET) {
-		family = AF_INET;
-		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		const uint8_t *v6 =
-		    ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-		if (memcmp(v6, mapped, sizeof(mapped)) == 0) {
-			family = AF_INET;
-			memcpy(addr, v6 + 12, 4);
-		} else {
-			family = AF_INET6;
-			memcpy(addr, v6, 16);
-		}
-	} else {
-		return false; /* UNIX sockets and the like: not a network client */
-	}
 	for (unsigned i = 0; i < a->n; i++)
 		if (a->nets[i].family == family &&
 		    prefix_eq(a->nets[i].addr, addr, a->nets[i].prefix))
 			return true;
 	return false;
+}
+
+/* An IPv4 client on a dual-stack listener (::ffff:a.b.c.d) matches the
+ * IPv4 networks, and the IPv6 ones that cover its mapped address. */
+bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (a->n == 0)
+		return true;
+	if (!sa)
+		return false;
+	if (sa->sa_family == AF_INET)
+		return match_family(
+		    a, AF_INET,
+		    (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
+	if (sa->sa_family == AF_INET6) {
+		const uint8_t *v6 =
+		    ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		if (memcmp(v6, mapped, sizeof(mapped)) == 0 && match_family(a, AF_INET, v6 + 12))
+			return true;
+		return match_family(a, AF_INET6, v6);
+	}
+	return false; /* UNIX sockets and the like: not a network client */
 }

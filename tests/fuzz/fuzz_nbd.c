@@ -78,7 +78,7 @@ static ssize_t mem_writev(void *arg, const struct iovec *iov, int n, bool more)
 	return (ssize_t)total;
 }
 
-static const struct nbd_xport mem_xport = {mem_readv, mem_writev};
+static const struct nbd_xport mem_xport = {.readv = mem_readv, .writev = mem_writev};
 
 static struct loop *L;
 
