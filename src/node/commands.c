@@ -118,6 +118,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_u64(nbd, "requests", st.requests);
 	jobj_add_u64(nbd, "errors", st.errors);
 	jobj_add_u64(nbd, "protocol_errors", st.protocol_errors);
+	jobj_add_u64(nbd, "refused", st.refused);
 	jobj_add_u64(nbd, "bytes_read", st.bytes_read);
 	jobj_add_u64(nbd, "bytes_written", st.bytes_written);
 	jobj_add_u64(nbd, "inflight", node_datapath_inflight(n->dp));
@@ -138,6 +139,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			jobj_add_str(px, "listen", n->cfg.nbd.proxy_listen);
 			jobj_add_u64(px, "connections", st.connections);
 			jobj_add_u64(px, "protocol_errors", st.protocol_errors);
+			jobj_add_u64(px, "refused", st.refused);
 		}
 	}
 	json_object_object_add(resp, "volumes", volumes);
