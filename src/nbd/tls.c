@@ -29,9 +29,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TLS_BATCH     (256u << 10) /* bytes corked into records per round */
-#define PRIO_X509     "NORMAL"
-#define PRIO_WITH_PSK "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
+#define TLS_BATCH	 (256u << 10) /* bytes corked into records per round */
+#define TLS_WARNINGS_MAX 64	      /* non-fatal TLS events in one read */
+#define PRIO_X509	 "NORMAL"
+#define PRIO_WITH_PSK	 "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
 
 struct nbd_tls {
 	char name[32];
@@ -222,6 +223,7 @@ static ssize_t tls_readv(void *arg, const struct iovec *iov, int n)
 	struct nbd_tls_sess *ts = arg;
 	size_t total = 0;
 	ssize_t r = GNUTLS_E_AGAIN;
+	unsigned warnings = 0;
 
 	for (int i = 0; i < n; i++) {
 		size_t off = 0;
@@ -233,9 +235,12 @@ static ssize_t tls_readv(void *arg, const struct iovec *iov, int n)
 				total += (size_t)r;
 				continue;
 			}
+			/* A warning alert or a refused renegotiation: nothing for
+			 * us; a client sending only those is cut off. */
 			if (r == GNUTLS_E_INTERRUPTED ||
-			    (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal((int)r)))
-				continue; /* a warning alert: nothing for us */
+			    (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal((int)r) &&
+			     ++warnings < TLS_WARNINGS_MAX))
+				continue;
 			goto out;
 		}
 	}
@@ -458,12 +463,14 @@ static int verify_peer(struct nbd_conn *c, gnutls_session_t s)
 int nbd_tls_handshake(struct nbd_conn *c)
 {
 	struct nbd_tls_sess *ts = c->tls;
+	unsigned warnings = 0;
 	int r;
 
 	do {
 		r = gnutls_handshake(ts->s);
 	} while (r == GNUTLS_E_INTERRUPTED ||
-		 (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(r)));
+		 (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(r) &&
+		  ++warnings < TLS_WARNINGS_MAX));
 	if (r == GNUTLS_E_AGAIN) {
 		c->tls_want_out = gnutls_record_get_direction(ts->s) == 1;
 		return -EAGAIN;
