@@ -428,6 +428,8 @@ static void conn_on_io(struct loop_io *lio, uint32_t events)
 			conn_tls_step(c);
 		else if (events & EPOLLOUT)
 			conn_flush(c); /* the STARTTLS ACK */
+		if (!c->closed && c->rx == NBD_RX_TLS && (events & EPOLLHUP))
+			nbd_conn_close(c, "hung up during STARTTLS");
 	} else {
 		if (events & EPOLLOUT)
 			conn_flush(c);

@@ -797,6 +797,18 @@ static void test_tls_require(void **state)
 	assert_int_equal(stats().protocol_errors, 1);
 }
 
+/* A client that leaves right after the STARTTLS ACK: closed, no spin. */
+static void test_tls_client_leaves(void **state)
+{
+	(void)state;
+	greet();
+	send_opt(NBD_OPT_STARTTLS, NULL, 0);
+	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ACK);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+}
+
 static void test_tls_require_export_name(void **state)
 {
 	(void)state;
@@ -1672,6 +1684,7 @@ int main(void)
 	    cmocka_unit_test(test_allow_parse_match),
 	    cmocka_unit_test_setup_teardown(test_tls_require, tls_setup, tls_teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_require_export_name, tls_setup, tls_teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_client_leaves, tls_setup, tls_teardown),
 	    cmocka_unit_test(test_tls_bad_credentials),
 	};
 
