@@ -44,20 +44,8 @@ TLS=${BENCH_TLS:-1}
 tls_lines=()
 if [ "$TLS" = 1 ]; then
 	bench_need certtool
-	mkdir -p "$W/pki" "$W/home/.pki"
-	(
-		cd "$W/pki"
-		certtool --generate-privkey --key-type=ecdsa --outfile ca-key.pem
-		printf '%s\n' "cn = duet bench CA" ca cert_signing_key >ca.info
-		certtool --generate-self-signed --load-privkey ca-key.pem --template ca.info \
-			--outfile ca-cert.pem
-		certtool --generate-privkey --key-type=ecdsa --outfile server-key.pem
-		printf '%s\n' "cn = localhost" "ip_address = 127.0.0.1" tls_www_server \
-			encryption_key signing_key >server.info
-		certtool --generate-certificate --load-ca-certificate ca-cert.pem \
-			--load-ca-privkey ca-key.pem --load-privkey server-key.pem \
-			--template server.info --outfile server-cert.pem
-	) >"$W/certtool.log" 2>&1 || bench_die "certtool failed (see $W/certtool.log)"
+	mkdir -p "$W/home/.pki"
+	tls_make_pki "$W/pki" || bench_die "certtool failed (see $W/pki/certtool.log)"
 	ln -s "$W/pki" "$W/home/.pki/libnbd"
 	tls_lines=("tls = on" "tls_certificates = $W/pki")
 fi
