@@ -10,6 +10,7 @@ pkgs=(
   iproute2 nftables iputils-ping jq procps python3
   libfuse3-dev fuse3
   libgnutls28-dev gnutls-bin
+  libsystemd-dev libmicrohttpd-dev prometheus scdoc
 )
 
 missing=()
