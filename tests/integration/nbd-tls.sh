@@ -104,6 +104,8 @@ wait_for -t 5 bash -c "grep -q 'not in \[nbd\] allow, refused' '$T/a.log'"
 for _ in 1 2 3; do nbdinfo --no-content "nbd://127.0.0.1:$P/vol-a" >/dev/null 2>&1 || true; done
 n=$(grep -c 'not in \[nbd\] allow' "$T/a.log")
 [ "$n" -le 2 ] || fail "refusals not rate-limited: $n lines"
+ctl a status --json | jq -e '.nbd.refused >= 4' >/dev/null ||
+	fail "status does not count the refusals: $(ctl a status --json | jq -c .nbd)"
 
 step "allow = 127.0.0.0/8 serves 127.0.0.1"
 stop_node a
