@@ -7,7 +7,8 @@
  * on unchanged.
  *
  * Rules kept: bytes the client sent right after STARTTLS, already in the
- * receive buffer, are the first TLS input (nothing read is lost); output
+ * receive buffer, are the first TLS input (nothing read is lost); input
+ * read ahead of GnuTLS counts as pending, like its decoded records; output
  * accepted by writev is owned by GnuTLS (corked) until flush says it is
  * out, so the send path never re-offers bytes; decoded input GnuTLS holds
  * is reported by pending(), since epoll cannot see it. A client is known
@@ -31,6 +32,7 @@
 
 #define TLS_BATCH	 (256u << 10) /* bytes corked into records per round */
 #define TLS_WARNINGS_MAX 64	      /* non-fatal TLS events in one read */
+#define TLS_READ_AHEAD	 (64u << 10)  /* ciphertext read per recv */
 #define PRIO_X509	 "NORMAL"
 #define PRIO_WITH_PSK	 "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
 
@@ -45,8 +47,11 @@ struct nbd_tls {
 struct nbd_tls_sess {
 	struct nbd_conn *c;
 	gnutls_session_t s;
-	uint8_t *pre; /* bytes read before STARTTLS took effect */
-	size_t pre_len, pre_off;
+	/* Ciphertext read ahead of GnuTLS (which asks for a record's header,
+	 * then its body): one recv for several records. It starts with the
+	 * bytes read before STARTTLS took effect. */
+	uint8_t *in;
+	size_t in_len, in_off;
 	bool out_pending; /* corked records not yet all sent */
 };
 
@@ -176,23 +181,22 @@ void nbd_tls_destroy(struct nbd_tls *t)
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
 	struct nbd_tls_sess *ts = p;
-	ssize_t r;
+	size_t n;
 
-	if (ts->pre_off < ts->pre_len) {
-		size_t n = MIN(len, ts->pre_len - ts->pre_off);
-		memcpy(buf, ts->pre + ts->pre_off, n);
-		ts->pre_off += n;
-		if (ts->pre_off == ts->pre_len) {
-			free(ts->pre);
-			ts->pre = NULL;
-			ts->pre_off = ts->pre_len = 0;
+	if (ts->in_off == ts->in_len) {
+		ssize_t r = recv(ts->c->fd, ts->in, TLS_READ_AHEAD, 0);
+		if (r <= 0) {
+			if (r < 0)
+				gnutls_transport_set_errno(ts->s, errno);
+			return r;
 		}
-		return (ssize_t)n;
+		ts->in_off = 0;
+		ts->in_len = (size_t)r;
 	}
-	r = recv(ts->c->fd, buf, len, 0);
-	if (r < 0)
-		gnutls_transport_set_errno(ts->s, errno);
-	return r;
+	n = MIN(len, ts->in_len - ts->in_off);
+	memcpy(buf, ts->in + ts->in_off, n);
+	ts->in_off += n;
+	return (ssize_t)n;
 }
 
 static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
@@ -211,7 +215,7 @@ static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	struct nbd_tls_sess *ts = p;
 	struct pollfd pfd = {.fd = ts->c->fd, .events = POLLIN};
 
-	if (ts->pre_off < ts->pre_len)
+	if (ts->in_off < ts->in_len)
 		return 1;
 	return poll(&pfd, 1, (int)MIN(ms, 1000u));
 }
@@ -330,7 +334,7 @@ static bool tls_pending(void *arg)
 {
 	struct nbd_tls_sess *ts = arg;
 
-	return gnutls_record_check_pending(ts->s) > 0 || ts->pre_off < ts->pre_len;
+	return gnutls_record_check_pending(ts->s) > 0 || ts->in_off < ts->in_len;
 }
 
 static const struct nbd_xport tls_xport = {
@@ -351,15 +355,13 @@ int nbd_tls_start(struct nbd_conn *c)
 	if (!ts)
 		return -ENOMEM;
 	ts->c = c;
-	if (c->rlen > c->rpos) {
-		ts->pre_len = c->rlen - c->rpos;
-		ts->pre = malloc(ts->pre_len);
-		if (!ts->pre) {
-			free(ts);
-			return -ENOMEM;
-		}
-		memcpy(ts->pre, c->rbuf + c->rpos, ts->pre_len);
+	ts->in_len = c->rlen - c->rpos;
+	ts->in = malloc(MAX(ts->in_len, (size_t)TLS_READ_AHEAD));
+	if (!ts->in) {
+		free(ts);
+		return -ENOMEM;
 	}
+	memcpy(ts->in, c->rbuf + c->rpos, ts->in_len);
 	c->rpos = c->rlen = 0;
 	r = gnutls_init(&ts->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (r < 0)
@@ -386,7 +388,7 @@ fail:
 	LOG_WARN("%s: %s: TLS session: %s", c->srv->name, c->peer, gnutls_strerror(r));
 	if (ts->s)
 		gnutls_deinit(ts->s);
-	free(ts->pre);
+	free(ts->in);
 	free(ts);
 	return -ENOMEM;
 }
@@ -512,7 +514,7 @@ void nbd_tls_free(struct nbd_conn *c)
 	if (c->tls_up && c->fd >= 0)
 		gnutls_bye(ts->s, GNUTLS_SHUT_WR);
 	gnutls_deinit(ts->s);
-	free(ts->pre);
+	free(ts->in);
 	free(ts);
 	c->tls = NULL;
 	c->tls_up = false;
