@@ -76,6 +76,8 @@ step "tls = on: plain and TLS clients both served"
 stop_node a
 start_node a "$P" "tls = on" "tls_certificates = $PKI"
 nbdinfo --no-content "nbd://127.0.0.1:$P/vol-a" >/dev/null || fail "plain client refused under tls = on"
+p_list=$(nbdinfo --list --json "nbd://127.0.0.1:$P" | jq -r '.exports[]."export-name"' | sort | tr '\n' ' ')
+[ "$p_list" = "vol-a " ] || fail "a plain client lists '$p_list' (volumes with an allow list must not show)"
 nbdinfo --no-content "$(nbds_uri "$P" vol-a "$X509")" >/dev/null || fail "TLS client refused under tls = on"
 
 step "tls_verify_peer: a client certificate is required"
