@@ -168,19 +168,27 @@ static void fuzz_parsers(const uint8_t *d, size_t size)
 	}
 }
 
-/* A PSK file for tls = require, made once per process. */
+static char psk_path[64];
+
+static void psk_remove(void)
+{
+	unlink(psk_path);
+}
+
+/* A PSK file for tls = require, made once per process, removed at exit. */
 static const char *psk_file(void)
 {
-	static char path[64];
+	char *path = psk_path;
 	int fd;
 
 	if (path[0])
 		return path;
-	snprintf(path, sizeof(path), "/tmp/duet-fuzz-psk.XXXXXX");
+	snprintf(path, sizeof(psk_path), "/tmp/duet-fuzz-psk.XXXXXX");
 	fd = mkstemp(path);
 	if (fd < 0 || write(fd, "fuzz:00112233445566778899aabbccddeeff\n", 38) != 38)
 		abort();
 	close(fd);
+	atexit(psk_remove);
 	return path;
 }
 
