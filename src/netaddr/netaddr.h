@@ -69,6 +69,16 @@ int netaddr_probe_send(const struct netaddr *a);
  * another host that holds @p a's address, 0 when none, -errno. Reads every
  * frame waiting. */
 int netaddr_probe_answered(int fd, const struct netaddr *a);
+/** Bytes of a service-address record (netaddr_service_encode). */
+#define NETADDR_REC_SIZE 32
+/** The record this node sends its partner: @p a (its interface is not
+ * sent) and the ports of its NBD and proxy listeners (0: none). */
+size_t netaddr_service_encode(const struct netaddr *a, uint16_t nbd_port, uint16_t proxy_port,
+			      uint8_t buf[NETADDR_REC_SIZE]);
+/** Decode a record from the partner (untrusted bytes): 0, -EBADMSG or
+ * -EPROTO (a newer version). @p a->ifname is left empty. */
+int netaddr_service_decode(const uint8_t *buf, size_t len, struct netaddr *a, uint16_t *nbd_port,
+			   uint16_t *proxy_port);
 /**
  * Set net.ipv4.conf.IFACE.arp_ignore = 1 and arp_announce = 2 (answer ARP
  * only for addresses of the interface asked on, and announce only them):

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ccm/ccm.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/monitor.h"
@@ -68,6 +69,9 @@ struct node_addr {
 	int probe_fd;
 	bool claiming, claim_warned;
 	uint64_t claim_start_ns, claim_deadline_ns;
+	/* The partner's address as it told us over the interconnect. */
+	struct ccm_client *sa_client;
+	bool learned;
 };
 
 /* Announce once; a failure is logged once per process (it repeats). */
@@ -426,6 +430,126 @@ void node_addr_drop_partner(struct node *n, const char *why)
 			 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
 }
 
+/* ---- the partner's address, learned over the interconnect ---- */
+
+static uint16_t port_of(const char *hostport)
+{
+	char host[64], port[16];
+	uint64_t v;
+
+	if (!hostport[0] ||
+	    util_split_hostport(hostport, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    util_parse_uint(port, 1, 65535, &v) < 0)
+		return 0;
+	return (uint16_t)v;
+}
+
+/* Each session: tell the partner our address and ports (none: nothing). */
+static void sa_port_up(struct ccm_port *p, void *arg)
+{
+	struct node *n = arg;
+	struct node_addr *na = n->addr;
+	uint8_t rec[NETADDR_REC_SIZE];
+	int rc;
+
+	if (!na || !na->has_own)
+		return;
+	netaddr_service_encode(&na->own, port_of(n->cfg.nbd.listen),
+			       port_of(n->cfg.nbd.proxy_listen), rec);
+	rc = ccm_port_send(p, rec, sizeof(rec));
+	if (rc < 0)
+		LOG_WARN("cannot tell the partner this node's service address: %s", strerror(-rc));
+}
+
+/* The partner's record: its address and ports replace what the config
+ * said ([monitor] partner_service_address is for a partner never met), on
+ * the interface the config names for it, else the own address's. Not
+ * while the partner's address is held or being claimed here. */
+static void sa_message(struct ccm_port *p, const void *msg, size_t len, void *arg)
+{
+	struct node *n = arg;
+	struct node_addr *na = n->addr;
+	struct netaddr a;
+	uint16_t np, pp;
+	const char *dev;
+	char s[64];
+	int rc;
+
+	(void)p;
+	if (!na)
+		return;
+	rc = netaddr_service_decode(msg, len, &a, &np, &pp);
+	if (rc < 0) {
+		LOG_WARN("the partner's service-address record is unusable (%s): ignored",
+			 strerror(-rc));
+		return;
+	}
+	netaddr_format(&a, s, sizeof(s));
+	dev = na->has_partner ? na->partner.ifname : na->has_own ? na->own.ifname : NULL;
+	if (!dev) {
+		LOG_INFO("the partner's service address is %s; it cannot move here: no interface "
+			 "for it ([node] service_address or [monitor] partner_service_address)",
+			 s);
+		return;
+	}
+	if (na->has_partner && netaddr_same(&a, &na->partner) && a.prefix == na->partner.prefix &&
+	    np == port_of(na->p_listen) && pp == port_of(na->p_proxy_listen))
+		return; /* what we knew */
+	if (na->partner_held || na->claiming) {
+		LOG_WARN("the partner says its service address is %s now; the old one is held "
+			 "here: kept until the giveback",
+			 s);
+		return;
+	}
+	if (na->has_partner && !na->learned)
+		LOG_WARN("the partner's service address is %s (ports %u, %u), not [monitor] "
+			 "partner_service_address %s: using the partner's",
+			 s, np, pp, na->partner_str);
+	else
+		LOG_INFO("the partner's service address is %s (NBD port %u, proxy port %u): it "
+			 "moves to %s here at a takeover",
+			 s, np, pp, dev);
+	snprintf(a.ifname, sizeof(a.ifname), "%s", dev);
+	na->partner = a;
+	na->has_partner = true;
+	na->learned = true;
+	snprintf(na->partner_str, sizeof(na->partner_str), "%s", s);
+	na->p_listen[0] = na->p_proxy_listen[0] = '\0';
+	if (np)
+		listen_on(&na->partner, "", np, na->p_listen, sizeof(na->p_listen));
+	if (pp)
+		listen_on(&na->partner, "", pp, na->p_proxy_listen, sizeof(na->p_proxy_listen));
+	if (na->refresh_ns) {
+		loop_timer_cancel(n->loop, &na->refresh_timer);
+		loop_timer_arm(n->loop, &na->refresh_timer, na->refresh_ns);
+	}
+}
+
+static const struct ccm_client_ops sa_ops = {
+    .port_up = sa_port_up,
+    .message = sa_message,
+};
+
+int node_addr_register(struct node *n)
+{
+	struct ccm_client_spec spec = {
+	    .name = "svcaddr",
+	    .n_ports = 1,
+	    .port_mem = 0,
+	    .ops = &sa_ops,
+	    .arg = n,
+	};
+	int rc;
+
+	if (!n->ccm || !n->addr)
+		return 0;
+	rc = ccm_client_register(n->ccm, &spec, &n->addr->sa_client);
+	if (rc < 0)
+		LOG_ERROR("cannot register the service-address client with the CCM: %s",
+			  strerror(-rc));
+	return rc;
+}
+
 void node_addr_close(struct node *n, bool keep_own)
 {
 	struct node_addr *na = n->addr;
@@ -434,6 +558,9 @@ void node_addr_close(struct node *n, bool keep_own)
 		return;
 	loop_timer_cancel(n->loop, &na->announce_timer);
 	loop_timer_cancel(n->loop, &na->refresh_timer);
+	if (na->sa_client)
+		ccm_client_unregister(na->sa_client);
+	na->sa_client = NULL;
 	node_addr_drop_partner(n, "shutting down");
 	if (!keep_own)
 		node_addr_drop_own(n, "shutting down");

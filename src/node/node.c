@@ -163,6 +163,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_interconnect(n);
 	if (rc < 0)
 		goto err;
+	rc = node_addr_register(n);
+	if (rc < 0)
+		goto err;
 	/* The failover monitor reads the own mailbox before the shelf is
 	 * touched: a takeover mark there means the partner serves it. */
 	rc = node_failover_open(n);

@@ -190,6 +190,9 @@ void node_failover_free(struct node *n);
 /** First thing at boot: remove an address an earlier run left, point the
  * listeners at the own service address. */
 int node_addr_boot(struct node *n);
+/** After the CCM: a client "svcaddr" that tells the partner our address
+ * and ports each session, and learns its. */
+int node_addr_register(struct node *n);
 /** Add the own address and announce it (boot check clean, SERVE_OWN). */
 int node_addr_take_own(struct node *n);
 /** Remove the own address (fenced, shutdown). */

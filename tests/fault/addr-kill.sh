@@ -11,6 +11,8 @@
 # lifetime runs out: the lingering case, b waits for it); rounds 3, 6, ...
 # with a bare SIGKILL followed by `duetd --release-addresses` in a's
 # namespace (the systemd unit's ExecStopPost). At the end every acknowledged write reads back: 0 lost.
+# b knows a's address and ports only from a's record over the interconnect
+# (its [monitor] partner_service_address lines are removed first).
 # ROUNDS rounds (default 3 in `make test`; the issue's soak is ROUNDS=20).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -24,6 +26,20 @@ addr_pair_up
 [ "$(held_by b "$SVC_B")" = b ] || fail "b does not hold $SVC_B"
 nbdinfo "nbd://$SVC_A:$A_NBD/vol-a" >/dev/null || fail "vol-a not reachable at $SVC_A:$A_NBD"
 nbdinfo "nbd://$SVC_A:$A_PROXY/vol-b" >/dev/null || fail "vol-b not reachable at $SVC_A:$A_PROXY"
+
+step "b forgets a's address from its config and learns it over the interconnect"
+sed -i '/^partner_service_address\|^partner_nbd_port\|^partner_proxy_port/d' "$T/b.ini"
+pair kill b >/dev/null
+pair start b >/dev/null
+wait_for grep -q "the partner's service address is $SVC_A/24 (NBD port $A_NBD, proxy port $A_PROXY)" "$T/b.log" ||
+	fail "b did not learn a's service address over the interconnect"
+# a took b over meanwhile: give b's volumes (and SVC_B) back.
+wait_for is_ha b waiting_for_giveback/none || fail "b does not wait for giveback: $(ha_state b)"
+wait_for pair giveback a || fail "giveback to b refused"
+wait_ha a up/none
+wait_ha b up/none
+wait_for on_iface b "$SVC_B" || fail "b does not hold $SVC_B after the giveback"
+takeover_ready
 
 step "a writer on nbd://$SVC_A:$A_NBD/vol-a"
 writer w --blocks 1024 --qd 16 --timestamps

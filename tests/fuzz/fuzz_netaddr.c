@@ -1,6 +1,7 @@
 /* libFuzzer target: the two parsers of src/netaddr that read outside
- * bytes: "ADDR/PREFIX dev IFACE" (a config value) and an ARP frame from the
- * link (the answer to the takeover's probe). Neither may crash, read past
+ * bytes: "ADDR/PREFIX dev IFACE" (a config value), an ARP frame from the
+ * link (the answer to the takeover's probe) and the partner's
+ * service-address record (a CCM message). Neither may crash, read past
  * its input or accept garbage; a parsed address formats and parses back to
  * itself. */
 #include <stdint.h>
@@ -18,7 +19,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct netaddr a, b;
 	char *s, buf[128], again[160];
 
+	uint16_t np, pp;
+	uint8_t rec[NETADDR_REC_SIZE];
+
 	(void)netaddr_arp_holder(data, size, ip4);
+	/* The partner's record: what decodes encodes back to the same bytes. */
+	if (netaddr_service_decode(data, size, &a, &np, &pp) == 0 &&
+	    (netaddr_service_encode(&a, np, pp, rec) != size || memcmp(rec, data, size) != 0))
+		abort();
 	s = malloc(size + 1);
 	if (!s)
 		return 0;

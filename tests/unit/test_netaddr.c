@@ -106,6 +106,34 @@ static void test_frames(void **state)
 	assert_memory_equal(b + 26, mac, 6);
 }
 
+static void test_record(void **state)
+{
+	struct netaddr a, b;
+	uint8_t rec[NETADDR_REC_SIZE], bad[NETADDR_REC_SIZE];
+	uint16_t np, pp;
+
+	(void)state;
+	static const char *const in[] = {"192.0.2.10/24 dev eth0", "2001:db8::10/64 dev eth0"};
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(netaddr_parse(in[i], &a), 0);
+		assert_int_equal(netaddr_service_encode(&a, 10809, 10810, rec), NETADDR_REC_SIZE);
+		assert_int_equal(netaddr_service_decode(rec, sizeof(rec), &b, &np, &pp), 0);
+		assert_true(netaddr_same(&a, &b));
+		assert_int_equal(b.prefix, a.prefix);
+		assert_string_equal(b.ifname, "");
+		assert_int_equal(np, 10809);
+		assert_int_equal(pp, 10810);
+		/* Every single flipped bit is refused (the CRC, or the checks). */
+		for (size_t bit = 0; bit < sizeof(rec) * 8; bit++) {
+			memcpy(bad, rec, sizeof(bad));
+			bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+			assert_true(netaddr_service_decode(bad, sizeof(bad), &b, &np, &pp) < 0);
+		}
+		assert_int_equal(netaddr_service_decode(rec, sizeof(rec) - 1, &b, &np, &pp),
+				 -EBADMSG);
+	}
+}
+
 /* Root only: a namespace of our own, its loopback, both families. */
 static void test_round_trip(void **state)
 {
@@ -177,9 +205,8 @@ static void test_round_trip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse),
-	    cmocka_unit_test(test_same),
-	    cmocka_unit_test(test_frames),
+	    cmocka_unit_test(test_parse),      cmocka_unit_test(test_same),
+	    cmocka_unit_test(test_frames),     cmocka_unit_test(test_record),
 	    cmocka_unit_test(test_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
