@@ -453,7 +453,7 @@ struct ccm {
 	uint64_t epoch; /* bumped at every session end; stale completions are ignored */
 	uint64_t gen;
 	uint8_t nonce[CCM_NONCE_LEN];
-	uint8_t secret[1024];
+	uint8_t secret[CCM_SECRET_MAX];
 	size_t secret_len;
 
 	/* Public regions (page-aligned, shared by every link). */
@@ -571,7 +571,9 @@ static inline const char *ccm_hex64(uint64_t v, char buf[17])
 /* crypto.c: the bottom layer; calls no other file of the CCM. */
 /** A random region key, never 0 nor one of the two predefined keys. */
 uint64_t ccm_random_key(void);
-/** Read [ic] secret_file into ccm->secret (at least 16 bytes, trailing blanks dropped). */
+/** Read [ic] secret_file into ccm->secret (at least 16 bytes, trailing
+ * blanks dropped); a changed secret on a reload only once the file has been
+ * still for CCM_SECRET_SETTLE_NS (-EAGAIN before: the current one stays). */
 int ccm_load_secret(struct ccm *ccm);
 /** HMAC proof binding @p label, the cluster and both identities (writer, target). */
 void ccm_proof(const struct ccm *ccm, const char *label, const char *w_node, uint64_t w_gen,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ccm/ccm.h"
 #include "config/config.h"
 #include "common/log.h"
 #include "node/node.h"
@@ -51,6 +52,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "duetd: config error: %s\n", err);
+		return 2;
+	}
+	/* A secret file others may read, or not ours, is a configuration
+	 * error: one line and exit 2, before anything starts. */
+	if (cfg.ic.n_links > 0 && cfg.ic.secret_file[0] &&
+	    ccm_secret_check(cfg.ic.secret_file, err, sizeof(err)) < 0) {
 		fprintf(stderr, "duetd: config error: %s\n", err);
 		return 2;
 	}

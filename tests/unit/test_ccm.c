@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ccm/ccm.h"
@@ -631,6 +633,53 @@ static void test_missing_secret(void **state)
 	struct ccm_status st;
 	ccm_get_status(ccm, &st);
 	assert_int_equal(st.state, CCM_SESSION_DOWN);
+	ccm_destroy(ccm);
+}
+
+/* Issue 12, finding 10: a secret file others may read is refused (it was
+ * only a warning); an update written in place is not used half-written (a
+ * reload took whatever the file held at that instant). */
+static void test_secret_file_rules(void **state)
+{
+	struct ccm_opts o;
+	struct ccm *ccm;
+	char err[512];
+
+	(void)state;
+	make_opts(&o, "a", "b", 1, 1);
+	chmod(secret_a, 0644);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EPERM);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "mode 0644"));
+	chmod(secret_a, 0640);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EPERM);
+	chmod(secret_a, 0400);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), 0);
+	chmod(secret_a, 0600);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), 0);
+	assert_int_equal(ccm_create(L, &o, &ccm), 0);
+	assert_int_equal(ccm->secret_len, strlen("correct horse battery staple"));
+
+	/* An update in place, caught half-written: the current secret stays. */
+	write_file(secret_a, "a new secret, half wr");
+	assert_int_equal(ccm_load_secret(ccm), -EAGAIN);
+	assert_int_equal(ccm->secret_len, strlen("correct horse battery staple"));
+	assert_memory_equal(ccm->secret, "correct horse battery staple", ccm->secret_len);
+	/* Written whole and still since: taken. */
+	write_file(secret_a, "a new secret, half written no more\n");
+	struct timespec old[2] = {{.tv_sec = time(NULL) - 10}, {.tv_sec = time(NULL) - 10}};
+	assert_int_equal(utimensat(AT_FDCWD, secret_a, old, 0), 0);
+	assert_int_equal(ccm_load_secret(ccm), 0);
+	assert_memory_equal(ccm->secret, "a new secret, half written no more",
+			    strlen("a new secret, half written no more"));
+	/* Too long, or not a regular file: refused, the current one stays. */
+	char big[CCM_SECRET_MAX + 10];
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(secret_a, big);
+	assert_int_equal(ccm_load_secret(ccm), -EINVAL);
+	assert_int_equal(ccm->secret_len, strlen("a new secret, half written no more"));
+	assert_int_equal(ccm_secret_check("/dev/null", err, sizeof(err)), -EINVAL);
 	ccm_destroy(ccm);
 }
 
@@ -1603,6 +1652,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restart_mid_handshake, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cluster_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
