@@ -214,6 +214,9 @@ struct ccm_status {
 	uint64_t handshake_us;	     /**< first partner read to session up, last session */
 	uint64_t up_ms;		     /**< milliseconds the session has been up */
 	uint64_t sessions;	     /**< sessions formed since start */
+	uint64_t bad_msgs;	     /**< messages dropped: malformed or another session */
+	uint64_t bad_macs;	     /**< messages dropped: MAC wrong (forged or corrupt) */
+	uint64_t unverified;	     /**< messages dropped unverified: MAC failures over budget */
 	char error[256];	     /**< last handshake problem, "" when none */
 	unsigned n_links;
 	struct ccm_link_status links[CCM_MAX_LINKS];

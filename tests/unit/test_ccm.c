@@ -822,6 +822,70 @@ static void test_hostile_peer(void **state)
 	fab_link_close(evil);
 }
 
+/* Issue 12, finding 8: the session id (the cheap check before a message's
+ * HMAC) was published in the boot region, which anyone who reaches a link
+ * may read; and a sender with it could have every message MACed. Now the
+ * boot region holds no session id, and failing MAC checks are bounded. */
+static void test_session_id_private(void **state)
+{
+	struct fab_link *evil;
+	struct fab_op op;
+	struct wire_boot boot;
+	struct ccm_status st;
+	struct fab_link_opts o = {
+	    .name = "evil", .local = "evil:0", .peer = "a:0", .max_msg = 70000};
+	struct fab_link_events ev = {.on_msg = evil_on_msg};
+
+	(void)state;
+	pair_create(1, 1);
+	pair_start();
+	pair_client(0, "mirror", 1, 8192);
+	wait_both_up();
+	wait_count(&a->cl[0].up, 1);
+	assert_int_equal(fab_link_open(L, &o, &ev, &evil), 0);
+	struct fab_remote boot_r = {CCM_BOOT_KEY, sizeof(boot)};
+	evil_prep(&op);
+	assert_int_equal(evil_run(fab_read(evil, &boot, sizeof(boot), &boot_r, 0, &op)), 0);
+	assert_int_equal(get_le32(&boot.state), BOOT_SESSION);
+	uint64_t sid = a->ccm->session_id;
+	assert_true(sid != 0);
+	for (size_t i = 0; i + 8 <= sizeof(boot); i++)
+		assert_memory_not_equal((uint8_t *)&boot + i, &sid, 8);
+	fab_link_close(evil);
+
+	/* A sender that learnt the id (it sniffs the interconnect) floods
+	 * 16 KiB messages with a bad MAC: the HMACs computed stay within
+	 * the budget; the rest are dropped unverified; the session lives. */
+	static uint8_t big[sizeof(struct wire_msg) + 16384];
+	struct wire_msg *m = (struct wire_msg *)big;
+	memset(big, 0x5a, sizeof(big));
+	put_le32(&m->magic, CCM_MSG_MAGIC);
+	put_le16(&m->type, MSG_DATA);
+	put_le32(&m->port, 0);
+	put_le32(&m->len, 16384);
+	put_le64(&m->session_id, sid);
+	uint64_t t0 = loop_now_ns(), macs0 = a->ccm->bad_macs;
+	for (unsigned i = 0; i < 5000; i++)
+		ccm_sess_on_msg(a->ccm, big, sizeof(big));
+	uint64_t periods = (loop_now_ns() - t0) / CCM_MAC_REFILL_NS + 2;
+	uint64_t macs = a->ccm->bad_macs - macs0;
+	print_message("5000 forged messages: %llu MACs checked, %llu dropped unverified\n",
+		      (unsigned long long)macs, (unsigned long long)a->ccm->unverified);
+	assert_true(macs <= periods * CCM_MAC_BURST);
+	assert_true(a->ccm->unverified >= 5000 - macs);
+	ccm_get_status(a->ccm, &st);
+	assert_int_equal(st.state, CCM_SESSION_UP);
+	assert_int_equal(st.bad_macs, a->ccm->bad_macs);
+	/* Once the budget refills, traffic goes on. */
+	run_for(2 * CCM_MAC_REFILL_NS / 1000000);
+	uint64_t v = 0;
+	assert_int_equal(ccm_port_send(ccm_client_port(a->cl[0].c, 0), &v, sizeof(v)), 0);
+	assert_int_equal(ccm_port_send(ccm_client_port(b->cl[0].c, 0), &v, sizeof(v)), 0);
+	wait_count((int *)&b->cl[0].msgs, 1);
+	wait_count((int *)&a->cl[0].msgs, 1);
+	assert_int_equal(a->ccm->sessions, 1);
+}
+
 /* A hello recorded in an old session, replayed into the slot later. */
 static void test_stale_generation_replay(void **state)
 {
@@ -1657,6 +1721,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_session_id_private, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_sided_client, setup, teardown),
