@@ -592,6 +592,8 @@ int ccm_load_secret(struct ccm *ccm);
 void ccm_proof(const struct ccm *ccm, const char *label, const char *w_node, uint64_t w_gen,
 	       const uint8_t *w_nonce, const char *t_node, uint64_t t_gen, const uint8_t *t_nonce,
 	       uint8_t out[CCM_PROOF_LEN]);
+/** Wipe the secret and the session key (OPENSSL_cleanse: not optimised out). */
+void ccm_wipe_keys(struct ccm *ccm);
 /** Derive the session key and id from the secret and both identities. */
 int ccm_session_keys(struct ccm *ccm);
 /** Free the message MAC context of the session key (safe when there is none). */

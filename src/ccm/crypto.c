@@ -270,6 +270,7 @@ int ccm_session_keys(struct ccm *ccm)
 	size_t n = 0;
 	uint64_t id;
 
+	ccm_mac_free(ccm); /* the previous session's key and context */
 	memset(in, 0, sizeof(in));
 	ccm_put_str((char *)in, label, 32);
 	n += 32;
@@ -289,8 +290,8 @@ int ccm_session_keys(struct ccm *ccm)
 		goto fail;
 	memcpy(&id, idmac, 8);
 	ccm->session_id = get_le64(&id) | 1;
+	OPENSSL_cleanse(idmac, sizeof(idmac));
 
-	ccm_mac_free(ccm);
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (!mac)
 		goto fail;
@@ -313,8 +314,16 @@ fail:
 	return -EIO;
 }
 
+void ccm_wipe_keys(struct ccm *ccm)
+{
+	OPENSSL_cleanse(ccm->secret, sizeof(ccm->secret));
+	OPENSSL_cleanse(ccm->skey, sizeof(ccm->skey));
+	ccm->secret_len = 0;
+}
+
 void ccm_mac_free(struct ccm *ccm)
 {
+	OPENSSL_cleanse(ccm->skey, sizeof(ccm->skey));
 	if (ccm->mac) {
 		EVP_MAC_CTX_free((EVP_MAC_CTX *)ccm->mac);
 		ccm->mac = NULL;
