@@ -41,6 +41,8 @@ kill_node a
 # copy, says why in one line and does not replay or serve it.
 wait_for partner_is b dead || fail "b does not see a dead a: $(ha b .partner)"
 echo "b: $(ha b .reason)" >&2
+copy_says() { status b | jq -r '.mirror.partner_copy.reason' | grep -q "impossible geometry"; }
+wait_for copy_says || fail "mirror.partner_copy does not say why: $(status b | jq -c .mirror.partner_copy)"
 ctl b takeover --force >"$T/force.out" 2>&1 || true
 refused() { log_since b | grep "takeover refused" | grep -q "impossible geometry"; }
 wait_for refused || fail "b did not refuse the takeover with the reason: $(ha b .reason)"
