@@ -40,6 +40,7 @@ struct duet_config {
 		char id[CONFIG_ID_MAX];
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
+		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
 	} node;
 	struct {

@@ -146,6 +146,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	n->cfg = *cfg;
 	n->sig_fd = -1;
 	n->started_ns = loop_now_ns();
+	rc = node_control_check(n);
+	if (rc < 0)
+		goto err;
 	rc = loop_create(&n->loop);
 	if (rc < 0)
 		goto err;

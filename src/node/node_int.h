@@ -158,7 +158,11 @@ void node_failover_close(struct node *n);
 void node_failover_free(struct node *n);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
-/** Listen on @p path (a stale socket there is replaced). */
+/** Before anything is opened: -NODE_EREFUSED (one line logged) if a file
+ * that is not a socket sits at [node] control, or control_group is unknown. */
+int node_control_check(struct node *n);
+/** Listen on @p path, 0600 (0660 with control_group), whatever the umask; a
+ * dead daemon's socket there is replaced, nothing else is. */
 int node_control_create(struct node *n, const char *path, struct control **out);
 /** Close the listener and every connection. */
 void node_control_destroy(struct control *c);

@@ -29,6 +29,18 @@ static void test_minimal(void **state)
 	assert_string_equal(cfg.nbd.listen, "127.0.0.1:10809");
 	assert_int_equal(cfg.nbd.max_payload, 32 << 20);
 	assert_string_equal(cfg.ic.provider, "tcp;ofi_rxm");
+	assert_string_equal(cfg.node.control_group, "");
+}
+
+static void test_control_group(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "control_group = duet\n[nbd]\nlisten = 127.0.0.1:1\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.node.control_group, "duet");
 }
 
 static void test_links(void **state)
@@ -362,7 +374,8 @@ static void test_module_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_links),
+	    cmocka_unit_test(test_minimal),
+	    cmocka_unit_test(test_control_group),	 cmocka_unit_test(test_links),
 	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_renamed_keys),
 	    cmocka_unit_test(test_proxy_keys),	 cmocka_unit_test(test_ccm_keys),
 	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
