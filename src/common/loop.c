@@ -102,8 +102,7 @@ int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events)
 	return 0;
 }
 
-void loop_io_pause(struct loop *l, struct loop_io *io, struct loop_timer *resume,
-		   uint64_t delay_ns)
+void loop_io_pause(struct loop *l, struct loop_io *io, struct loop_timer *resume, uint64_t delay_ns)
 {
 	loop_io_mod(l, io, 0);
 	loop_timer_arm(l, resume, delay_ns);

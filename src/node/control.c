@@ -53,7 +53,7 @@ struct control {
 	int fd;
 	struct loop_io io;
 	struct control_conn *conns;
-	int gid; /* [node] control_group, or -1 */
+	int gid;		   /* [node] control_group, or -1 */
 	struct loop_timer backoff; /* accept paused: out of descriptors */
 	uint64_t backoff_logged_ns;
 };
@@ -275,11 +275,11 @@ static void accept_event(struct loop_io *io, uint32_t events)
 				uint64_t now = loop_now_ns();
 				if (now - ctl->backoff_logged_ns > 10 * NS_PER_S) {
 					ctl->backoff_logged_ns = now;
-					LOG_WARN("control: out of descriptors (%s): not "
-						 "accepting for %llu ms",
-						 strerror(errno),
-						 (unsigned long long)(CONTROL_BACKOFF_NS /
-								      NS_PER_MS));
+					LOG_WARN(
+					    "control: out of descriptors (%s): not "
+					    "accepting for %llu ms",
+					    strerror(errno),
+					    (unsigned long long)(CONTROL_BACKOFF_NS / NS_PER_MS));
 				}
 				loop_io_pause(ctl->node->loop, &ctl->io, &ctl->backoff,
 					      CONTROL_BACKOFF_NS);
