@@ -56,6 +56,7 @@ static const struct key_def schema[] = {
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
     {"nbd", "conn_buffer", KEY_SIZE, F(nbd.conn_buffer), 1ull << 20, 1ull << 30, NULL, false},
+    {"nbd", "buffer_limit", KEY_SIZE, F(nbd.buffer_limit), 1ull << 20, 1ull << 40, NULL, false},
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
@@ -125,6 +126,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->node.log_level = LOG_LEVEL_INFO;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
+	cfg->nbd.buffer_limit = 1ull << 30;
 	cfg->store.io_engine = so.engine;
 	cfg->store.io_depth = so.depth;
 	cfg->store.io_workers = so.workers;

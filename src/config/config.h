@@ -48,6 +48,7 @@ struct duet_config {
 		char proxy_listen[CONFIG_ADDR_MAX]; /* "" when not set */
 		uint64_t max_payload;		    /* bytes, largest request */
 		uint64_t conn_buffer;		    /* bytes in flight per connection */
+		uint64_t buffer_limit; /* payload bytes buffered across all connections */
 	} nbd;
 	struct {
 		enum store_engine io_engine;

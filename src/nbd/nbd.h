@@ -119,14 +119,27 @@ struct nbd_backend_ops {
 	void (*submit)(void *ctx, struct nbd_io *io);
 };
 
+/**
+ * A bound on payload bytes buffered across every connection of the servers
+ * that share it ([nbd] buffer_limit): over it, no connection reads another
+ * request until requests complete and their replies leave. Reference
+ * counted: each server holds one, so it outlives their connections.
+ */
+struct nbd_budget;
+int nbd_budget_create(uint64_t limit, struct nbd_budget **out);
+void nbd_budget_put(struct nbd_budget *b);
+/** Payload bytes charged now, and buffers kept for reuse (both bounded). */
+void nbd_budget_get(const struct nbd_budget *b, uint64_t *used, uint64_t *cached);
+
 struct nbd_server_opts {
-	const char *listen;   /* "host:port"; NULL: no listener (nbd_server_add_fd) */
-	const char *name;     /* for logs: "nbd" or "proxy" */
-	uint64_t max_payload; /* largest READ/WRITE; 0: 32 MiB; 4 KiB..1 GiB */
-	uint64_t conn_buffer; /* bytes of payload in flight per connection; 0: 64 MiB */
-	unsigned max_clients; /* connections beyond are refused; 0: 1024 */
-	unsigned timeout_ms;  /* handshake deadline, and stall of a half-received
-				 request; 0: 30000 */
+	const char *listen;	   /* "host:port"; NULL: no listener (nbd_server_add_fd) */
+	const char *name;	   /* for logs: "nbd" or "proxy" */
+	uint64_t max_payload;	   /* largest READ/WRITE; 0: 32 MiB; 4 KiB..1 GiB */
+	uint64_t conn_buffer;	   /* bytes of payload in flight per connection; 0: 64 MiB */
+	unsigned max_clients;	   /* connections beyond are refused; 0: 1024 */
+	unsigned timeout_ms;	   /* handshake deadline, and stall of a half-received
+				      request; 0: 30000 */
+	struct nbd_budget *budget; /* shared across servers; NULL: per connection only */
 };
 
 /**

@@ -241,6 +241,7 @@ static void conn_rx_process(struct nbd_conn *c)
 		case NBD_RX_REQ:
 			if (nbd_conn_over_budget(c)) {
 				conn_pause(c);
+				nbd_conn_budget_wait(c);
 				return;
 			}
 			if (avail < NBD_REQ_LEN)
@@ -457,6 +458,7 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	slist_init(&c->txq);
 	slist_init(&c->free_xio);
 	list_init(&c->link);
+	list_init(&c->budget_link);
 	c->rx = NBD_RX_CFLAGS;
 	c->start_ns = c->last_rx_ns = c->last_tx_ns = loop_now_ns();
 	snprintf(c->peer, sizeof(c->peer), "memory");
@@ -585,6 +587,8 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		return -EINVAL;
 	}
 	srv->timeout_ns = (uint64_t)srv->opts.timeout_ms * 1000000ull;
+	if (srv->opts.budget)
+		srv->opts.budget->refs++; /* dropped with the server's memory */
 	srv->ops = ops;
 	srv->ctx = ctx;
 	srv->refs = 1;
@@ -595,13 +599,13 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		srv->lfd = util_tcp_listen(opts->listen, 128);
 		if (srv->lfd < 0) {
 			rc = srv->lfd;
-			free(srv);
+			nbd_server_put(srv);
 			return rc;
 		}
 		rc = loop_io_add(loop, &srv->lio, srv->lfd, EPOLLIN, srv_on_accept, srv);
 		if (rc < 0) {
 			close(srv->lfd);
-			free(srv);
+			nbd_server_put(srv);
 			return rc;
 		}
 		LOG_INFO("%s: listening on %s", srv->name, opts->listen);

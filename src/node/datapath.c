@@ -631,5 +631,6 @@ int node_datapath_listen(struct node *n)
 
 	config_nbd_opts(&n->cfg, false, &o);
 	o.max_clients = n->max_clients;
+	o.budget = n->nbd_budget;
 	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
 }

@@ -120,6 +120,7 @@ static int open_proxy(struct node *n)
 	po.local_ctx = n->dp;
 	config_nbd_opts(&n->cfg, true, &o);
 	o.max_clients = n->max_clients;
+	o.budget = n->nbd_budget;
 
 	if (!n->ccm) {
 		if (n->cfg.nbd.proxy_listen[0])
@@ -186,6 +187,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	n->max_clients = node_limits_clients(n);
+	rc = nbd_budget_create(n->cfg.nbd.buffer_limit, &n->nbd_budget);
+	if (rc < 0)
+		goto err;
 	rc = open_listeners(n);
 	if (rc < 0)
 		goto err;
@@ -271,6 +275,7 @@ void node_destroy(struct node *n)
 	if (n->loop)
 		loop_run_once(n->loop, 0);
 	loop_destroy(n->loop);
+	nbd_budget_put(n->nbd_budget); /* the servers still alive hold their own */
 	node_unlock_files(n);
 	free(n);
 }

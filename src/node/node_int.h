@@ -24,6 +24,7 @@
 
 struct store;
 struct nbd_server;
+struct nbd_budget;
 struct node_datapath;
 struct control;
 struct ccm;
@@ -70,7 +71,8 @@ struct node {
 	 * serving locks of the own and the partner's shelf; -1 when not held. */
 	int lock_fd[3];
 	int serve_lock_fd, pserve_lock_fd;
-	unsigned max_clients; /* per NBD listener (limits.c) */
+	unsigned max_clients;	       /* per NBD listener (limits.c) */
+	struct nbd_budget *nbd_budget; /* [nbd] buffer_limit, shared by both listeners */
 	uint64_t started_ns;
 };
 

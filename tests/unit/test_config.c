@@ -30,7 +30,10 @@ static void test_minimal(void **state)
 	assert_int_equal(cfg.nbd.max_payload, 32 << 20);
 	assert_string_equal(cfg.ic.provider, "tcp;ofi_rxm");
 	assert_string_equal(cfg.node.control_group, "");
+	assert_int_equal(cfg.nbd.buffer_limit, 1ull << 30);
 }
+
+static void expect_error(const char *text, const char *needle);
 
 static void test_control_group(void **state)
 {
@@ -41,6 +44,10 @@ static void test_control_group(void **state)
 					    &cfg, err, sizeof(err)),
 			 0);
 	assert_string_equal(cfg.node.control_group, "duet");
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "buffer_limit = 256M\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nbd.buffer_limit, 256ull << 20);
+	expect_error(BASE "buffer_limit = 4K\n", "[nbd] buffer_limit");
 }
 
 static void test_links(void **state)
