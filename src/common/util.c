@@ -248,11 +248,15 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid)
 		close(fd);
 		return err;
 	}
-	if ((gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0) || chmod(path, mode) < 0 ||
-	    listen(fd, backlog) < 0) {
+	if (gid >= 0 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) < 0)
 		err = -errno;
-		LOG_ERROR("listen on %s: %s", path, strerror(errno));
-		unlink(path);
+	else if (chmod(sun.sun_path, mode) < 0)
+		err = -errno;
+	else if (listen(fd, backlog) < 0)
+		err = -errno;
+	if (err < 0) {
+		LOG_ERROR("listen on %s: %s", sun.sun_path, strerror(-err));
+		unlink(sun.sun_path);
 		close(fd);
 		return err;
 	}

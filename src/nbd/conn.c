@@ -238,6 +238,7 @@ void nbd_conn_maybe_resume(struct nbd_conn *c)
 void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 {
 	struct nbd_budget *b = c->srv->opts.budget;
+	uint64_t charged = x->budget; /* x may be freed below */
 
 	c->budget_used -= x->budget;
 	c->n_xio--;
@@ -258,8 +259,8 @@ void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 		budget_cache(c, (int64_t)x->cap);
 		nbd_conn_maybe_resume(c);
 	}
-	if (b && x->budget)
-		budget_release(b, x->budget);
+	if (b && charged)
+		budget_release(b, charged);
 	nbd_conn_put(c);
 }
 
