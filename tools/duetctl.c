@@ -27,6 +27,7 @@ static void usage(FILE *f)
 		   "  takeover [--force]     serve the partner's volumes\n"
 		   "  giveback [--force]     give the partner's volumes back\n"
 		   "  ic reset               end the interconnect session and start again\n"
+		   "  metrics                the metrics, in Prometheus' text format\n"
 		   "--json prints the node's answer as one JSON object.\n");
 }
 
@@ -197,6 +198,8 @@ static struct json_object *build_request(int argc, char **argv)
 
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("status"));
+	} else if (strcmp(cmd, "metrics") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("metrics"));
 	} else if (strcmp(cmd, "links") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("links"));
 	} else if ((strcmp(cmd, "takeover") == 0 || strcmp(cmd, "giveback") == 0) && argc <= 2) {
@@ -307,6 +310,8 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(args[0], "links") == 0) {
 		print_links(jget(result, "links"));
+	} else if (strcmp(args[0], "metrics") == 0) {
+		fputs(jstr(result, "text"), stdout);
 	} else {
 		printf("%s\n", jstr(result, "message"));
 	}
