@@ -33,7 +33,7 @@ second() {
 step "start a, write (records stay live in the log)"
 # A partner image to protect too (as the node would hold with a partner).
 head -c 1M /dev/urandom >"$T/a-shelf.partner"
-start_node a "$P" "[mirror]" "cp_interval_ms = 600000"
+start_node a "$P" "[mirror]" "cp_interval_ms = 600000" "log_size = 4M"
 ctl a volume create v 16M >/dev/null
 qemu-io -f raw -c 'write -P 0x5a 0 1M' "$(nbd_uri "$P" v)" >/dev/null || fail "write failed"
 ctl a status --json | grep -q '"records":0' && fail "no live record in the log"
