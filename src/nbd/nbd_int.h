@@ -346,6 +346,7 @@ struct nbd_server {
 	unsigned refs;
 	bool destroyed;
 	uint64_t timeout_ns;
+	uint64_t refused, refused_logged_ns; /* clients beyond max_clients, for the log */
 	struct nbd_server_stats st;
 };
 

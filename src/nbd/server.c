@@ -436,8 +436,16 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	int rc;
 
 	if (srv->st.connections >= srv->opts.max_clients) {
-		LOG_WARN("%s: %u clients already, refusing another", srv->name,
-			 srv->opts.max_clients);
+		uint64_t now = loop_now_ns();
+		/* One line per 10 s: a flood of clients must not flood the log. */
+		srv->refused++;
+		if (now - srv->refused_logged_ns >= 10 * NS_PER_S) {
+			LOG_WARN("%s: %u clients already, refused %llu since the last report",
+				 srv->name, srv->opts.max_clients,
+				 (unsigned long long)srv->refused);
+			srv->refused_logged_ns = now;
+			srv->refused = 0;
+		}
 		if (fd >= 0)
 			close(fd);
 		return -EMFILE;

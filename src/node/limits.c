@@ -5,7 +5,8 @@
  * the shelf and the log are open (just before the listeners), what is in
  * use plus a reserve (control connections, volume creation, and a takeover
  * opening the partner's shelf: as many volume files again as the own shelf
- * holds, plus the directories and the replay) is kept back, and the rest
+ * holds, plus the directories and the replay; the metrics port's clients)
+ * is kept back, and the rest
  * is split over the NBD listeners: each refuses clients beyond its share.
  * A listener that still meets EMFILE/ENFILE pauses accepting (loop_io_pause)
  * instead of spinning. */
@@ -64,6 +65,8 @@ unsigned node_limits_clients(struct node *n)
 	else
 		limit = rl.rlim_cur;
 	reserve = MIN(NODE_FD_RESERVE, limit / 4) + (n->store ? store_volume_count(n->store) : 0);
+	if (n->cfg.metrics.listen[0])
+		reserve += NODE_METRICS_MAX_CONNS; /* its HTTP clients, capped there */
 	clients = limit > used + reserve ? (limit - used - reserve) / listeners : 0;
 	if (clients > NODE_MAX_CLIENTS)
 		clients = NODE_MAX_CLIENTS;

@@ -21,6 +21,9 @@
 /* NBD clients per listener (own and proxy) at most; fewer when descriptors
  * are short (limits.c); beyond, connections are refused. */
 #define NODE_MAX_CLIENTS 1024
+/* Clients of the metrics port at once (metrics_http.c); limits.c keeps
+ * descriptors for them. */
+#define NODE_METRICS_MAX_CONNS 16
 
 struct store;
 struct nbd_server;
