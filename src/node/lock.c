@@ -133,6 +133,13 @@ int node_lock_files(struct node *n)
 	return rc;
 }
 
+int node_lock_image(struct node *n)
+{
+	if (n->lock_fd[2] >= 0 || !n->partner_image_path[0])
+		return 0;
+	return lock_one(n->partner_image_path, "partner image", O_RDWR, true, &n->lock_fd[2]);
+}
+
 /* The serving lock of @p shelf into *@p fd, if free; else say who has it. */
 static void serve_lock(const char *shelf, const char *whose, int *fd)
 {

@@ -186,6 +186,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = node_mirror_connect(n);
 	if (rc < 0)
 		goto err;
+	rc = node_lock_image(n); /* made just now on a first start */
+	if (rc < 0)
+		goto err;
 	n->max_clients = node_limits_clients(n);
 	rc = nbd_budget_create(n->cfg.nbd.buffer_limit, &n->nbd_budget);
 	if (rc < 0)

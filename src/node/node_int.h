@@ -202,6 +202,8 @@ void node_failover_free(struct node *n);
 /** Before anything is read: flock the shelf, the log and the partner image
  * (if it exists); another holder: -NODE_EREFUSED, one line naming its pid. */
 int node_lock_files(struct node *n);
+/** The partner image, once the mirror made it (a first start): lock it too. */
+int node_lock_image(struct node *n);
 /** Take (@p serve) or release the serving lock of the own shelf: held while
  * this node may serve its volumes. Taking a lock held elsewhere warns. */
 void node_lock_serve_own(struct node *n, bool serve);

@@ -27,6 +27,8 @@ A=$(node_pid a) B=$(node_pid b)
 holds "$A" "$T/a-shelf" || fail "a-shelf held by '$(holder "$T/a-shelf")', want a ($A)"
 holds "$A" "$T/a-shelf/volumes" || fail "a's serving lock held by '$(holder "$T/a-shelf/volumes")'"
 holds "$A" "$T/a-shelf.nvram" || fail "a's log held by '$(holder "$T/a-shelf.nvram")'"
+# Made by the mirror on this first start, locked then.
+holds "$A" "$T/a-shelf.partner" || fail "a's partner image held by '$(holder "$T/a-shelf.partner")'"
 holds "$B" "$T/b-shelf/volumes" || fail "b's serving lock held by '$(holder "$T/b-shelf/volumes")'"
 
 step "kill a: b takes a's serving lock"
