@@ -51,7 +51,10 @@ int util_tcp_listen(const char *hostport, int backlog);
 /** util_tcp_listen with UTIL_LISTEN_* @p flags. */
 int util_tcp_listen_flags(const char *hostport, int backlog, unsigned flags);
 
-/** Create a listening UNIX stream socket at @p path, replacing a stale one. */
-int util_unix_listen(const char *path, int backlog);
+/** Create a listening UNIX stream socket at @p path with @p mode (and group
+ * @p gid unless -1), whatever the umask. A socket left there by a dead
+ * process is replaced; a live one fails with -EADDRINUSE; any other file is
+ * never removed: -EEXIST. Each failure logs one line. */
+int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
 
 #endif

@@ -55,6 +55,7 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"node", "service_address", KEY_NETADDR, F(node.service_address), 0, 0, NULL, false},
     {"node", "service_arp_tune", KEY_BOOL, F(node.service_arp_tune), 0, 0, NULL, false},
     {"node", "service_address_lifetime_s", KEY_UINT, F(node.service_lifetime_s), 0, 3600, NULL,
@@ -68,6 +69,7 @@ static const struct key_def schema[] = {
     {"nbd", "tls_psk", KEY_PATH, F(nbd.tls_psk), 0, 0, NULL, false},
     {"nbd", "tls_verify_peer", KEY_BOOL, F(nbd.tls_verify_peer), 0, 0, NULL, false},
     {"nbd", "allow", KEY_ALLOW, F(nbd.allow), 0, 0, NULL, false},
+    {"nbd", "buffer_limit", KEY_SIZE, F(nbd.buffer_limit), 1ull << 20, 1ull << 40, NULL, false},
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
@@ -144,6 +146,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->node.service_lifetime_s = 2;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
+	cfg->nbd.buffer_limit = 1ull << 30;
 	cfg->store.io_engine = so.engine;
 	cfg->store.io_depth = so.depth;
 	cfg->store.io_workers = so.workers;
@@ -184,15 +187,17 @@ struct parse_ctx {
 	int line;
 	bool seen[ARRAY_SIZE(schema)];
 	bool failed;
+	char what[384]; /* "[section] key: why" of the first failure */
 };
 
 static int fail(struct parse_ctx *c, const char *section, const char *key, const char *fmt,
 		const char *arg)
 {
-	char what[256];
+	char why[256];
 
-	snprintf(what, sizeof(what), fmt, arg);
-	snprintf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, key, what);
+	snprintf(why, sizeof(why), fmt, arg);
+	snprintf(c->what, sizeof(c->what), "[%s] %s: %s", section, key, why);
+	snprintf(c->err, c->errlen, "%s:%d: %s", c->name, c->line, c->what);
 	c->failed = true;
 	return 0;
 }
@@ -404,11 +409,11 @@ static int finish(struct parse_ctx *c, int rc)
 {
 	if (rc > 0) {
 		/* inih's line number is exact; rewrite the message with it. */
+		/* Built again from the parts, never parsed back out of err:
+		 * a path longer than err truncated it (and the parse read
+		 * past its end). */
 		if (c->failed) {
-			char *colon = strchr(c->err + strlen(c->name) + 1, ':');
-			char rest[512];
-			snprintf(rest, sizeof(rest), "%s", colon ? colon + 1 : "");
-			snprintf(c->err, c->errlen, "%s:%d:%s", c->name, rc, rest);
+			snprintf(c->err, c->errlen, "%s:%d: %s", c->name, rc, c->what);
 		} else {
 			snprintf(c->err, c->errlen, "%s:%d: syntax error", c->name, rc);
 		}

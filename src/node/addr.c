@@ -373,7 +373,8 @@ int node_addr_take_partner(struct node *n)
 		config_nbd_opts(&n->cfg, true, &o);
 		o.listen = na->p_listen;
 		o.name = "partner-nbd";
-		o.max_clients = NODE_MAX_CLIENTS;
+		o.max_clients = n->max_clients;
+		o.budget = n->nbd_budget;
 		o.freebind = true;
 		rc = nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &na->p_nbd);
 		if (rc < 0)
@@ -384,7 +385,8 @@ int node_addr_take_partner(struct node *n)
 		config_nbd_opts(&n->cfg, false, &o);
 		o.listen = na->p_proxy_listen;
 		o.name = "partner-proxy";
-		o.max_clients = NODE_MAX_CLIENTS;
+		o.max_clients = n->max_clients;
+		o.budget = n->nbd_budget;
 		o.freebind = true;
 		rc = nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &na->p_proxy);
 		if (rc < 0)
