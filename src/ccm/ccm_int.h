@@ -347,6 +347,8 @@ struct ccm_link {
 	uint32_t close_fence; /* fence owed by operations failed by the current close */
 	uint32_t fail_fence;  /* fence of the lane's last failure in a session */
 	uint64_t last_ok_ns;
+	uint64_t last_life_ns; /* last proof of life: a probe, a read, a delivered write */
+	bool stale;	       /* the last lane up, past its deadline: kept, not taken out */
 	uint64_t last_change_ns;
 	struct loop_timer deadline;
 	uint64_t deadline_due; /* when the deadline timer should fire */
@@ -622,6 +624,8 @@ void ccm_lane_tick(struct ccm *ccm);
 void ccm_lane_do_aborts(struct ccm *ccm);
 /** Number of lanes up now. */
 unsigned ccm_lane_up_count(const struct ccm *ccm);
+/** Whether the last lane up is kept with no sign of life (docs/CCM.md, "Lanes"). */
+bool ccm_lane_any_stale(const struct ccm *ccm);
 /** Whether @p status says the path failed (not the operation itself). */
 bool ccm_lane_error_is_link(int status);
 /** Count a completed operation of @p len bytes on @p l (and its instance). */

@@ -306,6 +306,11 @@ static void op_done(struct fab_op *fop, int status)
 		return;
 	}
 	if (status == 0) {
+		/* Data came back, or reached the partner's memory: the link
+		 * and the partner's progress are alive, whatever the probe's
+		 * place in the queue. A local completion proves nothing. */
+		if (l->up && (op->kind != OP_WRITE || (op->flags & CCM_WRITE_DELIVERED)))
+			l->last_life_ns = loop_now_ns();
 		p->bytes_total += op->len;
 		if (op->kind != OP_READ && op->fence > ccm->fence_acked) {
 			/* Its first try may still land from the lane that failed:

@@ -40,16 +40,36 @@ static void lane_on_doorbell(void *arg, uint64_t imm)
 	ccm_hs_on_doorbell(l->ccm, imm);
 }
 
+static void arm_deadline(struct ccm_link *l, uint64_t in_ns)
+{
+	l->deadline_due = loop_now_ns() + in_ns;
+	loop_timer_arm(l->ccm->loop, &l->deadline, in_ns);
+}
+
+/*
+ * A lane's deadline passed with no probe completed. Liveness does not
+ * depend on the probe's place in the link's queue: a read or a delivered
+ * write that completed meanwhile proves the link and the partner's
+ * progress as well (a full link delays its probe behind the data, problem
+ * 1 of docs/BENCHMARKS.md). Nor is the last lane up taken out on a missed
+ * deadline: that would move its traffic nowhere and only start a fence
+ * over a lane that is not there; it is kept ("stale") until another lane
+ * returns or the session deadline runs out (docs/CCM.md, "Lanes").
+ */
 static void deadline_cb(struct loop_timer *t)
 {
 	struct ccm_link *l = t->arg;
-	char why[64];
+	char why[96];
 
 	struct ccm *ccm = l->ccm;
 	uint64_t now = loop_now_ns();
 
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
+	if (l->up && now - l->last_life_ns < ccm->link_deadline_ns) {
+		arm_deadline(l, l->last_life_ns + ccm->link_deadline_ns - now);
+		return;
+	}
 	if (!l->grace &&
 	    ((now > l->deadline_due && now - l->deadline_due > ccm->link_deadline_ns / 4) ||
 	     (ccm->stall_seen_ns && now - ccm->stall_seen_ns < ccm->link_deadline_ns))) {
@@ -59,13 +79,26 @@ static void deadline_cb(struct loop_timer *t)
 		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
 			  (unsigned long long)((now - l->deadline_due) / NS_PER_MS));
 		l->grace = true;
-		l->deadline_due = now + ccm->link_deadline_ns / 2;
-		loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns / 2);
+		arm_deadline(l, ccm->link_deadline_ns / 2);
 		return;
 	}
-	snprintf(why, sizeof(why), "no probe completed for %llu ms",
-		 (unsigned long long)(l->ccm->link_deadline_ns / NS_PER_MS));
+	if (l->up && ccm_lane_up_count(ccm) == 1 &&
+	    now - l->last_life_ns < ccm->link_deadline_ns + ccm->session_deadline_ns) {
+		if (!l->stale)
+			LOG_INFO(
+			    "link %s: no sign of life for %llu ms, but it is the last link up: "
+			    "kept until another returns or the session deadline",
+			    l->name, (unsigned long long)((now - l->last_life_ns) / NS_PER_MS));
+		l->stale = true;
+		arm_deadline(l, ccm->probe_ns);
+		return;
+	}
+	snprintf(why, sizeof(why), "no sign of life for %llu ms",
+		 (unsigned long long)((now - l->last_life_ns) / NS_PER_MS));
+	bool last = l->stale;
 	ccm_lane_fail(l, why, true);
+	if (last) /* the session deadline has run since it went stale */
+		ccm->all_down_since_ns = l->last_life_ns + ccm->link_deadline_ns;
 }
 
 static void probe_done(struct fab_op *op, int status);
@@ -197,6 +230,14 @@ unsigned ccm_lane_up_count(const struct ccm *ccm)
 }
 
 /* An error that says something about the path, not about the operation. */
+bool ccm_lane_any_stale(const struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].up && ccm->links[i].stale)
+			return true;
+	return false;
+}
+
 bool ccm_lane_error_is_link(int status)
 {
 	switch (-status) {
@@ -281,15 +322,30 @@ void ccm_lane_ok(struct ccm_link *l)
 	uint64_t now = loop_now_ns();
 
 	l->last_ok_ns = now;
+	l->last_life_ns = now;
 	l->grace = false;
-	l->deadline_due = now + ccm->link_deadline_ns;
-	loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns);
+	if (l->stale) {
+		l->stale = false;
+		LOG_INFO("link %s: alive again", l->name);
+	}
+	arm_deadline(l, ccm->link_deadline_ns);
 	if (l->up)
 		return;
 	l->up = true;
 	l->last_change_ns = now;
 	ccm->all_down_since_ns = 0;
 	LOG_INFO("link %s up (rtt %llu us)", l->name, (unsigned long long)(l->rtt_ns / 1000));
+	/* A last lane kept while it showed no life goes out now that its
+	 * traffic has somewhere to go. */
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *o = &ccm->links[i];
+		if (o != l && o->up && o->stale) {
+			char why[96];
+			snprintf(why, sizeof(why), "no sign of life for %llu ms (kept while last)",
+				 (unsigned long long)((now - o->last_life_ns) / NS_PER_MS));
+			ccm_lane_fail(o, why, true);
+		}
+	}
 	ccm_lane_send_fences(ccm);
 	ccm->drain_pending = true;
 	ccm->kick_pending = true;
@@ -309,6 +365,7 @@ void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 	if (!l->up)
 		return;
 	l->up = false;
+	l->stale = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
 	/* Hung or failed alike: its endpoint is reset and, in a session, the
@@ -521,6 +578,7 @@ void ccm_lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 	l = &ccm->links[lane];
 	if (l->up) {
 		l->up = false;
+		l->stale = false;
 		l->last_change_ns = loop_now_ns();
 		loop_timer_cancel(ccm->loop, &l->deadline);
 		l->probe_backoff_ns = ccm->link_deadline_ns;
@@ -570,6 +628,7 @@ void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		l->up = false;
+		l->stale = false;
 		l->last_change_ns = now;
 		loop_timer_cancel(ccm->loop, &l->deadline);
 	}
@@ -582,6 +641,7 @@ void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 				 : ccm->session_deadline_ns;
 		l->up = true;
 		l->last_ok_ns = now;
+		l->last_life_ns = now;
 		l->grace = false;
 		l->deadline_due = now + d;
 		loop_timer_arm(ccm->loop, &l->deadline, d);
@@ -598,6 +658,7 @@ void ccm_lane_session_end(struct ccm *ccm)
 		if (l->up)
 			l->last_change_ns = now;
 		l->up = false;
+		l->stale = false;
 		if (l->sess_mr) {
 			fab_mr_close(l->sess_mr);
 			l->sess_mr = NULL;
