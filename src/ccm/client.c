@@ -224,7 +224,7 @@ static void op_posted(struct ccm_link *l, struct ccm_op *op)
 void ccm_op_issue(struct ccm *ccm, struct ccm_op *op)
 {
 	for (unsigned tries = 0; tries <= ccm->n_links; tries++) {
-		struct ccm_link *l = ccm_lane_pick(ccm, op->port->inst, op->len);
+		struct ccm_link *l = ccm_lane_pick_op(ccm, op->port->inst, op->len);
 		int rc;
 		if (!l)
 			break;

@@ -271,14 +271,23 @@ void ccm_lane_account(struct ccm_link *l, size_t len, int status)
 	}
 }
 
-static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigned n, unsigned *rr)
+/* Whether @p len more bytes fit lane @p l's bound on bytes in flight. */
+static bool fits(const struct ccm_link *l, size_t len)
+{
+	uint64_t cap = l->inflight_cap ? l->inflight_cap : CCM_LANE_MIN_CAP;
+
+	return !l->inflight_bytes || l->inflight_bytes + len <= cap;
+}
+
+static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigned n, unsigned *rr,
+				   size_t len, bool bounded)
 {
 	struct ccm_link *best = NULL;
 
 	if (ccm->opts.balance == CCM_BALANCE_ROUND_ROBIN) {
 		for (unsigned k = 0; k < n; k++) {
 			struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
-			if (l->up && l->fl) {
+			if (l->up && l->fl && (!bounded || fits(l, len))) {
 				*rr = (*rr + k + 1) % n;
 				return l;
 			}
@@ -288,7 +297,7 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 	/* Least outstanding bytes; ties go round so that idle lanes share. */
 	for (unsigned k = 0; k < n; k++) {
 		struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
-		if (!l->up || !l->fl)
+		if (!l->up || !l->fl || (bounded && !fits(l, len)))
 			continue;
 		if (!best || l->inflight_bytes < best->inflight_bytes ||
 		    (l->inflight_bytes == best->inflight_bytes &&
@@ -300,20 +309,72 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 	return best;
 }
 
-/* A lane for an operation of @p len bytes of a port placed on @p inst. */
-struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+static struct ccm_link *pick(struct ccm *ccm, unsigned inst, size_t len, bool bounded)
 {
 	struct ccm_inst *in = &ccm->inst[inst < ccm->n_inst ? inst : 0];
 	unsigned all[CCM_MAX_LINKS];
 	struct ccm_link *l;
 
-	(void)len;
-	l = pick_among(ccm, in->links, in->n_links, &in->rr);
+	l = pick_among(ccm, in->links, in->n_links, &in->rr, len, bounded);
 	if (l)
 		return l;
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		all[i] = i;
-	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr);
+	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr, len, bounded);
+}
+
+/* A lane for a message of @p len bytes of a channel placed on @p inst. */
+struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+{
+	return pick(ccm, inst, len, false);
+}
+
+/*
+ * A lane for a port operation of @p len bytes. Bytes queued on a link
+ * delay everything behind them, the partner's probe answers included (a
+ * probe of the partner's reads data from us over our own egress): each
+ * lane takes at most about a quarter of a link deadline of its measured
+ * rate in flight (at least CCM_LANE_MIN_CAP), so that a full link never
+ * looks dead to either side.
+ */
+struct ccm_link *ccm_lane_pick_op(struct ccm *ccm, unsigned inst, size_t len)
+{
+	return pick(ccm, inst, len, true);
+}
+
+/* Every tick: each lane's rate (a peak decaying by 1/16 per tick, or what
+ * completed when the lane has a standing queue) and its bound on bytes in
+ * flight. */
+static void lane_update_caps(struct ccm *ccm)
+{
+	uint64_t now = loop_now_ns();
+
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		uint64_t dt = now - l->rate_prev_ns;
+		if (!l->rate_prev_ns || dt == 0) {
+			l->rate_prev_ns = now;
+			l->rate_bytes_prev = l->bytes;
+			continue;
+		}
+		if (dt < ccm->probe_ns / 2)
+			continue;
+		uint64_t r = (l->bytes - l->rate_bytes_prev) * 1000000000ull / dt;
+		struct fab_link_stats fs = {0};
+		if (l->fl)
+			fab_link_get_stats(l->fl, &fs);
+		/* A standing queue (the oldest operation waits longer than
+		 * an eighth of a deadline): what completed is the link's
+		 * rate, however much lower than before. */
+		if (fs.oldest_ns && now - fs.oldest_ns > ccm->link_deadline_ns / 8)
+			l->peak_rate = r;
+		else
+			l->peak_rate = r > l->peak_rate ? r : l->peak_rate - l->peak_rate / 16;
+		l->rate_prev_ns = now;
+		l->rate_bytes_prev = l->bytes;
+		uint64_t cap = l->peak_rate * (ccm->link_deadline_ns / 4) / 1000000000ull;
+		l->inflight_cap = cap > CCM_LANE_MIN_CAP ? cap : CCM_LANE_MIN_CAP;
+	}
 }
 
 void ccm_lane_ok(struct ccm_link *l)
@@ -357,6 +418,29 @@ static bool in_session(const struct ccm *ccm)
 	return ccm->state == ST_SETUP || ccm->state == ST_UP;
 }
 
+/*
+ * Whether lane @p l fails on the very connection that carried its own
+ * fence, still unanswered. The partner answers a fence by resetting its
+ * end of the lane, which breaks the connection the fence came over when no
+ * other lane was up to carry it: that failure is the fence at work, not a
+ * new one. Everything of this connection that the partner applied, it
+ * applied before that reset, and it acks after it, so writes re-issued now
+ * wait for the same fence safely; a new fence would be carried by the next
+ * connection and break it again, for ever (docs/BENCHMARKS.md, "Problems
+ * found" 2). The endpoint may have been reset once since, by the fabric
+ * itself when the connection broke.
+ */
+static bool self_fenced(const struct ccm_link *l)
+{
+	struct fab_link_stats fs = {0};
+
+	if (!l->self_fence || l->self_fence != l->fence_seq ||
+	    l->fence_seq <= l->ccm->fence_acked || !l->fl)
+		return false;
+	fab_link_get_stats(l->fl, &fs);
+	return fs.resets <= l->self_fence_resets + 1;
+}
+
 void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
@@ -374,10 +458,15 @@ void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 	 * once, so the fence's number is taken now for them to wait on. */
 	(void)hang;
 	l->reset_pending = true;
-	if (in_session(ccm)) {
+	l->fence_reused = false;
+	if (in_session(ccm) && self_fenced(l)) {
+		l->fail_fence = l->fence_seq;
+		l->fence_reused = true;
+	} else if (in_session(ccm)) {
 		l->fail_fence = ++ccm->fence_next;
 		ccm->fence_sent_ns = now; /* its answer is due from now */
 	}
+	l->self_fence = 0;
 	/* Probe the dead lane again after a deadline, then less and less often. */
 	l->probe_backoff_ns = ccm->link_deadline_ns;
 	l->next_probe_ns = now + l->probe_backoff_ns;
@@ -417,6 +506,13 @@ static void send_fence(struct ccm *ccm, struct ccm_link *l)
 	if (ccm_chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
 		l->fence_unsent = false;
 		ccm->fence_sent_ns = loop_now_ns();
+		if (l->up && ccm_lane_up_count(ccm) == 1) {
+			struct fab_link_stats fs = {0};
+			if (l->fl)
+				fab_link_get_stats(l->fl, &fs);
+			l->self_fence = l->fence_seq;
+			l->self_fence_resets = fs.resets;
+		}
 	} else {
 		l->fence_unsent = true;
 	}
@@ -537,13 +633,14 @@ void ccm_lane_do_aborts(struct ccm *ccm)
 			l->close_fence = 0;
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
-				l->fence_unsent = true; /* sent below, in order */
+				/* sent below, in order; a reused fence is on
+				 * its way already (the control channel) */
+				l->fence_unsent = !l->fence_reused;
 				if (fence && ccm_lane_up_count(ccm) > 0) {
 					l->fenced = true; /* suspended until the ack */
 				} else {
 					/* No lane to fence over: back now, fence as
 					 * soon as any lane is back. */
-					l->fence_unsent = true;
 					l->reopen_pending = true;
 				}
 			} else if (!l->fl) {
@@ -665,7 +762,8 @@ void ccm_lane_session_end(struct ccm *ccm)
 		}
 		if (l->fenced || !l->fl)
 			l->reopen_pending = true; /* resume a suspended lane */
-		l->fenced = l->fence_unsent = l->ack_fence = false;
+		l->fenced = l->fence_unsent = l->ack_fence = l->fence_reused = false;
+		l->self_fence = 0;
 	}
 	ccm->fence_acked = ccm->fence_next;
 	ccm->all_down_since_ns = 0;
@@ -779,6 +877,7 @@ void ccm_lane_post_probes(struct ccm *ccm)
 
 void ccm_lane_tick(struct ccm *ccm)
 {
+	lane_update_caps(ccm);
 	ccm_lane_post_probes(ccm);
 }
 
