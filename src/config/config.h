@@ -41,6 +41,7 @@ struct duet_config {
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
 		enum log_level log_level;
+		bool realtime; /* SCHED_RR + mlockall where permitted (util_go_realtime) */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "node/node.h"
 
 static void usage(FILE *f)
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.node.log_level);
 	log_set_node(cfg.node.id);
+	/* The reactor thread only: helper threads and hooks stay normal. */
+	if (cfg.node.realtime)
+		util_go_realtime();
 	rc = node_create(&cfg, &n);
 	if (rc < 0) {
 		LOG_ERROR("node %s failed to start: %s", cfg.node.id, strerror(-rc));

@@ -179,7 +179,7 @@ echo "   ic0 kept through a 400 ms stall of b with ic1 cut, the load goes on"
 
 step "both lanes out: ic0's connections killed (ss -K) while ic1 is cut, then both return in turn"
 dn=$(downs a ic0)
-ip netns exec "$NSA" ss -K dst 10.81.0.2 >/dev/null
+ip netns exec "$NSA" ss -K dst 10.81.0.2 >/dev/null 2>&1
 until_ok 20 "a never took ic0 out after its connections were killed" \
 	eval '[ "$(downs a ic0)" -gt "$dn" ]'
 until_ok 20 "ic0 never came back after its connections were killed" is_state a ic0 up
