@@ -139,16 +139,18 @@ static bool progress(struct fab_link *link)
 				if (stale(link, g))
 					return false;
 			}
-			continue;
-		}
-		if (n == -FI_EAVAIL) {
+			if (n == FAB_CQ_BATCH)
+				continue;
+			/* A short batch emptied the CQ: fi_trywait tells whether
+			 * more came meanwhile, without another fi_cq_read (each
+			 * costs the provider's progress: an epoll_wait). */
+		} else if (n == -FI_EAVAIL) {
 			got++;
 			handle_error(link);
 			if (stale(link, g))
 				return false;
 			continue;
-		}
-		if (n != -FI_EAGAIN) {
+		} else if (n != -FI_EAGAIN) {
 			if (fab_log_allowed(&link->rl_err))
 				LOG_ERROR("%s: fi_cq_read: %s", link->name, fi_strerror((int)-n));
 			fab_schedule(link, link->ops.retry_max_ns);
