@@ -127,7 +127,7 @@ for n in a b; do
 done
 for n in a b; do
 	m=m$n
-	since "$n" "${!m}" | grep -E "link ic[0-9] down|no link left|takeover|session with .* ended" |
+	since "$n" "${!m}" | { grep -E "link ic[0-9] down|no link left|takeover|session with .* ended" || true; } |
 		head -n 5 | sed "s/^/   $n: /"
 done
 echo

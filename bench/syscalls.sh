@@ -10,7 +10,11 @@
 #   proxy-read   4 KiB random reads of vol-a through b's proxy port (b
 #                forwards to a): b's and a's calls per read
 #   proxy-write  4 KiB random writes the same way (mirrored on a)
-# Columns: all calls per request, of them epoll_wait (libfabric's progress
+# The nodes' background (probes every 20 ms, heartbeats, timers) is
+# measured idle for 3 s first and subtracted in the first column ("net"):
+# under strace and on a loaded host requests are slow, and the background
+# per request grows with the time they take. Columns then: all calls per
+# request, of them epoll_wait (libfabric's progress
 # inside fi_cq_read / fi_trywait, with a zero timeout), epoll_pwait2 (the
 # duet reactor's own wait: one per loop turn), and the three most frequent
 # others.
@@ -57,20 +61,46 @@ count() {
 	while [ "$1" != -- ]; do fargs+=("$1"); shift; done
 	shift
 	pids=("$@")
+	# The nodes' background (probes, heartbeats, timers) over 3 s idle.
+	for p in "${pids[@]}"; do
+		strace -f -c -o "$out.idle.$p" -p "$p" 2>/dev/null &
+		sp+=($!)
+	done
+	sleep 3
+	for p in "${sp[@]}"; do kill -s INT "$p" 2>/dev/null || true; done
+	for p in "${sp[@]}"; do wait "$p" 2>/dev/null || true; done
+	sp=()
 	for p in "${pids[@]}"; do
 		strace -f -c -o "$out.$p" -p "$p" 2>/dev/null &
 		sp+=($!)
 	done
 	sleep 1 # strace attached to every thread
+	local t0 t1
+	t0=$(date +%s%N)
 	fio --name=sys --ioengine=nbd "${fargs[@]}" --bs=4k --iodepth=1 --number_ios="$N" \
 		--size=256m --norandommap --randrepeat=0 --output-format=json \
 		--output="$out.fio.json" >/dev/null 2>"$out.fio.err" ||
 		{ cat "$out.fio.err" >&2; echo "syscalls.sh: fio failed" >&2; exit 1; }
+	t1=$(date +%s%N)
 	for p in "${sp[@]}"; do kill -s INT "$p" 2>/dev/null || true; done
 	for p in "${sp[@]}"; do wait "$p" 2>/dev/null || true; done
+	# strace ran 1 s before fio too: the background of that second and of
+	# fio's run is what the idle rate predicts.
+	echo $(((t1 - t0) / 1000000 + 1000)) >"$out.ms"
 }
-# per FILE: "total epoll_wait epoll_pwait2 top3" per request.
+# per FILE: "net total | total | epoll_wait | epoll_pwait2 | top3" per request;
+# net subtracts the background (FILE.idle rate over the traced time).
 per() {
+	local dir base idle ms bg
+	dir=$(dirname "$1") base=$(basename "$1")
+	idle=$dir/${base%%.*}.idle.${base##*.}
+	ms=$(cat "$dir/${base%%.*}.ms")
+	bg=$(awk '$NF == "total" { print $(NF-2) }' "$idle")
+	printf '%s | ' "$(awk -v n="$N" -v bg="${bg:-0}" -v ms="$ms" '$NF == "total" {
+		printf "%.1f", ($(NF-2) - bg / 3 * ms / 1000) / n }' "$1")"
+	per_gross "$1"
+}
+per_gross() {
 	awk -v n="$N" '
 		$NF == "total" { tot = $(NF-2) }
 		$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { c[$NF] = $4 }
@@ -89,8 +119,8 @@ per() {
 echo "## system calls per request (4 KiB, queue depth 1, $N requests per case; strace -f -c)"
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD), build $BUILD, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| case | node | calls / request | epoll_wait (libfabric) | epoll_pwait2 (loop turns) | most frequent others |"
-echo "|---|---|---:|---:|---:|---|"
+echo "| case | node | calls / request, net of background | calls / request | epoll_wait (libfabric) | epoll_pwait2 (loop turns) | most frequent others |"
+echo "|---|---|---:|---:|---:|---:|---|"
 
 want() { grep -qw -- "$1" <<<"$CASES"; }
 if want mirror-on || want proxy-read || want proxy-write; then
