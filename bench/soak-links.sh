@@ -62,14 +62,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$PAIR" up "$W/pair" --base-port "$P" --links 2 --size "$SIZE" --log-level "$LEVEL" >/dev/null ||
-	{ echo "soak-links.sh: the pair did not start" >&2; exit 1; }
-if [ "$RT" != on ]; then # the default is on: restart both with it off
-	"$PAIR" down "$W/pair" >/dev/null
-	sed -i "s/^log_level = .*/&\nrealtime = $RT/" "$W/pair/a.ini" "$W/pair/b.ini"
-	"$PAIR" start "$W/pair" a >/dev/null
-	"$PAIR" start "$W/pair" b >/dev/null
-fi
+"$PAIR" up "$W/pair" --base-port "$P" --links 2 --size "$SIZE" --log-level "$LEVEL" \
+	--realtime "$RT" >/dev/null || { echo "soak-links.sh: the pair did not start" >&2; exit 1; }
 ctl() { "$BUILD/tools/duetctl" --socket "$W/pair/$1.sock" "${@:2}"; }
 msync() { [ "$(ctl "$1" status --json | jq -r .mirror.state)" = in_sync ]; }
 for i in $(seq 1 300); do
