@@ -21,12 +21,17 @@ static void usage(FILE *f)
 	fprintf(f, "usage: duetctl --socket PATH [--json] COMMAND\n"
 		   "commands:\n"
 		   "  status                 node, HA, session, links, mirror and volumes\n"
-		   "  volume create NAME SIZE  create a volume (SIZE like 1G, 512M)\n"
+		   "  volume create NAME SIZE [--allow ID...]\n"
+		   "                         create a volume (SIZE like 1G, 512M); with\n"
+		   "                         --allow only TLS clients with one of these\n"
+		   "                         identities (PSK username, certificate CN,\n"
+		   "                         SAN or DN) see it\n"
 		   "  volume list            list the volumes\n"
 		   "  links                  interconnect links\n"
 		   "  takeover [--force]     serve the partner's volumes\n"
 		   "  giveback [--force]     give the partner's volumes back\n"
 		   "  ic reset               end the interconnect session and start again\n"
+		   "  metrics                the metrics, in Prometheus' text format\n"
 		   "--json prints the node's answer as one JSON object.\n");
 }
 
@@ -129,15 +134,26 @@ static void print_volumes(struct json_object *vols)
 	size_t n = vols ? json_object_array_length(vols) : 0;
 	char size[32], alloc[32];
 
-	printf("%-20s %-6s %-9s %10s %10s\n", "VOLUME", "OWNER", "SERVED_BY", "SIZE", "ALLOCATED");
+	printf("%-20s %-6s %-9s %10s %10s  %s\n", "VOLUME", "OWNER", "SERVED_BY", "SIZE",
+	       "ALLOCATED", "ALLOW");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(vols, i);
-		printf("%-20s %-6s %-9s %10s %10s\n", jstr(v, "name"), jstr(v, "owner"),
+		struct json_object *allow = jget(v, "allow");
+		size_t na = allow && json_object_is_type(allow, json_type_array)
+				? json_object_array_length(allow)
+				: 0;
+		printf("%-20s %-6s %-9s %10s %10s  ", jstr(v, "name"), jstr(v, "owner"),
 		       jstr(v, "served_by"),
 		       format_size((uint64_t)json_object_get_int64(jget(v, "size")), size,
 				   sizeof(size)),
 		       format_size((uint64_t)json_object_get_int64(jget(v, "allocated")), alloc,
 				   sizeof(alloc)));
+		if (na == 0)
+			printf("any");
+		for (size_t j = 0; j < na; j++)
+			printf("%s%s", j ? "," : "",
+			       json_object_get_string(json_object_array_get_idx(allow, j)));
+		printf("\n");
 	}
 }
 
@@ -197,6 +213,8 @@ static struct json_object *build_request(int argc, char **argv)
 
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("status"));
+	} else if (strcmp(cmd, "metrics") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("metrics"));
 	} else if (strcmp(cmd, "links") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("links"));
 	} else if ((strcmp(cmd, "takeover") == 0 || strcmp(cmd, "giveback") == 0) && argc <= 2) {
@@ -209,15 +227,31 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "cmd", json_object_new_string("ic_reset"));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 2 && strcmp(argv[1], "list") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_list"));
-	} else if (strcmp(cmd, "volume") == 0 && argc == 4 && strcmp(argv[1], "create") == 0) {
+	} else if (strcmp(cmd, "volume") == 0 && argc >= 4 && strcmp(argv[1], "create") == 0) {
+		struct json_object *allow = NULL;
 		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
 			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);
 			json_object_put(req);
 			return NULL;
 		}
+		/* --allow ID [ID...], repeatable: the volume's allow list. */
+		for (int i = 4; i < argc; i++) {
+			if (strcmp(argv[i], "--allow") == 0) {
+				if (i + 1 == argc || strcmp(argv[i + 1], "--allow") == 0)
+					goto bad;
+				if (!allow)
+					allow = json_object_new_array();
+				continue;
+			}
+			if (!allow)
+				goto bad;
+			json_object_array_add(allow, json_object_new_string(argv[i]));
+		}
 		json_object_object_add(req, "cmd", json_object_new_string("volume_create"));
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
+		if (allow)
+			json_object_object_add(req, "allow", allow);
 	} else {
 		goto bad;
 	}
@@ -259,7 +293,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int nargs = 0;
-	char *args[8];
+	char *args[48];
 	for (int i = optind; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			as_json = true;
@@ -307,6 +341,8 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(args[0], "links") == 0) {
 		print_links(jget(result, "links"));
+	} else if (strcmp(args[0], "metrics") == 0) {
+		fputs(jstr(result, "text"), stdout);
 	} else {
 		printf("%s\n", jstr(result, "message"));
 	}

@@ -48,6 +48,11 @@ struct duet_config {
 		char proxy_listen[CONFIG_ADDR_MAX]; /* "" when not set */
 		uint64_t max_payload;		    /* bytes, largest request */
 		uint64_t conn_buffer;		    /* bytes in flight per connection */
+		enum nbd_tls_mode tls;		    /* tls = off | on | require */
+		char tls_certificates[PATH_MAX];    /* ca-cert.pem, server-*.pem; "" none */
+		char tls_psk[PATH_MAX];		    /* psktool file; "" none */
+		bool tls_verify_peer;		    /* client certificates against the CA */
+		char allow[1024];		    /* "CIDR, ..."; "" anyone */
 	} nbd;
 	struct {
 		enum store_engine io_engine;
@@ -101,6 +106,10 @@ struct duet_config {
 		char log[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
 		uint64_t log_size;  /* bytes, 64M by default */
 	} mirror;
+	/** Prometheus metrics over HTTP (docs/OPERATIONS.md). */
+	struct {
+		char listen[CONFIG_ADDR_MAX]; /* ADDR:PORT of /metrics; "" off (the default) */
+	} metrics;
 };
 
 /** Fill @p cfg with every default (the modules' own, from their *_opts_init). */

@@ -645,12 +645,19 @@ static void m_action(void *arg, enum ha_action act, uint64_t gen)
 	}
 }
 
+static void m_state_changed(void *arg, const struct ha *h)
+{
+	(void)h;
+	node_service_status(arg);
+}
+
 static const struct monitor_ops mon_ops = {
     .boot_checked = m_boot_checked,
     .fence_check = m_fence_check,
     .io_resume = m_io_resume,
     .action = m_action,
     .hb_send = hb_send,
+    .state_changed = m_state_changed,
 };
 
 /* ---- life cycle ---- */

@@ -64,6 +64,7 @@ static void host_state_changed(void *ctx, enum mirror_state state, const char *r
 	h->state = (uint8_t)state;
 	h->at_ms = (loop_now_ns() - n->started_ns) / 1000000;
 	n->mirror_hist_n++;
+	node_service_status(n);
 }
 
 static const struct mirror_host_ops host_ops = {
