@@ -21,6 +21,9 @@
 #
 #   bench/syscalls.sh [BUILD_DIR]     (BUILD_DIR default: build)
 #
+# The pair's failover monitor runs with generous deadlines (3 s): a node
+# stopped by strace at every call must not be taken over mid-count.
+#
 # Env: SYS_N requests per case (default 4000), SYS_PORT_BASE (44700; uses
 #      base .. base+3, base+100, +101, base+10), SYS_CASES (a subset of
 #      "mirror-on mirror-off proxy-read proxy-write"), KEEP=1.
@@ -124,7 +127,11 @@ echo "|---|---|---:|---:|---:|---:|---|"
 
 want() { grep -qw -- "$1" <<<"$CASES"; }
 if want mirror-on || want proxy-read || want proxy-write; then
-	"$PAIR" up "$W/pair" --base-port "$P" --links 1 --size 256M --log-level warn >/dev/null
+	# Generous monitor deadlines: strace stops the nodes at every call, and
+	# a node stalled past the defaults would be taken over mid-count.
+	"$PAIR" up "$W/pair" --base-port "$P" --links 1 --size 256M --log-level warn \
+		--monitor deadline_ms=3000 --monitor mailbox_deadline_ms=2000 \
+		--monitor lease_ms=2000 --monitor watchdog_ms=10000 >/dev/null
 	ctl() { "$DUETCTL" --socket "$W/pair/$1.sock" "${@:2}"; }
 	for i in $(seq 1 300); do
 		[ "$(ctl a status --json | jq -r .mirror.state)" = in_sync ] && break
