@@ -148,7 +148,9 @@ b1=$(($(link_bytes a ic0) + $(link_bytes a ic1)))
 outs=$(($(downs a) - da + $(downs b) - db))
 mbit=$(((b1 - b0) * 8 / LOAD_SECS / 1000000))
 echo "   $LOAD_SECS s at $RATE per link: $mbit Mbit/s over both links (limit 2 x $RATE)," \
-	"links taken out: $outs (a $(($(downs a) - da)), b $(($(downs b) - db)))"
+	"links taken out: $outs (a $(($(downs a) - da)), b $(($(downs b) - db)));" \
+	"the client keeps about 4 MiB outstanding, the CCM admits" \
+	"$(q a '[.links[].inflight_cap / 1024 | floor | tostring + " KiB"] | join(" / ")') per link"
 no_errors
 [ "$outs" -eq 0 ] || fail "links taken out $outs times on full links (a: $(grep 'down' "$T/a.log" | tail -n 3))"
 [ "$mbit" -gt 100 ] || fail "only $mbit Mbit/s over two $RATE links"
