@@ -1,8 +1,9 @@
 /* Progress of a link on the reactor: reading the completion queue and the
  * deferred work, both driven from the CQ's wait fd and the link's timer.
  *
- * Rule: one timer does all deferred work (drive the CQ after posts,
- * complete failed posts, reset the endpoint, create the next one, retry
+ * Rule: one timer does all deferred work (drive the CQ while posts wait in
+ * the backlog; a post the provider took needs no turn of its own: the CQ's
+ * wait fd wakes the loop for its completion), complete failed posts, reset the endpoint, create the next one, retry
  * the backlog with backoff, repost receives), and every wake-up reads the
  * CQ until fi_trywait allows sleeping again: on tcp;ofi_rxm the target
  * must drive progress or the peer's RMA never completes. After every
