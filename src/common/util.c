@@ -253,7 +253,7 @@ int util_go_realtime(void)
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
 	int rc = 0;
 
-	if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0) {
+	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
 		rc = -errno;
 		LOG_INFO("realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
 			 strerror(errno));

@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.node.log_level);
 	log_set_node(cfg.node.id);
-	/* The reactor thread only: helper threads and hooks stay normal. */
+	/* Before any thread exists: the node's threads inherit it. */
 	if (cfg.node.realtime)
 		util_go_realtime();
 	rc = node_create(&cfg, &n);
