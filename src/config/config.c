@@ -54,6 +54,7 @@ static const struct key_def schema[] = {
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
     {"node", "realtime", KEY_BOOL, F(node.realtime), 0, 0, NULL, false},
+    {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -63,6 +64,7 @@ static const struct key_def schema[] = {
     {"nbd", "tls_psk", KEY_PATH, F(nbd.tls_psk), 0, 0, NULL, false},
     {"nbd", "tls_verify_peer", KEY_BOOL, F(nbd.tls_verify_peer), 0, 0, NULL, false},
     {"nbd", "allow", KEY_ALLOW, F(nbd.allow), 0, 0, NULL, false},
+    {"nbd", "buffer_limit", KEY_SIZE, F(nbd.buffer_limit), 1ull << 20, 1ull << 40, NULL, false},
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
@@ -134,6 +136,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->node.realtime = true;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
+	cfg->nbd.buffer_limit = 1ull << 30;
 	cfg->store.io_engine = so.engine;
 	cfg->store.io_depth = so.depth;
 	cfg->store.io_workers = so.workers;
@@ -174,15 +177,17 @@ struct parse_ctx {
 	int line;
 	bool seen[ARRAY_SIZE(schema)];
 	bool failed;
+	char what[384]; /* "[section] key: why" of the first failure */
 };
 
 static int fail(struct parse_ctx *c, const char *section, const char *key, const char *fmt,
 		const char *arg)
 {
-	char what[256];
+	char why[256];
 
-	snprintf(what, sizeof(what), fmt, arg);
-	snprintf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, key, what);
+	snprintf(why, sizeof(why), fmt, arg);
+	snprintf(c->what, sizeof(c->what), "[%s] %s: %s", section, key, why);
+	snprintf(c->err, c->errlen, "%s:%d: %s", c->name, c->line, c->what);
 	c->failed = true;
 	return 0;
 }
@@ -387,11 +392,11 @@ static int finish(struct parse_ctx *c, int rc)
 {
 	if (rc > 0) {
 		/* inih's line number is exact; rewrite the message with it. */
+		/* Built again from the parts, never parsed back out of err:
+		 * a path longer than err truncated it (and the parse read
+		 * past its end). */
 		if (c->failed) {
-			char *colon = strchr(c->err + strlen(c->name) + 1, ':');
-			char rest[512];
-			snprintf(rest, sizeof(rest), "%s", colon ? colon + 1 : "");
-			snprintf(c->err, c->errlen, "%s:%d:%s", c->name, rc, rest);
+			snprintf(c->err, c->errlen, "%s:%d: %s", c->name, rc, c->what);
 		} else {
 			snprintf(c->err, c->errlen, "%s:%d: syntax error", c->name, rc);
 		}
