@@ -3,8 +3,9 @@
  *
  * Rule: one timer does all deferred work (drive the CQ while posts wait in
  * the backlog; a post the provider took needs no turn of its own: the CQ's
- * wait fd wakes the loop for its completion), complete failed posts, reset the endpoint, create the next one, retry
- * the backlog with backoff, repost receives), and every wake-up reads the
+ * wait fd wakes the loop for its completion), complete failed posts, reset
+ * the endpoint, create the next one, retry the backlog with backoff,
+ * repost receives), and every wake-up reads the
  * CQ until fi_trywait allows sleeping again: on tcp;ofi_rxm the target
  * must drive progress or the peer's RMA never completes. After every
  * callback the batch is dropped if the callback closed the link or reset

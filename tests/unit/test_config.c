@@ -494,14 +494,14 @@ static void test_module_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_control_group),
-	    cmocka_unit_test(test_links),	 cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_renamed_keys), cmocka_unit_test(test_proxy_keys),
-	    cmocka_unit_test(test_ccm_keys),	 cmocka_unit_test(test_monitor_keys),
-	    cmocka_unit_test(test_mirror_keys),	 cmocka_unit_test(test_module_opts),
-	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_long_path_error),
-	    cmocka_unit_test(test_tls_keys),	 cmocka_unit_test(test_metrics_keys),
+	    cmocka_unit_test(test_minimal),	    cmocka_unit_test(test_control_group),
+	    cmocka_unit_test(test_links),	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_renamed_keys),    cmocka_unit_test(test_proxy_keys),
+	    cmocka_unit_test(test_ccm_keys),	    cmocka_unit_test(test_monitor_keys),
+	    cmocka_unit_test(test_mirror_keys),	    cmocka_unit_test(test_module_opts),
+	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
+	    cmocka_unit_test(test_metrics_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
