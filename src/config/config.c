@@ -55,6 +55,7 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "realtime", KEY_BOOL, F(node.realtime), 0, 0, NULL, false},
     {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"node", "service_address", KEY_NETADDR, F(node.service_address), 0, 0, NULL, false},
     {"node", "service_arp_tune", KEY_BOOL, F(node.service_arp_tune), 0, 0, NULL, false},
@@ -143,6 +144,7 @@ void config_defaults(struct duet_config *cfg)
 	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
+	cfg->node.realtime = true;
 	cfg->node.service_lifetime_s = 2;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;

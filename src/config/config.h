@@ -42,6 +42,7 @@ struct duet_config {
 		char control[PATH_MAX];
 		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
+		bool realtime; /* SCHED_RR + mlockall where permitted (util_go_realtime) */
 		char service_address[96];    /* "ADDR/PREFIX dev IFACE"; "" none */
 		bool service_arp_tune;	     /* arp_ignore=1, arp_announce=2 on its interface */
 		uint64_t service_lifetime_s; /* the addresses expire unless renewed; 0 never */

@@ -10,6 +10,7 @@
 #include "ccm/ccm.h"
 #include "config/config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "netaddr/netaddr.h"
 #include "node/node.h"
 
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
 	log_set_node(cfg.node.id);
 	if (release)
 		return release_addresses(&cfg) < 0 ? 1 : 0;
+	/* Before any thread exists: the node's threads inherit it. */
+	if (cfg.node.realtime)
+		util_go_realtime();
 	rc = node_create(&cfg, &n);
 	if (rc == -NODE_EREFUSED)
 		return 2; /* the one line is out */
