@@ -679,5 +679,6 @@ int node_datapath_listen(struct node *n)
 
 	config_nbd_opts(&n->cfg, false, &o);
 	o.max_clients = NODE_MAX_CLIENTS;
-	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
+	/* Every volume of the pair: the own ones here, the partner's forwarded. */
+	return nbd_server_create(n->loop, &o, node_route_ops(), n, &n->nbd);
 }

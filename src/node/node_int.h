@@ -123,6 +123,11 @@ int node_datapath_listen(struct node *n);
 void node_datapath_checkpoint(struct node_datapath *b, void (*done)(void *arg, int result),
 			      void *arg);
 
+/* relocate.c: every volume of the pair on the own NBD listener. */
+/** The own listener's backend, ctx the node: the own volumes through n->dp,
+ * the partner's through the proxy's forwarding side (n->proxy). */
+const struct nbd_backend_ops *node_route_ops(void);
+
 /* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);
  * a node taken over (n->taken_at_boot) leaves it unreplayed: its partner
