@@ -38,6 +38,8 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 							  ? n->cfg.ic.partner
 							  : n->cfg.node.id));
 	json_object_object_add(o, "port", json_object_new_string("direct"));
+	/* Whose shelf holds the data: this node's store is its own shelf. */
+	json_object_object_add(o, "shelf", json_object_new_string(n->cfg.node.id));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));

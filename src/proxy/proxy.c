@@ -448,6 +448,8 @@ int proxy_volumes_to_json(const struct proxy *px, struct json_object *volumes)
 		json_object_object_add(o, "served_by",
 				       json_object_new_string(v->local ? px->node : px->partner));
 		json_object_object_add(o, "port", json_object_new_string("proxy"));
+		/* The partner lists the volumes of its own shelf. */
+		json_object_object_add(o, "shelf", json_object_new_string(px->partner));
 		jobj_add_u64(o, "size", v->local ? v->linfo.size : v->info.size);
 		json_object_object_add(o, "state",
 				       json_object_new_string(v->local		? "local"

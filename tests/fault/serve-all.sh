@@ -34,6 +34,17 @@ for port in $A_NBD $B_NBD; do
 done
 nbdinfo "nbd://127.0.0.1:$A_NBD/nope" >/dev/null 2>&1 && fail "unknown export opened"
 
+step "status: owner, served_by and shelf of every volume on both nodes"
+vol_is() { # NODE VOL OWNER SERVED_BY SHELF
+	status "$1" | jq -e --arg v "$2" --arg o "$3" --arg s "$4" --arg h "$5" \
+		'[.volumes[] | select(.name == $v and .owner == $o and .served_by == $s and .shelf == $h)]
+		 | length == 1' >/dev/null
+}
+for node in a b; do
+	vol_is $node vol-a a a a || fail "$node: vol-a: $(status $node | jq -c .volumes)"
+	vol_is $node vol-b b b b || fail "$node: vol-b: $(status $node | jq -c .volumes)"
+done
+
 step "nbdcopy: vol-a written through b's port reads back through a's, vol-b the other way"
 head -c 16M /dev/urandom >"$T/d1"
 head -c 16M /dev/urandom >"$T/d2"
@@ -51,6 +62,7 @@ kill_node a
 wait_takeover b
 wait_acks k $N
 writer_stop k
+vol_is b vol-a a b a || fail "b in takeover: vol-a: $(status b | jq -c .volumes)"
 check_acks "$T/k.acks" --port $B_NBD --export vol-a
 
 step "a restarts taken over, giveback, every acknowledged write on a's port"
