@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  status                 node, HA, session, links, mirror and volumes\n"
 		   "  volume create NAME SIZE  create a volume (SIZE like 1G, 512M)\n"
+		   "  volume relocate NAME    move its ownership to the partner (no copy)\n"
 		   "  volume list            list the volumes\n"
 		   "  links                  interconnect links\n"
 		   "  takeover [--force]     serve the partner's volumes\n"
@@ -212,6 +213,9 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "cmd", json_object_new_string("ic_reset"));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 2 && strcmp(argv[1], "list") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_list"));
+	} else if (strcmp(cmd, "volume") == 0 && argc == 3 && strcmp(argv[1], "relocate") == 0) {
+		json_object_object_add(req, "cmd", json_object_new_string("volume_relocate"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 4 && strcmp(argv[1], "create") == 0) {
 		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
 			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);

@@ -132,6 +132,8 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			jobj_add_u64(px, "protocol_errors", st.protocol_errors);
 		}
 	}
+	node_reloc_fix_volumes(n, volumes); /* relocations: owner, served_by, shelf */
+	node_reloc_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
@@ -142,7 +144,10 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 	(void)req;
 	(void)err;
 	(void)errlen;
-	json_object_object_add(resp, "volumes", volumes_json(n));
+	struct json_object *volumes = volumes_json(n);
+
+	node_reloc_fix_volumes(n, volumes);
+	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
 
@@ -288,6 +293,7 @@ static const struct {
     {"status", cmd_status},
     {"volume_list", cmd_volume_list},
     {"volume_create", cmd_volume_create},
+    {"volume_relocate", node_reloc_cmd},
     {"links", cmd_links},
     {"ic_reset", cmd_ic_reset},
     {"takeover", cmd_takeover},

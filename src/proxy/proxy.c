@@ -216,6 +216,8 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 		goto fail;
 	px->lops = opts->local_ops;
 	px->lctx = opts->local_ctx;
+	px->vols_changed = opts->partner_vols_changed;
+	px->vols_changed_arg = opts->changed_arg;
 	loop_timer_init(&px->flush_timer, proxy_port_flush_all, px);
 	while (px->session == 0) {
 		rc = util_random_bytes(&px->session, sizeof(px->session));

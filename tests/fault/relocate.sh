@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Issue 14 part 2: `duetctl volume relocate` moves a volume's ownership to the
+# partner without copying, under a write load on both nodes' NBD ports.
+#   1. writers (ackwriter.py, 16 in flight, a unique pattern per write) on
+#      vol-a through a's NBD port (blocks 0..511) and b's (512..1023);
+#   2. relocate vol-a to b, then back to a, ROUNDS times: the owner changes
+#      in both nodes' status (owner, served_by, shelf), the writers go on;
+#   3. no client error, every acknowledged write reads back through both
+#      ports; the pause each relocation caused is printed (p50, max);
+#   4. relocate to b, SIGKILL b right after: the acknowledged writes read
+#      back (b's writes to it were write-through on a's shelf).
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+. "$TEST_DIR/failover.inc"
+
+fo_rounds 5 2
+N=200
+vol_is() { # NODE VOL OWNER SERVED_BY SHELF
+	status "$1" | jq -e --arg v "$2" --arg o "$3" --arg s "$4" --arg h "$5" \
+		'[.volumes[] | select(.name == $v and .owner == $o and .served_by == $s and .shelf == $h)]
+		 | length == 1' >/dev/null
+}
+reloc_idle() { [ "$(status "$1" | jq -r .relocation.state)" = idle ]; }
+owned_by() { # OWNER: both nodes agree
+	vol_is a vol-a "$1" "$1" a && vol_is b vol-a "$1" "$1" a
+}
+relocate() { # FROM TO
+	ctl "$1" volume relocate vol-a >/dev/null || fail "relocate on $1 refused"
+	wait_for reloc_idle "$1"
+	wait_for owned_by "$2" || fail "vol-a not owned by $2 on both: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
+}
+
+step "start a pair, vol-a on a"
+pair_with_vol_a --no-watch
+vol_is a vol-a a a a || fail "a: $(status a | jq -c .volumes)"
+
+step "writers on vol-a through a's and b's NBD ports"
+writer wa --port $A_NBD --export vol-a --blocks 512 --qd 16 --timestamps
+writer wb --port $B_NBD --export vol-a --blocks 512 --first-block 512 --qd 16 --timestamps
+wait_acks wa $N
+wait_acks wb $N
+
+for r in $(seq 1 "$ROUNDS"); do
+	step "round $r/$ROUNDS: relocate vol-a to b under load"
+	relocate a b
+	log_since a >/dev/null
+	wait_acks wa $N
+	wait_acks wb $N
+	step "round $r/$ROUNDS: relocate vol-a back to a under load"
+	relocate b a
+	wait_acks wa $N
+	wait_acks wb $N
+done
+grep -h "relocated vol-a" "$T/a.log" "$T/b.log" | sed 's/^/   /' >&2 || true
+
+step "stop the writers: no error, every acknowledged write reads back on both ports"
+writer_stop wa
+writer_stop wb
+for port in $A_NBD $B_NBD; do
+	check_acks "$T/wa.acks" --port $port --export vol-a
+	check_acks "$T/wb.acks" --port $port --export vol-a
+done
+
+step "relocate to b under load, SIGKILL b right after: every acknowledged write is on a's shelf"
+writer k --port $A_NBD --export vol-a --blocks 1024 --qd 16 --allow-errors
+wait_acks k $N
+relocate a b
+wait_acks k 50
+kill_node b
+kill -KILL "${WPID[k]}" 2>/dev/null || true
+wait "${WPID[k]}" 2>/dev/null || true
+check_acks "$T/wa.acks,$T/wb.acks,$T/k.acks" --file "$(shelf_of a)/volumes/vol-a.img"
+
+step "clean stop"
+stop_node a
