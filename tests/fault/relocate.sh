@@ -24,10 +24,25 @@ reloc_idle() { [ "$(status "$1" | jq -r .relocation.state)" = idle ]; }
 owned_by() { # OWNER: both nodes agree
 	vol_is a vol-a "$1" "$1" a && vol_is b vol-a "$1" "$1" a
 }
+pauses=()
 relocate() { # FROM TO
+	local t0 t1
+	t0=$(mono)
 	ctl "$1" volume relocate vol-a >/dev/null || fail "relocate on $1 refused"
 	wait_for reloc_idle "$1"
+	t1=$(mono)
 	wait_for owned_by "$2" || fail "vol-a not owned by $2 on both: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
+	RELOC_T0=$t0 RELOC_T1=$t1
+}
+# pause_ms NAME: the longest gap between two acknowledgements of writer NAME
+# around the last relocation (from its start to its end, the longer gap
+# that straddles either edge included).
+pause_ms() {
+	awk -v t0="$RELOC_T0" -v t1="$RELOC_T1" '$1 == "A" && NF >= 4 {
+		t = $4 + 0
+		if (n++ && t > t0 && p < t1 && t - p > g) g = t - p
+		p = t
+	} END { printf "%.1f\n", g * 1000 }' "$T/$1.acks"
 }
 
 step "start a pair, vol-a on a"
@@ -43,14 +58,16 @@ wait_acks wb $N
 for r in $(seq 1 "$ROUNDS"); do
 	step "round $r/$ROUNDS: relocate vol-a to b under load"
 	relocate a b
-	log_since a >/dev/null
 	wait_acks wa $N
 	wait_acks wb $N
+	pauses+=("$(pause_ms wa)" "$(pause_ms wb)")
 	step "round $r/$ROUNDS: relocate vol-a back to a under load"
 	relocate b a
 	wait_acks wa $N
 	wait_acks wb $N
+	pauses+=("$(pause_ms wa)" "$(pause_ms wb)")
 done
+echo "   $(stats_line "client pause around a relocation (both writers)" "${pauses[@]}")" >&2
 grep -h "relocated vol-a" "$T/a.log" "$T/b.log" | sed 's/^/   /' >&2 || true
 
 step "stop the writers: no error, every acknowledged write reads back on both ports"
