@@ -162,6 +162,19 @@ void node_reloc_fix_volumes(struct node *n, struct json_object *volumes);
 int node_reloc_status_json(struct node *n, struct json_object *root);
 /** Requests at the relocated volumes' datapath. */
 uint64_t node_reloc_inflight(const struct node *n);
+/** Takeover (serving the partner's volumes): serve too the volumes of our
+ * shelf relocated to the partner. */
+int node_reloc_takeover(struct node *n);
+/** Giveback: forward those again (drained with the partner's volumes). */
+void node_reloc_giveback(struct node *n);
+/** Their requests still here (the giveback drain waits for none). */
+uint64_t node_reloc_drain_busy(const struct node *n);
+/** @p name is a volume of the partner's shelf relocated here (not to be
+ * given back with the partner's). */
+bool node_reloc_owned_here(struct node *n, const char *name);
+/** Fenced (false) or serving the own volumes again (true, and adopt what
+ * the partner relocated here meanwhile). */
+void node_reloc_set_serving(struct node *n, bool serving);
 /** Fail what waits, close the partner's shelf opened for relocated volumes. */
 void node_reloc_destroy(struct node *n);
 

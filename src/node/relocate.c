@@ -66,8 +66,11 @@ struct node_reloc {
 	struct node *n;
 	struct store *rstore;	   /* the partner's shelf, for volumes relocated here */
 	struct node_datapath *rdp; /* their datapath (no log: write-through) */
-	uint64_t gen;		   /* ownership changes so far */
-	struct list pending;	   /* struct route_wait */
+	/* During a takeover: the own shelf's volumes relocated to the partner
+	 * (the partner's now, served here while it is down), write-through. */
+	struct node_datapath *tdp;
+	uint64_t gen;	     /* ownership changes so far */
+	struct list pending; /* struct route_wait */
 	struct loop_timer retry;
 	/* The relocation in progress (one at a time). */
 	enum reloc_phase phase;
@@ -658,7 +661,8 @@ void node_reloc_fix_volumes(struct node *n, struct json_object *volumes)
 		if (!strcmp(port, "direct") && !n->fenced && !n->taken_at_boot)
 			json_object_object_add(
 			    o, "served_by",
-			    json_object_new_string(here || strcmp(vi.owner, n->cfg.ic.partner)
+			    json_object_new_string(here || n->pstore ||
+							   strcmp(vi.owner, n->cfg.ic.partner)
 						       ? n->cfg.node.id
 						       : n->cfg.ic.partner));
 		if (!strcmp(port, "proxy") && here)
@@ -710,7 +714,97 @@ void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po)
 
 uint64_t node_reloc_inflight(const struct node *n)
 {
-	return n->reloc ? node_datapath_inflight(n->reloc->rdp) : 0;
+	return n->reloc
+		   ? node_datapath_inflight(n->reloc->rdp) + node_datapath_inflight(n->reloc->tdp)
+		   : 0;
+}
+
+uint64_t node_reloc_drain_busy(const struct node *n)
+{
+	return n->reloc ? node_datapath_inflight(n->reloc->tdp) + node_datapath_held(n->reloc->tdp)
+			: 0;
+}
+
+/* ---- takeover and giveback ---- */
+
+bool node_reloc_owned_here(struct node *n, const char *name)
+{
+	struct node_reloc *r = n->reloc;
+
+	return r && r->rdp && node_datapath_vol_here(r->rdp, name);
+}
+
+int node_reloc_takeover(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	unsigned count = store_volume_count(n->store), routed = 0;
+	int rc = 0;
+
+	if (!r || !n->proxy)
+		return 0;
+	if (!r->tdp) {
+		rc = node_datapath_create(n, n->store, NULL, "partner", &r->tdp);
+		if (rc < 0)
+			return rc;
+		node_datapath_set_write_through(r->tdp);
+	}
+	node_datapath_set_serving(r->tdp, true);
+	/* The partner's volumes on our shelf: what it acknowledged of them is
+	 * on the shelf (written through), nothing to replay. */
+	for (unsigned i = 0; i < count; i++) {
+		struct store_volume *v = store_volume_at(n->store, i);
+		const char *name = store_volume_name(v);
+		struct store_volume_info vi;
+		int x;
+		if (store_volume_reload_owner(v) < 0)
+			continue;
+		store_volume_get_info(v, &vi);
+		if (strcmp(vi.owner, n->cfg.ic.partner) != 0)
+			continue;
+		node_datapath_vol_set(r->tdp, name, 0, 0);
+		x = proxy_route_local(n->proxy, name, node_datapath_ops(), r->tdp);
+		if (x == 0 || x == -EEXIST)
+			routed++;
+		else if (!rc)
+			rc = x;
+	}
+	if (routed)
+		LOG_WARN("serving %u volume%s of our shelf relocated to the partner", routed,
+			 routed == 1 ? "" : "s");
+	r->gen++;
+	return rc;
+}
+
+void node_reloc_giveback(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	unsigned count = store_volume_count(n->store);
+
+	if (!r || !r->tdp)
+		return;
+	for (unsigned i = 0; i < count; i++) {
+		const char *name = store_volume_name(store_volume_at(n->store, i));
+		if (node_datapath_vol_here(r->tdp, name))
+			proxy_route_partner(n->proxy, name);
+	}
+	r->gen++;
+}
+
+void node_reloc_set_serving(struct node *n, bool serving)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r)
+		return;
+	node_datapath_set_serving(r->rdp, serving);
+	node_datapath_set_serving(r->tdp, serving);
+	if (!serving) {
+		if (r->rstore)
+			store_gate_fail(r->rstore, -EIO);
+		return;
+	}
+	/* Given back: take up again what the partner relocated here. */
+	partner_vols_changed(n);
 }
 
 void node_reloc_destroy(struct node *n)
@@ -728,6 +822,7 @@ void node_reloc_destroy(struct node *n)
 		free(w);
 	}
 	node_datapath_destroy(r->rdp);
+	node_datapath_destroy(r->tdp);
 	if (r->rstore)
 		store_close(r->rstore);
 	free(r);

@@ -7,8 +7,13 @@
 #      in both nodes' status (owner, served_by, shelf), the writers go on;
 #   3. no client error, every acknowledged write reads back through both
 #      ports; the pause each relocation caused is printed (p50, max);
-#   4. relocate to b, SIGKILL b right after: the acknowledged writes read
-#      back (b's writes to it were write-through on a's shelf).
+#   4. relocate to b under load, SIGKILL b right after: a takes over and
+#      serves vol-a (b's, on a's shelf; b's writes to it were write-through),
+#      the writer goes on with no error; b restarts, giveback: vol-a is b's
+#      again on both nodes; every acknowledged write reads back;
+#   5. SIGKILL of the old owner a: b takes over a and goes on serving vol-a
+#      (on a's shelf); a restarts, giveback; every acknowledged write reads
+#      back on both ports.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
@@ -78,15 +83,45 @@ for port in $A_NBD $B_NBD; do
 	check_acks "$T/wb.acks" --port $port --export vol-a
 done
 
-step "relocate to b under load, SIGKILL b right after: every acknowledged write is on a's shelf"
-writer k --port $A_NBD --export vol-a --blocks 1024 --qd 16 --allow-errors
+step "relocate vol-a to b under load on a's port, SIGKILL b right after: a takes over"
+writer k --port $A_NBD --export vol-a --blocks 1024 --qd 16
 wait_acks k $N
+wait_for takeover_possible a || fail "a may not take over b: $(ha a .reason)"
 relocate a b
 wait_acks k 50
 kill_node b
-kill -KILL "${WPID[k]}" 2>/dev/null || true
-wait "${WPID[k]}" 2>/dev/null || true
-check_acks "$T/wa.acks,$T/wb.acks,$T/k.acks" --file "$(shelf_of a)/volumes/vol-a.img"
+wait_takeover a
+wait_acks k $N
+vol_is a vol-a b a a || fail "a in takeover: vol-a: $(status a | jq -c .volumes)"
+writer_stop k
+check_acks "$T/wa.acks,$T/wb.acks,$T/k.acks" --port $A_NBD --export vol-a
+
+step "b restarts taken over, giveback under load: vol-a is b's again"
+writer g --port $A_NBD --export vol-a --blocks 1024 --qd 16
+wait_acks g $N
+start_taken_over b
+giveback_to b
+wait_for owned_by b || fail "vol-a not b's after the giveback: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
+wait_acks g $N
+writer_stop g
+check_acks "$T/wa.acks,$T/wb.acks,$T/k.acks,$T/g.acks" --port $B_NBD --export vol-a
+
+step "SIGKILL of the old owner a (vol-a on a's shelf, b's): b takes over, vol-a goes on"
+writer k2 --port $B_NBD --export vol-a --blocks 1024 --qd 16
+wait_acks k2 $N
+wait_for takeover_possible b || fail "b may not take over a: $(ha b .reason)"
+kill_node a
+wait_takeover b
+wait_acks k2 $N
+writer_stop k2
+L="$T/wa.acks,$T/wb.acks,$T/k.acks,$T/g.acks,$T/k2.acks"
+check_acks "$L" --port $B_NBD --export vol-a
+start_taken_over a
+giveback_to a
+wait_for owned_by b || fail "vol-a not b's after the giveback to a"
+check_acks "$L" --port $A_NBD --export vol-a
+check_acks "$L" --port $B_NBD --export vol-a
 
 step "clean stop"
 stop_node a
+stop_node b
