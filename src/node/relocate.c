@@ -172,11 +172,31 @@ static void local_submit(void *ctx, struct nbd_io *io)
 	node_datapath_ops()->submit(lv->dp, io);
 }
 
+/* The datapath of the shelf that holds @p name, whoever serves it now. */
+static struct node_datapath *shelf_dp_of(struct node *n, const char *name)
+{
+	if (node_datapath_vol_store(n->dp, name))
+		return n->dp;
+	if (n->reloc && node_datapath_vol_store(n->reloc->rdp, name))
+		return n->reloc->rdp;
+	return NULL;
+}
+
+/* Per-volume allow lists: the list is in the metadata on the shelf. */
+static bool local_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct node_datapath *dp = shelf_dp_of(ctx, name);
+	const struct nbd_backend_ops *ops = node_datapath_ops();
+
+	return !dp || !ops->allowed || ops->allowed(dp, name, ids, n_ids);
+}
+
 static const struct nbd_backend_ops local_ops = {
     .list = local_list,
     .open = local_open,
     .close = local_close,
     .submit = local_submit,
+    .allowed = local_allowed,
 };
 
 const struct nbd_backend_ops *node_local_ops(void)
@@ -357,11 +377,24 @@ static void route_retry_fire(struct loop_timer *t)
 	}
 }
 
+/* A volume on a shelf this node sees: its list from the metadata; else
+ * the proxy's answer (a partner volume with a list: refused, fail closed). */
+static bool route_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct node *n = ctx;
+	const struct nbd_backend_ops *pops = proxy_backend_ops();
+
+	if (shelf_dp_of(n, name) || !n->proxy)
+		return local_allowed(n, name, ids, n_ids);
+	return !pops->allowed || pops->allowed(n->proxy, name, ids, n_ids);
+}
+
 static const struct nbd_backend_ops route_ops = {
     .list = route_list,
     .open = route_open,
     .close = route_close,
     .submit = route_submit,
+    .allowed = route_allowed,
 };
 
 const struct nbd_backend_ops *node_route_ops(void)
