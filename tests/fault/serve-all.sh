@@ -34,6 +34,16 @@ for port in $A_NBD $B_NBD; do
 done
 nbdinfo "nbd://127.0.0.1:$A_NBD/nope" >/dev/null 2>&1 && fail "unknown export opened"
 
+step "a volume with an allow list is hidden on both ports from a client without the identity"
+ctl a volume create vol-c 4M --allow someone >/dev/null
+wait_for served_is b vol-c a || fail "b does not forward vol-c"
+for port in $A_NBD $B_NBD; do
+	nbdinfo --list "nbd://127.0.0.1:$port" | grep -q 'export="vol-c"' &&
+		fail "port $port lists vol-c to a client not on its allow list"
+	nbdinfo "nbd://127.0.0.1:$port/vol-c" >/dev/null 2>&1 &&
+		fail "port $port opens vol-c for a client not on its allow list"
+done
+
 step "status: owner, served_by and shelf of every volume on both nodes"
 vol_is() { # NODE VOL OWNER SERVED_BY SHELF
 	status "$1" | jq -e --arg v "$2" --arg o "$3" --arg s "$4" --arg h "$5" \
