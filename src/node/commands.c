@@ -167,7 +167,9 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 static int cmd_volume_create(struct node *n, struct json_object *req, struct json_object *resp,
 			     char *err, size_t errlen)
 {
-	struct json_object *name, *size, *allow;
+	struct json_object *allow;
+	const char *name;
+	uint64_t size;
 	const char *ids[STORE_ALLOW_MAX];
 	unsigned n_ids = 0;
 	struct store_volume *v;
@@ -197,18 +199,12 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 			n_ids++;
 		}
 	}
-	if (!json_object_object_get_ex(req, "name", &name) ||
-	    !json_object_is_type(name, json_type_string) ||
-	    !json_object_object_get_ex(req, "size", &size) ||
-	    !json_object_is_type(size, json_type_int) || json_object_get_int64(size) <= 0) {
-		snprintf(err, errlen, "volume_create wants a name and a positive size");
-		return -EINVAL;
-	}
-	rc = store_volume_create_allow(n->store, json_object_get_string(name),
-				       (uint64_t)json_object_get_int64(size), n->cfg.node.id, ids,
-				       n_ids);
+	rc = node_control_volume_args(req, &name, &size, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = store_volume_create_allow(n->store, name, size, n->cfg.node.id, ids, n_ids);
 	if (rc == -EEXIST) {
-		snprintf(err, errlen, "volume '%s' exists", json_object_get_string(name));
+		snprintf(err, errlen, "volume '%s' exists", name);
 		return rc;
 	}
 	if (rc == -EINVAL) {
@@ -223,7 +219,7 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 		return rc;
 	}
 	proxy_local_volumes_changed(n->proxy);
-	v = store_volume_find(n->store, json_object_get_string(name));
+	v = store_volume_find(n->store, name);
 	if (v)
 		json_object_object_add(resp, "volume", volume_json(n, v));
 	return 0;
@@ -275,19 +271,12 @@ static int cmd_ic_reset(struct node *n, struct json_object *req, struct json_obj
 	return 0;
 }
 
-static bool req_force(struct json_object *req)
-{
-	struct json_object *f;
-
-	return json_object_object_get_ex(req, "force", &f) && json_object_get_boolean(f);
-}
-
 /* The monitor answers at once; the takeover or giveback then runs on its
  * own (duetctl status shows its progress). */
 static int cmd_takeover(struct node *n, struct json_object *req, struct json_object *resp,
 			char *err, size_t errlen)
 {
-	bool force = req_force(req);
+	bool force = node_control_force(req);
 	int rc = monitor_takeover(n->monitor, force, err, errlen);
 
 	if (rc < 0)
@@ -299,7 +288,7 @@ static int cmd_takeover(struct node *n, struct json_object *req, struct json_obj
 static int cmd_giveback(struct node *n, struct json_object *req, struct json_object *resp,
 			char *err, size_t errlen)
 {
-	int rc = monitor_giveback(n->monitor, req_force(req), err, errlen);
+	int rc = monitor_giveback(n->monitor, node_control_force(req), err, errlen);
 
 	if (rc < 0)
 		return rc;

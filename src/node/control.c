@@ -80,27 +80,22 @@ static void respond(struct control_conn *c, struct json_object *resp)
 
 static void dispatch(struct control_conn *c)
 {
-	struct json_object *req, *cmd, *resp = json_object_new_object(), *result;
+	struct json_object *req, *resp = json_object_new_object(), *result;
 	char err[256] = "";
+	const char *cmd;
 	node_cmd_fn fn;
 	int rc;
 
-	req = json_tokener_parse(c->in);
-	if (!req || !json_object_is_type(req, json_type_object) ||
-	    !json_object_object_get_ex(req, "cmd", &cmd) ||
-	    !json_object_is_type(cmd, json_type_string)) {
+	if (node_control_parse(c->in, strlen(c->in), &req, &cmd, err, sizeof(err)) < 0) {
 		LOG_WARN("malformed control request");
 		json_object_object_add(resp, "ok", json_object_new_boolean(0));
-		json_object_object_add(
-		    resp, "error",
-		    json_object_new_string("malformed request: want {\"cmd\": ...}"));
-		json_object_put(req);
+		json_object_object_add(resp, "error", json_object_new_string(err));
 		respond(c, resp);
 		return;
 	}
-	fn = node_commands_find(json_object_get_string(cmd));
+	fn = node_commands_find(cmd);
 	if (!fn) {
-		snprintf(err, sizeof(err), "unknown command '%s'", json_object_get_string(cmd));
+		snprintf(err, sizeof(err), "unknown command '%.64s'", cmd);
 		rc = -EINVAL;
 		result = NULL;
 	} else {
