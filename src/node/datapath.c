@@ -509,7 +509,7 @@ static void hold_bio(struct node_datapath *b, struct dp_io *bio)
 		monitor_io_wait(b->node->monitor);
 }
 
-static void be_submit(void *ctx, struct nbd_io *io);
+static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh);
 
 /* Take the held list off the datapath and hand each request on: @p err 0
  * submits it again (a write whose range was granted goes on from there),
@@ -536,7 +536,7 @@ static void held_drain(struct node_datapath *b, int err)
 			bio->next_free = b->free_list;
 			b->free_list = bio;
 			if (!err)
-				be_submit(b, io);
+				submit_io(b, io, false); /* accepted before: no relocation check */
 			else
 				io_done(io, err, 0);
 		}
@@ -591,14 +591,15 @@ static int be_block_status(struct store_volume *v, struct nbd_io *io)
 	return 0;
 }
 
-static void be_submit(void *ctx, struct nbd_io *io)
+/* @p fresh: a new request (not one held for the lease, accepted before a
+ * relocation began: a relocation's drain waits for those). */
+static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 {
 	static const enum store_op ops[] = {
 	    [NBD_CMD_READ] = STORE_OP_READ,   [NBD_CMD_WRITE] = STORE_OP_WRITE,
 	    [NBD_CMD_FLUSH] = STORE_OP_FLUSH, [NBD_CMD_TRIM] = STORE_OP_TRIM,
 	    [NBD_CMD_CACHE] = STORE_OP_CACHE, [NBD_CMD_WRITE_ZEROES] = STORE_OP_WRITE_ZEROES,
 	};
-	struct node_datapath *b = ctx;
 	struct dp_vol *bv = io->export_handle;
 	struct store_volume *v = bv->v;
 	struct dp_io *bio;
@@ -608,7 +609,7 @@ static void be_submit(void *ctx, struct nbd_io *io)
 		io_done(io, -ESHUTDOWN, 0);
 		return;
 	}
-	if (bv->away || bv->leaving) {
+	if (fresh && (bv->away || bv->leaving)) {
 		io_done(io, -EXDEV, 0); /* relocated: not executed (relocate.c) */
 		return;
 	}
@@ -689,6 +690,11 @@ static bool be_allowed(void *ctx, const char *name, const char *const *ids, unsi
 	struct store_volume *v = store_volume_find(b->store, name);
 
 	return !v || store_volume_allows(v, ids, n_ids);
+}
+
+static void be_submit(void *ctx, struct nbd_io *io)
+{
+	submit_io(ctx, io, true);
 }
 
 static const struct nbd_backend_ops ops = {

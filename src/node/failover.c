@@ -625,6 +625,7 @@ static void m_io_resume(void *arg)
 	store_gate_release(n->pstore);
 	node_datapath_release_held(n->dp);
 	node_datapath_release_held(n->partner_dp);
+	node_reloc_release_held(n);
 }
 
 static void m_action(void *arg, enum ha_action act, uint64_t gen)

@@ -172,6 +172,9 @@ uint64_t node_reloc_drain_busy(const struct node *n);
 /** @p name is a volume of the partner's shelf relocated here (not to be
  * given back with the partner's). */
 bool node_reloc_owned_here(struct node *n, const char *name);
+/** The I/O lease holds again: release what the relocated volumes' datapaths
+ * and the partner's shelf opened for them held. */
+void node_reloc_release_held(struct node *n);
 /** Fenced (false) or serving the own volumes again (true, and adopt what
  * the partner relocated here meanwhile). */
 void node_reloc_set_serving(struct node *n, bool serving);

@@ -579,7 +579,10 @@ static void reloc_poll(struct loop_timer *t)
 	struct mirror *m = node_datapath_mirror(r->from);
 	struct store_volume *v;
 
-	if (node_datapath_vol_inflight(r->from, r->name) > 0) {
+	/* Requests held for the I/O lease (a stall) are not counted per
+	 * volume: wait for the datapath to hold none, so that none reaches it
+	 * after the cut-over (it would fail there instead of being forwarded). */
+	if (node_datapath_vol_inflight(r->from, r->name) > 0 || node_datapath_held(r->from) > 0) {
 		loop_timer_arm(n->loop, &r->poll, RELOC_POLL_NS);
 		return;
 	}
@@ -821,6 +824,18 @@ void node_reloc_giveback(struct node *n)
 			proxy_route_partner(n->proxy, name);
 	}
 	r->gen++;
+}
+
+void node_reloc_release_held(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r)
+		return;
+	if (r->rstore)
+		store_gate_release(r->rstore);
+	node_datapath_release_held(r->rdp);
+	node_datapath_release_held(r->tdp);
 }
 
 void node_reloc_set_serving(struct node *n, bool serving)
