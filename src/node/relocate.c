@@ -58,6 +58,7 @@
 
 #define RELOC_POLL_NS  (1 * NS_PER_MS) /* drain poll */
 #define ROUTE_RETRY_NS (5 * NS_PER_MS) /* commands with nowhere to go yet */
+#define RECHECK_NS     (1 * NS_PER_S)  /* owner fields of volumes not served here */
 #define NAME_MAX_LEN   64
 
 enum reloc_phase { RP_IDLE, RP_DRAIN, RP_DURABLE, RP_DONE };
@@ -72,6 +73,7 @@ struct node_reloc {
 	uint64_t gen;	     /* ownership changes so far */
 	struct list pending; /* struct route_wait */
 	struct loop_timer retry;
+	struct loop_timer recheck; /* adoption, also without a list change */
 	/* The relocation in progress (one at a time). */
 	enum reloc_phase phase;
 	char name[NAME_MAX_LEN];
@@ -516,6 +518,27 @@ static void partner_vols_changed(void *arg)
 		route_retry_fire(&r->retry);
 }
 
+/* Once a second: the owner fields of the volumes not served here, read
+ * again, in case a list change was missed (a session that came back with
+ * the same list, a slow partner): adoption never depends on one message. */
+static void recheck_fire(struct loop_timer *t)
+{
+	struct node_reloc *r = t->arg;
+	struct node *n = r->n;
+	bool any = false;
+
+	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
+	if (n->fenced || n->taken_at_boot || n->pstore || r->phase != RP_IDLE)
+		return;
+	any = adopt_from(n, n->dp, n->store);
+	if (r->rstore)
+		any |= adopt_from(n, r->rdp, r->rstore);
+	if (any) {
+		LOG_INFO("adopted on a periodic check (no list change seen)");
+		proxy_local_volumes_changed(n->proxy);
+	}
+}
+
 /* ---- relocating a volume to the partner ---- */
 
 static void reloc_end(struct node_reloc *r, int rc)
@@ -736,6 +759,8 @@ int node_reloc_create(struct node *n)
 	list_init(&r->pending);
 	loop_timer_init(&r->retry, route_retry_fire, r);
 	loop_timer_init(&r->poll, reloc_poll, r);
+	loop_timer_init(&r->recheck, recheck_fire, r);
+	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
 	n->reloc = r;
 	return 0;
 }
@@ -864,6 +889,7 @@ void node_reloc_destroy(struct node *n)
 		return;
 	loop_timer_cancel(n->loop, &r->retry);
 	loop_timer_cancel(n->loop, &r->poll);
+	loop_timer_cancel(n->loop, &r->recheck);
 	while ((w = list_first_entry_or_null(&r->pending, struct route_wait, node))) {
 		list_del(&w->node);
 		nbd_io_done(w->io, -ESHUTDOWN);
