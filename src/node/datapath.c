@@ -723,7 +723,8 @@ int node_datapath_listen(struct node *n)
 	struct nbd_server_opts o;
 
 	config_nbd_opts(&n->cfg, false, &o);
-	o.max_clients = NODE_MAX_CLIENTS;
+	o.max_clients = n->max_clients;
+	o.budget = n->nbd_budget;
 	/* Every volume of the pair: the own ones here, the partner's forwarded. */
 	return nbd_server_create(n->loop, &o, node_route_ops(), n, &n->nbd);
 }
