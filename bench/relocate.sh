@@ -48,16 +48,18 @@ now() { python3 "$ACKW" now; }
 "$PAIR" up "$W" --base-port "$P" --size 256M >/dev/null
 trap '"$PAIR" down "$W" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 for n in a b; do
-	python3 "$ACKW" write --port $([ $n = a ] && echo "$P" || echo $((P + 2))) \
+	port=$P first=0
+	[ $n = b ] && port=$((P + 2)) first=2048
+	python3 "$ACKW" write --port "$port" \
 		--export vol-a --log "$W/w$n.acks" --stop-file "$W/stop" --flush-each \
-		--blocks 2048 --first-block $([ $n = a ] && echo 0 || echo 2048) --qd 16 \
+		--blocks 2048 --first-block "$first" --qd 16 \
 		--rate "$RATE" --timestamps >"$W/w$n.out" 2>&1 &
 	PIDS+=($!)
 done
 sleep 1
 declare -a pauses=() took=()
 from=a
-for i in $(seq 1 "$TRIALS"); do
+for _ in $(seq 1 "$TRIALS"); do
 	to=$([ $from = a ] && echo b || echo a)
 	t0=$(now)
 	ctl $from volume relocate vol-a >/dev/null
