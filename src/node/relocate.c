@@ -491,6 +491,7 @@ static bool partner_shelf_names_us(struct node *n)
 		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
 		o = json_object_from_file(path);
 		found = o && json_object_object_get_ex(o, "owner", &jo) &&
+			json_object_is_type(jo, json_type_string) &&
 			!strcmp(json_object_get_string(jo), n->cfg.node.id);
 		json_object_put(o);
 	}
