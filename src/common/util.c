@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -280,4 +282,36 @@ int util_random_bytes(void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UTIL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define UTIL_SANITIZED 1
+#endif
+#endif
+
+int util_go_realtime(void)
+{
+	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
+	int rc = 0;
+
+	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
+		rc = -errno;
+		LOG_INFO("realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
+			 strerror(errno));
+	}
+#ifndef UTIL_SANITIZED
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+		if (!rc)
+			rc = -errno;
+		LOG_INFO("realtime: memory not locked (%s)", strerror(errno));
+	}
+#endif
+	if (!rc)
+		LOG_INFO("realtime: SCHED_RR priority %d, memory locked as touched",
+			 UTIL_RT_PRIORITY);
+	return rc;
 }

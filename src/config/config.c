@@ -53,6 +53,7 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "realtime", KEY_BOOL, F(node.realtime), 0, 0, NULL, false},
     {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
@@ -132,6 +133,7 @@ void config_defaults(struct duet_config *cfg)
 	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
+	cfg->node.realtime = true;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
 	cfg->nbd.buffer_limit = 1ull << 30;

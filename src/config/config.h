@@ -42,6 +42,7 @@ struct duet_config {
 		char control[PATH_MAX];
 		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
+		bool realtime; /* SCHED_RR + mlockall where permitted (util_go_realtime) */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];

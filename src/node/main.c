@@ -10,6 +10,7 @@
 #include "ccm/ccm.h"
 #include "config/config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "node/node.h"
 
 static void usage(FILE *f)
@@ -82,6 +83,9 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.node.log_level);
 	log_set_node(cfg.node.id);
+	/* Before any thread exists: the node's threads inherit it. */
+	if (cfg.node.realtime)
+		util_go_realtime();
 	rc = node_create(&cfg, &n);
 	if (rc == -NODE_EREFUSED)
 		return 2; /* the one line is out */

@@ -419,6 +419,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.workers, so_def.workers);
 	assert_true(so.direct_io);
 	assert_int_equal(so.direct_io, so_def.direct_io);
+	assert_true(cfg.node.realtime);
 	assert_string_equal(co.provider, co_def.provider);
 	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
@@ -432,6 +433,18 @@ static void test_module_opts(void **state)
 	assert_int_equal(mo.auto_giveback, mo_def.auto_giveback);
 	assert_int_equal(xo.mode, xo_def.mode);
 	assert_int_equal(xo.cp_interval_ms, xo_def.cp_interval_ms);
+
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = off\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_false(cfg.node.realtime);
+	assert_true(config_load_string("t.ini",
+				       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = rr\n"
+				       "[nbd]\nlisten = 127.0.0.1:10809\n",
+				       &cfg, err, sizeof(err)) < 0);
 
 	assert_int_equal(
 	    config_load_string("t.ini",
@@ -481,14 +494,14 @@ static void test_module_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_control_group),
-	    cmocka_unit_test(test_links),	 cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_renamed_keys), cmocka_unit_test(test_proxy_keys),
-	    cmocka_unit_test(test_ccm_keys),	 cmocka_unit_test(test_monitor_keys),
-	    cmocka_unit_test(test_mirror_keys),	 cmocka_unit_test(test_module_opts),
-	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_long_path_error),
-	    cmocka_unit_test(test_tls_keys),	 cmocka_unit_test(test_metrics_keys),
+	    cmocka_unit_test(test_minimal),	    cmocka_unit_test(test_control_group),
+	    cmocka_unit_test(test_links),	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_renamed_keys),    cmocka_unit_test(test_proxy_keys),
+	    cmocka_unit_test(test_ccm_keys),	    cmocka_unit_test(test_monitor_keys),
+	    cmocka_unit_test(test_mirror_keys),	    cmocka_unit_test(test_module_opts),
+	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
+	    cmocka_unit_test(test_metrics_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
