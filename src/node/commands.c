@@ -48,6 +48,8 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 							  ? n->cfg.ic.partner
 							  : n->cfg.node.id));
 	json_object_object_add(o, "port", json_object_new_string("direct"));
+	/* Whose shelf holds the data: this node's store is its own shelf. */
+	json_object_object_add(o, "shelf", json_object_new_string(n->cfg.node.id));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
@@ -150,6 +152,8 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			jobj_add_u64(px, "refused", st.refused);
 		}
 	}
+	node_reloc_fix_volumes(n, volumes); /* relocations: owner, served_by, shelf */
+	node_reloc_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	json_object_object_add(resp, "addresses", node_addr_status_json(n));
 	return 0;
@@ -161,7 +165,10 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 	(void)req;
 	(void)err;
 	(void)errlen;
-	json_object_object_add(resp, "volumes", volumes_json(n));
+	struct json_object *volumes = volumes_json(n);
+
+	node_reloc_fix_volumes(n, volumes);
+	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
 
@@ -323,6 +330,7 @@ static const struct {
     {"status", cmd_status},
     {"volume_list", cmd_volume_list},
     {"volume_create", cmd_volume_create},
+    {"volume_relocate", node_reloc_cmd},
     {"links", cmd_links},
     {"ic_reset", cmd_ic_reset},
     {"takeover", cmd_takeover},
