@@ -306,25 +306,32 @@ int util_random_bytes(void *buf, size_t len)
 #endif
 #endif
 
-int util_go_realtime(void)
+int util_go_realtime(char *msg, size_t len)
 {
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
 	int rc = 0;
 
+	snprintf(msg, len, "realtime: SCHED_RR priority %d, memory locked as touched",
+		 UTIL_RT_PRIORITY);
 	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
 		rc = -errno;
-		LOG_INFO("realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
+		snprintf(msg, len,
+			 "realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
 			 strerror(errno));
 	}
 #ifndef UTIL_SANITIZED
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
-		if (!rc)
+		size_t used = rc ? strlen(msg) : 0;
+
+		if (!rc) {
 			rc = -errno;
-		LOG_INFO("realtime: memory not locked (%s)", strerror(errno));
+			used = (size_t)snprintf(msg, len, "realtime: SCHED_RR priority %d",
+						UTIL_RT_PRIORITY);
+		}
+		if (used < len)
+			snprintf(msg + used, len - used, "; memory not locked (%s)",
+				 strerror(errno));
 	}
 #endif
-	if (!rc)
-		LOG_INFO("realtime: SCHED_RR priority %d, memory locked as touched",
-			 UTIL_RT_PRIORITY);
 	return rc;
 }

@@ -68,9 +68,11 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
  * process's memory as it is touched (mlockall MCL_CURRENT | MCL_FUTURE |
  * MCL_ONFAULT; not under a sanitizer, whose shadow memory is huge), as
  * Corosync does: heartbeats and probes must not wait for busy neighbours
- * or for a page coming back from swap. Either refused (EPERM, a limit): one
- * info line, and the process runs as before. @return 0 when both took
- * effect, else the first -errno. */
-int util_go_realtime(void);
+ * or for a page coming back from swap. Either refused (EPERM, a limit): the
+ * process runs as before. What took effect is written to @p msg for the
+ * caller to log once the node has started (a node refused at start prints
+ * its one line only). @return 0 when both took effect, else the first
+ * -errno. */
+int util_go_realtime(char *msg, size_t len);
 
 #endif

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool check = false, release = false;
 	struct node *n;
-	char err[768];
+	char err[768], rt[160] = "";
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
 		return release_addresses(&cfg) < 0 ? 1 : 0;
 	/* Before any thread exists: the node's threads inherit it. */
 	if (cfg.node.realtime)
-		util_go_realtime();
+		util_go_realtime(rt, sizeof(rt));
 	rc = node_create(&cfg, &n);
 	if (rc == -NODE_EREFUSED)
 		return 2; /* the one line is out */
@@ -130,6 +130,8 @@ int main(int argc, char **argv)
 		LOG_ERROR("node %s failed to start: %s", cfg.node.id, strerror(-rc));
 		return 1;
 	}
+	if (rt[0])
+		LOG_INFO("%s", rt);
 	rc = node_run(n);
 	node_destroy(n);
 	LOG_INFO("stopped");
