@@ -88,6 +88,7 @@ struct duet_config {
 		uint64_t watchdog_ms;	  /* reactor stall that ends the process */
 		bool auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
+		uint64_t boot_grace_ms;	    /* not heard since start: no auto takeover yet */
 	} monitor;
 	/** NVRAM mirroring (docs/MIRROR.md). */
 	struct {

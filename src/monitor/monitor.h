@@ -139,6 +139,9 @@ struct monitor_opts {
 	uint64_t watchdog_ms; /**< reactor stall that ends the process */
 	bool auto_giveback;   /**< give back once the partner waits giveback_delay_ms */
 	uint64_t giveback_delay_ms;
+	/** A node that has not heard its partner since it started waits this
+	 * long before any automatic takeover (cold boot of the pair); 0: none. */
+	uint64_t boot_grace_ms;
 	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;    /**< tests only */
 	bool defer_watchdog; /**< monitor_start() leaves it to monitor_start_watchdog() */

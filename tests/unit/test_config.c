@@ -172,6 +172,7 @@ static void test_monitor_keys(void **state)
 	assert_int_equal(cfg.monitor.watchdog_ms, 1000);
 	assert_int_equal(cfg.monitor.auto_giveback, false);
 	assert_int_equal(cfg.monitor.giveback_delay_ms, 5000);
+	assert_int_equal(cfg.monitor.boot_grace_ms, 30000);
 
 	assert_int_equal(config_load_string("t.ini",
 					    BASE "[monitor]\npartner_shelf = /tmp/shelf-b\n"
@@ -179,7 +180,7 @@ static void test_monitor_keys(void **state)
 						 "mailbox_ms = 20\nmailbox_deadline_ms = 80\n"
 						 "lease_ms = 60\nfence_margin_ms = 0\n"
 						 "watchdog_ms = 500\nauto_giveback = on\n"
-						 "giveback_delay_ms = 0\n",
+						 "giveback_delay_ms = 0\nboot_grace_ms = 2000\n",
 					    &cfg, err, sizeof(err)),
 			 0);
 	assert_string_equal(cfg.monitor.partner_shelf, "/tmp/shelf-b");
@@ -187,6 +188,7 @@ static void test_monitor_keys(void **state)
 	assert_int_equal(cfg.monitor.lease_ms, 60);
 	assert_int_equal(cfg.monitor.auto_giveback, true);
 	assert_int_equal(cfg.monitor.giveback_delay_ms, 0);
+	assert_int_equal(cfg.monitor.boot_grace_ms, 2000);
 
 	struct {
 		const char *text, *needle;
