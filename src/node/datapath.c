@@ -37,6 +37,10 @@ struct dp_vol {
 	struct mirror_rangelock rl;
 	bool dirty;	       /* written since the last consistency point */
 	struct store_io cp_io; /* its fdatasync for a consistency point */
+	unsigned opens;	       /* export handles open (clients, forwarded ones included) */
+	uint64_t inflight;     /* its requests (and consistency point) in flight */
+	bool deleted;	       /* its store volume is deleted: freed once unused */
+	uint64_t requests, bytes_read, bytes_written, errors; /* counters, for volume show */
 };
 
 /* One NBD command on its way through the store. Recycled on a free list so
@@ -173,6 +177,7 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	bv = vol_get(b, v, &vi);
 	if (!bv)
 		return -ENOMEM;
+	bv->opens++;
 	memset(info, 0, sizeof(*info));
 	info->size = vi.size;
 	info->can_trim = true;
@@ -194,10 +199,31 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	return 0;
 }
 
+/* A deleted volume's datapath state and store volume go once nothing
+ * uses them: no handle open, nothing in flight. */
+static void vol_maybe_free(struct dp_vol *bv)
+{
+	struct node_datapath *b = bv->b;
+
+	if (!bv->deleted || bv->opens || bv->inflight)
+		return;
+	for (struct dp_vol **pp = &b->vols; *pp; pp = &(*pp)->next) {
+		if (*pp == bv) {
+			*pp = bv->next;
+			break;
+		}
+	}
+	store_volume_release(bv->v);
+	free(bv);
+}
+
 static void be_close(void *ctx, void *handle)
 {
+	struct dp_vol *bv = handle;
+
 	(void)ctx;
-	(void)handle;
+	bv->opens--;
+	vol_maybe_free(bv);
 }
 
 static bool io_allowed(struct node_datapath *b);
@@ -207,10 +233,23 @@ static void bio_finish(struct dp_io *bio, int result)
 {
 	struct node_datapath *b = bio->b;
 	struct nbd_io *nio = bio->nio;
+	struct dp_vol *bv = bio->bv;
 
 	b->inflight--;
+	bv->inflight--;
+	bv->requests++;
+	if (result < 0)
+		bv->errors++;
+	else if (nio->type == NBD_CMD_READ)
+		bv->bytes_read += nio->length;
+	else if (nio->type == NBD_CMD_WRITE)
+		bv->bytes_written += nio->length;
 	bio->next_free = b->free_list;
 	b->free_list = bio;
+	/* With a handle open, its close (which may come from inside
+	 * nbd_io_done) frees a deleted volume; without, it goes now. */
+	if (!bv->opens)
+		vol_maybe_free(bv);
 	nbd_io_done(nio, result);
 }
 
@@ -337,6 +376,7 @@ static void logged_write(struct node_datapath *b, struct dp_io *bio)
 	bio->pending = 2;
 	bio->log_rc = bio->store_rc = 0;
 	b->inflight++;
+	bio->bv->inflight++;
 	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, lw_granted, bio))
 		lw_start(bio);
 }
@@ -361,6 +401,8 @@ static void cp_vol_done(struct store_io *sio, int result)
 		if (!b->cp_rc)
 			b->cp_rc = result;
 	}
+	bv->inflight--;
+	vol_maybe_free(bv);
 	if (--b->cp_pending == 0)
 		b->cp_done(b->cp_arg, b->cp_rc);
 }
@@ -372,9 +414,10 @@ void node_datapath_checkpoint(struct node_datapath *b, mirror_done_fn done, void
 	b->cp_rc = 0;
 	b->cp_pending = 1; /* held until every flush is submitted */
 	for (struct dp_vol *bv = b->vols; bv; bv = bv->next) {
-		if (!bv->dirty)
+		if (!bv->dirty || bv->deleted)
 			continue;
 		bv->dirty = false;
+		bv->inflight++;
 		memset(&bv->cp_io, 0, sizeof(bv->cp_io));
 		bv->cp_io.op = STORE_OP_FLUSH;
 		bv->cp_io.done = cp_vol_done;
@@ -537,6 +580,10 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	struct dp_io *bio;
 	int rc;
 
+	if (bv->deleted) {
+		nbd_io_done(io, -ESHUTDOWN);
+		return;
+	}
 	if (!b->serving) {
 		nbd_io_done(io, -ESHUTDOWN);
 		return;
@@ -592,6 +639,7 @@ static void be_submit(void *ctx, struct nbd_io *io)
 			 * sync): it covers every volume, as FLUSH did. */
 			bio->mf.done = lw_flushed;
 			b->inflight++;
+			bv->inflight++;
 			mirror_flush(b->m, &bio->mf);
 			return;
 		default:
@@ -602,7 +650,68 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	    io->type == NBD_CMD_TRIM)
 		bv->dirty = true; /* for node_datapath_checkpoint (giveback drain) */
 	b->inflight++;
+	bv->inflight++;
 	store_submit(v, &bio->sio);
+}
+
+static struct dp_vol *vol_of(struct node_datapath *b, const struct store_volume *v)
+{
+	for (struct dp_vol *bv = b->vols; bv; bv = bv->next)
+		if (bv->v == v)
+			return bv;
+	return NULL;
+}
+
+void node_datapath_volume_use(struct node_datapath *b, const struct store_volume *v,
+			      struct node_volume_use *u)
+{
+	struct dp_vol *bv = b ? vol_of(b, v) : NULL;
+
+	memset(u, 0, sizeof(*u));
+	if (!bv)
+		return;
+	u->clients = nbd_server_export_clients(b->node->nbd, bv);
+	u->inflight = bv->inflight;
+	u->requests = bv->requests;
+	u->bytes_read = bv->bytes_read;
+	u->bytes_written = bv->bytes_written;
+	u->errors = bv->errors;
+}
+
+int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,
+				char *err, size_t errlen)
+{
+	struct dp_vol *bv = vol_of(b, v);
+	const char *name = store_volume_name(v);
+	unsigned closed;
+	int rc;
+
+	unsigned clients = bv ? nbd_server_export_clients(b->node->nbd, bv) : 0;
+
+	if (clients && !force) {
+		snprintf(err, errlen,
+			 "volume '%s' has %u client%s connected: --force disconnects them", name,
+			 clients, clients == 1 ? "" : "s");
+		return -EBUSY;
+	}
+	rc = store_volume_delete(b->store, v);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot delete volume '%s': %s", name, strerror(-rc));
+		return rc;
+	}
+	if (!bv) {
+		store_volume_release(v);
+		return 0;
+	}
+	/* From here every request on it fails and no client can open it; the
+	 * struct goes with the last handle and the last request. */
+	bv->deleted = true;
+	closed = nbd_server_close_export(b->node->nbd, bv, "volume deleted");
+	if (closed)
+		LOG_WARN("volume %s deleted: %u client%s disconnected", store_volume_name(v),
+			 closed, closed == 1 ? "" : "s");
+	vol_maybe_free(bv);
+	return 0;
 }
 
 static const struct nbd_backend_ops ops = {

@@ -152,6 +152,10 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = setup_signals(n);
 	if (rc < 0)
 		goto err;
+	/* Before the monitor: its first state changes are events too. */
+	rc = node_hooks_create(n, &n->hooks);
+	if (rc < 0)
+		goto err;
 	rc = open_interconnect(n);
 	if (rc < 0)
 		goto err;
@@ -248,6 +252,8 @@ void node_destroy(struct node *n)
 	/* After the CCM: mirror writes it still held completed in there. */
 	node_mirror_ccm_destroy(n->mirror_ccm);
 	node_failover_free(n);
+	node_hooks_destroy(n->hooks);
+	n->hooks = NULL;
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);

@@ -32,6 +32,7 @@ struct node_mirror_ccm;
 struct monitor;
 struct failover;
 struct json_object;
+struct node_hooks;
 
 struct node {
 	struct duet_config cfg;
@@ -63,6 +64,7 @@ struct node {
 	bool stopping;			  /* a signal asked to shut down */
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
+	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;
@@ -88,6 +90,22 @@ void node_datapath_set_serving(struct node_datapath *b, bool serving);
 uint64_t node_datapath_held(const struct node_datapath *b);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
+/** How a volume of the datapath is used, for `volume show`. */
+struct node_volume_use {
+	unsigned clients;  /* NBD clients on this node's listener (the partner's proxy
+			      port counts its own) */
+	uint64_t inflight; /* requests in flight */
+	uint64_t requests, bytes_read, bytes_written, errors; /* since the node started */
+};
+/** Fill @p u for @p v (zeros for a volume never opened). */
+void node_datapath_volume_use(struct node_datapath *b, const struct store_volume *v,
+			      struct node_volume_use *u);
+/** Delete @p v: refused (-EBUSY, @p err says why) while clients have it
+ * open unless @p force, which disconnects those of the NBD listener; the
+ * proxy's forwarded ones get errors from then on. The store volume is
+ * released once no request is in flight on it. */
+int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,
+				char *err, size_t errlen);
 /** Open the shelf @p shelf with the node's [store] settings (the own one at
  * boot, the partner's at takeover). */
 int node_datapath_open_store(struct node *n, const char *shelf, struct store **out);
@@ -156,6 +174,22 @@ void node_failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
 void node_failover_free(struct node *n);
+
+/* hooks.c: [hooks] dir, run on node events. */
+/** Set up the hooks of [hooks] dir (@p out NULL without one). */
+int node_hooks_create(struct node *n, struct node_hooks **out);
+/** Forget the queue; running hooks finish on their own. NULL is fine. */
+void node_hooks_destroy(struct node_hooks *h);
+/**
+ * The one event API: @p event ("ha-state", "volume-deleted", ...) with
+ * its details as pairs of environment variable and value, NULL-ended:
+ * node_event(n, "volume-deleted", "DUET_VOLUME", name, NULL). Every hook
+ * runs with DUET_EVENT, DUET_NODE, DUET_PARTNER, DUET_TIME and these, in
+ * the background; never blocks. Events and variables: docs/HOOKS.md.
+ */
+void node_event(struct node *n, const char *event, ...) __attribute__((sentinel));
+/** The "hooks" member of status. */
+void node_hooks_status_json(struct node_hooks *h, struct json_object *o);
 
 /* control.c: the UNIX control socket that duetctl talks to. */
 /** Listen on @p path (a stale socket there is replaced). */
