@@ -531,6 +531,15 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	loop_timer_arm(m->loop, &m->tick, 0);
 }
 
+void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v)
+{
+	v->state = monitor_ha_state_name(h->state);
+	v->phase = monitor_ha_phase_name(h->phase);
+	v->reason = h->reason;
+	v->partner = monitor_ha_partner_name(h->partner);
+	v->mark_gen = h->mark_gen;
+}
+
 /* ---- public ---- */
 
 /* The defaults are those of an empty [monitor] section (docs/FAILOVER.md,

@@ -214,6 +214,17 @@ int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen);
 /** Operator giveback (@p force skips the partner-ready check); as above. */
 int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen);
 
+/** What a state change says, in the names of status and docs, for
+ * monitor_ops.state_changed callers that see only this header. */
+struct monitor_ha_view {
+	const char *state;   /**< "takeover" */
+	const char *phase;   /**< "fence_wait" */
+	const char *reason;  /**< why the last change happened */
+	const char *partner; /**< "dead" */
+	uint64_t mark_gen;
+};
+void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v);
+
 /** Fill the "ha" object of `duetctl status --json`. */
 void monitor_status_json(struct monitor *m, struct json_object *ha);
 

@@ -62,7 +62,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	struct json_object *session = json_object_new_object();
 	struct json_object *mirror;
 	struct json_object *nbd = json_object_new_object();
-	struct json_object *volumes;
+	struct json_object *volumes, *hooks;
 
 	(void)req;
 	(void)err;
@@ -130,6 +130,9 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		}
 	}
 	json_object_object_add(resp, "volumes", volumes);
+	hooks = json_object_new_object();
+	node_hooks_status_json(n->hooks, hooks);
+	json_object_object_add(resp, "hooks", hooks);
 	return 0;
 }
 

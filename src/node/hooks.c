@@ -28,15 +28,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccm/ccm.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
 extern char **environ;
 
-#define HOOKS_QUEUE_MAX 64 /* hook runs waiting for a free slot */
-#define HOOKS_ENV_MAX	24 /* variables of one event, ours only */
-#define HOOKS_VAR_MAX	512
+#define HOOKS_QUEUE_MAX	   64 /* hook runs waiting for a free slot */
+#define HOOKS_ENV_MAX	   24 /* variables of one event, ours only */
+#define HOOKS_VAR_MAX	   512
+#define HOOKS_LINK_POLL_MS 100
 
 /* One run of one hook for one event: queued, then running. */
 struct hook_run {
@@ -62,6 +64,11 @@ struct node_hooks {
 	struct hook_run **running; /* max_running slots */
 	struct hook_run *qhead, *qtail;
 	unsigned n_queued;
+	/* Links as last seen, for "link-up" / "link-down" (the CCM has no
+	 * callback for them: read its status every HOOKS_LINK_POLL_MS). */
+	struct loop_timer link_timer;
+	bool link_known[CCM_MAX_LINKS];
+	bool link_up[CCM_MAX_LINKS];
 	uint64_t started, dropped, failed, timed_out; /* since the node started */
 };
 
@@ -230,6 +237,33 @@ static void start_queued(struct node_hooks *h)
 	}
 }
 
+static void link_poll(struct loop_timer *t)
+{
+	struct node_hooks *h = t->arg;
+	struct node *n = h->node;
+	struct ccm_status *st;
+
+	loop_timer_arm(n->loop, &h->link_timer, HOOKS_LINK_POLL_MS * 1000000ull);
+	if (!n->ccm)
+		return;
+	st = malloc(sizeof(*st));
+	if (!st)
+		return;
+	ccm_get_status(n->ccm, st);
+	for (unsigned i = 0; i < st->n_links && i < CCM_MAX_LINKS; i++) {
+		bool up = st->links[i].up;
+		if (h->link_known[i] && h->link_up[i] == up)
+			continue;
+		/* The first look says only what is up: down is where links start. */
+		if (h->link_known[i] || up)
+			node_event(n, up ? "link-up" : "link-down", "DUET_LINK", st->links[i].name,
+				   "DUET_STATE", up ? "up" : "down", NULL);
+		h->link_known[i] = true;
+		h->link_up[i] = up;
+	}
+	free(st);
+}
+
 int node_hooks_create(struct node *n, struct node_hooks **out)
 {
 	struct node_hooks *h;
@@ -249,6 +283,8 @@ int node_hooks_create(struct node *n, struct node_hooks **out)
 		free(h);
 		return -ENOMEM;
 	}
+	loop_timer_init(&h->link_timer, link_poll, h);
+	loop_timer_arm(n->loop, &h->link_timer, HOOKS_LINK_POLL_MS * 1000000ull);
 	LOG_INFO("hooks: %s (timeout %llu ms, at most %u at once)", h->dir,
 		 (unsigned long long)n->cfg.hooks.timeout_ms, h->max_running);
 	*out = h;
@@ -259,6 +295,7 @@ void node_hooks_destroy(struct node_hooks *h)
 {
 	if (!h)
 		return;
+	loop_timer_cancel(h->node->loop, &h->link_timer);
 	/* Hooks still running are left to finish on their own (they are in
 	 * groups of their own); the queue is dropped. */
 	for (unsigned i = 0; i < h->max_running; i++) {

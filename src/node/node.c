@@ -239,6 +239,9 @@ void node_destroy(struct node *n)
 		store_close(n->store);
 	node_datapath_destroy(n->dp);
 	node_failover_close(n);
+	/* Before the CCM goes: the hooks read its links. */
+	node_hooks_destroy(n->hooks);
+	n->hooks = NULL;
 	if (n->ccm) {
 		/* Say goodbye, so the partner ends the session now instead of
 		 * waiting out its link deadline. */
@@ -252,8 +255,6 @@ void node_destroy(struct node *n)
 	/* After the CCM: mirror writes it still held completed in there. */
 	node_mirror_ccm_destroy(n->mirror_ccm);
 	node_failover_free(n);
-	node_hooks_destroy(n->hooks);
-	n->hooks = NULL;
 	if (n->sig_fd >= 0) {
 		loop_io_del(n->loop, &n->sig_io);
 		close(n->sig_fd);

@@ -65,6 +65,7 @@ struct node {
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
+	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;

@@ -158,6 +158,31 @@ static void test_ccm_keys(void **state)
 	assert_int_equal(cfg.ic.instance_max_load, 0);
 }
 
+static void test_hooks_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.hooks.dir, "");
+	assert_int_equal(cfg.hooks.timeout_ms, 10000);
+	assert_int_equal(cfg.hooks.max_running, 4);
+	assert_int_equal(config_load_string("t.ini",
+					    BASE "[hooks]\ndir = /etc/duet/hooks.d\n"
+						 "timeout_ms = 2000\nmax_running = 2\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.hooks.dir, "/etc/duet/hooks.d");
+	assert_int_equal(cfg.hooks.timeout_ms, 2000);
+	assert_int_equal(cfg.hooks.max_running, 2);
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[hooks]\nmax_running = 0\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "[hooks] max_running"));
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[hooks]\ntimeout_ms = 1\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "[hooks] timeout_ms"));
+}
+
 static void test_monitor_keys(void **state)
 {
 	(void)state;
@@ -368,8 +393,8 @@ int main(void)
 	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_renamed_keys),
 	    cmocka_unit_test(test_proxy_keys),	 cmocka_unit_test(test_ccm_keys),
 	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
-	    cmocka_unit_test(test_module_opts),	 cmocka_unit_test(test_missing_file),
-	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_hooks_keys),	 cmocka_unit_test(test_module_opts),
+	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
