@@ -281,17 +281,21 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"socket", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"raw", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = getenv("DUET_SOCKET");
 	struct json_object *req, *resp = NULL, *result;
-	bool as_json = false;
+	bool as_json = false, raw = false;
 	int c, rc;
 
 	/* "+" stops at the first command word; --json is also taken after it. */
-	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:jrh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'r':
+			raw = true;
+			break;
 		case 's':
 			sock = optarg;
 			break;
@@ -313,6 +317,10 @@ int main(int argc, char **argv)
 			as_json = true;
 			continue;
 		}
+		if (strcmp(argv[i], "--raw") == 0) {
+			raw = true;
+			continue;
+		}
 		if (nargs == (int)ARRAY_SIZE(args)) {
 			usage(stderr);
 			return 2;
@@ -330,6 +338,13 @@ int main(int argc, char **argv)
 	json_object_put(req);
 	if (rc < 0)
 		return 2;
+	if (raw) {
+		/* The node's whole answer, as it came: {"ok", "version", ...}. */
+		printf("%s\n", json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN));
+		rc = json_object_get_boolean(jget(resp, "ok")) ? 0 : 1;
+		json_object_put(resp);
+		return rc;
+	}
 	if (!json_object_get_boolean(jget(resp, "ok"))) {
 		fprintf(stderr, "duetctl: %s\n", jstr(resp, "error"));
 		if (as_json)

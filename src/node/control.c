@@ -14,16 +14,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/control.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define CONTROL_MAX_REQUEST (64 * 1024)
 #define CONTROL_TIMEOUT_NS  (10ull * 1000000000ull)
 
-/* The control protocol: the client sends one JSON object on one line,
- * {"cmd": "status", ...}; the node answers one JSON object,
- * {"ok": true, "result": {...}} or {"ok": false, "error": "..."}, and
- * closes. One request per connection keeps both ends trivial. */
+/* The control protocol (docs/CONTROL.md): the client sends one JSON object
+ * on one line, {"cmd": "status", "version": 1, ...}; the node answers one
+ * JSON object, {"ok": true, "version": 1, "result": {...}} or {"ok": false,
+ * "version": 1, "error": "..."}, and closes. One request per connection
+ * keeps both ends trivial. A request without "version" is version 1 (the
+ * duetctl of before); a newer one than the node's is refused. */
 
 struct control_conn {
 	struct control *ctl;
@@ -91,6 +94,7 @@ static void dispatch(struct control_conn *c)
 	    !json_object_is_type(cmd, json_type_string)) {
 		LOG_WARN("malformed control request");
 		json_object_object_add(resp, "ok", json_object_new_boolean(0));
+		json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
 		json_object_object_add(
 		    resp, "error",
 		    json_object_new_string("malformed request: want {\"cmd\": ...}"));
@@ -98,8 +102,18 @@ static void dispatch(struct control_conn *c)
 		respond(c, resp);
 		return;
 	}
+	json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
 	fn = node_commands_find(json_object_get_string(cmd));
-	if (!fn) {
+	struct json_object *ver;
+	if (json_object_object_get_ex(req, "version", &ver) &&
+	    (!json_object_is_type(ver, json_type_int) || json_object_get_int64(ver) < 1 ||
+	     json_object_get_int64(ver) > DUET_CONTROL_VERSION)) {
+		snprintf(err, sizeof(err),
+			 "unsupported control protocol version %s: this node speaks %d",
+			 json_object_to_json_string(ver), DUET_CONTROL_VERSION);
+		rc = -EPROTO;
+		result = NULL;
+	} else if (!fn) {
 		snprintf(err, sizeof(err), "unknown command '%s'", json_object_get_string(cmd));
 		rc = -EINVAL;
 		result = NULL;
