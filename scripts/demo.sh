@@ -199,6 +199,23 @@ say "SHA-256 of vol-a's first 16 MiB through a: $sum_a"
 [ "$sum_a" = "$sum_before" ] || die "vol-a's first 16 MiB differ after the giveback"
 say "identical to what qemu-img wrote."
 
+step "Metrics: Prometheus text (node b counted the takeover and the giveback)"
+say "duetctl metrics prints what [metrics] listen = ADDR:PORT serves on /metrics:"
+printf '$ duetctl --socket %s metrics | head -n 12\n' "$dir/b.sock"
+ctl b metrics >"$tmp/metrics"
+head -n 12 "$tmp/metrics"
+printf '$ duetctl --socket %s metrics | grep -E "^duet_ha_(takeovers|givebacks)_total|^duet_mirror_state"\n' "$dir/b.sock"
+grep -E '^duet_ha_(takeovers|givebacks)_total|^duet_mirror_state' "$tmp/metrics"
+say "Every metric: docs/OPERATIONS.md."
+
+step "Running it on real hosts: what 'meson install' puts where"
+printf '$ meson introspect %s --installed\n' "$build"
+meson introspect "$build" --installed | jq -r 'to_entries[] | .value' | sort >"$tmp/installed"
+cat "$tmp/installed"
+confdir=$(sed -n 's|/example\.conf$||p' "$tmp/installed")
+say "The unit duetd@NAME.service runs the node of $confdir/NAME.conf (Type=notify,"
+say "watchdog, sandboxed): 'systemctl enable --now duetd@a'; see man duetd, docs/OPERATIONS.md."
+
 cat <<MSG
 
 The pair keeps running:
@@ -210,5 +227,6 @@ The pair keeps running:
           $build/tools/duetctl --socket $dir/a.sock status --json
           $pair kill $dir a        # and watch b take over
           $pair giveback $dir b    # after '$pair start $dir a'
+          $build/tools/duetctl --socket $dir/a.sock metrics
   stop:   make demo-stop
 MSG

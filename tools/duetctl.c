@@ -20,7 +20,7 @@
 static void usage(FILE *f)
 {
 	fprintf(
-	    f, "usage: duetctl --socket PATH [--json] COMMAND\n"
+	    f, "usage: duetctl --socket PATH [--json | --raw] COMMAND\n"
 	       "commands:\n"
 	       "  status                 node, HA, session, links, mirror and volumes\n"
 	       "  volume create NAME SIZE  create a volume (SIZE like 1G, 512M)\n"
@@ -32,7 +32,9 @@ static void usage(FILE *f)
 	       "  takeover [--force]     serve the partner's volumes\n"
 	       "  giveback [--force]     give the partner's volumes back\n"
 	       "  ic reset               end the interconnect session and start again\n"
-	       "--json prints the node's answer as one JSON object (docs/CONTROL.md).\n");
+	       "  metrics                the metrics, in Prometheus' text format\n"
+	       "--json prints the result as one JSON object (on an error, the whole answer);\n"
+	       "--raw prints the node's whole answer as it came (docs/CONTROL.md).\n");
 }
 
 /* Send one request line, read the whole answer (the node closes after it). */
@@ -221,6 +223,8 @@ static struct json_object *build_request(int argc, char **argv)
 
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("status"));
+	} else if (strcmp(cmd, "metrics") == 0 && argc == 1) {
+		json_object_object_add(req, "cmd", json_object_new_string("metrics"));
 	} else if (strcmp(cmd, "links") == 0 && argc == 1) {
 		json_object_object_add(req, "cmd", json_object_new_string("links"));
 	} else if ((strcmp(cmd, "takeover") == 0 || strcmp(cmd, "giveback") == 0) && argc <= 2) {
@@ -374,6 +378,8 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(args[0], "links") == 0) {
 		print_links(jget(result, "links"));
+	} else if (strcmp(args[0], "metrics") == 0) {
+		fputs(jstr(result, "text"), stdout);
 	} else {
 		printf("%s\n", jstr(result, "message"));
 	}

@@ -1,18 +1,50 @@
 /* Levelled logging to stderr: one line per event, with time, node, level
  * and module. Rule kept: a line is formatted whole and written with one
  * fwrite to the unbuffered stderr, so lines of several threads (the
- * store's workers, the mailbox thread) never mix. */
+ * store's workers, the mailbox thread) never mix.
+ *
+ * When stderr is the journal (systemd sets JOURNAL_STREAM to the device
+ * and inode of the stream it gave us, sd-daemon(3)), every line starts with
+ * its syslog priority, "<3>" for an error, so that `journalctl -p warning`
+ * selects by level. */
 #include "common/log.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 static enum log_level g_level = LOG_LEVEL_INFO;
 static char g_node[16];
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+static const char *const level_prios[] = {SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG};
+static bool g_journal;
+static pthread_once_t g_journal_once = PTHREAD_ONCE_INIT;
+
+/* JOURNAL_STREAM is "DEV:INO" of the journal's stream; it is inherited by
+ * children whose stderr went elsewhere, so it counts only while stderr is
+ * still that very stream. */
+static void journal_detect(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	g_journal = env && sscanf(env, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+		    (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+bool log_to_journal(void)
+{
+	pthread_once(&g_journal_once, journal_detect);
+	return g_journal;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -57,7 +89,8 @@ void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%H:%M:%S", &tm);
+	n = log_to_journal() ? (size_t)snprintf(line, sizeof(line), "%s", level_prios[level]) : 0;
+	n += strftime(line + n, sizeof(line) - n, "%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof(line) - n,
 			      ".%06ld %s%s%s %-5s %s: ", ts.tv_nsec / 1000, g_node[0] ? "[" : "",
 			      g_node, g_node[0] ? "]" : "", level_names[level], module);

@@ -9,6 +9,7 @@
 #define DUET_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
@@ -26,6 +27,10 @@ int log_parse_level(const char *s, enum log_level *out);
 
 /** Tag every line with this node id (e.g. "a"); NULL for none. */
 void log_set_node(const char *node);
+
+/** Whether stderr is the journal's stream (JOURNAL_STREAM): lines then
+ * carry a "<N>" syslog priority prefix. */
+bool log_to_journal(void);
 
 /** printf-like; prefer the LOG_* macros below. */
 void log_msg(enum log_level level, const char *module, const char *fmt, ...)

@@ -99,6 +99,7 @@ static const struct key_def schema[] = {
     {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
     {"mirror", "log", KEY_PATH, F(mirror.log), 0, 0, NULL, false},
     {"mirror", "log_size", KEY_SIZE, F(mirror.log_size), 1ull << 20, 16ull << 30, NULL, false},
+    {"metrics", "listen", KEY_ADDR, F(metrics.listen), 0, 0, NULL, false},
 };
 
 /* Keys renamed so that one concept has one name (the NVRAM log is the

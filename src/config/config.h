@@ -107,6 +107,10 @@ struct duet_config {
 		char log[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
 		uint64_t log_size;  /* bytes, 64M by default */
 	} mirror;
+	/** Prometheus metrics over HTTP (docs/OPERATIONS.md). */
+	struct {
+		char listen[CONFIG_ADDR_MAX]; /* ADDR:PORT of /metrics; "" off (the default) */
+	} metrics;
 };
 
 /** Fill @p cfg with every default (the modules' own, from their *_opts_init). */

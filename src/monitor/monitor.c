@@ -86,6 +86,10 @@ struct monitor {
 	struct loop_timer tick;
 	struct loop_timer wake;
 	struct loop_timer boot_retry;
+
+	/* For monitor_get_summary(): counted at state changes in exec(). */
+	enum ha_state prev_state;
+	uint64_t takeovers, givebacks;
 };
 
 static void step(struct monitor *m);
@@ -340,6 +344,20 @@ static void publish(struct monitor *m)
 	monitor_mbox_set_state(m->mb, m->ha.state, m->own_mirror, m->ha.acked_gen);
 }
 
+/* A takeover is counted when the state enters takeover from elsewhere than
+ * a giveback (which returns there when the partner dies while draining),
+ * a giveback when a giveback ends in up. */
+static void count_change(struct monitor *m)
+{
+	enum ha_state prev = m->prev_state, now = m->ha.state;
+
+	if (now == HA_TAKEOVER && prev != HA_TAKEOVER && prev != HA_GIVING_BACK)
+		m->takeovers++;
+	if (now == HA_UP && prev == HA_GIVING_BACK)
+		m->givebacks++;
+	m->prev_state = now;
+}
+
 static const enum ha_action node_actions[] = {
     HA_ACT_STOP_OWN,	  HA_ACT_REPLAY_PARTNER, HA_ACT_SERVE_PARTNER,
     HA_ACT_DRAIN_PARTNER, HA_ACT_START_OWN,	 HA_ACT_SERVE_OWN,
@@ -360,6 +378,7 @@ static void exec(struct monitor *m, const struct ha_output *outp)
 		if (m->ha.phase == HA_PH_REPLAYING || m->ha.phase == HA_PH_DRAINING)
 			m->progress_done = m->progress_total = 0;
 		publish(m);
+		count_change(m);
 		if (m->ops->state_changed)
 			m->ops->state_changed(m->arg, &m->ha);
 	}
@@ -515,6 +534,7 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	monitor_ha_init(&m->ha, &m->hcfg, loop_now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0,
 			acked);
 	m->booted = true;
+	m->prev_state = m->ha.state;
 	publish(m);
 	if (taken)
 		LOG_WARN("takeover mark gen %llu by %s (%s, %s) in own mailbox: not serving own "
@@ -814,6 +834,25 @@ const struct ha *monitor_ha(const struct monitor *m)
 struct monitor_mbox *monitor_mbox_of(struct monitor *m)
 {
 	return m->mb;
+}
+
+void monitor_get_summary(const struct monitor *m, struct monitor_summary *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->state = m->booted ? monitor_ha_state_name(m->ha.state) : "up";
+	s->state_idx = m->booted ? (unsigned)m->ha.state : HA_UP;
+	s->phase = m->booted ? monitor_ha_phase_name(m->ha.phase) : "booting";
+	s->partner = monitor_ha_partner_name(m->ha.partner);
+	s->partner_alive = m->ha.partner == HA_PARTNER_ALIVE;
+	s->takeover_possible = m->booted && m->ha.takeover_possible;
+	s->takeovers = m->takeovers;
+	s->givebacks = m->givebacks;
+	s->mark_gen = m->ha.mark_gen;
+}
+
+const char *monitor_state_name(unsigned i)
+{
+	return i < HA_STATE_COUNT ? monitor_ha_state_name((enum ha_state)i) : NULL;
 }
 
 void monitor_status_json(struct monitor *m, struct json_object *ha)

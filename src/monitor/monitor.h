@@ -225,6 +225,23 @@ struct monitor_ha_view {
 };
 void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v);
 
+/** The HA view in numbers, for metrics and the service manager's status
+ * line (names as in `duetctl status`). */
+struct monitor_summary {
+	const char *state;   /**< "up", "takeover", ... ("up" while booting) */
+	const char *phase;   /**< "none", "marking", ... ("booting" while booting) */
+	const char *partner; /**< "alive", "dead", ... */
+	unsigned state_idx;  /**< index of @ref state in monitor_state_name() */
+	bool partner_alive;  /**< heartbeats on at least one link */
+	bool takeover_possible;
+	uint64_t takeovers; /**< takeovers this node started (state entered takeover) */
+	uint64_t givebacks; /**< givebacks this node completed (giving_back to up) */
+	uint64_t mark_gen;
+};
+void monitor_get_summary(const struct monitor *m, struct monitor_summary *s);
+/** Name of HA state @p i ("up", "takeover", ...), NULL past the last. */
+const char *monitor_state_name(unsigned i);
+
 /** Fill the "ha" object of `duetctl status --json`. */
 void monitor_status_json(struct monitor *m, struct json_object *ha);
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -410,6 +411,25 @@ static int cmd_giveback(struct node *n, struct json_object *req, struct json_obj
 	return 0;
 }
 
+/* The metrics as /metrics serves them, in the member "text". */
+static int cmd_metrics(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		       size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	(void)req;
+	rc = node_metrics_render(n, &text, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot render the metrics: %s", strerror(-rc));
+		return rc;
+	}
+	json_object_object_add(resp, "text", json_object_new_string_len(text, (int)len));
+	free(text);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	node_cmd_fn fn;
@@ -424,6 +444,7 @@ static const struct {
     {"ic_reset", cmd_ic_reset},
     {"takeover", cmd_takeover},
     {"giveback", cmd_giveback},
+    {"metrics", cmd_metrics},
 };
 
 node_cmd_fn node_commands_find(const char *name)

@@ -37,10 +37,10 @@ struct dp_vol {
 	struct mirror_rangelock rl;
 	bool dirty;	       /* written since the last consistency point */
 	struct store_io cp_io; /* its fdatasync for a consistency point */
-	unsigned opens;	       /* export handles open (clients, forwarded ones included) */
-	uint64_t inflight;     /* its requests (and consistency point) in flight */
-	bool deleted;	       /* its store volume is deleted: freed once unused */
-	uint64_t requests, bytes_read, bytes_written, errors; /* counters, for volume show */
+	struct node_vol_stats st;
+	unsigned opens;	   /* export handles open (clients, forwarded ones included) */
+	uint64_t inflight; /* its requests (and consistency point) in flight */
+	bool deleted;	   /* its store volume is deleted: freed once unused */
 };
 
 /* One NBD command on its way through the store. Recycled on a free list so
@@ -58,7 +58,8 @@ struct dp_io {
 	struct mirror_flush mf;
 	unsigned pending; /* of logged and stored */
 	int log_rc, store_rc;
-	bool granted; /* held after its range was granted (lw_start) */
+	bool granted;	   /* held after its range was granted (lw_start) */
+	uint64_t start_ns; /* when the store got it, for the latency histogram */
 };
 
 struct node_datapath {
@@ -229,6 +230,39 @@ static void be_close(void *ctx, void *handle)
 static bool io_allowed(struct node_datapath *b);
 static void hold_bio(struct node_datapath *b, struct dp_io *bio);
 
+/* The bucket of a latency: the smallest i with ns <= 16384 << 2i, found
+ * with one count of leading zeros (the fast path pays two clock reads). */
+static unsigned lat_bucket(uint64_t ns)
+{
+	uint64_t v = ns ? (ns - 1) >> NODE_LAT_BASE_SHIFT : 0;
+	unsigned i = v ? (unsigned)(64 - __builtin_clzll(v) + 1) / 2 : 0;
+
+	return i < NODE_LAT_BUCKETS ? i : NODE_LAT_BUCKETS;
+}
+
+/* Every request of the datapath completes here: counted on its volume
+ * (the export handle), with its latency when @p start_ns is known. */
+static void io_done(struct nbd_io *io, int result, uint64_t start_ns)
+{
+	struct dp_vol *bv = io->export_handle;
+
+	if (bv && io->type < NODE_OPS) {
+		struct node_vol_stats *st = &bv->st;
+		st->requests[io->type]++;
+		if (result < 0)
+			st->errors[io->type]++;
+		else if (io->type == NBD_CMD_READ || io->type == NBD_CMD_WRITE)
+			st->bytes[io->type] += io->length;
+		if (start_ns) {
+			uint64_t ns = loop_now_ns() - start_ns;
+			st->lat[lat_bucket(ns)]++;
+			st->lat_sum_ns += ns;
+			st->lat_count++;
+		}
+	}
+	nbd_io_done(io, result);
+}
+
 static void bio_finish(struct dp_io *bio, int result)
 {
 	struct node_datapath *b = bio->b;
@@ -237,20 +271,28 @@ static void bio_finish(struct dp_io *bio, int result)
 
 	b->inflight--;
 	bv->inflight--;
-	bv->requests++;
-	if (result < 0)
-		bv->errors++;
-	else if (nio->type == NBD_CMD_READ)
-		bv->bytes_read += nio->length;
-	else if (nio->type == NBD_CMD_WRITE)
-		bv->bytes_written += nio->length;
 	bio->next_free = b->free_list;
 	b->free_list = bio;
 	/* With a handle open, its close (which may come from inside
-	 * nbd_io_done) frees a deleted volume; without, it goes now. */
-	if (!bv->opens)
+	 * nbd_io_done) frees a deleted volume; without, it goes after. */
+	bool no_handle = !bv->opens;
+	io_done(nio, result, bio->start_ns);
+	if (no_handle)
 		vol_maybe_free(bv);
-	nbd_io_done(nio, result);
+}
+
+void node_datapath_each_volume(const struct node_datapath *b,
+			       void (*fn)(void *arg, const char *name,
+					  const struct node_vol_stats *st),
+			       void *arg)
+{
+	for (const struct dp_vol *bv = b ? b->vols : NULL; bv; bv = bv->next) {
+		struct store_volume_info vi;
+		if (bv->deleted)
+			continue;
+		store_volume_get_info(bv->v, &vi);
+		fn(arg, vi.name, &bv->st);
+	}
 }
 
 static void be_io_done(struct store_io *sio, int result)
@@ -460,7 +502,7 @@ static void hold(struct node_datapath *b, struct nbd_io *io)
 	struct dp_io *bio = bio_get(b);
 
 	if (!bio) {
-		nbd_io_done(io, -ENOMEM);
+		io_done(io, -ENOMEM, 0);
 		return;
 	}
 	bio->nio = io;
@@ -514,7 +556,7 @@ static void held_drain(struct node_datapath *b, int err)
 			if (!err)
 				be_submit(b, io);
 			else
-				nbd_io_done(io, err);
+				io_done(io, err, 0);
 		}
 		bio = next;
 	}
@@ -585,7 +627,7 @@ static void be_submit(void *ctx, struct nbd_io *io)
 		return;
 	}
 	if (!b->serving) {
-		nbd_io_done(io, -ESHUTDOWN);
+		io_done(io, -ESHUTDOWN, 0);
 		return;
 	}
 	if (b->held_head || !io_allowed(b)) {
@@ -595,26 +637,27 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	if (io->type != NBD_CMD_FLUSH) {
 		rc = store_check_range(v, io->offset, io->length);
 		if (rc < 0) {
-			nbd_io_done(io, io->type == NBD_CMD_WRITE ? -ENOSPC : rc);
+			io_done(io, io->type == NBD_CMD_WRITE ? -ENOSPC : rc, 0);
 			return;
 		}
 	}
 	if (io->type == NBD_CMD_BLOCK_STATUS) {
-		nbd_io_done(io, be_block_status(v, io));
+		io_done(io, be_block_status(v, io), 0);
 		return;
 	}
 	if (io->type >= ARRAY_SIZE(ops) || io->type == NBD_CMD_DISC) {
-		nbd_io_done(io, -EINVAL);
+		io_done(io, -EINVAL, 0);
 		return;
 	}
 	bio = bio_get(b);
 	if (!bio) {
-		nbd_io_done(io, -ENOMEM);
+		io_done(io, -ENOMEM, 0);
 		return;
 	}
 	memset(&bio->sio, 0, sizeof(bio->sio));
 	bio->b = b;
 	bio->nio = io;
+	bio->start_ns = loop_now_ns();
 	bio->sio.op = ops[io->type];
 	bio->sio.offset = io->offset;
 	bio->sio.length = io->length;
@@ -672,10 +715,12 @@ void node_datapath_volume_use(struct node_datapath *b, const struct store_volume
 		return;
 	u->clients = nbd_server_export_clients(b->node->nbd, bv);
 	u->inflight = bv->inflight;
-	u->requests = bv->requests;
-	u->bytes_read = bv->bytes_read;
-	u->bytes_written = bv->bytes_written;
-	u->errors = bv->errors;
+	for (unsigned i = 0; i < NODE_OPS; i++) {
+		u->requests += bv->st.requests[i];
+		u->errors += bv->st.errors[i];
+	}
+	u->bytes_read = bv->st.bytes[NBD_CMD_READ];
+	u->bytes_written = bv->st.bytes[NBD_CMD_WRITE];
 }
 
 int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,

@@ -671,15 +671,16 @@ static void m_state_changed(void *arg, const struct ha *h)
 		   v.phase, "DUET_REASON", v.reason, "DUET_PARTNER_STATE", v.partner,
 		   "DUET_MARK_GEN", gen, NULL);
 	snprintf(n->ev_state, sizeof(n->ev_state), "%s", v.state);
+	node_service_status(n);
 }
 
 static const struct monitor_ops mon_ops = {
-    .state_changed = m_state_changed,
     .boot_checked = m_boot_checked,
     .fence_check = m_fence_check,
     .io_resume = m_io_resume,
     .action = m_action,
     .hb_send = hb_send,
+    .state_changed = m_state_changed,
 };
 
 /* ---- life cycle ---- */

@@ -1,6 +1,7 @@
 /* duetd: one duet storage node, in the foreground, logging to stderr. */
 #define LOG_MODULE "duetd"
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +12,24 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: duetd --config FILE\n"
+	fprintf(f, "usage: duetd --config FILE [--check]\n"
 		   "       duetd --version\n"
-		   "Runs one duet storage node in the foreground; logs go to stderr.\n");
+		   "Runs one duet storage node in the foreground; logs go to stderr.\n"
+		   "--check only reads FILE: exit 0 if it is valid, else 2 with the reason.\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'k'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	static struct duet_config cfg;
 	const char *path = NULL;
+	bool check = false;
 	struct node *n;
 	char err[768];
 	int c, rc;
@@ -34,6 +38,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			path = optarg;
+			break;
+		case 'k':
+			check = true;
 			break;
 		case 'V':
 			printf("duetd %s\n", DUET_VERSION);
@@ -53,6 +60,10 @@ int main(int argc, char **argv)
 	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "duetd: config error: %s\n", err);
 		return 2;
+	}
+	if (check) {
+		printf("%s: valid configuration of node %s\n", path, cfg.node.id);
+		return 0;
 	}
 	log_set_level(cfg.node.log_level);
 	log_set_node(cfg.node.id);

@@ -65,6 +65,7 @@ static void host_state_changed(void *ctx, enum mirror_state state, const char *r
 	n->mirror_hist_n++;
 	node_event(n, "mirror-state", "DUET_STATE", mirror_state_name(state), "DUET_REASON",
 		   reason ? reason : "", NULL);
+	node_service_status(n);
 }
 
 static const struct mirror_host_ops host_ops = {

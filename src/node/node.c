@@ -184,6 +184,11 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = node_control_create(n, n->cfg.node.control, &n->control);
 	if (rc < 0)
 		goto err;
+	if (n->cfg.metrics.listen[0]) {
+		rc = node_metrics_http_create(n, n->cfg.metrics.listen, &n->metrics_http);
+		if (rc < 0)
+			goto err;
+	}
 	rc = monitor_start_watchdog(n->monitor);
 	if (rc < 0)
 		goto err;
@@ -198,6 +203,7 @@ err:
 
 int node_run(struct node *n)
 {
+	node_service_ready(n);
 	return loop_run(n->loop);
 }
 
@@ -212,6 +218,8 @@ void node_destroy(struct node *n)
 {
 	if (!n)
 		return;
+	node_service_stopping(n);
+	node_metrics_http_destroy(n->metrics_http);
 	node_control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);

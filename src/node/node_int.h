@@ -69,6 +69,28 @@ struct node {
 	int sig_fd;
 	struct loop_io sig_io;
 	uint64_t started_ns;
+	/* The service manager (service.c). */
+	bool sd_ready;		       /* READY=1 sent */
+	uint64_t sd_wd_ns;	       /* WATCHDOG=1 this often; 0: not asked */
+	struct loop_timer sd_wd_timer; /* sends it, on the reactor */
+	char sd_status[160];	       /* the last STATUS= line sent */
+	/* Metrics (metrics.c, metrics_http.c). */
+	struct node_metrics_http *metrics_http; /* NULL without [metrics] listen */
+};
+
+/* Request counters of one volume, by NBD command type (enum nbd_cmd_type,
+ * DISC unused), and its request latency in fixed buckets: bucket i holds
+ * requests of at most NODE_LAT_BASE_NS << (2 * i) ns (16 us, 64 us, ...,
+ * 4.3 s), the last one the rest. Counted where each request completes. */
+#define NODE_OPS	    8
+#define NODE_LAT_BUCKETS    10
+#define NODE_LAT_BASE_SHIFT 14 /* 16384 ns */
+struct node_vol_stats {
+	uint64_t requests[NODE_OPS];
+	uint64_t bytes[NODE_OPS]; /* READ and WRITE payload of successful requests */
+	uint64_t errors[NODE_OPS];
+	uint64_t lat[NODE_LAT_BUCKETS + 1];
+	uint64_t lat_sum_ns, lat_count;
 };
 
 /* datapath.c: NBD exports backed by a shelf: the node's own (writes logged
@@ -89,6 +111,11 @@ void node_datapath_fail_held(struct node_datapath *b, int err);
 void node_datapath_set_serving(struct node_datapath *b, bool serving);
 /** Requests held for the lease now. */
 uint64_t node_datapath_held(const struct node_datapath *b);
+/** Call @p fn for every volume opened through @p b (NULL: none). */
+void node_datapath_each_volume(const struct node_datapath *b,
+			       void (*fn)(void *arg, const char *name,
+					  const struct node_vol_stats *st),
+			       void *arg);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
 /** How a volume of the datapath is used, for `volume show`. */
@@ -197,6 +224,22 @@ void node_hooks_status_json(struct node_hooks *h, struct json_object *o);
 int node_control_create(struct node *n, const char *path, struct control **out);
 /** Close the listener and every connection. */
 void node_control_destroy(struct control *c);
+
+/* service.c: the service manager (sd_notify). */
+/** READY=1, the first STATUS=, and the WATCHDOG=1 timer if systemd asks. */
+int node_service_ready(struct node *n);
+/** Send STATUS= again if the HA or mirror state changed. */
+void node_service_status(struct node *n);
+/** STOPPING=1; the watchdog timer stops. */
+void node_service_stopping(struct node *n);
+
+/* metrics.c: the metrics in Prometheus' text format. */
+/** Render them into a new buffer (@p out, free() it) of @p len bytes. */
+int node_metrics_render(struct node *n, char **out, size_t *len);
+
+/* metrics_http.c: GET /metrics on [metrics] listen (libmicrohttpd on the loop). */
+int node_metrics_http_create(struct node *n, const char *listen, struct node_metrics_http **out);
+void node_metrics_http_destroy(struct node_metrics_http *h);
 
 /* commands.c: the control commands. */
 /** The handler of command @p name, or NULL for an unknown command. */

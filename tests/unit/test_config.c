@@ -235,6 +235,23 @@ static void test_monitor_keys(void **state)
 	}
 }
 
+/* [metrics] listen: off by default, an ADDR:PORT when set, one line
+ * naming the key when malformed. */
+static void test_metrics_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.metrics.listen, "");
+	assert_int_equal(config_load_string("t.ini", BASE "[metrics]\nlisten = 127.0.0.1:9942\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.metrics.listen, "127.0.0.1:9942");
+	assert_int_equal(config_load_string("t.ini", BASE "[metrics]\nlisten = nowhere\n", &cfg,
+					    err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[metrics] listen"));
+}
+
 static void test_mirror_keys(void **state)
 {
 	struct mirror_opts o;
@@ -395,6 +412,7 @@ int main(void)
 	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
 	    cmocka_unit_test(test_hooks_keys),	 cmocka_unit_test(test_module_opts),
 	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_metrics_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
