@@ -293,6 +293,10 @@ static int cmd_volume_resize(struct node *n, struct json_object *req, struct jso
 		snprintf(err, errlen, "cannot resize '%s': %s", name, strerror(-rc));
 		return rc;
 	}
+	/* Records past a new, smaller end would come back into the range if
+	 * it grew again before the next consistency point: run one now. */
+	if (want < old)
+		node_datapath_retire_log(n->dp);
 	/* New connections, here and on the partner's proxy port, see the new
 	 * size; open ones keep the size they negotiated. */
 	proxy_local_volumes_changed(n->proxy);

@@ -759,6 +759,38 @@ int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v,
 	return 0;
 }
 
+/* A consistency point asked by the node itself (not by a client's FLUSH):
+ * counted in flight like a request, so shutdown waits for it. */
+struct dp_retire {
+	struct mirror_flush mf;
+	struct node_datapath *b;
+};
+
+static void retire_done(struct mirror_flush *f, int result)
+{
+	struct dp_retire *r = container_of(f, struct dp_retire, mf);
+
+	if (result < 0)
+		LOG_WARN("consistency point after a volume change: %s", strerror(-result));
+	r->b->inflight--;
+	free(r);
+}
+
+void node_datapath_retire_log(struct node_datapath *b)
+{
+	struct dp_retire *r;
+
+	if (!b || !b->m)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->b = b;
+	r->mf.done = retire_done;
+	b->inflight++;
+	mirror_flush(b->m, &r->mf);
+}
+
 static const struct nbd_backend_ops ops = {
     .list = be_list,
     .open = be_open,

@@ -134,6 +134,10 @@ void node_datapath_volume_use(struct node_datapath *b, const struct store_volume
  * released once no request is in flight on it. */
 int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,
 				char *err, size_t errlen);
+/** Start a consistency point of the log (no client waits for it): after
+ * a shrink, the records past the new end leave the log, so that a later
+ * grow never gets them back from a replay. */
+void node_datapath_retire_log(struct node_datapath *b);
 /** Open the shelf @p shelf with the node's [store] settings (the own one at
  * boot, the partner's at takeover). */
 int node_datapath_open_store(struct node *n, const char *shelf, struct store **out);
