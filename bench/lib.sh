@@ -3,7 +3,8 @@
 # Each script sets BENCH_NAME (for messages) before sourcing this file.
 #
 # It also sources tests/node-config.sh (write_node_config: the one duetd INI
-# writer) and tests/netns.sh (netns_pair, veth_link, netns_cleanup), and
+# writer), tests/netns.sh (netns_pair, veth_link, netns_cleanup) and
+# tests/tls-pki.sh (tls_make_pki, tls_make_psk: certificates and keys), and
 # puts tools/python (duet_nbd.py, the NBD client module) on PYTHONPATH.
 #
 # Functions:
@@ -31,6 +32,8 @@ _BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$_BENCH_ROOT/tests/node-config.sh"
 # shellcheck source=tests/netns.sh
 . "$_BENCH_ROOT/tests/netns.sh"
+# shellcheck source=tests/tls-pki.sh
+. "$_BENCH_ROOT/tests/tls-pki.sh"
 export PYTHONPATH=$_BENCH_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 
 # bench_die MSG...: one line on stderr, exit 1.

@@ -13,6 +13,9 @@
 #      BENCH_PORT_BASE  first of the two ports used (default 23950)
 #      BENCH_JOBS     a subset of the job names, space separated
 #      BENCH_ENGINE   duetd's [store] io_engine (default uring)
+#      BENCH_TLS      0: no TLS line (default 1: duetd runs with tls = on and
+#                     an x509 certificate made with certtool; three jobs run
+#                     again over nbds:// and are compared to plain, same run)
 # Prints a Markdown table; --write-doc also replaces the "NBD" section of
 # docs/BENCHMARKS.md with it.
 set -euo pipefail
@@ -33,10 +36,25 @@ bench_need_fio_bench fio nbdkit jq nbdinfo ss
 bench_workdir duet-bench
 cd "$W"
 
+# TLS material (certtool, as the tests make it): tls = on serves plain
+# clients exactly as tls = off does, and nbds:// clients over TLS. fio's
+# nbd engine takes no tls-certificates= in its URI (no local files): libnbd
+# then reads $HOME/.pki/libnbd, which the TLS jobs point at $W/pki.
+TLS=${BENCH_TLS:-1}
+tls_lines=()
+if [ "$TLS" = 1 ]; then
+	bench_need certtool
+	mkdir -p "$W/home/.pki"
+	tls_make_pki "$W/pki" || bench_die "certtool failed (see $W/pki/certtool.log)"
+	ln -s "$W/pki" "$W/home/.pki/libnbd"
+	tls_lines=("tls = on" "tls_certificates = $W/pki")
+fi
+
 # duetd with one 1 GiB volume.
 mkdir -p "$W/shelf"
 write_node_config "$W/duet.conf" a "$W" "shelf = $W/shelf" "log_level = warn" \
-	"[nbd]" "listen = 127.0.0.1:$DUET_PORT" "[store]" "io_engine = ${BENCH_ENGINE:-uring}"
+	"[nbd]" "listen = 127.0.0.1:$DUET_PORT" ${tls_lines[@]+"${tls_lines[@]}"} \
+	"[store]" "io_engine = ${BENCH_ENGINE:-uring}"
 "$DUETD" --config "$W/duet.conf" 2>"$W/duetd.log" &
 PIDS+=($!)
 bench_wait_port "$DUET_PORT" "$!" duetd
@@ -103,6 +121,36 @@ for j in "${JOBS[@]}"; do
 	fi
 done
 
+# The TLS line: the same server, plain and over TLS, alternating.
+TLS_JOBS=(randread-4k-qd32 read-1m-qd8 write-1m-qd8)
+tls_rows=()
+if [ "$TLS" = 1 ]; then
+	for j in "${JOBS[@]}"; do
+		IFS='|' read -r name args side <<<"$j"
+		[[ " ${TLS_JOBS[*]} " == *" $name "* ]] || continue
+		bench_want_job "$name" || continue
+		for r in $(seq "$REPEAT"); do
+			order="plain tls"
+			[ $((r % 2)) = 0 ] && order="tls plain"
+			for s in $order; do
+				echo "$name on duet, $s (${SECS}s, run $r of $REPEAT)..." >&2
+				if [ $s = tls ]; then
+					HOME=$W/home bench_fio "$name" "$args" \
+						"nbds://127.0.0.1:$DUET_PORT/bench" "$W/$name-t$s-$r.json" \
+						"duet (TLS)" --lat_percentiles=1
+				else
+					bench_fio "$name" "$args" "$URI_duet" "$W/$name-t$s-$r.json" duet \
+						--lat_percentiles=1
+				fi
+			done
+		done
+		read -r p_iops p_mibs p_p50 p_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-tplain-*.json)" "$side")"
+		read -r t_iops t_mibs t_p50 t_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-ttls-*.json)" "$side")"
+		ratio=$(awk -v a="$t_iops" -v b="$p_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+		tls_rows+=("| $name | $p_iops | $t_iops | $p_mibs | $t_mibs | $p_p50 | $t_p50 | $p_p99 | $t_p99 | **$ratio** |")
+	done
+fi
+
 bench_servers_alive "a server"
 
 fs=$(df -T "$W" | awk 'NR==2 {print $2}')
@@ -110,6 +158,12 @@ table() {
 	echo "| job | duet IOPS | nbdkit IOPS | duet MiB/s | nbdkit MiB/s | duet p50 µs | nbdkit p50 µs | duet p99 µs | nbdkit p99 µs | duet/nbdkit |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${rows[@]}"
+}
+tls_table() {
+	[ ${#tls_rows[@]} -gt 0 ] || return 0
+	echo "| job (duet, TLS line) | plain IOPS | TLS IOPS | plain MiB/s | TLS MiB/s | plain p50 µs | TLS p50 µs | plain p99 µs | TLS p99 µs | TLS/plain |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${tls_rows[@]}"
 }
 section() {
 	echo "## NBD"
@@ -134,6 +188,14 @@ section() {
 	echo
 	table
 	echo
+	if [ ${#tls_rows[@]} -gt 0 ]; then
+		echo "TLS line: the same duetd (\`tls = on\`, an ECDSA x509 certificate made by certtool), the"
+		echo "same volume, plain (\`nbd://\`) against TLS (\`nbds://\`, GnuTLS $(certtool --version | awk 'NR==1 {print $NF}')),"
+		echo "alternating which went first; TLS/plain is the IOPS ratio."
+		echo
+		tls_table
+		echo
+	fi
 	if [ ${#missed[@]} -eq 0 ]; then
 		echo "Targets (duet/nbdkit >= 1.0 on every job, >= 1.2 on randread-4k-qd32): all $met met in this run."
 	else
@@ -146,6 +208,10 @@ section() {
 echo
 table
 echo
+if [ ${#tls_rows[@]} -gt 0 ]; then
+	tls_table
+	echo
+fi
 if [ ${#missed[@]} -eq 0 ]; then echo "targets: all met"; else printf 'target missed: %s\n' "${missed[@]}"; fi
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md

@@ -9,6 +9,7 @@ pkgs=(
   libnbd-bin python3-libnbd nbdkit qemu-utils fio
   iproute2 nftables iputils-ping jq procps python3
   libfuse3-dev fuse3
+  libgnutls28-dev gnutls-bin
   libsystemd-dev libmicrohttpd-dev prometheus scdoc
 )
 

@@ -23,7 +23,11 @@ static void usage(FILE *f)
 	    f, "usage: duetctl --socket PATH [--json | --raw] COMMAND\n"
 	       "commands:\n"
 	       "  status                 node, HA, session, links, mirror and volumes\n"
-	       "  volume create NAME SIZE  create a volume (SIZE like 1G, 512M)\n"
+	       "  volume create NAME SIZE [--allow ID...]\n"
+	       "                         create a volume (SIZE like 1G, 512M); with\n"
+	       "                         --allow only TLS clients with one of these\n"
+	       "                         identities (PSK username, certificate CN,\n"
+	       "                         SAN or DN) see it\n"
 	       "  volume list            list the volumes\n"
 	       "  volume show NAME       size, allocated, owner, clients, counters\n"
 	       "  volume resize NAME SIZE [--force]  grow online; shrink needs --force, no client\n"
@@ -136,15 +140,26 @@ static void print_volumes(struct json_object *vols)
 	size_t n = vols ? json_object_array_length(vols) : 0;
 	char size[32], alloc[32];
 
-	printf("%-20s %-6s %-9s %10s %10s\n", "VOLUME", "OWNER", "SERVED_BY", "SIZE", "ALLOCATED");
+	printf("%-20s %-6s %-9s %10s %10s  %s\n", "VOLUME", "OWNER", "SERVED_BY", "SIZE",
+	       "ALLOCATED", "ALLOW");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(vols, i);
-		printf("%-20s %-6s %-9s %10s %10s\n", jstr(v, "name"), jstr(v, "owner"),
+		struct json_object *allow = jget(v, "allow");
+		size_t na = allow && json_object_is_type(allow, json_type_array)
+				? json_object_array_length(allow)
+				: 0;
+		printf("%-20s %-6s %-9s %10s %10s  ", jstr(v, "name"), jstr(v, "owner"),
 		       jstr(v, "served_by"),
 		       format_size((uint64_t)json_object_get_int64(jget(v, "size")), size,
 				   sizeof(size)),
 		       format_size((uint64_t)json_object_get_int64(jget(v, "allocated")), alloc,
 				   sizeof(alloc)));
+		if (na == 0)
+			printf("any");
+		for (size_t j = 0; j < na; j++)
+			printf("%s%s", j ? "," : "",
+			       json_object_get_string(json_object_array_get_idx(allow, j)));
+		printf("\n");
 	}
 }
 
@@ -260,15 +275,31 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
 		json_object_object_add(req, "force", json_object_new_boolean(argc == 5));
-	} else if (strcmp(cmd, "volume") == 0 && argc == 4 && strcmp(argv[1], "create") == 0) {
+	} else if (strcmp(cmd, "volume") == 0 && argc >= 4 && strcmp(argv[1], "create") == 0) {
+		struct json_object *allow = NULL;
 		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
 			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);
 			json_object_put(req);
 			return NULL;
 		}
+		/* --allow ID [ID...], repeatable: the volume's allow list. */
+		for (int i = 4; i < argc; i++) {
+			if (strcmp(argv[i], "--allow") == 0) {
+				if (i + 1 == argc || strcmp(argv[i + 1], "--allow") == 0)
+					goto bad;
+				if (!allow)
+					allow = json_object_new_array();
+				continue;
+			}
+			if (!allow)
+				goto bad;
+			json_object_array_add(allow, json_object_new_string(argv[i]));
+		}
 		json_object_object_add(req, "cmd", json_object_new_string("volume_create"));
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
+		if (allow)
+			json_object_object_add(req, "allow", allow);
 	} else {
 		goto bad;
 	}
@@ -315,7 +346,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int nargs = 0;
-	char *args[8];
+	char *args[48];
 	for (int i = optind; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			as_json = true;

@@ -25,6 +25,7 @@ enum key_type {
 	KEY_BOOL,  /* off | on */
 	KEY_LEVEL, /* log level */
 	KEY_LINK,  /* repeatable interconnect link */
+	KEY_ALLOW, /* list of networks (nbd_allow_parse) */
 };
 
 struct key_def {
@@ -43,6 +44,7 @@ static const char *const balance_names[] = {"round_robin", "least_outstanding", 
 static const char *const mirror_mode_names[] = {"off", "on", "local", NULL};
 static const char *const durability_names[] = {"memory", "local-sync", NULL};
 static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
+static const char *const tls_names[] = {"off", "on", "require", NULL};
 
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
@@ -55,6 +57,11 @@ static const struct key_def schema[] = {
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
     {"nbd", "conn_buffer", KEY_SIZE, F(nbd.conn_buffer), 1ull << 20, 1ull << 30, NULL, false},
+    {"nbd", "tls", KEY_ENUM, F(nbd.tls), 0, 0, tls_names, false},
+    {"nbd", "tls_certificates", KEY_PATH, F(nbd.tls_certificates), 0, 0, NULL, false},
+    {"nbd", "tls_psk", KEY_PATH, F(nbd.tls_psk), 0, 0, NULL, false},
+    {"nbd", "tls_verify_peer", KEY_BOOL, F(nbd.tls_verify_peer), 0, 0, NULL, false},
+    {"nbd", "allow", KEY_ALLOW, F(nbd.allow), 0, 0, NULL, false},
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
@@ -295,6 +302,19 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 	}
 	case KEY_LINK:
 		return set_link(c, sec, key, value);
+	case KEY_ALLOW: {
+		struct nbd_allow a;
+		char why[160];
+		if (strlen(value) >= d->size)
+			return fail(c, sec, key, "'%.32s...' is too long", value);
+		if (nbd_allow_parse(value, &a, why, sizeof(why)) < 0)
+			return fail(c, sec, key, "%s", why);
+		if (a.n == 0)
+			return fail(c, sec, key, "no network given (leave the key out for any)%s",
+				    "");
+		strcpy(field, value);
+		return 1;
+	}
 	}
 	return fail(c, sec, key, "internal: unknown key type%s", "");
 }
@@ -403,6 +423,17 @@ static int finish(struct parse_ctx *c, int rc)
 		snprintf(c->err, c->errlen,
 			 "%s: [proxy] chunk: more than half of port_mem (each half holds the "
 			 "data in flight one way)",
+			 c->name);
+		return -EINVAL;
+	}
+	if (c->cfg->nbd.tls != NBD_TLS_OFF && !c->cfg->nbd.tls_certificates[0] &&
+	    !c->cfg->nbd.tls_psk[0]) {
+		snprintf(c->err, c->errlen, "%s: [nbd] tls: %s needs tls_certificates or tls_psk",
+			 c->name, tls_names[c->cfg->nbd.tls]);
+		return -EINVAL;
+	}
+	if (c->cfg->nbd.tls_verify_peer && !c->cfg->nbd.tls_certificates[0]) {
+		snprintf(c->err, c->errlen, "%s: [nbd] tls_verify_peer: needs tls_certificates",
 			 c->name);
 		return -EINVAL;
 	}

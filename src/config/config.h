@@ -47,6 +47,11 @@ struct duet_config {
 		char proxy_listen[CONFIG_ADDR_MAX]; /* "" when not set */
 		uint64_t max_payload;		    /* bytes, largest request */
 		uint64_t conn_buffer;		    /* bytes in flight per connection */
+		enum nbd_tls_mode tls;		    /* tls = off | on | require */
+		char tls_certificates[PATH_MAX];    /* ca-cert.pem, server-*.pem; "" none */
+		char tls_psk[PATH_MAX];		    /* psktool file; "" none */
+		bool tls_verify_peer;		    /* client certificates against the CA */
+		char allow[1024];		    /* "CIDR, ..."; "" anyone */
 	} nbd;
 	struct {
 		enum store_engine io_engine;

@@ -97,5 +97,10 @@ void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_serve
 	    .name = proxy ? "proxy" : "nbd",
 	    .max_payload = cfg->nbd.max_payload,
 	    .conn_buffer = cfg->nbd.conn_buffer,
+	    .tls = cfg->nbd.tls,
+	    .tls_certificates = cfg->nbd.tls_certificates,
+	    .tls_psk = cfg->nbd.tls_psk,
+	    .tls_verify_peer = cfg->nbd.tls_verify_peer,
+	    .allow = cfg->nbd.allow,
 	};
 }

@@ -4,7 +4,8 @@
  * transmission.c call back into; server.c uses them as well.
  *
  * The rule this file keeps: it is a leaf. It calls nothing else in the
- * module, so the phases never call "up" into server.c. Its one way back up
+ * module but tls.c's session free, so the phases never call "up" into
+ * server.c. Its one way back up
  * is nbd_conn_schedule(), which posts the connection task server.c
  * installed at accept (flush, then read if resumed).
  *
@@ -64,10 +65,18 @@ void nbd_conn_update_events(struct nbd_conn *c)
 
 	if (!c->lio.added)
 		return;
-	if (!c->rx_paused && !c->draining && !c->close_after_tx)
-		ev |= EPOLLIN;
-	if (c->tx_blocked)
-		ev |= EPOLLOUT;
+	if (c->rx == NBD_RX_TLS) {
+		/* STARTTLS: the ACK goes out, then the TLS handshake leads. */
+		if (c->tx_blocked || (c->tls && c->tls_want_out))
+			ev |= EPOLLOUT;
+		else if (c->tls)
+			ev |= EPOLLIN;
+	} else {
+		if (!c->rx_paused && !c->draining && !c->close_after_tx)
+			ev |= EPOLLIN;
+		if (c->tx_blocked)
+			ev |= EPOLLOUT;
+	}
 	loop_io_mod(c->srv->loop, &c->lio, ev);
 }
 
@@ -203,6 +212,7 @@ void nbd_conn_close(struct nbd_conn *c, const char *why)
 	loop_timer_cancel(srv->loop, &c->timer);
 	if (c->lio.added)
 		loop_io_del(srv->loop, &c->lio);
+	nbd_tls_free(c); /* before the socket: it may say close_notify */
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

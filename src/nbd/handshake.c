@@ -1,8 +1,15 @@
 /*
  * NBD handshake: fixed newstyle greeting, client flags and option haggling
- * (EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY, LIST_META_CONTEXT,
- * SET_META_CONTEXT; anything else is answered NBD_REP_ERR_UNSUP).
- * Replies are appended to the connection's handshake output buffer.
+ * (EXPORT_NAME, ABORT, LIST, STARTTLS, INFO, GO, STRUCTURED_REPLY,
+ * LIST_META_CONTEXT, SET_META_CONTEXT; anything else is answered
+ * NBD_REP_ERR_UNSUP). Replies are appended to the connection's handshake
+ * output buffer.
+ *
+ * Access rules kept here: with tls = require nothing but STARTTLS and
+ * ABORT is answered before TLS (NBD_REP_ERR_TLS_REQD; EXPORT_NAME, which
+ * cannot fail politely, closes), so no export is listed or opened in
+ * clear; an export the backend's allowed() refuses to this client's TLS
+ * identities is neither listed nor opened, as if it did not exist.
  */
 #define LOG_MODULE "nbd"
 #include "nbd/nbd_int.h"
@@ -139,6 +146,18 @@ static void enter_xmit(struct nbd_conn *c, void *handle, const struct nbd_export
 		  p->meta_alloc ? " base:allocation" : "");
 }
 
+/* May this client see export @p name (the backend's per-export list)? */
+static bool export_allowed(struct nbd_conn *c, const char *name)
+{
+	const struct nbd_backend_ops *ops = c->srv->ops;
+
+	if (!ops->allowed || ops->allowed(c->srv->ctx, name, (const char *const *)c->ids, c->n_ids))
+		return true;
+	LOG_INFO("%s: %s: export '%s' refused to %s", c->srv->name, c->peer, name,
+		 c->n_ids ? c->ids[0] : "a client without TLS identity");
+	return false;
+}
+
 static void opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 {
 	char name[NBD_STRING_MAX + 1];
@@ -153,7 +172,8 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 	}
 	memcpy(name, d, len);
 	name[len] = '\0';
-	rc = c->srv->ops->open(c->srv->ctx, name, &handle, &info);
+	rc = export_allowed(c, name) ? c->srv->ops->open(c->srv->ctx, name, &handle, &info)
+				     : -ENOENT;
 	if (rc < 0) {
 		/* EXPORT_NAME cannot fail politely: the spec says close. */
 		nbd_conn_protocol_error(c, "export '%s' not available (%s)", name, strerror(-rc));
@@ -188,7 +208,7 @@ static void opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint
 	}
 	memcpy(name, g.name, g.name_len);
 	name[g.name_len] = '\0';
-	rc = ops->open(c->srv->ctx, name, &handle, &info);
+	rc = export_allowed(c, name) ? ops->open(c->srv->ctx, name, &handle, &info) : -ENOENT;
 	if (rc < 0) {
 		LOG_INFO("%s: %s: export '%s' not available: %s", c->srv->name, c->peer, name,
 			 strerror(-rc));
@@ -240,12 +260,16 @@ struct list_ctx {
 static void list_emit(void *arg, const char *name, const char *desc)
 {
 	struct list_ctx *lc = arg;
+	const struct nbd_backend_ops *ops = lc->c->srv->ops;
 	struct nbd_buf *b = &lc->c->hs_out;
 	uint32_t nl, dl;
 	uint8_t h[24];
 
 	if (!lc->ok || !name)
 		return;
+	if (ops->allowed &&
+	    !ops->allowed(lc->c->srv->ctx, name, (const char *const *)lc->c->ids, lc->c->n_ids))
+		return; /* not this client's to see */
 	nl = (uint32_t)strnlen(name, NBD_STRING_MAX + 1);
 	dl = desc ? (uint32_t)strnlen(desc, NBD_STRING_MAX) : 0;
 	if (nl > NBD_STRING_MAX)
@@ -325,9 +349,57 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
 	rep(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
+/* STARTTLS: ACK, then nothing is parsed until server.c has run the TLS
+ * handshake (NBD_RX_TLS). Nothing negotiated in clear carries over. */
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+	if (!c->srv->tls || c->fd < 0) {
+		LOG_DEBUG("%s: %s: STARTTLS but tls = off", c->srv->name, c->peer);
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP, "option not supported");
+		return;
+	}
+	if (len) {
+		LOG_INFO("%s: %s: STARTTLS with data", c->srv->name, c->peer);
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+		return;
+	}
+	if (c->tls_up) {
+		LOG_INFO("%s: %s: STARTTLS inside TLS", c->srv->name, c->peer);
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+		return;
+	}
+	if (!rep(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0))
+		return;
+	c->structured = false;
+	c->meta_set = false;
+	free(c->meta_export);
+	c->meta_export = NULL;
+	c->rx = NBD_RX_TLS;
+}
+
+/* tls = require and no TLS yet: only STARTTLS and ABORT get an answer. */
+static bool tls_required(struct nbd_conn *c, uint32_t opt)
+{
+	if (c->srv->tls_mode != NBD_TLS_REQUIRE || c->tls_up || opt == NBD_OPT_STARTTLS ||
+	    opt == NBD_OPT_ABORT)
+		return false;
+	if (opt == NBD_OPT_EXPORT_NAME) {
+		nbd_conn_protocol_error(c, "NBD_OPT_EXPORT_NAME before STARTTLS (tls = require)");
+		return true;
+	}
+	LOG_DEBUG("%s: %s: option %u before STARTTLS, TLS required", c->srv->name, c->peer, opt);
+	rep_err(c, opt, NBD_REP_ERR_TLS_REQD, "TLS required: send NBD_OPT_STARTTLS first");
+	return true;
+}
+
 void nbd_hs_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
+	if (tls_required(c, opt))
+		return;
 	switch (opt) {
+	case NBD_OPT_STARTTLS:
+		opt_starttls(c, len);
+		break;
 	case NBD_OPT_EXPORT_NAME:
 		opt_export_name(c, d, len);
 		break;

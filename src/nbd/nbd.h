@@ -17,6 +17,7 @@
 
 struct loop;
 struct nbd_server;
+struct sockaddr;
 
 /** Command types and flags, as on the wire. */
 enum nbd_cmd_type {
@@ -117,6 +118,19 @@ struct nbd_backend_ops {
 	int (*open)(void *ctx, const char *name, void **handle, struct nbd_export_info *info);
 	void (*close)(void *ctx, void *handle);
 	void (*submit)(void *ctx, struct nbd_io *io);
+	/* Optional: may the client known by @p ids (its TLS identities: the
+	 * PSK username, or the certificate's CN and SAN names; n_ids 0 for a
+	 * client without one) see and open export @p name? NULL: everyone.
+	 * A refused export is left out of NBD_OPT_LIST and answered
+	 * NBD_REP_ERR_UNKNOWN, as if it did not exist. */
+	bool (*allowed)(void *ctx, const char *name, const char *const *ids, unsigned n_ids);
+};
+
+/** NBD_OPT_STARTTLS: not offered, offered, or required before any other option. */
+enum nbd_tls_mode {
+	NBD_TLS_OFF = 0,
+	NBD_TLS_ON,
+	NBD_TLS_REQUIRE,
 };
 
 struct nbd_server_opts {
@@ -127,7 +141,46 @@ struct nbd_server_opts {
 	unsigned max_clients; /* connections beyond are refused; 0: 1024 */
 	unsigned timeout_ms;  /* handshake deadline, and stall of a half-received
 				 request; 0: 30000 */
+	/* TLS (GnuTLS; docs/SECURITY.md): with tls on or require, at least one
+	 * of tls_certificates (a directory holding ca-cert.pem, server-cert.pem
+	 * and server-key.pem, as nbdkit and qemu lay them out) and tls_psk (a
+	 * psktool file). tls_verify_peer: x509 clients must present a
+	 * certificate signed by ca-cert.pem. Paths are read at create. */
+	enum nbd_tls_mode tls;
+	const char *tls_certificates; /* NULL or "": none */
+	const char *tls_psk;	      /* NULL or "": none */
+	bool tls_verify_peer;
+	/* Who may connect: "CIDR, CIDR, ..." (IPv4 or IPv6, a bare address is
+	 * a /32 or /128); NULL or "": anyone. Checked at accept. */
+	const char *allow;
 };
+
+/** The largest number of networks in an allow list. */
+#define NBD_ALLOW_MAX 64
+
+/** One network of an allow list; addresses in network byte order, IPv4
+ * as family AF_INET in the first 4 bytes. */
+struct nbd_allow_net {
+	int family;
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
+struct nbd_allow {
+	unsigned n; /* 0: anyone */
+	struct nbd_allow_net nets[NBD_ALLOW_MAX];
+};
+
+/**
+ * Parse an allow list ("10.0.0.0/8, fd00::/8, 192.0.2.7"; commas and/or
+ * blanks between entries). Host bits past the prefix are an error, so
+ * that a typo does not silently widen a network. @return 0, or -EINVAL
+ * with a one-line reason in @p err.
+ */
+int nbd_allow_parse(const char *s, struct nbd_allow *out, char *err, size_t errlen);
+/** True when @p sa (AF_INET, AF_INET6, an IPv4-mapped IPv6 address
+ * counting as IPv4) is in one of the networks, or the list is empty. */
+bool nbd_allow_match(const struct nbd_allow *a, const struct sockaddr *sa);
 
 /**
  * Complete @p io with 0 or a negative errno (mapped to an NBD error:
@@ -170,6 +223,7 @@ struct nbd_server_stats {
 	uint64_t bytes_read;
 	uint64_t bytes_written;
 	uint64_t protocol_errors; /* connections dropped for bad input */
+	uint64_t refused;	  /* connections closed at accept: not in [nbd] allow */
 };
 void nbd_server_get_stats(const struct nbd_server *srv, struct nbd_server_stats *st);
 

@@ -20,7 +20,12 @@
  *                  leaf: it calls nothing else in the module. Its only way
  *                  back up is the connection task that server.c installed,
  *                  posted by nbd_conn_schedule().
+ *   transport.c    the plain socket under a connection (struct nbd_xport).
+ *   tls.c          STARTTLS's TLS session (GnuTLS): the handshake, driven
+ *                  by server.c, and the TLS transport that replaces the
+ *                  socket one once it is done.
  *   proto.c        pure parsers and checks; called by all of the above.
+ *   allow.c        pure parser and matcher of [nbd] allow networks.
  * Tests and the fuzzer may include this header.
  */
 #ifndef DUET_NBD_NBD_INT_H
@@ -215,14 +220,24 @@ uint32_t nbd_encode_extents(struct nbd_extent *ext, uint32_t n, uint64_t offset,
 #define NBD_XIO_HDR    32u
 
 /**
- * A byte source and sink other than a socket, for the fuzzer: it drives a
- * whole connection from memory. Both return bytes moved, or -errno
- * (-EAGAIN when nothing can move now); readv returns 0 at end of input.
+ * The byte transport under a connection: the plain socket (transport.c),
+ * TLS over it once STARTTLS is done (tls.c), or memory for the fuzzer.
+ * readv and writev return bytes moved, or -errno (-EAGAIN when nothing
+ * can move now); readv returns 0 at end of input. A transport that keeps
+ * bytes of its own (TLS records) has the optional two: @c flush pushes
+ * output it accepted but has not sent (0 or -EAGAIN), @c pending says
+ * whether input is already decoded above the socket (epoll will not
+ * report it).
  */
 struct nbd_xport {
 	ssize_t (*readv)(void *arg, const struct iovec *iov, int iovcnt);
 	ssize_t (*writev)(void *arg, const struct iovec *iov, int iovcnt, bool more);
+	int (*flush)(void *arg);
+	bool (*pending)(void *arg);
 };
+
+/** The plain socket: arg is the struct nbd_conn. */
+extern const struct nbd_xport nbd_xport_socket;
 
 enum nbd_xio_state {
 	NBD_XIO_FREE = 0,
@@ -265,14 +280,26 @@ enum nbd_rx_state {
 	NBD_RX_REQ,	/* a request header */
 	NBD_RX_PAYLOAD, /* a WRITE payload into rx_dst */
 	NBD_RX_DISCARD, /* rx_left bytes to skip */
+	NBD_RX_TLS,	/* STARTTLS answered: nothing is parsed until TLS is up */
 };
+
+#define NBD_TLS_IDS_MAX 8    /* identities kept per client */
+#define NBD_TLS_ID_LEN	256u /* longest identity kept */
+
+struct nbd_tls;	     /* server credentials (tls.c) */
+struct nbd_tls_sess; /* one connection's session (tls.c) */
 
 struct nbd_conn {
 	struct nbd_server *srv;
-	struct list link; /* in srv->conns while open */
-	int fd;
-	const struct nbd_xport *xp; /* NULL: the socket fd */
+	struct list link;	    /* in srv->conns while open */
+	int fd;			    /* the socket, or -1 (memory transport) */
+	const struct nbd_xport *xp; /* never NULL */
 	void *xp_arg;
+	struct nbd_tls_sess *tls; /* from STARTTLS on */
+	bool tls_up;		  /* handshake done: the transport is TLS */
+	bool tls_want_out;	  /* the handshake waits to write */
+	unsigned n_ids;		  /* identities of a TLS client */
+	char *ids[NBD_TLS_IDS_MAX];
 	struct loop_io lio;
 	struct loop_timer timer;
 	struct loop_task task;
@@ -337,6 +364,11 @@ struct nbd_server {
 	bool destroyed;
 	uint64_t timeout_ns;
 	struct nbd_server_stats st;
+	struct nbd_tls *tls; /* NULL: tls = off */
+	enum nbd_tls_mode tls_mode;
+	struct nbd_allow allow;
+	uint64_t refused_log_ns; /* last "not allowed" line */
+	uint64_t refused_quiet;	 /* refusals not logged since */
 };
 
 /* ======== 3. prototypes ======== */
@@ -385,6 +417,22 @@ int nbd_hs_client_flags(struct nbd_conn *c, uint32_t flags);
 void nbd_hs_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len);
 /** Refuse an option whose data was too big to buffer (it was skipped). */
 void nbd_hs_option_skipped(struct nbd_conn *c, uint32_t opt);
+
+/* tls.c */
+/** Load the credentials the options name. @return 0 or -errno (logged). */
+int nbd_tls_create(const struct nbd_server_opts *o, const char *name, struct nbd_tls **out);
+void nbd_tls_destroy(struct nbd_tls *t);
+/** Start a server session on c->fd, taking the bytes still in the receive
+ * buffer as the first TLS input. @return 0 or -errno. */
+int nbd_tls_start(struct nbd_conn *c);
+/**
+ * Drive the handshake. @return 0 once done (c->xp is then TLS, the
+ * client's identities in c->ids), -EAGAIN (c->tls_want_out says which
+ * way), or -EPROTO/-EACCES after a failure (logged).
+ */
+int nbd_tls_handshake(struct nbd_conn *c);
+/** Free the session (conn close). */
+void nbd_tls_free(struct nbd_conn *c);
 
 /* transmission.c */
 /** Handle one request header; may start receiving or skipping a payload. */

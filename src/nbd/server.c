@@ -32,39 +32,34 @@
 #define RX_ROUNDS	  8
 #define ACCEPT_BATCH	  64
 #define ACCEPT_BACKOFF_NS 100000000ull
+#define REFUSED_LOG_NS	  1000000000ull
 
 static void conn_rx(struct nbd_conn *c);
 static void conn_flush(struct nbd_conn *c);
+static void conn_tls_step(struct nbd_conn *c);
 
-/* ---- socket or memory transport ---- */
+/* ---- the transport (socket, TLS or memory: struct nbd_xport) ---- */
 
 static ssize_t conn_readv(struct nbd_conn *c, const struct iovec *iov, int n)
 {
-	ssize_t r;
-
-	if (c->xp)
-		return c->xp->readv(c->xp_arg, iov, n);
-	do {
-		r = readv(c->fd, iov, n);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	return r;
+	return c->xp->readv(c->xp_arg, iov, n);
 }
 
 static ssize_t conn_writev(struct nbd_conn *c, struct iovec *iov, int n, bool more)
 {
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-	ssize_t r;
+	return c->xp->writev(c->xp_arg, iov, n, more);
+}
 
-	if (c->xp)
-		return c->xp->writev(c->xp_arg, iov, n, more);
-	do {
-		r = sendmsg(c->fd, &m, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	return r;
+/* Output the transport accepted but still holds (TLS records): 0 when it
+ * is all out, -EAGAIN, or -errno. */
+static int conn_xport_flush(struct nbd_conn *c)
+{
+	return c->xp->flush ? c->xp->flush(c->xp_arg) : 0;
+}
+
+static bool conn_xport_pending(struct nbd_conn *c)
+{
+	return c->xp->pending && c->xp->pending(c->xp_arg);
 }
 
 /* ---- send path ---- */
@@ -122,8 +117,21 @@ static void conn_flush(struct nbd_conn *c)
 			if (x->data_len > s)
 				iov[n++] = (struct iovec){(uint8_t *)x->data + s, x->data_len - s};
 		}
-		if (n == 0)
+		if (n == 0) {
+			w = conn_xport_flush(c);
+			if (w == -EAGAIN) {
+				if (!c->tx_blocked) {
+					c->tx_blocked = true;
+					nbd_conn_update_events(c);
+				}
+				return;
+			}
+			if (w < 0) {
+				nbd_conn_close(c, "send failed");
+				return;
+			}
 			break;
+		}
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
 		/* More replies beyond this batch: let TCP coalesce them. */
@@ -157,8 +165,33 @@ static void conn_flush(struct nbd_conn *c)
 		nbd_conn_close(c, "closed after error reply");
 	else if (c->draining && c->n_xio == 0)
 		nbd_conn_close(c, "client disconnected");
+	else if (c->rx == NBD_RX_TLS && !c->tls)
+		conn_tls_step(c); /* the STARTTLS ACK is out */
 	else
 		nbd_conn_maybe_resume(c);
+}
+
+/* STARTTLS was answered and the ACK sent: start or go on with the TLS
+ * handshake, on each readiness event; once it is done, options are read
+ * again, through TLS (handshake.c checks who may see what). */
+static void conn_tls_step(struct nbd_conn *c)
+{
+	int rc = c->tls ? 0 : nbd_tls_start(c);
+
+	if (rc == 0)
+		rc = nbd_tls_handshake(c);
+	if (rc == -EAGAIN) {
+		nbd_conn_update_events(c);
+		return;
+	}
+	if (rc < 0) {
+		c->srv->st.protocol_errors++;
+		nbd_conn_close(c, NULL);
+		return;
+	}
+	c->rx = NBD_RX_OPT;
+	nbd_conn_update_events(c);
+	conn_rx(c); /* the client's next options may be decoded already */
 }
 
 /* The connection task, installed here and posted by nbd_conn_schedule()
@@ -263,6 +296,8 @@ static void conn_rx_process(struct nbd_conn *c)
 			if (c->rx_left == 0)
 				nbd_xmit_payload_done(c);
 			break;
+		case NBD_RX_TLS:
+			return;
 		case NBD_RX_DISCARD:
 			if (avail == 0)
 				return;
@@ -349,7 +384,8 @@ static void conn_rx(struct nbd_conn *c)
 		bool full = false;
 		ssize_t n;
 
-		if (c->closed || c->rx_paused || c->draining || c->close_after_tx)
+		if (c->closed || c->rx_paused || c->draining || c->close_after_tx ||
+		    c->rx == NBD_RX_TLS)
 			break;
 		n = conn_read(c, &full);
 		if (n == -EAGAIN)
@@ -369,6 +405,12 @@ static void conn_rx(struct nbd_conn *c)
 			break;
 	}
 	c->in_rx = false;
+	/* Input decoded above the socket (TLS) raises no event: come back. */
+	if (!c->closed && !c->rx_paused && !c->draining && c->rx != NBD_RX_TLS &&
+	    conn_xport_pending(c)) {
+		c->want_rx = true;
+		nbd_conn_schedule(c);
+	}
 	if (!c->closed)
 		conn_flush(c);
 	nbd_conn_put(c);
@@ -381,6 +423,13 @@ static void conn_on_io(struct loop_io *lio, uint32_t events)
 	nbd_conn_get(c);
 	if (events & EPOLLERR) {
 		nbd_conn_close(c, "socket error");
+	} else if (c->rx == NBD_RX_TLS) {
+		if (c->tls)
+			conn_tls_step(c);
+		else if (events & EPOLLOUT)
+			conn_flush(c); /* the STARTTLS ACK */
+		if (!c->closed && c->rx == NBD_RX_TLS && (events & EPOLLHUP))
+			nbd_conn_close(c, "hung up during STARTTLS");
 	} else {
 		if (events & EPOLLOUT)
 			conn_flush(c);
@@ -451,8 +500,8 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->xp = xp;
-	c->xp_arg = arg;
+	c->xp = xp ? xp : &nbd_xport_socket;
+	c->xp_arg = xp ? arg : c;
 	c->refs = 1;
 	slist_init(&c->txq);
 	slist_init(&c->free_xio);
@@ -493,6 +542,38 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	return 0;
 }
 
+/* [nbd] allow: a client from elsewhere is closed at once; one line per
+ * second at most says so (with the count of those not logged). */
+static bool srv_allowed(struct nbd_server *srv, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char peer[64] = "?";
+	uint64_t now;
+
+	if (srv->allow.n == 0)
+		return true;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    nbd_allow_match(&srv->allow, (struct sockaddr *)&ss))
+		return true;
+	close(fd);
+	srv->st.refused++;
+	now = loop_now_ns();
+	if (srv->refused_log_ns && now - srv->refused_log_ns < REFUSED_LOG_NS) {
+		srv->refused_quiet++;
+		return false;
+	}
+	util_format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
+	if (srv->refused_quiet)
+		LOG_WARN("%s: %s: not in [nbd] allow, refused (and %llu more since the last line)",
+			 srv->name, peer, (unsigned long long)srv->refused_quiet);
+	else
+		LOG_WARN("%s: %s: not in [nbd] allow, refused", srv->name, peer);
+	srv->refused_log_ns = now;
+	srv->refused_quiet = 0;
+	return false;
+}
+
 static void srv_on_accept(struct loop_io *lio, uint32_t events)
 {
 	struct nbd_server *srv = lio->arg;
@@ -511,7 +592,8 @@ static void srv_on_accept(struct loop_io *lio, uint32_t events)
 			loop_timer_arm(srv->loop, &srv->accept_timer, ACCEPT_BACKOFF_NS);
 			return;
 		}
-		conn_create(srv, fd, NULL, NULL);
+		if (srv_allowed(srv, fd))
+			conn_create(srv, fd, NULL, NULL);
 	}
 }
 
@@ -539,7 +621,7 @@ void nbd_server_kick(struct nbd_server *srv)
 	list_for_each_safe(pos, tmp, &srv->conns)
 	{
 		struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
-		if (c->xp) {
+		if (c->fd < 0) {
 			nbd_conn_get(c);
 			if (c->tx_blocked)
 				conn_flush(c); /* as on EPOLLOUT */
@@ -590,6 +672,7 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		      const struct nbd_backend_ops *ops, void *ctx, struct nbd_server **out)
 {
 	struct nbd_server *srv;
+	char err[128];
 	int rc;
 
 	if (!ops || !ops->open || !ops->close || !ops->submit) {
@@ -618,6 +701,21 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		free(srv);
 		return -EINVAL;
 	}
+	srv->opts.tls_certificates = srv->opts.tls_psk = srv->opts.allow = NULL;
+	rc = nbd_allow_parse(opts->allow, &srv->allow, err, sizeof(err));
+	if (rc < 0) {
+		LOG_ERROR("%s: allow: %s", srv->name, err);
+		free(srv);
+		return rc;
+	}
+	srv->tls_mode = opts->tls;
+	if (opts->tls != NBD_TLS_OFF) {
+		rc = nbd_tls_create(opts, srv->name, &srv->tls);
+		if (rc < 0) {
+			free(srv);
+			return rc;
+		}
+	}
 	srv->timeout_ns = (uint64_t)srv->opts.timeout_ms * 1000000ull;
 	srv->ops = ops;
 	srv->ctx = ctx;
@@ -629,12 +727,14 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		srv->lfd = util_tcp_listen(opts->listen, 128);
 		if (srv->lfd < 0) {
 			rc = srv->lfd;
+			nbd_tls_destroy(srv->tls);
 			free(srv);
 			return rc;
 		}
 		rc = loop_io_add(loop, &srv->lio, srv->lfd, EPOLLIN, srv_on_accept, srv);
 		if (rc < 0) {
 			close(srv->lfd);
+			nbd_tls_destroy(srv->tls);
 			free(srv);
 			return rc;
 		}
@@ -658,6 +758,9 @@ void nbd_server_destroy(struct nbd_server *srv)
 	while (!list_empty(&srv->conns))
 		nbd_conn_close(list_first_entry_or_null(&srv->conns, struct nbd_conn, link),
 			       "server shutting down");
+	/* Every session went with its connection: the credentials can go. */
+	nbd_tls_destroy(srv->tls);
+	srv->tls = NULL;
 	nbd_server_put(srv);
 }
 

@@ -24,6 +24,16 @@
 #include "proxy/proxy.h"
 #include "store/store.h"
 
+/* The volume's allow list: [] when anyone who may connect sees it. */
+static struct json_object *allow_json(const struct store_allow *a)
+{
+	struct json_object *arr = json_object_new_array();
+
+	for (unsigned i = 0; i < a->n; i++)
+		json_object_array_add(arr, json_object_new_string(a->id[i]));
+	return arr;
+}
+
 static struct json_object *volume_json(struct node *n, struct store_volume *v)
 {
 	struct store_volume_info vi;
@@ -42,6 +52,7 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
 	jobj_add_bool(o, "direct_io", vi.direct_io);
+	json_object_object_add(o, "allow", allow_json(store_volume_allow(v)));
 	return o;
 }
 
@@ -108,6 +119,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_u64(nbd, "requests", st.requests);
 	jobj_add_u64(nbd, "errors", st.errors);
 	jobj_add_u64(nbd, "protocol_errors", st.protocol_errors);
+	jobj_add_u64(nbd, "refused", st.refused);
 	jobj_add_u64(nbd, "bytes_read", st.bytes_read);
 	jobj_add_u64(nbd, "bytes_written", st.bytes_written);
 	jobj_add_u64(nbd, "inflight", node_datapath_inflight(n->dp));
@@ -128,6 +140,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			jobj_add_str(px, "listen", n->cfg.nbd.proxy_listen);
 			jobj_add_u64(px, "connections", st.connections);
 			jobj_add_u64(px, "protocol_errors", st.protocol_errors);
+			jobj_add_u64(px, "refused", st.refused);
 		}
 	}
 	json_object_object_add(resp, "volumes", volumes);
@@ -150,10 +163,36 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 static int cmd_volume_create(struct node *n, struct json_object *req, struct json_object *resp,
 			     char *err, size_t errlen)
 {
-	struct json_object *name, *size;
+	struct json_object *name, *size, *allow;
+	const char *ids[STORE_ALLOW_MAX];
+	unsigned n_ids = 0;
 	struct store_volume *v;
 	int rc;
 
+	if (json_object_object_get_ex(req, "allow", &allow)) {
+		size_t na = json_object_is_type(allow, json_type_array)
+				? json_object_array_length(allow)
+				: SIZE_MAX;
+		if (na > STORE_ALLOW_MAX) {
+			snprintf(err, errlen, "allow: want a list of at most %d identities",
+				 STORE_ALLOW_MAX);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < na; i++) {
+			struct json_object *e = json_object_array_get_idx(allow, i);
+			ids[n_ids] = json_object_is_type(e, json_type_string)
+					 ? json_object_get_string(e)
+					 : NULL;
+			if (store_allow_id_valid(ids[n_ids]) < 0) {
+				snprintf(
+				    err, errlen,
+				    "allow: an identity is 1 to %d bytes, no control characters",
+				    STORE_ALLOW_ID_LEN - 1);
+				return -EINVAL;
+			}
+			n_ids++;
+		}
+	}
 	if (!json_object_object_get_ex(req, "name", &name) ||
 	    !json_object_is_type(name, json_type_string) ||
 	    !json_object_object_get_ex(req, "size", &size) ||
@@ -161,8 +200,9 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 		snprintf(err, errlen, "volume_create wants a name and a positive size");
 		return -EINVAL;
 	}
-	rc = store_volume_create(n->store, json_object_get_string(name),
-				 (uint64_t)json_object_get_int64(size), n->cfg.node.id);
+	rc = store_volume_create_allow(n->store, json_object_get_string(name),
+				       (uint64_t)json_object_get_int64(size), n->cfg.node.id, ids,
+				       n_ids);
 	if (rc == -EEXIST) {
 		snprintf(err, errlen, "volume '%s' exists", json_object_get_string(name));
 		return rc;

@@ -791,11 +791,22 @@ void node_datapath_retire_log(struct node_datapath *b)
 	mirror_flush(b->m, &r->mf);
 }
 
+/* A volume's allow list (duetctl volume create --allow) against the
+ * client's TLS identities; a name we do not have is left to open. */
+static bool be_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct node_datapath *b = ctx;
+	struct store_volume *v = store_volume_find(b->store, name);
+
+	return !v || store_volume_allows(v, ids, n_ids);
+}
+
 static const struct nbd_backend_ops ops = {
     .list = be_list,
     .open = be_open,
     .close = be_close,
     .submit = be_submit,
+    .allowed = be_allowed,
 };
 
 const struct nbd_backend_ops *node_datapath_ops(void)

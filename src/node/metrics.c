@@ -208,6 +208,10 @@ static void render_nbd(FILE *f, struct node *n)
 	       "NBD connections dropped for bad input.");
 	sample1(f, "duet_nbd_protocol_errors_total", "listener", "own", own.protocol_errors);
 	sample1(f, "duet_nbd_protocol_errors_total", "listener", "proxy", px.protocol_errors);
+	family(f, "duet_nbd_refused_total", "counter",
+	       "NBD connections closed at accept: not in [nbd] allow.");
+	sample1(f, "duet_nbd_refused_total", "listener", "own", own.refused);
+	sample1(f, "duet_nbd_refused_total", "listener", "proxy", px.refused);
 }
 
 static void vol_collect(void *arg, const char *name, const struct node_vol_stats *st)

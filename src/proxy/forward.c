@@ -151,11 +151,27 @@ static void fw_close(void *ctx, void *handle)
 		v->opens--;
 }
 
+/* Per-volume allow lists on the proxy port: a volume served here by a
+ * local backend (takeover route) asks that backend, which has the list;
+ * a partner volume with a list is refused (its identities stay on the
+ * partner: fail closed). */
+static bool fw_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct pvol *v = proxy_fw_vol_find(ctx, name);
+
+	if (!v)
+		return true;
+	if (v->local)
+		return !v->lops->allowed || v->lops->allowed(v->lctx, name, ids, n_ids);
+	return !v->restricted;
+}
+
 const struct nbd_backend_ops proxy_fw_ops = {
     .list = fw_list,
     .open = fw_open,
     .close = fw_close,
     .submit = fw_submit,
+    .allowed = fw_allowed,
 };
 
 /* ---- set-up and teardown ---- */

@@ -123,7 +123,10 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 		}
 		if (v->id != w.id || v->info.size != w.size)
 			changed = true;
+		if (v->restricted != !!(w.flags & PXV_RESTRICTED))
+			changed = true;
 		v->id = w.id;
+		v->restricted = w.flags & PXV_RESTRICTED;
 		info_from_wire(px, &v->info, &w);
 		v->new_listed = true;
 	}

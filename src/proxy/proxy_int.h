@@ -106,7 +106,11 @@ static_assert(sizeof(struct px_hello) == 40, "hello layout");
 #define PXV_CAN_FUA	     (1u << 6)
 #define PXV_CAN_MULTI_CONN   (1u << 7)
 #define PXV_CAN_BLOCK_STATUS (1u << 8)
-#define PXV_ALL		     0x1ffu
+/* The volume has an allow list of TLS identities (docs/SECURITY.md): the
+ * forwarding side does not know them and refuses the volume on its proxy
+ * port (fail closed); its owner's own NBD port serves it. */
+#define PXV_RESTRICTED (1u << 9)
+#define PXV_ALL	       0x3ffu
 
 /* Also the decoded form of an entry (host order). */
 struct px_vol {
@@ -265,6 +269,7 @@ struct pvol {
 	bool id_valid;	 /* ... valid for the partner instance we last heard */
 	bool listed;	 /* in the partner's last list */
 	bool new_listed; /* in the list being received */
+	bool restricted; /* PXV_RESTRICTED: not served on the proxy port */
 	struct nbd_export_info info;
 	unsigned opens; /* handles held by the proxy listener */
 	/* Takeover route: served by a local backend instead. */
@@ -337,8 +342,9 @@ struct svol {
 	void *handle;
 	struct nbd_export_info info;
 	unsigned inflight;
-	bool gone; /* no longer listed: closed once idle */
-	bool mark; /* seen in the list being built */
+	bool gone;	 /* no longer listed: closed once idle */
+	bool mark;	 /* seen in the list being built */
+	bool restricted; /* has an allow list (PXV_RESTRICTED) */
 };
 
 enum sop_stage {

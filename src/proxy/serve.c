@@ -227,6 +227,8 @@ static void list_emit(void *arg, const char *name, const char *desc)
 		v->info = info;
 		list_add_head(&px->svols, &v->node);
 	}
+	/* A volume that refuses a client without identity has an allow list. */
+	v->restricted = px->lops->allowed && !px->lops->allowed(px->lctx, name, NULL, 0);
 	v->mark = true;
 	lc->n++;
 }
@@ -269,7 +271,7 @@ static bool send_vols(struct pxport *p)
 				continue;
 			memset(&w, 0, sizeof(w));
 			w.id = v->id;
-			w.flags = vol_flags(&v->info);
+			w.flags = vol_flags(&v->info) | (v->restricted ? PXV_RESTRICTED : 0);
 			w.size = v->info.size;
 			w.min_block = pow2(v->info.min_block) ? v->info.min_block : 1;
 			w.pref_block = pow2(v->info.pref_block) && v->info.pref_block >= w.min_block

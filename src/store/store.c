@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define SHELF_FORMAT   1
-#define VOLUME_FORMAT  1
+#define VOLUME_FORMAT  2 /* 2: may carry an allow list (format 1 never does) */
 #define SHELF_FILE     "shelf.json"
 #define VOLUMES_DIR    "volumes"
 #define META_MAX_BYTES 65536
@@ -273,12 +273,20 @@ static int meta_write(struct store *s, const struct store_volume *v)
 
 	if (!o)
 		return -ENOMEM;
-	json_object_object_add(o, "format", json_object_new_int(VOLUME_FORMAT));
+	/* Format 1 without an allow list: older nodes still read it; one with
+	 * a list is format 2, which they refuse rather than serve to all. */
+	json_object_object_add(o, "format", json_object_new_int(v->allow.n ? VOLUME_FORMAT : 1));
 	json_object_object_add(o, "name", json_object_new_string(v->name));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)v->size));
 	json_object_object_add(o, "uuid", json_object_new_string(v->uuid));
 	json_object_object_add(o, "owner", json_object_new_string(v->owner));
 	json_object_object_add(o, "created", json_object_new_int64(v->created));
+	if (v->allow.n) {
+		json_object *a = json_object_new_array();
+		for (unsigned i = 0; i < v->allow.n; i++)
+			json_object_array_add(a, json_object_new_string(v->allow.id[i]));
+		json_object_object_add(o, "allow", a);
+	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 						     JSON_C_TO_STRING_NOSLASHESCAPE);
 	len = strlen(text);
@@ -294,6 +302,48 @@ static int meta_write(struct store *s, const struct store_volume *v)
 	free(line);
 	json_object_put(o);
 	return rc;
+}
+
+int store_allow_id_valid(const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (len == 0 || len >= STORE_ALLOW_ID_LEN)
+		return -EINVAL;
+	for (const char *p = id; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+	return 0;
+}
+
+/* The optional "allow" array of NAME.meta: a bad one fails the volume
+ * (refused rather than served to everyone). */
+static int meta_read_allow(json_object *o, const char *name, struct store_allow *a)
+{
+	json_object *arr;
+	size_t n;
+
+	a->n = 0;
+	if (!json_object_object_get_ex(o, "allow", &arr))
+		return 0;
+	n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : SIZE_MAX;
+	if (n == 0 || n > STORE_ALLOW_MAX) {
+		LOG_ERROR("volume %s: bad allow list (want 1 to %d identities)", name,
+			  STORE_ALLOW_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		const char *id =
+		    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+		if (store_allow_id_valid(id) < 0) {
+			LOG_ERROR("volume %s: bad identity in the allow list", name);
+			return -EINVAL;
+		}
+		snprintf(a->id[i], sizeof(a->id[i]), "%s", id);
+	}
+	a->n = (unsigned)n;
+	return 0;
 }
 
 /* Parse NAME.meta into @p v. Every problem is logged here. */
@@ -337,6 +387,8 @@ static int meta_read(struct store *s, const char *name, struct store_volume *v)
 		goto out;
 	}
 	json_int(o, "created", &created);
+	if (meta_read_allow(o, name, &v->allow) < 0)
+		goto out;
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
 	snprintf(v->owner, sizeof(v->owner), "%s", owner);
@@ -724,6 +776,28 @@ unsigned store_inflight(const struct store *s)
 
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner)
 {
+	return store_volume_create_allow(s, name, size, owner, NULL, 0);
+}
+
+const struct store_allow *store_volume_allow(const struct store_volume *v)
+{
+	return &v->allow;
+}
+
+bool store_volume_allows(const struct store_volume *v, const char *const *ids, unsigned n_ids)
+{
+	if (v->allow.n == 0)
+		return true;
+	for (unsigned i = 0; i < v->allow.n; i++)
+		for (unsigned j = 0; j < n_ids; j++)
+			if (strcmp(v->allow.id[i], ids[j]) == 0)
+				return true;
+	return false;
+}
+
+int store_volume_create_allow(struct store *s, const char *name, uint64_t size, const char *owner,
+			      const char *const *ids, unsigned n_ids)
+{
 	char file[STORE_NAME_MAX + 8];
 	struct stat st;
 	struct store_volume *v;
@@ -743,6 +817,17 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 		LOG_WARN("volume %s: invalid owner", name);
 		return -EINVAL;
 	}
+	if (n_ids > STORE_ALLOW_MAX) {
+		LOG_WARN("volume %s: more than %d identities in the allow list", name,
+			 STORE_ALLOW_MAX);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n_ids; i++) {
+		if (store_allow_id_valid(ids[i]) < 0) {
+			LOG_WARN("volume %s: invalid identity in the allow list", name);
+			return -EINVAL;
+		}
+	}
 	vol_search(s, name, &found);
 	if (found)
 		return -EEXIST;
@@ -760,6 +845,9 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 	v->synced_gen = UINT64_MAX; /* never synced by us: the first FLUSH syncs */
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->owner, sizeof(v->owner), "%s", owner);
+	for (unsigned i = 0; i < n_ids; i++)
+		snprintf(v->allow.id[i], sizeof(v->allow.id[i]), "%s", ids[i]);
+	v->allow.n = n_ids;
 	v->size = size;
 	v->created = (int64_t)time(NULL);
 	rc = make_uuid(v->uuid);
@@ -792,8 +880,8 @@ int store_volume_create(struct store *s, const char *name, uint64_t size, const 
 		LOG_ERROR("volume %s: out of memory", name);
 		goto err_unlink_meta;
 	}
-	LOG_INFO("volume %s created: %" PRIu64 " bytes, owner %s, uuid %s", name, size, owner,
-		 v->uuid);
+	LOG_INFO("volume %s created: %" PRIu64 " bytes, owner %s, uuid %s%s", name, size, owner,
+		 v->uuid, n_ids ? ", with an allow list" : "");
 	return 0;
 
 err_unlink_meta:

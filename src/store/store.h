@@ -151,6 +151,28 @@ void store_volume_release(struct store_volume *v);
  * The caller makes sure no io runs past the new end when shrinking.
  */
 int store_volume_resize(struct store *s, struct store_volume *v, uint64_t size);
+
+#define STORE_ALLOW_MAX	   16  /* identities in a volume's allow list */
+#define STORE_ALLOW_ID_LEN 256 /* longest identity, with the NUL */
+
+/** Who may see a volume over NBD: TLS identities (PSK usernames, or
+ * certificate DN, CN or SAN names); n == 0: anyone who may connect. */
+struct store_allow {
+	unsigned n;
+	char id[STORE_ALLOW_MAX][STORE_ALLOW_ID_LEN];
+};
+
+/** store_volume_create with an allow list, written in the same metadata
+ * commit (a crash never leaves the volume without its list). */
+int store_volume_create_allow(struct store *s, const char *name, uint64_t size, const char *owner,
+			      const char *const *ids, unsigned n_ids);
+/** @return 0 if @p id may stand in an allow list (1-255 bytes, no control
+ * characters), else -EINVAL. */
+int store_allow_id_valid(const char *id);
+/** The volume's allow list (n == 0: open to all). */
+const struct store_allow *store_volume_allow(const struct store_volume *v);
+/** True when the list is empty or holds one of @p ids. */
+bool store_volume_allows(const struct store_volume *v, const char *const *ids, unsigned n_ids);
 /** Volumes in name order; @p i from 0 to store_volume_count() - 1. */
 unsigned store_volume_count(const struct store *s);
 struct store_volume *store_volume_at(struct store *s, unsigned i);

@@ -41,6 +41,7 @@ struct store_volume {
 	char owner[STORE_OWNER_MAX];
 	uint64_t size;
 	int64_t created; /* unix seconds */
+	struct store_allow allow;
 	int fd;
 	int slot;	/* registered file index (io_uring) or STORE_SLOT_NONE */
 	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */

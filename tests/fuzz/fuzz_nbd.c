@@ -9,8 +9,10 @@
  *             1 handshake done with structured replies + base:allocation
  *             on "disk", 2 EXPORT_NAME "disk" (simple replies),
  *             3 GO "aligned" (min block 512), structured
- *   bits 2-3  backend: 0/3 inline completions, 1 deferred (newest first),
- *             2 held and released in bursts
+ *   bits 2-3  backend: 0 inline completions, 1 deferred (newest first),
+ *             2 held and released in bursts, 3 inline with tls = require
+ *             (a PSK file: every option but STARTTLS and ABORT refused;
+ *             STARTTLS itself is refused on the memory transport)
  *   bits 4-6  size of each read the server gets (1 byte .. everything)
  *   bit  7    parsers only
  * Byte 1: the server may write at most byte1 * 61 bytes per call (0: all).
@@ -19,8 +21,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
@@ -78,7 +82,7 @@ static ssize_t mem_writev(void *arg, const struct iovec *iov, int n, bool more)
 	return (ssize_t)total;
 }
 
-static const struct nbd_xport mem_xport = {mem_readv, mem_writev};
+static const struct nbd_xport mem_xport = {.readv = mem_readv, .writev = mem_writev};
 
 static struct loop *L;
 
@@ -164,6 +168,30 @@ static void fuzz_parsers(const uint8_t *d, size_t size)
 	}
 }
 
+static char psk_path[64];
+
+static void psk_remove(void)
+{
+	unlink(psk_path);
+}
+
+/* A PSK file for tls = require, made once per process, removed at exit. */
+static const char *psk_file(void)
+{
+	char *path = psk_path;
+	int fd;
+
+	if (path[0])
+		return path;
+	snprintf(path, sizeof(psk_path), "/tmp/duet-fuzz-psk.XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0 || write(fd, "fuzz:00112233445566778899aabbccddeeff\n", 38) != 38)
+		abort();
+	close(fd);
+	atexit(psk_remove);
+	return path;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const size_t chunks[] = {1, 3, 16, 28, 100, 4096, 65536, SIZE_MAX};
@@ -204,6 +232,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ramdisk_add(rd, "aligned", 65536, false, NULL);
 	ramdisk_info(rd, "aligned")->min_block = 512;
 	ramdisk_set_mode(rd, mode == 1 ? RAMDISK_DEFER : mode == 2 ? RAMDISK_HOLD : RAMDISK_INLINE);
+	if (mode == 3) {
+		o.tls = NBD_TLS_REQUIRE;
+		o.tls_psk = psk_file();
+	}
 	if (nbd_server_create(L, &o, &ramdisk_ops, rd, &srv) < 0)
 		abort();
 	nbd_server_add_xport(srv, &mem_xport, &m);

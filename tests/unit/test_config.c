@@ -145,6 +145,56 @@ static void test_proxy_keys(void **state)
 	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
 }
 
+/* [nbd] tls, tls_certificates, tls_psk, tls_verify_peer and allow: off and
+ * open by default; the pairs that cannot work are refused at load, and a
+ * bad network names the key and the entry. */
+static void test_tls_keys(void **state)
+{
+	struct nbd_server_opts no;
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(config_load_string("t", BASE, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nbd.tls, NBD_TLS_OFF);
+	assert_false(cfg.nbd.tls_verify_peer);
+	assert_string_equal(cfg.nbd.allow, "");
+	config_nbd_opts(&cfg, false, &no);
+	assert_int_equal(no.tls, NBD_TLS_OFF);
+	assert_string_equal(no.allow, "");
+
+	snprintf(text, sizeof(text),
+		 "%stls = require\ntls_certificates = /etc/pki/duet\ntls_psk = /etc/duet/keys.psk\n"
+		 "tls_verify_peer = on\nallow = 10.0.0.0/8, fd00::/8\n",
+		 BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), 0);
+	config_nbd_opts(&cfg, true, &no);
+	assert_int_equal(no.tls, NBD_TLS_REQUIRE);
+	assert_string_equal(no.tls_certificates, "/etc/pki/duet");
+	assert_string_equal(no.tls_psk, "/etc/duet/keys.psk");
+	assert_true(no.tls_verify_peer);
+	assert_string_equal(no.allow, "10.0.0.0/8, fd00::/8");
+
+	snprintf(text, sizeof(text), "%stls = on\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[nbd] tls: on needs tls_certificates or tls_psk"));
+	snprintf(text, sizeof(text), "%stls = on\ntls_psk = /k\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), 0);
+	snprintf(text, sizeof(text), "%stls = maybe\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[nbd] tls: 'maybe'"));
+	snprintf(text, sizeof(text), "%stls = on\ntls_psk = /k\ntls_verify_peer = on\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "tls_verify_peer: needs tls_certificates"));
+	snprintf(text, sizeof(text), "%sallow = 10.0.0.1/8\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "t:7: [nbd] allow: '10.0.0.1/8' has host bits set"));
+	snprintf(text, sizeof(text), "%sallow = 127.0.0.1, nohost\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "'nohost' is not an IPv4 or IPv6 address"));
+	snprintf(text, sizeof(text), "%sallow = ,\n", BASE);
+	assert_int_equal(config_load_string("t", text, &cfg, err, sizeof(err)), -EINVAL);
+}
+
 /* The [ic] key this module added. */
 static void test_ccm_keys(void **state)
 {
@@ -412,7 +462,7 @@ int main(void)
 	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
 	    cmocka_unit_test(test_hooks_keys),	 cmocka_unit_test(test_module_opts),
 	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_metrics_keys),
+	    cmocka_unit_test(test_tls_keys),	 cmocka_unit_test(test_metrics_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

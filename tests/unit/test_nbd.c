@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -677,6 +678,166 @@ static void test_unknown_option(void **state)
 	send_opt(4242, "abc", 3);
 	expect_orep(4242, NBD_REP_ERR_UNSUP);
 	go("disk");
+}
+
+/* [nbd] allow: the parser refuses what would silently widen a network,
+ * and the matcher takes IPv4-mapped IPv6 peers as IPv4. */
+static void test_allow_parse_match(void **state)
+{
+	struct nbd_allow a;
+	struct sockaddr_in v4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+	struct sockaddr_un {
+		sa_family_t f;
+	} un = {AF_UNIX};
+	char err[128], many[(NBD_ALLOW_MAX + 1) * 16] = "";
+
+	(void)state;
+	assert_int_equal(nbd_allow_parse(NULL, &a, err, sizeof(err)), 0);
+	assert_int_equal(a.n, 0);
+	inet_pton(AF_INET, "192.0.2.7", &v4.sin_addr);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v4)); /* empty: anyone */
+	assert_int_equal(nbd_allow_parse(" 10.0.0.0/8,fd00::/8  192.0.2.7 ,", &a, err, sizeof(err)),
+			 0);
+	assert_int_equal(a.n, 3);
+	assert_int_equal(a.nets[2].prefix, 32);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v4));
+	inet_pton(AF_INET, "192.0.2.8", &v4.sin_addr);
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&v4));
+	inet_pton(AF_INET, "10.200.1.1", &v4.sin_addr);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v4));
+	inet_pton(AF_INET6, "::ffff:10.1.2.3", &v6.sin6_addr);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "::ffff:11.1.2.3", &v6.sin6_addr);
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "fd12::1", &v6.sin6_addr);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "fe80::1", &v6.sin6_addr);
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&v6));
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&un));
+	assert_false(nbd_allow_match(&a, NULL));
+
+	/* Prefix edges: /0 is everyone of that family, odd prefixes mask bits. */
+	assert_int_equal(nbd_allow_parse("0.0.0.0/0", &a, err, sizeof(err)), 0);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v4));
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&v6));
+	assert_int_equal(nbd_allow_parse("10.0.0.0/9", &a, err, sizeof(err)), 0);
+	inet_pton(AF_INET, "10.127.255.255", &v4.sin_addr);
+	assert_true(nbd_allow_match(&a, (struct sockaddr *)&v4));
+	inet_pton(AF_INET, "10.128.0.0", &v4.sin_addr);
+	assert_false(nbd_allow_match(&a, (struct sockaddr *)&v4));
+
+	assert_int_equal(nbd_allow_parse("10.0.0.1/8", &a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "host bits"));
+	assert_int_equal(nbd_allow_parse("10.0.0.0/33", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("::/129", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("10.0.0.0/", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("10.0.0.0/-1", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("10.0.0.0/0008", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("example.com", &a, err, sizeof(err)), -EINVAL);
+	assert_int_equal(nbd_allow_parse("10.0.0.0/8;", &a, err, sizeof(err)), -EINVAL);
+	for (int i = 0; i <= NBD_ALLOW_MAX; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "10.0.%d.0/24,", i);
+	assert_int_equal(nbd_allow_parse(many, &a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "more than"));
+}
+
+/* A server with tls = require, over a PSK file (no certificate needed). */
+static char PSK_FILE[64];
+
+static int tls_setup(void **state)
+{
+	struct nbd_server_opts o = {.name = "test", .tls = NBD_TLS_REQUIRE};
+	int fd;
+
+	(void)state;
+	snprintf(PSK_FILE, sizeof(PSK_FILE), "/tmp/duet-test-psk.XXXXXX");
+	fd = mkstemp(PSK_FILE);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "alice:00112233445566778899aabbccddeeff\n", 39), 39);
+	close(fd);
+	o.tls_psk = PSK_FILE;
+	start_opts(&o);
+	return 0;
+}
+
+static int tls_teardown(void **state)
+{
+	(void)state;
+	stop();
+	unlink(PSK_FILE);
+	return 0;
+}
+
+/* tls = require: nothing but STARTTLS and ABORT is answered before TLS,
+ * nothing is listed; STARTTLS with data is invalid; STARTTLS is ACKed and
+ * then only a TLS handshake is read (garbage closes). */
+static void test_tls_require(void **state)
+{
+	struct orep r;
+	uint8_t go_data[4 + 4 + 2] = {0, 0, 0, 4, 'd', 'i', 's', 'k', 0, 0};
+	uint8_t junk[64];
+
+	(void)state;
+	greet();
+	send_opt(NBD_OPT_LIST, NULL, 0);
+	read_orep(&r);
+	assert_int_equal(r.type, NBD_REP_ERR_TLS_REQD); /* not one NBD_REP_SERVER */
+	send_opt(NBD_OPT_GO, go_data, sizeof(go_data));
+	expect_orep(NBD_OPT_GO, NBD_REP_ERR_TLS_REQD);
+	send_opt(NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	expect_orep(NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_TLS_REQD);
+	send_opt(NBD_OPT_STARTTLS, "x", 1);
+	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID);
+	send_opt(NBD_OPT_STARTTLS, NULL, 0);
+	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ACK);
+	memset(junk, 0x42, sizeof(junk)); /* not a TLS record */
+	cl_write(junk, sizeof(junk));
+	expect_closed();
+	assert_int_equal(stats().protocol_errors, 1);
+}
+
+/* A client that leaves right after the STARTTLS ACK: closed, no spin. */
+static void test_tls_client_leaves(void **state)
+{
+	(void)state;
+	greet();
+	send_opt(NBD_OPT_STARTTLS, NULL, 0);
+	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ACK);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+}
+
+static void test_tls_require_export_name(void **state)
+{
+	(void)state;
+	greet();
+	send_opt(NBD_OPT_EXPORT_NAME, "disk", 4);
+	expect_closed();
+	assert_int_equal(stats().protocol_errors, 1);
+}
+
+/* tls on without credentials, or with a file that is not there: the
+ * server is not created (the node stops at start, one line). */
+static void test_tls_bad_credentials(void **state)
+{
+	struct nbd_server_opts o = {.name = "t", .tls = NBD_TLS_ON};
+	struct nbd_server *srv = NULL;
+	struct loop *l;
+
+	(void)state;
+	assert_int_equal(loop_create(&l), 0);
+	assert_int_equal(nbd_server_create(l, &o, &ramdisk_ops, NULL, &srv), -EINVAL);
+	o.tls_psk = "/nonexistent/keys.psk";
+	assert_true(nbd_server_create(l, &o, &ramdisk_ops, NULL, &srv) < 0);
+	o.tls_psk = NULL;
+	o.tls_certificates = "/nonexistent";
+	assert_true(nbd_server_create(l, &o, &ramdisk_ops, NULL, &srv) < 0);
+	o.tls = NBD_TLS_OFF;
+	o.allow = "10.0.0.1/8";
+	assert_int_equal(nbd_server_create(l, &o, &ramdisk_ops, NULL, &srv), -EINVAL);
+	loop_destroy(l);
 }
 
 static void test_option_too_big(void **state)
@@ -1520,6 +1681,11 @@ int main(void)
 	    cmocka_unit_test(test_max_clients),
 	    cmocka_unit_test(test_tcp_listener),
 	    cmocka_unit_test(test_io_complete_hook),
+	    cmocka_unit_test(test_allow_parse_match),
+	    cmocka_unit_test_setup_teardown(test_tls_require, tls_setup, tls_teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_require_export_name, tls_setup, tls_teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_client_leaves, tls_setup, tls_teardown),
+	    cmocka_unit_test(test_tls_bad_credentials),
 	};
 
 	log_set_level(LOG_LEVEL_ERROR);

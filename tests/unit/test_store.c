@@ -349,6 +349,49 @@ static bool file_exists(const char *dir, const char *name)
 	return access(path, F_OK) == 0;
 }
 
+/* Per-volume allow lists: kept in the metadata across a reopen, empty by
+ * default, checked against a client's identities; a bad list in the file
+ * makes the volume unavailable (never open to all). */
+static void test_allow_lists(void **state)
+{
+	const char *two[] = {"alice", "CN=carol,O=duet"};
+	const char *bad[] = {"ok", "tab\tinside"};
+	const char *alice[] = {"bob", "alice"}, *bob[] = {"bob"};
+	const char *many[STORE_ALLOW_MAX + 1];
+	struct store_volume *v;
+	struct ctx c;
+
+	(void)state;
+	ctx_open(&c);
+	assert_int_equal(store_volume_create_allow(c.s, "open", MiB, "a", NULL, 0), 0);
+	assert_int_equal(store_volume_create_allow(c.s, "closed", MiB, "a", two, 2), 0);
+	assert_int_equal(store_volume_create_allow(c.s, "bad", MiB, "a", bad, 2), -EINVAL);
+	for (int i = 0; i <= STORE_ALLOW_MAX; i++)
+		many[i] = "x";
+	assert_int_equal(
+	    store_volume_create_allow(c.s, "many", MiB, "a", many, STORE_ALLOW_MAX + 1), -EINVAL);
+	assert_null(store_volume_find(c.s, "bad"));
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "open");
+	assert_int_equal(store_volume_allow(v)->n, 0);
+	assert_true(store_volume_allows(v, NULL, 0));
+	v = store_volume_find(c.s, "closed");
+	assert_int_equal(store_volume_allow(v)->n, 2);
+	assert_string_equal(store_volume_allow(v)->id[1], "CN=carol,O=duet");
+	assert_false(store_volume_allows(v, NULL, 0));
+	assert_false(store_volume_allows(v, bob, 1));
+	assert_true(store_volume_allows(v, alice, 2));
+	store_close(c.s);
+	c.s = NULL;
+	write_file(c.dir, "closed.meta",
+		   "{\"format\": 2, \"name\": \"closed\", \"size\": 1048576, \"uuid\": "
+		   "\"0f0e0d0c-0b0a-4908-8706-050403020100\", \"owner\": \"a\", \"allow\": [1]}");
+	assert_int_equal(store_open(c.l, c.dir, &c.opts, &c.s), 0);
+	assert_null(store_volume_find(c.s, "closed"));
+	assert_non_null(store_volume_find(c.s, "open"));
+	ctx_close(&c);
+}
+
 static void test_metadata_corruption_tolerated(void **state)
 {
 	struct ctx c;
@@ -1357,6 +1400,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_names_and_sizes),
 	    cmocka_unit_test(test_delete_resize),
 	    cmocka_unit_test(test_metadata_corruption_tolerated),
+	    cmocka_unit_test(test_allow_lists),
 	};
 	const struct CMUnitTest io_tests[] = {
 	    cmocka_unit_test(test_rw_many_inflight),
