@@ -152,8 +152,14 @@ static char **build_env(struct hook_run *r)
 		return NULL;
 	memcpy(env, r->env, n * sizeof(*env));
 	for (size_t i = 0; i < k; i++) {
-		if (strncmp(environ[i], "DUET_", 5) == 0)
-			continue; /* the node's own DUET_* would confuse the hook */
+		/* The node's own DUET_* would be taken for the event's; the
+		 * service manager's are the node's alone (a hook is no main
+		 * process to notify for, nor one to be socket-activated). */
+		if (strncmp(environ[i], "DUET_", 5) == 0 ||
+		    strncmp(environ[i], "NOTIFY_SOCKET=", 14) == 0 ||
+		    strncmp(environ[i], "WATCHDOG_", 9) == 0 ||
+		    strncmp(environ[i], "LISTEN_", 7) == 0)
+			continue;
 		env[n++] = environ[i];
 	}
 	env[n] = NULL;
