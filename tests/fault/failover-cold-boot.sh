@@ -16,6 +16,7 @@ FO_BOOT_GRACE_MS=$GRACE_MS
 W=(--blocks 1024 --qd 16 --until-dead)
 N=200
 grace_waits() { ha "$1" .reason | grep -q boot_grace_ms; }
+heard() { [ "$(ha "$1" .partner_seen_since_boot)" = true ]; }
 
 step "start a pair, vol-a on a and vol-b on b, mirrors in sync"
 start_a
@@ -46,8 +47,8 @@ ha_is a up none || fail "a left up/none: $(ha a .reason)"
 step "b starts a few seconds later, within the grace: both up, no takeover"
 t0=$SECONDS
 start_b
-wait_for [ "$(ha a .partner_seen_since_boot)" = true ]
-wait_for [ "$(ha b .partner_seen_since_boot)" = true ]
+wait_for heard a
+wait_for heard b
 [ $((SECONDS - t0)) -lt $((GRACE_MS / 1000)) ] || fail "b took too long to start (the grace may have passed)"
 ha_is a up none || fail "a: $(ha a '| {state, phase, reason}')"
 ha_is b up none || fail "b: $(ha b '| {state, phase, reason}')"

@@ -50,7 +50,7 @@ pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 step "a pair with hooks; vol-a created on a: its hook hangs"
 pair_with_vol_a --no-watch
 wait_for has_event a "DUET_EVENT=volume-created" "DUET_VOLUME=vol-a" "DUET_NODE=a" "DUET_PARTNER=b"
-wait_for [ -s "$T/sleeper.pid" ]
+wait_for [ -s "$T/hook.pid" ] # written after sleeper.pid
 hook_pid=$(cat "$T/hook.pid")
 sleeper=$(cat "$T/sleeper.pid")
 

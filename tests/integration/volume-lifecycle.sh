@@ -40,6 +40,10 @@ release() {
 }
 show() { ctl b volume show vol-b --json | jq -r ".volume$1"; }
 size_on() { nbdinfo --size "$(nbd_uri "$1" vol-b)"; }
+# For wait_for, which runs its words again at each poll (a $(...) among
+# them would be read once, before the first).
+clients_are() { [ "$(show .clients)" = "$1" ]; }
+proxy_size_is() { [ "$(size_on $A_PROXY)" = "$1" ]; }
 listed() { nbdinfo --list "nbd://127.0.0.1:$1" >"$T/list.out" && grep -q "export=\"$2\"" "$T/list.out"; }
 not() { ! "$@"; }
 
@@ -62,12 +66,13 @@ nbdcopy "$T/d1" "$(nbd_uri $B_NBD vol-b)"
 [ "$(show .counters.bytes_written)" -ge $((4 * M)) ] ||
 	fail "bytes_written $(show .counters.bytes_written)"
 hold c1 $B_NBD vol-b
-wait_for [ "$(show .clients)" = 1 ]
+wait_for clients_are 1
 
 step "resize: grow online, new connections see the new size on both ports"
 ctl b volume resize vol-b 128M >/dev/null
 [ "$(size_on $B_NBD)" = $((128 * M)) ] || fail "b's port: size $(size_on $B_NBD)"
-wait_for [ "$(size_on $A_PROXY)" = $((128 * M)) ]
+wait_for proxy_size_is $((128 * M)) ||
+	fail "a's proxy port: $(size_on $A_PROXY 2>&1); a: $(ctl a status --json | jq -c '{session, proxy}')"
 nbdcopy "$(nbd_uri $A_PROXY vol-b)" "$T/r1"
 cmp -n $((4 * M)) "$T/d1" "$T/r1" || fail "data changed by the resize"
 grep -q "^size $((64 * M))" "$T/c1.out" || fail "the connected client's size changed"
@@ -75,10 +80,11 @@ ctl b volume resize vol-b 32M >/dev/null 2>&1 && fail "shrink without --force ac
 ctl b volume resize vol-b 32M --force >/dev/null 2>&1 && fail "shrink with a client connected"
 [ "$(show .size)" = $((128 * M)) ] || fail "size $(show .size) after refused shrinks"
 release c1
-wait_for [ "$(show .clients)" = 0 ]
+wait_for clients_are 0
 ctl b volume resize vol-b 32M --force >/dev/null
 [ "$(size_on $B_NBD)" = $((32 * M)) ] || fail "b's port after shrink: $(size_on $B_NBD)"
-wait_for [ "$(size_on $A_PROXY)" = $((32 * M)) ]
+wait_for proxy_size_is $((32 * M)) ||
+	fail "a's proxy port: $(size_on $A_PROXY 2>&1); a: $(ctl a status --json | jq -c '{session, proxy}')"
 
 step "delete: refused with a client, --force disconnects it"
 hold c2 $B_NBD vol-b
