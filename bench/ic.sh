@@ -97,6 +97,7 @@ trap 'exit 143' TERM
 FAILED=0
 umask 077
 printf 'ic bench cluster secret, long enough\n' >"$W/secret"
+chmod 600 "$W/secret"
 
 # conf NAME PARTNER PROVIDER [extra [ic] lines...] (link lines among them)
 conf() {

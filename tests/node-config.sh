@@ -69,7 +69,9 @@ write_node_config() {
 }
 
 # write_cluster_key FILE: a fresh interconnect secret (64 hex digits, no
-# newline) in FILE, for [ic] secret_file.
+# newline) in FILE, mode 0600 (duetd refuses a key others may read), for
+# [ic] secret_file.
 write_cluster_key() {
-	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"
+	(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1")
+	chmod 600 "$1"
 }

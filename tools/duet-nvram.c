@@ -85,7 +85,8 @@ static int cmd_dump(const char *path, bool summary)
 		return 0;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "%s: not a readable NVRAM log: %s\n", path, strerror(-rc));
+		fprintf(stderr, "%s: not a readable NVRAM log: %s\n", path,
+			rc == -EBADMSG ? "header refused: impossible geometry" : strerror(-rc));
 		mirror_image_unmap(&map);
 		return 1;
 	}
@@ -172,7 +173,8 @@ static int cmd_replay(const char *path, const char *dir, bool force, bool retire
 		printf("%s: no NVRAM header: nothing to replay\n", path);
 		ret = 0;
 	} else if (rc < 0) {
-		fprintf(stderr, "%s: replay failed: %s\n", path, strerror(-rc));
+		fprintf(stderr, "%s: replay failed: %s\n", path,
+			rc == -EBADMSG ? "header refused: impossible geometry" : strerror(-rc));
 	} else {
 		printf("replayed %" PRIu64 " records (seq %" PRIu64 "-%" PRIu64 ", %" PRIu64
 		       " data bytes) onto %s; checkpoint was %" PRIu64 "; ended at: %s\n",

@@ -298,7 +298,7 @@ static void ccm_free(struct ccm *ccm)
 	free(ccm->boot);
 	free(ccm->slot);
 	free(ccm->sess);
-	memset(ccm->secret, 0, sizeof(ccm->secret));
+	ccm_wipe_keys(ccm);
 	free(ccm);
 }
 

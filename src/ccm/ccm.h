@@ -92,6 +92,17 @@ struct ccm_opts {
 	uint64_t instance_max_load;   /**< bytes/s past which ports move; 0: least loaded only */
 };
 
+#define CCM_SECRET_MAX	     1024u		    /**< bytes of a secret file, at most */
+#define CCM_SECRET_SETTLE_NS (2000ull * 1000000ull) /**< a changed secret file is taken after */
+
+/**
+ * Check the secret file @p path as the CCM will read it: a regular file
+ * owned by this process's user, no access for group or others, 16 to
+ * CCM_SECRET_MAX bytes (trailing blanks dropped). For duetd's start (exit 2).
+ * @return 0, or a negative errno with one line in @p err.
+ */
+int ccm_secret_check(const char *path, char *err, size_t len);
+
 /** Defaults of every option (those of docs/CONFIG.md); no links, no node id. */
 void ccm_opts_init(struct ccm_opts *o);
 
@@ -203,6 +214,9 @@ struct ccm_status {
 	uint64_t handshake_us;	     /**< first partner read to session up, last session */
 	uint64_t up_ms;		     /**< milliseconds the session has been up */
 	uint64_t sessions;	     /**< sessions formed since start */
+	uint64_t bad_msgs;	     /**< messages dropped: malformed or another session */
+	uint64_t bad_macs;	     /**< messages dropped: MAC wrong (forged or corrupt) */
+	uint64_t unverified;	     /**< messages dropped unverified: MAC failures over budget */
 	char error[256];	     /**< last handshake problem, "" when none */
 	unsigned n_links;
 	struct ccm_link_status links[CCM_MAX_LINKS];

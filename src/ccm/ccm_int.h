@@ -45,6 +45,13 @@
 /* Immediate data of the slot doorbell: "look at your slot". */
 #define CCM_IMM_SLOT 0x534c4f54u
 
+/* MAC failures allowed in a burst, refilled every CCM_MAC_REFILL_NS: at
+ * most ~640 failing HMACs of up to 16 KiB a second (about 2 ms of CPU),
+ * whatever a sender without the key sends; one note per CCM_BAD_WARN_NS. */
+#define CCM_MAC_BURST	  64u
+#define CCM_MAC_REFILL_NS (100 * NS_PER_MS)
+#define CCM_BAD_WARN_NS	  (10 * NS_PER_S)
+
 #define CCM_NONCE_LEN 32
 #define CCM_PROOF_LEN 32
 #define CCM_MAC_LEN   16
@@ -76,7 +83,7 @@ struct wire_boot {
 	char node[16];
 	char cluster[CCM_CLUSTER_MAX];
 	uint8_t nonce[CCM_NONCE_LEN];
-	uint64_t session_id;
+	uint64_t session_id; /* always 0: the id is kept out of this public region */
 	/* The partner whose hello we accepted, and our proof of the secret. */
 	uint64_t ack_gen;
 	uint8_t ack_nonce[CCM_NONCE_LEN];
@@ -453,7 +460,7 @@ struct ccm {
 	uint64_t epoch; /* bumped at every session end; stale completions are ignored */
 	uint64_t gen;
 	uint8_t nonce[CCM_NONCE_LEN];
-	uint8_t secret[1024];
+	uint8_t secret[CCM_SECRET_MAX];
 	size_t secret_len;
 
 	/* Public regions (page-aligned, shared by every link). */
@@ -489,7 +496,13 @@ struct ccm {
 
 	/* Session. */
 	uint8_t skey[32];
-	uint64_t session_id;
+	uint64_t session_id; /* secret: derived from the session key, never published */
+	/* Messages refused before their payload counted (session.c): a bucket
+	 * of MAC failures bounds the HMAC work a sender without the key can
+	 * cause; empty, messages are dropped unverified until it refills. */
+	uint64_t bad_msgs, bad_macs, unverified;
+	uint64_t mac_tokens, mac_refill_ns;
+	uint64_t bad_warn_ns, bad_at_warn;
 	struct evp_mac_ctx_st *mac;
 	struct wire_sess *sess;
 	uint64_t sess_key;
@@ -571,12 +584,16 @@ static inline const char *ccm_hex64(uint64_t v, char buf[17])
 /* crypto.c: the bottom layer; calls no other file of the CCM. */
 /** A random region key, never 0 nor one of the two predefined keys. */
 uint64_t ccm_random_key(void);
-/** Read [ic] secret_file into ccm->secret (at least 16 bytes, trailing blanks dropped). */
+/** Read [ic] secret_file into ccm->secret (at least 16 bytes, trailing
+ * blanks dropped); a changed secret on a reload only once the file has been
+ * still for CCM_SECRET_SETTLE_NS (-EAGAIN before: the current one stays). */
 int ccm_load_secret(struct ccm *ccm);
 /** HMAC proof binding @p label, the cluster and both identities (writer, target). */
 void ccm_proof(const struct ccm *ccm, const char *label, const char *w_node, uint64_t w_gen,
 	       const uint8_t *w_nonce, const char *t_node, uint64_t t_gen, const uint8_t *t_nonce,
 	       uint8_t out[CCM_PROOF_LEN]);
+/** Wipe the secret and the session key (OPENSSL_cleanse: not optimised out). */
+void ccm_wipe_keys(struct ccm *ccm);
 /** Derive the session key and id from the secret and both identities. */
 int ccm_session_keys(struct ccm *ccm);
 /** Free the message MAC context of the session key (safe when there is none). */

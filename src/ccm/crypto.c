@@ -18,7 +18,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A key nobody can guess, distinct from the two predefined ones. */
@@ -39,58 +41,185 @@ bool ccm_ct_equal(const void *a, const void *b, size_t len)
 	return CRYPTO_memcmp(a, b, len) == 0;
 }
 
-/* The file's bytes are the key; trailing whitespace is dropped so that
- * "echo secret > f" and "printf secret > f" agree. */
-int ccm_load_secret(struct ccm *ccm)
+/* Read a secret file whole, or refuse it: a regular file owned by this
+ * process's user, with no permission for group or others, not longer than
+ * @p cap bytes, and unchanged from before the read to after it (an update
+ * written in place while we read is retried, then refused). @p buf is
+ * wiped on every error; the caller wipes it after use. */
+static int secret_read(const char *path, uint8_t *buf, size_t cap, size_t *n_out,
+		       uint64_t *changed_ns, char *why, size_t len)
 {
-	uint8_t buf[sizeof(ccm->secret) + 1];
-	struct stat st;
-	size_t n = 0;
-	int fd, err;
+	struct stat a, b;
+	int fd, rc = 0;
 
-	fd = open(ccm->opts.secret_file, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		err = -errno;
-		LOG_ERROR("[ic] secret_file %s: %s", ccm->opts.secret_file, strerror(errno));
-		return err;
+		rc = -errno;
+		snprintf(why, len, "%s", strerror(errno));
+		return rc;
 	}
-	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		LOG_WARN("[ic] secret_file %s is readable by others (mode %03o)",
-			 ccm->opts.secret_file, (unsigned)(st.st_mode & 0777));
-	while (n < sizeof(buf)) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			LOG_ERROR("[ic] secret_file %s: %s", ccm->opts.secret_file,
-				  strerror(errno));
-			close(fd);
-			return err;
-		}
-		if (r == 0)
+	for (unsigned attempt = 0;; attempt++) {
+		size_t n = 0;
+
+		if (fstat(fd, &a) < 0) {
+			rc = -errno;
+			snprintf(why, len, "%s", strerror(errno));
 			break;
-		n += (size_t)r;
+		}
+		if (!S_ISREG(a.st_mode)) {
+			snprintf(why, len, "not a regular file");
+			rc = -EINVAL;
+			break;
+		}
+		if (a.st_uid != geteuid()) {
+			snprintf(why, len, "owned by uid %u, not by this daemon's user (uid %u)",
+				 (unsigned)a.st_uid, (unsigned)geteuid());
+			rc = -EPERM;
+			break;
+		}
+		if (a.st_mode & 077) {
+			snprintf(why, len,
+				 "mode %04o gives group or others access to the secret: want 0600 "
+				 "or 0400 (chmod 600 %s)",
+				 (unsigned)(a.st_mode & 07777), path);
+			rc = -EPERM;
+			break;
+		}
+		while (n <= cap) {
+			ssize_t r = pread(fd, buf + n, cap + 1 - n, (off_t)n);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = -errno;
+				snprintf(why, len, "%s", strerror(errno));
+				break;
+			}
+			if (r == 0)
+				break;
+			n += (size_t)r;
+		}
+		if (rc < 0)
+			break;
+		if (n > cap) {
+			snprintf(why, len, "longer than %zu bytes", cap);
+			rc = -EINVAL;
+			break;
+		}
+		if (fstat(fd, &b) < 0) {
+			rc = -errno;
+			snprintf(why, len, "%s", strerror(errno));
+			break;
+		}
+		if (b.st_size == a.st_size && (off_t)n == b.st_size &&
+		    b.st_mtim.tv_sec == a.st_mtim.tv_sec &&
+		    b.st_mtim.tv_nsec == a.st_mtim.tv_nsec &&
+		    b.st_ctim.tv_sec == a.st_ctim.tv_sec &&
+		    b.st_ctim.tv_nsec == a.st_ctim.tv_nsec) {
+			/* mtime: an update in place moves it; a complete
+			 * file renamed into place keeps its own. */
+			*n_out = n;
+			*changed_ns =
+			    (uint64_t)b.st_mtim.tv_sec * NS_PER_S + (uint64_t)b.st_mtim.tv_nsec;
+			break;
+		}
+		if (attempt == 2) {
+			snprintf(why, len, "it changed while being read (being written?)");
+			rc = -EAGAIN;
+			break;
+		}
 	}
 	close(fd);
-	if (n > sizeof(ccm->secret)) {
-		LOG_ERROR("[ic] secret_file %s: longer than %zu bytes", ccm->opts.secret_file,
-			  sizeof(ccm->secret));
-		return -EINVAL;
-	}
+	if (rc < 0)
+		OPENSSL_cleanse(buf, cap + 1);
+	return rc;
+}
+
+/* Trailing whitespace is dropped so that "echo secret > f" and
+ * "printf secret > f" agree. */
+static size_t secret_trim(const uint8_t *buf, size_t n)
+{
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 			 buf[n - 1] == '\t'))
 		n--;
-	if (n < 16) {
-		LOG_ERROR("[ic] secret_file %s: want at least 16 bytes of secret, found %zu",
-			  ccm->opts.secret_file, n);
-		OPENSSL_cleanse(buf, sizeof(buf));
-		return -EINVAL;
+	return n;
+}
+
+int ccm_secret_check(const char *path, char *err, size_t len)
+{
+	uint8_t buf[CCM_SECRET_MAX + 1];
+	char why[320];
+	uint64_t changed;
+	size_t n = 0;
+	int rc = secret_read(path, buf, CCM_SECRET_MAX, &n, &changed, why, sizeof(why));
+
+	if (rc == 0 && secret_trim(buf, n) < 16) {
+		snprintf(why, sizeof(why), "want at least 16 bytes of secret, found %zu",
+			 secret_trim(buf, n));
+		rc = -EINVAL;
 	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (rc < 0)
+		snprintf(err, len, "[ic] secret_file %s: %s", path, why);
+	return rc;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* The file's bytes are the key. At the first load any valid file is
+ * taken; a reload (every handshake epoch) takes a different secret only
+ * once the file has not changed for CCM_SECRET_SETTLE_NS, so that an
+ * update written in place is not used half-written: until then the
+ * current secret stays. */
+int ccm_load_secret(struct ccm *ccm)
+{
+	uint8_t buf[CCM_SECRET_MAX + 1];
+	char why[320];
+	uint64_t changed = 0;
+	size_t n = 0;
+	int rc;
+
+	_Static_assert(sizeof(ccm->secret) == CCM_SECRET_MAX, "secret buffer");
+	rc =
+	    secret_read(ccm->opts.secret_file, buf, CCM_SECRET_MAX, &n, &changed, why, sizeof(why));
+	if (rc < 0) {
+		LOG_ERROR("[ic] secret_file %s: %s%s", ccm->opts.secret_file, why,
+			  ccm->secret_len ? " (keeping the current secret)" : "");
+		return rc;
+	}
+	n = secret_trim(buf, n);
+	if (n < 16) {
+		LOG_ERROR("[ic] secret_file %s: want at least 16 bytes of secret, found %zu%s",
+			  ccm->opts.secret_file, n,
+			  ccm->secret_len ? " (keeping the current secret)" : "");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (ccm->secret_len && (n != ccm->secret_len || !ccm_ct_equal(buf, ccm->secret, n))) {
+		uint64_t now = wall_ns();
+		if (now < changed + CCM_SECRET_SETTLE_NS) {
+			LOG_INFO(
+			    "[ic] secret_file %s changed %llu ms ago: the new secret is taken "
+			    "once the file has been still for %llu ms",
+			    ccm->opts.secret_file,
+			    (unsigned long long)((now > changed ? now - changed : 0) / NS_PER_MS),
+			    (unsigned long long)(CCM_SECRET_SETTLE_NS / NS_PER_MS));
+			rc = -EAGAIN;
+			goto out;
+		}
+		LOG_INFO("[ic] secret_file %s: a new secret", ccm->opts.secret_file);
+	}
+	OPENSSL_cleanse(ccm->secret, sizeof(ccm->secret));
 	memcpy(ccm->secret, buf, n);
 	ccm->secret_len = n;
+out:
 	OPENSSL_cleanse(buf, sizeof(buf));
-	return 0;
+	return rc;
 }
 
 struct ident {
@@ -141,6 +270,7 @@ int ccm_session_keys(struct ccm *ccm)
 	size_t n = 0;
 	uint64_t id;
 
+	ccm_mac_free(ccm); /* the previous session's key and context */
 	memset(in, 0, sizeof(in));
 	ccm_put_str((char *)in, label, 32);
 	n += 32;
@@ -160,8 +290,8 @@ int ccm_session_keys(struct ccm *ccm)
 		goto fail;
 	memcpy(&id, idmac, 8);
 	ccm->session_id = get_le64(&id) | 1;
+	OPENSSL_cleanse(idmac, sizeof(idmac));
 
-	ccm_mac_free(ccm);
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (!mac)
 		goto fail;
@@ -184,8 +314,16 @@ fail:
 	return -EIO;
 }
 
+void ccm_wipe_keys(struct ccm *ccm)
+{
+	OPENSSL_cleanse(ccm->secret, sizeof(ccm->secret));
+	OPENSSL_cleanse(ccm->skey, sizeof(ccm->skey));
+	ccm->secret_len = 0;
+}
+
 void ccm_mac_free(struct ccm *ccm)
 {
+	OPENSSL_cleanse(ccm->skey, sizeof(ccm->skey));
 	if (ccm->mac) {
 		EVP_MAC_CTX_free((EVP_MAC_CTX *)ccm->mac);
 		ccm->mac = NULL;

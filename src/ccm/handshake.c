@@ -82,7 +82,9 @@ void ccm_hs_publish_boot(struct ccm *ccm, uint32_t state)
 	ccm_put_str(b->node, ccm->opts.node, sizeof(b->node));
 	ccm_put_str(b->cluster, ccm->opts.cluster_id, sizeof(b->cluster));
 	memcpy(b->nonce, ccm->nonce, sizeof(b->nonce));
-	put_le64(&b->session_id, state == BOOT_SESSION ? ccm->session_id : 0);
+	/* Never the session id: anyone who reaches a link may read this
+	 * region, and the id is the cheap check before a message's MAC. */
+	put_le64(&b->session_id, 0);
 	if (state != BOOT_SESSION && state != BOOT_HANDSHAKING) {
 		b->ack_gen = 0;
 		memset(b->ack_nonce, 0, sizeof(b->ack_nonce));

@@ -414,10 +414,41 @@ void ccm_sess_on_ctl(struct ccm *ccm, uint16_t type, const uint8_t *p, size_t le
 	}
 }
 
+/* One line per 10 s at most about refused messages, with the counts. */
+static void bad_note(struct ccm *ccm, const char *what)
+{
+	uint64_t now = loop_now_ns(), total = ccm->bad_msgs + ccm->bad_macs + ccm->unverified;
+
+	if (ccm->bad_warn_ns && now < ccm->bad_warn_ns + CCM_BAD_WARN_NS)
+		return;
+	LOG_WARN("interconnect: dropped %llu message(s) since the last note (%s; in all %llu "
+		 "malformed or of another session, %llu with a bad MAC, %llu unverified over "
+		 "the MAC failure budget)",
+		 (unsigned long long)(total - ccm->bad_at_warn), what,
+		 (unsigned long long)ccm->bad_msgs, (unsigned long long)ccm->bad_macs,
+		 (unsigned long long)ccm->unverified);
+	ccm->bad_warn_ns = now;
+	ccm->bad_at_warn = total;
+}
+
+/* Take one MAC check from the budget of failures; false when spent. */
+static bool mac_budget(struct ccm *ccm)
+{
+	uint64_t now = loop_now_ns();
+
+	if (now >= ccm->mac_refill_ns + CCM_MAC_REFILL_NS) {
+		ccm->mac_tokens = CCM_MAC_BURST;
+		ccm->mac_refill_ns = now;
+	}
+	return ccm->mac_tokens > 0;
+}
+
 /*
  * A message from any link. Only messages of the current session with a
  * valid MAC under the session key count: a node without the secret cannot
- * make us do anything with a message.
+ * make us do anything with a message. Cheap checks first (length, magic,
+ * the session id, which is secret: never in a region anyone may read);
+ * then the HMAC, whose failures are bounded (mac_budget).
  */
 void ccm_sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 {
@@ -427,24 +458,36 @@ void ccm_sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 	uint32_t port;
 	size_t plen;
 
-	if (len < sizeof(h))
+	if (len < sizeof(h)) {
+		ccm->bad_msgs++;
+		bad_note(ccm, "too short");
 		return;
+	}
 	memcpy(&h, b, sizeof(h));
 	plen = get_le32(&h.len);
-	if (get_le32(&h.magic) != CCM_MSG_MAGIC || plen != len - sizeof(h))
+	if (get_le32(&h.magic) != CCM_MSG_MAGIC || plen != len - sizeof(h)) {
+		ccm->bad_msgs++;
+		bad_note(ccm, "malformed");
 		return;
+	}
 	if (ccm->state == ST_HANDSHAKE)
 		ccm_hs_slot_check(ccm); /* its ready may be in our slot without a doorbell */
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
-	if (get_le64(&h.session_id) != ccm->session_id)
+	if (get_le64(&h.session_id) != ccm->session_id) {
+		ccm->bad_msgs++;
+		bad_note(ccm, "another session");
 		return;
+	}
+	if (!mac_budget(ccm)) {
+		ccm->unverified++;
+		bad_note(ccm, "MAC failure budget spent");
+		return;
+	}
 	if (!ccm_msg_mac_ok(ccm, &h, b + sizeof(h), plen)) {
-		static uint64_t warned_session;
-		if (warned_session != ccm->session_id) {
-			warned_session = ccm->session_id;
-			LOG_WARN("dropped a message with a bad MAC (forged or corrupted)");
-		}
+		ccm->mac_tokens--;
+		ccm->bad_macs++;
+		bad_note(ccm, "bad MAC: forged or corrupted");
 		return;
 	}
 	port = get_le32(&h.port);

@@ -77,6 +77,9 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 	st->handshake_us = ccm->handshake_us;
 	st->up_ms = ccm->state == ST_UP ? (now - ccm->up_since_ns) / NS_PER_MS : 0;
 	st->sessions = ccm->sessions;
+	st->bad_msgs = ccm->bad_msgs;
+	st->bad_macs = ccm->bad_macs;
+	st->unverified = ccm->unverified;
 	snprintf(st->error, sizeof(st->error), "%s", ccm->error);
 
 	st->n_links = ccm->n_links;
@@ -197,6 +200,9 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		  json_object_new_string(ccm_hex64(st->partner_generation, buf)));
 	rc |= add(sess, "up_ms", json_object_new_int64((int64_t)st->up_ms));
 	rc |= add(sess, "sessions", json_object_new_int64((int64_t)st->sessions));
+	rc |= add(sess, "bad_messages", json_object_new_int64((int64_t)st->bad_msgs));
+	rc |= add(sess, "bad_macs", json_object_new_int64((int64_t)st->bad_macs));
+	rc |= add(sess, "unverified_drops", json_object_new_int64((int64_t)st->unverified));
 	rc |= add(sess, "error", json_object_new_string(st->error));
 
 	links = json_object_new_array();

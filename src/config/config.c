@@ -179,15 +179,17 @@ struct parse_ctx {
 	int line;
 	bool seen[ARRAY_SIZE(schema)];
 	bool failed;
+	char what[384]; /* "[section] key: why" of the first failure */
 };
 
 static int fail(struct parse_ctx *c, const char *section, const char *key, const char *fmt,
 		const char *arg)
 {
-	char what[256];
+	char why[256];
 
-	snprintf(what, sizeof(what), fmt, arg);
-	snprintf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, key, what);
+	snprintf(why, sizeof(why), fmt, arg);
+	snprintf(c->what, sizeof(c->what), "[%s] %s: %s", section, key, why);
+	snprintf(c->err, c->errlen, "%s:%d: %s", c->name, c->line, c->what);
 	c->failed = true;
 	return 0;
 }
@@ -392,11 +394,11 @@ static int finish(struct parse_ctx *c, int rc)
 {
 	if (rc > 0) {
 		/* inih's line number is exact; rewrite the message with it. */
+		/* Built again from the parts, never parsed back out of err:
+		 * a path longer than err truncated it (and the parse read
+		 * past its end). */
 		if (c->failed) {
-			char *colon = strchr(c->err + strlen(c->name) + 1, ':');
-			char rest[512];
-			snprintf(rest, sizeof(rest), "%s", colon ? colon + 1 : "");
-			snprintf(c->err, c->errlen, "%s:%d:%s", c->name, rc, rest);
+			snprintf(c->err, c->errlen, "%s:%d: %s", c->name, rc, c->what);
 		} else {
 			snprintf(c->err, c->errlen, "%s:%d: syntax error", c->name, rc);
 		}

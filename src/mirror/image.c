@@ -132,6 +132,23 @@ void mirror_log_header_decode(const void *src, struct mirror_log_header *h)
 	memcpy(h->reserved, b + HO(reserved), sizeof(h->reserved));
 }
 
+/* Whether a header (CRC already checked) describes a layout that fits in
+ * @p size bytes: the partner writes the whole image, header included, so
+ * its fields are hostile. Checked arithmetic: half_size = 2^63 must not wrap
+ * hdr_size + 2 * half_size back into range. */
+bool mirror_log_geometry_ok(const struct mirror_log_header *h, size_t size)
+{
+	uint64_t halves, end;
+
+	if (h->hdr_size != MIRROR_LOG_HDR_SIZE || h->rec_align != MIRROR_REC_ALIGN ||
+	    h->half_size < 4096 || h->half_size % 4096 || h->log_size > size)
+		return false;
+	if (__builtin_mul_overflow(h->half_size, (uint64_t)2, &halves) ||
+	    __builtin_add_overflow((uint64_t)h->hdr_size, halves, &end))
+		return false;
+	return end <= h->log_size;
+}
+
 /* Check the slot at @p src and decode it into @p h. */
 static int slot_check(const uint8_t *src, struct mirror_log_header *h)
 {
@@ -173,13 +190,8 @@ int mirror_log_header_read(const void *img, size_t size, struct mirror_log_heade
 		return rc[0] == -ENODATA && rc[1] == -ENODATA ? -ENODATA : -EINVAL;
 	}
 	const struct mirror_log_header *b = &h[best];
-	if (b->hdr_size != MIRROR_LOG_HDR_SIZE || b->rec_align != MIRROR_REC_ALIGN ||
-	    b->half_size < 4096 || b->half_size % 4096 || b->log_size > size ||
-	    b->hdr_size + 2 * b->half_size > b->log_size) {
-		LOG_ERROR("NVRAM header: impossible geometry (size %llu, half %llu, image %zu)",
-			  (unsigned long long)b->log_size, (unsigned long long)b->half_size, size);
-		return -EINVAL;
-	}
+	if (!mirror_log_geometry_ok(b, size))
+		return -EBADMSG; /* no log line: polled (takeover checks); callers say it */
 	*out = *b;
 	if (slot)
 		*slot = (unsigned)best;
@@ -270,24 +282,28 @@ void mirror_rec_header_decode(const void *src, struct mirror_rec_header *r)
 	r->flags = get_le16(b + RO(flags));
 }
 
-enum mirror_stop mirror_rec_check(const void *rec, uint64_t room, uint64_t log_id,
-				  uint64_t half_size)
+/* Rule: the header is read out of the image exactly once, into @p out;
+ * every check and every later use (advance, lengths, where to write) is of
+ * that copy, never of the image again, which the partner may be writing. */
+enum mirror_stop mirror_rec_read(const void *rec, uint64_t room, uint64_t log_id,
+				 uint64_t half_size, struct mirror_rec_header *out)
 {
 	uint8_t tmp[MIRROR_REC_HDR_SIZE];
 	struct mirror_rec_header r;
+	uint64_t end;
 	uint32_t crc;
 
 	if (room < MIRROR_REC_HDR_SIZE)
 		return MIRROR_STOP_END;
-	mirror_rec_header_decode(rec, &r);
+	memcpy(tmp, rec, sizeof(tmp));
+	mirror_rec_header_decode(tmp, &r);
 	if (r.magic != MIRROR_REC_MAGIC)
 		return MIRROR_STOP_EMPTY;
 	if (r.type < MIRROR_REC_WRITE || r.type > MIRROR_REC_TRIM || r.length == 0 ||
-	    r.offset + r.length < r.offset || r.data_len > half_size ||
+	    __builtin_add_overflow(r.offset, r.length, &end) || r.data_len > half_size ||
 	    (r.type == MIRROR_REC_WRITE ? r.data_len != r.length : r.data_len != 0) ||
 	    mirror_rec_len(r.data_len) > room || r.seq == 0)
 		return MIRROR_STOP_INVALID;
-	memcpy(tmp, rec, sizeof(tmp));
 	put_le32(tmp + RO(crc), 0);
 	crc = crc32c(0, tmp, sizeof(tmp));
 	crc = crc32c(crc, (const uint8_t *)rec + MIRROR_REC_HDR_SIZE, r.data_len);
@@ -295,26 +311,32 @@ enum mirror_stop mirror_rec_check(const void *rec, uint64_t room, uint64_t log_i
 		return MIRROR_STOP_CRC;
 	if (r.log_id != log_id)
 		return MIRROR_STOP_OTHER_LOG;
+	*out = r;
 	return MIRROR_STOP_NONE;
 }
 
-/* The record at @p src (checked) as replay and dump see it. */
-static void record_decode(const void *src, unsigned half, uint64_t log_off,
-			  struct mirror_record *out)
+enum mirror_stop mirror_rec_check(const void *rec, uint64_t room, uint64_t log_id,
+				  uint64_t half_size)
 {
 	struct mirror_rec_header r;
 
-	mirror_rec_header_decode(src, &r);
-	out->seq = r.seq;
-	memcpy(out->vol.b, r.vol, sizeof(out->vol.b));
-	out->offset = r.offset;
-	out->length = r.length;
-	out->data_len = r.data_len;
-	out->type = r.type;
-	out->flags = r.flags;
+	return mirror_rec_read(rec, room, log_id, half_size, &r);
+}
+
+/* The checked copy @p r of a record header as replay and dump see it. */
+static void record_decode(const struct mirror_rec_header *r, unsigned half, uint64_t log_off,
+			  struct mirror_record *out)
+{
+	out->seq = r->seq;
+	memcpy(out->vol.b, r->vol, sizeof(out->vol.b));
+	out->offset = r->offset;
+	out->length = r->length;
+	out->data_len = r->data_len;
+	out->type = r->type;
+	out->flags = r->flags;
 	out->half = half;
 	out->log_off = log_off;
-	out->rec_len = mirror_rec_len(r.data_len);
+	out->rec_len = mirror_rec_len(r->data_len);
 }
 
 /* The chain of a half: valid records from its start with consecutive
@@ -329,12 +351,13 @@ static int scan_half(const uint8_t *img, const struct mirror_log_header *h, unsi
 	memset(scan, 0, sizeof(*scan));
 	for (;;) {
 		const uint8_t *r = img + base + p;
+		struct mirror_rec_header rh;
 		enum mirror_stop stop =
-		    mirror_rec_check(r, h->half_size - p, h->log_id, h->half_size);
+		    mirror_rec_read(r, h->half_size - p, h->log_id, h->half_size, &rh);
 		struct mirror_record rec;
 
 		if (stop == MIRROR_STOP_NONE) {
-			record_decode(r, half, base + p, &rec);
+			record_decode(&rh, half, base + p, &rec);
 			if (scan->records && rec.seq != scan->last_seq + 1)
 				stop = MIRROR_STOP_SEQ;
 		}
@@ -420,13 +443,14 @@ int mirror_log_iter_next(struct mirror_log_iter *it, struct mirror_record *rec, 
 		unsigned half = it->half[it->k];
 		uint64_t base = mirror_log_half_off(&it->h, half);
 		const uint8_t *r = it->img + base + it->pos;
-		enum mirror_stop stop =
-		    mirror_rec_check(r, it->h.half_size - it->pos, it->h.log_id, it->h.half_size);
+		struct mirror_rec_header rh;
+		enum mirror_stop stop = mirror_rec_read(r, it->h.half_size - it->pos, it->h.log_id,
+							it->h.half_size, &rh);
 
 		/* The chain of a half: consecutive sequence numbers from its
 		 * first record; what follows is stale, empty or torn. */
 		if (stop == MIRROR_STOP_NONE) {
-			record_decode(r, half, base + it->pos, rec);
+			record_decode(&rh, half, base + it->pos, rec);
 			if (it->pos && rec->seq != it->half_last + 1)
 				stop = MIRROR_STOP_SEQ;
 		}
@@ -544,6 +568,11 @@ enum mirror_image_trust mirror_image_judge(const void *img, size_t size,
 	if (rc == -ENODATA) {
 		snprintf(why, len, "no header: the partner never wrote into this image");
 		return MIRROR_IMAGE_NOTHING;
+	}
+	if (rc == -EBADMSG) {
+		snprintf(why, len,
+			 "damaged: impossible geometry in its header (corrupt or forged)");
+		return MIRROR_IMAGE_BAD;
 	}
 	if (rc < 0) {
 		snprintf(why, len, "header unreadable: %s", strerror(-rc));

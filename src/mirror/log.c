@@ -181,6 +181,15 @@ static int load(struct mirror *m)
 			  m->path);
 		return rc;
 	}
+	if (rc == -EBADMSG) {
+		/* A valid CRC over impossible fields: not a torn write but
+		 * damage or a forgery; its records may still be wanted, so
+		 * it is neither replayed nor overwritten. */
+		LOG_ERROR("%s: the header is damaged (impossible geometry); refusing to use or "
+			  "overwrite it: move it away to start with an empty log",
+			  m->path);
+		return rc;
+	}
 	if (rc < 0) {
 		if (rc == -EINVAL)
 			LOG_WARN("%s: no valid header; starting an empty log", m->path);

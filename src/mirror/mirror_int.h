@@ -286,7 +286,10 @@ uint64_t mirror_log_half_size_for(uint64_t size);
 void mirror_log_header_encode(void *dst, const struct mirror_log_header *h);
 /* Decode the 128 slot bytes at @p src into @p h (no check). */
 void mirror_log_header_decode(const void *src, struct mirror_log_header *h);
-/* Newest valid header slot: 0, -ENODATA (none), -EPROTO (major), -EINVAL (geometry). */
+/* Whether @p h's layout fits in @p size bytes (checked arithmetic). */
+bool mirror_log_geometry_ok(const struct mirror_log_header *h, size_t size);
+/* Newest valid header slot: 0, -ENODATA (none), -EPROTO (major), -EINVAL
+ * (no slot with a valid CRC), -EBADMSG (a valid slot, impossible geometry). */
 int mirror_log_header_read(const void *img, size_t size, struct mirror_log_header *out,
 			   unsigned *slot);
 /* Write @p h into the slot other than @p cur_slot and return it (caller bumps gen). */
@@ -297,8 +300,11 @@ uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
 			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len);
 /* Decode the record header at @p src into @p r (no check). */
 void mirror_rec_header_decode(const void *src, struct mirror_rec_header *r);
-/* Check the record at @p rec with @p room bytes left in its half: NONE if whole and of @p log_id.
- */
+/* Check the record at @p rec (@p room bytes to the end of its half) from
+ * one copy of its header, returned in @p out when valid. */
+enum mirror_stop mirror_rec_read(const void *rec, uint64_t room, uint64_t log_id,
+				 uint64_t half_size, struct mirror_rec_header *out);
+/* mirror_rec_read without the copy: NONE if whole and of @p log_id. */
 enum mirror_stop mirror_rec_check(const void *rec, uint64_t room, uint64_t log_id,
 				  uint64_t half_size);
 /* Start a replay-order walk; @return 0 or an error as mirror_replay (st reset and filled). */

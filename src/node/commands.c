@@ -163,7 +163,9 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 static int cmd_volume_create(struct node *n, struct json_object *req, struct json_object *resp,
 			     char *err, size_t errlen)
 {
-	struct json_object *name, *size, *allow;
+	struct json_object *allow;
+	const char *name;
+	uint64_t size;
 	const char *ids[STORE_ALLOW_MAX];
 	unsigned n_ids = 0;
 	struct store_volume *v;
@@ -193,18 +195,12 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 			n_ids++;
 		}
 	}
-	if (!json_object_object_get_ex(req, "name", &name) ||
-	    !json_object_is_type(name, json_type_string) ||
-	    !json_object_object_get_ex(req, "size", &size) ||
-	    !json_object_is_type(size, json_type_int) || json_object_get_int64(size) <= 0) {
-		snprintf(err, errlen, "volume_create wants a name and a positive size");
-		return -EINVAL;
-	}
-	rc = store_volume_create_allow(n->store, json_object_get_string(name),
-				       (uint64_t)json_object_get_int64(size), n->cfg.node.id, ids,
-				       n_ids);
+	rc = node_control_volume_args(req, &name, &size, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = store_volume_create_allow(n->store, name, size, n->cfg.node.id, ids, n_ids);
 	if (rc == -EEXIST) {
-		snprintf(err, errlen, "volume '%s' exists", json_object_get_string(name));
+		snprintf(err, errlen, "volume '%s' exists", name);
 		return rc;
 	}
 	if (rc == -EINVAL) {
@@ -219,8 +215,8 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 		return rc;
 	}
 	proxy_local_volumes_changed(n->proxy);
-	node_event(n, "volume-created", "DUET_VOLUME", json_object_get_string(name), NULL);
-	v = store_volume_find(n->store, json_object_get_string(name));
+	node_event(n, "volume-created", "DUET_VOLUME", name, NULL);
+	v = store_volume_find(n->store, name);
 	if (v)
 		json_object_object_add(resp, "volume", volume_json(n, v));
 	return 0;
@@ -238,8 +234,6 @@ static const char *req_name(struct json_object *req, const char *cmd, char *err,
 	}
 	return json_object_get_string(name);
 }
-
-static bool req_force(struct json_object *req);
 
 /* A volume of this node's shelf that this node may change now: not while
  * the partner serves them (taken over: it writes our shelf). */
@@ -274,7 +268,7 @@ static int cmd_volume_delete(struct node *n, struct json_object *req, struct jso
 	v = own_volume(n, name, err, errlen);
 	if (!v)
 		return -ENOENT;
-	rc = node_datapath_volume_delete(n->dp, v, req_force(req), err, errlen);
+	rc = node_datapath_volume_delete(n->dp, v, node_control_force(req), err, errlen);
 	if (rc < 0)
 		return rc;
 	/* The partner's proxy drops it from its list: its clients see it gone. */
@@ -309,7 +303,7 @@ static int cmd_volume_resize(struct node *n, struct json_object *req, struct jso
 	old = store_volume_size(v);
 	want = (uint64_t)json_object_get_int64(size);
 	node_datapath_volume_use(n->dp, v, &u);
-	if (want < old && !req_force(req)) {
+	if (want < old && !node_control_force(req)) {
 		snprintf(err, errlen,
 			 "shrinking '%s' from %llu to %llu bytes drops its tail: --force does it "
 			 "(with no client connected)",
@@ -423,19 +417,12 @@ static int cmd_ic_reset(struct node *n, struct json_object *req, struct json_obj
 	return 0;
 }
 
-static bool req_force(struct json_object *req)
-{
-	struct json_object *f;
-
-	return json_object_object_get_ex(req, "force", &f) && json_object_get_boolean(f);
-}
-
 /* The monitor answers at once; the takeover or giveback then runs on its
  * own (duetctl status shows its progress). */
 static int cmd_takeover(struct node *n, struct json_object *req, struct json_object *resp,
 			char *err, size_t errlen)
 {
-	bool force = req_force(req);
+	bool force = node_control_force(req);
 	int rc = monitor_takeover(n->monitor, force, err, errlen);
 
 	if (rc < 0)
@@ -447,7 +434,7 @@ static int cmd_takeover(struct node *n, struct json_object *req, struct json_obj
 static int cmd_giveback(struct node *n, struct json_object *req, struct json_object *resp,
 			char *err, size_t errlen)
 {
-	int rc = monitor_giveback(n->monitor, req_force(req), err, errlen);
+	int rc = monitor_giveback(n->monitor, node_control_force(req), err, errlen);
 
 	if (rc < 0)
 		return rc;

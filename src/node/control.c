@@ -83,38 +83,24 @@ static void respond(struct control_conn *c, struct json_object *resp)
 
 static void dispatch(struct control_conn *c)
 {
-	struct json_object *req, *cmd, *resp = json_object_new_object(), *result;
+	struct json_object *req, *resp = json_object_new_object(), *result;
 	char err[256] = "";
+	const char *cmd;
 	node_cmd_fn fn;
 	int rc;
 
-	req = json_tokener_parse(c->in);
-	if (!req || !json_object_is_type(req, json_type_object) ||
-	    !json_object_object_get_ex(req, "cmd", &cmd) ||
-	    !json_object_is_type(cmd, json_type_string)) {
+	if (node_control_parse(c->in, strlen(c->in), &req, &cmd, err, sizeof(err)) < 0) {
 		LOG_WARN("malformed control request");
 		json_object_object_add(resp, "ok", json_object_new_boolean(0));
 		json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
-		json_object_object_add(
-		    resp, "error",
-		    json_object_new_string("malformed request: want {\"cmd\": ...}"));
-		json_object_put(req);
+		json_object_object_add(resp, "error", json_object_new_string(err));
 		respond(c, resp);
 		return;
 	}
 	json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
-	fn = node_commands_find(json_object_get_string(cmd));
-	struct json_object *ver;
-	if (json_object_object_get_ex(req, "version", &ver) &&
-	    (!json_object_is_type(ver, json_type_int) || json_object_get_int64(ver) < 1 ||
-	     json_object_get_int64(ver) > DUET_CONTROL_VERSION)) {
-		snprintf(err, sizeof(err),
-			 "unsupported control protocol version %s: this node speaks %d",
-			 json_object_to_json_string(ver), DUET_CONTROL_VERSION);
-		rc = -EPROTO;
-		result = NULL;
-	} else if (!fn) {
-		snprintf(err, sizeof(err), "unknown command '%s'", json_object_get_string(cmd));
+	fn = node_commands_find(cmd);
+	if (!fn) {
+		snprintf(err, sizeof(err), "unknown command '%.64s'", cmd);
 		rc = -EINVAL;
 		result = NULL;
 	} else {

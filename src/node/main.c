@@ -1,11 +1,13 @@
 /* duetd: one duet storage node, in the foreground, logging to stderr. */
 #define LOG_MODULE "duetd"
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ccm/ccm.h"
 #include "config/config.h"
 #include "common/log.h"
 #include "node/node.h"
@@ -60,6 +62,19 @@ int main(int argc, char **argv)
 	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "duetd: config error: %s\n", err);
 		return 2;
+	}
+	/* A secret file others may read, or not ours, is a configuration
+	 * error: one line and exit 2, before anything starts. */
+	if (cfg.ic.n_links > 0 && cfg.ic.secret_file[0]) {
+		rc = ccm_secret_check(cfg.ic.secret_file, err, sizeof(err));
+		/* --check on another machine (a package build): a file not
+		 * there yet is noted, one that is there must be right. */
+		if (rc == -ENOENT && check) {
+			fprintf(stderr, "duetd: note: %s (needed to start)\n", err);
+		} else if (rc < 0) {
+			fprintf(stderr, "duetd: config error: %s\n", err);
+			return 2;
+		}
 	}
 	if (check) {
 		printf("%s: valid configuration of node %s\n", path, cfg.node.id);

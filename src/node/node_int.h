@@ -229,6 +229,18 @@ int node_control_create(struct node *n, const char *path, struct control **out);
 /** Close the listener and every connection. */
 void node_control_destroy(struct control *c);
 
+/* control_req.c: the request parser (pure: also the fuzzer's). */
+/** Parse one request line of @p len bytes: a JSON object with a string
+ * "cmd" and nothing after it. @return 0 with *req (put it) and *cmd (in
+ * it), or -EINVAL with one line in @p err. */
+int node_control_parse(const char *line, size_t len, struct json_object **req, const char **cmd,
+		       char *err, size_t errlen);
+/** volume_create's arguments: a string name and a positive integer size. */
+int node_control_volume_args(struct json_object *req, const char **name, uint64_t *size, char *err,
+			     size_t errlen);
+/** The optional boolean "force" (false unless it is true). */
+bool node_control_force(struct json_object *req);
+
 /* service.c: the service manager (sd_notify). */
 /** READY=1, the first STATUS=, and the WATCHDOG=1 timer if systemd asks. */
 int node_service_ready(struct node *n);

@@ -59,6 +59,7 @@ done
 
 umask 077
 printf 'ic-tc fault test secret, long enough\n' >"$T/secret"
+chmod 600 "$T/secret"
 write_cfg() { # node partner my-octet peer-octet
 	write_node_config "$T/$1.conf" "$1" "$T" log_level=info "[nbd]" "listen = 127.0.0.1:1" \
 		"[ic]" "provider = $PROVIDER" "partner = $2" "cluster_id = ic-tc" \

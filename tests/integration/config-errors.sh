@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bad configurations: duetd exits with status 2 and one stderr line that
-# names the file, the line and the key.
+# names the file, the line and the key. Also (issue 12) a config file with a
+# path longer than the error buffer, and secret files that are not private
+# to the daemon's user.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -73,6 +75,48 @@ expect_bad required "$T/required.conf" control
 # not INI at all
 printf 'this is not [an ini file\n' >"$T/garbage.conf"
 expect_bad garbage "$T/garbage.conf:1"
+
+# Issue 12, finding 9: an error in a file whose path is longer than duetd's
+# 768-byte message buffer (the message was parsed back out of the truncated
+# buffer, reading past it: an AddressSanitizer report)
+long=$T
+while [ ${#long} -lt 900 ]; do long=$long/$(printf 'd%.0s' {1..120}); done
+mkdir -p "$long"
+{ base; echo "colour = blue"; } >"$long/long.conf"
+ln -s "$long/long.conf" "$T/longpath.conf"
+expect_bad longpath "$T/longpath.conf:7" colour
+name=longpath-direct
+step "$name"
+rc=0
+timeout $((10 * TIMEOUT_SCALE)) "$DUETD" --config "$long/long.conf" >"$T/$name.out" 2>"$T/$name.err" || rc=$?
+[ $rc -eq 2 ] || fail "$name: exit status $rc, want 2 (stderr: $(head -c 300 "$T/$name.err"))"
+[ "$(wc -l <"$T/$name.err")" -eq 1 ] || fail "$name: more than one line: $(head -c 2000 "$T/$name.err")"
+grep -q "^duetd: config error: $T/d" "$T/$name.err" || fail "$name: the error does not start with the path"
+
+# Issue 12, finding 10: the secret file must be ours and private
+ic() {
+	base
+	printf '%s\n' "[ic]" "partner = b" "secret_file = $T/secret" \
+		"link = ic0 127.0.0.1:$((P + 2)) 127.0.0.1:$((P + 3))"
+}
+write_cluster_key "$T/secret"
+ic >"$T/secret-mode.conf"
+chmod 644 "$T/secret"
+expect_bad secret-mode "[ic] secret_file $T/secret" "mode 0644" "chmod 600"
+chmod 640 "$T/secret"
+cp "$T/secret-mode.conf" "$T/secret-group.conf"
+expect_bad secret-group "[ic] secret_file $T/secret" "mode 0640"
+chmod 600 "$T/secret"
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+	chown nobody "$T/secret"
+	cp "$T/secret-mode.conf" "$T/secret-owner.conf"
+	expect_bad secret-owner "[ic] secret_file $T/secret" "owned by uid $(id -u nobody)"
+	chown 0 "$T/secret"
+fi
+printf 'short\n' >"$T/short"
+chmod 600 "$T/short"
+ic | sed "s#secret_file = .*#secret_file = $T/short#" >"$T/secret-short.conf"
+expect_bad secret-short "[ic] secret_file $T/short" "at least 16 bytes"
 
 # usage errors: no --config, unknown option
 step "usage"

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ccm/ccm.h"
@@ -634,6 +636,53 @@ static void test_missing_secret(void **state)
 	ccm_destroy(ccm);
 }
 
+/* Issue 12, finding 10: a secret file others may read is refused (it was
+ * only a warning); an update written in place is not used half-written (a
+ * reload took whatever the file held at that instant). */
+static void test_secret_file_rules(void **state)
+{
+	struct ccm_opts o;
+	struct ccm *ccm;
+	char err[512];
+
+	(void)state;
+	make_opts(&o, "a", "b", 1, 1);
+	chmod(secret_a, 0644);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EPERM);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "mode 0644"));
+	chmod(secret_a, 0640);
+	assert_int_equal(ccm_create(L, &o, &ccm), -EPERM);
+	chmod(secret_a, 0400);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), 0);
+	chmod(secret_a, 0600);
+	assert_int_equal(ccm_secret_check(secret_a, err, sizeof(err)), 0);
+	assert_int_equal(ccm_create(L, &o, &ccm), 0);
+	assert_int_equal(ccm->secret_len, strlen("correct horse battery staple"));
+
+	/* An update in place, caught half-written: the current secret stays. */
+	write_file(secret_a, "a new secret, half wr");
+	assert_int_equal(ccm_load_secret(ccm), -EAGAIN);
+	assert_int_equal(ccm->secret_len, strlen("correct horse battery staple"));
+	assert_memory_equal(ccm->secret, "correct horse battery staple", ccm->secret_len);
+	/* Written whole and still since: taken. */
+	write_file(secret_a, "a new secret, half written no more\n");
+	struct timespec old[2] = {{.tv_sec = time(NULL) - 10}, {.tv_sec = time(NULL) - 10}};
+	assert_int_equal(utimensat(AT_FDCWD, secret_a, old, 0), 0);
+	assert_int_equal(ccm_load_secret(ccm), 0);
+	assert_memory_equal(ccm->secret, "a new secret, half written no more",
+			    strlen("a new secret, half written no more"));
+	/* Too long, or not a regular file: refused, the current one stays. */
+	char big[CCM_SECRET_MAX + 10];
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(secret_a, big);
+	assert_int_equal(ccm_load_secret(ccm), -EINVAL);
+	assert_int_equal(ccm->secret_len, strlen("a new secret, half written no more"));
+	assert_int_equal(ccm_secret_check("/dev/null", err, sizeof(err)), -EINVAL);
+	ccm_destroy(ccm);
+}
+
 /* ---- hostile peer ---- */
 
 static int evil_done_status;
@@ -771,6 +820,70 @@ static void test_hostile_peer(void **state)
 	assert_int_equal(ccm_port_send(ccm_client_port(a->cl[0].c, 0), &v, sizeof(v)), 0);
 	wait_count((int *)&b->cl[0].msgs, 1);
 	fab_link_close(evil);
+}
+
+/* Issue 12, finding 8: the session id (the cheap check before a message's
+ * HMAC) was published in the boot region, which anyone who reaches a link
+ * may read; and a sender with it could have every message MACed. Now the
+ * boot region holds no session id, and failing MAC checks are bounded. */
+static void test_session_id_private(void **state)
+{
+	struct fab_link *evil;
+	struct fab_op op;
+	struct wire_boot boot;
+	struct ccm_status st;
+	struct fab_link_opts o = {
+	    .name = "evil", .local = "evil:0", .peer = "a:0", .max_msg = 70000};
+	struct fab_link_events ev = {.on_msg = evil_on_msg};
+
+	(void)state;
+	pair_create(1, 1);
+	pair_start();
+	pair_client(0, "mirror", 1, 8192);
+	wait_both_up();
+	wait_count(&a->cl[0].up, 1);
+	assert_int_equal(fab_link_open(L, &o, &ev, &evil), 0);
+	struct fab_remote boot_r = {CCM_BOOT_KEY, sizeof(boot)};
+	evil_prep(&op);
+	assert_int_equal(evil_run(fab_read(evil, &boot, sizeof(boot), &boot_r, 0, &op)), 0);
+	assert_int_equal(get_le32(&boot.state), BOOT_SESSION);
+	uint64_t sid = a->ccm->session_id;
+	assert_true(sid != 0);
+	for (size_t i = 0; i + 8 <= sizeof(boot); i++)
+		assert_memory_not_equal((uint8_t *)&boot + i, &sid, 8);
+	fab_link_close(evil);
+
+	/* A sender that learnt the id (it sniffs the interconnect) floods
+	 * 16 KiB messages with a bad MAC: the HMACs computed stay within
+	 * the budget; the rest are dropped unverified; the session lives. */
+	static uint8_t big[sizeof(struct wire_msg) + 16384];
+	struct wire_msg *m = (struct wire_msg *)big;
+	memset(big, 0x5a, sizeof(big));
+	put_le32(&m->magic, CCM_MSG_MAGIC);
+	put_le16(&m->type, MSG_DATA);
+	put_le32(&m->port, 0);
+	put_le32(&m->len, 16384);
+	put_le64(&m->session_id, sid);
+	uint64_t t0 = loop_now_ns(), macs0 = a->ccm->bad_macs;
+	for (unsigned i = 0; i < 5000; i++)
+		ccm_sess_on_msg(a->ccm, big, sizeof(big));
+	uint64_t periods = (loop_now_ns() - t0) / CCM_MAC_REFILL_NS + 2;
+	uint64_t macs = a->ccm->bad_macs - macs0;
+	print_message("5000 forged messages: %llu MACs checked, %llu dropped unverified\n",
+		      (unsigned long long)macs, (unsigned long long)a->ccm->unverified);
+	assert_true(macs <= periods * CCM_MAC_BURST);
+	assert_true(a->ccm->unverified >= 5000 - macs);
+	ccm_get_status(a->ccm, &st);
+	assert_int_equal(st.state, CCM_SESSION_UP);
+	assert_int_equal(st.bad_macs, a->ccm->bad_macs);
+	/* Once the budget refills, traffic goes on. */
+	run_for(2 * CCM_MAC_REFILL_NS / 1000000);
+	uint64_t v = 0;
+	assert_int_equal(ccm_port_send(ccm_client_port(a->cl[0].c, 0), &v, sizeof(v)), 0);
+	assert_int_equal(ccm_port_send(ccm_client_port(b->cl[0].c, 0), &v, sizeof(v)), 0);
+	wait_count((int *)&b->cl[0].msgs, 1);
+	wait_count((int *)&a->cl[0].msgs, 1);
+	assert_int_equal(a->ccm->sessions, 1);
 }
 
 /* A hello recorded in an old session, replayed into the slot later. */
@@ -1603,10 +1716,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restart_mid_handshake, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cluster_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_partner_and_self, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_session_id_private, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_sided_client, setup, teardown),

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "config/config.h"
 #include "common/util.h"
@@ -66,6 +67,38 @@ static void test_errors(void **state)
 	expect_error(BASE "[nbd]\nmax_payload = 1M\n", "[nbd] max_payload");
 	expect_error(BASE "[ic]\nlink = ic0 127.0.0.1:1\n", "[ic] link");
 	expect_error(BASE "garbage\n", "t.ini:7: syntax error");
+}
+
+/* Issue 12, finding 9: the error path parsed the message back out of err
+ * at strlen(path) + 1, past its end when the path was longer than err
+ * (duetd's is 768 bytes). err ends at a guard page here, so reading past
+ * it faults in any build. */
+static void test_long_path_error(void **state)
+{
+	const size_t len = 768;
+	uint8_t *pages =
+	    mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	static char name[2048];
+
+	(void)state;
+	assert_true(pages != MAP_FAILED);
+	assert_int_equal(mprotect(pages + 4096, 4096, PROT_NONE), 0);
+	char *e = (char *)pages + 4096 - len;
+	memset(name, 'd', sizeof(name) - 6);
+	name[0] = '/';
+	memcpy(name + sizeof(name) - 6, ".conf", 6);
+	for (size_t n = 700; n <= sizeof(name) - 1; n += 67) {
+		const char *nm = name + sizeof(name) - 1 - n;
+		int rc = config_load_string(nm, BASE "[nbd]\nbogus = 1\n", &cfg, e, len);
+		assert_int_equal(rc, -EINVAL);
+		assert_true(strlen(e) < len);
+		assert_memory_equal(e, nm, strlen(e) < n ? strlen(e) : n);
+	}
+	/* A path that fits: the whole message. */
+	assert_int_equal(config_load_string("t.ini", BASE "[nbd]\nbogus = 1\n", &cfg, e, len),
+			 -EINVAL);
+	assert_string_equal(e, "t.ini:8: [nbd] bogus: unknown key");
+	munmap(pages, 8192);
 }
 
 /* A renamed key's old spelling still sets the value, and is counted (warned). */
@@ -456,13 +489,14 @@ static void test_module_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),	 cmocka_unit_test(test_links),
-	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_renamed_keys),
-	    cmocka_unit_test(test_proxy_keys),	 cmocka_unit_test(test_ccm_keys),
-	    cmocka_unit_test(test_monitor_keys), cmocka_unit_test(test_mirror_keys),
-	    cmocka_unit_test(test_hooks_keys),	 cmocka_unit_test(test_module_opts),
-	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_tls_keys),	 cmocka_unit_test(test_metrics_keys),
+	    cmocka_unit_test(test_minimal),	    cmocka_unit_test(test_links),
+	    cmocka_unit_test(test_errors),	    cmocka_unit_test(test_renamed_keys),
+	    cmocka_unit_test(test_proxy_keys),	    cmocka_unit_test(test_ccm_keys),
+	    cmocka_unit_test(test_monitor_keys),    cmocka_unit_test(test_mirror_keys),
+	    cmocka_unit_test(test_hooks_keys),	    cmocka_unit_test(test_module_opts),
+	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
+	    cmocka_unit_test(test_metrics_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

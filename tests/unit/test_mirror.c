@@ -17,6 +17,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +211,147 @@ static void test_header_slots(void **state)
 	h.major = 2;
 	mirror_log_header_write(img, &h, 1);
 	assert_int_equal(mirror_log_header_read(img, sizeof(img), &out, &slot), -EPROTO);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hostile images (issue 12, findings 1 and 2) */
+
+/* A @p size image with one valid header of the given geometry. */
+static void hostile_header(uint8_t *img, size_t size, uint64_t log_size, uint64_t half_size,
+			   uint64_t log_id)
+{
+	struct mirror_log_header h = {0};
+
+	memset(img, 0, size);
+	h.magic = MIRROR_LOG_MAGIC;
+	h.major = MIRROR_LOG_VERSION_MAJOR;
+	h.hdr_size = MIRROR_LOG_HDR_SIZE;
+	h.log_size = log_size;
+	h.half_size = half_size;
+	h.rec_align = MIRROR_REC_ALIGN;
+	h.log_id = log_id;
+	h.gen = 1;
+	h.flags = MIRROR_LOG_F_IMAGE_VALID;
+	mirror_log_header_write(img, &h, 1);
+}
+
+/* half_size = 2^63 wrapped hdr_size + 2 * half_size back to 4096 and the
+ * scan read far outside the image (SIGSEGV in duet-nvram and at takeover). */
+static void test_header_geometry_wrap(void **state)
+{
+	const size_t size = 1u << 20;
+	uint8_t *img = malloc(size);
+	struct mirror_log_header out;
+	struct mirror_replay_stats st;
+	struct mirror_image_info info;
+	struct mirror_half_scan sc;
+	char why[200];
+
+	(void)state;
+	const uint64_t bad[] = {1ull << 63, (1ull << 63) + 4096, ~(uint64_t)4095, 1ull << 62};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hostile_header(img, size, size, bad[i], 7);
+		assert_int_equal(mirror_log_header_read(img, size, &out, NULL), -EBADMSG);
+		assert_true(mirror_image_info(img, size, &info) < 0);
+		assert_true(mirror_image_scan(img, size, 1, NULL, NULL, &sc) < 0);
+		assert_true(mirror_replay(img, size, 0, NULL, NULL, &st) < 0);
+		assert_int_equal(mirror_image_judge(img, size, NULL, true, why, sizeof(why)),
+				 MIRROR_IMAGE_BAD);
+		assert_non_null(strstr(why, "impossible geometry"));
+	}
+	/* log_size larger than the file, and one byte too small for 2 halves. */
+	hostile_header(img, size, size * 2, mirror_log_half_size_for(size), 7);
+	assert_int_equal(mirror_log_header_read(img, size, &out, NULL), -EBADMSG);
+	hostile_header(img, size, 4096 + 2 * 65536 - 1, 65536, 7);
+	assert_int_equal(mirror_log_header_read(img, size, &out, NULL), -EBADMSG);
+	/* The largest layout that fits is fine. */
+	hostile_header(img, size, size, mirror_log_half_size_for(size), 7);
+	assert_int_equal(mirror_log_header_read(img, size, &out, NULL), 0);
+	assert_int_equal(mirror_replay(img, size, 0, NULL, NULL, &st), 0);
+	free(img);
+}
+
+/* The partner rewrites a record header while the survivor replays: the
+ * header fields used (advance, lengths) must be the ones checked. A thread
+ * flips data_len between the checked value and a smaller one during the
+ * replays; before the fix the second read of the live header could return
+ * the flipped value after the check passed on the first. */
+struct flipper {
+	uint8_t *field;
+	atomic_bool stop;
+	uint32_t good, bad;
+};
+
+static void *flip_thread(void *arg)
+{
+	struct flipper *f = arg;
+
+	while (!atomic_load_explicit(&f->stop, memory_order_relaxed)) {
+		for (unsigned i = 0; i < 64; i++)
+			__atomic_store_n((uint32_t *)(void *)f->field, f->good, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < 8; i++)
+			__atomic_store_n((uint32_t *)(void *)f->field, f->bad, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n((uint32_t *)(void *)f->field, f->good, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+struct flip_seen {
+	unsigned records, mismatches;
+};
+
+static int flip_apply(void *arg, const struct mirror_record *r, const void *data)
+{
+	struct flip_seen *s = arg;
+
+	(void)data;
+	s->records++;
+	if (r->data_len != r->length || r->rec_len != mirror_rec_len((uint32_t)r->length))
+		s->mismatches++;
+	return 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_replay_reads_header_once(void **state)
+{
+	const size_t size = 4u << 20;
+	const uint32_t dlen = 512u << 10;
+	uint8_t *img = aligned_alloc(4096, size);
+	uint8_t *data = malloc(dlen);
+	struct flipper f = {0};
+	struct flip_seen seen = {0};
+	struct mirror_replay_stats st;
+	pthread_t th;
+
+	(void)state;
+	for (uint32_t i = 0; i < dlen; i++)
+		data[i] = (uint8_t)(i * 13);
+	hostile_header(img, size, size, mirror_log_half_size_for(size), 7);
+	uint8_t *rec = img + MIRROR_LOG_HDR_SIZE;
+	mirror_rec_encode(rec, 1, 7, &VOL, MIRROR_REC_WRITE, 0, 0, dlen, data, dlen);
+	f.field = rec + offsetof(struct mirror_rec_header, data_len);
+	f.good = dlen;
+	f.bad = 64;
+	assert_int_equal(pthread_create(&th, NULL, flip_thread, &f), 0);
+	uint64_t end = now_ms() + 1500;
+	unsigned runs = 0;
+	while (now_ms() < end && !seen.mismatches) {
+		assert_int_equal(mirror_replay(img, size, 0, flip_apply, &seen, &st), 0);
+		runs++;
+	}
+	atomic_store(&f.stop, true);
+	pthread_join(th, NULL);
+	print_message("%u replays, %u records applied, %u with fields other than checked\n", runs,
+		      seen.records, seen.mismatches);
+	assert_int_equal(seen.mismatches, 0);
+	free(data);
+	free(img);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1914,6 +2058,8 @@ int main(void)
 	    cmocka_unit_test(test_vol_id),
 	    cmocka_unit_test(test_record_encoding),
 	    cmocka_unit_test(test_header_slots),
+	    cmocka_unit_test(test_header_geometry_wrap),
+	    cmocka_unit_test(test_replay_reads_header_once),
 	    cmocka_unit_test(test_append_basic),
 	    cmocka_unit_test(test_wraparound_local),
 	    cmocka_unit_test(test_wraparound_loopback),
