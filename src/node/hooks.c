@@ -96,9 +96,13 @@ static void run_ended(struct loop_io *io, uint32_t events)
 
 	(void)events;
 	memset(&si, 0, sizeof(si));
-	if (waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+	if (waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &si, WEXITED | WNOHANG) < 0) {
+		/* Reaped elsewhere (SIGCHLD ignored): it ended, how is unknown. */
+		LOG_WARN("hook %s (%s): ended after %llu ms, status unknown (%s)", r->path,
+			 r->event, (unsigned long long)ms, strerror(errno));
+	} else if (si.si_pid == 0) {
 		return; /* not yet (a spurious wake-up) */
-	if (si.si_code == CLD_EXITED && si.si_status == 0) {
+	} else if (si.si_code == CLD_EXITED && si.si_status == 0) {
 		LOG_INFO("hook %s (%s): exit 0 after %llu ms", r->path, r->event,
 			 (unsigned long long)ms);
 	} else if (si.si_code == CLD_EXITED) {
@@ -284,6 +288,9 @@ int node_hooks_create(struct node *n, struct node_hooks **out)
 	snprintf(h->dir, sizeof(h->dir), "%s", n->cfg.hooks.dir);
 	h->timeout_ns = n->cfg.hooks.timeout_ms * 1000000ull;
 	h->max_running = (unsigned)n->cfg.hooks.max_running;
+	/* A SIGCHLD ignored by whoever started us would reap the hooks before
+	 * we can read their status: the default disposition keeps them. */
+	signal(SIGCHLD, SIG_DFL);
 	h->running = calloc(h->max_running, sizeof(*h->running));
 	if (!h->running) {
 		free(h);
