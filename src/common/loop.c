@@ -102,6 +102,12 @@ int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events)
 	return 0;
 }
 
+void loop_io_pause(struct loop *l, struct loop_io *io, struct loop_timer *resume, uint64_t delay_ns)
+{
+	loop_io_mod(l, io, 0);
+	loop_timer_arm(l, resume, delay_ns);
+}
+
 /* Besides removing the fd, forget any event of the current batch that still
  * points at @p io, so the owner may free it right away. */
 void loop_io_del(struct loop *l, struct loop_io *io)

@@ -66,6 +66,15 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loo
 		void *arg);
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
 void loop_io_del(struct loop *l, struct loop_io *io);
+/**
+ * Stop watching @p io for @p delay_ns: a listener out of descriptors
+ * (accept fails with EMFILE/ENFILE) stays readable, and level-triggered it
+ * would wake the loop at once, forever. @p resume (initialised by the
+ * owner) fires after the delay; its callback watches again with
+ * loop_io_mod(). Pausing while paused only re-arms.
+ */
+void loop_io_pause(struct loop *l, struct loop_io *io, struct loop_timer *resume,
+		   uint64_t delay_ns);
 
 void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg);
 /** (Re)arm @p t to fire once, @p delay_ns from now. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -192,7 +193,35 @@ int util_tcp_listen(const char *hostport, int backlog)
 	return fd;
 }
 
-int util_unix_listen(const char *path, int backlog)
+/* What sits at a control socket's path before we bind: nothing (0), a
+ * socket nobody listens on any more (0: a dead daemon's, replaced), a live
+ * socket (-EADDRINUSE) or anything else (-EEXIST: never removed). */
+static int unix_path_check(const char *path, const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		LOG_ERROR("%s exists and is not a socket: not replacing it", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	close(fd);
+	if (rc == 0) {
+		LOG_ERROR("%s: another process listens on this socket", path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int util_unix_listen(const char *path, int backlog, unsigned mode, int gid)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd, err;
@@ -202,16 +231,32 @@ int util_unix_listen(const char *path, int backlog)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sun.sun_path, path);
+	err = unix_path_check(path, &sun);
+	if (err < 0)
+		return err;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		err = -errno;
 		LOG_ERROR("socket: %s", strerror(errno));
 		return err;
 	}
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, backlog) < 0) {
+	/* Nobody can connect between bind and listen, so the mode and group
+	 * set in between hold before the first caller, whatever the umask. */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		err = -errno;
-		LOG_ERROR("listen on %s: %s", path, strerror(errno));
+		LOG_ERROR("bind %s: %s", path, strerror(errno));
+		close(fd);
+		return err;
+	}
+	if (gid >= 0 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) < 0)
+		err = -errno;
+	else if (chmod(sun.sun_path, mode) < 0)
+		err = -errno;
+	else if (listen(fd, backlog) < 0)
+		err = -errno;
+	if (err < 0) {
+		LOG_ERROR("listen on %s: %s", sun.sun_path, strerror(-err));
+		unlink(sun.sun_path);
 		close(fd);
 		return err;
 	}

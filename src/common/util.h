@@ -46,7 +46,10 @@ int util_random_bytes(void *buf, size_t len);
 /** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
 int util_tcp_listen(const char *hostport, int backlog);
 
-/** Create a listening UNIX stream socket at @p path, replacing a stale one. */
-int util_unix_listen(const char *path, int backlog);
+/** Create a listening UNIX stream socket at @p path with @p mode (and group
+ * @p gid unless -1), whatever the umask. A socket left there by a dead
+ * process is replaced; a live one fails with -EADDRINUSE; any other file is
+ * never removed: -EEXIST. Each failure logs one line. */
+int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
 
 #endif

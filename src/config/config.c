@@ -53,6 +53,7 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -62,6 +63,7 @@ static const struct key_def schema[] = {
     {"nbd", "tls_psk", KEY_PATH, F(nbd.tls_psk), 0, 0, NULL, false},
     {"nbd", "tls_verify_peer", KEY_BOOL, F(nbd.tls_verify_peer), 0, 0, NULL, false},
     {"nbd", "allow", KEY_ALLOW, F(nbd.allow), 0, 0, NULL, false},
+    {"nbd", "buffer_limit", KEY_SIZE, F(nbd.buffer_limit), 1ull << 20, 1ull << 40, NULL, false},
     {"store", "io_engine", KEY_ENUM, F(store.io_engine), 0, 0, io_engine_names, false},
     {"store", "io_depth", KEY_UINT, F(store.io_depth), 8, 4096, NULL, false},
     {"store", "io_workers", KEY_UINT, F(store.io_workers), 1, 64, NULL, false},
@@ -136,6 +138,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->node.log_level = LOG_LEVEL_INFO;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
+	cfg->nbd.buffer_limit = 1ull << 30;
 	cfg->store.io_engine = so.engine;
 	cfg->store.io_depth = so.depth;
 	cfg->store.io_workers = so.workers;

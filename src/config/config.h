@@ -40,6 +40,7 @@ struct duet_config {
 		char id[CONFIG_ID_MAX];
 		char shelf[PATH_MAX];
 		char control[PATH_MAX];
+		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
 	} node;
 	struct {
@@ -52,6 +53,7 @@ struct duet_config {
 		char tls_psk[PATH_MAX];		    /* psktool file; "" none */
 		bool tls_verify_peer;		    /* client certificates against the CA */
 		char allow[1024];		    /* "CIDR, ..."; "" anyone */
+		uint64_t buffer_limit; /* payload bytes buffered across all connections */
 	} nbd;
 	struct {
 		enum store_engine io_engine;

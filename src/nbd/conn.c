@@ -31,10 +31,74 @@
 #define FREE_BUF_MAX   (4u << 20)  /* largest buffer kept for reuse */
 #define FREE_BYTES_MAX (16u << 20) /* buffer bytes kept per connection */
 
+int nbd_budget_create(uint64_t limit, struct nbd_budget **out)
+{
+	struct nbd_budget *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	b->limit = limit;
+	b->refs = 1;
+	list_init(&b->waiters);
+	*out = b;
+	return 0;
+}
+
+void nbd_budget_put(struct nbd_budget *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+void nbd_budget_get(const struct nbd_budget *b, uint64_t *used, uint64_t *cached)
+{
+	*used = b->used;
+	*cached = b->cached;
+}
+
 void nbd_server_put(struct nbd_server *srv)
 {
-	if (--srv->refs == 0)
+	if (--srv->refs == 0) {
+		nbd_budget_put(srv->opts.budget);
 		free(srv);
+	}
+}
+
+void nbd_conn_charge(struct nbd_conn *c, struct nbd_xio *x, uint64_t bytes)
+{
+	x->budget = bytes;
+	c->budget_used += bytes;
+	if (c->srv->opts.budget)
+		c->srv->opts.budget->used += bytes;
+}
+
+void nbd_conn_budget_wait(struct nbd_conn *c)
+{
+	struct nbd_budget *b = c->srv->opts.budget;
+
+	if (b && !list_linked(&c->budget_link) && b->used >= b->limit)
+		list_add_tail(&b->waiters, &c->budget_link);
+}
+
+/* Requests released: every connection waiting on the shared budget tries
+ * again (those that find it full again wait again). */
+static void budget_release(struct nbd_budget *b, uint64_t bytes)
+{
+	b->used -= bytes;
+	while (b->used < b->limit && !list_empty(&b->waiters)) {
+		struct nbd_conn *w =
+		    list_first_entry_or_null(&b->waiters, struct nbd_conn, budget_link);
+		list_del(&w->budget_link);
+		nbd_conn_maybe_resume(w);
+	}
+}
+
+/* A buffer kept for reuse counts against the shared bound (a quarter of
+ * it): idle connections must not hold the memory the limit promises. */
+static void budget_cache(struct nbd_conn *c, int64_t bytes)
+{
+	if (c->srv->opts.budget)
+		c->srv->opts.budget->cached += (uint64_t)bytes;
 }
 
 bool nbd_buf_put(struct nbd_buf *b, const void *p, size_t len)
@@ -91,6 +155,7 @@ static void conn_free(struct nbd_conn *c)
 
 	struct slist_node *n;
 
+	budget_cache(c, -(int64_t)c->free_bytes);
 	while ((n = slist_pop_head(&c->free_xio))) {
 		struct nbd_xio *x = slist_entry(n, struct nbd_xio, link);
 		free(x->mem);
@@ -118,6 +183,7 @@ struct nbd_xio *nbd_xio_get(struct nbd_conn *c, size_t need)
 		x = slist_entry(n, struct nbd_xio, link);
 		c->n_free--;
 		c->free_bytes -= x->cap;
+		budget_cache(c, -(int64_t)x->cap);
 	} else {
 		x = calloc(1, sizeof(*x));
 		if (!x)
@@ -154,7 +220,10 @@ struct nbd_xio *nbd_xio_get(struct nbd_conn *c, size_t need)
 
 bool nbd_conn_over_budget(const struct nbd_conn *c)
 {
-	return c->budget_used >= c->srv->opts.conn_buffer || c->n_xio >= NBD_MAX_XIO;
+	const struct nbd_budget *b = c->srv->opts.budget;
+
+	return c->budget_used >= c->srv->opts.conn_buffer || c->n_xio >= NBD_MAX_XIO ||
+	       (b && b->used >= b->limit);
 }
 
 /* Resume reading once the budget and the handshake output allow it; the
@@ -163,7 +232,11 @@ void nbd_conn_maybe_resume(struct nbd_conn *c)
 {
 	if (!c->rx_paused || c->closed)
 		return;
-	if (c->xmit ? nbd_conn_over_budget(c) : c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX / 2)
+	if (c->xmit && nbd_conn_over_budget(c)) {
+		nbd_conn_budget_wait(c); /* if it is the shared budget that is full */
+		return;
+	}
+	if (!c->xmit && c->hs_out.len - c->hs_out.off > NBD_HS_OUT_MAX / 2)
 		return;
 	c->rx_paused = false;
 	c->want_rx = true;
@@ -173,6 +246,9 @@ void nbd_conn_maybe_resume(struct nbd_conn *c)
 
 void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 {
+	struct nbd_budget *b = c->srv->opts.budget;
+	uint64_t charged = x->budget; /* x may be freed below */
+
 	c->budget_used -= x->budget;
 	c->n_xio--;
 	x->state = NBD_XIO_FREE;
@@ -180,7 +256,8 @@ void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 		free(x->mem);
 		free(x);
 	} else {
-		if (x->cap > FREE_BUF_MAX || c->free_bytes + x->cap > FREE_BYTES_MAX) {
+		if (x->cap > FREE_BUF_MAX || c->free_bytes + x->cap > FREE_BYTES_MAX ||
+		    (b && b->cached + x->cap > b->limit / 4)) {
 			free(x->mem);
 			x->mem = NULL;
 			x->cap = 0;
@@ -188,8 +265,11 @@ void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 		slist_push_head(&c->free_xio, &x->link);
 		c->n_free++;
 		c->free_bytes += x->cap;
+		budget_cache(c, (int64_t)x->cap);
 		nbd_conn_maybe_resume(c);
 	}
+	if (b && charged)
+		budget_release(b, charged);
 	nbd_conn_put(c);
 }
 
@@ -217,6 +297,8 @@ void nbd_conn_close(struct nbd_conn *c, const char *why)
 		close(c->fd);
 	c->fd = -1;
 	list_del(&c->link);
+	if (list_linked(&c->budget_link))
+		list_del(&c->budget_link);
 	srv->st.connections--;
 	if (c->rx_xio) {
 		struct nbd_xio *x = c->rx_xio;

@@ -133,6 +133,18 @@ enum nbd_tls_mode {
 	NBD_TLS_REQUIRE,
 };
 
+/**
+ * A bound on payload bytes buffered across every connection of the servers
+ * that share it ([nbd] buffer_limit): over it, no connection reads another
+ * request until requests complete and their replies leave. Reference
+ * counted: each server holds one, so it outlives their connections.
+ */
+struct nbd_budget;
+int nbd_budget_create(uint64_t limit, struct nbd_budget **out);
+void nbd_budget_put(struct nbd_budget *b);
+/** Payload bytes charged now, and buffers kept for reuse (both bounded). */
+void nbd_budget_get(const struct nbd_budget *b, uint64_t *used, uint64_t *cached);
+
 struct nbd_server_opts {
 	const char *listen;   /* "host:port"; NULL: no listener (nbd_server_add_fd) */
 	const char *name;     /* for logs: "nbd" or "proxy" */
@@ -153,6 +165,7 @@ struct nbd_server_opts {
 	/* Who may connect: "CIDR, CIDR, ..." (IPv4 or IPv6, a bare address is
 	 * a /32 or /128); NULL or "": anyone. Checked at accept. */
 	const char *allow;
+	struct nbd_budget *budget; /* shared across servers; NULL: per connection only */
 };
 
 /** The largest number of networks in an allow list. */

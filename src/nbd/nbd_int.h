@@ -343,11 +343,21 @@ struct nbd_conn {
 
 	/* requests */
 	uint64_t budget_used;
-	unsigned n_xio;	       /* allocated, not yet released */
-	unsigned n_backend;    /* at the backend */
-	struct slist free_xio; /* of nbd_xio kept for reuse */
+	struct list budget_link; /* on the shared budget's waiters while paused for it */
+	unsigned n_xio;		 /* allocated, not yet released */
+	unsigned n_backend;	 /* at the backend */
+	struct slist free_xio;	 /* of nbd_xio kept for reuse */
 	unsigned n_free;
 	size_t free_bytes;
+};
+
+/* [nbd] buffer_limit, shared by the node's servers (conn.c). */
+struct nbd_budget {
+	uint64_t limit;
+	uint64_t used;	     /* payload bytes charged by requests not yet released */
+	uint64_t cached;     /* buffer bytes connections keep for reuse: at most limit/4 */
+	unsigned refs;	     /* the creator's and each server's */
+	struct list waiters; /* connections paused for it, by budget_link */
 };
 
 struct nbd_server {
@@ -363,6 +373,7 @@ struct nbd_server {
 	unsigned refs;
 	bool destroyed;
 	uint64_t timeout_ns;
+	uint64_t full_refused, full_logged_ns; /* clients beyond max_clients, for the log */
 	struct nbd_server_stats st;
 	struct nbd_tls *tls; /* NULL: tls = off */
 	enum nbd_tls_mode tls_mode;
@@ -384,7 +395,12 @@ void nbd_conn_get(struct nbd_conn *c);
 void nbd_conn_put(struct nbd_conn *c);
 /** Set the poll interest from the state (read unless paused, write when full). */
 void nbd_conn_update_events(struct nbd_conn *c);
-/** True when the payload bytes or requests in flight reached the budget. */
+/** Charge @p x's @p bytes of payload to its connection and the shared budget. */
+void nbd_conn_charge(struct nbd_conn *c, struct nbd_xio *x, uint64_t bytes);
+/** Paused for the shared budget: wait on it (resumed when requests release). */
+void nbd_conn_budget_wait(struct nbd_conn *c);
+/** True when the payload bytes or requests in flight reached the budget
+ * (the connection's own, or the shared one). */
 bool nbd_conn_over_budget(const struct nbd_conn *c);
 /** Resume reading if paused and the budget allows (the task parses). */
 void nbd_conn_maybe_resume(struct nbd_conn *c);

@@ -274,6 +274,7 @@ static void conn_rx_process(struct nbd_conn *c)
 		case NBD_RX_REQ:
 			if (nbd_conn_over_budget(c)) {
 				conn_pause(c);
+				nbd_conn_budget_wait(c);
 				return;
 			}
 			if (avail < NBD_REQ_LEN)
@@ -484,8 +485,16 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	int rc;
 
 	if (srv->st.connections >= srv->opts.max_clients) {
-		LOG_WARN("%s: %u clients already, refusing another", srv->name,
-			 srv->opts.max_clients);
+		uint64_t now = loop_now_ns();
+		/* One line per 10 s: a flood of clients must not flood the log. */
+		srv->full_refused++;
+		if (now - srv->full_logged_ns >= 10 * NS_PER_S) {
+			LOG_WARN("%s: %u clients already, refused %llu since the last report",
+				 srv->name, srv->opts.max_clients,
+				 (unsigned long long)srv->full_refused);
+			srv->full_logged_ns = now;
+			srv->full_refused = 0;
+		}
 		if (fd >= 0)
 			close(fd);
 		return -EMFILE;
@@ -506,6 +515,7 @@ static int conn_create(struct nbd_server *srv, int fd, const struct nbd_xport *x
 	slist_init(&c->txq);
 	slist_init(&c->free_xio);
 	list_init(&c->link);
+	list_init(&c->budget_link);
 	c->rx = NBD_RX_CFLAGS;
 	c->start_ns = c->last_rx_ns = c->last_tx_ns = loop_now_ns();
 	snprintf(c->peer, sizeof(c->peer), "memory");
@@ -717,6 +727,8 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		}
 	}
 	srv->timeout_ns = (uint64_t)srv->opts.timeout_ms * 1000000ull;
+	if (srv->opts.budget)
+		srv->opts.budget->refs++; /* dropped with the server's memory */
 	srv->ops = ops;
 	srv->ctx = ctx;
 	srv->refs = 1;
@@ -728,14 +740,14 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 		if (srv->lfd < 0) {
 			rc = srv->lfd;
 			nbd_tls_destroy(srv->tls);
-			free(srv);
+			nbd_server_put(srv);
 			return rc;
 		}
 		rc = loop_io_add(loop, &srv->lio, srv->lfd, EPOLLIN, srv_on_accept, srv);
 		if (rc < 0) {
 			close(srv->lfd);
 			nbd_tls_destroy(srv->tls);
-			free(srv);
+			nbd_server_put(srv);
 			return rc;
 		}
 		LOG_INFO("%s: listening on %s", srv->name, opts->listen);

@@ -188,8 +188,7 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 		x->io.flags &= (uint16_t)~NBD_CMD_FLAG_FUA;
 	switch (r->type) {
 	case NBD_CMD_WRITE:
-		x->budget = r->length;
-		c->budget_used += x->budget;
+		nbd_conn_charge(c, x, r->length);
 		if (r->length == 0)
 			break;
 		x->io.buf = x->mem;
@@ -200,8 +199,7 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 		c->rx = NBD_RX_PAYLOAD;
 		return;
 	case NBD_CMD_READ:
-		x->budget = r->length;
-		c->budget_used += x->budget;
+		nbd_conn_charge(c, x, r->length);
 		x->io.buf = x->mem;
 		if (r->length == 0)
 			break;

@@ -123,6 +123,13 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_u64(nbd, "bytes_read", st.bytes_read);
 	jobj_add_u64(nbd, "bytes_written", st.bytes_written);
 	jobj_add_u64(nbd, "inflight", node_datapath_inflight(n->dp));
+	if (n->nbd_budget) { /* [nbd] buffer_limit, over both listeners */
+		uint64_t used, cached;
+		nbd_budget_get(n->nbd_budget, &used, &cached);
+		jobj_add_u64(nbd, "buffer_limit", n->cfg.nbd.buffer_limit);
+		jobj_add_u64(nbd, "buffered", used);
+		jobj_add_u64(nbd, "buffers_cached", cached);
+	}
 	json_object_object_add(resp, "nbd", nbd);
 
 	volumes = volumes_json(n);

@@ -2,16 +2,23 @@
  *
  * Rule kept: one request per connection, bounded in size and time; a bad
  * request gets one JSON error line and the connection closes, never a
- * crash; the commands themselves are in commands.c. */
+ * crash; the commands themselves are in commands.c.
+ *
+ * Who may talk (docs/SECURITY.md, "Control socket"): the socket is 0600,
+ * or 0660 with [node] control_group, whatever the umask; and every caller
+ * is checked by SO_PEERCRED: root, the daemon's user, or a member of that
+ * group. Anyone else gets one JSON error line and is closed. */
 #define LOG_MODULE "control"
 #include "node/node_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <json-c/json.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/control.h"
@@ -20,6 +27,7 @@
 
 #define CONTROL_MAX_REQUEST (64 * 1024)
 #define CONTROL_TIMEOUT_NS  (10ull * 1000000000ull)
+#define CONTROL_BACKOFF_NS  (50 * NS_PER_MS) /* accept paused, out of descriptors */
 
 /* The control protocol (docs/CONTROL.md): the client sends one JSON object
  * on one line, {"cmd": "status", "version": 1, ...}; the node answers one
@@ -34,6 +42,8 @@ struct control_conn {
 	int fd;
 	struct loop_io io;
 	struct loop_timer timer;
+	bool refused; /* the caller may not use the socket: answer that, close */
+	uid_t uid;
 	char *in;
 	size_t in_len;
 	char *out;
@@ -46,6 +56,9 @@ struct control {
 	int fd;
 	struct loop_io io;
 	struct control_conn *conns;
+	int gid;		   /* [node] control_group, or -1 */
+	struct loop_timer backoff; /* accept paused: out of descriptors */
+	uint64_t backoff_logged_ns;
 };
 
 static void conn_close(struct control_conn *c)
@@ -89,6 +102,18 @@ static void dispatch(struct control_conn *c)
 	node_cmd_fn fn;
 	int rc;
 
+	if (c->refused) {
+		LOG_WARN("control connection of uid %u refused", (unsigned)c->uid);
+		snprintf(err, sizeof(err),
+			 "permission denied: uid %u may not use this control socket (root, "
+			 "uid %u%s only)",
+			 (unsigned)c->uid, (unsigned)geteuid(),
+			 c->ctl->gid >= 0 ? " or the control_group" : "");
+		json_object_object_add(resp, "ok", json_object_new_boolean(0));
+		json_object_object_add(resp, "error", json_object_new_string(err));
+		respond(c, resp);
+		return;
+	}
 	if (node_control_parse(c->in, strlen(c->in), &req, &cmd, err, sizeof(err)) < 0) {
 		LOG_WARN("malformed control request");
 		json_object_object_add(resp, "ok", json_object_new_boolean(0));
@@ -180,6 +205,63 @@ static void conn_timeout(struct loop_timer *t)
 	conn_close(c);
 }
 
+/* Is @p gid among the supplementary groups of process @p pid? Read from
+ * /proc (the caller's groups at the time it connected are not kept by the
+ * kernel; its current ones are what it could use anyway). */
+static bool pid_in_group(pid_t pid, gid_t gid)
+{
+	char path[64], line[4096];
+	bool found = false;
+	FILE *f;
+
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		for (char *p = line + 7, *end; *p; p = end) {
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p)
+				break;
+			if (g == gid)
+				found = true;
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* SO_PEERCRED: root, the daemon's own user, or (with control_group) a
+ * member of that group may use the socket. */
+static bool peer_allowed(struct control *ctl, int fd, uid_t *uid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		*uid = (uid_t)-1;
+		return false;
+	}
+	*uid = cr.uid;
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return true;
+	if (ctl->gid < 0)
+		return false;
+	return cr.gid == (gid_t)ctl->gid || pid_in_group(cr.pid, (gid_t)ctl->gid);
+}
+
+static void accept_resume(struct loop_timer *t)
+{
+	struct control *ctl = t->arg;
+
+	loop_io_mod(ctl->node->loop, &ctl->io, EPOLLIN);
+}
+
 static void accept_event(struct loop_io *io, uint32_t events)
 {
 	struct control *ctl = io->arg;
@@ -187,8 +269,23 @@ static void accept_event(struct loop_io *io, uint32_t events)
 
 	for (;;) {
 		int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Level-triggered: without a pause the loop spins. */
+				uint64_t now = loop_now_ns();
+				if (now - ctl->backoff_logged_ns > 10 * NS_PER_S) {
+					ctl->backoff_logged_ns = now;
+					LOG_WARN(
+					    "control: out of descriptors (%s): not "
+					    "accepting for %llu ms",
+					    strerror(errno),
+					    (unsigned long long)(CONTROL_BACKOFF_NS / NS_PER_MS));
+				}
+				loop_io_pause(ctl->node->loop, &ctl->io, &ctl->backoff,
+					      CONTROL_BACKOFF_NS);
+			}
 			return;
+		}
 		struct control_conn *c = calloc(1, sizeof(*c));
 		if (c)
 			c->in = malloc(CONTROL_MAX_REQUEST + 1);
@@ -202,11 +299,48 @@ static void accept_event(struct loop_io *io, uint32_t events)
 		}
 		c->ctl = ctl;
 		c->fd = fd;
+		c->refused = !peer_allowed(ctl, fd, &c->uid);
 		c->next = ctl->conns;
 		ctl->conns = c;
 		loop_timer_init(&c->timer, conn_timeout, c);
 		loop_timer_arm(ctl->node->loop, &c->timer, CONTROL_TIMEOUT_NS);
 	}
+}
+
+/* [node] control_group by name, or -1 when unset; an unknown group is a
+ * configuration error (one line). */
+static int control_group(const char *name, int *gid)
+{
+	char buf[16384];
+	struct group gr, *res = NULL;
+	int rc;
+
+	*gid = -1;
+	if (!name[0])
+		return 0;
+	rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (rc != 0 || !res) {
+		LOG_ERROR("[node] control_group = %s: no such group", name);
+		return -EINVAL;
+	}
+	*gid = (int)res->gr_gid;
+	return 0;
+}
+
+int node_control_check(struct node *n)
+{
+	const char *path = n->cfg.node.control;
+	struct stat st;
+	int gid;
+
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		LOG_ERROR("control socket path %s exists and is not a socket: not replacing it",
+			  path);
+		return -NODE_EREFUSED;
+	}
+	if (control_group(n->cfg.node.control_group, &gid) < 0)
+		return -NODE_EREFUSED;
+	return 0;
 }
 
 int node_control_create(struct node *n, const char *path, struct control **out)
@@ -218,9 +352,17 @@ int node_control_create(struct node *n, const char *path, struct control **out)
 		return -ENOMEM;
 	ctl->node = n;
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-	ctl->fd = util_unix_listen(path, 16);
+	loop_timer_init(&ctl->backoff, accept_resume, ctl);
+	rc = control_group(n->cfg.node.control_group, &ctl->gid);
+	if (rc < 0) {
+		rc = -NODE_EREFUSED;
+		goto err_free;
+	}
+	ctl->fd = util_unix_listen(path, 16, ctl->gid >= 0 ? 0660 : 0600, ctl->gid);
 	if (ctl->fd < 0) {
 		rc = ctl->fd;
+		if (rc == -EEXIST || rc == -EADDRINUSE)
+			rc = -NODE_EREFUSED; /* not ours to replace: said in one line */
 		goto err_free;
 	}
 	rc = loop_io_add(n->loop, &ctl->io, ctl->fd, EPOLLIN, accept_event, ctl);
@@ -243,6 +385,7 @@ void node_control_destroy(struct control *ctl)
 		return;
 	while (ctl->conns)
 		conn_close(ctl->conns);
+	loop_timer_cancel(ctl->node->loop, &ctl->backoff);
 	loop_io_del(ctl->node->loop, &ctl->io);
 	close(ctl->fd);
 	unlink(ctl->path);

@@ -827,6 +827,7 @@ int node_datapath_listen(struct node *n)
 	struct nbd_server_opts o;
 
 	config_nbd_opts(&n->cfg, false, &o);
-	o.max_clients = NODE_MAX_CLIENTS;
+	o.max_clients = n->max_clients;
+	o.budget = n->nbd_budget;
 	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
 }

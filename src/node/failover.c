@@ -196,6 +196,7 @@ static void stop_own(struct node *n)
 	store_gate_fail(n->store, -EIO);
 	store_gate_fail(n->pstore, -EIO);
 	node_mirror_hold(n, true, "fenced by the partner's takeover mark");
+	node_lock_serve_own(n, false); /* the partner takes it */
 	monitor_action_done(n->monitor, HA_ACT_STOP_OWN, 0);
 }
 
@@ -312,6 +313,7 @@ static void serve_own(struct node *n)
 	int rc = 0;
 
 	n->fenced = false;
+	node_lock_serve_own(n, true);
 	node_datapath_set_serving(n->dp, true);
 	proxy_set_serving(n->proxy, true);
 	if (!n->nbd)
@@ -342,8 +344,10 @@ static int open_partner_shelf(struct node *n)
 	if (rc < 0) {
 		store_close(n->pstore);
 		n->pstore = NULL;
+		return rc;
 	}
-	return rc;
+	node_lock_serve_partner(n, true);
+	return 0;
 }
 
 static void close_partner_shelf(struct node *n)
@@ -352,6 +356,7 @@ static void close_partner_shelf(struct node *n)
 	n->partner_dp = NULL;
 	store_close(n->pstore);
 	n->pstore = NULL;
+	node_lock_serve_partner(n, false);
 }
 
 static void progress_tick(struct loop_timer *t)

@@ -83,6 +83,8 @@ int main(int argc, char **argv)
 	log_set_level(cfg.node.log_level);
 	log_set_node(cfg.node.id);
 	rc = node_create(&cfg, &n);
+	if (rc == -NODE_EREFUSED)
+		return 2; /* the one line is out */
 	if (rc < 0) {
 		LOG_ERROR("node %s failed to start: %s", cfg.node.id, strerror(-rc));
 		return 1;

@@ -27,7 +27,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define METRICS_MAX_CONNS 16
+#define METRICS_MAX_CONNS NODE_METRICS_MAX_CONNS
 #define METRICS_TIMEOUT_S 10
 #define METRICS_TYPE	  "text/plain; version=0.0.4; charset=utf-8"
 

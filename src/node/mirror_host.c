@@ -124,18 +124,13 @@ static int resolve_path(char *out, size_t len, const char *set, const char *shel
 	return 0;
 }
 
-int node_mirror_open(struct node *n)
+int node_mirror_paths(struct node *n)
 {
 	const struct duet_config *cfg = &n->cfg;
-	struct mirror_replay_stats st;
-	struct mirror_opts o;
 	int rc;
 
-	if (cfg->mirror.mode == MIRROR_MODE_OFF) {
-		LOG_INFO("[mirror] mirror = off: no NVRAM log; writes go to the volumes directly "
-			 "and only FLUSH makes them durable");
+	if (cfg->mirror.mode == MIRROR_MODE_OFF)
 		return 0;
-	}
 	rc = resolve_path(n->log_path, sizeof(n->log_path), cfg->mirror.log, cfg->node.shelf,
 			  ".nvram", "[mirror] log");
 	if (rc < 0)
@@ -152,6 +147,24 @@ int node_mirror_open(struct node *n)
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+int node_mirror_open(struct node *n)
+{
+	const struct duet_config *cfg = &n->cfg;
+	struct mirror_replay_stats st;
+	struct mirror_opts o;
+	int rc;
+
+	if (cfg->mirror.mode == MIRROR_MODE_OFF) {
+		LOG_INFO("[mirror] mirror = off: no NVRAM log; writes go to the volumes directly "
+			 "and only FLUSH makes them durable");
+		return 0;
+	}
+	rc = node_mirror_paths(n);
+	if (rc < 0)
+		return rc;
 	config_mirror_opts(cfg, n->log_path, &o);
 	rc = mirror_open(n->loop, &o, &host_ops, n, &n->mirror);
 	if (rc < 0)

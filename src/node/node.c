@@ -22,6 +22,7 @@
 
 #include "ccm/ccm.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "proxy/proxy.h"
@@ -83,6 +84,8 @@ static int open_storage(struct node *n)
 
 	if (rc == 0)
 		node_failover_gate_store(n, n->store);
+	if (rc == 0 && !n->taken_at_boot)
+		node_lock_serve_own(n, true); /* taken over: the partner holds it */
 	return rc;
 }
 
@@ -116,7 +119,8 @@ static int open_proxy(struct node *n)
 	po.local_ops = node_datapath_ops();
 	po.local_ctx = n->dp;
 	config_nbd_opts(&n->cfg, true, &o);
-	o.max_clients = NODE_MAX_CLIENTS;
+	o.max_clients = n->max_clients;
+	o.budget = n->nbd_budget;
 
 	if (!n->ccm) {
 		if (n->cfg.nbd.proxy_listen[0])
@@ -145,7 +149,18 @@ int node_create(const struct duet_config *cfg, struct node **out)
 		return -ENOMEM;
 	n->cfg = *cfg;
 	n->sig_fd = -1;
+	n->serve_lock_fd = n->pserve_lock_fd = -1;
+	for (unsigned i = 0; i < ARRAY_SIZE(n->lock_fd); i++)
+		n->lock_fd[i] = -1;
 	n->started_ns = loop_now_ns();
+	node_limits_raise();
+	rc = node_control_check(n);
+	if (rc < 0)
+		goto err;
+	/* Before anything of the shelf, the log or the image is read. */
+	rc = node_lock_files(n);
+	if (rc < 0)
+		goto err;
 	rc = loop_create(&n->loop);
 	if (rc < 0)
 		goto err;
@@ -173,6 +188,13 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	if (rc < 0)
 		goto err;
 	rc = node_mirror_connect(n);
+	if (rc < 0)
+		goto err;
+	rc = node_lock_image(n); /* made just now on a first start */
+	if (rc < 0)
+		goto err;
+	n->max_clients = node_limits_clients(n);
+	rc = nbd_budget_create(n->cfg.nbd.buffer_limit, &n->nbd_budget);
 	if (rc < 0)
 		goto err;
 	rc = open_listeners(n);
@@ -271,5 +293,7 @@ void node_destroy(struct node *n)
 	if (n->loop)
 		loop_run_once(n->loop, 0);
 	loop_destroy(n->loop);
+	nbd_budget_put(n->nbd_budget); /* the servers still alive hold their own */
+	node_unlock_files(n);
 	free(n);
 }

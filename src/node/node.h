@@ -7,6 +7,7 @@
 #ifndef DUET_NODE_NODE_H
 #define DUET_NODE_NODE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,7 +16,16 @@
 struct node;
 struct json_object;
 
-/** Boot the node described by @p cfg (everything up to serving). */
+/**
+ * node_create's error (negated) for a start refused by what it found: the
+ * node's files locked by another instance, a file that is not a live
+ * daemon's socket at the control path, an unknown control group. One line
+ * says why; duetd exits 2 (like a configuration error).
+ */
+#define NODE_EREFUSED ENOTUNIQ
+
+/** Boot the node described by @p cfg (everything up to serving); 0, a
+ * negative errno, or -NODE_EREFUSED. */
 int node_create(const struct duet_config *cfg, struct node **out);
 /** Serve until SIGINT/SIGTERM; @return 0 or a negative errno. */
 int node_run(struct node *n);

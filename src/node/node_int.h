@@ -18,11 +18,16 @@
 #include "common/loop.h"
 #include "node/node.h"
 
-/* NBD clients per listener (own and proxy); beyond, connections are refused. */
+/* NBD clients per listener (own and proxy) at most; fewer when descriptors
+ * are short (limits.c); beyond, connections are refused. */
 #define NODE_MAX_CLIENTS 1024
+/* Clients of the metrics port at once (metrics_http.c); limits.c keeps
+ * descriptors for them. */
+#define NODE_METRICS_MAX_CONNS 16
 
 struct store;
 struct nbd_server;
+struct nbd_budget;
 struct node_datapath;
 struct control;
 struct ccm;
@@ -68,6 +73,12 @@ struct node {
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
 	struct loop_io sig_io;
+	/* lock.c: the instance locks (shelf, log, partner image) and the
+	 * serving locks of the own and the partner's shelf; -1 when not held. */
+	int lock_fd[3];
+	int serve_lock_fd, pserve_lock_fd;
+	unsigned max_clients;	       /* per NBD listener (limits.c) */
+	struct nbd_budget *nbd_budget; /* [nbd] buffer_limit, shared by both listeners */
 	uint64_t started_ns;
 	/* The service manager (service.c). */
 	bool sd_ready;		       /* READY=1 sent */
@@ -159,6 +170,9 @@ int node_mirror_connect(struct node *n);
 void node_mirror_hold(struct node *n, bool hold, const char *why);
 /** The state of this node's image of the partner's log, for the monitor. */
 int node_mirror_partner_copy(struct node *n);
+/** Resolve n->log_path and n->partner_image_path from the config (defaults
+ * next to the shelf); nothing is opened. */
+int node_mirror_paths(struct node *n);
 /** Shutdown, once no request is in flight: a last consistency point, then close. */
 void node_mirror_close(struct node *n);
 /** Writes held for the partner (mirror_down = suspend) fail now: shutting down. */
@@ -223,8 +237,33 @@ void node_event(struct node *n, const char *event, ...) __attribute__((sentinel)
 /** The "hooks" member of status. */
 void node_hooks_status_json(struct node_hooks *h, struct json_object *o);
 
+/* lock.c: one instance per set of files (docs/SECURITY.md). */
+/** Before anything is read: flock the shelf, the log and the partner image
+ * (if it exists); another holder: -NODE_EREFUSED, one line naming its pid. */
+int node_lock_files(struct node *n);
+/** The partner image, once the mirror made it (a first start): lock it too. */
+int node_lock_image(struct node *n);
+/** Take (@p serve) or release the serving lock of the own shelf: held while
+ * this node may serve its volumes. Taking a lock held elsewhere warns. */
+void node_lock_serve_own(struct node *n, bool serve);
+/** The same for the partner's shelf, from takeover to giveback. */
+void node_lock_serve_partner(struct node *n, bool serve);
+/** Release every lock (exit). */
+void node_unlock_files(struct node *n);
+
+/* limits.c: descriptors (docs/SECURITY.md, "Resource limits"). */
+/** Raise the soft RLIMIT_NOFILE to the hard limit (at start). */
+void node_limits_raise(void);
+/** NBD clients per listener: what the limit leaves past the descriptors in
+ * use now and a reserve for the node's own work (logged). */
+unsigned node_limits_clients(struct node *n);
+
 /* control.c: the UNIX control socket that duetctl talks to. */
-/** Listen on @p path (a stale socket there is replaced). */
+/** Before anything is opened: -NODE_EREFUSED (one line logged) if a file
+ * that is not a socket sits at [node] control, or control_group is unknown. */
+int node_control_check(struct node *n);
+/** Listen on @p path, 0600 (0660 with control_group), whatever the umask; a
+ * dead daemon's socket there is replaced, nothing else is. */
 int node_control_create(struct node *n, const char *path, struct control **out);
 /** Close the listener and every connection. */
 void node_control_destroy(struct control *c);

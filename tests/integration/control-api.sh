@@ -51,8 +51,9 @@ for c in $readonly_cmds; do
 	ctl a --raw $(words "$c") >"$T/$c.raw" || fail "duetctl --raw $c failed"
 	jq -e '.ok == true and .version == 1 and (.result | type == "object")' "$T/$c.raw" >/dev/null ||
 		fail "duetctl --raw $c: $(head -c 300 "$T/$c.raw")"
-	cmp -s <(jq -S .result "$T/$c.raw") <(jq -S . "$T/$c.json") ||
-		[ "$c" = status ] || fail "duetctl --json $c is not the reply's result"
+	# Two calls: the same members (values such as counters move).
+	cmp -s <(jq -S '.result | keys' "$T/$c.raw") <(jq -S keys "$T/$c.json") ||
+		fail "duetctl --json $c is not the reply's result"
 done
 jq -e '.node == "a" and (.ha | type == "object") and (.volumes | length == 1) and
 	(.hooks | type == "object")' "$T/status.json" >/dev/null || fail "status lacks members"

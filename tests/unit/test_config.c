@@ -30,6 +30,25 @@ static void test_minimal(void **state)
 	assert_string_equal(cfg.nbd.listen, "127.0.0.1:10809");
 	assert_int_equal(cfg.nbd.max_payload, 32 << 20);
 	assert_string_equal(cfg.ic.provider, "tcp;ofi_rxm");
+	assert_string_equal(cfg.node.control_group, "");
+	assert_int_equal(cfg.nbd.buffer_limit, 1ull << 30);
+}
+
+static void expect_error(const char *text, const char *needle);
+
+static void test_control_group(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini",
+					    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+					    "control_group = duet\n[nbd]\nlisten = 127.0.0.1:1\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.node.control_group, "duet");
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "buffer_limit = 256M\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nbd.buffer_limit, 256ull << 20);
+	expect_error(BASE "buffer_limit = 4K\n", "[nbd] buffer_limit");
 }
 
 static void test_links(void **state)
@@ -489,14 +508,14 @@ static void test_module_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_minimal),	    cmocka_unit_test(test_links),
-	    cmocka_unit_test(test_errors),	    cmocka_unit_test(test_renamed_keys),
-	    cmocka_unit_test(test_proxy_keys),	    cmocka_unit_test(test_ccm_keys),
-	    cmocka_unit_test(test_monitor_keys),    cmocka_unit_test(test_mirror_keys),
-	    cmocka_unit_test(test_hooks_keys),	    cmocka_unit_test(test_module_opts),
+	    cmocka_unit_test(test_minimal),	    cmocka_unit_test(test_control_group),
+	    cmocka_unit_test(test_links),	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_renamed_keys),    cmocka_unit_test(test_proxy_keys),
+	    cmocka_unit_test(test_ccm_keys),	    cmocka_unit_test(test_monitor_keys),
+	    cmocka_unit_test(test_mirror_keys),	    cmocka_unit_test(test_module_opts),
 	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
-	    cmocka_unit_test(test_metrics_keys),
+	    cmocka_unit_test(test_metrics_keys),    cmocka_unit_test(test_hooks_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

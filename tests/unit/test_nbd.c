@@ -1455,6 +1455,68 @@ static void test_flow_control(void **state)
 	stop();
 }
 
+/* [nbd] buffer_limit: one budget over every connection (and server). A
+ * second connection reads no request while the first holds the budget,
+ * and is served once the first's requests are released. */
+static void test_shared_budget(void **state)
+{
+	struct nbd_budget *b;
+	uint8_t *buf = calloc(1, 32768);
+	uint8_t h[16];
+	uint64_t used, cached;
+	int sv[2], done = 0;
+
+	(void)state;
+	assert_int_equal(nbd_budget_create(65536, &b), 0);
+	struct nbd_server_opts o = {.name = "test", .budget = b};
+	start_opts(&o);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(nbd_server_add_fd(SRV, sv[0]), 0);
+	connect_to("disk", false, false);
+	greet_fd(sv[1], NBD_FLAG_C_FIXED_NEWSTYLE);
+	go_fd(sv[1], "disk");
+	ramdisk_set_mode(RD, RAMDISK_HOLD);
+	for (uint64_t i = 0; i < 4; i++) {
+		send_req(0, NBD_CMD_WRITE, i, 32768 * i, 32768);
+		cl_write(buf, 32768);
+	}
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
+	while (ramdisk_held(RD) < 2) {
+		pump();
+		assert_true(loop_now_ns() < end);
+	}
+	/* The other connection's write waits: the shared budget is full. */
+	send_req_fd(sv[1], 0, NBD_CMD_WRITE, 100, 0, 32768);
+	cl_write_fd(sv[1], buf, 32768);
+	expect_silence();
+	assert_int_equal(ramdisk_held(RD), 2);
+	nbd_budget_get(b, &used, &cached);
+	assert_int_equal(used, 65536);
+	while (done < 5) {
+		ramdisk_release(RD, false);
+		if (recv(CFD, h, 16, MSG_DONTWAIT | MSG_PEEK) == 16) {
+			cl_read(h, 16);
+			assert_int_equal(get_be32(h + 4), 0);
+			done++;
+		} else if (recv(sv[1], h, 16, MSG_DONTWAIT | MSG_PEEK) == 16) {
+			assert_int_equal(cl_read_fd(sv[1], h, 16), 0);
+			assert_int_equal(get_be32(h + 4), 0);
+			assert_true(get_be64(h + 8) == 100);
+			done++;
+		} else {
+			pump();
+		}
+		assert_true(loop_now_ns() < end);
+	}
+	nbd_budget_get(b, &used, &cached);
+	assert_int_equal(used, 0);
+	assert_true(cached <= 65536 / 4);
+	close(sv[1]);
+	free(buf);
+	stop();
+	nbd_budget_put(b); /* the server's reference went with it */
+}
+
 static void test_big_read(void **state)
 {
 	struct nbd_server_opts o = {.name = "test"};
@@ -1676,6 +1738,7 @@ int main(void)
 	    server_test(test_disc_waits_for_inflight),
 	    cmocka_unit_test(test_half_header_stall),
 	    cmocka_unit_test(test_flow_control),
+	    cmocka_unit_test(test_shared_budget),
 	    cmocka_unit_test(test_big_read),
 	    cmocka_unit_test(test_destroy_with_ios),
 	    cmocka_unit_test(test_max_clients),
