@@ -15,7 +15,7 @@ FO_BOOT_GRACE_MS=$GRACE_MS
 
 W=(--blocks 1024 --qd 16 --until-dead)
 N=200
-grace_waits() { ha "$1" .reason | grep -q boot_grace_ms; }
+grace_waits() { ha "$1" .reason | grep boot_grace_ms >/dev/null; }
 heard() { [ "$(ha "$1" .partner_seen_since_boot)" = true ]; }
 
 step "start a pair, vol-a on a and vol-b on b, mirrors in sync"
