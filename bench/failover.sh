@@ -23,6 +23,20 @@
 #   bench/failover.sh [--write-doc] [--trials N] [--config "KEY=V ..."]...
 #                     [BUILD_DIR]                       (BUILD_DIR: build)
 #
+# --addr: instead, the service-address series (issue 13; root: duet-pair up
+# --netns): a client of a's own address (nbd://SVC_A:P/vol-a, reconnecting
+# to the same address and port, TCP keep-alive 1 s) through TRIALS kills of
+# a (duet-pair kill: the host removes the dead node's address), each
+# followed by a's restart and the giveback; per trial: kill -> the first
+# write acknowledged again after the reconnect, and the address move (b's
+# "ha: takeover/marking" line -> its "moved here" line: the address added
+# and announced); p50/p90/max; at the end every acknowledged write is read
+# back (lost). Printed only, not written to the doc. Its timings need a
+# quiet machine; with a small N (--trials 3) it is a functional check.
+# BENCH_ADDR_MONITOR: its [monitor] settings (default, for a loaded box,
+# "mailbox_deadline_ms=300 lease_ms=500 watchdog_ms=3000"; "" = duetd's
+# defaults, for the quiet run). The client's reconnect tries a TCP connect
+# for 0.2 s at a time (ackwriter.py --connect-timeout).
 # --config: [monitor] settings of one series of trials, on a fresh pair
 # (repeat it for several series; "" is the defaults; none: the defaults).
 # Env: BENCH_TRIALS (20), BENCH_PORT_BASE (26700: uses P..P+3 and
@@ -45,12 +59,14 @@ BENCH_NAME=failover.sh
 . "$ROOT/bench/lib.sh"
 
 write_doc=0
+addr=0
 build=build
 TRIALS=${BENCH_TRIALS:-20}
 CONFIGS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--write-doc) write_doc=1 ;;
+	--addr) addr=1 ;;
 	--trials)
 		TRIALS=${2:?--trials needs N}
 		shift
@@ -193,6 +209,85 @@ wait_ha() {
 }
 # kv KEY LINE: the value of KEY=... in LINE
 kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# ---- the service-address series (--addr) ----
+addr_series() {
+	local ackw=$ROOT/tests/fault/ackwriter.py py=python3 net x t0 tr mark moved g first
+	[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+	[ "$(id -u)" = 0 ] || bench_die "--addr needs root (duet-pair up --netns)"
+	net=${DUET_PAIR_NET:-}
+	if [ -z "$net" ]; then
+		for x in $(seq 20 219); do
+			[ -n "$(ip -4 route show "10.214.$x.0/24")" ] || { net=10.214.$x; break; }
+		done
+	fi
+	export DUET_PAIR_NET=$net PYTHONPATH=$ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
+	D=$W/addr
+	local mon=() kv2
+	for kv2 in ${BENCH_ADDR_MONITOR-mailbox_deadline_ms=300 lease_ms=500 watchdog_ms=3000}; do
+		mon+=(--monitor "$kv2")
+	done
+	"$PAIR" up "$D" --netns --base-port "$P" --size 256M ${mon[@]+"${mon[@]}"} >"$W/addr-up.out" 2>&1 ||
+		{ cat "$W/addr-up.out" >&2; bench_die "duet-pair up --netns failed"; }
+	local svc=$net.10 res=$W/addr.tsv
+	: >"$res"
+	holds() { ctl "$1" status --json | jq -e ".addresses[] | select(.address | startswith(\"$svc/\")) | .held_by == \"$1\"" >/dev/null; }
+	sod_ms() { awk '{ split($1, h, ":"); printf "%.1f\n", (h[1] * 3600 + h[2] * 60 + h[3]) * 1000 }'; }
+	bench_wait 60 can_take_over || bench_die "b cannot take over a"
+	$py "$ackw" write --host "$svc" --port "$P" --failover-port "$P" --export vol-a \
+		--log "$W/addr.acks" --stop-file "$W/addr.stop" --blocks 4096 --qd "$QD" \
+		--timestamps --keepalive 1 --connect-timeout 0.2 --reconnect-seconds 60 >"$W/addr.out" 2>&1 &
+	CPID=$!
+	bench_wait 30 grep -q '^A ' "$W/addr.acks" || bench_die "the client got no acknowledgement"
+	for ((tr = 1; tr <= TRIALS; tr++)); do
+		ms_sleep "$PRE_MS"
+		local off
+		off=$(fsize "$D/b.log")
+		t0=$($py "$ackw" now)
+		"$PAIR" kill "$D" a >/dev/null
+		bench_wait 60 holds b || bench_die "trial $tr: b does not hold $svc"
+		bench_wait 60 awk -v t="$t0" '$1 == "A" && $4 + 0 > t + 0 { f = 1; exit } END { exit !f }' "$W/addr.acks" ||
+			bench_die "trial $tr: no write acknowledged after the kill"
+		ms_sleep "$POST_MS"
+		# The first write acknowledged after the first reconnect that
+		# follows the kill (acks of writes already under way when the
+		# kill landed do not count).
+		first=$(awk -v t="$t0" '$1 == "D" && $2 + 0 > t + 0 && !d { d = $2 }
+			d && $1 == "R" && $2 + 0 >= d + 0 && !r { r = $2 }
+			r && $1 == "A" && $4 + 0 > r + 0 { printf "%.1f", ($4 - t) * 1000; exit }' "$W/addr.acks")
+		[ -n "$first" ] || bench_die "trial $tr: no reconnect and write after the kill"
+		local fence
+		fence=$(tail -c +$((off + 1)) "$D/b.log" | sed -n 's/.*of the partner moved here.*serving in \([0-9]*\) ms after the fence.*/\1/p' | head -n 1)
+		mark=$(tail -c +$((off + 1)) "$D/b.log" | grep -m1 ' ha: takeover/marking' | sod_ms)
+		moved=$(tail -c +$((off + 1)) "$D/b.log" | grep -m1 'of the partner moved here' | sod_ms)
+		printf '%s\t%s\t%s\n' "$first" "$(awk -v a="$mark" -v b="$moved" 'BEGIN { printf "%.1f", b - a }')" "${fence:--}" >>"$res"
+		echo "trial $tr: kill -> first write again ${first} ms; mark -> address on b $(tail -n1 "$res" | cut -f2) ms (${fence:--} ms after the fence)" >&2
+		"$PAIR" start "$D" a >/dev/null
+		bench_wait 60 "$DUETCTL" --socket "$D/b.sock" giveback || bench_die "trial $tr: giveback refused"
+		bench_wait 60 holds a || bench_die "trial $tr: a does not hold $svc after the giveback"
+		bench_wait 60 can_take_over || bench_die "trial $tr: b cannot take over again"
+		# The client writes through a again (it reconnected after the giveback).
+		t0=$($py "$ackw" now)
+		bench_wait 60 awk -v t="$t0" '$1 == "A" && $4 + 0 > t + 0 { f = 1; exit } END { exit !f }' "$W/addr.acks" ||
+			bench_die "trial $tr: no write acknowledged after the giveback"
+	done
+	touch "$W/addr.stop"
+	wait "$CPID" || true
+	CPID=""
+	local lost=0 errs
+	$py "$ackw" check --log "$W/addr.acks" --host "$svc" --port "$P" --export vol-a >"$W/addr.check" 2>&1 ||
+		lost=$(grep -c . "$W/addr.check")
+	errs=$(kv errors "$(tail -n 1 "$W/addr.out")")
+	pctl() { cut -f"$1" "$res" | sort -n | awk -v q="$2" '{ v[NR] = $1 } END { i = int(NR * q + 0.999); if (i < 1) i = 1; print v[i] }'; }
+	echo
+	echo "service-address series: $TRIALS trials, client on nbd://$svc:$P/vol-a (load $(cut -d' ' -f1-3 /proc/loadavg))"
+	printf '%-40s %8s %8s %8s\n' "" p50 p90 max
+	printf '%-40s %8s %8s %8s\n' "kill -> first write again (ms)" "$(pctl 1 0.5)" "$(pctl 1 0.9)" "$(pctl 1 1)"
+	printf '%-40s %8s %8s %8s\n' "takeover mark -> address on b (ms)" "$(pctl 2 0.5)" "$(pctl 2 0.9)" "$(pctl 2 1)"
+	printf '%-40s %8s %8s %8s\n' "  of which after the fence (ms)" "$(pctl 3 0.5)" "$(pctl 3 0.9)" "$(pctl 3 1)"
+	echo "lost acknowledged writes: $lost; error replies: ${errs:-?}; $(tail -n 1 "$W/addr.out")"
+	[ "$lost" = 0 ] && [ "${errs:-1}" = 0 ]
+}
 
 # client_start LOG: a write load on vol-a through b's proxy port; returns
 # once the first write was acknowledged (the client flushes its log then).
@@ -356,6 +451,10 @@ takeovers() {
 }
 
 UPTIME_BEFORE=$(uptime)
+if [ $addr = 1 ]; then
+	addr_series
+	exit $?
+fi
 for si in "${!CONFIGS[@]}"; do
 	S=$W/series$si
 	: >"$S.tsv"

@@ -26,6 +26,11 @@
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
+#      BENCH_DISK     1 (default): also the disk's own O_DIRECT 1 MiB write
+#                     bandwidth (fio, libaio, iodepth 8, a file beside the
+#                     shelves), the bound of a sustained mirrored stream
+#      BENCH_SYSCALLS 1 (default, needs strace): also system calls per 4 KiB
+#                     write, mirror on (a and b) and off (bench/syscalls.sh)
 # Prints Markdown tables; --write-doc also replaces the "Mirror" section of
 # docs/BENCHMARKS.md with them.
 set -euo pipefail
@@ -153,6 +158,18 @@ for j in "${JOBS[@]}"; do
 	done
 done
 
+# The disk itself: O_DIRECT 1 MiB writes to a file on the shelves' filesystem.
+disk_mibs=""
+if [ "${BENCH_DISK:-1}" = 1 ]; then
+	echo "disk: O_DIRECT 1 MiB writes (${SECS}s)..." >&2
+	fio --name=disk --ioengine=libaio --direct=1 --filename="$W/disk.img" --rw=write --bs=1m \
+		--iodepth=8 --size=$SIZE --time_based --runtime="$SECS" --ramp_time=1 \
+		--output-format=json --output="$W/disk.json" >/dev/null 2>"$W/disk.err" &&
+		disk_mibs=$(jq -r '.jobs[0].write.bw_bytes / 1048576 | floor' "$W/disk.json") ||
+		echo "mirror.sh: the O_DIRECT disk job failed: $(head -n 3 "$W/disk.err")" >&2
+	rm -f "$W/disk.img"
+fi
+
 bench_servers_alive "a server"
 mirror_json=""
 for x in a c; do
@@ -229,6 +246,23 @@ targets() {
 	done
 	[ ${#out[@]} -eq 0 ] || printf -- '- %s\n' "${out[@]}"
 }
+disk_line() {
+	[ -n "$disk_mibs" ] || return 0
+	local on
+	echo "- the disk, O_DIRECT 1 MiB sequential writes at iodepth 8 to a file on the same filesystem (fio libaio): $disk_mibs MiB/s"
+	for on in on on-tmpfs; do
+		has $on || continue
+		echo "- mirror $on, 1 MiB writes at iodepth 8: $(field write-1m-qd8 $on 2) MiB/s, $(ratio "$(field write-1m-qd8 $on 2)" "$disk_mibs") of the disk's O_DIRECT bandwidth (target >= 0.9)"
+	done
+}
+syscalls_table() {
+	[ "${BENCH_SYSCALLS:-1}" = 1 ] && command -v strace >/dev/null || return 0
+	echo "System calls per write (load-independent; strace -f -c over a fixed number of"
+	echo "writes, bench/syscalls.sh):"
+	echo
+	SYS_CASES="mirror-on mirror-off" SYS_PORT_BASE=$((P + 40)) "$ROOT/bench/syscalls.sh" "$build" |
+		grep '^|' || echo "(bench/syscalls.sh failed)"
+}
 latency() {
 	[ -n "$raw_fi" ] || return 0
 	local on
@@ -286,6 +320,12 @@ section() {
 	echo
 	latency
 	echo
+	echo "The disk beside the mirror:"
+	echo
+	disk_line
+	echo
+	echo "$SYSCALLS_OUT"
+	echo
 	echo "What limits the mirror here (profiled by hand, strace and perf, on this machine):"
 	echo
 	echo "- 1 MiB writes: a half of the log (32 MiB) is reused only after a consistency point has"
@@ -295,14 +335,18 @@ section() {
 	echo "  On top of that, with the mirror on, a's reactor copies each MiB into the log, CRCs it and"
 	echo "  hands it to the TCP loopback (a kernel copy on each side): perf showed a's reactor near"
 	echo "  one full CPU."
-	echo "- 4 KiB at iodepth 1: with the mirror in sync a's reactor makes about 25 system calls per"
-	echo "  write (strace), 12 of them \`epoll_wait(..., 0)\` inside libfabric's progress (src/fabric"
-	echo "  reads the CQ and calls \`fi_trywait\` on every loop turn, and a write takes four turns),"
-	echo "  against about 5 with the mirror off; b is woken once per write. The copy and CRC of a"
-	echo "  4 KiB record cost under 1 µs."
+	echo "- 4 KiB at iodepth 1: the system calls per write are in the table above (before issue 11"
+	echo "  about 26 on a net of background, 16 of them \`epoll_wait(..., 0)\` inside libfabric's"
+	echo "  progress; after it about 18, 6 of them: no loop turn and no CQ read after a post the"
+	echo "  provider took, no second CQ read after a short batch). What remains on a per write:"
+	echo "  the NBD readv and reply, the RDMA write's sendmsg, io_uring_enter, the completion's"
+	echo "  recvfrom, libfabric's own wait-fd signalling (a write and a read on each of two"
+	echo "  descriptors per completion) and four epoll_wait(0) of its progress, and 4-5 loop turns."
+	echo "  The copy and CRC of a 4 KiB record cost under 1 µs."
 	echo
 }
 
+SYSCALLS_OUT=$(syscalls_table)
 echo
 table
 echo
@@ -310,6 +354,9 @@ lat_table
 echo
 targets
 latency
+disk_line
+echo
+echo "$SYSCALLS_OUT"
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md
 	section >"$W/section.md"

@@ -10,7 +10,9 @@
 #
 # Env: BENCH_SECONDS (per job, port and round, default 5), BENCH_ROUNDS
 # (default 3), BENCH_DIR (default $TMPDIR or /tmp), BENCH_PORT_BASE (default
-# 23960; uses six ports), BENCH_JOBS (a subset of the job names).
+# 23960; uses six ports), BENCH_JOBS (a subset of the job names),
+# BENCH_SYSCALLS (1, the default, with strace: also system calls per 4 KiB
+# proxied read and write on both nodes, bench/syscalls.sh).
 # Prints a Markdown table; --write-doc also replaces the "Proxy" section of
 # docs/BENCHMARKS.md with it. Targets (not tests): proxy >= 0.7x direct IOPS
 # at iodepth 32, >= 0.8x direct bandwidth at 1 MiB.
@@ -144,6 +146,7 @@ section() {
 	echo
 	table
 	echo
+	syscalls
 	if [ -f "$ROOT/docs/PROXY.md" ]; then
 		echo "What bounds these numbers here, and what was measured to choose the design:"
 		echo "docs/PROXY.md, \"Performance\"."
@@ -151,8 +154,24 @@ section() {
 	fi
 }
 
+SYSCALLS_OUT=""
+if [ "${BENCH_SYSCALLS:-1}" = 1 ] && command -v strace >/dev/null; then
+	SYSCALLS_OUT=$(SYS_CASES="proxy-read proxy-write" SYS_PORT_BASE=$((P + 40)) \
+		"$ROOT/bench/syscalls.sh" "$build" | grep '^|' || echo "(bench/syscalls.sh failed)")
+fi
+syscalls() {
+	[ -n "$SYSCALLS_OUT" ] || return 0
+	echo "System calls per proxied request (load-independent; strace -f -c over a fixed number"
+	echo "of 4 KiB requests at queue depth 1, bench/syscalls.sh):"
+	echo
+	echo "$SYSCALLS_OUT"
+	echo
+}
+
 echo
 table
+echo
+syscalls
 if [ $write_doc = 1 ]; then
 	doc=$ROOT/docs/BENCHMARKS.md
 	mkdir -p "$(dirname "$doc")"

@@ -16,6 +16,7 @@ pair=$build/tools/duet-pair
 if [ "${1:-}" = --stop ]; then
 	pair=$top/tools/duet-pair
 	[ -d "$dir" ] && DUET_BUILD=$top/build "$pair" down "$dir"
+	[ ! -d "$dir-netns" ] || DUET_BUILD=$top/build "$pair" down "$dir-netns"
 	exit 0
 fi
 
@@ -215,6 +216,76 @@ cat "$tmp/installed"
 confdir=$(sed -n 's|/example\.conf$||p' "$tmp/installed")
 say "The unit duetd@NAME.service runs the node of $confdir/NAME.conf (Type=notify,"
 say "watchdog, sandboxed): 'systemctl enable --now duetd@a'; see man duetd, docs/OPERATIONS.md."
+
+# A client of a's own address rides through the kill: the service address
+# moves with the volumes (issue 13). Needs network namespaces (root).
+netns_demo() {
+	local nd=$top/demo-netns np=$((P + 20)) net=${DUET_PAIR_NET:-192.0.2} wpid t0
+	if [ "$(id -u)" != 0 ] || ! ip netns add "duet13-demo-$$" 2>/dev/null; then
+		step "Service addresses: skipped"
+		say "This part runs the pair as two hosts in network namespaces (duet-pair up --netns),"
+		say "which needs root; run 'sudo make demo' to see a client of a's own address ride"
+		say "through the kill."
+		return 0
+	fi
+	ip netns del "duet13-demo-$$"
+	if [ -n "$(ip -4 route show "$net.0/24")" ]; then
+		# Taken here (this machine's own network, or another pair):
+		# a /24 of 10.214/16 that no route uses.
+		local x
+		for x in $(seq 20 219); do
+			[ -n "$(ip -4 route show "10.214.$x.0/24")" ] || { net=10.214.$x; break; }
+		done
+	fi
+	export DUET_PAIR_NET=$net
+	step "Service addresses: the pair as two hosts, each in a network namespace"
+	"$pair" down "$nd" >/dev/null 2>&1 || true
+	rm -rf "$nd"
+	run "$pair" up "$nd" --netns --base-port "$np" --size 256M --monitor mailbox_deadline_ms=300 \
+		--monitor lease_ms=500 --monitor watchdog_ms=3000
+	addr_show() {
+		printf '$ duetctl --socket %s status   (addresses)\n' "$nd/$1.sock"
+		"$build/tools/duetctl" --socket "$nd/$1.sock" status | sed -n '/^ADDRESS/,$p'
+	}
+	addr_show a
+	local uri_a=nbd://$net.10:$np/vol-a
+	say "A libnbd client (tools/python/nbd_reconnect.py) writes $uri_a, block after block;"
+	say "on a lost connection it connects again to the same URI and repeats the write."
+	rm -f "$tmp/nstop"
+	local py=python3
+	[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+	"$py" "$top/tools/python/nbd_reconnect.py" "$uri_a" --blocks 512 \
+		--stop-file "$tmp/nstop" >"$tmp/nr.out" 2>&1 &
+	wpid=$!
+	sleep 1
+	step "SIGKILL node a: b takes over vol-a and a's address $net.10"
+	t0=$EPOCHREALTIME
+	run "$pair" kill "$nd" a
+	nd_ha() { "$build/tools/duetctl" --socket "$nd/$1.sock" status --json | jq -e ".ha.state == \"$2\""; }
+	nd_holds() { "$build/tools/duetctl" --socket "$nd/$1.sock" status --json |
+		jq -e ".addresses[] | select(.address == \"$net.10/24\") | .held_by == \"$1\""; }
+	until_true 30 "b did not take over" nd_ha b takeover
+	until_true 30 "b does not hold $net.10" nd_holds b
+	say "b holds $net.10 $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }') ms after the kill:"
+	addr_show b
+	grep -h 'addr: ' "$nd/b.log" | tail -n 1
+	sleep 1
+	step "Restart a, give vol-a and $net.10 back"
+	run "$pair" start "$nd" a
+	until_true 60 "a does not wait for giveback" nd_ha a waiting_for_giveback
+	until_true 10 "b refuses the giveback" "$build/tools/duetctl" --socket "$nd/b.sock" giveback
+	until_true 60 "a does not serve again" nd_holds a
+	addr_show a
+	sleep 1
+	touch "$tmp/nstop"
+	wait "$wpid" || die "the client failed: $(cat "$tmp/nr.out")"
+	say "The client, which only ever knew $uri_a:"
+	cat "$tmp/nr.out"
+	grep -q ' bad=0$' "$tmp/nr.out" || die "acknowledged writes lost"
+	run "$pair" down "$nd"
+	rm -rf "$nd"
+}
+netns_demo
 
 cat <<MSG
 

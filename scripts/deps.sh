@@ -11,6 +11,7 @@ pkgs=(
   libfuse3-dev fuse3
   libgnutls28-dev gnutls-bin
   libsystemd-dev libmicrohttpd-dev prometheus scdoc
+  libmnl-dev
 )
 
 missing=()

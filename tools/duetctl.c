@@ -198,6 +198,21 @@ static void print_links(struct json_object *links)
 	}
 }
 
+/* Who holds which service address (none configured: nothing printed). */
+static void print_addresses(struct json_object *arr)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+
+	if (n == 0)
+		return;
+	printf("%-28s %-8s %-8s %s\n", "ADDRESS", "OWNER", "HELD BY", "DEV");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *a = json_object_array_get_idx(arr, i);
+		printf("%-28s %-8s %-8s %s\n", jstr(a, "address"), jstr(a, "owner"),
+		       jstr(a, "held_by"), jstr(a, "dev"));
+	}
+}
+
 static void print_status(struct json_object *r)
 {
 	struct json_object *ha = jget(r, "ha"), *ses = jget(r, "session"), *mir = jget(r, "mirror");
@@ -227,6 +242,7 @@ static void print_status(struct json_object *r)
 	       jstr(mir, "lag_bytes"), jstr(mir, "takeover_safe"), jstr(mir, "reason"));
 	print_links(jget(r, "links"));
 	print_volumes(jget(r, "volumes"));
+	print_addresses(jget(r, "addresses"));
 }
 
 /* Build the request from the command words; NULL with a message on misuse. */

@@ -170,12 +170,15 @@ const char *ccm_session_state_str(enum ccm_session_state st);
 struct ccm_link_status {
 	char name[16];
 	bool up;
+	bool stale; /**< up, the last link, but no sign of life for a deadline (kept) */
 	unsigned instance;
 	uint64_t rtt_us;	 /**< smoothed probe round trip */
 	uint64_t ops;		 /**< operations completed */
 	uint64_t bytes;		 /**< bytes moved by completed operations */
 	uint64_t errors;	 /**< operations that failed on this link */
 	uint64_t inflight;	 /**< operations in flight now */
+	uint64_t inflight_bytes; /**< their bytes */
+	uint64_t inflight_cap;	 /**< bound on port bytes in flight (rate x deadline / 4) */
 	uint64_t last_change_ms; /**< milliseconds since the link changed state */
 	uint64_t resets;	 /**< endpoint resets after failures (and fences) */
 	uint64_t slow_calls;	 /**< libfabric calls that held the reactor over 5 ms */

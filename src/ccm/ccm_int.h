@@ -232,6 +232,9 @@ struct wire_notify {
 
 #define CHAN_WINDOW	 64 /* unacknowledged messages per channel, power of two */
 #define CCM_LINK_MAX_MSG (CCM_MSG_MAX + sizeof(struct wire_msg))
+/* Least bound on a lane's port bytes in flight (lane.c, ccm_lane_pick_op):
+ * 10 ms of a 200 Mbit/s link; nothing on a fast link. */
+#define CCM_LANE_MIN_CAP (256u << 10)
 #define CCM_RX_DEPTH	 128
 
 struct evp_mac_ctx_st;
@@ -353,7 +356,15 @@ struct ccm_link {
 	uint64_t ack_fence_seq;
 	uint32_t close_fence; /* fence owed by operations failed by the current close */
 	uint32_t fail_fence;  /* fence of the lane's last failure in a session */
+	/* Its own fence carried by itself (no other lane was up): the
+	 * partner's reset answering it breaks this very connection, which
+	 * that fence covers already (no new one: lane.c, self_fenced). */
+	uint32_t self_fence;	    /* that fence's number, 0 if none */
+	uint64_t self_fence_resets; /* the link's endpoint resets when it was sent */
+	bool fence_reused;	    /* the last failure reuses the fence in flight */
 	uint64_t last_ok_ns;
+	uint64_t last_life_ns; /* last proof of life: a probe, a read, a delivered write */
+	bool stale;	       /* the last lane up, past its deadline: kept, not taken out */
 	uint64_t last_change_ns;
 	struct loop_timer deadline;
 	uint64_t deadline_due; /* when the deadline timer should fire */
@@ -375,6 +386,9 @@ struct ccm_link {
 	/* accounting */
 	uint64_t inflight_ops, inflight_bytes;
 	uint64_t ops, bytes, errors;
+	/* bound on port bytes in flight: rate x link_deadline / 4 (lane.c) */
+	uint64_t rate_bytes_prev, rate_prev_ns, peak_rate; /* bytes/s, decaying peak */
+	uint64_t inflight_cap;
 	uint64_t resets;
 };
 
@@ -617,6 +631,10 @@ int ccm_lane_open_all(struct ccm *ccm);
 void ccm_lane_close_all(struct ccm *ccm);
 /** An up lane of instance @p inst for @p len bytes (any instance if it has none), or NULL. */
 struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len);
+/** ccm_lane_pick for a port operation: only a lane whose bytes in flight stay
+ * within its bound (rate x link_deadline / 4; one operation always fits an
+ * empty lane), or NULL: the operation waits for a completion. */
+struct ccm_link *ccm_lane_pick_op(struct ccm *ccm, unsigned inst, size_t len);
 /** An operation completed on @p l: the lane is alive (resets its deadline). */
 void ccm_lane_ok(struct ccm_link *l);
 /** Take a lane out after an error or a missed deadline (see docs/CCM.md, "Lanes"). */
@@ -639,6 +657,8 @@ void ccm_lane_tick(struct ccm *ccm);
 void ccm_lane_do_aborts(struct ccm *ccm);
 /** Number of lanes up now. */
 unsigned ccm_lane_up_count(const struct ccm *ccm);
+/** Whether the last lane up is kept with no sign of life (docs/CCM.md, "Lanes"). */
+bool ccm_lane_any_stale(const struct ccm *ccm);
 /** Whether @p status says the path failed (not the operation itself). */
 bool ccm_lane_error_is_link(int status);
 /** Count a completed operation of @p len bytes on @p l (and its instance). */

@@ -224,7 +224,7 @@ static void op_posted(struct ccm_link *l, struct ccm_op *op)
 void ccm_op_issue(struct ccm *ccm, struct ccm_op *op)
 {
 	for (unsigned tries = 0; tries <= ccm->n_links; tries++) {
-		struct ccm_link *l = ccm_lane_pick(ccm, op->port->inst, op->len);
+		struct ccm_link *l = ccm_lane_pick_op(ccm, op->port->inst, op->len);
 		int rc;
 		if (!l)
 			break;
@@ -306,6 +306,11 @@ static void op_done(struct fab_op *fop, int status)
 		return;
 	}
 	if (status == 0) {
+		/* Data came back, or reached the partner's memory: the link
+		 * and the partner's progress are alive, whatever the probe's
+		 * place in the queue. A local completion proves nothing. */
+		if (l->up && (op->kind != OP_WRITE || (op->flags & CCM_WRITE_DELIVERED)))
+			l->last_life_ns = loop_now_ns();
 		p->bytes_total += op->len;
 		if (op->kind != OP_READ && op->fence > ccm->fence_acked) {
 			/* Its first try may still land from the lane that failed:

@@ -40,16 +40,36 @@ static void lane_on_doorbell(void *arg, uint64_t imm)
 	ccm_hs_on_doorbell(l->ccm, imm);
 }
 
+static void arm_deadline(struct ccm_link *l, uint64_t in_ns)
+{
+	l->deadline_due = loop_now_ns() + in_ns;
+	loop_timer_arm(l->ccm->loop, &l->deadline, in_ns);
+}
+
+/*
+ * A lane's deadline passed with no probe completed. Liveness does not
+ * depend on the probe's place in the link's queue: a read or a delivered
+ * write that completed meanwhile proves the link and the partner's
+ * progress as well (a full link delays its probe behind the data, problem
+ * 1 of docs/BENCHMARKS.md). Nor is the last lane up taken out on a missed
+ * deadline: that would move its traffic nowhere and only start a fence
+ * over a lane that is not there; it is kept ("stale") until another lane
+ * returns or the session deadline runs out (docs/CCM.md, "Lanes").
+ */
 static void deadline_cb(struct loop_timer *t)
 {
 	struct ccm_link *l = t->arg;
-	char why[64];
+	char why[96];
 
 	struct ccm *ccm = l->ccm;
 	uint64_t now = loop_now_ns();
 
 	if (ccm->state != ST_SETUP && ccm->state != ST_UP)
 		return;
+	if (l->up && now - l->last_life_ns < ccm->link_deadline_ns) {
+		arm_deadline(l, l->last_life_ns + ccm->link_deadline_ns - now);
+		return;
+	}
 	if (!l->grace &&
 	    ((now > l->deadline_due && now - l->deadline_due > ccm->link_deadline_ns / 4) ||
 	     (ccm->stall_seen_ns && now - ccm->stall_seen_ns < ccm->link_deadline_ns))) {
@@ -59,13 +79,26 @@ static void deadline_cb(struct loop_timer *t)
 		LOG_DEBUG("link %s: deadline timer %llu ms late; giving it more time", l->name,
 			  (unsigned long long)((now - l->deadline_due) / NS_PER_MS));
 		l->grace = true;
-		l->deadline_due = now + ccm->link_deadline_ns / 2;
-		loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns / 2);
+		arm_deadline(l, ccm->link_deadline_ns / 2);
 		return;
 	}
-	snprintf(why, sizeof(why), "no probe completed for %llu ms",
-		 (unsigned long long)(l->ccm->link_deadline_ns / NS_PER_MS));
+	if (l->up && ccm_lane_up_count(ccm) == 1 &&
+	    now - l->last_life_ns < ccm->link_deadline_ns + ccm->session_deadline_ns) {
+		if (!l->stale)
+			LOG_INFO(
+			    "link %s: no sign of life for %llu ms, but it is the last link up: "
+			    "kept until another returns or the session deadline",
+			    l->name, (unsigned long long)((now - l->last_life_ns) / NS_PER_MS));
+		l->stale = true;
+		arm_deadline(l, ccm->probe_ns);
+		return;
+	}
+	snprintf(why, sizeof(why), "no sign of life for %llu ms",
+		 (unsigned long long)((now - l->last_life_ns) / NS_PER_MS));
+	bool last = l->stale;
 	ccm_lane_fail(l, why, true);
+	if (last) /* the session deadline has run since it went stale */
+		ccm->all_down_since_ns = l->last_life_ns + ccm->link_deadline_ns;
 }
 
 static void probe_done(struct fab_op *op, int status);
@@ -197,6 +230,14 @@ unsigned ccm_lane_up_count(const struct ccm *ccm)
 }
 
 /* An error that says something about the path, not about the operation. */
+bool ccm_lane_any_stale(const struct ccm *ccm)
+{
+	for (unsigned i = 0; i < ccm->n_links; i++)
+		if (ccm->links[i].up && ccm->links[i].stale)
+			return true;
+	return false;
+}
+
 bool ccm_lane_error_is_link(int status)
 {
 	switch (-status) {
@@ -230,14 +271,23 @@ void ccm_lane_account(struct ccm_link *l, size_t len, int status)
 	}
 }
 
-static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigned n, unsigned *rr)
+/* Whether @p len more bytes fit lane @p l's bound on bytes in flight. */
+static bool fits(const struct ccm_link *l, size_t len)
+{
+	uint64_t cap = l->inflight_cap ? l->inflight_cap : CCM_LANE_MIN_CAP;
+
+	return !l->inflight_bytes || l->inflight_bytes + len <= cap;
+}
+
+static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigned n, unsigned *rr,
+				   size_t len, bool bounded)
 {
 	struct ccm_link *best = NULL;
 
 	if (ccm->opts.balance == CCM_BALANCE_ROUND_ROBIN) {
 		for (unsigned k = 0; k < n; k++) {
 			struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
-			if (l->up && l->fl) {
+			if (l->up && l->fl && (!bounded || fits(l, len))) {
 				*rr = (*rr + k + 1) % n;
 				return l;
 			}
@@ -247,7 +297,7 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 	/* Least outstanding bytes; ties go round so that idle lanes share. */
 	for (unsigned k = 0; k < n; k++) {
 		struct ccm_link *l = &ccm->links[idx[(*rr + k) % n]];
-		if (!l->up || !l->fl)
+		if (!l->up || !l->fl || (bounded && !fits(l, len)))
 			continue;
 		if (!best || l->inflight_bytes < best->inflight_bytes ||
 		    (l->inflight_bytes == best->inflight_bytes &&
@@ -259,20 +309,72 @@ static struct ccm_link *pick_among(struct ccm *ccm, const unsigned *idx, unsigne
 	return best;
 }
 
-/* A lane for an operation of @p len bytes of a port placed on @p inst. */
-struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+static struct ccm_link *pick(struct ccm *ccm, unsigned inst, size_t len, bool bounded)
 {
 	struct ccm_inst *in = &ccm->inst[inst < ccm->n_inst ? inst : 0];
 	unsigned all[CCM_MAX_LINKS];
 	struct ccm_link *l;
 
-	(void)len;
-	l = pick_among(ccm, in->links, in->n_links, &in->rr);
+	l = pick_among(ccm, in->links, in->n_links, &in->rr, len, bounded);
 	if (l)
 		return l;
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		all[i] = i;
-	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr);
+	return pick_among(ccm, all, ccm->n_links, &ccm->all_rr, len, bounded);
+}
+
+/* A lane for a message of @p len bytes of a channel placed on @p inst. */
+struct ccm_link *ccm_lane_pick(struct ccm *ccm, unsigned inst, size_t len)
+{
+	return pick(ccm, inst, len, false);
+}
+
+/*
+ * A lane for a port operation of @p len bytes. Bytes queued on a link
+ * delay everything behind them, the partner's probe answers included (a
+ * probe of the partner's reads data from us over our own egress): each
+ * lane takes at most about a quarter of a link deadline of its measured
+ * rate in flight (at least CCM_LANE_MIN_CAP), so that a full link never
+ * looks dead to either side.
+ */
+struct ccm_link *ccm_lane_pick_op(struct ccm *ccm, unsigned inst, size_t len)
+{
+	return pick(ccm, inst, len, true);
+}
+
+/* Every tick: each lane's rate (a peak decaying by 1/16 per tick, or what
+ * completed when the lane has a standing queue) and its bound on bytes in
+ * flight. */
+static void lane_update_caps(struct ccm *ccm)
+{
+	uint64_t now = loop_now_ns();
+
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *l = &ccm->links[i];
+		uint64_t dt = now - l->rate_prev_ns;
+		if (!l->rate_prev_ns || dt == 0) {
+			l->rate_prev_ns = now;
+			l->rate_bytes_prev = l->bytes;
+			continue;
+		}
+		if (dt < ccm->probe_ns / 2)
+			continue;
+		uint64_t r = (l->bytes - l->rate_bytes_prev) * 1000000000ull / dt;
+		struct fab_link_stats fs = {0};
+		if (l->fl)
+			fab_link_get_stats(l->fl, &fs);
+		/* A standing queue (the oldest operation waits longer than
+		 * an eighth of a deadline): what completed is the link's
+		 * rate, however much lower than before. */
+		if (fs.oldest_ns && now - fs.oldest_ns > ccm->link_deadline_ns / 8)
+			l->peak_rate = r;
+		else
+			l->peak_rate = r > l->peak_rate ? r : l->peak_rate - l->peak_rate / 16;
+		l->rate_prev_ns = now;
+		l->rate_bytes_prev = l->bytes;
+		uint64_t cap = l->peak_rate * (ccm->link_deadline_ns / 4) / 1000000000ull;
+		l->inflight_cap = cap > CCM_LANE_MIN_CAP ? cap : CCM_LANE_MIN_CAP;
+	}
 }
 
 void ccm_lane_ok(struct ccm_link *l)
@@ -281,15 +383,30 @@ void ccm_lane_ok(struct ccm_link *l)
 	uint64_t now = loop_now_ns();
 
 	l->last_ok_ns = now;
+	l->last_life_ns = now;
 	l->grace = false;
-	l->deadline_due = now + ccm->link_deadline_ns;
-	loop_timer_arm(ccm->loop, &l->deadline, ccm->link_deadline_ns);
+	if (l->stale) {
+		l->stale = false;
+		LOG_INFO("link %s: alive again", l->name);
+	}
+	arm_deadline(l, ccm->link_deadline_ns);
 	if (l->up)
 		return;
 	l->up = true;
 	l->last_change_ns = now;
 	ccm->all_down_since_ns = 0;
 	LOG_INFO("link %s up (rtt %llu us)", l->name, (unsigned long long)(l->rtt_ns / 1000));
+	/* A last lane kept while it showed no life goes out now that its
+	 * traffic has somewhere to go. */
+	for (unsigned i = 0; i < ccm->n_links; i++) {
+		struct ccm_link *o = &ccm->links[i];
+		if (o != l && o->up && o->stale) {
+			char why[96];
+			snprintf(why, sizeof(why), "no sign of life for %llu ms (kept while last)",
+				 (unsigned long long)((now - o->last_life_ns) / NS_PER_MS));
+			ccm_lane_fail(o, why, true);
+		}
+	}
 	ccm_lane_send_fences(ccm);
 	ccm->drain_pending = true;
 	ccm->kick_pending = true;
@@ -301,6 +418,29 @@ static bool in_session(const struct ccm *ccm)
 	return ccm->state == ST_SETUP || ccm->state == ST_UP;
 }
 
+/*
+ * Whether lane @p l fails on the very connection that carried its own
+ * fence, still unanswered. The partner answers a fence by resetting its
+ * end of the lane, which breaks the connection the fence came over when no
+ * other lane was up to carry it: that failure is the fence at work, not a
+ * new one. Everything of this connection that the partner applied, it
+ * applied before that reset, and it acks after it, so writes re-issued now
+ * wait for the same fence safely; a new fence would be carried by the next
+ * connection and break it again, for ever (docs/BENCHMARKS.md, "Problems
+ * found" 2). The endpoint may have been reset once since, by the fabric
+ * itself when the connection broke.
+ */
+static bool self_fenced(const struct ccm_link *l)
+{
+	struct fab_link_stats fs = {0};
+
+	if (!l->self_fence || l->self_fence != l->fence_seq ||
+	    l->fence_seq <= l->ccm->fence_acked || !l->fl)
+		return false;
+	fab_link_get_stats(l->fl, &fs);
+	return fs.resets <= l->self_fence_resets + 1;
+}
+
 void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 {
 	struct ccm *ccm = l->ccm;
@@ -309,6 +449,7 @@ void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 	if (!l->up)
 		return;
 	l->up = false;
+	l->stale = false;
 	l->last_change_ns = now;
 	loop_timer_cancel(ccm->loop, &l->deadline);
 	/* Hung or failed alike: its endpoint is reset and, in a session, the
@@ -317,10 +458,15 @@ void ccm_lane_fail(struct ccm_link *l, const char *why, bool hang)
 	 * once, so the fence's number is taken now for them to wait on. */
 	(void)hang;
 	l->reset_pending = true;
-	if (in_session(ccm)) {
+	l->fence_reused = false;
+	if (in_session(ccm) && self_fenced(l)) {
+		l->fail_fence = l->fence_seq;
+		l->fence_reused = true;
+	} else if (in_session(ccm)) {
 		l->fail_fence = ++ccm->fence_next;
 		ccm->fence_sent_ns = now; /* its answer is due from now */
 	}
+	l->self_fence = 0;
 	/* Probe the dead lane again after a deadline, then less and less often. */
 	l->probe_backoff_ns = ccm->link_deadline_ns;
 	l->next_probe_ns = now + l->probe_backoff_ns;
@@ -360,6 +506,13 @@ static void send_fence(struct ccm *ccm, struct ccm_link *l)
 	if (ccm_chan_send(&ccm->ctl, MSG_FENCE, &f, sizeof(f), NULL) == 0) {
 		l->fence_unsent = false;
 		ccm->fence_sent_ns = loop_now_ns();
+		if (l->up && ccm_lane_up_count(ccm) == 1) {
+			struct fab_link_stats fs = {0};
+			if (l->fl)
+				fab_link_get_stats(l->fl, &fs);
+			l->self_fence = l->fence_seq;
+			l->self_fence_resets = fs.resets;
+		}
 	} else {
 		l->fence_unsent = true;
 	}
@@ -480,13 +633,14 @@ void ccm_lane_do_aborts(struct ccm *ccm)
 			l->close_fence = 0;
 			if (in_session(ccm)) {
 				requeue_msgs(ccm, i);
-				l->fence_unsent = true; /* sent below, in order */
+				/* sent below, in order; a reused fence is on
+				 * its way already (the control channel) */
+				l->fence_unsent = !l->fence_reused;
 				if (fence && ccm_lane_up_count(ccm) > 0) {
 					l->fenced = true; /* suspended until the ack */
 				} else {
 					/* No lane to fence over: back now, fence as
 					 * soon as any lane is back. */
-					l->fence_unsent = true;
 					l->reopen_pending = true;
 				}
 			} else if (!l->fl) {
@@ -521,6 +675,7 @@ void ccm_lane_fence_request(struct ccm *ccm, unsigned lane, uint64_t seq)
 	l = &ccm->links[lane];
 	if (l->up) {
 		l->up = false;
+		l->stale = false;
 		l->last_change_ns = loop_now_ns();
 		loop_timer_cancel(ccm->loop, &l->deadline);
 		l->probe_backoff_ns = ccm->link_deadline_ns;
@@ -570,6 +725,7 @@ void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		l->up = false;
+		l->stale = false;
 		l->last_change_ns = now;
 		loop_timer_cancel(ccm->loop, &l->deadline);
 	}
@@ -582,6 +738,7 @@ void ccm_lane_session_begin(struct ccm *ccm, unsigned hs_link)
 				 : ccm->session_deadline_ns;
 		l->up = true;
 		l->last_ok_ns = now;
+		l->last_life_ns = now;
 		l->grace = false;
 		l->deadline_due = now + d;
 		loop_timer_arm(ccm->loop, &l->deadline, d);
@@ -598,13 +755,15 @@ void ccm_lane_session_end(struct ccm *ccm)
 		if (l->up)
 			l->last_change_ns = now;
 		l->up = false;
+		l->stale = false;
 		if (l->sess_mr) {
 			fab_mr_close(l->sess_mr);
 			l->sess_mr = NULL;
 		}
 		if (l->fenced || !l->fl)
 			l->reopen_pending = true; /* resume a suspended lane */
-		l->fenced = l->fence_unsent = l->ack_fence = false;
+		l->fenced = l->fence_unsent = l->ack_fence = l->fence_reused = false;
+		l->self_fence = 0;
 	}
 	ccm->fence_acked = ccm->fence_next;
 	ccm->all_down_since_ns = 0;
@@ -718,6 +877,7 @@ void ccm_lane_post_probes(struct ccm *ccm)
 
 void ccm_lane_tick(struct ccm *ccm)
 {
+	lane_update_caps(ccm);
 	ccm_lane_post_probes(ccm);
 }
 

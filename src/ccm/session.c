@@ -592,8 +592,10 @@ void ccm_sess_tick(struct ccm *ccm)
 	if (ccm_lane_up_count(ccm) == 0 && !ccm->all_down_since_ns)
 		ccm->all_down_since_ns = now;
 	ccm_lane_send_fences(ccm);
+	/* (Not while the last lane up shows no life: the fence cannot pass,
+	 * and that lane ends the session itself, as links lost.) */
 	if (ccm->fence_acked < ccm->fence_next && ccm_lane_up_count(ccm) > 0 &&
-	    now - ccm->fence_sent_ns > ccm->session_deadline_ns) {
+	    !ccm_lane_any_stale(ccm) && now - ccm->fence_sent_ns > ccm->session_deadline_ns) {
 		LOG_WARN("partner %s did not confirm closing a failed link in time",
 			 ccm->partner.node);
 		ccm_request_terminate(ccm, CCM_TERM_PROTOCOL);

@@ -88,6 +88,9 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 		struct ccm_link_status *ls = &st->links[i];
 		snprintf(ls->name, sizeof(ls->name), "%s", l->name);
 		ls->up = l->up;
+		ls->stale = l->up && l->stale;
+		ls->inflight_bytes = l->inflight_bytes;
+		ls->inflight_cap = l->inflight_cap ? l->inflight_cap : CCM_LANE_MIN_CAP;
 		ls->instance = l->inst;
 		ls->rtt_us = l->rtt_ns / 1000;
 		ls->ops = l->ops;
@@ -219,7 +222,10 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		rc |= add(o, "ops", json_object_new_int64((int64_t)l->ops));
 		rc |= add(o, "bytes", json_object_new_int64((int64_t)l->bytes));
 		rc |= add(o, "errors", json_object_new_int64((int64_t)l->errors));
+		rc |= add(o, "stale", json_object_new_boolean(l->stale));
 		rc |= add(o, "inflight", json_object_new_int64((int64_t)l->inflight));
+		rc |= add(o, "inflight_bytes", json_object_new_int64((int64_t)l->inflight_bytes));
+		rc |= add(o, "inflight_cap", json_object_new_int64((int64_t)l->inflight_cap));
 		rc |= add(o, "last_change_ms", json_object_new_int64((int64_t)l->last_change_ms));
 		rc |= add(o, "resets", json_object_new_int64((int64_t)l->resets));
 		rc |= add(o, "slow_calls", json_object_new_int64((int64_t)l->slow_calls));

@@ -11,6 +11,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,9 @@ static bool run_pollers(struct loop *l)
 
 /* ---- dispatch ---- */
 
+/* epoll_pwait2 (nanosecond timeouts) is missing: fall back to epoll_wait. */
+static bool no_pwait2;
+
 int loop_run_once(struct loop *l, uint64_t timeout_ns)
 {
 	struct timespec ts;
@@ -311,7 +315,16 @@ int loop_run_once(struct loop *l, uint64_t timeout_ns)
 	}
 	ts.tv_sec = (time_t)(wait / 1000000000ull);
 	ts.tv_nsec = (long)(wait % 1000000000ull);
-	n = epoll_pwait2(l->epfd, l->events, LOOP_MAX_EVENTS, &ts, NULL);
+	if (!no_pwait2) {
+		n = epoll_pwait2(l->epfd, l->events, LOOP_MAX_EVENTS, &ts, NULL);
+		if (n < 0 && errno == ENOSYS)
+			no_pwait2 = true;
+	}
+	if (no_pwait2) { /* Linux < 5.11, or valgrind: milliseconds, rounded up */
+		uint64_t ms = (wait + 999999) / 1000000;
+		n = epoll_wait(l->epfd, l->events, LOOP_MAX_EVENTS,
+			       ms > INT_MAX ? INT_MAX : (int)ms);
+	}
 	if (n < 0) {
 		if (errno == EINTR)
 			n = 0;

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -169,6 +171,11 @@ int util_set_nonblock(int fd, bool on)
 
 int util_tcp_listen(const char *hostport, int backlog)
 {
+	return util_tcp_listen_flags(hostport, backlog, 0);
+}
+
+int util_tcp_listen_flags(const char *hostport, int backlog, unsigned flags)
+{
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1, err;
@@ -184,6 +191,14 @@ int util_tcp_listen(const char *hostport, int backlog)
 		return err;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* IP_FREEBIND applies to IPv6 sockets too. */
+	if ((flags & UTIL_LISTEN_FREEBIND) &&
+	    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0) {
+		err = -errno;
+		LOG_ERROR("IP_FREEBIND: %s", strerror(errno));
+		close(fd);
+		return err;
+	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
 		err = -errno;
 		LOG_ERROR("listen on %s: %s", hostport, strerror(errno));
@@ -280,4 +295,36 @@ int util_random_bytes(void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UTIL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define UTIL_SANITIZED 1
+#endif
+#endif
+
+int util_go_realtime(void)
+{
+	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
+	int rc = 0;
+
+	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
+		rc = -errno;
+		LOG_INFO("realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
+			 strerror(errno));
+	}
+#ifndef UTIL_SANITIZED
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+		if (!rc)
+			rc = -errno;
+		LOG_INFO("realtime: memory not locked (%s)", strerror(errno));
+	}
+#endif
+	if (!rc)
+		LOG_INFO("realtime: SCHED_RR priority %d, memory locked as touched",
+			 UTIL_RT_PRIORITY);
+	return rc;
 }

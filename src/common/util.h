@@ -45,11 +45,32 @@ int util_random_bytes(void *buf, size_t len);
 
 /** Create a listening TCP socket (non-blocking, CLOEXEC, SO_REUSEADDR). */
 int util_tcp_listen(const char *hostport, int backlog);
+/** Bind even to an address not (yet) on any interface: a service address
+ * that comes and goes with the node's volumes. */
+#define UTIL_LISTEN_FREEBIND (1u << 0)
+/** util_tcp_listen with UTIL_LISTEN_* @p flags. */
+int util_tcp_listen_flags(const char *hostport, int backlog, unsigned flags);
 
 /** Create a listening UNIX stream socket at @p path with @p mode (and group
  * @p gid unless -1), whatever the umask. A socket left there by a dead
  * process is replaced; a live one fails with -EADDRINUSE; any other file is
  * never removed: -EEXIST. Each failure logs one line. */
 int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
+
+/** Real-time priority of a reactor (SCHED_RR): above every normal process,
+ * below the kernel's interrupt threads (50). */
+#define UTIL_RT_PRIORITY 10
+
+/** Run the calling thread, and the threads it creates afterwards (they
+ * inherit the policy: the watchdog and the mailbox thread are as
+ * liveness-critical as the reactor, and none of duet's threads spins; duetd
+ * starts no processes), with SCHED_RR at UTIL_RT_PRIORITY, and lock the
+ * process's memory as it is touched (mlockall MCL_CURRENT | MCL_FUTURE |
+ * MCL_ONFAULT; not under a sanitizer, whose shadow memory is huge), as
+ * Corosync does: heartbeats and probes must not wait for busy neighbours
+ * or for a page coming back from swap. Either refused (EPERM, a limit): one
+ * info line, and the process runs as before. @return 0 when both took
+ * effect, else the first -errno. */
+int util_go_realtime(void);
 
 #endif

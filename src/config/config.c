@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "netaddr/netaddr.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -15,17 +16,18 @@
 #include <string.h>
 
 enum key_type {
-	KEY_STR,   /* string of at most size bytes */
-	KEY_ID,	   /* [A-Za-z0-9_-], at most size bytes */
-	KEY_ADDR,  /* host:port */
-	KEY_PATH,  /* non-empty path */
-	KEY_UINT,  /* decimal in [min, max] */
-	KEY_SIZE,  /* size with unit in [min, max] */
-	KEY_ENUM,  /* one of names[] (in the enum's order) */
-	KEY_BOOL,  /* off | on */
-	KEY_LEVEL, /* log level */
-	KEY_LINK,  /* repeatable interconnect link */
-	KEY_ALLOW, /* list of networks (nbd_allow_parse) */
+	KEY_STR,     /* string of at most size bytes */
+	KEY_ID,	     /* [A-Za-z0-9_-], at most size bytes */
+	KEY_ADDR,    /* host:port */
+	KEY_PATH,    /* non-empty path */
+	KEY_UINT,    /* decimal in [min, max] */
+	KEY_SIZE,    /* size with unit in [min, max] */
+	KEY_ENUM,    /* one of names[] (in the enum's order) */
+	KEY_BOOL,    /* off | on */
+	KEY_LEVEL,   /* log level */
+	KEY_LINK,    /* repeatable interconnect link */
+	KEY_ALLOW,   /* list of networks (nbd_allow_parse) */
+	KEY_NETADDR, /* ADDR/PREFIX dev IFACE (a service address) */
 };
 
 struct key_def {
@@ -53,7 +55,12 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
+    {"node", "realtime", KEY_BOOL, F(node.realtime), 0, 0, NULL, false},
     {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
+    {"node", "service_address", KEY_NETADDR, F(node.service_address), 0, 0, NULL, false},
+    {"node", "service_arp_tune", KEY_BOOL, F(node.service_arp_tune), 0, 0, NULL, false},
+    {"node", "service_address_lifetime_s", KEY_UINT, F(node.service_lifetime_s), 0, 3600, NULL,
+     false},
     {"nbd", "listen", KEY_ADDR, F(nbd.listen), 0, 0, NULL, true},
     {"nbd", "proxy_listen", KEY_ADDR, F(nbd.proxy_listen), 0, 0, NULL, false},
     {"nbd", "max_payload", KEY_SIZE, F(nbd.max_payload), 32ull << 20, 256ull << 20, NULL, false},
@@ -84,6 +91,11 @@ static const struct key_def schema[] = {
     {"proxy", "port_mem", KEY_SIZE, F(proxy.port_mem), 1ull << 20, 1ull << 30, NULL, false},
     {"proxy", "chunk", KEY_SIZE, F(proxy.chunk), 64ull << 10, 64ull << 20, NULL, false},
     {"monitor", "partner_shelf", KEY_PATH, F(monitor.partner_shelf), 0, 0, NULL, false},
+    {"monitor", "partner_service_address", KEY_NETADDR, F(monitor.partner_service_address), 0, 0,
+     NULL, false},
+    {"monitor", "partner_nbd_port", KEY_UINT, F(monitor.partner_nbd_port), 1, 65535, NULL, false},
+    {"monitor", "partner_proxy_port", KEY_UINT, F(monitor.partner_proxy_port), 1, 65535, NULL,
+     false},
     {"monitor", "heartbeat_ms", KEY_UINT, F(monitor.heartbeat_ms), 1, 10000, NULL, false},
     {"monitor", "deadline_ms", KEY_UINT, F(monitor.deadline_ms), 5, 600000, NULL, false},
     {"monitor", "mailbox_ms", KEY_UINT, F(monitor.mailbox_ms), 5, 60000, NULL, false},
@@ -136,6 +148,8 @@ void config_defaults(struct duet_config *cfg)
 	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
+	cfg->node.realtime = true;
+	cfg->node.service_lifetime_s = 2;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;
 	cfg->nbd.buffer_limit = 1ull << 30;
@@ -264,6 +278,13 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 		strcpy(field, value);
 		return 1;
 	}
+	case KEY_NETADDR:
+		if (strlen(value) >= d->size || netaddr_parse(value, &(struct netaddr){0}) < 0)
+			return fail(c, sec, key,
+				    "'%s': want ADDR/PREFIX dev IFACE, e.g. 192.0.2.10/24 dev eth0",
+				    value);
+		strcpy(field, value);
+		return 1;
 	case KEY_UINT:
 		rc = util_parse_uint(value, d->min, d->max, &v);
 		if (rc < 0) {

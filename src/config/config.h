@@ -42,6 +42,10 @@ struct duet_config {
 		char control[PATH_MAX];
 		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
+		bool realtime; /* SCHED_RR + mlockall where permitted (util_go_realtime) */
+		char service_address[96];    /* "ADDR/PREFIX dev IFACE"; "" none */
+		bool service_arp_tune;	     /* arp_ignore=1, arp_announce=2 on its interface */
+		uint64_t service_lifetime_s; /* the addresses expire unless renewed; 0 never */
 	} node;
 	struct {
 		char listen[CONFIG_ADDR_MAX];
@@ -86,9 +90,12 @@ struct duet_config {
 	struct {
 		char
 		    partner_shelf[PATH_MAX]; /* where this node sees the partner's shelf; "" none */
-		uint64_t heartbeat_ms;	     /* heartbeat interval on every link */
-		uint64_t deadline_ms;	     /* no heartbeat on any link this long: suspect */
-		uint64_t mailbox_ms;	     /* mailbox write/read cycle */
+		char partner_service_address[96]; /* the partner's, moved here at takeover */
+		uint64_t partner_nbd_port;	  /* its listeners' ports there; 0 none */
+		uint64_t partner_proxy_port;
+		uint64_t heartbeat_ms;	      /* heartbeat interval on every link */
+		uint64_t deadline_ms;	      /* no heartbeat on any link this long: suspect */
+		uint64_t mailbox_ms;	      /* mailbox write/read cycle */
 		uint64_t mailbox_deadline_ms; /* partner mailbox unchanged this long: silent */
 		uint64_t lease_ms;	  /* I/O allowed this long after a clean own-mark read */
 		uint64_t fence_margin_ms; /* taker waits lease_ms + this after its mark */

@@ -102,5 +102,7 @@ void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_serve
 	    .tls_psk = cfg->nbd.tls_psk,
 	    .tls_verify_peer = cfg->nbd.tls_verify_peer,
 	    .allow = cfg->nbd.allow,
+	    /* The service address comes and goes with the volumes. */
+	    .freebind = cfg->node.service_address[0] != '\0',
 	};
 }

@@ -369,8 +369,17 @@ static void submit(struct fab_link *link, struct fab_slot *s, struct fab_op *op)
 	if (s != fab_slot_list_first(&link->ops.backlog) || !link->ep.ready ||
 	    link->ep.reset_pending)
 		return; /* the timer is already retrying, or an endpoint is coming */
-	if (!fab_flush_backlog(link))
-		link->ops.need_progress = true; /* completions may free credits */
+	bool was = link->ops.need_progress;
+	if (fab_flush_backlog(link) && link->ep.res.wait_fd >= 0 && !link->ep.poll_mode) {
+		/* Posted: the provider sent what it could, and the CQ's wait
+		 * fd wakes the loop for the rest and for the completion. No
+		 * extra loop turn for progress (issue 11: a turn per post). */
+		link->ops.need_progress = was;
+		if (was)
+			fab_schedule(link, 0);
+		return;
+	}
+	link->ops.need_progress = true; /* completions may free credits */
 	fab_schedule(link, 0);
 }
 

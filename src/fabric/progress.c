@@ -1,9 +1,11 @@
 /* Progress of a link on the reactor: reading the completion queue and the
  * deferred work, both driven from the CQ's wait fd and the link's timer.
  *
- * Rule: one timer does all deferred work (drive the CQ after posts,
- * complete failed posts, reset the endpoint, create the next one, retry
- * the backlog with backoff, repost receives), and every wake-up reads the
+ * Rule: one timer does all deferred work (drive the CQ while posts wait in
+ * the backlog; a post the provider took needs no turn of its own: the CQ's
+ * wait fd wakes the loop for its completion), complete failed posts, reset
+ * the endpoint, create the next one, retry the backlog with backoff,
+ * repost receives), and every wake-up reads the
  * CQ until fi_trywait allows sleeping again: on tcp;ofi_rxm the target
  * must drive progress or the peer's RMA never completes. After every
  * callback the batch is dropped if the callback closed the link or reset
@@ -139,16 +141,18 @@ static bool progress(struct fab_link *link)
 				if (stale(link, g))
 					return false;
 			}
-			continue;
-		}
-		if (n == -FI_EAVAIL) {
+			if (n == FAB_CQ_BATCH)
+				continue;
+			/* A short batch emptied the CQ: fi_trywait tells whether
+			 * more came meanwhile, without another fi_cq_read (each
+			 * costs the provider's progress: an epoll_wait). */
+		} else if (n == -FI_EAVAIL) {
 			got++;
 			handle_error(link);
 			if (stale(link, g))
 				return false;
 			continue;
-		}
-		if (n != -FI_EAGAIN) {
+		} else if (n != -FI_EAGAIN) {
 			if (fab_log_allowed(&link->rl_err))
 				LOG_ERROR("%s: fi_cq_read: %s", link->name, fi_strerror((int)-n));
 			fab_schedule(link, link->ops.retry_max_ns);

@@ -166,6 +166,7 @@ struct nbd_server_opts {
 	 * a /32 or /128); NULL or "": anyone. Checked at accept. */
 	const char *allow;
 	struct nbd_budget *budget; /* shared across servers; NULL: per connection only */
+	bool freebind;		   /* bind even while the address is not on an interface */
 };
 
 /** The largest number of networks in an allow list. */

@@ -736,7 +736,8 @@ int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,
 	list_init(&srv->conns);
 	loop_timer_init(&srv->accept_timer, srv_accept_again, srv);
 	if (opts->listen) {
-		srv->lfd = util_tcp_listen(opts->listen, 128);
+		srv->lfd = util_tcp_listen_flags(opts->listen, 128,
+						 opts->freebind ? UTIL_LISTEN_FREEBIND : 0);
 		if (srv->lfd < 0) {
 			rc = srv->lfd;
 			nbd_tls_destroy(srv->tls);

@@ -151,6 +151,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 		}
 	}
 	json_object_object_add(resp, "volumes", volumes);
+	json_object_object_add(resp, "addresses", node_addr_status_json(n));
 	hooks = json_object_new_object();
 	node_hooks_status_json(n->hooks, hooks);
 	json_object_object_add(resp, "hooks", hooks);

@@ -184,10 +184,16 @@ static void stop_own(struct node *n)
 {
 	n->fenced = true;
 	LOG_ERROR("fenced by a takeover mark: closing the clients of the own volumes");
+	/* The listener and its clients, then at once the address, before
+	 * anything else runs: the clients' connections end with a FIN from the
+	 * address while it is here (without it they would wait for replies on
+	 * a dead connection), and the partner adds the address only once
+	 * nobody on the link answers for it (addr.c, the claim). */
 	if (n->nbd) {
 		nbd_server_destroy(n->nbd);
 		n->nbd = NULL;
 	}
+	node_addr_drop_own(n, "fenced by the partner's takeover mark");
 	proxy_set_serving(n->proxy, false);
 	node_datapath_set_serving(n->dp, false);
 	node_datapath_set_serving(n->partner_dp, false);
@@ -316,7 +322,9 @@ static void serve_own(struct node *n)
 	node_lock_serve_own(n, true);
 	node_datapath_set_serving(n->dp, true);
 	proxy_set_serving(n->proxy, true);
-	if (!n->nbd)
+	/* The partner removed it before it gave back. */
+	rc = node_addr_take_own(n);
+	if (!n->nbd && rc == 0)
 		rc = node_datapath_listen(n);
 	if (rc == 0)
 		LOG_INFO("serving the own volumes");
@@ -523,6 +531,9 @@ static void serve_partner(struct node *n)
 	}
 	LOG_WARN("serving %u volume%s of the partner on the proxy port", routed,
 		 routed == 1 ? "" : "s");
+	/* After the fence (this action follows it): the partner's address and
+	 * ports, for its own clients. A failure leaves the proxy port. */
+	node_addr_take_partner(n);
 	monitor_action_done(n->monitor, HA_ACT_SERVE_PARTNER, rc);
 }
 
@@ -581,6 +592,8 @@ static void drain_partner(struct node *n)
 {
 	struct failover *fo = n->fo;
 
+	/* First: the partner adds it back only after this drain. */
+	node_addr_drop_partner(n, "giveback");
 	if (!n->pstore) {
 		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 		return;

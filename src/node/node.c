@@ -103,6 +103,10 @@ static int open_listeners(struct node *n)
 		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
 		return 0;
 	}
+	/* The own mailbox was read clean: the address is ours to hold. */
+	rc = node_addr_take_own(n);
+	if (rc < 0)
+		return rc;
 	return node_datapath_listen(n);
 }
 
@@ -167,11 +171,18 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = setup_signals(n);
 	if (rc < 0)
 		goto err;
+	/* Before anything else: an own service address an earlier run left. */
+	rc = node_addr_boot(n);
+	if (rc < 0)
+		goto err;
 	/* Before the monitor: its first state changes are events too. */
 	rc = node_hooks_create(n, &n->hooks);
 	if (rc < 0)
 		goto err;
 	rc = open_interconnect(n);
+	if (rc < 0)
+		goto err;
+	rc = node_addr_register(n);
 	if (rc < 0)
 		goto err;
 	/* The failover monitor reads the own mailbox before the shelf is
@@ -248,6 +259,10 @@ void node_destroy(struct node *n)
 	node_datapath_fail_held(n->dp, -ESHUTDOWN);
 	if (n->proxy_nbd)
 		nbd_server_destroy(n->proxy_nbd);
+	/* The addresses go with the listeners, after them (their clients'
+	 * connections end with a FIN from the address): a stopped node
+	 * answers nothing. */
+	node_addr_close(n, false);
 	/* No more requests from the partner either (they share the backend). */
 	proxy_stop(n->proxy);
 	/* Writes held for an absent partner (mirror_down = suspend) fail now

@@ -36,6 +36,7 @@ struct mirror;
 struct node_mirror_ccm;
 struct monitor;
 struct failover;
+struct node_addr;
 struct json_object;
 struct node_hooks;
 
@@ -63,6 +64,7 @@ struct node {
 	/* Failover (failover.c, docs/FAILOVER.md). */
 	struct monitor *monitor;
 	struct failover *fo;
+	struct node_addr *addr;		  /* service addresses (addr.c) */
 	bool boot_checked;		  /* the first read of the own mailbox is in */
 	bool taken_at_boot;		  /* ... and found a takeover mark: serve nothing */
 	bool fenced;			  /* a takeover mark stopped the own volumes */
@@ -236,6 +238,28 @@ void node_hooks_destroy(struct node_hooks *h);
 void node_event(struct node *n, const char *event, ...) __attribute__((sentinel));
 /** The "hooks" member of status. */
 void node_hooks_status_json(struct node_hooks *h, struct json_object *o);
+
+/* addr.c: service addresses, the own and the partner's (docs/FAILOVER.md). */
+/** First thing at boot: remove an address an earlier run left, point the
+ * listeners at the own service address. */
+int node_addr_boot(struct node *n);
+/** After the CCM: a client "svcaddr" that tells the partner our address
+ * and ports each session, and learns its. */
+int node_addr_register(struct node *n);
+/** Add the own address and announce it (boot check clean, SERVE_OWN). */
+int node_addr_take_own(struct node *n);
+/** Remove the own address (fenced, shutdown). */
+void node_addr_drop_own(struct node *n, const char *why);
+/** SERVE_PARTNER: add the partner's address, announce it, listen on its
+ * ports (its NBD port through the proxy's routes, its proxy port on ours). */
+int node_addr_take_partner(struct node *n);
+/** DRAIN_PARTNER (first), shutdown: close those listeners, remove it. */
+void node_addr_drop_partner(struct node *n, const char *why);
+/** Shutdown; @p keep_own leaves the own address (never: a stopped node
+ * does not serve). */
+void node_addr_close(struct node *n, bool keep_own);
+/** The "addresses" member of status. */
+struct json_object *node_addr_status_json(struct node *n);
 
 /* lock.c: one instance per set of files (docs/SECURITY.md). */
 /** Before anything is read: flock the shelf, the log and the partner image

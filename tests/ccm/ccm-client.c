@@ -561,6 +561,8 @@ int main(int argc, char **argv)
 	}
 	log_set_node(cfg.node.id);
 	log_set_level(cfg.node.log_level);
+	if (cfg.node.realtime)
+		util_go_realtime(); /* as duetd */
 	tc.t0 = loop_now_ns();
 	tc.seed = tc.t0 * 0x9e3779b97f4a7c15ull;
 	tc.stats_ns = stats_ms * 1000000ull;

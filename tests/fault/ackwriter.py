@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A write load that records every acknowledged write, and its checker.
 
-    ackwriter.py write --port P --export NAME --log FILE [--blocks N] [--bs B]
+    ackwriter.py write [--host H] --port P --export NAME --log FILE [--blocks N] [--bs B]
                        [--first-block F] [--qd Q] [--seconds S] [--stop-file F]
                        [--count C] [--until-dead] [--rate IOPS] [--allow-errors]
                        [--flush-each] [--zero-pct PCT] [--timestamps]
@@ -127,9 +127,22 @@ def parse_log(paths):
     return state, acked, zeros
 
 
+def keepalive(sock, seconds):
+    """TCP keep-alive probes after `seconds` idle, every second, 3 of them: a
+    connection to a host that went silent (stopped, or its address moved
+    away while this client waited for replies) breaks instead of hanging."""
+    if not seconds:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(seconds)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 def cmd_write(a):
     bs = a.bs
-    sock, size = connect(a.port, a.export)
+    sock, size = connect(a.port, a.export, host=a.host)
+    keepalive(sock, a.keepalive)
     if size is not None and (a.first_block + a.blocks) * bs > size:
         sys.exit("export too small for %d blocks of %d" % (a.first_block + a.blocks, bs))
     run = random.getrandbits(31) | 1
@@ -231,11 +244,13 @@ def cmd_write(a):
                     a.failover_port, a.reconnect_seconds, last)
                 return False
             try:
-                s, sz = connect(a.failover_port, fo_export, timeout=max(1.0, min(left, 10.0)))
+                s, sz = connect(a.failover_port, fo_export, host=a.host, timeout=max(1.0, min(left, 10.0)),
+                                connect_timeout=a.connect_timeout or None)
             except (ConnectionError, OSError, RuntimeError, struct.error) as e:
                 last = e
                 time.sleep(0.05)
                 continue
+            keepalive(s, a.keepalive)
             if sz is not None and (a.first_block + a.blocks) * bs > sz:
                 s.close()
                 conn["why"] = "export on port %d too small" % a.failover_port
@@ -398,7 +413,7 @@ def cmd_check(a):
     if a.file:
         data = read_blocks_file(a.file, blocks, a.bs)
     else:
-        data = read_blocks(a.port, a.export, blocks, a.bs)
+        data = read_blocks(a.port, a.export, blocks, a.bs, host=a.host)
     zero = bytes(a.bs)
     bad = 0
     newer = 0
@@ -485,6 +500,9 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write")
     w.add_argument("--port", type=int, required=True)
+    w.add_argument("--host", default="127.0.0.1",
+                   help="server address (also of --failover-port: the same address "
+                        "and port is a client that reconnects to a moving address)")
     w.add_argument("--export", required=True)
     w.add_argument("--log", required=True)
     w.add_argument("--blocks", type=int, default=8192)
@@ -505,6 +523,10 @@ def main():
                    help="write the blocks in order, round and round, instead of at random")
     w.add_argument("--timestamps", action="store_true",
                    help="append the monotonic time of the reply to each A line")
+    w.add_argument("--connect-timeout", type=float, default=0,
+                   help="seconds for one TCP connect when reconnecting (0: as the handshake)")
+    w.add_argument("--keepalive", type=int, default=0,
+                   help="TCP keep-alive after this many idle seconds (0: off)")
     w.add_argument("--failover-port", type=int, default=0,
                    help="when the connection breaks, reconnect to this port and go on")
     w.add_argument("--failover-export", help="export name on the failover port")
@@ -517,6 +539,7 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--log", required=True)
     c.add_argument("--port", type=int)
+    c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--export")
     c.add_argument("--file")
     c.add_argument("--bs", type=int, default=4096)

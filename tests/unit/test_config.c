@@ -422,6 +422,47 @@ static void test_mirror_keys(void **state)
 /* Every module's options carry the configured values, and the module's own
  * defaults where the file says nothing: the config's defaults are the
  * modules' (one place for each default). */
+static void test_service_address_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.node.service_address, "");
+	assert_false(cfg.node.service_arp_tune);
+	assert_int_equal(cfg.node.service_lifetime_s, 2);
+	assert_int_equal(cfg.monitor.partner_nbd_port, 0);
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+			       "service_address = 192.0.2.10/24 dev svc0\n"
+			       "service_arp_tune = on\nservice_address_lifetime_s = 0\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n"
+			       "[monitor]\npartner_service_address = 2001:db8::11/64 dev svc0\n"
+			       "partner_nbd_port = 10811\npartner_proxy_port = 10812\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_string_equal(cfg.node.service_address, "192.0.2.10/24 dev svc0");
+	assert_true(cfg.node.service_arp_tune);
+	assert_int_equal(cfg.node.service_lifetime_s, 0);
+	assert_string_equal(cfg.monitor.partner_service_address, "2001:db8::11/64 dev svc0");
+	assert_int_equal(cfg.monitor.partner_nbd_port, 10811);
+	assert_int_equal(cfg.monitor.partner_proxy_port, 10812);
+	assert_int_not_equal(config_load_string("t.ini", BASE "service_address = 192.0.2.10/24\n",
+						&cfg, err, sizeof(err)),
+			     0);
+	assert_int_not_equal(config_load_string("t.ini",
+						"[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+						"service_address = 192.0.2.10/24 eth0\n"
+						"[nbd]\nlisten = 127.0.0.1:1\n",
+						&cfg, err, sizeof(err)),
+			     0);
+	assert_non_null(strstr(err, "[node] service_address"));
+	assert_non_null(strstr(err, "t.ini:"));
+	assert_int_not_equal(config_load_string("t.ini",
+						BASE "[monitor]\npartner_nbd_port = 70000\n", &cfg,
+						err, sizeof(err)),
+			     0);
+}
+
 static void test_module_opts(void **state)
 {
 	struct store_opts so, so_def;
@@ -446,6 +487,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.workers, so_def.workers);
 	assert_true(so.direct_io);
 	assert_int_equal(so.direct_io, so_def.direct_io);
+	assert_true(cfg.node.realtime);
 	assert_string_equal(co.provider, co_def.provider);
 	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
@@ -459,6 +501,18 @@ static void test_module_opts(void **state)
 	assert_int_equal(mo.auto_giveback, mo_def.auto_giveback);
 	assert_int_equal(xo.mode, xo_def.mode);
 	assert_int_equal(xo.cp_interval_ms, xo_def.cp_interval_ms);
+
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = off\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_false(cfg.node.realtime);
+	assert_true(config_load_string("t.ini",
+				       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = rr\n"
+				       "[nbd]\nlisten = 127.0.0.1:10809\n",
+				       &cfg, err, sizeof(err)) < 0);
 
 	assert_int_equal(
 	    config_load_string("t.ini",
@@ -515,7 +569,8 @@ int main(void)
 	    cmocka_unit_test(test_mirror_keys),	    cmocka_unit_test(test_module_opts),
 	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
-	    cmocka_unit_test(test_metrics_keys),    cmocka_unit_test(test_hooks_keys),
+	    cmocka_unit_test(test_metrics_keys),    cmocka_unit_test(test_service_address_keys),
+	    cmocka_unit_test(test_hooks_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

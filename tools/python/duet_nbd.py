@@ -23,12 +23,12 @@ It offers:
     go_data(name, infos=())         the data of NBD_OPT_GO/NBD_OPT_INFO
   a client
     recv_exact(sock, n)             n bytes or ConnectionError
-    connect(port, export, host="127.0.0.1", timeout=30)
+    connect(port, export, host="127.0.0.1", timeout=30, connect_timeout=None)
                                     TCP_NODELAY, fixed newstyle, NBD_OPT_GO;
                                     returns (socket, export size or None); the
                                     socket blocks (no timeout) afterwards
     disconnect(sock)                NBD_CMD_DISC, then close
-    read_blocks(port, export, blocks, bs, offset=0, qd=32)
+    read_blocks(port, export, blocks, bs, offset=0, qd=32, host="127.0.0.1")
                                     {block: bytes} of the blocks of size bs at
                                     offset + block * bs, qd reads in flight,
                                     simple replies; RuntimeError on an error
@@ -127,9 +127,13 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
-def connect(port, export, host="127.0.0.1", timeout=30):
-    """Fixed newstyle handshake with NBD_OPT_GO: (socket, size or None)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def connect(port, export, host="127.0.0.1", timeout=30, connect_timeout=None):
+    """Fixed newstyle handshake with NBD_OPT_GO: (socket, size or None).
+    connect_timeout bounds the TCP connect alone (default: timeout): a
+    client that retries soon after a dropped SYN finds a moved address
+    sooner than the kernel's SYN retransmission (1 s, then 3 s) would."""
+    sock = socket.create_connection((host, port), timeout=connect_timeout or timeout)
+    sock.settimeout(timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     magic, opt, hflags = GREETING.unpack(recv_exact(sock, GREETING.size))
     if magic != NBDMAGIC or opt != IHAVEOPT:
@@ -161,9 +165,9 @@ def disconnect(sock):
     sock.close()
 
 
-def read_blocks(port, export, blocks, bs, offset=0, qd=32):
+def read_blocks(port, export, blocks, bs, offset=0, qd=32, host="127.0.0.1"):
     """{block: data} read over one connection, qd reads in flight."""
-    sock, _ = connect(port, export)
+    sock, _ = connect(port, export, host=host)
     out = {}
     todo = sorted(blocks)
     pending = {}
