@@ -28,6 +28,7 @@ static void usage(FILE *f)
 	       "                         --allow only TLS clients with one of these\n"
 	       "                         identities (PSK username, certificate CN,\n"
 	       "                         SAN or DN) see it\n"
+	       "  volume relocate NAME   move its ownership to the partner (no copy)\n"
 	       "  volume list            list the volumes\n"
 	       "  volume show NAME       size, allocated, owner, clients, counters\n"
 	       "  volume resize NAME SIZE [--force]  grow online; shrink needs --force, no client\n"
@@ -291,6 +292,9 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
 		json_object_object_add(req, "force", json_object_new_boolean(argc == 5));
+	} else if (strcmp(cmd, "volume") == 0 && argc == 3 && strcmp(argv[1], "relocate") == 0) {
+		json_object_object_add(req, "cmd", json_object_new_string("volume_relocate"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 	} else if (strcmp(cmd, "volume") == 0 && argc >= 4 && strcmp(argv[1], "create") == 0) {
 		struct json_object *allow = NULL;
 		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {

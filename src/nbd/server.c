@@ -642,7 +642,7 @@ void nbd_server_kick(struct nbd_server *srv)
 	}
 }
 
-unsigned nbd_server_close_export(struct nbd_server *srv, void *handle, const char *why)
+unsigned nbd_server_close_export(struct nbd_server *srv, const char *name, const char *why)
 {
 	struct list *pos, *tmp;
 	unsigned n = 0;
@@ -652,7 +652,7 @@ unsigned nbd_server_close_export(struct nbd_server *srv, void *handle, const cha
 	list_for_each_safe(pos, tmp, &srv->conns)
 	{
 		struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
-		if (c->xmit && !c->closed && c->handle == handle) {
+		if (c->xmit && !c->closed && strcmp(c->export_name, name) == 0) {
 			nbd_conn_close(c, why);
 			n++;
 		}
@@ -660,7 +660,7 @@ unsigned nbd_server_close_export(struct nbd_server *srv, void *handle, const cha
 	return n;
 }
 
-unsigned nbd_server_export_clients(const struct nbd_server *srv, const void *handle)
+unsigned nbd_server_export_clients(const struct nbd_server *srv, const char *name)
 {
 	const struct list *pos;
 	unsigned n = 0;
@@ -670,7 +670,7 @@ unsigned nbd_server_export_clients(const struct nbd_server *srv, const void *han
 	list_for_each(pos, &srv->conns)
 	{
 		const struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
-		if (c->xmit && !c->closed && c->handle == handle)
+		if (c->xmit && !c->closed && strcmp(c->export_name, name) == 0)
 			n++;
 	}
 	return n;

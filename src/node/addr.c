@@ -376,8 +376,9 @@ int node_addr_take_partner(struct node *n)
 
 	if (!na || !na->has_partner)
 		return 0;
-	/* Its NBD port serves its volumes, through the proxy's routes (local
-	 * now); its proxy port serves ours, as its forwarder did. */
+	/* Its NBD port serves every volume of the pair, as the partner's own
+	 * port did (its volumes through the proxy's routes, local now); its
+	 * proxy port serves ours, as its forwarder did. */
 	if (na->p_listen[0] && !na->p_nbd && n->proxy) {
 		config_nbd_opts(&n->cfg, true, &o);
 		o.listen = na->p_listen;
@@ -385,7 +386,7 @@ int node_addr_take_partner(struct node *n)
 		o.max_clients = n->max_clients;
 		o.budget = n->nbd_budget;
 		o.freebind = true;
-		rc = nbd_server_create(n->loop, &o, proxy_backend_ops(), n->proxy, &na->p_nbd);
+		rc = nbd_server_create(n->loop, &o, node_route_ops(), n, &na->p_nbd);
 		if (rc < 0)
 			LOG_ERROR("cannot listen on the partner's NBD port %s: %s", na->p_listen,
 				  strerror(-rc));

@@ -48,6 +48,8 @@ static struct json_object *volume_json(struct node *n, struct store_volume *v)
 							  ? n->cfg.ic.partner
 							  : n->cfg.node.id));
 	json_object_object_add(o, "port", json_object_new_string("direct"));
+	/* Whose shelf holds the data: this node's store is its own shelf. */
+	json_object_object_add(o, "shelf", json_object_new_string(n->cfg.node.id));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)vi.size));
 	json_object_object_add(o, "allocated", json_object_new_int64((int64_t)vi.allocated));
 	json_object_object_add(o, "uuid", json_object_new_string(vi.uuid));
@@ -150,6 +152,8 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 			jobj_add_u64(px, "refused", st.refused);
 		}
 	}
+	node_reloc_fix_volumes(n, volumes); /* relocations: owner, served_by, shelf */
+	node_reloc_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	json_object_object_add(resp, "addresses", node_addr_status_json(n));
 	hooks = json_object_new_object();
@@ -164,7 +168,10 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 	(void)req;
 	(void)err;
 	(void)errlen;
-	json_object_object_add(resp, "volumes", volumes_json(n));
+	struct json_object *volumes = volumes_json(n);
+
+	node_reloc_fix_volumes(n, volumes);
+	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
 
@@ -311,6 +318,11 @@ static int cmd_volume_resize(struct node *n, struct json_object *req, struct jso
 	old = store_volume_size(v);
 	want = (uint64_t)json_object_get_int64(size);
 	node_datapath_volume_use(n->dp, v, &u);
+	if (u.away) {
+		snprintf(err, errlen, "volume '%s' is relocated to the partner: resize it there",
+			 name);
+		return -EXDEV;
+	}
 	if (want < old && !node_control_force(req)) {
 		snprintf(err, errlen,
 			 "shrinking '%s' from %llu to %llu bytes drops its tail: --force does it "
@@ -479,6 +491,7 @@ static const struct {
     {"volume_delete", cmd_volume_delete},
     {"volume_resize", cmd_volume_resize},
     {"volume_show", cmd_volume_show},
+    {"volume_relocate", node_reloc_cmd},
     {"links", cmd_links},
     {"ic_reset", cmd_ic_reset},
     {"takeover", cmd_takeover},

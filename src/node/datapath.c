@@ -38,9 +38,14 @@ struct dp_vol {
 	bool dirty;	       /* written since the last consistency point */
 	struct store_io cp_io; /* its fdatasync for a consistency point */
 	struct node_vol_stats st;
-	unsigned opens;	   /* export handles open (clients, forwarded ones included) */
-	uint64_t inflight; /* its requests (and consistency point) in flight */
-	bool deleted;	   /* its store volume is deleted: freed once unused */
+	unsigned opens; /* export handles open (clients, forwarded ones included) */
+	bool deleted;	/* its store volume is deleted: freed once unused */
+	/* Relocation (relocate.c): owned by the partner now (not listed, not
+	 * opened, requests refused with -EXDEV), or on its way there (requests
+	 * refused), and this volume's requests at the store (and its
+	 * consistency point's fdatasync). */
+	bool away, leaving;
+	uint64_t inflight;
 };
 
 /* One NBD command on its way through the store. Recycled on a free list so
@@ -72,7 +77,8 @@ struct node_datapath {
 	 * through a pooled dp_io each), until io_resume or a fence. */
 	struct dp_io *held_head, *held_tail;
 	uint64_t n_held;
-	bool drop_fua; /* durability = local-sync: the synced log stands for FUA */
+	bool drop_fua;	    /* durability = local-sync: the synced log stands for FUA */
+	bool write_through; /* every write FUA (no log covers this shelf's volumes) */
 	struct dp_io *free_list;
 	struct dp_vol *vols;
 	uint64_t inflight;
@@ -134,6 +140,8 @@ static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const ch
 	for (unsigned i = 0; i < count; i++) {
 		struct store_volume_info info;
 		store_volume_get_info(store_volume_at(s, i), &info);
+		if (!node_datapath_vol_here(b, info.name))
+			continue;
 		emit(arg, info.name, "duet volume");
 	}
 	return 0;
@@ -159,6 +167,14 @@ static struct dp_vol *vol_get(struct node_datapath *b, struct store_volume *v,
 	}
 	bv->v = v;
 	bv->b = b;
+	/* Owned by the other node of the pair than the one this datapath
+	 * serves for (relocated): not served here. */
+	{
+		const struct duet_config *c = &b->node->cfg;
+		const char *serves = strcmp(b->what, "partner") ? c->node.id : c->ic.partner;
+		bv->away = c->ic.partner[0] && strcmp(vi->owner, serves) &&
+			   (!strcmp(vi->owner, c->node.id) || !strcmp(vi->owner, c->ic.partner));
+	}
 	mirror_rangelock_init(&bv->rl);
 	bv->next = b->vols;
 	b->vols = bv;
@@ -178,6 +194,8 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	bv = vol_get(b, v, &vi);
 	if (!bv)
 		return -ENOMEM;
+	if (bv->away)
+		return -ENOENT;
 	bv->opens++;
 	memset(info, 0, sizeof(*info));
 	info->size = vi.size;
@@ -527,7 +545,7 @@ static void hold_bio(struct node_datapath *b, struct dp_io *bio)
 		monitor_io_wait(b->node->monitor);
 }
 
-static void be_submit(void *ctx, struct nbd_io *io);
+static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh);
 
 /* Take the held list off the datapath and hand each request on: @p err 0
  * submits it again (a write whose range was granted goes on from there),
@@ -554,7 +572,7 @@ static void held_drain(struct node_datapath *b, int err)
 			bio->next_free = b->free_list;
 			b->free_list = bio;
 			if (!err)
-				be_submit(b, io);
+				submit_io(b, io, false); /* accepted before: no relocation check */
 			else
 				io_done(io, err, 0);
 		}
@@ -609,14 +627,15 @@ static int be_block_status(struct store_volume *v, struct nbd_io *io)
 	return 0;
 }
 
-static void be_submit(void *ctx, struct nbd_io *io)
+/* @p fresh: a new request (not one held for the lease, accepted before a
+ * relocation began: a relocation's drain waits for those). */
+static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 {
 	static const enum store_op ops[] = {
 	    [NBD_CMD_READ] = STORE_OP_READ,   [NBD_CMD_WRITE] = STORE_OP_WRITE,
 	    [NBD_CMD_FLUSH] = STORE_OP_FLUSH, [NBD_CMD_TRIM] = STORE_OP_TRIM,
 	    [NBD_CMD_CACHE] = STORE_OP_CACHE, [NBD_CMD_WRITE_ZEROES] = STORE_OP_WRITE_ZEROES,
 	};
-	struct node_datapath *b = ctx;
 	struct dp_vol *bv = io->export_handle;
 	struct store_volume *v = bv->v;
 	struct dp_io *bio;
@@ -628,6 +647,10 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	}
 	if (!b->serving) {
 		io_done(io, -ESHUTDOWN, 0);
+		return;
+	}
+	if (fresh && (bv->away || bv->leaving)) {
+		io_done(io, -EXDEV, 0); /* relocated: not executed (relocate.c) */
 		return;
 	}
 	if (b->held_head || !io_allowed(b)) {
@@ -663,7 +686,9 @@ static void be_submit(void *ctx, struct nbd_io *io)
 	bio->sio.length = io->length;
 	bio->sio.buf = io->buf;
 	bio->sio.done = be_io_done;
-	if (io->flags & NBD_CMD_FLAG_FUA)
+	if ((io->flags & NBD_CMD_FLAG_FUA) ||
+	    (b->write_through && (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
+				  io->type == NBD_CMD_TRIM)))
 		bio->sio.flags |= STORE_F_FUA;
 	if (io->flags & NBD_CMD_FLAG_NO_HOLE)
 		bio->sio.flags |= STORE_F_NO_HOLE;
@@ -705,6 +730,14 @@ static struct dp_vol *vol_of(struct node_datapath *b, const struct store_volume 
 	return NULL;
 }
 
+/* Clients of volume @p name on this node's listeners (the own NBD port and
+ * the proxy port both serve every volume of the pair). */
+static unsigned node_datapath_clients(struct node *n, const char *name)
+{
+	return nbd_server_export_clients(n->nbd, name) +
+	       nbd_server_export_clients(n->proxy_nbd, name);
+}
+
 void node_datapath_volume_use(struct node_datapath *b, const struct store_volume *v,
 			      struct node_volume_use *u)
 {
@@ -713,7 +746,8 @@ void node_datapath_volume_use(struct node_datapath *b, const struct store_volume
 	memset(u, 0, sizeof(*u));
 	if (!bv)
 		return;
-	u->clients = nbd_server_export_clients(b->node->nbd, bv);
+	u->clients = node_datapath_clients(b->node, store_volume_name(v));
+	u->away = bv->away || bv->leaving;
 	u->inflight = bv->inflight;
 	for (unsigned i = 0; i < NODE_OPS; i++) {
 		u->requests += bv->st.requests[i];
@@ -731,8 +765,13 @@ int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v,
 	unsigned closed;
 	int rc;
 
-	unsigned clients = bv ? nbd_server_export_clients(b->node->nbd, bv) : 0;
+	unsigned clients = node_datapath_clients(b->node, name);
 
+	if (bv && (bv->away || bv->leaving)) {
+		snprintf(err, errlen, "volume '%s' is relocated to the partner: delete it there",
+			 name);
+		return -EXDEV;
+	}
 	if (clients && !force) {
 		snprintf(err, errlen,
 			 "volume '%s' has %u client%s connected: --force disconnects them", name,
@@ -751,7 +790,8 @@ int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v,
 	/* From here every request on it fails and no client can open it; the
 	 * struct goes with the last handle and the last request. */
 	bv->deleted = true;
-	closed = nbd_server_close_export(b->node->nbd, bv, "volume deleted");
+	closed = nbd_server_close_export(b->node->nbd, name, "volume deleted") +
+		 nbd_server_close_export(b->node->proxy_nbd, name, "volume deleted");
 	if (closed)
 		LOG_WARN("volume %s deleted: %u client%s disconnected", store_volume_name(v),
 			 closed, closed == 1 ? "" : "s");
@@ -801,6 +841,11 @@ static bool be_allowed(void *ctx, const char *name, const char *const *ids, unsi
 	return !v || store_volume_allows(v, ids, n_ids);
 }
 
+static void be_submit(void *ctx, struct nbd_io *io)
+{
+	submit_io(ctx, io, true);
+}
+
 static const struct nbd_backend_ops ops = {
     .list = be_list,
     .open = be_open,
@@ -829,5 +874,62 @@ int node_datapath_listen(struct node *n)
 	config_nbd_opts(&n->cfg, false, &o);
 	o.max_clients = n->max_clients;
 	o.budget = n->nbd_budget;
-	return nbd_server_create(n->loop, &o, node_datapath_ops(), n->dp, &n->nbd);
+	/* Every volume of the pair: the own ones here, the partner's forwarded. */
+	return nbd_server_create(n->loop, &o, node_route_ops(), n, &n->nbd);
+}
+
+/* ---- relocation (relocate.c) ---- */
+
+/* The datapath state of volume @p name, made if need be; NULL: not here. */
+static struct dp_vol *vol_named(struct node_datapath *b, const char *name)
+{
+	struct store_volume *v = b ? store_volume_find(b->store, name) : NULL;
+	struct store_volume_info vi;
+
+	if (!v)
+		return NULL;
+	store_volume_get_info(v, &vi);
+	return vol_get(b, v, &vi);
+}
+
+bool node_datapath_vol_here(struct node_datapath *b, const char *name)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	return bv && !bv->away && !bv->leaving;
+}
+
+int node_datapath_vol_set(struct node_datapath *b, const char *name, int away, int leaving)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	if (!bv)
+		return -ENOENT;
+	if (away >= 0)
+		bv->away = away;
+	if (leaving >= 0)
+		bv->leaving = leaving;
+	return 0;
+}
+
+uint64_t node_datapath_vol_inflight(struct node_datapath *b, const char *name)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	return bv ? bv->inflight : 0;
+}
+
+struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char *name)
+{
+	return b ? store_volume_find(b->store, name) : NULL;
+}
+
+void node_datapath_set_write_through(struct node_datapath *b)
+{
+	b->write_through = true;
+}
+
+struct mirror *node_datapath_mirror(const struct node_datapath *b)
+{
+	return b ? b->m : NULL;
 }

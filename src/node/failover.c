@@ -197,6 +197,7 @@ static void stop_own(struct node *n)
 	proxy_set_serving(n->proxy, false);
 	node_datapath_set_serving(n->dp, false);
 	node_datapath_set_serving(n->partner_dp, false);
+	node_reloc_set_serving(n, false);
 	/* Steps the store held at the gate (a stop came between the check and
 	 * the system call) never reach the disk. */
 	store_gate_fail(n->store, -EIO);
@@ -326,8 +327,10 @@ static void serve_own(struct node *n)
 	rc = node_addr_take_own(n);
 	if (!n->nbd && rc == 0)
 		rc = node_datapath_listen(n);
-	if (rc == 0)
+	if (rc == 0) {
 		LOG_INFO("serving the own volumes");
+		node_reloc_set_serving(n, true);
+	}
 	monitor_action_done(n->monitor, HA_ACT_SERVE_OWN, rc);
 }
 
@@ -523,7 +526,9 @@ static void serve_partner(struct node *n)
 	count = store_volume_count(n->pstore);
 	for (unsigned i = 0; i < count; i++) {
 		const char *name = store_volume_name(store_volume_at(n->pstore, i));
-		int r = proxy_route_local(n->proxy, name, node_datapath_ops(), n->partner_dp);
+		int r = node_reloc_owned_here(n, name)
+			    ? -EEXIST /* relocated here: served already */
+			    : proxy_route_local(n->proxy, name, node_datapath_ops(), n->partner_dp);
 		if (r == 0 || r == -EEXIST)
 			routed++;
 		else if (!rc)
@@ -531,6 +536,8 @@ static void serve_partner(struct node *n)
 	}
 	LOG_WARN("serving %u volume%s of the partner on the proxy port", routed,
 		 routed == 1 ? "" : "s");
+	if (node_reloc_takeover(n) < 0 && !rc)
+		rc = -EIO;
 	/* After the fence (this action follows it): the partner's address and
 	 * ports, for its own clients. A failure leaves the proxy port. */
 	node_addr_take_partner(n);
@@ -564,7 +571,8 @@ static void drain_poll(struct loop_timer *t)
 {
 	struct node *n = t->arg;
 	struct failover *fo = n->fo;
-	uint64_t busy = node_datapath_inflight(n->partner_dp) + node_datapath_held(n->partner_dp);
+	uint64_t busy = node_datapath_inflight(n->partner_dp) + node_datapath_held(n->partner_dp) +
+			node_reloc_drain_busy(n);
 
 	monitor_progress(n->monitor, 0, busy);
 	if (!busy && loop_now_ns() - fo->drain_start_ns < fo->drain_hold_ns) {
@@ -598,8 +606,12 @@ static void drain_partner(struct node *n)
 		monitor_action_done(n->monitor, HA_ACT_DRAIN_PARTNER, 0);
 		return;
 	}
-	for (unsigned i = 0, count = store_volume_count(n->pstore); i < count; i++)
-		proxy_route_partner(n->proxy, store_volume_name(store_volume_at(n->pstore, i)));
+	for (unsigned i = 0, count = store_volume_count(n->pstore); i < count; i++) {
+		const char *name = store_volume_name(store_volume_at(n->pstore, i));
+		if (!node_reloc_owned_here(n, name)) /* relocated here: ours */
+			proxy_route_partner(n->proxy, name);
+	}
+	node_reloc_giveback(n);
 	fo->drain_start_ns = loop_now_ns();
 	drain_poll(&fo->drain_timer);
 }
@@ -632,6 +644,7 @@ static void m_io_resume(void *arg)
 	store_gate_release(n->pstore);
 	node_datapath_release_held(n->dp);
 	node_datapath_release_held(n->partner_dp);
+	node_reloc_release_held(n);
 }
 
 static void m_action(void *arg, enum ha_action act, uint64_t gen)

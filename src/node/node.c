@@ -96,6 +96,8 @@ static int open_listeners(struct node *n)
 {
 	int rc = node_datapath_create(n, n->store, n->mirror, "own", &n->dp);
 
+	if (rc == 0)
+		rc = node_reloc_create(n);
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
@@ -120,8 +122,7 @@ static int open_proxy(struct node *n)
 	int rc;
 
 	config_proxy_opts(&n->cfg, &po);
-	po.local_ops = node_datapath_ops();
-	po.local_ctx = n->dp;
+	node_reloc_proxy_opts(n, &po);
 	config_nbd_opts(&n->cfg, true, &o);
 	o.max_clients = n->max_clients;
 	o.budget = n->nbd_budget;
@@ -269,12 +270,14 @@ void node_destroy(struct node *n)
 	 * rather than at their deadline. */
 	node_mirror_release_held(n);
 	uint64_t deadline = loop_now_ns() + 30ull * 1000000000ull;
-	while ((node_datapath_inflight(n->dp) > 0 || proxy_busy(n->proxy)) &&
+	while ((node_datapath_inflight(n->dp) > 0 || node_reloc_inflight(n) > 0 ||
+		proxy_busy(n->proxy)) &&
 	       loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
 	if (node_datapath_inflight(n->dp) == 0)
 		node_mirror_close(n); /* a last consistency point, while the backend lives */
 	proxy_destroy(n->proxy);
+	node_reloc_destroy(n);
 	/* After the proxy: it routed the partner's volumes to that shelf. */
 	node_failover_stop(n);
 	if (node_datapath_inflight(n->dp) > 0)

@@ -71,6 +71,7 @@ struct node {
 	bool stopping;			  /* a signal asked to shut down */
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
+	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
@@ -136,6 +137,7 @@ struct node_volume_use {
 	unsigned clients;  /* NBD clients on this node's listener (the partner's proxy
 			      port counts its own) */
 	uint64_t inflight; /* requests in flight */
+	bool away;	   /* relocated to the partner (or on its way) */
 	uint64_t requests, bytes_read, bytes_written, errors; /* since the node started */
 };
 /** Fill @p u for @p v (zeros for a volume never opened). */
@@ -158,6 +160,63 @@ int node_datapath_open_store(struct node *n, const char *shelf, struct store **o
 int node_datapath_listen(struct node *n);
 void node_datapath_checkpoint(struct node_datapath *b, void (*done)(void *arg, int result),
 			      void *arg);
+/* Relocation (relocate.c). */
+/** @p name is on this datapath's shelf, owned here and not leaving. */
+bool node_datapath_vol_here(struct node_datapath *b, const char *name);
+/** Set the volume's away (owned by the partner) and leaving (being
+ * relocated) flags; -1 leaves one as it is. -ENOENT: not on this shelf. */
+int node_datapath_vol_set(struct node_datapath *b, const char *name, int away, int leaving);
+/** The volume's requests at the store (or the log) now. */
+uint64_t node_datapath_vol_inflight(struct node_datapath *b, const char *name);
+/** The store volume @p name of this datapath's shelf, or NULL. */
+struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char *name);
+/** Every write FUA: for volumes of the partner's shelf that no log covers. */
+void node_datapath_set_write_through(struct node_datapath *b);
+/** The log behind the datapath, or NULL. */
+struct mirror *node_datapath_mirror(const struct node_datapath *b);
+
+/* relocate.c: every volume of the pair on the own NBD listener, and
+ * relocation of a volume's ownership to the partner. */
+struct proxy_opts;
+/** The own listener's backend, ctx the node: the volumes served here
+ * (node_local_ops), every other through the proxy's forwarding side. */
+const struct nbd_backend_ops *node_route_ops(void);
+/** The volumes served here, ctx the node: the own shelf's (n->dp) and those
+ * of the partner's shelf relocated here. The proxy's serving side uses it. */
+const struct nbd_backend_ops *node_local_ops(void);
+/** Before the listeners and the proxy. */
+int node_reloc_create(struct node *n);
+/** The proxy's local backend and its hook for the partner's list. */
+void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po);
+/** Start relocating @p name to the partner (status says when it is done). */
+int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen);
+/** The control command volume_relocate (name). */
+int node_reloc_cmd(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		   size_t errlen);
+/** Fix owner, served_by and shelf of @p volumes (status) for relocations. */
+void node_reloc_fix_volumes(struct node *n, struct json_object *volumes);
+/** The member "relocation" of status. */
+int node_reloc_status_json(struct node *n, struct json_object *root);
+/** Requests at the relocated volumes' datapath. */
+uint64_t node_reloc_inflight(const struct node *n);
+/** Takeover (serving the partner's volumes): serve too the volumes of our
+ * shelf relocated to the partner. */
+int node_reloc_takeover(struct node *n);
+/** Giveback: forward those again (drained with the partner's volumes). */
+void node_reloc_giveback(struct node *n);
+/** Their requests still here (the giveback drain waits for none). */
+uint64_t node_reloc_drain_busy(const struct node *n);
+/** @p name is a volume of the partner's shelf relocated here (not to be
+ * given back with the partner's). */
+bool node_reloc_owned_here(struct node *n, const char *name);
+/** The I/O lease holds again: release what the relocated volumes' datapaths
+ * and the partner's shelf opened for them held. */
+void node_reloc_release_held(struct node *n);
+/** Fenced (false) or serving the own volumes again (true, and adopt what
+ * the partner relocated here meanwhile). */
+void node_reloc_set_serving(struct node *n, bool serving);
+/** Fail what waits, close the partner's shelf opened for relocated volumes. */
+void node_reloc_destroy(struct node *n);
 
 /* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);

@@ -131,6 +131,11 @@ static void req_refused(struct proxy *px, struct preq *r)
 	}
 	proxy_fw_req_release(px, r);
 	r->sent_once = false;
+	proxy_fw_park(px, r);
+}
+
+void proxy_fw_park(struct proxy *px, struct preq *r)
+{
 	park(px, r);
 	if (!loop_timer_armed(&px->retry_timer))
 		loop_timer_arm(px->loop, &px->retry_timer, PX_RETRY_NS);

@@ -167,6 +167,13 @@ void proxy_fw_pump(struct proxy *px)
 		int64_t slot;
 		int rc;
 
+		if (r->cmd && !r->cmd->vol->id_valid) {
+			/* The partner does not list it (now): relocated, the new
+			 * owner lists it soon, or its deadline fails it. */
+			list_del(&r->qnode);
+			proxy_fw_park(px, r);
+			continue;
+		}
 		if (!seq_room(px))
 			break;
 		p = pick_port(px, r, &slot);

@@ -147,6 +147,8 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 			 listed, listed == 1 ? "" : "s");
 	if (p->fstate == FP_HELLO)
 		p->fstate = FP_READY;
+	if (changed && px->vols_changed)
+		px->vols_changed(px->vols_changed_arg);
 	proxy_fw_pump(px);
 }
 
@@ -161,9 +163,22 @@ static void local_done(struct nbd_io *io, int result)
 
 	orig->n_extents = io->n_extents;
 	v->local_inflight--;
+	slist_push_head(&px->free_lios, &l->fnode);
+	if (result == PROXY_MOVED && !v->local) {
+		/* Relocated away from here meanwhile: not executed; forward it
+		 * (proxy_route_partner came first) or run it locally again. */
+		if (!v->local && v->local_inflight == 0 && v->lhandle) {
+			v->lops->close(v->lctx, v->lhandle);
+			v->lhandle = NULL;
+		}
+		px->st.commands--; /* counted again */
+		proxy_fw_ops.submit(px, orig);
+		return;
+	}
+	if (result == PROXY_MOVED)
+		result = -EIO; /* still routed here: the route is wrong */
 	if (result < 0)
 		px->st.errors++;
-	slist_push_head(&px->free_lios, &l->fnode);
 	/* Given back while this ran: the last one closes the local handle. */
 	if (!v->local && v->local_inflight == 0 && v->lhandle) {
 		v->lops->close(v->lctx, v->lhandle);

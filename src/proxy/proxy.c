@@ -216,6 +216,8 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 		goto fail;
 	px->lops = opts->local_ops;
 	px->lctx = opts->local_ctx;
+	px->vols_changed = opts->partner_vols_changed;
+	px->vols_changed_arg = opts->changed_arg;
 	loop_timer_init(&px->flush_timer, proxy_port_flush_all, px);
 	while (px->session == 0) {
 		rc = util_random_bytes(&px->session, sizeof(px->session));
@@ -448,6 +450,8 @@ int proxy_volumes_to_json(const struct proxy *px, struct json_object *volumes)
 		json_object_object_add(o, "served_by",
 				       json_object_new_string(v->local ? px->node : px->partner));
 		json_object_object_add(o, "port", json_object_new_string("proxy"));
+		/* The partner lists the volumes of its own shelf. */
+		json_object_object_add(o, "shelf", json_object_new_string(px->partner));
 		jobj_add_u64(o, "size", v->local ? v->linfo.size : v->info.size);
 		json_object_object_add(o, "state",
 				       json_object_new_string(v->local		? "local"

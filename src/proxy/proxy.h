@@ -34,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 
 struct loop;
@@ -61,7 +62,17 @@ struct proxy_opts {
 	 * execute on (list, open, submit with nbd_io.complete set). */
 	const struct nbd_backend_ops *local_ops;
 	void *local_ctx;
+	/** Called (may be NULL) each time a new volume list of the partner
+	 * took effect and differs from the last: a volume relocated. */
+	void (*partner_vols_changed)(void *arg);
+	void *changed_arg;
 };
+
+/** What a local backend answers (nbd_io_done) for a volume it no longer
+ * serves because it was relocated to the partner: not executed. The serving
+ * side refuses such a request (the partner asks again later); a command
+ * routed locally (proxy_route_local) goes back to forwarding. */
+#define PROXY_MOVED (-EXDEV)
 
 /**
  * Create the proxy and register its CCM client. The session may come up at

@@ -464,6 +464,8 @@ struct proxy {
 	/* serving */
 	const struct nbd_backend_ops *lops;
 	void *lctx;
+	void (*vols_changed)(void *arg); /* the partner's list changed */
+	void *vols_changed_arg;
 	struct list svols; /* struct svol */
 	uint32_t next_vol_id;
 	uint64_t table_session;
@@ -586,6 +588,8 @@ void proxy_fw_partner_ready(struct proxy *px, uint64_t generation);
 void proxy_fw_on_rep(struct pxport *p, const void *msg, size_t len);
 /** px->retry_timer's callback: parked requests back on the wait queue. */
 void proxy_fw_retry_fire(struct loop_timer *t);
+/** Park @p r (not sent, no sequence number) until the retry timer. */
+void proxy_fw_park(struct proxy *px, struct preq *r);
 
 /* fw_volumes.c: the partner's volumes, takeover routes, local ios */
 /** The partner volume named @p name, or NULL. */

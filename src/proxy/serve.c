@@ -526,7 +526,9 @@ static void sop_io_done(struct nbd_io *io, int result)
 	if (result > 0 || result == -EAGAIN)
 		result = -EIO;
 	px->st.served++;
-	if (fenced(s)) {
+	if (fenced(s) || result == PROXY_MOVED) {
+		/* Relocated to us (PROXY_MOVED): never executed, the partner
+		 * serves it now and runs it there. */
 		/* Fenced while it ran: whatever it did, the partner does it
 		 * again (locally after a takeover, or here once given back). */
 		e = entry_of(s);
@@ -611,6 +613,8 @@ static int check_req(struct pxport *p, const struct pxm_req *m, struct svol **vp
 	struct proxy *px = p->px;
 	struct svol *v = svol_by_id(px, m->vol);
 
+	if (!v && m->vol && m->vol < px->next_vol_id)
+		return -EAGAIN; /* listed before, not now (relocated): not executed */
 	if (!v) {
 		proxy_log_bad(px, false, "request", "unknown volume");
 		return -ENXIO;
@@ -706,6 +710,8 @@ void proxy_srv_on_req(struct pxport *p, const void *msg, size_t len)
 		return;
 	}
 	rc = check_req(p, &m, &v);
+	if (rc == -EAGAIN)
+		px->st.served_refused++;
 	if (rc < 0) {
 		reply_now(p, m.session, m.seq, rc);
 		return;

@@ -1017,6 +1017,45 @@ void store_volume_get_info(const struct store_volume *v, struct store_volume_inf
 	info->direct_io = v->direct;
 }
 
+/* Relocation (issue 14): the owner field is the pair's record of who serves
+ * the volume, read by a node that boots alone and by a takeover; rewritten
+ * with write-then-rename, the file and its directory fsync'ed. */
+int store_volume_set_owner(struct store_volume *v, const char *owner)
+{
+	char old[STORE_OWNER_MAX];
+	int rc;
+
+	if (ident_valid(owner, STORE_OWNER_MAX) < 0)
+		return -EINVAL;
+	snprintf(old, sizeof(old), "%s", v->owner);
+	snprintf(v->owner, sizeof(v->owner), "%s", owner);
+	rc = meta_write(v->s, v);
+	if (rc < 0) {
+		snprintf(v->owner, sizeof(v->owner), "%s", old);
+		return rc;
+	}
+	LOG_INFO("volume %s: owner %s (was %s)", v->name, owner, old);
+	return 0;
+}
+
+/* The partner may have rewritten the owner (it relocated the volume). */
+int store_volume_reload_owner(struct store_volume *v)
+{
+	struct store_volume tmp;
+	int rc;
+
+	memset(&tmp, 0, sizeof(tmp));
+	rc = meta_read(v->s, v->name, &tmp);
+	if (rc < 0)
+		return rc;
+	if (strcmp(tmp.uuid, v->uuid) != 0) {
+		LOG_ERROR("volume %s: its metadata now names another uuid", v->name);
+		return -ESTALE;
+	}
+	snprintf(v->owner, sizeof(v->owner), "%s", tmp.owner);
+	return 0;
+}
+
 const char *store_volume_name(const struct store_volume *v)
 {
 	return v->name;

@@ -129,6 +129,11 @@ struct store_stats {
 };
 void store_get_stats(const struct store *s, struct store_stats *st);
 
+/** Rewrite the volume's owner durably (write-then-rename, fsync'ed). */
+int store_volume_set_owner(struct store_volume *v, const char *owner);
+/** Read the owner again from the metadata file (another node may have
+ * rewritten it). */
+int store_volume_reload_owner(struct store_volume *v);
 /** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
 /**

@@ -7,9 +7,10 @@
 # on its proxy port; after the giveback a does not have vol-x back either.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-# No consistency point on a timer: vol-x's records stay in the log (and in
-# b's image of it) until the takeover.
-FO_MIRROR=("cp_interval_ms = 600000")
+# No consistency point on a timer, nor a half switch (slow writers, a large
+# log): vol-x's records stay in the log (and in b's image of it) until the
+# takeover.
+FO_MIRROR=("cp_interval_ms = 600000" "log_size = 128M")
 . "$TEST_DIR/failover.inc"
 need nbdinfo
 
@@ -19,8 +20,8 @@ step "a pair, vol-a and vol-x on a, writes to both"
 pair_with_vol_a --no-watch
 ctl a volume create vol-x 64M >/dev/null
 wait_for listed $B_PROXY vol-x
-writer wa --port $A_NBD --export vol-a --blocks 1024 --qd 16
-writer wx --port $A_NBD --export vol-x --blocks 1024 --qd 16 --until-dead --allow-errors
+writer wa --port $A_NBD --export vol-a --blocks 1024 --qd 16 --rate 500
+writer wx --port $A_NBD --export vol-x --blocks 1024 --qd 16 --rate 500 --until-dead --allow-errors
 wait_acks wa 200
 wait_acks wx 200
 

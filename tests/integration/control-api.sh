@@ -15,7 +15,7 @@ CODE=$REPO_ROOT/src/node/commands.c
 
 step "the commands of CONTROL.md are those of the dispatch table"
 doc_cmds=$(sed -n '/^## Commands/,$p' "$DOC" | sed -n 's/^### `\([a-z_]*\)`$/\1/p' | sort)
-code_cmds=$(sed -n 's/^[[:space:]]*{"\([a-z_]*\)", cmd_[a-z_]*},$/\1/p' "$CODE" | sort)
+code_cmds=$(sed -n 's/^[[:space:]]*{"\([a-z_]*\)", [a-z_]*},$/\1/p' "$CODE" | sort)
 [ -n "$doc_cmds" ] || fail "no command headings found in $DOC"
 [ -n "$code_cmds" ] || fail "no dispatch table found in $CODE"
 diff <(echo "$doc_cmds") <(echo "$code_cmds") >&2 ||
@@ -38,6 +38,7 @@ words() {
 	volume_delete) echo volume delete vol2 ;; # made by volume_create (sorted before)
 	volume_resize) echo volume resize vol 32M ;;
 	volume_create) echo volume create vol2 1M ;;
+	volume_relocate) echo volume relocate nope ;; # refused: no such volume
 	*) echo "${1//_/ }" ;;
 	esac
 }

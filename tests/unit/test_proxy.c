@@ -1185,6 +1185,28 @@ static void test_not_serving(void **state)
 		tio_free(w[i]);
 }
 
+/* Relocation: the owner's backend answers PROXY_MOVED (the volume left
+ * it): the request is refused, not executed, forgotten; the forwarder
+ * parks it and sends it again; once the backend executes, the client sees
+ * one completion and no error. */
+static void test_moved_refused(void **state)
+{
+	struct tio *w;
+
+	(void)state;
+	ramdisk_fail_next(RB, PROXY_MOVED, 3);
+	w = submit_write(0, 4096, 60);
+	WAIT(w->calls == 1);
+	spin(10, 0);
+	assert_int_equal(w->calls, 1);
+	assert_int_equal(w->result, 0);
+	expect_disk(RB, "vb", 0, 4096, 60);
+	assert_true(PA->st.refused >= 3 && PB->st.served_refused >= 3);
+	assert_int_equal(PA->st.errors, 0);
+	WAIT(fw_idle(PA));
+	tio_free(w);
+}
+
 /* Fenced while the request executes at the owner's backend: its completion
  * is answered -EAGAIN and forgotten; the forwarder retries; once serving
  * again it executes again and the client sees one completion. */
@@ -1606,6 +1628,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partner_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_route_local, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_serving, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_moved_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fenced_while_executing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fenced_while_reading_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fenced_bufwait, setup, teardown),

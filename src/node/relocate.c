@@ -1,0 +1,924 @@
+/* Every volume of the pair on every node's NBD port, and relocation: the
+ * ownership of one volume moves to the partner without copying
+ * (docs/RELOCATION.md).
+ *
+ * The own NBD listener's backend (the "route") sends each command of a
+ * volume this node serves to the local backend (the own shelf's datapath
+ * n->dp, or n->rdp for volumes of the partner's shelf relocated here), and
+ * every other to the proxy's forwarding side (exactly-once over the
+ * interconnect). The decision is taken again at each command whenever
+ * ownership changed (a generation counter), so a client stays connected to
+ * either node through any relocation. A command that has nowhere to go yet
+ * (the new owner does not list the volume yet) waits here, retried every
+ * 5 ms, and fails with EIO only after the proxy's timeout_ms.
+ *
+ * Relocation from this node (the owner) to the partner:
+ *   1. leaving: the route forwards new commands (they park in the forwarder
+ *      until the partner lists the volume); the local backend refuses new
+ *      ones with PROXY_MOVED (the partner's forwarded requests are refused,
+ *      not executed, and sent again later); a local proxy route (the volume
+ *      came here by an earlier relocation) is turned back to forwarding;
+ *   2. drain: wait until no request of the volume is at the backend;
+ *   3. durable: a consistency point of the log (every record of the volume
+ *      applied, the volume fdatasync'ed, and no record of it replayed by
+ *      anyone after: records up to the CP are never replayed), or a store
+ *      FLUSH where no log covers the volume;
+ *   4. the owner field of the volume's metadata, on its shelf, names the
+ *      partner (write, fsync, rename, fsync of the directory); the volume is
+ *      away here; the own volume list goes to the partner.
+ * The partner, on that list (partner_vols_changed): reads the owner field of
+ * every volume it does not serve (its own shelf, and through [monitor]
+ * partner_shelf the partner's) and adopts those that name it: served by its
+ * backend, its proxy routes them locally (commands parked in its forwarder
+ * run there once), and its list goes back, which releases the old owner's
+ * parked commands to it.
+ *
+ * A volume of the partner's shelf served here has no log covering it (a
+ * takeover replays logs onto their own node's shelf only): every write to
+ * it is FUA (write-through), so an acknowledged write is on the shelf. */
+#define LOG_MODULE "route"
+#include "node/node_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/list.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "mirror/mirror.h"
+#include "nbd/nbd.h"
+#include "proxy/proxy.h"
+#include "store/store.h"
+
+#define RELOC_POLL_NS  (1 * NS_PER_MS) /* drain poll */
+#define ROUTE_RETRY_NS (5 * NS_PER_MS) /* commands with nowhere to go yet */
+#define RECHECK_NS     (1 * NS_PER_S)  /* owner fields of volumes not served here */
+#define NAME_MAX_LEN   64
+
+enum reloc_phase { RP_IDLE, RP_DRAIN, RP_DURABLE, RP_DONE };
+
+struct node_reloc {
+	struct node *n;
+	struct store *rstore;	   /* the partner's shelf, for volumes relocated here */
+	struct node_datapath *rdp; /* their datapath (no log: write-through) */
+	/* During a takeover: the own shelf's volumes relocated to the partner
+	 * (the partner's now, served here while it is down), write-through. */
+	struct node_datapath *tdp;
+	uint64_t gen;	     /* ownership changes so far */
+	struct list pending; /* struct route_wait */
+	struct loop_timer retry;
+	struct loop_timer recheck; /* adoption, also without a list change */
+	/* The relocation in progress (one at a time). */
+	enum reloc_phase phase;
+	char name[NAME_MAX_LEN];
+	struct node_datapath *from;
+	struct loop_timer poll;
+	struct mirror_flush mf;
+	struct store_io fio;
+	uint64_t start_ns;
+	uint64_t relocations; /* done from here */
+	uint64_t adopted;     /* taken from the partner */
+	int last_rc;
+	char last[160];
+};
+
+/* A handle of a local backend (dp or rdp): the datapath and its handle. */
+struct local_vol {
+	struct node_datapath *dp;
+	void *handle;
+};
+
+/* The export handle of the own listener. */
+struct route_vol {
+	struct node *n;
+	char name[NAME_MAX_LEN];
+	uint64_t gen;	      /* when `local` was decided */
+	bool local;	      /* served here (at gen) */
+	struct local_vol *lv; /* opened on first local use */
+	void *ph;	      /* the proxy's handle, opened on first forwarded use */
+	struct nbd_export_info info;
+};
+
+/* A command of the route with nowhere to go yet. */
+struct route_wait {
+	struct list node;
+	struct nbd_io *io;
+	uint64_t since_ns;
+};
+
+/* ---- the local backend: the own shelf's volumes and those relocated here ---- */
+
+static struct node_datapath *local_dp_of(struct node *n, const char *name)
+{
+	if (node_datapath_vol_here(n->dp, name))
+		return n->dp;
+	if (n->reloc && n->reloc->rdp && node_datapath_vol_here(n->reloc->rdp, name))
+		return n->reloc->rdp;
+	return NULL;
+}
+
+static int local_list(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+		      void *arg)
+{
+	struct node *n = ctx;
+	int rc = node_datapath_ops()->list(n->dp, emit, arg);
+
+	if (rc == 0 && n->reloc && n->reloc->rdp)
+		rc = node_datapath_ops()->list(n->reloc->rdp, emit, arg);
+	return rc;
+}
+
+static int local_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
+{
+	struct node *n = ctx;
+	struct node_datapath *dp = local_dp_of(n, name);
+	struct local_vol *lv;
+	int rc;
+
+	if (!dp)
+		return -ENOENT;
+	lv = calloc(1, sizeof(*lv));
+	if (!lv)
+		return -ENOMEM;
+	lv->dp = dp;
+	rc = node_datapath_ops()->open(dp, name, &lv->handle, info);
+	if (rc < 0) {
+		free(lv);
+		return rc;
+	}
+	*handle = lv;
+	return 0;
+}
+
+static void local_close(void *ctx, void *handle)
+{
+	struct local_vol *lv = handle;
+
+	(void)ctx;
+	node_datapath_ops()->close(lv->dp, lv->handle);
+	free(lv);
+}
+
+static void local_submit(void *ctx, struct nbd_io *io)
+{
+	struct local_vol *lv = io->export_handle;
+
+	(void)ctx;
+	io->export_handle = lv->handle;
+	node_datapath_ops()->submit(lv->dp, io);
+}
+
+/* The datapath of the shelf that holds @p name, whoever serves it now. */
+static struct node_datapath *shelf_dp_of(struct node *n, const char *name)
+{
+	if (node_datapath_vol_store(n->dp, name))
+		return n->dp;
+	if (n->reloc && node_datapath_vol_store(n->reloc->rdp, name))
+		return n->reloc->rdp;
+	return NULL;
+}
+
+/* Per-volume allow lists: the list is in the metadata on the shelf. */
+static bool local_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct node_datapath *dp = shelf_dp_of(ctx, name);
+	const struct nbd_backend_ops *ops = node_datapath_ops();
+
+	return !dp || !ops->allowed || ops->allowed(dp, name, ids, n_ids);
+}
+
+static const struct nbd_backend_ops local_ops = {
+    .list = local_list,
+    .open = local_open,
+    .close = local_close,
+    .submit = local_submit,
+    .allowed = local_allowed,
+};
+
+const struct nbd_backend_ops *node_local_ops(void)
+{
+	return &local_ops;
+}
+
+/* ---- the own listener: every volume of the pair ---- */
+
+struct route_list {
+	void (*emit)(void *arg, const char *name, const char *desc);
+	void *arg;
+	const char *owner;
+};
+
+static void route_emit(void *arg, const char *name, const char *desc)
+{
+	struct route_list *l = arg;
+	char d[64];
+
+	(void)desc;
+	snprintf(d, sizeof(d), "duet volume, owner %s", l->owner);
+	l->emit(l->arg, name, d);
+}
+
+static int route_list(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+		      void *arg)
+{
+	struct node *n = ctx;
+	struct route_list l = {emit, arg, n->cfg.node.id};
+	int rc;
+
+	rc = local_list(n, route_emit, &l);
+	if (rc < 0 || !n->proxy)
+		return rc;
+	l.owner = n->cfg.ic.partner;
+	return proxy_backend_ops()->list(n->proxy, route_emit, &l);
+}
+
+/* The volume is on a shelf this node sees but moving: its size and
+ * features, for a client that connects in the middle of a relocation. */
+static int moving_info(struct node *n, const char *name, struct nbd_export_info *info)
+{
+	struct node_reloc *r = n->reloc;
+	void *h;
+
+	int rc;
+
+	if (!r || r->phase == RP_IDLE || strcmp(r->name, name) || !r->from)
+		return -ENOENT;
+	rc = node_datapath_ops()->open(r->from, name, &h, info); /* leaving, not away */
+	if (rc == 0)
+		node_datapath_ops()->close(r->from, h);
+	return rc;
+}
+
+static int route_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
+{
+	struct node *n = ctx;
+	struct route_vol *rv;
+	const char *owner = n->cfg.node.id;
+	int rc;
+
+	if (strlen(name) >= NAME_MAX_LEN)
+		return -ENOENT;
+	rv = calloc(1, sizeof(*rv));
+	if (!rv)
+		return -ENOMEM;
+	rv->n = n;
+	snprintf(rv->name, sizeof(rv->name), "%s", name);
+	rv->gen = n->reloc ? n->reloc->gen : 0;
+	rc = local_open(n, name, (void **)&rv->lv, info);
+	rv->local = rc == 0;
+	if (rc == -ENOENT && n->proxy) {
+		owner = n->cfg.ic.partner;
+		rc = proxy_backend_ops()->open(n->proxy, name, &rv->ph, info);
+	}
+	if (rc == -ENOENT)
+		rc = moving_info(n, name, info);
+	if (rc < 0) {
+		free(rv);
+		return rc;
+	}
+	snprintf(info->description, sizeof(info->description), "duet volume, owner %s", owner);
+	rv->info = *info;
+	*handle = rv;
+	return 0;
+}
+
+static void route_close(void *ctx, void *handle)
+{
+	struct route_vol *rv = handle;
+	struct node *n = ctx;
+
+	if (rv->lv)
+		local_close(n, rv->lv);
+	if (rv->ph && n->proxy)
+		proxy_backend_ops()->close(n->proxy, rv->ph);
+	free(rv);
+}
+
+static void route_wait(struct node *n, struct nbd_io *io)
+{
+	struct node_reloc *r = n->reloc;
+	struct route_wait *w = malloc(sizeof(*w));
+
+	if (!w || !r) {
+		free(w);
+		nbd_io_done(io, -ENOMEM);
+		return;
+	}
+	w->io = io;
+	w->since_ns = loop_now_ns();
+	list_add_tail(&r->pending, &w->node);
+	if (!loop_timer_armed(&r->retry))
+		loop_timer_arm(n->loop, &r->retry, ROUTE_RETRY_NS);
+}
+
+/* Where the command goes: the local backend while the volume is served
+ * here, else the forwarder; nowhere yet: it waits. */
+static void route_submit(void *ctx, struct nbd_io *io)
+{
+	struct node *n = ctx;
+	struct route_vol *rv = io->export_handle;
+	uint64_t gen = n->reloc ? n->reloc->gen : 0;
+	struct nbd_export_info info;
+
+	if (rv->gen != gen) {
+		rv->gen = gen;
+		rv->local = local_dp_of(n, rv->name) != NULL;
+	}
+	if (rv->local) {
+		if (!rv->lv && local_open(n, rv->name, (void **)&rv->lv, &info) < 0) {
+			rv->gen = gen - 1; /* decide again */
+			route_wait(n, io);
+			return;
+		}
+		io->export_handle = rv->lv;
+		local_submit(n, io);
+		return;
+	}
+	if (!rv->ph &&
+	    (!n->proxy || proxy_backend_ops()->open(n->proxy, rv->name, &rv->ph, &info) < 0)) {
+		rv->ph = NULL;
+		route_wait(n, io);
+		return;
+	}
+	io->export_handle = rv->ph;
+	proxy_backend_ops()->submit(n->proxy, io);
+}
+
+static void route_retry_fire(struct loop_timer *t)
+{
+	struct node_reloc *r = t->arg;
+	struct node *n = r->n;
+	uint64_t now = loop_now_ns();
+	uint64_t limit = n->cfg.proxy.timeout_ms * NS_PER_MS;
+	struct list todo;
+	struct route_wait *w;
+
+	list_init(&todo);
+	while ((w = list_first_entry_or_null(&r->pending, struct route_wait, node))) {
+		list_del(&w->node);
+		list_add_tail(&todo, &w->node);
+	}
+	while ((w = list_first_entry_or_null(&todo, struct route_wait, node))) {
+		struct nbd_io *io = w->io;
+		bool expired = now - w->since_ns >= limit;
+		list_del(&w->node);
+		free(w);
+		if (expired) {
+			LOG_WARN("a command waited %llu ms for a node serving its volume: EIO",
+				 (unsigned long long)(limit / NS_PER_MS));
+			nbd_io_done(io, -EIO);
+		} else {
+			route_submit(n, io);
+		}
+	}
+}
+
+/* A volume on a shelf this node sees: its list from the metadata; else
+ * the proxy's answer (a partner volume with a list: refused, fail closed). */
+static bool route_allowed(void *ctx, const char *name, const char *const *ids, unsigned n_ids)
+{
+	struct node *n = ctx;
+	const struct nbd_backend_ops *pops = proxy_backend_ops();
+
+	if (shelf_dp_of(n, name) || !n->proxy)
+		return local_allowed(n, name, ids, n_ids);
+	return !pops->allowed || pops->allowed(n->proxy, name, ids, n_ids);
+}
+
+static const struct nbd_backend_ops route_ops = {
+    .list = route_list,
+    .open = route_open,
+    .close = route_close,
+    .submit = route_submit,
+    .allowed = route_allowed,
+};
+
+const struct nbd_backend_ops *node_route_ops(void)
+{
+	return &route_ops;
+}
+
+/* ---- adopting what the partner relocated here ---- */
+
+static int open_rstore(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	int rc;
+
+	if (r->rstore)
+		return 0;
+	if (!n->cfg.monitor.partner_shelf[0])
+		return -ENOENT;
+	rc = node_datapath_open_store(n, n->cfg.monitor.partner_shelf, &r->rstore);
+	if (rc < 0) {
+		LOG_ERROR("cannot open the partner's shelf %s for relocated volumes: %s",
+			  n->cfg.monitor.partner_shelf, strerror(-rc));
+		return rc;
+	}
+	node_failover_gate_store(n, r->rstore);
+	rc = node_datapath_create(n, r->rstore, NULL, "relocated", &r->rdp);
+	if (rc < 0) {
+		store_close(r->rstore);
+		r->rstore = NULL;
+		return rc;
+	}
+	node_datapath_set_write_through(r->rdp);
+	/* Nothing of it is served until adopted (adopt_one). */
+	for (unsigned i = 0; i < store_volume_count(r->rstore); i++)
+		node_datapath_vol_set(r->rdp, store_volume_name(store_volume_at(r->rstore, i)), 1,
+				      0);
+	return 0;
+}
+
+/* Volume @p name of @p dp's shelf names this node as its owner now: serve
+ * it. @return true if it was adopted. */
+static bool adopt_one(struct node *n, struct node_datapath *dp, const char *name)
+{
+	struct store_volume *v = node_datapath_vol_store(dp, name);
+	struct store_volume_info vi;
+
+	if (!v || node_datapath_vol_here(dp, name) || store_volume_reload_owner(v) < 0)
+		return false;
+	store_volume_get_info(v, &vi);
+	if (strcmp(vi.owner, n->cfg.node.id) != 0)
+		return false;
+	node_datapath_vol_set(dp, name, 0, 0);
+	n->reloc->gen++;
+	n->reloc->adopted++;
+	/* Commands of it parked in our forwarder run here, once. */
+	if (n->proxy)
+		proxy_route_local(n->proxy, name, &local_ops, n);
+	LOG_INFO("volume %s (on %s's shelf): relocated here by the partner, serving it", name,
+		 dp == n->dp ? n->cfg.node.id : n->cfg.ic.partner);
+	return true;
+}
+
+static bool adopt_from(struct node *n, struct node_datapath *dp, struct store *s)
+{
+	unsigned count = s ? store_volume_count(s) : 0;
+	bool any = false;
+
+	for (unsigned i = 0; i < count; i++)
+		any |= adopt_one(n, dp, store_volume_name(store_volume_at(s, i)));
+	return any;
+}
+
+/* Whether a volume of the partner's shelf names this node as its owner
+ * (read before the shelf is opened here: most pairs never relocate). */
+static bool partner_shelf_names_us(struct node *n)
+{
+	char dir[PATH_MAX + 16];
+	struct dirent *d;
+	bool found = false;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/volumes", n->cfg.monitor.partner_shelf);
+	dp = opendir(dir);
+	if (!dp)
+		return false;
+	while (!found && (d = readdir(dp))) {
+		size_t len = strlen(d->d_name);
+		char path[PATH_MAX + 400];
+		struct json_object *o, *jo;
+		if (len < 6 || strcmp(d->d_name + len - 5, ".meta"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		o = json_object_from_file(path);
+		found = o && json_object_object_get_ex(o, "owner", &jo) &&
+			json_object_is_type(jo, json_type_string) &&
+			!strcmp(json_object_get_string(jo), n->cfg.node.id);
+		json_object_put(o);
+	}
+	closedir(dp);
+	return found;
+}
+
+/* The partner's volume list changed: it may have relocated one here. */
+static void partner_vols_changed(void *arg)
+{
+	struct node *n = arg;
+	struct node_reloc *r = n->reloc;
+	bool any;
+
+	if (!r || n->fenced || n->taken_at_boot)
+		return;
+	any = adopt_from(n, n->dp, n->store);
+	if ((r->rstore || (n->cfg.monitor.partner_shelf[0] && partner_shelf_names_us(n))) &&
+	    open_rstore(n) == 0)
+		any |= adopt_from(n, r->rdp, r->rstore);
+	if (any)
+		proxy_local_volumes_changed(n->proxy);
+	/* Commands waiting for a route may have one now. */
+	if (!list_empty(&r->pending))
+		route_retry_fire(&r->retry);
+}
+
+/* Once a second: the owner fields of the volumes not served here, read
+ * again, in case a list change was missed (a session that came back with
+ * the same list, a slow partner): adoption never depends on one message. */
+static void recheck_fire(struct loop_timer *t)
+{
+	struct node_reloc *r = t->arg;
+	struct node *n = r->n;
+	bool any = false;
+
+	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
+	if (n->fenced || n->taken_at_boot || n->pstore || r->phase != RP_IDLE)
+		return;
+	any = adopt_from(n, n->dp, n->store);
+	if (r->rstore)
+		any |= adopt_from(n, r->rdp, r->rstore);
+	if (any) {
+		LOG_INFO("adopted on a periodic check (no list change seen)");
+		proxy_local_volumes_changed(n->proxy);
+	}
+}
+
+/* ---- relocating a volume to the partner ---- */
+
+static void reloc_end(struct node_reloc *r, int rc)
+{
+	struct node *n = r->n;
+	uint64_t ms = (loop_now_ns() - r->start_ns) / NS_PER_MS;
+
+	loop_timer_cancel(n->loop, &r->poll);
+	if (rc < 0) {
+		/* Not moved: serve it here again. */
+		node_datapath_vol_set(r->from, r->name, -1, 0);
+		snprintf(r->last, sizeof(r->last), "%s to %s failed after %llu ms: %s", r->name,
+			 n->cfg.ic.partner, (unsigned long long)ms, strerror(-rc));
+		LOG_ERROR("relocation of %s", r->last);
+	} else {
+		r->relocations++;
+		snprintf(r->last, sizeof(r->last), "%s to %s in %llu ms", r->name,
+			 n->cfg.ic.partner, (unsigned long long)ms);
+		LOG_INFO("relocated %s", r->last);
+	}
+	r->last_rc = rc;
+	r->gen++;
+	r->phase = RP_IDLE;
+	if (!list_empty(&r->pending))
+		route_retry_fire(&r->retry);
+}
+
+/* The volume is durable and no record of it will be replayed: the
+ * partner's name goes into its metadata, the volume is away. */
+static void reloc_cut_over(struct node_reloc *r, int result)
+{
+	struct node *n = r->n;
+	struct store_volume *v = node_datapath_vol_store(r->from, r->name);
+	int rc = result;
+
+	if (rc == 0)
+		rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
+	if (rc < 0) {
+		reloc_end(r, rc);
+		return;
+	}
+	node_datapath_vol_set(r->from, r->name, 1, 0);
+	proxy_local_volumes_changed(n->proxy);
+	reloc_end(r, 0);
+}
+
+static void reloc_flushed(struct mirror_flush *f, int result)
+{
+	reloc_cut_over(container_of(f, struct node_reloc, mf), result);
+}
+
+static void reloc_store_flushed(struct store_io *io, int result)
+{
+	reloc_cut_over(io->arg, result);
+}
+
+static void reloc_poll(struct loop_timer *t)
+{
+	struct node_reloc *r = t->arg;
+	struct node *n = r->n;
+	struct mirror *m = node_datapath_mirror(r->from);
+	struct store_volume *v;
+
+	/* Requests held for the I/O lease (a stall) are not counted per
+	 * volume: wait for the datapath to hold none, so that none reaches it
+	 * after the cut-over (it would fail there instead of being forwarded). */
+	if (node_datapath_vol_inflight(r->from, r->name) > 0 || node_datapath_held(r->from) > 0) {
+		loop_timer_arm(n->loop, &r->poll, RELOC_POLL_NS);
+		return;
+	}
+	r->phase = RP_DURABLE;
+	if (m) {
+		/* A consistency point: every record applied and the volume
+		 * fdatasync'ed; none up to it is replayed by anyone after. */
+		r->mf.done = reloc_flushed;
+		r->mf.arg = r;
+		mirror_flush(m, &r->mf);
+		return;
+	}
+	v = node_datapath_vol_store(r->from, r->name);
+	if (!v) {
+		reloc_end(r, -ENOENT);
+		return;
+	}
+	memset(&r->fio, 0, sizeof(r->fio));
+	r->fio.op = STORE_OP_FLUSH;
+	r->fio.done = reloc_store_flushed;
+	r->fio.arg = r;
+	store_submit(v, &r->fio);
+}
+
+int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
+{
+	struct node_reloc *r = n->reloc;
+	struct node_datapath *from;
+
+	if (!r || !n->proxy) {
+		snprintf(err, errlen, "no interconnect: nothing to relocate to");
+		return -ENOTCONN;
+	}
+	if (r->phase != RP_IDLE) {
+		snprintf(err, errlen, "a relocation (%s) is in progress", r->name);
+		return -EBUSY;
+	}
+	if (n->fenced || n->taken_at_boot || n->pstore) {
+		snprintf(err, errlen, "not while a takeover stands");
+		return -EBUSY;
+	}
+	if (strlen(name) >= NAME_MAX_LEN || !(from = local_dp_of(n, name))) {
+		snprintf(err, errlen, "volume %s is not served by this node", name);
+		return -ENOENT;
+	}
+	if (!n->cfg.monitor.partner_shelf[0]) {
+		/* The partner reaches our shelf as we reach its: a pair whose
+		 * shelves are not shared cannot relocate. */
+		snprintf(err, errlen, "no [monitor] partner_shelf: the shelves are not shared");
+		return -EINVAL;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->from = from;
+	r->start_ns = loop_now_ns();
+	r->phase = RP_DRAIN;
+	LOG_INFO("relocating %s to %s", name, n->cfg.ic.partner);
+	/* New commands: forwarded (they park until the partner lists it); the
+	 * partner's forwarded requests: refused. */
+	node_datapath_vol_set(from, name, -1, 1);
+	proxy_route_partner(n->proxy, name);
+	r->gen++;
+	reloc_poll(&r->poll);
+	return 0;
+}
+
+/* ---- status ---- */
+
+/* The volume's owner on its shelf, and the datapath of that shelf here. */
+static bool shelf_volume(struct node *n, const char *name, struct store_volume_info *vi,
+			 const char **shelf)
+{
+	struct store_volume *v = n->store ? store_volume_find(n->store, name) : NULL;
+
+	*shelf = n->cfg.node.id;
+	if (!v && n->reloc && n->reloc->rstore) {
+		v = store_volume_find(n->reloc->rstore, name);
+		*shelf = n->cfg.ic.partner;
+	}
+	if (!v)
+		return false;
+	store_volume_get_info(v, vi);
+	return true;
+}
+
+void node_reloc_fix_volumes(struct node *n, struct json_object *volumes)
+{
+	size_t len = json_object_array_length(volumes);
+
+	/* Backwards, so removing an entry keeps the indexes before it. */
+	for (size_t i = len; i-- > 0;) {
+		struct json_object *o = json_object_array_get_idx(volumes, i);
+		struct json_object *jn, *jp;
+		struct store_volume_info vi;
+		const char *shelf, *name, *port;
+		bool here;
+
+		if (!json_object_object_get_ex(o, "name", &jn) ||
+		    !json_object_object_get_ex(o, "port", &jp))
+			continue;
+		name = json_object_get_string(jn);
+		port = json_object_get_string(jp);
+		if (!shelf_volume(n, name, &vi, &shelf))
+			continue;
+		if (!strcmp(port, "proxy") && !strcmp(shelf, n->cfg.node.id)) {
+			/* Ours, relocated to the partner: the direct entry says it. */
+			json_object_array_del_idx(volumes, i, 1);
+			continue;
+		}
+		here = local_dp_of(n, name) != NULL;
+		json_object_object_add(o, "owner", json_object_new_string(vi.owner));
+		json_object_object_add(o, "shelf", json_object_new_string(shelf));
+		if (!strcmp(port, "direct") && !n->fenced && !n->taken_at_boot)
+			json_object_object_add(
+			    o, "served_by",
+			    json_object_new_string(here || n->pstore ||
+							   strcmp(vi.owner, n->cfg.ic.partner)
+						       ? n->cfg.node.id
+						       : n->cfg.ic.partner));
+		if (!strcmp(port, "proxy") && here)
+			json_object_object_add(o, "served_by",
+					       json_object_new_string(n->cfg.node.id));
+	}
+}
+
+int node_reloc_status_json(struct node *n, struct json_object *root)
+{
+	struct node_reloc *r = n->reloc;
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return -ENOMEM;
+	jobj_add_str(o, "state", !r || r->phase == RP_IDLE ? "idle" : "relocating");
+	if (r && r->phase != RP_IDLE)
+		jobj_add_str(o, "volume", r->name);
+	jobj_add_u64(o, "relocated", r ? r->relocations : 0);
+	jobj_add_u64(o, "adopted", r ? r->adopted : 0);
+	jobj_add_str(o, "last", r ? r->last : "");
+	json_object_object_add(root, "relocation", o);
+	return 0;
+}
+
+/* ---- life ---- */
+
+int node_reloc_create(struct node *n)
+{
+	struct node_reloc *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->n = n;
+	list_init(&r->pending);
+	loop_timer_init(&r->retry, route_retry_fire, r);
+	loop_timer_init(&r->poll, reloc_poll, r);
+	loop_timer_init(&r->recheck, recheck_fire, r);
+	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
+	n->reloc = r;
+	return 0;
+}
+
+void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po)
+{
+	po->local_ops = &local_ops;
+	po->local_ctx = n;
+	po->partner_vols_changed = partner_vols_changed;
+	po->changed_arg = n;
+}
+
+uint64_t node_reloc_inflight(const struct node *n)
+{
+	return n->reloc
+		   ? node_datapath_inflight(n->reloc->rdp) + node_datapath_inflight(n->reloc->tdp)
+		   : 0;
+}
+
+uint64_t node_reloc_drain_busy(const struct node *n)
+{
+	return n->reloc ? node_datapath_inflight(n->reloc->tdp) + node_datapath_held(n->reloc->tdp)
+			: 0;
+}
+
+/* ---- takeover and giveback ---- */
+
+bool node_reloc_owned_here(struct node *n, const char *name)
+{
+	struct node_reloc *r = n->reloc;
+
+	return r && r->rdp && node_datapath_vol_here(r->rdp, name);
+}
+
+int node_reloc_takeover(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	unsigned count = store_volume_count(n->store), routed = 0;
+	int rc = 0;
+
+	if (!r || !n->proxy)
+		return 0;
+	if (!r->tdp) {
+		rc = node_datapath_create(n, n->store, NULL, "partner", &r->tdp);
+		if (rc < 0)
+			return rc;
+		node_datapath_set_write_through(r->tdp);
+	}
+	node_datapath_set_serving(r->tdp, true);
+	/* The partner's volumes on our shelf: what it acknowledged of them is
+	 * on the shelf (written through), nothing to replay. */
+	for (unsigned i = 0; i < count; i++) {
+		struct store_volume *v = store_volume_at(n->store, i);
+		const char *name = store_volume_name(v);
+		struct store_volume_info vi;
+		int x;
+		if (store_volume_reload_owner(v) < 0)
+			continue;
+		store_volume_get_info(v, &vi);
+		if (strcmp(vi.owner, n->cfg.ic.partner) != 0)
+			continue;
+		node_datapath_vol_set(r->tdp, name, 0, 0);
+		x = proxy_route_local(n->proxy, name, node_datapath_ops(), r->tdp);
+		if (x == 0 || x == -EEXIST)
+			routed++;
+		else if (!rc)
+			rc = x;
+	}
+	if (routed)
+		LOG_WARN("serving %u volume%s of our shelf relocated to the partner", routed,
+			 routed == 1 ? "" : "s");
+	r->gen++;
+	return rc;
+}
+
+void node_reloc_giveback(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	unsigned count = store_volume_count(n->store);
+
+	if (!r || !r->tdp)
+		return;
+	for (unsigned i = 0; i < count; i++) {
+		const char *name = store_volume_name(store_volume_at(n->store, i));
+		if (node_datapath_vol_here(r->tdp, name))
+			proxy_route_partner(n->proxy, name);
+	}
+	r->gen++;
+}
+
+void node_reloc_release_held(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r)
+		return;
+	if (r->rstore)
+		store_gate_release(r->rstore);
+	node_datapath_release_held(r->rdp);
+	node_datapath_release_held(r->tdp);
+}
+
+void node_reloc_set_serving(struct node *n, bool serving)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r)
+		return;
+	node_datapath_set_serving(r->rdp, serving);
+	node_datapath_set_serving(r->tdp, serving);
+	if (!serving) {
+		if (r->rstore)
+			store_gate_fail(r->rstore, -EIO);
+		return;
+	}
+	/* Given back: take up again what the partner relocated here. */
+	partner_vols_changed(n);
+}
+
+void node_reloc_destroy(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	struct route_wait *w;
+
+	if (!r)
+		return;
+	loop_timer_cancel(n->loop, &r->retry);
+	loop_timer_cancel(n->loop, &r->poll);
+	loop_timer_cancel(n->loop, &r->recheck);
+	while ((w = list_first_entry_or_null(&r->pending, struct route_wait, node))) {
+		list_del(&w->node);
+		nbd_io_done(w->io, -ESHUTDOWN);
+		free(w);
+	}
+	node_datapath_destroy(r->rdp);
+	node_datapath_destroy(r->tdp);
+	if (r->rstore)
+		store_close(r->rstore);
+	free(r);
+	n->reloc = NULL;
+}
+
+int node_reloc_cmd(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		   size_t errlen)
+{
+	struct json_object *name;
+	int rc;
+
+	if (!json_object_object_get_ex(req, "name", &name) ||
+	    !json_object_is_type(name, json_type_string)) {
+		snprintf(err, errlen, "volume_relocate wants a name");
+		return -EINVAL;
+	}
+	rc = node_reloc_start(n, json_object_get_string(name), err, errlen);
+	if (rc < 0)
+		return rc;
+	jobj_add_str(resp, "volume", json_object_get_string(name));
+	jobj_add_str(resp, "to", n->cfg.ic.partner);
+	return 0;
+}
