@@ -9,7 +9,7 @@
 # a's proxy port.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-GRACE_MS=$((5000 * TIMEOUT_SCALE))
+GRACE_MS=$((8000 * TIMEOUT_SCALE))
 FO_BOOT_GRACE_MS=$GRACE_MS
 . "$TEST_DIR/failover.inc"
 
