@@ -7,7 +7,7 @@ pkgs=(
   build-essential pkg-config meson ninja-build clang libclang-rt-14-dev clang-format
   libfabric-dev liburing-dev libinih-dev libjson-c-dev libssl-dev libcmocka-dev
   libnbd-bin python3-libnbd nbdkit qemu-utils fio
-  iproute2 nftables iputils-ping jq procps python3
+  iproute2 nftables iputils-ping jq procps python3 curl bsdutils
   libfuse3-dev fuse3
   libgnutls28-dev gnutls-bin
   libsystemd-dev libmicrohttpd-dev prometheus scdoc

@@ -14,26 +14,32 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/control.h"
 #include "common/util.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: duetctl --socket PATH [--json] COMMAND\n"
-		   "commands:\n"
-		   "  status                 node, HA, session, links, mirror and volumes\n"
-		   "  volume create NAME SIZE [--allow ID...]\n"
-		   "                         create a volume (SIZE like 1G, 512M); with\n"
-		   "                         --allow only TLS clients with one of these\n"
-		   "                         identities (PSK username, certificate CN,\n"
-		   "                         SAN or DN) see it\n"
-		   "  volume relocate NAME   move its ownership to the partner (no copy)\n"
-		   "  volume list            list the volumes\n"
-		   "  links                  interconnect links\n"
-		   "  takeover [--force]     serve the partner's volumes\n"
-		   "  giveback [--force]     give the partner's volumes back\n"
-		   "  ic reset               end the interconnect session and start again\n"
-		   "  metrics                the metrics, in Prometheus' text format\n"
-		   "--json prints the node's answer as one JSON object.\n");
+	fprintf(
+	    f, "usage: duetctl --socket PATH [--json | --raw] COMMAND\n"
+	       "commands:\n"
+	       "  status                 node, HA, session, links, mirror and volumes\n"
+	       "  volume create NAME SIZE [--allow ID...]\n"
+	       "                         create a volume (SIZE like 1G, 512M); with\n"
+	       "                         --allow only TLS clients with one of these\n"
+	       "                         identities (PSK username, certificate CN,\n"
+	       "                         SAN or DN) see it\n"
+	       "  volume relocate NAME   move its ownership to the partner (no copy)\n"
+	       "  volume list            list the volumes\n"
+	       "  volume show NAME       size, allocated, owner, clients, counters\n"
+	       "  volume resize NAME SIZE [--force]  grow online; shrink needs --force, no client\n"
+	       "  volume delete NAME [--force]  delete; --force disconnects its clients\n"
+	       "  links                  interconnect links\n"
+	       "  takeover [--force]     serve the partner's volumes\n"
+	       "  giveback [--force]     give the partner's volumes back\n"
+	       "  ic reset               end the interconnect session and start again\n"
+	       "  metrics                the metrics, in Prometheus' text format\n"
+	       "--json prints the result as one JSON object (on an error, the whole answer);\n"
+	       "--raw prints the node's whole answer as it came (docs/CONTROL.md).\n");
 }
 
 /* Send one request line, read the whole answer (the node closes after it). */
@@ -158,6 +164,25 @@ static void print_volumes(struct json_object *vols)
 	}
 }
 
+static void print_volume_show(struct json_object *v)
+{
+	struct json_object *c = jget(v, "counters");
+	char size[32], alloc[32];
+
+	printf("volume %s\n", jstr(v, "name"));
+	printf("  owner %s, served by %s, uuid %s\n", jstr(v, "owner"), jstr(v, "served_by"),
+	       jstr(v, "uuid"));
+	printf("  size %s (%s bytes), allocated %s (%s bytes), direct I/O %s\n",
+	       format_size((uint64_t)json_object_get_int64(jget(v, "size")), size, sizeof(size)),
+	       jstr(v, "size"),
+	       format_size((uint64_t)json_object_get_int64(jget(v, "allocated")), alloc,
+			   sizeof(alloc)),
+	       jstr(v, "allocated"), jstr(v, "direct_io"));
+	printf("  clients %s, in flight %s\n", jstr(v, "clients"), jstr(v, "inflight"));
+	printf("  requests %s, bytes read %s, bytes written %s, errors %s\n", jstr(c, "requests"),
+	       jstr(c, "bytes_read"), jstr(c, "bytes_written"), jstr(c, "errors"));
+}
+
 static void print_links(struct json_object *links)
 {
 	size_t n = links ? json_object_array_length(links) : 0;
@@ -244,6 +269,29 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "cmd", json_object_new_string("ic_reset"));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 2 && strcmp(argv[1], "list") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_list"));
+	} else if (strcmp(cmd, "volume") == 0 && argc == 3 && strcmp(argv[1], "show") == 0) {
+		json_object_object_add(req, "cmd", json_object_new_string("volume_show"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
+	} else if (strcmp(cmd, "volume") == 0 && (argc == 3 || argc == 4) &&
+		   strcmp(argv[1], "delete") == 0) {
+		if (argc == 4 && strcmp(argv[3], "--force") != 0)
+			goto bad;
+		json_object_object_add(req, "cmd", json_object_new_string("volume_delete"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
+		json_object_object_add(req, "force", json_object_new_boolean(argc == 4));
+	} else if (strcmp(cmd, "volume") == 0 && (argc == 4 || argc == 5) &&
+		   strcmp(argv[1], "resize") == 0) {
+		if (argc == 5 && strcmp(argv[4], "--force") != 0)
+			goto bad;
+		if (util_parse_size(argv[3], &size) < 0 || size == 0 || size > INT64_MAX) {
+			fprintf(stderr, "duetctl: bad size '%s' (want e.g. 1G, 512M)\n", argv[3]);
+			json_object_put(req);
+			return NULL;
+		}
+		json_object_object_add(req, "cmd", json_object_new_string("volume_resize"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
+		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
+		json_object_object_add(req, "force", json_object_new_boolean(argc == 5));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 3 && strcmp(argv[1], "relocate") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_relocate"));
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
@@ -275,6 +323,7 @@ static struct json_object *build_request(int argc, char **argv)
 	} else {
 		goto bad;
 	}
+	json_object_object_add(req, "version", json_object_new_int(DUET_CONTROL_VERSION));
 	return req;
 bad:
 	usage(stderr);
@@ -287,17 +336,21 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"socket", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"raw", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = getenv("DUET_SOCKET");
 	struct json_object *req, *resp = NULL, *result;
-	bool as_json = false;
+	bool as_json = false, raw = false;
 	int c, rc;
 
 	/* "+" stops at the first command word; --json is also taken after it. */
-	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:jrh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'r':
+			raw = true;
+			break;
 		case 's':
 			sock = optarg;
 			break;
@@ -319,6 +372,10 @@ int main(int argc, char **argv)
 			as_json = true;
 			continue;
 		}
+		if (strcmp(argv[i], "--raw") == 0) {
+			raw = true;
+			continue;
+		}
 		if (nargs == (int)ARRAY_SIZE(args)) {
 			usage(stderr);
 			return 2;
@@ -336,6 +393,13 @@ int main(int argc, char **argv)
 	json_object_put(req);
 	if (rc < 0)
 		return 2;
+	if (raw) {
+		/* The node's whole answer, as it came: {"ok", "version", ...}. */
+		printf("%s\n", json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN));
+		rc = json_object_get_boolean(jget(resp, "ok")) ? 0 : 1;
+		json_object_put(resp);
+		return rc;
+	}
 	if (!json_object_get_boolean(jget(resp, "ok"))) {
 		fprintf(stderr, "duetctl: %s\n", jstr(resp, "error"));
 		if (as_json)
@@ -349,6 +413,10 @@ int main(int argc, char **argv)
 		printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN));
 	} else if (strcmp(args[0], "status") == 0) {
 		print_status(result);
+	} else if (strcmp(args[0], "volume") == 0 && strcmp(args[1], "show") == 0) {
+		print_volume_show(jget(result, "volume"));
+	} else if (strcmp(args[0], "volume") == 0 && strcmp(args[1], "delete") == 0) {
+		printf("%s\n", jstr(result, "message"));
 	} else if (strcmp(args[0], "volume") == 0) {
 		struct json_object *vols = jget(result, "volumes");
 		if (!vols) {

@@ -107,6 +107,10 @@ static const struct key_def schema[] = {
     {"monitor", "auto_giveback", KEY_BOOL, F(monitor.auto_giveback), 0, 0, NULL, false},
     {"monitor", "giveback_delay_ms", KEY_UINT, F(monitor.giveback_delay_ms), 0, 86400000, NULL,
      false},
+    {"monitor", "boot_grace_ms", KEY_UINT, F(monitor.boot_grace_ms), 0, 86400000, NULL, false},
+    {"hooks", "dir", KEY_PATH, F(hooks.dir), 0, 0, NULL, false},
+    {"hooks", "timeout_ms", KEY_UINT, F(hooks.timeout_ms), 10, 3600000, NULL, false},
+    {"hooks", "max_running", KEY_UINT, F(hooks.max_running), 1, 64, NULL, false},
     {"mirror", "mirror", KEY_ENUM, F(mirror.mode), 0, 0, mirror_mode_names, false},
     {"mirror", "durability", KEY_ENUM, F(mirror.durability), 0, 0, durability_names, false},
     {"mirror", "mirror_down", KEY_ENUM, F(mirror.down), 0, 0, mirror_down_names, false},
@@ -173,6 +177,9 @@ void config_defaults(struct duet_config *cfg)
 	cfg->monitor.watchdog_ms = mo.watchdog_ms;
 	cfg->monitor.auto_giveback = mo.auto_giveback;
 	cfg->monitor.giveback_delay_ms = mo.giveback_delay_ms;
+	cfg->monitor.boot_grace_ms = mo.boot_grace_ms;
+	cfg->hooks.timeout_ms = 10000;
+	cfg->hooks.max_running = 4;
 	cfg->mirror.mode = xo.mode;
 	cfg->mirror.durability = xo.durability;
 	cfg->mirror.down = xo.down;

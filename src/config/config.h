@@ -102,7 +102,14 @@ struct duet_config {
 		uint64_t watchdog_ms;	  /* reactor stall that ends the process */
 		bool auto_giveback;
 		uint64_t giveback_delay_ms; /* partner waiting this long: automatic giveback */
+		uint64_t boot_grace_ms;	    /* not heard since start: no auto takeover yet */
 	} monitor;
+	/** Hooks run on node events (docs/HOOKS.md). */
+	struct {
+		char dir[PATH_MAX];   /* "" : no hooks */
+		uint64_t timeout_ms;  /* a hook running longer is killed (its group) */
+		uint64_t max_running; /* hooks at once; more wait in a bounded queue */
+	} hooks;
 	/** NVRAM mirroring (docs/MIRROR.md). */
 	struct {
 		enum mirror_mode mode; /* mirror = on|local|off */

@@ -76,6 +76,7 @@ void config_monitor_opts(const struct duet_config *cfg, struct monitor_opts *o)
 	o->watchdog_ms = cfg->monitor.watchdog_ms;
 	o->auto_giveback = cfg->monitor.auto_giveback;
 	o->giveback_delay_ms = cfg->monitor.giveback_delay_ms;
+	o->boot_grace_ms = cfg->monitor.boot_grace_ms;
 }
 
 void config_proxy_opts(const struct duet_config *cfg, struct proxy_opts *o)

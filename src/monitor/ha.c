@@ -135,6 +135,31 @@ static bool hb_alive(const struct ha *h, const struct ha_inputs *in)
 	return hb_age(in) < h->cfg.deadline_ms;
 }
 
+/* The partner's last mailbox record is older than our own last record
+ * before this boot by more than the mailbox deadline: it went silent while
+ * we still ran, so it was dead before we stopped (DRBD's degraded
+ * wait-for-connection case), and waiting for it at boot is pointless. */
+static bool partner_died_first(const struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t margin = h->cfg.mailbox_deadline_ms * NS_PER_MS;
+
+	return in->own_boot_time_ns && in->mbox_rc == 0 && in->mbox_seen && in->mbox.time_ns &&
+	       in->mbox.time_ns + margin < in->own_boot_time_ns;
+}
+
+/* Cold boot of the pair: until the partner is heard once since we started,
+ * or boot_grace_ms pass, no automatic takeover or takeback; both nodes
+ * that come up within the grace serve their own volumes. A partner that
+ * died before we stopped is not waited for. The time left, or 0. */
+static uint64_t boot_grace_left(const struct ha *h, const struct ha_inputs *in)
+{
+	uint64_t end = h->boot_ms + h->cfg.boot_grace_ms;
+
+	if (h->partner_seen || in->now_ms >= end || partner_died_first(h, in))
+		return 0;
+	return end - in->now_ms;
+}
+
 /* A mark in our mailbox that still fences us: not one we took back (at or
  * below acked_gen) nor the one a takeback in progress answers. */
 static bool own_marked(const struct ha *h, const struct ha_inputs *in)
@@ -324,7 +349,13 @@ static void eval_possible(struct ha *h, const struct ha_inputs *in)
 		fmt(h->why, "partner %.150s: no automatic takeover", h->partner_why);
 		break;
 	case HA_PARTNER_DEAD:
-		fmt(h->why, "partner dead, mirror in sync");
+		if (boot_grace_left(h, in))
+			fmt(h->why,
+			    "partner dead, mirror in sync; not heard since boot: waiting %llu ms "
+			    "more (boot_grace_ms) before an automatic takeover",
+			    (unsigned long long)boot_grace_left(h, in));
+		else
+			fmt(h->why, "partner dead, mirror in sync");
 		break;
 	default:
 		fmt(h->why, "partner %s: %.150s", monitor_ha_partner_name(h->partner),
@@ -347,6 +378,7 @@ void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, b
 	h->mark_gen = mark_gen;
 	h->acked_gen = acked_gen;
 	h->waiting_since_ms = HA_NEVER;
+	h->boot_ms = now_ms;
 	if (taken_over)
 		fmt(h->reason, "takeover mark gen %llu found at boot: waiting for giveback",
 		    (unsigned long long)mark_gen);
@@ -473,6 +505,10 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		return;
 	if (mirror_problem(in, buf, sizeof(buf)))
 		return;
+	if (boot_grace_left(h, in)) {
+		out->wake_ms = in->now_ms + boot_grace_left(h, in);
+		return;
+	}
 	fmt(h->reason, "automatic takeover: %.180s", h->partner_why);
 	start_takeover(h, in, out, false);
 }
@@ -640,7 +676,10 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	/* A mailbox read through a page cache proves no silence (main's rule
 	 * for takeover): then only takeover --force takes our volumes back. */
 	if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
-	    mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
+	    mailbox_writable(in) && in->now_ms >= h->phase_until_ms && boot_grace_left(h, in)) {
+		out->wake_ms = in->now_ms + boot_grace_left(h, in);
+	} else if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
+		   mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
 		fmt(h->reason,
 		    "automatic takeback: the partner holds our volumes but is dead: %.140s",
 		    h->partner_why);
@@ -662,6 +701,8 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
 	out_init(h, out);
+	if (in->hb_valid && hb_alive(h, in))
+		h->partner_seen = true;
 	classify(h, in);
 	if (!check_fenced(h, in, out)) {
 		switch (h->state) {

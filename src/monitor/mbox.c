@@ -362,6 +362,7 @@ static void cycle_boot(struct monitor_mbox *mb, struct monitor_mbox_own_view *ow
 	if (rc == 0) {
 		mb->boot_gen = a.boot_gen + 1;
 		own->boot_acked_gen = a.acked_gen;
+		own->boot_time_ns = a.time_ns;
 	} else if (rc != -ENODATA) {
 		LOG_WARN("%s: own record unreadable (%s); boot generation restarts", mb->own_path,
 			 strerror(-rc));

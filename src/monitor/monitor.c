@@ -162,6 +162,7 @@ static void sample(struct monitor *m, struct ha_inputs *in)
 	in->own_mark_gen = m->own_mark_gen;
 	in->own_conflict = m->own_conflict;
 	monitor_mbox_own(m->mb, &ov);
+	in->own_boot_time_ns = ov.boot_time_ns;
 	in->mbox_cached = m->has_partner_mailbox ? mailbox_cached(m, &ov, &pv) : NULL;
 }
 
@@ -550,6 +551,15 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	loop_timer_arm(m->loop, &m->tick, 0);
 }
 
+void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v)
+{
+	v->state = monitor_ha_state_name(h->state);
+	v->phase = monitor_ha_phase_name(h->phase);
+	v->reason = h->reason;
+	v->partner = monitor_ha_partner_name(h->partner);
+	v->mark_gen = h->mark_gen;
+}
+
 /* ---- public ---- */
 
 /* The defaults are those of an empty [monitor] section (docs/FAILOVER.md,
@@ -566,6 +576,7 @@ void monitor_opts_init(struct monitor_opts *o)
 	    .watchdog_ms = 1000,
 	    .auto_giveback = false,
 	    .giveback_delay_ms = 5000,
+	    .boot_grace_ms = 30000,
 	    .watchdog_action = MONITOR_WATCHDOG_EXIT,
 	};
 }
@@ -610,6 +621,7 @@ int monitor_create(const struct monitor_opts *o, struct monitor **out)
 	    .fence_wait_ms = o->lease_ms + o->fence_margin_ms,
 	    .auto_giveback = o->auto_giveback,
 	    .giveback_delay_ms = o->giveback_delay_ms,
+	    .boot_grace_ms = o->boot_grace_ms,
 	};
 	m->partner_copy = HA_MIRROR_OFF;
 	m->own_mirror = HA_MIRROR_OFF;
@@ -917,6 +929,8 @@ void monitor_status_json(struct monitor *m, struct json_object *ha)
 	jobj_add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER,
 		     HA_NEVER);
 	json_object_object_add(ha, "mailbox", mbox);
+	json_object_object_add(ha, "partner_seen_since_boot",
+			       json_object_new_boolean(m->booted && m->ha.partner_seen));
 	json_object_object_add(ha, "mark_gen", json_object_new_int64((int64_t)m->ha.mark_gen));
 	json_object_object_add(ha, "io_allowed", json_object_new_boolean(monitor_io_allowed(m)));
 	json_object_object_add(progress, "done_bytes",

@@ -139,6 +139,9 @@ struct monitor_opts {
 	uint64_t watchdog_ms; /**< reactor stall that ends the process */
 	bool auto_giveback;   /**< give back once the partner waits giveback_delay_ms */
 	uint64_t giveback_delay_ms;
+	/** A node that has not heard its partner since it started waits this
+	 * long before any automatic takeover (cold boot of the pair); 0: none. */
+	uint64_t boot_grace_ms;
 	enum monitor_watchdog_action watchdog_action;
 	bool no_watchdog;    /**< tests only */
 	bool defer_watchdog; /**< monitor_start() leaves it to monitor_start_watchdog() */
@@ -210,6 +213,17 @@ void monitor_progress(struct monitor *m, uint64_t done_bytes, uint64_t total_byt
 int monitor_takeover(struct monitor *m, bool force, char *err, size_t errlen);
 /** Operator giveback (@p force skips the partner-ready check); as above. */
 int monitor_giveback(struct monitor *m, bool force, char *err, size_t errlen);
+
+/** What a state change says, in the names of status and docs, for
+ * monitor_ops.state_changed callers that see only this header. */
+struct monitor_ha_view {
+	const char *state;   /**< "takeover" */
+	const char *phase;   /**< "fence_wait" */
+	const char *reason;  /**< why the last change happened */
+	const char *partner; /**< "dead" */
+	uint64_t mark_gen;
+};
+void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v);
 
 /** The HA view in numbers, for metrics and the service manager's status
  * line (names as in `duetctl status`). */

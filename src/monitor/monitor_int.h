@@ -124,6 +124,7 @@ struct monitor_mbox_own_view {
 	int direct_err;		  /**< else why O_DIRECT was refused (0: buffered by option) */
 	uint64_t boot_gen;	  /**< this boot's generation (old + 1) */
 	uint64_t boot_acked_gen;  /**< acked_gen of the record found at boot */
+	uint64_t boot_time_ns;	  /**< time_ns of the record found at boot; 0 none */
 	uint64_t counter;	  /**< records written */
 	uint64_t last_write_ns;	  /**< monotonic end of the last good write; 0 none */
 	bool mark_valid;	  /**< a mark record (set or cleared) is there */
@@ -247,6 +248,10 @@ struct ha_config {
 	bool auto_giveback;
 	uint64_t giveback_delay_ms;
 	uint64_t retry_ms; /**< after a failed mark write; 0: 1000 */
+	/** A node that has not heard its partner since it started waits this
+	 * long before any automatic takeover or takeback (cold boot of the
+	 * pair); 0: no wait. */
+	uint64_t boot_grace_ms;
 };
 
 #define HA_NEVER UINT64_MAX
@@ -278,6 +283,9 @@ struct ha_inputs {
 	bool own_mark;	       /**< a takeover mark is set in our mailbox */
 	uint64_t own_mark_gen; /**< its generation (also when cleared) */
 	bool own_conflict;     /**< another writer in our liveness sector */
+	/** CLOCK_REALTIME (ns) of our own liveness record found at boot: when
+	 * this node last wrote before it started; 0: none found. */
+	uint64_t own_boot_time_ns;
 	/** NULL, or why the action being reported failed, in words (the node
 	 * knows better than strerror): failed() puts it in the reason. */
 	const char *act_why;
@@ -315,6 +323,8 @@ struct ha {
 	bool gb_abandon;     /**< partner died while draining: serve again, do not clear */
 	bool clear_sent;     /**< this giveback asked to clear the mark (it may have landed) */
 	bool takeover_possible;
+	uint64_t boot_ms;		 /**< when the state machine started (monitor_ha_init) */
+	bool partner_seen;		 /**< a heartbeat of the partner arrived since then */
 	char reason[HA_REASON_MAX];	 /**< why the last change happened */
 	char why[HA_REASON_MAX];	 /**< why takeover is (not) possible now */
 	char partner_why[HA_REASON_MAX]; /**< how the partner is seen, in words */

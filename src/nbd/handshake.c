@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char meta_alloc_name[] = "base:allocation";
@@ -130,6 +131,7 @@ static void enter_xmit(struct nbd_conn *c, void *handle, const struct nbd_export
 	struct nbd_xmit_params *p = &c->xp_params;
 
 	c->handle = handle;
+	snprintf(c->export_name, sizeof(c->export_name), "%s", name);
 	c->info = *info;
 	p->size = info->size;
 	p->max_payload = max_payload(c, info);

@@ -220,6 +220,15 @@ void nbd_server_destroy(struct nbd_server *srv);
  * @return 0, -EMFILE beyond max_clients, or another negative errno. */
 int nbd_server_add_fd(struct nbd_server *srv, int fd);
 
+/** Close every connection in the transmission phase on the export named
+ * @p name (a volume being deleted), logging @p why; their ios in flight
+ * complete into the void and close() follows the last one. The number
+ * closed. */
+unsigned nbd_server_close_export(struct nbd_server *srv, const char *name, const char *why);
+
+/** Connections in the transmission phase on the export named @p name. */
+unsigned nbd_server_export_clients(const struct nbd_server *srv, const char *name);
+
 struct nbd_server_stats {
 	uint64_t connections; /* open now */
 	uint64_t accepted;    /* since start */

@@ -335,6 +335,7 @@ struct nbd_conn {
 
 	/* transmission */
 	void *handle;
+	char export_name[64]; /* the export's name, in transmission (for the node) */
 	struct nbd_export_info info;
 	struct nbd_xmit_params xp_params;
 

@@ -642,6 +642,40 @@ void nbd_server_kick(struct nbd_server *srv)
 	}
 }
 
+unsigned nbd_server_close_export(struct nbd_server *srv, const char *name, const char *why)
+{
+	struct list *pos, *tmp;
+	unsigned n = 0;
+
+	if (!srv)
+		return 0;
+	list_for_each_safe(pos, tmp, &srv->conns)
+	{
+		struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
+		if (c->xmit && !c->closed && strcmp(c->export_name, name) == 0) {
+			nbd_conn_close(c, why);
+			n++;
+		}
+	}
+	return n;
+}
+
+unsigned nbd_server_export_clients(const struct nbd_server *srv, const char *name)
+{
+	const struct list *pos;
+	unsigned n = 0;
+
+	if (!srv)
+		return 0;
+	list_for_each(pos, &srv->conns)
+	{
+		const struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
+		if (c->xmit && !c->closed && strcmp(c->export_name, name) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* ---- server ---- */
 
 int nbd_server_create(struct loop *loop, const struct nbd_server_opts *opts,

@@ -191,6 +191,9 @@ static void claim_done(struct node *n)
 		 "the fence)",
 		 na->partner_str, na->partner.ifname,
 		 (unsigned long long)((loop_now_ns() - na->claim_start_ns) / NS_PER_MS));
+	node_event(n, "address-move", "DUET_ADDRESS", na->partner_str, "DUET_INTERFACE",
+		   na->partner.ifname, "DUET_OWNER", n->cfg.ic.partner, "DUET_STATE", "added",
+		   NULL);
 }
 
 static void probe_close(struct node_addr *na)
@@ -340,6 +343,8 @@ int node_addr_take_own(struct node *n)
 	LOG_INFO("service address %s held here (on %s, added and announced in %llu us)",
 		 na->own_str, na->own.ifname,
 		 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+	node_event(n, "address-move", "DUET_ADDRESS", na->own_str, "DUET_INTERFACE", na->own.ifname,
+		   "DUET_OWNER", n->cfg.node.id, "DUET_STATE", "added", NULL);
 	return 0;
 }
 
@@ -354,8 +359,12 @@ void node_addr_drop_own(struct node *n, const char *why)
 	if (rc < 0)
 		LOG_ERROR("cannot remove the service address %s from %s: %s", na->own_str,
 			  na->own.ifname, strerror(-rc));
-	else if (na->own_held)
+	else if (na->own_held) {
 		LOG_WARN("service address %s removed (%s)", na->own_str, why);
+		node_event(n, "address-move", "DUET_ADDRESS", na->own_str, "DUET_INTERFACE",
+			   na->own.ifname, "DUET_OWNER", n->cfg.node.id, "DUET_STATE", "removed",
+			   "DUET_REASON", why, NULL);
+	}
 	na->own_held = false;
 }
 
@@ -427,10 +436,14 @@ void node_addr_drop_partner(struct node *n, const char *why)
 		LOG_ERROR("cannot remove the partner's service address %s from %s: %s",
 			  na->partner_str, na->partner.ifname, strerror(-rc));
 	na->partner_held = false;
-	if (held)
+	if (held) {
 		LOG_WARN("service address %s of the partner removed here (%s) in %llu us",
 			 na->partner_str, why,
 			 (unsigned long long)((loop_now_ns() - t0) / NS_PER_US));
+		node_event(n, "address-move", "DUET_ADDRESS", na->partner_str, "DUET_INTERFACE",
+			   na->partner.ifname, "DUET_OWNER", n->cfg.ic.partner, "DUET_STATE",
+			   "removed", "DUET_REASON", why, NULL);
+	}
 }
 
 /* ---- the partner's address, learned over the interconnect ---- */

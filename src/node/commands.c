@@ -76,7 +76,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	struct json_object *session = json_object_new_object();
 	struct json_object *mirror;
 	struct json_object *nbd = json_object_new_object();
-	struct json_object *volumes;
+	struct json_object *volumes, *hooks;
 
 	(void)req;
 	(void)err;
@@ -156,6 +156,9 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	node_reloc_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	json_object_object_add(resp, "addresses", node_addr_status_json(n));
+	hooks = json_object_new_object();
+	node_hooks_status_json(n->hooks, hooks);
+	json_object_object_add(resp, "hooks", hooks);
 	return 0;
 }
 
@@ -227,9 +230,164 @@ static int cmd_volume_create(struct node *n, struct json_object *req, struct jso
 		return rc;
 	}
 	proxy_local_volumes_changed(n->proxy);
+	node_event(n, "volume-created", "DUET_VOLUME", name, NULL);
 	v = store_volume_find(n->store, name);
 	if (v)
 		json_object_object_add(resp, "volume", volume_json(n, v));
+	return 0;
+}
+
+/* The member "name" of @p req, a string, or NULL with @p err set. */
+static const char *req_name(struct json_object *req, const char *cmd, char *err, size_t errlen)
+{
+	struct json_object *name;
+
+	if (!json_object_object_get_ex(req, "name", &name) ||
+	    !json_object_is_type(name, json_type_string)) {
+		snprintf(err, errlen, "%s wants a volume name", cmd);
+		return NULL;
+	}
+	return json_object_get_string(name);
+}
+
+/* A volume of this node's shelf that this node may change now: not while
+ * the partner serves them (taken over: it writes our shelf). */
+static struct store_volume *own_volume(struct node *n, const char *name, char *err, size_t errlen)
+{
+	struct store_volume *v = store_volume_find(n->store, name);
+
+	if (!v) {
+		snprintf(err, errlen, "no volume '%s' on this node's shelf%s", name,
+			 n->proxy ? " (a partner's volume is changed on the partner)" : "");
+		return NULL;
+	}
+	if (n->fenced || n->taken_at_boot) {
+		snprintf(err, errlen,
+			 "this node is taken over: its partner serves '%s'; change it after the "
+			 "giveback",
+			 name);
+		return NULL;
+	}
+	return v;
+}
+
+static int cmd_volume_delete(struct node *n, struct json_object *req, struct json_object *resp,
+			     char *err, size_t errlen)
+{
+	const char *name = req_name(req, "volume_delete", err, errlen);
+	struct store_volume *v;
+	int rc;
+
+	if (!name)
+		return -EINVAL;
+	v = own_volume(n, name, err, errlen);
+	if (!v)
+		return -ENOENT;
+	rc = node_datapath_volume_delete(n->dp, v, node_control_force(req), err, errlen);
+	if (rc < 0)
+		return rc;
+	/* The partner's proxy drops it from its list: its clients see it gone. */
+	proxy_local_volumes_changed(n->proxy);
+	node_event(n, "volume-deleted", "DUET_VOLUME", name, NULL);
+	jobj_add_str(resp, "message", "volume deleted");
+	jobj_add_str(resp, "name", name);
+	return 0;
+}
+
+static int cmd_volume_resize(struct node *n, struct json_object *req, struct json_object *resp,
+			     char *err, size_t errlen)
+{
+	const char *name = req_name(req, "volume_resize", err, errlen);
+	struct json_object *size;
+	struct node_volume_use u;
+	struct store_volume *v;
+	uint64_t old, want;
+	char buf[32];
+	int rc;
+
+	if (!name)
+		return -EINVAL;
+	if (!json_object_object_get_ex(req, "size", &size) ||
+	    !json_object_is_type(size, json_type_int) || json_object_get_int64(size) <= 0) {
+		snprintf(err, errlen, "volume_resize wants a name and a positive size");
+		return -EINVAL;
+	}
+	v = own_volume(n, name, err, errlen);
+	if (!v)
+		return -ENOENT;
+	old = store_volume_size(v);
+	want = (uint64_t)json_object_get_int64(size);
+	node_datapath_volume_use(n->dp, v, &u);
+	if (u.away) {
+		snprintf(err, errlen, "volume '%s' is relocated to the partner: resize it there",
+			 name);
+		return -EXDEV;
+	}
+	if (want < old && !node_control_force(req)) {
+		snprintf(err, errlen,
+			 "shrinking '%s' from %llu to %llu bytes drops its tail: --force does it "
+			 "(with no client connected)",
+			 name, (unsigned long long)old, (unsigned long long)want);
+		return -EPERM;
+	}
+	if (want < old && (u.clients || u.inflight)) {
+		snprintf(err, errlen, "volume '%s' has %u client%s connected: shrinking refused",
+			 name, u.clients, u.clients == 1 ? "" : "s");
+		return -EBUSY;
+	}
+	rc = store_volume_resize(n->store, v, want);
+	if (rc == -EINVAL) {
+		snprintf(err, errlen,
+			 "bad size %llu: a positive multiple of 512 (of 4096 for a volume on "
+			 "direct I/O)",
+			 (unsigned long long)want);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot resize '%s': %s", name, strerror(-rc));
+		return rc;
+	}
+	/* Records past a new, smaller end would come back into the range if
+	 * it grew again before the next consistency point: run one now. */
+	if (want < old)
+		node_datapath_retire_log(n->dp);
+	/* New connections, here and on the partner's proxy port, see the new
+	 * size; open ones keep the size they negotiated. */
+	proxy_local_volumes_changed(n->proxy);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)want);
+	node_event(n, "volume-resized", "DUET_VOLUME", name, "DUET_SIZE", buf, NULL);
+	jobj_add_str(resp, "message", "volume resized");
+	jobj_add_u64(resp, "old_size", old);
+	json_object_object_add(resp, "volume", volume_json(n, v));
+	return 0;
+}
+
+static int cmd_volume_show(struct node *n, struct json_object *req, struct json_object *resp,
+			   char *err, size_t errlen)
+{
+	const char *name = req_name(req, "volume_show", err, errlen);
+	struct store_volume *v;
+	struct node_volume_use u;
+	struct json_object *o, *c;
+
+	if (!name)
+		return -EINVAL;
+	v = store_volume_find(n->store, name);
+	if (!v) {
+		snprintf(err, errlen, "no volume '%s' on this node's shelf", name);
+		return -ENOENT;
+	}
+	o = volume_json(n, v);
+	c = json_object_new_object();
+	node_datapath_volume_use(n->dp, v, &u);
+	jobj_add_u64(o, "clients", u.clients);
+	jobj_add_u64(o, "inflight", u.inflight);
+	jobj_add_u64(c, "requests", u.requests);
+	jobj_add_u64(c, "bytes_read", u.bytes_read);
+	jobj_add_u64(c, "bytes_written", u.bytes_written);
+	jobj_add_u64(c, "errors", u.errors);
+	json_object_object_add(o, "counters", c);
+	json_object_object_add(resp, "volume", o);
 	return 0;
 }
 
@@ -330,6 +488,9 @@ static const struct {
     {"status", cmd_status},
     {"volume_list", cmd_volume_list},
     {"volume_create", cmd_volume_create},
+    {"volume_delete", cmd_volume_delete},
+    {"volume_resize", cmd_volume_resize},
+    {"volume_show", cmd_volume_show},
     {"volume_relocate", node_reloc_cmd},
     {"links", cmd_links},
     {"ic_reset", cmd_ic_reset},

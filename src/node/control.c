@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/control.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -28,10 +29,12 @@
 #define CONTROL_TIMEOUT_NS  (10ull * 1000000000ull)
 #define CONTROL_BACKOFF_NS  (50 * NS_PER_MS) /* accept paused, out of descriptors */
 
-/* The control protocol: the client sends one JSON object on one line,
- * {"cmd": "status", ...}; the node answers one JSON object,
- * {"ok": true, "result": {...}} or {"ok": false, "error": "..."}, and
- * closes. One request per connection keeps both ends trivial. */
+/* The control protocol (docs/CONTROL.md): the client sends one JSON object
+ * on one line, {"cmd": "status", "version": 1, ...}; the node answers one
+ * JSON object, {"ok": true, "version": 1, "result": {...}} or {"ok": false,
+ * "version": 1, "error": "..."}, and closes. One request per connection
+ * keeps both ends trivial. A request without "version" is version 1 (the
+ * duetctl of before); a newer one than the node's is refused. */
 
 struct control_conn {
 	struct control *ctl;
@@ -114,10 +117,12 @@ static void dispatch(struct control_conn *c)
 	if (node_control_parse(c->in, strlen(c->in), &req, &cmd, err, sizeof(err)) < 0) {
 		LOG_WARN("malformed control request");
 		json_object_object_add(resp, "ok", json_object_new_boolean(0));
+		json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
 		json_object_object_add(resp, "error", json_object_new_string(err));
 		respond(c, resp);
 		return;
 	}
+	json_object_object_add(resp, "version", json_object_new_int(DUET_CONTROL_VERSION));
 	fn = node_commands_find(cmd);
 	if (!fn) {
 		snprintf(err, sizeof(err), "unknown command '%.64s'", cmd);

@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include "common/control.h"
+
 int node_control_parse(const char *line, size_t len, struct json_object **req, const char **cmd,
 		       char *err, size_t errlen)
 {
@@ -43,6 +45,18 @@ int node_control_parse(const char *line, size_t len, struct json_object **req, c
 		json_object_put(r);
 		snprintf(err, errlen, "malformed request: want {\"cmd\": ...}");
 		return -EINVAL;
+	}
+	/* The protocol's version (docs/CONTROL.md): none is 1, the duetctl of
+	 * before; one this node does not speak is refused, naming ours. */
+	struct json_object *v;
+	if (json_object_object_get_ex(r, "version", &v) &&
+	    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1 ||
+	     json_object_get_int64(v) > DUET_CONTROL_VERSION)) {
+		snprintf(err, errlen,
+			 "unsupported control protocol version %.32s: this node speaks %d",
+			 json_object_to_json_string(v), DUET_CONTROL_VERSION);
+		json_object_put(r);
+		return -EPROTO;
 	}
 	*req = r;
 	*cmd = json_object_get_string(c);

@@ -38,9 +38,12 @@ struct dp_vol {
 	bool dirty;	       /* written since the last consistency point */
 	struct store_io cp_io; /* its fdatasync for a consistency point */
 	struct node_vol_stats st;
+	unsigned opens; /* export handles open (clients, forwarded ones included) */
+	bool deleted;	/* its store volume is deleted: freed once unused */
 	/* Relocation (relocate.c): owned by the partner now (not listed, not
 	 * opened, requests refused with -EXDEV), or on its way there (requests
-	 * refused), and this volume's requests at the store. */
+	 * refused), and this volume's requests at the store (and its
+	 * consistency point's fdatasync). */
 	bool away, leaving;
 	uint64_t inflight;
 };
@@ -193,6 +196,7 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 		return -ENOMEM;
 	if (bv->away)
 		return -ENOENT;
+	bv->opens++;
 	memset(info, 0, sizeof(*info));
 	info->size = vi.size;
 	info->can_trim = true;
@@ -214,10 +218,31 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	return 0;
 }
 
+/* A deleted volume's datapath state and store volume go once nothing
+ * uses them: no handle open, nothing in flight. */
+static void vol_maybe_free(struct dp_vol *bv)
+{
+	struct node_datapath *b = bv->b;
+
+	if (!bv->deleted || bv->opens || bv->inflight)
+		return;
+	for (struct dp_vol **pp = &b->vols; *pp; pp = &(*pp)->next) {
+		if (*pp == bv) {
+			*pp = bv->next;
+			break;
+		}
+	}
+	store_volume_release(bv->v);
+	free(bv);
+}
+
 static void be_close(void *ctx, void *handle)
 {
+	struct dp_vol *bv = handle;
+
 	(void)ctx;
-	(void)handle;
+	bv->opens--;
+	vol_maybe_free(bv);
 }
 
 static bool io_allowed(struct node_datapath *b);
@@ -260,12 +285,18 @@ static void bio_finish(struct dp_io *bio, int result)
 {
 	struct node_datapath *b = bio->b;
 	struct nbd_io *nio = bio->nio;
+	struct dp_vol *bv = bio->bv;
 
 	b->inflight--;
-	bio->bv->inflight--;
+	bv->inflight--;
 	bio->next_free = b->free_list;
 	b->free_list = bio;
+	/* With a handle open, its close (which may come from inside
+	 * nbd_io_done) frees a deleted volume; without, it goes after. */
+	bool no_handle = !bv->opens;
 	io_done(nio, result, bio->start_ns);
+	if (no_handle)
+		vol_maybe_free(bv);
 }
 
 void node_datapath_each_volume(const struct node_datapath *b,
@@ -275,6 +306,8 @@ void node_datapath_each_volume(const struct node_datapath *b,
 {
 	for (const struct dp_vol *bv = b ? b->vols : NULL; bv; bv = bv->next) {
 		struct store_volume_info vi;
+		if (bv->deleted)
+			continue;
 		store_volume_get_info(bv->v, &vi);
 		fn(arg, vi.name, &bv->st);
 	}
@@ -428,6 +461,8 @@ static void cp_vol_done(struct store_io *sio, int result)
 		if (!b->cp_rc)
 			b->cp_rc = result;
 	}
+	bv->inflight--;
+	vol_maybe_free(bv);
 	if (--b->cp_pending == 0)
 		b->cp_done(b->cp_arg, b->cp_rc);
 }
@@ -439,9 +474,10 @@ void node_datapath_checkpoint(struct node_datapath *b, mirror_done_fn done, void
 	b->cp_rc = 0;
 	b->cp_pending = 1; /* held until every flush is submitted */
 	for (struct dp_vol *bv = b->vols; bv; bv = bv->next) {
-		if (!bv->dirty)
+		if (!bv->dirty || bv->deleted)
 			continue;
 		bv->dirty = false;
+		bv->inflight++;
 		memset(&bv->cp_io, 0, sizeof(bv->cp_io));
 		bv->cp_io.op = STORE_OP_FLUSH;
 		bv->cp_io.done = cp_vol_done;
@@ -605,6 +641,10 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 	struct dp_io *bio;
 	int rc;
 
+	if (bv->deleted) {
+		nbd_io_done(io, -ESHUTDOWN);
+		return;
+	}
 	if (!b->serving) {
 		io_done(io, -ESHUTDOWN, 0);
 		return;
@@ -680,6 +720,115 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 	b->inflight++;
 	bv->inflight++;
 	store_submit(v, &bio->sio);
+}
+
+static struct dp_vol *vol_of(struct node_datapath *b, const struct store_volume *v)
+{
+	for (struct dp_vol *bv = b->vols; bv; bv = bv->next)
+		if (bv->v == v)
+			return bv;
+	return NULL;
+}
+
+/* Clients of volume @p name on this node's listeners (the own NBD port and
+ * the proxy port both serve every volume of the pair). */
+static unsigned node_datapath_clients(struct node *n, const char *name)
+{
+	return nbd_server_export_clients(n->nbd, name) +
+	       nbd_server_export_clients(n->proxy_nbd, name);
+}
+
+void node_datapath_volume_use(struct node_datapath *b, const struct store_volume *v,
+			      struct node_volume_use *u)
+{
+	struct dp_vol *bv = b ? vol_of(b, v) : NULL;
+
+	memset(u, 0, sizeof(*u));
+	if (!bv)
+		return;
+	u->clients = node_datapath_clients(b->node, store_volume_name(v));
+	u->away = bv->away || bv->leaving;
+	u->inflight = bv->inflight;
+	for (unsigned i = 0; i < NODE_OPS; i++) {
+		u->requests += bv->st.requests[i];
+		u->errors += bv->st.errors[i];
+	}
+	u->bytes_read = bv->st.bytes[NBD_CMD_READ];
+	u->bytes_written = bv->st.bytes[NBD_CMD_WRITE];
+}
+
+int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,
+				char *err, size_t errlen)
+{
+	struct dp_vol *bv = vol_of(b, v);
+	const char *name = store_volume_name(v);
+	unsigned closed;
+	int rc;
+
+	unsigned clients = node_datapath_clients(b->node, name);
+
+	if (bv && (bv->away || bv->leaving)) {
+		snprintf(err, errlen, "volume '%s' is relocated to the partner: delete it there",
+			 name);
+		return -EXDEV;
+	}
+	if (clients && !force) {
+		snprintf(err, errlen,
+			 "volume '%s' has %u client%s connected: --force disconnects them", name,
+			 clients, clients == 1 ? "" : "s");
+		return -EBUSY;
+	}
+	rc = store_volume_delete(b->store, v);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot delete volume '%s': %s", name, strerror(-rc));
+		return rc;
+	}
+	if (!bv) {
+		store_volume_release(v);
+		return 0;
+	}
+	/* From here every request on it fails and no client can open it; the
+	 * struct goes with the last handle and the last request. */
+	bv->deleted = true;
+	closed = nbd_server_close_export(b->node->nbd, name, "volume deleted") +
+		 nbd_server_close_export(b->node->proxy_nbd, name, "volume deleted");
+	if (closed)
+		LOG_WARN("volume %s deleted: %u client%s disconnected", store_volume_name(v),
+			 closed, closed == 1 ? "" : "s");
+	vol_maybe_free(bv);
+	return 0;
+}
+
+/* A consistency point asked by the node itself (not by a client's FLUSH):
+ * counted in flight like a request, so shutdown waits for it. */
+struct dp_retire {
+	struct mirror_flush mf;
+	struct node_datapath *b;
+};
+
+static void retire_done(struct mirror_flush *f, int result)
+{
+	struct dp_retire *r = container_of(f, struct dp_retire, mf);
+
+	if (result < 0)
+		LOG_WARN("consistency point after a volume change: %s", strerror(-result));
+	r->b->inflight--;
+	free(r);
+}
+
+void node_datapath_retire_log(struct node_datapath *b)
+{
+	struct dp_retire *r;
+
+	if (!b || !b->m)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->b = b;
+	r->mf.done = retire_done;
+	b->inflight++;
+	mirror_flush(b->m, &r->mf);
 }
 
 /* A volume's allow list (duetctl volume create --allow) against the

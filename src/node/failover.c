@@ -625,6 +625,7 @@ static void m_boot_checked(void *arg, bool taken_over, const struct monitor_mark
 	(void)mark; /* the monitor logged it */
 	n->boot_checked = true;
 	n->taken_at_boot = taken_over;
+	snprintf(n->ev_state, sizeof(n->ev_state), "%s", taken_over ? "taken_over" : "up");
 }
 
 static void m_fence_check(void *arg, uint64_t stall_ms)
@@ -676,10 +677,32 @@ static void m_action(void *arg, enum ha_action act, uint64_t gen)
 	}
 }
 
+/* Every HA change is an event for the hooks: "ha-state" when the state
+ * changes, else a step of a takeover or giveback ("takeover-step",
+ * "giveback-step"; the owner's start after a giveback is one too). */
 static void m_state_changed(void *arg, const struct ha *h)
 {
-	(void)h;
-	node_service_status(arg);
+	struct node *n = arg;
+	struct monitor_ha_view v;
+	char gen[24];
+	const char *ev;
+
+	monitor_ha_describe(h, &v);
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)v.mark_gen);
+	if (strcmp(v.state, n->ev_state) != 0)
+		ev = "ha-state";
+	else if (strcmp(v.state, "takeover") == 0)
+		ev = "takeover-step";
+	else if (strcmp(v.state, "giving_back") == 0 || strcmp(v.phase, "starting") == 0 ||
+		 strcmp(v.phase, "acking") == 0)
+		ev = "giveback-step";
+	else
+		ev = "ha-state";
+	node_event(n, ev, "DUET_STATE", v.state, "DUET_PREV_STATE", n->ev_state, "DUET_PHASE",
+		   v.phase, "DUET_REASON", v.reason, "DUET_PARTNER_STATE", v.partner,
+		   "DUET_MARK_GEN", gen, NULL);
+	snprintf(n->ev_state, sizeof(n->ev_state), "%s", v.state);
+	node_service_status(n);
 }
 
 static const struct monitor_ops mon_ops = {

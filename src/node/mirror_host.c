@@ -60,10 +60,11 @@ static void host_state_changed(void *ctx, enum mirror_state state, const char *r
 	struct node *n = ctx;
 	struct mirror_history *h = &n->mirror_hist[n->mirror_hist_n % ARRAY_SIZE(n->mirror_hist)];
 
-	(void)reason; /* the mirror logs it */
 	h->state = (uint8_t)state;
 	h->at_ms = (loop_now_ns() - n->started_ns) / 1000000;
 	n->mirror_hist_n++;
+	node_event(n, "mirror-state", "DUET_STATE", mirror_state_name(state), "DUET_REASON",
+		   reason ? reason : "", NULL);
 	node_service_status(n);
 }
 

@@ -176,6 +176,10 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = node_addr_boot(n);
 	if (rc < 0)
 		goto err;
+	/* Before the monitor: its first state changes are events too. */
+	rc = node_hooks_create(n, &n->hooks);
+	if (rc < 0)
+		goto err;
 	rc = open_interconnect(n);
 	if (rc < 0)
 		goto err;
@@ -283,6 +287,9 @@ void node_destroy(struct node *n)
 		store_close(n->store);
 	node_datapath_destroy(n->dp);
 	node_failover_close(n);
+	/* Before the CCM goes: the hooks read its links. */
+	node_hooks_destroy(n->hooks);
+	n->hooks = NULL;
 	if (n->ccm) {
 		/* Say goodbye, so the partner ends the session now instead of
 		 * waiting out its link deadline. */

@@ -38,6 +38,7 @@ struct monitor;
 struct failover;
 struct node_addr;
 struct json_object;
+struct node_hooks;
 
 struct node {
 	struct duet_config cfg;
@@ -71,6 +72,8 @@ struct node {
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
+	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
+	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
 	struct loop_io sig_io;
 	/* lock.c: the instance locks (shelf, log, partner image) and the
@@ -129,6 +132,27 @@ void node_datapath_each_volume(const struct node_datapath *b,
 			       void *arg);
 /** The mirror's consistency point: fdatasync every volume written since the
  * last call, then @p done(@p arg, 0 or -errno). */
+/** How a volume of the datapath is used, for `volume show`. */
+struct node_volume_use {
+	unsigned clients;  /* NBD clients on this node's listener (the partner's proxy
+			      port counts its own) */
+	uint64_t inflight; /* requests in flight */
+	bool away;	   /* relocated to the partner (or on its way) */
+	uint64_t requests, bytes_read, bytes_written, errors; /* since the node started */
+};
+/** Fill @p u for @p v (zeros for a volume never opened). */
+void node_datapath_volume_use(struct node_datapath *b, const struct store_volume *v,
+			      struct node_volume_use *u);
+/** Delete @p v: refused (-EBUSY, @p err says why) while clients have it
+ * open unless @p force, which disconnects those of the NBD listener; the
+ * proxy's forwarded ones get errors from then on. The store volume is
+ * released once no request is in flight on it. */
+int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v, bool force,
+				char *err, size_t errlen);
+/** Start a consistency point of the log (no client waits for it): after
+ * a shrink, the records past the new end leave the log, so that a later
+ * grow never gets them back from a replay. */
+void node_datapath_retire_log(struct node_datapath *b);
 /** Open the shelf @p shelf with the node's [store] settings (the own one at
  * boot, the partner's at takeover). */
 int node_datapath_open_store(struct node *n, const char *shelf, struct store **out);
@@ -257,6 +281,22 @@ void node_failover_close(struct node *n);
 /** Free the rest, after ccm_destroy: heartbeat writes the CCM still held
  * complete into memory of it until then. */
 void node_failover_free(struct node *n);
+
+/* hooks.c: [hooks] dir, run on node events. */
+/** Set up the hooks of [hooks] dir (@p out NULL without one). */
+int node_hooks_create(struct node *n, struct node_hooks **out);
+/** Forget the queue; running hooks finish on their own. NULL is fine. */
+void node_hooks_destroy(struct node_hooks *h);
+/**
+ * The one event API: @p event ("ha-state", "volume-deleted", ...) with
+ * its details as pairs of environment variable and value, NULL-ended:
+ * node_event(n, "volume-deleted", "DUET_VOLUME", name, NULL). Every hook
+ * runs with DUET_EVENT, DUET_NODE, DUET_PARTNER, DUET_TIME and these, in
+ * the background; never blocks. Events and variables: docs/HOOKS.md.
+ */
+void node_event(struct node *n, const char *event, ...) __attribute__((sentinel));
+/** The "hooks" member of status. */
+void node_hooks_status_json(struct node_hooks *h, struct json_object *o);
 
 /* addr.c: service addresses, the own and the partner's (docs/FAILOVER.md). */
 /** First thing at boot: remove an address an earlier run left, point the

@@ -539,6 +539,21 @@ static bool has_suffix(const char *s, const char *suffix, size_t *stem)
 	return true;
 }
 
+/* A delete committed (its metadata renamed to .NAME.meta.deleted) and
+ * interrupted before its data file was gone: finish it. */
+static void finish_delete(struct store *s, const char *marker, size_t stem)
+{
+	char img[STORE_NAME_MAX + 8];
+
+	if (stem < 2 || stem - 1 >= STORE_NAME_MAX)
+		return;
+	snprintf(img, sizeof(img), "%.*s.img", (int)(stem - 1), marker + 1);
+	if (unlinkat(s->voldirfd, img, 0) == 0)
+		LOG_INFO("volumes/%s: its delete was interrupted: removed", img);
+	if (unlinkat(s->voldirfd, marker, 0) == 0)
+		fsync(s->voldirfd);
+}
+
 /* Load every volume of the shelf. A broken one is logged and skipped, so one
  * bad file cannot keep the others from being served. */
 static int load_volumes(struct store *s, unsigned *skipped)
@@ -561,6 +576,10 @@ static int load_volumes(struct store *s, unsigned *skipped)
 		struct store_volume *v;
 		size_t stem;
 
+		if (e->d_name[0] == '.' && has_suffix(e->d_name, ".meta.deleted", &stem)) {
+			finish_delete(s, e->d_name, stem);
+			continue;
+		}
 		if (e->d_name[0] == '.') {
 			/* An interrupted metadata write: the rename never happened. */
 			if (has_suffix(e->d_name, ".tmp", &stem) &&
@@ -717,6 +736,11 @@ void store_close(struct store *s)
 		LOG_ERROR("shelf %s closed with %u io(s) in flight", s->dir, s->inflight);
 	for (unsigned i = 0; i < s->n_vols; i++)
 		vol_free(s, s->vols[i]);
+	while (s->removed) {
+		struct store_volume *v = s->removed;
+		s->removed = v->next_removed;
+		vol_free(s, v);
+	}
 	free(s->vols);
 	if (s->ops)
 		s->ops->fini(s);
@@ -870,6 +894,92 @@ err_unlink:
 err_free:
 	free(v);
 	return rc;
+}
+
+int store_volume_delete(struct store *s, struct store_volume *v)
+{
+	char file[STORE_NAME_MAX + 8];
+	bool found;
+	unsigned i;
+	int rc;
+
+	i = vol_search(s, v->name, &found);
+	if (!found || s->vols[i] != v)
+		return -ENOENT;
+	char marker[STORE_NAME_MAX + 24];
+
+	snprintf(file, sizeof(file), "%s.meta", v->name);
+	snprintf(marker, sizeof(marker), ".%s.meta.deleted", v->name);
+	if (renameat(s->voldirfd, file, s->voldirfd, marker) < 0) {
+		rc = -errno;
+		LOG_ERROR("volume %s: rename %s: %s", v->name, file, strerror(errno));
+		return rc;
+	}
+	if (fsync(s->voldirfd) < 0) {
+		rc = -errno;
+		LOG_ERROR("volume %s: fsync of the volumes directory: %s", v->name,
+			  strerror(errno));
+		return rc;
+	}
+	/* Committed: from here the volume is gone, whatever fails below. */
+	memmove(&s->vols[i], &s->vols[i + 1], (s->n_vols - i - 1) * sizeof(*s->vols));
+	s->n_vols--;
+	v->removed = true;
+	v->next_removed = s->removed;
+	s->removed = v;
+	snprintf(file, sizeof(file), "%s.img", v->name);
+	if ((unlinkat(s->voldirfd, file, 0) < 0 && errno != ENOENT) ||
+	    unlinkat(s->voldirfd, marker, 0) < 0 || fsync(s->voldirfd) < 0)
+		LOG_WARN("volume %s: removing %s: %s (finished at the next start)", v->name, file,
+			 strerror(errno));
+	LOG_INFO("volume %s deleted (uuid %s)", v->name, v->uuid);
+	return 0;
+}
+
+void store_volume_release(struct store_volume *v)
+{
+	struct store *s = v->s;
+
+	for (struct store_volume **pp = &s->removed; *pp; pp = &(*pp)->next_removed) {
+		if (*pp == v) {
+			*pp = v->next_removed;
+			vol_free(s, v);
+			return;
+		}
+	}
+}
+
+int store_volume_resize(struct store *s, struct store_volume *v, uint64_t size)
+{
+	uint64_t old = v->size;
+	int rc;
+
+	if (size_valid(size) < 0 || (v->direct && size % v->align)) {
+		LOG_WARN("volume %s: invalid size %" PRIu64 " (a non-zero multiple of %u)", v->name,
+			 size, v->direct ? v->align : 512u);
+		return -EINVAL;
+	}
+	if (size == old)
+		return 0;
+	if (size > old && (ftruncate(v->fd, (off_t)size) < 0 || fsync(v->fd) < 0)) {
+		rc = -errno;
+		LOG_ERROR("volume %s: grow to %" PRIu64 ": %s", v->name, size, strerror(errno));
+		if (ftruncate(v->fd, (off_t)old) < 0)
+			LOG_WARN("volume %s: data file left longer than the volume", v->name);
+		return rc;
+	}
+	v->size = size;
+	rc = meta_write(s, v);
+	if (rc < 0) {
+		v->size = old;
+		return rc;
+	}
+	if (size < old && (ftruncate(v->fd, (off_t)size) < 0 || fsync(v->fd) < 0))
+		LOG_WARN("volume %s: shrinking the data file: %s (it stays longer than the "
+			 "volume, harmless)",
+			 v->name, strerror(errno));
+	LOG_INFO("volume %s resized: %" PRIu64 " -> %" PRIu64 " bytes", v->name, old, size);
+	return 0;
 }
 
 unsigned store_volume_count(const struct store *s)

@@ -136,6 +136,26 @@ int store_volume_set_owner(struct store_volume *v, const char *owner);
 int store_volume_reload_owner(struct store_volume *v);
 /** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
+/**
+ * Delete @p v: its metadata file is renamed to .NAME.meta.deleted (the
+ * commit point), then the data file and that marker go; an open that finds
+ * the marker (a crash in between) finishes the delete. It leaves the index at once (find, list
+ * and at() no longer see it, a new volume may take its name); the struct
+ * stays valid, for ios still in flight on it, until store_volume_release().
+ * A volume with ios in flight is the caller's to drain before the release.
+ */
+int store_volume_delete(struct store *s, struct store_volume *v);
+/** Free a deleted volume (no io in flight on it); store_close() frees
+ * those never released. */
+void store_volume_release(struct store_volume *v);
+/**
+ * Set the size of @p v to @p size (a multiple of 512, and of the direct
+ * I/O alignment when the volume uses it). Growing: the data file first,
+ * then the metadata (the commit point); shrinking: the metadata first. A
+ * crash in between leaves a data file longer than the volume, harmless.
+ * The caller makes sure no io runs past the new end when shrinking.
+ */
+int store_volume_resize(struct store *s, struct store_volume *v, uint64_t size);
 
 #define STORE_ALLOW_MAX	   16  /* identities in a volume's allow list */
 #define STORE_ALLOW_ID_LEN 256 /* longest identity, with the NUL */

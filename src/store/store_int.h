@@ -47,6 +47,8 @@ struct store_volume {
 	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */
 	bool direct;	/* fd is O_DIRECT: every transfer aligned to align */
 	uint32_t align; /* direct I/O alignment of offsets, lengths and buffers */
+	bool removed;	/* deleted: off the index, freed by store_volume_release */
+	struct store_volume *next_removed; /* in s->removed until released */
 
 	/* Write ordering for read-modify-write (io.c): modifying ios running,
 	 * whether an exclusive one runs, and those waiting, in order. */
@@ -128,6 +130,7 @@ struct store {
 	struct store_volume **vols; /* sorted by name */
 	unsigned n_vols;
 	unsigned cap_vols;
+	struct store_volume *removed; /* deleted, not yet released (store_volume_delete) */
 
 	void *zeros; /* STORE_ZERO_BYTES of read-only zeros */
 	unsigned inflight;

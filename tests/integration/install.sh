@@ -37,6 +37,8 @@ done
 unit=$(printf '%s\n' "${dests[@]}" | grep '/duetd@\.service$') || fail "no duetd@.service installed"
 case $unit in */systemd/system/duetd@.service) ;; *) fail "unit installed at $unit" ;; esac
 [ -s "$ROOT$sysconfdir/duet/example.conf" ] || fail "no $sysconfdir/duet/example.conf"
+datadir=$(abs "$(opt datadir)")
+[ -x "$ROOT$datadir/duet/hooks/50-syslog" ] || fail "no example hook $datadir/duet/hooks/50-syslog"
 
 step "the installed binaries run"
 "$ROOT$sbindir/duetd" --version | grep -q '^duetd ' || fail "installed duetd --version"

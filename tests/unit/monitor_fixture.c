@@ -57,6 +57,7 @@ void monitor_fixture_opts(struct monitor_fixture_opts *f, const char *dir, const
 	struct monitor_opts *o = &f->o;
 
 	monitor_opts_init(o);
+	o->boot_grace_ms = 0; /* the scenarios here start alone on purpose */
 	snprintf(f->shelf, sizeof(f->shelf), "%s/%s", dir, id);
 	snprintf(f->partner_shelf, sizeof(f->partner_shelf), "%s/%s", dir, peer);
 	o->node_id = id;

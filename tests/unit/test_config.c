@@ -260,6 +260,31 @@ static void test_ccm_keys(void **state)
 	assert_int_equal(cfg.ic.instance_max_load, 0);
 }
 
+static void test_hooks_keys(void **state)
+{
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.hooks.dir, "");
+	assert_int_equal(cfg.hooks.timeout_ms, 10000);
+	assert_int_equal(cfg.hooks.max_running, 4);
+	assert_int_equal(config_load_string("t.ini",
+					    BASE "[hooks]\ndir = /etc/duet/hooks.d\n"
+						 "timeout_ms = 2000\nmax_running = 2\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.hooks.dir, "/etc/duet/hooks.d");
+	assert_int_equal(cfg.hooks.timeout_ms, 2000);
+	assert_int_equal(cfg.hooks.max_running, 2);
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[hooks]\nmax_running = 0\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "[hooks] max_running"));
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[hooks]\ntimeout_ms = 1\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "[hooks] timeout_ms"));
+}
+
 static void test_monitor_keys(void **state)
 {
 	(void)state;
@@ -274,6 +299,7 @@ static void test_monitor_keys(void **state)
 	assert_int_equal(cfg.monitor.watchdog_ms, 1000);
 	assert_int_equal(cfg.monitor.auto_giveback, false);
 	assert_int_equal(cfg.monitor.giveback_delay_ms, 5000);
+	assert_int_equal(cfg.monitor.boot_grace_ms, 30000);
 
 	assert_int_equal(config_load_string("t.ini",
 					    BASE "[monitor]\npartner_shelf = /tmp/shelf-b\n"
@@ -281,7 +307,7 @@ static void test_monitor_keys(void **state)
 						 "mailbox_ms = 20\nmailbox_deadline_ms = 80\n"
 						 "lease_ms = 60\nfence_margin_ms = 0\n"
 						 "watchdog_ms = 500\nauto_giveback = on\n"
-						 "giveback_delay_ms = 0\n",
+						 "giveback_delay_ms = 0\nboot_grace_ms = 2000\n",
 					    &cfg, err, sizeof(err)),
 			 0);
 	assert_string_equal(cfg.monitor.partner_shelf, "/tmp/shelf-b");
@@ -289,6 +315,7 @@ static void test_monitor_keys(void **state)
 	assert_int_equal(cfg.monitor.lease_ms, 60);
 	assert_int_equal(cfg.monitor.auto_giveback, true);
 	assert_int_equal(cfg.monitor.giveback_delay_ms, 0);
+	assert_int_equal(cfg.monitor.boot_grace_ms, 2000);
 
 	struct {
 		const char *text, *needle;
@@ -543,6 +570,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
 	    cmocka_unit_test(test_metrics_keys),    cmocka_unit_test(test_service_address_keys),
+	    cmocka_unit_test(test_hooks_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "monitor/monitor_int.h"
 #include "monitor_fixture.h"
 
@@ -39,6 +40,7 @@ struct sim {
 	uint64_t first[16];	      /* time each action was first asked for */
 	uint32_t acts;
 	unsigned n_mark_writes;
+	bool hb_never; /* no heartbeat received since this node started */
 };
 
 static void sim_inputs(struct sim *s)
@@ -49,7 +51,7 @@ static void sim_inputs(struct sim *s)
 	in->n_links = s->n_links;
 	for (unsigned i = 0; i < s->n_links; i++)
 		in->hb_age_ms[i] = s->last_hb[i] == HA_NEVER ? HA_NEVER : s->now - s->last_hb[i];
-	in->hb_valid = true;
+	in->hb_valid = !s->hb_never;
 	in->hb = s->partner;
 	in->mbox_rc = s->mbox_readable ? 0 : -EIO;
 	in->mbox_seen = true;
@@ -225,6 +227,82 @@ static void test_kill(void **state)
 	assert_int_equal(s.h.state, HA_TAKEOVER);
 	assert_int_equal(s.h.phase, HA_PH_SERVING);
 	assert_int_equal(s.n_mark_writes, 1);
+}
+
+/* Cold boot of the pair: both nodes died together; this one starts first
+ * (a new state machine, no heartbeat heard yet) and finds the partner's
+ * mailbox silent, its last record as recent as our own. @p back_ms: the
+ * partner starts that long after us (HA_NEVER: never). */
+static void cold_boot(struct sim *s, uint64_t grace_ms, uint64_t back_ms, uint64_t own_ahead_ms)
+{
+	struct ha_config c = default_cfg;
+
+	sim_init(s, NULL);
+	kill_partner(s);
+	s->partner.time_ns = 1000ull * NS_PER_MS;
+	s->in.own_boot_time_ns = s->partner.time_ns + own_ahead_ms * NS_PER_MS;
+	s->now += 5000; /* both were down for a while */
+	s->hb_never = true;
+	c.boot_grace_ms = grace_ms;
+	monitor_ha_init(&s->h, &c, s->now, false, 0, 0);
+	s->acts = 0;
+	if (back_ms == HA_NEVER)
+		return;
+	run_for(s, back_ms);
+	set_links(s, true);
+	s->mbox_up = true;
+	s->hb_never = false;
+}
+
+/* The partner comes back 1.5 s after us, within the grace: no takeover. */
+static void test_cold_boot_both(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	cold_boot(&s, 3000, 1500, 0);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+	run_for(&s, 5000);
+	assert_int_equal(s.h.state, HA_UP);
+	assert_int_equal(s.h.partner, HA_PARTNER_ALIVE);
+	assert_false(asked(&s, HA_ACT_WRITE_MARK));
+	assert_true(s.h.partner_seen);
+}
+
+/* The partner never comes back: takeover once the grace has passed. */
+static void test_cold_boot_alone(void **state)
+{
+	struct sim s;
+	uint64_t boot;
+
+	(void)state;
+	cold_boot(&s, 2000, HA_NEVER, 0);
+	boot = s.now;
+	run_for(&s, 1000);
+	assert_int_equal(s.h.partner, HA_PARTNER_DEAD);
+	assert_true(strstr(s.h.why, "boot_grace_ms") != NULL);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 4000);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) >= boot + 2000);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) <= boot + 2100);
+}
+
+/* The partner's mailbox went silent long before we stopped (it died
+ * first; we ran alone): no wait at boot. With no grace, no wait either. */
+static void test_cold_boot_partner_died_first(void **state)
+{
+	struct sim s;
+	uint64_t boot;
+
+	(void)state;
+	cold_boot(&s, 30000, HA_NEVER, 10000);
+	boot = s.now;
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 2000);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) <= boot + 300);
+	cold_boot(&s, 0, HA_NEVER, 0);
+	boot = s.now;
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 2000);
+	assert_true(when(&s, HA_ACT_WRITE_MARK) <= boot + 300);
 }
 
 /* The partner stops (SIGSTOP) for less than the deadline: nothing happens.
@@ -1162,6 +1240,9 @@ int main(void)
 	    cmocka_unit_test(test_giveback_owner_dies_draining),
 	    cmocka_unit_test(test_giveback_owner_dies_clearing),
 	    cmocka_unit_test(test_giveback_not_resumed),
+	    cmocka_unit_test(test_cold_boot_both),
+	    cmocka_unit_test(test_cold_boot_alone),
+	    cmocka_unit_test(test_cold_boot_partner_died_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

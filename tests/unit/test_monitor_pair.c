@@ -734,6 +734,78 @@ static void test_no_direct_refuses_takeover(void **state)
 	unsetenv("DUET_TEST_NO_O_DIRECT");
 }
 
+static bool a_marking(void)
+{
+	return A.mark_ns != 0;
+}
+
+static bool a_serves_b(void)
+{
+	return A.acts & HA_ACT_SERVE_PARTNER;
+}
+
+/* Cold boot of the pair on real mailboxes: both stop at once, a starts
+ * alone with boot_grace_ms: it sees b dead but waits the grace before its
+ * mark. Then b's record is older than a's own by much more than the
+ * mailbox deadline (b died first, a ran on): no wait at a's next start. */
+static void test_cold_boot(void **state)
+{
+	uint64_t t0;
+
+	(void)state;
+	bring_up();
+	stop(&A);
+	stop(&B);
+	A.opts.o.boot_grace_ms = 1500;
+	t0 = loop_now_ns();
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	monitor_set_mirror(A.m, HA_MIRROR_IN_SYNC);
+	run_ms(1000);
+	assert_int_equal(monitor_ha(A.m)->partner, HA_PARTNER_DEAD);
+	assert_int_equal(A.mark_ns, 0);
+	assert_non_null(strstr(monitor_ha(A.m)->why, "boot_grace_ms"));
+	wait_for(a_marking, "a's takeover after the grace");
+	assert_true(A.mark_ns - t0 >= 1500ull * 1000000ull);
+	wait_for(a_serves_b, "a serving b's volumes");
+
+	/* a restarts: its mark stands in b's mailbox (it had taken b over):
+	 * the takeover resumes at once, grace or not. */
+	stop(&A);
+	A.opts.o.boot_grace_ms = 30000;
+	t0 = loop_now_ns();
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	monitor_set_mirror(A.m, HA_MIRROR_IN_SYNC);
+	wait_for(a_serves_b, "a resuming its takeover");
+	assert_true(loop_now_ns() - t0 < 10000ull * 1000000ull);
+}
+
+/* b dies first and a runs on without taking it over (its copy of b's log
+ * degraded), then a stops: b's last record is older than a's own by far
+ * more than the mailbox deadline, so a's next start does not wait the
+ * grace. */
+static void test_cold_boot_partner_died_first(void **state)
+{
+	uint64_t t0;
+
+	(void)state;
+	bring_up();
+	monitor_set_mirror(A.m, HA_MIRROR_DEGRADED);
+	stop(&B);
+	run_ms(800);
+	assert_int_equal(monitor_ha(A.m)->partner, HA_PARTNER_DEAD);
+	assert_int_equal(A.mark_ns, 0);
+	stop(&A);
+	A.opts.o.boot_grace_ms = 30000;
+	t0 = loop_now_ns();
+	start(&A);
+	wait_for(a_booted, "a's boot check");
+	monitor_set_mirror(A.m, HA_MIRROR_IN_SYNC);
+	wait_for(a_marking, "a's takeover without the grace");
+	assert_true(A.mark_ns - t0 < 10000ull * 1000000ull);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -746,6 +818,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_direct_refuses_takeover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_taker_dies_takeback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_owner_dies_during_drain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cold_boot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cold_boot_partner_died_first, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* Unit tests of the store: shelf and volume metadata (create, list, find,
  * persistence, bad input, corruption), and block I/O through a real loop,
  * every I/O test run once per engine (io_uring, worker pool). */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -224,6 +225,75 @@ static void test_create_list_find_reopen(void **state)
 	store_volume_get_info(store_volume_find(c.s, "b"), &info2);
 	assert_string_equal(info2.owner, "node-b");
 	assert_string_not_equal(info2.uuid, info.uuid);
+	ctx_close(&c);
+}
+
+/* Delete and resize, each a commit by rename or unlink of the metadata:
+ * what a reopen finds, also after a crash between the two file steps
+ * (simulated: the data file of a deleted volume left behind). */
+static void test_delete_resize(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	char path[PATH_MAX + 64];
+	struct stat st;
+	char uuid[STORE_UUID_LEN];
+	struct store_volume_info info;
+
+	(void)state;
+	ctx_open(&c);
+	v = ctx_volume(&c, "x", 4 * MiB, "a");
+	ctx_volume(&c, "y", 4 * MiB, "a");
+	assert_int_equal(store_volume_resize(c.s, v, 8 * MiB), 0);
+	assert_int_equal(store_volume_size(v), 8 * MiB);
+	assert_int_equal(store_volume_resize(c.s, v, 1000), -EINVAL);
+	assert_int_equal(store_volume_resize(c.s, v, 0), -EINVAL);
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "x");
+	assert_int_equal(store_volume_size(v), 8 * MiB);
+	assert_int_equal(store_volume_resize(c.s, v, 2 * MiB), 0);
+	snprintf(path, sizeof(path), "%s/volumes/x.img", c.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 2 * MiB);
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "x");
+	assert_int_equal(store_volume_size(v), 2 * MiB);
+
+	/* Delete: gone from the index at once, the struct until released. */
+	store_volume_get_info(v, &info);
+	snprintf(uuid, sizeof(uuid), "%s", info.uuid);
+	assert_int_equal(store_volume_delete(c.s, v), 0);
+	assert_null(store_volume_find(c.s, "x"));
+	assert_int_equal(store_volume_count(c.s), 1);
+	assert_int_equal(store_volume_size(v), 2 * MiB); /* still valid */
+	assert_int_equal(stat(path, &st), -1);
+	store_volume_release(v);
+	/* The name is free again, with a new uuid. */
+	v = ctx_volume(&c, "x", 4 * MiB, "a");
+	store_volume_get_info(v, &info);
+	assert_string_not_equal(info.uuid, uuid);
+	/* Deleted and never released: store_close frees it. */
+	assert_int_equal(store_volume_delete(c.s, v), 0);
+	ctx_reopen(&c);
+	assert_null(store_volume_find(c.s, "x"));
+
+	/* A crash after the commit (the metadata renamed to the marker),
+	 * before the data file went: the reopen finishes the delete, and the
+	 * name can be used again. */
+	snprintf(path, sizeof(path), "%s/volumes/z.img", c.dir);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/volumes/.z.meta.deleted", c.dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	ctx_reopen(&c);
+	assert_int_equal(stat(path, &st), -1);
+	snprintf(path, sizeof(path), "%s/volumes/z.img", c.dir);
+	assert_int_equal(stat(path, &st), -1);
+	ctx_volume(&c, "z", 4 * MiB, "a");
+	assert_int_equal(store_volume_count(c.s), 2);
 	ctx_close(&c);
 }
 
@@ -1328,6 +1398,7 @@ int main(void)
 	const struct CMUnitTest meta_tests[] = {
 	    cmocka_unit_test(test_create_list_find_reopen),
 	    cmocka_unit_test(test_bad_names_and_sizes),
+	    cmocka_unit_test(test_delete_resize),
 	    cmocka_unit_test(test_metadata_corruption_tolerated),
 	    cmocka_unit_test(test_allow_lists),
 	};
