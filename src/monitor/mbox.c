@@ -156,6 +156,32 @@ static int open_mailbox(const char *path, bool create, bool buffered, bool *dire
 	return fd;
 }
 
+/* A new mailbox appears at its full size or not at all: made under a
+ * temporary name, sized, then linked into place. A partner that opened it
+ * empty (between a create and a truncate) could keep that size cached for
+ * good on a filesystem with an attribute cache of its own (FUSE, NFS) and
+ * read nothing from it. */
+static int mailbox_make(const char *path)
+{
+	char tmp[PATH_MAX];
+	int fd, rc = 0;
+
+	if (access(path, F_OK) == 0)
+		return 0;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new.%ld", path, (long)getpid()) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, MONITOR_MBOX_SIZE) < 0 || fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && link(tmp, path) < 0 && errno != EEXIST)
+		rc = -errno;
+	unlink(tmp);
+	return rc;
+}
+
 /* Read the two first sectors; a short file reads as zeros past its end. */
 static int read_sectors(int fd, uint8_t *buf)
 {
@@ -614,7 +640,10 @@ int monitor_mbox_open(const struct monitor_mbox_opts *o, struct monitor_mbox **o
 		rc = -ENOMEM;
 		goto err;
 	}
-	rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct, &mb->own_direct_err);
+	rc = mailbox_make(mb->own_path);
+	if (rc == 0)
+		rc = open_mailbox(mb->own_path, true, mb->buffered, &mb->own_direct,
+				  &mb->own_direct_err);
 	if (rc < 0) {
 		LOG_ERROR("%s: %s", mb->own_path, strerror(-rc));
 		goto err;

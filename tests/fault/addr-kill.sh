@@ -30,10 +30,13 @@ nbdinfo "nbd://$SVC_A:$A_PROXY/vol-b" >/dev/null || fail "vol-b not reachable at
 step "b forgets a's address from its config and learns it over the interconnect"
 sed -i '/^partner_service_address\|^partner_nbd_port\|^partner_proxy_port/d' "$T/b.ini"
 pair kill b >/dev/null
+# a takes b over before b comes back (a restart within a's deadline would
+# be no takeover at all).
+wait_ha a takeover/serving
 pair start b >/dev/null
 wait_for grep -q "the partner's service address is $SVC_A/24 (NBD port $A_NBD, proxy port $A_PROXY)" "$T/b.log" ||
 	fail "b did not learn a's service address over the interconnect"
-# a took b over meanwhile: give b's volumes (and SVC_B) back.
+# Give b's volumes (and SVC_B) back.
 wait_for is_ha b waiting_for_giveback/none || fail "b does not wait for giveback: $(ha_state b)"
 wait_for pair giveback a || fail "giveback to b refused"
 wait_ha a up/none
