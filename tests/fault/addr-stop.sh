@@ -29,7 +29,14 @@ for r in $(seq 1 "$ROUNDS"); do
 	wait_ha b takeover/serving
 	wait_for on_iface b "$SVC_A" || fail "b does not hold $SVC_A"
 	on_iface a "$SVC_A" && fail "$SVC_A still on the stopped a's interface while b holds it"
-	grep -q "still held on the link" "$T/b.log" || fail "b did not wait for the stopped a's address"
+	# Whether b's ARP probe still met a's address depends on when a last
+	# renewed its lifetime before the stop (a timing, not a property): the
+	# property is above and in the watcher (never two holders).
+	if grep "still held on the link" "$T/b.log" >/dev/null; then
+		echo "   b waited for the stopped a's address to expire"
+	else
+		echo "   a's address had expired before b's claim"
+	fi
 	wait_acks w $N
 
 	step "round $r/$ROUNDS: SIGCONT; a wakes fenced, holds nothing, giveback"
