@@ -3,7 +3,7 @@
 # both shelves through a FUSE mount of its own, tests/lib.sh). vol-a on a,
 # vol-b on b; rounds alternate the victim (a, b, a, b, ...) and the fault
 # (SIGKILL in rounds 1-2, SIGSTOP past the deadline in rounds 3-4, and so
-# on). 16 rounds (6 on a sanitizer build or with --quick;
+# on). 8 rounds (4 on a sanitizer build or with --quick;
 # DUET_FAILOVER_ROUNDS overrides). Each round, victim V, survivor S:
 #   1. writer X on S's proxy port for V's volume (forwarded to V), writer Y
 #      on S's own port for S's volume;
@@ -22,8 +22,8 @@ export DUET_OWN_MOUNTS=${DUET_OWN_MOUNTS:-1} # 0: the plain layout, as a control
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
-ROUNDS=16
-{ [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=6
+ROUNDS=8
+{ [ "$QUICK" = 1 ] || [ "$TIMEOUT_SCALE" -gt 1 ]; } && ROUNDS=4
 ROUNDS=${DUET_FAILOVER_ROUNDS:-$ROUNDS}
 N=200 # acknowledgements per phase
 W=(--blocks 1024 --qd 16 --timestamps)

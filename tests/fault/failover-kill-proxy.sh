@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 6: SIGKILL of node a under a write load on vol-a through node b's
-# proxy port, then giveback, 20 rounds in a row (5 on a sanitizer build or
+# proxy port, then giveback, 10 rounds in a row (5 on a sanitizer build or
 # with --quick; DUET_FAILOVER_ROUNDS overrides). Each round:
 #   1. a writer (ackwriter.py, 16 writes in flight, a unique pattern per
 #      write) on b's proxy port, forwarded to a; SIGKILL a;
@@ -18,7 +18,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
-fo_rounds 20 5
+fo_rounds 10 5
 W=(--export vol-a --blocks 1024 --qd 16 --timestamps)
 N=300 # acknowledgements per phase
 
