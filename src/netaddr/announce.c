@@ -74,24 +74,45 @@ static int if_mac(int fd, const char *ifname, uint8_t mac[6], int *ifindex)
 	return 0;
 }
 
-static int announce4(const struct netaddr *a)
+/* A packet socket for ARP on @p a's interface, its MAC in @p mac, and @p to
+ * set to the interface's broadcast address (bound to the interface when
+ * @p bound: the probe reads the answers on it). @return the fd or -errno. */
+static int arp_socket(const struct netaddr *a, int flags, bool bound, uint8_t mac[6],
+		      struct sockaddr_ll *to)
 {
-	uint8_t pkt[28], mac[6];
-	struct sockaddr_ll to;
-	int fd, ifindex, rc = 0;
+	int fd, ifindex, rc;
 
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | flags, htons(ETH_P_ARP));
 	if (fd < 0)
 		return -errno;
 	rc = if_mac(fd, a->ifname, mac, &ifindex);
 	if (rc < 0)
-		goto out;
-	memset(&to, 0, sizeof(to));
-	to.sll_family = AF_PACKET;
-	to.sll_protocol = htons(ETH_P_ARP);
-	to.sll_ifindex = ifindex;
-	to.sll_halen = 6;
-	memset(to.sll_addr, 0xff, 6);
+		goto fail;
+	memset(to, 0, sizeof(*to));
+	to->sll_family = AF_PACKET;
+	to->sll_protocol = htons(ETH_P_ARP);
+	to->sll_ifindex = ifindex;
+	if (bound && bind(fd, (struct sockaddr *)to, sizeof(*to)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	to->sll_halen = 6;
+	memset(to->sll_addr, 0xff, 6);
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+static int announce4(const struct netaddr *a)
+{
+	uint8_t pkt[28], mac[6];
+	struct sockaddr_ll to;
+	int fd, rc = 0;
+
+	fd = arp_socket(a, 0, false, mac, &to);
+	if (fd < 0)
+		return fd;
 	/* A request (what Linux's arping -U sends) and a reply (arping -A):
 	 * neighbours differ in which one updates an entry they hold. */
 	for (int op = ARPOP_REQUEST; op <= ARPOP_REPLY; op++) {
@@ -101,7 +122,6 @@ static int announce4(const struct netaddr *a)
 			break;
 		}
 	}
-out:
 	close(fd);
 	return rc;
 }
@@ -148,37 +168,23 @@ int netaddr_probe_send(const struct netaddr *a)
 	static const uint8_t zero4[4];
 	uint8_t pkt[28], mac[6];
 	struct sockaddr_ll to;
-	int fd, ifindex, rc;
+	int fd;
 
 	if (a->family != AF_INET)
 		return -EAFNOSUPPORT;
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ARP));
+	fd = arp_socket(a, SOCK_NONBLOCK, true, mac, &to);
 	if (fd < 0)
-		return -errno;
-	rc = if_mac(fd, a->ifname, mac, &ifindex);
-	if (rc < 0)
-		goto fail;
-	memset(&to, 0, sizeof(to));
-	to.sll_family = AF_PACKET;
-	to.sll_protocol = htons(ETH_P_ARP);
-	to.sll_ifindex = ifindex;
-	if (bind(fd, (struct sockaddr *)&to, sizeof(to)) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	to.sll_halen = 6;
-	memset(to.sll_addr, 0xff, 6);
+		return fd;
 	netaddr_arp_build(pkt, ARPOP_REQUEST, mac, zero4);
 	memset(pkt + 18, 0, 6);
 	memcpy(pkt + 24, a->addr, 4); /* who has it? (sender 0.0.0.0) */
 	if (sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
-		rc = -errno;
-		goto fail;
+		int rc = -errno;
+
+		close(fd);
+		return rc;
 	}
 	return fd;
-fail:
-	close(fd);
-	return rc;
 }
 
 bool netaddr_arp_holder(const uint8_t *b, size_t len, const uint8_t ip4[4])
