@@ -24,103 +24,17 @@ set -euo pipefail
 
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 need ip tc nft jq ss
-CLIENT=$BUILD/tests/ccm/ccm-client
-[ -x "$CLIENT" ] || skip "no $CLIENT (build with -Dtests=true)"
 
-export LSAN_OPTIONS="suppressions=$REPO_ROOT/tests/ccm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 PROVIDER=${IC_LOAD_PROVIDER:-tcp;ofi_rxm}
 LOAD_SECS=${IC_LOAD_SECS:-8}
 RATE=${IC_LOAD_RATE:-200mbit}
 
 TAG=$$
-NSA=icla$TAG NSB=iclb$TAG
-declare -A CPID=()
-
-ic_exit() {
-	local rc=$? n
-	set +e
-	for n in "${!CPID[@]}"; do kill -s CONT "${CPID[$n]}" 2>/dev/null; done
-	for n in "${!CPID[@]}"; do kill -s TERM "${CPID[$n]}" 2>/dev/null; done
-	for n in "${!CPID[@]}"; do
-		local deadline=$((SECONDS + 10))
-		while _alive "${CPID[$n]}" && [ $SECONDS -lt $deadline ]; do
-			sleep 0.05
-		done
-		kill -s KILL "${CPID[$n]}" 2>/dev/null
-		wait "${CPID[$n]}" 2>/dev/null
-	done
-	netns_cleanup
-	(exit $rc)
-	_cleanup
-}
-trap ic_exit EXIT
+. "$TEST_DIR/ic-pair.inc"
 
 step "namespaces"
-netns_pair "$NSA" "$NSB"
-for i in 0 1; do
-	veth_link "$NSA" "la$i-$TAG" "10.81.$i.1/24" "$NSB" "lb$i-$TAG" "10.81.$i.2/24"
-done
+ic_pair_up ic-load 10.81 l
 
-umask 077
-printf 'ic-load fault test secret, long enough\n' >"$T/secret"
-write_cfg() { # node partner my-octet peer-octet
-	write_node_config "$T/$1.conf" "$1" "$T" log_level=info "[nbd]" "listen = 127.0.0.1:1" \
-		"[ic]" "provider = $PROVIDER" "partner = $2" "cluster_id = ic-load" \
-		"secret_file = $T/secret" "balance = least_outstanding" \
-		"link = ic0 10.81.0.$3:$PORT_BASE 10.81.0.$4:$PORT_BASE" \
-		"link = ic1 10.81.1.$3:$((PORT_BASE + 1)) 10.81.1.$4:$((PORT_BASE + 1))"
-}
-write_cfg a b 1 2
-write_cfg b a 2 1
-
-start_client() { # node netns args...
-	local n=$1 ns=$2
-	shift 2
-	ip netns exec "$ns" "$CLIENT" --config "$T/$n.conf" --stats-ms 100 "$@" \
-		>"$T/$n.out" 2>"$T/$n.log" &
-	CPID[$n]=$!
-}
-
-stats() {
-	local l
-	l=$(grep ' stats {.*}$' "$T/$1.out" 2>/dev/null | tail -n 1 | cut -d' ' -f3-)
-	echo "${l:-{\}}"
-}
-q() { stats "$1" | jq -r "$2" 2>/dev/null || true; }
-link_bytes() { q "$1" ".links[] | select(.name == \"$2\") | .bytes // 0"; }
-link_state() { q "$1" ".links[] | select(.name == \"$2\") | .state"; }
-client() { q "$1" ".client.$2 // 0"; }
-sessions() { q "$1" ".session.sessions // 0"; }
-
-alive() {
-	local n
-	for n in a b; do
-		kill -0 "${CPID[$n]}" 2>/dev/null || fail "ccm-client $n exited"
-	done
-}
-no_errors() {
-	local n f v
-	for n in a b; do
-		for f in errors verify_errors msg_errors; do
-			v=$(client "$n" "$f")
-			[ "${v:-0}" = 0 ] || fail "client $n reports $f=$v"
-		done
-	done
-}
-until_ok() {
-	local secs=$1 what=$2 deadline
-	shift 2
-	deadline=$((SECONDS + secs * TIMEOUT_SCALE))
-	until "$@"; do
-		alive
-		[ $SECONDS -lt $deadline ] || fail "$what (after $((secs * TIMEOUT_SCALE)) s)"
-		sleep 0.05
-	done
-}
-both_up() { [ "$(link_state "$1" ic0)" = up ] && [ "$(link_state "$1" ic1)" = up ]; }
-is_state() { [ "$(link_state "$1" "$2")" = "$3" ]; }
-bytes_past() { local v; v=$(link_bytes "$1" "$2"); [ -n "$v" ] && [ "$v" -gt "$3" ]; }
-writes_past() { local v; v=$(client "$1" writes); [ -n "$v" ] && [ "$v" -gt "$2" ]; }
 # Take-outs logged by node $1 (any link, or link $2).
 downs() { grep -c "link ${2:-ic[0-9]} down" "$T/$1.log" || true; }
 no_link_left() { grep -c "no link left" "$T/$1.log" || true; }

@@ -20,111 +20,21 @@ set -euo pipefail
 
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 need ip tc nft jq
-CLIENT=$BUILD/tests/ccm/ccm-client
-[ -x "$CLIENT" ] || skip "no $CLIENT (build with -Dtests=true)"
 
-# Under ASan: libfabric's own leaks are not ours.
-export LSAN_OPTIONS="suppressions=$REPO_ROOT/tests/ccm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 PROVIDER=${IC_TC_PROVIDER:-tcp;ofi_rxm}
 SLOW_RATE=${IC_TC_RATE:-40mbit}
 
 TAG=$$
-NSA=ictca$TAG NSB=ictcb$TAG
-declare -A CPID=()
-
-# Stop the clients (by PID) before the namespaces go, then lib.sh's cleanup.
-ic_exit() {
-	local rc=$? n
-	set +e
-	for n in "${!CPID[@]}"; do kill -s TERM "${CPID[$n]}" 2>/dev/null; done
-	for n in "${!CPID[@]}"; do
-		local deadline=$((SECONDS + 10))
-		while _alive "${CPID[$n]}" && [ $SECONDS -lt $deadline ]; do
-			sleep 0.05
-		done
-		kill -s KILL "${CPID[$n]}" 2>/dev/null
-		wait "${CPID[$n]}" 2>/dev/null
-	done
-	netns_cleanup
-	(exit $rc)
-	_cleanup
-}
-trap ic_exit EXIT
+. "$TEST_DIR/ic-pair.inc"
 
 step "namespaces"
-netns_pair "$NSA" "$NSB"
-for i in 0 1; do
-	veth_link "$NSA" "ta$i-$TAG" "10.79.$i.1/24" "$NSB" "tb$i-$TAG" "10.79.$i.2/24"
-done
+ic_pair_up ic-tc 10.79 t
 
-umask 077
-printf 'ic-tc fault test secret, long enough\n' >"$T/secret"
-chmod 600 "$T/secret"
-write_cfg() { # node partner my-octet peer-octet
-	write_node_config "$T/$1.conf" "$1" "$T" log_level=info "[nbd]" "listen = 127.0.0.1:1" \
-		"[ic]" "provider = $PROVIDER" "partner = $2" "cluster_id = ic-tc" \
-		"secret_file = $T/secret" "balance = least_outstanding" \
-		"link = ic0 10.79.0.$3:$PORT_BASE 10.79.0.$4:$PORT_BASE" \
-		"link = ic1 10.79.1.$3:$((PORT_BASE + 1)) 10.79.1.$4:$((PORT_BASE + 1))"
-}
-write_cfg a b 1 2
-write_cfg b a 2 1
-
-start_client() { # node netns
-	ip netns exec "$2" "$CLIENT" --config "$T/$1.conf" --stats-ms 100 --inflight 8 \
-		--size 16K >"$T/$1.out" 2>"$T/$1.log" &
-	CPID[$1]=$!
-}
-
-# Last complete statistics line of node $1 as JSON ("{}" before the first;
-# the client may be writing the last line right now).
-stats() {
-	local l
-	l=$(grep ' stats {.*}$' "$T/$1.out" 2>/dev/null | tail -n 1 | cut -d' ' -f3-)
-	echo "${l:-{\}}"
-}
-# node jq-filter; empty output (never a failure, which would end the test
-# silently under set -e in an assignment) when the line is not JSON.
-q() { stats "$1" | jq -r "$2" 2>/dev/null || true; }
-link_bytes() { q "$1" ".links[] | select(.name == \"$2\") | .bytes // 0"; }
-link_state() { q "$1" ".links[] | select(.name == \"$2\") | .state"; }
-client() { q "$1" ".client.$2 // 0"; }
-
-alive() {
-	local n
-	for n in a b; do
-		kill -0 "${CPID[$n]}" 2>/dev/null || fail "ccm-client $n exited"
-	done
-}
-no_errors() {
-	local n f v
-	for n in a b; do
-		for f in errors verify_errors msg_errors; do
-			v=$(client "$n" "$f")
-			[ "${v:-0}" = 0 ] || fail "client $n reports $f=$v"
-		done
-	done
-}
-# until_ok SECS WHAT CMD...: poll CMD (every 50 ms) until it succeeds.
-until_ok() {
-	local secs=$1 what=$2 deadline
-	shift 2
-	deadline=$((SECONDS + secs * TIMEOUT_SCALE))
-	until "$@"; do
-		alive
-		[ $SECONDS -lt $deadline ] || fail "$what (after $((secs * TIMEOUT_SCALE)) s)"
-		sleep 0.05
-	done
-}
-both_up() { [ "$(link_state "$1" ic0)" = up ] && [ "$(link_state "$1" ic1)" = up ]; }
-is_state() { [ "$(link_state "$1" "$2")" = "$3" ]; }
-bytes_past() { local v; v=$(link_bytes "$1" "$2"); [ -n "$v" ] && [ "$v" -gt "$3" ]; }
-writes_past() { local v; v=$(client "$1" writes); [ -n "$v" ] && [ "$v" -gt "$2" ]; }
 downs() { grep -c "link $1 down" "$T/a.log" || true; }
 
 step "session over two links, both carrying the load"
-start_client a "$NSA"
-start_client b "$NSB"
+start_client a "$NSA" --inflight 8 --size 16K
+start_client b "$NSB" --inflight 8 --size 16K
 until_ok 30 "no session with both links up on a" both_up a
 until_ok 10 "b: both links not up" both_up b
 b0=$(link_bytes a ic0) b1=$(link_bytes a ic1)
