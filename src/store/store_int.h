@@ -217,4 +217,21 @@ void store_pool_free(struct store_pool *p);
 /** Run the current step of @p io in the pool (loop thread). */
 void store_pool_queue(struct store_pool *p, struct store_io *io);
 
+/* ---- meta.c: the shelf marker and the volumes' metadata files ---- */
+
+/** 0 when @p name is fewer than @p max characters of [A-Za-z0-9._-], at least
+ * one, not starting with '.'; else -EINVAL. */
+int store_ident_valid(const char *name, size_t max);
+/** A fresh random (version 4) uuid, text form, into @p out; 0 or -errno. */
+int store_make_uuid(char out[STORE_UUID_LEN]);
+/** 0 for a volume size duet takes (a non-zero multiple of 512, up to
+ * 2^62); else -EINVAL. */
+int store_size_valid(uint64_t size);
+/** Check the shelf's format marker, or write it on an empty shelf. */
+int store_shelf_marker(struct store *s);
+/** Replace the metadata file of @p v atomically. */
+int store_meta_write(struct store *s, const struct store_volume *v);
+/** Read and check the metadata file of volume @p name into @p v. */
+int store_meta_read(struct store *s, const char *name, struct store_volume *v);
+
 #endif
