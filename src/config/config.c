@@ -84,6 +84,7 @@ static const struct key_def schema[] = {
     {"ic", "balance", KEY_ENUM, F(ic.balance), 0, 0, balance_names, false},
     {"ic", "probe_ms", KEY_UINT, F(ic.probe_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
+    {"ic", "spin_us", KEY_UINT, F(ic.spin_us), 0, 10000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
     {"proxy", "timeout_ms", KEY_UINT, F(proxy.timeout_ms), 10, 3600000, NULL, false},
@@ -163,6 +164,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->ic.balance = co.balance;
 	cfg->ic.probe_ms = co.probe_ms;
 	cfg->ic.link_deadline_ms = co.link_deadline_ms;
+	cfg->ic.spin_us = co.spin_us;
 	cfg->ic.session_deadline_ms = co.session_deadline_ms;
 	cfg->proxy.timeout_ms = PROXY_DEFAULT_TIMEOUT_MS;
 	cfg->proxy.ports = PROXY_DEFAULT_PORTS;

@@ -77,6 +77,7 @@ struct duet_config {
 		uint64_t probe_ms; /* link probe interval (not the monitor's heartbeat) */
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
+		uint64_t spin_us; /* busy-poll a link's CQ this long with operations in flight */
 		uint64_t instance_max_load; /* bytes/s past which ports go to another
 					       CCM instance; 0: least-loaded only */
 	} ic;

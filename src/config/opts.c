@@ -39,6 +39,7 @@ void config_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
 	o->balance = cfg->ic.balance;
 	o->probe_ms = cfg->ic.probe_ms;
 	o->link_deadline_ms = cfg->ic.link_deadline_ms;
+	o->spin_us = (unsigned)cfg->ic.spin_us;
 	o->session_deadline_ms = cfg->ic.session_deadline_ms;
 	o->instance_max_load = cfg->ic.instance_max_load;
 }
