@@ -283,7 +283,9 @@ int node_balance_create(struct node *n)
 	b->last_tick_ns = loop_now_ns();
 	loop_timer_arm(n->loop, &b->tick, BALANCE_TICK_MS * NS_PER_MS);
 	n->balance = b;
-	if (b->o.enabled)
+	if (b->o.enabled && !n->cfg.monitor.partner_shelf[0])
+		LOG_WARN("[balance] auto = on without [monitor] partner_shelf: nothing can move");
+	else if (b->o.enabled)
 		LOG_INFO("automatic balance on: imbalance %.3g, window %llu s, min interval %llu s",
 			 (double)b->o.imbalance_milli / 1000.0, (unsigned long long)b->o.window_s,
 			 (unsigned long long)b->o.min_interval_s);
