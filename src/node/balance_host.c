@@ -335,6 +335,13 @@ void node_balance_status_json(struct node *n, struct json_object *root)
 		pl = load_json(&b->partner.total);
 		jobj_add_bool(pl, "auto", b->partner.auto_on);
 		jobj_add_u64(pl, "age_ms", (now - b->partner_at_ns) / NS_PER_MS);
+		vols = json_object_new_array();
+		for (unsigned i = 0; i < b->partner.n; i++) {
+			struct json_object *v = load_json(&b->partner.v[i].load);
+			jobj_add_str(v, "name", b->partner.v[i].name);
+			json_object_array_add(vols, v);
+		}
+		json_object_object_add(pl, "volumes", vols);
 		json_object_object_add(o, "partner_load", pl);
 	} else {
 		json_object_object_add(o, "partner_load", NULL);
