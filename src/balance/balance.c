@@ -98,7 +98,13 @@ void balance_meter_end(struct balance_meter *m, uint64_t dt_ms)
 		struct balance_vol *v = &m->v[i];
 		if (!v->seen)
 			continue; /* no longer served here */
-		if (v->primed) {
+		if (v->primed && !v->has_rate) {
+			/* Its first full tick is its rate: a volume that just moved
+			 * here shows its whole load at once, not after a ramp. */
+			v->rate.req_s = (double)v->d_req / dt;
+			v->rate.bytes_s = (double)v->d_bytes / dt;
+			v->has_rate = true;
+		} else if (v->primed) {
 			v->rate.req_s += BALANCE_ALPHA * ((double)v->d_req / dt - v->rate.req_s);
 			v->rate.bytes_s +=
 			    BALANCE_ALPHA * ((double)v->d_bytes / dt - v->rate.bytes_s);

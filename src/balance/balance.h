@@ -56,9 +56,10 @@ struct balance_vol {
 	uint64_t last_req, last_bytes; /* the counters at the last sample */
 	uint64_t d_req, d_bytes;       /* their growth in this tick */
 	struct balance_load rate;
-	bool movable; /* owned and served here, not on its way elsewhere */
-	bool seen;    /* sampled this tick */
-	bool primed;  /* sampled in an earlier tick too: d_* are a tick's growth */
+	bool movable;  /* owned and served here, not on its way elsewhere */
+	bool seen;     /* sampled this tick */
+	bool primed;   /* sampled in an earlier tick too: d_* are a tick's growth */
+	bool has_rate; /* rate holds a measure (the first full tick sets it) */
 };
 
 struct balance_meter {

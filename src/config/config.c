@@ -124,7 +124,7 @@ static const struct key_def schema[] = {
     {"metrics", "listen", KEY_ADDR, F(metrics.listen), 0, 0, NULL, false},
     {"balance", "auto", KEY_BOOL, F(balance.auto_on), 0, 0, NULL, false},
     {"balance", "imbalance", KEY_RATIO, F(balance.imbalance_milli), 1100, 100000, NULL, false},
-    {"balance", "window_s", KEY_UINT, F(balance.window_s), 1, 3600, NULL, false},
+    {"balance", "window_s", KEY_UINT, F(balance.window_s), 3, 3600, NULL, false},
     {"balance", "min_interval_s", KEY_UINT, F(balance.min_interval_s), 0, 86400, NULL, false},
 };
 

@@ -52,16 +52,32 @@ static void test_meter(void **state)
 	balance_meter_end(m, 1000);
 	assert_int_equal(m->n, 2);
 	assert_true(m->total.req_s == 0);
-	/* 100 requests a second: the EWMA climbs towards 100. */
+	/* 100 requests a second: the first full tick sets the rate. */
 	for (int t = 1; t <= 20; t++) {
 		balance_meter_begin(m);
 		assert_int_equal(balance_meter_sample(m, "v1", 1000 + 100 * (uint64_t)t,
 						      4096000 + 409600 * (uint64_t)t, true),
 				 0);
 		assert_int_equal(balance_meter_sample(m, "v2", 50, 0, false), 0);
+		/* v3: first seen at 10, then 200 requests, then 100; gone at 13. */
+		if (t >= 10 && t <= 12)
+			assert_int_equal(balance_meter_sample(m, "v3",
+							      t == 10	? 0
+							      : t == 11 ? 200
+									: 300,
+							      0, true),
+					 0);
 		balance_meter_end(m, 1000);
 		if (t == 1)
-			assert_true(fabs(m->v[0].rate.req_s - 50) < 1e-9);
+			assert_true(fabs(m->v[0].rate.req_s - 100) < 1e-9);
+		if (t == 10)
+			assert_true(m->v[2].rate.req_s == 0);
+		if (t == 11) /* its first full tick, whole */
+			assert_true(fabs(m->v[2].rate.req_s - 200) < 1e-9);
+		if (t == 12) /* then the EWMA: halfway to 100 */
+			assert_true(fabs(m->v[2].rate.req_s - 150) < 1e-9);
+		if (t == 13)
+			assert_int_equal(m->n, 2);
 	}
 	assert_true(fabs(m->v[0].rate.req_s - 100) < 0.01);
 	assert_true(fabs(m->v[0].rate.bytes_s - 409600) < 1);
@@ -275,7 +291,7 @@ static void test_report(void **state)
 	assert_true(d->auto_on);
 	assert_int_equal(d->n, BALANCE_WIRE_VOLS);
 	assert_string_equal(d->v[127].name, "vol-72");
-	assert_true(fabs(d->v[0].load.req_s - 199) < 0.001);
+	assert_true(fabs(d->v[0].load.req_s - 398) < 0.001);
 	assert_true(fabs(d->total.req_s - m->total.req_s) < 0.001);
 	assert_true(fabs(d->total.bytes_s - m->total.bytes_s) < 1);
 

@@ -296,7 +296,7 @@ static void test_balance_keys(void **state)
 		assert_non_null(strstr(err, "[balance] imbalance"));
 	}
 	assert_int_equal(
-	    config_load_string("t.ini", BASE "[balance]\nwindow_s = 0\n", &cfg, err, sizeof(err)),
+	    config_load_string("t.ini", BASE "[balance]\nwindow_s = 2\n", &cfg, err, sizeof(err)),
 	    -EINVAL);
 	assert_non_null(strstr(err, "t.ini:8: [balance] window_s"));
 	assert_int_equal(
