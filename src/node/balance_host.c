@@ -174,8 +174,8 @@ static void decide(struct node_balance *b, uint64_t now_ns)
 		b->reloc_moves = moves;
 		balance_note_move(&b->st, now_ms);
 	}
-	b->paused = paused_by(b);
-	if (b->paused) {
+	b->paused = b->o.enabled ? paused_by(b) : NULL;
+	if (!b->o.enabled || b->paused) {
 		b->st.over = false;
 		b->verdict = b->o.enabled ? BALANCE_NO_PARTNER : BALANCE_OFF;
 		return;
