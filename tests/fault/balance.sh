@@ -8,7 +8,8 @@
 #      figures, status shows both loads;
 #   3. the writers go on for a few windows more: nothing moves (one volume
 #      loaded on each node; moving either would only flip the load), and
-#      b never decides anything;
+#      b never decides anything; each node sees the other's load (a sees
+#      the moved volume's in b's report), metrics count the move;
 #   4. no client error, every acknowledged write reads back through both
 #      nodes' ports.
 set -euo pipefail
@@ -72,6 +73,10 @@ status b | jq -e '.relocation.relocated == 0' >/dev/null || fail "b relocated so
 status b | jq -e '.balance.own_load.units > 50 and .balance.partner_load.units > 50' \
 	>/dev/null || fail "b's view of the loads: $(bal b)"
 echo "   a: $(bal a '| {state, own_load: .own_load.units, partner_load: .partner_load.units}')" >&2
+status a | jq -e --arg v $MOVED '.balance.partner_load.auto and
+	([.balance.partner_load.volumes[] | select(.name == $v and .units > 50)] | length == 1)' \
+	>/dev/null || fail "a does not see $MOVED's load on b: $(bal a .partner_load)"
+ctl a metrics | grep -q '^duet_balance_moves_total 1$' || fail "metrics: $(ctl a metrics | grep balance)"
 
 step "no client error, every acknowledged write reads back through both ports"
 writer_stop w1
