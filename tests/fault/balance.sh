@@ -17,6 +17,7 @@ set -euo pipefail
 . "$TEST_DIR/failover.inc"
 
 WINDOW=3
+# shellcheck disable=SC2034 # read by failover.inc
 FO_EXTRA=("[balance]" "auto = on" "imbalance = 2.0" "window_s = $WINDOW" "min_interval_s = 2")
 RATE=200
 owner_of() { # NODE VOL
@@ -42,7 +43,7 @@ wait_for partner_load_known b || fail "b does not know a's load: $(bal b)"
 [ "$(bal a .auto)" = true ] || fail "balance not on: $(bal a)"
 
 step "the same write load on vol-a1 and vol-a2 through a's port: one moves to b"
-W=(--port $A_NBD --blocks 1024 --qd 8 --rate $RATE)
+W=(--port "$A_NBD" --blocks 1024 --qd 8 --rate "$RATE")
 writer w1 "${W[@]}" --export vol-a1
 writer w2 "${W[@]}" --export vol-a2
 wait_acks w1 100
