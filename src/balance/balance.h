@@ -65,6 +65,7 @@ struct balance_vol {
 struct balance_meter {
 	struct balance_vol v[BALANCE_MAX_VOLS];
 	unsigned n;
+	unsigned cursor;	   /* where the next sample's volume probably is */
 	struct balance_load total; /* of the volumes sampled in the last tick */
 };
 
