@@ -134,8 +134,8 @@ const char *balance_verdict_name(enum balance_verdict v)
 	    [BALANCE_NO_PARTNER] = "no-partner",
 	    [BALANCE_EVEN] = "even",
 	    [BALANCE_WAIT_WINDOW] = "over",
-	    [BALANCE_WAIT_INTERVAL] = "over, waiting for min_interval_s",
-	    [BALANCE_NO_CANDIDATE] = "over, no volume to move",
+	    [BALANCE_WAIT_INTERVAL] = "over-interval",
+	    [BALANCE_NO_CANDIDATE] = "over-no-candidate",
 	    [BALANCE_MOVE] = "moving",
 	};
 

@@ -328,7 +328,9 @@ void node_balance_status_json(struct node *n, struct json_object *root)
 	jobj_add_double(o, "imbalance", (double)b->o.imbalance_milli / 1000.0);
 	jobj_add_u64(o, "window_s", b->o.window_s);
 	jobj_add_u64(o, "min_interval_s", b->o.min_interval_s);
-	jobj_add_str(o, "state", b->paused ? b->paused : balance_verdict_name(b->verdict));
+	jobj_add_str(o, "state", b->paused ? "paused" : balance_verdict_name(b->verdict));
+	if (b->paused)
+		jobj_add_str(o, "paused_by", b->paused);
 	jobj_add_u64(o, "over_ms", b->st.over ? now / NS_PER_MS - b->st.over_since_ms : 0);
 	json_object_object_add(o, "own_load", load_json(&b->meter.total));
 	if (partner_fresh(b, now)) {
