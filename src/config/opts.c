@@ -107,3 +107,12 @@ void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_serve
 	    .freebind = cfg->node.service_address[0] != '\0',
 	};
 }
+
+void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o)
+{
+	balance_opts_init(o);
+	o->enabled = cfg->balance.auto_on;
+	o->imbalance_milli = cfg->balance.imbalance_milli;
+	o->window_s = cfg->balance.window_s;
+	o->min_interval_s = cfg->balance.min_interval_s;
+}
