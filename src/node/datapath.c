@@ -864,6 +864,8 @@ int node_datapath_open_store(struct node *n, const char *shelf, struct store **o
 	struct store_opts so;
 
 	config_store_opts(&n->cfg, &so);
+	/* Any other shelf is the partner's, which may be running. */
+	so.foreign = strcmp(shelf, n->cfg.node.shelf) != 0;
 	return store_open(n->loop, shelf, &so, out);
 }
 

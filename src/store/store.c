@@ -212,6 +212,8 @@ static int load_volumes(struct store *s, unsigned *skipped)
 		struct store_volume *v;
 		size_t stem;
 
+		if (e->d_name[0] == '.' && s->opts.foreign)
+			continue;
 		if (e->d_name[0] == '.' && has_suffix(e->d_name, ".meta.deleted", &stem)) {
 			finish_delete(s, e->d_name, stem);
 			continue;

@@ -53,6 +53,10 @@ struct store_opts {
 	 * stays in this host's page cache, so two hosts sharing a shelf see
 	 * one another's writes and none lands late. Off: buffered, one host. */
 	bool direct_io;
+	/* The shelf is another live node's (the partner's, opened for volumes
+	 * relocated here or for a takeover): its temporary files and unfinished
+	 * deletes are its own business, left alone. */
+	bool foreign;
 };
 
 /** The defaults: io_uring, depth 256, 4 workers, direct I/O on. */

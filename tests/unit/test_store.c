@@ -506,6 +506,16 @@ static void test_owner_record(void **state)
 	ctx_reopen(&c);
 	store_volume_get_info(store_volume_find(c.s, "vol"), &info);
 	assert_string_equal(info.owner, "a");
+
+	/* The partner's shelf (foreign): its temporary files are its own. */
+	struct store_opts fo = c.opts;
+	fo.foreign = true;
+	write_file(c.dir, ".vol.owner.99.tmp", "x");
+	store_close(c.s);
+	assert_int_equal(store_open(c.l, c.dir, &fo, &c.s), 0);
+	assert_true(file_exists(c.dir, ".vol.owner.99.tmp"));
+	ctx_reopen(&c);
+	assert_false(file_exists(c.dir, ".vol.owner.99.tmp"));
 	ctx_close(&c);
 }
 
