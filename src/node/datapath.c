@@ -1045,8 +1045,8 @@ int node_datapath_vol_sink(struct node_datapath *b, const char *name, struct nod
 }
 
 int node_datapath_vol_lock(struct node_datapath *b, const char *name, struct mirror_range *r,
-			   uint64_t offset, uint64_t length, void (*granted)(struct mirror_range *r),
-			   void *arg)
+			   uint64_t offset, uint64_t length,
+			   void (*granted)(struct mirror_range *r), void *arg)
 {
 	struct dp_vol *bv = vol_named(b, name);
 

@@ -47,7 +47,7 @@
 #include "store/store.h"
 
 #define MOVE_CHUNK   (1u << 20)
-#define MOVE_SLOTS   4		      /* chunks in flight when clients are idle */
+#define MOVE_SLOTS   4		     /* chunks in flight when clients are idle */
 #define MOVE_POLL_NS (1 * NS_PER_MS) /* waiting for in-flight copies to end */
 #define NAME_LEN     64
 
@@ -68,20 +68,20 @@ struct node_move {
 	enum move_state state;
 	char name[NAME_LEN];
 	char to[16];
-	struct store_volume *src;    /* on the own shelf */
-	struct store *rstore;	     /* the partner's shelf */
-	struct node_move_sink sink;  /* the copy, written by the datapath too */
-	uint64_t total, cursor;	     /* bytes; chunks handed out below cursor */
-	uint64_t done, copied;	     /* done: below it all copied; copied: data bytes */
-	unsigned busy;		     /* chunks in flight */
+	struct store_volume *src;   /* on the own shelf */
+	struct store *rstore;	    /* the partner's shelf */
+	struct node_move_sink sink; /* the copy, written by the datapath too */
+	uint64_t total, cursor;	    /* bytes; chunks handed out below cursor */
+	uint64_t done, copied;	    /* done: below it all copied; copied: data bytes */
+	unsigned busy;		    /* chunks in flight */
 	struct move_chunk chunk[MOVE_SLOTS];
 	struct loop_timer timer;
-	int err;		  /* why it stops (0: --abort) */
-	char why[96];		  /* the stop's reason, for the log */
+	int err;      /* why it stops (0: --abort) */
+	char why[96]; /* the stop's reason, for the log */
 	uint64_t start_ns, cut_ns;
 	uint64_t chunk_ns, chunk_end_ns; /* the last chunk's time, when it ended */
-	bool pumping;			  /* in pump(): chunks ending inline do not recurse */
-	uint64_t moved;		  /* completed from here */
+	bool pumping;			 /* in pump(): chunks ending inline do not recurse */
+	uint64_t moved;			 /* completed from here */
 	char last[320];
 };
 
@@ -93,9 +93,9 @@ static void finish(struct node_move *m, int rc, const char *what)
 {
 	uint64_t ms = (loop_now_ns() - m->start_ns) / NS_PER_MS;
 
-	snprintf(m->last, sizeof(m->last), "%s to %s's shelf: %s after %llu ms (%llu of %llu bytes)",
-		 m->name, m->to, what, (unsigned long long)ms, (unsigned long long)m->done,
-		 (unsigned long long)m->total);
+	snprintf(m->last, sizeof(m->last),
+		 "%s to %s's shelf: %s after %llu ms (%llu of %llu bytes)", m->name, m->to, what,
+		 (unsigned long long)ms, (unsigned long long)m->done, (unsigned long long)m->total);
 	if (rc < 0)
 		LOG_WARN("move of %s", m->last);
 	else
@@ -166,9 +166,10 @@ static int cut(struct node *n, const char *name)
 	m->sink.target = NULL;
 	node_datapath_vol_sink(n->dp, name, NULL);
 	node_datapath_vol_forget(n->dp, name);
-	/* Test hook: die between the commit and the source's delete (the
-	 * next to open the shelf rolls forward). */
-	if (getenv("DUET_TEST_MOVE_CRASH_AFTER_COMMIT"))
+	/* Test hook: die between the commit and the source's delete when
+	 * this file exists (the next to open the shelf rolls forward). */
+	if (getenv("DUET_TEST_MOVE_CRASH_FILE") &&
+	    access(getenv("DUET_TEST_MOVE_CRASH_FILE"), F_OK) == 0)
 		raise(SIGKILL);
 	v = store_volume_find(n->store, name);
 	if (v && store_volume_delete(n->store, v) < 0)
@@ -282,17 +283,27 @@ static void chunk_granted(struct mirror_range *r)
 		chunk_end(c, 0);
 		return;
 	}
+	m->chunk_ns = loop_now_ns();
 	/* A hole of the source needs nothing: the copy starts sparse, and a
 	 * client write there since the start reached both. */
 	n = store_block_status(m->src, c->io.offset, c->io.length, ext, 4);
 	if (n == 1 && ext[0].hole && ext[0].length >= c->io.length) {
+		m->chunk_end_ns = loop_now_ns();
 		chunk_end(c, 0);
 		return;
 	}
-	m->chunk_ns = loop_now_ns();
 	c->io.op = STORE_OP_READ;
 	c->io.done = chunk_read;
 	store_submit(m->src, &c->io);
+}
+
+/* Test hook: a pause after each chunk, so that a test can act while a
+ * move copies. */
+static uint64_t test_delay_ns(void)
+{
+	const char *d = getenv("DUET_TEST_MOVE_CHUNK_DELAY_MS");
+
+	return d ? strtoull(d, NULL, 10) * NS_PER_MS : 0;
 }
 
 /* Hand out chunks: all slots while no client request is at the datapath;
@@ -314,8 +325,16 @@ static void pump(struct node_move *m)
 		loop_timer_arm(n->loop, &m->timer, MOVE_POLL_NS);
 		return;
 	}
+	if (test_delay_ns() && m->state == MS_COPYING && m->busy == 0 && m->chunk_end_ns &&
+	    now - m->chunk_end_ns < test_delay_ns()) {
+		loop_timer_arm(n->loop, &m->timer, test_delay_ns() - (now - m->chunk_end_ns));
+		return;
+	}
+	if (test_delay_ns())
+		limit = 1;
 	if (clients && m->state == MS_COPYING && !m->busy && m->cursor < m->total &&
-	    m->chunk_end_ns > m->chunk_ns && now - m->chunk_end_ns < m->chunk_end_ns - m->chunk_ns) {
+	    m->chunk_end_ns > m->chunk_ns &&
+	    now - m->chunk_end_ns < m->chunk_end_ns - m->chunk_ns) {
 		loop_timer_arm(n->loop, &m->timer,
 			       m->chunk_end_ns - m->chunk_ns - (now - m->chunk_end_ns));
 		return;
@@ -343,6 +362,11 @@ static void pump(struct node_move *m)
 			chunk_granted(&c->range);
 		else if (rc < 0)
 			chunk_end(c, rc);
+		if (test_delay_ns()) {
+			if (!m->busy && m->cursor < m->total)
+				loop_timer_arm(n->loop, &m->timer, test_delay_ns());
+			break;
+		}
 	}
 	m->pumping = false;
 	if (m->state == MS_COPYING && m->cursor >= m->total && !m->busy) {
@@ -395,8 +419,9 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 		return -ENOENT;
 	}
 	if (!n->cfg.monitor.partner_shelf[0] || !(m->rstore = node_reloc_rstore(n))) {
-		snprintf(err, errlen, "the partner's shelf is not reachable ([monitor] "
-				      "partner_shelf)");
+		snprintf(err, errlen,
+			 "the partner's shelf is not reachable ([monitor] "
+			 "partner_shelf)");
 		return -EINVAL;
 	}
 	/* The record first: a crash from here on is settled from it. */
@@ -425,8 +450,7 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 	/* From here every write reaches both copies; chunks are copied under
 	 * the range lock, after any write of their bytes in flight now. */
 	node_datapath_vol_sink(n->dp, name, &m->sink);
-	LOG_INFO("moving %s (%llu bytes) to %s's shelf", name, (unsigned long long)m->total,
-		 shelf);
+	LOG_INFO("moving %s (%llu bytes) to %s's shelf", name, (unsigned long long)m->total, shelf);
 	pump(m);
 	return 0;
 }
@@ -549,7 +573,8 @@ static void settle(struct node *n, struct store *s, int tfd, bool adopt)
 			if (adopt) {
 				struct store_volume *nv;
 				int x = store_volume_load(n->store, name, &nv);
-				if ((x == 0 || x == -EEXIST) && !node_datapath_vol_here(n->dp, name))
+				if (x == 0 ||
+				    (x == -EEXIST && !node_datapath_vol_here(n->dp, name)))
 					node_reloc_adopt(n, name);
 			}
 		} else {
@@ -601,6 +626,7 @@ void node_move_load_new(struct node *n)
 		close(fd);
 		return;
 	}
+	rewinddir(d); /* the descriptor's offset is shared with the store's */
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		char name[NAME_LEN];

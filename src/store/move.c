@@ -93,8 +93,7 @@ int store_move_target_create(struct store *s, const struct store_volume *src,
 		free(v);
 		return rc;
 	}
-	if (ftruncate(v->fd, (off_t)v->size) < 0 || fsync(v->fd) < 0 ||
-	    fsync(s->voldirfd) < 0) {
+	if (ftruncate(v->fd, (off_t)v->size) < 0 || fsync(v->fd) < 0 || fsync(s->voldirfd) < 0) {
 		rc = -errno;
 		LOG_ERROR("move of %s: size %s: %s", src->name, file, strerror(errno));
 		close(v->fd);
@@ -175,7 +174,8 @@ static int target_uuid(int voldirfd, const char *name, char uuid[STORE_UUID_LEN]
 	close(fd);
 	if (!o)
 		return -EINVAL;
-	if (json_object_object_get_ex(o, "uuid", &ju) && json_object_is_type(ju, json_type_string)) {
+	if (json_object_object_get_ex(o, "uuid", &ju) &&
+	    json_object_is_type(ju, json_type_string)) {
 		snprintf(uuid, STORE_UUID_LEN, "%s", json_object_get_string(ju));
 		rc = 0;
 	}
@@ -223,8 +223,8 @@ int store_volume_load(struct store *s, const char *name, struct store_volume **o
 		free(v);
 		return rc;
 	}
-	LOG_INFO("volume %s: %" PRIu64 " bytes, owner %s (appeared on the shelf)", v->name,
-		 v->size, v->owner);
+	LOG_INFO("volume %s: %" PRIu64 " bytes, owner %s (appeared on the shelf)", v->name, v->size,
+		 v->owner);
 	*out = v;
 	return 0;
 }
