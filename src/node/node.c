@@ -274,8 +274,11 @@ void node_destroy(struct node *n)
 	node_mirror_release_held(n);
 	uint64_t deadline = loop_now_ns() + 30ull * 1000000000ull;
 	node_move_stop(n);
+	/* The partner's volumes during a takeover too: their requests came
+	 * through the proxy's routes, whose state goes with proxy_destroy. */
 	while ((node_datapath_inflight(n->dp) > 0 || node_reloc_inflight(n) > 0 ||
-		proxy_busy(n->proxy) || node_move_busy(n)) &&
+		node_datapath_inflight(n->partner_dp) > 0 || proxy_busy(n->proxy) ||
+		node_move_busy(n)) &&
 	       loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
 	if (node_datapath_inflight(n->dp) == 0)

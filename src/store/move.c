@@ -56,6 +56,26 @@ static void copy_name(char *buf, size_t len, const char *name)
 	snprintf(buf, len, ".%s.move.img", name);
 }
 
+/* A volume of this index whose metadata is gone from the shelf (another
+ * node moved or deleted it since): off the index, kept on the removed list
+ * (a datapath may still point at it) until store_close. */
+static void unindex_stale(struct store *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n_vols; i++) {
+		struct store_volume *v = s->vols[i];
+		if (strcmp(v->name, name))
+			continue;
+		memmove(&s->vols[i], &s->vols[i + 1], (s->n_vols - i - 1) * sizeof(*s->vols));
+		s->n_vols--;
+		v->removed = true;
+		v->next_removed = s->removed;
+		s->removed = v;
+		LOG_INFO("volume %s: gone from shelf %s (moved or deleted by the partner)", name,
+			 s->dir);
+		return;
+	}
+}
+
 int store_move_target_create(struct store *s, const struct store_volume *src,
 			     struct store_volume **out)
 {
@@ -65,6 +85,8 @@ int store_move_target_create(struct store *s, const struct store_volume *src,
 	int rc;
 
 	snprintf(meta, sizeof(meta), "%s.meta", src->name);
+	if (fstatat(s->voldirfd, meta, &st, 0) < 0)
+		unindex_stale(s, src->name);
 	if (store_volume_find(s, src->name) || fstatat(s->voldirfd, meta, &st, 0) == 0) {
 		LOG_ERROR("move of %s: the target shelf has a volume of that name", src->name);
 		return -EEXIST;

@@ -6,12 +6,14 @@
 #      hook pauses after each chunk): progress in status and volume list,
 #      then vol-a is b's, on b's shelf, the file on a's shelf gone; no client
 #      error, every acknowledged write reads back through both ports;
-#   2. --abort of a move back to a: rolled back, one copy;
-#   3. SIGKILL of the mover (b) while it copies: a takes over, rolls back
+#   2. SIGKILL of the new owner b after the move: a takes over and serves
+#      vol-a from b's shelf; b restarts, giveback;
+#   3. --abort of a move back to a: rolled back, one copy;
+#   4. SIGKILL of the mover (b) while it copies: a takes over, rolls back
 #      (logged), serves vol-a from b's shelf; b restarts, giveback;
-#   4. SIGKILL of the target (a) while b copies: b rolls back (takeover);
+#   5. SIGKILL of the target (a) while b copies: b rolls back (takeover);
 #      a restarts, giveback;
-#   5. SIGKILL of the mover (b) between the commit and the source's delete
+#   6. SIGKILL of the mover (b) between the commit and the source's delete
 #      (a test hook): a takes over and rolls forward (logged): vol-a is a's,
 #      on a's shelf only;
 #   after each: one live copy, every acknowledged write reads back.
@@ -19,7 +21,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
-export DUET_TEST_MOVE_CHUNK_DELAY_MS=25
+export DUET_TEST_MOVE_CHUNK_DELAY_MS=$((25 * TIMEOUT_SCALE))
 export DUET_TEST_MOVE_CRASH_FILE="$T/crash-after-commit"
 N=200
 vol_is() { # NODE VOL OWNER SERVED_BY SHELF
@@ -74,10 +76,20 @@ writer_stop wa
 writer_stop wb
 for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
 
-step "move vol-a back to a, --abort: rolled back, one copy"
+step "SIGKILL of the new owner b after the move: a takes over, serves vol-a from b's shelf"
 writer w2 --port $A_NBD --export vol-a --blocks 1024 --qd 8
 acks w2
 wait_acks w2 $N
+wait_for takeover_possible a || fail "a may not take over b: $(ha a .reason)"
+kill_node b
+wait_takeover a
+wait_acks w2 $N
+start_taken_over b
+giveback_to b
+wait_for owned_by b || fail "vol-a not b's after the giveback"
+wait_acks w2 $N
+
+step "move vol-a back to a, --abort: rolled back, one copy"
 ctl b volume move vol-a --shelf a >/dev/null
 wait_for copying_past b $((2 << 20)) || fail "no progress: $(status b | jq -c .move)"
 ctl b volume move vol-a --abort >/dev/null
