@@ -320,6 +320,10 @@ static void pump(struct node_move *m)
 		stop(m, -ESHUTDOWN, "fenced");
 		return;
 	}
+	if (m->sink.err) {
+		stop(m, m->sink.err, "a client write to the copy failed");
+		return;
+	}
 	if (m->state == MS_COPYING && node_datapath_vol_unordered(n->dp, m->name)) {
 		/* Writes from before the copy was attached, outside the lock. */
 		loop_timer_arm(n->loop, &m->timer, MOVE_POLL_NS);

@@ -665,6 +665,10 @@ static void reloc_poll(struct loop_timer *t)
 
 int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
 {
+	if (node_move_moving(n, name)) {
+		snprintf(err, errlen, "volume %s is being moved: abort the move first", name);
+		return -EBUSY;
+	}
 	return node_reloc_start_cut(n, name, NULL, NULL, err, errlen);
 }
 
