@@ -149,6 +149,24 @@ static void stop(struct node_move *m, int err, const char *why)
 
 /* ---- the cut-over (a relocation whose step 4 is the commit) ---- */
 
+/* Test hook: die right after step @p point ("commit": before the source's
+ * delete; "delete": before the partner hears of it) when the file
+ * DUET_TEST_MOVE_CRASH_FILE exists and holds that word. */
+static void test_crash(const char *point)
+{
+	const char *path = getenv("DUET_TEST_MOVE_CRASH_FILE");
+	char buf[16] = "";
+	FILE *f = path ? fopen(path, "r") : NULL;
+
+	if (!f)
+		return;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	if (!strncmp(buf, point, strlen(point)))
+		raise(SIGKILL);
+}
+
 static int cut(struct node *n, const char *name)
 {
 	struct node_move *m = n->move;
@@ -166,16 +184,13 @@ static int cut(struct node *n, const char *name)
 	m->sink.target = NULL;
 	node_datapath_vol_sink(n->dp, name, NULL);
 	node_datapath_vol_forget(n->dp, name);
-	/* Test hook: die between the commit and the source's delete when
-	 * this file exists (the next to open the shelf rolls forward). */
-	if (getenv("DUET_TEST_MOVE_CRASH_FILE") &&
-	    access(getenv("DUET_TEST_MOVE_CRASH_FILE"), F_OK) == 0)
-		raise(SIGKILL);
+	test_crash("commit");
 	v = store_volume_find(n->store, name);
 	if (v && store_volume_delete(n->store, v) < 0)
 		LOG_ERROR("move of %s: the source could not be deleted (removed at the next "
 			  "start: the committed copy wins)",
 			  name);
+	test_crash("delete");
 	return 0;
 }
 
@@ -615,9 +630,12 @@ void node_move_takeover(struct node *n)
 		stop(m, -ECONNRESET, "the partner is taken over");
 	if (n->pstore)
 		settle(n, n->pstore, store_voldirfd(n->store), true);
+	/* A move the partner committed and finished just before it died,
+	 * before this node adopted the volume: serve it now. */
+	node_move_load_new(n, true);
 }
 
-void node_move_load_new(struct node *n)
+void node_move_load_new(struct node *n, bool adopt)
 {
 	int fd = dup(store_voldirfd(n->store));
 	struct dirent *e;
@@ -644,7 +662,10 @@ void node_move_load_new(struct node *n)
 		if (store_volume_load(n->store, name, &v) < 0)
 			continue;
 		/* Not served until adopted (its owner read again there). */
-		node_datapath_vol_set(n->dp, name, 1, 0);
+		if (adopt)
+			node_reloc_adopt(n, name);
+		else
+			node_datapath_vol_set(n->dp, name, 1, 0);
 	}
 	closedir(d);
 }

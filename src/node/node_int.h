@@ -269,8 +269,9 @@ int node_move_cmd(struct node *n, struct json_object *req, struct json_object *r
 /** Add "move" to the entries of @p volumes being moved from here, and the
  * member "move" to @p root (when not NULL). */
 void node_move_status_json(struct node *n, struct json_object *volumes, struct json_object *root);
-/** Load volumes whose metadata appeared on the own shelf (moved here). */
-void node_move_load_new(struct node *n);
+/** Load volumes whose metadata appeared on the own shelf (moved here):
+ * away until adopted (relocate.c), or adopted at once when @p adopt. */
+void node_move_load_new(struct node *n, bool adopt);
 /** Boot: settle the own shelf's interrupted moves (before serving). */
 void node_move_boot(struct node *n);
 /** Takeover: stop a move from here (rolled back) and settle the partner

@@ -530,7 +530,7 @@ static void partner_vols_changed(void *arg)
 
 	if (!r || n->fenced || n->taken_at_boot)
 		return;
-	node_move_load_new(n); /* volumes moved to our shelf */
+	node_move_load_new(n, false); /* volumes moved to our shelf */
 	any = adopt_from(n, n->dp, n->store);
 	if ((r->rstore || (n->cfg.monitor.partner_shelf[0] && partner_shelf_names_us(n))) &&
 	    open_rstore(n) == 0)
@@ -554,7 +554,7 @@ static void recheck_fire(struct loop_timer *t)
 	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
 	if (n->fenced || n->taken_at_boot || n->pstore || r->phase != RP_IDLE)
 		return;
-	node_move_load_new(n);
+	node_move_load_new(n, false);
 	any = adopt_from(n, n->dp, n->store);
 	if (r->rstore)
 		any |= adopt_from(n, r->rdp, r->rstore);

@@ -16,6 +16,8 @@
 #   6. SIGKILL of the mover (b) between the commit and the source's delete
 #      (a test hook): a takes over and rolls forward (logged): vol-a is a's,
 #      on a's shelf only;
+#   7. SIGKILL of the mover (a) after the source's delete, before b heard
+#      of it: b takes over and serves vol-a, its own now;
 #   after each: one live copy, every acknowledged write reads back.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -142,7 +144,7 @@ writer w4 --port $A_NBD --export vol-a --blocks 1024 --qd 8
 acks w4
 wait_acks w4 $N
 wait_for takeover_possible a || fail "a may not take over b: $(ha a .reason)"
-touch "$DUET_TEST_MOVE_CRASH_FILE"
+echo commit >"$DUET_TEST_MOVE_CRASH_FILE"
 ctl b volume move vol-a --shelf a >/dev/null
 wait_for -t 60 not _alive "$(node_pid b)" || fail "b did not die at the commit"
 rm -f "$DUET_TEST_MOVE_CRASH_FILE"
@@ -157,6 +159,26 @@ giveback_to b
 wait_for owned_by a || fail "vol-a not a's after the giveback: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
 wait_acks w4 $N
 writer_stop w4
+for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
+
+step "SIGKILL of the mover a after the source's delete, before b adopts: b takes over, serves it"
+writer w5 --port $B_NBD --export vol-a --blocks 1024 --qd 8
+acks w5
+wait_acks w5 $N
+wait_for takeover_possible b || fail "b may not take over a: $(ha b .reason)"
+echo delete >"$DUET_TEST_MOVE_CRASH_FILE"
+ctl a volume move vol-a --shelf b >/dev/null
+wait_for -t 60 not _alive "$(node_pid a)" || fail "a did not die after the source's delete"
+rm -f "$DUET_TEST_MOVE_CRASH_FILE"
+kill_node a
+wait_takeover b
+wait_acks w5 $N
+one_copy b
+start_taken_over a
+giveback_to a
+wait_for owned_by b || fail "vol-a not b's after the giveback: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
+wait_acks w5 $N
+writer_stop w5
 for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
 
 step "clean stop"
