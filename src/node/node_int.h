@@ -40,6 +40,7 @@ struct node_addr;
 struct json_object;
 struct node_hooks;
 struct node_move;
+struct node_balance;
 
 struct node {
 	struct duet_config cfg;
@@ -74,6 +75,7 @@ struct node {
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
 	struct node_move *move;		  /* volume move (move.c) */
+	struct node_balance *balance;	  /* automatic balance (balance_host.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
@@ -253,6 +255,26 @@ void node_reloc_release_held(struct node *n);
 void node_reloc_set_serving(struct node *n, bool serving);
 /** Fail what waits, close the partner's shelf opened for relocated volumes. */
 void node_reloc_destroy(struct node *n);
+/** Call @p fn for every volume of the partner's shelf opened here (served
+ * here if node_reloc_owned_here). */
+void node_reloc_each_volume(const struct node *n,
+			    void (*fn)(void *arg, const char *name, const struct node_vol_stats *st),
+			    void *arg);
+/** Relocations from here and adoptions here so far (@p moves); true while
+ * one runs. */
+bool node_reloc_activity(const struct node *n, uint64_t *moves);
+
+/* balance_host.c: automatic balance on load ([balance], src/balance). */
+/** Measure the volumes' load each second and send it to the partner (a
+ * CCM client "balance"); with auto = on, relocate as the policy says. */
+int node_balance_create(struct node *n);
+/** Stop the timer and leave the CCM (before ccm_destroy). */
+void node_balance_destroy(struct node *n);
+/** The member "balance" of status. */
+void node_balance_status_json(struct node *n, struct json_object *root);
+/** For metrics: the own and the partner's load (units/s, -1 unknown), and
+ * the automatic moves from here. */
+void node_balance_figures(struct node *n, double *own, double *partner, uint64_t *moves);
 
 /* move.c: volume move between shelves (docs/RELOCATION.md). */
 int node_move_create(struct node *n);

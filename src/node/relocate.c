@@ -831,6 +831,23 @@ uint64_t node_reloc_drain_busy(const struct node *n)
 			: 0;
 }
 
+void node_reloc_each_volume(const struct node *n,
+			    void (*fn)(void *arg, const char *name,
+				       const struct node_vol_stats *st),
+			    void *arg)
+{
+	if (n->reloc)
+		node_datapath_each_volume(n->reloc->rdp, fn, arg);
+}
+
+bool node_reloc_activity(const struct node *n, uint64_t *moves)
+{
+	struct node_reloc *r = n->reloc;
+
+	*moves = r ? r->relocations + r->adopted : 0;
+	return r && r->phase != RP_IDLE;
+}
+
 /* ---- takeover and giveback ---- */
 
 bool node_reloc_owned_here(struct node *n, const char *name)

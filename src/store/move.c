@@ -100,6 +100,7 @@ int store_move_target_create(struct store *s, const struct store_volume *src,
 	v->removed = false;
 	v->next_removed = NULL;
 	v->move_to[0] = '\0';
+	v->owner_gen = 0;
 	v->writes = 0;
 	v->excl_running = false;
 	v->wgen = v->sync_gen = 0;
@@ -169,6 +170,10 @@ int store_move_target_commit(struct store *s, struct store_volume *t, const char
 			fsync(s->voldirfd);
 		return rc;
 	}
+	/* Its owner record (made from the metadata at any later load, were
+	 * this one not to happen). */
+	if (store_owner_load(t) < 0)
+		LOG_WARN("volume %s: no owner record yet (made at its next load)", t->name);
 	rc = store_vol_insert(s, t);
 	if (rc < 0) {
 		/* Committed on the shelf; only this process's index lacks it. */
