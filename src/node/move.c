@@ -43,6 +43,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "ccm/ccm.h"
 #include "mirror/mirror.h"
 #include "store/store.h"
 
@@ -81,6 +82,7 @@ struct node_move {
 	uint64_t start_ns, cut_ns;
 	uint64_t chunk_ns, chunk_end_ns; /* the last chunk's time, when it ended */
 	bool pumping;			 /* in pump(): chunks ending inline do not recurse */
+	bool waiting;			 /* copied, the partner's session down */
 	uint64_t moved;			 /* completed from here */
 	char last[320];
 };
@@ -213,6 +215,17 @@ static void cut_ended(struct node *n, int rc)
 	finish(m, 0, what);
 }
 
+/* Whether the partner can adopt the volume now: its session is up. */
+static bool partner_up(struct node *n)
+{
+	struct ccm_status st;
+
+	if (!n->ccm)
+		return false;
+	ccm_get_status(n->ccm, &st);
+	return st.state == CCM_SESSION_UP;
+}
+
 static void cut_over(struct node_move *m)
 {
 	char err[160];
@@ -222,6 +235,17 @@ static void cut_over(struct node_move *m)
 		stop(m, m->sink.err, "a write to the copy failed");
 		return;
 	}
+	if (!partner_up(m->n)) {
+		/* Copied, and every write still reaches both copies: wait for
+		 * the partner (or a takeover, which rolls back; or --abort). */
+		if (!m->waiting)
+			LOG_WARN("move of %s: copied; waiting for %s's session to cut over",
+				 m->name, m->to);
+		m->waiting = true;
+		loop_timer_arm(m->n->loop, &m->timer, 100 * MOVE_POLL_NS);
+		return;
+	}
+	m->waiting = false;
 	m->state = MS_CUTOVER;
 	m->cut_ns = loop_now_ns();
 	LOG_INFO("move of %s: copied (%llu data bytes), cutting over to %s", m->name,
@@ -464,6 +488,7 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 	m->sink.inflight = m->sink.writes = 0;
 	m->sink.err = 0;
 	m->err = 0;
+	m->waiting = false;
 	m->start_ns = loop_now_ns();
 	m->state = MS_COPYING;
 	/* From here every write reaches both copies; chunks are copied under
