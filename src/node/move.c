@@ -175,6 +175,8 @@ static int cut(struct node *n, const char *name)
 	struct store_volume *v;
 	int rc;
 
+	if (!m || !m->sink.target)
+		return -ESHUTDOWN; /* shutting down */
 	if (m->sink.err || m->sink.inflight)
 		return m->sink.err ? m->sink.err : -EBUSY;
 	if (n->pstore || n->fenced)
@@ -201,6 +203,8 @@ static void cut_ended(struct node *n, int rc)
 	struct node_move *m = n->move;
 	char what[120];
 
+	if (!m)
+		return; /* shutting down */
 	if (rc < 0 && m->sink.target) {
 		/* Not committed: the relocation serves it here again; the copy
 		 * and the record go. */
