@@ -45,10 +45,11 @@
 #include "common/util.h"
 #include "ccm/ccm.h"
 #include "mirror/mirror.h"
+#include "node/move_plan.h"
 #include "store/store.h"
 
 #define MOVE_CHUNK   (1u << 20)
-#define MOVE_SLOTS   4		     /* chunks in flight when clients are idle */
+#define MOVE_SLOTS   MOVE_PLAN_SLOTS
 #define MOVE_POLL_NS (1 * NS_PER_MS) /* waiting for in-flight copies to end */
 #define NAME_LEN     64
 
@@ -61,7 +62,7 @@ struct move_chunk {
 	struct mirror_range range;
 	struct store_io io;
 	void *buf;
-	bool busy;
+	bool locked; /* holds its range of the volume's write lock */
 };
 
 struct node_move {
@@ -72,18 +73,17 @@ struct node_move {
 	struct store_volume *src;   /* on the own shelf */
 	struct store *rstore;	    /* the partner's shelf */
 	struct node_move_sink sink; /* the copy, written by the datapath too */
-	uint64_t total, cursor;	    /* bytes; chunks handed out below cursor */
-	uint64_t done, copied;	    /* done: below it all copied; copied: data bytes */
-	unsigned busy;		    /* chunks in flight */
+	struct move_plan plan;	    /* the copier's decisions */
+	uint64_t total;
+	uint64_t done, copied; /* done: below it all copied; copied: data bytes */
 	struct move_chunk chunk[MOVE_SLOTS];
 	struct loop_timer timer;
 	int err;      /* why it stops (0: --abort) */
 	char why[96]; /* the stop's reason, for the log */
 	uint64_t start_ns, cut_ns;
-	uint64_t chunk_ns, chunk_end_ns; /* the last chunk's time, when it ended */
-	bool pumping;			 /* in pump(): chunks ending inline do not recurse */
-	bool waiting;			 /* copied, the partner's session down */
-	uint64_t moved;			 /* completed from here */
+	bool pumping;	/* in pump(): chunks ending inline do not recurse */
+	bool waiting;	/* copied, the partner's session down */
+	uint64_t moved; /* completed from here */
 	char last[320];
 };
 
@@ -129,7 +129,7 @@ static void stop_poll(struct loop_timer *t)
 {
 	struct node_move *m = t->arg;
 
-	if (m->busy || m->sink.inflight) {
+	if (m->plan.n_busy || m->sink.inflight) {
 		loop_timer_arm(m->n->loop, &m->timer, MOVE_POLL_NS);
 		return;
 	}
@@ -262,15 +262,17 @@ static void cut_over(struct node_move *m)
 	}
 }
 
-/* ---- the copier ---- */
+/* ---- the copier (its decisions in move_plan.c) ---- */
 
 static void chunk_end(struct move_chunk *c, int result)
 {
 	struct node_move *m = c->m;
+	uint64_t done;
 
-	node_datapath_vol_unlock(m->n->dp, m->name, &c->range);
-	c->busy = false;
-	m->busy--;
+	if (c->locked)
+		node_datapath_vol_unlock(m->n->dp, m->name, &c->range);
+	c->locked = false;
+	done = move_plan_end(&m->plan, (int)(c - m->chunk), loop_now_ns());
 	if (result < 0 && m->state == MS_COPYING) {
 		LOG_ERROR("move of %s: copying at %llu: %s", m->name,
 			  (unsigned long long)c->io.offset, strerror(-result));
@@ -279,11 +281,7 @@ static void chunk_end(struct move_chunk *c, int result)
 	}
 	if (m->state != MS_COPYING)
 		return;
-	/* Chunks end in any order: done is the end of the first still busy. */
-	m->done = m->cursor;
-	for (unsigned i = 0; i < MOVE_SLOTS; i++)
-		if (m->chunk[i].busy && m->chunk[i].io.offset < m->done)
-			m->done = m->chunk[i].io.offset;
+	m->done = done;
 	if (!m->pumping)
 		pump(m);
 }
@@ -291,11 +289,9 @@ static void chunk_end(struct move_chunk *c, int result)
 static void chunk_written(struct store_io *io, int result)
 {
 	struct move_chunk *c = io->arg;
-	struct node_move *m = c->m;
 
-	m->chunk_end_ns = loop_now_ns();
 	if (result == 0)
-		m->copied += io->length;
+		c->m->copied += io->length;
 	chunk_end(c, result);
 }
 
@@ -322,16 +318,16 @@ static void chunk_granted(struct mirror_range *r)
 	struct store_extent ext[4];
 	int n;
 
+	c->locked = true;
 	if (m->state != MS_COPYING) {
 		chunk_end(c, 0);
 		return;
 	}
-	m->chunk_ns = loop_now_ns();
+	move_plan_started(&m->plan, loop_now_ns());
 	/* A hole of the source needs nothing: the copy starts sparse, and a
 	 * client write there since the start reached both. */
 	n = store_block_status(m->src, c->io.offset, c->io.length, ext, 4);
 	if (n == 1 && ext[0].hole && ext[0].length >= c->io.length) {
-		m->chunk_end_ns = loop_now_ns();
 		chunk_end(c, 0);
 		return;
 	}
@@ -349,16 +345,18 @@ static uint64_t test_delay_ns(void)
 	return d ? strtoull(d, NULL, 10) * NS_PER_MS : 0;
 }
 
-/* Hand out chunks: all slots while no client request is at the datapath;
- * while there are, one at a time and idle as long as the last one took
- * (the copier takes at most half of the shelf's time from the clients). */
+/* Hand out chunks as the plan allows: all slots while no client request is
+ * at the datapath; while there are, one at a time, idling as long as the
+ * last one took. */
 static void pump(struct node_move *m)
 {
 	struct node *n = m->n;
 	bool clients = node_datapath_inflight(n->dp) > 0;
-	unsigned limit = clients ? 1 : MOVE_SLOTS;
-	uint64_t now = loop_now_ns();
+	uint64_t wait, off, len;
+	int slot;
 
+	if (m->state != MS_COPYING)
+		return;
 	if (n->fenced) {
 		stop(m, -ESHUTDOWN, "fenced");
 		return;
@@ -367,56 +365,42 @@ static void pump(struct node_move *m)
 		stop(m, m->sink.err, "a client write to the copy failed");
 		return;
 	}
-	if (m->state == MS_COPYING && node_datapath_vol_unordered(n->dp, m->name)) {
+	if (node_datapath_vol_unordered(n->dp, m->name)) {
 		/* Writes from before the copy was attached, outside the lock. */
 		loop_timer_arm(n->loop, &m->timer, MOVE_POLL_NS);
 		return;
 	}
-	if (test_delay_ns() && m->state == MS_COPYING && m->busy == 0 && m->chunk_end_ns &&
-	    now - m->chunk_end_ns < test_delay_ns()) {
-		loop_timer_arm(n->loop, &m->timer, test_delay_ns() - (now - m->chunk_end_ns));
-		return;
-	}
-	if (test_delay_ns())
-		limit = 1;
-	if (clients && m->state == MS_COPYING && !m->busy && m->cursor < m->total &&
-	    m->chunk_end_ns > m->chunk_ns &&
-	    now - m->chunk_end_ns < m->chunk_end_ns - m->chunk_ns) {
-		loop_timer_arm(n->loop, &m->timer,
-			       m->chunk_end_ns - m->chunk_ns - (now - m->chunk_end_ns));
+	wait = move_plan_wait(&m->plan, clients, loop_now_ns());
+	if (wait) {
+		loop_timer_arm(n->loop, &m->timer, wait);
 		return;
 	}
 	m->pumping = true;
-	while (m->state == MS_COPYING && m->busy < limit && m->cursor < m->total) {
-		struct move_chunk *c = NULL;
+	while (m->state == MS_COPYING &&
+	       (slot = move_plan_next(&m->plan, move_plan_limit(&m->plan, clients), &off, &len)) >=
+		   0) {
+		struct move_chunk *c = &m->chunk[slot];
 		int rc;
-		for (unsigned i = 0; i < MOVE_SLOTS && !c; i++)
-			if (!m->chunk[i].busy)
-				c = &m->chunk[i];
-		if (!c)
-			break;
 		memset(&c->io, 0, sizeof(c->io));
-		c->io.offset = m->cursor;
-		c->io.length = MIN((uint64_t)MOVE_CHUNK, m->total - m->cursor);
+		c->io.offset = off;
+		c->io.length = len;
 		c->io.buf = c->buf;
 		c->io.arg = c;
-		c->busy = true;
-		m->busy++;
-		m->cursor += c->io.length;
-		rc = node_datapath_vol_lock(n->dp, m->name, &c->range, c->io.offset, c->io.length,
-					    chunk_granted, c);
+		rc = node_datapath_vol_lock(n->dp, m->name, &c->range, off, len, chunk_granted, c);
 		if (rc == 1)
 			chunk_granted(&c->range);
 		else if (rc < 0)
 			chunk_end(c, rc);
-		if (test_delay_ns()) {
-			if (!m->busy && m->cursor < m->total)
-				loop_timer_arm(n->loop, &m->timer, test_delay_ns());
+		if (m->plan.delay_ns) {
+			/* One at a time: a hole ended inline waits for its pause. */
+			wait = move_plan_wait(&m->plan, clients, loop_now_ns());
+			if (wait)
+				loop_timer_arm(n->loop, &m->timer, wait);
 			break;
 		}
 	}
 	m->pumping = false;
-	if (m->state == MS_COPYING && m->cursor >= m->total && !m->busy) {
+	if (m->state == MS_COPYING && move_plan_complete(&m->plan)) {
 		m->done = m->total;
 		cut_over(m);
 	}
@@ -488,7 +472,8 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 	snprintf(m->to, sizeof(m->to), "%s", shelf);
 	m->src = v;
 	m->total = store_volume_size(v);
-	m->cursor = m->done = m->copied = 0;
+	move_plan_init(&m->plan, m->total, MOVE_CHUNK, test_delay_ns());
+	m->done = m->copied = 0;
 	m->sink.inflight = m->sink.writes = 0;
 	m->sink.err = 0;
 	m->err = 0;
@@ -711,7 +696,7 @@ bool node_move_busy(const struct node *n)
 {
 	const struct node_move *m = n->move;
 
-	return m && (m->busy || m->sink.inflight || m->state == MS_STOPPING);
+	return m && (m->plan.n_busy || m->sink.inflight || m->state == MS_STOPPING);
 }
 
 bool node_move_moving(const struct node *n, const char *name)
