@@ -346,8 +346,8 @@ static uint64_t test_delay_ns(void)
 }
 
 /* Hand out chunks as the plan allows: all slots while no client request is
- * at the datapath; while there are, one at a time, idling as long as the
- * last one took. */
+ * at the datapath; while there are, one at a time, idling twice as long as
+ * the last one took. */
 static void pump(struct node_move *m)
 {
 	struct node *n = m->n;

@@ -1,6 +1,6 @@
 /* The volume move's copier plan: pure decisions (move_plan.h). The rule
  * kept: a chunk is handed out once, in order; done never passes a chunk
- * still in flight; the copier never takes more than half the time while
+ * still in flight; the copier takes at most a third of the time while
  * clients are busy. */
 #include "node/move_plan.h"
 
@@ -22,8 +22,8 @@ uint64_t move_plan_wait(const struct move_plan *p, bool clients, uint64_t now)
 		return 0;
 	since = now - p->end_ns;
 	took = p->end_ns > p->start_ns ? p->end_ns - p->start_ns : 0;
-	if (clients && took > want)
-		want = took;
+	if (clients && MOVE_PLAN_IDLE_FACTOR * took > want)
+		want = MOVE_PLAN_IDLE_FACTOR * took;
 	if (p->delay_ns > want)
 		want = p->delay_ns;
 	return since < want ? want - since : 0;

@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MOVE_PLAN_SLOTS 4 /* chunks in flight at most (clients idle) */
+#define MOVE_PLAN_SLOTS	      4 /* chunks in flight at most (clients idle) */
+#define MOVE_PLAN_IDLE_FACTOR 2 /* clients busy: idle twice as long as a chunk took */
 
 struct move_plan {
 	uint64_t total;	   /* bytes to copy */
@@ -26,8 +27,8 @@ struct move_plan {
 void move_plan_init(struct move_plan *p, uint64_t total, uint64_t chunk, uint64_t delay_ns);
 /**
  * How long to idle before the next chunk at @p now (0: go on). While
- * clients have requests in flight (@p clients) the copier idles as long as
- * its last chunk took (half of the shelf's time at most); the test delay
+ * clients have requests in flight (@p clients) the copier idles twice as
+ * long as its last chunk took (a third of the shelf's time at most); the test delay
  * adds a pause after every chunk.
  */
 uint64_t move_plan_wait(const struct move_plan *p, bool clients, uint64_t now);
