@@ -255,10 +255,15 @@ static void cut_over(struct node_move *m)
 	LOG_INFO("move of %s: copied (%llu data bytes), cutting over to %s", m->name,
 		 (unsigned long long)m->copied, m->to);
 	rc = node_reloc_start_cut(m->n, m->name, cut, cut_ended, err, sizeof(err));
-	if (rc < 0) {
-		/* A relocation runs: try again shortly. */
+	if (rc == -EBUSY) {
+		/* A relocation (or a takeover, which stops the move) runs:
+		 * try again shortly. */
 		m->state = MS_COPYING;
 		loop_timer_arm(m->n->loop, &m->timer, 10 * MOVE_POLL_NS);
+	} else if (rc < 0) {
+		m->state = MS_COPYING;
+		LOG_ERROR("move of %s: cannot cut over: %s", m->name, err);
+		stop(m, rc, "the cut-over was refused");
 	}
 }
 
