@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -45,7 +46,9 @@
 #include "common/util.h"
 #include "ccm/ccm.h"
 #include "mirror/mirror.h"
+#include "nbd/nbd.h"
 #include "node/move_plan.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 #define MOVE_CHUNK   (1u << 20)
@@ -65,6 +68,11 @@ struct move_chunk {
 	bool locked; /* holds its range of the volume's write lock */
 };
 
+struct names {
+	char (*name)[NAME_LEN];
+	unsigned n, cap;
+};
+
 struct node_move {
 	struct node *n;
 	enum move_state state;
@@ -81,9 +89,10 @@ struct node_move {
 	int err;      /* why it stops (0: --abort) */
 	char why[96]; /* the stop's reason, for the log */
 	uint64_t start_ns, cut_ns;
-	bool pumping;	/* in pump(): chunks ending inline do not recurse */
-	bool waiting;	/* copied, the partner's session down */
-	uint64_t moved; /* completed from here */
+	bool pumping;	      /* in pump(): chunks ending inline do not recurse */
+	bool waiting;	      /* copied, the partner's session down */
+	uint64_t moved;	      /* completed from here */
+	struct names partner; /* the partner's volume list at the last look */
 	char last[320];
 };
 
@@ -654,12 +663,70 @@ void node_move_takeover(struct node *n)
 	node_move_load_new(n, true);
 }
 
+/* Load volume @p name if its metadata is on the own shelf and this node's
+ * table lacks it: away until adopted (relocate.c), or adopted at once. */
+static void try_load(struct node *n, const char *name, bool adopt)
+{
+	char meta[NAME_LEN + 8];
+	struct store_volume *v;
+	struct stat st;
+
+	if (store_name_valid(name) < 0 || store_volume_find(n->store, name))
+		return;
+	snprintf(meta, sizeof(meta), "%s.meta", name);
+	if (fstatat(store_voldirfd(n->store), meta, &st, 0) < 0 ||
+	    store_volume_load(n->store, name, &v) < 0)
+		return;
+	if (adopt)
+		node_reloc_adopt(n, name);
+	else
+		node_datapath_vol_set(n->dp, name, 1, 0);
+}
+
+static void names_add(void *arg, const char *name, const char *desc)
+{
+	struct names *l = arg;
+
+	(void)desc;
+	if (l->n == l->cap) {
+		unsigned cap = l->cap ? 2 * l->cap : 16;
+		void *p = realloc(l->name, cap * sizeof(*l->name));
+		if (!p)
+			return;
+		l->name = p;
+		l->cap = cap;
+	}
+	snprintf(l->name[l->n++], NAME_LEN, "%s", name);
+}
+
+static bool names_has(const struct names *l, const char *name)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		if (!strcmp(l->name[i], name))
+			return true;
+	return false;
+}
+
 void node_move_load_new(struct node *n, bool adopt)
 {
+	struct node_move *m = n->move;
+	struct names now = {0};
 	int fd = dup(store_voldirfd(n->store));
 	struct dirent *e;
 	DIR *d;
 
+	/* The partner's volumes that left its list since the last look: a
+	 * move here ends so. Looked up by name, which a second host's cache
+	 * of the shelf answers even when its cached listing is old. */
+	if (m && n->proxy && proxy_backend_ops()->list(n->proxy, names_add, &now) == 0) {
+		for (unsigned i = 0; i < m->partner.n; i++)
+			if (!names_has(&now, m->partner.name[i]))
+				try_load(n, m->partner.name[i], adopt);
+		free(m->partner.name);
+		m->partner = now;
+	} else {
+		free(now.name);
+	}
 	if (fd < 0)
 		return;
 	d = fdopendir(fd);
@@ -671,20 +738,11 @@ void node_move_load_new(struct node *n, bool adopt)
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		char name[NAME_LEN];
-		struct store_volume *v;
 		if (e->d_name[0] == '.' || len < 6 || len - 5 >= NAME_LEN ||
 		    strcmp(e->d_name + len - 5, ".meta"))
 			continue;
 		snprintf(name, sizeof(name), "%.*s", (int)(len - 5), e->d_name);
-		if (store_volume_find(n->store, name) || store_name_valid(name) < 0)
-			continue;
-		if (store_volume_load(n->store, name, &v) < 0)
-			continue;
-		/* Not served until adopted (its owner read again there). */
-		if (adopt)
-			node_reloc_adopt(n, name);
-		else
-			node_datapath_vol_set(n->dp, name, 1, 0);
+		try_load(n, name, adopt);
 	}
 	closedir(d);
 }
@@ -741,6 +799,7 @@ void node_move_destroy(struct node *n)
 	loop_timer_cancel(n->loop, &m->timer);
 	for (unsigned i = 0; i < MOVE_SLOTS; i++)
 		free(m->chunk[i].buf);
+	free(m->partner.name);
 	free(m);
 	n->move = NULL;
 }

@@ -142,6 +142,24 @@ void store_move_target_drop(struct store *s, struct store_volume *t)
 	free(t);
 }
 
+/* rename @p from to @p to unless @p to exists. A file system without
+ * RENAME_NOREPLACE (FUSE): a check first, enough here since only the mover
+ * makes NAME.img of a volume its target shelf does not have. */
+static int rename_noreplace(int dirfd, const char *from, const char *to)
+{
+	struct stat st;
+
+	if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (fstatat(dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return renameat(dirfd, from, dirfd, to);
+}
+
 int store_move_target_commit(struct store *s, struct store_volume *t, const char *owner)
 {
 	char file[FILE_MAX], img[FILE_MAX];
@@ -156,8 +174,7 @@ int store_move_target_commit(struct store *s, struct store_volume *t, const char
 		LOG_ERROR("move of %s: fdatasync of the copy: %s", t->name, strerror(errno));
 		return rc;
 	}
-	if (renameat2(s->voldirfd, file, s->voldirfd, img, RENAME_NOREPLACE) < 0 ||
-	    fsync(s->voldirfd) < 0) {
+	if (rename_noreplace(s->voldirfd, file, img) < 0 || fsync(s->voldirfd) < 0) {
 		rc = -errno;
 		LOG_ERROR("move of %s: rename %s to %s: %s", t->name, file, img, strerror(errno));
 		return rc;

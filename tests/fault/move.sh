@@ -40,15 +40,13 @@ copying_past() { # NODE BYTES: its move copies and has done more than BYTES
 }
 # one_copy NODE: vol-a's files are on NODE's shelf only, no copy in progress.
 one_copy() {
-	local o
+	local o h g
 	o=$(other "$1")
-	[ -f "$T/$1-shelf/volumes/vol-a.img" ] && [ -f "$T/$1-shelf/volumes/vol-a.meta" ] ||
-		fail "vol-a not on $1's shelf: $(ls -a "$T/$1-shelf/volumes")"
-	[ ! -e "$T/$o-shelf/volumes/vol-a.img" ] && [ ! -e "$T/$o-shelf/volumes/vol-a.meta" ] ||
-		fail "vol-a also on $o's shelf: $(ls -a "$T/$o-shelf/volumes")"
-	[ ! -e "$T/a-shelf/volumes/.vol-a.move.img" ] && [ ! -e "$T/b-shelf/volumes/.vol-a.move.img" ] ||
-		fail "a copy of vol-a is left"
-	! grep -q '"move"' "$T/$1-shelf/volumes/vol-a.meta" || fail "vol-a keeps its move record"
+	h="$(shelf_of "$1")/volumes" g="$(shelf_of "$o")/volumes"
+	[ -f "$h/vol-a.img" ] && [ -f "$h/vol-a.meta" ] || fail "vol-a not on $1's shelf: $(ls -a "$h")"
+	[ ! -e "$g/vol-a.img" ] && [ ! -e "$g/vol-a.meta" ] || fail "vol-a also on $o's shelf: $(ls -a "$g")"
+	[ ! -e "$h/.vol-a.move.img" ] && [ ! -e "$g/.vol-a.move.img" ] || fail "a copy of vol-a is left"
+	! grep -q '"move"' "$h/vol-a.meta" || fail "vol-a keeps its move record"
 }
 ALL=""
 acks() { ALL="${ALL:+$ALL,}$T/$1.acks"; }
