@@ -189,14 +189,13 @@ struct node_move_sink {
 	int err;	   /* the first that failed (the move fails) */
 };
 /** Attach (@p sink) or detach (NULL) the copy of volume @p name. */
-int node_datapath_vol_sink(struct node_datapath *b, const char *name,
-			   struct node_move_sink *sink);
+int node_datapath_vol_sink(struct node_datapath *b, const char *name, struct node_move_sink *sink);
 /** Take the range [@p offset, +@p length) of the volume's write lock for
  * a copier's chunk: 1 granted now, 0 queued (@p granted runs later),
  * -ENOENT. */
 int node_datapath_vol_lock(struct node_datapath *b, const char *name, struct mirror_range *r,
-			   uint64_t offset, uint64_t length, void (*granted)(struct mirror_range *r),
-			   void *arg);
+			   uint64_t offset, uint64_t length,
+			   void (*granted)(struct mirror_range *r), void *arg);
 void node_datapath_vol_unlock(struct node_datapath *b, const char *name, struct mirror_range *r);
 /** Writes of the volume at the store that took no range lock (no log, no
  * copy attached when they came): the copier waits for none. */
