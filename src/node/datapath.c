@@ -500,17 +500,24 @@ static void nl_stored(struct store_io *sio, int result)
 	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 
 	bio->store_rc = result;
+	/* A fast zero reaches the copy only once the source did it (refused,
+	 * the range must stay as it was on both). */
+	if ((sio->flags & STORE_F_FAST_ZERO) && result == 0 && bio->bv->sink) {
+		bio->pending++;
+		sink_submit(bio);
+	}
 	logged_write_end(bio);
 }
 
 static void nl_start(struct dp_io *bio)
 {
 	struct dp_vol *bv = bio->bv;
+	bool both = bv->sink && !(bio->sio.flags & STORE_F_FAST_ZERO);
 
 	bv->dirty = true;
-	bio->pending = bv->sink ? 2 : 1;
+	bio->pending = both ? 2 : 1;
 	store_submit(bv->v, &bio->sio);
-	if (bv->sink)
+	if (both)
 		sink_submit(bio);
 }
 
