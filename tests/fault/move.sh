@@ -53,7 +53,7 @@ acks() { ALL="${ALL:+$ALL,}$T/$1.acks"; }
 
 step "start a pair, vol-a on a; writers through a's and b's NBD ports"
 pair_with_vol_a --no-watch
-writer wa --port $A_NBD --export vol-a --blocks 512 --qd 8
+writer wa --port $A_NBD --export vol-a --blocks 512 --qd 8 --zero-pct 20
 writer wb --port $B_NBD --export vol-a --blocks 512 --first-block 512 --qd 8
 acks wa
 acks wb
@@ -77,7 +77,7 @@ writer_stop wb
 for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
 
 step "SIGKILL of the new owner b after the move: a takes over, serves vol-a from b's shelf"
-writer w2 --port $A_NBD --export vol-a --blocks 1024 --qd 8
+writer w2 --port $A_NBD --export vol-a --blocks 1024 --qd 8 --zero-pct 20
 acks w2
 wait_acks w2 $N
 wait_for takeover_possible a || fail "a may not take over b: $(ha a .reason)"
