@@ -29,6 +29,9 @@ static void usage(FILE *f)
 	       "                         identities (PSK username, certificate CN,\n"
 	       "                         SAN or DN) see it\n"
 	       "  volume relocate NAME   move its ownership to the partner (no copy)\n"
+	       "  volume move NAME --shelf NODE | --abort\n"
+	       "                         copy it to NODE's shelf while it is used, then\n"
+	       "                         hand it to NODE; --abort stops it before the cut-over\n"
 	       "  volume list            list the volumes\n"
 	       "  volume show NAME       size, allocated, owner, clients, counters\n"
 	       "  volume resize NAME SIZE [--force]  grow online; shrink needs --force, no client\n"
@@ -160,6 +163,14 @@ static void print_volumes(struct json_object *vols)
 		for (size_t j = 0; j < na; j++)
 			printf("%s%s", j ? "," : "",
 			       json_object_get_string(json_object_array_get_idx(allow, j)));
+		if (jget(v, "move")) {
+			struct json_object *mv = jget(v, "move");
+			uint64_t done = (uint64_t)json_object_get_int64(jget(mv, "done_bytes"));
+			uint64_t total = (uint64_t)json_object_get_int64(jget(mv, "total_bytes"));
+			printf("  (moving to %s's shelf: %s, %llu%%)", jstr(mv, "to"),
+			       jstr(mv, "state"),
+			       (unsigned long long)(total ? done * 100 / total : 0));
+		}
 		printf("\n");
 	}
 }
@@ -292,6 +303,17 @@ static struct json_object *build_request(int argc, char **argv)
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
 		json_object_object_add(req, "force", json_object_new_boolean(argc == 5));
+	} else if (strcmp(cmd, "volume") == 0 && (argc == 4 || argc == 5) &&
+		   strcmp(argv[1], "move") == 0) {
+		bool abort_it = argc == 4 && strcmp(argv[3], "--abort") == 0;
+		if (!abort_it && (argc != 5 || strcmp(argv[3], "--shelf") != 0))
+			goto bad;
+		json_object_object_add(req, "cmd", json_object_new_string("volume_move"));
+		json_object_object_add(req, "name", json_object_new_string(argv[2]));
+		if (abort_it)
+			json_object_object_add(req, "abort", json_object_new_boolean(true));
+		else
+			json_object_object_add(req, "shelf", json_object_new_string(argv[4]));
 	} else if (strcmp(cmd, "volume") == 0 && argc == 3 && strcmp(argv[1], "relocate") == 0) {
 		json_object_object_add(req, "cmd", json_object_new_string("volume_relocate"));
 		json_object_object_add(req, "name", json_object_new_string(argv[2]));

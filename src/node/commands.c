@@ -154,6 +154,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	}
 	node_reloc_fix_volumes(n, volumes); /* relocations: owner, served_by, shelf */
 	node_reloc_status_json(n, resp);
+	node_move_status_json(n, volumes, resp);
 	node_balance_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	json_object_object_add(resp, "addresses", node_addr_status_json(n));
@@ -172,6 +173,7 @@ static int cmd_volume_list(struct node *n, struct json_object *req, struct json_
 	struct json_object *volumes = volumes_json(n);
 
 	node_reloc_fix_volumes(n, volumes);
+	node_move_status_json(n, volumes, NULL);
 	json_object_object_add(resp, "volumes", volumes);
 	return 0;
 }
@@ -284,6 +286,10 @@ static int cmd_volume_delete(struct node *n, struct json_object *req, struct jso
 	v = own_volume(n, name, err, errlen);
 	if (!v)
 		return -ENOENT;
+	if (node_move_moving(n, name)) {
+		snprintf(err, errlen, "volume '%s' is being moved: abort the move first", name);
+		return -EBUSY;
+	}
 	rc = node_datapath_volume_delete(n->dp, v, node_control_force(req), err, errlen);
 	if (rc < 0)
 		return rc;
@@ -319,6 +325,10 @@ static int cmd_volume_resize(struct node *n, struct json_object *req, struct jso
 	old = store_volume_size(v);
 	want = (uint64_t)json_object_get_int64(size);
 	node_datapath_volume_use(n->dp, v, &u);
+	if (node_move_moving(n, name)) {
+		snprintf(err, errlen, "volume '%s' is being moved: resize it after", name);
+		return -EBUSY;
+	}
 	if (u.away) {
 		snprintf(err, errlen, "volume '%s' is relocated to the partner: resize it there",
 			 name);
@@ -493,6 +503,7 @@ static const struct {
     {"volume_resize", cmd_volume_resize},
     {"volume_show", cmd_volume_show},
     {"volume_relocate", node_reloc_cmd},
+    {"volume_move", node_move_cmd},
     {"links", cmd_links},
     {"ic_reset", cmd_ic_reset},
     {"takeover", cmd_takeover},

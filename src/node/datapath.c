@@ -46,6 +46,11 @@ struct dp_vol {
 	 * consistency point's fdatasync). */
 	bool away, leaving;
 	uint64_t inflight;
+	/* Volume move (move.c): the copy every write also goes to; gone: the
+	 * volume left this shelf (refused like away, not counted). */
+	struct node_move_sink *sink;
+	bool gone;
+	uint64_t unordered; /* writes at the store without the range lock (no log) */
 };
 
 /* One NBD command on its way through the store. Recycled on a free list so
@@ -61,9 +66,11 @@ struct dp_io {
 	struct mirror_write mw;
 	struct mirror_range range;
 	struct mirror_flush mf;
-	unsigned pending; /* of logged and stored */
+	struct store_io tio; /* its copy's half during a volume move (move.c) */
+	unsigned pending;    /* of logged, stored (and copied) */
 	int log_rc, store_rc;
 	bool granted;	   /* held after its range was granted (lw_start) */
+	bool unordered;	   /* counted in its volume's unordered */
 	uint64_t start_ns; /* when the store got it, for the latency histogram */
 };
 
@@ -289,6 +296,10 @@ static void bio_finish(struct dp_io *bio, int result)
 
 	b->inflight--;
 	bv->inflight--;
+	if (bio->unordered) {
+		bio->unordered = false;
+		bv->unordered--;
+	}
 	bio->next_free = b->free_list;
 	b->free_list = bio;
 	/* With a handle open, its close (which may come from inside
@@ -306,7 +317,7 @@ void node_datapath_each_volume(const struct node_datapath *b,
 {
 	for (const struct dp_vol *bv = b ? b->vols : NULL; bv; bv = bv->next) {
 		struct store_volume_info vi;
-		if (bv->deleted)
+		if (bv->deleted || bv->gone)
 			continue;
 		store_volume_get_info(bv->v, &vi);
 		fn(arg, vi.name, &bv->st);
@@ -329,6 +340,39 @@ static void logged_write_end(struct dp_io *bio)
 		return;
 	mirror_range_unlock(&bio->bv->rl, &bio->range);
 	bio_finish(bio, bio->store_rc ? bio->store_rc : bio->log_rc);
+}
+
+/* The copy's half of a write (move.c): a failure fails the move, never
+ * the client's write (the source has it). */
+static void sink_done(struct store_io *sio, int result)
+{
+	struct dp_io *bio = container_of(sio, struct dp_io, tio);
+	struct node_move_sink *sink = sio->arg;
+
+	sink->inflight--;
+	if (result < 0 && !sink->err)
+		sink->err = result;
+	logged_write_end(bio);
+}
+
+/* A write of a volume being moved goes to its copy too, under the same
+ * range lock as the source's (a copier's chunk of it waits, or it waits for
+ * the chunk). Counted in bio->pending by the caller. */
+static void sink_submit(struct dp_io *bio)
+{
+	struct node_move_sink *sink = bio->bv->sink;
+
+	memset(&bio->tio, 0, sizeof(bio->tio));
+	bio->tio.op = bio->sio.op;
+	bio->tio.flags = bio->sio.flags & STORE_F_NO_HOLE; /* made durable at the cut-over */
+	bio->tio.offset = bio->sio.offset;
+	bio->tio.length = bio->sio.length;
+	bio->tio.buf = bio->sio.buf;
+	bio->tio.done = sink_done;
+	bio->tio.arg = sink;
+	sink->inflight++;
+	sink->writes++;
+	store_submit(sink->target, &bio->tio);
 }
 
 static void lw_logged(struct mirror_write *w, int result)
@@ -363,6 +407,10 @@ static void lw_fast_zero_stored(struct store_io *sio, int result)
 		return;
 	}
 	bio->pending = 1;
+	if (bio->bv->sink) {
+		bio->pending++;
+		sink_submit(bio);
+	}
 	rc = mirror_append(bio->b->m, &bio->mw);
 	if (rc < 0) {
 		bio->log_rc = rc;
@@ -403,7 +451,11 @@ static void lw_start(struct dp_io *bio)
 		bio_finish(bio, -EIO);
 		return;
 	}
+	if (bv->sink)
+		bio->pending++;
 	store_submit(bv->v, &bio->sio);
+	if (bv->sink)
+		sink_submit(bio);
 }
 
 static void lw_granted(struct mirror_range *r)
@@ -439,6 +491,51 @@ static void logged_write(struct node_datapath *b, struct dp_io *bio)
 	bio->bv->inflight++;
 	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, lw_granted, bio))
 		lw_start(bio);
+}
+
+/* Without a log, a write of a volume being moved still takes its range
+ * (ordered against the copier) and goes to both copies. */
+static void nl_stored(struct store_io *sio, int result)
+{
+	struct dp_io *bio = container_of(sio, struct dp_io, sio);
+
+	bio->store_rc = result;
+	/* A fast zero reaches the copy only once the source did it (refused,
+	 * the range must stay as it was on both). */
+	if ((sio->flags & STORE_F_FAST_ZERO) && result == 0 && bio->bv->sink) {
+		bio->pending++;
+		sink_submit(bio);
+	}
+	logged_write_end(bio);
+}
+
+static void nl_start(struct dp_io *bio)
+{
+	struct dp_vol *bv = bio->bv;
+	bool both = bv->sink && !(bio->sio.flags & STORE_F_FAST_ZERO);
+
+	bv->dirty = true;
+	bio->pending = both ? 2 : 1;
+	store_submit(bv->v, &bio->sio);
+	if (both)
+		sink_submit(bio);
+}
+
+static void nl_granted(struct mirror_range *r)
+{
+	nl_start(r->arg);
+}
+
+static void nl_write(struct node_datapath *b, struct dp_io *bio)
+{
+	struct nbd_io *io = bio->nio;
+
+	bio->sio.done = nl_stored;
+	bio->log_rc = bio->store_rc = 0;
+	b->inflight++;
+	bio->bv->inflight++;
+	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, nl_granted, bio))
+		nl_start(bio);
 }
 
 static void lw_flushed(struct mirror_flush *f, int result)
@@ -649,7 +746,7 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 		io_done(io, -ESHUTDOWN, 0);
 		return;
 	}
-	if (fresh && (bv->away || bv->leaving)) {
+	if (fresh && (bv->away || bv->leaving || bv->gone)) {
 		io_done(io, -EXDEV, 0); /* relocated: not executed (relocate.c) */
 		return;
 	}
@@ -680,6 +777,7 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 	memset(&bio->sio, 0, sizeof(bio->sio));
 	bio->b = b;
 	bio->nio = io;
+	bio->unordered = false;
 	bio->start_ns = loop_now_ns();
 	bio->sio.op = ops[io->type];
 	bio->sio.offset = io->offset;
@@ -715,8 +813,15 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 		}
 	}
 	if (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
-	    io->type == NBD_CMD_TRIM)
+	    io->type == NBD_CMD_TRIM) {
+		if (bv->sink) {
+			nl_write(b, bio);
+			return;
+		}
 		bv->dirty = true; /* for node_datapath_checkpoint (giveback drain) */
+		bio->unordered = true;
+		bv->unordered++;
+	}
 	b->inflight++;
 	bv->inflight++;
 	store_submit(v, &bio->sio);
@@ -934,4 +1039,52 @@ void node_datapath_set_write_through(struct node_datapath *b)
 struct mirror *node_datapath_mirror(const struct node_datapath *b)
 {
 	return b ? b->m : NULL;
+}
+
+/* ---- volume move (move.c) ---- */
+
+int node_datapath_vol_sink(struct node_datapath *b, const char *name, struct node_move_sink *sink)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	if (!bv)
+		return -ENOENT;
+	bv->sink = sink;
+	return 0;
+}
+
+int node_datapath_vol_lock(struct node_datapath *b, const char *name, struct mirror_range *r,
+			   uint64_t offset, uint64_t length,
+			   void (*granted)(struct mirror_range *r), void *arg)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	if (!bv)
+		return -ENOENT;
+	return mirror_range_lock(&bv->rl, r, offset, length, granted, arg) ? 1 : 0;
+}
+
+void node_datapath_vol_unlock(struct node_datapath *b, const char *name, struct mirror_range *r)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	if (bv)
+		mirror_range_unlock(&bv->rl, r);
+}
+
+uint64_t node_datapath_vol_unordered(struct node_datapath *b, const char *name)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	return bv ? bv->unordered : 0;
+}
+
+void node_datapath_vol_forget(struct node_datapath *b, const char *name)
+{
+	struct dp_vol *bv = vol_named(b, name);
+
+	if (bv) {
+		bv->gone = true;
+		bv->sink = NULL;
+	}
 }

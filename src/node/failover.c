@@ -523,6 +523,7 @@ static void serve_partner(struct node *n)
 		return;
 	}
 	node_datapath_set_serving(n->partner_dp, true);
+	node_move_takeover(n); /* interrupted moves: forward or back */
 	node_reloc_adopt_pending(n);
 	count = store_volume_count(n->pstore);
 	for (unsigned i = 0; i < count; i++) {

@@ -98,6 +98,8 @@ static int open_listeners(struct node *n)
 
 	if (rc == 0)
 		rc = node_reloc_create(n);
+	if (rc == 0)
+		rc = node_move_create(n);
 	if (rc < 0)
 		return rc;
 	if (n->taken_at_boot) {
@@ -105,6 +107,7 @@ static int open_listeners(struct node *n)
 		LOG_WARN("not serving the own volumes: waiting for the partner's giveback");
 		return 0;
 	}
+	node_move_boot(n); /* moves a crash interrupted: forward or back */
 	/* The own mailbox was read clean: the address is ours to hold. */
 	rc = node_addr_take_own(n);
 	if (rc < 0)
@@ -274,13 +277,18 @@ void node_destroy(struct node *n)
 	 * rather than at their deadline. */
 	node_mirror_release_held(n);
 	uint64_t deadline = loop_now_ns() + 30ull * 1000000000ull;
+	node_move_stop(n);
+	/* The partner's volumes during a takeover too: their requests came
+	 * through the proxy's routes, whose state goes with proxy_destroy. */
 	while ((node_datapath_inflight(n->dp) > 0 || node_reloc_inflight(n) > 0 ||
-		proxy_busy(n->proxy)) &&
+		node_datapath_inflight(n->partner_dp) > 0 || proxy_busy(n->proxy) ||
+		node_move_busy(n)) &&
 	       loop_now_ns() < deadline)
 		loop_run_once(n->loop, 10000000);
 	if (node_datapath_inflight(n->dp) == 0)
 		node_mirror_close(n); /* a last consistency point, while the backend lives */
 	proxy_destroy(n->proxy);
+	node_move_destroy(n);
 	node_reloc_destroy(n);
 	/* After the proxy: it routed the partner's volumes to that shelf. */
 	node_failover_stop(n);

@@ -39,6 +39,7 @@ struct failover;
 struct node_addr;
 struct json_object;
 struct node_hooks;
+struct node_move;
 struct node_balance;
 
 struct node {
@@ -73,6 +74,7 @@ struct node {
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
+	struct node_move *move;		  /* volume move (move.c) */
 	struct node_balance *balance;	  /* automatic balance (balance_host.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
@@ -177,6 +179,30 @@ void node_datapath_set_write_through(struct node_datapath *b);
 /** The log behind the datapath, or NULL. */
 struct mirror *node_datapath_mirror(const struct node_datapath *b);
 
+/* Volume move (move.c): the copy on the other shelf that every write of
+ * the volume also reaches while the data is copied. */
+struct mirror_range;
+struct node_move_sink {
+	struct store_volume *target;
+	uint64_t inflight; /* writes to it in flight */
+	uint64_t writes;   /* client writes copied to it */
+	int err;	   /* the first that failed (the move fails) */
+};
+/** Attach (@p sink) or detach (NULL) the copy of volume @p name. */
+int node_datapath_vol_sink(struct node_datapath *b, const char *name, struct node_move_sink *sink);
+/** Take the range [@p offset, +@p length) of the volume's write lock for
+ * a copier's chunk: 1 granted now, 0 queued (@p granted runs later),
+ * -ENOENT. */
+int node_datapath_vol_lock(struct node_datapath *b, const char *name, struct mirror_range *r,
+			   uint64_t offset, uint64_t length,
+			   void (*granted)(struct mirror_range *r), void *arg);
+void node_datapath_vol_unlock(struct node_datapath *b, const char *name, struct mirror_range *r);
+/** Writes of the volume at the store that took no range lock (no log, no
+ * copy attached when they came): the copier waits for none. */
+uint64_t node_datapath_vol_unordered(struct node_datapath *b, const char *name);
+/** The volume left this datapath's shelf (moved): refused, not counted. */
+void node_datapath_vol_forget(struct node_datapath *b, const char *name);
+
 /* relocate.c: every volume of the pair on the own NBD listener, and
  * relocation of a volume's ownership to the partner. */
 struct proxy_opts;
@@ -192,6 +218,15 @@ int node_reloc_create(struct node *n);
 void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po);
 /** Start relocating @p name to the partner (status says when it is done). */
 int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen);
+/** node_reloc_start with @p cut as step 4 (a volume move's commit, which
+ * leaves the volume away here) and @p ended called with the result. */
+int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct node *, const char *),
+			 void (*ended)(struct node *, int), char *err, size_t errlen);
+/** The partner's shelf, opened here for relocated volumes (NULL: cannot). */
+struct store *node_reloc_rstore(struct node *n);
+/** Volume @p name of the own shelf, just loaded, names this node: serve it
+ * (commands parked in the forwarder run here) and tell the partner. */
+bool node_reloc_adopt(struct node *n, const char *name);
 /** The control command volume_relocate (name). */
 int node_reloc_cmd(struct node *n, struct json_object *req, struct json_object *resp, char *err,
 		   size_t errlen);
@@ -244,6 +279,30 @@ void node_balance_status_json(struct node *n, struct json_object *root);
 /** For metrics: the own and the partner's load (units/s, -1 unknown), and
  * the automatic moves from here. */
 void node_balance_figures(struct node *n, double *own, double *partner, uint64_t *moves);
+
+/* move.c: volume move between shelves (docs/RELOCATION.md). */
+int node_move_create(struct node *n);
+void node_move_destroy(struct node *n);
+/** Shutdown: a move still copying rolls back. */
+void node_move_stop(struct node *n);
+/** Copies of a move still in flight (shutdown waits for none). */
+bool node_move_busy(const struct node *n);
+/** @p name is being moved from here (delete and resize refuse it). */
+bool node_move_moving(const struct node *n, const char *name);
+/** The control command volume_move (name, shelf, abort). */
+int node_move_cmd(struct node *n, struct json_object *req, struct json_object *resp, char *err,
+		  size_t errlen);
+/** Add "move" to the entries of @p volumes being moved from here, and the
+ * member "move" to @p root (when not NULL). */
+void node_move_status_json(struct node *n, struct json_object *volumes, struct json_object *root);
+/** Load volumes whose metadata appeared on the own shelf (moved here):
+ * away until adopted (relocate.c), or adopted at once when @p adopt. */
+void node_move_load_new(struct node *n, bool adopt);
+/** Boot: settle the own shelf's interrupted moves (before serving). */
+void node_move_boot(struct node *n);
+/** Takeover: stop a move from here (rolled back) and settle the partner
+ * shelf's interrupted moves before its volumes are served. */
+void node_move_takeover(struct node *n);
 
 /* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);

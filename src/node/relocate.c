@@ -82,6 +82,10 @@ struct node_reloc {
 	struct mirror_flush mf;
 	struct store_io fio;
 	uint64_t start_ns;
+	/* A volume move's cut-over (move.c): its step 4 instead of the owner
+	 * field, and its end. */
+	int (*cut)(struct node *n, const char *name);
+	void (*ended)(struct node *n, int rc);
 	uint64_t relocations; /* done from here */
 	uint64_t adopted;     /* taken from the partner */
 	int last_rc;
@@ -329,6 +333,10 @@ static void route_submit(void *ctx, struct nbd_io *io)
 	if (rv->gen != gen) {
 		rv->gen = gen;
 		rv->local = local_dp_of(n, rv->name) != NULL;
+		if (rv->lv && rv->lv->dp != local_dp_of(n, rv->name)) {
+			local_close(n, rv->lv); /* moved between shelves (move.c) */
+			rv->lv = NULL;
+		}
 	}
 	if (rv->local) {
 		if (!rv->lv && local_open(n, rv->name, (void **)&rv->lv, &info) < 0) {
@@ -436,6 +444,11 @@ static int open_rstore(struct node *n)
 	return 0;
 }
 
+struct store *node_reloc_rstore(struct node *n)
+{
+	return n->reloc && open_rstore(n) == 0 ? n->reloc->rstore : NULL;
+}
+
 /* Volume @p name of @p dp's shelf names this node as its owner now: serve
  * it. @return true if it was adopted. */
 static bool adopt_one(struct node *n, struct node_datapath *dp, const char *name)
@@ -456,6 +469,15 @@ static bool adopt_one(struct node *n, struct node_datapath *dp, const char *name
 		proxy_route_local(n->proxy, name, &local_ops, n);
 	LOG_INFO("volume %s (on %s's shelf): relocated here by the partner, serving it", name,
 		 dp == n->dp ? n->cfg.node.id : n->cfg.ic.partner);
+	return true;
+}
+
+bool node_reloc_adopt(struct node *n, const char *name)
+{
+	node_datapath_vol_set(n->dp, name, 1, 0);
+	if (!adopt_one(n, n->dp, name))
+		return false;
+	proxy_local_volumes_changed(n->proxy);
 	return true;
 }
 
@@ -486,6 +508,7 @@ static void partner_vols_changed(void *arg)
 
 	if (!r || n->fenced || n->taken_at_boot)
 		return;
+	node_move_load_new(n, false); /* volumes moved to our shelf */
 	any = adopt_from(n, n->dp, n->store);
 	if ((r->rstore || (n->cfg.monitor.partner_shelf[0] && partner_shelf_names_us(n))) &&
 	    open_rstore(n) == 0)
@@ -512,6 +535,7 @@ static void recheck_fire(struct loop_timer *t)
 		return;
 	if (n->fenced || n->taken_at_boot || n->pstore || r->phase != RP_IDLE)
 		return;
+	node_move_load_new(n, false);
 	any = adopt_from(n, n->dp, n->store);
 	if (r->rstore)
 		any |= adopt_from(n, r->rdp, r->rstore);
@@ -560,6 +584,12 @@ static void reloc_end(struct node_reloc *r, int rc)
 	r->last_rc = rc;
 	r->gen++;
 	r->phase = RP_IDLE;
+	if (r->ended) {
+		void (*ended)(struct node *, int) = r->ended;
+		r->cut = NULL;
+		r->ended = NULL;
+		ended(n, rc);
+	}
 	if (!list_empty(&r->pending))
 		route_retry_fire(&r->retry);
 }
@@ -574,7 +604,10 @@ static void reloc_cut_over(struct node_reloc *r, int result)
 
 	if (rc == 0) {
 		test_stop_at("durable");
-		rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
+		if (r->cut) /* a volume move's commit (move.c) */
+			rc = r->cut(n, r->name);
+		else
+			rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
 	}
 	if (rc < 0) {
 		reloc_end(r, rc);
@@ -633,6 +666,16 @@ static void reloc_poll(struct loop_timer *t)
 
 int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
 {
+	if (node_move_moving(n, name)) {
+		snprintf(err, errlen, "volume %s is being moved: abort the move first", name);
+		return -EBUSY;
+	}
+	return node_reloc_start_cut(n, name, NULL, NULL, err, errlen);
+}
+
+int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct node *, const char *),
+			 void (*ended)(struct node *, int), char *err, size_t errlen)
+{
 	struct node_reloc *r = n->reloc;
 	struct node_datapath *from;
 
@@ -659,6 +702,8 @@ int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->cut = cut;
+	r->ended = ended;
 	r->from = from;
 	r->start_ns = loop_now_ns();
 	r->phase = RP_DRAIN;

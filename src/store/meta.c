@@ -265,6 +265,12 @@ int store_meta_write(struct store *s, const struct store_volume *v)
 	json_object_object_add(o, "uuid", json_object_new_string(v->uuid));
 	json_object_object_add(o, "owner", json_object_new_string(v->owner));
 	json_object_object_add(o, "created", json_object_new_int64(v->created));
+	if (v->move_to[0]) {
+		json_object *mv = json_object_new_object();
+		json_object_object_add(mv, "to", json_object_new_string(v->move_to));
+		json_object_object_add(mv, "state", json_object_new_string("copying"));
+		json_object_object_add(o, "move", mv);
+	}
 	if (v->allow.n) {
 		json_object *a = json_object_new_array();
 		for (unsigned i = 0; i < v->allow.n; i++)
@@ -330,6 +336,26 @@ static int meta_read_allow(json_object *o, const char *name, struct store_allow 
 	return 0;
 }
 
+/* The optional "move" record of NAME.meta ({"to": NODE, "state":
+ * "copying"}): a copy on NODE's shelf was being made (src/node/move.c
+ * decides after a crash whether it committed). A bad one fails the volume. */
+static int meta_read_move(json_object *o, const char *name, struct store_volume *v)
+{
+	json_object *mv;
+	const char *to;
+
+	v->move_to[0] = '\0';
+	if (!json_object_object_get_ex(o, "move", &mv))
+		return 0;
+	to = json_object_is_type(mv, json_type_object) ? json_str(mv, "to") : NULL;
+	if (!to || store_ident_valid(to, STORE_OWNER_MAX) < 0) {
+		LOG_ERROR("volume %s: bad move record", name);
+		return -EINVAL;
+	}
+	snprintf(v->move_to, sizeof(v->move_to), "%s", to);
+	return 0;
+}
+
 /* Parse NAME.meta into @p v. Every problem is logged here. */
 int store_meta_read(struct store *s, const char *name, struct store_volume *v)
 {
@@ -371,7 +397,7 @@ int store_meta_read(struct store *s, const char *name, struct store_volume *v)
 		goto out;
 	}
 	json_int(o, "created", &created);
-	if (meta_read_allow(o, name, &v->allow) < 0)
+	if (meta_read_allow(o, name, &v->allow) < 0 || meta_read_move(o, name, v) < 0)
 		goto out;
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);

@@ -55,7 +55,7 @@ static unsigned vol_search(const struct store *s, const char *name, bool *found)
 	return lo;
 }
 
-static int vol_insert(struct store *s, struct store_volume *v)
+int store_vol_insert(struct store *s, struct store_volume *v)
 {
 	bool found;
 	unsigned i;
@@ -93,7 +93,7 @@ static void vol_free(struct store *s, struct store_volume *v)
  * the alignment (its last block could not be written directly). */
 bool store_test_refuse_direct;
 
-static void vol_direct(struct store *s, struct store_volume *v)
+void store_vol_direct(struct store *s, struct store_volume *v)
 {
 	struct statx sx;
 	int fl;
@@ -159,8 +159,36 @@ static int vol_open_data(struct store *s, struct store_volume *v)
 		LOG_WARN("volume %s: %s is %lld bytes, longer than the volume", v->name, file,
 			 (long long)st.st_size);
 	}
-	vol_direct(s, v);
+	store_vol_direct(s, v);
 	return 0;
+}
+
+int store_vol_load(struct store *s, const char *name, struct store_volume **out)
+{
+	struct store_volume *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	v->s = s;
+	v->slot = STORE_SLOT_NONE;
+	store_io_init_volume(v);
+	rc = store_meta_read(s, name, v);
+	if (rc == 0)
+		rc = store_owner_load(v);
+	if (rc == 0)
+		rc = vol_open_data(s, v);
+	if (rc < 0) {
+		free(v);
+		return rc == -ENOMEM ? -EIO : rc;
+	}
+	*out = v;
+	return 0;
+}
+
+int store_voldirfd(const struct store *s)
+{
+	return s->voldirfd;
 }
 
 static bool has_suffix(const char *s, const char *suffix, size_t *stem)
@@ -249,21 +277,15 @@ static int load_volumes(struct store *s, unsigned *skipped)
 			(*skipped)++;
 			continue;
 		}
-		v = calloc(1, sizeof(*v));
-		if (!v) {
-			rc = -ENOMEM;
+		rc = store_vol_load(s, name, &v);
+		if (rc == -ENOMEM)
 			break;
-		}
-		v->s = s;
-		v->slot = STORE_SLOT_NONE;
-		store_io_init_volume(v);
-		if (store_meta_read(s, name, v) < 0 || store_owner_load(v) < 0 ||
-		    vol_open_data(s, v) < 0) {
+		if (rc < 0) {
 			(*skipped)++; /* logged where found */
-			free(v);
+			rc = 0;
 			continue;
 		}
-		rc = vol_insert(s, v);
+		rc = store_vol_insert(s, v);
 		if (rc < 0) {
 			close(v->fd);
 			free(v);
@@ -508,7 +530,7 @@ int store_volume_create_allow(struct store *s, const char *name, uint64_t size, 
 		LOG_ERROR("volume %s: size %s: %s", name, file, strerror(errno));
 		goto err_unlink;
 	}
-	vol_direct(s, v);
+	store_vol_direct(s, v);
 	/* The metadata rename is the commit point; its directory fsync also
 	 * makes the data file's name durable. */
 	rc = store_meta_write(s, v);
@@ -517,7 +539,7 @@ int store_volume_create_allow(struct store *s, const char *name, uint64_t size, 
 	rc = store_owner_load(v); /* the first owner record */
 	if (rc < 0)
 		goto err_unlink_meta;
-	rc = vol_insert(s, v);
+	rc = store_vol_insert(s, v);
 	if (rc < 0) {
 		LOG_ERROR("volume %s: out of memory", name);
 		goto err_unlink_meta;

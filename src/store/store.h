@@ -177,6 +177,39 @@ void store_volume_release(struct store_volume *v);
  */
 int store_volume_resize(struct store *s, struct store_volume *v, uint64_t size);
 
+/* ---- volume move between shelves (move.c, docs/RELOCATION.md) ---- */
+
+/** The move record of @p v: the node whose shelf a copy is being made on,
+ * "" when none. */
+const char *store_volume_move_to(const struct store_volume *v);
+/** Write (@p to a node name) or clear (@p to NULL) the move record, durably. */
+int store_volume_set_move(struct store_volume *v, const char *to);
+/**
+ * The copy of @p src on shelf @p s: a data file of the same size named so
+ * that no node loads it (.NAME.move.img), in a volume with @p src's uuid
+ * that is not in @p s's index. -EEXIST if @p s has a volume of that name.
+ */
+int store_move_target_create(struct store *s, const struct store_volume *src,
+			     struct store_volume **out);
+/** The copy is complete: fdatasync, rename to NAME.img, NAME.meta naming
+ * @p owner (the commit point); then it is in @p s's index. On an error
+ * nothing is committed and @p t is still the caller's. */
+int store_move_target_commit(struct store *s, struct store_volume *t, const char *owner);
+/** Give up the copy: close it, remove its file, free @p t (no io in flight). */
+void store_move_target_drop(struct store *s, struct store_volume *t);
+/**
+ * After a crash, for a volume @p v with a move record: 1 if the copy
+ * committed (the volumes directory @p target_voldirfd holds NAME.meta with
+ * @p v's uuid: @p v is dead), 0 if not (the copy's files are removed there:
+ * @p v is the volume), or -errno when it cannot be told.
+ */
+int store_move_settle(const struct store_volume *v, int target_voldirfd);
+/** The descriptor of @p s's volumes directory (for store_move_settle). */
+int store_voldirfd(const struct store *s);
+/** Load volume @p name, whose metadata appeared on the shelf since it was
+ * opened (another node committed a move here). -EEXIST if indexed. */
+int store_volume_load(struct store *s, const char *name, struct store_volume **out);
+
 #define STORE_ALLOW_MAX	   16  /* identities in a volume's allow list */
 #define STORE_ALLOW_ID_LEN 256 /* longest identity, with the NUL */
 

@@ -43,6 +43,9 @@ struct store_volume {
 	uint64_t size;
 	int64_t created; /* unix seconds */
 	struct store_allow allow;
+	/* The move record (move.c): the node whose shelf a copy of this volume
+	 * is being made on, "" when none. */
+	char move_to[STORE_OWNER_MAX];
 	int fd;
 	int slot;	/* registered file index (io_uring) or STORE_SLOT_NONE */
 	bool no_nowait; /* its file system refuses RWF_NOWAIT writes (tmpfs) */
@@ -180,6 +183,12 @@ static inline bool store_gate_open_io(const struct store *s, const struct store_
 /* ---- prototypes, by the file that defines them ---- */
 
 /* store.c */
+/** Put @p v in the shelf's index (and register it with the engine). */
+int store_vol_insert(struct store *s, struct store_volume *v);
+/** Switch @p v's descriptor to O_DIRECT when the shelf asks for it. */
+void store_vol_direct(struct store *s, struct store_volume *v);
+/** Read NAME.meta and open NAME.img into a new volume (not indexed). */
+int store_vol_load(struct store *s, const char *name, struct store_volume **out);
 /** Test hook: opening a volume O_DIRECT fails with EINVAL, as on a file
  * system without direct I/O (tmpfs before Linux 6.6). */
 extern bool store_test_refuse_direct;

@@ -39,6 +39,7 @@ words() {
 	volume_resize) echo volume resize vol 32M ;;
 	volume_create) echo volume create vol2 1M ;;
 	volume_relocate) echo volume relocate nope ;; # refused: no such volume
+	volume_move) echo volume move nope --shelf b ;;  # refused: no partner
 	*) echo "${1//_/ }" ;;
 	esac
 }
