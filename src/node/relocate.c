@@ -39,6 +39,7 @@
 #define LOG_MODULE "route"
 #include "node/node_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -499,6 +500,38 @@ static bool partner_shelf_names_us(struct node *n)
 	return store_shelf_names_owner(n->cfg.monitor.partner_shelf, n->cfg.node.id) == 1;
 }
 
+/* Volumes the partner created on its shelf since we opened it: loaded, not
+ * served until adopted (a relocation of one names us in its record). */
+static void rstore_load_new(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+	char dir[PATH_MAX + 16];
+	struct dirent *e;
+	DIR *d;
+
+	if (!r->rstore)
+		return;
+	snprintf(dir, sizeof(dir), "%s/volumes", n->cfg.monitor.partner_shelf);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char name[NAME_MAX_LEN];
+		struct store_volume *v;
+
+		if (e->d_name[0] == '.' || len < 6 || len - 5 >= sizeof(name) ||
+		    strcmp(e->d_name + len - 5, ".meta") != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(len - 5), e->d_name);
+		if (store_name_valid(name) < 0 || store_volume_find(r->rstore, name) ||
+		    store_volume_load(r->rstore, name, &v) < 0)
+			continue;
+		node_datapath_vol_set(r->rdp, name, 1, 0);
+	}
+	closedir(d);
+}
+
 /* The partner's volume list changed: it may have relocated one here. */
 static void partner_vols_changed(void *arg)
 {
@@ -509,6 +542,7 @@ static void partner_vols_changed(void *arg)
 	if (!r || n->fenced || n->taken_at_boot)
 		return;
 	node_move_load_new(n, false); /* volumes moved to our shelf */
+	rstore_load_new(n);	      /* volumes the partner created since */
 	any = adopt_from(n, n->dp, n->store);
 	if ((r->rstore || (n->cfg.monitor.partner_shelf[0] && partner_shelf_names_us(n))) &&
 	    open_rstore(n) == 0)
@@ -858,6 +892,7 @@ void node_reloc_adopt_pending(struct node *n)
 
 	if (!r || !n->cfg.monitor.partner_shelf[0])
 		return;
+	rstore_load_new(n);
 	if ((r->rstore || partner_shelf_names_us(n)) && open_rstore(n) == 0 &&
 	    adopt_from(n, r->rdp, r->rstore)) {
 		LOG_WARN("adopted at the takeover: the partner relocated them here and died");

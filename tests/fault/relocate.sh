@@ -13,7 +13,9 @@
 #      again on both nodes; every acknowledged write reads back;
 #   5. SIGKILL of the old owner a: b takes over a and goes on serving vol-a
 #      (on a's shelf); a restarts, giveback; every acknowledged write reads
-#      back on both ports.
+#      back on both ports;
+#   6. a volume a creates after that relocates to b as well (b loads it from
+#      a's shelf, which it opened before the volume existed).
 # also on own mounts: each node reads the owner record through its own cache
 # of the shelf (tests/lib.sh), as on two hosts.
 set -euo pipefail
@@ -123,6 +125,17 @@ giveback_to a
 wait_for owned_by b || fail "vol-a not b's after the giveback to a"
 check_acks "$L" --port $A_NBD --export vol-a
 check_acks "$L" --port $B_NBD --export vol-a
+
+step "a volume a creates after b opened a's shelf relocates to b as well"
+ctl a volume create vol-n 16M >/dev/null
+wait_for served_is b vol-n a || fail "b does not list vol-n"
+ctl a volume relocate vol-n >/dev/null || fail "relocation of vol-n refused"
+wait_for eval 'vol_is a vol-n b b a && vol_is b vol-n b b a' ||
+	fail "vol-n not b's on both: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
+writer n --port $A_NBD --export vol-n --blocks 256 --qd 8
+wait_acks n 50
+writer_stop n
+check_acks "$T/n.acks" --port $B_NBD --export vol-n
 
 step "clean stop"
 stop_node a
