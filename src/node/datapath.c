@@ -79,6 +79,9 @@ struct node_datapath {
 	uint64_t n_held;
 	bool drop_fua;	    /* durability = local-sync: the synced log stands for FUA */
 	bool write_through; /* every write FUA (no log covers this shelf's volumes) */
+	/* What a failed store result becomes (node_datapath_set_error_hook). */
+	int (*err_hook)(void *arg, int result);
+	void *err_arg;
 	struct dp_io *free_list;
 	struct dp_vol *vols;
 	uint64_t inflight;
@@ -313,9 +316,17 @@ void node_datapath_each_volume(const struct node_datapath *b,
 	}
 }
 
+/* A store (or consistency point) error, as the hook would have it. */
+static int store_result(struct node_datapath *b, int result)
+{
+	return result < 0 && b->err_hook ? b->err_hook(b->err_arg, result) : result;
+}
+
 static void be_io_done(struct store_io *sio, int result)
 {
-	bio_finish(container_of(sio, struct dp_io, sio), result);
+	struct dp_io *bio = container_of(sio, struct dp_io, sio);
+
+	bio_finish(bio, store_result(bio->b, result));
 }
 
 /* ---- the logged write path (docs/MIRROR.md, "The write path") ---- */
@@ -343,7 +354,7 @@ static void lw_stored(struct store_io *sio, int result)
 {
 	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 
-	bio->store_rc = result;
+	bio->store_rc = store_result(bio->b, result);
 	mirror_applied(bio->b->m, &bio->mw);
 	logged_write_end(bio);
 }
@@ -359,7 +370,7 @@ static void lw_fast_zero_stored(struct store_io *sio, int result)
 
 	if (result < 0) {
 		mirror_range_unlock(&bio->bv->rl, &bio->range);
-		bio_finish(bio, result);
+		bio_finish(bio, store_result(bio->b, result));
 		return;
 	}
 	bio->pending = 1;
@@ -443,7 +454,9 @@ static void logged_write(struct node_datapath *b, struct dp_io *bio)
 
 static void lw_flushed(struct mirror_flush *f, int result)
 {
-	bio_finish(container_of(f, struct dp_io, mf), result);
+	struct dp_io *bio = container_of(f, struct dp_io, mf);
+
+	bio_finish(bio, store_result(bio->b, result));
 }
 
 /* A consistency point: fdatasync every volume written since the last one
@@ -927,6 +940,13 @@ struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char
 void node_datapath_set_write_through(struct node_datapath *b)
 {
 	b->write_through = true;
+}
+
+void node_datapath_set_error_hook(struct node_datapath *b, int (*hook)(void *arg, int result),
+				  void *arg)
+{
+	b->err_hook = hook;
+	b->err_arg = arg;
 }
 
 struct mirror *node_datapath_mirror(const struct node_datapath *b)

@@ -72,6 +72,7 @@ struct node {
 	struct store *pstore;		  /* the partner's shelf, during a takeover */
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
+	struct node_shelf *shelf_fail;	  /* the own shelf's health, handover (shelf_fail.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
@@ -172,6 +173,10 @@ uint64_t node_datapath_vol_inflight(struct node_datapath *b, const char *name);
 struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char *name);
 /** Every write FUA: for volumes of the partner's shelf that no log covers. */
 void node_datapath_set_write_through(struct node_datapath *b);
+/** What a failed store result of a request becomes (shelf_fail.c: -EXDEV,
+ * "not executed", while the shelf is being handed over); NULL: itself. */
+void node_datapath_set_error_hook(struct node_datapath *b, int (*hook)(void *arg, int result),
+				  void *arg);
 /** The log behind the datapath, or NULL. */
 struct mirror *node_datapath_mirror(const struct node_datapath *b);
 
@@ -217,6 +222,32 @@ void node_reloc_release_held(struct node *n);
 void node_reloc_set_serving(struct node *n, bool serving);
 /** Fail what waits, close the partner's shelf opened for relocated volumes. */
 void node_reloc_destroy(struct node *n);
+/** The partner's shelf as opened for volumes relocated here (opened now if
+ * need be), for the shelf handover. */
+int node_reloc_partner_store(struct node *n, struct store **out);
+/** Ownership changed (the handover set volumes leaving or away): routes
+ * decide again, waiting commands are retried. */
+void node_reloc_changed(struct node *n);
+/** Adopt what names this node on either shelf now (as on a partner list). */
+void node_reloc_adopt(struct node *n);
+/** A relocation from this node is in progress. */
+bool node_reloc_busy(const struct node *n);
+
+/* shelf_fail.c: the own shelf failing under this node while the partner
+ * reaches it: its volumes handed over to the partner, which replays this
+ * node's log image onto it first (docs/RELOCATION.md, "On a failed path"). */
+/** Start watching the own shelf (from node_reloc_create). */
+int node_shelf_create(struct node *n);
+void node_shelf_destroy(struct node *n);
+/** The own shelf failed here: nothing of it is served or adopted again. */
+bool node_shelf_failed(const struct node *n);
+/** The partner said that its own shelf failed (it hands it over). */
+bool node_shelf_partner_failed(const struct node *n);
+/** A replay of the partner's log image for a handover runs (a takeover's
+ * replay waits for it). */
+bool node_shelf_replaying(const struct node *n);
+/** The member "shelf_handover" of status. */
+int node_shelf_status_json(struct node *n, struct json_object *root);
 
 /* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);

@@ -181,6 +181,9 @@ static void finish(struct store *s, struct store_io *io, int res)
 	free(io->bounce);
 	io->bounce = NULL;
 	s->inflight--;
+	if (res == -EIO || res == -ENODEV || res == -ENOENT || res == -ENXIO || res == -ESTALE ||
+	    res == -ENOTCONN)
+		s->shelf_errors++;
 	io->done(io, res);
 }
 
@@ -586,6 +589,10 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->bounce = NULL;
 	io->fence_gen = s->fence_gen;
 	s->inflight++;
+	if (s->test_err) {
+		defer(s, io, s->test_err);
+		return;
+	}
 	switch (io->op) {
 	case STORE_OP_READ:
 	case STORE_OP_WRITE:
@@ -627,6 +634,16 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	if (v->direct && modifies(io->op) && !write_admit(v, io))
 		return;
 	queue_step(s, io);
+}
+
+uint64_t store_shelf_errors(const struct store *s)
+{
+	return s ? s->shelf_errors : 0;
+}
+
+void store_test_fail(struct store *s, int err)
+{
+	s->test_err = err;
 }
 
 /* Append an extent, merging it into the last one when of the same kind.
