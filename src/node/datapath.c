@@ -920,6 +920,8 @@ int node_datapath_vol_set(struct node_datapath *b, const char *name, int away, i
 		return -ENOENT;
 	if (away >= 0)
 		bv->away = away;
+	if (away == 1)
+		bv->dirty = false; /* not ours to sync (its data is durable, or replayed) */
 	if (leaving >= 0)
 		bv->leaving = leaving;
 	return 0;

@@ -81,6 +81,10 @@ struct node_shelf {
 	char test_node[32], test_path[256]; /* DUET_TEST_SHELF_EIO=NODE:PATH */
 	bool test_on;
 	bool kicked; /* an error asked for an early tick */
+	/* Test only (DUET_TEST_SHELF_HOLD=NODE:MS): the taker waits this long
+	 * between its replay and REPLAYED, the giver between REPLAYED and
+	 * dropping its log: windows for a fault test to kill either. */
+	uint64_t hold_ns, hold_until;
 	/* Giving the own shelf. */
 	enum give_state give;
 	char (*names)[SF_NAME_LEN];
@@ -295,6 +299,10 @@ static void give_drop(struct node_shelf *sh)
 
 	if (!(proxy_partner_shelf_state(n->proxy) & PROXY_SHELF_REPLAYED))
 		return;
+	if (!sh->hold_until)
+		sh->hold_until = loop_now_ns() + sh->hold_ns;
+	if (loop_now_ns() < sh->hold_until)
+		return;
 	sh->give = G_DROPPING;
 	if (!n->mirror) {
 		dropped(sh, 0);
@@ -378,8 +386,16 @@ static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 		take_fail(sh, rc, "the replay of its log failed");
 		return;
 	}
+	sh->hold_until = loop_now_ns() + sh->hold_ns; /* T_REPLAY until then */
+}
+
+/* The replay is durable and the image retired: say so. */
+static void take_replayed(struct node_shelf *sh)
+{
+	if (sh->replay || loop_now_ns() < sh->hold_until)
+		return;
 	sh->take = T_REPLAYED;
-	proxy_set_shelf_state(n->proxy, PROXY_SHELF_REPLAYED);
+	proxy_set_shelf_state(sh->n->proxy, PROXY_SHELF_REPLAYED);
 }
 
 /* The partner's image of its log onto its shelf (@p s), as a takeover's
@@ -403,6 +419,7 @@ static void take_start(struct node_shelf *sh)
 		return;
 	}
 	sh->take = T_REPLAY;
+	sh->hold_until = UINT64_MAX; /* replay_done sets it */
 	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON || !n->partner_image_path[0]) {
 		replay_done(sh, 0, &(struct mirror_replay_stats){0});
 		return;
@@ -480,6 +497,8 @@ static void take_step(struct node_shelf *sh)
 	}
 	if (sh->take == T_IDLE)
 		take_start(sh);
+	else if (sh->take == T_REPLAY)
+		take_replayed(sh);
 	else if (sh->take == T_REPLAYED && (ps & PROXY_SHELF_DROPPED))
 		take_adopt(sh);
 }
@@ -503,6 +522,14 @@ static void tick(struct loop_timer *t)
 	loop_timer_arm(n->loop, t, busy ? SF_BUSY_NS : SF_TICK_NS);
 }
 
+/* A test variable NODE:VALUE names this node. */
+static bool for_me(const struct node *n, const char *var, const char *colon)
+{
+	size_t len = (size_t)(colon - var);
+
+	return len == strlen(n->cfg.node.id) && !strncmp(var, n->cfg.node.id, len);
+}
+
 int node_shelf_create(struct node *n)
 {
 	struct node_shelf *sh = calloc(1, sizeof(*sh));
@@ -514,11 +541,19 @@ int node_shelf_create(struct node *n)
 	sh->n = n;
 	sh->window_ns = loop_now_ns();
 	sh->window_errors = store_shelf_errors(n->store);
-	if (colon && (size_t)(colon - test) == strlen(n->cfg.node.id) &&
-	    !strncmp(test, n->cfg.node.id, (size_t)(colon - test))) {
+	if (colon && for_me(n, test, colon)) {
 		snprintf(sh->test_path, sizeof(sh->test_path), "%s", colon + 1);
 		LOG_WARN("test: DUET_TEST_SHELF_EIO: the own shelf fails once %s exists",
 			 sh->test_path);
+	}
+	/* NODE:MS[,NODE:MS] */
+	for (test = getenv("DUET_TEST_SHELF_HOLD"); test && (colon = strchr(test, ':'));
+	     test = strchr(colon, ',') ? strchr(colon, ',') + 1 : NULL) {
+		if (!for_me(n, test, colon))
+			continue;
+		sh->hold_ns = strtoull(colon + 1, NULL, 10) * NS_PER_MS;
+		LOG_WARN("test: DUET_TEST_SHELF_HOLD: a handover holds %llu ms after the replay",
+			 (unsigned long long)(sh->hold_ns / NS_PER_MS));
 	}
 	loop_timer_init(&sh->tick, tick, sh);
 	loop_timer_arm(n->loop, &sh->tick, SF_TICK_NS);
