@@ -420,6 +420,13 @@ static void take_start(struct node_shelf *sh)
 	}
 	sh->take = T_REPLAY;
 	sh->hold_until = UINT64_MAX; /* replay_done sets it */
+	if (proxy_partner_shelf_state(n->proxy) & PROXY_SHELF_DROPPED) {
+		/* Its log is dropped: an earlier run of ours replayed it (it
+		 * drops it only on our REPLAYED) and died before owning them. */
+		LOG_INFO("%s dropped its log already: nothing to replay", n->cfg.ic.partner);
+		replay_done(sh, 0, &(struct mirror_replay_stats){0});
+		return;
+	}
 	if (!n->mirror || n->cfg.mirror.mode != MIRROR_MODE_ON || !n->partner_image_path[0]) {
 		replay_done(sh, 0, &(struct mirror_replay_stats){0});
 		return;
