@@ -431,6 +431,10 @@ static void take_start(struct node_shelf *sh)
 		replay_done(sh, 0, &(struct mirror_replay_stats){0});
 		return;
 	}
+	if (!n->mirror_ccm) {
+		take_fail(sh, -ENOTCONN, "no mirror transport: its log image is not here");
+		return;
+	}
 	t = node_mirror_ccm_partner_copy(n->mirror_ccm, true, why, sizeof(why));
 	if (t == MIRROR_IMAGE_NOTHING) {
 		LOG_INFO("no copy of %s's log here (%s): nothing to replay", n->cfg.ic.partner,
