@@ -168,7 +168,7 @@ run_scripts() {
 		[ -e "$s" ] && list+=("$s|plain")
 	done
 	if [ "$scale" = 1 ]; then
-		for s in "$ROOT"/tests/fault/failover-*.sh; do
+		for s in "$ROOT"/tests/fault/failover-*.sh $(grep -l '^# also on own mounts' "$ROOT"/tests/fault/*.sh); do
 			[ -e "$s" ] || continue
 			# "own mounts only" scripts run once anyway; "not on own mounts"
 			# ones say why in that header line.

@@ -184,6 +184,8 @@ static void finish_delete(struct store *s, const char *marker, size_t stem)
 	snprintf(img, sizeof(img), "%.*s.img", (int)(stem - 1), marker + 1);
 	if (unlinkat(s->voldirfd, img, 0) == 0)
 		LOG_INFO("volumes/%s: its delete was interrupted: removed", img);
+	snprintf(img, sizeof(img), "%.*s.owner", (int)(stem - 1), marker + 1);
+	unlinkat(s->voldirfd, img, 0);
 	if (unlinkat(s->voldirfd, marker, 0) == 0)
 		fsync(s->voldirfd);
 }
@@ -253,7 +255,8 @@ static int load_volumes(struct store *s, unsigned *skipped)
 		v->s = s;
 		v->slot = STORE_SLOT_NONE;
 		store_io_init_volume(v);
-		if (store_meta_read(s, name, v) < 0 || vol_open_data(s, v) < 0) {
+		if (store_meta_read(s, name, v) < 0 || store_owner_load(v) < 0 ||
+		    vol_open_data(s, v) < 0) {
 			(*skipped)++; /* logged where found */
 			free(v);
 			continue;
@@ -509,6 +512,9 @@ int store_volume_create_allow(struct store *s, const char *name, uint64_t size, 
 	rc = store_meta_write(s, v);
 	if (rc < 0)
 		goto err_unlink;
+	rc = store_owner_load(v); /* the first owner record */
+	if (rc < 0)
+		goto err_unlink_meta;
 	rc = vol_insert(s, v);
 	if (rc < 0) {
 		LOG_ERROR("volume %s: out of memory", name);
@@ -562,7 +568,7 @@ int store_volume_delete(struct store *s, struct store_volume *v)
 	v->next_removed = s->removed;
 	s->removed = v;
 	snprintf(file, sizeof(file), "%s.img", v->name);
-	if ((unlinkat(s->voldirfd, file, 0) < 0 && errno != ENOENT) ||
+	if ((unlinkat(s->voldirfd, file, 0) < 0 && errno != ENOENT) || store_owner_remove(v) < 0 ||
 	    unlinkat(s->voldirfd, marker, 0) < 0 || fsync(s->voldirfd) < 0)
 		LOG_WARN("volume %s: removing %s: %s (finished at the next start)", v->name, file,
 			 strerror(errno));
@@ -651,9 +657,10 @@ void store_volume_get_info(const struct store_volume *v, struct store_volume_inf
 	info->direct_io = v->direct;
 }
 
-/* Relocation (issue 14): the owner field is the pair's record of who serves
- * the volume, read by a node that boots alone and by a takeover; rewritten
- * with write-then-rename, the file and its directory fsync'ed. */
+/* Relocation (issue 14): the owner record (owner.c) is the pair's word on
+ * who serves the volume, read by a node that boots alone and by a takeover.
+ * The metadata file follows for people and older tools; a failure there
+ * after the record is written changes nothing but what they see. */
 int store_volume_set_owner(struct store_volume *v, const char *owner)
 {
 	char old[STORE_OWNER_MAX];
@@ -663,31 +670,27 @@ int store_volume_set_owner(struct store_volume *v, const char *owner)
 		return -EINVAL;
 	snprintf(old, sizeof(old), "%s", v->owner);
 	snprintf(v->owner, sizeof(v->owner), "%s", owner);
-	rc = store_meta_write(v->s, v);
+	rc = store_owner_write(v);
 	if (rc < 0) {
 		snprintf(v->owner, sizeof(v->owner), "%s", old);
 		return rc;
 	}
+	if (store_meta_write(v->s, v) < 0)
+		LOG_WARN("volume %s: the owner in %s.meta still says %s (%s.owner says %s)",
+			 v->name, v->name, old, v->name, owner);
 	LOG_INFO("volume %s: owner %s (was %s)", v->name, owner, old);
 	return 0;
 }
 
-/* The partner may have rewritten the owner (it relocated the volume). */
+/* The partner may have written the owner record (it relocated the volume):
+ * read it past the page cache. */
 int store_volume_reload_owner(struct store_volume *v)
 {
-	struct store_volume tmp;
-	int rc;
+	int rc = store_owner_load(v);
 
-	memset(&tmp, 0, sizeof(tmp));
-	rc = store_meta_read(v->s, v->name, &tmp);
-	if (rc < 0)
-		return rc;
-	if (strcmp(tmp.uuid, v->uuid) != 0) {
-		LOG_ERROR("volume %s: its metadata now names another uuid", v->name);
-		return -ESTALE;
-	}
-	snprintf(v->owner, sizeof(v->owner), "%s", tmp.owner);
-	return 0;
+	if (rc == -ENOENT)
+		LOG_ERROR("volume %s: %s.owner is gone", v->name, v->name);
+	return rc;
 }
 
 const char *store_volume_name(const struct store_volume *v)

@@ -10,7 +10,9 @@
  * On-disk layout of a shelf DIR (see docs/STORE.md):
  *   DIR/shelf.json            format version and shelf uuid
  *   DIR/volumes/NAME.img      the volume's data, a sparse file of its size
- *   DIR/volumes/NAME.meta     JSON: name, size, uuid, owner (atomic rewrite)
+ *   DIR/volumes/NAME.meta     JSON: name, size, uuid, creator's owner (atomic rewrite)
+ *   DIR/volumes/NAME.owner    the owner record: one 4 KiB sector, written in
+ *                             place and read past the page cache (owner.c)
  * Names beginning with a dot are the store's temporary files; other files in
  * DIR (a future mailbox, say) are left alone.
  *
@@ -137,11 +139,18 @@ struct store_stats {
 };
 void store_get_stats(const struct store *s, struct store_stats *st);
 
-/** Rewrite the volume's owner durably (write-then-rename, fsync'ed). */
+/** Rewrite the volume's owner durably: its owner record NAME.owner, one
+ *  sector written in place past the page cache (then the metadata file). */
 int store_volume_set_owner(struct store_volume *v, const char *owner);
-/** Read the owner again from the metadata file (another node may have
- * rewritten it). */
+/** Read the owner again from its record (the partner may have rewritten it). */
 int store_volume_reload_owner(struct store_volume *v);
+/**
+ * Check an owner record (the first bytes of NAME.owner): its magic, version,
+ * checksum and fields. @p uuid: the volume's (NULL: any).
+ * @return 0 with @p owner (and @p gen if not NULL), -EBADMSG when it is not
+ * a record, -ESTALE when it names another uuid. For the fuzz target.
+ */
+int store_owner_parse(const void *buf, size_t len, const char *uuid, char owner[16], uint64_t *gen);
 /** Create a volume of @p size bytes owned by node @p owner. -EEXIST if it exists. */
 int store_volume_create(struct store *s, const char *name, uint64_t size, const char *owner);
 /**

@@ -39,6 +39,7 @@ struct store_volume {
 	char name[STORE_NAME_MAX];
 	char uuid[STORE_UUID_LEN];
 	char owner[STORE_OWNER_MAX];
+	uint64_t owner_gen; /* generation of NAME.owner read or written last */
 	uint64_t size;
 	int64_t created; /* unix seconds */
 	struct store_allow allow;
@@ -237,5 +238,15 @@ int store_shelf_marker(struct store *s);
 int store_meta_write(struct store *s, const struct store_volume *v);
 /** Read and check the metadata file of volume @p name into @p v. */
 int store_meta_read(struct store *s, const char *name, struct store_volume *v);
+
+/* ---- owner.c: the owner record, NAME.owner (a sector past the cache) ---- */
+
+/** Set v->owner from NAME.owner, creating the record from the metadata's
+ *  owner where there is none. */
+int store_owner_load(struct store_volume *v);
+/** Write v->owner to NAME.owner, in place, durably. */
+int store_owner_write(struct store_volume *v);
+/** Remove NAME.owner (a deleted volume). */
+int store_owner_remove(struct store_volume *v);
 
 #endif

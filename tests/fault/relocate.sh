@@ -14,6 +14,8 @@
 #   5. SIGKILL of the old owner a: b takes over a and goes on serving vol-a
 #      (on a's shelf); a restarts, giveback; every acknowledged write reads
 #      back on both ports.
+# also on own mounts: each node reads the owner record through its own cache
+# of the shelf (tests/lib.sh), as on two hosts.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"

@@ -442,6 +442,70 @@ static void test_metadata_corruption_tolerated(void **state)
 	ctx_close(&c);
 }
 
+/* The owner record (owner.c): written at create, rewritten in place by a
+ * relocation and read back past the cache by another store of the same
+ * shelf; a volume from before records gets one from its metadata; a record
+ * that is not one makes the volume unavailable; one of an earlier volume of
+ * the same name is replaced; a delete removes it. */
+static void test_owner_record(void **state)
+{
+	struct store_volume *v, *w;
+	struct store_volume_info info;
+	struct store *other;
+	struct ctx c;
+	char path[512];
+
+	(void)state;
+	ctx_open(&c);
+	v = ctx_volume(&c, "vol", MiB, "a");
+	assert_true(file_exists(c.dir, "vol.owner"));
+	assert_int_equal(store_open(c.l, c.dir, &c.opts, &other), 0);
+	w = store_volume_find(other, "vol");
+	assert_non_null(w);
+	assert_int_equal(store_volume_set_owner(v, "b"), 0);
+	assert_int_equal(store_volume_reload_owner(w), 0);
+	store_volume_get_info(w, &info);
+	assert_string_equal(info.owner, "b");
+	assert_int_equal(store_volume_set_owner(w, "a"), 0);
+	assert_int_equal(store_volume_reload_owner(v), 0);
+	store_volume_get_info(v, &info);
+	assert_string_equal(info.owner, "a");
+	store_close(other);
+
+	/* From before records: the metadata's owner, recorded at the load. */
+	snprintf(path, sizeof(path), "%s/volumes/vol.owner", c.dir);
+	assert_int_equal(unlink(path), 0);
+	ctx_reopen(&c);
+	assert_true(file_exists(c.dir, "vol.owner"));
+	store_volume_get_info(store_volume_find(c.s, "vol"), &info);
+	assert_string_equal(info.owner, "a");
+
+	/* Garbage: the volume is not served (its files stay). */
+	write_file(c.dir, "vol.owner", "not a record");
+	ctx_reopen(&c);
+	assert_null(store_volume_find(c.s, "vol"));
+	assert_int_equal(unlink(path), 0);
+	ctx_reopen(&c);
+	v = store_volume_find(c.s, "vol");
+	assert_non_null(v);
+
+	/* A record of an earlier volume of that name is replaced. */
+	assert_int_equal(store_volume_set_owner(v, "b"), 0);
+	snprintf(path, sizeof(path), "%s/volumes/vol.owner", c.dir);
+	char keep[512];
+	snprintf(keep, sizeof(keep), "%s/volumes/keep", c.dir);
+	assert_int_equal(link(path, keep), 0);
+	assert_int_equal(store_volume_delete(c.s, v), 0);
+	store_volume_release(v);
+	assert_false(file_exists(c.dir, "vol.owner"));
+	v = ctx_volume(&c, "vol", MiB, "a");
+	assert_int_equal(rename(keep, path), 0);
+	ctx_reopen(&c);
+	store_volume_get_info(store_volume_find(c.s, "vol"), &info);
+	assert_string_equal(info.owner, "a");
+	ctx_close(&c);
+}
+
 /* ---- I/O ---- */
 
 #define N_IOS 300
@@ -1401,6 +1465,7 @@ int main(void)
 	    cmocka_unit_test(test_delete_resize),
 	    cmocka_unit_test(test_metadata_corruption_tolerated),
 	    cmocka_unit_test(test_allow_lists),
+	    cmocka_unit_test(test_owner_record),
 	};
 	const struct CMUnitTest io_tests[] = {
 	    cmocka_unit_test(test_rw_many_inflight),
