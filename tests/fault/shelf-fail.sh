@@ -12,6 +12,8 @@
 #   4. SIGKILL of a, its shelf healthy again: b takes over a, a restarts,
 #      giveback: a replays nothing over b's writes (its log was dropped),
 #      the volumes stay b's, every acknowledged write reads back.
+# also on own mounts: b replays onto a's shelf and serves it through its own
+# mount (tests/run.sh runs it a second time that way).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
