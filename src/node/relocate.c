@@ -463,10 +463,10 @@ static bool adopt_one(struct node *n, struct node_datapath *dp, const char *name
 	struct store_volume *v = node_datapath_vol_store(dp, name);
 	struct store_volume_info vi;
 
-	if (!v || node_datapath_vol_here(dp, name) || store_volume_reload_owner(v) < 0)
-		return false;
 	if (dp == n->dp && node_shelf_failed(n))
 		return false; /* handed over: nothing goes back to a failed shelf */
+	if (!v || node_datapath_vol_here(dp, name) || store_volume_reload_owner(v) < 0)
+		return false;
 	store_volume_get_info(v, &vi);
 	if (strcmp(vi.owner, n->cfg.node.id) != 0)
 		return false;

@@ -99,12 +99,6 @@ struct node_shelf {
 	char take_last[SF_REASON_LEN];
 };
 
-static bool shelf_error(int rc)
-{
-	return rc == -EIO || rc == -ENODEV || rc == -ENOENT || rc == -ENXIO || rc == -ESTALE ||
-	       rc == -ENOTCONN;
-}
-
 /* No handover can help (refused, or no partner to give to). */
 static bool hopeless(const struct node *n)
 {
@@ -122,7 +116,7 @@ static int own_error(void *arg, int result)
 	struct node *n = arg;
 	struct node_shelf *sh = n->shelf_fail;
 
-	if (!shelf_error(result) || hopeless(n))
+	if (!store_error_is_shelf(result) || hopeless(n))
 		return result;
 	if (!sh->kicked) { /* look soon, once: the errors may go on */
 		sh->kicked = true;

@@ -181,8 +181,7 @@ static void finish(struct store *s, struct store_io *io, int res)
 	free(io->bounce);
 	io->bounce = NULL;
 	s->inflight--;
-	if (res == -EIO || res == -ENODEV || res == -ENOENT || res == -ENXIO || res == -ESTALE ||
-	    res == -ENOTCONN)
+	if (store_error_is_shelf(res))
 		s->shelf_errors++;
 	io->done(io, res);
 }
@@ -634,6 +633,12 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	if (v->direct && modifies(io->op) && !write_admit(v, io))
 		return;
 	queue_step(s, io);
+}
+
+bool store_error_is_shelf(int rc)
+{
+	return rc == -EIO || rc == -ENODEV || rc == -ENOENT || rc == -ENXIO || rc == -ESTALE ||
+	       rc == -ENOTCONN || rc == -ECONNABORTED || rc == -EROFS;
 }
 
 uint64_t store_shelf_errors(const struct store *s)

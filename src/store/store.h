@@ -121,9 +121,12 @@ enum store_engine store_get_engine(const struct store *s);
 /** Ios submitted and not yet completed. */
 unsigned store_inflight(const struct store *s);
 
-/** Ios that ended with an error saying the shelf itself is failing (EIO,
- * ENODEV, ENOENT, ENXIO, ESTALE, ENOTCONN) since store_open: what a node
- * watches to hand its shelf over (docs/RELOCATION.md, "On a failed path"). */
+/** Whether @p rc (a negative errno) says the shelf itself is failing: EIO,
+ * ENODEV, ENOENT, ENXIO, ESTALE, ENOTCONN, ECONNABORTED (a FUSE server
+ * gone), EROFS (a file system remounted read-only on errors). */
+bool store_error_is_shelf(int rc);
+/** Ios that ended with such an error since store_open: what a node watches
+ * to hand its shelf over (docs/RELOCATION.md, "On a failed path"). */
 uint64_t store_shelf_errors(const struct store *s);
 /** Test only: every io submitted from now on ends with @p err (0: off), as
  * if the shelf failed under this process alone (DUET_TEST_SHELF_EIO). */
