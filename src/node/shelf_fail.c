@@ -61,6 +61,7 @@
 #define SF_WINDOW_NS  (2 * NS_PER_S)
 #define SF_TICK_NS    (100 * NS_PER_MS) /* health checks */
 #define SF_BUSY_NS    (5 * NS_PER_MS)	/* a handover's steps */
+#define SF_RETRY_NS   (1 * NS_PER_S)	/* a refused handover, again */
 #define SF_NAME_LEN   64
 #define SF_REASON_LEN 200
 
@@ -89,7 +90,7 @@ struct node_shelf {
 	enum give_state give;
 	char (*names)[SF_NAME_LEN];
 	unsigned n_names;
-	uint64_t give_start_ns;
+	uint64_t give_start_ns, refused_ns;
 	char give_last[SF_REASON_LEN];
 	/* Taking the partner's. */
 	enum take_state take;
@@ -166,12 +167,20 @@ static void check_health(struct node_shelf *sh)
 
 /* ---- giving the own shelf ---- */
 
+/* Not now: the clients get their errors; tried again every SF_RETRY_NS
+ * (a mirror resyncing, a partner restarting: it may become possible). */
 static void give_refuse(struct node_shelf *sh, const char *why)
 {
+	char last[SF_REASON_LEN];
+
+	snprintf(last, sizeof(last), "refused: %.180s", why);
+	if (strcmp(last, sh->give_last) != 0) /* logged once per reason */
+		LOG_ERROR("the own shelf failed and cannot be handed over (%s): I/O of its volumes "
+			  "fails; trying again every %llu ms",
+			  why, (unsigned long long)(SF_RETRY_NS / NS_PER_MS));
+	memcpy(sh->give_last, last, sizeof(last));
 	sh->give = G_REFUSED;
-	snprintf(sh->give_last, sizeof(sh->give_last), "refused: %s", why);
-	LOG_ERROR("the own shelf failed and cannot be handed over (%s): I/O of its volumes fails",
-		  why);
+	sh->refused_ns = loop_now_ns();
 }
 
 /* Whether the partner's image of our log holds every record we logged. */
@@ -211,6 +220,8 @@ static void give_start(struct node_shelf *sh)
 		give_refuse(sh, why);
 		return;
 	}
+	free(sh->names);
+	sh->n_names = 0;
 	sh->names = calloc(count ? count : 1, sizeof(*sh->names));
 	if (!sh->names) {
 		give_refuse(sh, "out of memory");
@@ -263,6 +274,20 @@ static void give_drain(struct node_shelf *sh)
 		 (unsigned long long)((loop_now_ns() - sh->give_start_ns) / NS_PER_MS),
 		 n->cfg.ic.partner);
 	proxy_set_shelf_state(n->proxy, PROXY_SHELF_GIVE);
+}
+
+/* Refused a while ago: again, from where it stopped. */
+static void give_retry(struct node_shelf *sh)
+{
+	if (loop_now_ns() - sh->refused_ns < SF_RETRY_NS)
+		return;
+	if (sh->names) {
+		sh->give = G_DRAIN;
+		give_drain(sh);
+	} else {
+		sh->give = G_OK;
+		give_start(sh);
+	}
 }
 
 static void dropped(void *arg, int rc)
@@ -345,6 +370,9 @@ static void give_step(struct node_shelf *sh)
 		break;
 	case G_DROPPED:
 		give_finish(sh);
+		break;
+	case G_REFUSED:
+		give_retry(sh);
 		break;
 	default:
 		break;
