@@ -241,6 +241,9 @@ int node_shelf_create(struct node *n);
 void node_shelf_destroy(struct node *n);
 /** The own shelf failed here: nothing of it is served or adopted again. */
 bool node_shelf_failed(const struct node *n);
+/** The partner's id for a volume of the own shelf handed over to it (its
+ * owner field may be unreadable here), else NULL. */
+const char *node_shelf_owner(const struct node *n, const char *name);
 /** The partner said that its own shelf failed (it hands it over). */
 bool node_shelf_partner_failed(const struct node *n);
 /** A replay of the partner's log image for a handover runs (a takeover's

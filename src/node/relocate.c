@@ -715,6 +715,8 @@ static bool shelf_volume(struct node *n, const char *name, struct store_volume_i
 	if (!v)
 		return false;
 	store_volume_get_info(v, vi);
+	if (node_shelf_owner(n, name)) /* handed over: its shelf failed here */
+		snprintf(vi->owner, sizeof(vi->owner), "%s", node_shelf_owner(n, name));
 	return true;
 }
 

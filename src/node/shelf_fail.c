@@ -91,11 +91,12 @@ struct node_shelf {
 	char (*names)[SF_NAME_LEN];
 	unsigned n_names;
 	uint64_t give_start_ns, refused_ns;
+	int drop_err; /* the last failure of mirror_reset, logged once */
 	char give_last[SF_REASON_LEN];
 	/* Taking the partner's. */
 	enum take_state take;
 	struct mirror_replay_job *replay;
-	uint64_t take_start_ns;
+	uint64_t take_start_ns, take_failed_ns;
 	unsigned taken;
 	char take_last[SF_REASON_LEN];
 };
@@ -299,8 +300,12 @@ static void dropped(void *arg, int rc)
 		/* The log stays: its records are on the shelf, replaying them
 		 * again is harmless until someone writes past them, which waits
 		 * for DROPPED. */
-		LOG_ERROR("cannot drop the own log after the handover: %s (retrying)",
-			  strerror(-rc));
+		if (rc != sh->drop_err)
+			LOG_ERROR("cannot drop the own log after the handover: %s (trying again "
+				  "every %llu ms)",
+				  strerror(-rc), (unsigned long long)(SF_RETRY_NS / NS_PER_MS));
+		sh->drop_err = rc;
+		sh->hold_until = loop_now_ns() + SF_RETRY_NS;
 		sh->give = G_GIVEN;
 		return;
 	}
@@ -341,12 +346,8 @@ static void give_finish(struct node_shelf *sh)
 	for (unsigned i = 0; i < sh->n_names; i++)
 		if (!proxy_partner_lists(n->proxy, sh->names[i]))
 			return;
-	for (unsigned i = 0; i < sh->n_names; i++) {
-		struct store_volume *v = store_volume_find(n->store, sh->names[i]);
+	for (unsigned i = 0; i < sh->n_names; i++)
 		node_datapath_vol_set(n->dp, sh->names[i], 1, 0);
-		if (v)
-			(void)store_volume_reload_owner(v); /* for status, if readable */
-	}
 	sh->give = G_DONE;
 	snprintf(sh->give_last, sizeof(sh->give_last), "%u volume%s to %s in %llu ms", sh->n_names,
 		 sh->n_names == 1 ? "" : "s", n->cfg.ic.partner,
@@ -381,12 +382,21 @@ static void give_step(struct node_shelf *sh)
 
 /* ---- taking the partner's ---- */
 
+/* Not now: tried again every SF_RETRY_NS while the partner gives (its
+ * volumes wait meanwhile), logged once per reason. */
 static void take_fail(struct node_shelf *sh, int rc, const char *why)
 {
+	char last[SF_REASON_LEN];
+
+	snprintf(last, sizeof(last), "failed: %.180s", why);
+	if (strcmp(last, sh->take_last) != 0)
+		LOG_ERROR("%s's shelf failed under it, and this node cannot take it: %s (%s); "
+			  "trying again every %llu ms",
+			  sh->n->cfg.ic.partner, why, strerror(-rc),
+			  (unsigned long long)(SF_RETRY_NS / NS_PER_MS));
+	memcpy(sh->take_last, last, sizeof(last));
 	sh->take = T_FAILED;
-	snprintf(sh->take_last, sizeof(sh->take_last), "failed: %.180s", why);
-	LOG_ERROR("%s's shelf failed under it, and this node cannot take it: %s (%s)",
-		  sh->n->cfg.ic.partner, why, strerror(-rc));
+	sh->take_failed_ns = loop_now_ns();
 }
 
 static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
@@ -528,6 +538,8 @@ static void take_step(struct node_shelf *sh)
 		}
 		return;
 	}
+	if (sh->take == T_FAILED && loop_now_ns() - sh->take_failed_ns >= SF_RETRY_NS)
+		sh->take = T_IDLE;
 	if (sh->take == T_IDLE)
 		take_start(sh);
 	else if (sh->take == T_REPLAY)
@@ -618,6 +630,18 @@ void node_shelf_destroy(struct node *n)
 bool node_shelf_failed(const struct node *n)
 {
 	return n->shelf_fail && n->shelf_fail->give != G_OK;
+}
+
+const char *node_shelf_owner(const struct node *n, const char *name)
+{
+	const struct node_shelf *sh = n->shelf_fail;
+
+	if (!sh || sh->give != G_DONE)
+		return NULL;
+	for (unsigned i = 0; i < sh->n_names; i++)
+		if (!strcmp(sh->names[i], name))
+			return n->cfg.ic.partner;
+	return NULL;
 }
 
 bool node_shelf_partner_failed(const struct node *n)

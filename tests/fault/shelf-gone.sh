@@ -17,9 +17,10 @@ handed_over() {
 	[ "$(status a | jq -r .shelf_handover.give)" = done ] &&
 		[ "$(status b | jq -r .shelf_handover.take)" = done ]
 }
-b_serves() {
-	status b | jq -e '[.volumes[] | select(.name == "vol-a" and .owner == "b" and .served_by == "b" and .shelf == "a")] | length == 1' >/dev/null
+b_serves_on() { # NODE: its status says so (a cannot read the owner field any more)
+	status "$1" | jq -e '[.volumes[] | select(.name == "vol-a" and .owner == "b" and .served_by == "b" and .shelf == "a")] | length == 1' >/dev/null
 }
+b_serves() { b_serves_on a && b_serves_on b; }
 
 step "start a pair, vol-a on a; writers on a's NBD port and b's"
 pair_with_vol_a --no-watch
@@ -31,7 +32,7 @@ wait_acks wb $N
 step "a's mount of the shelves loses its server: a's shelf is gone for a alone"
 kill -s KILL "${MOUNT_PID[$T/mnt-a]}"
 wait_for handed_over || fail "no handover: a $(status a | jq -c .shelf_handover) b $(status b | jq -c .shelf_handover)"
-wait_for b_serves || fail "b does not serve vol-a: $(status b | jq -c .volumes)"
+wait_for b_serves || fail "b does not serve vol-a: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
 status a | jq -r '"   a: " + .shelf_handover.why' >&2
 wait_acks wa $N
 wait_acks wb $N
