@@ -59,6 +59,9 @@ wait_acks wb $N
 wait_acks w2 $N
 echo "   handover: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f ms (failure to both done, polled)", (b - a) * 1000 }')" >&2
 grep -h "handed over\|took .* of a's shelf\|log replayed onto its shelf" "$T/a.log" "$T/b.log" | sed 's/^/   /' >&2 || true
+for n in a b; do
+	ctl $n status | grep '^shelf:' | sed "s/^/   $n: /" >&2 || fail "no shelf line in $n's status"
+done
 
 step "stop the writers: no error, every acknowledged write reads back on both ports"
 writer_stop wa
