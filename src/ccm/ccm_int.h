@@ -405,6 +405,7 @@ struct ccm_inst {
 	uint64_t test_load; /* unit tests: added to rate */
 	struct wire_inst_load partner;
 	uint64_t live_since_ns; /* a link of it up since (0: none up): ccm_inst_failover */
+	uint64_t live_session;	/* the session (ccm->sessions) it last had a link up in */
 };
 
 struct ccm_port {

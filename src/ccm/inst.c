@@ -185,8 +185,8 @@ static unsigned ports_move(struct ccm *ccm, unsigned from, unsigned to, bool hom
 	return moved;
 }
 
-/* Every tick, in a session: an instance whose links are all down (its
- * interconnect device failed) gives every port it carries to the
+/* Every tick, in a session: an instance whose links are all down after one
+ * was up in this session (its interconnect device failed) gives every port it carries to the
  * least-loaded instance with a link up. Until then its traffic already
  * goes over any up lane (lane.c, pick); this makes the placement, the
  * load accounting and new ports follow. The ports go back home once their
@@ -202,6 +202,7 @@ void ccm_inst_failover(struct ccm *ccm)
 		struct ccm_inst *in = &ccm->inst[i];
 		unsigned to = ccm->n_inst, moved;
 		if (inst_live(ccm, i)) {
+			in->live_session = ccm->sessions;
 			if (!in->live_since_ns)
 				in->live_since_ns = now;
 			if (now - in->live_since_ns < INST_BACK_NS)
@@ -215,7 +216,9 @@ void ccm_inst_failover(struct ccm *ccm)
 			continue;
 		}
 		in->live_since_ns = 0;
-		if (!in->ports)
+		/* Not yet up in this session (links come up one by one after
+		 * it forms): not failed. */
+		if (!in->ports || in->live_session != ccm->sessions)
 			continue;
 		for (unsigned j = 0; j < ccm->n_inst; j++)
 			if (j != i && inst_live(ccm, j) &&
