@@ -129,6 +129,8 @@ static int own_error(void *arg, int result)
 
 /* ---- detection ---- */
 
+/* DUET_TEST_SHELF_EIO: the trigger file makes the own shelf fail in this
+ * process only (the partner, another process, still reaches it). */
 static void test_hook(struct node_shelf *sh)
 {
 	struct stat st;
@@ -140,6 +142,9 @@ static void test_hook(struct node_shelf *sh)
 	sh->test_on = true;
 }
 
+/* Failed: SF_ERRORS shelf errors within a window of SF_WINDOW_NS, or the
+ * volumes directory failing a stat (the mount gone). Once failed, always:
+ * a shelf comes back with a restart. */
 static void check_health(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -204,6 +209,7 @@ static bool log_handable(struct node *n, char *why, size_t len)
 	return true;
 }
 
+/* The shelf failed: every own volume served here leaves (DRAIN). */
 static void give_start(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -244,6 +250,7 @@ static void give_start(struct node_shelf *sh)
 	proxy_local_volumes_changed(n->proxy);
 }
 
+/* No request of the leaving volumes at the datapath, none held. */
 static bool drained(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -256,6 +263,8 @@ static bool drained(struct node_shelf *sh)
 	return true;
 }
 
+/* DRAIN: once nothing of the leaving volumes runs, hold the mirror and
+ * say GIVE. */
 static void give_drain(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -291,6 +300,7 @@ static void give_retry(struct node_shelf *sh)
 	}
 }
 
+/* The own log is dropped (or could not be): DROPPED, and mirror again. */
 static void dropped(void *arg, int rc)
 {
 	struct node_shelf *sh = arg;
@@ -316,6 +326,7 @@ static void dropped(void *arg, int rc)
 	proxy_set_shelf_state(n->proxy, PROXY_SHELF_GIVE | PROXY_SHELF_DROPPED);
 }
 
+/* GIVEN: the partner says REPLAYED: drop the own log (mirror_reset). */
 static void give_drop(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -339,6 +350,8 @@ static void give_drop(struct node_shelf *sh)
 		dropped(sh, rc);
 }
 
+/* DROPPED: done once the partner lists every volume given (our parked
+ * commands go to it): away here. */
 static void give_finish(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -399,6 +412,8 @@ static void take_fail(struct node_shelf *sh, int rc, const char *why)
 	sh->take_failed_ns = loop_now_ns();
 }
 
+/* The replay ended (durable, image retired): REPLAYED after the test
+ * hold, if any (take_replayed). */
 static void replay_done(void *arg, int rc, const struct mirror_replay_stats *st)
 {
 	struct node_shelf *sh = arg;
@@ -525,6 +540,7 @@ static void take_adopt(struct node_shelf *sh)
 	node_reloc_adopt(n);
 }
 
+/* The taker's side, driven by the partner's state bits. */
 static void take_step(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
@@ -550,6 +566,8 @@ static void take_step(struct node_shelf *sh)
 
 /* ---- the timer ---- */
 
+/* Health, then each side's next step: every SF_BUSY_NS while a handover
+ * runs (either side), else every SF_TICK_NS. */
 static void tick(struct loop_timer *t)
 {
 	struct node_shelf *sh = t->arg;
