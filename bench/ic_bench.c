@@ -706,9 +706,9 @@ static int run_loop(struct bench *b)
 	b->stop = false;
 	if (!b->spin)
 		return loop_run(b->loop);
-	while (!b->stop && rc == 0)
+	while (!b->stop && rc >= 0) /* 1: a poller or task did work */
 		rc = loop_run_once(b->loop, 0);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static void stop_cb(void *arg)
@@ -748,6 +748,8 @@ static int run_node(struct bench *b, const char *config)
 	if (b->report_up)
 		watch_stdin(b);
 	config_ccm_opts(&cfg, &co);
+	if (b->spin) /* the links' pollers read their CQs on every turn */
+		co.spin_us = 10000;
 	if ((rc = ccm_create(b->loop, &co, &b->ccm)) < 0)
 		return rc;
 	/* First thing, as duetd does: links and boot region. */
@@ -958,7 +960,8 @@ static int run_fabnode(struct bench *b, const char *config)
 	struct fab_link_opts o = {.name = cfg.ic.links[0].name,
 				  .provider = cfg.ic.provider,
 				  .local = cfg.ic.links[0].local,
-				  .peer = cfg.ic.links[0].peer};
+				  .peer = cfg.ic.links[0].peer,
+				  .spin_us = b->spin ? 10000 : (unsigned)cfg.ic.spin_us};
 	if ((rc = fab_link_open(b->loop, &o, NULL, &f.link)) < 0)
 		return rc;
 	if ((rc = fab_mr_reg(f.link, region, sizeof(region), FAB_KEY,

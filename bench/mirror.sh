@@ -24,6 +24,7 @@
 #      BENCH_DIR      where shelves and logs live (default $TMPDIR or /tmp)
 #      BENCH_TMPFS    the tmpfs directory of on-tmpfs (default /dev/shm)
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
+#      BENCH_SPIN_US  [ic] spin_us of both nodes (default: duetd's)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
 #      BENCH_DISK     1 (default): also the disk's own O_DIRECT 1 MiB write
@@ -80,7 +81,7 @@ node() {
 }
 ic_lines() { # ME PEER LOCAL_PORT PEER_PORT
 	printf '%s\n' "[ic]" "partner = $2" "cluster_id = mbench" "secret_file = $W/cluster.key" \
-		"link = ic0 127.0.0.1:$3 127.0.0.1:$4"
+		"link = ic0 127.0.0.1:$3 127.0.0.1:$4" ${BENCH_SPIN_US:+"spin_us = $BENCH_SPIN_US"}
 }
 mstate() { "$DUETCTL" --socket "$W/$1.sock" status --json | jq -r .mirror.state; }
 in_sync() { [ "$(mstate "$1")" = in_sync ]; }

@@ -12,7 +12,8 @@
 # (default 3), BENCH_DIR (default $TMPDIR or /tmp), BENCH_PORT_BASE (default
 # 23960; uses six ports), BENCH_JOBS (a subset of the job names),
 # BENCH_SYSCALLS (1, the default, with strace: also system calls per 4 KiB
-# proxied read and write on both nodes, bench/syscalls.sh).
+# proxied read and write on both nodes, bench/syscalls.sh), BENCH_SPIN_US
+# ([ic] spin_us of both nodes; default: duetd's).
 # Prints a Markdown table; --write-doc also replaces the "Proxy" section of
 # docs/BENCHMARKS.md with it. Targets (not tests): proxy >= 0.7x direct IOPS
 # at iodepth 32, >= 0.8x direct bandwidth at 1 MiB.
@@ -57,7 +58,7 @@ node() { # node ME PEER NBD PROXY MY_IC PEER_IC
 	write_node_config "$W/$1.conf" "$1" "$W" "log_level = warn" \
 		"[nbd]" "listen = 127.0.0.1:$3" "proxy_listen = 127.0.0.1:$4" \
 		"[ic]" "partner = $2" "cluster_id = bench-proxy" "secret_file = $W/cluster.key" \
-		"link = ic0 127.0.0.1:$5 127.0.0.1:$6"
+		"link = ic0 127.0.0.1:$5 127.0.0.1:$6" ${BENCH_SPIN_US:+"spin_us = $BENCH_SPIN_US"}
 	"$DUETD" --config "$W/$1.conf" 2>"$W/$1.log" &
 	PIDS+=($!)
 }

@@ -126,6 +126,7 @@ static int lane_open_one(struct ccm *ccm, unsigned i)
 	    .peer = ccm->opts.links[i].peer,
 	    .rx_depth = CCM_RX_DEPTH,
 	    .max_msg = CCM_LINK_MAX_MSG,
+	    .spin_us = ccm->opts.spin_us,
 	};
 	struct fab_link_events ev = {
 	    .on_msg = lane_on_msg,

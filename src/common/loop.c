@@ -32,6 +32,7 @@ struct loop {
 	struct loop_task *tasks_head;
 	struct loop_task *tasks_tail;
 	struct loop_poller *pollers;
+	uint64_t pollers_gen; /* bumped by every add and del */
 	_Atomic uint64_t last_turn_ns;
 };
 
@@ -265,6 +266,7 @@ void loop_poller_add(struct loop *l, struct loop_poller *p, loop_poll_cb cb, voi
 	p->next = l->pollers;
 	p->added = true;
 	l->pollers = p;
+	l->pollers_gen++;
 }
 
 void loop_poller_del(struct loop *l, struct loop_poller *p)
@@ -273,6 +275,7 @@ void loop_poller_del(struct loop *l, struct loop_poller *p)
 		if (*pp == p) {
 			*pp = p->next;
 			p->added = false;
+			l->pollers_gen++;
 			return;
 		}
 	}
@@ -283,10 +286,17 @@ static bool run_pollers(struct loop *l)
 	bool busy = false;
 	struct loop_poller *p = l->pollers;
 
+	uint64_t gen = l->pollers_gen;
+
+	/* A callback that adds or removes a poller (closing a link, say) may
+	 * free the next one: the rest waits for the next turn, which comes at
+	 * once. */
 	while (p) {
 		struct loop_poller *next = p->next;
 		if (p->cb(p->arg) > 0)
 			busy = true;
+		if (l->pollers_gen != gen)
+			return true;
 		p = next;
 	}
 	return busy;

@@ -28,6 +28,7 @@ enum key_type {
 	KEY_LINK,    /* repeatable interconnect link */
 	KEY_ALLOW,   /* list of networks (nbd_allow_parse) */
 	KEY_NETADDR, /* ADDR/PREFIX dev IFACE (a service address) */
+	KEY_RATIO,   /* decimal with at most 3 decimals, kept x 1000, in [min, max] (x 1000) */
 };
 
 struct key_def {
@@ -84,6 +85,7 @@ static const struct key_def schema[] = {
     {"ic", "balance", KEY_ENUM, F(ic.balance), 0, 0, balance_names, false},
     {"ic", "probe_ms", KEY_UINT, F(ic.probe_ms), 1, 10000, NULL, false},
     {"ic", "link_deadline_ms", KEY_UINT, F(ic.link_deadline_ms), 5, 600000, NULL, false},
+    {"ic", "spin_us", KEY_UINT, F(ic.spin_us), 0, 10000, NULL, false},
     {"ic", "session_deadline_ms", KEY_UINT, F(ic.session_deadline_ms), 5, 600000, NULL, false},
     {"ic", "instance_max_load", KEY_SIZE, F(ic.instance_max_load), 0, 1ull << 40, NULL, false},
     {"proxy", "timeout_ms", KEY_UINT, F(proxy.timeout_ms), 10, 3600000, NULL, false},
@@ -121,6 +123,10 @@ static const struct key_def schema[] = {
     {"mirror", "log", KEY_PATH, F(mirror.log), 0, 0, NULL, false},
     {"mirror", "log_size", KEY_SIZE, F(mirror.log_size), 1ull << 20, 16ull << 30, NULL, false},
     {"metrics", "listen", KEY_ADDR, F(metrics.listen), 0, 0, NULL, false},
+    {"balance", "auto", KEY_BOOL, F(balance.auto_on), 0, 0, NULL, false},
+    {"balance", "imbalance", KEY_RATIO, F(balance.imbalance_milli), 1100, 100000, NULL, false},
+    {"balance", "window_s", KEY_UINT, F(balance.window_s), 3, 3600, NULL, false},
+    {"balance", "min_interval_s", KEY_UINT, F(balance.min_interval_s), 0, 86400, NULL, false},
 };
 
 /* Keys renamed so that one concept has one name (the NVRAM log is the
@@ -141,7 +147,9 @@ void config_defaults(struct duet_config *cfg)
 	struct ccm_opts co;
 	struct monitor_opts mo;
 	struct mirror_opts xo;
+	struct balance_opts bo;
 
+	balance_opts_init(&bo);
 	store_opts_init(&so);
 	ccm_opts_init(&co);
 	monitor_opts_init(&mo);
@@ -163,6 +171,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->ic.balance = co.balance;
 	cfg->ic.probe_ms = co.probe_ms;
 	cfg->ic.link_deadline_ms = co.link_deadline_ms;
+	cfg->ic.spin_us = co.spin_us;
 	cfg->ic.session_deadline_ms = co.session_deadline_ms;
 	cfg->proxy.timeout_ms = PROXY_DEFAULT_TIMEOUT_MS;
 	cfg->proxy.ports = PROXY_DEFAULT_PORTS;
@@ -186,6 +195,10 @@ void config_defaults(struct duet_config *cfg)
 	cfg->mirror.suspend_timeout_ms = xo.suspend_timeout_ms;
 	cfg->mirror.cp_interval_ms = xo.cp_interval_ms;
 	cfg->mirror.log_size = 64ull << 20;
+	cfg->balance.auto_on = bo.enabled;
+	cfg->balance.imbalance_milli = bo.imbalance_milli;
+	cfg->balance.window_s = bo.window_s;
+	cfg->balance.min_interval_s = bo.min_interval_s;
 }
 
 struct parse_ctx {
@@ -222,6 +235,33 @@ static bool valid_id(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/* "2", "2.5", "1.125": a decimal with at most three decimals, x 1000. */
+static int parse_ratio(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned frac = 0;
+	bool dot = false, digits = false;
+
+	for (; *s; s++) {
+		if (*s == '.' && !dot) {
+			dot = true;
+			continue;
+		}
+		if (*s < '0' || *s > '9' || (dot && frac == 3) || v > 1000000000ull)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+		digits = true;
+		if (dot)
+			frac++;
+	}
+	if (!digits)
+		return -EINVAL;
+	for (; frac < 3; frac++)
+		v *= 10;
+	*out = v;
+	return 0;
 }
 
 /* Errors name the key as the file spells it (an old spelling included). */
@@ -291,6 +331,15 @@ static int set_value(struct parse_ctx *c, const struct key_def *d, const char *s
 			char range[64];
 			snprintf(range, sizeof(range), "want a whole number from %llu to %llu",
 				 (unsigned long long)d->min, (unsigned long long)d->max);
+			return fail(c, sec, key, "%s", range);
+		}
+		*(uint64_t *)(void *)field = v;
+		return 1;
+	case KEY_RATIO:
+		if (parse_ratio(value, &v) < 0 || v < d->min || v > d->max) {
+			char range[96];
+			snprintf(range, sizeof(range), "'%.32s': want a number from %.1f to %.1f",
+				 value, (double)d->min / 1000.0, (double)d->max / 1000.0);
 			return fail(c, sec, key, "%s", range);
 		}
 		*(uint64_t *)(void *)field = v;

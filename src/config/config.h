@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "balance/balance.h"
 #include "ccm/ccm.h"
 #include "common/log.h"
 #include "mirror/mirror.h"
@@ -77,6 +78,7 @@ struct duet_config {
 		uint64_t probe_ms; /* link probe interval (not the monitor's heartbeat) */
 		uint64_t link_deadline_ms;
 		uint64_t session_deadline_ms;
+		uint64_t spin_us; /* busy-poll a link's CQ this long with operations in flight */
 		uint64_t instance_max_load; /* bytes/s past which ports go to another
 					       CCM instance; 0: least-loaded only */
 	} ic;
@@ -125,6 +127,13 @@ struct duet_config {
 	struct {
 		char listen[CONFIG_ADDR_MAX]; /* ADDR:PORT of /metrics; "" off (the default) */
 	} metrics;
+	/** Automatic balance on load (docs/RELOCATION.md). */
+	struct {
+		bool auto_on;
+		uint64_t imbalance_milli; /* imbalance x 1000 */
+		uint64_t window_s;
+		uint64_t min_interval_s;
+	} balance;
 };
 
 /** Fill @p cfg with every default (the modules' own, from their *_opts_init). */
@@ -155,6 +164,7 @@ void config_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o);
 void config_mirror_opts(const struct duet_config *cfg, const char *log_path, struct mirror_opts *o);
 void config_monitor_opts(const struct duet_config *cfg, struct monitor_opts *o);
 void config_proxy_opts(const struct duet_config *cfg, struct proxy_opts *o);
+void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o);
 /** The own NBD listener ([nbd] listen), or with @p proxy the proxy listener. */
 void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_server_opts *o);
 /** @} */

@@ -39,6 +39,7 @@ void config_ccm_opts(const struct duet_config *cfg, struct ccm_opts *o)
 	o->balance = cfg->ic.balance;
 	o->probe_ms = cfg->ic.probe_ms;
 	o->link_deadline_ms = cfg->ic.link_deadline_ms;
+	o->spin_us = (unsigned)cfg->ic.spin_us;
 	o->session_deadline_ms = cfg->ic.session_deadline_ms;
 	o->instance_max_load = cfg->ic.instance_max_load;
 }
@@ -105,4 +106,13 @@ void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_serve
 	    /* The service address comes and goes with the volumes. */
 	    .freebind = cfg->node.service_address[0] != '\0',
 	};
+}
+
+void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o)
+{
+	balance_opts_init(o);
+	o->enabled = cfg->balance.auto_on;
+	o->imbalance_milli = cfg->balance.imbalance_milli;
+	o->window_s = cfg->balance.window_s;
+	o->min_interval_s = cfg->balance.min_interval_s;
 }

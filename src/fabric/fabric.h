@@ -131,6 +131,7 @@ struct fab_link_opts {
 	/* Extensions (zero means default). */
 	unsigned retry_max_ms; /* backlog retry backoff cap; 0: 20 ms */
 	unsigned flags;	       /* FAB_LINK_* */
+	unsigned spin_us;      /* busy-poll the CQ this long with operations in flight (0: never) */
 };
 
 /** A region the peer advertised: its key and size (offsets are relative). */
@@ -258,6 +259,8 @@ struct fab_link_stats {
 				 accepted; 0 when none is (an operation older than one
 				 that completed after it was accepted is lost, see
 				 docs/FABRIC.md) */
+	uint64_t spin_reaped; /* completions the spinning poller read (spin_us) */
+	uint64_t spin_sleeps; /* spins that ended with the budget spent (the loop slept) */
 	bool ep_ready;	      /* an endpoint is up (false while one is being created) */
 	bool suspended;	      /* fab_link_suspend() without fab_link_resume() yet */
 };

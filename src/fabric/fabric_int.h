@@ -201,6 +201,8 @@ struct fab_ops {
 	uint64_t idle_poll_ns; /* delay of the next poll while fi_trywait refuses */
 	unsigned reaped;       /* transmit completions in the current progress */
 	bool need_progress;
+	uint64_t spin_ns;    /* busy-poll budget with operations in flight; 0: never */
+	uint64_t spin_since; /* start of the current spin (last completion); 0: not spinning */
 };
 
 /* Two-sided messages: receive buffers and the send buffer pool (ops.c). */
@@ -227,7 +229,8 @@ struct fab_link {
 	char name[32];
 	struct fab_link_events ev;
 	unsigned flags;
-	struct loop_timer timer; /* all deferred work (progress.c) */
+	struct loop_timer timer;   /* all deferred work (progress.c) */
+	struct loop_poller poller; /* reads the CQ directly while spinning (progress.c) */
 
 	struct fab_dom dom;
 	struct fab_ep_state ep;
@@ -323,5 +326,7 @@ void fab_ep_reset(struct fab_link *link, int status);
 void fab_progress_on_cq_fd(struct loop_io *io, uint32_t events);
 /** The link timer's handler: drive the link. */
 void fab_progress_on_timer(struct loop_timer *t);
+/** The loop's poller of a link with a spin budget (fab_link_opts.spin_us). */
+int fab_progress_poll(void *arg);
 
 #endif

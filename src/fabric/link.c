@@ -72,6 +72,7 @@ static void teardown(struct fab_link *link)
 	struct fab_dom *d = &link->dom;
 
 	loop_timer_cancel(link->loop, &link->timer);
+	loop_poller_del(link->loop, &link->poller);
 	if (link->helper.active)
 		fab_ep_job_collect(link); /* waits for the helper, closes its endpoint */
 	fab_ep_helper_close(link);
@@ -370,6 +371,7 @@ static int link_new(struct loop *loop, const struct fab_link_opts *opts,
 	link->ops.retry_max_ns =
 	    (opts->retry_max_ms ? opts->retry_max_ms : FAB_DEFAULT_RETRY_MS) * 1000000ull;
 	loop_timer_init(&link->timer, fab_progress_on_timer, link);
+	link->ops.spin_ns = (uint64_t)opts->spin_us * 1000ull;
 	*out = link;
 	return 0;
 }
@@ -407,6 +409,8 @@ int fab_link_open(struct loop *loop, const struct fab_link_opts *opts,
 	}
 	fab_ep_install(link, &r);
 	fab_ep_helper_open(link);
+	if (link->ops.spin_ns)
+		loop_poller_add(loop, &link->poller, fab_progress_poll, link);
 	/* The statistics of calls count from here: opening blocks by design. */
 	link->st.slow_calls = 0;
 	link->st.max_call_ns = 0;

@@ -154,6 +154,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	}
 	node_reloc_fix_volumes(n, volumes); /* relocations: owner, served_by, shelf */
 	node_reloc_status_json(n, resp);
+	node_balance_status_json(n, resp);
 	json_object_object_add(resp, "volumes", volumes);
 	json_object_object_add(resp, "addresses", node_addr_status_json(n));
 	hooks = json_object_new_object();

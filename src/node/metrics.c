@@ -339,6 +339,25 @@ static void render_store(FILE *f, struct node *n)
 	       ss.syncs);
 }
 
+/* The automatic balance's figures (balance_host.c): load units per second
+ * (one per request plus one per 64 KiB), the partner's while its report is
+ * fresh. */
+static void render_balance(FILE *f, struct node *n)
+{
+	double own, partner;
+	uint64_t moves;
+
+	node_balance_figures(n, &own, &partner, &moves);
+	family(f, "duet_balance_load", "gauge",
+	       "Load of the volumes served by a node, in units per second (one per request, one "
+	       "per 64 KiB), as the automatic balance sees it.");
+	fprintf(f, "duet_balance_load{node=\"own\"} %.3f\n", own);
+	if (partner >= 0)
+		fprintf(f, "duet_balance_load{node=\"partner\"} %.3f\n", partner);
+	scalar(f, "duet_balance_moves_total", "counter",
+	       "Relocations the automatic balance started from this node.", moves);
+}
+
 int node_metrics_render(struct node *n, char **out, size_t *len)
 {
 	struct mvols vs = {0};
@@ -363,6 +382,7 @@ int node_metrics_render(struct node *n, char **out, size_t *len)
 	render_volumes(f, n, &vs);
 	render_proxy(f, n);
 	render_store(f, n);
+	render_balance(f, n);
 	free(vs.v);
 	if (fclose(f) != 0 || vs.err) {
 		free(buf);

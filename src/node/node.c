@@ -215,6 +215,9 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_proxy(n);
 	if (rc < 0)
 		goto err;
+	rc = node_balance_create(n);
+	if (rc < 0)
+		goto err;
 	rc = node_control_create(n, n->cfg.node.control, &n->control);
 	if (rc < 0)
 		goto err;
@@ -254,6 +257,7 @@ void node_destroy(struct node *n)
 		return;
 	node_service_stopping(n);
 	node_metrics_http_destroy(n->metrics_http);
+	node_balance_destroy(n); /* no relocation starts from here on */
 	node_control_destroy(n->control);
 	if (n->nbd)
 		nbd_server_destroy(n->nbd);

@@ -39,6 +39,7 @@ struct failover;
 struct node_addr;
 struct json_object;
 struct node_hooks;
+struct node_balance;
 
 struct node {
 	struct duet_config cfg;
@@ -73,6 +74,7 @@ struct node {
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
 	struct node_shelf *shelf_fail;	  /* the own shelf's health, handover (shelf_fail.c) */
+	struct node_balance *balance;	  /* automatic balance (balance_host.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
 	int sig_fd;
@@ -230,8 +232,16 @@ int node_reloc_partner_store(struct node *n, struct store **out);
 void node_reloc_changed(struct node *n);
 /** Adopt what names this node on either shelf now (as on a partner list). */
 void node_reloc_adopt(struct node *n);
-/** A relocation from this node is in progress. */
-bool node_reloc_busy(const struct node *n);
+
+/** Call @p fn for every volume of the partner's shelf opened here (served
+ * here if node_reloc_owned_here). */
+void node_reloc_each_volume(const struct node *n,
+			    void (*fn)(void *arg, const char *name,
+				       const struct node_vol_stats *st),
+			    void *arg);
+/** Relocations from here and adoptions here so far (@p moves); true while
+ * one runs. */
+bool node_reloc_activity(const struct node *n, uint64_t *moves);
 
 /* shelf_fail.c: the own shelf failing under this node while the partner
  * reaches it: its volumes handed over to the partner, which replays this
@@ -251,6 +261,18 @@ bool node_shelf_partner_failed(const struct node *n);
 bool node_shelf_replaying(const struct node *n);
 /** The member "shelf_handover" of status. */
 int node_shelf_status_json(struct node *n, struct json_object *root);
+
+/* balance_host.c: automatic balance on load ([balance], src/balance). */
+/** Measure the volumes' load each second and send it to the partner (a
+ * CCM client "balance"); with auto = on, relocate as the policy says. */
+int node_balance_create(struct node *n);
+/** Stop the timer and leave the CCM (before ccm_destroy). */
+void node_balance_destroy(struct node *n);
+/** The member "balance" of status. */
+void node_balance_status_json(struct node *n, struct json_object *root);
+/** For metrics: the own and the partner's load (units/s, -1 unknown), and
+ * the automatic moves from here. */
+void node_balance_figures(struct node *n, double *own, double *partner, uint64_t *moves);
 
 /* mirror_host.c: the NVRAM log and its mirror, wired into the node. */
 /** Open the log and replay it onto the shelf (before the listeners open);

@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,6 +565,22 @@ static void recheck_fire(struct loop_timer *t)
 
 /* ---- relocating a volume to the partner ---- */
 
+/* Test hook (tests/fault/relocate-kill.sh): env DUET_TEST_RELOC_STOP=POINT
+ * stops this process (SIGSTOP) when a relocation from here reaches POINT:
+ * "leaving" (new commands forwarded, none drained yet), "durable" (the
+ * consistency point taken, the owner record not yet written) or "owner"
+ * (the record names the partner, the volume list not yet sent), so that a
+ * test can kill either node there. */
+static void test_stop_at(const char *point)
+{
+	const char *at = getenv("DUET_TEST_RELOC_STOP");
+
+	if (at && strcmp(at, point) == 0) {
+		LOG_WARN("test: stopped at relocation point %s", point);
+		raise(SIGSTOP);
+	}
+}
+
 static void reloc_end(struct node_reloc *r, int rc)
 {
 	struct node *n = r->n;
@@ -597,12 +614,15 @@ static void reloc_cut_over(struct node_reloc *r, int result)
 	struct store_volume *v = node_datapath_vol_store(r->from, r->name);
 	int rc = result;
 
-	if (rc == 0)
+	if (rc == 0) {
+		test_stop_at("durable");
 		rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
+	}
 	if (rc < 0) {
 		reloc_end(r, rc);
 		return;
 	}
+	test_stop_at("owner");
 	node_datapath_vol_set(r->from, r->name, 1, 0);
 	proxy_local_volumes_changed(n->proxy);
 	reloc_end(r, 0);
@@ -695,6 +715,7 @@ int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
 	node_datapath_vol_set(from, name, -1, 1);
 	proxy_route_partner(n->proxy, name);
 	r->gen++;
+	test_stop_at("leaving");
 	reloc_poll(&r->poll);
 	return 0;
 }
@@ -821,11 +842,6 @@ void node_reloc_adopt(struct node *n)
 	partner_vols_changed(n);
 }
 
-bool node_reloc_busy(const struct node *n)
-{
-	return n->reloc && n->reloc->phase != RP_IDLE;
-}
-
 void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po)
 {
 	po->local_ops = &local_ops;
@@ -845,6 +861,23 @@ uint64_t node_reloc_drain_busy(const struct node *n)
 {
 	return n->reloc ? node_datapath_inflight(n->reloc->tdp) + node_datapath_held(n->reloc->tdp)
 			: 0;
+}
+
+void node_reloc_each_volume(const struct node *n,
+			    void (*fn)(void *arg, const char *name,
+				       const struct node_vol_stats *st),
+			    void *arg)
+{
+	if (n->reloc)
+		node_datapath_each_volume(n->reloc->rdp, fn, arg);
+}
+
+bool node_reloc_activity(const struct node *n, uint64_t *moves)
+{
+	struct node_reloc *r = n->reloc;
+
+	*moves = r ? r->relocations + r->adopted : 0;
+	return r && r->phase != RP_IDLE;
 }
 
 /* ---- takeover and giveback ---- */

@@ -214,6 +214,7 @@ static void give_start(struct node_shelf *sh)
 {
 	struct node *n = sh->n;
 	unsigned count = store_volume_count(n->store);
+	uint64_t moves;
 	char why[160];
 
 	if (hopeless(n) || n->pstore) {
@@ -221,7 +222,7 @@ static void give_start(struct node_shelf *sh)
 					  : "no partner reaching this shelf");
 		return;
 	}
-	if (node_reloc_busy(n))
+	if (node_reloc_activity(n, &moves))
 		return; /* it ends soon (its durable step fails): then */
 	if (!log_handable(n, why, sizeof(why))) {
 		give_refuse(sh, why);

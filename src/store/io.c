@@ -181,7 +181,7 @@ static void finish(struct store *s, struct store_io *io, int res)
 	free(io->bounce);
 	io->bounce = NULL;
 	s->inflight--;
-	if (store_error_is_shelf(res))
+	if (store_error_is_shelf(res) && !store_io_fenced(s, io)) /* a fence is no shelf failure */
 		s->shelf_errors++;
 	io->done(io, res);
 }

@@ -14,6 +14,7 @@
  * existed) is owned by the metadata's owner, and gets a record at its next
  * load.
  */
+#define LOG_MODULE "store"
 #include "store/store_int.h"
 
 #include "common/crc32c.h"

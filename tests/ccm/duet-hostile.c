@@ -3,7 +3,7 @@
  * It reads a duetd config file (only [node] id, [ic] and [mirror] log_size
  * matter: it plays the partner the config describes, with the cluster
  * secret), forms a valid CCM session with the node, registers the clients a
- * node has ("monitor", "mirror", "proxy", with ports of the sizes duetd
+ * node has ("monitor", "mirror", "proxy", "balance", with ports of the sizes duetd
  * gives them, plus one the node does not know), and then, for --seconds,
  * does everything a partner may do, badly:
  *
@@ -13,7 +13,7 @@
  *    magics and CRCs but hostile fields where it knows the format (the
  *    image header with half_size 2^63);
  *  - sends messages of every size up to the largest on every port, random
- *    bytes or with a valid proxy header and random fields, and
+ *    bytes or with a valid proxy or load-report header and random fields, and
  *    write-notifies with random offsets, lengths and values;
  *  - from a second, unauthenticated link (--raw-local): messages of every
  *    size up to past the largest, garbage and doorbells into the slot,
@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "balance/balance.h"
 #include "ccm/ccm.h"
 #include "common/byteorder.h"
 #include "common/crc32c.h"
@@ -53,7 +54,7 @@
 #define BOOT_KEY   0x3130304254455544ull
 #define SLOT_KEY   0x3130305354455544ull
 
-enum { C_MONITOR, C_MIRROR, C_PROXY, C_STRANGER, N_CLIENTS };
+enum { C_MONITOR, C_MIRROR, C_PROXY, C_BALANCE, C_STRANGER, N_CLIENTS };
 
 struct hport {
 	struct ccm_port *p;
@@ -216,14 +217,25 @@ static void attack_port(struct hc *h, unsigned c, struct hport *hp)
 	if (what < 7) {
 		size_t len = (size_t)rnd_below(h, CCM_MSG_MAX + 1);
 		uint8_t *m = h->garbage + rnd_below(h, GARBAGE_SZ - CCM_MSG_MAX);
-		uint8_t save[8];
-		memcpy(save, m, 8);
+		uint8_t save[16];
+		memcpy(save, m, 16);
 		if (c == C_PROXY && len >= 8 && (rnd(h) & 1)) {
 			put_le32(m, PX_MAGIC);
 			put_le16(m + 4, (uint16_t)(1 + rnd_below(h, 5)));
 		}
+		if (c == C_BALANCE && (rnd(h) & 1)) {
+			/* A load report's header and size, garbage entries. */
+			unsigned k = (unsigned)rnd_below(h, BALANCE_WIRE_VOLS + 3);
+			len = BALANCE_WIRE_HDR + k * BALANCE_WIRE_ENTRY;
+			put_le32(m, BALANCE_MAGIC);
+			put_le16(m + 4, BALANCE_VERSION);
+			put_le16(m + 6, (uint16_t)(rnd(h) & 1));
+			put_le16(m + 8, (uint16_t)k);
+			put_le16(m + 10, 0);
+			put_le32(m + 12, 0);
+		}
 		int rc = ccm_port_send(hp->p, m, len);
-		memcpy(m, save, 8);
+		memcpy(m, save, 16);
 		if (rc == 0)
 			h->msgs++;
 		else
@@ -384,6 +396,7 @@ int main(int argc, char **argv)
 	    [C_MONITOR] = {"monitor", 1, (links ? links : 1) * 64},
 	    [C_MIRROR] = {"mirror", 1, cfg.mirror.log_size},
 	    [C_PROXY] = {"proxy", 4, 16u << 20},
+	    [C_BALANCE] = {"balance", 1, 0},
 	    [C_STRANGER] = {"stranger", 1, 4096},
 	};
 	for (unsigned i = 0; i < N_CLIENTS; i++) {

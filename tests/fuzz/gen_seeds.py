@@ -199,6 +199,18 @@ def config():
     write("config", "full", b"\x01" + full)
     write("config", "bad_key", b"\x07" + base + b"colour = blue\n")
     write("config", "syntax", b"\x03[node\nid = a\n")
+    write("config", "balance", b"\x00" + base + b"[balance]\nauto = on\nimbalance = 1.5\n"
+          b"window_s = 10\nmin_interval_s = 60\n")
+
+
+# ---- balance (src/balance/wire.c) ----
+def balance():
+    def entry(name, req_milli, bps):
+        return name.ljust(64, b"\0") + struct.pack("<QQ", req_milli, bps)
+    vols = [entry(b"vol-a", 120000, 4096 * 120), entry(b"v.1_x", 5, 0)]
+    hdr = struct.pack("<IHHHHIQQ", 0x314C4244, 1, 1, len(vols), 0, 0, 120005, 4096 * 120)
+    write("balance", "two", hdr + b"".join(vols))
+    write("balance", "empty", struct.pack("<IHHHHIQQ", 0x314C4244, 1, 0, 0, 0, 0, 0, 0))
 
 
 if __name__ == "__main__":
@@ -208,3 +220,4 @@ if __name__ == "__main__":
     mbox()
     control()
     config()
+    balance()

@@ -13,7 +13,7 @@
 set -euo pipefail
 secs=${1:-60}
 shift || true
-all=(fuzz_nbd fuzz_allow fuzz_nvram fuzz_ccm fuzz_proxy fuzz_mbox fuzz_control fuzz_config fuzz_netaddr fuzz_owner)
+all=(fuzz_nbd fuzz_allow fuzz_nvram fuzz_ccm fuzz_proxy fuzz_mbox fuzz_control fuzz_config fuzz_netaddr fuzz_owner fuzz_balance)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,7 +31,7 @@ mkdir -p build-fuzz/artifacts
 # Per target: the largest input it takes.
 declare -A maxlen=([fuzz_nbd]=16384 [fuzz_allow]=4096 [fuzz_nvram]=65537 [fuzz_ccm]=16441 [fuzz_proxy]=16384
 	[fuzz_mbox]=4097 [fuzz_control]=8192 [fuzz_config]=8192 [fuzz_netaddr]=256
-	[fuzz_owner]=4096)
+	[fuzz_owner]=4096 [fuzz_balance]=10272)
 rc=0
 for t in "${targets[@]}"; do
 	c=${t#fuzz_}

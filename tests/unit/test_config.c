@@ -260,6 +260,51 @@ static void test_ccm_keys(void **state)
 	assert_int_equal(cfg.ic.instance_max_load, 0);
 }
 
+static void test_balance_keys(void **state)
+{
+	struct balance_opts o;
+	static const char *const bad[] = {"1.0", "0.5", "1.05",	 "2.0001",
+					  "x",	 ".",	"",	 "2..0",
+					  "1e3", "-2",	"100.5", "99999999999999999999"};
+
+	(void)state;
+	assert_int_equal(config_load_string("t.ini", BASE, &cfg, err, sizeof(err)), 0);
+	config_balance_opts(&cfg, &o);
+	assert_false(o.enabled);
+	assert_int_equal(o.imbalance_milli, 2000);
+	assert_int_equal(o.window_s, 30);
+	assert_int_equal(o.min_interval_s, 300);
+	assert_int_equal(config_load_string("t.ini",
+					    BASE "[balance]\nauto = on\nimbalance = 1.25\n"
+						 "window_s = 5\nmin_interval_s = 0\n",
+					    &cfg, err, sizeof(err)),
+			 0);
+	config_balance_opts(&cfg, &o);
+	assert_true(o.enabled);
+	assert_int_equal(o.imbalance_milli, 1250);
+	assert_int_equal(o.window_s, 5);
+	assert_int_equal(o.min_interval_s, 0);
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[balance]\nimbalance = 3\n", &cfg, err, sizeof(err)),
+	    0);
+	assert_int_equal(cfg.balance.imbalance_milli, 3000);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), BASE "[balance]\nimbalance = %s\n", bad[i]);
+		assert_int_equal(config_load_string("t.ini", text, &cfg, err, sizeof(err)),
+				 -EINVAL);
+		assert_non_null(strstr(err, "[balance] imbalance"));
+	}
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[balance]\nwindow_s = 2\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "t.ini:8: [balance] window_s"));
+	assert_int_equal(
+	    config_load_string("t.ini", BASE "[balance]\nauto = yes\n", &cfg, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "[balance] auto"));
+}
+
 static void test_hooks_keys(void **state)
 {
 	(void)state;
@@ -570,7 +615,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_long_path_error), cmocka_unit_test(test_tls_keys),
 	    cmocka_unit_test(test_metrics_keys),    cmocka_unit_test(test_service_address_keys),
-	    cmocka_unit_test(test_hooks_keys),
+	    cmocka_unit_test(test_hooks_keys),	    cmocka_unit_test(test_balance_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

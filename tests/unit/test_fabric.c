@@ -138,6 +138,7 @@ static bool req_finished(void *arg)
 
 /* Largest message of the links side_open opens (a test may raise it). */
 static size_t side_max_msg = 256;
+static unsigned side_spin_us; /* fab_link_opts.spin_us of the next sides opened */
 
 static void side_open(struct side *s, const char *name, const char *local, const char *peer,
 		      uint64_t key, unsigned flags)
@@ -150,6 +151,7 @@ static void side_open(struct side *s, const char *name, const char *local, const
 	    .rx_depth = 8,
 	    .max_msg = side_max_msg,
 	    .flags = flags,
+	    .spin_us = side_spin_us,
 	};
 	struct fab_link_events ev = {.on_msg = on_msg, .on_doorbell = on_doorbell, .arg = s};
 
@@ -240,8 +242,9 @@ static int teardown(void **state)
  */
 struct pair_spec {
 	const char *host;
-	int port;	/* offset, for P() */
-	unsigned flags; /* FAB_LINK_* of both sides */
+	int port;	  /* offset, for P() */
+	unsigned flags;	  /* FAB_LINK_* of both sides */
+	unsigned spin_us; /* fab_link_opts.spin_us of both sides */
 };
 
 struct pair {
@@ -260,7 +263,9 @@ static int pair_setup(void **state)
 	}
 	p->ra = (struct fab_remote){.key = KEY_A, .size = REGION};
 	p->rb = (struct fab_remote){.key = KEY_B, .size = REGION};
+	side_spin_us = spec->spin_us;
 	pair_open(&p->a, &p->b, spec->host, P(spec->port), spec->flags);
+	side_spin_us = 0;
 	*state = p;
 	return 0;
 }
@@ -277,8 +282,11 @@ static int pair_teardown(void **state)
 
 #define PAIR_TEST_AT(f, host, port, flags)                                     \
 	cmocka_unit_test_prestate_setup_teardown(f, pair_setup, pair_teardown, \
-						 (&(struct pair_spec){host, port, flags}))
+						 (&(struct pair_spec){host, port, flags, 0}))
 #define PAIR_TEST(f, port) PAIR_TEST_AT(f, "127.0.0.1", port, 0)
+#define PAIR_TEST_SPIN(f, port, us)                                            \
+	cmocka_unit_test_prestate_setup_teardown(f, pair_setup, pair_teardown, \
+						 (&(struct pair_spec){"127.0.0.1", port, 0, us}))
 
 static bool got_doorbell(void *arg)
 {
@@ -861,6 +869,30 @@ static void test_poll_mode(void **state)
 	read_back(*state, 1, 9);
 }
 
+/* A spin budget (spin_us): the poller reads the completions itself, the
+ * loop stops spinning once the budget passed with nothing to do, and a
+ * completion callback may still close its link (the loop's poller list
+ * changes under it). */
+static void test_spin(void **state)
+{
+	struct pair *p = *state;
+	struct fab_link_stats st;
+	uint64_t end;
+	int rc;
+
+	for (int i = 0; i < 200; i++)
+		read_back(p, (size_t)i % 64, (unsigned char)i);
+	fab_link_get_stats(p->a.link, &st);
+	assert_true(st.spin_reaped > 0);
+	end = loop_now_ns() + WAIT_NS;
+	while ((rc = loop_run_once(lp, 0)) > 0)
+		assert_true(loop_now_ns() < end);
+	assert_int_equal(rc, 0);
+	fab_link_get_stats(p->a.link, &st);
+	assert_true(st.spin_sleeps > 0);
+	test_close_from_callback(state);
+}
+
 struct target {
 	struct loop *loop;
 	struct side side;
@@ -1368,6 +1400,7 @@ int main(void)
 	    PAIR_TEST_AT(test_ipv6, "[::1]", 141, 0),
 	    PAIR_TEST_AT(test_mr_local, "127.0.0.1", 101, FAB_LINK_FORCE_MR_LOCAL),
 	    PAIR_TEST_AT(test_poll_mode, "127.0.0.1", 111, FAB_LINK_FORCE_POLL),
+	    PAIR_TEST_SPIN(test_spin, 241, 2000),
 	    cmocka_unit_test_setup_teardown(test_passive_target, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_keeps_regions, setup, teardown),
