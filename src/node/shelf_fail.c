@@ -138,7 +138,7 @@ static void test_hook(struct node_shelf *sh)
 	if (sh->test_on || !sh->test_path[0] || stat(sh->test_path, &st) < 0)
 		return;
 	LOG_WARN("test: DUET_TEST_SHELF_EIO: every I/O of the own shelf fails with EIO now");
-	store_test_fail(sh->n->store, -EIO);
+	store_fail_all(sh->n->store, -EIO);
 	sh->test_on = true;
 }
 
@@ -167,8 +167,12 @@ static void check_health(struct node_shelf *sh)
 		sh->window_ns = now;
 		sh->window_errors = errors;
 	}
-	if (sh->failed)
-		LOG_ERROR("the own shelf %s failed: %s", n->cfg.node.shelf, sh->why);
+	if (!sh->failed)
+		return;
+	LOG_ERROR("the own shelf %s failed: %s", n->cfg.node.shelf, sh->why);
+	/* Nothing more goes to it: what would hang there (a consistency
+	 * point's fdatasync on a dead mount) would hold the log's drop up. */
+	store_fail_all(n->store, -EIO);
 }
 
 /* ---- giving the own shelf ---- */

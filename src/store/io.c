@@ -588,8 +588,8 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->bounce = NULL;
 	io->fence_gen = s->fence_gen;
 	s->inflight++;
-	if (s->test_err) {
-		defer(s, io, s->test_err);
+	if (s->fail_err) {
+		defer(s, io, s->fail_err);
 		return;
 	}
 	switch (io->op) {
@@ -646,9 +646,9 @@ uint64_t store_shelf_errors(const struct store *s)
 	return s ? s->shelf_errors : 0;
 }
 
-void store_test_fail(struct store *s, int err)
+void store_fail_all(struct store *s, int err)
 {
-	s->test_err = err;
+	s->fail_err = err;
 }
 
 /* Append an extent, merging it into the last one when of the same kind.

@@ -128,9 +128,10 @@ bool store_error_is_shelf(int rc);
 /** Ios that ended with such an error since store_open: what a node watches
  * to hand its shelf over (docs/RELOCATION.md, "On a failed path"). */
 uint64_t store_shelf_errors(const struct store *s);
-/** Test only: every io submitted from now on ends with @p err (0: off), as
- * if the shelf failed under this process alone (DUET_TEST_SHELF_EIO). */
-void store_test_fail(struct store *s, int err);
+/** Every io submitted from now on ends with @p err (0: off): a shelf
+ * declared failed (nothing more waits on it, a consistency point included),
+ * and the test hook DUET_TEST_SHELF_EIO. */
+void store_fail_all(struct store *s, int err);
 
 /** FLUSH accounting since store_open. */
 struct store_stats {

@@ -606,7 +606,7 @@ static void test_short_io(void **state)
 }
 
 /* Errors that say the shelf is failing are counted (store_shelf_errors),
- * others not; store_test_fail makes every io end with its error. */
+ * others not; store_fail_all makes every io end with its error. */
 static void test_shelf_errors(void **state)
 {
 	struct ctx c;
@@ -619,12 +619,12 @@ static void test_shelf_errors(void **state)
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(buf), buf), 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, MiB, sizeof(buf), buf), -EINVAL);
 	assert_int_equal(store_shelf_errors(c.s), 0); /* out of range: not the shelf */
-	store_test_fail(c.s, -EIO);
+	store_fail_all(c.s, -EIO);
 	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(buf), buf), -EIO);
 	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(buf), buf), -EIO);
 	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), -EIO);
 	assert_int_equal(store_shelf_errors(c.s), 3);
-	store_test_fail(c.s, 0);
+	store_fail_all(c.s, 0);
 	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(buf), buf), 0);
 	assert_true(store_error_is_shelf(-ENOTCONN) && store_error_is_shelf(-EROFS));
 	assert_false(store_error_is_shelf(-EINVAL) || store_error_is_shelf(-ENOSPC));
