@@ -75,6 +75,7 @@ done
 step "SIGKILL a, its shelf healthy again: b takes over, a comes back, nothing replayed over b's writes"
 writer k --port $B_NBD --export vol-a --blocks 1024 --qd 16
 wait_acks k $N
+wait_for takeover_possible b || fail "b may not take over a: $(ha b .reason)"
 kill_node a
 rm -f "$T/a-shelf.fail"
 wait_takeover b
