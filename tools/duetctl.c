@@ -225,6 +225,13 @@ static void print_addresses(struct json_object *arr)
 	}
 }
 
+/* " (WHY)" when there is something to say. */
+static void print_why(const char *why)
+{
+	if (why[0] && strcmp(why, "-") != 0)
+		printf(" (%s)", why);
+}
+
 static void print_status(struct json_object *r)
 {
 	struct json_object *ha = jget(r, "ha"), *ses = jget(r, "session"), *mir = jget(r, "mirror");
@@ -252,6 +259,17 @@ static void print_status(struct json_object *r)
 	       jstr(ses, "partner_version"));
 	printf("mirror: %s, lag %s bytes, takeover safe: %s (%s)\n", jstr(mir, "state"),
 	       jstr(mir, "lag_bytes"), jstr(mir, "takeover_safe"), jstr(mir, "reason"));
+	struct json_object *sf = jget(r, "shelf_handover");
+	if (sf && (strcmp(jstr(sf, "own"), "ok") != 0 || strcmp(jstr(sf, "give"), "ok") != 0 ||
+		   strcmp(jstr(sf, "take"), "idle") != 0)) {
+		printf("shelf: own %s", jstr(sf, "own"));
+		print_why(jstr(sf, "why"));
+		printf("; handing it over: %s", jstr(sf, "give"));
+		print_why(jstr(sf, "give_last"));
+		printf("; taking the partner's: %s", jstr(sf, "take"));
+		print_why(jstr(sf, "take_last"));
+		printf("\n");
+	}
 	print_links(jget(r, "links"));
 	print_volumes(jget(r, "volumes"));
 	print_addresses(jget(r, "addresses"));

@@ -94,6 +94,7 @@ static void tick_cb(struct loop_timer *t)
 		if (ccm->links[i].reopen_pending)
 			ccm_schedule(ccm);
 	ccm_inst_update_rates(ccm);
+	ccm_inst_failover(ccm);
 	if (ccm->tick_count % 50 == 0)
 		ccm_inst_rebalance(ccm);
 	if (ccm->pending_ops)

@@ -404,6 +404,8 @@ struct ccm_inst {
 	unsigned ports;
 	uint64_t test_load; /* unit tests: added to rate */
 	struct wire_inst_load partner;
+	uint64_t live_since_ns; /* a link of it up since (0: none up): ccm_inst_failover */
+	uint64_t live_session;	/* the session (ccm->sessions) it last had a link up in */
 };
 
 struct ccm_port {
@@ -419,6 +421,7 @@ struct ccm_port {
 	struct fab_remote remote;
 	bool up;
 	unsigned inst;
+	unsigned home; /* moved off instance home - 1 by ccm_inst_failover (0: not moved) */
 	struct ccm_chan ch;
 	uint64_t bytes_total, bytes_prev, rate;
 	unsigned inflight; /* ops referencing this port */
@@ -676,6 +679,9 @@ void ccm_inst_update_rates(struct ccm *ccm);
 unsigned ccm_inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned idx);
 /** Once a second: move the heaviest port off an instance past instance_max_load. */
 void ccm_inst_rebalance(struct ccm *ccm);
+/** Every tick: ports of an instance with no link up move to one with a
+ * link up, and back once their instance has had one up for a second. */
+void ccm_inst_failover(struct ccm *ccm);
 
 /* chan.c: reliable ordered channels over the lanes; calls lane.c and
  * crypto.c, and up-calls ccm_sess_on_ctl and ccm_op_finish. */

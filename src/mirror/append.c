@@ -277,6 +277,8 @@ void mirror_fail_held(struct mirror *m, int err)
 
 /* ---- partner-outdated mark ---- */
 
+#define MIRROR_OUT_RETRY_MS 100u
+
 static void outdate_done(void *arg, int result)
 {
 	struct mirror *m = arg;
@@ -291,14 +293,22 @@ void mirror_outdate_step(struct mirror *m)
 	if (m->out_done_flag) {
 		m->out_done_flag = false;
 		m->out_inflight = false;
-		if (m->out_done_result < 0)
-			LOG_ERROR("could not record that the partner's image is %s: %s",
-				  m->out_sent ? "outdated" : "current",
-				  strerror(-m->out_done_result));
-		else
+		if (m->out_done_result < 0) {
+			/* Again in a while, not at once (a mailbox on a dead
+			 * mount fails at once, every time), logged once. */
+			if (m->out_done_result != m->out_last_err)
+				LOG_ERROR("could not record that the partner's image is %s: %s "
+					  "(trying again every %u ms)",
+					  m->out_sent ? "outdated" : "current",
+					  strerror(-m->out_done_result), MIRROR_OUT_RETRY_MS);
+			m->out_last_err = m->out_done_result;
+			loop_timer_arm(m->loop, &m->out_timer, MIRROR_OUT_RETRY_MS * NS_PER_MS);
+		} else {
+			m->out_last_err = 0;
 			m->out_have = m->out_sent;
+		}
 	}
-	if (m->out_inflight || m->out_want == m->out_have)
+	if (m->out_inflight || loop_timer_armed(&m->out_timer) || m->out_want == m->out_have)
 		return;
 	if (!m->host->partner_outdated) {
 		m->out_have = m->out_want;

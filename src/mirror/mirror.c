@@ -75,6 +75,7 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 	loop_timer_init(&m->cp_timer, mirror_cp_timer_fn, m);
 	loop_timer_init(&m->retry_timer, wake_timer_fn, m);
 	loop_timer_init(&m->suspend_timer, wake_timer_fn, m);
+	loop_timer_init(&m->out_timer, wake_timer_fn, m);
 	slist_init(&m->wait_space.q);
 	slist_init(&m->wait_logged.q);
 	list_init(&m->unapplied);
@@ -133,6 +134,7 @@ void mirror_close(struct mirror *m)
 	loop_timer_cancel(m->loop, &m->cp_timer);
 	loop_timer_cancel(m->loop, &m->retry_timer);
 	loop_timer_cancel(m->loop, &m->suspend_timer);
+	loop_timer_cancel(m->loop, &m->out_timer);
 	mirror_syncer_stop(m->sync);
 	if (!list_empty(&m->unapplied) || m->wait_logged.n || m->wait_space.n)
 		LOG_WARN("mirror closed with writes in flight");

@@ -263,6 +263,8 @@ struct mirror {
 	bool out_want, out_have, out_inflight, out_sent;
 	bool out_done_flag;
 	int out_done_result;
+	int out_last_err;	     /* of the last failed attempt (logged once), or 0 */
+	struct loop_timer out_timer; /* the next attempt after a failure */
 
 	struct loop_timer suspend_timer;
 	int fail_held; /* mirror_fail_held: the error for held writes, or 0 */

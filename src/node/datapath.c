@@ -86,6 +86,9 @@ struct node_datapath {
 	uint64_t n_held;
 	bool drop_fua;	    /* durability = local-sync: the synced log stands for FUA */
 	bool write_through; /* every write FUA (no log covers this shelf's volumes) */
+	/* What a failed store result becomes (node_datapath_set_error_hook). */
+	int (*err_hook)(void *arg, int result);
+	void *err_arg;
 	struct dp_io *free_list;
 	struct dp_vol *vols;
 	uint64_t inflight;
@@ -324,9 +327,17 @@ void node_datapath_each_volume(const struct node_datapath *b,
 	}
 }
 
+/* A store (or consistency point) error, as the hook would have it. */
+static int store_result(struct node_datapath *b, int result)
+{
+	return result < 0 && b->err_hook ? b->err_hook(b->err_arg, result) : result;
+}
+
 static void be_io_done(struct store_io *sio, int result)
 {
-	bio_finish(container_of(sio, struct dp_io, sio), result);
+	struct dp_io *bio = container_of(sio, struct dp_io, sio);
+
+	bio_finish(bio, store_result(bio->b, result));
 }
 
 /* ---- the logged write path (docs/MIRROR.md, "The write path") ---- */
@@ -387,7 +398,7 @@ static void lw_stored(struct store_io *sio, int result)
 {
 	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 
-	bio->store_rc = result;
+	bio->store_rc = store_result(bio->b, result);
 	mirror_applied(bio->b->m, &bio->mw);
 	logged_write_end(bio);
 }
@@ -403,7 +414,7 @@ static void lw_fast_zero_stored(struct store_io *sio, int result)
 
 	if (result < 0) {
 		mirror_range_unlock(&bio->bv->rl, &bio->range);
-		bio_finish(bio, result);
+		bio_finish(bio, store_result(bio->b, result));
 		return;
 	}
 	bio->pending = 1;
@@ -540,7 +551,9 @@ static void nl_write(struct node_datapath *b, struct dp_io *bio)
 
 static void lw_flushed(struct mirror_flush *f, int result)
 {
-	bio_finish(container_of(f, struct dp_io, mf), result);
+	struct dp_io *bio = container_of(f, struct dp_io, mf);
+
+	bio_finish(bio, store_result(bio->b, result));
 }
 
 /* A consistency point: fdatasync every volume written since the last one
@@ -1014,6 +1027,8 @@ int node_datapath_vol_set(struct node_datapath *b, const char *name, int away, i
 		return -ENOENT;
 	if (away >= 0)
 		bv->away = away;
+	if (away == 1)
+		bv->dirty = false; /* not ours to sync (its data is durable, or replayed) */
 	if (leaving >= 0)
 		bv->leaving = leaving;
 	return 0;
@@ -1034,6 +1049,13 @@ struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char
 void node_datapath_set_write_through(struct node_datapath *b)
 {
 	b->write_through = true;
+}
+
+void node_datapath_set_error_hook(struct node_datapath *b, int (*hook)(void *arg, int result),
+				  void *arg)
+{
+	b->err_hook = hook;
+	b->err_arg = arg;
 }
 
 struct mirror *node_datapath_mirror(const struct node_datapath *b)

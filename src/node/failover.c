@@ -449,6 +449,12 @@ static void replay_partner(struct node *n)
 		return;
 	}
 	fo->delayed = false;
+	if (node_shelf_replaying(n)) {
+		/* A handover's replay of the same image (shelf_fail.c): after it. */
+		loop_timer_arm(n->loop, &fo->delay_timer, RETRY_NS);
+		fo->delayed = true;
+		return;
+	}
 	rc = open_partner_shelf(n);
 
 	if (rc < 0)

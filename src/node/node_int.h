@@ -75,6 +75,7 @@ struct node {
 	struct node_datapath *partner_dp; /* its volumes, served through the proxy port */
 	struct node_reloc *reloc;	  /* routes and relocation (relocate.c) */
 	struct node_move *move;		  /* volume move (move.c) */
+	struct node_shelf *shelf_fail;	  /* the own shelf's health, handover (shelf_fail.c) */
 	struct node_balance *balance;	  /* automatic balance (balance_host.c) */
 	struct node_hooks *hooks;	  /* [hooks] dir; NULL without */
 	char ev_state[24];		  /* the HA state the last event told (failover.c) */
@@ -176,6 +177,10 @@ uint64_t node_datapath_vol_inflight(struct node_datapath *b, const char *name);
 struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char *name);
 /** Every write FUA: for volumes of the partner's shelf that no log covers. */
 void node_datapath_set_write_through(struct node_datapath *b);
+/** What a failed store result of a request becomes (shelf_fail.c: -EXDEV,
+ * "not executed", while the shelf is being handed over); NULL: itself. */
+void node_datapath_set_error_hook(struct node_datapath *b, int (*hook)(void *arg, int result),
+				  void *arg);
 /** The log behind the datapath, or NULL. */
 struct mirror *node_datapath_mirror(const struct node_datapath *b);
 
@@ -258,6 +263,15 @@ void node_reloc_release_held(struct node *n);
 void node_reloc_set_serving(struct node *n, bool serving);
 /** Fail what waits, close the partner's shelf opened for relocated volumes. */
 void node_reloc_destroy(struct node *n);
+/** The partner's shelf as opened for volumes relocated here (opened now if
+ * need be), for the shelf handover. */
+int node_reloc_partner_store(struct node *n, struct store **out);
+/** Ownership changed (the handover set volumes leaving or away): routes
+ * decide again, waiting commands are retried. */
+void node_reloc_changed(struct node *n);
+/** Adopt what names this node on either shelf now (as on a partner list). */
+void node_reloc_adopt_all(struct node *n);
+
 /** Call @p fn for every volume of the partner's shelf opened here (served
  * here if node_reloc_owned_here). */
 void node_reloc_each_volume(const struct node *n,
@@ -267,6 +281,25 @@ void node_reloc_each_volume(const struct node *n,
 /** Relocations from here and adoptions here so far (@p moves); true while
  * one runs. */
 bool node_reloc_activity(const struct node *n, uint64_t *moves);
+
+/* shelf_fail.c: the own shelf failing under this node while the partner
+ * reaches it: its volumes handed over to the partner, which replays this
+ * node's log image onto it first (docs/RELOCATION.md, "On a failed path"). */
+/** Start watching the own shelf (from node_reloc_create). */
+int node_shelf_create(struct node *n);
+void node_shelf_destroy(struct node *n);
+/** The own shelf failed here: nothing of it is served or adopted again. */
+bool node_shelf_failed(const struct node *n);
+/** The partner's id for a volume of the own shelf handed over to it (its
+ * owner field may be unreadable here), else NULL. */
+const char *node_shelf_owner(const struct node *n, const char *name);
+/** The partner said that its own shelf failed (it hands it over). */
+bool node_shelf_partner_failed(const struct node *n);
+/** A replay of the partner's log image for a handover runs (a takeover's
+ * replay waits for it). */
+bool node_shelf_replaying(const struct node *n);
+/** The member "shelf_handover" of status. */
+int node_shelf_status_json(struct node *n, struct json_object *root);
 
 /* balance_host.c: automatic balance on load ([balance], src/balance). */
 /** Measure the volumes' load each second and send it to the partner (a

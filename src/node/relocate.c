@@ -322,6 +322,24 @@ static void route_wait(struct node *n, struct nbd_io *io)
 		loop_timer_arm(n->loop, &r->retry, ROUTE_RETRY_NS);
 }
 
+/* A command of the own listener back from the local backend: "not
+ * executed" (PROXY_MOVED: its shelf is being handed over, shelf_fail.c)
+ * waits for the route to decide again; any other result goes to the client. */
+static void route_local_done(struct nbd_io *io, int result)
+{
+	struct route_vol *rv = io->complete_arg;
+
+	io->complete = NULL;
+	io->complete_arg = NULL;
+	if (result != PROXY_MOVED) {
+		nbd_io_done(io, result);
+		return;
+	}
+	io->export_handle = rv;
+	rv->gen--; /* decide again */
+	route_wait(rv->n, io);
+}
+
 /* Where the command goes: the local backend while the volume is served
  * here, else the forwarder; nowhere yet: it waits. */
 static void route_submit(void *ctx, struct nbd_io *io)
@@ -346,6 +364,8 @@ static void route_submit(void *ctx, struct nbd_io *io)
 			return;
 		}
 		io->export_handle = rv->lv;
+		io->complete = route_local_done; /* "not executed": routed again */
+		io->complete_arg = rv;
 		local_submit(n, io);
 		return;
 	}
@@ -457,6 +477,8 @@ static bool adopt_one(struct node *n, struct node_datapath *dp, const char *name
 	struct store_volume *v = node_datapath_vol_store(dp, name);
 	struct store_volume_info vi;
 
+	if (dp == n->dp && node_shelf_failed(n))
+		return false; /* handed over: nothing goes back to a failed shelf */
 	if (!v || node_datapath_vol_here(dp, name) || store_volume_reload_owner(v) < 0)
 		return false;
 	store_volume_get_info(v, &vi);
@@ -729,6 +751,11 @@ int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct nod
 		snprintf(err, errlen, "volume %s is not served by this node", name);
 		return -ENOENT;
 	}
+	if (from == r->rdp && node_shelf_partner_failed(n)) {
+		snprintf(err, errlen, "%s's own shelf failed: it takes back none of its volumes",
+			 n->cfg.ic.partner);
+		return -EHOSTUNREACH;
+	}
 	if (!n->cfg.monitor.partner_shelf[0]) {
 		/* The partner reaches our shelf as we reach its: a pair whose
 		 * shelves are not shared cannot relocate. */
@@ -768,6 +795,8 @@ static bool shelf_volume(struct node *n, const char *name, struct store_volume_i
 	if (!v)
 		return false;
 	store_volume_get_info(v, vi);
+	if (node_shelf_owner(n, name)) /* handed over: its shelf failed here */
+		snprintf(vi->owner, sizeof(vi->owner), "%s", node_shelf_owner(n, name));
 	return true;
 }
 
@@ -825,7 +854,7 @@ int node_reloc_status_json(struct node *n, struct json_object *root)
 	jobj_add_u64(o, "adopted", r ? r->adopted : 0);
 	jobj_add_str(o, "last", r ? r->last : "");
 	json_object_object_add(root, "relocation", o);
-	return 0;
+	return node_shelf_status_json(n, root);
 }
 
 /* ---- life ---- */
@@ -843,7 +872,33 @@ int node_reloc_create(struct node *n)
 	loop_timer_init(&r->recheck, recheck_fire, r);
 	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
 	n->reloc = r;
-	return 0;
+	return node_shelf_create(n);
+}
+
+/* ---- hooks of the shelf handover (shelf_fail.c) ---- */
+
+int node_reloc_partner_store(struct node *n, struct store **out)
+{
+	int rc = n->reloc ? open_rstore(n) : -ENOENT;
+
+	*out = rc == 0 ? n->reloc->rstore : NULL;
+	return rc;
+}
+
+void node_reloc_changed(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r)
+		return;
+	r->gen++;
+	if (!list_empty(&r->pending))
+		route_retry_fire(&r->retry);
+}
+
+void node_reloc_adopt_all(struct node *n)
+{
+	partner_vols_changed(n);
 }
 
 void node_reloc_proxy_opts(struct node *n, struct proxy_opts *po)
@@ -999,6 +1054,7 @@ void node_reloc_destroy(struct node *n)
 
 	if (!r)
 		return;
+	node_shelf_destroy(n);
 	loop_timer_cancel(n->loop, &r->retry);
 	loop_timer_cancel(n->loop, &r->poll);
 	loop_timer_cancel(n->loop, &r->recheck);

@@ -133,6 +133,10 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 	if (!(m.flags & PX_F_LAST))
 		return;
 	px->vols_receiving = false;
+	if (px->partner_shelf != (m.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT) {
+		px->partner_shelf = (m.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT;
+		changed = true;
+	}
 	list_for_each(pos, &px->vols)
 	{
 		struct pvol *v = list_entry(pos, struct pvol, node);

@@ -353,6 +353,26 @@ void proxy_local_volumes_changed(struct proxy *px)
 		proxy_srv_refresh_vols(px, NULL);
 }
 
+void proxy_set_shelf_state(struct proxy *px, unsigned state)
+{
+	if (!px || px->shelf == state)
+		return;
+	px->shelf = state;
+	proxy_srv_refresh_vols(px, NULL);
+}
+
+unsigned proxy_partner_shelf_state(const struct proxy *px)
+{
+	return px ? px->partner_shelf : 0;
+}
+
+bool proxy_partner_lists(struct proxy *px, const char *volume)
+{
+	struct pvol *v = px ? proxy_fw_vol_find(px, volume) : NULL;
+
+	return v && v->listed && v->id_valid;
+}
+
 int proxy_route_local(struct proxy *px, const char *volume, const struct nbd_backend_ops *ops,
 		      void *ctx)
 {

@@ -108,6 +108,23 @@ const struct nbd_backend_ops *proxy_backend_ops(void);
  * list to the partner. */
 void proxy_local_volumes_changed(struct proxy *px);
 
+/** Shelf handover states (docs/RELOCATION.md, "On a failed path"), sent
+ * with each volume list: GIVE (from a node whose own shelf failed: its
+ * volumes there are drained and its log image on the partner is final:
+ * replay it and take them), REPLAYED (from the partner: that image is on
+ * the shelf, durably, and retired), DROPPED (from the first: its own log is
+ * dropped; the partner may serve the volumes now). */
+#define PROXY_SHELF_GIVE     1u
+#define PROXY_SHELF_REPLAYED 2u
+#define PROXY_SHELF_DROPPED  4u
+/** Set the state sent with our list (pushed at once if it changed). */
+void proxy_set_shelf_state(struct proxy *px, unsigned state);
+/** The state of the partner's last list (0 before one). */
+unsigned proxy_partner_shelf_state(const struct proxy *px);
+/** The partner's last list names @p volume (a forwarded command has a
+ * place to go). */
+bool proxy_partner_lists(struct proxy *px, const char *volume);
+
 /**
  * Takeover hook: serve the partner volume @p volume locally from now on.
  * Commands waiting for the partner and new ones go to @p ops / @p ctx (its

@@ -78,6 +78,10 @@ enum px_type {
 #define PX_F_INLINE (1u << 2) /* REQ WRITE / REP READ: data follows; REQ READ: reply inline */
 #define PX_F_FIRST  (1u << 3) /* VOLS: first message of a list */
 #define PX_F_LAST   (1u << 4) /* VOLS: last message of a list */
+/* VOLS: the sender's shelf handover state (PROXY_SHELF_*, 3 bits), carried
+ * on every message of a list and taken at its last. */
+#define PX_F_SHELF_SHIFT 5u
+#define PX_F_SHELF_MASK	 (7u << PX_F_SHELF_SHIFT)
 
 struct px_hdr {
 	uint32_t magic;
@@ -447,6 +451,7 @@ struct proxy {
 	struct list vols; /* struct pvol */
 	uint64_t vols_server_session;
 	bool vols_receiving;
+	unsigned partner_shelf;	       /* PROXY_SHELF_* of the partner's last list */
 	struct list cmds;	       /* struct pcmd, in submission order */
 	struct list waitq;	       /* struct preq not yet sent, in submission order */
 	struct list parked;	       /* refused, in submission order */
@@ -467,6 +472,7 @@ struct proxy {
 	void (*vols_changed)(void *arg); /* the partner's list changed */
 	void *vols_changed_arg;
 	struct list svols; /* struct svol */
+	unsigned shelf;	   /* PROXY_SHELF_* sent with our list */
 	uint32_t next_vol_id;
 	uint64_t table_session;
 	uint64_t epoch_ctr;

@@ -258,7 +258,7 @@ static bool send_vols(struct pxport *p)
 	list_for_each(pos, &px->svols) total += !list_entry(pos, struct svol, node)->gone;
 	do {
 		unsigned n = 0;
-		uint16_t flags = 0;
+		uint16_t flags = (uint16_t)((px->shelf << PX_F_SHELF_SHIFT) & PX_F_SHELF_MASK);
 		size_t len;
 		unsigned skip = sent;
 

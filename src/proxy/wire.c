@@ -341,8 +341,8 @@ void proxy_wire_put_vol(void *buf, unsigned i, const struct px_vol *v)
 
 int proxy_wire_decode_vols(const void *msg, size_t len, struct pxm_vols *out, const char **why)
 {
-	int rc = get_hdr(msg, len, PX_VOLS, PX_F_FIRST | PX_F_LAST, sizeof(struct px_vols),
-			 &out->flags, why);
+	int rc = get_hdr(msg, len, PX_VOLS, PX_F_FIRST | PX_F_LAST | PX_F_SHELF_MASK,
+			 sizeof(struct px_vols), &out->flags, why);
 
 	if (rc < 0)
 		return rc;

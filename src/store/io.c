@@ -181,6 +181,8 @@ static void finish(struct store *s, struct store_io *io, int res)
 	free(io->bounce);
 	io->bounce = NULL;
 	s->inflight--;
+	if (store_error_is_shelf(res) && !store_io_fenced(s, io)) /* a fence is no shelf failure */
+		s->shelf_errors++;
 	io->done(io, res);
 }
 
@@ -586,6 +588,10 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->bounce = NULL;
 	io->fence_gen = s->fence_gen;
 	s->inflight++;
+	if (s->fail_err) {
+		defer(s, io, s->fail_err);
+		return;
+	}
 	switch (io->op) {
 	case STORE_OP_READ:
 	case STORE_OP_WRITE:
@@ -627,6 +633,22 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	if (v->direct && modifies(io->op) && !write_admit(v, io))
 		return;
 	queue_step(s, io);
+}
+
+bool store_error_is_shelf(int rc)
+{
+	return rc == -EIO || rc == -ENODEV || rc == -ENOENT || rc == -ENXIO || rc == -ESTALE ||
+	       rc == -ENOTCONN || rc == -ECONNABORTED || rc == -EROFS;
+}
+
+uint64_t store_shelf_errors(const struct store *s)
+{
+	return s ? s->shelf_errors : 0;
+}
+
+void store_fail_all(struct store *s, int err)
+{
+	s->fail_err = err;
 }
 
 /* Append an extent, merging it into the last one when of the same kind.

@@ -125,6 +125,18 @@ enum store_engine store_get_engine(const struct store *s);
 /** Ios submitted and not yet completed. */
 unsigned store_inflight(const struct store *s);
 
+/** Whether @p rc (a negative errno) says the shelf itself is failing: EIO,
+ * ENODEV, ENOENT, ENXIO, ESTALE, ENOTCONN, ECONNABORTED (a FUSE server
+ * gone), EROFS (a file system remounted read-only on errors). */
+bool store_error_is_shelf(int rc);
+/** Ios that ended with such an error since store_open: what a node watches
+ * to hand its shelf over (docs/RELOCATION.md, "On a failed path"). */
+uint64_t store_shelf_errors(const struct store *s);
+/** Every io submitted from now on ends with @p err (0: off): a shelf
+ * declared failed (nothing more waits on it, a consistency point included),
+ * and the test hook DUET_TEST_SHELF_EIO. */
+void store_fail_all(struct store *s, int err);
+
 /** FLUSH accounting since store_open. */
 struct store_stats {
 	uint64_t flushes;	 /* FLUSH ios completed */

@@ -157,6 +157,10 @@ struct store {
 	 * on the loop thread, read by workers. */
 	unsigned fence_gen;
 	int fence_err;
+	/* Ios that ended with a shelf error (store_shelf_errors), and the
+	 * error every new io ends with (store_fail_all; 0: none). */
+	uint64_t shelf_errors;
+	int fail_err;
 };
 
 /* A worker's result for a step it did not run: the gate was closed. */

@@ -1809,6 +1809,47 @@ static void test_instances(void **state)
 	assert_int_equal(st.links[0].ops, ops0);
 }
 
+/* An instance whose only link fails gives its port to the live instance
+ * (its traffic goes there), and gets it back once the link has been up a
+ * second (issue 14 part 5). */
+static void test_instance_failover(void **state)
+{
+	struct ccm_status st;
+	uint8_t buf[256] = {0};
+
+	(void)state;
+	pair_create(2, 2);
+	pair_new();
+	pair_client(0, "mirror", 2, 4096);
+	assert_int_equal(ccm_test_port_instance(ccm_client_port(a->cl[0].c, 1)), 1);
+	pair_start();
+	wait_count(&a->cl[0].up, 2);
+	wait_links_up(a);
+	ff_set_stalled("a:1", true);
+	ff_set_stalled("b:1", true);
+	struct link_wait lw = {a->ccm, 1, false};
+	assert_true(run_until(link_state_is, &lw, WAIT_MS));
+	struct move_wait mw = {a->cl[0].c, 1, 0};
+	assert_true(run_until(port_moved, &mw, WAIT_MS));
+	ccm_get_status(a->ccm, &st);
+	assert_int_equal(st.instances[0].ports, 2);
+	assert_int_equal(st.instances[1].ports, 0);
+	uint64_t ops0 = st.links[0].ops;
+	for (int i = 0; i < 10; i++)
+		write_wait(ccm_client_port(a->cl[0].c, 1), buf, sizeof(buf), 0, 0);
+	ccm_get_status(a->ccm, &st);
+	assert_true(st.links[0].ops >= ops0 + 10);
+	ff_set_stalled("a:1", false);
+	ff_set_stalled("b:1", false);
+	lw.up = true;
+	assert_true(run_until(link_state_is, &lw, WAIT_MS));
+	mw.inst = 1;
+	assert_true(run_until(port_moved, &mw, WAIT_MS));
+	ccm_get_status(a->ccm, &st);
+	assert_int_equal(st.instances[0].ports, 1);
+	assert_int_equal(st.instances[1].ports, 1);
+}
+
 /* A heavy client gets an instance with no other heavy client. */
 static void test_heavy_placement(void **state)
 {
@@ -1846,6 +1887,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partner_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_instance_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_late_effects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_one_way_fence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),

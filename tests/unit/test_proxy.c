@@ -571,6 +571,16 @@ static void test_wire_rejects(void **state)
 	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
 	len = proxy_wire_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
+	/* the shelf handover bits ride along; a bit past them does not */
+	len = proxy_wire_encode_vols_hdr(
+	    buf,
+	    PX_F_FIRST | PX_F_LAST | (PROXY_SHELF_GIVE | PROXY_SHELF_DROPPED) << PX_F_SHELF_SHIFT,
+	    0, 5);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
+	assert_int_equal((v.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT,
+			 PROXY_SHELF_GIVE | PROXY_SHELF_DROPPED);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | (1u << 8), 0, 5);
+	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
 
 	/* batches */
 	{

@@ -618,6 +618,32 @@ static void test_short_io(void **state)
 	ctx_close(&c);
 }
 
+/* Errors that say the shelf is failing are counted (store_shelf_errors),
+ * others not; store_fail_all makes every io end with its error. */
+static void test_shelf_errors(void **state)
+{
+	struct ctx c;
+	struct store_volume *v;
+	uint8_t buf[4096] = {0};
+
+	(void)state;
+	ctx_open(&c);
+	v = ctx_volume(&c, "v", MiB, "a");
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(buf), buf), 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, MiB, sizeof(buf), buf), -EINVAL);
+	assert_int_equal(store_shelf_errors(c.s), 0); /* out of range: not the shelf */
+	store_fail_all(c.s, -EIO);
+	assert_int_equal(do_io(&c, v, STORE_OP_WRITE, 0, 0, sizeof(buf), buf), -EIO);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(buf), buf), -EIO);
+	assert_int_equal(do_io(&c, v, STORE_OP_FLUSH, 0, 0, 0, NULL), -EIO);
+	assert_int_equal(store_shelf_errors(c.s), 3);
+	store_fail_all(c.s, 0);
+	assert_int_equal(do_io(&c, v, STORE_OP_READ, 0, 0, sizeof(buf), buf), 0);
+	assert_true(store_error_is_shelf(-ENOTCONN) && store_error_is_shelf(-EROFS));
+	assert_false(store_error_is_shelf(-EINVAL) || store_error_is_shelf(-ENOSPC));
+	ctx_close(&c);
+}
+
 static struct store_stats sstats(struct ctx *c);
 
 static void test_fua_and_flush(void **state)
@@ -1474,6 +1500,7 @@ int main(void)
 {
 	const struct CMUnitTest meta_tests[] = {
 	    cmocka_unit_test(test_create_list_find_reopen),
+	    cmocka_unit_test(test_shelf_errors),
 	    cmocka_unit_test(test_bad_names_and_sizes),
 	    cmocka_unit_test(test_delete_resize),
 	    cmocka_unit_test(test_metadata_corruption_tolerated),
