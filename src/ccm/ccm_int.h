@@ -344,6 +344,7 @@ struct ccm_chan {
 	uint64_t ack_sent;    /* the last ack we sent (standalone or piggybacked) */
 	struct list ack_node; /* on ccm->acks (or acks_late) while an ack is due */
 	uint64_t sent, received;
+	uint64_t acks_sent; /* standalone acks */
 };
 
 struct ccm_link {

@@ -514,6 +514,7 @@ void ccm_chan_send_acks(struct ccm *ccm)
 		ccm_msg_mac(ccm, h, NULL, 0, h->mac);
 		if (fab_send(l->fl, h, sizeof(*h), &ch->ack_fop) == 0) {
 			ch->ack_sent = ch->rx_next - 1;
+			ch->acks_sent++;
 			ch->ack_busy = true;
 			ch->ack_gen = ch->gen;
 			ch->ack_due = false;
