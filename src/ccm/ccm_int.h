@@ -235,7 +235,7 @@ struct wire_notify {
  * to a request, the next request after a reply), or until CHAN_ACK_EVERY
  * delivered messages are unacknowledged: a standalone ack is a send and a
  * receive, with their completions, on both nodes. */
-#define CHAN_ACK_DELAY_NS 1000000ull
+#define CHAN_ACK_DELAY_NS 4000000ull
 #define CHAN_ACK_EVERY	  (CHAN_WINDOW / 4)
 #define CCM_LINK_MAX_MSG (CCM_MSG_MAX + sizeof(struct wire_msg))
 /* Least bound on a lane's port bytes in flight (lane.c, ccm_lane_pick_op):
