@@ -306,18 +306,29 @@ int util_random_bytes(void *buf, size_t len)
 #endif
 #endif
 
+static bool went_realtime;
+
 int util_go_realtime(char *msg, size_t len)
 {
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
 	int rc = 0;
 
-	snprintf(msg, len, "realtime: SCHED_RR priority %d, memory locked as touched",
+	snprintf(msg, len,
+		 "realtime: the reactor at SCHED_RR priority %d, memory locked as touched",
 		 UTIL_RT_PRIORITY);
-	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
+	/* The reactor only: threads it starts (the store's workers, io_uring's
+	 * io-wq workers, libfabric's) run at normal priority. With them real
+	 * time too, each O_DIRECT read the kernel punted to an io-wq worker
+	 * woke the reactor from an equal-priority task, which cannot preempt
+	 * it: the reactor was pushed to the other CPU, and queue-depth-1
+	 * reads ran at half speed (docs/BENCHMARKS.md). */
+	if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0) {
 		rc = -errno;
 		snprintf(msg, len,
 			 "realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
 			 strerror(errno));
+	} else {
+		went_realtime = true;
 	}
 #ifndef UTIL_SANITIZED
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
@@ -334,4 +345,12 @@ int util_go_realtime(char *msg, size_t len)
 	}
 #endif
 	return rc;
+}
+
+void util_thread_realtime(pthread_t t)
+{
+	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
+
+	if (went_realtime)
+		pthread_setschedparam(t, SCHED_RR, &sp); /* permitted: we did it once */
 }

@@ -7,6 +7,7 @@
 #ifndef DUET_COMMON_UTIL_H
 #define DUET_COMMON_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,10 +62,9 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
  * below the kernel's interrupt threads (50). */
 #define UTIL_RT_PRIORITY 10
 
-/** Run the calling thread, and the threads it creates afterwards (they
- * inherit the policy: the watchdog and the mailbox thread are as
- * liveness-critical as the reactor, and none of duet's threads spins; duetd
- * starts no processes), with SCHED_RR at UTIL_RT_PRIORITY, and lock the
+/** Run the calling thread (the reactor) with SCHED_RR at UTIL_RT_PRIORITY
+ * (threads it creates afterwards run at normal priority unless given it
+ * with util_thread_realtime()), and lock the
  * process's memory as it is touched (mlockall MCL_CURRENT | MCL_FUTURE |
  * MCL_ONFAULT; not under a sanitizer, whose shadow memory is huge), as
  * Corosync does: heartbeats and probes must not wait for busy neighbours
@@ -74,5 +74,10 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
  * its one line only). @return 0 when both took effect, else the first
  * -errno. */
 int util_go_realtime(char *msg, size_t len);
+
+/** Give thread @p t the reactor's real-time priority, if util_go_realtime()
+ * took effect: for the threads as liveness-critical as the reactor (the
+ * failover monitor's watchdog and mailbox threads; none of them spins). */
+void util_thread_realtime(pthread_t t);
 
 #endif

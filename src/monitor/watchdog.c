@@ -166,6 +166,8 @@ int monitor_watchdog_start(const struct monitor_watchdog_opts *o, struct monitor
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = -pthread_create(&w->thread, NULL, thread_main, w);
+	if (rc == 0)
+		util_thread_realtime(w->thread);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0) {
 		LOG_ERROR("watchdog thread: %s", strerror(-rc));

@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,6 +543,22 @@ static void recheck_fire(struct loop_timer *t)
 
 /* ---- relocating a volume to the partner ---- */
 
+/* Test hook (tests/fault/relocate-kill.sh): env DUET_TEST_RELOC_STOP=POINT
+ * stops this process (SIGSTOP) when a relocation from here reaches POINT:
+ * "leaving" (new commands forwarded, none drained yet), "durable" (the
+ * consistency point taken, the owner record not yet written) or "owner"
+ * (the record names the partner, the volume list not yet sent), so that a
+ * test can kill either node there. */
+static void test_stop_at(const char *point)
+{
+	const char *at = getenv("DUET_TEST_RELOC_STOP");
+
+	if (at && strcmp(at, point) == 0) {
+		LOG_WARN("test: stopped at relocation point %s", point);
+		raise(SIGSTOP);
+	}
+}
+
 static void reloc_end(struct node_reloc *r, int rc)
 {
 	struct node *n = r->n;
@@ -575,12 +592,15 @@ static void reloc_cut_over(struct node_reloc *r, int result)
 	struct store_volume *v = node_datapath_vol_store(r->from, r->name);
 	int rc = result;
 
-	if (rc == 0)
+	if (rc == 0) {
+		test_stop_at("durable");
 		rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
+	}
 	if (rc < 0) {
 		reloc_end(r, rc);
 		return;
 	}
+	test_stop_at("owner");
 	node_datapath_vol_set(r->from, r->name, 1, 0);
 	proxy_local_volumes_changed(n->proxy);
 	reloc_end(r, 0);
@@ -668,6 +688,7 @@ int node_reloc_start(struct node *n, const char *name, char *err, size_t errlen)
 	node_datapath_vol_set(from, name, -1, 1);
 	proxy_route_partner(n->proxy, name);
 	r->gen++;
+	test_stop_at("leaving");
 	reloc_poll(&r->poll);
 	return 0;
 }

@@ -532,7 +532,7 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.workers, so_def.workers);
 	assert_true(so.direct_io);
 	assert_int_equal(so.direct_io, so_def.direct_io);
-	assert_false(cfg.node.realtime); /* off by default: duet.conf(5) */
+	assert_true(cfg.node.realtime); /* on by default, where permitted: duet.conf(5) */
 	assert_string_equal(co.provider, co_def.provider);
 	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
@@ -549,11 +549,11 @@ static void test_module_opts(void **state)
 
 	assert_int_equal(
 	    config_load_string("t.ini",
-			       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = on\n"
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = off\n"
 			       "[nbd]\nlisten = 127.0.0.1:10809\n",
 			       &cfg, err, sizeof(err)),
 	    0);
-	assert_true(cfg.node.realtime);
+	assert_false(cfg.node.realtime);
 	assert_true(config_load_string("t.ini",
 				       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = rr\n"
 				       "[nbd]\nlisten = 127.0.0.1:10809\n",
