@@ -230,14 +230,14 @@ struct wire_notify {
 /* ====================================================================== */
 /* Objects of the CCM */
 
-#define CHAN_WINDOW	 64 /* unacknowledged messages per channel, power of two */
+#define CHAN_WINDOW 64 /* unacknowledged messages per channel, power of two */
 /* A port channel's ack waits this long for a message to ride on (the reply
  * to a request, the next request after a reply), or until CHAN_ACK_EVERY
  * delivered messages are unacknowledged: a standalone ack is a send and a
  * receive, with their completions, on both nodes. */
 #define CHAN_ACK_DELAY_NS 4000000ull
 #define CHAN_ACK_EVERY	  (CHAN_WINDOW / 4)
-#define CCM_LINK_MAX_MSG (CCM_MSG_MAX + sizeof(struct wire_msg))
+#define CCM_LINK_MAX_MSG  (CCM_MSG_MAX + sizeof(struct wire_msg))
 /* Least bound on a lane's port bytes in flight (lane.c, ccm_lane_pick_op):
  * 10 ms of a 200 Mbit/s link; nothing on a fast link. */
 #define CCM_LANE_MIN_CAP (256u << 10)
@@ -569,8 +569,8 @@ struct ccm {
 	bool kick_pending;
 	bool reap_pending;
 	unsigned pending_ops;
-	struct list acks; /* channels owing an ack (ccm_chan.ack_node), newest first */
-	struct list acks_late;	   /* channels whose ack waits for a message to ride on */
+	struct list acks;	     /* channels owing an ack (ccm_chan.ack_node), newest first */
+	struct list acks_late;	     /* channels whose ack waits for a message to ride on */
 	struct loop_timer ack_timer; /* sends those acks after CHAN_ACK_DELAY_NS */
 	bool in_terminate;
 	bool in_work;

@@ -498,8 +498,8 @@ void proxy_wire_batch_init(void *buf);
 /** Append one record at @p off of a batch; @return the offset after it. */
 size_t proxy_wire_batch_add(void *buf, size_t off, const void *rec, size_t len);
 /** Append one record made of @p rec and then @p dlen bytes at @p data (no copy in between). */
-size_t proxy_wire_batch_add2(void *buf, size_t off, const void *rec, size_t len,
-			     const void *data, size_t dlen);
+size_t proxy_wire_batch_add2(void *buf, size_t off, const void *rec, size_t len, const void *data,
+			     size_t dlen);
 /** Store the record count of a finished batch. */
 void proxy_wire_batch_finish(void *buf, uint32_t count);
 /** Decode and check a HELLO. */
@@ -546,8 +546,7 @@ void proxy_pmem_free(struct pmem *m, int64_t off, size_t bytes);
 /** Queue a message on @p p for the end of this loop turn; 0, or -EAGAIN (send_ready follows). */
 int proxy_port_send(struct pxport *p, const void *msg, size_t len);
 /** proxy_port_send() of @p msg followed by @p dlen bytes of @p data, copied once. */
-int proxy_port_send2(struct pxport *p, const void *msg, size_t len, const void *data,
-		     size_t dlen);
+int proxy_port_send2(struct pxport *p, const void *msg, size_t len, const void *data, size_t dlen);
 /** Send what @p p has batched now; 0, -EAGAIN (port blocked) or the CCM's error. */
 int proxy_port_flush(struct pxport *p);
 /** Forget what @p p has batched (its session ended). */
