@@ -523,6 +523,7 @@ static void serve_partner(struct node *n)
 		return;
 	}
 	node_datapath_set_serving(n->partner_dp, true);
+	node_reloc_adopt_pending(n);
 	count = store_volume_count(n->pstore);
 	for (unsigned i = 0; i < count; i++) {
 		const char *name = store_volume_name(store_volume_at(n->pstore, i));

@@ -210,6 +210,10 @@ void node_reloc_giveback(struct node *n);
 uint64_t node_reloc_drain_busy(const struct node *n);
 /** @p name is a volume of the partner's shelf relocated here (not to be
  * given back with the partner's). */
+/* Adopt the volumes of the partner's shelf whose owner record names this
+ * node but which were not adopted yet (the partner died between its record
+ * and its volume list): a takeover calls it before serving that shelf. */
+void node_reloc_adopt_pending(struct node *n);
 bool node_reloc_owned_here(struct node *n, const char *name);
 /** The I/O lease holds again: release what the relocated volumes' datapaths
  * and the partner's shelf opened for them held. */
@@ -222,7 +226,8 @@ void node_reloc_destroy(struct node *n);
 /** Call @p fn for every volume of the partner's shelf opened here (served
  * here if node_reloc_owned_here). */
 void node_reloc_each_volume(const struct node *n,
-			    void (*fn)(void *arg, const char *name, const struct node_vol_stats *st),
+			    void (*fn)(void *arg, const char *name,
+				       const struct node_vol_stats *st),
 			    void *arg);
 /** Relocations from here and adoptions here so far (@p moves); true while
  * one runs. */

@@ -39,7 +39,6 @@
 #define LOG_MODULE "route"
 #include "node/node_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -471,33 +470,11 @@ static bool adopt_from(struct node *n, struct node_datapath *dp, struct store *s
 }
 
 /* Whether a volume of the partner's shelf names this node as its owner
- * (read before the shelf is opened here: most pairs never relocate). */
+ * (its owner record, read before the shelf is opened here: most pairs never
+ * relocate). */
 static bool partner_shelf_names_us(struct node *n)
 {
-	char dir[PATH_MAX + 16];
-	struct dirent *d;
-	bool found = false;
-	DIR *dp;
-
-	snprintf(dir, sizeof(dir), "%s/volumes", n->cfg.monitor.partner_shelf);
-	dp = opendir(dir);
-	if (!dp)
-		return false;
-	while (!found && (d = readdir(dp))) {
-		size_t len = strlen(d->d_name);
-		char path[PATH_MAX + 400];
-		struct json_object *o, *jo;
-		if (len < 6 || strcmp(d->d_name + len - 5, ".meta"))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		o = json_object_from_file(path);
-		found = o && json_object_object_get_ex(o, "owner", &jo) &&
-			json_object_is_type(jo, json_type_string) &&
-			!strcmp(json_object_get_string(jo), n->cfg.node.id);
-		json_object_put(o);
-	}
-	closedir(dp);
-	return found;
+	return store_shelf_names_owner(n->cfg.monitor.partner_shelf, n->cfg.node.id) == 1;
 }
 
 /* The partner's volume list changed: it may have relocated one here. */
@@ -530,6 +507,9 @@ static void recheck_fire(struct loop_timer *t)
 	bool any = false;
 
 	loop_timer_arm(n->loop, &r->recheck, RECHECK_NS);
+	/* Test hook (relocate-kill.sh): adoption by the list and the takeover only. */
+	if (getenv("DUET_TEST_RELOC_NO_RECHECK"))
+		return;
 	if (n->fenced || n->taken_at_boot || n->pstore || r->phase != RP_IDLE)
 		return;
 	any = adopt_from(n, n->dp, n->store);
@@ -826,6 +806,19 @@ bool node_reloc_activity(const struct node *n, uint64_t *moves)
 }
 
 /* ---- takeover and giveback ---- */
+
+void node_reloc_adopt_pending(struct node *n)
+{
+	struct node_reloc *r = n->reloc;
+
+	if (!r || !n->cfg.monitor.partner_shelf[0])
+		return;
+	if ((r->rstore || partner_shelf_names_us(n)) && open_rstore(n) == 0 &&
+	    adopt_from(n, r->rdp, r->rstore)) {
+		LOG_WARN("adopted at the takeover: the partner relocated them here and died");
+		proxy_local_volumes_changed(n->proxy);
+	}
+}
 
 bool node_reloc_owned_here(struct node *n, const char *name)
 {

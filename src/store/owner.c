@@ -20,6 +20,7 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,4 +273,43 @@ int store_owner_remove(struct store_volume *v)
 	if (unlinkat(v->s->voldirfd, file, 0) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
+}
+
+int store_shelf_names_owner(const char *shelf, const char *owner)
+{
+	char dir[4096];
+	struct dirent *d;
+	void *sec;
+	DIR *dp;
+	int found = 0;
+
+	snprintf(dir, sizeof(dir), "%s/volumes", shelf);
+	dp = opendir(dir);
+	if (!dp)
+		return -errno;
+	sec = sector_alloc();
+	if (!sec) {
+		closedir(dp);
+		return -ENOMEM;
+	}
+	while (!found && (d = readdir(dp))) {
+		size_t len = strlen(d->d_name);
+		char rec[STORE_OWNER_MAX];
+		ssize_t n;
+		int fd;
+
+		if (d->d_name[0] == '.' || len < 7 || strcmp(d->d_name + len - 6, ".owner") != 0)
+			continue;
+		fd = open_sector(dirfd(dp), d->d_name, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = pread(fd, sec, OWNER_SECTOR, 0);
+		close(fd);
+		if (n > 0 && store_owner_parse(sec, (size_t)n, NULL, rec, NULL) == 0 &&
+		    strcmp(rec, owner) == 0)
+			found = 1;
+	}
+	free(sec);
+	closedir(dp);
+	return found;
 }

@@ -137,6 +137,13 @@ int store_volume_set_owner(struct store_volume *v, const char *owner);
 /** Read the owner again from its record (the partner may have rewritten it). */
 int store_volume_reload_owner(struct store_volume *v);
 /**
+ * Whether an owner record of the shelf at directory @p shelf names @p owner,
+ * read past the page cache, without opening the shelf (most pairs never
+ * relocate, and the partner's shelf is opened only when one names us).
+ * @return 1, 0, or a negative errno (the volumes directory unreadable).
+ */
+int store_shelf_names_owner(const char *shelf, const char *owner);
+/**
  * Check an owner record (the first bytes of NAME.owner): its magic, version,
  * checksum and fields. @p uuid: the volume's (NULL: any).
  * @return 0 with @p owner (and @p gen if not NULL), -EBADMSG when it is not

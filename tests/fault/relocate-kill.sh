@@ -12,6 +12,9 @@
 #   2. victim a: SIGKILL a while stopped there; b takes over and serves
 #      vol-a, whatever the owner record says; the writer on b's port goes
 #      on; a restarts taken over, giveback.
+# The periodic owner re-read is off (DUET_TEST_RELOC_NO_RECHECK), so that at
+# "owner" with a killed, b adopts vol-a in its takeover (the owner record
+# names b, the list never came), not by the timer before it.
 # After each: no client error, every acknowledged write reads back through
 # both ports, both nodes name the same owner and exactly one serves vol-a;
 # vol-a is relocated back to a where it ended on b.
@@ -19,6 +22,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"
 
+export DUET_TEST_RELOC_NO_RECHECK=1
 N=100
 POINTS=(leaving durable owner)
 W=(--export vol-a --blocks 512 --qd 8)

@@ -466,7 +466,10 @@ static void test_owner_record(void **state)
 	assert_int_equal(store_volume_reload_owner(w), 0);
 	store_volume_get_info(w, &info);
 	assert_string_equal(info.owner, "b");
+	assert_int_equal(store_shelf_names_owner(c.dir, "b"), 1);
+	assert_int_equal(store_shelf_names_owner(c.dir, "c"), 0);
 	assert_int_equal(store_volume_set_owner(w, "a"), 0);
+	assert_int_equal(store_shelf_names_owner(c.dir, "b"), 0);
 	assert_int_equal(store_volume_reload_owner(v), 0);
 	store_volume_get_info(v, &info);
 	assert_string_equal(info.owner, "a");
