@@ -179,6 +179,7 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 		ccm->inst[i].idx = i;
 	slist_init(&ccm->held);
 	list_init(&ccm->acks);
+	list_init(&ccm->acks_late);
 	for (unsigned i = 0; i < ccm->n_links; i++) {
 		struct ccm_link *l = &ccm->links[i];
 		struct ccm_inst *in = &ccm->inst[i % ccm->n_inst];
@@ -194,6 +195,7 @@ int ccm_create(struct loop *loop, const struct ccm_opts *opts, struct ccm **out)
 	ccm_chan_init(&ccm->ctl, ccm, NULL);
 	loop_timer_init(&ccm->tick, tick_cb, ccm);
 	loop_timer_init(&ccm->work, work_cb, ccm);
+	loop_timer_init(&ccm->ack_timer, ccm_chan_acks_late_fire, ccm);
 	loop_timer_init(&ccm->shutdown_timer, shutdown_check, ccm);
 	*out = ccm;
 	return 0;
@@ -285,6 +287,7 @@ static void ccm_free(struct ccm *ccm)
 	loop_timer_cancel(ccm->loop, &ccm->shutdown_timer);
 	loop_timer_cancel(ccm->loop, &ccm->tick);
 	loop_timer_cancel(ccm->loop, &ccm->work);
+	loop_timer_cancel(ccm->loop, &ccm->ack_timer);
 	loop_timer_cancel(ccm->loop, &ccm->hs_timer);
 	for (unsigned i = 0; i < ccm->n_links; i++)
 		loop_timer_cancel(ccm->loop, &ccm->links[i].deadline);

@@ -206,6 +206,7 @@ struct ccm_client_status {
 	bool on_partner;   /**< the partner has a client of the same name */
 	unsigned partner_ports;
 	uint64_t msgs_sent, msgs_received;
+	uint64_t acks_sent; /**< standalone acks (the others ride on messages) */
 };
 
 struct ccm_status {

@@ -230,8 +230,14 @@ struct wire_notify {
 /* ====================================================================== */
 /* Objects of the CCM */
 
-#define CHAN_WINDOW	 64 /* unacknowledged messages per channel, power of two */
-#define CCM_LINK_MAX_MSG (CCM_MSG_MAX + sizeof(struct wire_msg))
+#define CHAN_WINDOW 64 /* unacknowledged messages per channel, power of two */
+/* A port channel's ack waits this long for a message to ride on (the reply
+ * to a request, the next request after a reply), or until CHAN_ACK_EVERY
+ * delivered messages are unacknowledged: a standalone ack is a send and a
+ * receive, with their completions, on both nodes. */
+#define CHAN_ACK_DELAY_NS 4000000ull
+#define CHAN_ACK_EVERY	  (CHAN_WINDOW / 4)
+#define CCM_LINK_MAX_MSG  (CCM_MSG_MAX + sizeof(struct wire_msg))
 /* Least bound on a lane's port bytes in flight (lane.c, ccm_lane_pick_op):
  * 10 ms of a 200 Mbit/s link; nothing on a fast link. */
 #define CCM_LANE_MIN_CAP (256u << 10)
@@ -334,8 +340,11 @@ struct ccm_chan {
 	struct fab_op ack_fop;
 	uint8_t ack_buf[sizeof(struct wire_msg)];
 	bool want_send_ready;
-	struct list ack_node; /* on ccm->acks while an ack is due */
+	bool ack_late;	      /* ack_node is on ccm->acks_late, not ccm->acks */
+	uint64_t ack_sent;    /* the last ack we sent (standalone or piggybacked) */
+	struct list ack_node; /* on ccm->acks (or acks_late) while an ack is due */
 	uint64_t sent, received;
+	uint64_t acks_sent; /* standalone acks */
 };
 
 struct ccm_link {
@@ -563,7 +572,9 @@ struct ccm {
 	bool kick_pending;
 	bool reap_pending;
 	unsigned pending_ops;
-	struct list acks; /* channels owing an ack (ccm_chan.ack_node), newest first */
+	struct list acks;	     /* channels owing an ack (ccm_chan.ack_node), newest first */
+	struct list acks_late;	     /* channels whose ack waits for a message to ride on */
+	struct loop_timer ack_timer; /* sends those acks after CHAN_ACK_DELAY_NS */
 	bool in_terminate;
 	bool in_work;
 	/* Fences: writes re-issued from a failed lane complete only once the
@@ -712,6 +723,8 @@ void ccm_chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void 
 void ccm_chan_deliver(struct ccm_chan *ch);
 /** Send one cumulative ack per channel that owes one (once per loop turn). */
 void ccm_chan_send_acks(struct ccm *ccm);
+/** ccm->ack_timer's callback: the delayed acks are due now. */
+void ccm_chan_acks_late_fire(struct loop_timer *t);
 /** Fail the operations waiting for an ack (write_notify) with @p status. */
 void ccm_chan_fail_ops(struct ccm_chan *ch, int status);
 

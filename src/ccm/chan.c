@@ -61,6 +61,7 @@ void ccm_chan_reset(struct ccm_chan *ch)
 	ch->tx_acked = 0;
 	ch->rx_next = 1;
 	ch->ack_due = false;
+	ch->ack_sent = 0;
 	ch->want_send_ready = false;
 }
 
@@ -121,13 +122,49 @@ int ccm_chan_reserve(struct ccm_chan *ch)
 	return 0;
 }
 
-static void ack_mark(struct ccm_chan *ch)
+/* An ack is owed. @p urgent: send it at the end of this loop turn (a
+ * duplicate came, or the partner waits on it: a NOTIFY's operation).
+ * Otherwise a port channel's ack waits up to CHAN_ACK_DELAY_NS for a
+ * message to ride on, unless CHAN_ACK_EVERY delivered messages are
+ * unacknowledged (the sender's window stays open). A request and its
+ * reply then carry each other's acks: no standalone ack, no extra send and
+ * receive completion on either node. The control channel acks at once. */
+static void ack_mark(struct ccm_chan *ch, bool urgent)
 {
 	struct ccm *ccm = ch->ccm;
 
 	ch->ack_due = true;
+	if (!ch->port || ch->rx_next - 1 - ch->ack_sent >= CHAN_ACK_EVERY)
+		urgent = true;
+	if (!urgent) {
+		if (!list_linked(&ch->ack_node)) {
+			list_add_head(&ccm->acks_late, &ch->ack_node);
+			ch->ack_late = true;
+			if (!loop_timer_armed(&ccm->ack_timer))
+				loop_timer_arm(ccm->loop, &ccm->ack_timer, CHAN_ACK_DELAY_NS);
+		}
+		return;
+	}
+	if (ch->ack_late) {
+		list_del(&ch->ack_node);
+		ch->ack_late = false;
+	}
 	if (!list_linked(&ch->ack_node))
 		list_add_head(&ccm->acks, &ch->ack_node);
+	ccm_schedule(ccm);
+}
+
+void ccm_chan_acks_late_fire(struct loop_timer *t)
+{
+	struct ccm *ccm = t->arg;
+
+	while (!list_empty(&ccm->acks_late)) {
+		struct ccm_chan *ch = list_entry(ccm->acks_late.next, struct ccm_chan, ack_node);
+		list_del(&ch->ack_node);
+		ch->ack_late = false;
+		if (ch->ack_due)
+			list_add_head(&ccm->acks, &ch->ack_node);
+	}
 	ccm_schedule(ccm);
 }
 
@@ -196,6 +233,7 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 			l->inflight_bytes += s->len;
 			ccm->inst[l->inst].ops_inflight++;
 			ccm->inst[l->inst].bytes_inflight += s->len;
+			ch->ack_sent = get_le64(&h->ack);
 			if (ch->ack_due && (!ch->port || ch->port->up))
 				ch->ack_due = false; /* piggybacked */
 			return true;
@@ -287,7 +325,7 @@ void ccm_chan_tick(struct ccm_chan *ch, uint64_t now, uint64_t rto_ns)
 	if (queued)
 		ccm_chan_kick(ch);
 	if (ch->ack_due && !list_linked(&ch->ack_node))
-		ack_mark(ch);
+		ack_mark(ch, true);
 }
 
 void ccm_chan_on_ack(struct ccm_chan *ch, uint64_t ack)
@@ -371,7 +409,7 @@ void ccm_chan_deliver(struct ccm_chan *ch)
 			break;
 		r->full = false;
 		ch->rx_next++;
-		ack_mark(ch);
+		ack_mark(ch, r->type == MSG_NOTIFY);
 		dispatch(ch, r->type, r->buf, r->len);
 	}
 }
@@ -389,14 +427,14 @@ void ccm_chan_on_data(struct ccm_chan *ch, const struct wire_msg *h, const void 
 	if (seq == 0 || ch->gen != gen)
 		return;
 	if (seq < ch->rx_next) {
-		ack_mark(ch); /* a duplicate: our ack was lost or late */
+		ack_mark(ch, true); /* a duplicate: our ack was lost or late */
 		return;
 	}
 	if (seq - ch->rx_next >= CHAN_WINDOW)
 		return; /* beyond the window: the sender will send it again */
 	if (seq == ch->rx_next && deliverable(ch)) {
 		ch->rx_next++;
-		ack_mark(ch);
+		ack_mark(ch, type == MSG_NOTIFY);
 		dispatch(ch, type, payload, len);
 		if (ch->gen == gen)
 			ccm_chan_deliver(ch);
@@ -437,7 +475,7 @@ static void ack_done(struct fab_op *op, int status)
 	if (status < 0)
 		ch->ack_due = true;
 	if (ch->ack_due)
-		ack_mark(ch);
+		ack_mark(ch, true);
 }
 
 /* Send one cumulative ack per channel that owes one (once per loop turn). */
@@ -475,6 +513,8 @@ void ccm_chan_send_acks(struct ccm *ccm)
 		put_le64(&h->ack, ch->rx_next - 1);
 		ccm_msg_mac(ccm, h, NULL, 0, h->mac);
 		if (fab_send(l->fl, h, sizeof(*h), &ch->ack_fop) == 0) {
+			ch->ack_sent = ch->rx_next - 1;
+			ch->acks_sent++;
 			ch->ack_busy = true;
 			ch->ack_gen = ch->gen;
 			ch->ack_due = false;

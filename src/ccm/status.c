@@ -135,6 +135,7 @@ void ccm_get_status(const struct ccm *ccm, struct ccm_status *st)
 			cs->ports_up += c->ports[j].up;
 			cs->msgs_sent += c->ports[j].ch.sent;
 			cs->msgs_received += c->ports[j].ch.received;
+			cs->acks_sent += c->ports[j].ch.acks_sent;
 		}
 		for (unsigned j = 0; j < CCM_MAX_CLIENTS; j++) {
 			const struct ccm_rclient *rc = &ccm->rclients[j];
@@ -267,6 +268,7 @@ int ccm_status_to_json(const struct ccm_status *st, struct json_object *root)
 		rc |= add(o, "partner_ports", json_object_new_int((int)c->partner_ports));
 		rc |= add(o, "msgs_sent", json_object_new_int64((int64_t)c->msgs_sent));
 		rc |= add(o, "msgs_received", json_object_new_int64((int64_t)c->msgs_received));
+		rc |= add(o, "acks_sent", json_object_new_int64((int64_t)c->acks_sent));
 	}
 	for (unsigned i = 0; clients && i < st->n_partner_only; i++) {
 		struct json_object *o = json_object_new_object();

@@ -89,8 +89,8 @@ static int send_req(struct pxport *p, struct preq *r)
 	m.length = r->length;
 	m.max_extents = r->max_extents;
 	m.data_off = r->slot >= 0 ? (uint64_t)r->slot : 0;
-	len = proxy_wire_encode_req(px->scratch, &m, data);
-	rc = proxy_port_send(p, px->scratch, len);
+	len = proxy_wire_encode_req_hdr(px->scratch, &m);
+	rc = proxy_port_send2(p, px->scratch, len, data, data ? r->length : 0);
 	if (rc == -ENOTCONN) {
 		p->blocked = true; /* port_down follows */
 		rc = -EAGAIN;

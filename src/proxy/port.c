@@ -51,13 +51,20 @@ void proxy_port_flush_all(struct loop_timer *t)
 
 int proxy_port_send(struct pxport *p, const void *msg, size_t len)
 {
+	return proxy_port_send2(p, msg, len, NULL, 0);
+}
+
+/* The data (a READ reply's, an inline WRITE's) goes from the caller's
+ * buffer straight into the batch: no copy into a message first. */
+int proxy_port_send2(struct pxport *p, const void *msg, size_t len, const void *data, size_t dlen)
+{
 	if (!p->up || p->blocked)
 		return -EAGAIN;
-	if (p->batch_len + PX_REC_SIZE(len) > PX_MSG_MAX && proxy_port_flush(p) == -EAGAIN)
+	if (p->batch_len + PX_REC_SIZE(len + dlen) > PX_MSG_MAX && proxy_port_flush(p) == -EAGAIN)
 		return -EAGAIN;
 	if (p->batch_n == 0)
-		p->first_len = len;
-	p->batch_len = proxy_wire_batch_add(p->batch, p->batch_len, msg, len);
+		p->first_len = len + dlen;
+	p->batch_len = proxy_wire_batch_add2(p->batch, p->batch_len, msg, len, data, dlen);
 	p->batch_n++;
 	if (!loop_timer_armed(&p->px->flush_timer))
 		loop_timer_arm(p->px->loop, &p->px->flush_timer, 0);

@@ -503,6 +503,9 @@ int proxy_wire_batch_walk(const void *msg, size_t len,
 void proxy_wire_batch_init(void *buf);
 /** Append one record at @p off of a batch; @return the offset after it. */
 size_t proxy_wire_batch_add(void *buf, size_t off, const void *rec, size_t len);
+/** Append one record made of @p rec and then @p dlen bytes at @p data (no copy in between). */
+size_t proxy_wire_batch_add2(void *buf, size_t off, const void *rec, size_t len, const void *data,
+			     size_t dlen);
 /** Store the record count of a finished batch. */
 void proxy_wire_batch_finish(void *buf, uint32_t count);
 /** Decode and check a HELLO. */
@@ -521,6 +524,8 @@ void proxy_wire_ext_get(const struct pxm_rep *r, unsigned i, uint64_t *length, u
 size_t proxy_wire_encode_hello(void *buf, const struct pxm_hello *m);
 /** Encode a REQ (and its inline WRITE @p data) into @p buf; @return its length. */
 size_t proxy_wire_encode_req(void *buf, const struct pxm_req *m, const void *data);
+/** Encode the fixed part of a REQ only (inline WRITE data, if any, follows it). */
+size_t proxy_wire_encode_req_hdr(void *buf, const struct pxm_req *m);
 /** Encode a REP header; the caller appends length data bytes or count extents. */
 size_t proxy_wire_encode_rep(void *buf, const struct pxm_rep *m);
 /** Write extent @p i after a REP header in @p buf. */
@@ -546,6 +551,8 @@ void proxy_pmem_free(struct pmem *m, int64_t off, size_t bytes);
 /* port.c: the one way out to the partner, shared by both sides */
 /** Queue a message on @p p for the end of this loop turn; 0, or -EAGAIN (send_ready follows). */
 int proxy_port_send(struct pxport *p, const void *msg, size_t len);
+/** proxy_port_send() of @p msg followed by @p dlen bytes of @p data, copied once. */
+int proxy_port_send2(struct pxport *p, const void *msg, size_t len, const void *data, size_t dlen);
 /** Send what @p p has batched now; 0, -EAGAIN (port blocked) or the CCM's error. */
 int proxy_port_flush(struct pxport *p);
 /** Forget what @p p has batched (its session ended). */

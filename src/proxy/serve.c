@@ -490,13 +490,13 @@ static void send_reply(struct sop *s)
 	}
 	len = proxy_wire_encode_rep(px->scratch, &m);
 	if (m.flags & PX_F_INLINE) {
-		memcpy(px->scratch + len, s->buf, extra);
-	} else if (m.count) {
+		rc = proxy_port_send2(p, px->scratch, len, s->buf, extra);
+	} else {
 		const struct nbd_extent *e = (const struct nbd_extent *)(void *)s->buf;
 		for (unsigned i = 0; i < m.count; i++)
 			proxy_wire_put_ext(px->scratch, i, e[i].length, e[i].flags);
+		rc = proxy_port_send(p, px->scratch, len + extra);
 	}
-	rc = proxy_port_send(p, px->scratch, len + extra);
 	if (rc == -EAGAIN) {
 		s->stage = SO_REPLYWAIT;
 		slist_push_tail(&p->repq, &s->qnode);

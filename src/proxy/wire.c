@@ -67,16 +67,24 @@ void proxy_wire_batch_init(void *buf)
 	put_hdr(buf, PX_BATCH, 0);
 }
 
-size_t proxy_wire_batch_add(void *buf, size_t off, const void *rec, size_t len)
+size_t proxy_wire_batch_add2(void *buf, size_t off, const void *rec, size_t len, const void *data,
+			     size_t dlen)
 {
 	uint8_t *p = (uint8_t *)buf + off;
-	size_t pad = PX_REC_SIZE(len) - sizeof(struct px_rec) - len;
+	size_t pad = PX_REC_SIZE(len + dlen) - sizeof(struct px_rec) - len - dlen;
 
-	put_le32(AT(p, px_rec, len), (uint32_t)len);
+	put_le32(AT(p, px_rec, len), (uint32_t)(len + dlen));
 	put_le32(AT(p, px_rec, rsvd), 0);
 	memcpy(p + sizeof(struct px_rec), rec, len);
-	memset(p + sizeof(struct px_rec) + len, 0, pad);
-	return off + PX_REC_SIZE(len);
+	if (dlen)
+		memcpy(p + sizeof(struct px_rec) + len, data, dlen);
+	memset(p + sizeof(struct px_rec) + len + dlen, 0, pad);
+	return off + PX_REC_SIZE(len + dlen);
+}
+
+size_t proxy_wire_batch_add(void *buf, size_t off, const void *rec, size_t len)
+{
+	return proxy_wire_batch_add2(buf, off, rec, len, NULL, 0);
 }
 
 void proxy_wire_batch_finish(void *buf, uint32_t count)
@@ -170,6 +178,17 @@ int proxy_wire_decode_hello(const void *msg, size_t len, struct pxm_hello *out, 
 
 size_t proxy_wire_encode_req(void *buf, const struct pxm_req *m, const void *data)
 {
+	size_t len = proxy_wire_encode_req_hdr(buf, m);
+
+	if ((m->flags & PX_F_INLINE) && m->cmd == NBD_CMD_WRITE) {
+		memcpy((uint8_t *)buf + len, data, m->length);
+		return len + m->length;
+	}
+	return len;
+}
+
+size_t proxy_wire_encode_req_hdr(void *buf, const struct pxm_req *m)
+{
 	memset(buf, 0, sizeof(struct px_req));
 	put_hdr(buf, PX_REQ, m->flags);
 	put_le32(AT(buf, px_req, vol), m->vol);
@@ -181,10 +200,6 @@ size_t proxy_wire_encode_req(void *buf, const struct pxm_req *m, const void *dat
 	put_le32(AT(buf, px_req, length), m->length);
 	put_le32(AT(buf, px_req, max_extents), m->max_extents);
 	put_le64(AT(buf, px_req, data_off), m->data_off);
-	if ((m->flags & PX_F_INLINE) && m->cmd == NBD_CMD_WRITE) {
-		memcpy((uint8_t *)buf + sizeof(struct px_req), data, m->length);
-		return sizeof(struct px_req) + m->length;
-	}
 	return sizeof(struct px_req);
 }
 

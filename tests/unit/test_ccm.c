@@ -1434,6 +1434,72 @@ static void test_messages_across_failover(void **state)
 	assert_int_equal(a->cl[0].term, 0);
 }
 
+static uint64_t acks_sent(struct node *n)
+{
+	struct ccm_status st;
+	uint64_t sum = 0;
+
+	ccm_get_status(n->ccm, &st);
+	for (unsigned i = 0; i < st.n_clients; i++)
+		sum += st.clients[i].acks_sent;
+	return sum;
+}
+
+static bool all_acked(void *arg)
+{
+	const struct ccm_chan *ch = &((struct ccm_port *)arg)->ch;
+
+	return ch->tx_acked + 1 == ch->tx_next;
+}
+
+/*
+ * Acks ride on messages: a request and its reply carry each other's ack,
+ * so a ping-pong sends (almost) no ack of its own. A one-way trickle is
+ * acked after CHAN_ACK_DELAY_NS; a one-way burst every CHAN_ACK_EVERY
+ * messages without waiting.
+ */
+static void test_acks_ride_on_messages(void **state)
+{
+	struct ccm_port *pa, *pb;
+	uint64_t i, before;
+
+	(void)state;
+	pair_with_client(1, "proxy", 0);
+	pa = ccm_client_port(a->cl[0].c, 0);
+	pb = ccm_client_port(b->cl[0].c, 0);
+	run_for(20);
+	before = acks_sent(a) + acks_sent(b);
+	for (i = 0; i < 200; i++) {
+		struct ccm_port *from = i % 2 ? pb : pa;
+		struct node *to = i % 2 ? a : b;
+		uint64_t v = i / 2;
+		assert_int_equal(ccm_port_send(from, &v, sizeof(v)), 0);
+		wait_count((int *)&to->cl[0].msgs, (int)(i / 2 + 1));
+	}
+	/* A loaded host may stall a turn past the delay now and then. */
+	assert_true(acks_sent(a) + acks_sent(b) - before < 20);
+	assert_false(a->cl[0].order_broken);
+	assert_false(b->cl[0].order_broken);
+
+	/* One way: the last messages are acked on their own, after the delay. */
+	before = acks_sent(b);
+	for (i = 100; i < 103; i++)
+		assert_int_equal(ccm_port_send(pa, &i, sizeof(i)), 0);
+	wait_count((int *)&b->cl[0].msgs, 103);
+	assert_true(run_until(all_acked, pa, WAIT_MS));
+	assert_true(acks_sent(b) > before);
+
+	/* A burst: acked once CHAN_ACK_EVERY are unacknowledged, at the end of
+	 * that loop turn (cumulatively: a burst delivered in one turn gets one). */
+	before = acks_sent(b);
+	for (i = 103; i < 103 + 2 * CHAN_ACK_EVERY; i++)
+		assert_int_equal(ccm_port_send(pa, &i, sizeof(i)), 0);
+	wait_count((int *)&b->cl[0].msgs, 103 + 2 * CHAN_ACK_EVERY);
+	assert_true(run_until(all_acked, pa, WAIT_MS));
+	assert_true(acks_sent(b) - before >= 1);
+	assert_false(b->cl[0].order_broken);
+}
+
 /*
  * A link that loses a message send (accepted, then never delivered nor
  * completed, while everything else on the link goes on: rxm does it to a
@@ -1893,6 +1959,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_failover_partner_side, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_write_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_across_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_acks_ride_on_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_send, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_links_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_last_lane_kept, setup, teardown),
