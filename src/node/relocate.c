@@ -660,7 +660,12 @@ static void reloc_cut_over(struct node_reloc *r, int result)
 
 	if (rc == 0) {
 		test_stop_at("durable");
-		if (r->cut) /* a volume move's commit (move.c) */
+		/* The partner died and our takeover of it began meanwhile: it
+		 * routed our shelf's volumes by the owners it read then, this
+		 * one ours; keep it so (the relocation fails, we serve it). */
+		if (n->pstore)
+			rc = -ECONNABORTED;
+		else if (r->cut) /* a volume move's commit (move.c) */
 			rc = r->cut(n, r->name);
 		else
 			rc = v ? store_volume_set_owner(v, n->cfg.ic.partner) : -ENOENT;
