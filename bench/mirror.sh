@@ -25,6 +25,7 @@
 #      BENCH_TMPFS    the tmpfs directory of on-tmpfs (default /dev/shm)
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
 #      BENCH_SPIN_US  [ic] spin_us of both nodes (default: duetd's)
+#      BENCH_REALTIME [node] realtime of every duetd, on | off (default: duetd's)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
 #      BENCH_DISK     1 (default): also the disk's own O_DIRECT 1 MiB write
@@ -69,6 +70,7 @@ node() {
 	[ -z "$nvdir" ] || nv=("log = $nvdir/$name.nvram")
 	[ -z "$nvdir" ] || [ "$mode" != on ] || pi=("partner_image = $nvdir/$name.partner")
 	write_node_config "$W/$name.conf" "$name" "$W" "log_level = warn" \
+		${BENCH_REALTIME:+"realtime = $BENCH_REALTIME"} \
 		"[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode" ${nv[@]+"${nv[@]}"} \
 		${pi[@]+"${pi[@]}"} "$@"
 	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &

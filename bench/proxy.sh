@@ -13,7 +13,8 @@
 # 23960; uses six ports), BENCH_JOBS (a subset of the job names),
 # BENCH_SYSCALLS (1, the default, with strace: also system calls per 4 KiB
 # proxied read and write on both nodes, bench/syscalls.sh), BENCH_SPIN_US
-# ([ic] spin_us of both nodes; default: duetd's).
+# ([ic] spin_us of both nodes; default: duetd's), BENCH_REALTIME ([node]
+# realtime of both nodes, on | off; default: duetd's).
 # Prints a Markdown table; --write-doc also replaces the "Proxy" section of
 # docs/BENCHMARKS.md with it. Targets (not tests): proxy >= 0.7x direct IOPS
 # at iodepth 32, >= 0.8x direct bandwidth at 1 MiB.
@@ -56,6 +57,7 @@ write_cluster_key "$W/cluster.key"
 node() { # node ME PEER NBD PROXY MY_IC PEER_IC
 	mkdir -p "$W/$1-shelf"
 	write_node_config "$W/$1.conf" "$1" "$W" "log_level = warn" \
+		${BENCH_REALTIME:+"realtime = $BENCH_REALTIME"} \
 		"[nbd]" "listen = 127.0.0.1:$3" "proxy_listen = 127.0.0.1:$4" \
 		"[ic]" "partner = $2" "cluster_id = bench-proxy" "secret_file = $W/cluster.key" \
 		"link = ic0 127.0.0.1:$5 127.0.0.1:$6" ${BENCH_SPIN_US:+"spin_us = $BENCH_SPIN_US"}

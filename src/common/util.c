@@ -313,16 +313,15 @@ int util_go_realtime(char *msg, size_t len)
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
 	int rc = 0;
 
-	snprintf(msg, len,
-		 "realtime: the reactor at SCHED_RR priority %d, memory locked as touched",
+	snprintf(msg, len, "realtime: SCHED_RR priority %d, memory locked as touched",
 		 UTIL_RT_PRIORITY);
-	/* The reactor only: threads it starts (the store's workers, io_uring's
-	 * io-wq workers, libfabric's) run at normal priority. With them real
-	 * time too, each O_DIRECT read the kernel punted to an io-wq worker
-	 * woke the reactor from an equal-priority task, which cannot preempt
-	 * it: the reactor was pushed to the other CPU, and queue-depth-1
-	 * reads ran at half speed (docs/BENCHMARKS.md). */
-	if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0) {
+	/* Threads started later inherit it: libfabric's own (its providers'
+	 * progress must keep up for the partner's probes to complete) as well
+	 * as the store's and io_uring's workers. With the reactor alone real
+	 * time (SCHED_RESET_ON_FORK), a busy host still took a link out once
+	 * or twice in five minutes; with every thread, never
+	 * (docs/BENCHMARKS.md, "Issue 11: the session of 2026-12-07"). */
+	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
 		rc = -errno;
 		snprintf(msg, len,
 			 "realtime: SCHED_RR refused (%s): the reactor runs at normal priority",

@@ -63,8 +63,9 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
 #define UTIL_RT_PRIORITY 10
 
 /** Run the calling thread (the reactor) with SCHED_RR at UTIL_RT_PRIORITY
- * (threads it creates afterwards run at normal priority unless given it
- * with util_thread_realtime()), and lock the
+ * (threads it creates afterwards inherit it: libfabric's, whose progress the
+ * partner's probes need, the store's and io_uring's workers; none of them
+ * spins), and lock the
  * process's memory as it is touched (mlockall MCL_CURRENT | MCL_FUTURE |
  * MCL_ONFAULT; not under a sanitizer, whose shadow memory is huge), as
  * Corosync does: heartbeats and probes must not wait for busy neighbours
@@ -76,8 +77,8 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
 int util_go_realtime(char *msg, size_t len);
 
 /** Give thread @p t the reactor's real-time priority, if util_go_realtime()
- * took effect: for the threads as liveness-critical as the reactor (the
- * failover monitor's watchdog and mailbox threads; none of them spins). */
+ * took effect: the failover monitor's watchdog and mailbox threads, as
+ * liveness-critical as the reactor, have it whoever started them. */
 void util_thread_realtime(pthread_t t);
 
 #endif

@@ -83,6 +83,7 @@ struct node_reloc {
 	struct mirror_flush mf;
 	struct store_io fio;
 	uint64_t start_ns;
+	bool held; /* the test hold (DUET_TEST_RELOC_HOLD_MS) was taken */
 	/* A volume move's cut-over (move.c): its step 4 instead of the owner
 	 * field, and its end. */
 	int (*cut)(struct node *n, const char *name);
@@ -626,8 +627,12 @@ static void reloc_end(struct node_reloc *r, int rc)
 
 	loop_timer_cancel(n->loop, &r->poll);
 	if (rc < 0) {
-		/* Not moved: serve it here again. */
+		/* Not moved: serve it here again, with the commands the route
+		 * forwarded since it began (parked in our forwarder: the
+		 * partner never listed it), once. */
 		node_datapath_vol_set(r->from, r->name, -1, 0);
+		if (n->proxy)
+			proxy_route_local(n->proxy, r->name, &local_ops, n);
 		snprintf(r->last, sizeof(r->last), "%s to %s failed after %llu ms: %s", r->name,
 			 n->cfg.ic.partner, (unsigned long long)ms, strerror(-rc));
 		LOG_ERROR("relocation of %s", r->last);
@@ -704,6 +709,15 @@ static void reloc_poll(struct loop_timer *t)
 		loop_timer_arm(n->loop, &r->poll, RELOC_POLL_NS);
 		return;
 	}
+	/* Test hook (relocate-kill.sh): DUET_TEST_RELOC_HOLD_MS holds the
+	 * drained relocation that long before its consistency point, for a
+	 * takeover of the partner to begin meanwhile. */
+	if (!r->held && getenv("DUET_TEST_RELOC_HOLD_MS")) {
+		r->held = true;
+		loop_timer_arm(n->loop, &r->poll,
+			       strtoull(getenv("DUET_TEST_RELOC_HOLD_MS"), NULL, 10) * NS_PER_MS);
+		return;
+	}
 	r->phase = RP_DURABLE;
 	if (m) {
 		/* A consistency point: every record applied and the volume
@@ -771,6 +785,7 @@ int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct nod
 	r->cut = cut;
 	r->ended = ended;
 	r->from = from;
+	r->held = false;
 	r->start_ns = loop_now_ns();
 	r->phase = RP_DRAIN;
 	LOG_INFO("relocating %s to %s", name, n->cfg.ic.partner);

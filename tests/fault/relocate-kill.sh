@@ -15,6 +15,10 @@
 # The periodic owner re-read is off (DUET_TEST_RELOC_NO_RECHECK), so that at
 # "owner" with a killed, b adopts vol-a in its takeover (the owner record
 # names b, the list never came), not by the timer before it.
+# Last, b is killed while a's relocation is held before its consistency
+# point (DUET_TEST_RELOC_HOLD_MS): a takes b over first, the relocation
+# fails (a cut-over never names a partner whose takeover began), a serves
+# vol-a, and the commands its route forwarded meanwhile run on a, once.
 # After each: no client error, every acknowledged write reads back through
 # both ports, both nodes name the same owner and exactly one serves vol-a;
 # vol-a is relocated back to a where it ended on b.
@@ -101,7 +105,11 @@ for i in "${!POINTS[@]}"; do
 	wait_acks "a$i" $N
 	echo "   after the takeover: owner $(owner_on b), served by $(server_on b)" >&2
 	step "$p, victim a: a restarts taken over (next point: $next), giveback under load"
-	DUET_TEST_RELOC_STOP=$next launch_node a
+	# The last start holds a's relocations before their consistency
+	# point instead (the last step below).
+	hold=""
+	[ "$next" != none ] || hold=$((1500 * TIMEOUT_SCALE))
+	DUET_TEST_RELOC_STOP=$next DUET_TEST_RELOC_HOLD_MS=$hold launch_node a
 	wait_taken_over a
 	giveback_to a
 	wait_acks "a$i" $N
@@ -111,6 +119,23 @@ for i in "${!POINTS[@]}"; do
 	home_to_a
 	ready_for_takeover
 done
+
+step "b killed while a's relocation of vol-a is held before its consistency point: a takes b over first"
+wait_for takeover_possible a || fail "a may not take over b: $(ha a .reason)"
+start_writer h $A_NBD
+ctl a volume relocate vol-a >/dev/null || fail "relocation refused"
+kill_node b
+wait_takeover a
+reloc_failed() { status a | jq -e '.relocation.state == "idle" and (.relocation.last | test("failed"))' >/dev/null; }
+wait_for reloc_failed || fail "the relocation did not fail: $(status a | jq -c .relocation)"
+wait_acks h $N
+[ "$(owner_on a)" = a ] || fail "vol-a's owner: $(owner_on a)"
+step "b restarts taken over, giveback under load"
+start_taken_over b
+giveback_to b
+wait_acks h $N
+writer_stop h
+check_all
 
 step "clean stop"
 stop_node a
