@@ -90,7 +90,8 @@ struct ccm_opts {
 	uint64_t link_deadline_ms;    /**< a link with no probe completed this long is down */
 	uint64_t session_deadline_ms; /**< every link down this long ends the session */
 	uint64_t instance_max_load;   /**< bytes/s past which ports move; 0: least loaded only */
-	unsigned spin_us; /**< busy-poll each link's CQ this long with operations in flight; 0: never */
+	unsigned
+	    spin_us; /**< busy-poll each link's CQ this long with operations in flight; 0: never */
 };
 
 #define CCM_SECRET_MAX	     1024u		    /**< bytes of a secret file, at most */
