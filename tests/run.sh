@@ -9,8 +9,11 @@
 # without sanitizers, every tests/fault/failover-*.sh runs a second time on
 # the two-host stand-in (DUET_OWN_MOUNTS=1, tests/lib.sh), reported as e.g.
 # "fault/failover-stop[own-mounts]" (skipped with the reason where /dev/fuse
-# or fusermount3 is missing); a script that runs on own mounts anyway (it
-# says "own mounts only" in its header) runs once, named the same way. Then, once, the bounded
+# or fusermount3 is missing), as does every fault script with a header line
+# "# also on own mounts"; a script that runs on own mounts anyway (it says
+# "own mounts only" in its header) runs once, named the same way. One with a
+# header line "# normal build only: WHY" is skipped on a sanitizer build
+# (reported with WHY). Then, once, the bounded
 # fuzz run (tests/fuzz/run.sh) if it exists.
 #
 #   --asan     also run against build-asan (ASan+UBSan), setting it up if missing
@@ -181,6 +184,13 @@ run_scripts() {
 		[ "$layout" = plain ] || name+="[$layout]"
 		# A script that runs on own mounts anyway says so in its name too.
 		[ "$layout" != plain ] || ! grep -q '^# .*own mounts only' "$s" || name+="[own-mounts]"
+		# "# normal build only: WHY" in the header: timing and liveness
+		# scenarios whose code the unit and other fault tests run under the
+		# sanitizers; twice the minutes there would break the suite's budget.
+		if [ "$scale" != 1 ] && grep -q '^# normal build only' "$s"; then
+			result skip "$tag $name" 0 "$(grep -m1 '^# normal build only' "$s" | cut -c3-)"
+			continue
+		fi
 		while [ ${#RUNNING[@]} -ge "$jobs" ]; do reap_one; done
 		local log=$LOGDIR/$tag-${name//\//-}.log
 		(

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: address behaviour in namespaces; netaddr is unit-tested and fuzzed under the sanitizers
 # Issue 13: an interconnect cut between two live nodes is no takeover, and
 # the service addresses do not move. `duet-pair up --netns`; every
 # interconnect link is set down inside the namespaces for CUT_S seconds

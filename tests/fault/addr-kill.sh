@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: address moves in namespaces; the netaddr code is unit-tested and fuzzed under the sanitizers
 # Issue 13: a client of node a's own service address rides through a's
 # death. `duet-pair up --netns`; a writer on nbd://SVC_A:P/vol-a that, on a
 # lost connection, reconnects to the same address and port (ackwriter.py

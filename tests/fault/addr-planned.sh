@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: address moves in namespaces; netaddr is unit-tested and fuzzed under the sanitizers
 # Issue 13: planned takeover and giveback under load move the address too,
 # with no error. `duet-pair up --netns`; a writer on a's service address
 # (reconnecting to the same address) and one on b's; `duetctl takeover` on

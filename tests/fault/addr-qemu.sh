@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: a real client's reconnect timing; netaddr is unit-tested and fuzzed under the sanitizers
 # Issue 13: a real client rides through the kill. qemu-io on a's service
 # address with `reconnect-delay=20` (QEMU's NBD driver waits up to 20 s for
 # the server to come back, retrying the same address and port, instead of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: address timing in namespaces; netaddr is unit-tested and fuzzed under the sanitizers
 # Issue 13: SIGSTOP of node a past the takeover deadline, then SIGCONT. A
 # stopped duetd cannot remove its address; its kernel drops it once its
 # lifetime ([node] service_address_lifetime_s, renewed only under the

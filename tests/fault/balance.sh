@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: policy timing; balance is unit-tested and fuzzed under the sanitizers (test_balance, fuzz_balance)
 # Issue 14 part 4: automatic balance on load ([balance] auto = on).
 #   1. a pair with [balance] auto = on, imbalance 2.0, window_s 3,
 #      min_interval_s 2; vol-a1 and vol-a2 on a, vol-b on b (no load);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: random timing on the stand-in, run 8 rounds on the normal build; its faults each have a sanitizer-run test
 # Issue 16: chaos on the two-host stand-in (own mounts only: each node sees
 # both shelves through a FUSE mount of its own, tests/lib.sh). vol-a on a,
 # vol-b on b; rounds alternate the victim (a, b, a, b, ...) and the fault

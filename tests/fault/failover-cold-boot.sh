@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: boot timing; takeover and giveback run under the sanitizers in the other failover tests
 # Issue 15, cold boot of the pair: both nodes SIGKILLed under a write load
 # on their own volumes (a power cut of both), then started one after the
 # other, b some seconds after a but well within [monitor] boot_grace_ms:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: cut timing; the monitor's fence runs under the sanitizers in test_monitor_fence
 # Issue 6: the interconnect cut while both nodes live (an nftables rule
 # drops every packet to and from the interconnect ports on loopback, both
 # directions). Heartbeats stop, the mailboxes go on: no takeover on either

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: link cut timing; the CCM's lane code runs under the sanitizers in its unit tests
 # Issue 6: one interconnect link of two down (an nftables rule drops every
 # packet to and from its ports on loopback), first ic1, then ic0: the
 # heartbeats of the cut link stop, the other link's go on, so the partner

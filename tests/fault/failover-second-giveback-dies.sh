@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: a timing variant of the giveback; giveback runs under the sanitizers in failover-kill-proxy and relocate
 # Issue 16, finding 6: the owner dies during a giveback's drain. SIGKILL of
 # a under a write load through b's proxy port; b takes over; a restarts and
 # waits; a giveback starts under load, and a is killed while b drains

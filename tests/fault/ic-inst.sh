@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: link timing in namespaces; instance failover is unit-tested (test_ccm) under the sanitizers
 # Interconnect device failure (issue 14 part 5, claim 26): with two CCM
 # instances (`[ic] instances = 2`: ic0 is instance 0, ic1 instance 1), the
 # links of one instance all fail and the other still has live links: the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: link liveness under load is a timing scenario; the CCM runs under the sanitizers in its unit tests
 # Links that stay up under load (issue 11, part B; docs/BENCHMARKS.md,
 # "Problems found" 1-3). Nodes a and b (tests/ccm/ccm-client: verified RDMA
 # writes of 64 KiB, read-backs and ordered messages, plus per-link heartbeat

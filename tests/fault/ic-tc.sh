@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: link timing under tc; the CCM's code runs under the sanitizers in ccm unit tests and ic-pair users
 # Interconnect under a slowed and a cut link (issue 3, tc part): nodes a and
 # b (tests/ccm/ccm-client: the CCM with a client streaming verified RDMA
 # writes, read-backs and ordered messages) in two network namespaces joined

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: page-cache timing on the stand-in; the takeover path runs under the sanitizers elsewhere
 # Issue 16, finding 1 (the held-out check), on the two-host stand-in
 # (own mounts only: each node sees the shelves through a FUSE mount of its
 # own, tests/lib.sh), with both I/O engines ([store] io_engine = uring, then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: stop/flap timing; the proxy runs under the sanitizers in proxy-links, proxy-restart and failover-kill-proxy
 # The interconnect flaps without the session ending, under a write load
 # through b's proxy port (forwarded to a, which owns vol-a): no operation
 # and no message of the CCM may be lost (src/ccm/ccm.h: messages are
