@@ -6,7 +6,8 @@
 #   write_node_config FILE ID DIR [ITEM...]
 #       writes FILE: a [node] section with
 #           id = ID, shelf = DIR/ID-shelf, control = DIR/ID.sock,
-#           log_level = ${DUET_LOG_LEVEL:-info}
+#           log_level = ${DUET_LOG_LEVEL:-info}, and realtime = $DUET_REALTIME
+#           when that is set (tests/lib.sh sets off)
 #       then the ITEMs, in order. An ITEM is
 #           "[section]"        later settings go to that section (a section
 #                              named again is continued, not repeated)
@@ -33,7 +34,7 @@ write_node_config() {
 	local -a order=(node)
 	local -A body=()
 	local -A def=([id]=$id [shelf]=$dir/$id-shelf [control]=$dir/$id.sock
-		[log_level]=${DUET_LOG_LEVEL:-info})
+		[log_level]=${DUET_LOG_LEVEL:-info} [realtime]=${DUET_REALTIME:-})
 	local sec=node item k v
 	for item in "$@"; do
 		if [[ $item =~ ^\[([^]]+)\]$ ]]; then
@@ -55,7 +56,7 @@ write_node_config() {
 	for sec in "${order[@]}"; do
 		text+="[$sec]"$'\n'
 		if [ "$sec" = node ]; then
-			for k in id shelf control log_level; do
+			for k in id shelf control log_level realtime; do
 				[ -z "${def[$k]}" ] || text+="$k = ${def[$k]}"$'\n'
 			done
 		fi
