@@ -5,6 +5,9 @@
 # to the daemon's user.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+# Line numbers below count the [node] defaults of write_node_config, without
+# a realtime line.
+export DUET_REALTIME=
 
 P=$PORT_BASE
 
