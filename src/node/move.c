@@ -711,7 +711,9 @@ void node_move_load_new(struct node *n, bool adopt)
 {
 	struct node_move *m = n->move;
 	struct names now = {0};
-	int fd = dup(store_voldirfd(n->store));
+	/* Opened anew: a second host's cache answers a re-read of an open
+	 * directory with its old listing. */
+	int fd = openat(store_voldirfd(n->store), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *e;
 	DIR *d;
 
@@ -734,7 +736,6 @@ void node_move_load_new(struct node *n, bool adopt)
 		close(fd);
 		return;
 	}
-	rewinddir(d); /* the descriptor's offset is shared with the store's */
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		char name[NAME_LEN];

@@ -79,17 +79,23 @@ static void unindex_stale(struct store *s, const char *name)
 int store_move_target_create(struct store *s, const struct store_volume *src,
 			     struct store_volume **out)
 {
-	char file[FILE_MAX], meta[FILE_MAX];
+	char file[FILE_MAX];
 	struct store_volume *v;
-	struct stat st;
 	int rc;
 
-	snprintf(meta, sizeof(meta), "%s.meta", src->name);
-	if (fstatat(s->voldirfd, meta, &st, 0) < 0)
+	/* Asked of the shelf, not of this host's cache of it, which may still
+	 * hold the files of the volume's earlier stay on that shelf: those
+	 * names are dropped here. */
+	rc = store_fresh_volume(s->voldirfd, src->name, true);
+	if (rc == 0)
 		unindex_stale(s, src->name);
-	if (store_volume_find(s, src->name) || fstatat(s->voldirfd, meta, &st, 0) == 0) {
+	if (rc == -EEXIST || (rc == 0 && store_volume_find(s, src->name))) {
 		LOG_ERROR("move of %s: the target shelf has a volume of that name", src->name);
 		return -EEXIST;
+	}
+	if (rc < 0) {
+		LOG_ERROR("move of %s: cannot list the target shelf: %s", src->name, strerror(-rc));
+		return rc;
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -143,18 +149,21 @@ void store_move_target_drop(struct store *s, struct store_volume *t)
 }
 
 /* rename @p from to @p to unless @p to exists. A file system without
- * RENAME_NOREPLACE (FUSE): a check first, enough here since only the mover
- * makes NAME.img of a volume its target shelf does not have. */
+ * RENAME_NOREPLACE (FUSE), or a name this host's cache still binds to a
+ * file another host removed (refused before the file system is asked): a
+ * fresh listing decides, enough here since only the mover makes NAME.img of
+ * a volume its target shelf does not have. */
 static int rename_noreplace(int dirfd, const char *from, const char *to)
 {
-	struct stat st;
+	int rc;
 
 	if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
 		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
+	if (errno != EINVAL && errno != ENOSYS && errno != EEXIST)
 		return -1;
-	if (fstatat(dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		errno = EEXIST;
+	rc = store_fresh_exists(dirfd, to);
+	if (rc != 0) {
+		errno = rc > 0 ? EEXIST : -rc;
 		return -1;
 	}
 	return renameat(dirfd, from, dirfd, to);
@@ -211,9 +220,11 @@ static int target_uuid(int voldirfd, const char *name, char uuid[STORE_UUID_LEN]
 	int fd, rc = -ENOENT;
 
 	snprintf(meta, sizeof(meta), "%s.meta", name);
-	fd = openat(voldirfd, meta, O_RDONLY | O_CLOEXEC);
+	/* The settler may be another host than the committer: a name of its
+	 * cache may still bind an earlier stay's metadata (same uuid). */
+	fd = store_fresh_open(voldirfd, meta, O_RDONLY);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	o = json_object_from_fd(fd);
 	close(fd);
 	if (!o)
@@ -258,6 +269,12 @@ int store_volume_load(struct store *s, const char *name, struct store_volume **o
 
 	if (store_volume_find(s, name))
 		return -EEXIST;
+	/* Made by the partner (a move's commit, a volume it created): this
+	 * host's names of it as the shelf has them, not as its cache had them
+	 * from an earlier volume of that name. */
+	rc = store_fresh_volume(s->voldirfd, name, false);
+	if (rc < 0)
+		return rc;
 	rc = store_vol_load(s, name, &v);
 	if (rc < 0)
 		return rc;

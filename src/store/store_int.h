@@ -258,4 +258,22 @@ int store_owner_write(struct store_volume *v);
 /** Remove NAME.owner (a deleted volume). */
 int store_owner_remove(struct store_volume *v);
 
+/* ---- fresh.c: a volume's names as the shelf has them, past this host's
+ * cache of another host's changes ---- */
+
+/** 1 when a listing of @p dirfd opened anew holds @p name, 0 when not, or
+ * -errno. */
+int store_fresh_exists(int dirfd, const char *name);
+/** Open @p name in @p dirfd with @p flags when a fresh listing holds it and
+ * the open reaches the file listed: the descriptor, -ENOENT when not
+ * listed, -ESTALE when this host's cache names another file. */
+int store_fresh_open(int dirfd, const char *name, int flags);
+/** Make this host's names of volume @p name in @p dirfd agree with the
+ * shelf. @p clean (before a copy is made there): -EEXIST when NAME.meta
+ * is listed, else 0 with every other name of it the listing lacks dropped.
+ * Else (before a load): 0 when NAME.meta and NAME.img are listed and
+ * resolve to the listed files, -ENOENT when not listed, -ESTALE when the
+ * cache names another file. */
+int store_fresh_volume(int dirfd, const char *name, bool clean);
+
 #endif

@@ -38,11 +38,14 @@ copying_past() { # NODE BYTES: its move copies and has done more than BYTES
 	status "$1" | jq -e --argjson b "$2" \
 		'.move.state == "copying" and .move.done_bytes > $b' >/dev/null
 }
+# disk NODE: NODE's shelf as the disk has it (on own mounts the backing
+# directory: either node's mount may still cache names the other changed).
+disk() { if [ "$OWN_MOUNTS" = 1 ]; then echo "$SHELVES/$1-shelf"; else shelf_of "$1"; fi; }
 # one_copy NODE: vol-a's files are on NODE's shelf only, no copy in progress.
 one_copy() {
 	local o h g
 	o=$(other "$1")
-	h="$(shelf_of "$1")/volumes" g="$(shelf_of "$o")/volumes"
+	h="$(disk "$1")/volumes" g="$(disk "$o")/volumes"
 	[ -f "$h/vol-a.img" ] && [ -f "$h/vol-a.meta" ] || fail "vol-a not on $1's shelf: $(ls -a "$h")"
 	[ ! -e "$g/vol-a.img" ] && [ ! -e "$g/vol-a.meta" ] || fail "vol-a also on $o's shelf: $(ls -a "$g")"
 	[ ! -e "$h/.vol-a.move.img" ] && [ ! -e "$g/.vol-a.move.img" ] || fail "a copy of vol-a is left"
