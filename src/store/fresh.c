@@ -139,7 +139,7 @@ int store_fresh_volume(int dirfd, const char *name, bool clean)
 		 * a name the shelf lacks drops it from the cache). */
 		for (unsigned i = 1; i < 4; i++)
 			if (!ino[i] && unlinkat(dirfd, names[i], 0) == 0)
-				LOG_WARN("%s: a leftover without metadata, removed", names[i]);
+				LOG_WARN("%s: made while the shelf was listed, removed", names[i]);
 		return 0;
 	}
 	if (!ino[0] || !ino[1])

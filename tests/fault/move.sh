@@ -19,6 +19,11 @@
 #   7. SIGKILL of the mover (a) after the source's delete, before b heard
 #      of it: b takes over and serves vol-a, its own now;
 #   after each: one live copy, every acknowledged write reads back.
+# also on own mounts: the mover makes the copy on the partner's shelf through
+# its own cache of that shelf, the target loads and serves it through its
+# own, and after a crash the settler reads the other's files through its own
+# (tests/lib.sh): names one node's cache kept from an earlier stay of vol-a
+# on a shelf must not answer for the files the other node made since.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$TEST_DIR/failover.inc"

@@ -285,12 +285,43 @@ static void test_target_exists(void **state)
 	two_close(&t);
 }
 
+/* A second view of the target shelf (the target node's) loads a committed
+ * copy when the listing holds its metadata and data, not before. */
+static void test_load_listed(void **state)
+{
+	struct two t;
+	struct store_volume *v, *c, *got;
+	struct store *b2;
+	char p[700];
+
+	(void)state;
+	two_open(&t);
+	assert_int_equal(store_open(t.l, t.db, &t.opts, &b2), 0);
+	assert_int_equal(store_volume_create(t.a, "v", MiB, "a"), 0);
+	assert_int_equal(store_volume_create(t.a, "w", MiB, "a"), 0);
+	v = store_volume_find(t.a, "v");
+	assert_int_equal(store_move_target_create(t.b, v, &c), 0);
+	assert_int_equal(store_volume_load(b2, "v", &got), -ENOENT); /* not committed */
+	assert_int_equal(store_move_target_commit(t.b, c, "b"), 0);
+	assert_int_equal(store_volume_load(b2, "v", &got), 0);
+	assert_string_equal(store_volume_name(got), "v");
+	v = store_volume_find(t.a, "w");
+	assert_int_equal(store_move_target_create(t.b, v, &c), 0);
+	assert_int_equal(store_move_target_commit(t.b, c, "b"), 0);
+	snprintf(p, sizeof(p), "%s/volumes/w.img", t.db);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(store_volume_load(b2, "w", &got), -ENOENT); /* no data file */
+	assert_null(store_volume_find(b2, "w"));
+	store_close(b2);
+	two_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_record),	  cmocka_unit_test(test_crash_copying),
 	    cmocka_unit_test(test_commit),	  cmocka_unit_test(test_crash_renamed),
-	    cmocka_unit_test(test_target_exists),
+	    cmocka_unit_test(test_target_exists), cmocka_unit_test(test_load_listed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
