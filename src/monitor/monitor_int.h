@@ -16,10 +16,13 @@
  *    last read of the own mailbox that found no takeover mark.
  *  - watchdog.c: a thread that ends the process when the reactor stalls
  *    past watchdog_ms, and that tells a stalled loop from a stopped process.
- *  - ha.c: the state machine, pure logic with time as an input.
+ *  - ha.c: the state machine, pure logic with time as an input; its view
+ *    (names, the partner's classification, what is possible and why) is
+ *    in ha_view.c.
  *
  * Layering: monitor.c calls ha.c, mbox.c, watchdog.c and record.c; mbox.c
- * calls record.c; ha.c calls only record.c's state and mirror names;
+ * calls record.c; ha.c calls ha_view.c, which calls only record.c's
+ * state and mirror names;
  * watchdog.c calls only monitor_boottime_ns() (mbox.c); record.c calls
  * nothing. Results come back up only through the callbacks in the options
  * structs (on_cycle, on_jump, the done and mark callbacks).
@@ -355,6 +358,31 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 /** An action asked for earlier finished with @p rc. */
 void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
 		     struct ha_output *out);
+
+/* ---- ha_view.c: the view shared by ha.c's transitions (private) ---- */
+
+/** Format into a reason field of struct ha (HA_REASON_MAX, truncated). */
+void ha_fmt(char *dst, const char *f, ...) __attribute__((format(printf, 2, 3)));
+/** A heartbeat on some link within the deadline. */
+bool ha_hb_alive(const struct ha *h, const struct ha_inputs *in);
+/** Cold-boot grace still to wait before an automatic takeover or takeback, or 0. */
+uint64_t ha_boot_grace_left(const struct ha *h, const struct ha_inputs *in);
+/** A mark in our own mailbox that still fences us. */
+bool ha_own_marked(const struct ha *h, const struct ha_inputs *in);
+/** @p s is a node whose volumes the partner holds. */
+bool ha_waits_for_us(enum ha_state s);
+/** @p s is a node that serves its own volumes. */
+bool ha_serves_own(enum ha_state s);
+/** Set h->partner and h->partner_why from heartbeats and mailbox. */
+void ha_classify(struct ha *h, const struct ha_inputs *in);
+/** Why a takeover would lose an acknowledged write (in @p buf), or NULL. */
+const char *ha_mirror_problem(const struct ha_inputs *in, char *buf, size_t len);
+/** The partner's mailbox can take a mark at all (even forced). */
+bool ha_mailbox_writable(const struct ha_inputs *in);
+/** Set h->takeover_possible and h->why for the current state. */
+void ha_eval_possible(struct ha *h, const struct ha_inputs *in);
+/** Fencing the partner is possible: 0, or -errno with @p err set. */
+int ha_can_fence(const struct ha *h, const struct ha_inputs *in, char *err, size_t errlen);
 
 /* ---- monitor.c: test-only access ---- */
 
