@@ -188,7 +188,7 @@ static unsigned ports_move(struct ccm *ccm, unsigned from, unsigned to, bool hom
 /* Every tick, in a session: an instance whose links are all down after one
  * was up in this session (its interconnect device failed) gives every port it carries to the
  * least-loaded instance with a link up. Until then its traffic already
- * goes over any up lane (lane.c, pick); this makes the placement, the
+ * goes over any up lane (lane_rules.c, pick); this makes the placement, the
  * load accounting and new ports follow. The ports go back home once their
  * instance has had a link up for INST_BACK_NS (a link that flaps does not
  * move them back and forth faster than that). */
