@@ -26,6 +26,8 @@
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
 #      BENCH_SPIN_US  [ic] spin_us of both nodes (default: duetd's)
 #      BENCH_REALTIME [node] realtime of every duetd, on | off (default: duetd's)
+#      BENCH_CLIENT_RT fio at SCHED_RR of this priority (bench/lib.sh; default
+#                     normal priority)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
 #      BENCH_DISK     1 (default): also the disk's own O_DIRECT 1 MiB write
