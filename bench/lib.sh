@@ -219,12 +219,16 @@ bench_prefill() {
 # bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]: one time-based fio job
 # (ARGS split on spaces; SIZE and SECS from the script, 1 s ramp, random
 # offsets without a map) against URI, JSON result in OUT; exit 1 naming
-# LABEL when fio fails.
+# LABEL when fio fails. BENCH_CLIENT_RT=PRIO runs fio at SCHED_RR PRIO (the
+# nodes' is 10): a client on its own host never waits for the nodes'
+# real-time threads, one sharing their two CPUs at normal priority loses
+# every contest to them; at theirs it takes turns.
 bench_fio() {
 	local name=$1 args=$2 uri=$3 out=$4 label=$5
 	shift 5
 	# shellcheck disable=SC2086
-	fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
+	${BENCH_CLIENT_RT:+chrt -r "$BENCH_CLIENT_RT"} \
+		fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
 		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 "$@" \
 		--output-format=json --output="$out" >/dev/null 2>"$out.err" || {
 		cat "$out.err" >&2
