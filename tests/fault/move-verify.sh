@@ -6,7 +6,7 @@
 #   1. vol-a on a; region C (16 MiB) written sequentially through a's port,
 #      then left alone (the copier's data);
 #   2. two fio loops, one through a's NBD port (region A), one through b's
-#      (region B): each round writes its region at random 4 KiB offsets
+#      (region B): each round writes its region (8 MiB) at random 4 KiB offsets
 #      with a new pattern and verifies it (A: the last 256 writes as it
 #      goes, verify_backlog; B: the whole region at the round's end); they
 #      run from before the move starts until a round after its cut-over;
@@ -27,7 +27,8 @@ need fio
 need_fio_nbd
 
 export DUET_TEST_MOVE_CHUNK_DELAY_MS=$((40 * TIMEOUT_SCALE))
-MB=16                        # regions A, B, C: [0,16M) [16M,32M) [32M,48M)
+MB=8                         # regions A, B: [0,8M) [8M,16M)
+C_OFF=16 C_MB=16             # region C: [16M,32M)
 D_OFF=48 D_MB=4              # region D: [48M,52M)
 C_PAT=0x43000001             # region C's pattern
 vol_is() { # NODE OWNER SHELF: vol-a's, seen by NODE
@@ -129,6 +130,7 @@ loops_stop() {
 	loops_ok
 	[ $rc = 0 ] || fail "a fio loop failed"
 }
+c_args() { echo "--rw=write --bs=64k --iodepth=4 --size=${C_MB}M --offset=${C_OFF}M"; }
 d_args() { echo "--rw=write --bs=64k --iodepth=4 --size=${D_MB}M --offset=${D_OFF}M"; }
 # move_under_load FROM TO DPAT: move vol-a from FROM's shelf to TO's while
 # both loops run; region D written with DPAT once the copier passed it.
@@ -169,14 +171,15 @@ check_all() { # after a move: every region read back
 	verify_again la "$B_NBD" "$(cat "$T/la.pat")" $(round_args 0 1)
 	verify_again lb "$A_NBD" "$(cat "$T/lb.pat")" $(round_args "$MB" 1)
 	for port in $A_NBD $B_NBD; do
-		verify_again c "$port" $C_PAT --rw=write --bs=64k --size=${MB}M --offset=$((2 * MB))M
+		verify_again c "$port" $C_PAT $(c_args)
 		verify_again d "$port" "$1" $(d_args)
 	done
 }
 
 step "start a pair, vol-a on a; region C written through a's port"
 pair_with_vol_a --no-watch
-fio_run c "$A_NBD" $C_PAT --rw=write --bs=64k --iodepth=4 --size=${MB}M --offset=$((2 * MB))M --do_verify=1
+# shellcheck disable=SC2046 # c_args's words
+fio_run c "$A_NBD" $C_PAT $(c_args) --do_verify=1
 
 step "move vol-a to b's shelf under fio verify through a's and b's ports"
 move_under_load a b 0x44000001
