@@ -272,6 +272,10 @@ void node_reloc_changed(struct node *n);
 /** Adopt what names this node on either shelf now (as on a partner list). */
 void node_reloc_adopt_all(struct node *n);
 
+/** At boot (adopt.c): adopt the volumes of the partner's shelf whose owner
+ * record names this node, without waiting for the partner's session. */
+void node_adopt_boot(struct node *n);
+
 /** Call @p fn for every volume of the partner's shelf opened here (served
  * here if node_reloc_owned_here). */
 void node_reloc_each_volume(const struct node *n,
