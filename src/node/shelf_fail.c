@@ -99,6 +99,10 @@ struct node_shelf {
 	uint64_t take_start_ns, take_failed_ns;
 	unsigned taken;
 	char take_last[SF_REASON_LEN];
+	/* The partner gave (GIVE) and our copy of its log was judged complete
+	 * for it at take_start: should it die before DROPPED, a takeover loses
+	 * nothing (node_shelf_partner_gave). Cleared when consumed. */
+	bool gave;
 };
 
 /* No handover can help (refused, or no partner to give to). */
@@ -472,6 +476,7 @@ static void take_start(struct node_shelf *sh)
 	}
 	sh->take = T_REPLAY;
 	sh->hold_until = UINT64_MAX; /* replay_done sets it */
+	sh->gave = true;	     /* unless the image is refused below */
 	if (proxy_partner_shelf_state(n->proxy) & PROXY_SHELF_DROPPED) {
 		/* Its log is dropped: an earlier run of ours replayed it (it
 		 * drops it only on our REPLAYED) and died before owning them. */
@@ -484,6 +489,7 @@ static void take_start(struct node_shelf *sh)
 		return;
 	}
 	if (!n->mirror_ccm) {
+		sh->gave = false;
 		take_fail(sh, -ENOTCONN, "no mirror transport: its log image is not here");
 		return;
 	}
@@ -495,6 +501,7 @@ static void take_start(struct node_shelf *sh)
 		return;
 	}
 	if (t != MIRROR_IMAGE_CURRENT) {
+		sh->gave = false;
 		take_fail(sh, -ESTALE, why);
 		return;
 	}
@@ -537,6 +544,7 @@ static void take_adopt(struct node_shelf *sh)
 		sh->taken++;
 	}
 	sh->take = T_DONE;
+	sh->gave = false;
 	snprintf(sh->take_last, sizeof(sh->take_last), "%u volume%s of %s's shelf in %llu ms",
 		 sh->taken, sh->taken == 1 ? "" : "s", n->cfg.ic.partner,
 		 (unsigned long long)((loop_now_ns() - sh->take_start_ns) / NS_PER_MS));
@@ -551,8 +559,11 @@ static void take_step(struct node_shelf *sh)
 	struct node *n = sh->n;
 	unsigned ps = proxy_partner_shelf_state(n->proxy);
 
+	if (n->pstore)
+		sh->gave = false; /* a takeover of the partner consumed it */
 	if (!(ps & PROXY_SHELF_GIVE)) {
 		/* Not (or no longer: a new instance of the partner) giving. */
+		sh->gave = false;
 		if (sh->take != T_REPLAY && sh->take != T_IDLE) {
 			sh->take = T_IDLE;
 			proxy_set_shelf_state(n->proxy, 0);
@@ -675,6 +686,19 @@ bool node_shelf_partner_failed(const struct node *n)
 bool node_shelf_replaying(const struct node *n)
 {
 	return n->shelf_fail && n->shelf_fail->replay;
+}
+
+/* Read by the takeover decision (failover.c, each heartbeat): the partner
+ * that gave its shelf held its mirror, so it publishes "degraded", yet
+ * every record it logged is in our copy (it drained and checked the mirror
+ * in sync before GIVE, and its volumes logged nothing since). Dying before
+ * DROPPED it leaves its volumes to a takeover, which replays that copy (or
+ * finds it retired by our handover replay: nothing to replay, the proof
+ * says done, and the partner drops its log at the giveback). */
+bool node_shelf_partner_gave(const struct node *n)
+{
+	return n->shelf_fail && n->shelf_fail->gave && !n->pstore && !n->fenced &&
+	       !n->taken_at_boot;
 }
 
 int node_shelf_status_json(struct node *n, struct json_object *root)
