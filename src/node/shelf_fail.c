@@ -576,8 +576,8 @@ static void take_step(struct node_shelf *sh)
 		take_start(sh);
 	else if (sh->take == T_REPLAY)
 		take_replayed(sh);
-	else if (sh->take == T_REPLAYED && (ps & PROXY_SHELF_DROPPED))
-		take_adopt(sh);
+	else if (sh->take == T_REPLAYED && (ps & PROXY_SHELF_DROPPED) && !n->pstore)
+		take_adopt(sh); /* after a takeover's giveback, if one came between */
 }
 
 /* ---- the timer ---- */
