@@ -39,7 +39,16 @@
  * log holds every record (replaying it again is harmless: nobody served
  * the volumes since), after it the shelf does, durably; a takeover of the
  * giver replays the image only after a handover's replay ended
- * (node_shelf_replaying), and finds it retired. */
+ * (node_shelf_replaying), and finds it retired. A giver that dies between
+ * GIVE and DROPPED is taken over by the taker although it publishes its
+ * mirror degraded (held): the taker's copy was judged complete for the
+ * handover (node_shelf_partner_gave, read by the takeover decision), and
+ * the taker's mark carries the proof that lets the giver drop its log at
+ * the giveback instead of replaying it over the taker's writes.
+ *
+ * A hung shelf (I/O in flight, none finishing for SF_HUNG_NS) is not handed
+ * over (the drain would never end): the node ends itself as its watchdog
+ * would, and the partner takes it over (check_hung). */
 #define LOG_MODULE "shelf"
 #include "node/node_int.h"
 
