@@ -86,6 +86,7 @@ void monitor_sample(struct monitor *m, struct ha_inputs *in)
 	in->partner_mark_set = pv.mark_valid && pv.mark.set;
 	in->partner_mark_gen = pv.mark_valid ? pv.mark.gen : 0;
 	in->mirror = m->partner_copy;
+	in->partner_log_given = m->partner_log_given;
 	in->own_mark = m->own_mark;
 	in->own_mark_gen = m->own_mark_gen;
 	in->own_conflict = m->own_conflict;
@@ -634,6 +635,11 @@ void monitor_io_wait(struct monitor *m)
 void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy)
 {
 	m->partner_copy = partner_copy;
+}
+
+void monitor_set_partner_log_given(struct monitor *m, bool given)
+{
+	m->partner_log_given = given;
 }
 
 int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, monitor_done_cb cb, void *arg)

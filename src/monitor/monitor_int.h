@@ -285,6 +285,9 @@ struct ha_inputs {
 	 * session does not make it DEGRADED (the copy only stops growing); the
 	 * partner publishes DEGRADED itself before acknowledging without us. */
 	enum ha_mirror mirror;
+	/** monitor_set_partner_log_given: the mirror states do not stop a
+	 * takeover (the partner handed its shelf and its log over). */
+	bool partner_log_given;
 	bool own_mark;	       /**< a takeover mark is set in our mailbox */
 	uint64_t own_mark_gen; /**< its generation (also when cleared) */
 	bool own_conflict;     /**< another writer in our liveness sector */
@@ -429,6 +432,7 @@ struct monitor {
 	uint64_t last_tick_ns;
 
 	enum ha_mirror partner_copy;
+	bool partner_log_given;
 	enum ha_mirror own_mirror;
 	bool own_mark;
 	uint64_t own_mark_gen;
