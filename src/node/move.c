@@ -378,7 +378,7 @@ static void pump(struct node_move *m)
 		loop_timer_arm(n->loop, &m->timer, MOVE_POLL_NS);
 		return;
 	}
-	if (move_pace_idle(&m->pace))
+	if (move_pace_idle(&m->pace) && !move_plan_complete(&m->plan))
 		return; /* a probe: the pace timer pumps after it */
 	wait = move_plan_wait(&m->plan, clients, loop_now_ns());
 	if (wait) {
