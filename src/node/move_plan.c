@@ -85,7 +85,10 @@ void move_pace_init(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64
 	p->count = count;
 	p->sum_ns = sum_ns;
 	p->at_ns = now;
-	p->phase = MP_PROBE; /* nothing copies yet: measure at once */
+	/* Nothing copies yet, but the start itself (the record and the copy's
+	 * file, fsync'ed on the loop) stalled the clients: a window to settle,
+	 * then the probe. */
+	p->phase = MP_DRAIN;
 }
 
 /* Fold @p v into the EWMA @p avg (a quarter of the new figure). */

@@ -79,7 +79,8 @@ struct move_pace {
 	uint64_t probes, hurt_windows, windows; /* for the log */
 };
 
-/** Start pacing at @p now with the volume's figures: a probe first. */
+/** Start pacing at @p now with the volume's figures: a probe first (after
+ * a window to settle). */
 void move_pace_init(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now);
 /** A window ended at @p now with the volume's cumulative figures. */
 void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now);

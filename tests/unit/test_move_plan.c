@@ -145,6 +145,10 @@ static void test_pace(void **state)
 	(void)state;
 	move_pace_init(&p, count, sum, now);
 	assert_true(move_pace_idle(&p));
+	/* The window to settle after the start: not measured. */
+	count += 10, sum += 10 * 50 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_idle(&p));
 	/* The probe: 100 requests of 1 ms in a window. */
 	count += 100, sum += 100 * MS, now += w;
 	move_pace_sample(&p, count, sum, now);
@@ -191,8 +195,11 @@ static void test_pace_no_clients(void **state)
 
 	(void)state;
 	move_pace_init(&p, 0, 0, 0);
-	now += w;
-	move_pace_sample(&p, 0, 0, now);
+	for (int i = 0; i < 2; i++) {
+		assert_true(move_pace_idle(&p));
+		now += w;
+		move_pace_sample(&p, 0, 0, now);
+	}
 	assert_false(move_pace_idle(&p));
 	for (int i = 0; i < 100; i++) {
 		now += w;
