@@ -102,6 +102,8 @@ static int send_req(struct pxport *p, struct preq *r)
 		return -EIO;
 	}
 	r->state = PR_SENT;
+	/* A resent request's reply says nothing of the round trip. */
+	r->sent_ns = r->sent_once ? 0 : loop_last_turn_ns(px->loop);
 	if (r->sent_once)
 		px->st.retries++;
 	r->sent_once = true;
