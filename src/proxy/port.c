@@ -62,7 +62,7 @@ static uint64_t flush_delay(const struct proxy *px)
 		busy += px->ports[i].outstanding;
 	if (busy < PX_COALESCE_LOAD)
 		return 0;
-	return MIN(px->rtt_ns / 8, PX_COALESCE_MAX_NS);
+	return MIN(px->rtt_ns, PX_COALESCE_MAX_NS);
 }
 
 int proxy_port_send(struct pxport *p, const void *msg, size_t len)

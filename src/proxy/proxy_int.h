@@ -62,13 +62,15 @@
 #define PX_READ_INLINE_LOAD 64u
 /* Forwarding under load (at least PX_COALESCE_LOAD requests in flight): a
  * port's batch of requests waits for more (instead of going at the end of
- * the loop turn) for an eighth of the requests' recent round trip, at most
- * PX_COALESCE_MAX_NS. A CCM message's fixed cost (a fabric send and its
- * completion on both nodes, the wake-ups of both reactors, the MAC) is
- * most of a small request's; more requests per message mean fewer of them,
+ * the loop turn) for as long as a request's recent round trip to the
+ * partner (a moving average), at most PX_COALESCE_MAX_NS. A CCM message's
+ * fixed cost (a fabric send and its completion on both nodes, the wake-ups
+ * of both reactors, the MAC) is most of a small request's; more requests per message mean fewer of them,
  * and the server, executing a batch together, answers in fewer messages
  * too. The requests already in flight keep the pipe full meanwhile. At low
- * depth nothing waits. */
+ * depth nothing waits. Measured at queue depth 32 (issue 11): 19 -> 14
+ * system calls per proxied 4 KiB read on each node; 30 us waits saved
+ * nothing (requests arrive further apart). */
 #define PX_COALESCE_LOAD   4u
 #define PX_COALESCE_MAX_NS 200000ull
 /* Extents of a BLOCK_STATUS reply (one message). */
