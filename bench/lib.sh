@@ -26,6 +26,10 @@
 #   bench_median_run SIDE FILES...       the result with the median IOPS
 #   bench_want_job NAME                  NAME is in BENCH_JOBS (or it is unset)
 #   bench_servers_alive WHAT             exit 1 when a server in PIDS died
+#   bench_cg_pair_up REAL NODE PORT      a duet-pair pair with NODE under callgrind
+#                                        (W, D, CG_FAKE, CG_PAIR and the exit trap)
+#   bench_cg_wait_status SOCK FIELD VALUE   poll a node's status JSON (60 s)
+#   bench_cg_measure PID FN N            callgrind counts of FN N (idle, load, ms)
 
 _BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=tests/node-config.sh
@@ -215,12 +219,16 @@ bench_prefill() {
 # bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]: one time-based fio job
 # (ARGS split on spaces; SIZE and SECS from the script, 1 s ramp, random
 # offsets without a map) against URI, JSON result in OUT; exit 1 naming
-# LABEL when fio fails.
+# LABEL when fio fails. BENCH_CLIENT_RT=PRIO runs fio at SCHED_RR PRIO (the
+# nodes' is 10): a client on its own host never waits for the nodes'
+# real-time threads, one sharing their two CPUs at normal priority loses
+# every contest to them; at theirs it takes turns.
 bench_fio() {
 	local name=$1 args=$2 uri=$3 out=$4 label=$5
 	shift 5
 	# shellcheck disable=SC2086
-	fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
+	${BENCH_CLIENT_RT:+chrt -r "$BENCH_CLIENT_RT"} \
+		fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
 		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 "$@" \
 		--output-format=json --output="$out" >/dev/null 2>"$out.err" || {
 		cat "$out.err" >&2
@@ -260,4 +268,73 @@ bench_servers_alive() {
 			exit 1
 		}
 	done
+}
+
+# ---- callgrind-write.sh and callgrind-proxy.sh ----
+
+# bench_cg_pair_up REAL NODE PORT: a tools/duet-pair pair (one link, mirror
+# on, 256 MiB) from the build REAL on ports PORT.., whose node NODE (a or b)
+# runs under valgrind --tool=callgrind (its dumps: $W/cg.out.PID.N), both
+# with long CCM and monitor deadlines (a node under valgrind is ~50x
+# slower). Sets W, D (the pair's directory), CG_FAKE (the build directory
+# whose duetd does that) and CG_PAIR; the pair is taken down and W removed
+# on exit.
+bench_cg_pair_up() {
+	local real=$1 node=$2 port=$3
+	bench_need valgrind callgrind_control fio jq
+	W=$(mktemp -d "${TMPDIR:-/tmp}/duet-cg.XXXXXX")
+	CG_FAKE=$W/build D=$W/pair
+	CG_PAIR=$_BENCH_ROOT/tools/duet-pair
+	trap 'DUET_BUILD=$CG_FAKE "$CG_PAIR" down "$D" >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+	# A build directory whose duetd runs node NODE under callgrind (both
+	# with long deadlines appended to their configs).
+	mkdir -p "$CG_FAKE/src/node" "$CG_FAKE/tools"
+	ln -s "$real/tools/duetctl" "$CG_FAKE/tools/duetctl"
+	cat >"$CG_FAKE/src/node/duetd" <<EOW
+#!/usr/bin/env bash
+printf '[ic]\nlink_deadline_ms = 2000\nsession_deadline_ms = 20000\n' >>"\$2"
+if grep -q '^id = $node\$' "\$2"; then
+	exec valgrind --tool=callgrind --callgrind-out-file=$W/cg.out.%p "$real/src/node/duetd" "\$@"
+fi
+exec "$real/src/node/duetd" "\$@"
+EOW
+	chmod +x "$CG_FAKE/src/node/duetd"
+	export DUET_BUILD=$CG_FAKE
+	# realtime off: a node under valgrind is CPU-bound, at SCHED_RR it
+	# would starve the host.
+	"$CG_PAIR" up "$D" --base-port "$port" --links 1 --size 256M --log-level warn --realtime off \
+		--monitor deadline_ms=10000 --monitor mailbox_deadline_ms=5000 --monitor lease_ms=5000 \
+		--monitor watchdog_ms=60000 >/dev/null
+	bench_cg_wait_status "$D/a.sock" .mirror.state in_sync
+}
+
+# bench_cg_wait_status SOCK FIELD VALUE: poll (every 0.1 s, 60 s at most;
+# going on regardless, as the measurement then says) until the jq FIELD of
+# the status of the node at SOCK is VALUE.
+bench_cg_wait_status() {
+	local _
+	for _ in $(seq 600); do
+		[ "$("$CG_FAKE/tools/duetctl" --socket "$1" status --json | jq -r "$2")" = "$3" ] && break
+		sleep 0.1
+	done
+}
+
+# bench_cg_measure PID FN N: the callgrind counters of the node PID while
+# idle for 3 s (idle: instructions, dump 1), then, after a warm-up (FN 50),
+# while FN N runs (load: instructions, dump 2; ms: its wall time).
+bench_cg_measure() {
+	local pid=$1 fn=$2 n=$3 t0 t1
+	callgrind_control -z "$pid" >/dev/null 2>&1
+	sleep 3
+	callgrind_control -d idle "$pid" >/dev/null 2>&1
+	"$fn" 50 # warm
+	callgrind_control -z "$pid" >/dev/null 2>&1
+	t0=$(date +%s%N)
+	"$fn" "$n"
+	t1=$(date +%s%N)
+	callgrind_control -d load "$pid" >/dev/null 2>&1
+	sleep 1
+	ms=$(((t1 - t0) / 1000000))
+	idle=$(grep -h '^summary:' "$W"/cg.out.*.1 | awk '{print $2}')
+	load=$(grep -h '^summary:' "$W"/cg.out.*.2 | awk '{print $2}')
 }

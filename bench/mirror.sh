@@ -26,6 +26,8 @@
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
 #      BENCH_SPIN_US  [ic] spin_us of both nodes (default: duetd's)
 #      BENCH_REALTIME [node] realtime of every duetd, on | off (default: duetd's)
+#      BENCH_CLIENT_RT fio at SCHED_RR of this priority (bench/lib.sh; default
+#                     normal priority)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
 #      BENCH_JOBS     a subset of the job names, space separated
 #      BENCH_DISK     1 (default): also the disk's own O_DIRECT 1 MiB write
@@ -132,10 +134,16 @@ for s in "${ORDER[@]}"; do
 	bench_prefill "$s" "${URI[$s]}" $SIZE
 done
 
+# Bursts shorter than the log: BURST_MIB 1 MiB writes (a quarter of the 64 MiB
+# log), then BURST_GAP_US of nothing (past the next consistency point, so
+# that every burst finds a free half).
+BURST_MIB=16
+BURST_GAP_US=1200000
 JOBS=(
 	"randwrite-4k-qd1|--rw=randwrite --bs=4k --iodepth=1"
 	"randwrite-4k-qd32|--rw=randwrite --bs=4k --iodepth=32"
 	"write-1m-qd8|--rw=write --bs=1m --iodepth=8"
+	"burst-1m-qd8|--rw=write --bs=1m --iodepth=8 --thinktime=$BURST_GAP_US --thinktime_blocks=$BURST_MIB"
 )
 
 run_job() { # NAME ARGS SERVER OUT
@@ -160,6 +168,18 @@ for j in "${JOBS[@]}"; do
 		R["$name $s"]=$(bench_metric "$(bench_median_run write "$W/$name@$s@"*.json)" write)
 	done
 done
+
+# A burst's bandwidth: the queue is full for most of a burst, so by Little's
+# law it moves iodepth x 1 MiB per mean write latency (fio's IOPS would
+# count the gaps).
+declare -A BURST=()
+if bench_want_job burst-1m-qd8; then
+	for s in "${ORDER[@]}"; do
+		BURST[$s]=$(jq -r '.jobs[0].write.lat_ns.mean as $l |
+			if $l > 0 then 8 * 1e9 / $l | round else "-" end' \
+			"$(bench_median_run write "$W/burst-1m-qd8@$s@"*.json)")
+	done
+fi
 
 # The disk itself: O_DIRECT 1 MiB writes to a file on the shelves' filesystem.
 disk_mibs=""
@@ -258,6 +278,16 @@ disk_line() {
 		echo "- mirror $on, 1 MiB writes at iodepth 8: $(field write-1m-qd8 $on 2) MiB/s, $(ratio "$(field write-1m-qd8 $on 2)" "$disk_mibs") of the disk's O_DIRECT bandwidth (target >= 0.9)"
 	done
 }
+burst_line() {
+	[ ${#BURST[@]} -gt 0 ] || return 0
+	local s on line="- bursts of $BURST_MIB MiB (1 MiB writes at iodepth 8, $((BURST_GAP_US / 1000)) ms apart), MiB/s within a burst (8 MiB in flight / mean latency):"
+	for s in "${ORDER[@]}"; do line+=" $s ${BURST[$s]},"; done
+	echo "${line%,}"
+	for on in on on-tmpfs; do
+		has $on && has off || continue
+		echo "- mirror $on bursts against off: $(ratio "${BURST[$on]}" "${BURST[off]}") (target >= 0.8)"
+	done
+}
 syscalls_table() {
 	[ "${BENCH_SYSCALLS:-1}" = 1 ] && command -v strace >/dev/null || return 0
 	echo "System calls per write (load-independent; strace -f -c over a fixed number of"
@@ -326,6 +356,7 @@ section() {
 	echo "The disk beside the mirror:"
 	echo
 	disk_line
+	burst_line
 	echo
 	echo "$SYSCALLS_OUT"
 	echo
@@ -358,6 +389,7 @@ echo
 targets
 latency
 disk_line
+burst_line
 echo
 echo "$SYSCALLS_OUT"
 if [ $write_doc = 1 ]; then

@@ -14,7 +14,8 @@
 # BENCH_SYSCALLS (1, the default, with strace: also system calls per 4 KiB
 # proxied read and write on both nodes, bench/syscalls.sh), BENCH_SPIN_US
 # ([ic] spin_us of both nodes; default: duetd's), BENCH_REALTIME ([node]
-# realtime of both nodes, on | off; default: duetd's).
+# realtime of both nodes, on | off; default: duetd's), BENCH_CLIENT_RT (fio
+# at SCHED_RR of this priority, bench/lib.sh).
 # Prints a Markdown table; --write-doc also replaces the "Proxy" section of
 # docs/BENCHMARKS.md with it. Targets (not tests): proxy >= 0.7x direct IOPS
 # at iodepth 32, >= 0.8x direct bandwidth at 1 MiB.

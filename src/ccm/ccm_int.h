@@ -6,7 +6,7 @@
  * and written only through common/byteorder.h), the objects of the CCM, and
  * the functions its files share, grouped by the file that defines them.
  *
- * Layering (lowest first): crypto.c and inst.c; lane.c; chan.c; client.c;
+ * Layering (lowest first): crypto.c and inst.c; lane.c and lane_rules.c; chan.c; client.c;
  * handshake.c; session.c; ccm.c and status.c. A file calls the files
  * below it freely. It calls a file above it only through the up-calls,
  * which are marked "Up-call" below: the deferred work of ccm.c
@@ -238,7 +238,7 @@ struct wire_notify {
 #define CHAN_ACK_DELAY_NS 4000000ull
 #define CHAN_ACK_EVERY	  (CHAN_WINDOW / 4)
 #define CCM_LINK_MAX_MSG  (CCM_MSG_MAX + sizeof(struct wire_msg))
-/* Least bound on a lane's port bytes in flight (lane.c, ccm_lane_pick_op):
+/* Least bound on a lane's port bytes in flight (lane_rules.c, ccm_lane_pick_op):
  * 10 ms of a 200 Mbit/s link; nothing on a fast link. */
 #define CCM_LANE_MIN_CAP (256u << 10)
 #define CCM_RX_DEPTH	 128
@@ -395,7 +395,7 @@ struct ccm_link {
 	/* accounting */
 	uint64_t inflight_ops, inflight_bytes;
 	uint64_t ops, bytes, errors;
-	/* bound on port bytes in flight: rate x link_deadline / 4 (lane.c) */
+	/* bound on port bytes in flight: rate x link_deadline / 4 (lane_rules.c) */
 	uint64_t rate_bytes_prev, rate_prev_ns, peak_rate; /* bytes/s, decaying peak */
 	uint64_t inflight_cap;
 	uint64_t resets;
@@ -634,7 +634,8 @@ bool ccm_msg_mac_ok(struct ccm *ccm, const struct wire_msg *h, const void *paylo
 /** Constant-time comparison of @p len bytes. */
 bool ccm_ct_equal(const void *a, const void *b, size_t len);
 
-/* lane.c: links as lanes, probes and fences; calls crypto.c
+/* lane.c and lane_rules.c: links as lanes, probes and fences (lane.c: the
+ * mechanics; lane_rules.c: liveness, the in-flight bound, lane choice); calls crypto.c
  * and the fabric, and up-calls ccm_sess_on_msg, ccm_hs_on_doorbell,
  * ccm_chan_on_link_down, ccm_chan_send (fences) and ccm_op_release_held. */
 /** Set up the lanes' embedded operations; once, at creation. */

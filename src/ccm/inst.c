@@ -109,6 +109,26 @@ unsigned ccm_inst_place(struct ccm *ccm, const struct ccm_client *c, unsigned id
 	return best;
 }
 
+/* Whether instance @p i is below ic.instance_max_load (it may take a port). */
+static bool inst_below_max(const struct ccm *ccm, unsigned i)
+{
+	return inst_load(ccm, i) < ccm->opts.instance_max_load;
+}
+
+/* The least-loaded instance other than @p except for which @p ok holds
+ * (the first of equals), or ccm->n_inst when there is none. */
+static unsigned least_loaded(const struct ccm *ccm, unsigned except,
+			     bool (*ok)(const struct ccm *ccm, unsigned i))
+{
+	unsigned to = ccm->n_inst;
+
+	for (unsigned j = 0; j < ccm->n_inst; j++)
+		if (j != except && ok(ccm, j) &&
+		    (to == ccm->n_inst || inst_load(ccm, j) < inst_load(ccm, to)))
+			to = j;
+	return to;
+}
+
 /* Port @p pt goes to instance @p to. */
 static void port_move(struct ccm *ccm, struct ccm_port *pt, unsigned to)
 {
@@ -127,7 +147,7 @@ void ccm_inst_rebalance(struct ccm *ccm)
 		return;
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_port *heaviest = NULL;
-		unsigned to = i;
+		unsigned to;
 		if (inst_load(ccm, i) <= ccm->opts.instance_max_load)
 			continue;
 		for (unsigned c = 0; c < CCM_MAX_CLIENTS; c++) {
@@ -142,11 +162,8 @@ void ccm_inst_rebalance(struct ccm *ccm)
 		}
 		if (!heaviest)
 			continue;
-		for (unsigned j = 0; j < ccm->n_inst; j++)
-			if (j != i && inst_load(ccm, j) < ccm->opts.instance_max_load &&
-			    (to == i || inst_load(ccm, j) < inst_load(ccm, to)))
-				to = j;
-		if (to == i)
+		to = least_loaded(ccm, i, inst_below_max);
+		if (to == ccm->n_inst)
 			continue;
 		LOG_INFO("instance %u carries %llu B/s (> %llu): port %s/%u moves to instance %u",
 			 i, (unsigned long long)inst_load(ccm, i),
@@ -188,7 +205,7 @@ static unsigned ports_move(struct ccm *ccm, unsigned from, unsigned to, bool hom
 /* Every tick, in a session: an instance whose links are all down after one
  * was up in this session (its interconnect device failed) gives every port it carries to the
  * least-loaded instance with a link up. Until then its traffic already
- * goes over any up lane (lane.c, pick); this makes the placement, the
+ * goes over any up lane (lane_rules.c, pick); this makes the placement, the
  * load accounting and new ports follow. The ports go back home once their
  * instance has had a link up for INST_BACK_NS (a link that flaps does not
  * move them back and forth faster than that). */
@@ -200,7 +217,7 @@ void ccm_inst_failover(struct ccm *ccm)
 		return;
 	for (unsigned i = 0; i < ccm->n_inst; i++) {
 		struct ccm_inst *in = &ccm->inst[i];
-		unsigned to = ccm->n_inst, moved;
+		unsigned to, moved;
 		if (inst_live(ccm, i)) {
 			in->live_session = ccm->sessions;
 			if (!in->live_since_ns)
@@ -220,10 +237,7 @@ void ccm_inst_failover(struct ccm *ccm)
 		 * it forms): not failed. */
 		if (!in->ports || in->live_session != ccm->sessions)
 			continue;
-		for (unsigned j = 0; j < ccm->n_inst; j++)
-			if (j != i && inst_live(ccm, j) &&
-			    (to == ccm->n_inst || inst_load(ccm, j) < inst_load(ccm, to)))
-				to = j;
+		to = least_loaded(ccm, i, inst_live);
 		if (to == ccm->n_inst)
 			return; /* no link up anywhere: the session deadline decides */
 		moved = ports_move(ccm, i, to, false);

@@ -26,71 +26,18 @@
  * safe: drop the own log (replayed by the partner), record acked_gen, then
  * serve. A restart before acked_gen is durable drops the log again, which
  * is empty; a restart after it never drops a log holding new writes.
+ *
+ * The view (names, how the partner is classified, what is possible and
+ * why) is in ha_view.c; this file holds the transitions.
  */
 #define LOG_MODULE "ha"
 #include "monitor/monitor_int.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
-
-static const char *const phase_names[] = {
-    "none",	"marking", "fence_wait", "replaying", "serving", "stopping",
-    "starting", "acking",  "draining",	 "clearing",  "failed",
-};
-
-static const char *const partner_names[] = {
-    "none", "unknown", "alive", "cut_off", "suspect", "dead",
-};
-
-const char *monitor_ha_phase_name(enum ha_phase p)
-{
-	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "?";
-}
-
-const char *monitor_ha_partner_name(enum ha_partner p)
-{
-	return (unsigned)p < sizeof(partner_names) / sizeof(partner_names[0]) ? partner_names[p]
-									      : "?";
-}
-
-const char *monitor_ha_action_name(enum ha_action a)
-{
-	switch (a) {
-	case HA_ACT_WRITE_MARK:
-		return "write_mark";
-	case HA_ACT_REPLAY_PARTNER:
-		return "replay_partner";
-	case HA_ACT_SERVE_PARTNER:
-		return "serve_partner";
-	case HA_ACT_DRAIN_PARTNER:
-		return "drain_partner";
-	case HA_ACT_CLEAR_MARK:
-		return "clear_mark";
-	case HA_ACT_STOP_OWN:
-		return "stop_own";
-	case HA_ACT_START_OWN:
-		return "start_own";
-	case HA_ACT_PERSIST_ACK:
-		return "persist_ack";
-	case HA_ACT_SERVE_OWN:
-		return "serve_own";
-	}
-	return "?";
-}
-
-static void fmt(char *dst, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static void fmt(char *dst, const char *f, ...)
-{
-	va_list ap;
-
-	va_start(ap, f);
-	vsnprintf(dst, HA_REASON_MAX, f, ap);
-	va_end(ap);
-}
 
 static void out_init(const struct ha *h, struct ha_output *out)
 {
@@ -116,152 +63,9 @@ static bool failed(struct ha *h, const struct ha_inputs *in, struct ha_output *o
 {
 	if (rc >= 0)
 		return false;
-	fmt(h->reason, "%s: %s", what, in->act_why ? in->act_why : strerror(-rc));
+	ha_fmt(h->reason, "%s: %s", what, in->act_why ? in->act_why : strerror(-rc));
 	enter(h, in, out, h->state, HA_PH_FAILED);
 	return true;
-}
-
-static uint64_t hb_age(const struct ha_inputs *in)
-{
-	uint64_t age = HA_NEVER;
-
-	for (unsigned i = 0; i < in->n_links && i < MONITOR_MAX_LINKS; i++)
-		age = MIN(age, in->hb_age_ms[i]);
-	return age;
-}
-
-static bool hb_alive(const struct ha *h, const struct ha_inputs *in)
-{
-	return hb_age(in) < h->cfg.deadline_ms;
-}
-
-/* The partner's last mailbox record is older than our own last record
- * before this boot by more than the mailbox deadline: it went silent while
- * we still ran, so it was dead before we stopped (DRBD's degraded
- * wait-for-connection case), and waiting for it at boot is pointless. */
-static bool partner_died_first(const struct ha *h, const struct ha_inputs *in)
-{
-	uint64_t margin = h->cfg.mailbox_deadline_ms * NS_PER_MS;
-
-	return in->own_boot_time_ns && in->mbox_rc == 0 && in->mbox_seen && in->mbox.time_ns &&
-	       in->mbox.time_ns + margin < in->own_boot_time_ns;
-}
-
-/* Cold boot of the pair: until the partner is heard once since we started,
- * or boot_grace_ms pass, no automatic takeover or takeback; both nodes
- * that come up within the grace serve their own volumes. A partner that
- * died before we stopped is not waited for. The time left, or 0. */
-static uint64_t boot_grace_left(const struct ha *h, const struct ha_inputs *in)
-{
-	uint64_t end = h->boot_ms + h->cfg.boot_grace_ms;
-
-	if (h->partner_seen || in->now_ms >= end || partner_died_first(h, in))
-		return 0;
-	return end - in->now_ms;
-}
-
-/* A mark in our mailbox that still fences us: not one we took back (at or
- * below acked_gen) nor the one a takeback in progress answers. */
-static bool own_marked(const struct ha *h, const struct ha_inputs *in)
-{
-	if (!in->own_mark || in->own_mark_gen <= h->acked_gen)
-		return false;
-	return !(h->takeback && in->own_mark_gen <= h->takeback_gen);
-}
-
-static bool waits_for_us(enum ha_state s)
-{
-	return s == HA_TAKEN_OVER || s == HA_WAITING_FOR_GIVEBACK;
-}
-
-static bool serves_own(enum ha_state s)
-{
-	return s == HA_UP || s == HA_TAKEOVER || s == HA_GIVING_BACK;
-}
-
-static const char *age_str(uint64_t ms, char *buf, size_t len)
-{
-	if (ms == HA_NEVER)
-		snprintf(buf, len, "never");
-	else
-		snprintf(buf, len, "%llu ms ago", (unsigned long long)ms);
-	return buf;
-}
-
-/* Classify the partner from heartbeats and mailbox. A partner is dead only
- * when both channels prove silence; a mailbox that advances long after the
- * heartbeats stopped is a partner behind a cut interconnect. */
-static void classify(struct ha *h, const struct ha_inputs *in)
-{
-	uint64_t age = hb_age(in);
-	char a[32], b[32];
-
-	if (!h->cfg.has_partner) {
-		h->partner = HA_PARTNER_NONE;
-		fmt(h->partner_why, "no partner configured");
-		return;
-	}
-	if (age < h->cfg.deadline_ms) {
-		h->partner = HA_PARTNER_ALIVE;
-		fmt(h->partner_why, "heartbeat %s", age_str(age, a, sizeof(a)));
-		return;
-	}
-	if (!h->cfg.has_partner_mailbox) {
-		h->partner = age == HA_NEVER ? HA_PARTNER_UNKNOWN : HA_PARTNER_SUSPECT;
-		fmt(h->partner_why, "no heartbeat (last %s) and no partner_shelf to ask",
-		    age_str(age, a, sizeof(a)));
-		return;
-	}
-	if (in->mbox_rc < 0 || !in->mbox_seen) {
-		h->partner = age == HA_NEVER ? HA_PARTNER_UNKNOWN : HA_PARTNER_SUSPECT;
-		fmt(h->partner_why, "no heartbeat (last %s); partner mailbox %s",
-		    age_str(age, a, sizeof(a)),
-		    in->mbox_rc < 0 ? strerror(-in->mbox_rc) : "never written");
-		return;
-	}
-	if (in->mbox_silent_ms >= h->cfg.mailbox_deadline_ms) {
-		h->partner = HA_PARTNER_DEAD;
-		fmt(h->partner_why,
-		    "no heartbeat on any link (last %s), mailbox silent for %llu ms",
-		    age_str(age, a, sizeof(a)), (unsigned long long)in->mbox_silent_ms);
-		return;
-	}
-	if (age != HA_NEVER && age < h->cfg.deadline_ms + h->cfg.mailbox_deadline_ms) {
-		h->partner = HA_PARTNER_SUSPECT;
-		fmt(h->partner_why, "no heartbeat on any link for %llu ms; mailbox still advancing",
-		    (unsigned long long)age);
-		return;
-	}
-	h->partner = HA_PARTNER_CUT_OFF;
-	fmt(h->partner_why,
-	    "alive behind a cut interconnect: no heartbeat on any link (last %s), mailbox "
-	    "advanced %s",
-	    age_str(age, a, sizeof(a)), age_str(in->mbox_change_age_ms, b, sizeof(b)));
-}
-
-/* What the partner last published durably: its mailbox record. A fresher
- * heartbeat saying "degraded" also counts, never one saying "in sync". */
-static enum ha_mirror partner_mirror(const struct ha_inputs *in)
-{
-	if (in->hb_valid && in->hb.mirror == HA_MIRROR_DEGRADED)
-		return HA_MIRROR_DEGRADED;
-	return in->mbox_seen ? in->mbox.mirror : HA_MIRROR_OFF;
-}
-
-/* Would a takeover lose an acknowledged write? NULL when it would not. */
-static const char *mirror_problem(const struct ha_inputs *in, char *buf, size_t len)
-{
-	if (in->mirror != HA_MIRROR_IN_SYNC) {
-		snprintf(buf, len, "our copy of the partner's log is %s",
-			 monitor_ha_mirror_name(in->mirror));
-		return buf;
-	}
-	if (partner_mirror(in) != HA_MIRROR_IN_SYNC) {
-		snprintf(buf, len, "the partner reported its mirror %s",
-			 monitor_ha_mirror_name(partner_mirror(in)));
-		return buf;
-	}
-	return NULL;
 }
 
 static uint64_t next_gen(const struct ha *h, const struct ha_inputs *in)
@@ -273,95 +77,6 @@ static uint64_t next_gen(const struct ha *h, const struct ha_inputs *in)
 	if (in->mbox_seen)
 		g = MAX(g, in->mbox.acked_gen);
 	return g + 1;
-}
-
-/* Can the partner's mailbox take a mark at all (even forced)? */
-static bool mailbox_writable(const struct ha_inputs *in)
-{
-	return in->mbox_rc == 0 || in->mbox_rc == -EBADMSG || in->mbox_rc == -ENODATA ||
-	       in->mbox_rc == -EPROTO || in->mbox_rc == -EINVAL;
-}
-
-static void eval_possible(struct ha *h, const struct ha_inputs *in)
-{
-	char buf[HA_REASON_MAX];
-	const char *p;
-
-	h->takeover_possible = false;
-	switch (h->state) {
-	case HA_UP:
-		break;
-	case HA_TAKEOVER:
-		fmt(h->why, "already taking over the partner (%s)",
-		    monitor_ha_phase_name(h->phase));
-		return;
-	case HA_GIVING_BACK:
-		fmt(h->why, "giving back the partner's volumes (%s)",
-		    monitor_ha_phase_name(h->phase));
-		return;
-	case HA_TAKEN_OVER:
-	case HA_WAITING_FOR_GIVEBACK:
-		if (h->partner == HA_PARTNER_DEAD)
-			fmt(h->why,
-			    "the partner holds our volumes but is dead: taking them back (%.120s)",
-			    h->partner_why);
-		else
-			fmt(h->why,
-			    "taken over by the partner (gen %llu): waiting for giveback; takeover "
-			    "--force takes our volumes back and fences it",
-			    (unsigned long long)h->mark_gen);
-		return;
-	default:
-		return;
-	}
-	if (!h->cfg.has_partner) {
-		fmt(h->why, "no partner configured");
-		return;
-	}
-	if (!h->cfg.has_partner_mailbox) {
-		fmt(h->why, "no [monitor] partner_shelf: no mailbox to fence the partner with");
-		return;
-	}
-	if (in->mbox_rc < 0) {
-		fmt(h->why, "partner mailbox unreadable: %s", strerror(-in->mbox_rc));
-		return;
-	}
-	if (in->mbox_cached) {
-		fmt(h->why, "%.190s", in->mbox_cached);
-		return;
-	}
-	if (in->mbox_seen && !serves_own(in->mbox.state)) {
-		fmt(h->why, "the partner serves nothing (%s)",
-		    monitor_ha_state_name(in->mbox.state));
-		return;
-	}
-	p = mirror_problem(in, buf, sizeof(buf));
-	if (p) {
-		fmt(h->why, "%.120s: takeover --force would lose acknowledged writes", p);
-		return;
-	}
-	h->takeover_possible = true;
-	switch (h->partner) {
-	case HA_PARTNER_ALIVE:
-		fmt(h->why, "partner alive, mirror in sync: a planned takeover is possible");
-		break;
-	case HA_PARTNER_CUT_OFF:
-		fmt(h->why, "partner %.150s: no automatic takeover", h->partner_why);
-		break;
-	case HA_PARTNER_DEAD:
-		if (boot_grace_left(h, in))
-			fmt(h->why,
-			    "partner dead, mirror in sync; not heard since boot: waiting %llu ms "
-			    "more (boot_grace_ms) before an automatic takeover",
-			    (unsigned long long)boot_grace_left(h, in));
-		else
-			fmt(h->why, "partner dead, mirror in sync");
-		break;
-	default:
-		fmt(h->why, "partner %s: %.150s", monitor_ha_partner_name(h->partner),
-		    h->partner_why);
-		break;
-	}
 }
 
 void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, bool taken_over,
@@ -380,12 +95,12 @@ void monitor_ha_init(struct ha *h, const struct ha_config *c, uint64_t now_ms, b
 	h->waiting_since_ms = HA_NEVER;
 	h->boot_ms = now_ms;
 	if (taken_over)
-		fmt(h->reason, "takeover mark gen %llu found at boot: waiting for giveback",
-		    (unsigned long long)mark_gen);
+		ha_fmt(h->reason, "takeover mark gen %llu found at boot: waiting for giveback",
+		       (unsigned long long)mark_gen);
 	else
-		fmt(h->reason, "started");
-	fmt(h->why, "starting");
-	fmt(h->partner_why, "no evidence yet");
+		ha_fmt(h->reason, "started");
+	ha_fmt(h->why, "starting");
+	ha_fmt(h->partner_why, "no evidence yet");
 }
 
 uint64_t monitor_ha_fence_wait_ms(const struct ha *h, const struct ha_inputs *in)
@@ -429,16 +144,16 @@ static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_out
 {
 	if (h->state == HA_TAKEN_OVER || h->state == HA_WAITING_FOR_GIVEBACK)
 		return false;
-	if (!own_marked(h, in) && !in->own_conflict)
+	if (!ha_own_marked(h, in) && !in->own_conflict)
 		return false;
 	h->takeback = false;
 	h->resume = false;
 	h->resume_gen = 0;
 	if (in->own_conflict)
-		fmt(h->reason, "another writer uses this node's mailbox: stopped serving");
+		ha_fmt(h->reason, "another writer uses this node's mailbox: stopped serving");
 	else
-		fmt(h->reason, "takeover mark gen %llu found in own mailbox: stopped serving",
-		    (unsigned long long)in->own_mark_gen);
+		ha_fmt(h->reason, "takeover mark gen %llu found in own mailbox: stopped serving",
+		       (unsigned long long)in->own_mark_gen);
 	h->mark_gen = in->own_mark_gen;
 	enter(h, in, out, HA_TAKEN_OVER, HA_PH_STOPPING);
 	out->actions |= HA_ACT_STOP_OWN;
@@ -452,7 +167,7 @@ static bool check_fenced(struct ha *h, const struct ha_inputs *in, struct ha_out
 static bool gave_back_unstarted(const struct ha *h, const struct ha_inputs *in)
 {
 	return h->resume_gen && h->resume_gen == h->mark_gen && in->mbox_rc == 0 &&
-	       !in->mbox_cached && in->mbox_seen && waits_for_us(in->mbox.state) &&
+	       !in->mbox_cached && in->mbox_seen && ha_waits_for_us(in->mbox.state) &&
 	       in->mbox.acked_gen < h->resume_gen && in->partner_mark_valid &&
 	       in->partner_mark_gen == h->resume_gen;
 }
@@ -481,9 +196,9 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 		h->forced = !(in->own_mark && in->own_mark_gen <= h->acked_gen);
 		h->takeback = false;
 		h->resume = false;
-		fmt(h->reason,
-		    "our takeover mark gen %llu stands in the partner's mailbox: resuming",
-		    (unsigned long long)h->mark_gen);
+		ha_fmt(h->reason,
+		       "our takeover mark gen %llu stands in the partner's mailbox: resuming",
+		       (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
 		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
 		out->wake_ms = h->phase_until_ms;
@@ -492,10 +207,10 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 	if (h->partner == HA_PARTNER_DEAD && gave_back_unstarted(h, in)) {
 		uint64_t g = h->mark_gen;
 
-		fmt(h->reason,
-		    "the partner died after our giveback (gen %llu) before it started its "
-		    "volumes: taking them over again",
-		    (unsigned long long)g);
+		ha_fmt(h->reason,
+		       "the partner died after our giveback (gen %llu) before it started its "
+		       "volumes: taking them over again",
+		       (unsigned long long)g);
 		start_takeover(h, in, out, false);
 		h->resume = true;
 		h->resume_gen = g;
@@ -503,13 +218,13 @@ static void step_up(struct ha *h, const struct ha_inputs *in, struct ha_output *
 	}
 	if (h->partner != HA_PARTNER_DEAD || !h->takeover_possible)
 		return;
-	if (mirror_problem(in, buf, sizeof(buf)))
+	if (ha_mirror_problem(in, buf, sizeof(buf)))
 		return;
-	if (boot_grace_left(h, in)) {
-		out->wake_ms = in->now_ms + boot_grace_left(h, in);
+	if (ha_boot_grace_left(h, in)) {
+		out->wake_ms = in->now_ms + ha_boot_grace_left(h, in);
 		return;
 	}
-	fmt(h->reason, "automatic takeover: %.180s", h->partner_why);
+	ha_fmt(h->reason, "automatic takeover: %.180s", h->partner_why);
 	start_takeover(h, in, out, false);
 }
 
@@ -523,7 +238,7 @@ static void after_fence(struct ha *h, const struct ha_inputs *in, struct ha_outp
 
 	if (h->resume) {
 		/* Its final record: still waiting, never acked our giveback. */
-		if (in->mbox_rc < 0 || !in->mbox_seen || !waits_for_us(in->mbox.state) ||
+		if (in->mbox_rc < 0 || !in->mbox_seen || !ha_waits_for_us(in->mbox.state) ||
 		    in->mbox.acked_gen >= h->resume_gen) {
 			snprintf(buf, sizeof(buf),
 				 "the partner may have started its volumes after our giveback");
@@ -535,21 +250,21 @@ static void after_fence(struct ha *h, const struct ha_inputs *in, struct ha_outp
 				 strerror(-in->mbox_rc));
 			p = buf;
 		} else {
-			p = mirror_problem(in, buf, sizeof(buf));
+			p = ha_mirror_problem(in, buf, sizeof(buf));
 		}
 	}
 	h->resume = false;
 	h->resume_gen = 0;
 	if (p) {
-		fmt(h->reason,
-		    "%stakeover stopped after fencing: %.100s; giveback returns the partner's "
-		    "volumes, takeover --force serves our copy",
-		    pre, p);
+		ha_fmt(h->reason,
+		       "%stakeover stopped after fencing: %.100s; giveback returns the partner's "
+		       "volumes, takeover --force serves our copy",
+		       pre, p);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FAILED);
 		return;
 	}
-	fmt(h->reason, "%spartner fenced (gen %llu): replaying its mirror", pre,
-	    (unsigned long long)h->mark_gen);
+	ha_fmt(h->reason, "%spartner fenced (gen %llu): replaying its mirror", pre,
+	       (unsigned long long)h->mark_gen);
 	enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
 	out->actions |= HA_ACT_REPLAY_PARTNER;
 }
@@ -566,9 +281,9 @@ static void step_fence_wait(struct ha *h, const struct ha_inputs *in, struct ha_
 	if (!h->forced && (in->mbox_rc < 0 || in->mbox_read_ms < h->phase_until_ms))
 		return; /* the owner reads the partner's mailbox again, then steps */
 	if (h->takeback) {
-		fmt(h->reason,
-		    "taker fenced (gen %llu): starting own volumes (taking back gen %llu)",
-		    (unsigned long long)h->mark_gen, (unsigned long long)h->takeback_gen);
+		ha_fmt(h->reason,
+		       "taker fenced (gen %llu): starting own volumes (taking back gen %llu)",
+		       (unsigned long long)h->mark_gen, (unsigned long long)h->takeback_gen);
 		enter(h, in, out, HA_TAKEOVER, HA_PH_STARTING);
 		out->actions |= HA_ACT_START_OWN;
 		out->mark_gen = h->takeback_gen;
@@ -593,10 +308,10 @@ static void start_giveback(struct ha *h, bool partner_waits)
  * again at once (the replay finds our copy retired: nothing to redo). */
 static void resume_serving(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
-	fmt(h->reason,
-	    "the partner died during our giveback (gen %llu, mark still set): serving its "
-	    "volumes again",
-	    (unsigned long long)h->mark_gen);
+	ha_fmt(h->reason,
+	       "the partner died during our giveback (gen %llu, mark still set): serving its "
+	       "volumes again",
+	       (unsigned long long)h->mark_gen);
 	h->resume_gen = 0;
 	h->gb_abandon = false;
 	enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
@@ -611,10 +326,10 @@ static void step_giving_back(struct ha *h, const struct ha_inputs *in, struct ha
 		return;
 	if (h->phase == HA_PH_DRAINING && !h->gb_abandon) {
 		h->gb_abandon = true;
-		fmt(h->reason,
-		    "the partner died during the drain (%.120s): serving its volumes again once "
-		    "the drain ends",
-		    h->partner_why);
+		ha_fmt(h->reason,
+		       "the partner died during the drain (%.120s): serving its volumes again once "
+		       "the drain ends",
+		       h->partner_why);
 		out->changed = true;
 	} else if (h->phase == HA_PH_FAILED && !h->clear_sent) {
 		resume_serving(h, in, out);
@@ -622,10 +337,10 @@ static void step_giving_back(struct ha *h, const struct ha_inputs *in, struct ha
 		/* The clear may have landed: fence again, as after a clear. */
 		uint64_t g = h->mark_gen;
 
-		fmt(h->reason,
-		    "the partner died during our giveback (gen %llu) after the clear was sent: "
-		    "taking its volumes over again",
-		    (unsigned long long)g);
+		ha_fmt(h->reason,
+		       "the partner died during our giveback (gen %llu) after the clear was sent: "
+		       "taking its volumes over again",
+		       (unsigned long long)g);
 		start_takeover(h, in, out, false);
 		h->resume = true;
 		h->resume_gen = g;
@@ -634,7 +349,8 @@ static void step_giving_back(struct ha *h, const struct ha_inputs *in, struct ha
 
 static void step_serving(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
-	bool waiting = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
+	bool waiting =
+	    ha_hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
 
 	if (!waiting) {
 		h->waiting_since_ms = HA_NEVER;
@@ -648,8 +364,8 @@ static void step_serving(struct ha *h, const struct ha_inputs *in, struct ha_out
 		out->wake_ms = h->waiting_since_ms + h->cfg.giveback_delay_ms;
 		return;
 	}
-	fmt(h->reason, "automatic giveback: partner waiting for %llu ms",
-	    (unsigned long long)(in->now_ms - h->waiting_since_ms));
+	ha_fmt(h->reason, "automatic giveback: partner waiting for %llu ms",
+	       (unsigned long long)(in->now_ms - h->waiting_since_ms));
 	start_giveback(h, true);
 	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 	out->actions |= HA_ACT_DRAIN_PARTNER;
@@ -660,12 +376,12 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	if (h->phase == HA_PH_STOPPING || h->phase == HA_PH_STARTING || h->phase == HA_PH_ACKING ||
 	    h->phase == HA_PH_FAILED)
 		return;
-	if (!own_marked(h, in) && !in->own_conflict) {
+	if (!ha_own_marked(h, in) && !in->own_conflict) {
 		/* The mark is cleared: our log was replayed by the partner at
 		 * this generation, and our volumes are durable on our shelf. */
 		h->mark_gen = MAX(h->mark_gen, in->own_mark_gen);
-		fmt(h->reason, "takeover mark gen %llu cleared: starting own volumes",
-		    (unsigned long long)h->mark_gen);
+		ha_fmt(h->reason, "takeover mark gen %llu cleared: starting own volumes",
+		       (unsigned long long)h->mark_gen);
 		enter(h, in, out, h->state, HA_PH_STARTING);
 		out->actions |= HA_ACT_START_OWN;
 		out->mark_gen = h->mark_gen;
@@ -676,24 +392,25 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 	/* A mailbox read through a page cache proves no silence (main's rule
 	 * for takeover): then only takeover --force takes our volumes back. */
 	if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
-	    mailbox_writable(in) && in->now_ms >= h->phase_until_ms && boot_grace_left(h, in)) {
-		out->wake_ms = in->now_ms + boot_grace_left(h, in);
+	    ha_mailbox_writable(in) && in->now_ms >= h->phase_until_ms &&
+	    ha_boot_grace_left(h, in)) {
+		out->wake_ms = in->now_ms + ha_boot_grace_left(h, in);
 	} else if (h->partner == HA_PARTNER_DEAD && !in->own_conflict && !in->mbox_cached &&
-		   mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
-		fmt(h->reason,
-		    "automatic takeback: the partner holds our volumes but is dead: %.140s",
-		    h->partner_why);
+		   ha_mailbox_writable(in) && in->now_ms >= h->phase_until_ms) {
+		ha_fmt(h->reason,
+		       "automatic takeback: the partner holds our volumes but is dead: %.140s",
+		       h->partner_why);
 		start_takeback(h, in, out, false);
 		return;
 	}
 	/* A partner giving back is still in touch and still holds our volumes. */
-	bool ready = hb_alive(h, in) && in->hb_valid &&
+	bool ready = ha_hb_alive(h, in) && in->hb_valid &&
 		     (in->hb.state == HA_TAKEOVER || in->hb.state == HA_GIVING_BACK);
 	if (h->state == HA_TAKEN_OVER && ready) {
-		fmt(h->reason, "in touch with the partner, which serves our volumes");
+		ha_fmt(h->reason, "in touch with the partner, which serves our volumes");
 		enter(h, in, out, HA_WAITING_FOR_GIVEBACK, HA_PH_NONE);
 	} else if (h->state == HA_WAITING_FOR_GIVEBACK && !ready) {
-		fmt(h->reason, "lost touch with the partner (%.150s)", h->partner_why);
+		ha_fmt(h->reason, "lost touch with the partner (%.150s)", h->partner_why);
 		enter(h, in, out, HA_TAKEN_OVER, HA_PH_NONE);
 	}
 }
@@ -701,13 +418,13 @@ static void step_taken_over(struct ha *h, const struct ha_inputs *in, struct ha_
 void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output *out)
 {
 	out_init(h, out);
-	if (in->hb_valid && hb_alive(h, in))
+	if (in->hb_valid && ha_hb_alive(h, in))
 		h->partner_seen = true;
-	classify(h, in);
+	ha_classify(h, in);
 	if (!check_fenced(h, in, out)) {
 		switch (h->state) {
 		case HA_UP:
-			eval_possible(h, in);
+			ha_eval_possible(h, in);
 			step_up(h, in, out);
 			break;
 		case HA_TAKEOVER:
@@ -727,23 +444,7 @@ void monitor_ha_step(struct ha *h, const struct ha_inputs *in, struct ha_output 
 			break;
 		}
 	}
-	eval_possible(h, in);
-}
-
-/* What fencing the partner needs, for takeover and takeback alike: its
- * mailbox configured and writable. 0, or -errno with @p err set. */
-static int can_fence(const struct ha *h, const struct ha_inputs *in, char *err, size_t errlen)
-{
-	if (!h->cfg.has_partner_mailbox) {
-		snprintf(err, errlen,
-			 "no [monitor] partner_shelf: no mailbox to fence the partner");
-		return -ENOTCONN;
-	}
-	if (!mailbox_writable(in)) {
-		snprintf(err, errlen, "partner mailbox unreachable: %s", strerror(-in->mbox_rc));
-		return -EIO;
-	}
-	return 0;
+	ha_eval_possible(h, in);
 }
 
 /* `takeover` on a taken-over node takes our volumes back. Without --force
@@ -755,11 +456,11 @@ static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force
 {
 	int rc;
 
-	if (!own_marked(h, in)) {
+	if (!ha_own_marked(h, in)) {
 		snprintf(err, errlen, "the takeover mark is cleared: our volumes are starting");
 		return -EBUSY;
 	}
-	rc = can_fence(h, in, err, errlen);
+	rc = ha_can_fence(h, in, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (!force && in->mbox_cached) {
@@ -774,10 +475,10 @@ static int takeback_command(struct ha *h, const struct ha_inputs *in, bool force
 			 monitor_ha_partner_name(h->partner), h->partner_why);
 		return -EAGAIN;
 	}
-	fmt(h->reason, "takeback %s by the operator (partner %s)", force ? "forced" : "asked",
-	    monitor_ha_partner_name(h->partner));
+	ha_fmt(h->reason, "takeback %s by the operator (partner %s)", force ? "forced" : "asked",
+	       monitor_ha_partner_name(h->partner));
 	start_takeback(h, in, out, force);
-	eval_possible(h, in);
+	ha_eval_possible(h, in);
 	return 0;
 }
 
@@ -789,19 +490,19 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 	int rc;
 
 	out_init(h, out);
-	classify(h, in);
+	ha_classify(h, in);
 	if (h->state == HA_TAKEOVER && force &&
 	    (h->phase == HA_PH_FENCE_WAIT || h->phase == HA_PH_FAILED)) {
 		/* The partner is fenced already; serve what our copy has. */
 		h->forced = true;
-		fmt(h->reason, "takeover forced by the operator");
+		ha_fmt(h->reason, "takeover forced by the operator");
 		if (h->phase == HA_PH_FAILED) {
 			enter(h, in, out, HA_TAKEOVER, HA_PH_REPLAYING);
 			out->actions |= HA_ACT_REPLAY_PARTNER;
 		}
 		return 0;
 	}
-	if (waits_for_us(h->state) && h->phase == HA_PH_NONE)
+	if (ha_waits_for_us(h->state) && h->phase == HA_PH_NONE)
 		return takeback_command(h, in, force, out, err, errlen);
 	if (h->state != HA_UP) {
 		snprintf(err, errlen, "cannot take over while %s (%s)",
@@ -812,7 +513,7 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 		snprintf(err, errlen, "no partner configured");
 		return -ENOTCONN;
 	}
-	rc = can_fence(h, in, err, errlen);
+	rc = ha_can_fence(h, in, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (!force) {
@@ -821,7 +522,7 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 				 strerror(-in->mbox_rc));
 			return -EAGAIN;
 		}
-		if (in->mbox_seen && !serves_own(in->mbox.state)) {
+		if (in->mbox_seen && !ha_serves_own(in->mbox.state)) {
 			snprintf(err, errlen, "the partner serves nothing (%s)",
 				 monitor_ha_state_name(in->mbox.state));
 			return -EAGAIN;
@@ -830,7 +531,7 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 			snprintf(err, errlen, "%s", in->mbox_cached);
 			return -EAGAIN;
 		}
-		p = mirror_problem(in, buf, sizeof(buf));
+		p = ha_mirror_problem(in, buf, sizeof(buf));
 		if (p) {
 			snprintf(err, errlen,
 				 "%s: a takeover would lose acknowledged writes; --force does it "
@@ -839,10 +540,10 @@ int monitor_ha_takeover(struct ha *h, const struct ha_inputs *in, bool force, st
 			return -EAGAIN;
 		}
 	}
-	fmt(h->reason, "%s by the operator (partner %s)",
-	    force ? "takeover forced" : "planned takeover", monitor_ha_partner_name(h->partner));
+	ha_fmt(h->reason, "%s by the operator (partner %s)",
+	       force ? "takeover forced" : "planned takeover", monitor_ha_partner_name(h->partner));
 	start_takeover(h, in, out, force);
-	eval_possible(h, in);
+	ha_eval_possible(h, in);
 	return 0;
 }
 
@@ -850,10 +551,10 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 			char *err, size_t errlen)
 {
 	out_init(h, out);
-	classify(h, in);
+	ha_classify(h, in);
 	if (h->state == HA_GIVING_BACK && h->phase == HA_PH_FAILED) {
 		h->gb_abandon = false;
-		fmt(h->reason, "giveback retried by the operator");
+		ha_fmt(h->reason, "giveback retried by the operator");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 		out->actions |= HA_ACT_DRAIN_PARTNER;
 		return 0;
@@ -864,18 +565,18 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 			 monitor_ha_state_name(h->state), monitor_ha_phase_name(h->phase));
 		return -EINVAL;
 	}
-	bool ready = hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
+	bool ready = ha_hb_alive(h, in) && in->hb_valid && in->hb.state == HA_WAITING_FOR_GIVEBACK;
 	if (!ready && !force && h->phase == HA_PH_SERVING) {
 		snprintf(err, errlen,
 			 "the partner is not waiting for giveback (%s); --force gives back anyway",
 			 h->partner_why);
 		return -EAGAIN;
 	}
-	fmt(h->reason, "giveback by the operator");
+	ha_fmt(h->reason, "giveback by the operator");
 	start_giveback(h, ready);
 	enter(h, in, out, HA_GIVING_BACK, HA_PH_DRAINING);
 	out->actions |= HA_ACT_DRAIN_PARTNER;
-	eval_possible(h, in);
+	ha_eval_possible(h, in);
 	return 0;
 }
 
@@ -883,14 +584,14 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 		     struct ha_output *out)
 {
 	out_init(h, out);
-	classify(h, in);
+	ha_classify(h, in);
 	switch (act) {
 	case HA_ACT_WRITE_MARK:
 		if (h->state != HA_TAKEOVER || h->phase != HA_PH_MARKING)
 			break;
 		if (rc < 0 && h->takeback) {
 			/* Nothing changed: we are still fenced; try again later. */
-			fmt(h->reason, "cannot write the takeback mark: %s", strerror(-rc));
+			ha_fmt(h->reason, "cannot write the takeback mark: %s", strerror(-rc));
 			h->takeback = false;
 			h->mark_gen = h->takeback_gen;
 			enter(h, in, out, HA_TAKEN_OVER, HA_PH_NONE);
@@ -899,17 +600,17 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 			break;
 		}
 		if (rc < 0) {
-			fmt(h->reason, "cannot write the takeover mark: %s", strerror(-rc));
+			ha_fmt(h->reason, "cannot write the takeover mark: %s", strerror(-rc));
 			enter(h, in, out, HA_UP, HA_PH_FAILED);
 			h->phase_until_ms = in->now_ms + h->cfg.retry_ms;
 			out->wake_ms = h->phase_until_ms;
 			break;
 		}
-		fmt(h->reason,
-		    "takeover mark gen %llu written: waiting %llu ms for the partner's "
-		    "lease to run out",
-		    (unsigned long long)h->mark_gen,
-		    (unsigned long long)monitor_ha_fence_wait_ms(h, in));
+		ha_fmt(h->reason,
+		       "takeover mark gen %llu written: waiting %llu ms for the partner's "
+		       "lease to run out",
+		       (unsigned long long)h->mark_gen,
+		       (unsigned long long)monitor_ha_fence_wait_ms(h, in));
 		enter(h, in, out, HA_TAKEOVER, HA_PH_FENCE_WAIT);
 		/* +1: times are whole milliseconds, the wait must be full. */
 		h->phase_until_ms = in->now_ms + monitor_ha_fence_wait_ms(h, in) + 1;
@@ -920,7 +621,7 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 			break;
 		if (failed(h, in, out, rc, "replay of the partner's mirror failed"))
 			break;
-		fmt(h->reason, "partner's mirror replayed: serving its volumes");
+		ha_fmt(h->reason, "partner's mirror replayed: serving its volumes");
 		enter(h, in, out, HA_TAKEOVER, HA_PH_SERVING);
 		out->actions |= HA_ACT_SERVE_PARTNER;
 		h->waiting_since_ms = HA_NEVER;
@@ -939,7 +640,7 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 		}
 		if (failed(h, in, out, rc, "drain of the partner's volumes failed"))
 			break;
-		fmt(h->reason, "partner's volumes durable: clearing the mark");
+		ha_fmt(h->reason, "partner's volumes durable: clearing the mark");
 		enter(h, in, out, HA_GIVING_BACK, HA_PH_CLEARING);
 		out->actions |= HA_ACT_CLEAR_MARK;
 		h->clear_sent = true;
@@ -949,8 +650,8 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 			break;
 		if (failed(h, in, out, rc, "cannot clear the takeover mark"))
 			break;
-		fmt(h->reason, "gave back the partner's volumes (gen %llu)",
-		    (unsigned long long)h->mark_gen);
+		ha_fmt(h->reason, "gave back the partner's volumes (gen %llu)",
+		       (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);
 		break;
 	case HA_ACT_STOP_OWN:
@@ -983,16 +684,16 @@ void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_i
 			after_fence(h, in, out, pre);
 			break;
 		}
-		fmt(h->reason, "own volumes given back (gen %llu)",
-		    (unsigned long long)h->mark_gen);
+		ha_fmt(h->reason, "own volumes given back (gen %llu)",
+		       (unsigned long long)h->mark_gen);
 		enter(h, in, out, HA_UP, HA_PH_NONE);
 		out->actions |= HA_ACT_SERVE_OWN;
 		break;
 	case HA_ACT_SERVE_OWN:
 		if (rc < 0)
-			fmt(h->reason, "cannot serve own volumes: %s", strerror(-rc));
+			ha_fmt(h->reason, "cannot serve own volumes: %s", strerror(-rc));
 		break;
 	}
-	classify(h, in);
-	eval_possible(h, in);
+	ha_classify(h, in);
+	ha_eval_possible(h, in);
 }

@@ -5,7 +5,7 @@
  * done here.
  *
  * The rule: this file decides nothing. Every decision is ha.c's; this file
- * samples the inputs (sample()), calls the state machine, and performs
+ * samples the inputs (monitor_sample()), calls the state machine, and performs
  * its output (exec()), which is the only place actions start. Results of
  * the mailbox thread and of the node come back through finish().
  */
@@ -13,84 +13,12 @@
 #include "monitor/monitor_int.h"
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
-
-struct link_obs {
-	bool have;
-	uint8_t last[MONITOR_REC_SIZE];
-	uint64_t change_ns; /* monotonic: tick that first saw the current record */
-};
-
-struct monitor {
-	struct loop *loop;
-	const struct monitor_ops *ops;
-	void *arg;
-	char node[MONITOR_ID_MAX];
-	bool has_partner;
-	bool has_partner_mailbox;
-	uint64_t hb_ns;	   /* heartbeat interval */
-	uint64_t watch_ns; /* slots read this often (a quarter of it) */
-	uint64_t last_send_ns;
-	uint64_t deadline_ns;
-	unsigned n_links;
-	char link_names[MONITOR_MAX_LINKS][MONITOR_ID_MAX];
-	uint32_t watchdog_ms;
-	uint32_t lease_ms;
-	uint32_t fence_margin_ms;
-	enum monitor_watchdog_action watchdog_action;
-	bool no_watchdog;
-	bool defer_watchdog;
-	struct ha_config hcfg;
-
-	struct monitor_mbox *mb;
-	struct monitor_watchdog *wd;
-	struct ha ha;
-	bool booted;
-
-	uint8_t *region; /* n_links slots the partner writes into */
-	struct link_obs links[MONITOR_MAX_LINKS];
-	bool hb_valid;
-	struct monitor_alive hb; /* newest heartbeat seen */
-	uint64_t hb_counter;
-	uint8_t hb_out[MONITOR_REC_SIZE];
-	uint64_t last_tick_ns;
-
-	enum ha_mirror partner_copy;
-	enum ha_mirror own_mirror;
-	bool own_mark;
-	uint64_t own_mark_gen;
-	bool own_conflict;
-	/* The replay proof: of the mark last read in our mailbox (owner), and
-	 * the generation whose proof this run wrote (taker). */
-	bool own_mark_read;
-	enum monitor_mark_replay own_mark_replay;
-	uint64_t proof_gen;
-	monitor_done_cb proof_cb;
-	void *proof_arg;
-	bool io_waiting;
-	bool check_pending;
-	bool fresh_read_asked;
-	uint64_t progress_done;
-	uint64_t progress_total;
-	char cached_why[HA_REASON_MAX]; /* sample(): a mailbox not O_DIRECT */
-	bool plog_have;			/* the partner's lease settings last logged */
-	uint32_t plog_lease, plog_margin;
-
-	struct loop_timer tick;
-	struct loop_timer wake;
-	struct loop_timer boot_retry;
-
-	/* For monitor_get_summary(): counted at state changes in exec(). */
-	enum ha_state prev_state;
-	uint64_t takeovers, givebacks;
-};
 
 static void step(struct monitor *m);
 static void exec(struct monitor *m, const struct ha_output *out);
@@ -133,7 +61,7 @@ static const char *mailbox_cached(struct monitor *m, const struct monitor_mbox_o
 	return NULL;
 }
 
-static void sample(struct monitor *m, struct ha_inputs *in)
+void monitor_sample(struct monitor *m, struct ha_inputs *in)
 {
 	uint64_t now = loop_now_ns();
 	struct monitor_mbox_partner_view pv;
@@ -158,6 +86,7 @@ static void sample(struct monitor *m, struct ha_inputs *in)
 	in->partner_mark_set = pv.mark_valid && pv.mark.set;
 	in->partner_mark_gen = pv.mark_valid ? pv.mark.gen : 0;
 	in->mirror = m->partner_copy;
+	in->partner_log_given = m->partner_log_given;
 	in->own_mark = m->own_mark;
 	in->own_mark_gen = m->own_mark_gen;
 	in->own_conflict = m->own_conflict;
@@ -269,7 +198,7 @@ static void step(struct monitor *m)
 	if (!m->booted)
 		return;
 	check_late(m, loop_now_ns());
-	sample(m, &in);
+	monitor_sample(m, &in);
 	monitor_ha_step(&m->ha, &in, &out);
 	exec(m, &out);
 	/* The fence wait ends with a read of the partner's mailbox that starts
@@ -288,7 +217,7 @@ static void finish_why(struct monitor *m, enum ha_action act, int rc, const char
 	struct ha_inputs in;
 	struct ha_output out;
 
-	sample(m, &in);
+	monitor_sample(m, &in);
 	in.act_why = why;
 	monitor_ha_done(&m->ha, act, rc, &in, &out);
 	exec(m, &out);
@@ -551,15 +480,6 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	loop_timer_arm(m->loop, &m->tick, 0);
 }
 
-void monitor_ha_describe(const struct ha *h, struct monitor_ha_view *v)
-{
-	v->state = monitor_ha_state_name(h->state);
-	v->phase = monitor_ha_phase_name(h->phase);
-	v->reason = h->reason;
-	v->partner = monitor_ha_partner_name(h->partner);
-	v->mark_gen = h->mark_gen;
-}
-
 /* ---- public ---- */
 
 /* The defaults are those of an empty [monitor] section (docs/FAILOVER.md,
@@ -717,6 +637,11 @@ void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy)
 	m->partner_copy = partner_copy;
 }
 
+void monitor_set_partner_log_given(struct monitor *m, bool given)
+{
+	m->partner_log_given = given;
+}
+
 int monitor_publish_mirror(struct monitor *m, enum ha_mirror own, monitor_done_cb cb, void *arg)
 {
 	m->own_mirror = own;
@@ -809,7 +734,7 @@ static int command(struct monitor *m, ha_command_fn fn, bool force, char *err, s
 		snprintf(err, errlen, "the monitor is still booting");
 		return -EAGAIN;
 	}
-	sample(m, &in);
+	monitor_sample(m, &in);
 	rc = fn(&m->ha, &in, force, &out, err, errlen);
 	if (rc == 0)
 		exec(m, &out);
@@ -834,108 +759,4 @@ const struct ha *monitor_ha(const struct monitor *m)
 struct monitor_mbox *monitor_mbox_of(struct monitor *m)
 {
 	return m->mb;
-}
-
-void monitor_get_summary(const struct monitor *m, struct monitor_summary *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->state = m->booted ? monitor_ha_state_name(m->ha.state) : "up";
-	s->state_idx = m->booted ? (unsigned)m->ha.state : HA_UP;
-	s->phase = m->booted ? monitor_ha_phase_name(m->ha.phase) : "booting";
-	s->partner = monitor_ha_partner_name(m->ha.partner);
-	s->partner_alive = m->ha.partner == HA_PARTNER_ALIVE;
-	s->takeover_possible = m->booted && m->ha.takeover_possible;
-	s->takeovers = m->takeovers;
-	s->givebacks = m->givebacks;
-	s->mark_gen = m->ha.mark_gen;
-}
-
-const char *monitor_state_name(unsigned i)
-{
-	return i < HA_STATE_COUNT ? monitor_ha_state_name((enum ha_state)i) : NULL;
-}
-
-void monitor_status_json(struct monitor *m, struct json_object *ha)
-{
-	struct ha_inputs in;
-	struct monitor_mbox_own_view ov;
-	struct monitor_mbox_partner_view pv;
-	char own[HA_REASON_MAX];
-	struct json_object *last = json_object_new_object();
-	struct json_object *partner = json_object_new_object();
-	struct json_object *links = json_object_new_array();
-	struct json_object *mbox = json_object_new_object();
-	struct json_object *progress = json_object_new_object();
-	uint64_t now = loop_now_ns();
-
-	sample(m, &in);
-	monitor_mbox_own(m->mb, &ov);
-	monitor_mbox_partner(m->mb, &pv);
-	if (ov.rc < 0)
-		snprintf(own, sizeof(own), "%s", strerror(-ov.rc));
-	else if (ov.write_rc < 0)
-		snprintf(own, sizeof(own), "write_failed: %s", strerror(-ov.write_rc));
-	else
-		snprintf(own, sizeof(own), "ok");
-	json_object_object_add(
-	    ha, "state",
-	    json_object_new_string(m->booted ? monitor_ha_state_name(m->ha.state) : "up"));
-	json_object_object_add(
-	    ha, "phase",
-	    json_object_new_string(m->booted ? monitor_ha_phase_name(m->ha.phase) : "booting"));
-	json_object_object_add(ha, "takeover_possible",
-			       json_object_new_boolean(m->booted && m->ha.takeover_possible));
-	json_object_object_add(
-	    ha, "reason", json_object_new_string(m->booted ? m->ha.why : "checking own mailbox"));
-	json_object_object_add(last, "reason", json_object_new_string(m->ha.reason));
-	jobj_add_age(last, "age_ms", m->booted ? in.now_ms - m->ha.since_ms : HA_NEVER, HA_NEVER);
-	json_object_object_add(ha, "last_change", last);
-	json_object_object_add(partner, "state",
-			       json_object_new_string(monitor_ha_partner_name(m->ha.partner)));
-	json_object_object_add(partner, "detail", json_object_new_string(m->ha.partner_why));
-	json_object_object_add(ha, "partner", partner);
-	for (unsigned i = 0; i < m->n_links; i++) {
-		struct json_object *l = json_object_new_object();
-		json_object_object_add(l, "name", json_object_new_string(m->link_names[i]));
-		jobj_add_age(l, "hb_age_ms", in.hb_age_ms[i], HA_NEVER);
-		json_object_array_add(links, l);
-	}
-	json_object_object_add(ha, "heartbeats", links);
-	jobj_add_age(mbox, "own_write_age_ms",
-		     ov.last_write_ns ? (now - ov.last_write_ns) / NS_PER_MS : HA_NEVER, HA_NEVER);
-	json_object_object_add(mbox, "own", json_object_new_string(own));
-	json_object_object_add(mbox, "direct_io",
-			       json_object_new_boolean(monitor_mbox_direct(m->mb)));
-	json_object_object_add(mbox, "partner_direct_io",
-			       pv.opened ? json_object_new_boolean(pv.direct) : NULL);
-	/* What the partner publishes; null before a record of it was read, 0
-	 * for a partner of the older layout (it publishes none). */
-	json_object_object_add(mbox, "partner_lease_ms",
-			       pv.seen ? json_object_new_int64(pv.rec.lease_ms) : NULL);
-	json_object_object_add(mbox, "partner_fence_margin_ms",
-			       pv.seen ? json_object_new_int64(pv.rec.fence_margin_ms) : NULL);
-	json_object_object_add(
-	    mbox, "partner_reads_direct",
-	    pv.seen && pv.rec.lease_ms ? json_object_new_boolean(pv.rec.mbox_direct) : NULL);
-	json_object_object_add(
-	    mbox, "fence_wait_ms",
-	    json_object_new_int64((int64_t)(m->booted ? monitor_ha_fence_wait_ms(&m->ha, &in)
-						      : m->hcfg.fence_wait_ms)));
-	json_object_object_add(mbox, "partner",
-			       json_object_new_string(!m->has_partner_mailbox ? "not configured"
-						      : in.mbox_rc < 0 ? strerror(-in.mbox_rc)
-								       : "ok"));
-	jobj_add_age(mbox, "partner_change_age_ms", in.mbox_change_age_ms, HA_NEVER);
-	jobj_add_age(mbox, "partner_silent_ms", in.mbox_seen ? in.mbox_silent_ms : HA_NEVER,
-		     HA_NEVER);
-	json_object_object_add(ha, "mailbox", mbox);
-	json_object_object_add(ha, "partner_seen_since_boot",
-			       json_object_new_boolean(m->booted && m->ha.partner_seen));
-	json_object_object_add(ha, "mark_gen", json_object_new_int64((int64_t)m->ha.mark_gen));
-	json_object_object_add(ha, "io_allowed", json_object_new_boolean(monitor_io_allowed(m)));
-	json_object_object_add(progress, "done_bytes",
-			       json_object_new_int64((int64_t)m->progress_done));
-	json_object_object_add(progress, "total_bytes",
-			       json_object_new_int64((int64_t)m->progress_total));
-	json_object_object_add(ha, "progress", progress);
 }

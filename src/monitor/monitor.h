@@ -170,6 +170,11 @@ void monitor_io_wait(struct monitor *m);
 
 /** State of the partner's log held here (from the mirror module). */
 void monitor_set_mirror(struct monitor *m, enum ha_mirror partner_copy);
+/** The partner handed its own shelf over to us (docs/RELOCATION.md, "On a
+ * failed path"): it drained its volumes and held its mirror while ours was
+ * in sync, and our copy of its log was judged current (or it dropped its
+ * log). Its published "degraded" is that hold: a takeover loses nothing. */
+void monitor_set_partner_log_given(struct monitor *m, bool given);
 /**
  * This node's own mirror state, published in heartbeats and the mailbox.
  * Going DEGRADED: call before acknowledging any write the partner lacks,

@@ -2,7 +2,8 @@
  * @file monitor_int.h
  * Inside the failover monitor: the parts struct monitor (monitor.c) wires
  * together, each usable alone and unit-tested alone. For the module and
- * its tests only; the node includes monitor.h.
+ * its tests only; the node includes monitor.h. struct monitor itself is
+ * here only so that monitor_status.c (what the monitor reports) can read it.
  *
  * Four parts, grouped below by the file that defines them:
  *
@@ -16,10 +17,14 @@
  *    last read of the own mailbox that found no takeover mark.
  *  - watchdog.c: a thread that ends the process when the reactor stalls
  *    past watchdog_ms, and that tells a stalled loop from a stopped process.
- *  - ha.c: the state machine, pure logic with time as an input.
+ *  - ha.c: the state machine, pure logic with time as an input; its view
+ *    (names, the partner's classification, what is possible and why) is
+ *    in ha_view.c.
  *
- * Layering: monitor.c calls ha.c, mbox.c, watchdog.c and record.c; mbox.c
- * calls record.c; ha.c calls only record.c's state and mirror names;
+ * Layering: monitor.c calls ha.c, mbox.c, watchdog.c and record.c;
+ * monitor_status.c reads what monitor.c, ha.c and mbox.c hold; mbox.c
+ * calls record.c; ha.c calls ha_view.c, which calls only record.c's
+ * state and mirror names;
  * watchdog.c calls only monitor_boottime_ns() (mbox.c); record.c calls
  * nothing. Results come back up only through the callbacks in the options
  * structs (on_cycle, on_jump, the done and mark callbacks).
@@ -280,6 +285,9 @@ struct ha_inputs {
 	 * session does not make it DEGRADED (the copy only stops growing); the
 	 * partner publishes DEGRADED itself before acknowledging without us. */
 	enum ha_mirror mirror;
+	/** monitor_set_partner_log_given: the mirror states do not stop a
+	 * takeover (the partner handed its shelf and its log over). */
+	bool partner_log_given;
 	bool own_mark;	       /**< a takeover mark is set in our mailbox */
 	uint64_t own_mark_gen; /**< its generation (also when cleared) */
 	bool own_conflict;     /**< another writer in our liveness sector */
@@ -355,6 +363,107 @@ int monitor_ha_giveback(struct ha *h, const struct ha_inputs *in, bool force, st
 /** An action asked for earlier finished with @p rc. */
 void monitor_ha_done(struct ha *h, enum ha_action act, int rc, const struct ha_inputs *in,
 		     struct ha_output *out);
+
+/* ---- ha_view.c: the view shared by ha.c's transitions (private) ---- */
+
+/** Format into a reason field of struct ha (HA_REASON_MAX, truncated). */
+void ha_fmt(char *dst, const char *f, ...) __attribute__((format(printf, 2, 3)));
+/** A heartbeat on some link within the deadline. */
+bool ha_hb_alive(const struct ha *h, const struct ha_inputs *in);
+/** Cold-boot grace still to wait before an automatic takeover or takeback, or 0. */
+uint64_t ha_boot_grace_left(const struct ha *h, const struct ha_inputs *in);
+/** A mark in our own mailbox that still fences us. */
+bool ha_own_marked(const struct ha *h, const struct ha_inputs *in);
+/** @p s is a node whose volumes the partner holds. */
+bool ha_waits_for_us(enum ha_state s);
+/** @p s is a node that serves its own volumes. */
+bool ha_serves_own(enum ha_state s);
+/** Set h->partner and h->partner_why from heartbeats and mailbox. */
+void ha_classify(struct ha *h, const struct ha_inputs *in);
+/** Why a takeover would lose an acknowledged write (in @p buf), or NULL. */
+const char *ha_mirror_problem(const struct ha_inputs *in, char *buf, size_t len);
+/** The partner's mailbox can take a mark at all (even forced). */
+bool ha_mailbox_writable(const struct ha_inputs *in);
+/** Set h->takeover_possible and h->why for the current state. */
+void ha_eval_possible(struct ha *h, const struct ha_inputs *in);
+/** Fencing the partner is possible: 0, or -errno with @p err set. */
+int ha_can_fence(const struct ha *h, const struct ha_inputs *in, char *err, size_t errlen);
+
+/* ---- monitor.c: the monitor, shared with monitor_status.c ---- */
+
+struct link_obs {
+	bool have;
+	uint8_t last[MONITOR_REC_SIZE];
+	uint64_t change_ns; /* monotonic: tick that first saw the current record */
+};
+
+struct monitor {
+	struct loop *loop;
+	const struct monitor_ops *ops;
+	void *arg;
+	char node[MONITOR_ID_MAX];
+	bool has_partner;
+	bool has_partner_mailbox;
+	uint64_t hb_ns;	   /* heartbeat interval */
+	uint64_t watch_ns; /* slots read this often (a quarter of it) */
+	uint64_t last_send_ns;
+	uint64_t deadline_ns;
+	unsigned n_links;
+	char link_names[MONITOR_MAX_LINKS][MONITOR_ID_MAX];
+	uint32_t watchdog_ms;
+	uint32_t lease_ms;
+	uint32_t fence_margin_ms;
+	enum monitor_watchdog_action watchdog_action;
+	bool no_watchdog;
+	bool defer_watchdog;
+	struct ha_config hcfg;
+
+	struct monitor_mbox *mb;
+	struct monitor_watchdog *wd;
+	struct ha ha;
+	bool booted;
+
+	uint8_t *region; /* n_links slots the partner writes into */
+	struct link_obs links[MONITOR_MAX_LINKS];
+	bool hb_valid;
+	struct monitor_alive hb; /* newest heartbeat seen */
+	uint64_t hb_counter;
+	uint8_t hb_out[MONITOR_REC_SIZE];
+	uint64_t last_tick_ns;
+
+	enum ha_mirror partner_copy;
+	bool partner_log_given;
+	enum ha_mirror own_mirror;
+	bool own_mark;
+	uint64_t own_mark_gen;
+	bool own_conflict;
+	/* The replay proof: of the mark last read in our mailbox (owner), and
+	 * the generation whose proof this run wrote (taker). */
+	bool own_mark_read;
+	enum monitor_mark_replay own_mark_replay;
+	uint64_t proof_gen;
+	monitor_done_cb proof_cb;
+	void *proof_arg;
+	bool io_waiting;
+	bool check_pending;
+	bool fresh_read_asked;
+	uint64_t progress_done;
+	uint64_t progress_total;
+	char cached_why[HA_REASON_MAX]; /* monitor_sample(): a mailbox not O_DIRECT */
+	bool plog_have;			/* the partner's lease settings last logged */
+	uint32_t plog_lease, plog_margin;
+
+	struct loop_timer tick;
+	struct loop_timer wake;
+	struct loop_timer boot_retry;
+
+	/* For monitor_get_summary(): counted at state changes in exec(). */
+	enum ha_state prev_state;
+	uint64_t takeovers, givebacks;
+};
+
+/** Sample what the state machine looks at, now (monitor.c). */
+void monitor_sample(struct monitor *m, struct ha_inputs *in);
 
 /* ---- monitor.c: test-only access ---- */
 

@@ -151,6 +151,7 @@ static void copy_tick(struct loop_timer *t)
 	struct node *n = t->arg;
 
 	monitor_set_mirror(n->monitor, (enum ha_mirror)node_mirror_partner_copy(n));
+	monitor_set_partner_log_given(n->monitor, node_shelf_partner_gave(n));
 	loop_timer_arm(n->loop, t, n->fo->copy_ns);
 }
 

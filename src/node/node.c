@@ -218,6 +218,7 @@ int node_create(const struct duet_config *cfg, struct node **out)
 	rc = open_proxy(n);
 	if (rc < 0)
 		goto err;
+	node_adopt_boot(n); /* volumes relocated here, partner down or not */
 	rc = node_balance_create(n);
 	if (rc < 0)
 		goto err;

@@ -272,6 +272,10 @@ void node_reloc_changed(struct node *n);
 /** Adopt what names this node on either shelf now (as on a partner list). */
 void node_reloc_adopt_all(struct node *n);
 
+/** At boot (adopt.c): adopt the volumes of the partner's shelf whose owner
+ * record names this node, without waiting for the partner's session. */
+void node_adopt_boot(struct node *n);
+
 /** Call @p fn for every volume of the partner's shelf opened here (served
  * here if node_reloc_owned_here). */
 void node_reloc_each_volume(const struct node *n,
@@ -298,6 +302,10 @@ bool node_shelf_partner_failed(const struct node *n);
 /** A replay of the partner's log image for a handover runs (a takeover's
  * replay waits for it). */
 bool node_shelf_replaying(const struct node *n);
+/** The partner handed its shelf over (GIVE) and our copy of its log was
+ * judged complete for it, not yet consumed (the handover done, a takeover,
+ * or a new instance of the partner): a takeover of it loses nothing. */
+bool node_shelf_partner_gave(const struct node *n);
 /** The member "shelf_handover" of status. */
 int node_shelf_status_json(struct node *n, struct json_object *root);
 

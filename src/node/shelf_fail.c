@@ -39,7 +39,16 @@
  * log holds every record (replaying it again is harmless: nobody served
  * the volumes since), after it the shelf does, durably; a takeover of the
  * giver replays the image only after a handover's replay ended
- * (node_shelf_replaying), and finds it retired. */
+ * (node_shelf_replaying), and finds it retired. A giver that dies between
+ * GIVE and DROPPED is taken over by the taker although it publishes its
+ * mirror degraded (held): the taker's copy was judged complete for the
+ * handover (node_shelf_partner_gave, read by the takeover decision), and
+ * the taker's mark carries the proof that lets the giver drop its log at
+ * the giveback instead of replaying it over the taker's writes.
+ *
+ * A hung shelf (I/O in flight, none finishing for SF_HUNG_NS) is not handed
+ * over (the drain would never end): the node ends itself as its watchdog
+ * would, and the partner takes it over (check_hung). */
 #define LOG_MODULE "shelf"
 #include "node/node_int.h"
 
@@ -49,11 +58,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
+#include "monitor/monitor.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
 
@@ -62,6 +73,8 @@
 #define SF_TICK_NS    (100 * NS_PER_MS) /* health checks */
 #define SF_BUSY_NS    (5 * NS_PER_MS)	/* a handover's steps */
 #define SF_RETRY_NS   (1 * NS_PER_S)	/* a refused handover, again */
+#define SF_HUNG_NS    (30 * NS_PER_S)	/* no io of the own shelf finished: hung */
+#define SF_PAUSE_NS   (1 * NS_PER_S)	/* a tick this late: the process was stopped */
 #define SF_NAME_LEN   64
 #define SF_REASON_LEN 200
 
@@ -81,7 +94,11 @@ struct node_shelf {
 	char why[SF_REASON_LEN];
 	char test_node[32], test_path[256]; /* DUET_TEST_SHELF_EIO=NODE:PATH */
 	bool test_on;
-	bool kicked; /* an error asked for an early tick */
+	char hang_path[256]; /* DUET_TEST_SHELF_HANG=NODE:PATH */
+	bool hang_on;
+	uint64_t hung_ns;		   /* SF_HUNG_NS, or DUET_TEST_SHELF_HUNG_MS */
+	uint64_t last_check_ns, resume_ns; /* a stop of the process is no hang */
+	bool kicked;			   /* an error asked for an early tick */
 	/* Test only (DUET_TEST_SHELF_HOLD=NODE:MS): the taker waits this long
 	 * between its replay and REPLAYED, the giver between REPLAYED and
 	 * dropping its log: windows for a fault test to kill either. */
@@ -99,6 +116,10 @@ struct node_shelf {
 	uint64_t take_start_ns, take_failed_ns;
 	unsigned taken;
 	char take_last[SF_REASON_LEN];
+	/* The partner gave (GIVE) and our copy of its log was judged complete
+	 * for it at take_start: should it die before DROPPED, a takeover loses
+	 * nothing (node_shelf_partner_gave). Cleared when consumed. */
+	bool gave;
 };
 
 /* No handover can help (refused, or no partner to give to). */
@@ -140,6 +161,48 @@ static void test_hook(struct node_shelf *sh)
 	LOG_WARN("test: DUET_TEST_SHELF_EIO: every I/O of the own shelf fails with EIO now");
 	store_fail_all(sh->n->store, -EIO);
 	sh->test_on = true;
+}
+
+/* DUET_TEST_SHELF_HANG: the trigger file makes every new io of the own
+ * shelf park for good in this process (a shelf whose I/O never returns). */
+static void test_hang_hook(struct node_shelf *sh)
+{
+	struct stat st;
+
+	if (sh->hang_on || !sh->hang_path[0] || stat(sh->hang_path, &st) < 0)
+		return;
+	LOG_WARN("test: DUET_TEST_SHELF_HANG: every I/O of the own shelf hangs now");
+	store_hang_all(sh->n->store);
+	sh->hang_on = true;
+}
+
+/* A hung shelf: ios of it in flight and none finished for hung_ns. No
+ * handover can help (it drains first, and the hung requests never end;
+ * handing over without the drain would let them land after the partner
+ * wrote past them), so the node gets out of the way as its watchdog does
+ * for a hung reactor: it ends the process, and the partner takes it over
+ * (replaying its log image) once its heartbeats and mailbox stop. What
+ * stays in the kernel of an I/O that never returned is not fenced by this
+ * (docs/RELOCATION.md, "A hung shelf"). */
+static void check_hung(struct node_shelf *sh)
+{
+	struct node *n = sh->n;
+	uint64_t now = loop_now_ns(), stalled = store_io_stalled_ns(n->store, now);
+
+	/* The process stopped (SIGSTOP, a paused VM): measured from the resume. */
+	if (sh->last_check_ns && now - sh->last_check_ns > SF_PAUSE_NS)
+		sh->resume_ns = now;
+	sh->last_check_ns = now;
+	if (sh->resume_ns && now - sh->resume_ns < stalled)
+		stalled = now - sh->resume_ns;
+	if (stalled < sh->hung_ns)
+		return;
+	LOG_ERROR("the own shelf %s is hung: %u I/O(s) in flight, none finished for %llu ms: "
+		  "ending the process (status %d) so that %s takes its volumes over",
+		  n->cfg.node.shelf, store_inflight(n->store),
+		  (unsigned long long)(stalled / NS_PER_MS), MONITOR_WATCHDOG_STATUS,
+		  n->cfg.ic.partner[0] ? n->cfg.ic.partner : "a partner");
+	_exit(MONITOR_WATCHDOG_STATUS);
 }
 
 /* Failed: SF_ERRORS shelf errors within a window of SF_WINDOW_NS, or the
@@ -472,6 +535,7 @@ static void take_start(struct node_shelf *sh)
 	}
 	sh->take = T_REPLAY;
 	sh->hold_until = UINT64_MAX; /* replay_done sets it */
+	sh->gave = true;	     /* unless the image is refused below */
 	if (proxy_partner_shelf_state(n->proxy) & PROXY_SHELF_DROPPED) {
 		/* Its log is dropped: an earlier run of ours replayed it (it
 		 * drops it only on our REPLAYED) and died before owning them. */
@@ -484,6 +548,7 @@ static void take_start(struct node_shelf *sh)
 		return;
 	}
 	if (!n->mirror_ccm) {
+		sh->gave = false;
 		take_fail(sh, -ENOTCONN, "no mirror transport: its log image is not here");
 		return;
 	}
@@ -495,6 +560,7 @@ static void take_start(struct node_shelf *sh)
 		return;
 	}
 	if (t != MIRROR_IMAGE_CURRENT) {
+		sh->gave = false;
 		take_fail(sh, -ESTALE, why);
 		return;
 	}
@@ -537,6 +603,7 @@ static void take_adopt(struct node_shelf *sh)
 		sh->taken++;
 	}
 	sh->take = T_DONE;
+	sh->gave = false;
 	snprintf(sh->take_last, sizeof(sh->take_last), "%u volume%s of %s's shelf in %llu ms",
 		 sh->taken, sh->taken == 1 ? "" : "s", n->cfg.ic.partner,
 		 (unsigned long long)((loop_now_ns() - sh->take_start_ns) / NS_PER_MS));
@@ -551,8 +618,11 @@ static void take_step(struct node_shelf *sh)
 	struct node *n = sh->n;
 	unsigned ps = proxy_partner_shelf_state(n->proxy);
 
+	if (n->pstore)
+		sh->gave = false; /* a takeover of the partner consumed it */
 	if (!(ps & PROXY_SHELF_GIVE)) {
 		/* Not (or no longer: a new instance of the partner) giving. */
+		sh->gave = false;
 		if (sh->take != T_REPLAY && sh->take != T_IDLE) {
 			sh->take = T_IDLE;
 			proxy_set_shelf_state(n->proxy, 0);
@@ -565,8 +635,8 @@ static void take_step(struct node_shelf *sh)
 		take_start(sh);
 	else if (sh->take == T_REPLAY)
 		take_replayed(sh);
-	else if (sh->take == T_REPLAYED && (ps & PROXY_SHELF_DROPPED))
-		take_adopt(sh);
+	else if (sh->take == T_REPLAYED && (ps & PROXY_SHELF_DROPPED) && !n->pstore)
+		take_adopt(sh); /* after a takeover's giveback, if one came between */
 }
 
 /* ---- the timer ---- */
@@ -581,6 +651,8 @@ static void tick(struct loop_timer *t)
 
 	sh->kicked = false;
 	test_hook(sh);
+	test_hang_hook(sh);
+	check_hung(sh);
 	check_health(sh);
 	give_step(sh);
 	take_step(sh);
@@ -613,6 +685,21 @@ int node_shelf_create(struct node *n)
 		snprintf(sh->test_path, sizeof(sh->test_path), "%s", colon + 1);
 		LOG_WARN("test: DUET_TEST_SHELF_EIO: the own shelf fails once %s exists",
 			 sh->test_path);
+	}
+	test = getenv("DUET_TEST_SHELF_HANG");
+	colon = test ? strchr(test, ':') : NULL;
+	if (colon && for_me(n, test, colon)) {
+		snprintf(sh->hang_path, sizeof(sh->hang_path), "%s", colon + 1);
+		LOG_WARN("test: DUET_TEST_SHELF_HANG: the own shelf hangs once %s exists",
+			 sh->hang_path);
+	}
+	sh->hung_ns = SF_HUNG_NS;
+	test = getenv("DUET_TEST_SHELF_HUNG_MS");
+	if (test && strtoull(test, NULL, 10) > 0) {
+		sh->hung_ns = strtoull(test, NULL, 10) * NS_PER_MS;
+		LOG_WARN(
+		    "test: DUET_TEST_SHELF_HUNG_MS: the own shelf counts as hung after %llu ms",
+		    (unsigned long long)(sh->hung_ns / NS_PER_MS));
 	}
 	/* NODE:MS[,NODE:MS] */
 	for (test = getenv("DUET_TEST_SHELF_HOLD"); test && (colon = strchr(test, ':'));
@@ -675,6 +762,19 @@ bool node_shelf_partner_failed(const struct node *n)
 bool node_shelf_replaying(const struct node *n)
 {
 	return n->shelf_fail && n->shelf_fail->replay;
+}
+
+/* Read by the takeover decision (failover.c, each heartbeat): the partner
+ * that gave its shelf held its mirror, so it publishes "degraded", yet
+ * every record it logged is in our copy (it drained and checked the mirror
+ * in sync before GIVE, and its volumes logged nothing since). Dying before
+ * DROPPED it leaves its volumes to a takeover, which replays that copy (or
+ * finds it retired by our handover replay: nothing to replay, the proof
+ * says done, and the partner drops its log at the giveback). */
+bool node_shelf_partner_gave(const struct node *n)
+{
+	return n->shelf_fail && n->shelf_fail->gave && !n->pstore && !n->fenced &&
+	       !n->taken_at_boot;
 }
 
 int node_shelf_status_json(struct node *n, struct json_object *root)

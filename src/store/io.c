@@ -181,6 +181,7 @@ static void finish(struct store *s, struct store_io *io, int res)
 	free(io->bounce);
 	io->bounce = NULL;
 	s->inflight--;
+	s->progress_ns = loop_now_ns();
 	if (store_error_is_shelf(res) && !store_io_fenced(s, io)) /* a fence is no shelf failure */
 		s->shelf_errors++;
 	io->done(io, res);
@@ -587,7 +588,12 @@ void store_submit(struct store_volume *v, struct store_io *io)
 	io->excl = 0;
 	io->bounce = NULL;
 	io->fence_gen = s->fence_gen;
-	s->inflight++;
+	if (s->inflight++ == 0)
+		s->progress_ns = loop_now_ns();
+	if (s->hang) { /* test hook: parked for good, as on a hung shelf */
+		s->hung++;
+		return;
+	}
 	if (s->fail_err) {
 		defer(s, io, s->fail_err);
 		return;
@@ -649,6 +655,18 @@ uint64_t store_shelf_errors(const struct store *s)
 void store_fail_all(struct store *s, int err)
 {
 	s->fail_err = err;
+}
+
+uint64_t store_io_stalled_ns(const struct store *s, uint64_t now_ns)
+{
+	if (!s || !s->inflight || now_ns < s->progress_ns)
+		return 0;
+	return now_ns - s->progress_ns;
+}
+
+void store_hang_all(struct store *s)
+{
+	s->hang = true;
 }
 
 /* Append an extent, merging it into the last one when of the same kind.

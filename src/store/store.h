@@ -136,6 +136,13 @@ uint64_t store_shelf_errors(const struct store *s);
  * declared failed (nothing more waits on it, a consistency point included),
  * and the test hook DUET_TEST_SHELF_EIO. */
 void store_fail_all(struct store *s, int err);
+/** How long ios have been in flight with none finishing (0: none in
+ * flight), at @p now_ns (loop_now_ns): a hung shelf (docs/RELOCATION.md,
+ * "A hung shelf"). */
+uint64_t store_io_stalled_ns(const struct store *s, uint64_t now_ns);
+/** Test hook (DUET_TEST_SHELF_HANG): every io submitted from now on is
+ * parked and never finishes, as on a shelf whose I/O never returns. */
+void store_hang_all(struct store *s);
 
 /** FLUSH accounting since store_open. */
 struct store_stats {

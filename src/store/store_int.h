@@ -161,6 +161,12 @@ struct store {
 	 * error every new io ends with (store_fail_all; 0: none). */
 	uint64_t shelf_errors;
 	int fail_err;
+	/* Progress (store_io_stalled_ns): when an io last finished, or the
+	 * first of a busy spell was submitted. Test hook store_hang_all: every
+	 * new io is parked, never submitted nor finished (a hung shelf). */
+	uint64_t progress_ns;
+	bool hang;
+	uint64_t hung;
 };
 
 /* A worker's result for a step it did not run: the gate was closed. */

@@ -38,17 +38,18 @@ all_on_0() { # NODE
 	t=$(ports_total "$1")
 	[ -n "$t" ] && [ "$t" -gt 0 ] && [ "$(inst_ports "$1" 1)" = 0 ] && [ "$(inst_ports "$1" 0)" = "$t" ]
 }
+# on_both SECS WHAT FN: until_ok FN a, then FN b (WHAT with the node's instances).
+on_both() {
+	local n
+	for n in a b; do until_ok "$1" "$n: $2: $(inst_list "$n")" "$3" "$n"; done
+}
 
 step "a session over two links, one per instance, both instances carrying ports"
 start_client a "$NSA" --ports 4 --inflight 8 --size 16K
 start_client b "$NSB" --ports 4 --inflight 8 --size 16K
-until_ok 30 "no session with both links up on a" both_up a
-until_ok 10 "b: both links not up" both_up b
-until_ok 10 "a: ports not on both instances: $(inst_list a)" both_carry a
-until_ok 10 "b: ports not on both instances: $(inst_list b)" both_carry b
-b0=$(link_bytes a ic0) b1=$(link_bytes a ic1)
-until_ok 20 "ic0 carries no traffic" bytes_past a ic0 "$((b0 + 4 * 1048576))"
-until_ok 20 "ic1 carries no traffic" bytes_past a ic1 "$((b1 + 4 * 1048576))"
+session_up
+on_both 10 "ports not on both instances" both_carry
+links_carry a
 no_errors
 echo "   a: $(inst_list a), both links carrying verified traffic"
 
@@ -56,12 +57,9 @@ step "instance 1's only link (ic1) set down"
 ip netns exec "$NSA" ip link set "na1-$$" down
 until_ok 20 "a never took ic1 out" is_state a ic1 down
 until_ok 20 "b never took ic1 out" is_state b ic1 down
-until_ok 10 "a: instance 1 still carries ports: $(inst_list a)" all_on_0 a
-until_ok 10 "b: instance 1 still carries ports: $(inst_list b)" all_on_0 b
-w=$(client a writes)
-until_ok 20 "the load stopped after ic1 went down" writes_past a "$((w + 2000))"
-c0=$(link_bytes a ic0)
-until_ok 20 "ic0 does not carry the load alone" bytes_past a ic0 "$((c0 + 4 * 1048576))"
+on_both 10 "instance 1 still carries ports" all_on_0
+load_goes_on "the load stopped after ic1 went down" 2000
+link_carries 20 "ic0 does not carry the load alone" a ic0 $((4 * 1048576))
 no_errors
 [ "$(sessions a)" = 1 ] || fail "a: the session was re-formed ($(sessions a) sessions)"
 grep -h "has no link up" "$T/a.log" "$T/b.log" | sed 's/^/   /' >&2 || true
@@ -70,21 +68,12 @@ echo "   a: $(inst_list a), the load goes on over ic0 with no client error"
 step "ic1 set up again"
 ip netns exec "$NSA" ip link set "na1-$$" up
 until_ok 30 "ic1 never came back" is_state a ic1 up
-until_ok 10 "a: the ports did not come back to instance 1: $(inst_list a)" both_carry a
-until_ok 10 "b: the ports did not come back to instance 1: $(inst_list b)" both_carry b
-c1=$(link_bytes a ic1)
-until_ok 20 "ic1 carries no traffic after its return" bytes_past a ic1 "$((c1 + 1048576))"
-w=$(client a writes)
-until_ok 20 "the load stopped after ic1 returned" writes_past a "$((w + 2000))"
+on_both 10 "the ports did not come back to instance 1" both_carry
+link_carries 20 "ic1 carries no traffic after its return" a ic1 1048576
+load_goes_on "the load stopped after ic1 returned" 2000
 no_errors
 [ "$(sessions a)" = 1 ] || fail "a: the session was re-formed ($(sessions a) sessions)"
 
 step "clean stop"
-for n in a b; do
-	kill -s TERM "${CPID[$n]}"
-	rc=0
-	wait "${CPID[$n]}" || rc=$?
-	unset "CPID[$n]"
-	[ $rc -eq 0 ] || fail "ccm-client $n exited with status $rc"
-done
+stop_clients
 exit 0

@@ -47,8 +47,7 @@ for i in 0 1; do
 done
 start_client a "$NSA" --ports 2 --inflight 64 --size 64K --read-size 4K
 start_client b "$NSB" --ports 2 --inflight 64 --size 64K --no-load
-until_ok 30 "no session with both links up on a" both_up a
-until_ok 10 "b: both links not up" both_up b
+session_up
 no_errors
 
 step "$LOAD_SECS s on the full links: no take-out"
@@ -86,8 +85,7 @@ nl=$(no_link_left a)
 kill -s STOP "${CPID[b]}"
 sleep 0.4
 kill -s CONT "${CPID[b]}"
-w=$(client a writes)
-until_ok 20 "the load stopped after b's stall" writes_past a "$((w + 500))"
+load_goes_on "the load stopped after b's stall" 500
 is_state a ic0 up || fail "ic0 not up on a after b's stall"
 [ "$(no_link_left a)" -eq "$nl" ] || fail "a took its last link out during b's stall: $(grep 'no link left' "$T/a.log" | tail -n 1)"
 [ "$(sessions a)" = "$sess_a" ] || fail "the session ended during b's stall"
@@ -100,8 +98,7 @@ ip netns exec "$NSA" ss -K dst 10.81.0.2 >/dev/null 2>&1
 until_ok 20 "a never took ic0 out after its connections were killed" \
 	eval '[ "$(downs a ic0)" -gt "$dn" ]'
 until_ok 20 "ic0 never came back after its connections were killed" is_state a ic0 up
-c0=$(link_bytes a ic0)
-until_ok 20 "ic0 carries no traffic after its return" bytes_past a ic0 "$((c0 + 4 * 1048576))"
+link_carries 20 "ic0 carries no traffic after its return" a ic0 $((4 * 1048576))
 ip netns exec "$NSA" nft delete table inet iclcut1
 c1=$(link_bytes a ic1)
 until_ok 20 "ic1 never came back after the cut was lifted" is_state a ic1 up
@@ -116,11 +113,5 @@ echo "   both lanes back and carrying traffic in the same session;" \
 	"ic0 taken out $(($(downs a ic0) - dn)) time(s) on a meanwhile"
 
 step "clean stop"
-for n in a b; do
-	kill -s TERM "${CPID[$n]}"
-	rc=0
-	wait "${CPID[$n]}" || rc=$?
-	unset "CPID[$n]"
-	[ $rc -eq 0 ] || fail "ccm-client $n exited with status $rc"
-done
+stop_clients
 exit 0

@@ -36,11 +36,8 @@ downs() { grep -c "link $1 down" "$T/a.log" || true; }
 step "session over two links, both carrying the load"
 start_client a "$NSA" --inflight 8 --size 16K
 start_client b "$NSB" --inflight 8 --size 16K
-until_ok 30 "no session with both links up on a" both_up a
-until_ok 10 "b: both links not up" both_up b
-b0=$(link_bytes a ic0) b1=$(link_bytes a ic1)
-until_ok 20 "ic0 carries no traffic" bytes_past a ic0 "$((b0 + 4 * 1048576))"
-until_ok 20 "ic1 carries no traffic" bytes_past a ic1 "$((b1 + 4 * 1048576))"
+session_up
+links_carry a
 no_errors
 echo "   both links up and carrying verified writes and reads"
 
@@ -74,8 +71,7 @@ until_ok 60 "ic1's share of the traffic never dropped below 25% while slowed (la
 no_errors
 slow_share=$SHARE
 # It is slow, not dead: it still carries some of the load.
-c1=$(link_bytes a ic1)
-until_ok 30 "slowed ic1 carries nothing at all" bytes_past a ic1 "$c1"
+link_carries 30 "slowed ic1 carries nothing at all" a ic1 0
 echo "   ic1's share of a's bytes: $base_share before, $slow_share while slowed to $SLOW_RATE" \
 	"(taken out $(($(downs ic1) - downs0)) times meanwhile), no client error"
 ip netns exec "$NSA" tc qdisc del dev "ta1-$TAG" root
@@ -91,10 +87,8 @@ table inet ictccut {
 NFT
 ip netns exec "$NSA" nft -f "$T/cut.nft"
 until_ok 20 "a never took ic1 out after the drop rule" is_state a ic1 down
-w=$(client a writes)
-until_ok 20 "the load stopped after ic1 was cut" writes_past a "$((w + 2000))"
-c0=$(link_bytes a ic0)
-until_ok 20 "ic0 does not carry the load alone" bytes_past a ic0 "$((c0 + 4 * 1048576))"
+load_goes_on "the load stopped after ic1 was cut" 2000
+link_carries 20 "ic0 does not carry the load alone" a ic0 $((4 * 1048576))
 no_errors
 echo "   ic1 out, the load goes on over ic0 with no client error"
 
@@ -107,11 +101,5 @@ no_errors
 echo "   ic1 back and carrying traffic"
 
 step "clean stop"
-for n in a b; do
-	kill -s TERM "${CPID[$n]}"
-	rc=0
-	wait "${CPID[$n]}" || rc=$?
-	unset "CPID[$n]"
-	[ $rc -eq 0 ] || fail "ccm-client $n exited with status $rc"
-done
+stop_clients
 exit 0

@@ -3,12 +3,14 @@
 # handover (docs/RELOCATION.md, "On a failed path"); no acknowledged write
 # is lost. DUET_TEST_SHELF_HOLD holds each node HOLD ms after the replay
 # (b before it says REPLAYED, a before it drops its log): the windows.
-#   1. the giver dies: a's shelf fails, b replays a's log image and says
-#      so; SIGKILL a before it drops its log. b does not take over (a's
-#      mirror is held from GIVE on: degraded), a restarts with its shelf
-#      healthy and replays its own log; a writer on b's port for vol-a
-#      waited through it with no error; every acknowledged write reads
-#      back on both ports;
+#   1. the giver dies between GIVE and DROPPED: a's shelf fails, b replays
+#      a's log image and says so; SIGKILL a before it drops its log. b
+#      takes a over although a published its mirror degraded (the hold of
+#      GIVE: b's copy was complete) and serves vol-a with every
+#      acknowledged write; a restarts taken over with its shelf healthy,
+#      giveback: a drops its log (b's proof), never replays it over b's
+#      writes; a writer on b's port for vol-a waited through it all with no
+#      error; every acknowledged write reads back on both ports;
 #   2. the taker dies: a's shelf fails again, b replays, SIGKILL b before
 #      it says REPLAYED. a (its log kept, its volumes parked) takes over b;
 #      b restarts, giveback: b takes the shelf again and serves vol-a; a
@@ -41,13 +43,22 @@ touch "$T/a-shelf.fail"
 wait_for take_is replayed || fail "b did not replay: $(status b | jq -c .shelf_handover)"
 give_is given || fail "a is not holding before the drop: $(status a | jq -c .shelf_handover)"
 kill_node a
-rm -f "$T/a-shelf.fail"
-start_a
-wait_for owner_is a vol-a a || fail "vol-a not a's: $(status a | jq -c .volumes)"
+wait_takeover b
+wait_for served_is b vol-a b || fail "b does not serve vol-a: $(status b | jq -c .volumes)"
 wait_acks wb $N
 writer_stop wb
+check_acks "$T/wb.acks" --port $B_NBD --export vol-a
+writer wb2 --port $B_NBD --export vol-a --blocks 1024 --qd 16
+wait_acks wb2 $N
+rm -f "$T/a-shelf.fail"
+start_taken_over a
+giveback_to a
+! grep -q "own NVRAM log replayed" "$T/a.log" || fail "a replayed its own log at the giveback"
+wait_for owner_is a vol-a a || fail "vol-a not a's: $(status a | jq -c .volumes)"
+wait_acks wb2 $N
+writer_stop wb2
 for port in $A_NBD $B_NBD; do
-	check_acks "$T/wb.acks" --port $port --export vol-a
+	check_acks "$T/wb.acks,$T/wb2.acks" --port $port --export vol-a
 done
 
 step "2. a's shelf fails again, b replays; SIGKILL b before it says so"
@@ -67,7 +78,7 @@ wait_for owner_is b vol-a b || fail "vol-a not b's: $(status b | jq -c .volumes)
 wait_acks wa $N
 writer_stop wa
 for port in $A_NBD $B_NBD; do
-	check_acks "$T/wb.acks,$T/wa.acks" --port $port --export vol-a
+	check_acks "$T/wb.acks,$T/wb2.acks,$T/wa.acks" --port $port --export vol-a
 done
 
 step "clean stop"

@@ -466,6 +466,26 @@ static void test_degraded_force(void **state)
 	assert_non_null(strstr(s.h.reason, "replayed"));
 }
 
+/* The partner handed its own shelf over (docs/RELOCATION.md, "On a failed
+ * path") and died between GIVE and DROPPED: it publishes "degraded" (its
+ * mirror held since GIVE) and our copy is retired by the handover's replay,
+ * yet the node says the log was given (partner_log_given): the automatic
+ * takeover runs, through the check after the fence too. */
+static void test_partner_log_given(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init(&s, NULL);
+	s.partner.mirror = HA_MIRROR_DEGRADED;
+	s.in.mirror = HA_MIRROR_DEGRADED;
+	s.in.partner_log_given = true;
+	kill_partner(&s);
+	run_until(&s, HA_TAKEOVER, HA_PH_SERVING, 3000);
+	assert_false(s.h.forced);
+	assert_non_null(strstr(s.h.reason, "replayed"));
+}
+
 /* The partner published "degraded" just before it was fenced (it had
  * acknowledged writes we lack): the takeover stops after the fence wait,
  * and goes on only when forced. */
@@ -1218,6 +1238,7 @@ int main(void)
 	    cmocka_unit_test(test_one_link_down),
 	    cmocka_unit_test(test_flapping),
 	    cmocka_unit_test(test_degraded_force),
+	    cmocka_unit_test(test_partner_log_given),
 	    cmocka_unit_test(test_degraded_after_mark),
 	    cmocka_unit_test(test_fence_needs_fresh_read),
 	    cmocka_unit_test(test_giveback),
