@@ -141,13 +141,14 @@ void proxy_fw_park(struct proxy *px, struct preq *r)
 		loop_timer_arm(px->loop, &px->retry_timer, PX_RETRY_NS);
 }
 
-/* The round trip of a request sent once (a moving average over about 8):
+/* The round trip of a small request sent once (a moving average over
+ * about 8):
  * how long a batch may wait for company under load (port.c). */
 static void note_rtt(struct proxy *px, const struct preq *r)
 {
 	uint64_t now = loop_last_turn_ns(px->loop);
 
-	if (r->state != PR_SENT || !r->sent_ns || now < r->sent_ns)
+	if (r->state != PR_SENT || !r->sent_ns || now < r->sent_ns || r->length > PX_INLINE_MAX)
 		return;
 	px->rtt_ns = px->rtt_ns - px->rtt_ns / 8 + (now - r->sent_ns) / 8;
 }

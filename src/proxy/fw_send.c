@@ -187,6 +187,8 @@ void proxy_fw_pump(struct proxy *px)
 		r->seq = px->next_seq++;
 		px->outstanding[r->seq & PX_TABLE_MASK] = r;
 		p->outstanding++;
+		if (r->length <= PX_INLINE_MAX)
+			px->small_outstanding++;
 		r->state = PR_RESEND;
 		if (r->type == NBD_CMD_WRITE && slot >= 0)
 			memcpy(p->mem + slot, (const uint8_t *)r->cmd->nio->buf + r->buf_off,

@@ -51,16 +51,13 @@ void proxy_port_flush_all(struct loop_timer *t)
 }
 
 /* How long a new batch waits for company: see PX_COALESCE_LOAD. Only the
- * forwarding side's load counts: a server's replies follow the requests'
- * batches (executed together, they are answered together); the replies
- * of a node that also forwards under load wait with its requests. */
+ * forwarding side's load of small requests counts (a big one's transfer
+ * dwarfs a message's fixed cost; waiting would only delay it): a server's replies follow the
+ * requests' batches (executed together, they are answered together); the replies of a node that
+ * also forwards under load wait with its requests. */
 static uint64_t flush_delay(const struct proxy *px)
 {
-	unsigned busy = 0;
-
-	for (unsigned i = 0; i < px->n_ports; i++)
-		busy += px->ports[i].outstanding;
-	if (busy < PX_COALESCE_LOAD)
+	if (px->small_outstanding < PX_COALESCE_LOAD)
 		return 0;
 	return MIN(px->rtt_ns, PX_COALESCE_MAX_NS);
 }
