@@ -9,9 +9,13 @@
  * Rules kept: no request reaches the log or the store while the I/O lease is
  * closed (it is held, in order, until io_resume or failed on a fence); a
  * reply never precedes the record's "logged" callback; overlapping writes
- * complete in arrival order; the hot path does not allocate (pooled dp_io). */
+ * complete in arrival order; the hot path does not allocate (pooled dp_io).
+ *
+ * This file: export handles, the request path, the fencing gate and held
+ * requests. The write paths and consistency points are in datapath_write.c,
+ * the hooks of relocation and volume move in datapath_vol.c. */
 #define LOG_MODULE "datapath"
-#include "node/node_int.h"
+#include "node/datapath_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,81 +28,6 @@
 #include "monitor/monitor.h"
 #include "nbd/nbd.h"
 #include "store/store.h"
-
-/* A volume as the datapath serves it: the export handle. One per volume,
- * shared by every connection (and the proxy's serving side), kept until
- * the datapath goes: the range lock orders overlapping writes across all of
- * them. */
-struct dp_vol {
-	struct store_volume *v;
-	struct node_datapath *b;
-	struct dp_vol *next;
-	struct mirror_vol_id id; /* the volume's uuid, as records name it */
-	struct mirror_rangelock rl;
-	bool dirty;	       /* written since the last consistency point */
-	struct store_io cp_io; /* its fdatasync for a consistency point */
-	struct node_vol_stats st;
-	unsigned opens; /* export handles open (clients, forwarded ones included) */
-	bool deleted;	/* its store volume is deleted: freed once unused */
-	/* Relocation (relocate.c): owned by the partner now (not listed, not
-	 * opened, requests refused with -EXDEV), or on its way there (requests
-	 * refused), and this volume's requests at the store (and its
-	 * consistency point's fdatasync). */
-	bool away, leaving;
-	uint64_t inflight;
-	/* Volume move (move.c): the copy every write also goes to; gone: the
-	 * volume left this shelf (refused like away, not counted). */
-	struct node_move_sink *sink;
-	bool gone;
-	uint64_t unordered; /* writes at the store without the range lock (no log) */
-};
-
-/* One NBD command on its way through the store. Recycled on a free list so
- * the hot path does not allocate. A logged write (WRITE, WRITE_ZEROES,
- * TRIM with the NVRAM log on) also carries its record, its range in the
- * volume's lock and two halves of a completion: logged and stored. */
-struct dp_io {
-	struct store_io sio;
-	struct nbd_io *nio;
-	struct node_datapath *b;
-	struct dp_io *next_free;
-	struct dp_vol *bv;
-	struct mirror_write mw;
-	struct mirror_range range;
-	struct mirror_flush mf;
-	struct store_io tio; /* its copy's half during a volume move (move.c) */
-	unsigned pending;    /* of logged, stored (and copied) */
-	int log_rc, store_rc;
-	bool granted;	   /* held after its range was granted (lw_start) */
-	bool unordered;	   /* counted in its volume's unordered */
-	uint64_t start_ns; /* when the store got it, for the latency histogram */
-};
-
-struct node_datapath {
-	struct node *node;
-	struct store *store;
-	const char *what; /* "own" or "partner", for logs */
-	struct mirror *m; /* NULL with [mirror] mirror = off, and for the partner's shelf */
-	bool serving;	  /* false: every request fails with ESHUTDOWN (fenced) */
-	/* Requests that found the I/O lease closed, in arrival order (linked
-	 * through a pooled dp_io each), until io_resume or a fence. */
-	struct dp_io *held_head, *held_tail;
-	uint64_t n_held;
-	bool drop_fua;	    /* durability = local-sync: the synced log stands for FUA */
-	bool write_through; /* every write FUA (no log covers this shelf's volumes) */
-	/* What a failed store result becomes (node_datapath_set_error_hook). */
-	int (*err_hook)(void *arg, int result);
-	void *err_arg;
-	struct dp_io *free_list;
-	struct dp_vol *vols;
-	uint64_t inflight;
-	uint64_t allocated;
-	/* The consistency point in progress (node_datapath_checkpoint). */
-	mirror_done_fn cp_done;
-	void *cp_arg;
-	unsigned cp_pending;
-	int cp_rc;
-};
 
 int node_datapath_create(struct node *n, struct store *s, struct mirror *m, const char *what,
 			 struct node_datapath **out)
@@ -158,8 +87,8 @@ static int be_list(void *ctx, void (*emit)(void *arg, const char *name, const ch
 }
 
 /* The volume's datapath state, made on its first open. */
-static struct dp_vol *vol_get(struct node_datapath *b, struct store_volume *v,
-			      const struct store_volume_info *vi)
+struct dp_vol *dp_vol_get(struct node_datapath *b, struct store_volume *v,
+			  const struct store_volume_info *vi)
 {
 	struct dp_vol *bv;
 
@@ -201,7 +130,7 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 	if (!v)
 		return -ENOENT;
 	store_volume_get_info(v, &vi);
-	bv = vol_get(b, v, &vi);
+	bv = dp_vol_get(b, v, &vi);
 	if (!bv)
 		return -ENOMEM;
 	if (bv->away)
@@ -230,7 +159,7 @@ static int be_open(void *ctx, const char *name, void **handle, struct nbd_export
 
 /* A deleted volume's datapath state and store volume go once nothing
  * uses them: no handle open, nothing in flight. */
-static void vol_maybe_free(struct dp_vol *bv)
+void dp_vol_maybe_free(struct dp_vol *bv)
 {
 	struct node_datapath *b = bv->b;
 
@@ -252,11 +181,8 @@ static void be_close(void *ctx, void *handle)
 
 	(void)ctx;
 	bv->opens--;
-	vol_maybe_free(bv);
+	dp_vol_maybe_free(bv);
 }
-
-static bool io_allowed(struct node_datapath *b);
-static void hold_bio(struct node_datapath *b, struct dp_io *bio);
 
 /* The bucket of a latency: the smallest i with ns <= 16384 << 2i, found
  * with one count of leading zeros (the fast path pays two clock reads). */
@@ -291,7 +217,7 @@ static void io_done(struct nbd_io *io, int result, uint64_t start_ns)
 	nbd_io_done(io, result);
 }
 
-static void bio_finish(struct dp_io *bio, int result)
+void dp_bio_finish(struct dp_io *bio, int result)
 {
 	struct node_datapath *b = bio->b;
 	struct nbd_io *nio = bio->nio;
@@ -310,7 +236,7 @@ static void bio_finish(struct dp_io *bio, int result)
 	bool no_handle = !bv->opens;
 	io_done(nio, result, bio->start_ns);
 	if (no_handle)
-		vol_maybe_free(bv);
+		dp_vol_maybe_free(bv);
 }
 
 void node_datapath_each_volume(const struct node_datapath *b,
@@ -328,7 +254,7 @@ void node_datapath_each_volume(const struct node_datapath *b,
 }
 
 /* A store (or consistency point) error, as the hook would have it. */
-static int store_result(struct node_datapath *b, int result)
+int dp_store_result(struct node_datapath *b, int result)
 {
 	return result < 0 && b->err_hook ? b->err_hook(b->err_arg, result) : result;
 }
@@ -337,265 +263,7 @@ static void be_io_done(struct store_io *sio, int result)
 {
 	struct dp_io *bio = container_of(sio, struct dp_io, sio);
 
-	bio_finish(bio, store_result(bio->b, result));
-}
-
-/* ---- the logged write path (docs/MIRROR.md, "The write path") ---- */
-
-/* Both halves are in: the record is logged (and replicated, as the
- * settings ask) and the volume write is done. Unlock first, so a write
- * waiting on this range starts before the reply goes out. */
-static void logged_write_end(struct dp_io *bio)
-{
-	if (--bio->pending)
-		return;
-	mirror_range_unlock(&bio->bv->rl, &bio->range);
-	bio_finish(bio, bio->store_rc ? bio->store_rc : bio->log_rc);
-}
-
-/* The copy's half of a write (move.c): a failure fails the move, never
- * the client's write (the source has it). */
-static void sink_done(struct store_io *sio, int result)
-{
-	struct dp_io *bio = container_of(sio, struct dp_io, tio);
-	struct node_move_sink *sink = sio->arg;
-
-	sink->inflight--;
-	if (result < 0 && !sink->err)
-		sink->err = result;
-	logged_write_end(bio);
-}
-
-/* A write of a volume being moved goes to its copy too, under the same
- * range lock as the source's (a copier's chunk of it waits, or it waits for
- * the chunk). Counted in bio->pending by the caller. */
-static void sink_submit(struct dp_io *bio)
-{
-	struct node_move_sink *sink = bio->bv->sink;
-
-	memset(&bio->tio, 0, sizeof(bio->tio));
-	bio->tio.op = bio->sio.op;
-	bio->tio.flags = bio->sio.flags & STORE_F_NO_HOLE; /* made durable at the cut-over */
-	bio->tio.offset = bio->sio.offset;
-	bio->tio.length = bio->sio.length;
-	bio->tio.buf = bio->sio.buf;
-	bio->tio.done = sink_done;
-	bio->tio.arg = sink;
-	sink->inflight++;
-	sink->writes++;
-	store_submit(sink->target, &bio->tio);
-}
-
-static void lw_logged(struct mirror_write *w, int result)
-{
-	struct dp_io *bio = container_of(w, struct dp_io, mw);
-
-	bio->log_rc = result;
-	logged_write_end(bio);
-}
-
-static void lw_stored(struct store_io *sio, int result)
-{
-	struct dp_io *bio = container_of(sio, struct dp_io, sio);
-
-	bio->store_rc = store_result(bio->b, result);
-	mirror_applied(bio->b->m, &bio->mw);
-	logged_write_end(bio);
-}
-
-/* A fast zero is tried on the volume first: if the file system cannot do
- * it quickly the client falls back to writing zeros, and a ZERO record in
- * the log would have zeroed the range on a replay for nothing. Only once
- * it is done is the record appended (and at once applied). */
-static void lw_fast_zero_stored(struct store_io *sio, int result)
-{
-	struct dp_io *bio = container_of(sio, struct dp_io, sio);
-	int rc;
-
-	if (result < 0) {
-		mirror_range_unlock(&bio->bv->rl, &bio->range);
-		bio_finish(bio, store_result(bio->b, result));
-		return;
-	}
-	bio->pending = 1;
-	if (bio->bv->sink) {
-		bio->pending++;
-		sink_submit(bio);
-	}
-	rc = mirror_append(bio->b->m, &bio->mw);
-	if (rc < 0) {
-		bio->log_rc = rc;
-		logged_write_end(bio);
-		return;
-	}
-	mirror_applied(bio->b->m, &bio->mw);
-}
-
-/* The range is ours: append the record and write the volume at once, in
- * parallel (waiting for the log first could deadlock: a full log waits for
- * a consistency point, which waits for the volume writes). */
-static void lw_start(struct dp_io *bio)
-{
-	struct node_datapath *b = bio->b;
-	struct dp_vol *bv = bio->bv;
-	int rc;
-
-	/* Granted later than submitted (an overlapping write was ahead): the
-	 * lease may have closed since, and nothing may reach the log (and the
-	 * partner's image of it) or the volume without it. */
-	if (!io_allowed(b) || b->held_head) {
-		bio->granted = true;
-		hold_bio(b, bio);
-		return;
-	}
-	bv->dirty = true;
-	if (bio->sio.flags & STORE_F_FAST_ZERO) {
-		bio->sio.done = lw_fast_zero_stored;
-		store_submit(bv->v, &bio->sio);
-		return;
-	}
-	rc = mirror_append(b->m, &bio->mw);
-	if (rc < 0) {
-		LOG_ERROR("NVRAM log refused a write of %llu bytes: %s",
-			  (unsigned long long)bio->mw.length, strerror(-rc));
-		mirror_range_unlock(&bv->rl, &bio->range);
-		bio_finish(bio, -EIO);
-		return;
-	}
-	if (bv->sink)
-		bio->pending++;
-	store_submit(bv->v, &bio->sio);
-	if (bv->sink)
-		sink_submit(bio);
-}
-
-static void lw_granted(struct mirror_range *r)
-{
-	lw_start(r->arg);
-}
-
-static void logged_write(struct node_datapath *b, struct dp_io *bio)
-{
-	struct nbd_io *io = bio->nio;
-	struct mirror_write *w = &bio->mw;
-
-	w->vol = bio->bv->id;
-	w->type = io->type == NBD_CMD_WRITE	     ? MIRROR_REC_WRITE
-		  : io->type == NBD_CMD_WRITE_ZEROES ? MIRROR_REC_ZERO
-						     : MIRROR_REC_TRIM;
-	w->flags = 0;
-	if (io->flags & NBD_CMD_FLAG_FUA)
-		w->flags |= MIRROR_RF_FUA;
-	if (w->type == MIRROR_REC_ZERO && (io->flags & NBD_CMD_FLAG_NO_HOLE))
-		w->flags |= MIRROR_RF_NO_HOLE;
-	w->offset = io->offset;
-	w->length = io->length;
-	w->data = w->type == MIRROR_REC_WRITE ? io->buf : NULL;
-	w->logged = lw_logged;
-	w->arg = bio;
-	if (b->drop_fua)
-		bio->sio.flags &= ~STORE_F_FUA;
-	bio->sio.done = lw_stored;
-	bio->pending = 2;
-	bio->log_rc = bio->store_rc = 0;
-	b->inflight++;
-	bio->bv->inflight++;
-	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, lw_granted, bio))
-		lw_start(bio);
-}
-
-/* Without a log, a write of a volume being moved still takes its range
- * (ordered against the copier) and goes to both copies. */
-static void nl_stored(struct store_io *sio, int result)
-{
-	struct dp_io *bio = container_of(sio, struct dp_io, sio);
-
-	bio->store_rc = result;
-	/* A fast zero reaches the copy only once the source did it (refused,
-	 * the range must stay as it was on both). */
-	if ((sio->flags & STORE_F_FAST_ZERO) && result == 0 && bio->bv->sink) {
-		bio->pending++;
-		sink_submit(bio);
-	}
-	logged_write_end(bio);
-}
-
-static void nl_start(struct dp_io *bio)
-{
-	struct dp_vol *bv = bio->bv;
-	bool both = bv->sink && !(bio->sio.flags & STORE_F_FAST_ZERO);
-
-	bv->dirty = true;
-	bio->pending = both ? 2 : 1;
-	store_submit(bv->v, &bio->sio);
-	if (both)
-		sink_submit(bio);
-}
-
-static void nl_granted(struct mirror_range *r)
-{
-	nl_start(r->arg);
-}
-
-static void nl_write(struct node_datapath *b, struct dp_io *bio)
-{
-	struct nbd_io *io = bio->nio;
-
-	bio->sio.done = nl_stored;
-	bio->log_rc = bio->store_rc = 0;
-	b->inflight++;
-	bio->bv->inflight++;
-	if (mirror_range_lock(&bio->bv->rl, &bio->range, io->offset, io->length, nl_granted, bio))
-		nl_start(bio);
-}
-
-static void lw_flushed(struct mirror_flush *f, int result)
-{
-	struct dp_io *bio = container_of(f, struct dp_io, mf);
-
-	bio_finish(bio, store_result(bio->b, result));
-}
-
-/* A consistency point: fdatasync every volume written since the last one
- * (the mirror calls this once every record it covers has reached its
- * volume, and never twice at once). */
-static void cp_vol_done(struct store_io *sio, int result)
-{
-	struct dp_vol *bv = container_of(sio, struct dp_vol, cp_io);
-	struct node_datapath *b = bv->b;
-
-	if (result < 0) {
-		LOG_ERROR("volume %s: fdatasync for a consistency point: %s",
-			  store_volume_name(bv->v), strerror(-result));
-		bv->dirty = true; /* the next one tries again */
-		if (!b->cp_rc)
-			b->cp_rc = result;
-	}
-	bv->inflight--;
-	vol_maybe_free(bv);
-	if (--b->cp_pending == 0)
-		b->cp_done(b->cp_arg, b->cp_rc);
-}
-
-void node_datapath_checkpoint(struct node_datapath *b, mirror_done_fn done, void *arg)
-{
-	b->cp_done = done;
-	b->cp_arg = arg;
-	b->cp_rc = 0;
-	b->cp_pending = 1; /* held until every flush is submitted */
-	for (struct dp_vol *bv = b->vols; bv; bv = bv->next) {
-		if (!bv->dirty || bv->deleted)
-			continue;
-		bv->dirty = false;
-		bv->inflight++;
-		memset(&bv->cp_io, 0, sizeof(bv->cp_io));
-		bv->cp_io.op = STORE_OP_FLUSH;
-		bv->cp_io.done = cp_vol_done;
-		b->cp_pending++;
-		store_submit(bv->v, &bv->cp_io);
-	}
-	if (--b->cp_pending == 0)
-		done(arg, 0);
+	dp_bio_finish(bio, dp_store_result(bio->b, result));
 }
 
 static struct dp_io *bio_get(struct node_datapath *b)
@@ -615,7 +283,7 @@ static struct dp_io *bio_get(struct node_datapath *b)
 /* The fencing gate (docs/FAILOVER.md, "Fencing"): shelf I/O only while
  * this node holds its I/O lease. Checked per request, right before it
  * goes to the mirror or the store. */
-static bool io_allowed(struct node_datapath *b)
+bool dp_io_allowed(struct node_datapath *b)
 {
 	struct monitor *mon = b->node->monitor;
 
@@ -635,10 +303,10 @@ static void hold(struct node_datapath *b, struct nbd_io *io)
 	}
 	bio->nio = io;
 	bio->granted = false;
-	hold_bio(b, bio);
+	dp_hold_bio(b, bio);
 }
 
-static void hold_bio(struct node_datapath *b, struct dp_io *bio)
+void dp_hold_bio(struct node_datapath *b, struct dp_io *bio)
 {
 	if (!b->held_head)
 		LOG_WARN("%s volumes: I/O lease closed: holding requests until the own mailbox "
@@ -673,10 +341,10 @@ static void held_drain(struct node_datapath *b, int err)
 		if (bio->granted) {
 			/* Counted in flight and holding its range since logged_write. */
 			if (!err) {
-				lw_start(bio);
+				dp_lw_start(bio);
 			} else {
 				mirror_range_unlock(&bio->bv->rl, &bio->range);
-				bio_finish(bio, err);
+				dp_bio_finish(bio, err);
 			}
 		} else {
 			bio->next_free = b->free_list;
@@ -695,7 +363,7 @@ static void held_drain(struct node_datapath *b, int err)
 
 void node_datapath_release_held(struct node_datapath *b)
 {
-	if (b && b->held_head && io_allowed(b))
+	if (b && b->held_head && dp_io_allowed(b))
 		held_drain(b, 0);
 }
 
@@ -763,7 +431,7 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 		io_done(io, -EXDEV, 0); /* relocated: not executed (relocate.c) */
 		return;
 	}
-	if (b->held_head || !io_allowed(b)) {
+	if (b->held_head || !dp_io_allowed(b)) {
 		hold(b, io);
 		return;
 	}
@@ -811,12 +479,12 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 		case NBD_CMD_WRITE:
 		case NBD_CMD_WRITE_ZEROES:
 		case NBD_CMD_TRIM:
-			logged_write(b, bio);
+			dp_logged_write(b, bio);
 			return;
 		case NBD_CMD_FLUSH:
 			/* A consistency point (or, with local-sync, the log's
 			 * sync): it covers every volume, as FLUSH did. */
-			bio->mf.done = lw_flushed;
+			bio->mf.done = dp_lw_flushed;
 			b->inflight++;
 			bv->inflight++;
 			mirror_flush(b->m, &bio->mf);
@@ -828,7 +496,7 @@ static void submit_io(struct node_datapath *b, struct nbd_io *io, bool fresh)
 	if (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
 	    io->type == NBD_CMD_TRIM) {
 		if (bv->sink) {
-			nl_write(b, bio);
+			dp_nl_write(b, bio);
 			return;
 		}
 		bv->dirty = true; /* for node_datapath_checkpoint (giveback drain) */
@@ -913,7 +581,7 @@ int node_datapath_volume_delete(struct node_datapath *b, struct store_volume *v,
 	if (closed)
 		LOG_WARN("volume %s deleted: %u client%s disconnected", store_volume_name(v),
 			 closed, closed == 1 ? "" : "s");
-	vol_maybe_free(bv);
+	dp_vol_maybe_free(bv);
 	return 0;
 }
 
@@ -996,117 +664,4 @@ int node_datapath_listen(struct node *n)
 	o.budget = n->nbd_budget;
 	/* Every volume of the pair: the own ones here, the partner's forwarded. */
 	return nbd_server_create(n->loop, &o, node_route_ops(), n, &n->nbd);
-}
-
-/* ---- relocation (relocate.c) ---- */
-
-/* The datapath state of volume @p name, made if need be; NULL: not here. */
-static struct dp_vol *vol_named(struct node_datapath *b, const char *name)
-{
-	struct store_volume *v = b ? store_volume_find(b->store, name) : NULL;
-	struct store_volume_info vi;
-
-	if (!v)
-		return NULL;
-	store_volume_get_info(v, &vi);
-	return vol_get(b, v, &vi);
-}
-
-bool node_datapath_vol_here(struct node_datapath *b, const char *name)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	return bv && !bv->away && !bv->leaving;
-}
-
-int node_datapath_vol_set(struct node_datapath *b, const char *name, int away, int leaving)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	if (!bv)
-		return -ENOENT;
-	if (away >= 0)
-		bv->away = away;
-	if (away == 1)
-		bv->dirty = false; /* not ours to sync (its data is durable, or replayed) */
-	if (leaving >= 0)
-		bv->leaving = leaving;
-	return 0;
-}
-
-uint64_t node_datapath_vol_inflight(struct node_datapath *b, const char *name)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	return bv ? bv->inflight : 0;
-}
-
-struct store_volume *node_datapath_vol_store(struct node_datapath *b, const char *name)
-{
-	return b ? store_volume_find(b->store, name) : NULL;
-}
-
-void node_datapath_set_write_through(struct node_datapath *b)
-{
-	b->write_through = true;
-}
-
-void node_datapath_set_error_hook(struct node_datapath *b, int (*hook)(void *arg, int result),
-				  void *arg)
-{
-	b->err_hook = hook;
-	b->err_arg = arg;
-}
-
-struct mirror *node_datapath_mirror(const struct node_datapath *b)
-{
-	return b ? b->m : NULL;
-}
-
-/* ---- volume move (move.c) ---- */
-
-int node_datapath_vol_sink(struct node_datapath *b, const char *name, struct node_move_sink *sink)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	if (!bv)
-		return -ENOENT;
-	bv->sink = sink;
-	return 0;
-}
-
-int node_datapath_vol_lock(struct node_datapath *b, const char *name, struct mirror_range *r,
-			   uint64_t offset, uint64_t length,
-			   void (*granted)(struct mirror_range *r), void *arg)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	if (!bv)
-		return -ENOENT;
-	return mirror_range_lock(&bv->rl, r, offset, length, granted, arg) ? 1 : 0;
-}
-
-void node_datapath_vol_unlock(struct node_datapath *b, const char *name, struct mirror_range *r)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	if (bv)
-		mirror_range_unlock(&bv->rl, r);
-}
-
-uint64_t node_datapath_vol_unordered(struct node_datapath *b, const char *name)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	return bv ? bv->unordered : 0;
-}
-
-void node_datapath_vol_forget(struct node_datapath *b, const char *name)
-{
-	struct dp_vol *bv = vol_named(b, name);
-
-	if (bv) {
-		bv->gone = true;
-		bv->sink = NULL;
-	}
 }

@@ -47,6 +47,7 @@
 #include "ccm/ccm.h"
 #include "mirror/mirror.h"
 #include "nbd/nbd.h"
+#include "node/move_copier.h"
 #include "node/move_plan.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
@@ -63,7 +64,7 @@ static const char *const state_names[] = {"idle", "copying", "cutover", "stoppin
 struct move_chunk {
 	struct node_move *m;
 	struct mirror_range range;
-	struct store_io io;
+	struct move_copy_job job; /* on a copier thread while locked */
 	void *buf;
 	bool locked; /* holds its range of the volume's write lock */
 };
@@ -82,6 +83,9 @@ struct node_move {
 	struct store *rstore;	    /* the partner's shelf */
 	struct node_move_sink sink; /* the copy, written by the datapath too */
 	struct move_plan plan;	    /* the copier's decisions */
+	struct move_pace pace;	    /* ... on the clients' figures */
+	struct move_copier *copier; /* its threads (made at the first move) */
+	struct loop_timer pace_timer;
 	uint64_t total;
 	uint64_t done, copied; /* done: below it all copied; copied: data bytes */
 	struct move_chunk chunk[MOVE_SLOTS];
@@ -111,6 +115,7 @@ static void finish(struct node_move *m, int rc, const char *what)
 		LOG_WARN("move of %s", m->last);
 	else
 		LOG_INFO("move of %s", m->last);
+	loop_timer_cancel(m->n->loop, &m->pace_timer);
 	m->state = MS_IDLE;
 	m->src = NULL;
 	m->sink.target = NULL;
@@ -155,6 +160,7 @@ static void stop(struct node_move *m, int err, const char *why)
 	snprintf(m->why, sizeof(m->why), "%s", why);
 	node_datapath_vol_sink(m->n->dp, m->name, NULL);
 	loop_timer_cancel(m->n->loop, &m->timer);
+	loop_timer_cancel(m->n->loop, &m->pace_timer);
 	stop_poll(&m->timer);
 }
 
@@ -210,7 +216,7 @@ static int cut(struct node *n, const char *name)
 static void cut_ended(struct node *n, int rc)
 {
 	struct node_move *m = n->move;
-	char what[120];
+	char what[200];
 
 	if (!m)
 		return; /* shutting down */
@@ -222,9 +228,12 @@ static void cut_ended(struct node *n, int rc)
 		return;
 	}
 	m->moved++;
-	snprintf(what, sizeof(what), "done, cut-over %llu ms, %llu data bytes copied",
+	snprintf(what, sizeof(what),
+		 "done, cut-over %llu ms, %llu data bytes copied, %llu probes, clients hurt in "
+		 "%llu of %llu windows",
 		 (unsigned long long)((loop_now_ns() - m->cut_ns) / NS_PER_MS),
-		 (unsigned long long)m->copied);
+		 (unsigned long long)m->copied, (unsigned long long)m->pace.probes,
+		 (unsigned long long)m->pace.hurt_windows, (unsigned long long)m->pace.windows);
 	finish(m, 0, what);
 }
 
@@ -289,7 +298,8 @@ static void chunk_end(struct move_chunk *c, int result)
 	done = move_plan_end(&m->plan, (int)(c - m->chunk), loop_now_ns());
 	if (result < 0 && m->state == MS_COPYING) {
 		LOG_ERROR("move of %s: copying at %llu: %s", m->name,
-			  (unsigned long long)c->io.offset, strerror(-result));
+			  (unsigned long long)c->job.offset,
+			  result == -EAGAIN ? "the fencing gate closed" : strerror(-result));
 		stop(m, result, "a copy failed");
 		return;
 	}
@@ -300,54 +310,37 @@ static void chunk_end(struct move_chunk *c, int result)
 		pump(m);
 }
 
-static void chunk_written(struct store_io *io, int result)
+/* Back from a copier thread, on the reactor: the chunk's data (holes
+ * skipped) is on the copy; its range opens to client writes again. */
+static void chunk_copied(struct move_copy_job *job)
 {
-	struct move_chunk *c = io->arg;
+	struct move_chunk *c = container_of(job, struct move_chunk, job);
 
-	if (result == 0)
-		c->m->copied += io->length;
-	chunk_end(c, result);
+	if (job->result == 0)
+		c->m->copied += job->data;
+	chunk_end(c, job->result);
 }
 
-static void chunk_read(struct store_io *io, int result)
-{
-	struct move_chunk *c = io->arg;
-	struct node_move *m = c->m;
-
-	if (result < 0 || m->state != MS_COPYING || !m->sink.target) {
-		chunk_end(c, result);
-		return;
-	}
-	io->op = STORE_OP_WRITE;
-	io->flags = 0;
-	io->done = chunk_written;
-	store_submit(m->sink.target, io);
-}
-
-/* The chunk's range is ours: no client write of it runs until it is copied. */
+/* The chunk's range is ours: no client write of it runs until it is
+ * copied, and every one before it reached both copies. The copy itself
+ * runs on a copier thread. */
 static void chunk_granted(struct mirror_range *r)
 {
 	struct move_chunk *c = r->arg;
 	struct node_move *m = c->m;
-	struct store_extent ext[4];
-	int n;
 
 	c->locked = true;
-	if (m->state != MS_COPYING) {
+	if (m->state != MS_COPYING || !m->sink.target) {
 		chunk_end(c, 0);
 		return;
 	}
 	move_plan_started(&m->plan, loop_now_ns());
-	/* A hole of the source needs nothing: the copy starts sparse, and a
-	 * client write there since the start reached both. */
-	n = store_block_status(m->src, c->io.offset, c->io.length, ext, 4);
-	if (n == 1 && ext[0].hole && ext[0].length >= c->io.length) {
-		chunk_end(c, 0);
-		return;
-	}
-	c->io.op = STORE_OP_READ;
-	c->io.done = chunk_read;
-	store_submit(m->src, &c->io);
+	c->job.src = m->src;
+	c->job.dst = m->sink.target;
+	c->job.buf = c->buf;
+	c->job.buflen = MOVE_CHUNK;
+	c->job.done = chunk_copied;
+	move_copier_submit(m->copier, &c->job);
 }
 
 /* Test hook: a pause after each chunk, so that a test can act while a
@@ -359,13 +352,14 @@ static uint64_t test_delay_ns(void)
 	return d ? strtoull(d, NULL, 10) * NS_PER_MS : 0;
 }
 
-/* Hand out chunks as the plan allows: all slots while no client request is
- * at the datapath; while there are, one at a time, idling twice as long as
- * the last one took. */
+/* Hand out chunks as the plan allows: one per copier thread while the copy
+ * does not hurt the clients (the pace); while it does, one at a time,
+ * idling twice as long as the last one took; none during a probe. */
 static void pump(struct node_move *m)
 {
 	struct node *n = m->n;
-	bool clients = node_datapath_inflight(n->dp) > 0;
+	bool clients = move_pace_hurt(&m->pace);
+	unsigned limit;
 	uint64_t wait, off, len;
 	int slot;
 
@@ -384,22 +378,22 @@ static void pump(struct node_move *m)
 		loop_timer_arm(n->loop, &m->timer, MOVE_POLL_NS);
 		return;
 	}
+	if (move_pace_idle(&m->pace) && !move_plan_complete(&m->plan))
+		return; /* a probe: the pace timer pumps after it */
 	wait = move_plan_wait(&m->plan, clients, loop_now_ns());
 	if (wait) {
 		loop_timer_arm(n->loop, &m->timer, wait);
 		return;
 	}
+	limit = MIN(move_plan_limit(&m->plan, clients), (unsigned)MOVE_COPIER_THREADS);
 	m->pumping = true;
 	while (m->state == MS_COPYING &&
-	       (slot = move_plan_next(&m->plan, move_plan_limit(&m->plan, clients), &off, &len)) >=
-		   0) {
+	       (slot = move_plan_next(&m->plan, limit, &off, &len)) >= 0) {
 		struct move_chunk *c = &m->chunk[slot];
 		int rc;
-		memset(&c->io, 0, sizeof(c->io));
-		c->io.offset = off;
-		c->io.length = len;
-		c->io.buf = c->buf;
-		c->io.arg = c;
+		memset(&c->job, 0, sizeof(c->job));
+		c->job.offset = off;
+		c->job.length = len;
 		rc = node_datapath_vol_lock(n->dp, m->name, &c->range, off, len, chunk_granted, c);
 		if (rc == 1)
 			chunk_granted(&c->range);
@@ -416,6 +410,7 @@ static void pump(struct node_move *m)
 	m->pumping = false;
 	if (m->state == MS_COPYING && move_plan_complete(&m->plan)) {
 		m->done = m->total;
+		loop_timer_cancel(n->loop, &m->pace_timer);
 		cut_over(m);
 	}
 }
@@ -427,6 +422,51 @@ static void timer_fire(struct loop_timer *t)
 	if (m->state == MS_STOPPING)
 		stop_poll(t);
 	else if (m->state == MS_COPYING)
+		pump(m);
+}
+
+/* ---- pacing (its decisions in move_plan.c) ---- */
+
+struct figures {
+	const char *name;
+	uint64_t count, sum_ns;
+};
+
+static void figures_of(void *arg, const char *name, const struct node_vol_stats *st)
+{
+	struct figures *f = arg;
+
+	if (!strcmp(name, f->name)) {
+		f->count += st->lat_count;
+		f->sum_ns += st->lat_sum_ns;
+	}
+}
+
+/* The volume's client requests completed so far and their latency sum
+ * (every port's: the partner's forwarded ones come through here too). */
+static void read_figures(struct node_move *m, uint64_t *count, uint64_t *sum_ns)
+{
+	struct figures f = {.name = m->name};
+
+	node_datapath_each_volume(m->n->dp, figures_of, &f);
+	*count = f.count;
+	*sum_ns = f.sum_ns;
+}
+
+/* Every pacing window while copying: feed the pace, and pump when it
+ * changed its mind (a probe ended, or the clients are hurt no more). */
+static void pace_fire(struct loop_timer *t)
+{
+	struct node_move *m = t->arg;
+	bool idle = move_pace_idle(&m->pace), hurt = move_pace_hurt(&m->pace);
+	uint64_t count, sum;
+
+	if (m->state != MS_COPYING)
+		return;
+	read_figures(m, &count, &sum);
+	move_pace_sample(&m->pace, count, sum, loop_now_ns());
+	loop_timer_arm(m->n->loop, &m->pace_timer, MOVE_PACE_WINDOW_NS);
+	if ((idle && !move_pace_idle(&m->pace)) || (hurt && !move_pace_hurt(&m->pace)))
 		pump(m);
 }
 
@@ -463,6 +503,10 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 			 name);
 		return -ENOENT;
 	}
+	if (!m->copier && (rc = move_copier_create(n->loop, &m->copier)) < 0) {
+		snprintf(err, errlen, "cannot start the copier: %s", strerror(-rc));
+		return rc;
+	}
 	if (!n->cfg.monitor.partner_shelf[0] || !(m->rstore = node_reloc_rstore(n))) {
 		snprintf(err, errlen,
 			 "the partner's shelf is not reachable ([monitor] "
@@ -494,6 +538,12 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 	m->waiting = false;
 	m->start_ns = loop_now_ns();
 	m->state = MS_COPYING;
+	{
+		uint64_t count, sum;
+		read_figures(m, &count, &sum);
+		move_pace_init(&m->pace, count, sum, m->start_ns);
+	}
+	loop_timer_arm(n->loop, &m->pace_timer, MOVE_PACE_WINDOW_NS);
 	/* From here every write reaches both copies; chunks are copied under
 	 * the range lock, after any write of their bytes in flight now. */
 	node_datapath_vol_sink(n->dp, name, &m->sink);
@@ -786,6 +836,7 @@ int node_move_create(struct node *n)
 		}
 	}
 	loop_timer_init(&m->timer, timer_fire, m);
+	loop_timer_init(&m->pace_timer, pace_fire, m);
 	n->move = m;
 	return 0;
 }
@@ -797,6 +848,8 @@ void node_move_destroy(struct node *n)
 	if (!m)
 		return;
 	loop_timer_cancel(n->loop, &m->timer);
+	loop_timer_cancel(n->loop, &m->pace_timer);
+	move_copier_destroy(m->copier);
 	for (unsigned i = 0; i < MOVE_SLOTS; i++)
 		free(m->chunk[i].buf);
 	free(m->partner.name);

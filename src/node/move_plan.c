@@ -76,3 +76,76 @@ bool move_plan_complete(const struct move_plan *p)
 {
 	return p->cursor >= p->total && !p->n_busy;
 }
+
+/* ---- pacing on the clients' figures ---- */
+
+void move_pace_init(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now)
+{
+	memset(p, 0, sizeof(*p));
+	p->count = count;
+	p->sum_ns = sum_ns;
+	p->at_ns = now;
+	/* Nothing copies yet, but the start itself (the record and the copy's
+	 * file, fsync'ed on the loop) stalled the clients: a window to settle,
+	 * then the probe. */
+	p->phase = MP_DRAIN;
+}
+
+/* Fold @p v into the EWMA @p avg (a quarter of the new figure). */
+static uint64_t ewma(uint64_t avg, uint64_t v, bool first)
+{
+	return first ? v : (3 * avg + v) / 4;
+}
+
+void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now)
+{
+	uint64_t n = count - p->count, dt = now - p->at_ns;
+	uint64_t lat = n ? (sum_ns - p->sum_ns) / n : 0;
+	uint64_t rate = dt ? n * 1000000000ull / dt : 0;
+
+	p->count = count;
+	p->sum_ns = sum_ns;
+	p->at_ns = now;
+	switch (p->phase) {
+	case MP_DRAIN: /* the copier's last chunks ended in this one */
+		p->phase = MP_PROBE;
+		return;
+	case MP_PROBE:
+		p->probes++;
+		if (n >= MOVE_PACE_MIN_REQS) {
+			p->base_lat_ns = ewma(p->base_lat_ns, lat, !p->have_base);
+			p->base_rate = ewma(p->base_rate, rate, !p->have_base);
+			p->have_base = true;
+		} else {
+			p->have_base = false; /* no clients (now): nothing to spare */
+		}
+		p->hurt = false;
+		p->phase = MP_COPY;
+		p->next_probe_ns = now + MOVE_PACE_PROBE_EVERY_NS;
+		return;
+	case MP_COPY:
+		break;
+	}
+	p->windows++;
+	p->lat_ns = lat;
+	p->rate = rate;
+	p->hurt = p->have_base && 100 * rate < MOVE_PACE_RATE_PCT * p->base_rate &&
+		  (n < MOVE_PACE_MIN_REQS || 100 * lat > MOVE_PACE_LAT_PCT * p->base_lat_ns);
+	p->hurt_windows += p->hurt;
+	/* With clients, a probe every MOVE_PACE_PROBE_EVERY_NS; without, one
+	 * as soon as some show up (a quarter of that after the last). */
+	if (p->have_base ? now >= p->next_probe_ns
+			 : n >= MOVE_PACE_MIN_REQS &&
+			       now + 3 * MOVE_PACE_PROBE_EVERY_NS / 4 >= p->next_probe_ns)
+		p->phase = MP_DRAIN;
+}
+
+bool move_pace_idle(const struct move_pace *p)
+{
+	return p->phase != MP_COPY;
+}
+
+bool move_pace_hurt(const struct move_pace *p)
+{
+	return p->hurt;
+}

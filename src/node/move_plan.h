@@ -46,4 +46,47 @@ uint64_t move_plan_end(struct move_plan *p, int slot, uint64_t now);
 /** Every chunk handed out and ended. */
 bool move_plan_complete(const struct move_plan *p);
 
+/*
+ * Pacing on the clients' figures (move_pace_*): whether the copier hurts
+ * the volume's clients, for move_plan_wait/limit's @p clients. Fed every
+ * MOVE_PACE_WINDOW_NS with the volume's cumulative request count and
+ * latency sum. Every MOVE_PACE_PROBE_EVERY_NS of copying the copier stays
+ * idle for a probe (one window to drain, one measured): the clients'
+ * latency and rate without the copy (the sink's second write included,
+ * which the copier cannot help), an EWMA. A copying window hurts when the
+ * clients complete fewer requests than MOVE_PACE_RATE_PCT % of the probe's
+ * rate and their latency is over MOVE_PACE_LAT_PCT % of the probe's: a
+ * client that waits for its replies (IOPS = depth / latency) loses IOPS
+ * then, while a client writing at a fixed rate below what the volume does
+ * keeps its rate, and the copy goes on at full speed for it.
+ */
+#define MOVE_PACE_WINDOW_NS	 (50ull * 1000 * 1000)
+#define MOVE_PACE_PROBE_EVERY_NS (2000ull * 1000 * 1000)
+#define MOVE_PACE_MIN_REQS	 8   /* a window with fewer says nothing of latency */
+#define MOVE_PACE_RATE_PCT	 85  /* hurt below this share of the probe's rate */
+#define MOVE_PACE_LAT_PCT	 115 /* ... with a latency over this share */
+
+enum move_pace_phase { MP_COPY, MP_DRAIN, MP_PROBE };
+
+struct move_pace {
+	enum move_pace_phase phase;
+	uint64_t count, sum_ns, at_ns; /* the figures at the last sample */
+	uint64_t next_probe_ns;
+	bool have_base;			 /* a probe saw clients */
+	uint64_t base_lat_ns, base_rate; /* the probes' EWMA: ns a request, per second */
+	uint64_t lat_ns, rate;		 /* the last copying window */
+	bool hurt;
+	uint64_t probes, hurt_windows, windows; /* for the log */
+};
+
+/** Start pacing at @p now with the volume's figures: a probe first (after
+ * a window to settle). */
+void move_pace_init(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now);
+/** A window ended at @p now with the volume's cumulative figures. */
+void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now);
+/** The copier must stay idle (a probe). */
+bool move_pace_idle(const struct move_pace *p);
+/** The copier hurts the clients: one chunk at a time, with idle time. */
+bool move_pace_hurt(const struct move_pace *p);
+
 #endif

@@ -272,3 +272,81 @@ int store_volume_load(struct store *s, const char *name, struct store_volume **o
 	*out = v;
 	return 0;
 }
+
+/* Whether shelf @p s lets steps reach its disk now (any thread). */
+static bool gate_open(const struct store *s)
+{
+	return !s->gate_allowed || s->gate_allowed(s->gate_arg);
+}
+
+/* Copy the data extent [@p pos, @p end) (aligned for direct I/O). */
+static int copy_extent(struct store_volume *src, struct store_volume *dst, uint64_t pos,
+		       uint64_t end, void *buf, size_t buflen)
+{
+	while (pos < end) {
+		size_t n = end - pos < buflen ? (size_t)(end - pos) : buflen;
+		ssize_t r;
+		if (!gate_open(src->s) || !gate_open(dst->s))
+			return -EAGAIN;
+		r = pread(src->fd, buf, n, (off_t)pos);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO; /* the source is shorter than its size */
+		for (ssize_t w = 0; w < r;) {
+			ssize_t x =
+			    pwrite(dst->fd, (char *)buf + w, (size_t)(r - w), (off_t)pos + w);
+			if (x < 0 && errno == EINTR)
+				continue;
+			if (x < 0)
+				return -errno;
+			w += x;
+		}
+		pos += (uint64_t)r;
+	}
+	return 0;
+}
+
+int store_move_copy(struct store_volume *src, struct store_volume *dst, uint64_t offset,
+		    uint64_t length, void *buf, size_t buflen, uint64_t *data)
+{
+	uint64_t align = MAX(src->direct ? src->align : 1u, dst->direct ? dst->align : 1u);
+	uint64_t pos = offset, end = offset + length;
+	int rc;
+
+	*data = 0;
+	if (end > src->size || end > dst->size || end < offset)
+		return -EINVAL;
+	buflen -= buflen % align;
+	if (!buflen)
+		return -EINVAL;
+	while (pos < end) {
+		off_t d = lseek(src->fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t from, to;
+		if (d < 0 && errno == ENXIO)
+			break; /* a hole to the end of the file */
+		if (d < 0)
+			return -errno;
+		if ((uint64_t)d >= end)
+			break;
+		h = lseek(src->fd, d, SEEK_HOLE);
+		if (h < 0)
+			return -errno;
+		/* Rounded out to the alignment, inside the range (whose ends
+		 * are aligned: chunk boundaries, and a direct volume's size). */
+		from = (uint64_t)d - (uint64_t)d % align;
+		to = (uint64_t)h < end ? (uint64_t)h : end;
+		if (to % align)
+			to = MIN(to + align - to % align, end);
+		if (from < pos)
+			from = pos;
+		rc = copy_extent(src, dst, from, to, buf, buflen);
+		if (rc < 0)
+			return rc;
+		*data += to - from;
+		pos = to;
+	}
+	return 0;
+}

@@ -223,6 +223,17 @@ void store_move_target_drop(struct store *s, struct store_volume *t);
  * @p v is the volume), or -errno when it cannot be told.
  */
 int store_move_settle(const struct store_volume *v, int target_voldirfd);
+/**
+ * Copy [@p offset, +@p length) of @p src to the same bytes of the move's
+ * copy @p dst with blocking system calls, the source's holes skipped
+ * (SEEK_DATA/SEEK_HOLE), through @p buf (@p buflen bytes, aligned to 4096).
+ * For a copier thread (node/move_copier.c): it touches only the two
+ * descriptors, and the caller keeps both volumes alive and holds the range
+ * against client writes. Refused (-EAGAIN) while either shelf's fencing
+ * gate is closed. @p data gets the data bytes copied. @return 0 or -errno.
+ */
+int store_move_copy(struct store_volume *src, struct store_volume *dst, uint64_t offset,
+		    uint64_t length, void *buf, size_t buflen, uint64_t *data);
 /** The descriptor of @p s's volumes directory (for store_move_settle). */
 int store_voldirfd(const struct store *s);
 /** Load volume @p name, whose metadata appeared on the shelf since it was

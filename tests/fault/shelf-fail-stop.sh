@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: a stopped giver on a 3 s hold; the same handover and takeover code runs under the sanitizers in shelf-fail-kill.sh
 # Issue 14 part 5 (docs/RELOCATION.md, "On a failed path"): the giver of a
 # shelf handover stops (SIGSTOP: a stall, a paused VM) between GIVE and
 # DROPPED, with its shelf still failing. b takes it over although a's

@@ -132,12 +132,94 @@ static void test_no_wait_at_end(void **state)
 	assert_true(move_plan_complete(&p));
 }
 
+/* Pacing: a probe first (idle), then copying; a window where clients
+ * complete fewer requests and wait longer than in the probe hurts; one
+ * where they keep their rate (a client at a fixed rate) does not, however
+ * long they wait; a probe (a window to drain, one measured) every period. */
+static void test_pace(void **state)
+{
+	struct move_pace p;
+	uint64_t now = 0, count = 1000, sum = 0;
+	const uint64_t w = MOVE_PACE_WINDOW_NS;
+
+	(void)state;
+	move_pace_init(&p, count, sum, now);
+	assert_true(move_pace_idle(&p));
+	/* The window to settle after the start: not measured. */
+	count += 10, sum += 10 * 50 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_idle(&p));
+	/* The probe: 100 requests of 1 ms in a window. */
+	count += 100, sum += 100 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_false(move_pace_idle(&p));
+	assert_false(move_pace_hurt(&p));
+	/* Copying: half the rate, twice the latency: hurt. */
+	count += 50, sum += 50 * 2 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_hurt(&p));
+	/* The same rate, three times the latency: not hurt. */
+	count += 100, sum += 100 * 3 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_false(move_pace_hurt(&p));
+	/* Half the rate at the same latency (fewer requests sent): not hurt. */
+	count += 50, sum += 50 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_false(move_pace_hurt(&p));
+	/* Nothing completes at all: hurt. */
+	now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_hurt(&p));
+	/* The next probe, after the period: drain, measure, copy again. */
+	now += MOVE_PACE_PROBE_EVERY_NS;
+	count += 100, sum += 100 * MS;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_idle(&p));
+	count += 100, sum += 100 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_true(move_pace_idle(&p));
+	count += 100, sum += 100 * MS, now += w;
+	move_pace_sample(&p, count, sum, now);
+	assert_false(move_pace_idle(&p));
+	assert_false(move_pace_hurt(&p));
+	assert_int_equal(p.probes, 2);
+}
+
+/* No clients in the probe: never hurt, no probe while none come; once
+ * some do, a probe a quarter period after the last. */
+static void test_pace_no_clients(void **state)
+{
+	struct move_pace p;
+	uint64_t now = 0, count = 0;
+	const uint64_t w = MOVE_PACE_WINDOW_NS;
+
+	(void)state;
+	move_pace_init(&p, 0, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_true(move_pace_idle(&p));
+		now += w;
+		move_pace_sample(&p, 0, 0, now);
+	}
+	assert_false(move_pace_idle(&p));
+	for (int i = 0; i < 100; i++) {
+		now += w;
+		move_pace_sample(&p, 0, 0, now);
+		assert_false(move_pace_idle(&p));
+		assert_false(move_pace_hurt(&p));
+	}
+	count += 100, now += w;
+	move_pace_sample(&p, count, count * MS, now);
+	assert_false(move_pace_hurt(&p));
+	assert_true(move_pace_idle(&p));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_slots), cmocka_unit_test(test_done_order),
 	    cmocka_unit_test(test_tail),  cmocka_unit_test(test_clients_pace),
 	    cmocka_unit_test(test_delay), cmocka_unit_test(test_no_wait_at_end),
+	    cmocka_unit_test(test_pace),  cmocka_unit_test(test_pace_no_clients),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

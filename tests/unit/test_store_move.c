@@ -225,6 +225,58 @@ static void test_commit(void **state)
 	two_close(&t);
 }
 
+/* The copier's copy (store_move_copy): the source's data reaches the copy,
+ * its holes are skipped (counted out of the data bytes and left holes), a
+ * range past the end is refused, and a byte outside the range is untouched. */
+static void test_copy(void **state)
+{
+	struct two t;
+	struct store_volume *v, *c;
+	struct store_extent ext[8];
+	void *buf, *back, *cbuf;
+	uint64_t data;
+	int n;
+
+	(void)state;
+	two_open(&t);
+	assert_int_equal(posix_memalign(&buf, 4096, 4096), 0);
+	assert_int_equal(posix_memalign(&back, 4096, 4096), 0);
+	assert_int_equal(posix_memalign(&cbuf, 4096, 64 * 1024), 0);
+	assert_int_equal(store_volume_create(t.a, "v", 4 * MiB, "a"), 0);
+	v = store_volume_find(t.a, "v");
+	memset(buf, 0x11, 4096);
+	assert_int_equal(run_io(&t, v, STORE_OP_WRITE, 0, 4096, buf), 0);
+	memset(buf, 0x22, 4096);
+	assert_int_equal(run_io(&t, v, STORE_OP_WRITE, MiB + 65536, 4096, buf), 0);
+	memset(buf, 0x33, 4096);
+	assert_int_equal(run_io(&t, v, STORE_OP_WRITE, 3 * MiB, 4096, buf), 0);
+	assert_int_equal(store_move_target_create(t.b, v, &c), 0);
+	/* The first two MiB: two data blocks of 4 KiB (a file system may
+	 * allocate more around them, never the whole range). */
+	assert_int_equal(store_move_copy(v, c, 0, 2 * MiB, cbuf, 64 * 1024, &data), 0);
+	assert_true(data >= 8192 && data < 2 * MiB);
+	assert_int_equal(run_io(&t, c, STORE_OP_READ, 0, 4096, back), 0);
+	memset(buf, 0x11, 4096);
+	assert_memory_equal(buf, back, 4096);
+	assert_int_equal(run_io(&t, c, STORE_OP_READ, MiB + 65536, 4096, back), 0);
+	memset(buf, 0x22, 4096);
+	assert_memory_equal(buf, back, 4096);
+	/* Outside the range: still a hole on the copy. */
+	n = store_block_status(c, 3 * MiB, MiB, ext, 8);
+	assert_int_equal(n, 1);
+	assert_true(ext[0].hole);
+	assert_int_equal(store_move_copy(v, c, 2 * MiB, 2 * MiB, cbuf, 64 * 1024, &data), 0);
+	assert_int_equal(run_io(&t, c, STORE_OP_READ, 3 * MiB, 4096, back), 0);
+	memset(buf, 0x33, 4096);
+	assert_memory_equal(buf, back, 4096);
+	assert_int_equal(store_move_copy(v, c, 3 * MiB, 2 * MiB, cbuf, 64 * 1024, &data), -EINVAL);
+	store_move_target_drop(t.b, c);
+	free(buf);
+	free(back);
+	free(cbuf);
+	two_close(&t);
+}
+
 /* The copy renamed for the commit but no NAME.meta yet: not committed, the
  * renamed file is removed; a different volume of that name on the target
  * (another uuid) is never touched. */
@@ -290,7 +342,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_record),	  cmocka_unit_test(test_crash_copying),
 	    cmocka_unit_test(test_commit),	  cmocka_unit_test(test_crash_renamed),
-	    cmocka_unit_test(test_target_exists),
+	    cmocka_unit_test(test_target_exists), cmocka_unit_test(test_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
