@@ -26,7 +26,8 @@
 #
 # Env: SYS_N requests per case (default 4000), SYS_PORT_BASE (44700; uses
 #      base .. base+3, base+100, +101, base+10), SYS_CASES (a subset of
-#      "mirror-on mirror-off proxy-read proxy-write"), KEEP=1.
+#      "mirror-on mirror-off proxy-read proxy-write"), SYS_QD (queue depth,
+#      default 1: at higher depths requests share loop turns), KEEP=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,7 +81,7 @@ count() {
 	sleep 1 # strace attached to every thread
 	local t0 t1
 	t0=$(date +%s%N)
-	fio --name=sys --ioengine=nbd "${fargs[@]}" --bs=4k --iodepth=1 --number_ios="$N" \
+	fio --name=sys --ioengine=nbd "${fargs[@]}" --bs=4k --iodepth="${SYS_QD:-1}" --number_ios="$N" \
 		--size=256m --norandommap --randrepeat=0 --output-format=json \
 		--output="$out.fio.json" >/dev/null 2>"$out.fio.err" ||
 		{ cat "$out.fio.err" >&2; echo "syscalls.sh: fio failed" >&2; exit 1; }
@@ -119,7 +120,7 @@ per_gross() {
 		}' "$1"
 }
 
-echo "## system calls per request (4 KiB, queue depth 1, $N requests per case; strace -f -c)"
+echo "## system calls per request (4 KiB, queue depth ${SYS_QD:-1}, $N requests per case; strace -f -c)"
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD), build $BUILD, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| case | node | calls / request, net of background | calls / request | epoll_wait (libfabric) | epoll_pwait2 (loop turns) | most frequent others |"

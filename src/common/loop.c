@@ -19,6 +19,11 @@
 #include <unistd.h>
 
 #define LOOP_MAX_EVENTS 128
+/* While a poller spins, the loop's own epoll call (the sockets, eventfds
+ * and wait fds) is made at most this often: the provider's progress inside
+ * the poller already makes one per turn, and a second per turn lengthens
+ * every spinning turn by a system call (issue 11). */
+#define LOOP_SPIN_IO_NS 8000ull
 
 struct loop {
 	int epfd;
@@ -32,7 +37,10 @@ struct loop {
 	struct loop_task *tasks_head;
 	struct loop_task *tasks_tail;
 	struct loop_poller *pollers;
-	uint64_t pollers_gen; /* bumped by every add and del */
+	uint64_t pollers_gen;  /* bumped by every add and del */
+	bool spinning;	       /* a poller reported work last turn */
+	uint64_t io_polled_ns; /* when epoll was last asked */
+	uint64_t io_skipped;   /* spinning turns that did not ask it */
 	_Atomic uint64_t last_turn_ns;
 };
 
@@ -307,22 +315,13 @@ static bool run_pollers(struct loop *l)
 /* epoll_pwait2 (nanosecond timeouts) is missing: fall back to epoll_wait. */
 static bool no_pwait2;
 
-int loop_run_once(struct loop *l, uint64_t timeout_ns)
+/* Ask epoll for ready descriptors, waiting at most @p wait ns.
+ * @return the number of events or a negative errno. */
+static int wait_events(struct loop *l, uint64_t wait)
 {
 	struct timespec ts;
-	uint64_t wait = timeout_ns;
-	int n;
+	int n = -1;
 
-	atomic_store_explicit(&l->last_turn_ns, loop_now_ns(), memory_order_relaxed);
-	if (l->tasks_head)
-		wait = 0;
-	if (l->heap_n > 0 && wait > 0) {
-		uint64_t now = loop_now_ns();
-		uint64_t d = l->heap[0]->deadline_ns;
-		uint64_t until = d > now ? d - now : 0;
-		if (until < wait)
-			wait = until;
-	}
 	ts.tv_sec = (time_t)(wait / 1000000000ull);
 	ts.tv_nsec = (long)(wait % 1000000000ull);
 	if (!no_pwait2) {
@@ -337,12 +336,39 @@ int loop_run_once(struct loop *l, uint64_t timeout_ns)
 	}
 	if (n < 0) {
 		if (errno == EINTR)
-			n = 0;
-		else {
-			int err = -errno;
-			LOG_ERROR("epoll_pwait2: %s", strerror(errno));
-			return err;
-		}
+			return 0;
+		int err = -errno;
+		LOG_ERROR("epoll_pwait2: %s", strerror(errno));
+		return err;
+	}
+	return n;
+}
+
+int loop_run_once(struct loop *l, uint64_t timeout_ns)
+{
+	uint64_t wait = timeout_ns;
+	uint64_t now = loop_now_ns();
+	int n = 0;
+
+	atomic_store_explicit(&l->last_turn_ns, now, memory_order_relaxed);
+	if (l->tasks_head)
+		wait = 0;
+	if (l->heap_n > 0 && wait > 0) {
+		uint64_t d = l->heap[0]->deadline_ns;
+		uint64_t until = d > now ? d - now : 0;
+		if (until < wait)
+			wait = until;
+	}
+	/* A spinning turn that does not sleep skips epoll unless it was asked
+	 * LOOP_SPIN_IO_NS ago: descriptors wait at most that long, timers
+	 * and tasks run on every turn regardless. */
+	if (wait > 0 || !l->spinning || now - l->io_polled_ns >= LOOP_SPIN_IO_NS) {
+		n = wait_events(l, wait);
+		if (n < 0)
+			return n;
+		l->io_polled_ns = now;
+	} else {
+		l->io_skipped++;
 	}
 	l->ev_n = n;
 	for (l->ev_cur = 0; l->ev_cur < n; l->ev_cur++) {
@@ -354,6 +380,7 @@ int loop_run_once(struct loop *l, uint64_t timeout_ns)
 	l->ev_cur = 0;
 	run_timers(l);
 	bool busy = run_pollers(l);
+	l->spinning = busy;
 	busy |= run_tasks(l);
 	return busy ? 1 : 0;
 }
@@ -380,4 +407,9 @@ void loop_stop(struct loop *l)
 uint64_t loop_last_turn_ns(const struct loop *l)
 {
 	return atomic_load_explicit(&l->last_turn_ns, memory_order_relaxed);
+}
+
+uint64_t loop_io_skipped(const struct loop *l)
+{
+	return l->io_skipped;
 }

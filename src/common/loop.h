@@ -90,7 +90,10 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 void loop_task_init(struct loop_task *t, loop_task_cb cb, void *arg);
 void loop_post(struct loop *l, struct loop_task *t);
 
-/** Called on every turn of the loop (busy polling while it reports work). */
+/** Called on every turn of the loop (busy polling while it reports work).
+ * While one reports work, turns run its callbacks, the timers and the tasks
+ * every time but ask epoll for the descriptors only every few
+ * microseconds. */
 void loop_poller_add(struct loop *l, struct loop_poller *p, loop_poll_cb cb, void *arg);
 void loop_poller_del(struct loop *l, struct loop_poller *p);
 
@@ -99,6 +102,10 @@ int loop_run(struct loop *l);
 /** Dispatch one turn, waiting at most @p timeout_ns (0: do not sleep). */
 int loop_run_once(struct loop *l, uint64_t timeout_ns);
 void loop_stop(struct loop *l);
+
+/** Turns that skipped the loop's epoll call because a poller was spinning
+ * (it is asked at most every few microseconds then). */
+uint64_t loop_io_skipped(const struct loop *l);
 
 /** Time at which the loop last started a turn (for a watchdog thread). */
 uint64_t loop_last_turn_ns(const struct loop *l);

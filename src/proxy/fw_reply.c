@@ -141,6 +141,18 @@ void proxy_fw_park(struct proxy *px, struct preq *r)
 		loop_timer_arm(px->loop, &px->retry_timer, PX_RETRY_NS);
 }
 
+/* The round trip of a small request sent once (a moving average over
+ * about 8):
+ * how long a batch may wait for company under load (port.c). */
+static void note_rtt(struct proxy *px, const struct preq *r)
+{
+	uint64_t now = loop_last_turn_ns(px->loop);
+
+	if (r->state != PR_SENT || !r->sent_ns || now < r->sent_ns || r->length > PX_INLINE_MAX)
+		return;
+	px->rtt_ns = px->rtt_ns - px->rtt_ns / 8 + (now - r->sent_ns) / 8;
+}
+
 void proxy_fw_on_rep(struct pxport *p, const void *msg, size_t len)
 {
 	struct proxy *px = p->px;
@@ -174,6 +186,7 @@ void proxy_fw_on_rep(struct pxport *p, const void *msg, size_t len)
 	}
 	if (r->cmd && res == 0)
 		res = take_result(px, p, r, &m);
+	note_rtt(px, r);
 	proxy_fw_req_finish(px, r, res);
 	proxy_fw_pump(px);
 }

@@ -102,6 +102,8 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r)
 		px->outstanding[r->seq & PX_TABLE_MASK] = NULL;
 		if (p->outstanding)
 			p->outstanding--;
+		if (r->length <= PX_INLINE_MAX && px->small_outstanding)
+			px->small_outstanding--;
 	}
 	if (r->slot >= 0)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);

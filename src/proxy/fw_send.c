@@ -102,6 +102,8 @@ static int send_req(struct pxport *p, struct preq *r)
 		return -EIO;
 	}
 	r->state = PR_SENT;
+	/* A resent request's reply says nothing of the round trip. */
+	r->sent_ns = r->sent_once ? 0 : loop_last_turn_ns(px->loop);
 	if (r->sent_once)
 		px->st.retries++;
 	r->sent_once = true;
@@ -185,6 +187,8 @@ void proxy_fw_pump(struct proxy *px)
 		r->seq = px->next_seq++;
 		px->outstanding[r->seq & PX_TABLE_MASK] = r;
 		p->outstanding++;
+		if (r->length <= PX_INLINE_MAX)
+			px->small_outstanding++;
 		r->state = PR_RESEND;
 		if (r->type == NBD_CMD_WRITE && slot >= 0)
 			memcpy(p->mem + slot, (const uint8_t *)r->cmd->nio->buf + r->buf_off,

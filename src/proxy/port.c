@@ -5,7 +5,8 @@
  *
  * Batching: every message of one loop turn to a port becomes a record of
  * one PX_BATCH message, sent by a zero-delay timer at the end of the turn
- * (one CCM message, one MAC, instead of many). A record alone goes bare. */
+ * (one CCM message, one MAC, instead of many); under load the timer waits a
+ * little longer for more (PX_COALESCE_LOAD). A record alone goes bare. */
 #define LOG_MODULE "proxy"
 #include <errno.h>
 
@@ -49,6 +50,18 @@ void proxy_port_flush_all(struct loop_timer *t)
 			proxy_port_flush(&px->ports[i]);
 }
 
+/* How long a new batch waits for company: see PX_COALESCE_LOAD. Only the
+ * forwarding side's load of small requests counts (a big one's transfer
+ * dwarfs a message's fixed cost; waiting would only delay it): a server's replies follow the
+ * requests' batches (executed together, they are answered together); the replies of a node that
+ * also forwards under load wait with its requests. */
+static uint64_t flush_delay(const struct proxy *px)
+{
+	if (px->small_outstanding < PX_COALESCE_LOAD)
+		return 0;
+	return MIN(px->rtt_ns, PX_COALESCE_MAX_NS);
+}
+
 int proxy_port_send(struct pxport *p, const void *msg, size_t len)
 {
 	return proxy_port_send2(p, msg, len, NULL, 0);
@@ -67,7 +80,7 @@ int proxy_port_send2(struct pxport *p, const void *msg, size_t len, const void *
 	p->batch_len = proxy_wire_batch_add2(p->batch, p->batch_len, msg, len, data, dlen);
 	p->batch_n++;
 	if (!loop_timer_armed(&p->px->flush_timer))
-		loop_timer_arm(p->px->loop, &p->px->flush_timer, 0);
+		loop_timer_arm(p->px->loop, &p->px->flush_timer, flush_delay(p->px));
 	return 0;
 }
 

@@ -439,6 +439,7 @@ int proxy_status_to_json(const struct proxy *px, struct json_object *root)
 	jobj_add_u64(o, "timeouts", s->timeouts);
 	jobj_add_u64(o, "local", s->local);
 	jobj_add_u64(o, "inflight", s->inflight);
+	jobj_add_u64(o, "rtt_us", px->rtt_ns / 1000);
 	jobj_add_u64(o, "bad_replies", s->bad_replies);
 	jobj_add_u64(srv, "requests", s->served);
 	jobj_add_u64(srv, "bytes", s->served_bytes);

@@ -126,12 +126,65 @@ static void test_tasks_and_pollers(void **state)
 	loop_destroy(l);
 }
 
+static int spin_io_calls;
+static void spin_io_cb(struct loop_io *io, uint32_t ev)
+{
+	uint64_t v;
+
+	(void)ev;
+	spin_io_calls++;
+	assert_int_equal(read(io->fd, &v, 8), 8);
+}
+
+static int spin_cb(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+/* A spinning poller: turns skip epoll, yet a ready descriptor and a due
+ * timer are still served within a few microseconds' worth of turns. */
+static void test_spin_skips_epoll(void **state)
+{
+	struct loop *l;
+	struct loop_io io;
+	struct loop_timer t;
+	struct loop_poller p = {0};
+	uint64_t one = 1, start;
+	int fd = eventfd(0, EFD_NONBLOCK);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(loop_create(&l), 0);
+	assert_int_equal(loop_io_add(l, &io, fd, EPOLLIN, spin_io_cb, NULL), 0);
+	loop_poller_add(l, &p, spin_cb, NULL);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(loop_run_once(l, 0), 1);
+	assert_true(loop_io_skipped(l) > 0);
+	spin_io_calls = 0;
+	assert_int_equal(write(fd, &one, 8), 8);
+	start = loop_now_ns();
+	while (!spin_io_calls && loop_now_ns() - start < 1000000000ull)
+		loop_run_once(l, 0);
+	assert_int_equal(spin_io_calls, 1);
+	n_order = 0;
+	loop_timer_init(&t, timer_cb, (void *)7);
+	loop_timer_arm(l, &t, 0);
+	assert_int_equal(loop_run_once(l, 0), 1);
+	assert_int_equal(n_order, 1);
+	loop_poller_del(l, &p);
+	loop_io_del(l, &io);
+	close(fd);
+	loop_destroy(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_timers_fire_in_order),
 	    cmocka_unit_test(test_del_in_batch),
 	    cmocka_unit_test(test_tasks_and_pollers),
+	    cmocka_unit_test(test_spin_skips_epoll),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
