@@ -9,6 +9,7 @@
 #include "common/list.h"
 #include "common/loop.h"
 #include "mirror/mirror.h"
+#include "nbd/nbd.h"
 #include "store/store.h"
 
 #define RELOC_POLL_NS (1 * NS_PER_MS) /* drain poll */
@@ -41,6 +42,12 @@ struct node_reloc {
 	 * field, and its end. */
 	int (*cut)(struct node *n, const char *name);
 	void (*ended)(struct node *n, int rc);
+	/* The last volume relocated from here, until the partner lists it
+	 * (at most the proxy's timeout): a client opening it meanwhile gets
+	 * its size, and its commands wait for the partner, not "no export". */
+	char gone_name[NAME_MAX_LEN];
+	struct nbd_export_info gone_info;
+	uint64_t gone_until_ns;
 	uint64_t relocations; /* done from here */
 	uint64_t adopted;     /* taken from the partner */
 	int last_rc;

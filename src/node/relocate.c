@@ -254,6 +254,8 @@ static void reloc_end(struct node_reloc *r, int rc)
 		LOG_ERROR("relocation of %s", r->last);
 	} else {
 		r->relocations++;
+		snprintf(r->gone_name, sizeof(r->gone_name), "%s", r->name);
+		r->gone_until_ns = loop_now_ns() + n->cfg.proxy.timeout_ms * NS_PER_MS;
 		snprintf(r->last, sizeof(r->last), "%s to %s in %llu ms", r->name,
 			 n->cfg.ic.partner, (unsigned long long)ms);
 		LOG_INFO("relocated %s", r->last);
@@ -369,6 +371,8 @@ int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct nod
 {
 	struct node_reloc *r = n->reloc;
 	struct node_datapath *from;
+	void *h;
+	int rc;
 
 	if (!r || !n->proxy) {
 		snprintf(err, errlen, "no interconnect: nothing to relocate to");
@@ -397,6 +401,12 @@ int node_reloc_start_cut(struct node *n, const char *name, int (*cut)(struct nod
 		snprintf(err, errlen, "no [monitor] partner_shelf: the shelves are not shared");
 		return -EINVAL;
 	}
+	rc = node_datapath_ops()->open(from, name, &h, &r->gone_info);
+	if (rc < 0) {
+		snprintf(err, errlen, "volume %s: %s", name, strerror(-rc));
+		return rc;
+	}
+	node_datapath_ops()->close(from, h);
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->cut = cut;
 	r->ended = ended;

@@ -173,15 +173,19 @@ static int route_list(void *ctx, void (*emit)(void *arg, const char *name, const
 	return proxy_backend_ops()->list(n->proxy, route_emit, &l);
 }
 
-/* The volume is on a shelf this node sees but moving: its size and
- * features, for a client that connects in the middle of a relocation. */
+/* The volume is on a shelf this node sees but moving, or just relocated
+ * and not yet listed by the partner: its size and features, for a client
+ * that connects in the middle of a relocation (its commands wait). */
 static int moving_info(struct node *n, const char *name, struct nbd_export_info *info)
 {
 	struct node_reloc *r = n->reloc;
 	void *h;
-
 	int rc;
 
+	if (r && r->gone_until_ns > loop_now_ns() && !strcmp(r->gone_name, name)) {
+		*info = r->gone_info;
+		return 0;
+	}
 	if (!r || r->phase == RP_IDLE || strcmp(r->name, name) || !r->from)
 		return -ENOENT;
 	rc = node_datapath_ops()->open(r->from, name, &h, info); /* leaving, not away */
