@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# normal build only: fio rounds around two moves; move.sh runs the same move code (copier, sink, cut-over) under the sanitizers
 # Issue 14 part 3: a volume move under fio verify, the data checked while it
 # moves. fio's nbd engine, verify=pattern with a pattern of its own for each
 # job and the block's offset in it (crc32c would pass a block left from an
