@@ -358,7 +358,7 @@ static uint64_t test_delay_ns(void)
 static void pump(struct node_move *m)
 {
 	struct node *n = m->n;
-	bool clients = move_pace_hurt(&m->pace);
+	bool clients = move_pace_throttled(&m->pace);
 	unsigned limit;
 	uint64_t wait, off, len;
 	int slot;
@@ -454,11 +454,11 @@ static void read_figures(struct node_move *m, uint64_t *count, uint64_t *sum_ns)
 }
 
 /* Every pacing window while copying: feed the pace, and pump when it
- * changed its mind (a probe ended, or the clients are hurt no more). */
+ * changed its mind (a probe ended, and with it any throttling). */
 static void pace_fire(struct loop_timer *t)
 {
 	struct node_move *m = t->arg;
-	bool idle = move_pace_idle(&m->pace), hurt = move_pace_hurt(&m->pace);
+	bool idle = move_pace_idle(&m->pace), hurt = move_pace_throttled(&m->pace);
 	uint64_t count, sum;
 
 	if (m->state != MS_COPYING)
@@ -466,7 +466,7 @@ static void pace_fire(struct loop_timer *t)
 	read_figures(m, &count, &sum);
 	move_pace_sample(&m->pace, count, sum, loop_now_ns());
 	loop_timer_arm(m->n->loop, &m->pace_timer, MOVE_PACE_WINDOW_NS);
-	if ((idle && !move_pace_idle(&m->pace)) || (hurt && !move_pace_hurt(&m->pace)))
+	if ((idle && !move_pace_idle(&m->pace)) || (hurt && !move_pace_throttled(&m->pace)))
 		pump(m);
 }
 

@@ -120,6 +120,7 @@ void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint
 			p->have_base = false; /* no clients (now): nothing to spare */
 		}
 		p->hurt = false;
+		p->throttled = false;
 		p->phase = MP_COPY;
 		p->next_probe_ns = now + MOVE_PACE_PROBE_EVERY_NS;
 		return;
@@ -132,6 +133,7 @@ void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint
 	p->hurt = p->have_base && 100 * rate < MOVE_PACE_RATE_PCT * p->base_rate &&
 		  (n < MOVE_PACE_MIN_REQS || 100 * lat > MOVE_PACE_LAT_PCT * p->base_lat_ns);
 	p->hurt_windows += p->hurt;
+	p->throttled |= p->hurt;
 	/* With clients, a probe every MOVE_PACE_PROBE_EVERY_NS; without, one
 	 * as soon as some show up (a quarter of that after the last). */
 	if (p->have_base ? now >= p->next_probe_ns
@@ -148,4 +150,9 @@ bool move_pace_idle(const struct move_pace *p)
 bool move_pace_hurt(const struct move_pace *p)
 {
 	return p->hurt;
+}
+
+bool move_pace_throttled(const struct move_pace *p)
+{
+	return p->throttled;
 }

@@ -75,7 +75,8 @@ struct move_pace {
 	bool have_base;			 /* a probe saw clients */
 	uint64_t base_lat_ns, base_rate; /* the probes' EWMA: ns a request, per second */
 	uint64_t lat_ns, rate;		 /* the last copying window */
-	bool hurt;
+	bool hurt;			 /* the last copying window hurt the clients */
+	bool throttled; /* a window since the last probe did: paced till the next */
 	uint64_t probes, hurt_windows, windows; /* for the log */
 };
 
@@ -86,7 +87,12 @@ void move_pace_init(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64
 void move_pace_sample(struct move_pace *p, uint64_t count, uint64_t sum_ns, uint64_t now);
 /** The copier must stay idle (a probe). */
 bool move_pace_idle(const struct move_pace *p);
-/** The copier hurts the clients: one chunk at a time, with idle time. */
+/** The last copying window hurt the clients. */
 bool move_pace_hurt(const struct move_pace *p);
+/** A copying window since the last probe hurt the clients: one chunk at a
+ * time, with idle time, until the next probe. Sticky, because a paced
+ * copier lets the clients recover, and going back to full speed at the
+ * next good window hurts them again (half the windows hurt, measured). */
+bool move_pace_throttled(const struct move_pace *p);
 
 #endif

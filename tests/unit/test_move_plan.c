@@ -158,10 +158,13 @@ static void test_pace(void **state)
 	count += 50, sum += 50 * 2 * MS, now += w;
 	move_pace_sample(&p, count, sum, now);
 	assert_true(move_pace_hurt(&p));
-	/* The same rate, three times the latency: not hurt. */
+	assert_true(move_pace_throttled(&p));
+	/* The same rate, three times the latency: not hurt, but paced until
+	 * the next probe. */
 	count += 100, sum += 100 * 3 * MS, now += w;
 	move_pace_sample(&p, count, sum, now);
 	assert_false(move_pace_hurt(&p));
+	assert_true(move_pace_throttled(&p));
 	/* Half the rate at the same latency (fewer requests sent): not hurt. */
 	count += 50, sum += 50 * MS, now += w;
 	move_pace_sample(&p, count, sum, now);
@@ -182,6 +185,7 @@ static void test_pace(void **state)
 	move_pace_sample(&p, count, sum, now);
 	assert_false(move_pace_idle(&p));
 	assert_false(move_pace_hurt(&p));
+	assert_false(move_pace_throttled(&p));
 	assert_int_equal(p.probes, 2);
 }
 
