@@ -7,7 +7,7 @@
  * retransmission timeout; the receiver delivers in order, holds messages
  * that arrive early (another lane was faster) and drops duplicates.
  *
- * Layering: calls lane.c (to pick, fail and account lanes) and crypto.c
+ * Layering: calls lane.c (to fail lanes) and lane_rules.c (to pick and account them) and crypto.c
  * (MACs); hands a delivered control message up through ccm_sess_on_ctl and
  * a write_notify acked by the partner through ccm_op_finish.
  */
