@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo: start a local duet pair in ./demo and drive it with real NBD
 # clients; then kill node a under a client's writes, watch node b take over,
-# restart a and give its volume back, checking the data at each step. The
-# pair is left running; `make demo-stop` ends it.
+# restart a and give its volume back; relocate the volume to b and move its
+# data to b's shelf and back while it stays online; checking the data at
+# each step. The pair is left running; `make demo-stop` ends it.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -199,6 +200,57 @@ sum_a=$(sum "$P")
 say "SHA-256 of vol-a's first 16 MiB through a: $sum_a"
 [ "$sum_a" = "$sum_before" ] || die "vol-a's first 16 MiB differ after the giveback"
 say "identical to what qemu-img wrote."
+
+# vol_at OWNER SHELF: both nodes say vol-a is OWNER's, served by it, its data
+# on SHELF's shelf, and no move runs.
+vol_at() {
+	local n
+	for n in a b; do
+		ctl "$n" status --json | jq -e --arg o "$1" --arg h "$2" \
+			'.move.state == "idle" and ([.volumes[] | select(.name == "vol-a" and .owner == $o
+			 and .served_by == $o and .shelf == $h)] | length == 1)' >/dev/null || return 1
+	done
+}
+shelves_show() {
+	printf '$ duetctl --socket %s status --json | jq .volumes\n' "$dir/a.sock"
+	ctl a status --json | jq -c '.volumes[] | {name, owner, served_by, shelf}'
+}
+same_data() { # WHEN: vol-a's first 16 MiB through both nodes' ports
+	local x y
+	x=$(sum "$P") y=$(sum $((P + 2)))
+	[ "$x" = "$sum_before" ] && [ "$y" = "$sum_before" ] || die "vol-a's first 16 MiB differ $1"
+	say "SHA-256 of vol-a's first 16 MiB through a's port and b's port: identical to what qemu-img wrote."
+}
+
+step "Relocate vol-a to b: its ownership moves, its data stays on a's shelf"
+say "b reaches a's shelf ([monitor] partner_shelf) and serves vol-a from it; a's own port"
+say "now forwards vol-a to b over the interconnect, so a client may use either node."
+printf '$ duetctl --socket %s volume relocate vol-a\n' "$dir/a.sock"
+ctl a volume relocate vol-a
+until_true 30 "vol-a did not become b's" vol_at b a
+shelves_show
+same_data "after the relocation"
+
+printf '$ duetctl --socket %s volume relocate vol-a\n' "$dir/b.sock"
+ctl b volume relocate vol-a
+until_true 30 "vol-a did not come back to a" vol_at a a
+say "and back to a the same way."
+
+step "Move vol-a's data to b's shelf, then back to a's, while it stays online"
+say "The copy runs in the background (every write reaches both copies), then a cut-over;"
+say "after a move the volume belongs to the node whose shelf holds it."
+printf '$ duetctl --socket %s volume move vol-a --shelf b\n' "$dir/a.sock"
+ctl a volume move vol-a --shelf b
+until_true 60 "vol-a did not move to b's shelf" vol_at b b
+grep -h "move of vol-a to b's shelf: done" "$dir/a.log" | tail -n 1
+shelves_show
+same_data "after the move to b's shelf"
+printf '$ duetctl --socket %s volume move vol-a --shelf a\n' "$dir/b.sock"
+ctl b volume move vol-a --shelf a
+until_true 60 "vol-a did not move back to a's shelf" vol_at a a
+grep -h "move of vol-a to a's shelf: done" "$dir/b.log" | tail -n 1
+shelves_show
+same_data "after the move back"
 
 step "Metrics: Prometheus text (node b counted the takeover and the giveback)"
 say "duetctl metrics prints what [metrics] listen = ADDR:PORT serves on /metrics:"

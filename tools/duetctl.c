@@ -457,6 +457,15 @@ int main(int argc, char **argv)
 		print_volume_show(jget(result, "volume"));
 	} else if (strcmp(args[0], "volume") == 0 && strcmp(args[1], "delete") == 0) {
 		printf("%s\n", jstr(result, "message"));
+	} else if (strcmp(args[0], "volume") == 0 && strcmp(args[1], "relocate") == 0) {
+		printf("relocating %s to %s (its data stays where it is)\n", jstr(result, "volume"),
+		       jstr(result, "to"));
+	} else if (strcmp(args[0], "volume") == 0 && strcmp(args[1], "move") == 0) {
+		if (jget(result, "to"))
+			printf("moving %s to %s's shelf (progress: duetctl volume list)\n",
+			       jstr(result, "volume"), jstr(result, "to"));
+		else
+			printf("move of %s: %s\n", jstr(result, "volume"), jstr(result, "state"));
 	} else if (strcmp(args[0], "volume") == 0) {
 		struct json_object *vols = jget(result, "volumes");
 		if (!vols) {

@@ -483,7 +483,13 @@ static int start(struct node *n, const char *name, const char *shelf, char *err,
 		return -EBUSY;
 	}
 	if (!strcmp(shelf, n->cfg.node.id)) {
-		snprintf(err, errlen, "volume %s is served from %s's shelf already", name, shelf);
+		if (strlen(name) < NAME_LEN && store_volume_find(n->store, name))
+			snprintf(err, errlen, "volume %s is on %s's shelf already", name, shelf);
+		else
+			snprintf(err, errlen,
+				 "volume %s is not on %s's shelf: a move runs on the node whose "
+				 "shelf holds the data (relocate it back there first)",
+				 name, shelf);
 		return -EINVAL;
 	}
 	if (!n->proxy || strcmp(shelf, n->cfg.ic.partner)) {
