@@ -486,7 +486,7 @@ struct proxy {
 	struct slist free_lios;
 	uint64_t expired_logged_ns;
 	uint64_t refused_logged_ns;
-	uint64_t rtt_ns;	     /* moving average of a small request's round trip */
+	uint64_t rtt_ns;	    /* moving average of a small request's round trip */
 	unsigned small_outstanding; /* requests up to PX_INLINE_MAX in flight, all ports */
 
 	/* serving */
@@ -501,7 +501,7 @@ struct proxy {
 	uint64_t epoch_ctr;
 	struct sent table[PX_TABLE];
 	struct slist free_sops;
-	unsigned sops_busy; /* partner requests taken and not yet answered */
+	unsigned sops_busy;	/* partner requests taken and not yet answered */
 	struct slist free_bufs; /* PX_POOL_BUF buffers, each its own slist_node */
 	unsigned bufs_allocated;
 	uint64_t bad_logged_ns;
