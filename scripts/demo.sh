@@ -239,18 +239,16 @@ say "and back to a the same way."
 step "Move vol-a's data to b's shelf, then back to a's, while it stays online"
 say "The copy runs in the background (every write reaches both copies), then a cut-over;"
 say "after a move the volume belongs to the node whose shelf holds it."
-printf '$ duetctl --socket %s volume move vol-a --shelf b\n' "$dir/a.sock"
-ctl a volume move vol-a --shelf b
-until_true 60 "vol-a did not move to b's shelf" vol_at b b
-grep -h "move of vol-a to b's shelf: done" "$dir/a.log" | tail -n 1
-shelves_show
-same_data "after the move to b's shelf"
-printf '$ duetctl --socket %s volume move vol-a --shelf a\n' "$dir/b.sock"
-ctl b volume move vol-a --shelf a
-until_true 60 "vol-a did not move back to a's shelf" vol_at a a
-grep -h "move of vol-a to a's shelf: done" "$dir/b.log" | tail -n 1
-shelves_show
-same_data "after the move back"
+move_to() { # FROM TO: FROM moves vol-a's data to TO's shelf
+	printf '$ duetctl --socket %s volume move vol-a --shelf %s\n' "$dir/$1.sock" "$2"
+	ctl "$1" volume move vol-a --shelf "$2"
+	until_true 60 "vol-a did not move to $2's shelf" vol_at "$2" "$2"
+	grep -h "move of vol-a to $2's shelf: done" "$dir/$1.log" | tail -n 1
+	shelves_show
+	same_data "after the move to $2's shelf"
+}
+move_to a b
+move_to b a
 
 step "Metrics: Prometheus text (node b counted the takeover and the giveback)"
 say "duetctl metrics prints what [metrics] listen = ADDR:PORT serves on /metrics:"

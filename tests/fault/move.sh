@@ -82,7 +82,7 @@ wait_acks wb $N
 one_copy b
 writer_stop wa
 writer_stop wb
-for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
+check_both_ports "$ALL" vol-a
 
 step "SIGKILL of the new owner b after the move: a takes over, serves vol-a from b's shelf"
 writer w2 --port $A_NBD --export vol-a --blocks 1024 --qd 8 --zero-pct 20
@@ -165,7 +165,7 @@ giveback_to b
 wait_for owned_by a || fail "vol-a not a's after the giveback: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
 wait_acks w4 $N
 writer_stop w4
-for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
+check_both_ports "$ALL" vol-a
 
 step "SIGKILL of the mover a after the source's delete, before b adopts: b takes over, serves it"
 writer w5 --port $B_NBD --export vol-a --blocks 1024 --qd 8
@@ -185,7 +185,7 @@ giveback_to a
 wait_for owned_by b || fail "vol-a not b's after the giveback: a $(status a | jq -c .volumes) b $(status b | jq -c .volumes)"
 wait_acks w5 $N
 writer_stop w5
-for port in $A_NBD $B_NBD; do check_acks "$ALL" --port $port --export vol-a; done
+check_both_ports "$ALL" vol-a
 
 step "clean stop"
 stop_node a

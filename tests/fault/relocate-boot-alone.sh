@@ -56,9 +56,7 @@ no_mark_written a
 no_mark_written b
 wait_acks w2 $N
 writer_stop w2
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/w1.acks,$T/w2.acks" --port $port --export vol-a
-done
+check_both_ports "$T/w1.acks,$T/w2.acks" vol-a
 
 step "clean stop"
 stop_node a

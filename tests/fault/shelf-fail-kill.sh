@@ -57,9 +57,7 @@ giveback_to a
 wait_for owner_is a vol-a a || fail "vol-a not a's: $(status a | jq -c .volumes)"
 wait_acks wb2 $N
 writer_stop wb2
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/wb.acks,$T/wb2.acks" --port $port --export vol-a
-done
+check_both_ports "$T/wb.acks,$T/wb2.acks" vol-a
 
 step "2. a's shelf fails again, b replays; SIGKILL b before it says so"
 ready_for_takeover
@@ -77,9 +75,7 @@ wait_for take_is done || fail "b did not take a's shelf after the giveback: $(st
 wait_for owner_is b vol-a b || fail "vol-a not b's: $(status b | jq -c .volumes)"
 wait_acks wa $N
 writer_stop wa
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/wb.acks,$T/wb2.acks,$T/wa.acks" --port $port --export vol-a
-done
+check_both_ports "$T/wb.acks,$T/wb2.acks,$T/wa.acks" vol-a
 
 step "clean stop"
 stop_node a

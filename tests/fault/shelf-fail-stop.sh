@@ -46,9 +46,7 @@ wait_for owner_is b vol-a b ||
 wait_for give_is done || fail "a's handover did not end: $(status a | jq -c .shelf_handover)"
 wait_acks w1 $N
 writer_stop w1
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/w1.acks" --port $port --export vol-a
-done
+check_both_ports "$T/w1.acks" vol-a
 
 step "clean stop"
 stop_node a

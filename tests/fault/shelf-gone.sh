@@ -40,9 +40,7 @@ wait_acks wb $N
 step "stop the writers: no error, every acknowledged write reads back on both ports"
 writer_stop wa
 writer_stop wb
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/wa.acks,$T/wb.acks" --port $port --export vol-a
-done
+check_both_ports "$T/wa.acks,$T/wb.acks" vol-a
 
 step "stop"
 stop_node b

@@ -45,9 +45,7 @@ giveback_to a
 wait_for served_is b vol-a a || fail "b does not forward vol-a to a: $(served_by b vol-a)"
 wait_acks w2 $N
 writer_stop w2
-for port in $A_NBD $B_NBD; do
-	check_acks "$T/w1.acks,$T/w2.acks" --port $port --export vol-a
-done
+check_both_ports "$T/w1.acks,$T/w2.acks" vol-a
 
 step "clean stop"
 stop_node a
