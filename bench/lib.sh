@@ -23,7 +23,7 @@
 #   bench_prefill NAME URI SIZE          write a volume fully once with fio
 #   bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]   one time-based fio job
 #   bench_metric FILE SIDE               "iops mibs p50_us p99_us" of a result
-#   bench_cpu FILE SIDE                  "busy% cpu_us_per_op NAME=us... rest=us"
+#   bench_cpu FILE SIDE                  "busy% cpu_us_per_op NAME=us... rest=us cs=N"
 #                                        of a result (BENCH_CPU=1, the default;
 #                                        servers named in BENCH_PID_NAME)
 #   bench_median_run SIDE FILES...       the result with the median IOPS
@@ -263,11 +263,11 @@ bench_fio() {
 # Names of the servers in PIDS, for bench_cpu's split: BENCH_PID_NAME[PID].
 declare -gA BENCH_PID_NAME=()
 
-# bench_cpu_snap: one line, "WALL_US BUSY IDLE NAME=TICKS...".
+# bench_cpu_snap: one line, "WALL_US BUSY IDLE CTXT NAME=TICKS...".
 bench_cpu_snap() {
 	local p t u n s i w q sq st line
 	read -r _ u n s i w q sq st _ </proc/stat
-	line="${EPOCHREALTIME/./} $((u + n + s + q + sq + st)) $((i + w))"
+	line="${EPOCHREALTIME/./} $((u + n + s + q + sq + st)) $((i + w)) $(awk '$1 == "ctxt" { print $2 }' /proc/stat)"
 	for p in ${PIDS[@]+"${PIDS[@]}"}; do
 		t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || t=0
 		line+=" ${BENCH_PID_NAME[$p]:-$p}=${t:-0}"
@@ -275,11 +275,13 @@ bench_cpu_snap() {
 	echo "$line"
 }
 
-# bench_cpu FILE SIDE: "BUSY_PCT US_PER_OP NAME=US... rest=US" for fio's
-# result FILE (operations: SIDE's IOPS; for 1 MiB jobs, per MiB): the
+# bench_cpu FILE SIDE: "BUSY_PCT US_PER_OP NAME=US... rest=US cs=N" for
+# fio's result FILE (operations: SIDE's IOPS; for 1 MiB jobs, per MiB): the
 # machine's busy share, its CPU time per operation, and that of each server
-# that used 3 ticks or more; "rest" is fio, softirqs and kernel threads.
-# "- -" when the job was not sampled.
+# that used 3 ticks or more; "rest" is fio, softirqs and kernel threads;
+# "cs" the machine's context switches per operation (each a sleep and a
+# wake-up: on a VM, an inter-processor interrupt and exits). "- -" when the
+# job was not sampled.
 bench_cpu() {
 	[ -s "$1.cpu" ] || {
 		echo "- -"
@@ -287,21 +289,21 @@ bench_cpu() {
 	}
 	awk -v iops="$(jq -r --arg d "$2" '.jobs[0][$d].iops' "$1")" -v hz="$(getconf CLK_TCK)" '
 		NR == 1 {
-			t0 = $1; b0 = $2; i0 = $3
-			for (k = 4; k <= NF; k++) { split($k, a, "="); p0[a[1]] = a[2] }
+			t0 = $1; b0 = $2; i0 = $3; c0 = $4
+			for (k = 5; k <= NF; k++) { split($k, a, "="); p0[a[1]] = a[2] }
 		}
 		NR == 2 {
 			ops = iops * ($1 - t0) / 1e6; db = $2 - b0; di = $3 - i0
 			if (ops <= 0 || db + di <= 0) { print "- -"; exit }
 			us = db / hz * 1e6 / ops; rest = us
 			line = sprintf("%.0f %.1f", 100 * db / (db + di), us)
-			for (k = 4; k <= NF; k++) {
+			for (k = 5; k <= NF; k++) {
 				split($k, a, "="); d = a[2] - p0[a[1]]
 				if (d < 3) continue
 				v = d / hz * 1e6 / ops; rest -= v
 				line = line sprintf(" %s=%.1f", a[1], v)
 			}
-			print line sprintf(" rest=%.1f", rest < 0 ? 0 : rest)
+			print line sprintf(" rest=%.1f cs=%.1f", rest < 0 ? 0 : rest, ($4 - c0) / ops)
 		}' "$1.cpu"
 }
 

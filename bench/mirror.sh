@@ -261,7 +261,7 @@ cpu_table() {
 	local hdr="| job |" sep="|---|" s name r v
 	for s in "${ORDER[@]}"; do hdr+=" $s busy % / CPU µs |"; sep+="---:|"; done
 	for r in "${RATIOS[@]}"; do hdr+=" $r CPU bound |"; sep+="---:|"; done
-	echo "$hdr split µs (each server, rest: fio, softirqs, kernel threads) |"
+	echo "$hdr split µs (each server; rest: fio, softirqs, kernel threads; cs: context switches) |"
 	echo "$sep---|"
 	for name in $(jobs_run); do
 		local row="| $name |" split=""

@@ -139,8 +139,9 @@ table() {
 	echo
 	echo "CPU per I/O (per MiB for the 1 MiB jobs), of the whole machine over each job's measured"
 	echo "window (/proc/stat), and of each node (/proc/PID/stat, all threads); \"rest\" is fio, softirqs"
-	echo "and kernel threads. Where both sides keep the CPUs near 100% busy, proxy/direct can be"
-	echo "no better than the ratio of their CPU per I/O (\"CPU bound\"):"
+	echo "and kernel threads; \"cs\" the machine's context switches per I/O. Where both sides keep"
+	echo "the CPUs near 100% busy, proxy/direct can be no better than the ratio of their CPU per I/O"
+	echo "(\"CPU bound\"):"
 	echo
 	echo "| job | direct busy % | proxy busy % | direct CPU µs | proxy CPU µs | CPU bound | direct split µs | proxy split µs | per |"
 	echo "|---|---:|---:|---:|---:|---:|---|---|---|"
