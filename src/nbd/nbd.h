@@ -97,6 +97,19 @@ struct nbd_io {
 	 * complete(io, result) and nothing else. The server leaves it NULL. */
 	void (*complete)(struct nbd_io *io, int result);
 	void *complete_arg;
+	/* READ from memory the backend owns (the proxy's slot, saving a copy
+	 * into buf): before nbd_io_done() the backend may set reply_buf to
+	 * length bytes of its own, and must then set release. The server
+	 * sends the reply's data from reply_buf instead of buf (plain or TLS,
+	 * simple or structured reply) and calls release(io) exactly once, on
+	 * the loop thread, once it no longer reads reply_buf: when the reply
+	 * has left (handed to the socket or copied into TLS records), or when
+	 * the connection closed first, or inside nbd_io_done() when it was
+	 * closed already; whatever the result. Only on ios without a
+	 * completion hook (complete NULL), which the server sends itself. */
+	const void *reply_buf;
+	void (*release)(struct nbd_io *io);
+	void *release_arg;
 };
 
 /**

@@ -182,6 +182,7 @@ void proxy_fw_init(struct proxy *px)
 	list_init(&px->cmds);
 	list_init(&px->waitq);
 	list_init(&px->parked);
+	list_init(&px->held);
 	slist_init(&px->free_cmds);
 	slist_init(&px->free_reqs);
 	slist_init(&px->free_lios);
@@ -209,6 +210,8 @@ void proxy_fw_free(struct proxy *px)
 			free(r);
 		}
 	}
+	/* Replies still sent from slots: they keep the port memory alive. */
+	proxy_fw_held_orphan(px);
 	while (!slist_empty(&px->free_reqs))
 		free(slist_entry(slist_pop_head(&px->free_reqs), struct preq, fnode));
 	while (!slist_empty(&px->free_cmds))

@@ -1,9 +1,15 @@
 /* The forwarding side's bottom layer: commands (struct pcmd) and their
  * requests (struct preq), from their pools to their completion. A request
- * is on at most one queue at a time (px->waitq, px->parked or its port's
- * resend queue, through preq.qnode) and holds its sequence number and slot
- * until proxy_fw_req_finish(); a command completes when its last request
- * does. Nothing allocates per command once the pools are warm.
+ * is on at most one queue at a time (px->waitq, px->parked, its port's
+ * resend queue or px->held, through preq.qnode) and holds its sequence
+ * number and slot until proxy_fw_req_finish(); a command completes when
+ * its last request does. Nothing allocates per command once the pools are
+ * warm.
+ *
+ * A request fw_reply.c made PR_HELD (its READ data is sent to the client
+ * straight from its slot) leaves proxy_fw_req_finish() for px->held with
+ * its port and slot, until the NBD server's release; at teardown
+ * (proxy_fw_held_orphan) it keeps a reference to the port memory instead.
  *
  * Calls only down (pmem.c) and out (the NBD io's completion, the loop's
  * timers); the files above it (fw_send.c, fw_reply.c, fw_volumes.c,
@@ -105,6 +111,9 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r)
 		if (r->length <= PX_INLINE_MAX && px->small_outstanding)
 			px->small_outstanding--;
 	}
+	r->seq = 0;
+	if (r->state == PR_HELD)
+		return; /* port and slot: until slot_release() */
 	if (r->slot >= 0)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);
 	r->port = NULL;
@@ -117,6 +126,14 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 	struct pcmd *c = r->cmd;
 
 	proxy_fw_req_release(px, r);
+	/* Settled before the command completes: the NBD server may release a
+	 * held slot inside nbd_io_done() (its connection closed). */
+	if (r->state == PR_HELD) {
+		r->cmd = NULL;
+		list_add_tail(&px->held, &r->qnode);
+	} else {
+		proxy_fw_req_put(px, r);
+	}
 	if (c) {
 		list_del(&r->cnode);
 		if (res < 0 && !c->error)
@@ -124,7 +141,17 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 		if (--c->parts == 0)
 			cmd_done(px, c);
 	}
-	proxy_fw_req_put(px, r);
+}
+
+void proxy_fw_held_orphan(struct proxy *px)
+{
+	struct preq *r;
+
+	while ((r = proxy_fw_q_pop(&px->held))) {
+		r->port = NULL;
+		r->maps = px->maps;
+		px->maps->refs++;
+	}
 }
 
 /* Requests not yet sent are dropped; those sent stay behind abandoned

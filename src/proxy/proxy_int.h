@@ -275,6 +275,17 @@ struct pxm_vols {
  * this delay. */
 #define PX_RETRY_NS 5000000ull
 
+/* The ports' memory: one anonymous map per port, the proxy's own rather
+ * than the CCM's (it outlives the CCM client while the local backend may
+ * still use it), reference counted so that it also outlives the proxy
+ * while an NBD reply is still sent from a forwarder slot (pmem.c). */
+struct pmaps {
+	unsigned refs; /* the proxy's, and one per slot held past proxy_destroy */
+	unsigned n;
+	size_t size; /* of each map */
+	void *map[]; /* n maps (the CCM's port_buf) */
+};
+
 /* First-fit allocator of port memory units (pmem.c). */
 struct pmem {
 	uint64_t *map; /* bit set: unit in use */
@@ -334,6 +345,9 @@ enum preq_state {
 	PR_RESEND, /* on its port's resend queue */
 	PR_PARKED, /* refused by the partner (not serving): on px->parked until
 		      the retry timer puts it back on px->waitq */
+	PR_HELD,   /* answered, its READ data sent to the client from its slot:
+		      on px->held, keeping port and slot until the NBD server's
+		      release (nbd_io.release) */
 };
 
 /* One forwarded request (a command, or a chunk of a big one). */
@@ -354,7 +368,8 @@ struct preq {
 	uint16_t type, cflags;
 	uint8_t state;
 	bool sent_once;
-	uint64_t sent_ns; /* loop turn of its first send (round trip sample) */
+	uint64_t sent_ns;   /* loop turn of its first send (round trip sample) */
+	struct pmaps *maps; /* PR_HELD past proxy_destroy (port NULL): its memory */
 };
 
 /* ---- serving side ---- */
@@ -433,6 +448,7 @@ struct pxport {
 	struct pmem fmem;
 	struct list rq; /* requests to send again (preq.qnode), in order */
 	unsigned outstanding;
+	unsigned held; /* units of fmem held by PR_HELD requests */
 	/* serving */
 	bool helloed;
 	uint64_t fsession;
@@ -464,7 +480,7 @@ struct proxy {
 	unsigned rr;
 	uint8_t *scratch;	       /* one message being built */
 	struct loop_timer flush_timer; /* zero delay: unlike a task, it can be cancelled */
-	void **mem;		       /* the ports' memory, ours (it outlives the CCM client) */
+	struct pmaps *maps;	       /* the ports' memory (p->mem is maps->map[i]) */
 	bool stopped;		       /* proxy_stop(): off the CCM */
 	bool dead;		       /* destroyed with served requests in flight */
 
@@ -476,6 +492,7 @@ struct proxy {
 	struct list cmds;	       /* struct pcmd, in submission order */
 	struct list waitq;	       /* struct preq not yet sent, in submission order */
 	struct list parked;	       /* refused, in submission order */
+	struct list held;	       /* PR_HELD, until their NBD replies left */
 	struct loop_timer retry_timer; /* puts parked requests back on waitq */
 	uint64_t next_order;
 	uint64_t next_seq, oldest_seq;
@@ -571,6 +588,12 @@ void proxy_pmem_fini(struct pmem *m);
 int64_t proxy_pmem_alloc(struct pmem *m, size_t bytes);
 /** Give back what proxy_pmem_alloc(@p bytes) returned at @p off. */
 void proxy_pmem_free(struct pmem *m, int64_t off, size_t bytes);
+/** Units proxy_pmem_alloc(@p bytes) takes. */
+unsigned proxy_pmem_units(size_t bytes);
+/** Map @p n ports of @p size bytes (one reference); 0 or -errno. */
+int proxy_pmem_maps_create(unsigned n, size_t size, struct pmaps **out);
+/** Drop a reference; the last one unmaps. */
+void proxy_pmem_maps_put(struct pmaps *m);
 
 /* port.c: the one way out to the partner, shared by both sides */
 /** Queue a message on @p p for the end of this loop turn; 0, or -EAGAIN (send_ready follows). */
@@ -601,8 +624,11 @@ void proxy_fw_q_append(struct list *q, struct preq *r);
 struct preq *proxy_fw_q_pop(struct list *q);
 /** Give back @p r's queue place, sequence number and slot (it is unsent again). */
 void proxy_fw_req_release(struct proxy *px, struct preq *r);
-/** Request @p r is over (answered with @p res, or given up): frees all it holds. */
+/** Request @p r is over (answered with @p res, or given up): frees all it
+ * holds, but for a PR_HELD one's port and slot (until the release). */
 void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res);
+/** Teardown: requests still PR_HELD keep only the memory (@p maps). */
+void proxy_fw_held_orphan(struct proxy *px);
 /** Take command @p c off the wire (unsent requests dropped, sent ones abandoned). */
 void proxy_fw_cmd_detach(struct proxy *px, struct pcmd *c);
 /** Fail command @p c with @p err now. */
