@@ -30,6 +30,7 @@ NODE=${CG_NODE:-b}
 RW=${CG_RW:-randread}
 QD=${CG_QD:-1}
 BS=${CG_BS:-4k}
+BS_BYTES=$(numfmt --from=iec "${BS^^}")
 case $NODE in a | b) ;; *) echo "callgrind-proxy.sh: CG_NODE is a or b" >&2; exit 2 ;; esac
 bench_cg_pair_up "$real" "$NODE" "$P"
 bench_cg_wait_status "$D/b.sock" .proxy.state up
@@ -38,7 +39,7 @@ fio --name=fill --ioengine=nbd --uri="nbd://127.0.0.1:$P/vol-a" --rw=write --bs=
 pa=$(cat "$D/$NODE.pid")
 fiow() {
 	fio --name=w --ioengine=nbd --uri="nbd://127.0.0.1:$((P + 3))/vol-a" --rw="$RW" --bs="$BS" --size=64m \
-		--number_ios="$1" --iodepth="$QD" --norandommap >/dev/null 2>&1
+		--io_size=$(($1 * BS_BYTES)) --iodepth="$QD" --norandommap >/dev/null 2>&1
 }
 bench_cg_measure "$pa" fiow "$N"
 awk -v rw="$RW" -v bs="$BS" -v qd="$QD" -v node="$NODE" -v i="$idle" -v l="$load" -v ms="$ms" -v n="$N" 'BEGIN {
