@@ -10,6 +10,10 @@
  * straight from its slot) leaves proxy_fw_req_finish() for px->held with
  * its port and slot, until the NBD server's release; at teardown
  * (proxy_fw_held_orphan) it keeps a reference to the port memory instead.
+ * A WRITE whose payload the NBD server received into a lent slot (struct
+ * pslot, forward.c) sends from it, *borrowed*: the slot is freed when
+ * both the server and every request using it gave it back
+ * (proxy_fw_lent_put).
  *
  * Calls only down (pmem.c) and out (the NBD io's completion, the loop's
  * timers); the files above it (fw_send.c, fw_reply.c, fw_volumes.c,
@@ -114,8 +118,11 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r)
 	r->seq = 0;
 	if (r->state == PR_HELD)
 		return; /* port and slot: until slot_release() */
-	if (r->slot >= 0)
+	if (r->borrowed)
+		proxy_fw_lent_put(r->lent);
+	else if (r->slot >= 0)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);
+	r->borrowed = false;
 	r->port = NULL;
 	r->seq = 0;
 	r->slot = -1;
@@ -143,13 +150,55 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 	}
 }
 
+/* Free @p s once neither the NBD server nor a request holds it. */
+static void lent_free_idle(struct pslot *s)
+{
+	if (s->users || s->lent)
+		return;
+	if (s->port) {
+		proxy_pmem_free(&s->port->fmem, s->off, s->length);
+		s->port->held -= proxy_pmem_units(s->length);
+	} else {
+		proxy_pmem_maps_put(s->maps);
+	}
+	list_del(&s->node);
+	free(s);
+}
+
+void proxy_fw_lent_put(struct pslot *s)
+{
+	s->users--;
+	lent_free_idle(s);
+}
+
+void proxy_fw_lent_return(struct pslot *s)
+{
+	s->lent = false;
+	lent_free_idle(s);
+}
+
 void proxy_fw_held_orphan(struct proxy *px)
 {
+	struct list *pos, *tmp;
 	struct preq *r;
 
 	while ((r = proxy_fw_q_pop(&px->held))) {
 		r->port = NULL;
 		r->maps = px->maps;
+		px->maps->refs++;
+	}
+	/* The requests go with the proxy: only the server's hold is left. */
+	list_for_each_safe(pos, tmp, &px->lent)
+	{
+		struct pslot *s = list_entry(pos, struct pslot, node);
+		list_del(&s->node);
+		s->users = 0;
+		if (!s->lent) {
+			free(s);
+			continue;
+		}
+		s->port = NULL;
+		s->maps = px->maps;
 		px->maps->refs++;
 	}
 }
@@ -171,6 +220,8 @@ void proxy_fw_cmd_detach(struct proxy *px, struct pcmd *c)
 			proxy_fw_req_put(px, r);
 		} else {
 			r->cmd = NULL;
+			if (!r->borrowed)
+				r->lent = NULL; /* the server may release it now */
 		}
 	}
 	list_del(&c->node);

@@ -350,6 +350,20 @@ enum preq_state {
 		      release (nbd_io.release) */
 };
 
+/* A slot lent to the NBD server for a WRITE's payload (write_buf of
+ * proxy_fw_ops): the request of that WRITE sends from it (no copy). Freed
+ * once the server released it and no request sends from it any more (an
+ * abandoned one may still be in flight: the partner may still read it). */
+struct pslot {
+	struct list node;    /* px->lent */
+	struct pxport *port; /* NULL past proxy_destroy */
+	struct pmaps *maps;  /* then: the memory it keeps mapped */
+	int64_t off;
+	uint32_t length;
+	unsigned users; /* requests whose slot it is (preq.borrowed) */
+	bool lent;	/* the NBD server has not released it yet */
+};
+
 /* One forwarded request (a command, or a chunk of a big one). */
 struct preq {
 	struct pcmd *cmd;	 /* NULL once abandoned (its command failed) */
@@ -370,6 +384,8 @@ struct preq {
 	bool sent_once;
 	uint64_t sent_ns;   /* loop turn of its first send (round trip sample) */
 	struct pmaps *maps; /* PR_HELD past proxy_destroy (port NULL): its memory */
+	struct pslot *lent; /* WRITE: its data is in this lent slot */
+	bool borrowed;	    /* its slot is lent's (not its own to free) */
 };
 
 /* ---- serving side ---- */
@@ -448,7 +464,7 @@ struct pxport {
 	struct pmem fmem;
 	struct list rq; /* requests to send again (preq.qnode), in order */
 	unsigned outstanding;
-	unsigned held; /* units of fmem held by PR_HELD requests */
+	unsigned held; /* units of fmem held by PR_HELD requests and lent slots */
 	/* serving */
 	bool helloed;
 	uint64_t fsession;
@@ -493,6 +509,7 @@ struct proxy {
 	struct list waitq;	       /* struct preq not yet sent, in submission order */
 	struct list parked;	       /* refused, in submission order */
 	struct list held;	       /* PR_HELD, until their NBD replies left */
+	struct list lent;	       /* struct pslot */
 	struct loop_timer retry_timer; /* puts parked requests back on waitq */
 	uint64_t next_order;
 	uint64_t next_seq, oldest_seq;
@@ -627,8 +644,14 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r);
 /** Request @p r is over (answered with @p res, or given up): frees all it
  * holds, but for a PR_HELD one's port and slot (until the release). */
 void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res);
-/** Teardown: requests still PR_HELD keep only the memory (@p maps). */
+/** Teardown: requests still PR_HELD and slots still lent keep only the
+ * memory (px->maps). */
 void proxy_fw_held_orphan(struct proxy *px);
+/** A request no longer sends from lent slot @p s: freed if the NBD server
+ * released it too. */
+void proxy_fw_lent_put(struct pslot *s);
+/** The NBD server released lent slot @p s: freed if no request sends from it. */
+void proxy_fw_lent_return(struct pslot *s);
 /** Take command @p c off the wire (unsent requests dropped, sent ones abandoned). */
 void proxy_fw_cmd_detach(struct proxy *px, struct pcmd *c);
 /** Fail command @p c with @p err now. */

@@ -1707,11 +1707,15 @@ static struct {
 	struct nbd_io *held;
 	int released;
 	int bad;
+	bool lend; /* write_buf lends ZC_MEM */
+	int lent;
 } ZC;
 
 static void zc_release(struct nbd_io *io)
 {
-	if (io->release_arg != &ZC || io->reply_buf != ZC.mem + io->offset)
+	const void *mem = io->type == NBD_CMD_READ ? io->reply_buf : io->buf;
+
+	if (io->release_arg != &ZC || mem != ZC.mem + io->offset)
 		ZC.bad++;
 	ZC.released++;
 }
@@ -1747,11 +1751,24 @@ static void zc_close(void *ctx, void *handle)
 	ramdisk_ops.close(ctx, handle);
 }
 
+/* WRITE payloads go into ZC_MEM at their offset, when ZC.lend. */
+static void *zc_write_buf(void *ctx, struct nbd_io *io)
+{
+	(void)ctx;
+	if (!ZC.lend)
+		return NULL;
+	io->release = zc_release;
+	io->release_arg = &ZC;
+	ZC.lent++;
+	return ZC.mem + io->offset;
+}
+
 static const struct nbd_backend_ops zc_ops = {
     .list = zc_list,
     .open = zc_open,
     .close = zc_close,
     .submit = zc_submit,
+    .write_buf = zc_write_buf,
 };
 
 static void zc_start(void)
@@ -1902,6 +1919,56 @@ static void test_reply_buf_close(void **state)
 	assert_int_equal(ZC.bad, 0);
 }
 
+/* write_buf: the payload lands in the backend's memory, the io is
+ * submitted with buf there, and the memory is released once, after the
+ * reply; a connection that closes mid-payload releases it without
+ * submitting the io. Without a buffer lent, the server's own. */
+static void test_write_buf(void **state)
+{
+	uint8_t *buf = malloc(65536);
+	struct ramdisk_stats rs;
+
+	(void)state;
+	assert_non_null(buf);
+	zc_start();
+	connect_to("disk", false, false);
+	ZC.lend = true;
+	for (uint32_t i = 0; i < 65536; i++)
+		buf[i] = (uint8_t)(i * 13 + 1);
+	send_req(0, NBD_CMD_WRITE, 1, 8192, 65536);
+	cl_write(buf, 65536);
+	assert_int_equal(read_simple(1), 0);
+	assert_int_equal(ZC.lent, 1);
+	assert_memory_equal(ZC.mem + 8192, buf, 65536);
+	/* the RAM disk wrote from the io's buf: the lent memory */
+	assert_memory_equal(ramdisk_data(RD, "disk") + 8192, buf, 65536);
+	assert_int_equal(ZC.released, 1);
+	ZC.lend = false;
+	memset(buf, 0x77, 4096);
+	send_req(0, NBD_CMD_WRITE, 2, 0, 4096);
+	cl_write(buf, 4096);
+	assert_int_equal(read_simple(2), 0);
+	assert_int_equal(ZC.lent, 1);
+	assert_int_equal(ZC.released, 1);
+	assert_int_equal(ramdisk_data(RD, "disk")[4095], 0x77);
+	/* half a payload, then the client leaves */
+	ZC.lend = true;
+	send_req(0, NBD_CMD_WRITE, 3, 65536, 65536);
+	cl_write(buf, 1000);
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(ZC.lent, 2);
+	assert_int_equal(ZC.released, 1);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+	assert_int_equal(ZC.released, 2);
+	ramdisk_get_stats(RD, &rs);
+	assert_int_equal(rs.ops[NBD_CMD_WRITE], 2);
+	zc_stop();
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1953,6 +2020,7 @@ int main(void)
 	    cmocka_unit_test(test_io_complete_hook),
 	    cmocka_unit_test(test_reply_buf),
 	    cmocka_unit_test(test_reply_buf_close),
+	    cmocka_unit_test(test_write_buf),
 	    cmocka_unit_test(test_allow_parse_match),
 	    cmocka_unit_test_setup_teardown(test_tls_require, tls_setup, tls_teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_require_export_name, tls_setup, tls_teardown),

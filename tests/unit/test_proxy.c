@@ -1914,6 +1914,107 @@ static void test_read_from_slot_destroy(void **state)
 	free(buf);
 }
 
+static unsigned n_lent(const struct proxy *px)
+{
+	const struct list *pos;
+	unsigned n = 0;
+
+	list_for_each(pos, &px->lent) n++;
+	return n;
+}
+
+/* A one-chunk WRITE's payload is received straight into a slot (write_buf)
+ * and sent from there; the slot is freed after the reply. A header whose
+ * payload never comes holds its slot only until the connection closes,
+ * and others write meanwhile. A WRITE of two chunks uses the server's
+ * buffer. */
+static void test_write_into_slot(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(2 * mib), h[NBD_SIMPLE_LEN];
+
+	(void)state;
+	assert_non_null(buf);
+	nc_start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	fill(buf, mib, 61);
+	nc_req(NBD_CMD_WRITE, 1, 3 * mib, mib);
+	nc_write(buf, mib);
+	WAIT(ramdisk_held(RB) == 1);
+	assert_int_equal(n_lent(PA), 1);
+	assert_int_equal(list_first_entry_or_null(&PA->lent, struct pslot, node)->users, 1);
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	assert_true(nc_reply(h, 0) == 1);
+	expect_disk(RB, "vb", 3 * mib, mib, 61);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	/* two chunks: not lent */
+	fill(buf, 2 * mib, 62);
+	nc_req(NBD_CMD_WRITE, 2, 0, 2 * mib);
+	nc_write(buf, 2 * mib);
+	assert_true(nc_reply(h, 0) == 2);
+	expect_disk(RB, "vb", 0, 2 * mib, 62);
+	assert_int_equal(fw_mem_used(PA), 0);
+	/* a header, a little of its payload, and nothing more */
+	nc_req(NBD_CMD_WRITE, 3, 4 * mib, mib);
+	nc_write(buf, 4096);
+	WAIT(n_lent(PA) == 1);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(write_at(5 * mib, mib, 63 + i), 0);
+	expect_disk(RB, "vb", 5 * mib, mib, 66);
+	close(NFD);
+	NFD = -1;
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1 + 2 + 4);
+	nc_stop();
+	free(buf);
+}
+
+/* A WRITE sent from a lent slot whose command fails by its deadline: the
+ * request stays behind, abandoned, and keeps the slot (the partner may
+ * still read it) after the server released it; the slot is freed with
+ * the partner's answer. Also a session loss and a refusal (not serving)
+ * in between: it goes again from the same slot. */
+static void test_write_into_slot_deadline(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib), h[NBD_SIMPLE_LEN];
+
+	(void)state;
+	assert_non_null(buf);
+	nc_start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	fill(buf, mib, 71);
+	nc_req(NBD_CMD_WRITE, 1, 0, mib);
+	nc_write(buf, mib);
+	WAIT(ramdisk_held(RB) == 1);
+	nc_read(h, sizeof(h)); /* the deadline: EIO */
+	assert_int_equal(get_be32(h + 4), NBD_EIO);
+	WAIT(n_lent(PA) == 1 && !list_first_entry_or_null(&PA->lent, struct pslot, node)->lent);
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	expect_disk(RB, "vb", 0, mib, 71);
+
+	/* not serving, then a session loss: sent again from its slot */
+	proxy_set_serving(PB, false);
+	fill(buf, mib, 72);
+	nc_req(NBD_CMD_WRITE, 2, mib, mib);
+	nc_write(buf, mib);
+	WAIT(PA->st.refused > 0);
+	assert_int_equal(n_lent(PA), 1);
+	cycle_session();
+	WAIT(all_ready(PA) && all_ready(PB));
+	proxy_set_serving(PB, true);
+	assert_true(nc_reply(h, 0) == 2);
+	expect_disk(RB, "vb", mib, mib, 72);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	nc_stop();
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1950,6 +2051,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_from_slot_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_from_slot_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_from_slot_destroy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_into_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_into_slot_deadline, setup_short_deadline,
+					    teardown),
 	};
 
 	log_set_level(getenv("PROXY_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
