@@ -1,6 +1,7 @@
 /* The forwarding side's top: the backend of the proxy listener (list,
- * open, close, submit), the command deadline, and the side's set-up and
- * teardown. Each command becomes one or more requests (chunks of at most
+ * open, close, submit, and write_buf: a one-chunk WRITE's payload received
+ * straight into a lent slot), the command deadline, and the side's set-up
+ * and teardown. Each command becomes one or more requests (chunks of at most
  * px->chunk bytes) queued in submission order; fw_send.c sends them,
  * fw_reply.c takes their answers. A command whose deadline passes fails
  * with EIO; its requests already sent stay behind, abandoned, holding
@@ -80,7 +81,7 @@ static void *fw_write_buf(void *ctx, struct nbd_io *nio)
 	for (unsigned k = 0; k < px->n_ports; k++) {
 		struct pxport *p = &px->ports[(px->rr + k) % px->n_ports];
 		int64_t off;
-		if (p->fstate != FP_READY || p->blocked || p->held + units > p->fmem.units / 2)
+		if (p->fstate != FP_READY || p->blocked || !proxy_fw_hold_room(p, nio->length))
 			continue;
 		off = proxy_pmem_alloc(&p->fmem, nio->length);
 		if (off < 0)

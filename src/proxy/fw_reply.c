@@ -59,14 +59,13 @@ static bool hold_slot(struct preq *r)
 {
 	struct nbd_io *nio = r->cmd->nio;
 	struct pxport *p = r->port;
-	unsigned units = proxy_pmem_units(r->length);
 
 	/* Only an io its NBD server sends itself (no completion hook), and
 	 * only a command's whole data (a split one is gathered in its buffer). */
 	if (nio->complete || r->slot < 0 || r->length != nio->length ||
-	    p->held + units > p->fmem.units / 2)
+	    !proxy_fw_hold_room(p, r->length))
 		return false;
-	p->held += units;
+	p->held += proxy_pmem_units(r->length);
 	r->state = PR_HELD;
 	nio->reply_buf = p->mem + r->slot;
 	nio->release = slot_release;

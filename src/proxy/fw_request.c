@@ -150,6 +150,11 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 	}
 }
 
+bool proxy_fw_hold_room(const struct pxport *p, size_t bytes)
+{
+	return p->held + proxy_pmem_units(bytes) <= p->fmem.units / 2;
+}
+
 /* Free @p s once neither the NBD server nor a request holds it. */
 static void lent_free_idle(struct pslot *s)
 {

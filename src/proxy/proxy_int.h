@@ -647,6 +647,10 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res);
 /** Teardown: requests still PR_HELD and slots still lent keep only the
  * memory (px->maps). */
 void proxy_fw_held_orphan(struct proxy *px);
+/** Whether @p bytes more may be held or lent on @p p: held and lent slots
+ * stay under half of a port's forwarder memory (the rest for requests in
+ * flight, whatever clients slow to read or to send do). */
+bool proxy_fw_hold_room(const struct pxport *p, size_t bytes);
 /** A request no longer sends from lent slot @p s: freed if the NBD server
  * released it too. */
 void proxy_fw_lent_put(struct pslot *s);
