@@ -23,6 +23,9 @@
 #   bench_prefill NAME URI SIZE          write a volume fully once with fio
 #   bench_fio NAME ARGS URI OUT LABEL [FIO_ARGS...]   one time-based fio job
 #   bench_metric FILE SIDE               "iops mibs p50_us p99_us" of a result
+#   bench_cpu FILE SIDE                  "busy% cpu_us_per_op NAME=us... rest=us"
+#                                        of a result (BENCH_CPU=1, the default;
+#                                        servers named in BENCH_PID_NAME)
 #   bench_median_run SIDE FILES...       the result with the median IOPS
 #   bench_want_job NAME                  NAME is in BENCH_JOBS (or it is unset)
 #   bench_servers_alive WHAT             exit 1 when a server in PIDS died
@@ -202,6 +205,7 @@ bench_nbdkit() {
 	truncate -s "$2" "$W/nbdkit.img"
 	nbdkit -f -p "$1" -i 127.0.0.1 file "$W/nbdkit.img" 2>"$W/nbdkit.log" &
 	PIDS+=($!)
+	BENCH_PID_NAME[$!]=nbdkit
 	bench_wait_port "$1" "$!" nbdkit
 }
 
@@ -224,17 +228,81 @@ bench_prefill() {
 # real-time threads, one sharing their two CPUs at normal priority loses
 # every contest to them; at theirs it takes turns.
 bench_fio() {
-	local name=$1 args=$2 uri=$3 out=$4 label=$5
+	local name=$1 args=$2 uri=$3 out=$4 label=$5 fpid rc=0
 	shift 5
 	# shellcheck disable=SC2086
 	${BENCH_CLIENT_RT:+chrt -r "$BENCH_CLIENT_RT"} \
 		fio --name="$name" --ioengine=nbd --uri="$uri" $args --size="$SIZE" \
 		--time_based --runtime="$SECS" --ramp_time=1 --norandommap --randrepeat=0 "$@" \
-		--output-format=json --output="$out" >/dev/null 2>"$out.err" || {
+		--output-format=json --output="$out" >/dev/null 2>"$out.err" &
+	fpid=$!
+	if [ "${BENCH_CPU:-1}" = 1 ]; then
+		# Inside fio's measured window (after its 1 s ramp, before its end).
+		sleep 1.2
+		bench_cpu_snap >"$out.cpu"
+		sleep "$(awk -v s="$SECS" 'BEGIN { print (s > 1 ? s - 0.4 : s / 2) }')"
+		bench_cpu_snap >>"$out.cpu"
+	fi
+	wait "$fpid" || rc=$?
+	[ $rc = 0 ] || {
 		cat "$out.err" >&2
 		echo "${BENCH_NAME:-bench}: fio $name against $label failed" >&2
 		exit 1
 	}
+}
+
+# ---- CPU per operation (BENCH_CPU=1, the default) ----
+#
+# Where a job is bound by the CPUs (the machine near 100% busy), its rate is
+# the CPUs over the CPU time each operation costs, whoever spends it: the
+# client, the servers, the kernel's TCP and softirqs. bench_fio samples the
+# machine's busy and idle ticks (/proc/stat) and each server's (the PIDs in
+# PIDS, /proc/PID/stat, all threads) twice inside fio's measured window;
+# bench_cpu turns them into CPU microseconds per operation.
+
+# Names of the servers in PIDS, for bench_cpu's split: BENCH_PID_NAME[PID].
+declare -gA BENCH_PID_NAME=()
+
+# bench_cpu_snap: one line, "WALL_US BUSY IDLE NAME=TICKS...".
+bench_cpu_snap() {
+	local p t u n s i w q sq st line
+	read -r _ u n s i w q sq st _ </proc/stat
+	line="${EPOCHREALTIME/./} $((u + n + s + q + sq + st)) $((i + w))"
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do
+		t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || t=0
+		line+=" ${BENCH_PID_NAME[$p]:-$p}=${t:-0}"
+	done
+	echo "$line"
+}
+
+# bench_cpu FILE SIDE: "BUSY_PCT US_PER_OP NAME=US... rest=US" for fio's
+# result FILE (operations: SIDE's IOPS; for 1 MiB jobs, per MiB): the
+# machine's busy share, its CPU time per operation, and that of each server
+# that used 3 ticks or more; "rest" is fio, softirqs and kernel threads.
+# "- -" when the job was not sampled.
+bench_cpu() {
+	[ -s "$1.cpu" ] || {
+		echo "- -"
+		return 0
+	}
+	awk -v iops="$(jq -r --arg d "$2" '.jobs[0][$d].iops' "$1")" -v hz="$(getconf CLK_TCK)" '
+		NR == 1 {
+			t0 = $1; b0 = $2; i0 = $3
+			for (k = 4; k <= NF; k++) { split($k, a, "="); p0[a[1]] = a[2] }
+		}
+		NR == 2 {
+			ops = iops * ($1 - t0) / 1e6; db = $2 - b0; di = $3 - i0
+			if (ops <= 0 || db + di <= 0) { print "- -"; exit }
+			us = db / hz * 1e6 / ops; rest = us
+			line = sprintf("%.0f %.1f", 100 * db / (db + di), us)
+			for (k = 4; k <= NF; k++) {
+				split($k, a, "="); d = a[2] - p0[a[1]]
+				if (d < 3) continue
+				v = d / hz * 1e6 / ops; rest -= v
+				line = line sprintf(" %s=%.1f", a[1], v)
+			}
+			print line sprintf(" rest=%.1f", rest < 0 ? 0 : rest)
+		}' "$1.cpu"
 }
 
 # bench_metric FILE SIDE: "iops mibs p50_us p99_us" of fio's JSON result

@@ -26,6 +26,8 @@
 #      BENCH_PORT_BASE  first of the ports used, 40 of them (default 24950)
 #      BENCH_SPIN_US  [ic] spin_us of both nodes (default: duetd's)
 #      BENCH_REALTIME [node] realtime of every duetd, on | off (default: duetd's)
+#      BENCH_GROUP_WINDOW [mirror] group_window of every duetd (default: duetd's)
+#      BENCH_CPU      1 (default): CPU per write of each median run (bench/lib.sh)
 #      BENCH_CLIENT_RT fio at SCHED_RR of this priority (bench/lib.sh; default
 #                     normal priority)
 #      BENCH_SERVERS  a subset of "on on-tmpfs local off nbdkit" (default all)
@@ -74,9 +76,11 @@ node() {
 	write_node_config "$W/$name.conf" "$name" "$W" "log_level = warn" \
 		${BENCH_REALTIME:+"realtime = $BENCH_REALTIME"} \
 		"[nbd]" "listen = 127.0.0.1:$port" "[mirror]" "mirror = $mode" ${nv[@]+"${nv[@]}"} \
+		${BENCH_GROUP_WINDOW:+"group_window = $BENCH_GROUP_WINDOW"} \
 		${pi[@]+"${pi[@]}"} "$@"
 	"$DUETD" --config "$W/$name.conf" 2>"$W/$name.log" &
 	PIDS+=($!)
+	BENCH_PID_NAME[$!]=$name
 	bench_wait 30 "$DUETCTL" --socket "$W/$name.sock" status || {
 		echo "mirror.sh: duetd $name did not start; its log:" >&2
 		cat "$W/$name.log" >&2
@@ -152,6 +156,7 @@ run_job() { # NAME ARGS SERVER OUT
 ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 declare -A R=() # "job server" -> "iops mibs p50 p99"
+declare -A C=() # "job server" -> "busy% cpu_us_per_op NAME=us... rest=us" (bench_cpu)
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args <<<"$j"
 	bench_want_job "$name" || continue
@@ -165,7 +170,9 @@ for j in "${JOBS[@]}"; do
 		done
 	done
 	for s in "${ORDER[@]}"; do
-		R["$name $s"]=$(bench_metric "$(bench_median_run write "$W/$name@$s@"*.json)" write)
+		f=$(bench_median_run write "$W/$name@$s@"*.json)
+		R["$name $s"]=$(bench_metric "$f" write)
+		C["$name $s"]=$(bench_cpu "$f" write)
 	done
 done
 
@@ -245,6 +252,28 @@ table() {
 			row+=" **$(ratio "$(field "$name" "${r%/*}" 1)" "$(field "$name" "${r#*/}" 1)")** |"
 		done
 		echo "$row"
+	done
+}
+# CPU per write of the median runs, and what it bounds: where the machine is
+# near 100% busy, on/off can be no better than off's CPU per write over on's.
+cpu_table() {
+	[ "${BENCH_CPU:-1}" = 1 ] || return 0
+	local hdr="| job |" sep="|---|" s name r v
+	for s in "${ORDER[@]}"; do hdr+=" $s busy % / CPU µs |"; sep+="---:|"; done
+	for r in "${RATIOS[@]}"; do hdr+=" $r CPU bound |"; sep+="---:|"; done
+	echo "$hdr split µs (each server, rest: fio, softirqs, kernel threads) |"
+	echo "$sep---|"
+	for name in $(jobs_run); do
+		local row="| $name |" split=""
+		for s in "${ORDER[@]}"; do
+			v=${C["$name $s"]:-- -}
+			row+=" $(awk '{ print $1 " / " $2 }' <<<"$v") |"
+			split+="$s: $(cut -d' ' -f3- <<<"$v"); "
+		done
+		for r in "${RATIOS[@]}"; do
+			row+=" $(ratio "$(cut -d' ' -f2 <<<"${C["$name ${r#*/}"]:-- -}")" "$(cut -d' ' -f2 <<<"${C["$name ${r%/*}"]:-- -}")") |"
+		done
+		echo "$row ${split%; } |"
 	done
 }
 lat_table() {
@@ -342,6 +371,11 @@ section() {
 	echo
 	table
 	echo
+	echo "CPU per write (per MiB for the 1 MiB jobs) of the whole machine over each median run's"
+	echo "measured window (/proc/stat), split by server (/proc/PID/stat, all threads):"
+	echo
+	cpu_table
+	echo
 	echo "Latency, p50 / p99 in µs:"
 	echo
 	lat_table
@@ -384,6 +418,8 @@ section() {
 SYSCALLS_OUT=$(syscalls_table)
 echo
 table
+echo
+cpu_table
 echo
 lat_table
 echo

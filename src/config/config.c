@@ -119,6 +119,7 @@ static const struct key_def schema[] = {
     {"mirror", "mirror_suspend_timeout_ms", KEY_UINT, F(mirror.suspend_timeout_ms), 100, 86400000,
      NULL, false},
     {"mirror", "cp_interval_ms", KEY_UINT, F(mirror.cp_interval_ms), 10, 600000, NULL, false},
+    {"mirror", "group_window", KEY_UINT, F(mirror.group_window), 1, 16, NULL, false},
     {"mirror", "partner_image", KEY_PATH, F(mirror.partner_image), 0, 0, NULL, false},
     {"mirror", "log", KEY_PATH, F(mirror.log), 0, 0, NULL, false},
     {"mirror", "log_size", KEY_SIZE, F(mirror.log_size), 1ull << 20, 16ull << 30, NULL, false},
@@ -194,6 +195,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->mirror.down = xo.down;
 	cfg->mirror.suspend_timeout_ms = xo.suspend_timeout_ms;
 	cfg->mirror.cp_interval_ms = xo.cp_interval_ms;
+	cfg->mirror.group_window = xo.group_window;
 	cfg->mirror.log_size = 64ull << 20;
 	cfg->balance.auto_on = bo.enabled;
 	cfg->balance.imbalance_milli = bo.imbalance_milli;

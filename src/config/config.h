@@ -119,6 +119,7 @@ struct duet_config {
 		enum mirror_down_policy down;
 		uint64_t suspend_timeout_ms;  /* mirror_down = suspend: EIO after this */
 		uint64_t cp_interval_ms;      /* consistency point timer */
+		uint64_t group_window;	      /* record writes in flight before grouping */
 		char partner_image[PATH_MAX]; /* file backing the partner's image; "" not set */
 		char log[PATH_MAX]; /* the NVRAM log file; "" when not set (node's choice) */
 		uint64_t log_size;  /* bytes, 64M by default */

@@ -55,6 +55,7 @@ void config_mirror_opts(const struct duet_config *cfg, const char *log_path, str
 	o->down = cfg->mirror.down;
 	o->suspend_timeout_ms = cfg->mirror.suspend_timeout_ms;
 	o->cp_interval_ms = cfg->mirror.cp_interval_ms;
+	o->group_window = (unsigned)cfg->mirror.group_window;
 }
 
 void config_monitor_opts(const struct duet_config *cfg, struct monitor_opts *o)

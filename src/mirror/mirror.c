@@ -31,6 +31,7 @@ void mirror_opts_init(struct mirror_opts *o)
 	o->down = MIRROR_DOWN_DEGRADE;
 	o->suspend_timeout_ms = 30000;
 	o->cp_interval_ms = 1000;
+	o->group_window = 2;
 }
 
 int mirror_open(struct loop *loop, const struct mirror_opts *opts,
@@ -63,6 +64,10 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 	m->o.node_id = m->node_id;
 	if (!m->o.xfer_window)
 		m->o.xfer_window = 16;
+	if (!m->o.group_window)
+		m->o.group_window = 2;
+	if (!m->o.group_bytes)
+		m->o.group_bytes = 256 * 1024;
 	if (!m->o.resync_retry_ms)
 		m->o.resync_retry_ms = 1000;
 	m->want_size = opts->size & ~(uint64_t)4095;

@@ -379,6 +379,9 @@ struct mirror_opts {
 	uint32_t max_record;	     /**< data bytes per record (0: 1 MiB); larger writes split */
 	uint32_t max_xfer;	     /**< bytes per transport write (0: 4 MiB) */
 	unsigned xfer_window;	     /**< transport writes in flight (0: 16) */
+	unsigned group_window;	     /**< record writes in flight before new records wait to be
+					  grouped: group commit (0: 2; 16: none) */
+	uint32_t group_bytes;	     /**< unsent record bytes that go out anyway (0: 256 KiB) */
 	uint64_t resync_retry_ms;    /**< after a transport error (0: 1000) */
 };
 

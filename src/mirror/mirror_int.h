@@ -247,6 +247,7 @@ struct mirror {
 	char reason[160];
 	struct mirror_xfer *ring;
 	unsigned ring_n, ring_head, ring_count;
+	unsigned rec_inflight; /* XF_RECORDS in the ring: group commit (replicate.c) */
 	bool hdr_inflight;
 	bool hdr_dirty;
 	enum mirror_resync_stage rs;

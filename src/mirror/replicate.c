@@ -107,6 +107,8 @@ static int xfer_issue(struct mirror *m, enum mirror_xfer_kind kind, int half, ui
 				  .epoch = m->epoch};
 	if (half >= 0)
 		m->h[half].xfers++;
+	if (kind == XF_RECORDS)
+		m->rec_inflight++;
 	if (kind == XF_HEADER)
 		m->hdr_inflight = true;
 	m->n_xfers++;
@@ -133,6 +135,8 @@ void mirror_ring_process(struct mirror *m)
 		m->ring_count--;
 		if (x->half >= 0)
 			m->h[x->half].xfers--;
+		if (x->kind == XF_RECORDS)
+			m->rec_inflight--;
 		if (x->kind == XF_HEADER) {
 			m->hdr_inflight = false;
 			if (m->hdr_pending)
@@ -217,6 +221,17 @@ static unsigned halves_in_order(const struct mirror *m, int order[2])
 	return n;
 }
 
+/* Group commit: concurrent writes' records are contiguous in the log, so
+ * while a few record writes are in flight the new ones wait and leave
+ * together as one transport write when the next lands (each write costs
+ * the transport a send and a completion on both nodes, whatever its size).
+ * A lone write never waits (nothing in flight), and a backlog of
+ * group_bytes goes at once, so streams still fill the window. */
+static bool records_go(const struct mirror *m, const struct mirror_half *h)
+{
+	return m->rec_inflight < m->o.group_window || h->tail - h->sent >= m->o.group_bytes;
+}
+
 void mirror_kick_sends(struct mirror *m)
 {
 	int order[2];
@@ -256,6 +271,8 @@ void mirror_kick_sends(struct mirror *m)
 	for (unsigned k = 0; k < n; k++) {
 		struct mirror_half *h = &m->h[order[k]];
 		while (h->sent < h->tail) {
+			if (!records_go(m, h))
+				return;
 			uint64_t from = h->sent;
 			uint64_t to = from + m->max_xfer;
 			uint64_t last = last_whole_record(m, order[k], from, &to);

@@ -406,7 +406,7 @@ static void test_mirror_keys(void **state)
 			   "[nbd]\nlisten = 127.0.0.1:10809\n"
 			   "[mirror]\nlog = /var/lib/duet/a.nvram\nlog_size = 128M\n"
 			   "mirror = off\ndurability = local-sync\nmirror_down = suspend\n"
-			   "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\n"
+			   "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\ngroup_window = 16\n"
 			   "partner_image = /var/lib/duet/b.mirror\n";
 
 	(void)state;
@@ -421,6 +421,7 @@ static void test_mirror_keys(void **state)
 	assert_int_equal(cfg.mirror.durability, MIRROR_DURABILITY_MEMORY);
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_DEGRADE);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 1000);
+	assert_int_equal(cfg.mirror.group_window, 2);
 	assert_int_equal(config_load_string("t.ini", base, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.mirror.log, "/var/lib/duet/a.nvram");
 	assert_int_equal(cfg.mirror.log_size, 128u << 20);
@@ -429,6 +430,7 @@ static void test_mirror_keys(void **state)
 	assert_int_equal(cfg.mirror.down, MIRROR_DOWN_SUSPEND);
 	assert_int_equal(cfg.mirror.suspend_timeout_ms, 5000);
 	assert_int_equal(cfg.mirror.cp_interval_ms, 250);
+	assert_int_equal(cfg.mirror.group_window, 16);
 	assert_string_equal(cfg.mirror.partner_image, "/var/lib/duet/b.mirror");
 	/* mirror = local: the log, no partner. */
 	assert_int_equal(

@@ -1098,6 +1098,47 @@ static void test_prefix_ack(void **state)
 	hs_close(&hs);
 }
 
+/* Group commit: with group_window record writes in flight, new records
+ * wait and leave together when one lands; a backlog of group_bytes goes at
+ * once; a lone write never waits. */
+static void test_group_commit(void **state)
+{
+	struct harness hs;
+	struct tw t[5];
+
+	(void)state;
+	hs_init(&hs, 1u << 20);
+	hs.o.group_window = 1;
+	hs.o.group_bytes = 16 * 1024;
+	hs_start(&hs, true);
+	wait_in_sync(&hs);
+	mirror_loopback_hold(hs.lb, true);
+	fill_write(&t[0], MIRROR_REC_WRITE, 0, 4096);
+	submit(&hs, &t[0], true);
+	run_turns(&hs, 2);
+	assert_int_equal(mirror_loopback_pending(hs.lb), 1); /* nothing in flight: no wait */
+	for (unsigned i = 1; i < 4; i++) {
+		fill_write(&t[i], MIRROR_REC_WRITE, 4096 * i, 4096);
+		submit(&hs, &t[i], true);
+		run_turns(&hs, 2);
+	}
+	assert_int_equal(mirror_loopback_pending(hs.lb), 1); /* t1-t3 wait for t0's */
+	mirror_loopback_complete(hs.lb, 0, 0);
+	run_turns(&hs, 3);
+	assert_int_equal(t[0].logged, 1);
+	assert_int_equal(mirror_loopback_pending(hs.lb), 1); /* t1-t3 as one write */
+	fill_write(&t[4], MIRROR_REC_WRITE, 65536, 16384);
+	submit(&hs, &t[4], true);
+	run_turns(&hs, 2);
+	assert_int_equal(mirror_loopback_pending(hs.lb), 2); /* a backlog of 16 KiB goes */
+	mirror_loopback_complete(hs.lb, 0, 0);
+	mirror_loopback_complete(hs.lb, 0, 0);
+	wait_logged(&hs, t, 5);
+	mirror_loopback_hold(hs.lb, false);
+	free_writes(t, 5);
+	hs_close(&hs);
+}
+
 static bool is_degraded(void *arg)
 {
 	struct harness *hs = arg;
@@ -2070,6 +2111,7 @@ int main(void)
 	    cmocka_unit_test(test_flush),
 	    cmocka_unit_test(test_split_records),
 	    cmocka_unit_test(test_prefix_ack),
+	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_degrade_resync),
 	    cmocka_unit_test(test_resync_marks_image),
 	    cmocka_unit_test(test_image_judge),
