@@ -9,6 +9,11 @@
  * is nbd_conn_schedule(), which posts the connection task server.c
  * installed at accept (flush, then read if resumed).
  *
+ * A READ the backend answered from its own memory (nbd_io.reply_buf) gives
+ * that memory back in nbd_xio_release(), which every xio passes through
+ * exactly once: after its reply left, at close, or at a completion that
+ * found the connection closed.
+ *
  * Lifetime: a connection is reference counted: its open socket, every
  * request not yet released (including those at the backend), a queued
  * task and any callback on the stack hold a reference. Closing drops the
@@ -249,6 +254,15 @@ void nbd_xio_release(struct nbd_conn *c, struct nbd_xio *x)
 	struct nbd_budget *b = c->srv->opts.budget;
 	uint64_t charged = x->budget; /* x may be freed below */
 
+	/* Every xio, sent or not, ends here once: the one place where the
+	 * backend gets its reply memory back (nbd_io.release). Cleared first:
+	 * the hook may complete other ios of this connection. */
+	if (x->io.release) {
+		void (*release)(struct nbd_io *) = x->io.release;
+		x->io.release = NULL;
+		release(&x->io);
+		x->io.reply_buf = NULL;
+	}
 	c->budget_used -= x->budget;
 	c->n_xio--;
 	x->state = NBD_XIO_FREE;

@@ -97,6 +97,19 @@ struct nbd_io {
 	 * complete(io, result) and nothing else. The server leaves it NULL. */
 	void (*complete)(struct nbd_io *io, int result);
 	void *complete_arg;
+	/* READ from memory the backend owns (the proxy's slot, saving a copy
+	 * into buf): before nbd_io_done() the backend may set reply_buf to
+	 * length bytes of its own, and must then set release. The server
+	 * sends the reply's data from reply_buf instead of buf (plain or TLS,
+	 * simple or structured reply) and calls release(io) exactly once, on
+	 * the loop thread, once it no longer reads reply_buf: when the reply
+	 * has left (handed to the socket or copied into TLS records), or when
+	 * the connection closed first, or inside nbd_io_done() when it was
+	 * closed already; whatever the result. Only on ios without a
+	 * completion hook (complete NULL), which the server sends itself. */
+	const void *reply_buf;
+	void (*release)(struct nbd_io *io);
+	void *release_arg;
 };
 
 /**
@@ -124,6 +137,18 @@ struct nbd_backend_ops {
 	 * A refused export is left out of NBD_OPT_LIST and answered
 	 * NBD_REP_ERR_UNKNOWN, as if it did not exist. */
 	bool (*allowed)(void *ctx, const char *name, const char *const *ids, unsigned n_ids);
+	/* Optional: memory of the backend's own to receive the payload of the
+	 * WRITE @p io into (its type, flags, offset, length and export_handle
+	 * are set), asked at its request header, before any payload byte.
+	 * Either NULL (the server uses a buffer of its own), or io->length
+	 * bytes, with io->release set: the server reads the payload into it,
+	 * submits the io with buf pointing there, and calls release(io)
+	 * exactly once, as for reply_buf: once the reply has left, or when
+	 * the connection closed first (the io is then never submitted if its
+	 * payload was not all there). A client may send a header and never
+	 * its payload: what the backend lends this way until the connection
+	 * times out must be bounded. */
+	void *(*write_buf)(void *ctx, struct nbd_io *io);
 };
 
 /** NBD_OPT_STARTTLS: not offered, offered, or required before any other option. */

@@ -9,8 +9,10 @@
  * Rules kept: bytes the client sent right after STARTTLS, already in the
  * receive buffer, are the first TLS input (nothing read is lost); input
  * read ahead of GnuTLS counts as pending, like its decoded records; output
- * accepted by writev is owned by GnuTLS (corked) until flush says it is
- * out, so the send path never re-offers bytes; decoded input GnuTLS holds
+ * accepted by writev is owned by GnuTLS (corked: copied into its records)
+ * until flush says it is out, so the send path never re-offers bytes and
+ * may give a reply's memory back (nbd_io.release) as soon as writev took
+ * it, as with the plain socket; decoded input GnuTLS holds
  * is reported by pending(), since epoll cannot see it. A client is known
  * by its PSK username, or with tls_verify_peer by its certificate (DN, CN
  * and SAN names), and only after its certificate was verified.

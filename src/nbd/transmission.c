@@ -37,6 +37,13 @@ static void simple_hdr(struct nbd_xio *x)
 	x->hdr_len = NBD_SIMPLE_LEN;
 }
 
+/* A READ's data: where the backend left it (nbd_io.reply_buf, released
+ * with the xio once sent), else the request's own buffer. */
+static const void *read_data(const struct nbd_xio *x)
+{
+	return x->io.reply_buf ? x->io.reply_buf : x->mem;
+}
+
 /* Build the reply of a finished request and queue it. For BLOCK_STATUS,
  * x->data_len already holds the encoded descriptors' size. */
 static void xio_finish(struct nbd_conn *c, struct nbd_xio *x)
@@ -56,7 +63,7 @@ static void xio_finish(struct nbd_conn *c, struct nbd_xio *x)
 	if (!c->structured) {
 		simple_hdr(x);
 		if (!x->error && io->type == NBD_CMD_READ && io->length) {
-			x->data = x->mem;
+			x->data = read_data(x);
 			x->data_len = (uint32_t)io->length;
 		} else {
 			x->data_len = 0;
@@ -74,7 +81,7 @@ static void xio_finish(struct nbd_conn *c, struct nbd_xio *x)
 		chunk_hdr(h, NBD_REPLY_TYPE_OFFSET_DATA, io->cookie, 8 + (uint32_t)io->length);
 		put_be64(h + 20, io->offset);
 		x->hdr_len = NBD_CHUNK_LEN + 8;
-		x->data = x->mem;
+		x->data = read_data(x);
 		x->data_len = (uint32_t)io->length;
 	} else if (io->type == NBD_CMD_READ) {
 		chunk_hdr(h, NBD_REPLY_TYPE_NONE, io->cookie, 0);
@@ -192,9 +199,16 @@ void nbd_xmit_request(struct nbd_conn *c, const struct nbd_request *r)
 		if (r->length == 0)
 			break;
 		x->io.buf = x->mem;
+		if (srv->ops->write_buf) {
+			/* The payload straight into the backend's memory (the
+			 * proxy's slot): one copy less. */
+			void *b = srv->ops->write_buf(srv->ctx, &x->io);
+			if (b)
+				x->io.buf = b;
+		}
 		x->state = NBD_XIO_RX;
 		c->rx_xio = x;
-		c->rx_dst = x->mem;
+		c->rx_dst = x->io.buf;
 		c->rx_left = r->length;
 		c->rx = NBD_RX_PAYLOAD;
 		return;

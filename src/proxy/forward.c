@@ -1,6 +1,7 @@
 /* The forwarding side's top: the backend of the proxy listener (list,
- * open, close, submit), the command deadline, and the side's set-up and
- * teardown. Each command becomes one or more requests (chunks of at most
+ * open, close, submit, and write_buf: a one-chunk WRITE's payload received
+ * straight into a lent slot), the command deadline, and the side's set-up
+ * and teardown. Each command becomes one or more requests (chunks of at most
  * px->chunk bytes) queued in submission order; fw_send.c sends them,
  * fw_reply.c takes their answers. A command whose deadline passes fails
  * with EIO; its requests already sent stay behind, abandoned, holding
@@ -49,6 +50,60 @@ static void deadline_fire(struct loop_timer *t)
 
 /* ---- the backend of the proxy listener ---- */
 
+/* nbd_io.release of a WRITE whose payload came into a lent slot: the NBD
+ * server is done with it (its reply left, or its connection closed). */
+static void lent_release(struct nbd_io *nio)
+{
+	struct pslot *s = nio->release_arg;
+	struct proxy *px = s->port ? s->port->px : NULL;
+
+	proxy_fw_lent_return(s);
+	if (px && !list_empty(&px->waitq))
+		proxy_fw_pump(px); /* it may have waited for a slot */
+}
+
+/* write_buf: a WRITE's payload straight into a slot, saving the copy from
+ * the NBD buffer. Only a one-chunk WRITE that would take a slot anyway,
+ * on a port ready now, and only while the slots held this way and for
+ * replies (p->held) stay under half of the port's forwarder memory: a
+ * client that sends a header and never its payload holds its slot until
+ * its connection times out, and must not starve the others meanwhile.
+ * Else the server's own buffer, as before. */
+static void *fw_write_buf(void *ctx, struct nbd_io *nio)
+{
+	struct proxy *px = ctx;
+	struct pvol *v = nio->export_handle;
+	unsigned units = proxy_pmem_units(nio->length);
+	struct pslot *s;
+
+	if (v->local || nio->complete || nio->length <= PX_INLINE_MAX || nio->length > px->chunk)
+		return NULL;
+	for (unsigned k = 0; k < px->n_ports; k++) {
+		struct pxport *p = &px->ports[(px->rr + k) % px->n_ports];
+		int64_t off;
+		if (p->fstate != FP_READY || p->blocked || !proxy_fw_hold_room(p, nio->length))
+			continue;
+		off = proxy_pmem_alloc(&p->fmem, nio->length);
+		if (off < 0)
+			continue;
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			proxy_pmem_free(&p->fmem, off, nio->length);
+			return NULL;
+		}
+		s->port = p;
+		s->off = off;
+		s->length = (uint32_t)nio->length;
+		s->lent = true;
+		p->held += units;
+		list_add_tail(&px->lent, &s->node);
+		nio->release = lent_release;
+		nio->release_arg = s;
+		return p->mem + off;
+	}
+	return NULL;
+}
+
 static void fw_submit(void *ctx, struct nbd_io *nio)
 {
 	struct proxy *px = ctx;
@@ -81,6 +136,8 @@ static void fw_submit(void *ctx, struct nbd_io *nio)
 		r->buf_off = (uint32_t)off;
 		r->type = nio->type;
 		r->cflags = nio->flags;
+		if (nio->release == lent_release)
+			r->lent = nio->release_arg; /* one chunk: fw_write_buf */
 		if (nio->type == NBD_CMD_BLOCK_STATUS)
 			r->max_extents = MIN(nio->max_extents, PX_MAX_EXTENTS);
 		r->state = PR_WAIT;
@@ -172,6 +229,7 @@ const struct nbd_backend_ops proxy_fw_ops = {
     .close = fw_close,
     .submit = fw_submit,
     .allowed = fw_allowed,
+    .write_buf = fw_write_buf,
 };
 
 /* ---- set-up and teardown ---- */
@@ -182,6 +240,8 @@ void proxy_fw_init(struct proxy *px)
 	list_init(&px->cmds);
 	list_init(&px->waitq);
 	list_init(&px->parked);
+	list_init(&px->held);
+	list_init(&px->lent);
 	slist_init(&px->free_cmds);
 	slist_init(&px->free_reqs);
 	slist_init(&px->free_lios);
@@ -209,6 +269,8 @@ void proxy_fw_free(struct proxy *px)
 			free(r);
 		}
 	}
+	/* Replies still sent from slots: they keep the port memory alive. */
+	proxy_fw_held_orphan(px);
 	while (!slist_empty(&px->free_reqs))
 		free(slist_entry(slist_pop_head(&px->free_reqs), struct preq, fnode));
 	while (!slist_empty(&px->free_cmds))

@@ -1,6 +1,9 @@
 /* The forwarding side's replies: a reply is matched to its request by
  * sequence number, port and state (anything else is a late duplicate and
- * ignored), its payload checked against the request and delivered.
+ * ignored), its payload checked against the request and delivered: READ
+ * data copied into the NBD buffer, or, for a READ that is its command's
+ * whole data, left in its slot for the NBD server to send from (hold_slot,
+ * released by slot_release once the reply left).
  *
  * A reply -EAGAIN means the partner did not execute the request (it does
  * not serve now: fenced). The request gives back its sequence number and
@@ -12,11 +15,63 @@
  * port.c, pmem.c and wire.c. */
 #define LOG_MODULE "proxy"
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/proxy_int.h"
+
+/* nbd_io.release of a READ sent from its slot: the reply has left (or
+ * its connection closed), the slot is free for the next request. */
+static void slot_release(struct nbd_io *nio)
+{
+	struct preq *r = nio->release_arg;
+	struct pxport *p = r->port;
+	struct proxy *px;
+
+	if (!p) {
+		/* The proxy is gone (proxy_fw_held_orphan): only its memory
+		 * waited for this. */
+		proxy_pmem_maps_put(r->maps);
+		free(r);
+		return;
+	}
+	px = p->px;
+	list_del(&r->qnode);
+	proxy_pmem_free(&p->fmem, r->slot, r->length);
+	p->held -= proxy_pmem_units(r->length);
+	r->port = NULL;
+	r->slot = -1;
+	proxy_fw_req_put(px, r);
+	if (!list_empty(&px->waitq))
+		proxy_fw_pump(px); /* it may have waited for a slot */
+}
+
+/* Answer @p r's READ from its slot, without a copy: the NBD server sends
+ * it from there (nbd_io.reply_buf) and @p r, PR_HELD, keeps the slot until
+ * the server's release. No other request can get that slot meanwhile
+ * (nothing else frees it: not a port or session loss, not the partner's
+ * restart), and held slots stay under half of a port's forwarder memory,
+ * so that clients slow to read their replies cannot starve the others of
+ * slots: beyond, the data is copied. @return whether it held. */
+static bool hold_slot(struct preq *r)
+{
+	struct nbd_io *nio = r->cmd->nio;
+	struct pxport *p = r->port;
+
+	/* Only an io its NBD server sends itself (no completion hook), and
+	 * only a command's whole data (a split one is gathered in its buffer). */
+	if (nio->complete || r->slot < 0 || r->length != nio->length ||
+	    !proxy_fw_hold_room(p, r->length))
+		return false;
+	p->held += proxy_pmem_units(r->length);
+	r->state = PR_HELD;
+	nio->reply_buf = p->mem + r->slot;
+	nio->release = slot_release;
+	nio->release_arg = r;
+	return true;
+}
 
 /* Check a successful reply's payload against its request and deliver the
  * data; a reply that does not match fails the request with EIO. */
@@ -41,7 +96,9 @@ static int take_result(struct proxy *px, struct pxport *p, struct preq *r, const
 				proxy_log_bad(px, true, "reply", "no data");
 				return -EIO;
 			}
-			memcpy((uint8_t *)nio->buf + r->buf_off, p->mem + r->slot, r->length);
+			if (!hold_slot(r))
+				memcpy((uint8_t *)nio->buf + r->buf_off, p->mem + r->slot,
+				       r->length);
 		}
 		return 0;
 	case NBD_CMD_BLOCK_STATUS: {
@@ -184,9 +241,9 @@ void proxy_fw_on_rep(struct pxport *p, const void *msg, size_t len)
 		proxy_fw_pump(px);
 		return;
 	}
+	note_rtt(px, r);
 	if (r->cmd && res == 0)
 		res = take_result(px, p, r, &m);
-	note_rtt(px, r);
 	proxy_fw_req_finish(px, r, res);
 	proxy_fw_pump(px);
 }

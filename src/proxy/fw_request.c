@@ -1,9 +1,19 @@
 /* The forwarding side's bottom layer: commands (struct pcmd) and their
  * requests (struct preq), from their pools to their completion. A request
- * is on at most one queue at a time (px->waitq, px->parked or its port's
- * resend queue, through preq.qnode) and holds its sequence number and slot
- * until proxy_fw_req_finish(); a command completes when its last request
- * does. Nothing allocates per command once the pools are warm.
+ * is on at most one queue at a time (px->waitq, px->parked, its port's
+ * resend queue or px->held, through preq.qnode) and holds its sequence
+ * number and slot until proxy_fw_req_finish(); a command completes when
+ * its last request does. Nothing allocates per command once the pools are
+ * warm.
+ *
+ * A request fw_reply.c made PR_HELD (its READ data is sent to the client
+ * straight from its slot) leaves proxy_fw_req_finish() for px->held with
+ * its port and slot, until the NBD server's release; at teardown
+ * (proxy_fw_held_orphan) it keeps a reference to the port memory instead.
+ * A WRITE whose payload the NBD server received into a lent slot (struct
+ * pslot, forward.c) sends from it, *borrowed*: the slot is freed when
+ * both the server and every request using it gave it back
+ * (proxy_fw_lent_put).
  *
  * Calls only down (pmem.c) and out (the NBD io's completion, the loop's
  * timers); the files above it (fw_send.c, fw_reply.c, fw_volumes.c,
@@ -105,8 +115,14 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r)
 		if (r->length <= PX_INLINE_MAX && px->small_outstanding)
 			px->small_outstanding--;
 	}
-	if (r->slot >= 0)
+	r->seq = 0;
+	if (r->state == PR_HELD)
+		return; /* port and slot: until slot_release() */
+	if (r->borrowed)
+		proxy_fw_lent_put(r->lent);
+	else if (r->slot >= 0)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);
+	r->borrowed = false;
 	r->port = NULL;
 	r->seq = 0;
 	r->slot = -1;
@@ -117,6 +133,14 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 	struct pcmd *c = r->cmd;
 
 	proxy_fw_req_release(px, r);
+	/* Settled before the command completes: the NBD server may release a
+	 * held slot inside nbd_io_done() (its connection closed). */
+	if (r->state == PR_HELD) {
+		r->cmd = NULL;
+		list_add_tail(&px->held, &r->qnode);
+	} else {
+		proxy_fw_req_put(px, r);
+	}
 	if (c) {
 		list_del(&r->cnode);
 		if (res < 0 && !c->error)
@@ -124,7 +148,64 @@ void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res)
 		if (--c->parts == 0)
 			cmd_done(px, c);
 	}
-	proxy_fw_req_put(px, r);
+}
+
+bool proxy_fw_hold_room(const struct pxport *p, size_t bytes)
+{
+	return p->held + proxy_pmem_units(bytes) <= p->fmem.units / 2;
+}
+
+/* Free @p s once neither the NBD server nor a request holds it. */
+static void lent_free_idle(struct pslot *s)
+{
+	if (s->users || s->lent)
+		return;
+	if (s->port) {
+		proxy_pmem_free(&s->port->fmem, s->off, s->length);
+		s->port->held -= proxy_pmem_units(s->length);
+	} else {
+		proxy_pmem_maps_put(s->maps);
+	}
+	list_del(&s->node);
+	free(s);
+}
+
+void proxy_fw_lent_put(struct pslot *s)
+{
+	s->users--;
+	lent_free_idle(s);
+}
+
+void proxy_fw_lent_return(struct pslot *s)
+{
+	s->lent = false;
+	lent_free_idle(s);
+}
+
+void proxy_fw_held_orphan(struct proxy *px)
+{
+	struct list *pos, *tmp;
+	struct preq *r;
+
+	while ((r = proxy_fw_q_pop(&px->held))) {
+		r->port = NULL;
+		r->maps = px->maps;
+		px->maps->refs++;
+	}
+	/* The requests go with the proxy: only the server's hold is left. */
+	list_for_each_safe(pos, tmp, &px->lent)
+	{
+		struct pslot *s = list_entry(pos, struct pslot, node);
+		list_del(&s->node);
+		s->users = 0;
+		if (!s->lent) {
+			free(s);
+			continue;
+		}
+		s->port = NULL;
+		s->maps = px->maps;
+		px->maps->refs++;
+	}
 }
 
 /* Requests not yet sent are dropped; those sent stay behind abandoned
@@ -144,6 +225,8 @@ void proxy_fw_cmd_detach(struct proxy *px, struct pcmd *c)
 			proxy_fw_req_put(px, r);
 		} else {
 			r->cmd = NULL;
+			if (!r->borrowed)
+				r->lent = NULL; /* the server may release it now */
 		}
 	}
 	list_del(&c->node);

@@ -142,6 +142,20 @@ static struct pxport *pick_port(struct proxy *px, const struct preq *r, int64_t 
 	return NULL;
 }
 
+/* A WRITE whose data the NBD server received into a lent slot sends from
+ * it when its port is ready (else from a slot of its own, copied as any). */
+static struct pxport *lent_port(struct preq *r, int64_t *slot)
+{
+	struct pslot *s = r->lent;
+
+	if (!s || !r->cmd || s->port->fstate != FP_READY || s->port->blocked)
+		return NULL;
+	s->users++;
+	r->borrowed = true;
+	*slot = s->off;
+	return s->port;
+}
+
 void proxy_fw_pump(struct proxy *px)
 {
 	struct preq *r;
@@ -178,7 +192,9 @@ void proxy_fw_pump(struct proxy *px)
 		}
 		if (!seq_room(px))
 			break;
-		p = pick_port(px, r, &slot);
+		p = lent_port(r, &slot);
+		if (!p)
+			p = pick_port(px, r, &slot);
 		if (!p)
 			break;
 		list_del(&r->qnode);
@@ -190,7 +206,7 @@ void proxy_fw_pump(struct proxy *px)
 		if (r->length <= PX_INLINE_MAX)
 			px->small_outstanding++;
 		r->state = PR_RESEND;
-		if (r->type == NBD_CMD_WRITE && slot >= 0)
+		if (r->type == NBD_CMD_WRITE && slot >= 0 && !r->borrowed)
 			memcpy(p->mem + slot, (const uint8_t *)r->cmd->nio->buf + r->buf_off,
 			       r->length);
 		rc = send_req(p, r);

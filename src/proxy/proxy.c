@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -168,10 +167,8 @@ static void free_all(struct proxy *px)
 		free(px->ports[i].batch);
 		proxy_pmem_fini(&px->ports[i].fmem);
 		proxy_pmem_fini(&px->ports[i].smem);
-		if (px->mem && px->mem[i])
-			munmap(px->mem[i], px->port_mem);
 	}
-	free(px->mem);
+	proxy_pmem_maps_put(px->maps);
 	free(px->ports);
 	free(px->scratch);
 	free(px);
@@ -227,26 +224,18 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	px->next_seq = px->oldest_seq = 1;
 	px->scratch = malloc(CCM_MSG_MAX);
 	px->ports = calloc(px->n_ports, sizeof(*px->ports));
-	px->mem = calloc(px->n_ports, sizeof(*px->mem));
-	if (!px->scratch || !px->ports || !px->mem) {
+	if (!px->scratch || !px->ports) {
 		rc = -ENOMEM;
 		goto fail;
 	}
+	rc = proxy_pmem_maps_create(px->n_ports, px->port_mem, &px->maps);
+	if (rc < 0)
+		goto fail;
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
 		list_init(&p->rq);
 		slist_init(&p->bufq);
 		slist_init(&p->repq);
-		/* Pages come on first touch: the memory costs what is in flight. */
-		void *m = mmap(NULL, px->port_mem, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED) {
-			rc = -errno;
-			LOG_ERROR("cannot map %zu bytes of port memory: %s", px->port_mem,
-				  strerror(errno));
-			goto fail;
-		}
-		px->mem[i] = m;
 		p->batch = malloc(PX_MSG_MAX);
 		if (!p->batch) {
 			rc = -ENOMEM;
@@ -267,7 +256,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	    .name = "proxy",
 	    .n_ports = px->n_ports,
 	    .port_mem = px->port_mem,
-	    .port_buf = px->mem,
+	    .port_buf = px->maps->map,
 	    .flags = CCM_CLIENT_HEAVY,
 	    .ops = &client_ops,
 	    .arg = px,
@@ -280,7 +269,7 @@ int proxy_create(struct loop *loop, struct ccm *ccm, const struct proxy_opts *op
 	for (unsigned i = 0; i < px->n_ports; i++) {
 		struct pxport *p = &px->ports[i];
 		p->cp = ccm_client_port(px->client, i);
-		p->mem = px->mem[i];
+		p->mem = px->maps->map[i];
 	}
 	LOG_INFO("proxy: %u port%s of %zu MiB, requests up to %llu KiB, timeout %llu ms",
 		 px->n_ports, px->n_ports == 1 ? "" : "s", px->port_mem >> 20,

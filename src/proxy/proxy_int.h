@@ -275,6 +275,17 @@ struct pxm_vols {
  * this delay. */
 #define PX_RETRY_NS 5000000ull
 
+/* The ports' memory: one anonymous map per port, the proxy's own rather
+ * than the CCM's (it outlives the CCM client while the local backend may
+ * still use it), reference counted so that it also outlives the proxy
+ * while an NBD reply is still sent from a forwarder slot (pmem.c). */
+struct pmaps {
+	unsigned refs; /* the proxy's, and one per slot held past proxy_destroy */
+	unsigned n;
+	size_t size; /* of each map */
+	void *map[]; /* n maps (the CCM's port_buf) */
+};
+
 /* First-fit allocator of port memory units (pmem.c). */
 struct pmem {
 	uint64_t *map; /* bit set: unit in use */
@@ -334,6 +345,23 @@ enum preq_state {
 	PR_RESEND, /* on its port's resend queue */
 	PR_PARKED, /* refused by the partner (not serving): on px->parked until
 		      the retry timer puts it back on px->waitq */
+	PR_HELD,   /* answered, its READ data sent to the client from its slot:
+		      on px->held, keeping port and slot until the NBD server's
+		      release (nbd_io.release) */
+};
+
+/* A slot lent to the NBD server for a WRITE's payload (write_buf of
+ * proxy_fw_ops): the request of that WRITE sends from it (no copy). Freed
+ * once the server released it and no request sends from it any more (an
+ * abandoned one may still be in flight: the partner may still read it). */
+struct pslot {
+	struct list node;    /* px->lent */
+	struct pxport *port; /* NULL past proxy_destroy */
+	struct pmaps *maps;  /* then: the memory it keeps mapped */
+	int64_t off;
+	uint32_t length;
+	unsigned users; /* requests whose slot it is (preq.borrowed) */
+	bool lent;	/* the NBD server has not released it yet */
 };
 
 /* One forwarded request (a command, or a chunk of a big one). */
@@ -354,7 +382,10 @@ struct preq {
 	uint16_t type, cflags;
 	uint8_t state;
 	bool sent_once;
-	uint64_t sent_ns; /* loop turn of its first send (round trip sample) */
+	uint64_t sent_ns;   /* loop turn of its first send (round trip sample) */
+	struct pmaps *maps; /* PR_HELD past proxy_destroy (port NULL): its memory */
+	struct pslot *lent; /* WRITE: its data is in this lent slot */
+	bool borrowed;	    /* its slot is lent's (not its own to free) */
 };
 
 /* ---- serving side ---- */
@@ -433,6 +464,7 @@ struct pxport {
 	struct pmem fmem;
 	struct list rq; /* requests to send again (preq.qnode), in order */
 	unsigned outstanding;
+	unsigned held; /* units of fmem held by PR_HELD requests and lent slots */
 	/* serving */
 	bool helloed;
 	uint64_t fsession;
@@ -464,7 +496,7 @@ struct proxy {
 	unsigned rr;
 	uint8_t *scratch;	       /* one message being built */
 	struct loop_timer flush_timer; /* zero delay: unlike a task, it can be cancelled */
-	void **mem;		       /* the ports' memory, ours (it outlives the CCM client) */
+	struct pmaps *maps;	       /* the ports' memory (p->mem is maps->map[i]) */
 	bool stopped;		       /* proxy_stop(): off the CCM */
 	bool dead;		       /* destroyed with served requests in flight */
 
@@ -476,6 +508,8 @@ struct proxy {
 	struct list cmds;	       /* struct pcmd, in submission order */
 	struct list waitq;	       /* struct preq not yet sent, in submission order */
 	struct list parked;	       /* refused, in submission order */
+	struct list held;	       /* PR_HELD, until their NBD replies left */
+	struct list lent;	       /* struct pslot */
 	struct loop_timer retry_timer; /* puts parked requests back on waitq */
 	uint64_t next_order;
 	uint64_t next_seq, oldest_seq;
@@ -571,6 +605,12 @@ void proxy_pmem_fini(struct pmem *m);
 int64_t proxy_pmem_alloc(struct pmem *m, size_t bytes);
 /** Give back what proxy_pmem_alloc(@p bytes) returned at @p off. */
 void proxy_pmem_free(struct pmem *m, int64_t off, size_t bytes);
+/** Units proxy_pmem_alloc(@p bytes) takes. */
+unsigned proxy_pmem_units(size_t bytes);
+/** Map @p n ports of @p size bytes (one reference); 0 or -errno. */
+int proxy_pmem_maps_create(unsigned n, size_t size, struct pmaps **out);
+/** Drop a reference; the last one unmaps. */
+void proxy_pmem_maps_put(struct pmaps *m);
 
 /* port.c: the one way out to the partner, shared by both sides */
 /** Queue a message on @p p for the end of this loop turn; 0, or -EAGAIN (send_ready follows). */
@@ -601,8 +641,21 @@ void proxy_fw_q_append(struct list *q, struct preq *r);
 struct preq *proxy_fw_q_pop(struct list *q);
 /** Give back @p r's queue place, sequence number and slot (it is unsent again). */
 void proxy_fw_req_release(struct proxy *px, struct preq *r);
-/** Request @p r is over (answered with @p res, or given up): frees all it holds. */
+/** Request @p r is over (answered with @p res, or given up): frees all it
+ * holds, but for a PR_HELD one's port and slot (until the release). */
 void proxy_fw_req_finish(struct proxy *px, struct preq *r, int res);
+/** Teardown: requests still PR_HELD and slots still lent keep only the
+ * memory (px->maps). */
+void proxy_fw_held_orphan(struct proxy *px);
+/** Whether @p bytes more may be held or lent on @p p: held and lent slots
+ * stay under half of a port's forwarder memory (the rest for requests in
+ * flight, whatever clients slow to read or to send do). */
+bool proxy_fw_hold_room(const struct pxport *p, size_t bytes);
+/** A request no longer sends from lent slot @p s: freed if the NBD server
+ * released it too. */
+void proxy_fw_lent_put(struct pslot *s);
+/** The NBD server released lent slot @p s: freed if no request sends from it. */
+void proxy_fw_lent_return(struct pslot *s);
 /** Take command @p c off the wire (unsent requests dropped, sent ones abandoned). */
 void proxy_fw_cmd_detach(struct proxy *px, struct pcmd *c);
 /** Fail command @p c with @p err now. */

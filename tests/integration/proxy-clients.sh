@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The proxy port with real clients: node a's proxy port serves node b's
 # volume over the interconnect. nbdinfo shows the same features as b's own
-# port; qemu-img, nbdcopy and fio (crc32c verify) round trips through it;
+# port; qemu-img, nbdcopy and fio (crc32c verify, 4 KiB - 1 MiB, and
+# 1 MiB requests) round trips through it;
 # data written through the proxy reads back through b's direct port and the
 # other way; the allocation map is the same both ways.
 set -euo pipefail
@@ -83,6 +84,10 @@ run_fio "$DIRECT_URI" proxy-check "${job[@]}" --verify_only
 step "fio: written on b's port, verified through the proxy"
 run_fio "$DIRECT_URI" direct "${job[@]}" --do_verify=1 --randseed=7
 run_fio "$PROXY_URI" direct-check "${job[@]}" --verify_only --randseed=7
+step "fio: 1 MiB writes and reads through the proxy (one chunk each: read replies leave from the slot)"
+mib=(--rw=randwrite --bs=1m --iodepth=8 --size=32M --offset=200M)
+run_fio "$PROXY_URI" mib "${mib[@]}" --do_verify=1
+run_fio "$DIRECT_URI" mib-check "${mib[@]}" --verify_only
 step "fio: 4 KiB random read/write at iodepth 32 through the proxy"
 run_fio "$PROXY_URI" mix --rw=randrw --bs=4k --iodepth=32 --size=$((MB / 2))M --verify_backlog=512
 

@@ -48,6 +48,11 @@ nbdcopy "$(nbds_uri $B_NBD vol-b "$X509")" "$T/back.img" || fail "nbdcopy over T
 head -c 16M "$T/back.img" | cmp -s - "$T/data.img" || fail "data through the proxy over TLS differs on b"
 qemu-img compare --object "$QOBJ" --image-opts "driver=raw,file.driver=file,file.filename=$T/back.img" \
 	"$(qopts $B_NBD vol-b)" >/dev/null || fail "qemu-img compare over TLS on b's port differs"
+# 1 MiB reads through the proxy: one chunk each, sent from the slot over TLS.
+nbdcopy --request-size=1048576 "$(nbds_uri $A_PROXY vol-b "$X509")" "$T/back-proxy.img" ||
+	fail "nbdcopy over TLS through the proxy failed"
+head -c 16M "$T/back-proxy.img" | cmp -s - "$T/data.img" ||
+	fail "data read through the proxy over TLS differs"
 
 step "fio's nbd engine over TLS (nbds:// URI, libnbd's default certificate dir)"
 # fio's engine does not let a URI name local files (tls-certificates=,

@@ -1695,6 +1695,280 @@ static void test_io_complete_hook(void **state)
 	loop_destroy(L);
 }
 
+/* ---- a backend that answers READs from memory of its own ---- */
+
+/* READs are answered from ZC_MEM (nbd_io.reply_buf), at once or, with
+ * ZC.hold, when the test says; every other command goes to the RAM disk.
+ * ZC.released counts the server's release calls, ZC.bad wrong ones. */
+#define ZC_SIZE (4u << 20)
+static struct {
+	uint8_t *mem;
+	bool hold;
+	struct nbd_io *held;
+	int released;
+	int bad;
+	bool lend; /* write_buf lends ZC_MEM */
+	int lent;
+} ZC;
+
+static void zc_release(struct nbd_io *io)
+{
+	const void *mem = io->type == NBD_CMD_READ ? io->reply_buf : io->buf;
+
+	if (io->release_arg != &ZC || mem != ZC.mem + io->offset)
+		ZC.bad++;
+	ZC.released++;
+}
+
+static void zc_submit(void *ctx, struct nbd_io *io)
+{
+	if (io->type != NBD_CMD_READ) {
+		ramdisk_ops.submit(ctx, io);
+		return;
+	}
+	io->reply_buf = ZC.mem + io->offset;
+	io->release = zc_release;
+	io->release_arg = &ZC;
+	if (ZC.hold)
+		ZC.held = io;
+	else
+		nbd_io_done(io, 0);
+}
+
+static int zc_list(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+		   void *arg)
+{
+	return ramdisk_ops.list(ctx, emit, arg);
+}
+
+static int zc_open(void *ctx, const char *name, void **handle, struct nbd_export_info *info)
+{
+	return ramdisk_ops.open(ctx, name, handle, info);
+}
+
+static void zc_close(void *ctx, void *handle)
+{
+	ramdisk_ops.close(ctx, handle);
+}
+
+/* WRITE payloads go into ZC_MEM at their offset, when ZC.lend. */
+static void *zc_write_buf(void *ctx, struct nbd_io *io)
+{
+	(void)ctx;
+	if (!ZC.lend)
+		return NULL;
+	io->release = zc_release;
+	io->release_arg = &ZC;
+	ZC.lent++;
+	return ZC.mem + io->offset;
+}
+
+static const struct nbd_backend_ops zc_ops = {
+    .list = zc_list,
+    .open = zc_open,
+    .close = zc_close,
+    .submit = zc_submit,
+    .write_buf = zc_write_buf,
+};
+
+static void zc_start(void)
+{
+	struct nbd_server_opts o = {.name = "zc"};
+	int sv[2];
+
+	memset(&ZC, 0, sizeof(ZC));
+	ZC.mem = malloc(ZC_SIZE);
+	assert_non_null(ZC.mem);
+	for (uint32_t i = 0; i < ZC_SIZE; i++)
+		ZC.mem[i] = (uint8_t)(i * 7 + (i >> 12));
+	assert_int_equal(loop_create(&L), 0);
+	assert_int_equal(ramdisk_create(L, &RD), 0);
+	assert_int_equal(ramdisk_add(RD, "disk", ZC_SIZE, false, NULL), 0);
+	assert_int_equal(nbd_server_create(L, &o, &zc_ops, RD, &SRV), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(nbd_server_add_fd(SRV, sv[0]), 0);
+	CFD = sv[1];
+}
+
+static void zc_stop(void)
+{
+	stop();
+	free(ZC.mem);
+	assert_int_equal(ZC.bad, 0);
+}
+
+/* The reply's data is the backend's memory, in simple and structured
+ * replies, and the memory is released once per READ after it was sent
+ * (not before, not for other commands). */
+static void test_reply_buf(void **state)
+{
+	uint8_t *buf = malloc(1u << 20);
+	struct chunk c;
+
+	(void)state;
+	assert_non_null(buf);
+	zc_start();
+	connect_to("disk", false, false);
+	ZC.hold = true;
+	send_req(0, NBD_CMD_READ, 1, 8192, 1u << 20);
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
+	while (!ZC.held) {
+		pump();
+		assert_true(loop_now_ns() < end);
+	}
+	assert_int_equal(ZC.released, 0);
+	nbd_io_done(ZC.held, 0);
+	assert_int_equal(read_simple(1), 0);
+	cl_read(buf, 1u << 20);
+	assert_memory_equal(buf, ZC.mem + 8192, 1u << 20);
+	assert_int_equal(ZC.released, 1);
+	ZC.hold = false;
+	send_req(0, NBD_CMD_FLUSH, 2, 0, 0);
+	assert_int_equal(read_simple(2), 0);
+	assert_int_equal(ZC.released, 1);
+	/* an error: no data, still released once */
+	ZC.hold = true;
+	ZC.held = NULL;
+	send_req(0, NBD_CMD_READ, 3, 0, 4096);
+	while (!ZC.held) {
+		pump();
+		assert_true(loop_now_ns() < end);
+	}
+	nbd_io_done(ZC.held, -EIO);
+	assert_int_equal(read_simple(3), NBD_EIO);
+	expect_silence();
+	assert_int_equal(ZC.released, 2);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+	assert_int_equal(ZC.released, 2);
+	zc_stop();
+
+	zc_start();
+	connect_to("disk", true, true);
+	send_req(NBD_CMD_FLAG_DF, NBD_CMD_READ, 4, 4096, 65536);
+	read_chunk(&c);
+	assert_true(c.cookie == 4);
+	assert_int_equal(c.type, NBD_REPLY_TYPE_OFFSET_DATA);
+	assert_int_equal(c.len, 8 + 65536);
+	assert_true(get_be64(c.data) == 4096);
+	assert_memory_equal(c.data + 8, ZC.mem + 4096, 65536);
+	free(c.data);
+	assert_int_equal(ZC.released, 1);
+	zc_stop();
+	free(buf);
+}
+
+/* A connection that closes before or while a reply from backend memory
+ * is sent releases it exactly once: at close (queued, partly sent) or at
+ * the completion that finds the connection closed. */
+static void test_reply_buf_close(void **state)
+{
+	uint64_t end;
+
+	(void)state;
+	/* closed while the backend holds the READ */
+	zc_start();
+	connect_to("disk", false, false);
+	ZC.hold = true;
+	send_req(0, NBD_CMD_READ, 1, 0, 65536);
+	end = loop_now_ns() + DEADLINE_NS;
+	while (!ZC.held) {
+		pump();
+		assert_true(loop_now_ns() < end);
+	}
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+	assert_int_equal(ZC.released, 0);
+	nbd_io_done(ZC.held, 0);
+	assert_int_equal(ZC.released, 1);
+	zc_stop();
+
+	/* closed while the reply is being sent: the client reads none of
+	 * its 4 MiB, more than a socket buffer holds */
+	zc_start();
+	connect_to("disk", false, false);
+	send_req(0, NBD_CMD_READ, 1, 0, ZC_SIZE);
+	send_req(0, NBD_CMD_READ, 2, 0, 4096);
+	for (int i = 0; i < 50; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(ZC.released, 0);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+	assert_int_equal(ZC.released, 2);
+	zc_stop();
+
+	/* the server destroyed with replies queued */
+	zc_start();
+	connect_to("disk", false, false);
+	send_req(0, NBD_CMD_READ, 1, 0, ZC_SIZE);
+	for (int i = 0; i < 20; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(ZC.released, 0);
+	nbd_server_destroy(SRV);
+	SRV = NULL;
+	assert_int_equal(ZC.released, 1);
+	close(CFD);
+	CFD = -1;
+	loop_run_once(L, 0);
+	ramdisk_destroy(RD);
+	loop_destroy(L);
+	free(ZC.mem);
+	assert_int_equal(ZC.bad, 0);
+}
+
+/* write_buf: the payload lands in the backend's memory, the io is
+ * submitted with buf there, and the memory is released once, after the
+ * reply; a connection that closes mid-payload releases it without
+ * submitting the io. Without a buffer lent, the server's own. */
+static void test_write_buf(void **state)
+{
+	uint8_t *buf = malloc(65536);
+	struct ramdisk_stats rs;
+
+	(void)state;
+	assert_non_null(buf);
+	zc_start();
+	connect_to("disk", false, false);
+	ZC.lend = true;
+	for (uint32_t i = 0; i < 65536; i++)
+		buf[i] = (uint8_t)(i * 13 + 1);
+	send_req(0, NBD_CMD_WRITE, 1, 8192, 65536);
+	cl_write(buf, 65536);
+	assert_int_equal(read_simple(1), 0);
+	assert_int_equal(ZC.lent, 1);
+	assert_memory_equal(ZC.mem + 8192, buf, 65536);
+	/* the RAM disk wrote from the io's buf: the lent memory */
+	assert_memory_equal(ramdisk_data(RD, "disk") + 8192, buf, 65536);
+	assert_int_equal(ZC.released, 1);
+	ZC.lend = false;
+	memset(buf, 0x77, 4096);
+	send_req(0, NBD_CMD_WRITE, 2, 0, 4096);
+	cl_write(buf, 4096);
+	assert_int_equal(read_simple(2), 0);
+	assert_int_equal(ZC.lent, 1);
+	assert_int_equal(ZC.released, 1);
+	assert_int_equal(ramdisk_data(RD, "disk")[4095], 0x77);
+	/* half a payload, then the client leaves */
+	ZC.lend = true;
+	send_req(0, NBD_CMD_WRITE, 3, 65536, 65536);
+	cl_write(buf, 1000);
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 1000000);
+	assert_int_equal(ZC.lent, 2);
+	assert_int_equal(ZC.released, 1);
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+	assert_int_equal(ZC.released, 2);
+	ramdisk_get_stats(RD, &rs);
+	assert_int_equal(rs.ops[NBD_CMD_WRITE], 2);
+	zc_stop();
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1744,6 +2018,9 @@ int main(void)
 	    cmocka_unit_test(test_max_clients),
 	    cmocka_unit_test(test_tcp_listener),
 	    cmocka_unit_test(test_io_complete_hook),
+	    cmocka_unit_test(test_reply_buf),
+	    cmocka_unit_test(test_reply_buf_close),
+	    cmocka_unit_test(test_write_buf),
 	    cmocka_unit_test(test_allow_parse_match),
 	    cmocka_unit_test_setup_teardown(test_tls_require, tls_setup, tls_teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_require_export_name, tls_setup, tls_teardown),

@@ -15,10 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
 #include "nbd/nbd.h"
+#include "nbd/nbd_int.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 #include "ramdisk.h"
@@ -1618,6 +1621,400 @@ static void test_status_json(void **state)
 	json_object_put(arr);
 }
 
+/* ---- READ replies sent from the slot: a real NBD server on a's side ---- */
+
+static struct nbd_server *NS;
+static int NFD = -1;
+
+static void nc_write(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
+
+	while (len) {
+		ssize_t n = write(NFD, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		assert_true(n < 0 && errno == EAGAIN);
+		loop_run_once(L, 1000000);
+		assert_true(loop_now_ns() < end);
+	}
+}
+
+static void nc_read(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
+
+	while (len) {
+		ssize_t n = read(NFD, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		assert_true(n < 0 && errno == EAGAIN);
+		loop_run_once(L, 1000000);
+		assert_true(loop_now_ns() < end);
+	}
+}
+
+/* The proxy listener of a (NS) with one client (NFD) in transmission on "vb". */
+static void nc_start(void)
+{
+	struct nbd_server_opts o = {.name = "proxy"};
+	uint8_t h[20], d[64];
+	int sv[2];
+
+	assert_int_equal(nbd_server_create(L, &o, proxy_backend_ops(), PA, &NS), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(nbd_server_add_fd(NS, sv[0]), 0);
+	NFD = sv[1];
+	nc_read(d, NBD_GREETING_LEN);
+	put_be32(d, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	nc_write(d, 4);
+	put_be64(h, NBD_IHAVEOPT);
+	put_be32(h + 8, NBD_OPT_GO);
+	put_be32(h + 12, 8);
+	put_be32(d, 2);
+	memcpy(d + 4, "vb", 2);
+	put_be16(d + 6, 0);
+	nc_write(h, 16);
+	nc_write(d, 8);
+	for (;;) {
+		nc_read(h, 20);
+		assert_true(get_be32(h + 16) <= sizeof(d));
+		nc_read(d, get_be32(h + 16));
+		if (get_be32(h + 12) == NBD_REP_ACK)
+			break;
+		assert_int_equal(get_be32(h + 12), NBD_REP_INFO);
+	}
+}
+
+static void nc_stop(void)
+{
+	if (NFD >= 0)
+		close(NFD);
+	NFD = -1;
+	nbd_server_destroy(NS);
+	NS = NULL;
+	spin(2, 0);
+}
+
+static void nc_req(uint16_t type, uint64_t cookie, uint64_t off, uint32_t len)
+{
+	uint8_t h[NBD_REQ_LEN];
+
+	put_be32(h, NBD_REQUEST_MAGIC);
+	put_be16(h + 4, 0);
+	put_be16(h + 6, type);
+	put_be64(h + 8, cookie);
+	put_be64(h + 16, off);
+	put_be32(h + 24, len);
+	nc_write(h, sizeof(h));
+}
+
+/* A successful simple reply with @p len bytes of data: @return its cookie. */
+static uint64_t nc_reply(void *data, uint32_t len)
+{
+	uint8_t h[NBD_SIMPLE_LEN];
+
+	nc_read(h, sizeof(h));
+	assert_int_equal(get_be32(h), NBD_SIMPLE_REPLY_MAGIC);
+	assert_int_equal(get_be32(h + 4), 0);
+	nc_read(data, len);
+	return get_be64(h + 8);
+}
+
+static unsigned n_held(const struct proxy *px)
+{
+	const struct list *pos;
+	unsigned n = 0;
+
+	list_for_each(pos, &px->held) n++;
+	return n;
+}
+
+/* A 1 MiB READ (one chunk, in a slot) goes to the client from its slot:
+ * the slot stays held while the reply waits to be sent, through a session
+ * loss and a partner restart, while other requests run (none gets it),
+ * and is free once sent. A READ of two chunks is copied (nothing held). */
+static void test_read_from_slot(void **state)
+{
+	struct proxy_opts ob = opts_for("b", NULL, 5000);
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(2 * mib), *want = malloc(2 * mib);
+	uint64_t base;
+	struct tio *t;
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(want);
+	assert_int_equal(write_at(65536, mib, 21), 0);
+	fill(want, mib, 21);
+	nc_start();
+	nc_req(NBD_CMD_READ, 1, 65536, mib);
+	WAIT(PA->st.bytes_read == mib);
+	assert_int_equal(n_held(PA), 1);
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	cycle_session();
+	WAIT(all_ready(PA) && all_ready(PB));
+	fake_session_down(CA);
+	proxy_destroy(PB);
+	fake_new_generation(CB);
+	ob.local_ctx = RB;
+	assert_int_equal(proxy_create(L, CB, &ob, &PB), 0);
+	fake_session_up(CA);
+	WAIT(all_ready(PA) && all_ready(PB));
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	/* other big requests, both ways, while it is held */
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(write_at(2 * mib, mib, 30 + i), 0);
+		t = tio_new(NBD_CMD_READ, 2 * mib, mib);
+		assert_int_equal(run(t), 0);
+		fill(buf, mib, 30 + i);
+		assert_memory_equal(t->io.buf, buf, mib);
+		tio_free(t);
+	}
+	assert_true(nc_reply(buf, mib) == 1);
+	assert_memory_equal(buf, want, mib);
+	WAIT(fw_mem_used(PA) == 0);
+	assert_int_equal(n_held(PA), 0);
+	/* two chunks: gathered in the NBD buffer, no slot held */
+	base = PA->st.bytes_read;
+	nc_req(NBD_CMD_READ, 2, 65536, 2 * mib);
+	WAIT(PA->st.bytes_read == base + 2 * mib);
+	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(fw_mem_used(PA), 0);
+	assert_true(nc_reply(buf, 2 * mib) == 2);
+	assert_memory_equal(buf, ramdisk_data(RB, "vb") + 65536, 2 * mib);
+	nc_stop();
+	free(buf);
+	free(want);
+}
+
+/* Held slots stay within half of a port's forwarder memory: beyond, the
+ * data is copied, so a client that does not read cannot take every slot. */
+static void test_read_from_slot_bound(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib);
+
+	(void)state;
+	assert_non_null(buf);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(write_at(i * mib, mib, 40 + i), 0);
+	nc_start();
+	for (unsigned i = 0; i < 4; i++)
+		nc_req(NBD_CMD_READ, i, i * mib, mib);
+	WAIT(PA->st.bytes_read == 4 * mib);
+	assert_int_equal(n_held(PA), 2);
+	for (unsigned i = 0; i < PA->n_ports; i++)
+		assert_true(PA->ports[i].held <= PA->ports[i].fmem.units / 2);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t cookie = nc_reply(buf, mib);
+		assert_true(cookie < 4);
+		expect_disk(RB, "vb", cookie * mib, mib, 40 + (unsigned)cookie);
+		assert_memory_equal(buf, ramdisk_data(RB, "vb") + cookie * mib, mib);
+	}
+	WAIT(fw_mem_used(PA) == 0);
+	assert_int_equal(n_held(PA), 0);
+	nc_stop();
+	free(buf);
+}
+
+/* The release comes once also when the client goes away: before the
+ * reply was sent, and before the partner answered (the NBD server then
+ * releases inside the completion). */
+static void test_read_from_slot_close(void **state)
+{
+	(void)state;
+	nc_start();
+	nc_req(NBD_CMD_READ, 1, 0, 1u << 20);
+	WAIT(PA->st.bytes_read == 1u << 20);
+	assert_int_equal(n_held(PA), 1);
+	close(NFD);
+	NFD = -1;
+	WAIT(fw_mem_used(PA) == 0);
+	assert_int_equal(n_held(PA), 0);
+	nc_stop();
+
+	nc_start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	nc_req(NBD_CMD_READ, 2, 0, 1u << 20);
+	WAIT(ramdisk_held(RB) == 1);
+	close(NFD);
+	NFD = -1;
+	spin(5, 1000000);
+	ramdisk_release(RB, false);
+	WAIT(PA->st.bytes_read == 2u << 20);
+	WAIT(fw_mem_used(PA) == 0);
+	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(PA->stopped, false);
+	nc_stop();
+}
+
+/* A reply still sent from a slot when the proxy stops: the release after
+ * proxy_stop() frees the slot as usual. */
+static void test_read_from_slot_stop(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib);
+
+	(void)state;
+	assert_non_null(buf);
+	assert_int_equal(write_at(0, mib, 51), 0);
+	nc_start();
+	nc_req(NBD_CMD_READ, 1, 0, mib);
+	WAIT(PA->st.bytes_read == mib);
+	proxy_stop(PA);
+	assert_int_equal(n_held(PA), 1);
+	assert_true(nc_reply(buf, mib) == 1);
+	expect_disk(RB, "vb", 0, mib, 51);
+	assert_memory_equal(buf, ramdisk_data(RB, "vb"), mib);
+	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(fw_mem_used(PA), 0);
+	nc_stop();
+	free(buf);
+}
+
+/* ... and when it is destroyed: the port memory is still there for the
+ * reply (the data arrives whole) and is unmapped at the release. */
+static void test_read_from_slot_destroy(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib);
+	struct nbd_conn *c;
+
+	(void)state;
+	assert_non_null(buf);
+	assert_int_equal(write_at(0, mib, 52), 0);
+	nc_start();
+	nc_req(NBD_CMD_READ, 1, 0, mib);
+	WAIT(PA->st.bytes_read == mib);
+	assert_int_equal(n_held(PA), 1);
+	/* The node closes its listeners before the proxy; here only the reply
+	 * outlives it, so the connection gives back its export handle (the
+	 * proxy's volume) first. */
+	c = list_first_entry_or_null(&NS->conns, struct nbd_conn, link);
+	assert_non_null(c);
+	FW->close(PA, c->handle);
+	c->handle = NULL;
+	FW->close(PA, H);
+	H = NULL;
+	proxy_destroy(PA);
+	PA = NULL;
+	assert_true(nc_reply(buf, mib) == 1);
+	expect_disk(RB, "vb", 0, mib, 52);
+	assert_memory_equal(buf, ramdisk_data(RB, "vb"), mib);
+	nc_stop();
+	free(buf);
+}
+
+static unsigned n_lent(const struct proxy *px)
+{
+	const struct list *pos;
+	unsigned n = 0;
+
+	list_for_each(pos, &px->lent) n++;
+	return n;
+}
+
+/* A one-chunk WRITE's payload is received straight into a slot (write_buf)
+ * and sent from there; the slot is freed after the reply. A header whose
+ * payload never comes holds its slot only until the connection closes,
+ * and others write meanwhile. A WRITE of two chunks uses the server's
+ * buffer. */
+static void test_write_into_slot(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(2 * mib), h[NBD_SIMPLE_LEN];
+
+	(void)state;
+	assert_non_null(buf);
+	nc_start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	fill(buf, mib, 61);
+	nc_req(NBD_CMD_WRITE, 1, 3 * mib, mib);
+	nc_write(buf, mib);
+	WAIT(ramdisk_held(RB) == 1);
+	assert_int_equal(n_lent(PA), 1);
+	assert_int_equal(list_first_entry_or_null(&PA->lent, struct pslot, node)->users, 1);
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	assert_true(nc_reply(h, 0) == 1);
+	expect_disk(RB, "vb", 3 * mib, mib, 61);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	/* two chunks: not lent */
+	fill(buf, 2 * mib, 62);
+	nc_req(NBD_CMD_WRITE, 2, 0, 2 * mib);
+	nc_write(buf, 2 * mib);
+	assert_true(nc_reply(h, 0) == 2);
+	expect_disk(RB, "vb", 0, 2 * mib, 62);
+	assert_int_equal(fw_mem_used(PA), 0);
+	/* a header, a little of its payload, and nothing more */
+	nc_req(NBD_CMD_WRITE, 3, 4 * mib, mib);
+	nc_write(buf, 4096);
+	WAIT(n_lent(PA) == 1);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(write_at(5 * mib, mib, 63 + i), 0);
+	expect_disk(RB, "vb", 5 * mib, mib, 66);
+	close(NFD);
+	NFD = -1;
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1 + 2 + 4);
+	nc_stop();
+	free(buf);
+}
+
+/* A WRITE sent from a lent slot whose command fails by its deadline: the
+ * request stays behind, abandoned, and keeps the slot (the partner may
+ * still read it) after the server released it; the slot is freed with
+ * the partner's answer. Also a session loss and a refusal (not serving)
+ * in between: it goes again from the same slot. */
+static void test_write_into_slot_deadline(void **state)
+{
+	uint32_t mib = 1u << 20;
+	uint8_t *buf = malloc(mib), h[NBD_SIMPLE_LEN];
+
+	(void)state;
+	assert_non_null(buf);
+	nc_start();
+	ramdisk_set_mode(RB, RAMDISK_HOLD);
+	fill(buf, mib, 71);
+	nc_req(NBD_CMD_WRITE, 1, 0, mib);
+	nc_write(buf, mib);
+	WAIT(ramdisk_held(RB) == 1);
+	nc_read(h, sizeof(h)); /* the deadline: EIO */
+	assert_int_equal(get_be32(h + 4), NBD_EIO);
+	WAIT(n_lent(PA) == 1 && !list_first_entry_or_null(&PA->lent, struct pslot, node)->lent);
+	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
+	ramdisk_release(RB, false);
+	ramdisk_set_mode(RB, RAMDISK_INLINE);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	expect_disk(RB, "vb", 0, mib, 71);
+
+	/* not serving, then a session loss: sent again from its slot */
+	proxy_set_serving(PB, false);
+	fill(buf, mib, 72);
+	nc_req(NBD_CMD_WRITE, 2, mib, mib);
+	nc_write(buf, mib);
+	WAIT(PA->st.refused > 0);
+	assert_int_equal(n_lent(PA), 1);
+	cycle_session();
+	WAIT(all_ready(PA) && all_ready(PB));
+	proxy_set_serving(PB, true);
+	assert_true(nc_reply(h, 0) == 2);
+	expect_disk(RB, "vb", mib, mib, 72);
+	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	nc_stop();
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1649,6 +2046,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inline_read_reply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_slot_bound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_slot_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_slot_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_slot_destroy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_into_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_into_slot_deadline, setup_short_deadline,
+					    teardown),
 	};
 
 	log_set_level(getenv("PROXY_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
