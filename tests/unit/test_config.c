@@ -402,12 +402,13 @@ static void test_metrics_keys(void **state)
 static void test_mirror_keys(void **state)
 {
 	struct mirror_opts o;
-	const char *base = "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
-			   "[nbd]\nlisten = 127.0.0.1:10809\n"
-			   "[mirror]\nlog = /var/lib/duet/a.nvram\nlog_size = 128M\n"
-			   "mirror = off\ndurability = local-sync\nmirror_down = suspend\n"
-			   "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\ngroup_window = 16\n"
-			   "partner_image = /var/lib/duet/b.mirror\n";
+	const char *base =
+	    "[node]\nid = a\nshelf = /s\ncontrol = /c\n"
+	    "[nbd]\nlisten = 127.0.0.1:10809\n"
+	    "[mirror]\nlog = /var/lib/duet/a.nvram\nlog_size = 128M\n"
+	    "mirror = off\ndurability = local-sync\nmirror_down = suspend\n"
+	    "mirror_suspend_timeout_ms = 5000\ncp_interval_ms = 250\ngroup_window = 16\n"
+	    "partner_image = /var/lib/duet/b.mirror\n";
 
 	(void)state;
 	assert_int_equal(config_load_string("t.ini",
