@@ -103,7 +103,7 @@ hb_lost_past() { [ "$(hb_lost "$1" "$2")" -gt "$3" ]; }
 no_errors() {
 	[ "$(field a errors)" = 0 ] && [ "$(field b errors)" = 0 ] &&
 		[ "$(field a verify_errors)" = 0 ] && [ "$(field a msg_errors)" = 0 ] ||
-		fail "client errors: a $(field a errors)/$(field a verify_errors), b $(field b errors)"
+		fail "client errors: a $(field a errors)/$(field a verify_errors)/$(field a msg_errors), b $(field b errors)"
 }
 day_ms() { # now, in milliseconds since midnight UTC (the logs' clock)
 	local s
