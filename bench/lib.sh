@@ -26,6 +26,7 @@
 #   bench_cpu FILE SIDE                  "busy% cpu_us_per_op NAME=us... rest=us cs=N"
 #                                        of a result (BENCH_CPU=1, the default;
 #                                        servers named in BENCH_PID_NAME)
+#   bench_ratio A B                      A / B to two decimals ("-" unless B > 0)
 #   bench_median_run SIDE FILES...       the result with the median IOPS
 #   bench_want_job NAME                  NAME is in BENCH_JOBS (or it is unset)
 #   bench_servers_alive WHAT             exit 1 when a server in PIDS died
@@ -315,6 +316,9 @@ bench_metric() {
 		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["50.000000"] // 0) / 1000 | round),
 		 ((($r.lat_ns.percentile // $r.clat_ns.percentile)["99.000000"] // 0) / 1000 | round)] | @tsv' "$1"
 }
+
+# bench_ratio A B: A / B to two decimals, "-" when B is not above 0.
+bench_ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # bench_median_run SIDE FILES...: the fio result whose IOPS is the median.
 bench_median_run() {

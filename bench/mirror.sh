@@ -153,7 +153,6 @@ JOBS=(
 run_job() { # NAME ARGS SERVER OUT
 	bench_fio "$1" "$2" "${URI[$3]}" "$4" "$3" --lat_percentiles=1
 }
-ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 declare -A R=() # "job server" -> "iops mibs p50 p99"
 declare -A C=() # "job server" -> "busy% cpu_us_per_op NAME=us... rest=us" (bench_cpu)
@@ -249,7 +248,7 @@ table() {
 		local row="| $name |"
 		for s in "${ORDER[@]}"; do row+=" $(field "$name" "$s" 1) |"; done
 		for r in "${RATIOS[@]}"; do
-			row+=" **$(ratio "$(field "$name" "${r%/*}" 1)" "$(field "$name" "${r#*/}" 1)")** |"
+			row+=" **$(bench_ratio "$(field "$name" "${r%/*}" 1)" "$(field "$name" "${r#*/}" 1)")** |"
 		done
 		echo "$row"
 	done
@@ -271,7 +270,7 @@ cpu_table() {
 			split+="$s: $(cut -d' ' -f3- <<<"$v"); "
 		done
 		for r in "${RATIOS[@]}"; do
-			row+=" $(ratio "$(cut -d' ' -f2 <<<"${C["$name ${r#*/}"]:-- -}")" "$(cut -d' ' -f2 <<<"${C["$name ${r%/*}"]:-- -}")") |"
+			row+=" $(bench_ratio "$(cut -d' ' -f2 <<<"${C["$name ${r#*/}"]:-- -}")" "$(cut -d' ' -f2 <<<"${C["$name ${r%/*}"]:-- -}")") |"
 		done
 		echo "$row ${split%; } |"
 	done
@@ -292,10 +291,10 @@ targets() {
 	for on in on on-tmpfs; do
 		has $on || continue
 		if has off; then
-			out+=("$on/off at iodepth 32: $(ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 off 1)") (target >= 0.8)")
-			out+=("$on/off at iodepth 1: $(ratio "$(field randwrite-4k-qd1 $on 1)" "$(field randwrite-4k-qd1 off 1)") (target >= 0.6)")
+			out+=("$on/off at iodepth 32: $(bench_ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 off 1)") (target >= 0.8)")
+			out+=("$on/off at iodepth 1: $(bench_ratio "$(field randwrite-4k-qd1 $on 1)" "$(field randwrite-4k-qd1 off 1)") (target >= 0.7)")
 		fi
-		has nbdkit && out+=("$on/nbdkit at iodepth 32: $(ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 nbdkit 1)") (target >= 1.0)")
+		has nbdkit && out+=("$on/nbdkit at iodepth 32: $(bench_ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 nbdkit 1)") (target >= 1.0)")
 	done
 	[ ${#out[@]} -eq 0 ] || printf -- '- %s\n' "${out[@]}"
 }
@@ -305,7 +304,7 @@ disk_line() {
 	echo "- the disk, O_DIRECT 1 MiB sequential writes at iodepth 8 to a file on the same filesystem (fio libaio): $disk_mibs MiB/s"
 	for on in on on-tmpfs; do
 		has $on || continue
-		echo "- mirror $on, 1 MiB writes at iodepth 8: $(field write-1m-qd8 $on 2) MiB/s, $(ratio "$(field write-1m-qd8 $on 2)" "$disk_mibs") of the disk's O_DIRECT bandwidth (target >= 0.9)"
+		echo "- mirror $on, 1 MiB writes at iodepth 8: $(field write-1m-qd8 $on 2) MiB/s, $(bench_ratio "$(field write-1m-qd8 $on 2)" "$disk_mibs") of the disk's O_DIRECT bandwidth (target >= 0.9)"
 	done
 }
 burst_line() {
@@ -315,7 +314,7 @@ burst_line() {
 	echo "${line%,}"
 	for on in on on-tmpfs; do
 		has $on && has off || continue
-		echo "- mirror $on bursts against off: $(ratio "${BURST[$on]}" "${BURST[off]}") (target >= 0.8)"
+		echo "- mirror $on bursts against off: $(bench_ratio "${BURST[$on]}" "${BURST[off]}") (target >= 0.8)"
 	done
 }
 syscalls_table() {

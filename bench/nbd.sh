@@ -109,7 +109,7 @@ for j in "${JOBS[@]}"; do
 	done
 	read -r d_iops d_mibs d_p50 d_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-duet-*.json)" "$side")"
 	read -r k_iops k_mibs k_p50 k_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-nbdkit-*.json)" "$side")"
-	ratio=$(awk -v a="$d_iops" -v b="$k_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+	ratio=$(bench_ratio "$d_iops" "$k_iops")
 	rows+=("| $name | $d_iops | $k_iops | $d_mibs | $k_mibs | $d_p50 | $k_p50 | $d_p99 | $k_p99 | **$ratio** |")
 	# Targets (issue 2): >= 1.0 on every job, >= 1.2 on 4 KiB random read at iodepth 32.
 	target=1.0
@@ -146,7 +146,7 @@ if [ "$TLS" = 1 ]; then
 		done
 		read -r p_iops p_mibs p_p50 p_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-tplain-*.json)" "$side")"
 		read -r t_iops t_mibs t_p50 t_p99 <<<"$(bench_metric "$(bench_median_run "$side" "$W/$name"-ttls-*.json)" "$side")"
-		ratio=$(awk -v a="$t_iops" -v b="$p_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+		ratio=$(bench_ratio "$t_iops" "$p_iops")
 		tls_rows+=("| $name | $p_iops | $t_iops | $p_mibs | $t_mibs | $p_p50 | $t_p50 | $p_p99 | $t_p99 | **$ratio** |")
 	done
 fi

@@ -112,7 +112,7 @@ for j in "${JOBS[@]}"; do
 	done
 	read -r d_iops d_mibs d_p50 d_p99 d_busy d_us d_split <<<"$(median <"$W/$name-direct.tsv")"
 	read -r p_iops p_mibs p_p50 p_p99 p_busy p_us p_split <<<"$(median <"$W/$name-proxy.tsv")"
-	ratio=$(awk -v a="$p_iops" -v b="$d_iops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+	ratio=$(bench_ratio "$p_iops" "$d_iops")
 	target=""
 	case $name in
 	randread-4k-qd1) target="0.5" ;;
@@ -121,7 +121,7 @@ for j in "${JOBS[@]}"; do
 	rows+=("| $name | $d_iops | $p_iops | $d_mibs | $p_mibs | $d_p50 | $p_p50 | $d_p99 | $p_p99 | **$ratio** | ${target:--} |")
 	per=op
 	[[ $name != *1m* ]] || per=MiB
-	cpu_rows+=("| $name | $d_busy | $p_busy | $d_us | $p_us | $(awk -v a="$d_us" -v b="$p_us" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }') | ${d_split:--} | ${p_split:--} | $per |")
+	cpu_rows+=("| $name | $d_busy | $p_busy | $d_us | $p_us | $(bench_ratio "$d_us" "$p_us") | ${d_split:--} | ${p_split:--} | $per |")
 done
 
 bench_servers_alive "a node"

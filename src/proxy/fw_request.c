@@ -124,7 +124,6 @@ void proxy_fw_req_release(struct proxy *px, struct preq *r)
 		proxy_pmem_free(&p->fmem, r->slot, r->length);
 	r->borrowed = false;
 	r->port = NULL;
-	r->seq = 0;
 	r->slot = -1;
 }
 

@@ -193,6 +193,14 @@ static void wait_connections(uint64_t n)
 	}
 }
 
+/* The client hangs up; the server has closed its side. */
+static void client_close(void)
+{
+	close(CFD);
+	CFD = -1;
+	wait_connections(0);
+}
+
 /* ---- handshake helpers ---- */
 
 static void greet_fd(int fd, uint32_t cflags)
@@ -804,9 +812,7 @@ static void test_tls_client_leaves(void **state)
 	greet();
 	send_opt(NBD_OPT_STARTTLS, NULL, 0);
 	expect_orep(NBD_OPT_STARTTLS, NBD_REP_ACK);
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	client_close();
 }
 
 static void test_tls_require_export_name(void **state)
@@ -1344,9 +1350,7 @@ static void test_client_vanishes_with_ios(void **state)
 		pump();
 		assert_true(loop_now_ns() < end);
 	}
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	client_close();
 	ramdisk_get_stats(RD, &rs);
 	assert_int_equal(rs.closes, 0); /* ios still at the backend */
 	ramdisk_release(RD, false);
@@ -1790,6 +1794,17 @@ static void zc_start(void)
 	CFD = sv[1];
 }
 
+/* Until the backend holds a READ (ZC.hold). */
+static void zc_wait_held(void)
+{
+	uint64_t end = loop_now_ns() + DEADLINE_NS;
+
+	while (!ZC.held) {
+		pump();
+		assert_true(loop_now_ns() < end);
+	}
+}
+
 static void zc_stop(void)
 {
 	stop();
@@ -1811,11 +1826,7 @@ static void test_reply_buf(void **state)
 	connect_to("disk", false, false);
 	ZC.hold = true;
 	send_req(0, NBD_CMD_READ, 1, 8192, 1u << 20);
-	uint64_t end = loop_now_ns() + DEADLINE_NS;
-	while (!ZC.held) {
-		pump();
-		assert_true(loop_now_ns() < end);
-	}
+	zc_wait_held();
 	assert_int_equal(ZC.released, 0);
 	nbd_io_done(ZC.held, 0);
 	assert_int_equal(read_simple(1), 0);
@@ -1830,17 +1841,12 @@ static void test_reply_buf(void **state)
 	ZC.hold = true;
 	ZC.held = NULL;
 	send_req(0, NBD_CMD_READ, 3, 0, 4096);
-	while (!ZC.held) {
-		pump();
-		assert_true(loop_now_ns() < end);
-	}
+	zc_wait_held();
 	nbd_io_done(ZC.held, -EIO);
 	assert_int_equal(read_simple(3), NBD_EIO);
 	expect_silence();
 	assert_int_equal(ZC.released, 2);
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	client_close();
 	assert_int_equal(ZC.released, 2);
 	zc_stop();
 
@@ -1864,22 +1870,14 @@ static void test_reply_buf(void **state)
  * the completion that finds the connection closed. */
 static void test_reply_buf_close(void **state)
 {
-	uint64_t end;
-
 	(void)state;
 	/* closed while the backend holds the READ */
 	zc_start();
 	connect_to("disk", false, false);
 	ZC.hold = true;
 	send_req(0, NBD_CMD_READ, 1, 0, 65536);
-	end = loop_now_ns() + DEADLINE_NS;
-	while (!ZC.held) {
-		pump();
-		assert_true(loop_now_ns() < end);
-	}
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	zc_wait_held();
+	client_close();
 	assert_int_equal(ZC.released, 0);
 	nbd_io_done(ZC.held, 0);
 	assert_int_equal(ZC.released, 1);
@@ -1894,9 +1892,7 @@ static void test_reply_buf_close(void **state)
 	for (int i = 0; i < 50; i++)
 		loop_run_once(L, 1000000);
 	assert_int_equal(ZC.released, 0);
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	client_close();
 	assert_int_equal(ZC.released, 2);
 	zc_stop();
 
@@ -1959,9 +1955,7 @@ static void test_write_buf(void **state)
 		loop_run_once(L, 1000000);
 	assert_int_equal(ZC.lent, 2);
 	assert_int_equal(ZC.released, 1);
-	close(CFD);
-	CFD = -1;
-	wait_connections(0);
+	client_close();
 	assert_int_equal(ZC.released, 2);
 	ramdisk_get_stats(RD, &rs);
 	assert_int_equal(rs.ops[NBD_CMD_WRITE], 2);

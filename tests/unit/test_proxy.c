@@ -1086,13 +1086,13 @@ static void test_route_local(void **state)
 
 /* ---- the owner does not serve (fenced) ---- */
 
-static unsigned parked(const struct proxy *px)
+/* Entries on one of the proxy's lists (parked or held requests, lent slots). */
+static unsigned list_len(const struct list *l)
 {
+	const struct list *pos;
 	unsigned n = 0;
 
-	const struct list *pos;
-
-	list_for_each(pos, &px->parked) n++;
+	list_for_each(pos, l) n++;
 	return n;
 }
 
@@ -1150,7 +1150,7 @@ static void test_not_serving(void **state)
 	for (unsigned i = 0; i < 2; i++) {
 		w[i] = submit_write(i * 65536ull, i ? 65536 : 4096, 40 + i);
 	}
-	WAIT(parked(PA) == 2);
+	WAIT(list_len(&PA->parked) == 2);
 	assert_int_equal(w[0]->calls + w[1]->calls, 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	assert_int_equal(PB->st.served, 0);
@@ -1159,7 +1159,7 @@ static void test_not_serving(void **state)
 	/* a newer command, waiting for the session, goes behind them */
 	fake_session_down(CA);
 	w[2] = submit_write(2 * 65536ull, 4096, 42);
-	WAIT(parked(PA) == 0);
+	WAIT(list_len(&PA->parked) == 0);
 	{
 		const struct list *pos = PA->waitq.next;
 		for (unsigned i = 0; i < 3; i++, pos = pos->next) {
@@ -1376,7 +1376,7 @@ static void test_route_local_refused(void **state)
 	proxy_set_serving(PB, false);
 	/* parked */
 	w = submit_write(0, 65536, 60);
-	WAIT(parked(PA) == 1);
+	WAIT(list_len(&PA->parked) == 1);
 	assert_int_equal(proxy_route_local(PA, "vb", &ramdisk_ops, RL), 0);
 	WAIT(w->calls);
 	spin(10, 1000000);
@@ -1729,15 +1729,6 @@ static uint64_t nc_reply(void *data, uint32_t len)
 	return get_be64(h + 8);
 }
 
-static unsigned n_held(const struct proxy *px)
-{
-	const struct list *pos;
-	unsigned n = 0;
-
-	list_for_each(pos, &px->held) n++;
-	return n;
-}
-
 /* A 1 MiB READ (one chunk, in a slot) goes to the client from its slot:
  * the slot stays held while the reply waits to be sent, through a session
  * loss and a partner restart, while other requests run (none gets it),
@@ -1758,7 +1749,7 @@ static void test_read_from_slot(void **state)
 	nc_start();
 	nc_req(NBD_CMD_READ, 1, 65536, mib);
 	WAIT(PA->st.bytes_read == mib);
-	assert_int_equal(n_held(PA), 1);
+	assert_int_equal(list_len(&PA->held), 1);
 	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
 	cycle_session();
 	WAIT(all_ready(PA) && all_ready(PB));
@@ -1782,12 +1773,12 @@ static void test_read_from_slot(void **state)
 	assert_true(nc_reply(buf, mib) == 1);
 	assert_memory_equal(buf, want, mib);
 	WAIT(fw_mem_used(PA) == 0);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	/* two chunks: gathered in the NBD buffer, no slot held */
 	base = PA->st.bytes_read;
 	nc_req(NBD_CMD_READ, 2, 65536, 2 * mib);
 	WAIT(PA->st.bytes_read == base + 2 * mib);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	assert_int_equal(fw_mem_used(PA), 0);
 	assert_true(nc_reply(buf, 2 * mib) == 2);
 	assert_memory_equal(buf, ramdisk_data(RB, "vb") + 65536, 2 * mib);
@@ -1811,7 +1802,7 @@ static void test_read_from_slot_bound(void **state)
 	for (unsigned i = 0; i < 4; i++)
 		nc_req(NBD_CMD_READ, i, i * mib, mib);
 	WAIT(PA->st.bytes_read == 4 * mib);
-	assert_int_equal(n_held(PA), 2);
+	assert_int_equal(list_len(&PA->held), 2);
 	for (unsigned i = 0; i < PA->n_ports; i++)
 		assert_true(PA->ports[i].held <= PA->ports[i].fmem.units / 2);
 	for (unsigned i = 0; i < 4; i++) {
@@ -1821,7 +1812,7 @@ static void test_read_from_slot_bound(void **state)
 		assert_memory_equal(buf, ramdisk_data(RB, "vb") + cookie * mib, mib);
 	}
 	WAIT(fw_mem_used(PA) == 0);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	nc_stop();
 	free(buf);
 }
@@ -1835,11 +1826,11 @@ static void test_read_from_slot_close(void **state)
 	nc_start();
 	nc_req(NBD_CMD_READ, 1, 0, 1u << 20);
 	WAIT(PA->st.bytes_read == 1u << 20);
-	assert_int_equal(n_held(PA), 1);
+	assert_int_equal(list_len(&PA->held), 1);
 	close(NFD);
 	NFD = -1;
 	WAIT(fw_mem_used(PA) == 0);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	nc_stop();
 
 	nc_start();
@@ -1852,7 +1843,7 @@ static void test_read_from_slot_close(void **state)
 	ramdisk_release(RB, false);
 	WAIT(PA->st.bytes_read == 2u << 20);
 	WAIT(fw_mem_used(PA) == 0);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	assert_int_equal(PA->stopped, false);
 	nc_stop();
 }
@@ -1871,11 +1862,11 @@ static void test_read_from_slot_stop(void **state)
 	nc_req(NBD_CMD_READ, 1, 0, mib);
 	WAIT(PA->st.bytes_read == mib);
 	proxy_stop(PA);
-	assert_int_equal(n_held(PA), 1);
+	assert_int_equal(list_len(&PA->held), 1);
 	assert_true(nc_reply(buf, mib) == 1);
 	expect_disk(RB, "vb", 0, mib, 51);
 	assert_memory_equal(buf, ramdisk_data(RB, "vb"), mib);
-	assert_int_equal(n_held(PA), 0);
+	assert_int_equal(list_len(&PA->held), 0);
 	assert_int_equal(fw_mem_used(PA), 0);
 	nc_stop();
 	free(buf);
@@ -1895,7 +1886,7 @@ static void test_read_from_slot_destroy(void **state)
 	nc_start();
 	nc_req(NBD_CMD_READ, 1, 0, mib);
 	WAIT(PA->st.bytes_read == mib);
-	assert_int_equal(n_held(PA), 1);
+	assert_int_equal(list_len(&PA->held), 1);
 	/* The node closes its listeners before the proxy; here only the reply
 	 * outlives it, so the connection gives back its export handle (the
 	 * proxy's volume) first. */
@@ -1912,15 +1903,6 @@ static void test_read_from_slot_destroy(void **state)
 	assert_memory_equal(buf, ramdisk_data(RB, "vb"), mib);
 	nc_stop();
 	free(buf);
-}
-
-static unsigned n_lent(const struct proxy *px)
-{
-	const struct list *pos;
-	unsigned n = 0;
-
-	list_for_each(pos, &px->lent) n++;
-	return n;
 }
 
 /* A one-chunk WRITE's payload is received straight into a slot (write_buf)
@@ -1941,14 +1923,14 @@ static void test_write_into_slot(void **state)
 	nc_req(NBD_CMD_WRITE, 1, 3 * mib, mib);
 	nc_write(buf, mib);
 	WAIT(ramdisk_held(RB) == 1);
-	assert_int_equal(n_lent(PA), 1);
+	assert_int_equal(list_len(&PA->lent), 1);
 	assert_int_equal(list_first_entry_or_null(&PA->lent, struct pslot, node)->users, 1);
 	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
 	ramdisk_release(RB, false);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
 	assert_true(nc_reply(h, 0) == 1);
 	expect_disk(RB, "vb", 3 * mib, mib, 61);
-	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	WAIT(list_len(&PA->lent) == 0 && fw_mem_used(PA) == 0);
 	/* two chunks: not lent */
 	fill(buf, 2 * mib, 62);
 	nc_req(NBD_CMD_WRITE, 2, 0, 2 * mib);
@@ -1959,13 +1941,13 @@ static void test_write_into_slot(void **state)
 	/* a header, a little of its payload, and nothing more */
 	nc_req(NBD_CMD_WRITE, 3, 4 * mib, mib);
 	nc_write(buf, 4096);
-	WAIT(n_lent(PA) == 1);
+	WAIT(list_len(&PA->lent) == 1);
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(write_at(5 * mib, mib, 63 + i), 0);
 	expect_disk(RB, "vb", 5 * mib, mib, 66);
 	close(NFD);
 	NFD = -1;
-	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	WAIT(list_len(&PA->lent) == 0 && fw_mem_used(PA) == 0);
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 1 + 2 + 4);
 	nc_stop();
 	free(buf);
@@ -1991,11 +1973,12 @@ static void test_write_into_slot_deadline(void **state)
 	WAIT(ramdisk_held(RB) == 1);
 	nc_read(h, sizeof(h)); /* the deadline: EIO */
 	assert_int_equal(get_be32(h + 4), NBD_EIO);
-	WAIT(n_lent(PA) == 1 && !list_first_entry_or_null(&PA->lent, struct pslot, node)->lent);
+	WAIT(list_len(&PA->lent) == 1 &&
+	     !list_first_entry_or_null(&PA->lent, struct pslot, node)->lent);
 	assert_int_equal(fw_mem_used(PA), mib / PX_UNIT);
 	ramdisk_release(RB, false);
 	ramdisk_set_mode(RB, RAMDISK_INLINE);
-	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	WAIT(list_len(&PA->lent) == 0 && fw_mem_used(PA) == 0);
 	expect_disk(RB, "vb", 0, mib, 71);
 
 	/* not serving, then a session loss: sent again from its slot */
@@ -2004,13 +1987,13 @@ static void test_write_into_slot_deadline(void **state)
 	nc_req(NBD_CMD_WRITE, 2, mib, mib);
 	nc_write(buf, mib);
 	WAIT(PA->st.refused > 0);
-	assert_int_equal(n_lent(PA), 1);
+	assert_int_equal(list_len(&PA->lent), 1);
 	cycle_session();
 	WAIT(all_ready(PA) && all_ready(PB));
 	proxy_set_serving(PB, true);
 	assert_true(nc_reply(h, 0) == 2);
 	expect_disk(RB, "vb", mib, mib, 72);
-	WAIT(n_lent(PA) == 0 && fw_mem_used(PA) == 0);
+	WAIT(list_len(&PA->lent) == 0 && fw_mem_used(PA) == 0);
 	nc_stop();
 	free(buf);
 }
