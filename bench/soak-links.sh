@@ -21,7 +21,7 @@
 # Env: SOAK_SECONDS (300), SOAK_BUSY (4), SOAK_DEPTH (8), SOAK_SIZE (volume,
 #      1G), SOAK_PORT_BASE (first of the ports, 44500; the pair uses base
 #      .. base+3 and base+100, +101), SOAK_REALTIME (on | off: [node]
-#      realtime of both nodes, default on), SOAK_LEVEL (log level, info),
+#      realtime of both nodes, default auto, duetd's), SOAK_LEVEL (log level, info),
 #      BENCH_DIR (work directory parent), KEEP=1 keeps the work directory.
 set -euo pipefail
 
@@ -33,7 +33,7 @@ BUSY=${SOAK_BUSY:-4}
 DEPTH=${SOAK_DEPTH:-8}
 SIZE=${SOAK_SIZE:-1G}
 P=${SOAK_PORT_BASE:-44500}
-RT=${SOAK_REALTIME:-on}
+RT=${SOAK_REALTIME:-auto}
 LEVEL=${SOAK_LEVEL:-info}
 PAIR=$ROOT/tools/duet-pair
 export DUET_BUILD=$BUILD
@@ -104,8 +104,8 @@ echo "## soak: 2 links, a 1 MiB mirrored write stream (iodepth $DEPTH) on each n
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD), build $BUILD"
 echo "- load before: $(sed 's/.*load average: //' "$W/load-before"), after: $(sed 's/.*load average: //' "$W/load-after")"
 echo
-echo "| node | MiB/s written | fio errors | links taken out | last link kept stale | no link left | takeover marks | CCM sessions ended |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| node | MiB/s written | fio errors | links taken out | last link kept stale | no link left | takeover marks | CCM sessions ended | SCHED_RR |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for n in a b; do
 	m=m$n rcv=rc_$n
 	mibs=$(jq -r '.jobs[0].write.bw_bytes / 1048576 | floor' "$W/fio-$n.json" 2>/dev/null || echo "?")
@@ -116,12 +116,14 @@ for n in a b; do
 	nll=$(cnt "$n" "${!m}" "no link left")
 	tko=$(cnt "$n" "${!m}" "writing takeover mark")
 	sess=$(cnt "$n" "${!m}" "ccm: session with .* ended")
-	echo "| $n | $mibs | $ferr | $outs | $stale | $nll | $tko | $sess |"
+	rr=$(ctl "$n" status --json | jq -r '.realtime | if .active then "yes" +
+		(if .late_ms then " (switched \(.late_ms) ms late)" else "" end) else "no" end')
+	echo "| $n | $mibs | $ferr | $outs | $stale | $nll | $tko | $sess | $rr |"
 	[ "$ferr" = 0 ] && [ "$outs" = 0 ] && [ "$tko" = 0 ] && [ "$sess" = 0 ] || fail=1
 done
 for n in a b; do
 	m=m$n
-	since "$n" "${!m}" | { grep -E "link ic[0-9] down|no link left|takeover|session with .* ended" || true; } |
+	since "$n" "${!m}" | { grep -E "link ic[0-9] down|no link left|takeover|session with .* ended|ms late" || true; } |
 		head -n 5 | sed "s/^/   $n: /"
 done
 echo

@@ -97,9 +97,10 @@ PORT_BASE=${DUET_PORT_BASE:-23000}
 . "$REPO_ROOT/tests/netns.sh"
 export PYTHONPATH=$REPO_ROOT/tools/python${PYTHONPATH:+:$PYTHONPATH}
 # The nodes a test starts run at normal priority (write_node_config): their
-# clients share the same two cores, and a real-time node (duetd's default)
-# starves them; bench/soak-links.sh measures the default. DUET_REALTIME=on
-# runs a test with it.
+# clients share the same two cores, and a real-time node starves them, which
+# duetd's default (auto) becomes on a loaded machine; realtime-auto.sh tests
+# the switch, bench/soak-links.sh measures the default. DUET_REALTIME=auto or
+# on runs a test with it.
 export DUET_REALTIME=${DUET_REALTIME:-off}
 # Slow builds (ASan) may scale every timeout; the runner sets this.
 TIMEOUT_SCALE=${DUET_TIMEOUT_SCALE:-1}

@@ -42,7 +42,14 @@ struct loop {
 	uint64_t io_polled_ns; /* when epoll was last asked */
 	uint64_t io_skipped;   /* spinning turns that did not ask it */
 	_Atomic uint64_t last_turn_ns;
+	uint64_t late_ns;   /* loop_watch_late(); 0: not watched */
+	uint64_t late_from; /* when the watch began: deadlines before it do not count */
+	loop_late_cb late_cb;
+	void *late_arg;
+	struct loop_timer late_timer;
 };
+
+static void late_tick(struct loop_timer *t);
 
 uint64_t loop_now_ns(void)
 {
@@ -66,6 +73,7 @@ int loop_create(struct loop **out)
 		return err;
 	}
 	atomic_store(&l->last_turn_ns, loop_now_ns());
+	loop_timer_init(&l->late_timer, late_tick, l);
 	*out = l;
 	return 0;
 }
@@ -214,6 +222,43 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ns)
 	heap_up(l, t->heap_idx);
 }
 
+/* The watch's own timer: a deadline always there to be late for, even on a
+ * node with nothing else armed. */
+static void late_tick(struct loop_timer *t)
+{
+	struct loop *l = t->arg;
+
+	if (l->late_ns)
+		loop_timer_arm(l, &l->late_timer, l->late_ns / 2);
+}
+
+void loop_watch_late(struct loop *l, uint64_t late_ns, loop_late_cb cb, void *arg)
+{
+	l->late_ns = late_ns;
+	l->late_cb = cb;
+	l->late_arg = arg;
+	l->late_from = loop_now_ns();
+	if (late_ns)
+		loop_timer_arm(l, &l->late_timer, late_ns / 2);
+	else
+		loop_timer_cancel(l, &l->late_timer);
+}
+
+/* Any timer found more than late_ns past its deadline ends the watch: the
+ * callback runs once (its remedy, a real-time policy, is one way). A timer
+ * due before the watch began was due while its owner started up, not
+ * while the loop ran. */
+static void check_late(struct loop *l, const struct loop_timer *t, uint64_t now)
+{
+	uint64_t late = now - t->deadline_ns;
+
+	if (!l->late_ns || late <= l->late_ns || t->deadline_ns < l->late_from)
+		return;
+	l->late_ns = 0;
+	loop_timer_cancel(l, &l->late_timer);
+	l->late_cb(l->late_arg, late);
+}
+
 static void run_timers(struct loop *l)
 {
 	uint64_t now = loop_now_ns();
@@ -221,6 +266,7 @@ static void run_timers(struct loop *l)
 	while (l->heap_n > 0 && l->heap[0]->deadline_ns <= now) {
 		struct loop_timer *t = l->heap[0];
 		loop_timer_cancel(l, t);
+		check_late(l, t, now);
 		t->cb(t);
 	}
 }

@@ -25,6 +25,7 @@ typedef void (*loop_timer_cb)(struct loop_timer *t);
 typedef void (*loop_task_cb)(void *arg);
 /** A poller returns > 0 when it did work, so the loop polls again at once. */
 typedef int (*loop_poll_cb)(void *arg);
+typedef void (*loop_late_cb)(void *arg, uint64_t late_ns);
 
 struct loop_io {
 	int fd;
@@ -106,6 +107,18 @@ void loop_stop(struct loop *l);
 /** Turns that skipped the loop's epoll call because a poller was spinning
  * (it is asked at most every few microseconds then). */
 uint64_t loop_io_skipped(const struct loop *l);
+
+/**
+ * Call @p cb(@p arg, lateness) once, the first time a timer of @p l fires
+ * more than @p late_ns after its deadline: the thread did not get a CPU in
+ * time (busy neighbours), or a turn ran that long. A timer of its own, every
+ * @p late_ns / 2, gives a deadline to be late for on an idle loop; a stall
+ * of 1.5 x @p late_ns is always seen, when it ends. The watch then stops.
+ * Timers due before the call do not count (a start-up that kept the loop
+ * from running is not a stall).
+ * @p late_ns 0 stops it without a call.
+ */
+void loop_watch_late(struct loop *l, uint64_t late_ns, loop_late_cb cb, void *arg);
 
 /** Time at which the loop last started a turn (for a watchdog thread). */
 uint64_t loop_last_turn_ns(const struct loop *l);

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -306,29 +308,68 @@ int util_random_bytes(void *buf, size_t len)
 #endif
 #endif
 
-static bool went_realtime;
+static _Atomic bool went_realtime; /* set by the reactor, read by any thread */
 
-int util_go_realtime(char *msg, size_t len)
+/* SCHED_RR for every thread of the process, by its id under /proc/self/task:
+ * realtime = auto switches long after libfabric's, the store's and the
+ * monitor's threads exist, and a policy set on one thread reaches only the
+ * threads it creates afterwards. A thread created while the directory is
+ * read inherits from a creator already switched, or is caught by the next
+ * pass (passes repeat until one finds nothing left to change). @return 0,
+ * or the first -errno (the calling thread's first: it is switched first). */
+static int rr_every_thread(void)
 {
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
 	int rc = 0;
 
+	if (sched_setscheduler(0, SCHED_RR, &sp) < 0)
+		return -errno;
+	for (int pass = 0; pass < 4; pass++) {
+		DIR *d = opendir("/proc/self/task");
+		struct dirent *e;
+		int changed = 0;
+
+		if (!d)
+			return rc;
+		while ((e = readdir(d))) {
+			pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+
+			if (tid <= 0 || sched_getscheduler(tid) == SCHED_RR)
+				continue;
+			if (sched_setscheduler(tid, SCHED_RR, &sp) < 0) {
+				if (errno != ESRCH && !rc) /* ESRCH: it ended */
+					rc = -errno;
+				continue;
+			}
+			changed++;
+		}
+		closedir(d);
+		if (!changed)
+			break;
+	}
+	return rc;
+}
+
+int util_go_realtime(char *msg, size_t len)
+{
+	int rc = 0;
+
 	snprintf(msg, len, "realtime: SCHED_RR priority %d, memory locked as touched",
 		 UTIL_RT_PRIORITY);
-	/* Threads started later inherit it: libfabric's own (its providers'
-	 * progress must keep up for the partner's probes to complete) as well
-	 * as the store's and io_uring's workers. With the reactor alone real
-	 * time (SCHED_RESET_ON_FORK), a busy host still took a link out once
-	 * or twice in five minutes; with every thread, never
-	 * (docs/BENCHMARKS.md, "Issue 11: the session of 2026-12-07"). */
-	if (sched_setscheduler(0, SCHED_RR, &sp) < 0) {
-		rc = -errno;
+	/* Every thread, libfabric's among them (its providers' progress must
+	 * keep up for the partner's probes to complete), as well as the
+	 * store's and io_uring's workers. With the reactor alone real time
+	 * (SCHED_RESET_ON_FORK), a busy host still took a link out once or
+	 * twice in five minutes; with every thread, never (docs/BENCHMARKS.md,
+	 * "Issue 11: the session of 2026-12-07"). Threads started later
+	 * inherit it. */
+	rc = rr_every_thread();
+	if (rc < 0)
 		snprintf(msg, len,
-			 "realtime: SCHED_RR refused (%s): the reactor runs at normal priority",
-			 strerror(errno));
-	} else {
+			 "realtime: SCHED_RR refused (%s): the node runs at normal priority",
+			 strerror(-rc));
+	else
 		went_realtime = true;
-	}
 #ifndef UTIL_SANITIZED
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
 		size_t used = rc ? strlen(msg) : 0;
@@ -344,6 +385,11 @@ int util_go_realtime(char *msg, size_t len)
 	}
 #endif
 	return rc;
+}
+
+bool util_realtime(void)
+{
+	return went_realtime;
 }
 
 void util_thread_realtime(pthread_t t)

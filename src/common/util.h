@@ -62,19 +62,22 @@ int util_unix_listen(const char *path, int backlog, unsigned mode, int gid);
  * below the kernel's interrupt threads (50). */
 #define UTIL_RT_PRIORITY 10
 
-/** Run the calling thread (the reactor) with SCHED_RR at UTIL_RT_PRIORITY
- * (threads it creates afterwards inherit it: libfabric's, whose progress the
- * partner's probes need, the store's and io_uring's workers; none of them
- * spins), and lock the
- * process's memory as it is touched (mlockall MCL_CURRENT | MCL_FUTURE |
- * MCL_ONFAULT; not under a sanitizer, whose shadow memory is huge), as
- * Corosync does: heartbeats and probes must not wait for busy neighbours
- * or for a page coming back from swap. Either refused (EPERM, a limit): the
- * process runs as before. What took effect is written to @p msg for the
- * caller to log once the node has started (a node refused at start prints
- * its one line only). @return 0 when both took effect, else the first
- * -errno. */
+/** Run every thread of the process with SCHED_RR at UTIL_RT_PRIORITY (the
+ * reactor, libfabric's, whose progress the partner's probes need, the
+ * store's and io_uring's workers, the failover monitor's; threads created
+ * afterwards inherit it; none of them spins), and lock the process's memory
+ * as it is touched (mlockall MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT; not
+ * under a sanitizer, whose shadow memory is huge), as Corosync does:
+ * heartbeats and probes must not wait for busy neighbours or for a page
+ * coming back from swap. Called at start (realtime = on) or from the
+ * reactor once it finds itself late (realtime = auto). Either refused
+ * (EPERM, a limit): the process runs as before. What took effect is written
+ * to @p msg for the caller to log. @return 0 when both took effect, else
+ * the first -errno. */
 int util_go_realtime(char *msg, size_t len);
+
+/** Whether util_go_realtime() gave the process SCHED_RR. */
+bool util_realtime(void);
 
 /** Give thread @p t the reactor's real-time priority, if util_go_realtime()
  * took effect: the failover monitor's watchdog and mailbox threads, as

@@ -48,6 +48,7 @@ static const char *const mirror_mode_names[] = {"off", "on", "local", NULL};
 static const char *const durability_names[] = {"memory", "local-sync", NULL};
 static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 static const char *const tls_names[] = {"off", "on", "require", NULL};
+static const char *const realtime_names[] = {"off", "on", "auto", NULL};
 
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
@@ -56,7 +57,7 @@ static const struct key_def schema[] = {
     {"node", "shelf", KEY_PATH, F(node.shelf), 0, 0, NULL, true},
     {"node", "control", KEY_PATH, F(node.control), 0, 0, NULL, true},
     {"node", "log_level", KEY_LEVEL, F(node.log_level), 0, 0, NULL, false},
-    {"node", "realtime", KEY_BOOL, F(node.realtime), 0, 0, NULL, false},
+    {"node", "realtime", KEY_ENUM, F(node.realtime), 0, 0, realtime_names, false},
     {"node", "control_group", KEY_STR, F(node.control_group), 0, 0, NULL, false},
     {"node", "service_address", KEY_NETADDR, F(node.service_address), 0, 0, NULL, false},
     {"node", "service_arp_tune", KEY_BOOL, F(node.service_arp_tune), 0, 0, NULL, false},
@@ -157,7 +158,7 @@ void config_defaults(struct duet_config *cfg)
 	mirror_opts_init(&xo);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->node.log_level = LOG_LEVEL_INFO;
-	cfg->node.realtime = true; /* where permitted (duet.conf(5)) */
+	cfg->node.realtime = NODE_RT_AUTO; /* where permitted (duet.conf(5)) */
 	cfg->node.service_lifetime_s = 2;
 	cfg->nbd.max_payload = 32ull << 20;
 	cfg->nbd.conn_buffer = 64ull << 20;

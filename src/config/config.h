@@ -27,6 +27,13 @@
 #define CONFIG_ADDR_MAX	 128
 #define CONFIG_MAX_LINKS 8
 
+/** [node] realtime: when the node's threads take SCHED_RR (util_go_realtime). */
+enum node_realtime {
+	NODE_RT_OFF,  /* never */
+	NODE_RT_ON,   /* from the start */
+	NODE_RT_AUTO, /* once the reactor finds itself late (node_realtime_watch) */
+};
+
 /** One interconnect link: "link = NAME LOCAL_HOST:PORT PEER_HOST:PORT". */
 struct config_link {
 	char name[CONFIG_ID_MAX];
@@ -43,7 +50,7 @@ struct duet_config {
 		char control[PATH_MAX];
 		char control_group[64]; /* "": the control socket is 0600 */
 		enum log_level log_level;
-		bool realtime; /* SCHED_RR + mlockall where permitted (util_go_realtime) */
+		enum node_realtime realtime; /* SCHED_RR + mlockall where permitted */
 		char service_address[96];    /* "ADDR/PREFIX dev IFACE"; "" none */
 		bool service_arp_tune;	     /* arp_ignore=1, arp_announce=2 on its interface */
 		uint64_t service_lifetime_s; /* the addresses expire unless renewed; 0 never */
@@ -166,6 +173,10 @@ void config_mirror_opts(const struct duet_config *cfg, const char *log_path, str
 void config_monitor_opts(const struct duet_config *cfg, struct monitor_opts *o);
 void config_proxy_opts(const struct duet_config *cfg, struct proxy_opts *o);
 void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o);
+/** realtime = auto: how late a timer of the reactor may fire before the
+ * node goes real-time (loop_watch_late()): a fifth of the link deadline,
+ * at least 5 ms. */
+uint64_t config_realtime_late_ns(const struct duet_config *cfg);
 /** The own NBD listener ([nbd] listen), or with @p proxy the proxy listener. */
 void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_server_opts *o);
 /** @} */

@@ -117,3 +117,13 @@ void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o)
 	o->window_s = cfg->balance.window_s;
 	o->min_interval_s = cfg->balance.min_interval_s;
 }
+
+/* A reactor that waited a fifth of the link deadline for a CPU is on its
+ * way to the stalls that take links out (docs/CCM.md, "Liveness under
+ * load"), and one that only shares its CPUs with a client is not. */
+uint64_t config_realtime_late_ns(const struct duet_config *cfg)
+{
+	uint64_t late = cfg->ic.link_deadline_ms * 1000000ull / 5;
+
+	return late > 5000000ull ? late : 5000000ull;
+}

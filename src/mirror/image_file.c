@@ -68,6 +68,14 @@ int mirror_image_map(const char *path, uint64_t size, bool writable, struct mirr
 		out->base = NULL;
 		goto err;
 	}
+	/* The partner's writes land here (RDMA into the mapping): fault it in
+	 * now. Left to the first writes, each fault of a fresh file range
+	 * read ahead and zeroed large folios inside one reactor turn, 20-30
+	 * ms of it, the turn that was to acknowledge the partner's writes
+	 * (docs/BENCHMARKS.md, "realtime = auto"). A kernel without
+	 * MADV_POPULATE_WRITE (before 5.14) faults on first use as before. */
+	if (size && madvise(out->base, out->size, MADV_POPULATE_WRITE) < 0 && errno != EINVAL)
+		LOG_WARN("%s: prefault: %s", path, strerror(errno));
 	return 0;
 err:
 	close(out->fd);

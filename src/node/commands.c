@@ -68,6 +68,20 @@ static struct json_object *volumes_json(struct node *n)
 	return arr;
 }
 
+/* "realtime": the setting, whether the node's threads run at SCHED_RR now,
+ * and for auto how late the reactor was when it switched. */
+static void status_realtime(struct node *n, struct json_object *resp)
+{
+	static const char *const mode[] = {"off", "on", "auto"};
+	struct json_object *o = json_object_new_object();
+
+	jobj_add_str(o, "mode", mode[n->cfg.node.realtime]);
+	json_object_object_add(o, "active", json_object_new_boolean(util_realtime()));
+	if (n->rt_late_ns)
+		jobj_add_u64(o, "late_ms", n->rt_late_ns / 1000000);
+	json_object_object_add(resp, "realtime", o);
+}
+
 static int cmd_status(struct node *n, struct json_object *req, struct json_object *resp, char *err,
 		      size_t errlen)
 {
@@ -85,6 +99,7 @@ static int cmd_status(struct node *n, struct json_object *req, struct json_objec
 	jobj_add_str(resp, "version", DUET_VERSION);
 	jobj_add_u64(resp, "pid", (uint64_t)getpid());
 	jobj_add_u64(resp, "uptime_ms", (loop_now_ns() - n->started_ns) / 1000000);
+	status_realtime(n, resp);
 
 	monitor_status_json(n->monitor, ha);
 	json_object_object_add(resp, "ha", ha);

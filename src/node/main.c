@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 	if (release)
 		return release_addresses(&cfg) < 0 ? 1 : 0;
 	/* Before any thread exists: the node's threads inherit it. */
-	if (cfg.node.realtime)
+	if (cfg.node.realtime == NODE_RT_ON)
 		util_go_realtime(rt, sizeof(rt));
 	rc = node_create(&cfg, &n);
 	if (rc == -NODE_EREFUSED)

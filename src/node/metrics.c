@@ -375,6 +375,9 @@ int node_metrics_render(struct node *n, char **out, size_t *len)
 	fprintf(f, "\",version=\"%s\"} 1\n", DUET_VERSION);
 	scalar(f, "duet_node_uptime_seconds", "gauge", "Seconds since the node started.",
 	       (loop_now_ns() - n->started_ns) / 1000000000ull);
+	scalar(f, "duet_node_realtime", "gauge",
+	       "1 when the node's threads run at SCHED_RR ([node] realtime).",
+	       util_realtime() ? 1 : 0);
 	render_ha(f, n);
 	render_mirror(f, n);
 	render_ccm(f, n);

@@ -242,9 +242,30 @@ err:
 	return rc;
 }
 
+/* realtime = auto: until the reactor finds itself late the node runs at
+ * normal priority, where a client on the same CPUs is not preempted on
+ * every request it sends; from then on every thread runs at SCHED_RR. */
+static void realtime_late(void *arg, uint64_t late_ns)
+{
+	struct node *n = arg;
+	char msg[160];
+
+	n->rt_late_ns = late_ns ? late_ns : 1;
+	util_go_realtime(msg, sizeof(msg));
+	LOG_WARN("the reactor ran %llu ms late (busy neighbours?), realtime = auto: %s",
+		 (unsigned long long)(late_ns / NS_PER_MS), msg);
+}
+
+static void realtime_watch(struct node *n)
+{
+	if (n->cfg.node.realtime == NODE_RT_AUTO && !util_realtime())
+		loop_watch_late(n->loop, config_realtime_late_ns(&n->cfg), realtime_late, n);
+}
+
 int node_run(struct node *n)
 {
 	node_service_ready(n);
+	realtime_watch(n);
 	return loop_run(n->loop);
 }
 

@@ -88,6 +88,7 @@ struct node {
 	unsigned max_clients;	       /* per NBD listener (limits.c) */
 	struct nbd_budget *nbd_budget; /* [nbd] buffer_limit, shared by both listeners */
 	uint64_t started_ns;
+	uint64_t rt_late_ns; /* realtime = auto: how late the reactor was when it switched */
 	/* The service manager (service.c). */
 	bool sd_ready;		       /* READY=1 sent */
 	uint64_t sd_wd_ns;	       /* WATCHDOG=1 this often; 0: not asked */

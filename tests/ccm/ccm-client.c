@@ -452,6 +452,17 @@ static void end_cb(struct loop_timer *t)
 	loop_stop(tc->loop);
 }
 
+/* realtime = auto, as duetd (node.c). */
+static void go_realtime_late(void *arg, uint64_t late_ns)
+{
+	char rt[160];
+
+	(void)arg;
+	util_go_realtime(rt, sizeof(rt));
+	LOG_WARN("the reactor ran %llu ms late, realtime = auto: %s",
+		 (unsigned long long)(late_ns / 1000000), rt);
+}
+
 static void on_signal(struct loop_io *io, uint32_t events)
 {
 	struct tc *tc = io->arg;
@@ -561,7 +572,7 @@ int main(int argc, char **argv)
 	}
 	log_set_node(cfg.node.id);
 	log_set_level(cfg.node.log_level);
-	if (cfg.node.realtime) {
+	if (cfg.node.realtime == NODE_RT_ON) {
 		char rt[160];
 
 		util_go_realtime(rt, sizeof(rt)); /* as duetd */
@@ -581,6 +592,8 @@ int main(int argc, char **argv)
 	if (tc.sig_fd < 0 || loop_create(&tc.loop) < 0)
 		return 1;
 	loop_io_add(tc.loop, &tc.sig_io, tc.sig_fd, EPOLLIN, on_signal, &tc);
+	if (cfg.node.realtime == NODE_RT_AUTO) /* as duetd */
+		loop_watch_late(tc.loop, config_realtime_late_ns(&cfg), go_realtime_late, NULL);
 
 	config_ccm_opts(&cfg, &co);
 	rc = ccm_create(tc.loop, &co, &tc.ccm);

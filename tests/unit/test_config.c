@@ -535,7 +535,8 @@ static void test_module_opts(void **state)
 	assert_int_equal(so.workers, so_def.workers);
 	assert_true(so.direct_io);
 	assert_int_equal(so.direct_io, so_def.direct_io);
-	assert_true(cfg.node.realtime); /* on by default, where permitted: duet.conf(5) */
+	assert_int_equal(cfg.node.realtime, NODE_RT_AUTO); /* duet.conf(5) */
+	assert_int_equal(config_realtime_late_ns(&cfg), co_def.link_deadline_ms * 1000000ull / 5);
 	assert_string_equal(co.provider, co_def.provider);
 	assert_int_equal(co.probe_ms, co_def.probe_ms);
 	assert_int_equal(co.link_deadline_ms, co_def.link_deadline_ms);
@@ -556,7 +557,15 @@ static void test_module_opts(void **state)
 			       "[nbd]\nlisten = 127.0.0.1:10809\n",
 			       &cfg, err, sizeof(err)),
 	    0);
-	assert_false(cfg.node.realtime);
+	assert_int_equal(cfg.node.realtime, NODE_RT_OFF);
+	assert_int_equal(
+	    config_load_string("t.ini",
+			       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = on\n"
+			       "[nbd]\nlisten = 127.0.0.1:10809\n[ic]\nlink_deadline_ms = 10\n",
+			       &cfg, err, sizeof(err)),
+	    0);
+	assert_int_equal(cfg.node.realtime, NODE_RT_ON);
+	assert_int_equal(config_realtime_late_ns(&cfg), 5000000ull); /* at least 5 ms */
 	assert_true(config_load_string("t.ini",
 				       "[node]\nid = a\nshelf = /s\ncontrol = /c\nrealtime = rr\n"
 				       "[nbd]\nlisten = 127.0.0.1:10809\n",

@@ -178,13 +178,70 @@ static void test_spin_skips_epoll(void **state)
 	loop_destroy(l);
 }
 
+static int late_calls;
+static uint64_t late_seen_ns;
+
+static void late_cb(void *arg, uint64_t late_ns)
+{
+	(void)arg;
+	late_calls++;
+	late_seen_ns = late_ns;
+}
+
+/* Run @p l for @p ns, sleeping in it (as a node with nothing to do). */
+static void run_for(struct loop *l, uint64_t ns)
+{
+	uint64_t start = loop_now_ns();
+
+	while (loop_now_ns() - start < ns)
+		loop_run_once(l, 5000000);
+}
+
+/* realtime = auto's trigger: a loop that runs when due is never late; one
+ * whose thread did not run for longer than the limit (here: it slept, as a
+ * thread waiting for a CPU does) reports it once, with how late it was, and
+ * the watch ends. */
+static void test_watch_late(void **state)
+{
+	struct loop *l;
+	struct loop_timer before;
+
+	(void)state;
+	assert_int_equal(loop_create(&l), 0);
+	late_calls = 0;
+	loop_watch_late(l, 400000000ull, late_cb, NULL);
+	run_for(l, 450000000ull); /* its own timer fired at 200 and 400 ms */
+	assert_int_equal(late_calls, 0);
+
+	loop_timer_init(&before, timer_cb, (void *)9);
+	loop_timer_arm(l, &before, 0);
+	usleep(40000); /* a start-up: due before the watch began, not late */
+	loop_watch_late(l, 20000000ull, late_cb, NULL);
+	loop_run_once(l, 0);
+	assert_false(loop_timer_armed(&before));
+	assert_int_equal(late_calls, 0);
+	usleep(80000); /* the watch's timer was due at 10 ms */
+	loop_run_once(l, 0);
+	assert_int_equal(late_calls, 1);
+	assert_true(late_seen_ns > 20000000ull);
+	usleep(80000);
+	run_for(l, 20000000ull);
+	assert_int_equal(late_calls, 1); /* once: the watch ended */
+
+	loop_watch_late(l, 20000000ull, late_cb, NULL);
+	loop_watch_late(l, 0, late_cb, NULL); /* stopped before it was due */
+	usleep(80000);
+	run_for(l, 20000000ull);
+	assert_int_equal(late_calls, 1);
+	loop_destroy(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_timers_fire_in_order),
-	    cmocka_unit_test(test_del_in_batch),
-	    cmocka_unit_test(test_tasks_and_pollers),
-	    cmocka_unit_test(test_spin_skips_epoll),
+	    cmocka_unit_test(test_timers_fire_in_order), cmocka_unit_test(test_del_in_batch),
+	    cmocka_unit_test(test_tasks_and_pollers),	 cmocka_unit_test(test_spin_skips_epoll),
+	    cmocka_unit_test(test_watch_late),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
