@@ -329,6 +329,22 @@ bench_median_run() {
 	done | sort -n | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
 }
 
+# bench_realtime NAME=SOCKET...: each node's [node] realtime at the end, e.g.
+# "a auto (normal priority), b auto (SCHED_RR since a 23 ms late turn)": a
+# node that switched during the run (realtime = auto) ran part of it at
+# SCHED_RR, which changes what its ratios mean (docs/CCM.md).
+bench_realtime() {
+	local a out="" j
+	for a in "$@"; do
+		[ -S "${a#*=}" ] || continue
+		j=$("$DUETCTL" --socket "${a#*=}" status --json 2>/dev/null | jq -r '.realtime |
+			.mode + (if .active then " (SCHED_RR" + (if .late_ms then " since a turn \(.late_ms) ms late" else "" end) + ")"
+			else " (normal priority)" end)') || j="?"
+		out+="${out:+, }${a%%=*} $j"
+	done
+	echo "$out"
+}
+
 # bench_want_job NAME: NAME is among BENCH_JOBS (or BENCH_JOBS is unset).
 bench_want_job() { [ -z "${BENCH_JOBS:-}" ] || grep -qw -- "$1" <<<"$BENCH_JOBS"; }
 

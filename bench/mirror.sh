@@ -209,6 +209,9 @@ for x in a c; do
 	[ "$(jq -r .state <<<"$j")" = in_sync ] || echo "mirror.sh: warning: $x's mirror is not in sync at the end: $j" >&2
 done
 
+realtime_end=$(bench_realtime a="$W/a.sock" b="$W/b.sock" c="$W/c.sock" d="$W/d.sock" \
+	local="$W/l.sock" off="$W/o.sock")
+
 # The link's raw round trip, same machine, right after.
 raw_fi="" raw_link=""
 if [ -x "$FI_RAW" ]; then
@@ -297,6 +300,7 @@ targets() {
 		has nbdkit && out+=("$on/nbdkit at iodepth 32: $(bench_ratio "$(field randwrite-4k-qd32 $on 1)" "$(field randwrite-4k-qd32 nbdkit 1)") (target >= 1.0)")
 	done
 	[ ${#out[@]} -eq 0 ] || printf -- '- %s\n' "${out[@]}"
+	echo "- [node] realtime at the end: $realtime_end"
 }
 disk_line() {
 	[ -n "$disk_mibs" ] || return 0
@@ -336,6 +340,7 @@ latency() {
 	done
 	if has off; then
 		echo "- mirror off, same job: p50 $(field randwrite-4k-qd1 off 3) µs, p99 $(field randwrite-4k-qd1 off 4) µs"
+		has on && echo "- the mirror adds $(awk -v a="$(field randwrite-4k-qd1 on 3)" -v b="$(field randwrite-4k-qd1 off 3)" 'BEGIN { print a - b }') µs to the p50; the raw link's round trip alone is $(kv p50_us "$raw_fi") µs"
 	fi
 }
 section() {

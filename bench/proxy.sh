@@ -125,6 +125,7 @@ for j in "${JOBS[@]}"; do
 done
 
 bench_servers_alive "a node"
+realtime_end=$(bench_realtime a="$W/a.sock" b="$W/b.sock")
 ctl a status --json | jq -e '.proxy.errors == 0' >/dev/null || {
 	echo "proxy.sh: the proxy reported errors: $(ctl a status --json | jq -c .proxy)" >&2
 	exit 1
@@ -165,6 +166,7 @@ section() {
 	echo "- machine: $(nproc) CPUs ($cpu), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo "- duet: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), $(basename "$build") build"
 	echo "- command: \`BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS bench/proxy.sh --write-doc\`"
+	echo "- [node] realtime at the end: $realtime_end"
 	echo
 	table
 	echo
