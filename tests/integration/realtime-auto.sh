@@ -25,6 +25,8 @@ stall() {
 	sleep 0.15
 	kill -s CONT "$(node_pid "$1")"
 }
+# (read whole: grep -q ending a pipe early would fail curl's write under pipefail)
+metrics() { curl -fsS "http://127.0.0.1:$M/metrics"; }
 ROOT_RR=0
 [ "$(id -u)" -eq 0 ] && ROOT_RR=1
 
@@ -43,8 +45,7 @@ else
 	early=0
 	jq -e '.active == false' <<<"$s" >/dev/null || fail "active without being late: $s"
 	[ "$(not_rr a)" -gt 0 ] || fail "threads at SCHED_RR before the reactor was late"
-	curl -fsS "http://127.0.0.1:$M/metrics" | grep -qx "duet_node_realtime 0" ||
-		fail "duet_node_realtime is not 0"
+	grep -qx "duet_node_realtime 0" <<<"$(metrics)" || fail "duet_node_realtime is not 0: $(metrics | grep realtime)"
 fi
 
 step "stopped for 150 ms: SCHED_RR from then on"
@@ -58,8 +59,7 @@ echo "   $s"
 if [ $ROOT_RR = 1 ]; then
 	jq -e '.active' <<<"$s" >/dev/null || fail "late but not active: $s ($(log_since a | grep 'ms late'))"
 	[ "$(not_rr a)" -eq 0 ] || fail "$(not_rr a) threads not at SCHED_RR: $(ps -L -o tid=,cls=,comm= -p "$(node_pid a)" | tr '\n' ';')"
-	curl -fsS "http://127.0.0.1:$M/metrics" | grep -qx "duet_node_realtime 1" ||
-		fail "duet_node_realtime is not 1"
+	grep -qx "duet_node_realtime 1" <<<"$(metrics)" || fail "duet_node_realtime is not 1: $(metrics | grep realtime)"
 fi
 ctl a volume show vol >/dev/null
 stop_node a
