@@ -315,13 +315,15 @@ static _Atomic bool went_realtime; /* set by the reactor, read by any thread */
  * monitor's threads exist, and a policy set on one thread reaches only the
  * threads it creates afterwards. A thread created while the directory is
  * read inherits from a creator already switched, or is caught by the next
- * pass (passes repeat until one finds nothing left to change). @return 0,
- * or the first -errno (the calling thread's first: it is switched first). */
-static int rr_every_thread(void)
+ * pass (passes repeat until one finds nothing left to change). @return
+ * -errno when the calling thread was refused (nothing changed), else how
+ * many other threads refused, the first one's errno in @p first_err. */
+static int rr_every_thread(int *first_err)
 {
 	struct sched_param sp = {.sched_priority = UTIL_RT_PRIORITY};
-	int rc = 0;
+	int refused = 0;
 
+	*first_err = 0;
 	if (sched_setscheduler(0, SCHED_RR, &sp) < 0)
 		return -errno;
 	for (int pass = 0; pass < 4; pass++) {
@@ -330,15 +332,19 @@ static int rr_every_thread(void)
 		int changed = 0;
 
 		if (!d)
-			return rc;
+			break;
+		refused = 0;
 		while ((e = readdir(d))) {
 			pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
 
 			if (tid <= 0 || sched_getscheduler(tid) == SCHED_RR)
 				continue;
 			if (sched_setscheduler(tid, SCHED_RR, &sp) < 0) {
-				if (errno != ESRCH && !rc) /* ESRCH: it ended */
-					rc = -errno;
+				if (errno == ESRCH) /* it ended */
+					continue;
+				if (!*first_err)
+					*first_err = errno;
+				refused++;
 				continue;
 			}
 			changed++;
@@ -347,15 +353,14 @@ static int rr_every_thread(void)
 		if (!changed)
 			break;
 	}
-	return rc;
+	return refused;
 }
 
 int util_go_realtime(char *msg, size_t len)
 {
-	int rc = 0;
+	int rc = 0, err, refused;
+	size_t used;
 
-	snprintf(msg, len, "realtime: SCHED_RR priority %d, memory locked as touched",
-		 UTIL_RT_PRIORITY);
 	/* Every thread, libfabric's among them (its providers' progress must
 	 * keep up for the partner's probes to complete), as well as the
 	 * store's and io_uring's workers. With the reactor alone real time
@@ -363,25 +368,32 @@ int util_go_realtime(char *msg, size_t len)
 	 * twice in five minutes; with every thread, never (docs/BENCHMARKS.md,
 	 * "Issue 11: the session of 2026-12-07"). Threads started later
 	 * inherit it. */
-	rc = rr_every_thread();
-	if (rc < 0)
-		snprintf(msg, len,
-			 "realtime: SCHED_RR refused (%s): the node runs at normal priority",
-			 strerror(-rc));
-	else
+	refused = rr_every_thread(&err);
+	if (refused < 0) {
+		rc = refused;
+		used = (size_t)snprintf(
+		    msg, len, "realtime: SCHED_RR refused (%s): the node runs at normal priority",
+		    strerror(-rc));
+	} else {
 		went_realtime = true;
+		used =
+		    (size_t)snprintf(msg, len, "realtime: SCHED_RR priority %d", UTIL_RT_PRIORITY);
+		if (refused && used < len) {
+			rc = -err;
+			used += (size_t)snprintf(msg + used, len - used,
+						 " (%d thread(s) refused it: %s)", refused,
+						 strerror(err));
+		}
+	}
 #ifndef UTIL_SANITIZED
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
-		size_t used = rc ? strlen(msg) : 0;
-
-		if (!rc) {
-			rc = -errno;
-			used = (size_t)snprintf(msg, len, "realtime: SCHED_RR priority %d",
-						UTIL_RT_PRIORITY);
-		}
+		err = errno;
+		if (!rc)
+			rc = -err;
 		if (used < len)
-			snprintf(msg + used, len - used, "; memory not locked (%s)",
-				 strerror(errno));
+			snprintf(msg + used, len - used, "; memory not locked (%s)", strerror(err));
+	} else if (used < len) {
+		snprintf(msg + used, len - used, ", memory locked as touched");
 	}
 #endif
 	return rc;
