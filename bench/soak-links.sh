@@ -20,7 +20,7 @@
 #
 # Env: SOAK_SECONDS (300), SOAK_BUSY (4), SOAK_DEPTH (8), SOAK_SIZE (volume,
 #      1G), SOAK_PORT_BASE (first of the ports, 44500; the pair uses base
-#      .. base+3 and base+100, +101), SOAK_REALTIME (on | off: [node]
+#      .. base+3 and base+100, +101), SOAK_REALTIME (auto | on | off: [node]
 #      realtime of both nodes, default auto, duetd's), SOAK_LEVEL (log level, info),
 #      BENCH_DIR (work directory parent), KEEP=1 keeps the work directory.
 set -euo pipefail

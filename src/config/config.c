@@ -50,6 +50,11 @@ static const char *const mirror_down_names[] = {"degrade", "suspend", NULL};
 static const char *const tls_names[] = {"off", "on", "require", NULL};
 static const char *const realtime_names[] = {"off", "on", "auto", NULL};
 
+const char *config_realtime_name(enum node_realtime mode)
+{
+	return realtime_names[mode];
+}
+
 #define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
 
 static const struct key_def schema[] = {

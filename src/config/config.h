@@ -31,7 +31,7 @@
 enum node_realtime {
 	NODE_RT_OFF,  /* never */
 	NODE_RT_ON,   /* from the start */
-	NODE_RT_AUTO, /* once the reactor finds itself late (node_realtime_watch) */
+	NODE_RT_AUTO, /* once the reactor finds itself late (loop_watch_late) */
 };
 
 /** One interconnect link: "link = NAME LOCAL_HOST:PORT PEER_HOST:PORT". */
@@ -177,6 +177,8 @@ void config_balance_opts(const struct duet_config *cfg, struct balance_opts *o);
  * node goes real-time (loop_watch_late()): a fifth of the link deadline,
  * at least 5 ms. */
 uint64_t config_realtime_late_ns(const struct duet_config *cfg);
+/** "off", "on" or "auto", as the file spells it. */
+const char *config_realtime_name(enum node_realtime mode);
 /** The own NBD listener ([nbd] listen), or with @p proxy the proxy listener. */
 void config_nbd_opts(const struct duet_config *cfg, bool proxy, struct nbd_server_opts *o);
 /** @} */

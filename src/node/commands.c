@@ -72,10 +72,9 @@ static struct json_object *volumes_json(struct node *n)
  * and for auto how late the reactor was when it switched. */
 static void status_realtime(struct node *n, struct json_object *resp)
 {
-	static const char *const mode[] = {"off", "on", "auto"};
 	struct json_object *o = json_object_new_object();
 
-	jobj_add_str(o, "mode", mode[n->cfg.node.realtime]);
+	jobj_add_str(o, "mode", config_realtime_name(n->cfg.node.realtime));
 	json_object_object_add(o, "active", json_object_new_boolean(util_realtime()));
 	if (n->rt_late_ns)
 		jobj_add_u64(o, "late_ms", n->rt_late_ns / 1000000);

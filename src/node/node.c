@@ -250,7 +250,7 @@ static void realtime_late(void *arg, uint64_t late_ns)
 	struct node *n = arg;
 	char msg[160];
 
-	n->rt_late_ns = late_ns ? late_ns : 1;
+	n->rt_late_ns = late_ns; /* above the watch's limit, so never 0 */
 	util_go_realtime(msg, sizeof(msg));
 	LOG_WARN("the reactor ran %llu ms late (busy neighbours?), realtime = auto: %s",
 		 (unsigned long long)(late_ns / NS_PER_MS), msg);
@@ -258,7 +258,7 @@ static void realtime_late(void *arg, uint64_t late_ns)
 
 static void realtime_watch(struct node *n)
 {
-	if (n->cfg.node.realtime == NODE_RT_AUTO && !util_realtime())
+	if (n->cfg.node.realtime == NODE_RT_AUTO)
 		loop_watch_late(n->loop, config_realtime_late_ns(&n->cfg), realtime_late, n);
 }
 
