@@ -44,7 +44,7 @@ struct ccm_client;
 struct ccm_port;
 struct ccm_op;
 
-#define CCM_PROTO_MAJOR 1
+#define CCM_PROTO_MAJOR 2
 #define CCM_PROTO_MINOR 0
 
 #define CCM_NAME_MAX	  32	/**< client name, with its NUL */

@@ -40,13 +40,13 @@
 #define CCM_BOOT_MAGIC 0x544f4f4254455544ull /* "DUETBOOT" */
 #define CCM_SLOT_MAGIC 0x544f4c5354455544ull /* "DUETSLOT" */
 #define CCM_SESS_MAGIC 0x5353455354455544ull /* "DUETSESS" */
-#define CCM_MSG_MAGIC  0x314d4344u	     /* "DCM1" */
+#define CCM_MSG_MAGIC  0x324d4344u	     /* "DCM2" */
 
 /* Immediate data of the slot doorbell: "look at your slot". */
 #define CCM_IMM_SLOT 0x534c4f54u
 
 /* MAC failures allowed in a burst, refilled every CCM_MAC_REFILL_NS: at
- * most ~640 failing HMACs of up to 16 KiB a second (about 2 ms of CPU),
+ * most ~640 failing GMACs of up to 16 KiB a second (under 1 ms of CPU),
  * whatever a sender without the key sends; one note per CCM_BAD_WARN_NS. */
 #define CCM_MAC_BURST	  64u
 #define CCM_MAC_REFILL_NS (100 * NS_PER_MS)
@@ -155,8 +155,10 @@ enum {
 	MSG_NOTIFY = 17,    /* port: write_notify */
 };
 
-/* Header of every message; mac = HMAC-SHA256(session key, header with mac
- * zeroed || payload), first 16 bytes. port is the receiver's port id. */
+/* Header of every message; mac = GMAC (AES-256-GCM without plaintext) under
+ * the session key of the header with mac zeroed || payload, with the IV
+ * (sender's direction, nonce): nonce counts the sender's MACs in the session
+ * and never repeats, a retransmission included. port is the receiver's port id. */
 struct wire_msg {
 	uint32_t magic;
 	uint16_t type;
@@ -166,9 +168,10 @@ struct wire_msg {
 	uint64_t session_id;
 	uint64_t seq;
 	uint64_t ack;
+	uint64_t nonce;
 	uint8_t mac[CCM_MAC_LEN];
 };
-static_assert(sizeof(struct wire_msg) == 56, "message header layout");
+static_assert(sizeof(struct wire_msg) == 64, "message header layout");
 
 #define CCM_CAP_NOTIFY (1u << 0)
 #define CCM_CAPS       CCM_CAP_NOTIFY
@@ -243,7 +246,7 @@ struct wire_notify {
 #define CCM_LANE_MIN_CAP (256u << 10)
 #define CCM_RX_DEPTH	 128
 
-struct evp_mac_ctx_st;
+struct evp_cipher_ctx_st;
 
 /* Session state machine. */
 enum ccm_state {
@@ -524,12 +527,14 @@ struct ccm {
 	uint8_t skey[32];
 	uint64_t session_id; /* secret: derived from the session key, never published */
 	/* Messages refused before their payload counted (session.c): a bucket
-	 * of MAC failures bounds the HMAC work a sender without the key can
+	 * of MAC failures bounds the MAC work a sender without the key can
 	 * cause; empty, messages are dropped unverified until it refills. */
 	uint64_t bad_msgs, bad_macs, unverified;
 	uint64_t mac_tokens, mac_refill_ns;
 	uint64_t bad_warn_ns, bad_at_warn;
-	struct evp_mac_ctx_st *mac;
+	struct evp_cipher_ctx_st *mac; /* AES-256-GCM under skey, for GMAC */
+	uint64_t mac_nonce;	       /* the last nonce we sealed a message with */
+	bool mac_first;		       /* our direction: our node id sorts first */
 	struct wire_sess *sess;
 	uint64_t sess_key;
 	struct fab_remote partner_sess;
@@ -626,10 +631,10 @@ void ccm_wipe_keys(struct ccm *ccm);
 int ccm_session_keys(struct ccm *ccm);
 /** Free the message MAC context of the session key (safe when there is none). */
 void ccm_mac_free(struct ccm *ccm);
-/** MAC of a message: header with its mac zeroed, then the payload. */
-void ccm_msg_mac(struct ccm *ccm, const struct wire_msg *h, const void *payload, size_t len,
-		 uint8_t out[CCM_MAC_LEN]);
-/** Whether the message's MAC is right (constant time). */
+/** Seal a message for sending: a fresh nonce and the MAC of the header
+ * (mac zeroed) and the payload. Every (re)transmission is sealed again. */
+void ccm_msg_seal(struct ccm *ccm, struct wire_msg *h, const void *payload, size_t len);
+/** Whether the partner's message carries the right MAC (constant time). */
 bool ccm_msg_mac_ok(struct ccm *ccm, const struct wire_msg *h, const void *payload, size_t len);
 /** Constant-time comparison of @p len bytes. */
 bool ccm_ct_equal(const void *a, const void *b, size_t len);

@@ -221,7 +221,7 @@ static bool tx_post(struct ccm_chan *ch, struct tx_slot *s)
 		if (!l)
 			return false;
 		put_le64(&h->ack, ch->rx_next - 1);
-		ccm_msg_mac(ccm, h, s->buf + sizeof(*h), s->len - sizeof(*h), h->mac);
+		ccm_msg_seal(ccm, h, s->buf + sizeof(*h), s->len - sizeof(*h));
 		rc = fab_send(l->fl, s->buf, s->len, &s->fop);
 		if (rc == 0) {
 			s->state = TX_POSTED;
@@ -511,7 +511,7 @@ void ccm_chan_send_acks(struct ccm *ccm)
 		put_le32(&h->port, ch->peer_id);
 		put_le64(&h->session_id, ccm->session_id);
 		put_le64(&h->ack, ch->rx_next - 1);
-		ccm_msg_mac(ccm, h, NULL, 0, h->mac);
+		ccm_msg_seal(ccm, h, NULL, 0);
 		if (fab_send(l->fl, h, sizeof(*h), &ch->ack_fop) == 0) {
 			ch->ack_sent = ch->rx_next - 1;
 			ch->acks_sent++;

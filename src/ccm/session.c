@@ -448,7 +448,7 @@ static bool mac_budget(struct ccm *ccm)
  * valid MAC under the session key count: a node without the secret cannot
  * make us do anything with a message. Cheap checks first (length, magic,
  * the session id, which is secret: never in a region anyone may read);
- * then the HMAC, whose failures are bounded (mac_budget).
+ * then the MAC, whose failures are bounded (mac_budget).
  */
 void ccm_sess_on_msg(struct ccm *ccm, const void *msg, size_t len)
 {

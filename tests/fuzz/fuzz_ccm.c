@@ -142,7 +142,7 @@ static void feed_msg(const uint8_t *p, size_t n, bool fix)
 		put_le32(&h->magic, CCM_MSG_MAGIC);
 		put_le32(&h->len, (uint32_t)(n - sizeof(*h)));
 		put_le64(&h->session_id, A->session_id);
-		ccm_msg_mac(A, h, m + sizeof(*h), n - sizeof(*h), h->mac);
+		ccm_msg_seal(B, h, m + sizeof(*h), n - sizeof(*h)); /* as if B sent it */
 	}
 	ccm_sess_on_msg(A, m, n);
 	free(m);

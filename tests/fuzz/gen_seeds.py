@@ -88,13 +88,13 @@ def nvram():
 
 # ---- ccm (src/ccm/ccm_int.h) ----
 def msg(typ, payload=b"", port=0, seq=1, ack=0):
-    return struct.pack("<IHHIIQQQ16s", 0x314D4344, typ, 0, port, len(payload), 0, seq, ack,
-                       b"\0" * 16) + payload
+    return struct.pack("<IHHIIQQQQ16s", 0x324D4344, typ, 0, port, len(payload), 0, seq, ack,
+                       1, b"\0" * 16) + payload
 
 
 def ccm():
     pi = bytearray(256)
-    struct.pack_into("<HHIQ16s64sIIQQII", pi, 0, 1, 0, 1, 0x1234, b"b", b"duet", 1, 1, 0x55,
+    struct.pack_into("<HHIQ16s64sIIQQII", pi, 0, 2, 0, 1, 0x1234, b"b", b"duet", 1, 1, 0x55,
                      312, 16384, 0)
     pi[136:136 + 3] = b"ic0"
     write("ccm", "peer_info", b"\x04" + msg(2, bytes(pi)))
@@ -111,12 +111,12 @@ def ccm():
     write("ccm", "data_big", b"\x04" + msg(16, b"\xab" * 16384, port=1, seq=3))
     write("ccm", "unauth", b"\x00" + msg(16, b"forged", port=1))
     slot = bytearray(256)
-    struct.pack_into("<QQHHIQ16s64s", slot, 0, 5, 0x544F4C5354455544, 1, 0, 1, 0x99, b"b",
+    struct.pack_into("<QQHHIQ16s64s", slot, 0, 5, 0x544F4C5354455544, 2, 0, 1, 0x99, b"b",
                      b"duet")
     struct.pack_into("<Q", slot, 248, 5)
     write("ccm", "slot_hello", b"\x05" + bytes(slot))
     boot = bytearray(256)
-    struct.pack_into("<QQHHIQ16s64s", boot, 0, 9, 0x544F4F4254455544, 1, 0, 2, 0x77, b"b",
+    struct.pack_into("<QQHHIQ16s64s", boot, 0, 9, 0x544F4F4254455544, 2, 0, 2, 0x77, b"b",
                      b"duet")
     struct.pack_into("<Q", boot, 248, 9)
     write("ccm", "boot_session", b"\x06" + bytes(boot))

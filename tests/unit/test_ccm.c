@@ -886,6 +886,52 @@ static void test_session_id_private(void **state)
 	assert_int_equal(a->ccm->sessions, 1);
 }
 
+/* Protocol 2's message MAC (GMAC): every seal takes a new nonce, so a
+ * retransmission of the same message gets another MAC; the IV carries the
+ * sender's direction, so a node refuses its own message reflected back to
+ * it, which one HMAC key for both directions accepted; a changed byte of
+ * header or payload fails. */
+static void test_msg_mac(void **state)
+{
+	static uint8_t buf[sizeof(struct wire_msg) + 4096];
+	struct wire_msg *m = (struct wire_msg *)buf;
+	uint8_t *pl = buf + sizeof(*m);
+	uint8_t mac1[CCM_MAC_LEN];
+	uint64_t n1;
+
+	(void)state;
+	pair_create(1, 1);
+	pair_start();
+	wait_both_up();
+	memset(buf, 0x33, sizeof(buf));
+	memset(m, 0, sizeof(*m));
+	put_le32(&m->magic, CCM_MSG_MAGIC);
+	put_le16(&m->type, MSG_DATA);
+	put_le32(&m->len, 4096);
+	put_le64(&m->session_id, a->ccm->session_id);
+	put_le64(&m->seq, 9);
+
+	ccm_msg_seal(a->ccm, m, pl, 4096);
+	n1 = get_le64(&m->nonce);
+	memcpy(mac1, m->mac, sizeof(mac1));
+	assert_true(ccm_msg_mac_ok(b->ccm, m, pl, 4096));
+	assert_false(ccm_msg_mac_ok(a->ccm, m, pl, 4096)); /* reflected */
+
+	ccm_msg_seal(a->ccm, m, pl, 4096); /* the retransmission */
+	assert_true(get_le64(&m->nonce) > n1);
+	assert_memory_not_equal(m->mac, mac1, sizeof(mac1));
+	assert_true(ccm_msg_mac_ok(b->ccm, m, pl, 4096));
+
+	pl[4095] ^= 1;
+	assert_false(ccm_msg_mac_ok(b->ccm, m, pl, 4096));
+	pl[4095] ^= 1;
+	put_le64(&m->ack, 1);
+	assert_false(ccm_msg_mac_ok(b->ccm, m, pl, 4096));
+	put_le64(&m->ack, 0);
+	put_le64(&m->nonce, n1); /* a valid MAC under another nonce */
+	assert_false(ccm_msg_mac_ok(b->ccm, m, pl, 4096));
+}
+
 /* A hello recorded in an old session, replayed into the slot later. */
 static void test_stale_generation_replay(void **state)
 {
@@ -1033,7 +1079,7 @@ static void test_ports(void **state)
 	assert_true(json_object_object_get_ex(s, "partner", &v));
 	assert_string_equal(json_object_get_string(v), "b");
 	assert_true(json_object_object_get_ex(s, "partner_version", &v));
-	assert_string_equal(json_object_get_string(v), "1.0");
+	assert_string_equal(json_object_get_string(v), "2.0");
 	assert_true(json_object_object_get_ex(s, "handshake_us", &v));
 	assert_true(json_object_object_get_ex(root, "links", &v));
 	assert_int_equal(json_object_array_length(v), 2);
@@ -1946,6 +1992,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_missing_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_session_id_private, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_msg_mac, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_generation_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_sided_client, setup, teardown),
