@@ -261,21 +261,12 @@ static int cycle_write(struct monitor_mbox *mb, enum ha_state state, enum ha_mir
 	return 0;
 }
 
-/* Read the own mailbox: renew or drop the lease, note a mark or a second
- * writer. @p own is filled for publication. The first lease of a boot
- * waits for a durable record of this boot: the partner's fence wait uses
- * the lease_ms it read there, so no lease is granted that it has not been
- * told of. */
-static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
+/* Another process's record in our liveness sector (mb->rbuf, just read):
+ * a second writer of this node's mailbox. */
+static void check_foreign(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
 {
-	uint64_t t0 = monitor_boottime_ns();
 	struct monitor_alive a;
-	int rc = read_sectors(mb->own_fd, mb->rbuf);
 
-	own->rc = rc;
-	if (rc < 0)
-		return;
-	own->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &own->mark) == 0;
 	if (mb->wrote && memcmp(mb->rbuf, mb->last_written, MONITOR_REC_SIZE) != 0 &&
 	    monitor_alive_decode(mb->rbuf, MONITOR_REC_ALIVE, &a) == 0 &&
 	    (a.boot_gen != mb->boot_gen || strcmp(a.node, mb->node) != 0)) {
@@ -285,6 +276,23 @@ static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view
 			    mb->own_path, a.node, (unsigned long long)a.boot_gen);
 		own->conflict = true;
 	}
+}
+
+/* Read the own mailbox: renew or drop the lease, note a mark or a second
+ * writer. @p own is filled for publication. The first lease of a boot
+ * waits for a durable record of this boot: the partner's fence wait uses
+ * the lease_ms it read there, so no lease is granted that it has not been
+ * told of. */
+static void cycle_read_own(struct monitor_mbox *mb, struct monitor_mbox_own_view *own)
+{
+	uint64_t t0 = monitor_boottime_ns();
+	int rc = read_sectors(mb->own_fd, mb->rbuf);
+
+	own->rc = rc;
+	if (rc < 0)
+		return;
+	own->mark_valid = monitor_mark_decode(mb->rbuf + MONITOR_SECTOR, &own->mark) == 0;
+	check_foreign(mb, own);
 	/* A set mark at or below our durable acked_gen is one we took back
 	 * from a dead taker (ha.c, "takeback"): answered, it fences no more. */
 	if ((own->mark_valid && own->mark.set && own->mark.gen > mb->durable_acked) ||
@@ -512,6 +520,14 @@ static void *thread_main(void *arg)
 				sync |= r->kind == REQ_SYNC;
 			}
 			if ((due && loop_alive(mb)) || sync) {
+				/* The read after our write sees a second writer
+				 * only if its write lands in between: two writers
+				 * of one interval can keep that phase for good.
+				 * Before our write, the read sees any of its
+				 * writes since our last. */
+				if (mb->wrote && !own.conflict &&
+				    read_sectors(mb->own_fd, mb->rbuf) == 0)
+					check_foreign(mb, &own);
 				wrc = cycle_write(mb, state, mirror, acked);
 				note_write(mb, wrc);
 				if (wrc == 0)
