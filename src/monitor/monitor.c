@@ -460,8 +460,11 @@ static void boot_checked(void *arg, int rc, const struct monitor_mark *mark)
 	m->own_mark_gen = mark ? mark->gen : 0;
 	m->own_mark_read = mark != NULL;
 	m->own_mark_replay = mark ? mark->replay : MONITOR_MARK_REPLAY_UNSAID;
-	monitor_ha_init(&m->ha, &m->hcfg, loop_now_ns() / NS_PER_MS, taken, mark ? mark->gen : 0,
-			acked);
+	/* The start rounded up: the machine's clock is read in whole ms
+	 * (monitor_sample), and rounded down boot_grace_ms could end up to
+	 * 1 ms early. */
+	monitor_ha_init(&m->ha, &m->hcfg, (loop_now_ns() + NS_PER_MS - 1) / NS_PER_MS, taken,
+			mark ? mark->gen : 0, acked);
 	m->booted = true;
 	m->prev_state = m->ha.state;
 	publish(m);
