@@ -4,19 +4,23 @@
 # A local pair on loopback (one interconnect link, tcp;ofi_rxm): node b owns
 # vol-b (1 GiB, written fully once first); "direct" is b's NBD port,
 # "proxy" is a's proxy port. Jobs alternate direct/proxy for BENCH_ROUNDS
-# rounds; the table shows the median of the rounds.
+# rounds; the table shows the median of the rounds. The peer: "nbdkit-fwd",
+# nbdkit's nbd plugin on its own port forwarding to b's direct port, the
+# same extra NBD hop through a generic forwarder (no interconnect), so that
+# the cost of a hop on this machine is measured beside duet's.
 #
 #   bench/proxy.sh [--write-doc] [BUILD_DIR]      (BUILD_DIR default: build)
 #
 # Env: BENCH_SECONDS (per job, port and round, default 5), BENCH_ROUNDS
 # (default 3), BENCH_DIR (default $TMPDIR or /tmp), BENCH_PORT_BASE (default
-# 23960; uses six ports), BENCH_JOBS (a subset of the job names),
+# 23960; uses seven ports), BENCH_JOBS (a subset of the job names),
 # BENCH_SYSCALLS (1, the default, with strace: also system calls per 4 KiB
 # proxied read and write on both nodes, bench/syscalls.sh), BENCH_SPIN_US
 # ([ic] spin_us of both nodes; default: duetd's), BENCH_REALTIME ([node]
 # realtime of both nodes, on | off; default: duetd's), BENCH_CLIENT_RT (fio
 # at SCHED_RR of this priority, bench/lib.sh), BENCH_CPU (1, the default:
-# also CPU per I/O of the whole machine and of each node, bench/lib.sh).
+# also CPU per I/O of the whole machine and of each node, bench/lib.sh),
+# BENCH_FWD (1, the default: also the nbdkit-fwd peer; 0: without it).
 # Prints Markdown tables; --write-doc also replaces the "Proxy" section of
 # docs/BENCHMARKS.md with them. Targets (issue 11; not tests): proxy >= 0.5x
 # direct IOPS for 4 KiB reads at iodepth 1, >= 0.8x at iodepth 32 and for
@@ -78,6 +82,19 @@ wait_until "a's proxy port does not serve vol-b" serves
 
 URI_direct=nbd://127.0.0.1:$((P + 2))/vol-b
 URI_proxy=nbd://127.0.0.1:$((P + 1))/vol-b
+SIDES=(direct proxy)
+if [ "${BENCH_FWD:-1}" = 1 ] && nbdkit nbd --dump-plugin >/dev/null 2>&1; then
+	# One upstream connection per client connection (not shared), like the
+	# proxy's port; nbdkit's parallel thread model keeps the client's depth.
+	nbdkit -f -p $((P + 6)) -i 127.0.0.1 nbd hostname=127.0.0.1 port=$((P + 2)) export=vol-b \
+		2>"$W/fwd.log" &
+	PIDS+=($!)
+	BENCH_PID_NAME[$!]=fwd
+	bench_wait_port $((P + 6)) "$!" fwd
+	URI_fwd=nbd://127.0.0.1:$((P + 6))/
+	SIDES+=(fwd)
+fi
+has_fwd() { [ ${#SIDES[@]} = 3 ]; }
 
 echo "pre-filling vol-b ($SIZE) through b's port..." >&2
 bench_prefill vol-b "$URI_direct" $SIZE
@@ -99,10 +116,9 @@ rows=() cpu_rows=()
 for j in "${JOBS[@]}"; do
 	IFS='|' read -r name args side <<<"$j"
 	bench_want_job "$name" || continue
-	: >"$W/$name-direct.tsv"
-	: >"$W/$name-proxy.tsv"
+	for s in "${SIDES[@]}"; do : >"$W/$name-$s.tsv"; done
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for s in direct proxy; do
+		for s in "${SIDES[@]}"; do
 			uri_var=URI_$s
 			echo "$name on $s, round $r/$ROUNDS (${SECS}s)..." >&2
 			bench_fio "$name" "$args" "${!uri_var}" "$W/$name-$s.json" "$s"
@@ -110,18 +126,24 @@ for j in "${JOBS[@]}"; do
 				>>"$W/$name-$s.tsv"
 		done
 	done
-	read -r d_iops d_mibs d_p50 d_p99 d_busy d_us d_split <<<"$(median <"$W/$name-direct.tsv")"
-	read -r p_iops p_mibs p_p50 p_p99 p_busy p_us p_split <<<"$(median <"$W/$name-proxy.tsv")"
+	read -r d_iops _ d_p50 d_p99 d_busy d_us d_split <<<"$(median <"$W/$name-direct.tsv")"
+	read -r p_iops _ p_p50 p_p99 p_busy p_us p_split <<<"$(median <"$W/$name-proxy.tsv")"
+	f_iops=- f_p50=- f_us=- f_ratio=- pf_ratio=-
+	if has_fwd; then
+		read -r f_iops _ f_p50 _ _ f_us _ <<<"$(median <"$W/$name-fwd.tsv")"
+		f_ratio=$(bench_ratio "$f_iops" "$d_iops")
+		pf_ratio=$(bench_ratio "$p_iops" "$f_iops")
+	fi
 	ratio=$(bench_ratio "$p_iops" "$d_iops")
 	target=""
 	case $name in
 	randread-4k-qd1) target="0.5" ;;
 	*qd32 | *1m*) target="0.8" ;;
 	esac
-	rows+=("| $name | $d_iops | $p_iops | $d_mibs | $p_mibs | $d_p50 | $p_p50 | $d_p99 | $p_p99 | **$ratio** | ${target:--} |")
+	rows+=("| $name | $d_iops | $p_iops | $f_iops | $d_p50 | $p_p50 | $f_p50 | $d_p99 | $p_p99 | **$ratio** | $f_ratio | **$pf_ratio** | ${target:--} |")
 	per=op
 	[[ $name != *1m* ]] || per=MiB
-	cpu_rows+=("| $name | $d_busy | $p_busy | $d_us | $p_us | $(bench_ratio "$d_us" "$p_us") | ${d_split:--} | ${p_split:--} | $per |")
+	cpu_rows+=("| $name | $d_busy | $p_busy | $d_us | $p_us | $f_us | $(bench_ratio "$d_us" "$p_us") | ${d_split:--} | ${p_split:--} | $per |")
 done
 
 bench_servers_alive "a node"
@@ -133,8 +155,8 @@ ctl a status --json | jq -e '.proxy.errors == 0' >/dev/null || {
 
 cpu=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)
 table() {
-	echo "| job | direct IOPS | proxy IOPS | direct MiB/s | proxy MiB/s | direct p50 µs | proxy p50 µs | direct p99 µs | proxy p99 µs | proxy/direct | target |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| job | direct IOPS | proxy IOPS | nbdkit-fwd IOPS | direct p50 µs | proxy p50 µs | nbdkit-fwd p50 µs | direct p99 µs | proxy p99 µs | proxy/direct | nbdkit-fwd/direct | proxy/nbdkit-fwd | target (proxy/direct) |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${rows[@]}"
 	[ "${BENCH_CPU:-1}" = 1 ] || return 0
 	echo
@@ -144,8 +166,8 @@ table() {
 	echo "the CPUs near 100% busy, proxy/direct can be no better than the ratio of their CPU per I/O"
 	echo "(\"CPU bound\"):"
 	echo
-	echo "| job | direct busy % | proxy busy % | direct CPU µs | proxy CPU µs | CPU bound | direct split µs | proxy split µs | per |"
-	echo "|---|---:|---:|---:|---:|---:|---|---|---|"
+	echo "| job | direct busy % | proxy busy % | direct CPU µs | proxy CPU µs | nbdkit-fwd CPU µs | CPU bound | direct split µs | proxy split µs | per |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---|---|---|"
 	printf '%s\n' "${cpu_rows[@]}"
 }
 section() {
@@ -158,7 +180,9 @@ section() {
 	echo "[proxy] settings (4 ports of 16 MiB, 1 MiB requests). The volume was written fully once"
 	echo "before the jobs, so reads hit data (page cache). Jobs alternate direct and proxy for"
 	echo "$ROUNDS rounds of ${SECS} s (after 1 s of ramp); the table shows the median round by IOPS."
-	echo "The ratio is proxy IOPS / direct IOPS (bandwidth for the 1 MiB jobs is the same ratio)."
+	echo "The ratio is proxy IOPS / direct IOPS (for the 1 MiB jobs IOPS is MiB/s). The peer,"
+	echo "nbdkit-fwd, is nbdkit $(nbdkit --version | awk '{print $2}')'s nbd plugin on its own port, forwarding to b's direct"
+	echo "port: the same extra NBD hop through a generic forwarder, without the interconnect."
 	echo "On a small shared machine the ratios move from run to run (by 0.1-0.3 on the development"
 	echo "machine, whose load average is given below): compare several runs."
 	echo
