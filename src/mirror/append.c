@@ -49,6 +49,8 @@ static bool half_reusable(const struct mirror *m, int hi)
 
 	if (h->state != H_SEALED || h->xfers)
 		return false;
+	if (mirror_encoded_seq(m) < h->last_seq)
+		return false; /* the encoder still writes into it */
 	if (m->cp_durable < h->last_seq)
 		return false;
 	/* The image must know the half is checkpointed before it is
@@ -113,9 +115,17 @@ static bool place(struct mirror *m, struct mirror_write *w)
 		}
 		uint64_t seq = m->next_seq++;
 		uint64_t off = h->base + h->tail;
-		mirror_rec_encode(m->base + off, seq, m->hdr.log_id, &w->vol, w->type, w->flags,
-				  w->offset + w->placed, vlen, dlen ? data + w->placed : NULL,
-				  dlen);
+		const uint8_t *src = dlen ? data + w->placed : NULL;
+		mirror_rec_encode_header(m->base + off, seq, m->hdr.log_id, &w->vol, w->type,
+					 w->flags, w->offset + w->placed, vlen, dlen);
+		struct mirror_enc_job j = {.dst = m->base + off,
+					   .data = src,
+					   .data_len = dlen,
+					   .seq = seq,
+					   .half = m->active,
+					   .off = h->tail};
+		if (!(m->enc && dlen >= m->o.encode_min && mirror_encoder_push(m->enc, &j)))
+			mirror_rec_seal(m->base + off, src, dlen);
 		if (!h->first_seq)
 			h->first_seq = seq;
 		h->last_seq = seq;
@@ -192,8 +202,19 @@ void mirror_place_waiters(struct mirror *m)
 
 /* ---- logged callbacks ---- */
 
-static bool is_logged(const struct mirror *m, const struct mirror_write *w)
+uint64_t mirror_encoded_seq(const struct mirror *m)
 {
+	struct mirror_enc_job j;
+
+	if (m->enc && mirror_encoder_oldest(m->enc, &j))
+		return j.seq - 1;
+	return m->placed_seq;
+}
+
+static bool is_logged(const struct mirror *m, const struct mirror_write *w, uint64_t encoded)
+{
+	if (w->last_seq > encoded)
+		return false; /* not whole in the log yet */
 	if (m->o.durability == MIRROR_DURABILITY_LOCAL_SYNC && m->synced_seq < w->last_seq)
 		return false;
 	switch (m->state) {
@@ -228,7 +249,9 @@ void mirror_complete_logged(struct mirror *m)
 		}
 		return;
 	}
-	while ((w = wq_head(&m->wait_logged)) && is_logged(m, w)) {
+	uint64_t encoded = mirror_encoded_seq(m);
+
+	while ((w = wq_head(&m->wait_logged)) && is_logged(m, w, encoded)) {
 		wq_pop(&m->wait_logged);
 		w->st |= W_LOGGED;
 		w->logged(w, 0);
@@ -358,13 +381,14 @@ void mirror_sync_done(void *arg)
  * meanwhile (group commit). */
 void mirror_sync_step(struct mirror *m)
 {
+	uint64_t encoded = mirror_encoded_seq(m);
 	bool want_records =
-	    m->o.durability == MIRROR_DURABILITY_LOCAL_SYNC && m->placed_seq > m->synced_seq;
+	    m->o.durability == MIRROR_DURABILITY_LOCAL_SYNC && encoded > m->synced_seq;
 	bool want_header = m->written_cp > m->cp_durable;
 
 	if (m->sync_inflight || (!want_records && !want_header))
 		return;
-	m->sync_req_seq = m->placed_seq;
+	m->sync_req_seq = encoded;
 	m->sync_req_cp = m->written_cp;
 	m->sync_inflight = true;
 	mirror_syncer_request(m->sync, ++m->sync_ticket);

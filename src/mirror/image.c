@@ -238,13 +238,11 @@ int mirror_image_info(const void *img, size_t size, struct mirror_image_info *in
 
 #define RO(f) offsetof(struct mirror_rec_header, f)
 
-uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
-			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
-			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len)
+void mirror_rec_encode_header(void *dst, uint64_t seq, uint64_t log_id,
+			      const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			      uint64_t offset, uint64_t length, uint32_t data_len)
 {
 	uint8_t *b = dst;
-	uint64_t len = mirror_rec_len(data_len);
-	uint32_t crc;
 
 	put_le32(b + RO(magic), MIRROR_REC_MAGIC);
 	put_le32(b + RO(crc), 0);
@@ -256,6 +254,14 @@ uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
 	put_le32(b + RO(data_len), data_len);
 	put_le16(b + RO(type), type);
 	put_le16(b + RO(flags), flags);
+}
+
+void mirror_rec_seal(void *dst, const void *data, uint32_t data_len)
+{
+	uint8_t *b = dst;
+	uint64_t len = mirror_rec_len(data_len);
+	uint32_t crc;
+
 	if (data_len)
 		memcpy(b + MIRROR_REC_HDR_SIZE, data, data_len);
 	if (len > MIRROR_REC_HDR_SIZE + (uint64_t)data_len)
@@ -263,7 +269,15 @@ uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
 	crc = crc32c(0, b, MIRROR_REC_HDR_SIZE);
 	crc = crc32c(crc, data, data_len); /* the source: hot in cache */
 	put_le32(b + RO(crc), crc);
-	return len;
+}
+
+uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
+			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len)
+{
+	mirror_rec_encode_header(dst, seq, log_id, vol, type, flags, offset, length, data_len);
+	mirror_rec_seal(dst, data, data_len);
+	return mirror_rec_len(data_len);
 }
 
 void mirror_rec_header_decode(const void *src, struct mirror_rec_header *r)

@@ -23,6 +23,11 @@
 static void work_fn(void *arg);
 static void wake_timer_fn(struct loop_timer *t);
 
+static void encoder_done(void *arg)
+{
+	mirror_post(arg);
+}
+
 void mirror_opts_init(struct mirror_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -70,6 +75,8 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 		m->o.group_bytes = 256 * 1024;
 	if (!m->o.resync_retry_ms)
 		m->o.resync_retry_ms = 1000;
+	if (!m->o.encode_min)
+		m->o.encode_min = 256 * 1024;
 	m->want_size = opts->size & ~(uint64_t)4095;
 	m->host = host;
 	m->host_ctx = host_ctx;
@@ -97,6 +104,11 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 	rc = mirror_syncer_start(loop, m->fd, mirror_sync_done, m, &m->sync);
 	if (rc < 0)
 		goto err_ring;
+	if (m->o.encode_min != UINT32_MAX) {
+		rc = mirror_encoder_start(loop, encoder_done, m, &m->enc);
+		if (rc < 0)
+			goto err_sync;
+	}
 	if (m->o.mode == MIRROR_MODE_ON)
 		mirror_set_state(
 		    m, MIRROR_STATE_DEGRADED,
@@ -114,6 +126,8 @@ int mirror_open(struct loop *loop, const struct mirror_opts *opts,
 		 (unsigned long long)m->live_at_open);
 	*out = m;
 	return 0;
+err_sync:
+	mirror_syncer_stop(m->sync);
 err_ring:
 	free(m->ring);
 err_log:
@@ -140,6 +154,7 @@ void mirror_close(struct mirror *m)
 	loop_timer_cancel(m->loop, &m->retry_timer);
 	loop_timer_cancel(m->loop, &m->suspend_timer);
 	loop_timer_cancel(m->loop, &m->out_timer);
+	mirror_encoder_stop(m->enc); /* before the log is unmapped */
 	mirror_syncer_stop(m->sync);
 	if (!list_empty(&m->unapplied) || m->wait_logged.n || m->wait_space.n)
 		LOG_WARN("mirror closed with writes in flight");
@@ -184,7 +199,8 @@ static void reset_step(struct mirror *m)
 	mirror_done_fn done = m->reset_done;
 	int rc = 0;
 
-	if (!m->reset_pending || m->ring_count || m->sync_inflight || m->cp_host_wait)
+	if (!m->reset_pending || m->ring_count || m->sync_inflight || m->cp_host_wait ||
+	    mirror_encoded_seq(m) != m->placed_seq)
 		return;
 	rc = mirror_log_reset(m); /* new log id: nothing of the old one replays again */
 	m->cp_running = false;

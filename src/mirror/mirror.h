@@ -383,6 +383,9 @@ struct mirror_opts {
 					  grouped: group commit (0: 2; 16: none) */
 	uint32_t group_bytes;	     /**< unsent record bytes that go out anyway (0: 256 KiB) */
 	uint64_t resync_retry_ms;    /**< after a transport error (0: 1000) */
+	uint32_t encode_min;	     /**< records of at least this many data bytes are copied into
+					  the log and sealed by the encoder thread, off the loop
+					  (0: 256 KiB; UINT32_MAX: never) */
 };
 
 /** Defaults: mode on, durability memory, mirror_down degrade, suspend

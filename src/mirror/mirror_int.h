@@ -16,6 +16,7 @@
 #ifndef DUET_MIRROR_MIRROR_INT_H
 #define DUET_MIRROR_MIRROR_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -178,6 +179,7 @@ struct mirror_work {
 };
 
 struct mirror_syncer;
+struct mirror_encoder;
 
 struct mirror {
 	struct loop *loop;
@@ -213,6 +215,7 @@ struct mirror {
 	uint64_t placed_seq;		  /* last seq placed */
 	struct mirror_wqueue wait_space;  /* appends waiting for a free half */
 	struct mirror_wqueue wait_logged; /* placed, logged callback pending, seq order */
+	struct mirror_encoder *enc;	  /* seals records of >= o.encode_min data bytes */
 	struct list unapplied;		  /* mirror_write.a_node: not yet applied, seq order */
 
 	/* Durability watermarks. */
@@ -301,6 +304,13 @@ unsigned mirror_log_header_write(void *img, const struct mirror_log_header *h, u
 uint64_t mirror_rec_encode(void *dst, uint64_t seq, uint64_t log_id,
 			   const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
 			   uint64_t offset, uint64_t length, const void *data, uint32_t data_len);
+/* mirror_rec_encode in two steps: the header with a CRC of 0, then (maybe
+ * on another thread: encoder.c) the data, the padding and the CRC. A record
+ * between the two is torn to every reader. */
+void mirror_rec_encode_header(void *dst, uint64_t seq, uint64_t log_id,
+			      const struct mirror_vol_id *vol, uint16_t type, uint16_t flags,
+			      uint64_t offset, uint64_t length, uint32_t data_len);
+void mirror_rec_seal(void *dst, const void *data, uint32_t data_len);
 /* Decode the record header at @p src into @p r (no check). */
 void mirror_rec_header_decode(const void *src, struct mirror_rec_header *r);
 /* Check the record at @p rec (@p room bytes to the end of its half) from
@@ -346,6 +356,8 @@ int mirror_log_recovered(struct mirror *m);
 void mirror_free_halves(struct mirror *m);
 /* Place the appends that waited for space, in order, while they fit. */
 void mirror_place_waiters(struct mirror *m);
+/* Records <= are whole in the log (none waits for the encoder after them). */
+uint64_t mirror_encoded_seq(const struct mirror *m);
 /* Call @c logged of the writes whose durability the settings ask for is reached. */
 void mirror_complete_logged(struct mirror *m);
 /* mirror_down = suspend: fail writes held past the timeout (or mirror_fail_held). */
@@ -379,6 +391,27 @@ void mirror_resync_step(struct mirror *m);
 /* Half @p hi is still to be copied by the resync in progress. */
 bool mirror_in_copy_plan(const struct mirror *m, int hi);
 
+/* thread.c: a worker thread of the log and its way back to the loop */
+struct mirror_thread {
+	struct loop *loop;
+	int efd;
+	struct loop_io io;
+	void (*done)(void *arg);
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t mu; /* the owner's fields and stop */
+	pthread_cond_t cv;  /* signalled on new work and on stop */
+	bool stop;
+};
+/* Start @p fn(@p fn_arg) on a thread; @p done(@p arg) runs on @p loop after
+ * each mirror_thread_wake_loop. @return 0 or -errno. */
+int mirror_thread_start(struct mirror_thread *t, struct loop *loop, void *(*fn)(void *),
+			void *fn_arg, void (*done)(void *arg), void *arg);
+/* Set stop, signal the condition and join the thread. */
+void mirror_thread_stop(struct mirror_thread *t);
+/* From the thread: have done run on the loop (wake-ups coalesce). */
+void mirror_thread_wake_loop(struct mirror_thread *t);
+
 /* syncer.c: a thread that fdatasyncs the log so the loop never blocks on it */
 /* Start it; @p done(@p arg) runs on the loop when a sync finished. */
 int mirror_syncer_start(struct loop *loop, int fd, void (*done)(void *arg), void *arg,
@@ -389,6 +422,30 @@ void mirror_syncer_stop(struct mirror_syncer *s);
 void mirror_syncer_request(struct mirror_syncer *s, uint64_t ticket);
 /* Highest ticket made durable, and the error of the last sync (0 or -errno). */
 uint64_t mirror_syncer_result(struct mirror_syncer *s, int *err);
+
+/* encoder.c: a thread that seals large records (data copy and CRC) off the loop */
+/* A record placed whose data the encoder is still to copy and seal. */
+struct mirror_enc_job {
+	uint8_t *dst;	  /* the record in the log (its header written) */
+	const void *data; /* the write's data, alive until the write is logged */
+	uint32_t data_len;
+	uint64_t seq;
+	int half; /* where the record starts: half and offset in it */
+	uint64_t off;
+};
+/* Start it; @p done(@p arg) runs on the loop when jobs were finished. */
+int mirror_encoder_start(struct loop *loop, void (*done)(void *arg), void *arg,
+			 struct mirror_encoder **out);
+/* Finish the job in progress, drop the queued ones (their writes were never
+ * logged, so their torn records end a replay before no acknowledged one),
+ * and stop the thread. */
+void mirror_encoder_stop(struct mirror_encoder *e);
+/* Queue @p j (sealed in queue order); false when the queue is full. */
+bool mirror_encoder_push(struct mirror_encoder *e, const struct mirror_enc_job *j);
+/* The oldest job not yet sealed, in @p out if not NULL; false when none. */
+bool mirror_encoder_oldest(struct mirror_encoder *e, struct mirror_enc_job *out);
+/* For tests: hold the encoder before its next job (or let it go on). */
+void mirror_encoder_pause(struct mirror_encoder *e, bool pause);
 
 /* transport.c: the loopback transport, for tests (the partner image is a buffer) */
 struct mirror_loopback;

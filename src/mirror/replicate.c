@@ -182,14 +182,16 @@ void mirror_ring_process(struct mirror *m)
 	}
 }
 
-/* From @p from, the end of the last record that ends by *to (at least one
- * record, even if longer); returns its seq and moves *to to its end. */
-static uint64_t last_whole_record(struct mirror *m, int hi, uint64_t from, uint64_t *to)
+/* From @p from, the end of the last record before @p end that ends by *to
+ * (at least one record, even if longer); returns its seq and moves *to to
+ * its end. */
+static uint64_t last_whole_record(struct mirror *m, int hi, uint64_t from, uint64_t end,
+				  uint64_t *to)
 {
 	struct mirror_half *h = &m->h[hi];
 	uint64_t p = from, last = 0;
 
-	while (p < h->tail) {
+	while (p < end) {
 		struct mirror_rec_header r;
 		mirror_rec_header_decode(m->base + h->base + p, &r);
 		uint64_t len = mirror_rec_len(r.data_len);
@@ -227,9 +229,9 @@ static unsigned halves_in_order(const struct mirror *m, int order[2])
  * the transport a send and a completion on both nodes, whatever its size).
  * A lone write never waits (nothing in flight), and a backlog of
  * group_bytes goes at once, so streams still fill the window. */
-static bool records_go(const struct mirror *m, const struct mirror_half *h)
+static bool records_go(const struct mirror *m, const struct mirror_half *h, uint64_t end)
 {
-	return m->rec_inflight < m->o.group_window || h->tail - h->sent >= m->o.group_bytes;
+	return m->rec_inflight < m->o.group_window || end - h->sent >= m->o.group_bytes;
 }
 
 void mirror_kick_sends(struct mirror *m)
@@ -267,15 +269,20 @@ void mirror_kick_sends(struct mirror *m)
 		if (rc < 0)
 			return;
 	}
+	/* Records go whole: up to the oldest one the encoder still seals. */
+	struct mirror_enc_job pend;
+	bool sealing = m->enc && mirror_encoder_oldest(m->enc, &pend);
 	n = halves_in_order(m, order);
 	for (unsigned k = 0; k < n; k++) {
 		struct mirror_half *h = &m->h[order[k]];
-		while (h->sent < h->tail) {
-			if (!records_go(m, h))
+		bool stop = sealing && pend.half == order[k];
+		uint64_t end = stop ? pend.off : h->tail;
+		while (h->sent < end) {
+			if (!records_go(m, h, end))
 				return;
 			uint64_t from = h->sent;
 			uint64_t to = from + m->max_xfer;
-			uint64_t last = last_whole_record(m, order[k], from, &to);
+			uint64_t last = last_whole_record(m, order[k], from, end, &to);
 			int rc =
 			    xfer_issue(m, XF_RECORDS, order[k], h->base + from, to - from, last);
 			if (rc == 0)
@@ -284,6 +291,8 @@ void mirror_kick_sends(struct mirror *m)
 			if (rc < 0)
 				return;
 		}
+		if (stop)
+			return;
 	}
 }
 
@@ -322,7 +331,10 @@ void mirror_resync_step(struct mirror *m)
 		return;
 	case RS_PLAN: {
 		int order[2];
-		unsigned n = halves_in_order(m, order);
+		unsigned n;
+		if (mirror_encoded_seq(m) != m->placed_seq)
+			return; /* the copies take whole records: after the encoder's */
+		n = halves_in_order(m, order);
 		m->rs_n = m->rs_cur = 0;
 		m->rs_off = 0;
 		for (unsigned i = 0; i < n; i++) {

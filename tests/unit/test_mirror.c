@@ -488,6 +488,13 @@ static void run_turns(struct harness *hs, unsigned n)
 		loop_run_once(hs->loop, 0);
 }
 
+/* mirror_opts.encode_min of every harness: 0 (the default, 256 KiB: the
+ * tests' 16 KiB records never reach the encoder), or 1 in the "encoder"
+ * group, which runs the engine's tests again with every record sealed by the
+ * encoder thread (test_prefix_ack and test_group_commit, which count transport
+ * writes after a fixed number of loop turns, stay out of it). */
+static uint32_t g_encode_min;
+
 static void opts_default(struct harness *hs, uint64_t size)
 {
 	memset(&hs->o, 0, sizeof(hs->o));
@@ -501,6 +508,7 @@ static void opts_default(struct harness *hs, uint64_t size)
 	hs->o.cp_interval_ms = 0;
 	hs->o.max_record = 16 * KiB;
 	hs->o.xfer_window = 8;
+	hs->o.encode_min = g_encode_min;
 }
 
 static void hs_init(struct harness *hs, uint64_t size)
@@ -836,7 +844,13 @@ static void run_wraparound(bool loopback, enum mirror_durability dur, unsigned t
 		img = snapshot_log(&hs, &size);
 		assert_int_equal(mirror_loopback_pending(hs.lb), 0);
 		assert_int_equal(size, hs.image_size);
-		assert_memory_equal(img, hs.image, size);
+		/* Byte for byte only when records are sealed on the loop: with
+		 * the encoder a consistency point can overtake a record's send,
+		 * and a half that a checkpoint in the image covers is freed
+		 * without sending the rest (no replay needs them). The replay
+		 * below holds either way. */
+		if (!g_encode_min)
+			assert_memory_equal(img, hs.image, size);
 		check_replay(&hs, hs.image, hs.image_size, &rs);
 		assert_true(rs.image_valid);
 		mirror_get_status(hs.m, &st);
@@ -1094,6 +1108,73 @@ static void test_prefix_ack(void **state)
 	mirror_loopback_complete(hs.lb, 0, 0);
 	wait_logged(&hs, t, 3);
 	mirror_loopback_hold(hs.lb, false);
+	free_writes(t, 3);
+	hs_close(&hs);
+}
+
+static bool lb_sent(void *arg)
+{
+	struct harness *hs = arg;
+
+	return mirror_loopback_pending(hs->lb) > 0;
+}
+
+/* The encoder (encode_min): a record it has not sealed is torn in the log,
+ * and nothing from it on is sent or logged, a small record sealed inline
+ * behind it included; sealed, both go in order. A close with a record still
+ * queued drops it: the log ends before it (it was never acknowledged). */
+static void test_encoder(void **state)
+{
+	struct harness hs;
+	struct tw t[3];
+	struct mirror_half_scan sc;
+	size_t size;
+	uint8_t *img;
+
+	(void)state;
+	hs_init(&hs, 1u << 20);
+	hs.o.encode_min = 8192;
+	hs_start(&hs, true);
+	wait_in_sync(&hs);
+	assert_non_null(hs.m->enc);
+	mirror_loopback_hold(hs.lb, true);
+	mirror_encoder_pause(hs.m->enc, true);
+	fill_write(&t[0], MIRROR_REC_WRITE, 0, 16384);	  /* the encoder's */
+	fill_write(&t[1], MIRROR_REC_WRITE, 65536, 4096); /* sealed inline */
+	submit(&hs, &t[0], true);
+	submit(&hs, &t[1], true);
+	run_turns(&hs, 5);
+	assert_int_equal(t[0].logged + t[1].logged, 0);
+	assert_int_equal(mirror_loopback_pending(hs.lb), 0);
+	img = snapshot_log(&hs, &size);
+	assert_int_equal(mirror_image_scan(img, size, 0, NULL, NULL, &sc), 0);
+	assert_int_equal(sc.records, 0);
+	assert_int_equal(sc.stop, MIRROR_STOP_CRC);
+	free(img);
+
+	mirror_encoder_pause(hs.m->enc, false);
+	run_until(&hs, lb_sent, &hs);
+	assert_int_equal(mirror_loopback_pending(hs.lb), 1); /* both, whole, in one write */
+	mirror_loopback_complete(hs.lb, 0, 0);
+	wait_logged(&hs, t, 2);
+	assert_int_equal(t[0].result, 0);
+	assert_int_equal(t[1].result, 0);
+	mirror_loopback_hold(hs.lb, false);
+	quiesce(&hs);
+	check_replay(&hs, hs.image, hs.image_size, NULL);
+
+	mirror_encoder_pause(hs.m->enc, true);
+	fill_write(&t[2], MIRROR_REC_WRITE, 131072, 16384);
+	submit(&hs, &t[2], true);
+	run_turns(&hs, 3);
+	assert_int_equal(t[2].logged, 0);
+	mirror_close(hs.m);
+	hs.m = NULL;
+	img = snapshot_log(&hs, &size);
+	assert_int_equal(mirror_image_scan(img, size, 0, NULL, NULL, &sc), 0);
+	assert_int_equal(sc.records, 2);
+	assert_int_equal(sc.stop, MIRROR_STOP_CRC);
+	free(img);
 	free_writes(t, 3);
 	hs_close(&hs);
 }
@@ -2112,6 +2193,7 @@ int main(void)
 	    cmocka_unit_test(test_split_records),
 	    cmocka_unit_test(test_prefix_ack),
 	    cmocka_unit_test(test_group_commit),
+	    cmocka_unit_test(test_encoder),
 	    cmocka_unit_test(test_degrade_resync),
 	    cmocka_unit_test(test_resync_marks_image),
 	    cmocka_unit_test(test_image_judge),
@@ -2127,8 +2209,36 @@ int main(void)
 	    cmocka_unit_test(test_rangelock_random),
 	};
 
+	/* The engine's tests with every record sealed by the encoder thread. */
+	const struct CMUnitTest encoder_tests[] = {
+	    cmocka_unit_test(test_append_basic),
+	    cmocka_unit_test(test_wraparound_local),
+	    cmocka_unit_test(test_wraparound_loopback),
+	    cmocka_unit_test(test_wraparound_local_sync),
+	    cmocka_unit_test(test_replay_torn_tail),
+	    cmocka_unit_test(test_replay_corrupt_middle),
+	    cmocka_unit_test(test_replay_idempotent),
+	    cmocka_unit_test(test_flush),
+	    cmocka_unit_test(test_split_records),
+	    cmocka_unit_test(test_degrade_resync),
+	    cmocka_unit_test(test_resync_marks_image),
+	    cmocka_unit_test(test_image_judge),
+	    cmocka_unit_test(test_suspend),
+	    cmocka_unit_test(test_both_halves_full),
+	    cmocka_unit_test(test_recover_and_discard),
+	    cmocka_unit_test(test_cp_timer),
+	    cmocka_unit_test(test_stress_crash_points),
+	    cmocka_unit_test(test_replay_to_store),
+	    cmocka_unit_test(test_replay_async),
+	    cmocka_unit_test(test_runtime_reset),
+	};
+	int failed;
+
 	log_set_level(getenv("DUET_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	if (getenv("DUET_TEST_SEED")) /* explore other interleavings */
 		rng_state = strtoull(getenv("DUET_TEST_SEED"), NULL, 0) | 1;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	failed = cmocka_run_group_tests(tests, NULL, NULL);
+	g_encode_min = 1;
+	failed += cmocka_run_group_tests_name("encoder", encoder_tests, NULL, NULL);
+	return failed;
 }
