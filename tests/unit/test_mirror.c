@@ -2173,6 +2173,21 @@ static void test_rangelock_random(void **state)
 	assert_int_equal(rl.count, 0);
 }
 
+/* The engine's tests that hold whether records are sealed on the loop or by
+ * the encoder thread: run in both groups. */
+#define ENGINE_TESTS                                                                               \
+	cmocka_unit_test(test_append_basic), cmocka_unit_test(test_wraparound_local),              \
+	    cmocka_unit_test(test_wraparound_loopback),                                            \
+	    cmocka_unit_test(test_wraparound_local_sync), cmocka_unit_test(test_replay_torn_tail), \
+	    cmocka_unit_test(test_replay_corrupt_middle),                                          \
+	    cmocka_unit_test(test_replay_idempotent), cmocka_unit_test(test_flush),                \
+	    cmocka_unit_test(test_split_records), cmocka_unit_test(test_degrade_resync),           \
+	    cmocka_unit_test(test_resync_marks_image), cmocka_unit_test(test_image_judge),         \
+	    cmocka_unit_test(test_suspend), cmocka_unit_test(test_both_halves_full),               \
+	    cmocka_unit_test(test_recover_and_discard), cmocka_unit_test(test_cp_timer),           \
+	    cmocka_unit_test(test_stress_crash_points), cmocka_unit_test(test_replay_to_store),    \
+	    cmocka_unit_test(test_replay_async), cmocka_unit_test(test_runtime_reset)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2182,56 +2197,15 @@ int main(void)
 	    cmocka_unit_test(test_header_slots),
 	    cmocka_unit_test(test_header_geometry_wrap),
 	    cmocka_unit_test(test_replay_reads_header_once),
-	    cmocka_unit_test(test_append_basic),
-	    cmocka_unit_test(test_wraparound_local),
-	    cmocka_unit_test(test_wraparound_loopback),
-	    cmocka_unit_test(test_wraparound_local_sync),
-	    cmocka_unit_test(test_replay_torn_tail),
-	    cmocka_unit_test(test_replay_corrupt_middle),
-	    cmocka_unit_test(test_replay_idempotent),
-	    cmocka_unit_test(test_flush),
-	    cmocka_unit_test(test_split_records),
+	    ENGINE_TESTS,
 	    cmocka_unit_test(test_prefix_ack),
 	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_encoder),
-	    cmocka_unit_test(test_degrade_resync),
-	    cmocka_unit_test(test_resync_marks_image),
-	    cmocka_unit_test(test_image_judge),
-	    cmocka_unit_test(test_suspend),
-	    cmocka_unit_test(test_both_halves_full),
-	    cmocka_unit_test(test_recover_and_discard),
-	    cmocka_unit_test(test_cp_timer),
-	    cmocka_unit_test(test_stress_crash_points),
-	    cmocka_unit_test(test_replay_to_store),
-	    cmocka_unit_test(test_replay_async),
-	    cmocka_unit_test(test_runtime_reset),
 	    cmocka_unit_test(test_rangelock),
 	    cmocka_unit_test(test_rangelock_random),
 	};
-
-	/* The engine's tests with every record sealed by the encoder thread. */
-	const struct CMUnitTest encoder_tests[] = {
-	    cmocka_unit_test(test_append_basic),
-	    cmocka_unit_test(test_wraparound_local),
-	    cmocka_unit_test(test_wraparound_loopback),
-	    cmocka_unit_test(test_wraparound_local_sync),
-	    cmocka_unit_test(test_replay_torn_tail),
-	    cmocka_unit_test(test_replay_corrupt_middle),
-	    cmocka_unit_test(test_replay_idempotent),
-	    cmocka_unit_test(test_flush),
-	    cmocka_unit_test(test_split_records),
-	    cmocka_unit_test(test_degrade_resync),
-	    cmocka_unit_test(test_resync_marks_image),
-	    cmocka_unit_test(test_image_judge),
-	    cmocka_unit_test(test_suspend),
-	    cmocka_unit_test(test_both_halves_full),
-	    cmocka_unit_test(test_recover_and_discard),
-	    cmocka_unit_test(test_cp_timer),
-	    cmocka_unit_test(test_stress_crash_points),
-	    cmocka_unit_test(test_replay_to_store),
-	    cmocka_unit_test(test_replay_async),
-	    cmocka_unit_test(test_runtime_reset),
-	};
+	/* Again with every record sealed by the encoder thread. */
+	const struct CMUnitTest encoder_tests[] = {ENGINE_TESTS};
 	int failed;
 
 	log_set_level(getenv("DUET_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
