@@ -70,15 +70,40 @@ static void info_from_wire(struct proxy *px, struct nbd_export_info *i, const st
 
 /* ---- the partner's volume list ---- */
 
-/* A list may span several messages (PX_F_FIRST ... PX_F_LAST); it takes
- * effect at the last one, and a bad entry abandons the list being
- * received (the one before stays). */
+/* Serial-number order of list generations (they wrap). */
+static bool gen_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/* A list of generation @p gen is older than the one taken last, or than
+ * the one being received. */
+static bool list_stale(const struct proxy *px, uint32_t gen)
+{
+	if (!gen)
+		return false;
+	if (px->vols_applied_gen && !gen_before(px->vols_applied_gen, gen))
+		return true;
+	return px->vols_receiving && gen_before(gen, px->vols_recv_gen);
+}
+
+/* A list may span several messages (PX_F_FIRST ... PX_F_LAST), all on one
+ * port; it takes effect at the last one, and a bad entry abandons the list
+ * being received (the one before stays).
+ *
+ * The server tells a change on one port and answers each HELLO on its own,
+ * so lists reach us over several ports, and a list sent on one may arrive
+ * after a newer one sent on another (each port is a separate channel and
+ * batch). Each list carries the generation the server took when it read
+ * its volumes; one older than a list already taken, or than the one being
+ * received, is stale and skipped. Generation 0 (a server that does not
+ * number its lists) is always taken. */
 void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 {
 	struct proxy *px = p->px;
 	struct pxm_vols m;
 	const char *why;
-	bool changed = false;
+	bool changed = false, same;
 	unsigned listed = 0;
 	struct list *pos;
 
@@ -86,17 +111,28 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 		proxy_log_bad(px, true, "volume list", why);
 		return;
 	}
+	same = m.server_session == px->vols_server_session;
 	if (m.flags & PX_F_FIRST) {
-		if (m.server_session != px->vols_server_session) {
+		if (!same) {
 			/* A new partner instance: its ids mean something else. */
 			list_for_each(pos, &px->vols) list_entry(pos, struct pvol, node)->id_valid =
 			    false;
 			px->vols_server_session = m.server_session;
+			px->vols_applied_gen = 0;
+		} else if (list_stale(px, m.gen)) {
+			goto stale;
 		}
 		list_for_each(pos, &px->vols) list_entry(pos, struct pvol, node)->new_listed =
 		    false;
 		px->vols_receiving = true;
-	} else if (!px->vols_receiving || m.server_session != px->vols_server_session) {
+		px->vols_recv_gen = m.gen;
+		px->vols_recv_port = p->idx;
+	} else if (px->vols_receiving && same && m.gen == px->vols_recv_gen &&
+		   p->idx == px->vols_recv_port) {
+		/* the next part of the list being received */
+	} else if (same && m.gen) {
+		goto stale; /* part of a list overtaken by a newer one */
+	} else {
 		proxy_log_bad(px, true, "volume list", "continuation out of order");
 		return;
 	}
@@ -133,6 +169,7 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 	if (!(m.flags & PX_F_LAST))
 		return;
 	px->vols_receiving = false;
+	px->vols_applied_gen = m.gen;
 	if (px->partner_shelf != (m.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT) {
 		px->partner_shelf = (m.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT;
 		changed = true;
@@ -154,6 +191,17 @@ void proxy_fw_on_vols(struct pxport *p, const void *msg, size_t len)
 	if (changed && px->vols_changed)
 		px->vols_changed(px->vols_changed_arg);
 	proxy_fw_pump(px);
+	return;
+
+stale:
+	/* Our list is newer and from the same instance: the port has what it
+	 * waited for. */
+	LOG_DEBUG("partner %s: a volume list of generation %u skipped (have %u)", px->partner,
+		  m.gen, px->vols_applied_gen);
+	if ((m.flags & PX_F_LAST) && p->fstate == FP_HELLO) {
+		p->fstate = FP_READY;
+		proxy_fw_pump(px);
+	}
 }
 
 /* ---- local ios (takeover route) ---- */

@@ -150,7 +150,7 @@ static_assert(sizeof(struct px_vol) == 88, "volume layout");
 struct px_vols {
 	struct px_hdr h;
 	uint32_t count;
-	uint32_t rsvd;
+	uint32_t gen;		 /* the list's generation, see proxy_fw_on_vols(); 0: none */
 	uint64_t server_session; /* the server's session id: ids are valid within it */
 				 /* count x struct px_vol */
 };
@@ -256,6 +256,7 @@ struct pxm_rep {
 struct pxm_vols {
 	uint16_t flags;
 	uint32_t count;
+	uint32_t gen;
 	uint64_t server_session;
 	const uint8_t *vols; /* count x struct px_vol, read with proxy_wire_vol_get() */
 };
@@ -504,6 +505,9 @@ struct proxy {
 	struct list vols; /* struct pvol */
 	uint64_t vols_server_session;
 	bool vols_receiving;
+	uint32_t vols_recv_gen;	       /* of the list being received */
+	unsigned vols_recv_port;       /* the port it comes on */
+	uint32_t vols_applied_gen;     /* of the last list taken (0: none yet) */
 	unsigned partner_shelf;	       /* PROXY_SHELF_* of the partner's last list */
 	struct list cmds;	       /* struct pcmd, in submission order */
 	struct list waitq;	       /* struct preq not yet sent, in submission order */
@@ -531,6 +535,7 @@ struct proxy {
 	struct list svols; /* struct svol */
 	unsigned shelf;	   /* PROXY_SHELF_* sent with our list */
 	uint32_t next_vol_id;
+	uint32_t vols_gen; /* of our last list: each refresh takes a new one */
 	uint64_t table_session;
 	uint64_t epoch_ctr;
 	struct sent table[PX_TABLE];
@@ -589,7 +594,7 @@ size_t proxy_wire_encode_rep(void *buf, const struct pxm_rep *m);
 /** Write extent @p i after a REP header in @p buf. */
 void proxy_wire_put_ext(void *buf, unsigned i, uint64_t length, uint32_t flags);
 /** Encode a VOLS header for @p count entries; @return the whole message length. */
-size_t proxy_wire_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count,
+size_t proxy_wire_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count, uint32_t gen,
 				  uint64_t server_session);
 /** Write entry @p i after a VOLS header in @p buf. */
 void proxy_wire_put_vol(void *buf, unsigned i, const struct px_vol *v);

@@ -284,7 +284,7 @@ static bool send_vols(struct pxport *p)
 			flags |= PX_F_FIRST;
 		if (sent + n == total)
 			flags |= PX_F_LAST;
-		len = proxy_wire_encode_vols_hdr(px->scratch, flags, n, px->session);
+		len = proxy_wire_encode_vols_hdr(px->scratch, flags, n, px->vols_gen, px->session);
 		if (proxy_port_send(p, px->scratch, len) < 0) {
 			p->vols_pending = true;
 			return false;
@@ -296,7 +296,9 @@ static bool send_vols(struct pxport *p)
 }
 
 /* Re-read the local volume list; tell the partner on @p only, or on the
- * first port it says hello on when NULL. */
+ * first port it says hello on when NULL. Each reading takes a new
+ * generation (never 0), so the forwarder can tell which of the lists it
+ * got over different ports is the newest. */
 void proxy_srv_refresh_vols(struct proxy *px, struct pxport *only)
 {
 	struct list_ctx lc = {px, 0};
@@ -305,6 +307,8 @@ void proxy_srv_refresh_vols(struct proxy *px, struct pxport *only)
 	list_for_each(pos, &px->svols) list_entry(pos, struct svol, node)->mark = false;
 	if (px->lops->list(px->lctx, list_emit, &lc) < 0)
 		return;
+	if (++px->vols_gen == 0)
+		px->vols_gen = 1;
 	list_for_each_safe(pos, tmp, &px->svols)
 	{
 		struct svol *v = list_entry(pos, struct svol, node);

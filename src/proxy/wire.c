@@ -331,12 +331,13 @@ void proxy_wire_ext_get(const struct pxm_rep *r, unsigned i, uint64_t *length, u
 
 /* ---- VOLS ---- */
 
-size_t proxy_wire_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count,
+size_t proxy_wire_encode_vols_hdr(void *buf, uint16_t flags, uint32_t count, uint32_t gen,
 				  uint64_t server_session)
 {
 	memset(buf, 0, sizeof(struct px_vols));
 	put_hdr(buf, PX_VOLS, flags);
 	put_le32(AT(buf, px_vols, count), count);
+	put_le32(AT(buf, px_vols, gen), gen);
 	put_le64(AT(buf, px_vols, server_session), server_session);
 	return sizeof(struct px_vols) + (size_t)count * sizeof(struct px_vol);
 }
@@ -362,6 +363,7 @@ int proxy_wire_decode_vols(const void *msg, size_t len, struct pxm_vols *out, co
 	if (rc < 0)
 		return rc;
 	out->count = get_le32(CAT(msg, px_vols, count));
+	out->gen = get_le32(CAT(msg, px_vols, gen));
 	out->server_session = get_le64(CAT(msg, px_vols, server_session));
 	out->vols = (const uint8_t *)msg + sizeof(struct px_vols);
 	if (out->server_session == 0)

@@ -420,10 +420,12 @@ static void test_wire_roundtrip(void **state)
 	proxy_wire_ext_get(&p2, 1, &el, &ef);
 	assert_true(el == 8192 && ef == 0);
 
-	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 77);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, 0xfffffffeu, 77);
 	proxy_wire_put_vol(buf, 0, &w);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
 	assert_int_equal(v.count, 1);
+	assert_int_equal(v.gen, 0xfffffffeu);
+	assert_true(v.server_session == 77);
 	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), 0);
 	assert_string_equal(w2.name, "vol-b");
 	assert_true(w2.id == 7 && w2.size == (1 << 20) && w2.min_block == 512);
@@ -552,7 +554,7 @@ static void test_wire_rejects(void **state)
 	assert_int_equal(proxy_wire_decode_rep(buf, len + 100, &p2, &why), -EBADMSG);
 
 	/* volume lists */
-	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST, 1, 5);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST, 1, 1, 5);
 	proxy_wire_put_vol(buf, 0, &w);
 	assert_int_equal(proxy_wire_decode_vols(buf, len - 1, &v, &why), -EBADMSG);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
@@ -572,17 +574,17 @@ static void test_wire_rejects(void **state)
 	w.flags = 1u << 20;
 	proxy_wire_put_vol(buf, 0, &w);
 	assert_int_equal(proxy_wire_vol_get(&v, 0, &w2, &why), -EBADMSG);
-	len = proxy_wire_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 5);
+	len = proxy_wire_encode_vols_hdr(buf, 0, PX_VOLS_PER_MSG + 1, 1, 5);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
 	/* the shelf handover bits ride along; a bit past them does not */
 	len = proxy_wire_encode_vols_hdr(
 	    buf,
 	    PX_F_FIRST | PX_F_LAST | (PROXY_SHELF_GIVE | PROXY_SHELF_DROPPED) << PX_F_SHELF_SHIFT,
-	    0, 5);
+	    0, 1, 5);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), 0);
 	assert_int_equal((v.flags & PX_F_SHELF_MASK) >> PX_F_SHELF_SHIFT,
 			 PROXY_SHELF_GIVE | PROXY_SHELF_DROPPED);
-	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | (1u << 8), 0, 5);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | (1u << 8), 0, 1, 5);
 	assert_int_equal(proxy_wire_decode_vols(buf, len, &v, &why), -EBADMSG);
 
 	/* batches */
@@ -1498,13 +1500,94 @@ static void test_hostile_partner(void **state)
 	assert_int_equal(disk_ops(RB, NBD_CMD_WRITE), 0);
 	assert_true(PB->st.bad_requests >= 3);
 	/* a bad volume list is refused, the old one kept */
-	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_server_session);
+	len = proxy_wire_encode_vols_hdr(buf, PX_F_FIRST | PX_F_LAST, 1, PA->vols_applied_gen + 1,
+					 PA->vols_server_session);
 	memset(buf + sizeof(struct px_vols), 0xee, sizeof(struct px_vol));
 	fake_inject(CA, 0, buf, len);
 	assert_true(listed("vb"));
 	/* and everything still works */
 	assert_int_equal(write_at(0, 65536, 13), 0);
 	expect_disk(RB, "vb", 0, 65536, 13);
+}
+
+/* Inject a volume list of generation @p gen on a's port @p port: "vb" as
+ * b numbers it, and "vc" (a made-up id) when @p with_vc. */
+static void inject_vols(unsigned port, uint16_t flags, uint32_t gen, bool with_vb, bool with_vc)
+{
+	uint8_t buf[CCM_MSG_MAX];
+	struct px_vol w = {
+	    .flags = PXV_CAN_FLUSH, .size = VOL_SIZE, .min_block = 512, .pref_block = 4096};
+	uint32_t n = 0;
+	size_t len;
+
+	if (with_vb) {
+		w.id = proxy_fw_vol_find(PA, "vb")->id;
+		snprintf(w.name, sizeof(w.name), "vb");
+		proxy_wire_put_vol(buf, n++, &w);
+	}
+	if (with_vc) {
+		w.id = 999;
+		snprintf(w.name, sizeof(w.name), "vc");
+		proxy_wire_put_vol(buf, n++, &w);
+	}
+	len = proxy_wire_encode_vols_hdr(buf, flags, n, gen, PA->vols_server_session);
+	fake_inject(CA, port, buf, len);
+}
+
+/* The lists of one server reach the forwarder over several ports, and an
+ * older one can arrive after a newer one (a HELLO answered on one port in
+ * the same loop turn as a change told on another): the newest stays. */
+static void test_vols_stale(void **state)
+{
+	uint32_t g = PA->vols_applied_gen;
+	uint32_t sent;
+
+	(void)state;
+	/* the server numbers its lists: a change takes a new generation */
+	assert_int_not_equal(g, 0);
+	sent = PB->vols_gen;
+	proxy_local_volumes_changed(PB);
+	assert_true(PB->vols_gen == sent + 1);
+	WAIT(PA->vols_applied_gen == sent + 1);
+	g = PA->vols_applied_gen;
+	assert_true(listed("vb"));
+
+	/* newer on port 0 (vb, vc), then older on port 1 (none): kept */
+	assert_int_equal(PA->n_ports, 2);
+	inject_vols(0, PX_F_FIRST | PX_F_LAST, g + 2, true, true);
+	assert_true(listed("vb") && listed("vc"));
+	inject_vols(1, PX_F_FIRST | PX_F_LAST, g + 1, false, false);
+	assert_true(listed("vb") && listed("vc"));
+	inject_vols(1, PX_F_FIRST | PX_F_LAST, g + 2, false, false); /* the same one again */
+	assert_true(listed("vb") && listed("vc"));
+	assert_int_equal(PA->vols_applied_gen, g + 2);
+
+	/* a list in two parts on port 1; an older one in two parts on port 0
+	 * meanwhile is skipped, and the list being received completes */
+	inject_vols(1, PX_F_FIRST, g + 4, true, false);
+	inject_vols(0, PX_F_FIRST, g + 3, false, false);
+	inject_vols(0, PX_F_LAST, g + 3, false, true);
+	assert_true(listed("vc")); /* nothing taken yet */
+	inject_vols(1, PX_F_LAST, g + 4, false, false);
+	assert_true(listed("vb") && !listed("vc"));
+	assert_int_equal(PA->vols_applied_gen, g + 4);
+
+	/* generations wrap */
+	PA->vols_applied_gen = 0xffffffffu;
+	inject_vols(0, PX_F_FIRST | PX_F_LAST, 1, true, true);
+	assert_true(listed("vc"));
+	inject_vols(0, PX_F_FIRST | PX_F_LAST, 0xfffffffeu, true, false);
+	assert_true(listed("vc"));
+
+	/* a server that does not number its lists (0) is always believed */
+	inject_vols(0, PX_F_FIRST | PX_F_LAST, 0, true, false);
+	assert_true(listed("vb") && !listed("vc"));
+	inject_vols(1, PX_F_FIRST | PX_F_LAST, 0, true, true);
+	assert_true(listed("vc"));
+
+	/* and I/O still goes */
+	assert_int_equal(write_at(0, 4096, 21), 0);
+	expect_disk(RB, "vb", 0, 4096, 21);
 }
 
 /* A small channel window: requests and replies wait for room. */
@@ -2025,6 +2108,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_route_local_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_deadline, setup_short_deadline, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_partner, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vols_stale, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inline_read_reply, setup, teardown),
