@@ -356,7 +356,8 @@ int mirror_log_recovered(struct mirror *m);
 void mirror_free_halves(struct mirror *m);
 /* Place the appends that waited for space, in order, while they fit. */
 void mirror_place_waiters(struct mirror *m);
-/* Records <= are whole in the log (none waits for the encoder after them). */
+/* The last seq up to which every record is whole in the log (the one
+ * before the oldest the encoder has not sealed; else the last placed). */
 uint64_t mirror_encoded_seq(const struct mirror *m);
 /* Call @c logged of the writes whose durability the settings ask for is reached. */
 void mirror_complete_logged(struct mirror *m);
